@@ -1,0 +1,138 @@
+//! The client: a backend, an instance id, a clock and default options.
+
+use std::{fmt, sync::Arc};
+
+use crate::{
+    Clock, DynLeaseBackend, InstanceId, Lock, LockOptions, RwLock, Semaphore, TokioClock,
+};
+
+/// The entry point: binds a backend (already tied to a namespace) to this
+/// instance's id, a clock and default lock options. Cheap to clone; clones
+/// share everything.
+///
+/// ```
+/// # async fn demo(backend: coord_api::DynLeaseBackend) -> coord_api::Result<()> {
+/// use coord_api::Client;
+/// let client = Client::builder(backend).instance_id("scheduler-1")?.build();
+/// if let Some(guard) = client.lock("jobs/backup").try_lock().await? {
+///     println!("token {}", guard.token());
+///     guard.release().await?;
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: DynLeaseBackend,
+    instance: InstanceId,
+    clock: Arc<dyn Clock>,
+    lock_options: LockOptions,
+}
+
+impl Client {
+    /// A client on `backend` with a generated instance id, tokio's clock and
+    /// default options.
+    pub fn new(backend: DynLeaseBackend) -> Client {
+        Client::builder(backend).build()
+    }
+
+    /// A builder to set the instance id, clock and default options.
+    pub fn builder(backend: DynLeaseBackend) -> ClientBuilder {
+        ClientBuilder {
+            backend,
+            instance: None,
+            clock: Arc::new(TokioClock),
+            lock_options: LockOptions::default(),
+        }
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &DynLeaseBackend {
+        &self.inner.backend
+    }
+
+    /// This instance's id.
+    pub fn instance_id(&self) -> &InstanceId {
+        &self.inner.instance
+    }
+
+    /// The clock used for local validity and back-off.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// The default options of new locks, read-write locks and semaphores.
+    pub fn lock_options(&self) -> &LockOptions {
+        &self.inner.lock_options
+    }
+
+    /// An exclusive lock on `key`. Invalid keys are reported by the first
+    /// operation, as `InvalidArgument`.
+    pub fn lock(&self, key: &str) -> Lock {
+        Lock::new(self.clone(), key)
+    }
+
+    /// A read-write lock on `key` (writer preference).
+    pub fn rwlock(&self, key: &str) -> RwLock {
+        RwLock::new(self.clone(), key)
+    }
+
+    /// A semaphore on `key` with `permits` permits.
+    pub fn semaphore(&self, key: &str, permits: u32) -> Semaphore {
+        Semaphore::new(self.clone(), key, permits)
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("backend", &format_args!("{}", self.inner.backend))
+            .field("instance", &self.inner.instance)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Client`].
+#[must_use]
+pub struct ClientBuilder {
+    backend: DynLeaseBackend,
+    instance: Option<InstanceId>,
+    clock: Arc<dyn Clock>,
+    lock_options: LockOptions,
+}
+
+impl ClientBuilder {
+    /// Sets this instance's id (validated: 1..=128 bytes, no `#`, no control
+    /// characters). Default: generated from host name and pid.
+    pub fn instance_id(mut self, id: &str) -> crate::Result<Self> {
+        self.instance = Some(InstanceId::new(id)?);
+        Ok(self)
+    }
+
+    /// Sets the clock (tests and the simulator skew it).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Sets the default lock options.
+    pub fn lock_options(mut self, opts: LockOptions) -> Self {
+        self.lock_options = opts;
+        self
+    }
+
+    /// The client.
+    pub fn build(self) -> Client {
+        Client {
+            inner: Arc::new(Inner {
+                backend: self.backend,
+                instance: self.instance.unwrap_or_else(InstanceId::generate),
+                clock: self.clock,
+                lock_options: self.lock_options,
+            }),
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The one error type of coord.
+
+use std::time::Duration;
+
+/// A boxed error from a backend's own library (redis, io, ...).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `Result<T, coord_api::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in coord.
+///
+/// Contention is an outcome, not an error: `try_lock` returns `Ok(None)`.
+/// Every variant names what it is about (the key, the name, the backend) so
+/// that a log line alone tells the on-call engineer where to look. Errors never
+/// carry secrets (passwords are redacted before they reach a message).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Bad input, refused before any state changed or any I/O happened.
+    #[error("invalid argument: {message}")]
+    InvalidArgument {
+        /// What was wrong, naming the key and the limit.
+        message: String,
+    },
+    /// A wait ended before the condition held (lock wait, retries exhausted).
+    #[error("timed out after {waited:?} waiting for {what} on {backend}")]
+    Timeout {
+        /// What was waited for, e.g. `lock "jobs/backup"`.
+        what: String,
+        /// The backend's display name.
+        backend: String,
+        /// How long the caller waited.
+        waited: Duration,
+    },
+    /// The lease was lost (expired, taken over, or renewal impossible) before
+    /// the operation could run.
+    #[error("lease on {key:?} was lost ({backend})")]
+    LeaseLost {
+        /// The key of the lease.
+        key: String,
+        /// The backend's display name.
+        backend: String,
+    },
+    /// The caller does not hold what the operation needs.
+    #[error("{key:?} is not held by this holder ({backend})")]
+    NotHeld {
+        /// The key.
+        key: String,
+        /// The backend's display name.
+        backend: String,
+    },
+    /// A circuit breaker refused the call.
+    #[error("circuit {name:?} is open; retry after {retry_after:?}")]
+    CircuitOpen {
+        /// The breaker's name.
+        name: String,
+        /// When the breaker will admit a probe.
+        retry_after: Duration,
+    },
+    /// A job this one waits for failed.
+    #[error("dependency {job:?} failed: {reason}")]
+    DependencyFailed {
+        /// The failed job.
+        job: String,
+        /// The reason it gave.
+        reason: String,
+    },
+    /// The backend cannot be reached now (connection refused or lost, an
+    /// operation timed out). Retryable.
+    #[error("{backend} unavailable: {message}")]
+    Unavailable {
+        /// The backend and endpoint, without credentials.
+        backend: String,
+        /// What failed.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The backend answered with an error that is not about availability.
+    #[error("{backend} error: {message}")]
+    Backend {
+        /// The backend and endpoint, without credentials.
+        backend: String,
+        /// What failed.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The backend does not implement this operation (see its [`Capability`](crate::Capability)).
+    #[error("{operation} is not supported by {backend}")]
+    NotSupported {
+        /// The operation, e.g. `"semaphore"`.
+        operation: &'static str,
+        /// The backend's display name.
+        backend: String,
+    },
+    /// A configuration problem: an unknown URL scheme, an unknown or bad key.
+    #[error("configuration: {message}")]
+    Config {
+        /// What was wrong, naming the key.
+        message: String,
+    },
+}
+
+impl Error {
+    /// An [`Error::InvalidArgument`] with the given message.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            message: message.into(),
+        }
+    }
+
+    /// An [`Error::Config`] with the given message.
+    pub fn config(message: impl Into<String>) -> Self {
+        Error::Config {
+            message: message.into(),
+        }
+    }
+
+    /// An [`Error::Unavailable`] without a source.
+    pub fn unavailable(backend: impl ToString, message: impl Into<String>) -> Self {
+        Error::Unavailable {
+            backend: backend.to_string(),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::Backend`] without a source.
+    pub fn backend(backend: impl ToString, message: impl Into<String>) -> Self {
+        Error::Backend {
+            backend: backend.to_string(),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Whether retrying the same call later may succeed (only `Unavailable`).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Unavailable { .. })
+    }
+}

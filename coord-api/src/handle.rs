@@ -1,0 +1,117 @@
+//! What Lock, RwLock and Semaphore have in common: a client, a key checked
+//! once, and options.
+
+use crate::{
+    Client, Error, HolderId, Key, LeaseFamily, LeaseInfo, LeaseKind, LockOptions, Result,
+    acquire::Request,
+};
+
+#[derive(Debug, Clone)]
+pub(crate) struct Handle {
+    pub(crate) client: Client,
+    key: std::result::Result<Key, String>,
+    pub(crate) opts: LockOptions,
+}
+
+impl Handle {
+    pub(crate) fn new(client: Client, key: &str) -> Handle {
+        let opts = client.lock_options().clone();
+        Handle {
+            client,
+            key: Key::new(key).map_err(|_| key.to_owned()),
+            opts,
+        }
+    }
+
+    /// The validated key, or the `InvalidArgument` it failed with.
+    pub(crate) fn key(&self) -> Result<&Key> {
+        match &self.key {
+            Ok(k) => Ok(k),
+            Err(raw) => Err(Key::new(raw).expect_err("validated before")),
+        }
+    }
+
+    pub(crate) fn key_str(&self) -> &str {
+        match &self.key {
+            Ok(k) => k.as_str(),
+            Err(raw) => raw,
+        }
+    }
+
+    /// A request for `kind` by `holder` (a fresh one when `None`), with the
+    /// key and options validated first.
+    pub(crate) fn request(&self, kind: LeaseKind, holder: Option<HolderId>) -> Result<Request<'_>> {
+        let key = self.key()?;
+        self.opts.validate(key)?;
+        let holder = holder.unwrap_or_else(|| HolderId::new(self.client.instance_id().clone()));
+        Ok(Request {
+            client: &self.client,
+            kind,
+            key,
+            opts: &self.opts,
+            holder,
+        })
+    }
+
+    pub(crate) async fn inspect(&self, family: LeaseFamily) -> Result<Vec<LeaseInfo>> {
+        let key = self.key()?;
+        let span = tracing::debug_span!("coord.backend", op = "inspect", family = family.as_str(), key = %key);
+        tracing::Instrument::instrument(self.client.backend().inspect(family, key), span).await
+    }
+
+    pub(crate) async fn force_release(&self, family: LeaseFamily) -> Result<usize> {
+        let key = self.key()?;
+        let span = tracing::debug_span!("coord.backend", op = "force_release", family = family.as_str(), key = %key);
+        let n = tracing::Instrument::instrument(self.client.backend().force_release(family, key), span).await?;
+        tracing::info!(key = %key, family = family.as_str(), removed = n, "force released");
+        Ok(n)
+    }
+
+    pub(crate) fn unsupported(&self, operation: &'static str) -> Error {
+        Error::NotSupported {
+            operation,
+            backend: self.client.backend().to_string(),
+        }
+    }
+}
+
+/// The option setters every handle type offers, written once.
+macro_rules! option_setters {
+    () => {
+        /// Replaces all options (defaults come from the client).
+        pub fn with_options(mut self, opts: $crate::LockOptions) -> Self {
+            self.handle.opts = opts;
+            self
+        }
+
+        /// The options in force.
+        pub fn options(&self) -> &$crate::LockOptions {
+            &self.handle.opts
+        }
+
+        /// Sets the lease TTL (1 ms ..= 24 h).
+        pub fn ttl(mut self, ttl: std::time::Duration) -> Self {
+            self.handle.opts.ttl = ttl;
+            self
+        }
+
+        /// Sets how long waiting acquisitions wait (`None`: for ever).
+        pub fn wait_timeout(mut self, wait: Option<std::time::Duration>) -> Self {
+            self.handle.opts.wait_timeout = wait;
+            self
+        }
+
+        /// Turns background renewal on or off.
+        pub fn auto_extend(mut self, on: bool) -> Self {
+            self.handle.opts.auto_extend = on;
+            self
+        }
+
+        /// The key, as given.
+        pub fn key(&self) -> &str {
+            self.handle.key_str()
+        }
+    };
+}
+pub(crate) use option_setters;
+

@@ -1,0 +1,136 @@
+//! Who holds a lease: an instance id plus a random nonce per acquisition.
+
+use std::{fmt, str::FromStr, sync::Arc};
+
+use crate::{Error, Result};
+
+/// Names one running instance of a service (a process, a pod). Shown to
+/// operators in [`LeaseInfo`](crate::LeaseInfo); it is not a secret and not a
+/// proof of anything. At most 128 bytes, no control characters, no `#`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InstanceId(Arc<str>);
+
+impl InstanceId {
+    /// Longest instance id, in bytes.
+    pub const MAX_BYTES: usize = 128;
+
+    /// Validates `id`.
+    pub fn new(id: &str) -> Result<InstanceId> {
+        if id.is_empty() || id.len() > Self::MAX_BYTES {
+            return Err(Error::invalid(format!(
+                "instance id {id:?} is {} bytes; an instance id is 1..={} bytes",
+                id.len(),
+                Self::MAX_BYTES
+            )));
+        }
+        if id.chars().any(|c| c.is_control() || c == '#') {
+            return Err(Error::invalid(format!(
+                "instance id {id:?} contains '#' or a control character"
+            )));
+        }
+        Ok(InstanceId(id.into()))
+    }
+
+    /// A fresh id for this process: `<hostname or "host">-<pid>-<4 random hex>`.
+    pub fn generate() -> InstanceId {
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| InstanceId::new(h).is_ok() && h.len() <= 64)
+            .unwrap_or_else(|| "host".to_owned());
+        let id = format!(
+            "{host}-{}-{:04x}",
+            std::process::id(),
+            rand::random::<u16>()
+        );
+        InstanceId(id.into())
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The identity a lease is granted to: the instance plus a 128-bit random
+/// nonce drawn per acquisition. Only the exact holder can extend or release a
+/// lease; a guessed or stale holder changes nothing.
+///
+/// Its text form, used by backends to store it, is `instance#nonce-in-hex`:
+///
+/// ```
+/// use coord_api::{HolderId, InstanceId};
+/// let h = HolderId::new(InstanceId::new("web-1").unwrap());
+/// let parsed: HolderId = h.to_string().parse().unwrap();
+/// assert_eq!(parsed, h);
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HolderId {
+    instance: InstanceId,
+    nonce: u128,
+}
+
+impl HolderId {
+    /// A holder of `instance` with a fresh random nonce.
+    pub fn new(instance: InstanceId) -> HolderId {
+        HolderId {
+            instance,
+            nonce: rand::random(),
+        }
+    }
+
+    /// A holder with a given nonce (tests, parsing).
+    pub fn from_parts(instance: InstanceId, nonce: u128) -> HolderId {
+        HolderId { instance, nonce }
+    }
+
+    /// The instance this holder belongs to.
+    pub fn instance(&self) -> &InstanceId {
+        &self.instance
+    }
+
+    /// The per-acquisition nonce.
+    pub fn nonce(&self) -> u128 {
+        self.nonce
+    }
+}
+
+impl fmt::Display for HolderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{:032x}", self.instance, self.nonce)
+    }
+}
+
+impl fmt::Debug for HolderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HolderId({self})")
+    }
+}
+
+impl FromStr for HolderId {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<HolderId> {
+        let bad = || Error::invalid(format!("{s:?} is not a holder id (instance#hex-nonce)"));
+        let (instance, nonce) = s.rsplit_once('#').ok_or_else(bad)?;
+        if nonce.len() != 32 {
+            return Err(bad());
+        }
+        let nonce = u128::from_str_radix(nonce, 16).map_err(|_| bad())?;
+        Ok(HolderId {
+            instance: InstanceId::new(instance)?,
+            nonce,
+        })
+    }
+}

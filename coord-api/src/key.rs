@@ -1,0 +1,181 @@
+//! Validated keys, namespaces and TTLs.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use crate::{Error, Result};
+
+/// Longest key, in bytes.
+pub const MAX_KEY_BYTES: usize = 512;
+/// Longest namespace, in bytes.
+pub const MAX_NAMESPACE_BYTES: usize = 64;
+/// Shortest TTL a lease may have.
+pub const MIN_TTL: Duration = Duration::from_millis(1);
+/// Longest TTL a lease may have.
+pub const MAX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The name of a lock, election, queue...: UTF-8, 1..=512 bytes, no control
+/// characters. Cheap to clone.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key(Arc<str>);
+
+impl Key {
+    /// Validates `key`.
+    ///
+    /// ```
+    /// use coord_api::Key;
+    /// assert!(Key::new("jobs/nightly-backup").is_ok());
+    /// assert!(Key::new("").is_err());
+    /// assert!(Key::new("a\nb").is_err());
+    /// ```
+    pub fn new(key: &str) -> Result<Key> {
+        if key.is_empty() {
+            return Err(Error::invalid("key is empty (a key is 1..=512 bytes)"));
+        }
+        if key.len() > MAX_KEY_BYTES {
+            return Err(Error::invalid(format!(
+                "key {:?}... is {} bytes, over the limit of {MAX_KEY_BYTES}",
+                truncate(key, 32),
+                key.len()
+            )));
+        }
+        if let Some(c) = key.chars().find(|c| c.is_control()) {
+            return Err(Error::invalid(format!(
+                "key {key:?} contains the control character {c:?} (control characters are not allowed)"
+            )));
+        }
+        Ok(Key(key.into()))
+    }
+
+    /// The key as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for Key {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The namespace a client is bound to (default `coord`): 1..=64 bytes of
+/// ASCII letters, digits, `-`, `_` and `.`. Keys of two namespaces never
+/// collide.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Namespace(Arc<str>);
+
+impl Namespace {
+    /// The namespace used when none is configured.
+    pub const DEFAULT: &'static str = "coord";
+
+    /// Validates `ns`.
+    ///
+    /// ```
+    /// use coord_api::Namespace;
+    /// assert!(Namespace::new("billing-prod").is_ok());
+    /// assert!(Namespace::new("a:b").is_err());
+    /// ```
+    pub fn new(ns: &str) -> Result<Namespace> {
+        let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if ns.is_empty() || ns.len() > MAX_NAMESPACE_BYTES {
+            return Err(Error::invalid(format!(
+                "namespace {:?} is {} bytes; a namespace is 1..={MAX_NAMESPACE_BYTES} bytes",
+                truncate(ns, 32),
+                ns.len()
+            )));
+        }
+        if let Some(c) = ns.chars().find(|&c| !ok_char(c)) {
+            return Err(Error::invalid(format!(
+                "namespace {ns:?} contains {c:?}; allowed are ASCII letters, digits, '-', '_' and '.'"
+            )));
+        }
+        Ok(Namespace(ns.into()))
+    }
+
+    /// The namespace as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Namespace {
+    fn default() -> Self {
+        Namespace(Self::DEFAULT.into())
+    }
+}
+
+impl fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Checks that `ttl` is within [`MIN_TTL`]..=[`MAX_TTL`]; `key` names the
+/// lease in the error.
+pub fn validate_ttl(key: &Key, ttl: Duration) -> Result<()> {
+    if ttl < MIN_TTL || ttl > MAX_TTL {
+        return Err(Error::invalid(format!(
+            "ttl {ttl:?} for key {key:?} is out of range: a ttl is from {MIN_TTL:?} to {MAX_TTL:?}"
+        )));
+    }
+    Ok(())
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_limits() {
+        assert!(Key::new(&"k".repeat(512)).is_ok());
+        let e = Key::new(&"k".repeat(513)).unwrap_err().to_string();
+        assert!(e.contains("513") && e.contains("512"), "{e}");
+        assert!(Key::new("tab\there").is_err());
+        assert!(Key::new("\u{7f}").is_err());
+        assert!(Key::new("ünïcødé/ok").is_ok());
+    }
+
+    #[test]
+    fn ttl_limits() {
+        let k = Key::new("k").unwrap();
+        assert!(validate_ttl(&k, Duration::ZERO).is_err());
+        assert!(validate_ttl(&k, MIN_TTL).is_ok());
+        assert!(validate_ttl(&k, MAX_TTL).is_ok());
+        let e = validate_ttl(&k, MAX_TTL + Duration::from_millis(1)).unwrap_err();
+        assert!(e.to_string().contains("\"k\""), "{e}");
+    }
+
+    #[test]
+    fn namespace_rules() {
+        assert_eq!(Namespace::default().as_str(), "coord");
+        assert!(Namespace::new("").is_err());
+        assert!(Namespace::new("a{b}").is_err());
+        assert!(Namespace::new(&"n".repeat(65)).is_err());
+    }
+}

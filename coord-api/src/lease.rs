@@ -1,0 +1,407 @@
+//! A held lease: its guard, its local validity, its lost signal and the
+//! watchdog that renews it.
+
+use std::{
+    fmt,
+    sync::{Arc, Mutex, Weak},
+    time::Duration,
+};
+
+use tokio::sync::Notify;
+
+use crate::{
+    Client, FencingToken, HolderId, Key, LeaseId, LeaseKind, Release, Result,
+    clock::Instant,
+    trace::{self, Outcome},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    /// Held, valid locally until the instant.
+    Held(Instant),
+    /// Lost: expired locally, refused on renewal, or found gone.
+    Lost,
+    /// Released by its holder.
+    Released,
+}
+
+/// State shared by the guards of one lease (several for a reentrant lock),
+/// its lost signals and its watchdog.
+pub(crate) struct LeaseShared {
+    pub(crate) client: Client,
+    pub(crate) id: LeaseId,
+    pub(crate) token: FencingToken,
+    ttl: Duration,
+    validity: Duration,
+    status: Mutex<Status>,
+    changed: Notify,
+    watchdog: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl LeaseShared {
+    /// A lease granted for `ttl` on a request sent at `t_sent`.
+    pub(crate) fn new(
+        client: Client,
+        id: LeaseId,
+        token: FencingToken,
+        ttl: Duration,
+        validity: Duration,
+        t_sent: Instant,
+    ) -> Arc<LeaseShared> {
+        Arc::new(LeaseShared {
+            client,
+            id,
+            token,
+            ttl,
+            validity,
+            status: Mutex::new(Status::Held(t_sent + validity)),
+            changed: Notify::new(),
+            watchdog: Mutex::new(None),
+        })
+    }
+
+    /// Starts renewing every `every` in the background.
+    pub(crate) fn start_watchdog(self: &Arc<Self>, every: Duration) {
+        let weak = Arc::downgrade(self);
+        let handle = tokio::spawn(watchdog(weak, every));
+        *self.watchdog.lock().unwrap() = Some(handle);
+    }
+
+    fn status(&self) -> Status {
+        let mut s = self.status.lock().unwrap();
+        if let Status::Held(until) = *s
+            && self.client.clock().now() >= until
+        {
+            *s = Status::Lost;
+            drop(s);
+            self.lost_now();
+            return Status::Lost;
+        }
+        *s
+    }
+
+    pub(crate) fn is_held(&self) -> bool {
+        matches!(self.status(), Status::Held(_))
+    }
+
+    fn valid_until(&self) -> Option<Instant> {
+        match self.status() {
+            Status::Held(until) => Some(until),
+            _ => None,
+        }
+    }
+
+    /// The backend confirmed the lease (renewal, reentrant grant) for a
+    /// request sent at `t_sent`.
+    pub(crate) fn renewed(&self, t_sent: Instant) {
+        let mut s = self.status.lock().unwrap();
+        if let Status::Held(until) = *s {
+            *s = Status::Held(until.max(t_sent + self.validity));
+        }
+    }
+
+    pub(crate) fn mark(&self, lost: bool) {
+        let mut s = self.status.lock().unwrap();
+        if matches!(*s, Status::Held(_)) {
+            *s = if lost { Status::Lost } else { Status::Released };
+            drop(s);
+            if lost {
+                self.lost_now();
+            }
+            self.changed.notify_waiters();
+        }
+    }
+
+    fn lost_now(&self) {
+        tracing::warn!(
+            key = %self.id.key,
+            holder = %self.id.holder,
+            token = self.token.get(),
+            backend = %self.client.backend(),
+            "lease lost"
+        );
+        self.changed.notify_waiters();
+    }
+
+    /// Waits until the lease is no longer held.
+    async fn ended(&self) {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let Some(until) = self.valid_until() else {
+                return;
+            };
+            tokio::select! {
+                _ = notified => {}
+                _ = self.client.clock().sleep_until(until) => {}
+            }
+        }
+    }
+
+    /// One renewal round trip. `Ok(false)` marks the lease lost.
+    pub(crate) async fn extend(&self) -> Result<bool> {
+        let t_sent = self.client.clock().now();
+        let res = trace::call(
+            "extend",
+            &self.client,
+            &self.id,
+            Some(self.token),
+            self.client.backend().extend(&self.id, self.ttl),
+            |held: &bool| if *held { Outcome::Ok } else { Outcome::NotHeld },
+        )
+        .await?;
+        if res {
+            self.renewed(t_sent);
+        } else {
+            self.mark(true);
+        }
+        Ok(res && self.is_held())
+    }
+}
+
+impl Drop for LeaseShared {
+    fn drop(&mut self) {
+        if let Some(h) = self.watchdog.get_mut().unwrap().take() {
+            h.abort();
+        }
+    }
+}
+
+async fn watchdog(weak: Weak<LeaseShared>, every: Duration) {
+    let mut wait = every;
+    loop {
+        let (clock, next) = match weak.upgrade() {
+            Some(s) => (s.client.clock().clone(), s.client.clock().now() + wait),
+            None => return,
+        };
+        clock.sleep_until(next).await;
+        let Some(lease) = weak.upgrade() else { return };
+        let Some(until) = lease.valid_until() else {
+            return;
+        };
+        tokio::select! {
+            res = lease.extend() => match res {
+                Ok(true) => wait = every,
+                Ok(false) => return,
+                // Keep trying, faster, until local validity runs out.
+                Err(_) => wait = (every / 3).max(Duration::from_millis(1)),
+            },
+            _ = clock.sleep_until(until) => {
+                lease.mark(true);
+                return;
+            }
+        }
+    }
+}
+
+/// A guard for a held lease: a lock, a read or write lock, or a permit.
+///
+/// - [`token`](Self::token) is the fencing token to hand to the protected
+///   resource;
+/// - [`is_held`](Self::is_held) and [`lost`](Self::lost) tell whether the
+///   holder can still rely on the lease: it stops being held at its local
+///   validity deadline unless renewed, when renewal is refused, or on release;
+/// - [`release`](Self::release) says whether the lease was still held;
+///   dropping the guard releases in the background (and if that cannot happen,
+///   the TTL frees the key).
+#[must_use = "if unused the lease is released immediately"]
+pub struct LeaseGuard {
+    shared: Arc<LeaseShared>,
+    released: bool,
+}
+
+/// The guard of an exclusive or reentrant [`Lock`](crate::Lock).
+pub type LockGuard = LeaseGuard;
+/// The guard of a reader of a [`RwLock`](crate::RwLock).
+pub type ReadGuard = LeaseGuard;
+/// The guard of the writer of a [`RwLock`](crate::RwLock).
+pub type WriteGuard = LeaseGuard;
+/// One permit of a [`Semaphore`](crate::Semaphore).
+pub type Permit = LeaseGuard;
+
+impl LeaseGuard {
+    pub(crate) fn new(shared: Arc<LeaseShared>) -> LeaseGuard {
+        LeaseGuard {
+            shared,
+            released: false,
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<LeaseShared> {
+        &self.shared
+    }
+
+    /// The fencing token of this grant.
+    pub fn token(&self) -> FencingToken {
+        self.shared.token
+    }
+
+    /// The key of the lease.
+    pub fn key(&self) -> &Key {
+        &self.shared.id.key
+    }
+
+    /// The holder the lease was granted to.
+    pub fn holder(&self) -> &HolderId {
+        &self.shared.id.holder
+    }
+
+    /// The kind of lease.
+    pub fn kind(&self) -> LeaseKind {
+        self.shared.id.kind
+    }
+
+    /// Whether the lease is still held as far as this client can tell: not
+    /// released, not refused on renewal, and within its local validity.
+    pub fn is_held(&self) -> bool {
+        self.shared.is_held()
+    }
+
+    /// Until when the lease counts as valid locally (by the client's clock),
+    /// or `None` once it is no longer held.
+    pub fn valid_until(&self) -> Option<Instant> {
+        self.shared.valid_until()
+    }
+
+    /// Completes when the lease is lost (it completes at once if it already
+    /// is). Fires at the local validity deadline even when the backend cannot
+    /// be reached.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping the future changes nothing.
+    pub async fn lost(&self) {
+        self.shared.ended().await
+    }
+
+    /// A `'static` handle on the lost signal, to hand to a task.
+    pub fn lost_signal(&self) -> LostSignal {
+        LostSignal {
+            shared: Arc::downgrade(&self.shared),
+        }
+    }
+
+    /// Renews the lease now for its TTL. Returns whether it is still held; a
+    /// `false` marks it lost. Auto-extension calls this for you.
+    pub async fn extend(&self) -> Result<bool> {
+        self.shared.extend().await
+    }
+
+    /// Releases the lease (one hold of a reentrant lock). Returns whether the
+    /// lease was still held by this holder on the backend.
+    ///
+    /// # Cancel safety
+    /// If cancelled, the release goes on in the background.
+    pub async fn release(mut self) -> Result<bool> {
+        self.released = true;
+        let shared = self.shared.clone();
+        release_lease(shared).await
+    }
+}
+
+async fn release_lease(shared: Arc<LeaseShared>) -> Result<bool> {
+    let res = trace::call(
+        "release",
+        &shared.client,
+        &shared.id,
+        Some(shared.token),
+        shared.client.backend().release(&shared.id),
+        |r: &Release| match r {
+            Release::Released { .. } => Outcome::Ok,
+            Release::NotHeld => Outcome::NotHeld,
+        },
+    )
+    .await;
+    match res {
+        Ok(Release::Released { remaining: 0 }) => {
+            shared.mark(false);
+            Ok(true)
+        }
+        Ok(Release::Released { .. }) => Ok(true),
+        Ok(Release::NotHeld) => {
+            shared.mark(true);
+            Ok(false)
+        }
+        Err(e) => {
+            // The holder gave the lease up; stop renewing it. The TTL frees it.
+            shared.mark(false);
+            Err(e)
+        }
+    }
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        if !self.released {
+            spawn_background(release_lease(self.shared.clone()));
+        }
+    }
+}
+
+impl fmt::Debug for LeaseGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LeaseGuard")
+            .field("kind", &self.shared.id.kind)
+            .field("key", &self.shared.id.key)
+            .field("holder", &self.shared.id.holder)
+            .field("token", &self.shared.token)
+            .field("held", &self.is_held())
+            .finish()
+    }
+}
+
+/// Runs `fut` on the current runtime if there is one; otherwise drops it
+/// (the TTL then frees whatever it would have released).
+pub(crate) fn spawn_background<F>(fut: F)
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        drop(handle.spawn(fut));
+    }
+}
+
+/// A `'static`, cloneable view of a lease's lost signal, like a cancellation
+/// token: hand it to the task doing the protected work.
+///
+/// ```
+/// # use coord_api::LostSignal;
+/// async fn work(lost: LostSignal) {
+///     tokio::select! {
+///         _ = lost.wait() => { /* stop writing: someone else may hold it */ }
+///         _ = async { /* the protected work */ } => {}
+///     }
+/// }
+/// ```
+#[derive(Clone, Debug)]
+pub struct LostSignal {
+    shared: Weak<LeaseShared>,
+}
+
+impl LostSignal {
+    /// Completes when the lease is no longer held: lost, or released (or
+    /// every guard of it dropped).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn wait(&self) {
+        if let Some(s) = self.shared.upgrade() {
+            s.ended().await
+        }
+    }
+
+    /// Whether the lease is no longer held.
+    pub fn is_lost(&self) -> bool {
+        self.shared.upgrade().is_none_or(|s| !s.is_held())
+    }
+}
+
+impl fmt::Debug for LeaseShared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LeaseShared")
+            .field("id", &self.id)
+            .field("token", &self.token)
+            .finish_non_exhaustive()
+    }
+}

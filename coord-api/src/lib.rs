@@ -1,0 +1,65 @@
+//! # coord-api: the semantic contract of coord
+//!
+//! This crate is what every coord backend and every coord user agrees on.
+//! Read [`contract`] first: it states, primitive by primitive, what coord
+//! promises; the conformance suite (`coord-conformance`) checks it against
+//! every backend.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`contract`] | the semantic contract, in prose |
+//! | `error` | [`Error`], the one error enum, and [`Result`] |
+//! | `key` | [`Key`], [`Namespace`], TTL limits ([`validate_ttl`]) |
+//! | `holder` | [`InstanceId`], [`HolderId`] (instance + 128-bit nonce) |
+//! | `token` | [`FencingToken`] and the rule that keeps it monotonic |
+//! | `clock` | [`Clock`], [`TokioClock`], [`SkewedClock`] (offset and drift) |
+//! | `backend` | the SPI: [`LeaseBackend`], [`LeaseWatch`], [`Capability`] |
+//! | `client` | [`Client`], [`ClientBuilder`] |
+//! | `options` | [`LockOptions`] |
+//! | `lock`, `rwlock`, `semaphore` | [`Lock`], [`RwLock`], [`Semaphore`] |
+//! | `lease` | [`LeaseGuard`] (and its aliases), [`LostSignal`] |
+//!
+//! Layering: backend traits (atomic steps, no defaults) → client types here
+//! (waiting, retry, renewal, lost signals, tracing; written once for every
+//! backend) → the `coord` facade (`connect(url)`).
+#![deny(missing_docs)]
+
+#[doc = include_str!("contract.md")]
+pub mod contract {}
+
+mod acquire;
+mod backend;
+mod client;
+mod clock;
+mod error;
+mod handle;
+mod holder;
+mod key;
+mod lease;
+mod lock;
+mod options;
+mod rwlock;
+mod semaphore;
+mod token;
+mod trace;
+
+pub use backend::{
+    Acquire, Busy, Capability, DynLeaseBackend, Grant, LeaseBackend, LeaseFamily, LeaseId,
+    LeaseInfo, LeaseKind, LeaseWatch, Release,
+};
+pub use client::{Client, ClientBuilder};
+pub use clock::{Clock, Instant, SkewedClock, Sleep, TokioClock};
+pub use error::{BoxError, Error, Result};
+pub use holder::{HolderId, InstanceId};
+pub use key::{
+    Key, MAX_KEY_BYTES, MAX_NAMESPACE_BYTES, MAX_TTL, MIN_TTL, Namespace, validate_ttl,
+};
+pub use lease::{LeaseGuard, LockGuard, LostSignal, Permit, ReadGuard, WriteGuard};
+pub use lock::Lock;
+pub use options::LockOptions;
+pub use rwlock::RwLock;
+pub use semaphore::Semaphore;
+pub use token::FencingToken;
+
+/// Re-exported so backends implement the traits with the same macro version.
+pub use async_trait::async_trait;

@@ -1,0 +1,154 @@
+//! Exclusive and reentrant locks.
+
+use std::sync::{Arc, Mutex, Weak};
+
+use crate::{
+    Acquire, Client, LeaseFamily, LeaseInfo, LeaseKind, LockGuard, Result,
+    acquire::{Attempt, reenter},
+    handle::{Handle, option_setters},
+    lease::LeaseShared,
+};
+
+/// A distributed exclusive lock: at most one holder per key at any instant of
+/// the backend's clock.
+///
+/// ```
+/// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
+/// use std::time::Duration;
+/// let lock = client.lock("jobs/nightly-backup").ttl(Duration::from_secs(10));
+/// if let Some(guard) = lock.try_lock().await? {
+///     // hand guard.token() to the storage you write to
+///     run_backup(guard.token().get()).await;
+///     guard.release().await?;
+/// }
+/// # Ok(()) }
+/// # async fn run_backup(_: u64) {}
+/// ```
+///
+/// In reentrant mode ([`reentrant`](Self::reentrant)) the handle is the
+/// holder, like a thread in Redisson: locking again through the same handle
+/// (or a clone of it) while it holds the lock increments a hold count and
+/// returns another guard with the same token; the key frees when every guard
+/// is released. Share such a handle only with code that may count as the same
+/// holder.
+#[derive(Debug, Clone)]
+pub struct Lock {
+    handle: Handle,
+    reentrant: bool,
+    /// The lease this handle holds, for reentrant re-acquisition.
+    held: Arc<Mutex<Weak<LeaseShared>>>,
+}
+
+impl Lock {
+    pub(crate) fn new(client: Client, key: &str) -> Lock {
+        Lock {
+            handle: Handle::new(client, key),
+            reentrant: false,
+            held: Default::default(),
+        }
+    }
+
+    option_setters!();
+
+    /// Makes this handle reentrant (see the type's docs).
+    pub fn reentrant(mut self, on: bool) -> Self {
+        self.reentrant = on;
+        self
+    }
+
+    fn kind(&self) -> LeaseKind {
+        if self.reentrant {
+            LeaseKind::Reentrant
+        } else {
+            LeaseKind::Exclusive
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        let caps = self.handle.client.backend().capabilities();
+        if self.reentrant && !caps.reentrant {
+            return Err(self.handle.unsupported("reentrant lock"));
+        }
+        if !self.reentrant && !caps.exclusive {
+            return Err(self.handle.unsupported("exclusive lock"));
+        }
+        Ok(())
+    }
+
+    /// A lease this reentrant handle holds now, if any.
+    fn current(&self) -> Option<Arc<LeaseShared>> {
+        if !self.reentrant {
+            return None;
+        }
+        self.held.lock().unwrap().upgrade().filter(|s| s.is_held())
+    }
+
+    fn remember(&self, guard: &LockGuard) {
+        if self.reentrant {
+            *self.held.lock().unwrap() = Arc::downgrade(guard.shared());
+        }
+    }
+
+    /// Takes the lock if it is free (or, reentrant, held by this handle);
+    /// `Ok(None)` if someone else holds it. Never waits for other holders.
+    ///
+    /// # Cancel safety
+    /// If cancelled after the request left, anything granted is released in
+    /// the background.
+    pub async fn try_lock(&self) -> Result<Option<LockGuard>> {
+        self.check()?;
+        if let Some(shared) = self.current() {
+            let req = self.handle.request(self.kind(), Some(shared.id.holder.clone()))?;
+            return match req.call(false).await? {
+                (Acquire::Granted(_), t_sent) => Ok(Some(reenter(&shared, t_sent))),
+                // Lost since: the backend no longer knows this holder.
+                (Acquire::Busy(_), _) => {
+                    shared.mark(true);
+                    Ok(None)
+                }
+            };
+        }
+        let req = self.handle.request(self.kind(), None)?;
+        match req.attempt().await? {
+            Attempt::Granted(guard) => {
+                self.remember(&guard);
+                Ok(Some(guard))
+            }
+            Attempt::Busy(_) => Ok(None),
+        }
+    }
+
+    /// Takes the lock, waiting while someone else holds it. Waiters are woken
+    /// by the backend's release and expiry notifications; the options' retry
+    /// delay is only a fallback. Fails with `Error::Timeout` after
+    /// `wait_timeout` or `max_retries`.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a cancelled wait leaves nothing held (a grant in flight is
+    /// released in the background).
+    pub async fn lock(&self) -> Result<LockGuard> {
+        if self.current().is_some()
+            && let Some(guard) = self.try_lock().await?
+        {
+            return Ok(guard);
+        }
+        self.check()?;
+        let guard = self.handle.request(self.kind(), None)?.wait().await?;
+        self.remember(&guard);
+        Ok(guard)
+    }
+
+    /// Who holds the lock now (empty when free): holder, token, hold count and
+    /// time left, by the backend's clock.
+    pub async fn holders(&self) -> Result<Vec<LeaseInfo>> {
+        self.handle.inspect(LeaseFamily::Lock).await
+    }
+
+    /// Frees the lock whoever holds it (an operator's tool). The old holder
+    /// finds out at its next renewal; the next grant gets a larger token, so a
+    /// fenced resource refuses the old holder's writes. Returns how many
+    /// leases were removed.
+    pub async fn force_release(&self) -> Result<usize> {
+        self.handle.force_release(LeaseFamily::Lock).await
+    }
+}

@@ -1,0 +1,96 @@
+//! Read-write locks with writer preference.
+
+use crate::{
+    Client, LeaseFamily, LeaseInfo, LeaseKind, ReadGuard, Result, WriteGuard,
+    acquire::Attempt,
+    handle::{Handle, option_setters},
+};
+
+/// A distributed read-write lock: many readers or one writer. Writer
+/// preference: once a writer waits, new readers wait too, so writers never
+/// starve. Every reader holds its own expiring lease, so a crashed reader
+/// frees its share at its TTL. Not reentrant.
+///
+/// ```
+/// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
+/// let config = client.rwlock("config/routes");
+/// let r = config.read().await?;   // many instances may read at once
+/// r.release().await?;
+/// let w = config.write().await?;  // waits for readers; new readers queue behind it
+/// w.release().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RwLock {
+    handle: Handle,
+}
+
+impl RwLock {
+    pub(crate) fn new(client: Client, key: &str) -> RwLock {
+        RwLock {
+            handle: Handle::new(client, key),
+        }
+    }
+
+    option_setters!();
+
+    fn check(&self) -> Result<()> {
+        if !self.handle.client.backend().capabilities().read_write {
+            return Err(self.handle.unsupported("read-write lock"));
+        }
+        Ok(())
+    }
+
+    async fn try_kind(&self, kind: LeaseKind) -> Result<Option<crate::LeaseGuard>> {
+        self.check()?;
+        match self.handle.request(kind, None)?.attempt().await? {
+            Attempt::Granted(g) => Ok(Some(g)),
+            Attempt::Busy(_) => Ok(None),
+        }
+    }
+
+    async fn wait_kind(&self, kind: LeaseKind) -> Result<crate::LeaseGuard> {
+        self.check()?;
+        self.handle.request(kind, None)?.wait().await
+    }
+
+    /// A reader's lease if no writer holds or waits; `Ok(None)` otherwise.
+    pub async fn try_read(&self) -> Result<Option<ReadGuard>> {
+        self.try_kind(LeaseKind::Read).await
+    }
+
+    /// A reader's lease, waiting for writers (held or waiting) to finish.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a cancelled wait leaves nothing held.
+    pub async fn read(&self) -> Result<ReadGuard> {
+        self.wait_kind(LeaseKind::Read).await
+    }
+
+    /// The writer's lease if nobody holds the lock; `Ok(None)` otherwise. A
+    /// refused `try_write` leaves a writer intent that blocks new readers
+    /// until its TTL passes.
+    pub async fn try_write(&self) -> Result<Option<WriteGuard>> {
+        self.try_kind(LeaseKind::Write).await
+    }
+
+    /// The writer's lease, waiting for readers and other writers. While it
+    /// waits, new readers wait too.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a cancelled wait withdraws its writer intent and leaves
+    /// nothing held.
+    pub async fn write(&self) -> Result<WriteGuard> {
+        self.wait_kind(LeaseKind::Write).await
+    }
+
+    /// The live leases (readers or the writer).
+    pub async fn holders(&self) -> Result<Vec<LeaseInfo>> {
+        self.handle.inspect(LeaseFamily::RwLock).await
+    }
+
+    /// Frees every lease and writer intent on the lock (an operator's tool).
+    pub async fn force_release(&self) -> Result<usize> {
+        self.handle.force_release(LeaseFamily::RwLock).await
+    }
+}

@@ -1,0 +1,84 @@
+//! Counting semaphores.
+
+use crate::{
+    Client, Error, LeaseFamily, LeaseInfo, LeaseKind, Permit, Result,
+    acquire::Attempt,
+    handle::{Handle, option_setters},
+};
+
+/// A distributed counting semaphore: at most `permits` holders per key, each
+/// permit its own lease, reclaimed at its TTL when its holder dies. The number
+/// of permits is fixed while any permit is live: asking with another number
+/// then is `InvalidArgument`.
+///
+/// ```
+/// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
+/// let slots = client.semaphore("exports/concurrent", 3);
+/// let permit = slots.acquire().await?; // at most 3 instances export at once
+/// permit.release().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Semaphore {
+    handle: Handle,
+    permits: u32,
+}
+
+impl Semaphore {
+    pub(crate) fn new(client: Client, key: &str, permits: u32) -> Semaphore {
+        Semaphore {
+            handle: Handle::new(client, key),
+            permits,
+        }
+    }
+
+    option_setters!();
+
+    /// The number of permits.
+    pub fn permits(&self) -> u32 {
+        self.permits
+    }
+
+    fn kind(&self) -> Result<LeaseKind> {
+        if !self.handle.client.backend().capabilities().semaphore {
+            return Err(self.handle.unsupported("semaphore"));
+        }
+        if self.permits == 0 {
+            return Err(Error::invalid(format!(
+                "semaphore {:?} needs at least 1 permit, got 0",
+                self.handle.key_str()
+            )));
+        }
+        Ok(LeaseKind::Permit {
+            limit: self.permits,
+        })
+    }
+
+    /// A permit if one is free; `Ok(None)` otherwise.
+    pub async fn try_acquire(&self) -> Result<Option<Permit>> {
+        let kind = self.kind()?;
+        match self.handle.request(kind, None)?.attempt().await? {
+            Attempt::Granted(g) => Ok(Some(g)),
+            Attempt::Busy(_) => Ok(None),
+        }
+    }
+
+    /// A permit, waiting until one frees.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a cancelled wait leaves nothing held.
+    pub async fn acquire(&self) -> Result<Permit> {
+        let kind = self.kind()?;
+        self.handle.request(kind, None)?.wait().await
+    }
+
+    /// The live permits.
+    pub async fn holders(&self) -> Result<Vec<LeaseInfo>> {
+        self.handle.inspect(LeaseFamily::Semaphore).await
+    }
+
+    /// Frees every permit (an operator's tool).
+    pub async fn force_release(&self) -> Result<usize> {
+        self.handle.force_release(LeaseFamily::Semaphore).await
+    }
+}

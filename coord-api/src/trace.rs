@@ -1,0 +1,72 @@
+//! One tracing span per backend call: operation, backend, kind, key, holder,
+//! token and outcome. Holder ids and keys are not secrets; credentials never
+//! reach a span because backends redact them from their `Display`.
+
+use std::future::Future;
+
+use tracing::{Instrument, field::Empty};
+
+use crate::{Client, FencingToken, LeaseId, Result};
+
+/// How a backend call ended, recorded as the span's `outcome` field.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Outcome {
+    Ok,
+    Granted(FencingToken),
+    Busy,
+    NotHeld,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Granted(_) => "granted",
+            Outcome::Busy => "busy",
+            Outcome::NotHeld => "not_held",
+        }
+    }
+}
+
+/// Runs one backend call inside a `coord.backend` span.
+pub(crate) async fn call<T, F>(
+    op: &'static str,
+    client: &Client,
+    id: &LeaseId,
+    token: Option<FencingToken>,
+    fut: F,
+    classify: impl FnOnce(&T) -> Outcome,
+) -> Result<T>
+where
+    F: Future<Output = Result<T>>,
+{
+    let span = tracing::debug_span!(
+        "coord.backend",
+        op,
+        backend = %client.backend(),
+        kind = id.kind.as_str(),
+        key = %id.key,
+        holder = %id.holder,
+        token = Empty,
+        outcome = Empty,
+    );
+    if span.is_disabled() {
+        return fut.await;
+    }
+    if let Some(t) = token {
+        span.record("token", t.get());
+    }
+    let res = fut.instrument(span.clone()).await;
+    match &res {
+        Ok(v) => {
+            let outcome = classify(v);
+            if let Outcome::Granted(t) = outcome {
+                span.record("token", t.get());
+            }
+            span.record("outcome", outcome.as_str())
+        }
+        Err(e) => span.record("outcome", tracing::field::display(e)),
+    };
+    res
+}
+
