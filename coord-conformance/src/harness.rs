@@ -1,0 +1,95 @@
+//! What a backend provides to the suite, and the per-case context.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use coord_api::{Capability, Client, DynLeaseBackend, LockOptions, Namespace};
+
+use crate::faults::Switch;
+
+/// A backend under test. Every call to [`open`](Harness::open) returns a new,
+/// independent connection (its own client state, like another process) to
+/// the one backend all calls share.
+#[async_trait]
+pub trait Harness: Send + Sync {
+    /// Opens an independent backend connection bound to `namespace`.
+    async fn open(&self, namespace: &Namespace) -> coord_api::Result<DynLeaseBackend>;
+}
+
+/// One case's world: a fresh random namespace on the harness's backend.
+pub struct Ctx<'h> {
+    harness: &'h dyn Harness,
+    namespace: Namespace,
+    caps: Option<Capability>,
+}
+
+impl<'h> Ctx<'h> {
+    /// A fresh namespace `conf-<random>`.
+    pub fn new(harness: &'h dyn Harness) -> Ctx<'h> {
+        let namespace = Namespace::new(&format!("conf-{:016x}", rand::random::<u64>()))
+            .expect("valid namespace");
+        Ctx {
+            harness,
+            namespace,
+            caps: None,
+        }
+    }
+
+    /// The case's namespace.
+    pub fn namespace(&self) -> &Namespace {
+        &self.namespace
+    }
+
+    /// A new independent backend connection in the case's namespace.
+    pub async fn backend(&self) -> DynLeaseBackend {
+        self.harness
+            .open(&self.namespace)
+            .await
+            .expect("harness opens a backend")
+    }
+
+    /// A new independent client (instance id `name`) with `opts` as defaults.
+    pub async fn client_with(&self, name: &str, opts: LockOptions) -> Client {
+        Client::builder(self.backend().await)
+            .instance_id(name)
+            .expect("valid instance id")
+            .lock_options(opts)
+            .build()
+    }
+
+    /// A new independent client with short test-friendly defaults: TTL 1 s,
+    /// retry delay 10 s (so only notifications wake waiters quickly), wait
+    /// timeout 10 s, auto-extension on.
+    pub async fn client(&self, name: &str) -> Client {
+        self.client_with(name, default_options()).await
+    }
+
+    /// A client whose backend can be cut off: while the returned
+    /// [`Switch`] is off, every call fails with `Unavailable`.
+    pub async fn switchable_client(&self, name: &str, opts: LockOptions) -> (Client, Switch) {
+        let switch = Switch::new(self.backend().await);
+        let backend: DynLeaseBackend = Arc::new(switch.clone());
+        let client = Client::builder(backend)
+            .instance_id(name)
+            .expect("valid instance id")
+            .lock_options(opts)
+            .build();
+        (client, switch)
+    }
+
+    /// The backend's capabilities (asked once).
+    pub async fn capabilities(&mut self) -> Capability {
+        if self.caps.is_none() {
+            self.caps = Some(self.backend().await.capabilities());
+        }
+        self.caps.expect("set above")
+    }
+}
+
+/// The options [`Ctx::client`] uses.
+pub fn default_options() -> LockOptions {
+    LockOptions::default()
+        .ttl(std::time::Duration::from_secs(1))
+        .retry_delay(std::time::Duration::from_secs(10))
+        .wait_timeout(Some(std::time::Duration::from_secs(10)))
+}
