@@ -1,0 +1,353 @@
+//! The lease table: the whole lock-family state machine, synchronous and
+//! behind a narrow API, so that loom can check it and the simulator's server
+//! can host it. Time is passed in; expiry is lazy (an expired lease is
+//! dropped by the next operation on its key) and notification is the async
+//! layer's job.
+
+use std::time::Duration;
+
+use coord_api::{
+    Acquire, Busy, Clock, Error, FencingToken, Grant, HolderId, Instant, Key, LeaseFamily, LeaseId,
+    LeaseInfo, LeaseKind, Namespace, Release, Result,
+};
+
+use crate::sync::{AtomicU64, Map, Ordering};
+
+/// A key in the table: namespace, family and key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TableKey {
+    /// The namespace.
+    pub ns: Namespace,
+    /// The family (each has its own key space).
+    pub family: LeaseFamily,
+    /// The key.
+    pub key: Key,
+}
+
+#[derive(Debug, Clone)]
+struct Lease {
+    holder: HolderId,
+    kind: LeaseKind,
+    token: u64,
+    holds: u32,
+    expires: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    leases: Vec<Lease>,
+    /// Waiting writers of a read-write lock, until when their intent lasts.
+    intents: Vec<(HolderId, Instant)>,
+    /// A semaphore's permit count, fixed while permits are live.
+    limit: Option<u32>,
+}
+
+impl Entry {
+    fn is_empty(&self) -> bool {
+        self.leases.is_empty() && self.intents.is_empty()
+    }
+
+    fn purge(&mut self, now: Instant) {
+        self.leases.retain(|l| l.expires > now);
+        self.intents.retain(|(_, until)| *until > now);
+        if self.leases.is_empty() {
+            self.limit = None;
+        }
+    }
+
+    fn find(&mut self, id: &LeaseId) -> Option<usize> {
+        self.leases
+            .iter()
+            .position(|l| l.holder == id.holder && l.kind == id.kind)
+    }
+
+    fn earliest(&self, blocking: impl Fn(&Lease) -> bool) -> Option<Instant> {
+        self.leases
+            .iter()
+            .filter(|l| blocking(l))
+            .map(|l| l.expires)
+            .min()
+    }
+}
+
+/// What a change did to a key, for the async layer to notify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freed {
+    /// Nothing freed: no notification needed.
+    No,
+    /// Capacity freed: wake the key's waiters.
+    Yes,
+}
+
+/// The lock family's state for every namespace of one store.
+pub struct LeaseTable {
+    entries: Map<TableKey, Entry>,
+    /// The last token granted, for every key (one counter keeps each key's
+    /// tokens strictly increasing without remembering freed keys).
+    last_token: AtomicU64,
+}
+
+impl Default for LeaseTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LeaseTable {
+    /// An empty table.
+    pub fn new() -> LeaseTable {
+        LeaseTable {
+            entries: Map::new(),
+            last_token: AtomicU64::new(0),
+        }
+    }
+
+    /// An empty table whose next token is above `floor` (a restarted server
+    /// that remembers nothing but still must not reuse tokens relies on the
+    /// wall clock instead; this is for tests of that rule).
+    pub fn with_token_floor(floor: u64) -> LeaseTable {
+        LeaseTable {
+            entries: Map::new(),
+            last_token: AtomicU64::new(floor),
+        }
+    }
+
+    fn next_token(&self, clock: &dyn Clock) -> u64 {
+        let wall = clock.wall();
+        let mut last = self.last_token.load(Ordering::SeqCst);
+        loop {
+            let next = FencingToken::next_after(last, wall).get();
+            match self
+                .last_token
+                .compare_exchange(last, next, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return next,
+                Err(actual) => last = actual,
+            }
+        }
+    }
+
+    /// [`LeaseBackend::acquire`](coord_api::LeaseBackend::acquire) on `ns`.
+    pub fn acquire(
+        &self,
+        ns: &Namespace,
+        id: &LeaseId,
+        ttl: Duration,
+        clock: &dyn Clock,
+    ) -> Result<Acquire> {
+        check_ttl(id, ttl)?;
+        if let LeaseKind::Permit { limit: 0 } = id.kind {
+            return Err(Error::invalid(format!(
+                "semaphore {:?} needs at least 1 permit, got 0",
+                id.key.as_str()
+            )));
+        }
+        let now = clock.now();
+        let key = table_key(ns, id.kind.family(), &id.key);
+        self.entries.update(&key, Entry::is_empty, |e| {
+            e.purge(now);
+            let busy = |until: Option<Instant>| {
+                Ok(Acquire::Busy(Busy {
+                    retry_in: until.map(|u| u.saturating_duration_since(now)),
+                }))
+            };
+            match id.kind {
+                LeaseKind::Exclusive | LeaseKind::Reentrant => {
+                    if let Some(l) = e.leases.first_mut() {
+                        if id.kind == LeaseKind::Reentrant
+                            && l.kind == LeaseKind::Reentrant
+                            && l.holder == id.holder
+                        {
+                            l.holds += 1;
+                            l.expires = now + ttl;
+                            return Ok(Acquire::Granted(Grant {
+                                token: FencingToken(l.token),
+                                holds: l.holds,
+                            }));
+                        }
+                        return busy(Some(l.expires));
+                    }
+                }
+                LeaseKind::Read => {
+                    if let Some(i) = e.find(id) {
+                        // The same reader again: refresh, same token.
+                        let l = &mut e.leases[i];
+                        l.expires = now + ttl;
+                        return Ok(Acquire::Granted(Grant {
+                            token: FencingToken(l.token),
+                            holds: l.holds,
+                        }));
+                    }
+                    let writer = e.earliest(|l| l.kind == LeaseKind::Write);
+                    let intent = e.intents.iter().map(|(_, u)| *u).min();
+                    if writer.is_some() || intent.is_some() {
+                        return busy(writer.into_iter().chain(intent).min());
+                    }
+                }
+                LeaseKind::Write => {
+                    if !e.leases.is_empty() {
+                        let until = now + ttl;
+                        match e.intents.iter_mut().find(|(h, _)| *h == id.holder) {
+                            Some((_, u)) => *u = until,
+                            None => e.intents.push((id.holder.clone(), until)),
+                        }
+                        // The writer can go when the last lease in its way ends.
+                        return busy(e.leases.iter().map(|l| l.expires).max());
+                    }
+                    e.intents.retain(|(h, _)| *h != id.holder);
+                }
+                LeaseKind::Permit { limit } => {
+                    if let Some(fixed) = e.limit
+                        && fixed != limit
+                    {
+                        return Err(Error::invalid(format!(
+                            "semaphore {:?} has {fixed} permits; asked with {limit}",
+                            id.key.as_str()
+                        )));
+                    }
+                    if e.leases.len() >= limit as usize {
+                        return busy(e.earliest(|_| true));
+                    }
+                    e.limit = Some(limit);
+                }
+            }
+            let token = self.next_token(clock);
+            e.leases.push(Lease {
+                holder: id.holder.clone(),
+                kind: id.kind,
+                token,
+                holds: 1,
+                expires: now + ttl,
+            });
+            Ok(Acquire::Granted(Grant {
+                token: FencingToken(token),
+                holds: 1,
+            }))
+        })
+    }
+
+    /// [`LeaseBackend::extend`](coord_api::LeaseBackend::extend) on `ns`.
+    pub fn extend(
+        &self,
+        ns: &Namespace,
+        id: &LeaseId,
+        ttl: Duration,
+        clock: &dyn Clock,
+    ) -> Result<bool> {
+        check_ttl(id, ttl)?;
+        let now = clock.now();
+        let key = table_key(ns, id.kind.family(), &id.key);
+        Ok(self.entries.update(&key, Entry::is_empty, |e| {
+            e.purge(now);
+            match e.find(id) {
+                Some(i) => {
+                    e.leases[i].expires = now + ttl;
+                    true
+                }
+                None => false,
+            }
+        }))
+    }
+
+    /// [`LeaseBackend::release`](coord_api::LeaseBackend::release) on `ns`.
+    pub fn release(&self, ns: &Namespace, id: &LeaseId, clock: &dyn Clock) -> (Release, Freed) {
+        let now = clock.now();
+        let key = table_key(ns, id.kind.family(), &id.key);
+        self.entries.update(&key, Entry::is_empty, |e| {
+            e.purge(now);
+            let before = e.intents.len();
+            e.intents.retain(|(h, _)| *h != id.holder);
+            let withdrew = e.intents.len() != before;
+            let Some(i) = e.find(id) else {
+                return (
+                    Release::NotHeld,
+                    if withdrew { Freed::Yes } else { Freed::No },
+                );
+            };
+            let l = &mut e.leases[i];
+            if l.holds > 1 {
+                l.holds -= 1;
+                return (Release::Released { remaining: l.holds }, Freed::No);
+            }
+            e.leases.swap_remove(i);
+            if e.leases.is_empty() {
+                e.limit = None;
+            }
+            (Release::Released { remaining: 0 }, Freed::Yes)
+        })
+    }
+
+    /// [`LeaseBackend::force_release`](coord_api::LeaseBackend::force_release) on `ns`.
+    pub fn force_release(
+        &self,
+        ns: &Namespace,
+        family: LeaseFamily,
+        key: &Key,
+        clock: &dyn Clock,
+    ) -> usize {
+        let now = clock.now();
+        self.entries
+            .update(&table_key(ns, family, key), Entry::is_empty, |e| {
+                e.purge(now);
+                let n = e.leases.len();
+                *e = Entry::default();
+                n
+            })
+    }
+
+    /// [`LeaseBackend::inspect`](coord_api::LeaseBackend::inspect) on `ns`.
+    pub fn inspect(
+        &self,
+        ns: &Namespace,
+        family: LeaseFamily,
+        key: &Key,
+        clock: &dyn Clock,
+    ) -> Vec<LeaseInfo> {
+        let now = clock.now();
+        self.entries
+            .read(&table_key(ns, family, key), |e| {
+                let mut v: Vec<LeaseInfo> = e
+                    .leases
+                    .iter()
+                    .filter(|l| l.expires > now)
+                    .map(|l| LeaseInfo {
+                        kind: l.kind,
+                        holder: l.holder.clone(),
+                        token: FencingToken(l.token),
+                        holds: l.holds,
+                        expires_in: l.expires - now,
+                    })
+                    .collect();
+                v.sort_by_key(|i| i.token);
+                v
+            })
+            .unwrap_or_default()
+    }
+
+    /// The earliest instant anything on the key expires (lease or writer
+    /// intent), by the table's clock; `None` when nothing is there.
+    pub fn next_expiry(&self, key: &TableKey) -> Option<Instant> {
+        self.entries
+            .read(key, |e| {
+                e.leases
+                    .iter()
+                    .map(|l| l.expires)
+                    .chain(e.intents.iter().map(|(_, u)| *u))
+                    .min()
+            })
+            .flatten()
+    }
+}
+
+/// The table key of `key` in `family` of `ns`.
+pub fn table_key(ns: &Namespace, family: LeaseFamily, key: &Key) -> TableKey {
+    TableKey {
+        ns: ns.clone(),
+        family,
+        key: key.clone(),
+    }
+}
+
+fn check_ttl(id: &LeaseId, ttl: Duration) -> Result<()> {
+    coord_api::validate_ttl(&id.key, ttl)
+}

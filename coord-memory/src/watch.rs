@@ -1,0 +1,84 @@
+//! Notifications: a version channel per watched key, bumped on release; a
+//! watch also wakes at the key's next expiry instant, so waiters learn of an
+//! expiry when it happens, not on the next access.
+
+use async_trait::async_trait;
+use coord_api::{LeaseWatch, Result};
+use dashmap::DashMap;
+use tokio::sync::watch;
+
+use crate::{MemoryStore, table::TableKey};
+
+/// The watched keys of a store.
+#[derive(Default)]
+pub(crate) struct Watchers {
+    channels: DashMap<TableKey, watch::Sender<()>>,
+}
+
+impl Watchers {
+    /// Wakes every watcher of `key`.
+    pub(crate) fn notify(&self, key: &TableKey) {
+        if let Some(tx) = self.channels.get(key) {
+            tx.send_replace(());
+        }
+    }
+
+    fn subscribe(&self, key: &TableKey) -> watch::Receiver<()> {
+        self.channels
+            .entry(key.clone())
+            .or_insert_with(|| watch::channel(()).0)
+            .subscribe()
+    }
+
+    fn forget_if_unwatched(&self, key: &TableKey) {
+        self.channels
+            .remove_if(key, |_, tx| tx.receiver_count() == 0);
+    }
+}
+
+pub(crate) struct MemoryWatch {
+    store: MemoryStore,
+    key: TableKey,
+    rx: Option<watch::Receiver<()>>,
+}
+
+impl MemoryWatch {
+    pub(crate) fn new(store: MemoryStore, key: TableKey) -> MemoryWatch {
+        let rx = store.inner.watchers.subscribe(&key);
+        MemoryWatch {
+            store,
+            key,
+            rx: Some(rx),
+        }
+    }
+}
+
+#[async_trait]
+impl LeaseWatch for MemoryWatch {
+    async fn changed(&mut self) -> Result<()> {
+        let expiry = self.store.inner.table.next_expiry(&self.key);
+        let clock = self.store.inner.clock.clone();
+        let rx = self.rx.as_mut().expect("present until drop");
+        match expiry {
+            Some(at) => {
+                tokio::select! {
+                    _ = rx.changed() => {}
+                    _ = clock.sleep_until(at) => {}
+                }
+            }
+            None => {
+                // The sender lives as long as the store's entry for this key,
+                // which outlives every receiver.
+                let _ = rx.changed().await;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for MemoryWatch {
+    fn drop(&mut self) {
+        drop(self.rx.take());
+        self.store.inner.watchers.forget_if_unwatched(&self.key);
+    }
+}
