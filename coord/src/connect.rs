@@ -1,0 +1,99 @@
+//! `connect(url)`: picks the backend from the URL's scheme.
+
+use std::sync::Arc;
+
+use coord_api::{Client, DynLeaseBackend, Error, Namespace, Result};
+
+use crate::url::SplitUrl;
+
+/// Opens a [`Client`] on the backend the URL names.
+///
+/// | URL | backend |
+/// |---|---|
+/// | `memory://` | the process-wide in-process store ([`memory::process_store`](crate::memory::process_store)) |
+/// | `redis://[user:pass@]host:port/db`, `rediss://…` (TLS), `unix:///path`, `redis+unix:///path` | Redis (`coord-redis`) |
+///
+/// Query keys understood for every scheme:
+/// - `namespace=<ns>`: the namespace every key lives in (default `coord`);
+/// - `instance=<id>`: this instance's id, shown to operators as the holder
+///   (default: host name, pid and a random suffix).
+///
+/// The Redis backend takes further keys of its own (see `coord-redis`).
+///
+/// `memory://` is one store per process, like a local server: every
+/// `connect("memory://…")` in the process reaches the same locks, so tasks
+/// that connect separately see each other, and namespaces keep unrelated
+/// users apart. For a private store, build the client yourself from
+/// [`memory::MemoryBackend::new`](crate::memory::MemoryBackend::new).
+///
+/// # Errors
+/// `Error::Config` naming the problem for an unknown scheme, an unknown or
+/// repeated query key, or a bad value; whatever the backend reports when it
+/// cannot be reached (`Error::Unavailable`). The URL's password never appears
+/// in an error.
+///
+/// # Examples
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> coord::Result<()> {
+/// let client = coord::connect("memory://?namespace=billing&instance=worker-1").await?;
+/// assert_eq!(client.backend().namespace().as_str(), "billing");
+/// assert_eq!(client.instance_id().as_str(), "worker-1");
+///
+/// let err = coord::connect("etcd://localhost:2379").await.unwrap_err();
+/// assert!(matches!(err, coord::Error::Config { .. }));
+/// # Ok(()) }
+/// ```
+pub async fn connect(url: &str) -> Result<Client> {
+    let mut split = SplitUrl::parse(url)?;
+    let instance = split.take("instance")?;
+    let backend: DynLeaseBackend = match split.scheme {
+        "memory" => memory(&mut split)?,
+        "redis" | "rediss" | "unix" | "redis+unix" => redis(&split).await?,
+        other => {
+            return Err(Error::config(format!(
+                "unknown URL scheme `{}` (known: memory, redis, rediss, unix, redis+unix)",
+                other.escape_debug()
+            )));
+        }
+    };
+    let mut builder = Client::builder(backend);
+    if let Some(id) = instance {
+        builder = builder
+            .instance_id(&id)
+            .map_err(|e| Error::config(format!("URL query key `instance`: {e}")))?;
+    }
+    Ok(builder.build())
+}
+
+fn memory(url: &mut SplitUrl<'_>) -> Result<DynLeaseBackend> {
+    if !matches!(url.body, "//" | "///") {
+        return Err(Error::config(
+            "a memory URL has no host or path: write `memory://` or `memory://?namespace=<ns>`",
+        ));
+    }
+    let namespace = match url.take("namespace")? {
+        Some(ns) => Namespace::new(&ns)
+            .map_err(|e| Error::config(format!("URL query key `namespace`: {e}")))?,
+        None => Namespace::default(),
+    };
+    url.reject_rest("namespace, instance")?;
+    Ok(Arc::new(crate::memory::process_store().backend(namespace)))
+}
+
+#[cfg(not(madsim))]
+async fn redis(url: &SplitUrl<'_>) -> Result<DynLeaseBackend> {
+    let _ = url.to_url();
+    Err(Error::config(format!(
+        "the {}:// scheme needs the coord-redis backend, which this build does not have yet",
+        url.scheme
+    )))
+}
+
+#[cfg(madsim)]
+async fn redis(url: &SplitUrl<'_>) -> Result<DynLeaseBackend> {
+    Err(Error::config(format!(
+        "the {}:// scheme is not available under the madsim simulator (the redis crate cannot run there)",
+        url.scheme
+    )))
+}
