@@ -5,8 +5,8 @@
 use std::{sync::Arc, time::Duration};
 
 use crate::{
-    Acquire, Client, Error, HolderId, Key, LeaseGuard, LeaseId, LeaseKind, LeaseWatch,
-    LockOptions, Result,
+    Acquire, Client, Error, HolderId, Key, LeaseGuard, LeaseId, LeaseKind, LeaseWatch, LockOptions,
+    Result,
     clock::Instant,
     lease::{LeaseShared, spawn_background},
     trace::{self, Outcome},
@@ -173,7 +173,12 @@ impl Request<'_> {
     /// When to retry without a notification: the jittered retry delay, the
     /// instant the blocking lease expires, a writer's intent refresh, or the
     /// wait deadline, whichever comes first.
-    fn wake_at(&self, now: Instant, retry_in: Option<Duration>, deadline: Option<Instant>) -> Instant {
+    fn wake_at(
+        &self,
+        now: Instant,
+        retry_in: Option<Duration>,
+        deadline: Option<Instant>,
+    ) -> Instant {
         let jitter = self.opts.retry_jitter;
         let factor = if jitter > 0.0 {
             1.0 + rand::random_range(-jitter..=jitter)

@@ -2,9 +2,7 @@
 
 use std::{fmt, sync::Arc};
 
-use crate::{
-    Clock, DynLeaseBackend, InstanceId, Lock, LockOptions, RwLock, Semaphore, TokioClock,
-};
+use crate::{Clock, DynLeaseBackend, InstanceId, Lock, LockOptions, RwLock, Semaphore, TokioClock};
 
 /// The entry point: binds a backend (already tied to a namespace) to this
 /// instance's id, a clock and default lock options. Cheap to clone; clones

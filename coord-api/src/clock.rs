@@ -172,7 +172,8 @@ mod tests {
         // 300 ms of local time at 1.5x speed is 200 ms of base time.
         let base_elapsed = TokioClock.now() - base_start;
         assert!(
-            base_elapsed >= Duration::from_millis(199) && base_elapsed <= Duration::from_millis(201),
+            base_elapsed >= Duration::from_millis(199)
+                && base_elapsed <= Duration::from_millis(201),
             "{base_elapsed:?}"
         );
     }

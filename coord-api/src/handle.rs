@@ -62,7 +62,9 @@ impl Handle {
     pub(crate) async fn force_release(&self, family: LeaseFamily) -> Result<usize> {
         let key = self.key()?;
         let span = tracing::debug_span!("coord.backend", op = "force_release", family = family.as_str(), key = %key);
-        let n = tracing::Instrument::instrument(self.client.backend().force_release(family, key), span).await?;
+        let n =
+            tracing::Instrument::instrument(self.client.backend().force_release(family, key), span)
+                .await?;
         tracing::info!(key = %key, family = family.as_str(), removed = n, "force released");
         Ok(n)
     }
@@ -114,4 +116,3 @@ macro_rules! option_setters {
     };
 }
 pub(crate) use option_setters;
-

@@ -51,9 +51,7 @@ pub use client::{Client, ClientBuilder};
 pub use clock::{Clock, Instant, SkewedClock, Sleep, TokioClock};
 pub use error::{BoxError, Error, Result};
 pub use holder::{HolderId, InstanceId};
-pub use key::{
-    Key, MAX_KEY_BYTES, MAX_NAMESPACE_BYTES, MAX_TTL, MIN_TTL, Namespace, validate_ttl,
-};
+pub use key::{Key, MAX_KEY_BYTES, MAX_NAMESPACE_BYTES, MAX_TTL, MIN_TTL, Namespace, validate_ttl};
 pub use lease::{LeaseGuard, LockGuard, LostSignal, Permit, ReadGuard, WriteGuard};
 pub use lock::Lock;
 pub use options::LockOptions;

@@ -98,7 +98,9 @@ impl Lock {
     pub async fn try_lock(&self) -> Result<Option<LockGuard>> {
         self.check()?;
         if let Some(shared) = self.current() {
-            let req = self.handle.request(self.kind(), Some(shared.id.holder.clone()))?;
+            let req = self
+                .handle
+                .request(self.kind(), Some(shared.id.holder.clone()))?;
             return match req.call(false).await? {
                 (Acquire::Granted(_), t_sent) => Ok(Some(reenter(&shared, t_sent))),
                 // Lost since: the backend no longer knows this holder.

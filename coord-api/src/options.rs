@@ -116,7 +116,10 @@ impl LockOptions {
         validate_ttl(key, self.ttl)?;
         let bad = |what: String| Err(Error::invalid(format!("{what} (key {key:?})")));
         if !(0.0..=1.0).contains(&self.retry_jitter) {
-            return bad(format!("retry_jitter {} is outside 0..=1", self.retry_jitter));
+            return bad(format!(
+                "retry_jitter {} is outside 0..=1",
+                self.retry_jitter
+            ));
         }
         if !(0.0..0.5).contains(&self.max_drift) {
             return bad(format!("max_drift {} is outside 0..0.5", self.max_drift));
