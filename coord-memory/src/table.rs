@@ -256,7 +256,9 @@ impl LeaseTable {
         self.entries.update(&key, Entry::is_empty, |e| {
             e.purge(now);
             let before = e.intents.len();
-            e.intents.retain(|(h, _)| *h != id.holder);
+            if id.kind == LeaseKind::Write {
+                e.intents.retain(|(h, _)| *h != id.holder);
+            }
             let withdrew = e.intents.len() != before;
             let Some(i) = e.find(id) else {
                 return (

@@ -7,7 +7,7 @@
 use std::{sync::Arc, time::Duration};
 
 use coord_api::{
-    Acquire, Clock, HolderId, Instant, InstanceId, Key, LeaseId, LeaseKind, Namespace, Release,
+    Acquire, Clock, HolderId, InstanceId, Instant, Key, LeaseId, LeaseKind, Namespace, Release,
     Sleep,
 };
 use coord_memory::table::LeaseTable;
@@ -66,7 +66,16 @@ fn exclusive_never_granted_twice() {
             t.join().unwrap();
         }
         // Whatever happened, nothing stays held.
-        assert!(table.inspect(&ns, coord_api::LeaseFamily::Lock, &Key::new("k").unwrap(), &Frozen(now)).is_empty());
+        assert!(
+            table
+                .inspect(
+                    &ns,
+                    coord_api::LeaseFamily::Lock,
+                    &Key::new("k").unwrap(),
+                    &Frozen(now)
+                )
+                .is_empty()
+        );
     });
 }
 
@@ -143,7 +152,10 @@ fn extend_by_stale_holder_never_revives() {
         let ns = Namespace::default();
         let clock = Frozen(now);
         let a = lease(LeaseKind::Exclusive, "a");
-        assert!(matches!(table.acquire(&ns, &a, TTL, &clock).unwrap(), Acquire::Granted(_)));
+        assert!(matches!(
+            table.acquire(&ns, &a, TTL, &clock).unwrap(),
+            Acquire::Granted(_)
+        ));
         let t1 = {
             let (table, ns, a) = (table.clone(), ns.clone(), a.clone());
             loom::thread::spawn(move || {
@@ -160,7 +172,12 @@ fn extend_by_stale_holder_never_revives() {
         };
         assert!(!t1.join().unwrap(), "extend after release never succeeds");
         let _ = t2.join().unwrap();
-        let holders = table.inspect(&ns, coord_api::LeaseFamily::Lock, &Key::new("k").unwrap(), &clock);
+        let holders = table.inspect(
+            &ns,
+            coord_api::LeaseFamily::Lock,
+            &Key::new("k").unwrap(),
+            &clock,
+        );
         assert!(holders.len() <= 1);
         assert!(holders.iter().all(|h| h.holder.instance().as_str() == "b"));
     });

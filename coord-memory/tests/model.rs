@@ -1,0 +1,356 @@
+//! Model-based property test: random interleavings of acquire, extend,
+//! release, force release and time passing by several holders, run against
+//! the memory backend and against a sequential reference model written
+//! straight from the contract. Outcomes must match; tokens must increase.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use coord_api::{
+    Acquire, Clock, HolderId, InstanceId, Instant, Key, LeaseBackend, LeaseFamily, LeaseId,
+    LeaseKind, Namespace, Release, Sleep,
+};
+use coord_memory::MemoryStore;
+use proptest::prelude::*;
+
+/// A clock moved only by the test.
+#[derive(Debug)]
+struct ManualClock {
+    base: Instant,
+    ms: AtomicU64,
+}
+
+impl ManualClock {
+    fn advance(&self, ms: u64) {
+        self.ms.fetch_add(ms, Ordering::SeqCst);
+    }
+    fn ms(&self) -> u64 {
+        self.ms.load(Ordering::SeqCst)
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        self.base + Duration::from_millis(self.ms())
+    }
+    fn wall(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_000_000) + Duration::from_millis(self.ms())
+    }
+    fn sleep_until(&self, _: Instant) -> Sleep {
+        Box::pin(std::future::pending())
+    }
+}
+
+const HOLDERS: usize = 4;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Acquire(usize, LeaseKind, u64),
+    Extend(usize, LeaseKind, u64),
+    Release(usize, LeaseKind),
+    Force(LeaseFamily),
+    Advance(u64),
+}
+
+fn kind() -> impl Strategy<Value = LeaseKind> {
+    prop_oneof![
+        Just(LeaseKind::Exclusive),
+        Just(LeaseKind::Reentrant),
+        Just(LeaseKind::Read),
+        Just(LeaseKind::Write),
+        (1u32..=3).prop_map(|limit| LeaseKind::Permit { limit }),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let holder = 0..HOLDERS;
+    let ttl = 1u64..50;
+    prop_oneof![
+        4 => (holder.clone(), kind(), ttl.clone()).prop_map(|(h, k, t)| Op::Acquire(h, k, t)),
+        2 => (holder.clone(), kind(), ttl).prop_map(|(h, k, t)| Op::Extend(h, k, t)),
+        3 => (holder, kind()).prop_map(|(h, k)| Op::Release(h, k)),
+        1 => prop_oneof![Just(LeaseFamily::Lock), Just(LeaseFamily::RwLock), Just(LeaseFamily::Semaphore)]
+            .prop_map(Op::Force),
+        3 => (0u64..40).prop_map(Op::Advance),
+    ]
+}
+
+/// The reference: for each family, the live leases as (holder, kind, holds,
+/// token, expires-at ms) and the writers' intents; time in whole ms.
+#[derive(Default)]
+struct Model {
+    now: u64,
+    leases: Vec<(LeaseFamily, usize, LeaseKind, u32, u64, u64)>,
+    intents: Vec<(usize, u64)>,
+    limit: Option<u32>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Granted { holds: u32, reused: Option<u64> },
+    Busy,
+    Invalid,
+    Extended(bool),
+    Released(Option<u32>),
+    Forced(usize),
+}
+
+impl Model {
+    fn live(
+        &self,
+        family: LeaseFamily,
+    ) -> impl Iterator<Item = &(LeaseFamily, usize, LeaseKind, u32, u64, u64)> {
+        self.leases
+            .iter()
+            .filter(move |l| l.0 == family && l.5 > self.now)
+    }
+
+    fn expire(&mut self) {
+        let now = self.now;
+        self.leases.retain(|l| l.5 > now);
+        self.intents.retain(|i| i.1 > now);
+        if !self.leases.iter().any(|l| l.0 == LeaseFamily::Semaphore) {
+            self.limit = None;
+        }
+    }
+
+    fn apply(&mut self, op: &Op) -> Outcome {
+        self.expire();
+        match *op {
+            Op::Advance(ms) => {
+                self.now += ms;
+                Outcome::Busy // not compared
+            }
+            Op::Force(family) => {
+                let n = self.live(family).count();
+                self.leases.retain(|l| l.0 != family);
+                if family == LeaseFamily::RwLock {
+                    self.intents.clear();
+                }
+                if family == LeaseFamily::Semaphore {
+                    self.limit = None;
+                }
+                Outcome::Forced(n)
+            }
+            Op::Acquire(h, kind, ttl) => {
+                let fam = kind.family();
+                let until = self.now + ttl;
+                let others: Vec<_> = self.live(fam).cloned().collect();
+                let ok = match kind {
+                    LeaseKind::Exclusive => others.is_empty(),
+                    LeaseKind::Reentrant => {
+                        if let Some(l) = self
+                            .leases
+                            .iter_mut()
+                            .find(|l| l.0 == fam && l.1 == h && l.2 == LeaseKind::Reentrant)
+                        {
+                            l.3 += 1;
+                            l.5 = until;
+                            return Outcome::Granted {
+                                holds: l.3,
+                                reused: Some(l.4),
+                            };
+                        }
+                        others.is_empty()
+                    }
+                    LeaseKind::Read => {
+                        if let Some(l) = self
+                            .leases
+                            .iter_mut()
+                            .find(|l| l.0 == fam && l.1 == h && l.2 == LeaseKind::Read)
+                        {
+                            l.5 = until;
+                            return Outcome::Granted {
+                                holds: l.3,
+                                reused: Some(l.4),
+                            };
+                        }
+                        !others.iter().any(|l| l.2 == LeaseKind::Write) && self.intents.is_empty()
+                    }
+                    LeaseKind::Write => {
+                        if others.is_empty() {
+                            self.intents.retain(|i| i.0 != h);
+                            true
+                        } else {
+                            self.intents.retain(|i| i.0 != h);
+                            self.intents.push((h, until));
+                            false
+                        }
+                    }
+                    LeaseKind::Permit { limit } => {
+                        if self.limit.is_some_and(|l| l != limit) {
+                            return Outcome::Invalid;
+                        }
+                        if others.len() < limit as usize {
+                            self.limit = Some(limit);
+                            true
+                        } else {
+                            false
+                        }
+                    }
+                };
+                if ok {
+                    self.leases.push((fam, h, kind, 1, 0, until));
+                    Outcome::Granted {
+                        holds: 1,
+                        reused: None,
+                    }
+                } else {
+                    Outcome::Busy
+                }
+            }
+            Op::Extend(h, kind, ttl) => {
+                let now = self.now;
+                let fam = kind.family();
+                match self
+                    .leases
+                    .iter_mut()
+                    .find(|l| l.0 == fam && l.1 == h && l.2 == kind)
+                {
+                    Some(l) => {
+                        l.5 = now + ttl;
+                        Outcome::Extended(true)
+                    }
+                    None => Outcome::Extended(false),
+                }
+            }
+            Op::Release(h, kind) => {
+                let fam = kind.family();
+                if kind == LeaseKind::Write {
+                    self.intents.retain(|i| i.0 != h);
+                }
+                match self
+                    .leases
+                    .iter()
+                    .position(|l| l.0 == fam && l.1 == h && l.2 == kind)
+                {
+                    Some(i) if self.leases[i].3 > 1 => {
+                        self.leases[i].3 -= 1;
+                        Outcome::Released(Some(self.leases[i].3))
+                    }
+                    Some(i) => {
+                        self.leases.remove(i);
+                        self.expire();
+                        Outcome::Released(Some(0))
+                    }
+                    None => Outcome::Released(None),
+                }
+            }
+        }
+    }
+}
+
+fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let clock = Arc::new(ManualClock {
+            base: Instant::now(),
+            ms: AtomicU64::new(0),
+        });
+        let backend = MemoryStore::with_clock(clock.clone()).backend(Namespace::default());
+        let holders: Vec<HolderId> = (0..HOLDERS)
+            .map(|i| HolderId::from_parts(InstanceId::new(&format!("h{i}")).unwrap(), i as u128))
+            .collect();
+        let key = Key::new("k").unwrap();
+        let id = |h: usize, kind: LeaseKind| LeaseId {
+            kind,
+            key: key.clone(),
+            holder: holders[h].clone(),
+        };
+        let mut model = Model::default();
+        let mut last_token: [u64; 3] = [0; 3];
+        for (step, op) in ops.iter().enumerate() {
+            let expected = model.apply(op);
+            let actual = match *op {
+                Op::Advance(ms) => {
+                    clock.advance(ms);
+                    continue;
+                }
+                Op::Force(family) => {
+                    Outcome::Forced(backend.force_release(family, &key).await.unwrap())
+                }
+                Op::Acquire(h, kind, ttl) => {
+                    match backend
+                        .acquire(&id(h, kind), Duration::from_millis(ttl))
+                        .await
+                    {
+                        Ok(Acquire::Granted(g)) => {
+                            let fam = kind.family() as usize;
+                            let reused = match &expected {
+                                Outcome::Granted {
+                                    reused: Some(t), ..
+                                } => {
+                                    prop_assert_eq!(
+                                        g.token.get(),
+                                        *t,
+                                        "step {}: re-grant keeps its token",
+                                        step
+                                    );
+                                    Some(*t)
+                                }
+                                _ => {
+                                    prop_assert!(
+                                        g.token.get() > last_token[fam],
+                                        "step {}: token {} after {}",
+                                        step,
+                                        g.token,
+                                        last_token[fam]
+                                    );
+                                    last_token[fam] = g.token.get();
+                                    // Teach the model the token the backend chose.
+                                    model.leases.last_mut().expect("model granted").4 =
+                                        g.token.get();
+                                    None
+                                }
+                            };
+                            Outcome::Granted {
+                                holds: g.holds,
+                                reused,
+                            }
+                        }
+                        Ok(Acquire::Busy(_)) => Outcome::Busy,
+                        Err(coord_api::Error::InvalidArgument { .. }) => Outcome::Invalid,
+                        Err(e) => return Err(TestCaseError::fail(format!("step {step}: {e}"))),
+                    }
+                }
+                Op::Extend(h, kind, ttl) => Outcome::Extended(
+                    backend
+                        .extend(&id(h, kind), Duration::from_millis(ttl))
+                        .await
+                        .unwrap(),
+                ),
+                Op::Release(h, kind) => {
+                    Outcome::Released(match backend.release(&id(h, kind)).await.unwrap() {
+                        Release::Released { remaining } => Some(remaining),
+                        Release::NotHeld => None,
+                    })
+                }
+            };
+            prop_assert_eq!(
+                &actual,
+                &expected,
+                "step {}: {:?} at t={}ms",
+                step,
+                op,
+                model.now
+            );
+        }
+        Ok(())
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn backend_matches_reference_model(ops in proptest::collection::vec(op(), 1..60)) {
+        run(ops)?;
+    }
+}
