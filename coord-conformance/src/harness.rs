@@ -1,6 +1,6 @@
 //! What a backend provides to the suite, and the per-case context.
 
-use std::sync::Arc;
+use std::{future::Future, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use coord_api::{Capability, Client, DynLeaseBackend, LockOptions, Namespace};
@@ -77,6 +77,19 @@ impl<'h> Ctx<'h> {
         (client, switch)
     }
 
+    /// Whether the backend has the capability named `cap` (a field of
+    /// [`Capability`]: `exclusive`, `reentrant`, `read_write`, `semaphore`,
+    /// `release_notifications`, `expiry_notifications`, `force_release`,
+    /// `inspect`). When it lacks it, prints `skipped: <case> needs <cap>` to
+    /// stderr, and the case returns without checking anything.
+    pub async fn require(&mut self, case: &str, cap: &str) -> bool {
+        let has = has_capability(&self.capabilities().await, cap);
+        if !has {
+            eprintln!("skipped: {case} needs {cap}");
+        }
+        has
+    }
+
     /// The backend's capabilities (asked once).
     pub async fn capabilities(&mut self) -> Capability {
         if self.caps.is_none() {
@@ -92,4 +105,40 @@ pub fn default_options() -> LockOptions {
         .ttl(std::time::Duration::from_secs(1))
         .retry_delay(std::time::Duration::from_secs(10))
         .wait_timeout(Some(std::time::Duration::from_secs(10)))
+}
+
+/// Whether `caps` has the capability named `cap` (a field name of
+/// [`Capability`]). Panics on an unknown name, so a typo cannot skip a case.
+pub fn has_capability(caps: &Capability, cap: &str) -> bool {
+    match cap {
+        "exclusive" => caps.exclusive,
+        "reentrant" => caps.reentrant,
+        "read_write" => caps.read_write,
+        "semaphore" => caps.semaphore,
+        "release_notifications" => caps.release_notifications,
+        "expiry_notifications" => caps.expiry_notifications,
+        "force_release" => caps.force_release,
+        "inspect" => caps.inspect,
+        other => panic!("unknown capability {other:?}"),
+    }
+}
+
+/// Polls `probe` every 5 ms until it returns `Some`, for at most `within`;
+/// `None` if it never did. Cases wait for conditions with this instead of
+/// sleeping a fixed time and hoping.
+pub async fn eventually<T, F, Fut>(within: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = probe().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

@@ -36,6 +36,65 @@ macro_rules! __with_cases {
     ($($prefix:tt)*) => {
         $crate::__expand! { $($prefix)* ;
             exclusion,
+            try_lock_does_not_wait,
+            exclusive_same_holder_refused,
+            exclusion_under_contention,
+            reentrant_counts,
+            reentrant_excludes_other_holders,
+            non_holder_release_refused,
+            non_holder_extend_refused,
+            ttl_expiry_frees_key,
+            extend_resets_ttl,
+            extend_after_expiry_fails,
+            release_after_expiry_returns_false,
+            release_after_takeover_returns_false,
+            release_wakes_waiter_within_50ms,
+            expiry_wakes_waiter_promptly,
+            tokens_increase_across_grants,
+            tokens_increase_after_expiry,
+            tokens_increase_after_force_release,
+            tokens_increase_for_shared_grants,
+            auto_extend_keeps_lock_past_3x_ttl,
+            lost_signal_fires_when_renewal_impossible,
+            lost_before_takeover,
+            renewal_after_takeover_fails,
+            release_ends_lost_signal,
+            dropped_guard_frees_key,
+            unreachable_holder_freed_at_ttl,
+            cancelled_lock_leaves_nothing_held,
+            cancel_racing_release_leaves_nothing_held,
+            wait_timeout_returns_timeout,
+            max_retries_returns_timeout,
+            holders_show_holder_and_token,
+            holders_list_shared_leases,
+            force_release_fences_old_holder,
+            namespaces_isolated,
+            families_isolated,
+            readers_share,
+            readers_block_writer,
+            writer_excludes_readers,
+            writer_excludes_writers,
+            waiting_writer_blocks_new_readers,
+            cancelled_writer_lets_readers_in,
+            reader_crash_frees_share_at_ttl,
+            reader_release_wakes_writer,
+            writer_release_wakes_readers,
+            semaphore_never_exceeds_n,
+            semaphore_try_acquire_refused_at_n,
+            semaphore_crashed_permit_returns_at_ttl,
+            semaphore_different_n_invalid,
+            semaphore_release_wakes_waiter,
+            dropped_permit_frees_slot,
+            semaphore_zero_permits_invalid,
+            empty_key_invalid,
+            oversized_key_invalid,
+            control_character_key_invalid,
+            key_of_512_bytes_accepted,
+            zero_ttl_invalid,
+            ttl_over_24h_invalid,
+            ttl_bounds_accepted,
+            invalid_options_refused,
+            backend_refuses_zero_ttl_and_limit,
         }
     };
 }
@@ -69,7 +128,7 @@ macro_rules! __expand {
 #[macro_export]
 macro_rules! suite {
     ($harness:expr) => {
-        $crate::__with_cases!(tests [$harness]);
+        $crate::__with_cases!(tests[$harness]);
     };
 }
 
