@@ -1,0 +1,436 @@
+//! [`RedisBackend`]: the lease operations as Lua scripts on one multiplexed,
+//! self-reconnecting connection, plus a shared pub/sub connection for
+//! release notifications.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use coord_api::{
+    Acquire, Busy, Capability, Error, FencingToken, Grant, HolderId, Key, LeaseBackend,
+    LeaseFamily, LeaseId, LeaseInfo, LeaseKind, LeaseWatch, Namespace, Release, Result,
+};
+use redis::{
+    ConnectionAddr, ConnectionInfo, FromRedisValue, IntoConnectionInfo, ProtocolVersion, PushInfo,
+    RedisConnectionInfo,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+    io::tcp::TcpSettings,
+};
+use tracing::{Instrument, field::Empty};
+
+use crate::{
+    Endpoint, RedisConfig, error,
+    keys::{self, Layout},
+    pubsub::{Channels, Hub},
+    scripts,
+};
+
+/// A coord backend on Redis (standalone, or any single-slot-routing setup).
+///
+/// - every operation is one Lua script run by EVALSHA (loaded again
+///   transparently after `SCRIPT FLUSH` or a restart), bounded by the
+///   configured operation timeout: past it the call fails with
+///   `Error::Unavailable` naming the endpoint, it never hangs;
+/// - expiry is decided by the server's clock (`PEXPIRE`, and deadlines taken
+///   from `TIME` inside the scripts);
+/// - fencing tokens follow [`FencingToken::next_after`] with a per-key counter
+///   and the server's `TIME`, so they keep increasing across a restart that
+///   lost all data;
+/// - one multiplexed connection per backend reconnects by itself; one shared
+///   pub/sub connection wakes waiters when a lease is released or force
+///   released (expiry publishes nothing: waiters also wake at the
+///   `Busy::retry_in` the refusal carried);
+/// - keys: see [`keys`](crate::keys).
+///
+/// `Display` names the endpoint and namespace, never the password:
+/// `redis(127.0.0.1:6379/0 ns=coord)`.
+///
+/// ```no_run
+/// # async fn demo() -> coord_api::Result<()> {
+/// use std::sync::Arc;
+/// use coord_api::Client;
+/// use coord_redis::{RedisBackend, RedisConfig};
+///
+/// let config = RedisConfig::from_url("redis://127.0.0.1:6379/0?namespace=billing")?;
+/// let backend = RedisBackend::connect(config).await?;
+/// let client = Client::new(Arc::new(backend));
+/// if let Some(guard) = client.lock("invoices/run").try_lock().await? {
+///     println!("fencing token {}", guard.token());
+///     guard.release().await?;
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: RedisConfig,
+    name: String,
+    conn: ConnectionManager,
+    hub: Arc<Hub>,
+}
+
+impl RedisBackend {
+    /// Connects to the server `config` names (waiting at most its connect
+    /// timeout) and prepares the pub/sub connection, which opens on first
+    /// use. A server that cannot be reached is `Error::Unavailable`.
+    pub async fn connect(config: RedisConfig) -> Result<RedisBackend> {
+        let name = config.to_string();
+        let client = redis::Client::open(connection_info(&config, ProtocolVersion::RESP2)?)
+            .map_err(|e| error::from_redis(&config, "configure the connection", e))?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout()))
+            .set_response_timeout(Some(config.timeout()))
+            .set_number_of_retries(3)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = match tokio::time::timeout(
+            config.connect_timeout(),
+            ConnectionManager::new_with_config(client, manager_config),
+        )
+        .await
+        {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(error::from_redis(&config, "connect", e)),
+            Err(_) => {
+                return Err(error::timed_out(
+                    &config,
+                    "connect",
+                    config.connect_timeout(),
+                ));
+            }
+        };
+
+        let channels = Arc::new(Channels::default());
+        let sink = channels.clone();
+        let pubsub_client = redis::Client::open(connection_info(&config, ProtocolVersion::RESP3)?)
+            .map_err(|e| error::from_redis(&config, "configure the pub/sub connection", e))?;
+        let pubsub_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout()))
+            .set_response_timeout(Some(config.timeout()))
+            // Keep re-establishing subscriptions through an outage of a
+            // couple of minutes; after that the next subscribe reconnects.
+            .set_number_of_retries(120)
+            .set_max_delay(Duration::from_secs(1))
+            .set_push_sender(move |push: PushInfo| {
+                sink.dispatch(push);
+                Ok::<(), std::convert::Infallible>(())
+            })
+            .set_automatic_resubscription();
+        let pubsub = ConnectionManager::new_lazy_with_config(pubsub_client, pubsub_config)
+            .map_err(|e| error::from_redis(&config, "set up the pub/sub connection", e))?;
+        let hub = Arc::new(Hub::new(config.clone(), pubsub, channels));
+        Ok(RedisBackend {
+            inner: Arc::new(Inner {
+                config,
+                name,
+                conn,
+                hub,
+            }),
+        })
+    }
+
+    /// Parses `url` (see [`RedisConfig::from_url`]) and connects.
+    pub async fn connect_url(url: &str) -> Result<RedisBackend> {
+        RedisBackend::connect(RedisConfig::from_url(url)?).await
+    }
+
+    /// The configuration this backend was built from.
+    pub fn config(&self) -> &RedisConfig {
+        &self.inner.config
+    }
+
+    /// Runs `family`'s script for `op` on `key`, within the operation
+    /// timeout, inside a `coord.redis` span.
+    async fn run<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        family: LeaseFamily,
+        key: &Key,
+        layout: &Layout,
+        args: &[&str],
+        holder: Option<&HolderId>,
+        outcome: fn(&T) -> (&'static str, Option<i64>),
+    ) -> Result<T> {
+        let cfg = &self.inner.config;
+        let span = tracing::debug_span!(
+            "coord.redis",
+            op,
+            backend = %self.inner.name,
+            family = family.as_str(),
+            key = %key,
+            holder = holder.map(tracing::field::display),
+            token = Empty,
+            outcome = Empty,
+        );
+        let mut invocation = scripts::script(family).prepare_invoke();
+        for k in &layout.keys {
+            invocation.key(k);
+        }
+        invocation.arg(op).arg(&layout.channel);
+        for a in args {
+            invocation.arg(*a);
+        }
+        let mut conn = self.inner.conn.clone();
+        let what = format!("{op} {} {:?}", family.as_str(), key.as_str());
+        let res = match tokio::time::timeout(cfg.timeout(), invocation.invoke_async(&mut conn))
+            .instrument(span.clone())
+            .await
+        {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(error::from_redis(cfg, &what, e)),
+            Err(_) => Err(error::timed_out(cfg, &what, cfg.timeout())),
+        };
+        match &res {
+            Ok(v) => {
+                let (what, tok) = outcome(v);
+                span.record("outcome", what);
+                if let Some(t) = tok {
+                    span.record("token", t);
+                }
+            }
+            Err(e) => {
+                span.record("outcome", tracing::field::display(e));
+            }
+        }
+        res
+    }
+
+    fn layout(&self, family: LeaseFamily, key: &Key) -> Layout {
+        keys::layout(self.namespace(), family, key)
+    }
+}
+
+/// The kind argument the scripts take.
+fn kind_arg(kind: LeaseKind) -> String {
+    match kind {
+        LeaseKind::Exclusive => "e".into(),
+        LeaseKind::Reentrant => "r".into(),
+        LeaseKind::Read => "r".into(),
+        LeaseKind::Write => "w".into(),
+        LeaseKind::Permit { limit } => limit.to_string(),
+    }
+}
+
+/// A TTL in whole milliseconds, rounded up (the server keeps a lease at least
+/// as long as the client counts on it).
+fn ttl_ms(key: &Key, ttl: Duration) -> Result<String> {
+    if ttl.is_zero() {
+        return Err(Error::invalid(format!("ttl for key {key:?} is zero")));
+    }
+    let ms = ttl.as_nanos().div_ceil(1_000_000);
+    Ok(ms.to_string())
+}
+
+fn millis(ms: i64) -> Option<Duration> {
+    u64::try_from(ms).ok().map(Duration::from_millis)
+}
+
+fn token(v: i64) -> FencingToken {
+    FencingToken(v.max(0) as u64)
+}
+
+#[async_trait]
+impl LeaseBackend for RedisBackend {
+    fn capabilities(&self) -> Capability {
+        let mut caps = Capability::lock_family();
+        // TTL expiry publishes nothing; waiters wake at `Busy::retry_in`.
+        caps.expiry_notifications = false;
+        caps
+    }
+
+    fn namespace(&self) -> &Namespace {
+        self.inner.config.namespace()
+    }
+
+    async fn acquire(&self, lease: &LeaseId, ttl: Duration) -> Result<Acquire> {
+        if let LeaseKind::Permit { limit: 0 } = lease.kind {
+            return Err(Error::invalid(format!(
+                "semaphore {:?}: a permit limit of 0 admits nobody",
+                lease.key.as_str()
+            )));
+        }
+        let family = lease.kind.family();
+        let layout = self.layout(family, &lease.key);
+        let (holder, ttl_ms, kind) = (lease.holder.to_string(), ttl_ms(&lease.key, ttl)?, kind_arg(lease.kind));
+        let reply: Vec<i64> = self
+            .run(
+                "acquire",
+                family,
+                &lease.key,
+                &layout,
+                &[&holder, &ttl_ms, &kind],
+                Some(&lease.holder),
+                |r: &Vec<i64>| match r.as_slice() {
+                    [1, tok, _] => ("granted", Some(*tok)),
+                    [0, _] => ("busy", None),
+                    _ => ("refused", None),
+                },
+            )
+            .await?;
+        match reply.as_slice() {
+            [1, tok, holds] => {
+                Ok(Acquire::Granted(Grant {
+                    token: token(*tok),
+                    holds: (*holds).clamp(1, u32::MAX as i64) as u32,
+                }))
+            }
+            [0, retry_ms] => Ok(Acquire::Busy(Busy {
+                retry_in: millis(*retry_ms),
+            })),
+            [-1, stored] => Err(Error::invalid(format!(
+                "semaphore {:?} has live permits granted with limit {stored}; asked with limit {kind}",
+                lease.key.as_str()
+            ))),
+            other => Err(Error::backend(
+                self,
+                format!("unexpected acquire reply {other:?} for {:?}", lease.key.as_str()),
+            )),
+        }
+    }
+
+    async fn extend(&self, lease: &LeaseId, ttl: Duration) -> Result<bool> {
+        let family = lease.kind.family();
+        let layout = self.layout(family, &lease.key);
+        let (holder, ttl_ms, kind) = (lease.holder.to_string(), ttl_ms(&lease.key, ttl)?, kind_arg(lease.kind));
+        let held: i64 = self
+            .run(
+                "extend",
+                family,
+                &lease.key,
+                &layout,
+                &[&holder, &ttl_ms, &kind],
+                Some(&lease.holder),
+                |h: &i64| (if *h == 1 { "ok" } else { "not_held" }, None),
+            )
+            .await?;
+        Ok(held == 1)
+    }
+
+    async fn release(&self, lease: &LeaseId) -> Result<Release> {
+        let family = lease.kind.family();
+        let layout = self.layout(family, &lease.key);
+        let (holder, kind) = (lease.holder.to_string(), kind_arg(lease.kind));
+        let remaining: i64 = self
+            .run(
+                "release",
+                family,
+                &lease.key,
+                &layout,
+                &[&holder, "0", &kind],
+                Some(&lease.holder),
+                |r: &i64| (if *r >= 0 { "ok" } else { "not_held" }, None),
+            )
+            .await?;
+        Ok(match u32::try_from(remaining) {
+            Ok(remaining) => Release::Released { remaining },
+            Err(_) => Release::NotHeld,
+        })
+    }
+
+    async fn force_release(&self, family: LeaseFamily, key: &Key) -> Result<usize> {
+        let layout = self.layout(family, key);
+        let n: i64 = self
+            .run("force", family, key, &layout, &["", "0", ""], None, |_| ("ok", None))
+            .await?;
+        Ok(n.max(0) as usize)
+    }
+
+    async fn inspect(&self, family: LeaseFamily, key: &Key) -> Result<Vec<LeaseInfo>> {
+        let layout = self.layout(family, key);
+        type Row = (String, String, i64, i64, i64, i64);
+        let rows: Vec<Row> = self
+            .run("inspect", family, key, &layout, &["", "0", ""], None, |_| ("ok", None))
+            .await?;
+        rows.into_iter()
+            .map(|(kind, holder, tok, holds, left_ms, limit)| {
+                let kind = match (family, kind.as_str()) {
+                    (LeaseFamily::Lock, "e") => LeaseKind::Exclusive,
+                    (LeaseFamily::Lock, "r") => LeaseKind::Reentrant,
+                    (LeaseFamily::RwLock, "r") => LeaseKind::Read,
+                    (LeaseFamily::RwLock, "w") => LeaseKind::Write,
+                    (LeaseFamily::Semaphore, "p") => LeaseKind::Permit {
+                        limit: limit.clamp(0, u32::MAX as i64) as u32,
+                    },
+                    _ => {
+                        return Err(Error::backend(
+                            self,
+                            format!("unknown lease kind {kind:?} stored for {:?}", key.as_str()),
+                        ));
+                    }
+                };
+                let holder = holder.parse().map_err(|e| {
+                    Error::backend(self, format!("bad holder stored for {:?}: {e}", key.as_str()))
+                })?;
+                Ok(LeaseInfo {
+                    kind,
+                    holder,
+                    token: token(tok),
+                    holds: holds.clamp(1, u32::MAX as i64) as u32,
+                    expires_in: millis(left_ms).unwrap_or(Duration::ZERO),
+                })
+            })
+            .collect()
+    }
+
+    async fn subscribe(&self, family: LeaseFamily, key: &Key) -> Result<Box<dyn LeaseWatch>> {
+        let layout = self.layout(family, key);
+        let span = tracing::debug_span!(
+            "coord.redis",
+            op = "subscribe",
+            backend = %self.inner.name,
+            family = family.as_str(),
+            key = %key,
+        );
+        let watch = self
+            .inner
+            .hub
+            .subscribe(layout.channel)
+            .instrument(span)
+            .await?;
+        Ok(Box::new(watch))
+    }
+}
+
+/// The redis crate's connection settings for `config`, speaking `protocol`.
+fn connection_info(config: &RedisConfig, protocol: ProtocolVersion) -> Result<ConnectionInfo> {
+    let addr = match config.endpoint() {
+        Endpoint::Tcp { host, port } => ConnectionAddr::Tcp(host.clone(), *port),
+        Endpoint::Tls { host, port } => ConnectionAddr::TcpTls {
+            host: host.clone(),
+            port: *port,
+            insecure: false,
+            tls_params: None,
+        },
+        Endpoint::Unix(path) => ConnectionAddr::Unix(path.clone()),
+    };
+    let mut redis = RedisConnectionInfo::default()
+        .set_db(config.db())
+        .set_protocol(protocol);
+    if let Some(user) = config.username() {
+        redis = redis.set_username(user);
+    }
+    if let Some(password) = config.password() {
+        redis = redis.set_password(password);
+    }
+    let info = addr
+        .into_connection_info()
+        .map_err(|e| error::from_redis(config, "configure the connection", e))?;
+    Ok(info
+        .set_redis_settings(redis)
+        .set_tcp_settings(TcpSettings::default().set_nodelay(true)))
+}
+
+impl fmt::Display for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.inner.name)
+    }
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,77 @@
+//! The key layout. Every Redis key coord writes looks like
+//! `coord:{<namespace>:<family>:<key>}:<part>`: the hash tag holds the
+//! namespace, the family and the key, so all keys of one primitive live in
+//! one Redis Cluster slot (and one Lua script may touch them all), and keys
+//! of two namespaces never collide. `<part>` is one letter, so two different
+//! keys can never produce the same Redis key name.
+
+use coord_api::{Key, LeaseFamily, Namespace};
+
+/// The fixed prefix of every Redis key and channel coord creates.
+pub const PREFIX: &str = "coord:";
+
+/// The Redis keys and the notification channel of one primitive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Layout {
+    /// The keys, in the order the family's script expects them.
+    pub(crate) keys: Vec<String>,
+    /// The pub/sub channel release notifications go to.
+    pub(crate) channel: String,
+}
+
+/// The parts of each family, in script order (see `lua/*.lua`).
+fn parts(family: LeaseFamily) -> &'static [char] {
+    match family {
+        // lease hash, token counter
+        LeaseFamily::Lock => &['l', 't'],
+        // writer hash, readers, reader tokens, writer intents, token counter
+        LeaseFamily::RwLock => &['w', 'r', 's', 'i', 't'],
+        // permits, permit tokens, limit, token counter
+        LeaseFamily::Semaphore => &['p', 's', 'n', 't'],
+    }
+}
+
+/// The hash-tagged base name `coord:{<ns>:<family>:<key>}`.
+pub(crate) fn base(ns: &Namespace, family: LeaseFamily, key: &Key) -> String {
+    format!("{PREFIX}{{{ns}:{}:{key}}}", family.as_str())
+}
+
+/// The keys and channel of `key` in `family`.
+pub(crate) fn layout(ns: &Namespace, family: LeaseFamily, key: &Key) -> Layout {
+    let base = base(ns, family, key);
+    Layout {
+        keys: parts(family).iter().map(|p| format!("{base}:{p}")).collect(),
+        channel: format!("{base}:c"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The slot-deciding part of a Redis key: between the first `{` and the
+    /// next `}`, if non-empty.
+    fn hash_tag(k: &str) -> &str {
+        let open = k.find('{').unwrap();
+        let close = open + 1 + k[open + 1..].find('}').unwrap();
+        &k[open + 1..close]
+    }
+
+    #[test]
+    fn one_slot_per_primitive() {
+        let ns = Namespace::new("ns").unwrap();
+        for key in ["a", "x}y", "{weird}", "ü/1"] {
+            let key = Key::new(key).unwrap();
+            for family in [LeaseFamily::Lock, LeaseFamily::RwLock, LeaseFamily::Semaphore] {
+                let l = layout(&ns, family, &key);
+                let tag = hash_tag(&l.keys[0]);
+                assert!(tag.starts_with(&format!("ns:{}:", family.as_str())), "{tag}");
+                assert!(l.keys.iter().all(|k| hash_tag(k) == tag));
+                assert!(l.keys.iter().all(|k| k.starts_with(PREFIX)));
+            }
+        }
+        let l = layout(&ns, LeaseFamily::Lock, &Key::new("jobs/backup").unwrap());
+        assert_eq!(l.keys, ["coord:{ns:lock:jobs/backup}:l", "coord:{ns:lock:jobs/backup}:t"]);
+        assert_eq!(l.channel, "coord:{ns:lock:jobs/backup}:c");
+    }
+}

@@ -1,0 +1,55 @@
+-- Counting semaphores: each permit its own lease.
+-- KEYS: 1 permits zset (holder -> deadline ms), 2 permit tokens hash,
+-- 3 limit (string), 4 token counter.
+-- ARGV: op, channel, holder, ttl_ms, limit.
+local permits, ptokens, limit_key, counter = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local holder, ttl = ARGV[3], tonumber(ARGV[4])
+purge(permits, ptokens)
+
+local function live(who)
+  return redis.call('ZSCORE', permits, who) ~= false
+end
+
+if op == 'acquire' then
+  local limit = tonumber(ARGV[5])
+  local count = redis.call('ZCARD', permits)
+  local stored = tonumber(redis.call('GET', limit_key) or '0')
+  if count > 0 and stored ~= limit then return {-1, stored} end
+  if count < limit or live(holder) then
+    local tok = next_token(counter, ttl)
+    redis.call('ZADD', permits, now + ttl, holder)
+    redis.call('HSET', ptokens, holder, string.format('%d', tok))
+    redis.call('SET', limit_key, limit)
+    keep(permits, {ptokens, limit_key})
+    return {1, tok, 1}
+  end
+  local first = redis.call('ZRANGE', permits, 0, 0, 'WITHSCORES')
+  return {0, tonumber(first[2]) - now}
+elseif op == 'extend' then
+  if not live(holder) then return 0 end
+  redis.call('ZADD', permits, now + ttl, holder)
+  keep(permits, {ptokens, limit_key})
+  return 1
+elseif op == 'release' then
+  if not live(holder) then return -1 end
+  redis.call('ZREM', permits, holder)
+  redis.call('HDEL', ptokens, holder)
+  keep(permits, {ptokens, limit_key})
+  notify('released')
+  return 0
+elseif op == 'force' then
+  local n = redis.call('ZCARD', permits)
+  redis.call('DEL', permits, ptokens, limit_key)
+  if n > 0 then notify('forced') end
+  return n
+elseif op == 'inspect' then
+  local out = {}
+  local limit = tonumber(redis.call('GET', limit_key) or '0')
+  local ps = redis.call('ZRANGE', permits, 0, -1, 'WITHSCORES')
+  for i = 1, #ps, 2 do
+    local tok = redis.call('HGET', ptokens, ps[i])
+    out[#out + 1] = {'p', ps[i], tonumber(tok or '0'), 1, tonumber(ps[i + 1]) - now, limit}
+  end
+  return out
+end
+return redis.error_reply('coord: unknown operation ' .. tostring(op))
