@@ -23,22 +23,17 @@ pub(crate) struct Request<'a> {
 
 /// Releases a lease whose acquisition was cancelled mid-flight (the grant may
 /// have happened with nobody left to release it), and withdraws a writer's
-/// intent, unless disarmed.
-struct Pending {
-    client: Client,
-    id: Option<LeaseId>,
+/// intent, unless disarmed. Clones what it needs only when it fires.
+struct Pending<'a> {
+    client: &'a Client,
+    id: Option<&'a LeaseId>,
 }
 
-impl Pending {
-    fn disarm(&mut self) {
-        self.id = None;
-    }
-}
-
-impl Drop for Pending {
+impl Drop for Pending<'_> {
     fn drop(&mut self) {
         if let Some(id) = self.id.take() {
             let backend = self.client.backend().clone();
+            let id = id.clone();
             spawn_background(async move {
                 let _ = backend.release(&id).await;
             });
@@ -65,40 +60,37 @@ impl Request<'_> {
     /// left. `cleanup` says whether a cancelled call must release what it may
     /// have been granted (false for a reentrant re-entry, whose release would
     /// drop a hold an outer guard counts on).
-    pub(crate) async fn call(&self, cleanup: bool) -> Result<(Acquire, Instant)> {
-        let id = self.id();
+    pub(crate) async fn call(&self, id: &LeaseId, cleanup: bool) -> Result<(Acquire, Instant)> {
         let t_sent = self.client.clock().now();
         let mut pending = Pending {
-            client: self.client.clone(),
-            id: None,
+            client: self.client,
+            id: cleanup.then_some(id),
         };
-        if cleanup {
-            pending.id = Some(id.clone());
-        }
         let res = trace::call(
             "acquire",
             self.client,
-            &id,
+            id,
             None,
-            self.client.backend().acquire(&id, self.opts.ttl),
+            self.client.backend().acquire(id, self.opts.ttl),
             |a: &Acquire| match a {
                 Acquire::Granted(g) => Outcome::Granted(g.token),
                 Acquire::Busy(_) => Outcome::Busy,
             },
         )
         .await;
-        pending.disarm();
+        pending.id = None;
         res.map(|a| (a, t_sent))
     }
 
     /// One attempt; a grant becomes a new lease with its own guard (and
     /// watchdog when auto-extension is on).
     pub(crate) async fn attempt(&self) -> Result<Attempt> {
-        match self.call(true).await? {
+        let id = self.id();
+        match self.call(&id, true).await? {
             (Acquire::Granted(grant), t_sent) => {
                 let shared = LeaseShared::new(
                     self.client.clone(),
-                    self.id(),
+                    id,
                     grant.token,
                     self.opts.ttl,
                     self.opts.local_validity(self.opts.ttl),
@@ -121,8 +113,9 @@ impl Request<'_> {
         let deadline = self.opts.wait_timeout.map(|w| start + w);
         // From the first refusal on, a cancelled wait withdraws this holder's
         // writer intent (and anything granted in flight).
+        let id = self.id();
         let mut on_cancel = Pending {
-            client: self.client.clone(),
+            client: self.client,
             id: None,
         };
         let mut watch: Option<Box<dyn LeaseWatch>> = None;
@@ -130,14 +123,12 @@ impl Request<'_> {
         loop {
             let retry_in = match self.attempt().await? {
                 Attempt::Granted(guard) => {
-                    on_cancel.disarm();
+                    on_cancel.id = None;
                     return Ok(guard);
                 }
                 Attempt::Busy(retry_in) => retry_in,
             };
-            if on_cancel.id.is_none() {
-                on_cancel.id = Some(self.id());
-            }
+            on_cancel.id = Some(&id);
             let now = clock.now();
             if deadline.is_some_and(|d| now >= d)
                 || self.opts.max_retries.is_some_and(|m| retries >= m)

@@ -101,7 +101,7 @@ impl Lock {
             let req = self
                 .handle
                 .request(self.kind(), Some(shared.id.holder.clone()))?;
-            return match req.call(false).await? {
+            return match req.call(&shared.id, false).await? {
                 (Acquire::Granted(_), t_sent) => Ok(Some(reenter(&shared, t_sent))),
                 // Lost since: the backend no longer knows this holder.
                 (Acquire::Busy(_), _) => {

@@ -35,7 +35,13 @@ impl FencingToken {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_micros() as u64)
             .unwrap_or(0);
-        FencingToken(last.saturating_add(1).max(micros))
+        FencingToken::next_after_micros(last, micros)
+    }
+
+    /// [`next_after`](Self::next_after) with the server's wall clock given in
+    /// microseconds since the Unix epoch.
+    pub fn next_after_micros(last: u64, server_now_micros: u64) -> FencingToken {
+        FencingToken(last.saturating_add(1).max(server_now_micros))
     }
 }
 

@@ -70,7 +70,7 @@ impl MemoryStore {
     pub fn with_clock(clock: Arc<dyn Clock>) -> MemoryStore {
         MemoryStore {
             inner: Arc::new(StoreInner {
-                table: LeaseTable::new(),
+                table: LeaseTable::new(&*clock),
                 watchers: Watchers::default(),
                 clock,
             }),

@@ -85,38 +85,35 @@ pub struct LeaseTable {
     /// The last token granted, for every key (one counter keeps each key's
     /// tokens strictly increasing without remembering freed keys).
     last_token: AtomicU64,
-}
-
-impl Default for LeaseTable {
-    fn default() -> Self {
-        Self::new()
-    }
+    /// The server's wall clock (µs since the Unix epoch) at `epoch_at`; the
+    /// wall time of a grant is derived from the monotonic clock, which saves
+    /// a clock read per grant and ignores wall-clock steps backwards.
+    epoch_wall_us: u64,
+    epoch_at: Instant,
 }
 
 impl LeaseTable {
-    /// An empty table.
-    pub fn new() -> LeaseTable {
+    /// An empty table on a server whose clock is `clock`.
+    pub fn new(clock: &dyn Clock) -> LeaseTable {
+        let epoch_wall_us = clock
+            .wall()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
         LeaseTable {
             entries: Map::new(),
             last_token: AtomicU64::new(0),
+            epoch_wall_us,
+            epoch_at: clock.now(),
         }
     }
 
-    /// An empty table whose next token is above `floor` (a restarted server
-    /// that remembers nothing but still must not reuse tokens relies on the
-    /// wall clock instead; this is for tests of that rule).
-    pub fn with_token_floor(floor: u64) -> LeaseTable {
-        LeaseTable {
-            entries: Map::new(),
-            last_token: AtomicU64::new(floor),
-        }
-    }
-
-    fn next_token(&self, clock: &dyn Clock) -> u64 {
-        let wall = clock.wall();
+    fn next_token(&self, now: Instant) -> u64 {
+        let wall_us =
+            self.epoch_wall_us + now.saturating_duration_since(self.epoch_at).as_micros() as u64;
         let mut last = self.last_token.load(Ordering::SeqCst);
         loop {
-            let next = FencingToken::next_after(last, wall).get();
+            let next = FencingToken::next_after_micros(last, wall_us).get();
             match self
                 .last_token
                 .compare_exchange(last, next, Ordering::SeqCst, Ordering::SeqCst)
@@ -211,7 +208,7 @@ impl LeaseTable {
                     e.limit = Some(limit);
                 }
             }
-            let token = self.next_token(clock);
+            let token = self.next_token(now);
             e.leases.push(Lease {
                 holder: id.holder.clone(),
                 kind: id.kind,

@@ -2,6 +2,8 @@
 //! watch also wakes at the key's next expiry instant, so waiters learn of an
 //! expiry when it happens, not on the next access.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use async_trait::async_trait;
 use coord_api::{LeaseWatch, Result};
 use dashmap::DashMap;
@@ -12,18 +14,26 @@ use crate::{MemoryStore, table::TableKey};
 /// The watched keys of a store.
 #[derive(Default)]
 pub(crate) struct Watchers {
-    channels: DashMap<TableKey, watch::Sender<()>>,
+    channels: DashMap<TableKey, watch::Sender<()>, foldhash::fast::RandomState>,
+    /// Live watches; lets a release skip the map when nobody waits anywhere.
+    live: AtomicUsize,
 }
 
 impl Watchers {
     /// Wakes every watcher of `key`.
     pub(crate) fn notify(&self, key: &TableKey) {
+        if self.live.load(Ordering::SeqCst) == 0 {
+            return;
+        }
         if let Some(tx) = self.channels.get(key) {
             tx.send_replace(());
         }
     }
 
     fn subscribe(&self, key: &TableKey) -> watch::Receiver<()> {
+        // Counted before the receiver exists, so a release never skips the
+        // map while a watcher of its key is registered.
+        self.live.fetch_add(1, Ordering::SeqCst);
         self.channels
             .entry(key.clone())
             .or_insert_with(|| watch::channel(()).0)
@@ -33,6 +43,7 @@ impl Watchers {
     fn forget_if_unwatched(&self, key: &TableKey) {
         self.channels
             .remove_if(key, |_, tx| tx.receiver_count() == 0);
+        self.live.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

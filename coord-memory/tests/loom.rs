@@ -43,7 +43,7 @@ const TTL: Duration = Duration::from_secs(10);
 fn exclusive_never_granted_twice() {
     let now = Instant::now();
     loom::model(move || {
-        let table = Arc::new(LeaseTable::new());
+        let table = Arc::new(LeaseTable::new(&Frozen(now)));
         let inside = Arc::new(AtomicUsize::new(0));
         let ns = Namespace::default();
         let threads: Vec<_> = ["a", "b"]
@@ -83,7 +83,7 @@ fn exclusive_never_granted_twice() {
 fn writer_and_reader_never_overlap() {
     let now = Instant::now();
     loom::model(move || {
-        let table = Arc::new(LeaseTable::new());
+        let table = Arc::new(LeaseTable::new(&Frozen(now)));
         let writers = Arc::new(AtomicUsize::new(0));
         let readers = Arc::new(AtomicUsize::new(0));
         let ns = Namespace::default();
@@ -119,7 +119,7 @@ fn writer_and_reader_never_overlap() {
 fn semaphore_never_exceeds_limit_and_tokens_differ() {
     let now = Instant::now();
     loom::model(move || {
-        let table = Arc::new(LeaseTable::new());
+        let table = Arc::new(LeaseTable::new(&Frozen(now)));
         let ns = Namespace::default();
         let threads: Vec<_> = ["a", "b", "c"]
             .into_iter()
@@ -148,7 +148,7 @@ fn semaphore_never_exceeds_limit_and_tokens_differ() {
 fn extend_by_stale_holder_never_revives() {
     let now = Instant::now();
     loom::model(move || {
-        let table = Arc::new(LeaseTable::new());
+        let table = Arc::new(LeaseTable::new(&Frozen(now)));
         let ns = Namespace::default();
         let clock = Frozen(now);
         let a = lease(LeaseKind::Exclusive, "a");
