@@ -1,0 +1,388 @@
+//! Behaviour only a real Redis has: script reload, restarts without
+//! persistence, an unreachable or frozen server, key layout, redaction.
+//! Tests that stop, freeze or restart a server start their own.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use coord_api::{
+    Client, DynLeaseBackend, Error, HolderId, InstanceId, Key, LeaseBackend, LeaseFamily, LeaseId,
+    LeaseKind, LockOptions,
+};
+use coord_redis::{RedisBackend, RedisConfig, testing::RedisServer};
+use redis::Value;
+
+async fn backend(config: RedisConfig) -> DynLeaseBackend {
+    Arc::new(RedisBackend::connect(config).await.expect("connect"))
+}
+
+fn client(backend: DynLeaseBackend, name: &str, opts: LockOptions) -> Client {
+    Client::builder(backend)
+        .instance_id(name)
+        .unwrap()
+        .lock_options(opts)
+        .build()
+}
+
+fn opts(ttl: Duration) -> LockOptions {
+    LockOptions::default()
+        .ttl(ttl)
+        .retry_delay(Duration::from_secs(10))
+        .wait_timeout(Some(Duration::from_secs(5)))
+}
+
+fn text(v: Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+        Value::SimpleString(s) => s,
+        other => format!("{other:?}"),
+    }
+}
+
+fn keys(server: &RedisServer) -> Vec<String> {
+    match server.command(&["KEYS", "*"]).unwrap() {
+        Value::Array(ks) => ks.into_iter().map(text).collect(),
+        other => panic!("KEYS replied {other:?}"),
+    }
+}
+
+/// `name:calls` pairs of INFO commandstats for the commands clients send
+/// (commands run inside scripts count too; they are not round trips).
+fn command_calls(server: &RedisServer) -> Vec<(String, u64)> {
+    let info = text(server.command(&["INFO", "commandstats"]).unwrap());
+    info.lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_"))
+        .map(|l| {
+            let (name, rest) = l.split_once(':').unwrap();
+            let calls = rest
+                .split(',')
+                .find_map(|f| f.strip_prefix("calls="))
+                .unwrap()
+                .parse()
+                .unwrap();
+            (name.to_owned(), calls)
+        })
+        .filter(|(name, _)| name != "info" && name != "config|resetstat")
+        .collect()
+}
+
+/// The calls of commands a client can send to run a script.
+fn top_level(server: &RedisServer) -> Vec<(String, u64)> {
+    let mut calls: Vec<_> = command_calls(server)
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("eval") || n.starts_with("script") || n.starts_with("fcall"))
+        .collect();
+    calls.sort();
+    calls
+}
+
+#[tokio::test]
+async fn one_evalsha_per_operation_and_reload_after_script_flush() {
+    let server = RedisServer::start();
+    let b = backend(server.config("scripts")).await;
+    let c = client(b, "a", opts(Duration::from_secs(5)).auto_extend(false));
+    // Warm up: loads the lock script.
+    c.lock("warm").try_lock().await.unwrap().unwrap().release().await.unwrap();
+
+    server.command(&["CONFIG", "RESETSTAT"]).unwrap();
+    for i in 0..10 {
+        let g = c.lock(&format!("k{i}")).try_lock().await.unwrap().unwrap();
+        assert!(g.release().await.unwrap());
+    }
+    assert_eq!(top_level(&server), [("evalsha".to_owned(), 20)]);
+
+    assert_eq!(server.command(&["SCRIPT", "FLUSH"]).unwrap(), Value::Okay);
+    server.command(&["CONFIG", "RESETSTAT"]).unwrap();
+    let g = c.lock("after-flush").try_lock().await.unwrap().expect("works after SCRIPT FLUSH");
+    assert!(g.release().await.unwrap());
+    let calls = top_level(&server);
+    // The first EVALSHA hit NOSCRIPT, the script was loaded, then both ran.
+    assert_eq!(
+        calls,
+        [("evalsha".to_owned(), 3), ("script|load".to_owned(), 1)]
+    );
+}
+
+#[tokio::test]
+async fn namespaces_isolated_and_foreign_keys_untouched() {
+    let server = RedisServer::start();
+    for (k, v) in [
+        ("k", "plain"),
+        ("lock:k", "other-lib"),
+        ("a:lock:k", "other-lib"),
+        ("coord:k", "near-miss"),
+    ] {
+        server.command(&["SET", k, v]).unwrap();
+    }
+    server.command(&["HSET", "{a:lock:k}:l", "holder", "x"]).unwrap();
+    let foreign_before = keys(&server);
+
+    let a = client(backend(server.config("a")).await, "a", opts(Duration::from_secs(5)));
+    let b = client(backend(server.config("b")).await, "b", opts(Duration::from_secs(5)));
+    let ga = a.lock("k").try_lock().await.unwrap().expect("a gets k");
+    let gb = b.lock("k").try_lock().await.unwrap().expect("b gets its own k");
+    let ra = a.rwlock("k").read().await.unwrap();
+    let pa = a.semaphore("k", 2).acquire().await.unwrap();
+
+    // Force release in a frees a's k only.
+    assert_eq!(a.lock("k").force_release().await.unwrap(), 1);
+    assert_eq!(b.lock("k").holders().await.unwrap().len(), 1);
+    assert!(gb.extend().await.unwrap(), "b still holds its k");
+    assert!(!ga.extend().await.unwrap(), "a's k was forced");
+
+    for k in keys(&server) {
+        assert!(
+            foreign_before.contains(&k) || k.starts_with("coord:{a:") || k.starts_with("coord:{b:"),
+            "unexpected key {k}"
+        );
+    }
+    for (k, v) in [("k", "plain"), ("lock:k", "other-lib"), ("a:lock:k", "other-lib"), ("coord:k", "near-miss")] {
+        assert_eq!(text(server.command(&["GET", k]).unwrap()), v, "{k} untouched");
+    }
+    assert_eq!(
+        text(server.command(&["HGET", "{a:lock:k}:l", "holder"]).unwrap()),
+        "x"
+    );
+    drop((ra, pa, gb));
+}
+
+#[tokio::test]
+async fn tokens_increase_across_a_restart_without_persistence() {
+    let server = RedisServer::start();
+    let config = server.config("tokens");
+    let c = client(backend(config.clone()).await, "a", opts(Duration::from_secs(5)));
+    let mut last = 0;
+    for _ in 0..3 {
+        let g = c.lock("k").try_lock().await.unwrap().unwrap();
+        assert!(g.token().get() > last);
+        last = g.token().get();
+        g.release().await.unwrap();
+    }
+    // Push the stored counter far beyond the clock, then lose it.
+    let ahead = last + 3_600_000_000;
+    server
+        .command(&["SET", "coord:{tokens:lock:k}:t", &ahead.to_string()])
+        .unwrap();
+    let g = c.lock("k").try_lock().await.unwrap().unwrap();
+    assert_eq!(g.token().get(), ahead + 1, "counter + 1 while it runs ahead");
+    g.release().await.unwrap();
+
+    server.restart();
+    assert!(keys(&server).is_empty(), "restart lost all data");
+    let c = client(backend(config).await, "b", opts(Duration::from_secs(5)));
+    let g = c.lock("k").try_lock().await.unwrap().unwrap();
+    assert!(
+        g.token().get() > last,
+        "token {} after restart is not above {last}",
+        g.token()
+    );
+}
+
+#[tokio::test]
+async fn restart_while_held_fires_lost_and_client_reconnects() {
+    let server = RedisServer::start();
+    let b = backend(server.config("restart")).await;
+    let holder = client(b.clone(), "holder", opts(Duration::from_secs(5)));
+    let guard = holder.lock("k").try_lock().await.unwrap().unwrap();
+    let t1 = guard.token();
+    // A watch made before the restart keeps working after it.
+    let mut watch = b.subscribe(LeaseFamily::Lock, &Key::new("k").unwrap()).await.unwrap();
+
+    let restarted = Instant::now();
+    server.restart();
+    // Renewal (every ttl/3) finds the key gone: lost well before the local
+    // validity deadline (~4.95 s after the grant).
+    tokio::time::timeout(Duration::from_secs(4), guard.lost())
+        .await
+        .expect("lost signal fires once renewal finds the key gone");
+    assert!(!guard.is_held());
+    assert!(restarted.elapsed() < Duration::from_secs(4));
+
+    let again = holder.lock("k").try_lock().await.unwrap().expect("reconnected and granted");
+    assert!(again.token() > t1, "{} > {t1}", again.token());
+
+    // Release notifications reach the old watch once it has resubscribed.
+    let other = client(b.clone(), "other", opts(Duration::from_secs(5)));
+    drop(again.release().await);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        // Drain wake-ups from the disconnection, then expect a fresh one.
+        while tokio::time::timeout(Duration::ZERO, watch.changed()).await.is_ok() {}
+        let g = other.lock("k").try_lock().await.unwrap().unwrap();
+        g.release().await.unwrap();
+        if tokio::time::timeout(Duration::from_millis(200), watch.changed())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "watch never resubscribed");
+    }
+}
+
+#[tokio::test]
+async fn stopped_server_is_unavailable_within_the_timeout() {
+    let server = RedisServer::start();
+    let timeout = Duration::from_millis(400);
+    let config = RedisConfig::builder()
+        .with_url(server.url())
+        .namespace("down")
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .build()
+        .unwrap();
+    let b = backend(config.clone()).await;
+    let lease = LeaseId {
+        kind: LeaseKind::Exclusive,
+        key: Key::new("k").unwrap(),
+        holder: HolderId::new(InstanceId::new("a").unwrap()),
+    };
+    b.acquire(&lease, Duration::from_secs(1)).await.unwrap();
+
+    server.stop();
+    for _ in 0..3 {
+        let start = Instant::now();
+        let e = b.acquire(&lease, Duration::from_secs(1)).await.unwrap_err();
+        assert!(start.elapsed() < timeout + Duration::from_millis(300), "{:?}", start.elapsed());
+        assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
+        assert!(e.to_string().contains(&format!("127.0.0.1:{}", server.port())), "{e}");
+    }
+    // Connecting anew to the dead port fails the same way.
+    let start = Instant::now();
+    let e = RedisBackend::connect(config).await.unwrap_err();
+    assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
+    assert!(start.elapsed() < timeout + Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn frozen_server_times_out_as_unavailable() {
+    let server = RedisServer::start();
+    let timeout = Duration::from_millis(300);
+    let config = RedisConfig::builder()
+        .with_url(server.url())
+        .namespace("frozen")
+        .timeout(timeout)
+        .build()
+        .unwrap();
+    let c = client(backend(config).await, "a", opts(Duration::from_secs(1)));
+    server.pause();
+    let start = Instant::now();
+    let e = c.lock("k").try_lock().await.unwrap_err();
+    let took = start.elapsed();
+    server.resume();
+    assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
+    assert!(took >= timeout && took < timeout + Duration::from_millis(300), "{took:?}");
+    // And it recovers once the server answers again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while c.lock("k").try_lock().await.is_err() {
+        assert!(Instant::now() < deadline, "no recovery after resume");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn renewal_failing_flips_to_lost_at_local_validity() {
+    let server = RedisServer::start();
+    let config = RedisConfig::builder()
+        .with_url(server.url())
+        .namespace("validity")
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let ttl = Duration::from_secs(1);
+    let o = opts(ttl);
+    let validity = o.local_validity(ttl);
+    let c = client(backend(config).await, "a", o);
+    let sent = Instant::now();
+    let guard = c.lock("k").try_lock().await.unwrap().unwrap();
+    server.stop();
+    tokio::time::timeout(Duration::from_secs(3), guard.lost())
+        .await
+        .expect("lost fires even though Redis cannot be reached");
+    let at = sent.elapsed();
+    assert!(!guard.is_held());
+    assert!(
+        at >= validity && at < validity + Duration::from_millis(250),
+        "lost after {at:?}, local validity {validity:?}"
+    );
+}
+
+#[tokio::test]
+async fn unix_socket_url() {
+    let server = RedisServer::shared();
+    let url = format!(
+        "redis+unix://{}?namespace=unix-test&timeout=1s",
+        server.socket_path().display()
+    );
+    let b = RedisBackend::connect_url(&url).await.unwrap();
+    assert!(b.to_string().starts_with("redis(unix:/"), "{b}");
+    let c = client(Arc::new(b), "a", opts(Duration::from_secs(5)));
+    let g = c.lock("k").try_lock().await.unwrap().unwrap();
+    assert!(g.release().await.unwrap());
+}
+
+/// Collects everything tracing writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn password_never_in_debug_display_errors_or_traces() {
+    let secret = "S3cr3t-pa55word-xyz";
+    let server = RedisServer::start_with_password(secret);
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
+        .with_writer(move || sink.clone())
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let config = server.config("secret");
+    let b = RedisBackend::connect(config.clone()).await.unwrap();
+    let mut seen = vec![format!("{config:?}"), config.to_string(), format!("{b:?}"), b.to_string()];
+    let c = client(Arc::new(b), "a", opts(Duration::from_secs(5)));
+    let g = c.lock("k").try_lock().await.unwrap().unwrap();
+    assert!(c.lock("k").try_lock().await.unwrap().is_none());
+    g.release().await.unwrap();
+
+    // Wrong password, refused connection, frozen server: errors all around.
+    let wrong = format!("{secret}-wrong");
+    let bad = RedisConfig::builder()
+        .with_url(format!("redis://:{wrong}@127.0.0.1:{}/0", server.port()))
+        .build()
+        .unwrap();
+    let e = RedisBackend::connect(bad).await.unwrap_err();
+    seen.push(format!("{e:?} {e}"));
+    let refused = RedisConfig::builder()
+        .with_url(format!("redis://user:{secret}@127.0.0.1:1/0"))
+        .connect_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let e = RedisBackend::connect(refused).await.unwrap_err();
+    assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
+    assert!(e.to_string().contains("127.0.0.1:1"), "{e}");
+    seen.push(format!("{e:?} {e}"));
+    server.stop();
+    let e = c.lock("k2").try_lock().await.unwrap_err();
+    seen.push(format!("{e:?} {e}"));
+
+    let traces = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(traces.contains("coord.redis"), "backend spans are traced");
+    seen.push(traces);
+    for s in &seen {
+        assert!(!s.contains(secret), "password leaked: {s}");
+    }
+}
