@@ -302,6 +302,36 @@ pub async fn reentrant_excludes_other_holders(h: &dyn Harness) {
     ge.release().await.unwrap();
 }
 
+/// A reentrant handle re-entering after its lease was force released gets a
+/// fresh grant (a larger token than the fenced one) or nothing, never a guard
+/// carrying the fenced token.
+pub async fn reentrant_reentry_after_force_release(h: &dyn Harness) {
+    let mut ctx = Ctx::new(h);
+    if !ctx
+        .require("reentrant_reentry_after_force_release", "reentrant")
+        .await
+        || !ctx
+            .require("reentrant_reentry_after_force_release", "force_release")
+            .await
+    {
+        return;
+    }
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let lock = a.lock("k").reentrant(true).ttl(ms(5000));
+    let g1 = take(&lock, "first hold").await;
+    assert_eq!(b.lock("k").force_release().await.unwrap(), 1);
+    if let Some(g2) = lock.try_lock().await.unwrap() {
+        assert!(
+            g2.token() > g1.token(),
+            "re-entry after a force release returned token {} (the fenced token was {})",
+            g2.token(),
+            g1.token()
+        );
+        assert!(g2.release().await.unwrap());
+    }
+    assert!(!g1.extend().await.unwrap(), "the fenced hold stays fenced");
+}
+
 // ---------------------------------------------------------------------------
 // Holder identity, expiry, extension, release
 // ---------------------------------------------------------------------------
@@ -921,6 +951,44 @@ pub async fn max_retries_returns_timeout(h: &dyn Harness) {
     assert!(ga.release().await.unwrap(), "a kept the lock");
 }
 
+/// Extreme but valid-looking options (`wait_timeout` and `retry_delay` of
+/// `Duration::MAX`, "wait for ever") either work or are `InvalidArgument`;
+/// they never panic.
+pub async fn extreme_durations_do_not_panic(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client_with("a", no_extend(300)).await;
+    let cases = [
+        (
+            "wait_timeout MAX",
+            default_options().wait_timeout(Some(Duration::MAX)),
+        ),
+        (
+            "retry_delay MAX",
+            default_options().retry_delay(Duration::MAX),
+        ),
+    ];
+    for (what, opts) in cases {
+        let t0 = Instant::now();
+        let _held = take(&a.lock("k"), "a").await;
+        let b = ctx.client_with("b", opts).await;
+        let lock = b.lock("k");
+        let waiter = tokio::spawn(async move { lock.lock().await });
+        let res = timeout(ms(3000), waiter)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: not granted after the holder's TTL"));
+        match res {
+            Ok(Ok(g)) => {
+                assert!(t0.elapsed() >= ms(290), "{what}: granted before the TTL");
+                g.release().await.unwrap();
+            }
+            Ok(Err(Error::InvalidArgument { .. })) => {}
+            Ok(Err(e)) => panic!("{what}: unexpected error {e}"),
+            Err(e) => panic!("{what}: lock() panicked: {e}"),
+        }
+        sleep_until(t0 + ms(350)).await;
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Monitoring, operators, isolation
 // ---------------------------------------------------------------------------
@@ -1188,17 +1256,7 @@ pub async fn waiting_writer_blocks_new_readers(h: &dyn Harness) {
     let rw = b.rwlock("k");
     let writer = tokio::spawn(async move { rw.write().await });
     let readers = c.rwlock("k");
-    let blocked = eventually(ms(1000), || async {
-        match readers.try_read().await.unwrap() {
-            Some(r) => {
-                r.release().await.unwrap();
-                None
-            }
-            None => Some(()),
-        }
-    })
-    .await;
-    assert!(blocked.is_some(), "a waiting writer blocks new readers");
+    assert_readers_blocked(&readers).await;
     assert!(!writer.is_finished(), "the writer waits for the reader");
     assert!(r1.release().await.unwrap());
     let w = join(writer, ms(1000), "writer after the reader left")
@@ -1213,6 +1271,30 @@ pub async fn waiting_writer_blocks_new_readers(h: &dyn Harness) {
         .await
         .expect("readers admitted after the writer");
     r.release().await.unwrap();
+}
+
+/// Asserts that new readers are refused within 1 s (the writer registered its
+/// intent) and stay refused on every try for the next 100 ms.
+async fn assert_readers_blocked(readers: &coord_api::RwLock) {
+    let blocked = eventually(ms(1000), || async {
+        match readers.try_read().await.unwrap() {
+            Some(r) => {
+                r.release().await.unwrap();
+                None
+            }
+            None => Some(()),
+        }
+    })
+    .await;
+    assert!(blocked.is_some(), "a waiting writer blocks new readers");
+    for i in 0..5 {
+        sleep(ms(20)).await;
+        let r = readers.try_read().await.unwrap();
+        assert!(
+            r.is_none(),
+            "reader admitted past a waiting writer (try {i})"
+        );
+    }
 }
 
 async fn take_read_within(lock: &coord_api::RwLock, within: Duration) -> Option<LeaseGuard> {
@@ -1246,17 +1328,7 @@ pub async fn cancelled_writer_lets_readers_in(h: &dyn Harness) {
     let rw = b.rwlock("k").ttl(ms(5000)).auto_extend(false);
     let writer = tokio::spawn(async move { rw.write().await });
     let readers = c.rwlock("k");
-    let blocked = eventually(ms(1000), || async {
-        match readers.try_read().await.unwrap() {
-            Some(r) => {
-                r.release().await.unwrap();
-                None
-            }
-            None => Some(()),
-        }
-    })
-    .await;
-    assert!(blocked.is_some(), "the waiting writer blocks new readers");
+    assert_readers_blocked(&readers).await;
     writer.abort();
     let t0 = Instant::now();
     let r = take_read_within(&readers, ms(1500))
@@ -1316,7 +1388,9 @@ pub async fn reader_release_wakes_writer(h: &dyn Harness) {
         .await
         .unwrap()
         .expect("reader");
-    let rw = b.rwlock("k");
+    // A 3 s TTL: the writer's intent refresh (every TTL/3) cannot be what
+    // wakes it.
+    let rw = b.rwlock("k").ttl(ms(3000));
     let writer = tokio::spawn(async move {
         let w = rw.write().await;
         (w, Instant::now())
@@ -1523,6 +1597,39 @@ pub async fn semaphore_different_n_invalid(h: &dyn Harness) {
         .expect("the second of 2 permits is still free");
     assert!(pa.release().await.unwrap());
     assert!(pb.release().await.unwrap());
+}
+
+/// Once a semaphore's last permit is released, the next acquirer may fix
+/// another N (the contract's decision: N is fixed while permits are live).
+pub async fn semaphore_n_refixed_when_empty(h: &dyn Harness) {
+    let mut ctx = Ctx::new(h);
+    if !ctx
+        .require("semaphore_n_refixed_when_empty", "semaphore")
+        .await
+    {
+        return;
+    }
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let p = a
+        .semaphore("s", 2)
+        .try_acquire()
+        .await
+        .unwrap()
+        .expect("N=2");
+    assert_invalid(b.semaphore("s", 1).try_acquire().await, "N=1 while live");
+    assert!(p.release().await.unwrap());
+    let p1 = b
+        .semaphore("s", 1)
+        .try_acquire()
+        .await
+        .unwrap()
+        .expect("N=1 accepted once the semaphore is empty");
+    assert!(
+        a.semaphore("s", 1).try_acquire().await.unwrap().is_none(),
+        "the new N=1 is enforced"
+    );
+    assert_invalid(a.semaphore("s", 2).try_acquire().await, "N=2 now refused");
+    p1.release().await.unwrap();
 }
 
 /// A waiter on a full semaphore (retry delay 10 s) gets the permit promptly
