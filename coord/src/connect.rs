@@ -18,13 +18,15 @@ use crate::url::SplitUrl;
 /// - `instance=<id>`: this instance's id, shown to operators as the holder
 ///   (default: host name, pid and a random suffix).
 ///
-/// The Redis backend takes further keys of its own (see `coord-redis`).
+/// The Redis backend takes further keys of its own (`timeout`,
+/// `connect_timeout`, `db`, `user`, `password`; see `coord::redis::RedisConfig`).
 ///
 /// `memory://` is one store per process, like a local server: every
 /// `connect("memory://…")` in the process reaches the same locks, so tasks
 /// that connect separately see each other, and namespaces keep unrelated
 /// users apart. For a private store, build the client yourself from
-/// [`memory::MemoryBackend::new`](crate::memory::MemoryBackend::new).
+/// [`memory::MemoryBackend::new`](crate::memory::MemoryBackend::new). Tests
+/// that share the process store should each use a namespace of their own.
 ///
 /// # Errors
 /// `Error::Config` naming the problem for an unknown scheme, an unknown or
@@ -83,11 +85,9 @@ fn memory(url: &mut SplitUrl<'_>) -> Result<DynLeaseBackend> {
 
 #[cfg(not(madsim))]
 async fn redis(url: &SplitUrl<'_>) -> Result<DynLeaseBackend> {
-    let _ = url.to_url();
-    Err(Error::config(format!(
-        "the {}:// scheme needs the coord-redis backend, which this build does not have yet",
-        url.scheme
-    )))
+    Ok(Arc::new(
+        coord_redis::RedisBackend::connect_url(&url.to_url()).await?,
+    ))
 }
 
 #[cfg(madsim)]

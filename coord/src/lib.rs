@@ -32,7 +32,7 @@
 //! | [`Error`] | the one error type |
 //! | [`contract`] | what coord promises, primitive by primitive |
 //! | [`memory`] | the in-process backend |
-//! | `redis` | the Redis backend (not under the madsim simulator) |
+//! | `redis` | the Redis backend (absent under the madsim simulator) |
 //! | [`LeaseBackend`] | the backend SPI, for backend authors |
 //!
 //! Everything of `coord-api` is re-exported here; backend authors may depend
@@ -43,6 +43,11 @@ mod connect;
 mod url;
 
 pub use connect::connect;
+
+/// The README's code examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
 pub use coord_api::*;
 
 /// The in-process backend: one [`MemoryStore`](memory::MemoryStore) plays the
@@ -61,4 +66,16 @@ pub mod memory {
     pub fn process_store() -> &'static MemoryStore {
         &PROCESS_STORE
     }
+}
+
+/// The Redis backend: connect with [`connect`] (`redis://`, `rediss://`,
+/// `unix://`), or build a [`RedisConfig`](redis::RedisConfig) and call
+/// [`RedisBackend::connect`](redis::RedisBackend::connect). Not available under
+/// the madsim simulator, where the redis crate cannot run.
+#[cfg(not(madsim))]
+pub mod redis {
+    pub use coord_redis::{
+        CONFIG_KEYS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Endpoint, RedisBackend, RedisConfig,
+        RedisConfigBuilder,
+    };
 }

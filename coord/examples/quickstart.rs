@@ -1,0 +1,265 @@
+//! coord in a few seconds: four instances of a service compete for one job
+//! lock, a holder crashes, and a long job keeps its lock by auto-extension.
+//!
+//! ```text
+//! cargo run -p coord --example quickstart                      # in-process
+//! cargo run -p coord --example quickstart -- --url redis://127.0.0.1:6379
+//! ```
+//!
+//! Each "instance" is a task that calls `coord::connect` itself, as separate
+//! processes would; `memory://` is one store per process, so they meet there.
+
+use std::{process::ExitCode, time::Duration};
+
+use coord::{Client, LeaseGuard, connect};
+use tokio::{sync::mpsc, task::JoinSet, time::Instant};
+
+const JOB: &str = "jobs/nightly-report";
+const USAGE: &str = "usage: quickstart [--url <url>]   (default memory://)";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let url = match parse_args(std::env::args().skip(1)) {
+        Ok(url) => url,
+        Err(msg) => {
+            eprintln!("{msg}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&url).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("quickstart failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<String, String> {
+    let mut url = "memory://".to_owned();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--url" => url = args.next().ok_or("--url needs a value")?,
+            "-h" | "--help" => return Err("coord quickstart".into()),
+            other => match other.strip_prefix("--url=") {
+                Some(u) => url = u.to_owned(),
+                None => return Err(format!("unknown argument {other:?}")),
+            },
+        }
+    }
+    Ok(url)
+}
+
+/// Prints a line stamped with the time since the start.
+struct Log(Instant);
+
+impl Log {
+    fn say(&self, line: impl AsRef<str>) {
+        println!(
+            "[{:5.2}s] {}",
+            self.0.elapsed().as_secs_f64(),
+            line.as_ref()
+        );
+    }
+}
+
+async fn run(url: &str) -> coord::Result<()> {
+    let log = Log(Instant::now());
+    println!("coord quickstart on {url}\n");
+
+    // Every instance connects on its own, as separate processes would.
+    let mut workers = Vec::new();
+    for n in 1..=4 {
+        workers.push(connect(&instance_url(url, &format!("worker-{n}"))).await?);
+    }
+    let start = Instant::now();
+    compete(&log, &workers).await?;
+    crash(&log, &workers).await?;
+    auto_extension(&log, &workers).await?;
+    println!(
+        "\nDone in {:.1} s. Next: the contract (coord-api/src/contract.md) says what every backend promises.",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `url` with `instance=<name>` added to its query.
+fn instance_url(url: &str, name: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}instance={name}")
+}
+
+fn name(client: &Client) -> String {
+    client.instance_id().to_string()
+}
+
+/// Act 1: everyone wants the job; they take turns, each grant with a larger
+/// fencing token. Waiters are woken by the release, not by polling.
+async fn compete(log: &Log, workers: &[Client]) -> coord::Result<()> {
+    println!("== 1. Four instances compete for the lock {JOB:?} ==");
+    println!("   Each runs the job once while holding the lock; the others wait their turn.");
+    let log = &log;
+    let mut turns = JoinSet::new();
+    for client in workers {
+        let client = client.clone();
+        let log = Log(log.0);
+        turns.spawn(async move {
+            let lock = client.lock(JOB).ttl(Duration::from_secs(5));
+            let guard = match lock.try_lock().await? {
+                Some(guard) => guard,
+                None => {
+                    log.say(format!("{} finds it busy and waits", name(&client)));
+                    lock.lock().await?
+                }
+            };
+            log.say(format!(
+                "{} holds it, fencing token {} -- running the job",
+                name(&client),
+                guard.token()
+            ));
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let token = guard.token();
+            guard.release().await?;
+            log.say(format!("{} is done and releases it", name(&client)));
+            coord::Result::Ok(token)
+        });
+    }
+    let mut tokens = Vec::new();
+    while let Some(res) = turns.join_next().await {
+        tokens.push(res.expect("worker task panicked")?);
+    }
+    tokens.sort();
+    println!(
+        "   Each grant got a larger fencing token: {} .. {}.\n   \
+         Tokens start from the server's clock in microseconds, so they keep growing even after a\n   \
+         restart that lost the counter. A store that remembers the highest token it has seen can\n   \
+         refuse a late write from an old holder.\n",
+        tokens[0],
+        tokens[tokens.len() - 1]
+    );
+    Ok(())
+}
+
+/// Act 2: a holder dies without releasing. Auto-extension is off, so nothing
+/// renews its lease: the TTL frees the lock and a waiter takes over.
+async fn crash(log: &Log, workers: &[Client]) -> coord::Result<()> {
+    const TTL: Duration = Duration::from_secs(1);
+    println!("== 2. A holder crashes ==");
+    println!(
+        "   worker-1 takes the lock with a {} s TTL and auto-extension off, then \"crashes\":\n   \
+         its guard is forgotten, never released. The others wait.",
+        TTL.as_secs()
+    );
+    let guard = workers[0]
+        .lock(JOB)
+        .ttl(TTL)
+        .auto_extend(false)
+        .try_lock()
+        .await?
+        .expect("the lock is free after act 1");
+    let crashed_token = guard.token();
+    log.say(format!(
+        "worker-1 holds it (token {crashed_token}) and crashes"
+    ));
+    std::mem::forget(guard);
+    let crashed_at = Instant::now();
+
+    let (tx, mut rx) = mpsc::channel::<(String, LeaseGuard)>(1);
+    let mut waiters = JoinSet::new();
+    for client in &workers[1..] {
+        let client = client.clone();
+        let tx = tx.clone();
+        waiters.spawn(async move {
+            let guard = client
+                .lock(JOB)
+                .wait_timeout(Some(Duration::from_secs(10)))
+                .lock()
+                .await?;
+            let _ = tx.send((name(&client), guard)).await;
+            coord::Result::Ok(())
+        });
+    }
+    drop(tx);
+    let Some((winner, guard)) = rx.recv().await else {
+        // Every waiter failed: report the first error.
+        while let Some(res) = waiters.join_next().await {
+            res.expect("waiter panicked")?;
+        }
+        unreachable!("a waiter either sends its guard or fails");
+    };
+    log.say(format!(
+        "{winner} took over {:.2} s after the crash (token {} > {crashed_token}): the TTL freed the lock",
+        crashed_at.elapsed().as_secs_f64(),
+        guard.token()
+    ));
+    // The other waiters give up; a cancelled wait leaves nothing held.
+    waiters.abort_all();
+    while waiters.join_next().await.is_some() {}
+    guard.release().await?;
+    println!();
+    Ok(())
+}
+
+/// Act 3: a job longer than the TTL keeps its lock because the guard renews it
+/// every TTL/3 in the background. Meanwhile another instance asks who holds it.
+async fn auto_extension(log: &Log, workers: &[Client]) -> coord::Result<()> {
+    const TTL: Duration = Duration::from_millis(500);
+    const WORK: Duration = Duration::from_secs(2);
+    println!("== 3. Auto-extension keeps a long job's lock ==");
+    println!(
+        "   worker-2 takes the lock with a {} ms TTL and auto-extension on (the default: it renews\n   \
+         every TTL/3), then works for {} s. worker-3 keeps trying, and asks who holds it.",
+        TTL.as_millis(),
+        WORK.as_secs()
+    );
+    let holder = workers[1].lock(JOB).ttl(TTL);
+    let guard = holder.try_lock().await?.expect("free after act 2");
+    log.say(format!("worker-2 holds it (token {})", guard.token()));
+
+    let other = workers[2].lock(JOB);
+    let started = Instant::now();
+    while started.elapsed() < WORK {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        match other.try_lock().await? {
+            Some(_) => log.say("worker-3 got it -- it should not have!"),
+            None => {
+                let holders = other.holders().await?;
+                let who = holders
+                    .first()
+                    .map(|h| {
+                        format!(
+                            "held by {} (token {}), expires in {} ms unless renewed",
+                            h.holder.instance(),
+                            h.token,
+                            h.expires_in.as_millis()
+                        )
+                    })
+                    .unwrap_or_else(|| "free".into());
+                log.say(format!("worker-3: busy -- {who}"));
+            }
+        }
+    }
+    log.say(format!(
+        "worker-2 finishes after {:.1} s ({} TTLs); its guard is still held: {}",
+        started.elapsed().as_secs_f64(),
+        started.elapsed().as_millis() / TTL.as_millis(),
+        guard.is_held()
+    ));
+    let still_ours = guard.release().await?;
+    log.say(format!(
+        "worker-2 releases it (still ours on the backend: {still_ours})"
+    ));
+    match other.try_lock().await? {
+        Some(next) => {
+            log.say(format!("worker-3 gets it at once (token {})", next.token()));
+            next.release().await?;
+        }
+        None => log.say("worker-3 still finds it busy -- unexpected"),
+    }
+    Ok(())
+}

@@ -1,0 +1,72 @@
+//! `coord::connect` with Redis URLs, against a redis-server the fixture starts
+//! on a free loopback port (fails with a clear message when redis-server is
+//! missing: `scripts/test` installs it).
+#![cfg(not(madsim))]
+
+use std::time::Duration;
+
+use coord::{Error, connect};
+use coord_redis::testing::RedisServer;
+
+fn url(query: &str) -> String {
+    format!("{}?{query}", RedisServer::shared().url())
+}
+
+#[tokio::test]
+async fn redis_url_gives_a_client_with_namespace_and_instance() {
+    let client = connect(&url("namespace=facade-a&instance=worker-9"))
+        .await
+        .unwrap();
+    assert_eq!(client.backend().namespace().as_str(), "facade-a");
+    assert_eq!(client.instance_id().as_str(), "worker-9");
+    assert!(client.backend().to_string().starts_with("redis("));
+    let guard = client.lock("job").try_lock().await.unwrap().expect("free");
+    assert_eq!(guard.holder().instance().as_str(), "worker-9");
+    assert!(guard.release().await.unwrap());
+}
+
+#[tokio::test]
+async fn separate_redis_connects_exclude_each_other() {
+    let a = connect(&url("namespace=facade-b&instance=a"))
+        .await
+        .unwrap();
+    let b = connect(&url("namespace=facade-b&instance=b"))
+        .await
+        .unwrap();
+    let held = a.lock("job").try_lock().await.unwrap().expect("free");
+    assert!(b.lock("job").try_lock().await.unwrap().is_none());
+    let waiter = tokio::spawn(async move {
+        b.lock("job")
+            .wait_timeout(Some(Duration::from_secs(5)))
+            .lock()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let first = held.token();
+    assert!(held.release().await.unwrap());
+    let next = waiter.await.unwrap().unwrap();
+    assert!(next.token() > first);
+    next.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_redis_query_key_is_a_config_error_naming_it() {
+    match connect("redis://127.0.0.1:1/0?namespace=x&colour=blue").await {
+        Err(Error::Config { message }) => assert!(message.contains("colour"), "{message}"),
+        other => panic!("expected Error::Config, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn unreachable_redis_is_unavailable_not_config() {
+    let started = tokio::time::Instant::now();
+    let res = match connect("redis://127.0.0.1:1/0?connect_timeout=500ms&timeout=500ms").await {
+        Ok(client) => client.lock("job").try_lock().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match res {
+        Err(e @ Error::Unavailable { .. }) => assert!(e.is_retryable()),
+        other => panic!("expected Error::Unavailable, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
