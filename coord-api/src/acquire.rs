@@ -5,8 +5,8 @@
 use std::{sync::Arc, time::Duration};
 
 use crate::{
-    Acquire, Client, Error, HolderId, Key, LeaseGuard, LeaseId, LeaseKind, LeaseWatch, LockOptions,
-    Result,
+    Acquire, Client, Error, FencingToken, HolderId, Key, LeaseGuard, LeaseId, LeaseKind,
+    LeaseWatch, LockOptions, Result,
     clock::Instant,
     lease::{LeaseShared, spawn_background},
     trace::{self, Outcome},
@@ -88,21 +88,31 @@ impl Request<'_> {
         let id = self.id();
         match self.call(&id, true).await? {
             (Acquire::Granted(grant), t_sent) => {
-                let shared = LeaseShared::new(
-                    self.client.clone(),
-                    id,
-                    grant.token,
-                    self.opts.ttl,
-                    self.opts.local_validity(self.opts.ttl),
-                    t_sent,
-                );
-                if self.opts.auto_extend {
-                    shared.start_watchdog(self.opts.renew_every());
-                }
-                Ok(Attempt::Granted(LeaseGuard::new(shared)))
+                Ok(Attempt::Granted(self.new_lease(id, grant.token, t_sent)))
             }
             (Acquire::Busy(busy), _) => Ok(Attempt::Busy(busy.retry_in)),
         }
+    }
+
+    /// A guard on a new lease granted with `token` to a request sent at `t_sent`.
+    pub(crate) fn new_lease(
+        &self,
+        id: LeaseId,
+        token: FencingToken,
+        t_sent: Instant,
+    ) -> LeaseGuard {
+        let shared = LeaseShared::new(
+            self.client.clone(),
+            id,
+            token,
+            self.opts.ttl,
+            self.opts.local_validity(self.opts.ttl),
+            t_sent,
+        );
+        if self.opts.auto_extend {
+            shared.start_watchdog(self.opts.renew_every());
+        }
+        LeaseGuard::new(shared)
     }
 
     /// Attempts, then waits and retries until granted, `wait_timeout` passes
@@ -110,7 +120,7 @@ impl Request<'_> {
     pub(crate) async fn wait(&self) -> Result<LeaseGuard> {
         let clock = self.client.clock().clone();
         let start = clock.now();
-        let deadline = self.opts.wait_timeout.map(|w| start + w);
+        let deadline = self.opts.wait_timeout.map(|w| later(start, w));
         // From the first refusal on, a cancelled wait withdraws this holder's
         // writer intent (and anything granted in flight).
         let id = self.id();
@@ -176,9 +186,11 @@ impl Request<'_> {
         } else {
             1.0
         };
-        let mut wake = now + self.opts.retry_delay.mul_f64(factor);
+        let delay = Duration::try_from_secs_f64(self.opts.retry_delay.as_secs_f64() * factor)
+            .unwrap_or(Duration::MAX);
+        let mut wake = later(now, delay);
         if let Some(r) = retry_in {
-            wake = wake.min(now + r + Duration::from_millis(1));
+            wake = wake.min(later(now, r.saturating_add(Duration::from_millis(1))));
         }
         if self.kind == LeaseKind::Write {
             wake = wake.min(now + self.opts.ttl / 3);
@@ -196,6 +208,12 @@ impl Request<'_> {
             waited,
         }
     }
+}
+
+/// `t + d`, or a century after `t` when that overflows (a "for ever" wait).
+fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .unwrap_or_else(|| t + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 /// Renews a reentrant lease's local validity after a re-entry granted at

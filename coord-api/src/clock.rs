@@ -67,7 +67,7 @@ fn wall_now() -> SystemTime {
         static BASE: OnceLock<(std::time::Instant, SystemTime)> = OnceLock::new();
         // tokio's paused clock does not move SystemTime; anchor it on the
         // first read so that tokens and stamps follow tokio time.
-        let (i0, w0) = *BASE.get_or_init(|| (std::time::Instant::now(), SystemTime::now()));
+        let (i0, w0) = *BASE.get_or_init(|| (Instant::now().into_std(), SystemTime::now()));
         let now = Instant::now().into_std();
         w0 + now.saturating_duration_since(i0)
     }

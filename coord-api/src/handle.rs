@@ -10,17 +10,35 @@ use crate::{
 pub(crate) struct Handle {
     pub(crate) client: Client,
     key: std::result::Result<Key, String>,
-    pub(crate) opts: LockOptions,
+    opts: LockOptions,
+    /// Whether `opts` passed validation (checked once per change, not per call).
+    opts_ok: bool,
 }
 
 impl Handle {
     pub(crate) fn new(client: Client, key: &str) -> Handle {
         let opts = client.lock_options().clone();
-        Handle {
+        let mut handle = Handle {
             client,
             key: Key::new(key).map_err(|_| key.to_owned()),
             opts,
-        }
+            opts_ok: false,
+        };
+        handle.set_options(|_| {});
+        handle
+    }
+
+    pub(crate) fn opts(&self) -> &LockOptions {
+        &self.opts
+    }
+
+    /// Changes the options and checks them again.
+    pub(crate) fn set_options(&mut self, change: impl FnOnce(&mut LockOptions)) {
+        change(&mut self.opts);
+        self.opts_ok = match &self.key {
+            Ok(k) => self.opts.validate(k).is_ok(),
+            Err(_) => false,
+        };
     }
 
     /// The validated key, or the `InvalidArgument` it failed with.
@@ -42,7 +60,9 @@ impl Handle {
     /// key and options validated first.
     pub(crate) fn request(&self, kind: LeaseKind, holder: Option<HolderId>) -> Result<Request<'_>> {
         let key = self.key()?;
-        self.opts.validate(key)?;
+        if !self.opts_ok {
+            self.opts.validate(key)?;
+        }
         let holder = holder.unwrap_or_else(|| HolderId::new(self.client.instance_id().clone()));
         Ok(Request {
             client: &self.client,
@@ -82,30 +102,30 @@ macro_rules! option_setters {
     () => {
         /// Replaces all options (defaults come from the client).
         pub fn with_options(mut self, opts: $crate::LockOptions) -> Self {
-            self.handle.opts = opts;
+            self.handle.set_options(|o| *o = opts);
             self
         }
 
         /// The options in force.
         pub fn options(&self) -> &$crate::LockOptions {
-            &self.handle.opts
+            self.handle.opts()
         }
 
         /// Sets the lease TTL (1 ms ..= 24 h).
         pub fn ttl(mut self, ttl: std::time::Duration) -> Self {
-            self.handle.opts.ttl = ttl;
+            self.handle.set_options(|o| o.ttl = ttl);
             self
         }
 
         /// Sets how long waiting acquisitions wait (`None`: for ever).
         pub fn wait_timeout(mut self, wait: Option<std::time::Duration>) -> Self {
-            self.handle.opts.wait_timeout = wait;
+            self.handle.set_options(|o| o.wait_timeout = wait);
             self
         }
 
         /// Turns background renewal on or off.
         pub fn auto_extend(mut self, on: bool) -> Self {
-            self.handle.opts.auto_extend = on;
+            self.handle.set_options(|o| o.auto_extend = on);
             self
         }
 

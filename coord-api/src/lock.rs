@@ -101,14 +101,25 @@ impl Lock {
             let req = self
                 .handle
                 .request(self.kind(), Some(shared.id.holder.clone()))?;
-            return match req.call(&shared.id, false).await? {
-                (Acquire::Granted(_), t_sent) => Ok(Some(reenter(&shared, t_sent))),
-                // Lost since: the backend no longer knows this holder.
+            match req.call(&shared.id, false).await? {
+                (Acquire::Granted(g), t_sent) if g.token == shared.token && g.holds > 1 => {
+                    return Ok(Some(reenter(&shared, t_sent)));
+                }
+                (Acquire::Granted(_), _) => {
+                    // The backend had forgotten the hold (expired or force
+                    // released) and granted afresh: the old guards are lost,
+                    // and this grant carries their holder id, so a stale
+                    // guard's release could free it. Give it back and take
+                    // the lock as a new holder.
+                    shared.mark(true);
+                    let _ = self.handle.client.backend().release(&shared.id).await;
+                }
+                // Held by someone else now: the old guards are lost.
                 (Acquire::Busy(_), _) => {
                     shared.mark(true);
-                    Ok(None)
+                    return Ok(None);
                 }
-            };
+            }
         }
         let req = self.handle.request(self.kind(), None)?;
         match req.attempt().await? {

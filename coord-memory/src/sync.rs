@@ -6,84 +6,130 @@ pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
 
-/// A concurrent map with per-entry locking: `DashMap` normally; one loom
-/// mutex around a `HashMap` under loom (loom does not model dashmap).
-#[cfg(not(loom))]
-pub(crate) struct Map<K, V>(dashmap::DashMap<K, V, Hasher>);
+/// A concurrent map with per-shard locking. Normally: shards of
+/// `hashbrown::HashTable` behind `std::sync::Mutex`, the key hashed once
+/// (foldhash) for both the shard and the slot, and empty entries kept for
+/// reuse (a lock/unlock cycle allocates nothing) until a shard has grown to
+/// twice its live size, when they are swept. Under loom: one loom mutex
+/// around a `HashMap` (loom models neither hashbrown's tables nor dashmap).
+pub(crate) struct Map<K, V> {
+    #[cfg(not(loom))]
+    shards: Box<[std::sync::Mutex<Shard<K, V>>]>,
+    #[cfg(not(loom))]
+    hasher: foldhash::fast::RandomState,
+    #[cfg(loom)]
+    map: loom::sync::Mutex<std::collections::HashMap<K, V>>,
+}
 
-/// foldhash: several times faster than SipHash on short keys, still seeded
-/// per map (keys are chosen by applications, not by attackers, but a seed
-/// costs nothing).
 #[cfg(not(loom))]
-pub(crate) type Hasher = foldhash::fast::RandomState;
+struct Shard<K, V> {
+    table: hashbrown::HashTable<(K, V)>,
+    /// Entries (empty or not) the shard may hold before the next sweep.
+    sweep_at: usize,
+}
 
-#[cfg(loom)]
-pub(crate) struct Map<K, V>(loom::sync::Mutex<std::collections::HashMap<K, V>>);
+#[cfg(not(loom))]
+const SHARDS: usize = 64;
+#[cfg(not(loom))]
+const MIN_SWEEP: usize = 256;
+
+/// A way to find a `K` without building one: hashes exactly like the `K` it
+/// matches, and makes the owned key only when an entry is inserted.
+pub(crate) trait Lookup<K>: std::hash::Hash {
+    fn matches(&self, key: &K) -> bool;
+    fn to_key(&self) -> K;
+}
 
 impl<K: std::hash::Hash + Eq + Clone, V: Default> Map<K, V> {
     pub(crate) fn new() -> Self {
         #[cfg(not(loom))]
         {
-            Map(dashmap::DashMap::with_hasher(Hasher::default()))
+            Map {
+                shards: (0..SHARDS)
+                    .map(|_| {
+                        std::sync::Mutex::new(Shard {
+                            table: hashbrown::HashTable::new(),
+                            sweep_at: MIN_SWEEP,
+                        })
+                    })
+                    .collect(),
+                hasher: Default::default(),
+            }
         }
         #[cfg(loom)]
         {
-            Map(Default::default())
+            Map {
+                map: Default::default(),
+            }
         }
     }
 
-    /// Runs `f` on the entry for `key` (created empty if missing), then drops
-    /// the entry if `is_empty` says it holds nothing.
+    #[cfg(not(loom))]
+    fn shard(&self, key: &impl Lookup<K>) -> (u64, std::sync::MutexGuard<'_, Shard<K, V>>) {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(key);
+        // hashbrown uses the low bits for the slot and the top 7 for its tag.
+        let shard = ((hash >> 32) as usize) % SHARDS;
+        let guard = self.shards[shard].lock().unwrap_or_else(|p| p.into_inner());
+        (hash, guard)
+    }
+
+    /// Runs `f` on the entry for `key` (an empty one if missing); a new entry
+    /// is kept only if `is_empty` says it holds something.
     pub(crate) fn update<R>(
         &self,
-        key: &K,
+        key: &impl Lookup<K>,
         is_empty: impl Fn(&V) -> bool,
         f: impl FnOnce(&mut V) -> R,
     ) -> R {
         #[cfg(not(loom))]
         {
-            use dashmap::mapref::entry::Entry;
-            // One hash and one shard lock; nothing allocated for a key that
-            // stays empty.
-            match self.0.entry(key.clone()) {
-                Entry::Occupied(mut o) => {
-                    let r = f(o.get_mut());
-                    if is_empty(o.get()) {
-                        o.remove();
-                    }
-                    r
-                }
-                Entry::Vacant(v) => {
-                    let mut value = V::default();
-                    let r = f(&mut value);
-                    if !is_empty(&value) {
-                        v.insert(value);
-                    }
-                    r
-                }
+            let (hash, mut shard) = self.shard(key);
+            if let Some((_, v)) = shard.table.find_mut(hash, |(k, _)| key.matches(k)) {
+                return f(v);
             }
+            let mut value = V::default();
+            let r = f(&mut value);
+            if !is_empty(&value) {
+                if shard.table.len() >= shard.sweep_at {
+                    shard.table.retain(|(_, v)| !is_empty(v));
+                    shard.sweep_at = (shard.table.len() * 2).max(MIN_SWEEP);
+                }
+                let hasher = &self.hasher;
+                shard
+                    .table
+                    .insert_unique(hash, (key.to_key(), value), |(k, _)| {
+                        std::hash::BuildHasher::hash_one(hasher, k)
+                    });
+            }
+            r
         }
         #[cfg(loom)]
         {
-            let mut map = self.0.lock().unwrap();
-            let entry = map.entry(key.clone()).or_default();
+            let mut map = self.map.lock().unwrap();
+            let owned = key.to_key();
+            let entry = map.entry(owned.clone()).or_default();
             let r = f(entry);
             if is_empty(entry) {
-                map.remove(key);
+                map.remove(&owned);
             }
             r
         }
     }
 
     /// Runs `f` on the entry for `key` if there is one.
-    pub(crate) fn read<R>(&self, key: &K, f: impl FnOnce(&V) -> R) -> Option<R> {
+    pub(crate) fn read<R>(&self, key: &impl Lookup<K>, f: impl FnOnce(&V) -> R) -> Option<R> {
         #[cfg(not(loom))]
         {
-            self.0.get(key).map(|e| f(&e))
+            let (hash, shard) = self.shard(key);
+            shard
+                .table
+                .find(hash, |(k, _)| key.matches(k))
+                .map(|(_, v)| f(v))
         }
         #[cfg(loom)]
         {
-            self.0.lock().unwrap().get(key).map(f)
+            self.map.lock().unwrap().get(&key.to_key()).map(f)
         }
     }
 }

@@ -11,10 +11,10 @@ use coord_api::{
     LeaseInfo, LeaseKind, Namespace, Release, Result,
 };
 
-use crate::sync::{AtomicU64, Map, Ordering};
+use crate::sync::{AtomicU64, Lookup, Map, Ordering};
 
 /// A key in the table: namespace, family and key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableKey {
     /// The namespace.
     pub ns: Namespace,
@@ -22,6 +22,56 @@ pub struct TableKey {
     pub family: LeaseFamily,
     /// The key.
     pub key: Key,
+}
+
+impl std::hash::Hash for TableKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        KeyRef::from(self).hash(state)
+    }
+}
+
+/// A borrowed [`TableKey`], to look entries up without cloning.
+#[derive(Clone, Copy)]
+struct KeyRef<'a> {
+    ns: &'a Namespace,
+    family: LeaseFamily,
+    key: &'a Key,
+}
+
+impl<'a> From<&'a TableKey> for KeyRef<'a> {
+    fn from(k: &'a TableKey) -> Self {
+        KeyRef {
+            ns: &k.ns,
+            family: k.family,
+            key: &k.key,
+        }
+    }
+}
+
+impl std::hash::Hash for KeyRef<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.ns.hash(state);
+        self.family.hash(state);
+        self.key.hash(state);
+    }
+}
+
+impl Lookup<TableKey> for KeyRef<'_> {
+    fn matches(&self, k: &TableKey) -> bool {
+        k.family == self.family && k.key == *self.key && k.ns == *self.ns
+    }
+    fn to_key(&self) -> TableKey {
+        table_key(self.ns, self.family, self.key)
+    }
+}
+
+impl Lookup<TableKey> for TableKey {
+    fn matches(&self, k: &TableKey) -> bool {
+        self == k
+    }
+    fn to_key(&self) -> TableKey {
+        self.clone()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +140,8 @@ pub struct LeaseTable {
     /// a clock read per grant and ignores wall-clock steps backwards.
     epoch_wall_us: u64,
     epoch_at: Instant,
+    #[cfg(feature = "broken")]
+    bug: Option<crate::Bug>,
 }
 
 impl LeaseTable {
@@ -105,10 +157,30 @@ impl LeaseTable {
             last_token: AtomicU64::new(0),
             epoch_wall_us,
             epoch_at: clock.now(),
+            #[cfg(feature = "broken")]
+            bug: None,
         }
     }
 
+    /// An empty table with a deliberate bug (feature `broken`, tests only).
+    #[cfg(feature = "broken")]
+    pub fn with_bug(clock: &dyn Clock, bug: crate::Bug) -> LeaseTable {
+        LeaseTable {
+            bug: Some(bug),
+            ..LeaseTable::new(clock)
+        }
+    }
+
+    #[cfg(feature = "broken")]
+    pub(crate) fn has_bug(&self, bug: crate::Bug) -> bool {
+        self.bug == Some(bug)
+    }
+
     fn next_token(&self, now: Instant) -> u64 {
+        #[cfg(feature = "broken")]
+        if self.has_bug(crate::Bug::NoTokenFloor) {
+            return self.last_token.fetch_add(1, Ordering::SeqCst) + 1;
+        }
         let wall_us =
             self.epoch_wall_us + now.saturating_duration_since(self.epoch_at).as_micros() as u64;
         let mut last = self.last_token.load(Ordering::SeqCst);
@@ -140,10 +212,16 @@ impl LeaseTable {
             )));
         }
         let now = clock.now();
-        let key = table_key(ns, id.kind.family(), &id.key);
+        let key = KeyRef {
+            ns,
+            family: id.kind.family(),
+            key: &id.key,
+        };
         self.entries.update(&key, Entry::is_empty, |e| {
             e.purge(now);
             let busy = |until: Option<Instant>| {
+                #[cfg(feature = "broken")]
+                let until = until.filter(|_| !self.has_bug(crate::Bug::NoExpiryWake));
                 Ok(Acquire::Busy(Busy {
                     retry_in: until.map(|u| u.saturating_duration_since(now)),
                 }))
@@ -233,7 +311,11 @@ impl LeaseTable {
     ) -> Result<bool> {
         check_ttl(id, ttl)?;
         let now = clock.now();
-        let key = table_key(ns, id.kind.family(), &id.key);
+        let key = KeyRef {
+            ns,
+            family: id.kind.family(),
+            key: &id.key,
+        };
         Ok(self.entries.update(&key, Entry::is_empty, |e| {
             e.purge(now);
             match e.find(id) {
@@ -241,6 +323,8 @@ impl LeaseTable {
                     e.leases[i].expires = now + ttl;
                     true
                 }
+                #[cfg(feature = "broken")]
+                None if self.has_bug(crate::Bug::RenewAfterTakeover) => !e.leases.is_empty(),
                 None => false,
             }
         }))
@@ -249,7 +333,11 @@ impl LeaseTable {
     /// [`LeaseBackend::release`](coord_api::LeaseBackend::release) on `ns`.
     pub fn release(&self, ns: &Namespace, id: &LeaseId, clock: &dyn Clock) -> (Release, Freed) {
         let now = clock.now();
-        let key = table_key(ns, id.kind.family(), &id.key);
+        let key = KeyRef {
+            ns,
+            family: id.kind.family(),
+            key: &id.key,
+        };
         self.entries.update(&key, Entry::is_empty, |e| {
             e.purge(now);
             let before = e.intents.len();
@@ -257,7 +345,15 @@ impl LeaseTable {
                 e.intents.retain(|(h, _)| *h != id.holder);
             }
             let withdrew = e.intents.len() != before;
-            let Some(i) = e.find(id) else {
+            #[cfg(feature = "broken")]
+            let found = if self.has_bug(crate::Bug::ReleaseIgnoresHolder) {
+                e.leases.iter().position(|l| l.kind == id.kind)
+            } else {
+                e.find(id)
+            };
+            #[cfg(not(feature = "broken"))]
+            let found = e.find(id);
+            let Some(i) = found else {
                 return (
                     Release::NotHeld,
                     if withdrew { Freed::Yes } else { Freed::No },
@@ -286,7 +382,7 @@ impl LeaseTable {
     ) -> usize {
         let now = clock.now();
         self.entries
-            .update(&table_key(ns, family, key), Entry::is_empty, |e| {
+            .update(&KeyRef { ns, family, key }, Entry::is_empty, |e| {
                 e.purge(now);
                 let n = e.leases.len();
                 *e = Entry::default();
@@ -304,7 +400,7 @@ impl LeaseTable {
     ) -> Vec<LeaseInfo> {
         let now = clock.now();
         self.entries
-            .read(&table_key(ns, family, key), |e| {
+            .read(&KeyRef { ns, family, key }, |e| {
                 let mut v: Vec<LeaseInfo> = e
                     .leases
                     .iter()
