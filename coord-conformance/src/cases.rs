@@ -18,8 +18,8 @@ use std::{
 };
 
 use coord_api::{
-    Acquire, Capability, Client, Error, FencingToken, HolderId, InstanceId, Key, LeaseGuard,
-    LeaseId, LeaseKind, Lock, LockOptions, MAX_TTL, Release, Result,
+    Acquire, Capability, Client, Error, FencingToken, HolderId, InstanceId, Key, LeaseFamily,
+    LeaseGuard, LeaseId, LeaseKind, Lock, LockOptions, MAX_TTL, Release, Result,
 };
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
@@ -1922,6 +1922,134 @@ pub async fn invalid_options_refused(h: &dyn Harness) {
         .release()
         .await
         .unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// The backend's notifications (the SPI directly)
+// ---------------------------------------------------------------------------
+
+/// A subscription on a key completes promptly when a lease on it is released.
+pub async fn release_notifies_subscribers(h: &dyn Harness) {
+    let mut ctx = Ctx::new(h);
+    if !ctx
+        .require("release_notifies_subscribers", "release_notifications")
+        .await
+    {
+        return;
+    }
+    let backend = ctx.backend().await;
+    let id = LeaseId {
+        kind: LeaseKind::Exclusive,
+        key: key("k"),
+        holder: intruder(),
+    };
+    assert!(matches!(
+        backend.acquire(&id, ms(5000)).await.unwrap(),
+        Acquire::Granted(_)
+    ));
+    let mut watch = ctx
+        .backend()
+        .await
+        .subscribe(LeaseFamily::Lock, &key("k"))
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    assert!(matches!(
+        backend.release(&id).await.unwrap(),
+        Release::Released { remaining: 0 }
+    ));
+    timeout(ms(1000), watch.changed())
+        .await
+        .expect("the release notified the subscriber")
+        .unwrap();
+    assert!(t0.elapsed() <= ms(500), "notified after {:?}", t0.elapsed());
+}
+
+/// A subscription on a key completes near the expiry instant of a lease on
+/// it, with no other access to the key.
+pub async fn expiry_notifies_subscribers(h: &dyn Harness) {
+    let mut ctx = Ctx::new(h);
+    if !ctx
+        .require("expiry_notifies_subscribers", "expiry_notifications")
+        .await
+    {
+        return;
+    }
+    let backend = ctx.backend().await;
+    let id = LeaseId {
+        kind: LeaseKind::Exclusive,
+        key: key("k"),
+        holder: intruder(),
+    };
+    let mut watch = ctx
+        .backend()
+        .await
+        .subscribe(LeaseFamily::Lock, &key("k"))
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    assert!(matches!(
+        backend.acquire(&id, ms(300)).await.unwrap(),
+        Acquire::Granted(_)
+    ));
+    // A grant is not a change a waiter cares about, but a spurious wake-up
+    // is allowed: wait until one lands after the expiry instant.
+    let end = t0 + ms(300 + 700);
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        timeout(left, watch.changed())
+            .await
+            .expect("the expiry notified the subscriber")
+            .unwrap();
+        if Instant::now() >= t0 + ms(290) {
+            break;
+        }
+    }
+}
+
+/// A subscription never fires for another key or another family.
+pub async fn watch_ignores_other_keys(h: &dyn Harness) {
+    let mut ctx = Ctx::new(h);
+    if !ctx
+        .require("watch_ignores_other_keys", "release_notifications")
+        .await
+    {
+        return;
+    }
+    let has_sem = caps(&mut ctx).await.semaphore;
+    let backend = ctx.backend().await;
+    let mut watch = ctx
+        .backend()
+        .await
+        .subscribe(LeaseFamily::Lock, &key("watched"))
+        .await
+        .unwrap();
+    let mut leases = vec![LeaseId {
+        kind: LeaseKind::Exclusive,
+        key: key("other"),
+        holder: intruder(),
+    }];
+    if has_sem {
+        leases.push(LeaseId {
+            kind: LeaseKind::Permit { limit: 1 },
+            key: key("watched"),
+            holder: intruder(),
+        });
+    }
+    for id in &leases {
+        assert!(matches!(
+            backend.acquire(id, ms(5000)).await.unwrap(),
+            Acquire::Granted(_)
+        ));
+        assert!(matches!(
+            backend.release(id).await.unwrap(),
+            Release::Released { .. }
+        ));
+    }
+    assert!(
+        timeout(ms(300), watch.changed()).await.is_err(),
+        "a watch on lock \"watched\" fired for another key or family"
+    );
 }
 
 /// The backend itself refuses a zero TTL and a zero permit limit with

@@ -97,6 +97,9 @@ macro_rules! __with_cases {
             ttl_over_24h_invalid,
             ttl_bounds_accepted,
             invalid_options_refused,
+            release_notifies_subscribers,
+            expiry_notifies_subscribers,
+            watch_ignores_other_keys,
             backend_refuses_zero_ttl_and_limit,
         }
     };
