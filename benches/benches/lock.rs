@@ -1,11 +1,14 @@
 //! In-memory, uncontended: `try_lock` + `release` through coord's client type
 //! (one client, one key), with auto-extension on (the default: every grant
 //! starts a renewal task) and off, against `tokio::sync::Mutex` lock + unlock
-//! measured in the same run on the same current-thread runtime.
+//! measured in the same run on the same current-thread runtime. A second
+//! group yields to the runtime every 32 iterations (baseline included), so the
+//! renewal tasks auto-extension spawns run and end as they would in an
+//! application.
 //!
 //! `cargo bench -p coord-benches --bench lock`
 
-use std::{hint::black_box, sync::Arc};
+use std::{cell::Cell, hint::black_box, sync::Arc};
 
 use coord::{Client, Namespace, memory::MemoryBackend};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -52,6 +55,46 @@ fn uncontended(c: &mut Criterion) {
     });
 
     group.finish();
+
+    // The loops above never yield, so the runtime never runs the renewal tasks
+    // that auto-extension spawns: they pile up until the batch ends. An
+    // application yields; here every loop (baseline included) yields once per
+    // 32 iterations, which lets those tasks run and end while amortising the
+    // cost of the yield itself.
+    let mut group = c.benchmark_group("uncontended lock+release, yield every 32");
+    let count = &Cell::new(0u32);
+    let mutex = &mutex;
+    group.bench_function("tokio::sync::Mutex", |b| {
+        b.to_async(&rt).iter(|| async move {
+            let mut guard = mutex.lock().await;
+            *guard += 1;
+            black_box(&*guard);
+            drop(guard);
+            yield_sometimes(count).await;
+        })
+    });
+    for (name, auto_extend) in [
+        ("coord memory try_lock, auto_extend on", true),
+        ("coord memory try_lock, auto_extend off", false),
+    ] {
+        let lock = &client.lock("bench/job").auto_extend(auto_extend);
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| async move {
+                let guard = lock.try_lock().await.unwrap().expect("uncontended");
+                black_box(guard.token());
+                assert!(guard.release().await.unwrap());
+                yield_sometimes(count).await;
+            })
+        });
+    }
+    group.finish();
+}
+
+async fn yield_sometimes(count: &Cell<u32>) {
+    count.set(count.get().wrapping_add(1));
+    if count.get() % 32 == 0 {
+        tokio::task::yield_now().await;
+    }
 }
 
 criterion_group!(benches, uncontended);
