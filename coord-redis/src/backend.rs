@@ -147,7 +147,6 @@ impl RedisBackend {
         op: &'static str,
         family: LeaseFamily,
         key: &Key,
-        layout: &Layout,
         args: &[&str],
         holder: Option<&HolderId>,
         outcome: fn(&T) -> (&'static str, Option<i64>),
@@ -163,6 +162,7 @@ impl RedisBackend {
             token = Empty,
             outcome = Empty,
         );
+        let layout = self.layout(family, key);
         let mut invocation = scripts::script(family).prepare_invoke();
         for k in &layout.keys {
             invocation.key(k);
@@ -251,14 +251,16 @@ impl LeaseBackend for RedisBackend {
             )));
         }
         let family = lease.kind.family();
-        let layout = self.layout(family, &lease.key);
-        let (holder, ttl_ms, kind) = (lease.holder.to_string(), ttl_ms(&lease.key, ttl)?, kind_arg(lease.kind));
+        let (holder, ttl_ms, kind) = (
+            lease.holder.to_string(),
+            ttl_ms(&lease.key, ttl)?,
+            kind_arg(lease.kind),
+        );
         let reply: Vec<i64> = self
             .run(
                 "acquire",
                 family,
                 &lease.key,
-                &layout,
                 &[&holder, &ttl_ms, &kind],
                 Some(&lease.holder),
                 |r: &Vec<i64>| match r.as_slice() {
@@ -269,12 +271,10 @@ impl LeaseBackend for RedisBackend {
             )
             .await?;
         match reply.as_slice() {
-            [1, tok, holds] => {
-                Ok(Acquire::Granted(Grant {
-                    token: token(*tok),
-                    holds: (*holds).clamp(1, u32::MAX as i64) as u32,
-                }))
-            }
+            [1, tok, holds] => Ok(Acquire::Granted(Grant {
+                token: token(*tok),
+                holds: (*holds).clamp(1, u32::MAX as i64) as u32,
+            })),
             [0, retry_ms] => Ok(Acquire::Busy(Busy {
                 retry_in: millis(*retry_ms),
             })),
@@ -284,21 +284,26 @@ impl LeaseBackend for RedisBackend {
             ))),
             other => Err(Error::backend(
                 self,
-                format!("unexpected acquire reply {other:?} for {:?}", lease.key.as_str()),
+                format!(
+                    "unexpected acquire reply {other:?} for {:?}",
+                    lease.key.as_str()
+                ),
             )),
         }
     }
 
     async fn extend(&self, lease: &LeaseId, ttl: Duration) -> Result<bool> {
         let family = lease.kind.family();
-        let layout = self.layout(family, &lease.key);
-        let (holder, ttl_ms, kind) = (lease.holder.to_string(), ttl_ms(&lease.key, ttl)?, kind_arg(lease.kind));
+        let (holder, ttl_ms, kind) = (
+            lease.holder.to_string(),
+            ttl_ms(&lease.key, ttl)?,
+            kind_arg(lease.kind),
+        );
         let held: i64 = self
             .run(
                 "extend",
                 family,
                 &lease.key,
-                &layout,
                 &[&holder, &ttl_ms, &kind],
                 Some(&lease.holder),
                 |h: &i64| (if *h == 1 { "ok" } else { "not_held" }, None),
@@ -309,14 +314,12 @@ impl LeaseBackend for RedisBackend {
 
     async fn release(&self, lease: &LeaseId) -> Result<Release> {
         let family = lease.kind.family();
-        let layout = self.layout(family, &lease.key);
         let (holder, kind) = (lease.holder.to_string(), kind_arg(lease.kind));
         let remaining: i64 = self
             .run(
                 "release",
                 family,
                 &lease.key,
-                &layout,
                 &[&holder, "0", &kind],
                 Some(&lease.holder),
                 |r: &i64| (if *r >= 0 { "ok" } else { "not_held" }, None),
@@ -329,18 +332,18 @@ impl LeaseBackend for RedisBackend {
     }
 
     async fn force_release(&self, family: LeaseFamily, key: &Key) -> Result<usize> {
-        let layout = self.layout(family, key);
         let n: i64 = self
-            .run("force", family, key, &layout, &["", "0", ""], None, |_| ("ok", None))
+            .run("force", family, key, &["", "0", ""], None, |_| ("ok", None))
             .await?;
         Ok(n.max(0) as usize)
     }
 
     async fn inspect(&self, family: LeaseFamily, key: &Key) -> Result<Vec<LeaseInfo>> {
-        let layout = self.layout(family, key);
         type Row = (String, String, i64, i64, i64, i64);
         let rows: Vec<Row> = self
-            .run("inspect", family, key, &layout, &["", "0", ""], None, |_| ("ok", None))
+            .run("inspect", family, key, &["", "0", ""], None, |_| {
+                ("ok", None)
+            })
             .await?;
         rows.into_iter()
             .map(|(kind, holder, tok, holds, left_ms, limit)| {
@@ -360,7 +363,10 @@ impl LeaseBackend for RedisBackend {
                     }
                 };
                 let holder = holder.parse().map_err(|e| {
-                    Error::backend(self, format!("bad holder stored for {:?}: {e}", key.as_str()))
+                    Error::backend(
+                        self,
+                        format!("bad holder stored for {:?}: {e}", key.as_str()),
+                    )
                 })?;
                 Ok(LeaseInfo {
                     kind,

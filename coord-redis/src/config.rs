@@ -346,13 +346,11 @@ impl RedisConfigBuilder {
 fn apply(cfg: &mut RedisConfig, key: &str, value: &str) -> Result<()> {
     match key {
         "namespace" => {
-            cfg.namespace = Namespace::new(value)
-                .map_err(|e| Error::config(format!("key `namespace`: {e}")))?
+            cfg.namespace =
+                Namespace::new(value).map_err(|e| Error::config(format!("key `namespace`: {e}")))?
         }
         "timeout" => cfg.timeout = check_timeout(key, parse_duration(key, value)?)?,
-        "connect_timeout" => {
-            cfg.connect_timeout = check_timeout(key, parse_duration(key, value)?)?
-        }
+        "connect_timeout" => cfg.connect_timeout = check_timeout(key, parse_duration(key, value)?)?,
         "db" => cfg.db = check_db(parse_db(value)?)?,
         "user" => cfg.username = Some(value.to_owned()).filter(|u| !u.is_empty()),
         "password" => cfg.password = Some(Password(value.to_owned())),
@@ -376,11 +374,9 @@ fn check_db(db: i64) -> Result<i64> {
 }
 
 fn parse_db(value: &str) -> Result<i64> {
-    value.parse().map_err(|_| {
-        Error::config(format!(
-            "key `db`: {value:?} is not a database number"
-        ))
-    })
+    value
+        .parse()
+        .map_err(|_| Error::config(format!("key `db`: {value:?} is not a database number")))
 }
 
 fn check_timeout(key: &str, t: Duration) -> Result<Duration> {
@@ -397,9 +393,7 @@ fn parse_duration(key: &str, value: &str) -> Result<Duration> {
             "key `{key}`: {value:?} is not a duration (write e.g. `250ms`, `3s` or `1m`)"
         ))
     };
-    let split = value
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(bad)?;
+    let split = value.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
     let (n, unit) = value.split_at(split);
     let n: u64 = n.parse().map_err(|_| bad())?;
     match unit {
@@ -519,8 +513,7 @@ fn percent_decode(what: &str, s: &str) -> Result<String> {
             i += 1;
         }
     }
-    String::from_utf8(out)
-        .map_err(|_| Error::config(format!("redis URL: the {what} is not UTF-8")))
+    String::from_utf8(out).map_err(|_| Error::config(format!("redis URL: the {what} is not UTF-8")))
 }
 
 #[cfg(test)]

@@ -12,8 +12,7 @@ use crate::RedisConfig;
 
 /// Whether `e` is about availability rather than the request.
 pub(crate) fn is_unavailable(e: &RedisError) -> bool {
-    if e.is_io_error() || e.is_timeout() || e.is_connection_refusal() || e.is_connection_dropped()
-    {
+    if e.is_io_error() || e.is_timeout() || e.is_connection_refusal() || e.is_connection_dropped() {
         return true;
     }
     matches!(

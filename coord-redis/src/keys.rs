@@ -22,7 +22,7 @@ pub(crate) struct Layout {
 /// The parts of each family, in script order (see `lua/*.lua`).
 fn parts(family: LeaseFamily) -> &'static [char] {
     match family {
-        // lease hash, token counter
+        // lease, token counter
         LeaseFamily::Lock => &['l', 't'],
         // writer hash, readers, reader tokens, writer intents, token counter
         LeaseFamily::RwLock => &['w', 'r', 's', 'i', 't'],
@@ -40,7 +40,10 @@ pub(crate) fn base(ns: &Namespace, family: LeaseFamily, key: &Key) -> String {
 pub(crate) fn layout(ns: &Namespace, family: LeaseFamily, key: &Key) -> Layout {
     let base = base(ns, family, key);
     Layout {
-        keys: parts(family).iter().map(|p| format!("{base}:{p}")).collect(),
+        keys: parts(family)
+            .iter()
+            .map(|p| format!("{base}:{p}"))
+            .collect(),
         channel: format!("{base}:c"),
     }
 }
@@ -62,16 +65,29 @@ mod tests {
         let ns = Namespace::new("ns").unwrap();
         for key in ["a", "x}y", "{weird}", "ü/1"] {
             let key = Key::new(key).unwrap();
-            for family in [LeaseFamily::Lock, LeaseFamily::RwLock, LeaseFamily::Semaphore] {
+            for family in [
+                LeaseFamily::Lock,
+                LeaseFamily::RwLock,
+                LeaseFamily::Semaphore,
+            ] {
                 let l = layout(&ns, family, &key);
                 let tag = hash_tag(&l.keys[0]);
-                assert!(tag.starts_with(&format!("ns:{}:", family.as_str())), "{tag}");
+                assert!(
+                    tag.starts_with(&format!("ns:{}:", family.as_str())),
+                    "{tag}"
+                );
                 assert!(l.keys.iter().all(|k| hash_tag(k) == tag));
                 assert!(l.keys.iter().all(|k| k.starts_with(PREFIX)));
             }
         }
         let l = layout(&ns, LeaseFamily::Lock, &Key::new("jobs/backup").unwrap());
-        assert_eq!(l.keys, ["coord:{ns:lock:jobs/backup}:l", "coord:{ns:lock:jobs/backup}:t"]);
+        assert_eq!(
+            l.keys,
+            [
+                "coord:{ns:lock:jobs/backup}:l",
+                "coord:{ns:lock:jobs/backup}:t"
+            ]
+        );
         assert_eq!(l.channel, "coord:{ns:lock:jobs/backup}:c");
     }
 }

@@ -65,7 +65,11 @@ impl Channels {
 }
 
 impl Hub {
-    pub(crate) fn new(config: RedisConfig, conn: ConnectionManager, channels: Arc<Channels>) -> Hub {
+    pub(crate) fn new(
+        config: RedisConfig,
+        conn: ConnectionManager,
+        channels: Arc<Channels>,
+    ) -> Hub {
         Hub {
             config,
             conn,
@@ -156,9 +160,10 @@ pub(crate) struct RedisWatch {
 #[async_trait]
 impl LeaseWatch for RedisWatch {
     async fn changed(&mut self) -> Result<()> {
-        self.rx.changed().await.map_err(|_| {
-            Error::unavailable(&self.hub.config, "the notification channel closed")
-        })
+        self.rx
+            .changed()
+            .await
+            .map_err(|_| Error::unavailable(&self.hub.config, "the notification channel closed"))
     }
 }
 

@@ -10,13 +10,22 @@ use coord_api::LeaseFamily;
 use redis::Script;
 
 static LOCK: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(include_str!("lua/common.lua"), include_str!("lua/lock.lua")))
+    Script::new(concat!(
+        include_str!("lua/common.lua"),
+        include_str!("lua/lock.lua")
+    ))
 });
 static RWLOCK: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(include_str!("lua/common.lua"), include_str!("lua/rwlock.lua")))
+    Script::new(concat!(
+        include_str!("lua/common.lua"),
+        include_str!("lua/rwlock.lua")
+    ))
 });
 static SEMAPHORE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(include_str!("lua/common.lua"), include_str!("lua/semaphore.lua")))
+    Script::new(concat!(
+        include_str!("lua/common.lua"),
+        include_str!("lua/semaphore.lua")
+    ))
 });
 
 /// The script of `family`.

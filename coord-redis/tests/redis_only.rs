@@ -84,7 +84,14 @@ async fn one_evalsha_per_operation_and_reload_after_script_flush() {
     let b = backend(server.config("scripts")).await;
     let c = client(b, "a", opts(Duration::from_secs(5)).auto_extend(false));
     // Warm up: loads the lock script.
-    c.lock("warm").try_lock().await.unwrap().unwrap().release().await.unwrap();
+    c.lock("warm")
+        .try_lock()
+        .await
+        .unwrap()
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
 
     server.command(&["CONFIG", "RESETSTAT"]).unwrap();
     for i in 0..10 {
@@ -95,7 +102,12 @@ async fn one_evalsha_per_operation_and_reload_after_script_flush() {
 
     assert_eq!(server.command(&["SCRIPT", "FLUSH"]).unwrap(), Value::Okay);
     server.command(&["CONFIG", "RESETSTAT"]).unwrap();
-    let g = c.lock("after-flush").try_lock().await.unwrap().expect("works after SCRIPT FLUSH");
+    let g = c
+        .lock("after-flush")
+        .try_lock()
+        .await
+        .unwrap()
+        .expect("works after SCRIPT FLUSH");
     assert!(g.release().await.unwrap());
     let calls = top_level(&server);
     // The first EVALSHA hit NOSCRIPT, the script was loaded, then both ran.
@@ -116,13 +128,28 @@ async fn namespaces_isolated_and_foreign_keys_untouched() {
     ] {
         server.command(&["SET", k, v]).unwrap();
     }
-    server.command(&["HSET", "{a:lock:k}:l", "holder", "x"]).unwrap();
+    server
+        .command(&["HSET", "{a:lock:k}:l", "holder", "x"])
+        .unwrap();
     let foreign_before = keys(&server);
 
-    let a = client(backend(server.config("a")).await, "a", opts(Duration::from_secs(5)));
-    let b = client(backend(server.config("b")).await, "b", opts(Duration::from_secs(5)));
+    let a = client(
+        backend(server.config("a")).await,
+        "a",
+        opts(Duration::from_secs(5)),
+    );
+    let b = client(
+        backend(server.config("b")).await,
+        "b",
+        opts(Duration::from_secs(5)),
+    );
     let ga = a.lock("k").try_lock().await.unwrap().expect("a gets k");
-    let gb = b.lock("k").try_lock().await.unwrap().expect("b gets its own k");
+    let gb = b
+        .lock("k")
+        .try_lock()
+        .await
+        .unwrap()
+        .expect("b gets its own k");
     let ra = a.rwlock("k").read().await.unwrap();
     let pa = a.semaphore("k", 2).acquire().await.unwrap();
 
@@ -138,8 +165,17 @@ async fn namespaces_isolated_and_foreign_keys_untouched() {
             "unexpected key {k}"
         );
     }
-    for (k, v) in [("k", "plain"), ("lock:k", "other-lib"), ("a:lock:k", "other-lib"), ("coord:k", "near-miss")] {
-        assert_eq!(text(server.command(&["GET", k]).unwrap()), v, "{k} untouched");
+    for (k, v) in [
+        ("k", "plain"),
+        ("lock:k", "other-lib"),
+        ("a:lock:k", "other-lib"),
+        ("coord:k", "near-miss"),
+    ] {
+        assert_eq!(
+            text(server.command(&["GET", k]).unwrap()),
+            v,
+            "{k} untouched"
+        );
     }
     assert_eq!(
         text(server.command(&["HGET", "{a:lock:k}:l", "holder"]).unwrap()),
@@ -152,7 +188,11 @@ async fn namespaces_isolated_and_foreign_keys_untouched() {
 async fn tokens_increase_across_a_restart_without_persistence() {
     let server = RedisServer::start();
     let config = server.config("tokens");
-    let c = client(backend(config.clone()).await, "a", opts(Duration::from_secs(5)));
+    let c = client(
+        backend(config.clone()).await,
+        "a",
+        opts(Duration::from_secs(5)),
+    );
     let mut last = 0;
     for _ in 0..3 {
         let g = c.lock("k").try_lock().await.unwrap().unwrap();
@@ -166,7 +206,11 @@ async fn tokens_increase_across_a_restart_without_persistence() {
         .command(&["SET", "coord:{tokens:lock:k}:t", &ahead.to_string()])
         .unwrap();
     let g = c.lock("k").try_lock().await.unwrap().unwrap();
-    assert_eq!(g.token().get(), ahead + 1, "counter + 1 while it runs ahead");
+    assert_eq!(
+        g.token().get(),
+        ahead + 1,
+        "counter + 1 while it runs ahead"
+    );
     g.release().await.unwrap();
 
     server.restart();
@@ -188,7 +232,10 @@ async fn restart_while_held_fires_lost_and_client_reconnects() {
     let guard = holder.lock("k").try_lock().await.unwrap().unwrap();
     let t1 = guard.token();
     // A watch made before the restart keeps working after it.
-    let mut watch = b.subscribe(LeaseFamily::Lock, &Key::new("k").unwrap()).await.unwrap();
+    let mut watch = b
+        .subscribe(LeaseFamily::Lock, &Key::new("k").unwrap())
+        .await
+        .unwrap();
 
     let restarted = Instant::now();
     server.restart();
@@ -200,7 +247,12 @@ async fn restart_while_held_fires_lost_and_client_reconnects() {
     assert!(!guard.is_held());
     assert!(restarted.elapsed() < Duration::from_secs(4));
 
-    let again = holder.lock("k").try_lock().await.unwrap().expect("reconnected and granted");
+    let again = holder
+        .lock("k")
+        .try_lock()
+        .await
+        .unwrap()
+        .expect("reconnected and granted");
     assert!(again.token() > t1, "{} > {t1}", again.token());
 
     // Release notifications reach the old watch once it has resubscribed.
@@ -209,7 +261,10 @@ async fn restart_while_held_fires_lost_and_client_reconnects() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         // Drain wake-ups from the disconnection, then expect a fresh one.
-        while tokio::time::timeout(Duration::ZERO, watch.changed()).await.is_ok() {}
+        while tokio::time::timeout(Duration::ZERO, watch.changed())
+            .await
+            .is_ok()
+        {}
         let g = other.lock("k").try_lock().await.unwrap().unwrap();
         g.release().await.unwrap();
         if tokio::time::timeout(Duration::from_millis(200), watch.changed())
@@ -245,9 +300,17 @@ async fn stopped_server_is_unavailable_within_the_timeout() {
     for _ in 0..3 {
         let start = Instant::now();
         let e = b.acquire(&lease, Duration::from_secs(1)).await.unwrap_err();
-        assert!(start.elapsed() < timeout + Duration::from_millis(300), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < timeout + Duration::from_millis(300),
+            "{:?}",
+            start.elapsed()
+        );
         assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
-        assert!(e.to_string().contains(&format!("127.0.0.1:{}", server.port())), "{e}");
+        assert!(
+            e.to_string()
+                .contains(&format!("127.0.0.1:{}", server.port())),
+            "{e}"
+        );
     }
     // Connecting anew to the dead port fails the same way.
     let start = Instant::now();
@@ -273,7 +336,10 @@ async fn frozen_server_times_out_as_unavailable() {
     let took = start.elapsed();
     server.resume();
     assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
-    assert!(took >= timeout && took < timeout + Duration::from_millis(300), "{took:?}");
+    assert!(
+        took >= timeout && took < timeout + Duration::from_millis(300),
+        "{took:?}"
+    );
     // And it recovers once the server answers again.
     let deadline = Instant::now() + Duration::from_secs(5);
     while c.lock("k").try_lock().await.is_err() {
@@ -352,7 +418,12 @@ async fn password_never_in_debug_display_errors_or_traces() {
 
     let config = server.config("secret");
     let b = RedisBackend::connect(config.clone()).await.unwrap();
-    let mut seen = vec![format!("{config:?}"), config.to_string(), format!("{b:?}"), b.to_string()];
+    let mut seen = vec![
+        format!("{config:?}"),
+        config.to_string(),
+        format!("{b:?}"),
+        b.to_string(),
+    ];
     let c = client(Arc::new(b), "a", opts(Duration::from_secs(5)));
     let g = c.lock("k").try_lock().await.unwrap().unwrap();
     assert!(c.lock("k").try_lock().await.unwrap().is_none());

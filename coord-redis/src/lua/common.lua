@@ -10,11 +10,13 @@ local now = math.floor(now_us / 1000)
 local COUNTER_KEEP_MS = 3600000
 
 -- FencingToken::next_after: max(stored + 1, server time in microseconds).
+-- One SET ... GET in the usual case, where the clock is ahead of the counter.
 local function next_token(counter_key, ttl)
-  local tok = tonumber(redis.call('GET', counter_key) or '0') + 1
-  if now_us > tok then tok = now_us end
-  redis.call('SET', counter_key, string.format('%d', tok), 'PX', ttl + COUNTER_KEEP_MS)
-  return tok
+  local keep = ttl + COUNTER_KEEP_MS
+  local old = tonumber(redis.call('SET', counter_key, string.format('%d', now_us), 'PX', keep, 'GET') or '0')
+  if old < now_us then return now_us end
+  redis.call('SET', counter_key, string.format('%d', old + 1), 'PX', keep)
+  return old + 1
 end
 
 -- Drops the members of sorted set `z` whose deadline passed, and their
