@@ -29,6 +29,8 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "broken")]
+mod bug;
 mod sync;
 pub mod table;
 mod watch;
@@ -40,6 +42,9 @@ use coord_api::{
     Acquire, Capability, Clock, Key, LeaseBackend, LeaseFamily, LeaseId, LeaseInfo, LeaseWatch,
     Namespace, Release, Result, TokioClock,
 };
+
+#[cfg(feature = "broken")]
+pub use bug::Bug;
 
 use crate::{
     table::{Freed, LeaseTable, table_key},
@@ -71,6 +76,18 @@ impl MemoryStore {
         MemoryStore {
             inner: Arc::new(StoreInner {
                 table: LeaseTable::new(&*clock),
+                watchers: Watchers::default(),
+                clock,
+            }),
+        }
+    }
+
+    /// An empty store with a deliberate bug (feature `broken`, tests only).
+    #[cfg(feature = "broken")]
+    pub fn with_bug(clock: Arc<dyn Clock>, bug: Bug) -> MemoryStore {
+        MemoryStore {
+            inner: Arc::new(StoreInner {
+                table: LeaseTable::with_bug(&*clock, bug),
                 watchers: Watchers::default(),
                 clock,
             }),
