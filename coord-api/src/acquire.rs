@@ -8,7 +8,7 @@ use crate::{
     Acquire, Client, Error, FencingToken, HolderId, Key, LeaseGuard, LeaseId, LeaseKind,
     LeaseWatch, LockOptions, Result,
     clock::Instant,
-    lease::{LeaseShared, spawn_background},
+    lease::{LeaseShared, Target, spawn_background},
     trace::{self, Outcome},
 };
 
@@ -104,6 +104,7 @@ impl Request<'_> {
         let shared = LeaseShared::new(
             self.client.clone(),
             id,
+            Target::Lease,
             token,
             self.opts.ttl,
             self.opts.local_validity(self.opts.ttl),
@@ -118,96 +119,139 @@ impl Request<'_> {
     /// Attempts, then waits and retries until granted, `wait_timeout` passes
     /// or `max_retries` retries failed.
     pub(crate) async fn wait(&self) -> Result<LeaseGuard> {
-        let clock = self.client.clock().clone();
-        let start = clock.now();
-        let deadline = self.opts.wait_timeout.map(|w| later(start, w));
-        // From the first refusal on, a cancelled wait withdraws this holder's
-        // writer intent (and anything granted in flight).
+        // A cancelled (or failed) wait withdraws this holder's writer intent
+        // and releases anything granted in flight; releasing what was never
+        // granted changes nothing.
         let id = self.id();
         let mut on_cancel = Pending {
             client: self.client,
-            id: None,
+            id: Some(&id),
         };
-        let mut watch: Option<Box<dyn LeaseWatch>> = None;
-        let mut retries = 0u32;
-        loop {
-            let retry_in = match self.attempt().await? {
-                Attempt::Granted(guard) => {
-                    on_cancel.id = None;
-                    return Ok(guard);
-                }
-                Attempt::Busy(retry_in) => retry_in,
-            };
-            on_cancel.id = Some(&id);
-            let now = clock.now();
-            if deadline.is_some_and(|d| now >= d)
-                || self.opts.max_retries.is_some_and(|m| retries >= m)
-            {
-                return Err(self.timeout(now - start));
-            }
-            retries += 1;
-            if watch.is_none() {
-                // Subscribe, then retry at once: a release between the refusal
-                // and the subscription is not missed.
-                watch = Some(
-                    self.client
-                        .backend()
-                        .subscribe(self.kind.family(), self.key)
-                        .await?,
-                );
-                continue;
-            }
-            let wake = self.wake_at(now, retry_in, deadline);
-            let w = watch.as_mut().expect("subscribed above");
-            tokio::select! {
-                res = w.changed() => {
-                    if res.is_err() {
-                        // The notification channel broke; resubscribe.
-                        watch = None;
-                    }
-                }
-                _ = clock.sleep_until(wake) => {}
-            }
-        }
+        let refresh = (self.kind == LeaseKind::Write).then_some(self.opts.ttl / 3);
+        let guard = wait_for(self.client, self.opts, refresh, self).await?;
+        on_cancel.id = None;
+        Ok(guard)
+    }
+}
+
+impl Attempts for &Request<'_> {
+    type Output = LeaseGuard;
+
+    async fn attempt(&mut self) -> Result<Step<LeaseGuard>> {
+        Ok(match Request::attempt(self).await? {
+            Attempt::Granted(guard) => Step::Done(guard),
+            Attempt::Busy(retry_in) => Step::Busy(retry_in),
+        })
     }
 
-    /// When to retry without a notification: the jittered retry delay, the
-    /// instant the blocking lease expires, a writer's intent refresh, or the
-    /// wait deadline, whichever comes first.
-    fn wake_at(
-        &self,
-        now: Instant,
-        retry_in: Option<Duration>,
-        deadline: Option<Instant>,
-    ) -> Instant {
-        let jitter = self.opts.retry_jitter;
-        let factor = if jitter > 0.0 {
-            1.0 + rand::random_range(-jitter..=jitter)
-        } else {
-            1.0
-        };
-        let delay = Duration::try_from_secs_f64(self.opts.retry_delay.as_secs_f64() * factor)
-            .unwrap_or(Duration::MAX);
-        let mut wake = later(now, delay);
-        if let Some(r) = retry_in {
-            wake = wake.min(later(now, r.saturating_add(Duration::from_millis(1))));
-        }
-        if self.kind == LeaseKind::Write {
-            wake = wake.min(now + self.opts.ttl / 3);
-        }
-        if let Some(d) = deadline {
-            wake = wake.min(d);
-        }
-        wake
+    async fn subscribe(&self) -> Result<Box<dyn LeaseWatch>> {
+        self.client
+            .backend()
+            .subscribe(self.kind.family(), self.key)
+            .await
     }
 
-    fn timeout(&self, waited: Duration) -> Error {
-        Error::Timeout {
-            what: format!("{} lease on {:?}", self.kind.as_str(), self.key.as_str()),
-            backend: self.client.backend().to_string(),
-            waited,
+    fn what(&self) -> String {
+        format!("{} lease on {:?}", self.kind.as_str(), self.key.as_str())
+    }
+}
+
+/// One round of a wait: done, or refused (with the time until what blocks
+/// expires, when known).
+pub(crate) enum Step<T> {
+    Done(T),
+    Busy(Option<Duration>),
+}
+
+/// What a waiting operation does each round.
+pub(crate) trait Attempts {
+    type Output;
+    /// One attempt.
+    async fn attempt(&mut self) -> Result<Step<Self::Output>>;
+    /// A watch that wakes when a new attempt may succeed.
+    async fn subscribe(&self) -> Result<Box<dyn LeaseWatch>>;
+    /// What is waited for, for `Error::Timeout`.
+    fn what(&self) -> String;
+}
+
+/// The wait loop every waiting operation shares: attempt; on refusal
+/// subscribe (then attempt again at once, so a change between the refusal
+/// and the subscription is not missed); then sleep until a notification, the
+/// expiry of what blocks, the jittered retry delay, `refresh` (a waiter that
+/// must re-assert itself) or the deadline, and attempt again. Ends with
+/// `Error::Timeout` after `wait_timeout` or `max_retries`; a backend error
+/// ends the wait at once (`Unavailable` is retryable by the caller).
+pub(crate) async fn wait_for<A: Attempts>(
+    client: &Client,
+    opts: &LockOptions,
+    refresh: Option<Duration>,
+    mut attempts: A,
+) -> Result<A::Output> {
+    let clock = client.clock().clone();
+    let start = clock.now();
+    let deadline = opts.wait_timeout.map(|w| later(start, w));
+    let mut watch: Option<Box<dyn LeaseWatch>> = None;
+    let mut retries = 0u32;
+    loop {
+        let retry_in = match attempts.attempt().await? {
+            Step::Done(v) => return Ok(v),
+            Step::Busy(retry_in) => retry_in,
+        };
+        let now = clock.now();
+        if deadline.is_some_and(|d| now >= d) || opts.max_retries.is_some_and(|m| retries >= m) {
+            return Err(Error::Timeout {
+                what: attempts.what(),
+                backend: client.backend().to_string(),
+                waited: now - start,
+            });
+        }
+        retries += 1;
+        let Some(w) = watch.as_mut() else {
+            watch = Some(attempts.subscribe().await?);
+            continue;
+        };
+        let wake = wake_at(opts, now, retry_in, refresh, deadline);
+        tokio::select! {
+            res = w.changed() => {
+                if res.is_err() {
+                    // The notification channel broke; resubscribe.
+                    watch = None;
+                }
+            }
+            _ = clock.sleep_until(wake) => {}
         }
     }
+}
+
+/// When to retry without a notification: the jittered retry delay, the
+/// instant the blocking lease expires, the refresh period, or the deadline,
+/// whichever comes first.
+fn wake_at(
+    opts: &LockOptions,
+    now: Instant,
+    retry_in: Option<Duration>,
+    refresh: Option<Duration>,
+    deadline: Option<Instant>,
+) -> Instant {
+    let jitter = opts.retry_jitter;
+    let factor = if jitter > 0.0 {
+        1.0 + rand::random_range(-jitter..=jitter)
+    } else {
+        1.0
+    };
+    let delay = Duration::try_from_secs_f64(opts.retry_delay.as_secs_f64() * factor)
+        .unwrap_or(Duration::MAX);
+    let mut wake = later(now, delay);
+    if let Some(r) = retry_in {
+        wake = wake.min(later(now, r.saturating_add(Duration::from_millis(1))));
+    }
+    if let Some(r) = refresh {
+        wake = wake.min(later(now, r));
+    }
+    if let Some(d) = deadline {
+        wake = wake.min(d);
+    }
+    wake
 }
 
 /// `t + d`, or a century after `t` when that overflows (a "for ever" wait).

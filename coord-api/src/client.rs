@@ -2,7 +2,10 @@
 
 use std::{fmt, sync::Arc};
 
-use crate::{Clock, DynLeaseBackend, InstanceId, Lock, LockOptions, RwLock, Semaphore, TokioClock};
+use crate::{
+    Clock, DynLeadershipBackend, DynLeaseBackend, Election, Error, Group, InstanceId, Job,
+    LeadershipBackend, LeaseBackend, Lock, LockOptions, Result, RwLock, Semaphore, TokioClock,
+};
 
 /// The entry point: binds a backend (already tied to a namespace) to this
 /// instance's id, a clock and default lock options. Cheap to clone; clones
@@ -25,6 +28,7 @@ pub struct Client {
 
 struct Inner {
     backend: DynLeaseBackend,
+    leadership: Option<DynLeadershipBackend>,
     instance: InstanceId,
     clock: Arc<dyn Clock>,
     lock_options: LockOptions,
@@ -37,10 +41,23 @@ impl Client {
         Client::builder(backend).build()
     }
 
+    /// A client on a backend that offers both the lock family and
+    /// leadership (elections, groups, jobs), with default settings.
+    pub fn with_backend<B: LeaseBackend + LeadershipBackend>(backend: Arc<B>) -> Client {
+        Client::builder_with(backend).build()
+    }
+
+    /// A builder on a backend that offers both the lock family and leadership.
+    pub fn builder_with<B: LeaseBackend + LeadershipBackend>(backend: Arc<B>) -> ClientBuilder {
+        let leadership: DynLeadershipBackend = backend.clone();
+        Client::builder(backend).leadership(leadership)
+    }
+
     /// A builder to set the instance id, clock and default options.
     pub fn builder(backend: DynLeaseBackend) -> ClientBuilder {
         ClientBuilder {
             backend,
+            leadership: None,
             instance: None,
             clock: Arc::new(TokioClock),
             lock_options: LockOptions::default(),
@@ -50,6 +67,18 @@ impl Client {
     /// The backend.
     pub fn backend(&self) -> &DynLeaseBackend {
         &self.inner.backend
+    }
+
+    /// The leadership backend (elections, groups, run-once jobs), or
+    /// `NotSupported` when the client was built without one.
+    pub fn leadership(&self) -> Result<&DynLeadershipBackend> {
+        self.inner
+            .leadership
+            .as_ref()
+            .ok_or_else(|| Error::NotSupported {
+                operation: "leadership (elections, groups, jobs)",
+                backend: self.inner.backend.to_string(),
+            })
     }
 
     /// This instance's id.
@@ -78,6 +107,22 @@ impl Client {
         RwLock::new(self.clone(), key)
     }
 
+    /// A leader election named `name` (needs a leadership backend).
+    pub fn election(&self, name: &str) -> Election {
+        Election::new(self.clone(), name)
+    }
+
+    /// A membership group named `name` (needs a leadership backend).
+    pub fn group(&self, name: &str) -> Group {
+        Group::new(self.clone(), name)
+    }
+
+    /// A singleton job named `name` (needs a leadership backend for
+    /// `run_once`; `run` uses the lock of the same name).
+    pub fn job(&self, name: &str) -> Job {
+        Job::new(self.clone(), name)
+    }
+
     /// A semaphore on `key` with `permits` permits.
     pub fn semaphore(&self, key: &str, permits: u32) -> Semaphore {
         Semaphore::new(self.clone(), key, permits)
@@ -97,6 +142,7 @@ impl fmt::Debug for Client {
 #[must_use]
 pub struct ClientBuilder {
     backend: DynLeaseBackend,
+    leadership: Option<DynLeadershipBackend>,
     instance: Option<InstanceId>,
     clock: Arc<dyn Clock>,
     lock_options: LockOptions,
@@ -108,6 +154,12 @@ impl ClientBuilder {
     pub fn instance_id(mut self, id: &str) -> crate::Result<Self> {
         self.instance = Some(InstanceId::new(id)?);
         Ok(self)
+    }
+
+    /// Sets the leadership backend (elections, groups, run-once jobs).
+    pub fn leadership(mut self, backend: DynLeadershipBackend) -> Self {
+        self.leadership = Some(backend);
+        self
     }
 
     /// Sets the clock (tests and the simulator skew it).
@@ -127,6 +179,7 @@ impl ClientBuilder {
         Client {
             inner: Arc::new(Inner {
                 backend: self.backend,
+                leadership: self.leadership,
                 instance: self.instance.unwrap_or_else(InstanceId::generate),
                 clock: self.clock,
                 lock_options: self.lock_options,

@@ -10,7 +10,7 @@ use std::{
 use tokio::sync::Notify;
 
 use crate::{
-    Client, FencingToken, HolderId, Key, LeaseId, LeaseKind, Release, Result,
+    Client, FencingToken, HolderId, Key, LeaseId, LeaseKind, Quorum, Release, Result,
     clock::Instant,
     trace::{self, Outcome},
 };
@@ -25,11 +25,23 @@ enum Status {
     Released,
 }
 
+/// What a lease is, for renewal and release: a lease of the lock family, a
+/// leadership term, a group membership, or a run of a run-once job. `id`
+/// names the key and holder in every case.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    Lease,
+    Term(Option<Quorum>),
+    Member,
+    Run(Key),
+}
+
 /// State shared by the guards of one lease (several for a reentrant lock),
 /// its lost signals and its watchdog.
 pub(crate) struct LeaseShared {
     pub(crate) client: Client,
     pub(crate) id: LeaseId,
+    target: Target,
     pub(crate) token: FencingToken,
     ttl: Duration,
     validity: Duration,
@@ -43,6 +55,7 @@ impl LeaseShared {
     pub(crate) fn new(
         client: Client,
         id: LeaseId,
+        target: Target,
         token: FencingToken,
         ttl: Duration,
         validity: Duration,
@@ -51,6 +64,7 @@ impl LeaseShared {
         Arc::new(LeaseShared {
             client,
             id,
+            target,
             token,
             ttl,
             validity,
@@ -147,7 +161,7 @@ impl LeaseShared {
             &self.client,
             &self.id,
             Some(self.token),
-            self.client.backend().extend(&self.id, self.ttl),
+            self.backend_extend(),
             |held: &bool| if *held { Outcome::Ok } else { Outcome::NotHeld },
         )
         .await?;
@@ -157,6 +171,49 @@ impl LeaseShared {
             self.mark(true);
         }
         Ok(res && self.is_held())
+    }
+
+    async fn backend_extend(&self) -> Result<bool> {
+        let (key, holder, ttl) = (&self.id.key, &self.id.holder, self.ttl);
+        match &self.target {
+            Target::Lease => self.client.backend().extend(&self.id, ttl).await,
+            Target::Term(quorum) => {
+                let q = quorum.as_ref();
+                (self.client.leadership()?)
+                    .renew(key, holder, self.token, ttl, q)
+                    .await
+            }
+            Target::Member => self.client.leadership()?.heartbeat(key, holder, ttl).await,
+            Target::Run(occ) => {
+                (self.client.leadership()?)
+                    .extend_once(key, occ, holder, ttl)
+                    .await
+            }
+        }
+    }
+
+    async fn backend_release(&self) -> Result<Release> {
+        let (key, holder) = (&self.id.key, &self.id.holder);
+        let held = match &self.target {
+            Target::Lease => return self.client.backend().release(&self.id).await,
+            Target::Term(_) => {
+                self.client
+                    .leadership()?
+                    .resign(key, holder, self.token)
+                    .await?
+            }
+            Target::Member => self.client.leadership()?.leave(key, holder).await?,
+            Target::Run(occ) => {
+                (self.client.leadership()?)
+                    .end_once(key, occ, holder, None)
+                    .await?
+            }
+        };
+        Ok(if held {
+            Release::Released { remaining: 0 }
+        } else {
+            Release::NotHeld
+        })
     }
 }
 
@@ -232,6 +289,13 @@ impl LeaseGuard {
         &self.shared
     }
 
+    /// Takes the lease out of the guard without releasing it (the caller
+    /// ends it another way).
+    pub(crate) fn into_shared(mut self) -> Arc<LeaseShared> {
+        self.released = true;
+        self.shared.clone()
+    }
+
     /// The fencing token of this grant.
     pub fn token(&self) -> FencingToken {
         self.shared.token
@@ -305,7 +369,7 @@ async fn release_lease(shared: Arc<LeaseShared>) -> Result<bool> {
         &shared.client,
         &shared.id,
         Some(shared.token),
-        shared.client.backend().release(&shared.id),
+        shared.backend_release(),
         |r: &Release| match r {
             Release::Released { .. } => Outcome::Ok,
             Release::NotHeld => Outcome::NotHeld,

@@ -31,13 +31,18 @@ mod acquire;
 mod backend;
 mod client;
 mod clock;
+mod election;
 mod error;
+mod group;
 mod handle;
 mod holder;
+mod job;
 mod key;
+mod leadership;
 mod lease;
 mod lock;
 mod options;
+mod runner;
 mod rwlock;
 mod semaphore;
 mod token;
@@ -49,12 +54,20 @@ pub use backend::{
 };
 pub use client::{Client, ClientBuilder};
 pub use clock::{Clock, Instant, SkewedClock, Sleep, TokioClock};
+pub use election::{Election, LeaderChange, LeaderObserver, Leadership};
 pub use error::{BoxError, Error, Result};
+pub use group::{Group, GroupChange, GroupObserver, Membership};
 pub use holder::{HolderId, InstanceId};
+pub use job::{Job, JobContext, RunOnce};
 pub use key::{Key, MAX_KEY_BYTES, MAX_NAMESPACE_BYTES, MAX_TTL, MIN_TTL, Namespace, validate_ttl};
+pub use leadership::{
+    Campaign, DynLeadershipBackend, LeaderInfo, LeadershipBackend, MemberInfo, Members, OnceBegin,
+    Quorum,
+};
 pub use lease::{LeaseGuard, LockGuard, LostSignal, Permit, ReadGuard, WriteGuard};
 pub use lock::Lock;
 pub use options::LockOptions;
+pub use runner::{LeaderContext, LeaderRunner, RunnerHandle};
 pub use rwlock::RwLock;
 pub use semaphore::Semaphore;
 pub use token::FencingToken;

@@ -6,7 +6,7 @@ use std::future::Future;
 
 use tracing::{Instrument, field::Empty};
 
-use crate::{Client, FencingToken, LeaseId, Result};
+use crate::{Client, FencingToken, HolderId, Key, LeaseId, Result};
 
 /// How a backend call ended, recorded as the span's `outcome` field.
 #[derive(Debug, Clone, Copy)]
@@ -28,7 +28,7 @@ impl Outcome {
     }
 }
 
-/// Runs one backend call inside a `coord.backend` span.
+/// Runs one backend call on a lease inside a `coord.backend` span.
 pub(crate) async fn call<T, F>(
     op: &'static str,
     client: &Client,
@@ -40,18 +40,50 @@ pub(crate) async fn call<T, F>(
 where
     F: Future<Output = Result<T>>,
 {
+    call_on(
+        op,
+        client,
+        id.kind.as_str(),
+        &id.key,
+        Some(&id.holder),
+        token,
+        fut,
+        classify,
+    )
+    .await
+}
+
+/// Runs one backend call inside a `coord.backend` span: `kind` names the
+/// primitive (`exclusive`, `election`, `group`, `job`...).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn call_on<T, F>(
+    op: &'static str,
+    client: &Client,
+    kind: &'static str,
+    key: &Key,
+    holder: Option<&HolderId>,
+    token: Option<FencingToken>,
+    fut: F,
+    classify: impl FnOnce(&T) -> Outcome,
+) -> Result<T>
+where
+    F: Future<Output = Result<T>>,
+{
     let span = tracing::debug_span!(
         "coord.backend",
         op,
         backend = %client.backend(),
-        kind = id.kind.as_str(),
-        key = %id.key,
-        holder = %id.holder,
+        kind,
+        key = %key,
+        holder = Empty,
         token = Empty,
         outcome = Empty,
     );
     if span.is_disabled() {
         return fut.await;
+    }
+    if let Some(h) = holder {
+        span.record("holder", tracing::field::display(h));
     }
     if let Some(t) = token {
         span.record("token", t.get());

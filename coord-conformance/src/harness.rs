@@ -3,7 +3,9 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use coord_api::{Capability, Client, DynLeaseBackend, LockOptions, Namespace};
+use coord_api::{
+    Capability, Client, DynLeadershipBackend, DynLeaseBackend, LockOptions, Namespace,
+};
 
 use crate::faults::Switch;
 
@@ -14,6 +16,17 @@ use crate::faults::Switch;
 pub trait Harness: Send + Sync {
     /// Opens an independent backend connection bound to `namespace`.
     async fn open(&self, namespace: &Namespace) -> coord_api::Result<DynLeaseBackend>;
+
+    /// Opens an independent leadership connection (elections, groups,
+    /// run-once jobs) bound to `namespace`, if the backend has one. The
+    /// leadership cases are skipped when this returns `None` (the default).
+    async fn open_leadership(
+        &self,
+        namespace: &Namespace,
+    ) -> coord_api::Result<Option<DynLeadershipBackend>> {
+        let _ = namespace;
+        Ok(None)
+    }
 }
 
 /// One case's world: a fresh random namespace on the harness's backend.
@@ -50,11 +63,24 @@ impl<'h> Ctx<'h> {
 
     /// A new independent client (instance id `name`) with `opts` as defaults.
     pub async fn client_with(&self, name: &str, opts: LockOptions) -> Client {
-        Client::builder(self.backend().await)
+        let mut builder = Client::builder(self.backend().await);
+        if let Some(leadership) = self.leadership().await {
+            builder = builder.leadership(leadership);
+        }
+        builder
             .instance_id(name)
             .expect("valid instance id")
             .lock_options(opts)
             .build()
+    }
+
+    /// A new independent leadership connection in the case's namespace, if
+    /// the backend has leadership.
+    pub async fn leadership(&self) -> Option<DynLeadershipBackend> {
+        self.harness
+            .open_leadership(&self.namespace)
+            .await
+            .expect("harness opens a leadership backend")
     }
 
     /// A new independent client with short test-friendly defaults: TTL 1 s,

@@ -31,6 +31,7 @@
 
 #[cfg(feature = "broken")]
 mod bug;
+mod leadership;
 mod sync;
 pub mod table;
 mod watch;
@@ -39,14 +40,16 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use coord_api::{
-    Acquire, Capability, Clock, Key, LeaseBackend, LeaseFamily, LeaseId, LeaseInfo, LeaseWatch,
-    Namespace, Release, Result, TokioClock,
+    Acquire, Campaign, Capability, Clock, FencingToken, HolderId, Key, LeaderInfo,
+    LeadershipBackend, LeaseBackend, LeaseFamily, LeaseId, LeaseInfo, LeaseWatch, Members,
+    Namespace, OnceBegin, Quorum, Release, Result, TokioClock,
 };
 
 #[cfg(feature = "broken")]
 pub use bug::Bug;
 
 use crate::{
+    leadership::{Leadership, Ops, Topic, TopicWatch},
     table::{Freed, LeaseTable, table_key},
     watch::Watchers,
 };
@@ -61,6 +64,7 @@ pub struct MemoryStore {
 struct StoreInner {
     table: LeaseTable,
     watchers: Watchers,
+    leadership: Leadership,
     clock: Arc<dyn Clock>,
 }
 
@@ -77,6 +81,7 @@ impl MemoryStore {
             inner: Arc::new(StoreInner {
                 table: LeaseTable::new(&*clock),
                 watchers: Watchers::default(),
+                leadership: Leadership::default(),
                 clock,
             }),
         }
@@ -89,6 +94,7 @@ impl MemoryStore {
             inner: Arc::new(StoreInner {
                 table: LeaseTable::with_bug(&*clock, bug),
                 watchers: Watchers::default(),
+                leadership: Leadership::default(),
                 clock,
             }),
         }
@@ -215,6 +221,124 @@ impl LeaseBackend for MemoryBackend {
         Ok(Box::new(watch::MemoryWatch::new(
             self.store.clone(),
             table_key(&self.ns, family, key),
+        )))
+    }
+}
+
+impl MemoryBackend {
+    fn ops(&self) -> Ops<'_> {
+        Ops {
+            store: &self.store,
+            ns: &self.ns,
+        }
+    }
+
+    fn watch(&self, topic: Topic) -> Box<dyn LeaseWatch> {
+        Box::new(TopicWatch::new(self.store.clone(), topic))
+    }
+}
+
+#[async_trait]
+impl LeadershipBackend for MemoryBackend {
+    fn namespace(&self) -> &Namespace {
+        &self.ns
+    }
+
+    async fn campaign(
+        &self,
+        election: &Key,
+        holder: &HolderId,
+        metadata: &str,
+        ttl: Duration,
+        quorum: Option<&Quorum>,
+    ) -> Result<Campaign> {
+        self.ops().campaign(election, holder, metadata, ttl, quorum)
+    }
+
+    async fn renew(
+        &self,
+        election: &Key,
+        holder: &HolderId,
+        term: FencingToken,
+        ttl: Duration,
+        quorum: Option<&Quorum>,
+    ) -> Result<bool> {
+        self.ops().renew(election, holder, term, ttl, quorum)
+    }
+
+    async fn resign(&self, election: &Key, holder: &HolderId, term: FencingToken) -> Result<bool> {
+        Ok(self.ops().resign(election, holder, term))
+    }
+
+    async fn leader(&self, election: &Key) -> Result<Option<LeaderInfo>> {
+        Ok(self.ops().leader(election))
+    }
+
+    async fn watch_election(&self, election: &Key) -> Result<Box<dyn LeaseWatch>> {
+        Ok(self.watch(Topic::Election(self.ns.clone(), election.clone())))
+    }
+
+    async fn join(
+        &self,
+        group: &Key,
+        holder: &HolderId,
+        metadata: &str,
+        ttl: Duration,
+    ) -> Result<()> {
+        self.ops().join(group, holder, metadata, ttl)
+    }
+
+    async fn heartbeat(&self, group: &Key, holder: &HolderId, ttl: Duration) -> Result<bool> {
+        self.ops().heartbeat(group, holder, ttl)
+    }
+
+    async fn leave(&self, group: &Key, holder: &HolderId) -> Result<bool> {
+        Ok(self.ops().leave(group, holder))
+    }
+
+    async fn members(&self, group: &Key) -> Result<Members> {
+        Ok(self.ops().members(group))
+    }
+
+    async fn watch_group(&self, group: &Key) -> Result<Box<dyn LeaseWatch>> {
+        Ok(self.watch(Topic::Group(self.ns.clone(), group.clone())))
+    }
+
+    async fn begin_once(
+        &self,
+        job: &Key,
+        occurrence: &Key,
+        holder: &HolderId,
+        ttl: Duration,
+    ) -> Result<OnceBegin> {
+        self.ops().begin_once(job, occurrence, holder, ttl)
+    }
+
+    async fn extend_once(
+        &self,
+        job: &Key,
+        occurrence: &Key,
+        holder: &HolderId,
+        ttl: Duration,
+    ) -> Result<bool> {
+        self.ops().extend_once(job, occurrence, holder, ttl)
+    }
+
+    async fn end_once(
+        &self,
+        job: &Key,
+        occurrence: &Key,
+        holder: &HolderId,
+        finished: Option<Duration>,
+    ) -> Result<bool> {
+        self.ops().end_once(job, occurrence, holder, finished)
+    }
+
+    async fn watch_once(&self, job: &Key, occurrence: &Key) -> Result<Box<dyn LeaseWatch>> {
+        Ok(self.watch(Topic::Once(
+            self.ns.clone(),
+            job.clone(),
+            occurrence.clone(),
         )))
     }
 }

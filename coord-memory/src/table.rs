@@ -176,13 +176,18 @@ impl LeaseTable {
         self.bug == Some(bug)
     }
 
-    fn next_token(&self, now: Instant) -> u64 {
+    /// The server's wall clock at `now`, in µs since the Unix epoch.
+    pub(crate) fn wall_us(&self, now: Instant) -> u64 {
+        self.epoch_wall_us + now.saturating_duration_since(self.epoch_at).as_micros() as u64
+    }
+
+    /// The next fencing token of this store (every family, every key).
+    pub(crate) fn next_token(&self, now: Instant) -> u64 {
         #[cfg(feature = "broken")]
         if self.has_bug(crate::Bug::NoTokenFloor) {
             return self.last_token.fetch_add(1, Ordering::SeqCst) + 1;
         }
-        let wall_us =
-            self.epoch_wall_us + now.saturating_duration_since(self.epoch_at).as_micros() as u64;
+        let wall_us = self.wall_us(now);
         let mut last = self.last_token.load(Ordering::SeqCst);
         loop {
             let next = FencingToken::next_after_micros(last, wall_us).get();

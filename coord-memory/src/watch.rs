@@ -11,17 +11,25 @@ use tokio::sync::watch;
 
 use crate::{MemoryStore, table::TableKey};
 
-/// The watched keys of a store.
-#[derive(Default)]
-pub(crate) struct Watchers {
-    channels: DashMap<TableKey, watch::Sender<()>, foldhash::fast::RandomState>,
+/// The watched keys of a store (lease keys by default).
+pub(crate) struct Watchers<K = TableKey> {
+    channels: DashMap<K, watch::Sender<()>, foldhash::fast::RandomState>,
     /// Live watches; lets a release skip the map when nobody waits anywhere.
     live: AtomicUsize,
 }
 
-impl Watchers {
+impl<K: std::hash::Hash + Eq + Clone> Default for Watchers<K> {
+    fn default() -> Self {
+        Watchers {
+            channels: DashMap::with_hasher(Default::default()),
+            live: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Watchers<K> {
     /// Wakes every watcher of `key`.
-    pub(crate) fn notify(&self, key: &TableKey) {
+    pub(crate) fn notify(&self, key: &K) {
         if self.live.load(Ordering::SeqCst) == 0 {
             return;
         }
@@ -30,7 +38,7 @@ impl Watchers {
         }
     }
 
-    fn subscribe(&self, key: &TableKey) -> watch::Receiver<()> {
+    pub(crate) fn subscribe(&self, key: &K) -> watch::Receiver<()> {
         // Counted before the receiver exists, so a release never skips the
         // map while a watcher of its key is registered.
         self.live.fetch_add(1, Ordering::SeqCst);
@@ -40,7 +48,7 @@ impl Watchers {
             .subscribe()
     }
 
-    fn forget_if_unwatched(&self, key: &TableKey) {
+    pub(crate) fn forget_if_unwatched(&self, key: &K) {
         self.channels
             .remove_if(key, |_, tx| tx.receiver_count() == 0);
         self.live.fetch_sub(1, Ordering::SeqCst);

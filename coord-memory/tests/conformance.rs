@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use coord_api::{DynLeaseBackend, LeaseBackend, Namespace};
+use coord_api::{
+    DynLeadershipBackend, DynLeaseBackend, LeadershipBackend, LeaseBackend, Namespace,
+};
 use coord_conformance::Harness;
 use coord_memory::MemoryStore;
 
@@ -19,6 +21,13 @@ impl Harness for Memory {
     async fn open(&self, ns: &Namespace) -> coord_api::Result<DynLeaseBackend> {
         Ok(Arc::new(self.store.backend(ns.clone())))
     }
+
+    async fn open_leadership(
+        &self,
+        ns: &Namespace,
+    ) -> coord_api::Result<Option<DynLeadershipBackend>> {
+        Ok(Some(Arc::new(self.store.backend(ns.clone()))))
+    }
 }
 
 /// The same store, reached through `Arc<Box<dyn LeaseBackend>>`.
@@ -32,6 +41,14 @@ impl Harness for MemoryBoxed {
     async fn open(&self, ns: &Namespace) -> coord_api::Result<DynLeaseBackend> {
         let boxed: Box<dyn LeaseBackend> = Box::new(self.store.backend(ns.clone()));
         Ok(Arc::new(boxed))
+    }
+
+    async fn open_leadership(
+        &self,
+        ns: &Namespace,
+    ) -> coord_api::Result<Option<DynLeadershipBackend>> {
+        let boxed: Box<dyn LeadershipBackend> = Box::new(self.store.backend(ns.clone()));
+        Ok(Some(Arc::new(boxed)))
     }
 }
 

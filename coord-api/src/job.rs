@@ -1,0 +1,234 @@
+//! Singleton jobs: a body that runs only while its lease is held, and
+//! run-once occurrences that never run twice.
+
+use std::{future::Future, time::Duration};
+
+use crate::{
+    Client, Error, FencingToken, HolderId, Key, LeaseGuard, LeaseId, LeaseKind, LeaseWatch,
+    LostSignal, OnceBegin, Result,
+    acquire::{Attempts, Step, wait_for},
+    handle::{Handle, option_setters},
+    lease::{LeaseShared, Target},
+    trace::{self, Outcome},
+};
+
+/// What a job body gets: the fencing token of its lease, the attempt number
+/// (run-once retries count up), and the lost signal to stop on.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    /// The fencing token: pass it to everything the job writes.
+    pub token: FencingToken,
+    /// 1 for a first run; more when a run-once occurrence is retried after a
+    /// crashed run's lease expired.
+    pub attempt: u32,
+    /// Fires when the lease is lost: stop, someone else may run the job.
+    pub lost: LostSignal,
+}
+
+/// What [`Job::run_once`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOnce<T> {
+    /// This instance ran the occurrence to completion; the body's value.
+    Ran(T),
+    /// A run of the occurrence had already finished (here or elsewhere).
+    AlreadyFinished,
+}
+
+/// A singleton job: its body runs on one instance at a time.
+///
+/// ```
+/// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
+/// use coord_api::RunOnce;
+/// let backup = client.job("nightly-backup");
+/// // Every replica calls this at the cron tick; exactly one runs it.
+/// match backup.run_once("2026-11-26", |ctx| async move {
+///     println!("backing up (attempt {}, token {})", ctx.attempt, ctx.token);
+/// }).await? {
+///     RunOnce::Ran(()) => println!("done here"),
+///     RunOnce::AlreadyFinished => println!("another replica did it"),
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Job {
+    handle: Handle,
+    retention: Duration,
+}
+
+impl Job {
+    /// How long a finished occurrence is remembered by default (the longest
+    /// TTL a backend keeps: 24 h).
+    pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+
+    pub(crate) fn new(client: Client, name: &str) -> Job {
+        Job {
+            handle: Handle::new(client, name),
+            retention: Self::DEFAULT_RETENTION,
+        }
+    }
+
+    option_setters!();
+
+    /// How long a finished occurrence is remembered (1 ms ..= 24 h, default
+    /// 24 h); within it the occurrence never runs again.
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Waits for the job's lease (the lock of the same name), then runs
+    /// `body` while holding it, and releases it. The body should stop when
+    /// `ctx.lost` fires.
+    pub async fn run<T, F, Fut>(&self, body: F) -> Result<T>
+    where
+        F: FnOnce(JobContext) -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let lock = self.handle.client.lock(self.handle.key()?.as_str());
+        let guard = lock.with_options(self.handle.opts().clone()).lock().await?;
+        let ctx = JobContext {
+            token: guard.token(),
+            attempt: 1,
+            lost: guard.lost_signal(),
+        };
+        let out = body(ctx).await;
+        if !guard.release().await? {
+            tracing::warn!(job = %self.handle.key_str(), "job finished after its lease was lost");
+        }
+        Ok(out)
+    }
+
+    /// Runs occurrence `occurrence` of the job (e.g. one per cron tick)
+    /// unless it already finished; never on two instances at once, never
+    /// again within the retention once a run finished. While it runs
+    /// elsewhere this waits (up to `wait_timeout`): the other run may finish
+    /// (then `AlreadyFinished`) or crash (then this instance retries it after
+    /// the crashed run's lease expired, with `ctx.attempt` counting up).
+    ///
+    /// If the lease is lost while the body runs, the run does not count as
+    /// finished and `Error::LeaseLost` is returned: the occurrence may run
+    /// again, so the body must use `ctx.token` to fence what it writes.
+    ///
+    /// # Cancel safety
+    /// Cancelling ends the run unfinished (another instance may retry it).
+    pub async fn run_once<T, F, Fut>(&self, occurrence: &str, body: F) -> Result<RunOnce<T>>
+    where
+        F: FnOnce(JobContext) -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let job = self.handle.key()?;
+        let occ = Key::new(occurrence)?;
+        let opts = self.handle.opts();
+        opts.validate(job)?;
+        crate::validate_ttl(job, self.retention)?;
+        let client = &self.handle.client;
+        let lb = client.leadership()?;
+        let holder = HolderId::new(client.instance_id().clone());
+        let rounds = OnceRounds {
+            client,
+            job,
+            occ: &occ,
+            holder: &holder,
+            ttl: opts.ttl,
+        };
+        let Some((token, attempt, t_sent)) = wait_for(client, opts, None, rounds).await? else {
+            return Ok(RunOnce::AlreadyFinished);
+        };
+        let shared = LeaseShared::new(
+            client.clone(),
+            LeaseId {
+                kind: LeaseKind::Exclusive,
+                key: job.clone(),
+                holder: holder.clone(),
+            },
+            Target::Run(occ.clone()),
+            token,
+            opts.ttl,
+            opts.local_validity(opts.ttl),
+            t_sent,
+        );
+        if opts.auto_extend {
+            shared.start_watchdog(opts.renew_every());
+        }
+        let guard = LeaseGuard::new(shared);
+        let ctx = JobContext {
+            token,
+            attempt,
+            lost: guard.lost_signal(),
+        };
+        let out = body(ctx).await;
+        let shared = guard.into_shared();
+        let finished = trace::call_on(
+            "end_once",
+            client,
+            "job",
+            job,
+            Some(&holder),
+            Some(token),
+            lb.end_once(job, &occ, &holder, Some(self.retention)),
+            |ok: &bool| if *ok { Outcome::Ok } else { Outcome::NotHeld },
+        )
+        .await;
+        shared.mark(!matches!(finished, Ok(true)));
+        match finished? {
+            true => Ok(RunOnce::Ran(out)),
+            false => Err(Error::LeaseLost {
+                key: format!("{}/{}", job.as_str(), occ.as_str()),
+                backend: client.backend().to_string(),
+            }),
+        }
+    }
+}
+
+struct OnceRounds<'a> {
+    client: &'a Client,
+    job: &'a Key,
+    occ: &'a Key,
+    holder: &'a HolderId,
+    ttl: Duration,
+}
+
+impl Attempts for OnceRounds<'_> {
+    /// `None`: already finished; else the run's token, attempt and send time.
+    type Output = Option<(FencingToken, u32, crate::Instant)>;
+
+    async fn attempt(&mut self) -> Result<Step<Self::Output>> {
+        let lb = self.client.leadership()?;
+        let t_sent = self.client.clock().now();
+        let begin = trace::call_on(
+            "begin_once",
+            self.client,
+            "job",
+            self.job,
+            Some(self.holder),
+            None,
+            lb.begin_once(self.job, self.occ, self.holder, self.ttl),
+            |b: &OnceBegin| match b {
+                OnceBegin::Started { token, .. } => Outcome::Granted(*token),
+                OnceBegin::Running { .. } => Outcome::Busy,
+                OnceBegin::Finished => Outcome::Ok,
+            },
+        )
+        .await?;
+        Ok(match begin {
+            OnceBegin::Started { token, attempt } => Step::Done(Some((token, attempt, t_sent))),
+            OnceBegin::Running { retry_in } => Step::Busy(Some(retry_in)),
+            OnceBegin::Finished => Step::Done(None),
+        })
+    }
+
+    async fn subscribe(&self) -> Result<Box<dyn LeaseWatch>> {
+        self.client
+            .leadership()?
+            .watch_once(self.job, self.occ)
+            .await
+    }
+
+    fn what(&self) -> String {
+        format!(
+            "occurrence {:?} of job {:?}",
+            self.occ.as_str(),
+            self.job.as_str()
+        )
+    }
+}
