@@ -40,6 +40,9 @@ pub struct SimBackend {
     server: SocketAddr,
     ns: Namespace,
     opts: SimOptions,
+    /// The node that connected: a process's connection is used by that
+    /// process only.
+    node: madsim::task::NodeId,
 }
 
 impl SimBackend {
@@ -58,6 +61,7 @@ impl SimBackend {
             server,
             ns,
             opts,
+            node: madsim::plugin::node(),
         })
     }
 
@@ -69,6 +73,11 @@ impl SimBackend {
     async fn call(&self, op: &str, req: Request, timeout: Duration) -> Result<Reply> {
         let tag: u64 = madsim::rand::random();
         let unavailable = |what: String| Error::unavailable(self, format!("{op}: {what}"));
+        if madsim::plugin::node() != self.node {
+            // A killed node's leftovers (a guard dropped as its tasks were
+            // torn down) run elsewhere; a killed process sends nothing.
+            return Err(unavailable("called from another node".into()));
+        }
         self.ep
             .send_to_raw(self.server, REQUEST_TAG, Box::new((tag, req)))
             .await

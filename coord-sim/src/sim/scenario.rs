@@ -159,7 +159,11 @@ pub struct Report {
 #[derive(Clone)]
 struct Shared {
     stop: Arc<AtomicBool>,
+    /// Also `true` at the heal: cuts the workers' waits short.
+    stopped: tokio::sync::watch::Receiver<bool>,
     holder: Arc<Mutex<Option<usize>>>,
+    /// Each worker's open belief interval, ended when its node is killed.
+    open: Arc<Mutex<std::collections::HashMap<usize, usize>>>,
     resource: FencedResource,
     grants: GrantLog,
     beliefs: Beliefs,
@@ -167,7 +171,7 @@ struct Shared {
 
 const SERVER: &str = "10.0.0.1:7000";
 const RESOURCE: &str = "10.0.0.2:7001";
-const WRITE_TAG: u64 = 0x7772_6974_65;
+const WRITE_TAG: u64 = 0x0077_7269_7465;
 
 fn client_ip(i: usize) -> std::net::IpAddr {
     format!("10.0.1.{}", i + 1).parse().unwrap()
@@ -229,9 +233,12 @@ pub async fn run(scenario: Scenario) -> Report {
         .init(move || serve(cfg.clone()))
         .build();
 
+    let (stop_tx, stopped) = tokio::sync::watch::channel(false);
     let shared = Shared {
         stop: Arc::new(AtomicBool::new(false)),
+        stopped,
         holder: Arc::new(Mutex::new(None)),
+        open: Arc::default(),
         resource: FencedResource::new(),
         grants: GrantLog::new(),
         beliefs: Beliefs::new(),
@@ -300,6 +307,12 @@ pub async fn run(scenario: Scenario) -> Report {
             Action::Kill(who) => target(who).filter(|n| !dead.contains(n)).map(|n| {
                 handle.kill(n);
                 dead.push(n);
+                // A killed process believes nothing any more.
+                if let Some(i) = workers.iter().position(|w| w.id() == n)
+                    && let Some(b) = shared.open.lock().unwrap().remove(&i)
+                {
+                    shared.beliefs.end_at(b, Instant::now());
+                }
                 paused.retain(|p| *p != n);
                 if let Target::Holder = who {
                     *shared.holder.lock().unwrap() = None;
@@ -350,6 +363,7 @@ pub async fn run(scenario: Scenario) -> Report {
         handle.restart(server.id());
     }
     shared.stop.store(true, Ordering::SeqCst);
+    stop_tx.send_replace(true);
     let healed = Instant::now();
 
     // The prober waits for the lock; its fallback retry is long, so only
@@ -562,7 +576,13 @@ async fn worker(i: usize, clock: NodeClock, shared: Shared) {
     let mut rng = thread_rng();
     while !shared.stop.load(Ordering::SeqCst) {
         let sent = Instant::now();
-        let guard = match lock.lock().await {
+        let mut stopped = shared.stopped.clone();
+        // At the heal, waiting workers give up: only the prober waits then.
+        let res = tokio::select! {
+            res = lock.lock() => res,
+            _ = stopped.wait_for(|s| *s) => return,
+        };
+        let guard = match res {
             Ok(g) => g,
             Err(_) => {
                 tokio::time::sleep(Duration::from_millis(rng.gen_range(20..200))).await;
@@ -580,6 +600,7 @@ async fn worker(i: usize, clock: NodeClock, shared: Shared) {
         *shared.holder.lock().unwrap() = Some(i);
         let until = guard.valid_until().map_or(received, |u| clock.to_global(u));
         let belief = shared.beliefs.begin(&name, token, received, until);
+        shared.open.lock().unwrap().insert(i, belief);
         let hold_until = received + Duration::from_millis(rng.gen_range(100..1_500));
         loop {
             let now = Instant::now();
@@ -608,6 +629,7 @@ async fn worker(i: usize, clock: NodeClock, shared: Shared) {
             }
         }
         shared.beliefs.end_at(belief, Instant::now());
+        shared.open.lock().unwrap().remove(&i);
         {
             let mut h = shared.holder.lock().unwrap();
             if *h == Some(i) {
@@ -751,6 +773,16 @@ const REPORT_LINE: &str = "coord-sim-report:";
 /// runs must agree on everything that happened ([`Report::digest`]).
 /// `MADSIM_TEST_JOBS` children run at once (default 2).
 pub fn sweep(scenario: &Scenario, seeds: std::ops::Range<u64>, test: &str) -> Sweep {
+    sweep_with(scenario, seeds, test, false)
+}
+
+/// [`sweep`], ending at the first failing seed when `stop_at_first`.
+pub fn sweep_with(
+    scenario: &Scenario,
+    seeds: std::ops::Range<u64>,
+    test: &str,
+    stop_at_first: bool,
+) -> Sweep {
     let mut out = Sweep::default();
     let wall = std::time::Instant::now();
     if std::env::var_os(CHILD).is_some() {
@@ -840,6 +872,9 @@ pub fn sweep(scenario: &Scenario, seeds: std::ops::Range<u64>, test: &str) -> Sw
                 out.failures.push((seed, f));
             }
         }
+        if stop_at_first && !out.failures.is_empty() {
+            break;
+        }
     }
     out.wall = wall.elapsed();
     out
@@ -908,7 +943,13 @@ pub fn replay_command(seed: u64, test: &str) -> String {
     } else {
         ""
     };
+    // The test target is this binary's name without cargo's hash suffix.
+    let target = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .and_then(|s| s.rsplit_once('-').map(|(name, _)| name.to_owned()))
+        .unwrap_or_else(|| "sim".to_owned());
     format!(
-        "MADSIM_TEST_SEED={seed} MADSIM_TEST_NUM=1 RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR=target/sim cargo test -p coord-sim{features} --test sim -- {test} --exact --nocapture"
+        "MADSIM_TEST_SEED={seed} MADSIM_TEST_NUM=1 RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR=target/sim cargo test -p coord-sim{features} --test {target} -- {test} --exact --nocapture"
     )
 }
