@@ -92,7 +92,7 @@ fn uncontended(c: &mut Criterion) {
 
 async fn yield_sometimes(count: &Cell<u32>) {
     count.set(count.get().wrapping_add(1));
-    if count.get() % 32 == 0 {
+    if count.get().is_multiple_of(32) {
         tokio::task::yield_now().await;
     }
 }

@@ -12,7 +12,7 @@
 use std::{process::ExitCode, time::Duration};
 
 use coord::{Client, LeaseGuard, connect};
-use tokio::{sync::mpsc, task::JoinSet, time::Instant};
+use tokio::{sync::mpsc, time::Instant};
 
 const JOB: &str = "jobs/nightly-report";
 const USAGE: &str = "usage: quickstart [--url <url>]   (default memory://)";
@@ -104,11 +104,11 @@ async fn compete(log: &Log, workers: &[Client]) -> coord::Result<()> {
     println!("== 1. Four instances compete for the lock {JOB:?} ==");
     println!("   Each runs the job once while holding the lock; the others wait their turn.");
     let log = &log;
-    let mut turns = JoinSet::new();
+    let mut turns = Vec::new();
     for client in workers {
         let client = client.clone();
         let log = Log(log.0);
-        turns.spawn(async move {
+        turns.push(tokio::spawn(async move {
             let lock = client.lock(JOB).ttl(Duration::from_secs(5));
             let guard = match lock.try_lock().await? {
                 Some(guard) => guard,
@@ -127,11 +127,11 @@ async fn compete(log: &Log, workers: &[Client]) -> coord::Result<()> {
             guard.release().await?;
             log.say(format!("{} is done and releases it", name(&client)));
             coord::Result::Ok(token)
-        });
+        }));
     }
     let mut tokens = Vec::new();
-    while let Some(res) = turns.join_next().await {
-        tokens.push(res.expect("worker task panicked")?);
+    for turn in turns {
+        tokens.push(turn.await.expect("worker task panicked")?);
     }
     tokens.sort();
     println!(
@@ -170,11 +170,11 @@ async fn crash(log: &Log, workers: &[Client]) -> coord::Result<()> {
     let crashed_at = Instant::now();
 
     let (tx, mut rx) = mpsc::channel::<(String, LeaseGuard)>(1);
-    let mut waiters = JoinSet::new();
+    let mut waiters = Vec::new();
     for client in &workers[1..] {
         let client = client.clone();
         let tx = tx.clone();
-        waiters.spawn(async move {
+        waiters.push(tokio::spawn(async move {
             let guard = client
                 .lock(JOB)
                 .wait_timeout(Some(Duration::from_secs(10)))
@@ -182,13 +182,13 @@ async fn crash(log: &Log, workers: &[Client]) -> coord::Result<()> {
                 .await?;
             let _ = tx.send((name(&client), guard)).await;
             coord::Result::Ok(())
-        });
+        }));
     }
     drop(tx);
     let Some((winner, guard)) = rx.recv().await else {
         // Every waiter failed: report the first error.
-        while let Some(res) = waiters.join_next().await {
-            res.expect("waiter panicked")?;
+        for waiter in waiters {
+            waiter.await.expect("waiter panicked")?;
         }
         unreachable!("a waiter either sends its guard or fails");
     };
@@ -198,8 +198,12 @@ async fn crash(log: &Log, workers: &[Client]) -> coord::Result<()> {
         guard.token()
     ));
     // The other waiters give up; a cancelled wait leaves nothing held.
-    waiters.abort_all();
-    while waiters.join_next().await.is_some() {}
+    for waiter in &waiters {
+        waiter.abort();
+    }
+    for waiter in waiters {
+        let _ = waiter.await;
+    }
     guard.release().await?;
     println!();
     Ok(())

@@ -68,6 +68,7 @@ impl<'a> SplitUrl<'a> {
     }
 
     /// The URL again, with the pairs taken out removed.
+    #[cfg_attr(madsim, allow(dead_code))]
     pub(crate) fn to_url(&self) -> String {
         let mut url = format!("{}:{}", self.scheme, self.body);
         for (i, (k, v)) in self.pairs.iter().enumerate() {
