@@ -212,6 +212,7 @@ pub(crate) async fn wait_for<A: Attempts>(
         };
         let wake = wake_at(opts, now, retry_in, refresh, deadline);
         tokio::select! {
+            biased;
             res = w.changed() => {
                 if res.is_err() {
                     // The notification channel broke; resubscribe.

@@ -247,6 +247,7 @@ struct EitherWatch(Box<dyn LeaseWatch>, Box<dyn LeaseWatch>);
 impl LeaseWatch for EitherWatch {
     async fn changed(&mut self) -> Result<()> {
         tokio::select! {
+            biased;
             r = self.0.changed() => r,
             r = self.1.changed() => r,
         }

@@ -147,6 +147,7 @@ impl LeaseShared {
                 return;
             };
             tokio::select! {
+                biased;
                 _ = notified => {}
                 _ = self.client.clock().sleep_until(until) => {}
             }
@@ -238,6 +239,7 @@ async fn watchdog(weak: Weak<LeaseShared>, every: Duration) {
             return;
         };
         tokio::select! {
+            biased;
             res = lease.extend() => match res {
                 Ok(true) => wait = every,
                 Ok(false) => return,

@@ -117,8 +117,9 @@ impl LeaderRunner {
         let mut backoff = min;
         loop {
             let won = tokio::select! {
-                r = self.election.campaign() => r,
+                biased;
                 _ = stop.wait_for(|s| *s) => return,
+                r = self.election.campaign() => r,
             };
             let leadership = match won {
                 Ok(l) => l,
@@ -141,8 +142,9 @@ impl LeaderRunner {
                 }))
             });
             let stopped = tokio::select! {
-                _ = leadership.lost() => false,
+                biased;
                 _ = stop.wait_for(|s| *s) => true,
+                _ = leadership.lost() => false,
             };
             if let Some(task) = callback {
                 task.abort();
@@ -168,8 +170,9 @@ async fn pause(stop: &mut watch::Receiver<bool>, backoff: &mut Duration, max: Du
     let wait = backoff.mul_f64(rand::random_range(0.5..=1.0));
     *backoff = (*backoff * 2).min(max);
     tokio::select! {
-        _ = tokio::time::sleep(wait) => false,
+        biased;
         _ = stop.wait_for(|s| *s) => true,
+        _ = tokio::time::sleep(wait) => false,
     }
 }
 

@@ -192,6 +192,7 @@ impl LeaseWatch for TopicWatch {
         match expiry {
             Some(at) => {
                 tokio::select! {
+                    biased;
                     _ = rx.changed() => {}
                     _ = clock.sleep_until(at) => {}
                 }

@@ -83,6 +83,7 @@ impl LeaseWatch for MemoryWatch {
         match expiry {
             Some(at) => {
                 tokio::select! {
+                    biased;
                     _ = rx.changed() => {}
                     _ = clock.sleep_until(at) => {}
                 }
