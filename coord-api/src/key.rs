@@ -14,7 +14,8 @@ pub const MIN_TTL: Duration = Duration::from_millis(1);
 pub const MAX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The name of a lock, election, queue...: UTF-8, 1..=512 bytes, no control
-/// characters. Cheap to clone; hashes in constant time (see [`Interned`]).
+/// characters. Cheap to clone; hashes in constant time (its hash is computed
+/// once, at validation).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key(Interned);
 

@@ -13,11 +13,17 @@
 //! | `holder` | [`InstanceId`], [`HolderId`] (instance + 128-bit nonce) |
 //! | `token` | [`FencingToken`] and the rule that keeps it monotonic |
 //! | `clock` | [`Clock`], [`TokioClock`], [`SkewedClock`] (offset and drift) |
-//! | `backend` | the SPI: [`LeaseBackend`], [`LeaseWatch`], [`Capability`] |
+//! | `backend` | the lock family's SPI: [`LeaseBackend`], [`LeaseWatch`], [`Capability`] |
+//! | `leadership` | the SPI of elections, groups and run-once jobs: [`LeadershipBackend`] |
 //! | `client` | [`Client`], [`ClientBuilder`] |
-//! | `options` | [`LockOptions`] |
+//! | `options` | [`LockOptions`] (every lease-based primitive uses them) |
 //! | `lock`, `rwlock`, `semaphore` | [`Lock`], [`RwLock`], [`Semaphore`] |
-//! | `lease` | [`LeaseGuard`] (and its aliases), [`LostSignal`] |
+//! | `lease` | [`LeaseGuard`] (and its aliases), [`LostSignal`]: local validity, watchdog |
+//! | `acquire` | the one wait loop every waiting operation shares |
+//! | `election`, `runner` | [`Election`], [`Leadership`], [`LeaderObserver`], [`LeaderRunner`] |
+//! | `group` | [`Group`], [`Membership`], [`GroupObserver`] |
+//! | `job` | [`Job`] (`run`, `run_once`), [`JobContext`] |
+//! | `trace` | the `coord.backend` span around every backend call |
 //!
 //! Layering: backend traits (atomic steps, no defaults) → client types here
 //! (waiting, retry, renewal, lost signals, tracing; written once for every
