@@ -2,6 +2,8 @@
 
 use std::{fmt, sync::Arc};
 
+use crate::renewal::Renewals;
+
 use crate::{
     Clock, DynLeadershipBackend, DynLeaseBackend, Election, Error, Group, InstanceId, Job,
     LeadershipBackend, LeaseBackend, Lock, LockOptions, Result, RwLock, Semaphore, TokioClock,
@@ -32,6 +34,7 @@ struct Inner {
     instance: InstanceId,
     clock: Arc<dyn Clock>,
     lock_options: LockOptions,
+    renewals: Renewals,
 }
 
 impl Client {
@@ -89,6 +92,11 @@ impl Client {
     /// The clock used for local validity and back-off.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.inner.clock
+    }
+
+    /// The queue that renews this client's auto-extended leases.
+    pub(crate) fn renewals(&self) -> &Renewals {
+        &self.inner.renewals
     }
 
     /// The default options of new locks, read-write locks and semaphores.
@@ -181,6 +189,7 @@ impl ClientBuilder {
                 backend: self.backend,
                 leadership: self.leadership,
                 instance: self.instance.unwrap_or_else(InstanceId::generate),
+                renewals: Renewals::new(self.clock.clone()),
                 clock: self.clock,
                 lock_options: self.lock_options,
             }),

@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 use crate::{
     Client, FencingToken, HolderId, Key, LeaseId, LeaseKind, Quorum, Release, Result,
     clock::Instant,
+    renewal::Slot,
     trace::{self, Outcome},
 };
 
@@ -47,7 +48,10 @@ pub(crate) struct LeaseShared {
     validity: Duration,
     status: Mutex<Status>,
     changed: Notify,
-    watchdog: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Renewal period with auto-extension on.
+    renew_every: Mutex<Option<Duration>>,
+    /// Its place in the client's renewal queue.
+    slot: Mutex<Option<Slot>>,
 }
 
 impl LeaseShared {
@@ -70,15 +74,53 @@ impl LeaseShared {
             validity,
             status: Mutex::new(Status::Held(t_sent + validity)),
             changed: Notify::new(),
-            watchdog: Mutex::new(None),
+            renew_every: Mutex::new(None),
+            slot: Mutex::new(None),
         })
     }
 
-    /// Starts renewing every `every` in the background.
+    /// Starts renewing every `every` in the background (on the client's
+    /// renewal queue).
     pub(crate) fn start_watchdog(self: &Arc<Self>, every: Duration) {
-        let weak = Arc::downgrade(self);
-        let handle = tokio::spawn(watchdog(weak, every));
-        *self.watchdog.lock().unwrap() = Some(handle);
+        *self.renew_every.lock().unwrap() = Some(every);
+        self.schedule(every);
+    }
+
+    fn schedule(self: &Arc<Self>, after: Duration) {
+        let at = self.client.clock().now() + after;
+        let slot = self.client.renewals().schedule(at, Arc::downgrade(self));
+        if let Some(old) = std::mem::replace(&mut *self.slot.lock().unwrap(), slot) {
+            self.client.renewals().cancel(old);
+        }
+    }
+
+    fn unschedule(&self) {
+        if let Some(slot) = self.slot.lock().unwrap().take() {
+            self.client.renewals().cancel(slot);
+        }
+    }
+
+    /// One renewal, run by the renewal queue when due: extends the lease and
+    /// queues the next renewal, or marks it lost when it cannot be renewed
+    /// before its local validity runs out.
+    pub(crate) async fn renew(lease: Arc<LeaseShared>) {
+        let Some(every) = *lease.renew_every.lock().unwrap() else {
+            return;
+        };
+        let Some(until) = lease.valid_until() else {
+            return;
+        };
+        let clock = lease.client.clock().clone();
+        tokio::select! {
+            biased;
+            res = lease.extend() => match res {
+                Ok(true) => lease.schedule(every),
+                Ok(false) => {}
+                // Keep trying, faster, until local validity runs out.
+                Err(_) => lease.schedule((every / 3).max(Duration::from_millis(1))),
+            },
+            _ = clock.sleep_until(until) => lease.mark(true),
+        }
     }
 
     fn status(&self) -> Status {
@@ -119,6 +161,7 @@ impl LeaseShared {
         if matches!(*s, Status::Held(_)) {
             *s = if lost { Status::Lost } else { Status::Released };
             drop(s);
+            self.unschedule();
             if lost {
                 self.lost_now();
             }
@@ -220,37 +263,7 @@ impl LeaseShared {
 
 impl Drop for LeaseShared {
     fn drop(&mut self) {
-        if let Some(h) = self.watchdog.get_mut().unwrap().take() {
-            h.abort();
-        }
-    }
-}
-
-async fn watchdog(weak: Weak<LeaseShared>, every: Duration) {
-    let mut wait = every;
-    loop {
-        let (clock, next) = match weak.upgrade() {
-            Some(s) => (s.client.clock().clone(), s.client.clock().now() + wait),
-            None => return,
-        };
-        clock.sleep_until(next).await;
-        let Some(lease) = weak.upgrade() else { return };
-        let Some(until) = lease.valid_until() else {
-            return;
-        };
-        tokio::select! {
-            biased;
-            res = lease.extend() => match res {
-                Ok(true) => wait = every,
-                Ok(false) => return,
-                // Keep trying, faster, until local validity runs out.
-                Err(_) => wait = (every / 3).max(Duration::from_millis(1)),
-            },
-            _ = clock.sleep_until(until) => {
-                lease.mark(true);
-                return;
-            }
-        }
+        self.unschedule();
     }
 }
 

@@ -20,6 +20,7 @@
 //! | `lock`, `rwlock`, `semaphore` | [`Lock`], [`RwLock`], [`Semaphore`] |
 //! | `lease` | [`LeaseGuard`] (and its aliases), [`LostSignal`]: local validity, watchdog |
 //! | `acquire` | the one wait loop every waiting operation shares |
+//! | `renewal` | auto-extension: one renewal queue and task per client |
 //! | `election`, `runner` | [`Election`], [`Leadership`], [`LeaderObserver`], [`LeaderRunner`] |
 //! | `group` | [`Group`], [`Membership`], [`GroupObserver`] |
 //! | `job` | [`Job`] (`run`, `run_once`), [`JobContext`] |
@@ -48,6 +49,7 @@ mod leadership;
 mod lease;
 mod lock;
 mod options;
+mod renewal;
 mod runner;
 mod rwlock;
 mod semaphore;
