@@ -140,6 +140,12 @@ impl RedisBackend {
         &self.inner.config
     }
 
+    /// The script connection, the pub/sub hub and the display name, for the
+    /// leadership operations (`leadership.rs`).
+    pub(crate) fn shared(&self) -> (&ConnectionManager, &Arc<Hub>, &str) {
+        (&self.inner.conn, &self.inner.hub, &self.inner.name)
+    }
+
     /// Runs `family`'s script for `op` on `key`, within the operation
     /// timeout, inside a `coord.redis` span.
     async fn run<T: FromRedisValue>(

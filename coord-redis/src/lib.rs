@@ -38,6 +38,8 @@ mod error;
 #[cfg(not(madsim))]
 pub mod keys;
 #[cfg(not(madsim))]
+mod leadership;
+#[cfg(not(madsim))]
 mod pubsub;
 #[cfg(not(madsim))]
 mod scripts;

@@ -30,7 +30,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use coord_api::{DynLeaseBackend, Namespace};
+use coord_api::{DynLeadershipBackend, DynLeaseBackend, Namespace};
 use coord_conformance::Harness;
 
 use crate::{RedisBackend, RedisConfig};
@@ -267,6 +267,16 @@ impl Harness for RedisHarness {
     async fn open(&self, namespace: &Namespace) -> coord_api::Result<DynLeaseBackend> {
         let config = self.config.clone().with_namespace(namespace.clone());
         Ok(std::sync::Arc::new(RedisBackend::connect(config).await?))
+    }
+
+    async fn open_leadership(
+        &self,
+        namespace: &Namespace,
+    ) -> coord_api::Result<Option<DynLeadershipBackend>> {
+        let config = self.config.clone().with_namespace(namespace.clone());
+        Ok(Some(std::sync::Arc::new(
+            RedisBackend::connect(config).await?,
+        )))
     }
 }
 

@@ -1,0 +1,448 @@
+//! Leadership, membership and run-once jobs: behaviour only a real Redis has
+//! (one EVALSHA per operation, one Cluster slot per quorum election, terms
+//! across a restart without persistence, PUBLISH and expiry wake-ups).
+//! Tests that restart or reconfigure a server start their own.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use coord_api::{
+    Campaign, Client, FencingToken, HolderId, InstanceId, Key, LeadershipBackend, LockOptions,
+    OnceBegin, Quorum,
+};
+use coord_redis::{RedisBackend, RedisConfig, testing::RedisServer};
+use redis::Value;
+
+async fn backend(config: RedisConfig) -> Arc<RedisBackend> {
+    Arc::new(RedisBackend::connect(config).await.expect("connect"))
+}
+
+/// A client with leadership on its own connections; TTL `ttl`, and a retry
+/// delay far beyond every bound the tests check, so only notifications and
+/// expiry instants can wake a waiter in time.
+async fn client(config: RedisConfig, name: &str, ttl: Duration) -> Client {
+    Client::builder_with(backend(config).await)
+        .instance_id(name)
+        .unwrap()
+        .lock_options(
+            LockOptions::default()
+                .ttl(ttl)
+                .retry_delay(Duration::from_secs(60))
+                .wait_timeout(Some(Duration::from_secs(30))),
+        )
+        .build()
+}
+
+fn key(s: &str) -> Key {
+    Key::new(s).unwrap()
+}
+
+fn holder(name: &str) -> HolderId {
+    HolderId::new(InstanceId::new(name).unwrap())
+}
+
+fn text(v: Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+        Value::SimpleString(s) => s,
+        Value::VerbatimString { text, .. } => text,
+        other => format!("{other:?}"),
+    }
+}
+
+/// `(command, calls)` of INFO commandstats for the commands a client sends to
+/// run scripts (commands run inside scripts are not round trips).
+fn script_calls(server: &RedisServer) -> Vec<(String, u64)> {
+    let info = text(server.command(&["INFO", "commandstats"]).unwrap());
+    let mut calls: Vec<(String, u64)> = info
+        .lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_"))
+        .map(|l| {
+            let (name, rest) = l.split_once(':').unwrap();
+            let calls = rest
+                .split(',')
+                .find_map(|f| f.strip_prefix("calls="))
+                .unwrap()
+                .parse()
+                .unwrap();
+            (name.to_owned(), calls)
+        })
+        .filter(|(n, _)| n.starts_with("eval") || n.starts_with("script") || n.starts_with("fcall"))
+        .collect();
+    calls.sort();
+    calls
+}
+
+fn elected(c: Campaign) -> coord_api::LeaderInfo {
+    match c {
+        Campaign::Elected(info) => info,
+        busy => panic!("not elected: {busy:?}"),
+    }
+}
+
+#[tokio::test]
+async fn one_evalsha_per_operation() {
+    let server = RedisServer::start();
+    let b = backend(server.config("evalsha")).await;
+    let (e, g, job, occ) = (key("e"), key("g"), key("job"), key("occ"));
+    let (a, other) = (holder("a"), holder("b"));
+    let ttl = Duration::from_secs(5);
+    let quorum = Quorum {
+        group: g.clone(),
+        min_members: 1,
+    };
+    // Warm up: loads the script.
+    b.leader(&e).await.unwrap();
+
+    server.command(&["CONFIG", "RESETSTAT"]).unwrap();
+    b.join(&g, &a, "m", ttl).await.unwrap();
+    assert!(b.heartbeat(&g, &a, ttl).await.unwrap());
+    let info = elected(
+        b.campaign(&e, &a, "meta", ttl, Some(&quorum))
+            .await
+            .unwrap(),
+    );
+    assert!(matches!(
+        b.campaign(&e, &other, "", ttl, None).await.unwrap(),
+        Campaign::Busy {
+            leader: Some(_),
+            no_quorum: false
+        }
+    ));
+    assert!(
+        b.renew(&e, &a, info.term, ttl, Some(&quorum))
+            .await
+            .unwrap()
+    );
+    assert_eq!(b.leader(&e).await.unwrap().unwrap().term, info.term);
+    assert!(b.resign(&e, &a, info.term).await.unwrap());
+    assert_eq!(b.members(&g).await.unwrap().members.len(), 1);
+    assert!(b.leave(&g, &a).await.unwrap());
+    assert!(matches!(
+        b.begin_once(&job, &occ, &a, ttl).await.unwrap(),
+        OnceBegin::Started { attempt: 1, .. }
+    ));
+    assert!(b.extend_once(&job, &occ, &a, ttl).await.unwrap());
+    assert!(b.end_once(&job, &occ, &a, Some(ttl)).await.unwrap());
+    assert_eq!(script_calls(&server), [("evalsha".to_owned(), 12)]);
+
+    // A watch reads the next expiry instant with one EVALSHA per wait.
+    let mut watch = b.watch_election(&e).await.unwrap();
+    server.command(&["CONFIG", "RESETSTAT"]).unwrap();
+    b.campaign(&e, &a, "", ttl, None).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), watch.changed())
+        .await
+        .expect("woken by the new term")
+        .unwrap();
+    assert_eq!(script_calls(&server), [("evalsha".to_owned(), 2)]);
+
+    // After SCRIPT FLUSH the script is loaded again, transparently.
+    assert_eq!(server.command(&["SCRIPT", "FLUSH"]).unwrap(), Value::Okay);
+    server.command(&["CONFIG", "RESETSTAT"]).unwrap();
+    assert_eq!(b.leader(&e).await.unwrap().unwrap().holder, a);
+    assert_eq!(
+        script_calls(&server),
+        [("evalsha".to_owned(), 2), ("script|load".to_owned(), 1)]
+    );
+}
+
+/// In Redis Cluster a script may only touch keys of one slot: a quorum
+/// election (election keys + group keys in one script) must still run.
+#[tokio::test]
+async fn quorum_election_keys_share_one_cluster_slot() {
+    let server = RedisServer::start_with(&["--cluster-enabled", "yes"]);
+    server
+        .command(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"])
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !text(server.command(&["CLUSTER", "INFO"]).unwrap()).contains("cluster_state:ok") {
+        assert!(Instant::now() < deadline, "single-node cluster never ok");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The server does refuse keys of two slots in one script.
+    let cross = server.command(&["EVAL", "return 1", "2", "{a}x", "{b}x"]);
+    assert!(
+        format!("{cross:?}").contains("same slot"),
+        "cluster mode checks slots: {cross:?}"
+    );
+
+    let b = backend(server.config("cluster")).await;
+    let ttl = Duration::from_secs(5);
+    let quorum = Quorum {
+        group: key("workers"),
+        min_members: 2,
+    };
+    let (e, a, c) = (key("scheduler"), holder("a"), holder("c"));
+    b.join(&quorum.group, &a, "", ttl).await.unwrap();
+    assert!(matches!(
+        b.campaign(&e, &a, "", ttl, Some(&quorum)).await.unwrap(),
+        Campaign::Busy {
+            leader: None,
+            no_quorum: true
+        }
+    ));
+    b.join(&quorum.group, &c, "", ttl).await.unwrap();
+    let info = elected(b.campaign(&e, &a, "", ttl, Some(&quorum)).await.unwrap());
+    assert!(
+        b.renew(&e, &a, info.term, ttl, Some(&quorum))
+            .await
+            .unwrap()
+    );
+    assert!(b.leave(&quorum.group, &c).await.unwrap());
+    assert!(
+        !b.renew(&e, &a, info.term, ttl, Some(&quorum))
+            .await
+            .unwrap(),
+        "quorum lost: the renewal steps down"
+    );
+    assert_eq!(b.leader(&e).await.unwrap(), None);
+    // Run-once keys (tagged per job) work in cluster mode too.
+    assert!(matches!(
+        b.begin_once(&key("job}x"), &key("o{1}"), &a, ttl)
+            .await
+            .unwrap(),
+        OnceBegin::Started { attempt: 1, .. }
+    ));
+    assert!(
+        b.end_once(&key("job}x"), &key("o{1}"), &a, Some(ttl))
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn terms_and_run_tokens_increase_across_a_restart_without_persistence() {
+    let server = RedisServer::start();
+    let config = server.config("tokens");
+    let b = backend(config.clone()).await;
+    let (e, a) = (key("e"), holder("a"));
+    let ttl = Duration::from_secs(5);
+    let mut last = 0;
+    for seq in 1..=3 {
+        let info = elected(b.campaign(&e, &a, "", ttl, None).await.unwrap());
+        assert!(info.term.get() > last);
+        assert_eq!(info.seq, seq);
+        last = info.term.get();
+        assert!(b.resign(&e, &a, info.term).await.unwrap());
+    }
+    let clock_last = last;
+    // A counter far ahead of the clock wins: counter + 1.
+    let ahead = last + 3_600_000_000;
+    server
+        .command(&[
+            "HSET",
+            "coord:{tokens:lead}:e:e:s",
+            "tok",
+            &ahead.to_string(),
+        ])
+        .unwrap();
+    let info = elected(b.campaign(&e, &a, "", ttl, None).await.unwrap());
+    assert_eq!(info.term, FencingToken(ahead + 1));
+    assert_eq!(info.seq, 4);
+    b.resign(&e, &a, info.term).await.unwrap();
+
+    let (job, occ) = (key("job"), key("occ"));
+    let OnceBegin::Started {
+        token: run_token, ..
+    } = b.begin_once(&job, &occ, &a, ttl).await.unwrap()
+    else {
+        panic!("not started");
+    };
+    b.end_once(&job, &occ, &a, None).await.unwrap();
+
+    server.restart();
+    let keys = server.command(&["DBSIZE"]).unwrap();
+    assert_eq!(keys, Value::Int(0), "restart lost all data");
+    // The restarted server knows nothing, yet the next term is above every
+    // term the clock gave before (the pushed counter is lost with the data:
+    // it ran ahead of the clock, so it is not the bound that survives).
+    let b = backend(config).await;
+    let info = elected(b.campaign(&e, &a, "", ttl, None).await.unwrap());
+    assert!(
+        info.term.get() > clock_last,
+        "term {} after restart is not above {clock_last}",
+        info.term
+    );
+    assert!(info.term.get() > run_token.get());
+    assert_eq!(info.seq, 1, "seq starts again after the data was lost");
+    let OnceBegin::Started { token, attempt } = b.begin_once(&job, &occ, &a, ttl).await.unwrap()
+    else {
+        panic!("not started");
+    };
+    assert!(token > run_token, "{token} > {run_token}");
+    assert_eq!(attempt, 1);
+}
+
+/// A new term and a resignation reach an observer through PUBLISH: with a
+/// 30 s TTL and a 60 s retry delay nothing else could wake it within 5 s.
+#[tokio::test]
+async fn publish_wakes_an_observer_at_once() {
+    let server = RedisServer::shared();
+    let ttl = Duration::from_secs(30);
+    let observer = client(server.config("publish"), "observer", ttl).await;
+    let leader = client(server.config("publish"), "leader", ttl).await;
+    let mut obs = observer.election("e").observe().await.unwrap();
+    assert_eq!(obs.next().await.unwrap().leader, None);
+
+    let waiting = tokio::spawn(async move {
+        let change = obs.next().await.unwrap();
+        (obs, change)
+    });
+    // Only PUBLISH can wake it; give the observer time to be waiting first.
+    tokio::task::yield_now().await;
+    let term = leader
+        .election("e")
+        .metadata("10.0.0.1")
+        .campaign()
+        .await
+        .unwrap();
+    let (mut obs, change) = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the new term woke the observer")
+        .unwrap();
+    let info = change.leader.expect("a leader");
+    assert_eq!(info.term, term.term());
+    assert_eq!(info.metadata, "10.0.0.1");
+    assert_eq!(change.skipped, 0);
+
+    assert!(term.resign().await.unwrap());
+    let change = tokio::time::timeout(Duration::from_secs(5), obs.next())
+        .await
+        .expect("the resignation woke the observer")
+        .unwrap();
+    assert_eq!(change.leader, None);
+
+    // Group changes likewise.
+    let mut members = observer.group("g").observe().await.unwrap();
+    assert!(members.next().await.unwrap().members.members.is_empty());
+    let m = leader.group("g").metadata("x").join().await.unwrap();
+    let change = tokio::time::timeout(Duration::from_secs(5), members.next())
+        .await
+        .expect("the join woke the group observer")
+        .unwrap();
+    assert_eq!(change.members.members.len(), 1);
+    assert_eq!(change.members.members[0].metadata, "x");
+    assert!(m.leave().await.unwrap());
+    let change = tokio::time::timeout(Duration::from_secs(5), members.next())
+        .await
+        .expect("the leave woke the group observer")
+        .unwrap();
+    assert!(change.members.members.is_empty());
+}
+
+/// Expiry publishes nothing: observers wake at the expiry instant they read
+/// from the server.
+#[tokio::test]
+async fn observers_wake_at_expiry() {
+    let server = RedisServer::shared();
+    let b = backend(server.config("expiry")).await;
+    let observer = client(server.config("expiry"), "observer", Duration::from_secs(30)).await;
+    let ttl = Duration::from_millis(300);
+
+    let mut obs = observer.election("e").observe().await.unwrap();
+    let info = elected(
+        b.campaign(&key("e"), &holder("a"), "", ttl, None)
+            .await
+            .unwrap(),
+    );
+    let change = obs.next().await.unwrap();
+    assert_eq!(change.leader.map(|l| l.term), Some(info.term));
+    let start = Instant::now();
+    let change = tokio::time::timeout(Duration::from_secs(5), obs.next())
+        .await
+        .expect("woken at the term's expiry")
+        .unwrap();
+    assert_eq!(change.leader, None);
+    assert!(start.elapsed() < ttl + Duration::from_secs(2));
+
+    let mut members = observer.group("g").observe().await.unwrap();
+    let (short, long) = (holder("a"), holder("b"));
+    b.join(&key("g"), &short, "", ttl).await.unwrap();
+    b.join(&key("g"), &long, "", ttl * 10).await.unwrap();
+    let seen = members.next().await.unwrap().members;
+    let seq = seen.seq;
+    let change = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let c = members.next().await.unwrap();
+            if c.members.members.len() == 1 {
+                return c;
+            }
+        }
+    })
+    .await
+    .expect("woken at the member's expiry");
+    assert_eq!(change.members.members[0].holder, long);
+    assert!(change.members.seq > seq, "the expiry counts in seq");
+
+    // A run's lease expiring wakes watch_once.
+    let (job, occ) = (key("job"), key("occ"));
+    let mut watch = b.watch_once(&job, &occ).await.unwrap();
+    assert!(matches!(
+        b.begin_once(&job, &occ, &holder("a"), ttl).await.unwrap(),
+        OnceBegin::Started { attempt: 1, .. }
+    ));
+    // Drain wake-ups so far, then wait for the expiry.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        tokio::time::timeout(Duration::from_secs(5), watch.changed())
+            .await
+            .expect("woken at the run's expiry")
+            .unwrap();
+        match b.begin_once(&job, &occ, &holder("b"), ttl).await.unwrap() {
+            OnceBegin::Started { attempt, .. } => {
+                assert_eq!(attempt, 2, "a retry after the crashed run");
+                break;
+            }
+            OnceBegin::Running { .. } => assert!(Instant::now() < deadline),
+            OnceBegin::Finished => panic!("never finished"),
+        }
+    }
+}
+
+/// Group seq counts expiries even when every member expired (the group's
+/// keys outlive the last deadline), and idle state keeps a bounded TTL.
+#[tokio::test]
+async fn group_state_outlives_the_last_member_with_a_ttl() {
+    let server = RedisServer::shared();
+    let b = backend(server.config("group-ttl")).await;
+    let g = key("g");
+    let ttl = Duration::from_millis(100);
+    b.join(&g, &holder("a"), "", ttl).await.unwrap();
+    let seq = b.members(&g).await.unwrap().seq;
+    let gone = async {
+        loop {
+            let m = b.members(&g).await.unwrap();
+            if m.members.is_empty() {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let m = tokio::time::timeout(Duration::from_secs(5), gone)
+        .await
+        .expect("the member expires");
+    assert_eq!(m.seq, seq + 1, "the expiry of the last member counts");
+    for part in ["s", "i"] {
+        let k = format!("coord:{{group-ttl:lead}}:g:g:{part}");
+        let Value::Int(pttl) = server.command(&["PTTL", &k]).unwrap() else {
+            panic!("PTTL of {k}");
+        };
+        if part == "s" {
+            assert!(pttl > 0, "{k} kept with a TTL, got {pttl}");
+        }
+        assert!(pttl <= 24 * 3600 * 1000 + 1000, "{k} never lives for ever");
+    }
+    // Election state likewise has a TTL (no key without one).
+    let e = key("e");
+    let info = elected(b.campaign(&e, &holder("a"), "", ttl, None).await.unwrap());
+    b.resign(&e, &holder("a"), info.term).await.unwrap();
+    let Value::Int(pttl) = server
+        .command(&["PTTL", "coord:{group-ttl:lead}:e:e:s"])
+        .unwrap()
+    else {
+        panic!("PTTL");
+    };
+    assert!(pttl > 0, "election state has a TTL: {pttl}");
+}
