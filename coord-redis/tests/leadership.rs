@@ -446,3 +446,67 @@ async fn group_state_outlives_the_last_member_with_a_ttl() {
     };
     assert!(pttl > 0, "election state has a TTL: {pttl}");
 }
+
+/// The client types on Redis: a waiting candidate wins at a crashed leader's
+/// expiry (no resignation, no notification: the refusal's `expires_in`), a
+/// leader whose quorum group shrinks loses leadership at its next renewal,
+/// and a finished occurrence never runs again.
+#[tokio::test]
+async fn client_types_on_redis() {
+    let server = RedisServer::shared();
+    let config = server.config("clients");
+    let ttl = Duration::from_millis(600);
+    let a = client(config.clone(), "a", ttl).await;
+    let b = client(config.clone(), "b", ttl).await;
+    let raw = backend(config).await;
+
+    // A crashed leader: elected by the raw backend, never renewed.
+    let crashed = elected(
+        raw.campaign(&key("e"), &holder("crashed"), "", ttl, None)
+            .await
+            .unwrap(),
+    );
+    let start = Instant::now();
+    let won = tokio::time::timeout(Duration::from_secs(5), a.election("e").campaign())
+        .await
+        .expect("elected after the crashed term's TTL, not the 60 s retry delay")
+        .unwrap();
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(won.term() > crashed.term);
+    assert_eq!(won.info().seq, crashed.seq + 1);
+    assert!(won.resign().await.unwrap());
+
+    // Quorum: two members needed.
+    let quorum = Quorum {
+        group: key("workers"),
+        min_members: 2,
+    };
+    let ma = a.group("workers").join().await.unwrap();
+    let election = a.election("q").quorum(quorum.clone());
+    assert!(
+        election.try_campaign().await.unwrap().is_none(),
+        "no quorum yet"
+    );
+    let mb = b.group("workers").join().await.unwrap();
+    let leading = election.try_campaign().await.unwrap().expect("quorum met");
+    assert!(mb.leave().await.unwrap());
+    tokio::time::timeout(Duration::from_secs(5), leading.lost())
+        .await
+        .expect("quorum loss ends leadership at the next renewal");
+    assert!(!leading.is_leader());
+    assert_eq!(a.election("q").leader().await.unwrap(), None);
+    drop(ma);
+
+    // Run-once: finished means finished, on every instance.
+    let job = a.job("nightly").retention(Duration::from_secs(60));
+    let ran = job
+        .run_once("2024-01-01", |ctx| async move { ctx.attempt })
+        .await;
+    assert!(matches!(ran, Ok(coord_api::RunOnce::Ran(1))), "{ran:?}");
+    let again = b
+        .job("nightly")
+        .run_once("2024-01-01", |_| async { unreachable!("ran twice") })
+        .await
+        .unwrap();
+    assert!(matches!(again, coord_api::RunOnce::AlreadyFinished));
+}
