@@ -356,15 +356,25 @@ impl LeaderObserver {
     /// with the last state returned.
     pub async fn next(&mut self) -> Result<LeaderChange> {
         loop {
-            let leader = self.client.leadership()?.leader(&self.key).await?;
+            let lb = self.client.leadership()?;
+            // Until a term was seen, learn how many were granted before this
+            // read (asked first: a term that begins and ends in between then
+            // counts as skipped), so that terms missed after a first vacancy
+            // are counted too.
+            let granted = match self.last_seq {
+                None => lb.terms_granted(&self.key).await?,
+                Some(_) => None,
+            };
+            let leader = lb.leader(&self.key).await?;
             let state = leader.as_ref().map(|l| (l.seq, l.term));
             if self.last != Some(state) {
                 let skipped = match (&leader, self.last_seq) {
                     (Some(l), Some(seq)) => l.seq.saturating_sub(seq + 1),
                     _ => 0,
                 };
-                if let Some(l) = &leader {
-                    self.last_seq = Some(l.seq);
+                match &leader {
+                    Some(l) => self.last_seq = Some(l.seq),
+                    None => self.last_seq = self.last_seq.or(granted),
                 }
                 self.last = Some(state);
                 return Ok(LeaderChange { leader, skipped });

@@ -134,6 +134,19 @@ pub trait LeadershipBackend: fmt::Debug + fmt::Display + Send + Sync + 'static {
     /// The current leader of `election`, if any.
     async fn leader(&self, election: &Key) -> Result<Option<LeaderInfo>>;
 
+    /// How many terms `election` has granted so far (the `seq` its latest
+    /// term got; 0 if none), leader or not; `None` if the backend cannot tell.
+    /// An observer that first finds the election vacant counts the terms it
+    /// later misses from this.
+    ///
+    /// *Decision:* the one SPI method with a default body (`None`), so that
+    /// backends written before it still build; a backend answering `None`
+    /// fails the conformance case `observer_from_vacancy_told_it_skipped`.
+    async fn terms_granted(&self, election: &Key) -> Result<Option<u64>> {
+        let _ = election;
+        Ok(None)
+    }
+
     /// Wakes on every change of leader of `election` (new term, resignation,
     /// and at the current term's expiry instant).
     async fn watch_election(&self, election: &Key) -> Result<Box<dyn LeaseWatch>>;
@@ -215,6 +228,9 @@ macro_rules! forward_leadership_backend {
             }
             async fn leader(&self, election: &Key) -> Result<Option<LeaderInfo>> {
                 (**self).leader(election).await
+            }
+            async fn terms_granted(&self, election: &Key) -> Result<Option<u64>> {
+                (**self).terms_granted(election).await
             }
             async fn watch_election(&self, election: &Key) -> Result<Box<dyn LeaseWatch>> {
                 (**self).watch_election(election).await

@@ -354,6 +354,14 @@ impl Ops<'_> {
             .and_then(|e| e.live(now).map(|l| l.info(now)))
     }
 
+    pub(crate) fn terms_granted(&self, election: &Key) -> u64 {
+        let state = self.lead().state();
+        state
+            .elections
+            .get(&(self.ns.clone(), election.clone()))
+            .map_or(0, |e| e.seq)
+    }
+
     pub(crate) fn join(
         &self,
         group: &Key,

@@ -274,6 +274,10 @@ impl LeadershipBackend for MemoryBackend {
         Ok(self.ops().leader(election))
     }
 
+    async fn terms_granted(&self, election: &Key) -> Result<Option<u64>> {
+        Ok(Some(self.ops().terms_granted(election)))
+    }
+
     async fn watch_election(&self, election: &Key) -> Result<Box<dyn LeaseWatch>> {
         Ok(self.watch(Topic::Election(self.ns.clone(), election.clone())))
     }
