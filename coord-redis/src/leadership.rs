@@ -254,9 +254,11 @@ impl RedisBackend {
 
 /// Wakes on the channel's notifications and at the next expiry instant of
 /// what it watches (a term, the earliest member heartbeat, a run's lease),
-/// read from the server each time [`changed`](LeaseWatch::changed) starts:
-/// a change after that read is published (and kept by the subscription until
-/// seen), an expiry is waited for.
+/// read from the server when [`changed`](LeaseWatch::changed) starts: a
+/// change after that read is published (and kept by the subscription until
+/// seen), an expiry is waited for. Renewals and heartbeats publish nothing,
+/// so when the instant comes the deadline is read again: if it moved, the
+/// watch keeps waiting for the new one instead of waking for nothing.
 struct ExpiryWatch {
     backend: RedisBackend,
     area: &'static str,
@@ -266,11 +268,10 @@ struct ExpiryWatch {
     inner: RedisWatch,
 }
 
-#[async_trait]
-impl LeaseWatch for ExpiryWatch {
-    async fn changed(&mut self) -> Result<()> {
-        let left: i64 = self
-            .backend
+impl ExpiryWatch {
+    /// Milliseconds until the next expiry; negative when nothing expires.
+    async fn expiry(&self) -> Result<i64> {
+        self.backend
             .lead(
                 self.expiry_op,
                 self.area,
@@ -279,17 +280,32 @@ impl LeaseWatch for ExpiryWatch {
                 &[],
                 None,
             )
-            .await?;
+            .await
+    }
+}
+
+#[async_trait]
+impl LeaseWatch for ExpiryWatch {
+    async fn changed(&mut self) -> Result<()> {
+        let mut left = self.expiry().await?;
         if left < 0 {
             return self.inner.changed().await;
         }
-        // The server counts a key expired once its clock is past the
-        // deadline: wake 1 ms after it.
-        let expiry = millis(left) + Duration::from_millis(1);
-        tokio::select! {
-            biased;
-            r = self.inner.changed() => r,
-            _ = tokio::time::sleep(expiry) => Ok(()),
+        loop {
+            // The server counts a key expired once its clock is past the
+            // deadline: wait until 1 ms after it.
+            let expiry = millis(left) + Duration::from_millis(1);
+            tokio::select! {
+                biased;
+                r = self.inner.changed() => return r,
+                _ = tokio::time::sleep(expiry) => {}
+            }
+            left = self.expiry().await?;
+            if left <= 0 {
+                // Gone (expired, or ended with a notification we also
+                // have), or expiring now.
+                return Ok(());
+            }
         }
     }
 }
@@ -386,6 +402,14 @@ impl LeadershipBackend for RedisBackend {
             .lead("leader", "election", election, &layout, &[], None)
             .await?;
         self.leader_info(election, row)
+    }
+
+    async fn terms_granted(&self, election: &Key) -> Result<Option<u64>> {
+        let layout = election_layout(self.config().namespace(), election);
+        let seq: i64 = self
+            .lead("terms_granted", "election", election, &layout, &[], None)
+            .await?;
+        Ok(Some(seq.max(0) as u64))
     }
 
     async fn watch_election(&self, election: &Key) -> Result<Box<dyn LeaseWatch>> {

@@ -117,6 +117,7 @@ async fn one_evalsha_per_operation() {
             .unwrap()
     );
     assert_eq!(b.leader(&e).await.unwrap().unwrap().term, info.term);
+    assert_eq!(b.terms_granted(&e).await.unwrap(), Some(info.seq));
     assert!(b.resign(&e, &a, info.term).await.unwrap());
     assert_eq!(b.members(&g).await.unwrap().members.len(), 1);
     assert!(b.leave(&g, &a).await.unwrap());
@@ -126,7 +127,7 @@ async fn one_evalsha_per_operation() {
     ));
     assert!(b.extend_once(&job, &occ, &a, ttl).await.unwrap());
     assert!(b.end_once(&job, &occ, &a, Some(ttl)).await.unwrap());
-    assert_eq!(script_calls(&server), [("evalsha".to_owned(), 12)]);
+    assert_eq!(script_calls(&server), [("evalsha".to_owned(), 13)]);
 
     // A watch reads the next expiry instant with one EVALSHA per wait.
     let mut watch = b.watch_election(&e).await.unwrap();

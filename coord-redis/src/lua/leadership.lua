@@ -134,6 +134,8 @@ elseif op == 'resign' then
   return 1
 elseif op == 'leader' then
   return leader_row(KEYS[1])
+elseif op == 'terms_granted' then
+  return tonumber(redis.call('HGET', KEYS[2], 'seq') or '0')
 elseif op == 'leader_expiry' then
   return redis.call('PTTL', KEYS[1])
 end
