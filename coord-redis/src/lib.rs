@@ -4,7 +4,9 @@
 //! ([`coord_api::LeaseBackend`]) on Redis 6.2 or later, so the lock family
 //! (exclusive, reentrant, read-write, semaphore) works across processes and
 //! hosts with the same contract as every other backend, proven by the shared
-//! conformance suite against a real `redis-server`.
+//! conformance suite against a real `redis-server`. It implements
+//! [`coord_api::LeadershipBackend`] too: elections, membership groups and
+//! run-once jobs.
 //!
 //! ```no_run
 //! # async fn demo() -> coord_api::Result<()> {
@@ -21,6 +23,7 @@
 //! | `backend` | [`RedisBackend`]: the lease operations, connections, timeouts, tracing |
 //! | [`keys`] | the key layout: namespace + family + key in one hash tag |
 //! | `scripts` | the Lua scripts (`src/lua/*.lua`), run by EVALSHA |
+//! | `leadership` | elections, membership groups, run-once jobs ([`coord_api::LeadershipBackend`]): one script, key layout and slot choice |
 //! | `pubsub` | the shared pub/sub connection that wakes waiters on release |
 //! | `error` | redis errors → `Unavailable` / `Backend`, with the password redacted |
 //! | [`testing`] | (feature `testing`) a `redis-server` fixture and a conformance harness |
