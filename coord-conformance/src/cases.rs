@@ -23,6 +23,9 @@ use coord_api::{
 };
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
+mod leadership;
+pub use leadership::*;
+
 use crate::{
     Ctx, Harness,
     harness::{default_options, eventually},

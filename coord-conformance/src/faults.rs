@@ -11,15 +11,18 @@ use std::{
 
 use async_trait::async_trait;
 use coord_api::{
-    Acquire, Capability, DynLeaseBackend, Error, Key, LeaseBackend, LeaseFamily, LeaseId,
-    LeaseInfo, LeaseWatch, Namespace, Release, Result,
+    Acquire, Campaign, Capability, DynLeadershipBackend, DynLeaseBackend, Error, FencingToken,
+    HolderId, Key, LeaderInfo, LeadershipBackend, LeaseBackend, LeaseFamily, LeaseId, LeaseInfo,
+    LeaseWatch, Members, Namespace, OnceBegin, Quorum, Release, Result,
 };
 
-/// Wraps a backend; while [`off`](Switch::off), every call fails with
+/// Wraps a backend (and, optionally, its leadership backend); while
+/// [`off`](Switch::off), every call of either fails with
 /// `Error::Unavailable` before reaching it. Clones share the switch.
 #[derive(Clone)]
 pub struct Switch {
     inner: DynLeaseBackend,
+    leadership: Option<DynLeadershipBackend>,
     off: Arc<AtomicBool>,
 }
 
@@ -28,8 +31,27 @@ impl Switch {
     pub fn new(inner: DynLeaseBackend) -> Switch {
         Switch {
             inner,
+            leadership: None,
             off: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Wraps `inner` and the leadership backend `leadership` behind one
+    /// switch, switched on. Without `leadership`, the leadership calls are
+    /// `NotSupported`.
+    pub fn with_leadership(
+        inner: DynLeaseBackend,
+        leadership: Option<DynLeadershipBackend>,
+    ) -> Switch {
+        Switch {
+            leadership,
+            ..Switch::new(inner)
+        }
+    }
+
+    /// Whether it wraps a leadership backend.
+    pub fn has_leadership(&self) -> bool {
+        self.leadership.is_some()
     }
 
     /// Cuts the backend off.
@@ -47,6 +69,15 @@ impl Switch {
             return Err(Error::unavailable(self, "switched off by the test"));
         }
         Ok(())
+    }
+
+    /// The leadership backend, once the switch is on.
+    fn lead(&self) -> Result<&DynLeadershipBackend> {
+        self.check()?;
+        self.leadership.as_ref().ok_or_else(|| Error::NotSupported {
+            operation: "leadership (elections, groups, jobs)",
+            backend: self.to_string(),
+        })
     }
 }
 
@@ -93,5 +124,108 @@ impl LeaseBackend for Switch {
     async fn subscribe(&self, family: LeaseFamily, key: &Key) -> Result<Box<dyn LeaseWatch>> {
         self.check()?;
         self.inner.subscribe(family, key).await
+    }
+}
+
+#[async_trait]
+impl LeadershipBackend for Switch {
+    fn namespace(&self) -> &Namespace {
+        match &self.leadership {
+            Some(l) => l.namespace(),
+            None => self.inner.namespace(),
+        }
+    }
+    async fn campaign(
+        &self,
+        election: &Key,
+        holder: &HolderId,
+        metadata: &str,
+        ttl: Duration,
+        quorum: Option<&Quorum>,
+    ) -> Result<Campaign> {
+        (self.lead()?)
+            .campaign(election, holder, metadata, ttl, quorum)
+            .await
+    }
+    async fn renew(
+        &self,
+        election: &Key,
+        holder: &HolderId,
+        term: FencingToken,
+        ttl: Duration,
+        quorum: Option<&Quorum>,
+    ) -> Result<bool> {
+        (self.lead()?)
+            .renew(election, holder, term, ttl, quorum)
+            .await
+    }
+    async fn resign(&self, election: &Key, holder: &HolderId, term: FencingToken) -> Result<bool> {
+        self.lead()?.resign(election, holder, term).await
+    }
+    async fn leader(&self, election: &Key) -> Result<Option<LeaderInfo>> {
+        self.lead()?.leader(election).await
+    }
+    async fn terms_granted(&self, election: &Key) -> Result<Option<u64>> {
+        self.lead()?.terms_granted(election).await
+    }
+    async fn watch_election(&self, election: &Key) -> Result<Box<dyn LeaseWatch>> {
+        self.lead()?.watch_election(election).await
+    }
+    async fn join(
+        &self,
+        group: &Key,
+        holder: &HolderId,
+        metadata: &str,
+        ttl: Duration,
+    ) -> Result<()> {
+        self.lead()?.join(group, holder, metadata, ttl).await
+    }
+    async fn heartbeat(&self, group: &Key, holder: &HolderId, ttl: Duration) -> Result<bool> {
+        self.lead()?.heartbeat(group, holder, ttl).await
+    }
+    async fn leave(&self, group: &Key, holder: &HolderId) -> Result<bool> {
+        self.lead()?.leave(group, holder).await
+    }
+    async fn members(&self, group: &Key) -> Result<Members> {
+        self.lead()?.members(group).await
+    }
+    async fn watch_group(&self, group: &Key) -> Result<Box<dyn LeaseWatch>> {
+        self.lead()?.watch_group(group).await
+    }
+    async fn begin_once(
+        &self,
+        job: &Key,
+        occurrence: &Key,
+        holder: &HolderId,
+        ttl: Duration,
+    ) -> Result<OnceBegin> {
+        (self.lead()?)
+            .begin_once(job, occurrence, holder, ttl)
+            .await
+    }
+    async fn extend_once(
+        &self,
+        job: &Key,
+        occurrence: &Key,
+        holder: &HolderId,
+        ttl: Duration,
+    ) -> Result<bool> {
+        (self.lead()?)
+            .extend_once(job, occurrence, holder, ttl)
+            .await
+    }
+    async fn end_once(
+        &self,
+        job: &Key,
+        occurrence: &Key,
+        holder: &HolderId,
+        finished: Option<Duration>,
+    ) -> Result<bool> {
+        (self.lead()?)
+            .end_once(job, occurrence, holder, finished)
+            .await
+    }
+    async fn watch_once(&self, job: &Key, occurrence: &Key) -> Result<Box<dyn LeaseWatch>> {
+        self.lead()?.watch_once(job, occurrence).await
     }
 }

@@ -34,6 +34,7 @@ pub struct Ctx<'h> {
     harness: &'h dyn Harness,
     namespace: Namespace,
     caps: Option<Capability>,
+    has_leadership: Option<bool>,
 }
 
 impl<'h> Ctx<'h> {
@@ -45,6 +46,7 @@ impl<'h> Ctx<'h> {
             harness,
             namespace,
             caps: None,
+            has_leadership: None,
         }
     }
 
@@ -91,11 +93,18 @@ impl<'h> Ctx<'h> {
     }
 
     /// A client whose backend can be cut off: while the returned
-    /// [`Switch`] is off, every call fails with `Unavailable`.
+    /// [`Switch`] is off, every call fails with `Unavailable`. When the
+    /// backend has leadership, the client's leadership backend goes through
+    /// the same switch.
     pub async fn switchable_client(&self, name: &str, opts: LockOptions) -> (Client, Switch) {
-        let switch = Switch::new(self.backend().await);
+        let switch = Switch::with_leadership(self.backend().await, self.leadership().await);
         let backend: DynLeaseBackend = Arc::new(switch.clone());
-        let client = Client::builder(backend)
+        let mut builder = Client::builder(backend);
+        if switch.has_leadership() {
+            let leadership: DynLeadershipBackend = Arc::new(switch.clone());
+            builder = builder.leadership(leadership);
+        }
+        let client = builder
             .instance_id(name)
             .expect("valid instance id")
             .lock_options(opts)
@@ -112,6 +121,21 @@ impl<'h> Ctx<'h> {
         let has = has_capability(&self.capabilities().await, cap);
         if !has {
             eprintln!("skipped: {case} needs {cap}");
+        }
+        has
+    }
+
+    /// Whether the backend has leadership (elections, groups, run-once jobs:
+    /// [`Harness::open_leadership`] gives one). When it has not, prints
+    /// `skipped: <case> needs leadership` to stderr, and the case returns
+    /// without checking anything.
+    pub async fn require_leadership(&mut self, case: &str) -> bool {
+        if self.has_leadership.is_none() {
+            self.has_leadership = Some(self.leadership().await.is_some());
+        }
+        let has = self.has_leadership == Some(true);
+        if !has {
+            eprintln!("skipped: {case} needs leadership");
         }
         has
     }
