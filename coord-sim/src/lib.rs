@@ -21,6 +21,8 @@
 //! CARGO_TARGET_DIR=target/sim cargo test -p coord-sim --test sim -- <scenario>`.
 #![deny(missing_docs)]
 
+#[cfg(not(madsim))]
+pub mod chaos;
 pub mod fault;
 pub mod history;
 #[cfg(madsim)]
