@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use coord_api::{Client, DynLeaseBackend, Error, Namespace, Result};
+use coord_api::{Client, ClientBuilder, Error, Namespace, Result};
 
 use crate::url::SplitUrl;
 
@@ -41,6 +41,7 @@ use crate::url::SplitUrl;
 /// let client = coord::connect("memory://?namespace=billing&instance=worker-1").await?;
 /// assert_eq!(client.backend().namespace().as_str(), "billing");
 /// assert_eq!(client.instance_id().as_str(), "worker-1");
+/// assert!(client.leadership().is_ok()); // elections, groups and jobs too
 ///
 /// let err = coord::connect("etcd://localhost:2379").await.unwrap_err();
 /// assert!(matches!(err, coord::Error::Config { .. }));
@@ -49,7 +50,8 @@ use crate::url::SplitUrl;
 pub async fn connect(url: &str) -> Result<Client> {
     let mut split = SplitUrl::parse(url)?;
     let instance = split.take("instance")?;
-    let backend: DynLeaseBackend = match split.scheme {
+    // Both backends offer leadership (elections, groups, jobs) too.
+    let mut builder = match split.scheme {
         "memory" => memory(&mut split)?,
         "redis" | "rediss" | "unix" | "redis+unix" => redis(&split).await?,
         other => {
@@ -59,7 +61,6 @@ pub async fn connect(url: &str) -> Result<Client> {
             )));
         }
     };
-    let mut builder = Client::builder(backend);
     if let Some(id) = instance {
         builder = builder
             .instance_id(&id)
@@ -68,7 +69,7 @@ pub async fn connect(url: &str) -> Result<Client> {
     Ok(builder.build())
 }
 
-fn memory(url: &mut SplitUrl<'_>) -> Result<DynLeaseBackend> {
+fn memory(url: &mut SplitUrl<'_>) -> Result<ClientBuilder> {
     if !matches!(url.body, "//" | "///") {
         return Err(Error::config(
             "a memory URL has no host or path: write `memory://` or `memory://?namespace=<ns>`",
@@ -80,18 +81,20 @@ fn memory(url: &mut SplitUrl<'_>) -> Result<DynLeaseBackend> {
         None => Namespace::default(),
     };
     url.reject_rest("namespace, instance")?;
-    Ok(Arc::new(crate::memory::process_store().backend(namespace)))
+    Ok(Client::builder_with(Arc::new(
+        crate::memory::process_store().backend(namespace),
+    )))
 }
 
 #[cfg(not(madsim))]
-async fn redis(url: &SplitUrl<'_>) -> Result<DynLeaseBackend> {
-    Ok(Arc::new(
+async fn redis(url: &SplitUrl<'_>) -> Result<ClientBuilder> {
+    Ok(Client::builder_with(Arc::new(
         coord_redis::RedisBackend::connect_url(&url.to_url()).await?,
-    ))
+    )))
 }
 
 #[cfg(madsim)]
-async fn redis(url: &SplitUrl<'_>) -> Result<DynLeaseBackend> {
+async fn redis(url: &SplitUrl<'_>) -> Result<ClientBuilder> {
     Err(Error::config(format!(
         "the {}:// scheme is not available under the madsim simulator (the redis crate cannot run there)",
         url.scheme
