@@ -158,6 +158,13 @@ impl Job {
         };
         let out = body(ctx).await;
         let shared = guard.into_shared();
+        // A run whose lease was lost while the body ran does not count, even
+        // if the backend still has it (the local validity ran out first, or a
+        // renewal was refused): the body may have stopped at `ctx.lost`, and
+        // another instance may already run the occurrence. End it unfinished
+        // so that it can be retried at once.
+        let lost = !shared.is_held();
+        let retention = (!lost).then_some(self.retention);
         let finished = trace::call_on(
             "end_once",
             client,
@@ -165,11 +172,17 @@ impl Job {
             job,
             Some(&holder),
             Some(token),
-            lb.end_once(job, &occ, &holder, Some(self.retention)),
+            lb.end_once(job, &occ, &holder, retention),
             |ok: &bool| if *ok { Outcome::Ok } else { Outcome::NotHeld },
         )
         .await;
-        shared.mark(!matches!(finished, Ok(true)));
+        shared.mark(lost || !matches!(finished, Ok(true)));
+        if lost {
+            return Err(Error::LeaseLost {
+                key: format!("{}/{}", job.as_str(), occ.as_str()),
+                backend: client.backend().to_string(),
+            });
+        }
         match finished? {
             true => Ok(RunOnce::Ran(out)),
             false => Err(Error::LeaseLost {
