@@ -379,6 +379,16 @@ impl LeaseGuard {
 }
 
 async fn release_lease(shared: Arc<LeaseShared>) -> Result<bool> {
+    // When this release ends the lease (every kind but a reentrant hold,
+    // whose count only the backend knows), stop believing in it before the
+    // request leaves: another holder may be granted it the instant the
+    // backend frees it, before this reply is read.
+    if !matches!(
+        (&shared.target, shared.id.kind),
+        (Target::Lease, LeaseKind::Reentrant)
+    ) {
+        shared.mark(false);
+    }
     let res = trace::call(
         "release",
         &shared.client,
