@@ -33,6 +33,10 @@ struct State {
     next_id: u64,
     /// Whether the queue's task is alive.
     running: bool,
+    /// When the task looks at the queue next by itself (the earliest
+    /// renewal, or the end of its idle wait): a lease due no earlier needs
+    /// no wake-up, which keeps a lock + release from waking the task.
+    wake_at: Option<Instant>,
 }
 
 /// A place in the queue, to take a lease off it.
@@ -64,7 +68,7 @@ impl Renewals {
             let handle = tokio::runtime::Handle::try_current().ok()?;
             st.running = true;
             drop(handle.spawn(run(Arc::downgrade(&self.shared))));
-        } else if earliest {
+        } else if earliest && st.wake_at.is_none_or(|w| at < w) {
             self.shared.earlier.notify_one();
         }
         st.due.insert(slot, lease);
@@ -86,7 +90,13 @@ impl Shared {
 async fn run(weak: Weak<Shared>) {
     loop {
         let Some(shared) = weak.upgrade() else { return };
-        let next = shared.state().due.keys().next().map(|s| s.0);
+        let (next, wake_at) = {
+            let mut st = shared.state();
+            let next = st.due.keys().next().map(|s| s.0);
+            let wake_at = next.unwrap_or_else(|| shared.clock.now() + IDLE);
+            st.wake_at = Some(wake_at);
+            (next, wake_at)
+        };
         match next {
             Some(at) => {
                 tokio::select! {
@@ -99,10 +109,11 @@ async fn run(weak: Weak<Shared>) {
                 tokio::select! {
                     biased;
                     _ = shared.earlier.notified() => continue,
-                    _ = tokio::time::sleep(IDLE) => {
+                    _ = shared.clock.sleep_until(wake_at) => {
                         let mut st = shared.state();
                         if st.due.is_empty() {
                             st.running = false;
+                            st.wake_at = None;
                             return;
                         }
                         continue;
