@@ -1,13 +1,14 @@
 //! The whole conformance suite inside the simulator, no faults, through the
 //! same `Harness` and `suite!` macro as every backend: one simulated test per
 //! case, a sim server node, the case's clients on the test's own node
-//! reaching it over the simulated network.
+//! reaching it over the simulated network — the lock family and leadership
+//! (elections, groups, run-once jobs) alike.
 #![cfg(madsim)]
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use coord_api::{DynLeaseBackend, Namespace, TokioClock};
+use coord_api::{DynLeadershipBackend, DynLeaseBackend, Namespace, TokioClock};
 use coord_conformance::Harness;
 use coord_sim::{ServerConfig, SimBackend, SimOptions, serve};
 use madsim::{net::NetSim, runtime::Handle};
@@ -43,6 +44,14 @@ impl Harness for SimHarness {
     async fn open(&self, namespace: &Namespace) -> coord_api::Result<DynLeaseBackend> {
         let b = SimBackend::connect(self.server, namespace.clone(), SimOptions::default()).await?;
         Ok(Arc::new(b))
+    }
+
+    async fn open_leadership(
+        &self,
+        namespace: &Namespace,
+    ) -> coord_api::Result<Option<DynLeadershipBackend>> {
+        let b = SimBackend::connect(self.server, namespace.clone(), SimOptions::default()).await?;
+        Ok(Some(Arc::new(b)))
     }
 }
 

@@ -1,17 +1,18 @@
-//! The sim client backend: `LeaseBackend` over the simulated network, every
-//! call bounded by a timeout (→ `Error::Unavailable`), notifications by long
-//! polling a server-side watch.
+//! The sim client backend: `LeaseBackend` and `LeadershipBackend` over the
+//! simulated network, every call bounded by a timeout (→
+//! `Error::Unavailable`), notifications by long polling a server-side watch.
 
 use std::{fmt, net::SocketAddr, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use coord_api::{
-    Acquire, Capability, Error, Key, LeaseBackend, LeaseFamily, LeaseId, LeaseInfo, LeaseWatch,
-    Namespace, Release, Result,
+    Acquire, Campaign, Capability, Error, FencingToken, HolderId, Key, LeaderInfo,
+    LeadershipBackend, LeaseBackend, LeaseFamily, LeaseId, LeaseInfo, LeaseWatch, Members,
+    Namespace, OnceBegin, Quorum, Release, Result,
 };
 use madsim::net::Endpoint;
 
-use super::proto::{REQUEST_TAG, Reply, Request};
+use super::proto::{REQUEST_TAG, Reply, Request, Topic};
 
 /// Timeouts of a [`SimBackend`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,19 +173,206 @@ impl LeaseBackend for SimBackend {
     }
 
     async fn subscribe(&self, family: LeaseFamily, key: &Key) -> Result<Box<dyn LeaseWatch>> {
+        self.watch("subscribe", Topic::Lease(family, key.clone()))
+            .await
+    }
+}
+
+impl SimBackend {
+    /// Opens a server-side watch on `topic`, long polled by the returned watch.
+    async fn watch(&self, op: &str, topic: Topic) -> Result<Box<dyn LeaseWatch>> {
         let req = Request::Subscribe {
             ns: self.ns.clone(),
-            family,
-            key: key.clone(),
+            topic,
         };
-        match self.call("subscribe", req, self.opts.call_timeout).await? {
+        match self.call(op, req, self.opts.call_timeout).await? {
             Reply::Subscribed(sub) => Ok(Box::new(SimWatch {
                 backend: Arc::new(self.clone()),
                 sub,
                 seen: 0,
             })),
-            other => Err(self.unexpected("subscribe", other)),
+            other => Err(self.unexpected(op, other)),
         }
+    }
+}
+
+#[async_trait]
+impl LeadershipBackend for SimBackend {
+    fn namespace(&self) -> &Namespace {
+        &self.ns
+    }
+
+    async fn campaign(
+        &self,
+        election: &Key,
+        holder: &HolderId,
+        metadata: &str,
+        ttl: Duration,
+        quorum: Option<&Quorum>,
+    ) -> Result<Campaign> {
+        let req = Request::Campaign {
+            ns: self.ns.clone(),
+            election: election.clone(),
+            holder: holder.clone(),
+            metadata: metadata.to_owned(),
+            ttl,
+            quorum: quorum.cloned(),
+        };
+        call!(self, "campaign", req, Campaign)
+    }
+
+    async fn renew(
+        &self,
+        election: &Key,
+        holder: &HolderId,
+        term: FencingToken,
+        ttl: Duration,
+        quorum: Option<&Quorum>,
+    ) -> Result<bool> {
+        let req = Request::Renew {
+            ns: self.ns.clone(),
+            election: election.clone(),
+            holder: holder.clone(),
+            term,
+            ttl,
+            quorum: quorum.cloned(),
+        };
+        call!(self, "renew", req, Bool)
+    }
+
+    async fn resign(&self, election: &Key, holder: &HolderId, term: FencingToken) -> Result<bool> {
+        let req = Request::Resign {
+            ns: self.ns.clone(),
+            election: election.clone(),
+            holder: holder.clone(),
+            term,
+        };
+        call!(self, "resign", req, Bool)
+    }
+
+    async fn leader(&self, election: &Key) -> Result<Option<LeaderInfo>> {
+        let req = Request::Leader {
+            ns: self.ns.clone(),
+            election: election.clone(),
+        };
+        call!(self, "leader", req, Leader)
+    }
+
+    async fn terms_granted(&self, election: &Key) -> Result<Option<u64>> {
+        let req = Request::TermsGranted {
+            ns: self.ns.clone(),
+            election: election.clone(),
+        };
+        call!(self, "terms_granted", req, TermsGranted)
+    }
+
+    async fn watch_election(&self, election: &Key) -> Result<Box<dyn LeaseWatch>> {
+        self.watch("watch_election", Topic::Election(election.clone()))
+            .await
+    }
+
+    async fn join(
+        &self,
+        group: &Key,
+        holder: &HolderId,
+        metadata: &str,
+        ttl: Duration,
+    ) -> Result<()> {
+        let req = Request::Join {
+            ns: self.ns.clone(),
+            group: group.clone(),
+            holder: holder.clone(),
+            metadata: metadata.to_owned(),
+            ttl,
+        };
+        call!(self, "join", req, Joined)
+    }
+
+    async fn heartbeat(&self, group: &Key, holder: &HolderId, ttl: Duration) -> Result<bool> {
+        let req = Request::Heartbeat {
+            ns: self.ns.clone(),
+            group: group.clone(),
+            holder: holder.clone(),
+            ttl,
+        };
+        call!(self, "heartbeat", req, Bool)
+    }
+
+    async fn leave(&self, group: &Key, holder: &HolderId) -> Result<bool> {
+        let req = Request::Leave {
+            ns: self.ns.clone(),
+            group: group.clone(),
+            holder: holder.clone(),
+        };
+        call!(self, "leave", req, Bool)
+    }
+
+    async fn members(&self, group: &Key) -> Result<Members> {
+        let req = Request::Members {
+            ns: self.ns.clone(),
+            group: group.clone(),
+        };
+        call!(self, "members", req, Members)
+    }
+
+    async fn watch_group(&self, group: &Key) -> Result<Box<dyn LeaseWatch>> {
+        self.watch("watch_group", Topic::Group(group.clone())).await
+    }
+
+    async fn begin_once(
+        &self,
+        job: &Key,
+        occurrence: &Key,
+        holder: &HolderId,
+        ttl: Duration,
+    ) -> Result<OnceBegin> {
+        let req = Request::BeginOnce {
+            ns: self.ns.clone(),
+            job: job.clone(),
+            occurrence: occurrence.clone(),
+            holder: holder.clone(),
+            ttl,
+        };
+        call!(self, "begin_once", req, BeginOnce)
+    }
+
+    async fn extend_once(
+        &self,
+        job: &Key,
+        occurrence: &Key,
+        holder: &HolderId,
+        ttl: Duration,
+    ) -> Result<bool> {
+        let req = Request::ExtendOnce {
+            ns: self.ns.clone(),
+            job: job.clone(),
+            occurrence: occurrence.clone(),
+            holder: holder.clone(),
+            ttl,
+        };
+        call!(self, "extend_once", req, Bool)
+    }
+
+    async fn end_once(
+        &self,
+        job: &Key,
+        occurrence: &Key,
+        holder: &HolderId,
+        finished: Option<Duration>,
+    ) -> Result<bool> {
+        let req = Request::EndOnce {
+            ns: self.ns.clone(),
+            job: job.clone(),
+            occurrence: occurrence.clone(),
+            holder: holder.clone(),
+            finished,
+        };
+        call!(self, "end_once", req, Bool)
+    }
+
+    async fn watch_once(&self, job: &Key, occurrence: &Key) -> Result<Box<dyn LeaseWatch>> {
+        self.watch("watch_once", Topic::Once(job.clone(), occurrence.clone()))
+            .await
     }
 }
 

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use coord_api::{Acquire, Key, LeaseFamily, LeaseId, LeaseInfo, Namespace, Release, Result};
+use coord_api::{
+    Acquire, Campaign, FencingToken, HolderId, Key, LeaderInfo, LeaseFamily, LeaseId, LeaseInfo,
+    Members, Namespace, OnceBegin, Quorum, Release, Result,
+};
 
 /// The tag every request is sent with; replies go to a random tag per call.
 pub(crate) const REQUEST_TAG: u64 = 0x636f_6f72_645f_7271;
@@ -40,8 +43,7 @@ pub(crate) enum Request {
     /// Opens a server-side watch; answered with its id.
     Subscribe {
         ns: Namespace,
-        family: LeaseFamily,
-        key: Key,
+        topic: Topic,
     },
     /// Long poll: answers when the watch's version passes `seen`, or after
     /// `hold` with the version unchanged.
@@ -54,6 +56,94 @@ pub(crate) enum Request {
     Unsubscribe {
         sub: u64,
     },
+    // Leadership, membership and run-once jobs: one request per
+    // `LeadershipBackend` method (watches go through `Subscribe`).
+    Campaign {
+        ns: Namespace,
+        election: Key,
+        holder: HolderId,
+        metadata: String,
+        ttl: Duration,
+        quorum: Option<Quorum>,
+    },
+    Renew {
+        ns: Namespace,
+        election: Key,
+        holder: HolderId,
+        term: FencingToken,
+        ttl: Duration,
+        quorum: Option<Quorum>,
+    },
+    Resign {
+        ns: Namespace,
+        election: Key,
+        holder: HolderId,
+        term: FencingToken,
+    },
+    Leader {
+        ns: Namespace,
+        election: Key,
+    },
+    TermsGranted {
+        ns: Namespace,
+        election: Key,
+    },
+    Join {
+        ns: Namespace,
+        group: Key,
+        holder: HolderId,
+        metadata: String,
+        ttl: Duration,
+    },
+    Heartbeat {
+        ns: Namespace,
+        group: Key,
+        holder: HolderId,
+        ttl: Duration,
+    },
+    Leave {
+        ns: Namespace,
+        group: Key,
+        holder: HolderId,
+    },
+    Members {
+        ns: Namespace,
+        group: Key,
+    },
+    BeginOnce {
+        ns: Namespace,
+        job: Key,
+        occurrence: Key,
+        holder: HolderId,
+        ttl: Duration,
+    },
+    ExtendOnce {
+        ns: Namespace,
+        job: Key,
+        occurrence: Key,
+        holder: HolderId,
+        ttl: Duration,
+    },
+    EndOnce {
+        ns: Namespace,
+        job: Key,
+        occurrence: Key,
+        holder: HolderId,
+        finished: Option<Duration>,
+    },
+}
+
+/// What a server-side watch is about.
+#[derive(Debug, Clone)]
+pub(crate) enum Topic {
+    /// A lease key of a family (`LeaseBackend::subscribe`).
+    Lease(LeaseFamily, Key),
+    /// An election (`watch_election`).
+    Election(Key),
+    /// A membership group (`watch_group`).
+    Group(Key),
+    /// An occurrence of a run-once job (`watch_once`).
+    Once(Key, Key),
 }
 
 #[derive(Debug)]
@@ -68,4 +158,12 @@ pub(crate) enum Reply {
     /// (it restarted or swept it).
     Polled(Option<u64>),
     Unsubscribed,
+    Campaign(Result<Campaign>),
+    /// `renew`, `resign`, `heartbeat`, `leave`, `extend_once`, `end_once`.
+    Bool(Result<bool>),
+    Joined(Result<()>),
+    Leader(Result<Option<LeaderInfo>>),
+    TermsGranted(Result<Option<u64>>),
+    Members(Result<Members>),
+    BeginOnce(Result<OnceBegin>),
 }

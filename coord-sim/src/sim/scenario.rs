@@ -8,6 +8,11 @@
 //! releasing; a fault window during which the plan partitions, drops,
 //! delays, kills, pauses and restarts; then everything heals, the workers
 //! stop, and a prober must get the lock within a bound.
+//!
+//! The leadership workloads ([`Workload::Leadership`],
+//! [`Workload::LeaderCrash`], [`Workload::RunOnce`]: elections with fencing
+//! by term, failover after a leader crash, run-once occurrences) run on the
+//! same nodes, fault plans and heal; see `lead.rs`.
 
 use std::{
     fmt,
@@ -28,6 +33,11 @@ use madsim::{
 };
 
 use super::{NodeClock, ServerConfig, SimBackend, SimOptions, serve};
+
+mod lead;
+
+#[cfg(feature = "broken")]
+pub use super::server::LeadBug;
 use crate::history::{
     Beliefs, FencedResource, GrantLog, ObservedGrant, ServerLog, Violation, check_liveness,
 };
@@ -43,11 +53,29 @@ pub enum Drift {
     Beyond,
 }
 
+/// What the client nodes do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Take the lock `k`, write to a fenced resource, release.
+    Lock,
+    /// Campaign in one election; a leader writes with its term to a fenced
+    /// resource, and resigns after a while (see `lead`).
+    Leadership,
+    /// Campaign in one election; leaders keep leading until their node is
+    /// killed; failover times are measured.
+    LeaderCrash,
+    /// Every node runs each of a sequence of occurrences of a run-once job;
+    /// bodies write with their token to a resource fenced per occurrence.
+    RunOnce,
+}
+
 /// A scenario: the workload and which faults its plans may draw.
 #[derive(Debug, Clone)]
 pub struct Scenario {
     /// Its name (also the test's name, for replay commands).
     pub name: &'static str,
+    /// What the clients do.
+    pub workload: Workload,
     /// Worker nodes.
     pub clients: usize,
     /// Partitions: whole node, one link, one direction.
@@ -67,6 +95,9 @@ pub struct Scenario {
     /// A deliberately broken server (feature `broken`).
     #[cfg(feature = "broken")]
     pub bug: Option<coord_memory::Bug>,
+    /// Deliberately broken leadership answers (feature `broken`).
+    #[cfg(feature = "broken")]
+    pub lead_bug: Option<LeadBug>,
 }
 
 impl Scenario {
@@ -74,6 +105,7 @@ impl Scenario {
     pub fn partitions_in_bounds() -> Scenario {
         Scenario {
             name: "partitions_in_bounds",
+            workload: Workload::Lock,
             clients: 4,
             partitions: true,
             packet_loss: true,
@@ -84,6 +116,8 @@ impl Scenario {
             drift: Drift::InBounds,
             #[cfg(feature = "broken")]
             bug: None,
+            #[cfg(feature = "broken")]
+            lead_bug: None,
         }
     }
 
@@ -108,6 +142,70 @@ impl Scenario {
         }
     }
 
+    /// Leadership under partitions, packet loss, latency spikes and killed
+    /// leaders, drift in bounds: one holder per term, terms increasing, no
+    /// two leaders believing at once (a partitioned leader stops believing
+    /// before the backend elects the next), fencing by term.
+    pub fn leadership_partitions() -> Scenario {
+        Scenario {
+            name: "leadership_partitions",
+            workload: Workload::Leadership,
+            holder_pauses: false,
+            ..Scenario::partitions_in_bounds()
+        }
+    }
+
+    /// The same with some clocks drifting beyond `max_drift` and leaders
+    /// paused: only the term rules and fencing by term are checked.
+    pub fn leadership_drift_beyond() -> Scenario {
+        Scenario {
+            name: "leadership_drift_beyond",
+            holder_pauses: true,
+            drift: Drift::Beyond,
+            ..Scenario::leadership_partitions()
+        }
+    }
+
+    /// Leaders killed at random instants (restarted later as new
+    /// processes), a LAN otherwise: the next leader is elected within TTL
+    /// plus [`FAILOVER_BOUND`]; failover times are reported.
+    pub fn leader_crash() -> Scenario {
+        Scenario {
+            name: "leader_crash",
+            workload: Workload::LeaderCrash,
+            clients: 4,
+            partitions: false,
+            packet_loss: false,
+            latency_spikes: false,
+            holder_kills: true,
+            holder_pauses: false,
+            server_restarts: false,
+            drift: Drift::InBounds,
+            #[cfg(feature = "broken")]
+            bug: None,
+            #[cfg(feature = "broken")]
+            lead_bug: None,
+        }
+    }
+
+    /// Run-once occurrences under partitions, packet loss, latency spikes
+    /// and killed runners, drift in bounds.
+    pub fn run_once_faults() -> Scenario {
+        Scenario {
+            name: "run_once_faults",
+            workload: Workload::RunOnce,
+            holder_pauses: false,
+            ..Scenario::partitions_in_bounds()
+        }
+    }
+
+    /// With deliberately broken leadership answers from the server.
+    #[cfg(feature = "broken")]
+    pub fn with_lead_bug(mut self, bug: LeadBug) -> Scenario {
+        self.lead_bug = Some(bug);
+        self
+    }
+
     /// With a deliberate bug in the server's store.
     #[cfg(feature = "broken")]
     pub fn with_bug(mut self, bug: coord_memory::Bug) -> Scenario {
@@ -121,6 +219,12 @@ impl Scenario {
         self.drift == Drift::InBounds && !self.server_restarts
     }
 }
+
+/// How much longer than the TTL a failover may take in
+/// [`Scenario::leader_crash`]: the server's clock running up to 0.4 % slow
+/// (4 ms of a 1 s TTL), the expiry notification's long-poll answer and the
+/// winning campaign's round trip (LAN: up to 10 ms a hop), with room.
+pub const FAILOVER_BOUND: Duration = Duration::from_millis(100);
 
 /// Lease TTL of the workload.
 pub const TTL: Duration = Duration::from_secs(1);
@@ -149,6 +253,8 @@ pub struct Report {
     pub stale_writes_refused: u64,
     /// Overlapping beliefs (reported, not a violation, when (c) does not apply).
     pub belief_overlaps: usize,
+    /// Failover times (crash of a leader to the next election), in order.
+    pub failovers: Vec<Duration>,
     /// Simulated time the run took.
     pub simulated: Duration,
     /// A hash of everything that happened (faults, grants, accepted writes,
@@ -187,6 +293,9 @@ fn opts() -> LockOptions {
 
 /// Runs one scenario in the current simulation and checks its history.
 pub async fn run(scenario: Scenario) -> Report {
+    if scenario.workload != Workload::Lock {
+        return lead::run(scenario).await;
+    }
     let handle = Handle::current();
     let t0 = Instant::now();
     let mut rng = thread_rng();
@@ -266,102 +375,30 @@ pub async fn run(scenario: Scenario) -> Report {
 
     // The fault window.
     let plan = draw_plan(&scenario, &mut rng);
-    let net = NetSim::current();
-    let mut dead: Vec<NodeId> = Vec::new();
-    let mut paused: Vec<NodeId> = Vec::new();
+    let mut faults = Faults::new(server.id(), workers.iter().map(|w| w.id()).collect());
     for step in plan {
         tokio::time::sleep_until(t0 + step.at).await;
         let holder = *shared.holder.lock().unwrap();
-        let target = |who: Target| match who {
-            Target::Server => Some(server.id()),
-            Target::Client(i) => Some(workers[i].id()),
-            Target::Holder => holder.map(|i| workers[i].id()),
+        let Some((done, killed)) = faults.apply(step.action, holder) else {
+            continue;
         };
-        let done = match step.action {
-            Action::Clog(how, who) => target(who).map(|n| {
-                match how {
-                    Clog::Node => net.clog_node(n),
-                    Clog::In => net.clog_node_in(n),
-                    Clog::Out => net.clog_node_out(n),
-                    Clog::ToServer => net.clog_link(n, server.id()),
-                    Clog::FromServer => net.clog_link(server.id(), n),
-                }
-                format!("clog {how:?} {n}")
-            }),
-            Action::Unclog(how, who) => target(who).map(|n| {
-                match how {
-                    Clog::Node | Clog::In | Clog::Out => net.unclog_node(n),
-                    Clog::ToServer => net.unclog_link(n, server.id()),
-                    Clog::FromServer => net.unclog_link(server.id(), n),
-                }
-                format!("unclog {n}")
-            }),
-            Action::Loss(rate) => {
-                net.update_config(|c| c.packet_loss_rate = rate);
-                Some(format!("packet loss {rate:.2}"))
+        // A killed process believes nothing any more.
+        if let Some(i) = killed {
+            if let Some(b) = shared.open.lock().unwrap().remove(&i) {
+                shared.beliefs.end_at(b, Instant::now());
             }
-            Action::Latency(max) => {
-                net.update_config(|c| c.send_latency = latency(max));
-                Some(format!("latency up to {max:?}"))
+            let mut h = shared.holder.lock().unwrap();
+            if *h == Some(i) {
+                *h = None;
             }
-            Action::Kill(who) => target(who).filter(|n| !dead.contains(n)).map(|n| {
-                handle.kill(n);
-                dead.push(n);
-                // A killed process believes nothing any more.
-                if let Some(i) = workers.iter().position(|w| w.id() == n)
-                    && let Some(b) = shared.open.lock().unwrap().remove(&i)
-                {
-                    shared.beliefs.end_at(b, Instant::now());
-                }
-                paused.retain(|p| *p != n);
-                if let Target::Holder = who {
-                    *shared.holder.lock().unwrap() = None;
-                }
-                format!("kill {n}")
-            }),
-            Action::Restart(who) => target(who).filter(|n| dead.contains(n)).map(|n| {
-                handle.restart(n);
-                dead.retain(|d| *d != n);
-                format!("restart {n}")
-            }),
-            Action::Pause(who) => target(who).filter(|n| !dead.contains(n)).map(|n| {
-                handle.pause(n);
-                paused.push(n);
-                format!("pause {n}")
-            }),
-            Action::ResumeAll => {
-                for n in paused.drain(..) {
-                    handle.resume(n);
-                }
-                Some("resume".to_owned())
-            }
-        };
-        if let Some(d) = done {
-            report.faults.push(format!("{:?}: {d}", step.at));
         }
+        report.faults.push(format!("{:?}: {done}", step.at));
     }
 
     // Heal: network back to normal, paused nodes resumed, a killed server
     // restarted; the workers stop; the killed holder (if any) stays dead.
     tokio::time::sleep_until(t0 + HEAL_AT).await;
-    let all: Vec<NodeId> = std::iter::once(server.id())
-        .chain(workers.iter().map(|w| w.id()))
-        .collect();
-    for &n in &all {
-        net.unclog_node(n);
-        net.unclog_link(n, server.id());
-        net.unclog_link(server.id(), n);
-    }
-    net.update_config(|c| {
-        c.packet_loss_rate = 0.0;
-        c.send_latency = latency(Duration::from_millis(10));
-    });
-    for n in paused.drain(..) {
-        handle.resume(n);
-    }
-    if dead.contains(&server.id()) {
-        handle.restart(server.id());
-    }
+    faults.heal();
     shared.stop.store(true, Ordering::SeqCst);
     stop_tx.send_replace(true);
     let healed = Instant::now();
@@ -417,6 +454,116 @@ pub async fn run(scenario: Scenario) -> Report {
         h.finish()
     };
     report
+}
+
+/// Applies a fault plan's steps to the server and worker nodes, and heals.
+struct Faults {
+    handle: Handle,
+    net: Arc<NetSim>,
+    server: NodeId,
+    workers: Vec<NodeId>,
+    dead: Vec<NodeId>,
+    paused: Vec<NodeId>,
+}
+
+impl Faults {
+    fn new(server: NodeId, workers: Vec<NodeId>) -> Faults {
+        Faults {
+            handle: Handle::current(),
+            net: NetSim::current(),
+            server,
+            workers,
+            dead: Vec::new(),
+            paused: Vec::new(),
+        }
+    }
+
+    /// Applies `action` (`holder`: the worker `Target::Holder` names now);
+    /// returns what it did and the worker it killed, or `None` if it did
+    /// nothing (no holder, already dead...).
+    fn apply(&mut self, action: Action, holder: Option<usize>) -> Option<(String, Option<usize>)> {
+        let (net, handle, server) = (&self.net, &self.handle, self.server);
+        let target = |who: Target| match who {
+            Target::Server => Some(server),
+            Target::Client(i) => Some(self.workers[i]),
+            Target::Holder => holder.map(|i| self.workers[i]),
+        };
+        let mut killed = None;
+        let done = match action {
+            Action::Clog(how, who) => target(who).map(|n| {
+                match how {
+                    Clog::Node => net.clog_node(n),
+                    Clog::In => net.clog_node_in(n),
+                    Clog::Out => net.clog_node_out(n),
+                    Clog::ToServer => net.clog_link(n, server),
+                    Clog::FromServer => net.clog_link(server, n),
+                }
+                format!("clog {how:?} {n}")
+            }),
+            Action::Unclog(how, who) => target(who).map(|n| {
+                match how {
+                    Clog::Node | Clog::In | Clog::Out => net.unclog_node(n),
+                    Clog::ToServer => net.unclog_link(n, server),
+                    Clog::FromServer => net.unclog_link(server, n),
+                }
+                format!("unclog {n}")
+            }),
+            Action::Loss(rate) => {
+                net.update_config(|c| c.packet_loss_rate = rate);
+                Some(format!("packet loss {rate:.2}"))
+            }
+            Action::Latency(max) => {
+                net.update_config(|c| c.send_latency = latency(max));
+                Some(format!("latency up to {max:?}"))
+            }
+            Action::Kill(who) => target(who).filter(|n| !self.dead.contains(n)).map(|n| {
+                handle.kill(n);
+                self.dead.push(n);
+                killed = self.workers.iter().position(|w| *w == n);
+                self.paused.retain(|p| *p != n);
+                format!("kill {n}")
+            }),
+            Action::Restart(who) => target(who).filter(|n| self.dead.contains(n)).map(|n| {
+                handle.restart(n);
+                self.dead.retain(|d| *d != n);
+                format!("restart {n}")
+            }),
+            Action::Pause(who) => target(who).filter(|n| !self.dead.contains(n)).map(|n| {
+                handle.pause(n);
+                self.paused.push(n);
+                format!("pause {n}")
+            }),
+            Action::ResumeAll => {
+                for n in self.paused.drain(..) {
+                    handle.resume(n);
+                }
+                Some("resume".to_owned())
+            }
+        };
+        done.map(|d| (d, killed))
+    }
+
+    /// Network back to normal, paused nodes resumed, a killed server
+    /// restarted (killed workers stay dead).
+    fn heal(&mut self) {
+        let net = &self.net;
+        for &n in std::iter::once(&self.server).chain(&self.workers) {
+            net.unclog_node(n);
+            net.unclog_link(n, self.server);
+            net.unclog_link(self.server, n);
+        }
+        net.update_config(|c| {
+            c.packet_loss_rate = 0.0;
+            c.send_latency = latency(Duration::from_millis(10));
+        });
+        for n in self.paused.drain(..) {
+            self.handle.resume(n);
+        }
+        if self.dead.contains(&self.server) {
+            self.handle.restart(self.server);
+            self.dead.retain(|d| *d != self.server);
+        }
+    }
 }
 
 fn latency(max: Duration) -> std::ops::Range<Duration> {
@@ -709,6 +856,8 @@ pub struct Sweep {
     pub stale_writes_refused: u64,
     /// Overlapping beliefs (only violations where (c) applies).
     pub belief_overlaps: usize,
+    /// Failover times over all runs.
+    pub failovers: Vec<Duration>,
 }
 
 impl fmt::Display for Sweep {
@@ -725,7 +874,15 @@ impl fmt::Display for Sweep {
             self.writes,
             self.stale_writes_refused,
             self.belief_overlaps
-        )
+        )?;
+        if let Some((median, worst)) = self.failover_ttls() {
+            write!(
+                f,
+                "; {} failovers: median {median:.3} TTL, worst {worst:.3} TTL",
+                self.failovers.len()
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -791,8 +948,13 @@ pub fn sweep_with(
         out.seeds = 1;
         match run_seed(scenario, seed) {
             Ok(r) => {
+                let failovers: String = r
+                    .failovers
+                    .iter()
+                    .map(|f| format!(" {}", f.as_nanos()))
+                    .collect();
                 println!(
-                    "{REPORT_LINE} {} {} {} {} {} {} {}",
+                    "{REPORT_LINE} {} {} {} {} {} {} {}{failovers}",
                     r.simulated.as_nanos(),
                     r.grants,
                     r.writes,
@@ -910,7 +1072,7 @@ fn finish_child(
         .split_whitespace()
         .filter_map(|x| x.parse().ok())
         .collect();
-    if f.len() != 7 {
+    if f.len() < 7 {
         return Err(format!("malformed report line {line:?}"));
     }
     let r = Report {
@@ -920,6 +1082,7 @@ fn finish_child(
         stale_writes_refused: f[3],
         belief_overlaps: f[4] as usize,
         digest: f[6],
+        failovers: f[7..].iter().map(|&n| Duration::from_nanos(n)).collect(),
         ..Report::default()
     };
     let failed = f[5] > 0 || !out.status.success();
@@ -933,6 +1096,15 @@ impl Sweep {
         self.writes += r.writes;
         self.stale_writes_refused += r.stale_writes_refused;
         self.belief_overlaps += r.belief_overlaps;
+        self.failovers.extend(&r.failovers);
+    }
+
+    /// The median and worst failover time, in TTLs.
+    pub fn failover_ttls(&self) -> Option<(f64, f64)> {
+        let mut f = self.failovers.clone();
+        f.sort();
+        let ttls = |d: &Duration| d.as_secs_f64() / TTL.as_secs_f64();
+        Some((ttls(f.get(f.len() / 2)?), ttls(f.last()?)))
     }
 }
 

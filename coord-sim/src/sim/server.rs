@@ -9,12 +9,15 @@ use std::{
     time::Duration,
 };
 
-use coord_api::{Acquire, Clock, LeaseBackend, LeaseKind, LeaseWatch, Release, Result};
+use coord_api::{
+    Acquire, Campaign, Clock, Instant, Key, LeadershipBackend, LeaseBackend, LeaseKind, LeaseWatch,
+    OnceBegin, Release, Result,
+};
 use coord_memory::MemoryStore;
 use madsim::net::Endpoint;
 
-use super::proto::{Envelope, REQUEST_TAG, Reply, Request};
-use crate::history::{ServerEvent, ServerLog};
+use super::proto::{Envelope, REQUEST_TAG, Reply, Request, Topic};
+use crate::history::{LeadEvent, LeadLog, ServerEvent, ServerLog};
 
 /// How a sim server is set up. Cloned into the node's init task, so every
 /// (re)start of the node builds a fresh, empty store from it.
@@ -26,9 +29,32 @@ pub struct ServerConfig {
     pub clock: Arc<dyn Clock>,
     /// Where to log grants, exclusive renewals and releases in server order.
     pub log: Option<ServerLog>,
+    /// Where to log elected terms and run-once starts and ends, with the
+    /// (global) instant the server answered. Terms and runs are also logged
+    /// to `log` as grants, renewals and releases of the keys
+    /// `election/<name>` and `once/<job>/<occurrence>`.
+    pub lead_log: Option<LeadLog>,
     /// A deliberately broken store (feature `broken`).
     #[cfg(feature = "broken")]
     pub bug: Option<coord_memory::Bug>,
+    /// Deliberately broken leadership answers (feature `broken`).
+    #[cfg(feature = "broken")]
+    pub lead_bug: Option<LeadBug>,
+}
+
+/// Leadership bugs the sim server can play, to prove the leadership
+/// checkers catch them (feature `broken`).
+#[cfg(feature = "broken")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeadBug {
+    /// `renew` answers `true` whatever the store says: a leader keeps its
+    /// term after another term was elected.
+    RenewAlways,
+    /// `campaign` first resigns whoever leads: a new term while the old
+    /// leader still believes.
+    CampaignDeposes,
+    /// `end_once` of a failed or lost run marks the occurrence finished.
+    EndOnceFinishes,
 }
 
 impl ServerConfig {
@@ -38,8 +64,11 @@ impl ServerConfig {
             addr,
             clock,
             log: None,
+            lead_log: None,
             #[cfg(feature = "broken")]
             bug: None,
+            #[cfg(feature = "broken")]
+            lead_bug: None,
         }
     }
 
@@ -173,9 +202,14 @@ impl Server {
             Request::Inspect { ns, family, key } => {
                 Reply::Inspect(self.store.backend(ns).inspect(family, &key).await)
             }
-            Request::Subscribe { ns, family, key } => {
-                let res: Result<Box<dyn LeaseWatch>> =
-                    self.store.backend(ns).subscribe(family, &key).await;
+            Request::Subscribe { ns, topic } => {
+                let b = self.store.backend(ns);
+                let res: Result<Box<dyn LeaseWatch>> = match topic {
+                    Topic::Lease(family, key) => b.subscribe(family, &key).await,
+                    Topic::Election(e) => b.watch_election(&e).await,
+                    Topic::Group(g) => b.watch_group(&g).await,
+                    Topic::Once(job, occ) => b.watch_once(&job, &occ).await,
+                };
                 let watch = res.expect("the memory store always subscribes");
                 let id = {
                     let mut n = self.next_watch.lock().unwrap();
@@ -197,6 +231,214 @@ impl Server {
                 self.watches.lock().unwrap().remove(&sub);
                 Reply::Unsubscribed
             }
+            req => self.handle_leadership(req).await,
+        }
+    }
+
+    fn lead_log(&self, e: impl FnOnce(Instant) -> LeadEvent) {
+        if let Some(log) = &self.cfg.lead_log {
+            log.push(e(Instant::now()));
+        }
+    }
+
+    async fn handle_leadership(&self, req: Request) -> Reply {
+        let election_key = |e: &Key| format!("election/{e}");
+        let once_key = |j: &Key, o: &Key| format!("once/{j}/{o}");
+        #[cfg(feature = "broken")]
+        let bug = self.cfg.lead_bug;
+        match req {
+            Request::Campaign {
+                ns,
+                election,
+                holder,
+                metadata,
+                ttl,
+                quorum,
+            } => {
+                let b = self.store.backend(ns);
+                #[cfg(feature = "broken")]
+                if bug == Some(LeadBug::CampaignDeposes)
+                    && let Ok(Some(l)) = b.leader(&election).await
+                {
+                    let _ = b.resign(&election, &l.holder, l.term).await;
+                }
+                let res = b
+                    .campaign(&election, &holder, &metadata, ttl, quorum.as_ref())
+                    .await;
+                if let Ok(Campaign::Elected(info)) = &res {
+                    self.log(|| ServerEvent::Grant {
+                        key: election_key(&election),
+                        holder: holder.clone(),
+                        token: info.term.get(),
+                    });
+                    self.lead_log(|at| LeadEvent::Elected {
+                        election: election.to_string(),
+                        holder: holder.clone(),
+                        term: info.term.get(),
+                        at,
+                    });
+                }
+                Reply::Campaign(res)
+            }
+            Request::Renew {
+                ns,
+                election,
+                holder,
+                term,
+                ttl,
+                quorum,
+            } => {
+                let b = self.store.backend(ns);
+                let res = b
+                    .renew(&election, &holder, term, ttl, quorum.as_ref())
+                    .await;
+                #[cfg(feature = "broken")]
+                let res = match bug {
+                    Some(LeadBug::RenewAlways) => Ok(true),
+                    _ => res,
+                };
+                if let Ok(ok) = &res {
+                    self.log(|| ServerEvent::Extend {
+                        key: election_key(&election),
+                        holder: holder.clone(),
+                        ok: *ok,
+                    });
+                }
+                Reply::Bool(res)
+            }
+            Request::Resign {
+                ns,
+                election,
+                holder,
+                term,
+            } => {
+                let res = self
+                    .store
+                    .backend(ns)
+                    .resign(&election, &holder, term)
+                    .await;
+                if let Ok(released) = &res {
+                    self.log(|| ServerEvent::Release {
+                        key: election_key(&election),
+                        holder: holder.clone(),
+                        released: *released,
+                    });
+                }
+                Reply::Bool(res)
+            }
+            Request::Leader { ns, election } => {
+                Reply::Leader(self.store.backend(ns).leader(&election).await)
+            }
+            Request::TermsGranted { ns, election } => {
+                Reply::TermsGranted(self.store.backend(ns).terms_granted(&election).await)
+            }
+            Request::Join {
+                ns,
+                group,
+                holder,
+                metadata,
+                ttl,
+            } => Reply::Joined(
+                self.store
+                    .backend(ns)
+                    .join(&group, &holder, &metadata, ttl)
+                    .await,
+            ),
+            Request::Heartbeat {
+                ns,
+                group,
+                holder,
+                ttl,
+            } => Reply::Bool(self.store.backend(ns).heartbeat(&group, &holder, ttl).await),
+            Request::Leave { ns, group, holder } => {
+                Reply::Bool(self.store.backend(ns).leave(&group, &holder).await)
+            }
+            Request::Members { ns, group } => {
+                Reply::Members(self.store.backend(ns).members(&group).await)
+            }
+            Request::BeginOnce {
+                ns,
+                job,
+                occurrence,
+                holder,
+                ttl,
+            } => {
+                let res = self
+                    .store
+                    .backend(ns)
+                    .begin_once(&job, &occurrence, &holder, ttl)
+                    .await;
+                if let Ok(OnceBegin::Started { token, .. }) = &res {
+                    self.log(|| ServerEvent::Grant {
+                        key: once_key(&job, &occurrence),
+                        holder: holder.clone(),
+                        token: token.get(),
+                    });
+                    self.lead_log(|at| LeadEvent::OnceStarted {
+                        occurrence: occurrence.to_string(),
+                        holder: holder.clone(),
+                        token: token.get(),
+                        at,
+                    });
+                }
+                Reply::BeginOnce(res)
+            }
+            Request::ExtendOnce {
+                ns,
+                job,
+                occurrence,
+                holder,
+                ttl,
+            } => {
+                let res = self
+                    .store
+                    .backend(ns)
+                    .extend_once(&job, &occurrence, &holder, ttl)
+                    .await;
+                if let Ok(ok) = &res {
+                    self.log(|| ServerEvent::Extend {
+                        key: once_key(&job, &occurrence),
+                        holder: holder.clone(),
+                        ok: *ok,
+                    });
+                }
+                Reply::Bool(res)
+            }
+            Request::EndOnce {
+                ns,
+                job,
+                occurrence,
+                holder,
+                finished,
+            } => {
+                #[cfg(feature = "broken")]
+                let finished = match bug {
+                    Some(LeadBug::EndOnceFinishes) => finished.or(Some(Duration::from_secs(3600))),
+                    _ => finished,
+                };
+                let res = self
+                    .store
+                    .backend(ns)
+                    .end_once(&job, &occurrence, &holder, finished)
+                    .await;
+                if let Ok(ended) = &res {
+                    self.log(|| ServerEvent::Release {
+                        key: once_key(&job, &occurrence),
+                        holder: holder.clone(),
+                        released: *ended,
+                    });
+                    if *ended {
+                        self.lead_log(|at| LeadEvent::OnceEnded {
+                            occurrence: occurrence.to_string(),
+                            holder: holder.clone(),
+                            finished: finished.is_some(),
+                            at,
+                        });
+                    }
+                }
+                Reply::Bool(res)
+            }
+            other => unreachable!("not a leadership request: {other:?}"),
         }
     }
 
