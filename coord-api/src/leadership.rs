@@ -137,15 +137,9 @@ pub trait LeadershipBackend: fmt::Debug + fmt::Display + Send + Sync + 'static {
     /// How many terms `election` has granted so far (the `seq` its latest
     /// term got; 0 if none), leader or not; `None` if the backend cannot tell.
     /// An observer that first finds the election vacant counts the terms it
-    /// later misses from this.
-    ///
-    /// *Decision:* the one SPI method with a default body (`None`), so that
-    /// backends written before it still build; a backend answering `None`
-    /// fails the conformance case `observer_from_vacancy_told_it_skipped`.
-    async fn terms_granted(&self, election: &Key) -> Result<Option<u64>> {
-        let _ = election;
-        Ok(None)
-    }
+    /// later misses from this (a backend answering `None` fails the
+    /// conformance case `observer_from_vacancy_told_it_skipped`).
+    async fn terms_granted(&self, election: &Key) -> Result<Option<u64>>;
 
     /// Wakes on every change of leader of `election` (new term, resignation,
     /// and at the current term's expiry instant).
