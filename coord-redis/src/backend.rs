@@ -10,8 +10,8 @@ use coord_api::{
     LeaseFamily, LeaseId, LeaseInfo, LeaseKind, LeaseWatch, Namespace, Release, Result,
 };
 use redis::{
-    ConnectionAddr, ConnectionInfo, FromRedisValue, IntoConnectionInfo, ProtocolVersion, PushInfo,
-    RedisConnectionInfo,
+    ConnectionAddr, ConnectionInfo, ErrorKind, FromRedisValue, IntoConnectionInfo, ProtocolVersion,
+    PushInfo, RedisConnectionInfo, ServerErrorKind,
     aio::{ConnectionManager, ConnectionManagerConfig},
     io::tcp::TcpSettings,
 };
@@ -20,7 +20,7 @@ use tracing::{Instrument, field::Empty};
 use crate::{
     Endpoint, RedisConfig, error,
     keys::{self, Layout},
-    pubsub::{Channels, Hub},
+    pubsub::{Channels, Hub, Wake},
     scripts,
 };
 
@@ -146,14 +146,19 @@ impl RedisBackend {
         (&self.inner.conn, &self.inner.hub, &self.inner.name)
     }
 
-    /// Runs `family`'s script for `op` on `key`, within the operation
+    /// Runs `family`'s script for `op` on `key` with the arguments `args`
+    /// appends (after the operation and the channel), within the operation
     /// timeout, inside a `coord.redis` span.
+    ///
+    /// The EVALSHA is built in one buffer (no per-argument copies); after a
+    /// NOSCRIPT reply (a `SCRIPT FLUSH`, a restarted server) the script is
+    /// loaded and the call repeated once.
     async fn run<T: FromRedisValue>(
         &self,
         op: &'static str,
         family: LeaseFamily,
         key: &Key,
-        args: &[&str],
+        args: impl FnOnce(&mut redis::Cmd),
         holder: Option<&HolderId>,
         outcome: fn(&T) -> (&'static str, Option<i64>),
     ) -> Result<T> {
@@ -169,34 +174,45 @@ impl RedisBackend {
             outcome = Empty,
         );
         let layout = self.layout(family, key);
-        let mut invocation = scripts::script(family).prepare_invoke();
+        let script = scripts::script(family);
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(script.get_hash()).arg(layout.keys.len());
         for k in &layout.keys {
-            invocation.key(k);
+            cmd.arg(k);
         }
-        invocation.arg(op).arg(&layout.channel);
-        for a in args {
-            invocation.arg(*a);
-        }
+        cmd.arg(op).arg(&layout.channel);
+        args(&mut cmd);
         let mut conn = self.inner.conn.clone();
-        let what = format!("{op} {} {:?}", family.as_str(), key.as_str());
-        let res = match tokio::time::timeout(cfg.timeout(), invocation.invoke_async(&mut conn))
+        let call = async {
+            match cmd.query_async::<T>(&mut conn).await {
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    script.prepare_invoke().load_async(&mut conn).await?;
+                    cmd.query_async(&mut conn).await
+                }
+                res => res,
+            }
+        };
+        let what = || format!("{op} {} {:?}", family.as_str(), key.as_str());
+        let res = match tokio::time::timeout(cfg.timeout(), call)
             .instrument(span.clone())
             .await
         {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(error::from_redis(cfg, &what, e)),
-            Err(_) => Err(error::timed_out(cfg, &what, cfg.timeout())),
+            Ok(Err(e)) => Err(error::from_redis(cfg, &what(), e)),
+            Err(_) => Err(error::timed_out(cfg, &what(), cfg.timeout())),
         };
-        match &res {
-            Ok(v) => {
-                let (what, tok) = outcome(v);
-                span.record("outcome", what);
-                if let Some(t) = tok {
-                    span.record("token", t);
+        if !span.is_disabled() {
+            match &res {
+                Ok(v) => {
+                    let (what, tok) = outcome(v);
+                    span.record("outcome", what);
+                    if let Some(t) = tok {
+                        span.record("token", t);
+                    }
                 }
-            }
-            Err(e) => {
-                span.record("outcome", tracing::field::display(e));
+                Err(e) => {
+                    span.record("outcome", tracing::field::display(e));
+                }
             }
         }
         res
@@ -207,25 +223,33 @@ impl RedisBackend {
     }
 }
 
-/// The kind argument the scripts take.
-fn kind_arg(kind: LeaseKind) -> String {
+/// Appends the kind argument the scripts take.
+fn kind_arg(cmd: &mut redis::Cmd, kind: LeaseKind) {
     match kind {
-        LeaseKind::Exclusive => "e".into(),
-        LeaseKind::Reentrant => "r".into(),
-        LeaseKind::Read => "r".into(),
-        LeaseKind::Write => "w".into(),
+        LeaseKind::Exclusive => cmd.arg("e"),
+        LeaseKind::Reentrant => cmd.arg("r"),
+        LeaseKind::Read => cmd.arg("r"),
+        LeaseKind::Write => cmd.arg("w"),
+        LeaseKind::Permit { limit } => cmd.arg(limit),
+    };
+}
+
+/// The kind, as named in error messages.
+fn kind_name(kind: LeaseKind) -> String {
+    match kind {
         LeaseKind::Permit { limit } => limit.to_string(),
+        other => other.as_str().to_owned(),
     }
 }
 
 /// A TTL in whole milliseconds, rounded up (the server keeps a lease at least
 /// as long as the client counts on it).
-fn ttl_ms(key: &Key, ttl: Duration) -> Result<String> {
+fn ttl_ms(key: &Key, ttl: Duration) -> Result<u64> {
     if ttl.is_zero() {
         return Err(Error::invalid(format!("ttl for key {key:?} is zero")));
     }
     let ms = ttl.as_nanos().div_ceil(1_000_000);
-    Ok(ms.to_string())
+    Ok(u64::try_from(ms).unwrap_or(u64::MAX))
 }
 
 fn millis(ms: i64) -> Option<Duration> {
@@ -257,17 +281,16 @@ impl LeaseBackend for RedisBackend {
             )));
         }
         let family = lease.kind.family();
-        let (holder, ttl_ms, kind) = (
-            lease.holder.to_string(),
-            ttl_ms(&lease.key, ttl)?,
-            kind_arg(lease.kind),
-        );
+        let ttl_ms = ttl_ms(&lease.key, ttl)?;
         let reply: Vec<i64> = self
             .run(
                 "acquire",
                 family,
                 &lease.key,
-                &[&holder, &ttl_ms, &kind],
+                |cmd| {
+                    cmd.arg(lease.holder.to_string()).arg(ttl_ms);
+                    kind_arg(cmd, lease.kind);
+                },
                 Some(&lease.holder),
                 |r: &Vec<i64>| match r.as_slice() {
                     [1, tok, _] => ("granted", Some(*tok)),
@@ -285,8 +308,9 @@ impl LeaseBackend for RedisBackend {
                 retry_in: millis(*retry_ms),
             })),
             [-1, stored] => Err(Error::invalid(format!(
-                "semaphore {:?} has live permits granted with limit {stored}; asked with limit {kind}",
-                lease.key.as_str()
+                "semaphore {:?} has live permits granted with limit {stored}; asked with limit {}",
+                lease.key.as_str(),
+                kind_name(lease.kind)
             ))),
             other => Err(Error::backend(
                 self,
@@ -300,17 +324,16 @@ impl LeaseBackend for RedisBackend {
 
     async fn extend(&self, lease: &LeaseId, ttl: Duration) -> Result<bool> {
         let family = lease.kind.family();
-        let (holder, ttl_ms, kind) = (
-            lease.holder.to_string(),
-            ttl_ms(&lease.key, ttl)?,
-            kind_arg(lease.kind),
-        );
+        let ttl_ms = ttl_ms(&lease.key, ttl)?;
         let held: i64 = self
             .run(
                 "extend",
                 family,
                 &lease.key,
-                &[&holder, &ttl_ms, &kind],
+                |cmd| {
+                    cmd.arg(lease.holder.to_string()).arg(ttl_ms);
+                    kind_arg(cmd, lease.kind);
+                },
                 Some(&lease.holder),
                 |h: &i64| (if *h == 1 { "ok" } else { "not_held" }, None),
             )
@@ -320,13 +343,15 @@ impl LeaseBackend for RedisBackend {
 
     async fn release(&self, lease: &LeaseId) -> Result<Release> {
         let family = lease.kind.family();
-        let (holder, kind) = (lease.holder.to_string(), kind_arg(lease.kind));
         let remaining: i64 = self
             .run(
                 "release",
                 family,
                 &lease.key,
-                &[&holder, "0", &kind],
+                |cmd| {
+                    cmd.arg(lease.holder.to_string()).arg(0);
+                    kind_arg(cmd, lease.kind);
+                },
                 Some(&lease.holder),
                 |r: &i64| (if *r >= 0 { "ok" } else { "not_held" }, None),
             )
@@ -339,7 +364,16 @@ impl LeaseBackend for RedisBackend {
 
     async fn force_release(&self, family: LeaseFamily, key: &Key) -> Result<usize> {
         let n: i64 = self
-            .run("force", family, key, &["", "0", ""], None, |_| ("ok", None))
+            .run(
+                "force",
+                family,
+                key,
+                |cmd| {
+                    cmd.arg("").arg(0).arg("");
+                },
+                None,
+                |_| ("ok", None),
+            )
             .await?;
         Ok(n.max(0) as usize)
     }
@@ -347,9 +381,16 @@ impl LeaseBackend for RedisBackend {
     async fn inspect(&self, family: LeaseFamily, key: &Key) -> Result<Vec<LeaseInfo>> {
         type Row = (String, String, i64, i64, i64, i64);
         let rows: Vec<Row> = self
-            .run("inspect", family, key, &["", "0", ""], None, |_| {
-                ("ok", None)
-            })
+            .run(
+                "inspect",
+                family,
+                key,
+                |cmd| {
+                    cmd.arg("").arg(0).arg("");
+                },
+                None,
+                |_| ("ok", None),
+            )
             .await?;
         rows.into_iter()
             .map(|(kind, holder, tok, holds, left_ms, limit)| {
@@ -394,10 +435,16 @@ impl LeaseBackend for RedisBackend {
             family = family.as_str(),
             key = %key,
         );
+        // A release frees room for one more exclusive holder or permit:
+        // wake one waiter per release. Readers all go in together.
+        let wake = match family {
+            LeaseFamily::Lock | LeaseFamily::Semaphore => Wake::One,
+            _ => Wake::All,
+        };
         let watch = self
             .inner
             .hub
-            .subscribe(layout.channel)
+            .subscribe_with(layout.channel, wake)
             .instrument(span)
             .await?;
         Ok(Box::new(watch))

@@ -22,7 +22,7 @@ pub(crate) struct Layout {
 /// The parts of each family, in script order (see `lua/*.lua`).
 fn parts(family: LeaseFamily) -> &'static [char] {
     match family {
-        // lease, token counter
+        // lease, token counter (only while ahead of the server clock)
         LeaseFamily::Lock => &['l', 't'],
         // writer hash, readers, reader tokens, writer intents, token counter
         LeaseFamily::RwLock => &['w', 'r', 's', 'i', 't'],

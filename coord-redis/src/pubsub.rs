@@ -2,21 +2,37 @@
 //! of its waiters.
 //!
 //! The connection is a RESP3 `ConnectionManager` (it reconnects by itself and
-//! subscribes again to every channel it had). A keyed map counts the watches
+//! subscribes again to every channel it had). A keyed map holds the watches
 //! of each channel: the first watch subscribes, the last one to go
 //! unsubscribes. Subscribe and unsubscribe commands are serialized so that a
 //! late unsubscribe never undoes a newer subscribe. A lost connection wakes
 //! every watch (a spurious wake-up is allowed; a missed one is not).
+//!
+//! Wake-ups: a watch made with [`Wake::All`] is woken by every message on
+//! its channel. Watches made with [`Wake::One`] (waiters for an exclusive
+//! lock or a semaphore permit, where one release lets at most one more
+//! waiter in) share each `released` message: it wakes only the oldest of
+//! them that has no wake-up pending, so a release costs one more attempt
+//! instead of one per waiter, and waiters are served in the order they
+//! started waiting. A watch dropped with its wake-up unused hands it on to
+//! the next one. Any other message (`forced`, ...) and a lost connection
+//! wake every watch. A woken waiter that finds the key taken again needs no
+//! hand-on: whoever took it publishes when releasing, and a lease that
+//! expires instead wakes every waiter at the expiry instant the refusal
+//! carried.
 
 use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
+    collections::{BTreeMap, HashMap},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use async_trait::async_trait;
-use coord_api::{Error, LeaseWatch, Result};
+use coord_api::{LeaseWatch, Result};
 use redis::{PushInfo, PushKind, Value, aio::ConnectionManager};
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use crate::{RedisConfig, error};
 
@@ -29,34 +45,99 @@ pub(crate) struct Hub {
     commands: tokio::sync::Mutex<()>,
 }
 
+/// Which messages wake a watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// Every message on the channel.
+    All,
+    /// One `released` message per waiter (shared with the channel's other
+    /// `One` watches, oldest first); every other message.
+    One,
+}
+
 /// Channel name → its watches.
 #[derive(Default)]
-pub(crate) struct Channels(Mutex<HashMap<String, Entry>>);
+pub(crate) struct Channels(Mutex<State>);
+
+#[derive(Default)]
+pub(crate) struct State {
+    channels: HashMap<String, Entry>,
+    /// Orders the watches by creation.
+    next_id: u64,
+}
 
 struct Entry {
-    watches: usize,
     /// SUBSCRIBE for this entry was confirmed by the server.
     confirmed: bool,
-    /// Bumped on every notification.
-    tx: watch::Sender<u64>,
+    /// The watches, oldest first.
+    watches: BTreeMap<u64, Arc<Slot>>,
+}
+
+/// One watch's wake-up state.
+struct Slot {
+    wake: Wake,
+    /// A wake-up was delivered and `changed()` has not returned it yet.
+    pending: AtomicBool,
+    notify: Notify,
+}
+
+impl Slot {
+    fn wake(&self) {
+        self.pending.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    fn is_pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+}
+
+impl Entry {
+    /// Wakes the oldest `One` watch that has no wake-up pending, if any.
+    fn wake_one(&self) {
+        if let Some(slot) = self
+            .watches
+            .values()
+            .find(|s| s.wake == Wake::One && !s.is_pending())
+        {
+            slot.wake();
+        }
+    }
+
+    fn wake_all(&self) {
+        for slot in self.watches.values() {
+            slot.wake();
+        }
+    }
 }
 
 impl Channels {
     /// Handles a push from the pub/sub connection.
     pub(crate) fn dispatch(&self, push: PushInfo) {
-        let map = self.0.lock().unwrap();
+        let state = self.0.lock().unwrap();
         match push.kind {
             PushKind::Message => {
                 if let Some(Value::BulkString(name)) = push.data.first()
                     && let Ok(name) = std::str::from_utf8(name)
-                    && let Some(entry) = map.get(name)
+                    && let Some(entry) = state.channels.get(name)
                 {
-                    entry.tx.send_modify(|n| *n += 1);
+                    let released = matches!(
+                        push.data.get(1),
+                        Some(Value::BulkString(m)) if m.as_slice() == b"released"
+                    );
+                    if released {
+                        for slot in entry.watches.values().filter(|s| s.wake == Wake::All) {
+                            slot.wake();
+                        }
+                        entry.wake_one();
+                    } else {
+                        entry.wake_all();
+                    }
                 }
             }
             PushKind::Disconnection => {
-                for entry in map.values() {
-                    entry.tx.send_modify(|n| *n += 1);
+                for entry in state.channels.values() {
+                    entry.wake_all();
                 }
             }
             _ => {}
@@ -78,21 +159,42 @@ impl Hub {
         }
     }
 
-    /// A watch on `channel`, effective on the server when this returns.
+    /// A watch on `channel` woken by every message, effective on the server
+    /// when this returns.
     pub(crate) async fn subscribe(self: &Arc<Self>, channel: String) -> Result<RedisWatch> {
-        let (rx, confirmed) = {
-            let mut map = self.channels.0.lock().unwrap();
-            let entry = map.entry(channel.clone()).or_insert_with(|| Entry {
-                watches: 0,
-                confirmed: false,
-                tx: watch::channel(0).0,
-            });
-            entry.watches += 1;
-            (entry.tx.subscribe(), entry.confirmed)
+        self.subscribe_with(channel, Wake::All).await
+    }
+
+    /// A watch on `channel` woken as `wake` says, effective on the server
+    /// when this returns.
+    pub(crate) async fn subscribe_with(
+        self: &Arc<Self>,
+        channel: String,
+        wake: Wake,
+    ) -> Result<RedisWatch> {
+        let slot = Arc::new(Slot {
+            wake,
+            pending: AtomicBool::new(false),
+            notify: Notify::new(),
+        });
+        let (id, confirmed) = {
+            let mut state = self.channels.0.lock().unwrap();
+            let id = state.next_id;
+            state.next_id += 1;
+            let entry = state
+                .channels
+                .entry(channel.clone())
+                .or_insert_with(|| Entry {
+                    confirmed: false,
+                    watches: BTreeMap::new(),
+                });
+            entry.watches.insert(id, slot.clone());
+            (id, entry.confirmed)
         };
         // From here on, dropping `watch` gives the reference back.
         let watch = RedisWatch {
-            rx,
+            slot,
+            id,
             hub: self.clone(),
             channel,
         };
@@ -106,24 +208,38 @@ impl Hub {
                 Ok(Err(e)) => return Err(error::from_redis(&self.config, &what, e)),
                 Err(_) => return Err(error::timed_out(&self.config, &what, self.config.timeout())),
             }
-            if let Some(entry) = self.channels.0.lock().unwrap().get_mut(&watch.channel) {
+            if let Some(entry) = self
+                .channels
+                .0
+                .lock()
+                .unwrap()
+                .channels
+                .get_mut(&watch.channel)
+            {
                 entry.confirmed = true;
             }
         }
         Ok(watch)
     }
 
-    fn release(self: &Arc<Self>, channel: &str) {
+    /// Takes watch `id` off `channel`, handing an unused wake-up on.
+    fn release(self: &Arc<Self>, channel: &str, id: u64) {
         let last = {
-            let mut map = self.channels.0.lock().unwrap();
-            match map.get_mut(channel) {
-                Some(entry) if entry.watches > 1 => {
-                    entry.watches -= 1;
-                    false
-                }
-                Some(_) => {
-                    map.remove(channel);
-                    true
+            let mut state = self.channels.0.lock().unwrap();
+            match state.channels.get_mut(channel) {
+                Some(entry) => {
+                    if let Some(slot) = entry.watches.remove(&id)
+                        && slot.wake == Wake::One
+                        && slot.is_pending()
+                    {
+                        entry.wake_one();
+                    }
+                    if entry.watches.is_empty() {
+                        state.channels.remove(channel);
+                        true
+                    } else {
+                        false
+                    }
                 }
                 None => false,
             }
@@ -142,7 +258,14 @@ impl Hub {
 
     async fn unsubscribe(&self, channel: String) {
         let _serial = self.commands.lock().await;
-        if self.channels.0.lock().unwrap().contains_key(&channel) {
+        if self
+            .channels
+            .0
+            .lock()
+            .unwrap()
+            .channels
+            .contains_key(&channel)
+        {
             return; // watched again meanwhile
         }
         let mut conn = self.conn.clone();
@@ -152,23 +275,31 @@ impl Hub {
 
 /// A [`LeaseWatch`] on one key's channel.
 pub(crate) struct RedisWatch {
-    rx: watch::Receiver<u64>,
+    slot: Arc<Slot>,
+    id: u64,
     hub: Arc<Hub>,
     channel: String,
 }
 
 #[async_trait]
 impl LeaseWatch for RedisWatch {
+    /// Completes at the next wake-up (at once if one is pending). Cancel
+    /// safe: a wake-up is only taken when this returns.
     async fn changed(&mut self) -> Result<()> {
-        self.rx
-            .changed()
-            .await
-            .map_err(|_| Error::unavailable(&self.hub.config, "the notification channel closed"))
+        loop {
+            let notified = self.slot.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.slot.pending.swap(false, Ordering::AcqRel) {
+                return Ok(());
+            }
+            notified.await;
+        }
     }
 }
 
 impl Drop for RedisWatch {
     fn drop(&mut self) {
-        self.hub.release(&self.channel);
+        self.hub.release(&self.channel, self.id);
     }
 }

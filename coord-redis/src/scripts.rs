@@ -9,12 +9,9 @@ use std::sync::LazyLock;
 use coord_api::LeaseFamily;
 use redis::Script;
 
-static LOCK: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        include_str!("lua/common.lua"),
-        include_str!("lua/lock.lua")
-    ))
-});
+// The lock script is self-contained: the common prelude's helpers cost
+// server time on every call, and the lock's common path needs none of them.
+static LOCK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/lock.lua")));
 static RWLOCK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("lua/common.lua"),

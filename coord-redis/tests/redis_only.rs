@@ -200,6 +200,8 @@ async fn tokens_increase_across_a_restart_without_persistence() {
         last = g.token().get();
         g.release().await.unwrap();
     }
+    // With the clock ahead of every token, a released lock leaves nothing.
+    assert_eq!(keys(&server), Vec::<String>::new());
     // Push the stored counter far beyond the clock, then lose it.
     let ahead = last + 3_600_000_000;
     server
@@ -455,5 +457,70 @@ async fn password_never_in_debug_display_errors_or_traces() {
     seen.push(traces);
     for s in &seen {
         assert!(!s.contains(secret), "password leaked: {s}");
+    }
+}
+
+fn lease(key: &str, kind: LeaseKind, who: &str) -> LeaseId {
+    LeaseId {
+        kind,
+        key: Key::new(key).unwrap(),
+        holder: HolderId::new(InstanceId::new(who).unwrap()),
+    }
+}
+
+/// Whether `watch` fires within 300 ms.
+async fn fires(watch: &mut Box<dyn coord_api::LeaseWatch>) -> bool {
+    tokio::time::timeout(Duration::from_millis(300), watch.changed())
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn a_release_wakes_one_lock_waiter_and_an_unused_wake_up_is_handed_on() {
+    let server = RedisServer::start();
+    let b = backend(server.config("wake")).await;
+    let holder = lease("k", LeaseKind::Exclusive, "h");
+    let ttl = Duration::from_secs(30);
+    let mut first = b.subscribe(LeaseFamily::Lock, &holder.key).await.unwrap();
+    let mut second = b.subscribe(LeaseFamily::Lock, &holder.key).await.unwrap();
+
+    // One release, one wake-up, for the oldest waiter.
+    b.acquire(&holder, ttl).await.unwrap();
+    b.release(&holder).await.unwrap();
+    assert!(fires(&mut first).await, "the oldest waiter was woken");
+    assert!(!fires(&mut second).await, "one release woke two waiters");
+
+    // A watch dropped with its wake-up unused hands it on.
+    b.acquire(&holder, ttl).await.unwrap();
+    b.release(&holder).await.unwrap();
+    assert!(!fires(&mut second).await, "the wake-up went to the oldest");
+    drop(first);
+    assert!(fires(&mut second).await, "the unused wake-up was handed on");
+
+    // A forced release wakes every waiter.
+    let mut third = b.subscribe(LeaseFamily::Lock, &holder.key).await.unwrap();
+    b.acquire(&holder, ttl).await.unwrap();
+    assert_eq!(
+        b.force_release(LeaseFamily::Lock, &holder.key)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(fires(&mut second).await && fires(&mut third).await);
+}
+
+#[tokio::test]
+async fn a_write_release_wakes_every_reader() {
+    let server = RedisServer::start();
+    let b = backend(server.config("wake-rw")).await;
+    let writer = lease("k", LeaseKind::Write, "w");
+    let mut readers = Vec::new();
+    for _ in 0..3 {
+        readers.push(b.subscribe(LeaseFamily::RwLock, &writer.key).await.unwrap());
+    }
+    b.acquire(&writer, Duration::from_secs(30)).await.unwrap();
+    b.release(&writer).await.unwrap();
+    for r in &mut readers {
+        assert!(fires(r).await, "a reader was not woken");
     }
 }
