@@ -77,8 +77,7 @@ impl RedisBackend {
     /// use. A server that cannot be reached is `Error::Unavailable`.
     pub async fn connect(config: RedisConfig) -> Result<RedisBackend> {
         let name = config.to_string();
-        let client = redis::Client::open(connection_info(&config, ProtocolVersion::RESP2)?)
-            .map_err(|e| error::from_redis(&config, "configure the connection", e))?;
+        let client = redis_client(&config, ProtocolVersion::RESP2)?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout()))
             .set_response_timeout(Some(config.timeout()))
@@ -103,8 +102,7 @@ impl RedisBackend {
 
         let channels = Arc::new(Channels::default());
         let sink = channels.clone();
-        let pubsub_client = redis::Client::open(connection_info(&config, ProtocolVersion::RESP3)?)
-            .map_err(|e| error::from_redis(&config, "configure the pub/sub connection", e))?;
+        let pubsub_client = redis_client(&config, ProtocolVersion::RESP3)?;
         let pubsub_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout()))
             .set_response_timeout(Some(config.timeout()))
@@ -449,6 +447,37 @@ impl LeaseBackend for RedisBackend {
             .await?;
         Ok(Box::new(watch))
     }
+}
+
+/// A redis crate client for `config`, speaking `protocol`; for TLS with a
+/// CA file, trusting that file's authorities (a file that cannot be read or
+/// parsed is `Error::Config` naming it).
+fn redis_client(config: &RedisConfig, protocol: ProtocolVersion) -> Result<redis::Client> {
+    let info = connection_info(config, protocol)?;
+    let client = match (config.endpoint(), config.tls_ca_file()) {
+        (Endpoint::Tls { .. }, Some(path)) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                Error::config(format!(
+                    "key `tls_ca_file`: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let certs = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            };
+            redis::Client::build_with_tls(info, certs).map_err(|e| {
+                Error::config(format!(
+                    "key `tls_ca_file`: {}: {}",
+                    path.display(),
+                    config.redact(e.to_string())
+                ))
+            })?
+        }
+        _ => redis::Client::open(info)
+            .map_err(|e| error::from_redis(config, "configure the connection", e))?,
+    };
+    Ok(client)
 }
 
 /// The redis crate's connection settings for `config`, speaking `protocol`.

@@ -20,6 +20,7 @@ pub const CONFIG_KEYS: &[&str] = &[
     "db",
     "user",
     "password",
+    "tls_ca_file",
 ];
 
 /// How to reach the server.
@@ -90,6 +91,7 @@ pub struct RedisConfig {
     namespace: Namespace,
     timeout: Duration,
     connect_timeout: Duration,
+    tls_ca_file: Option<PathBuf>,
 }
 
 impl RedisConfig {
@@ -154,6 +156,13 @@ impl RedisConfig {
         self.connect_timeout
     }
 
+    /// For `rediss://`: a PEM file with the certificate authorities to trust
+    /// instead of the system's (`tls_ca_file=/path/ca.pem`), e.g. a private
+    /// CA. `None`: the system's trust store.
+    pub fn tls_ca_file(&self) -> Option<&std::path::Path> {
+        self.tls_ca_file.as_deref()
+    }
+
     /// Replaces any occurrence of the password in `text` (for messages that
     /// quote a server or library error).
     pub(crate) fn redact(&self, text: String) -> String {
@@ -189,6 +198,7 @@ impl fmt::Debug for RedisConfig {
             .field("namespace", &self.namespace)
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field("tls_ca_file", &self.tls_ca_file)
             .finish()
     }
 }
@@ -309,6 +319,13 @@ impl RedisConfigBuilder {
         self
     }
 
+    /// For `rediss://`: trusts the certificate authorities in this PEM file
+    /// instead of the system's (see [`RedisConfig::tls_ca_file`]).
+    pub fn tls_ca_file(self, path: impl Into<PathBuf>) -> Self {
+        let path: PathBuf = path.into();
+        self.with_config("tls_ca_file", path.to_string_lossy())
+    }
+
     /// Checks everything and builds the configuration.
     pub fn build(self) -> Result<RedisConfig> {
         let mut cfg = RedisConfig {
@@ -322,6 +339,7 @@ impl RedisConfigBuilder {
             namespace: Namespace::default(),
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            tls_ca_file: None,
         };
         if let Some(url) = &self.url {
             parse_url(url, &mut cfg)?;
@@ -354,6 +372,9 @@ fn apply(cfg: &mut RedisConfig, key: &str, value: &str) -> Result<()> {
         "db" => cfg.db = check_db(parse_db(value)?)?,
         "user" => cfg.username = Some(value.to_owned()).filter(|u| !u.is_empty()),
         "password" => cfg.password = Some(Password(value.to_owned())),
+        "tls_ca_file" => {
+            cfg.tls_ca_file = Some(PathBuf::from(value)).filter(|p| !p.as_os_str().is_empty())
+        }
         other => {
             return Err(Error::config(format!(
                 "unknown redis config key `{other}`; known keys: {}",

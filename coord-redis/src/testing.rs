@@ -44,7 +44,15 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     extra_args: Vec<String>,
     password: Option<String>,
+    tls: Option<TlsFiles>,
     child: Mutex<Option<Child>>,
+}
+
+/// The TLS port and the throwaway CA and server certificate of a
+/// [`RedisServer::start_tls`] server.
+struct TlsFiles {
+    port: u16,
+    dir: tempfile::TempDir,
 }
 
 impl RedisServer {
@@ -61,6 +69,61 @@ impl RedisServer {
         s
     }
 
+    /// Starts a server that also accepts TLS on a second loopback port, with
+    /// a certificate for `localhost` and `127.0.0.1` signed by a CA made for
+    /// this server alone (by `openssl`, in a temporary directory). Clients
+    /// are not asked for certificates. Panics with instructions when
+    /// `openssl` is missing.
+    pub fn start_tls() -> RedisServer {
+        let dir = tempfile::Builder::new()
+            .prefix("coord-redis-tls-")
+            .tempdir()
+            .expect("create a temporary directory for TLS files");
+        make_test_certificates(dir.path());
+        let port = free_port();
+        let file = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+        let (cert, key, ca) = (file("server.pem"), file("server.key"), file("ca.pem"));
+        let mut server = RedisServer::start_with(&[
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "no",
+        ]);
+        server.tls = Some(TlsFiles { port, dir });
+        server
+    }
+
+    /// The TLS port of a [`start_tls`](Self::start_tls) server.
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls.as_ref().map(|t| t.port)
+    }
+
+    /// The PEM file of the CA that signed a [`start_tls`](Self::start_tls)
+    /// server's certificate.
+    pub fn tls_ca_file(&self) -> Option<PathBuf> {
+        self.tls.as_ref().map(|t| t.dir.path().join("ca.pem"))
+    }
+
+    /// A `rediss://localhost:<tls port>` configuration trusting this server's
+    /// CA, in `namespace`, with a 2 s operation timeout. Panics unless the
+    /// server was started with [`start_tls`](Self::start_tls).
+    pub fn tls_config(&self, namespace: &str) -> RedisConfig {
+        let port = self.tls_port().expect("a server started with start_tls");
+        RedisConfig::builder()
+            .tls("localhost", port)
+            .tls_ca_file(self.tls_ca_file().unwrap())
+            .namespace(namespace)
+            .timeout(Duration::from_secs(2))
+            .build()
+            .expect("valid test TLS configuration")
+    }
+
     /// Starts a server with extra `redis-server` arguments.
     pub fn start_with(extra_args: &[&str]) -> RedisServer {
         let mut last_err = String::new();
@@ -73,6 +136,7 @@ impl RedisServer {
                     .expect("create a temporary directory for redis-server"),
                 extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
                 password: None,
+                tls: None,
                 child: Mutex::new(None),
             };
             match server.spawn() {
@@ -345,6 +409,85 @@ fn spawn_tied_to_process(cmd: Command) -> std::io::Result<Child> {
     reply_rx
         .recv()
         .map_err(|_| std::io::Error::other("spawner thread is gone"))?
+}
+
+/// Writes `ca.pem` (a throwaway CA), `server.pem` and `server.key` (a
+/// certificate for `localhost` and `127.0.0.1` it signed) into `dir`.
+fn make_test_certificates(dir: &Path) {
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write the certificate extensions");
+    let steps: [&[&str]; 3] = [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=coord-redis test CA",
+        ],
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    ];
+    for args in steps {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run openssl ({e}); the TLS test makes its certificates with it: \
+                     install it with `apt-get install -y openssl`"
+                )
+            });
+        assert!(
+            out.status.success(),
+            "openssl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 fn free_port() -> u16 {

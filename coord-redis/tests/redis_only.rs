@@ -524,3 +524,57 @@ async fn a_write_release_wakes_every_reader() {
         assert!(fires(r).await, "a reader was not woken");
     }
 }
+
+#[tokio::test]
+async fn rediss_with_a_private_ca() {
+    let server = RedisServer::start_tls();
+    let config = server.tls_config("tls");
+    assert!(
+        config.to_string().starts_with("rediss(localhost:"),
+        "{config}"
+    );
+    let b = backend(config.clone()).await;
+    let c = client(b.clone(), "a", opts(Duration::from_secs(5)));
+    let g = c
+        .lock("k")
+        .try_lock()
+        .await
+        .unwrap()
+        .expect("lock over TLS");
+    // The pub/sub connection speaks TLS too: a release wakes a waiter.
+    let mut watch = b.subscribe(LeaseFamily::Lock, g.key()).await.unwrap();
+    assert!(g.release().await.unwrap());
+    assert!(fires(&mut watch).await, "no release notification over TLS");
+
+    // Through the URL too.
+    let url = format!(
+        "rediss://localhost:{}/0?namespace=tls&tls_ca_file={}",
+        server.tls_port().unwrap(),
+        server.tls_ca_file().unwrap().display()
+    );
+    let b = RedisBackend::connect_url(&url)
+        .await
+        .expect("connect by URL");
+    let c = client(Arc::new(b), "b", opts(Duration::from_secs(5)));
+    assert!(c.lock("k").try_lock().await.unwrap().is_some());
+
+    // A server whose CA is not trusted is refused, with an error.
+    let untrusted = RedisConfig::builder()
+        .tls("localhost", server.tls_port().unwrap())
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let err = RedisBackend::connect(untrusted)
+        .await
+        .expect_err("a certificate from an unknown CA was accepted");
+    assert!(err.to_string().contains("localhost"), "{err}");
+
+    // An unreadable CA file is a configuration error naming the key.
+    let missing = RedisConfig::builder()
+        .tls("localhost", server.tls_port().unwrap())
+        .tls_ca_file("/nonexistent/ca.pem")
+        .build()
+        .unwrap();
+    let err = RedisBackend::connect(missing).await.unwrap_err();
+    assert!(err.to_string().contains("tls_ca_file"), "{err}");
+}
