@@ -1,10 +1,14 @@
 //! In-memory, uncontended: `try_lock` + `release` through coord's client type
 //! (one client, one key), with auto-extension on (the default: every grant
-//! starts a renewal task) and off, against `tokio::sync::Mutex` lock + unlock
-//! measured in the same run on the same current-thread runtime. A second
-//! group yields to the runtime every 32 iterations (baseline included), so the
-//! renewal tasks auto-extension spawns run and end as they would in an
-//! application.
+//! is queued on the client's renewal queue) and off, against
+//! `tokio::sync::Mutex` lock + unlock measured in the same run on the same
+//! current-thread runtime. A second group yields to the runtime every 32
+//! iterations (baseline included), so the renewal queue's task runs as it
+//! would in an application.
+//!
+//! For instruction counts, which do not depend on what else the machine is
+//! doing: `cargo build --release -p coord-benches --example probe` and
+//! `valgrind --tool=callgrind target/release/examples/probe {mutex|off|on} 20000`.
 //!
 //! `cargo bench -p coord-benches --bench lock`
 
@@ -56,11 +60,10 @@ fn uncontended(c: &mut Criterion) {
 
     group.finish();
 
-    // The loops above never yield, so the runtime never runs the renewal tasks
-    // that auto-extension spawns: they pile up until the batch ends. An
-    // application yields; here every loop (baseline included) yields once per
-    // 32 iterations, which lets those tasks run and end while amortising the
-    // cost of the yield itself.
+    // The loops above never yield, so the runtime never runs the renewal
+    // queue's task. An application yields; here every loop (baseline
+    // included) yields once per 32 iterations, which lets that task run while
+    // amortising the cost of the yield itself.
     let mut group = c.benchmark_group("uncontended lock+release, yield every 32");
     let count = &Cell::new(0u32);
     let mutex = &mutex;

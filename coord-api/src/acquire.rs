@@ -18,6 +18,8 @@ pub(crate) struct Request<'a> {
     pub(crate) kind: LeaseKind,
     pub(crate) key: &'a Key,
     pub(crate) opts: &'a LockOptions,
+    /// `opts.local_validity(opts.ttl)`.
+    pub(crate) validity: Duration,
     pub(crate) holder: HolderId,
 }
 
@@ -62,6 +64,24 @@ impl Request<'_> {
     /// drop a hold an outer guard counts on).
     pub(crate) async fn call(&self, id: &LeaseId, cleanup: bool) -> Result<(Acquire, Instant)> {
         let t_sent = self.client.clock().now();
+        let classify = |a: &Acquire| match a {
+            Acquire::Granted(g) => Outcome::Granted(g.token),
+            Acquire::Busy(_) => Outcome::Busy,
+        };
+        let backend = self.client.backend();
+        if let Some(local) = backend.in_process() {
+            // Answered before this returns: nothing can be cancelled midway.
+            let ttl = self.opts.ttl;
+            let res = trace::call_now(
+                "acquire",
+                self.client,
+                id,
+                None,
+                || local.acquire_now(id, ttl),
+                classify,
+            );
+            return res.map(|a| (a, t_sent));
+        }
         let mut pending = Pending {
             client: self.client,
             id: cleanup.then_some(id),
@@ -71,11 +91,8 @@ impl Request<'_> {
             self.client,
             id,
             None,
-            self.client.backend().acquire(id, self.opts.ttl),
-            |a: &Acquire| match a {
-                Acquire::Granted(g) => Outcome::Granted(g.token),
-                Acquire::Busy(_) => Outcome::Busy,
-            },
+            backend.acquire(id, self.opts.ttl),
+            classify,
         )
         .await;
         pending.id = None;
@@ -107,11 +124,11 @@ impl Request<'_> {
             Target::Lease,
             token,
             self.opts.ttl,
-            self.opts.local_validity(self.opts.ttl),
+            self.validity,
             t_sent,
         );
         if self.opts.auto_extend {
-            shared.start_watchdog(self.opts.renew_every());
+            shared.start_watchdog(self.opts.renew_every(), t_sent);
         }
         LeaseGuard::new(shared)
     }

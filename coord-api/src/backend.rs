@@ -250,6 +250,28 @@ pub trait LeaseBackend: fmt::Debug + fmt::Display + Send + Sync + 'static {
 
     /// Subscribes to changes on `key` in `family`.
     async fn subscribe(&self, family: LeaseFamily, key: &Key) -> Result<Box<dyn LeaseWatch>>;
+
+    /// This backend's synchronous face, when it answers in the caller's
+    /// thread without I/O (an in-process store): the client types then call
+    /// it instead of `acquire`, `extend` and `release`, which saves a boxed
+    /// future and a poll per call. A backend that talks to a server returns
+    /// `None`, and so must a decorator that has to see every call (fault
+    /// injection, metrics, a switch that cuts the backend off).
+    fn in_process(&self) -> Option<&dyn InProcessLeases>;
+}
+
+/// The lease operations of a backend that answers without I/O, with exactly
+/// the semantics of the [`LeaseBackend`] methods of the same names (a backend
+/// that offers this face implements those methods by calling it). Obtained
+/// from [`LeaseBackend::in_process`].
+pub trait InProcessLeases: Send + Sync {
+    /// [`LeaseBackend::acquire`], answered at once.
+    fn acquire_now(&self, lease: &LeaseId, ttl: Duration) -> Result<Acquire>;
+    /// [`LeaseBackend::extend`], answered at once.
+    fn extend_now(&self, lease: &LeaseId, ttl: Duration) -> Result<bool>;
+    /// [`LeaseBackend::release`], answered at once (subscribers are woken
+    /// before it returns when the key frees).
+    fn release_now(&self, lease: &LeaseId) -> Result<Release>;
 }
 
 macro_rules! forward_lease_backend {
@@ -279,6 +301,9 @@ macro_rules! forward_lease_backend {
             }
             async fn subscribe(&self, family: LeaseFamily, key: &Key) -> Result<Box<dyn LeaseWatch>> {
                 (**self).subscribe(family, key).await
+            }
+            fn in_process(&self) -> Option<&dyn InProcessLeases> {
+                (**self).in_process()
             }
         }
     )*};

@@ -135,7 +135,7 @@ impl Election {
             t_sent,
         );
         if opts.auto_extend {
-            shared.start_watchdog(opts.renew_every());
+            shared.start_watchdog(opts.renew_every(), t_sent);
         }
         Leadership {
             guard: LeaseGuard::new(shared),

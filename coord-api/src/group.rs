@@ -79,7 +79,7 @@ impl Group {
             t_sent,
         );
         if opts.auto_extend {
-            shared.start_watchdog(opts.renew_every());
+            shared.start_watchdog(opts.renew_every(), t_sent);
         }
         Ok(Membership {
             guard: LeaseGuard::new(shared),

@@ -13,6 +13,8 @@ pub(crate) struct Handle {
     opts: LockOptions,
     /// Whether `opts` passed validation (checked once per change, not per call).
     opts_ok: bool,
+    /// `opts.local_validity(opts.ttl)`, computed once per change.
+    validity: std::time::Duration,
 }
 
 impl Handle {
@@ -23,6 +25,7 @@ impl Handle {
             key: Key::new(key).map_err(|_| key.to_owned()),
             opts,
             opts_ok: false,
+            validity: Default::default(),
         };
         handle.set_options(|_| {});
         handle
@@ -35,6 +38,7 @@ impl Handle {
     /// Changes the options and checks them again.
     pub(crate) fn set_options(&mut self, change: impl FnOnce(&mut LockOptions)) {
         change(&mut self.opts);
+        self.validity = self.opts.local_validity(self.opts.ttl);
         self.opts_ok = match &self.key {
             Ok(k) => self.opts.validate(k).is_ok(),
             Err(_) => false,
@@ -69,6 +73,7 @@ impl Handle {
             kind,
             key,
             opts: &self.opts,
+            validity: self.validity,
             holder,
         })
     }

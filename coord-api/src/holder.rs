@@ -1,14 +1,32 @@
 //! Who holds a lease: an instance id plus a random nonce per acquisition.
 
-use std::{fmt, str::FromStr, sync::Arc};
+use std::{
+    fmt,
+    hash::{Hash, Hasher},
+    str::FromStr,
+    sync::Arc,
+};
 
 use crate::{Error, Result};
 
 /// Names one running instance of a service (a process, a pod). Shown to
 /// operators in [`LeaseInfo`](crate::LeaseInfo); it is not a secret and not a
 /// proof of anything. At most 128 bytes, no control characters, no `#`.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Eq, PartialOrd, Ord)]
 pub struct InstanceId(Arc<str>);
+
+impl PartialEq for InstanceId {
+    fn eq(&self, other: &Self) -> bool {
+        // Clones of one id share the text: no byte comparison then.
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl Hash for InstanceId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state)
+    }
+}
 
 impl InstanceId {
     /// Longest instance id, in bytes.
@@ -75,10 +93,24 @@ impl fmt::Display for InstanceId {
 /// let parsed: HolderId = h.to_string().parse().unwrap();
 /// assert_eq!(parsed, h);
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Eq, PartialOrd, Ord)]
 pub struct HolderId {
     instance: InstanceId,
     nonce: u128,
+}
+
+impl PartialEq for HolderId {
+    fn eq(&self, other: &Self) -> bool {
+        // The nonce first: it tells holders apart in one comparison.
+        self.nonce == other.nonce && self.instance == other.instance
+    }
+}
+
+impl Hash for HolderId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.instance.hash(state);
+        self.nonce.hash(state);
+    }
 }
 
 impl HolderId {

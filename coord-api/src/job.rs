@@ -148,7 +148,7 @@ impl Job {
             t_sent,
         );
         if opts.auto_extend {
-            shared.start_watchdog(opts.renew_every());
+            shared.start_watchdog(opts.renew_every(), t_sent);
         }
         let guard = LeaseGuard::new(shared);
         let ctx = JobContext {

@@ -152,7 +152,9 @@ impl Interned {
 
 impl PartialEq for Interned {
     fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && self.text == other.text
+        // The same allocation (a key cloned from another) is the common
+        // case on hot paths: no byte comparison then.
+        self.hash == other.hash && (Arc::ptr_eq(&self.text, &other.text) || self.text == other.text)
     }
 }
 

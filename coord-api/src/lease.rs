@@ -3,7 +3,10 @@
 
 use std::{
     fmt,
-    sync::{Arc, Mutex, Weak},
+    sync::{
+        Arc, Mutex, MutexGuard, Weak,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -12,7 +15,7 @@ use tokio::sync::Notify;
 use crate::{
     Client, FencingToken, HolderId, Key, LeaseId, LeaseKind, Quorum, Release, Result,
     clock::Instant,
-    renewal::Slot,
+    renewal::Queued,
     trace::{self, Outcome},
 };
 
@@ -46,12 +49,20 @@ pub(crate) struct LeaseShared {
     pub(crate) token: FencingToken,
     ttl: Duration,
     validity: Duration,
-    status: Mutex<Status>,
+    state: Mutex<State>,
     changed: Notify,
-    /// Renewal period with auto-extension on.
-    renew_every: Mutex<Option<Duration>>,
+    /// Whether anyone ever waited on `changed`: until then a status change
+    /// skips `notify_waiters` (a lock held and released without anyone
+    /// watching it pays for no wake-up).
+    watched: AtomicBool,
     /// Its place in the client's renewal queue.
-    slot: Mutex<Option<Slot>>,
+    queued: Queued,
+}
+
+struct State {
+    status: Status,
+    /// Renewal period with auto-extension on.
+    renew_every: Option<Duration>,
 }
 
 impl LeaseShared {
@@ -72,31 +83,44 @@ impl LeaseShared {
             token,
             ttl,
             validity,
-            status: Mutex::new(Status::Held(t_sent + validity)),
+            state: Mutex::new(State {
+                status: Status::Held(t_sent + validity),
+                renew_every: None,
+            }),
             changed: Notify::new(),
-            renew_every: Mutex::new(None),
-            slot: Mutex::new(None),
+            watched: AtomicBool::new(false),
+            queued: Queued::default(),
         })
     }
 
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Starts renewing every `every` in the background (on the client's
-    /// renewal queue).
-    pub(crate) fn start_watchdog(self: &Arc<Self>, every: Duration) {
-        *self.renew_every.lock().unwrap() = Some(every);
-        self.schedule(every);
+    /// renewal queue), the first time `every` after `t_sent`, when the
+    /// granting request left.
+    pub(crate) fn start_watchdog(self: &Arc<Self>, every: Duration, t_sent: Instant) {
+        self.state().renew_every = Some(every);
+        self.schedule_at(t_sent + every);
     }
 
+    pub(crate) fn queued(&self) -> &Queued {
+        &self.queued
+    }
+
+    /// Queues the next renewal `after` from now.
     fn schedule(self: &Arc<Self>, after: Duration) {
-        let at = self.client.clock().now() + after;
-        let slot = self.client.renewals().schedule(at, Arc::downgrade(self));
-        if let Some(old) = std::mem::replace(&mut *self.slot.lock().unwrap(), slot) {
-            self.client.renewals().cancel(old);
-        }
+        self.schedule_at(self.client.clock().now() + after);
     }
 
-    fn unschedule(&self) {
-        if let Some(slot) = self.slot.lock().unwrap().take() {
-            self.client.renewals().cancel(slot);
+    /// Queues the next renewal at `at`, unless the lease has ended. (Under
+    /// the state's lock, so that `end` cannot slip in between the check and
+    /// the queueing and leave an ended lease queued.)
+    fn schedule_at(self: &Arc<Self>, at: Instant) {
+        let state = self.state();
+        if matches!(state.status, Status::Held(_)) {
+            self.client.renewals().schedule(at, self, &self.queued);
         }
     }
 
@@ -104,7 +128,7 @@ impl LeaseShared {
     /// queues the next renewal, or marks it lost when it cannot be renewed
     /// before its local validity runs out.
     pub(crate) async fn renew(lease: Arc<LeaseShared>) {
-        let Some(every) = *lease.renew_every.lock().unwrap() else {
+        let Some(every) = lease.state().renew_every else {
             return;
         };
         let Some(until) = lease.valid_until() else {
@@ -123,17 +147,15 @@ impl LeaseShared {
         }
     }
 
+    /// The status now: a lease past its local validity turns lost here.
     fn status(&self) -> Status {
-        let mut s = self.status.lock().unwrap();
-        if let Status::Held(until) = *s
+        let state = self.state();
+        if let Status::Held(until) = state.status
             && self.client.clock().now() >= until
         {
-            *s = Status::Lost;
-            drop(s);
-            self.lost_now();
-            return Status::Lost;
+            return self.end(state, true);
         }
-        *s
+        state.status
     }
 
     pub(crate) fn is_held(&self) -> bool {
@@ -150,38 +172,48 @@ impl LeaseShared {
     /// The backend confirmed the lease (renewal, reentrant grant) for a
     /// request sent at `t_sent`.
     pub(crate) fn renewed(&self, t_sent: Instant) {
-        let mut s = self.status.lock().unwrap();
-        if let Status::Held(until) = *s {
-            *s = Status::Held(until.max(t_sent + self.validity));
+        let mut state = self.state();
+        if let Status::Held(until) = state.status {
+            state.status = Status::Held(until.max(t_sent + self.validity));
         }
     }
 
+    /// The lease ended: lost, or (`lost == false`) released. No-op unless held.
     pub(crate) fn mark(&self, lost: bool) {
-        let mut s = self.status.lock().unwrap();
-        if matches!(*s, Status::Held(_)) {
-            *s = if lost { Status::Lost } else { Status::Released };
-            drop(s);
-            self.unschedule();
-            if lost {
-                self.lost_now();
-            }
+        let state = self.state();
+        if matches!(state.status, Status::Held(_)) {
+            self.end(state, lost);
+        }
+    }
+
+    /// Ends a held lease (its state locked in `state`): off the renewal
+    /// queue, lost signals fired.
+    fn end(&self, mut state: MutexGuard<'_, State>, lost: bool) -> Status {
+        let status = if lost { Status::Lost } else { Status::Released };
+        state.status = status;
+        drop(state);
+        self.client.renewals().cancel(&self.queued);
+        if lost {
+            tracing::warn!(
+                key = %self.id.key,
+                holder = %self.id.holder,
+                token = self.token.get(),
+                backend = %self.client.backend(),
+                "lease lost"
+            );
+        }
+        // Pairs with `ended`: it sets `watched` before it reads the status
+        // under the same mutex, so either it sees the new status or this
+        // sees `watched`.
+        if self.watched.load(Ordering::SeqCst) {
             self.changed.notify_waiters();
         }
-    }
-
-    fn lost_now(&self) {
-        tracing::warn!(
-            key = %self.id.key,
-            holder = %self.id.holder,
-            token = self.token.get(),
-            backend = %self.client.backend(),
-            "lease lost"
-        );
-        self.changed.notify_waiters();
+        status
     }
 
     /// Waits until the lease is no longer held.
     async fn ended(&self) {
+        self.watched.store(true, Ordering::SeqCst);
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
@@ -220,7 +252,10 @@ impl LeaseShared {
     async fn backend_extend(&self) -> Result<bool> {
         let (key, holder, ttl) = (&self.id.key, &self.id.holder, self.ttl);
         match &self.target {
-            Target::Lease => self.client.backend().extend(&self.id, ttl).await,
+            Target::Lease => match self.client.backend().in_process() {
+                Some(local) => local.extend_now(&self.id, ttl),
+                None => self.client.backend().extend(&self.id, ttl).await,
+            },
             Target::Term(quorum) => {
                 let q = quorum.as_ref();
                 (self.client.leadership()?)
@@ -263,7 +298,7 @@ impl LeaseShared {
 
 impl Drop for LeaseShared {
     fn drop(&mut self) {
-        self.unschedule();
+        self.client.renewals().cancel(&self.queued);
     }
 }
 
@@ -389,18 +424,32 @@ async fn release_lease(shared: Arc<LeaseShared>) -> Result<bool> {
     ) {
         shared.mark(false);
     }
-    let res = trace::call(
-        "release",
-        &shared.client,
-        &shared.id,
-        Some(shared.token),
-        shared.backend_release(),
-        |r: &Release| match r {
-            Release::Released { .. } => Outcome::Ok,
-            Release::NotHeld => Outcome::NotHeld,
-        },
-    )
-    .await;
+    let (client, id, token) = (&shared.client, &shared.id, Some(shared.token));
+    let classify = |r: &Release| match r {
+        Release::Released { .. } => Outcome::Ok,
+        Release::NotHeld => Outcome::NotHeld,
+    };
+    let res = match (&shared.target, client.backend().in_process()) {
+        (Target::Lease, Some(local)) => trace::call_now(
+            "release",
+            client,
+            id,
+            token,
+            || local.release_now(id),
+            classify,
+        ),
+        _ => {
+            trace::call(
+                "release",
+                client,
+                id,
+                token,
+                shared.backend_release(),
+                classify,
+            )
+            .await
+        }
+    };
     match res {
         Ok(Release::Released { remaining: 0 }) => {
             shared.mark(false);

@@ -1,13 +1,21 @@
 //! Auto-extension without a task per lease: each client keeps one timer
 //! queue of the leases it renews and one task that sleeps until the earliest
 //! renewal is due, then renews what is due (each renewal its own short task,
-//! so a slow backend call does not delay the others). A lease is put on the
-//! queue when granted and taken off when released, which costs two map
-//! operations instead of a task spawn, a timer and an abort per lock.
+//! so a slow backend call does not delay the others).
+//!
+//! A grant costs one push onto the queue, a release one atomic swap: a lease
+//! is taken off the queue lazily. Each entry carries an id, and a lease
+//! remembers the id of its one live entry ([`Queued`]); an entry whose id is
+//! no longer its lease's is dead and skipped when it comes due. Dead entries
+//! are swept once they outnumber the live ones, so a lock taken and released
+//! a million times does not leave a million entries behind.
 
 use std::{
-    collections::BTreeMap,
-    sync::{Arc, Mutex, MutexGuard, Weak},
+    collections::VecDeque,
+    sync::{
+        Arc, Mutex, MutexGuard, Weak,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -23,13 +31,16 @@ pub(crate) struct Renewals {
 struct Shared {
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
+    /// Entries whose lease still counts on them.
+    live: AtomicUsize,
     /// Wakes the task when a renewal earlier than all others is queued.
     earlier: Notify,
 }
 
-#[derive(Default)]
 struct State {
-    due: BTreeMap<Slot, Weak<LeaseShared>>,
+    /// Sorted by `at`; leases with one TTL come in order, so a push is
+    /// nearly always at the back.
+    due: VecDeque<Due>,
     next_id: u64,
     /// Whether the queue's task is alive.
     running: bool,
@@ -39,46 +50,122 @@ struct State {
     wake_at: Option<Instant>,
 }
 
-/// A place in the queue, to take a lease off it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Slot(Instant, u64);
+struct Due {
+    at: Instant,
+    id: u64,
+    lease: Weak<LeaseShared>,
+}
+
+/// A lease's place in its client's renewal queue: the id of its live entry,
+/// 0 when it has none.
+#[derive(Debug, Default)]
+pub(crate) struct Queued(AtomicU64);
+
+impl Queued {
+    /// Takes the lease's live entry, if it is `id`.
+    fn take_if(&self, id: u64) -> bool {
+        self.0
+            .compare_exchange(id, 0, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+
+    fn is(&self, id: u64) -> bool {
+        self.0.load(Ordering::SeqCst) == id
+    }
+}
 
 /// How long the task lingers with nothing queued before it ends.
 const IDLE: Duration = Duration::from_secs(1);
+/// Dead entries tolerated beyond the live ones before a sweep. Small: each
+/// dead entry keeps its lease's allocation, and freeing a few at a time stays
+/// within the allocator's per-thread cache.
+const SLACK: usize = 4;
 
 impl Renewals {
     pub(crate) fn new(clock: Arc<dyn Clock>) -> Renewals {
         Renewals {
             shared: Arc::new(Shared {
                 clock,
-                state: Mutex::default(),
+                state: Mutex::new(State {
+                    due: VecDeque::new(),
+                    next_id: 1,
+                    running: false,
+                    wake_at: None,
+                }),
+                live: AtomicUsize::new(0),
                 earlier: Notify::new(),
             }),
         }
     }
 
-    /// Queues `lease` for renewal at `at`. `None` without a runtime to renew
-    /// on (the lease then lapses at its TTL).
-    pub(crate) fn schedule(&self, at: Instant, lease: Weak<LeaseShared>) -> Option<Slot> {
+    /// Queues `lease` (whose place is `queued`) for renewal at `at`,
+    /// replacing its earlier place if any. Returns false without a runtime to
+    /// renew on (the lease then lapses at its TTL).
+    pub(crate) fn schedule(&self, at: Instant, lease: &Arc<LeaseShared>, queued: &Queued) -> bool {
         let mut st = self.shared.state();
-        let slot = Slot(at, st.next_id);
-        st.next_id += 1;
-        let earliest = st.due.keys().next().is_none_or(|first| slot < *first);
+        let earliest = st.due.front().is_none_or(|first| at < first.at);
         if !st.running {
-            let handle = tokio::runtime::Handle::try_current().ok()?;
+            let Ok(handle) = tokio::runtime::Handle::try_current() else {
+                return false;
+            };
             st.running = true;
             drop(handle.spawn(run(Arc::downgrade(&self.shared))));
         } else if earliest && st.wake_at.is_none_or(|w| at < w) {
             self.shared.earlier.notify_one();
         }
-        st.due.insert(slot, lease);
-        Some(slot)
+        let id = st.next_id;
+        st.next_id += 1;
+        let due = Due {
+            at,
+            id,
+            lease: Arc::downgrade(lease),
+        };
+        match st.due.back() {
+            Some(last) if last.at > at => {
+                let pos = st.due.partition_point(|d| d.at <= at);
+                st.due.insert(pos, due);
+            }
+            _ => st.due.push_back(due),
+        }
+        if queued.0.swap(id, Ordering::SeqCst) == 0 {
+            self.shared.live.fetch_add(1, Ordering::SeqCst);
+        }
+        if st.due.len() > 2 * self.shared.live.load(Ordering::SeqCst) + SLACK {
+            let swept = sweep(&mut st);
+            drop(st);
+            drop(swept);
+        }
+        true
     }
 
-    /// Takes a lease off the queue.
-    pub(crate) fn cancel(&self, slot: Slot) {
-        self.shared.state().due.remove(&slot);
+    /// Takes a lease off the queue (its entry dies where it is).
+    pub(crate) fn cancel(&self, queued: &Queued) {
+        if queued.0.swap(0, Ordering::SeqCst) != 0 {
+            self.shared.live.fetch_sub(1, Ordering::SeqCst);
+        }
     }
+}
+
+/// Drops the dead entries. Returns the leases it looked at, to be dropped
+/// after the queue's lock (dropping a lease cancels its place, which must
+/// not happen under the lock).
+fn sweep(st: &mut State) -> Vec<Arc<LeaseShared>> {
+    let mut seen = Vec::new();
+    st.due.retain(|d| {
+        // Most dead entries are of leases already gone: no upgrade needed.
+        if d.lease.strong_count() == 0 {
+            return false;
+        }
+        match d.lease.upgrade() {
+            Some(lease) => {
+                let live = lease.queued().is(d.id);
+                seen.push(lease);
+                live
+            }
+            None => false,
+        }
+    });
+    seen
 }
 
 impl Shared {
@@ -92,7 +179,7 @@ async fn run(weak: Weak<Shared>) {
         let Some(shared) = weak.upgrade() else { return };
         let (next, wake_at) = {
             let mut st = shared.state();
-            let next = st.due.keys().next().map(|s| s.0);
+            let next = st.due.front().map(|d| d.at);
             let wake_at = next.unwrap_or_else(|| shared.clock.now() + IDLE);
             st.wake_at = Some(wake_at);
             (next, wake_at)
@@ -122,15 +209,153 @@ async fn run(weak: Weak<Shared>) {
             }
         }
         let now = shared.clock.now();
-        let due: Vec<Weak<LeaseShared>> = {
+        let mut due = Vec::new();
+        {
             let mut st = shared.state();
-            let later = st.due.split_off(&Slot(now, u64::MAX));
-            std::mem::replace(&mut st.due, later)
-                .into_values()
-                .collect()
-        };
-        for lease in due.iter().filter_map(Weak::upgrade) {
-            drop(tokio::spawn(LeaseShared::renew(lease)));
+            while st.due.front().is_some_and(|d| d.at <= now) {
+                due.extend(st.due.pop_front());
+            }
         }
+        for d in due {
+            let Some(lease) = d.lease.upgrade() else {
+                continue;
+            };
+            // A dead entry (the lease was released or rescheduled) is skipped.
+            if lease.queued().take_if(d.id) {
+                shared.live.fetch_sub(1, Ordering::SeqCst);
+                drop(tokio::spawn(LeaseShared::renew(lease)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{fmt, sync::atomic::AtomicU64};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::{
+        Acquire, Capability, Client, FencingToken, Grant, Key, LeaseBackend, LeaseFamily, LeaseId,
+        LeaseInfo, LeaseWatch, Namespace, Release, Result,
+    };
+
+    /// Grants everything, renews everything, and counts renewals.
+    #[derive(Debug, Default)]
+    struct Counting {
+        ns: Namespace,
+        tokens: AtomicU64,
+        extends: AtomicU64,
+    }
+
+    impl fmt::Display for Counting {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("counting")
+        }
+    }
+
+    #[async_trait]
+    impl LeaseBackend for Counting {
+        fn capabilities(&self) -> Capability {
+            Capability {
+                exclusive: true,
+                ..Capability::default()
+            }
+        }
+        fn namespace(&self) -> &Namespace {
+            &self.ns
+        }
+        async fn acquire(&self, _: &LeaseId, _: Duration) -> Result<Acquire> {
+            let token = self.tokens.fetch_add(1, Ordering::SeqCst) + 1;
+            Ok(Acquire::Granted(Grant {
+                token: FencingToken(token),
+                holds: 1,
+            }))
+        }
+        async fn extend(&self, _: &LeaseId, _: Duration) -> Result<bool> {
+            self.extends.fetch_add(1, Ordering::SeqCst);
+            Ok(true)
+        }
+        async fn release(&self, _: &LeaseId) -> Result<Release> {
+            Ok(Release::Released { remaining: 0 })
+        }
+        async fn force_release(&self, _: LeaseFamily, _: &Key) -> Result<usize> {
+            Ok(0)
+        }
+        async fn inspect(&self, _: LeaseFamily, _: &Key) -> Result<Vec<LeaseInfo>> {
+            Ok(vec![])
+        }
+        async fn subscribe(&self, _: LeaseFamily, _: &Key) -> Result<Box<dyn LeaseWatch>> {
+            unimplemented!("not waited on in these tests")
+        }
+        fn in_process(&self) -> Option<&dyn crate::InProcessLeases> {
+            None
+        }
+    }
+
+    fn queue_len(client: &Client) -> usize {
+        client.renewals().shared.state().due.len()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn released_leases_leave_the_queue_and_are_never_renewed() {
+        let backend = Arc::new(Counting::default());
+        let client = Client::new(backend.clone());
+        let lock = client.lock("k").ttl(Duration::from_secs(3));
+        for _ in 0..10_000 {
+            let guard = lock.try_lock().await.unwrap().unwrap();
+            assert!(guard.release().await.unwrap());
+        }
+        // Dead entries are swept as they pile up: the queue stays small.
+        assert!(queue_len(&client) <= SLACK + 1, "{}", queue_len(&client));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(backend.extends.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_lease_among_released_ones_keeps_being_renewed() {
+        let backend = Arc::new(Counting::default());
+        let client = Client::new(backend.clone());
+        let held = client
+            .lock("held")
+            .ttl(Duration::from_secs(3))
+            .try_lock()
+            .await
+            .unwrap()
+            .unwrap();
+        let lock = client.lock("churn").ttl(Duration::from_secs(3));
+        for _ in 0..1_000 {
+            let guard = lock.try_lock().await.unwrap().unwrap();
+            assert!(guard.release().await.unwrap());
+        }
+        // Renewed every TTL/3 = 1 s: about 30 times in 30 s, each a fresh entry.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let extends = backend.extends.load(Ordering::SeqCst);
+        assert!((29..=31).contains(&extends), "{extends}");
+        assert!(held.is_held());
+        assert!(queue_len(&client) <= 2 + SLACK, "{}", queue_len(&client));
+        assert!(held.release().await.unwrap());
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(backend.extends.load(Ordering::SeqCst), extends);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_guard_stops_renewal() {
+        let backend = Arc::new(Counting::default());
+        let client = Client::new(backend.clone());
+        let guard = client
+            .lock("k")
+            .ttl(Duration::from_secs(3))
+            .try_lock()
+            .await
+            .unwrap()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let before = backend.extends.load(Ordering::SeqCst);
+        assert_eq!(before, 2);
+        drop(guard);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(backend.extends.load(Ordering::SeqCst), before);
     }
 }

@@ -53,6 +53,30 @@ where
     .await
 }
 
+/// [`call`] for a synchronous call (an in-process backend's answer).
+pub(crate) fn call_now<T>(
+    op: &'static str,
+    client: &Client,
+    id: &LeaseId,
+    token: Option<FencingToken>,
+    f: impl FnOnce() -> Result<T>,
+    classify: impl FnOnce(&T) -> Outcome,
+) -> Result<T> {
+    let Some(span) = open(
+        op,
+        client,
+        id.kind.as_str(),
+        &id.key,
+        Some(&id.holder),
+        token,
+    ) else {
+        return f();
+    };
+    let res = span.in_scope(f);
+    close(&span, &res, classify);
+    res
+}
+
 /// Runs one backend call inside a `coord.backend` span: `kind` names the
 /// primitive (`exclusive`, `election`, `group`, `job`...).
 #[allow(clippy::too_many_arguments)]
@@ -69,6 +93,29 @@ pub(crate) async fn call_on<T, F>(
 where
     F: Future<Output = Result<T>>,
 {
+    let Some(span) = open(op, client, kind, key, holder, token) else {
+        return fut.await;
+    };
+    let res = fut.instrument(span.clone()).await;
+    close(&span, &res, classify);
+    res
+}
+
+/// The span of one call, with what is known before it; `None` when nobody
+/// listens.
+fn open(
+    op: &'static str,
+    client: &Client,
+    kind: &'static str,
+    key: &Key,
+    holder: Option<&HolderId>,
+    token: Option<FencingToken>,
+) -> Option<tracing::Span> {
+    // Nothing listens at debug level (the common case in production): one
+    // atomic load instead of a span's callsite check.
+    if !tracing::level_enabled!(tracing::Level::DEBUG) {
+        return None;
+    }
     let span = tracing::debug_span!(
         "coord.backend",
         op,
@@ -80,7 +127,7 @@ where
         outcome = Empty,
     );
     if span.is_disabled() {
-        return fut.await;
+        return None;
     }
     if let Some(h) = holder {
         span.record("holder", tracing::field::display(h));
@@ -88,8 +135,12 @@ where
     if let Some(t) = token {
         span.record("token", t.get());
     }
-    let res = fut.instrument(span.clone()).await;
-    match &res {
+    Some(span)
+}
+
+/// Records how the call ended.
+fn close<T>(span: &tracing::Span, res: &Result<T>, classify: impl FnOnce(&T) -> Outcome) {
+    match res {
         Ok(v) => {
             let outcome = classify(v);
             if let Outcome::Granted(t) = outcome {
@@ -99,5 +150,4 @@ where
         }
         Err(e) => span.record("outcome", tracing::field::display(e)),
     };
-    res
 }

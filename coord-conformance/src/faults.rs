@@ -125,6 +125,11 @@ impl LeaseBackend for Switch {
         self.check()?;
         self.inner.subscribe(family, key).await
     }
+
+    /// Never: every call must see whether the switch is off.
+    fn in_process(&self) -> Option<&dyn coord_api::InProcessLeases> {
+        None
+    }
 }
 
 #[async_trait]

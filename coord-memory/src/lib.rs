@@ -40,7 +40,7 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use coord_api::{
-    Acquire, Campaign, Capability, Clock, FencingToken, HolderId, Key, LeaderInfo,
+    Acquire, Campaign, Capability, Clock, FencingToken, HolderId, InProcessLeases, Key, LeaderInfo,
     LeadershipBackend, LeaseBackend, LeaseFamily, LeaseId, LeaseInfo, LeaseWatch, Members,
     Namespace, OnceBegin, Quorum, Release, Result, TokioClock,
 };
@@ -144,10 +144,10 @@ impl MemoryBackend {
     }
 
     fn notify(&self, family: LeaseFamily, key: &Key) {
-        self.store
-            .inner
-            .watchers
-            .notify(&table_key(&self.ns, family, key));
+        let watchers = &self.store.inner.watchers;
+        if watchers.any() {
+            watchers.notify(&table_key(&self.ns, family, key));
+        }
     }
 }
 
@@ -174,29 +174,15 @@ impl LeaseBackend for MemoryBackend {
     }
 
     async fn acquire(&self, lease: &LeaseId, ttl: Duration) -> Result<Acquire> {
-        self.store
-            .inner
-            .table
-            .acquire(&self.ns, lease, ttl, self.clock())
+        self.acquire_now(lease, ttl)
     }
 
     async fn extend(&self, lease: &LeaseId, ttl: Duration) -> Result<bool> {
-        self.store
-            .inner
-            .table
-            .extend(&self.ns, lease, ttl, self.clock())
+        self.extend_now(lease, ttl)
     }
 
     async fn release(&self, lease: &LeaseId) -> Result<Release> {
-        let (release, freed) = self
-            .store
-            .inner
-            .table
-            .release(&self.ns, lease, self.clock());
-        if freed == Freed::Yes {
-            self.notify(lease.kind.family(), &lease.key);
-        }
-        Ok(release)
+        self.release_now(lease)
     }
 
     async fn force_release(&self, family: LeaseFamily, key: &Key) -> Result<usize> {
@@ -222,6 +208,40 @@ impl LeaseBackend for MemoryBackend {
             self.store.clone(),
             table_key(&self.ns, family, key),
         )))
+    }
+
+    fn in_process(&self) -> Option<&dyn InProcessLeases> {
+        Some(self)
+    }
+}
+
+/// The store answers in the caller's thread: the client types call these
+/// directly, without a future.
+impl InProcessLeases for MemoryBackend {
+    fn acquire_now(&self, lease: &LeaseId, ttl: Duration) -> Result<Acquire> {
+        self.store
+            .inner
+            .table
+            .acquire(&self.ns, lease, ttl, self.clock())
+    }
+
+    fn extend_now(&self, lease: &LeaseId, ttl: Duration) -> Result<bool> {
+        self.store
+            .inner
+            .table
+            .extend(&self.ns, lease, ttl, self.clock())
+    }
+
+    fn release_now(&self, lease: &LeaseId) -> Result<Release> {
+        let (release, freed) = self
+            .store
+            .inner
+            .table
+            .release(&self.ns, lease, self.clock());
+        if freed == Freed::Yes {
+            self.notify(lease.kind.family(), &lease.key);
+        }
+        Ok(release)
     }
 }
 

@@ -98,8 +98,13 @@ impl Entry {
     }
 
     fn purge(&mut self, now: Instant) {
-        self.leases.retain(|l| l.expires > now);
-        self.intents.retain(|(_, until)| *until > now);
+        // Usually nothing has expired: look before rewriting the vectors.
+        if self.leases.iter().any(|l| l.expires <= now) {
+            self.leases.retain(|l| l.expires > now);
+        }
+        if self.intents.iter().any(|(_, until)| *until <= now) {
+            self.intents.retain(|(_, until)| *until > now);
+        }
         if self.leases.is_empty() {
             self.limit = None;
         }

@@ -28,9 +28,15 @@ impl<K: std::hash::Hash + Eq + Clone> Default for Watchers<K> {
 }
 
 impl<K: std::hash::Hash + Eq + Clone> Watchers<K> {
+    /// Whether any watch is live (on any key): when not, a change needs no
+    /// notification and its caller need not even build the key.
+    pub(crate) fn any(&self) -> bool {
+        self.live.load(Ordering::SeqCst) != 0
+    }
+
     /// Wakes every watcher of `key`.
     pub(crate) fn notify(&self, key: &K) {
-        if self.live.load(Ordering::SeqCst) == 0 {
+        if !self.any() {
             return;
         }
         if let Some(tx) = self.channels.get(key) {

@@ -447,6 +447,11 @@ impl LeaseBackend for RedisBackend {
             .await?;
         Ok(Box::new(watch))
     }
+
+    /// Every call is a round trip to the server.
+    fn in_process(&self) -> Option<&dyn coord_api::InProcessLeases> {
+        None
+    }
 }
 
 /// A redis crate client for `config`, speaking `protocol`; for TLS with a

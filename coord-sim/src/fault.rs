@@ -237,4 +237,10 @@ impl<B: LeaseBackend> LeaseBackend for Faulty<B> {
         self.run("subscribe", self.inner.subscribe(family, key))
             .await
     }
+
+    /// Never: every call must pass through the fault plan, even on an
+    /// in-process backend.
+    fn in_process(&self) -> Option<&dyn coord_api::InProcessLeases> {
+        None
+    }
 }

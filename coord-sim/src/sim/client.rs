@@ -176,6 +176,11 @@ impl LeaseBackend for SimBackend {
         self.watch("subscribe", Topic::Lease(family, key.clone()))
             .await
     }
+
+    /// Every call crosses the simulated network.
+    fn in_process(&self) -> Option<&dyn coord_api::InProcessLeases> {
+        None
+    }
 }
 
 impl SimBackend {
