@@ -19,7 +19,7 @@ use tracing::{Instrument, field::Empty};
 
 use crate::{
     Endpoint, RedisConfig, error,
-    keys::{self, Layout},
+    keys::{self, Layout, Names},
     pubsub::{Channels, Hub, Wake},
     scripts,
 };
@@ -78,9 +78,14 @@ impl RedisBackend {
     pub async fn connect(config: RedisConfig) -> Result<RedisBackend> {
         let name = config.to_string();
         let client = redis_client(&config, ProtocolVersion::RESP2)?;
+        // No response timeout of the redis crate's own: every request on
+        // this connection runs under the operation timeout (`run`, and the
+        // leadership calls), which also bounds a wait for a reconnection; a
+        // second timer per request would only cost time. (The crate's
+        // response timeout never triggers a reconnection either.)
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout()))
-            .set_response_timeout(Some(config.timeout()))
+            .set_response_timeout(None)
             .set_number_of_retries(3)
             .set_max_delay(Duration::from_millis(500));
         let conn = match tokio::time::timeout(
@@ -144,19 +149,22 @@ impl RedisBackend {
         (&self.inner.conn, &self.inner.hub, &self.inner.name)
     }
 
-    /// Runs `family`'s script for `op` on `key` with the arguments `args`
-    /// appends (after the operation and the channel), within the operation
-    /// timeout, inside a `coord.redis` span.
+    /// Runs `family`'s script for `op` on `key`, passing the keys `keys`
+    /// names and then the operation and what `args` appends, within the
+    /// operation timeout, inside a `coord.redis` span.
     ///
-    /// The EVALSHA is built in one buffer (no per-argument copies); after a
-    /// NOSCRIPT reply (a `SCRIPT FLUSH`, a restarted server) the script is
-    /// loaded and the call repeated once.
+    /// The EVALSHA is built in one buffer sized up front: key names, the
+    /// channel and the holder are written straight into it (no `String` per
+    /// name, no growth); after a NOSCRIPT reply (a `SCRIPT FLUSH`, a restarted
+    /// server) the script is loaded and the call repeated once.
+    #[allow(clippy::too_many_arguments)]
     async fn run<T: FromRedisValue>(
         &self,
         op: &'static str,
         family: LeaseFamily,
         key: &Key,
-        args: impl FnOnce(&mut redis::Cmd),
+        keys: Keys,
+        args: impl FnOnce(&mut redis::Cmd, &mut Names),
         holder: Option<&HolderId>,
         outcome: fn(&T) -> (&'static str, Option<i64>),
     ) -> Result<T> {
@@ -171,15 +179,24 @@ impl RedisBackend {
             token = Empty,
             outcome = Empty,
         );
-        let layout = self.layout(family, key);
+        let mut names = Names::new(self.namespace(), family, key);
+        let parts = match keys {
+            Keys::All => keys::parts(family),
+            Keys::Lease => &keys::parts(family)[..1],
+        };
         let script = scripts::script(family);
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(script.get_hash()).arg(layout.keys.len());
-        for k in &layout.keys {
-            cmd.arg(k);
+        // sha, numkeys, the keys, op, channel, holder, ttl, kind.
+        let mut cmd = redis::Cmd::with_capacity(
+            parts.len() + 8,
+            128 + (parts.len() + 1) * names.len()
+                + holder.map_or(0, |h| h.instance().as_str().len() + 33),
+        );
+        cmd.arg("EVALSHA").arg(script.get_hash()).arg(parts.len());
+        for p in parts {
+            names.write(&mut cmd, *p);
         }
-        cmd.arg(op).arg(&layout.channel);
-        args(&mut cmd);
+        cmd.arg(op);
+        args(&mut cmd, &mut names);
         let mut conn = self.inner.conn.clone();
         let call = async {
             match cmd.query_async::<T>(&mut conn).await {
@@ -221,6 +238,37 @@ impl RedisBackend {
     }
 }
 
+/// Which of a family's keys a script call passes.
+#[derive(Clone, Copy)]
+enum Keys {
+    /// All of them, in script order.
+    All,
+    /// The first (the lease) alone: the lock operations that touch nothing
+    /// else pass only it (every key passed costs the server time).
+    Lease,
+}
+
+/// Appends `holder`'s text form (`instance#nonce-in-hex`, as
+/// [`HolderId`]'s `Display` spells it) as the next argument of `cmd`,
+/// without the formatting machinery.
+fn holder_arg(cmd: &mut redis::Cmd, holder: &HolderId) {
+    use std::io::Write;
+
+    use redis::RedisWrite;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = [0u8; 33];
+    hex[0] = b'#';
+    let mut n = holder.nonce();
+    for b in hex[1..].iter_mut().rev() {
+        *b = HEX[(n & 0xf) as usize];
+        n >>= 4;
+    }
+    let mut w = cmd.writer_for_next_arg();
+    // Writing into the command's Vec cannot fail.
+    let _ = w.write_all(holder.instance().as_str().as_bytes());
+    let _ = w.write_all(&hex);
+}
+
 /// Appends the kind argument the scripts take.
 fn kind_arg(cmd: &mut redis::Cmd, kind: LeaseKind) {
     match kind {
@@ -258,6 +306,31 @@ fn token(v: i64) -> FencingToken {
     FencingToken(v.max(0) as u64)
 }
 
+/// The keys the operations that touch only the lease pass: the lease alone
+/// for the lock script, every key for the others.
+fn lease_only(family: LeaseFamily) -> Keys {
+    match family {
+        LeaseFamily::Lock => Keys::Lease,
+        _ => Keys::All,
+    }
+}
+
+/// An acquire reply as `[status, token or retry ms or stored limit, holds]`:
+/// an integer is a fresh lock grant (its token, one hold); arrays are
+/// `[1, token, holds]`, `[0, retry ms]` or `[-1, stored limit]`.
+fn acquire_reply(v: &redis::Value) -> Option<[i64; 3]> {
+    use redis::Value::{Array, Int};
+    match v {
+        Int(tok) => Some([1, *tok, 1]),
+        Array(a) => match a.as_slice() {
+            [Int(1), Int(tok), Int(holds)] => Some([1, *tok, *holds]),
+            [Int(s), Int(x)] if *s <= 0 => Some([*s, *x, 0]),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 #[async_trait]
 impl LeaseBackend for RedisBackend {
     fn capabilities(&self) -> Capability {
@@ -280,40 +353,47 @@ impl LeaseBackend for RedisBackend {
         }
         let family = lease.kind.family();
         let ttl_ms = ttl_ms(&lease.key, ttl)?;
-        let reply: Vec<i64> = self
+        // The lock script answers a fresh grant with its token alone;
+        // everything else is an array.
+        let reply: redis::Value = self
             .run(
                 "acquire",
                 family,
                 &lease.key,
-                |cmd| {
-                    cmd.arg(lease.holder.to_string()).arg(ttl_ms);
+                Keys::All,
+                |cmd, names| {
+                    if family != LeaseFamily::Lock {
+                        names.write(cmd, 'c');
+                    }
+                    holder_arg(cmd, &lease.holder);
+                    cmd.arg(ttl_ms);
                     kind_arg(cmd, lease.kind);
                 },
                 Some(&lease.holder),
-                |r: &Vec<i64>| match r.as_slice() {
-                    [1, tok, _] => ("granted", Some(*tok)),
-                    [0, _] => ("busy", None),
+                |r: &redis::Value| match acquire_reply(r) {
+                    Some([1, tok, _]) => ("granted", Some(tok)),
+                    Some([0, _, _]) => ("busy", None),
                     _ => ("refused", None),
                 },
             )
             .await?;
-        match reply.as_slice() {
-            [1, tok, holds] => Ok(Acquire::Granted(Grant {
-                token: token(*tok),
-                holds: (*holds).clamp(1, u32::MAX as i64) as u32,
+        match acquire_reply(&reply) {
+            Some([1, tok, holds]) => Ok(Acquire::Granted(Grant {
+                token: token(tok),
+                holds: holds.clamp(1, u32::MAX as i64) as u32,
             })),
-            [0, retry_ms] => Ok(Acquire::Busy(Busy {
-                retry_in: millis(*retry_ms),
+            Some([0, retry_ms, _]) => Ok(Acquire::Busy(Busy {
+                retry_in: millis(retry_ms),
             })),
-            [-1, stored] => Err(Error::invalid(format!(
+            Some([-1, stored, _]) => Err(Error::invalid(format!(
                 "semaphore {:?} has live permits granted with limit {stored}; asked with limit {}",
                 lease.key.as_str(),
                 kind_name(lease.kind)
             ))),
-            other => Err(Error::backend(
+            _ => Err(Error::backend(
                 self,
                 format!(
-                    "unexpected acquire reply {other:?} for {:?}",
+                    "unexpected acquire reply {reply:?} for {:?}",
                     lease.key.as_str()
                 ),
             )),
@@ -328,9 +408,17 @@ impl LeaseBackend for RedisBackend {
                 "extend",
                 family,
                 &lease.key,
-                |cmd| {
-                    cmd.arg(lease.holder.to_string()).arg(ttl_ms);
-                    kind_arg(cmd, lease.kind);
+                Keys::All,
+                |cmd, names| {
+                    if family == LeaseFamily::Lock {
+                        holder_arg(cmd, &lease.holder);
+                        cmd.arg(ttl_ms);
+                    } else {
+                        names.write(cmd, 'c');
+                        holder_arg(cmd, &lease.holder);
+                        cmd.arg(ttl_ms);
+                        kind_arg(cmd, lease.kind);
+                    }
                 },
                 Some(&lease.holder),
                 |h: &i64| (if *h == 1 { "ok" } else { "not_held" }, None),
@@ -346,9 +434,17 @@ impl LeaseBackend for RedisBackend {
                 "release",
                 family,
                 &lease.key,
-                |cmd| {
-                    cmd.arg(lease.holder.to_string()).arg(0);
-                    kind_arg(cmd, lease.kind);
+                lease_only(family),
+                |cmd, names| {
+                    if family == LeaseFamily::Lock {
+                        holder_arg(cmd, &lease.holder);
+                        names.write(cmd, 'c');
+                    } else {
+                        names.write(cmd, 'c');
+                        holder_arg(cmd, &lease.holder);
+                        cmd.arg(0);
+                        kind_arg(cmd, lease.kind);
+                    }
                 },
                 Some(&lease.holder),
                 |r: &i64| (if *r >= 0 { "ok" } else { "not_held" }, None),
@@ -366,8 +462,12 @@ impl LeaseBackend for RedisBackend {
                 "force",
                 family,
                 key,
-                |cmd| {
-                    cmd.arg("").arg(0).arg("");
+                lease_only(family),
+                |cmd, names| {
+                    names.write(cmd, 'c');
+                    if family != LeaseFamily::Lock {
+                        cmd.arg("").arg(0).arg("");
+                    }
                 },
                 None,
                 |_| ("ok", None),
@@ -383,8 +483,12 @@ impl LeaseBackend for RedisBackend {
                 "inspect",
                 family,
                 key,
-                |cmd| {
-                    cmd.arg("").arg(0).arg("");
+                lease_only(family),
+                |cmd, names| {
+                    if family != LeaseFamily::Lock {
+                        names.write(cmd, 'c');
+                        cmd.arg("").arg(0).arg("");
+                    }
                 },
                 None,
                 |_| ("ok", None),

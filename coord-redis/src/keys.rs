@@ -20,7 +20,7 @@ pub(crate) struct Layout {
 }
 
 /// The parts of each family, in script order (see `lua/*.lua`).
-fn parts(family: LeaseFamily) -> &'static [char] {
+pub(crate) fn parts(family: LeaseFamily) -> &'static [char] {
     match family {
         // lease, token counter (only while ahead of the server clock)
         LeaseFamily::Lock => &['l', 't'],
@@ -45,6 +45,48 @@ pub(crate) fn layout(ns: &Namespace, family: LeaseFamily, key: &Key) -> Layout {
             .map(|p| format!("{base}:{p}"))
             .collect(),
         channel: format!("{base}:c"),
+    }
+}
+
+/// The names of one primitive, written straight into a command's argument
+/// buffer: what [`layout`] spells, built once per call instead of a `String`
+/// per name (the lease operations are on the hot path).
+pub(crate) struct Names {
+    /// `coord:{<ns>:<family>:<key>}:` and, past `base`, the last part.
+    buf: Vec<u8>,
+    base: usize,
+}
+
+impl Names {
+    /// The names of `key` in `family`.
+    pub(crate) fn new(ns: &Namespace, family: LeaseFamily, key: &Key) -> Names {
+        let (ns, family, key) = (ns.as_str(), family.as_str(), key.as_str());
+        let base = PREFIX.len() + ns.len() + family.len() + key.len() + 5;
+        let mut buf = Vec::with_capacity(base + 1);
+        buf.extend_from_slice(PREFIX.as_bytes());
+        buf.push(b'{');
+        buf.extend_from_slice(ns.as_bytes());
+        buf.push(b':');
+        buf.extend_from_slice(family.as_bytes());
+        buf.push(b':');
+        buf.extend_from_slice(key.as_bytes());
+        buf.extend_from_slice(b"}:");
+        debug_assert_eq!(buf.len(), base);
+        Names { buf, base }
+    }
+
+    /// Appends `<base>:<part>` as the next argument of `cmd` (`part` `'c'` is
+    /// the channel).
+    pub(crate) fn write(&mut self, cmd: &mut redis::Cmd, part: char) {
+        use redis::RedisWrite;
+        self.buf.truncate(self.base);
+        self.buf.push(part as u8);
+        cmd.write_arg(&self.buf);
+    }
+
+    /// The length of one name.
+    pub(crate) fn len(&self) -> usize {
+        self.base + 1
     }
 }
 
@@ -89,5 +131,37 @@ mod tests {
             ]
         );
         assert_eq!(l.channel, "coord:{ns:lock:jobs/backup}:c");
+    }
+
+    #[test]
+    fn names_write_what_layout_spells() {
+        let ns = Namespace::new("ns").unwrap();
+        for key in ["a", "x}y", "ü/1", &"k".repeat(512)] {
+            let key = Key::new(key).unwrap();
+            for family in [
+                LeaseFamily::Lock,
+                LeaseFamily::RwLock,
+                LeaseFamily::Semaphore,
+            ] {
+                let l = layout(&ns, family, &key);
+                let mut names = Names::new(&ns, family, &key);
+                let mut cmd = redis::Cmd::new();
+                for p in parts(family) {
+                    names.write(&mut cmd, *p);
+                }
+                names.write(&mut cmd, 'c');
+                let written: Vec<String> = cmd
+                    .args_iter()
+                    .map(|a| match a {
+                        redis::Arg::Simple(b) => String::from_utf8(b.to_vec()).unwrap(),
+                        _ => panic!("not a plain argument"),
+                    })
+                    .collect();
+                let mut expected = l.keys.clone();
+                expected.push(l.channel.clone());
+                assert_eq!(written, expected);
+                assert!(expected.iter().all(|n| n.len() == names.len()));
+            }
+        }
     }
 }
