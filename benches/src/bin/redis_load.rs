@@ -10,18 +10,25 @@
 //! - SPI: the backend alone (`acquire` + `release`, no client layer).
 //!
 //! Fairness: the baseline's connection is set up like the backend's (same
-//! `ConnectionManager` settings, TCP_NODELAY, RESP2, same response timeout);
-//! every contender gets a warm-up before the measured rounds; the rounds
-//! rotate the order of the contenders; the figures are medians of the rounds
-//! with their quartiles; the ratio to the baseline is the median over the
-//! rounds of the ratio within each round. Server and client CPU per operation come from the
-//! server's `INFO cpu` and this process's threads' `schedstat`.
+//! `ConnectionManager` settings, TCP_NODELAY, RESP2; the baseline bounds each
+//! request by the crate's response timeout, the backend by its operation
+//! timeout of the same length instead, so one timer per request on both
+//! sides); every contender gets a warm-up before the measured rounds; the
+//! rounds rotate the order of the contenders; the figures are medians of the
+//! rounds with their quartiles; the ratio to the baseline is the median over
+//! the rounds of the ratio within each round. Server and client CPU per
+//! operation come from the server's `INFO cpu` and this process's threads'
+//! `schedstat`; the server's time inside the commands each contender sends
+//! (`INFO commandstats`: a script's time includes the calls it makes; reading
+//! requests and writing replies are not included) is shown per operation
+//! too, with a per-command breakdown under the table.
 //!
 //! Scenarios: sequential on distinct keys from one task (target ≥ 0.95× the
 //! baseline), 64 tasks on distinct keys (≥ 0.9×), 16 tasks contending for
 //! one key (p99 wait ≤ 10 ms, most / fewest acquisitions per task ≤ 1.5).
 //! `ONLY=seq,par,contend` picks scenarios, `ROUNDS=n` the number of rounds,
-//! `WHO=coord` measures one contender alone (for profiling), `STATS=1` prints the server's command statistics at the end.
+//! `WHO=coord` measures one contender alone (for profiling), `STATS=1` prints
+//! the server's command statistics at the end.
 //!
 //! It starts its own `redis-server` (the coord-redis test fixture) and runs
 //! for about a minute:
@@ -49,6 +56,7 @@ fn main() {
 #[cfg(not(madsim))]
 mod load {
     use std::{
+        collections::BTreeMap,
         future::Future,
         pin::Pin,
         sync::Arc,
@@ -155,15 +163,74 @@ mod load {
         name: &'static str,
         prefix: &'static str,
         op: Op,
+        /// The commands it sends (INFO commandstats also counts those its
+        /// scripts call).
+        top_level: &'static [&'static str],
     }
 
-    /// One measurement: operations per second, and CPU microseconds per
-    /// operation spent by the server and by this process.
-    #[derive(Clone, Copy, Debug)]
+    const BASELINE_SENDS: &[&str] = &["set", "evalsha", "script|load"];
+    const COORD_SENDS: &[&str] = &["evalsha", "script|load"];
+
+    /// One measurement: operations per second, CPU microseconds per
+    /// operation spent by the server and by this process, and the server's
+    /// command statistics over the measurement.
+    #[derive(Clone, Debug)]
     struct Sample {
         ops: f64,
+        total: u64,
         server_us: f64,
         client_us: f64,
+        commands: CommandStats,
+    }
+
+    /// Command name → (calls, microseconds), from `INFO commandstats`.
+    /// Top-level commands only: a script's time includes the calls it makes,
+    /// which are listed too but not added again.
+    type CommandStats = BTreeMap<String, (u64, u64)>;
+
+    fn command_stats(server: &RedisServer) -> CommandStats {
+        let info = match server.command(&["INFO", "commandstats"]) {
+            Ok(redis::Value::BulkString(b)) => String::from_utf8_lossy(&b).into_owned(),
+            Ok(redis::Value::VerbatimString { text, .. }) => text,
+            other => panic!("INFO commandstats replied {other:?}"),
+        };
+        info.lines()
+            .filter_map(|l| l.strip_prefix("cmdstat_"))
+            .filter_map(|l| {
+                let (name, rest) = l.split_once(':')?;
+                let field = |f: &str| {
+                    rest.split(',')
+                        .find_map(|kv| kv.strip_prefix(f))
+                        .and_then(|v| v.parse::<u64>().ok())
+                };
+                Some((name.to_owned(), (field("calls=")?, field("usec=")?)))
+            })
+            .collect()
+    }
+
+    /// `after - before`, without the commands this tool sends itself.
+    fn command_diff(before: &CommandStats, after: &CommandStats) -> CommandStats {
+        after
+            .iter()
+            .filter(|(name, _)| !name.starts_with("info"))
+            .map(|(name, (calls, usec))| {
+                let (c0, u0) = before.get(name).copied().unwrap_or((0, 0));
+                (name.clone(), (calls - c0, usec - u0))
+            })
+            .filter(|(_, (calls, _))| *calls > 0)
+            .collect()
+    }
+
+    /// Microseconds per operation the server spent inside the commands in
+    /// `top_level` (those the contender sends, as opposed to those its
+    /// scripts call).
+    fn command_us(commands: &CommandStats, top_level: &[&str], ops: u64) -> f64 {
+        let usec: u64 = commands
+            .iter()
+            .filter(|(name, _)| top_level.contains(&name.as_str()))
+            .map(|(_, (_, usec))| usec)
+            .sum();
+        usec as f64 / ops.max(1) as f64
     }
 
     /// The server's and this process's CPU time, in seconds.
@@ -211,6 +278,7 @@ mod load {
         c: &Contender,
         round: &str,
     ) -> Sample {
+        let commands_before = command_stats(server);
         let before = cpu(server);
         let start = Instant::now();
         let end = start + time;
@@ -234,11 +302,14 @@ mod load {
         }
         let elapsed = start.elapsed().as_secs_f64();
         let after = cpu(server);
+        let commands = command_diff(&commands_before, &command_stats(server));
         let n = total.max(1) as f64;
         Sample {
             ops: total as f64 / elapsed,
+            total: total as u64,
             server_us: (after.server - before.server) * 1e6 / n,
             client_us: (after.client - before.client) * 1e6 / n,
+            commands,
         }
     }
 
@@ -291,7 +362,7 @@ mod load {
                 ratio_coord = ratio;
             }
             println!(
-                "| {name} | {} | {med:.0} | {:.0}–{:.0} | {ratio:.3} ({lo:.2}–{hi:.2}) | {} | {:.1} | {:.1} |",
+                "| {name} | {} | {med:.0} | {:.0}–{:.0} | {ratio:.3} ({lo:.2}–{hi:.2}) | {} | {:.1} | {:.1} | {:.1} |",
                 c.name,
                 ops.iter().copied().fold(f64::INFINITY, f64::min),
                 ops.iter().copied().fold(0.0, f64::max),
@@ -301,10 +372,51 @@ mod load {
                     String::new()
                 },
                 median(s.iter().map(|s| s.server_us)),
+                median(
+                    s.iter()
+                        .map(|s| command_us(&s.commands, c.top_level, s.total))
+                ),
                 median(s.iter().map(|s| s.client_us)),
             );
         }
         ratio_coord
+    }
+
+    /// Per contender, over all rounds: calls per operation and microseconds
+    /// per call of every command the server ran.
+    fn breakdown(name: &str, contenders: &[Contender], samples: &[Vec<Sample>]) {
+        for (c, s) in contenders.iter().zip(samples) {
+            let ops: u64 = s.iter().map(|s| s.total).sum();
+            let mut sum = CommandStats::new();
+            for sample in s {
+                for (cmd, (calls, usec)) in &sample.commands {
+                    let e = sum.entry(cmd.clone()).or_default();
+                    e.0 += calls;
+                    e.1 += usec;
+                }
+            }
+            let parts: Vec<String> = sum
+                .iter()
+                .map(|(cmd, (calls, usec))| {
+                    format!(
+                        "{cmd}{} {:.2}/op × {:.2} µs",
+                        if c.top_level.contains(&cmd.as_str()) {
+                            ""
+                        } else {
+                            " (in scripts)"
+                        },
+                        *calls as f64 / ops.max(1) as f64,
+                        *usec as f64 / (*calls).max(1) as f64
+                    )
+                })
+                .collect();
+            println!(
+                "- {name}, {}: in commands {:.2} µs/op: {}",
+                c.name,
+                command_us(&sum, c.top_level, ops),
+                parts.join(", ")
+            );
+        }
     }
 
     pub async fn run() {
@@ -331,6 +443,7 @@ mod load {
             Contender {
                 name: "baseline",
                 prefix: "bl",
+                top_level: BASELINE_SENDS,
                 op: {
                     let b = baseline.clone();
                     Arc::new(move |key: String| -> BoxFut {
@@ -342,6 +455,7 @@ mod load {
             Contender {
                 name: "coord",
                 prefix: "co",
+                top_level: COORD_SENDS,
                 op: {
                     let c = client.clone();
                     Arc::new(move |key: String| -> BoxFut {
@@ -353,6 +467,7 @@ mod load {
             Contender {
                 name: "SPI",
                 prefix: "spi",
+                top_level: COORD_SENDS,
                 op: {
                     let b = backend.clone();
                     Arc::new(move |key: String| -> BoxFut {
@@ -381,12 +496,14 @@ mod load {
         );
         println!();
         println!(
-            "| scenario | who | ops/s (median) | ops/s min–max | / baseline: median of rounds (quartiles) | target | server µs/op | client µs/op |"
+            "| scenario | who | ops/s (median) | ops/s min–max | / baseline: median of rounds (quartiles) | target | server µs/op | server in commands µs/op | client µs/op |"
         );
-        println!("|---|---|---:|---:|---:|---|---:|---:|");
+        println!("|---|---|---:|---:|---:|---|---:|---:|---:|");
+        let mut breakdowns = Vec::new();
         if only.contains("seq") {
             let s = scenario(&server, "seq", 1, SEQUENTIAL_TIME, rounds, &contenders).await;
             report("sequential, distinct keys, 1 task", 0.95, &contenders, &s);
+            breakdowns.push(("sequential".to_owned(), s));
         }
         if only.contains("par") {
             let s = scenario(
@@ -404,6 +521,14 @@ mod load {
                 &contenders,
                 &s,
             );
+            breakdowns.push((format!("{PARALLEL_TASKS} tasks"), s));
+        }
+        if !breakdowns.is_empty() {
+            println!();
+            println!("Server time in commands (INFO commandstats), all rounds:");
+            for (name, s) in &breakdowns {
+                breakdown(name, &contenders, s);
+            }
         }
         println!();
 
