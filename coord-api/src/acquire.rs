@@ -5,8 +5,8 @@
 use std::{sync::Arc, time::Duration};
 
 use crate::{
-    Acquire, Client, Error, FencingToken, HolderId, Key, LeaseGuard, LeaseId, LeaseKind,
-    LeaseWatch, LockOptions, Result,
+    Acquire, Client, Error, FencingToken, LeaseGuard, LeaseId, LeaseKind, LeaseWatch, LockOptions,
+    Result,
     clock::Instant,
     lease::{LeaseShared, Target, spawn_background},
     trace::{self, Outcome},
@@ -15,12 +15,11 @@ use crate::{
 /// One acquisition: what to ask for, for whom, with which options.
 pub(crate) struct Request<'a> {
     pub(crate) client: &'a Client,
-    pub(crate) kind: LeaseKind,
-    pub(crate) key: &'a Key,
+    /// The kind, key and holder asked for.
+    pub(crate) id: LeaseId,
     pub(crate) opts: &'a LockOptions,
     /// `opts.local_validity(opts.ttl)`.
     pub(crate) validity: Duration,
-    pub(crate) holder: HolderId,
 }
 
 /// Releases a lease whose acquisition was cancelled mid-flight (the grant may
@@ -50,62 +49,64 @@ pub(crate) enum Attempt {
 }
 
 impl Request<'_> {
-    fn id(&self) -> LeaseId {
-        LeaseId {
-            kind: self.kind,
-            key: self.key.clone(),
-            holder: self.holder.clone(),
-        }
-    }
-
     /// One round trip to the backend; returns its answer and when the request
     /// left. `cleanup` says whether a cancelled call must release what it may
     /// have been granted (false for a reentrant re-entry, whose release would
     /// drop a hold an outer guard counts on).
     pub(crate) async fn call(&self, id: &LeaseId, cleanup: bool) -> Result<(Acquire, Instant)> {
         let t_sent = self.client.clock().now();
-        let classify = |a: &Acquire| match a {
-            Acquire::Granted(g) => Outcome::Granted(g.token),
-            Acquire::Busy(_) => Outcome::Busy,
-        };
-        let backend = self.client.backend();
-        if let Some(local) = backend.in_process() {
+        let res = match self.client.backend().in_process() {
             // Answered before this returns: nothing can be cancelled midway.
-            let ttl = self.opts.ttl;
-            let res = trace::call_now(
-                "acquire",
-                self.client,
-                id,
-                None,
-                || local.acquire_now(id, ttl),
-                classify,
-            );
-            return res.map(|a| (a, t_sent));
-        }
+            Some(local) => {
+                let ttl = self.opts.ttl;
+                let acquire = || local.acquire_now(id, ttl);
+                trace::call_now("acquire", self.client, id, None, acquire, classify)
+            }
+            // Boxed: the in-process path's future stays small, and so do the
+            // futures that hold it.
+            None => Box::pin(self.call_remote(id, cleanup)).await,
+        };
+        res.map(|a| (a, t_sent))
+    }
+
+    async fn call_remote(&self, id: &LeaseId, cleanup: bool) -> Result<Acquire> {
         let mut pending = Pending {
             client: self.client,
             id: cleanup.then_some(id),
         };
-        let res = trace::call(
-            "acquire",
-            self.client,
-            id,
-            None,
-            backend.acquire(id, self.opts.ttl),
-            classify,
-        )
-        .await;
+        let acquire = self.client.backend().acquire(id, self.opts.ttl);
+        let res = trace::call("acquire", self.client, id, None, acquire, classify).await;
         pending.id = None;
-        res.map(|a| (a, t_sent))
+        res
     }
 
     /// One attempt; a grant becomes a new lease with its own guard (and
     /// watchdog when auto-extension is on).
     pub(crate) async fn attempt(&self) -> Result<Attempt> {
-        let id = self.id();
-        match self.call(&id, true).await? {
+        match self.call(&self.id, true).await? {
+            (Acquire::Granted(grant), t_sent) => Ok(Attempt::Granted(self.new_lease(
+                self.id.clone(),
+                grant.token,
+                t_sent,
+            ))),
+            (Acquire::Busy(busy), _) => Ok(Attempt::Busy(busy.retry_in)),
+        }
+    }
+
+    /// [`attempt`](Self::attempt) for a request made for one attempt only:
+    /// a grant takes the request's lease id instead of a copy of it.
+    pub(crate) async fn attempt_once(self) -> Result<Attempt> {
+        match self.call(&self.id, true).await? {
             (Acquire::Granted(grant), t_sent) => {
-                Ok(Attempt::Granted(self.new_lease(id, grant.token, t_sent)))
+                let (client, opts, validity) = (self.client, self.opts, self.validity);
+                Ok(Attempt::Granted(new_lease(
+                    client,
+                    opts,
+                    validity,
+                    self.id,
+                    grant.token,
+                    t_sent,
+                )))
             }
             (Acquire::Busy(busy), _) => Ok(Attempt::Busy(busy.retry_in)),
         }
@@ -118,19 +119,7 @@ impl Request<'_> {
         token: FencingToken,
         t_sent: Instant,
     ) -> LeaseGuard {
-        let shared = LeaseShared::new(
-            self.client.clone(),
-            id,
-            Target::Lease,
-            token,
-            self.opts.ttl,
-            self.validity,
-            t_sent,
-        );
-        if self.opts.auto_extend {
-            shared.start_watchdog(self.opts.renew_every(), t_sent);
-        }
-        LeaseGuard::new(shared)
+        new_lease(self.client, self.opts, self.validity, id, token, t_sent)
     }
 
     /// Attempts, then waits and retries until granted, `wait_timeout` passes
@@ -139,12 +128,11 @@ impl Request<'_> {
         // A cancelled (or failed) wait withdraws this holder's writer intent
         // and releases anything granted in flight; releasing what was never
         // granted changes nothing.
-        let id = self.id();
         let mut on_cancel = Pending {
             client: self.client,
-            id: Some(&id),
+            id: Some(&self.id),
         };
-        let refresh = (self.kind == LeaseKind::Write).then_some(self.opts.ttl / 3);
+        let refresh = (self.id.kind == LeaseKind::Write).then_some(self.opts.ttl / 3);
         let guard = wait_for(self.client, self.opts, refresh, self).await?;
         on_cancel.id = None;
         Ok(guard)
@@ -164,12 +152,49 @@ impl Attempts for &Request<'_> {
     async fn subscribe(&self) -> Result<Box<dyn LeaseWatch>> {
         self.client
             .backend()
-            .subscribe(self.kind.family(), self.key)
+            .subscribe(self.id.kind.family(), &self.id.key)
             .await
     }
 
     fn what(&self) -> String {
-        format!("{} lease on {:?}", self.kind.as_str(), self.key.as_str())
+        format!(
+            "{} lease on {:?}",
+            self.id.kind.as_str(),
+            self.id.key.as_str()
+        )
+    }
+}
+
+/// A guard on a new lease `id` granted with `token` to a request sent at
+/// `t_sent`, renewed in the background when `opts` say so.
+fn new_lease(
+    client: &Client,
+    opts: &LockOptions,
+    validity: Duration,
+    id: LeaseId,
+    token: FencingToken,
+    t_sent: Instant,
+) -> LeaseGuard {
+    let shared = LeaseShared::new(
+        client.clone(),
+        id,
+        Target::Lease,
+        token,
+        opts.ttl,
+        validity,
+        t_sent,
+    );
+    if opts.auto_extend {
+        shared.start_watchdog(opts.renew_every(), t_sent);
+    }
+    LeaseGuard::new(shared)
+}
+
+/// The outcome recorded in an acquire's span.
+fn classify(a: &Acquire) -> Outcome {
+    match a {
+        Acquire::Granted(g) => Outcome::Granted(g.token),
+        Acquire::Busy(_) => Outcome::Busy,
     }
 }
 

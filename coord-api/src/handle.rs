@@ -2,7 +2,7 @@
 //! once, and options.
 
 use crate::{
-    Client, Error, HolderId, Key, LeaseFamily, LeaseInfo, LeaseKind, LockOptions, Result,
+    Client, Error, HolderId, Key, LeaseFamily, LeaseId, LeaseInfo, LeaseKind, LockOptions, Result,
     acquire::Request,
 };
 
@@ -70,11 +70,13 @@ impl Handle {
         let holder = holder.unwrap_or_else(|| HolderId::new(self.client.instance_id().clone()));
         Ok(Request {
             client: &self.client,
-            kind,
-            key,
+            id: LeaseId {
+                kind,
+                key: key.clone(),
+                holder,
+            },
             opts: &self.opts,
             validity: self.validity,
-            holder,
         })
     }
 

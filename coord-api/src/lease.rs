@@ -229,6 +229,15 @@ impl LeaseShared {
         }
     }
 
+    /// Whether a release ends the lease whatever the backend answers: every
+    /// kind but a reentrant hold, whose count only the backend knows.
+    fn ends_on_release(&self) -> bool {
+        !matches!(
+            (&self.target, self.id.kind),
+            (Target::Lease, LeaseKind::Reentrant)
+        )
+    }
+
     /// One renewal round trip. `Ok(false)` marks the lease lost.
     pub(crate) async fn extend(&self) -> Result<bool> {
         let t_sent = self.client.clock().now();
@@ -407,21 +416,23 @@ impl LeaseGuard {
     /// # Cancel safety
     /// If cancelled, the release goes on in the background.
     pub async fn release(mut self) -> Result<bool> {
+        // Cancelled midway, the guard's drop sends the release again in the
+        // background: harmless twice, except for a reentrant hold, which is
+        // counted and so not repeated.
+        self.released = !self.shared.ends_on_release();
+        let res = release_lease(&self.shared).await;
         self.released = true;
-        let shared = self.shared.clone();
-        release_lease(shared).await
+        res
     }
 }
 
-async fn release_lease(shared: Arc<LeaseShared>) -> Result<bool> {
+async fn release_lease(shared: &LeaseShared) -> Result<bool> {
     // When this release ends the lease (every kind but a reentrant hold,
     // whose count only the backend knows), stop believing in it before the
     // request leaves: another holder may be granted it the instant the
     // backend frees it, before this reply is read.
-    if !matches!(
-        (&shared.target, shared.id.kind),
-        (Target::Lease, LeaseKind::Reentrant)
-    ) {
+    let ends = shared.ends_on_release();
+    if ends {
         shared.mark(false);
     }
     let (client, id, token) = (&shared.client, &shared.id, Some(shared.token));
@@ -438,21 +449,17 @@ async fn release_lease(shared: Arc<LeaseShared>) -> Result<bool> {
             || local.release_now(id),
             classify,
         ),
+        // Boxed: the in-process path's future stays small.
         _ => {
-            trace::call(
-                "release",
-                client,
-                id,
-                token,
-                shared.backend_release(),
-                classify,
-            )
-            .await
+            let release = shared.backend_release();
+            Box::pin(trace::call("release", client, id, token, release, classify)).await
         }
     };
     match res {
         Ok(Release::Released { remaining: 0 }) => {
-            shared.mark(false);
+            if !ends {
+                shared.mark(false);
+            }
             Ok(true)
         }
         Ok(Release::Released { .. }) => Ok(true),
@@ -471,7 +478,8 @@ async fn release_lease(shared: Arc<LeaseShared>) -> Result<bool> {
 impl Drop for LeaseGuard {
     fn drop(&mut self) {
         if !self.released {
-            spawn_background(release_lease(self.shared.clone()));
+            let shared = self.shared.clone();
+            spawn_background(async move { release_lease(&shared).await });
         }
     }
 }

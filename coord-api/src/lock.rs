@@ -122,7 +122,7 @@ impl Lock {
             }
         }
         let req = self.handle.request(self.kind(), None)?;
-        match req.attempt().await? {
+        match req.attempt_once().await? {
             Attempt::Granted(guard) => {
                 self.remember(&guard);
                 Ok(Some(guard))

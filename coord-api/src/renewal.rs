@@ -140,7 +140,9 @@ impl Renewals {
 
     /// Takes a lease off the queue (its entry dies where it is).
     pub(crate) fn cancel(&self, queued: &Queued) {
-        if queued.0.swap(0, Ordering::SeqCst) != 0 {
+        // A lease that was never queued (auto-extension off) or is off the
+        // queue already costs a load, not a read-modify-write.
+        if queued.0.load(Ordering::SeqCst) != 0 && queued.0.swap(0, Ordering::SeqCst) != 0 {
             self.shared.live.fetch_sub(1, Ordering::SeqCst);
         }
     }

@@ -93,6 +93,9 @@ pub(crate) async fn call_on<T, F>(
 where
     F: Future<Output = Result<T>>,
 {
+    if !listening() {
+        return fut.await;
+    }
     let Some(span) = open(op, client, kind, key, holder, token) else {
         return fut.await;
     };
@@ -101,8 +104,16 @@ where
     res
 }
 
-/// The span of one call, with what is known before it; `None` when nobody
-/// listens.
+/// Whether anything listens at debug level: one atomic load, so that a call
+/// nobody traces (the common case in production) skips a span's callsite
+/// check.
+#[inline(always)]
+fn listening() -> bool {
+    tracing::level_enabled!(tracing::Level::DEBUG)
+}
+
+/// The span of one call, with what is known before it; `None` when the
+/// subscriber does not want it.
 fn open(
     op: &'static str,
     client: &Client,
@@ -111,11 +122,6 @@ fn open(
     holder: Option<&HolderId>,
     token: Option<FencingToken>,
 ) -> Option<tracing::Span> {
-    // Nothing listens at debug level (the common case in production): one
-    // atomic load instead of a span's callsite check.
-    if !tracing::level_enabled!(tracing::Level::DEBUG) {
-        return None;
-    }
     let span = tracing::debug_span!(
         "coord.backend",
         op,
