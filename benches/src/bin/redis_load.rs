@@ -7,7 +7,11 @@
 //! - coord: `client.lock(key).lock()` then `guard.release()` on a
 //!   `RedisBackend` (one multiplexed connection too), default lock options
 //!   (auto-extension on; `NO_EXTEND=1` turns it off);
-//! - SPI: the backend alone (`acquire` + `release`, no client layer).
+//! - SPI: the backend alone (`acquire` + `release`, no client layer);
+//! - floor: the least any lock with fencing tokens on the server's clock can
+//!   send — an EVALSHA of `TIME` + `SET NX PX` returning the token as an
+//!   integer (no counter for restarts, no reentrancy, no waiter wake-up),
+//!   then the baseline's release. Its ratio is the ceiling for coord's.
 //!
 //! Fairness: the baseline's connection is set up like the backend's (same
 //! `ConnectionManager` settings, TCP_NODELAY, RESP2; the baseline bounds each
@@ -34,11 +38,12 @@
 //! for about a minute:
 //!
 //! ```text
-//! taskset -c 0,1 cargo run --release -p coord-benches --bin redis_load
+//! taskset -c 0 cargo run --release -p coord-benches --bin redis_load
 //! ```
 //!
-//! On a 2-vCPU VM a loopback round trip costs about twice as much when
-//! client and server run on different vCPUs: compare runs placed alike.
+//! On a 2-vCPU VM a loopback round trip between two vCPUs can cost several
+//! times one on a single vCPU, and varies from run to run: compare runs
+//! placed alike (`taskset -c 0` has been the steadiest).
 
 #[cfg(madsim)]
 fn main() {}
@@ -88,6 +93,8 @@ mod load {
     struct Baseline {
         conn: ConnectionManager,
         release: Arc<Script>,
+        /// The floor's acquire: a fencing token from the server's clock.
+        fenced_acquire: Arc<Script>,
     }
 
     impl Baseline {
@@ -111,7 +118,34 @@ mod load {
                 release: Arc::new(Script::new(
                     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
                 )),
+                fenced_acquire: Arc::new(Script::new(
+                    "local t = redis.call('TIME') \
+                     if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then \
+                     return t[1] * 1000000 + t[2] end return -1",
+                )),
             }
+        }
+
+        /// The floor: a fenced acquire script, then the baseline's release.
+        async fn fenced_lock_release(&self, key: &str, holder: &str) {
+            let mut conn = self.conn.clone();
+            let token: i64 = self
+                .fenced_acquire
+                .key(key)
+                .arg(holder)
+                .arg(TTL.as_millis() as u64)
+                .invoke_async(&mut conn)
+                .await
+                .expect("fenced acquire script");
+            assert!(token > 0, "floor key {key} was taken");
+            let n: i64 = self
+                .release
+                .key(key)
+                .arg(holder)
+                .invoke_async(&mut conn)
+                .await
+                .expect("release script");
+            assert_eq!(n, 1);
         }
 
         async fn lock_release(&self, key: &str, holder: &str) {
@@ -476,9 +510,21 @@ mod load {
                     })
                 },
             },
+            Contender {
+                name: "floor",
+                prefix: "fl",
+                top_level: COORD_SENDS,
+                op: {
+                    let b = baseline.clone();
+                    Arc::new(move |key: String| -> BoxFut {
+                        let b = b.clone();
+                        Box::pin(async move { b.fenced_lock_release(&key, "holder").await })
+                    })
+                },
+            },
         ];
 
-        // WHO=coord (or baseline, SPI) measures one contender alone, for
+        // WHO=coord (or baseline, SPI, floor) measures one contender alone, for
         // profiling; the ratios are then meaningless.
         let contenders: Vec<Contender> = match std::env::var("WHO") {
             Ok(who) => contenders.into_iter().filter(|c| c.name == who).collect(),
