@@ -13,14 +13,14 @@
 //! | `holder` | [`InstanceId`], [`HolderId`] (instance + 128-bit nonce) |
 //! | `token` | [`FencingToken`] and the rule that keeps it monotonic |
 //! | `clock` | [`Clock`], [`TokioClock`], [`SkewedClock`] (offset and drift) |
-//! | `backend` | the lock family's SPI: [`LeaseBackend`], [`LeaseWatch`], [`Capability`] |
+//! | `backend` | the lock family's SPI: [`LeaseBackend`], [`LeaseWatch`], [`Capability`]; [`InProcessLeases`], the future-free face of an in-process backend |
 //! | `leadership` | the SPI of elections, groups and run-once jobs: [`LeadershipBackend`] |
 //! | `client` | [`Client`], [`ClientBuilder`] |
 //! | `options` | [`LockOptions`] (every lease-based primitive uses them) |
 //! | `lock`, `rwlock`, `semaphore` | [`Lock`], [`RwLock`], [`Semaphore`] |
 //! | `lease` | [`LeaseGuard`] (and its aliases), [`LostSignal`]: local validity, watchdog |
 //! | `acquire` | the one wait loop every waiting operation shares |
-//! | `renewal` | auto-extension: one renewal queue and task per client |
+//! | `renewal` | auto-extension: one renewal queue and task per client, lazily cancelled |
 //! | `election`, `runner` | [`Election`], [`Leadership`], [`LeaderObserver`], [`LeaderRunner`] |
 //! | `group` | [`Group`], [`Membership`], [`GroupObserver`] |
 //! | `job` | [`Job`] (`run`, `run_once`), [`JobContext`] |
