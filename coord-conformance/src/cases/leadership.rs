@@ -146,7 +146,14 @@ pub async fn one_leader_among_concurrent_campaigners(h: &dyn Harness) {
     let current: Arc<Mutex<Vec<LostSignal>>> = Arc::default();
     let mut tasks = Vec::new();
     for i in 0..6 {
-        let election = ctx.client(&format!("c{i}")).await.election("e");
+        // A TTL long enough that a test runner starved for a few hundred ms
+        // (a loaded CI machine) does not end a term early: this case is about
+        // exclusion and term order among hand-overs, not about expiry.
+        let election = ctx
+            .client(&format!("c{i}"))
+            .await
+            .election("e")
+            .ttl(Duration::from_secs(5));
         let observer = observer.clone();
         let (inside, most, terms, current) =
             (inside.clone(), most.clone(), terms.clone(), current.clone());
