@@ -101,8 +101,9 @@ impl LeaseShared {
     /// renewal queue), the first time `every` after `t_sent`, when the
     /// granting request left.
     pub(crate) fn start_watchdog(self: &Arc<Self>, every: Duration, t_sent: Instant) {
-        self.state().renew_every = Some(every);
-        self.schedule_at(t_sent + every);
+        let mut state = self.state();
+        state.renew_every = Some(every);
+        self.queue_if_held(&state, t_sent + every);
     }
 
     pub(crate) fn queued(&self) -> &Queued {
@@ -119,6 +120,12 @@ impl LeaseShared {
     /// the queueing and leave an ended lease queued.)
     fn schedule_at(self: &Arc<Self>, at: Instant) {
         let state = self.state();
+        self.queue_if_held(&state, at);
+    }
+
+    /// Queues the next renewal at `at` if `state` (locked by the caller)
+    /// says the lease is held.
+    fn queue_if_held(self: &Arc<Self>, state: &State, at: Instant) {
         if matches!(state.status, Status::Held(_)) {
             self.client.renewals().schedule(at, self, &self.queued);
         }
