@@ -84,11 +84,12 @@ impl Request<'_> {
     /// watchdog when auto-extension is on).
     pub(crate) async fn attempt(&self) -> Result<Attempt> {
         match self.call(&self.id, true).await? {
-            (Acquire::Granted(grant), t_sent) => Ok(Attempt::Granted(self.new_lease(
-                self.id.clone(),
-                grant.token,
-                t_sent,
-            ))),
+            (Acquire::Granted(grant), t_sent) => {
+                let id = self.id.clone();
+                let (client, opts, validity) = (self.client, self.opts, self.validity);
+                let guard = new_lease(client, opts, validity, id, grant.token, t_sent);
+                Ok(Attempt::Granted(guard))
+            }
             (Acquire::Busy(busy), _) => Ok(Attempt::Busy(busy.retry_in)),
         }
     }
@@ -98,28 +99,17 @@ impl Request<'_> {
     pub(crate) async fn attempt_once(self) -> Result<Attempt> {
         match self.call(&self.id, true).await? {
             (Acquire::Granted(grant), t_sent) => {
-                let (client, opts, validity) = (self.client, self.opts, self.validity);
-                Ok(Attempt::Granted(new_lease(
+                let Request {
                     client,
+                    id,
                     opts,
                     validity,
-                    self.id,
-                    grant.token,
-                    t_sent,
-                )))
+                } = self;
+                let guard = new_lease(client, opts, validity, id, grant.token, t_sent);
+                Ok(Attempt::Granted(guard))
             }
             (Acquire::Busy(busy), _) => Ok(Attempt::Busy(busy.retry_in)),
         }
-    }
-
-    /// A guard on a new lease granted with `token` to a request sent at `t_sent`.
-    pub(crate) fn new_lease(
-        &self,
-        id: LeaseId,
-        token: FencingToken,
-        t_sent: Instant,
-    ) -> LeaseGuard {
-        new_lease(self.client, self.opts, self.validity, id, token, t_sent)
     }
 
     /// Attempts, then waits and retries until granted, `wait_timeout` passes

@@ -558,3 +558,46 @@ impl fmt::Debug for LeaseShared {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Arc, time::Duration};
+
+    use crate::{
+        Client,
+        testing::{Counting, take},
+    };
+
+    fn slow_release() -> Arc<Counting> {
+        Arc::new(Counting::with_slow_release(Duration::from_secs(1)))
+    }
+
+    /// A release cancelled before its answer goes on in the background: the
+    /// guard's drop sends it again (harmless twice: the lease ended either way).
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_release_is_sent_again_in_the_background() {
+        let backend = slow_release();
+        let client = Client::new(backend.clone());
+        let guard = take(&client, "k").await;
+        let lost = guard.lost_signal();
+        let cancelled = tokio::time::timeout(Duration::from_millis(10), guard.release()).await;
+        assert!(cancelled.is_err(), "the release answers after 1 s");
+        assert!(lost.is_lost(), "a release ends the lease before it is sent");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(backend.releases(), 2);
+    }
+
+    /// Not so for a reentrant hold: the backend counts holds, and a second
+    /// release would drop one that another guard counts on.
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_reentrant_release_is_not_repeated() {
+        let backend = slow_release();
+        let client = Client::new(backend.clone());
+        let guard = client.lock("k").reentrant(true).try_lock().await.unwrap();
+        let guard = guard.expect("the fake grants everything");
+        let cancelled = tokio::time::timeout(Duration::from_millis(10), guard.release()).await;
+        assert!(cancelled.is_err(), "the release answers after 1 s");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(backend.releases(), 1);
+    }
+}

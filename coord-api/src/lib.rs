@@ -53,6 +53,8 @@ mod renewal;
 mod runner;
 mod rwlock;
 mod semaphore;
+#[cfg(test)]
+mod testing;
 mod token;
 mod trace;
 

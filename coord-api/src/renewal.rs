@@ -233,68 +233,11 @@ async fn run(weak: Weak<Shared>) {
 
 #[cfg(test)]
 mod tests {
-    use std::{fmt, sync::atomic::AtomicU64};
-
-    use async_trait::async_trait;
-
     use super::*;
     use crate::{
-        Acquire, Capability, Client, FencingToken, Grant, Key, LeaseBackend, LeaseFamily, LeaseId,
-        LeaseInfo, LeaseWatch, Namespace, Release, Result,
+        Client,
+        testing::{Counting, take},
     };
-
-    /// Grants everything, renews everything, and counts renewals.
-    #[derive(Debug, Default)]
-    struct Counting {
-        ns: Namespace,
-        tokens: AtomicU64,
-        extends: AtomicU64,
-    }
-
-    impl fmt::Display for Counting {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("counting")
-        }
-    }
-
-    #[async_trait]
-    impl LeaseBackend for Counting {
-        fn capabilities(&self) -> Capability {
-            Capability {
-                exclusive: true,
-                ..Capability::default()
-            }
-        }
-        fn namespace(&self) -> &Namespace {
-            &self.ns
-        }
-        async fn acquire(&self, _: &LeaseId, _: Duration) -> Result<Acquire> {
-            let token = self.tokens.fetch_add(1, Ordering::SeqCst) + 1;
-            Ok(Acquire::Granted(Grant {
-                token: FencingToken(token),
-                holds: 1,
-            }))
-        }
-        async fn extend(&self, _: &LeaseId, _: Duration) -> Result<bool> {
-            self.extends.fetch_add(1, Ordering::SeqCst);
-            Ok(true)
-        }
-        async fn release(&self, _: &LeaseId) -> Result<Release> {
-            Ok(Release::Released { remaining: 0 })
-        }
-        async fn force_release(&self, _: LeaseFamily, _: &Key) -> Result<usize> {
-            Ok(0)
-        }
-        async fn inspect(&self, _: LeaseFamily, _: &Key) -> Result<Vec<LeaseInfo>> {
-            Ok(vec![])
-        }
-        async fn subscribe(&self, _: LeaseFamily, _: &Key) -> Result<Box<dyn LeaseWatch>> {
-            unimplemented!("not waited on in these tests")
-        }
-        fn in_process(&self) -> Option<&dyn crate::InProcessLeases> {
-            None
-        }
-    }
 
     fn queue_len(client: &Client) -> usize {
         client.renewals().shared.state().due.len()
@@ -304,60 +247,44 @@ mod tests {
     async fn released_leases_leave_the_queue_and_are_never_renewed() {
         let backend = Arc::new(Counting::default());
         let client = Client::new(backend.clone());
-        let lock = client.lock("k").ttl(Duration::from_secs(3));
         for _ in 0..10_000 {
-            let guard = lock.try_lock().await.unwrap().unwrap();
-            assert!(guard.release().await.unwrap());
+            assert!(take(&client, "k").await.release().await.unwrap());
         }
         // Dead entries are swept as they pile up: the queue stays small.
         assert!(queue_len(&client) <= SLACK + 1, "{}", queue_len(&client));
         tokio::time::sleep(Duration::from_secs(10)).await;
-        assert_eq!(backend.extends.load(Ordering::SeqCst), 0);
+        assert_eq!(backend.extends(), 0);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_held_lease_among_released_ones_keeps_being_renewed() {
         let backend = Arc::new(Counting::default());
         let client = Client::new(backend.clone());
-        let held = client
-            .lock("held")
-            .ttl(Duration::from_secs(3))
-            .try_lock()
-            .await
-            .unwrap()
-            .unwrap();
-        let lock = client.lock("churn").ttl(Duration::from_secs(3));
+        let held = take(&client, "held").await;
         for _ in 0..1_000 {
-            let guard = lock.try_lock().await.unwrap().unwrap();
-            assert!(guard.release().await.unwrap());
+            assert!(take(&client, "churn").await.release().await.unwrap());
         }
         // Renewed every TTL/3 = 1 s: about 30 times in 30 s, each a fresh entry.
         tokio::time::sleep(Duration::from_secs(30)).await;
-        let extends = backend.extends.load(Ordering::SeqCst);
+        let extends = backend.extends();
         assert!((29..=31).contains(&extends), "{extends}");
         assert!(held.is_held());
         assert!(queue_len(&client) <= 2 + SLACK, "{}", queue_len(&client));
         assert!(held.release().await.unwrap());
         tokio::time::sleep(Duration::from_secs(10)).await;
-        assert_eq!(backend.extends.load(Ordering::SeqCst), extends);
+        assert_eq!(backend.extends(), extends);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_dropped_guard_stops_renewal() {
         let backend = Arc::new(Counting::default());
         let client = Client::new(backend.clone());
-        let guard = client
-            .lock("k")
-            .ttl(Duration::from_secs(3))
-            .try_lock()
-            .await
-            .unwrap()
-            .unwrap();
+        let guard = take(&client, "k").await;
         tokio::time::sleep(Duration::from_millis(2500)).await;
-        let before = backend.extends.load(Ordering::SeqCst);
+        let before = backend.extends();
         assert_eq!(before, 2);
         drop(guard);
         tokio::time::sleep(Duration::from_secs(10)).await;
-        assert_eq!(backend.extends.load(Ordering::SeqCst), before);
+        assert_eq!(backend.extends(), before);
     }
 }

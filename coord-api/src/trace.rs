@@ -62,9 +62,6 @@ pub(crate) fn call_now<T>(
     f: impl FnOnce() -> Result<T>,
     classify: impl FnOnce(&T) -> Outcome,
 ) -> Result<T> {
-    if !listening() {
-        return f();
-    }
     let Some(span) = open(
         op,
         client,
@@ -96,9 +93,6 @@ pub(crate) async fn call_on<T, F>(
 where
     F: Future<Output = Result<T>>,
 {
-    if !listening() {
-        return fut.await;
-    }
     let Some(span) = open(op, client, kind, key, holder, token) else {
         return fut.await;
     };
@@ -107,17 +101,27 @@ where
     res
 }
 
-/// Whether anything listens at debug level: one atomic load, so that a call
-/// nobody traces (the common case in production) skips a span's callsite
-/// check.
+/// The span of one call, with what is known before it; `None` when nobody
+/// wants it. Whether anything listens at debug level at all is one atomic
+/// load, inlined into the caller, so a call nobody traces (the common case in
+/// production) skips even a span's callsite check.
 #[inline(always)]
-fn listening() -> bool {
-    tracing::level_enabled!(tracing::Level::DEBUG)
+fn open(
+    op: &'static str,
+    client: &Client,
+    kind: &'static str,
+    key: &Key,
+    holder: Option<&HolderId>,
+    token: Option<FencingToken>,
+) -> Option<tracing::Span> {
+    if !tracing::level_enabled!(tracing::Level::DEBUG) {
+        return None;
+    }
+    open_span(op, client, kind, key, holder, token)
 }
 
-/// The span of one call, with what is known before it; `None` when the
-/// subscriber does not want it.
-fn open(
+#[inline(never)]
+fn open_span(
     op: &'static str,
     client: &Client,
     kind: &'static str,

@@ -410,13 +410,14 @@ impl LeaseBackend for RedisBackend {
                 &lease.key,
                 Keys::All,
                 |cmd, names| {
-                    if family == LeaseFamily::Lock {
-                        holder_arg(cmd, &lease.holder);
-                        cmd.arg(ttl_ms);
-                    } else {
+                    // The lock script takes neither the channel nor the kind.
+                    let lock = family == LeaseFamily::Lock;
+                    if !lock {
                         names.write(cmd, 'c');
-                        holder_arg(cmd, &lease.holder);
-                        cmd.arg(ttl_ms);
+                    }
+                    holder_arg(cmd, &lease.holder);
+                    cmd.arg(ttl_ms);
+                    if !lock {
                         kind_arg(cmd, lease.kind);
                     }
                 },
@@ -629,5 +630,32 @@ impl fmt::Debug for RedisBackend {
         f.debug_struct("RedisBackend")
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use coord_api::InstanceId;
+
+    use super::*;
+
+    /// The scripts store and compare the holder as `HolderId`'s `Display`
+    /// spells it; `holder_arg` writes it without the formatter.
+    #[test]
+    fn holder_arg_writes_the_display_form() {
+        let instance = InstanceId::new("web-1").unwrap();
+        for nonce in [0, 1, 0xabc, u128::MAX, rand::random()] {
+            let holder = HolderId::from_parts(instance.clone(), nonce);
+            let mut cmd = redis::Cmd::new();
+            holder_arg(&mut cmd, &holder);
+            let written: Vec<Vec<u8>> = cmd
+                .args_iter()
+                .map(|a| match a {
+                    redis::Arg::Simple(b) => b.to_vec(),
+                    _ => panic!("not a plain argument"),
+                })
+                .collect();
+            assert_eq!(written, [holder.to_string().into_bytes()]);
+        }
     }
 }

@@ -1,0 +1,102 @@
+//! A fake backend for the unit tests of the client types: it grants every
+//! acquisition, renews every lease and counts what it is asked.
+
+use std::{
+    fmt,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+
+use crate::{
+    Acquire, Capability, Client, FencingToken, Grant, Key, LeaseBackend, LeaseFamily, LeaseGuard,
+    LeaseId, LeaseInfo, LeaseWatch, Namespace, Release, Result,
+};
+
+/// Grants everything (fresh tokens, one hold), renews everything, and counts
+/// renewals and releases. A release takes `release_takes` (paused time in
+/// the tests) before it answers.
+#[derive(Debug, Default)]
+pub(crate) struct Counting {
+    ns: Namespace,
+    tokens: AtomicU64,
+    extends: AtomicU64,
+    releases: AtomicU64,
+    release_takes: Duration,
+}
+
+impl Counting {
+    /// A fake whose releases answer after `d`.
+    pub(crate) fn with_slow_release(d: Duration) -> Counting {
+        Counting {
+            release_takes: d,
+            ..Counting::default()
+        }
+    }
+
+    pub(crate) fn extends(&self) -> u64 {
+        self.extends.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn releases(&self) -> u64 {
+        self.releases.load(Ordering::SeqCst)
+    }
+}
+
+impl fmt::Display for Counting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("counting")
+    }
+}
+
+#[async_trait]
+impl LeaseBackend for Counting {
+    fn capabilities(&self) -> Capability {
+        Capability {
+            exclusive: true,
+            reentrant: true,
+            ..Capability::default()
+        }
+    }
+    fn namespace(&self) -> &Namespace {
+        &self.ns
+    }
+    async fn acquire(&self, _: &LeaseId, _: Duration) -> Result<Acquire> {
+        let token = self.tokens.fetch_add(1, Ordering::SeqCst) + 1;
+        Ok(Acquire::Granted(Grant {
+            token: FencingToken(token),
+            holds: 1,
+        }))
+    }
+    async fn extend(&self, _: &LeaseId, _: Duration) -> Result<bool> {
+        self.extends.fetch_add(1, Ordering::SeqCst);
+        Ok(true)
+    }
+    async fn release(&self, _: &LeaseId) -> Result<Release> {
+        self.releases.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.release_takes).await;
+        Ok(Release::Released { remaining: 0 })
+    }
+    async fn force_release(&self, _: LeaseFamily, _: &Key) -> Result<usize> {
+        Ok(0)
+    }
+    async fn inspect(&self, _: LeaseFamily, _: &Key) -> Result<Vec<LeaseInfo>> {
+        Ok(vec![])
+    }
+    async fn subscribe(&self, _: LeaseFamily, _: &Key) -> Result<Box<dyn LeaseWatch>> {
+        unimplemented!("not waited on in these tests")
+    }
+    fn in_process(&self) -> Option<&dyn crate::InProcessLeases> {
+        None
+    }
+}
+
+/// The lock `key` with a 3 s TTL (renewed every second), taken at once.
+pub(crate) async fn take(client: &Client, key: &str) -> LeaseGuard {
+    let lock = client.lock(key).ttl(Duration::from_secs(3));
+    lock.try_lock()
+        .await
+        .unwrap()
+        .expect("the fake grants everything")
+}
