@@ -54,19 +54,27 @@ impl Request<'_> {
     /// have been granted (false for a reentrant re-entry, whose release would
     /// drop a hold an outer guard counts on).
     pub(crate) async fn call(&self, id: &LeaseId, cleanup: bool) -> Result<(Acquire, Instant)> {
-        let t_sent = self.client.clock().now();
-        let res = match self.client.backend().in_process() {
+        let client = self.client;
+        match client.backend().in_process() {
             // Answered before this returns: nothing can be cancelled midway.
             Some(local) => {
+                // On the backend's clock, the instant it decided at is when
+                // the request left: one clock read instead of two.
+                let t_sent = (!client.on_backend_clock()).then(|| client.clock().now());
                 let ttl = self.opts.ttl;
                 let acquire = || local.acquire_now(id, ttl);
-                trace::call_now("acquire", self.client, id, None, acquire, classify)
+                let classify = |(a, _): &(Acquire, Instant)| classify(a);
+                let (a, decided) = trace::call_now("acquire", client, id, None, acquire, classify)?;
+                Ok((a, t_sent.unwrap_or(decided)))
             }
             // Boxed: the in-process path's future stays small, and so do the
             // futures that hold it.
-            None => Box::pin(self.call_remote(id, cleanup)).await,
-        };
-        res.map(|a| (a, t_sent))
+            None => {
+                let t_sent = client.clock().now();
+                let a = Box::pin(self.call_remote(id, cleanup)).await?;
+                Ok((a, t_sent))
+            }
+        }
     }
 
     async fn call_remote(&self, id: &LeaseId, cleanup: bool) -> Result<Acquire> {
@@ -165,18 +173,15 @@ fn new_lease(
     token: FencingToken,
     t_sent: Instant,
 ) -> LeaseGuard {
-    let shared = LeaseShared::new(
+    let shared = LeaseShared::start(
         client.clone(),
         id,
         Target::Lease,
         token,
-        opts.ttl,
+        opts,
         validity,
         t_sent,
     );
-    if opts.auto_extend {
-        shared.start_watchdog(opts.renew_every(), t_sent);
-    }
     LeaseGuard::new(shared)
 }
 

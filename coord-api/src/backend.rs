@@ -6,7 +6,7 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 
-use crate::{FencingToken, HolderId, Key, Namespace, Result};
+use crate::{Clock, FencingToken, HolderId, Key, Namespace, Result, clock::Instant};
 
 /// What a backend can do. Conformance cases are chosen by capability, never by
 /// backend name; an operation a backend lacks returns
@@ -265,8 +265,13 @@ pub trait LeaseBackend: fmt::Debug + fmt::Display + Send + Sync + 'static {
 /// that offers this face implements those methods by calling it). Obtained
 /// from [`LeaseBackend::in_process`].
 pub trait InProcessLeases: Send + Sync {
-    /// [`LeaseBackend::acquire`], answered at once.
-    fn acquire_now(&self, lease: &LeaseId, ttl: Duration) -> Result<Acquire>;
+    /// The backend's (the server's) clock, which decides expiry. A client on
+    /// the same clock takes the instant `acquire_now` returns as the moment
+    /// its request left, and reads no clock of its own.
+    fn clock(&self) -> &dyn Clock;
+    /// [`LeaseBackend::acquire`], answered at once, with the instant (by
+    /// [`clock`](Self::clock)) at which it was decided.
+    fn acquire_now(&self, lease: &LeaseId, ttl: Duration) -> Result<(Acquire, Instant)>;
     /// [`LeaseBackend::extend`], answered at once.
     fn extend_now(&self, lease: &LeaseId, ttl: Duration) -> Result<bool>;
     /// [`LeaseBackend::release`], answered at once (subscribers are woken

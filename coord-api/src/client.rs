@@ -33,6 +33,9 @@ struct Inner {
     leadership: Option<DynLeadershipBackend>,
     instance: InstanceId,
     clock: Arc<dyn Clock>,
+    /// Whether `clock` tells the time of the backend's in-process face, so
+    /// that the instant it decides a grant at is this client's too.
+    backend_clock: bool,
     lock_options: LockOptions,
     renewals: Renewals,
 }
@@ -92,6 +95,12 @@ impl Client {
     /// The clock used for local validity and back-off.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.inner.clock
+    }
+
+    /// Whether the backend answers in process on this client's clock (see
+    /// [`InProcessLeases::clock`](crate::InProcessLeases::clock)).
+    pub(crate) fn on_backend_clock(&self) -> bool {
+        self.inner.backend_clock
     }
 
     /// The queue that renews this client's auto-extended leases.
@@ -184,12 +193,15 @@ impl ClientBuilder {
 
     /// The client.
     pub fn build(self) -> Client {
+        let backend_clock = (self.backend.in_process())
+            .is_some_and(|local| crate::clock::same_time(local.clock(), &*self.clock));
         Client {
             inner: Arc::new(Inner {
                 backend: self.backend,
                 leadership: self.leadership,
                 instance: self.instance.unwrap_or_else(InstanceId::generate),
                 renewals: Renewals::new(self.clock.clone()),
+                backend_clock,
                 clock: self.clock,
                 lock_options: self.lock_options,
             }),

@@ -121,7 +121,7 @@ impl Election {
         t_sent: Instant,
     ) -> Leadership {
         let opts = self.handle.opts();
-        let shared = LeaseShared::new(
+        let shared = LeaseShared::start(
             self.handle.client.clone(),
             LeaseId {
                 kind: LeaseKind::Exclusive,
@@ -130,13 +130,10 @@ impl Election {
             },
             Target::Term(self.quorum.clone()),
             info.term,
-            opts.ttl,
+            opts,
             opts.local_validity(opts.ttl),
             t_sent,
         );
-        if opts.auto_extend {
-            shared.start_watchdog(opts.renew_every(), t_sent);
-        }
         Leadership {
             guard: LeaseGuard::new(shared),
             info,
@@ -151,7 +148,7 @@ impl Election {
     /// resigned in the background.
     pub async fn try_campaign(&self) -> Result<Option<Leadership>> {
         let key = self.check()?;
-        let holder = HolderId::new(self.handle.client.instance_id().clone());
+        let holder = HolderId::new(*self.handle.client.instance_id());
         Ok(self.attempt(key, &holder).await?.ok())
     }
 
@@ -163,7 +160,7 @@ impl Election {
     /// Cancel safe: a term won by a cancelled campaign is resigned.
     pub async fn campaign(&self) -> Result<Leadership> {
         let key = self.check()?;
-        let holder = HolderId::new(self.handle.client.instance_id().clone());
+        let holder = HolderId::new(*self.handle.client.instance_id());
         let rounds = CampaignRounds {
             election: self,
             key,

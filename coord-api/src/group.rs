@@ -52,7 +52,7 @@ impl Group {
         opts.validate(key)?;
         let client = &self.handle.client;
         let lb = client.leadership()?;
-        let holder = HolderId::new(client.instance_id().clone());
+        let holder = HolderId::new(*client.instance_id());
         let t_sent = client.clock().now();
         trace::call_on(
             "join",
@@ -65,7 +65,7 @@ impl Group {
             |_| Outcome::Ok,
         )
         .await?;
-        let shared = LeaseShared::new(
+        let shared = LeaseShared::start(
             client.clone(),
             LeaseId {
                 kind: LeaseKind::Exclusive,
@@ -74,13 +74,10 @@ impl Group {
             },
             Target::Member,
             FencingToken(0),
-            opts.ttl,
+            opts,
             opts.local_validity(opts.ttl),
             t_sent,
         );
-        if opts.auto_extend {
-            shared.start_watchdog(opts.renew_every(), t_sent);
-        }
         Ok(Membership {
             guard: LeaseGuard::new(shared),
         })

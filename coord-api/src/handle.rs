@@ -67,7 +67,7 @@ impl Handle {
         if !self.opts_ok {
             self.opts.validate(key)?;
         }
-        let holder = holder.unwrap_or_else(|| HolderId::new(self.client.instance_id().clone()));
+        let holder = holder.unwrap_or_else(|| HolderId::new(*self.client.instance_id()));
         Ok(Request {
             client: &self.client,
             id: LeaseId {

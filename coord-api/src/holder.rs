@@ -1,10 +1,11 @@
 //! Who holds a lease: an instance id plus a random nonce per acquisition.
 
 use std::{
+    collections::HashSet,
     fmt,
     hash::{Hash, Hasher},
     str::FromStr,
-    sync::Arc,
+    sync::{Mutex, OnceLock},
 };
 
 use crate::{Error, Result};
@@ -12,13 +13,18 @@ use crate::{Error, Result};
 /// Names one running instance of a service (a process, a pod). Shown to
 /// operators in [`LeaseInfo`](crate::LeaseInfo); it is not a secret and not a
 /// proof of anything. At most 128 bytes, no control characters, no `#`.
-#[derive(Clone, Eq, PartialOrd, Ord)]
-pub struct InstanceId(Arc<str>);
+///
+/// Ids are interned: each distinct text is stored once for the life of the
+/// process, so copying one (every grant carries one) costs no reference
+/// count. A process meets few: its own, and those of the holders it
+/// inspects.
+#[derive(Clone, Copy, Eq, PartialOrd, Ord)]
+pub struct InstanceId(&'static str);
 
 impl PartialEq for InstanceId {
     fn eq(&self, other: &Self) -> bool {
-        // Clones of one id share the text: no byte comparison then.
-        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+        // Interned: equal texts share one allocation.
+        std::ptr::eq(self.0, other.0) || self.0 == other.0
     }
 }
 
@@ -26,6 +32,21 @@ impl Hash for InstanceId {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.0.hash(state)
     }
+}
+
+/// The one stored copy of `id`'s text.
+fn intern(id: &str) -> &'static str {
+    static SEEN: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut seen = SEEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(text) = seen.get(id) {
+        return text;
+    }
+    let text: &'static str = Box::leak(id.into());
+    seen.insert(text);
+    text
 }
 
 impl InstanceId {
@@ -46,7 +67,7 @@ impl InstanceId {
                 "instance id {id:?} contains '#' or a control character"
             )));
         }
-        Ok(InstanceId(id.into()))
+        Ok(InstanceId(intern(id)))
     }
 
     /// A fresh id for this process: `<hostname or "host">-<pid>-<4 random hex>`.
@@ -60,24 +81,24 @@ impl InstanceId {
             std::process::id(),
             rand::random::<u16>()
         );
-        InstanceId(id.into())
+        InstanceId(intern(&id))
     }
 
     /// The id as a string.
-    pub fn as_str(&self) -> &str {
-        &self.0
+    pub fn as_str(&self) -> &'static str {
+        self.0
     }
 }
 
 impl fmt::Debug for InstanceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
+        fmt::Debug::fmt(self.0, f)
     }
 }
 
 impl fmt::Display for InstanceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.0)
     }
 }
 

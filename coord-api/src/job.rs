@@ -123,7 +123,7 @@ impl Job {
         crate::validate_ttl(job, self.retention)?;
         let client = &self.handle.client;
         let lb = client.leadership()?;
-        let holder = HolderId::new(client.instance_id().clone());
+        let holder = HolderId::new(*client.instance_id());
         let rounds = OnceRounds {
             client,
             job,
@@ -134,7 +134,7 @@ impl Job {
         let Some((token, attempt, t_sent)) = wait_for(client, opts, None, rounds).await? else {
             return Ok(RunOnce::AlreadyFinished);
         };
-        let shared = LeaseShared::new(
+        let shared = LeaseShared::start(
             client.clone(),
             LeaseId {
                 kind: LeaseKind::Exclusive,
@@ -143,13 +143,10 @@ impl Job {
             },
             Target::Run(occ.clone()),
             token,
-            opts.ttl,
+            opts,
             opts.local_validity(opts.ttl),
             t_sent,
         );
-        if opts.auto_extend {
-            shared.start_watchdog(opts.renew_every(), t_sent);
-        }
         let guard = LeaseGuard::new(shared);
         let ctx = JobContext {
             token,

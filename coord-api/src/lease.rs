@@ -4,8 +4,8 @@
 use std::{
     fmt,
     sync::{
-        Arc, Mutex, MutexGuard, Weak,
-        atomic::{AtomicBool, Ordering},
+        Arc, Weak,
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -13,7 +13,7 @@ use std::{
 use tokio::sync::Notify;
 
 use crate::{
-    Client, FencingToken, HolderId, Key, LeaseId, LeaseKind, Quorum, Release, Result,
+    Client, FencingToken, HolderId, Key, LeaseId, LeaseKind, LockOptions, Quorum, Release, Result,
     clock::Instant,
     renewal::Queued,
     trace::{self, Outcome},
@@ -49,7 +49,14 @@ pub(crate) struct LeaseShared {
     pub(crate) token: FencingToken,
     ttl: Duration,
     validity: Duration,
-    state: Mutex<State>,
+    /// Renewal period with auto-extension on.
+    renew_every: Option<Duration>,
+    /// The status in one word (see [`Word`]): a status change is one atomic
+    /// read-modify-write, and reading it none.
+    word: AtomicU64,
+    /// The origin of the validity deadlines in `word`: when the granting
+    /// request left.
+    base: Instant,
     changed: Notify,
     /// Whether anyone ever waited on `changed`: until then a status change
     /// skips `notify_waiters` (a lock held and released without anyone
@@ -59,51 +66,73 @@ pub(crate) struct LeaseShared {
     queued: Queued,
 }
 
-struct State {
-    status: Status,
-    /// Renewal period with auto-extension on.
-    renew_every: Option<Duration>,
+/// How `LeaseShared::word` encodes a [`Status`]: held until `base` plus that
+/// many nanoseconds, or one of two values no deadline reaches.
+struct Word;
+
+impl Word {
+    const LOST: u64 = u64::MAX;
+    const RELEASED: u64 = u64::MAX - 1;
+    /// The latest deadline a word can hold (584 years after the grant).
+    const LATEST: u64 = u64::MAX - 2;
+
+    fn held(w: u64) -> bool {
+        w <= Word::LATEST
+    }
+
+    fn ended(lost: bool) -> u64 {
+        if lost { Word::LOST } else { Word::RELEASED }
+    }
 }
 
 impl LeaseShared {
-    /// A lease granted for `ttl` on a request sent at `t_sent`.
-    pub(crate) fn new(
+    /// A lease granted for `opts.ttl` on a request sent at `t_sent`, valid
+    /// locally for `validity` from then, and renewed in the background (on
+    /// the client's renewal queue) when `opts` say so, the first time one
+    /// renewal period after `t_sent`.
+    pub(crate) fn start(
         client: Client,
         id: LeaseId,
         target: Target,
         token: FencingToken,
-        ttl: Duration,
+        opts: &LockOptions,
         validity: Duration,
         t_sent: Instant,
     ) -> Arc<LeaseShared> {
-        Arc::new(LeaseShared {
+        let renew_every = opts.auto_extend.then(|| opts.renew_every());
+        let lease = Arc::new(LeaseShared {
             client,
             id,
             target,
             token,
-            ttl,
+            ttl: opts.ttl,
             validity,
-            state: Mutex::new(State {
-                status: Status::Held(t_sent + validity),
-                renew_every: None,
-            }),
+            renew_every,
+            word: AtomicU64::new(0),
+            base: t_sent,
             changed: Notify::new(),
             watched: AtomicBool::new(false),
             queued: Queued::default(),
-        })
+        });
+        lease.word.store(lease.word_for(t_sent), Ordering::Relaxed);
+        if let Some(every) = renew_every {
+            lease.schedule_at(t_sent + every);
+        }
+        lease
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// The word of a lease held until `validity` after `t_sent`.
+    fn word_for(&self, t_sent: Instant) -> u64 {
+        let until = t_sent.saturating_duration_since(self.base) + self.validity;
+        u64::try_from(until.as_nanos()).map_or(Word::LATEST, |n| n.min(Word::LATEST))
     }
 
-    /// Starts renewing every `every` in the background (on the client's
-    /// renewal queue), the first time `every` after `t_sent`, when the
-    /// granting request left.
-    pub(crate) fn start_watchdog(self: &Arc<Self>, every: Duration, t_sent: Instant) {
-        let mut state = self.state();
-        state.renew_every = Some(every);
-        self.queue_if_held(&state, t_sent + every);
+    fn status_of(&self, w: u64) -> Status {
+        match w {
+            Word::LOST => Status::Lost,
+            Word::RELEASED => Status::Released,
+            held => Status::Held(self.base + Duration::from_nanos(held)),
+        }
     }
 
     pub(crate) fn queued(&self) -> &Queued {
@@ -115,18 +144,11 @@ impl LeaseShared {
         self.schedule_at(self.client.clock().now() + after);
     }
 
-    /// Queues the next renewal at `at`, unless the lease has ended. (Under
-    /// the state's lock, so that `end` cannot slip in between the check and
-    /// the queueing and leave an ended lease queued.)
+    /// Queues the next renewal at `at`, unless the lease has ended. (A lease
+    /// that ends meanwhile may stay queued: its renewal finds it ended and
+    /// does nothing.)
     fn schedule_at(self: &Arc<Self>, at: Instant) {
-        let state = self.state();
-        self.queue_if_held(&state, at);
-    }
-
-    /// Queues the next renewal at `at` if `state` (locked by the caller)
-    /// says the lease is held.
-    fn queue_if_held(self: &Arc<Self>, state: &State, at: Instant) {
-        if matches!(state.status, Status::Held(_)) {
+        if Word::held(self.word.load(Ordering::SeqCst)) {
             self.client.renewals().schedule(at, self, &self.queued);
         }
     }
@@ -135,7 +157,7 @@ impl LeaseShared {
     /// queues the next renewal, or marks it lost when it cannot be renewed
     /// before its local validity runs out.
     pub(crate) async fn renew(lease: Arc<LeaseShared>) {
-        let Some(every) = lease.state().renew_every else {
+        let Some(every) = lease.renew_every else {
             return;
         };
         let Some(until) = lease.valid_until() else {
@@ -156,13 +178,19 @@ impl LeaseShared {
 
     /// The status now: a lease past its local validity turns lost here.
     fn status(&self) -> Status {
-        let state = self.state();
-        if let Status::Held(until) = state.status
-            && self.client.clock().now() >= until
-        {
-            return self.end(state, true);
+        loop {
+            let w = self.word.load(Ordering::SeqCst);
+            let status = self.status_of(w);
+            match status {
+                Status::Held(until) if self.client.clock().now() >= until => {
+                    if self.end(w, true) {
+                        return Status::Lost;
+                    }
+                    // Renewed or ended meanwhile: look again.
+                }
+                _ => return status,
+            }
         }
-        state.status
     }
 
     pub(crate) fn is_held(&self) -> bool {
@@ -179,26 +207,30 @@ impl LeaseShared {
     /// The backend confirmed the lease (renewal, reentrant grant) for a
     /// request sent at `t_sent`.
     pub(crate) fn renewed(&self, t_sent: Instant) {
-        let mut state = self.state();
-        if let Status::Held(until) = state.status {
-            state.status = Status::Held(until.max(t_sent + self.validity));
-        }
+        let want = self.word_for(t_sent);
+        let _ = (self.word).fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
+            (Word::held(w) && w < want).then_some(want)
+        });
     }
 
     /// The lease ended: lost, or (`lost == false`) released. No-op unless held.
     pub(crate) fn mark(&self, lost: bool) {
-        let state = self.state();
-        if matches!(state.status, Status::Held(_)) {
-            self.end(state, lost);
+        let mut w = self.word.load(Ordering::SeqCst);
+        while Word::held(w) && !self.end(w, lost) {
+            w = self.word.load(Ordering::SeqCst);
         }
     }
 
-    /// Ends a held lease (its state locked in `state`): off the renewal
-    /// queue, lost signals fired.
-    fn end(&self, mut state: MutexGuard<'_, State>, lost: bool) -> Status {
-        let status = if lost { Status::Lost } else { Status::Released };
-        state.status = status;
-        drop(state);
+    /// Ends the lease if its word is still `from` (a held one): off the
+    /// renewal queue, lost signals fired. Returns whether it did.
+    fn end(&self, from: u64, lost: bool) -> bool {
+        let to = Word::ended(lost);
+        if (self.word)
+            .compare_exchange(from, to, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return false;
+        }
         self.client.renewals().cancel(&self.queued);
         if lost {
             tracing::warn!(
@@ -209,13 +241,13 @@ impl LeaseShared {
                 "lease lost"
             );
         }
-        // Pairs with `ended`: it sets `watched` before it reads the status
-        // under the same mutex, so either it sees the new status or this
+        // Pairs with `ended`, which sets `watched` before it reads the word
+        // (both sequentially consistent): either it sees the new word or this
         // sees `watched`.
         if self.watched.load(Ordering::SeqCst) {
             self.changed.notify_waiters();
         }
-        status
+        true
     }
 
     /// Waits until the lease is no longer held.

@@ -40,9 +40,9 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use coord_api::{
-    Acquire, Campaign, Capability, Clock, FencingToken, HolderId, InProcessLeases, Key, LeaderInfo,
-    LeadershipBackend, LeaseBackend, LeaseFamily, LeaseId, LeaseInfo, LeaseWatch, Members,
-    Namespace, OnceBegin, Quorum, Release, Result, TokioClock,
+    Acquire, Campaign, Capability, Clock, FencingToken, HolderId, InProcessLeases, Instant, Key,
+    LeaderInfo, LeadershipBackend, LeaseBackend, LeaseFamily, LeaseId, LeaseInfo, LeaseWatch,
+    Members, Namespace, OnceBegin, Quorum, Release, Result, TokioClock,
 };
 
 #[cfg(feature = "broken")]
@@ -174,7 +174,7 @@ impl LeaseBackend for MemoryBackend {
     }
 
     async fn acquire(&self, lease: &LeaseId, ttl: Duration) -> Result<Acquire> {
-        self.acquire_now(lease, ttl)
+        self.acquire_now(lease, ttl).map(|(acquire, _)| acquire)
     }
 
     async fn extend(&self, lease: &LeaseId, ttl: Duration) -> Result<bool> {
@@ -218,11 +218,14 @@ impl LeaseBackend for MemoryBackend {
 /// The store answers in the caller's thread: the client types call these
 /// directly, without a future.
 impl InProcessLeases for MemoryBackend {
-    fn acquire_now(&self, lease: &LeaseId, ttl: Duration) -> Result<Acquire> {
-        self.store
-            .inner
-            .table
-            .acquire(&self.ns, lease, ttl, self.clock())
+    fn clock(&self) -> &dyn Clock {
+        &*self.store.inner.clock
+    }
+
+    fn acquire_now(&self, lease: &LeaseId, ttl: Duration) -> Result<(Acquire, Instant)> {
+        let now = self.clock().now();
+        let acquire = self.store.inner.table.acquire(&self.ns, lease, ttl, now)?;
+        Ok((acquire, now))
     }
 
     fn extend_now(&self, lease: &LeaseId, ttl: Duration) -> Result<bool> {

@@ -206,13 +206,14 @@ impl LeaseTable {
         }
     }
 
-    /// [`LeaseBackend::acquire`](coord_api::LeaseBackend::acquire) on `ns`.
+    /// [`LeaseBackend::acquire`](coord_api::LeaseBackend::acquire) on `ns`,
+    /// decided at `now` by the server's clock.
     pub fn acquire(
         &self,
         ns: &Namespace,
         id: &LeaseId,
         ttl: Duration,
-        clock: &dyn Clock,
+        now: Instant,
     ) -> Result<Acquire> {
         check_ttl(id, ttl)?;
         if let LeaseKind::Permit { limit: 0 } = id.kind {
@@ -221,7 +222,6 @@ impl LeaseTable {
                 id.key.as_str()
             )));
         }
-        let now = clock.now();
         let key = KeyRef {
             ns,
             family: id.kind.family(),

@@ -53,7 +53,8 @@ fn exclusive_never_granted_twice() {
                 loom::thread::spawn(move || {
                     let clock = Frozen(now);
                     let id = lease(LeaseKind::Exclusive, who);
-                    if let Acquire::Granted(_) = table.acquire(&ns, &id, TTL, &clock).unwrap() {
+                    if let Acquire::Granted(_) = table.acquire(&ns, &id, TTL, clock.now()).unwrap()
+                    {
                         assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders");
                         inside.fetch_sub(1, Ordering::SeqCst);
                         let (r, _) = table.release(&ns, &id, &clock);
@@ -95,7 +96,8 @@ fn writer_and_reader_never_overlap() {
                 loom::thread::spawn(move || {
                     let clock = Frozen(now);
                     let id = lease(kind, who);
-                    if let Acquire::Granted(_) = table.acquire(&ns, &id, TTL, &clock).unwrap() {
+                    if let Acquire::Granted(_) = table.acquire(&ns, &id, TTL, clock.now()).unwrap()
+                    {
                         let (mine, other) = if kind == LeaseKind::Write {
                             (&writers, &readers)
                         } else {
@@ -127,7 +129,7 @@ fn semaphore_never_exceeds_limit_and_tokens_differ() {
                 let (table, ns) = (table.clone(), ns.clone());
                 loom::thread::spawn(move || {
                     let id = lease(LeaseKind::Permit { limit: 2 }, who);
-                    match table.acquire(&ns, &id, TTL, &Frozen(now)).unwrap() {
+                    match table.acquire(&ns, &id, TTL, now).unwrap() {
                         Acquire::Granted(g) => Some(g.token),
                         Acquire::Busy(_) => None,
                     }
@@ -153,7 +155,7 @@ fn extend_by_stale_holder_never_revives() {
         let clock = Frozen(now);
         let a = lease(LeaseKind::Exclusive, "a");
         assert!(matches!(
-            table.acquire(&ns, &a, TTL, &clock).unwrap(),
+            table.acquire(&ns, &a, TTL, clock.now()).unwrap(),
             Acquire::Granted(_)
         ));
         let t1 = {
@@ -167,7 +169,7 @@ fn extend_by_stale_holder_never_revives() {
             let (table, ns) = (table.clone(), ns.clone());
             loom::thread::spawn(move || {
                 let b = lease(LeaseKind::Exclusive, "b");
-                table.acquire(&ns, &b, TTL, &Frozen(now)).unwrap()
+                table.acquire(&ns, &b, TTL, now).unwrap()
             })
         };
         assert!(!t1.join().unwrap(), "extend after release never succeeds");

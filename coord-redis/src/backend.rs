@@ -645,7 +645,7 @@ mod tests {
     fn holder_arg_writes_the_display_form() {
         let instance = InstanceId::new("web-1").unwrap();
         for nonce in [0, 1, 0xabc, u128::MAX, rand::random()] {
-            let holder = HolderId::from_parts(instance.clone(), nonce);
+            let holder = HolderId::from_parts(instance, nonce);
             let mut cmd = redis::Cmd::new();
             holder_arg(&mut cmd, &holder);
             let written: Vec<Vec<u8>> = cmd
