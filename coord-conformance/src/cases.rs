@@ -346,7 +346,7 @@ pub async fn non_holder_release_refused(h: &dyn Harness) {
     let a = ctx.client("a").await;
     let g = take(&a.lock("k"), "a").await;
     let backend = ctx.backend().await;
-    for holder in [intruder(), HolderId::new(g.holder().instance().clone())] {
+    for holder in [intruder(), HolderId::new(*g.holder().instance())] {
         for kind in [LeaseKind::Exclusive, LeaseKind::Reentrant] {
             let id = LeaseId {
                 kind,
@@ -386,7 +386,7 @@ pub async fn non_holder_extend_refused(h: &dyn Harness) {
         "foreign extend refused"
     );
     let same_instance = LeaseId {
-        holder: HolderId::new(g.holder().instance().clone()),
+        holder: HolderId::new(*g.holder().instance()),
         ..id
     };
     assert!(
