@@ -5,8 +5,8 @@
 use std::{sync::Arc, time::Duration};
 
 use crate::{
-    Acquire, Client, Error, FencingToken, LeaseGuard, LeaseId, LeaseKind, LeaseWatch, LockOptions,
-    Result,
+    Acquire, Client, Error, FencingToken, InProcessLeases, LeaseGuard, LeaseId, LeaseKind,
+    LeaseWatch, LockOptions, Result,
     clock::Instant,
     lease::{LeaseShared, Target, spawn_background},
     trace::{self, Outcome},
@@ -54,27 +54,30 @@ impl Request<'_> {
     /// have been granted (false for a reentrant re-entry, whose release would
     /// drop a hold an outer guard counts on).
     pub(crate) async fn call(&self, id: &LeaseId, cleanup: bool) -> Result<(Acquire, Instant)> {
-        let client = self.client;
-        match client.backend().in_process() {
+        match self.client.backend().in_process() {
             // Answered before this returns: nothing can be cancelled midway.
-            Some(local) => {
-                // On the backend's clock, the instant it decided at is when
-                // the request left: one clock read instead of two.
-                let t_sent = (!client.on_backend_clock()).then(|| client.clock().now());
-                let ttl = self.opts.ttl;
-                let acquire = || local.acquire_now(id, ttl);
-                let classify = |(a, _): &(Acquire, Instant)| classify(a);
-                let (a, decided) = trace::call_now("acquire", client, id, None, acquire, classify)?;
-                Ok((a, t_sent.unwrap_or(decided)))
-            }
+            Some(local) => self.call_now(local, id),
             // Boxed: the in-process path's future stays small, and so do the
             // futures that hold it.
             None => {
-                let t_sent = client.clock().now();
+                let t_sent = self.client.clock().now();
                 let a = Box::pin(self.call_remote(id, cleanup)).await?;
                 Ok((a, t_sent))
             }
         }
+    }
+
+    /// [`call`](Self::call) on an in-process backend: answered at once.
+    fn call_now(&self, local: &dyn InProcessLeases, id: &LeaseId) -> Result<(Acquire, Instant)> {
+        let client = self.client;
+        // On the backend's clock, the instant it decided at is when the
+        // request left: one clock read instead of two.
+        let t_sent = (!client.on_backend_clock()).then(|| client.clock().now());
+        let ttl = self.opts.ttl;
+        let acquire = || local.acquire_now(id, ttl);
+        let classify = |(a, _): &(Acquire, Instant)| classify(a);
+        let (a, decided) = trace::call_now("acquire", client, id, None, acquire, classify)?;
+        Ok((a, t_sent.unwrap_or(decided)))
     }
 
     async fn call_remote(&self, id: &LeaseId, cleanup: bool) -> Result<Acquire> {
@@ -105,7 +108,25 @@ impl Request<'_> {
     /// [`attempt`](Self::attempt) for a request made for one attempt only:
     /// a grant takes the request's lease id instead of a copy of it.
     pub(crate) async fn attempt_once(self) -> Result<Attempt> {
-        match self.call(&self.id, true).await? {
+        let answer = self.call(&self.id, true).await?;
+        Ok(self.outcome(answer))
+    }
+
+    /// [`attempt_once`](Self::attempt_once) answered in the caller's thread
+    /// by an in-process backend; the request back otherwise.
+    pub(crate) fn attempt_now(self) -> std::result::Result<Result<Attempt>, Self> {
+        let Some(local) = self.client.backend().in_process() else {
+            return Err(self);
+        };
+        Ok(self
+            .call_now(local, &self.id)
+            .map(|answer| self.outcome(answer)))
+    }
+
+    /// What an attempt's answer makes of this request: a guard on a new
+    /// lease (which takes the request's lease id), or a refusal.
+    fn outcome(self, answer: (Acquire, Instant)) -> Attempt {
+        match answer {
             (Acquire::Granted(grant), t_sent) => {
                 let Request {
                     client,
@@ -113,10 +134,9 @@ impl Request<'_> {
                     opts,
                     validity,
                 } = self;
-                let guard = new_lease(client, opts, validity, id, grant.token, t_sent);
-                Ok(Attempt::Granted(guard))
+                Attempt::Granted(new_lease(client, opts, validity, id, grant.token, t_sent))
             }
-            (Acquire::Busy(busy), _) => Ok(Attempt::Busy(busy.retry_in)),
+            (Acquire::Busy(busy), _) => Attempt::Busy(busy.retry_in),
         }
     }
 

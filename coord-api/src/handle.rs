@@ -3,7 +3,7 @@
 
 use crate::{
     Client, Error, HolderId, Key, LeaseFamily, LeaseId, LeaseInfo, LeaseKind, LockOptions, Result,
-    acquire::Request,
+    acquire::{Attempt, Request},
 };
 
 #[derive(Debug, Clone)]
@@ -78,6 +78,18 @@ impl Handle {
             opts: &self.opts,
             validity: self.validity,
         })
+    }
+
+    /// One attempt for a new holder of `kind`: answered in the caller's
+    /// thread by an in-process backend, else one round trip, boxed so that
+    /// the in-process path's futures (and their callers') stay small.
+    pub(crate) async fn attempt(&self, kind: LeaseKind) -> Result<Attempt> {
+        // Nothing but the boxed future lives across the await.
+        let remote = match self.request(kind, None)?.attempt_now() {
+            Ok(attempt) => return attempt,
+            Err(remote) => Box::pin(remote.attempt_once()),
+        };
+        remote.await
     }
 
     pub(crate) async fn inspect(&self, family: LeaseFamily) -> Result<Vec<LeaseInfo>> {

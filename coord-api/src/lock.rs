@@ -9,6 +9,16 @@ use crate::{
     lease::LeaseShared,
 };
 
+/// What locking again through a reentrant handle came to.
+enum Reentry {
+    /// Another hold of the same lease.
+    Granted(LockGuard),
+    /// Someone else holds the lock now.
+    Busy,
+    /// The backend had forgotten the hold: lock as a new holder.
+    Afresh,
+}
+
 /// A distributed exclusive lock: at most one holder per key at any instant of
 /// the backend's clock.
 ///
@@ -98,37 +108,47 @@ impl Lock {
     pub async fn try_lock(&self) -> Result<Option<LockGuard>> {
         self.check()?;
         if let Some(shared) = self.current() {
-            let req = self
-                .handle
-                .request(self.kind(), Some(shared.id.holder.clone()))?;
-            match req.call(&shared.id, false).await? {
-                (Acquire::Granted(g), t_sent) if g.token == shared.token && g.holds > 1 => {
-                    return Ok(Some(reenter(&shared, t_sent)));
-                }
-                (Acquire::Granted(_), _) => {
-                    // The backend had forgotten the hold (expired or force
-                    // released) and granted afresh: the old guards are lost,
-                    // and this grant carries their holder id, so a stale
-                    // guard's release could free it. Give it back and take
-                    // the lock as a new holder.
-                    shared.mark(true);
-                    let _ = self.handle.client.backend().release(&shared.id).await;
-                }
-                // Held by someone else now: the old guards are lost.
-                (Acquire::Busy(_), _) => {
-                    shared.mark(true);
-                    return Ok(None);
-                }
+            // Boxed: the common path's future stays small.
+            match Box::pin(self.try_reenter(shared)).await? {
+                Reentry::Granted(guard) => return Ok(Some(guard)),
+                Reentry::Busy => return Ok(None),
+                Reentry::Afresh => {}
             }
         }
-        let req = self.handle.request(self.kind(), None)?;
-        match req.attempt_once().await? {
+        match self.handle.attempt(self.kind()).await? {
             Attempt::Granted(guard) => {
                 self.remember(&guard);
                 Ok(Some(guard))
             }
             Attempt::Busy(_) => Ok(None),
         }
+    }
+
+    /// Locks again through this reentrant handle, which holds `shared`.
+    async fn try_reenter(&self, shared: Arc<LeaseShared>) -> Result<Reentry> {
+        let req = self
+            .handle
+            .request(self.kind(), Some(shared.id.holder.clone()))?;
+        Ok(match req.call(&shared.id, false).await? {
+            (Acquire::Granted(g), t_sent) if g.token == shared.token && g.holds > 1 => {
+                Reentry::Granted(reenter(&shared, t_sent))
+            }
+            (Acquire::Granted(_), _) => {
+                // The backend had forgotten the hold (expired or force
+                // released) and granted afresh: the old guards are lost, and
+                // this grant carries their holder id, so a stale guard's
+                // release could free it. Give it back and take the lock as a
+                // new holder.
+                shared.mark(true);
+                let _ = self.handle.client.backend().release(&shared.id).await;
+                Reentry::Afresh
+            }
+            // Held by someone else now: the old guards are lost.
+            (Acquire::Busy(_), _) => {
+                shared.mark(true);
+                Reentry::Busy
+            }
+        })
     }
 
     /// Takes the lock, waiting while someone else holds it. Waiters are woken

@@ -43,7 +43,7 @@ impl RwLock {
 
     async fn try_kind(&self, kind: LeaseKind) -> Result<Option<crate::LeaseGuard>> {
         self.check()?;
-        match self.handle.request(kind, None)?.attempt_once().await? {
+        match self.handle.attempt(kind).await? {
             Attempt::Granted(g) => Ok(Some(g)),
             Attempt::Busy(_) => Ok(None),
         }

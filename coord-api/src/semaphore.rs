@@ -57,7 +57,7 @@ impl Semaphore {
     /// A permit if one is free; `Ok(None)` otherwise.
     pub async fn try_acquire(&self) -> Result<Option<Permit>> {
         let kind = self.kind()?;
-        match self.handle.request(kind, None)?.attempt_once().await? {
+        match self.handle.attempt(kind).await? {
             Attempt::Granted(g) => Ok(Some(g)),
             Attempt::Busy(_) => Ok(None),
         }
