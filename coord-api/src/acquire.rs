@@ -142,7 +142,7 @@ impl Request<'_> {
 
     /// Attempts, then waits and retries until granted, `wait_timeout` passes
     /// or `max_retries` retries failed.
-    pub(crate) async fn wait(&self) -> Result<LeaseGuard> {
+    pub(crate) async fn wait(self) -> Result<LeaseGuard> {
         // A cancelled (or failed) wait withdraws this holder's writer intent
         // and releases anything granted in flight; releasing what was never
         // granted changes nothing.
@@ -151,7 +151,7 @@ impl Request<'_> {
             id: Some(&self.id),
         };
         let refresh = (self.id.kind == LeaseKind::Write).then_some(self.opts.ttl / 3);
-        let guard = wait_for(self.client, self.opts, refresh, self).await?;
+        let guard = wait_for(self.client, self.opts, refresh, &self).await?;
         on_cancel.id = None;
         Ok(guard)
     }

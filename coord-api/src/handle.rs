@@ -92,6 +92,12 @@ impl Handle {
         remote.await
     }
 
+    /// One attempt for a new holder of `kind` if the backend answers in
+    /// process; `None` (nothing sent) if it does not.
+    pub(crate) fn attempt_now(&self, kind: LeaseKind) -> Result<Option<Attempt>> {
+        self.request(kind, None)?.attempt_now().ok().transpose()
+    }
+
     pub(crate) async fn inspect(&self, family: LeaseFamily) -> Result<Vec<LeaseInfo>> {
         let key = self.key()?;
         let span = tracing::debug_span!("coord.backend", op = "inspect", family = family.as_str(), key = %key);
