@@ -187,3 +187,17 @@ impl FromStr for HolderId {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_instance_ids_share_one_text() {
+        let made = InstanceId::new("web-1").unwrap();
+        let parsed: HolderId = format!("web-1#{:032x}", 7).parse().unwrap();
+        assert!(std::ptr::eq(made.as_str(), parsed.instance().as_str()));
+        assert_eq!(made, *parsed.instance());
+        assert_ne!(made, InstanceId::new("web-2").unwrap());
+    }
+}
