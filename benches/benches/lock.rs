@@ -10,11 +10,22 @@
 //! doing: `cargo build --release -p coord-benches --example probe` and
 //! `valgrind --tool=callgrind target/release/examples/probe {mutex|off|on} 20000`.
 //!
+//! A third group times the pieces a cycle cannot do without on this machine
+//! (a clock read, a holder nonce, an atomic read-modify-write, an allocation,
+//! a mutex), so the cycle's cost can be read against them.
+//!
 //! `cargo bench -p coord-benches --bench lock`
 
-use std::{cell::Cell, hint::black_box, sync::Arc};
+use std::{
+    cell::Cell,
+    hint::black_box,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
-use coord::{Client, Namespace, memory::MemoryBackend};
+use coord::{Client, HolderId, InstanceId, Namespace, memory::MemoryBackend};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn uncontended(c: &mut Criterion) {
@@ -93,6 +104,39 @@ fn uncontended(c: &mut Criterion) {
     group.finish();
 }
 
+/// What one lock cycle is made of, each measured alone: two clock reads
+/// (the grant's instant, the release's expiry check), a 128-bit holder
+/// nonce, an allocation (the lease the guard shares with its renewal and
+/// lost signals), and a dozen uncontended atomic read-modify-writes (map
+/// shard locks, the token counter, reference counts, the lease's status).
+fn pieces(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _entered = rt.enter();
+    let mut group = c.benchmark_group("pieces of a cycle");
+    group.bench_function("tokio Instant::now", |b| {
+        b.iter(|| black_box(tokio::time::Instant::now()))
+    });
+    let instance = InstanceId::new("bench-1").expect("valid");
+    group.bench_function("holder nonce (HolderId::new)", |b| {
+        b.iter(|| black_box(HolderId::new(instance)))
+    });
+    let counter = AtomicU64::new(0);
+    group.bench_function("atomic fetch_add", |b| {
+        b.iter(|| black_box(&counter).fetch_add(1, Ordering::SeqCst))
+    });
+    group.bench_function("256-byte allocation + free", |b| {
+        b.iter(|| black_box(Vec::<u8>::with_capacity(256)))
+    });
+    let mutex = std::sync::Mutex::new(0u64);
+    group.bench_function("std Mutex lock + unlock", |b| {
+        b.iter(|| *black_box(&mutex).lock().unwrap() += 1)
+    });
+    group.finish();
+}
+
 async fn yield_sometimes(count: &Cell<u32>) {
     count.set(count.get().wrapping_add(1));
     if count.get().is_multiple_of(32) {
@@ -100,5 +144,5 @@ async fn yield_sometimes(count: &Cell<u32>) {
     }
 }
 
-criterion_group!(benches, uncontended);
+criterion_group!(benches, uncontended, pieces);
 criterion_main!(benches);

@@ -1,6 +1,8 @@
 //! Validated keys, namespaces and TTLs.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{fmt, time::Duration};
+
+use smol_str::SmolStr;
 
 use crate::{Error, Result};
 
@@ -129,12 +131,13 @@ impl fmt::Display for Namespace {
     }
 }
 
-/// A shared string with its hash computed once, at validation: hashing a
+/// A string (inline up to 23 bytes, else shared) with its hash computed once, at validation: hashing a
 /// key or namespace in a backend's table then costs one `u64` write, not a
 /// pass over up to 512 bytes. Equality and order are those of the text.
 #[derive(Clone)]
 struct Interned {
-    text: Arc<str>,
+    /// Up to 23 bytes inline (a clone copies them), longer ones shared.
+    text: SmolStr,
     hash: u64,
 }
 
@@ -144,7 +147,7 @@ impl Interned {
         let mut h = std::hash::DefaultHasher::new();
         text.hash(&mut h);
         Interned {
-            text: text.into(),
+            text: SmolStr::new(text),
             hash: h.finish(),
         }
     }
@@ -152,9 +155,9 @@ impl Interned {
 
 impl PartialEq for Interned {
     fn eq(&self, other: &Self) -> bool {
-        // The same allocation (a key cloned from another) is the common
-        // case on hot paths: no byte comparison then.
-        self.hash == other.hash && (Arc::ptr_eq(&self.text, &other.text) || self.text == other.text)
+        // The hashes tell most different keys apart without a byte
+        // comparison.
+        self.hash == other.hash && self.text == other.text
     }
 }
 
