@@ -10,16 +10,16 @@
 //! | [`contract`] | the semantic contract, in prose |
 //! | `error` | [`Error`], the one error enum, and [`Result`] |
 //! | `key` | [`Key`], [`Namespace`], TTL limits ([`validate_ttl`]) |
-//! | `holder` | [`InstanceId`], [`HolderId`] (instance + 128-bit nonce) |
+//! | `holder` | [`InstanceId`] (interned), [`HolderId`] (instance + 128-bit nonce) |
 //! | `token` | [`FencingToken`] and the rule that keeps it monotonic |
 //! | `clock` | [`Clock`], [`TokioClock`], [`SkewedClock`] (offset and drift) |
-//! | `backend` | the lock family's SPI: [`LeaseBackend`], [`LeaseWatch`], [`Capability`]; [`InProcessLeases`], the future-free face of an in-process backend |
+//! | `backend` | the lock family's SPI: [`LeaseBackend`], [`LeaseWatch`], [`Capability`]; [`InProcessLeases`], the future-free face of an in-process backend (and its clock) |
 //! | `leadership` | the SPI of elections, groups and run-once jobs: [`LeadershipBackend`] |
 //! | `client` | [`Client`], [`ClientBuilder`] |
 //! | `options` | [`LockOptions`] (every lease-based primitive uses them) |
 //! | `lock`, `rwlock`, `semaphore` | [`Lock`], [`RwLock`], [`Semaphore`] |
-//! | `lease` | [`LeaseGuard`] (and its aliases), [`LostSignal`]: local validity, watchdog |
-//! | `acquire` | the one wait loop every waiting operation shares |
+//! | `lease` | [`LeaseGuard`] (and its aliases), [`LostSignal`]: local validity (one atomic word), watchdog |
+//! | `acquire` | one attempt (answered in place by an in-process backend), and the one wait loop every waiting operation shares |
 //! | `renewal` | auto-extension: one renewal queue and task per client, lazily cancelled |
 //! | `election`, `runner` | [`Election`], [`Leadership`], [`LeaderObserver`], [`LeaderRunner`] |
 //! | `group` | [`Group`], [`Membership`], [`GroupObserver`] |
