@@ -83,6 +83,11 @@ impl Word {
     fn ended(lost: bool) -> u64 {
         if lost { Word::LOST } else { Word::RELEASED }
     }
+
+    /// Held until `until` after the grant.
+    fn held_for(until: Duration) -> u64 {
+        u64::try_from(until.as_nanos()).map_or(Word::LATEST, |n| n.min(Word::LATEST))
+    }
 }
 
 impl LeaseShared {
@@ -108,13 +113,12 @@ impl LeaseShared {
             ttl: opts.ttl,
             validity,
             renew_every,
-            word: AtomicU64::new(0),
+            word: AtomicU64::new(Word::held_for(validity)),
             base: t_sent,
             changed: Notify::new(),
             watched: AtomicBool::new(false),
             queued: Queued::default(),
         });
-        lease.word.store(lease.word_for(t_sent), Ordering::Relaxed);
         if let Some(every) = renew_every {
             lease.schedule_at(t_sent + every);
         }
@@ -123,8 +127,7 @@ impl LeaseShared {
 
     /// The word of a lease held until `validity` after `t_sent`.
     fn word_for(&self, t_sent: Instant) -> u64 {
-        let until = t_sent.saturating_duration_since(self.base) + self.validity;
-        u64::try_from(until.as_nanos()).map_or(Word::LATEST, |n| n.min(Word::LATEST))
+        Word::held_for(t_sent.saturating_duration_since(self.base) + self.validity)
     }
 
     fn status_of(&self, w: u64) -> Status {
