@@ -598,10 +598,57 @@ impl fmt::Debug for LeaseShared {
 mod tests {
     use std::{sync::Arc, time::Duration};
 
+    use super::{LeaseShared, Target};
     use crate::{
-        Client,
+        Client, FencingToken, HolderId, Key, LeaseId, LeaseKind, LockOptions,
         testing::{Counting, take},
     };
+
+    /// Once a lease has ended nothing makes it held again: a renewal whose
+    /// answer is read after the release (or the expiry) changes nothing,
+    /// however the threads interleave.
+    #[test]
+    fn an_ended_lease_stays_ended_whatever_races_it() {
+        let client = Client::new(Arc::new(Counting::default()));
+        let opts = LockOptions {
+            auto_extend: false,
+            ..LockOptions::default()
+        };
+        for round in 0..200 {
+            let id = LeaseId {
+                kind: LeaseKind::Exclusive,
+                key: Key::new("k").unwrap(),
+                holder: HolderId::new(*client.instance_id()),
+            };
+            let now = client.clock().now();
+            let lease = LeaseShared::start(
+                client.clone(),
+                id,
+                Target::Lease,
+                FencingToken(1),
+                &opts,
+                Duration::from_secs(30),
+                now,
+            );
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    for _ in 0..500 {
+                        lease.renewed(client.clock().now());
+                    }
+                });
+                s.spawn(|| lease.mark(round % 2 == 0));
+                s.spawn(|| {
+                    let mut ended = false;
+                    for _ in 0..500 {
+                        let held = lease.is_held();
+                        assert!(!(ended && held), "held again after it ended");
+                        ended |= !held;
+                    }
+                });
+            });
+            assert!(!lease.is_held());
+        }
+    }
 
     fn slow_release() -> Arc<Counting> {
         Arc::new(Counting::with_slow_release(Duration::from_secs(1)))
