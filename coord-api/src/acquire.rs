@@ -2,7 +2,7 @@
 //! loop woken by the backend's notifications with a jittered retry as a
 //! fallback.
 
-use std::{sync::Arc, time::Duration};
+use std::{pin::Pin, sync::Arc, time::Duration};
 
 use crate::{
     Acquire, Client, Error, FencingToken, InProcessLeases, LeaseGuard, LeaseId, LeaseKind,
@@ -48,7 +48,7 @@ pub(crate) enum Attempt {
     Busy(Option<Duration>),
 }
 
-impl Request<'_> {
+impl<'a> Request<'a> {
     /// One round trip to the backend; returns its answer and when the request
     /// left. `cleanup` says whether a cancelled call must release what it may
     /// have been granted (false for a reentrant re-entry, whose release would
@@ -94,14 +94,25 @@ impl Request<'_> {
     /// One attempt; a grant becomes a new lease with its own guard (and
     /// watchdog when auto-extension is on).
     pub(crate) async fn attempt(&self) -> Result<Attempt> {
-        match self.call(&self.id, true).await? {
-            (Acquire::Granted(grant), t_sent) => {
-                let id = self.id.clone();
-                let (client, opts, validity) = (self.client, self.opts, self.validity);
-                let guard = new_lease(client, opts, validity, id, grant.token, t_sent);
-                Ok(Attempt::Granted(guard))
-            }
-            (Acquire::Busy(busy), _) => Ok(Attempt::Busy(busy.retry_in)),
+        let answer = self.call(&self.id, true).await?;
+        Ok(self.again().outcome(answer))
+    }
+
+    /// [`attempt`](Self::attempt) answered in the caller's thread by an
+    /// in-process backend; `None` (nothing sent) otherwise.
+    fn attempt_here(&self) -> Option<Result<Attempt>> {
+        let local = self.client.backend().in_process()?;
+        Some(
+            self.call_now(local, &self.id)
+                .map(|answer| self.again().outcome(answer)),
+        )
+    }
+
+    /// This request once more (for the same holder).
+    fn again(&self) -> Request<'_> {
+        Request {
+            id: self.id.clone(),
+            ..*self
         }
     }
 
@@ -141,8 +152,19 @@ impl Request<'_> {
     }
 
     /// Attempts, then waits and retries until granted, `wait_timeout` passes
-    /// or `max_retries` retries failed.
-    pub(crate) async fn wait(self) -> Result<LeaseGuard> {
+    /// or `max_retries` retries failed. In process, the first attempt is made
+    /// here, a plain call, and only a refused request builds the wait loop
+    /// (boxed, so that the callers' futures stay small); the loop is for the
+    /// same holder (a writer's refusal registered its intent).
+    pub(crate) fn wait(self) -> Wait<'a> {
+        match self.attempt_here() {
+            Some(Ok(Attempt::Granted(guard))) => Wait::Ready(Ok(guard)),
+            Some(Err(e)) => Wait::Ready(Err(e)),
+            Some(Ok(Attempt::Busy(_))) | None => Wait::Waiting(Box::pin(self.wait_loop())),
+        }
+    }
+
+    async fn wait_loop(self) -> Result<LeaseGuard> {
         // A cancelled (or failed) wait withdraws this holder's writer intent
         // and releases anything granted in flight; releasing what was never
         // granted changes nothing.
@@ -155,6 +177,13 @@ impl Request<'_> {
         on_cancel.id = None;
         Ok(guard)
     }
+}
+
+/// What [`Request::wait`] comes to: an answer at once, or the wait loop to
+/// await.
+pub(crate) enum Wait<'a> {
+    Ready(Result<LeaseGuard>),
+    Waiting(Pin<Box<dyn Future<Output = Result<LeaseGuard>> + Send + 'a>>),
 }
 
 impl Attempts for &Request<'_> {

@@ -2,8 +2,9 @@
 //! once, and options.
 
 use crate::{
-    Client, Error, HolderId, Key, LeaseFamily, LeaseId, LeaseInfo, LeaseKind, LockOptions, Result,
-    acquire::{Attempt, Request},
+    Client, Error, HolderId, Key, LeaseFamily, LeaseGuard, LeaseId, LeaseInfo, LeaseKind,
+    LockOptions, Result,
+    acquire::{Attempt, Request, Wait},
 };
 
 #[derive(Debug, Clone)]
@@ -92,10 +93,14 @@ impl Handle {
         remote.await
     }
 
-    /// One attempt for a new holder of `kind` if the backend answers in
-    /// process; `None` (nothing sent) if it does not.
-    pub(crate) fn attempt_now(&self, kind: LeaseKind) -> Result<Option<Attempt>> {
-        self.request(kind, None)?.attempt_now().ok().transpose()
+    /// A lease of `kind` for a new holder, waiting while refused (see
+    /// [`Request::wait`]). Nothing but the boxed wait lives across the await.
+    pub(crate) async fn wait(&self, kind: LeaseKind) -> Result<LeaseGuard> {
+        let wait = match self.request(kind, None)?.wait() {
+            Wait::Ready(answer) => return answer,
+            Wait::Waiting(wait) => wait,
+        };
+        wait.await
     }
 
     pub(crate) async fn inspect(&self, family: LeaseFamily) -> Result<Vec<LeaseInfo>> {

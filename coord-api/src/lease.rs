@@ -152,7 +152,7 @@ impl LeaseShared {
     /// does nothing.)
     fn schedule_at(self: &Arc<Self>, at: Instant) {
         if Word::held(self.word.load(Ordering::SeqCst)) {
-            self.client.renewals().schedule(at, self, &self.queued);
+            self.client.renewals().schedule(at, self);
         }
     }
 
@@ -234,7 +234,7 @@ impl LeaseShared {
         {
             return false;
         }
-        self.client.renewals().cancel(&self.queued);
+        self.queued.clear();
         if lost {
             tracing::warn!(
                 key = %self.id.key,
@@ -344,12 +344,6 @@ impl LeaseShared {
         } else {
             Release::NotHeld
         })
-    }
-}
-
-impl Drop for LeaseShared {
-    fn drop(&mut self) {
-        self.client.renewals().cancel(&self.queued);
     }
 }
 

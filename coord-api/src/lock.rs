@@ -166,15 +166,7 @@ impl Lock {
             return Ok(guard);
         }
         self.check()?;
-        // In process, the uncontended lock is one call; when refused, the
-        // wait below tries again.
-        if let Some(Attempt::Granted(guard)) = self.handle.attempt_now(self.kind())? {
-            self.remember(&guard);
-            return Ok(guard);
-        }
-        // Boxed: the in-process path's future stays small.
-        let wait = Box::pin(self.handle.request(self.kind(), None)?.wait());
-        let guard = wait.await?;
+        let guard = self.handle.wait(self.kind()).await?;
         self.remember(&guard);
         Ok(guard)
     }

@@ -74,11 +74,22 @@ impl Queued {
     fn is(&self, id: u64) -> bool {
         self.0.load(Ordering::Acquire) == id
     }
+
+    /// Takes the lease off its queue (its entry dies where it is): a load,
+    /// and a plain store if queued, no read-modify-write. Racing a
+    /// `schedule` of the same lease (a renewal that ends as the lease does),
+    /// the entry may stay live; its renewal then finds the lease ended and
+    /// does nothing.
+    pub(crate) fn clear(&self) {
+        if self.0.load(Ordering::Acquire) != 0 {
+            self.0.store(0, Ordering::Release);
+        }
+    }
 }
 
 /// How long the task lingers with nothing queued before it ends.
 const IDLE: Duration = Duration::from_secs(1);
-/// Dead entries tolerated beyond the live ones before a sweep. Small: each
+/// Dead entries tolerated beyond twice the live ones before a sweep. Small: each
 /// dead entry keeps its lease's allocation, and freeing a few at a time stays
 /// within the allocator's per-thread cache.
 const SLACK: usize = 4;
@@ -100,10 +111,10 @@ impl Renewals {
         }
     }
 
-    /// Queues `lease` (whose place is `queued`) for renewal at `at`,
-    /// replacing its earlier place if any. Returns false without a runtime to
-    /// renew on (the lease then lapses at its TTL).
-    pub(crate) fn schedule(&self, at: Instant, lease: &Arc<LeaseShared>, queued: &Queued) -> bool {
+    /// Queues `lease` for renewal at `at`, replacing its earlier place if
+    /// any. Returns false without a runtime to renew on (the lease then
+    /// lapses at its TTL).
+    pub(crate) fn schedule(&self, at: Instant, lease: &Arc<LeaseShared>) -> bool {
         let mut st = self.shared.state();
         let earliest = st.due.front().is_none_or(|first| at < first.at);
         if !st.running {
@@ -129,9 +140,9 @@ impl Renewals {
             }
             _ => st.due.push_back(due),
         }
-        // Written under the queue's lock only (`cancel` and the task's
-        // claim write 0 without it): a plain store.
-        queued.0.store(id, Ordering::Release);
+        // Written under the queue's lock only (`Queued::clear` and the
+        // task's claim write 0 without it): a plain store.
+        lease.queued().0.store(id, Ordering::Release);
         if st.due.len() >= st.sweep_at {
             let swept = sweep(&mut st);
             st.sweep_at = 2 * st.due.len() + SLACK + 1;
@@ -140,22 +151,11 @@ impl Renewals {
         }
         true
     }
-
-    /// Takes a lease off the queue (its entry dies where it is).
-    pub(crate) fn cancel(&self, queued: &Queued) {
-        // A load, and a plain store if queued: no read-modify-write. Racing
-        // a `schedule` of the same lease (a renewal that ends as the lease
-        // does), the entry may stay live; its renewal then finds the lease
-        // ended and does nothing.
-        if queued.0.load(Ordering::Acquire) != 0 {
-            queued.0.store(0, Ordering::Release);
-        }
-    }
 }
 
 /// Drops the dead entries. Returns the leases it looked at, to be dropped
-/// after the queue's lock (dropping a lease cancels its place, which must
-/// not happen under the lock).
+/// once the queue's lock is released (a lease's drop may free its client
+/// and the allocation: work the lock need not wait for).
 fn sweep(st: &mut State) -> Vec<Arc<LeaseShared>> {
     let mut seen = Vec::new();
     st.due.retain(|d| {

@@ -51,7 +51,7 @@ impl RwLock {
 
     async fn wait_kind(&self, kind: LeaseKind) -> Result<crate::LeaseGuard> {
         self.check()?;
-        self.handle.request(kind, None)?.wait().await
+        self.handle.wait(kind).await
     }
 
     /// A reader's lease if no writer holds or waits; `Ok(None)` otherwise.

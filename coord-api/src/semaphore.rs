@@ -69,7 +69,7 @@ impl Semaphore {
     /// Cancel safe: a cancelled wait leaves nothing held.
     pub async fn acquire(&self) -> Result<Permit> {
         let kind = self.kind()?;
-        self.handle.request(kind, None)?.wait().await
+        self.handle.wait(kind).await
     }
 
     /// The live permits.

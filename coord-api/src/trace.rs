@@ -28,29 +28,96 @@ impl Outcome {
     }
 }
 
+/// What a call's span says before the call is made.
+struct Site<'a> {
+    op: &'static str,
+    client: &'a Client,
+    /// The primitive (`exclusive`, `election`, `group`, `job`...).
+    kind: &'static str,
+    key: &'a Key,
+    holder: Option<&'a HolderId>,
+    token: Option<FencingToken>,
+}
+
+impl<'a> Site<'a> {
+    /// A call on the lease `id`.
+    fn lease(
+        op: &'static str,
+        client: &'a Client,
+        id: &'a LeaseId,
+        token: Option<FencingToken>,
+    ) -> Self {
+        Site {
+            op,
+            client,
+            kind: id.kind.as_str(),
+            key: &id.key,
+            holder: Some(&id.holder),
+            token,
+        }
+    }
+
+    /// Runs `fut` inside this site's span.
+    async fn run<T>(
+        &self,
+        fut: impl Future<Output = Result<T>>,
+        classify: impl FnOnce(&T) -> Outcome,
+    ) -> Result<T> {
+        let Some(span) = self.open() else {
+            return fut.await;
+        };
+        let res = fut.instrument(span.clone()).await;
+        close(&span, &res, classify);
+        res
+    }
+
+    /// The span of the call; `None` when nobody wants it. Whether anything
+    /// listens at debug level at all is one atomic load, inlined into the
+    /// caller, so a call nobody traces (the common case in production) skips
+    /// even a span's callsite check.
+    #[inline(always)]
+    fn open(&self) -> Option<tracing::Span> {
+        if !tracing::level_enabled!(tracing::Level::DEBUG) {
+            return None;
+        }
+        self.open_span()
+    }
+
+    #[inline(never)]
+    fn open_span(&self) -> Option<tracing::Span> {
+        let span = tracing::debug_span!(
+            "coord.backend",
+            op = self.op,
+            backend = %self.client.backend(),
+            kind = self.kind,
+            key = %self.key,
+            holder = Empty,
+            token = Empty,
+            outcome = Empty,
+        );
+        if span.is_disabled() {
+            return None;
+        }
+        if let Some(h) = self.holder {
+            span.record("holder", tracing::field::display(h));
+        }
+        if let Some(t) = self.token {
+            span.record("token", t.get());
+        }
+        Some(span)
+    }
+}
+
 /// Runs one backend call on a lease inside a `coord.backend` span.
-pub(crate) async fn call<T, F>(
+pub(crate) async fn call<T>(
     op: &'static str,
     client: &Client,
     id: &LeaseId,
     token: Option<FencingToken>,
-    fut: F,
+    fut: impl Future<Output = Result<T>>,
     classify: impl FnOnce(&T) -> Outcome,
-) -> Result<T>
-where
-    F: Future<Output = Result<T>>,
-{
-    call_on(
-        op,
-        client,
-        id.kind.as_str(),
-        &id.key,
-        Some(&id.holder),
-        token,
-        fut,
-        classify,
-    )
-    .await
+) -> Result<T> {
+    Site::lease(op, client, id, token).run(fut, classify).await
 }
 
 /// [`call`] for a synchronous call (an in-process backend's answer).
@@ -62,14 +129,7 @@ pub(crate) fn call_now<T>(
     f: impl FnOnce() -> Result<T>,
     classify: impl FnOnce(&T) -> Outcome,
 ) -> Result<T> {
-    let Some(span) = open(
-        op,
-        client,
-        id.kind.as_str(),
-        &id.key,
-        Some(&id.holder),
-        token,
-    ) else {
+    let Some(span) = Site::lease(op, client, id, token).open() else {
         return f();
     };
     let res = span.in_scope(f);
@@ -80,75 +140,25 @@ pub(crate) fn call_now<T>(
 /// Runs one backend call inside a `coord.backend` span: `kind` names the
 /// primitive (`exclusive`, `election`, `group`, `job`...).
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn call_on<T, F>(
+pub(crate) async fn call_on<T>(
     op: &'static str,
     client: &Client,
     kind: &'static str,
     key: &Key,
     holder: Option<&HolderId>,
     token: Option<FencingToken>,
-    fut: F,
+    fut: impl Future<Output = Result<T>>,
     classify: impl FnOnce(&T) -> Outcome,
-) -> Result<T>
-where
-    F: Future<Output = Result<T>>,
-{
-    let Some(span) = open(op, client, kind, key, holder, token) else {
-        return fut.await;
-    };
-    let res = fut.instrument(span.clone()).await;
-    close(&span, &res, classify);
-    res
-}
-
-/// The span of one call, with what is known before it; `None` when nobody
-/// wants it. Whether anything listens at debug level at all is one atomic
-/// load, inlined into the caller, so a call nobody traces (the common case in
-/// production) skips even a span's callsite check.
-#[inline(always)]
-fn open(
-    op: &'static str,
-    client: &Client,
-    kind: &'static str,
-    key: &Key,
-    holder: Option<&HolderId>,
-    token: Option<FencingToken>,
-) -> Option<tracing::Span> {
-    if !tracing::level_enabled!(tracing::Level::DEBUG) {
-        return None;
-    }
-    open_span(op, client, kind, key, holder, token)
-}
-
-#[inline(never)]
-fn open_span(
-    op: &'static str,
-    client: &Client,
-    kind: &'static str,
-    key: &Key,
-    holder: Option<&HolderId>,
-    token: Option<FencingToken>,
-) -> Option<tracing::Span> {
-    let span = tracing::debug_span!(
-        "coord.backend",
+) -> Result<T> {
+    let site = Site {
         op,
-        backend = %client.backend(),
+        client,
         kind,
-        key = %key,
-        holder = Empty,
-        token = Empty,
-        outcome = Empty,
-    );
-    if span.is_disabled() {
-        return None;
-    }
-    if let Some(h) = holder {
-        span.record("holder", tracing::field::display(h));
-    }
-    if let Some(t) = token {
-        span.record("token", t.get());
-    }
-    Some(span)
+        key,
+        holder,
+        token,
+    };
+    site.run(fut, classify).await
 }
 
 /// Records how the call ended.

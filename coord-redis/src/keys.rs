@@ -94,6 +94,12 @@ impl Names {
 mod tests {
     use super::*;
 
+    const FAMILIES: [LeaseFamily; 3] = [
+        LeaseFamily::Lock,
+        LeaseFamily::RwLock,
+        LeaseFamily::Semaphore,
+    ];
+
     /// The slot-deciding part of a Redis key: between the first `{` and the
     /// next `}`, if non-empty.
     fn hash_tag(k: &str) -> &str {
@@ -107,11 +113,7 @@ mod tests {
         let ns = Namespace::new("ns").unwrap();
         for key in ["a", "x}y", "{weird}", "ü/1"] {
             let key = Key::new(key).unwrap();
-            for family in [
-                LeaseFamily::Lock,
-                LeaseFamily::RwLock,
-                LeaseFamily::Semaphore,
-            ] {
+            for family in FAMILIES {
                 let l = layout(&ns, family, &key);
                 let tag = hash_tag(&l.keys[0]);
                 assert!(
@@ -138,11 +140,7 @@ mod tests {
         let ns = Namespace::new("ns").unwrap();
         for key in ["a", "x}y", "ü/1", &"k".repeat(512)] {
             let key = Key::new(key).unwrap();
-            for family in [
-                LeaseFamily::Lock,
-                LeaseFamily::RwLock,
-                LeaseFamily::Semaphore,
-            ] {
+            for family in FAMILIES {
                 let l = layout(&ns, family, &key);
                 let mut names = Names::new(&ns, family, &key);
                 let mut cmd = redis::Cmd::new();

@@ -191,6 +191,17 @@ mod load {
     /// One lock + release on the key named by (prefix, task, i).
     type Op = Arc<dyn Fn(String) -> BoxFut + Send + Sync>;
 
+    /// An [`Op`] running `f` on a clone of `state` and the key.
+    fn op<S, F, Fut>(state: &S, f: F) -> Op
+    where
+        S: Clone + Send + Sync + 'static,
+        F: Fn(S, String) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let state = state.clone();
+        Arc::new(move |key: String| -> BoxFut { Box::pin(f(state.clone(), key)) })
+    }
+
     struct Contender {
         name: &'static str,
         prefix: &'static str,
@@ -476,49 +487,33 @@ mod load {
                 name: "baseline",
                 prefix: "bl",
                 top_level: BASELINE_SENDS,
-                op: {
-                    let b = baseline.clone();
-                    Arc::new(move |key: String| -> BoxFut {
-                        let b = b.clone();
-                        Box::pin(async move { b.lock_release(&key, "holder").await })
-                    })
-                },
+                op: op(&baseline, |b, key| async move {
+                    b.lock_release(&key, "holder").await
+                }),
             },
             Contender {
                 name: "coord",
                 prefix: "co",
                 top_level: COORD_SENDS,
-                op: {
-                    let c = client.clone();
-                    Arc::new(move |key: String| -> BoxFut {
-                        let c = c.clone();
-                        Box::pin(async move { coord_lock_release(&c, &key).await })
-                    })
-                },
+                op: op(&client, |c, key| async move {
+                    coord_lock_release(&c, &key).await
+                }),
             },
             Contender {
                 name: "SPI",
                 prefix: "spi",
                 top_level: COORD_SENDS,
-                op: {
-                    let b = backend.clone();
-                    Arc::new(move |key: String| -> BoxFut {
-                        let b = b.clone();
-                        Box::pin(async move { spi_lock_release(&b, &key).await })
-                    })
-                },
+                op: op(&backend, |b, key| async move {
+                    spi_lock_release(&b, &key).await
+                }),
             },
             Contender {
                 name: "floor",
                 prefix: "fl",
                 top_level: COORD_SENDS,
-                op: {
-                    let b = baseline.clone();
-                    Arc::new(move |key: String| -> BoxFut {
-                        let b = b.clone();
-                        Box::pin(async move { b.fenced_lock_release(&key, "holder").await })
-                    })
-                },
+                op: op(&baseline, |b, key| async move {
+                    b.fenced_lock_release(&key, "holder").await
+                }),
             },
         ];
 
