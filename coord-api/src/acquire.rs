@@ -8,7 +8,7 @@ use crate::{
     Acquire, Client, Error, FencingToken, InProcessLeases, LeaseGuard, LeaseId, LeaseKind,
     LeaseWatch, LockOptions, Result,
     clock::Instant,
-    lease::{LeaseShared, Target, spawn_background},
+    lease::{LeaseShared, LocalLease, Target, spawn_background},
     trace::{self, Outcome},
 };
 
@@ -74,7 +74,9 @@ impl<'a> Request<'a> {
         // request left: one clock read instead of two.
         let t_sent = (!client.on_backend_clock()).then(|| client.clock().now());
         let ttl = self.opts.ttl;
-        let acquire = || local.acquire_now(id, ttl);
+        // Auto-extension of a lease the backend keeps for us is the backend's.
+        let keep = self.opts.auto_extend && kept_in_process(client, id.kind);
+        let acquire = || local.acquire_now(id, ttl, keep);
         let classify = |(a, _): &(Acquire, Instant)| classify(a);
         let (a, decided) = trace::call_now("acquire", client, id, None, acquire, classify)?;
         Ok((a, t_sent.unwrap_or(decided)))
@@ -222,6 +224,9 @@ fn new_lease(
     token: FencingToken,
     t_sent: Instant,
 ) -> LeaseGuard {
+    if kept_in_process(client, id.kind) {
+        return LeaseGuard::local(LocalLease::new(client.clone(), id, token, opts.ttl));
+    }
     let shared = LeaseShared::start(
         client.clone(),
         id,
@@ -232,6 +237,14 @@ fn new_lease(
         t_sent,
     );
     LeaseGuard::new(shared)
+}
+
+/// Whether a lease of `kind` granted to `client` is one its in-process
+/// backend keeps (see [`LocalLease`]): on the backend's own clock, and for
+/// any kind but a reentrant hold, whose guards share one lease and renew it
+/// together.
+fn kept_in_process(client: &Client, kind: LeaseKind) -> bool {
+    client.on_backend_clock() && kind != LeaseKind::Reentrant
 }
 
 /// The outcome recorded in an acquire's span.

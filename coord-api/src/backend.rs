@@ -270,13 +270,33 @@ pub trait InProcessLeases: Send + Sync {
     /// its request left, and reads no clock of its own.
     fn clock(&self) -> &dyn Clock;
     /// [`LeaseBackend::acquire`], answered at once, with the instant (by
-    /// [`clock`](Self::clock)) at which it was decided.
-    fn acquire_now(&self, lease: &LeaseId, ttl: Duration) -> Result<(Acquire, Instant)>;
+    /// [`clock`](Self::clock)) at which it was decided. With `keep`, a new
+    /// lease is *kept*: it does not expire but lasts until released or force
+    /// released (the client types ask for that in place of auto-extension:
+    /// renewing a lease that lives in the caller's own memory would only
+    /// prove that the process is alive, and a guard's drop releases it at
+    /// once). A reentrant re-acquisition leaves the lease as it was.
+    fn acquire_now(&self, lease: &LeaseId, ttl: Duration, keep: bool)
+    -> Result<(Acquire, Instant)>;
+    /// Whether `lease`, granted with `token`, is live now, and until when.
+    fn holding(&self, lease: &LeaseId, token: FencingToken) -> Holding;
     /// [`LeaseBackend::extend`], answered at once.
     fn extend_now(&self, lease: &LeaseId, ttl: Duration) -> Result<bool>;
     /// [`LeaseBackend::release`], answered at once (subscribers are woken
     /// before it returns when the key frees).
     fn release_now(&self, lease: &LeaseId) -> Result<Release>;
+}
+
+/// Whether a lease is live, as an in-process backend knows it now
+/// ([`InProcessLeases::holding`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holding {
+    /// Released, expired, force released, or never granted.
+    NotHeld,
+    /// Live until the instant (by the backend's clock) unless extended.
+    Until(Instant),
+    /// Kept: live until released or force released.
+    UntilReleased,
 }
 
 macro_rules! forward_lease_backend {

@@ -13,7 +13,8 @@ use std::{
 use tokio::sync::Notify;
 
 use crate::{
-    Client, FencingToken, HolderId, Key, LeaseId, LeaseKind, LockOptions, Quorum, Release, Result,
+    Client, FencingToken, HolderId, Holding, InProcessLeases, Key, LeaseId, LeaseKind, LockOptions,
+    Quorum, Release, Result,
     clock::Instant,
     renewal::Queued,
     trace::{self, Outcome},
@@ -236,13 +237,7 @@ impl LeaseShared {
         }
         self.queued.clear();
         if lost {
-            tracing::warn!(
-                key = %self.id.key,
-                holder = %self.id.holder,
-                token = self.token.get(),
-                backend = %self.client.backend(),
-                "lease lost"
-            );
+            warn_lost(&self.id, self.token, &self.client);
         }
         // Pairs with `ended`, which sets `watched` before it reads the word
         // (both sequentially consistent): either it sees the new word or this
@@ -347,6 +342,149 @@ impl LeaseShared {
     }
 }
 
+/// A lease of an in-process backend on the client's own clock: the backend
+/// lives in this process's memory and decides expiry by this very clock, so
+/// the client keeps no copy of the lease's state and asks the backend
+/// instead. Auto-extension is the backend's: such a lease is granted *kept*
+/// (see [`InProcessLeases::acquire_now`]) and lasts until released. No
+/// allocation, no renewal queue, no status word: a lock cycle is the
+/// backend's two calls.
+#[derive(Debug, Clone)]
+pub(crate) struct LocalLease {
+    client: Client,
+    id: LeaseId,
+    token: FencingToken,
+    ttl: Duration,
+}
+
+impl LocalLease {
+    pub(crate) fn new(client: Client, id: LeaseId, token: FencingToken, ttl: Duration) -> Self {
+        LocalLease {
+            client,
+            id,
+            token,
+            ttl,
+        }
+    }
+
+    fn backend(&self) -> &dyn InProcessLeases {
+        // A backend that has an in-process face has it for its whole life.
+        (self.client.backend().in_process()).expect("an in-process backend stays in process")
+    }
+
+    fn holding(&self) -> Holding {
+        self.backend().holding(&self.id, self.token)
+    }
+
+    fn is_held(&self) -> bool {
+        self.holding() != Holding::NotHeld
+    }
+
+    fn valid_until(&self) -> Option<Instant> {
+        match self.holding() {
+            Holding::NotHeld => None,
+            Holding::Until(until) => Some(until),
+            // Kept: as if renewed for its TTL at every instant.
+            Holding::UntilReleased => Some(self.backend().clock().now() + self.ttl),
+        }
+    }
+
+    /// Waits until the backend no longer holds the lease: woken by the
+    /// key's notifications (release, force release) and at its expiry.
+    async fn ended(&self) {
+        let clock = self.backend().clock();
+        let family = self.id.kind.family();
+        // Subscribed before each look, so that no change is missed between.
+        let mut watch = self.client.backend().subscribe(family, &self.id.key).await;
+        loop {
+            let until = match self.holding() {
+                Holding::NotHeld => return,
+                Holding::Until(until) => Some(until),
+                Holding::UntilReleased => None,
+            };
+            let changed = async {
+                match &mut watch {
+                    Ok(w) => drop(w.changed().await),
+                    // No notifications: look again once per TTL.
+                    Err(_) => clock.sleep_until(clock.now() + self.ttl).await,
+                }
+            };
+            match until {
+                Some(until) => {
+                    tokio::select! {
+                        _ = changed => {}
+                        _ = clock.sleep_until(until) => {}
+                    }
+                }
+                None => changed.await,
+            }
+        }
+    }
+
+    async fn extend(&self) -> Result<bool> {
+        let (local, id) = (self.backend(), &self.id);
+        let held = trace::call_now(
+            "extend",
+            &self.client,
+            id,
+            Some(self.token),
+            || local.extend_now(id, self.ttl),
+            |held: &bool| if *held { Outcome::Ok } else { Outcome::NotHeld },
+        )?;
+        if !held {
+            self.warn_lost();
+        }
+        Ok(held)
+    }
+
+    fn release(&self) -> Result<bool> {
+        let (local, id) = (self.backend(), &self.id);
+        let res = trace::call_now(
+            "release",
+            &self.client,
+            id,
+            Some(self.token),
+            || local.release_now(id),
+            classify_release,
+        )?;
+        let held = matches!(res, Release::Released { .. });
+        if !held {
+            self.warn_lost();
+        }
+        Ok(held)
+    }
+
+    fn warn_lost(&self) {
+        warn_lost(&self.id, self.token, &self.client);
+    }
+}
+
+fn warn_lost(id: &LeaseId, token: FencingToken, client: &Client) {
+    tracing::warn!(
+        key = %id.key,
+        holder = %id.holder,
+        token = token.get(),
+        backend = %client.backend(),
+        "lease lost"
+    );
+}
+
+fn classify_release(r: &Release) -> Outcome {
+    match r {
+        Release::Released { .. } => Outcome::Ok,
+        Release::NotHeld => Outcome::NotHeld,
+    }
+}
+
+/// What a guard holds.
+enum Held {
+    /// A lease whose state this client keeps (and renews).
+    Shared(Arc<LeaseShared>),
+    /// A lease of an in-process backend, asked directly. Boxed: guards are
+    /// moved through several futures, and a small one moves cheaper.
+    Local(Box<LocalLease>),
+}
+
 /// A guard for a held lease: a lock, a read or write lock, or a permit.
 ///
 /// - [`token`](Self::token) is the fencing token to hand to the protected
@@ -359,7 +497,7 @@ impl LeaseShared {
 ///   the TTL frees the key).
 #[must_use = "if unused the lease is released immediately"]
 pub struct LeaseGuard {
-    shared: Arc<LeaseShared>,
+    held: Held,
     released: bool,
 }
 
@@ -375,52 +513,82 @@ pub type Permit = LeaseGuard;
 impl LeaseGuard {
     pub(crate) fn new(shared: Arc<LeaseShared>) -> LeaseGuard {
         LeaseGuard {
-            shared,
+            held: Held::Shared(shared),
             released: false,
         }
     }
 
-    pub(crate) fn shared(&self) -> &Arc<LeaseShared> {
-        &self.shared
+    pub(crate) fn local(lease: LocalLease) -> LeaseGuard {
+        LeaseGuard {
+            held: Held::Local(Box::new(lease)),
+            released: false,
+        }
+    }
+
+    /// The lease's shared state, unless the backend keeps it (in process).
+    pub(crate) fn shared(&self) -> Option<&Arc<LeaseShared>> {
+        match &self.held {
+            Held::Shared(shared) => Some(shared),
+            Held::Local(_) => None,
+        }
     }
 
     /// Takes the lease out of the guard without releasing it (the caller
-    /// ends it another way).
+    /// ends it another way). Only for a guard made by [`new`](Self::new).
     pub(crate) fn into_shared(mut self) -> Arc<LeaseShared> {
         self.released = true;
-        self.shared.clone()
+        match &self.held {
+            Held::Shared(shared) => shared.clone(),
+            Held::Local(_) => unreachable!("into_shared on a guard made by new"),
+        }
+    }
+
+    fn id(&self) -> &LeaseId {
+        match &self.held {
+            Held::Shared(shared) => &shared.id,
+            Held::Local(local) => &local.id,
+        }
     }
 
     /// The fencing token of this grant.
     pub fn token(&self) -> FencingToken {
-        self.shared.token
+        match &self.held {
+            Held::Shared(shared) => shared.token,
+            Held::Local(local) => local.token,
+        }
     }
 
     /// The key of the lease.
     pub fn key(&self) -> &Key {
-        &self.shared.id.key
+        &self.id().key
     }
 
     /// The holder the lease was granted to.
     pub fn holder(&self) -> &HolderId {
-        &self.shared.id.holder
+        &self.id().holder
     }
 
     /// The kind of lease.
     pub fn kind(&self) -> LeaseKind {
-        self.shared.id.kind
+        self.id().kind
     }
 
     /// Whether the lease is still held as far as this client can tell: not
     /// released, not refused on renewal, and within its local validity.
     pub fn is_held(&self) -> bool {
-        self.shared.is_held()
+        match &self.held {
+            Held::Shared(shared) => shared.is_held(),
+            Held::Local(local) => local.is_held(),
+        }
     }
 
     /// Until when the lease counts as valid locally (by the client's clock),
     /// or `None` once it is no longer held.
     pub fn valid_until(&self) -> Option<Instant> {
-        self.shared.valid_until()
+        match &self.held {
+            Held::Shared(shared) => shared.valid_until(),
+            Held::Local(local) => local.valid_until(),
+        }
     }
 
     /// Completes when the lease is lost (it completes at once if it already
@@ -430,20 +598,29 @@ impl LeaseGuard {
     /// # Cancel safety
     /// Cancel safe: dropping the future changes nothing.
     pub async fn lost(&self) {
-        self.shared.ended().await
+        match &self.held {
+            Held::Shared(shared) => shared.ended().await,
+            Held::Local(local) => local.ended().await,
+        }
     }
 
     /// A `'static` handle on the lost signal, to hand to a task.
     pub fn lost_signal(&self) -> LostSignal {
         LostSignal {
-            shared: Arc::downgrade(&self.shared),
+            lease: match &self.held {
+                Held::Shared(shared) => Signal::Shared(Arc::downgrade(shared)),
+                Held::Local(local) => Signal::Local(Arc::new((**local).clone())),
+            },
         }
     }
 
     /// Renews the lease now for its TTL. Returns whether it is still held; a
     /// `false` marks it lost. Auto-extension calls this for you.
     pub async fn extend(&self) -> Result<bool> {
-        self.shared.extend().await
+        match &self.held {
+            Held::Shared(shared) => shared.extend().await,
+            Held::Local(local) => local.extend().await,
+        }
     }
 
     /// Releases the lease (one hold of a reentrant lock). Returns whether the
@@ -452,11 +629,19 @@ impl LeaseGuard {
     /// # Cancel safety
     /// If cancelled, the release goes on in the background.
     pub async fn release(mut self) -> Result<bool> {
+        let shared = match &self.held {
+            Held::Shared(shared) => shared.clone(),
+            Held::Local(local) => {
+                // Answered at once: nothing to cancel midway.
+                self.released = true;
+                return local.release();
+            }
+        };
         // Cancelled midway, the guard's drop sends the release again in the
         // background: harmless twice, except for a reentrant hold, which is
         // counted and so not repeated.
-        self.released = !self.shared.ends_on_release();
-        let res = release_lease(&self.shared).await;
+        self.released = !shared.ends_on_release();
+        let res = release_lease(&shared).await;
         self.released = true;
         res
     }
@@ -472,10 +657,7 @@ async fn release_lease(shared: &LeaseShared) -> Result<bool> {
         shared.mark(false);
     }
     let (client, id, token) = (&shared.client, &shared.id, Some(shared.token));
-    let classify = |r: &Release| match r {
-        Release::Released { .. } => Outcome::Ok,
-        Release::NotHeld => Outcome::NotHeld,
-    };
+    let classify = classify_release;
     let res = match (&shared.target, client.backend().in_process()) {
         (Target::Lease, Some(local)) => trace::call_now(
             "release",
@@ -513,20 +695,28 @@ async fn release_lease(shared: &LeaseShared) -> Result<bool> {
 
 impl Drop for LeaseGuard {
     fn drop(&mut self) {
-        if !self.released {
-            let shared = self.shared.clone();
-            spawn_background(async move { release_lease(&shared).await });
+        if self.released {
+            return;
+        }
+        match &self.held {
+            Held::Shared(shared) => {
+                let shared = shared.clone();
+                spawn_background(async move { release_lease(&shared).await });
+            }
+            // In process, at once: no runtime needed.
+            Held::Local(local) => drop(local.release()),
         }
     }
 }
 
 impl fmt::Debug for LeaseGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let id = self.id();
         f.debug_struct("LeaseGuard")
-            .field("kind", &self.shared.id.kind)
-            .field("key", &self.shared.id.key)
-            .field("holder", &self.shared.id.holder)
-            .field("token", &self.shared.token)
+            .field("kind", &id.kind)
+            .field("key", &id.key)
+            .field("holder", &id.holder)
+            .field("token", &self.token())
             .field("held", &self.is_held())
             .finish()
     }
@@ -558,7 +748,13 @@ where
 /// ```
 #[derive(Clone, Debug)]
 pub struct LostSignal {
-    shared: Weak<LeaseShared>,
+    lease: Signal,
+}
+
+#[derive(Clone, Debug)]
+enum Signal {
+    Shared(Weak<LeaseShared>),
+    Local(Arc<LocalLease>),
 }
 
 impl LostSignal {
@@ -568,14 +764,22 @@ impl LostSignal {
     /// # Cancel safety
     /// Cancel safe.
     pub async fn wait(&self) {
-        if let Some(s) = self.shared.upgrade() {
-            s.ended().await
+        match &self.lease {
+            Signal::Shared(weak) => {
+                if let Some(s) = weak.upgrade() {
+                    s.ended().await
+                }
+            }
+            Signal::Local(local) => local.ended().await,
         }
     }
 
     /// Whether the lease is no longer held.
     pub fn is_lost(&self) -> bool {
-        self.shared.upgrade().is_none_or(|s| !s.is_held())
+        match &self.lease {
+            Signal::Shared(weak) => weak.upgrade().is_none_or(|s| !s.is_held()),
+            Signal::Local(local) => !local.is_held(),
+        }
     }
 }
 

@@ -59,8 +59,8 @@ mod token;
 mod trace;
 
 pub use backend::{
-    Acquire, Busy, Capability, DynLeaseBackend, Grant, InProcessLeases, LeaseBackend, LeaseFamily,
-    LeaseId, LeaseInfo, LeaseKind, LeaseWatch, Release,
+    Acquire, Busy, Capability, DynLeaseBackend, Grant, Holding, InProcessLeases, LeaseBackend,
+    LeaseFamily, LeaseId, LeaseInfo, LeaseKind, LeaseWatch, Release,
 };
 pub use client::{Client, ClientBuilder};
 pub use clock::{Clock, Instant, SkewedClock, Sleep, TokioClock};

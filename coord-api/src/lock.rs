@@ -94,8 +94,9 @@ impl Lock {
     }
 
     fn remember(&self, guard: &LockGuard) {
-        if self.reentrant {
-            *self.held.lock().unwrap() = Arc::downgrade(guard.shared());
+        // A reentrant hold always has shared state (see `kept_in_process`).
+        if let (true, Some(shared)) = (self.reentrant, guard.shared()) {
+            *self.held.lock().unwrap() = Arc::downgrade(shared);
         }
     }
 

@@ -40,9 +40,9 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use coord_api::{
-    Acquire, Campaign, Capability, Clock, FencingToken, HolderId, InProcessLeases, Instant, Key,
-    LeaderInfo, LeadershipBackend, LeaseBackend, LeaseFamily, LeaseId, LeaseInfo, LeaseWatch,
-    Members, Namespace, OnceBegin, Quorum, Release, Result, TokioClock,
+    Acquire, Campaign, Capability, Clock, FencingToken, HolderId, Holding, InProcessLeases,
+    Instant, Key, LeaderInfo, LeadershipBackend, LeaseBackend, LeaseFamily, LeaseId, LeaseInfo,
+    LeaseWatch, Members, Namespace, OnceBegin, Quorum, Release, Result, TokioClock,
 };
 
 #[cfg(feature = "broken")]
@@ -174,7 +174,8 @@ impl LeaseBackend for MemoryBackend {
     }
 
     async fn acquire(&self, lease: &LeaseId, ttl: Duration) -> Result<Acquire> {
-        self.acquire_now(lease, ttl).map(|(acquire, _)| acquire)
+        self.acquire_now(lease, ttl, false)
+            .map(|(acquire, _)| acquire)
     }
 
     async fn extend(&self, lease: &LeaseId, ttl: Duration) -> Result<bool> {
@@ -222,10 +223,21 @@ impl InProcessLeases for MemoryBackend {
         &*self.store.inner.clock
     }
 
-    fn acquire_now(&self, lease: &LeaseId, ttl: Duration) -> Result<(Acquire, Instant)> {
+    fn acquire_now(
+        &self,
+        lease: &LeaseId,
+        ttl: Duration,
+        keep: bool,
+    ) -> Result<(Acquire, Instant)> {
         let now = self.clock().now();
-        let acquire = self.store.inner.table.acquire(&self.ns, lease, ttl, now)?;
+        let table = &self.store.inner.table;
+        let acquire = table.acquire(&self.ns, lease, ttl, now, keep)?;
         Ok((acquire, now))
+    }
+
+    fn holding(&self, lease: &LeaseId, token: FencingToken) -> Holding {
+        let now = self.clock().now();
+        (self.store.inner.table).holding(&self.ns, lease, token, now)
     }
 
     fn extend_now(&self, lease: &LeaseId, ttl: Duration) -> Result<bool> {

@@ -2,13 +2,15 @@
 //! behind a narrow API, so that loom can check it and the simulator's server
 //! can host it. Time is passed in; expiry is lazy (an expired lease is
 //! dropped by the next operation on its key) and notification is the async
-//! layer's job.
+//! layer's job. A lease granted *kept* (auto-extension in process, see
+//! [`InProcessLeases::acquire_now`](coord_api::InProcessLeases::acquire_now))
+//! does not expire: it lasts until released or force released.
 
 use std::time::Duration;
 
 use coord_api::{
-    Acquire, Busy, Clock, Error, FencingToken, Grant, HolderId, Instant, Key, LeaseFamily, LeaseId,
-    LeaseInfo, LeaseKind, Namespace, Release, Result,
+    Acquire, Busy, Clock, Error, FencingToken, Grant, HolderId, Holding, Instant, Key, LeaseFamily,
+    LeaseId, LeaseInfo, LeaseKind, Namespace, Release, Result,
 };
 
 use crate::sync::{AtomicU64, Lookup, Map, Ordering};
@@ -81,6 +83,23 @@ struct Lease {
     token: u64,
     holds: u32,
     expires: Instant,
+    /// `Some(ttl)` for a kept lease: it never expires (as if renewed for
+    /// `ttl` at every instant), and `expires` is unused.
+    kept: Option<Duration>,
+}
+
+impl Lease {
+    /// When it expires; `None` for a kept lease.
+    fn until(&self) -> Option<Instant> {
+        match self.kept {
+            Some(_) => None,
+            None => Some(self.expires),
+        }
+    }
+
+    fn live(&self, now: Instant) -> bool {
+        self.kept.is_some() || self.expires > now
+    }
 }
 
 #[derive(Debug, Default)]
@@ -99,8 +118,8 @@ impl Entry {
 
     fn purge(&mut self, now: Instant) {
         // Usually nothing has expired: look before rewriting the vectors.
-        if self.leases.iter().any(|l| l.expires <= now) {
-            self.leases.retain(|l| l.expires > now);
+        if self.leases.iter().any(|l| !l.live(now)) {
+            self.leases.retain(|l| l.live(now));
         }
         if self.intents.iter().any(|(_, until)| *until <= now) {
             self.intents.retain(|(_, until)| *until > now);
@@ -116,12 +135,26 @@ impl Entry {
             .position(|l| l.holder == id.holder && l.kind == id.kind)
     }
 
+    /// When the first lease in the way (`blocking`) expires; `None` when
+    /// every one of them is kept (only a release frees them).
     fn earliest(&self, blocking: impl Fn(&Lease) -> bool) -> Option<Instant> {
         self.leases
             .iter()
             .filter(|l| blocking(l))
-            .map(|l| l.expires)
+            .filter_map(Lease::until)
             .min()
+    }
+
+    /// When the last lease expires; `None` when any is kept.
+    fn latest(&self) -> Option<Instant> {
+        self.leases
+            .iter()
+            .map(Lease::until)
+            .try_fold(None, |last: Option<Instant>, until| {
+                let until = until?;
+                Some(Some(last.map_or(until, |l| l.max(until))))
+            })
+            .flatten()
     }
 }
 
@@ -207,13 +240,15 @@ impl LeaseTable {
     }
 
     /// [`LeaseBackend::acquire`](coord_api::LeaseBackend::acquire) on `ns`,
-    /// decided at `now` by the server's clock.
+    /// decided at `now` by the server's clock; a new lease is kept (never
+    /// expires) when `keep` says so.
     pub fn acquire(
         &self,
         ns: &Namespace,
         id: &LeaseId,
         ttl: Duration,
         now: Instant,
+        keep: bool,
     ) -> Result<Acquire> {
         check_ttl(id, ttl)?;
         if let LeaseKind::Permit { limit: 0 } = id.kind {
@@ -250,7 +285,7 @@ impl LeaseTable {
                                 holds: l.holds,
                             }));
                         }
-                        return busy(Some(l.expires));
+                        return busy(l.until());
                     }
                 }
                 LeaseKind::Read => {
@@ -263,9 +298,10 @@ impl LeaseTable {
                             holds: l.holds,
                         }));
                     }
-                    let writer = e.earliest(|l| l.kind == LeaseKind::Write);
+                    let is_writer = |l: &Lease| l.kind == LeaseKind::Write;
                     let intent = e.intents.iter().map(|(_, u)| *u).min();
-                    if writer.is_some() || intent.is_some() {
+                    if e.leases.iter().any(is_writer) || intent.is_some() {
+                        let writer = e.earliest(is_writer);
                         return busy(writer.into_iter().chain(intent).min());
                     }
                 }
@@ -277,7 +313,7 @@ impl LeaseTable {
                             None => e.intents.push((id.holder.clone(), until)),
                         }
                         // The writer can go when the last lease in its way ends.
-                        return busy(e.leases.iter().map(|l| l.expires).max());
+                        return busy(e.latest());
                     }
                     e.intents.retain(|(h, _)| *h != id.holder);
                 }
@@ -303,6 +339,7 @@ impl LeaseTable {
                 token,
                 holds: 1,
                 expires: now + ttl,
+                kept: keep.then_some(ttl),
             });
             Ok(Acquire::Granted(Grant {
                 token: FencingToken(token),
@@ -382,6 +419,35 @@ impl LeaseTable {
         })
     }
 
+    /// [`InProcessLeases::holding`](coord_api::InProcessLeases::holding) on
+    /// `ns`: whether the lease `id` granted with `token` is live at `now`.
+    pub fn holding(
+        &self,
+        ns: &Namespace,
+        id: &LeaseId,
+        token: FencingToken,
+        now: Instant,
+    ) -> Holding {
+        let key = KeyRef {
+            ns,
+            family: id.kind.family(),
+            key: &id.key,
+        };
+        self.entries
+            .read(&key, |e| {
+                let l = e.leases.iter().find(|l| {
+                    l.holder == id.holder && l.kind == id.kind && l.token == token.get()
+                })?;
+                match l.until() {
+                    None => Some(Holding::UntilReleased),
+                    Some(until) if until > now => Some(Holding::Until(until)),
+                    Some(_) => None,
+                }
+            })
+            .flatten()
+            .unwrap_or(Holding::NotHeld)
+    }
+
     /// [`LeaseBackend::force_release`](coord_api::LeaseBackend::force_release) on `ns`.
     pub fn force_release(
         &self,
@@ -414,13 +480,13 @@ impl LeaseTable {
                 let mut v: Vec<LeaseInfo> = e
                     .leases
                     .iter()
-                    .filter(|l| l.expires > now)
+                    .filter(|l| l.live(now))
                     .map(|l| LeaseInfo {
                         kind: l.kind,
                         holder: l.holder.clone(),
                         token: FencingToken(l.token),
                         holds: l.holds,
-                        expires_in: l.expires - now,
+                        expires_in: l.kept.unwrap_or_else(|| l.expires - now),
                     })
                     .collect();
                 v.sort_by_key(|i| i.token);
@@ -436,7 +502,7 @@ impl LeaseTable {
             .read(key, |e| {
                 e.leases
                     .iter()
-                    .map(|l| l.expires)
+                    .filter_map(Lease::until)
                     .chain(e.intents.iter().map(|(_, u)| *u))
                     .min()
             })

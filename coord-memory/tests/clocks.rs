@@ -1,6 +1,7 @@
 //! Which clock a client on the in-memory backend measures local validity by:
 //! the backend's own, when they are one clock (one read per grant serves
-//! both), and its own otherwise.
+//! both, and the lease is valid exactly while the backend holds it), and its
+//! own otherwise.
 
 use std::{
     sync::{
@@ -45,12 +46,13 @@ async fn a_client_on_the_backends_clock_takes_the_grant_instant_as_its_own() {
     let backend = Arc::new(store.backend(Namespace::default()));
     let client = Client::builder(backend).clock(clock.clone()).build();
     let lock = client.lock("k").auto_extend(false);
-    let validity = lock.options().local_validity(lock.options().ttl);
+    let ttl = lock.options().ttl;
 
     let before = clock.reads();
     let guard = lock.try_lock().await.unwrap().expect("free");
     assert_eq!(clock.reads() - before, 1, "the backend's read serves both");
-    assert_eq!(guard.valid_until(), Some(Instant::now() + validity));
+    // The backend's own expiry, with no drift margin: one clock decides both.
+    assert_eq!(guard.valid_until(), Some(Instant::now() + ttl));
 
     let before = clock.reads();
     assert!(guard.release().await.unwrap());

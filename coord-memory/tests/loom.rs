@@ -53,7 +53,8 @@ fn exclusive_never_granted_twice() {
                 loom::thread::spawn(move || {
                     let clock = Frozen(now);
                     let id = lease(LeaseKind::Exclusive, who);
-                    if let Acquire::Granted(_) = table.acquire(&ns, &id, TTL, clock.now()).unwrap()
+                    if let Acquire::Granted(_) =
+                        table.acquire(&ns, &id, TTL, clock.now(), false).unwrap()
                     {
                         assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders");
                         inside.fetch_sub(1, Ordering::SeqCst);
@@ -96,7 +97,8 @@ fn writer_and_reader_never_overlap() {
                 loom::thread::spawn(move || {
                     let clock = Frozen(now);
                     let id = lease(kind, who);
-                    if let Acquire::Granted(_) = table.acquire(&ns, &id, TTL, clock.now()).unwrap()
+                    if let Acquire::Granted(_) =
+                        table.acquire(&ns, &id, TTL, clock.now(), false).unwrap()
                     {
                         let (mine, other) = if kind == LeaseKind::Write {
                             (&writers, &readers)
@@ -129,7 +131,7 @@ fn semaphore_never_exceeds_limit_and_tokens_differ() {
                 let (table, ns) = (table.clone(), ns.clone());
                 loom::thread::spawn(move || {
                     let id = lease(LeaseKind::Permit { limit: 2 }, who);
-                    match table.acquire(&ns, &id, TTL, now).unwrap() {
+                    match table.acquire(&ns, &id, TTL, now, false).unwrap() {
                         Acquire::Granted(g) => Some(g.token),
                         Acquire::Busy(_) => None,
                     }
@@ -155,7 +157,7 @@ fn extend_by_stale_holder_never_revives() {
         let clock = Frozen(now);
         let a = lease(LeaseKind::Exclusive, "a");
         assert!(matches!(
-            table.acquire(&ns, &a, TTL, clock.now()).unwrap(),
+            table.acquire(&ns, &a, TTL, clock.now(), false).unwrap(),
             Acquire::Granted(_)
         ));
         let t1 = {
@@ -169,7 +171,7 @@ fn extend_by_stale_holder_never_revives() {
             let (table, ns) = (table.clone(), ns.clone());
             loom::thread::spawn(move || {
                 let b = lease(LeaseKind::Exclusive, "b");
-                table.acquire(&ns, &b, TTL, now).unwrap()
+                table.acquire(&ns, &b, TTL, now, false).unwrap()
             })
         };
         assert!(!t1.join().unwrap(), "extend after release never succeeds");

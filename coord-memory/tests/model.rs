@@ -1,7 +1,8 @@
-//! Model-based property test: random interleavings of acquire, extend,
-//! release, force release and time passing by several holders, run against
-//! the memory backend and against a sequential reference model written
-//! straight from the contract. Outcomes must match; tokens must increase.
+//! Model-based property test: random interleavings of acquire (expiring or
+//! kept), extend, release, force release, asking whether a lease is live, and
+//! time passing by several holders, run against the memory backend and
+//! against a sequential reference model written straight from the contract.
+//! Outcomes must match; tokens must increase.
 
 use std::{
     sync::{
@@ -12,8 +13,8 @@ use std::{
 };
 
 use coord_api::{
-    Acquire, Clock, HolderId, InstanceId, Instant, Key, LeaseBackend, LeaseFamily, LeaseId,
-    LeaseKind, Namespace, Release, Sleep,
+    Acquire, Clock, FencingToken, HolderId, Holding, InProcessLeases, InstanceId, Instant, Key,
+    LeaseBackend, LeaseFamily, LeaseId, LeaseKind, Namespace, Release, Sleep,
 };
 use coord_memory::MemoryStore;
 use proptest::prelude::*;
@@ -50,7 +51,9 @@ const HOLDERS: usize = 4;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Acquire(usize, LeaseKind, u64),
+    /// Holder, kind, TTL, kept.
+    Acquire(usize, LeaseKind, u64, bool),
+    Holding(usize, LeaseKind),
     Extend(usize, LeaseKind, u64),
     Release(usize, LeaseKind),
     Force(LeaseFamily),
@@ -71,7 +74,9 @@ fn op() -> impl Strategy<Value = Op> {
     let holder = 0..HOLDERS;
     let ttl = 1u64..50;
     prop_oneof![
-        4 => (holder.clone(), kind(), ttl.clone()).prop_map(|(h, k, t)| Op::Acquire(h, k, t)),
+        4 => (holder.clone(), kind(), ttl.clone(), any::<bool>())
+            .prop_map(|(h, k, t, keep)| Op::Acquire(h, k, t, keep)),
+        2 => (holder.clone(), kind()).prop_map(|(h, k)| Op::Holding(h, k)),
         2 => (holder.clone(), kind(), ttl).prop_map(|(h, k, t)| Op::Extend(h, k, t)),
         3 => (holder, kind()).prop_map(|(h, k)| Op::Release(h, k)),
         1 => prop_oneof![Just(LeaseFamily::Lock), Just(LeaseFamily::RwLock), Just(LeaseFamily::Semaphore)]
@@ -80,39 +85,53 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// The reference: for each family, the live leases as (holder, kind, holds,
-/// token, expires-at ms) and the writers' intents; time in whole ms.
+/// A lease of the model: family, holder, kind, holds, token, expires-at ms,
+/// kept (never expires).
+type ModelLease = (LeaseFamily, usize, LeaseKind, u32, u64, u64, bool);
+
+/// The reference: for each family, the live leases and the writers' intents;
+/// time in whole ms.
 #[derive(Default)]
 struct Model {
     now: u64,
-    leases: Vec<(LeaseFamily, usize, LeaseKind, u32, u64, u64)>,
+    leases: Vec<ModelLease>,
     intents: Vec<(usize, u64)>,
     limit: Option<u32>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
-    Granted { holds: u32, reused: Option<u64> },
+    Granted {
+        holds: u32,
+        reused: Option<u64>,
+    },
     Busy,
     Invalid,
     Extended(bool),
     Released(Option<u32>),
     Forced(usize),
+    /// Not held, or held until that ms, or kept.
+    Holding(Option<Option<u64>>),
 }
 
 impl Model {
-    fn live(
-        &self,
-        family: LeaseFamily,
-    ) -> impl Iterator<Item = &(LeaseFamily, usize, LeaseKind, u32, u64, u64)> {
+    fn live(&self, family: LeaseFamily) -> impl Iterator<Item = &ModelLease> {
         self.leases
             .iter()
-            .filter(move |l| l.0 == family && l.5 > self.now)
+            .filter(move |l| l.0 == family && (l.6 || l.5 > self.now))
+    }
+
+    /// The token of `h`'s lease of `kind`, 0 when it has none.
+    fn token(&self, h: usize, kind: LeaseKind) -> u64 {
+        let fam = kind.family();
+        (self.leases.iter())
+            .find(|l| l.0 == fam && l.1 == h && l.2 == kind)
+            .map_or(0, |l| l.4)
     }
 
     fn expire(&mut self) {
         let now = self.now;
-        self.leases.retain(|l| l.5 > now);
+        self.leases.retain(|l| l.6 || l.5 > now);
         self.intents.retain(|i| i.1 > now);
         if !self.leases.iter().any(|l| l.0 == LeaseFamily::Semaphore) {
             self.limit = None;
@@ -137,7 +156,15 @@ impl Model {
                 }
                 Outcome::Forced(n)
             }
-            Op::Acquire(h, kind, ttl) => {
+            Op::Holding(h, kind) => {
+                let fam = kind.family();
+                Outcome::Holding(
+                    (self.leases.iter())
+                        .find(|l| l.0 == fam && l.1 == h && l.2 == kind)
+                        .map(|l| (!l.6).then_some(l.5)),
+                )
+            }
+            Op::Acquire(h, kind, ttl, keep) => {
                 let fam = kind.family();
                 let until = self.now + ttl;
                 let others: Vec<_> = self.live(fam).cloned().collect();
@@ -195,7 +222,7 @@ impl Model {
                     }
                 };
                 if ok {
-                    self.leases.push((fam, h, kind, 1, 0, until));
+                    self.leases.push((fam, h, kind, 1, 0, until, keep));
                     Outcome::Granted {
                         holds: 1,
                         reused: None,
@@ -276,11 +303,22 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 Op::Force(family) => {
                     Outcome::Forced(backend.force_release(family, &key).await.unwrap())
                 }
-                Op::Acquire(h, kind, ttl) => {
-                    match backend
-                        .acquire(&id(h, kind), Duration::from_millis(ttl))
-                        .await
-                    {
+                Op::Holding(h, kind) => {
+                    let token = FencingToken(model.token(h, kind));
+                    Outcome::Holding(match backend.holding(&id(h, kind), token) {
+                        Holding::NotHeld => None,
+                        Holding::Until(t) => Some(Some((t - clock.base).as_millis() as u64)),
+                        Holding::UntilReleased => Some(None),
+                    })
+                }
+                Op::Acquire(h, kind, ttl, keep) => {
+                    let ttl = Duration::from_millis(ttl);
+                    let answer = if keep {
+                        backend.acquire_now(&id(h, kind), ttl, true).map(|(a, _)| a)
+                    } else {
+                        backend.acquire(&id(h, kind), ttl).await
+                    };
+                    match answer {
                         Ok(Acquire::Granted(g)) => {
                             let fam = kind.family() as usize;
                             let reused = match &expected {

@@ -1,0 +1,123 @@
+//! Leases the in-memory backend keeps for a client on its own clock: auto-
+//! extension without renewals, lost signals from the backend's own state, and
+//! a dropped guard released at once.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, SystemTime},
+};
+
+use coord_api::{Client, Clock, Instant, Namespace, Sleep, TokioClock};
+use coord_memory::{MemoryBackend, MemoryStore};
+
+/// Tokio's clock, counting its reads: a renewal reads it.
+#[derive(Debug, Default)]
+struct Counted {
+    reads: AtomicUsize,
+}
+
+impl Clock for Counted {
+    fn now(&self) -> Instant {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        TokioClock.now()
+    }
+    fn wall(&self) -> SystemTime {
+        TokioClock.wall()
+    }
+    fn sleep_until(&self, deadline: Instant) -> Sleep {
+        TokioClock.sleep_until(deadline)
+    }
+}
+
+const TTL: Duration = Duration::from_millis(300);
+
+/// Two clients on one store, the first on the store's clock.
+fn clients() -> (Arc<Counted>, Client, Client) {
+    let clock = Arc::new(Counted::default());
+    let store = MemoryStore::with_clock(clock.clone());
+    let backend = || Arc::new(store.backend(Namespace::default()));
+    let a = Client::builder(backend()).clock(clock.clone()).build();
+    let b = Client::builder(backend()).clock(clock.clone()).build();
+    (clock, a, b)
+}
+
+/// An auto-extended lease stays held far past its TTL, and nothing renews
+/// it: the clock is not read while it is held, and the backend reports it
+/// with its whole TTL left.
+#[tokio::test(start_paused = true)]
+async fn an_auto_extended_lease_is_kept_without_renewals() {
+    let (clock, a, b) = clients();
+    let guard = a.lock("k").ttl(TTL).try_lock().await.unwrap().unwrap();
+    let reads = clock.reads.load(Ordering::SeqCst);
+    tokio::time::sleep(TTL * 10).await;
+    assert_eq!(clock.reads.load(Ordering::SeqCst), reads, "no renewal");
+    assert!(guard.is_held());
+    assert_eq!(guard.valid_until(), Some(Instant::now() + TTL));
+    assert!(b.lock("k").try_lock().await.unwrap().is_none());
+    let holders = b.lock("k").holders().await.unwrap();
+    assert_eq!(holders.len(), 1);
+    assert_eq!(holders[0].expires_in, TTL);
+    assert!(guard.release().await.unwrap());
+    assert!(b.lock("k").try_lock().await.unwrap().is_some());
+}
+
+/// Without auto-extension the lease is the backend's for its TTL exactly.
+#[tokio::test(start_paused = true)]
+async fn a_lease_without_auto_extension_ends_at_its_ttl() {
+    let (_, a, b) = clients();
+    let lock = a.lock("k").ttl(TTL).auto_extend(false);
+    let guard = lock.try_lock().await.unwrap().unwrap();
+    let until = Instant::now() + TTL;
+    assert_eq!(guard.valid_until(), Some(until));
+    let lost = guard.lost_signal();
+    tokio::time::timeout(TTL * 2, guard.lost())
+        .await
+        .expect("lost at the TTL");
+    assert_eq!(Instant::now(), until, "lost exactly at the expiry");
+    assert!(lost.is_lost());
+    assert!(b.lock("k").try_lock().await.unwrap().is_some());
+    assert!(!guard.release().await.unwrap(), "expired");
+}
+
+/// A force release ends a kept lease: its lost signals fire and its release
+/// says it was no longer held.
+#[tokio::test(start_paused = true)]
+async fn a_force_release_ends_a_kept_lease() {
+    let (_, a, b) = clients();
+    let guard = a.lock("k").ttl(TTL).try_lock().await.unwrap().unwrap();
+    let signal = guard.lost_signal();
+    let waiting = tokio::spawn(async move { signal.wait().await });
+    tokio::time::sleep(TTL * 5).await;
+    assert!(!waiting.is_finished(), "held, kept past its TTL");
+    assert_eq!(b.lock("k").force_release().await.unwrap(), 1);
+    tokio::time::timeout(Duration::from_millis(10), waiting)
+        .await
+        .expect("the force release wakes the signal")
+        .unwrap();
+    assert!(!guard.is_held());
+    assert!(!guard.release().await.unwrap());
+}
+
+/// A guard dropped where no runtime runs (its task's runtime shut down)
+/// still frees the key at once: the in-process release needs none.
+#[test]
+fn a_guard_dropped_without_a_runtime_frees_the_key() {
+    let backend = Arc::new(MemoryBackend::new(Namespace::default()));
+    let client = Client::new(backend);
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let guard = runtime()
+        .block_on(client.lock("k").try_lock())
+        .unwrap()
+        .unwrap();
+    drop(guard);
+    let again = runtime().block_on(client.lock("k").try_lock()).unwrap();
+    assert!(again.is_some(), "freed by the drop");
+}
