@@ -378,15 +378,19 @@ impl LeaseTable {
     }
 
     /// [`LeaseBackend::release`](coord_api::LeaseBackend::release) on `ns`.
+    /// Releasing a kept lease reads no clock: it cannot have expired (the
+    /// key's expired leases, if any, go at its next operation).
     pub fn release(&self, ns: &Namespace, id: &LeaseId, clock: &dyn Clock) -> (Release, Freed) {
-        let now = clock.now();
         let key = KeyRef {
             ns,
             family: id.kind.family(),
             key: &id.key,
         };
         self.entries.update(&key, Entry::is_empty, |e| {
-            e.purge(now);
+            let kept = e.find(id).is_some_and(|i| e.leases[i].kept.is_some());
+            if !kept {
+                e.purge(clock.now());
+            }
             let before = e.intents.len();
             if id.kind == LeaseKind::Write {
                 e.intents.retain(|(h, _)| *h != id.holder);

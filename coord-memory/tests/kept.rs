@@ -60,7 +60,10 @@ async fn an_auto_extended_lease_is_kept_without_renewals() {
     let holders = b.lock("k").holders().await.unwrap();
     assert_eq!(holders.len(), 1);
     assert_eq!(holders[0].expires_in, TTL);
+    let reads = clock.reads.load(Ordering::SeqCst);
     assert!(guard.release().await.unwrap());
+    let released_reads = clock.reads.load(Ordering::SeqCst) - reads;
+    assert_eq!(released_reads, 0, "a kept lease cannot have expired");
     assert!(b.lock("k").try_lock().await.unwrap().is_some());
 }
 
