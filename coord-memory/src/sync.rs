@@ -12,13 +12,17 @@ pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
 /// reuse (a lock/unlock cycle allocates nothing) until a shard has grown to
 /// twice its live size, when they are swept. Under loom: one loom mutex
 /// around a `HashMap` (loom models neither hashbrown's tables nor dashmap).
+///
+/// Each shard (the one map under loom) also has a counter, changed only
+/// under its lock: a key always lands in the same shard, so a counter that
+/// only grows there grows for each of its keys, without an atomic operation.
 pub(crate) struct Map<K, V> {
     #[cfg(not(loom))]
     shards: Box<[std::sync::Mutex<Shard<K, V>>]>,
     #[cfg(not(loom))]
     hasher: foldhash::fast::RandomState,
     #[cfg(loom)]
-    map: loom::sync::Mutex<std::collections::HashMap<K, V>>,
+    map: loom::sync::Mutex<(std::collections::HashMap<K, V>, u64)>,
 }
 
 #[cfg(not(loom))]
@@ -26,6 +30,7 @@ struct Shard<K, V> {
     table: hashbrown::HashTable<(K, V)>,
     /// Entries (empty or not) the shard may hold before the next sweep.
     sweep_at: usize,
+    counter: u64,
 }
 
 #[cfg(not(loom))]
@@ -50,6 +55,7 @@ impl<K: std::hash::Hash + Eq + Clone, V: Default> Map<K, V> {
                         std::sync::Mutex::new(Shard {
                             table: hashbrown::HashTable::new(),
                             sweep_at: MIN_SWEEP,
+                            counter: 0,
                         })
                     })
                     .collect(),
@@ -74,22 +80,24 @@ impl<K: std::hash::Hash + Eq + Clone, V: Default> Map<K, V> {
         (hash, guard)
     }
 
-    /// Runs `f` on the entry for `key` (an empty one if missing); a new entry
-    /// is kept only if `is_empty` says it holds something.
+    /// Runs `f` on the entry for `key` (an empty one if missing) and the
+    /// counter of its shard; a new entry is kept only if `is_empty` says it
+    /// holds something.
     pub(crate) fn update<R>(
         &self,
         key: &impl Lookup<K>,
         is_empty: impl Fn(&V) -> bool,
-        f: impl FnOnce(&mut V) -> R,
+        f: impl FnOnce(&mut V, &mut u64) -> R,
     ) -> R {
         #[cfg(not(loom))]
         {
             let (hash, mut shard) = self.shard(key);
+            let shard = &mut *shard;
             if let Some((_, v)) = shard.table.find_mut(hash, |(k, _)| key.matches(k)) {
-                return f(v);
+                return f(v, &mut shard.counter);
             }
             let mut value = V::default();
-            let r = f(&mut value);
+            let r = f(&mut value, &mut shard.counter);
             if !is_empty(&value) {
                 if shard.table.len() >= shard.sweep_at {
                     shard.table.retain(|(_, v)| !is_empty(v));
@@ -106,10 +114,11 @@ impl<K: std::hash::Hash + Eq + Clone, V: Default> Map<K, V> {
         }
         #[cfg(loom)]
         {
-            let mut map = self.map.lock().unwrap();
+            let mut guard = self.map.lock().unwrap();
+            let (map, counter) = &mut *guard;
             let owned = key.to_key();
             let entry = map.entry(owned.clone()).or_default();
-            let r = f(entry);
+            let r = f(entry, counter);
             if is_empty(entry) {
                 map.remove(&owned);
             }
@@ -129,7 +138,7 @@ impl<K: std::hash::Hash + Eq + Clone, V: Default> Map<K, V> {
         }
         #[cfg(loom)]
         {
-            self.map.lock().unwrap().get(&key.to_key()).map(f)
+            self.map.lock().unwrap().0.get(&key.to_key()).map(f)
         }
     }
 }

@@ -170,8 +170,9 @@ pub enum Freed {
 /// The lock family's state for every namespace of one store.
 pub struct LeaseTable {
     entries: Map<TableKey, Entry>,
-    /// The last token granted, for every key (one counter keeps each key's
-    /// tokens strictly increasing without remembering freed keys).
+    /// The last token granted to an election or job, for every key (one
+    /// counter keeps each key's tokens strictly increasing without
+    /// remembering freed keys). The lock family counts per shard instead.
     last_token: AtomicU64,
     /// The server's wall clock (µs since the Unix epoch) at `epoch_at`; the
     /// wall time of a grant is derived from the monotonic clock, which saves
@@ -219,7 +220,21 @@ impl LeaseTable {
         self.epoch_wall_us + now.saturating_duration_since(self.epoch_at).as_micros() as u64
     }
 
-    /// The next fencing token of this store (every family, every key).
+    /// The next fencing token of a lock-family key whose shard's counter is
+    /// `last` (see [`Map`]): changed under the shard's lock, so no atomic
+    /// operation, and strictly increasing for each of the shard's keys.
+    fn key_token(&self, last: &mut u64, now: Instant) -> u64 {
+        #[cfg(feature = "broken")]
+        if self.has_bug(crate::Bug::NoTokenFloor) {
+            *last += 1;
+            return *last;
+        }
+        *last = FencingToken::next_after_micros(*last, self.wall_us(now)).get();
+        *last
+    }
+
+    /// The next fencing token of this store's elections and jobs (one
+    /// counter for all their keys).
     pub(crate) fn next_token(&self, now: Instant) -> u64 {
         #[cfg(feature = "broken")]
         if self.has_bug(crate::Bug::NoTokenFloor) {
@@ -262,7 +277,7 @@ impl LeaseTable {
             family: id.kind.family(),
             key: &id.key,
         };
-        self.entries.update(&key, Entry::is_empty, |e| {
+        self.entries.update(&key, Entry::is_empty, |e, last| {
             e.purge(now);
             let busy = |until: Option<Instant>| {
                 #[cfg(feature = "broken")]
@@ -332,7 +347,7 @@ impl LeaseTable {
                     e.limit = Some(limit);
                 }
             }
-            let token = self.next_token(now);
+            let token = self.key_token(last, now);
             e.leases.push(Lease {
                 holder: id.holder.clone(),
                 kind: id.kind,
@@ -363,7 +378,7 @@ impl LeaseTable {
             family: id.kind.family(),
             key: &id.key,
         };
-        Ok(self.entries.update(&key, Entry::is_empty, |e| {
+        Ok(self.entries.update(&key, Entry::is_empty, |e, _| {
             e.purge(now);
             match e.find(id) {
                 Some(i) => {
@@ -386,7 +401,7 @@ impl LeaseTable {
             family: id.kind.family(),
             key: &id.key,
         };
-        self.entries.update(&key, Entry::is_empty, |e| {
+        self.entries.update(&key, Entry::is_empty, |e, _| {
             let kept = e.find(id).is_some_and(|i| e.leases[i].kept.is_some());
             if !kept {
                 e.purge(clock.now());
@@ -462,7 +477,7 @@ impl LeaseTable {
     ) -> usize {
         let now = clock.now();
         self.entries
-            .update(&KeyRef { ns, family, key }, Entry::is_empty, |e| {
+            .update(&KeyRef { ns, family, key }, Entry::is_empty, |e, _| {
                 e.purge(now);
                 let n = e.leases.len();
                 *e = Entry::default();
