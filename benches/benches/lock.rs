@@ -1,10 +1,10 @@
 //! In-memory, uncontended: `try_lock` + `release` through coord's client type
-//! (one client, one key), with auto-extension on (the default: every grant
-//! is queued on the client's renewal queue) and off, against
-//! `tokio::sync::Mutex` lock + unlock measured in the same run on the same
-//! current-thread runtime. A second group yields to the runtime every 32
-//! iterations (baseline included), so the renewal queue's task runs as it
-//! would in an application.
+//! (one client, one key), with auto-extension on (the default: the store
+//! keeps the lease until released, and its release reads no clock) and off
+//! (the lease expires at its TTL, and its release checks that it has not),
+//! against `tokio::sync::Mutex` lock + unlock measured in the same run on
+//! the same current-thread runtime. A second group yields to the runtime
+//! every 32 iterations (baseline included), as an application's tasks do.
 //!
 //! For instruction counts, which do not depend on what else the machine is
 //! doing: `cargo build --release -p coord-benches --example probe` and
@@ -104,11 +104,12 @@ fn uncontended(c: &mut Criterion) {
     group.finish();
 }
 
-/// What one lock cycle is made of, each measured alone: two clock reads
-/// (the grant's instant, the release's expiry check), a 128-bit holder
-/// nonce, an allocation (the lease the guard shares with its renewal and
-/// lost signals), and a dozen uncontended atomic read-modify-writes (map
-/// shard locks, the token counter, reference counts, the lease's status).
+/// What one lock cycle is made of, each measured alone: a clock read (the
+/// grant's instant; with auto-extension off, a second one for the release's
+/// expiry check), a 128-bit holder nonce, an allocation (the guard's lease),
+/// and six uncontended atomic read-modify-writes (the table shard's lock,
+/// taken by the grant and by the release, and the guard's reference to its
+/// client).
 fn pieces(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

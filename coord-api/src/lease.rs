@@ -1,5 +1,7 @@
 //! A held lease: its guard, its local validity, its lost signal and the
-//! watchdog that renews it.
+//! watchdog that renews it ([`LeaseShared`]); or, on an in-process backend on
+//! the client's own clock, a [`LocalLease`] that the backend keeps and the
+//! guard asks about.
 
 use std::{
     fmt,

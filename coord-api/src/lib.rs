@@ -10,17 +10,17 @@
 //! | [`contract`] | the semantic contract, in prose |
 //! | `error` | [`Error`], the one error enum, and [`Result`] |
 //! | `key` | [`Key`], [`Namespace`], TTL limits ([`validate_ttl`]) |
-//! | `holder` | [`InstanceId`] (interned), [`HolderId`] (instance + 128-bit nonce) |
+//! | `holder` | [`InstanceId`] (interned), [`HolderId`] (instance + 128-bit nonce, counted up from a per-thread random start) |
 //! | `token` | [`FencingToken`] and the rule that keeps it monotonic |
 //! | `clock` | [`Clock`], [`TokioClock`], [`SkewedClock`] (offset and drift) |
-//! | `backend` | the lock family's SPI: [`LeaseBackend`], [`LeaseWatch`], [`Capability`]; [`InProcessLeases`], the future-free face of an in-process backend (and its clock) |
+//! | `backend` | the lock family's SPI: [`LeaseBackend`], [`LeaseWatch`], [`Capability`]; [`InProcessLeases`], the future-free face of an in-process backend (its clock, kept leases, [`Holding`]) |
 //! | `leadership` | the SPI of elections, groups and run-once jobs: [`LeadershipBackend`] |
 //! | `client` | [`Client`], [`ClientBuilder`] |
 //! | `options` | [`LockOptions`] (every lease-based primitive uses them) |
 //! | `lock`, `rwlock`, `semaphore` | [`Lock`], [`RwLock`], [`Semaphore`] |
-//! | `lease` | [`LeaseGuard`] (and its aliases), [`LostSignal`]: local validity (one atomic word), watchdog |
+//! | `lease` | [`LeaseGuard`] (and its aliases), [`LostSignal`]: a lease's local validity (one atomic word) and watchdog; or, on an in-process backend on the client's clock, a `LocalLease` the backend keeps and is asked about |
 //! | `acquire` | one attempt (answered in place by an in-process backend), and the one wait loop every waiting operation shares |
-//! | `renewal` | auto-extension: one renewal queue and task per client, lazily cancelled |
+//! | `renewal` | auto-extension: one renewal queue and task per client, lazily cancelled (unused by leases an in-process backend keeps) |
 //! | `election`, `runner` | [`Election`], [`Leadership`], [`LeaderObserver`], [`LeaderRunner`] |
 //! | `group` | [`Group`], [`Membership`], [`GroupObserver`] |
 //! | `job` | [`Job`] (`run`, `run_once`), [`JobContext`] |

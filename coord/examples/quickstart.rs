@@ -209,15 +209,19 @@ async fn crash(log: &Log, workers: &[Client]) -> coord::Result<()> {
     Ok(())
 }
 
-/// Act 3: a job longer than the TTL keeps its lock because the guard renews it
-/// every TTL/3 in the background. Meanwhile another instance asks who holds it.
+/// Act 3: a job longer than the TTL keeps its lock with auto-extension on.
+/// On a remote backend the client renews it every TTL/3 in the background; the
+/// in-memory store, living in the holder's own process, keeps it for its guard
+/// until released. Meanwhile another instance asks who holds it.
 async fn auto_extension(log: &Log, workers: &[Client]) -> coord::Result<()> {
     const TTL: Duration = Duration::from_millis(500);
     const WORK: Duration = Duration::from_secs(2);
     println!("== 3. Auto-extension keeps a long job's lock ==");
     println!(
-        "   worker-2 takes the lock with a {} ms TTL and auto-extension on (the default: it renews\n   \
-         every TTL/3), then works for {} s. worker-3 keeps trying, and asks who holds it.",
+        "   worker-2 takes the lock with a {} ms TTL and auto-extension on (the default), then\n   \
+         works for {} s. worker-3 keeps trying, and asks who holds it. (On Redis the client\n   \
+         renews every TTL/3; the in-memory store keeps the lease for its guard until released,\n   \
+         so it always has its whole TTL left.)",
         TTL.as_millis(),
         WORK.as_secs()
     );
@@ -237,7 +241,7 @@ async fn auto_extension(log: &Log, workers: &[Client]) -> coord::Result<()> {
                     .first()
                     .map(|h| {
                         format!(
-                            "held by {} (token {}), expires in {} ms unless renewed",
+                            "held by {} (token {}), {} ms of TTL left",
                             h.holder.instance(),
                             h.token,
                             h.expires_in.as_millis()
