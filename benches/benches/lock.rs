@@ -1,6 +1,7 @@
 //! In-memory, uncontended: `try_lock` + `release` through coord's client type
 //! (one client, one key), with auto-extension on (the default: the store
-//! keeps the lease until released, and its release reads no clock) and off
+//! keeps the lease until released, and neither grant nor release reads a
+//! clock) and off
 //! (the lease expires at its TTL, and its release checks that it has not),
 //! against `tokio::sync::Mutex` lock + unlock measured in the same run on
 //! the same current-thread runtime. A second group yields to the runtime
@@ -71,10 +72,10 @@ fn uncontended(c: &mut Criterion) {
 
     group.finish();
 
-    // The loops above never yield, so the runtime never runs the renewal
-    // queue's task. An application yields; here every loop (baseline
-    // included) yields once per 32 iterations, which lets that task run while
-    // amortising the cost of the yield itself.
+    // The loops above never yield to the runtime; an application's tasks do.
+    // Here every loop (baseline included) yields once per 32 iterations, so
+    // that whatever the runtime has to run (a client's renewal task, when it
+    // has one) runs, while the cost of the yield itself is amortised.
     let mut group = c.benchmark_group("uncontended lock+release, yield every 32");
     let count = &Cell::new(0u32);
     let mutex = &mutex;
@@ -104,12 +105,12 @@ fn uncontended(c: &mut Criterion) {
     group.finish();
 }
 
-/// What one lock cycle is made of, each measured alone: a clock read (the
-/// grant's instant; with auto-extension off, a second one for the release's
-/// expiry check), a 128-bit holder nonce, an allocation (the guard's lease),
-/// and six uncontended atomic read-modify-writes (the table shard's lock,
-/// taken by the grant and by the release, and the guard's reference to its
-/// client).
+/// What one lock cycle is made of, each measured alone: a 128-bit holder
+/// nonce, an allocation (the guard's lease), six uncontended atomic
+/// read-modify-writes (the table shard's lock, taken by the grant and by the
+/// release, and the guard's reference to its client), and with
+/// auto-extension off two clock reads (the grant's instant, the release's
+/// expiry check).
 fn pieces(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -42,6 +42,10 @@ impl Drop for Pending<'_> {
     }
 }
 
+/// A backend's answer to an acquisition, and when the request left (`None`
+/// for a lease its in-process backend keeps).
+pub(crate) type Answer = (Acquire, Option<Instant>);
+
 /// The result of one attempt.
 pub(crate) enum Attempt {
     Granted(LeaseGuard),
@@ -50,10 +54,11 @@ pub(crate) enum Attempt {
 
 impl<'a> Request<'a> {
     /// One round trip to the backend; returns its answer and when the request
-    /// left. `cleanup` says whether a cancelled call must release what it may
-    /// have been granted (false for a reentrant re-entry, whose release would
-    /// drop a hold an outer guard counts on).
-    pub(crate) async fn call(&self, id: &LeaseId, cleanup: bool) -> Result<(Acquire, Instant)> {
+    /// left (`None` for a lease its in-process backend keeps: it has no local
+    /// validity to count). `cleanup` says whether a cancelled call must
+    /// release what it may have been granted (false for a reentrant re-entry,
+    /// whose release would drop a hold an outer guard counts on).
+    pub(crate) async fn call(&self, id: &LeaseId, cleanup: bool) -> Result<Answer> {
         match self.client.backend().in_process() {
             // Answered before this returns: nothing can be cancelled midway.
             Some(local) => self.call_now(local, id),
@@ -62,24 +67,27 @@ impl<'a> Request<'a> {
             None => {
                 let t_sent = self.client.clock().now();
                 let a = Box::pin(self.call_remote(id, cleanup)).await?;
-                Ok((a, t_sent))
+                Ok((a, Some(t_sent)))
             }
         }
     }
 
     /// [`call`](Self::call) on an in-process backend: answered at once.
-    fn call_now(&self, local: &dyn InProcessLeases, id: &LeaseId) -> Result<(Acquire, Instant)> {
-        let client = self.client;
+    fn call_now(&self, local: &dyn InProcessLeases, id: &LeaseId) -> Result<Answer> {
+        let (client, ttl) = (self.client, self.opts.ttl);
+        // Auto-extension of a lease the backend keeps for us is the backend's.
+        if self.opts.auto_extend && kept_in_process(client, id.kind) {
+            let acquire = || local.acquire_kept(id, ttl);
+            let a = trace::call_now("acquire", client, id, None, acquire, classify)?;
+            return Ok((a, None));
+        }
         // On the backend's clock, the instant it decided at is when the
         // request left: one clock read instead of two.
         let t_sent = (!client.on_backend_clock()).then(|| client.clock().now());
-        let ttl = self.opts.ttl;
-        // Auto-extension of a lease the backend keeps for us is the backend's.
-        let keep = self.opts.auto_extend && kept_in_process(client, id.kind);
-        let acquire = || local.acquire_now(id, ttl, keep);
+        let acquire = || local.acquire_now(id, ttl);
         let classify = |(a, _): &(Acquire, Instant)| classify(a);
         let (a, decided) = trace::call_now("acquire", client, id, None, acquire, classify)?;
-        Ok((a, t_sent.unwrap_or(decided)))
+        Ok((a, Some(t_sent.unwrap_or(decided))))
     }
 
     async fn call_remote(&self, id: &LeaseId, cleanup: bool) -> Result<Acquire> {
@@ -138,7 +146,7 @@ impl<'a> Request<'a> {
 
     /// What an attempt's answer makes of this request: a guard on a new
     /// lease (which takes the request's lease id), or a refusal.
-    fn outcome(self, answer: (Acquire, Instant)) -> Attempt {
+    fn outcome(self, answer: Answer) -> Attempt {
         match answer {
             (Acquire::Granted(grant), t_sent) => {
                 let Request {
@@ -222,11 +230,12 @@ fn new_lease(
     validity: Duration,
     id: LeaseId,
     token: FencingToken,
-    t_sent: Instant,
+    t_sent: Option<Instant>,
 ) -> LeaseGuard {
-    if kept_in_process(client, id.kind) {
+    // A grant without an instant is one the backend keeps.
+    let (Some(t_sent), false) = (t_sent, kept_in_process(client, id.kind)) else {
         return LeaseGuard::local(LocalLease::new(client.clone(), id, token, opts.ttl));
-    }
+    };
     let shared = LeaseShared::start(
         client.clone(),
         id,
@@ -362,7 +371,10 @@ fn later(t: Instant, d: Duration) -> Instant {
 
 /// Renews a reentrant lease's local validity after a re-entry granted at
 /// `t_sent`, and hands out another guard on it.
-pub(crate) fn reenter(shared: &Arc<LeaseShared>, t_sent: Instant) -> LeaseGuard {
-    shared.renewed(t_sent);
+pub(crate) fn reenter(shared: &Arc<LeaseShared>, t_sent: Option<Instant>) -> LeaseGuard {
+    // (A reentrant hold is never kept, so the instant is always there.)
+    if let Some(t_sent) = t_sent {
+        shared.renewed(t_sent);
+    }
     LeaseGuard::new(shared.clone())
 }

@@ -156,7 +156,8 @@ pub struct Grant {
 pub struct Busy {
     /// By the server's clock, when the lease(s) in the way will expire unless
     /// renewed: the earliest instant a retry could succeed without a release.
-    /// `None` when unknown.
+    /// `None` when unknown, or when only a release can free it (leases kept
+    /// by an in-process backend).
     pub retry_in: Option<Duration>,
 }
 
@@ -270,14 +271,18 @@ pub trait InProcessLeases: Send + Sync {
     /// its request left, and reads no clock of its own.
     fn clock(&self) -> &dyn Clock;
     /// [`LeaseBackend::acquire`], answered at once, with the instant (by
-    /// [`clock`](Self::clock)) at which it was decided. With `keep`, a new
-    /// lease is *kept*: it does not expire but lasts until released or force
-    /// released (the client types ask for that in place of auto-extension:
-    /// renewing a lease that lives in the caller's own memory would only
-    /// prove that the process is alive, and a guard's drop releases it at
-    /// once). A reentrant re-acquisition leaves the lease as it was.
-    fn acquire_now(&self, lease: &LeaseId, ttl: Duration, keep: bool)
-    -> Result<(Acquire, Instant)>;
+    /// [`clock`](Self::clock)) at which it was decided.
+    fn acquire_now(&self, lease: &LeaseId, ttl: Duration) -> Result<(Acquire, Instant)>;
+    /// [`acquire_now`](Self::acquire_now), except that a new lease is
+    /// *kept*: it does not expire but lasts until released or force released
+    /// (the client types ask for that in place of auto-extension: renewing a
+    /// lease that lives in the caller's own memory would only prove that the
+    /// process is alive, and a guard's drop releases it at once). `ttl` is
+    /// what [`LeaseInfo::expires_in`] reports for it. Nothing about a kept
+    /// lease needs the time, so no instant is returned, and a backend may
+    /// grant it without reading its clock. A reentrant re-acquisition leaves
+    /// the lease as it was.
+    fn acquire_kept(&self, lease: &LeaseId, ttl: Duration) -> Result<Acquire>;
     /// Whether `lease`, granted with `token`, is live now, and until when.
     fn holding(&self, lease: &LeaseId, token: FencingToken) -> Holding;
     /// [`LeaseBackend::extend`], answered at once.

@@ -497,6 +497,12 @@ enum Held {
 /// - [`release`](Self::release) says whether the lease was still held;
 ///   dropping the guard releases in the background (and if that cannot happen,
 ///   the TTL frees the key).
+///
+/// On the in-memory backend with the client on its clock (the usual set-up of
+/// unit tests), a lock, read-write lock or permit is a lease the backend keeps
+/// for the guard (see the contract's *local validity*): the guard asks the
+/// backend whether it holds it, auto-extension needs no renewals, a force
+/// release is seen at once, and a drop releases at once.
 #[must_use = "if unused the lease is released immediately"]
 pub struct LeaseGuard {
     held: Held,
@@ -595,7 +601,8 @@ impl LeaseGuard {
 
     /// Completes when the lease is lost (it completes at once if it already
     /// is). Fires at the local validity deadline even when the backend cannot
-    /// be reached.
+    /// be reached (a lease an in-process backend keeps: when the backend no
+    /// longer holds it).
     ///
     /// # Cancel safety
     /// Cancel safe: dropping the future changes nothing.
@@ -617,7 +624,8 @@ impl LeaseGuard {
     }
 
     /// Renews the lease now for its TTL. Returns whether it is still held; a
-    /// `false` marks it lost. Auto-extension calls this for you.
+    /// `false` marks it lost. Auto-extension calls this for you (a kept
+    /// lease needs no renewal; this only asks whether it is still held).
     pub async fn extend(&self) -> Result<bool> {
         match &self.held {
             Held::Shared(shared) => shared.extend().await,

@@ -179,7 +179,8 @@ impl Lock {
     }
 
     /// Frees the lock whoever holds it (an operator's tool). The old holder
-    /// finds out at its next renewal; the next grant gets a larger token, so a
+    /// finds out at its next renewal (at once when the in-memory store keeps
+    /// its lease, see the contract); the next grant gets a larger token, so a
     /// fenced resource refuses the old holder's writes. Returns how many
     /// leases were removed.
     pub async fn force_release(&self) -> Result<usize> {

@@ -35,9 +35,10 @@ pub struct LockOptions {
     /// Give up with `Error::Timeout` after this many failed retries. Default
     /// `None` (no limit).
     pub max_retries: Option<u32>,
-    /// Renew the lease in the background while it is held. Default on. (On
-    /// the in-memory backend, sharing the client's clock, the backend keeps
-    /// the lease until released instead: nothing to renew.)
+    /// Renew the lease in the background while it is held. Default on. (A
+    /// client on the in-memory backend's own clock has the backend keep its
+    /// locks, read-write locks and permits until released instead: nothing to
+    /// renew. Reentrant holds are renewed as everywhere.)
     pub auto_extend: bool,
     /// How often auto-extension renews. Default `None`: a third of the TTL.
     pub extend_interval: Option<Duration>,

@@ -174,8 +174,7 @@ impl LeaseBackend for MemoryBackend {
     }
 
     async fn acquire(&self, lease: &LeaseId, ttl: Duration) -> Result<Acquire> {
-        self.acquire_now(lease, ttl, false)
-            .map(|(acquire, _)| acquire)
+        self.acquire_now(lease, ttl).map(|(acquire, _)| acquire)
     }
 
     async fn extend(&self, lease: &LeaseId, ttl: Duration) -> Result<bool> {
@@ -223,21 +222,20 @@ impl InProcessLeases for MemoryBackend {
         &*self.store.inner.clock
     }
 
-    fn acquire_now(
-        &self,
-        lease: &LeaseId,
-        ttl: Duration,
-        keep: bool,
-    ) -> Result<(Acquire, Instant)> {
+    fn acquire_now(&self, lease: &LeaseId, ttl: Duration) -> Result<(Acquire, Instant)> {
         let now = self.clock().now();
-        let table = &self.store.inner.table;
-        let acquire = table.acquire(&self.ns, lease, ttl, now, keep)?;
+        let acquire = self.store.inner.table.acquire(&self.ns, lease, ttl, now)?;
         Ok((acquire, now))
     }
 
+    fn acquire_kept(&self, lease: &LeaseId, ttl: Duration) -> Result<Acquire> {
+        let table = &self.store.inner.table;
+        table.acquire_kept(&self.ns, lease, ttl, self.clock())
+    }
+
     fn holding(&self, lease: &LeaseId, token: FencingToken) -> Holding {
-        let now = self.clock().now();
-        (self.store.inner.table).holding(&self.ns, lease, token, now)
+        let table = &self.store.inner.table;
+        table.holding(&self.ns, lease, token, self.clock())
     }
 
     fn extend_now(&self, lease: &LeaseId, ttl: Duration) -> Result<bool> {

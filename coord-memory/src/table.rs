@@ -3,8 +3,10 @@
 //! can host it. Time is passed in; expiry is lazy (an expired lease is
 //! dropped by the next operation on its key) and notification is the async
 //! layer's job. A lease granted *kept* (auto-extension in process, see
-//! [`InProcessLeases::acquire_now`](coord_api::InProcessLeases::acquire_now))
-//! does not expire: it lasts until released or force released.
+//! [`InProcessLeases::acquire_kept`](coord_api::InProcessLeases::acquire_kept))
+//! does not expire: it lasts until released or force released, and nothing
+//! about it needs the time, so a key holding only kept leases is served
+//! without a clock read.
 
 use std::time::Duration;
 
@@ -82,23 +84,54 @@ struct Lease {
     kind: LeaseKind,
     token: u64,
     holds: u32,
-    expires: Instant,
-    /// `Some(ttl)` for a kept lease: it never expires (as if renewed for
-    /// `ttl` at every instant), and `expires` is unused.
-    kept: Option<Duration>,
+    expiry: Expiry,
+}
+
+/// When a lease ends by itself.
+#[derive(Debug, Clone, Copy)]
+enum Expiry {
+    /// At the instant, unless extended.
+    At(Instant),
+    /// Never: a kept lease lasts until released, as if renewed for `ttl` at
+    /// every instant.
+    Kept { ttl: Duration },
 }
 
 impl Lease {
     /// When it expires; `None` for a kept lease.
     fn until(&self) -> Option<Instant> {
-        match self.kept {
-            Some(_) => None,
-            None => Some(self.expires),
+        match self.expiry {
+            Expiry::At(until) => Some(until),
+            Expiry::Kept { .. } => None,
         }
     }
 
     fn live(&self, now: Instant) -> bool {
-        self.kept.is_some() || self.expires > now
+        self.until().is_none_or(|until| until > now)
+    }
+
+    /// Extends it for `ttl` from now (a kept lease stays kept).
+    fn extend(&mut self, now: &mut Now, ttl: Duration) {
+        if let Expiry::At(until) = &mut self.expiry {
+            *until = now.get() + ttl;
+        }
+    }
+}
+
+/// The server's time for one operation: given, or read from its clock at
+/// most once and only when the operation needs it (nothing about a kept
+/// lease does).
+enum Now<'a> {
+    At(Instant),
+    Lazy(&'a dyn Clock, Option<Instant>),
+}
+
+impl Now<'_> {
+    fn get(&mut self) -> Instant {
+        match self {
+            Now::At(now) => *now,
+            Now::Lazy(clock, read) => *read.get_or_insert_with(|| clock.now()),
+        }
     }
 }
 
@@ -116,13 +149,18 @@ impl Entry {
         self.leases.is_empty() && self.intents.is_empty()
     }
 
-    fn purge(&mut self, now: Instant) {
-        // Usually nothing has expired: look before rewriting the vectors.
-        if self.leases.iter().any(|l| !l.live(now)) {
-            self.leases.retain(|l| l.live(now));
-        }
-        if self.intents.iter().any(|(_, until)| *until <= now) {
-            self.intents.retain(|(_, until)| *until > now);
+    /// Drops what has expired. A key with nothing that can expire (no
+    /// lease, or kept ones only, and no writer intent) reads no clock.
+    fn purge(&mut self, now: &mut Now) {
+        if self.leases.iter().any(|l| l.until().is_some()) || !self.intents.is_empty() {
+            let now = now.get();
+            // Usually nothing has expired: look before rewriting the vectors.
+            if self.leases.iter().any(|l| !l.live(now)) {
+                self.leases.retain(|l| l.live(now));
+            }
+            if self.intents.iter().any(|(_, until)| *until <= now) {
+                self.intents.retain(|(_, until)| *until > now);
+            }
         }
         if self.leases.is_empty() {
             self.limit = None;
@@ -147,14 +185,11 @@ impl Entry {
 
     /// When the last lease expires; `None` when any is kept.
     fn latest(&self) -> Option<Instant> {
-        self.leases
-            .iter()
-            .map(Lease::until)
-            .try_fold(None, |last: Option<Instant>, until| {
-                let until = until?;
-                Some(Some(last.map_or(until, |l| l.max(until))))
-            })
-            .flatten()
+        let untils = self.leases.iter().map(Lease::until);
+        untils
+            .clone()
+            .all(|u| u.is_some())
+            .then(|| untils.flatten().max())?
     }
 }
 
@@ -222,28 +257,33 @@ impl LeaseTable {
 
     /// The next fencing token of a lock-family key whose shard's counter is
     /// `last` (see [`Map`]): changed under the shard's lock, so no atomic
-    /// operation, and strictly increasing for each of the shard's keys.
-    fn key_token(&self, last: &mut u64, now: Instant) -> u64 {
-        #[cfg(feature = "broken")]
-        if self.has_bug(crate::Bug::NoTokenFloor) {
-            *last += 1;
-            return *last;
-        }
-        *last = FencingToken::next_after_micros(*last, self.wall_us(now)).get();
+    /// operation, and strictly increasing for each of the shard's keys. Its
+    /// floor is the wall clock when the store was created: a store forgets
+    /// its counters only by being created anew, and then starts above every
+    /// token of the one before (unless that one granted more than a token
+    /// per microsecond of its life, on one shard).
+    fn key_token(&self, last: &mut u64) -> u64 {
+        *last = self.token_after(*last, self.epoch_wall_us);
         *last
     }
 
-    /// The next fencing token of this store's elections and jobs (one
-    /// counter for all their keys).
-    pub(crate) fn next_token(&self, now: Instant) -> u64 {
+    /// The token after `last`, floored at `wall_us` (see
+    /// [`FencingToken::next_after_micros`]).
+    fn token_after(&self, last: u64, wall_us: u64) -> u64 {
         #[cfg(feature = "broken")]
         if self.has_bug(crate::Bug::NoTokenFloor) {
-            return self.last_token.fetch_add(1, Ordering::SeqCst) + 1;
+            return last + 1;
         }
+        FencingToken::next_after_micros(last, wall_us).get()
+    }
+
+    /// The next fencing token of this store's elections and jobs (one
+    /// counter for all their keys), floored at the wall clock at `now`.
+    pub(crate) fn next_token(&self, now: Instant) -> u64 {
         let wall_us = self.wall_us(now);
         let mut last = self.last_token.load(Ordering::SeqCst);
         loop {
-            let next = FencingToken::next_after_micros(last, wall_us).get();
+            let next = self.token_after(last, wall_us);
             match self
                 .last_token
                 .compare_exchange(last, next, Ordering::SeqCst, Ordering::SeqCst)
@@ -255,14 +295,36 @@ impl LeaseTable {
     }
 
     /// [`LeaseBackend::acquire`](coord_api::LeaseBackend::acquire) on `ns`,
-    /// decided at `now` by the server's clock; a new lease is kept (never
-    /// expires) when `keep` says so.
+    /// decided at `now` by the server's clock.
     pub fn acquire(
         &self,
         ns: &Namespace,
         id: &LeaseId,
         ttl: Duration,
         now: Instant,
+    ) -> Result<Acquire> {
+        self.grant(ns, id, ttl, Now::At(now), false)
+    }
+
+    /// [`InProcessLeases::acquire_kept`](coord_api::InProcessLeases::acquire_kept)
+    /// on `ns`: a new lease is kept. Reads `clock` only if the key holds
+    /// something that can expire.
+    pub fn acquire_kept(
+        &self,
+        ns: &Namespace,
+        id: &LeaseId,
+        ttl: Duration,
+        clock: &dyn Clock,
+    ) -> Result<Acquire> {
+        self.grant(ns, id, ttl, Now::Lazy(clock, None), true)
+    }
+
+    fn grant(
+        &self,
+        ns: &Namespace,
+        id: &LeaseId,
+        ttl: Duration,
+        mut now: Now,
         keep: bool,
     ) -> Result<Acquire> {
         check_ttl(id, ttl)?;
@@ -278,12 +340,12 @@ impl LeaseTable {
             key: &id.key,
         };
         self.entries.update(&key, Entry::is_empty, |e, last| {
-            e.purge(now);
-            let busy = |until: Option<Instant>| {
+            e.purge(&mut now);
+            let busy = |now: &mut Now, until: Option<Instant>| {
                 #[cfg(feature = "broken")]
                 let until = until.filter(|_| !self.has_bug(crate::Bug::NoExpiryWake));
                 Ok(Acquire::Busy(Busy {
-                    retry_in: until.map(|u| u.saturating_duration_since(now)),
+                    retry_in: until.map(|u| u.saturating_duration_since(now.get())),
                 }))
             };
             match id.kind {
@@ -294,20 +356,20 @@ impl LeaseTable {
                             && l.holder == id.holder
                         {
                             l.holds += 1;
-                            l.expires = now + ttl;
+                            l.extend(&mut now, ttl);
                             return Ok(Acquire::Granted(Grant {
                                 token: FencingToken(l.token),
                                 holds: l.holds,
                             }));
                         }
-                        return busy(l.until());
+                        return busy(&mut now, l.until());
                     }
                 }
                 LeaseKind::Read => {
                     if let Some(i) = e.find(id) {
                         // The same reader again: refresh, same token.
                         let l = &mut e.leases[i];
-                        l.expires = now + ttl;
+                        l.extend(&mut now, ttl);
                         return Ok(Acquire::Granted(Grant {
                             token: FencingToken(l.token),
                             holds: l.holds,
@@ -317,18 +379,18 @@ impl LeaseTable {
                     let intent = e.intents.iter().map(|(_, u)| *u).min();
                     if e.leases.iter().any(is_writer) || intent.is_some() {
                         let writer = e.earliest(is_writer);
-                        return busy(writer.into_iter().chain(intent).min());
+                        return busy(&mut now, writer.into_iter().chain(intent).min());
                     }
                 }
                 LeaseKind::Write => {
                     if !e.leases.is_empty() {
-                        let until = now + ttl;
+                        let until = now.get() + ttl;
                         match e.intents.iter_mut().find(|(h, _)| *h == id.holder) {
                             Some((_, u)) => *u = until,
                             None => e.intents.push((id.holder.clone(), until)),
                         }
                         // The writer can go when the last lease in its way ends.
-                        return busy(e.latest());
+                        return busy(&mut now, e.latest());
                     }
                     e.intents.retain(|(h, _)| *h != id.holder);
                 }
@@ -342,19 +404,22 @@ impl LeaseTable {
                         )));
                     }
                     if e.leases.len() >= limit as usize {
-                        return busy(e.earliest(|_| true));
+                        return busy(&mut now, e.earliest(|_| true));
                     }
                     e.limit = Some(limit);
                 }
             }
-            let token = self.key_token(last, now);
+            let token = self.key_token(last);
+            let expiry = match keep {
+                true => Expiry::Kept { ttl },
+                false => Expiry::At(now.get() + ttl),
+            };
             e.leases.push(Lease {
                 holder: id.holder.clone(),
                 kind: id.kind,
                 token,
                 holds: 1,
-                expires: now + ttl,
-                kept: keep.then_some(ttl),
+                expiry,
             });
             Ok(Acquire::Granted(Grant {
                 token: FencingToken(token),
@@ -372,17 +437,17 @@ impl LeaseTable {
         clock: &dyn Clock,
     ) -> Result<bool> {
         check_ttl(id, ttl)?;
-        let now = clock.now();
+        let mut now = Now::Lazy(clock, None);
         let key = KeyRef {
             ns,
             family: id.kind.family(),
             key: &id.key,
         };
         Ok(self.entries.update(&key, Entry::is_empty, |e, _| {
-            e.purge(now);
+            e.purge(&mut now);
             match e.find(id) {
                 Some(i) => {
-                    e.leases[i].expires = now + ttl;
+                    e.leases[i].extend(&mut now, ttl);
                     true
                 }
                 #[cfg(feature = "broken")]
@@ -393,8 +458,8 @@ impl LeaseTable {
     }
 
     /// [`LeaseBackend::release`](coord_api::LeaseBackend::release) on `ns`.
-    /// Releasing a kept lease reads no clock: it cannot have expired (the
-    /// key's expired leases, if any, go at its next operation).
+    /// Reads `clock` only if the key holds something that can expire (a kept
+    /// lease cannot).
     pub fn release(&self, ns: &Namespace, id: &LeaseId, clock: &dyn Clock) -> (Release, Freed) {
         let key = KeyRef {
             ns,
@@ -402,10 +467,7 @@ impl LeaseTable {
             key: &id.key,
         };
         self.entries.update(&key, Entry::is_empty, |e, _| {
-            let kept = e.find(id).is_some_and(|i| e.leases[i].kept.is_some());
-            if !kept {
-                e.purge(clock.now());
-            }
+            e.purge(&mut Now::Lazy(clock, None));
             let before = e.intents.len();
             if id.kind == LeaseKind::Write {
                 e.intents.retain(|(h, _)| *h != id.holder);
@@ -439,13 +501,14 @@ impl LeaseTable {
     }
 
     /// [`InProcessLeases::holding`](coord_api::InProcessLeases::holding) on
-    /// `ns`: whether the lease `id` granted with `token` is live at `now`.
+    /// `ns`: whether the lease `id` granted with `token` is live now (a kept
+    /// one reads no clock).
     pub fn holding(
         &self,
         ns: &Namespace,
         id: &LeaseId,
         token: FencingToken,
-        now: Instant,
+        clock: &dyn Clock,
     ) -> Holding {
         let key = KeyRef {
             ns,
@@ -459,7 +522,7 @@ impl LeaseTable {
                 })?;
                 match l.until() {
                     None => Some(Holding::UntilReleased),
-                    Some(until) if until > now => Some(Holding::Until(until)),
+                    Some(until) if until > clock.now() => Some(Holding::Until(until)),
                     Some(_) => None,
                 }
             })
@@ -475,10 +538,9 @@ impl LeaseTable {
         key: &Key,
         clock: &dyn Clock,
     ) -> usize {
-        let now = clock.now();
         self.entries
             .update(&KeyRef { ns, family, key }, Entry::is_empty, |e, _| {
-                e.purge(now);
+                e.purge(&mut Now::Lazy(clock, None));
                 let n = e.leases.len();
                 *e = Entry::default();
                 n
@@ -505,7 +567,10 @@ impl LeaseTable {
                         holder: l.holder.clone(),
                         token: FencingToken(l.token),
                         holds: l.holds,
-                        expires_in: l.kept.unwrap_or_else(|| l.expires - now),
+                        expires_in: match l.expiry {
+                            Expiry::At(until) => until - now,
+                            Expiry::Kept { ttl } => ttl,
+                        },
                     })
                     .collect();
                 v.sort_by_key(|i| i.token);
@@ -514,15 +579,18 @@ impl LeaseTable {
             .unwrap_or_default()
     }
 
-    /// The earliest instant anything on the key expires (lease or writer
-    /// intent), by the table's clock; `None` when nothing is there.
-    pub fn next_expiry(&self, key: &TableKey) -> Option<Instant> {
+    /// The earliest instant after `after` at which anything on the key
+    /// expires (lease or writer intent), by the table's clock; `None` when
+    /// nothing will. (Expired entries stay until the key's next operation:
+    /// asked again after they expired, this looks past them.)
+    pub fn next_expiry(&self, key: &TableKey, after: Instant) -> Option<Instant> {
         self.entries
             .read(key, |e| {
                 e.leases
                     .iter()
                     .filter_map(Lease::until)
                     .chain(e.intents.iter().map(|(_, u)| *u))
+                    .filter(|&at| at > after)
                     .min()
             })
             .flatten()

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use coord_api::{LeaseWatch, Result};
+use coord_api::{Instant, LeaseWatch, Result};
 use dashmap::DashMap;
 use tokio::sync::watch;
 
@@ -65,15 +65,21 @@ pub(crate) struct MemoryWatch {
     store: MemoryStore,
     key: TableKey,
     rx: Option<watch::Receiver<()>>,
+    /// When the subscription was made or `changed` last returned: expiries
+    /// up to then are told already (or were before the subscription, which
+    /// the subscriber's next look at the key sees).
+    since: Instant,
 }
 
 impl MemoryWatch {
     pub(crate) fn new(store: MemoryStore, key: TableKey) -> MemoryWatch {
         let rx = store.inner.watchers.subscribe(&key);
+        let since = store.inner.clock.now();
         MemoryWatch {
             store,
             key,
             rx: Some(rx),
+            since,
         }
     }
 }
@@ -81,7 +87,10 @@ impl MemoryWatch {
 #[async_trait]
 impl LeaseWatch for MemoryWatch {
     async fn changed(&mut self) -> Result<()> {
-        let expiry = self.store.inner.table.next_expiry(&self.key);
+        // An expiry is told once: an expired entry stays in the table until
+        // the key's next operation, and a watcher that only looks (a lost
+        // signal) must not be woken by it again and again.
+        let expiry = self.store.inner.table.next_expiry(&self.key, self.since);
         #[cfg(feature = "broken")]
         let expiry = expiry.filter(|_| !self.store.inner.table.has_bug(crate::Bug::NoExpiryWake));
         let clock = self.store.inner.clock.clone();
@@ -100,6 +109,7 @@ impl LeaseWatch for MemoryWatch {
                 let _ = rx.changed().await;
             }
         }
+        self.since = clock.now();
         Ok(())
     }
 }

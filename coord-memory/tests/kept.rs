@@ -13,10 +13,11 @@ use std::{
 use coord_api::{Client, Clock, Instant, Namespace, Sleep, TokioClock};
 use coord_memory::{MemoryBackend, MemoryStore};
 
-/// Tokio's clock, counting its reads: a renewal reads it.
+/// Tokio's clock, counting its reads (a renewal reads it) and its timers.
 #[derive(Debug, Default)]
 struct Counted {
     reads: AtomicUsize,
+    timers: AtomicUsize,
 }
 
 impl Clock for Counted {
@@ -28,7 +29,15 @@ impl Clock for Counted {
         TokioClock.wall()
     }
     fn sleep_until(&self, deadline: Instant) -> Sleep {
+        self.timers.fetch_add(1, Ordering::SeqCst);
         TokioClock.sleep_until(deadline)
+    }
+}
+
+impl Counted {
+    /// Reads and timers so far.
+    fn uses(&self) -> usize {
+        self.reads.load(Ordering::SeqCst) + self.timers.load(Ordering::SeqCst)
     }
 }
 
@@ -45,13 +54,18 @@ fn clients() -> (Arc<Counted>, Client, Client) {
 }
 
 /// An auto-extended lease stays held far past its TTL, and nothing renews
-/// it: the clock is not read while it is held, and the backend reports it
-/// with its whole TTL left.
+/// it: the clock is not read to grant it, while it is held or to release it,
+/// and the backend reports it with its whole TTL left.
 #[tokio::test(start_paused = true)]
 async fn an_auto_extended_lease_is_kept_without_renewals() {
     let (clock, a, b) = clients();
-    let guard = a.lock("k").ttl(TTL).try_lock().await.unwrap().unwrap();
     let reads = clock.reads.load(Ordering::SeqCst);
+    let guard = a.lock("k").ttl(TTL).try_lock().await.unwrap().unwrap();
+    assert_eq!(
+        clock.reads.load(Ordering::SeqCst),
+        reads,
+        "a kept grant needs no time"
+    );
     tokio::time::sleep(TTL * 10).await;
     assert_eq!(clock.reads.load(Ordering::SeqCst), reads, "no renewal");
     assert!(guard.is_held());
@@ -123,4 +137,71 @@ fn a_guard_dropped_without_a_runtime_frees_the_key() {
     drop(guard);
     let again = runtime().block_on(client.lock("k").try_lock()).unwrap();
     assert!(again.is_some(), "freed by the drop");
+}
+
+/// A lost signal woken by the guard's own release, in another task.
+#[tokio::test(start_paused = true)]
+async fn a_release_wakes_the_lost_signal() {
+    let (_, a, _) = clients();
+    let guard = a.lock("k").ttl(TTL).try_lock().await.unwrap().unwrap();
+    let signal = guard.lost_signal();
+    let waiting = tokio::spawn(async move { signal.wait().await });
+    tokio::task::yield_now().await;
+    assert!(!waiting.is_finished());
+    assert!(guard.release().await.unwrap());
+    tokio::time::timeout(Duration::from_millis(1), waiting)
+        .await
+        .expect("the release wakes the signal")
+        .unwrap();
+}
+
+/// A reentrant hold is not kept: its guards share one lease, which the
+/// client renews (every TTL/3) and which otherwise expires.
+#[tokio::test(start_paused = true)]
+async fn a_reentrant_hold_is_renewed_not_kept() {
+    let (_, a, b) = clients();
+    let lock = a.lock("k").ttl(TTL).reentrant(true);
+    let guard = lock.try_lock().await.unwrap().unwrap();
+    tokio::time::sleep(TTL * 10 + TTL / 6).await;
+    assert!(guard.is_held(), "renewed");
+    let left = b.lock("k").holders().await.unwrap()[0].expires_in;
+    assert!(
+        left < TTL,
+        "renewed at a TTL/3 mark, not kept: {left:?} left"
+    );
+    assert!(guard.release().await.unwrap());
+}
+
+/// A lost signal on a kept lease does not spin when something else on its
+/// key has expired but is still in the table (a writer's intent that ran
+/// out, with nothing done on the key since): it is told of that expiry once.
+/// Real time, two workers: a spinning waiter would never let paused time
+/// advance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_signal_is_told_of_an_expiry_once() {
+    const SHORT: Duration = Duration::from_millis(50);
+    let (clock, a, b) = clients();
+    let reader = a.rwlock("k").ttl(SHORT).try_read().await.unwrap().unwrap();
+    // Refused: leaves a writer intent that lasts one TTL.
+    assert!(
+        b.rwlock("k")
+            .ttl(SHORT)
+            .try_write()
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let signal = reader.lost_signal();
+    let waiting = tokio::spawn(async move { signal.wait().await });
+    tokio::time::sleep(SHORT * 3).await;
+    let uses = clock.uses();
+    tokio::time::sleep(SHORT * 2).await;
+    let spent = clock.uses() - uses;
+    assert!(
+        spent < 10,
+        "{spent} clock reads and timers while nothing happened"
+    );
+    assert!(!waiting.is_finished(), "the reader still holds its lease");
+    assert!(reader.release().await.unwrap());
+    waiting.await.unwrap();
 }

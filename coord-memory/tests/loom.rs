@@ -39,6 +39,22 @@ fn lease(kind: LeaseKind, who: &str) -> LeaseId {
 
 const TTL: Duration = Duration::from_secs(10);
 
+/// A grant that expires at its TTL, or (`keep`) one that the table keeps
+/// until released, granted without a clock read.
+fn acquire(
+    table: &LeaseTable,
+    ns: &Namespace,
+    id: &LeaseId,
+    clock: &Frozen,
+    keep: bool,
+) -> Acquire {
+    match keep {
+        true => table.acquire_kept(ns, id, TTL, clock),
+        false => table.acquire(ns, id, TTL, clock.now()),
+    }
+    .unwrap()
+}
+
 #[test]
 fn exclusive_never_granted_twice() {
     let now = Instant::now();
@@ -55,9 +71,7 @@ fn exclusive_never_granted_twice() {
                     let id = lease(LeaseKind::Exclusive, who);
                     // One kept lease (released without a clock read), one not.
                     let keep = who == "a";
-                    if let Acquire::Granted(_) =
-                        table.acquire(&ns, &id, TTL, clock.now(), keep).unwrap()
-                    {
+                    if let Acquire::Granted(_) = acquire(&table, &ns, &id, &clock, keep) {
                         assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders");
                         inside.fetch_sub(1, Ordering::SeqCst);
                         let (r, _) = table.release(&ns, &id, &clock);
@@ -99,8 +113,7 @@ fn writer_and_reader_never_overlap() {
                 loom::thread::spawn(move || {
                     let clock = Frozen(now);
                     let id = lease(kind, who);
-                    if let Acquire::Granted(_) =
-                        table.acquire(&ns, &id, TTL, clock.now(), false).unwrap()
+                    if let Acquire::Granted(_) = table.acquire(&ns, &id, TTL, clock.now()).unwrap()
                     {
                         let (mine, other) = if kind == LeaseKind::Write {
                             (&writers, &readers)
@@ -133,7 +146,7 @@ fn semaphore_never_exceeds_limit_and_tokens_differ() {
                 let (table, ns) = (table.clone(), ns.clone());
                 loom::thread::spawn(move || {
                     let id = lease(LeaseKind::Permit { limit: 2 }, who);
-                    match table.acquire(&ns, &id, TTL, now, false).unwrap() {
+                    match table.acquire(&ns, &id, TTL, now).unwrap() {
                         Acquire::Granted(g) => Some(g.token),
                         Acquire::Busy(_) => None,
                     }
@@ -159,7 +172,7 @@ fn extend_by_stale_holder_never_revives() {
         let clock = Frozen(now);
         let a = lease(LeaseKind::Exclusive, "a");
         assert!(matches!(
-            table.acquire(&ns, &a, TTL, clock.now(), false).unwrap(),
+            table.acquire(&ns, &a, TTL, clock.now()).unwrap(),
             Acquire::Granted(_)
         ));
         let t1 = {
@@ -173,7 +186,7 @@ fn extend_by_stale_holder_never_revives() {
             let (table, ns) = (table.clone(), ns.clone());
             loom::thread::spawn(move || {
                 let b = lease(LeaseKind::Exclusive, "b");
-                table.acquire(&ns, &b, TTL, now, false).unwrap()
+                table.acquire(&ns, &b, TTL, now).unwrap()
             })
         };
         assert!(!t1.join().unwrap(), "extend after release never succeeds");

@@ -53,7 +53,9 @@ const HOLDERS: usize = 4;
 enum Op {
     /// Holder, kind, TTL, kept.
     Acquire(usize, LeaseKind, u64, bool),
-    Holding(usize, LeaseKind),
+    /// Holder, kind, whether to ask with a token other than its lease's (a
+    /// guard of an earlier grant to the same holder id).
+    Holding(usize, LeaseKind, bool),
     Extend(usize, LeaseKind, u64),
     Release(usize, LeaseKind),
     Force(LeaseFamily),
@@ -76,7 +78,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (holder.clone(), kind(), ttl.clone(), any::<bool>())
             .prop_map(|(h, k, t, keep)| Op::Acquire(h, k, t, keep)),
-        2 => (holder.clone(), kind()).prop_map(|(h, k)| Op::Holding(h, k)),
+        2 => (holder.clone(), kind(), any::<bool>()).prop_map(|(h, k, s)| Op::Holding(h, k, s)),
         2 => (holder.clone(), kind(), ttl).prop_map(|(h, k, t)| Op::Extend(h, k, t)),
         3 => (holder, kind()).prop_map(|(h, k)| Op::Release(h, k)),
         1 => prop_oneof![Just(LeaseFamily::Lock), Just(LeaseFamily::RwLock), Just(LeaseFamily::Semaphore)]
@@ -121,12 +123,13 @@ impl Model {
             .filter(move |l| l.0 == family && (l.6 || l.5 > self.now))
     }
 
-    /// The token of `h`'s lease of `kind`, 0 when it has none.
-    fn token(&self, h: usize, kind: LeaseKind) -> u64 {
+    /// The token to ask about `h`'s lease of `kind` with: its own, or
+    /// (`stale`) one before it; 0 when it has none.
+    fn token(&self, h: usize, kind: LeaseKind, stale: bool) -> u64 {
         let fam = kind.family();
         (self.leases.iter())
             .find(|l| l.0 == fam && l.1 == h && l.2 == kind)
-            .map_or(0, |l| l.4)
+            .map_or(0, |l| l.4 - u64::from(stale))
     }
 
     fn expire(&mut self) {
@@ -156,11 +159,11 @@ impl Model {
                 }
                 Outcome::Forced(n)
             }
-            Op::Holding(h, kind) => {
+            Op::Holding(h, kind, stale) => {
                 let fam = kind.family();
                 Outcome::Holding(
                     (self.leases.iter())
-                        .find(|l| l.0 == fam && l.1 == h && l.2 == kind)
+                        .find(|l| l.0 == fam && l.1 == h && l.2 == kind && !stale)
                         .map(|l| (!l.6).then_some(l.5)),
                 )
             }
@@ -303,8 +306,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 Op::Force(family) => {
                     Outcome::Forced(backend.force_release(family, &key).await.unwrap())
                 }
-                Op::Holding(h, kind) => {
-                    let token = FencingToken(model.token(h, kind));
+                Op::Holding(h, kind, stale) => {
+                    let token = FencingToken(model.token(h, kind, stale));
                     Outcome::Holding(match backend.holding(&id(h, kind), token) {
                         Holding::NotHeld => None,
                         Holding::Until(t) => Some(Some((t - clock.base).as_millis() as u64)),
@@ -314,7 +317,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 Op::Acquire(h, kind, ttl, keep) => {
                     let ttl = Duration::from_millis(ttl);
                     let answer = if keep {
-                        backend.acquire_now(&id(h, kind), ttl, true).map(|(a, _)| a)
+                        backend.acquire_kept(&id(h, kind), ttl)
                     } else {
                         backend.acquire(&id(h, kind), ttl).await
                     };
