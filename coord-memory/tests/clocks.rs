@@ -3,41 +3,14 @@
 //! both, and the lease is valid exactly while the backend holds it), and its
 //! own otherwise.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::{Duration, SystemTime},
-};
+mod common;
 
-use coord_api::{Client, Clock, Instant, Namespace, SkewedClock, Sleep, TokioClock};
+use std::{sync::Arc, time::Duration};
+
+use coord_api::{Client, Clock, Instant, Namespace, SkewedClock, TokioClock};
 use coord_memory::MemoryStore;
 
-/// Tokio's clock, counting its reads.
-#[derive(Debug, Default)]
-struct Counted {
-    reads: AtomicUsize,
-}
-
-impl Counted {
-    fn reads(&self) -> usize {
-        self.reads.load(Ordering::SeqCst)
-    }
-}
-
-impl Clock for Counted {
-    fn now(&self) -> Instant {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        TokioClock.now()
-    }
-    fn wall(&self) -> SystemTime {
-        TokioClock.wall()
-    }
-    fn sleep_until(&self, deadline: Instant) -> Sleep {
-        TokioClock.sleep_until(deadline)
-    }
-}
+use common::Counted;
 
 #[tokio::test(start_paused = true)]
 async fn a_client_on_the_backends_clock_takes_the_grant_instant_as_its_own() {

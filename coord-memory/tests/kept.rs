@@ -2,44 +2,14 @@
 //! extension without renewals, lost signals from the backend's own state, and
 //! a dropped guard released at once.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::{Duration, SystemTime},
-};
+mod common;
 
-use coord_api::{Client, Clock, Instant, Namespace, Sleep, TokioClock};
+use std::{sync::Arc, time::Duration};
+
+use coord_api::{Client, Instant, Namespace};
 use coord_memory::{MemoryBackend, MemoryStore};
 
-/// Tokio's clock, counting its reads (a renewal reads it) and its timers.
-#[derive(Debug, Default)]
-struct Counted {
-    reads: AtomicUsize,
-    timers: AtomicUsize,
-}
-
-impl Clock for Counted {
-    fn now(&self) -> Instant {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        TokioClock.now()
-    }
-    fn wall(&self) -> SystemTime {
-        TokioClock.wall()
-    }
-    fn sleep_until(&self, deadline: Instant) -> Sleep {
-        self.timers.fetch_add(1, Ordering::SeqCst);
-        TokioClock.sleep_until(deadline)
-    }
-}
-
-impl Counted {
-    /// Reads and timers so far.
-    fn uses(&self) -> usize {
-        self.reads.load(Ordering::SeqCst) + self.timers.load(Ordering::SeqCst)
-    }
-}
+use common::Counted;
 
 const TTL: Duration = Duration::from_millis(300);
 
@@ -59,24 +29,20 @@ fn clients() -> (Arc<Counted>, Client, Client) {
 #[tokio::test(start_paused = true)]
 async fn an_auto_extended_lease_is_kept_without_renewals() {
     let (clock, a, b) = clients();
-    let reads = clock.reads.load(Ordering::SeqCst);
+    let reads = clock.reads();
     let guard = a.lock("k").ttl(TTL).try_lock().await.unwrap().unwrap();
-    assert_eq!(
-        clock.reads.load(Ordering::SeqCst),
-        reads,
-        "a kept grant needs no time"
-    );
+    assert_eq!(clock.reads(), reads, "a kept grant needs no time");
     tokio::time::sleep(TTL * 10).await;
-    assert_eq!(clock.reads.load(Ordering::SeqCst), reads, "no renewal");
+    assert_eq!(clock.reads(), reads, "no renewal");
     assert!(guard.is_held());
     assert_eq!(guard.valid_until(), Some(Instant::now() + TTL));
     assert!(b.lock("k").try_lock().await.unwrap().is_none());
     let holders = b.lock("k").holders().await.unwrap();
     assert_eq!(holders.len(), 1);
     assert_eq!(holders[0].expires_in, TTL);
-    let reads = clock.reads.load(Ordering::SeqCst);
+    let reads = clock.reads();
     assert!(guard.release().await.unwrap());
-    let released_reads = clock.reads.load(Ordering::SeqCst) - reads;
+    let released_reads = clock.reads() - reads;
     assert_eq!(released_reads, 0, "a kept lease cannot have expired");
     assert!(b.lock("k").try_lock().await.unwrap().is_some());
 }
