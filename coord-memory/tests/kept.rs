@@ -6,7 +6,7 @@ mod common;
 
 use std::{sync::Arc, time::Duration};
 
-use coord_api::{Client, Instant, Namespace};
+use coord_api::{Client, Instant, Namespace, SkewedClock, TokioClock};
 use coord_memory::{MemoryBackend, MemoryStore};
 
 use common::Counted;
@@ -131,6 +131,26 @@ async fn a_reentrant_hold_is_renewed_not_kept() {
     tokio::time::sleep(TTL * 10 + TTL / 6).await;
     assert!(guard.is_held(), "renewed");
     let left = b.lock("k").holders().await.unwrap()[0].expires_in;
+    assert!(
+        left < TTL,
+        "renewed at a TTL/3 mark, not kept: {left:?} left"
+    );
+    assert!(guard.release().await.unwrap());
+}
+
+/// A client given a clock of its own (the same time, another clock) renews
+/// its lease as on a remote backend: a test of takeover after a stalled
+/// holder needs that.
+#[tokio::test(start_paused = true)]
+async fn a_client_on_a_clock_of_its_own_renews_instead() {
+    let store = MemoryStore::new();
+    let own = Arc::new(SkewedClock::new(TokioClock, 0, 0.0));
+    let backend = Arc::new(store.backend(Namespace::default()));
+    let client = Client::builder(backend).clock(own).build();
+    let guard = client.lock("k").ttl(TTL).try_lock().await.unwrap().unwrap();
+    tokio::time::sleep(TTL * 10 + TTL / 6).await;
+    assert!(guard.is_held(), "renewed");
+    let left = client.lock("k").holders().await.unwrap()[0].expires_in;
     assert!(
         left < TTL,
         "renewed at a TTL/3 mark, not kept: {left:?} left"
