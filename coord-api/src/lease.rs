@@ -396,7 +396,8 @@ impl LocalLease {
     async fn ended(&self) {
         let clock = self.backend().clock();
         let family = self.id.kind.family();
-        // Subscribed before each look, so that no change is missed between.
+        // Subscribed before the first look: a change between a look and the
+        // wait that follows it is told by the wait.
         let mut watch = self.client.backend().subscribe(family, &self.id.key).await;
         loop {
             let until = match self.holding() {
