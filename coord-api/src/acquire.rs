@@ -42,9 +42,19 @@ impl Drop for Pending<'_> {
     }
 }
 
-/// A backend's answer to an acquisition, and when the request left (`None`
-/// for a lease its in-process backend keeps).
-pub(crate) type Answer = (Acquire, Option<Instant>);
+/// A backend's answer to an acquisition, and what a grant's lease counts
+/// its local validity from.
+pub(crate) type Answer = (Acquire, Sent);
+
+/// What a granted lease counts its local validity from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Sent {
+    /// The instant its request left.
+    At(Instant),
+    /// Nothing: its in-process backend, on the client's clock, holds the
+    /// lease's state and is asked about it (see [`LocalLease`]).
+    InBackend,
+}
 
 /// The result of one attempt.
 pub(crate) enum Attempt {
@@ -54,8 +64,7 @@ pub(crate) enum Attempt {
 
 impl<'a> Request<'a> {
     /// One round trip to the backend; returns its answer and when the request
-    /// left (`None` for a lease its in-process backend keeps: it has no local
-    /// validity to count). `cleanup` says whether a cancelled call must
+    /// left (see [`Sent`]). `cleanup` says whether a cancelled call must
     /// release what it may have been granted (false for a reentrant re-entry,
     /// whose release would drop a hold an outer guard counts on).
     pub(crate) async fn call(&self, id: &LeaseId, cleanup: bool) -> Result<Answer> {
@@ -67,7 +76,7 @@ impl<'a> Request<'a> {
             None => {
                 let t_sent = self.client.clock().now();
                 let a = Box::pin(self.call_remote(id, cleanup)).await?;
-                Ok((a, Some(t_sent)))
+                Ok((a, Sent::At(t_sent)))
             }
         }
     }
@@ -75,11 +84,15 @@ impl<'a> Request<'a> {
     /// [`call`](Self::call) on an in-process backend: answered at once.
     fn call_now(&self, local: &dyn InProcessLeases, id: &LeaseId) -> Result<Answer> {
         let (client, ttl) = (self.client, self.opts.ttl);
-        // Auto-extension of a lease the backend keeps for us is the backend's.
-        if self.opts.auto_extend && kept_in_process(client, id.kind) {
-            let acquire = || local.acquire_kept(id, ttl);
+        if kept_in_process(client, id.kind) {
+            // Auto-extension of a lease the backend keeps for us is the
+            // backend's; the grant's instant counts for nothing.
+            let acquire = || match self.opts.auto_extend {
+                true => local.acquire_kept(id, ttl),
+                false => local.acquire_now(id, ttl).map(|(a, _)| a),
+            };
             let a = trace::call_now("acquire", client, id, None, acquire, classify)?;
-            return Ok((a, None));
+            return Ok((a, Sent::InBackend));
         }
         // On the backend's clock, the instant it decided at is when the
         // request left: one clock read instead of two.
@@ -87,7 +100,7 @@ impl<'a> Request<'a> {
         let acquire = || local.acquire_now(id, ttl);
         let classify = |(a, _): &(Acquire, Instant)| classify(a);
         let (a, decided) = trace::call_now("acquire", client, id, None, acquire, classify)?;
-        Ok((a, Some(t_sent.unwrap_or(decided))))
+        Ok((a, Sent::At(t_sent.unwrap_or(decided))))
     }
 
     async fn call_remote(&self, id: &LeaseId, cleanup: bool) -> Result<Acquire> {
@@ -148,14 +161,14 @@ impl<'a> Request<'a> {
     /// lease (which takes the request's lease id), or a refusal.
     fn outcome(self, answer: Answer) -> Attempt {
         match answer {
-            (Acquire::Granted(grant), t_sent) => {
+            (Acquire::Granted(grant), sent) => {
                 let Request {
                     client,
                     id,
                     opts,
                     validity,
                 } = self;
-                Attempt::Granted(new_lease(client, opts, validity, id, grant.token, t_sent))
+                Attempt::Granted(new_lease(client, opts, validity, id, grant.token, sent))
             }
             (Acquire::Busy(busy), _) => Attempt::Busy(busy.retry_in),
         }
@@ -222,19 +235,22 @@ impl Attempts for &Request<'_> {
     }
 }
 
-/// A guard on a new lease `id` granted with `token` to a request sent at
-/// `t_sent`, renewed in the background when `opts` say so.
+/// A guard on a new lease `id` granted with `token`: one the backend keeps,
+/// or one valid locally from when its request was `sent` and renewed in the
+/// background when `opts` say so.
 fn new_lease(
     client: &Client,
     opts: &LockOptions,
     validity: Duration,
     id: LeaseId,
     token: FencingToken,
-    t_sent: Option<Instant>,
+    sent: Sent,
 ) -> LeaseGuard {
-    // A grant without an instant is one the backend keeps.
-    let (Some(t_sent), false) = (t_sent, kept_in_process(client, id.kind)) else {
-        return LeaseGuard::local(LocalLease::new(client.clone(), id, token, opts.ttl));
+    let t_sent = match sent {
+        Sent::At(t_sent) => t_sent,
+        Sent::InBackend => {
+            return LeaseGuard::local(LocalLease::new(client.clone(), id, token, opts.ttl));
+        }
     };
     let shared = LeaseShared::start(
         client.clone(),
@@ -369,11 +385,11 @@ fn later(t: Instant, d: Duration) -> Instant {
         .unwrap_or_else(|| t + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
-/// Renews a reentrant lease's local validity after a re-entry granted at
-/// `t_sent`, and hands out another guard on it.
-pub(crate) fn reenter(shared: &Arc<LeaseShared>, t_sent: Option<Instant>) -> LeaseGuard {
-    // (A reentrant hold is never kept, so the instant is always there.)
-    if let Some(t_sent) = t_sent {
+/// Renews a reentrant lease's local validity after a re-entry whose request
+/// was `sent`, and hands out another guard on it.
+pub(crate) fn reenter(shared: &Arc<LeaseShared>, sent: Sent) -> LeaseGuard {
+    // (A reentrant hold is never the backend's to keep: always `At`.)
+    if let Sent::At(t_sent) = sent {
         shared.renewed(t_sent);
     }
     LeaseGuard::new(shared.clone())

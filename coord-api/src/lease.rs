@@ -286,7 +286,7 @@ impl LeaseShared {
             &self.id,
             Some(self.token),
             self.backend_extend(),
-            |held: &bool| if *held { Outcome::Ok } else { Outcome::NotHeld },
+            classify_held,
         )
         .await?;
         if res {
@@ -348,9 +348,9 @@ impl LeaseShared {
 /// lives in this process's memory and decides expiry by this very clock, so
 /// the client keeps no copy of the lease's state and asks the backend
 /// instead. Auto-extension is the backend's: such a lease is granted *kept*
-/// (see [`InProcessLeases::acquire_now`]) and lasts until released. No
-/// allocation, no renewal queue, no status word: a lock cycle is the
-/// backend's two calls.
+/// (see [`InProcessLeases::acquire_kept`]) and lasts until released. No
+/// renewal queue, no status word, no reference count: a lock cycle is the
+/// backend's two calls and the guard's one allocation.
 #[derive(Debug, Clone)]
 pub(crate) struct LocalLease {
     client: Client,
@@ -425,40 +425,36 @@ impl LocalLease {
     }
 
     async fn extend(&self) -> Result<bool> {
-        let (local, id) = (self.backend(), &self.id);
-        let held = trace::call_now(
-            "extend",
-            &self.client,
-            id,
-            Some(self.token),
-            || local.extend_now(id, self.ttl),
-            |held: &bool| if *held { Outcome::Ok } else { Outcome::NotHeld },
-        )?;
-        if !held {
-            self.warn_lost();
-        }
-        Ok(held)
+        let extend = |local: &dyn InProcessLeases| local.extend_now(&self.id, self.ttl);
+        let held = self.call("extend", extend, classify_held)?;
+        Ok(self.still(held))
     }
 
     fn release(&self) -> Result<bool> {
-        let (local, id) = (self.backend(), &self.id);
-        let res = trace::call_now(
-            "release",
-            &self.client,
-            id,
-            Some(self.token),
-            || local.release_now(id),
-            classify_release,
-        )?;
-        let held = matches!(res, Release::Released { .. });
-        if !held {
-            self.warn_lost();
-        }
-        Ok(held)
+        let release = |local: &dyn InProcessLeases| local.release_now(&self.id);
+        let res = self.call("release", release, classify_release)?;
+        Ok(self.still(matches!(res, Release::Released { .. })))
     }
 
-    fn warn_lost(&self) {
-        warn_lost(&self.id, self.token, &self.client);
+    /// One call on this lease to the backend, traced.
+    fn call<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&dyn InProcessLeases) -> Result<T>,
+        classify: impl FnOnce(&T) -> Outcome,
+    ) -> Result<T> {
+        let local = self.backend();
+        let (client, id, token) = (&self.client, &self.id, Some(self.token));
+        trace::call_now(op, client, id, token, || f(local), classify)
+    }
+
+    /// Whether the backend still `held` the lease when asked; warns when it
+    /// no longer did.
+    fn still(&self, held: bool) -> bool {
+        if !held {
+            warn_lost(&self.id, self.token, &self.client);
+        }
+        held
     }
 }
 
@@ -470,6 +466,10 @@ fn warn_lost(id: &LeaseId, token: FencingToken, client: &Client) {
         backend = %client.backend(),
         "lease lost"
     );
+}
+
+fn classify_held(held: &bool) -> Outcome {
+    if *held { Outcome::Ok } else { Outcome::NotHeld }
 }
 
 fn classify_release(r: &Release) -> Outcome {

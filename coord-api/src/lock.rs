@@ -131,8 +131,8 @@ impl Lock {
             .handle
             .request(self.kind(), Some(shared.id.holder.clone()))?;
         Ok(match req.call(&shared.id, false).await? {
-            (Acquire::Granted(g), t_sent) if g.token == shared.token && g.holds > 1 => {
-                Reentry::Granted(reenter(&shared, t_sent))
+            (Acquire::Granted(g), sent) if g.token == shared.token && g.holds > 1 => {
+                Reentry::Granted(reenter(&shared, sent))
             }
             (Acquire::Granted(_), _) => {
                 // The backend had forgotten the hold (expired or force
