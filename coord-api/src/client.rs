@@ -2,19 +2,19 @@
 
 use std::{fmt, sync::Arc};
 
-use crate::renewal::Renewals;
-
 use crate::{
-    Clock, DynLeadershipBackend, DynLeaseBackend, Election, Error, Group, InstanceId, Job,
-    LeadershipBackend, LeaseBackend, Lock, LockOptions, Result, RwLock, Semaphore, TokioClock,
+    Clock, Election, Error, Group, InstanceId, Job, LeaseOptions, Lock, Result, RwLock, Semaphore,
+    TokioClock,
+    lease::renewal::Renewals,
+    spi::{DynBackend, ElectionBackend, GroupBackend, JobBackend, LockBackend},
 };
 
 /// The entry point: binds a backend (already tied to a namespace) to this
-/// instance's id, a clock and default lock options. Cheap to clone; clones
+/// instance's id, a clock and default lease options. Cheap to clone; clones
 /// share everything.
 ///
 /// ```
-/// # async fn demo(backend: coord_api::DynLeaseBackend) -> coord_api::Result<()> {
+/// # async fn demo(backend: coord_api::spi::DynBackend) -> coord_api::Result<()> {
 /// use coord_api::Client;
 /// let client = Client::builder(backend).instance_id("scheduler-1")?.build();
 /// if let Some(guard) = client.lock("jobs/backup").try_lock().await? {
@@ -29,62 +29,33 @@ pub struct Client {
 }
 
 struct Inner {
-    backend: DynLeaseBackend,
-    leadership: Option<DynLeadershipBackend>,
+    backend: DynBackend,
     instance: InstanceId,
     clock: Arc<dyn Clock>,
-    /// Whether `clock` tells the time of the backend's in-process face, so
-    /// that the instant it decides a grant at is this client's too.
-    backend_clock: bool,
-    lock_options: LockOptions,
+    lease_options: LeaseOptions,
     renewals: Renewals,
 }
 
 impl Client {
     /// A client on `backend` with a generated instance id, tokio's clock and
     /// default options.
-    pub fn new(backend: DynLeaseBackend) -> Client {
+    pub fn new(backend: DynBackend) -> Client {
         Client::builder(backend).build()
     }
 
-    /// A client on a backend that offers both the lock family and
-    /// leadership (elections, groups, jobs), with default settings.
-    pub fn with_backend<B: LeaseBackend + LeadershipBackend>(backend: Arc<B>) -> Client {
-        Client::builder_with(backend).build()
-    }
-
-    /// A builder on a backend that offers both the lock family and leadership.
-    pub fn builder_with<B: LeaseBackend + LeadershipBackend>(backend: Arc<B>) -> ClientBuilder {
-        let leadership: DynLeadershipBackend = backend.clone();
-        Client::builder(backend).leadership(leadership)
-    }
-
     /// A builder to set the instance id, clock and default options.
-    pub fn builder(backend: DynLeaseBackend) -> ClientBuilder {
+    pub fn builder(backend: DynBackend) -> ClientBuilder {
         ClientBuilder {
             backend,
-            leadership: None,
             instance: None,
             clock: Arc::new(TokioClock),
-            lock_options: LockOptions::default(),
+            lease_options: LeaseOptions::default(),
         }
     }
 
     /// The backend.
-    pub fn backend(&self) -> &DynLeaseBackend {
+    pub fn backend(&self) -> &DynBackend {
         &self.inner.backend
-    }
-
-    /// The leadership backend (elections, groups, run-once jobs), or
-    /// `NotSupported` when the client was built without one.
-    pub fn leadership(&self) -> Result<&DynLeadershipBackend> {
-        self.inner
-            .leadership
-            .as_ref()
-            .ok_or_else(|| Error::NotSupported {
-                operation: "leadership (elections, groups, jobs)",
-                backend: self.inner.backend.to_string(),
-            })
     }
 
     /// This instance's id.
@@ -97,20 +68,44 @@ impl Client {
         &self.inner.clock
     }
 
-    /// Whether the backend answers in process on this client's clock (see
-    /// [`InProcessLeases::clock`](crate::InProcessLeases::clock)).
-    pub(crate) fn on_backend_clock(&self) -> bool {
-        self.inner.backend_clock
-    }
-
     /// The queue that renews this client's auto-extended leases.
     pub(crate) fn renewals(&self) -> &Renewals {
         &self.inner.renewals
     }
 
-    /// The default options of new locks, read-write locks and semaphores.
-    pub fn lock_options(&self) -> &LockOptions {
-        &self.inner.lock_options
+    /// The default options of new locks, elections, groups and jobs.
+    pub fn lease_options(&self) -> &LeaseOptions {
+        &self.inner.lease_options
+    }
+
+    /// The backend's lock family, or `NotSupported`.
+    pub(crate) fn locks(&self) -> Result<&dyn LockBackend> {
+        self.inner
+            .backend
+            .locks()
+            .ok_or_else(|| self.unsupported("locks"))
+    }
+
+    /// The backend's elections, or `NotSupported`.
+    pub(crate) fn elections(&self) -> Result<&dyn ElectionBackend> {
+        (self.inner.backend.elections()).ok_or_else(|| self.unsupported("elections"))
+    }
+
+    /// The backend's membership groups, or `NotSupported`.
+    pub(crate) fn groups(&self) -> Result<&dyn GroupBackend> {
+        (self.inner.backend.groups()).ok_or_else(|| self.unsupported("groups"))
+    }
+
+    /// The backend's run-once jobs, or `NotSupported`.
+    pub(crate) fn jobs(&self) -> Result<&dyn JobBackend> {
+        (self.inner.backend.jobs()).ok_or_else(|| self.unsupported("run-once jobs"))
+    }
+
+    pub(crate) fn unsupported(&self, operation: &'static str) -> Error {
+        Error::NotSupported {
+            operation,
+            backend: self.inner.backend.to_string(),
+        }
     }
 
     /// An exclusive lock on `key`. Invalid keys are reported by the first
@@ -124,25 +119,25 @@ impl Client {
         RwLock::new(self.clone(), key)
     }
 
-    /// A leader election named `name` (needs a leadership backend).
+    /// A semaphore on `key` with `permits` permits.
+    pub fn semaphore(&self, key: &str, permits: u32) -> Semaphore {
+        Semaphore::new(self.clone(), key, permits)
+    }
+
+    /// A leader election named `name`.
     pub fn election(&self, name: &str) -> Election {
         Election::new(self.clone(), name)
     }
 
-    /// A membership group named `name` (needs a leadership backend).
+    /// A membership group named `name`.
     pub fn group(&self, name: &str) -> Group {
         Group::new(self.clone(), name)
     }
 
-    /// A singleton job named `name` (needs a leadership backend for
-    /// `run_once`; `run` uses the lock of the same name).
+    /// A singleton job named `name` (`run` uses the lock of the same name,
+    /// `run_once` the backend's run-once jobs).
     pub fn job(&self, name: &str) -> Job {
         Job::new(self.clone(), name)
-    }
-
-    /// A semaphore on `key` with `permits` permits.
-    pub fn semaphore(&self, key: &str, permits: u32) -> Semaphore {
-        Semaphore::new(self.clone(), key, permits)
     }
 }
 
@@ -158,11 +153,10 @@ impl fmt::Debug for Client {
 /// Builds a [`Client`].
 #[must_use]
 pub struct ClientBuilder {
-    backend: DynLeaseBackend,
-    leadership: Option<DynLeadershipBackend>,
+    backend: DynBackend,
     instance: Option<InstanceId>,
     clock: Arc<dyn Clock>,
-    lock_options: LockOptions,
+    lease_options: LeaseOptions,
 }
 
 impl ClientBuilder {
@@ -173,38 +167,37 @@ impl ClientBuilder {
         Ok(self)
     }
 
-    /// Sets the leadership backend (elections, groups, run-once jobs).
-    pub fn leadership(mut self, backend: DynLeadershipBackend) -> Self {
-        self.leadership = Some(backend);
-        self
-    }
-
     /// Sets the clock (tests and the simulator skew it).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
     }
 
-    /// Sets the default lock options.
-    pub fn lock_options(mut self, opts: LockOptions) -> Self {
-        self.lock_options = opts;
+    /// Sets the default lease options.
+    pub fn lease_options(mut self, opts: LeaseOptions) -> Self {
+        self.lease_options = opts;
         self
     }
 
     /// The client.
     pub fn build(self) -> Client {
-        let backend_clock = (self.backend.in_process())
-            .is_some_and(|local| crate::clock::same_time(local.clock(), &*self.clock));
         Client {
             inner: Arc::new(Inner {
                 backend: self.backend,
-                leadership: self.leadership,
                 instance: self.instance.unwrap_or_else(InstanceId::generate),
                 renewals: Renewals::new(self.clock.clone()),
-                backend_clock,
                 clock: self.clock,
-                lock_options: self.lock_options,
+                lease_options: self.lease_options,
             }),
         }
+    }
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("backend", &format_args!("{}", self.backend))
+            .field("instance", &self.instance)
+            .finish_non_exhaustive()
     }
 }

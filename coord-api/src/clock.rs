@@ -2,7 +2,6 @@
 //! skew and drift a node's clock.
 
 use std::{
-    any::Any,
     fmt,
     future::Future,
     pin::Pin,
@@ -17,7 +16,7 @@ pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// A node's view of time. Client types read it for local validity deadlines and
 /// back-off; the in-memory backend reads it as the server's clock.
-pub trait Clock: Any + fmt::Debug + Send + Sync + 'static {
+pub trait Clock: fmt::Debug + Send + Sync + 'static {
     /// Monotonic local time.
     fn now(&self) -> Instant;
     /// Wall-clock time (used for fencing tokens and "since" stamps).
@@ -53,13 +52,6 @@ impl Clock for TokioClock {
     fn sleep_until(&self, deadline: Instant) -> Sleep {
         Box::pin(tokio::time::sleep_until(deadline))
     }
-}
-
-/// Whether `a` and `b` tell the same time: they are one clock, or both are
-/// tokio's.
-pub(crate) fn same_time(a: &dyn Clock, b: &dyn Clock) -> bool {
-    let (a, b): (&dyn Any, &dyn Any) = (a, b);
-    std::ptr::addr_eq(a, b) || (a.is::<TokioClock>() && b.is::<TokioClock>())
 }
 
 /// Wall time consistent with tokio's (possibly paused or simulated) clock:

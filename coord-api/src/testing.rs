@@ -10,8 +10,11 @@ use std::{
 use async_trait::async_trait;
 
 use crate::{
-    Acquire, Capability, Client, FencingToken, Grant, Key, LeaseBackend, LeaseFamily, LeaseGuard,
-    LeaseId, LeaseInfo, LeaseWatch, Namespace, Release, Result,
+    Client, FencingToken, Key, LeaseGuard, LeaseInfo, LockSpace, Namespace, Result,
+    spi::{
+        Acquire, Backend, ElectionBackend, Grant, GroupBackend, JobBackend, LeaseId, LockBackend,
+        LockCapabilities, Release, Watch,
+    },
 };
 
 /// Grants everything (fresh tokens, one hold), renews everything, and counts
@@ -50,17 +53,33 @@ impl fmt::Display for Counting {
     }
 }
 
-#[async_trait]
-impl LeaseBackend for Counting {
-    fn capabilities(&self) -> Capability {
-        Capability {
-            exclusive: true,
-            reentrant: true,
-            ..Capability::default()
-        }
-    }
+/// Offers the lock family only.
+impl Backend for Counting {
     fn namespace(&self) -> &Namespace {
         &self.ns
+    }
+    fn locks(&self) -> Option<&dyn LockBackend> {
+        Some(self)
+    }
+    fn elections(&self) -> Option<&dyn ElectionBackend> {
+        None
+    }
+    fn groups(&self) -> Option<&dyn GroupBackend> {
+        None
+    }
+    fn jobs(&self) -> Option<&dyn JobBackend> {
+        None
+    }
+}
+
+#[async_trait]
+impl LockBackend for Counting {
+    fn capabilities(&self) -> LockCapabilities {
+        LockCapabilities {
+            exclusive: true,
+            reentrant: true,
+            ..LockCapabilities::default()
+        }
     }
     async fn acquire(&self, _: &LeaseId, _: Duration) -> Result<Acquire> {
         let token = self.tokens.fetch_add(1, Ordering::SeqCst) + 1;
@@ -78,17 +97,14 @@ impl LeaseBackend for Counting {
         tokio::time::sleep(self.release_takes).await;
         Ok(Release::Released { remaining: 0 })
     }
-    async fn force_release(&self, _: LeaseFamily, _: &Key) -> Result<usize> {
+    async fn force_release(&self, _: LockSpace, _: &Key) -> Result<usize> {
         Ok(0)
     }
-    async fn inspect(&self, _: LeaseFamily, _: &Key) -> Result<Vec<LeaseInfo>> {
+    async fn inspect(&self, _: LockSpace, _: &Key) -> Result<Vec<LeaseInfo>> {
         Ok(vec![])
     }
-    async fn subscribe(&self, _: LeaseFamily, _: &Key) -> Result<Box<dyn LeaseWatch>> {
+    async fn subscribe(&self, _: LockSpace, _: &Key) -> Result<Box<dyn Watch>> {
         unimplemented!("not waited on in these tests")
-    }
-    fn in_process(&self) -> Option<&dyn crate::InProcessLeases> {
-        None
     }
 }
 

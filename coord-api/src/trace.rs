@@ -1,12 +1,13 @@
-//! One tracing span per backend call: operation, backend, kind, key, holder,
-//! token and outcome. Holder ids and keys are not secrets; credentials never
-//! reach a span because backends redact them from their `Display`.
+//! One `coord.backend` tracing span per backend call: operation, backend,
+//! family, kind, key, holder, token and outcome. Holder ids and keys are not
+//! secrets; credentials never reach a span because backends redact them from
+//! their `Display`.
 
 use std::future::Future;
 
 use tracing::{Instrument, field::Empty};
 
-use crate::{Client, FencingToken, HolderId, Key, LeaseId, Result};
+use crate::{Client, FencingToken, HolderId, Key, Result};
 
 /// How a backend call ended, recorded as the span's `outcome` field.
 #[derive(Debug, Clone, Copy)]
@@ -26,44 +27,43 @@ impl Outcome {
             Outcome::NotHeld => "not_held",
         }
     }
-}
 
-/// What a call's span says before the call is made.
-struct Site<'a> {
-    op: &'static str,
-    client: &'a Client,
-    /// The primitive (`exclusive`, `election`, `group`, `job`...).
-    kind: &'static str,
-    key: &'a Key,
-    holder: Option<&'a HolderId>,
-    token: Option<FencingToken>,
-}
-
-impl<'a> Site<'a> {
-    /// A call on the lease `id`.
-    fn lease(
-        op: &'static str,
-        client: &'a Client,
-        id: &'a LeaseId,
-        token: Option<FencingToken>,
-    ) -> Self {
-        Site {
-            op,
-            client,
-            kind: id.kind.as_str(),
-            key: &id.key,
-            holder: Some(&id.holder),
-            token,
-        }
+    /// `Ok` for `true`, `NotHeld` for `false` (renewals and releases).
+    pub(crate) fn held(held: &bool) -> Outcome {
+        if *held { Outcome::Ok } else { Outcome::NotHeld }
     }
 
-    /// Runs `fut` inside this site's span.
-    async fn run<T>(
-        &self,
+    /// `Ok` whatever the answer (reads).
+    pub(crate) fn ok<T>(_: &T) -> Outcome {
+        Outcome::Ok
+    }
+}
+
+/// What a call is about, as its span names it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Site<'a> {
+    /// The operation (`acquire`, `renew`, `campaign`, `members`...).
+    pub(crate) op: &'static str,
+    /// The primitive (`lock`, `rwlock`, `semaphore`, `election`, `group`,
+    /// `job`).
+    pub(crate) family: &'static str,
+    /// The lease's kind (`exclusive`, `read`, `permit`, `term`, `member`,
+    /// `run`...), empty for a call that is about no lease.
+    pub(crate) kind: &'static str,
+    pub(crate) key: &'a Key,
+    pub(crate) holder: Option<&'a HolderId>,
+    pub(crate) token: Option<FencingToken>,
+}
+
+impl Site<'_> {
+    /// Runs `fut`, a call to `client`'s backend, inside this site's span.
+    pub(crate) async fn run<T>(
+        self,
+        client: &Client,
         fut: impl Future<Output = Result<T>>,
         classify: impl FnOnce(&T) -> Outcome,
     ) -> Result<T> {
-        let Some(span) = self.open() else {
+        let Some(span) = self.open(client) else {
             return fut.await;
         };
         let res = fut.instrument(span.clone()).await;
@@ -76,20 +76,21 @@ impl<'a> Site<'a> {
     /// caller, so a call nobody traces (the common case in production) skips
     /// even a span's callsite check.
     #[inline(always)]
-    fn open(&self) -> Option<tracing::Span> {
+    fn open(&self, client: &Client) -> Option<tracing::Span> {
         if !tracing::level_enabled!(tracing::Level::DEBUG) {
             return None;
         }
-        self.open_span()
+        self.open_span(client)
     }
 
     #[inline(never)]
-    fn open_span(&self) -> Option<tracing::Span> {
+    fn open_span(&self, client: &Client) -> Option<tracing::Span> {
         let span = tracing::debug_span!(
             "coord.backend",
             op = self.op,
-            backend = %self.client.backend(),
-            kind = self.kind,
+            backend = %client.backend(),
+            family = self.family,
+            kind = Empty,
             key = %self.key,
             holder = Empty,
             token = Empty,
@@ -97,6 +98,9 @@ impl<'a> Site<'a> {
         );
         if span.is_disabled() {
             return None;
+        }
+        if !self.kind.is_empty() {
+            span.record("kind", self.kind);
         }
         if let Some(h) = self.holder {
             span.record("holder", tracing::field::display(h));
@@ -106,59 +110,6 @@ impl<'a> Site<'a> {
         }
         Some(span)
     }
-}
-
-/// Runs one backend call on a lease inside a `coord.backend` span.
-pub(crate) async fn call<T>(
-    op: &'static str,
-    client: &Client,
-    id: &LeaseId,
-    token: Option<FencingToken>,
-    fut: impl Future<Output = Result<T>>,
-    classify: impl FnOnce(&T) -> Outcome,
-) -> Result<T> {
-    Site::lease(op, client, id, token).run(fut, classify).await
-}
-
-/// [`call`] for a synchronous call (an in-process backend's answer).
-pub(crate) fn call_now<T>(
-    op: &'static str,
-    client: &Client,
-    id: &LeaseId,
-    token: Option<FencingToken>,
-    f: impl FnOnce() -> Result<T>,
-    classify: impl FnOnce(&T) -> Outcome,
-) -> Result<T> {
-    let Some(span) = Site::lease(op, client, id, token).open() else {
-        return f();
-    };
-    let res = span.in_scope(f);
-    close(&span, &res, classify);
-    res
-}
-
-/// Runs one backend call inside a `coord.backend` span: `kind` names the
-/// primitive (`exclusive`, `election`, `group`, `job`...).
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn call_on<T>(
-    op: &'static str,
-    client: &Client,
-    kind: &'static str,
-    key: &Key,
-    holder: Option<&HolderId>,
-    token: Option<FencingToken>,
-    fut: impl Future<Output = Result<T>>,
-    classify: impl FnOnce(&T) -> Outcome,
-) -> Result<T> {
-    let site = Site {
-        op,
-        client,
-        kind,
-        key,
-        holder,
-        token,
-    };
-    site.run(fut, classify).await
 }
 
 /// Records how the call ended.

@@ -1,16 +1,20 @@
-//! Options of the lock family's client types.
+//! [`LeaseOptions`]: how every lease-based primitive acquires, waits and
+//! keeps its leases.
 
 use std::time::Duration;
 
 use crate::{Error, Key, Result, validate_ttl};
 
-/// How a [`Lock`](crate::Lock), [`RwLock`](crate::RwLock) or
-/// [`Semaphore`](crate::Semaphore) acquires and keeps its leases.
+/// How a lease-based primitive — a [`Lock`](crate::Lock),
+/// [`RwLock`](crate::RwLock), [`Semaphore`](crate::Semaphore), an
+/// [`Election`](crate::Election)'s terms, a [`Group`](crate::Group)'s
+/// memberships, a [`Job`](crate::Job)'s runs — acquires, waits for and keeps
+/// its leases.
 ///
 /// ```
-/// use coord_api::LockOptions;
+/// use coord_api::LeaseOptions;
 /// use std::time::Duration;
-/// let opts = LockOptions::default()
+/// let opts = LeaseOptions::default()
 ///     .ttl(Duration::from_secs(10))
 ///     .wait_timeout(Some(Duration::from_secs(2)))
 ///     .auto_extend(false);
@@ -18,7 +22,7 @@ use crate::{Error, Key, Result, validate_ttl};
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
-pub struct LockOptions {
+pub struct LeaseOptions {
     /// Lease time-to-live: how long the backend keeps the lease without a
     /// renewal. Default 30 s. Range 1 ms ..= 24 h.
     pub ttl: Duration,
@@ -35,10 +39,7 @@ pub struct LockOptions {
     /// Give up with `Error::Timeout` after this many failed retries. Default
     /// `None` (no limit).
     pub max_retries: Option<u32>,
-    /// Renew the lease in the background while it is held. Default on. (A
-    /// client on the in-memory backend's own clock has the backend keep its
-    /// locks, read-write locks and permits until released instead: nothing to
-    /// renew. Reentrant holds are renewed as everywhere.)
+    /// Renew the lease in the background while it is held. Default on.
     pub auto_extend: bool,
     /// How often auto-extension renews. Default `None`: a third of the TTL.
     pub extend_interval: Option<Duration>,
@@ -47,13 +48,15 @@ pub struct LockOptions {
     /// locally until `t_sent + ttl * (1 - max_drift) - safety_margin`.
     /// Default 0.01; range 0..0.5.
     pub max_drift: f64,
-    /// Subtracted from local validity on top of the drift allowance. Default 2 ms.
+    /// Subtracted from local validity on top of the drift allowance. Default
+    /// 2 ms; it must leave some local validity (`ttl * (1 - max_drift)` above
+    /// it), else a lease would be lost the moment it is granted.
     pub safety_margin: Duration,
 }
 
-impl Default for LockOptions {
+impl Default for LeaseOptions {
     fn default() -> Self {
-        LockOptions {
+        LeaseOptions {
             ttl: Duration::from_secs(30),
             wait_timeout: None,
             retry_delay: Duration::from_secs(1),
@@ -67,7 +70,7 @@ impl Default for LockOptions {
     }
 }
 
-impl LockOptions {
+impl LeaseOptions {
     /// Sets [`ttl`](Self::ttl).
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
@@ -114,10 +117,12 @@ impl LockOptions {
         self
     }
 
-    /// Checks every field; errors name `key` and the limit broken.
+    /// Checks every field before any of them is used; errors are
+    /// `InvalidArgument` naming `key`, the option and its range.
     pub fn validate(&self, key: &Key) -> Result<()> {
         validate_ttl(key, self.ttl)?;
         let bad = |what: String| Err(Error::invalid(format!("{what} (key {key:?})")));
+        // NaN fails every range check.
         if !(0.0..=1.0).contains(&self.retry_jitter) {
             return bad(format!(
                 "retry_jitter {} is outside 0..=1",
@@ -125,10 +130,13 @@ impl LockOptions {
             ));
         }
         if !(0.0..0.5).contains(&self.max_drift) {
-            return bad(format!("max_drift {} is outside 0..0.5", self.max_drift));
+            return bad(format!(
+                "max_drift {} is outside 0..0.5 (0 inclusive, 0.5 exclusive)",
+                self.max_drift
+            ));
         }
         if self.retry_delay.is_zero() {
-            return bad("retry_delay is zero".into());
+            return bad("retry_delay is zero; it must be above zero".into());
         }
         if let Some(every) = self.extend_interval
             && (every.is_zero() || every >= self.ttl)
@@ -136,6 +144,13 @@ impl LockOptions {
             return bad(format!(
                 "extend_interval {every:?} must be above zero and below the ttl {:?}",
                 self.ttl
+            ));
+        }
+        if self.local_validity().is_zero() {
+            return bad(format!(
+                "safety_margin {:?} leaves no local validity for the ttl {:?} with max_drift {}: \
+                 it must be below ttl * (1 - max_drift)",
+                self.safety_margin, self.ttl, self.max_drift
             ));
         }
         Ok(())
@@ -146,10 +161,46 @@ impl LockOptions {
         self.extend_interval.unwrap_or(self.ttl / 3)
     }
 
-    /// How long after `t_sent` a lease granted for `ttl` counts as valid
-    /// locally: `ttl * (1 - max_drift) - safety_margin` (zero at least).
-    pub fn local_validity(&self, ttl: Duration) -> Duration {
-        ttl.mul_f64(1.0 - self.max_drift)
-            .saturating_sub(self.safety_margin)
+    /// How long after `t_sent` a lease granted for the TTL counts as valid
+    /// locally: `ttl * (1 - max_drift) - safety_margin`, zero when that is
+    /// not positive. Never panics, whatever the fields hold (a drift outside
+    /// 0..1, NaN or infinite counts as no validity at all).
+    pub fn local_validity(&self) -> Duration {
+        let factor = 1.0 - self.max_drift;
+        if !(factor > 0.0 && factor <= 1.0) {
+            return Duration::ZERO;
+        }
+        self.ttl.mul_f64(factor).saturating_sub(self.safety_margin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_validity_never_panics() {
+        for drift in [1.5, -0.5, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.999] {
+            let o = LeaseOptions::default().ttl(Duration::MAX).max_drift(drift);
+            let _ = o.local_validity();
+            assert!(o.validate(&Key::new("k").unwrap()).is_err(), "{drift}");
+        }
+    }
+
+    #[test]
+    fn a_margin_that_leaves_no_validity_is_refused() {
+        let k = Key::new("k").unwrap();
+        let o = LeaseOptions::default().ttl(Duration::from_millis(100));
+        assert!(
+            o.clone()
+                .safety_margin(Duration::from_millis(98))
+                .validate(&k)
+                .is_ok()
+        );
+        let e = o
+            .safety_margin(Duration::from_millis(99))
+            .validate(&k)
+            .unwrap_err();
+        assert!(e.to_string().contains("safety_margin"), "{e}");
     }
 }

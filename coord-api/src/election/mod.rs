@@ -1,15 +1,29 @@
-//! Leader election: campaign, leadership handles, and observing leaders.
+//! Leader election: campaign, the [`Leadership`] handle of a won term,
+//! observing leaders ([`observer`]), and a runner that campaigns for a
+//! process's whole life ([`runner`]). A term is a lease the engine keeps;
+//! [`Term`] tells it how to renew (with the quorum check) and resign one.
+
+mod observer;
+mod runner;
+
+use std::{pin::Pin, time::Duration};
 
 use async_trait::async_trait;
 
+pub use observer::{LeaderChange, LeaderObserver};
+pub use runner::{LeaderContext, LeaderRunner, RunnerHandle};
+
 use crate::{
-    Campaign, Client, Error, FencingToken, HolderId, Key, LeaderInfo, LeaseGuard, LeaseId,
-    LeaseKind, LeaseWatch, LostSignal, Quorum, Result,
-    acquire::{Attempts, Step, wait_for},
+    Campaign, Client, Error, FencingToken, HolderId, Key, LeaderInfo, LostSignal, Quorum, Result,
+    Watch,
     clock::Instant,
     handle::{Handle, option_setters},
-    lease::{LeaseShared, Target, spawn_background},
-    trace::{self, Outcome},
+    lease::{
+        Guard, Lease, LeaseName, Tenure,
+        undo::granting,
+        wait::{Attempts, Step, wait_for},
+    },
+    trace::{Outcome, Site},
 };
 
 /// A leader election: at most one leader per election at a time, each term
@@ -38,6 +52,48 @@ pub struct Election {
     quorum: Option<Quorum>,
 }
 
+/// A term's tenure: renewed with the election's quorum check, released by
+/// resigning.
+struct Term {
+    quorum: Option<Quorum>,
+}
+
+#[async_trait]
+impl Tenure for Term {
+    fn family(&self) -> &'static str {
+        "election"
+    }
+
+    fn kind(&self) -> &'static str {
+        "term"
+    }
+
+    async fn renew(&self, client: &Client, name: &LeaseName, ttl: Duration) -> Result<bool> {
+        let term = term_of(name);
+        let quorum = self.quorum.as_ref();
+        (client.elections()?)
+            .renew(&name.key, &name.holder, term, ttl, quorum)
+            .await
+    }
+
+    async fn release(&self, client: &Client, name: &LeaseName) -> Result<Option<u32>> {
+        let term = term_of(name);
+        let resigned = (client.elections()?)
+            .resign(&name.key, &name.holder, term)
+            .await?;
+        Ok(resigned.then_some(0))
+    }
+
+    fn counted(&self) -> bool {
+        false
+    }
+}
+
+/// A term's lease always carries its term.
+fn term_of(name: &LeaseName) -> FencingToken {
+    name.token.unwrap_or(FencingToken(0))
+}
+
 impl Election {
     pub(crate) fn new(client: Client, name: &str) -> Election {
         Election {
@@ -63,7 +119,7 @@ impl Election {
     }
 
     fn check(&self) -> Result<&Key> {
-        let key = self.handle.key()?;
+        let (key, _) = self.handle.checked()?;
         if let Some(q) = &self.quorum
             && q.min_members == 0
         {
@@ -71,43 +127,47 @@ impl Election {
                 "election {key:?}: a quorum needs min_members of at least 1"
             )));
         }
-        self.handle.client.leadership()?;
-        self.handle.opts().validate(key)?;
+        self.handle.client.elections()?;
         Ok(key)
     }
 
-    /// One campaign round trip for `holder`.
+    fn site<'a>(&self, op: &'static str, key: &'a Key, holder: Option<&'a HolderId>) -> Site<'a> {
+        Site {
+            op,
+            family: "election",
+            kind: if holder.is_some() { "term" } else { "" },
+            key,
+            holder,
+            token: None,
+        }
+    }
+
+    /// One campaign round trip for `holder`. A campaign that got no answer
+    /// (cancelled, timed out) resigns in the background a term it may have
+    /// won.
     async fn attempt(&self, key: &Key, holder: &HolderId) -> Result<Result<Leadership, Campaign>> {
         let client = &self.handle.client;
         let opts = self.handle.opts();
-        let mut pending = PendingCampaign {
-            client: Some(client.clone()),
-            key: key.clone(),
-            holder: holder.clone(),
-        };
         let t_sent = client.clock().now();
-        let res = trace::call_on(
-            "campaign",
-            client,
-            "election",
+        let campaign = (client.elections()?).campaign(
             key,
-            Some(holder),
-            None,
-            client.leadership()?.campaign(
-                key,
-                holder,
-                &self.metadata,
-                opts.ttl,
-                self.quorum.as_ref(),
-            ),
-            |c: &Campaign| match c {
-                Campaign::Elected(info) => Outcome::Granted(info.term),
-                Campaign::Busy { .. } => Outcome::Busy,
-            },
-        )
-        .await;
-        pending.client = None;
-        match res? {
+            holder,
+            &self.metadata,
+            opts.ttl,
+            self.quorum.as_ref(),
+        );
+        let classify = |c: &Campaign| match c {
+            Campaign::Elected(info) => Outcome::Granted(info.term),
+            Campaign::Busy { .. } => Outcome::Busy,
+        };
+        let campaign = self
+            .site("campaign", key, Some(holder))
+            .run(client, campaign, classify);
+        match granting(client, opts.ttl, campaign, || {
+            resign_if_leading(key, holder)
+        })
+        .await?
+        {
             Campaign::Elected(info) => Ok(Ok(self.leadership(key, holder, info, t_sent))),
             busy => Ok(Err(busy)),
         }
@@ -120,22 +180,23 @@ impl Election {
         info: LeaderInfo,
         t_sent: Instant,
     ) -> Leadership {
-        let opts = self.handle.opts();
-        let shared = LeaseShared::start(
+        let name = LeaseName {
+            key: key.clone(),
+            holder: holder.clone(),
+            token: Some(info.term),
+        };
+        let term = Term {
+            quorum: self.quorum.clone(),
+        };
+        let lease = Lease::start(
             self.handle.client.clone(),
-            LeaseId {
-                kind: LeaseKind::Exclusive,
-                key: key.clone(),
-                holder: holder.clone(),
-            },
-            Target::Term(self.quorum.clone()),
-            info.term,
-            opts,
-            opts.local_validity(opts.ttl),
+            name,
+            term,
+            self.handle.opts(),
             t_sent,
         );
         Leadership {
-            guard: LeaseGuard::new(shared),
+            guard: Guard::new(lease),
             info,
         }
     }
@@ -173,35 +234,43 @@ impl Election {
     pub async fn leader(&self) -> Result<Option<LeaderInfo>> {
         let key = self.handle.key()?;
         let client = &self.handle.client;
-        trace::call_on(
-            "leader",
-            client,
-            "election",
-            key,
-            None,
-            None,
-            client.leadership()?.leader(key),
-            |_| Outcome::Ok,
-        )
-        .await
+        let leader = client.elections()?.leader(key);
+        self.site("leader", key, None)
+            .run(client, leader, Outcome::ok)
+            .await
     }
 
     /// A stream of leader changes. Its first [`next`](LeaderObserver::next)
     /// returns the current state at once; each later one waits for a change.
     pub async fn observe(&self) -> Result<LeaderObserver> {
         let key = self.handle.key()?.clone();
-        let watch = self
-            .handle
-            .client
-            .leadership()?
-            .watch_election(&key)
-            .await?;
+        let watch = self.handle.client.elections()?.watch(&key).await?;
         Ok(LeaderObserver {
             client: self.handle.client.clone(),
             key,
             watch,
             last: None,
             last_seq: None,
+        })
+    }
+}
+
+/// Resigns, for an unanswered campaign, the term `holder` may have won.
+fn resign_if_leading(
+    key: &Key,
+    holder: &HolderId,
+) -> impl FnMut(Client) -> Pin<Box<dyn Future<Output = Result<()>> + Send>> + Send + 'static {
+    let (key, holder) = (key.clone(), holder.clone());
+    move |client: Client| {
+        let (key, holder) = (key.clone(), holder.clone());
+        Box::pin(async move {
+            let elections = client.elections()?;
+            if let Some(l) = elections.leader(&key).await?
+                && l.holder == holder
+            {
+                elections.resign(&key, &holder, l.term).await?;
+            }
+            Ok(())
         })
     }
 }
@@ -223,11 +292,14 @@ impl Attempts for CampaignRounds<'_> {
         })
     }
 
-    async fn subscribe(&self) -> Result<Box<dyn LeaseWatch>> {
-        let lb = self.election.handle.client.leadership()?;
-        let election = lb.watch_election(self.key).await?;
+    async fn subscribe(&self) -> Result<Box<dyn Watch>> {
+        let client = &self.election.handle.client;
+        let election = client.elections()?.watch(self.key).await?;
         Ok(match &self.election.quorum {
-            Some(q) => Box::new(EitherWatch(election, lb.watch_group(&q.group).await?)),
+            Some(q) => Box::new(EitherWatch(
+                election,
+                client.groups()?.watch(&q.group).await?,
+            )),
             None => election,
         })
     }
@@ -238,10 +310,10 @@ impl Attempts for CampaignRounds<'_> {
 }
 
 /// Wakes when either of two watches does.
-struct EitherWatch(Box<dyn LeaseWatch>, Box<dyn LeaseWatch>);
+struct EitherWatch(Box<dyn Watch>, Box<dyn Watch>);
 
 #[async_trait]
-impl LeaseWatch for EitherWatch {
+impl Watch for EitherWatch {
     async fn changed(&mut self) -> Result<()> {
         tokio::select! {
             biased;
@@ -251,37 +323,13 @@ impl LeaseWatch for EitherWatch {
     }
 }
 
-/// Resigns a term a cancelled campaign may have won.
-struct PendingCampaign {
-    client: Option<Client>,
-    key: Key,
-    holder: HolderId,
-}
-
-impl Drop for PendingCampaign {
-    fn drop(&mut self) {
-        let Some(client) = self.client.take() else {
-            return;
-        };
-        let (key, holder) = (self.key.clone(), self.holder.clone());
-        spawn_background(async move {
-            let Ok(lb) = client.leadership() else { return };
-            if let Ok(Some(l)) = lb.leader(&key).await
-                && l.holder == holder
-            {
-                let _ = lb.resign(&key, &holder, l.term).await;
-            }
-        });
-    }
-}
-
 /// The handle of a won term. It renews in the background (unless
 /// auto-extension is off), tells when leadership is lost, and resigns on
 /// [`resign`](Self::resign) or drop.
 #[must_use = "if unused the leadership is resigned immediately"]
 #[derive(Debug)]
 pub struct Leadership {
-    guard: LeaseGuard,
+    guard: Guard,
     info: LeaderInfo,
 }
 
@@ -318,74 +366,5 @@ impl Leadership {
     /// whether this instance was still leader.
     pub async fn resign(self) -> Result<bool> {
         self.guard.release().await
-    }
-}
-
-/// One observed state of an election.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaderChange {
-    /// The leader now, or `None` when nobody leads.
-    pub leader: Option<LeaderInfo>,
-    /// How many terms began and ended between the previous observation and
-    /// this one without being observed (0 when none were missed).
-    pub skipped: u64,
-}
-
-/// A stream of leader changes, from [`Election::observe`]. Each observer sees
-/// every term or is told how many it skipped.
-pub struct LeaderObserver {
-    client: Client,
-    key: Key,
-    watch: Box<dyn LeaseWatch>,
-    /// The last state returned: `(seq, term)` of its leader, `None` when
-    /// vacant; `None` outside before the first call.
-    last: Option<Option<(u64, FencingToken)>>,
-    /// The seq of the last term returned.
-    last_seq: Option<u64>,
-}
-
-impl LeaderObserver {
-    /// The next state that differs from the last one returned (the current
-    /// state on the first call).
-    ///
-    /// # Cancel safety
-    /// Cancel safe: a cancelled call loses nothing; the next one compares
-    /// with the last state returned.
-    pub async fn next(&mut self) -> Result<LeaderChange> {
-        loop {
-            let lb = self.client.leadership()?;
-            // Until a term was seen, learn how many were granted before this
-            // read (asked first: a term that begins and ends in between then
-            // counts as skipped), so that terms missed after a first vacancy
-            // are counted too.
-            let granted = match self.last_seq {
-                None => lb.terms_granted(&self.key).await?,
-                Some(_) => None,
-            };
-            let leader = lb.leader(&self.key).await?;
-            let state = leader.as_ref().map(|l| (l.seq, l.term));
-            if self.last != Some(state) {
-                let skipped = match (&leader, self.last_seq) {
-                    (Some(l), Some(seq)) => l.seq.saturating_sub(seq + 1),
-                    _ => 0,
-                };
-                match &leader {
-                    Some(l) => self.last_seq = Some(l.seq),
-                    None => self.last_seq = self.last_seq.or(granted),
-                }
-                self.last = Some(state);
-                return Ok(LeaderChange { leader, skipped });
-            }
-            self.watch.changed().await?;
-        }
-    }
-}
-
-impl std::fmt::Debug for LeaderObserver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LeaderObserver")
-            .field("election", &self.key)
-            .field("last", &self.last)
-            .finish_non_exhaustive()
     }
 }

@@ -4,7 +4,7 @@ use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use tokio::sync::watch;
 
-use crate::{Election, FencingToken, LeaderInfo, LostSignal};
+use crate::{FencingToken, LeaderInfo, LostSignal, election::Election};
 
 type Callback<A> = Arc<dyn Fn(A) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
@@ -166,13 +166,23 @@ impl LeaderRunner {
 }
 
 /// Sleeps a jittered `backoff` (doubling it up to `max`); true if stopped.
+/// Saturates instead of overflowing, whatever the durations.
 async fn pause(stop: &mut watch::Receiver<bool>, backoff: &mut Duration, max: Duration) -> bool {
-    let wait = backoff.mul_f64(rand::random_range(0.5..=1.0));
-    *backoff = (*backoff * 2).min(max);
+    let jittered = backoff.as_secs_f64() * rand::random_range(0.5..=1.0);
+    let wait = Duration::try_from_secs_f64(jittered).unwrap_or(*backoff);
+    *backoff = backoff.saturating_mul(2).min(max);
     tokio::select! {
         biased;
         _ = stop.wait_for(|s| *s) => true,
-        _ = tokio::time::sleep(wait) => false,
+        _ = sleep_for(wait) => false,
+    }
+}
+
+/// Sleeps `d`, or for ever when `d` reaches past the clock's range.
+async fn sleep_for(d: Duration) {
+    match tokio::time::Instant::now().checked_add(d) {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -22,7 +22,7 @@ use std::{
 
 use tokio::sync::Notify;
 
-use crate::{Clock, clock::Instant, lease::LeaseShared};
+use crate::{Clock, clock::Instant, lease::Lease};
 
 /// A client's renewal queue.
 pub(crate) struct Renewals {
@@ -55,7 +55,7 @@ struct State {
 struct Due {
     at: Instant,
     id: u64,
-    lease: Weak<LeaseShared>,
+    lease: Weak<Lease>,
 }
 
 /// A lease's place in its client's renewal queue: the id of its live entry,
@@ -114,7 +114,7 @@ impl Renewals {
     /// Queues `lease` for renewal at `at`, replacing its earlier place if
     /// any. Returns false without a runtime to renew on (the lease then
     /// lapses at its TTL).
-    pub(crate) fn schedule(&self, at: Instant, lease: &Arc<LeaseShared>) -> bool {
+    pub(crate) fn schedule(&self, at: Instant, lease: &Arc<Lease>) -> bool {
         let mut st = self.shared.state();
         let earliest = st.due.front().is_none_or(|first| at < first.at);
         if !st.running {
@@ -156,7 +156,7 @@ impl Renewals {
 /// Drops the dead entries. Returns the leases it looked at, to be dropped
 /// once the queue's lock is released (a lease's drop may free its client
 /// and the allocation: work the lock need not wait for).
-fn sweep(st: &mut State) -> Vec<Arc<LeaseShared>> {
+fn sweep(st: &mut State) -> Vec<Arc<Lease>> {
     let mut seen = Vec::new();
     st.due.retain(|d| {
         // Most dead entries are of leases already gone: no upgrade needed.
@@ -229,7 +229,7 @@ async fn run(weak: Weak<Shared>) {
             };
             // A dead entry (the lease was released or rescheduled) is skipped.
             if lease.queued().take_if(d.id) {
-                drop(tokio::spawn(LeaseShared::renew(lease)));
+                drop(tokio::spawn(Lease::renew(lease)));
             }
         }
     }

@@ -2,11 +2,11 @@
 
 use std::sync::{Arc, Mutex, Weak};
 
+use super::{request::Request, require};
 use crate::{
-    Acquire, Client, LeaseFamily, LeaseInfo, LeaseKind, LockGuard, Result,
-    acquire::{Attempt, reenter},
+    Acquire, Client, LeaseInfo, LeaseKind, LockGuard, LockSpace, Result,
     handle::{Handle, option_setters},
-    lease::LeaseShared,
+    lease::{Lease, wait::Step},
 };
 
 /// What locking again through a reentrant handle came to.
@@ -46,7 +46,7 @@ pub struct Lock {
     handle: Handle,
     reentrant: bool,
     /// The lease this handle holds, for reentrant re-acquisition.
-    held: Arc<Mutex<Weak<LeaseShared>>>,
+    held: Arc<Mutex<Option<Weak<Lease>>>>,
 }
 
 impl Lock {
@@ -75,28 +75,26 @@ impl Lock {
     }
 
     fn check(&self) -> Result<()> {
-        let caps = self.handle.client.backend().capabilities();
-        if self.reentrant && !caps.reentrant {
-            return Err(self.handle.unsupported("reentrant lock"));
+        let caps = self.handle.client.locks()?.capabilities();
+        match self.reentrant {
+            true => require(&self.handle, caps.reentrant, "reentrant lock"),
+            false => require(&self.handle, caps.exclusive, "exclusive lock"),
         }
-        if !self.reentrant && !caps.exclusive {
-            return Err(self.handle.unsupported("exclusive lock"));
-        }
-        Ok(())
     }
 
     /// A lease this reentrant handle holds now, if any.
-    fn current(&self) -> Option<Arc<LeaseShared>> {
+    fn current(&self) -> Option<Arc<Lease>> {
         if !self.reentrant {
             return None;
         }
-        self.held.lock().unwrap().upgrade().filter(|s| s.is_held())
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.as_ref()?.upgrade().filter(|l| l.is_held())
     }
 
     fn remember(&self, guard: &LockGuard) {
-        // A reentrant hold always has shared state (see `kept_in_process`).
-        if let (true, Some(shared)) = (self.reentrant, guard.shared()) {
-            *self.held.lock().unwrap() = Arc::downgrade(shared);
+        if self.reentrant {
+            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            *held = Some(Arc::downgrade(guard.lease()));
         }
     }
 
@@ -108,31 +106,33 @@ impl Lock {
     /// the background.
     pub async fn try_lock(&self) -> Result<Option<LockGuard>> {
         self.check()?;
-        if let Some(shared) = self.current() {
-            // Boxed: the common path's future stays small.
-            match Box::pin(self.try_reenter(shared)).await? {
+        if let Some(lease) = self.current() {
+            match self.try_reenter(lease).await? {
                 Reentry::Granted(guard) => return Ok(Some(guard)),
                 Reentry::Busy => return Ok(None),
                 Reentry::Afresh => {}
             }
         }
-        match self.handle.attempt(self.kind()).await? {
-            Attempt::Granted(guard) => {
+        match Request::new(&self.handle, self.kind(), None)?
+            .attempt()
+            .await?
+        {
+            Step::Done(guard) => {
                 self.remember(&guard);
                 Ok(Some(guard))
             }
-            Attempt::Busy(_) => Ok(None),
+            Step::Busy(_) => Ok(None),
         }
     }
 
-    /// Locks again through this reentrant handle, which holds `shared`.
-    async fn try_reenter(&self, shared: Arc<LeaseShared>) -> Result<Reentry> {
-        let req = self
-            .handle
-            .request(self.kind(), Some(shared.id.holder.clone()))?;
-        Ok(match req.call(&shared.id, false).await? {
-            (Acquire::Granted(g), sent) if g.token == shared.token && g.holds > 1 => {
-                Reentry::Granted(reenter(&shared, sent))
+    /// Locks again through this reentrant handle, which holds `lease`.
+    async fn try_reenter(&self, lease: Arc<Lease>) -> Result<Reentry> {
+        let holder = lease.name.holder.clone();
+        let req = Request::new(&self.handle, self.kind(), Some(holder))?;
+        Ok(match req.call(&req.id, false).await? {
+            (Acquire::Granted(g), t_sent) if Some(g.token) == lease.name.token && g.holds > 1 => {
+                lease.renewed(t_sent);
+                Reentry::Granted(LockGuard::new(lease, self.kind(), g.token))
             }
             (Acquire::Granted(_), _) => {
                 // The backend had forgotten the hold (expired or force
@@ -140,13 +140,13 @@ impl Lock {
                 // this grant carries their holder id, so a stale guard's
                 // release could free it. Give it back and take the lock as a
                 // new holder.
-                shared.mark(true);
-                let _ = self.handle.client.backend().release(&shared.id).await;
+                lease.mark(true);
+                let _ = self.handle.client.locks()?.release(&req.id).await;
                 Reentry::Afresh
             }
             // Held by someone else now: the old guards are lost.
             (Acquire::Busy(_), _) => {
-                shared.mark(true);
+                lease.mark(true);
                 Reentry::Busy
             }
         })
@@ -167,7 +167,9 @@ impl Lock {
             return Ok(guard);
         }
         self.check()?;
-        let guard = self.handle.wait(self.kind()).await?;
+        let guard = Request::new(&self.handle, self.kind(), None)?
+            .wait()
+            .await?;
         self.remember(&guard);
         Ok(guard)
     }
@@ -175,15 +177,14 @@ impl Lock {
     /// Who holds the lock now (empty when free): holder, token, hold count and
     /// time left, by the backend's clock.
     pub async fn holders(&self) -> Result<Vec<LeaseInfo>> {
-        self.handle.inspect(LeaseFamily::Lock).await
+        super::holders(&self.handle, LockSpace::Lock).await
     }
 
     /// Frees the lock whoever holds it (an operator's tool). The old holder
-    /// finds out at its next renewal (at once when the in-memory store keeps
-    /// its lease, see the contract); the next grant gets a larger token, so a
-    /// fenced resource refuses the old holder's writes. Returns how many
+    /// finds out at its next renewal; the next grant gets a larger token, so
+    /// a fenced resource refuses the old holder's writes. Returns how many
     /// leases were removed.
     pub async fn force_release(&self) -> Result<usize> {
-        self.handle.force_release(LeaseFamily::Lock).await
+        super::force_release(&self.handle, LockSpace::Lock).await
     }
 }

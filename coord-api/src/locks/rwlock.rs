@@ -1,9 +1,10 @@
 //! Read-write locks with writer preference.
 
+use super::{request::Request, require};
 use crate::{
-    Client, LeaseFamily, LeaseInfo, LeaseKind, ReadGuard, Result, WriteGuard,
-    acquire::Attempt,
+    Client, LeaseGuard, LeaseInfo, LeaseKind, LockSpace, ReadGuard, Result, WriteGuard,
     handle::{Handle, option_setters},
+    lease::wait::Step,
 };
 
 /// A distributed read-write lock: many readers or one writer. Writer
@@ -35,23 +36,21 @@ impl RwLock {
     option_setters!();
 
     fn check(&self) -> Result<()> {
-        if !self.handle.client.backend().capabilities().read_write {
-            return Err(self.handle.unsupported("read-write lock"));
-        }
-        Ok(())
+        let caps = self.handle.client.locks()?.capabilities();
+        require(&self.handle, caps.read_write, "read-write lock")
     }
 
-    async fn try_kind(&self, kind: LeaseKind) -> Result<Option<crate::LeaseGuard>> {
+    async fn try_kind(&self, kind: LeaseKind) -> Result<Option<LeaseGuard>> {
         self.check()?;
-        match self.handle.attempt(kind).await? {
-            Attempt::Granted(g) => Ok(Some(g)),
-            Attempt::Busy(_) => Ok(None),
+        match Request::new(&self.handle, kind, None)?.attempt().await? {
+            Step::Done(g) => Ok(Some(g)),
+            Step::Busy(_) => Ok(None),
         }
     }
 
-    async fn wait_kind(&self, kind: LeaseKind) -> Result<crate::LeaseGuard> {
+    async fn wait_kind(&self, kind: LeaseKind) -> Result<LeaseGuard> {
         self.check()?;
-        self.handle.wait(kind).await
+        Request::new(&self.handle, kind, None)?.wait().await
     }
 
     /// A reader's lease if no writer holds or waits; `Ok(None)` otherwise.
@@ -86,11 +85,11 @@ impl RwLock {
 
     /// The live leases (readers or the writer).
     pub async fn holders(&self) -> Result<Vec<LeaseInfo>> {
-        self.handle.inspect(LeaseFamily::RwLock).await
+        super::holders(&self.handle, LockSpace::RwLock).await
     }
 
     /// Frees every lease and writer intent on the lock (an operator's tool).
     pub async fn force_release(&self) -> Result<usize> {
-        self.handle.force_release(LeaseFamily::RwLock).await
+        super::force_release(&self.handle, LockSpace::RwLock).await
     }
 }

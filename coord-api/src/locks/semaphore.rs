@@ -1,9 +1,10 @@
 //! Counting semaphores.
 
+use super::{request::Request, require};
 use crate::{
-    Client, Error, LeaseFamily, LeaseInfo, LeaseKind, Permit, Result,
-    acquire::Attempt,
+    Client, Error, LeaseInfo, LeaseKind, LockSpace, Permit, Result,
     handle::{Handle, option_setters},
+    lease::wait::Step,
 };
 
 /// A distributed counting semaphore: at most `permits` holders per key, each
@@ -40,9 +41,8 @@ impl Semaphore {
     }
 
     fn kind(&self) -> Result<LeaseKind> {
-        if !self.handle.client.backend().capabilities().semaphore {
-            return Err(self.handle.unsupported("semaphore"));
-        }
+        let caps = self.handle.client.locks()?.capabilities();
+        require(&self.handle, caps.semaphore, "semaphore")?;
         if self.permits == 0 {
             return Err(Error::invalid(format!(
                 "semaphore {:?} needs at least 1 permit, got 0",
@@ -57,9 +57,9 @@ impl Semaphore {
     /// A permit if one is free; `Ok(None)` otherwise.
     pub async fn try_acquire(&self) -> Result<Option<Permit>> {
         let kind = self.kind()?;
-        match self.handle.attempt(kind).await? {
-            Attempt::Granted(g) => Ok(Some(g)),
-            Attempt::Busy(_) => Ok(None),
+        match Request::new(&self.handle, kind, None)?.attempt().await? {
+            Step::Done(g) => Ok(Some(g)),
+            Step::Busy(_) => Ok(None),
         }
     }
 
@@ -69,16 +69,16 @@ impl Semaphore {
     /// Cancel safe: a cancelled wait leaves nothing held.
     pub async fn acquire(&self) -> Result<Permit> {
         let kind = self.kind()?;
-        self.handle.wait(kind).await
+        Request::new(&self.handle, kind, None)?.wait().await
     }
 
     /// The live permits.
     pub async fn holders(&self) -> Result<Vec<LeaseInfo>> {
-        self.handle.inspect(LeaseFamily::Semaphore).await
+        super::holders(&self.handle, LockSpace::Semaphore).await
     }
 
     /// Frees every permit (an operator's tool).
     pub async fn force_release(&self) -> Result<usize> {
-        self.handle.force_release(LeaseFamily::Semaphore).await
+        super::force_release(&self.handle, LockSpace::Semaphore).await
     }
 }

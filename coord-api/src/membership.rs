@@ -1,13 +1,57 @@
 //! Group membership: join with a heartbeat lease, list live members, observe
 //! changes.
 
+use std::time::Duration;
+
+use async_trait::async_trait;
+
 use crate::{
-    Client, FencingToken, HolderId, Key, LeaseGuard, LeaseId, LeaseKind, LeaseWatch, LostSignal,
-    Members, Result,
+    Client, HolderId, Key, LostSignal, Members, Result, Watch,
     handle::{Handle, option_setters},
-    lease::{LeaseShared, Target},
-    trace::{self, Outcome},
+    lease::{Guard, Lease, LeaseName, Tenure, undo::granting},
+    trace::{Outcome, Site},
 };
+
+/// A membership's tenure: renewed by heartbeats, released by leaving.
+struct Member;
+
+#[async_trait]
+impl Tenure for Member {
+    fn family(&self) -> &'static str {
+        "group"
+    }
+
+    fn kind(&self) -> &'static str {
+        "member"
+    }
+
+    async fn renew(&self, client: &Client, name: &LeaseName, ttl: Duration) -> Result<bool> {
+        client
+            .groups()?
+            .heartbeat(&name.key, &name.holder, ttl)
+            .await
+    }
+
+    async fn release(&self, client: &Client, name: &LeaseName) -> Result<Option<u32>> {
+        let left = client.groups()?.leave(&name.key, &name.holder).await?;
+        Ok(left.then_some(0))
+    }
+
+    fn counted(&self) -> bool {
+        false
+    }
+}
+
+fn site<'a>(op: &'static str, key: &'a Key, holder: Option<&'a HolderId>) -> Site<'a> {
+    Site {
+        op,
+        family: "group",
+        kind: if holder.is_some() { "member" } else { "" },
+        key,
+        holder,
+        token: None,
+    }
+}
 
 /// A membership group: instances join it with a heartbeat lease; a crashed
 /// member disappears when its lease expires. Elections use groups for their
@@ -46,40 +90,35 @@ impl Group {
 
     /// Joins the group; the returned handle heartbeats (auto-extension) and
     /// leaves on [`leave`](Membership::leave) or drop.
+    ///
+    /// # Cancel safety
+    /// If cancelled after the request left, the membership it may have
+    /// created is ended in the background.
     pub async fn join(&self) -> Result<Membership> {
-        let key = self.handle.key()?;
-        let opts = self.handle.opts();
-        opts.validate(key)?;
+        let (key, opts) = self.handle.checked()?;
         let client = &self.handle.client;
-        let lb = client.leadership()?;
         let holder = HolderId::new(*client.instance_id());
         let t_sent = client.clock().now();
-        trace::call_on(
-            "join",
-            client,
-            "group",
-            key,
-            Some(&holder),
-            None,
-            lb.join(key, &holder, &self.metadata, opts.ttl),
-            |_| Outcome::Ok,
-        )
+        let join = client
+            .groups()?
+            .join(key, &holder, &self.metadata, opts.ttl);
+        let join = site("join", key, Some(&holder)).run(client, join, Outcome::ok);
+        granting(client, opts.ttl, join, || {
+            let (key, holder) = (key.clone(), holder.clone());
+            move |client: Client| {
+                let (key, holder) = (key.clone(), holder.clone());
+                async move { client.groups()?.leave(&key, &holder).await.map(drop) }
+            }
+        })
         .await?;
-        let shared = LeaseShared::start(
-            client.clone(),
-            LeaseId {
-                kind: LeaseKind::Exclusive,
-                key: key.clone(),
-                holder,
-            },
-            Target::Member,
-            FencingToken(0),
-            opts,
-            opts.local_validity(opts.ttl),
-            t_sent,
-        );
+        let name = LeaseName {
+            key: key.clone(),
+            holder,
+            token: None,
+        };
+        let lease = Lease::start(client.clone(), name, Member, opts, t_sent);
         Ok(Membership {
-            guard: LeaseGuard::new(shared),
+            guard: Guard::new(lease),
         })
     }
 
@@ -87,24 +126,17 @@ impl Group {
     pub async fn members(&self) -> Result<Members> {
         let key = self.handle.key()?;
         let client = &self.handle.client;
-        trace::call_on(
-            "members",
-            client,
-            "group",
-            key,
-            None,
-            None,
-            client.leadership()?.members(key),
-            |_| Outcome::Ok,
-        )
-        .await
+        let members = client.groups()?.members(key);
+        site("members", key, None)
+            .run(client, members, Outcome::ok)
+            .await
     }
 
     /// A stream of membership changes; its first
     /// [`next`](GroupObserver::next) returns the current members at once.
     pub async fn observe(&self) -> Result<GroupObserver> {
         let key = self.handle.key()?.clone();
-        let watch = self.handle.client.leadership()?.watch_group(&key).await?;
+        let watch = self.handle.client.groups()?.watch(&key).await?;
         Ok(GroupObserver {
             client: self.handle.client.clone(),
             key,
@@ -118,7 +150,7 @@ impl Group {
 #[must_use = "if unused the membership ends immediately"]
 #[derive(Debug)]
 pub struct Membership {
-    guard: LeaseGuard,
+    guard: Guard,
 }
 
 impl Membership {
@@ -129,7 +161,7 @@ impl Membership {
 
     /// The member id the group knows this instance by.
     pub fn holder(&self) -> &HolderId {
-        self.guard.holder()
+        &self.guard.name().holder
     }
 
     /// Completes when the membership is lost (heartbeats failed past local
@@ -163,7 +195,7 @@ pub struct GroupChange {
 pub struct GroupObserver {
     client: Client,
     key: Key,
-    watch: Box<dyn LeaseWatch>,
+    watch: Box<dyn Watch>,
     last: Option<u64>,
 }
 
@@ -175,7 +207,7 @@ impl GroupObserver {
     /// Cancel safe.
     pub async fn next(&mut self) -> Result<GroupChange> {
         loop {
-            let members = self.client.leadership()?.members(&self.key).await?;
+            let members = self.client.groups()?.members(&self.key).await?;
             if self.last != Some(members.seq) {
                 let skipped = self
                     .last

@@ -3,14 +3,69 @@
 
 use std::{future::Future, time::Duration};
 
+use async_trait::async_trait;
+
 use crate::{
-    Client, Error, FencingToken, HolderId, Key, LeaseGuard, LeaseId, LeaseKind, LeaseWatch,
-    LostSignal, OnceBegin, Result,
-    acquire::{Attempts, Step, wait_for},
+    Client, Error, FencingToken, HolderId, Key, LostSignal, OnceBegin, Result, Watch,
+    clock::Instant,
     handle::{Handle, option_setters},
-    lease::{LeaseShared, Target},
-    trace::{self, Outcome},
+    lease::{
+        Guard, Lease, LeaseName, Tenure,
+        undo::granting,
+        wait::{Attempts, Step, wait_for},
+    },
+    trace::{Outcome, Site},
 };
+
+/// A run's tenure: renewed and ended on its occurrence. Released (a dropped
+/// or cancelled run) means ended unfinished: another instance may retry it.
+struct Run {
+    occurrence: Key,
+}
+
+#[async_trait]
+impl Tenure for Run {
+    fn family(&self) -> &'static str {
+        "job"
+    }
+
+    fn kind(&self) -> &'static str {
+        "run"
+    }
+
+    async fn renew(&self, client: &Client, name: &LeaseName, ttl: Duration) -> Result<bool> {
+        (client.jobs()?)
+            .extend(&name.key, &self.occurrence, &name.holder, ttl)
+            .await
+    }
+
+    async fn release(&self, client: &Client, name: &LeaseName) -> Result<Option<u32>> {
+        let ended = (client.jobs()?)
+            .end(&name.key, &self.occurrence, &name.holder, None)
+            .await?;
+        Ok(ended.then_some(0))
+    }
+
+    fn counted(&self) -> bool {
+        false
+    }
+}
+
+fn site<'a>(
+    op: &'static str,
+    job: &'a Key,
+    holder: &'a HolderId,
+    token: Option<FencingToken>,
+) -> Site<'a> {
+    Site {
+        op,
+        family: "job",
+        kind: "run",
+        key: job,
+        holder: Some(holder),
+        token,
+    }
+}
 
 /// What a job body gets: the fencing token of its lease, the attempt number
 /// (run-once retries count up), and the lost signal to stop on.
@@ -116,13 +171,11 @@ impl Job {
         F: FnOnce(JobContext) -> Fut,
         Fut: Future<Output = T>,
     {
-        let job = self.handle.key()?;
+        let (job, opts) = self.handle.checked()?;
         let occ = Key::new(occurrence)?;
-        let opts = self.handle.opts();
-        opts.validate(job)?;
         crate::validate_ttl(job, self.retention)?;
         let client = &self.handle.client;
-        let lb = client.leadership()?;
+        let jobs = client.jobs()?;
         let holder = HolderId::new(*client.instance_id());
         let rounds = OnceRounds {
             client,
@@ -134,58 +187,44 @@ impl Job {
         let Some((token, attempt, t_sent)) = wait_for(client, opts, None, rounds).await? else {
             return Ok(RunOnce::AlreadyFinished);
         };
-        let shared = LeaseShared::start(
-            client.clone(),
-            LeaseId {
-                kind: LeaseKind::Exclusive,
-                key: job.clone(),
-                holder: holder.clone(),
-            },
-            Target::Run(occ.clone()),
-            token,
-            opts,
-            opts.local_validity(opts.ttl),
-            t_sent,
-        );
-        let guard = LeaseGuard::new(shared);
+        let name = LeaseName {
+            key: job.clone(),
+            holder: holder.clone(),
+            token: Some(token),
+        };
+        let run = Run {
+            occurrence: occ.clone(),
+        };
+        let guard = Guard::new(Lease::start(client.clone(), name, run, opts, t_sent));
         let ctx = JobContext {
             token,
             attempt,
             lost: guard.lost_signal(),
         };
         let out = body(ctx).await;
-        let shared = guard.into_shared();
+        let lease = guard.into_lease();
         // A run whose lease was lost while the body ran does not count, even
         // if the backend still has it (the local validity ran out first, or a
         // renewal was refused): the body may have stopped at `ctx.lost`, and
         // another instance may already run the occurrence. End it unfinished
         // so that it can be retried at once.
-        let lost = !shared.is_held();
+        let lost = !lease.is_held();
         let retention = (!lost).then_some(self.retention);
-        let finished = trace::call_on(
-            "end_once",
-            client,
-            "job",
-            job,
-            Some(&holder),
-            Some(token),
-            lb.end_once(job, &occ, &holder, retention),
-            |ok: &bool| if *ok { Outcome::Ok } else { Outcome::NotHeld },
-        )
-        .await;
-        shared.mark(lost || !matches!(finished, Ok(true)));
+        let end = jobs.end(job, &occ, &holder, retention);
+        let finished = (site("end", job, &holder, Some(token)))
+            .run(client, end, Outcome::held)
+            .await;
+        lease.mark(lost || !matches!(finished, Ok(true)));
+        let lost_error = || Error::LeaseLost {
+            key: format!("{}/{}", job.as_str(), occ.as_str()),
+            backend: client.backend().to_string(),
+        };
         if lost {
-            return Err(Error::LeaseLost {
-                key: format!("{}/{}", job.as_str(), occ.as_str()),
-                backend: client.backend().to_string(),
-            });
+            return Err(lost_error());
         }
         match finished? {
             true => Ok(RunOnce::Ran(out)),
-            false => Err(Error::LeaseLost {
-                key: format!("{}/{}", job.as_str(), occ.as_str()),
-                backend: client.backend().to_string(),
-            }),
+            false => Err(lost_error()),
         }
     }
 }
@@ -200,25 +239,33 @@ struct OnceRounds<'a> {
 
 impl Attempts for OnceRounds<'_> {
     /// `None`: already finished; else the run's token, attempt and send time.
-    type Output = Option<(FencingToken, u32, crate::Instant)>;
+    type Output = Option<(FencingToken, u32, Instant)>;
 
     async fn attempt(&mut self) -> Result<Step<Self::Output>> {
-        let lb = self.client.leadership()?;
-        let t_sent = self.client.clock().now();
-        let begin = trace::call_on(
-            "begin_once",
-            self.client,
-            "job",
-            self.job,
-            Some(self.holder),
-            None,
-            lb.begin_once(self.job, self.occ, self.holder, self.ttl),
-            |b: &OnceBegin| match b {
-                OnceBegin::Started { token, .. } => Outcome::Granted(*token),
-                OnceBegin::Running { .. } => Outcome::Busy,
-                OnceBegin::Finished => Outcome::Ok,
-            },
-        )
+        let (client, job, occ, holder) = (self.client, self.job, self.occ, self.holder);
+        let t_sent = client.clock().now();
+        let begin = client.jobs()?.begin(job, occ, holder, self.ttl);
+        let classify = |b: &OnceBegin| match b {
+            OnceBegin::Started { token, .. } => Outcome::Granted(*token),
+            OnceBegin::Running { .. } => Outcome::Busy,
+            OnceBegin::Finished => Outcome::Ok,
+        };
+        let begin = site("begin", job, holder, None).run(client, begin, classify);
+        // A begin that got no answer may have started a run: end it
+        // unfinished (it may be retried at once).
+        let begin = granting(client, self.ttl, begin, || {
+            let (job, occ, holder) = (job.clone(), occ.clone(), holder.clone());
+            move |client: Client| {
+                let (job, occ, holder) = (job.clone(), occ.clone(), holder.clone());
+                async move {
+                    client
+                        .jobs()?
+                        .end(&job, &occ, &holder, None)
+                        .await
+                        .map(drop)
+                }
+            }
+        })
         .await?;
         Ok(match begin {
             OnceBegin::Started { token, attempt } => Step::Done(Some((token, attempt, t_sent))),
@@ -227,11 +274,8 @@ impl Attempts for OnceRounds<'_> {
         })
     }
 
-    async fn subscribe(&self) -> Result<Box<dyn LeaseWatch>> {
-        self.client
-            .leadership()?
-            .watch_once(self.job, self.occ)
-            .await
+    async fn subscribe(&self) -> Result<Box<dyn Watch>> {
+        self.client.jobs()?.watch(self.job, self.occ).await
     }
 
     fn what(&self) -> String {

@@ -1,0 +1,72 @@
+//! [`LeaderObserver`]: every change of leader, or how many were skipped.
+
+use crate::{Client, FencingToken, Key, LeaderInfo, Result, Watch};
+
+/// One observed state of an election.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderChange {
+    /// The leader now, or `None` when nobody leads.
+    pub leader: Option<LeaderInfo>,
+    /// How many terms began and ended between the previous observation and
+    /// this one without being observed (0 when none were missed).
+    pub skipped: u64,
+}
+
+/// A stream of leader changes, from [`Election::observe`]. Each observer sees
+/// every term or is told how many it skipped.
+pub struct LeaderObserver {
+    pub(super) client: Client,
+    pub(super) key: Key,
+    pub(super) watch: Box<dyn Watch>,
+    /// The last state returned: `(seq, term)` of its leader, `None` when
+    /// vacant; `None` outside before the first call.
+    pub(super) last: Option<Option<(u64, FencingToken)>>,
+    /// The seq of the last term returned.
+    pub(super) last_seq: Option<u64>,
+}
+
+impl LeaderObserver {
+    /// The next state that differs from the last one returned (the current
+    /// state on the first call).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a cancelled call loses nothing; the next one compares
+    /// with the last state returned.
+    pub async fn next(&mut self) -> Result<LeaderChange> {
+        loop {
+            let elections = self.client.elections()?;
+            // Until a term was seen, learn how many were granted before this
+            // read (asked first: a term that begins and ends in between then
+            // counts as skipped), so that terms missed after a first vacancy
+            // are counted too.
+            let granted = match self.last_seq {
+                None => elections.terms_granted(&self.key).await?,
+                Some(_) => None,
+            };
+            let leader = elections.leader(&self.key).await?;
+            let state = leader.as_ref().map(|l| (l.seq, l.term));
+            if self.last != Some(state) {
+                let skipped = match (&leader, self.last_seq) {
+                    (Some(l), Some(seq)) => l.seq.saturating_sub(seq + 1),
+                    _ => 0,
+                };
+                match &leader {
+                    Some(l) => self.last_seq = Some(l.seq),
+                    None => self.last_seq = self.last_seq.or(granted),
+                }
+                self.last = Some(state);
+                return Ok(LeaderChange { leader, skipped });
+            }
+            self.watch.changed().await?;
+        }
+    }
+}
+
+impl std::fmt::Debug for LeaderObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaderObserver")
+            .field("election", &self.key)
+            .field("last", &self.last)
+            .finish_non_exhaustive()
+    }
+}

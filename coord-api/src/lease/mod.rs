@@ -1,0 +1,541 @@
+//! The lease engine, written once for every family: a granted lease's local
+//! validity (one atomic word), its renewal in the background, its lost
+//! signal, its release (also when its guard is dropped), and the clean-up of
+//! what an acquisition may have been granted when its answer never came.
+//!
+//! The engine knows no family. A family hands it a [`Tenure`]: how to renew
+//! and release one of its leases, and what to call it in traces. A lock
+//! lease's tenure is its [`LeaseKind`](crate::LeaseKind), an election's the
+//! term, a group's the membership, a job's the run.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `options` | [`LeaseOptions`] |
+//! | `renewal` | one renewal queue and task per client, lazily cancelled |
+//! | `wait` | the wait loop every waiting operation shares |
+//! | `undo` | releasing, in the background, what an unanswered acquisition may have granted |
+
+use std::{
+    fmt,
+    sync::{
+        Arc, Weak,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+
+use crate::{
+    Client, FencingToken, HolderId, Key, Result,
+    clock::Instant,
+    trace::{Outcome, Site},
+};
+
+pub(crate) mod options;
+pub(crate) mod renewal;
+pub(crate) mod undo;
+pub(crate) mod wait;
+
+pub use options::LeaseOptions;
+use renewal::Queued;
+
+/// Who holds a lease, on what, with which token (`None` for a lease that
+/// carries none: a membership).
+#[derive(Debug, Clone)]
+pub(crate) struct LeaseName {
+    pub(crate) key: Key,
+    pub(crate) holder: HolderId,
+    pub(crate) token: Option<FencingToken>,
+}
+
+/// What the engine needs from a family to keep one of its leases.
+#[async_trait]
+pub(crate) trait Tenure: Send + Sync + 'static {
+    /// The primitive, for traces: `lock`, `rwlock`, `semaphore`, `election`,
+    /// `group`, `job`.
+    fn family(&self) -> &'static str;
+    /// The lease's kind, for traces: `exclusive`, `read`, `permit`, `term`,
+    /// `member`, `run`...
+    fn kind(&self) -> &'static str;
+    /// Renews the lease `name` for `ttl`; whether the backend still held it.
+    async fn renew(&self, client: &Client, name: &LeaseName, ttl: Duration) -> Result<bool>;
+    /// Releases one hold of the lease `name`: the holds left, or `None` if
+    /// the backend no longer held it.
+    async fn release(&self, client: &Client, name: &LeaseName) -> Result<Option<u32>>;
+    /// Whether the backend counts holds of this lease, so that a release may
+    /// leave it held (a reentrant lock). Such a release is never repeated.
+    fn counted(&self) -> bool;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    /// Held, valid locally until the instant.
+    Held(Instant),
+    /// Lost: expired locally, refused on renewal, or found gone.
+    Lost,
+    /// Released by its holder.
+    Released,
+}
+
+/// How [`LeaseState::word`] encodes a [`Status`]: held until `base` plus that
+/// many nanoseconds, or one of two values no deadline reaches.
+struct Word;
+
+impl Word {
+    const LOST: u64 = u64::MAX;
+    const RELEASED: u64 = u64::MAX - 1;
+    /// The latest deadline a word can hold (584 years after the grant).
+    const LATEST: u64 = u64::MAX - 2;
+
+    fn held(w: u64) -> bool {
+        w <= Word::LATEST
+    }
+
+    fn ended(lost: bool) -> u64 {
+        if lost { Word::LOST } else { Word::RELEASED }
+    }
+
+    /// Held until `until` after the grant.
+    fn held_for(until: Duration) -> u64 {
+        u64::try_from(until.as_nanos()).map_or(Word::LATEST, |n| n.min(Word::LATEST))
+    }
+}
+
+/// A granted lease, shared by its guards (several for a reentrant lock), its
+/// lost signals and the renewal queue. The family's [`Tenure`] is stored
+/// inline (`LeaseState<dyn Tenure>`, one allocation).
+pub(crate) struct LeaseState<T: ?Sized> {
+    pub(crate) client: Client,
+    pub(crate) name: LeaseName,
+    ttl: Duration,
+    validity: Duration,
+    /// Renewal period with auto-extension on.
+    renew_every: Option<Duration>,
+    /// The status in one word (see [`Word`]): a status change is one atomic
+    /// read-modify-write, and reading it none.
+    word: AtomicU64,
+    /// The origin of the validity deadlines in `word`: when the granting
+    /// request left.
+    base: Instant,
+    changed: Notify,
+    /// Whether anyone ever waited on `changed`: until then a status change
+    /// skips `notify_waiters`.
+    watched: AtomicBool,
+    /// Its place in the client's renewal queue.
+    queued: Queued,
+    pub(crate) tenure: T,
+}
+
+/// A granted lease of any family.
+pub(crate) type Lease = LeaseState<dyn Tenure>;
+
+impl Lease {
+    /// A lease granted for `opts.ttl` on a request sent at `t_sent`, valid
+    /// locally for `opts.local_validity()` from then, and renewed in the
+    /// background (on the client's renewal queue) when `opts` say so, the
+    /// first time one renewal period after `t_sent`.
+    pub(crate) fn start(
+        client: Client,
+        name: LeaseName,
+        tenure: impl Tenure,
+        opts: &LeaseOptions,
+        t_sent: Instant,
+    ) -> Arc<Lease> {
+        let validity = opts.local_validity();
+        let renew_every = opts.auto_extend.then(|| opts.renew_every());
+        let lease: Arc<Lease> = Arc::new(LeaseState {
+            client,
+            name,
+            ttl: opts.ttl,
+            validity,
+            renew_every,
+            word: AtomicU64::new(Word::held_for(validity)),
+            base: t_sent,
+            changed: Notify::new(),
+            watched: AtomicBool::new(false),
+            queued: Queued::default(),
+            tenure,
+        });
+        if let Some(every) = renew_every {
+            lease.schedule_at(t_sent + every);
+        }
+        lease
+    }
+
+    /// The site of a call on this lease, for its span.
+    fn site(&self, op: &'static str) -> Site<'_> {
+        Site {
+            op,
+            family: self.tenure.family(),
+            kind: self.tenure.kind(),
+            key: &self.name.key,
+            holder: Some(&self.name.holder),
+            token: self.name.token,
+        }
+    }
+
+    /// The word of a lease held until `validity` after `t_sent`.
+    fn word_for(&self, t_sent: Instant) -> u64 {
+        Word::held_for(t_sent.saturating_duration_since(self.base) + self.validity)
+    }
+
+    fn status_of(&self, w: u64) -> Status {
+        match w {
+            Word::LOST => Status::Lost,
+            Word::RELEASED => Status::Released,
+            held => Status::Held(self.base + Duration::from_nanos(held)),
+        }
+    }
+
+    pub(crate) fn queued(&self) -> &Queued {
+        &self.queued
+    }
+
+    /// Queues the next renewal `after` from now.
+    fn schedule(self: &Arc<Self>, after: Duration) {
+        self.schedule_at(self.client.clock().now() + after);
+    }
+
+    /// Queues the next renewal at `at`, unless the lease has ended. (A lease
+    /// that ends meanwhile may stay queued: its renewal finds it ended and
+    /// does nothing.)
+    fn schedule_at(self: &Arc<Self>, at: Instant) {
+        if Word::held(self.word.load(Ordering::SeqCst)) {
+            self.client.renewals().schedule(at, self);
+        }
+    }
+
+    /// One renewal, run by the renewal queue when due: extends the lease and
+    /// queues the next renewal, or marks it lost when it cannot be renewed
+    /// before its local validity runs out.
+    pub(crate) async fn renew(lease: Arc<Lease>) {
+        let Some(every) = lease.renew_every else {
+            return;
+        };
+        let Some(until) = lease.valid_until() else {
+            return;
+        };
+        let clock = lease.client.clock().clone();
+        tokio::select! {
+            biased;
+            res = lease.extend() => match res {
+                Ok(true) => lease.schedule(every),
+                Ok(false) => {}
+                // Keep trying, faster, until local validity runs out.
+                Err(_) => lease.schedule((every / 3).max(Duration::from_millis(1))),
+            },
+            _ = clock.sleep_until(until) => lease.mark(true),
+        }
+    }
+
+    /// The status now: a lease past its local validity turns lost here.
+    fn status(&self) -> Status {
+        loop {
+            let w = self.word.load(Ordering::SeqCst);
+            let status = self.status_of(w);
+            match status {
+                Status::Held(until) if self.client.clock().now() >= until => {
+                    if self.end(w, true) {
+                        return Status::Lost;
+                    }
+                    // Renewed or ended meanwhile: look again.
+                }
+                _ => return status,
+            }
+        }
+    }
+
+    pub(crate) fn is_held(&self) -> bool {
+        matches!(self.status(), Status::Held(_))
+    }
+
+    pub(crate) fn valid_until(&self) -> Option<Instant> {
+        match self.status() {
+            Status::Held(until) => Some(until),
+            _ => None,
+        }
+    }
+
+    /// The backend confirmed the lease (renewal, reentrant grant) for a
+    /// request sent at `t_sent`.
+    pub(crate) fn renewed(&self, t_sent: Instant) {
+        let want = self.word_for(t_sent);
+        let _ = (self.word).fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
+            (Word::held(w) && w < want).then_some(want)
+        });
+    }
+
+    /// The lease ended: lost, or (`lost == false`) released. No-op unless held.
+    pub(crate) fn mark(&self, lost: bool) {
+        let mut w = self.word.load(Ordering::SeqCst);
+        while Word::held(w) && !self.end(w, lost) {
+            w = self.word.load(Ordering::SeqCst);
+        }
+    }
+
+    /// Ends the lease if its word is still `from` (a held one): off the
+    /// renewal queue, lost signals fired. Returns whether it did.
+    fn end(&self, from: u64, lost: bool) -> bool {
+        let to = Word::ended(lost);
+        if (self.word)
+            .compare_exchange(from, to, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return false;
+        }
+        self.queued.clear();
+        if lost {
+            tracing::warn!(
+                family = self.tenure.family(),
+                kind = self.tenure.kind(),
+                key = %self.name.key,
+                holder = %self.name.holder,
+                token = self.name.token.map(FencingToken::get),
+                backend = %self.client.backend(),
+                "lease lost"
+            );
+        }
+        // Pairs with `ended`, which sets `watched` before it reads the word
+        // (both sequentially consistent): either it sees the new word or this
+        // sees `watched`.
+        if self.watched.load(Ordering::SeqCst) {
+            self.changed.notify_waiters();
+        }
+        true
+    }
+
+    /// Waits until the lease is no longer held.
+    async fn ended(&self) {
+        self.watched.store(true, Ordering::SeqCst);
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let Some(until) = self.valid_until() else {
+                return;
+            };
+            tokio::select! {
+                biased;
+                _ = notified => {}
+                _ = self.client.clock().sleep_until(until) => {}
+            }
+        }
+    }
+
+    /// One renewal round trip. `Ok(false)` marks the lease lost.
+    pub(crate) async fn extend(&self) -> Result<bool> {
+        let client = &self.client;
+        let t_sent = client.clock().now();
+        let renew = self.tenure.renew(client, &self.name, self.ttl);
+        let res = self.site("renew").run(client, renew, Outcome::held).await?;
+        if res {
+            self.renewed(t_sent);
+        } else {
+            self.mark(true);
+        }
+        Ok(res && self.is_held())
+    }
+
+    /// Releases one hold. Returns whether the backend still held the lease.
+    pub(crate) async fn release(&self) -> Result<bool> {
+        // When this release ends the lease (every kind but a counted hold,
+        // whose count only the backend knows), stop believing in it before
+        // the request leaves: another holder may be granted it the instant
+        // the backend frees it, before this reply is read.
+        let ends = !self.tenure.counted();
+        if ends {
+            self.mark(false);
+        }
+        let client = &self.client;
+        let release = self.tenure.release(client, &self.name);
+        let classify = |left: &Option<u32>| match left {
+            Some(_) => Outcome::Ok,
+            None => Outcome::NotHeld,
+        };
+        match self.site("release").run(client, release, classify).await {
+            Ok(Some(0)) => {
+                self.mark(false);
+                Ok(true)
+            }
+            Ok(Some(_)) => Ok(true),
+            Ok(None) => {
+                self.mark(true);
+                Ok(false)
+            }
+            Err(e) => {
+                // The holder gave the lease up; stop renewing it. Its TTL
+                // frees it if nothing else does.
+                self.mark(false);
+                Err(e)
+            }
+        }
+    }
+
+    /// [`release`](Self::release) for a guard that was dropped: in the
+    /// background, and repeated while the backend is unreachable (for at most
+    /// the TTL, which frees the lease by then anyway) unless the hold is
+    /// counted (repeating such a release could drop another guard's hold).
+    async fn release_dropped(self: Arc<Self>) {
+        match self.release().await {
+            Err(e) if e.is_retryable() && !self.tenure.counted() => {
+                let lease = self.clone();
+                undo::retry(&self.client, self.ttl, move |client| {
+                    let lease = lease.clone();
+                    async move {
+                        lease.tenure.release(&client, &lease.name).await?;
+                        Ok(())
+                    }
+                })
+                .await;
+            }
+            _ => {}
+        }
+    }
+}
+
+impl<T: ?Sized> fmt::Debug for LeaseState<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lease")
+            .field("key", &self.name.key)
+            .field("holder", &self.name.holder)
+            .field("token", &self.name.token)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What every family's guard is made of: a lease it releases when released
+/// or dropped (then in the background; if that cannot happen, the TTL frees
+/// the lease).
+pub(crate) struct Guard {
+    lease: Arc<Lease>,
+    released: bool,
+}
+
+impl Guard {
+    pub(crate) fn new(lease: Arc<Lease>) -> Guard {
+        Guard {
+            lease,
+            released: false,
+        }
+    }
+
+    pub(crate) fn lease(&self) -> &Arc<Lease> {
+        &self.lease
+    }
+
+    /// Takes the lease out of the guard without releasing it (the caller
+    /// ends it another way).
+    pub(crate) fn into_lease(mut self) -> Arc<Lease> {
+        self.released = true;
+        self.lease.clone()
+    }
+
+    pub(crate) fn name(&self) -> &LeaseName {
+        &self.lease.name
+    }
+
+    pub(crate) fn is_held(&self) -> bool {
+        self.lease.is_held()
+    }
+
+    pub(crate) fn valid_until(&self) -> Option<Instant> {
+        self.lease.valid_until()
+    }
+
+    pub(crate) async fn lost(&self) {
+        self.lease.ended().await
+    }
+
+    pub(crate) fn lost_signal(&self) -> LostSignal {
+        LostSignal {
+            lease: Arc::downgrade(&self.lease),
+        }
+    }
+
+    pub(crate) async fn extend(&self) -> Result<bool> {
+        self.lease.extend().await
+    }
+
+    /// Releases the lease (one hold of a counted one). If cancelled, the
+    /// release goes on in the background: the guard's drop sends it again
+    /// (harmless twice, except for a counted hold, which is not repeated).
+    pub(crate) async fn release(mut self) -> Result<bool> {
+        self.released = self.lease.tenure.counted();
+        let res = self.lease.release().await;
+        self.released = true;
+        res
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if !self.released {
+            spawn_background(self.lease.clone().release_dropped());
+        }
+    }
+}
+
+impl fmt::Debug for Guard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Guard")
+            .field("family", &self.lease.tenure.family())
+            .field("kind", &self.lease.tenure.kind())
+            .field("key", &self.lease.name.key)
+            .field("holder", &self.lease.name.holder)
+            .field("token", &self.lease.name.token)
+            .field("held", &self.is_held())
+            .finish()
+    }
+}
+
+/// Runs `fut` on the current runtime if there is one; otherwise drops it
+/// (the TTL then frees whatever it would have released).
+pub(crate) fn spawn_background<F>(fut: F)
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        drop(handle.spawn(fut));
+    }
+}
+
+/// A `'static`, cloneable view of a lease's lost signal, like a cancellation
+/// token: hand it to the task doing the protected work.
+///
+/// ```
+/// # use coord_api::LostSignal;
+/// async fn work(lost: LostSignal) {
+///     tokio::select! {
+///         _ = lost.wait() => { /* stop writing: someone else may hold it */ }
+///         _ = async { /* the protected work */ } => {}
+///     }
+/// }
+/// ```
+#[derive(Clone, Debug)]
+pub struct LostSignal {
+    lease: Weak<Lease>,
+}
+
+impl LostSignal {
+    /// Completes when the lease is no longer held: lost, or released (or
+    /// every guard of it dropped).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn wait(&self) {
+        if let Some(lease) = self.lease.upgrade() {
+            lease.ended().await
+        }
+    }
+
+    /// Whether the lease is no longer held.
+    pub fn is_lost(&self) -> bool {
+        self.lease.upgrade().is_none_or(|l| !l.is_held())
+    }
+}
+
+#[cfg(test)]
+mod tests;

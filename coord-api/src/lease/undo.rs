@@ -1,0 +1,107 @@
+//! What an acquisition leaves behind when its answer never came: a request
+//! that timed out, lost its reply or was cancelled may still have been
+//! applied, granting a lease nobody knows of. The client releases it in the
+//! background, blindly (every release is holder-checked, so releasing what
+//! was never granted changes nothing), retrying while the backend is
+//! unreachable for at most the lease's TTL (after which it has expired
+//! anyway).
+
+use std::{future::Future, time::Duration};
+
+use crate::{Client, Result, lease::spawn_background};
+
+/// Runs `call`, an acquisition that may grant a lease. If it is cancelled,
+/// or ends in an error after which it may have been applied
+/// ([`Error::is_retryable`](crate::Error::is_retryable): a timeout, a lost
+/// connection), `undo` (made by `make_undo`, only then) releases in the
+/// background whatever it may have granted, see [`retry`].
+pub(crate) async fn granting<T>(
+    client: &Client,
+    ttl: Duration,
+    call: impl Future<Output = Result<T>>,
+    make_undo: impl MakeUndo,
+) -> Result<T> {
+    let mut undo = Undo::new(client, ttl, make_undo);
+    let res = call.await;
+    if !matches!(&res, Err(e) if e.is_retryable()) {
+        undo.disarm();
+    }
+    res
+}
+
+/// Releases in the background what something may have been granted, when
+/// dropped armed: see [`retry`]. `make_undo` makes the release only then.
+pub(crate) struct Undo<'a, M: MakeUndo> {
+    client: &'a Client,
+    ttl: Duration,
+    make_undo: Option<M>,
+}
+
+impl<'a, M: MakeUndo> Undo<'a, M> {
+    /// Armed: fires when dropped unless [`disarm`](Self::disarm)ed.
+    pub(crate) fn new(client: &'a Client, ttl: Duration, make_undo: M) -> Self {
+        Undo {
+            client,
+            ttl,
+            make_undo: Some(make_undo),
+        }
+    }
+
+    /// Nothing to undo after all.
+    pub(crate) fn disarm(&mut self) {
+        self.make_undo = None;
+    }
+}
+
+impl<M: MakeUndo> Drop for Undo<'_, M> {
+    fn drop(&mut self) {
+        if let Some(make) = self.make_undo.take() {
+            make.fire(self.client.clone(), self.ttl);
+        }
+    }
+}
+
+/// Makes, when needed, the release an [`Undo`] runs: a closure returning
+/// the release to [`retry`].
+pub(crate) trait MakeUndo {
+    /// Makes the release and runs it in the background.
+    fn fire(self, client: Client, ttl: Duration);
+}
+
+impl<M, U, Fut> MakeUndo for M
+where
+    M: FnOnce() -> U,
+    U: FnMut(Client) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
+    fn fire(self, client: Client, ttl: Duration) {
+        let undo = self();
+        spawn_background(async move { retry(&client, ttl, undo).await });
+    }
+}
+
+/// Runs `undo` until it answers (whatever the answer) or fails with an error
+/// that is not retryable, waiting between attempts (10 ms, doubling up to a
+/// second) while the backend is unreachable; gives up once `within` has
+/// passed.
+pub(crate) async fn retry<U, Fut>(client: &Client, within: Duration, mut undo: U)
+where
+    U: FnMut(Client) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let clock = client.clock().clone();
+    let deadline = clock.now().checked_add(within);
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match undo(client.clone()).await {
+            Err(e) if e.is_retryable() => {}
+            _ => return,
+        }
+        let now = clock.now();
+        if deadline.is_none_or(|d| now >= d) {
+            return;
+        }
+        clock.sleep_until(now + pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,113 @@
+//! The wait loop every waiting operation shares (`lock`, `read`, `write`,
+//! `acquire`, `campaign`, `run_once`): attempt; on refusal subscribe to the
+//! backend's notifications and attempt again when woken, with a jittered
+//! retry as a fallback for a lost notification.
+
+use std::time::Duration;
+
+use crate::{Client, Error, LeaseOptions, Result, Watch, clock::Instant};
+
+/// One round of a wait: done, or refused (with the time until what blocks
+/// expires, when known).
+pub(crate) enum Step<T> {
+    Done(T),
+    Busy(Option<Duration>),
+}
+
+/// What a waiting operation does each round.
+pub(crate) trait Attempts {
+    type Output;
+    /// One attempt.
+    async fn attempt(&mut self) -> Result<Step<Self::Output>>;
+    /// A watch that wakes when a new attempt may succeed.
+    async fn subscribe(&self) -> Result<Box<dyn Watch>>;
+    /// What is waited for, for `Error::Timeout`.
+    fn what(&self) -> String;
+}
+
+/// The wait loop every waiting operation shares: attempt; on refusal
+/// subscribe (then attempt again at once, so a change between the refusal
+/// and the subscription is not missed); then sleep until a notification, the
+/// expiry of what blocks, the jittered retry delay, `refresh` (a waiter that
+/// must re-assert itself) or the deadline, and attempt again. Ends with
+/// `Error::Timeout` after `wait_timeout` or `max_retries`; a backend error
+/// ends the wait at once (`Unavailable` is retryable by the caller).
+pub(crate) async fn wait_for<A: Attempts>(
+    client: &Client,
+    opts: &LeaseOptions,
+    refresh: Option<Duration>,
+    mut attempts: A,
+) -> Result<A::Output> {
+    let clock = client.clock().clone();
+    let start = clock.now();
+    let deadline = opts.wait_timeout.map(|w| later(start, w));
+    let mut watch: Option<Box<dyn Watch>> = None;
+    let mut retries = 0u32;
+    loop {
+        let retry_in = match attempts.attempt().await? {
+            Step::Done(v) => return Ok(v),
+            Step::Busy(retry_in) => retry_in,
+        };
+        let now = clock.now();
+        if deadline.is_some_and(|d| now >= d) || opts.max_retries.is_some_and(|m| retries >= m) {
+            return Err(Error::Timeout {
+                what: attempts.what(),
+                backend: client.backend().to_string(),
+                waited: now - start,
+            });
+        }
+        retries += 1;
+        let Some(w) = watch.as_mut() else {
+            watch = Some(attempts.subscribe().await?);
+            continue;
+        };
+        let wake = wake_at(opts, now, retry_in, refresh, deadline);
+        tokio::select! {
+            biased;
+            res = w.changed() => {
+                if res.is_err() {
+                    // The notification channel broke; resubscribe.
+                    watch = None;
+                }
+            }
+            _ = clock.sleep_until(wake) => {}
+        }
+    }
+}
+
+/// When to retry without a notification: the jittered retry delay, the
+/// instant the blocking lease expires, the refresh period, or the deadline,
+/// whichever comes first.
+fn wake_at(
+    opts: &LeaseOptions,
+    now: Instant,
+    retry_in: Option<Duration>,
+    refresh: Option<Duration>,
+    deadline: Option<Instant>,
+) -> Instant {
+    let jitter = opts.retry_jitter;
+    let factor = if jitter > 0.0 {
+        1.0 + rand::random_range(-jitter..=jitter)
+    } else {
+        1.0
+    };
+    let delay = Duration::try_from_secs_f64(opts.retry_delay.as_secs_f64() * factor)
+        .unwrap_or(Duration::MAX);
+    let mut wake = later(now, delay);
+    if let Some(r) = retry_in {
+        wake = wake.min(later(now, r.saturating_add(Duration::from_millis(1))));
+    }
+    if let Some(r) = refresh {
+        wake = wake.min(later(now, r));
+    }
+    if let Some(d) = deadline {
+        wake = wake.min(d);
+    }
+    wake
+}
+
+/// `t + d`, or a century after `t` when that overflows (a "for ever" wait).
+fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .unwrap_or_else(|| t + Duration::from_secs(100 * 365 * 24 * 3600))
+}

@@ -1,0 +1,227 @@
+//! The lock family's client types: [`Lock`] (exclusive or reentrant),
+//! [`RwLock`] (writer preference), [`Semaphore`], and the guard they all
+//! hand out, [`LeaseGuard`]. Their leases are kept by the lease engine; this
+//! module tells it how to renew and release one ([`LeaseKind`] is the
+//! tenure).
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `request` | one acquisition (attempt, or wait), and the clean-up of an unanswered one |
+//! | `lock`, `rwlock`, `semaphore` | the handles |
+
+mod lock;
+mod request;
+mod rwlock;
+mod semaphore;
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+
+pub use lock::Lock;
+pub use rwlock::RwLock;
+pub use semaphore::Semaphore;
+
+use crate::{
+    Client, FencingToken, HolderId, Key, LeaseId, LeaseInfo, LeaseKind, LockSpace, LostSignal,
+    Release, Result,
+    clock::Instant,
+    handle::Handle,
+    lease::{Guard, Lease, LeaseName, Tenure},
+    trace::{Outcome, Site},
+};
+
+/// A lock-family lease is renewed and released by its kind, key and holder.
+#[async_trait]
+impl Tenure for LeaseKind {
+    fn family(&self) -> &'static str {
+        self.space().as_str()
+    }
+
+    fn kind(&self) -> &'static str {
+        self.as_str()
+    }
+
+    async fn renew(&self, client: &Client, name: &LeaseName, ttl: Duration) -> Result<bool> {
+        client.locks()?.extend(&lease_id(*self, name), ttl).await
+    }
+
+    async fn release(&self, client: &Client, name: &LeaseName) -> Result<Option<u32>> {
+        Ok(
+            match client.locks()?.release(&lease_id(*self, name)).await? {
+                Release::Released { remaining } => Some(remaining),
+                Release::NotHeld => None,
+            },
+        )
+    }
+
+    fn counted(&self) -> bool {
+        *self == LeaseKind::Reentrant
+    }
+}
+
+fn lease_id(kind: LeaseKind, name: &LeaseName) -> LeaseId {
+    LeaseId {
+        kind,
+        key: name.key.clone(),
+        holder: name.holder.clone(),
+    }
+}
+
+/// A guard for a held lease: a lock, a read or write lock, or a permit.
+///
+/// - [`token`](Self::token) is the fencing token to hand to the protected
+///   resource;
+/// - [`is_held`](Self::is_held) and [`lost`](Self::lost) tell whether the
+///   holder can still rely on the lease: it stops being held at its local
+///   validity deadline unless renewed, when renewal is refused, or on release;
+/// - [`release`](Self::release) says whether the lease was still held;
+///   dropping the guard releases in the background (and if that cannot happen,
+///   the TTL frees the key).
+#[must_use = "if unused the lease is released immediately"]
+pub struct LeaseGuard {
+    guard: Guard,
+    kind: LeaseKind,
+    token: FencingToken,
+}
+
+/// The guard of an exclusive or reentrant [`Lock`].
+pub type LockGuard = LeaseGuard;
+/// The guard of a reader of a [`RwLock`].
+pub type ReadGuard = LeaseGuard;
+/// The guard of the writer of a [`RwLock`].
+pub type WriteGuard = LeaseGuard;
+/// One permit of a [`Semaphore`].
+pub type Permit = LeaseGuard;
+
+impl LeaseGuard {
+    /// A guard on `lease`, a lock-family lease of `kind` granted with `token`.
+    pub(crate) fn new(lease: Arc<Lease>, kind: LeaseKind, token: FencingToken) -> LeaseGuard {
+        LeaseGuard {
+            guard: Guard::new(lease),
+            kind,
+            token,
+        }
+    }
+
+    pub(crate) fn lease(&self) -> &Arc<Lease> {
+        self.guard.lease()
+    }
+
+    /// The fencing token of this grant.
+    pub fn token(&self) -> FencingToken {
+        self.token
+    }
+
+    /// The key of the lease.
+    pub fn key(&self) -> &Key {
+        &self.guard.name().key
+    }
+
+    /// The holder the lease was granted to.
+    pub fn holder(&self) -> &HolderId {
+        &self.guard.name().holder
+    }
+
+    /// The kind of lease.
+    pub fn kind(&self) -> LeaseKind {
+        self.kind
+    }
+
+    /// Whether the lease is still held as far as this client can tell: not
+    /// released, not refused on renewal, and within its local validity.
+    pub fn is_held(&self) -> bool {
+        self.guard.is_held()
+    }
+
+    /// Until when the lease counts as valid locally (by the client's clock),
+    /// or `None` once it is no longer held.
+    pub fn valid_until(&self) -> Option<Instant> {
+        self.guard.valid_until()
+    }
+
+    /// Completes when the lease is lost (it completes at once if it already
+    /// is). Fires at the local validity deadline even when the backend cannot
+    /// be reached.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping the future changes nothing.
+    pub async fn lost(&self) {
+        self.guard.lost().await
+    }
+
+    /// A `'static` handle on the lost signal, to hand to a task.
+    pub fn lost_signal(&self) -> LostSignal {
+        self.guard.lost_signal()
+    }
+
+    /// Renews the lease now for its TTL. Returns whether it is still held; a
+    /// `false` marks it lost. Auto-extension calls this for you.
+    pub async fn extend(&self) -> Result<bool> {
+        self.guard.extend().await
+    }
+
+    /// Releases the lease (one hold of a reentrant lock). Returns whether the
+    /// lease was still held by this holder on the backend.
+    ///
+    /// # Cancel safety
+    /// If cancelled, the release goes on in the background.
+    pub async fn release(self) -> Result<bool> {
+        self.guard.release().await
+    }
+}
+
+impl std::fmt::Debug for LeaseGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseGuard")
+            .field("kind", &self.kind)
+            .field("key", self.key())
+            .field("holder", self.holder())
+            .field("token", &self.token)
+            .field("held", &self.is_held())
+            .finish()
+    }
+}
+
+/// The site of a call about `key` in `space` that concerns no one lease.
+fn site<'a>(op: &'static str, space: LockSpace, key: &'a Key) -> Site<'a> {
+    Site {
+        op,
+        family: space.as_str(),
+        kind: "",
+        key,
+        holder: None,
+        token: None,
+    }
+}
+
+/// Who holds `handle`'s key in `space`.
+async fn holders(handle: &Handle, space: LockSpace) -> Result<Vec<LeaseInfo>> {
+    let key = handle.key()?;
+    let client = &handle.client;
+    let inspect = client.locks()?.inspect(space, key);
+    site("inspect", space, key)
+        .run(client, inspect, Outcome::ok)
+        .await
+}
+
+/// Frees `handle`'s key in `space` whoever holds it.
+async fn force_release(handle: &Handle, space: LockSpace) -> Result<usize> {
+    let key = handle.key()?;
+    let client = &handle.client;
+    let force = client.locks()?.force_release(space, key);
+    let n = site("force_release", space, key)
+        .run(client, force, Outcome::ok)
+        .await?;
+    tracing::info!(key = %key, family = space.as_str(), removed = n, "force released");
+    Ok(n)
+}
+
+/// `NotSupported` unless the backend's lock family has `cap`.
+fn require(handle: &Handle, cap: bool, what: &'static str) -> Result<()> {
+    if cap {
+        Ok(())
+    } else {
+        Err(handle.client.unsupported(what))
+    }
+}

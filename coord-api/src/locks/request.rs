@@ -1,0 +1,150 @@
+//! One acquisition of a lock-family lease, written once for every kind: an
+//! attempt (one round trip), or a wait (the engine's wait loop). Whatever an
+//! attempt may have been granted without an answer — cancelled, timed out,
+//! reply lost — is released in the background.
+
+use crate::{
+    Acquire, Client, HolderId, LeaseGuard, LeaseId, LeaseKind, LeaseOptions, Result, Watch,
+    clock::Instant,
+    handle::Handle,
+    lease::{
+        Lease, LeaseName,
+        undo::{Undo, granting},
+        wait::{Attempts, Step, wait_for},
+    },
+    trace::{Outcome, Site},
+};
+
+/// One acquisition: what to ask for, for whom, with which options.
+pub(crate) struct Request<'a> {
+    client: &'a Client,
+    /// The kind, key and holder asked for.
+    pub(crate) id: LeaseId,
+    opts: &'a LeaseOptions,
+}
+
+impl<'a> Request<'a> {
+    /// A request for `kind` on `handle`'s key by `holder` (a fresh one when
+    /// `None`), the key and options validated first.
+    pub(crate) fn new(
+        handle: &'a Handle,
+        kind: LeaseKind,
+        holder: Option<HolderId>,
+    ) -> Result<Request<'a>> {
+        let (key, opts) = handle.checked()?;
+        let client = &handle.client;
+        let holder = holder.unwrap_or_else(|| HolderId::new(*client.instance_id()));
+        Ok(Request {
+            client,
+            id: LeaseId {
+                kind,
+                key: key.clone(),
+                holder,
+            },
+            opts,
+        })
+    }
+
+    /// One round trip for the lease `id`; the answer and when the request
+    /// left. `cleanup` says whether a call that got no answer must release
+    /// what it may have been granted (false for a reentrant re-entry, whose
+    /// release would drop a hold an outer guard counts on).
+    pub(crate) async fn call(&self, id: &LeaseId, cleanup: bool) -> Result<(Acquire, Instant)> {
+        let client = self.client;
+        let t_sent = client.clock().now();
+        let site = Site {
+            op: "acquire",
+            family: id.kind.space().as_str(),
+            kind: id.kind.as_str(),
+            key: &id.key,
+            holder: Some(&id.holder),
+            token: None,
+        };
+        let classify = |a: &Acquire| match a {
+            Acquire::Granted(g) => Outcome::Granted(g.token),
+            Acquire::Busy(_) => Outcome::Busy,
+        };
+        let acquire = site.run(client, client.locks()?.acquire(id, self.opts.ttl), classify);
+        let answer = match cleanup {
+            true => granting(client, self.opts.ttl, acquire, || release(id)).await?,
+            false => acquire.await?,
+        };
+        Ok((answer, t_sent))
+    }
+
+    /// One attempt; a grant becomes a new lease with its own guard (renewed
+    /// in the background when auto-extension is on).
+    pub(crate) async fn attempt(&self) -> Result<Step<LeaseGuard>> {
+        Ok(match self.call(&self.id, true).await? {
+            (Acquire::Granted(grant), t_sent) => {
+                Step::Done(self.guard(self.id.clone(), grant.token, t_sent))
+            }
+            (Acquire::Busy(busy), _) => Step::Busy(busy.retry_in),
+        })
+    }
+
+    /// A guard on the new lease `id`, granted with `token` on a request that
+    /// left at `t_sent`.
+    pub(crate) fn guard(
+        &self,
+        id: LeaseId,
+        token: crate::FencingToken,
+        t_sent: Instant,
+    ) -> LeaseGuard {
+        let LeaseId { kind, key, holder } = id;
+        let name = LeaseName {
+            key,
+            holder,
+            token: Some(token),
+        };
+        let lease = Lease::start(self.client.clone(), name, kind, self.opts, t_sent);
+        LeaseGuard::new(lease, kind, token)
+    }
+
+    /// Attempts, then waits and retries until granted, `wait_timeout` passes
+    /// or `max_retries` retries failed; for the same holder throughout (a
+    /// writer's refusal registered its intent). A wait that ends without a
+    /// grant (cancelled, timed out, failed) withdraws that intent and
+    /// releases anything granted in flight; releasing what was never granted
+    /// changes nothing.
+    pub(crate) async fn wait(self) -> Result<LeaseGuard> {
+        let mut on_exit = Undo::new(self.client, self.opts.ttl, || release(&self.id));
+        let refresh = (self.id.kind == LeaseKind::Write).then_some(self.opts.ttl / 3);
+        let guard = wait_for(self.client, self.opts, refresh, &self).await?;
+        on_exit.disarm();
+        Ok(guard)
+    }
+}
+
+/// The release of `id`, for an [`Undo`].
+fn release(
+    id: &LeaseId,
+) -> impl FnMut(Client) -> std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send>> + Send + 'static
+{
+    let id = id.clone();
+    move |client: Client| {
+        let id = id.clone();
+        Box::pin(async move { client.locks()?.release(&id).await.map(drop) })
+    }
+}
+
+impl Attempts for &Request<'_> {
+    type Output = LeaseGuard;
+
+    async fn attempt(&mut self) -> Result<Step<LeaseGuard>> {
+        Request::attempt(self).await
+    }
+
+    async fn subscribe(&self) -> Result<Box<dyn Watch>> {
+        let space = self.id.kind.space();
+        self.client.locks()?.subscribe(space, &self.id.key).await
+    }
+
+    fn what(&self) -> String {
+        format!(
+            "{} lease on {:?}",
+            self.id.kind.as_str(),
+            self.id.key.as_str()
+        )
+    }
+}

@@ -1,0 +1,184 @@
+//! The SPI of leader elections. The client types built on it are
+//! [`Election`](crate::Election), [`Leadership`](crate::Leadership),
+//! [`LeaderObserver`](crate::LeaderObserver) and
+//! [`LeaderRunner`](crate::LeaderRunner).
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+
+use super::{
+    DynBackend, Watch,
+    dispatch::{Dispatch, Dispatched, Op, family},
+};
+use crate::{FencingToken, HolderId, Key, Result};
+
+/// Who leads an election, as anyone can read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderInfo {
+    /// The leader (its instance id names the process).
+    pub holder: HolderId,
+    /// What the leader published about itself (an address, a version...).
+    pub metadata: String,
+    /// The term: a fencing token, strictly increasing per election.
+    pub term: FencingToken,
+    /// When the term began, by the backend's wall clock.
+    pub since: SystemTime,
+    /// How many terms this election has granted so far, this one included.
+    /// Observers compare it to tell whether they missed terms.
+    pub seq: u64,
+    /// Time left on the leader's lease, by the backend's clock.
+    pub expires_in: Duration,
+}
+
+/// An election's quorum requirement: at least `min_members` live members in
+/// the membership group `group`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Quorum {
+    /// The membership group counted.
+    pub group: Key,
+    /// The fewest live members for a leader to be elected and stay leader.
+    pub min_members: u32,
+}
+
+/// The answer to [`ElectionBackend::campaign`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Campaign {
+    /// The candidate is the leader of a new term.
+    Elected(LeaderInfo),
+    /// Someone else leads (`leader`), or nobody does but the quorum is
+    /// missing (`leader` is `None`, `no_quorum` true). Nothing changed.
+    Busy {
+        /// The current leader, if any.
+        leader: Option<LeaderInfo>,
+        /// The quorum was required and missing.
+        no_quorum: bool,
+    },
+}
+
+/// Leader elections. Every method is one atomic step (one round trip on a
+/// remote backend). Elections have a key space of their own.
+#[async_trait]
+pub trait ElectionBackend: Send + Sync {
+    /// Makes `holder` leader of `election` for `ttl` if nobody leads and, with
+    /// a `quorum`, its group has at least `min_members` live members. A new
+    /// term gets a new fencing token and increments `seq`.
+    async fn campaign(
+        &self,
+        election: &Key,
+        holder: &HolderId,
+        metadata: &str,
+        ttl: Duration,
+        quorum: Option<&Quorum>,
+    ) -> Result<Campaign>;
+
+    /// Extends the term `term` of `holder` for `ttl`; `false` (and nothing
+    /// changed) if it no longer leads, or if `quorum` no longer holds — then
+    /// the term ends at once so that nobody leads without quorum.
+    async fn renew(
+        &self,
+        election: &Key,
+        holder: &HolderId,
+        term: FencingToken,
+        ttl: Duration,
+        quorum: Option<&Quorum>,
+    ) -> Result<bool>;
+
+    /// Ends the term `term` of `holder` (waking observers and candidates);
+    /// `false` if it was no longer leader.
+    async fn resign(&self, election: &Key, holder: &HolderId, term: FencingToken) -> Result<bool>;
+
+    /// The current leader of `election`, if any.
+    async fn leader(&self, election: &Key) -> Result<Option<LeaderInfo>>;
+
+    /// How many terms `election` has granted so far (the `seq` its latest
+    /// term got; 0 if none), leader or not; `None` if the backend cannot tell.
+    /// An observer that first finds the election vacant counts the terms it
+    /// later misses from this (a backend answering `None` fails the
+    /// conformance case `observer_from_vacancy_told_it_skipped`).
+    async fn terms_granted(&self, election: &Key) -> Result<Option<u64>>;
+
+    /// Wakes on every change of leader of `election` (new term, resignation,
+    /// and at the current term's expiry instant).
+    async fn watch(&self, election: &Key) -> Result<Box<dyn Watch>>;
+}
+
+const fn op(name: &'static str) -> Op {
+    Op {
+        family: "elections",
+        name,
+    }
+}
+
+fn elections<'a>(backend: &'a DynBackend, name: &'static str) -> Result<&'a dyn ElectionBackend> {
+    family!(backend, elections, op(name))
+}
+
+#[async_trait]
+impl<D: Dispatch> ElectionBackend for Dispatched<D> {
+    async fn campaign(
+        &self,
+        election: &Key,
+        holder: &HolderId,
+        metadata: &str,
+        ttl: Duration,
+        quorum: Option<&Quorum>,
+    ) -> Result<Campaign> {
+        let args = (
+            election.clone(),
+            holder.clone(),
+            metadata.to_owned(),
+            ttl,
+            quorum.cloned(),
+        );
+        self.carry(op("campaign"), args, |b, (e, h, m, ttl, q)| async move {
+            (elections(&b, "campaign")?)
+                .campaign(&e, &h, &m, ttl, q.as_ref())
+                .await
+        })
+        .await
+    }
+    async fn renew(
+        &self,
+        election: &Key,
+        holder: &HolderId,
+        term: FencingToken,
+        ttl: Duration,
+        quorum: Option<&Quorum>,
+    ) -> Result<bool> {
+        let args = (election.clone(), holder.clone(), term, ttl, quorum.cloned());
+        self.carry(op("renew"), args, |b, (e, h, term, ttl, q)| async move {
+            (elections(&b, "renew")?)
+                .renew(&e, &h, term, ttl, q.as_ref())
+                .await
+        })
+        .await
+    }
+    async fn resign(&self, election: &Key, holder: &HolderId, term: FencingToken) -> Result<bool> {
+        let args = (election.clone(), holder.clone(), term);
+        self.carry(op("resign"), args, |b, (e, h, term)| async move {
+            elections(&b, "resign")?.resign(&e, &h, term).await
+        })
+        .await
+    }
+    async fn leader(&self, election: &Key) -> Result<Option<LeaderInfo>> {
+        self.carry(op("leader"), (election.clone(),), |b, (e,)| async move {
+            elections(&b, "leader")?.leader(&e).await
+        })
+        .await
+    }
+    async fn terms_granted(&self, election: &Key) -> Result<Option<u64>> {
+        self.carry(
+            op("terms_granted"),
+            (election.clone(),),
+            |b, (e,)| async move { elections(&b, "terms_granted")?.terms_granted(&e).await },
+        )
+        .await
+    }
+    async fn watch(&self, election: &Key) -> Result<Box<dyn Watch>> {
+        self.carry(op("watch"), (election.clone(),), |b, (e,)| async move {
+            elections(&b, "watch")?.watch(&e).await
+        })
+        .await
+    }
+}

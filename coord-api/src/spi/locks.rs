@@ -1,0 +1,311 @@
+//! The lock family's SPI: exclusive and reentrant locks, read-write locks
+//! and semaphores, all leases of one [`LeaseKind`] or another. The client
+//! types built on it are [`Lock`](crate::Lock), [`RwLock`](crate::RwLock)
+//! and [`Semaphore`](crate::Semaphore).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{
+    DynBackend, Watch,
+    dispatch::{Dispatch, Dispatched, Op, family},
+};
+use crate::{FencingToken, HolderId, Key, Result};
+
+/// What of the lock family a backend supports. Conformance cases are chosen
+/// by capability, never by backend name; an operation a backend lacks
+/// returns [`Error::NotSupported`](crate::Error::NotSupported).
+///
+/// Build one from [`LockCapabilities::default`] (nothing) and set fields;
+/// new fields default to `false`, so a backend written today keeps
+/// compiling.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LockCapabilities {
+    /// [`LeaseKind::Exclusive`].
+    pub exclusive: bool,
+    /// [`LeaseKind::Reentrant`].
+    pub reentrant: bool,
+    /// [`LeaseKind::Read`] and [`LeaseKind::Write`].
+    pub read_write: bool,
+    /// [`LeaseKind::Permit`].
+    pub semaphore: bool,
+    /// [`LockBackend::subscribe`] fires on release.
+    pub release_notifications: bool,
+    /// [`LockBackend::subscribe`] fires at a lease's expiry instant too.
+    pub expiry_notifications: bool,
+    /// [`LockBackend::force_release`].
+    pub force_release: bool,
+    /// [`LockBackend::inspect`].
+    pub inspect: bool,
+}
+
+impl LockCapabilities {
+    /// Everything the lock family offers.
+    pub fn all() -> LockCapabilities {
+        LockCapabilities {
+            exclusive: true,
+            reentrant: true,
+            read_write: true,
+            semaphore: true,
+            release_notifications: true,
+            expiry_notifications: true,
+            force_release: true,
+            inspect: true,
+        }
+    }
+}
+
+/// The lock family's three key spaces: the lock `"a"`, the read-write lock
+/// `"a"` and the semaphore `"a"` are unrelated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LockSpace {
+    /// Exclusive and reentrant locks.
+    Lock,
+    /// Read-write locks.
+    RwLock,
+    /// Counting semaphores.
+    Semaphore,
+}
+
+impl LockSpace {
+    /// A short lowercase name (`lock`, `rwlock`, `semaphore`), used in backend
+    /// key layouts and traces.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockSpace::Lock => "lock",
+            LockSpace::RwLock => "rwlock",
+            LockSpace::Semaphore => "semaphore",
+        }
+    }
+}
+
+/// The kind of lease asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LeaseKind {
+    /// At most one holder; the same holder acquiring again is refused (busy).
+    Exclusive,
+    /// At most one holder; the same holder acquiring again increments a hold
+    /// count and keeps its token. The key frees when the count reaches 0.
+    /// Exclusive and reentrant leases share one key space and exclude each other.
+    Reentrant,
+    /// A shared (reader) lease of a read-write lock.
+    Read,
+    /// The exclusive (writer) lease of a read-write lock. A writer that is
+    /// refused registers an intent that makes new readers wait (writer
+    /// preference) until the writer gets the lock, releases, or the intent's
+    /// TTL passes.
+    Write,
+    /// One of `limit` permits of a semaphore.
+    Permit {
+        /// The number of permits; fixed while the semaphore has live permits.
+        limit: u32,
+    },
+}
+
+impl LeaseKind {
+    /// The key space this kind lives in.
+    pub fn space(self) -> LockSpace {
+        match self {
+            LeaseKind::Exclusive | LeaseKind::Reentrant => LockSpace::Lock,
+            LeaseKind::Read | LeaseKind::Write => LockSpace::RwLock,
+            LeaseKind::Permit { .. } => LockSpace::Semaphore,
+        }
+    }
+
+    /// A short lowercase name for traces and listings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseKind::Exclusive => "exclusive",
+            LeaseKind::Reentrant => "reentrant",
+            LeaseKind::Read => "read",
+            LeaseKind::Write => "write",
+            LeaseKind::Permit { .. } => "permit",
+        }
+    }
+}
+
+/// Names one lease: what kind, on which key, for which holder.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LeaseId {
+    /// The kind of lease.
+    pub kind: LeaseKind,
+    /// The key (within the backend's namespace).
+    pub key: Key,
+    /// The holder the lease is or would be granted to.
+    pub holder: HolderId,
+}
+
+/// The answer to [`LockBackend::acquire`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acquire {
+    /// The lease is granted.
+    Granted(Grant),
+    /// Someone else holds what is needed; nothing changed except, for a
+    /// [`LeaseKind::Write`] request, the writer's intent.
+    Busy(Busy),
+}
+
+/// A granted lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    /// The fencing token. A reentrant re-acquisition returns the token of the
+    /// first acquisition.
+    pub token: FencingToken,
+    /// The hold count after this acquisition (1 unless reentrant).
+    pub holds: u32,
+}
+
+/// Why and for how long an acquisition is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Busy {
+    /// By the server's clock, when the lease(s) in the way will expire unless
+    /// renewed: the earliest instant a retry could succeed without a release.
+    /// `None` when unknown.
+    pub retry_in: Option<Duration>,
+}
+
+/// The answer to [`LockBackend::release`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// The holder held the lease; `remaining` holds are left (non-zero only
+    /// for a reentrant lease that was acquired several times).
+    Released {
+        /// Hold count left after this release.
+        remaining: u32,
+    },
+    /// The holder did not hold the lease (never did, expired, or taken over).
+    /// Nothing changed, except that a waiting writer's intent is withdrawn.
+    NotHeld,
+}
+
+/// A live lease as seen by [`LockBackend::inspect`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseInfo {
+    /// The kind of lease.
+    pub kind: LeaseKind,
+    /// Who holds it.
+    pub holder: HolderId,
+    /// Its fencing token.
+    pub token: FencingToken,
+    /// Hold count (reentrant leases), else 1.
+    pub holds: u32,
+    /// Time left before it expires, by the server's clock.
+    pub expires_in: Duration,
+}
+
+/// The lock family's operations. Every method is one atomic step against
+/// the backend (one round trip on a remote backend). Input is validated by
+/// the caller (keys by [`Key`], TTLs by [`validate_ttl`](crate::validate_ttl));
+/// backends still refuse a zero TTL or a zero permit limit with
+/// `InvalidArgument` rather than corrupt state.
+#[async_trait]
+pub trait LockBackend: Send + Sync {
+    /// What this backend supports of the family.
+    fn capabilities(&self) -> LockCapabilities;
+
+    /// Tries to grant `lease` for `ttl`. Never waits for other holders.
+    ///
+    /// - `Exclusive`: granted when the key is free.
+    /// - `Reentrant`: granted when free, or when `lease.holder` holds it
+    ///   (count + 1, same token, TTL reset to `ttl`).
+    /// - `Read`: granted when no writer holds the key and no writer intent is
+    ///   live.
+    /// - `Write`: granted when nobody holds the key; otherwise the holder's
+    ///   writer intent is registered (or refreshed) for `ttl`.
+    /// - `Permit { limit }`: granted while fewer than `limit` permits are live.
+    ///   `InvalidArgument` when live permits were granted with another limit.
+    ///
+    /// Every grant except a reentrant re-acquisition draws a new fencing token
+    /// (see [`FencingToken::next_after`]).
+    async fn acquire(&self, lease: &LeaseId, ttl: Duration) -> Result<Acquire>;
+
+    /// Resets the lease's TTL to `ttl` if `lease.holder` still holds it.
+    /// Returns whether it did. Never revives an expired or taken lease.
+    async fn extend(&self, lease: &LeaseId, ttl: Duration) -> Result<bool>;
+
+    /// Releases one hold of `lease` if `lease.holder` holds it, and withdraws
+    /// its writer intent if any. Wakes subscribers when the key frees.
+    async fn release(&self, lease: &LeaseId) -> Result<Release>;
+
+    /// Removes every lease (and writer intent) on `key` in `space`, whoever
+    /// holds it; returns how many leases were removed. Tokens stay monotonic:
+    /// the next grant is larger than any before.
+    async fn force_release(&self, space: LockSpace, key: &Key) -> Result<usize>;
+
+    /// Lists the live leases on `key` in `space`.
+    async fn inspect(&self, space: LockSpace, key: &Key) -> Result<Vec<LeaseInfo>>;
+
+    /// Subscribes to changes on `key` in `space`: wakes on release, force
+    /// release and (with [`LockCapabilities::expiry_notifications`]) at a
+    /// lease's expiry instant.
+    async fn subscribe(&self, space: LockSpace, key: &Key) -> Result<Box<dyn Watch>>;
+}
+
+const fn op(name: &'static str) -> Op {
+    Op {
+        family: "locks",
+        name,
+    }
+}
+
+/// The lock family of `backend`, for a call of `name`.
+fn locks<'a>(backend: &'a DynBackend, name: &'static str) -> Result<&'a dyn LockBackend> {
+    family!(backend, locks, op(name))
+}
+
+#[async_trait]
+impl<D: Dispatch> LockBackend for Dispatched<D> {
+    fn capabilities(&self) -> LockCapabilities {
+        self.lock_capabilities()
+    }
+    async fn acquire(&self, lease: &LeaseId, ttl: Duration) -> Result<Acquire> {
+        self.carry(
+            op("acquire"),
+            (lease.clone(), ttl),
+            |b, (lease, ttl)| async move { locks(&b, "acquire")?.acquire(&lease, ttl).await },
+        )
+        .await
+    }
+    async fn extend(&self, lease: &LeaseId, ttl: Duration) -> Result<bool> {
+        self.carry(
+            op("extend"),
+            (lease.clone(), ttl),
+            |b, (lease, ttl)| async move { locks(&b, "extend")?.extend(&lease, ttl).await },
+        )
+        .await
+    }
+    async fn release(&self, lease: &LeaseId) -> Result<Release> {
+        self.carry(op("release"), (lease.clone(),), |b, (lease,)| async move {
+            locks(&b, "release")?.release(&lease).await
+        })
+        .await
+    }
+    async fn force_release(&self, space: LockSpace, key: &Key) -> Result<usize> {
+        self.carry(
+            op("force_release"),
+            (space, key.clone()),
+            |b, (space, key)| async move {
+                locks(&b, "force_release")?.force_release(space, &key).await
+            },
+        )
+        .await
+    }
+    async fn inspect(&self, space: LockSpace, key: &Key) -> Result<Vec<LeaseInfo>> {
+        self.carry(
+            op("inspect"),
+            (space, key.clone()),
+            |b, (space, key)| async move { locks(&b, "inspect")?.inspect(space, &key).await },
+        )
+        .await
+    }
+    async fn subscribe(&self, space: LockSpace, key: &Key) -> Result<Box<dyn Watch>> {
+        self.carry(
+            op("subscribe"),
+            (space, key.clone()),
+            |b, (space, key)| async move { locks(&b, "subscribe")?.subscribe(space, &key).await },
+        )
+        .await
+    }
+}

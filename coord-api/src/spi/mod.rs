@@ -1,0 +1,143 @@
+//! The backend SPI: what a backend implements. A root trait, [`Backend`],
+//! bound to one [`Namespace`], hands out one trait per family of primitives;
+//! each family trait is a handful of small atomic operations (one round trip
+//! on a remote backend) with no default bodies. Everything that is the same
+//! for every backend (waiting, retry, renewal, lost signals, tracing) lives
+//! in the client types instead, written once.
+//!
+//! | module | family | reached through |
+//! |---|---|---|
+//! | [`locks`](self::locks) | exclusive and reentrant locks, read-write locks, semaphores | [`Backend::locks`] |
+//! | [`election`](self::election) | leader elections | [`Backend::elections`] |
+//! | [`membership`](self::membership) | membership groups | [`Backend::groups`] |
+//! | [`jobs`](self::jobs) | run-once jobs | [`Backend::jobs`] |
+//! | [`dispatch`](self::dispatch) | every family at once, for decorators and transports: a call carried as a value ([`Call`]) | [`Dispatched`] |
+//!
+//! A backend that offers only some families answers `None` for the others;
+//! the client types then return [`Error::NotSupported`](crate::Error) and
+//! the conformance suite reports those families' cases as ignored.
+//!
+//! A decorator (a kill switch, a fault layer, a network transport) does not
+//! implement the family traits: it implements [`Dispatch`], one method that
+//! receives every call of every family as a [`Call`], and [`Dispatched`]
+//! turns it into a [`Backend`]. Adding a method to a family trait changes
+//! the trait, its carrying in [`Dispatched`] (next to the trait), and the
+//! backends; no decorator or transport.
+
+use std::{fmt, sync::Arc};
+
+use async_trait::async_trait;
+
+use crate::{Namespace, Result};
+
+pub mod dispatch;
+pub mod election;
+pub mod jobs;
+pub mod locks;
+pub mod membership;
+
+pub use dispatch::{Call, Dispatch, Dispatched, Op, Reply};
+pub use election::{Campaign, ElectionBackend, LeaderInfo, Quorum};
+pub use jobs::{JobBackend, OnceBegin};
+pub use locks::{
+    Acquire, Busy, Grant, LeaseId, LeaseInfo, LeaseKind, LockBackend, LockCapabilities, LockSpace,
+    Release,
+};
+pub use membership::{GroupBackend, MemberInfo, Members};
+
+/// A backend bound to one [`Namespace`]: the root from which each family's
+/// operations are reached. Used as `Arc<dyn Backend>` ([`DynBackend`]).
+///
+/// Every accessor answers the same for the backend's whole life.
+pub trait Backend: fmt::Debug + fmt::Display + Send + Sync + 'static {
+    /// The namespace every key of this backend lives in.
+    fn namespace(&self) -> &Namespace;
+    /// Locks, read-write locks and semaphores.
+    fn locks(&self) -> Option<&dyn LockBackend>;
+    /// Leader elections.
+    fn elections(&self) -> Option<&dyn ElectionBackend>;
+    /// Membership groups.
+    fn groups(&self) -> Option<&dyn GroupBackend>;
+    /// Run-once jobs.
+    fn jobs(&self) -> Option<&dyn JobBackend>;
+}
+
+/// A backend shared by many clients.
+pub type DynBackend = Arc<dyn Backend>;
+
+macro_rules! forward_backend {
+    ($($ptr:ident),*) => {$(
+        impl<T: Backend + ?Sized> Backend for $ptr<T> {
+            fn namespace(&self) -> &Namespace {
+                (**self).namespace()
+            }
+            fn locks(&self) -> Option<&dyn LockBackend> {
+                (**self).locks()
+            }
+            fn elections(&self) -> Option<&dyn ElectionBackend> {
+                (**self).elections()
+            }
+            fn groups(&self) -> Option<&dyn GroupBackend> {
+                (**self).groups()
+            }
+            fn jobs(&self) -> Option<&dyn JobBackend> {
+                (**self).jobs()
+            }
+        }
+    )*};
+}
+
+forward_backend!(Arc, Box);
+
+/// Which families a backend offers, with each family's capabilities.
+///
+/// Build one from [`Families::default`] (nothing) and set fields, or read a
+/// backend's with [`Families::of`]. New fields default to "not offered", so
+/// code written today keeps compiling.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Families {
+    /// The lock family and what of it, if offered.
+    pub locks: Option<LockCapabilities>,
+    /// Leader elections.
+    pub elections: bool,
+    /// Membership groups.
+    pub groups: bool,
+    /// Run-once jobs.
+    pub jobs: bool,
+}
+
+impl Families {
+    /// What `backend` offers.
+    pub fn of(backend: &dyn Backend) -> Families {
+        Families {
+            locks: backend.locks().map(|l| l.capabilities()),
+            elections: backend.elections().is_some(),
+            groups: backend.groups().is_some(),
+            jobs: backend.jobs().is_some(),
+        }
+    }
+
+    /// Every family, with every capability of the lock family.
+    pub fn all() -> Families {
+        Families {
+            locks: Some(LockCapabilities::all()),
+            elections: true,
+            groups: true,
+            jobs: true,
+        }
+    }
+}
+
+/// Wakes a waiter when something may have changed on what it watches (a
+/// lock's key, an election, a group, a run). Obtained *before* the look it
+/// follows, so a change between the look and the wait is not missed.
+#[async_trait]
+pub trait Watch: Send {
+    /// Completes when something changed since the watch was made or since
+    /// the previous call returned. May complete spuriously; never for
+    /// something it was not asked about. A backend without notifications
+    /// returns a watch that never completes (waiters then fall back on their
+    /// retry delay).
+    async fn changed(&mut self) -> Result<()>;
+}
