@@ -1,16 +1,22 @@
 //! # coord-memory: the in-process backend
 //!
-//! A [`MemoryStore`] is an in-process "server": the lock family's state for
-//! every namespace, the server clock, and release/expiry notifications. A
+//! A [`MemoryStore`] is an in-process "server": the state of every family
+//! for every namespace, the server clock, and notifications. A
 //! [`MemoryBackend`] is a connection to it bound to one namespace; any number
-//! of clients (tasks, simulated nodes) share one store. Same contract as
-//! every other backend (proven by the conformance suite), so unit tests on
-//! `memory://` mean what they say about `redis://`.
+//! of clients (tasks, simulated nodes) share one store. It offers every
+//! family with the same contract as every other backend (proven by the
+//! conformance suite), and the client types treat it exactly as they treat
+//! Redis — leases expire at their TTL and are renewed in the background — so
+//! unit tests on `memory://` mean what they say about `redis://`.
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | [`table`] | the synchronous lease-table state machine (loom-checked) |
-//! | `watch` | release and expiry notifications for waiters |
+//! | [`table`] | the lock family's synchronous lease table (loom-checked) |
+//! | `locks` | the lock family ([`LockBackend`](coord_api::spi::LockBackend)) on the table |
+//! | `election`, `membership` | elections and groups, under one lock (a quorum election counts its group's members in the same step) |
+//! | `jobs` | run-once jobs |
+//! | `watch` | notifications, one channel per watched topic, and wake-ups at expiry instants |
+//! | `journal` | [`Journal`]: what the store did, in its order, for histories |
 //! | `sync` | real or loom primitives under the table |
 //!
 //! ```
@@ -29,33 +35,35 @@
 //! ```
 #![deny(missing_docs)]
 
-#[cfg(feature = "broken")]
-mod bug;
-mod leadership;
+mod election;
+mod jobs;
+mod journal;
+mod locks;
+mod membership;
 mod sync;
 pub mod table;
 mod watch;
 
-use std::{fmt, sync::Arc, time::Duration};
-
-use async_trait::async_trait;
-use coord_api::{
-    Acquire, Campaign, Capability, Clock, FencingToken, HolderId, Holding, InProcessLeases,
-    Instant, Key, LeaderInfo, LeadershipBackend, LeaseBackend, LeaseFamily, LeaseId, LeaseInfo,
-    LeaseWatch, Members, Namespace, OnceBegin, Quorum, Release, Result, TokioClock,
+use std::{
+    fmt,
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-#[cfg(feature = "broken")]
-pub use bug::Bug;
+use coord_api::{
+    Clock, Instant, Namespace, TokioClock,
+    spi::{Backend, ElectionBackend, GroupBackend, JobBackend, LockBackend, Watch},
+};
+
+pub use journal::{Event, Journal, Leased};
 
 use crate::{
-    leadership::{Leadership, Ops, Topic, TopicWatch},
-    table::{Freed, LeaseTable, table_key},
-    watch::Watchers,
+    table::LeaseTable,
+    watch::{MemoryWatch, Topic, Watchers},
 };
 
-/// The in-process server: lease state of every namespace, its clock and its
-/// notifications. Cheap to clone; clones share the state.
+/// The in-process server: the state of every family and namespace, its
+/// clock and its notifications. Cheap to clone; clones share the state.
 #[derive(Clone)]
 pub struct MemoryStore {
     inner: Arc<StoreInner>,
@@ -63,9 +71,19 @@ pub struct MemoryStore {
 
 struct StoreInner {
     table: LeaseTable,
+    /// Elections and groups: one lock, because a quorum election counts its
+    /// group's live members in the same atomic step.
+    lead: Mutex<Lead>,
+    jobs: Mutex<jobs::Runs>,
     watchers: Watchers,
-    leadership: Leadership,
     clock: Arc<dyn Clock>,
+    journal: Option<Arc<dyn Journal>>,
+}
+
+#[derive(Default)]
+struct Lead {
+    elections: election::Elections,
+    groups: membership::Groups,
 }
 
 impl MemoryStore {
@@ -77,25 +95,24 @@ impl MemoryStore {
     /// An empty store whose server clock is `clock` (decides expiry and the
     /// wall time mixed into fencing tokens).
     pub fn with_clock(clock: Arc<dyn Clock>) -> MemoryStore {
+        MemoryStore::build(clock, None)
+    }
+
+    /// An empty store on `clock` that tells `journal` every grant, renewal
+    /// and release (see [`Journal`]).
+    pub fn with_journal(clock: Arc<dyn Clock>, journal: Arc<dyn Journal>) -> MemoryStore {
+        MemoryStore::build(clock, Some(journal))
+    }
+
+    fn build(clock: Arc<dyn Clock>, journal: Option<Arc<dyn Journal>>) -> MemoryStore {
         MemoryStore {
             inner: Arc::new(StoreInner {
                 table: LeaseTable::new(&*clock),
+                lead: Mutex::default(),
+                jobs: Mutex::default(),
                 watchers: Watchers::default(),
-                leadership: Leadership::default(),
                 clock,
-            }),
-        }
-    }
-
-    /// An empty store with a deliberate bug (feature `broken`, tests only).
-    #[cfg(feature = "broken")]
-    pub fn with_bug(clock: Arc<dyn Clock>, bug: Bug) -> MemoryStore {
-        MemoryStore {
-            inner: Arc::new(StoreInner {
-                table: LeaseTable::with_bug(&*clock, bug),
-                watchers: Watchers::default(),
-                leadership: Leadership::default(),
-                clock,
+                journal,
             }),
         }
     }
@@ -105,6 +122,49 @@ impl MemoryStore {
         MemoryBackend {
             store: self.clone(),
             ns: namespace,
+        }
+    }
+
+    fn now(&self) -> Instant {
+        self.inner.clock.now()
+    }
+
+    /// The server's wall clock at `now` (monotonic since the store began).
+    fn wall(&self, now: Instant) -> SystemTime {
+        UNIX_EPOCH + Duration::from_micros(self.inner.table.wall_us(now))
+    }
+
+    fn lead(&self) -> MutexGuard<'_, Lead> {
+        self.inner.lead.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn jobs(&self) -> MutexGuard<'_, jobs::Runs> {
+        self.inner.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The journal to tell what the store did, if any.
+    fn journal(&self) -> Option<&dyn Journal> {
+        self.inner.journal.as_deref()
+    }
+
+    fn notify(&self, topic: impl FnOnce() -> Topic) {
+        let watchers = &self.inner.watchers;
+        if watchers.any() {
+            watchers.notify(&topic());
+        }
+    }
+
+    fn watch(&self, topic: Topic) -> Box<dyn Watch> {
+        Box::new(MemoryWatch::new(self.clone(), topic))
+    }
+
+    /// The next instant after `after` at which something of `topic` expires.
+    fn next_expiry(&self, topic: &Topic, after: Instant) -> Option<Instant> {
+        match topic {
+            Topic::Lock(key) => self.inner.table.next_expiry(key, after),
+            Topic::Election(ns, key) => self.lead().elections.next_expiry(ns, key, after),
+            Topic::Group(ns, key) => self.lead().groups.next_expiry(ns, key, after),
+            Topic::Run(ns, job, occ) => self.jobs().next_expiry(ns, job, occ, after),
         }
     }
 }
@@ -121,7 +181,8 @@ impl fmt::Debug for MemoryStore {
     }
 }
 
-/// A connection to a [`MemoryStore`], bound to one namespace.
+/// A connection to a [`MemoryStore`], bound to one namespace. Offers every
+/// family.
 #[derive(Clone)]
 pub struct MemoryBackend {
     store: MemoryStore,
@@ -138,17 +199,6 @@ impl MemoryBackend {
     pub fn store(&self) -> &MemoryStore {
         &self.store
     }
-
-    fn clock(&self) -> &dyn Clock {
-        &*self.store.inner.clock
-    }
-
-    fn notify(&self, family: LeaseFamily, key: &Key) {
-        let watchers = &self.store.inner.watchers;
-        if watchers.any() {
-            watchers.notify(&table_key(&self.ns, family, key));
-        }
-    }
 }
 
 impl fmt::Debug for MemoryBackend {
@@ -163,219 +213,20 @@ impl fmt::Display for MemoryBackend {
     }
 }
 
-#[async_trait]
-impl LeaseBackend for MemoryBackend {
-    fn capabilities(&self) -> Capability {
-        Capability::lock_family()
-    }
-
+impl Backend for MemoryBackend {
     fn namespace(&self) -> &Namespace {
         &self.ns
     }
-
-    async fn acquire(&self, lease: &LeaseId, ttl: Duration) -> Result<Acquire> {
-        self.acquire_now(lease, ttl).map(|(acquire, _)| acquire)
-    }
-
-    async fn extend(&self, lease: &LeaseId, ttl: Duration) -> Result<bool> {
-        self.extend_now(lease, ttl)
-    }
-
-    async fn release(&self, lease: &LeaseId) -> Result<Release> {
-        self.release_now(lease)
-    }
-
-    async fn force_release(&self, family: LeaseFamily, key: &Key) -> Result<usize> {
-        let n = self
-            .store
-            .inner
-            .table
-            .force_release(&self.ns, family, key, self.clock());
-        self.notify(family, key);
-        Ok(n)
-    }
-
-    async fn inspect(&self, family: LeaseFamily, key: &Key) -> Result<Vec<LeaseInfo>> {
-        Ok(self
-            .store
-            .inner
-            .table
-            .inspect(&self.ns, family, key, self.clock()))
-    }
-
-    async fn subscribe(&self, family: LeaseFamily, key: &Key) -> Result<Box<dyn LeaseWatch>> {
-        Ok(Box::new(watch::MemoryWatch::new(
-            self.store.clone(),
-            table_key(&self.ns, family, key),
-        )))
-    }
-
-    fn in_process(&self) -> Option<&dyn InProcessLeases> {
+    fn locks(&self) -> Option<&dyn LockBackend> {
         Some(self)
     }
-}
-
-/// The store answers in the caller's thread: the client types call these
-/// directly, without a future.
-impl InProcessLeases for MemoryBackend {
-    fn clock(&self) -> &dyn Clock {
-        &*self.store.inner.clock
+    fn elections(&self) -> Option<&dyn ElectionBackend> {
+        Some(self)
     }
-
-    fn acquire_now(&self, lease: &LeaseId, ttl: Duration) -> Result<(Acquire, Instant)> {
-        let now = self.clock().now();
-        let acquire = self.store.inner.table.acquire(&self.ns, lease, ttl, now)?;
-        Ok((acquire, now))
+    fn groups(&self) -> Option<&dyn GroupBackend> {
+        Some(self)
     }
-
-    fn acquire_kept(&self, lease: &LeaseId, ttl: Duration) -> Result<Acquire> {
-        let table = &self.store.inner.table;
-        table.acquire_kept(&self.ns, lease, ttl, self.clock())
-    }
-
-    fn holding(&self, lease: &LeaseId, token: FencingToken) -> Holding {
-        let table = &self.store.inner.table;
-        table.holding(&self.ns, lease, token, self.clock())
-    }
-
-    fn extend_now(&self, lease: &LeaseId, ttl: Duration) -> Result<bool> {
-        self.store
-            .inner
-            .table
-            .extend(&self.ns, lease, ttl, self.clock())
-    }
-
-    fn release_now(&self, lease: &LeaseId) -> Result<Release> {
-        let (release, freed) = self
-            .store
-            .inner
-            .table
-            .release(&self.ns, lease, self.clock());
-        if freed == Freed::Yes {
-            self.notify(lease.kind.family(), &lease.key);
-        }
-        Ok(release)
-    }
-}
-
-impl MemoryBackend {
-    fn ops(&self) -> Ops<'_> {
-        Ops {
-            store: &self.store,
-            ns: &self.ns,
-        }
-    }
-
-    fn watch(&self, topic: Topic) -> Box<dyn LeaseWatch> {
-        Box::new(TopicWatch::new(self.store.clone(), topic))
-    }
-}
-
-#[async_trait]
-impl LeadershipBackend for MemoryBackend {
-    fn namespace(&self) -> &Namespace {
-        &self.ns
-    }
-
-    async fn campaign(
-        &self,
-        election: &Key,
-        holder: &HolderId,
-        metadata: &str,
-        ttl: Duration,
-        quorum: Option<&Quorum>,
-    ) -> Result<Campaign> {
-        self.ops().campaign(election, holder, metadata, ttl, quorum)
-    }
-
-    async fn renew(
-        &self,
-        election: &Key,
-        holder: &HolderId,
-        term: FencingToken,
-        ttl: Duration,
-        quorum: Option<&Quorum>,
-    ) -> Result<bool> {
-        self.ops().renew(election, holder, term, ttl, quorum)
-    }
-
-    async fn resign(&self, election: &Key, holder: &HolderId, term: FencingToken) -> Result<bool> {
-        Ok(self.ops().resign(election, holder, term))
-    }
-
-    async fn leader(&self, election: &Key) -> Result<Option<LeaderInfo>> {
-        Ok(self.ops().leader(election))
-    }
-
-    async fn terms_granted(&self, election: &Key) -> Result<Option<u64>> {
-        Ok(Some(self.ops().terms_granted(election)))
-    }
-
-    async fn watch_election(&self, election: &Key) -> Result<Box<dyn LeaseWatch>> {
-        Ok(self.watch(Topic::Election(self.ns.clone(), election.clone())))
-    }
-
-    async fn join(
-        &self,
-        group: &Key,
-        holder: &HolderId,
-        metadata: &str,
-        ttl: Duration,
-    ) -> Result<()> {
-        self.ops().join(group, holder, metadata, ttl)
-    }
-
-    async fn heartbeat(&self, group: &Key, holder: &HolderId, ttl: Duration) -> Result<bool> {
-        self.ops().heartbeat(group, holder, ttl)
-    }
-
-    async fn leave(&self, group: &Key, holder: &HolderId) -> Result<bool> {
-        Ok(self.ops().leave(group, holder))
-    }
-
-    async fn members(&self, group: &Key) -> Result<Members> {
-        Ok(self.ops().members(group))
-    }
-
-    async fn watch_group(&self, group: &Key) -> Result<Box<dyn LeaseWatch>> {
-        Ok(self.watch(Topic::Group(self.ns.clone(), group.clone())))
-    }
-
-    async fn begin_once(
-        &self,
-        job: &Key,
-        occurrence: &Key,
-        holder: &HolderId,
-        ttl: Duration,
-    ) -> Result<OnceBegin> {
-        self.ops().begin_once(job, occurrence, holder, ttl)
-    }
-
-    async fn extend_once(
-        &self,
-        job: &Key,
-        occurrence: &Key,
-        holder: &HolderId,
-        ttl: Duration,
-    ) -> Result<bool> {
-        self.ops().extend_once(job, occurrence, holder, ttl)
-    }
-
-    async fn end_once(
-        &self,
-        job: &Key,
-        occurrence: &Key,
-        holder: &HolderId,
-        finished: Option<Duration>,
-    ) -> Result<bool> {
-        self.ops().end_once(job, occurrence, holder, finished)
-    }
-
-    async fn watch_once(&self, job: &Key, occurrence: &Key) -> Result<Box<dyn LeaseWatch>> {
-        Ok(self.watch(Topic::Once(
-            self.ns.clone(),
-            job.clone(),
-            occurrence.clone(),
-        )))
+    fn jobs(&self) -> Option<&dyn JobBackend> {
+        Some(self)
     }
 }

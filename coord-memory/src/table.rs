@@ -1,29 +1,26 @@
 //! The lease table: the whole lock-family state machine, synchronous and
 //! behind a narrow API, so that loom can check it and the simulator's server
-//! can host it. Time is passed in; expiry is lazy (an expired lease is
-//! dropped by the next operation on its key) and notification is the async
-//! layer's job. A lease granted *kept* (auto-extension in process, see
-//! [`InProcessLeases::acquire_kept`](coord_api::InProcessLeases::acquire_kept))
-//! does not expire: it lasts until released or force released, and nothing
-//! about it needs the time, so a key holding only kept leases is served
-//! without a clock read.
+//! can host it. Time is passed in (the server's clock, read once per
+//! operation); expiry is lazy (an expired lease is dropped by the next
+//! operation on its key) and notification is the async layer's job.
 
 use std::time::Duration;
 
 use coord_api::{
-    Acquire, Busy, Clock, Error, FencingToken, Grant, HolderId, Holding, Instant, Key, LeaseFamily,
-    LeaseId, LeaseInfo, LeaseKind, Namespace, Release, Result,
+    Clock, Error, FencingToken, HolderId, Instant, Key, LeaseInfo, LeaseKind, LockSpace, Namespace,
+    Result,
+    spi::{Acquire, Busy, Grant, LeaseId, Release},
 };
 
 use crate::sync::{AtomicU64, Lookup, Map, Ordering};
 
-/// A key in the table: namespace, family and key.
+/// A key in the table: namespace, lock space and key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableKey {
     /// The namespace.
     pub ns: Namespace,
-    /// The family (each has its own key space).
-    pub family: LeaseFamily,
+    /// The lock space (each has its own keys).
+    pub space: LockSpace,
     /// The key.
     pub key: Key,
 }
@@ -38,7 +35,7 @@ impl std::hash::Hash for TableKey {
 #[derive(Clone, Copy)]
 struct KeyRef<'a> {
     ns: &'a Namespace,
-    family: LeaseFamily,
+    space: LockSpace,
     key: &'a Key,
 }
 
@@ -46,7 +43,7 @@ impl<'a> From<&'a TableKey> for KeyRef<'a> {
     fn from(k: &'a TableKey) -> Self {
         KeyRef {
             ns: &k.ns,
-            family: k.family,
+            space: k.space,
             key: &k.key,
         }
     }
@@ -55,17 +52,17 @@ impl<'a> From<&'a TableKey> for KeyRef<'a> {
 impl std::hash::Hash for KeyRef<'_> {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.ns.hash(state);
-        self.family.hash(state);
+        self.space.hash(state);
         self.key.hash(state);
     }
 }
 
 impl Lookup<TableKey> for KeyRef<'_> {
     fn matches(&self, k: &TableKey) -> bool {
-        k.family == self.family && k.key == *self.key && k.ns == *self.ns
+        k.space == self.space && k.key == *self.key && k.ns == *self.ns
     }
     fn to_key(&self) -> TableKey {
-        table_key(self.ns, self.family, self.key)
+        table_key(self.ns, self.space, self.key)
     }
 }
 
@@ -84,54 +81,13 @@ struct Lease {
     kind: LeaseKind,
     token: u64,
     holds: u32,
-    expiry: Expiry,
-}
-
-/// When a lease ends by itself.
-#[derive(Debug, Clone, Copy)]
-enum Expiry {
-    /// At the instant, unless extended.
-    At(Instant),
-    /// Never: a kept lease lasts until released, as if renewed for `ttl` at
-    /// every instant.
-    Kept { ttl: Duration },
+    /// When it expires, unless extended.
+    until: Instant,
 }
 
 impl Lease {
-    /// When it expires; `None` for a kept lease.
-    fn until(&self) -> Option<Instant> {
-        match self.expiry {
-            Expiry::At(until) => Some(until),
-            Expiry::Kept { .. } => None,
-        }
-    }
-
     fn live(&self, now: Instant) -> bool {
-        self.until().is_none_or(|until| until > now)
-    }
-
-    /// Extends it for `ttl` from now (a kept lease stays kept).
-    fn extend(&mut self, now: &mut Now, ttl: Duration) {
-        if let Expiry::At(until) = &mut self.expiry {
-            *until = now.get() + ttl;
-        }
-    }
-}
-
-/// The server's time for one operation: given, or read from its clock at
-/// most once and only when the operation needs it (nothing about a kept
-/// lease does).
-enum Now<'a> {
-    At(Instant),
-    Lazy(&'a dyn Clock, Option<Instant>),
-}
-
-impl Now<'_> {
-    fn get(&mut self) -> Instant {
-        match self {
-            Now::At(now) => *now,
-            Now::Lazy(clock, read) => *read.get_or_insert_with(|| clock.now()),
-        }
+        self.until > now
     }
 }
 
@@ -149,18 +105,14 @@ impl Entry {
         self.leases.is_empty() && self.intents.is_empty()
     }
 
-    /// Drops what has expired. A key with nothing that can expire (no
-    /// lease, or kept ones only, and no writer intent) reads no clock.
-    fn purge(&mut self, now: &mut Now) {
-        if self.leases.iter().any(|l| l.until().is_some()) || !self.intents.is_empty() {
-            let now = now.get();
-            // Usually nothing has expired: look before rewriting the vectors.
-            if self.leases.iter().any(|l| !l.live(now)) {
-                self.leases.retain(|l| l.live(now));
-            }
-            if self.intents.iter().any(|(_, until)| *until <= now) {
-                self.intents.retain(|(_, until)| *until > now);
-            }
+    /// Drops what has expired.
+    fn purge(&mut self, now: Instant) {
+        // Usually nothing has expired: look before rewriting the vectors.
+        if self.leases.iter().any(|l| !l.live(now)) {
+            self.leases.retain(|l| l.live(now));
+        }
+        if self.intents.iter().any(|(_, until)| *until <= now) {
+            self.intents.retain(|(_, until)| *until > now);
         }
         if self.leases.is_empty() {
             self.limit = None;
@@ -173,23 +125,18 @@ impl Entry {
             .position(|l| l.holder == id.holder && l.kind == id.kind)
     }
 
-    /// When the first lease in the way (`blocking`) expires; `None` when
-    /// every one of them is kept (only a release frees them).
+    /// When the first lease in the way (`blocking`) expires.
     fn earliest(&self, blocking: impl Fn(&Lease) -> bool) -> Option<Instant> {
         self.leases
             .iter()
             .filter(|l| blocking(l))
-            .filter_map(Lease::until)
+            .map(|l| l.until)
             .min()
     }
 
-    /// When the last lease expires; `None` when any is kept.
+    /// When the last lease expires.
     fn latest(&self) -> Option<Instant> {
-        let untils = self.leases.iter().map(Lease::until);
-        untils
-            .clone()
-            .all(|u| u.is_some())
-            .then(|| untils.flatten().max())?
+        self.leases.iter().map(|l| l.until).max()
     }
 }
 
@@ -202,7 +149,8 @@ pub enum Freed {
     Yes,
 }
 
-/// The lock family's state for every namespace of one store.
+/// The lock family's state for every namespace of one store. Every method
+/// is one atomic step on one key, decided at `now` by the server's clock.
 pub struct LeaseTable {
     entries: Map<TableKey, Entry>,
     /// The last token granted to an election or job, for every key (one
@@ -214,8 +162,6 @@ pub struct LeaseTable {
     /// a clock read per grant and ignores wall-clock steps backwards.
     epoch_wall_us: u64,
     epoch_at: Instant,
-    #[cfg(feature = "broken")]
-    bug: Option<crate::Bug>,
 }
 
 impl LeaseTable {
@@ -231,23 +177,7 @@ impl LeaseTable {
             last_token: AtomicU64::new(0),
             epoch_wall_us,
             epoch_at: clock.now(),
-            #[cfg(feature = "broken")]
-            bug: None,
         }
-    }
-
-    /// An empty table with a deliberate bug (feature `broken`, tests only).
-    #[cfg(feature = "broken")]
-    pub fn with_bug(clock: &dyn Clock, bug: crate::Bug) -> LeaseTable {
-        LeaseTable {
-            bug: Some(bug),
-            ..LeaseTable::new(clock)
-        }
-    }
-
-    #[cfg(feature = "broken")]
-    pub(crate) fn has_bug(&self, bug: crate::Bug) -> bool {
-        self.bug == Some(bug)
     }
 
     /// The server's wall clock at `now`, in µs since the Unix epoch.
@@ -256,25 +186,12 @@ impl LeaseTable {
     }
 
     /// The next fencing token of a lock-family key whose shard's counter is
-    /// `last` (see [`Map`]): changed under the shard's lock, so no atomic
-    /// operation, and strictly increasing for each of the shard's keys. Its
-    /// floor is the wall clock when the store was created: a store forgets
-    /// its counters only by being created anew, and then starts above every
-    /// token of the one before (unless that one granted more than a token
-    /// per microsecond of its life, on one shard).
-    fn key_token(&self, last: &mut u64) -> u64 {
-        *last = self.token_after(*last, self.epoch_wall_us);
+    /// `last` (see [`Map`]): [`FencingToken::next_after_micros`] with the
+    /// wall clock at `now`, changed under the shard's lock (no atomic
+    /// operation), strictly increasing for each of the shard's keys.
+    fn key_token(&self, last: &mut u64, now: Instant) -> u64 {
+        *last = FencingToken::next_after_micros(*last, self.wall_us(now)).get();
         *last
-    }
-
-    /// The token after `last`, floored at `wall_us` (see
-    /// [`FencingToken::next_after_micros`]).
-    fn token_after(&self, last: u64, wall_us: u64) -> u64 {
-        #[cfg(feature = "broken")]
-        if self.has_bug(crate::Bug::NoTokenFloor) {
-            return last + 1;
-        }
-        FencingToken::next_after_micros(last, wall_us).get()
     }
 
     /// The next fencing token of this store's elections and jobs (one
@@ -283,7 +200,7 @@ impl LeaseTable {
         let wall_us = self.wall_us(now);
         let mut last = self.last_token.load(Ordering::SeqCst);
         loop {
-            let next = self.token_after(last, wall_us);
+            let next = FencingToken::next_after_micros(last, wall_us).get();
             match self
                 .last_token
                 .compare_exchange(last, next, Ordering::SeqCst, Ordering::SeqCst)
@@ -294,38 +211,13 @@ impl LeaseTable {
         }
     }
 
-    /// [`LeaseBackend::acquire`](coord_api::LeaseBackend::acquire) on `ns`,
-    /// decided at `now` by the server's clock.
+    /// [`LockBackend::acquire`](coord_api::spi::LockBackend::acquire) on `ns`.
     pub fn acquire(
         &self,
         ns: &Namespace,
         id: &LeaseId,
         ttl: Duration,
         now: Instant,
-    ) -> Result<Acquire> {
-        self.grant(ns, id, ttl, Now::At(now), false)
-    }
-
-    /// [`InProcessLeases::acquire_kept`](coord_api::InProcessLeases::acquire_kept)
-    /// on `ns`: a new lease is kept. Reads `clock` only if the key holds
-    /// something that can expire.
-    pub fn acquire_kept(
-        &self,
-        ns: &Namespace,
-        id: &LeaseId,
-        ttl: Duration,
-        clock: &dyn Clock,
-    ) -> Result<Acquire> {
-        self.grant(ns, id, ttl, Now::Lazy(clock, None), true)
-    }
-
-    fn grant(
-        &self,
-        ns: &Namespace,
-        id: &LeaseId,
-        ttl: Duration,
-        mut now: Now,
-        keep: bool,
     ) -> Result<Acquire> {
         check_ttl(id, ttl)?;
         if let LeaseKind::Permit { limit: 0 } = id.kind {
@@ -336,16 +228,14 @@ impl LeaseTable {
         }
         let key = KeyRef {
             ns,
-            family: id.kind.family(),
+            space: id.kind.space(),
             key: &id.key,
         };
         self.entries.update(&key, Entry::is_empty, |e, last| {
-            e.purge(&mut now);
-            let busy = |now: &mut Now, until: Option<Instant>| {
-                #[cfg(feature = "broken")]
-                let until = until.filter(|_| !self.has_bug(crate::Bug::NoExpiryWake));
+            e.purge(now);
+            let busy = |until: Option<Instant>| {
                 Ok(Acquire::Busy(Busy {
-                    retry_in: until.map(|u| u.saturating_duration_since(now.get())),
+                    retry_in: until.map(|u| u.saturating_duration_since(now)),
                 }))
             };
             match id.kind {
@@ -356,20 +246,20 @@ impl LeaseTable {
                             && l.holder == id.holder
                         {
                             l.holds += 1;
-                            l.extend(&mut now, ttl);
+                            l.until = now + ttl;
                             return Ok(Acquire::Granted(Grant {
                                 token: FencingToken(l.token),
                                 holds: l.holds,
                             }));
                         }
-                        return busy(&mut now, l.until());
+                        return busy(Some(l.until));
                     }
                 }
                 LeaseKind::Read => {
                     if let Some(i) = e.find(id) {
                         // The same reader again: refresh, same token.
                         let l = &mut e.leases[i];
-                        l.extend(&mut now, ttl);
+                        l.until = now + ttl;
                         return Ok(Acquire::Granted(Grant {
                             token: FencingToken(l.token),
                             holds: l.holds,
@@ -379,18 +269,18 @@ impl LeaseTable {
                     let intent = e.intents.iter().map(|(_, u)| *u).min();
                     if e.leases.iter().any(is_writer) || intent.is_some() {
                         let writer = e.earliest(is_writer);
-                        return busy(&mut now, writer.into_iter().chain(intent).min());
+                        return busy(writer.into_iter().chain(intent).min());
                     }
                 }
                 LeaseKind::Write => {
                     if !e.leases.is_empty() {
-                        let until = now.get() + ttl;
+                        let until = now + ttl;
                         match e.intents.iter_mut().find(|(h, _)| *h == id.holder) {
                             Some((_, u)) => *u = until,
                             None => e.intents.push((id.holder.clone(), until)),
                         }
                         // The writer can go when the last lease in its way ends.
-                        return busy(&mut now, e.latest());
+                        return busy(e.latest());
                     }
                     e.intents.retain(|(h, _)| *h != id.holder);
                 }
@@ -404,22 +294,18 @@ impl LeaseTable {
                         )));
                     }
                     if e.leases.len() >= limit as usize {
-                        return busy(&mut now, e.earliest(|_| true));
+                        return busy(e.earliest(|_| true));
                     }
                     e.limit = Some(limit);
                 }
             }
-            let token = self.key_token(last);
-            let expiry = match keep {
-                true => Expiry::Kept { ttl },
-                false => Expiry::At(now.get() + ttl),
-            };
+            let token = self.key_token(last, now);
             e.leases.push(Lease {
                 holder: id.holder.clone(),
                 kind: id.kind,
                 token,
                 holds: 1,
-                expiry,
+                until: now + ttl,
             });
             Ok(Acquire::Granted(Grant {
                 token: FencingToken(token),
@@ -428,60 +314,47 @@ impl LeaseTable {
         })
     }
 
-    /// [`LeaseBackend::extend`](coord_api::LeaseBackend::extend) on `ns`.
+    /// [`LockBackend::extend`](coord_api::spi::LockBackend::extend) on `ns`.
     pub fn extend(
         &self,
         ns: &Namespace,
         id: &LeaseId,
         ttl: Duration,
-        clock: &dyn Clock,
+        now: Instant,
     ) -> Result<bool> {
         check_ttl(id, ttl)?;
-        let mut now = Now::Lazy(clock, None);
         let key = KeyRef {
             ns,
-            family: id.kind.family(),
+            space: id.kind.space(),
             key: &id.key,
         };
         Ok(self.entries.update(&key, Entry::is_empty, |e, _| {
-            e.purge(&mut now);
+            e.purge(now);
             match e.find(id) {
                 Some(i) => {
-                    e.leases[i].extend(&mut now, ttl);
+                    e.leases[i].until = now + ttl;
                     true
                 }
-                #[cfg(feature = "broken")]
-                None if self.has_bug(crate::Bug::RenewAfterTakeover) => !e.leases.is_empty(),
                 None => false,
             }
         }))
     }
 
-    /// [`LeaseBackend::release`](coord_api::LeaseBackend::release) on `ns`.
-    /// Reads `clock` only if the key holds something that can expire (a kept
-    /// lease cannot).
-    pub fn release(&self, ns: &Namespace, id: &LeaseId, clock: &dyn Clock) -> (Release, Freed) {
+    /// [`LockBackend::release`](coord_api::spi::LockBackend::release) on `ns`.
+    pub fn release(&self, ns: &Namespace, id: &LeaseId, now: Instant) -> (Release, Freed) {
         let key = KeyRef {
             ns,
-            family: id.kind.family(),
+            space: id.kind.space(),
             key: &id.key,
         };
         self.entries.update(&key, Entry::is_empty, |e, _| {
-            e.purge(&mut Now::Lazy(clock, None));
+            e.purge(now);
             let before = e.intents.len();
             if id.kind == LeaseKind::Write {
                 e.intents.retain(|(h, _)| *h != id.holder);
             }
             let withdrew = e.intents.len() != before;
-            #[cfg(feature = "broken")]
-            let found = if self.has_bug(crate::Bug::ReleaseIgnoresHolder) {
-                e.leases.iter().position(|l| l.kind == id.kind)
-            } else {
-                e.find(id)
-            };
-            #[cfg(not(feature = "broken"))]
-            let found = e.find(id);
-            let Some(i) = found else {
+            let Some(i) = e.find(id) else {
                 return (
                     Release::NotHeld,
                     if withdrew { Freed::Yes } else { Freed::No },
@@ -500,64 +373,34 @@ impl LeaseTable {
         })
     }
 
-    /// [`InProcessLeases::holding`](coord_api::InProcessLeases::holding) on
-    /// `ns`: whether the lease `id` granted with `token` is live now (a kept
-    /// one reads no clock).
-    pub fn holding(
-        &self,
-        ns: &Namespace,
-        id: &LeaseId,
-        token: FencingToken,
-        clock: &dyn Clock,
-    ) -> Holding {
-        let key = KeyRef {
-            ns,
-            family: id.kind.family(),
-            key: &id.key,
-        };
-        self.entries
-            .read(&key, |e| {
-                let l = e.leases.iter().find(|l| {
-                    l.holder == id.holder && l.kind == id.kind && l.token == token.get()
-                })?;
-                match l.until() {
-                    None => Some(Holding::UntilReleased),
-                    Some(until) if until > clock.now() => Some(Holding::Until(until)),
-                    Some(_) => None,
-                }
-            })
-            .flatten()
-            .unwrap_or(Holding::NotHeld)
-    }
-
-    /// [`LeaseBackend::force_release`](coord_api::LeaseBackend::force_release) on `ns`.
+    /// [`LockBackend::force_release`](coord_api::spi::LockBackend::force_release) on `ns`.
     pub fn force_release(
         &self,
         ns: &Namespace,
-        family: LeaseFamily,
+        space: LockSpace,
         key: &Key,
-        clock: &dyn Clock,
+        now: Instant,
     ) -> usize {
-        self.entries
-            .update(&KeyRef { ns, family, key }, Entry::is_empty, |e, _| {
-                e.purge(&mut Now::Lazy(clock, None));
-                let n = e.leases.len();
-                *e = Entry::default();
-                n
-            })
+        let key = KeyRef { ns, space, key };
+        self.entries.update(&key, Entry::is_empty, |e, _| {
+            e.purge(now);
+            let n = e.leases.len();
+            *e = Entry::default();
+            n
+        })
     }
 
-    /// [`LeaseBackend::inspect`](coord_api::LeaseBackend::inspect) on `ns`.
+    /// [`LockBackend::inspect`](coord_api::spi::LockBackend::inspect) on `ns`.
     pub fn inspect(
         &self,
         ns: &Namespace,
-        family: LeaseFamily,
+        space: LockSpace,
         key: &Key,
-        clock: &dyn Clock,
+        now: Instant,
     ) -> Vec<LeaseInfo> {
-        let now = clock.now();
+        let key = KeyRef { ns, space, key };
         self.entries
-            .read(&KeyRef { ns, family, key }, |e| {
+            .read(&key, |e| {
                 let mut v: Vec<LeaseInfo> = e
                     .leases
                     .iter()
@@ -567,10 +410,7 @@ impl LeaseTable {
                         holder: l.holder.clone(),
                         token: FencingToken(l.token),
                         holds: l.holds,
-                        expires_in: match l.expiry {
-                            Expiry::At(until) => until - now,
-                            Expiry::Kept { ttl } => ttl,
-                        },
+                        expires_in: l.until - now,
                     })
                     .collect();
                 v.sort_by_key(|i| i.token);
@@ -588,7 +428,7 @@ impl LeaseTable {
             .read(key, |e| {
                 e.leases
                     .iter()
-                    .filter_map(Lease::until)
+                    .map(|l| l.until)
                     .chain(e.intents.iter().map(|(_, u)| *u))
                     .filter(|&at| at > after)
                     .min()
@@ -597,11 +437,11 @@ impl LeaseTable {
     }
 }
 
-/// The table key of `key` in `family` of `ns`.
-pub fn table_key(ns: &Namespace, family: LeaseFamily, key: &Key) -> TableKey {
+/// The table key of `key` in `space` of `ns`.
+pub fn table_key(ns: &Namespace, space: LockSpace, key: &Key) -> TableKey {
     TableKey {
         ns: ns.clone(),
-        family,
+        space,
         key: key.clone(),
     }
 }

@@ -1,24 +1,38 @@
-//! Notifications: a version channel per watched key, bumped on release; a
-//! watch also wakes at the key's next expiry instant, so waiters learn of an
-//! expiry when it happens, not on the next access.
+//! Notifications: a version channel per watched topic (a lock's key, an
+//! election, a group, a run), bumped on every change that may let a waiter
+//! in; a watch also wakes at the topic's next expiry instant, so waiters
+//! learn of an expiry when it happens, not on the next access.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use coord_api::{Instant, LeaseWatch, Result};
+use coord_api::{Instant, Key, Namespace, Result, spi::Watch};
 use dashmap::DashMap;
 use tokio::sync::watch;
 
 use crate::{MemoryStore, table::TableKey};
 
-/// The watched keys of a store (lease keys by default).
-pub(crate) struct Watchers<K = TableKey> {
-    channels: DashMap<K, watch::Sender<()>, foldhash::fast::RandomState>,
-    /// Live watches; lets a release skip the map when nobody waits anywhere.
+/// What a watch is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Topic {
+    /// A key of the lock family.
+    Lock(TableKey),
+    /// An election.
+    Election(Namespace, Key),
+    /// A membership group.
+    Group(Namespace, Key),
+    /// An occurrence of a run-once job.
+    Run(Namespace, Key, Key),
+}
+
+/// The watched topics of a store.
+pub(crate) struct Watchers {
+    channels: DashMap<Topic, watch::Sender<()>, foldhash::fast::RandomState>,
+    /// Live watches; lets a change skip the map when nobody waits anywhere.
     live: AtomicUsize,
 }
 
-impl<K: std::hash::Hash + Eq + Clone> Default for Watchers<K> {
+impl Default for Watchers {
     fn default() -> Self {
         Watchers {
             channels: DashMap::with_hasher(Default::default()),
@@ -27,57 +41,58 @@ impl<K: std::hash::Hash + Eq + Clone> Default for Watchers<K> {
     }
 }
 
-impl<K: std::hash::Hash + Eq + Clone> Watchers<K> {
-    /// Whether any watch is live (on any key): when not, a change needs no
-    /// notification and its caller need not even build the key.
+impl Watchers {
+    /// Whether any watch is live (on any topic): when not, a change needs no
+    /// notification and its caller need not even build the topic.
     pub(crate) fn any(&self) -> bool {
         self.live.load(Ordering::SeqCst) != 0
     }
 
-    /// Wakes every watcher of `key`.
-    pub(crate) fn notify(&self, key: &K) {
+    /// Wakes every watcher of `topic`.
+    pub(crate) fn notify(&self, topic: &Topic) {
         if !self.any() {
             return;
         }
-        if let Some(tx) = self.channels.get(key) {
+        if let Some(tx) = self.channels.get(topic) {
             tx.send_replace(());
         }
     }
 
-    pub(crate) fn subscribe(&self, key: &K) -> watch::Receiver<()> {
-        // Counted before the receiver exists, so a release never skips the
-        // map while a watcher of its key is registered.
+    fn subscribe(&self, topic: &Topic) -> watch::Receiver<()> {
+        // Counted before the receiver exists, so a change never skips the
+        // map while a watcher of its topic is registered.
         self.live.fetch_add(1, Ordering::SeqCst);
         self.channels
-            .entry(key.clone())
+            .entry(topic.clone())
             .or_insert_with(|| watch::channel(()).0)
             .subscribe()
     }
 
-    pub(crate) fn forget_if_unwatched(&self, key: &K) {
+    fn forget_if_unwatched(&self, topic: &Topic) {
         self.channels
-            .remove_if(key, |_, tx| tx.receiver_count() == 0);
+            .remove_if(topic, |_, tx| tx.receiver_count() == 0);
         self.live.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
+/// A watch on one topic of a store.
 pub(crate) struct MemoryWatch {
     store: MemoryStore,
-    key: TableKey,
+    topic: Topic,
     rx: Option<watch::Receiver<()>>,
     /// When the subscription was made or `changed` last returned: expiries
     /// up to then are told already (or were before the subscription, which
-    /// the subscriber's next look at the key sees).
+    /// the subscriber's next look sees).
     since: Instant,
 }
 
 impl MemoryWatch {
-    pub(crate) fn new(store: MemoryStore, key: TableKey) -> MemoryWatch {
-        let rx = store.inner.watchers.subscribe(&key);
+    pub(crate) fn new(store: MemoryStore, topic: Topic) -> MemoryWatch {
+        let rx = store.inner.watchers.subscribe(&topic);
         let since = store.inner.clock.now();
         MemoryWatch {
             store,
-            key,
+            topic,
             rx: Some(rx),
             since,
         }
@@ -85,14 +100,12 @@ impl MemoryWatch {
 }
 
 #[async_trait]
-impl LeaseWatch for MemoryWatch {
+impl Watch for MemoryWatch {
     async fn changed(&mut self) -> Result<()> {
-        // An expiry is told once: an expired entry stays in the table until
-        // the key's next operation, and a watcher that only looks (a lost
-        // signal) must not be woken by it again and again.
-        let expiry = self.store.inner.table.next_expiry(&self.key, self.since);
-        #[cfg(feature = "broken")]
-        let expiry = expiry.filter(|_| !self.store.inner.table.has_bug(crate::Bug::NoExpiryWake));
+        // An expiry is told once: an expired entry stays until the topic's
+        // next operation, and a watcher that only looks (a lost signal) must
+        // not be woken by it again and again.
+        let expiry = self.store.next_expiry(&self.topic, self.since);
         let clock = self.store.inner.clock.clone();
         let rx = self.rx.as_mut().expect("present until drop");
         match expiry {
@@ -104,8 +117,8 @@ impl LeaseWatch for MemoryWatch {
                 }
             }
             None => {
-                // The sender lives as long as the store's entry for this key,
-                // which outlives every receiver.
+                // The sender lives as long as the store's entry for this
+                // topic, which outlives every receiver.
                 let _ = rx.changed().await;
             }
         }
@@ -117,6 +130,6 @@ impl LeaseWatch for MemoryWatch {
 impl Drop for MemoryWatch {
     fn drop(&mut self) {
         drop(self.rx.take());
-        self.store.inner.watchers.forget_if_unwatched(&self.key);
+        self.store.inner.watchers.forget_if_unwatched(&self.topic);
     }
 }

@@ -7,8 +7,8 @@
 use std::{sync::Arc, time::Duration};
 
 use coord_api::{
-    Acquire, Clock, HolderId, InstanceId, Instant, Key, LeaseId, LeaseKind, Namespace, Release,
-    Sleep,
+    Clock, HolderId, InstanceId, Instant, Key, LeaseKind, LockSpace, Namespace, Sleep,
+    spi::{Acquire, LeaseId, Release},
 };
 use coord_memory::table::LeaseTable;
 use loom::sync::atomic::{AtomicUsize, Ordering};
@@ -39,22 +39,6 @@ fn lease(kind: LeaseKind, who: &str) -> LeaseId {
 
 const TTL: Duration = Duration::from_secs(10);
 
-/// A grant that expires at its TTL, or (`keep`) one that the table keeps
-/// until released, granted without a clock read.
-fn acquire(
-    table: &LeaseTable,
-    ns: &Namespace,
-    id: &LeaseId,
-    clock: &Frozen,
-    keep: bool,
-) -> Acquire {
-    match keep {
-        true => table.acquire_kept(ns, id, TTL, clock),
-        false => table.acquire(ns, id, TTL, clock.now()),
-    }
-    .unwrap()
-}
-
 #[test]
 fn exclusive_never_granted_twice() {
     let now = Instant::now();
@@ -67,14 +51,11 @@ fn exclusive_never_granted_twice() {
             .map(|who| {
                 let (table, inside, ns) = (table.clone(), inside.clone(), ns.clone());
                 loom::thread::spawn(move || {
-                    let clock = Frozen(now);
                     let id = lease(LeaseKind::Exclusive, who);
-                    // One kept lease (released without a clock read), one not.
-                    let keep = who == "a";
-                    if let Acquire::Granted(_) = acquire(&table, &ns, &id, &clock, keep) {
+                    if let Acquire::Granted(_) = table.acquire(&ns, &id, TTL, now).unwrap() {
                         assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders");
                         inside.fetch_sub(1, Ordering::SeqCst);
-                        let (r, _) = table.release(&ns, &id, &clock);
+                        let (r, _) = table.release(&ns, &id, now);
                         assert_eq!(r, Release::Released { remaining: 0 });
                     }
                 })
@@ -86,12 +67,7 @@ fn exclusive_never_granted_twice() {
         // Whatever happened, nothing stays held.
         assert!(
             table
-                .inspect(
-                    &ns,
-                    coord_api::LeaseFamily::Lock,
-                    &Key::new("k").unwrap(),
-                    &Frozen(now)
-                )
+                .inspect(&ns, LockSpace::Lock, &Key::new("k").unwrap(), now)
                 .is_empty()
         );
     });
@@ -111,10 +87,8 @@ fn writer_and_reader_never_overlap() {
                 let (table, writers, readers, ns) =
                     (table.clone(), writers.clone(), readers.clone(), ns.clone());
                 loom::thread::spawn(move || {
-                    let clock = Frozen(now);
                     let id = lease(kind, who);
-                    if let Acquire::Granted(_) = table.acquire(&ns, &id, TTL, clock.now()).unwrap()
-                    {
+                    if let Acquire::Granted(_) = table.acquire(&ns, &id, TTL, now).unwrap() {
                         let (mine, other) = if kind == LeaseKind::Write {
                             (&writers, &readers)
                         } else {
@@ -124,7 +98,7 @@ fn writer_and_reader_never_overlap() {
                         assert_eq!(other.load(Ordering::SeqCst), 0, "reader and writer overlap");
                         mine.fetch_sub(1, Ordering::SeqCst);
                     }
-                    table.release(&ns, &id, &clock);
+                    table.release(&ns, &id, now);
                 })
             })
             .collect();
@@ -169,17 +143,16 @@ fn extend_by_stale_holder_never_revives() {
     loom::model(move || {
         let table = Arc::new(LeaseTable::new(&Frozen(now)));
         let ns = Namespace::default();
-        let clock = Frozen(now);
         let a = lease(LeaseKind::Exclusive, "a");
         assert!(matches!(
-            table.acquire(&ns, &a, TTL, clock.now()).unwrap(),
+            table.acquire(&ns, &a, TTL, now).unwrap(),
             Acquire::Granted(_)
         ));
         let t1 = {
             let (table, ns, a) = (table.clone(), ns.clone(), a.clone());
             loom::thread::spawn(move || {
-                table.release(&ns, &a, &Frozen(now));
-                table.extend(&ns, &a, TTL, &Frozen(now)).unwrap()
+                table.release(&ns, &a, now);
+                table.extend(&ns, &a, TTL, now).unwrap()
             })
         };
         let t2 = {
@@ -191,12 +164,7 @@ fn extend_by_stale_holder_never_revives() {
         };
         assert!(!t1.join().unwrap(), "extend after release never succeeds");
         let _ = t2.join().unwrap();
-        let holders = table.inspect(
-            &ns,
-            coord_api::LeaseFamily::Lock,
-            &Key::new("k").unwrap(),
-            &clock,
-        );
+        let holders = table.inspect(&ns, LockSpace::Lock, &Key::new("k").unwrap(), now);
         assert!(holders.len() <= 1);
         assert!(holders.iter().all(|h| h.holder.instance().as_str() == "b"));
     });

@@ -1,8 +1,8 @@
-//! Model-based property test: random interleavings of acquire (expiring or
-//! kept), extend, release, force release, asking whether a lease is live, and
-//! time passing by several holders, run against the memory backend and
-//! against a sequential reference model written straight from the contract.
-//! Outcomes must match; tokens must increase.
+//! Model-based property test: random interleavings of acquire, extend,
+//! release, force release, listing the holders (with the time left on each
+//! lease), and time passing, by several holders, run against the memory
+//! backend and against a sequential reference model written straight from
+//! the contract. Outcomes must match; tokens must increase.
 
 use std::{
     sync::{
@@ -13,8 +13,8 @@ use std::{
 };
 
 use coord_api::{
-    Acquire, Clock, FencingToken, HolderId, Holding, InProcessLeases, InstanceId, Instant, Key,
-    LeaseBackend, LeaseFamily, LeaseId, LeaseKind, Namespace, Release, Sleep,
+    Clock, HolderId, InstanceId, Instant, Key, LeaseKind, LockSpace, Namespace, Sleep,
+    spi::{Acquire, LeaseId, LockBackend, Release},
 };
 use coord_memory::MemoryStore;
 use proptest::prelude::*;
@@ -51,14 +51,13 @@ const HOLDERS: usize = 4;
 
 #[derive(Debug, Clone)]
 enum Op {
-    /// Holder, kind, TTL, kept.
-    Acquire(usize, LeaseKind, u64, bool),
-    /// Holder, kind, whether to ask with a token other than its lease's (a
-    /// guard of an earlier grant to the same holder id).
-    Holding(usize, LeaseKind, bool),
+    /// Holder, kind, TTL.
+    Acquire(usize, LeaseKind, u64),
+    /// Lists the live leases of a space.
+    Inspect(LockSpace),
     Extend(usize, LeaseKind, u64),
     Release(usize, LeaseKind),
-    Force(LeaseFamily),
+    Force(LockSpace),
     Advance(u64),
 }
 
@@ -72,24 +71,29 @@ fn kind() -> impl Strategy<Value = LeaseKind> {
     ]
 }
 
+fn space() -> impl Strategy<Value = LockSpace> {
+    prop_oneof![
+        Just(LockSpace::Lock),
+        Just(LockSpace::RwLock),
+        Just(LockSpace::Semaphore)
+    ]
+}
+
 fn op() -> impl Strategy<Value = Op> {
     let holder = 0..HOLDERS;
     let ttl = 1u64..50;
     prop_oneof![
-        4 => (holder.clone(), kind(), ttl.clone(), any::<bool>())
-            .prop_map(|(h, k, t, keep)| Op::Acquire(h, k, t, keep)),
-        2 => (holder.clone(), kind(), any::<bool>()).prop_map(|(h, k, s)| Op::Holding(h, k, s)),
+        4 => (holder.clone(), kind(), ttl.clone()).prop_map(|(h, k, t)| Op::Acquire(h, k, t)),
+        2 => space().prop_map(Op::Inspect),
         2 => (holder.clone(), kind(), ttl).prop_map(|(h, k, t)| Op::Extend(h, k, t)),
         3 => (holder, kind()).prop_map(|(h, k)| Op::Release(h, k)),
-        1 => prop_oneof![Just(LeaseFamily::Lock), Just(LeaseFamily::RwLock), Just(LeaseFamily::Semaphore)]
-            .prop_map(Op::Force),
+        1 => space().prop_map(Op::Force),
         3 => (0u64..40).prop_map(Op::Advance),
     ]
 }
 
-/// A lease of the model: family, holder, kind, holds, token, expires-at ms,
-/// kept (never expires).
-type ModelLease = (LeaseFamily, usize, LeaseKind, u32, u64, u64, bool);
+/// A lease of the model: space, holder, kind, holds, token, expires-at ms.
+type ModelLease = (LockSpace, usize, LeaseKind, u32, u64, u64);
 
 /// The reference: for each family, the live leases and the writers' intents;
 /// time in whole ms.
@@ -112,31 +116,22 @@ enum Outcome {
     Extended(bool),
     Released(Option<u32>),
     Forced(usize),
-    /// Not held, or held until that ms, or kept.
-    Holding(Option<Option<u64>>),
+    /// Holder, kind, holds and ms left of each live lease, by token.
+    Inspected(Vec<(usize, LeaseKind, u32, u64)>),
 }
 
 impl Model {
-    fn live(&self, family: LeaseFamily) -> impl Iterator<Item = &ModelLease> {
+    fn live(&self, family: LockSpace) -> impl Iterator<Item = &ModelLease> {
         self.leases
             .iter()
-            .filter(move |l| l.0 == family && (l.6 || l.5 > self.now))
-    }
-
-    /// The token to ask about `h`'s lease of `kind` with: its own, or
-    /// (`stale`) one before it; 0 when it has none.
-    fn token(&self, h: usize, kind: LeaseKind, stale: bool) -> u64 {
-        let fam = kind.family();
-        (self.leases.iter())
-            .find(|l| l.0 == fam && l.1 == h && l.2 == kind)
-            .map_or(0, |l| l.4 - u64::from(stale))
+            .filter(move |l| l.0 == family && l.5 > self.now)
     }
 
     fn expire(&mut self) {
         let now = self.now;
-        self.leases.retain(|l| l.6 || l.5 > now);
+        self.leases.retain(|l| l.5 > now);
         self.intents.retain(|i| i.1 > now);
-        if !self.leases.iter().any(|l| l.0 == LeaseFamily::Semaphore) {
+        if !self.leases.iter().any(|l| l.0 == LockSpace::Semaphore) {
             self.limit = None;
         }
     }
@@ -151,24 +146,22 @@ impl Model {
             Op::Force(family) => {
                 let n = self.live(family).count();
                 self.leases.retain(|l| l.0 != family);
-                if family == LeaseFamily::RwLock {
+                if family == LockSpace::RwLock {
                     self.intents.clear();
                 }
-                if family == LeaseFamily::Semaphore {
+                if family == LockSpace::Semaphore {
                     self.limit = None;
                 }
                 Outcome::Forced(n)
             }
-            Op::Holding(h, kind, stale) => {
-                let fam = kind.family();
-                Outcome::Holding(
-                    (self.leases.iter())
-                        .find(|l| l.0 == fam && l.1 == h && l.2 == kind && !stale)
-                        .map(|l| (!l.6).then_some(l.5)),
-                )
+            Op::Inspect(space) => {
+                let mut live: Vec<_> = self.live(space).collect();
+                live.sort_by_key(|l| l.4);
+                let now = self.now;
+                Outcome::Inspected(live.iter().map(|l| (l.1, l.2, l.3, l.5 - now)).collect())
             }
-            Op::Acquire(h, kind, ttl, keep) => {
-                let fam = kind.family();
+            Op::Acquire(h, kind, ttl) => {
+                let fam = kind.space();
                 let until = self.now + ttl;
                 let others: Vec<_> = self.live(fam).cloned().collect();
                 let ok = match kind {
@@ -225,7 +218,7 @@ impl Model {
                     }
                 };
                 if ok {
-                    self.leases.push((fam, h, kind, 1, 0, until, keep));
+                    self.leases.push((fam, h, kind, 1, 0, until));
                     Outcome::Granted {
                         holds: 1,
                         reused: None,
@@ -236,7 +229,7 @@ impl Model {
             }
             Op::Extend(h, kind, ttl) => {
                 let now = self.now;
-                let fam = kind.family();
+                let fam = kind.space();
                 match self
                     .leases
                     .iter_mut()
@@ -250,7 +243,7 @@ impl Model {
                 }
             }
             Op::Release(h, kind) => {
-                let fam = kind.family();
+                let fam = kind.space();
                 if kind == LeaseKind::Write {
                     self.intents.retain(|i| i.0 != h);
                 }
@@ -306,24 +299,24 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 Op::Force(family) => {
                     Outcome::Forced(backend.force_release(family, &key).await.unwrap())
                 }
-                Op::Holding(h, kind, stale) => {
-                    let token = FencingToken(model.token(h, kind, stale));
-                    Outcome::Holding(match backend.holding(&id(h, kind), token) {
-                        Holding::NotHeld => None,
-                        Holding::Until(t) => Some(Some((t - clock.base).as_millis() as u64)),
-                        Holding::UntilReleased => Some(None),
-                    })
+                Op::Inspect(space) => {
+                    let infos = backend.inspect(space, &key).await.unwrap();
+                    Outcome::Inspected(
+                        infos
+                            .iter()
+                            .map(|i| {
+                                let h = holders.iter().position(|x| *x == i.holder).unwrap();
+                                (h, i.kind, i.holds, i.expires_in.as_millis() as u64)
+                            })
+                            .collect(),
+                    )
                 }
-                Op::Acquire(h, kind, ttl, keep) => {
+                Op::Acquire(h, kind, ttl) => {
                     let ttl = Duration::from_millis(ttl);
-                    let answer = if keep {
-                        backend.acquire_kept(&id(h, kind), ttl)
-                    } else {
-                        backend.acquire(&id(h, kind), ttl).await
-                    };
+                    let answer = backend.acquire(&id(h, kind), ttl).await;
                     match answer {
                         Ok(Acquire::Granted(g)) => {
-                            let fam = kind.family() as usize;
+                            let fam = kind.space() as usize;
                             let reused = match &expected {
                                 Outcome::Granted {
                                     reused: Some(t), ..

@@ -1,0 +1,607 @@
+//! Elections: terms, quorum, observers and the leader runner.
+
+use crate::cases::prelude::*;
+
+cases! {
+    family: "election", needs: [Need::Elections];
+
+/// A term won after the previous leader resigned is greater than it.
+pub async fn term_increases_across_resign(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let la = elect(&a.election("e"), "a").await;
+    let t1 = la.term();
+    assert!(la.resign().await.unwrap(), "a still led when resigning");
+    let lb = elect(&b.election("e"), "b after a resigned").await;
+    assert!(lb.term() > t1, "term {} after {}", lb.term(), t1);
+    let la2 = {
+        assert!(lb.resign().await.unwrap());
+        elect(&a.election("e"), "a again").await
+    };
+    assert!(la2.term() > t1, "a's second term above its first");
+    la2.resign().await.unwrap();
+}
+
+/// A term won after the previous leader crashed (no renewal, no
+/// resignation) and its lease expired is greater than the crashed term.
+pub async fn term_increases_after_expiry(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client_with("a", no_extend(200)).await;
+    let b = ctx.client("b").await;
+    let la = elect(&a.election("e"), "a").await;
+    let t1 = la.term();
+    std::mem::forget(la); // crash: no renewal, no resignation
+    let lb = eventually(ms(2000), || async {
+        b.election("e").try_campaign().await.expect("try_campaign")
+    })
+    .await
+    .expect("b elected once a's term expired");
+    assert!(lb.term() > t1, "term {} after expired {}", lb.term(), t1);
+    lb.resign().await.unwrap();
+}
+
+/// While one candidate leads, another's `try_campaign` is refused at once,
+/// and the backend still names the first.
+pub async fn try_campaign_refused_while_led(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let la = elect(&a.election("e").ttl(ms(5000)), "a").await;
+    let t0 = Instant::now();
+    let res = at_once(b.election("e").try_campaign()).await.unwrap();
+    assert!(res.is_none(), "second candidate refused");
+    assert!(
+        t0.elapsed() < ms(1000),
+        "try_campaign took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(current_term(&b, "e").await, Some(la.term()));
+    assert!(la.is_leader());
+    la.resign().await.unwrap();
+}
+
+/// Six candidates campaigning in a loop: never two leaders at once, by their
+/// own `is_leader()` and by the backend's `leader()`; terms increase in the
+/// order they were won.
+pub async fn one_leader_among_concurrent_campaigners(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let observer = ctx.client("observer").await;
+    let inside = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let terms = Arc::new(Mutex::new(Vec::<FencingToken>::new()));
+    let current: Arc<Mutex<Vec<LostSignal>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        // A TTL long enough that a test runner starved for a few hundred ms
+        // (a loaded CI machine) does not end a term early: this case is about
+        // exclusion and term order among hand-overs, not about expiry.
+        let election = ctx
+            .client(&format!("c{i}"))
+            .await
+            .election("e")
+            .ttl(Duration::from_secs(5));
+        let observer = observer.clone();
+        let (inside, most, terms, current) =
+            (inside.clone(), most.clone(), terms.clone(), current.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..3 {
+                let l = election.campaign().await.expect("elected within the wait");
+                assert!(l.is_leader());
+                {
+                    let mut cur = current.lock().unwrap();
+                    assert!(
+                        cur.iter().all(|s| s.is_lost()),
+                        "another leadership still believes it leads"
+                    );
+                    cur.push(l.lost_signal());
+                }
+                let n = inside.fetch_add(1, SeqCst) + 1;
+                most.fetch_max(n, SeqCst);
+                terms.lock().unwrap().push(l.term());
+                let seen = observer.election("e").leader().await.unwrap();
+                let seen = seen.expect("the backend names a leader");
+                assert_eq!(seen.term, l.term(), "the backend's leader is this term");
+                assert_eq!(seen.holder, l.info().holder);
+                sleep(ms(5)).await;
+                inside.fetch_sub(1, SeqCst);
+                assert!(l.resign().await.unwrap(), "led until resigned");
+            }
+        }));
+    }
+    for t in tasks {
+        join(t, ms(20_000), "campaigner").await;
+    }
+    assert_eq!(most.load(SeqCst), 1, "two leaders at once");
+    let terms = terms.lock().unwrap().clone();
+    assert_eq!(terms.len(), 18);
+    assert!(
+        terms.windows(2).all(|w| w[0] < w[1]),
+        "terms not increasing in grant order: {terms:?}"
+    );
+}
+
+/// A client that never campaigns reads the leader's id, metadata, term,
+/// since-when, term count and time left.
+pub async fn leader_info_visible_to_non_candidates(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, c) = (ctx.client("a").await, ctx.client("c").await);
+    assert_eq!(c.election("e").leader().await.unwrap(), None, "vacant");
+    let before = SystemTime::now();
+    let la = elect(
+        &a.election("e").metadata("10.0.0.7:8080").ttl(ms(5000)),
+        "a",
+    )
+    .await;
+    let seen = c.election("e").leader().await.unwrap().expect("a leader");
+    assert_eq!(seen.holder.instance().as_str(), "a");
+    assert_eq!(seen.holder, la.info().holder);
+    assert_eq!(seen.metadata, "10.0.0.7:8080");
+    assert_eq!(seen.term, la.term());
+    assert_eq!(seen.seq, la.info().seq);
+    assert!(seen.seq >= 1, "the first term counts: seq {}", seen.seq);
+    assert_eq!(seen.since, la.info().since);
+    let skew = |t: SystemTime| {
+        t.duration_since(before)
+            .unwrap_or_else(|e| e.duration())
+            .as_secs_f64()
+    };
+    assert!(
+        skew(seen.since) < 5.0,
+        "since {:?} far from now",
+        seen.since
+    );
+    assert!(
+        seen.expires_in > Duration::ZERO && seen.expires_in <= ms(5000),
+        "expires_in {:?}",
+        seen.expires_in
+    );
+    la.resign().await.unwrap();
+    assert_eq!(
+        c.election("e").leader().await.unwrap(),
+        None,
+        "vacant again"
+    );
+}
+
+/// A candidate waiting in `campaign` wins within a round trip of the
+/// leader's resignation, long before the 10 s retry delay.
+pub async fn resign_lets_waiting_candidate_win_at_once(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let la = elect(&a.election("e").ttl(ms(5000)), "a").await;
+    let waiter = campaign_task(b.election("e"));
+    sleep(ms(100)).await; // let b's campaign subscribe and wait
+    assert!(!waiter.is_finished(), "b must wait while a leads");
+    let t0 = Instant::now();
+    assert!(la.resign().await.unwrap());
+    let (lb, t_won) = join(waiter, ms(3000), "b's campaign").await.unwrap();
+    assert!(
+        t_won - t0 < ms(100),
+        "b won {:?} after the resignation (retry delay 10 s)",
+        t_won - t0
+    );
+    lb.resign().await.unwrap();
+}
+
+/// A crashed leader (no renewal, no resignation) is replaced when its TTL
+/// ends, not before, and a waiting candidate wins promptly then.
+pub async fn crashed_leader_replaced_after_ttl(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client_with("a", no_extend(400)).await;
+    let b = ctx.client("b").await;
+    let t0 = Instant::now();
+    let la = elect(&a.election("e"), "a").await;
+    let t1 = la.term();
+    std::mem::forget(la); // crash
+    let (lb, t_won) = join(campaign_task(b.election("e")), ms(3000), "b")
+        .await
+        .unwrap();
+    let waited = t_won - t0;
+    assert!(waited >= ms(390), "new leader after {waited:?}, TTL 400 ms");
+    assert!(waited <= ms(400 + 600), "new leader only after {waited:?}");
+    assert!(lb.term() > t1);
+    lb.resign().await.unwrap();
+}
+
+/// A leader cut off from the backend learns it lost leadership (`lost()`
+/// fires, `is_leader()` false) before another candidate is elected, which
+/// happens within the TTL plus a bound.
+pub async fn partitioned_leader_loses_before_new_leader(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx
+        .switchable_client("a", default_options().ttl(ms(600)))
+        .await;
+    let b = ctx.client("b").await;
+    let la = elect(&a.election("e"), "a").await;
+    let signal = la.lost_signal();
+    switch.off();
+    let t_off = Instant::now();
+    let election = b.election("e");
+    let waiter = tokio::spawn(async move {
+        let l = election.campaign().await;
+        // Checked the instant b is elected.
+        (l, signal.is_lost(), Instant::now())
+    });
+    timeout(ms(2000), la.lost())
+        .await
+        .expect("the cut-off leader learns it lost");
+    assert!(!la.is_leader());
+    let (lb, a_lost_then, t_won) = join(waiter, ms(3000), "b's campaign").await;
+    let lb = lb.expect("b elected");
+    assert!(a_lost_then, "b elected while a still believed it led");
+    assert!(
+        t_won - t_off <= ms(600 + 600),
+        "b elected {:?} after the cut, TTL 600 ms",
+        t_won - t_off
+    );
+    assert!(lb.term() > la.term());
+    lb.resign().await.unwrap();
+}
+
+/// A stale term changes nothing at the backend: renewing or resigning it
+/// after another leader was elected is refused and the new leader stays.
+pub async fn stale_term_renew_and_resign_refused(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let la = elect(&a.election("e"), "a").await;
+    let (holder, t1) = (la.info().holder.clone(), la.term());
+    assert!(la.resign().await.unwrap());
+    let lb = elect(&b.election("e").ttl(ms(5000)), "b").await;
+    let backend = ctx.backend().await;
+    let backend = backend.elections().expect("the backend offers elections");
+    let e = key("e");
+    assert!(
+        !backend
+            .renew(&e, &holder, t1, ms(5000), None)
+            .await
+            .unwrap()
+    );
+    assert!(!backend.resign(&e, &holder, t1).await.unwrap());
+    let stranger = HolderId::new(InstanceId::new("intruder").unwrap());
+    assert!(!backend.resign(&e, &stranger, lb.term()).await.unwrap());
+    assert_eq!(
+        current_term(&a, "e").await,
+        Some(lb.term()),
+        "b still leads"
+    );
+    assert!(lb.is_leader());
+    assert!(lb.resign().await.unwrap());
+}
+
+/// Without quorum nobody is elected: `try_campaign` is refused, `campaign`
+/// times out, and the backend names no leader.
+#[needs(Need::Groups)]
+pub async fn no_quorum_elects_nobody(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let member = a.group("g").join().await.unwrap();
+    let election = a.election("e").quorum(quorum("g", 2));
+    assert!(at_once(election.try_campaign()).await.unwrap().is_none());
+    let waited = timeout(
+        ms(3000),
+        election.clone().wait_timeout(Some(ms(300))).campaign(),
+    )
+    .await
+    .expect("campaign bounded by its wait timeout");
+    assert!(
+        matches!(waited, Err(Error::Timeout { .. })),
+        "campaign without quorum: {waited:?}"
+    );
+    assert_eq!(current_term(&a, "e").await, None, "nobody leads");
+    member.leave().await.unwrap();
+}
+
+/// A leader whose quorum group drops below `min_members` is told it lost
+/// (`lost()` fires, `is_leader()` false) and the backend names no leader.
+#[needs(Need::Groups)]
+pub async fn quorum_loss_ends_leadership(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let ma = a.group("g").join().await.unwrap();
+    let mb = b.group("g").join().await.unwrap();
+    let la = elect(
+        &a.election("e").quorum(quorum("g", 2)).ttl(ms(600)),
+        "a with quorum",
+    )
+    .await;
+    assert!(mb.leave().await.unwrap());
+    timeout(ms(2000), la.lost())
+        .await
+        .expect("the leader learns it lost its quorum");
+    assert!(!la.is_leader());
+    let vacant = eventually(ms(1000), || async {
+        current_term(&b, "e").await.is_none().then_some(())
+    })
+    .await;
+    assert!(vacant.is_some(), "the backend still names a leader");
+    assert!(
+        b.election("e")
+            .quorum(quorum("g", 2))
+            .try_campaign()
+            .await
+            .unwrap()
+            .is_none(),
+        "nobody elected while the quorum is missing"
+    );
+    ma.leave().await.unwrap();
+}
+
+/// A candidate waiting for a quorum is elected promptly once enough members
+/// joined (woken by the join, not the 10 s retry delay).
+#[needs(Need::Groups)]
+pub async fn quorum_regained_allows_election(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let ma = a.group("g").join().await.unwrap();
+    let waiter = campaign_task(a.election("e").quorum(quorum("g", 2)));
+    sleep(ms(100)).await;
+    assert!(!waiter.is_finished(), "elected without quorum");
+    let t0 = Instant::now();
+    let mb = b.group("g").join().await.unwrap();
+    let (la, t_won) = join(waiter, ms(3000), "campaign after the join")
+        .await
+        .unwrap();
+    assert!(
+        t_won - t0 < ms(500),
+        "elected {:?} after the quorum returned",
+        t_won - t0
+    );
+    assert!(la.is_leader());
+    la.resign().await.unwrap();
+    mb.leave().await.unwrap();
+    ma.leave().await.unwrap();
+}
+
+/// An observer that keeps up sees every one of several successive terms, and
+/// the vacancy between them, with `skipped` 0.
+pub async fn observer_sees_every_term(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let o = ctx.client("o").await;
+    let mut obs = o.election("e").observe().await.unwrap();
+    let first = timeout(ms(2000), obs.next()).await.expect("first").unwrap();
+    assert_eq!(first.leader, None, "vacant at first");
+    for i in 0..3 {
+        let c = ctx.client(&format!("c{i}")).await;
+        let l = elect(&c.election("e").metadata(format!("m{i}")), "candidate").await;
+        let seen = timeout(ms(2000), obs.next())
+            .await
+            .expect("the new term is observed")
+            .unwrap();
+        let leader = seen.leader.expect("a leader");
+        assert_eq!(
+            (leader.term, leader.metadata.as_str()),
+            (l.term(), format!("m{i}").as_str())
+        );
+        assert_eq!(seen.skipped, 0, "kept up, skipped nothing");
+        l.resign().await.unwrap();
+        let vacancy = timeout(ms(2000), obs.next())
+            .await
+            .expect("the vacancy is observed")
+            .unwrap();
+        assert_eq!(vacancy.leader, None);
+        assert_eq!(vacancy.skipped, 0);
+    }
+}
+
+/// An observer that falls behind several terms is told how many it skipped
+/// when it next reads, rather than silently missing them.
+pub async fn lagging_observer_told_it_skipped(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let mut obs = b.election("e").observe().await.unwrap();
+    let la = elect(&a.election("e"), "first").await;
+    let seen = timeout(ms(2000), obs.next()).await.expect("first").unwrap();
+    assert_eq!(seen.leader.map(|l| l.term), Some(la.term()));
+    la.resign().await.unwrap();
+    for _ in 0..3 {
+        elect(&a.election("e"), "unobserved term")
+            .await
+            .resign()
+            .await
+            .unwrap();
+    }
+    let last = elect(&a.election("e"), "last").await;
+    let seen = timeout(ms(2000), obs.next()).await.expect("next").unwrap();
+    assert_eq!(seen.leader.map(|l| l.term), Some(last.term()));
+    assert_eq!(seen.skipped, 3, "three terms began and ended unobserved");
+    last.resign().await.unwrap();
+}
+
+/// An observer that first saw the election vacant, then missed terms, is
+/// told it skipped them too.
+pub async fn observer_from_vacancy_told_it_skipped(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    // One term before the observer starts: not skipped by it.
+    elect(&a.election("e"), "before")
+        .await
+        .resign()
+        .await
+        .unwrap();
+    let mut obs = b.election("e").observe().await.unwrap();
+    let first = timeout(ms(2000), obs.next()).await.expect("first").unwrap();
+    assert_eq!(first.leader, None);
+    for _ in 0..2 {
+        elect(&a.election("e"), "unobserved term")
+            .await
+            .resign()
+            .await
+            .unwrap();
+    }
+    let last = elect(&a.election("e"), "last").await;
+    let seen = timeout(ms(2000), obs.next()).await.expect("next").unwrap();
+    assert_eq!(seen.leader.map(|l| l.term), Some(last.term()));
+    assert_eq!(seen.skipped, 2, "two terms began and ended unobserved");
+    last.resign().await.unwrap();
+}
+
+/// After the leader resigns, an observer reports the vacancy promptly (long
+/// before the term's 5 s TTL).
+pub async fn observer_reports_vacancy_after_resign(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, o) = (ctx.client("a").await, ctx.client("o").await);
+    let la = elect(&a.election("e").ttl(ms(5000)), "a").await;
+    let mut obs = o.election("e").observe().await.unwrap();
+    let seen = timeout(ms(2000), obs.next()).await.expect("first").unwrap();
+    assert_eq!(seen.leader.map(|l| l.term), Some(la.term()));
+    let waiting = tokio::spawn(async move {
+        let change = obs.next().await;
+        (change, Instant::now())
+    });
+    sleep(ms(50)).await;
+    let t0 = Instant::now();
+    la.resign().await.unwrap();
+    let (change, t_seen) = join(waiting, ms(2000), "observer").await;
+    assert_eq!(change.unwrap().leader, None, "vacancy reported");
+    assert!(
+        t_seen - t0 < ms(500),
+        "vacancy seen {:?} after the resignation",
+        t_seen - t0
+    );
+}
+
+/// A runner calls `on_acquired` with the term it won, the one the backend
+/// shows.
+pub async fn runner_calls_on_acquired_with_term(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, o) = (ctx.client("a").await, ctx.client("o").await);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let runner = LeaderRunner::new(a.election("e"))
+        .on_acquired(move |lc| {
+            let tx = tx.clone();
+            async move {
+                tx.send((lc.term, lc.info.term)).unwrap();
+                lc.lost.wait().await;
+            }
+        })
+        .start();
+    let (term, info_term) = timeout(ms(2000), rx.recv())
+        .await
+        .expect("on_acquired called")
+        .unwrap();
+    assert_eq!(term, info_term);
+    assert_eq!(current_term(&o, "e").await, Some(term));
+    assert_eq!(runner.leading().map(|l| l.term), Some(term));
+    assert!(runner.is_leader());
+    timeout(ms(3000), runner.shutdown())
+        .await
+        .expect("shutdown");
+}
+
+/// Shutting a leading runner down resigns: a second runner takes over
+/// promptly (long before the 5 s term TTL), with a greater term.
+pub async fn runner_shutdown_resigns(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let start = |client: &Client| {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let runner = LeaderRunner::new(client.election("e"))
+            .leadership_timeout(ms(5000))
+            .on_acquired(move |lc| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send((lc.term, Instant::now()));
+                }
+            })
+            .start();
+        (runner, rx)
+    };
+    let (ra, mut rxa) = start(&a);
+    let (ta, _) = timeout(ms(2000), rxa.recv())
+        .await
+        .expect("a leads")
+        .unwrap();
+    let (rb, mut rxb) = start(&b);
+    sleep(ms(100)).await;
+    assert!(!rb.is_leader(), "b leads while a does");
+    let t0 = Instant::now();
+    timeout(ms(3000), ra.shutdown()).await.expect("shutdown");
+    let (tb, t_won) = timeout(ms(2000), rxb.recv())
+        .await
+        .expect("b takes over")
+        .unwrap();
+    assert!(tb > ta);
+    assert!(
+        t_won - t0 < ms(500),
+        "b took over {:?} after a's shutdown (TTL 5 s)",
+        t_won - t0
+    );
+    timeout(ms(3000), rb.shutdown()).await.expect("shutdown");
+}
+
+/// After its term is lost (backend cut off), a runner calls `on_lost` with
+/// that term, and once the backend is back it campaigns again and wins a
+/// greater term.
+pub async fn runner_recampaigns_after_loss(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx
+        .switchable_client("a", default_options().ttl(ms(400)))
+        .await;
+    let (acq_tx, mut acquired) = mpsc::unbounded_channel();
+    let (lost_tx, mut lost) = mpsc::unbounded_channel();
+    let runner = LeaderRunner::new(a.election("e"))
+        .backoff(ms(20), ms(100))
+        .on_acquired(move |lc| {
+            let tx = acq_tx.clone();
+            async move {
+                let _ = tx.send(lc.term);
+            }
+        })
+        .on_lost(move |term| {
+            let tx = lost_tx.clone();
+            async move {
+                let _ = tx.send(term);
+            }
+        })
+        .start();
+    let t1 = timeout(ms(2000), acquired.recv())
+        .await
+        .expect("first term")
+        .unwrap();
+    switch.off();
+    let lost_term = timeout(ms(2000), lost.recv())
+        .await
+        .expect("on_lost called")
+        .unwrap();
+    assert_eq!(lost_term, t1);
+    assert!(!runner.is_leader());
+    sleep(ms(100)).await; // a few failing campaigns
+    switch.on();
+    let t2 = timeout(ms(3000), acquired.recv())
+        .await
+        .expect("elected again once reconnected")
+        .unwrap();
+    assert!(t2 > t1, "term {t2} after {t1}");
+    timeout(ms(3000), runner.shutdown())
+        .await
+        .expect("shutdown");
+}
+
+/// An empty election name, a zero TTL and a quorum of 0 members are
+/// `InvalidArgument` at once, and nobody is elected.
+pub async fn election_invalid_input_refused(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let bad = [
+        ("empty name", a.election("")),
+        ("zero ttl", a.election("e").ttl(Duration::ZERO)),
+        (
+            "ttl over 24 h",
+            a.election("e").ttl(coord_api::MAX_TTL + ms(1)),
+        ),
+        ("min_members 0", a.election("e").quorum(quorum("g", 0))),
+    ];
+    for (what, e) in bad {
+        assert_invalid(
+            at_once(e.try_campaign()).await,
+            &format!("try_campaign {what}"),
+        );
+        assert_invalid(at_once(e.campaign()).await, &format!("campaign {what}"));
+    }
+    assert_invalid(at_once(a.election("").leader()).await, "leader empty name");
+    assert_invalid(
+        at_once(a.election("").observe()).await,
+        "observe empty name",
+    );
+    assert_eq!(current_term(&a, "e").await, None, "nobody elected");
+}
+}

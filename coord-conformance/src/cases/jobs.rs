@@ -1,0 +1,256 @@
+//! Singleton jobs: `Job::run` and run-once occurrences.
+
+use crate::cases::prelude::*;
+
+cases! {
+    family: "jobs", needs: [];
+
+/// Six instances call `run_once` on one occurrence at the same time: exactly
+/// one runs it (alone), the others answer `AlreadyFinished`.
+#[needs(Need::Jobs)]
+pub async fn run_once_runs_once_across_instances(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let inside = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let job = ctx.client(&format!("c{i}")).await.job("nightly");
+        let (runs, inside, most) = (runs.clone(), inside.clone(), most.clone());
+        tasks.push(tokio::spawn(async move {
+            job.run_once("2026-11-26", |ctx| async move {
+                runs.fetch_add(1, SeqCst);
+                let n = inside.fetch_add(1, SeqCst) + 1;
+                most.fetch_max(n, SeqCst);
+                sleep(ms(50)).await;
+                inside.fetch_sub(1, SeqCst);
+                ctx.attempt
+            })
+            .await
+        }));
+    }
+    let mut ran = 0;
+    for t in tasks {
+        match join(t, ms(5000), "run_once").await.unwrap() {
+            RunOnce::Ran(attempt) => {
+                assert_eq!(attempt, 1);
+                ran += 1;
+            }
+            RunOnce::AlreadyFinished => {}
+        }
+    }
+    assert_eq!((ran, runs.load(SeqCst)), (1, 1), "exactly one run");
+    assert_eq!(most.load(SeqCst), 1);
+}
+
+/// Once a run finished, later instances get `AlreadyFinished` without
+/// running the body.
+#[needs(Need::Jobs)]
+pub async fn run_once_never_reruns_finished(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let first = a.job("j").run_once("o", |c| async move { c.token }).await;
+    assert!(matches!(first, Ok(RunOnce::Ran(_))), "{first:?}");
+    for name in ["a", "b", "c"] {
+        let c = ctx.client(name).await;
+        let res = at_once(c.job("j").run_once("o", |_| async { panic!("ran again") })).await;
+        assert_eq!(res.unwrap(), RunOnce::<()>::AlreadyFinished, "{name}");
+    }
+}
+
+/// A run whose instance is cut off mid-body is retried by another instance
+/// only after its lease expired (the first run had already learnt it lost),
+/// with attempt 2; then the occurrence is finished for everyone.
+#[needs(Need::Jobs)]
+pub async fn crashed_run_retried_after_ttl(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx
+        .switchable_client("a", default_options().ttl(ms(500)))
+        .await;
+    let (b, c) = (ctx.client("b").await, ctx.client("c").await);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let job_a = a.job("j");
+    let first = tokio::spawn(async move {
+        job_a
+            .run_once("o", |ctx| async move {
+                tx.send((ctx.lost.clone(), Instant::now(), ctx.attempt))
+                    .unwrap();
+                switch.off(); // crash mid-body: no renewal, no end
+                ctx.lost.wait().await;
+            })
+            .await
+    });
+    let (lost_a, t_a, attempt_a) = timeout(ms(2000), rx.recv())
+        .await
+        .expect("a starts")
+        .unwrap();
+    assert_eq!(attempt_a, 1);
+    let res = b
+        .job("j")
+        .run_once("o", |ctx| async move {
+            (ctx.attempt, lost_a.is_lost(), Instant::now())
+        })
+        .await
+        .unwrap();
+    let RunOnce::Ran((attempt, a_lost_then, t_b)) = res else {
+        panic!("b should retry the crashed run, got {res:?}");
+    };
+    assert_eq!(attempt, 2, "the retry is attempt 2");
+    assert!(a_lost_then, "b ran while a still believed it ran");
+    assert!(
+        t_b - t_a >= ms(450),
+        "retried {:?} after the first start, TTL 500 ms",
+        t_b - t_a
+    );
+    assert!(
+        t_b - t_a <= ms(500 + 1000),
+        "retried only after {:?}",
+        t_b - t_a
+    );
+    let first = join(first, ms(3000), "a's run").await;
+    assert!(first.is_err(), "the crashed run did not finish: {first:?}");
+    let later = c.job("j").run_once("o", |_| async {}).await.unwrap();
+    assert_eq!(later, RunOnce::AlreadyFinished);
+}
+
+/// A body that outlives its never-renewed lease does not count as finished
+/// (`LeaseLost`), and another instance retries the occurrence after the TTL
+/// with attempt 2, once the first body's lost signal has fired.
+#[needs(Need::Jobs)]
+pub async fn run_outliving_its_lease_is_retried(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client_with("a", no_extend(300)).await;
+    let b = ctx.client("b").await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let job_a = a.job("j");
+    let first = tokio::spawn(async move {
+        job_a
+            .run_once("o", |ctx| async move {
+                tx.send(ctx.lost.clone()).unwrap();
+                sleep(ms(800)).await; // outlives the 300 ms lease
+            })
+            .await
+    });
+    let lost_a = timeout(ms(2000), rx.recv())
+        .await
+        .expect("a starts")
+        .unwrap();
+    let t0 = Instant::now();
+    let res = b
+        .job("j")
+        .run_once("o", |ctx| async move { (ctx.attempt, lost_a.is_lost()) })
+        .await
+        .unwrap();
+    assert_eq!(res, RunOnce::Ran((2, true)), "retry after the TTL");
+    assert!(
+        t0.elapsed() >= ms(250),
+        "retried {:?} after start",
+        t0.elapsed()
+    );
+    let first = join(first, ms(3000), "a's run").await;
+    assert!(
+        matches!(first, Err(Error::LeaseLost { .. })),
+        "a's late end is LeaseLost: {first:?}"
+    );
+}
+
+/// A finished occurrence runs again once its marker's retention passed.
+#[needs(Need::Jobs)]
+pub async fn run_once_retention_expiry_allows_rerun(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let first = a
+        .job("j")
+        .retention(ms(300))
+        .run_once("o", |_| async {})
+        .await;
+    assert_eq!(first.unwrap(), RunOnce::Ran(()));
+    let again = b.job("j").run_once("o", |_| async {}).await.unwrap();
+    assert_eq!(again, RunOnce::AlreadyFinished, "within the retention");
+    sleep(ms(300)).await; // let the retention pass
+    let rerun = eventually(ms(1000), || async {
+        match b.job("j").run_once("o", |_| async {}).await.unwrap() {
+            RunOnce::Ran(()) => Some(()),
+            RunOnce::AlreadyFinished => None,
+        }
+    })
+    .await;
+    assert!(rerun.is_some(), "still finished after the retention");
+}
+
+/// Occurrences are independent: finishing one leaves the others (and the
+/// same occurrence of another job) to run.
+#[needs(Need::Jobs)]
+pub async fn run_once_occurrences_independent(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let ran = |r: coord_api::Result<RunOnce<()>>| r.unwrap() == RunOnce::Ran(());
+    assert!(ran(a.job("j").run_once("t1", |_| async {}).await));
+    assert!(ran(b.job("j").run_once("t2", |_| async {}).await));
+    assert!(ran(b.job("other").run_once("t1", |_| async {}).await));
+    assert!(!ran(b.job("j").run_once("t1", |_| async {}).await));
+    assert!(!ran(a.job("j").run_once("t2", |_| async {}).await));
+}
+
+/// `Job::run` runs bodies one at a time across instances, each with a fencing
+/// token greater than the previous run's.
+#[needs(Need::Locks)]
+pub async fn job_run_is_exclusive_with_token(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let inside = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let tokens = Arc::new(Mutex::new(Vec::<FencingToken>::new()));
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let job = ctx.client(&format!("c{i}")).await.job("j");
+        let (inside, most, tokens) = (inside.clone(), most.clone(), tokens.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..2 {
+                let (inside, most, tokens) = (inside.clone(), most.clone(), tokens.clone());
+                job.run(|ctx| async move {
+                    assert!(!ctx.lost.is_lost());
+                    assert_eq!(ctx.attempt, 1);
+                    let n = inside.fetch_add(1, SeqCst) + 1;
+                    most.fetch_max(n, SeqCst);
+                    tokens.lock().unwrap().push(ctx.token);
+                    sleep(ms(10)).await;
+                    inside.fetch_sub(1, SeqCst);
+                })
+                .await
+                .expect("ran");
+            }
+        }));
+    }
+    for t in tasks {
+        join(t, ms(10_000), "job runner").await;
+    }
+    assert_eq!(most.load(SeqCst), 1, "two bodies at once");
+    let tokens = tokens.lock().unwrap().clone();
+    assert_eq!(tokens.len(), 8);
+    assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
+}
+
+/// A bad occurrence key, an empty job name, a zero TTL and a zero retention
+/// are `InvalidArgument` at once, without running the body.
+#[needs(Need::Jobs)]
+pub async fn job_invalid_input_refused(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let body = |_| async { panic!("the body ran") };
+    let long = "o".repeat(513);
+    let bad = [
+        ("empty occurrence", a.job("j"), ""),
+        ("control character occurrence", a.job("j"), "a\nb"),
+        ("513-byte occurrence", a.job("j"), long.as_str()),
+        ("empty job", a.job(""), "o"),
+        ("zero ttl", a.job("j").ttl(Duration::ZERO), "o"),
+        ("zero retention", a.job("j").retention(Duration::ZERO), "o"),
+    ];
+    for (what, job, occ) in bad {
+        assert_invalid(at_once(job.run_once(occ, body)).await, what);
+    }
+    assert_invalid(at_once(a.job("").run(body)).await, "run empty job");
+    let ok = a.job("j").run_once("o", |_| async {}).await.unwrap();
+    assert_eq!(ok, RunOnce::Ran(()), "nothing recorded by the refusals");
+}
+}

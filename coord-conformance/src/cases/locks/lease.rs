@@ -1,0 +1,421 @@
+//! What every lock-family lease does: fencing tokens, auto-extension, the lost signal, drop, crash and cancellation, waiting limits.
+
+use crate::cases::prelude::*;
+
+cases! {
+    family: "locks", needs: [Need::Locks];
+
+/// Successive grants of one key (alternating clients) carry strictly
+/// increasing tokens.
+pub async fn tokens_increase_across_grants(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let clients = [ctx.client("a").await, ctx.client("b").await];
+    let mut last: Option<FencingToken> = None;
+    for i in 0..6 {
+        let g = take(&clients[i % 2].lock("k"), "grant").await;
+        if let Some(prev) = last {
+            assert!(g.token() > prev, "token {} after {prev}", g.token());
+        }
+        last = Some(g.token());
+        assert!(g.release().await.unwrap());
+    }
+}
+
+/// A grant after the previous holder's lease expired carries a larger token.
+pub async fn tokens_increase_after_expiry(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client_with("a", no_extend(200)).await;
+    let b = ctx.client("b").await;
+    let t0 = Instant::now();
+    let ga = take(&a.lock("k"), "a").await;
+    sleep_until(t0 + ms(200)).await;
+    let gb = take_within(&b.lock("k"), ms(1000))
+        .await
+        .expect("free after expiry");
+    assert!(
+        gb.token() > ga.token(),
+        "token {} after expired {}",
+        gb.token(),
+        ga.token()
+    );
+    gb.release().await.unwrap();
+}
+
+/// A grant after a force release carries a larger token than the fenced
+/// holder's.
+#[needs(Need::ForceRelease)]
+pub async fn tokens_increase_after_force_release(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let ga = take(&a.lock("k"), "a").await;
+    assert_eq!(b.lock("k").force_release().await.unwrap(), 1);
+    let gb = take(&b.lock("k"), "free after force release").await;
+    assert!(
+        gb.token() > ga.token(),
+        "token {} after force-released {}",
+        gb.token(),
+        ga.token()
+    );
+    gb.release().await.unwrap();
+}
+
+/// Permits of one semaphore and readers of one read-write lock each get a
+/// strictly larger token than the grant before.
+pub async fn tokens_increase_for_shared_grants(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let caps = caps(&ctx).await;
+    let clients = [
+        ctx.client("a").await,
+        ctx.client("b").await,
+        ctx.client("c").await,
+    ];
+    let check = |tokens: &[FencingToken], what: &str| {
+        for w in tokens.windows(2) {
+            assert!(w[0] < w[1], "{what} tokens not increasing: {tokens:?}");
+        }
+    };
+    if caps.semaphore {
+        let mut permits = Vec::new();
+        for c in &clients {
+            permits.push(
+                c.semaphore("s", 3)
+                    .try_acquire()
+                    .await
+                    .unwrap()
+                    .expect("permit"),
+            );
+        }
+        check(
+            &permits.iter().map(|p| p.token()).collect::<Vec<_>>(),
+            "permit",
+        );
+        let last = permits.last().unwrap().token();
+        for p in permits {
+            p.release().await.unwrap();
+        }
+        let p = clients[0]
+            .semaphore("s", 3)
+            .try_acquire()
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(p.token() > last, "permit token after release");
+        p.release().await.unwrap();
+    } else {
+        eprintln!("skipped: tokens_increase_for_shared_grants (permits) needs semaphore");
+    }
+    if caps.read_write {
+        let mut readers = Vec::new();
+        for c in &clients {
+            readers.push(c.rwlock("r").try_read().await.unwrap().expect("reader"));
+        }
+        check(
+            &readers.iter().map(|r| r.token()).collect::<Vec<_>>(),
+            "reader",
+        );
+        let last = readers.last().unwrap().token();
+        for r in readers {
+            r.release().await.unwrap();
+        }
+        let w = clients[0].rwlock("r").try_write().await.unwrap().unwrap();
+        assert!(w.token() > last, "writer token after readers");
+        w.release().await.unwrap();
+    } else {
+        eprintln!("skipped: tokens_increase_for_shared_grants (readers) needs read_write");
+    }
+}
+
+/// With auto-extension on, a lock with a 300 ms TTL is still held (and
+/// refused to others) after 1 s, more than 3× its TTL.
+pub async fn auto_extend_keeps_lock_past_3x_ttl(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client_with("a", default_options().ttl(ms(300))).await;
+    let b = ctx.client("b").await;
+    let g = take(&a.lock("k"), "a").await;
+    sleep(ms(1000)).await;
+    assert!(g.is_held(), "renewed locally");
+    assert!(is_busy(&b.lock("k")).await, "still held at the backend");
+    assert!(g.release().await.unwrap(), "held until released");
+}
+
+/// When renewal becomes impossible (backend cut off) and another client takes
+/// the key, the lost signal fires and `is_held()` is false.
+pub async fn lost_signal_fires_when_renewal_impossible(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx
+        .switchable_client("a", default_options().ttl(ms(600)))
+        .await;
+    let b = ctx.client("b").await;
+    let g = take(&a.lock("k"), "a").await;
+    let signal = g.lost_signal();
+    assert!(!signal.is_lost());
+    switch.off();
+    let t_off = Instant::now();
+    let lock = b.lock("k");
+    let waiter = tokio::spawn(async move { lock.lock().await });
+    timeout(ms(2000), g.lost())
+        .await
+        .expect("lost fires once renewal is impossible");
+    assert!(
+        t_off.elapsed() <= ms(600 + 400),
+        "lost fired {:?} after the cut, TTL 600 ms",
+        t_off.elapsed()
+    );
+    assert!(!g.is_held());
+    assert!(signal.is_lost());
+    timeout(ms(1000), signal.wait())
+        .await
+        .expect("LostSignal::wait completes");
+    let gb = join(waiter, ms(3000), "b takes the key")
+        .await
+        .expect("b granted");
+    assert!(gb.is_held());
+    assert!(!g.is_held(), "still lost after the takeover");
+    gb.release().await.unwrap();
+}
+
+/// Safety: the cut-off holder's local validity ends before another client is
+/// granted the key.
+pub async fn lost_before_takeover(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx
+        .switchable_client("a", default_options().ttl(ms(600)))
+        .await;
+    let b = ctx.client("b").await;
+    let g = take(&a.lock("k"), "a").await;
+    switch.off();
+    let lock = b.lock("k");
+    let waiter = tokio::spawn(async move {
+        let g = lock.lock().await;
+        (g, Instant::now())
+    });
+    let mut deadline = g.valid_until().expect("held");
+    let poll_end = Instant::now() + ms(2000);
+    while let Some(until) = g.valid_until() {
+        deadline = deadline.max(until);
+        assert!(Instant::now() < poll_end, "never lost");
+        sleep(ms(2)).await;
+    }
+    let (gb, t_granted) = join(waiter, ms(3000), "b takes the key").await;
+    let gb = gb.expect("b granted");
+    assert!(
+        t_granted >= deadline,
+        "b granted {:?} before a's local validity ended",
+        deadline - t_granted
+    );
+    gb.release().await.unwrap();
+}
+
+/// Once another client took the key, the old holder's renewal fails, at the
+/// client and at the backend, even after it reconnects.
+pub async fn renewal_after_takeover_fails(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx
+        .switchable_client("a", default_options().ttl(ms(400)))
+        .await;
+    let (b, c) = (ctx.client("b").await, ctx.client("c").await);
+    let g = take(&a.lock("k"), "a").await;
+    switch.off();
+    let gb = timeout(ms(3000), b.lock("k").lock())
+        .await
+        .expect("b takes the key after a's TTL")
+        .unwrap();
+    switch.on();
+    assert!(!g.extend().await.unwrap(), "client-side renewal refused");
+    let backend = ctx.backend().await;
+    let id = LeaseId {
+        kind: LeaseKind::Exclusive,
+        key: key("k"),
+        holder: g.holder().clone(),
+    };
+    assert!(
+        !locks(&backend).extend(&id, ms(5000)).await.unwrap(),
+        "backend renewal by the old holder refused"
+    );
+    assert!(!g.is_held());
+    assert!(!g.release().await.unwrap(), "old holder's release is false");
+    assert!(is_busy(&c.lock("k")).await, "b still holds it");
+    assert!(gb.release().await.unwrap());
+}
+
+/// After `release`, the lease's `LostSignal` reports it ended and `wait`
+/// completes.
+pub async fn release_ends_lost_signal(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let g = take(&a.lock("k"), "a").await;
+    let signal = g.lost_signal();
+    assert!(!signal.is_lost());
+    assert!(g.release().await.unwrap());
+    assert!(signal.is_lost());
+    timeout(ms(1000), signal.wait())
+        .await
+        .expect("wait completes after release");
+}
+
+/// Dropping a guard releases in the background: another client gets the key
+/// long before the 5 s TTL.
+pub async fn dropped_guard_frees_key(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let b = ctx.client("b").await;
+    let g = take(&a.lock("k").ttl(ms(5000)), "a").await;
+    assert!(is_busy(&b.lock("k")).await);
+    let t0 = Instant::now();
+    drop(g);
+    let gb = take_within(&b.lock("k"), ms(1500))
+        .await
+        .expect("a dropped guard frees the key");
+    assert!(t0.elapsed() < ms(2000));
+    gb.release().await.unwrap();
+}
+
+/// A holder that cannot reach the backend when it drops its guard (crashed or
+/// cut off) frees the key at its TTL.
+pub async fn unreachable_holder_freed_at_ttl(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", no_extend(400)).await;
+    let b = ctx.client("b").await;
+    let t0 = Instant::now();
+    let g = take(&a.lock("k"), "a").await;
+    switch.off();
+    drop(g);
+    let gb = timeout(ms(3000), b.lock("k").lock())
+        .await
+        .expect("the TTL frees the key")
+        .unwrap();
+    let waited = t0.elapsed();
+    assert!(waited >= ms(390), "freed after {waited:?}, before the TTL");
+    assert!(waited <= ms(400 + 600), "freed after {waited:?}");
+    gb.release().await.unwrap();
+}
+
+/// A `lock()` cancelled while waiting leaves nothing held: once the holder
+/// releases, another client gets the key at once.
+pub async fn cancelled_lock_leaves_nothing_held(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b, c) = (
+        ctx.client("a").await,
+        ctx.client("b").await,
+        ctx.client("c").await,
+    );
+    let ga = take(&a.lock("k").ttl(ms(5000)), "a").await;
+    let res = timeout(ms(200), b.lock("k").ttl(ms(5000)).lock()).await;
+    assert!(res.is_err(), "the wait was cancelled, not granted");
+    assert!(ga.release().await.unwrap());
+    let gc = take_within(&c.lock("k"), ms(300))
+        .await
+        .expect("nothing left held by the cancelled waiter");
+    gc.release().await.unwrap();
+}
+
+/// Cancelling a waiting `lock()` at moments around the holder's release never
+/// leaves a lease behind.
+pub async fn cancel_racing_release_leaves_nothing_held(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b, c) = (
+        ctx.client("a").await,
+        ctx.client("b").await,
+        ctx.client("c").await,
+    );
+    for i in 0..8u64 {
+        let ga = take(&a.lock("k"), "a").await;
+        let lock = b.lock("k").ttl(ms(5000));
+        let waiter = tokio::spawn(async move { lock.lock().await });
+        sleep(ms(20)).await;
+        let release = tokio::spawn(ga.release());
+        sleep(Duration::from_micros(i * 400)).await;
+        waiter.abort();
+        assert!(join(release, ms(2000), "release").await.unwrap());
+        match waiter.await {
+            Ok(Ok(g)) => assert!(g.release().await.unwrap(), "b's grant was held"),
+            Ok(Err(e)) => panic!("waiter failed: {e}"),
+            Err(_) => {} // cancelled
+        }
+        let gc = take_within(&c.lock("k"), ms(1000))
+            .await
+            .unwrap_or_else(|| panic!("round {i}: a cancelled waiter left the key held"));
+        gc.release().await.unwrap();
+    }
+}
+
+/// `lock()` on a held key fails with `Error::Timeout` once `wait_timeout`
+/// has passed.
+pub async fn wait_timeout_returns_timeout(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let ga = take(&a.lock("k").ttl(ms(5000)), "a").await;
+    let t0 = Instant::now();
+    let res = timeout(ms(3000), b.lock("k").wait_timeout(Some(ms(300))).lock())
+        .await
+        .expect("wait_timeout bounds the wait");
+    let waited = t0.elapsed();
+    assert!(
+        matches!(res, Err(Error::Timeout { .. })),
+        "expected Timeout, got {res:?}"
+    );
+    assert!(waited >= ms(290), "gave up after {waited:?}, before 300 ms");
+    assert!(ga.is_held());
+    assert!(ga.release().await.unwrap());
+}
+
+/// `lock()` with `max_retries` gives up with `Error::Timeout` after that many
+/// retries even without a wait timeout.
+pub async fn max_retries_returns_timeout(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let opts = default_options()
+        .retry_delay(ms(20))
+        .retry_jitter(0.0)
+        .max_retries(Some(3))
+        .wait_timeout(None);
+    let b = ctx.client_with("b", opts).await;
+    let ga = take(&a.lock("k").ttl(ms(5000)), "a").await;
+    let res = timeout(ms(3000), b.lock("k").lock())
+        .await
+        .expect("max_retries bounds the wait");
+    assert!(
+        matches!(res, Err(Error::Timeout { .. })),
+        "expected Timeout, got {res:?}"
+    );
+    assert!(ga.release().await.unwrap(), "a kept the lock");
+}
+
+/// Extreme but valid-looking options (`wait_timeout` and `retry_delay` of
+/// `Duration::MAX`, "wait for ever") either work or are `InvalidArgument`;
+/// they never panic.
+pub async fn extreme_durations_do_not_panic(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client_with("a", no_extend(300)).await;
+    let cases = [
+        (
+            "wait_timeout MAX",
+            default_options().wait_timeout(Some(Duration::MAX)),
+        ),
+        (
+            "retry_delay MAX",
+            default_options().retry_delay(Duration::MAX),
+        ),
+    ];
+    for (what, opts) in cases {
+        let t0 = Instant::now();
+        let _held = take(&a.lock("k"), "a").await;
+        let b = ctx.client_with("b", opts).await;
+        let lock = b.lock("k");
+        let waiter = tokio::spawn(async move { lock.lock().await });
+        let res = timeout(ms(3000), waiter)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: not granted after the holder's TTL"));
+        match res {
+            Ok(Ok(g)) => {
+                assert!(t0.elapsed() >= ms(290), "{what}: granted before the TTL");
+                g.release().await.unwrap();
+            }
+            Ok(Err(Error::InvalidArgument { .. })) => {}
+            Ok(Err(e)) => panic!("{what}: unexpected error {e}"),
+            Err(e) => panic!("{what}: lock() panicked: {e}"),
+        }
+        sleep_until(t0 + ms(350)).await;
+    }
+}
+}

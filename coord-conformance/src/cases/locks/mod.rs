@@ -1,0 +1,27 @@
+//! The lock family's cases: exclusive and reentrant locks, what every lease
+//! of the family does, monitoring, read-write locks, semaphores, invalid
+//! input, and the SPI's notifications.
+
+use crate::runner::Case;
+
+pub mod exclusive;
+pub mod input;
+pub mod lease;
+pub mod monitoring;
+pub mod rwlock;
+pub mod semaphore;
+pub mod watch;
+
+/// The family's cases, file by file.
+pub(crate) fn cases() -> Vec<Case> {
+    [
+        exclusive::cases(),
+        lease::cases(),
+        monitoring::cases(),
+        rwlock::cases(),
+        semaphore::cases(),
+        input::cases(),
+        watch::cases(),
+    ]
+    .concat()
+}

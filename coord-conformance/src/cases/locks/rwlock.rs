@@ -1,0 +1,262 @@
+//! Read-write locks: many readers or one writer, writer preference.
+
+use crate::cases::prelude::*;
+
+/// Asserts that new readers are refused within 1 s (the writer registered its
+/// intent) and stay refused on every try for the next 100 ms.
+async fn assert_readers_blocked(readers: &coord_api::RwLock) {
+    let blocked = eventually(ms(1000), || async {
+        match readers.try_read().await.unwrap() {
+            Some(r) => {
+                r.release().await.unwrap();
+                None
+            }
+            None => Some(()),
+        }
+    })
+    .await;
+    assert!(blocked.is_some(), "a waiting writer blocks new readers");
+    for i in 0..5 {
+        sleep(ms(20)).await;
+        let r = readers.try_read().await.unwrap();
+        assert!(
+            r.is_none(),
+            "reader admitted past a waiting writer (try {i})"
+        );
+    }
+}
+
+async fn take_read_within(lock: &coord_api::RwLock, within: Duration) -> Option<LeaseGuard> {
+    eventually(within, || async {
+        lock.try_read().await.expect("try_read")
+    })
+    .await
+}
+
+cases! {
+    family: "rwlock", needs: [Need::Locks, Need::ReadWrite];
+
+/// Several readers hold a read-write lock at once.
+pub async fn readers_share(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let mut readers = Vec::new();
+    for name in ["a", "b", "c"] {
+        let c = ctx.client(name).await;
+        readers.push(
+            c.rwlock("k")
+                .try_read()
+                .await
+                .unwrap()
+                .expect("reader granted"),
+        );
+    }
+    assert!(readers.iter().all(|r| r.is_held()));
+    for r in readers {
+        assert!(r.release().await.unwrap());
+    }
+}
+
+/// While readers hold a read-write lock, a writer is refused.
+pub async fn readers_block_writer(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let r = a.rwlock("k").try_read().await.unwrap().expect("reader");
+    assert!(
+        b.rwlock("k").try_write().await.unwrap().is_none(),
+        "writer refused while a reader holds"
+    );
+    assert!(r.release().await.unwrap());
+}
+
+/// A writer excludes readers: `try_read` is refused while it holds.
+pub async fn writer_excludes_readers(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let w = a.rwlock("k").try_write().await.unwrap().expect("writer");
+    assert!(
+        b.rwlock("k").try_read().await.unwrap().is_none(),
+        "reader refused while a writer holds"
+    );
+    assert!(w.release().await.unwrap());
+    let r = b
+        .rwlock("k")
+        .try_read()
+        .await
+        .unwrap()
+        .expect("reader after");
+    r.release().await.unwrap();
+}
+
+/// A writer excludes other writers.
+pub async fn writer_excludes_writers(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let w = a.rwlock("k").try_write().await.unwrap().expect("writer");
+    assert!(
+        b.rwlock("k").try_write().await.unwrap().is_none(),
+        "second writer refused"
+    );
+    assert!(w.release().await.unwrap());
+    let w2 = b
+        .rwlock("k")
+        .try_write()
+        .await
+        .unwrap()
+        .expect("writer after");
+    w2.release().await.unwrap();
+}
+
+/// Writer preference: once a writer waits, new readers are refused; the
+/// writer gets the lock when the old reader leaves, and readers after it.
+pub async fn waiting_writer_blocks_new_readers(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b, c) = (
+        ctx.client("a").await,
+        ctx.client("b").await,
+        ctx.client("c").await,
+    );
+    let r1 = a
+        .rwlock("k")
+        .try_read()
+        .await
+        .unwrap()
+        .expect("first reader");
+    let rw = b.rwlock("k");
+    let writer = tokio::spawn(async move { rw.write().await });
+    let readers = c.rwlock("k");
+    assert_readers_blocked(&readers).await;
+    assert!(!writer.is_finished(), "the writer waits for the reader");
+    assert!(r1.release().await.unwrap());
+    let w = join(writer, ms(1000), "writer after the reader left")
+        .await
+        .expect("writer granted");
+    assert!(
+        readers.try_read().await.unwrap().is_none(),
+        "writer holds: readers refused"
+    );
+    assert!(w.release().await.unwrap());
+    let r = take_read_within(&readers, ms(1000))
+        .await
+        .expect("readers admitted after the writer");
+    r.release().await.unwrap();
+}
+
+/// A waiting writer that is cancelled withdraws its intent: new readers get
+/// in promptly, not at the intent's TTL.
+pub async fn cancelled_writer_lets_readers_in(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b, c) = (
+        ctx.client("a").await,
+        ctx.client("b").await,
+        ctx.client("c").await,
+    );
+    let r1 = a
+        .rwlock("k")
+        .try_read()
+        .await
+        .unwrap()
+        .expect("first reader");
+    let rw = b.rwlock("k").ttl(ms(5000)).auto_extend(false);
+    let writer = tokio::spawn(async move { rw.write().await });
+    let readers = c.rwlock("k");
+    assert_readers_blocked(&readers).await;
+    writer.abort();
+    let t0 = Instant::now();
+    let r = take_read_within(&readers, ms(1500))
+        .await
+        .expect("readers admitted once the writer gave up");
+    assert!(
+        t0.elapsed() < ms(2000),
+        "admitted only after {:?}",
+        t0.elapsed()
+    );
+    r.release().await.unwrap();
+    r1.release().await.unwrap();
+}
+
+/// A crashed reader (guard leaked, no renewal) frees its share at its TTL: a
+/// writer gets the lock then, not before.
+pub async fn reader_crash_frees_share_at_ttl(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client_with("a", no_extend(400)).await;
+    let b = ctx.client("b").await;
+    let t0 = Instant::now();
+    let r = a.rwlock("k").try_read().await.unwrap().expect("reader");
+    std::mem::forget(r); // crash: no release, no renewal
+    let w = timeout(ms(3000), b.rwlock("k").write())
+        .await
+        .expect("the reader's TTL frees its share")
+        .unwrap();
+    let waited = t0.elapsed();
+    assert!(
+        waited >= ms(390),
+        "writer granted after {waited:?}, before the TTL"
+    );
+    assert!(waited <= ms(400 + 600), "writer granted after {waited:?}");
+    w.release().await.unwrap();
+}
+
+/// A writer waiting on a reader is granted promptly when the reader releases.
+pub async fn reader_release_wakes_writer(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let r = a
+        .rwlock("k")
+        .ttl(ms(5000))
+        .try_read()
+        .await
+        .unwrap()
+        .expect("reader");
+    // A 3 s TTL: the writer's intent refresh (every TTL/3) cannot be what
+    // wakes it.
+    let rw = b.rwlock("k").ttl(ms(3000));
+    let writer = tokio::spawn(async move {
+        let w = rw.write().await;
+        (w, Instant::now())
+    });
+    sleep(ms(150)).await; // let the writer start waiting
+    assert!(!writer.is_finished(), "the writer waits for the reader");
+    let t_release = Instant::now();
+    assert!(r.release().await.unwrap());
+    let (w, t_granted) = join(writer, ms(3000), "writer").await;
+    let w = w.expect("writer granted");
+    let lag = t_granted.saturating_duration_since(t_release);
+    assert!(lag <= ms(500), "writer woke {lag:?} after the release");
+    w.release().await.unwrap();
+}
+
+/// Readers waiting on a writer are granted promptly when it releases.
+pub async fn writer_release_wakes_readers(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let w = a
+        .rwlock("k")
+        .ttl(ms(5000))
+        .try_write()
+        .await
+        .unwrap()
+        .expect("writer");
+    let mut readers = Vec::new();
+    for i in 0..2 {
+        let rl = ctx.client(&format!("r{i}")).await.rwlock("k");
+        readers.push(tokio::spawn(async move {
+            let r = rl.read().await;
+            (r, Instant::now())
+        }));
+    }
+    sleep(ms(150)).await; // let the readers start waiting
+    assert!(readers.iter().all(|r| !r.is_finished()), "readers wait");
+    let t_release = Instant::now();
+    assert!(w.release().await.unwrap());
+    let mut held = Vec::new();
+    for r in readers {
+        let (g, t) = join(r, ms(3000), "reader").await;
+        let lag = t.saturating_duration_since(t_release);
+        assert!(lag <= ms(500), "reader woke {lag:?} after the release");
+        held.push(g.expect("reader granted"));
+    }
+    for g in held {
+        assert!(g.release().await.unwrap());
+    }
+}
+}

@@ -1,0 +1,204 @@
+//! Running the suite: every case as a test of a custom test harness
+//! (libtest-mimic: the output, filters and flags of `cargo test`), cases a
+//! backend cannot run shown as *ignored* with what they need; or every case
+//! in turn inside one test (the simulator).
+
+use std::{future::Future, pin::Pin, process::ExitCode, sync::Arc};
+
+use coord_api::{Namespace, spi::Families};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+use crate::Harness;
+
+/// What a case needs of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Need {
+    /// The lock family.
+    Locks,
+    /// Exclusive locks.
+    Exclusive,
+    /// Reentrant locks.
+    Reentrant,
+    /// Read-write locks.
+    ReadWrite,
+    /// Semaphores.
+    Semaphore,
+    /// The lock family's watches wake on release.
+    ReleaseNotifications,
+    /// The lock family's watches wake at an expiry instant.
+    ExpiryNotifications,
+    /// The lock family's force release.
+    ForceRelease,
+    /// The lock family's inspection (`holders()`).
+    Inspect,
+    /// Elections.
+    Elections,
+    /// Membership groups.
+    Groups,
+    /// Run-once jobs.
+    Jobs,
+}
+
+impl Need {
+    /// Whether a backend offering `families` meets it.
+    pub fn met_by(self, families: &Families) -> bool {
+        let locks = families.locks;
+        let lock = |f: fn(&coord_api::spi::LockCapabilities) -> bool| locks.as_ref().is_some_and(f);
+        match self {
+            Need::Locks => locks.is_some(),
+            Need::Exclusive => lock(|c| c.exclusive),
+            Need::Reentrant => lock(|c| c.reentrant),
+            Need::ReadWrite => lock(|c| c.read_write),
+            Need::Semaphore => lock(|c| c.semaphore),
+            Need::ReleaseNotifications => lock(|c| c.release_notifications),
+            Need::ExpiryNotifications => lock(|c| c.expiry_notifications),
+            Need::ForceRelease => lock(|c| c.force_release),
+            Need::Inspect => lock(|c| c.inspect),
+            Need::Elections => families.elections,
+            Need::Groups => families.groups,
+            Need::Jobs => families.jobs,
+        }
+    }
+
+    /// A short name, for the runner's output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Need::Locks => "locks",
+            Need::Exclusive => "exclusive locks",
+            Need::Reentrant => "reentrant locks",
+            Need::ReadWrite => "read-write locks",
+            Need::Semaphore => "semaphores",
+            Need::ReleaseNotifications => "release notifications",
+            Need::ExpiryNotifications => "expiry notifications",
+            Need::ForceRelease => "force release",
+            Need::Inspect => "inspect",
+            Need::Elections => "elections",
+            Need::Groups => "groups",
+            Need::Jobs => "jobs",
+        }
+    }
+}
+
+/// A case's future.
+pub type CaseFuture<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
+
+/// One case: where it belongs, what it is called, what it needs, and its
+/// body (which panics when the backend breaks the contract).
+#[derive(Clone, Copy)]
+pub struct Case {
+    /// The file (family) it is declared in: `locks`, `rwlock`, `election`...
+    pub family: &'static str,
+    /// Its name (the behaviour it checks).
+    pub name: &'static str,
+    /// What it needs of the backend; it is skipped (ignored) without.
+    pub needs: &'static [Need],
+    /// Runs it.
+    pub run: for<'a> fn(&'a dyn Harness) -> CaseFuture<'a>,
+}
+
+impl Case {
+    /// The first need `families` does not meet, if any.
+    pub fn missing(&self, families: &Families) -> Option<Need> {
+        self.needs.iter().copied().find(|n| !n.met_by(families))
+    }
+}
+
+impl std::fmt::Debug for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Case")
+            .field("family", &self.family)
+            .field("name", &self.name)
+            .field("needs", &self.needs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the backend behind `harness` offers (one connection opened in a
+/// throwaway namespace).
+async fn families_of(harness: &dyn Harness) -> Families {
+    let ns = Namespace::new("conf-families").expect("valid namespace");
+    let backend = (harness.open(&ns).await).expect("the harness opens a backend");
+    Families::of(&*backend)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// The whole suite as the `main` of a test target with `harness = false`:
+/// one test per case, named `<family>::<case>`, run in parallel, each on a
+/// tokio runtime of its own. A case whose needs the backend does not meet is
+/// reported *ignored*, its kind naming the need (`[needs elections]`). Takes
+/// the usual test flags (`--exact`, filters, `--test-threads`, `--list`...).
+///
+/// ```toml
+/// [[test]]
+/// name = "conformance"
+/// harness = false
+/// ```
+///
+/// ```no_run
+/// # struct MyHarness;
+/// # #[async_trait::async_trait]
+/// # impl coord_conformance::Harness for MyHarness {
+/// #     async fn open(&self, _: &coord_api::Namespace) -> coord_api::Result<coord_api::spi::DynBackend> { todo!() }
+/// # }
+/// // tests/conformance.rs
+/// fn main() -> std::process::ExitCode {
+///     coord_conformance::main(MyHarness)
+/// }
+/// ```
+pub fn main(harness: impl Harness + 'static) -> ExitCode {
+    let args = Arguments::from_args();
+    let harness: Arc<dyn Harness> = Arc::new(harness);
+    let families = runtime().block_on(families_of(&*harness));
+    let trials = crate::cases::all()
+        .into_iter()
+        .map(|case| {
+            let name = format!("{}::{}", case.family, case.name);
+            let missing = case.missing(&families);
+            let harness = harness.clone();
+            let trial = Trial::test(name, move || {
+                runtime().block_on((case.run)(&*harness));
+                Ok::<(), Failed>(())
+            });
+            match missing {
+                Some(need) => trial
+                    .with_ignored_flag(true)
+                    .with_kind(format!("needs {}", need.as_str())),
+                None => trial,
+            }
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+/// Runs every case in turn on `harness` (for environments where one test
+/// must run them all, such as the simulator). Panics on the first failure,
+/// naming the case; a case the backend cannot run is skipped and named on
+/// stderr. Returns how many ran and how many were skipped.
+pub async fn run_all(harness: &dyn Harness) -> (usize, usize) {
+    let families = families_of(harness).await;
+    let (mut ran, mut skipped) = (0, 0);
+    for case in crate::cases::all() {
+        if let Some(need) = case.missing(&families) {
+            eprintln!(
+                "conformance: {}::{} skipped: needs {}",
+                case.family,
+                case.name,
+                need.as_str()
+            );
+            skipped += 1;
+            continue;
+        }
+        eprintln!("conformance: {}::{}", case.family, case.name);
+        (case.run)(harness).await;
+        ran += 1;
+    }
+    (ran, skipped)
+}

@@ -1,0 +1,98 @@
+//! [`Switch`]: a decorator a case can cut off, or make lose its replies, for
+//! every family at once (it sees every call as a [`Call`]).
+
+use std::{
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicU8, Ordering},
+    },
+};
+
+use async_trait::async_trait;
+use coord_api::{
+    Error, Namespace, Result,
+    spi::{Call, Dispatch, DynBackend, Families, Reply},
+};
+
+/// Wraps a backend; wrap it in [`Dispatched`](coord_api::spi::Dispatched)
+/// to use it. While [`off`](Switch::off), every call fails with
+/// `Error::Unavailable` before reaching the backend; while
+/// [`losing_replies`](Switch::losing_replies), every call reaches the backend
+/// and is applied, and then fails with `Error::Unavailable` as if its reply
+/// had been lost. Clones share the switch.
+#[derive(Clone)]
+pub struct Switch {
+    inner: DynBackend,
+    state: Arc<AtomicU8>,
+}
+
+const ON: u8 = 0;
+const OFF: u8 = 1;
+const LOSE_REPLIES: u8 = 2;
+
+impl Switch {
+    /// Wraps `inner`, switched on.
+    pub fn new(inner: DynBackend) -> Switch {
+        Switch {
+            inner,
+            state: Arc::new(AtomicU8::new(ON)),
+        }
+    }
+
+    /// Cuts the backend off.
+    pub fn off(&self) {
+        self.state.store(OFF, Ordering::SeqCst);
+    }
+
+    /// Lets calls through, applied, and loses their replies.
+    pub fn losing_replies(&self) {
+        self.state.store(LOSE_REPLIES, Ordering::SeqCst);
+    }
+
+    /// Reconnects it.
+    pub fn on(&self) {
+        self.state.store(ON, Ordering::SeqCst);
+    }
+}
+
+impl fmt::Debug for Switch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Switch({:?})", self.inner)
+    }
+}
+
+impl fmt::Display for Switch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Switch({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl Dispatch for Switch {
+    fn namespace(&self) -> &Namespace {
+        self.inner.namespace()
+    }
+
+    fn families(&self) -> Families {
+        Families::of(&*self.inner)
+    }
+
+    async fn dispatch(&self, call: Call) -> Result<Reply> {
+        let op = call.op();
+        match self.state.load(Ordering::SeqCst) {
+            OFF => Err(Error::unavailable(
+                self,
+                format!("{op}: switched off by the test"),
+            )),
+            LOSE_REPLIES => {
+                let _applied = call.run(self.inner.clone()).await;
+                Err(Error::unavailable(
+                    self,
+                    format!("{op}: reply lost (the test's switch; the call was applied)"),
+                ))
+            }
+            _ => call.run(self.inner.clone()).await,
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Elections: one leader per election with an expiring term and a term
+//! counter, under the store's `lead` lock (a quorum election counts its
+//! group's live members in the same step). Terms are drawn from the lease
+//! table's token counter, so they obey the same monotonic rule.
+
+use std::{collections::HashMap, time::Duration, time::SystemTime};
+
+use async_trait::async_trait;
+use coord_api::{
+    FencingToken, HolderId, Instant, Key, LeaderInfo, Namespace, Quorum, Result,
+    spi::{Campaign, ElectionBackend, Watch},
+};
+
+use crate::{Event, Lead, Leased, MemoryBackend, watch::Topic};
+
+/// Every election of a store.
+#[derive(Default)]
+pub(crate) struct Elections {
+    map: HashMap<(Namespace, Key), Election>,
+}
+
+#[derive(Default)]
+struct Election {
+    leader: Option<Leader>,
+    /// Terms granted so far.
+    seq: u64,
+}
+
+struct Leader {
+    holder: HolderId,
+    metadata: String,
+    term: u64,
+    since: SystemTime,
+    seq: u64,
+    expires: Instant,
+}
+
+impl Election {
+    fn live(&mut self, now: Instant) -> Option<&mut Leader> {
+        if self.leader.as_ref().is_some_and(|l| l.expires <= now) {
+            self.leader = None;
+        }
+        self.leader.as_mut()
+    }
+}
+
+impl Leader {
+    fn info(&self, now: Instant) -> LeaderInfo {
+        LeaderInfo {
+            holder: self.holder.clone(),
+            metadata: self.metadata.clone(),
+            term: FencingToken(self.term),
+            since: self.since,
+            seq: self.seq,
+            expires_in: self.expires.saturating_duration_since(now),
+        }
+    }
+}
+
+impl Elections {
+    fn get(&mut self, ns: &Namespace, election: &Key) -> Option<&mut Election> {
+        self.map.get_mut(&(ns.clone(), election.clone()))
+    }
+
+    /// When the current term expires, if after `after`.
+    pub(crate) fn next_expiry(
+        &self,
+        ns: &Namespace,
+        election: &Key,
+        after: Instant,
+    ) -> Option<Instant> {
+        let e = self.map.get(&(ns.clone(), election.clone()))?;
+        e.leader.as_ref().map(|l| l.expires).filter(|&x| x > after)
+    }
+}
+
+impl Lead {
+    /// Whether `quorum` (if any) is missing at `now`.
+    fn no_quorum(&mut self, ns: &Namespace, quorum: Option<&Quorum>, now: Instant) -> bool {
+        quorum.is_some_and(|q| self.groups.count(ns, &q.group, now) < q.min_members as usize)
+    }
+}
+
+impl MemoryBackend {
+    fn notify_election(&self, election: &Key) {
+        self.store
+            .notify(|| Topic::Election(self.ns.clone(), election.clone()));
+    }
+}
+
+#[async_trait]
+impl ElectionBackend for MemoryBackend {
+    async fn campaign(
+        &self,
+        election: &Key,
+        holder: &HolderId,
+        metadata: &str,
+        ttl: Duration,
+        quorum: Option<&Quorum>,
+    ) -> Result<Campaign> {
+        coord_api::validate_ttl(election, ttl)?;
+        let now = self.store.now();
+        let info = {
+            let mut lead = self.store.lead();
+            let no_quorum = lead.no_quorum(&self.ns, quorum, now);
+            let e = (lead.elections.map)
+                .entry((self.ns.clone(), election.clone()))
+                .or_default();
+            if let Some(l) = e.live(now) {
+                return Ok(Campaign::Busy {
+                    leader: Some(l.info(now)),
+                    no_quorum,
+                });
+            }
+            if no_quorum {
+                return Ok(Campaign::Busy {
+                    leader: None,
+                    no_quorum,
+                });
+            }
+            e.seq += 1;
+            let leader = Leader {
+                holder: holder.clone(),
+                metadata: metadata.to_owned(),
+                term: self.store.inner.table.next_token(now),
+                since: self.store.wall(now),
+                seq: e.seq,
+                expires: now + ttl,
+            };
+            let info = leader.info(now);
+            e.leader = Some(leader);
+            if let Some(j) = self.store.journal() {
+                j.record(Event::Granted {
+                    lease: Leased::Term { election },
+                    holder,
+                    token: info.term,
+                });
+            }
+            info
+        };
+        self.notify_election(election);
+        Ok(Campaign::Elected(info))
+    }
+
+    async fn renew(
+        &self,
+        election: &Key,
+        holder: &HolderId,
+        term: FencingToken,
+        ttl: Duration,
+        quorum: Option<&Quorum>,
+    ) -> Result<bool> {
+        coord_api::validate_ttl(election, ttl)?;
+        let now = self.store.now();
+        let (held, stepped_down) = {
+            let mut lead = self.store.lead();
+            let no_quorum = lead.no_quorum(&self.ns, quorum, now);
+            let outcome = match lead.elections.get(&self.ns, election) {
+                Some(e) => match e.live(now) {
+                    Some(l) if l.holder == *holder && l.term == term.get() => {
+                        if no_quorum {
+                            // Nobody leads without quorum.
+                            e.leader = None;
+                            (false, true)
+                        } else {
+                            l.expires = now + ttl;
+                            (true, false)
+                        }
+                    }
+                    _ => (false, false),
+                },
+                None => (false, false),
+            };
+            if let Some(j) = self.store.journal() {
+                j.record(Event::Renewed {
+                    lease: Leased::Term { election },
+                    holder,
+                    held: outcome.0,
+                });
+            }
+            outcome
+        };
+        if stepped_down {
+            self.notify_election(election);
+        }
+        Ok(held)
+    }
+
+    async fn resign(&self, election: &Key, holder: &HolderId, term: FencingToken) -> Result<bool> {
+        let now = self.store.now();
+        let resigned = {
+            let mut lead = self.store.lead();
+            let resigned = match lead.elections.get(&self.ns, election) {
+                Some(e) => match e.live(now) {
+                    Some(l) if l.holder == *holder && l.term == term.get() => {
+                        e.leader = None;
+                        true
+                    }
+                    _ => false,
+                },
+                None => false,
+            };
+            if let Some(j) = self.store.journal() {
+                j.record(Event::Released {
+                    lease: Leased::Term { election },
+                    holder,
+                    released: resigned,
+                    finished: false,
+                });
+            }
+            resigned
+        };
+        if resigned {
+            self.notify_election(election);
+        }
+        Ok(resigned)
+    }
+
+    async fn leader(&self, election: &Key) -> Result<Option<LeaderInfo>> {
+        let now = self.store.now();
+        let mut lead = self.store.lead();
+        Ok((lead.elections.get(&self.ns, election)).and_then(|e| e.live(now).map(|l| l.info(now))))
+    }
+
+    async fn terms_granted(&self, election: &Key) -> Result<Option<u64>> {
+        let mut lead = self.store.lead();
+        Ok(Some(
+            lead.elections.get(&self.ns, election).map_or(0, |e| e.seq),
+        ))
+    }
+
+    async fn watch(&self, election: &Key) -> Result<Box<dyn Watch>> {
+        Ok(self
+            .store
+            .watch(Topic::Election(self.ns.clone(), election.clone())))
+    }
+}

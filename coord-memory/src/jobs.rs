@@ -1,0 +1,196 @@
+//! Run-once jobs: per occurrence, the running attempt's lease, the attempt
+//! count and the finished marker. Run tokens are drawn from the lease
+//! table's token counter, so they obey the same monotonic rule.
+
+use std::{collections::HashMap, time::Duration};
+
+use async_trait::async_trait;
+use coord_api::{
+    FencingToken, HolderId, Instant, Key, Namespace, Result,
+    spi::{JobBackend, OnceBegin, Watch},
+};
+
+use crate::{Event, Leased, MemoryBackend, watch::Topic};
+
+/// Every occurrence of every job of a store.
+#[derive(Default)]
+pub(crate) struct Runs {
+    map: HashMap<(Namespace, Key, Key), Once>,
+    /// The size at which stale records are swept next.
+    sweep_at: usize,
+}
+
+struct Once {
+    run: Option<Run>,
+    attempts: u32,
+    finished_until: Option<Instant>,
+    touched: Instant,
+}
+
+struct Run {
+    holder: HolderId,
+    expires: Instant,
+}
+
+impl Once {
+    fn purge(&mut self, now: Instant) {
+        if self.run.as_ref().is_some_and(|r| r.expires <= now) {
+            self.run = None;
+        }
+        if self.finished_until.is_some_and(|t| t <= now) {
+            self.finished_until = None;
+        }
+    }
+
+    /// Nothing worth remembering: no run, no marker, and idle for a day.
+    fn stale(&self, now: Instant) -> bool {
+        self.run.is_none()
+            && self.finished_until.is_none()
+            && now.saturating_duration_since(self.touched) > coord_api::MAX_TTL
+    }
+}
+
+impl Runs {
+    fn get(&mut self, ns: &Namespace, job: &Key, occ: &Key, now: Instant) -> Option<&mut Once> {
+        let once = self.map.get_mut(&(ns.clone(), job.clone(), occ.clone()))?;
+        once.purge(now);
+        Some(once)
+    }
+
+    /// When the running attempt's lease expires, if after `after`.
+    pub(crate) fn next_expiry(
+        &self,
+        ns: &Namespace,
+        job: &Key,
+        occ: &Key,
+        after: Instant,
+    ) -> Option<Instant> {
+        let once = self.map.get(&(ns.clone(), job.clone(), occ.clone()))?;
+        once.run.as_ref().map(|r| r.expires).filter(|&x| x > after)
+    }
+}
+
+#[async_trait]
+impl JobBackend for MemoryBackend {
+    async fn begin(
+        &self,
+        job: &Key,
+        occurrence: &Key,
+        holder: &HolderId,
+        ttl: Duration,
+    ) -> Result<OnceBegin> {
+        coord_api::validate_ttl(job, ttl)?;
+        let now = self.store.now();
+        let mut runs = self.store.jobs();
+        if runs.map.len() >= runs.sweep_at.max(256) {
+            runs.map.retain(|_, r| !r.stale(now));
+            runs.sweep_at = runs.map.len() * 2;
+        }
+        let once = (runs.map)
+            .entry((self.ns.clone(), job.clone(), occurrence.clone()))
+            .or_insert(Once {
+                run: None,
+                attempts: 0,
+                finished_until: None,
+                touched: now,
+            });
+        once.purge(now);
+        once.touched = now;
+        if once.finished_until.is_some() {
+            return Ok(OnceBegin::Finished);
+        }
+        if let Some(run) = &once.run {
+            return Ok(OnceBegin::Running {
+                retry_in: run.expires.saturating_duration_since(now),
+            });
+        }
+        once.attempts += 1;
+        once.run = Some(Run {
+            holder: holder.clone(),
+            expires: now + ttl,
+        });
+        let token = FencingToken(self.store.inner.table.next_token(now));
+        if let Some(j) = self.store.journal() {
+            j.record(Event::Granted {
+                lease: Leased::Run { job, occurrence },
+                holder,
+                token,
+            });
+        }
+        Ok(OnceBegin::Started {
+            token,
+            attempt: once.attempts,
+        })
+    }
+
+    async fn extend(
+        &self,
+        job: &Key,
+        occurrence: &Key,
+        holder: &HolderId,
+        ttl: Duration,
+    ) -> Result<bool> {
+        coord_api::validate_ttl(job, ttl)?;
+        let now = self.store.now();
+        let mut runs = self.store.jobs();
+        let held = match runs.get(&self.ns, job, occurrence, now) {
+            Some(Once { run: Some(run), .. }) if run.holder == *holder => {
+                run.expires = now + ttl;
+                true
+            }
+            _ => false,
+        };
+        if let Some(j) = self.store.journal() {
+            j.record(Event::Renewed {
+                lease: Leased::Run { job, occurrence },
+                holder,
+                held,
+            });
+        }
+        Ok(held)
+    }
+
+    async fn end(
+        &self,
+        job: &Key,
+        occurrence: &Key,
+        holder: &HolderId,
+        finished: Option<Duration>,
+    ) -> Result<bool> {
+        if let Some(retention) = finished {
+            coord_api::validate_ttl(job, retention)?;
+        }
+        let now = self.store.now();
+        let ended = {
+            let mut runs = self.store.jobs();
+            let ended = match runs.get(&self.ns, job, occurrence, now) {
+                Some(once) if once.run.as_ref().is_some_and(|r| r.holder == *holder) => {
+                    once.run = None;
+                    once.finished_until = finished.map(|ret| now + ret);
+                    once.touched = now;
+                    true
+                }
+                _ => false,
+            };
+            if let Some(j) = self.store.journal() {
+                j.record(Event::Released {
+                    lease: Leased::Run { job, occurrence },
+                    holder,
+                    released: ended,
+                    finished: ended && finished.is_some(),
+                });
+            }
+            ended
+        };
+        if ended {
+            self.store
+                .notify(|| Topic::Run(self.ns.clone(), job.clone(), occurrence.clone()));
+        }
+        Ok(ended)
+    }
+
+    async fn watch(&self, job: &Key, occurrence: &Key) -> Result<Box<dyn Watch>> {
+        let topic = Topic::Run(self.ns.clone(), job.clone(), occurrence.clone());
+        Ok(self.store.watch(topic))
+    }
+}
