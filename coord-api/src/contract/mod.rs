@@ -1,11 +1,26 @@
 //! The contract: what every coord backend promises and every coord user may
-//! rely on, one section per family. Each promise is a short sentence naming
-//! the conformance case(s) that check it (`coord-conformance`); the
-//! simulator (`coord-sim`) checks them under faults. Where this text and the
-//! code disagree, one of them is a bug. Why a promise is what it is, where
-//! it departs from an earlier design, is recorded in `docs/decisions/`.
+//! rely on, one module per family. Each promise is a short sentence naming
+//! the conformance case(s) that check it (`coord-conformance`), or saying
+//! that only the simulator (`coord-sim`) checks it, or that nothing does
+//! yet. Where this text and the code disagree, one of them is a bug. Why a
+//! promise is what it is, where it departs from an earlier design, is
+//! recorded in `docs/decisions/`.
+//!
+//! | module | what it covers |
+//! |---|---|
+//! | [`common`] | the words (namespace, key, TTL, holder, fencing token, local validity, lost), invalid input and options, waiting, release and the clean-up of unanswered acquisitions, errors, backends and families, tracing |
+//! | [`locks`] | exclusive, reentrant and read-write locks, semaphores, auto-extension, `holders()` and `force_release()` |
+//! | [`election`] | elections, observers, the leader runner, quorum |
+//! | [`membership`] | membership groups |
+//! | [`jobs`] | `Job::run` and `run_once` |
 
 #[doc = include_str!("common.md")]
 pub mod common {}
 #[doc = include_str!("locks.md")]
 pub mod locks {}
+#[doc = include_str!("election.md")]
+pub mod election {}
+#[doc = include_str!("membership.md")]
+pub mod membership {}
+#[doc = include_str!("jobs.md")]
+pub mod jobs {}
