@@ -89,7 +89,7 @@ pub enum Error {
         #[source]
         source: Option<BoxError>,
     },
-    /// The backend does not implement this operation (see its [`Capability`](crate::Capability)).
+    /// The backend does not implement this operation (see [`Families`](crate::spi::Families): a family it does not offer, or a capability of one it lacks).
     #[error("{operation} is not supported by {backend}")]
     NotSupported {
         /// The operation, e.g. `"semaphore"`.

@@ -2,15 +2,12 @@
 //! `spi::Dispatched` (a [`Switch`] left on): every call of every family is
 //! carried as a `Call` value and run on the backend behind it, as the kill
 //! switch, the fault layer and the simulator's transport carry them.
-//!
-//! And a backend offering one family only (jobs): the runner reports every
-//! other family's cases as ignored.
 
 use std::sync::Arc;
 
 use coord_api::{
     Namespace, Result,
-    spi::{Call, Dispatch, Dispatched, DynBackend, Families, Reply},
+    spi::{Dispatched, DynBackend},
 };
 use coord_conformance::{Harness, switch::Switch};
 use coord_memory::MemoryStore;

@@ -12,7 +12,7 @@ pub struct LeaderChange {
     pub skipped: u64,
 }
 
-/// A stream of leader changes, from [`Election::observe`]. Each observer sees
+/// A stream of leader changes, from [`Election::observe`](crate::Election::observe). Each observer sees
 /// every term or is told how many it skipped.
 pub struct LeaderObserver {
     pub(super) client: Client,

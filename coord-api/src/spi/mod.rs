@@ -7,11 +7,11 @@
 //!
 //! | module | family | reached through |
 //! |---|---|---|
-//! | [`locks`](self::locks) | exclusive and reentrant locks, read-write locks, semaphores | [`Backend::locks`] |
-//! | [`election`](self::election) | leader elections | [`Backend::elections`] |
-//! | [`membership`](self::membership) | membership groups | [`Backend::groups`] |
-//! | [`jobs`](self::jobs) | run-once jobs | [`Backend::jobs`] |
-//! | [`dispatch`](self::dispatch) | every family at once, for decorators and transports: a call carried as a value ([`Call`]) | [`Dispatched`] |
+//! | [`locks`] | exclusive and reentrant locks, read-write locks, semaphores | [`Backend::locks`] |
+//! | [`election`] | leader elections | [`Backend::elections`] |
+//! | [`membership`] | membership groups | [`Backend::groups`] |
+//! | [`jobs`] | run-once jobs | [`Backend::jobs`] |
+//! | [`dispatch`] | every family at once, for decorators and transports: a call carried as a value ([`Call`]) | [`Dispatched`] |
 //!
 //! A backend that offers only some families answers `None` for the others;
 //! the client types then return [`Error::NotSupported`](crate::Error) and

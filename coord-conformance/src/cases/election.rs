@@ -604,4 +604,20 @@ pub async fn election_invalid_input_refused(h: &dyn Harness) {
     );
     assert_eq!(current_term(&a, "e").await, None, "nobody elected");
 }
+/// A `try_campaign` whose reply was lost after the backend elected the
+/// candidate resigns that term: another candidate is elected within a
+/// renewal interval, not after the term's TTL.
+pub async fn lost_campaign_reply_frees_election(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let opts = default_options().ttl(LOST_REPLY_TTL);
+    let (a, switch) = ctx.switchable_client("a", opts).await;
+    let b = ctx.client("b").await;
+    with_lost_reply(&switch, "try_campaign", a.election("e").try_campaign()).await;
+    let lb = eventually(FREED_WITHIN, || async {
+        b.election("e").try_campaign().await.unwrap()
+    })
+    .await
+    .expect("the lost term was resigned");
+    assert!(lb.resign().await.unwrap());
+}
 }

@@ -253,4 +253,26 @@ pub async fn job_invalid_input_refused(h: &dyn Harness) {
     let ok = a.job("j").run_once("o", |_| async {}).await.unwrap();
     assert_eq!(ok, RunOnce::Ran(()), "nothing recorded by the refusals");
 }
+/// A run-once whose begin reply was lost after the backend started the run
+/// ends that run unfinished: another instance runs the occurrence within a
+/// renewal interval, not after the run's TTL.
+#[needs(Need::Jobs)]
+pub async fn lost_begin_reply_frees_run(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let opts = default_options().ttl(LOST_REPLY_TTL);
+    let (a, switch) = ctx.switchable_client("a", opts).await;
+    let b = ctx.client("b").await;
+    let job = a.job("j");
+    let ran = with_lost_reply(&switch, "run_once", job.run_once("o", |_| async {})).await;
+    let _: () = ran;
+    let t0 = Instant::now();
+    let out = timeout(FREED_WITHIN, b.job("j").run_once("o", |ctx| async move { ctx.attempt }))
+        .await
+        .unwrap_or_else(|_| panic!("still running {:?} after the lost reply", t0.elapsed()))
+        .unwrap();
+    assert!(
+        matches!(out, RunOnce::Ran(attempt) if attempt >= 2),
+        "{out:?}: retried as a later attempt"
+    );
+}
 }

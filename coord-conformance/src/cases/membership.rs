@@ -149,4 +149,19 @@ pub async fn group_invalid_input_refused(h: &dyn Harness) {
     assert_invalid(at_once(a.group("").observe()).await, "observe empty name");
     assert!(a.group("g").members().await.unwrap().members.is_empty());
 }
+/// A `join` whose reply was lost after the backend added the member removes
+/// it again: the group is empty within a renewal interval, not after the
+/// heartbeat's TTL.
+pub async fn lost_join_reply_leaves_group(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let opts = default_options().ttl(LOST_REPLY_TTL);
+    let (a, switch) = ctx.switchable_client("a", opts).await;
+    let b = ctx.client("b").await;
+    with_lost_reply(&switch, "join", a.group("g").join()).await;
+    let left = eventually(FREED_WITHIN, || async {
+        b.group("g").members().await.unwrap().members.is_empty().then_some(())
+    })
+    .await;
+    assert!(left.is_some(), "the member whose join reply was lost is gone");
+}
 }

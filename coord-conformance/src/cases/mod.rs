@@ -40,8 +40,6 @@ macro_rules! cases {
         }
     };
 }
-pub(crate) use cases;
-
 /// The file's needs and a case's, as one `&'static [Need]`.
 macro_rules! both {
     ([$($a:expr),* $(,)?] [$($b:expr),* $(,)?]) => {

@@ -23,6 +23,7 @@ pub(crate) use tokio::{
 pub(crate) use crate::{
     Ctx, Need,
     harness::{default_options, eventually},
+    switch::Switch,
 };
 
 pub(crate) fn ms(n: u64) -> Duration {
@@ -142,3 +143,28 @@ pub(crate) fn quorum(group: &str, min_members: u32) -> Quorum {
         min_members,
     }
 }
+
+/// Runs `attempt` with `switch` losing replies: the backend applies it and
+/// the caller gets `Unavailable`, as after a timeout or a connection dropped
+/// after sending. The switch is on again afterwards.
+pub(crate) async fn with_lost_reply<T: Debug>(
+    switch: &Switch,
+    what: &str,
+    attempt: impl std::future::Future<Output = Result<T>>,
+) {
+    switch.losing_replies();
+    let res = attempt.await;
+    switch.on();
+    match res {
+        Err(e) if e.is_retryable() => {}
+        other => panic!("{what}: expected Unavailable (reply lost), got {other:?}"),
+    }
+}
+
+/// The TTL of the lost-reply cases: long, so that a key freed by its expiry
+/// is told apart from one freed by the client's clean-up.
+pub(crate) const LOST_REPLY_TTL: Duration = Duration::from_secs(9);
+
+/// How soon a key must be free again after a lost reply: well within a
+/// renewal interval (a third of [`LOST_REPLY_TTL`]).
+pub(crate) const FREED_WITHIN: Duration = Duration::from_millis(2000);

@@ -221,4 +221,63 @@ pub async fn invalid_options_refused(h: &dyn Harness) {
         .await
         .unwrap();
 }
+
+/// Options out of every range — NaN and infinite fractions, `Duration::MAX`,
+/// a safety margin that leaves no local validity — are `InvalidArgument`
+/// naming the option, for every lease-based primitive the backend offers,
+/// before any I/O; never a panic, never a lease born lost.
+pub async fn options_out_of_range_refused(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let families = ctx.families().await;
+    let caps = caps(&ctx).await;
+    let a = ctx.client("a").await;
+    let base = default_options();
+    let bad = [
+        ("max_drift", base.clone().max_drift(f64::NAN)),
+        ("max_drift", base.clone().max_drift(f64::INFINITY)),
+        ("max_drift", base.clone().max_drift(1.5)),
+        ("max_drift", base.clone().max_drift(-0.5).ttl(MAX_TTL)),
+        ("retry_jitter", base.clone().retry_jitter(f64::NEG_INFINITY)),
+        ("ttl", base.clone().ttl(Duration::MAX)),
+        ("safety_margin", base.clone().safety_margin(base.ttl)),
+        ("safety_margin", base.clone().safety_margin(Duration::MAX)),
+        ("extend_interval", base.clone().extend_interval(Some(Duration::MAX))),
+    ];
+    for (option, opts) in bad {
+        let check = |res: Result<bool>, what: &str| match res {
+            Err(Error::InvalidArgument { message }) => assert!(
+                message.contains(option),
+                "{what} with bad {option}: the error names it: {message}"
+            ),
+            other => panic!("{what} with bad {option}: expected InvalidArgument, got {other:?}"),
+        };
+        let o = || opts.clone();
+        let held = |g: Result<Option<LeaseGuard>>| g.map(|g| g.is_some());
+        check(held(a.lock("k").with_options(o()).try_lock().await), "try_lock");
+        if caps.read_write {
+            check(held(a.rwlock("k").with_options(o()).try_write().await), "try_write");
+        }
+        if caps.semaphore {
+            let s = a.semaphore("k", 2).with_options(o());
+            check(held(s.try_acquire().await), "try_acquire");
+        }
+        if families.elections {
+            let e = a.election("e").with_options(o());
+            check(e.try_campaign().await.map(|l| l.is_some()), "try_campaign");
+        }
+        if families.groups {
+            check(a.group("g").with_options(o()).join().await.map(|_| true), "join");
+        }
+        if families.jobs {
+            let job = a.job("j").with_options(o());
+            check(job.run_once("o", |_| async {}).await.map(|_| true), "run_once");
+        }
+    }
+    let b = ctx.client("b").await;
+    take(&b.lock("k"), "nothing held after refusals")
+        .await
+        .release()
+        .await
+        .unwrap();
+}
 }

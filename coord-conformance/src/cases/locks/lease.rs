@@ -418,4 +418,46 @@ pub async fn extreme_durations_do_not_panic(h: &dyn Harness) {
         sleep_until(t0 + ms(350)).await;
     }
 }
+/// A `try_lock` or `lock` whose request the backend applied but whose reply
+/// was lost leaves nothing held: the client releases what it may have been
+/// granted, and the key is free again within a renewal interval, not after
+/// the TTL.
+pub async fn lost_acquire_reply_frees_lock(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let opts = default_options().ttl(LOST_REPLY_TTL);
+    let (a, switch) = ctx.switchable_client("a", opts).await;
+    let b = ctx.client("b").await;
+    for (k, waiting) in [("k", false), ("w", true)] {
+        let lock = a.lock(k);
+        let t0 = Instant::now();
+        if waiting {
+            with_lost_reply(&switch, "lock", lock.lock()).await;
+        } else {
+            with_lost_reply(&switch, "try_lock", lock.try_lock()).await;
+        }
+        let g = take_within(&b.lock(k), FREED_WITHIN)
+            .await
+            .unwrap_or_else(|| panic!("{k}: still held {:?} after the lost reply", t0.elapsed()));
+        assert!(g.release().await.unwrap());
+    }
+}
+
+/// A guard leaked with `mem::forget` (with auto-extension off: a leaked
+/// guard that renews keeps its key like a held one, on every backend) frees
+/// its key at its TTL, and not before.
+pub async fn leaked_guard_frees_key_at_ttl(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client_with("a", no_extend(400)).await;
+    let b = ctx.client("b").await;
+    let t0 = Instant::now();
+    std::mem::forget(take(&a.lock("k"), "a").await);
+    let g = timeout(ms(3000), b.lock("k").lock())
+        .await
+        .expect("the TTL frees a leaked guard's key")
+        .unwrap();
+    let waited = t0.elapsed();
+    assert!(waited >= ms(390), "freed after {waited:?}, before the TTL");
+    assert!(waited <= ms(1000), "freed after {waited:?}");
+    g.release().await.unwrap();
+}
 }

@@ -141,4 +141,31 @@ pub async fn families_isolated(h: &dyn Harness) {
         assert!(x.release().await.unwrap());
     }
 }
+/// `holders()` tells the time left by the backend's clock: it counts down
+/// between renewals, and a renewal sets it back to the TTL.
+#[needs(Need::Inspect)]
+pub async fn holders_count_ttl_down(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    // Auto-extension on, renewing every second: the look below comes first.
+    let g = take(&a.lock("k").ttl(ms(3000)), "a").await;
+    let left = |hs: Vec<coord_api::LeaseInfo>| {
+        assert_eq!(hs.len(), 1, "{hs:?}");
+        hs[0].expires_in
+    };
+    let first = left(a.lock("k").holders().await.unwrap());
+    sleep(ms(500)).await;
+    let later = left(a.lock("k").holders().await.unwrap());
+    assert!(
+        later + ms(300) <= first,
+        "counts down: {first:?}, then {later:?} half a second later"
+    );
+    assert!(g.extend().await.unwrap());
+    let renewed = left(a.lock("k").holders().await.unwrap());
+    assert!(
+        renewed >= later + ms(300),
+        "a renewal sets it back: {later:?}, then {renewed:?}"
+    );
+    assert!(g.release().await.unwrap());
+}
 }

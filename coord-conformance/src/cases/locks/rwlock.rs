@@ -259,4 +259,23 @@ pub async fn writer_release_wakes_readers(h: &dyn Harness) {
         assert!(g.release().await.unwrap());
     }
 }
+/// A `try_write` or `try_read` whose reply was lost after the backend
+/// applied it leaves nothing held (and no writer intent): the lock is free
+/// again within a renewal interval, not after the TTL.
+pub async fn lost_acquire_reply_frees_rwlock(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let opts = default_options().ttl(LOST_REPLY_TTL);
+    let (a, switch) = ctx.switchable_client("a", opts).await;
+    let b = ctx.client("b").await;
+    with_lost_reply(&switch, "try_write", a.rwlock("w").try_write()).await;
+    let w = eventually(FREED_WITHIN, || async { b.rwlock("w").try_write().await.unwrap() })
+        .await
+        .expect("writer lease freed after its lost reply");
+    assert!(w.release().await.unwrap());
+    with_lost_reply(&switch, "try_read", a.rwlock("r").try_read()).await;
+    let w = eventually(FREED_WITHIN, || async { b.rwlock("r").try_write().await.unwrap() })
+        .await
+        .expect("reader lease freed after its lost reply");
+    assert!(w.release().await.unwrap());
+}
 }

@@ -218,4 +218,20 @@ pub async fn semaphore_zero_permits_invalid(h: &dyn Harness) {
         "acquire N=0",
     );
 }
+/// A `try_acquire` whose reply was lost after the backend applied it leaves
+/// no permit held: the slot is free again within a renewal interval, not
+/// after the TTL.
+pub async fn lost_acquire_reply_frees_permit(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let opts = default_options().ttl(LOST_REPLY_TTL);
+    let (a, switch) = ctx.switchable_client("a", opts).await;
+    let b = ctx.client("b").await;
+    with_lost_reply(&switch, "try_acquire", a.semaphore("s", 1).try_acquire()).await;
+    let p = eventually(FREED_WITHIN, || async {
+        b.semaphore("s", 1).try_acquire().await.unwrap()
+    })
+    .await
+    .expect("permit freed after its lost reply");
+    assert!(p.release().await.unwrap());
+}
 }
