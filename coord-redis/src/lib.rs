@@ -1,12 +1,11 @@
 //! # coord-redis: coord's Redis backend
 //!
-//! [`RedisBackend`] implements coord's lease traits
-//! ([`coord_api::LeaseBackend`]) on Redis 6.2 or later, so the lock family
-//! (exclusive, reentrant, read-write, semaphore) works across processes and
-//! hosts with the same contract as every other backend, proven by the shared
-//! conformance suite against a real `redis-server`. It implements
-//! [`coord_api::LeadershipBackend`] too: elections, membership groups and
-//! run-once jobs.
+//! [`RedisBackend`] implements coord's backend SPI ([`coord_api::spi::Backend`])
+//! on Redis 6.2 or later, with every family: the lock family (exclusive,
+//! reentrant, read-write, semaphore), leader elections, membership groups and
+//! run-once jobs work across processes and hosts with the same contract as
+//! every other backend, proven by the shared conformance suite against a real
+//! `redis-server`.
 //!
 //! ```no_run
 //! # async fn demo() -> coord_api::Result<()> {
@@ -20,13 +19,18 @@
 //! | module | what it holds |
 //! |---|---|
 //! | `config` | [`RedisConfig`], [`RedisConfigBuilder`], [`Endpoint`]: URL and builder configuration |
-//! | `backend` | [`RedisBackend`]: the lease operations, connections, timeouts, tracing |
-//! | [`keys`] | the key layout: namespace + family + key in one hash tag |
-//! | `scripts` | the Lua scripts (`src/lua/*.lua`), run by EVALSHA |
-//! | `leadership` | elections, membership groups, run-once jobs ([`coord_api::LeadershipBackend`]): one script, key layout and slot choice |
-//! | `pubsub` | the shared pub/sub connection that wakes waiters on release |
+//! | `backend` | [`RedisBackend`]: connections, the root [`Backend`](coord_api::spi::Backend) |
+//! | `eval` | the one EVALSHA helper (span, timeout, NOSCRIPT reload, error mapping), the one TTL conversion, reply decoding shared by families |
+//! | `lua/` | `prelude.lua` (ahead of every script: the operation, the server's clock read lazily, the fencing-token rule `next_token`); `deadlines.lua` (leases as sorted-set members) |
+//! | `locks/` | locks, read-write locks, semaphores: `lock.lua`, `rwlock.lua`, `semaphore.lua`, key layout, arguments, replies |
+//! | `election/` | elections with quorums: `election.lua`, key layout and slot choice |
+//! | `membership/` | membership groups: `membership.lua`, `group.lua` (a group's upkeep, shared with elections) |
+//! | `jobs/` | run-once jobs: `jobs.lua`, key layout |
+//! | [`keys`] | naming every key: namespace and primitive in one hash tag |
+//! | `pubsub`, `expiry` | the shared pub/sub connection that wakes waiters; watches that also wake at an expiry instant |
 //! | `error` | redis errors → `Unavailable` / `Backend`, with the password redacted |
-//! | [`testing`] | (feature `testing`) a `redis-server` fixture and a conformance harness |
+//!
+//! The redis-server fixture for tests lives in `coord-testkit` (`coord_testkit::redis`).
 //!
 //! Under `--cfg madsim` this crate is empty: the redis crate cannot run inside
 //! the simulator, which checks the in-memory backend's state machine instead.
@@ -37,17 +41,23 @@ mod backend;
 #[cfg(not(madsim))]
 mod config;
 #[cfg(not(madsim))]
+mod election;
+#[cfg(not(madsim))]
 mod error;
+#[cfg(not(madsim))]
+mod eval;
+#[cfg(not(madsim))]
+mod expiry;
+#[cfg(not(madsim))]
+mod jobs;
 #[cfg(not(madsim))]
 pub mod keys;
 #[cfg(not(madsim))]
-mod leadership;
+mod locks;
+#[cfg(not(madsim))]
+mod membership;
 #[cfg(not(madsim))]
 mod pubsub;
-#[cfg(not(madsim))]
-mod scripts;
-#[cfg(all(not(madsim), feature = "testing"))]
-pub mod testing;
 
 #[cfg(not(madsim))]
 pub use backend::RedisBackend;

@@ -30,7 +30,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use coord_api::{LeaseWatch, Result};
+use coord_api::{Result, spi::Watch};
 use redis::{PushInfo, PushKind, Value, aio::ConnectionManager};
 use tokio::sync::Notify;
 
@@ -273,7 +273,7 @@ impl Hub {
     }
 }
 
-/// A [`LeaseWatch`] on one key's channel.
+/// A [`Watch`] on one key's channel.
 pub(crate) struct RedisWatch {
     slot: Arc<Slot>,
     id: u64,
@@ -282,7 +282,7 @@ pub(crate) struct RedisWatch {
 }
 
 #[async_trait]
-impl LeaseWatch for RedisWatch {
+impl Watch for RedisWatch {
     /// Completes at the next wake-up (at once if one is pending). Cancel
     /// safe: a wake-up is only taken when this returns.
     async fn changed(&mut self) -> Result<()> {

@@ -1,4 +1,8 @@
 //! The whole conformance suite against a real redis-server (started once per
 //! test binary; every case opens its own connections in its own namespace).
+//! Its own main (`harness = false`): one test per case, the cases of a
+//! family a backend lacks shown as ignored.
 
-coord_conformance::suite!(coord_redis::testing::RedisHarness::shared());
+fn main() -> std::process::ExitCode {
+    coord_conformance::main(coord_testkit::redis::RedisHarness::shared())
+}

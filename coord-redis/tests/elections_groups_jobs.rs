@@ -1,7 +1,7 @@
-//! Leadership, membership and run-once jobs: behaviour only a real Redis has
-//! (one EVALSHA per operation, one Cluster slot per quorum election, terms
-//! across a restart without persistence, PUBLISH and expiry wake-ups).
-//! Tests that restart or reconfigure a server start their own.
+//! Elections, membership groups and run-once jobs: behaviour only a real
+//! Redis has (one EVALSHA per operation, one Cluster slot per quorum
+//! election, terms across a restart without persistence, PUBLISH and expiry
+//! wake-ups). Tests that restart or reconfigure a server start their own.
 
 use std::{
     sync::Arc,
@@ -9,25 +9,35 @@ use std::{
 };
 
 use coord_api::{
-    Campaign, Client, FencingToken, HolderId, InstanceId, Key, LeadershipBackend, LockOptions,
-    OnceBegin, Quorum,
+    Client, FencingToken, HolderId, InstanceId, Key, LeaseOptions, Quorum,
+    spi::{Backend, Campaign, ElectionBackend, GroupBackend, JobBackend, OnceBegin},
 };
-use coord_redis::{RedisBackend, RedisConfig, testing::RedisServer};
+use coord_redis::{RedisBackend, RedisConfig};
+use coord_testkit::redis::RedisServer;
 use redis::Value;
 
 async fn backend(config: RedisConfig) -> Arc<RedisBackend> {
     Arc::new(RedisBackend::connect(config).await.expect("connect"))
 }
 
-/// A client with leadership on its own connections; TTL `ttl`, and a retry
-/// delay far beyond every bound the tests check, so only notifications and
-/// expiry instants can wake a waiter in time.
+/// The families of `b` these tests use.
+fn families(b: &RedisBackend) -> (&dyn ElectionBackend, &dyn GroupBackend, &dyn JobBackend) {
+    (
+        b.elections().expect("elections"),
+        b.groups().expect("groups"),
+        b.jobs().expect("jobs"),
+    )
+}
+
+/// A client on its own connections; TTL `ttl`, and a retry delay far beyond
+/// every bound the tests check, so only notifications and expiry instants can
+/// wake a waiter in time.
 async fn client(config: RedisConfig, name: &str, ttl: Duration) -> Client {
-    Client::builder_with(backend(config).await)
+    Client::builder(backend(config).await)
         .instance_id(name)
         .unwrap()
-        .lock_options(
-            LockOptions::default()
+        .lease_options(
+            LeaseOptions::default()
                 .ttl(ttl)
                 .retry_delay(Duration::from_secs(60))
                 .wait_timeout(Some(Duration::from_secs(30))),
@@ -86,6 +96,7 @@ fn elected(c: Campaign) -> coord_api::LeaderInfo {
 async fn one_evalsha_per_operation() {
     let server = RedisServer::start();
     let b = backend(server.config("evalsha")).await;
+    let (el, gr, jo) = families(&b);
     let (e, g, job, occ) = (key("e"), key("g"), key("job"), key("occ"));
     let (a, other) = (holder("a"), holder("b"));
     let ttl = Duration::from_secs(5);
@@ -93,46 +104,48 @@ async fn one_evalsha_per_operation() {
         group: g.clone(),
         min_members: 1,
     };
-    // Warm up: loads the script.
-    b.leader(&e).await.unwrap();
+    // Warm up: loads the three scripts (elections, groups, jobs).
+    el.leader(&e).await.unwrap();
+    gr.members(&g).await.unwrap();
+    assert!(!jo.extend(&job, &occ, &a, ttl).await.unwrap());
 
     server.command(&["CONFIG", "RESETSTAT"]).unwrap();
-    b.join(&g, &a, "m", ttl).await.unwrap();
-    assert!(b.heartbeat(&g, &a, ttl).await.unwrap());
+    gr.join(&g, &a, "m", ttl).await.unwrap();
+    assert!(gr.heartbeat(&g, &a, ttl).await.unwrap());
     let info = elected(
-        b.campaign(&e, &a, "meta", ttl, Some(&quorum))
+        el.campaign(&e, &a, "meta", ttl, Some(&quorum))
             .await
             .unwrap(),
     );
     assert!(matches!(
-        b.campaign(&e, &other, "", ttl, None).await.unwrap(),
+        el.campaign(&e, &other, "", ttl, None).await.unwrap(),
         Campaign::Busy {
             leader: Some(_),
             no_quorum: false
         }
     ));
     assert!(
-        b.renew(&e, &a, info.term, ttl, Some(&quorum))
+        el.renew(&e, &a, info.term, ttl, Some(&quorum))
             .await
             .unwrap()
     );
-    assert_eq!(b.leader(&e).await.unwrap().unwrap().term, info.term);
-    assert_eq!(b.terms_granted(&e).await.unwrap(), Some(info.seq));
-    assert!(b.resign(&e, &a, info.term).await.unwrap());
-    assert_eq!(b.members(&g).await.unwrap().members.len(), 1);
-    assert!(b.leave(&g, &a).await.unwrap());
+    assert_eq!(el.leader(&e).await.unwrap().unwrap().term, info.term);
+    assert_eq!(el.terms_granted(&e).await.unwrap(), Some(info.seq));
+    assert!(el.resign(&e, &a, info.term).await.unwrap());
+    assert_eq!(gr.members(&g).await.unwrap().members.len(), 1);
+    assert!(gr.leave(&g, &a).await.unwrap());
     assert!(matches!(
-        b.begin_once(&job, &occ, &a, ttl).await.unwrap(),
+        jo.begin(&job, &occ, &a, ttl).await.unwrap(),
         OnceBegin::Started { attempt: 1, .. }
     ));
-    assert!(b.extend_once(&job, &occ, &a, ttl).await.unwrap());
-    assert!(b.end_once(&job, &occ, &a, Some(ttl)).await.unwrap());
+    assert!(jo.extend(&job, &occ, &a, ttl).await.unwrap());
+    assert!(jo.end(&job, &occ, &a, Some(ttl)).await.unwrap());
     assert_eq!(script_calls(&server), [("evalsha".to_owned(), 13)]);
 
     // A watch reads the next expiry instant with one EVALSHA per wait.
-    let mut watch = b.watch_election(&e).await.unwrap();
+    let mut watch = el.watch(&e).await.unwrap();
     server.command(&["CONFIG", "RESETSTAT"]).unwrap();
-    b.campaign(&e, &a, "", ttl, None).await.unwrap();
+    el.campaign(&e, &a, "", ttl, None).await.unwrap();
     tokio::time::timeout(Duration::from_secs(5), watch.changed())
         .await
         .expect("woken by the new term")
@@ -142,7 +155,7 @@ async fn one_evalsha_per_operation() {
     // After SCRIPT FLUSH the script is loaded again, transparently.
     assert_eq!(server.command(&["SCRIPT", "FLUSH"]).unwrap(), Value::Okay);
     server.command(&["CONFIG", "RESETSTAT"]).unwrap();
-    assert_eq!(b.leader(&e).await.unwrap().unwrap().holder, a);
+    assert_eq!(el.leader(&e).await.unwrap().unwrap().holder, a);
     assert_eq!(
         script_calls(&server),
         [("evalsha".to_owned(), 2), ("script|load".to_owned(), 1)]
@@ -170,44 +183,45 @@ async fn quorum_election_keys_share_one_cluster_slot() {
     );
 
     let b = backend(server.config("cluster")).await;
+    let (el, gr, jo) = families(&b);
     let ttl = Duration::from_secs(5);
     let quorum = Quorum {
         group: key("workers"),
         min_members: 2,
     };
     let (e, a, c) = (key("scheduler"), holder("a"), holder("c"));
-    b.join(&quorum.group, &a, "", ttl).await.unwrap();
+    gr.join(&quorum.group, &a, "", ttl).await.unwrap();
     assert!(matches!(
-        b.campaign(&e, &a, "", ttl, Some(&quorum)).await.unwrap(),
+        el.campaign(&e, &a, "", ttl, Some(&quorum)).await.unwrap(),
         Campaign::Busy {
             leader: None,
             no_quorum: true
         }
     ));
-    b.join(&quorum.group, &c, "", ttl).await.unwrap();
-    let info = elected(b.campaign(&e, &a, "", ttl, Some(&quorum)).await.unwrap());
+    gr.join(&quorum.group, &c, "", ttl).await.unwrap();
+    let info = elected(el.campaign(&e, &a, "", ttl, Some(&quorum)).await.unwrap());
     assert!(
-        b.renew(&e, &a, info.term, ttl, Some(&quorum))
+        el.renew(&e, &a, info.term, ttl, Some(&quorum))
             .await
             .unwrap()
     );
-    assert!(b.leave(&quorum.group, &c).await.unwrap());
+    assert!(gr.leave(&quorum.group, &c).await.unwrap());
     assert!(
-        !b.renew(&e, &a, info.term, ttl, Some(&quorum))
+        !el.renew(&e, &a, info.term, ttl, Some(&quorum))
             .await
             .unwrap(),
         "quorum lost: the renewal steps down"
     );
-    assert_eq!(b.leader(&e).await.unwrap(), None);
+    assert_eq!(el.leader(&e).await.unwrap(), None);
     // Run-once keys (tagged per job) work in cluster mode too.
     assert!(matches!(
-        b.begin_once(&key("job}x"), &key("o{1}"), &a, ttl)
+        jo.begin(&key("job}x"), &key("o{1}"), &a, ttl)
             .await
             .unwrap(),
         OnceBegin::Started { attempt: 1, .. }
     ));
     assert!(
-        b.end_once(&key("job}x"), &key("o{1}"), &a, Some(ttl))
+        jo.end(&key("job}x"), &key("o{1}"), &a, Some(ttl))
             .await
             .unwrap()
     );
@@ -218,40 +232,36 @@ async fn terms_and_run_tokens_increase_across_a_restart_without_persistence() {
     let server = RedisServer::start();
     let config = server.config("tokens");
     let b = backend(config.clone()).await;
+    let (el, _, jo) = families(&b);
     let (e, a) = (key("e"), holder("a"));
     let ttl = Duration::from_secs(5);
     let mut last = 0;
     for seq in 1..=3 {
-        let info = elected(b.campaign(&e, &a, "", ttl, None).await.unwrap());
+        let info = elected(el.campaign(&e, &a, "", ttl, None).await.unwrap());
         assert!(info.term.get() > last);
         assert_eq!(info.seq, seq);
         last = info.term.get();
-        assert!(b.resign(&e, &a, info.term).await.unwrap());
+        assert!(el.resign(&e, &a, info.term).await.unwrap());
     }
     let clock_last = last;
     // A counter far ahead of the clock wins: counter + 1.
     let ahead = last + 3_600_000_000;
     server
-        .command(&[
-            "HSET",
-            "coord:{tokens:lead}:e:e:s",
-            "tok",
-            &ahead.to_string(),
-        ])
+        .command(&["SET", "coord:{tokens:lead}:e:e:t", &ahead.to_string()])
         .unwrap();
-    let info = elected(b.campaign(&e, &a, "", ttl, None).await.unwrap());
+    let info = elected(el.campaign(&e, &a, "", ttl, None).await.unwrap());
     assert_eq!(info.term, FencingToken(ahead + 1));
     assert_eq!(info.seq, 4);
-    b.resign(&e, &a, info.term).await.unwrap();
+    el.resign(&e, &a, info.term).await.unwrap();
 
     let (job, occ) = (key("job"), key("occ"));
     let OnceBegin::Started {
         token: run_token, ..
-    } = b.begin_once(&job, &occ, &a, ttl).await.unwrap()
+    } = jo.begin(&job, &occ, &a, ttl).await.unwrap()
     else {
         panic!("not started");
     };
-    b.end_once(&job, &occ, &a, None).await.unwrap();
+    jo.end(&job, &occ, &a, None).await.unwrap();
 
     server.restart();
     let keys = server.command(&["DBSIZE"]).unwrap();
@@ -260,7 +270,8 @@ async fn terms_and_run_tokens_increase_across_a_restart_without_persistence() {
     // term the clock gave before (the pushed counter is lost with the data:
     // it ran ahead of the clock, so it is not the bound that survives).
     let b = backend(config).await;
-    let info = elected(b.campaign(&e, &a, "", ttl, None).await.unwrap());
+    let (el, _, jo) = families(&b);
+    let info = elected(el.campaign(&e, &a, "", ttl, None).await.unwrap());
     assert!(
         info.term.get() > clock_last,
         "term {} after restart is not above {clock_last}",
@@ -268,8 +279,7 @@ async fn terms_and_run_tokens_increase_across_a_restart_without_persistence() {
     );
     assert!(info.term.get() > run_token.get());
     assert_eq!(info.seq, 1, "seq starts again after the data was lost");
-    let OnceBegin::Started { token, attempt } = b.begin_once(&job, &occ, &a, ttl).await.unwrap()
-    else {
+    let OnceBegin::Started { token, attempt } = jo.begin(&job, &occ, &a, ttl).await.unwrap() else {
         panic!("not started");
     };
     assert!(token > run_token, "{token} > {run_token}");
@@ -339,12 +349,13 @@ async fn publish_wakes_an_observer_at_once() {
 async fn observers_wake_at_expiry() {
     let server = RedisServer::shared();
     let b = backend(server.config("expiry")).await;
+    let (el, gr, jo) = families(&b);
     let observer = client(server.config("expiry"), "observer", Duration::from_secs(30)).await;
     let ttl = Duration::from_millis(300);
 
     let mut obs = observer.election("e").observe().await.unwrap();
     let info = elected(
-        b.campaign(&key("e"), &holder("a"), "", ttl, None)
+        el.campaign(&key("e"), &holder("a"), "", ttl, None)
             .await
             .unwrap(),
     );
@@ -360,8 +371,8 @@ async fn observers_wake_at_expiry() {
 
     let mut members = observer.group("g").observe().await.unwrap();
     let (short, long) = (holder("a"), holder("b"));
-    b.join(&key("g"), &short, "", ttl).await.unwrap();
-    b.join(&key("g"), &long, "", ttl * 10).await.unwrap();
+    gr.join(&key("g"), &short, "", ttl).await.unwrap();
+    gr.join(&key("g"), &long, "", ttl * 10).await.unwrap();
     let seen = members.next().await.unwrap().members;
     let seq = seen.seq;
     let change = tokio::time::timeout(Duration::from_secs(5), async {
@@ -379,9 +390,9 @@ async fn observers_wake_at_expiry() {
 
     // A run's lease expiring wakes watch_once.
     let (job, occ) = (key("job"), key("occ"));
-    let mut watch = b.watch_once(&job, &occ).await.unwrap();
+    let mut watch = jo.watch(&job, &occ).await.unwrap();
     assert!(matches!(
-        b.begin_once(&job, &occ, &holder("a"), ttl).await.unwrap(),
+        jo.begin(&job, &occ, &holder("a"), ttl).await.unwrap(),
         OnceBegin::Started { attempt: 1, .. }
     ));
     // Drain wake-ups so far, then wait for the expiry.
@@ -391,7 +402,7 @@ async fn observers_wake_at_expiry() {
             .await
             .expect("woken at the run's expiry")
             .unwrap();
-        match b.begin_once(&job, &occ, &holder("b"), ttl).await.unwrap() {
+        match jo.begin(&job, &occ, &holder("b"), ttl).await.unwrap() {
             OnceBegin::Started { attempt, .. } => {
                 assert_eq!(attempt, 2, "a retry after the crashed run");
                 break;
@@ -408,13 +419,14 @@ async fn observers_wake_at_expiry() {
 async fn group_state_outlives_the_last_member_with_a_ttl() {
     let server = RedisServer::shared();
     let b = backend(server.config("group-ttl")).await;
+    let (el, gr, _) = families(&b);
     let g = key("g");
     let ttl = Duration::from_millis(100);
-    b.join(&g, &holder("a"), "", ttl).await.unwrap();
-    let seq = b.members(&g).await.unwrap().seq;
+    gr.join(&g, &holder("a"), "", ttl).await.unwrap();
+    let seq = gr.members(&g).await.unwrap().seq;
     let gone = async {
         loop {
-            let m = b.members(&g).await.unwrap();
+            let m = gr.members(&g).await.unwrap();
             if m.members.is_empty() {
                 return m;
             }
@@ -437,8 +449,8 @@ async fn group_state_outlives_the_last_member_with_a_ttl() {
     }
     // Election state likewise has a TTL (no key without one).
     let e = key("e");
-    let info = elected(b.campaign(&e, &holder("a"), "", ttl, None).await.unwrap());
-    b.resign(&e, &holder("a"), info.term).await.unwrap();
+    let info = elected(el.campaign(&e, &holder("a"), "", ttl, None).await.unwrap());
+    el.resign(&e, &holder("a"), info.term).await.unwrap();
     let Value::Int(pttl) = server
         .command(&["PTTL", "coord:{group-ttl:lead}:e:e:s"])
         .unwrap()
@@ -463,7 +475,9 @@ async fn client_types_on_redis() {
 
     // A crashed leader: elected by the raw backend, never renewed.
     let crashed = elected(
-        raw.campaign(&key("e"), &holder("crashed"), "", ttl, None)
+        raw.elections()
+            .unwrap()
+            .campaign(&key("e"), &holder("crashed"), "", ttl, None)
             .await
             .unwrap(),
     );

@@ -8,26 +8,42 @@ use std::{
 };
 
 use coord_api::{
-    Client, DynLeaseBackend, Error, HolderId, InstanceId, Key, LeaseBackend, LeaseFamily, LeaseId,
-    LeaseKind, LockOptions,
+    Client, Error, HolderId, InstanceId, Key, LeaseOptions,
+    spi::{DynBackend, LeaseId, LeaseKind, LockBackend, LockSpace, Watch},
 };
-use coord_redis::{RedisBackend, RedisConfig, testing::RedisServer};
+use coord_redis::{RedisBackend, RedisConfig};
+use coord_testkit::redis::RedisServer;
 use redis::Value;
 
-async fn backend(config: RedisConfig) -> DynLeaseBackend {
+async fn backend(config: RedisConfig) -> DynBackend {
     Arc::new(RedisBackend::connect(config).await.expect("connect"))
 }
 
-fn client(backend: DynLeaseBackend, name: &str, opts: LockOptions) -> Client {
+/// The lock family of `b`.
+fn locks(b: &DynBackend) -> &dyn LockBackend {
+    b.locks().expect("the lock family")
+}
+
+fn client(backend: DynBackend, name: &str, opts: LeaseOptions) -> Client {
     Client::builder(backend)
         .instance_id(name)
         .unwrap()
-        .lock_options(opts)
+        .lease_options(opts)
         .build()
 }
 
-fn opts(ttl: Duration) -> LockOptions {
-    LockOptions::default()
+/// `server` in `namespace`, with an operation timeout of `timeout`.
+fn timing_out(server: &RedisServer, namespace: &str, timeout: Duration) -> RedisConfig {
+    RedisConfig::builder()
+        .with_url(server.url())
+        .namespace(namespace)
+        .timeout(timeout)
+        .build()
+        .unwrap()
+}
+
+fn opts(ttl: Duration) -> LeaseOptions {
+    LeaseOptions::default()
         .ttl(ttl)
         .retry_delay(Duration::from_secs(10))
         .wait_timeout(Some(Duration::from_secs(5)))
@@ -200,8 +216,21 @@ async fn tokens_increase_across_a_restart_without_persistence() {
         last = g.token().get();
         g.release().await.unwrap();
     }
-    // With the clock ahead of every token, a released lock leaves nothing.
-    assert_eq!(keys(&server), Vec::<String>::new());
+    // A released lock leaves its token counter alone, for an hour past the
+    // lease's TTL.
+    assert_eq!(keys(&server), ["coord:{tokens:lock:k}:t"]);
+    let Value::Int(pttl) = server
+        .command(&["PTTL", "coord:{tokens:lock:k}:t"])
+        .unwrap()
+    else {
+        panic!("PTTL");
+    };
+    assert!(pttl > 3_600_000 && pttl <= 3_605_000, "{pttl}");
+    assert_eq!(
+        text(server.command(&["GET", "coord:{tokens:lock:k}:t"]).unwrap()),
+        last.to_string(),
+        "the counter holds the last token"
+    );
     // Push the stored counter far beyond the clock, then lose it.
     let ahead = last + 3_600_000_000;
     server
@@ -234,8 +263,8 @@ async fn restart_while_held_fires_lost_and_client_reconnects() {
     let guard = holder.lock("k").try_lock().await.unwrap().unwrap();
     let t1 = guard.token();
     // A watch made before the restart keeps working after it.
-    let mut watch = b
-        .subscribe(LeaseFamily::Lock, &Key::new("k").unwrap())
+    let mut watch = locks(&b)
+        .subscribe(LockSpace::Lock, &Key::new("k").unwrap())
         .await
         .unwrap();
 
@@ -296,12 +325,18 @@ async fn stopped_server_is_unavailable_within_the_timeout() {
         key: Key::new("k").unwrap(),
         holder: HolderId::new(InstanceId::new("a").unwrap()),
     };
-    b.acquire(&lease, Duration::from_secs(1)).await.unwrap();
+    locks(&b)
+        .acquire(&lease, Duration::from_secs(1))
+        .await
+        .unwrap();
 
     server.stop();
     for _ in 0..3 {
         let start = Instant::now();
-        let e = b.acquire(&lease, Duration::from_secs(1)).await.unwrap_err();
+        let e = locks(&b)
+            .acquire(&lease, Duration::from_secs(1))
+            .await
+            .unwrap_err();
         assert!(
             start.elapsed() < timeout + Duration::from_millis(300),
             "{:?}",
@@ -325,12 +360,7 @@ async fn stopped_server_is_unavailable_within_the_timeout() {
 async fn frozen_server_times_out_as_unavailable() {
     let server = RedisServer::start();
     let timeout = Duration::from_millis(300);
-    let config = RedisConfig::builder()
-        .with_url(server.url())
-        .namespace("frozen")
-        .timeout(timeout)
-        .build()
-        .unwrap();
+    let config = timing_out(&server, "frozen", timeout);
     let c = client(backend(config).await, "a", opts(Duration::from_secs(1)));
     server.pause();
     let start = Instant::now();
@@ -353,15 +383,10 @@ async fn frozen_server_times_out_as_unavailable() {
 #[tokio::test]
 async fn renewal_failing_flips_to_lost_at_local_validity() {
     let server = RedisServer::start();
-    let config = RedisConfig::builder()
-        .with_url(server.url())
-        .namespace("validity")
-        .timeout(Duration::from_millis(200))
-        .build()
-        .unwrap();
+    let config = timing_out(&server, "validity", Duration::from_millis(200));
     let ttl = Duration::from_secs(1);
     let o = opts(ttl);
-    let validity = o.local_validity(ttl);
+    let validity = o.local_validity();
     let c = client(backend(config).await, "a", o);
     let sent = Instant::now();
     let guard = c.lock("k").try_lock().await.unwrap().unwrap();
@@ -469,7 +494,7 @@ fn lease(key: &str, kind: LeaseKind, who: &str) -> LeaseId {
 }
 
 /// Whether `watch` fires within 300 ms.
-async fn fires(watch: &mut Box<dyn coord_api::LeaseWatch>) -> bool {
+async fn fires(watch: &mut Box<dyn Watch>) -> bool {
     tokio::time::timeout(Duration::from_millis(300), watch.changed())
         .await
         .is_ok()
@@ -479,10 +504,11 @@ async fn fires(watch: &mut Box<dyn coord_api::LeaseWatch>) -> bool {
 async fn a_release_wakes_one_lock_waiter_and_an_unused_wake_up_is_handed_on() {
     let server = RedisServer::start();
     let b = backend(server.config("wake")).await;
+    let b = locks(&b);
     let holder = lease("k", LeaseKind::Exclusive, "h");
     let ttl = Duration::from_secs(30);
-    let mut first = b.subscribe(LeaseFamily::Lock, &holder.key).await.unwrap();
-    let mut second = b.subscribe(LeaseFamily::Lock, &holder.key).await.unwrap();
+    let mut first = b.subscribe(LockSpace::Lock, &holder.key).await.unwrap();
+    let mut second = b.subscribe(LockSpace::Lock, &holder.key).await.unwrap();
 
     // One release, one wake-up, for the oldest waiter.
     b.acquire(&holder, ttl).await.unwrap();
@@ -498,12 +524,10 @@ async fn a_release_wakes_one_lock_waiter_and_an_unused_wake_up_is_handed_on() {
     assert!(fires(&mut second).await, "the unused wake-up was handed on");
 
     // A forced release wakes every waiter.
-    let mut third = b.subscribe(LeaseFamily::Lock, &holder.key).await.unwrap();
+    let mut third = b.subscribe(LockSpace::Lock, &holder.key).await.unwrap();
     b.acquire(&holder, ttl).await.unwrap();
     assert_eq!(
-        b.force_release(LeaseFamily::Lock, &holder.key)
-            .await
-            .unwrap(),
+        b.force_release(LockSpace::Lock, &holder.key).await.unwrap(),
         1
     );
     assert!(fires(&mut second).await && fires(&mut third).await);
@@ -513,10 +537,11 @@ async fn a_release_wakes_one_lock_waiter_and_an_unused_wake_up_is_handed_on() {
 async fn a_write_release_wakes_every_reader() {
     let server = RedisServer::start();
     let b = backend(server.config("wake-rw")).await;
+    let b = locks(&b);
     let writer = lease("k", LeaseKind::Write, "w");
     let mut readers = Vec::new();
     for _ in 0..3 {
-        readers.push(b.subscribe(LeaseFamily::RwLock, &writer.key).await.unwrap());
+        readers.push(b.subscribe(LockSpace::RwLock, &writer.key).await.unwrap());
     }
     b.acquire(&writer, Duration::from_secs(30)).await.unwrap();
     b.release(&writer).await.unwrap();
@@ -542,7 +567,7 @@ async fn rediss_with_a_private_ca() {
         .unwrap()
         .expect("lock over TLS");
     // The pub/sub connection speaks TLS too: a release wakes a waiter.
-    let mut watch = b.subscribe(LeaseFamily::Lock, g.key()).await.unwrap();
+    let mut watch = locks(&b).subscribe(LockSpace::Lock, g.key()).await.unwrap();
     assert!(g.release().await.unwrap());
     assert!(fires(&mut watch).await, "no release notification over TLS");
 
@@ -577,4 +602,97 @@ async fn rediss_with_a_private_ca() {
         .unwrap();
     let err = RedisBackend::connect(missing).await.unwrap_err();
     assert!(err.to_string().contains("tls_ca_file"), "{err}");
+}
+
+/// Issue 21: an acquisition sent to a frozen server times out, yet the
+/// server applies it when it thaws. The client then undoes it in the
+/// background, so every key is free again at once, not after the 30 s TTL:
+/// for locks, write locks, permits, terms, members and runs.
+#[tokio::test]
+async fn acquisitions_unanswered_before_a_freeze_are_undone_after_it() {
+    let server = RedisServer::start();
+    let config = timing_out(&server, "undo", Duration::from_millis(500));
+    let ttl = Duration::from_secs(30);
+    let a = client(backend(config.clone()).await, "a", opts(ttl));
+    let b = client(backend(config).await, "b", opts(ttl));
+    // Load every script first, so that each frozen call is one EVALSHA.
+    let warm = async {
+        a.lock("w").try_lock().await?.unwrap().release().await?;
+        a.rwlock("w").try_write().await?.unwrap().release().await?;
+        a.semaphore("w", 1)
+            .try_acquire()
+            .await?
+            .unwrap()
+            .release()
+            .await?;
+        a.election("w")
+            .try_campaign()
+            .await?
+            .unwrap()
+            .resign()
+            .await?;
+        a.group("w").join().await?.leave().await?;
+        a.job("w").run_once("w", |_| async {}).await?;
+        Ok::<_, Error>(())
+    };
+    warm.await.unwrap();
+
+    let (lock, rwlock, semaphore) = (a.lock("k"), a.rwlock("k"), a.semaphore("k", 1));
+    let (election, group, job) = (a.election("e"), a.group("g"), a.job("j"));
+    server.pause();
+    let (lock, write, permit, term, member, run) = tokio::join!(
+        lock.try_lock(),
+        rwlock.try_write(),
+        semaphore.try_acquire(),
+        election.try_campaign(),
+        group.join(),
+        job.run_once("o", |_| async { unreachable!("ran while frozen") }),
+    );
+    let unavailable = |e: Error| assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
+    unavailable(lock.unwrap_err());
+    unavailable(write.unwrap_err());
+    unavailable(permit.unwrap_err());
+    unavailable(term.unwrap_err());
+    unavailable(member.unwrap_err());
+    unavailable(run.unwrap_err());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.resume();
+
+    let thawed = Instant::now();
+    let all_free = async {
+        loop {
+            let free = async {
+                let lock = b.lock("k").try_lock().await?;
+                let write = b.rwlock("k").try_write().await?;
+                let permit = b.semaphore("k", 1).try_acquire().await?;
+                let term = b.election("e").try_campaign().await?;
+                let members = b.group("g").members().await?.members.len();
+                Ok::<_, Error>(
+                    lock.is_some()
+                        && write.is_some()
+                        && permit.is_some()
+                        && term.is_some()
+                        && members == 0,
+                )
+            };
+            if free.await.unwrap_or(false) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), all_free)
+        .await
+        .expect("the keys the frozen calls took are free again well before their TTL");
+    // The run was undone unfinished: another instance runs it at once, as a
+    // retry.
+    let ran = tokio::time::timeout(
+        Duration::from_secs(5),
+        b.job("j").run_once("o", |ctx| async move { ctx.attempt }),
+    )
+    .await
+    .expect("the run is free again well before its TTL")
+    .unwrap();
+    assert!(matches!(ran, coord_api::RunOnce::Ran(2)), "{ran:?}");
+    assert!(thawed.elapsed() < Duration::from_secs(10));
 }

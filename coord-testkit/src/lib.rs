@@ -3,6 +3,9 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`clocks`] | clocks for tests: one that counts its reads |
+//! | `redis` | (not under `--cfg madsim`) a `redis-server` fixture (`RedisServer`: start, stop, restart, pause, TLS, cluster flags) and the conformance harness on it (`RedisHarness`) |
 #![deny(missing_docs)]
 
 pub mod clocks;
+#[cfg(not(madsim))]
+pub mod redis;

@@ -1,5 +1,5 @@
-//! Test support (feature `testing`): a `redis-server` of the test's own on a
-//! free loopback port, and a conformance [`Harness`] on it.
+//! A `redis-server` of the test's own on a free loopback port
+//! ([`RedisServer`]), and a conformance [`Harness`] on it ([`RedisHarness`]).
 //!
 //! The server runs without persistence (`--save '' --appendonly no`), keeps
 //! its files in a temporary directory, also listens on a unix socket, and is
@@ -13,7 +13,7 @@
 //! need Redis fail, they never skip.
 //!
 //! ```no_run
-//! use coord_redis::testing::RedisServer;
+//! use coord_testkit::redis::RedisServer;
 //! let server = RedisServer::start();
 //! let config = server.config("my-test");
 //! assert!(config.to_string().starts_with("redis(127.0.0.1:"));
@@ -30,10 +30,9 @@ use std::{
 };
 
 use async_trait::async_trait;
-use coord_api::{DynLeadershipBackend, DynLeaseBackend, Namespace};
+use coord_api::{Namespace, spi::DynBackend};
 use coord_conformance::Harness;
-
-use crate::{RedisBackend, RedisConfig};
+use coord_redis::{RedisBackend, RedisConfig};
 
 /// How long a server may take to answer its first PING.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -185,10 +184,10 @@ impl RedisServer {
 
     /// Runs one command on a fresh connection (for tests that inspect or
     /// tamper with the server behind the backend's back).
-    pub fn command(&self, args: &[&str]) -> redis::RedisResult<redis::Value> {
-        let client = redis::Client::open(self.url())?;
+    pub fn command(&self, args: &[&str]) -> ::redis::RedisResult<::redis::Value> {
+        let client = ::redis::Client::open(self.url())?;
         let mut con = client.get_connection_with_timeout(Duration::from_secs(5))?;
-        let mut cmd = redis::cmd(args[0]);
+        let mut cmd = ::redis::cmd(args[0]);
         for a in &args[1..] {
             cmd.arg(*a);
         }
@@ -328,19 +327,9 @@ impl RedisHarness {
 
 #[async_trait]
 impl Harness for RedisHarness {
-    async fn open(&self, namespace: &Namespace) -> coord_api::Result<DynLeaseBackend> {
+    async fn open(&self, namespace: &Namespace) -> coord_api::Result<DynBackend> {
         let config = self.config.clone().with_namespace(namespace.clone());
         Ok(std::sync::Arc::new(RedisBackend::connect(config).await?))
-    }
-
-    async fn open_leadership(
-        &self,
-        namespace: &Namespace,
-    ) -> coord_api::Result<Option<DynLeadershipBackend>> {
-        let config = self.config.clone().with_namespace(namespace.clone());
-        Ok(Some(std::sync::Arc::new(
-            RedisBackend::connect(config).await?,
-        )))
     }
 }
 

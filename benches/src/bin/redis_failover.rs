@@ -5,7 +5,7 @@
 //! retry delay is 60 s and the term's TTL 30 s, so nothing else could wake it
 //! in time). A measurement, not a test: it asserts nothing about speed.
 //!
-//! It starts its own `redis-server` (the coord-redis test fixture):
+//! It starts its own `redis-server` (the coord-testkit fixture):
 //!
 //! ```text
 //! taskset -c 0,1 cargo run --release -p coord-benches --bin redis_failover
@@ -28,8 +28,9 @@ fn main() {
 mod failover {
     use std::time::{Duration, Instant};
 
-    use coord_api::{Client, LockOptions};
-    use coord_redis::{RedisBackend, testing::RedisServer};
+    use coord_api::{Client, LeaseOptions};
+    use coord_redis::RedisBackend;
+    use coord_testkit::redis::RedisServer;
 
     const HANDOVERS: usize = 100;
 
@@ -37,11 +38,11 @@ mod failover {
         let backend = RedisBackend::connect(server.config("failover"))
             .await
             .expect("connect");
-        Client::builder_with(std::sync::Arc::new(backend))
+        Client::builder(std::sync::Arc::new(backend))
             .instance_id(name)
             .expect("instance id")
-            .lock_options(
-                LockOptions::default()
+            .lease_options(
+                LeaseOptions::default()
                     .ttl(Duration::from_secs(30))
                     .retry_delay(Duration::from_secs(60))
                     .wait_timeout(Some(Duration::from_secs(30))),

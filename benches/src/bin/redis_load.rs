@@ -34,7 +34,7 @@
 //! `WHO=coord` measures one contender alone (for profiling), `STATS=1` prints
 //! the server's command statistics at the end.
 //!
-//! It starts its own `redis-server` (the coord-redis test fixture) and runs
+//! It starts its own `redis-server` (the coord-testkit fixture) and runs
 //! for about a minute:
 //!
 //! ```text
@@ -69,10 +69,11 @@ mod load {
     };
 
     use coord_api::{
-        Acquire, Client, DynLeaseBackend, HolderId, InstanceId, Key, LeaseId, LeaseKind,
-        LockOptions, Release,
+        Client, HolderId, InstanceId, Key, LeaseOptions,
+        spi::{Acquire, DynBackend, LeaseId, LeaseKind, Release},
     };
-    use coord_redis::{RedisBackend, RedisConfig, testing::RedisServer};
+    use coord_redis::{RedisBackend, RedisConfig};
+    use coord_testkit::redis::RedisServer;
     use redis::{
         IntoConnectionInfo, Script,
         aio::{ConnectionManager, ConnectionManagerConfig},
@@ -170,15 +171,16 @@ mod load {
     }
 
     /// The backend alone (the SPI, no client layer): one acquire, one release.
-    async fn spi_lock_release(backend: &DynLeaseBackend, key: &str) {
+    async fn spi_lock_release(backend: &DynBackend, key: &str) {
         let lease = LeaseId {
             kind: LeaseKind::Exclusive,
             key: Key::new(key).unwrap(),
             holder: HolderId::new(InstanceId::new("spi").unwrap()),
         };
-        let granted = backend.acquire(&lease, TTL).await.expect("spi acquire");
+        let locks = backend.locks().expect("the lock family");
+        let granted = locks.acquire(&lease, TTL).await.expect("spi acquire");
         assert!(matches!(granted, Acquire::Granted(_)));
-        let released = backend.release(&lease).await.expect("spi release");
+        let released = locks.release(&lease).await.expect("spi release");
         assert_eq!(released, Release::Released { remaining: 0 });
     }
 
@@ -472,12 +474,12 @@ mod load {
             .unwrap_or(DEFAULT_ROUNDS);
         let only = std::env::var("ONLY").unwrap_or_else(|_| "seq,par,contend".into());
         let baseline = Baseline::connect(&url, &config).await;
-        let backend: DynLeaseBackend = Arc::new(RedisBackend::connect(config).await.unwrap());
+        let backend: DynBackend = Arc::new(RedisBackend::connect(config).await.unwrap());
         let client = Client::builder(backend.clone())
             .instance_id("load")
             .unwrap()
-            .lock_options(
-                LockOptions::default()
+            .lease_options(
+                LeaseOptions::default()
                     .ttl(TTL)
                     .auto_extend(std::env::var_os("NO_EXTEND").is_none()),
             )

@@ -1,10 +1,12 @@
--- Read-write locks with writer preference.
--- KEYS: 1 writer hash {holder, token}, 2 readers zset (holder -> deadline ms),
--- 3 reader tokens hash, 4 writer intents zset (holder -> deadline ms),
--- 5 token counter.
--- ARGV: op, channel, holder, ttl_ms, kind ('r' read | 'w' write).
+-- Read-write locks with writer preference (after the prelude and
+-- lua/deadlines.lua).
+-- KEYS: 1 writer hash {holder, token} (PEXPIRE = the writer's lease),
+-- 2 readers zset (holder -> deadline ms), 3 reader tokens hash,
+-- 4 writer intents zset (holder -> deadline ms), 5 token counter.
+-- ARGV: op, channel, holder, ttl_ms, kind ('r' read | 'w' write); force and
+-- inspect pass the op and the channel alone.
 local w, readers, rtokens, intents, counter = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local holder, ttl, kind = ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local channel, holder, ttl, kind = ARGV[2], ARGV[3], tonumber(ARGV[4] or 0), ARGV[5]
 purge(readers, rtokens)
 purge(intents)
 
@@ -17,32 +19,32 @@ if op == 'acquire' then
   if kind == 'r' then
     local intent = latest(intents)
     if wttl == -2 and not intent then
-      local tok = next_token(counter, ttl)
-      redis.call('ZADD', readers, now + ttl, holder)
-      redis.call('HSET', rtokens, holder, string.format('%d', tok))
-      keep(readers, {rtokens})
+      local tok = next_token(counter, ttl + LOCK_COUNTER_KEEP_MS)
+      redis.call('ZADD', readers, now_ms() + ttl, holder)
+      redis.call('HSET', rtokens, holder, fmt(tok))
+      keep(readers, {rtokens}, 0)
       return {1, tok, 1}
     end
     return {0, math.max(wttl, intent or -1)}
   end
   local reader = latest(readers)
   if wttl == -2 and not reader then
-    local tok = next_token(counter, ttl)
-    redis.call('HSET', w, 'holder', holder, 'token', string.format('%d', tok))
+    local tok = next_token(counter, ttl + LOCK_COUNTER_KEEP_MS)
+    redis.call('HSET', w, 'holder', holder, 'token', fmt(tok))
     redis.call('PEXPIRE', w, ttl)
-    if redis.call('ZREM', intents, holder) == 1 then keep(intents) end
+    if redis.call('ZREM', intents, holder) == 1 then keep(intents, {}, 0) end
     return {1, tok, 1}
   end
   if redis.call('HGET', w, 'holder') ~= holder then
-    redis.call('ZADD', intents, now + ttl, holder)
-    keep(intents)
+    redis.call('ZADD', intents, now_ms() + ttl, holder)
+    keep(intents, {}, 0)
   end
   return {0, math.max(wttl, reader or -1)}
 elseif op == 'extend' then
   if kind == 'r' then
     if not live_reader(holder) then return 0 end
-    redis.call('ZADD', readers, now + ttl, holder)
-    keep(readers, {rtokens})
+    redis.call('ZADD', readers, now_ms() + ttl, holder)
+    keep(readers, {rtokens}, 0)
     return 1
   end
   if redis.call('HGET', w, 'holder') ~= holder then return 0 end
@@ -54,7 +56,7 @@ elseif op == 'release' then
     if live_reader(holder) then
       redis.call('ZREM', readers, holder)
       redis.call('HDEL', rtokens, holder)
-      keep(readers, {rtokens})
+      keep(readers, {rtokens}, 0)
       res, freed = 0, redis.call('ZCARD', readers) == 0
     end
   elseif redis.call('HGET', w, 'holder') == holder then
@@ -62,16 +64,16 @@ elseif op == 'release' then
     res, freed = 0, true
   end
   if kind == 'w' and redis.call('ZREM', intents, holder) == 1 then
-    keep(intents)
+    keep(intents, {}, 0)
     freed = true
   end
-  if freed then notify('released') end
+  if freed then redis.call('PUBLISH', channel, 'released') end
   return res
 elseif op == 'force' then
   local n = redis.call('DEL', w) + redis.call('ZCARD', readers)
   local had_intents = redis.call('EXISTS', intents)
   redis.call('DEL', readers, rtokens, intents)
-  if n + had_intents > 0 then notify('forced') end
+  if n + had_intents > 0 then redis.call('PUBLISH', channel, 'forced') end
   return n
 elseif op == 'inspect' then
   local out = {}
@@ -82,8 +84,8 @@ elseif op == 'inspect' then
   local rs = redis.call('ZRANGE', readers, 0, -1, 'WITHSCORES')
   for i = 1, #rs, 2 do
     local tok = redis.call('HGET', rtokens, rs[i])
-    out[#out + 1] = {'r', rs[i], tonumber(tok or '0'), 1, tonumber(rs[i + 1]) - now, 0}
+    out[#out + 1] = {'r', rs[i], tonumber(tok or '0'), 1, tonumber(rs[i + 1]) - now_ms(), 0}
   end
   return out
 end
-return redis.error_reply('coord: unknown operation ' .. tostring(op))
+return redis.error_reply('coord: unknown read-write lock operation ' .. tostring(op))

@@ -1,9 +1,11 @@
--- Counting semaphores: each permit its own lease.
+-- Counting semaphores, each permit its own lease (after the prelude and
+-- lua/deadlines.lua).
 -- KEYS: 1 permits zset (holder -> deadline ms), 2 permit tokens hash,
 -- 3 limit (string), 4 token counter.
--- ARGV: op, channel, holder, ttl_ms, limit.
+-- ARGV: op, channel, holder, ttl_ms, limit; force and inspect pass the op
+-- and the channel alone.
 local permits, ptokens, limit_key, counter = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local holder, ttl = ARGV[3], tonumber(ARGV[4])
+local channel, holder, ttl = ARGV[2], ARGV[3], tonumber(ARGV[4] or 0)
 purge(permits, ptokens)
 
 local function live(who)
@@ -16,31 +18,30 @@ if op == 'acquire' then
   local stored = tonumber(redis.call('GET', limit_key) or '0')
   if count > 0 and stored ~= limit then return {-1, stored} end
   if count < limit or live(holder) then
-    local tok = next_token(counter, ttl)
-    redis.call('ZADD', permits, now + ttl, holder)
-    redis.call('HSET', ptokens, holder, string.format('%d', tok))
+    local tok = next_token(counter, ttl + LOCK_COUNTER_KEEP_MS)
+    redis.call('ZADD', permits, now_ms() + ttl, holder)
+    redis.call('HSET', ptokens, holder, fmt(tok))
     redis.call('SET', limit_key, limit)
-    keep(permits, {ptokens, limit_key})
+    keep(permits, {ptokens, limit_key}, 0)
     return {1, tok, 1}
   end
-  local first = redis.call('ZRANGE', permits, 0, 0, 'WITHSCORES')
-  return {0, tonumber(first[2]) - now}
+  return {0, earliest(permits)}
 elseif op == 'extend' then
   if not live(holder) then return 0 end
-  redis.call('ZADD', permits, now + ttl, holder)
-  keep(permits, {ptokens, limit_key})
+  redis.call('ZADD', permits, now_ms() + ttl, holder)
+  keep(permits, {ptokens, limit_key}, 0)
   return 1
 elseif op == 'release' then
   if not live(holder) then return -1 end
   redis.call('ZREM', permits, holder)
   redis.call('HDEL', ptokens, holder)
-  keep(permits, {ptokens, limit_key})
-  notify('released')
+  keep(permits, {ptokens, limit_key}, 0)
+  redis.call('PUBLISH', channel, 'released')
   return 0
 elseif op == 'force' then
   local n = redis.call('ZCARD', permits)
   redis.call('DEL', permits, ptokens, limit_key)
-  if n > 0 then notify('forced') end
+  if n > 0 then redis.call('PUBLISH', channel, 'forced') end
   return n
 elseif op == 'inspect' then
   local out = {}
@@ -48,8 +49,8 @@ elseif op == 'inspect' then
   local ps = redis.call('ZRANGE', permits, 0, -1, 'WITHSCORES')
   for i = 1, #ps, 2 do
     local tok = redis.call('HGET', ptokens, ps[i])
-    out[#out + 1] = {'p', ps[i], tonumber(tok or '0'), 1, tonumber(ps[i + 1]) - now, limit}
+    out[#out + 1] = {'p', ps[i], tonumber(tok or '0'), 1, tonumber(ps[i + 1]) - now_ms(), limit}
   end
   return out
 end
-return redis.error_reply('coord: unknown operation ' .. tostring(op))
+return redis.error_reply('coord: unknown semaphore operation ' .. tostring(op))

@@ -1,53 +1,50 @@
--- Shared by every coord script. Times are the server's: TIME in microseconds
--- (fencing tokens) and milliseconds (deadlines of readers, permits, intents).
--- ARGV[1] is the operation, ARGV[2] the notification channel.
-local op, channel = ARGV[1], ARGV[2]
-local t = redis.call('TIME')
-local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local now = math.floor(now_us / 1000)
--- How long a token counter outlives the last grant on its key, in ms: the
--- counter keeps tokens increasing if the server clock steps back meanwhile.
-local COUNTER_KEEP_MS = 3600000
+-- The prelude of every coord script, ahead of the family's own (see
+-- src/eval.rs). It reads nothing and writes nothing by itself: the server's
+-- clock is read on first use, so an operation that needs no time (a release,
+-- a busy lock, a read of the leader) never pays for TIME.
+--
+-- ARGV[1] is the operation; the rest of KEYS and ARGV is the family's.
+local op = ARGV[1]
 
--- FencingToken::next_after: max(stored + 1, server time in microseconds).
--- One SET ... GET in the usual case, where the clock is ahead of the counter.
-local function next_token(counter_key, ttl)
-  local keep = ttl + COUNTER_KEEP_MS
-  local old = tonumber(redis.call('SET', counter_key, string.format('%d', now_us), 'PX', keep, 'GET') or '0')
-  if old < now_us then return now_us end
-  redis.call('SET', counter_key, string.format('%d', old + 1), 'PX', keep)
-  return old + 1
-end
+-- How long state that must not go backwards while in use (seq counters,
+-- attempt counts, the token counters of elections and jobs) outlives its last
+-- use, in ms: one MAX_TTL (24 h).
+local KEEP_MS = 86400000
+-- How long the lock family's token counters outlive the lease they were
+-- drawn for, in ms. Locks are many and often short-lived: an hour keeps their
+-- tokens increasing through a clock step back of that long, and a key no
+-- longer used leaves nothing behind after it.
+local LOCK_COUNTER_KEEP_MS = 3600000
 
--- Drops the members of sorted set `z` whose deadline passed, and their
--- fields in hash `h`.
-local function purge(z, h)
-  local gone = redis.call('ZRANGEBYSCORE', z, '-inf', now)
-  for i = 1, #gone, 500 do
-    local last = math.min(i + 499, #gone)
-    if h then redis.call('HDEL', h, unpack(gone, i, last)) end
-    redis.call('ZREM', z, unpack(gone, i, last))
+local now_us_read
+-- The server's time in microseconds (TIME, read once per script run).
+local function now_us()
+  if not now_us_read then
+    local t = redis.call('TIME')
+    now_us_read = tonumber(t[1]) * 1000000 + tonumber(t[2])
   end
+  return now_us_read
 end
 
--- Lets sorted set `z` (and the keys in `others`) expire with its latest
--- deadline; deletes them when `z` is empty.
-local function keep(z, others)
-  local top = redis.call('ZRANGE', z, -1, -1, 'WITHSCORES')
-  local ms = top[2] and (tonumber(top[2]) - now) or 0
-  for _, k in ipairs({z, unpack(others or {})}) do
-    if ms > 0 then redis.call('PEXPIRE', k, ms) else redis.call('DEL', k) end
-  end
+-- The server's time in milliseconds (deadlines).
+local function now_ms()
+  return math.floor(now_us() / 1000)
 end
 
--- Milliseconds until the latest deadline in `z`, or nil when empty.
-local function latest(z)
-  local top = redis.call('ZRANGE', z, -1, -1, 'WITHSCORES')
-  if top[2] then return tonumber(top[2]) - now end
-  return nil
+-- An integer as Redis stores it (no exponent, no fraction).
+local function fmt(n)
+  return string.format('%d', n)
 end
 
-local function notify(what)
-  redis.call('PUBLISH', channel, what)
+-- The fencing-token rule, FencingToken::next_after: the next token on
+-- `counter` (a string key) is max(stored + 1, server time in µs), and it is
+-- stored, to live `keep_ms` (at least the grant's TTL). While the counter
+-- lives, tokens increase even if the server clock steps back; once it is
+-- gone (expired, or lost in a restart without persistence) the clock alone
+-- keeps them above every token it gave before.
+local function next_token(counter, keep_ms)
+  local tok = math.max(tonumber(redis.call('GET', counter) or '0') + 1, now_us())
+  redis.call('SET', counter, fmt(tok), 'PX', keep_ms)
+  return tok
 end
 

@@ -1,0 +1,301 @@
+//! The one way coord-redis talks to its scripts, and what every family shares
+//! around it.
+//!
+//! - [`script!`](crate::eval::script) assembles a family's script: the shared
+//!   Lua prelude (`lua/prelude.lua`: the operation, the server's clock read
+//!   lazily, the fencing-token rule `next_token`) followed by the pieces the
+//!   family names.
+//! - [`Eval`] builds one `EVALSHA` in one buffer sized up front: key names,
+//!   the channel and the holder are written straight into it.
+//! - [`RedisBackend::eval`] runs it: inside a `coord.redis` span, within the
+//!   operation timeout (past it: `Error::Unavailable` naming the endpoint),
+//!   loading the script again and repeating once after a NOSCRIPT reply (a
+//!   `SCRIPT FLUSH`, a restarted server), redis errors mapped by
+//!   [`error`](crate::error) with the password redacted.
+//! - [`ttl_ms`] is the one TTL conversion; [`millis`], [`token`], [`wall`]
+//!   and [`RedisBackend::stored_holder`] decode what replies carry.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use coord_api::{Error, FencingToken, HolderId, Key, Result};
+use redis::{ErrorKind, FromRedisValue, RedisWrite, Script, ServerErrorKind, ToRedisArgs};
+use tracing::{Instrument, Span, field::Empty};
+
+use crate::{RedisBackend, error};
+
+/// A family's script as a `LazyLock<redis::Script>`: the prelude, then the
+/// files named (paths under `src/`), concatenated.
+macro_rules! script {
+    ($($file:literal),+ $(,)?) => {
+        ::std::sync::LazyLock::new(|| {
+            ::redis::Script::new(concat!(
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lua/prelude.lua")),
+                $(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/", $file))),+
+            ))
+        })
+    };
+}
+pub(crate) use script;
+
+/// One `EVALSHA` of a script: `EVALSHA <sha> <numkeys>`, then the keys and
+/// arguments in the order the script reads them.
+#[derive(Clone)]
+pub(crate) struct Eval {
+    script: &'static Script,
+    cmd: redis::Cmd,
+}
+
+impl Eval {
+    /// An `EVALSHA` of `script` that will pass `keys` keys, with room for
+    /// `args` more arguments of `bytes` bytes in all.
+    pub(crate) fn new(script: &'static Script, keys: usize, args: usize, bytes: usize) -> Eval {
+        let mut cmd = redis::Cmd::with_capacity(3 + keys + args, 64 + bytes);
+        cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys);
+        Eval { script, cmd }
+    }
+
+    /// Appends an argument.
+    pub(crate) fn arg(&mut self, arg: impl ToRedisArgs) -> &mut Eval {
+        self.cmd.arg(arg);
+        self
+    }
+
+    /// Appends an argument of raw bytes.
+    pub(crate) fn arg_bytes(&mut self, arg: &[u8]) -> &mut Eval {
+        self.cmd.write_arg(arg);
+        self
+    }
+
+    /// Appends `holder`'s text form (`instance#nonce-in-hex`, as
+    /// [`HolderId`]'s `Display` spells it and the scripts store and compare
+    /// it), without the formatting machinery.
+    pub(crate) fn holder(&mut self, holder: &HolderId) -> &mut Eval {
+        use std::io::Write;
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = [0u8; 33];
+        hex[0] = b'#';
+        let mut n = holder.nonce();
+        for b in hex[1..].iter_mut().rev() {
+            *b = HEX[(n & 0xf) as usize];
+            n >>= 4;
+        }
+        let mut w = self.cmd.writer_for_next_arg();
+        // Writing into the command's Vec cannot fail.
+        let _ = w.write_all(holder.instance().as_str().as_bytes());
+        let _ = w.write_all(&hex);
+        drop(w);
+        self
+    }
+}
+
+/// The bytes [`Eval::holder`] writes for `holder`, for sizing a command.
+pub(crate) fn holder_len(holder: Option<&HolderId>) -> usize {
+    holder.map_or(0, |h| h.instance().as_str().len() + 33)
+}
+
+/// What the trace of a call names: the operation, the family, the key and
+/// the holder.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Traced<'a> {
+    /// The operation (`acquire`, `campaign`, `subscribe`, `expiry`…).
+    pub(crate) op: &'static str,
+    /// The family or key space (`lock`, `rwlock`, `semaphore`, `election`,
+    /// `group`, `job`).
+    pub(crate) family: &'static str,
+    /// The key (the job, for a run-once occurrence).
+    pub(crate) key: &'a Key,
+    /// The holder acting, if any.
+    pub(crate) holder: Option<&'a HolderId>,
+}
+
+impl<'a> Traced<'a> {
+    /// `op` on `key` of `family`, by nobody in particular.
+    pub(crate) fn new(op: &'static str, family: &'static str, key: &'a Key) -> Traced<'a> {
+        Traced {
+            op,
+            family,
+            key,
+            holder: None,
+        }
+    }
+
+    /// The same, by `holder`.
+    pub(crate) fn by(self, holder: &'a HolderId) -> Traced<'a> {
+        Traced {
+            holder: Some(holder),
+            ..self
+        }
+    }
+
+    /// `op family "key"`, for error messages.
+    fn describe(&self) -> String {
+        format!("{} {} {:?}", self.op, self.family, self.key.as_str())
+    }
+}
+
+/// What a reply means, for the trace: an outcome (`granted`, `busy`, `ok`…)
+/// and, for a grant, its token.
+pub(crate) type Outcome<T> = fn(&T) -> (&'static str, Option<u64>);
+
+/// The outcome of a call whose reply says nothing worth tracing.
+pub(crate) fn ok<T>(_: &T) -> (&'static str, Option<u64>) {
+    ("ok", None)
+}
+
+/// The outcome of a call answering 1 (done) or 0 (not held, not leader…).
+pub(crate) fn done(v: &i64) -> (&'static str, Option<u64>) {
+    (if *v == 1 { "ok" } else { "not_held" }, None)
+}
+
+impl RedisBackend {
+    /// The `coord.redis` span of a call.
+    pub(crate) fn span(&self, call: &Traced<'_>) -> Span {
+        tracing::debug_span!(
+            "coord.redis",
+            op = call.op,
+            backend = %self.name(),
+            family = call.family,
+            key = %call.key,
+            holder = call.holder.map(tracing::field::display),
+            token = Empty,
+            outcome = Empty,
+        )
+    }
+
+    /// Runs `eval` for `call` within the operation timeout, inside its
+    /// `coord.redis` span (recording what `outcome` says of the reply);
+    /// after a NOSCRIPT reply, loads the script and runs it once more.
+    pub(crate) async fn eval<T: FromRedisValue>(
+        &self,
+        call: Traced<'_>,
+        eval: &Eval,
+        outcome: Outcome<T>,
+    ) -> Result<T> {
+        let cfg = self.config();
+        let span = self.span(&call);
+        let mut conn = self.conn().clone();
+        let run = async {
+            match eval.cmd.query_async::<T>(&mut conn).await {
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    eval.script.load_async(&mut conn).await?;
+                    eval.cmd.query_async(&mut conn).await
+                }
+                res => res,
+            }
+        };
+        let res = match tokio::time::timeout(cfg.timeout(), run)
+            .instrument(span.clone())
+            .await
+        {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(error::from_redis(cfg, &call.describe(), e)),
+            Err(_) => Err(error::timed_out(cfg, &call.describe(), cfg.timeout())),
+        };
+        if !span.is_disabled() {
+            match &res {
+                Ok(v) => {
+                    let (what, token) = outcome(v);
+                    span.record("outcome", what);
+                    if let Some(t) = token {
+                        span.record("token", t);
+                    }
+                }
+                Err(e) => {
+                    span.record("outcome", tracing::field::display(e));
+                }
+            }
+        }
+        res
+    }
+
+    /// The holder stored for `key`, parsed; a backend error if unreadable.
+    pub(crate) fn stored_holder(&self, key: &Key, stored: &str) -> Result<HolderId> {
+        stored.parse().map_err(|e| {
+            Error::backend(
+                self,
+                format!("bad holder stored for {:?}: {e}", key.as_str()),
+            )
+        })
+    }
+
+    /// A reply the script never gives: a backend error naming it.
+    pub(crate) fn unexpected(&self, call: Traced<'_>, reply: impl std::fmt::Debug) -> Error {
+        Error::backend(
+            self,
+            format!("unexpected reply {reply:?} to {}", call.describe()),
+        )
+    }
+}
+
+/// A TTL (or a retention) in whole milliseconds, rounded up so that the
+/// server keeps a lease at least as long as the client counts on it. Out of
+/// range ([`coord_api::validate_ttl`]) is `InvalidArgument` naming `key`.
+pub(crate) fn ttl_ms(key: &Key, ttl: Duration) -> Result<u64> {
+    coord_api::validate_ttl(key, ttl)?;
+    Ok(u64::try_from(ttl.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX))
+}
+
+/// A duration the server counted in milliseconds; `None` when negative
+/// (Redis' "no expiry" and "no key").
+pub(crate) fn millis(ms: i64) -> Option<Duration> {
+    u64::try_from(ms).ok().map(Duration::from_millis)
+}
+
+/// A fencing token as a script returns it.
+pub(crate) fn token(v: i64) -> FencingToken {
+    FencingToken(v.max(0) as u64)
+}
+
+/// A count as a script returns it, clamped into `u32` and at least `min`.
+pub(crate) fn count(v: i64, min: u32) -> u32 {
+    v.clamp(min.into(), u32::MAX.into()) as u32
+}
+
+/// A server wall-clock instant given in microseconds since the epoch.
+pub(crate) fn wall(us: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_micros(us.max(0) as u64)
+}
+
+/// The arguments of `eval` as text, `EVALSHA` first (for tests of layouts).
+#[cfg(test)]
+pub(crate) fn written(eval: &Eval) -> Vec<String> {
+    eval.cmd
+        .args_iter()
+        .map(|a| match a {
+            redis::Arg::Simple(b) => String::from_utf8_lossy(b).into_owned(),
+            _ => panic!("not a plain argument"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use coord_api::InstanceId;
+
+    use super::*;
+
+    static SCRIPT: std::sync::LazyLock<Script> = script!("jobs/jobs.lua");
+
+    /// The scripts store and compare the holder as `HolderId`'s `Display`
+    /// spells it; `Eval::holder` writes it without the formatter.
+    #[test]
+    fn holder_arg_writes_the_display_form() {
+        let instance = InstanceId::new("web-1").unwrap();
+        for nonce in [0, 1, 0xabc, u128::MAX, rand::random()] {
+            let holder = HolderId::from_parts(instance, nonce);
+            let mut eval = Eval::new(&SCRIPT, 0, 1, 0);
+            eval.holder(&holder);
+            assert_eq!(written(&eval)[3..], [holder.to_string()]);
+            assert_eq!(holder_len(Some(&holder)), holder.to_string().len());
+        }
+    }
+
+    #[test]
+    fn ttl_rounds_up_and_checks_the_range() {
+        let k = Key::new("k").unwrap();
+        assert_eq!(ttl_ms(&k, Duration::from_micros(1_000_001)).unwrap(), 1001);
+        assert_eq!(ttl_ms(&k, Duration::from_millis(1)).unwrap(), 1);
+        assert!(ttl_ms(&k, Duration::ZERO).is_err());
+        assert!(ttl_ms(&k, coord_api::MAX_TTL + Duration::from_millis(1)).is_err());
+    }
+}

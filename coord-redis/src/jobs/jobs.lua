@@ -1,0 +1,41 @@
+-- Run-once jobs (after the prelude).
+-- KEYS: 1 run (string: holder; PEXPIRE = the run's lease), 2 attempts
+-- (string counter), 3 finished marker (PX = retention), 4 the job's token
+-- counter (next_token; shared by the job's occurrences).
+-- ARGV: op, channel, then
+--   begin, extend  holder, ttl_ms
+--   end            holder, retention_ms (0: not finished)
+--   expiry: nothing more.
+local r, attempts, finished, counter = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local channel, holder = ARGV[2], ARGV[3]
+
+if op == 'begin' then
+  local ttl = tonumber(ARGV[4])
+  if redis.call('EXISTS', finished) == 1 then return {2} end
+  local left = redis.call('PTTL', r)
+  if left ~= -2 then return {1, math.max(left, 0)} end
+  local attempt = redis.call('INCR', attempts)
+  redis.call('PEXPIRE', attempts, ttl + KEEP_MS)
+  local tok = next_token(counter, ttl + KEEP_MS)
+  redis.call('SET', r, holder, 'PX', ttl)
+  return {0, tok, attempt}
+elseif op == 'extend' then
+  local ttl = tonumber(ARGV[4])
+  if redis.call('GET', r) ~= holder then return 0 end
+  redis.call('PEXPIRE', r, ttl)
+  redis.call('PEXPIRE', attempts, ttl + KEEP_MS)
+  return 1
+elseif op == 'end' then
+  local retention = tonumber(ARGV[4])
+  if redis.call('GET', r) ~= holder then return 0 end
+  redis.call('DEL', r)
+  if retention > 0 then
+    redis.call('SET', finished, '1', 'PX', retention)
+    redis.call('PEXPIRE', attempts, retention + KEEP_MS)
+  end
+  redis.call('PUBLISH', channel, 'ended')
+  return 1
+elseif op == 'expiry' then
+  return redis.call('PTTL', r)
+end
+return redis.error_reply('coord: unknown job operation ' .. tostring(op))
