@@ -6,7 +6,12 @@
 --
 -- KEYS[1] the lease: a string 'kind|holds|token|holder' (kind 'e' exclusive,
 --   'r' reentrant) that expires with the lease (PX = its TTL).
--- KEYS[2] the token counter (next_token), passed by acquire alone.
+-- KEYS[2] the token counter (next_token), passed by acquire alone. It is
+--   written at every grant and outlives the lease by LOCK_COUNTER_KEEP_MS.
+--   (Written only while the clock lagged behind it, as an earlier version
+--   did, a clock step back after a release would hand out a smaller token.
+--   The price: a key per lock for that hour, and a GET and a SET of it more
+--   per grant.)
 -- ARGV[1] the operation; the rest depends on it:
 --   acquire  KEYS lease, counter  ARGV op, holder, ttl_ms, kind ('e' | 'r')
 --   extend   KEYS lease           ARGV op, holder, ttl_ms

@@ -80,8 +80,8 @@ fn names(ns: &Namespace, space: LockSpace, key: &Key) -> Names {
 }
 
 /// How many of its keys an operation other than `acquire` passes: the lock
-/// script's touch only the lease (every key passed costs the server time),
-/// the others' every key.
+/// script's other operations touch only the lease (every key passed costs
+/// the server time); the other scripts' take every key.
 fn keys_besides_acquire(space: LockSpace) -> usize {
     match space {
         LockSpace::Lock => 1,
