@@ -1,11 +1,12 @@
 //! A fault layer for any backend, outside the simulator too: seeded errors
 //! before an operation reaches the backend, lost replies after it was applied,
-//! and delays.
+//! and delays, for every call of every family (it sees each as a
+//! [`Call`](coord_api::spi::Call)).
 
 use std::{
     fmt,
     sync::{
-        Mutex,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -13,8 +14,8 @@ use std::{
 
 use async_trait::async_trait;
 use coord_api::{
-    Acquire, Capability, Error, Key, LeaseBackend, LeaseFamily, LeaseId, LeaseInfo, LeaseWatch,
-    Namespace, Release, Result,
+    Error, Namespace, Result,
+    spi::{Call, Dispatch, Dispatched, DynBackend, Families, Reply},
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -73,14 +74,15 @@ impl FaultLayer {
         self
     }
 
-    /// Wraps `inner`.
-    pub fn layer<B>(&self, inner: B) -> Faulty<B> {
-        Faulty {
+    /// Wraps `inner`: a backend of the same families whose calls go through
+    /// the faults (`get_ref().stats()` counts them).
+    pub fn layer(&self, inner: DynBackend) -> Arc<Dispatched<Faulty>> {
+        Arc::new(Dispatched::new(Faulty {
             inner,
             cfg: self.clone(),
             rng: Mutex::new(StdRng::seed_from_u64(self.seed)),
             stats: Counters::default(),
-        }
+        }))
     }
 }
 
@@ -108,8 +110,8 @@ struct Counters {
 /// A backend with faults injected by a [`FaultLayer`]. Its `Display` shows
 /// the stack: `Faulty(memory(ns=x))`. Layers compose: the outermost sees the
 /// call first.
-pub struct Faulty<B> {
-    inner: B,
+pub struct Faulty {
+    inner: DynBackend,
     cfg: FaultLayer,
     rng: Mutex<StdRng>,
     stats: Counters,
@@ -123,20 +125,10 @@ struct Plan {
     lost_reply: bool,
 }
 
-impl<B> Faulty<B> {
+impl Faulty {
     /// The wrapped backend.
-    pub fn get_ref(&self) -> &B {
+    pub fn get_ref(&self) -> &DynBackend {
         &self.inner
-    }
-
-    /// The wrapped backend, mutably.
-    pub fn get_mut(&mut self) -> &mut B {
-        &mut self.inner
-    }
-
-    /// Unwraps the backend.
-    pub fn into_inner(self) -> B {
-        self.inner
     }
 
     /// The faults injected so far.
@@ -167,9 +159,34 @@ impl<B> Faulty<B> {
     }
 }
 
-impl<B: LeaseBackend> Faulty<B> {
-    async fn run<T>(&self, op: &str, f: impl Future<Output = Result<T>>) -> Result<T> {
+impl fmt::Display for Faulty {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Faulty({})", self.inner)
+    }
+}
+
+impl fmt::Debug for Faulty {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Faulty")
+            .field("inner", &self.inner)
+            .field("layer", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Dispatch for Faulty {
+    fn namespace(&self) -> &Namespace {
+        self.inner.namespace()
+    }
+
+    fn families(&self) -> Families {
+        Families::of(&*self.inner)
+    }
+
+    async fn dispatch(&self, call: Call) -> Result<Reply> {
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let op = call.op();
         let plan = self.plan();
         if let Some(d) = plan.delay {
             self.stats.delays.fetch_add(1, Ordering::Relaxed);
@@ -182,7 +199,7 @@ impl<B: LeaseBackend> Faulty<B> {
                 format!("{op}: injected error before the operation"),
             ));
         }
-        let res = f.await;
+        let res = call.run(self.inner.clone()).await;
         if plan.lost_reply {
             self.stats.lost_replies.fetch_add(1, Ordering::Relaxed);
             return Err(Error::unavailable(
@@ -191,56 +208,5 @@ impl<B: LeaseBackend> Faulty<B> {
             ));
         }
         res
-    }
-}
-
-impl<B: fmt::Display> fmt::Display for Faulty<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Faulty({})", self.inner)
-    }
-}
-
-impl<B: fmt::Debug> fmt::Debug for Faulty<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Faulty")
-            .field("inner", &self.inner)
-            .field("layer", &self.cfg)
-            .finish_non_exhaustive()
-    }
-}
-
-#[async_trait]
-impl<B: LeaseBackend> LeaseBackend for Faulty<B> {
-    fn capabilities(&self) -> Capability {
-        self.inner.capabilities()
-    }
-    fn namespace(&self) -> &Namespace {
-        self.inner.namespace()
-    }
-    async fn acquire(&self, lease: &LeaseId, ttl: Duration) -> Result<Acquire> {
-        self.run("acquire", self.inner.acquire(lease, ttl)).await
-    }
-    async fn extend(&self, lease: &LeaseId, ttl: Duration) -> Result<bool> {
-        self.run("extend", self.inner.extend(lease, ttl)).await
-    }
-    async fn release(&self, lease: &LeaseId) -> Result<Release> {
-        self.run("release", self.inner.release(lease)).await
-    }
-    async fn force_release(&self, family: LeaseFamily, key: &Key) -> Result<usize> {
-        self.run("force_release", self.inner.force_release(family, key))
-            .await
-    }
-    async fn inspect(&self, family: LeaseFamily, key: &Key) -> Result<Vec<LeaseInfo>> {
-        self.run("inspect", self.inner.inspect(family, key)).await
-    }
-    async fn subscribe(&self, family: LeaseFamily, key: &Key) -> Result<Box<dyn LeaseWatch>> {
-        self.run("subscribe", self.inner.subscribe(family, key))
-            .await
-    }
-
-    /// Never: every call must pass through the fault plan, even on an
-    /// in-process backend.
-    fn in_process(&self) -> Option<&dyn coord_api::InProcessLeases> {
-        None
     }
 }

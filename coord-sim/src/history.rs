@@ -160,6 +160,8 @@ pub enum ServerEvent {
         holder: HolderId,
         /// Its token.
         token: u64,
+        /// When the server granted it (global simulated time).
+        at: Instant,
     },
     /// An extend of an exclusive lease answered `ok`.
     Extend {
@@ -179,6 +181,8 @@ pub enum ServerEvent {
         holder: HolderId,
         /// The answer.
         released: bool,
+        /// When the server answered (global simulated time).
+        at: Instant,
     },
     /// The server restarted with its state lost.
     Restart,
@@ -217,7 +221,9 @@ impl ServerLog {
         let mut current: HashMap<&str, &HolderId> = HashMap::new();
         for e in events.iter() {
             match e {
-                ServerEvent::Grant { key, holder, token } => {
+                ServerEvent::Grant {
+                    key, holder, token, ..
+                } => {
                     if let Some(&last) = last_token.get(key.as_str())
                         && *token <= last
                     {
@@ -250,6 +256,7 @@ impl ServerLog {
                     key,
                     holder,
                     released: true,
+                    ..
                 } => {
                     if let Some(cur) = current.get(key.as_str())
                         && *cur != holder

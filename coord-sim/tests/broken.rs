@@ -1,12 +1,12 @@
-//! The checkers catch bugs: each deliberately broken server variant
-//! (`coord_memory::Bug`, feature `broken`) is reported by the simulator with
+//! The checkers catch bugs: each deliberately broken sim server
+//! (`coord_sim::bugs::Bug`, feature `broken`: a decorator around the store,
+//! or a clock without the wall-clock floor) is reported by the simulator with
 //! a seed, within the usual 200-seed sweep.
 //!
 //! `RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim cargo test -p coord-sim --features broken --test broken`
 #![cfg(all(madsim, feature = "broken"))]
 
-use coord_memory::Bug;
-use coord_sim::scenario::{Scenario, seeds_from_env, sweep_with};
+use coord_sim::scenario::{Bug, Scenario, seeds_from_env, sweep_with};
 
 /// Sweeps until the first failing seed; the bug must be caught, by one of
 /// the expected checkers.
@@ -70,5 +70,35 @@ fn expiry_never_notified_is_caught() {
         Bug::NoExpiryWake,
         "expiry_never_notified_is_caught",
         &["liveness"],
+    );
+}
+
+#[test]
+fn renewal_after_a_new_term_is_caught() {
+    caught(
+        Scenario::leadership_partitions(),
+        Bug::RenewAlways,
+        "renewal_after_a_new_term_is_caught",
+        &["leaders", "renewal"],
+    );
+}
+
+#[test]
+fn campaign_deposing_the_leader_is_caught() {
+    caught(
+        Scenario::leadership_partitions(),
+        Bug::CampaignDeposes,
+        "campaign_deposing_the_leader_is_caught",
+        &["leaders"],
+    );
+}
+
+#[test]
+fn a_lost_run_marked_finished_is_caught() {
+    caught(
+        Scenario::run_once_faults(),
+        Bug::EndOnceFinishes,
+        "a_lost_run_marked_finished_is_caught",
+        &["once-lost"],
     );
 }

@@ -25,11 +25,11 @@ use std::{
     time::Duration,
 };
 
-use coord_redis::testing::RedisServer;
 use coord_sim::{
     chaos::{FaultProxy, FenceServer, Mode, TiedChild, check_holds, mono_ns},
     history::{Violation, check_liveness},
 };
+use coord_testkit::redis::RedisServer;
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::SliceRandom};
 use tokio::time::{Instant, sleep};
 

@@ -27,7 +27,7 @@ fn main() {
 mod real {
     use std::{collections::HashMap, sync::Arc, time::Duration};
 
-    use coord_api::{Client, LockOptions};
+    use coord_api::{Client, LeaseOptions};
     use coord_redis::{RedisBackend, RedisConfig};
     use coord_sim::chaos::mono_ns;
     use rand::Rng;
@@ -149,14 +149,14 @@ mod real {
                 }
             }
         };
-        let opts = LockOptions::default()
+        let opts = LeaseOptions::default()
             .ttl(a.ttl)
             .wait_timeout(Some(Duration::from_secs(3)))
             .retry_delay(Duration::from_millis(200))
             .auto_extend(true);
         let client = Client::builder(Arc::new(backend))
             .instance_id(&a.name)?
-            .lock_options(opts)
+            .lease_options(opts)
             .build();
         let lock = client.lock(&a.key);
         let mut rng = rand::rng();

@@ -1,50 +1,42 @@
 //! Everything that needs the simulator (`--cfg madsim`).
 
-mod client;
+#[cfg(feature = "broken")]
+pub mod bugs;
 mod clock;
-mod proto;
 pub mod scenario;
 mod server;
+mod transport;
 
-pub use client::{SimBackend, SimOptions};
 pub use clock::NodeClock;
 pub use server::{ServerConfig, serve};
+pub use transport::{SimBackend, SimOptions};
 
-use std::net::SocketAddr;
-
-use coord_api::{Error, Namespace, Result};
+use coord_api::{Error, Namespace, Result, spi::DynBackend};
 
 /// Connects the current sim node to the sim server named by `url`:
-/// `sim://<ip>:<port>` with optional `?namespace=<ns>` (default `coord`).
-/// The facade maps its `sim://` scheme here under `cfg(madsim)`.
+/// `sim://<ip>:<port>` with optional `?namespace=<ns>` (default `coord`)
+/// and `instance=<id>` (which the caller reads).
 ///
-/// Query keys other than `namespace` and `instance` (which the facade reads)
-/// are a `Config` error.
-pub async fn connect(url: &str) -> Result<SimBackend> {
-    let rest = url
-        .strip_prefix("sim://")
-        .ok_or_else(|| Error::config(format!("not a sim URL: {url:?}")))?;
-    let (addr, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let addr = addr.trim_end_matches('/');
-    let server: SocketAddr = addr.parse().map_err(|_| {
-        Error::config(format!(
-            "sim URL host must be <ip>:<port> of the sim server, got {addr:?}"
-        ))
-    })?;
-    let mut ns = Namespace::default();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some(("namespace", v)) => {
-                ns = Namespace::new(v)
-                    .map_err(|e| Error::config(format!("URL query key `namespace`: {e}")))?
-            }
-            Some(("instance", _)) => {}
-            _ => {
-                return Err(Error::config(format!(
-                    "unknown sim URL query key in {pair:?}; known: namespace, instance"
-                )));
-            }
+/// # Errors
+/// `Error::Config` for another scheme, a host that is not an IP with a port,
+/// a bad namespace or another query key.
+pub async fn connect(url: &str) -> Result<DynBackend> {
+    let mut url = coord_api::url::BackendUrl::parse(url)?;
+    let server = match (url.scheme(), url.ip(), url.port()) {
+        ("sim", Some(ip), Some(port)) => std::net::SocketAddr::new(ip, port),
+        ("sim", ..) => {
+            return Err(Error::config(
+                "a sim URL names the sim server as `sim://<ip>:<port>`",
+            ));
         }
-    }
-    SimBackend::connect(server, ns, SimOptions::default()).await
+        _ => return Err(Error::config("not a sim URL: expected `sim://<ip>:<port>`")),
+    };
+    let ns = url
+        .take_with("namespace", Namespace::new)?
+        .unwrap_or_default();
+    let _ = url.take("instance");
+    url.deny_unknown_keys()?;
+    Ok(SimBackend::connect(server, ns, SimOptions::default())
+        .await?
+        .backend())
 }

@@ -24,7 +24,7 @@ use std::{
     time::Duration,
 };
 
-use coord_api::{Client, Instant, LockOptions, Namespace};
+use coord_api::{Client, Instant, LeaseOptions, Namespace};
 use madsim::{
     net::{Endpoint, NetSim},
     rand::{Rng, thread_rng},
@@ -37,7 +37,7 @@ use super::{NodeClock, ServerConfig, SimBackend, SimOptions, serve};
 mod lead;
 
 #[cfg(feature = "broken")]
-pub use super::server::LeadBug;
+pub use super::bugs::Bug;
 use crate::history::{
     Beliefs, FencedResource, GrantLog, ObservedGrant, ServerLog, Violation, check_liveness,
 };
@@ -94,10 +94,7 @@ pub struct Scenario {
     pub drift: Drift,
     /// A deliberately broken server (feature `broken`).
     #[cfg(feature = "broken")]
-    pub bug: Option<coord_memory::Bug>,
-    /// Deliberately broken leadership answers (feature `broken`).
-    #[cfg(feature = "broken")]
-    pub lead_bug: Option<LeadBug>,
+    pub bug: Option<Bug>,
 }
 
 impl Scenario {
@@ -116,8 +113,6 @@ impl Scenario {
             drift: Drift::InBounds,
             #[cfg(feature = "broken")]
             bug: None,
-            #[cfg(feature = "broken")]
-            lead_bug: None,
         }
     }
 
@@ -183,8 +178,6 @@ impl Scenario {
             drift: Drift::InBounds,
             #[cfg(feature = "broken")]
             bug: None,
-            #[cfg(feature = "broken")]
-            lead_bug: None,
         }
     }
 
@@ -199,16 +192,9 @@ impl Scenario {
         }
     }
 
-    /// With deliberately broken leadership answers from the server.
+    /// With a deliberately broken server.
     #[cfg(feature = "broken")]
-    pub fn with_lead_bug(mut self, bug: LeadBug) -> Scenario {
-        self.lead_bug = Some(bug);
-        self
-    }
-
-    /// With a deliberate bug in the server's store.
-    #[cfg(feature = "broken")]
-    pub fn with_bug(mut self, bug: coord_memory::Bug) -> Scenario {
+    pub fn with_bug(mut self, bug: Bug) -> Scenario {
         self.bug = Some(bug);
         self
     }
@@ -283,8 +269,8 @@ fn client_ip(i: usize) -> std::net::IpAddr {
     format!("10.0.1.{}", i + 1).parse().unwrap()
 }
 
-fn opts() -> LockOptions {
-    LockOptions::default()
+fn opts() -> LeaseOptions {
+    LeaseOptions::default()
         .ttl(TTL)
         .wait_timeout(Some(Duration::from_secs(5)))
         .retry_delay(Duration::from_secs(1))
@@ -705,11 +691,11 @@ async fn connect(i: usize, clock: &NodeClock) -> Client {
             Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
         }
     };
-    Client::builder(Arc::new(backend))
+    Client::builder(backend.backend())
         .instance_id(&format!("c{i}"))
         .expect("valid id")
         .clock(clock.clock())
-        .lock_options(opts())
+        .lease_options(opts())
         .build()
 }
 

@@ -125,7 +125,6 @@ pub(super) async fn run(scenario: Scenario) -> Report {
     #[cfg(feature = "broken")]
     {
         cfg.bug = scenario.bug;
-        cfg.lead_bug = scenario.lead_bug;
     }
     let server = handle
         .create_node()
@@ -332,7 +331,7 @@ fn crash_plan(s: &Scenario, rng: &mut madsim::rand::GlobalRng) -> Vec<Step> {
     steps
 }
 
-async fn connect(name: &str, clock: &NodeClock, opts: LockOptions) -> Client {
+async fn connect(name: &str, clock: &NodeClock, opts: LeaseOptions) -> Client {
     let backend = loop {
         match SimBackend::connect(
             SERVER.parse().unwrap(),
@@ -345,11 +344,11 @@ async fn connect(name: &str, clock: &NodeClock, opts: LockOptions) -> Client {
             Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
         }
     };
-    Client::builder_with(Arc::new(backend))
+    Client::builder(backend.backend())
         .instance_id(name)
         .expect("valid id")
         .clock(clock.clock())
-        .lock_options(opts)
+        .lease_options(opts)
         .build()
 }
 

@@ -1,0 +1,190 @@
+//! Deliberately broken servers (feature `broken`, tests only): the
+//! simulator's checkers must report each of them. Each is a decorator around
+//! the store's backend (it sees every call as a [`Call`] and changes the few
+//! it is about), or, for the token floor, a clock: the store itself has no
+//! broken branch.
+
+use std::{fmt, sync::Arc, time::Duration, time::SystemTime};
+
+use async_trait::async_trait;
+use coord_api::{
+    Clock, Instant, Key, LockSpace, Namespace, Quorum, Result, Sleep,
+    spi::{
+        Acquire, Call, Dispatch, Dispatched, DynBackend, Families, LeaseId, Release, Reply, Watch,
+    },
+};
+
+/// A deliberate bug of the sim server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bug {
+    /// `release` frees the key's lease whoever asks.
+    ReleaseIgnoresHolder,
+    /// Tokens are the store's counters alone, without the wall-clock floor:
+    /// a restarted (emptied) store reuses old tokens.
+    NoTokenFloor,
+    /// `extend` answers `true` when the key is held by someone else.
+    RenewAfterTakeover,
+    /// Watches never wake (not at expiry, not on release) and a refusal
+    /// never says when what blocks expires: waiters only learn by their
+    /// fallback retry.
+    NoExpiryWake,
+    /// An election's `renew` answers `true` whatever the store says: a
+    /// leader keeps its term after another term was elected.
+    RenewAlways,
+    /// `campaign` first resigns whoever leads: a new term while the old
+    /// leader still believes.
+    CampaignDeposes,
+    /// The end of a failed or lost run marks the occurrence finished.
+    EndOnceFinishes,
+}
+
+impl Bug {
+    /// The store's clock under this bug.
+    pub(crate) fn clock(self, clock: Arc<dyn Clock>) -> Arc<dyn Clock> {
+        match self {
+            Bug::NoTokenFloor => Arc::new(EpochWall(clock)),
+            _ => clock,
+        }
+    }
+
+    /// The store's backend under this bug.
+    pub(crate) fn around(self, inner: DynBackend) -> DynBackend {
+        match self {
+            Bug::NoTokenFloor => inner,
+            bug => Arc::new(Dispatched::new(Broken { inner, bug })),
+        }
+    }
+}
+
+/// A clock whose wall time stands still at the Unix epoch: the store's
+/// tokens then come from its counters alone.
+#[derive(Debug)]
+struct EpochWall(Arc<dyn Clock>);
+
+impl Clock for EpochWall {
+    fn now(&self) -> Instant {
+        self.0.now()
+    }
+    fn wall(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH
+    }
+    fn sleep_until(&self, deadline: Instant) -> Sleep {
+        self.0.sleep_until(deadline)
+    }
+}
+
+/// The store's backend with one bug.
+#[derive(Debug)]
+struct Broken {
+    inner: DynBackend,
+    bug: Bug,
+}
+
+impl fmt::Display for Broken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Broken({:?}, {})", self.bug, self.inner)
+    }
+}
+
+/// A watch that never wakes.
+struct Never;
+
+#[async_trait]
+impl Watch for Never {
+    async fn changed(&mut self) -> Result<()> {
+        std::future::pending().await
+    }
+}
+
+fn reply<T: Send + 'static>(v: T) -> Result<Reply> {
+    Ok(Box::new(v))
+}
+
+#[async_trait]
+impl Dispatch for Broken {
+    fn namespace(&self) -> &Namespace {
+        self.inner.namespace()
+    }
+
+    fn families(&self) -> Families {
+        Families::of(&*self.inner)
+    }
+
+    async fn dispatch(&self, mut call: Call) -> Result<Reply> {
+        let b = &self.inner;
+        let op = call.op();
+        match (self.bug, op.family, op.name) {
+            (Bug::ReleaseIgnoresHolder, "locks", "release") => {
+                let (id,) = call.args::<(LeaseId,)>().cloned().expect("release's args");
+                let locks = b.locks().expect("locks");
+                match locks.release(&id).await? {
+                    Release::NotHeld => {
+                        // Free the key's lease of that kind, whoever holds it.
+                        let held = locks.inspect(id.kind.space(), &id.key).await?;
+                        match held.into_iter().find(|l| l.kind == id.kind) {
+                            Some(l) => {
+                                let theirs = LeaseId {
+                                    holder: l.holder,
+                                    ..id
+                                };
+                                reply(locks.release(&theirs).await?)
+                            }
+                            None => reply(Release::NotHeld),
+                        }
+                    }
+                    released => reply(released),
+                }
+            }
+            (Bug::RenewAfterTakeover, "locks", "extend") => {
+                let (id, _) = *call.args::<(LeaseId, Duration)>().expect("extend's args");
+                let space: LockSpace = id.kind.space();
+                let key: Key = id.key.clone();
+                let held = call.run(b.clone()).await?;
+                let held = *held.downcast::<bool>().expect("extend answers a bool");
+                let taken = !b
+                    .locks()
+                    .expect("locks")
+                    .inspect(space, &key)
+                    .await?
+                    .is_empty();
+                reply(held || taken)
+            }
+            (Bug::NoExpiryWake, "locks", "acquire") => {
+                match *call
+                    .run(b.clone())
+                    .await?
+                    .downcast::<Acquire>()
+                    .expect("an Acquire")
+                {
+                    Acquire::Busy(mut busy) => {
+                        busy.retry_in = None;
+                        reply(Acquire::Busy(busy))
+                    }
+                    granted => reply(granted),
+                }
+            }
+            (Bug::NoExpiryWake, "locks", "subscribe") => reply(Box::new(Never) as Box<dyn Watch>),
+            (Bug::RenewAlways, "elections", "renew") => {
+                call.run(b.clone()).await?;
+                reply(true)
+            }
+            (Bug::CampaignDeposes, "elections", "campaign") => {
+                type Args = (Key, coord_api::HolderId, String, Duration, Option<Quorum>);
+                let election = call.args::<Args>().expect("campaign's args").0.clone();
+                let elections = b.elections().expect("elections");
+                if let Some(l) = elections.leader(&election).await? {
+                    elections.resign(&election, &l.holder, l.term).await?;
+                }
+                call.run(b.clone()).await
+            }
+            (Bug::EndOnceFinishes, "jobs", "end") => {
+                type Args = (Key, Key, coord_api::HolderId, Option<Duration>);
+                if let Some(args) = call.args_mut::<Args>() {
+                    args.3 = args.3.or(Some(Duration::from_secs(3600)));
+                }
+                call.run(b.clone()).await
+            }
+            _ => call.run(b.clone()).await,
+        }
+    }
+}
