@@ -207,8 +207,16 @@ impl RunnerHandle {
 
     /// Stops campaigning, aborts `on_acquired`, resigns a held term, and
     /// waits for all of that to finish.
+    ///
+    /// # Panics
+    /// If the runner's task panicked, the panic goes on here rather than
+    /// being lost.
     pub async fn shutdown(self) {
         self.stop.send_replace(true);
-        let _ = self.task.await;
+        if let Err(e) = self.task.await
+            && e.is_panic()
+        {
+            std::panic::resume_unwind(e.into_panic());
+        }
     }
 }
