@@ -16,6 +16,7 @@
 //! | `election` | [`Election`], [`Leadership`], [`LeaderObserver`], [`LeaderRunner`] |
 //! | `membership` | [`Group`], [`Membership`], [`GroupObserver`] |
 //! | `jobs` | [`Job`] (`run`, `run_once`), [`JobContext`] |
+//! | [`url`] | [`url::BackendUrl`]: the one parser of backend URLs (every scheme), whose errors never echo a password |
 //! | `handle`, `trace` | what every family's handle is made of; the `coord.backend` span around every backend call |
 //!
 //! Layering: the SPI (atomic steps, no defaults) → the lease engine and the
@@ -25,6 +26,7 @@
 
 pub mod contract;
 pub mod spi;
+pub mod url;
 
 mod client;
 mod clock;
