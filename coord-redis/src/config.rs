@@ -4,7 +4,10 @@
 
 use std::{fmt, path::PathBuf, time::Duration};
 
-use coord_api::{Error, Namespace, Result};
+use coord_api::{
+    Error, Namespace, Result,
+    url::{BackendUrl, Password},
+};
 
 /// The operation timeout used when none is configured.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -59,16 +62,6 @@ impl fmt::Display for Endpoint {
     }
 }
 
-/// A password that does not print.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct Password(pub(crate) String);
-
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"***\"")
-    }
-}
-
 /// The configuration of a [`RedisBackend`](crate::RedisBackend).
 ///
 /// ```
@@ -82,7 +75,7 @@ impl fmt::Debug for Password {
 /// assert!(!format!("{cfg:?}").contains("s3cret"));
 /// # Ok::<(), coord_api::Error>(())
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisConfig {
     endpoint: Endpoint,
     db: i64,
@@ -96,12 +89,23 @@ pub struct RedisConfig {
 
 impl RedisConfig {
     /// Parses `redis://[user:pass@]host[:port][/db][?key=value&...]`,
-    /// `rediss://...` (TLS), `redis+unix:///path[?...]` or `unix:///path[?...]`.
+    /// `rediss://...` (TLS), `redis+unix:///path[?...]` or `unix:///path[?...]`
+    /// with [`BackendUrl`] (its syntax and error rules apply).
     /// Query keys: see [`CONFIG_KEYS`]; durations take a unit (`250ms`, `3s`,
     /// `1m`). Unknown keys are [`Error::Config`] naming the key.
-    /// Percent-encode reserved characters in the user name and password.
+    /// Percent-encode reserved characters in the user name and password
+    /// (`/` as `%2F`, `?` as `%3F`, `#` as `%23`, `@` as `%40`, `:` as `%3A`,
+    /// `%` as `%25`; in a `password=` query value also `&` as `%26`).
     pub fn from_url(url: &str) -> Result<RedisConfig> {
         RedisConfig::builder().with_url(url).build()
+    }
+
+    /// The configuration of an already parsed URL (see
+    /// [`from_url`](Self::from_url)), whose query keys not taken yet must
+    /// all be [`CONFIG_KEYS`]. `coord::connect` takes its own keys
+    /// (`instance`) out first and hands the rest here.
+    pub fn from_backend_url(url: BackendUrl) -> Result<RedisConfig> {
+        RedisConfig::builder().with_backend_url(url).build()
     }
 
     /// A builder; with nothing set it builds `redis://127.0.0.1:6379/0`
@@ -131,7 +135,7 @@ impl RedisConfig {
     }
 
     pub(crate) fn password(&self) -> Option<&str> {
-        self.password.as_ref().map(|p| p.0.as_str())
+        self.password.as_ref().map(Password::expose)
     }
 
     /// The namespace every key lives in.
@@ -188,21 +192,6 @@ impl fmt::Display for RedisConfig {
     }
 }
 
-impl fmt::Debug for RedisConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisConfig")
-            .field("endpoint", &self.endpoint)
-            .field("db", &self.db)
-            .field("username", &self.username)
-            .field("password", &self.password)
-            .field("namespace", &self.namespace)
-            .field("timeout", &self.timeout)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("tls_ca_file", &self.tls_ca_file)
-            .finish()
-    }
-}
-
 /// Builds a [`RedisConfig`] from a URL, `key = value` pairs and typed
 /// setters; later settings override earlier ones, and all of them override
 /// the URL.
@@ -222,8 +211,14 @@ impl fmt::Debug for RedisConfig {
 #[derive(Clone, Default)]
 #[must_use]
 pub struct RedisConfigBuilder {
-    url: Option<String>,
+    url: Option<UrlSource>,
     settings: Vec<Setting>,
+}
+
+#[derive(Clone)]
+enum UrlSource {
+    Text(String),
+    Parsed(BackendUrl),
 }
 
 #[derive(Clone)]
@@ -249,7 +244,14 @@ impl RedisConfigBuilder {
     /// Starts from a URL (see [`RedisConfig::from_url`]); parsed by
     /// [`build`](Self::build).
     pub fn with_url(mut self, url: impl Into<String>) -> Self {
-        self.url = Some(url.into());
+        self.url = Some(UrlSource::Text(url.into()));
+        self
+    }
+
+    /// Starts from an already parsed URL (see
+    /// [`RedisConfig::from_backend_url`]).
+    pub fn with_backend_url(mut self, url: BackendUrl) -> Self {
+        self.url = Some(UrlSource::Parsed(url));
         self
     }
 
@@ -298,7 +300,7 @@ impl RedisConfigBuilder {
     /// Sets the password.
     pub fn password(mut self, password: impl Into<String>) -> Self {
         self.settings
-            .push(Setting::Password(Password(password.into())));
+            .push(Setting::Password(Password::new(password)));
         self
     }
 
@@ -341,19 +343,24 @@ impl RedisConfigBuilder {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             tls_ca_file: None,
         };
-        if let Some(url) = &self.url {
-            parse_url(url, &mut cfg)?;
+        match self.url {
+            Some(UrlSource::Text(url)) => from_url(BackendUrl::parse(&url)?, &mut cfg)?,
+            Some(UrlSource::Parsed(url)) => from_url(url, &mut cfg)?,
+            None => {}
         }
         for s in self.settings {
             match s {
-                Setting::Pair(k, v) => apply(&mut cfg, &k, &v)?,
+                Setting::Pair(k, v) => apply_pair(&mut cfg, &k, &v)?,
                 Setting::Endpoint(e) => cfg.endpoint = e,
-                Setting::Db(db) => cfg.db = check_db(db)?,
+                Setting::Db(db) => cfg.db = check_db(db).map_err(|e| prefixed("db", e))?,
                 Setting::Username(u) => cfg.username = Some(u),
                 Setting::Password(p) => cfg.password = Some(p),
-                Setting::Timeout(t) => cfg.timeout = check_timeout("timeout", t)?,
+                Setting::Timeout(t) => {
+                    cfg.timeout = check_timeout(t).map_err(|e| prefixed("timeout", e))?
+                }
                 Setting::ConnectTimeout(t) => {
-                    cfg.connect_timeout = check_timeout("connect_timeout", t)?
+                    cfg.connect_timeout =
+                        check_timeout(t).map_err(|e| prefixed("connect_timeout", e))?
                 }
             }
         }
@@ -361,26 +368,45 @@ impl RedisConfigBuilder {
     }
 }
 
+/// A `with_config` pair: errors name the key (the caller's, not a URL's).
+fn apply_pair(cfg: &mut RedisConfig, key: &str, value: &str) -> Result<()> {
+    let Some(&known) = CONFIG_KEYS.iter().find(|k| **k == key) else {
+        let shown: String = key.chars().take(64).flat_map(char::escape_debug).collect();
+        return Err(Error::config(format!(
+            "unknown redis config key `{shown}`; known keys: {}",
+            CONFIG_KEYS.join(", ")
+        )));
+    };
+    apply(cfg, known, value).map_err(|e| match e {
+        Error::Config { message } => Error::config(format!("key `{key}`: {message}")),
+        other => other,
+    })
+}
+
+/// Sets one of [`CONFIG_KEYS`]. Errors do not name the key: the caller does.
 fn apply(cfg: &mut RedisConfig, key: &str, value: &str) -> Result<()> {
     match key {
         "namespace" => {
-            cfg.namespace =
-                Namespace::new(value).map_err(|e| Error::config(format!("key `namespace`: {e}")))?
+            cfg.namespace = Namespace::new(value).map_err(|e| match e {
+                Error::InvalidArgument { message } => Error::config(message),
+                other => other,
+            })?
         }
-        "timeout" => cfg.timeout = check_timeout(key, parse_duration(key, value)?)?,
-        "connect_timeout" => cfg.connect_timeout = check_timeout(key, parse_duration(key, value)?)?,
-        "db" => cfg.db = check_db(parse_db(value)?)?,
+        "timeout" => cfg.timeout = check_timeout(parse_duration(value)?)?,
+        "connect_timeout" => cfg.connect_timeout = check_timeout(parse_duration(value)?)?,
+        "db" => {
+            cfg.db = check_db(
+                value
+                    .parse()
+                    .map_err(|_| Error::config(format!("{value:?} is not a database number")))?,
+            )?
+        }
         "user" => cfg.username = Some(value.to_owned()).filter(|u| !u.is_empty()),
-        "password" => cfg.password = Some(Password(value.to_owned())),
+        "password" => cfg.password = Some(Password::new(value)),
         "tls_ca_file" => {
             cfg.tls_ca_file = Some(PathBuf::from(value)).filter(|p| !p.as_os_str().is_empty())
         }
-        other => {
-            return Err(Error::config(format!(
-                "unknown redis config key `{other}`; known keys: {}",
-                CONFIG_KEYS.join(", ")
-            )));
-        }
+        other => unreachable!("{other} is not one of CONFIG_KEYS"),
     }
     Ok(())
 }
@@ -388,30 +414,24 @@ fn apply(cfg: &mut RedisConfig, key: &str, value: &str) -> Result<()> {
 fn check_db(db: i64) -> Result<i64> {
     if db < 0 {
         return Err(Error::config(format!(
-            "key `db`: {db} is negative; a database number is 0 or more"
+            "{db} is negative; a database number is 0 or more"
         )));
     }
     Ok(db)
 }
 
-fn parse_db(value: &str) -> Result<i64> {
-    value
-        .parse()
-        .map_err(|_| Error::config(format!("key `db`: {value:?} is not a database number")))
-}
-
-fn check_timeout(key: &str, t: Duration) -> Result<Duration> {
+fn check_timeout(t: Duration) -> Result<Duration> {
     if t.is_zero() {
-        return Err(Error::config(format!("key `{key}`: must be above zero")));
+        return Err(Error::config("must be above zero"));
     }
     Ok(t)
 }
 
 /// `250ms`, `3s`, `2m`.
-fn parse_duration(key: &str, value: &str) -> Result<Duration> {
+fn parse_duration(value: &str) -> Result<Duration> {
     let bad = || {
         Error::config(format!(
-            "key `{key}`: {value:?} is not a duration (write e.g. `250ms`, `3s` or `1m`)"
+            "{value:?} is not a duration (write e.g. `250ms`, `3s` or `1m`)"
         ))
     };
     let split = value.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
@@ -425,116 +445,80 @@ fn parse_duration(key: &str, value: &str) -> Result<Duration> {
     }
 }
 
-/// Fills `cfg` from `url`. Errors never quote the URL: it may hold a password.
-fn parse_url(url: &str, cfg: &mut RedisConfig) -> Result<()> {
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-        Error::config("redis URL: expected `redis://`, `rediss://`, `redis+unix://` or `unix://`")
-    })?;
-    let (rest, query) = match rest.split_once('?') {
-        Some((r, q)) => (r, Some(q)),
-        None => (rest, None),
-    };
-    match scheme {
+/// `error` naming the setter's key.
+fn prefixed(key: &str, error: Error) -> Error {
+    match error {
+        Error::Config { message } => Error::config(format!("key `{key}`: {message}")),
+        other => other,
+    }
+}
+
+/// Fills `cfg` from `url`. Errors never quote the URL's user-info or path:
+/// a password with an unencoded reserved character spills into them.
+fn from_url(mut url: BackendUrl, cfg: &mut RedisConfig) -> Result<()> {
+    match url.scheme() {
         "redis" | "rediss" => {
-            let (authority, path) = match rest.find('/') {
-                Some(i) => rest.split_at(i),
-                None => (rest, ""),
-            };
-            let hostport = match authority.rsplit_once('@') {
-                Some((userinfo, hostport)) => {
-                    let (user, pass) = match userinfo.split_once(':') {
-                        Some((u, p)) => (u, Some(p)),
-                        None => (userinfo, None),
-                    };
-                    let user = percent_decode("user name", user)?;
-                    cfg.username = Some(user).filter(|u| !u.is_empty());
-                    if let Some(p) = pass {
-                        cfg.password = Some(Password(percent_decode("password", p)?));
-                    }
-                    hostport
-                }
-                None => authority,
-            };
-            let (host, port) = split_host_port(hostport)?;
-            cfg.endpoint = if scheme == "rediss" {
+            let host = url.host().ok_or_else(|| {
+                Error::config("redis URL: the host is missing, as in `redis://host:6379/0`")
+            })?;
+            let (host, port) = (host.to_owned(), url.port().unwrap_or(6379));
+            cfg.endpoint = if url.scheme() == "rediss" {
                 Endpoint::Tls { host, port }
             } else {
                 Endpoint::Tcp { host, port }
             };
-            let db = path.trim_start_matches('/');
+            let db = url.path().trim_start_matches('/');
             if !db.is_empty() {
-                cfg.db = check_db(parse_db(db)?)?;
+                let db = db.parse().map_err(|_| {
+                    Error::config(
+                        "redis URL: the path is not a database number, as in \
+                         `redis://host:6379/0` (not shown, since it may hold part of a password: \
+                         write `/` in a password as `%2F`)",
+                    )
+                })?;
+                cfg.db = check_db(db).map_err(|e| prefixed("db", e))?;
             }
+            cfg.username = url.username().map(str::to_owned);
+            cfg.password = url.password().cloned();
         }
         "redis+unix" | "unix" => {
-            let path = percent_decode("socket path", rest)?;
-            if !path.starts_with('/') {
+            if url.host().is_some() || url.port().is_some() {
                 return Err(Error::config(
-                    "redis URL: a unix socket URL needs an absolute path, as in `redis+unix:///run/redis.sock`",
+                    "redis URL: a unix socket URL has no host or port: write \
+                     `redis+unix:///run/redis.sock` (three slashes)",
                 ));
             }
-            cfg.endpoint = Endpoint::Unix(PathBuf::from(path));
+            if url.username().is_some() || url.password().is_some() {
+                return Err(Error::config(
+                    "redis URL: a unix socket URL takes its user name and password in the \
+                     query: `unix:///run/redis.sock?user=<user>&password=<password>`",
+                ));
+            }
+            if !url.path().starts_with('/') {
+                return Err(Error::config(
+                    "redis URL: a unix socket URL needs an absolute path, as in \
+                     `redis+unix:///run/redis.sock`",
+                ));
+            }
+            cfg.endpoint = Endpoint::Unix(PathBuf::from(url.path()));
         }
         other => {
+            // Without `//` the "scheme" may be a user name (`user:pass@host`).
+            let scheme = if url.has_authority() {
+                format!(" `{other}`")
+            } else {
+                String::new()
+            };
             return Err(Error::config(format!(
-                "redis URL: unknown scheme `{other}` (expected redis, rediss, redis+unix or unix)"
+                "redis URL: unknown scheme{scheme} (expected redis://, rediss://, \
+                 redis+unix:// or unix://)"
             )));
         }
     }
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let k = percent_decode("query key", k)?;
-        let v = percent_decode(&format!("value of `{k}`"), v)?;
-        apply(cfg, &k, &v)?;
+    for &key in CONFIG_KEYS {
+        url.take_with(key, |value| apply(cfg, key, value))?;
     }
-    Ok(())
-}
-
-fn split_host_port(hostport: &str) -> Result<(String, u16)> {
-    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let (host, rest) = v6
-            .split_once(']')
-            .ok_or_else(|| Error::config("redis URL: unclosed `[` in the host"))?;
-        (host, rest.strip_prefix(':'))
-    } else {
-        match hostport.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (hostport, None),
-        }
-    };
-    if host.is_empty() {
-        return Err(Error::config("redis URL: the host is missing"));
-    }
-    let port = match port {
-        None | Some("") => 6379,
-        Some(p) => p
-            .parse()
-            .map_err(|_| Error::config(format!("redis URL: port {p:?} is not a port number")))?,
-    };
-    Ok((host.to_owned(), port))
-}
-
-fn percent_decode(what: &str, s: &str) -> Result<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| {
-                    Error::config(format!("redis URL: bad percent-encoding in the {what}"))
-                })?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| Error::config(format!("redis URL: the {what} is not UTF-8")))
+    url.deny_unknown_keys()
 }
 
 #[cfg(test)]
@@ -624,6 +608,86 @@ mod tests {
         let c = b.build().unwrap();
         assert!(!format!("{c:?}").contains(secret));
         assert_eq!(c.redact(format!("x {secret} y")), "x *** y");
+    }
+
+    /// Issue 21.3: a password with reserved characters left unencoded is
+    /// not echoed by any error, whichever part of the URL it spills into.
+    #[test]
+    fn a_password_spilling_into_other_parts_is_not_echoed() {
+        let secret = "Tr0ub4dor";
+        for url in [
+            "redis://app:Tr0ub4dor/x@host:6379/0",
+            "redis://app:1234/Tr0ub4dor@host:6379/0",
+            "redis://:x?Tr0ub4dor@host/0",
+            "redis://u:12?Tr0ub4dor@host/0",
+            "redis://u:12?Tr0ub4dor=1@host/0",
+            "redis://u:12?db=Tr0ub4dor@host/0",
+            "redis://u:12#Tr0ub4dor@host/0",
+            "redis://h:6379/0?password=x&Tr0ub4dor",
+            "redis://h:6379/0?password=x&Tr0ub4dor=1",
+            "redis://h:6379/0?password=x&timeout=Tr0ub4dor",
+            "unix:///s?password=x&Tr0ub4dor=1",
+        ] {
+            let e = RedisConfig::from_url(url).unwrap_err();
+            assert!(matches!(e, Error::Config { .. }), "{url}: {e:?}");
+            let (shown, debug) = (e.to_string(), format!("{e:?}"));
+            assert!(!shown.contains(secret), "{url}: {shown}");
+            assert!(!debug.contains(secret), "{url}: {debug}");
+            assert!(shown.contains('%'), "says how to encode: {url}: {shown}");
+        }
+        // Without `//`, what looks like a scheme may be the user name.
+        let e = RedisConfig::from_url("app:Tr0ub4dor@host:6379").unwrap_err();
+        assert!(!e.to_string().contains("app") && !format!("{e:?}").contains("app"));
+        let e = RedisConfig::from_url("etcd://host").unwrap_err();
+        assert!(e.to_string().contains("`etcd`"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_after_percent_decoding() {
+        for url in [
+            "redis://h/0?namespace=a&namesp%61ce=b",
+            "unix:///s?namespace=a&namesp%61ce=b",
+            "redis://h/0?db=1&%64b=2",
+        ] {
+            let e = RedisConfig::from_url(url).unwrap_err();
+            assert!(e.to_string().contains("given twice"), "{url}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_long_value_is_cut() {
+        let long = "9".repeat(1 << 20);
+        let e = RedisConfig::from_url(&format!("redis://h/0?timeout={long}")).unwrap_err();
+        assert!(e.to_string().contains("`timeout`"), "{e}");
+        assert!(e.to_string().len() < 600, "{} bytes", e.to_string().len());
+        assert!(format!("{e:?}").len() < 700);
+    }
+
+    #[test]
+    fn unix_urls_have_no_host_port_or_user_info() {
+        for url in [
+            "unix://host/run/redis.sock",
+            "unix://:1/s",
+            "unix://u:p@/s",
+            "redis+unix:relative.sock",
+        ] {
+            assert!(RedisConfig::from_url(url).is_err(), "{url}");
+        }
+        let c = RedisConfig::from_url("unix:///run/my%20redis.sock").unwrap();
+        assert_eq!(c.endpoint(), &Endpoint::Unix("/run/my redis.sock".into()));
+    }
+
+    #[test]
+    fn a_parsed_url_keeps_its_keys_taken() {
+        let mut url = BackendUrl::parse("redis://h:1/2?instance=w&namespace=n").unwrap();
+        assert_eq!(url.take("instance").as_deref(), Some("w"));
+        let c = RedisConfig::from_backend_url(url).unwrap();
+        assert_eq!(c.to_string(), "redis(h:1/2 ns=n)");
+        // A key nobody took is refused, and the known ones listed.
+        let e = RedisConfig::from_backend_url(BackendUrl::parse("redis://h?instance=w").unwrap())
+            .unwrap_err();
+        assert!(e.to_string().contains("`instance`"), "{e}");
+        assert!(e.to_string().contains("tls_ca_file"), "{e}");
     }
 
     #[test]
