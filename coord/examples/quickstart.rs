@@ -1,5 +1,6 @@
 //! coord in a few seconds: four instances of a service compete for one job
-//! lock, a holder crashes, and a long job keeps its lock by auto-extension.
+//! lock, a holder crashes, and a long job keeps its lock by auto-extension,
+//! its TTL renewed in the background (on `memory://` exactly as on Redis).
 //!
 //! ```text
 //! cargo run -p coord --example quickstart                      # in-process
@@ -82,7 +83,7 @@ async fn run(url: &str) -> coord::Result<()> {
     crash(&log, &workers).await?;
     auto_extension(&log, &workers).await?;
     println!(
-        "\nDone in {:.1} s. Next: the contract (coord-api/src/contract.md) says what every backend promises.",
+        "\nDone in {:.1} s. Next: the contract (coord-api/src/contract/) says what every backend promises.",
         start.elapsed().as_secs_f64()
     );
     Ok(())
@@ -210,18 +211,18 @@ async fn crash(log: &Log, workers: &[Client]) -> coord::Result<()> {
 }
 
 /// Act 3: a job longer than the TTL keeps its lock with auto-extension on.
-/// On a remote backend the client renews it every TTL/3 in the background; the
-/// in-memory store, living in the holder's own process, keeps it for its guard
-/// until released. Meanwhile another instance asks who holds it.
+/// The client renews the lease every TTL/3 in the background, on memory as
+/// on Redis: another instance asking who holds it sees the TTL left count
+/// down and jump back up at each renewal.
 async fn auto_extension(log: &Log, workers: &[Client]) -> coord::Result<()> {
-    const TTL: Duration = Duration::from_millis(500);
+    const TTL: Duration = Duration::from_millis(900);
     const WORK: Duration = Duration::from_secs(2);
+    const LOOK_EVERY: Duration = Duration::from_millis(100);
     println!("== 3. Auto-extension keeps a long job's lock ==");
     println!(
         "   worker-2 takes the lock with a {} ms TTL and auto-extension on (the default), then\n   \
-         works for {} s. worker-3 keeps trying, and asks who holds it. (On Redis the client\n   \
-         renews every TTL/3; the in-memory store keeps the lease for its guard until released,\n   \
-         so it always has its whole TTL left.)",
+         works for {} s. Its client renews the lease every TTL/3 in the background. worker-3\n   \
+         keeps trying, and asks who holds it and how much of the TTL is left.",
         TTL.as_millis(),
         WORK.as_secs()
     );
@@ -231,31 +232,37 @@ async fn auto_extension(log: &Log, workers: &[Client]) -> coord::Result<()> {
 
     let other = workers[2].lock(JOB);
     let started = Instant::now();
+    let mut last_left: Option<Duration> = None;
+    let mut renewals = 0;
     while started.elapsed() < WORK {
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        match other.try_lock().await? {
-            Some(_) => log.say("worker-3 got it -- it should not have!"),
-            None => {
-                let holders = other.holders().await?;
-                let who = holders
-                    .first()
-                    .map(|h| {
-                        format!(
-                            "held by {} (token {}), {} ms of TTL left",
-                            h.holder.instance(),
-                            h.token,
-                            h.expires_in.as_millis()
-                        )
-                    })
-                    .unwrap_or_else(|| "free".into());
-                log.say(format!("worker-3: busy -- {who}"));
-            }
+        tokio::time::sleep(LOOK_EVERY).await;
+        if let Some(stolen) = other.try_lock().await? {
+            log.say("worker-3 got it -- it should not have!");
+            stolen.release().await?;
+            continue;
         }
+        let holders = other.holders().await?;
+        let Some(h) = holders.first() else {
+            log.say("worker-3: free -- the lease expired, it should not have!");
+            continue;
+        };
+        let left = h.expires_in;
+        let renewed = last_left.is_some_and(|last| left > last);
+        renewals += usize::from(renewed);
+        last_left = Some(left);
+        log.say(format!(
+            "worker-3: busy, {} has {:3} ms left {}{}",
+            h.holder.instance(),
+            left.as_millis(),
+            bar(left, TTL),
+            if renewed { "  <- renewed" } else { "" }
+        ));
     }
     log.say(format!(
-        "worker-2 finishes after {:.1} s ({} TTLs); its guard is still held: {}",
+        "worker-2 finishes after {:.1} s ({:.1} TTLs, {renewals} renewals seen); its guard is \
+         still held: {}",
         started.elapsed().as_secs_f64(),
-        started.elapsed().as_millis() / TTL.as_millis(),
+        started.elapsed().as_secs_f64() / TTL.as_secs_f64(),
         guard.is_held()
     ));
     let still_ours = guard.release().await?;
@@ -270,4 +277,12 @@ async fn auto_extension(log: &Log, workers: &[Client]) -> coord::Result<()> {
         None => log.say("worker-3 still finds it busy -- unexpected"),
     }
     Ok(())
+}
+
+/// `left` out of `ttl` as a bar of 20 cells.
+fn bar(left: Duration, ttl: Duration) -> String {
+    const CELLS: usize = 20;
+    let full = (left.as_secs_f64() / ttl.as_secs_f64() * CELLS as f64).round() as usize;
+    let full = full.min(CELLS);
+    format!("[{}{}]", "#".repeat(full), ".".repeat(CELLS - full))
 }

@@ -2,9 +2,7 @@
 
 use std::sync::Arc;
 
-use coord_api::{Client, ClientBuilder, Error, Namespace, Result};
-
-use crate::url::SplitUrl;
+use coord_api::{Client, ClientBuilder, Error, InstanceId, Namespace, Result, url::BackendUrl};
 
 /// Opens a [`Client`] on the backend the URL names.
 ///
@@ -19,7 +17,14 @@ use crate::url::SplitUrl;
 ///   (default: host name, pid and a random suffix).
 ///
 /// The Redis backend takes further keys of its own (`timeout`,
-/// `connect_timeout`, `db`, `user`, `password`; see `coord::redis::RedisConfig`).
+/// `connect_timeout`, `db`, `user`, `password`, `tls_ca_file`; see
+/// `coord::redis::RedisConfig`). URLs are parsed by
+/// [`coord_api::url::BackendUrl`]: user name, password and query values are
+/// percent-decoded, and a key given twice is refused also when spelled
+/// differently (`namespace` and `namesp%61ce`). Percent-encode reserved
+/// characters in a password (`/` as `%2F`, `?` as `%3F`, `#` as `%23`, `@`
+/// as `%40`, `:` as `%3A`, `%` as `%25`, and in a `password=` value `&` as
+/// `%26`).
 ///
 /// `memory://` is one store per process, like a local server: every
 /// `connect("memory://…")` in the process reaches the same locks, so tasks
@@ -29,10 +34,11 @@ use crate::url::SplitUrl;
 /// that share the process store should each use a namespace of their own.
 ///
 /// # Errors
-/// `Error::Config` naming the problem for an unknown scheme, an unknown or
-/// repeated query key, or a bad value; whatever the backend reports when it
-/// cannot be reached (`Error::Unavailable`). The URL's password never appears
-/// in an error.
+/// `Error::Config` naming the problem for an unknown scheme, a malformed
+/// URL, an unknown or repeated query key, or a bad value; whatever the
+/// backend reports when it cannot be reached (`Error::Unavailable`). No error
+/// quotes the URL's user-info, and none quotes a part of the URL that may be
+/// a piece of a password (see [`BackendUrl`]).
 ///
 /// # Examples
 /// ```
@@ -41,62 +47,71 @@ use crate::url::SplitUrl;
 /// let client = coord::connect("memory://?namespace=billing&instance=worker-1").await?;
 /// assert_eq!(client.backend().namespace().as_str(), "billing");
 /// assert_eq!(client.instance_id().as_str(), "worker-1");
-/// assert!(client.leadership().is_ok()); // elections, groups and jobs too
+/// // Every family: locks, elections, groups and jobs.
+/// assert!(coord::spi::Families::of(&**client.backend()) == coord::spi::Families::all());
 ///
 /// let err = coord::connect("etcd://localhost:2379").await.unwrap_err();
 /// assert!(matches!(err, coord::Error::Config { .. }));
 /// # Ok(()) }
 /// ```
 pub async fn connect(url: &str) -> Result<Client> {
-    let mut split = SplitUrl::parse(url)?;
-    let instance = split.take("instance")?;
-    // Both backends offer leadership (elections, groups, jobs) too.
-    let mut builder = match split.scheme {
-        "memory" => memory(&mut split)?,
-        "redis" | "rediss" | "unix" | "redis+unix" => redis(&split).await?,
+    let mut url = BackendUrl::parse(url)?;
+    let instance = url.take_with("instance", InstanceId::new)?;
+    let mut builder = match url.scheme() {
+        "memory" => memory(url)?,
+        "redis" | "rediss" | "unix" | "redis+unix" => redis(url).await?,
         other => {
+            // Without `//` the "scheme" may be a user name (`user:pass@host`).
+            let named = if url.has_authority() {
+                format!(" `{other}`")
+            } else {
+                String::new()
+            };
             return Err(Error::config(format!(
-                "unknown URL scheme `{}` (known: memory, redis, rediss, unix, redis+unix)",
-                other.escape_debug()
+                "unknown URL scheme{named} (known: memory://, redis://, rediss://, unix://, \
+                 redis+unix://)"
             )));
         }
     };
     if let Some(id) = instance {
-        builder = builder
-            .instance_id(&id)
-            .map_err(|e| Error::config(format!("URL query key `instance`: {e}")))?;
+        builder = builder.instance_id(id.as_str())?;
     }
     Ok(builder.build())
 }
 
-fn memory(url: &mut SplitUrl<'_>) -> Result<ClientBuilder> {
-    if !matches!(url.body, "//" | "///") {
+fn memory(mut url: BackendUrl) -> Result<ClientBuilder> {
+    let bare = url.host().is_none()
+        && url.port().is_none()
+        && url.username().is_none()
+        && url.password().is_none()
+        && matches!(url.path(), "" | "/");
+    if !bare {
         return Err(Error::config(
-            "a memory URL has no host or path: write `memory://` or `memory://?namespace=<ns>`",
+            "a memory URL has no host, port, user name, password or path: write `memory://` \
+             or `memory://?namespace=<ns>`",
         ));
     }
-    let namespace = match url.take("namespace")? {
-        Some(ns) => Namespace::new(&ns)
-            .map_err(|e| Error::config(format!("URL query key `namespace`: {e}")))?,
-        None => Namespace::default(),
-    };
-    url.reject_rest("namespace, instance")?;
-    Ok(Client::builder_with(Arc::new(
+    let namespace = url
+        .take_with("namespace", Namespace::new)?
+        .unwrap_or_default();
+    url.deny_unknown_keys()?;
+    Ok(Client::builder(Arc::new(
         crate::memory::process_store().backend(namespace),
     )))
 }
 
 #[cfg(not(madsim))]
-async fn redis(url: &SplitUrl<'_>) -> Result<ClientBuilder> {
-    Ok(Client::builder_with(Arc::new(
-        coord_redis::RedisBackend::connect_url(&url.to_url()).await?,
+async fn redis(url: BackendUrl) -> Result<ClientBuilder> {
+    let config = coord_redis::RedisConfig::from_backend_url(url)?;
+    Ok(Client::builder(Arc::new(
+        coord_redis::RedisBackend::connect(config).await?,
     )))
 }
 
 #[cfg(madsim)]
-async fn redis(url: &SplitUrl<'_>) -> Result<ClientBuilder> {
+async fn redis(url: BackendUrl) -> Result<ClientBuilder> {
     Err(Error::config(format!(
         "the {}:// scheme is not available under the madsim simulator (the redis crate cannot run there)",
-        url.scheme
+        url.scheme()
     )))
 }

@@ -1,11 +1,13 @@
 //! # coord: distributed coordination for the instances of a service
 //!
-//! Locks, read-write locks and semaphores whose holders are separate
-//! processes: five replicas of a scheduler where exactly one runs the nightly
-//! job, a payment worker that must never process an order twice, and an
-//! on-call engineer who can ask who holds a lock and since when. Pick the
-//! backend at start-up with a URL — `redis://…` in production, `memory://` in
-//! tests — and code against one set of types.
+//! Locks, read-write locks, semaphores, leader elections, membership groups
+//! and run-once jobs whose participants are separate processes: five
+//! replicas of a scheduler where exactly one runs the nightly job, a payment
+//! worker that must never process an order twice, and an on-call engineer
+//! who can ask who holds a lock and since when. Pick the backend at start-up
+//! with a URL — `redis://…` in production, `memory://` in tests — and code
+//! against one set of types. The in-memory backend behaves like Redis:
+//! leases expire at their TTL unless renewed.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -26,33 +28,41 @@
 //! | item | what it is |
 //! |---|---|
 //! | [`connect`] | a [`Client`] on the backend a URL names |
-//! | [`Client`] | one instance's handle: [`lock`](Client::lock), [`rwlock`](Client::rwlock), [`semaphore`](Client::semaphore) |
-//! | [`Lock`], [`RwLock`], [`Semaphore`] | the lock family; guards are [`LeaseGuard`]s with a [`FencingToken`] and a lost signal |
-//! | [`LockOptions`] | TTL, waiting, retries, auto-extension, clock drift |
+//! | [`Client`], [`ClientBuilder`] | one instance's handle: [`lock`](Client::lock), [`rwlock`](Client::rwlock), [`semaphore`](Client::semaphore), [`election`](Client::election), [`group`](Client::group), [`job`](Client::job) |
+//! | [`Lock`], [`RwLock`], [`Semaphore`] | the lock family; guards are [`LeaseGuard`]s with a [`FencingToken`] and a [`LostSignal`] |
+//! | [`Election`], [`Leadership`], [`LeaderObserver`], [`LeaderRunner`] | leader elections with terms |
+//! | [`Group`], [`Membership`], [`GroupObserver`] | membership groups |
+//! | [`Job`], [`RunOnce`] | jobs run by one instance at a time, or once |
+//! | [`LeaseOptions`] | TTL, waiting, retries, auto-extension, clock drift |
 //! | [`Error`] | the one error type |
-//! | [`contract`] | what coord promises, primitive by primitive |
+//! | [`contract`] | what coord promises, family by family |
 //! | [`memory`] | the in-process backend |
 //! | `redis` | the Redis backend (absent under the madsim simulator) |
-//! | [`LeaseBackend`] | the backend SPI, for backend authors |
-//!
-//! Everything of `coord-api` is re-exported here; backend authors may depend
-//! on `coord-api` alone.
+//! | [`spi`] | the backend SPI, for backend authors (`coord_api::spi`) |
 #![deny(missing_docs)]
 
 mod connect;
-mod url;
 
 pub use connect::connect;
+
+pub use coord_api::{
+    BoxError, Client, ClientBuilder, Clock, Election, Error, FencingToken, Group, GroupChange,
+    GroupObserver, HolderId, InstanceId, Job, JobContext, Key, LeaderChange, LeaderContext,
+    LeaderInfo, LeaderObserver, LeaderRunner, Leadership, LeaseGuard, LeaseInfo, LeaseKind,
+    LeaseOptions, Lock, LockGuard, LockSpace, LostSignal, MAX_KEY_BYTES, MAX_NAMESPACE_BYTES,
+    MAX_TTL, MIN_TTL, MemberInfo, Members, Membership, Namespace, Permit, Quorum, ReadGuard,
+    Result, RunOnce, RunnerHandle, RwLock, Semaphore, SkewedClock, TokioClock, WriteGuard,
+    contract, spi,
+};
 
 /// The README's code examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
-pub use coord_api::*;
 
 /// The in-process backend: one [`MemoryStore`](memory::MemoryStore) plays the
 /// server, each [`MemoryBackend`](memory::MemoryBackend) is a connection to it
-/// bound to a namespace.
+/// bound to a namespace. Leases expire at their TTL as on Redis.
 pub mod memory {
     use std::sync::LazyLock;
 

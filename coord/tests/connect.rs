@@ -116,8 +116,117 @@ async fn bad_values_and_malformed_queries_are_config_errors() {
     assert!(msg.contains("instance"), "{msg}");
     let msg = config_message(connect("memory://?namespace=a&namespace=b").await);
     assert!(msg.contains("twice"), "{msg}");
+    let msg = config_message(connect("memory://?instance=a&instance=b").await);
+    assert!(msg.contains("twice"), "{msg}");
     let msg = config_message(connect("memory://?namespace").await);
     assert!(msg.contains("`namespace`"), "{msg}");
-    let msg = config_message(connect("memory://somehost").await);
-    assert!(msg.contains("host"), "{msg}");
+    for url in [
+        "memory://somehost",
+        "memory://:1",
+        "memory://u:p@h",
+        "memory:///path",
+    ] {
+        let msg = config_message(connect(url).await);
+        assert!(msg.contains("host"), "{url}: {msg}");
+    }
+}
+
+// Issue 21.3: URL errors never echo a password, whatever part of the URL an
+// unencoded reserved character pushes it into.
+
+const SECRET: &str = "Tr0ub4dor";
+
+/// The error of `connect(url)`, checked free of `secret` in `Display` and
+/// `Debug`; returns its message.
+async fn hidden_error(url: &str, secret: &str) -> String {
+    let e = match connect(url).await {
+        Err(e @ Error::Config { .. }) => e,
+        other => panic!("{url}: expected Error::Config, got {other:?}"),
+    };
+    let (shown, debug) = (e.to_string(), format!("{e:?}"));
+    assert!(!shown.contains(secret), "{url}: {shown}");
+    assert!(!debug.contains(secret), "{url}: {debug}");
+    shown
+}
+
+#[tokio::test]
+async fn a_slash_in_a_password_is_reported_as_a_bad_port_without_the_password() {
+    let msg = hidden_error("redis://app:Tr0ub4dor/x@host:6379/0", SECRET).await;
+    assert!(msg.contains("port") && msg.contains("%2F"), "{msg}");
+    // A password starting with digits makes a valid port; the rest is the path.
+    let msg = hidden_error("redis://app:6379/Tr0ub4dor@host:6379/0", SECRET).await;
+    assert!(msg.contains("path"), "{msg}");
+}
+
+#[tokio::test]
+async fn a_question_mark_in_a_password_is_not_echoed_as_a_query_key() {
+    let msg = hidden_error("redis://:x?Tr0ub4dor@host/0", SECRET).await;
+    assert!(msg.contains("%3F"), "{msg}");
+    hidden_error("redis://:1?Tr0ub4dor@host/0", SECRET).await;
+    hidden_error("redis://:1?Tr0ub4dor=1@host/0", SECRET).await;
+    hidden_error("memory://:1?Tr0ub4dor=1@host", SECRET).await;
+}
+
+/// Each URL's error hides the secret and says how to encode `hint`'s
+/// character.
+async fn hidden_errors_say(urls: &[&str], hint: &str) {
+    for url in urls {
+        let msg = hidden_error(url, SECRET).await;
+        assert!(msg.contains(hint), "{url}: {msg}");
+    }
+}
+
+#[tokio::test]
+async fn an_ampersand_in_a_query_password_is_not_echoed_as_a_query_key() {
+    let urls = [
+        "redis://host:6379/0?password=x&Tr0ub4dor",
+        "redis://host:6379/0?password=x&Tr0ub4dor=1",
+        "redis://host:6379/0?password=x&instance=a&Tr0ub4dor=1",
+        "redis://host:6379/0?password=x&namespace=Tr0ub4dor:",
+        "unix:///run/redis.sock?password=x&Tr0ub4dor=1",
+    ];
+    hidden_errors_say(&urls, "%26").await;
+}
+
+#[tokio::test]
+async fn a_hash_in_a_password_is_not_echoed() {
+    let urls = [
+        "redis://u:x#Tr0ub4dor@host/0",
+        "redis://u:1#Tr0ub4dor@host/0",
+    ];
+    hidden_errors_say(&urls, "%23").await;
+}
+
+#[tokio::test]
+async fn an_over_long_value_is_cut() {
+    let long = "w".repeat(1 << 20);
+    for url in [
+        format!("memory://?instance={long}"),
+        format!("redis://host/0?instance={long}"),
+        format!("redis://host/0?timeout={long}"),
+        format!("memory://?namespace={long}"),
+    ] {
+        let msg = hidden_error(&url, &"w".repeat(64)).await;
+        assert!(msg.len() < 600, "{} bytes: {msg}", msg.len());
+    }
+}
+
+#[tokio::test]
+async fn duplicate_keys_are_found_after_percent_decoding_on_every_scheme() {
+    for url in [
+        "memory://?namespace=a&namesp%61ce=b",
+        "redis://host:6379/0?namespace=a&namesp%61ce=b",
+        "rediss://host:6379/0?namespace=a&namesp%61ce=b",
+        "unix:///run/redis.sock?namespace=a&namesp%61ce=b",
+        "memory://?instance=a&%69nstance=b",
+    ] {
+        let msg = config_message(connect(url).await);
+        assert!(msg.contains("given twice"), "{url}: {msg}");
+    }
+}
+
+#[tokio::test]
+async fn a_scheme_without_slashes_may_be_a_user_name_and_is_not_named() {
+    let msg = hidden_error("app:Tr0ub4dor@host:6379", "app").await;
+    assert!(msg.contains("scheme"), "{msg}");
 }

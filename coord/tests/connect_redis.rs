@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use coord::{Error, connect};
-use coord_redis::testing::RedisServer;
+use coord_testkit::redis::RedisServer;
 
 fn url(query: &str) -> String {
     format!("{}?{query}", RedisServer::shared().url())
@@ -52,7 +52,14 @@ async fn separate_redis_connects_exclude_each_other() {
 #[tokio::test]
 async fn unknown_redis_query_key_is_a_config_error_naming_it() {
     match connect("redis://127.0.0.1:1/0?namespace=x&colour=blue").await {
-        Err(Error::Config { message }) => assert!(message.contains("colour"), "{message}"),
+        Err(Error::Config { message }) => {
+            assert!(message.contains("`colour`"), "{message}");
+            // The keys the facade reads are listed with the backend's.
+            assert!(
+                message.contains("instance") && message.contains("timeout"),
+                "{message}"
+            );
+        }
         other => panic!("expected Error::Config, got {other:?}"),
     }
 }

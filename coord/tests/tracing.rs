@@ -1,10 +1,11 @@
-//! Every backend call has a `coord.backend` span with its key, holder, token
-//! and outcome, also on the in-process backend, whose calls skip the future
-//! (`LeaseBackend::in_process`).
+//! Every backend call has a `coord.backend` span naming its operation,
+//! family, kind, key, holder, token and outcome; a renewal is traced as the
+//! family it renews (an election's term as an election, not as a lock).
 
 use std::{
     io::Write,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 #[derive(Clone, Default)]
@@ -20,8 +21,9 @@ impl Write for Sink {
     }
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn memory_calls_have_spans_with_key_holder_token_and_outcome() {
+/// Runs `body` with a subscriber that writes closed spans to a buffer, and
+/// returns the `coord.backend` lines.
+async fn spans_of<F: Future<Output = ()>>(body: F) -> Vec<String> {
     let sink = Sink::default();
     let writer = sink.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -31,41 +33,113 @@ async fn memory_calls_have_spans_with_key_holder_token_and_outcome() {
         .with_writer(move || writer.clone())
         .finish();
     let _default = tracing::subscriber::set_default(subscriber);
-
-    let client = coord::connect("memory://?namespace=tracing-test")
-        .await
-        .unwrap();
-    let lock = client.lock("jobs/traced").auto_extend(false);
-    let guard = lock.try_lock().await.unwrap().expect("free");
-    let (token, holder) = (guard.token().get(), guard.holder().to_string());
-    assert!(lock.try_lock().await.unwrap().is_none());
-    assert!(guard.release().await.unwrap());
-
+    body.await;
     let out = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
-    let spans: Vec<&str> = out
-        .lines()
+    out.lines()
         .filter(|l| l.contains("coord.backend"))
-        .collect();
-    let find = |what: &[&str]| spans.iter().any(|l| what.iter().all(|w| l.contains(w)));
-    let key = "key=jobs/traced";
+        .map(str::to_owned)
+        .collect()
+}
+
+#[track_caller]
+fn assert_span(spans: &[String], what: &[&str]) {
+    assert!(
+        spans.iter().any(|l| what.iter().all(|w| l.contains(w))),
+        "no span with {what:?} in:\n{}",
+        spans.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn lock_calls_have_spans_with_family_kind_key_holder_token_and_outcome() {
+    let seen = Arc::new(Mutex::new(None));
+    let seen_in = seen.clone();
+    let spans = spans_of(async move {
+        let client = coord::connect("memory://?namespace=tracing-lock")
+            .await
+            .unwrap();
+        let lock = client.lock("jobs/traced").auto_extend(false);
+        let guard = lock.try_lock().await.unwrap().expect("free");
+        *seen_in.lock().unwrap() = Some((guard.token().get(), guard.holder().to_string()));
+        assert!(lock.try_lock().await.unwrap().is_none());
+        assert!(guard.release().await.unwrap());
+    })
+    .await;
+    let (token, holder) = seen.lock().unwrap().clone().unwrap();
+    let (key, family, kind) = ("key=jobs/traced", "family=\"lock\"", "kind=\"exclusive\"");
     let holder = format!("holder={holder}");
     let token = format!("token={token}");
-    assert!(
-        find(&[
+    assert_span(
+        &spans,
+        &[
             "op=\"acquire\"",
+            family,
+            kind,
             key,
             &holder,
             &token,
-            "outcome=\"granted\""
-        ]),
-        "no granted acquire span in:\n{out}"
+            "outcome=\"granted\"",
+        ],
     );
-    assert!(
-        find(&["op=\"acquire\"", key, "outcome=\"busy\""]),
-        "no busy acquire span in:\n{out}"
+    assert_span(
+        &spans,
+        &["op=\"acquire\"", family, kind, key, "outcome=\"busy\""],
     );
+    assert_span(
+        &spans,
+        &[
+            "op=\"release\"",
+            family,
+            kind,
+            key,
+            &holder,
+            &token,
+            "outcome=\"ok\"",
+        ],
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn renewals_are_traced_as_their_own_family() {
+    let spans = spans_of(async {
+        let client = coord::connect("memory://?namespace=tracing-renew")
+            .await
+            .unwrap();
+        let ttl = Duration::from_millis(60);
+        let guard = client
+            .semaphore("pool", 2)
+            .ttl(ttl)
+            .try_acquire()
+            .await
+            .unwrap()
+            .expect("free");
+        let term = client
+            .election("leader")
+            .ttl(ttl)
+            .try_campaign()
+            .await
+            .unwrap()
+            .expect("nobody leads");
+        // Long enough for a few renewals of each (every TTL/3).
+        tokio::time::sleep(ttl * 2).await;
+        assert!(guard.is_held() && term.is_leader());
+        assert!(guard.release().await.unwrap());
+        assert!(term.resign().await.unwrap());
+    })
+    .await;
+    let sem = ["family=\"semaphore\"", "kind=\"permit\"", "key=pool"];
+    let elect = ["family=\"election\"", "kind=\"term\"", "key=leader"];
+    for op in ["op=\"acquire\"", "op=\"renew\"", "op=\"release\""] {
+        assert_span(&spans, &[&[op][..], &sem].concat());
+    }
+    for op in ["op=\"campaign\"", "op=\"renew\""] {
+        assert_span(&spans, &[&[op][..], &elect].concat());
+    }
     assert!(
-        find(&["op=\"release\"", key, &holder, &token, "outcome=\"ok\""]),
-        "no release span in:\n{out}"
+        !spans
+            .iter()
+            .any(|l| l.contains("key=leader") && l.contains("family=\"lock\"")),
+        "an election traced as a lock:\n{}",
+        spans.join("\n")
     );
 }
