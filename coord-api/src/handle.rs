@@ -2,6 +2,8 @@
 //! `Group`, `Job`) is made of: a client, a name checked once, and lease
 //! options checked once per change.
 
+use std::time::Duration;
+
 use crate::{Client, Key, LeaseOptions, Result};
 
 #[derive(Debug, Clone)]
@@ -11,6 +13,8 @@ pub(crate) struct Handle {
     opts: LeaseOptions,
     /// Whether `opts` passed validation (checked once per change, not per call).
     opts_ok: bool,
+    /// `opts.local_validity()`, computed once per change.
+    validity: Duration,
 }
 
 impl Handle {
@@ -21,6 +25,7 @@ impl Handle {
             key: Key::new(key).map_err(|_| key.to_owned()),
             opts,
             opts_ok: false,
+            validity: Duration::ZERO,
         };
         handle.set_options(|_| {});
         handle
@@ -33,6 +38,7 @@ impl Handle {
     /// Changes the options and checks them again.
     pub(crate) fn set_options(&mut self, change: impl FnOnce(&mut LeaseOptions)) {
         change(&mut self.opts);
+        self.validity = self.opts.local_validity();
         self.opts_ok = match &self.key {
             Ok(k) => self.opts.validate(k).is_ok(),
             Err(_) => false,
@@ -52,6 +58,12 @@ impl Handle {
             Ok(k) => k.as_str(),
             Err(raw) => raw,
         }
+    }
+
+    /// How long a lease counts as valid locally (see
+    /// [`LeaseOptions::local_validity`]).
+    pub(crate) fn validity(&self) -> Duration {
+        self.validity
     }
 
     /// The key and the options, both valid, or the `InvalidArgument` of the

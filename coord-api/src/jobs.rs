@@ -3,27 +3,26 @@
 
 use std::{future::Future, time::Duration};
 
-use async_trait::async_trait;
-
 use crate::{
-    Client, Error, FencingToken, HolderId, Key, LostSignal, OnceBegin, Result, Watch,
+    Client, Error, FencingToken, HolderId, Key, LostSignal, OnceBegin, Release, Result, Watch,
     clock::Instant,
     handle::{Handle, option_setters},
     lease::{
-        Guard, Lease, LeaseName, Tenure,
+        BoxFuture, Guard, Lease, Tenure, released,
         undo::granting,
         wait::{Attempts, Step, wait_for},
     },
-    trace::{Outcome, Site},
+    trace::{self, Outcome, Site},
 };
 
 /// A run's tenure: renewed and ended on its occurrence. Released (a dropped
 /// or cancelled run) means ended unfinished: another instance may retry it.
 struct Run {
+    job: Key,
     occurrence: Key,
+    holder: HolderId,
 }
 
-#[async_trait]
 impl Tenure for Run {
     fn family(&self) -> &'static str {
         "job"
@@ -33,17 +32,29 @@ impl Tenure for Run {
         "run"
     }
 
-    async fn renew(&self, client: &Client, name: &LeaseName, ttl: Duration) -> Result<bool> {
-        (client.jobs()?)
-            .extend(&name.key, &self.occurrence, &name.holder, ttl)
-            .await
+    fn key(&self) -> &Key {
+        &self.job
     }
 
-    async fn release(&self, client: &Client, name: &LeaseName) -> Result<Option<u32>> {
-        let ended = (client.jobs()?)
-            .end(&name.key, &self.occurrence, &name.holder, None)
-            .await?;
-        Ok(ended.then_some(0))
+    fn holder(&self) -> &HolderId {
+        &self.holder
+    }
+
+    fn renew<'a>(
+        &'a self,
+        client: &'a Client,
+        ttl: Duration,
+    ) -> Result<BoxFuture<'a, Result<bool>>> {
+        let (job, occ, holder) = (&self.job, &self.occurrence, &self.holder);
+        Ok(client.jobs()?.extend(job, occ, holder, ttl))
+    }
+
+    fn release<'a>(&'a self, client: &'a Client) -> Result<BoxFuture<'a, Result<Release>>> {
+        let jobs = client.jobs()?;
+        Ok(Box::pin(async move {
+            let (job, occ, holder) = (&self.job, &self.occurrence, &self.holder);
+            Ok(released(jobs.end(job, occ, holder, None).await?))
+        }))
     }
 
     fn counted(&self) -> bool {
@@ -187,15 +198,14 @@ impl Job {
         let Some((token, attempt, t_sent)) = wait_for(client, opts, None, rounds).await? else {
             return Ok(RunOnce::AlreadyFinished);
         };
-        let name = LeaseName {
-            key: job.clone(),
-            holder: holder.clone(),
-            token: Some(token),
-        };
         let run = Run {
+            job: job.clone(),
             occurrence: occ.clone(),
+            holder: holder.clone(),
         };
-        let guard = Guard::new(Lease::start(client.clone(), name, run, opts, t_sent));
+        let validity = self.handle.validity();
+        let lease = Lease::start(client.clone(), run, Some(token), opts, validity, t_sent);
+        let guard = Guard::new(lease);
         let ctx = JobContext {
             token,
             attempt,
@@ -211,9 +221,8 @@ impl Job {
         let lost = !lease.is_held();
         let retention = (!lost).then_some(self.retention);
         let end = jobs.end(job, &occ, &holder, retention);
-        let finished = (site("end", job, &holder, Some(token)))
-            .run(client, end, Outcome::held)
-            .await;
+        let site = || site("end", job, &holder, Some(token));
+        let finished = trace::call(client, site, end, Outcome::held).await;
         lease.mark(lost || !matches!(finished, Ok(true)));
         let lost_error = || Error::LeaseLost {
             key: format!("{}/{}", job.as_str(), occ.as_str()),
@@ -250,7 +259,7 @@ impl Attempts for OnceRounds<'_> {
             OnceBegin::Running { .. } => Outcome::Busy,
             OnceBegin::Finished => Outcome::Ok,
         };
-        let begin = site("begin", job, holder, None).run(client, begin, classify);
+        let begin = trace::call(client, || site("begin", job, holder, None), begin, classify);
         // A begin that got no answer may have started a run: end it
         // unfinished (it may be retried at once).
         let begin = granting(client, self.ttl, begin, || {

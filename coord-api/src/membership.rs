@@ -3,19 +3,19 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
-
 use crate::{
-    Client, HolderId, Key, LostSignal, Members, Result, Watch,
+    Client, HolderId, Key, LostSignal, Members, Release, Result, Watch,
     handle::{Handle, option_setters},
-    lease::{Guard, Lease, LeaseName, Tenure, undo::granting},
-    trace::{Outcome, Site},
+    lease::{BoxFuture, Guard, Lease, Tenure, released, undo::granting},
+    trace::{self, Outcome, Site},
 };
 
 /// A membership's tenure: renewed by heartbeats, released by leaving.
-struct Member;
+struct Member {
+    group: Key,
+    holder: HolderId,
+}
 
-#[async_trait]
 impl Tenure for Member {
     fn family(&self) -> &'static str {
         "group"
@@ -25,16 +25,27 @@ impl Tenure for Member {
         "member"
     }
 
-    async fn renew(&self, client: &Client, name: &LeaseName, ttl: Duration) -> Result<bool> {
-        client
-            .groups()?
-            .heartbeat(&name.key, &name.holder, ttl)
-            .await
+    fn key(&self) -> &Key {
+        &self.group
     }
 
-    async fn release(&self, client: &Client, name: &LeaseName) -> Result<Option<u32>> {
-        let left = client.groups()?.leave(&name.key, &name.holder).await?;
-        Ok(left.then_some(0))
+    fn holder(&self) -> &HolderId {
+        &self.holder
+    }
+
+    fn renew<'a>(
+        &'a self,
+        client: &'a Client,
+        ttl: Duration,
+    ) -> Result<BoxFuture<'a, Result<bool>>> {
+        Ok(client.groups()?.heartbeat(&self.group, &self.holder, ttl))
+    }
+
+    fn release<'a>(&'a self, client: &'a Client) -> Result<BoxFuture<'a, Result<Release>>> {
+        let groups = client.groups()?;
+        Ok(Box::pin(async move {
+            Ok(released(groups.leave(&self.group, &self.holder).await?))
+        }))
     }
 
     fn counted(&self) -> bool {
@@ -102,7 +113,12 @@ impl Group {
         let join = client
             .groups()?
             .join(key, &holder, &self.metadata, opts.ttl);
-        let join = site("join", key, Some(&holder)).run(client, join, Outcome::ok);
+        let join = trace::call(
+            client,
+            || site("join", key, Some(&holder)),
+            join,
+            Outcome::ok,
+        );
         granting(client, opts.ttl, join, || {
             let (key, holder) = (key.clone(), holder.clone());
             move |client: Client| {
@@ -111,12 +127,12 @@ impl Group {
             }
         })
         .await?;
-        let name = LeaseName {
-            key: key.clone(),
+        let member = Member {
+            group: key.clone(),
             holder,
-            token: None,
         };
-        let lease = Lease::start(client.clone(), name, Member, opts, t_sent);
+        let validity = self.handle.validity();
+        let lease = Lease::start(client.clone(), member, None, opts, validity, t_sent);
         Ok(Membership {
             guard: Guard::new(lease),
         })
@@ -127,9 +143,7 @@ impl Group {
         let key = self.handle.key()?;
         let client = &self.handle.client;
         let members = client.groups()?.members(key);
-        site("members", key, None)
-            .run(client, members, Outcome::ok)
-            .await
+        trace::call(client, || site("members", key, None), members, Outcome::ok).await
     }
 
     /// A stream of membership changes; its first
@@ -161,7 +175,7 @@ impl Membership {
 
     /// The member id the group knows this instance by.
     pub fn holder(&self) -> &HolderId {
-        &self.guard.name().holder
+        self.guard.holder()
     }
 
     /// Completes when the membership is lost (heartbeats failed past local

@@ -3,7 +3,11 @@
 //! secrets; credentials never reach a span because backends redact them from
 //! their `Display`.
 
-use std::future::Future;
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+};
 
 use tracing::{Instrument, field::Empty};
 
@@ -55,34 +59,53 @@ pub(crate) struct Site<'a> {
     pub(crate) token: Option<FencingToken>,
 }
 
-impl Site<'_> {
-    /// Runs `fut`, a call to `client`'s backend, inside this site's span.
-    pub(crate) async fn run<T>(
-        self,
-        client: &Client,
-        fut: impl Future<Output = Result<T>>,
-        classify: impl FnOnce(&T) -> Outcome,
-    ) -> Result<T> {
-        let Some(span) = self.open(client) else {
-            return fut.await;
-        };
-        let res = fut.instrument(span.clone()).await;
-        close(&span, &res, classify);
-        res
+/// Runs `fut`, a call to `client`'s backend, inside the `coord.backend`
+/// span of the site `site` makes, when anything listens at debug level; as it
+/// is otherwise. The site is only made, and the call only wrapped (in a boxed
+/// future), when traced: an untraced call costs one check of the log level,
+/// and its future is the backend's own.
+pub(crate) fn call<'a, 's, T, F>(
+    client: &Client,
+    site: impl FnOnce() -> Site<'s>,
+    fut: F,
+    classify: impl FnOnce(&T) -> Outcome + Send + 'a,
+) -> Traced<'a, F>
+where
+    F: Future<Output = Result<T>> + Unpin + Send + 'a,
+    T: Send + 'a,
+{
+    if !tracing::level_enabled!(tracing::Level::DEBUG) {
+        return Traced::Plain(fut);
     }
+    match site().open_span(client) {
+        None => Traced::Plain(fut),
+        Some(span) => Traced::Spanned(Box::pin(async move {
+            let res = fut.instrument(span.clone()).await;
+            close(&span, &res, classify);
+            res
+        })),
+    }
+}
 
-    /// The span of the call; `None` when nobody wants it. Whether anything
-    /// listens at debug level at all is one atomic load, inlined into the
-    /// caller, so a call nobody traces (the common case in production) skips
-    /// even a span's callsite check.
-    #[inline(always)]
-    fn open(&self, client: &Client) -> Option<tracing::Span> {
-        if !tracing::level_enabled!(tracing::Level::DEBUG) {
-            return None;
+/// A backend call as [`call`] returns it: the backend's own future, or,
+/// traced, that future inside its span.
+pub(crate) enum Traced<'a, F: Future> {
+    Plain(F),
+    Spanned(Pin<Box<dyn Future<Output = F::Output> + Send + 'a>>),
+}
+
+impl<F: Future + Unpin> Future for Traced<'_, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        match self.get_mut() {
+            Traced::Plain(f) => Pin::new(f).poll(cx),
+            Traced::Spanned(f) => f.as_mut().poll(cx),
         }
-        self.open_span(client)
     }
+}
 
+impl Site<'_> {
     #[inline(never)]
     fn open_span(&self, client: &Client) -> Option<tracing::Span> {
         let span = tracing::debug_span!(

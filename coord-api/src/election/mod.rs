@@ -14,16 +14,16 @@ pub use observer::{LeaderChange, LeaderObserver};
 pub use runner::{LeaderContext, LeaderRunner, RunnerHandle};
 
 use crate::{
-    Campaign, Client, Error, FencingToken, HolderId, Key, LeaderInfo, LostSignal, Quorum, Result,
-    Watch,
+    Campaign, Client, Error, FencingToken, HolderId, Key, LeaderInfo, LostSignal, Quorum, Release,
+    Result, Watch,
     clock::Instant,
     handle::{Handle, option_setters},
     lease::{
-        Guard, Lease, LeaseName, Tenure,
+        BoxFuture, Guard, Lease, Tenure, released,
         undo::granting,
         wait::{Attempts, Step, wait_for},
     },
-    trace::{Outcome, Site},
+    trace::{self, Outcome, Site},
 };
 
 /// A leader election: at most one leader per election at a time, each term
@@ -55,10 +55,12 @@ pub struct Election {
 /// A term's tenure: renewed with the election's quorum check, released by
 /// resigning.
 struct Term {
+    election: Key,
+    holder: HolderId,
+    term: FencingToken,
     quorum: Option<Quorum>,
 }
 
-#[async_trait]
 impl Tenure for Term {
     fn family(&self) -> &'static str {
         "election"
@@ -68,30 +70,36 @@ impl Tenure for Term {
         "term"
     }
 
-    async fn renew(&self, client: &Client, name: &LeaseName, ttl: Duration) -> Result<bool> {
-        let term = term_of(name);
-        let quorum = self.quorum.as_ref();
-        (client.elections()?)
-            .renew(&name.key, &name.holder, term, ttl, quorum)
-            .await
+    fn key(&self) -> &Key {
+        &self.election
     }
 
-    async fn release(&self, client: &Client, name: &LeaseName) -> Result<Option<u32>> {
-        let term = term_of(name);
-        let resigned = (client.elections()?)
-            .resign(&name.key, &name.holder, term)
-            .await?;
-        Ok(resigned.then_some(0))
+    fn holder(&self) -> &HolderId {
+        &self.holder
+    }
+
+    fn renew<'a>(
+        &'a self,
+        client: &'a Client,
+        ttl: Duration,
+    ) -> Result<BoxFuture<'a, Result<bool>>> {
+        let (e, h, q) = (&self.election, &self.holder, self.quorum.as_ref());
+        Ok(client.elections()?.renew(e, h, self.term, ttl, q))
+    }
+
+    fn release<'a>(&'a self, client: &'a Client) -> Result<BoxFuture<'a, Result<Release>>> {
+        let elections = client.elections()?;
+        Ok(Box::pin(async move {
+            let resigned = elections
+                .resign(&self.election, &self.holder, self.term)
+                .await?;
+            Ok(released(resigned))
+        }))
     }
 
     fn counted(&self) -> bool {
         false
     }
-}
-
-/// A term's lease always carries its term.
-fn term_of(name: &LeaseName) -> FencingToken {
-    name.token.unwrap_or(FencingToken(0))
 }
 
 impl Election {
@@ -160,9 +168,8 @@ impl Election {
             Campaign::Elected(info) => Outcome::Granted(info.term),
             Campaign::Busy { .. } => Outcome::Busy,
         };
-        let campaign = self
-            .site("campaign", key, Some(holder))
-            .run(client, campaign, classify);
+        let site = || self.site("campaign", key, Some(holder));
+        let campaign = trace::call(client, site, campaign, classify);
         match granting(client, opts.ttl, campaign, || {
             resign_if_leading(key, holder)
         })
@@ -180,21 +187,15 @@ impl Election {
         info: LeaderInfo,
         t_sent: Instant,
     ) -> Leadership {
-        let name = LeaseName {
-            key: key.clone(),
-            holder: holder.clone(),
-            token: Some(info.term),
-        };
         let term = Term {
+            election: key.clone(),
+            holder: holder.clone(),
+            term: info.term,
             quorum: self.quorum.clone(),
         };
-        let lease = Lease::start(
-            self.handle.client.clone(),
-            name,
-            term,
-            self.handle.opts(),
-            t_sent,
-        );
+        let (client, opts) = (self.handle.client.clone(), self.handle.opts());
+        let validity = self.handle.validity();
+        let lease = Lease::start(client, term, Some(info.term), opts, validity, t_sent);
         Leadership {
             guard: Guard::new(lease),
             info,
@@ -235,9 +236,13 @@ impl Election {
         let key = self.handle.key()?;
         let client = &self.handle.client;
         let leader = client.elections()?.leader(key);
-        self.site("leader", key, None)
-            .run(client, leader, Outcome::ok)
-            .await
+        trace::call(
+            client,
+            || self.site("leader", key, None),
+            leader,
+            Outcome::ok,
+        )
+        .await
     }
 
     /// A stream of leader changes. Its first [`next`](LeaderObserver::next)

@@ -3,9 +3,9 @@
 //! signal, its release (also when its guard is dropped), and the clean-up of
 //! what an acquisition may have been granted when its answer never came.
 //!
-//! The engine knows no family. A family hands it a [`Tenure`]: how to renew
-//! and release one of its leases, and what to call it in traces. A lock
-//! lease's tenure is its [`LeaseKind`](crate::LeaseKind), an election's the
+//! The engine knows no family. A family hands it a [`Tenure`]: which lease
+//! it is, how to renew and release it, and what to call it in traces. A lock
+//! lease's tenure is its [`LeaseId`](crate::spi::LeaseId), an election's the
 //! term, a group's the membership, a job's the run.
 //!
 //! | module | what it holds |
@@ -24,13 +24,13 @@ use std::{
     time::Duration,
 };
 
-use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use crate::{
     Client, FencingToken, HolderId, Key, Result,
     clock::Instant,
-    trace::{Outcome, Site},
+    spi::Release,
+    trace::{self, Outcome, Site},
 };
 
 pub(crate) mod options;
@@ -41,17 +41,15 @@ pub(crate) mod wait;
 pub use options::LeaseOptions;
 use renewal::Queued;
 
-/// Who holds a lease, on what, with which token (`None` for a lease that
-/// carries none: a membership).
-#[derive(Debug, Clone)]
-pub(crate) struct LeaseName {
-    pub(crate) key: Key,
-    pub(crate) holder: HolderId,
-    pub(crate) token: Option<FencingToken>,
-}
+/// A boxed future borrowing its lease, as a family trait's methods return
+/// them.
+pub(crate) type BoxFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
-/// What the engine needs from a family to keep one of its leases.
-#[async_trait]
+/// What the engine needs from a family to keep one of its leases: which
+/// lease it is, and the backend calls that renew and release it. They return
+/// the family trait's own future where they can (a lock's), so that a
+/// renewal or release is one boxed future, not two.
 pub(crate) trait Tenure: Send + Sync + 'static {
     /// The primitive, for traces: `lock`, `rwlock`, `semaphore`, `election`,
     /// `group`, `job`.
@@ -59,14 +57,29 @@ pub(crate) trait Tenure: Send + Sync + 'static {
     /// The lease's kind, for traces: `exclusive`, `read`, `permit`, `term`,
     /// `member`, `run`...
     fn kind(&self) -> &'static str;
-    /// Renews the lease `name` for `ttl`; whether the backend still held it.
-    async fn renew(&self, client: &Client, name: &LeaseName, ttl: Duration) -> Result<bool>;
-    /// Releases one hold of the lease `name`: the holds left, or `None` if
-    /// the backend no longer held it.
-    async fn release(&self, client: &Client, name: &LeaseName) -> Result<Option<u32>>;
+    /// The key it is on.
+    fn key(&self) -> &Key;
+    /// Who holds it.
+    fn holder(&self) -> &HolderId;
+    /// Renews it for `ttl`: whether the backend still held it.
+    fn renew<'a>(
+        &'a self,
+        client: &'a Client,
+        ttl: Duration,
+    ) -> Result<BoxFuture<'a, Result<bool>>>;
+    /// Releases one hold of it: the holds left, or `NotHeld`.
+    fn release<'a>(&'a self, client: &'a Client) -> Result<BoxFuture<'a, Result<Release>>>;
     /// Whether the backend counts holds of this lease, so that a release may
     /// leave it held (a reentrant lock). Such a release is never repeated.
     fn counted(&self) -> bool;
+}
+
+/// [`Release`] for a family whose release answers whether it held the lease.
+pub(crate) fn released(held: bool) -> Release {
+    match held {
+        true => Release::Released { remaining: 0 },
+        false => Release::NotHeld,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +121,9 @@ impl Word {
 /// inline (`LeaseState<dyn Tenure>`, one allocation).
 pub(crate) struct LeaseState<T: ?Sized> {
     pub(crate) client: Client,
-    pub(crate) name: LeaseName,
+    /// The grant's fencing token (`None` for a lease that carries none: a
+    /// membership).
+    pub(crate) token: Option<FencingToken>,
     ttl: Duration,
     validity: Duration,
     /// Renewal period with auto-extension on.
@@ -132,22 +147,23 @@ pub(crate) struct LeaseState<T: ?Sized> {
 pub(crate) type Lease = LeaseState<dyn Tenure>;
 
 impl Lease {
-    /// A lease granted for `opts.ttl` on a request sent at `t_sent`, valid
-    /// locally for `opts.local_validity()` from then, and renewed in the
+    /// A lease granted with `token` for `opts.ttl` on a request sent at
+    /// `t_sent`, valid locally for `validity` (`opts.local_validity()`,
+    /// which its handle computes once) from then, and renewed in the
     /// background (on the client's renewal queue) when `opts` say so, the
     /// first time one renewal period after `t_sent`.
     pub(crate) fn start(
         client: Client,
-        name: LeaseName,
         tenure: impl Tenure,
+        token: Option<FencingToken>,
         opts: &LeaseOptions,
+        validity: Duration,
         t_sent: Instant,
     ) -> Arc<Lease> {
-        let validity = opts.local_validity();
         let renew_every = opts.auto_extend.then(|| opts.renew_every());
         let lease: Arc<Lease> = Arc::new(LeaseState {
             client,
-            name,
+            token,
             ttl: opts.ttl,
             validity,
             renew_every,
@@ -170,9 +186,9 @@ impl Lease {
             op,
             family: self.tenure.family(),
             kind: self.tenure.kind(),
-            key: &self.name.key,
-            holder: Some(&self.name.holder),
-            token: self.name.token,
+            key: self.tenure.key(),
+            holder: Some(self.tenure.holder()),
+            token: self.token,
         }
     }
 
@@ -285,14 +301,14 @@ impl Lease {
         {
             return false;
         }
-        self.queued.clear();
+        self.client.renewals().unqueue(&self.queued);
         if lost {
             tracing::warn!(
                 family = self.tenure.family(),
                 kind = self.tenure.kind(),
-                key = %self.name.key,
-                holder = %self.name.holder,
-                token = self.name.token.map(FencingToken::get),
+                key = %self.tenure.key(),
+                holder = %self.tenure.holder(),
+                token = self.token.map(FencingToken::get),
                 backend = %self.client.backend(),
                 "lease lost"
             );
@@ -328,8 +344,8 @@ impl Lease {
     pub(crate) async fn extend(&self) -> Result<bool> {
         let client = &self.client;
         let t_sent = client.clock().now();
-        let renew = self.tenure.renew(client, &self.name, self.ttl);
-        let res = self.site("renew").run(client, renew, Outcome::held).await?;
+        let renew = self.tenure.renew(client, self.ttl)?;
+        let res = trace::call(client, || self.site("renew"), renew, Outcome::held).await?;
         if res {
             self.renewed(t_sent);
         } else {
@@ -349,18 +365,21 @@ impl Lease {
             self.mark(false);
         }
         let client = &self.client;
-        let release = self.tenure.release(client, &self.name);
-        let classify = |left: &Option<u32>| match left {
-            Some(_) => Outcome::Ok,
-            None => Outcome::NotHeld,
+        let classify = |r: &Release| match r {
+            Release::Released { .. } => Outcome::Ok,
+            Release::NotHeld => Outcome::NotHeld,
         };
-        match self.site("release").run(client, release, classify).await {
-            Ok(Some(0)) => {
+        let release = async {
+            let release = self.tenure.release(client)?;
+            trace::call(client, || self.site("release"), release, classify).await
+        };
+        match release.await {
+            Ok(Release::Released { remaining: 0 }) => {
                 self.mark(false);
                 Ok(true)
             }
-            Ok(Some(_)) => Ok(true),
-            Ok(None) => {
+            Ok(Release::Released { .. }) => Ok(true),
+            Ok(Release::NotHeld) => {
                 self.mark(true);
                 Ok(false)
             }
@@ -383,10 +402,7 @@ impl Lease {
                 let lease = self.clone();
                 undo::retry(&self.client, self.ttl, move |client| {
                     let lease = lease.clone();
-                    async move {
-                        lease.tenure.release(&client, &lease.name).await?;
-                        Ok(())
-                    }
+                    async move { lease.tenure.release(&client)?.await.map(drop) }
                 })
                 .await;
             }
@@ -398,9 +414,7 @@ impl Lease {
 impl<T: ?Sized> fmt::Debug for LeaseState<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Lease")
-            .field("key", &self.name.key)
-            .field("holder", &self.name.holder)
-            .field("token", &self.name.token)
+            .field("token", &self.token)
             .finish_non_exhaustive()
     }
 }
@@ -432,8 +446,12 @@ impl Guard {
         self.lease.clone()
     }
 
-    pub(crate) fn name(&self) -> &LeaseName {
-        &self.lease.name
+    pub(crate) fn key(&self) -> &Key {
+        self.lease.tenure.key()
+    }
+
+    pub(crate) fn holder(&self) -> &HolderId {
+        self.lease.tenure.holder()
     }
 
     pub(crate) fn is_held(&self) -> bool {
@@ -482,9 +500,9 @@ impl fmt::Debug for Guard {
         f.debug_struct("Guard")
             .field("family", &self.lease.tenure.family())
             .field("kind", &self.lease.tenure.kind())
-            .field("key", &self.lease.name.key)
-            .field("holder", &self.lease.name.holder)
-            .field("token", &self.lease.name.token)
+            .field("key", self.key())
+            .field("holder", self.holder())
+            .field("token", &self.lease.token)
             .field("held", &self.is_held())
             .finish()
     }

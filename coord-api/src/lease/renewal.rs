@@ -3,13 +3,14 @@
 //! renewal is due, then renews what is due (each renewal its own short task,
 //! so a slow backend call does not delay the others).
 //!
-//! A grant costs one push onto the queue under its lock, a release one plain
-//! store: a lease is taken off the queue lazily. Each entry carries an id,
-//! and a lease remembers the id of its one live entry ([`Queued`]); an entry
-//! whose id is no longer its lease's is dead and skipped when it comes due.
-//! Dead entries are swept once the queue has doubled since the last sweep, so
-//! a lock taken and released a million times does not leave a million
-//! entries behind.
+//! A grant costs one push onto the queue under its lock. A release takes
+//! its lease's entry off at once when it is the last one queued (a lock
+//! taken and released with nothing granted in between, the usual case), and
+//! lazily otherwise: each entry carries an id, and a lease remembers the id
+//! of its one live entry ([`Queued`]); an entry whose id is no longer its
+//! lease's is dead and skipped when it comes due. Dead entries are swept
+//! once the queue has doubled since the last sweep, so leases released out
+//! of order do not pile up either.
 
 use std::{
     collections::VecDeque,
@@ -75,15 +76,9 @@ impl Queued {
         self.0.load(Ordering::Acquire) == id
     }
 
-    /// Takes the lease off its queue (its entry dies where it is): a load,
-    /// and a plain store if queued, no read-modify-write. Racing a
-    /// `schedule` of the same lease (a renewal that ends as the lease does),
-    /// the entry may stay live; its renewal then finds the lease ended and
-    /// does nothing.
-    pub(crate) fn clear(&self) {
-        if self.0.load(Ordering::Acquire) != 0 {
-            self.0.store(0, Ordering::Release);
-        }
+    /// The id of the lease's live entry, 0 when none.
+    fn id(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
     }
 }
 
@@ -95,6 +90,27 @@ const IDLE: Duration = Duration::from_secs(1);
 const SLACK: usize = 4;
 
 impl Renewals {
+    /// Takes the lease `queued` belongs to off the queue: its entry is
+    /// removed at once when it is the last one queued, and dies where it is
+    /// otherwise. Racing a `schedule` of the same lease (a renewal that ends
+    /// as the lease does), the entry may stay live; its renewal then finds
+    /// the lease ended and does nothing.
+    pub(crate) fn unqueue(&self, queued: &Queued) {
+        let id = queued.id();
+        if id == 0 {
+            return;
+        }
+        let mut st = self.shared.state();
+        let last = match st.due.back() {
+            Some(d) if d.id == id => st.due.pop_back(),
+            _ => None,
+        };
+        queued.0.store(0, Ordering::Release);
+        drop(st);
+        // The entry's reference to its lease goes once the lock is free.
+        drop(last);
+    }
+
     pub(crate) fn new(clock: Arc<dyn Clock>) -> Renewals {
         Renewals {
             shared: Arc::new(Shared {

@@ -2,9 +2,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::{Lease, LeaseName};
+use super::Lease;
 use crate::{
     Client, FencingToken, HolderId, Key, LeaseKind, LeaseOptions,
+    spi::LeaseId,
     testing::{Counting, take},
 };
 
@@ -16,13 +17,20 @@ fn an_ended_lease_stays_ended_whatever_races_it() {
     let client = Client::new(Arc::new(Counting::default()));
     let opts = LeaseOptions::default().auto_extend(false);
     for round in 0..200 {
-        let name = LeaseName {
+        let id = LeaseId {
+            kind: LeaseKind::Exclusive,
             key: Key::new("k").unwrap(),
             holder: HolderId::new(*client.instance_id()),
-            token: Some(FencingToken(1)),
         };
-        let now = client.clock().now();
-        let lease = Lease::start(client.clone(), name, LeaseKind::Exclusive, &opts, now);
+        let (now, validity) = (client.clock().now(), opts.local_validity());
+        let lease = Lease::start(
+            client.clone(),
+            id,
+            Some(FencingToken(1)),
+            &opts,
+            validity,
+            now,
+        );
         std::thread::scope(|s| {
             s.spawn(|| {
                 for _ in 0..500 {

@@ -107,7 +107,8 @@ impl Lock {
     pub async fn try_lock(&self) -> Result<Option<LockGuard>> {
         self.check()?;
         if let Some(lease) = self.current() {
-            match self.try_reenter(lease).await? {
+            // Boxed: the common path's future stays small.
+            match Box::pin(self.try_reenter(lease)).await? {
                 Reentry::Granted(guard) => return Ok(Some(guard)),
                 Reentry::Busy => return Ok(None),
                 Reentry::Afresh => {}
@@ -127,10 +128,10 @@ impl Lock {
 
     /// Locks again through this reentrant handle, which holds `lease`.
     async fn try_reenter(&self, lease: Arc<Lease>) -> Result<Reentry> {
-        let holder = lease.name.holder.clone();
+        let holder = lease.tenure.holder().clone();
         let req = Request::new(&self.handle, self.kind(), Some(holder))?;
         Ok(match req.call(&req.id, false).await? {
-            (Acquire::Granted(g), t_sent) if Some(g.token) == lease.name.token && g.holds > 1 => {
+            (Acquire::Granted(g), t_sent) if Some(g.token) == lease.token && g.holds > 1 => {
                 lease.renewed(t_sent);
                 Reentry::Granted(LockGuard::new(lease, self.kind(), g.token))
             }

@@ -16,8 +16,6 @@ mod semaphore;
 
 use std::{sync::Arc, time::Duration};
 
-use async_trait::async_trait;
-
 pub use lock::Lock;
 pub use rwlock::RwLock;
 pub use semaphore::Semaphore;
@@ -27,44 +25,43 @@ use crate::{
     Release, Result,
     clock::Instant,
     handle::Handle,
-    lease::{Guard, Lease, LeaseName, Tenure},
-    trace::{Outcome, Site},
+    lease::{BoxFuture, Guard, Lease, Tenure},
+    trace::{self, Outcome, Site},
 };
 
-/// A lock-family lease is renewed and released by its kind, key and holder.
-#[async_trait]
-impl Tenure for LeaseKind {
+/// A lock-family lease is named, renewed and released by its id: kind, key
+/// and holder.
+impl Tenure for LeaseId {
     fn family(&self) -> &'static str {
-        self.space().as_str()
+        self.kind.space().as_str()
     }
 
     fn kind(&self) -> &'static str {
-        self.as_str()
+        self.kind.as_str()
     }
 
-    async fn renew(&self, client: &Client, name: &LeaseName, ttl: Duration) -> Result<bool> {
-        client.locks()?.extend(&lease_id(*self, name), ttl).await
+    fn key(&self) -> &Key {
+        &self.key
     }
 
-    async fn release(&self, client: &Client, name: &LeaseName) -> Result<Option<u32>> {
-        Ok(
-            match client.locks()?.release(&lease_id(*self, name)).await? {
-                Release::Released { remaining } => Some(remaining),
-                Release::NotHeld => None,
-            },
-        )
+    fn holder(&self) -> &HolderId {
+        &self.holder
+    }
+
+    fn renew<'a>(
+        &'a self,
+        client: &'a Client,
+        ttl: Duration,
+    ) -> Result<BoxFuture<'a, Result<bool>>> {
+        Ok(client.locks()?.extend(self, ttl))
+    }
+
+    fn release<'a>(&'a self, client: &'a Client) -> Result<BoxFuture<'a, Result<Release>>> {
+        Ok(client.locks()?.release(self))
     }
 
     fn counted(&self) -> bool {
-        *self == LeaseKind::Reentrant
-    }
-}
-
-fn lease_id(kind: LeaseKind, name: &LeaseName) -> LeaseId {
-    LeaseId {
-        kind,
-        key: name.key.clone(),
-        holder: name.holder.clone(),
+        self.kind == LeaseKind::Reentrant
     }
 }
 
@@ -115,12 +112,12 @@ impl LeaseGuard {
 
     /// The key of the lease.
     pub fn key(&self) -> &Key {
-        &self.guard.name().key
+        self.guard.key()
     }
 
     /// The holder the lease was granted to.
     pub fn holder(&self) -> &HolderId {
-        &self.guard.name().holder
+        self.guard.holder()
     }
 
     /// The kind of lease.
@@ -200,9 +197,7 @@ async fn holders(handle: &Handle, space: LockSpace) -> Result<Vec<LeaseInfo>> {
     let key = handle.key()?;
     let client = &handle.client;
     let inspect = client.locks()?.inspect(space, key);
-    site("inspect", space, key)
-        .run(client, inspect, Outcome::ok)
-        .await
+    trace::call(client, || site("inspect", space, key), inspect, Outcome::ok).await
 }
 
 /// Frees `handle`'s key in `space` whoever holds it.
@@ -210,9 +205,8 @@ async fn force_release(handle: &Handle, space: LockSpace) -> Result<usize> {
     let key = handle.key()?;
     let client = &handle.client;
     let force = client.locks()?.force_release(space, key);
-    let n = site("force_release", space, key)
-        .run(client, force, Outcome::ok)
-        .await?;
+    let site = || site("force_release", space, key);
+    let n = trace::call(client, site, force, Outcome::ok).await?;
     tracing::info!(key = %key, family = space.as_str(), removed = n, "force released");
     Ok(n)
 }

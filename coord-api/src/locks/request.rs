@@ -8,11 +8,11 @@ use crate::{
     clock::Instant,
     handle::Handle,
     lease::{
-        Lease, LeaseName,
+        Lease,
         undo::{Undo, granting},
         wait::{Attempts, Step, wait_for},
     },
-    trace::{Outcome, Site},
+    trace::{self, Outcome, Site},
 };
 
 /// One acquisition: what to ask for, for whom, with which options.
@@ -21,6 +21,8 @@ pub(crate) struct Request<'a> {
     /// The kind, key and holder asked for.
     pub(crate) id: LeaseId,
     opts: &'a LeaseOptions,
+    /// `opts.local_validity()`.
+    validity: std::time::Duration,
 }
 
 impl<'a> Request<'a> {
@@ -42,6 +44,7 @@ impl<'a> Request<'a> {
                 holder,
             },
             opts,
+            validity: handle.validity(),
         })
     }
 
@@ -52,7 +55,7 @@ impl<'a> Request<'a> {
     pub(crate) async fn call(&self, id: &LeaseId, cleanup: bool) -> Result<(Acquire, Instant)> {
         let client = self.client;
         let t_sent = client.clock().now();
-        let site = Site {
+        let site = || Site {
             op: "acquire",
             family: id.kind.space().as_str(),
             kind: id.kind.as_str(),
@@ -64,7 +67,8 @@ impl<'a> Request<'a> {
             Acquire::Granted(g) => Outcome::Granted(g.token),
             Acquire::Busy(_) => Outcome::Busy,
         };
-        let acquire = site.run(client, client.locks()?.acquire(id, self.opts.ttl), classify);
+        let acquire = client.locks()?.acquire(id, self.opts.ttl);
+        let acquire = trace::call(client, site, acquire, classify);
         let answer = match cleanup {
             true => granting(client, self.opts.ttl, acquire, || release(id)).await?,
             false => acquire.await?,
@@ -91,13 +95,8 @@ impl<'a> Request<'a> {
         token: crate::FencingToken,
         t_sent: Instant,
     ) -> LeaseGuard {
-        let LeaseId { kind, key, holder } = id;
-        let name = LeaseName {
-            key,
-            holder,
-            token: Some(token),
-        };
-        let lease = Lease::start(self.client.clone(), name, kind, self.opts, t_sent);
+        let (client, opts, kind) = (self.client.clone(), self.opts, id.kind);
+        let lease = Lease::start(client, id, Some(token), opts, self.validity, t_sent);
         LeaseGuard::new(lease, kind, token)
     }
 
