@@ -12,7 +12,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`table`] | the lock family's synchronous lease table (loom-checked) |
-//! | `locks` | the lock family ([`LockBackend`](coord_api::spi::LockBackend)) on the table |
+//! | `locks` | the lock family ([`LockBackend`]) on the table |
 //! | `election`, `membership` | elections and groups, under one lock (a quorum election counts its group's members in the same step) |
 //! | `jobs` | run-once jobs |
 //! | `watch` | notifications, one channel per watched topic, and wake-ups at expiry instants |

@@ -1,6 +1,6 @@
 //! The cases: one behaviour of the contract each, named for it, one file (or
 //! folder) per family. Each case is declared once, with what it needs, in a
-//! [`cases!`] block, which also lists the file's cases for the runner.
+//! `cases!` block, which also lists the file's cases for the runner.
 //!
 //! Timing rules: a case sleeps only to let time pass for expiry semantics;
 //! anything it waits *for* is awaited with a bound ([`eventually`],
