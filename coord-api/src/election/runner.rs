@@ -216,7 +216,10 @@ impl RunnerHandle {
         if let Err(e) = self.task.await
             && e.is_panic()
         {
+            #[cfg(not(madsim))]
             std::panic::resume_unwind(e.into_panic());
+            #[cfg(madsim)]
+            panic!("the leader runner's task panicked: {e}");
         }
     }
 }
