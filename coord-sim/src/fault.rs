@@ -1,7 +1,7 @@
 //! A fault layer for any backend, outside the simulator too: seeded errors
 //! before an operation reaches the backend, lost replies after it was applied,
 //! and delays, for every call of every family (it sees each as a
-//! [`Call`](coord_api::spi::Call)).
+//! [`Call`]).
 
 use std::{
     fmt,

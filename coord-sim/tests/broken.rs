@@ -1,7 +1,8 @@
-//! The checkers catch bugs: each deliberately broken sim server
-//! (`coord_sim::bugs::Bug`, feature `broken`: a decorator around the store,
-//! or a clock without the wall-clock floor) is reported by the simulator with
-//! a seed, within the usual 200-seed sweep.
+//! The checkers catch bugs: each deliberately broken sim server or client
+//! (`coord_sim::scenario::Bug`, feature `broken`: a decorator around the
+//! store or around a client's connection, or a clock without the wall-clock
+//! floor) is reported by the simulator with a seed, within the usual
+//! 200-seed sweep.
 //!
 //! `RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim cargo test -p coord-sim --features broken --test broken`
 #![cfg(all(madsim, feature = "broken"))]
@@ -9,14 +10,14 @@
 use coord_sim::scenario::{Bug, Scenario, seeds_from_env, sweep_with};
 
 /// Sweeps until the first failing seed; the bug must be caught, by one of
-/// the expected checkers.
-fn caught(s: Scenario, bug: Bug, test: &str, checkers: &[&str]) {
+/// the expected checkers. Returns the checkers that reported it.
+fn caught(s: Scenario, bug: Bug, test: &str, checkers: &[&str]) -> Vec<String> {
     let s = s.with_bug(bug);
     let child = std::env::var_os("COORD_SIM_CHILD").is_some();
     let out = sweep_with(&s, seeds_from_env(), test, true);
     if child {
         // One seed of the parent's sweep: report, do not judge.
-        return;
+        return Vec::new();
     }
     println!("{bug:?} in {}: {out}", s.name);
     let Some((seed, violations)) = out.failures.first() else {
@@ -31,6 +32,16 @@ fn caught(s: Scenario, bug: Bug, test: &str, checkers: &[&str]) {
         "{bug:?} caught on seed {seed}, but not by {checkers:?}:\n{text}"
     );
     println!("{bug:?} caught on seed {seed} (after {} seeds)", out.seeds);
+    // The checkers named in the failure: each violation is a line
+    // `  [checker] detail`.
+    let mut by: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix('[')?.split_once(']'))
+        .map(|(c, _)| c.to_owned())
+        .collect();
+    by.sort();
+    by.dedup();
+    by
 }
 
 #[test]
@@ -100,5 +111,32 @@ fn a_lost_run_marked_finished_is_caught() {
         Bug::EndOnceFinishes,
         "a_lost_run_marked_finished_is_caught",
         &["once-lost"],
+    );
+}
+
+/// The client's clean-up of unanswered acquisitions removed: grants whose
+/// reply was lost, came too late or whose call was cancelled outlive the
+/// heal by nearly a TTL. Only the orphan checker can see it (the leases
+/// are safe, merely stuck until they expire).
+fn orphans_caught(s: Scenario, test: &str) {
+    let by = caught(s, Bug::NoCleanup, test, &["orphans"]);
+    if std::env::var_os("COORD_SIM_CHILD").is_none() {
+        assert_eq!(by, ["orphans"], "reported by other checkers too");
+    }
+}
+
+#[test]
+fn orphaned_locks_left_to_expire_are_caught() {
+    orphans_caught(
+        Scenario::partitions_in_bounds(),
+        "orphaned_locks_left_to_expire_are_caught",
+    );
+}
+
+#[test]
+fn orphaned_terms_left_to_expire_are_caught() {
+    orphans_caught(
+        Scenario::leadership_partitions(),
+        "orphaned_terms_left_to_expire_are_caught",
     );
 }

@@ -129,7 +129,7 @@ mod real {
             w,
             r: BufReader::new(r),
         };
-        fence.send(format!("hello {}\n", a.name)).await?;
+        fence.send(format!("hello {} {}\n", a.name, a.key)).await?;
 
         let config: RedisConfig = RedisConfig::builder()
             .with_url(a.redis.clone())

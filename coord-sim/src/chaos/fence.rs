@@ -1,11 +1,12 @@
-//! The fenced resource of a chaos run, served on loopback to holder
-//! processes, and the checker of their hold periods.
+//! The fenced resource of a chaos run ([`FencedResource`], the one every
+//! checker uses), served on loopback to holder processes, and the checker of
+//! their hold periods.
 //!
 //! One line per message, holder → server (times are [`mono_ns`](super::mono_ns)):
 //!
 //! | line | meaning | answer |
 //! |---|---|---|
-//! | `hello <client>` | first line: who this connection is | — |
+//! | `hello <client> <key>` | first line: who this connection is, and the lock's key its writes go to | — |
 //! | `grant <token> <sent_ns> <received_ns>` | a grant: the acquire call began at `sent`, the grant came back at `received` | — |
 //! | `write <token> <seq> <checked_ns>` | a fenced write; `checked`: read just before `is_held()` answered true | `ok` or `stale` |
 //! | `lost <token>` | the lease was signalled lost | — |
@@ -117,6 +118,7 @@ struct State {
     index: HashMap<(String, u64), usize>,
     /// The latest grant not yet ended (lost or released), if any.
     current: Option<(String, u64)>,
+    /// Grants, losses and releases reported (writes: the resource counts).
     stats: FenceStats,
 }
 
@@ -204,7 +206,12 @@ impl FenceServer {
 
     /// Counters so far.
     pub fn stats(&self) -> FenceStats {
-        self.shared.state.lock().unwrap().stats
+        let resource = &self.shared.resource;
+        FenceStats {
+            accepted: resource.accepted().len() as u64,
+            refused: resource.rejected(),
+            ..self.shared.state.lock().unwrap().stats
+        }
     }
 
     /// Waits until a grant received after `after_ns` is reported, at most
@@ -243,12 +250,15 @@ async fn serve(conn: TcpStream, shared: Arc<Shared>) {
     let _ = conn.set_nodelay(true);
     let (r, mut w) = conn.into_split();
     let mut lines = BufReader::new(r).lines();
-    let mut client = String::from("?");
+    let (mut client, mut key) = (String::from("?"), String::new());
     while let Ok(Some(line)) = lines.next_line().await {
         let f: Vec<&str> = line.split_whitespace().collect();
         let num = |i: usize| f.get(i).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
         match f.first().copied() {
-            Some("hello") => client = f.get(1).unwrap_or(&"?").to_string(),
+            Some("hello") => {
+                client = f.get(1).unwrap_or(&"?").to_string();
+                key = f.get(2).unwrap_or(&"").to_string();
+            }
             Some("grant") => {
                 let (token, sent, start) = (num(1), num(2), num(3));
                 shared.grants.push(ObservedGrant {
@@ -276,14 +286,9 @@ async fn serve(conn: TcpStream, shared: Arc<Shared>) {
             }
             Some("write") => {
                 let (token, checked) = (num(1), num(3));
-                let ok = shared.resource.write(&client, token, Instant::now());
+                let ok = shared.resource.write(&key, &client, token, Instant::now());
                 {
                     let mut st = shared.state.lock().unwrap();
-                    if ok {
-                        st.stats.accepted += 1;
-                    } else {
-                        st.stats.refused += 1;
-                    }
                     if let Some(&i) = st.index.get(&(client.clone(), token)) {
                         let h = &mut st.holds[i];
                         h.writes += 1;
@@ -361,7 +366,7 @@ mod tests {
         let mut s = TcpStream::connect(fence.addr()).await.unwrap();
         let t = mono_ns();
         let msg = format!(
-            "hello a\ngrant 7 {t} {}\nwrite 7 0 {}\nwrite 6 1 {}\n",
+            "hello a k\ngrant 7 {t} {}\nwrite 7 0 {}\nwrite 6 1 {}\n",
             t + 1,
             t + 2,
             t + 3
@@ -380,5 +385,6 @@ mod tests {
         assert_eq!(fence.holds()[0].last, Some(t + 2));
         assert!(fence.grant_after(t, Duration::from_secs(1)).await.is_some());
         assert!(fence.resource().check().is_empty());
+        assert_eq!(fence.resource().accepted()[0].key, "k");
     }
 }

@@ -1,20 +1,27 @@
-//! Deliberately broken servers (feature `broken`, tests only): the
-//! simulator's checkers must report each of them. Each is a decorator around
-//! the store's backend (it sees every call as a [`Call`] and changes the few
-//! it is about), or, for the token floor, a clock: the store itself has no
-//! broken branch.
+//! Deliberately broken servers and clients (feature `broken`, tests only):
+//! the simulator's checkers must report each of them. A server bug is a
+//! decorator around the store's backend (it sees every call as a [`Call`]
+//! and changes the few it is about), or, for the token floor, a clock: the
+//! store itself has no broken branch. A client bug is a decorator around the
+//! client's connection, emulating client code that is missing.
 
-use std::{fmt, sync::Arc, time::Duration, time::SystemTime};
+use std::{
+    collections::HashSet,
+    fmt,
+    sync::{Arc, Mutex},
+    time::Duration,
+    time::SystemTime,
+};
 
 use async_trait::async_trait;
 use coord_api::{
-    Clock, Instant, Key, LockSpace, Namespace, Quorum, Result, Sleep,
+    Clock, FencingToken, HolderId, Instant, Key, LockSpace, Namespace, Quorum, Result, Sleep,
     spi::{
         Acquire, Call, Dispatch, Dispatched, DynBackend, Families, LeaseId, Release, Reply, Watch,
     },
 };
 
-/// A deliberate bug of the sim server.
+/// A deliberate bug of the sim server or of its clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Bug {
     /// `release` frees the key's lease whoever asks.
@@ -36,6 +43,14 @@ pub enum Bug {
     CampaignDeposes,
     /// The end of a failed or lost run marks the occurrence finished.
     EndOnceFinishes,
+    /// Client-side: no clean-up of unanswered acquisitions. An acquire-type
+    /// call (`locks.acquire`, `elections.campaign`, `groups.join`,
+    /// `jobs.begin`) that ended without an answer (an error, or cancelled)
+    /// may have been granted, and nothing releases that grant: it lives its
+    /// whole TTL. Emulated by a decorator on the client's connection that
+    /// swallows the releases (`locks.release`, `elections.resign`,
+    /// `groups.leave`, `jobs.end`) of such holders.
+    NoCleanup,
 }
 
 impl Bug {
@@ -50,8 +65,19 @@ impl Bug {
     /// The store's backend under this bug.
     pub(crate) fn around(self, inner: DynBackend) -> DynBackend {
         match self {
-            Bug::NoTokenFloor => inner,
+            Bug::NoTokenFloor | Bug::NoCleanup => inner,
             bug => Arc::new(Dispatched::new(Broken { inner, bug })),
+        }
+    }
+
+    /// A client's connection under this bug.
+    pub(crate) fn client(self, inner: DynBackend) -> DynBackend {
+        match self {
+            Bug::NoCleanup => Arc::new(Dispatched::new(NoCleanup {
+                inner,
+                unanswered: Mutex::default(),
+            })),
+            _ => inner,
         }
     }
 }
@@ -136,7 +162,11 @@ impl Dispatch for Broken {
                 }
             }
             (Bug::RenewAfterTakeover, "locks", "extend") => {
-                let (id, _) = *call.args::<(LeaseId, Duration)>().expect("extend's args");
+                let id = call
+                    .args::<(LeaseId, Duration)>()
+                    .expect("extend's args")
+                    .0
+                    .clone();
                 let space: LockSpace = id.kind.space();
                 let key: Key = id.key.clone();
                 let held = call.run(b.clone()).await?;
@@ -185,6 +215,88 @@ impl Dispatch for Broken {
                 call.run(b.clone()).await
             }
             _ => call.run(b.clone()).await,
+        }
+    }
+}
+
+/// A client's connection without the clean-up of unanswered acquisitions:
+/// it remembers the holders whose acquire-type call got no answer, and
+/// never sends their releases (it answers them "not held" itself, so the
+/// client stops retrying at once).
+#[derive(Debug)]
+struct NoCleanup {
+    inner: DynBackend,
+    /// Holders whose acquisition is in flight or ended without an answer.
+    unanswered: Mutex<HashSet<HolderId>>,
+}
+
+impl fmt::Display for NoCleanup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NoCleanup({})", self.inner)
+    }
+}
+
+/// Whether `call` acquires or releases, and for which holder.
+enum Role {
+    Acquires(HolderId),
+    Releases(HolderId),
+    Other,
+}
+
+fn role(call: &Call) -> Role {
+    type Campaign = (Key, HolderId, String, Duration, Option<Quorum>);
+    type Resign = (Key, HolderId, FencingToken);
+    type Join = (Key, HolderId, String, Duration);
+    type Leave = (Key, HolderId);
+    type Begin = (Key, Key, HolderId, Duration);
+    type End = (Key, Key, HolderId, Option<Duration>);
+    fn holder<A: 'static>(call: &Call, of: impl Fn(&A) -> &HolderId) -> HolderId {
+        let args = call.args::<A>();
+        of(args.unwrap_or_else(|| panic!("{}: unexpected arguments", call.op()))).clone()
+    }
+    let op = call.op();
+    match (op.family, op.name) {
+        ("locks", "acquire") => Role::Acquires(holder(call, |a: &(LeaseId, Duration)| &a.0.holder)),
+        ("elections", "campaign") => Role::Acquires(holder(call, |a: &Campaign| &a.1)),
+        ("groups", "join") => Role::Acquires(holder(call, |a: &Join| &a.1)),
+        ("jobs", "begin") => Role::Acquires(holder(call, |a: &Begin| &a.2)),
+        ("locks", "release") => Role::Releases(holder(call, |a: &(LeaseId,)| &a.0.holder)),
+        ("elections", "resign") => Role::Releases(holder(call, |a: &Resign| &a.1)),
+        ("groups", "leave") => Role::Releases(holder(call, |a: &Leave| &a.1)),
+        ("jobs", "end") => Role::Releases(holder(call, |a: &End| &a.2)),
+        _ => Role::Other,
+    }
+}
+
+#[async_trait]
+impl Dispatch for NoCleanup {
+    fn namespace(&self) -> &Namespace {
+        self.inner.namespace()
+    }
+
+    fn families(&self) -> Families {
+        Families::of(&*self.inner)
+    }
+
+    async fn dispatch(&self, call: Call) -> Result<Reply> {
+        match role(&call) {
+            Role::Acquires(holder) => {
+                // Marked until an answer comes back: a call that fails, or
+                // is dropped while in flight, leaves its holder marked.
+                self.unanswered.lock().unwrap().insert(holder.clone());
+                let res = call.run(self.inner.clone()).await;
+                if res.is_ok() {
+                    self.unanswered.lock().unwrap().remove(&holder);
+                }
+                res
+            }
+            Role::Releases(holder) if self.unanswered.lock().unwrap().contains(&holder) => {
+                match call.op().family {
+                    "locks" => reply(Release::NotHeld),
+                    _ => reply(false),
+                }
+            }
+            _ => call.run(self.inner.clone()).await,
         }
     }
 }

@@ -2,7 +2,9 @@
 //! the node's own, running the calls sim clients send over the simulated
 //! network (any call of any family: it runs the call's closure on the
 //! namespace's backend). Its state lives in memory only: a restarted server
-//! starts empty. What the store does is journaled into the checkers' logs.
+//! starts empty. What the store does is journaled into the checkers' logs;
+//! renewals are logged as the server answered them (a broken server may
+//! answer otherwise than its store decided).
 
 use std::{
     collections::HashMap,
@@ -11,7 +13,10 @@ use std::{
     time::Duration,
 };
 
-use coord_api::{Clock, Instant, LeaseKind, spi::DynBackend, spi::Watch};
+use coord_api::{
+    Clock, FencingToken, HolderId, Instant, Key, LeaseKind, Quorum,
+    spi::{Call, DynBackend, LeaseId, Watch},
+};
 use coord_memory::{Event, Journal, Leased, MemoryStore};
 use madsim::net::Endpoint;
 
@@ -26,9 +31,9 @@ pub struct ServerConfig {
     pub addr: SocketAddr,
     /// The server node's clock: decides expiry and the wall time in tokens.
     pub clock: Arc<dyn Clock>,
-    /// Where to log grants, exclusive renewals and releases in server order.
-    /// Terms and runs are logged too, as grants, renewals and releases of
-    /// the keys `election/<name>` and `once/<job>/<occurrence>`.
+    /// Where to log grants, exclusive renewals (as answered) and releases in
+    /// server order. Terms and runs are logged too, as grants, renewals and
+    /// releases of the keys `election/<name>` and `once/<job>/<occurrence>`.
     pub log: Option<ServerLog>,
     /// Where to log elected terms and run-once starts and ends, with the
     /// (global) instant the server decided them.
@@ -110,19 +115,8 @@ impl Journal for Logs {
                         });
                     }
                 }
-                Event::Renewed {
-                    lease,
-                    holder,
-                    held,
-                } => {
-                    if let Some(key) = key(lease) {
-                        log.push(ServerEvent::Extend {
-                            key,
-                            holder: (*holder).clone(),
-                            ok: *held,
-                        });
-                    }
-                }
+                // Logged as answered: see `renewal`.
+                Event::Renewed { .. } => {}
                 Event::Released {
                     lease,
                     holder,
@@ -179,6 +173,27 @@ impl Journal for Logs {
     }
 }
 
+/// The lease a renewal call is about, as the log names it, and its holder:
+/// an exclusive lock's extend, an election's renew, a run's extend.
+fn renewal(call: &Call) -> Option<(String, HolderId)> {
+    type Renew = (Key, HolderId, FencingToken, Duration, Option<Quorum>);
+    type Extend = (Key, Key, HolderId, Duration);
+    let op = call.op();
+    match (op.family, op.name) {
+        ("locks", "extend") => call
+            .args::<(LeaseId, Duration)>()
+            .filter(|(id, _)| id.kind == LeaseKind::Exclusive)
+            .map(|(id, _)| (id.key.to_string(), id.holder.clone())),
+        ("elections", "renew") => call
+            .args::<Renew>()
+            .map(|(e, h, ..)| (format!("election/{e}"), h.clone())),
+        ("jobs", "extend") => call
+            .args::<Extend>()
+            .map(|(j, o, h, _)| (format!("once/{j}/{o}"), h.clone())),
+        _ => None,
+    }
+}
+
 /// Watches idle this long are dropped (a waiting client polls again at once).
 const SWEEP_IDLE: Duration = Duration::from_secs(30);
 
@@ -208,7 +223,7 @@ pub async fn serve(cfg: ServerConfig) {
     if let Some(log) = &cfg.log
         && !log.events().is_empty()
     {
-        log.push(ServerEvent::Restart);
+        log.push(ServerEvent::Restart { at: Instant::now() });
     }
     let server = Arc::new(Server {
         store: cfg.store(),
@@ -247,19 +262,30 @@ async fn sweep(server: std::sync::Weak<Server>) {
 }
 
 impl Server {
+    /// Runs a family call on the namespace's backend.
+    async fn call(&self, ns: coord_api::Namespace, call: Call) -> Answer {
+        let renewal = self.cfg.log.as_ref().zip(renewal(&call));
+        let backend = self.cfg.backend(&self.store, ns);
+        match call.run(backend).await {
+            // A watch stays here; the client long polls it.
+            Ok(reply) => match reply.downcast::<Box<dyn Watch>>() {
+                Ok(watch) => Answer::Watching(self.keep(*watch)),
+                Err(reply) => {
+                    if let (Some((log, (key, holder))), Some(&ok)) =
+                        (renewal, reply.downcast_ref::<bool>())
+                    {
+                        log.push(ServerEvent::Extend { key, holder, ok });
+                    }
+                    Answer::Done(Ok(reply))
+                }
+            },
+            Err(e) => Answer::Done(Err(e)),
+        }
+    }
+
     async fn handle(&self, req: Request) -> Answer {
         match req {
-            Request::Call { ns, call } => {
-                let backend = self.cfg.backend(&self.store, ns);
-                match call.run(backend).await {
-                    // A watch stays here; the client long polls it.
-                    Ok(reply) => match reply.downcast::<Box<dyn Watch>>() {
-                        Ok(watch) => Answer::Watching(self.keep(*watch)),
-                        Err(reply) => Answer::Done(Ok(reply)),
-                    },
-                    Err(e) => Answer::Done(Err(e)),
-                }
-            }
+            Request::Call { ns, call } => self.call(ns, call).await,
             Request::Poll { sub, seen, hold } => Answer::Polled(self.poll(sub, seen, hold).await),
             Request::Unsubscribe { sub } => {
                 self.watches.lock().unwrap().remove(&sub);

@@ -4,15 +4,31 @@
 //! whether or not the server applied it); notifications by long polling a
 //! watch the server keeps. Adding a method to a family trait changes nothing
 //! here.
+//!
+//! The simulated network delivers each message after its own latency, so a
+//! request may overtake an earlier one of the same connection, which a TCP
+//! connection never does. Where that matters, the transport keeps the
+//! order: after a call is abandoned in flight (its caller cancelled it), the
+//! connection's next call leaves only once the abandoned request has
+//! arrived or is lost (the longest latency in effect when it left has
+//! passed). So a clean-up sent when a call is cancelled (the release of
+//! what it may have been granted) never reaches the server before the
+//! call it undoes.
 
-use std::{fmt, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use coord_api::{
     Error, Namespace, Result,
     spi::{Call, Dispatch, Dispatched, DynBackend, Families, Reply, Watch},
 };
-use madsim::net::Endpoint;
+use madsim::net::{Endpoint, NetSim};
+use tokio::time::Instant;
 
 /// The tag every request is sent with; replies go to a random tag per call.
 pub(crate) const REQUEST_TAG: u64 = 0x636f_6f72_645f_7271;
@@ -88,6 +104,9 @@ pub struct SimBackend {
     /// The node that connected: a process's connection is used by that
     /// process only.
     node: madsim::task::NodeId,
+    /// No call leaves before this instant: an abandoned request may still
+    /// be on its way (shared by clones: one connection).
+    fence: Arc<Mutex<Instant>>,
 }
 
 impl SimBackend {
@@ -107,6 +126,7 @@ impl SimBackend {
             ns,
             opts,
             node: madsim::plugin::node(),
+            fence: Arc::new(Mutex::new(Instant::now())),
         })
     }
 
@@ -128,18 +148,63 @@ impl SimBackend {
             // torn down) run elsewhere; a killed process sends nothing.
             return Err(unavailable("called from another node".into()));
         }
-        self.ep
+        let is_call = matches!(req, Request::Call { .. });
+        let fence = *self.fence.lock().unwrap();
+        if is_call && Instant::now() < fence {
+            tokio::time::sleep_until(fence).await;
+        }
+        // Dropped before it ends: the request may still be on its way.
+        let abandoned = Abandoned {
+            fence: is_call.then_some(&self.fence),
+            arrived_by: Instant::now() + max_latency(),
+        };
+        let sent = self
+            .ep
             .send_to_raw(self.server, REQUEST_TAG, Wire::new((tag, req)))
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
-        let (msg, _) = tokio::time::timeout(timeout, self.ep.recv_from_raw(tag))
-            .await
+            .await;
+        if let Err(e) = sent {
+            abandoned.forget();
+            return Err(unavailable(e.to_string()));
+        }
+        let reply = tokio::time::timeout(timeout, self.ep.recv_from_raw(tag)).await;
+        abandoned.forget();
+        let (msg, _) = reply
             .map_err(|_| unavailable(format!("no reply within {timeout:?}")))?
             .map_err(|e| unavailable(e.to_string()))?;
         msg.downcast::<Wire<Answer>>()
             .ok()
             .and_then(|a| a.take())
             .ok_or_else(|| Error::backend(self, format!("{op}: malformed reply")))
+    }
+}
+
+/// The longest a message sent now may travel (with a margin for the
+/// sender's own scheduling delay).
+fn max_latency() -> Duration {
+    let mut max = Duration::ZERO;
+    NetSim::current().update_config(|c| max = c.send_latency.end);
+    max + Duration::from_millis(1)
+}
+
+/// A call in flight: if dropped before [`forget`](Abandoned::forget), its
+/// connection's next call waits until `arrived_by`.
+struct Abandoned<'a> {
+    fence: Option<&'a Mutex<Instant>>,
+    arrived_by: Instant,
+}
+
+impl Abandoned<'_> {
+    fn forget(mut self) {
+        self.fence = None;
+    }
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if let Some(fence) = self.fence {
+            let mut f = fence.lock().unwrap();
+            *f = (*f).max(self.arrived_by);
+        }
     }
 }
 

@@ -1,0 +1,114 @@
+//! Recorded histories and the checkers that judge them, one module per
+//! family. Plain data, no simulator: the same checkers judge simulated runs
+//! and chaos runs on a real backend.
+//!
+//! | checker | property |
+//! |---|---|
+//! | [`FencedResource::check`] | (a) per key, accepted writes never go back to a smaller token, and one token (one lock period, term or run) belongs to one client |
+//! | [`ServerLog::check`] | (b) per key, tokens strictly increase in the server's order, across restarts; a renewal never succeeds and a release never frees a lease after another holder was granted the key |
+//! | [`GrantLog::check`] | (b) as seen by clients: a grant requested after another was received carries a larger token |
+//! | [`Beliefs::check`] | (c) no two clients believe they hold the lock at the same instant (while drift stays in bounds) |
+//! | [`check_liveness`] | (d) after the faults heal, a waiting client gets the lock within a bound |
+//! | [`Leaderships::check`] | one holder per term, terms strictly increasing in the backend's order, and (drift in bounds) a leader stops believing before the backend elects the next one, so no two leaders believe at one instant |
+//! | [`check_failovers`] | after the leader crashes, a new leader is elected within TTL plus a bound |
+//! | [`OnceRuns::check`] | a run-once occurrence never runs on two instances at once nor after a run finished, a run whose lease was lost never counts as finished, no write lands after the finish |
+//! | [`OrphanRule::check`] | once the faults heal, a lease the server granted but no client received is gone (released, or expired) within a bound well below its TTL |
+//!
+//! | module | family |
+//! |---|---|
+//! | `fence` | the fenced resource, per key, for every family: [`FencedResource`], [`check_writes`] |
+//! | `locks` | [`ServerLog`] (every family's grants in the server's order), [`GrantLog`], [`Beliefs`] |
+//! | `election` | [`LeadLog`], [`Leaderships`], [`check_terms`], [`failovers`] |
+//! | `jobs` | [`OnceRuns`], [`check_once`] |
+//! | `orphans` | [`orphans`], [`OrphanRule`]: grants nobody received, and how long they outlived the heal |
+
+use std::{fmt, time::Duration};
+
+use coord_api::Instant;
+
+mod election;
+mod fence;
+mod jobs;
+mod locks;
+mod orphans;
+
+pub use election::{
+    LeadEvent, LeadLog, LeaderTerm, Leaderships, check_failovers, check_terms, failovers,
+};
+pub use fence::{FencedResource, Write, check_writes};
+pub use jobs::{OnceOutcome, OnceRun, OnceRuns, check_once};
+pub use locks::{Belief, Beliefs, GrantLog, ObservedGrant, ServerEvent, ServerLog};
+pub use orphans::{Gone, Orphan, OrphanRule, orphans};
+
+/// One broken property, found by a checker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The checker that found it (`fencing`, `tokens`, `renewal`, `release`,
+    /// `exclusion`, `liveness`, `terms`, `term-holders`, `leaders`,
+    /// `failover`, `once-lost`, `once-after-finish`, `once-overlap`,
+    /// `orphans`).
+    pub checker: &'static str,
+    /// What happened, with the clients, tokens and instants involved.
+    pub detail: String,
+}
+
+impl Violation {
+    pub(crate) fn new(checker: &'static str, detail: String) -> Violation {
+        Violation { checker, detail }
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}] {}", self.checker, self.detail)
+    }
+}
+
+/// Checker (d): after the faults healed at `healed`, the waiting client got
+/// the lock (`got`, `None` if never) within `bound`.
+pub fn check_liveness(healed: Instant, got: Option<Instant>, bound: Duration) -> Vec<Violation> {
+    match got {
+        Some(t) if t <= healed + bound => Vec::new(),
+        Some(t) => vec![Violation::new(
+            "liveness",
+            format!(
+                "the waiting client got the lock {:?} after the heal; bound {bound:?}",
+                t - healed
+            ),
+        )],
+        None => vec![Violation::new(
+            "liveness",
+            format!("the waiting client never got the lock (bound {bound:?} after the heal)"),
+        )],
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use coord_api::{HolderId, InstanceId};
+
+    /// `ms` after a fixed origin.
+    pub(crate) fn t(ms: u64) -> Instant {
+        static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *BASE.get_or_init(Instant::now) + Duration::from_millis(ms)
+    }
+
+    /// The holder `name` (one acquisition of it).
+    pub(crate) fn holder(name: &str) -> HolderId {
+        HolderId::from_parts(InstanceId::new(name).unwrap(), 7)
+    }
+
+    #[test]
+    fn liveness_bound() {
+        assert!(check_liveness(t(0), Some(t(10)), Duration::from_millis(10)).is_empty());
+        assert_eq!(
+            check_liveness(t(0), Some(t(11)), Duration::from_millis(10)).len(),
+            1
+        );
+        assert_eq!(
+            check_liveness(t(0), None, Duration::from_millis(10)).len(),
+            1
+        );
+    }
+}

@@ -1,0 +1,696 @@
+//! Scenarios: a workload of one family on simulated nodes under a fault plan
+//! drawn from the seed, its history checked at the end; and seed sweeps that
+//! print the seed and the replay command of every failure.
+//!
+//! One run: a sim server node (state in memory, its own clock), a fenced
+//! resource node, `clients` worker nodes (each its own clock) running the
+//! family's workload and writing to the resource with their tokens; a fault
+//! window during which the plan partitions, drops, delays, kills, pauses and
+//! restarts (and, last, loses the server's answers for a second: grants no
+//! client receives, just before the heal); then everything heals, the
+//! workers stop (their processes stay up), and a prober must get what it
+//! waits for within a bound. Then the checkers judge the history: every
+//! family's (the resource's fencing, the server's token order, the clients'
+//! grants, orphaned grants) and the workload's own.
+//!
+//! | module | what |
+//! |---|---|
+//! | `locks` | [`Workload::Lock`]: take the lock `k`, write, release |
+//! | `election` | [`Workload::Leadership`], [`Workload::LeaderCrash`]: campaign in election `e`, write with the term, resign (or lead until killed) |
+//! | `jobs` | [`Workload::RunOnce`]: run occurrences of job `j`, bodies writing with their run's token |
+//! | `faults` | the fault plans and their application, the heal |
+//! | `sweep` | seed sweeps in child processes, the replay command |
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use coord_api::{Client, Instant, LeaseOptions, Namespace};
+use madsim::{
+    net::{Endpoint, NetSim},
+    rand::{Rng, thread_rng},
+    runtime::{Handle, NodeHandle},
+};
+
+use super::{NodeClock, ServerConfig, SimBackend, SimOptions, serve};
+
+mod election;
+mod faults;
+mod jobs;
+mod locks;
+mod sweep;
+
+#[cfg(feature = "broken")]
+pub use super::bugs::Bug;
+pub use sweep::{Sweep, replay_command, run_seed, seeds_from_env, sweep, sweep_with};
+
+use crate::history::{
+    Beliefs, FencedResource, GrantLog, LeadLog, Leaderships, OnceRuns, OrphanRule, ServerLog,
+    Violation, check_liveness, orphans,
+};
+use faults::{Faults, latency};
+
+/// How clocks run relative to the server's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drift {
+    /// Every client's clock runs at most `max_drift` slower than the
+    /// server's (offsets are arbitrary): the contract's exclusion holds.
+    InBounds,
+    /// Some clients' clocks run 3–30 % slow: they believe they hold a lease
+    /// after the server let it go; only fencing protects the resource.
+    Beyond,
+}
+
+/// What the client nodes do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Take the lock `k`, write to a fenced resource, release.
+    Lock,
+    /// Campaign in one election; a leader writes with its term to a fenced
+    /// resource, and resigns after a while.
+    Leadership,
+    /// Campaign in one election; leaders keep leading until their node is
+    /// killed; failover times are measured.
+    LeaderCrash,
+    /// Every node runs each of a sequence of occurrences of a run-once job;
+    /// bodies write with their token to the resource, fenced per occurrence.
+    RunOnce,
+}
+
+/// A scenario: the workload and which faults its plans may draw.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Its name (also the test's name, for replay commands).
+    pub name: &'static str,
+    /// What the clients do.
+    pub workload: Workload,
+    /// Worker nodes.
+    pub clients: usize,
+    /// Partitions: whole node, one link, one direction.
+    pub partitions: bool,
+    /// Windows of packet loss.
+    pub packet_loss: bool,
+    /// Windows of high latency.
+    pub latency_spikes: bool,
+    /// The current holder killed (restarted later as a new process).
+    pub holder_kills: bool,
+    /// The current holder paused and resumed (a stop-the-world pause).
+    pub holder_pauses: bool,
+    /// The server killed and restarted with its state lost.
+    pub server_restarts: bool,
+    /// Clock drift.
+    pub drift: Drift,
+    /// A deliberately broken server or client (feature `broken`).
+    #[cfg(feature = "broken")]
+    pub bug: Option<Bug>,
+}
+
+impl Scenario {
+    /// Every fault but server restarts, drift in bounds: checkers (a)–(d).
+    pub fn partitions_in_bounds() -> Scenario {
+        Scenario {
+            name: "partitions_in_bounds",
+            workload: Workload::Lock,
+            clients: 4,
+            partitions: true,
+            packet_loss: true,
+            latency_spikes: true,
+            holder_kills: true,
+            holder_pauses: true,
+            server_restarts: false,
+            drift: Drift::InBounds,
+            #[cfg(feature = "broken")]
+            bug: None,
+        }
+    }
+
+    /// Every fault including server restarts that lose state: (a), (b), (d)
+    /// (a server that forgets its leases lets two clients believe at once;
+    /// fencing is what protects then).
+    pub fn server_restarts() -> Scenario {
+        Scenario {
+            name: "server_restarts",
+            server_restarts: true,
+            ..Scenario::partitions_in_bounds()
+        }
+    }
+
+    /// Every fault but server restarts, some clocks drifting beyond
+    /// `max_drift`: (a), (b), (d).
+    pub fn drift_beyond_bounds() -> Scenario {
+        Scenario {
+            name: "drift_beyond_bounds",
+            drift: Drift::Beyond,
+            ..Scenario::partitions_in_bounds()
+        }
+    }
+
+    /// Leadership under partitions, packet loss, latency spikes and killed
+    /// leaders, drift in bounds: one holder per term, terms increasing, no
+    /// two leaders believing at once (a partitioned leader stops believing
+    /// before the backend elects the next), fencing by term.
+    pub fn leadership_partitions() -> Scenario {
+        Scenario {
+            name: "leadership_partitions",
+            workload: Workload::Leadership,
+            holder_pauses: false,
+            ..Scenario::partitions_in_bounds()
+        }
+    }
+
+    /// The same with some clocks drifting beyond `max_drift` and leaders
+    /// paused: only the term rules and fencing by term are checked.
+    pub fn leadership_drift_beyond() -> Scenario {
+        Scenario {
+            name: "leadership_drift_beyond",
+            holder_pauses: true,
+            drift: Drift::Beyond,
+            ..Scenario::leadership_partitions()
+        }
+    }
+
+    /// Leaders killed at random instants (restarted later as new
+    /// processes), a LAN otherwise: the next leader is elected within TTL
+    /// plus [`FAILOVER_BOUND`]; failover times are reported.
+    pub fn leader_crash() -> Scenario {
+        Scenario {
+            name: "leader_crash",
+            workload: Workload::LeaderCrash,
+            clients: 4,
+            partitions: false,
+            packet_loss: false,
+            latency_spikes: false,
+            holder_kills: true,
+            holder_pauses: false,
+            server_restarts: false,
+            drift: Drift::InBounds,
+            #[cfg(feature = "broken")]
+            bug: None,
+        }
+    }
+
+    /// Run-once occurrences under partitions, packet loss, latency spikes
+    /// and killed runners, drift in bounds.
+    pub fn run_once_faults() -> Scenario {
+        Scenario {
+            name: "run_once_faults",
+            workload: Workload::RunOnce,
+            holder_pauses: false,
+            ..Scenario::partitions_in_bounds()
+        }
+    }
+
+    /// With a deliberately broken server or client.
+    #[cfg(feature = "broken")]
+    pub fn with_bug(mut self, bug: Bug) -> Scenario {
+        self.bug = Some(bug);
+        self
+    }
+
+    /// Whether checker (c) applies: drift in bounds and a server that keeps
+    /// its state.
+    pub fn checks_exclusion(&self) -> bool {
+        self.drift == Drift::InBounds && !self.server_restarts
+    }
+}
+
+/// How much longer than the TTL a failover may take in
+/// [`Scenario::leader_crash`]: the server's clock running up to 0.4 % slow
+/// (4 ms of a 1 s TTL), the expiry notification's long-poll answer and the
+/// winning campaign's round trip (LAN: up to 10 ms a hop), with room.
+pub const FAILOVER_BOUND: Duration = Duration::from_millis(100);
+
+/// Lease TTL of the workload.
+pub const TTL: Duration = Duration::from_secs(1);
+/// When the fault window opens.
+const FAULTS_FROM: Duration = Duration::from_secs(1);
+/// When everything heals and the workers stop.
+pub const HEAL_AT: Duration = Duration::from_secs(21);
+/// How long after the heal the prober may wait for the lock: the TTL of a
+/// lease left by a killed holder (on a server clock up to 0.4 % fast or
+/// slow), a lost long poll's timeout, and round trips.
+pub const LIVENESS_BOUND: Duration = Duration::from_millis(2_500);
+/// How long after the later of its grant and the heal an orphaned grant
+/// (granted by the server, received by no client) may last: a quarter of
+/// the TTL.
+///
+/// What a correct client needs: the plans end every network fault and
+/// pause at least 500 ms before the heal (the fault window closes then; the
+/// holder killed 200 ms before the heal cleans nothing up and is exempt). A
+/// clean-up that began before the network healed may have sent its release
+/// into it and waits out that call's timeout (500 ms), then its retry
+/// backoff (10 ms, then 20 ms: with a 1 s TTL it gives up before longer
+/// pauses), then one round trip on the healed LAN (≤ 20 ms): done by
+/// about 50 ms after the heal. A call cancelled at the heal releases at
+/// once: one round trip. So 250 ms leaves a wide margin over what the
+/// clean-up needs, and is far below what an orphan left alone lasts (its
+/// TTL: every orphan granted in the last 750 ms before the heal, or after
+/// it, breaks the bound without the clean-up).
+pub const ORPHAN_BOUND: Duration = Duration::from_millis(250);
+const MAX_DRIFT: f64 = 0.01;
+
+/// What one run saw.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Every violation found.
+    pub violations: Vec<Violation>,
+    /// Faults applied, in order, for the failure message.
+    pub faults: Vec<String>,
+    /// Grants observed by clients (lock grants, terms, runs).
+    pub grants: usize,
+    /// Writes the resource accepted.
+    pub writes: usize,
+    /// Writes the resource refused for a stale token (fencing at work).
+    pub stale_writes_refused: u64,
+    /// Overlapping beliefs, terms or runs (reported, not a violation, when
+    /// exclusion is not checked).
+    pub belief_overlaps: usize,
+    /// Grants the server made that no client received.
+    pub orphans: usize,
+    /// Of which the clean-up had to end for [`ORPHAN_BOUND`] to hold:
+    /// left alone they would have outlived it (granted less than TTL minus
+    /// the bound before the heal, or after; their client not killed).
+    pub orphans_at_heal: usize,
+    /// Failover times (crash of a leader to the next election), in order.
+    pub failovers: Vec<Duration>,
+    /// Simulated time the run took.
+    pub simulated: Duration,
+    /// A hash of everything that happened (faults, grants, accepted writes,
+    /// simulated time): two runs of one seed must agree on it.
+    pub digest: u64,
+}
+
+/// What every node of a run shares: the stop signal, who holds now, and
+/// the histories the workloads record.
+#[derive(Clone)]
+struct Shared {
+    /// The scenario's name, for messages.
+    name: &'static str,
+    workload: Workload,
+    /// `true` from the heal on: the workers stop, their waits cut short.
+    stopped: tokio::sync::watch::Receiver<bool>,
+    /// The worker holding the lock, leading or running a body now
+    /// (`Target::Holder`).
+    holder: Arc<Mutex<Option<usize>>>,
+    /// Each worker's open belief, term or run (its index), ended when the
+    /// worker's node is killed.
+    open: Arc<Mutex<HashMap<usize, usize>>>,
+    /// Every write, fenced per key (the lock's key, the election, the
+    /// occurrence).
+    resource: FencedResource,
+    /// Lock grants and terms, as the clients saw them.
+    grants: GrantLog,
+    /// Lock holders' beliefs.
+    beliefs: Beliefs,
+    /// Terms as their leaders saw them.
+    terms: Leaderships,
+    /// Run-once bodies' runs.
+    runs: OnceRuns,
+    /// A deliberately broken client (feature `broken`).
+    #[cfg(feature = "broken")]
+    bug: Option<Bug>,
+}
+
+impl Shared {
+    fn stopping(&self) -> bool {
+        *self.stopped.borrow()
+    }
+
+    /// Worker `i` holds now; `idx`: its open belief, term or run.
+    fn set_holder(&self, i: usize, idx: usize) {
+        *self.holder.lock().unwrap() = Some(i);
+        self.open.lock().unwrap().insert(i, idx);
+    }
+
+    fn clear_holder(&self, i: usize) {
+        self.open.lock().unwrap().remove(&i);
+        let mut h = self.holder.lock().unwrap();
+        if *h == Some(i) {
+            *h = None;
+        }
+    }
+
+    /// Worker `i`'s process was killed: it believes and runs nothing more.
+    fn killed(&self, i: usize) {
+        if let Some(idx) = self.open.lock().unwrap().remove(&i) {
+            let now = Instant::now();
+            match self.workload {
+                Workload::Lock => self.beliefs.end_at(idx, now),
+                Workload::RunOnce => self.runs.end(idx, now, false),
+                Workload::Leadership | Workload::LeaderCrash => self.terms.end_at(idx, now),
+            }
+        }
+        let mut h = self.holder.lock().unwrap();
+        if *h == Some(i) {
+            *h = None;
+        }
+    }
+}
+
+const SERVER: &str = "10.0.0.1:7000";
+const RESOURCE: &str = "10.0.0.2:7001";
+const WRITE_TAG: u64 = 0x0077_7269_7465;
+
+fn client_ip(i: usize) -> std::net::IpAddr {
+    format!("10.0.1.{}", i + 1).parse().unwrap()
+}
+
+fn opts() -> LeaseOptions {
+    LeaseOptions::default()
+        .ttl(TTL)
+        .wait_timeout(Some(Duration::from_secs(5)))
+        .retry_delay(Duration::from_secs(1))
+        .max_drift(MAX_DRIFT)
+}
+
+/// Runs one scenario in the current simulation and checks its history.
+pub async fn run(scenario: Scenario) -> Report {
+    let handle = Handle::current();
+    let t0 = Instant::now();
+    let mut rng = thread_rng();
+    let mut report = Report::default();
+    let server_addr: SocketAddr = SERVER.parse().unwrap();
+    let resource_addr: SocketAddr = RESOURCE.parse().unwrap();
+    let workload = scenario.workload;
+    if workload == Workload::LeaderCrash {
+        // A LAN: the failover bound is about the backend, not the network.
+        NetSim::current().update_config(|c| c.send_latency = latency(Duration::from_millis(10)));
+    }
+
+    // Clocks: arbitrary offsets; rates in or beyond the drift bound.
+    let offset =
+        |rng: &mut madsim::rand::GlobalRng| rng.gen_range(-10_000_000_000i64..10_000_000_000);
+    let server_clock = NodeClock::new(offset(&mut rng), rng.gen_range(-0.004..0.004));
+    let client_clocks: Vec<NodeClock> = (0..=scenario.clients)
+        .map(|i| {
+            let drift = match scenario.drift {
+                Drift::Beyond if i < scenario.clients && rng.gen_bool(0.5) => {
+                    rng.gen_range(-0.3..-0.03)
+                }
+                _ => rng.gen_range(-0.004..0.004),
+            };
+            NodeClock::new(offset(&mut rng), drift)
+        })
+        .collect();
+    report.faults.push(format!(
+        "clocks: server rate {:.4}, clients {:?}",
+        server_clock.rate(),
+        client_clocks
+            .iter()
+            .map(|c| format!("{:.4}", c.rate()))
+            .collect::<Vec<_>>()
+    ));
+
+    let log = ServerLog::new();
+    let lead_log = LeadLog::new();
+    #[allow(unused_mut)]
+    let mut cfg = ServerConfig::new(server_addr, server_clock.clock());
+    cfg.log = Some(log.clone());
+    cfg.lead_log = Some(lead_log.clone());
+    #[cfg(feature = "broken")]
+    {
+        cfg.bug = scenario.bug;
+    }
+    let server = handle
+        .create_node()
+        .name("server")
+        .ip(server_addr.ip())
+        .init(move || serve(cfg.clone()))
+        .build();
+
+    let (stop_tx, stopped) = tokio::sync::watch::channel(false);
+    let shared = Shared {
+        name: scenario.name,
+        workload,
+        stopped,
+        holder: Arc::default(),
+        open: Arc::default(),
+        resource: FencedResource::new(),
+        grants: GrantLog::new(),
+        beliefs: Beliefs::new(),
+        terms: Leaderships::new(),
+        runs: OnceRuns::new(),
+        #[cfg(feature = "broken")]
+        bug: scenario.bug,
+    };
+    let res = shared.resource.clone();
+    handle
+        .create_node()
+        .name("resource")
+        .ip(resource_addr.ip())
+        .init(move || serve_resource(resource_addr, res.clone()))
+        .build();
+
+    let workers: Vec<NodeHandle> = (0..scenario.clients)
+        .map(|i| {
+            let shared = shared.clone();
+            let clock = client_clocks[i].clone();
+            handle
+                .create_node()
+                .name(format!("c{i}"))
+                .ip(client_ip(i))
+                .init(move || {
+                    let (shared, clock) = (shared.clone(), clock.clone());
+                    async move {
+                        match workload {
+                            Workload::Lock => locks::worker(i, clock, shared).await,
+                            Workload::Leadership => election::worker(i, clock, shared, true).await,
+                            Workload::LeaderCrash => {
+                                election::worker(i, clock, shared, false).await
+                            }
+                            Workload::RunOnce => jobs::worker(i, clock, shared).await,
+                        }
+                        // Stopped, not gone: the process stays up (a node
+                        // whose first task returns exits, its other tasks
+                        // with it), so what the client still does in the
+                        // background (releasing what a call cancelled at
+                        // the heal may have been granted) goes on.
+                        std::future::pending::<()>().await
+                    }
+                })
+                .build()
+        })
+        .collect();
+
+    // The fault window.
+    let plan = faults::plan(&scenario, &mut rng);
+    let mut faults = Faults::new(server.id(), workers.iter().map(|w| w.id()).collect());
+    let mut crashes = Vec::new();
+    let mut kills: Vec<(String, Instant)> = Vec::new();
+    for step in plan {
+        tokio::time::sleep_until(t0 + step.at).await;
+        let holder = *shared.holder.lock().unwrap();
+        let Some((done, killed)) = faults.apply(step.action, holder) else {
+            continue;
+        };
+        // A killed process believes nothing any more.
+        if let Some(i) = killed {
+            shared.killed(i);
+            kills.push((format!("c{i}"), Instant::now()));
+            if holder == Some(i) {
+                crashes.push(Instant::now());
+            }
+        }
+        report.faults.push(format!("{:?}: {done}", step.at));
+    }
+
+    // Heal: network back to normal, paused nodes resumed, a killed server
+    // restarted; the workers stop; the killed holder (if any) stays dead.
+    tokio::time::sleep_until(t0 + HEAL_AT).await;
+    faults.heal();
+    stop_tx.send_replace(true);
+    let healed = Instant::now();
+
+    // The prober waits; its fallback retry is long, so only notifications
+    // and the server's "retry in" get it there in time.
+    if workload != Workload::LeaderCrash {
+        let clock = client_clocks[scenario.clients].clone();
+        let prober_shared = shared.clone();
+        let i = scenario.clients;
+        let node = handle.create_node().name("prober").ip(client_ip(i)).build();
+        let waits = node
+            .spawn(async move {
+                match workload {
+                    Workload::Lock => locks::prober(i, clock, prober_shared).await,
+                    Workload::RunOnce => jobs::prober(i, clock, prober_shared).await,
+                    _ => election::prober(clock, prober_shared).await,
+                }
+            })
+            .await
+            .unwrap();
+        for (start, got) in waits {
+            report
+                .violations
+                .extend(check_liveness(start, got, LIVENESS_BOUND));
+        }
+    }
+
+    // Let in-flight work settle, then judge: what every family shares...
+    tokio::time::sleep(TTL * 2).await;
+    let now = Instant::now();
+    report.violations.extend(log.check());
+    report.violations.extend(shared.grants.check());
+    report.violations.extend(shared.resource.check());
+    let known: HashSet<(String, u64)> = match workload {
+        Workload::Lock => locks::known(&shared),
+        Workload::Leadership | Workload::LeaderCrash => election::known(&shared),
+        Workload::RunOnce => jobs::known(&shared),
+    };
+    let orphans = orphans(&log.events(), &known, TTL.div_f64(server_clock.rate()));
+    let rule = OrphanRule {
+        heal: healed,
+        bound: ORPHAN_BOUND,
+        in_flight: SimOptions::default().call_timeout,
+    };
+    report.violations.extend(rule.check(&orphans, &kills));
+    report.orphans = orphans.len();
+    report.orphans_at_heal = orphans
+        .iter()
+        .filter(|o| rule.constrains(o, &kills))
+        .count();
+    report.writes = shared.resource.accepted().len();
+    report.stale_writes_refused = shared.resource.rejected();
+    // ... and the workload's own.
+    let events = lead_log.events();
+    match workload {
+        Workload::Lock => locks::judge(&scenario, &shared, &mut report),
+        Workload::Leadership | Workload::LeaderCrash => {
+            election::judge(&scenario, &shared, &events, now, &crashes, &mut report)
+        }
+        Workload::RunOnce => jobs::judge(&scenario, &shared, &events, now, &mut report),
+    }
+    report.simulated = Instant::now() - t0;
+    report.digest = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        report.faults.hash(&mut h);
+        for t in shared.terms.all() {
+            let end = t.end.map(|e| (e - t0).as_nanos());
+            (t.client, t.term, (t.elected - t0).as_nanos(), end).hash(&mut h);
+        }
+        for r in shared.runs.all() {
+            let end = r.end.map(|e| (e - t0).as_nanos());
+            (
+                r.client,
+                r.occurrence,
+                r.token,
+                (r.start - t0).as_nanos(),
+                end,
+            )
+                .hash(&mut h);
+        }
+        for w in shared.resource.accepted() {
+            (w.key, w.client, w.token, (w.at - t0).as_nanos()).hash(&mut h);
+        }
+        for b in shared.beliefs.all() {
+            (
+                b.client,
+                b.token,
+                (b.start - t0).as_nanos(),
+                (b.end - t0).as_nanos(),
+            )
+                .hash(&mut h);
+        }
+        report.simulated.hash(&mut h);
+        h.finish()
+    };
+    report
+}
+
+/// Runs a workload's checker without and with its exclusion rule (no two
+/// terms or runs at one instant): the rule's findings are violations where
+/// it applies (drift in bounds, a server that keeps its state, no pauses),
+/// and only counted as overlaps elsewhere.
+fn exclusion_where_it_applies(
+    scenario: &Scenario,
+    report: &mut Report,
+    check: impl Fn(bool) -> Vec<Violation>,
+) {
+    let base = check(false);
+    let full = check(true);
+    report.belief_overlaps = full.len() - base.len();
+    let applies = scenario.checks_exclusion() && !scenario.holder_pauses;
+    report.violations.extend(if applies { full } else { base });
+}
+
+/// A client on the current node named `name` (its instance id), with its
+/// own clock, reaching the sim server (a broken client under a client-side
+/// bug).
+async fn connect(name: &str, clock: &NodeClock, opts: LeaseOptions, shared: &Shared) -> Client {
+    let backend = loop {
+        match SimBackend::connect(
+            SERVER.parse().unwrap(),
+            Namespace::default(),
+            SimOptions::default(),
+        )
+        .await
+        {
+            Ok(b) => break b,
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    };
+    let backend = backend.backend();
+    #[cfg(feature = "broken")]
+    let backend = match shared.bug {
+        Some(bug) => bug.client(backend),
+        None => backend,
+    };
+    #[cfg(not(feature = "broken"))]
+    let _ = shared;
+    Client::builder(backend)
+        .instance_id(name)
+        .expect("valid id")
+        .clock(clock.clock())
+        .lease_options(opts)
+        .build()
+}
+
+/// Sends one write to `key` and waits up to `wait` for the answer; resent
+/// with the same id (the resource applies it once) until answered, or sent
+/// once when `retry` is false. Returns whether it was accepted, `None`
+/// without an answer.
+async fn write(
+    ep: &Endpoint,
+    key: &str,
+    client: &str,
+    token: u64,
+    wait: Duration,
+    retry: bool,
+) -> Option<bool> {
+    let id: u64 = madsim::rand::random();
+    loop {
+        let req: (u64, (String, String, u64)) = (id, (key.to_owned(), client.to_owned(), token));
+        let _ = ep
+            .send_to_raw(RESOURCE.parse().unwrap(), WRITE_TAG, Box::new(req))
+            .await;
+        match tokio::time::timeout(wait, ep.recv_from_raw(id)).await {
+            Ok(Ok((msg, _))) => return msg.downcast::<bool>().ok().map(|b| *b),
+            _ if retry => {}
+            _ => return None,
+        }
+    }
+}
+
+/// The fenced resource as a node: answers each write with whether it was
+/// accepted; each write id is applied once (a resent copy gets the first
+/// answer).
+async fn serve_resource(addr: SocketAddr, resource: FencedResource) {
+    let ep = Endpoint::bind(addr).await.expect("bind resource");
+    let mut answered: HashMap<u64, bool> = HashMap::new();
+    loop {
+        let Ok((msg, from)) = ep.recv_from_raw(WRITE_TAG).await else {
+            return;
+        };
+        let Ok(req) = msg.downcast::<(u64, (String, String, u64))>() else {
+            continue;
+        };
+        let (id, (key, client, token)) = *req;
+        let ok = *answered
+            .entry(id)
+            .or_insert_with(|| resource.write(&key, &client, token, Instant::now()));
+        let _ = ep.send_to_raw(from, id, Box::new(ok)).await;
+    }
+}

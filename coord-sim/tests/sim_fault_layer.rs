@@ -1,0 +1,206 @@
+//! The fault layer in the simulator: a [`FaultLayer`] around a
+//! [`SimBackend`] injects seeded faults into an election's campaigns and
+//! renewals, and the election stays consistent: one holder per term, no two
+//! leaders believing at once, and every term won by a campaign whose reply
+//! was lost is resigned by the client's clean-up long before its TTL.
+#![cfg(madsim)]
+
+use std::{
+    collections::{HashMap, HashSet},
+    fmt,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use coord_api::{
+    Client, Instant, LeaseOptions, Namespace, Result, TokioClock,
+    spi::{Call, Dispatch, Dispatched, DynBackend, Families, Reply},
+};
+use coord_sim::{
+    FaultLayer, FaultStats, ServerConfig, SimBackend, SimOptions,
+    history::{LeadLog, Leaderships, OrphanRule, ServerLog, orphans},
+    serve,
+};
+use madsim::{rand::Rng, runtime::Handle};
+
+const TTL: Duration = Duration::from_secs(1);
+const CANDIDATES: usize = 3;
+const RUN: Duration = Duration::from_secs(20);
+
+/// Counts, per operation, the calls that failed on their way through the
+/// layers below it (the fault layer's injected errors and lost replies).
+#[derive(Debug)]
+struct Tally {
+    inner: DynBackend,
+    failed: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+impl fmt::Display for Tally {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tally({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl Dispatch for Tally {
+    fn namespace(&self) -> &Namespace {
+        self.inner.namespace()
+    }
+    fn families(&self) -> Families {
+        Families::of(&*self.inner)
+    }
+    async fn dispatch(&self, call: Call) -> Result<Reply> {
+        let op = call.op().to_string();
+        let res = call.run(self.inner.clone()).await;
+        if res.is_err() {
+            *self.failed.lock().unwrap().entry(op).or_default() += 1;
+        }
+        res
+    }
+}
+
+/// A candidate on its own node, through its own seeded fault layer:
+/// campaigns, leads a while (recording its term), resigns; again, for
+/// `RUN`. Returns what the layer injected.
+async fn candidate(
+    name: String,
+    server: SocketAddr,
+    seed: u64,
+    terms: Leaderships,
+    failed: Arc<Mutex<HashMap<String, u64>>>,
+) -> FaultStats {
+    let sim = SimBackend::connect(server, Namespace::default(), SimOptions::default())
+        .await
+        .expect("connect");
+    let faulty = FaultLayer::new(seed)
+        .error_before(0.1)
+        .lost_reply(0.1)
+        .delay(0.2, Duration::from_millis(1)..Duration::from_millis(50))
+        .layer(sim.backend());
+    let tally = Tally {
+        inner: faulty.clone(),
+        failed,
+    };
+    let client = Client::builder(Arc::new(Dispatched::new(tally)))
+        .instance_id(&name)
+        .expect("valid id")
+        .lease_options(
+            LeaseOptions::default()
+                .ttl(TTL)
+                .retry_delay(Duration::from_millis(200))
+                .wait_timeout(Some(Duration::from_secs(3))),
+        )
+        .build();
+    let election = client.election("e");
+    let end = Instant::now() + RUN;
+    while Instant::now() < end {
+        let sent = Instant::now();
+        let Ok(leadership) = election.campaign().await else {
+            continue;
+        };
+        let elected = Instant::now();
+        let idx = terms.begin(&name, leadership.term().get(), sent, elected);
+        let hold = Duration::from_millis(madsim::rand::thread_rng().gen_range(100..2_000));
+        tokio::select! {
+            _ = leadership.lost() => {}
+            _ = tokio::time::sleep(hold) => {}
+        }
+        terms.end_at(idx, Instant::now());
+        let _ = leadership.resign().await;
+    }
+    faulty.get_ref().stats()
+}
+
+#[madsim::test]
+async fn seeded_faults_hit_an_election_which_stays_consistent() {
+    let handle = Handle::current();
+    let server: SocketAddr = "10.0.0.1:7000".parse().unwrap();
+    let (log, lead_log) = (ServerLog::new(), LeadLog::new());
+    let mut cfg = ServerConfig::new(server, Arc::new(TokioClock));
+    cfg.log = Some(log.clone());
+    cfg.lead_log = Some(lead_log.clone());
+    handle
+        .create_node()
+        .name("server")
+        .ip(server.ip())
+        .init(move || serve(cfg.clone()))
+        .build();
+
+    let t0 = Instant::now();
+    let terms = Leaderships::new();
+    let failed: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let seed: u64 = madsim::rand::random();
+    let runs: Vec<_> = (0..CANDIDATES)
+        .map(|i| {
+            let node = handle
+                .create_node()
+                .name(format!("c{i}"))
+                .ip(format!("10.0.1.{}", i + 1).parse().unwrap())
+                .build();
+            let (terms, failed) = (terms.clone(), failed.clone());
+            node.spawn(candidate(
+                format!("c{i}"),
+                server,
+                seed.wrapping_add(i as u64),
+                terms,
+                failed,
+            ))
+        })
+        .collect();
+    let mut stats = FaultStats::default();
+    for run in runs {
+        let s = run.await.expect("candidate");
+        stats.calls += s.calls;
+        stats.errors_before += s.errors_before;
+        stats.lost_replies += s.lost_replies;
+        stats.delays += s.delays;
+    }
+    // Let the background clean-ups finish.
+    tokio::time::sleep(TTL * 2).await;
+
+    // The faults hit the election: campaigns and renewals among them.
+    let failed = failed.lock().unwrap().clone();
+    println!("seed {seed}: {stats:?}; failed calls: {failed:?}");
+    assert!(
+        stats.errors_before > 0 && stats.lost_replies > 0,
+        "{stats:?}"
+    );
+    for op in ["elections.campaign", "elections.renew"] {
+        assert!(
+            failed.get(op).copied().unwrap_or(0) > 0,
+            "no {op} hit: {failed:?}"
+        );
+    }
+
+    // The election stayed consistent: one holder per term, terms
+    // increasing, no two leaders at once (one clock, no drift).
+    let now = Instant::now();
+    let mut violations = log.check();
+    violations.extend(terms.check(&lead_log.events(), now, true));
+    assert!(violations.is_empty(), "{violations:#?}");
+    assert!(terms.all().len() > 5, "few terms: {}", terms.all().len());
+
+    // Terms won by campaigns whose reply was lost were resigned by the
+    // clean-up, well before their TTL (the faults never heal here: the
+    // bound counts from each grant).
+    let known: HashSet<(String, u64)> = terms
+        .all()
+        .into_iter()
+        .map(|t| ("election/e".to_owned(), t.term))
+        .collect();
+    let orphans = orphans(&log.events(), &known, TTL);
+    let rule = OrphanRule {
+        heal: t0,
+        bound: Duration::from_millis(250),
+        in_flight: SimOptions::default().call_timeout,
+    };
+    let violations = rule.check(&orphans, &[]);
+    assert!(violations.is_empty(), "{violations:#?}");
+    println!(
+        "{} terms, {} orphaned by lost replies",
+        terms.all().len(),
+        orphans.len()
+    );
+}
