@@ -64,5 +64,5 @@ pub use token::FencingToken;
 /// Re-exported so backends implement the traits with the same macro version.
 pub use async_trait::async_trait;
 
-#[allow(unused_imports)]
+/// The SPI's types the client types use, at the crate's root for them.
 pub(crate) use spi::{Acquire, Campaign, LeaseId, OnceBegin, Release, Watch};

@@ -170,7 +170,13 @@ impl LeaseOptions {
         if !(factor > 0.0 && factor <= 1.0) {
             return Duration::ZERO;
         }
-        self.ttl.mul_f64(factor).saturating_sub(self.safety_margin)
+        // `ttl * factor` is at most `ttl`, but its float may round above
+        // `Duration::MAX`: then it is `ttl`.
+        let scaled = Duration::try_from_secs_f64(self.ttl.as_secs_f64() * factor);
+        scaled
+            .unwrap_or(self.ttl)
+            .min(self.ttl)
+            .saturating_sub(self.safety_margin)
     }
 }
 
@@ -180,7 +186,7 @@ mod tests {
 
     #[test]
     fn local_validity_never_panics() {
-        for drift in [1.5, -0.5, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.999] {
+        for drift in [1.5, -0.5, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.999, 0.0] {
             let o = LeaseOptions::default().ttl(Duration::MAX).max_drift(drift);
             let _ = o.local_validity();
             assert!(o.validate(&Key::new("k").unwrap()).is_err(), "{drift}");
