@@ -186,7 +186,15 @@ mod tests {
 
     #[test]
     fn local_validity_never_panics() {
-        for drift in [1.5, -0.5, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.999, 0.0] {
+        for drift in [
+            1.5,
+            -0.5,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            0.999,
+            0.0,
+        ] {
             let o = LeaseOptions::default().ttl(Duration::MAX).max_drift(drift);
             let _ = o.local_validity();
             assert!(o.validate(&Key::new("k").unwrap()).is_err(), "{drift}");
