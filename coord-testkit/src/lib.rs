@@ -2,7 +2,7 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | [`clocks`] | clocks for tests: one that counts its reads |
+//! | [`clocks`] | clocks for tests: one whose wall time stands still (a server without the tokens' wall-clock floor) |
 //! | `redis` | (not under `--cfg madsim`) a `redis-server` fixture (`RedisServer`: start, stop, restart, pause, TLS, cluster flags) and the conformance harness on it (`RedisHarness`) |
 #![deny(missing_docs)]
 

@@ -168,3 +168,11 @@ pub(crate) const LOST_REPLY_TTL: Duration = Duration::from_secs(9);
 /// How soon a key must be free again after a lost reply: well within a
 /// renewal interval (a third of [`LOST_REPLY_TTL`]).
 pub(crate) const FREED_WITHIN: Duration = Duration::from_millis(2000);
+
+/// Panics unless `tokens` strictly increase.
+#[track_caller]
+pub(crate) fn assert_increasing(tokens: &[FencingToken], what: &str) {
+    for w in tokens.windows(2) {
+        assert!(w[0] < w[1], "{what} tokens not increasing: {tokens:?}");
+    }
+}

@@ -10,16 +10,16 @@ use std::{
     fmt,
     sync::{Arc, Mutex},
     time::Duration,
-    time::SystemTime,
 };
 
 use async_trait::async_trait;
 use coord_api::{
-    Clock, FencingToken, HolderId, Instant, Key, LockSpace, Namespace, Quorum, Result, Sleep,
+    Clock, FencingToken, HolderId, Key, LockSpace, Namespace, Quorum, Result,
     spi::{
         Acquire, Call, Dispatch, Dispatched, DynBackend, Families, LeaseId, Release, Reply, Watch,
     },
 };
+use coord_testkit::clocks::EpochWall;
 
 /// A deliberate bug of the sim server or of its clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,23 +79,6 @@ impl Bug {
             })),
             _ => inner,
         }
-    }
-}
-
-/// A clock whose wall time stands still at the Unix epoch: the store's
-/// tokens then come from its counters alone.
-#[derive(Debug)]
-struct EpochWall(Arc<dyn Clock>);
-
-impl Clock for EpochWall {
-    fn now(&self) -> Instant {
-        self.0.now()
-    }
-    fn wall(&self) -> SystemTime {
-        SystemTime::UNIX_EPOCH
-    }
-    fn sleep_until(&self, deadline: Instant) -> Sleep {
-        self.0.sleep_until(deadline)
     }
 }
 

@@ -59,70 +59,47 @@ pub async fn tokens_increase_after_force_release(h: &dyn Harness) {
     gb.release().await.unwrap();
 }
 
-/// Permits of one semaphore and readers of one read-write lock each get a
-/// strictly larger token than the grant before.
-pub async fn tokens_increase_for_shared_grants(h: &dyn Harness) {
+/// Permits of one semaphore each get a strictly larger token than the
+/// grant before, and a permit granted after they were released a larger one
+/// still.
+#[needs(Need::Semaphore)]
+pub async fn tokens_increase_for_permits(h: &dyn Harness) {
     let ctx = Ctx::new(h);
-    let caps = caps(&ctx).await;
-    let clients = [
-        ctx.client("a").await,
-        ctx.client("b").await,
-        ctx.client("c").await,
-    ];
-    let check = |tokens: &[FencingToken], what: &str| {
-        for w in tokens.windows(2) {
-            assert!(w[0] < w[1], "{what} tokens not increasing: {tokens:?}");
-        }
-    };
-    if caps.semaphore {
-        let mut permits = Vec::new();
-        for c in &clients {
-            permits.push(
-                c.semaphore("s", 3)
-                    .try_acquire()
-                    .await
-                    .unwrap()
-                    .expect("permit"),
-            );
-        }
-        check(
-            &permits.iter().map(|p| p.token()).collect::<Vec<_>>(),
-            "permit",
-        );
-        let last = permits.last().unwrap().token();
-        for p in permits {
-            p.release().await.unwrap();
-        }
-        let p = clients[0]
-            .semaphore("s", 3)
-            .try_acquire()
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(p.token() > last, "permit token after release");
+    let mut permits = Vec::new();
+    for name in ["a", "b", "c"] {
+        let s = ctx.client(name).await.semaphore("s", 3);
+        permits.push(s.try_acquire().await.unwrap().expect("permit"));
+    }
+    let tokens: Vec<_> = permits.iter().map(|p| p.token()).collect();
+    assert_increasing(&tokens, "permit");
+    for p in permits {
         p.release().await.unwrap();
-    } else {
-        eprintln!("skipped: tokens_increase_for_shared_grants (permits) needs semaphore");
     }
-    if caps.read_write {
-        let mut readers = Vec::new();
-        for c in &clients {
-            readers.push(c.rwlock("r").try_read().await.unwrap().expect("reader"));
-        }
-        check(
-            &readers.iter().map(|r| r.token()).collect::<Vec<_>>(),
-            "reader",
-        );
-        let last = readers.last().unwrap().token();
-        for r in readers {
-            r.release().await.unwrap();
-        }
-        let w = clients[0].rwlock("r").try_write().await.unwrap().unwrap();
-        assert!(w.token() > last, "writer token after readers");
-        w.release().await.unwrap();
-    } else {
-        eprintln!("skipped: tokens_increase_for_shared_grants (readers) needs read_write");
+    let s = ctx.client("d").await.semaphore("s", 3);
+    let p = s.try_acquire().await.unwrap().unwrap();
+    assert!(p.token() > tokens[2], "permit token after release");
+    p.release().await.unwrap();
+}
+
+/// Readers of one read-write lock each get a strictly larger token than the
+/// grant before, and the writer after them a larger one still.
+#[needs(Need::ReadWrite)]
+pub async fn tokens_increase_for_readers(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let mut readers = Vec::new();
+    for name in ["a", "b", "c"] {
+        let rw = ctx.client(name).await.rwlock("r");
+        readers.push(rw.try_read().await.unwrap().expect("reader"));
     }
+    let tokens: Vec<_> = readers.iter().map(|r| r.token()).collect();
+    assert_increasing(&tokens, "reader");
+    for r in readers {
+        r.release().await.unwrap();
+    }
+    let rw = ctx.client("d").await.rwlock("r");
+    let w = rw.try_write().await.unwrap().unwrap();
+    assert!(w.token() > tokens[2], "writer token after readers");
+    w.release().await.unwrap();
 }
 
 /// With auto-extension on, a lock with a 300 ms TTL is still held (and
