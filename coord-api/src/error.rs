@@ -66,6 +66,65 @@ pub enum Error {
         /// The reason it gave.
         reason: String,
     },
+    /// A barrier's generation broke before every party arrived (a waiter
+    /// timed out, or someone reset it): every waiter of that generation
+    /// gets this, naming who had arrived and who had arrived and then
+    /// expired (a crashed participant). See `contract::barriers`.
+    #[error(
+        "{kind} {key:?} generation {generation} broke ({reason}): {missing} missing; arrived {arrived:?}, expired {expired:?}"
+    )]
+    Broken {
+        /// `barrier` or `double_barrier`.
+        kind: &'static str,
+        /// The barrier's name.
+        key: String,
+        /// The generation that broke.
+        generation: u64,
+        /// The generation after it.
+        next: u64,
+        /// Why: `reset`, or `timeout of "<participant>"`.
+        reason: String,
+        /// How many more arrivals it needed.
+        missing: u32,
+        /// Who had arrived.
+        arrived: Vec<String>,
+        /// Who had arrived and then expired.
+        expired: Vec<String>,
+    },
+    /// An arrival or wait named a barrier generation that ended without
+    /// it (or a latch generation that is not the current one): it counts
+    /// nowhere.
+    #[error("{kind} {key:?}: generation {generation} is over (now {current})")]
+    StaleGeneration {
+        /// `barrier`, `double_barrier` or `latch`.
+        kind: &'static str,
+        /// The name.
+        key: String,
+        /// The generation asked for.
+        generation: u64,
+        /// The current generation.
+        current: u64,
+    },
+    /// A double barrier's parties are all inside; this participant is not
+    /// one of them.
+    #[error("double barrier {key:?} already has its {parties} parties inside")]
+    TooManyParticipants {
+        /// The barrier's name.
+        key: String,
+        /// Its parties.
+        parties: u32,
+    },
+    /// What the operation needs does not exist (a latch never set, or
+    /// expired).
+    #[error("{what} {key:?} does not exist ({backend})")]
+    NotFound {
+        /// What was looked for, e.g. `latch`.
+        what: &'static str,
+        /// Its name.
+        key: String,
+        /// The backend's display name.
+        backend: String,
+    },
     /// The backend cannot be reached now (connection refused or lost, an
     /// operation timed out). Retryable.
     #[error("{backend} unavailable: {message}")]

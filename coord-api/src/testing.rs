@@ -70,6 +70,9 @@ impl Backend for Counting {
     fn jobs(&self) -> Option<&dyn JobBackend> {
         None
     }
+    fn barriers(&self) -> Option<&dyn crate::spi::BarrierBackend> {
+        None
+    }
 }
 
 #[async_trait]

@@ -13,6 +13,7 @@
 //! | [`election`] | elections, observers, the leader runner, quorum |
 //! | [`membership`] | membership groups |
 //! | [`jobs`] | `Job::run` and `run_once` |
+//! | [`barriers`] | cyclic and double barriers, countdown latches |
 
 #[doc = include_str!("common.md")]
 pub mod common {}
@@ -24,3 +25,5 @@ pub mod election {}
 pub mod membership {}
 #[doc = include_str!("jobs.md")]
 pub mod jobs {}
+#[doc = include_str!("barriers.md")]
+pub mod barriers {}

@@ -51,12 +51,13 @@ use std::{any::Any, fmt, future::Future, pin::Pin};
 use async_trait::async_trait;
 
 use super::{
-    Backend, DynBackend, ElectionBackend, Families, GroupBackend, JobBackend, LockBackend,
+    BarrierBackend, Backend, DynBackend, ElectionBackend, Families, GroupBackend, JobBackend,
+    LockBackend,
 };
 use crate::{Error, Namespace, Result};
 
 /// An operation of the SPI: its family (`locks`, `elections`, `groups`,
-/// `jobs`) and its method's name.
+/// `jobs`, `barriers`) and its method's name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Op {
     /// The family, as its [`Backend`] accessor is named.
@@ -219,6 +220,9 @@ impl<D: Dispatch> Backend for Dispatched<D> {
     }
     fn jobs(&self) -> Option<&dyn JobBackend> {
         self.families.jobs.then_some(self as _)
+    }
+    fn barriers(&self) -> Option<&dyn BarrierBackend> {
+        self.families.barriers.then_some(self as _)
     }
 }
 

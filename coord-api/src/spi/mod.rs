@@ -11,6 +11,7 @@
 //! | [`election`] | leader elections | [`Backend::elections`] |
 //! | [`membership`] | membership groups | [`Backend::groups`] |
 //! | [`jobs`] | run-once jobs | [`Backend::jobs`] |
+//! | [`barriers`] | cyclic and double barriers, countdown latches | [`Backend::barriers`] |
 //! | [`dispatch`] | every family at once, for decorators and transports: a call carried as a value ([`Call`]) | [`Dispatched`] |
 //!
 //! A backend that offers only some families answers `None` for the others;
@@ -30,12 +31,17 @@ use async_trait::async_trait;
 
 use crate::{Namespace, Result};
 
+pub mod barriers;
 pub mod dispatch;
 pub mod election;
 pub mod jobs;
 pub mod locks;
 pub mod membership;
 
+pub use barriers::{
+    Arrive, ArrivalInfo, BarrierBackend, BarrierKind, BarrierState, Break, BreakReason, Broken,
+    CountDown, Ended, EndedGeneration, LatchSet, LatchState, Leave, Trip,
+};
 pub use dispatch::{Call, Dispatch, Dispatched, Op, Reply};
 pub use election::{Campaign, ElectionBackend, LeaderInfo, Quorum};
 pub use jobs::{JobBackend, OnceBegin};
@@ -60,6 +66,8 @@ pub trait Backend: fmt::Debug + fmt::Display + Send + Sync + 'static {
     fn groups(&self) -> Option<&dyn GroupBackend>;
     /// Run-once jobs.
     fn jobs(&self) -> Option<&dyn JobBackend>;
+    /// Barriers and latches.
+    fn barriers(&self) -> Option<&dyn BarrierBackend>;
 }
 
 /// A backend shared by many clients.
@@ -83,6 +91,9 @@ macro_rules! forward_backend {
             fn jobs(&self) -> Option<&dyn JobBackend> {
                 (**self).jobs()
             }
+            fn barriers(&self) -> Option<&dyn BarrierBackend> {
+                (**self).barriers()
+            }
         }
     )*};
 }
@@ -105,6 +116,8 @@ pub struct Families {
     pub groups: bool,
     /// Run-once jobs.
     pub jobs: bool,
+    /// Barriers and latches.
+    pub barriers: bool,
 }
 
 impl Families {
@@ -115,6 +128,7 @@ impl Families {
             elections: backend.elections().is_some(),
             groups: backend.groups().is_some(),
             jobs: backend.jobs().is_some(),
+            barriers: backend.barriers().is_some(),
         }
     }
 
@@ -125,12 +139,13 @@ impl Families {
             elections: true,
             groups: true,
             jobs: true,
+            barriers: true,
         }
     }
 }
 
 /// Wakes a waiter when something may have changed on what it watches (a
-/// lock's key, an election, a group, a run). Obtained *before* the look it
+/// lock's key, an election, a group, a run, a barrier, a latch). Obtained *before* the look it
 /// follows, so a change between the look and the wait is not missed.
 #[async_trait]
 pub trait Watch: Send {

@@ -1,0 +1,500 @@
+//! The SPI of barriers and latches. The client types built on it are
+//! [`Barrier`](crate::Barrier), [`DoubleBarrier`](crate::DoubleBarrier) and
+//! [`Latch`](crate::Latch); the contract is
+//! [`contract::barriers`](crate::contract::barriers).
+//!
+//! **Barriers** (cyclic and double) are one record per name and kind: the
+//! current *generation* (drawn by the fencing-token rule when the record is
+//! made, and again at every end of a generation, so generations only
+//! increase, also across a restart that lost the record), the number of
+//! parties the generation waits for, and its *arrivals*: each a lease of a
+//! participant (a [`Key`] naming it) with a deadline on the backend's clock.
+//! An arrival whose deadline passed is dropped by the next operation on the
+//! record and remembered as *expired* in its generation. When the live
+//! arrivals of a generation reach its parties, the arrival that completed
+//! the count *trips* it, in the same step. A generation ends once, either
+//! tripped or broken (a timed-out waiter or a reset breaks it), and the
+//! backend remembers how the last [`ENDED_KEPT`] generations ended.
+//!
+//! A *double* barrier's generation trips the same way (everyone *entered*),
+//! then stays: its arrivals, now *inside*, keep their leases until each
+//! leaves (or expires); the generation ends when the last one is gone.
+//!
+//! **Latches** are one record per name: a count set once per generation
+//! ([`BarrierBackend::latch_set`], only when the latch is absent or at
+//! zero), the participants that counted it down (each counts once), and a
+//! deadline after which the whole record is gone.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{
+    DynBackend, Watch,
+    dispatch::{Dispatch, Dispatched, Op, family},
+};
+use crate::{Key, Result};
+
+/// How many ended generations a backend remembers per barrier, at least.
+pub const ENDED_KEPT: usize = 16;
+
+/// The most parties a barrier may wait for.
+pub const MAX_PARTIES: u32 = 10_000;
+
+/// The largest count of a latch.
+pub const MAX_LATCH_COUNT: u32 = 1_000_000;
+
+/// Which barrier: the key spaces of the two kinds are apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BarrierKind {
+    /// A cyclic barrier: a generation ends when it trips.
+    Cyclic,
+    /// A double barrier: a generation trips when every party entered, and
+    /// ends when every party left.
+    Double,
+}
+
+impl BarrierKind {
+    /// `barrier` or `double_barrier`: the name in traces.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BarrierKind::Cyclic => "barrier",
+            BarrierKind::Double => "double_barrier",
+        }
+    }
+}
+
+/// A live arrival (a participant present in the current generation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArrivalInfo {
+    /// Who arrived.
+    pub participant: Key,
+    /// Time left on its lease.
+    pub expires_in: Duration,
+}
+
+/// Why a generation broke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BreakReason {
+    /// A waiter's deadline passed first; `by` is that waiter.
+    Timeout {
+        /// The participant whose wait timed out.
+        by: Key,
+    },
+    /// Someone reset the barrier.
+    Reset,
+}
+
+/// A trip: every party arrived (a double barrier's: every party entered).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trip {
+    /// The arrival that completed the count.
+    pub by: Key,
+    /// The participants counted, in arrival order (`by` last).
+    pub arrivals: Vec<Key>,
+}
+
+/// A generation that broke before every party arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broken {
+    /// Why.
+    pub reason: BreakReason,
+    /// Who had arrived (alive) when it broke.
+    pub arrived: Vec<Key>,
+    /// Who had arrived and then expired (crashed, or cut off past its TTL)
+    /// in this generation, and did not arrive again.
+    pub expired: Vec<Key>,
+    /// How many more arrivals it needed (0 for a double barrier reset
+    /// after its parties entered).
+    pub missing: u32,
+}
+
+/// How a generation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Ended {
+    /// Every party arrived (a double barrier's: entered, then every member
+    /// left or expired).
+    Tripped(Trip),
+    /// It broke (a double barrier's: before every party entered, or by a
+    /// reset).
+    Broken(Broken),
+}
+
+/// One ended generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndedGeneration {
+    /// The generation.
+    pub generation: u64,
+    /// The generation that followed it.
+    pub next: u64,
+    /// How it ended.
+    pub ended: Ended,
+}
+
+/// A barrier's record as one read saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BarrierState {
+    /// The current generation.
+    pub generation: u64,
+    /// The parties the current generation waits for, once its first arrival
+    /// set them (`None` before).
+    pub parties: Option<u32>,
+    /// A double barrier's current generation once it tripped (everyone
+    /// entered; the arrivals are the members still inside); always `None`
+    /// for a cyclic barrier.
+    pub entered: Option<Trip>,
+    /// The live arrivals of the current generation, in arrival order.
+    pub arrivals: Vec<ArrivalInfo>,
+    /// How the generation asked about ended, if it ended and the backend
+    /// still remembers it.
+    pub asked: Option<EndedGeneration>,
+}
+
+/// What an arrival found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Arrive {
+    /// Counted in the generation (or counted before: arrivals are
+    /// idempotent per participant, and arriving again renews the lease),
+    /// which has not tripped; `arrived` live arrivals now.
+    Waiting {
+        /// Live arrivals now.
+        arrived: u32,
+    },
+    /// A double barrier's generation tripped (possibly by this arrival)
+    /// with this participant inside; its lease is renewed.
+    Entered(Trip),
+    /// The generation ended (possibly by this very arrival: a cyclic
+    /// barrier's trip): how. Whether the participant was counted in a trip
+    /// is in its `arrivals`.
+    Ended(EndedGeneration),
+    /// The generation asked for is not the current one and the backend
+    /// remembers no end of it (or it is ahead of the current one).
+    Stale {
+        /// The current generation.
+        current: u64,
+    },
+    /// A double barrier's generation already has every party inside, and
+    /// this participant is not one of them.
+    Full {
+        /// The parties.
+        parties: u32,
+    },
+    /// The generation's first arrival set another number of parties.
+    PartiesDiffer {
+        /// The generation's parties.
+        parties: u32,
+    },
+}
+
+/// What breaking a generation found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Break {
+    /// The generation has ended: by this break, or by an end that came
+    /// first.
+    Ended(EndedGeneration),
+    /// A double barrier's generation that tripped (its parties entered) is
+    /// not broken by a timeout: only a reset ends it early.
+    Entered(Trip),
+    /// The generation is neither current nor remembered.
+    Unknown {
+        /// The current generation.
+        current: u64,
+    },
+}
+
+/// What leaving found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Leave {
+    /// The participant's arrival was removed; `remaining` live arrivals
+    /// (members inside, for a double barrier) are left. When none remain
+    /// in a double barrier's tripped generation, it ended.
+    Left {
+        /// Live arrivals left.
+        remaining: u32,
+    },
+    /// The participant had no live arrival in that generation (never
+    /// arrived, expired, or the generation ended).
+    NotThere,
+}
+
+/// A latch's record as one read saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LatchState {
+    /// The current generation (drawn by the token rule at each set).
+    pub generation: u64,
+    /// The first generation of this record's life: a waiter of a
+    /// generation at or after it and before `generation` knows its
+    /// generation reached zero (a latch is set again only at zero).
+    pub first_generation: u64,
+    /// The count the generation was set to.
+    pub initial: u32,
+    /// What is left to count down (0: open).
+    pub remaining: u32,
+    /// Time left before the latch is gone.
+    pub expires_in: Duration,
+}
+
+/// What setting a latch's count did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LatchSet {
+    /// The count is set, in a new generation.
+    Set {
+        /// The new generation.
+        generation: u64,
+    },
+    /// The latch exists with a count above zero: unchanged.
+    Busy(LatchState),
+}
+
+/// What counting a latch down did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CountDown {
+    /// Counted: `remaining` left in `generation`.
+    Counted {
+        /// The generation counted in.
+        generation: u64,
+        /// What is left.
+        remaining: u32,
+    },
+    /// This participant had counted down in this generation already:
+    /// nothing changed.
+    Already {
+        /// The generation.
+        generation: u64,
+        /// What is left.
+        remaining: u32,
+    },
+    /// There is no latch of that name (never set, or expired).
+    Absent,
+    /// The generation asked for is not the current one.
+    Stale {
+        /// The current generation.
+        current: u64,
+    },
+}
+
+/// Barriers and latches. Every method is one atomic step (one round trip
+/// on a remote backend). Cyclic barriers, double barriers and latches have
+/// key spaces of their own.
+#[async_trait]
+pub trait BarrierBackend: Send + Sync {
+    /// The barrier's record, made (with a first generation) if there was
+    /// none; `asked`: a generation whose end to report.
+    async fn state(
+        &self,
+        kind: BarrierKind,
+        name: &Key,
+        asked: Option<u64>,
+    ) -> Result<BarrierState>;
+
+    /// `participant` arrives in `generation` waiting for `parties`, with a
+    /// lease of `ttl`: counted once (again: its lease renewed), and trips
+    /// the generation if the live arrivals reach the parties.
+    async fn arrive(
+        &self,
+        kind: BarrierKind,
+        name: &Key,
+        participant: &Key,
+        generation: u64,
+        parties: u32,
+        ttl: Duration,
+    ) -> Result<Arrive>;
+
+    /// Renews `participant`'s arrival in `generation` for `ttl`; `false`
+    /// if it has none (expired, left, or the generation ended; a double
+    /// barrier's member inside is renewed until it leaves).
+    async fn renew(
+        &self,
+        kind: BarrierKind,
+        name: &Key,
+        participant: &Key,
+        generation: u64,
+        ttl: Duration,
+    ) -> Result<bool>;
+
+    /// Removes `participant`'s arrival in `generation` (a wait given up, or
+    /// a double barrier's member leaving).
+    async fn leave(
+        &self,
+        kind: BarrierKind,
+        name: &Key,
+        participant: &Key,
+        generation: u64,
+    ) -> Result<Leave>;
+
+    /// Breaks `generation` (the current one when `None`) for `reason`,
+    /// unless it ended already (or, for a timeout, unless a double barrier's
+    /// generation tripped): its arrivals are dropped and the next
+    /// generation begins. See [`Break`].
+    async fn break_generation(
+        &self,
+        kind: BarrierKind,
+        name: &Key,
+        generation: Option<u64>,
+        reason: BreakReason,
+    ) -> Result<Break>;
+
+    /// Wakes when a generation of the barrier ends, and at the next
+    /// arrival deadline.
+    async fn watch(&self, kind: BarrierKind, name: &Key) -> Result<Box<dyn Watch>>;
+
+    /// Sets the latch's count to `count` in a new generation, the record
+    /// to live `ttl` from now, if the latch is absent or at zero.
+    async fn latch_set(&self, name: &Key, count: u32, ttl: Duration) -> Result<LatchSet>;
+
+    /// `participant` counts the latch down in `generation` (the current one
+    /// when `None`), once per participant and generation.
+    async fn latch_count_down(
+        &self,
+        name: &Key,
+        participant: &Key,
+        generation: Option<u64>,
+    ) -> Result<CountDown>;
+
+    /// The latch's record, `None` if absent (never set, or expired).
+    async fn latch_state(&self, name: &Key) -> Result<Option<LatchState>>;
+
+    /// Wakes when the latch reaches zero, is set, and when it expires.
+    async fn latch_watch(&self, name: &Key) -> Result<Box<dyn Watch>>;
+}
+
+const fn op(name: &'static str) -> Op {
+    Op {
+        family: "barriers",
+        name,
+    }
+}
+
+fn barriers<'a>(backend: &'a DynBackend, name: &'static str) -> Result<&'a dyn BarrierBackend> {
+    family!(backend, barriers, op(name))
+}
+
+#[async_trait]
+impl<D: Dispatch> BarrierBackend for Dispatched<D> {
+    async fn state(
+        &self,
+        kind: BarrierKind,
+        name: &Key,
+        asked: Option<u64>,
+    ) -> Result<BarrierState> {
+        let args = (kind, name.clone(), asked);
+        self.carry(op("state"), args, |b, (kind, n, asked)| async move {
+            barriers(&b, "state")?.state(kind, &n, asked).await
+        })
+        .await
+    }
+    async fn arrive(
+        &self,
+        kind: BarrierKind,
+        name: &Key,
+        participant: &Key,
+        generation: u64,
+        parties: u32,
+        ttl: Duration,
+    ) -> Result<Arrive> {
+        let args = (
+            kind,
+            name.clone(),
+            participant.clone(),
+            generation,
+            parties,
+            ttl,
+        );
+        self.carry(op("arrive"), args, |b, (kind, n, p, g, parties, ttl)| async move {
+            (barriers(&b, "arrive")?)
+                .arrive(kind, &n, &p, g, parties, ttl)
+                .await
+        })
+        .await
+    }
+    async fn renew(
+        &self,
+        kind: BarrierKind,
+        name: &Key,
+        participant: &Key,
+        generation: u64,
+        ttl: Duration,
+    ) -> Result<bool> {
+        let args = (kind, name.clone(), participant.clone(), generation, ttl);
+        self.carry(op("renew"), args, |b, (kind, n, p, g, ttl)| async move {
+            barriers(&b, "renew")?.renew(kind, &n, &p, g, ttl).await
+        })
+        .await
+    }
+    async fn leave(
+        &self,
+        kind: BarrierKind,
+        name: &Key,
+        participant: &Key,
+        generation: u64,
+    ) -> Result<Leave> {
+        let args = (kind, name.clone(), participant.clone(), generation);
+        self.carry(op("leave"), args, |b, (kind, n, p, g)| async move {
+            barriers(&b, "leave")?.leave(kind, &n, &p, g).await
+        })
+        .await
+    }
+    async fn break_generation(
+        &self,
+        kind: BarrierKind,
+        name: &Key,
+        generation: Option<u64>,
+        reason: BreakReason,
+    ) -> Result<Break> {
+        let args = (kind, name.clone(), generation, reason);
+        self.carry(op("break_generation"), args, |b, (kind, n, g, r)| async move {
+            (barriers(&b, "break_generation")?)
+                .break_generation(kind, &n, g, r)
+                .await
+        })
+        .await
+    }
+    async fn watch(&self, kind: BarrierKind, name: &Key) -> Result<Box<dyn Watch>> {
+        let args = (kind, name.clone());
+        self.carry(op("watch"), args, |b, (kind, n)| async move {
+            barriers(&b, "watch")?.watch(kind, &n).await
+        })
+        .await
+    }
+    async fn latch_set(&self, name: &Key, count: u32, ttl: Duration) -> Result<LatchSet> {
+        let args = (name.clone(), count, ttl);
+        self.carry(op("latch_set"), args, |b, (n, count, ttl)| async move {
+            barriers(&b, "latch_set")?.latch_set(&n, count, ttl).await
+        })
+        .await
+    }
+    async fn latch_count_down(
+        &self,
+        name: &Key,
+        participant: &Key,
+        generation: Option<u64>,
+    ) -> Result<CountDown> {
+        let args = (name.clone(), participant.clone(), generation);
+        self.carry(op("latch_count_down"), args, |b, (n, p, g)| async move {
+            (barriers(&b, "latch_count_down")?)
+                .latch_count_down(&n, &p, g)
+                .await
+        })
+        .await
+    }
+    async fn latch_state(&self, name: &Key) -> Result<Option<LatchState>> {
+        self.carry(op("latch_state"), (name.clone(),), |b, (n,)| async move {
+            barriers(&b, "latch_state")?.latch_state(&n).await
+        })
+        .await
+    }
+    async fn latch_watch(&self, name: &Key) -> Result<Box<dyn Watch>> {
+        self.carry(op("latch_watch"), (name.clone(),), |b, (n,)| async move {
+            barriers(&b, "latch_watch")?.latch_watch(&n).await
+        })
+        .await
+    }
+}
