@@ -3,10 +3,10 @@
 use std::{fmt, sync::Arc};
 
 use crate::{
-    Clock, Election, Error, Group, InstanceId, Job, LeaseOptions, Lock, Result, RwLock, Semaphore,
-    TokioClock,
+    Barrier, Clock, DoubleBarrier, Election, Error, Group, InstanceId, Job, Latch, LeaseOptions,
+    Lock, Result, RwLock, Semaphore, TokioClock,
     lease::renewal::Renewals,
-    spi::{DynBackend, ElectionBackend, GroupBackend, JobBackend, LockBackend},
+    spi::{BarrierBackend, DynBackend, ElectionBackend, GroupBackend, JobBackend, LockBackend},
 };
 
 /// The entry point: binds a backend (already tied to a namespace) to this
@@ -101,6 +101,11 @@ impl Client {
         (self.inner.backend.jobs()).ok_or_else(|| self.unsupported("run-once jobs"))
     }
 
+    /// The backend's barriers and latches, or `NotSupported`.
+    pub(crate) fn barriers(&self) -> Result<&dyn BarrierBackend> {
+        (self.inner.backend.barriers()).ok_or_else(|| self.unsupported("barriers"))
+    }
+
     pub(crate) fn unsupported(&self, operation: &'static str) -> Error {
         Error::NotSupported {
             operation,
@@ -138,6 +143,23 @@ impl Client {
     /// `run_once` the backend's run-once jobs).
     pub fn job(&self, name: &str) -> Job {
         Job::new(self.clone(), name)
+    }
+
+    /// A cyclic barrier named `name` where `parties` participants meet,
+    /// round after round (1 ..= 10,000 parties).
+    pub fn barrier(&self, name: &str, parties: u32) -> Barrier {
+        Barrier::new(self.clone(), name, parties)
+    }
+
+    /// A double barrier named `name` (enter together, leave together) of
+    /// `parties` participants.
+    pub fn double_barrier(&self, name: &str, parties: u32) -> DoubleBarrier {
+        DoubleBarrier::new(self.clone(), name, parties)
+    }
+
+    /// A countdown latch named `name`.
+    pub fn latch(&self, name: &str) -> Latch {
+        Latch::new(self.clone(), name)
     }
 }
 

@@ -70,27 +70,8 @@ pub enum Error {
     /// timed out, or someone reset it): every waiter of that generation
     /// gets this, naming who had arrived and who had arrived and then
     /// expired (a crashed participant). See `contract::barriers`.
-    #[error(
-        "{kind} {key:?} generation {generation} broke ({reason}): {missing} missing; arrived {arrived:?}, expired {expired:?}"
-    )]
-    Broken {
-        /// `barrier` or `double_barrier`.
-        kind: &'static str,
-        /// The barrier's name.
-        key: String,
-        /// The generation that broke.
-        generation: u64,
-        /// The generation after it.
-        next: u64,
-        /// Why: `reset`, or `timeout of "<participant>"`.
-        reason: String,
-        /// How many more arrivals it needed.
-        missing: u32,
-        /// Who had arrived.
-        arrived: Vec<String>,
-        /// Who had arrived and then expired.
-        expired: Vec<String>,
-    },
+    #[error("{0}")]
+    Broken(Box<BarrierBroken>),
     /// An arrival or wait named a barrier generation that ended without
     /// it (or a latch generation that is not the current one): it counts
     /// nowhere.
@@ -162,6 +143,31 @@ pub enum Error {
         /// What was wrong, naming the key.
         message: String,
     },
+}
+
+/// A barrier generation that broke, as [`Error::Broken`] tells it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{kind} {key:?} generation {generation} broke ({reason}): {missing} missing; arrived {arrived:?}, expired {expired:?}"
+)]
+#[non_exhaustive]
+pub struct BarrierBroken {
+    /// `barrier` or `double_barrier`.
+    pub kind: &'static str,
+    /// The barrier's name.
+    pub key: String,
+    /// The generation that broke.
+    pub generation: u64,
+    /// The generation after it.
+    pub next: u64,
+    /// Why: `reset`, or `timeout of "<participant>"`.
+    pub reason: String,
+    /// How many more arrivals it needed.
+    pub missing: u32,
+    /// Who had arrived.
+    pub arrived: Vec<String>,
+    /// Who had arrived and then expired.
+    pub expired: Vec<String>,
 }
 
 impl Error {

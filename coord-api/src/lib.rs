@@ -16,6 +16,7 @@
 //! | `election` | [`Election`], [`Leadership`], [`LeaderObserver`], [`LeaderRunner`] |
 //! | `membership` | [`Group`], [`Membership`], [`GroupObserver`] |
 //! | `jobs` | [`Job`] (`run`, `run_once`), [`JobContext`] |
+//! | `barriers` | [`Barrier`], [`DoubleBarrier`] and its [`Inside`], [`Latch`]; the family's metrics |
 //! | [`url`] | [`url::BackendUrl`]: the one parser of backend URLs (every scheme), whose errors never echo a password |
 //! | `handle`, `trace` | what every family's handle is made of; the `coord.backend` span around every backend call |
 //!
@@ -28,6 +29,7 @@ pub mod contract;
 pub mod spi;
 pub mod url;
 
+mod barriers;
 mod client;
 mod clock;
 mod election;
@@ -44,12 +46,13 @@ mod testing;
 mod token;
 mod trace;
 
+pub use barriers::{Barrier, DoubleBarrier, Inside, Latch, LatchWait, Tripped};
 pub use client::{Client, ClientBuilder};
 pub use clock::{Clock, Instant, SkewedClock, Sleep, TokioClock};
 pub use election::{
     Election, LeaderChange, LeaderContext, LeaderObserver, LeaderRunner, Leadership, RunnerHandle,
 };
-pub use error::{BoxError, Error, Result};
+pub use error::{BarrierBroken, BoxError, Error, Result};
 pub use holder::{HolderId, InstanceId};
 pub use jobs::{Job, JobContext, RunOnce};
 pub use key::{Key, MAX_KEY_BYTES, MAX_NAMESPACE_BYTES, MAX_TTL, MIN_TTL, Namespace, validate_ttl};
@@ -58,7 +61,10 @@ pub use locks::{LeaseGuard, Lock, LockGuard, Permit, ReadGuard, RwLock, Semaphor
 pub use membership::{Group, GroupChange, GroupObserver, Membership};
 /// What the client types hand back about a backend's state: who holds a
 /// lease, who leads, who is a member (defined with the SPI, used by both).
-pub use spi::{LeaderInfo, LeaseInfo, LeaseKind, LockSpace, MemberInfo, Members, Quorum};
+pub use spi::{
+    ArrivalInfo, BarrierState, Ended, EndedGeneration, LatchState, LeaderInfo, LeaseInfo,
+    LeaseKind, LockSpace, MAX_LATCH_COUNT, MAX_PARTIES, MemberInfo, Members, Quorum, Trip,
+};
 pub use token::FencingToken;
 
 /// Re-exported so backends implement the traits with the same macro version.

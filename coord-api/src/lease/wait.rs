@@ -85,15 +85,7 @@ fn wake_at(
     refresh: Option<Duration>,
     deadline: Option<Instant>,
 ) -> Instant {
-    let jitter = opts.retry_jitter;
-    let factor = if jitter > 0.0 {
-        1.0 + rand::random_range(-jitter..=jitter)
-    } else {
-        1.0
-    };
-    let delay = Duration::try_from_secs_f64(opts.retry_delay.as_secs_f64() * factor)
-        .unwrap_or(Duration::MAX);
-    let mut wake = later(now, delay);
+    let mut wake = later(now, jittered(opts));
     if let Some(r) = retry_in {
         wake = wake.min(later(now, r.saturating_add(Duration::from_millis(1))));
     }
@@ -106,8 +98,19 @@ fn wake_at(
     wake
 }
 
+/// The retry delay, scaled by a random factor in `1 ± retry_jitter`.
+pub(crate) fn jittered(opts: &LeaseOptions) -> Duration {
+    let jitter = opts.retry_jitter;
+    let factor = if jitter > 0.0 {
+        1.0 + rand::random_range(-jitter..=jitter)
+    } else {
+        1.0
+    };
+    Duration::try_from_secs_f64(opts.retry_delay.as_secs_f64() * factor).unwrap_or(Duration::MAX)
+}
+
 /// `t + d`, or a century after `t` when that overflows (a "for ever" wait).
-fn later(t: Instant, d: Duration) -> Instant {
+pub(crate) fn later(t: Instant, d: Duration) -> Instant {
     t.checked_add(d)
         .unwrap_or_else(|| t + Duration::from_secs(100 * 365 * 24 * 3600))
 }

@@ -40,7 +40,8 @@ pub mod membership;
 
 pub use barriers::{
     Arrive, ArrivalInfo, BarrierBackend, BarrierKind, BarrierState, Break, BreakReason, Broken,
-    CountDown, Ended, EndedGeneration, LatchSet, LatchState, Leave, Trip,
+    CountDown, ENDED_KEPT, Ended, EndedGeneration, LatchSet, LatchState, Leave, MAX_LATCH_COUNT,
+    MAX_PARTIES, Trip,
 };
 pub use dispatch::{Call, Dispatch, Dispatched, Op, Reply};
 pub use election::{Campaign, ElectionBackend, LeaderInfo, Quorum};

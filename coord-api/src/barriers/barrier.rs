@@ -1,0 +1,216 @@
+//! The cyclic barrier.
+
+use crate::{
+    Client, Error, Key, LeaseOptions, Result,
+    barriers::{
+        Participant,
+        arrival::{Arrival, Reached, site},
+        metrics,
+    },
+    handle::{Handle, option_setters},
+    spi::{BarrierKind, BarrierState, Break, BreakReason, EndedGeneration, MAX_PARTIES},
+    trace::{self, Outcome},
+};
+
+const KIND: BarrierKind = BarrierKind::Cyclic;
+
+/// A cyclic barrier: `parties` distinct participants meet, round after
+/// round. Each round is a *generation*; a waiter's arrival is a lease,
+/// renewed while it waits, so a crashed participant is never counted past
+/// its TTL. A waiter whose deadline (`wait_timeout`) passes breaks the
+/// generation for every waiter of it (`Error::Broken`, naming who was
+/// missing), unless it tripped first.
+///
+/// ```
+/// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
+/// use std::time::Duration;
+/// let barrier = client
+///     .barrier("nightly/stage-1", 3)
+///     .participant("worker-2")
+///     .wait_timeout(Some(Duration::from_secs(60)));
+/// match barrier.wait().await {
+///     Ok(trip) => println!("generation {} tripped by {}", trip.generation, trip.by),
+///     Err(coord_api::Error::Broken(b)) => {
+///         println!("{} missing; crashed: {:?}", b.missing, b.expired)
+///     }
+///     Err(e) => return Err(e),
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Barrier {
+    handle: Handle,
+    parties: u32,
+    participant: Participant,
+}
+
+/// A generation that tripped with this participant counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tripped {
+    /// The generation.
+    pub generation: u64,
+    /// The generation after it: [`Barrier::wait_in`] it to take part in the
+    /// next round and in no later one.
+    pub next: u64,
+    /// The arrival that completed the count.
+    pub by: Key,
+    /// The participants counted, in arrival order (`by` last).
+    pub arrivals: Vec<Key>,
+}
+
+impl Barrier {
+    pub(crate) fn new(client: Client, name: &str, parties: u32) -> Barrier {
+        Barrier {
+            participant: Participant::of_instance(&client),
+            handle: Handle::new(client, name),
+            parties,
+        }
+    }
+
+    option_setters!();
+
+    /// Sets who arrives (default: the client's instance id). Participants
+    /// are told apart by this id: two waits with one id count once.
+    pub fn participant(mut self, id: &str) -> Self {
+        self.participant = Participant::named(id);
+        self
+    }
+
+    /// The parties each generation waits for.
+    pub fn parties(&self) -> u32 {
+        self.parties
+    }
+
+    /// The name, options, participant and parties, all valid, or the
+    /// `InvalidArgument` of the first that is not.
+    fn checked(&self) -> Result<(&Key, &LeaseOptions, &Key)> {
+        let (key, opts) = self.handle.checked()?;
+        check_parties(KIND, key, self.parties)?;
+        Ok((key, opts, self.participant.key()?))
+    }
+
+    /// Arrives in the current generation and waits until it trips (see
+    /// [`wait_in`](Self::wait_in)).
+    ///
+    /// # Cancel safety
+    /// If cancelled, the arrival is withdrawn in the background.
+    pub async fn wait(&self) -> Result<Tripped> {
+        self.checked()?;
+        let generation = self.state_of(None).await?.generation;
+        self.wait_in(generation).await
+    }
+
+    /// Arrives in `generation` and waits until `parties` distinct
+    /// participants have live arrivals in it. Returns the trip; or
+    /// `Error::Broken` if the generation broke (a waiter's deadline, this
+    /// one's included, or a reset); `Error::StaleGeneration` if it ended
+    /// without this participant; `Error::Timeout` only if the deadline
+    /// passed while the backend could not be reached to settle it.
+    ///
+    /// # Cancel safety
+    /// If cancelled, the arrival is withdrawn in the background.
+    pub async fn wait_in(&self, generation: u64) -> Result<Tripped> {
+        let (name, opts, participant) = self.checked()?;
+        let client = &self.handle.client;
+        let start = client.clock().now();
+        let arrival = Arrival {
+            client,
+            kind: KIND,
+            name,
+            participant,
+            generation,
+            parties: self.parties,
+            opts,
+        };
+        let res = match arrival.wait().await {
+            Ok(Reached::Ended(ended)) => {
+                arrival
+                    .settle(ended)
+                    .map(|(generation, next, trip)| Tripped {
+                        generation,
+                        next,
+                        by: trip.by,
+                        arrivals: trip.arrivals,
+                    })
+            }
+            Ok(Reached::Entered(..)) => Err(Error::backend(
+                client.backend(),
+                format!("a cyclic barrier {:?} answered as a double one", name.as_str()),
+            )),
+            Err(e) => Err(e),
+        };
+        let outcome = metrics::outcome(&res, "tripped");
+        metrics::wait_ended(KIND.as_str(), outcome, client.clock().now() - start);
+        res
+    }
+
+    /// The current generation.
+    pub async fn generation(&self) -> Result<u64> {
+        Ok(self.state().await?.generation)
+    }
+
+    /// The current generation, its parties (once set by its first arrival)
+    /// and its live arrivals with their time left.
+    pub async fn state(&self) -> Result<BarrierState> {
+        self.state_of(None).await
+    }
+
+    /// How `generation` ended, if it ended and the backend remembers it
+    /// (the last 16 generations at least).
+    pub async fn ended(&self, generation: u64) -> Result<Option<EndedGeneration>> {
+        Ok(self.state_of(Some(generation)).await?.asked)
+    }
+
+    async fn state_of(&self, asked: Option<u64>) -> Result<BarrierState> {
+        state(&self.handle, KIND, asked).await
+    }
+
+    /// Breaks the current generation (every waiter of it returns
+    /// `Error::Broken`, reason `reset`) and begins the next. Returns the
+    /// generation that ended.
+    pub async fn reset(&self) -> Result<EndedGeneration> {
+        reset(&self.handle, KIND).await
+    }
+}
+
+/// Parties 1..=[`MAX_PARTIES`], else `InvalidArgument` naming the barrier.
+pub(crate) fn check_parties(kind: BarrierKind, name: &Key, parties: u32) -> Result<()> {
+    if parties == 0 || parties > MAX_PARTIES {
+        return Err(Error::invalid(format!(
+            "{} {:?}: parties {parties} out of range 1..={MAX_PARTIES}",
+            kind.as_str(),
+            name.as_str()
+        )));
+    }
+    Ok(())
+}
+
+/// A barrier's state (one step).
+pub(crate) async fn state(
+    handle: &Handle,
+    kind: BarrierKind,
+    asked: Option<u64>,
+) -> Result<BarrierState> {
+    let name = handle.key()?;
+    let client = &handle.client;
+    let state = client.barriers()?.state(kind, name, asked);
+    trace::call(client, || site("state", kind, name), state, Outcome::ok).await
+}
+
+/// Resets a barrier (one step).
+pub(crate) async fn reset(handle: &Handle, kind: BarrierKind) -> Result<EndedGeneration> {
+    let name = handle.key()?;
+    let client = &handle.client;
+    let brk = (client.barriers()?).break_generation(kind, name, None, BreakReason::Reset);
+    match trace::call(client, || site("reset", kind, name), brk, Outcome::ok).await? {
+        Break::Ended(ended) => Ok(ended),
+        other => Err(Error::backend(
+            client.backend(),
+            format!(
+                "unexpected answer {other:?} to a reset of {} {:?}",
+                kind.as_str(),
+                name.as_str()
+            ),
+        )),
+    }
+}

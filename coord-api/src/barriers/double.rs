@@ -1,0 +1,283 @@
+//! The double barrier: enter together, leave together.
+
+use std::time::Duration;
+
+use crate::{
+    Client, Error, HolderId, Key, LeaseOptions, LostSignal, Release, Result,
+    barriers::{
+        Participant,
+        arrival::{Arrival, Reached, broken, site, stale},
+        barrier::{check_parties, reset, state},
+        metrics,
+    },
+    handle::{Handle, option_setters},
+    lease::{
+        BoxFuture, Guard, Lease, Tenure,
+        wait::{jittered, later},
+    },
+    spi::{BarrierKind, BarrierState, Ended, EndedGeneration, Leave, Trip},
+    trace::{self, Outcome},
+};
+
+const KIND: BarrierKind = BarrierKind::Double;
+
+/// A double barrier (Curator's `DistributedDoubleBarrier`): `enter` waits
+/// until `parties` participants are inside; `leave` waits until every one
+/// of them has left. A member's presence is a lease, renewed while it is
+/// inside: one that crashes, in either phase, is dropped at its TTL and the
+/// others go on. An entrant beyond the parties gets
+/// `Error::TooManyParticipants`.
+///
+/// ```
+/// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
+/// let stage = client.double_barrier("etl/load", 4).participant("loader-1");
+/// let inside = stage.enter().await?;   // all 4 are in
+/// // ... work that needs everyone present ...
+/// inside.leave().await?;               // all 4 are out
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct DoubleBarrier {
+    handle: Handle,
+    parties: u32,
+    participant: Participant,
+}
+
+impl DoubleBarrier {
+    pub(crate) fn new(client: Client, name: &str, parties: u32) -> DoubleBarrier {
+        DoubleBarrier {
+            participant: Participant::of_instance(&client),
+            handle: Handle::new(client, name),
+            parties,
+        }
+    }
+
+    option_setters!();
+
+    /// Sets who enters (default: the client's instance id).
+    pub fn participant(mut self, id: &str) -> Self {
+        self.participant = Participant::named(id);
+        self
+    }
+
+    /// The parties each generation waits for.
+    pub fn parties(&self) -> u32 {
+        self.parties
+    }
+
+    fn checked(&self) -> Result<(&Key, &LeaseOptions, &Key)> {
+        let (key, opts) = self.handle.checked()?;
+        check_parties(KIND, key, self.parties)?;
+        Ok((key, opts, self.participant.key()?))
+    }
+
+    /// Enters the current generation and waits until every party is
+    /// inside. Returns the membership, renewed in the background until
+    /// [`Inside::leave`] (or drop). `Error::Broken` if the generation broke
+    /// first (a deadline passed: its waiters break it, as a cyclic
+    /// barrier's do), `Error::TooManyParticipants` if its parties are
+    /// inside already.
+    ///
+    /// # Cancel safety
+    /// If cancelled, the arrival is withdrawn in the background.
+    pub async fn enter(&self) -> Result<Inside> {
+        let (name, opts, participant) = self.checked()?;
+        let client = &self.handle.client;
+        let start = client.clock().now();
+        let generation = state(&self.handle, KIND, None).await?.generation;
+        let arrival = Arrival {
+            client,
+            kind: KIND,
+            name,
+            participant,
+            generation,
+            parties: self.parties,
+            opts,
+        };
+        let res = match arrival.wait().await {
+            Ok(Reached::Entered(trip, t_sent)) => {
+                let member = Member {
+                    name: name.clone(),
+                    participant: participant.clone(),
+                    generation,
+                    holder: HolderId::new(*client.instance_id()),
+                };
+                let validity = self.handle.validity();
+                let lease = Lease::start(client.clone(), member, None, opts, validity, t_sent);
+                Ok(Inside {
+                    guard: Guard::new(lease),
+                    handle: self.handle.clone(),
+                    generation,
+                    trip,
+                })
+            }
+            // Ended before this participant was inside: broken, or over.
+            Ok(Reached::Ended(ended)) => Err(match arrival.settle(ended) {
+                Err(e) => e,
+                Ok((generation, next, _)) => stale(KIND, name, generation, next),
+            }),
+            Err(e) => Err(e),
+        };
+        let outcome = metrics::outcome(&res, "entered");
+        metrics::wait_ended(KIND.as_str(), outcome, client.clock().now() - start);
+        res
+    }
+
+    /// The current generation, its parties, whether everyone entered, and
+    /// the members inside (or arrived) with their time left.
+    pub async fn state(&self) -> Result<BarrierState> {
+        state(&self.handle, KIND, None).await
+    }
+
+    /// Ends the current generation whatever its phase: waiters entering or
+    /// leaving return `Error::Broken` (reason `reset`).
+    pub async fn reset(&self) -> Result<EndedGeneration> {
+        reset(&self.handle, KIND).await
+    }
+}
+
+/// A member's presence inside a double barrier's generation: renewed
+/// while inside, ended by leaving.
+struct Member {
+    name: Key,
+    participant: Key,
+    generation: u64,
+    holder: HolderId,
+}
+
+impl Tenure for Member {
+    fn family(&self) -> &'static str {
+        KIND.as_str()
+    }
+
+    fn kind(&self) -> &'static str {
+        "member"
+    }
+
+    fn key(&self) -> &Key {
+        &self.name
+    }
+
+    fn holder(&self) -> &HolderId {
+        &self.holder
+    }
+
+    fn renew<'a>(
+        &'a self,
+        client: &'a Client,
+        ttl: Duration,
+    ) -> Result<BoxFuture<'a, Result<bool>>> {
+        let (name, p, g) = (&self.name, &self.participant, self.generation);
+        Ok(client.barriers()?.renew(KIND, name, p, g, ttl))
+    }
+
+    fn release<'a>(&'a self, client: &'a Client) -> Result<BoxFuture<'a, Result<Release>>> {
+        let barriers = client.barriers()?;
+        Ok(Box::pin(async move {
+            let (name, p, g) = (&self.name, &self.participant, self.generation);
+            Ok(match barriers.leave(KIND, name, p, g).await? {
+                Leave::Left { .. } => Release::Released { remaining: 0 },
+                _ => Release::NotHeld,
+            })
+        }))
+    }
+
+    fn counted(&self) -> bool {
+        false
+    }
+}
+
+/// This participant inside a double barrier (from
+/// [`DoubleBarrier::enter`]). Dropping it leaves without waiting.
+#[must_use = "if unused the member leaves at once"]
+#[derive(Debug)]
+pub struct Inside {
+    guard: Guard,
+    handle: Handle,
+    generation: u64,
+    trip: Trip,
+}
+
+impl Inside {
+    /// The generation entered.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Who entered, in arrival order (the last completed the count).
+    pub fn members(&self) -> &[Key] {
+        &self.trip.arrivals
+    }
+
+    /// Whether this member is still inside as far as it can tell.
+    pub fn is_inside(&self) -> bool {
+        self.guard.is_held()
+    }
+
+    /// Completes when the membership is lost (renewals failed past local
+    /// validity, or the barrier dropped it).
+    pub async fn lost(&self) {
+        self.guard.lost().await
+    }
+
+    /// A `'static` handle on the lost signal.
+    pub fn lost_signal(&self) -> LostSignal {
+        self.guard.lost_signal()
+    }
+
+    /// Leaves, then waits (up to `wait_timeout`) until every member has
+    /// left or expired and the generation ended. `Error::Broken` if it was
+    /// reset instead; `Error::Timeout` past the deadline (nothing breaks).
+    pub async fn leave(self) -> Result<()> {
+        let handle = self.handle.clone();
+        let client = &handle.client;
+        let (name, opts) = handle.checked()?;
+        let start = client.clock().now();
+        let generation = self.generation;
+        let barriers = client.barriers()?;
+        // Subscribed before leaving: the end that the last leave causes is
+        // not missed.
+        let mut watch = barriers.watch(KIND, name).await.ok();
+        self.guard.release().await?;
+        let deadline = opts.wait_timeout.and_then(|w| start.checked_add(w));
+        let res = loop {
+            let st = barriers.state(KIND, name, Some(generation));
+            let st = trace::call(client, || site("state", KIND, name), st, Outcome::ok).await?;
+            if st.generation != generation {
+                break match st.asked {
+                    Some(EndedGeneration {
+                        ended: Ended::Broken(b),
+                        next,
+                        ..
+                    }) => Err(broken(KIND, name, generation, next, b)),
+                    _ => Ok(()),
+                };
+            }
+            let now = client.clock().now();
+            if deadline.is_some_and(|d| now >= d) {
+                break Err(Error::Timeout {
+                    what: format!("every member to leave double barrier {:?}", name.as_str()),
+                    backend: client.backend().to_string(),
+                    waited: now - start,
+                });
+            }
+            let mut wake = later(now, jittered(opts)).min(later(now, opts.renew_every()));
+            if let Some(d) = deadline {
+                wake = wake.min(d);
+            }
+            match watch.as_mut() {
+                Some(w) => {
+                    tokio::select! {
+                        biased;
+                        res = w.changed() => if res.is_err() { watch = None },
+                        _ = client.clock().sleep_until(wake) => {}
+                    }
+                }
+                None => client.clock().sleep_until(wake).await,
+            }
+        };
+        let outcome = metrics::outcome(&res, "left");
+        metrics::wait_ended(KIND.as_str(), outcome, client.clock().now() - start);
+        res
+    }
+}

@@ -1,0 +1,253 @@
+//! The countdown latch.
+
+use std::time::Duration;
+
+use crate::{
+    Client, Error, Key, LeaseOptions, MAX_TTL, Result,
+    barriers::{Participant, metrics},
+    handle::Handle,
+    lease::wait::{jittered, later},
+    spi::{CountDown, LatchSet, LatchState, MAX_LATCH_COUNT},
+    trace::{self, Outcome, Site},
+    validate_ttl,
+};
+
+const KIND: &str = "latch";
+
+fn site<'a>(op: &'static str, name: &'a Key) -> Site<'a> {
+    Site {
+        op,
+        family: KIND,
+        kind: "",
+        key: name,
+        holder: None,
+        token: None,
+    }
+}
+
+/// A countdown latch: set to a count, counted down once per participant,
+/// open at zero. Unlike the anchors', waiting on a latch nobody set is
+/// `Error::NotFound` (never "open"), a count-down repeated after a timeout
+/// counts once, and every latch expires (`expire_after`, default 24 h), its
+/// waiters told [`LatchWait::Expired`].
+///
+/// ```
+/// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
+/// use coord_api::LatchWait;
+/// let ready = client.latch("deploy/42/ready");
+/// ready.try_set_count(2).await?;                 // by the coordinator
+/// client.latch("deploy/42/ready").participant("db").count_down().await?;
+/// client.latch("deploy/42/ready").participant("cache").count_down().await?;
+/// assert!(matches!(ready.wait().await?, LatchWait::Opened { .. }));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Latch {
+    handle: Handle,
+    participant: Participant,
+    expire_after: Duration,
+}
+
+/// How a latch wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LatchWait {
+    /// The generation waited on reached zero.
+    Opened {
+        /// The generation.
+        generation: u64,
+    },
+    /// The latch expired (its `expire_after` passed) before it opened.
+    Expired {
+        /// The generation waited on.
+        generation: u64,
+    },
+}
+
+impl Latch {
+    pub(crate) fn new(client: Client, name: &str) -> Latch {
+        Latch {
+            participant: Participant::of_instance(&client),
+            handle: Handle::new(client, name),
+            expire_after: MAX_TTL,
+        }
+    }
+
+    /// Sets who counts down (default: the client's instance id): each
+    /// participant counts once per generation.
+    pub fn participant(mut self, id: &str) -> Self {
+        self.participant = Participant::named(id);
+        self
+    }
+
+    /// How long a latch lives from its setting (1 ms ..= 24 h, the
+    /// default): an abandoned latch goes, and its waiters are told.
+    pub fn expire_after(mut self, ttl: Duration) -> Self {
+        self.expire_after = ttl;
+        self
+    }
+
+    /// Sets how long `wait` waits (`None`: for ever) before
+    /// `Error::Timeout`.
+    pub fn wait_timeout(mut self, wait: Option<Duration>) -> Self {
+        self.handle.set_options(|o| o.wait_timeout = wait);
+        self
+    }
+
+    /// Replaces all options (a latch uses `wait_timeout`, `retry_delay`
+    /// and `retry_jitter`).
+    pub fn with_options(mut self, opts: LeaseOptions) -> Self {
+        self.handle.set_options(|o| *o = opts);
+        self
+    }
+
+    /// The latch's name, as given.
+    pub fn key(&self) -> &str {
+        self.handle.key_str()
+    }
+
+    /// Sets the count to `count` in a new generation if the latch is
+    /// absent or at zero: `true`; otherwise changes nothing: `false`.
+    /// `InvalidArgument` for 0 or over `MAX_LATCH_COUNT`.
+    pub async fn try_set_count(&self, count: u32) -> Result<bool> {
+        let name = self.handle.key()?;
+        validate_ttl(name, self.expire_after)?;
+        if count == 0 || count > MAX_LATCH_COUNT {
+            return Err(Error::invalid(format!(
+                "latch {:?}: count {count} out of range 1..={MAX_LATCH_COUNT}",
+                name.as_str()
+            )));
+        }
+        let client = &self.handle.client;
+        let set = client.barriers()?.latch_set(name, count, self.expire_after);
+        let set = trace::call(client, || site("set", name), set, Outcome::ok).await?;
+        Ok(matches!(set, LatchSet::Set { .. }))
+    }
+
+    /// Counts down once for this participant in the current generation;
+    /// returns what is left. Again (a retry) counts nothing. `NotFound` if
+    /// the latch is absent.
+    pub async fn count_down(&self) -> Result<u32> {
+        self.count_down_of(None).await
+    }
+
+    /// Counts down in `generation` only: `StaleGeneration` if the latch
+    /// was set again since.
+    pub async fn count_down_in(&self, generation: u64) -> Result<u32> {
+        self.count_down_of(Some(generation)).await
+    }
+
+    async fn count_down_of(&self, generation: Option<u64>) -> Result<u32> {
+        let name = self.handle.key()?;
+        let participant = self.participant.key()?;
+        let client = &self.handle.client;
+        let down = (client.barriers()?).latch_count_down(name, participant, generation);
+        match trace::call(client, || site("count_down", name), down, Outcome::ok).await? {
+            CountDown::Counted { remaining, .. } | CountDown::Already { remaining, .. } => {
+                Ok(remaining)
+            }
+            CountDown::Absent => Err(self.not_found(name)),
+            CountDown::Stale { current } => Err(Error::StaleGeneration {
+                kind: KIND,
+                key: name.to_string(),
+                generation: generation.unwrap_or(current),
+                current,
+            }),
+        }
+    }
+
+    /// What is left to count down; `NotFound` if the latch is absent.
+    pub async fn count(&self) -> Result<u32> {
+        let name = self.handle.key()?;
+        match self.state().await? {
+            Some(st) => Ok(st.remaining),
+            None => Err(self.not_found(name)),
+        }
+    }
+
+    /// The latch's record, `None` if absent.
+    pub async fn state(&self) -> Result<Option<LatchState>> {
+        let name = self.handle.key()?;
+        let client = &self.handle.client;
+        let st = client.barriers()?.latch_state(name);
+        trace::call(client, || site("state", name), st, Outcome::ok).await
+    }
+
+    /// Waits until the current generation reaches zero (woken by the
+    /// backend's notification; the record is read again after every
+    /// wake-up). `NotFound` if the latch is absent; `Expired` if it expires
+    /// first; `Error::Timeout` after `wait_timeout`.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn wait(&self) -> Result<LatchWait> {
+        let (name, opts) = self.handle.checked()?;
+        let client = &self.handle.client;
+        let clock = client.clock().clone();
+        let start = clock.now();
+        let deadline = opts.wait_timeout.and_then(|w| start.checked_add(w));
+        let barriers = client.barriers()?;
+        let mut watch = Some(barriers.latch_watch(name).await?);
+        let mut generation = None;
+        let res = loop {
+            let st = self.state().await?;
+            let g = match (st.as_ref(), generation) {
+                (None, None) => break Err(self.not_found(name)),
+                (Some(st), None) => *generation.insert(st.generation),
+                (_, Some(g)) => g,
+            };
+            match st {
+                None => break Ok(LatchWait::Expired { generation: g }),
+                Some(st) if st.generation == g && st.remaining == 0 => {
+                    break Ok(LatchWait::Opened { generation: g });
+                }
+                // Set again: only at zero within one record's life.
+                Some(st) if st.generation != g => {
+                    break Ok(if g >= st.first_generation {
+                        LatchWait::Opened { generation: g }
+                    } else {
+                        LatchWait::Expired { generation: g }
+                    });
+                }
+                Some(_) => {}
+            }
+            let now = clock.now();
+            if deadline.is_some_and(|d| now >= d) {
+                break Err(Error::Timeout {
+                    what: format!("latch {:?}", name.as_str()),
+                    backend: client.backend().to_string(),
+                    waited: now - start,
+                });
+            }
+            let mut wake = later(now, jittered(opts));
+            if let Some(d) = deadline {
+                wake = wake.min(d);
+            }
+            match watch.as_mut() {
+                Some(w) => {
+                    tokio::select! {
+                        biased;
+                        res = w.changed() => if res.is_err() { watch = None },
+                        _ = clock.sleep_until(wake) => {}
+                    }
+                }
+                None => clock.sleep_until(wake).await,
+            }
+        };
+        let outcome = match &res {
+            Ok(LatchWait::Opened { .. }) => "opened",
+            Ok(LatchWait::Expired { .. }) => "expired",
+            Err(_) => metrics::outcome(&res, ""),
+        };
+        metrics::wait_ended(KIND, outcome, clock.now() - start);
+        res
+    }
+
+    fn not_found(&self, name: &Key) -> Error {
+        Error::NotFound {
+            what: KIND,
+            key: name.to_string(),
+            backend: self.handle.client.backend().to_string(),
+        }
+    }
+}
