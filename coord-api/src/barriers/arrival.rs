@@ -106,11 +106,14 @@ impl Arrival<'_> {
         });
         let mut watch: Option<Box<dyn Watch>> = None;
         let mut backoff = Duration::from_millis(20);
+        // When the last arrival the backend answered was sent: the lease of
+        // a double barrier's member runs from there.
+        let mut renewed = start;
         loop {
             let t_sent = clock.now();
             let mut unreachable = false;
             match self.arrive().await {
-                Ok(Arrive::Waiting { .. }) => {}
+                Ok(Arrive::Waiting { .. }) => renewed = t_sent,
                 Ok(Arrive::Entered(trip)) => {
                     undo.disarm();
                     return Ok(Reached::Entered(trip, t_sent));
@@ -136,7 +139,7 @@ impl Arrival<'_> {
                     // Entered just before: inside after all.
                     Ok(Break::Entered(trip)) => {
                         undo.disarm();
-                        Ok(Reached::Entered(trip, t_sent))
+                        Ok(Reached::Entered(trip, renewed))
                     }
                     Ok(Break::Unknown { current }) => {
                         undo.disarm();

@@ -90,14 +90,28 @@ impl Barrier {
     }
 
     /// Arrives in the current generation and waits until it trips (see
-    /// [`wait_in`](Self::wait_in)).
+    /// [`wait_in`](Self::wait_in)). Reading the current generation and
+    /// arriving in it are two steps: if that generation ended before this
+    /// arrival reached it (it tripped without this participant, or broke
+    /// before it arrived), the arrival goes to the next generation instead
+    /// (up to three times), never counted in two.
     ///
     /// # Cancel safety
     /// If cancelled, the arrival is withdrawn in the background.
     pub async fn wait(&self) -> Result<Tripped> {
-        self.checked()?;
-        let generation = self.state_of(None).await?.generation;
-        self.wait_in(generation).await
+        let (_, _, participant) = self.checked()?;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let generation = self.state_of(None).await?.generation;
+            match self.wait_in(generation).await {
+                Err(Error::StaleGeneration { .. }) if tries < 3 => {}
+                Err(Error::Broken(b))
+                    if tries < 3 && !b.arrived.iter().any(|a| a == participant.as_str())
+                        && !b.expired.iter().any(|a| a == participant.as_str()) => {}
+                res => return res,
+            }
+        }
     }
 
     /// Arrives in `generation` and waits until `parties` distinct
