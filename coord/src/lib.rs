@@ -52,10 +52,9 @@ pub use coord_api::{
     GroupObserver, HolderId, Inside, InstanceId, Job, JobContext, Key, Latch, LatchState,
     LatchWait, LeaderChange, LeaderContext, LeaderInfo, LeaderObserver, LeaderRunner, Leadership,
     LeaseGuard, LeaseInfo, LeaseKind, LeaseOptions, Lock, LockGuard, LockSpace, LostSignal,
-    MAX_KEY_BYTES, MAX_LATCH_COUNT, MAX_NAMESPACE_BYTES, MAX_PARTIES, MAX_TTL, MIN_TTL,
-    MemberInfo, Members, Membership, Namespace, Permit, Quorum, ReadGuard, Result, RunOnce,
-    RunnerHandle, RwLock, Semaphore, SkewedClock, TokioClock, Trip, Tripped, WriteGuard, contract,
-    spi,
+    MAX_KEY_BYTES, MAX_LATCH_COUNT, MAX_NAMESPACE_BYTES, MAX_PARTIES, MAX_TTL, MIN_TTL, MemberInfo,
+    Members, Membership, Namespace, Permit, Quorum, ReadGuard, Result, RunOnce, RunnerHandle,
+    RwLock, Semaphore, SkewedClock, TokioClock, Trip, Tripped, WriteGuard, contract, spi,
 };
 
 /// The README's code examples, compiled and run as doctests.

@@ -16,9 +16,7 @@ use crate::{
         undo::Undo,
         wait::{jittered, later},
     },
-    spi::{
-        Arrive, BarrierBackend, BarrierKind, Break, BreakReason, Ended, EndedGeneration, Trip,
-    },
+    spi::{Arrive, BarrierBackend, BarrierKind, Break, BreakReason, Ended, EndedGeneration, Trip},
     trace::{self, Outcome, Site},
 };
 
@@ -100,7 +98,9 @@ impl Arrival<'_> {
                 let (name, participant) = (name.clone(), participant.clone());
                 async move {
                     let b = client.barriers()?;
-                    b.leave(kind, &name, &participant, generation).await.map(drop)
+                    b.leave(kind, &name, &participant, generation)
+                        .await
+                        .map(drop)
                 }
             }
         });

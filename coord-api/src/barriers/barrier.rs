@@ -107,7 +107,8 @@ impl Barrier {
             match self.wait_in(generation).await {
                 Err(Error::StaleGeneration { .. }) if tries < 3 => {}
                 Err(Error::Broken(b))
-                    if tries < 3 && !b.arrived.iter().any(|a| a == participant.as_str())
+                    if tries < 3
+                        && !b.arrived.iter().any(|a| a == participant.as_str())
                         && !b.expired.iter().any(|a| a == participant.as_str()) => {}
                 res => return res,
             }
@@ -149,7 +150,10 @@ impl Barrier {
             }
             Ok(Reached::Entered(..)) => Err(Error::backend(
                 client.backend(),
-                format!("a cyclic barrier {:?} answered as a double one", name.as_str()),
+                format!(
+                    "a cyclic barrier {:?} answered as a double one",
+                    name.as_str()
+                ),
             )),
             Err(e) => Err(e),
         };

@@ -27,6 +27,5 @@ pub(crate) fn outcome<T>(res: &Result<T>, ok: &'static str) -> &'static str {
 pub(crate) fn wait_ended(kind: &'static str, outcome: &'static str, waited: Duration) {
     metrics::counter!("coord_barrier_waits_total", "kind" => kind, "outcome" => outcome)
         .increment(1);
-    metrics::histogram!("coord_barrier_wait_seconds", "kind" => kind)
-        .record(waited.as_secs_f64());
+    metrics::histogram!("coord_barrier_wait_seconds", "kind" => kind).record(waited.as_secs_f64());
 }

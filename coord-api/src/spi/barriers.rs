@@ -408,11 +408,15 @@ impl<D: Dispatch> BarrierBackend for Dispatched<D> {
             parties,
             ttl,
         );
-        self.carry(op("arrive"), args, |b, (kind, n, p, g, parties, ttl)| async move {
-            (barriers(&b, "arrive")?)
-                .arrive(kind, &n, &p, g, parties, ttl)
-                .await
-        })
+        self.carry(
+            op("arrive"),
+            args,
+            |b, (kind, n, p, g, parties, ttl)| async move {
+                (barriers(&b, "arrive")?)
+                    .arrive(kind, &n, &p, g, parties, ttl)
+                    .await
+            },
+        )
         .await
     }
     async fn renew(
@@ -450,11 +454,15 @@ impl<D: Dispatch> BarrierBackend for Dispatched<D> {
         reason: BreakReason,
     ) -> Result<Break> {
         let args = (kind, name.clone(), generation, reason);
-        self.carry(op("break_generation"), args, |b, (kind, n, g, r)| async move {
-            (barriers(&b, "break_generation")?)
-                .break_generation(kind, &n, g, r)
-                .await
-        })
+        self.carry(
+            op("break_generation"),
+            args,
+            |b, (kind, n, g, r)| async move {
+                (barriers(&b, "break_generation")?)
+                    .break_generation(kind, &n, g, r)
+                    .await
+            },
+        )
         .await
     }
     async fn watch(&self, kind: BarrierKind, name: &Key) -> Result<Box<dyn Watch>> {

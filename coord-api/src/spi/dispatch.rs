@@ -51,7 +51,7 @@ use std::{any::Any, fmt, future::Future, pin::Pin};
 use async_trait::async_trait;
 
 use super::{
-    BarrierBackend, Backend, DynBackend, ElectionBackend, Families, GroupBackend, JobBackend,
+    Backend, BarrierBackend, DynBackend, ElectionBackend, Families, GroupBackend, JobBackend,
     LockBackend,
 };
 use crate::{Error, Namespace, Result};

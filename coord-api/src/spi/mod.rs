@@ -39,7 +39,7 @@ pub mod locks;
 pub mod membership;
 
 pub use barriers::{
-    Arrive, ArrivalInfo, BarrierBackend, BarrierKind, BarrierState, Break, BreakReason, Broken,
+    ArrivalInfo, Arrive, BarrierBackend, BarrierKind, BarrierState, Break, BreakReason, Broken,
     CountDown, ENDED_KEPT, Ended, EndedGeneration, LatchSet, LatchState, Leave, MAX_LATCH_COUNT,
     MAX_PARTIES, Trip,
 };
