@@ -6,7 +6,7 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use coord_api::{
     Error, Namespace, Result,
-    spi::{Backend, ElectionBackend, GroupBackend, JobBackend, LockBackend},
+    spi::{Backend, BarrierBackend, ElectionBackend, GroupBackend, JobBackend, LockBackend},
 };
 use redis::{
     ConnectionAddr, ConnectionInfo, IntoConnectionInfo, ProtocolVersion, PushInfo,
@@ -24,7 +24,8 @@ use crate::{
 ///
 /// It offers every family: locks, read-write locks and semaphores
 /// ([`LockBackend`]), elections ([`ElectionBackend`]), membership groups
-/// ([`GroupBackend`]) and run-once jobs ([`JobBackend`]).
+/// ([`GroupBackend`]), run-once jobs ([`JobBackend`]), and cyclic barriers,
+/// double barriers and countdown latches ([`BarrierBackend`]).
 ///
 /// - every operation is one Lua script run by EVALSHA (loaded again
 ///   transparently after `SCRIPT FLUSH` or a restart), bounded by the
@@ -37,9 +38,11 @@ use crate::{
 ///   across a restart that lost all data;
 /// - one multiplexed connection per backend reconnects by itself; one shared
 ///   pub/sub connection wakes waiters when a lease is released or force
-///   released, and elections, groups and runs are watched on it too (expiry
-///   publishes nothing: lock waiters also wake at the `Busy::retry_in` the
-///   refusal carried, other watches at the expiry instant they read);
+///   released, and elections, groups, runs, barriers and latches are watched
+///   on it too (expiry publishes nothing: lock waiters also wake at the
+///   `Busy::retry_in` the refusal carried, other watches at the expiry
+///   instant they read: a run's lease, the earliest member heartbeat or
+///   arrival deadline, a latch's end);
 /// - keys: see [`keys`](crate::keys).
 ///
 /// `Display` names the endpoint and namespace, never the password:
@@ -161,7 +164,7 @@ impl RedisBackend {
 }
 
 /// Every family, on one connection. A family's operations live in its
-/// module (`locks`, `election`, `membership`, `jobs`).
+/// module (`locks`, `election`, `membership`, `jobs`, `barriers`).
 impl Backend for RedisBackend {
     fn namespace(&self) -> &Namespace {
         self.inner.config.namespace()
@@ -176,6 +179,9 @@ impl Backend for RedisBackend {
         Some(self)
     }
     fn jobs(&self) -> Option<&dyn JobBackend> {
+        Some(self)
+    }
+    fn barriers(&self) -> Option<&dyn BarrierBackend> {
         Some(self)
     }
 }

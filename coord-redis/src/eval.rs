@@ -100,7 +100,7 @@ pub(crate) struct Traced<'a> {
     /// The operation (`acquire`, `campaign`, `subscribe`, `expiry`…).
     pub(crate) op: &'static str,
     /// The family or key space (`lock`, `rwlock`, `semaphore`, `election`,
-    /// `group`, `job`).
+    /// `group`, `job`, `barrier`, `double_barrier`, `latch`).
     pub(crate) family: &'static str,
     /// The key (the job, for a run-once occurrence).
     pub(crate) key: &'a Key,

@@ -12,6 +12,8 @@
 //! | elections | `<ns>:lead` (shared with groups, for quorums) | `coord:{ns:lead}:e:<election>:l` … |
 //! | groups | `<ns>:lead` | `coord:{ns:lead}:g:<group>:m` … |
 //! | jobs | `<ns>:job:<job's length>:<job>` | `coord:{ns:job:3:job}:<occurrence>:r` …, `coord:{ns:job:3:job}:t` |
+//! | barriers | `<ns>:<barrier\|double_barrier>:<name>` | `coord:{ns:barrier:b}:s` … |
+//! | latches | `<ns>:latch:<name>` | `coord:{ns:latch:l}:s` … |
 
 use coord_api::Namespace;
 

@@ -2,8 +2,9 @@
 //!
 //! [`RedisBackend`] implements coord's backend SPI ([`coord_api::spi::Backend`])
 //! on Redis 6.2 or later, with every family: the lock family (exclusive,
-//! reentrant, read-write, semaphore), leader elections, membership groups and
-//! run-once jobs work across processes and hosts with the same contract as
+//! reentrant, read-write, semaphore), leader elections, membership groups,
+//! run-once jobs, and barriers and latches (cyclic and double barriers,
+//! countdown latches) work across processes and hosts with the same contract as
 //! every other backend, proven by the shared conformance suite against a real
 //! `redis-server`.
 //!
@@ -26,6 +27,7 @@
 //! | `election/` | elections with quorums: `election.lua`, key layout and slot choice |
 //! | `membership/` | membership groups: `membership.lua`, `group.lua` (a group's upkeep, shared with elections) |
 //! | `jobs/` | run-once jobs: `jobs.lua`, key layout |
+//! | `barriers/` | cyclic and double barriers, countdown latches: `barrier.lua` (both barrier kinds, one op per operation), `latch.lua`, key layout, arguments, replies |
 //! | [`keys`] | naming every key: namespace and primitive in one hash tag |
 //! | `pubsub`, `expiry` | the shared pub/sub connection that wakes waiters; watches that also wake at an expiry instant |
 //! | `error` | redis errors → `Unavailable` / `Backend`, with the password redacted |
@@ -38,6 +40,8 @@
 
 #[cfg(not(madsim))]
 mod backend;
+#[cfg(not(madsim))]
+mod barriers;
 #[cfg(not(madsim))]
 mod config;
 #[cfg(not(madsim))]

@@ -1,0 +1,58 @@
+-- Countdown latches (after the prelude).
+-- KEYS: 1 record hash (gen, first, initial, remaining), PEXPIRE = the
+-- latch's life; 2 the participants counted in the generation (set), expiring
+-- with the record; 3 generation counter (next_token), kept KEEP_MS past the
+-- latch's expiry, so a latch set again after expiring gets a greater
+-- generation.
+-- ARGV: op, channel, then
+--   set         count, ttl_ms
+--   count_down  participant, generation ('' for the current one)
+--   state, expiry: nothing more.
+-- Generations are compared as the decimal strings they are stored and
+-- passed as.
+local rec, counted, counter = KEYS[1], KEYS[2], KEYS[3]
+local channel = ARGV[2]
+
+-- The record: {generation, first generation, initial, remaining, ms left}.
+local function row()
+  local v = redis.call('HMGET', rec, 'gen', 'first', 'initial', 'remaining')
+  return {tonumber(v[1]), tonumber(v[2]), tonumber(v[3]), tonumber(v[4]), redis.call('PTTL', rec)}
+end
+
+if op == 'set' then
+  local count, ttl = ARGV[3], tonumber(ARGV[4])
+  local remaining = redis.call('HGET', rec, 'remaining')
+  if remaining and tonumber(remaining) > 0 then return {'busy', row()} end
+  local gen = fmt(next_token(counter, ttl + KEEP_MS))
+  if remaining then
+    redis.call('HSET', rec, 'gen', gen, 'initial', count, 'remaining', count)
+    redis.call('DEL', counted)
+  else
+    redis.call('HSET', rec, 'gen', gen, 'first', gen, 'initial', count, 'remaining', count)
+  end
+  redis.call('PEXPIRE', rec, ttl)
+  redis.call('PUBLISH', channel, 'set')
+  return {'set', tonumber(gen)}
+elseif op == 'count_down' then
+  local p, g = ARGV[3], ARGV[4]
+  local v = redis.call('HMGET', rec, 'gen', 'remaining')
+  local gen, remaining = v[1], tonumber(v[2])
+  if not gen then return {'absent'} end
+  if g ~= '' and g ~= gen then return {'stale', tonumber(gen)} end
+  if remaining == 0 or redis.call('SISMEMBER', counted, p) == 1 then
+    return {'already', tonumber(gen), remaining}
+  end
+  redis.call('SADD', counted, p)
+  local left = redis.call('PTTL', rec)
+  if left > 0 then redis.call('PEXPIRE', counted, left) end
+  remaining = redis.call('HINCRBY', rec, 'remaining', -1)
+  if remaining == 0 then redis.call('PUBLISH', channel, 'open') end
+  return {'counted', tonumber(gen), remaining}
+elseif op == 'state' then
+  if redis.call('EXISTS', rec) == 0 then return {} end
+  return row()
+elseif op == 'expiry' then
+  -- Milliseconds until the latch expires, negative when there is none.
+  return redis.call('PTTL', rec)
+end
+return redis.error_reply('coord: unknown latch operation ' .. tostring(op))
