@@ -104,7 +104,8 @@ pub struct Broken {
     /// Who had arrived (alive) when it broke.
     pub arrived: Vec<Key>,
     /// Who had arrived and then expired (crashed, or cut off past its TTL)
-    /// in this generation, and did not arrive again.
+    /// in this generation, and did not arrive again: by deadline, then
+    /// arrival order.
     pub expired: Vec<Key>,
     /// How many more arrivals it needed (0 for a double barrier reset
     /// after its parties entered).
@@ -142,9 +143,9 @@ pub struct BarrierState {
     /// The parties the current generation waits for, once its first arrival
     /// set them (`None` before).
     pub parties: Option<u32>,
-    /// A double barrier's current generation once it tripped (everyone
-    /// entered; the arrivals are the members still inside); always `None`
-    /// for a cyclic barrier.
+    /// A double barrier's current generation once it tripped: the trip as
+    /// it was (who entered); the members still inside are `arrivals`.
+    /// Always `None` for a cyclic barrier.
     pub entered: Option<Trip>,
     /// The live arrivals of the current generation, in arrival order.
     pub arrivals: Vec<ArrivalInfo>,
@@ -264,8 +265,8 @@ pub enum CountDown {
         /// What is left.
         remaining: u32,
     },
-    /// This participant had counted down in this generation already:
-    /// nothing changed.
+    /// Nothing changed: this participant had counted down in this
+    /// generation already, or the generation is at zero.
     Already {
         /// The generation.
         generation: u64,
@@ -287,7 +288,9 @@ pub enum CountDown {
 #[async_trait]
 pub trait BarrierBackend: Send + Sync {
     /// The barrier's record, made (with a first generation) if there was
-    /// none; `asked`: a generation whose end to report.
+    /// none; `asked`: a generation whose end to report. A record lives a
+    /// day (`MAX_TTL`) past its latest arrival deadline or operation, reads
+    /// included.
     async fn state(
         &self,
         kind: BarrierKind,
