@@ -15,6 +15,7 @@
 //! | `locks` | the lock family ([`LockBackend`]) on the table |
 //! | `election`, `membership` | elections and groups, under one lock (a quorum election counts its group's members in the same step) |
 //! | `jobs` | run-once jobs |
+//! | `barriers` | cyclic and double barriers, and latches, under one lock |
 //! | `watch` | notifications, one channel per watched topic, and wake-ups at expiry instants |
 //! | `journal` | [`Journal`]: what the store did, in its order, for histories |
 //! | `sync` | real or loom primitives under the table |
@@ -35,6 +36,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod barriers;
 mod election;
 mod jobs;
 mod journal;
@@ -52,10 +54,10 @@ use std::{
 
 use coord_api::{
     Clock, Instant, Namespace, TokioClock,
-    spi::{Backend, ElectionBackend, GroupBackend, JobBackend, LockBackend, Watch},
+    spi::{Backend, BarrierBackend, ElectionBackend, GroupBackend, JobBackend, LockBackend, Watch},
 };
 
-pub use journal::{Event, Journal, Leased};
+pub use journal::{BarrierEvent, Event, Journal, Leased};
 
 use crate::{
     table::LeaseTable,
@@ -75,6 +77,9 @@ struct StoreInner {
     /// group's live members in the same atomic step.
     lead: Mutex<Lead>,
     jobs: Mutex<jobs::Runs>,
+    /// Barriers and latches: a trip, the expiries before it and the end of
+    /// its generation are one step.
+    barriers: Mutex<barriers::Barriers>,
     watchers: Watchers,
     clock: Arc<dyn Clock>,
     journal: Option<Arc<dyn Journal>>,
@@ -110,6 +115,7 @@ impl MemoryStore {
                 table: LeaseTable::new(&*clock),
                 lead: Mutex::default(),
                 jobs: Mutex::default(),
+                barriers: Mutex::default(),
                 watchers: Watchers::default(),
                 clock,
                 journal,
@@ -142,6 +148,13 @@ impl MemoryStore {
         self.inner.jobs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn barriers(&self) -> MutexGuard<'_, barriers::Barriers> {
+        self.inner
+            .barriers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The journal to tell what the store did, if any.
     fn journal(&self) -> Option<&dyn Journal> {
         self.inner.journal.as_deref()
@@ -165,6 +178,8 @@ impl MemoryStore {
             Topic::Election(ns, key) => self.lead().elections.next_expiry(ns, key, after),
             Topic::Group(ns, key) => self.lead().groups.next_expiry(ns, key, after),
             Topic::Run(ns, job, occ) => self.jobs().next_expiry(ns, job, occ, after),
+            Topic::Barrier(ns, kind, key) => self.barriers().next_expiry(ns, *kind, key, after),
+            Topic::Latch(ns, key) => self.barriers().latch_expiry(ns, key, after),
         }
     }
 }
@@ -227,6 +242,9 @@ impl Backend for MemoryBackend {
         Some(self)
     }
     fn jobs(&self) -> Option<&dyn JobBackend> {
+        Some(self)
+    }
+    fn barriers(&self) -> Option<&dyn BarrierBackend> {
         Some(self)
     }
 }

@@ -1,12 +1,16 @@
 //! Notifications: a version channel per watched topic (a lock's key, an
-//! election, a group, a run), bumped on every change that may let a waiter
-//! in; a watch also wakes at the topic's next expiry instant, so waiters
-//! learn of an expiry when it happens, not on the next access.
+//! election, a group, a run, a barrier, a latch), bumped on every change
+//! that may let a waiter in; a watch also wakes at the topic's next expiry
+//! instant, so waiters learn of an expiry when it happens, not on the next
+//! access.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use coord_api::{Instant, Key, Namespace, Result, spi::Watch};
+use coord_api::{
+    Instant, Key, Namespace, Result,
+    spi::{BarrierKind, Watch},
+};
 use dashmap::DashMap;
 use tokio::sync::watch;
 
@@ -23,6 +27,10 @@ pub(crate) enum Topic {
     Group(Namespace, Key),
     /// An occurrence of a run-once job.
     Run(Namespace, Key, Key),
+    /// A barrier: the ends of its generations, a double barrier's entry.
+    Barrier(Namespace, BarrierKind, Key),
+    /// A latch: its settings and its reaching zero.
+    Latch(Namespace, Key),
 }
 
 /// The watched topics of a store.

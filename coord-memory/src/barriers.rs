@@ -1,0 +1,1133 @@
+//! Barriers and latches, under one lock of their own: a barrier's trip, its
+//! expiries and the end of its generation are decided in one step, and the
+//! journal is told in that step's order.
+//!
+//! Generations follow the fencing-token rule on the store's wall clock (a
+//! record made anew starts at the wall clock, every later generation is
+//! strictly above the one before), so they keep increasing across a store
+//! that lost the record.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    mem,
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use coord_api::{
+    Error, FencingToken, Instant, Key, Namespace, Result,
+    spi::{
+        ArrivalInfo, Arrive, BarrierBackend, BarrierKind, BarrierState, Break, BreakReason, Broken,
+        CountDown, ENDED_KEPT, Ended, EndedGeneration, LatchSet, LatchState, Leave,
+        MAX_LATCH_COUNT, MAX_PARTIES, Trip, Watch,
+    },
+};
+
+use crate::{BarrierEvent, Event, Journal, MemoryBackend, watch::Topic};
+
+/// Every barrier and latch of a store.
+#[derive(Default)]
+pub(crate) struct Barriers {
+    barriers: HashMap<(Namespace, BarrierKind, Key), Record>,
+    latches: HashMap<(Namespace, Key), Latch>,
+    /// The size at which stale records are swept next.
+    sweep_at: usize,
+}
+
+/// One barrier: its current generation and how the last ones ended.
+struct Record {
+    generation: u64,
+    parties: Option<u32>,
+    /// Live arrivals, in arrival order (the members inside, once a double
+    /// barrier's generation entered).
+    arrivals: Vec<Arrival>,
+    /// Who arrived in this generation, expired, and did not arrive again:
+    /// what a break names as crashed.
+    expired: Vec<Key>,
+    /// A double barrier's trip, while its members are inside.
+    entered: Option<Trip>,
+    /// Newest first, at most [`ENDED_KEPT`].
+    ended: VecDeque<EndedGeneration>,
+    /// The last operation on it, for the sweep.
+    touched: Instant,
+}
+
+struct Arrival {
+    participant: Key,
+    deadline: Instant,
+}
+
+/// One latch. Past its deadline it is absent to every operation, but kept
+/// (until swept) so that setting it again draws a generation above its own.
+struct Latch {
+    generation: u64,
+    first_generation: u64,
+    initial: u32,
+    remaining: u32,
+    counted: HashSet<Key>,
+    deadline: Instant,
+}
+
+/// One operation on a barrier's record: the record's name for the journal,
+/// the instant it runs at, and whether watchers must be told afterwards.
+struct Step<'a> {
+    kind: BarrierKind,
+    name: &'a Key,
+    now: Instant,
+    wall_us: u64,
+    journal: Option<&'a dyn Journal>,
+    notify: bool,
+}
+
+impl Step<'_> {
+    fn record(&self, event: BarrierEvent<'_>) {
+        if let Some(j) = self.journal {
+            j.record(Event::Barrier(event));
+        }
+    }
+
+    /// The generation after `g`: the token rule at this step's wall time.
+    fn next_gen(&self, g: u64) -> u64 {
+        FencingToken::next_after_micros(g, self.wall_us).get()
+    }
+}
+
+impl Record {
+    fn new(step: &Step<'_>) -> Record {
+        Record {
+            generation: step.next_gen(0),
+            parties: None,
+            arrivals: Vec::new(),
+            expired: Vec::new(),
+            entered: None,
+            ended: VecDeque::new(),
+            touched: step.now,
+        }
+    }
+
+    /// Drops the arrivals whose deadline passed, remembering them as
+    /// expired; a double barrier whose members are all gone has ended.
+    fn purge(&mut self, step: &mut Step<'_>) {
+        let (g, now) = (self.generation, step.now);
+        let expired = &mut self.expired;
+        self.arrivals.retain(|a| {
+            if a.deadline > now {
+                return true;
+            }
+            step.record(BarrierEvent::Expired {
+                kind: step.kind,
+                barrier: step.name,
+                participant: &a.participant,
+                generation: g,
+            });
+            if !expired.contains(&a.participant) {
+                expired.push(a.participant.clone());
+            }
+            false
+        });
+        self.end_if_emptied(step);
+        self.touched = now;
+    }
+
+    /// Ends a double barrier's entered generation once nobody is inside.
+    fn end_if_emptied(&mut self, step: &mut Step<'_>) -> Option<EndedGeneration> {
+        if !self.arrivals.is_empty() {
+            return None;
+        }
+        let trip = self.entered.take()?;
+        Some(self.end(Ended::Tripped(trip), step))
+    }
+
+    /// Ends the current generation `how` and begins the next, empty.
+    fn end(&mut self, how: Ended, step: &mut Step<'_>) -> EndedGeneration {
+        let next = step.next_gen(self.generation);
+        self.ended.push_front(EndedGeneration {
+            generation: self.generation,
+            next,
+            ended: how,
+        });
+        self.ended.truncate(ENDED_KEPT);
+        self.generation = next;
+        self.parties = None;
+        self.arrivals.clear();
+        self.expired.clear();
+        self.entered = None;
+        step.notify = true;
+        let ended = &self.ended[0];
+        step.record(BarrierEvent::Ended {
+            kind: step.kind,
+            barrier: step.name,
+            generation: ended.generation,
+            ended,
+        });
+        ended.clone()
+    }
+
+    /// How generation `g` ended, if it is remembered.
+    fn ended_of(&self, g: u64) -> Option<&EndedGeneration> {
+        self.ended.iter().find(|e| e.generation == g)
+    }
+
+    fn arrival_mut(&mut self, participant: &Key) -> Option<&mut Arrival> {
+        self.arrivals
+            .iter_mut()
+            .find(|a| a.participant == *participant)
+    }
+
+    fn participants(&self) -> Vec<Key> {
+        self.arrivals
+            .iter()
+            .map(|a| a.participant.clone())
+            .collect()
+    }
+
+    fn arrive(
+        &mut self,
+        step: &mut Step<'_>,
+        participant: &Key,
+        g: u64,
+        parties: u32,
+        ttl: Duration,
+    ) -> Arrive {
+        if g != self.generation {
+            return match self.ended_of(g) {
+                Some(e) => Arrive::Ended(e.clone()),
+                None => Arrive::Stale {
+                    current: self.generation,
+                },
+            };
+        }
+        if let Some(n) = self.parties.filter(|&n| n != parties) {
+            return Arrive::PartiesDiffer { parties: n };
+        }
+        let deadline = step.now + ttl;
+        if let Some(trip) = self.entered.clone() {
+            // Inside, an arrival only renews; nobody new gets in.
+            return match self.arrival_mut(participant) {
+                Some(a) => {
+                    a.deadline = deadline;
+                    Arrive::Entered(trip)
+                }
+                None => Arrive::Full { parties },
+            };
+        }
+        match self.arrival_mut(participant) {
+            Some(a) => a.deadline = deadline,
+            None => self.count(step, participant, deadline),
+        }
+        self.parties = Some(parties);
+        if self.arrivals.len() < parties as usize {
+            return Arrive::Waiting {
+                arrived: self.arrivals.len() as u32,
+            };
+        }
+        let trip = Trip {
+            by: participant.clone(),
+            arrivals: self.participants(),
+        };
+        if step.kind == BarrierKind::Double {
+            Arrive::Entered(self.enter(step, trip))
+        } else {
+            Arrive::Ended(self.end(Ended::Tripped(trip), step))
+        }
+    }
+
+    /// Counts a new arrival of `participant`.
+    fn count(&mut self, step: &Step<'_>, participant: &Key, deadline: Instant) {
+        self.arrivals.push(Arrival {
+            participant: participant.clone(),
+            deadline,
+        });
+        self.expired.retain(|p| p != participant);
+        step.record(BarrierEvent::Arrived {
+            kind: step.kind,
+            barrier: step.name,
+            participant,
+            generation: self.generation,
+        });
+    }
+
+    /// A double barrier's generation trips: its arrivals are inside.
+    fn enter(&mut self, step: &mut Step<'_>, trip: Trip) -> Trip {
+        let entered = self.entered.insert(trip);
+        step.notify = true;
+        step.record(BarrierEvent::Entered {
+            barrier: step.name,
+            generation: self.generation,
+            trip: entered,
+        });
+        entered.clone()
+    }
+
+    fn renew(&mut self, step: &Step<'_>, participant: &Key, g: u64, ttl: Duration) -> bool {
+        if g != self.generation {
+            return false;
+        }
+        match self.arrival_mut(participant) {
+            Some(a) => {
+                a.deadline = step.now + ttl;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn leave(&mut self, step: &mut Step<'_>, participant: &Key, g: u64) -> Leave {
+        let at = self
+            .arrivals
+            .iter()
+            .position(|a| a.participant == *participant);
+        let Some(at) = at.filter(|_| g == self.generation) else {
+            return Leave::NotThere;
+        };
+        // A withdrawal, not an expiry: a break will not name it.
+        self.arrivals.remove(at);
+        let remaining = self.arrivals.len() as u32;
+        self.end_if_emptied(step);
+        Leave::Left { remaining }
+    }
+
+    fn break_generation(
+        &mut self,
+        step: &mut Step<'_>,
+        g: Option<u64>,
+        reason: BreakReason,
+    ) -> Break {
+        let g = g.unwrap_or(self.generation);
+        if g != self.generation {
+            return match self.ended_of(g) {
+                Some(e) => Break::Ended(e.clone()),
+                None => Break::Unknown {
+                    current: self.generation,
+                },
+            };
+        }
+        if let Some(trip) = &self.entered
+            && matches!(reason, BreakReason::Timeout { .. })
+        {
+            return Break::Entered(trip.clone());
+        }
+        let missing = match self.entered {
+            Some(_) => 0,
+            None => (self.parties.unwrap_or(0)).saturating_sub(self.arrivals.len() as u32),
+        };
+        let broken = Broken {
+            reason,
+            arrived: self.participants(),
+            expired: mem::take(&mut self.expired),
+            missing,
+        };
+        Break::Ended(self.end(Ended::Broken(broken), step))
+    }
+
+    fn state(&self, now: Instant, asked: Option<u64>) -> BarrierState {
+        BarrierState {
+            generation: self.generation,
+            parties: self.parties,
+            entered: self.entered.clone(),
+            arrivals: (self.arrivals.iter())
+                .map(|a| ArrivalInfo {
+                    participant: a.participant.clone(),
+                    expires_in: a.deadline.saturating_duration_since(now),
+                })
+                .collect(),
+            asked: (asked.filter(|&g| g != self.generation))
+                .and_then(|g| self.ended_of(g))
+                .cloned(),
+        }
+    }
+
+    /// Nothing live, and idle for a day: a record made again starts at the
+    /// wall clock, a day past anything this one drew.
+    fn stale(&self, now: Instant) -> bool {
+        self.arrivals.is_empty()
+            && self.entered.is_none()
+            && now.saturating_duration_since(self.touched) > coord_api::MAX_TTL
+    }
+}
+
+impl Latch {
+    fn live(&self, now: Instant) -> bool {
+        self.deadline > now
+    }
+
+    fn state(&self, now: Instant) -> LatchState {
+        LatchState {
+            generation: self.generation,
+            first_generation: self.first_generation,
+            initial: self.initial,
+            remaining: self.remaining,
+            expires_in: self.deadline.saturating_duration_since(now),
+        }
+    }
+
+    /// Gone for a day: a latch set again starts at the wall clock, a day
+    /// past anything this one drew.
+    fn stale(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.deadline) > coord_api::MAX_TTL
+    }
+}
+
+impl Barriers {
+    /// Forgets stale records once the maps doubled since the last sweep.
+    fn sweep(&mut self, now: Instant) {
+        if self.barriers.len() + self.latches.len() < self.sweep_at.max(256) {
+            return;
+        }
+        self.barriers.retain(|_, r| !r.stale(now));
+        self.latches.retain(|_, l| !l.stale(now));
+        self.sweep_at = (self.barriers.len() + self.latches.len()) * 2;
+    }
+
+    fn live_latch(&mut self, ns: &Namespace, name: &Key, now: Instant) -> Option<&mut Latch> {
+        (self.latches.get_mut(&(ns.clone(), name.clone()))).filter(|l| l.live(now))
+    }
+
+    /// The earliest arrival deadline of the barrier after `after`.
+    pub(crate) fn next_expiry(
+        &self,
+        ns: &Namespace,
+        kind: BarrierKind,
+        name: &Key,
+        after: Instant,
+    ) -> Option<Instant> {
+        let r = self.barriers.get(&(ns.clone(), kind, name.clone()))?;
+        (r.arrivals.iter().map(|a| a.deadline))
+            .filter(|&d| d > after)
+            .min()
+    }
+
+    /// The latch's deadline, if after `after`.
+    pub(crate) fn latch_expiry(
+        &self,
+        ns: &Namespace,
+        name: &Key,
+        after: Instant,
+    ) -> Option<Instant> {
+        let l = self.latches.get(&(ns.clone(), name.clone()))?;
+        Some(l.deadline).filter(|&d| d > after)
+    }
+}
+
+impl MemoryBackend {
+    fn step<'a>(&'a self, kind: BarrierKind, name: &'a Key) -> Step<'a> {
+        let now = self.store.now();
+        Step {
+            kind,
+            name,
+            now,
+            wall_us: self.store.inner.table.wall_us(now),
+            journal: self.store.journal(),
+            notify: false,
+        }
+    }
+
+    /// Runs `op` on the barrier's record (made if missing, `None` when
+    /// `create` is false and it is), purged first, under the lock; then tells
+    /// the watchers if `op` ended a generation or entered one.
+    fn on_record<T>(
+        &self,
+        kind: BarrierKind,
+        name: &Key,
+        create: bool,
+        op: impl FnOnce(&mut Record, &mut Step<'_>) -> T,
+    ) -> Option<T> {
+        let mut step = self.step(kind, name);
+        let out = {
+            let mut b = self.store.barriers();
+            if create {
+                b.sweep(step.now);
+            }
+            let key = (self.ns.clone(), kind, name.clone());
+            let record = if create {
+                Some(b.barriers.entry(key).or_insert_with(|| Record::new(&step)))
+            } else {
+                b.barriers.get_mut(&key)
+            };
+            record.map(|r| {
+                r.purge(&mut step);
+                op(r, &mut step)
+            })
+        };
+        if step.notify {
+            self.store
+                .notify(|| Topic::Barrier(self.ns.clone(), kind, name.clone()));
+        }
+        out
+    }
+
+    fn notify_latch(&self, name: &Key) {
+        self.store
+            .notify(|| Topic::Latch(self.ns.clone(), name.clone()));
+    }
+}
+
+#[async_trait]
+impl BarrierBackend for MemoryBackend {
+    async fn state(
+        &self,
+        kind: BarrierKind,
+        name: &Key,
+        asked: Option<u64>,
+    ) -> Result<BarrierState> {
+        let state = self.on_record(kind, name, true, |r, step| r.state(step.now, asked));
+        Ok(state.expect("made"))
+    }
+
+    async fn arrive(
+        &self,
+        kind: BarrierKind,
+        name: &Key,
+        participant: &Key,
+        generation: u64,
+        parties: u32,
+        ttl: Duration,
+    ) -> Result<Arrive> {
+        coord_api::validate_ttl(name, ttl)?;
+        if !(1..=MAX_PARTIES).contains(&parties) {
+            return Err(Error::invalid(format!(
+                "{} {:?} cannot wait for {parties} parties: parties are from 1 to {MAX_PARTIES}",
+                kind.as_str(),
+                name.as_str()
+            )));
+        }
+        let arrive = self.on_record(kind, name, true, |r, step| {
+            r.arrive(step, participant, generation, parties, ttl)
+        });
+        Ok(arrive.expect("made"))
+    }
+
+    async fn renew(
+        &self,
+        kind: BarrierKind,
+        name: &Key,
+        participant: &Key,
+        generation: u64,
+        ttl: Duration,
+    ) -> Result<bool> {
+        coord_api::validate_ttl(name, ttl)?;
+        let renewed = self.on_record(kind, name, false, |r, step| {
+            r.renew(step, participant, generation, ttl)
+        });
+        Ok(renewed.unwrap_or(false))
+    }
+
+    async fn leave(
+        &self,
+        kind: BarrierKind,
+        name: &Key,
+        participant: &Key,
+        generation: u64,
+    ) -> Result<Leave> {
+        let left = self.on_record(kind, name, false, |r, step| {
+            r.leave(step, participant, generation)
+        });
+        Ok(left.unwrap_or(Leave::NotThere))
+    }
+
+    async fn break_generation(
+        &self,
+        kind: BarrierKind,
+        name: &Key,
+        generation: Option<u64>,
+        reason: BreakReason,
+    ) -> Result<Break> {
+        let broken = self.on_record(kind, name, true, |r, step| {
+            r.break_generation(step, generation, reason)
+        });
+        Ok(broken.expect("made"))
+    }
+
+    async fn watch(&self, kind: BarrierKind, name: &Key) -> Result<Box<dyn Watch>> {
+        let topic = Topic::Barrier(self.ns.clone(), kind, name.clone());
+        Ok(self.store.watch(topic))
+    }
+
+    async fn latch_set(&self, name: &Key, count: u32, ttl: Duration) -> Result<LatchSet> {
+        if !(1..=MAX_LATCH_COUNT).contains(&count) {
+            return Err(Error::invalid(format!(
+                "latch {:?} cannot count {count}: a count is from 1 to {MAX_LATCH_COUNT}",
+                name.as_str()
+            )));
+        }
+        coord_api::validate_ttl(name, ttl)?;
+        let now = self.store.now();
+        let wall_us = self.store.inner.table.wall_us(now);
+        let generation = {
+            let mut b = self.store.barriers();
+            b.sweep(now);
+            let slot = b.latches.get(&(self.ns.clone(), name.clone()));
+            if let Some(l) = slot.filter(|l| l.live(now) && l.remaining > 0) {
+                return Ok(LatchSet::Busy(l.state(now)));
+            }
+            // Set again at zero, the record's life goes on; expired, a new
+            // one begins, above the old one's generations.
+            let last = slot.map_or(0, |l| l.generation);
+            let g = FencingToken::next_after_micros(last, wall_us).get();
+            let first_generation = slot
+                .filter(|l| l.live(now))
+                .map_or(g, |l| l.first_generation);
+            let latch = Latch {
+                generation: g,
+                first_generation,
+                initial: count,
+                remaining: count,
+                counted: HashSet::new(),
+                deadline: now + ttl,
+            };
+            b.latches.insert((self.ns.clone(), name.clone()), latch);
+            if let Some(j) = self.store.journal() {
+                j.record(Event::Barrier(BarrierEvent::LatchSet {
+                    latch: name,
+                    generation: g,
+                    count,
+                }));
+            }
+            g
+        };
+        self.notify_latch(name);
+        Ok(LatchSet::Set { generation })
+    }
+
+    async fn latch_count_down(
+        &self,
+        name: &Key,
+        participant: &Key,
+        generation: Option<u64>,
+    ) -> Result<CountDown> {
+        let now = self.store.now();
+        let counted = {
+            let mut b = self.store.barriers();
+            let Some(l) = b.live_latch(&self.ns, name, now) else {
+                return Ok(CountDown::Absent);
+            };
+            let g = generation.unwrap_or(l.generation);
+            if g != l.generation {
+                return Ok(CountDown::Stale {
+                    current: l.generation,
+                });
+            }
+            if l.remaining == 0 || l.counted.contains(participant) {
+                return Ok(CountDown::Already {
+                    generation: l.generation,
+                    remaining: l.remaining,
+                });
+            }
+            l.counted.insert(participant.clone());
+            l.remaining -= 1;
+            if let Some(j) = self.store.journal() {
+                j.record(Event::Barrier(BarrierEvent::CountedDown {
+                    latch: name,
+                    participant,
+                    generation: l.generation,
+                    remaining: l.remaining,
+                }));
+            }
+            CountDown::Counted {
+                generation: l.generation,
+                remaining: l.remaining,
+            }
+        };
+        if let CountDown::Counted { remaining: 0, .. } = counted {
+            self.notify_latch(name);
+        }
+        Ok(counted)
+    }
+
+    async fn latch_state(&self, name: &Key) -> Result<Option<LatchState>> {
+        let now = self.store.now();
+        let mut b = self.store.barriers();
+        Ok(b.live_latch(&self.ns, name, now).map(|l| l.state(now)))
+    }
+
+    async fn latch_watch(&self, name: &Key) -> Result<Box<dyn Watch>> {
+        Ok(self
+            .store
+            .watch(Topic::Latch(self.ns.clone(), name.clone())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Time is tokio's, paused: it moves only by `advance` (or when every
+    //! task waits on a timer), so every expiry here is decided, not raced.
+
+    use std::sync::{Arc, Mutex};
+
+    use coord_api::{Namespace, TokioClock};
+    use tokio::time::advance;
+
+    use super::*;
+    use crate::MemoryStore;
+
+    use BarrierKind::{Cyclic, Double};
+
+    const TTL: Duration = Duration::from_secs(10);
+
+    /// The journal's barrier events, told in short.
+    #[derive(Default)]
+    struct Told(Mutex<Vec<String>>);
+
+    impl Journal for Told {
+        fn record(&self, event: Event<'_>) {
+            let Event::Barrier(e) = event else { return };
+            let told = match e {
+                BarrierEvent::Arrived { participant, .. } => format!("arrived {participant}"),
+                BarrierEvent::Expired { participant, .. } => format!("expired {participant}"),
+                BarrierEvent::Entered { trip, .. } => format!("entered by {}", trip.by),
+                BarrierEvent::Ended { ended, .. } => match &ended.ended {
+                    Ended::Tripped(t) => format!("tripped by {}", t.by),
+                    Ended::Broken(_) => "broken".to_owned(),
+                    _ => "ended".to_owned(),
+                },
+                BarrierEvent::LatchSet { count, .. } => format!("set {count}"),
+                BarrierEvent::CountedDown {
+                    participant,
+                    remaining,
+                    ..
+                } => format!("counted {participant} {remaining}"),
+            };
+            self.0.lock().unwrap().push(told);
+        }
+    }
+
+    impl Told {
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut self.0.lock().unwrap())
+        }
+    }
+
+    fn k(s: &str) -> Key {
+        Key::new(s).unwrap()
+    }
+
+    fn keys(v: &[&str]) -> Vec<Key> {
+        v.iter().map(|s| k(s)).collect()
+    }
+
+    fn backend() -> (MemoryBackend, Arc<Told>) {
+        let told = Arc::new(Told::default());
+        let store = MemoryStore::with_journal(Arc::new(TokioClock), told.clone());
+        (store.backend(Namespace::default()), told)
+    }
+
+    async fn gen_of(b: &MemoryBackend, kind: BarrierKind, name: &str) -> u64 {
+        b.state(kind, &k(name), None).await.unwrap().generation
+    }
+
+    async fn arrive(b: &MemoryBackend, kind: BarrierKind, p: &str, g: u64, n: u32) -> Arrive {
+        b.arrive(kind, &k("b"), &k(p), g, n, TTL).await.unwrap()
+    }
+
+    async fn brk(b: &MemoryBackend, kind: BarrierKind, g: Option<u64>, r: BreakReason) -> Break {
+        b.break_generation(kind, &k("b"), g, r).await.unwrap()
+    }
+
+    async fn asked(b: &MemoryBackend, g: u64) -> Option<EndedGeneration> {
+        b.state(Cyclic, &k("b"), Some(g)).await.unwrap().asked
+    }
+
+    async fn down(b: &MemoryBackend, p: &str, g: Option<u64>) -> CountDown {
+        b.latch_count_down(&k("l"), &k(p), g).await.unwrap()
+    }
+
+    fn ended(outcome: Break) -> EndedGeneration {
+        match outcome {
+            Break::Ended(e) => e,
+            other => panic!("not ended: {other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cyclic_barrier_trips_in_the_arrival_that_completes_it() {
+        let (b, told) = backend();
+        let g = gen_of(&b, Cyclic, "b").await;
+        assert_eq!(
+            arrive(&b, Cyclic, "x", g, 2).await,
+            Arrive::Waiting { arrived: 1 }
+        );
+        // Idempotent: counted once, not journaled again.
+        assert_eq!(
+            arrive(&b, Cyclic, "x", g, 2).await,
+            Arrive::Waiting { arrived: 1 }
+        );
+        let Arrive::Ended(e) = arrive(&b, Cyclic, "y", g, 2).await else {
+            panic!("tripped");
+        };
+        let trip = Trip {
+            by: k("y"),
+            arrivals: keys(&["x", "y"]),
+        };
+        assert_eq!((e.generation, &e.ended), (g, &Ended::Tripped(trip)));
+        let s = b.state(Cyclic, &k("b"), Some(g)).await.unwrap();
+        assert_eq!(
+            (s.generation, s.parties, s.arrivals),
+            (e.next, None, vec![])
+        );
+        assert_eq!(s.asked, Some(e.clone()));
+        // A late arrival in the ended generation is told how it ended.
+        assert_eq!(arrive(&b, Cyclic, "z", g, 2).await, Arrive::Ended(e));
+        assert_eq!(told.take(), ["arrived x", "arrived y", "tripped by y"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_arrival_is_dropped_and_named_by_the_break() {
+        let (b, told) = backend();
+        let g = gen_of(&b, Cyclic, "b").await;
+        b.arrive(Cyclic, &k("b"), &k("x"), g, 3, Duration::from_secs(1))
+            .await
+            .unwrap();
+        arrive(&b, Cyclic, "y", g, 3).await;
+        advance(Duration::from_secs(2)).await;
+        let s = b.state(Cyclic, &k("b"), None).await.unwrap();
+        assert_eq!(s.arrivals.len(), 1);
+        assert_eq!(s.arrivals[0].participant, k("y"));
+        assert_eq!(s.arrivals[0].expires_in, Duration::from_secs(8));
+        assert!(!b.renew(Cyclic, &k("b"), &k("x"), g, TTL).await.unwrap());
+        let e = ended(brk(&b, Cyclic, Some(g), BreakReason::Reset).await);
+        let broken = Broken {
+            reason: BreakReason::Reset,
+            arrived: keys(&["y"]),
+            expired: keys(&["x"]),
+            missing: 2,
+        };
+        assert_eq!(e.ended, Ended::Broken(broken));
+        assert_eq!(
+            told.take(),
+            ["arrived x", "arrived y", "expired x", "broken"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn arriving_again_after_expiring_is_no_longer_expired() {
+        let (b, _) = backend();
+        let g = gen_of(&b, Cyclic, "b").await;
+        arrive(&b, Cyclic, "x", g, 3).await;
+        advance(TTL).await;
+        assert_eq!(
+            arrive(&b, Cyclic, "x", g, 3).await,
+            Arrive::Waiting { arrived: 1 }
+        );
+        let by = BreakReason::Timeout { by: k("x") };
+        let e = ended(brk(&b, Cyclic, None, by.clone()).await);
+        let broken = Broken {
+            reason: by,
+            arrived: keys(&["x"]),
+            expired: vec![],
+            missing: 2,
+        };
+        assert_eq!(e.ended, Ended::Broken(broken));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn leaving_withdraws_without_expiring() {
+        let (b, _) = backend();
+        assert!(!b.renew(Cyclic, &k("b"), &k("x"), 1, TTL).await.unwrap());
+        assert_eq!(
+            b.leave(Cyclic, &k("b"), &k("x"), 1).await.unwrap(),
+            Leave::NotThere
+        );
+        let g = gen_of(&b, Cyclic, "b").await;
+        arrive(&b, Cyclic, "x", g, 2).await;
+        assert_eq!(
+            b.leave(Cyclic, &k("b"), &k("x"), g + 1).await.unwrap(),
+            Leave::NotThere
+        );
+        let left = b.leave(Cyclic, &k("b"), &k("x"), g).await.unwrap();
+        assert_eq!(left, Leave::Left { remaining: 0 });
+        let e = ended(brk(&b, Cyclic, None, BreakReason::Reset).await);
+        let Ended::Broken(broken) = e.ended else {
+            panic!("broken")
+        };
+        assert_eq!(
+            (broken.arrived, broken.expired, broken.missing),
+            (vec![], vec![], 2)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_double_barrier_ends_when_its_last_member_expires() {
+        let (b, told) = backend();
+        let g = gen_of(&b, Double, "b").await;
+        assert_eq!(
+            arrive(&b, Double, "x", g, 2).await,
+            Arrive::Waiting { arrived: 1 }
+        );
+        let trip = Trip {
+            by: k("y"),
+            arrivals: keys(&["x", "y"]),
+        };
+        assert_eq!(
+            arrive(&b, Double, "y", g, 2).await,
+            Arrive::Entered(trip.clone())
+        );
+        // Inside: arriving renews, and nobody else gets in.
+        assert_eq!(
+            arrive(&b, Double, "x", g, 2).await,
+            Arrive::Entered(trip.clone())
+        );
+        assert_eq!(
+            arrive(&b, Double, "z", g, 2).await,
+            Arrive::Full { parties: 2 }
+        );
+        let left = b.leave(Double, &k("b"), &k("x"), g).await.unwrap();
+        assert_eq!(left, Leave::Left { remaining: 1 });
+        assert_eq!(gen_of(&b, Double, "b").await, g);
+        advance(TTL).await;
+        let s = b.state(Double, &k("b"), Some(g)).await.unwrap();
+        assert!(s.generation > g);
+        assert_eq!((s.entered, s.parties), (None, None));
+        assert_eq!(s.asked.unwrap().ended, Ended::Tripped(trip));
+        let events = [
+            "arrived x",
+            "arrived y",
+            "entered by y",
+            "expired y",
+            "tripped by y",
+        ];
+        assert_eq!(told.take(), events);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_double_barrier_ends_when_its_last_member_leaves() {
+        let (b, _) = backend();
+        let g = gen_of(&b, Double, "b").await;
+        arrive(&b, Double, "x", g, 1).await;
+        let left = b.leave(Double, &k("b"), &k("x"), g).await.unwrap();
+        assert_eq!(left, Leave::Left { remaining: 0 });
+        let s = b.state(Double, &k("b"), Some(g)).await.unwrap();
+        assert!(matches!(s.asked.unwrap().ended, Ended::Tripped(_)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_entered_double_barrier_is_broken_by_a_reset_not_a_timeout() {
+        let (b, _) = backend();
+        let g = gen_of(&b, Double, "b").await;
+        arrive(&b, Double, "x", g, 2).await;
+        let Arrive::Entered(trip) = arrive(&b, Double, "y", g, 2).await else {
+            panic!("entered");
+        };
+        let by = BreakReason::Timeout { by: k("x") };
+        let timeout = brk(&b, Double, Some(g), by).await;
+        assert_eq!(timeout, Break::Entered(trip));
+        assert_eq!(gen_of(&b, Double, "b").await, g);
+        let e = ended(brk(&b, Double, Some(g), BreakReason::Reset).await);
+        let broken = Broken {
+            reason: BreakReason::Reset,
+            arrived: keys(&["x", "y"]),
+            expired: vec![],
+            missing: 0,
+        };
+        assert_eq!((e.generation, e.ended), (g, Ended::Broken(broken)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stale_and_ahead_generations_count_nowhere() {
+        let (b, _) = backend();
+        let g = gen_of(&b, Cyclic, "b").await;
+        assert_eq!(
+            arrive(&b, Cyclic, "x", g + 1, 2).await,
+            Arrive::Stale { current: g }
+        );
+        assert_eq!(
+            arrive(&b, Cyclic, "x", g - 1, 2).await,
+            Arrive::Stale { current: g }
+        );
+        let unknown = brk(&b, Cyclic, Some(g + 1), BreakReason::Reset).await;
+        assert_eq!(unknown, Break::Unknown { current: g });
+        arrive(&b, Cyclic, "x", g, 2).await;
+        assert_eq!(
+            arrive(&b, Cyclic, "y", g, 3).await,
+            Arrive::PartiesDiffer { parties: 2 }
+        );
+        assert!(!b.renew(Cyclic, &k("b"), &k("x"), g + 1, TTL).await.unwrap());
+        assert!(b.renew(Cyclic, &k("b"), &k("x"), g, TTL).await.unwrap());
+        assert_eq!(
+            b.state(Cyclic, &k("b"), None).await.unwrap().arrivals.len(),
+            1
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn generations_increase_strictly_and_the_last_ended_are_kept() {
+        let (b, _) = backend();
+        // Time stands still: the token rule alone keeps them apart.
+        let first = gen_of(&b, Cyclic, "b").await;
+        let mut gens = vec![first];
+        for _ in 0..ENDED_KEPT + 1 {
+            let e = ended(brk(&b, Cyclic, None, BreakReason::Reset).await);
+            assert_eq!(e.generation, *gens.last().unwrap());
+            assert!(e.next > e.generation);
+            gens.push(e.next);
+        }
+        assert_eq!(gen_of(&b, Cyclic, "b").await, *gens.last().unwrap());
+        assert_eq!(asked(&b, gens[0]).await, None);
+        assert_eq!(asked(&b, gens[1]).await.unwrap().next, gens[2]);
+        let current = *gens.last().unwrap();
+        assert_eq!(asked(&b, current).await, None);
+        assert_eq!(
+            arrive(&b, Cyclic, "x", gens[0], 1).await,
+            Arrive::Stale { current }
+        );
+        let forgotten = brk(&b, Cyclic, Some(gens[0]), BreakReason::Reset).await;
+        assert_eq!(forgotten, Break::Unknown { current });
+        let remembered = brk(&b, Cyclic, Some(gens[1]), BreakReason::Reset).await;
+        assert_eq!(ended(remembered).next, gens[2]);
+        assert_eq!(gen_of(&b, Cyclic, "b").await, current);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn records_idle_for_a_day_are_swept_and_made_again_above() {
+        let (b, _) = backend();
+        let old = gen_of(&b, Cyclic, "b").await;
+        let key = (Namespace::default(), Cyclic, k("b"));
+        // A sweep at 256 records finds nothing stale; the next is at 512.
+        for i in 0..300 {
+            gen_of(&b, Cyclic, &format!("early-{i}")).await;
+        }
+        advance(coord_api::MAX_TTL + Duration::from_secs(1)).await;
+        for i in 0..300 {
+            gen_of(&b, Cyclic, &format!("late-{i}")).await;
+        }
+        assert!(!b.store.barriers().barriers.contains_key(&key));
+        assert!(gen_of(&b, Cyclic, "b").await > old);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_kinds_are_apart() {
+        let (b, _) = backend();
+        let g = gen_of(&b, Cyclic, "b").await;
+        arrive(&b, Cyclic, "x", g, 2).await;
+        let d = gen_of(&b, Double, "b").await;
+        assert_eq!(
+            arrive(&b, Double, "y", d, 2).await,
+            Arrive::Waiting { arrived: 1 }
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn out_of_range_input_is_refused() {
+        let (b, _) = backend();
+        for parties in [0, MAX_PARTIES + 1] {
+            let e = b.arrive(Cyclic, &k("b"), &k("x"), 1, parties, TTL).await;
+            let e = e.unwrap_err().to_string();
+            assert!(e.contains("\"b\"") && e.contains("10000"), "{e}");
+        }
+        let e = b
+            .arrive(Cyclic, &k("b"), &k("x"), 1, 2, Duration::ZERO)
+            .await;
+        assert!(matches!(e, Err(Error::InvalidArgument { .. })));
+        for count in [0, MAX_LATCH_COUNT + 1] {
+            let e = b
+                .latch_set(&k("l"), count, TTL)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("\"l\"") && e.contains("1000000"), "{e}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_barrier_watch_wakes_at_ends_and_deadlines_not_arrivals() {
+        let (b, _) = backend();
+        let g = gen_of(&b, Cyclic, "b").await;
+        let mut w = b.watch(Cyclic, &k("b")).await.unwrap();
+        arrive(&b, Cyclic, "x", g, 3).await;
+        let woke = tokio::time::timeout(Duration::from_secs(1), w.changed()).await;
+        assert!(woke.is_err(), "an arrival is not an end");
+        let t0 = Instant::now();
+        w.changed().await.unwrap();
+        assert_eq!(Instant::now() - t0, TTL - Duration::from_secs(1));
+        b.break_generation(Cyclic, &k("b"), None, BreakReason::Reset)
+            .await
+            .unwrap();
+        let t1 = Instant::now();
+        w.changed().await.unwrap();
+        assert_eq!(Instant::now(), t1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_latch_is_set_again_only_at_zero_in_the_same_life() {
+        let (b, told) = backend();
+        let l = k("l");
+        assert_eq!(b.latch_state(&l).await.unwrap(), None);
+        assert_eq!(
+            b.latch_count_down(&l, &k("x"), None).await.unwrap(),
+            CountDown::Absent
+        );
+        let LatchSet::Set { generation: g1 } = b.latch_set(&l, 2, TTL).await.unwrap() else {
+            panic!("set");
+        };
+        let LatchSet::Busy(busy) = b.latch_set(&l, 5, TTL).await.unwrap() else {
+            panic!("busy");
+        };
+        assert_eq!((busy.generation, busy.initial, busy.remaining), (g1, 2, 2));
+        let counted = |generation, remaining| CountDown::Counted {
+            generation,
+            remaining,
+        };
+        let already = |generation, remaining| CountDown::Already {
+            generation,
+            remaining,
+        };
+        assert_eq!(down(&b, "x", None).await, counted(g1, 1));
+        assert_eq!(down(&b, "x", Some(g1)).await, already(g1, 1));
+        assert_eq!(down(&b, "y", Some(g1)).await, counted(g1, 0));
+        assert_eq!(down(&b, "z", None).await, already(g1, 0));
+        let LatchSet::Set { generation: g2 } = b.latch_set(&l, 3, TTL).await.unwrap() else {
+            panic!("set at zero");
+        };
+        assert!(g2 > g1);
+        let s = b.latch_state(&l).await.unwrap().unwrap();
+        assert_eq!((s.generation, s.first_generation), (g2, g1));
+        assert_eq!((s.initial, s.remaining, s.expires_in), (3, 3, TTL));
+        assert_eq!(
+            down(&b, "x", Some(g1)).await,
+            CountDown::Stale { current: g2 }
+        );
+        assert_eq!(down(&b, "x", None).await, counted(g2, 2));
+        let events = [
+            "set 2",
+            "counted x 1",
+            "counted y 0",
+            "set 3",
+            "counted x 2",
+        ];
+        assert_eq!(told.take(), events);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_latch_is_absent_and_set_anew_above_it() {
+        let (b, _) = backend();
+        let l = k("l");
+        let LatchSet::Set { generation: g1 } = b.latch_set(&l, 2, TTL).await.unwrap() else {
+            panic!("set");
+        };
+        let mut w = b.latch_watch(&l).await.unwrap();
+        w.changed().await.unwrap();
+        assert_eq!(b.latch_state(&l).await.unwrap(), None);
+        assert_eq!(
+            b.latch_count_down(&l, &k("x"), None).await.unwrap(),
+            CountDown::Absent
+        );
+        // Busy no more, though its count was not reached.
+        let LatchSet::Set { generation: g2 } = b.latch_set(&l, 2, TTL).await.unwrap() else {
+            panic!("set anew");
+        };
+        assert!(g2 > g1);
+        let s = b.latch_state(&l).await.unwrap().unwrap();
+        assert_eq!(s.first_generation, g2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_latch_watch_wakes_at_zero() {
+        let (b, _) = backend();
+        let l = k("l");
+        b.latch_set(&l, 1, TTL).await.unwrap();
+        let mut w = b.latch_watch(&l).await.unwrap();
+        b.latch_count_down(&l, &k("x"), None).await.unwrap();
+        let t0 = Instant::now();
+        w.changed().await.unwrap();
+        assert_eq!(Instant::now(), t0);
+    }
+}
