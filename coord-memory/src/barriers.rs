@@ -109,22 +109,28 @@ impl Record {
     /// expired; a double barrier whose members are all gone has ended.
     fn purge(&mut self, step: &mut Step<'_>) {
         let (g, now) = (self.generation, step.now);
-        let expired = &mut self.expired;
+        let mut gone = Vec::new();
         self.arrivals.retain(|a| {
-            if a.deadline > now {
-                return true;
+            let live = a.deadline > now;
+            if !live {
+                gone.push((a.deadline, a.participant.clone()));
             }
+            live
+        });
+        // By deadline, then arrival order (the sort is stable), as every
+        // backend orders them.
+        gone.sort_by_key(|(deadline, _)| *deadline);
+        for (_, participant) in gone {
             step.record(BarrierEvent::Expired {
                 kind: step.kind,
                 barrier: step.name,
-                participant: &a.participant,
+                participant: &participant,
                 generation: g,
             });
-            if !expired.contains(&a.participant) {
-                expired.push(a.participant.clone());
+            if !self.expired.contains(&participant) {
+                self.expired.push(participant);
             }
-            false
-        });
+        }
         self.end_if_emptied(step);
         self.touched = now;
     }
@@ -282,6 +288,12 @@ impl Record {
         };
         // A withdrawal, not an expiry: a break will not name it.
         self.arrivals.remove(at);
+        step.record(BarrierEvent::Left {
+            kind: step.kind,
+            barrier: step.name,
+            participant,
+            generation: g,
+        });
         let remaining = self.arrivals.len() as u32;
         self.end_if_emptied(step);
         Leave::Left { remaining }
@@ -674,6 +686,7 @@ mod tests {
             let told = match e {
                 BarrierEvent::Arrived { participant, .. } => format!("arrived {participant}"),
                 BarrierEvent::Expired { participant, .. } => format!("expired {participant}"),
+                BarrierEvent::Left { participant, .. } => format!("left {participant}"),
                 BarrierEvent::Entered { trip, .. } => format!("entered by {}", trip.by),
                 BarrierEvent::Ended { ended, .. } => match &ended.ended {
                     Ended::Tripped(t) => format!("tripped by {}", t.by),
@@ -882,6 +895,7 @@ mod tests {
             "arrived x",
             "arrived y",
             "entered by y",
+            "left x",
             "expired y",
             "tripped by y",
         ];

@@ -113,6 +113,18 @@ pub enum BarrierEvent<'a> {
         /// Its generation.
         generation: u64,
     },
+    /// `participant` withdrew its arrival in `generation` (a wait given up
+    /// or cancelled, a double barrier's member leaving).
+    Left {
+        /// Which kind of barrier.
+        kind: BarrierKind,
+        /// The barrier.
+        barrier: &'a Key,
+        /// Whose arrival.
+        participant: &'a Key,
+        /// Its generation.
+        generation: u64,
+    },
     /// A double barrier's `generation` tripped: every party entered.
     Entered {
         /// The double barrier.
