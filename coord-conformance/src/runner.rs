@@ -38,6 +38,8 @@ pub enum Need {
     Groups,
     /// Run-once jobs.
     Jobs,
+    /// Barriers and latches.
+    Barriers,
 }
 
 impl Need {
@@ -58,6 +60,7 @@ impl Need {
             Need::Elections => families.elections,
             Need::Groups => families.groups,
             Need::Jobs => families.jobs,
+            Need::Barriers => families.barriers,
         }
     }
 
@@ -76,6 +79,7 @@ impl Need {
             Need::Elections => "elections",
             Need::Groups => "groups",
             Need::Jobs => "jobs",
+            Need::Barriers => "barriers",
         }
     }
 }

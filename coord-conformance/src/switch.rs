@@ -5,7 +5,7 @@ use std::{
     fmt,
     sync::{
         Arc,
-        atomic::{AtomicU8, Ordering},
+        atomic::{AtomicU8, AtomicUsize, Ordering},
     },
 };
 
@@ -25,6 +25,7 @@ use coord_api::{
 pub struct Switch {
     inner: DynBackend,
     state: Arc<AtomicU8>,
+    lost: Arc<AtomicUsize>,
 }
 
 const ON: u8 = 0;
@@ -37,6 +38,7 @@ impl Switch {
         Switch {
             inner,
             state: Arc::new(AtomicU8::new(ON)),
+            lost: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -53,6 +55,12 @@ impl Switch {
     /// Reconnects it.
     pub fn on(&self) {
         self.state.store(ON, Ordering::SeqCst);
+    }
+
+    /// How many calls were applied and their replies lost so far: a case
+    /// waits on it to know that a retry loop ran (and was applied) again.
+    pub fn replies_lost(&self) -> usize {
+        self.lost.load(Ordering::SeqCst)
     }
 }
 
@@ -87,6 +95,7 @@ impl Dispatch for Switch {
             )),
             LOSE_REPLIES => {
                 let _applied = call.run(self.inner.clone()).await;
+                self.lost.fetch_add(1, Ordering::SeqCst);
                 Err(Error::unavailable(
                     self,
                     format!("{op}: reply lost (the test's switch; the call was applied)"),

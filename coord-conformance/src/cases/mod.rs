@@ -50,6 +50,7 @@ pub(crate) use both;
 
 mod prelude;
 
+pub mod barriers;
 pub mod election;
 pub mod jobs;
 pub mod locks;
@@ -62,6 +63,7 @@ pub fn all() -> Vec<Case> {
         election::cases(),
         membership::cases(),
         jobs::cases(),
+        barriers::cases(),
     ]
     .concat()
 }
