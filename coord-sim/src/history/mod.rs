@@ -12,6 +12,7 @@
 //! | [`Leaderships::check`] | one holder per term, terms strictly increasing in the backend's order, and (drift in bounds) a leader stops believing before the backend elects the next one, so no two leaders believe at one instant |
 //! | [`check_failovers`] | after the leader crashes, a new leader is elected within TTL plus a bound |
 //! | [`OnceRuns::check`] | a run-once occurrence never runs on two instances at once nor after a run finished, a run whose lease was lost never counts as finished, no write lands after the finish |
+//! | [`check_barriers`] | barriers: no trip early or counting a participant past its TTL since it last waited, every waiter of a generation returns as the backend ended it (all tripped or all broken), no wait outlives its deadline by more than a bound, generations strictly increasing across restarts |
 //! | [`OrphanRule::check`] | once the faults heal, a lease the server granted but no client received is gone (released, or expired) within a bound well below its TTL |
 //!
 //! | module | family |
@@ -20,18 +21,24 @@
 //! | `locks` | [`ServerLog`] (every family's grants in the server's order), [`GrantLog`], [`Beliefs`] |
 //! | `election` | [`LeadLog`], [`Leaderships`], [`check_terms`], [`failovers`] |
 //! | `jobs` | [`OnceRuns`], [`check_once`] |
+//! | `barriers` | [`BarrierLog`] (the backend's barrier and latch events), [`BarrierWaits`], [`Downtime`], [`check_barriers`] |
 //! | `orphans` | [`orphans`], [`OrphanRule`]: grants nobody received, and how long they outlived the heal |
 
 use std::{fmt, time::Duration};
 
 use coord_api::Instant;
 
+mod barriers;
 mod election;
 mod fence;
 mod jobs;
 mod locks;
 mod orphans;
 
+pub use barriers::{
+    BarrierCounts, BarrierEvent, BarrierLog, BarrierRules, BarrierWait, BarrierWaits, Downtime,
+    WaitOutcome, check_barriers,
+};
 pub use election::{
     LeadEvent, LeadLog, LeaderTerm, Leaderships, check_failovers, check_terms, failovers,
 };
@@ -46,7 +53,8 @@ pub struct Violation {
     /// The checker that found it (`fencing`, `tokens`, `renewal`, `release`,
     /// `exclusion`, `liveness`, `terms`, `term-holders`, `leaders`,
     /// `failover`, `once-lost`, `once-after-finish`, `once-overlap`,
-    /// `orphans`).
+    /// `orphans`, `barrier-early`, `barrier-dead`, `barrier-outcome`,
+    /// `barrier-hang`, `barrier-generations`).
     pub checker: &'static str,
     /// What happened, with the clients, tokens and instants involved.
     pub detail: String,

@@ -16,7 +16,8 @@ use async_trait::async_trait;
 use coord_api::{
     Clock, FencingToken, HolderId, Key, LockSpace, Namespace, Quorum, Result,
     spi::{
-        Acquire, Call, Dispatch, Dispatched, DynBackend, Families, LeaseId, Release, Reply, Watch,
+        Acquire, BarrierKind, Break, BreakReason, Broken as BrokenGeneration, Call, Dispatch,
+        Dispatched, DynBackend, Ended, EndedGeneration, Families, LeaseId, Release, Reply, Watch,
     },
 };
 use coord_testkit::clocks::EpochWall;
@@ -43,6 +44,14 @@ pub enum Bug {
     CampaignDeposes,
     /// The end of a failed or lost run marks the occurrence finished.
     EndOnceFinishes,
+    /// A barrier's `break_generation` at a waiter's deadline does not look
+    /// at how the generation ended: asked to break one that already
+    /// tripped, it answers that it broke (the store's record, and every
+    /// other waiter, say it tripped).
+    BreakAfterTrip,
+    /// A barrier keeps every arrival three times its TTL: a participant
+    /// that crashed (or stopped waiting) is counted long after its TTL.
+    ArrivalOutlivesTtl,
     /// Client-side: no clean-up of unanswered acquisitions. An acquire-type
     /// call (`locks.acquire`, `elections.campaign`, `groups.join`,
     /// `jobs.begin`) that ended without an answer (an error, or cancelled)
@@ -187,6 +196,42 @@ impl Dispatch for Broken {
                 let elections = b.elections().expect("elections");
                 if let Some(l) = elections.leader(&election).await? {
                     elections.resign(&election, &l.holder, l.term).await?;
+                }
+                call.run(b.clone()).await
+            }
+            (Bug::BreakAfterTrip, "barriers", "break_generation") => {
+                type Args = (BarrierKind, Key, Option<u64>, BreakReason);
+                let (asked, reason) = {
+                    let args = call.args::<Args>().expect("break_generation's args");
+                    (args.2, args.3.clone())
+                };
+                match *call
+                    .run(b.clone())
+                    .await?
+                    .downcast::<Break>()
+                    .expect("a Break")
+                {
+                    Break::Ended(EndedGeneration {
+                        generation,
+                        next,
+                        ended: Ended::Tripped(trip),
+                    }) if Some(generation) == asked => reply(Break::Ended(EndedGeneration {
+                        generation,
+                        next,
+                        ended: Ended::Broken(BrokenGeneration {
+                            reason,
+                            arrived: trip.arrivals,
+                            expired: Vec::new(),
+                            missing: 0,
+                        }),
+                    })),
+                    other => reply(other),
+                }
+            }
+            (Bug::ArrivalOutlivesTtl, "barriers", "arrive") => {
+                type Args = (BarrierKind, Key, Key, u64, u32, Duration);
+                if let Some(args) = call.args_mut::<Args>() {
+                    args.5 *= 3;
                 }
                 call.run(b.clone()).await
             }

@@ -17,11 +17,11 @@ use coord_api::{
     Clock, FencingToken, HolderId, Instant, Key, LeaseKind, Quorum,
     spi::{Call, DynBackend, LeaseId, Watch},
 };
-use coord_memory::{Event, Journal, Leased, MemoryStore};
+use coord_memory::{BarrierEvent as Told, Event, Journal, Leased, MemoryStore};
 use madsim::net::Endpoint;
 
 use super::transport::{Answer, Envelope, REQUEST_TAG, Request, Wire};
-use crate::history::{LeadEvent, LeadLog, ServerEvent, ServerLog};
+use crate::history::{BarrierEvent, BarrierLog, LeadEvent, LeadLog, ServerEvent, ServerLog};
 
 /// How a sim server is set up. Cloned into the node's init task, so every
 /// (re)start of the node builds a fresh, empty store from it.
@@ -38,6 +38,10 @@ pub struct ServerConfig {
     /// Where to log elected terms and run-once starts and ends, with the
     /// (global) instant the server decided them.
     pub lead_log: Option<LeadLog>,
+    /// Where to log what became of barriers and latches (arrivals counted
+    /// and expired, trips, ends of generations, count-downs), with the
+    /// (global) instant the server decided it, and the server's restarts.
+    pub barrier_log: Option<BarrierLog>,
     /// A deliberately broken server (feature `broken`).
     #[cfg(feature = "broken")]
     pub bug: Option<super::bugs::Bug>,
@@ -51,6 +55,7 @@ impl ServerConfig {
             clock,
             log: None,
             lead_log: None,
+            barrier_log: None,
             #[cfg(feature = "broken")]
             bug: None,
         }
@@ -66,6 +71,7 @@ impl ServerConfig {
         let journal = Logs {
             log: self.log.clone(),
             lead_log: self.lead_log.clone(),
+            barrier_log: self.barrier_log.clone(),
         };
         MemoryStore::with_journal(clock, Arc::new(journal))
     }
@@ -85,11 +91,18 @@ impl ServerConfig {
 struct Logs {
     log: Option<ServerLog>,
     lead_log: Option<LeadLog>,
+    barrier_log: Option<BarrierLog>,
 }
 
 impl Journal for Logs {
     fn record(&self, event: Event<'_>) {
         let at = Instant::now();
+        if let Event::Barrier(told) = event {
+            if let Some(log) = &self.barrier_log {
+                log.push(barrier_event(told, at));
+            }
+            return;
+        }
         let key = |lease: &Leased<'_>| match *lease {
             Leased::Lock {
                 kind: LeaseKind::Exclusive,
@@ -132,6 +145,7 @@ impl Journal for Logs {
                         });
                     }
                 }
+                Event::Barrier(_) => {}
             }
         }
         if let Some(lead) = &self.lead_log {
@@ -170,6 +184,94 @@ impl Journal for Logs {
                 _ => {}
             }
         }
+    }
+}
+
+/// A barrier event as the checkers' log keeps it.
+fn barrier_event(told: Told<'_>, at: Instant) -> BarrierEvent {
+    match told {
+        Told::Arrived {
+            kind,
+            barrier,
+            participant,
+            generation,
+        } => BarrierEvent::Arrived {
+            kind,
+            barrier: barrier.to_string(),
+            participant: participant.to_string(),
+            generation,
+            at,
+        },
+        Told::Expired {
+            kind,
+            barrier,
+            participant,
+            generation,
+        } => BarrierEvent::Expired {
+            kind,
+            barrier: barrier.to_string(),
+            participant: participant.to_string(),
+            generation,
+            at,
+        },
+        Told::Left {
+            kind,
+            barrier,
+            participant,
+            generation,
+        } => BarrierEvent::Left {
+            kind,
+            barrier: barrier.to_string(),
+            participant: participant.to_string(),
+            generation,
+            at,
+        },
+        Told::Entered {
+            barrier,
+            generation,
+            trip,
+        } => BarrierEvent::Entered {
+            barrier: barrier.to_string(),
+            generation,
+            by: trip.by.to_string(),
+            arrivals: trip.arrivals.iter().map(|k| k.to_string()).collect(),
+            at,
+        },
+        Told::Ended {
+            kind,
+            barrier,
+            generation,
+            ended,
+        } => BarrierEvent::Ended {
+            kind,
+            barrier: barrier.to_string(),
+            generation,
+            next: ended.next,
+            how: ended.ended.clone(),
+            at,
+        },
+        Told::LatchSet {
+            latch,
+            generation,
+            count,
+        } => BarrierEvent::LatchSet {
+            latch: latch.to_string(),
+            generation,
+            count,
+            at,
+        },
+        Told::CountedDown {
+            latch,
+            participant,
+            generation,
+            remaining,
+        } => BarrierEvent::CountedDown {
+            latch: latch.to_string(),
+            participant: participant.to_string(),
+            generation,
+            remaining,
+            at,
+        },
     }
 }
 
@@ -224,6 +326,11 @@ pub async fn serve(cfg: ServerConfig) {
         && !log.events().is_empty()
     {
         log.push(ServerEvent::Restart { at: Instant::now() });
+    }
+    if let Some(log) = &cfg.barrier_log
+        && !log.is_empty()
+    {
+        log.push(BarrierEvent::Restart { at: Instant::now() });
     }
     let server = Arc::new(Server {
         store: cfg.store(),

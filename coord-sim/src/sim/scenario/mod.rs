@@ -18,6 +18,8 @@
 //! | `locks` | [`Workload::Lock`]: take the lock `k`, write, release |
 //! | `election` | [`Workload::Leadership`], [`Workload::LeaderCrash`]: campaign in election `e`, write with the term, resign (or lead until killed) |
 //! | `jobs` | [`Workload::RunOnce`]: run occurrences of job `j`, bodies writing with their run's token |
+//! | `barriers` | [`Workload::Barrier`]: meet at the cyclic barrier `b`, round after round |
+//! | `double` | [`Workload::DoubleBarrier`]: enter the double barrier `d` together, work inside, leave together |
 //! | `faults` | the fault plans and their application, the heal |
 //! | `sweep` | seed sweeps in child processes, the replay command |
 
@@ -37,6 +39,8 @@ use madsim::{
 
 use super::{NodeClock, ServerConfig, SimBackend, SimOptions, serve};
 
+mod barriers;
+mod double;
 mod election;
 mod faults;
 mod jobs;
@@ -45,13 +49,14 @@ mod sweep;
 
 #[cfg(feature = "broken")]
 pub use super::bugs::Bug;
+pub use barriers::{DEAD_BOUND, UNREACHABLE_BOUND, WAIT_BOUND};
 pub use sweep::{Sweep, replay_command, run_seed, seeds_from_env, sweep, sweep_with};
 
 use crate::history::{
-    Beliefs, FencedResource, GrantLog, LeadLog, Leaderships, OnceRuns, OrphanRule, ServerLog,
-    Violation, check_liveness, orphans,
+    BarrierCounts, BarrierLog, BarrierWaits, Beliefs, Downtime, FencedResource, GrantLog, LeadLog,
+    Leaderships, OnceRuns, OrphanRule, ServerLog, Violation, check_liveness, orphans,
 };
-use faults::{Faults, latency};
+use faults::{Action, Faults, Target, latency};
 
 /// How clocks run relative to the server's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +83,12 @@ pub enum Workload {
     /// Every node runs each of a sequence of occurrences of a run-once job;
     /// bodies write with their token to the resource, fenced per occurrence.
     RunOnce,
+    /// Four workers meet at a cyclic barrier of three parties, round after
+    /// round; nothing is written to the resource (no grants, no tokens).
+    Barrier,
+    /// Four workers enter a double barrier of three parties together,
+    /// work inside, and leave together, again.
+    DoubleBarrier,
 }
 
 /// A scenario: the workload and which faults its plans may draw.
@@ -203,6 +214,44 @@ impl Scenario {
         }
     }
 
+    /// The cyclic barrier under partitions, packet loss, latency spikes,
+    /// killed and paused participants, clocks skewed and drifting in
+    /// bounds: no trip early or counting a dead participant, all-or-none
+    /// per generation, no wait past its deadline by more than a bound,
+    /// generations increasing, a round trips after the heal.
+    pub fn barrier_faults() -> Scenario {
+        Scenario {
+            name: "barrier_faults",
+            workload: Workload::Barrier,
+            ..Scenario::partitions_in_bounds()
+        }
+    }
+
+    /// The same with server restarts that lose every barrier's record:
+    /// generations keep increasing across them (see the `barriers` module
+    /// for the one rule judged otherwise).
+    pub fn barrier_server_restarts() -> Scenario {
+        Scenario {
+            name: "barrier_server_restarts",
+            server_restarts: true,
+            ..Scenario::barrier_faults()
+        }
+    }
+
+    /// The double barrier under the faults of
+    /// [`barrier_faults`](Scenario::barrier_faults): entries never early
+    /// nor counting a dead member, all-or-none per generation, leaves
+    /// returning only once every member left or expired (a member killed
+    /// inside is dropped at its TTL), nothing past its deadline by more
+    /// than a bound, a round after the heal.
+    pub fn double_barrier_faults() -> Scenario {
+        Scenario {
+            name: "double_barrier_faults",
+            workload: Workload::DoubleBarrier,
+            ..Scenario::barrier_faults()
+        }
+    }
+
     /// With a deliberately broken server or client.
     #[cfg(feature = "broken")]
     pub fn with_bug(mut self, bug: Bug) -> Scenario {
@@ -276,6 +325,8 @@ pub struct Report {
     pub orphans_at_heal: usize,
     /// Failover times (crash of a leader to the next election), in order.
     pub failovers: Vec<Duration>,
+    /// What the barriers did (trips, breaks, how waits returned).
+    pub barriers: BarrierCounts,
     /// Simulated time the run took.
     pub simulated: Duration,
     /// A hash of everything that happened (faults, grants, accepted writes,
@@ -309,6 +360,8 @@ struct Shared {
     terms: Leaderships,
     /// Run-once bodies' runs.
     runs: OnceRuns,
+    /// Barrier waits as their participants saw them.
+    waits: BarrierWaits,
     /// A deliberately broken client (feature `broken`).
     #[cfg(feature = "broken")]
     bug: Option<Bug>,
@@ -326,10 +379,16 @@ impl Shared {
     }
 
     fn clear_holder(&self, i: usize) {
-        self.open.lock().unwrap().remove(&i);
+        let mut open = self.open.lock().unwrap();
+        open.remove(&i);
         let mut h = self.holder.lock().unwrap();
         if *h == Some(i) {
-            *h = None;
+            // Barrier waiters wait side by side: the next one waiting is
+            // the one the plan targets.
+            *h = match self.workload {
+                Workload::Barrier | Workload::DoubleBarrier => open.keys().min().copied(),
+                _ => None,
+            };
         }
     }
 
@@ -341,11 +400,16 @@ impl Shared {
                 Workload::Lock => self.beliefs.end_at(idx, now),
                 Workload::RunOnce => self.runs.end(idx, now, false),
                 Workload::Leadership | Workload::LeaderCrash => self.terms.end_at(idx, now),
+                Workload::Barrier | Workload::DoubleBarrier => self.waits.killed(idx, now),
             }
         }
+        let open = self.open.lock().unwrap();
         let mut h = self.holder.lock().unwrap();
         if *h == Some(i) {
-            *h = None;
+            *h = match self.workload {
+                Workload::Barrier | Workload::DoubleBarrier => open.keys().min().copied(),
+                _ => None,
+            };
         }
     }
 }
@@ -406,10 +470,12 @@ pub async fn run(scenario: Scenario) -> Report {
 
     let log = ServerLog::new();
     let lead_log = LeadLog::new();
+    let barrier_log = BarrierLog::new();
     #[allow(unused_mut)]
     let mut cfg = ServerConfig::new(server_addr, server_clock.clock());
     cfg.log = Some(log.clone());
     cfg.lead_log = Some(lead_log.clone());
+    cfg.barrier_log = Some(barrier_log.clone());
     #[cfg(feature = "broken")]
     {
         cfg.bug = scenario.bug;
@@ -433,6 +499,7 @@ pub async fn run(scenario: Scenario) -> Report {
         beliefs: Beliefs::new(),
         terms: Leaderships::new(),
         runs: OnceRuns::new(),
+        waits: BarrierWaits::new(),
         #[cfg(feature = "broken")]
         bug: scenario.bug,
     };
@@ -462,6 +529,8 @@ pub async fn run(scenario: Scenario) -> Report {
                                 election::worker(i, clock, shared, false).await
                             }
                             Workload::RunOnce => jobs::worker(i, clock, shared).await,
+                            Workload::Barrier => barriers::worker(i, clock, shared).await,
+                            Workload::DoubleBarrier => double::worker(i, clock, shared).await,
                         }
                         // Stopped, not gone: the process stays up (a node
                         // whose first task returns exits, its other tasks
@@ -480,18 +549,50 @@ pub async fn run(scenario: Scenario) -> Report {
     let mut faults = Faults::new(server.id(), workers.iter().map(|w| w.id()).collect());
     let mut crashes = Vec::new();
     let mut kills: Vec<(String, Instant)> = Vec::new();
+    // When each worker's process could send nothing (paused, or killed
+    // until restarted).
+    let mut downtime: Vec<Downtime> = Vec::new();
     for step in plan {
         tokio::time::sleep_until(t0 + step.at).await;
         let holder = *shared.holder.lock().unwrap();
         let Some((done, killed)) = faults.apply(step.action, holder) else {
             continue;
         };
+        let now = Instant::now();
+        match step.action {
+            Action::Pause(Target::Holder) => downtime.extend(holder.map(|i| Downtime {
+                process: format!("c{i}"),
+                from: now,
+                to: None,
+                killed: false,
+            })),
+            Action::ResumeAll => downtime
+                .iter_mut()
+                .filter(|d| !d.killed && d.to.is_none())
+                .for_each(|d| d.to = Some(now)),
+            Action::Restart(Target::Client(c)) => downtime
+                .iter_mut()
+                .filter(|d| d.killed && d.to.is_none() && d.process == format!("c{c}"))
+                .for_each(|d| d.to = Some(now)),
+            _ => {}
+        }
         // A killed process believes nothing any more.
         if let Some(i) = killed {
             shared.killed(i);
-            kills.push((format!("c{i}"), Instant::now()));
+            kills.push((format!("c{i}"), now));
+            // A pause ends with its process (a restart runs unpaused).
+            downtime
+                .iter_mut()
+                .filter(|d| !d.killed && d.to.is_none() && d.process == format!("c{i}"))
+                .for_each(|d| d.to = Some(now));
+            downtime.push(Downtime {
+                process: format!("c{i}"),
+                from: now,
+                to: None,
+                killed: true,
+            });
             if holder == Some(i) {
-                crashes.push(Instant::now());
+                crashes.push(now);
             }
         }
         report.faults.push(format!("{:?}: {done}", step.at));
@@ -503,6 +604,21 @@ pub async fn run(scenario: Scenario) -> Report {
     faults.heal();
     stop_tx.send_replace(true);
     let healed = Instant::now();
+    downtime
+        .iter_mut()
+        .filter(|d| !d.killed && d.to.is_none())
+        .for_each(|d| d.to = Some(healed));
+    if matches!(workload, Workload::Barrier | Workload::DoubleBarrier) {
+        // The workers finish the waits they are in (bounded by their
+        // deadline); the prober's round comes after. A wait may begin
+        // after the heal, behind a read sent before it: give that read its
+        // timeout first.
+        tokio::time::sleep(SimOptions::default().call_timeout).await;
+        let until = healed + barriers::WAIT_TIMEOUT + Duration::from_secs(3);
+        while shared.waits.open() > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 
     // The prober waits; its fallback retry is long, so only notifications
     // and the server's "retry in" get it there in time.
@@ -516,6 +632,8 @@ pub async fn run(scenario: Scenario) -> Report {
                 match workload {
                     Workload::Lock => locks::prober(i, clock, prober_shared).await,
                     Workload::RunOnce => jobs::prober(i, clock, prober_shared).await,
+                    Workload::Barrier => barriers::prober(clock, prober_shared).await,
+                    Workload::DoubleBarrier => double::prober(clock, prober_shared).await,
                     _ => election::prober(clock, prober_shared).await,
                 }
             })
@@ -538,6 +656,8 @@ pub async fn run(scenario: Scenario) -> Report {
         Workload::Lock => locks::known(&shared),
         Workload::Leadership | Workload::LeaderCrash => election::known(&shared),
         Workload::RunOnce => jobs::known(&shared),
+        // Barriers grant no leases with tokens: nothing can be orphaned.
+        Workload::Barrier | Workload::DoubleBarrier => HashSet::new(),
     };
     let orphans = orphans(&log.events(), &known, TTL.div_f64(server_clock.rate()));
     let rule = OrphanRule {
@@ -561,6 +681,14 @@ pub async fn run(scenario: Scenario) -> Report {
             election::judge(&scenario, &shared, &events, now, &crashes, &mut report)
         }
         Workload::RunOnce => jobs::judge(&scenario, &shared, &events, now, &mut report),
+        Workload::Barrier | Workload::DoubleBarrier => barriers::judge(
+            &scenario,
+            &shared,
+            &barrier_log.events(),
+            &downtime,
+            server_clock.rate(),
+            &mut report,
+        ),
     }
     report.simulated = Instant::now() - t0;
     report.digest = {
@@ -584,6 +712,21 @@ pub async fn run(scenario: Scenario) -> Report {
         }
         for w in shared.resource.accepted() {
             (w.key, w.client, w.token, (w.at - t0).as_nanos()).hash(&mut h);
+        }
+        for w in shared.waits.all() {
+            let end = w.end.map(|e| (e - t0).as_nanos());
+            let outcome = w.outcome.map(|o| format!("{o:?}"));
+            (
+                w.participant,
+                w.generation,
+                (w.start - t0).as_nanos(),
+                end,
+                outcome,
+            )
+                .hash(&mut h);
+        }
+        for e in barrier_log.events() {
+            format!("{e:?}").hash(&mut h);
         }
         for b in shared.beliefs.all() {
             (

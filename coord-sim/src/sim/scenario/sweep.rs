@@ -8,6 +8,7 @@ use std::{fmt, time::Duration};
 use madsim::runtime::Runtime;
 
 use super::{Report, Scenario, TTL, run};
+use crate::history::BarrierCounts;
 
 /// The outcome of a sweep.
 #[derive(Debug, Clone, Default)]
@@ -36,6 +37,9 @@ pub struct Sweep {
     pub orphans_at_heal: usize,
     /// Failover times over all runs.
     pub failovers: Vec<Duration>,
+    /// What the barriers did over all runs (the worst overrun: the
+    /// longest any wait took past its deadline, in any run).
+    pub barriers: BarrierCounts,
 }
 
 impl fmt::Display for Sweep {
@@ -55,6 +59,22 @@ impl fmt::Display for Sweep {
             self.orphans,
             self.orphans_at_heal
         )?;
+        let b = &self.barriers;
+        if b.trips + b.breaks > 0 {
+            write!(
+                f,
+                "; barriers: {} trips, {} breaks, {} arrivals expired; waits {} tripped, {} broken, {} stale, {} timed out, {} other errors; worst wait past its deadline {:?}",
+                b.trips,
+                b.breaks,
+                b.expired,
+                b.tripped,
+                b.broken,
+                b.stale,
+                b.timeouts,
+                b.errors,
+                b.worst_overrun
+            )?;
+        }
         if let Some((median, worst)) = self.failover_ttls() {
             write!(
                 f,
@@ -133,8 +153,9 @@ pub fn sweep_with(
                     .iter()
                     .map(|f| format!(" {}", f.as_nanos()))
                     .collect();
+                let b = &r.barriers;
                 println!(
-                    "{REPORT_LINE} {} {} {} {} {} {} {} {} {}{failovers}",
+                    "{REPORT_LINE} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}{failovers}",
                     r.simulated.as_nanos(),
                     r.grants,
                     r.writes,
@@ -143,7 +164,16 @@ pub fn sweep_with(
                     r.violations.len(),
                     r.digest,
                     r.orphans,
-                    r.orphans_at_heal
+                    r.orphans_at_heal,
+                    b.trips,
+                    b.breaks,
+                    b.tripped,
+                    b.broken,
+                    b.stale,
+                    b.timeouts,
+                    b.errors,
+                    b.expired,
+                    b.worst_overrun.as_nanos(),
                 );
                 out.add(&r);
                 if !r.violations.is_empty() {
@@ -254,7 +284,7 @@ fn finish_child(
         .split_whitespace()
         .filter_map(|x| x.parse().ok())
         .collect();
-    if f.len() < 9 {
+    if f.len() < 18 {
         return Err(format!("malformed report line {line:?}"));
     }
     let r = Report {
@@ -266,7 +296,18 @@ fn finish_child(
         digest: f[6],
         orphans: f[7] as usize,
         orphans_at_heal: f[8] as usize,
-        failovers: f[9..].iter().map(|&n| Duration::from_nanos(n)).collect(),
+        barriers: BarrierCounts {
+            trips: f[9] as usize,
+            breaks: f[10] as usize,
+            tripped: f[11] as usize,
+            broken: f[12] as usize,
+            stale: f[13] as usize,
+            timeouts: f[14] as usize,
+            errors: f[15] as usize,
+            expired: f[16] as usize,
+            worst_overrun: Duration::from_nanos(f[17]),
+        },
+        failovers: f[18..].iter().map(|&n| Duration::from_nanos(n)).collect(),
         ..Report::default()
     };
     let failed = f[5] > 0 || !out.status.success();
@@ -283,6 +324,16 @@ impl Sweep {
         self.orphans += r.orphans;
         self.orphans_at_heal += r.orphans_at_heal;
         self.failovers.extend(&r.failovers);
+        let (b, rb) = (&mut self.barriers, &r.barriers);
+        b.trips += rb.trips;
+        b.breaks += rb.breaks;
+        b.tripped += rb.tripped;
+        b.broken += rb.broken;
+        b.stale += rb.stale;
+        b.timeouts += rb.timeouts;
+        b.errors += rb.errors;
+        b.expired += rb.expired;
+        b.worst_overrun = b.worst_overrun.max(rb.worst_overrun);
     }
 
     /// The median and worst failover time, in TTLs.
