@@ -141,46 +141,9 @@ fn orphaned_terms_left_to_expire_are_caught() {
     );
 }
 
-/// Sweeps until the first seed on which one of `checkers` reports the bug;
-/// seeds failing for another reason only (a violation the correct server
-/// shows too) are printed and passed over. Returns the seed.
-fn caught_by(s: Scenario, bug: Bug, test: &str, checkers: &[&str]) -> Option<u64> {
-    let s = s.with_bug(bug);
-    let seeds = seeds_from_env();
-    if std::env::var_os("COORD_SIM_CHILD").is_some() {
-        sweep_with(&s, seeds, test, true);
-        return None;
-    }
-    let mut from = seeds.start;
-    while from < seeds.end {
-        let out = sweep_with(&s, from..seeds.end, test, true);
-        let Some((seed, violations)) = out.failures.first() else {
-            break;
-        };
-        let text = violations.join("\n");
-        if checkers.iter().any(|c| text.contains(&format!("[{c}]"))) {
-            println!(
-                "{bug:?} in {}: caught by {checkers:?} on seed {seed} (after {} seeds)",
-                s.name,
-                seed - seeds.start + 1
-            );
-            return Some(*seed);
-        }
-        println!(
-            "{bug:?} in {}: seed {seed} failed, not by {checkers:?}:\n{text}",
-            s.name
-        );
-        from = seed + 1;
-    }
-    panic!(
-        "{bug:?} was not caught by {checkers:?} in seeds {seeds:?} of {}",
-        s.name
-    );
-}
-
 #[test]
 fn a_tripped_generation_reported_broken_is_caught() {
-    caught_by(
+    caught(
         Scenario::barrier_faults(),
         Bug::BreakAfterTrip,
         "a_tripped_generation_reported_broken_is_caught",
@@ -190,7 +153,7 @@ fn a_tripped_generation_reported_broken_is_caught() {
 
 #[test]
 fn arrivals_kept_past_their_ttl_are_caught() {
-    caught_by(
+    caught(
         Scenario::barrier_faults(),
         Bug::ArrivalOutlivesTtl,
         "arrivals_kept_past_their_ttl_are_caught",

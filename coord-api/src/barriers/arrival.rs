@@ -7,10 +7,10 @@
 //! ends any other way (cancelled, a backend error), its arrival is withdrawn
 //! in the background.
 
-use std::time::Duration;
+use std::{future::Future, sync::Arc, time::Duration};
 
 use crate::{
-    Client, Error, Key, LeaseOptions, Result, Watch,
+    Client, Clock, Error, Key, LeaseOptions, Result, Watch,
     clock::Instant,
     lease::{
         undo::Undo,
@@ -109,25 +109,29 @@ impl Arrival<'_> {
         // When the last arrival the backend answered was sent: the lease of
         // a double barrier's member runs from there.
         let mut renewed = start;
+        // A call in flight at the deadline is abandoned for the break
+        // (`before`), so that a wait ends at most one call (the break's)
+        // past its deadline.
         loop {
             let t_sent = clock.now();
             let mut unreachable = false;
-            match self.arrive().await {
-                Ok(Arrive::Waiting { .. }) => renewed = t_sent,
-                Ok(Arrive::Entered(trip)) => {
+            match before(&clock, deadline, self.arrive()).await {
+                None => {}
+                Some(Ok(Arrive::Waiting { .. })) => renewed = t_sent,
+                Some(Ok(Arrive::Entered(trip))) => {
                     undo.disarm();
                     return Ok(Reached::Entered(trip, t_sent));
                 }
-                Ok(Arrive::Ended(ended)) => {
+                Some(Ok(Arrive::Ended(ended))) => {
                     undo.disarm();
                     return Ok(Reached::Ended(ended));
                 }
-                Ok(other) => {
+                Some(Ok(other)) => {
                     undo.disarm();
                     return Err(self.refused(other));
                 }
-                Err(e) if e.is_retryable() => unreachable = true,
-                Err(e) => return Err(e),
+                Some(Err(e)) if e.is_retryable() => unreachable = true,
+                Some(Err(e)) => return Err(e),
             }
             let now = clock.now();
             if deadline.is_some_and(|d| now >= d) {
@@ -136,10 +140,18 @@ impl Arrival<'_> {
                         undo.disarm();
                         Ok(Reached::Ended(ended))
                     }
-                    // Entered just before: inside after all.
+                    // Entered just before: inside after all, if this
+                    // participant is one of those who entered (its arrival
+                    // may have expired while it could not renew it).
                     Ok(Break::Entered(trip)) => {
                         undo.disarm();
-                        Ok(Reached::Entered(trip, renewed))
+                        if trip.arrivals.contains(self.participant) {
+                            Ok(Reached::Entered(trip, renewed))
+                        } else {
+                            Err(self.refused(Arrive::Full {
+                                parties: self.parties,
+                            }))
+                        }
                     }
                     Ok(Break::Unknown { current }) => {
                         undo.disarm();
@@ -156,15 +168,23 @@ impl Arrival<'_> {
                 };
             }
             if watch.is_none() && !unreachable {
-                match self.backend()?.watch(self.kind, self.name).await {
-                    Ok(w) => {
+                match before(
+                    &clock,
+                    deadline,
+                    self.backend()?.watch(self.kind, self.name),
+                )
+                .await
+                {
+                    Some(Ok(w)) => {
                         // Arrive again at once: an end between the arrival
                         // and the subscription is not missed.
                         watch = Some(w);
                         continue;
                     }
-                    Err(e) if e.is_retryable() => unreachable = true,
-                    Err(e) => return Err(e),
+                    Some(Err(e)) if e.is_retryable() => unreachable = true,
+                    Some(Err(e)) => return Err(e),
+                    // The deadline: the next round breaks at once.
+                    None => continue,
                 }
             }
             let mut wake = later(now, jittered(self.opts)).min(later(now, refresh));
@@ -256,6 +276,22 @@ impl Arrival<'_> {
             Ended::Tripped(_) => Err(stale(self.kind, self.name, generation, next)),
             Ended::Broken(b) => Err(broken(self.kind, self.name, generation, next, b)),
         }
+    }
+}
+
+/// `call`'s answer, or `None` if `deadline` comes first.
+pub(crate) async fn before<T>(
+    clock: &Arc<dyn Clock>,
+    deadline: Option<Instant>,
+    call: impl Future<Output = T>,
+) -> Option<T> {
+    match deadline {
+        Some(d) => tokio::select! {
+            biased;
+            res = call => Some(res),
+            _ = clock.sleep_until(d) => None,
+        },
+        None => Some(call.await),
     }
 }
 

@@ -6,7 +6,7 @@ use crate::{
     Client, Error, HolderId, Key, LeaseOptions, LostSignal, Release, Result,
     barriers::{
         Participant,
-        arrival::{Arrival, Reached, broken, site, stale},
+        arrival::{Arrival, Reached, before, broken, site, stale},
         barrier::{check_parties, reset, state},
         metrics,
     },
@@ -228,32 +228,47 @@ impl Inside {
     /// Leaves, then waits (up to `wait_timeout`) until every member has
     /// left or expired and the generation ended. `Error::Broken` if it was
     /// reset instead; `Error::Timeout` past the deadline (nothing breaks).
+    /// While the backend cannot be reached it keeps trying until the
+    /// deadline (a leave that did not get through expires at the TTL).
     pub async fn leave(self) -> Result<()> {
         let handle = self.handle.clone();
         let client = &handle.client;
         let (name, opts) = handle.checked()?;
-        let start = client.clock().now();
+        let clock = client.clock().clone();
+        let start = clock.now();
+        let deadline = opts.wait_timeout.and_then(|w| start.checked_add(w));
         let generation = self.generation;
         let barriers = client.barriers()?;
         // Subscribed before leaving: the end that the last leave causes is
         // not missed.
-        let mut watch = barriers.watch(KIND, name).await.ok();
-        self.guard.release().await?;
-        let deadline = opts.wait_timeout.and_then(|w| start.checked_add(w));
+        let mut watch = before(&clock, deadline, barriers.watch(KIND, name))
+            .await
+            .and_then(|w| w.ok());
+        match before(&clock, deadline, self.guard.release()).await {
+            Some(Err(e)) if !e.is_retryable() => return Err(e),
+            _ => {}
+        }
+        let mut backoff = Duration::from_millis(20);
         let res = loop {
             let st = barriers.state(KIND, name, Some(generation));
-            let st = trace::call(client, || site("state", KIND, name), st, Outcome::ok).await?;
-            if st.generation != generation {
-                break match st.asked {
-                    Some(EndedGeneration {
-                        ended: Ended::Broken(b),
-                        next,
-                        ..
-                    }) => Err(broken(KIND, name, generation, next, b)),
-                    _ => Ok(()),
-                };
+            let st = trace::call(client, || site("state", KIND, name), st, Outcome::ok);
+            let mut unreachable = false;
+            match before(&clock, deadline, st).await {
+                Some(Ok(st)) if st.generation != generation => {
+                    break match st.asked {
+                        Some(EndedGeneration {
+                            ended: Ended::Broken(b),
+                            next,
+                            ..
+                        }) => Err(broken(KIND, name, generation, next, b)),
+                        _ => Ok(()),
+                    };
+                }
+                Some(Ok(_)) | None => {}
+                Some(Err(e)) if e.is_retryable() => unreachable = true,
+                Some(Err(e)) => break Err(e),
             }
-            let now = client.clock().now();
+            let now = clock.now();
             if deadline.is_some_and(|d| now >= d) {
                 break Err(Error::Timeout {
                     what: format!("every member to leave double barrier {:?}", name.as_str()),
@@ -262,6 +277,10 @@ impl Inside {
                 });
             }
             let mut wake = later(now, jittered(opts)).min(later(now, opts.renew_every()));
+            if unreachable {
+                wake = wake.min(later(now, backoff));
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
             if let Some(d) = deadline {
                 wake = wake.min(d);
             }
@@ -270,14 +289,14 @@ impl Inside {
                     tokio::select! {
                         biased;
                         res = w.changed() => if res.is_err() { watch = None },
-                        _ = client.clock().sleep_until(wake) => {}
+                        _ = clock.sleep_until(wake) => {}
                     }
                 }
-                None => client.clock().sleep_until(wake).await,
+                None => clock.sleep_until(wake).await,
             }
         };
         let outcome = metrics::outcome(&res, "left");
-        metrics::wait_ended(KIND.as_str(), outcome, client.clock().now() - start);
+        metrics::wait_ended(KIND.as_str(), outcome, clock.now() - start);
         res
     }
 }
