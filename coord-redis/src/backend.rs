@@ -190,8 +190,15 @@ impl Backend for RedisBackend {
 /// CA file, trusting that file's authorities (a file that cannot be read or
 /// parsed is `Error::Config` naming it).
 fn redis_client(config: &RedisConfig, protocol: ProtocolVersion) -> Result<redis::Client> {
+    if cfg!(not(feature = "tls")) && matches!(config.endpoint(), Endpoint::Tls { .. }) {
+        return Err(Error::config(
+            "rediss:// needs TLS, which this build leaves out: enable coord-redis's `tls` \
+             feature (coord's `redis-tls`)",
+        ));
+    }
     let info = connection_info(config, protocol)?;
     let client = match (config.endpoint(), config.tls_ca_file()) {
+        #[cfg(feature = "tls")]
         (Endpoint::Tls { .. }, Some(path)) => {
             let pem = std::fs::read(path).map_err(|e| {
                 Error::config(format!(

@@ -36,6 +36,7 @@
 //!
 //! Under `--cfg madsim` this crate is empty: the redis crate cannot run inside
 //! the simulator, which checks the in-memory backend's state machine instead.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
 #[cfg(not(madsim))]

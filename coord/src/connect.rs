@@ -100,7 +100,7 @@ fn memory(mut url: BackendUrl) -> Result<ClientBuilder> {
     )))
 }
 
-#[cfg(not(madsim))]
+#[cfg(all(not(madsim), feature = "redis"))]
 async fn redis(url: BackendUrl) -> Result<ClientBuilder> {
     let config = coord_redis::RedisConfig::from_backend_url(url)?;
     Ok(Client::builder(Arc::new(
@@ -112,6 +112,14 @@ async fn redis(url: BackendUrl) -> Result<ClientBuilder> {
 async fn redis(url: BackendUrl) -> Result<ClientBuilder> {
     Err(Error::config(format!(
         "the {}:// scheme is not available under the madsim simulator (the redis crate cannot run there)",
+        url.scheme()
+    )))
+}
+
+#[cfg(all(not(madsim), not(feature = "redis")))]
+async fn redis(url: BackendUrl) -> Result<ClientBuilder> {
+    Err(Error::config(format!(
+        "the {}:// scheme needs coord's `redis` feature, which this build leaves out",
         url.scheme()
     )))
 }

@@ -38,8 +38,19 @@
 //! | [`Error`] | the one error type |
 //! | [`contract`] | what coord promises, family by family |
 //! | [`memory`] | the in-process backend |
-//! | `redis` | the Redis backend (absent under the madsim simulator) |
+//! | `redis` | the Redis backend (feature `redis`; absent under the madsim simulator) |
 //! | [`spi`] | the backend SPI, for backend authors (`coord_api::spi`) |
+//!
+//! ## Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `redis` | yes | the Redis backend: `redis://`, `unix://`, `redis+unix://` URLs, `coord::redis` |
+//! | `redis-tls` | no | `rediss://` (TLS by rustls with ring), on top of `redis` |
+//!
+//! Without `redis` the build is the client types and the in-process
+//! backend only (no redis crate, no TLS stack).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
 mod connect;
@@ -84,7 +95,7 @@ pub mod memory {
 /// `unix://`), or build a [`RedisConfig`](redis::RedisConfig) and call
 /// [`RedisBackend::connect`](redis::RedisBackend::connect). Not available under
 /// the madsim simulator, where the redis crate cannot run.
-#[cfg(not(madsim))]
+#[cfg(all(not(madsim), feature = "redis"))]
 pub mod redis {
     pub use coord_redis::{
         CONFIG_KEYS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Endpoint, RedisBackend, RedisConfig,

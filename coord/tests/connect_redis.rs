@@ -1,7 +1,7 @@
 //! `coord::connect` with Redis URLs, against a redis-server the fixture starts
 //! on a free loopback port (fails with a clear message when redis-server is
 //! missing: `scripts/test` installs it).
-#![cfg(not(madsim))]
+#![cfg(all(not(madsim), feature = "redis"))]
 
 use std::time::Duration;
 
