@@ -41,12 +41,16 @@
 //! | [`runner`] | [`main`], [`run_all`], [`Case`], [`Need`] |
 //! | [`cases`] | the cases, one file per family, each case declared once |
 //! | [`switch`] | [`Switch`](switch::Switch): a decorator a case can cut off or make lose replies |
+//! | [`guide`] | the backend author's guide: the SPI, the three rules, running the suite, a whole compiled example |
 #![deny(missing_docs)]
 
 pub mod cases;
 pub mod harness;
 pub mod runner;
 pub mod switch;
+
+#[doc = include_str!("guide.md")]
+pub mod guide {}
 
 pub use harness::{Ctx, Harness};
 pub use runner::{Case, Need, main, run_all};
