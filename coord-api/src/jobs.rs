@@ -81,6 +81,7 @@ fn site<'a>(
 /// What a job body gets: the fencing token of its lease, the attempt number
 /// (run-once retries count up), and the lost signal to stop on.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct JobContext {
     /// The fencing token: pass it to everything the job writes.
     pub token: FencingToken,
@@ -91,8 +92,10 @@ pub struct JobContext {
     pub lost: LostSignal,
 }
 
-/// What [`Job::run_once`] did.
+/// What [`Job::run_once`] did. Non-exhaustive: match it with a wildcard
+/// arm.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RunOnce<T> {
     /// This instance ran the occurrence to completion; the body's value.
     Ran(T),
@@ -112,6 +115,9 @@ pub enum RunOnce<T> {
 /// }).await? {
 ///     RunOnce::Ran(()) => println!("done here"),
 ///     RunOnce::AlreadyFinished => println!("another replica did it"),
+///     // RunOnce may gain answers: treat one this code does not know as
+///     // an error naming it.
+///     other => return Err(coord_api::Error::backend("nightly-backup", format!("{other:?}"))),
 /// }
 /// # Ok(()) }
 /// ```

@@ -20,7 +20,7 @@
 //! | [`url`] | [`url::BackendUrl`]: the one parser of backend URLs (every scheme), whose errors never echo a password |
 //! | `handle`, `trace` | what every family's handle is made of; the `coord.backend` span around every backend call |
 //!
-//! Layering: the SPI (atomic steps, no defaults) → the lease engine and the
+//! Layering: the SPI (atomic steps; the family traits have no defaults) → the lease engine and the
 //! client types here (waiting, retry, renewal, lost signals, tracing;
 //! written once for every backend) → the `coord` facade (`connect(url)`).
 #![deny(missing_docs)]

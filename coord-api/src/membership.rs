@@ -197,6 +197,7 @@ impl Membership {
 
 /// One observed state of a group.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GroupChange {
     /// The live members now.
     pub members: Members,

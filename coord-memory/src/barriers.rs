@@ -147,11 +147,8 @@ impl Record {
     /// Ends the current generation `how` and begins the next, empty.
     fn end(&mut self, how: Ended, step: &mut Step<'_>) -> EndedGeneration {
         let next = step.next_gen(self.generation);
-        self.ended.push_front(EndedGeneration {
-            generation: self.generation,
-            next,
-            ended: how,
-        });
+        self.ended
+            .push_front(EndedGeneration::new(self.generation, next, how));
         self.ended.truncate(ENDED_KEPT);
         self.generation = next;
         self.parties = None;
@@ -227,10 +224,7 @@ impl Record {
                 arrived: self.arrivals.len() as u32,
             };
         }
-        let trip = Trip {
-            by: participant.clone(),
-            arrivals: self.participants(),
-        };
+        let trip = Trip::new(participant.clone(), self.participants());
         if step.kind == BarrierKind::Double {
             Arrive::Entered(self.enter(step, trip))
         } else {
@@ -323,30 +317,32 @@ impl Record {
             Some(_) => 0,
             None => (self.parties.unwrap_or(0)).saturating_sub(self.arrivals.len() as u32),
         };
-        let broken = Broken {
+        let broken = Broken::new(
             reason,
-            arrived: self.participants(),
-            expired: mem::take(&mut self.expired),
+            self.participants(),
+            mem::take(&mut self.expired),
             missing,
-        };
+        );
         Break::Ended(self.end(Ended::Broken(broken), step))
     }
 
     fn state(&self, now: Instant, asked: Option<u64>) -> BarrierState {
-        BarrierState {
-            generation: self.generation,
-            parties: self.parties,
-            entered: self.entered.clone(),
-            arrivals: (self.arrivals.iter())
-                .map(|a| ArrivalInfo {
-                    participant: a.participant.clone(),
-                    expires_in: a.deadline.saturating_duration_since(now),
+        BarrierState::new(
+            self.generation,
+            self.parties,
+            self.entered.clone(),
+            (self.arrivals.iter())
+                .map(|a| {
+                    ArrivalInfo::new(
+                        a.participant.clone(),
+                        a.deadline.saturating_duration_since(now),
+                    )
                 })
                 .collect(),
-            asked: (asked.filter(|&g| g != self.generation))
+            (asked.filter(|&g| g != self.generation))
                 .and_then(|g| self.ended_of(g))
                 .cloned(),
-        }
+        )
     }
 
     /// Nothing live, and idle for a day: a record made again starts at the
@@ -364,13 +360,13 @@ impl Latch {
     }
 
     fn state(&self, now: Instant) -> LatchState {
-        LatchState {
-            generation: self.generation,
-            first_generation: self.first_generation,
-            initial: self.initial,
-            remaining: self.remaining,
-            expires_in: self.deadline.saturating_duration_since(now),
-        }
+        LatchState::new(
+            self.generation,
+            self.first_generation,
+            self.initial,
+            self.remaining,
+            self.deadline.saturating_duration_since(now),
+        )
     }
 
     /// Gone for a day: a latch set again starts at the wall clock, a day
@@ -767,10 +763,7 @@ mod tests {
         let Arrive::Ended(e) = arrive(&b, Cyclic, "y", g, 2).await else {
             panic!("tripped");
         };
-        let trip = Trip {
-            by: k("y"),
-            arrivals: keys(&["x", "y"]),
-        };
+        let trip = Trip::new(k("y"), keys(&["x", "y"]));
         assert_eq!((e.generation, &e.ended), (g, &Ended::Tripped(trip)));
         let s = b.state(Cyclic, &k("b"), Some(g)).await.unwrap();
         assert_eq!(
@@ -798,12 +791,7 @@ mod tests {
         assert_eq!(s.arrivals[0].expires_in, Duration::from_secs(8));
         assert!(!b.renew(Cyclic, &k("b"), &k("x"), g, TTL).await.unwrap());
         let e = ended(brk(&b, Cyclic, Some(g), BreakReason::Reset).await);
-        let broken = Broken {
-            reason: BreakReason::Reset,
-            arrived: keys(&["y"]),
-            expired: keys(&["x"]),
-            missing: 2,
-        };
+        let broken = Broken::new(BreakReason::Reset, keys(&["y"]), keys(&["x"]), 2);
         assert_eq!(e.ended, Ended::Broken(broken));
         assert_eq!(
             told.take(),
@@ -823,12 +811,7 @@ mod tests {
         );
         let by = BreakReason::Timeout { by: k("x") };
         let e = ended(brk(&b, Cyclic, None, by.clone()).await);
-        let broken = Broken {
-            reason: by,
-            arrived: keys(&["x"]),
-            expired: vec![],
-            missing: 2,
-        };
+        let broken = Broken::new(by, keys(&["x"]), vec![], 2);
         assert_eq!(e.ended, Ended::Broken(broken));
     }
 
@@ -866,10 +849,7 @@ mod tests {
             arrive(&b, Double, "x", g, 2).await,
             Arrive::Waiting { arrived: 1 }
         );
-        let trip = Trip {
-            by: k("y"),
-            arrivals: keys(&["x", "y"]),
-        };
+        let trip = Trip::new(k("y"), keys(&["x", "y"]));
         assert_eq!(
             arrive(&b, Double, "y", g, 2).await,
             Arrive::Entered(trip.clone())
@@ -926,12 +906,7 @@ mod tests {
         assert_eq!(timeout, Break::Entered(trip));
         assert_eq!(gen_of(&b, Double, "b").await, g);
         let e = ended(brk(&b, Double, Some(g), BreakReason::Reset).await);
-        let broken = Broken {
-            reason: BreakReason::Reset,
-            arrived: keys(&["x", "y"]),
-            expired: vec![],
-            missing: 0,
-        };
+        let broken = Broken::new(BreakReason::Reset, keys(&["x", "y"]), vec![], 0);
         assert_eq!((e.generation, e.ended), (g, Ended::Broken(broken)));
     }
 

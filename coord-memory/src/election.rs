@@ -46,14 +46,14 @@ impl Election {
 
 impl Leader {
     fn info(&self, now: Instant) -> LeaderInfo {
-        LeaderInfo {
-            holder: self.holder.clone(),
-            metadata: self.metadata.clone(),
-            term: FencingToken(self.term),
-            since: self.since,
-            seq: self.seq,
-            expires_in: self.expires.saturating_duration_since(now),
-        }
+        LeaderInfo::new(
+            self.holder.clone(),
+            self.metadata.clone(),
+            FencingToken(self.term),
+            self.since,
+            self.seq,
+            self.expires.saturating_duration_since(now),
+        )
     }
 }
 

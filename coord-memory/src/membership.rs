@@ -157,19 +157,20 @@ impl GroupBackend for MemoryBackend {
         let Some(g) = lead.groups.live(&self.ns, group, now) else {
             return Ok(Members::default());
         };
-        Ok(Members {
-            members: g
-                .members
+        Ok(Members::new(
+            g.members
                 .iter()
-                .map(|m| MemberInfo {
-                    holder: m.holder.clone(),
-                    metadata: m.metadata.clone(),
-                    joined: m.joined,
-                    expires_in: m.expires.saturating_duration_since(now),
+                .map(|m| {
+                    MemberInfo::new(
+                        m.holder.clone(),
+                        m.metadata.clone(),
+                        m.joined,
+                        m.expires.saturating_duration_since(now),
+                    )
                 })
                 .collect(),
-            seq: g.seq,
-        })
+            g.seq,
+        ))
     }
 
     async fn watch(&self, group: &Key) -> Result<Box<dyn Watch>> {

@@ -234,9 +234,9 @@ impl LeaseTable {
         self.entries.update(&key, Entry::is_empty, |e, last| {
             e.purge(now);
             let busy = |until: Option<Instant>| {
-                Ok(Acquire::Busy(Busy {
-                    retry_in: until.map(|u| u.saturating_duration_since(now)),
-                }))
+                Ok(Acquire::Busy(Busy::new(
+                    until.map(|u| u.saturating_duration_since(now)),
+                )))
             };
             match id.kind {
                 LeaseKind::Exclusive | LeaseKind::Reentrant => {
@@ -247,10 +247,10 @@ impl LeaseTable {
                         {
                             l.holds += 1;
                             l.until = now + ttl;
-                            return Ok(Acquire::Granted(Grant {
-                                token: FencingToken(l.token),
-                                holds: l.holds,
-                            }));
+                            return Ok(Acquire::Granted(Grant::new(
+                                FencingToken(l.token),
+                                l.holds,
+                            )));
                         }
                         return busy(Some(l.until));
                     }
@@ -260,10 +260,7 @@ impl LeaseTable {
                         // The same reader again: refresh, same token.
                         let l = &mut e.leases[i];
                         l.until = now + ttl;
-                        return Ok(Acquire::Granted(Grant {
-                            token: FencingToken(l.token),
-                            holds: l.holds,
-                        }));
+                        return Ok(Acquire::Granted(Grant::new(FencingToken(l.token), l.holds)));
                     }
                     let is_writer = |l: &Lease| l.kind == LeaseKind::Write;
                     let intent = e.intents.iter().map(|(_, u)| *u).min();
@@ -298,6 +295,13 @@ impl LeaseTable {
                     }
                     e.limit = Some(limit);
                 }
+                // A kind added to the SPI that this store does not know yet.
+                other => {
+                    return Err(Error::NotSupported {
+                        operation: other.as_str(),
+                        backend: format!("memory(ns={ns})"),
+                    });
+                }
             }
             let token = self.key_token(last, now);
             e.leases.push(Lease {
@@ -307,10 +311,7 @@ impl LeaseTable {
                 holds: 1,
                 until: now + ttl,
             });
-            Ok(Acquire::Granted(Grant {
-                token: FencingToken(token),
-                holds: 1,
-            }))
+            Ok(Acquire::Granted(Grant::new(FencingToken(token), 1)))
         })
     }
 
@@ -405,12 +406,14 @@ impl LeaseTable {
                     .leases
                     .iter()
                     .filter(|l| l.live(now))
-                    .map(|l| LeaseInfo {
-                        kind: l.kind,
-                        holder: l.holder.clone(),
-                        token: FencingToken(l.token),
-                        holds: l.holds,
-                        expires_in: l.until - now,
+                    .map(|l| {
+                        LeaseInfo::new(
+                            l.kind,
+                            l.holder.clone(),
+                            FencingToken(l.token),
+                            l.holds,
+                            l.until - now,
+                        )
                     })
                     .collect();
                 v.sort_by_key(|i| i.token);

@@ -216,6 +216,7 @@ impl Model {
                             false
                         }
                     }
+                    other => panic!("the model knows no lease kind {other:?}"),
                 };
                 if ok {
                     self.leases.push((fam, h, kind, 1, 0, until));
@@ -350,6 +351,11 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                             }
                         }
                         Ok(Acquire::Busy(_)) => Outcome::Busy,
+                        Ok(other) => {
+                            return Err(TestCaseError::fail(format!(
+                                "step {step}: an answer the model does not know: {other:?}"
+                            )));
+                        }
                         Err(coord_api::Error::InvalidArgument { .. }) => Outcome::Invalid,
                         Err(e) => return Err(TestCaseError::fail(format!("step {step}: {e}"))),
                     }

@@ -121,10 +121,10 @@ async fn cyclic_barrier_trips_with_three_participants() {
     assert!(e.next > g);
     assert_eq!(
         e.ended,
-        Ended::Tripped(Trip {
-            by: c.clone(),
-            arrivals: vec![a.clone(), odd.clone(), c.clone()],
-        })
+        Ended::Tripped(Trip::new(
+            c.clone(),
+            vec![a.clone(), odd.clone(), c.clone()]
+        ))
     );
     let state = br.state(Cyclic, &name, Some(g)).await.unwrap();
     assert_eq!(state.generation, e.next);
@@ -165,10 +165,7 @@ async fn cyclic_barrier_trips_with_three_participants() {
     assert!(e2.next > g2);
     assert_eq!(
         e2.ended,
-        Ended::Tripped(Trip {
-            by: odd.clone(),
-            arrivals: vec![c, a, odd],
-        })
+        Ended::Tripped(Trip::new(odd.clone(), vec![c, a, odd]))
     );
 }
 
@@ -213,10 +210,7 @@ async fn arrivals_are_idempotent_and_renew_the_lease() {
     let e = ended(br.arrive(Cyclic, &name, &c, g, 2, TTL).await.unwrap());
     assert_eq!(
         e.ended,
-        Ended::Tripped(Trip {
-            by: c.clone(),
-            arrivals: vec![a.clone(), c.clone()],
-        })
+        Ended::Tripped(Trip::new(c.clone(), vec![a.clone(), c.clone()]))
     );
 
     // A waiter that gives up leaves: not counted, and not expired.
@@ -241,12 +235,7 @@ async fn arrivals_are_idempotent_and_renew_the_lease() {
     );
     assert_eq!(
         e.ended,
-        Ended::Broken(Broken {
-            reason: BreakReason::Reset,
-            arrived: vec![c],
-            expired: vec![],
-            missing: 1,
-        })
+        Ended::Broken(Broken::new(BreakReason::Reset, vec![c], vec![], 1))
     );
 }
 
@@ -298,12 +287,12 @@ async fn an_expired_arrival_is_not_counted_and_is_remembered() {
     );
     assert_eq!(
         e.ended,
-        Ended::Broken(Broken {
-            reason: BreakReason::Timeout { by: c.clone() },
-            arrived: vec![c.clone()],
-            expired: vec![a.clone()],
-            missing: 1,
-        })
+        Ended::Broken(Broken::new(
+            BreakReason::Timeout { by: c.clone() },
+            vec![c.clone()],
+            vec![a.clone()],
+            1
+        ))
     );
 
     // Expired, then arrived again: no longer expired. Two expiries are
@@ -325,12 +314,7 @@ async fn an_expired_arrival_is_not_counted_and_is_remembered() {
     );
     assert_eq!(
         e.ended,
-        Ended::Broken(Broken {
-            reason: BreakReason::Reset,
-            arrived: vec![a],
-            expired: vec![c, d],
-            missing: 3,
-        })
+        Ended::Broken(Broken::new(BreakReason::Reset, vec![a], vec![c, d], 3))
     );
 }
 
@@ -395,12 +379,12 @@ async fn breaks_end_a_generation_once() {
     assert!(e.next > g);
     assert_eq!(
         e.ended,
-        Ended::Broken(Broken {
-            reason: BreakReason::Timeout { by: a.clone() },
-            arrived: vec![a.clone()],
-            expired: vec![],
-            missing: 2,
-        })
+        Ended::Broken(Broken::new(
+            BreakReason::Timeout { by: a.clone() },
+            vec![a.clone()],
+            vec![],
+            2
+        ))
     );
     // A generation ends once: a second break, or an arrival, finds that end.
     assert_eq!(
@@ -427,12 +411,7 @@ async fn breaks_end_a_generation_once() {
     assert!(e2.next > e2.generation);
     assert_eq!(
         e2.ended,
-        Ended::Broken(Broken {
-            reason: BreakReason::Reset,
-            arrived: vec![],
-            expired: vec![],
-            missing: 0,
-        })
+        Ended::Broken(Broken::new(BreakReason::Reset, vec![], vec![], 0))
     );
     // A break makes the record it breaks.
     let fresh = broke(
@@ -473,10 +452,7 @@ async fn double_barrier_enters_then_ends_when_all_left() {
         Arrive::Waiting { arrived: 1 }
     );
     let mut watch = br.watch(Double, &name).await.unwrap();
-    let trip = Trip {
-        by: c.clone(),
-        arrivals: vec![a.clone(), c.clone()],
-    };
+    let trip = Trip::new(c.clone(), vec![a.clone(), c.clone()]);
     assert_eq!(
         br.arrive(Double, &name, &c, g, 2, TTL).await.unwrap(),
         Arrive::Entered(trip.clone())
@@ -553,10 +529,7 @@ async fn double_barrier_ends_when_the_last_member_inside_expires_or_on_reset() {
     let short = Duration::from_millis(200);
     let g = br.state(Double, &name, None).await.unwrap().generation;
     br.arrive(Double, &name, &a, g, 2, TTL).await.unwrap();
-    let trip = Trip {
-        by: c.clone(),
-        arrivals: vec![a.clone(), c.clone()],
-    };
+    let trip = Trip::new(c.clone(), vec![a.clone(), c.clone()]);
     assert_eq!(
         br.arrive(Double, &name, &c, g, 2, short).await.unwrap(),
         Arrive::Entered(trip.clone())
@@ -588,12 +561,12 @@ async fn double_barrier_ends_when_the_last_member_inside_expires_or_on_reset() {
     );
     assert_eq!(
         e.ended,
-        Ended::Broken(Broken {
-            reason: BreakReason::Reset,
-            arrived: vec![a.clone(), c.clone()],
-            expired: vec![],
-            missing: 0,
-        })
+        Ended::Broken(Broken::new(
+            BreakReason::Reset,
+            vec![a.clone(), c.clone()],
+            vec![],
+            0
+        ))
     );
     // Before the trip, a timeout breaks it as a cyclic barrier's.
     let g = e.next;
@@ -605,12 +578,12 @@ async fn double_barrier_ends_when_the_last_member_inside_expires_or_on_reset() {
     );
     assert_eq!(
         e.ended,
-        Ended::Broken(Broken {
-            reason: BreakReason::Timeout { by: a.clone() },
-            arrived: vec![a],
-            expired: vec![],
-            missing: 2,
-        })
+        Ended::Broken(Broken::new(
+            BreakReason::Timeout { by: a.clone() },
+            vec![a],
+            vec![],
+            2
+        ))
     );
 }
 
@@ -747,16 +720,7 @@ async fn latch_set_count_down_rearm_and_expiry() {
     };
     assert!(s2 > s1);
     let state = br.latch_state(&short_name).await.unwrap().unwrap();
-    assert_eq!(
-        state,
-        LatchState {
-            generation: s2,
-            first_generation: s2,
-            initial: 1,
-            remaining: 1,
-            expires_in: state.expires_in,
-        }
-    );
+    assert_eq!(state, LatchState::new(s2, s2, 1, 1, state.expires_in));
     // Nobody's count survived the expiry.
     assert_eq!(
         br.latch_count_down(&short_name, &a, None).await.unwrap(),

@@ -409,6 +409,7 @@ async fn observers_wake_at_expiry() {
             }
             OnceBegin::Running { .. } => assert!(Instant::now() < deadline),
             OnceBegin::Finished => panic!("never finished"),
+            other => panic!("begin answered {other:?}, which this test does not know"),
         }
     }
 }

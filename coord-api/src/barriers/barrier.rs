@@ -46,6 +46,7 @@ pub struct Barrier {
 
 /// A generation that tripped with this participant counted.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Tripped {
     /// The generation.
     pub generation: u64,

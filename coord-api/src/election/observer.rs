@@ -4,6 +4,7 @@ use crate::{Client, FencingToken, Key, LeaderInfo, Result, Watch};
 
 /// One observed state of an election.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LeaderChange {
     /// The leader now, or `None` when nobody leads.
     pub leader: Option<LeaderInfo>,

@@ -10,6 +10,7 @@ type Callback<A> = Arc<dyn Fn(A) -> Pin<Box<dyn Future<Output = ()> + Send>> + S
 
 /// What `on_acquired` gets: the term, the leader info, and the lost signal.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct LeaderContext {
     /// The term (fencing token) of this leadership.
     pub term: FencingToken,

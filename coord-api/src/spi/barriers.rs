@@ -66,12 +66,23 @@ impl BarrierKind {
 }
 
 /// A live arrival (a participant present in the current generation).
+/// Built with [`ArrivalInfo::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArrivalInfo {
     /// Who arrived.
     pub participant: Key,
     /// Time left on its lease.
     pub expires_in: Duration,
+}
+
+impl ArrivalInfo {
+    /// `participant`'s arrival, with `expires_in` left on its lease.
+    pub fn new(participant: Key, expires_in: Duration) -> ArrivalInfo {
+        ArrivalInfo {
+            participant,
+            expires_in,
+        }
+    }
 }
 
 /// Why a generation broke.
@@ -88,6 +99,7 @@ pub enum BreakReason {
 }
 
 /// A trip: every party arrived (a double barrier's: every party entered).
+/// Built with [`Trip::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trip {
     /// The arrival that completed the count.
@@ -96,7 +108,16 @@ pub struct Trip {
     pub arrivals: Vec<Key>,
 }
 
-/// A generation that broke before every party arrived.
+impl Trip {
+    /// A trip completed by `by`, counting `arrivals` (in arrival order,
+    /// `by` last).
+    pub fn new(by: Key, arrivals: Vec<Key>) -> Trip {
+        Trip { by, arrivals }
+    }
+}
+
+/// A generation that broke before every party arrived. Built with
+/// [`Broken::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Broken {
     /// Why.
@@ -112,6 +133,19 @@ pub struct Broken {
     pub missing: u32,
 }
 
+impl Broken {
+    /// A break for `reason`, with `arrived` alive, `expired` gone, and
+    /// `missing` arrivals short.
+    pub fn new(reason: BreakReason, arrived: Vec<Key>, expired: Vec<Key>, missing: u32) -> Broken {
+        Broken {
+            reason,
+            arrived,
+            expired,
+            missing,
+        }
+    }
+}
+
 /// How a generation ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -124,7 +158,7 @@ pub enum Ended {
     Broken(Broken),
 }
 
-/// One ended generation.
+/// One ended generation. Built with [`EndedGeneration::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndedGeneration {
     /// The generation.
@@ -135,7 +169,18 @@ pub struct EndedGeneration {
     pub ended: Ended,
 }
 
-/// A barrier's record as one read saw it.
+impl EndedGeneration {
+    /// `generation` ended as `ended`, and `next` followed it.
+    pub fn new(generation: u64, next: u64, ended: Ended) -> EndedGeneration {
+        EndedGeneration {
+            generation,
+            next,
+            ended,
+        }
+    }
+}
+
+/// A barrier's record as one read saw it. Built with [`BarrierState::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BarrierState {
     /// The current generation.
@@ -152,6 +197,27 @@ pub struct BarrierState {
     /// How the generation asked about ended, if it ended and the backend
     /// still remembers it.
     pub asked: Option<EndedGeneration>,
+}
+
+impl BarrierState {
+    /// The record at `generation`, waiting for `parties`, `entered` (a
+    /// double barrier's trip), with live `arrivals` and the end `asked`
+    /// about.
+    pub fn new(
+        generation: u64,
+        parties: Option<u32>,
+        entered: Option<Trip>,
+        arrivals: Vec<ArrivalInfo>,
+        asked: Option<EndedGeneration>,
+    ) -> BarrierState {
+        BarrierState {
+            generation,
+            parties,
+            entered,
+            arrivals,
+            asked,
+        }
+    }
 }
 
 /// What an arrival found.
@@ -224,7 +290,7 @@ pub enum Leave {
     NotThere,
 }
 
-/// A latch's record as one read saw it.
+/// A latch's record as one read saw it. Built with [`LatchState::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LatchState {
     /// The current generation (drawn by the token rule at each set).
@@ -239,6 +305,26 @@ pub struct LatchState {
     pub remaining: u32,
     /// Time left before the latch is gone.
     pub expires_in: Duration,
+}
+
+impl LatchState {
+    /// The latch at `generation` (its life began at `first_generation`),
+    /// set to `initial` with `remaining` left, gone in `expires_in`.
+    pub fn new(
+        generation: u64,
+        first_generation: u64,
+        initial: u32,
+        remaining: u32,
+        expires_in: Duration,
+    ) -> LatchState {
+        LatchState {
+            generation,
+            first_generation,
+            initial,
+            remaining,
+            expires_in,
+        }
+    }
 }
 
 /// What setting a latch's count did.

@@ -13,8 +13,10 @@ use super::{
 };
 use crate::{FencingToken, HolderId, Key, Result};
 
-/// Who leads an election, as anyone can read it.
+/// Who leads an election, as anyone can read it. Built with
+/// [`LeaderInfo::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LeaderInfo {
     /// The leader (its instance id names the process).
     pub holder: HolderId,
@@ -31,8 +33,35 @@ pub struct LeaderInfo {
     pub expires_in: Duration,
 }
 
+impl LeaderInfo {
+    /// `holder` leads in term `term` (the `seq`th term granted) since
+    /// `since`, for `expires_in` more, having published `metadata`.
+    pub fn new(
+        holder: HolderId,
+        metadata: impl Into<String>,
+        term: FencingToken,
+        since: SystemTime,
+        seq: u64,
+        expires_in: Duration,
+    ) -> LeaderInfo {
+        LeaderInfo {
+            holder,
+            metadata: metadata.into(),
+            term,
+            since,
+            seq,
+            expires_in,
+        }
+    }
+}
+
 /// An election's quorum requirement: at least `min_members` live members in
 /// the membership group `group`.
+///
+/// Exhaustive on purpose: a backend receives it, and a field added to it
+/// would change what every backend must check before electing (a breaking
+/// change of the SPI), so a backend that takes it apart should stop
+/// compiling rather than silently ignore the new requirement.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Quorum {
     /// The membership group counted.
@@ -43,6 +72,7 @@ pub struct Quorum {
 
 /// The answer to [`ElectionBackend::campaign`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Campaign {
     /// The candidate is the leader of a new term.
     Elected(LeaderInfo),

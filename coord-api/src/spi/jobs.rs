@@ -14,6 +14,7 @@ use crate::{FencingToken, HolderId, Key, Result};
 /// The state of one occurrence of a run-once job, as [`JobBackend::begin`]
 /// found it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum OnceBegin {
     /// This holder now runs the occurrence: `attempt` 1 for a first run,
     /// more for a retry after a crashed run's lease expired.

@@ -59,7 +59,11 @@ impl LockCapabilities {
 
 /// The lock family's three key spaces: the lock `"a"`, the read-write lock
 /// `"a"` and the semaphore `"a"` are unrelated.
+///
+/// Non-exhaustive: a backend answers a space it does not know with
+/// [`Error::NotSupported`](crate::Error::NotSupported).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum LockSpace {
     /// Exclusive and reentrant locks.
     Lock,
@@ -82,7 +86,11 @@ impl LockSpace {
 }
 
 /// The kind of lease asked for.
+///
+/// Non-exhaustive: a backend answers a kind it does not know with
+/// [`Error::NotSupported`](crate::Error::NotSupported).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum LeaseKind {
     /// At most one holder; the same holder acquiring again is refused (busy).
     Exclusive,
@@ -127,6 +135,11 @@ impl LeaseKind {
 }
 
 /// Names one lease: what kind, on which key, for which holder.
+///
+/// Exhaustive on purpose: it is what a backend receives, and a field added
+/// to it would change what every backend must do with a lease (a breaking
+/// change of the SPI, see `docs/versioning.md`), so a backend that takes it
+/// apart should stop compiling rather than silently ignore the new field.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LeaseId {
     /// The kind of lease.
@@ -139,6 +152,7 @@ pub struct LeaseId {
 
 /// The answer to [`LockBackend::acquire`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Acquire {
     /// The lease is granted.
     Granted(Grant),
@@ -147,8 +161,9 @@ pub enum Acquire {
     Busy(Busy),
 }
 
-/// A granted lease.
+/// A granted lease. Built with [`Grant::new`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Grant {
     /// The fencing token. A reentrant re-acquisition returns the token of the
     /// first acquisition.
@@ -157,8 +172,17 @@ pub struct Grant {
     pub holds: u32,
 }
 
-/// Why and for how long an acquisition is refused.
+impl Grant {
+    /// A grant of `token` with `holds` holds.
+    pub fn new(token: FencingToken, holds: u32) -> Grant {
+        Grant { token, holds }
+    }
+}
+
+/// Why and for how long an acquisition is refused. Built with
+/// [`Busy::new`] (or [`Busy::default`]: nothing known).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Busy {
     /// By the server's clock, when the lease(s) in the way will expire unless
     /// renewed: the earliest instant a retry could succeed without a release.
@@ -166,7 +190,17 @@ pub struct Busy {
     pub retry_in: Option<Duration>,
 }
 
+impl Busy {
+    /// A refusal that may be retried in `retry_in` (`None`: unknown).
+    pub fn new(retry_in: Option<Duration>) -> Busy {
+        Busy { retry_in }
+    }
+}
+
 /// The answer to [`LockBackend::release`].
+///
+/// Exhaustive on purpose: a release either found the holder's lease or did
+/// not; there is no third answer to add, and callers may match both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Release {
     /// The holder held the lease; `remaining` holds are left (non-zero only
@@ -180,8 +214,10 @@ pub enum Release {
     NotHeld,
 }
 
-/// A live lease as seen by [`LockBackend::inspect`].
+/// A live lease as seen by [`LockBackend::inspect`]. Built with
+/// [`LeaseInfo::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LeaseInfo {
     /// The kind of lease.
     pub kind: LeaseKind,
@@ -193,6 +229,26 @@ pub struct LeaseInfo {
     pub holds: u32,
     /// Time left before it expires, by the server's clock.
     pub expires_in: Duration,
+}
+
+impl LeaseInfo {
+    /// A lease of `kind` held by `holder` with `token`, `holds` times, for
+    /// `expires_in` more.
+    pub fn new(
+        kind: LeaseKind,
+        holder: HolderId,
+        token: FencingToken,
+        holds: u32,
+        expires_in: Duration,
+    ) -> LeaseInfo {
+        LeaseInfo {
+            kind,
+            holder,
+            token,
+            holds,
+            expires_in,
+        }
+    }
 }
 
 /// The lock family's operations. Every method is one atomic step against

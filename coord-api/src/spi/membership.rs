@@ -12,8 +12,9 @@ use super::{
 };
 use crate::{HolderId, Key, Result};
 
-/// A live member of a group.
+/// A live member of a group. Built with [`MemberInfo::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MemberInfo {
     /// The member.
     pub holder: HolderId,
@@ -25,14 +26,41 @@ pub struct MemberInfo {
     pub expires_in: Duration,
 }
 
-/// A group's live members and its change counter.
+impl MemberInfo {
+    /// `holder`, a member since `joined` for `expires_in` more, having
+    /// published `metadata`.
+    pub fn new(
+        holder: HolderId,
+        metadata: impl Into<String>,
+        joined: SystemTime,
+        expires_in: Duration,
+    ) -> MemberInfo {
+        MemberInfo {
+            holder,
+            metadata: metadata.into(),
+            joined,
+            expires_in,
+        }
+    }
+}
+
+/// A group's live members and its change counter. Built with
+/// [`Members::new`] (or [`Members::default`]: nobody, no change yet).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Members {
     /// Live members, oldest first.
     pub members: Vec<MemberInfo>,
     /// Counts joins and leaves (expiry included once noticed); observers
     /// compare it to tell whether they missed changes.
     pub seq: u64,
+}
+
+impl Members {
+    /// `members` (oldest first) after `seq` changes.
+    pub fn new(members: Vec<MemberInfo>, seq: u64) -> Members {
+        Members { members, seq }
+    }
 }
 
 /// Membership groups. Every method is one atomic step (one round trip on a

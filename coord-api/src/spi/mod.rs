@@ -1,7 +1,11 @@
 //! The backend SPI: what a backend implements. A root trait, [`Backend`],
 //! bound to one [`Namespace`], hands out one trait per family of primitives;
 //! each family trait is a handful of small atomic operations (one round trip
-//! on a remote backend) with no default bodies. Everything that is the same
+//! on a remote backend) with no default bodies, so that a backend cannot
+//! silently inherit a wrong behaviour. Only the root trait's family
+//! accessors have defaults (`None`: the family is not offered), so that a
+//! family added later does not break existing backends (see
+//! `docs/versioning.md` and decision 0019). Everything that is the same
 //! for every backend (waiting, retry, renewal, lost signals, tracing) lives
 //! in the client types instead, written once.
 //!
@@ -56,24 +60,43 @@ pub use membership::{GroupBackend, MemberInfo, Members};
 /// operations are reached. Used as `Arc<dyn Backend>` ([`DynBackend`]).
 ///
 /// Every accessor answers the same for the backend's whole life.
+///
+/// The family accessors answer `None` (family not offered) unless
+/// overridden, so that adding a family to coord is not a breaking change for
+/// backends: an existing backend keeps compiling and does not offer the new
+/// family. A backend (or a wrapper that forwards to one) should still write
+/// out every accessor it offers; only [`namespace`](Self::namespace) is
+/// required.
 pub trait Backend: fmt::Debug + fmt::Display + Send + Sync + 'static {
     /// The namespace every key of this backend lives in.
     fn namespace(&self) -> &Namespace;
-    /// Locks, read-write locks and semaphores.
-    fn locks(&self) -> Option<&dyn LockBackend>;
-    /// Leader elections.
-    fn elections(&self) -> Option<&dyn ElectionBackend>;
-    /// Membership groups.
-    fn groups(&self) -> Option<&dyn GroupBackend>;
-    /// Run-once jobs.
-    fn jobs(&self) -> Option<&dyn JobBackend>;
-    /// Barriers and latches.
-    fn barriers(&self) -> Option<&dyn BarrierBackend>;
+    /// Locks, read-write locks and semaphores. `None` unless overridden.
+    fn locks(&self) -> Option<&dyn LockBackend> {
+        None
+    }
+    /// Leader elections. `None` unless overridden.
+    fn elections(&self) -> Option<&dyn ElectionBackend> {
+        None
+    }
+    /// Membership groups. `None` unless overridden.
+    fn groups(&self) -> Option<&dyn GroupBackend> {
+        None
+    }
+    /// Run-once jobs. `None` unless overridden.
+    fn jobs(&self) -> Option<&dyn JobBackend> {
+        None
+    }
+    /// Barriers and latches. `None` unless overridden.
+    fn barriers(&self) -> Option<&dyn BarrierBackend> {
+        None
+    }
 }
 
 /// A backend shared by many clients.
 pub type DynBackend = Arc<dyn Backend>;
 
+// Forwards every accessor explicitly: with the defaults above, a forwarding
+// impl that left one out would hide that family of the backend behind it.
 macro_rules! forward_backend {
     ($($ptr:ident),*) => {$(
         impl<T: Backend + ?Sized> Backend for $ptr<T> {
@@ -156,4 +179,32 @@ pub trait Watch: Send {
     /// returns a watch that never completes (waiters then fall back on their
     /// retry delay).
     async fn changed(&mut self) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A backend written before every family existed: only the namespace.
+    #[derive(Debug)]
+    struct Bare(Namespace);
+
+    impl fmt::Display for Bare {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("bare")
+        }
+    }
+
+    impl Backend for Bare {
+        fn namespace(&self) -> &Namespace {
+            &self.0
+        }
+    }
+
+    #[test]
+    fn family_accessors_default_to_not_offered() {
+        let bare: DynBackend = Arc::new(Bare(Namespace::new("ns").unwrap()));
+        assert_eq!(Families::of(&bare), Families::default());
+        assert_eq!(Families::of(&Box::new(bare)), Families::default());
+    }
 }

@@ -37,6 +37,7 @@ pub async fn run_once_runs_once_across_instances(h: &dyn Harness) {
                 ran += 1;
             }
             RunOnce::AlreadyFinished => {}
+            other => panic!("run_once answered {other:?}, which this case does not know"),
         }
     }
     assert_eq!((ran, runs.load(SeqCst)), (1, 1), "exactly one run");
@@ -172,6 +173,7 @@ pub async fn run_once_retention_expiry_allows_rerun(h: &dyn Harness) {
         match b.job("j").run_once("o", |_| async {}).await.unwrap() {
             RunOnce::Ran(()) => Some(()),
             RunOnce::AlreadyFinished => None,
+            other => panic!("run_once answered {other:?}, which this case does not know"),
         }
     })
     .await;

@@ -126,14 +126,14 @@ impl RedisBackend {
         if holder.is_empty() {
             return Ok(None);
         }
-        Ok(Some(LeaderInfo {
-            holder: self.stored_holder(election, &holder)?,
+        Ok(Some(LeaderInfo::new(
+            self.stored_holder(election, &holder)?,
             metadata,
-            term: token(term),
-            since: wall(since),
-            seq: seq.max(0) as u64,
-            expires_in: millis(pttl).unwrap_or_default(),
-        }))
+            token(term),
+            wall(since),
+            seq.max(0) as u64,
+            millis(pttl).unwrap_or_default(),
+        )))
     }
 }
 

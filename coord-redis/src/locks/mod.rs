@@ -62,6 +62,7 @@ fn script(space: LockSpace) -> &'static Script {
         LockSpace::Lock => &LOCK,
         LockSpace::RwLock => &RWLOCK,
         LockSpace::Semaphore => &SEMAPHORE,
+        _ => unreachable!("a key space this backend does not know is refused first (known_space)"),
     }
 }
 
@@ -71,6 +72,7 @@ fn parts(space: LockSpace) -> &'static [char] {
         LockSpace::Lock => &['l', 't'],
         LockSpace::RwLock => &['w', 'r', 's', 'i', 't'],
         LockSpace::Semaphore => &['p', 's', 'n', 't'],
+        _ => unreachable!("a key space this backend does not know is refused first (known_space)"),
     }
 }
 
@@ -96,6 +98,7 @@ fn kind_arg(eval: &mut Eval, kind: LeaseKind) {
         LeaseKind::Reentrant | LeaseKind::Read => eval.arg("r"),
         LeaseKind::Write => eval.arg("w"),
         LeaseKind::Permit { limit } => eval.arg(limit),
+        _ => unreachable!("a lease kind this backend does not know is refused first (known_kind)"),
     };
 }
 
@@ -160,6 +163,35 @@ fn lock_eval(
 }
 
 impl RedisBackend {
+    /// `NotSupported` for a lease kind this backend does not know (a kind
+    /// added to the SPI after it was written); every lease operation asks
+    /// first.
+    fn known_kind(&self, kind: LeaseKind) -> Result<()> {
+        match kind {
+            LeaseKind::Exclusive
+            | LeaseKind::Reentrant
+            | LeaseKind::Read
+            | LeaseKind::Write
+            | LeaseKind::Permit { .. } => self.known_space(kind.space()),
+            other => Err(Error::NotSupported {
+                operation: other.as_str(),
+                backend: self.to_string(),
+            }),
+        }
+    }
+
+    /// `NotSupported` for a key space this backend does not know; every
+    /// operation on a space asks first.
+    fn known_space(&self, space: LockSpace) -> Result<()> {
+        match space {
+            LockSpace::Lock | LockSpace::RwLock | LockSpace::Semaphore => Ok(()),
+            other => Err(Error::NotSupported {
+                operation: other.as_str(),
+                backend: self.to_string(),
+            }),
+        }
+    }
+
     /// Runs `op` on a lease of `lease`'s space with what `args` appends after
     /// the operation.
     async fn lease_call<T: redis::FromRedisValue>(
@@ -170,6 +202,7 @@ impl RedisBackend {
         args: impl FnOnce(&mut Eval, &mut Names),
         outcome: Outcome<T>,
     ) -> Result<T> {
+        self.known_kind(lease.kind)?;
         let space = lease.kind.space();
         let (mut eval, mut names) = lock_eval(
             self.namespace(),
@@ -201,6 +234,7 @@ impl LockBackend for RedisBackend {
                 lease.key.as_str()
             )));
         }
+        self.known_kind(lease.kind)?;
         let space = lease.kind.space();
         let ttl = ttl_ms(&lease.key, ttl)?;
         // The lock script answers a fresh grant with its token alone;
@@ -222,13 +256,8 @@ impl LockBackend for RedisBackend {
             )
             .await?;
         match acquire_reply(&reply) {
-            Some([1, tok, holds]) => Ok(Acquire::Granted(Grant {
-                token: token(tok),
-                holds: count(holds, 1),
-            })),
-            Some([0, retry_ms, _]) => Ok(Acquire::Busy(Busy {
-                retry_in: millis(retry_ms),
-            })),
+            Some([1, tok, holds]) => Ok(Acquire::Granted(Grant::new(token(tok), count(holds, 1)))),
+            Some([0, retry_ms, _]) => Ok(Acquire::Busy(Busy::new(millis(retry_ms)))),
             Some([-1, stored, _]) => Err(Error::invalid(format!(
                 "semaphore {:?} has live permits granted with limit {stored}; asked with limit {}",
                 lease.key.as_str(),
@@ -242,6 +271,7 @@ impl LockBackend for RedisBackend {
     }
 
     async fn extend(&self, lease: &LeaseId, ttl: Duration) -> Result<bool> {
+        self.known_kind(lease.kind)?;
         let space = lease.kind.space();
         let ttl = ttl_ms(&lease.key, ttl)?;
         let held: i64 = self
@@ -267,6 +297,7 @@ impl LockBackend for RedisBackend {
     }
 
     async fn release(&self, lease: &LeaseId) -> Result<Release> {
+        self.known_kind(lease.kind)?;
         let space = lease.kind.space();
         let remaining: i64 = self
             .lease_call(
@@ -293,6 +324,7 @@ impl LockBackend for RedisBackend {
     }
 
     async fn force_release(&self, space: LockSpace, key: &Key) -> Result<usize> {
+        self.known_space(space)?;
         let (mut eval, mut names) = lock_eval(
             self.namespace(),
             space,
@@ -309,6 +341,7 @@ impl LockBackend for RedisBackend {
     }
 
     async fn inspect(&self, space: LockSpace, key: &Key) -> Result<Vec<LeaseInfo>> {
+        self.known_space(space)?;
         let (eval, _) = lock_eval(
             self.namespace(),
             space,
@@ -328,18 +361,19 @@ impl LockBackend for RedisBackend {
                         format!("unknown lease kind {kind:?} stored for {:?}", key.as_str()),
                     ));
                 };
-                Ok(LeaseInfo {
+                Ok(LeaseInfo::new(
                     kind,
-                    holder: self.stored_holder(key, &holder)?,
-                    token: token(tok),
-                    holds: count(holds, 1),
-                    expires_in: millis(left_ms).unwrap_or(Duration::ZERO),
-                })
+                    self.stored_holder(key, &holder)?,
+                    token(tok),
+                    count(holds, 1),
+                    millis(left_ms).unwrap_or(Duration::ZERO),
+                ))
             })
             .collect()
     }
 
     async fn subscribe(&self, space: LockSpace, key: &Key) -> Result<Box<dyn Watch>> {
+        self.known_space(space)?;
         let channel = names(self.namespace(), space, key).name('c');
         let span = self.span(&Traced::new("subscribe", space.as_str(), key));
         // A release frees room for one more exclusive holder or permit:
@@ -347,6 +381,9 @@ impl LockBackend for RedisBackend {
         let wake = match space {
             LockSpace::Lock | LockSpace::Semaphore => Wake::One,
             LockSpace::RwLock => Wake::All,
+            _ => unreachable!(
+                "a key space this backend does not know is refused first (known_space)"
+            ),
         };
         let watch = self
             .hub()

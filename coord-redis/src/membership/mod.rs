@@ -111,22 +111,19 @@ impl GroupBackend for RedisBackend {
         let mut members = rows
             .into_iter()
             .map(|(holder, joined, metadata, left)| {
-                Ok(MemberInfo {
-                    holder: self.stored_holder(group, &holder)?,
+                Ok(MemberInfo::new(
+                    self.stored_holder(group, &holder)?,
                     metadata,
-                    joined: wall(joined),
-                    expires_in: millis(left).unwrap_or_default(),
-                })
+                    wall(joined),
+                    millis(left).unwrap_or_default(),
+                ))
             })
             .collect::<Result<Vec<_>>>()?;
         // Oldest first (ties by id, so the order is stable).
         members.sort_by(|a, b| {
             (a.joined, a.holder.to_string()).cmp(&(b.joined, b.holder.to_string()))
         });
-        Ok(Members {
-            members,
-            seq: seq.max(0) as u64,
-        })
+        Ok(Members::new(members, seq.max(0) as u64))
     }
 
     async fn watch(&self, group: &Key) -> Result<Box<dyn Watch>> {

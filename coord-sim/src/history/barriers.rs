@@ -1203,10 +1203,10 @@ mod tests {
             barrier: "b".into(),
             generation: g,
             next,
-            how: Ended::Tripped(Trip {
-                by: k(counted.last().unwrap()),
-                arrivals: counted.iter().map(|p| k(p)).collect(),
-            }),
+            how: Ended::Tripped(Trip::new(
+                k(counted.last().unwrap()),
+                counted.iter().map(|p| k(p)).collect(),
+            )),
             at: t(at),
         }
     }
@@ -1217,12 +1217,12 @@ mod tests {
             barrier: "b".into(),
             generation: g,
             next,
-            how: Ended::Broken(Broken {
-                reason: BreakReason::Timeout { by: k("a") },
-                arrived: vec![k("a")],
-                expired: vec![],
-                missing: 1,
-            }),
+            how: Ended::Broken(Broken::new(
+                BreakReason::Timeout { by: k("a") },
+                vec![k("a")],
+                vec![],
+                1,
+            )),
             at: t(at),
         }
     }
@@ -1504,10 +1504,7 @@ mod tests {
             barrier: "b".into(),
             generation: 10,
             next: 20,
-            how: Ended::Tripped(Trip {
-                by: k("b"),
-                arrivals: vec![k("a"), k("b")],
-            }),
+            how: Ended::Tripped(Trip::new(k("b"), vec![k("a"), k("b")])),
             at: t(at),
         };
         let dw = |p: &str, leave, start, end, outcome| BarrierWait {

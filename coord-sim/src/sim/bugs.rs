@@ -215,16 +215,12 @@ impl Dispatch for Broken {
                         generation,
                         next,
                         ended: Ended::Tripped(trip),
-                    }) if Some(generation) == asked => reply(Break::Ended(EndedGeneration {
+                        ..
+                    }) if Some(generation) == asked => reply(Break::Ended(EndedGeneration::new(
                         generation,
                         next,
-                        ended: Ended::Broken(BrokenGeneration {
-                            reason,
-                            arrived: trip.arrivals,
-                            expired: Vec::new(),
-                            missing: 0,
-                        }),
-                    })),
+                        Ended::Broken(BrokenGeneration::new(reason, trip.arrivals, Vec::new(), 0)),
+                    ))),
                     other => reply(other),
                 }
             }

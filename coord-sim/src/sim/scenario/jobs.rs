@@ -99,6 +99,10 @@ async fn run_occurrence(
             Some(RunOnce::Ran(()))
         }
         Some(Ok(RunOnce::AlreadyFinished)) => Some(RunOnce::AlreadyFinished),
+        Some(Ok(other)) => panic!(
+            "{}: {name}: run_once({occ}) answered {other:?}, which this scenario does not know",
+            shared.name
+        ),
         Some(Err(e)) => {
             if let Some(idx) = idx {
                 shared.runs.outcome(idx, OnceOutcome::NotFinished);
@@ -162,6 +166,7 @@ pub(super) async fn prober(
                 .find(|r| r.client == "prober")
                 .map(|r| r.start),
             Some(RunOnce::AlreadyFinished) => Some(Instant::now()),
+            Some(other) => unreachable!("run_occurrence passes on no other answer: {other:?}"),
             None => None,
         };
         out.push((start, waited_until));
