@@ -43,3 +43,21 @@ fn barrier_server_restarts() {
 fn double_barrier_faults() {
     sweep_clean(Scenario::double_barrier_faults(), "double_barrier_faults");
 }
+
+/// Every notification lost: waiters still return within their renewal
+/// period of a trip (checker `barrier-wake`).
+#[test]
+fn barrier_notifications_lost() {
+    let s = Scenario::barrier_notifications_lost();
+    let out = scenario::sweep(&s, seeds_from_env(), "barrier_notifications_lost");
+    println!("{}: {out}", s.name);
+    assert!(
+        out.failures.is_empty(),
+        "{}: failing seeds {:?}",
+        s.name,
+        out.failures.iter().map(|f| f.0).collect::<Vec<_>>()
+    );
+    if !is_child() {
+        assert!(out.barriers.tripped > 0, "no generation ever tripped");
+    }
+}

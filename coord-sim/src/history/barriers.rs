@@ -301,6 +301,20 @@ pub struct BarrierRules {
     pub unreachable_bound: Duration,
     /// The clients' clocks run at most this much slower than global time.
     pub max_drift: f64,
+    /// With notifications lost: how soon after its generation tripped every
+    /// waiter counted in it must return (its renewal period and a round
+    /// trip), except for trips in the given window (answers lost).
+    pub wake: Option<WakeRule>,
+}
+
+/// How soon waiters must learn of a trip without notifications.
+#[derive(Debug, Clone, Copy)]
+pub struct WakeRule {
+    /// From the trip to the waiter's return.
+    pub bound: Duration,
+    /// Trips in this window are not judged (the backend's answers were
+    /// lost then).
+    pub except: (Instant, Instant),
 }
 
 /// What a run's barriers did, counted from the backend's log and the waits.
@@ -426,7 +440,59 @@ pub fn check_barriers(
     check_dead(log, waits, downtime, rules, &mut out);
     check_outcomes(log, waits, &ends, &mut out);
     check_hangs(waits, downtime, rules, &mut out);
+    if let Some(wake) = &rules.wake {
+        check_wakes(log, waits, wake, &mut out);
+    }
     out
+}
+
+/// With notifications lost, every waiter counted in a cyclic barrier's trip
+/// returns within `wake.bound` of it: it reads again when it renews.
+fn check_wakes(
+    log: &[BarrierEvent],
+    waits: &[BarrierWait],
+    wake: &WakeRule,
+    out: &mut Vec<Violation>,
+) {
+    let mut trips: HashMap<(&str, u64), Instant> = HashMap::new();
+    for e in log {
+        if let BarrierEvent::Ended {
+            kind: BarrierKind::Cyclic,
+            barrier,
+            generation,
+            how: Ended::Tripped(_),
+            at,
+            ..
+        } = e
+        {
+            trips.insert((barrier.as_str(), *generation), *at);
+        }
+    }
+    for w in waits {
+        let (Some(WaitOutcome::Tripped { generation, .. }), Some(end)) = (&w.outcome, w.end) else {
+            continue;
+        };
+        let Some(&at) = trips.get(&(w.barrier.as_str(), *generation)) else {
+            continue;
+        };
+        if at >= wake.except.0 && at <= wake.except.1 {
+            continue;
+        }
+        let from = at.max(w.start);
+        if end > from + wake.bound {
+            out.push(Violation::new(
+                "barrier-wake",
+                format!(
+                    "barrier {:?}: {}'s wait in generation {generation} returned {:?} after the trip, \
+                     more than {:?} with notifications lost",
+                    w.barrier,
+                    w.participant,
+                    end - from,
+                    wake.bound
+                ),
+            ));
+        }
+    }
 }
 
 /// (e), and the ends of generations by barrier and generation.
@@ -1258,6 +1324,7 @@ mod tests {
             wait_bound: Duration::from_millis(500),
             unreachable_bound: Duration::from_millis(300),
             max_drift: 0.01,
+            wake: None,
         }
     }
 

@@ -37,7 +37,7 @@ mod orphans;
 
 pub use barriers::{
     BarrierCounts, BarrierEvent, BarrierLog, BarrierRules, BarrierWait, BarrierWaits, Downtime,
-    WaitOutcome, check_barriers,
+    WaitOutcome, WakeRule, check_barriers,
 };
 pub use election::{
     LeadEvent, LeadLog, LeaderTerm, Leaderships, check_failovers, check_terms, failovers,

@@ -3,6 +3,7 @@
 #[cfg(feature = "broken")]
 pub mod bugs;
 mod clock;
+mod deaf;
 pub mod scenario;
 mod server;
 mod transport;

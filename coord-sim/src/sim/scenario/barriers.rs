@@ -33,9 +33,10 @@ use std::time::Duration;
 use coord_api::{Barrier, Error, Instant, LeaseOptions, Result, Tripped, spi::BarrierKind};
 use madsim::rand::{Rng, thread_rng};
 
-use super::{NodeClock, Report, Scenario, Shared, TTL, connect, opts};
+use super::{NodeClock, Report, Scenario, Shared, SimOptions, TTL, connect, opts};
 use crate::history::{
-    BarrierCounts, BarrierEvent, BarrierRules, BarrierWait, Downtime, WaitOutcome, check_barriers,
+    BarrierCounts, BarrierEvent, BarrierRules, BarrierWait, Downtime, WaitOutcome, WakeRule,
+    check_barriers,
 };
 
 /// The barrier's name.
@@ -209,8 +210,24 @@ pub(super) async fn prober(clock: NodeClock, shared: Shared) -> Vec<(Instant, Op
 
 /// The rules every barrier scenario is judged by, for a server clock
 /// running at `server_rate`.
-pub(super) fn rules(server_rate: f64) -> BarrierRules {
+pub(super) fn rules(scenario: &Scenario, t0: Instant, server_rate: f64) -> BarrierRules {
+    // With notifications lost a waiter reads again at its renewal period
+    // (a third of the TTL, on a clock up to 0.4 % slow) and needs a round
+    // trip. Trips are not judged from a bound before the plans' last second
+    // of lost answers until a call sent in it has timed out (500 ms) and
+    // been sent again (the first backoff, 20 ms) after it.
+    let wake = scenario.lost_notifications.then(|| {
+        let bound = (TTL / 3).mul_f64(1.01) + Duration::from_millis(60);
+        let deaf_until = super::HEAL_AT - Duration::from_millis(500);
+        let deaf_from = deaf_until - Duration::from_secs(1);
+        let answered_again = SimOptions::default().call_timeout + Duration::from_millis(100);
+        WakeRule {
+            bound,
+            except: (t0 + deaf_from - bound, t0 + deaf_until + answered_again),
+        }
+    });
     BarrierRules {
+        wake,
         parties: PARTIES,
         expiry: TTL.div_f64(server_rate),
         dead_bound: DEAD_BOUND,
@@ -231,6 +248,7 @@ pub(super) fn judge(
     shared: &Shared,
     log: &[BarrierEvent],
     downtime: &[Downtime],
+    t0: Instant,
     server_rate: f64,
     report: &mut Report,
 ) {
@@ -238,9 +256,12 @@ pub(super) fn judge(
         super::double::fix_generations(shared, log, Instant::now());
     }
     let waits = shared.waits.all();
-    report
-        .violations
-        .extend(check_barriers(log, &waits, downtime, &rules(server_rate)));
+    report.violations.extend(check_barriers(
+        log,
+        &waits,
+        downtime,
+        &rules(scenario, t0, server_rate),
+    ));
     if std::env::var_os(DUMP).is_some() {
         for e in log {
             eprintln!("event {e:?}");

@@ -114,6 +114,9 @@ pub struct Scenario {
     pub server_restarts: bool,
     /// Clock drift.
     pub drift: Drift,
+    /// Every client's notifications lost: its watches never wake, so its
+    /// waiters learn only by reading again (their renewals, their retries).
+    pub lost_notifications: bool,
     /// A deliberately broken server or client (feature `broken`).
     #[cfg(feature = "broken")]
     pub bug: Option<Bug>,
@@ -133,6 +136,7 @@ impl Scenario {
             holder_pauses: true,
             server_restarts: false,
             drift: Drift::InBounds,
+            lost_notifications: false,
             #[cfg(feature = "broken")]
             bug: None,
         }
@@ -198,6 +202,7 @@ impl Scenario {
             holder_pauses: false,
             server_restarts: false,
             drift: Drift::InBounds,
+            lost_notifications: false,
             #[cfg(feature = "broken")]
             bug: None,
         }
@@ -234,6 +239,23 @@ impl Scenario {
         Scenario {
             name: "barrier_server_restarts",
             server_restarts: true,
+            ..Scenario::barrier_faults()
+        }
+    }
+
+    /// The cyclic barrier with every notification lost (and no other
+    /// fault but the plans' last second of lost answers): every waiter
+    /// still returns within its renewal period (a third of the TTL) of its
+    /// generation's trip, by reading again when it renews its arrival.
+    pub fn barrier_notifications_lost() -> Scenario {
+        Scenario {
+            name: "barrier_notifications_lost",
+            partitions: false,
+            packet_loss: false,
+            latency_spikes: false,
+            holder_kills: false,
+            holder_pauses: false,
+            lost_notifications: true,
             ..Scenario::barrier_faults()
         }
     }
@@ -362,6 +384,8 @@ struct Shared {
     runs: OnceRuns,
     /// Barrier waits as their participants saw them.
     waits: BarrierWaits,
+    /// Clients' watches never wake ([`Scenario::lost_notifications`]).
+    lost_notifications: bool,
     /// A deliberately broken client (feature `broken`).
     #[cfg(feature = "broken")]
     bug: Option<Bug>,
@@ -500,6 +524,7 @@ pub async fn run(scenario: Scenario) -> Report {
         terms: Leaderships::new(),
         runs: OnceRuns::new(),
         waits: BarrierWaits::new(),
+        lost_notifications: scenario.lost_notifications,
         #[cfg(feature = "broken")]
         bug: scenario.bug,
     };
@@ -686,6 +711,7 @@ pub async fn run(scenario: Scenario) -> Report {
             &shared,
             &barrier_log.events(),
             &downtime,
+            t0,
             server_clock.rate(),
             &mut report,
         ),
@@ -775,14 +801,15 @@ async fn connect(name: &str, clock: &NodeClock, opts: LeaseOptions, shared: &Sha
             Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
         }
     };
-    let backend = backend.backend();
+    let mut backend = backend.backend();
+    if shared.lost_notifications {
+        backend = super::deaf::without_notifications(backend);
+    }
     #[cfg(feature = "broken")]
     let backend = match shared.bug {
         Some(bug) => bug.client(backend),
         None => backend,
     };
-    #[cfg(not(feature = "broken"))]
-    let _ = shared;
     Client::builder(backend)
         .instance_id(name)
         .expect("valid id")
