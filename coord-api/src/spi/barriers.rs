@@ -68,6 +68,7 @@ impl BarrierKind {
 /// A live arrival (a participant present in the current generation).
 /// Built with [`ArrivalInfo::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ArrivalInfo {
     /// Who arrived.
     pub participant: Key,
@@ -101,6 +102,7 @@ pub enum BreakReason {
 /// A trip: every party arrived (a double barrier's: every party entered).
 /// Built with [`Trip::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Trip {
     /// The arrival that completed the count.
     pub by: Key,
@@ -119,6 +121,7 @@ impl Trip {
 /// A generation that broke before every party arrived. Built with
 /// [`Broken::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Broken {
     /// Why.
     pub reason: BreakReason,
@@ -160,6 +163,7 @@ pub enum Ended {
 
 /// One ended generation. Built with [`EndedGeneration::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EndedGeneration {
     /// The generation.
     pub generation: u64,
@@ -182,6 +186,7 @@ impl EndedGeneration {
 
 /// A barrier's record as one read saw it. Built with [`BarrierState::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BarrierState {
     /// The current generation.
     pub generation: u64,
@@ -292,6 +297,7 @@ pub enum Leave {
 
 /// A latch's record as one read saw it. Built with [`LatchState::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LatchState {
     /// The current generation (drawn by the token rule at each set).
     pub generation: u64,

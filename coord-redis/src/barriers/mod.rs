@@ -218,10 +218,7 @@ fn keys(v: &Value) -> Option<Vec<Key>> {
 /// `{by, arrivals}`.
 fn trip(v: &Value) -> Option<Trip> {
     match array(v)? {
-        [by, arrivals] => Some(Trip {
-            by: key(by)?,
-            arrivals: keys(arrivals)?,
-        }),
+        [by, arrivals] => Some(Trip::new(key(by)?, keys(arrivals)?)),
         _ => None,
     }
 }
@@ -233,27 +230,24 @@ fn ended(v: &Value) -> Option<EndedGeneration> {
         return None;
     };
     let ended = match (text(how)?, rest) {
-        ("tripped", [by, arrivals]) => Ended::Tripped(Trip {
-            by: key(by)?,
-            arrivals: keys(arrivals)?,
-        }),
-        ("broken", [reason, by, arrived, expired, missing]) => Ended::Broken(Broken {
-            reason: match text(reason)? {
+        ("tripped", [by, arrivals]) => Ended::Tripped(Trip::new(key(by)?, keys(arrivals)?)),
+        ("broken", [reason, by, arrived, expired, missing]) => Ended::Broken(Broken::new(
+            match text(reason)? {
                 "reset" => BreakReason::Reset,
                 "timeout" => BreakReason::Timeout { by: key(by)? },
                 _ => return None,
             },
-            arrived: keys(arrived)?,
-            expired: keys(expired)?,
-            missing: small(missing)?,
-        }),
+            keys(arrived)?,
+            keys(expired)?,
+            small(missing)?,
+        )),
         _ => return None,
     };
-    Some(EndedGeneration {
-        generation: generation(g)?,
-        next: generation(next)?,
+    Some(EndedGeneration::new(
+        generation(g)?,
+        generation(next)?,
         ended,
-    })
+    ))
 }
 
 /// `[tag, rest…]` of a tagged reply.
@@ -306,29 +300,29 @@ fn state_reply(v: &Value) -> Option<BarrierState> {
     let arrivals = array(arrivals)?
         .iter()
         .map(|row| match array(row)? {
-            [p, left] => Some(ArrivalInfo {
-                participant: key(p)?,
-                expires_in: millis(int(left)?).unwrap_or_default(),
-            }),
+            [p, left] => Some(ArrivalInfo::new(
+                key(p)?,
+                millis(int(left)?).unwrap_or_default(),
+            )),
             _ => None,
         })
         .collect::<Option<Vec<_>>>()?;
-    Some(BarrierState {
-        generation: generation(g)?,
-        parties: match int(parties)? {
+    Some(BarrierState::new(
+        generation(g)?,
+        match int(parties)? {
             -1 => None,
             _ => Some(small(parties)?),
         },
-        entered: match array(entered)? {
+        match array(entered)? {
             [] => None,
             _ => Some(trip(entered)?),
         },
         arrivals,
-        asked: match array(asked)? {
+        match array(asked)? {
             [] => None,
             _ => Some(ended(asked)?),
         },
-    })
+    ))
 }
 
 /// `{generation, first, initial, remaining, ms left}`.
@@ -336,13 +330,13 @@ fn latch_row(row: &[Value]) -> Option<LatchState> {
     let [g, first, initial, remaining, left] = row else {
         return None;
     };
-    Some(LatchState {
-        generation: generation(g)?,
-        first_generation: generation(first)?,
-        initial: small(initial)?,
-        remaining: small(remaining)?,
-        expires_in: millis(int(left)?).unwrap_or_default(),
-    })
+    Some(LatchState::new(
+        generation(g)?,
+        generation(first)?,
+        small(initial)?,
+        small(remaining)?,
+        millis(int(left)?).unwrap_or_default(),
+    ))
 }
 
 fn latch_set_reply(v: &Value) -> Option<LatchSet> {
@@ -742,17 +736,14 @@ mod tests {
             s("c"),
             a(vec![s("a"), s("b"), s("c")]),
         ]);
-        let want_trip = Trip {
-            by: k("c"),
-            arrivals: vec![k("a"), k("b"), k("c")],
-        };
+        let want_trip = Trip::new(k("c"), vec![k("a"), k("b"), k("c")]);
         assert_eq!(
             arrive_reply(&a(vec![s("ended"), tripped.clone()])),
-            Some(Arrive::Ended(EndedGeneration {
-                generation: 5,
-                next: 9,
-                ended: Ended::Tripped(want_trip.clone()),
-            }))
+            Some(Arrive::Ended(EndedGeneration::new(
+                5,
+                9,
+                Ended::Tripped(want_trip.clone())
+            )))
         );
         assert_eq!(
             arrive_reply(&a(vec![s("entered"), trip.clone()])),
@@ -770,16 +761,16 @@ mod tests {
         ]);
         assert_eq!(
             break_reply(&a(vec![s("ended"), broken])),
-            Some(Break::Ended(EndedGeneration {
-                generation: 5,
-                next: 9,
-                ended: Ended::Broken(Broken {
-                    reason: BreakReason::Timeout { by: k("x}\"y") },
-                    arrived: vec![k("x}\"y")],
-                    expired: vec![],
-                    missing: 2,
-                }),
-            }))
+            Some(Break::Ended(EndedGeneration::new(
+                5,
+                9,
+                Ended::Broken(Broken::new(
+                    BreakReason::Timeout { by: k("x}\"y") },
+                    vec![k("x}\"y")],
+                    vec![],
+                    2
+                ))
+            )))
         );
         assert_eq!(
             state_reply(&a(vec![
@@ -789,16 +780,13 @@ mod tests {
                 a(vec![a(vec![s("a"), Value::Int(1500)])]),
                 a(vec![]),
             ])),
-            Some(BarrierState {
-                generation: 5,
-                parties: None,
-                entered: None,
-                arrivals: vec![ArrivalInfo {
-                    participant: k("a"),
-                    expires_in: Duration::from_millis(1500),
-                }],
-                asked: None,
-            })
+            Some(BarrierState::new(
+                5,
+                None,
+                None,
+                vec![ArrivalInfo::new(k("a"), Duration::from_millis(1500))],
+                None
+            ))
         );
         assert_eq!(
             count_down_reply(&a(vec![s("counted"), Value::Int(5), Value::Int(0)])),
