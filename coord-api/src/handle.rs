@@ -78,41 +78,45 @@ impl Handle {
     }
 }
 
-/// The option setters every handle type offers, written once.
+/// The option setters every handle type offers, written once; the handle
+/// is the field `handle`, or the field path given (`party.handle`).
 macro_rules! option_setters {
     () => {
+        $crate::handle::option_setters!(handle);
+    };
+    ($($field:ident).+) => {
         /// Replaces all options (defaults come from the client).
         pub fn with_options(mut self, opts: $crate::LeaseOptions) -> Self {
-            self.handle.set_options(|o| *o = opts);
+            self.$($field).+.set_options(|o| *o = opts);
             self
         }
 
         /// The options in force.
         pub fn options(&self) -> &$crate::LeaseOptions {
-            self.handle.opts()
+            self.$($field).+.opts()
         }
 
         /// Sets the lease TTL (1 ms ..= 24 h).
         pub fn ttl(mut self, ttl: std::time::Duration) -> Self {
-            self.handle.set_options(|o| o.ttl = ttl);
+            self.$($field).+.set_options(|o| o.ttl = ttl);
             self
         }
 
         /// Sets how long waiting acquisitions wait (`None`: for ever).
         pub fn wait_timeout(mut self, wait: Option<std::time::Duration>) -> Self {
-            self.handle.set_options(|o| o.wait_timeout = wait);
+            self.$($field).+.set_options(|o| o.wait_timeout = wait);
             self
         }
 
         /// Turns background renewal on or off.
         pub fn auto_extend(mut self, on: bool) -> Self {
-            self.handle.set_options(|o| o.auto_extend = on);
+            self.$($field).+.set_options(|o| o.auto_extend = on);
             self
         }
 
         /// The key, as given.
         pub fn key(&self) -> &str {
-            self.handle.key_str()
+            self.$($field).+.key_str()
         }
     };
 }

@@ -197,20 +197,7 @@ impl Arrival<'_> {
             if let Some(d) = deadline {
                 wake = wake.min(d);
             }
-            match watch.as_mut() {
-                Some(w) => {
-                    tokio::select! {
-                        biased;
-                        res = w.changed() => {
-                            if res.is_err() {
-                                watch = None;
-                            }
-                        }
-                        _ = clock.sleep_until(wake) => {}
-                    }
-                }
-                None => clock.sleep_until(wake).await,
-            }
+            sleep_or_woken(&clock, &mut watch, wake).await;
         }
     }
 
@@ -276,6 +263,25 @@ impl Arrival<'_> {
             Ended::Tripped(_) => Err(stale(self.kind, self.name, generation, next)),
             Ended::Broken(b) => Err(broken(self.kind, self.name, generation, next, b)),
         }
+    }
+}
+
+/// Sleeps until `wake`, or until `watch` wakes first. A watch that fails is
+/// dropped: its owner falls back on its timers (and may subscribe again).
+pub(crate) async fn sleep_or_woken(
+    clock: &Arc<dyn Clock>,
+    watch: &mut Option<Box<dyn Watch>>,
+    wake: Instant,
+) {
+    match watch.as_mut() {
+        Some(w) => {
+            tokio::select! {
+                biased;
+                res = w.changed() => if res.is_err() { *watch = None },
+                _ = clock.sleep_until(wake) => {}
+            }
+        }
+        None => clock.sleep_until(wake).await,
     }
 }
 

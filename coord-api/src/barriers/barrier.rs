@@ -3,7 +3,7 @@
 use crate::{
     Client, Error, Key, LeaseOptions, Result,
     barriers::{
-        Participant,
+        Party,
         arrival::{Arrival, Reached, site},
         metrics,
     },
@@ -39,9 +39,7 @@ const KIND: BarrierKind = BarrierKind::Cyclic;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Barrier {
-    handle: Handle,
-    parties: u32,
-    participant: Participant,
+    party: Party,
 }
 
 /// A generation that tripped with this participant counted.
@@ -62,32 +60,26 @@ pub struct Tripped {
 impl Barrier {
     pub(crate) fn new(client: Client, name: &str, parties: u32) -> Barrier {
         Barrier {
-            participant: Participant::of_instance(&client),
-            handle: Handle::new(client, name),
-            parties,
+            party: Party::new(client, name, parties),
         }
     }
 
-    option_setters!();
+    option_setters!(party.handle);
 
     /// Sets who arrives (default: the client's instance id). Participants
     /// are told apart by this id: two waits with one id count once.
     pub fn participant(mut self, id: &str) -> Self {
-        self.participant = Participant::named(id);
+        self.party.set_participant(id);
         self
     }
 
     /// The parties each generation waits for.
     pub fn parties(&self) -> u32 {
-        self.parties
+        self.party.parties()
     }
 
-    /// The name, options, participant and parties, all valid, or the
-    /// `InvalidArgument` of the first that is not.
     fn checked(&self) -> Result<(&Key, &LeaseOptions, &Key)> {
-        let (key, opts) = self.handle.checked()?;
-        check_parties(KIND, key, self.parties)?;
-        Ok((key, opts, self.participant.key()?))
+        self.party.checked(KIND)
     }
 
     /// Arrives in the current generation and waits until it trips (see
@@ -127,7 +119,7 @@ impl Barrier {
     /// If cancelled, the arrival is withdrawn in the background.
     pub async fn wait_in(&self, generation: u64) -> Result<Tripped> {
         let (name, opts, participant) = self.checked()?;
-        let client = &self.handle.client;
+        let client = &self.party.handle.client;
         let start = client.clock().now();
         let arrival = Arrival {
             client,
@@ -135,7 +127,7 @@ impl Barrier {
             name,
             participant,
             generation,
-            parties: self.parties,
+            parties: self.parties(),
             opts,
         };
         let res = match arrival.wait().await {
@@ -181,14 +173,14 @@ impl Barrier {
     }
 
     async fn state_of(&self, asked: Option<u64>) -> Result<BarrierState> {
-        state(&self.handle, KIND, asked).await
+        state(&self.party.handle, KIND, asked).await
     }
 
     /// Breaks the current generation (every waiter of it returns
     /// `Error::Broken`, reason `reset`) and begins the next. Returns the
     /// generation that ended.
     pub async fn reset(&self) -> Result<EndedGeneration> {
-        reset(&self.handle, KIND).await
+        reset(&self.party.handle, KIND).await
     }
 }
 

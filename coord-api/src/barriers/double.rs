@@ -5,9 +5,9 @@ use std::time::Duration;
 use crate::{
     Client, Error, HolderId, Key, LeaseOptions, LostSignal, Release, Result,
     barriers::{
-        Participant,
-        arrival::{Arrival, Reached, before, broken, site, stale},
-        barrier::{check_parties, reset, state},
+        Party,
+        arrival::{Arrival, Reached, before, broken, site, sleep_or_woken, stale},
+        barrier::{reset, state},
         metrics,
     },
     handle::{Handle, option_setters},
@@ -38,37 +38,31 @@ const KIND: BarrierKind = BarrierKind::Double;
 /// ```
 #[derive(Debug, Clone)]
 pub struct DoubleBarrier {
-    handle: Handle,
-    parties: u32,
-    participant: Participant,
+    party: Party,
 }
 
 impl DoubleBarrier {
     pub(crate) fn new(client: Client, name: &str, parties: u32) -> DoubleBarrier {
         DoubleBarrier {
-            participant: Participant::of_instance(&client),
-            handle: Handle::new(client, name),
-            parties,
+            party: Party::new(client, name, parties),
         }
     }
 
-    option_setters!();
+    option_setters!(party.handle);
 
     /// Sets who enters (default: the client's instance id).
     pub fn participant(mut self, id: &str) -> Self {
-        self.participant = Participant::named(id);
+        self.party.set_participant(id);
         self
     }
 
     /// The parties each generation waits for.
     pub fn parties(&self) -> u32 {
-        self.parties
+        self.party.parties()
     }
 
     fn checked(&self) -> Result<(&Key, &LeaseOptions, &Key)> {
-        let (key, opts) = self.handle.checked()?;
-        check_parties(KIND, key, self.parties)?;
-        Ok((key, opts, self.participant.key()?))
+        self.party.checked(KIND)
     }
 
     /// Enters the current generation and waits until every party is
@@ -82,16 +76,16 @@ impl DoubleBarrier {
     /// If cancelled, the arrival is withdrawn in the background.
     pub async fn enter(&self) -> Result<Inside> {
         let (name, opts, participant) = self.checked()?;
-        let client = &self.handle.client;
+        let client = &self.party.handle.client;
         let start = client.clock().now();
-        let generation = state(&self.handle, KIND, None).await?.generation;
+        let generation = state(&self.party.handle, KIND, None).await?.generation;
         let arrival = Arrival {
             client,
             kind: KIND,
             name,
             participant,
             generation,
-            parties: self.parties,
+            parties: self.parties(),
             opts,
         };
         let res = match arrival.wait().await {
@@ -102,11 +96,11 @@ impl DoubleBarrier {
                     generation,
                     holder: HolderId::new(*client.instance_id()),
                 };
-                let validity = self.handle.validity();
+                let validity = self.party.handle.validity();
                 let lease = Lease::start(client.clone(), member, None, opts, validity, t_sent);
                 Ok(Inside {
                     guard: Guard::new(lease),
-                    handle: self.handle.clone(),
+                    handle: self.party.handle.clone(),
                     generation,
                     trip,
                 })
@@ -126,13 +120,13 @@ impl DoubleBarrier {
     /// The current generation, its parties, whether everyone entered, and
     /// the members inside (or arrived) with their time left.
     pub async fn state(&self) -> Result<BarrierState> {
-        state(&self.handle, KIND, None).await
+        state(&self.party.handle, KIND, None).await
     }
 
     /// Ends the current generation whatever its phase: waiters entering or
     /// leaving return `Error::Broken` (reason `reset`).
     pub async fn reset(&self) -> Result<EndedGeneration> {
-        reset(&self.handle, KIND).await
+        reset(&self.party.handle, KIND).await
     }
 }
 
@@ -284,16 +278,7 @@ impl Inside {
             if let Some(d) = deadline {
                 wake = wake.min(d);
             }
-            match watch.as_mut() {
-                Some(w) => {
-                    tokio::select! {
-                        biased;
-                        res = w.changed() => if res.is_err() { watch = None },
-                        _ = clock.sleep_until(wake) => {}
-                    }
-                }
-                None => clock.sleep_until(wake).await,
-            }
+            sleep_or_woken(&clock, &mut watch, wake).await;
         };
         let outcome = metrics::outcome(&res, "left");
         metrics::wait_ended(KIND.as_str(), outcome, clock.now() - start);

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::{
     Client, Error, Key, LeaseOptions, MAX_TTL, Result,
-    barriers::{Participant, metrics},
+    barriers::{Participant, arrival::sleep_or_woken, metrics},
     handle::Handle,
     lease::wait::{jittered, later},
     spi::{CountDown, LatchSet, LatchState, MAX_LATCH_COUNT},
@@ -223,16 +223,7 @@ impl Latch {
             if let Some(d) = deadline {
                 wake = wake.min(d);
             }
-            match watch.as_mut() {
-                Some(w) => {
-                    tokio::select! {
-                        biased;
-                        res = w.changed() => if res.is_err() { watch = None },
-                        _ = clock.sleep_until(wake) => {}
-                    }
-                }
-                None => clock.sleep_until(wake).await,
-            }
+            sleep_or_woken(&clock, &mut watch, wake).await;
         };
         let outcome = match &res {
             Ok(LatchWait::Opened { .. }) => "opened",

@@ -20,7 +20,42 @@ pub use barrier::{Barrier, Tripped};
 pub use double::{DoubleBarrier, Inside};
 pub use latch::{Latch, LatchWait};
 
-use crate::{Key, Result};
+use crate::{Client, Key, LeaseOptions, Result, handle::Handle, spi::BarrierKind};
+
+/// What both kinds of barrier handle hold: the name and options, the
+/// parties each generation waits for, and who arrives.
+#[derive(Debug, Clone)]
+pub(crate) struct Party {
+    pub(crate) handle: Handle,
+    parties: u32,
+    participant: Participant,
+}
+
+impl Party {
+    pub(crate) fn new(client: Client, name: &str, parties: u32) -> Party {
+        Party {
+            participant: Participant::of_instance(&client),
+            handle: Handle::new(client, name),
+            parties,
+        }
+    }
+
+    pub(crate) fn set_participant(&mut self, id: &str) {
+        self.participant = Participant::named(id);
+    }
+
+    pub(crate) fn parties(&self) -> u32 {
+        self.parties
+    }
+
+    /// The name, options, participant and parties, all valid, or the
+    /// `InvalidArgument` of the first that is not.
+    pub(crate) fn checked(&self, kind: BarrierKind) -> Result<(&Key, &LeaseOptions, &Key)> {
+        let (key, opts) = self.handle.checked()?;
+        barrier::check_parties(kind, key, self.parties)?;
+        Ok((key, opts, self.participant.key()?))
+    }
+}
 
 /// A participant id as given (checked once), or the client's instance id.
 #[derive(Debug, Clone)]
