@@ -34,6 +34,12 @@
 //!
 //! The redis-server fixture for tests lives in `coord-testkit` (`coord_testkit::redis`).
 //!
+//! ## Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `tls` | yes | `rediss://` and [`RedisConfigBuilder::tls`]: TLS by rustls (with ring). Without it a TLS endpoint is `Error::Config` naming the feature. The `coord` facade turns it on with its `redis-tls` feature. |
+//!
 //! Under `--cfg madsim` this crate is empty: the redis crate cannot run inside
 //! the simulator, which checks the in-memory backend's state machine instead.
 #![cfg_attr(docsrs, feature(doc_cfg))]
