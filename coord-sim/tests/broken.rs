@@ -160,3 +160,13 @@ fn arrivals_kept_past_their_ttl_are_caught() {
         &["barrier-dead"],
     );
 }
+
+#[test]
+fn a_retried_count_down_counted_twice_is_caught() {
+    caught(
+        Scenario::latch_faults(),
+        Bug::LatchRetryCountsTwice,
+        "a_retried_count_down_counted_twice_is_caught",
+        &["latch-counted-once", "latch-early"],
+    );
+}

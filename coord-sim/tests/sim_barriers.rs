@@ -61,3 +61,24 @@ fn barrier_notifications_lost() {
         assert!(out.barriers.tripped > 0, "no generation ever tripped");
     }
 }
+
+/// The countdown latch under faults: never open early, each participant
+/// counted once per generation, the count kept, no wait past its deadline
+/// by more than the bound, generations increasing, an open after the heal
+/// (checkers `latch-*`, `liveness`).
+#[test]
+fn latch_faults() {
+    let s = Scenario::latch_faults();
+    let out = scenario::sweep(&s, seeds_from_env(), "latch_faults");
+    println!("{}: {out}", s.name);
+    assert!(
+        out.failures.is_empty(),
+        "{}: failing seeds {:?}",
+        s.name,
+        out.failures.iter().map(|f| f.0).collect::<Vec<_>>()
+    );
+    if !is_child() {
+        let b = &out.barriers;
+        assert!(b.trips > 0 && b.tripped > 0, "no generation ever opened");
+    }
+}

@@ -1167,7 +1167,12 @@ fn event_at(e: &BarrierEvent) -> Instant {
 }
 
 /// How long `process` was paused within `[from, to]`.
-fn paused_within(downtime: &[Downtime], process: &str, from: Instant, to: Instant) -> Duration {
+pub(super) fn paused_within(
+    downtime: &[Downtime],
+    process: &str,
+    from: Instant,
+    to: Instant,
+) -> Duration {
     downtime
         .iter()
         .filter(|d| d.process == process && !d.killed)

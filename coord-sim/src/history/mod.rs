@@ -13,6 +13,7 @@
 //! | [`check_failovers`] | after the leader crashes, a new leader is elected within TTL plus a bound |
 //! | [`OnceRuns::check`] | a run-once occurrence never runs on two instances at once nor after a run finished, a run whose lease was lost never counts as finished, no write lands after the finish |
 //! | [`check_barriers`] | barriers: no trip early or counting a participant past its TTL since it last waited, every waiter of a generation returns as the backend ended it (all tripped or all broken), no wait outlives its deadline by more than a bound, generations strictly increasing across restarts |
+//! | [`check_latches`] | latches: a generation reaches zero only once its count of distinct participants called, waits open only after it, each participant counted once per generation, never more count-downs than the count, no wait outlives its deadline by more than a bound, generations strictly increasing |
 //! | [`OrphanRule::check`] | once the faults heal, a lease the server granted but no client received is gone (released, or expired) within a bound well below its TTL |
 //!
 //! | module | family |
@@ -22,6 +23,7 @@
 //! | `election` | [`LeadLog`], [`Leaderships`], [`check_terms`], [`failovers`] |
 //! | `jobs` | [`OnceRuns`], [`check_once`] |
 //! | `barriers` | [`BarrierLog`] (the backend's barrier and latch events), [`BarrierWaits`], [`Downtime`], [`check_barriers`] |
+//! | `latch` | [`LatchCalls`] (count-downs and waits as called), [`check_latches`] (on the barrier log's latch events) |
 //! | `orphans` | [`orphans`], [`OrphanRule`]: grants nobody received, and how long they outlived the heal |
 
 use std::{fmt, time::Duration};
@@ -32,6 +34,7 @@ mod barriers;
 mod election;
 mod fence;
 mod jobs;
+mod latch;
 mod locks;
 mod orphans;
 
@@ -44,6 +47,9 @@ pub use election::{
 };
 pub use fence::{FencedResource, Write, check_writes};
 pub use jobs::{OnceOutcome, OnceRun, OnceRuns, check_once};
+pub use latch::{
+    LatchCall, LatchCallKind, LatchCalls, LatchOutcome, LatchRules, check_latches, latch_counts,
+};
 pub use locks::{Belief, Beliefs, GrantLog, ObservedGrant, ServerEvent, ServerLog};
 pub use orphans::{Gone, Orphan, OrphanRule, orphans};
 
@@ -54,7 +60,9 @@ pub struct Violation {
     /// `exclusion`, `liveness`, `terms`, `term-holders`, `leaders`,
     /// `failover`, `once-lost`, `once-after-finish`, `once-overlap`,
     /// `orphans`, `barrier-early`, `barrier-dead`, `barrier-outcome`,
-    /// `barrier-hang`, `barrier-generations`).
+    /// `barrier-hang`, `barrier-generations`, `barrier-wake`, `latch-early`,
+    /// `latch-counted-once`, `latch-count`, `latch-hang`,
+    /// `latch-generations`, `latch-outcome`).
     pub checker: &'static str,
     /// What happened, with the clients, tokens and instants involved.
     pub detail: String,

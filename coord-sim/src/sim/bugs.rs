@@ -16,8 +16,9 @@ use async_trait::async_trait;
 use coord_api::{
     Clock, FencingToken, HolderId, Key, LockSpace, Namespace, Quorum, Result,
     spi::{
-        Acquire, BarrierKind, Break, BreakReason, Broken as BrokenGeneration, Call, Dispatch,
-        Dispatched, DynBackend, Ended, EndedGeneration, Families, LeaseId, Release, Reply, Watch,
+        Acquire, BarrierKind, Break, BreakReason, Broken as BrokenGeneration, Call, CountDown,
+        Dispatch, Dispatched, DynBackend, Ended, EndedGeneration, Families, LeaseId, Release,
+        Reply, Watch,
     },
 };
 use coord_testkit::clocks::EpochWall;
@@ -52,6 +53,11 @@ pub enum Bug {
     /// A barrier keeps every arrival three times its TTL: a participant
     /// that crashed (or stopped waiting) is counted long after its TTL.
     ArrivalOutlivesTtl,
+    /// A latch's count-down ignores who counts: a participant's repeat (a
+    /// retry after a lost reply, a restarted process counting again) counts
+    /// once more while the generation is above zero. Emulated by counting
+    /// such a repeat again under another participant (`<participant>+`).
+    LatchRetryCountsTwice,
     /// Client-side: no clean-up of unanswered acquisitions. An acquire-type
     /// call (`locks.acquire`, `elections.campaign`, `groups.join`,
     /// `jobs.begin`) that ended without an answer (an error, or cancelled)
@@ -230,6 +236,33 @@ impl Dispatch for Broken {
                     args.5 *= 3;
                 }
                 call.run(b.clone()).await
+            }
+            (Bug::LatchRetryCountsTwice, "barriers", "latch_count_down") => {
+                type Args = (Key, Key, Option<u64>);
+                let (latch, participant) = {
+                    let args = call.args::<Args>().expect("latch_count_down's args");
+                    (args.0.clone(), args.1.clone())
+                };
+                match *call
+                    .run(b.clone())
+                    .await?
+                    .downcast::<CountDown>()
+                    .expect("a CountDown")
+                {
+                    CountDown::Already {
+                        generation,
+                        remaining,
+                    } if remaining > 0 => {
+                        let again = Key::new(&format!("{}+", participant.as_str()))?;
+                        let barriers = b.barriers().expect("barriers");
+                        reply(
+                            barriers
+                                .latch_count_down(&latch, &again, Some(generation))
+                                .await?,
+                        )
+                    }
+                    other => reply(other),
+                }
             }
             (Bug::EndOnceFinishes, "jobs", "end") => {
                 type Args = (Key, Key, coord_api::HolderId, Option<Duration>);

@@ -20,6 +20,7 @@
 //! | `jobs` | [`Workload::RunOnce`]: run occurrences of job `j`, bodies writing with their run's token |
 //! | `barriers` | [`Workload::Barrier`]: meet at the cyclic barrier `b`, round after round |
 //! | `double` | [`Workload::DoubleBarrier`]: enter the double barrier `d` together, work inside, leave together |
+//! | `latch` | [`Workload::Latch`]: a coordinator sets the latch `l`, three workers count it down once per generation, everyone waits for the open |
 //! | `faults` | the fault plans and their application, the heal |
 //! | `sweep` | seed sweeps in child processes, the replay command |
 
@@ -44,6 +45,7 @@ mod double;
 mod election;
 mod faults;
 mod jobs;
+mod latch;
 mod locks;
 mod sweep;
 
@@ -53,8 +55,9 @@ pub use barriers::{DEAD_BOUND, UNREACHABLE_BOUND, WAIT_BOUND};
 pub use sweep::{Sweep, replay_command, run_seed, seeds_from_env, sweep, sweep_with};
 
 use crate::history::{
-    BarrierCounts, BarrierLog, BarrierWaits, Beliefs, Downtime, FencedResource, GrantLog, LeadLog,
-    Leaderships, OnceRuns, OrphanRule, ServerLog, Violation, check_liveness, orphans,
+    BarrierCounts, BarrierLog, BarrierWaits, Beliefs, Downtime, FencedResource, GrantLog,
+    LatchCalls, LeadLog, Leaderships, OnceRuns, OrphanRule, ServerLog, Violation, check_liveness,
+    orphans,
 };
 use faults::{Action, Faults, Target, latency};
 
@@ -89,6 +92,10 @@ pub enum Workload {
     /// Four workers enter a double barrier of three parties together,
     /// work inside, and leave together, again.
     DoubleBarrier,
+    /// A coordinator sets a countdown latch to three, three workers count
+    /// it down once per generation (retrying after errors), everyone waits
+    /// for it to open; round after round.
+    Latch,
 }
 
 /// A scenario: the workload and which faults its plans may draw.
@@ -274,6 +281,21 @@ impl Scenario {
         }
     }
 
+    /// The countdown latch under the faults of
+    /// [`barrier_faults`](Scenario::barrier_faults) (a latch living an
+    /// hour: expiry is not the point): no generation at zero before its
+    /// count of distinct participants called, no wait opened before the
+    /// zero, a retried count-down counted once, never more count-downs than
+    /// the count, no wait past its deadline by more than a bound,
+    /// generations increasing, a generation opens after the heal.
+    pub fn latch_faults() -> Scenario {
+        Scenario {
+            name: "latch_faults",
+            workload: Workload::Latch,
+            ..Scenario::barrier_faults()
+        }
+    }
+
     /// With a deliberately broken server or client.
     #[cfg(feature = "broken")]
     pub fn with_bug(mut self, bug: Bug) -> Scenario {
@@ -384,6 +406,8 @@ struct Shared {
     runs: OnceRuns,
     /// Barrier waits as their participants saw them.
     waits: BarrierWaits,
+    /// Latch count-downs and waits as their participants saw them.
+    latch: LatchCalls,
     /// Clients' watches never wake ([`Scenario::lost_notifications`]).
     lost_notifications: bool,
     /// A deliberately broken client (feature `broken`).
@@ -410,7 +434,9 @@ impl Shared {
             // Barrier waiters wait side by side: the next one waiting is
             // the one the plan targets.
             *h = match self.workload {
-                Workload::Barrier | Workload::DoubleBarrier => open.keys().min().copied(),
+                Workload::Barrier | Workload::DoubleBarrier | Workload::Latch => {
+                    open.keys().min().copied()
+                }
                 _ => None,
             };
         }
@@ -425,13 +451,16 @@ impl Shared {
                 Workload::RunOnce => self.runs.end(idx, now, false),
                 Workload::Leadership | Workload::LeaderCrash => self.terms.end_at(idx, now),
                 Workload::Barrier | Workload::DoubleBarrier => self.waits.killed(idx, now),
+                Workload::Latch => self.latch.killed(idx, now),
             }
         }
         let open = self.open.lock().unwrap();
         let mut h = self.holder.lock().unwrap();
         if *h == Some(i) {
             *h = match self.workload {
-                Workload::Barrier | Workload::DoubleBarrier => open.keys().min().copied(),
+                Workload::Barrier | Workload::DoubleBarrier | Workload::Latch => {
+                    open.keys().min().copied()
+                }
                 _ => None,
             };
         }
@@ -524,6 +553,7 @@ pub async fn run(scenario: Scenario) -> Report {
         terms: Leaderships::new(),
         runs: OnceRuns::new(),
         waits: BarrierWaits::new(),
+        latch: LatchCalls::new(),
         lost_notifications: scenario.lost_notifications,
         #[cfg(feature = "broken")]
         bug: scenario.bug,
@@ -556,6 +586,7 @@ pub async fn run(scenario: Scenario) -> Report {
                             Workload::RunOnce => jobs::worker(i, clock, shared).await,
                             Workload::Barrier => barriers::worker(i, clock, shared).await,
                             Workload::DoubleBarrier => double::worker(i, clock, shared).await,
+                            Workload::Latch => latch::worker(i, clock, shared).await,
                         }
                         // Stopped, not gone: the process stays up (a node
                         // whose first task returns exits, its other tasks
@@ -633,14 +664,17 @@ pub async fn run(scenario: Scenario) -> Report {
         .iter_mut()
         .filter(|d| !d.killed && d.to.is_none())
         .for_each(|d| d.to = Some(healed));
-    if matches!(workload, Workload::Barrier | Workload::DoubleBarrier) {
+    if matches!(
+        workload,
+        Workload::Barrier | Workload::DoubleBarrier | Workload::Latch
+    ) {
         // The workers finish the waits they are in (bounded by their
         // deadline); the prober's round comes after. A wait may begin
         // after the heal, behind a read sent before it: give that read its
         // timeout first.
         tokio::time::sleep(SimOptions::default().call_timeout).await;
         let until = healed + barriers::WAIT_TIMEOUT + Duration::from_secs(3);
-        while shared.waits.open() > 0 && Instant::now() < until {
+        while shared.waits.open() + shared.latch.open() > 0 && Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -659,6 +693,7 @@ pub async fn run(scenario: Scenario) -> Report {
                     Workload::RunOnce => jobs::prober(i, clock, prober_shared).await,
                     Workload::Barrier => barriers::prober(clock, prober_shared).await,
                     Workload::DoubleBarrier => double::prober(clock, prober_shared).await,
+                    Workload::Latch => latch::prober(clock, prober_shared).await,
                     _ => election::prober(clock, prober_shared).await,
                 }
             })
@@ -682,7 +717,7 @@ pub async fn run(scenario: Scenario) -> Report {
         Workload::Leadership | Workload::LeaderCrash => election::known(&shared),
         Workload::RunOnce => jobs::known(&shared),
         // Barriers grant no leases with tokens: nothing can be orphaned.
-        Workload::Barrier | Workload::DoubleBarrier => HashSet::new(),
+        Workload::Barrier | Workload::DoubleBarrier | Workload::Latch => HashSet::new(),
     };
     let orphans = orphans(&log.events(), &known, TTL.div_f64(server_clock.rate()));
     let rule = OrphanRule {
@@ -713,6 +748,13 @@ pub async fn run(scenario: Scenario) -> Report {
             &downtime,
             t0,
             server_clock.rate(),
+            &mut report,
+        ),
+        Workload::Latch => latch::judge(
+            &scenario,
+            &shared,
+            &barrier_log.events(),
+            &downtime,
             &mut report,
         ),
     }
@@ -748,6 +790,18 @@ pub async fn run(scenario: Scenario) -> Report {
                 (w.start - t0).as_nanos(),
                 end,
                 outcome,
+            )
+                .hash(&mut h);
+        }
+        for c in shared.latch.all() {
+            let end = c.end.map(|e| (e - t0).as_nanos());
+            (
+                c.participant,
+                c.kind,
+                c.generation,
+                (c.start - t0).as_nanos(),
+                end,
+                c.outcome,
             )
                 .hash(&mut h);
         }
