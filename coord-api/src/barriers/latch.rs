@@ -3,8 +3,12 @@
 use std::time::Duration;
 
 use crate::{
-    Client, Error, Key, LeaseOptions, MAX_TTL, Result,
-    barriers::{Participant, arrival::sleep_or_woken, metrics},
+    Client, Error, Key, LeaseOptions, MAX_TTL, Result, Watch,
+    barriers::{
+        Participant,
+        arrival::{before, sleep_or_woken},
+        metrics,
+    },
     handle::Handle,
     lease::wait::{jittered, later},
     spi::{CountDown, LatchSet, LatchState, MAX_LATCH_COUNT},
@@ -176,7 +180,9 @@ impl Latch {
     /// Waits until the current generation reaches zero (woken by the
     /// backend's notification; the record is read again after every
     /// wake-up). `NotFound` if the latch is absent; `Expired` if it expires
-    /// first; `Error::Timeout` after `wait_timeout`.
+    /// first; `Error::Timeout` after `wait_timeout` (also when the backend
+    /// could not be reached until then: it keeps trying, as a barrier's
+    /// waiter does).
     ///
     /// # Cancel safety
     /// Cancel safe.
@@ -187,10 +193,46 @@ impl Latch {
         let start = clock.now();
         let deadline = opts.wait_timeout.and_then(|w| start.checked_add(w));
         let barriers = client.barriers()?;
-        let mut watch = Some(barriers.latch_watch(name).await?);
+        let mut watch: Option<Box<dyn Watch>> = None;
         let mut generation = None;
+        let mut backoff = Duration::from_millis(20);
         let res = loop {
-            let st = self.state().await?;
+            // Subscribed before each read while it has no watch: a change
+            // between the read and the wait is not missed. While the
+            // backend cannot be reached it tries again until the deadline,
+            // as a barrier's waiter does.
+            let mut unreachable = false;
+            if watch.is_none() {
+                match before(&clock, deadline, barriers.latch_watch(name)).await {
+                    Some(Ok(w)) => watch = Some(w),
+                    Some(Err(e)) if e.is_retryable() => unreachable = true,
+                    Some(Err(e)) => break Err(e),
+                    None => {}
+                }
+            }
+            let st = match before(&clock, deadline, self.state()).await {
+                Some(Ok(st)) => Some(st),
+                Some(Err(e)) if e.is_retryable() => {
+                    unreachable = true;
+                    None
+                }
+                Some(Err(e)) => break Err(e),
+                None => None,
+            };
+            let Some(st) = st else {
+                let now = clock.now();
+                if deadline.is_some_and(|d| now >= d) {
+                    break Err(self.timed_out(name, now - start));
+                }
+                let mut wake = later(now, backoff.min(jittered(opts)));
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                if let Some(d) = deadline {
+                    wake = wake.min(d);
+                }
+                clock.sleep_until(wake).await;
+                continue;
+            };
+            backoff = Duration::from_millis(20);
             let g = match (st.as_ref(), generation) {
                 (None, None) => break Err(self.not_found(name)),
                 (Some(st), None) => *generation.insert(st.generation),
@@ -213,13 +255,14 @@ impl Latch {
             }
             let now = clock.now();
             if deadline.is_some_and(|d| now >= d) {
-                break Err(Error::Timeout {
-                    what: format!("latch {:?}", name.as_str()),
-                    backend: client.backend().to_string(),
-                    waited: now - start,
-                });
+                break Err(self.timed_out(name, now - start));
             }
             let mut wake = later(now, jittered(opts));
+            if unreachable {
+                // The subscription failed: read again soon, subscribing
+                // again first.
+                wake = wake.min(later(now, backoff));
+            }
             if let Some(d) = deadline {
                 wake = wake.min(d);
             }
@@ -232,6 +275,14 @@ impl Latch {
         };
         metrics::wait_ended(KIND, outcome, clock.now() - start);
         res
+    }
+
+    fn timed_out(&self, name: &Key, waited: Duration) -> Error {
+        Error::Timeout {
+            what: format!("latch {:?}", name.as_str()),
+            backend: self.handle.client.backend().to_string(),
+            waited,
+        }
     }
 
     fn not_found(&self, name: &Key) -> Error {
