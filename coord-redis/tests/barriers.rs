@@ -31,6 +31,8 @@ use BarrierKind::{Cyclic, Double};
 const TTL: Duration = Duration::from_secs(10);
 /// The prelude's KEEP_MS: how long a barrier's keys outlive its last use.
 const KEEP: Duration = Duration::from_secs(24 * 3600);
+/// The barrier script's KEEP_SLACK_MS: how much longer they may live.
+const KEEP_SLACK: Duration = Duration::from_secs(3600);
 
 async fn backend_on(server: &RedisServer, ns: &str) -> Arc<RedisBackend> {
     Arc::new(
@@ -817,12 +819,24 @@ async fn ended_history_keeps_the_newest_sixteen() {
             assert_eq!(asked.as_ref(), Some(e), "generation {i} remembered");
         }
     }
-    assert_eq!(
-        int(RedisServer::shared()
-            .command(&["LLEN", "coord:{history:barrier:b}:h"])
-            .unwrap()),
-        16
-    );
+    // The record holds the sixteen ends and their order, nothing more.
+    let server = RedisServer::shared();
+    let rec = "coord:{history:barrier:b}:s";
+    let order = text(server.command(&["HGET", rec, "ended"]).unwrap());
+    let newest: Vec<String> = ends[4..].iter().map(|e| e.generation.to_string()).collect();
+    assert_eq!(order, newest.join(" "));
+    let Value::Array(fields) = server.command(&["HKEYS", rec]).unwrap() else {
+        panic!("no record")
+    };
+    let mut ended: Vec<String> = fields
+        .into_iter()
+        .map(text)
+        .filter_map(|f| f.strip_prefix("e:").map(str::to_owned))
+        .collect();
+    ended.sort();
+    let mut want = newest;
+    want.sort();
+    assert_eq!(ended, want);
 }
 
 #[tokio::test]
@@ -880,29 +894,42 @@ async fn a_latch_of_1000_counted_down_by_1000_participants() {
     }
 }
 
-/// No key of a barrier or latch lives for ever: a barrier's live one
-/// `KEEP_MS` past its latest arrival deadline, a latch's die with it (its
-/// counter `KEEP_MS` later).
+/// No key of a barrier or latch lives for ever: a barrier's live at least
+/// `KEEP_MS` past its latest arrival deadline and at most `KEEP_SLACK_MS`
+/// longer (also those remade after the end of a generation, when no
+/// operation needed the keys longer), a latch's die with it (its counter
+/// `KEEP_MS` later).
 #[tokio::test]
 async fn every_key_expires() {
     let ns = "lifetimes";
     let b = backend(ns).await;
     let br = barriers(&b);
-    let (a, c) = (key("a"), key("c"));
+    let (a, c, d) = (key("a"), key("c"), key("d"));
+    let short = Duration::from_millis(1);
+    let long = Duration::from_secs(2 * 3600);
+    let started = Instant::now();
     for kind in [Cyclic, Double] {
         let name = key("b");
         let g = br.state(kind, &name, None).await.unwrap().generation;
         br.arrive(kind, &name, &a, g, 3, TTL).await.unwrap();
-        br.arrive(kind, &name, &c, g, 3, Duration::from_millis(1))
-            .await
-            .unwrap();
+        br.arrive(kind, &name, &c, g, 3, short).await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
         br.state(kind, &name, None).await.unwrap();
         br.break_generation(kind, &name, None, BreakReason::Reset)
             .await
             .unwrap();
+        // The arrival, order and expired sets again, in a generation that
+        // needs them no longer than the last.
         let g = br.state(kind, &name, None).await.unwrap().generation;
         br.arrive(kind, &name, &a, g, 3, TTL).await.unwrap();
+        br.arrive(kind, &name, &c, g, 3, short).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        br.state(kind, &name, None).await.unwrap();
+        // An arrival past the slack: every key kept longer.
+        let name = key("long");
+        let g = br.state(kind, &name, None).await.unwrap().generation;
+        br.arrive(kind, &name, &a, g, 3, TTL).await.unwrap();
+        br.arrive(kind, &name, &d, g, 3, long).await.unwrap();
     }
     let latch_ttl = Duration::from_secs(30);
     br.latch_set(&key("l"), 2, latch_ttl).await.unwrap();
@@ -917,15 +944,16 @@ async fn every_key_expires() {
     };
     let names: Vec<String> = names.into_iter().map(text).collect();
     let mut expected = vec![
-        "coord:{lifetimes:latch:l}:s",
-        "coord:{lifetimes:latch:l}:p",
-        "coord:{lifetimes:latch:l}:t",
+        "coord:{lifetimes:latch:l}:s".to_owned(),
+        "coord:{lifetimes:latch:l}:p".to_owned(),
+        "coord:{lifetimes:latch:l}:t".to_owned(),
     ];
     for space in ["barrier", "double_barrier"] {
-        for part in ["s", "a", "o", "h", "t"] {
-            expected.push(Box::leak(
-                format!("coord:{{lifetimes:{space}:b}}:{part}").into_boxed_str(),
-            ));
+        for part in ["s", "a", "o", "x", "t"] {
+            expected.push(format!("coord:{{lifetimes:{space}:b}}:{part}"));
+        }
+        for part in ["s", "a", "o", "t"] {
+            expected.push(format!("coord:{{lifetimes:{space}:long}}:{part}"));
         }
     }
     let mut sorted = names.clone();
@@ -933,20 +961,84 @@ async fn every_key_expires() {
     expected.sort();
     assert_eq!(sorted, expected);
     let ms = |d: Duration| d.as_millis() as i64;
+    let elapsed = ms(started.elapsed()) + 1000;
     for name in &names {
         let left = int(server.command(&["PTTL", name]).unwrap());
-        let max = if name.contains(":latch:") {
+        let (min, max) = if name.contains(":latch:") {
             if name.ends_with(":t") {
-                ms(latch_ttl + KEEP)
+                (1, ms(latch_ttl + KEEP))
             } else {
-                ms(latch_ttl)
+                (1, ms(latch_ttl))
             }
+        } else if name.contains(":long}") {
+            (ms(long + KEEP) - elapsed, ms(long + KEEP + KEEP_SLACK))
         } else {
-            ms(TTL + KEEP)
+            (ms(TTL + KEEP) - elapsed, ms(TTL + KEEP + KEEP_SLACK))
         };
         assert!(
-            left > 0 && left <= max,
-            "{name}: PTTL {left}, at most {max}"
+            left >= min && left <= max,
+            "{name}: PTTL {left}, not in {min}..={max}"
+        );
+    }
+}
+
+/// `kept` (the instant the record says its keys are kept until) is what
+/// spares most operations their PEXPIREs; where it falls short, any
+/// operation sets every expiry again, an arrival answered from the history
+/// included, and a record without it (made before it was kept) counts its
+/// arrivals' deadlines.
+#[tokio::test]
+async fn keys_are_kept_again_when_kept_falls_short() {
+    let ns = "kept";
+    let b = backend(ns).await;
+    let br = barriers(&b);
+    let server = RedisServer::shared();
+    let (a, c) = (key("a"), key("c"));
+    let name = key("b");
+    let keys = |parts: &[&str]| -> Vec<String> {
+        parts
+            .iter()
+            .map(|p| format!("coord:{{{ns}:barrier:b}}:{p}"))
+            .collect()
+    };
+    let pttl = |k: &str| int(server.command(&["PTTL", k]).unwrap());
+    let ms = |d: Duration| d.as_millis() as i64;
+    let started = Instant::now();
+    let g = br.state(Cyclic, &name, None).await.unwrap().generation;
+    let e = ended(br.arrive(Cyclic, &name, &a, g, 1, TTL).await.unwrap());
+    let long = Duration::from_secs(2 * 3600);
+    br.arrive(Cyclic, &name, &c, e.next, 2, long).await.unwrap();
+
+    // Shortened behind the record's back: an arrival in the ended
+    // generation (answered from the history) keeps them again.
+    server
+        .command(&["HSET", &keys(&["s"])[0], "kept", "1"])
+        .unwrap();
+    for k in keys(&["s", "a", "o", "t"]) {
+        server.command(&["PEXPIRE", &k, "60000"]).unwrap();
+    }
+    assert_eq!(
+        br.arrive(Cyclic, &name, &a, g, 1, TTL).await.unwrap(),
+        Arrive::Ended(e.clone())
+    );
+    let elapsed = ms(started.elapsed()) + 1000;
+    for k in keys(&["s", "a", "o", "t"]) {
+        let left = pttl(&k);
+        assert!(
+            left >= ms(KEEP) - elapsed && left <= ms(KEEP + KEEP_SLACK),
+            "{k}: PTTL {left}"
+        );
+    }
+
+    // A record without `kept`: kept past its latest arrival deadline.
+    server.command(&["HDEL", &keys(&["s"])[0], "kept"]).unwrap();
+    br.state(Cyclic, &name, None).await.unwrap();
+    let elapsed = ms(started.elapsed()) + 1000;
+    for k in keys(&["s", "a", "o", "t"]) {
+        let left = pttl(&k);
+        assert!(
+            left >= ms(long + KEEP) - elapsed && left <= ms(long + KEEP + KEEP_SLACK),
+            "{k}: PTTL {left}"
         );
     }
 }

@@ -25,11 +25,12 @@
 //! name ends):
 //!
 //! ```text
-//! coord:{<ns>:<barrier|double_barrier>:<name>}:s   record hash: gen, parties, entered (cjson trip), seq
+//! coord:{<ns>:<barrier|double_barrier>:<name>}:s   record hash: gen, parties, entered (cjson trip), seq,
+//!                                                  kept (server ms), ended (generations, oldest first, 16),
+//!                                                  e:<generation> (cjson end) for each of those
 //! coord:{<ns>:<barrier|double_barrier>:<name>}:a   arrivals zset: participant -> deadline (server ms)
 //! coord:{<ns>:<barrier|double_barrier>:<name>}:o   arrival order zset: participant -> seq
 //! coord:{<ns>:<barrier|double_barrier>:<name>}:x   expired in this generation zset: participant -> seq
-//! coord:{<ns>:<barrier|double_barrier>:<name>}:h   ended generations list (cjson, newest first, 16)
 //! coord:{<ns>:<barrier|double_barrier>:<name>}:t   generation counter (next_token)
 //! coord:{<ns>:<barrier|double_barrier>:<name>}:c   channel: ended / entered
 //! coord:{<ns>:latch:<name>}:s                      record hash: gen, first, initial, remaining; PEXPIRE = its life
@@ -38,18 +39,27 @@
 //! coord:{<ns>:latch:<name>}:c                      channel: set / open
 //! ```
 //!
-//! Ended generations are stored as cjson objects whose generations are
-//! strings (cjson writes numbers with 14 significant digits) and whose
-//! participants round-trip whatever characters they hold; replies carry
-//! them as nested arrays, never JSON.
+//! Ended generations are stored in the record, one field each
+//! (`e:<generation>`), as cjson objects whose generations are strings (cjson
+//! writes numbers with 14 significant digits) and whose participants
+//! round-trip whatever characters they hold; replies carry them as nested
+//! arrays, never JSON. The `ended` field lists them in order, so the oldest
+//! is forgotten in the step that remembers the seventeenth; finding how one
+//! generation ended reads and decodes that one alone (every waiter woken by
+//! a trip asks, in a step of its own, so with 16 parties a round asks 15
+//! times).
 //!
-//! **Key lifetimes.** Every key of a barrier lives one `MAX_TTL` (24 h, the
-//! prelude's `KEEP_MS`) past its latest arrival deadline, or past the last
-//! operation that made or changed it, then goes (a barrier used again after
-//! that begins with a generation above every earlier one, by the token
-//! rule). A latch's record and counted set die with the latch; its counter
-//! lives `KEEP_MS` longer, so a latch set again after expiring gets a greater
-//! generation.
+//! **Key lifetimes.** Every key of a barrier lives at least one `MAX_TTL`
+//! (24 h, the prelude's `KEEP_MS`) past its latest arrival deadline and
+//! past the last operation on the barrier (reads included), and at most an
+//! hour longer (`KEEP_SLACK_MS`), then goes (a barrier used again after that
+//! begins with a generation above every earlier one, by the token rule).
+//! The record's `kept` is the instant (server ms) they are kept until: an
+//! operation that needs them longer moves it an hour past what it needs and
+//! sets every key's expiry to it, about once an hour of use; other
+//! operations set no expiry but on a key they (re)made. A latch's record and
+//! counted set die with the latch; its counter lives `KEEP_MS` longer, so a
+//! latch set again after expiring gets a greater generation.
 
 use std::{sync::LazyLock, time::Duration};
 
@@ -75,7 +85,7 @@ static BARRIER: LazyLock<Script> = script!("lua/deadlines.lua", "barriers/barrie
 static LATCH_SCRIPT: LazyLock<Script> = script!("barriers/latch.lua");
 
 /// A barrier's key parts, in script order (the channel is `c`).
-const BARRIER_PARTS: [char; 6] = ['s', 'a', 'o', 'x', 'h', 't'];
+const BARRIER_PARTS: [char; 5] = ['s', 'a', 'o', 'x', 't'];
 
 /// A latch's key parts, in script order (the channel is `c`).
 const LATCH_PARTS: [char; 3] = ['s', 'p', 't'];
@@ -604,7 +614,6 @@ mod tests {
                         "coord:{ns:barrier:b}:a",
                         "coord:{ns:barrier:b}:o",
                         "coord:{ns:barrier:b}:x",
-                        "coord:{ns:barrier:b}:h",
                         "coord:{ns:barrier:b}:t",
                     ]
                     .map(String::from)
@@ -617,7 +626,6 @@ mod tests {
                         "coord:{ns:double_barrier:b}:a",
                         "coord:{ns:double_barrier:b}:o",
                         "coord:{ns:double_barrier:b}:x",
-                        "coord:{ns:double_barrier:b}:h",
                         "coord:{ns:double_barrier:b}:t",
                     ]
                     .map(String::from)
@@ -683,10 +691,10 @@ mod tests {
             eval.arg("p").arg(7u64).arg(3u32).arg(1000u64);
             let (keys, channel) = barrier_layout(&ns, kind, "b");
             let args = eval::written(&eval);
-            assert_eq!(args[2], "6");
-            assert_eq!(args[3..9], keys[..]);
+            assert_eq!(args[2], "5");
+            assert_eq!(args[3..8], keys[..]);
             assert_eq!(
-                args[9..],
+                args[8..],
                 ["arrive", &channel, letter, "p", "7", "3", "1000"]
             );
         }

@@ -41,9 +41,11 @@ end
 -- stored, to live `keep_ms` (at least the grant's TTL). While the counter
 -- lives, tokens increase even if the server clock steps back; once it is
 -- gone (expired, or lost in a restart without persistence) the clock alone
--- keeps them above every token it gave before.
-local function next_token(counter, keep_ms)
-  local tok = math.max(tonumber(redis.call('GET', counter) or '0') + 1, now_us())
+-- keeps them above every token it gave before. `floor` (optional): a token
+-- given before that the counter may have lost; the next one is above it too.
+local function next_token(counter, keep_ms, floor)
+  local stored = math.max(tonumber(redis.call('GET', counter) or '0'), floor or 0)
+  local tok = math.max(stored + 1, now_us())
   redis.call('SET', counter, fmt(tok), 'PX', keep_ms)
   return tok
 end
