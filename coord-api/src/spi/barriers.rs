@@ -380,9 +380,10 @@ pub enum CountDown {
 #[async_trait]
 pub trait BarrierBackend: Send + Sync {
     /// The barrier's record, made (with a first generation) if there was
-    /// none; `asked`: a generation whose end to report. A record lives a
-    /// day (`MAX_TTL`) past its latest arrival deadline or operation, reads
-    /// included.
+    /// none; `asked`: a generation whose end to report. A record lives at
+    /// least a day (`MAX_TTL`) past its latest arrival deadline or
+    /// operation, reads included (a backend may keep it a little longer:
+    /// Redis up to an hour, to refresh key expiries seldom).
     async fn state(
         &self,
         kind: BarrierKind,
