@@ -51,8 +51,8 @@ use std::{any::Any, fmt, future::Future, pin::Pin};
 use async_trait::async_trait;
 
 use super::{
-    Backend, BarrierBackend, DynBackend, ElectionBackend, Families, GroupBackend, JobBackend,
-    LockBackend,
+    Backend, BarrierBackend, DynBackend, ElectionBackend, Families, GraphBackend, GroupBackend,
+    JobBackend, LockBackend,
 };
 use crate::{Error, Namespace, Result};
 
@@ -223,6 +223,9 @@ impl<D: Dispatch> Backend for Dispatched<D> {
     }
     fn barriers(&self) -> Option<&dyn BarrierBackend> {
         self.families.barriers.then_some(self as _)
+    }
+    fn graphs(&self) -> Option<&dyn GraphBackend> {
+        self.families.graphs.then_some(self as _)
     }
 }
 

@@ -16,6 +16,7 @@
 //! | [`membership`] | membership groups | [`Backend::groups`] |
 //! | [`jobs`] | run-once jobs | [`Backend::jobs`] |
 //! | [`barriers`] | cyclic and double barriers, countdown latches | [`Backend::barriers`] |
+//! | [`graphs`] | job graphs: runs of DAGs of nodes, resolved inside the backend | [`Backend::graphs`] |
 //! | [`dispatch`] | every family at once, for decorators and transports: a call carried as a value ([`Call`]) | [`Dispatched`] |
 //!
 //! A backend that offers only some families answers `None` for the others;
@@ -38,6 +39,7 @@ use crate::{Namespace, Result};
 pub mod barriers;
 pub mod dispatch;
 pub mod election;
+pub mod graphs;
 pub mod jobs;
 pub mod locks;
 pub mod membership;
@@ -49,6 +51,11 @@ pub use barriers::{
 };
 pub use dispatch::{Call, Dispatch, Dispatched, Op, Reply};
 pub use election::{Campaign, ElectionBackend, LeaderInfo, Quorum};
+pub use graphs::{
+    Cancel, Complete, Edge, GraphBackend, GraphSpec, MAX_ATTEMPTS, MAX_ERROR_BYTES, MAX_NODES,
+    MAX_RESULT_BYTES, NodeResult, NodeSpec, NodeState, NodeStatus, On, OnFailure, Outcome, Renew,
+    RunState, RunStatus, Submit, Take, Taken,
+};
 pub use jobs::{JobBackend, OnceBegin};
 pub use locks::{
     Acquire, Busy, Grant, LeaseId, LeaseInfo, LeaseKind, LockBackend, LockCapabilities, LockSpace,
@@ -90,6 +97,10 @@ pub trait Backend: fmt::Debug + fmt::Display + Send + Sync + 'static {
     fn barriers(&self) -> Option<&dyn BarrierBackend> {
         None
     }
+    /// Job graphs. `None` unless overridden.
+    fn graphs(&self) -> Option<&dyn GraphBackend> {
+        None
+    }
 }
 
 /// A backend shared by many clients.
@@ -118,6 +129,9 @@ macro_rules! forward_backend {
             fn barriers(&self) -> Option<&dyn BarrierBackend> {
                 (**self).barriers()
             }
+            fn graphs(&self) -> Option<&dyn GraphBackend> {
+                (**self).graphs()
+            }
         }
     )*};
 }
@@ -142,6 +156,8 @@ pub struct Families {
     pub jobs: bool,
     /// Barriers and latches.
     pub barriers: bool,
+    /// Job graphs.
+    pub graphs: bool,
 }
 
 impl Families {
@@ -153,6 +169,7 @@ impl Families {
             groups: backend.groups().is_some(),
             jobs: backend.jobs().is_some(),
             barriers: backend.barriers().is_some(),
+            graphs: backend.graphs().is_some(),
         }
     }
 
@@ -164,6 +181,7 @@ impl Families {
             groups: true,
             jobs: true,
             barriers: true,
+            graphs: true,
         }
     }
 }
