@@ -3,10 +3,13 @@
 use std::{fmt, sync::Arc};
 
 use crate::{
-    Barrier, Clock, DoubleBarrier, Election, Error, Group, InstanceId, Job, Latch, LeaseOptions,
-    Lock, Result, RwLock, Semaphore, TokioClock,
+    Barrier, Clock, DoubleBarrier, Election, Error, GraphBuilder, Group, InstanceId, Job, Latch,
+    LeaseOptions, Lock, Result, RwLock, Semaphore, TokioClock,
     lease::renewal::Renewals,
-    spi::{BarrierBackend, DynBackend, ElectionBackend, GroupBackend, JobBackend, LockBackend},
+    spi::{
+        BarrierBackend, DynBackend, ElectionBackend, GraphBackend, GroupBackend, JobBackend,
+        LockBackend,
+    },
 };
 
 /// The entry point: binds a backend (already tied to a namespace) to this
@@ -106,6 +109,11 @@ impl Client {
         (self.inner.backend.barriers()).ok_or_else(|| self.unsupported("barriers"))
     }
 
+    /// The backend's job graphs, or `NotSupported`.
+    pub(crate) fn graphs(&self) -> Result<&dyn GraphBackend> {
+        (self.inner.backend.graphs()).ok_or_else(|| self.unsupported("job graphs"))
+    }
+
     pub(crate) fn unsupported(&self, operation: &'static str) -> Error {
         Error::NotSupported {
             operation,
@@ -160,6 +168,12 @@ impl Client {
     /// A countdown latch named `name`.
     pub fn latch(&self, name: &str) -> Latch {
         Latch::new(self.clone(), name)
+    }
+
+    /// Declares a job graph named `name`: add nodes, then
+    /// [`build`](GraphBuilder::build) it (checked before any I/O).
+    pub fn graph(&self, name: &str) -> GraphBuilder {
+        GraphBuilder::new(self.clone(), name)
     }
 }
 

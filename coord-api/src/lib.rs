@@ -17,6 +17,7 @@
 //! | `membership` | [`Group`], [`Membership`], [`GroupObserver`] |
 //! | `jobs` | [`Job`] (`run`, `run_once`), [`JobContext`] |
 //! | `barriers` | [`Barrier`], [`DoubleBarrier`] and its [`Inside`], [`Latch`]; the family's metrics |
+//! | `graphs` | job graphs: [`Graph`] (declared with [`Node`]s), [`GraphRun`], [`GraphWorker`] and its [`NodeContext`]; the family's metrics |
 //! | [`url`] | [`url::BackendUrl`]: the one parser of backend URLs (every scheme), whose errors never echo a password |
 //! | `handle`, `trace` | what every family's handle is made of; the `coord.backend` span around every backend call |
 //!
@@ -34,6 +35,7 @@ mod client;
 mod clock;
 mod election;
 mod error;
+mod graphs;
 mod handle;
 mod holder;
 mod jobs;
@@ -53,6 +55,10 @@ pub use election::{
     Election, LeaderChange, LeaderContext, LeaderObserver, LeaderRunner, Leadership, RunnerHandle,
 };
 pub use error::{BarrierBroken, BoxError, Error, Result};
+pub use graphs::{
+    Backoff, Blocker, Graph, GraphBuilder, GraphRun, GraphWorker, Node, NodeContext, NodeError,
+    RunEvent, RunObserver, Worked,
+};
 pub use holder::{HolderId, InstanceId};
 pub use jobs::{Job, JobContext, RunOnce};
 pub use key::{Key, MAX_KEY_BYTES, MAX_NAMESPACE_BYTES, MAX_TTL, MIN_TTL, Namespace, validate_ttl};
@@ -63,7 +69,8 @@ pub use membership::{Group, GroupChange, GroupObserver, Membership};
 /// lease, who leads, who is a member (defined with the SPI, used by both).
 pub use spi::{
     ArrivalInfo, BarrierState, Ended, EndedGeneration, LatchState, LeaderInfo, LeaseInfo,
-    LeaseKind, LockSpace, MAX_LATCH_COUNT, MAX_PARTIES, MemberInfo, Members, Quorum, Trip,
+    LeaseKind, LockSpace, MAX_LATCH_COUNT, MAX_PARTIES, MemberInfo, Members, NodeState, NodeStatus,
+    On, OnFailure, Outcome, Quorum, RunState, RunStatus, Trip,
 };
 pub use token::FencingToken;
 

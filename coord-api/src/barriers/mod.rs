@@ -16,6 +16,7 @@ mod double;
 mod latch;
 mod metrics;
 
+pub(crate) use arrival::sleep_or_woken;
 pub use barrier::{Barrier, Tripped};
 pub use double::{DoubleBarrier, Inside};
 pub use latch::{Latch, LatchWait};

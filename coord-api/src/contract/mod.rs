@@ -14,6 +14,7 @@
 //! | [`membership`] | membership groups |
 //! | [`jobs`] | `Job::run` and `run_once` |
 //! | [`barriers`] | cyclic and double barriers, countdown latches |
+//! | [`graphs`] | job graphs: declaring, submitting, working, resolving, cancelling, observing runs |
 
 #[doc = include_str!("common.md")]
 pub mod common {}
@@ -27,3 +28,5 @@ pub mod membership {}
 pub mod jobs {}
 #[doc = include_str!("barriers.md")]
 pub mod barriers {}
+#[doc = include_str!("graphs.md")]
+pub mod graphs {}

@@ -1,0 +1,32 @@
+//! What the job graph family counts, through the `metrics` facade (the
+//! application installs a recorder; without one each costs a load and a
+//! branch). Labels are bounded: an outcome, never a graph, run or node name.
+//!
+//! | metric | kind | labels |
+//! |---|---|---|
+//! | `coord_graph_runs_submitted_total` | counter | (none): runs created (not an idempotent re-submission) |
+//! | `coord_graph_attempts_total` | counter | `outcome`: the node's state after the attempt (`succeeded`, `failed`, `retry` (ready again), `cancelled`), or `stale` (the completion was refused: the lease had ended) |
+//! | `coord_graph_attempt_seconds` | histogram | `outcome` `ok` or `error`: how long the body ran |
+
+use std::time::Duration;
+
+use crate::spi::NodeState;
+
+/// Counts one run created.
+pub(crate) fn runs_submitted() {
+    metrics::counter!("coord_graph_runs_submitted_total").increment(1);
+}
+
+/// Counts one attempt that ended with the node in `state` (`None`: its
+/// completion was refused or unanswered), whose body failed or not, after
+/// running `ran`.
+pub(crate) fn attempt_ended(state: Option<NodeState>, failed: bool, ran: Duration) {
+    let outcome = match state {
+        Some(NodeState::Ready) => "retry",
+        Some(s) => s.as_str(),
+        None => "stale",
+    };
+    metrics::counter!("coord_graph_attempts_total", "outcome" => outcome).increment(1);
+    let body = if failed { "error" } else { "ok" };
+    metrics::histogram!("coord_graph_attempt_seconds", "outcome" => body).record(ran.as_secs_f64());
+}

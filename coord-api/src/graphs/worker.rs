@@ -1,0 +1,583 @@
+//! The worker: takes ready nodes of any run of a graph and runs a body on
+//! each under a lease, then completes the attempt with the body's result.
+//! Two backend calls per node (take and complete) beyond the lease's
+//! renewals; an idle worker waits on the graph's ready notifications.
+
+use std::{
+    fmt,
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::{Graph, metrics};
+use crate::{
+    BoxError, Error, FencingToken, HolderId, Key, LostSignal, Release, Result, Watch,
+    barriers::sleep_or_woken,
+    clock::Instant,
+    handle::{Handle, option_setters},
+    lease::{BoxFuture, Guard, Lease, Tenure, wait::jittered},
+    spi::{
+        Complete, MAX_ERROR_BYTES, MAX_RESULT_BYTES, NodeResult, NodeState, Outcome, Renew, Take,
+    },
+    trace::{self, Site},
+};
+
+/// One attempt's lease, for the lease engine. A renewal refused because the
+/// run was cancelled marks `cancelled` (the lost signal fires either way).
+struct Attempt {
+    graph: Key,
+    run: Key,
+    node: Key,
+    token: FencingToken,
+    holder: HolderId,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl Tenure for Attempt {
+    fn family(&self) -> &'static str {
+        "graph"
+    }
+
+    fn kind(&self) -> &'static str {
+        "node"
+    }
+
+    fn key(&self) -> &Key {
+        &self.graph
+    }
+
+    fn holder(&self) -> &HolderId {
+        &self.holder
+    }
+
+    fn renew<'a>(
+        &'a self,
+        client: &'a crate::Client,
+        ttl: Duration,
+    ) -> Result<BoxFuture<'a, Result<bool>>> {
+        let graphs = client.graphs()?;
+        Ok(Box::pin(async move {
+            let renew = graphs.renew(&self.graph, &self.run, &self.node, self.token, ttl);
+            Ok(match renew.await? {
+                Renew::Renewed => true,
+                Renew::Cancelled => {
+                    self.cancelled.store(true, Ordering::Release);
+                    false
+                }
+                _ => false,
+            })
+        }))
+    }
+
+    /// A dropped attempt (its body's future was dropped): failed, to be
+    /// retried at once if it has attempts left.
+    fn release<'a>(&'a self, client: &'a crate::Client) -> Result<BoxFuture<'a, Result<Release>>> {
+        let graphs = client.graphs()?;
+        Ok(Box::pin(async move {
+            let result = NodeResult::Failure {
+                error: "abandoned: the worker dropped the attempt".into(),
+                retry_in: Some(Duration::ZERO),
+            };
+            let done = graphs.complete(&self.graph, &self.run, &self.node, self.token, result);
+            Ok(crate::lease::released(matches!(
+                done.await?,
+                Complete::Recorded { .. }
+            )))
+        }))
+    }
+
+    fn counted(&self) -> bool {
+        false
+    }
+}
+
+/// Why a node's body failed. Any error converts into one with `?`; a
+/// failure is retried (after the node's back-off) while the node has
+/// attempts left, unless made [`permanent`](Self::permanent).
+pub struct NodeError {
+    error: BoxError,
+    permanent: bool,
+}
+
+impl NodeError {
+    /// A failure with this message.
+    pub fn msg(message: impl fmt::Display) -> NodeError {
+        NodeError {
+            error: message.to_string().into(),
+            permanent: false,
+        }
+    }
+
+    /// The same failure, not to be retried: the node fails now.
+    pub fn permanent(mut self) -> NodeError {
+        self.permanent = true;
+        self
+    }
+
+    /// Whether it will not be retried.
+    pub fn is_permanent(&self) -> bool {
+        self.permanent
+    }
+
+    /// The error.
+    pub fn error(&self) -> &BoxError {
+        &self.error
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for NodeError {
+    fn from(e: E) -> NodeError {
+        NodeError {
+            error: Box::new(e),
+            permanent: false,
+        }
+    }
+}
+
+impl fmt::Debug for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeError")
+            .field("error", &self.error)
+            .field("permanent", &self.permanent)
+            .finish()
+    }
+}
+
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+/// What a node's body gets: which node of which run, the attempt and its
+/// fencing token, the lost signal, and its parents' outcomes.
+#[derive(Debug, Clone)]
+pub struct NodeContext {
+    graph: Key,
+    run: Key,
+    node: Key,
+    attempt: u32,
+    token: FencingToken,
+    lost: LostSignal,
+    cancelled: Arc<AtomicBool>,
+    parents: Arc<[(Key, Outcome)]>,
+}
+
+impl NodeContext {
+    /// The graph's name.
+    pub fn graph(&self) -> &str {
+        self.graph.as_str()
+    }
+
+    /// The run's id.
+    pub fn run(&self) -> &str {
+        self.run.as_str()
+    }
+
+    /// The node's name: match on it to pick the work.
+    pub fn node(&self) -> &str {
+        self.node.as_str()
+    }
+
+    /// Which attempt this is (1 for the first).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The attempt's fencing token: pass it to everything the body writes.
+    pub fn token(&self) -> FencingToken {
+        self.token
+    }
+
+    /// Fires when the attempt's lease is lost (it expired, another attempt
+    /// took the node) or its run was cancelled: stop, the result will not
+    /// count (unless it still reaches the backend before the lease ends).
+    pub fn lost(&self) -> &LostSignal {
+        &self.lost
+    }
+
+    /// Whether the run was cancelled (learnt at a renewal: the lost signal
+    /// has fired too).
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    /// Every parent's outcome, in the node's edge order (fan-in).
+    pub fn parents(&self) -> &[(Key, Outcome)] {
+        &self.parents
+    }
+
+    /// Parent `name`'s outcome, if it is a parent.
+    pub fn outcome(&self, name: &str) -> Option<&Outcome> {
+        (self.parents.iter())
+            .find(|(k, _)| k.as_str() == name)
+            .map(|(_, o)| o)
+    }
+
+    /// Parent `name`'s result, decoded as `T`. `InvalidArgument` if it is
+    /// not a parent, did not succeed, or its result is not a `T`.
+    pub fn parent<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
+        match self.outcome(name) {
+            Some(Outcome::Succeeded(bytes)) => decode(&self.run, name, bytes),
+            Some(other) => Err(Error::invalid(format!(
+                "run \"{}\": parent \"{name}\" of \"{}\" did not succeed: {other:?}",
+                self.run, self.node
+            ))),
+            None => Err(Error::invalid(format!(
+                "run \"{}\": \"{name}\" is not a parent of \"{}\"",
+                self.run, self.node
+            ))),
+        }
+    }
+
+    /// Every parent's result in edge order: `Ok(T)` for one that
+    /// succeeded, `Err(text)` for one that failed, was skipped or cancelled
+    /// (a node after others `On::Any` sees all of them).
+    pub fn parent_results<T: DeserializeOwned>(&self) -> Vec<(String, Result<T, String>)> {
+        (self.parents.iter())
+            .map(|(k, o)| {
+                let r = match o {
+                    Outcome::Succeeded(b) => {
+                        decode(&self.run, k.as_str(), b).map_err(|e| e.to_string())
+                    }
+                    Outcome::Failed(e) => Err(e.clone()),
+                    Outcome::Skipped(by) => Err(format!("skipped (by \"{by}\")")),
+                    _ => Err("cancelled".to_owned()),
+                };
+                (k.as_str().to_owned(), r)
+            })
+            .collect()
+    }
+}
+
+/// Decodes node `node`'s result bytes.
+pub(super) fn decode<T: DeserializeOwned>(run: &Key, node: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Error::invalid(format!(
+            "run \"{run}\": the result of \"{node}\" does not decode as {}: {e}",
+            std::any::type_name::<T>()
+        ))
+    })
+}
+
+/// What a worker did with one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Worked {
+    /// The run.
+    pub run: String,
+    /// The node.
+    pub node: String,
+    /// The attempt.
+    pub attempt: u32,
+    /// Its token.
+    pub token: FencingToken,
+    /// What the backend recorded: the node's state after the attempt
+    /// (`Ready` when it will be retried), or `None` when the completion was
+    /// refused as stale (the lease had ended: another attempt may run it).
+    pub state: Option<NodeState>,
+}
+
+/// Works on a graph's runs: takes a ready node of any run, runs the body,
+/// completes the attempt. One node at a time per worker; run several
+/// (e.g. one per task) for concurrency.
+///
+/// The lease options (TTL, renewal, retry delay) are the client's unless
+/// set here.
+pub struct GraphWorker {
+    graph: Graph,
+    handle: Handle,
+    /// The graph's ready notifications, made the first time the worker was
+    /// idle and kept (a busy worker costs two calls per node).
+    watch: Option<Box<dyn Watch>>,
+}
+
+impl Clone for GraphWorker {
+    /// The same graph and options, with a watch of its own.
+    fn clone(&self) -> GraphWorker {
+        GraphWorker {
+            graph: self.graph.clone(),
+            handle: self.handle.clone(),
+            watch: None,
+        }
+    }
+}
+
+impl fmt::Debug for GraphWorker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GraphWorker")
+            .field("graph", &self.graph.name())
+            .field("options", self.handle.opts())
+            .field("subscribed", &self.watch.is_some())
+            .finish()
+    }
+}
+
+impl GraphWorker {
+    pub(super) fn new(graph: Graph) -> GraphWorker {
+        let handle = Handle::new(graph.client().clone(), graph.name());
+        GraphWorker {
+            graph,
+            handle,
+            watch: None,
+        }
+    }
+
+    option_setters!();
+
+    /// Takes one ready node if there is one now, runs `body` on it and
+    /// completes it; `None` if nothing was ready.
+    pub async fn work_one<R, F, Fut>(&self, body: F) -> Result<Option<Worked>>
+    where
+        F: FnOnce(NodeContext) -> Fut,
+        Fut: Future<Output = std::result::Result<R, NodeError>>,
+        R: Serialize,
+    {
+        let (_, opts) = self.handle.checked()?;
+        let client = self.graph.client();
+        let holder = HolderId::new(*client.instance_id());
+        let t_sent = client.clock().now();
+        let take = client.graphs()?.take(self.graph.key(), &holder, opts.ttl);
+        let taken = trace::call(
+            client,
+            || self.site("take", &holder, None),
+            take,
+            |t| match t {
+                Take::Taken(t) => trace::Outcome::Granted(t.token),
+                _ => trace::Outcome::Busy,
+            },
+        )
+        .await?;
+        let Take::Taken(taken) = taken else {
+            return Ok(None);
+        };
+        Ok(Some(self.attempt(*taken, holder, t_sent, body).await?))
+    }
+
+    /// Waits for a ready node (woken by the backend's notification, or at
+    /// the time a retry delay or a crashed attempt's lease ends), runs
+    /// `body` on it and completes it.
+    pub async fn work_next<R, F, Fut>(&mut self, body: F) -> Result<Worked>
+    where
+        F: FnOnce(NodeContext) -> Fut,
+        Fut: Future<Output = std::result::Result<R, NodeError>>,
+        R: Serialize,
+    {
+        self.next(body).await
+    }
+
+    /// Works for ever: [`work_next`](Self::work_next) in a loop. Errors
+    /// the backend may recover from (it is unreachable) are logged and
+    /// waited out; any other error is returned.
+    pub async fn run<R, F, Fut>(mut self, body: F) -> Result<()>
+    where
+        F: Fn(NodeContext) -> Fut,
+        Fut: Future<Output = std::result::Result<R, NodeError>>,
+        R: Serialize,
+    {
+        loop {
+            match self.next(&body).await {
+                Ok(_) => {}
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(graph = %self.graph.name(), error = %e, "graph worker: backend unreachable; waiting");
+                    let clock = self.graph.client().clock();
+                    clock
+                        .sleep_until(clock.now() + jittered(self.handle.opts()))
+                        .await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn next<R, F, Fut>(&mut self, body: F) -> Result<Worked>
+    where
+        F: FnOnce(NodeContext) -> Fut,
+        Fut: Future<Output = std::result::Result<R, NodeError>>,
+        R: Serialize,
+    {
+        let (_, opts) = self.handle.checked()?;
+        let opts = opts.clone();
+        let client = self.graph.client().clone();
+        let holder = HolderId::new(*client.instance_id());
+        let mut subscribed = self.watch.is_some();
+        loop {
+            let t_sent = client.clock().now();
+            let take = client.graphs()?.take(self.graph.key(), &holder, opts.ttl);
+            let taken = trace::call(
+                &client,
+                || self.site("take", &holder, None),
+                take,
+                |t| match t {
+                    Take::Taken(t) => trace::Outcome::Granted(t.token),
+                    _ => trace::Outcome::Busy,
+                },
+            )
+            .await?;
+            let next_in = match taken {
+                Take::Taken(t) => return self.attempt(*t, holder, t_sent, body).await,
+                Take::Idle { next_in } => next_in,
+            };
+            if !subscribed {
+                // Subscribe, then look again: a node made ready between the
+                // look and the subscription is not missed.
+                self.watch = client.graphs()?.watch_ready(self.graph.key()).await.ok();
+                subscribed = true;
+                continue;
+            }
+            let fallback = jittered(&opts);
+            let wait = next_in.map_or(fallback, |n| n.min(fallback));
+            let wake = client.clock().now() + wait;
+            sleep_or_woken(client.clock(), &mut self.watch, wake).await;
+            subscribed = self.watch.is_some();
+        }
+    }
+
+    /// Runs `body` on a taken node under its lease and completes it.
+    async fn attempt<R, F, Fut>(
+        &self,
+        taken: crate::spi::Taken,
+        holder: HolderId,
+        t_sent: Instant,
+        body: F,
+    ) -> Result<Worked>
+    where
+        F: FnOnce(NodeContext) -> Fut,
+        Fut: Future<Output = std::result::Result<R, NodeError>>,
+        R: Serialize,
+    {
+        let client = self.graph.client();
+        let opts = self.handle.opts();
+        let graphs = client.graphs()?;
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let tenure = Attempt {
+            graph: self.graph.key().clone(),
+            run: taken.run.clone(),
+            node: taken.node.clone(),
+            token: taken.token,
+            holder: holder.clone(),
+            cancelled: cancelled.clone(),
+        };
+        let lease = Lease::start(
+            client.clone(),
+            tenure,
+            Some(taken.token),
+            opts,
+            self.handle.validity(),
+            t_sent,
+        );
+        let guard = Guard::new(lease);
+        let ctx = NodeContext {
+            graph: self.graph.key().clone(),
+            run: taken.run.clone(),
+            node: taken.node.clone(),
+            attempt: taken.attempt,
+            token: taken.token,
+            lost: guard.lost_signal(),
+            cancelled,
+            parents: taken.parents.into(),
+        };
+        let started = client.clock().now();
+        let out = body(ctx).await;
+        let ran = client.clock().now().saturating_duration_since(started);
+        let lease = guard.into_lease();
+        let result = self.result_of(&taken.run, &taken.node, taken.attempt, out);
+        let failed = matches!(result, NodeResult::Failure { .. });
+        let complete = graphs.complete(
+            self.graph.key(),
+            &taken.run,
+            &taken.node,
+            taken.token,
+            result,
+        );
+        let site = || self.site("complete", &holder, Some(taken.token));
+        let done = trace::call(client, site, complete, |c| match c {
+            Complete::Recorded { .. } => trace::Outcome::Ok,
+            _ => trace::Outcome::NotHeld,
+        })
+        .await;
+        let state = match &done {
+            Ok(Complete::Recorded { state, .. }) => Some(*state),
+            _ => None,
+        };
+        // The attempt is over either way: stop renewing. A refused or
+        // unanswered completion leaves the node to its lease's expiry.
+        lease.mark(state.is_none());
+        metrics::attempt_ended(state, failed, ran);
+        done?;
+        Ok(Worked {
+            run: taken.run.as_str().to_owned(),
+            node: taken.node.as_str().to_owned(),
+            attempt: taken.attempt,
+            token: taken.token,
+            state,
+        })
+    }
+
+    /// The body's outcome as the backend takes it: an encoded result, or a
+    /// failure with its retry delay (none when permanent; a result too
+    /// large to keep fails the node for good).
+    fn result_of<R: Serialize>(
+        &self,
+        run: &Key,
+        node: &Key,
+        attempt: u32,
+        out: std::result::Result<R, NodeError>,
+    ) -> NodeResult {
+        let failure = |error: String, retry: bool| NodeResult::Failure {
+            error: truncate(error, MAX_ERROR_BYTES),
+            retry_in: retry.then(|| self.graph.backoff_of(node).delay(attempt)),
+        };
+        match out {
+            Ok(value) => match serde_json::to_vec(&value) {
+                Ok(bytes) if bytes.len() <= MAX_RESULT_BYTES => NodeResult::Success(bytes),
+                Ok(bytes) => failure(
+                    format!(
+                        "run \"{run}\": the result of \"{node}\" is {} bytes, more than the limit of {MAX_RESULT_BYTES}",
+                        bytes.len()
+                    ),
+                    false,
+                ),
+                Err(e) => failure(
+                    format!("the result of \"{node}\" does not encode: {e}"),
+                    false,
+                ),
+            },
+            Err(e) => failure(e.to_string(), !e.permanent),
+        }
+    }
+
+    fn site<'a>(
+        &'a self,
+        op: &'static str,
+        holder: &'a HolderId,
+        token: Option<FencingToken>,
+    ) -> Site<'a> {
+        Site {
+            op,
+            family: "graph",
+            kind: "node",
+            key: self.graph.key(),
+            holder: Some(holder),
+            token,
+        }
+    }
+}
+
+/// `s` cut to at most `max` bytes at a character boundary.
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
