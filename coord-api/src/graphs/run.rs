@@ -176,7 +176,7 @@ impl GraphRun {
 }
 
 /// The blockers of node `i` in `status`.
-fn blockers(spec: &crate::spi::GraphSpec, status: &RunStatus, i: usize) -> Vec<Blocker> {
+pub(super) fn blockers(spec: &crate::spi::GraphSpec, status: &RunStatus, i: usize) -> Vec<Blocker> {
     let Some(n) = status.nodes.get(i) else {
         return Vec::new();
     };
@@ -286,7 +286,7 @@ impl RunObserver {
 }
 
 /// The changes from `a` to `b`, and what they do not explain.
-fn diff(a: &RunStatus, b: &RunStatus) -> Vec<RunEvent> {
+pub(super) fn diff(a: &RunStatus, b: &RunStatus) -> Vec<RunEvent> {
     let mut events = Vec::new();
     let mut shown = 0u64;
     for (x, y) in a.nodes.iter().zip(&b.nodes) {

@@ -1,1 +1,167 @@
-// unit tests: see below
+//! The client side of job graphs without a backend: declarations checked
+//! before any I/O, back-off, and what an observer reports. The backends'
+//! behaviour is the conformance suite's (`coord-conformance`, cases `graph_*`).
+
+use std::{sync::Arc, time::Duration};
+
+use super::*;
+use crate::{
+    spi::{NodeState, NodeStatus, RunState, RunStatus},
+    testing::Counting,
+};
+
+fn client() -> Client {
+    Client::new(Arc::new(Counting::default()))
+}
+
+fn err(b: GraphBuilder) -> String {
+    b.build().unwrap_err().to_string()
+}
+
+#[test]
+fn a_declared_graph_keeps_declaration_order_and_edges() {
+    let g = client()
+        .graph("etl")
+        .node("extract")
+        .node(Node::new("t1").after("extract"))
+        .node(Node::new("t2").after("extract"))
+        .node(
+            Node::new("load")
+                .after("t1")
+                .after_on("t2", On::Any)
+                .max_attempts(5),
+        )
+        .build()
+        .unwrap();
+    let names: Vec<&str> = g.spec().nodes().iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["extract", "t1", "t2", "load"]);
+    let load = &g.spec().nodes()[3];
+    assert_eq!(load.max_attempts, 5);
+    assert_eq!(
+        load.after,
+        vec![
+            crate::spi::Edge::new(1, On::Success),
+            crate::spi::Edge::new(2, On::Any)
+        ]
+    );
+}
+
+#[test]
+fn bad_declarations_name_the_graph_and_the_node() {
+    let c = client();
+    let e = err(c.graph("g").node(Node::new("b").after("a")));
+    assert!(
+        e.contains("graph \"g\"") && e.contains("\"a\", which is not a node"),
+        "{e}"
+    );
+    let e = err(c.graph("g").node("a").node("a"));
+    assert!(e.contains("declared twice"), "{e}");
+    let e = err(c.graph("g").node(""));
+    assert!(e.contains("graph \"g\": node name"), "{e}");
+    let e = err(c.graph("").node("a"));
+    assert!(e.contains("invalid"), "{e}");
+    let e = err(c
+        .graph("g")
+        .node(Node::new("a").after("b"))
+        .node(Node::new("b").after("a")));
+    assert!(e.contains("cycle"), "{e}");
+    let e = err(c.graph("g").node(Node::new("a").max_attempts(101)));
+    assert!(e.contains("outside 1..=100"), "{e}");
+    let e = err(c
+        .graph("g")
+        .node(Node::new("a").backoff(Duration::from_secs(2), Duration::from_secs(1))));
+    assert!(e.contains("back-off"), "{e}");
+    let e = err(c
+        .graph("g")
+        .node("a")
+        .retention(Duration::from_secs(25 * 3600)));
+    assert!(e.contains("TTL") || e.contains("ttl"), "{e}");
+    assert!(err(c.graph("g")).contains("no node"));
+}
+
+#[test]
+fn backoff_doubles_up_to_its_max_with_jitter() {
+    let b = Backoff {
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(1),
+    };
+    for _ in 0..100 {
+        let d1 = b.delay(1);
+        assert!(d1 >= Duration::from_millis(50) && d1 <= Duration::from_millis(100));
+        let d3 = b.delay(3);
+        assert!(d3 >= Duration::from_millis(200) && d3 <= Duration::from_millis(400));
+        let d9 = b.delay(90);
+        assert!(d9 >= Duration::from_millis(500) && d9 <= Duration::from_secs(1));
+    }
+}
+
+fn node(name: &str, state: NodeState, attempts: u32) -> NodeStatus {
+    let mut n = NodeStatus::new(crate::Key::new(name).unwrap(), state);
+    n.attempts = attempts;
+    n
+}
+
+fn status(nodes: Vec<NodeStatus>, transitions: u64) -> RunStatus {
+    RunStatus::new(
+        RunState::Running,
+        nodes,
+        transitions,
+        std::time::SystemTime::UNIX_EPOCH,
+    )
+}
+
+#[test]
+fn an_observer_counts_what_it_could_not_show() {
+    use NodeState::*;
+    let a = status(vec![node("x", Ready, 0), node("y", Pending, 0)], 0);
+    // x went ready -> running -> ready (expired) -> running: 3
+    // transitions, seen as one change (attempts 0 -> 2).
+    let b = status(vec![node("x", Running, 2), node("y", Pending, 0)], 3);
+    let events = run::diff(&a, &b);
+    assert!(
+        matches!(&events[0], RunEvent::Node { node, from: Ready, to: Running, attempts: 2, .. } if node == "x")
+    );
+    assert_eq!(events[1], RunEvent::Missed { transitions: 2 });
+    // Nothing changed, nothing happened: nothing to report.
+    assert!(run::diff(&b, &b).is_empty());
+}
+
+#[test]
+fn blocked_nodes_name_their_unended_parents() {
+    use NodeState::*;
+    let g = client()
+        .graph("g")
+        .node("a")
+        .node("b")
+        .node(Node::new("c").after("a").after_on("b", On::Any))
+        .build()
+        .unwrap();
+    let s = status(
+        vec![
+            node("a", Succeeded, 1),
+            node("b", Running, 2),
+            node("c", Pending, 0),
+        ],
+        4,
+    );
+    let blockers = run::blockers(g.spec(), &s, 2);
+    assert_eq!(blockers.len(), 1);
+    assert_eq!(
+        (
+            blockers[0].node.as_str(),
+            blockers[0].state,
+            blockers[0].attempts
+        ),
+        ("b", Running, 2)
+    );
+    // A node that is not pending is blocked by nothing.
+    assert!(run::blockers(g.spec(), &s, 1).is_empty());
+}
+
+#[test]
+fn long_errors_are_cut_at_a_character_boundary() {
+    let s = "é".repeat(3000); // 6000 bytes
+    let cut = worker::truncate(s, 4097);
+    assert_eq!(cut.len(), 4096);
+    assert!(cut.chars().all(|c| c == 'é'));
+}

@@ -571,7 +571,7 @@ impl GraphWorker {
 }
 
 /// `s` cut to at most `max` bytes at a character boundary.
-fn truncate(mut s: String, max: usize) -> String {
+pub(super) fn truncate(mut s: String, max: usize) -> String {
     if s.len() > max {
         let mut end = max;
         while !s.is_char_boundary(end) {
