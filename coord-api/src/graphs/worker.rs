@@ -339,21 +339,8 @@ impl GraphWorker {
         Fut: Future<Output = std::result::Result<R, NodeError>>,
         R: Serialize,
     {
-        let (_, opts) = self.handle.checked()?;
-        let client = self.graph.client();
-        let holder = HolderId::new(*client.instance_id());
-        let t_sent = client.clock().now();
-        let take = client.graphs()?.take(self.graph.key(), &holder, opts.ttl);
-        let taken = trace::call(
-            client,
-            || self.site("take", &holder, None),
-            take,
-            |t| match t {
-                Take::Taken(t) => trace::Outcome::Granted(t.token),
-                _ => trace::Outcome::Busy,
-            },
-        )
-        .await?;
+        let holder = HolderId::new(*self.graph.client().instance_id());
+        let (taken, t_sent) = self.take(&holder).await?;
         let Take::Taken(taken) = taken else {
             return Ok(None);
         };
@@ -408,18 +395,7 @@ impl GraphWorker {
         let holder = HolderId::new(*client.instance_id());
         let mut subscribed = self.watch.is_some();
         loop {
-            let t_sent = client.clock().now();
-            let take = client.graphs()?.take(self.graph.key(), &holder, opts.ttl);
-            let taken = trace::call(
-                &client,
-                || self.site("take", &holder, None),
-                take,
-                |t| match t {
-                    Take::Taken(t) => trace::Outcome::Granted(t.token),
-                    _ => trace::Outcome::Busy,
-                },
-            )
-            .await?;
+            let (taken, t_sent) = self.take(&holder).await?;
             let next_in = match taken {
                 Take::Taken(t) => return self.attempt(*t, holder, t_sent, body).await,
                 Take::Idle { next_in } => next_in,
@@ -432,11 +408,25 @@ impl GraphWorker {
                 continue;
             }
             let fallback = jittered(&opts);
-            let wait = next_in.map_or(fallback, |n| n.min(fallback));
+            let wait = next_in.map_or(fallback, |n| n.clamp(Duration::from_millis(1), fallback));
             let wake = client.clock().now() + wait;
             sleep_or_woken(client.clock(), &mut self.watch, wake).await;
             subscribed = self.watch.is_some();
         }
+    }
+
+    /// One take, traced, and when it was sent.
+    async fn take(&self, holder: &HolderId) -> Result<(Take, Instant)> {
+        let (_, opts) = self.handle.checked()?;
+        let client = self.graph.client();
+        let t_sent = client.clock().now();
+        let take = client.graphs()?.take(self.graph.key(), holder, opts.ttl);
+        let site = || self.site("take", holder, None);
+        let taken = trace::call(client, site, take, |t| match t {
+            Take::Taken(t) => trace::Outcome::Granted(t.token),
+            _ => trace::Outcome::Busy,
+        });
+        Ok((taken.await?, t_sent))
     }
 
     /// Runs `body` on a taken node under its lease and completes it.
