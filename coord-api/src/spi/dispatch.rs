@@ -52,7 +52,7 @@ use async_trait::async_trait;
 
 use super::{
     Backend, BarrierBackend, DynBackend, ElectionBackend, Families, GraphBackend, GroupBackend,
-    JobBackend, LockBackend,
+    JobBackend, LockBackend, QueueBackend,
 };
 use crate::{Error, Namespace, Result};
 
@@ -226,6 +226,9 @@ impl<D: Dispatch> Backend for Dispatched<D> {
     }
     fn graphs(&self) -> Option<&dyn GraphBackend> {
         self.families.graphs.then_some(self as _)
+    }
+    fn queues(&self) -> Option<&dyn QueueBackend> {
+        self.families.queues.then_some(self as _)
     }
 }
 

@@ -17,6 +17,7 @@
 //! | [`jobs`] | run-once jobs | [`Backend::jobs`] |
 //! | [`barriers`] | cyclic and double barriers, countdown latches | [`Backend::barriers`] |
 //! | [`graphs`] | job graphs: runs of DAGs of nodes, resolved inside the backend | [`Backend::graphs`] |
+//! | [`queues`] | work queues: items delivered as fenced leases, dead letters, work stealing | [`Backend::queues`] |
 //! | [`dispatch`] | every family at once, for decorators and transports: a call carried as a value ([`Call`]) | [`Dispatched`] |
 //!
 //! A backend that offers only some families answers `None` for the others;
@@ -43,6 +44,7 @@ pub mod graphs;
 pub mod jobs;
 pub mod locks;
 pub mod membership;
+pub mod queues;
 
 pub use barriers::{
     ArrivalInfo, Arrive, BarrierBackend, BarrierKind, BarrierState, Break, BreakReason, Broken,
@@ -62,6 +64,11 @@ pub use locks::{
     Release,
 };
 pub use membership::{GroupBackend, MemberInfo, Members};
+pub use queues::{
+    DeadItem, Delivery, MAX_BATCH, MAX_DEAD_KEPT, MAX_ITEM_ATTEMPTS, MAX_PAYLOAD_BYTES,
+    MAX_PRIORITY, MAX_REASON_BYTES, Nack, NewItem, Pushed, QueueBackend, QueueStats,
+    ReceiveOptions, Received, Settle,
+};
 
 /// A backend bound to one [`Namespace`]: the root from which each family's
 /// operations are reached. Used as `Arc<dyn Backend>` ([`DynBackend`]).
@@ -101,6 +108,10 @@ pub trait Backend: fmt::Debug + fmt::Display + Send + Sync + 'static {
     fn graphs(&self) -> Option<&dyn GraphBackend> {
         None
     }
+    /// Work queues. `None` unless overridden.
+    fn queues(&self) -> Option<&dyn QueueBackend> {
+        None
+    }
 }
 
 /// A backend shared by many clients.
@@ -132,6 +143,9 @@ macro_rules! forward_backend {
             fn graphs(&self) -> Option<&dyn GraphBackend> {
                 (**self).graphs()
             }
+            fn queues(&self) -> Option<&dyn QueueBackend> {
+                (**self).queues()
+            }
         }
     )*};
 }
@@ -158,6 +172,8 @@ pub struct Families {
     pub barriers: bool,
     /// Job graphs.
     pub graphs: bool,
+    /// Work queues.
+    pub queues: bool,
 }
 
 impl Families {
@@ -170,6 +186,7 @@ impl Families {
             jobs: backend.jobs().is_some(),
             barriers: backend.barriers().is_some(),
             graphs: backend.graphs().is_some(),
+            queues: backend.queues().is_some(),
         }
     }
 
@@ -182,6 +199,7 @@ impl Families {
             jobs: true,
             barriers: true,
             graphs: true,
+            queues: true,
         }
     }
 }

@@ -1,0 +1,563 @@
+//! The SPI of work queues. The client types built on it are
+//! [`Queue`](crate::Queue) and [`Consumer`](crate::Consumer); the contract
+//! is [`contract::queues`](crate::contract::queues).
+//!
+//! A *queue* is a name holding *items*: an opaque payload (the client's
+//! encoding of a typed value), an id the backend gives it at push (`u64`,
+//! increasing per queue), a priority, the attempts it was given and has had,
+//! and its last error. Every item is in exactly one place:
+//!
+//! ```text
+//!            push (delay)                    due
+//!   ───────▶ delayed ───────────────────────────────▶ ready ◀──────────────┐
+//!   ───────▶ ready   (push without delay)              │                   │
+//!                                               receive│        nack (retry)│ expiry /
+//!                                                      ▼                   │ dead consumer /
+//!                                                  in flight ─────────────┘ leave / steal
+//!                                                      │  ack ──────▶ (gone)
+//!                                                      └─ dead_letter, or the last attempt
+//!                                                         failed or expired ──▶ dead
+//! ```
+//!
+//! A *delivery* is a lease on one item for one consumer: a fencing token
+//! drawn from the queue's counter by the token rule (so a later delivery of
+//! the same item has a larger token), a deadline on the backend's clock,
+//! and whether the consumer *started* it (the first delivery of a receive
+//! is started; the others are *prefetched* until the consumer extends
+//! them). Only the token of an item's current delivery extends, acks,
+//! nacks or dead-letters it, and only before its deadline.
+//!
+//! A *consumer* is a [`HolderId`] with a presence lease in the queue
+//! (renewed by every receive and by [`QueueBackend::heartbeat`]). A
+//! consumer whose presence expired is dead: its deliveries go back to ready
+//! at the next step, even if their own deadlines have not passed (work
+//! stealing from the dead).
+//!
+//! # The rules, step by step (what every backend does)
+//!
+//! 1. **Every step first sweeps** the queue: delayed items whose time came
+//!    become ready; deliveries whose deadline passed, and every delivery of
+//!    a consumer whose presence expired (that consumer is then forgotten),
+//!    are *returned* (rule 6). A backend may bound one sweep's work as long
+//!    as everything due is swept before the item concerned is received,
+//!    settled or reported.
+//! 2. **push** gives each item the next id and puts it in ready (or delayed
+//!    until now + delay). An item with a dedup key whose key was pushed
+//!    within its window is not pushed: the reply names the first item's id.
+//!    Items of one push are pushed in order, in one step.
+//! 3. **receive** renews the consumer's presence for `presence_ttl`, then
+//!    delivers up to `max` ready items, highest priority first, then lowest
+//!    id: each gets a new token, the consumer and a deadline of now +
+//!    `ttl`; the first is started, the others prefetched. An item's
+//!    `attempts` count its *started* deliveries: starting one (here, or by
+//!    extend) adds one, and a delivery's `attempt` is the number it has (or
+//!    will have, once started). With
+//!    `steal` and nothing ready, it may instead take *prefetched* (never
+//!    started) deliveries of other live consumers, each as a new delivery
+//!    with a new token, counted as stolen. It replies with the deliveries,
+//!    or, when there are none, the time until a delayed item is due or a
+//!    delivery's deadline passes, if any.
+//! 4. **extend** (current token, unexpired) sets the deadline to now +
+//!    `ttl` and marks the delivery started.
+//! 5. **ack** removes the item. **nack** records the error and returns the
+//!    item (rule 6) with its retry delay; **dead_letter** moves it to dead
+//!    with the reason. With any other token, or after the deadline:
+//!    [`Settle::Stale`], and nothing changes.
+//! 6. **Returning** an item (expiry, dead consumer, nack, leave): a
+//!    prefetched delivery simply goes back to ready (it used no attempt);
+//!    a started one, if the item has had `max_attempts` attempts, moves to
+//!    dead with its last error
+//!    (`lease expired` for an expiry, `consumer gone` for a dead consumer),
+//!    exactly once; otherwise it is ready again (delayed by a nack's retry
+//!    delay), counted as redelivered when delivered again.
+//! 7. **leave** returns every delivery of the consumer (rule 6) and forgets
+//!    it. **heartbeat** renews its presence.
+//! 8. **Dead items** are kept (up to [`MAX_DEAD_KEPT`] per queue, the
+//!    oldest dropped first) with their payload, attempts, last error and
+//!    the time they died; they can be listed, and requeued (ready again
+//!    with a fresh attempt count) or removed.
+//! 9. **Wake-ups.** A step that made an item ready (push, a sweep, a nack
+//!    without delay, a requeue, a leave) wakes the queue's watchers.
+//!    Delays and deadlines pass without a wake-up: [`Received::next_in`]
+//!    says when.
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+
+use super::{
+    DynBackend, Watch,
+    dispatch::{Dispatch, Dispatched, Op, family},
+};
+use crate::{FencingToken, HolderId, InstanceId, Key, Result};
+
+/// The highest priority (priorities are 0 ..= `MAX_PRIORITY`, higher first;
+/// the default is 0).
+pub const MAX_PRIORITY: u8 = 9;
+
+/// The largest payload of an item, in bytes.
+pub const MAX_PAYLOAD_BYTES: usize = 512 * 1024;
+
+/// The most items one push or one receive may carry.
+pub const MAX_BATCH: usize = 1_000;
+
+/// The most attempts an item may be given.
+pub const MAX_ITEM_ATTEMPTS: u32 = 1_000;
+
+/// The most dead items a backend keeps per queue, at least.
+pub const MAX_DEAD_KEPT: usize = 10_000;
+
+/// The longest error or reason kept with an item, in bytes (the client cuts
+/// longer ones at a character boundary).
+pub const MAX_REASON_BYTES: usize = 4 * 1024;
+
+/// An item to push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NewItem {
+    /// The encoded value (at most [`MAX_PAYLOAD_BYTES`]).
+    pub payload: Vec<u8>,
+    /// Ready only after this delay.
+    pub delay: Option<Duration>,
+    /// 0 ..= [`MAX_PRIORITY`], higher delivered first.
+    pub priority: u8,
+    /// Attempts it is given (1 ..= [`MAX_ITEM_ATTEMPTS`]).
+    pub max_attempts: u32,
+    /// A key making a repeated push within the window (the duration) a
+    /// no-op.
+    pub dedup: Option<(Key, Duration)>,
+}
+
+impl NewItem {
+    /// An item with no delay, priority 0, `max_attempts` attempts and no
+    /// dedup key.
+    pub fn new(payload: Vec<u8>, max_attempts: u32) -> NewItem {
+        NewItem {
+            payload,
+            delay: None,
+            priority: 0,
+            max_attempts,
+            dedup: None,
+        }
+    }
+
+    /// Ready after `delay`.
+    pub fn delay(mut self, delay: Option<Duration>) -> NewItem {
+        self.delay = delay;
+        self
+    }
+
+    /// With priority `priority`.
+    pub fn priority(mut self, priority: u8) -> NewItem {
+        self.priority = priority;
+        self
+    }
+
+    /// With a dedup key and its window.
+    pub fn dedup(mut self, dedup: Option<(Key, Duration)>) -> NewItem {
+        self.dedup = dedup;
+        self
+    }
+}
+
+/// What a push did with one item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Pushed {
+    /// Pushed with this id.
+    Pushed(u64),
+    /// Not pushed: its dedup key was pushed within its window, as this id.
+    Duplicate(u64),
+}
+
+/// A delivery of an item to a consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Delivery {
+    /// The item's id.
+    pub id: u64,
+    /// Its payload.
+    pub payload: Vec<u8>,
+    /// Which attempt this is (1-based).
+    pub attempt: u32,
+    /// The attempts it is given.
+    pub max_attempts: u32,
+    /// The delivery's token.
+    pub token: FencingToken,
+    /// Whether it is started (false: prefetched; extend starts it).
+    pub started: bool,
+    /// Whether it was taken from another live consumer's prefetch.
+    pub stolen: bool,
+    /// Its priority.
+    pub priority: u8,
+}
+
+impl Delivery {
+    /// A started, not stolen delivery.
+    pub fn new(
+        id: u64,
+        payload: Vec<u8>,
+        attempt: u32,
+        max_attempts: u32,
+        token: FencingToken,
+    ) -> Delivery {
+        Delivery {
+            id,
+            payload,
+            attempt,
+            max_attempts,
+            token,
+            started: true,
+            stolen: false,
+            priority: 0,
+        }
+    }
+}
+
+/// The reply to [`QueueBackend::receive`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Received {
+    /// The deliveries, in delivery order (empty: nothing to deliver).
+    pub deliveries: Vec<Delivery>,
+    /// With no delivery: the time until a delayed item is due or a
+    /// delivery's deadline passes, if any.
+    pub next_in: Option<Duration>,
+}
+
+impl Received {
+    /// A reply with these deliveries.
+    pub fn new(deliveries: Vec<Delivery>, next_in: Option<Duration>) -> Received {
+        Received {
+            deliveries,
+            next_in,
+        }
+    }
+}
+
+/// How a receive delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReceiveOptions {
+    /// Each delivery's lease.
+    pub ttl: Duration,
+    /// The consumer's presence lease.
+    pub presence_ttl: Duration,
+    /// At most this many deliveries (1 ..= [`MAX_BATCH`]).
+    pub max: u32,
+    /// Take other live consumers' prefetched deliveries when nothing is
+    /// ready.
+    pub steal: bool,
+}
+
+impl ReceiveOptions {
+    /// One delivery of `ttl`, presence `presence_ttl`, no stealing.
+    pub fn new(ttl: Duration, presence_ttl: Duration) -> ReceiveOptions {
+        ReceiveOptions {
+            ttl,
+            presence_ttl,
+            max: 1,
+            steal: false,
+        }
+    }
+
+    /// Up to `max` deliveries.
+    pub fn max(mut self, max: u32) -> ReceiveOptions {
+        self.max = max;
+        self
+    }
+
+    /// Stealing on or off.
+    pub fn steal(mut self, steal: bool) -> ReceiveOptions {
+        self.steal = steal;
+        self
+    }
+}
+
+/// The reply to ack, dead-letter and extend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Settle {
+    /// Done.
+    Done,
+    /// The token is not the item's current, unexpired delivery: nothing
+    /// changed.
+    Stale,
+}
+
+/// The reply to [`QueueBackend::nack`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Nack {
+    /// Ready again (after the retry delay).
+    Requeued,
+    /// It had no attempt left: moved to dead, with the error.
+    DeadLettered,
+    /// The token is not the item's current, unexpired delivery: nothing
+    /// changed.
+    Stale,
+}
+
+/// A dead item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeadItem {
+    /// Its id.
+    pub id: u64,
+    /// Its payload.
+    pub payload: Vec<u8>,
+    /// The attempts it had.
+    pub attempts: u32,
+    /// Why it died: its last error, the reason given, `lease expired`,
+    /// `consumer gone`, or a decode error.
+    pub reason: String,
+    /// When (the backend's clock).
+    pub died_at: SystemTime,
+}
+
+impl DeadItem {
+    /// A dead item.
+    pub fn new(
+        id: u64,
+        payload: Vec<u8>,
+        attempts: u32,
+        reason: String,
+        died_at: SystemTime,
+    ) -> DeadItem {
+        DeadItem {
+            id,
+            payload,
+            attempts,
+            reason,
+            died_at,
+        }
+    }
+}
+
+/// A queue's counts, as one step saw them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct QueueStats {
+    /// Items ready.
+    pub ready: u64,
+    /// Items delayed.
+    pub delayed: u64,
+    /// Items delivered and not settled.
+    pub in_flight: u64,
+    /// Dead items kept.
+    pub dead: u64,
+    /// Live consumers (instance of each, one entry per consumer).
+    pub consumers: Vec<InstanceId>,
+    /// Deliveries ever made.
+    pub delivered: u64,
+    /// Deliveries of an item that had been started before.
+    pub redelivered: u64,
+    /// Deliveries taken from a live consumer's prefetch.
+    pub stolen: u64,
+    /// Items moved to dead.
+    pub dead_lettered: u64,
+}
+
+/// Work queues. Every method is one atomic step (one round trip on a remote
+/// backend); queues have a key space of their own, and everything of one
+/// queue lives together (one hash slot on Redis).
+#[async_trait]
+pub trait QueueBackend: Send + Sync {
+    /// Pushes `items` in order (rule 2), one reply per item.
+    async fn push(&self, queue: &Key, items: Vec<NewItem>) -> Result<Vec<Pushed>>;
+
+    /// Delivers up to `opts.max` items to `consumer` (rule 3).
+    async fn receive(
+        &self,
+        queue: &Key,
+        consumer: &HolderId,
+        opts: ReceiveOptions,
+    ) -> Result<Received>;
+
+    /// Extends delivery `token` of item `id` by `ttl` and starts it (rule 4).
+    async fn extend(
+        &self,
+        queue: &Key,
+        id: u64,
+        token: FencingToken,
+        ttl: Duration,
+    ) -> Result<Settle>;
+
+    /// Acknowledges delivery `token` of item `id`: the item is done (rule 5).
+    async fn ack(&self, queue: &Key, id: u64, token: FencingToken) -> Result<Settle>;
+
+    /// Gives item `id` back with `error`, ready again after `retry_in` if it
+    /// has attempts left (rules 5, 6).
+    async fn nack(
+        &self,
+        queue: &Key,
+        id: u64,
+        token: FencingToken,
+        error: &str,
+        retry_in: Duration,
+    ) -> Result<Nack>;
+
+    /// Moves item `id` to dead with `reason` (rule 5).
+    async fn dead_letter(
+        &self,
+        queue: &Key,
+        id: u64,
+        token: FencingToken,
+        reason: &str,
+    ) -> Result<Settle>;
+
+    /// Renews `consumer`'s presence for `ttl` (rule 7).
+    async fn heartbeat(&self, queue: &Key, consumer: &HolderId, ttl: Duration) -> Result<()>;
+
+    /// Returns every delivery of `consumer` and forgets it; how many
+    /// (rule 7).
+    async fn leave(&self, queue: &Key, consumer: &HolderId) -> Result<u32>;
+
+    /// Dead items with ids above `after`, lowest first, at most `limit`.
+    async fn dead_items(&self, queue: &Key, after: u64, limit: u32) -> Result<Vec<DeadItem>>;
+
+    /// Makes dead item `id` ready again with a fresh attempt count; `false`
+    /// if there is no such dead item.
+    async fn requeue_dead(&self, queue: &Key, id: u64) -> Result<bool>;
+
+    /// Removes dead item `id`; `false` if there is no such dead item.
+    async fn remove_dead(&self, queue: &Key, id: u64) -> Result<bool>;
+
+    /// The queue's counts.
+    async fn stats(&self, queue: &Key) -> Result<QueueStats>;
+
+    /// Wakes when an item of the queue may have become ready.
+    async fn watch(&self, queue: &Key) -> Result<Box<dyn Watch>>;
+}
+
+const fn op(name: &'static str) -> Op {
+    Op {
+        family: "queues",
+        name,
+    }
+}
+
+fn queues<'a>(backend: &'a DynBackend, name: &'static str) -> Result<&'a dyn QueueBackend> {
+    family!(backend, queues, op(name))
+}
+
+#[async_trait]
+impl<D: Dispatch> QueueBackend for Dispatched<D> {
+    async fn push(&self, queue: &Key, items: Vec<NewItem>) -> Result<Vec<Pushed>> {
+        let args = (queue.clone(), items);
+        self.carry(op("push"), args, |b, (q, items)| async move {
+            queues(&b, "push")?.push(&q, items).await
+        })
+        .await
+    }
+    async fn receive(
+        &self,
+        queue: &Key,
+        consumer: &HolderId,
+        opts: ReceiveOptions,
+    ) -> Result<Received> {
+        let args = (queue.clone(), consumer.clone(), opts);
+        self.carry(op("receive"), args, |b, (q, c, o)| async move {
+            queues(&b, "receive")?.receive(&q, &c, o).await
+        })
+        .await
+    }
+    async fn extend(
+        &self,
+        queue: &Key,
+        id: u64,
+        token: FencingToken,
+        ttl: Duration,
+    ) -> Result<Settle> {
+        let args = (queue.clone(), id, token, ttl);
+        self.carry(op("extend"), args, |b, (q, id, t, ttl)| async move {
+            queues(&b, "extend")?.extend(&q, id, t, ttl).await
+        })
+        .await
+    }
+    async fn ack(&self, queue: &Key, id: u64, token: FencingToken) -> Result<Settle> {
+        let args = (queue.clone(), id, token);
+        self.carry(op("ack"), args, |b, (q, id, t)| async move {
+            queues(&b, "ack")?.ack(&q, id, t).await
+        })
+        .await
+    }
+    async fn nack(
+        &self,
+        queue: &Key,
+        id: u64,
+        token: FencingToken,
+        error: &str,
+        retry_in: Duration,
+    ) -> Result<Nack> {
+        let args = (queue.clone(), id, token, error.to_owned(), retry_in);
+        self.carry(op("nack"), args, |b, (q, id, t, e, r)| async move {
+            queues(&b, "nack")?.nack(&q, id, t, &e, r).await
+        })
+        .await
+    }
+    async fn dead_letter(
+        &self,
+        queue: &Key,
+        id: u64,
+        token: FencingToken,
+        reason: &str,
+    ) -> Result<Settle> {
+        let args = (queue.clone(), id, token, reason.to_owned());
+        self.carry(op("dead_letter"), args, |b, (q, id, t, why)| async move {
+            queues(&b, "dead_letter")?
+                .dead_letter(&q, id, t, &why)
+                .await
+        })
+        .await
+    }
+    async fn heartbeat(&self, queue: &Key, consumer: &HolderId, ttl: Duration) -> Result<()> {
+        let args = (queue.clone(), consumer.clone(), ttl);
+        self.carry(op("heartbeat"), args, |b, (q, c, ttl)| async move {
+            queues(&b, "heartbeat")?.heartbeat(&q, &c, ttl).await
+        })
+        .await
+    }
+    async fn leave(&self, queue: &Key, consumer: &HolderId) -> Result<u32> {
+        let args = (queue.clone(), consumer.clone());
+        self.carry(op("leave"), args, |b, (q, c)| async move {
+            queues(&b, "leave")?.leave(&q, &c).await
+        })
+        .await
+    }
+    async fn dead_items(&self, queue: &Key, after: u64, limit: u32) -> Result<Vec<DeadItem>> {
+        let args = (queue.clone(), after, limit);
+        self.carry(op("dead_items"), args, |b, (q, after, limit)| async move {
+            queues(&b, "dead_items")?.dead_items(&q, after, limit).await
+        })
+        .await
+    }
+    async fn requeue_dead(&self, queue: &Key, id: u64) -> Result<bool> {
+        let args = (queue.clone(), id);
+        self.carry(op("requeue_dead"), args, |b, (q, id)| async move {
+            queues(&b, "requeue_dead")?.requeue_dead(&q, id).await
+        })
+        .await
+    }
+    async fn remove_dead(&self, queue: &Key, id: u64) -> Result<bool> {
+        let args = (queue.clone(), id);
+        self.carry(op("remove_dead"), args, |b, (q, id)| async move {
+            queues(&b, "remove_dead")?.remove_dead(&q, id).await
+        })
+        .await
+    }
+    async fn stats(&self, queue: &Key) -> Result<QueueStats> {
+        let args = queue.clone();
+        self.carry(op("stats"), args, |b, q| async move {
+            queues(&b, "stats")?.stats(&q).await
+        })
+        .await
+    }
+    async fn watch(&self, queue: &Key) -> Result<Box<dyn Watch>> {
+        let args = queue.clone();
+        self.carry(op("watch"), args, |b, q| async move {
+            queues(&b, "watch")?.watch(&q).await
+        })
+        .await
+    }
+}
