@@ -4,11 +4,11 @@ use std::{fmt, sync::Arc};
 
 use crate::{
     Barrier, Clock, DoubleBarrier, Election, Error, GraphBuilder, Group, InstanceId, Job, Latch,
-    LeaseOptions, Lock, Result, RwLock, Semaphore, TokioClock,
+    LeaseOptions, Lock, Queue, Result, RwLock, Semaphore, TokioClock,
     lease::renewal::Renewals,
     spi::{
         BarrierBackend, DynBackend, ElectionBackend, GraphBackend, GroupBackend, JobBackend,
-        LockBackend,
+        LockBackend, QueueBackend,
     },
 };
 
@@ -114,6 +114,11 @@ impl Client {
         (self.inner.backend.graphs()).ok_or_else(|| self.unsupported("job graphs"))
     }
 
+    /// The backend's work queues, or `NotSupported`.
+    pub(crate) fn queues(&self) -> Result<&dyn QueueBackend> {
+        (self.inner.backend.queues()).ok_or_else(|| self.unsupported("queues"))
+    }
+
     pub(crate) fn unsupported(&self, operation: &'static str) -> Error {
         Error::NotSupported {
             operation,
@@ -168,6 +173,15 @@ impl Client {
     /// A countdown latch named `name`.
     pub fn latch(&self, name: &str) -> Latch {
         Latch::new(self.clone(), name)
+    }
+
+    /// A work queue named `name` of items of type `T` (JSON on the wire).
+    /// An invalid name is reported by the first operation.
+    pub fn queue<T>(&self, name: &str) -> Queue<T>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        Queue::new(self.clone(), name)
     }
 
     /// Declares a job graph named `name`: add nodes, then

@@ -17,6 +17,7 @@
 //! | `membership` | [`Group`], [`Membership`], [`GroupObserver`] |
 //! | `jobs` | [`Job`] (`run`, `run_once`), [`JobContext`] |
 //! | `barriers` | [`Barrier`], [`DoubleBarrier`] and its [`Inside`], [`Latch`]; the family's metrics |
+//! | `queues` | work queues: [`Queue`], [`PushOptions`], [`Consumer`], [`Delivery`], [`DeadLetter`]; the family's metrics |
 //! | `graphs` | job graphs: [`Graph`] (declared with [`Node`]s), [`GraphRun`], [`GraphWorker`] and its [`NodeContext`]; the family's metrics |
 //! | [`url`] | [`url::BackendUrl`]: the one parser of backend URLs (every scheme), whose errors never echo a password |
 //! | `handle`, `trace` | what every family's handle is made of; the `coord.backend` span around every backend call |
@@ -43,6 +44,7 @@ mod key;
 mod lease;
 mod locks;
 mod membership;
+mod queues;
 #[cfg(test)]
 mod testing;
 mod token;
@@ -65,6 +67,7 @@ pub use key::{Key, MAX_KEY_BYTES, MAX_NAMESPACE_BYTES, MAX_TTL, MIN_TTL, Namespa
 pub use lease::{LeaseOptions, LostSignal};
 pub use locks::{LeaseGuard, Lock, LockGuard, Permit, ReadGuard, RwLock, Semaphore, WriteGuard};
 pub use membership::{Group, GroupChange, GroupObserver, Membership};
+pub use queues::{Consumer, DeadLetter, Delivery, ItemContext, PushOptions, PushOutcome, Queue};
 /// What the client types hand back about a backend's state: who holds a
 /// lease, who leads, who is a member (defined with the SPI, used by both).
 pub use spi::{

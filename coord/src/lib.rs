@@ -1,7 +1,7 @@
 //! # coord: distributed coordination for the instances of a service
 //!
 //! Locks, read-write locks, semaphores, leader elections, membership groups,
-//! run-once jobs, barriers and latches, and job graphs whose participants are separate processes: five
+//! run-once jobs, barriers and latches, work queues and job graphs whose participants are separate processes: five
 //! replicas of a scheduler where exactly one runs the nightly job, a payment
 //! worker that must never process an order twice, and an on-call engineer
 //! who can ask who holds a lock and since when. Pick the backend at start-up
@@ -28,12 +28,13 @@
 //! | item | what it is |
 //! |---|---|
 //! | [`connect`] | a [`Client`] on the backend a URL names |
-//! | [`Client`], [`ClientBuilder`] | one instance's handle: [`lock`](Client::lock), [`rwlock`](Client::rwlock), [`semaphore`](Client::semaphore), [`election`](Client::election), [`group`](Client::group), [`job`](Client::job), [`barrier`](Client::barrier), [`double_barrier`](Client::double_barrier), [`latch`](Client::latch), [`graph`](Client::graph) |
+//! | [`Client`], [`ClientBuilder`] | one instance's handle: [`lock`](Client::lock), [`rwlock`](Client::rwlock), [`semaphore`](Client::semaphore), [`election`](Client::election), [`group`](Client::group), [`job`](Client::job), [`barrier`](Client::barrier), [`double_barrier`](Client::double_barrier), [`latch`](Client::latch), [`queue`](Client::queue), [`graph`](Client::graph) |
 //! | [`Lock`], [`RwLock`], [`Semaphore`] | the lock family; guards are [`LeaseGuard`]s with a [`FencingToken`] and a [`LostSignal`] |
 //! | [`Election`], [`Leadership`], [`LeaderObserver`], [`LeaderRunner`] | leader elections with terms |
 //! | [`Group`], [`Membership`], [`GroupObserver`] | membership groups |
 //! | [`Job`], [`RunOnce`] | jobs run by one instance at a time, or once |
 //! | [`Barrier`], [`DoubleBarrier`], [`Latch`] | barriers with generations whose arrivals are leases; countdown latches |
+//! | [`Queue`], [`Consumer`], [`Delivery`] | work queues: typed items delivered as fenced leases, at least once, with dead letters and work stealing |
 //! | [`Graph`], [`Node`], [`GraphRun`], [`GraphWorker`] | job graphs: runs of DAGs worked on by any instance, each node's dependents resolved inside the backend |
 //! | [`LeaseOptions`] | TTL, waiting, retries, auto-extension, clock drift |
 //! | [`Error`] | the one error type |
@@ -60,16 +61,17 @@ pub use connect::connect;
 
 pub use coord_api::{
     ArrivalInfo, Backoff, Barrier, BarrierBroken, BarrierState, Blocker, BoxError, Client,
-    ClientBuilder, Clock, DoubleBarrier, Election, Ended, EndedGeneration, Error, FencingToken,
-    Graph, GraphBuilder, GraphRun, GraphWorker, Group, GroupChange, GroupObserver, HolderId,
-    Inside, InstanceId, Job, JobContext, Key, Latch, LatchState, LatchWait, LeaderChange,
-    LeaderContext, LeaderInfo, LeaderObserver, LeaderRunner, Leadership, LeaseGuard, LeaseInfo,
-    LeaseKind, LeaseOptions, Lock, LockGuard, LockSpace, LostSignal, MAX_KEY_BYTES,
-    MAX_LATCH_COUNT, MAX_NAMESPACE_BYTES, MAX_PARTIES, MAX_TTL, MIN_TTL, MemberInfo, Members,
-    Membership, Namespace, Node, NodeContext, NodeError, NodeState, NodeStatus, On, OnFailure,
-    Outcome, Permit, Quorum, ReadGuard, Result, RunEvent, RunObserver, RunOnce, RunState,
-    RunStatus, RunnerHandle, RwLock, Semaphore, SkewedClock, TokioClock, Trip, Tripped, Worked,
-    WriteGuard, contract, spi,
+    ClientBuilder, Clock, Consumer, DeadLetter, Delivery, DoubleBarrier, Election, Ended,
+    EndedGeneration, Error, FencingToken, Graph, GraphBuilder, GraphRun, GraphWorker, Group,
+    GroupChange, GroupObserver, HolderId, Inside, InstanceId, ItemContext, Job, JobContext, Key,
+    Latch, LatchState, LatchWait, LeaderChange, LeaderContext, LeaderInfo, LeaderObserver,
+    LeaderRunner, Leadership, LeaseGuard, LeaseInfo, LeaseKind, LeaseOptions, Lock, LockGuard,
+    LockSpace, LostSignal, MAX_KEY_BYTES, MAX_LATCH_COUNT, MAX_NAMESPACE_BYTES, MAX_PARTIES,
+    MAX_TTL, MIN_TTL, MemberInfo, Members, Membership, Namespace, Node, NodeContext, NodeError,
+    NodeState, NodeStatus, On, OnFailure, Outcome, Permit, PushOptions, PushOutcome, Queue,
+    QueueStats, Quorum, ReadGuard, Result, RunEvent, RunObserver, RunOnce, RunState, RunStatus,
+    RunnerHandle, RwLock, Semaphore, SkewedClock, TokioClock, Trip, Tripped, Worked, WriteGuard,
+    contract, spi,
 };
 
 /// The README's code examples, compiled and run as doctests.

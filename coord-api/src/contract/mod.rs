@@ -14,6 +14,7 @@
 //! | [`membership`] | membership groups |
 //! | [`jobs`] | `Job::run` and `run_once` |
 //! | [`barriers`] | cyclic and double barriers, countdown latches |
+//! | [`queues`] | work queues: pushing, deliveries as leases, settling, dead letters, consumers' presence, work stealing |
 //! | [`graphs`] | job graphs: declaring, submitting, working, resolving, cancelling, observing runs |
 
 #[doc = include_str!("common.md")]
@@ -30,3 +31,5 @@ pub mod jobs {}
 pub mod barriers {}
 #[doc = include_str!("graphs.md")]
 pub mod graphs {}
+#[doc = include_str!("queues.md")]
+pub mod queues {}

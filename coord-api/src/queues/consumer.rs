@@ -1,0 +1,642 @@
+//! The consumer side of a queue: receiving deliveries (waiting on the
+//! queue's notification, never polling the backend), the consumer's presence
+//! lease, prefetching and stealing, and each delivery's lease.
+
+use std::{collections::VecDeque, fmt, future::Future, time::Duration};
+
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::{Queue, metrics};
+use crate::{
+    Backoff, Client, Error, FencingToken, HolderId, Key, LostSignal, NodeError, Release, Result,
+    Watch,
+    barriers::sleep_or_woken,
+    clock::Instant,
+    handle::{Handle, option_setters},
+    lease::{BoxFuture, Guard, Lease, LeaseOptions, Tenure, released, wait::jittered},
+    spi::{self, MAX_REASON_BYTES, Nack, ReceiveOptions, Settle},
+    trace::{self, Outcome, Site},
+};
+
+/// One delivery's lease: renewed by extend; a dropped delivery is given
+/// back at once (a nack without delay).
+struct ItemLease {
+    queue: Key,
+    id: u64,
+    token: FencingToken,
+    holder: HolderId,
+}
+
+impl Tenure for ItemLease {
+    fn family(&self) -> &'static str {
+        "queue"
+    }
+    fn kind(&self) -> &'static str {
+        "delivery"
+    }
+    fn key(&self) -> &Key {
+        &self.queue
+    }
+    fn holder(&self) -> &HolderId {
+        &self.holder
+    }
+    fn renew<'a>(
+        &'a self,
+        client: &'a Client,
+        ttl: Duration,
+    ) -> Result<BoxFuture<'a, Result<bool>>> {
+        let queues = client.queues()?;
+        Ok(Box::pin(async move {
+            let extend = queues.extend(&self.queue, self.id, self.token, ttl);
+            Ok(matches!(extend.await?, Settle::Done))
+        }))
+    }
+    fn release<'a>(&'a self, client: &'a Client) -> Result<BoxFuture<'a, Result<Release>>> {
+        let queues = client.queues()?;
+        Ok(Box::pin(async move {
+            let why = "dropped: the delivery was neither acked nor nacked";
+            let nack = queues.nack(&self.queue, self.id, self.token, why, Duration::ZERO);
+            Ok(released(!matches!(nack.await?, Nack::Stale)))
+        }))
+    }
+    fn counted(&self) -> bool {
+        false
+    }
+}
+
+/// A consumer's presence in its queue: renewed by heartbeats while the
+/// consumer lives; releasing it (a dropped consumer, [`Consumer::leave`])
+/// gives every delivery of the consumer back.
+struct Presence {
+    queue: Key,
+    holder: HolderId,
+}
+
+impl Tenure for Presence {
+    fn family(&self) -> &'static str {
+        "queue"
+    }
+    fn kind(&self) -> &'static str {
+        "consumer"
+    }
+    fn key(&self) -> &Key {
+        &self.queue
+    }
+    fn holder(&self) -> &HolderId {
+        &self.holder
+    }
+    fn renew<'a>(
+        &'a self,
+        client: &'a Client,
+        ttl: Duration,
+    ) -> Result<BoxFuture<'a, Result<bool>>> {
+        let queues = client.queues()?;
+        Ok(Box::pin(async move {
+            queues.heartbeat(&self.queue, &self.holder, ttl).await?;
+            Ok(true)
+        }))
+    }
+    fn release<'a>(&'a self, client: &'a Client) -> Result<BoxFuture<'a, Result<Release>>> {
+        let queues = client.queues()?;
+        Ok(Box::pin(async move {
+            queues.leave(&self.queue, &self.holder).await?;
+            Ok(released(true))
+        }))
+    }
+    fn counted(&self) -> bool {
+        false
+    }
+}
+
+/// What a [`Consumer::run`] handler gets with each item.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ItemContext {
+    /// The item's id.
+    pub id: u64,
+    /// Which attempt this is (1 for the first).
+    pub attempt: u32,
+    /// The attempts the item is given.
+    pub max_attempts: u32,
+    /// The delivery's fencing token: pass it to everything the handler
+    /// writes.
+    pub token: FencingToken,
+    /// Whether it was taken from another consumer's prefetch.
+    pub stolen: bool,
+    /// Fires when the delivery's lease is lost: stop; the item will be
+    /// delivered again.
+    pub lost: LostSignal,
+}
+
+/// What settling a delivery needs, apart from its item.
+struct Receipt {
+    client: Client,
+    queue: Key,
+    id: u64,
+    attempt: u32,
+    max_attempts: u32,
+    token: FencingToken,
+    stolen: bool,
+    backoff: Backoff,
+    guard: Guard,
+}
+
+/// One item delivered to this consumer, under a lease renewed while it is
+/// held. Settle it with [`ack`](Self::ack), [`nack`](Self::nack) or
+/// [`dead_letter`](Self::dead_letter); a delivery dropped unsettled is given
+/// back at once (and counts its attempt).
+pub struct Delivery<T> {
+    item: T,
+    receipt: Receipt,
+}
+
+impl<T: fmt::Debug> fmt::Debug for Delivery<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("queue", &self.receipt.queue)
+            .field("id", &self.receipt.id)
+            .field("attempt", &self.receipt.attempt)
+            .field("token", &self.receipt.token)
+            .field("item", &self.item)
+            .finish()
+    }
+}
+
+impl<T> Delivery<T> {
+    /// The item.
+    pub fn item(&self) -> &T {
+        &self.item
+    }
+
+    /// The item's id.
+    pub fn id(&self) -> u64 {
+        self.receipt.id
+    }
+
+    /// Which attempt this is (1 for the first).
+    pub fn attempt(&self) -> u32 {
+        self.receipt.attempt
+    }
+
+    /// The attempts the item is given.
+    pub fn max_attempts(&self) -> u32 {
+        self.receipt.max_attempts
+    }
+
+    /// The delivery's fencing token: pass it to everything the handler
+    /// writes.
+    pub fn token(&self) -> FencingToken {
+        self.receipt.token
+    }
+
+    /// Whether this consumer took it from another consumer's prefetch.
+    pub fn was_stolen(&self) -> bool {
+        self.receipt.stolen
+    }
+
+    /// Fires when the delivery's lease is lost (a renewal refused, or local
+    /// validity ran out): stop; the item will be delivered again.
+    pub fn lost(&self) -> LostSignal {
+        self.receipt.guard.lost_signal()
+    }
+
+    /// Whether the lease is still held (as far as this process knows).
+    pub fn is_held(&self) -> bool {
+        self.receipt.guard.is_held()
+    }
+
+    /// Renews the lease now. `LeaseLost` if the backend no longer has it.
+    pub async fn extend(&self) -> Result<()> {
+        match self.receipt.guard.extend().await? {
+            true => Ok(()),
+            false => Err(self.receipt.lost()),
+        }
+    }
+
+    /// The item is done: removed from the queue. `LeaseLost` (and nothing
+    /// changes) if this delivery is no longer the item's current one.
+    pub async fn ack(self) -> Result<()> {
+        let r = self.receipt;
+        let lease = r.end();
+        let ack = r.client.queues()?.ack(&r.queue, r.id, r.token);
+        let done = trace::call(&r.client, || r.site("ack"), ack, settled).await;
+        r.settled(&lease, "acked", done.map(|s| s == Settle::Done))
+    }
+
+    /// Gives the item back with `error`: delivered again after the
+    /// consumer's back-off, or moved to the dead letters if this was its
+    /// last attempt (then `Ok(false)`). `LeaseLost` if this delivery is no
+    /// longer the item's current one.
+    pub async fn nack(self, error: impl fmt::Display) -> Result<bool> {
+        let r = self.receipt;
+        let lease = r.end();
+        let error = cut(error.to_string());
+        let retry_in = r.backoff.delay(r.attempt);
+        let nack = r
+            .client
+            .queues()?
+            .nack(&r.queue, r.id, r.token, &error, retry_in);
+        let classify = |n: &Nack| match n {
+            Nack::Stale => Outcome::NotHeld,
+            _ => Outcome::Ok,
+        };
+        let done = trace::call(&r.client, || r.site("nack"), nack, classify).await;
+        let requeued = matches!(done, Ok(Nack::Requeued));
+        let outcome = if requeued { "nacked" } else { "dead_lettered" };
+        r.settled(&lease, outcome, done.map(|n| n != Nack::Stale))?;
+        Ok(requeued)
+    }
+
+    /// Moves the item to the dead letters with `reason`, whatever attempts
+    /// it has left. `LeaseLost` if this delivery is no longer the item's
+    /// current one.
+    pub async fn dead_letter(self, reason: impl fmt::Display) -> Result<()> {
+        let r = self.receipt;
+        let lease = r.end();
+        let reason = cut(reason.to_string());
+        let dead = r
+            .client
+            .queues()?
+            .dead_letter(&r.queue, r.id, r.token, &reason);
+        let done = trace::call(&r.client, || r.site("dead_letter"), dead, settled).await;
+        r.settled(&lease, "dead_lettered", done.map(|s| s == Settle::Done))
+    }
+}
+
+fn settled(s: &Settle) -> Outcome {
+    match s {
+        Settle::Done => Outcome::Ok,
+        _ => Outcome::NotHeld,
+    }
+}
+
+impl Receipt {
+    fn site(&self, op: &'static str) -> Site<'_> {
+        Site {
+            op,
+            family: "queue",
+            kind: "delivery",
+            key: &self.queue,
+            holder: Some(self.guard.holder()),
+            token: Some(self.token),
+        }
+    }
+
+    fn lost(&self) -> Error {
+        Error::LeaseLost {
+            key: format!("{}#{}", self.queue, self.id),
+            backend: self.client.backend().to_string(),
+        }
+    }
+
+    /// Stops renewing the lease: the settlement about to be sent ends it.
+    fn end(&self) -> std::sync::Arc<Lease> {
+        let lease = self.guard.lease().clone();
+        lease.mark(false);
+        lease
+    }
+
+    /// The settlement's answer: `Ok` if it counted, `LeaseLost` if it was
+    /// stale.
+    fn settled(self, lease: &Lease, outcome: &'static str, done: Result<bool>) -> Result<()> {
+        let counted = done?;
+        let error = (!counted).then(|| self.lost());
+        let _ = self.guard.into_lease();
+        lease.mark(!counted);
+        metrics::settled(if counted { outcome } else { "stale" });
+        error.map_or(Ok(()), Err)
+    }
+}
+
+/// `s` cut to [`MAX_REASON_BYTES`] at a character boundary.
+fn cut(mut s: String) -> String {
+    if s.len() > MAX_REASON_BYTES {
+        let mut end = MAX_REASON_BYTES;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+/// Receives a queue's items. Its presence in the queue (a lease renewed in
+/// the background from its first receive) tells other consumers it is
+/// alive; when it is dropped or [`leave`](Self::leave)s, or its process
+/// dies and the presence expires, the items delivered to it go back to the
+/// queue. Keep it alive while its deliveries are being worked on.
+pub struct Consumer<T> {
+    queue: Queue<T>,
+    handle: Handle,
+    holder: HolderId,
+    presence_ttl: Duration,
+    prefetch: u32,
+    steal: bool,
+    backoff: Backoff,
+    presence: Option<Guard>,
+    /// Prefetched deliveries not started yet, in delivery order.
+    buffer: VecDeque<spi::Delivery>,
+    watch: Option<Box<dyn Watch>>,
+}
+
+impl<T> fmt::Debug for Consumer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Consumer")
+            .field("queue", &self.queue.name_str())
+            .field("holder", &self.holder)
+            .field("prefetch", &self.prefetch)
+            .field("steal", &self.steal)
+            .field("buffered", &self.buffer.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
+    /// The presence TTL by default: a consumer whose process died is known
+    /// dead (and its deliveries given back) this long after its last
+    /// heartbeat.
+    pub const DEFAULT_PRESENCE_TTL: Duration = Duration::from_secs(10);
+
+    pub(super) fn new(queue: Queue<T>) -> Consumer<T> {
+        let handle = Handle::new(queue.client().clone(), queue.name_str());
+        let holder = HolderId::new(*queue.client().instance_id());
+        Consumer {
+            queue,
+            handle,
+            holder,
+            presence_ttl: Self::DEFAULT_PRESENCE_TTL,
+            prefetch: 1,
+            steal: false,
+            backoff: Backoff::DEFAULT,
+            presence: None,
+            buffer: VecDeque::new(),
+            watch: None,
+        }
+    }
+
+    option_setters!();
+
+    /// Sets the presence TTL (1 ms ..= 24 h; default 10 s).
+    pub fn presence_ttl(mut self, ttl: Duration) -> Self {
+        self.presence_ttl = ttl;
+        self
+    }
+
+    /// Receives up to `n` items per round trip (1 ..= 1,000; default 1);
+    /// the ones not yet worked on are *prefetched* and may be stolen by an
+    /// idle consumer that [`steal`](Self::steal)s.
+    pub fn prefetch(mut self, n: u32) -> Self {
+        self.prefetch = n;
+        self
+    }
+
+    /// When nothing is ready, takes items other live consumers prefetched
+    /// but have not started (never one being worked on).
+    pub fn steal(mut self, on: bool) -> Self {
+        self.steal = on;
+        self
+    }
+
+    /// Sets the delays before a nacked item is delivered again.
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.backoff = Backoff { initial, max };
+        self
+    }
+
+    /// The consumer's holder id (its instance and a nonce of its own).
+    pub fn holder(&self) -> &HolderId {
+        &self.holder
+    }
+
+    fn checked(&self) -> Result<(Key, LeaseOptions)> {
+        let (key, opts) = self.handle.checked()?;
+        crate::validate_ttl(key, self.presence_ttl)?;
+        if self.prefetch == 0 || self.prefetch as usize > spi::MAX_BATCH {
+            return Err(Error::invalid(format!(
+                "queue \"{key}\": prefetch {}, outside 1..={}",
+                self.prefetch,
+                spi::MAX_BATCH
+            )));
+        }
+        Ok((key.clone(), opts.clone()))
+    }
+
+    /// The next delivery: a prefetched one, else what the queue has, else
+    /// it waits (woken by a push, or when a delayed item or an expired
+    /// delivery is due) up to `wait_timeout`. Items that do not decode as
+    /// `T` are moved to the dead letters with the decode error, and the
+    /// consumer goes on.
+    pub async fn receive(&mut self) -> Result<Delivery<T>> {
+        let (key, opts) = self.checked()?;
+        let client = self.queue.client().clone();
+        let started = client.clock().now();
+        let deadline = opts.wait_timeout.map(|w| started + w);
+        let mut subscribed = self.watch.is_some();
+        loop {
+            while let Some(d) = self.buffer.pop_front() {
+                // A prefetched delivery starts with an extend; refused, it
+                // was stolen (or expired) and is someone else's now.
+                let t_sent = client.clock().now();
+                let extend = client.queues()?.extend(&key, d.id, d.token, opts.ttl);
+                let site = || self.site("extend", &key, Some(d.token));
+                if trace::call(&client, site, extend, settled).await? == Settle::Done
+                    && let Some(d) = self.deliver(&key, &opts, d, t_sent).await?
+                {
+                    return Ok(d);
+                }
+            }
+            let t_sent = client.clock().now();
+            let ropts = ReceiveOptions::new(opts.ttl, self.presence_ttl)
+                .max(self.prefetch)
+                .steal(self.steal);
+            let receive = client.queues()?.receive(&key, &self.holder, ropts);
+            let site = || self.site("receive", &key, None);
+            let received = trace::call(&client, site, receive, |r| match r.deliveries.first() {
+                Some(d) => Outcome::Granted(d.token),
+                None => Outcome::Busy,
+            })
+            .await?;
+            self.keep_presence(&client, &key, t_sent);
+            let next_in = received.next_in;
+            let mut deliveries = received.deliveries.into_iter();
+            if let Some(first) = deliveries.next() {
+                self.buffer.extend(deliveries);
+                if let Some(d) = self.deliver(&key, &opts, first, t_sent).await? {
+                    return Ok(d);
+                }
+                continue;
+            }
+            if !subscribed {
+                // Subscribe, then look again: a push between the look and
+                // the subscription is not missed.
+                self.watch = client.queues()?.watch(&key).await.ok();
+                subscribed = true;
+                continue;
+            }
+            let now = client.clock().now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(Error::Timeout {
+                    what: format!("an item of queue {:?}", key.as_str()),
+                    backend: client.backend().to_string(),
+                    waited: now.saturating_duration_since(started),
+                });
+            }
+            let fallback = jittered(&opts);
+            let wait = next_in.map_or(fallback, |n| n.clamp(Duration::from_millis(1), fallback));
+            let wake = deadline.map_or(now + wait, |d| d.min(now + wait));
+            sleep_or_woken(client.clock(), &mut self.watch, wake).await;
+            subscribed = self.watch.is_some();
+        }
+    }
+
+    /// Starts the presence lease after the first receive (which registered
+    /// the consumer), renewed in the background.
+    fn keep_presence(&mut self, client: &Client, key: &Key, t_sent: Instant) {
+        if self.presence.as_ref().is_some_and(|g| g.is_held()) {
+            return;
+        }
+        let mut opts = self.handle.opts().clone();
+        opts.ttl = self.presence_ttl;
+        opts.auto_extend = true;
+        opts.extend_interval = None;
+        let tenure = Presence {
+            queue: key.clone(),
+            holder: self.holder.clone(),
+        };
+        let validity = opts.local_validity();
+        let lease = Lease::start(client.clone(), tenure, None, &opts, validity, t_sent);
+        self.presence = Some(Guard::new(lease));
+    }
+
+    /// A delivery with its lease, or `None` if its item does not decode
+    /// (then it was moved to the dead letters).
+    async fn deliver(
+        &self,
+        key: &Key,
+        opts: &LeaseOptions,
+        d: spi::Delivery,
+        t_sent: Instant,
+    ) -> Result<Option<Delivery<T>>> {
+        let client = self.queue.client();
+        let item = match serde_json::from_slice::<T>(&d.payload) {
+            Ok(item) => item,
+            Err(e) => {
+                let reason = cut(format!(
+                    "decode error: the item does not decode as {}: {e}",
+                    std::any::type_name::<T>()
+                ));
+                let dead = client.queues()?.dead_letter(key, d.id, d.token, &reason);
+                let site = || self.site("dead_letter", key, Some(d.token));
+                trace::call(client, site, dead, settled).await?;
+                metrics::settled("undecodable");
+                tracing::warn!(queue = %key, id = d.id, %reason, "queue item dead-lettered");
+                return Ok(None);
+            }
+        };
+        metrics::delivered(d.attempt > 1, d.stolen);
+        let tenure = ItemLease {
+            queue: key.clone(),
+            id: d.id,
+            token: d.token,
+            holder: self.holder.clone(),
+        };
+        let validity = self.handle.validity();
+        let lease = Lease::start(
+            client.clone(),
+            tenure,
+            Some(d.token),
+            opts,
+            validity,
+            t_sent,
+        );
+        Ok(Some(Delivery {
+            item,
+            receipt: Receipt {
+                client: client.clone(),
+                queue: key.clone(),
+                id: d.id,
+                attempt: d.attempt,
+                max_attempts: d.max_attempts,
+                token: d.token,
+                stolen: d.stolen,
+                backoff: self.backoff,
+                guard: Guard::new(lease),
+            },
+        }))
+    }
+
+    /// Receives and handles items for ever: `handler` gets each item and
+    /// its [`ItemContext`]; its `Ok` acks the item, its `Err` nacks it
+    /// (dead-letters it when the error is permanent). Errors the backend
+    /// may recover from are logged and waited out; any other is returned.
+    pub async fn run<F, Fut>(mut self, handler: F) -> Result<()>
+    where
+        F: Fn(T, ItemContext) -> Fut,
+        Fut: Future<Output = std::result::Result<(), NodeError>>,
+    {
+        loop {
+            let res = match self.receive().await {
+                Ok(Delivery { item, receipt }) => {
+                    let ctx = ItemContext {
+                        id: receipt.id,
+                        attempt: receipt.attempt,
+                        max_attempts: receipt.max_attempts,
+                        token: receipt.token,
+                        stolen: receipt.stolen,
+                        lost: receipt.guard.lost_signal(),
+                    };
+                    let out = handler(item, ctx).await;
+                    let d = Delivery { item: (), receipt };
+                    match out {
+                        Ok(()) => d.ack().await,
+                        Err(e) if e.is_permanent() => d.dead_letter(e).await,
+                        Err(e) => d.nack(e).await.map(drop),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            match res {
+                Ok(()) | Err(Error::LeaseLost { .. }) => {}
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(queue = %self.queue.name_str(), error = %e, "queue consumer: backend unreachable; waiting");
+                    let clock = self.queue.client().clock().clone();
+                    clock
+                        .sleep_until(clock.now() + jittered(self.handle.opts()))
+                        .await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Leaves the queue: every item delivered to this consumer and not
+    /// settled (prefetched ones too) goes back to the queue at once; how
+    /// many.
+    pub async fn leave(mut self) -> Result<u32> {
+        let key = self.handle.key()?.clone();
+        self.buffer.clear();
+        if let Some(g) = self.presence.take() {
+            g.into_lease().mark(false);
+        }
+        let client = self.queue.client().clone();
+        let leave = client.queues()?.leave(&key, &self.holder);
+        trace::call(
+            &client,
+            || self.site("leave", &key, None),
+            leave,
+            |_| Outcome::Ok,
+        )
+        .await
+    }
+
+    fn site<'a>(&'a self, op: &'static str, key: &'a Key, token: Option<FencingToken>) -> Site<'a> {
+        Site {
+            op,
+            family: "queue",
+            kind: "consumer",
+            key,
+            holder: Some(&self.holder),
+            token,
+        }
+    }
+}
