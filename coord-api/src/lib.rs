@@ -73,7 +73,7 @@ pub use queues::{Consumer, DeadLetter, Delivery, ItemContext, PushOptions, PushO
 pub use spi::{
     ArrivalInfo, BarrierState, Ended, EndedGeneration, LatchState, LeaderInfo, LeaseInfo,
     LeaseKind, LockSpace, MAX_LATCH_COUNT, MAX_PARTIES, MemberInfo, Members, NodeState, NodeStatus,
-    On, OnFailure, Outcome, Quorum, RunState, RunStatus, Trip,
+    On, OnFailure, Outcome, QueueStats, Quorum, RunState, RunStatus, Trip,
 };
 pub use token::FencingToken;
 
