@@ -16,6 +16,7 @@
 //! | `election`, `membership` | elections and groups, under one lock (a quorum election counts its group's members in the same step) |
 //! | `jobs` | run-once jobs |
 //! | `barriers` | cyclic and double barriers, and latches, under one lock |
+//! | `graphs` | job graphs: every run of a graph, its token counter and queues, under one lock |
 //! | `watch` | notifications, one channel per watched topic, and wake-ups at expiry instants |
 //! | `journal` | [`Journal`]: what the store did, in its order, for histories |
 //! | `sync` | real or loom primitives under the table |
@@ -38,6 +39,7 @@
 
 mod barriers;
 mod election;
+mod graphs;
 mod jobs;
 mod journal;
 mod locks;
@@ -54,7 +56,10 @@ use std::{
 
 use coord_api::{
     Clock, Instant, Namespace, TokioClock,
-    spi::{Backend, BarrierBackend, ElectionBackend, GroupBackend, JobBackend, LockBackend, Watch},
+    spi::{
+        Backend, BarrierBackend, ElectionBackend, GraphBackend, GroupBackend, JobBackend,
+        LockBackend, Watch,
+    },
 };
 
 pub use journal::{BarrierEvent, Event, Journal, Leased};
@@ -80,6 +85,9 @@ struct StoreInner {
     /// Barriers and latches: a trip, the expiries before it and the end of
     /// its generation are one step.
     barriers: Mutex<barriers::Barriers>,
+    /// Job graphs: a step on a graph (its sweep, the change it makes and
+    /// the resolution that follows) is one step on all its runs.
+    graphs: Mutex<graphs::Graphs>,
     watchers: Watchers,
     clock: Arc<dyn Clock>,
     journal: Option<Arc<dyn Journal>>,
@@ -116,6 +124,7 @@ impl MemoryStore {
                 lead: Mutex::default(),
                 jobs: Mutex::default(),
                 barriers: Mutex::default(),
+                graphs: Mutex::default(),
                 watchers: Watchers::default(),
                 clock,
                 journal,
@@ -155,6 +164,10 @@ impl MemoryStore {
             .unwrap_or_else(|p| p.into_inner())
     }
 
+    fn graphs(&self) -> MutexGuard<'_, graphs::Graphs> {
+        self.inner.graphs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The journal to tell what the store did, if any.
     fn journal(&self) -> Option<&dyn Journal> {
         self.inner.journal.as_deref()
@@ -180,6 +193,9 @@ impl MemoryStore {
             Topic::Run(ns, job, occ) => self.jobs().next_expiry(ns, job, occ, after),
             Topic::Barrier(ns, kind, key) => self.barriers().next_expiry(ns, *kind, key, after),
             Topic::Latch(ns, key) => self.barriers().latch_expiry(ns, key, after),
+            // Retry delays and lease deadlines pass without a wake-up (the
+            // family's rule 9): `Take::Idle` tells when.
+            Topic::GraphReady(..) | Topic::GraphRun(..) => None,
         }
     }
 }
@@ -245,6 +261,9 @@ impl Backend for MemoryBackend {
         Some(self)
     }
     fn barriers(&self) -> Option<&dyn BarrierBackend> {
+        Some(self)
+    }
+    fn graphs(&self) -> Option<&dyn GraphBackend> {
         Some(self)
     }
 }

@@ -1,8 +1,9 @@
 //! Notifications: a version channel per watched topic (a lock's key, an
-//! election, a group, a run, a barrier, a latch), bumped on every change
-//! that may let a waiter in; a watch also wakes at the topic's next expiry
-//! instant, so waiters learn of an expiry when it happens, not on the next
-//! access.
+//! election, a group, a run, a barrier, a latch, a graph's ready nodes, a
+//! graph's run), bumped on every change that may let a waiter in; a watch
+//! also wakes at the topic's next expiry instant, so waiters learn of an
+//! expiry when it happens, not on the next access (except a graph's, whose
+//! deadlines pass without a wake-up by the family's rules).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -31,6 +32,10 @@ pub(crate) enum Topic {
     Barrier(Namespace, BarrierKind, Key),
     /// A latch: its settings and its reaching zero.
     Latch(Namespace, Key),
+    /// A job graph: a node of any of its runs made ready.
+    GraphReady(Namespace, Key),
+    /// A run of a job graph (graph, run): a transition of its nodes.
+    GraphRun(Namespace, Key, Key),
 }
 
 /// The watched topics of a store.
