@@ -166,8 +166,10 @@ enum Ending {
     Failure(String, Option<Duration>),
 }
 
-/// `result` checked against the limits (the client checks them too; the
-/// store does not rely on it).
+/// `result` within the limits, which the client keeps too and the store
+/// does not rely on: a result over [`MAX_RESULT_BYTES`] is refused
+/// (`InvalidArgument` naming the graph, run, node and limit), an error over
+/// [`MAX_ERROR_BYTES`] is cut at a character boundary.
 fn check_result(
     graph: &Key,
     run: &Key,
@@ -175,29 +177,31 @@ fn check_result(
     result: NodeResult,
     backend: &MemoryBackend,
 ) -> Result<Ending> {
-    let bad = |what: String| {
-        Err(Error::invalid(format!(
-            "graph \"{graph}\", run \"{run}\", node \"{node}\": {what}"
-        )))
-    };
     match result {
-        NodeResult::Success(bytes) if bytes.len() > MAX_RESULT_BYTES => bad(format!(
-            "a result of {} bytes is more than the limit of {MAX_RESULT_BYTES} bytes",
-            bytes.len()
-        )),
-        NodeResult::Failure { error, .. } if error.len() > MAX_ERROR_BYTES => bad(format!(
-            "an error of {} bytes is more than the limit of {MAX_ERROR_BYTES} bytes",
-            error.len()
-        )),
-        NodeResult::Failure {
-            retry_in: Some(delay),
-            ..
-        } if delay > coord_api::MAX_TTL => bad(format!(
-            "a retry delay of {delay:?} is more than the limit of {:?}",
-            coord_api::MAX_TTL
-        )),
+        NodeResult::Success(bytes) if bytes.len() > MAX_RESULT_BYTES => {
+            Err(Error::invalid(format!(
+                "graph {:?} run {:?} node {:?}: a result of {} bytes is over the limit of \
+                 {MAX_RESULT_BYTES} bytes",
+                graph.as_str(),
+                run.as_str(),
+                node.as_str(),
+                bytes.len()
+            )))
+        }
         NodeResult::Success(bytes) => Ok(Ending::Success(bytes)),
-        NodeResult::Failure { error, retry_in } => Ok(Ending::Failure(error, retry_in)),
+        NodeResult::Failure {
+            mut error,
+            retry_in,
+        } => {
+            if error.len() > MAX_ERROR_BYTES {
+                let mut end = MAX_ERROR_BYTES;
+                while !error.is_char_boundary(end) {
+                    end -= 1;
+                }
+                error.truncate(end);
+            }
+            Ok(Ending::Failure(error, retry_in))
+        }
         // A result added to the SPI that this store does not know.
         _ => Err(Error::NotSupported {
             operation: "this node result",

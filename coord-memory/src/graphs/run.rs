@@ -19,6 +19,10 @@ use coord_api::{
 /// The error an attempt whose lease expired is left with.
 const LEASE_EXPIRED: &str = "lease expired";
 
+/// The longest retry delay kept (2^40 ms, about 35 years, as on Redis);
+/// longer ones are cut to it.
+const MAX_RETRY: Duration = Duration::from_millis(1 << 40);
+
 /// The instant and wall time a step runs at, and what it must tell the
 /// watchers once it let go of the lock.
 pub(super) struct Step {
@@ -268,32 +272,28 @@ impl Run {
         }
     }
 
-    /// What pending node `c` becomes, resolved from its upstream node `p`:
-    /// ended by `p` if `p`'s edge can no longer be satisfied, else by the
-    /// first upstream node (in edge order) whose edge cannot.
+    /// What pending node `c` becomes, resolved from its upstream node `p`
+    /// that just ended: ended by `p` if `p`'s edge can no longer be
+    /// satisfied (cancelled if `p` was), ready once every edge is satisfied.
+    /// An edge from another node ended in this step but not resolved yet is
+    /// decided when that node's resolution reaches `c`.
     fn verdict(&self, c: usize, p: usize) -> Verdict {
         let mut waits = false;
-        let mut broken: Option<usize> = None;
         for e in &self.spec.nodes()[c].after {
             let from = e.from as usize;
             match e.on.satisfied_by(self.nodes[from].state) {
-                None => waits = true,
                 Some(true) => {}
-                Some(false) => {
-                    if broken.is_none() || from == p {
-                        broken = Some(from);
-                    }
+                Some(false) if from == p => {
+                    let state = match self.nodes[p].state {
+                        NodeState::Cancelled => NodeState::Cancelled,
+                        _ => NodeState::Skipped,
+                    };
+                    return Verdict::End(state, p);
                 }
+                None | Some(false) => waits = true,
             }
         }
-        match broken {
-            Some(by) if self.nodes[by].state == NodeState::Cancelled => {
-                Verdict::End(NodeState::Cancelled, by)
-            }
-            Some(by) => Verdict::End(NodeState::Skipped, by),
-            None if waits => Verdict::Wait,
-            None => Verdict::Ready,
-        }
+        if waits { Verdict::Wait } else { Verdict::Ready }
     }
 
     // The steps.
@@ -304,11 +304,14 @@ impl Run {
         if self.nodes[i].state != NodeState::Running {
             return;
         }
-        self.nodes[i].error = Some(LEASE_EXPIRED.to_owned());
+        if self.cancelled.is_none() {
+            self.nodes[i].error = Some(LEASE_EXPIRED.to_owned());
+        }
         self.attempt_ended(i, Some(Duration::ZERO), q, step);
     }
 
-    /// An attempt of running node `i` failed (its error recorded): cancelled
+    /// An attempt of running node `i` failed (its error recorded, if it
+    /// has one): cancelled
     /// in a cancelled run, ready again after `retry` while it has attempts
     /// left, failed otherwise.
     fn attempt_ended(
@@ -322,7 +325,9 @@ impl Run {
         if self.cancelled.is_some() {
             self.finish(i, NodeState::Cancelled, q, step);
         } else if let Some(delay) = retry.filter(|_| left) {
-            self.make_ready(i, step.now + delay, q, step);
+            let delay = delay.min(MAX_RETRY);
+            let at = (step.now.checked_add(delay)).unwrap_or(step.now + coord_api::MAX_TTL);
+            self.make_ready(i, at, q, step);
         } else {
             self.finish(i, NodeState::Failed, q, step);
         }

@@ -94,6 +94,13 @@ impl T {
             .unwrap()
     }
 
+    async fn complete_err(&self, t: &Taken, result: NodeResult) -> Error {
+        (self.b)
+            .complete(&self.g, &t.run, &t.node, t.token, result)
+            .await
+            .unwrap_err()
+    }
+
     /// Completes `t` with its node's name as the result.
     async fn ok(&self, t: &Taken) -> Complete {
         let result = NodeResult::Success(t.node.as_str().as_bytes().to_vec());
@@ -420,36 +427,42 @@ async fn the_store_enforces_the_limits_itself() {
     let t = T::new();
     t.submit("r", vec![node("a", &[]).max_attempts(2)]).await;
     let a = t.take().await;
-    let refused = |r: Result<Complete, Error>, what: &str| {
-        let Err(Error::InvalidArgument { message, .. }) = r else {
-            panic!("accepted: {r:?}");
-        };
-        assert!(
-            message.contains("run \"r\"") && message.contains("node \"a\""),
-            "{message}"
-        );
-        assert!(message.contains(what), "{message}");
-    };
-    let complete = |result| t.b.complete(&t.g, &a.run, &a.node, a.token, result);
     let big = NodeResult::Success(vec![0; MAX_RESULT_BYTES + 1]);
-    refused(complete(big).await, &MAX_RESULT_BYTES.to_string());
-    let long = NodeResult::Failure {
-        error: "e".repeat(MAX_ERROR_BYTES + 1),
-        retry_in: None,
+    let refused = t.complete_err(&a, big).await;
+    let Error::InvalidArgument { message, .. } = refused else {
+        panic!("not invalid: {refused:?}");
     };
-    refused(complete(long).await, &MAX_ERROR_BYTES.to_string());
-    refused(complete(failure(Some(MAX_TTL + SEC))).await, "retry delay");
+    for part in ["graph \"g\"", "run \"r\"", "node \"a\"", "65536 bytes"] {
+        assert!(message.contains(part), "{part} in {message}");
+    }
     assert_eq!(t.states("r").await, [Running]);
-    let full = NodeResult::Success(vec![0; MAX_RESULT_BYTES]);
+    // A long error is cut at a character boundary; a long delay is cut.
+    let long = NodeResult::Failure {
+        error: format!("x{}", "é".repeat(MAX_ERROR_BYTES / 2)),
+        retry_in: Some(MAX_TTL * 1_000_000),
+    };
     assert_eq!(
-        complete(full).await.unwrap(),
+        t.complete(&a, long).await,
+        recorded(Ready, RunState::Running)
+    );
+    let n = t.node("r", "a").await;
+    assert_eq!(n.error.map(|e| e.len()), Some(MAX_ERROR_BYTES - 1));
+    assert_eq!(n.ready_in, Some(Duration::from_millis(1 << 40)));
+    // The largest result is kept whole.
+    t.submit("r2", vec![node("b", &[])]).await;
+    let b = t.take().await;
+    let full = NodeResult::Success(vec![7; MAX_RESULT_BYTES]);
+    assert_eq!(
+        t.complete(&b, full).await,
         recorded(Succeeded, RunState::Succeeded)
     );
+    let kept = t.node("r2", "b").await.result;
+    assert_eq!(kept.map(|r| r.len()), Some(MAX_RESULT_BYTES));
     // Leases and retentions are TTLs.
     assert!(t.b.take(&t.g, &t.h, Duration::ZERO).await.is_err());
     let spec = spec(vec![node("a", &[])]);
     assert!(
-        t.b.submit(&t.g, &k("r2"), &spec, Duration::ZERO)
+        t.b.submit(&t.g, &k("r3"), &spec, Duration::ZERO)
             .await
             .is_err()
     );
