@@ -40,6 +40,8 @@ pub enum Need {
     Jobs,
     /// Barriers and latches.
     Barriers,
+    /// Job graphs.
+    Graphs,
 }
 
 impl Need {
@@ -61,6 +63,7 @@ impl Need {
             Need::Groups => families.groups,
             Need::Jobs => families.jobs,
             Need::Barriers => families.barriers,
+            Need::Graphs => families.graphs,
         }
     }
 
@@ -80,6 +83,7 @@ impl Need {
             Need::Groups => "groups",
             Need::Jobs => "jobs",
             Need::Barriers => "barriers",
+            Need::Graphs => "job graphs",
         }
     }
 }

@@ -52,6 +52,7 @@ mod prelude;
 
 pub mod barriers;
 pub mod election;
+pub mod graphs;
 pub mod jobs;
 pub mod locks;
 pub mod membership;
@@ -64,6 +65,7 @@ pub fn all() -> Vec<Case> {
         membership::cases(),
         jobs::cases(),
         barriers::cases(),
+        graphs::cases(),
     ]
     .concat()
 }
