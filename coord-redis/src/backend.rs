@@ -6,7 +6,10 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use coord_api::{
     Error, Namespace, Result,
-    spi::{Backend, BarrierBackend, ElectionBackend, GroupBackend, JobBackend, LockBackend},
+    spi::{
+        Backend, BarrierBackend, ElectionBackend, GraphBackend, GroupBackend, JobBackend,
+        LockBackend,
+    },
 };
 use redis::{
     ConnectionAddr, ConnectionInfo, IntoConnectionInfo, ProtocolVersion, PushInfo,
@@ -24,8 +27,9 @@ use crate::{
 ///
 /// It offers every family: locks, read-write locks and semaphores
 /// ([`LockBackend`]), elections ([`ElectionBackend`]), membership groups
-/// ([`GroupBackend`]), run-once jobs ([`JobBackend`]), and cyclic barriers,
-/// double barriers and countdown latches ([`BarrierBackend`]).
+/// ([`GroupBackend`]), run-once jobs ([`JobBackend`]), cyclic barriers,
+/// double barriers and countdown latches ([`BarrierBackend`]), and job graphs
+/// ([`GraphBackend`]).
 ///
 /// - every operation is one Lua script run by EVALSHA (loaded again
 ///   transparently after `SCRIPT FLUSH` or a restart), bounded by the
@@ -38,11 +42,12 @@ use crate::{
 ///   across a restart that lost all data;
 /// - one multiplexed connection per backend reconnects by itself; one shared
 ///   pub/sub connection wakes waiters when a lease is released or force
-///   released, and elections, groups, runs, barriers and latches are watched
-///   on it too (expiry publishes nothing: lock waiters also wake at the
-///   `Busy::retry_in` the refusal carried, other watches at the expiry
-///   instant they read: a run's lease, the earliest member heartbeat or
-///   arrival deadline, a latch's end);
+///   released, and elections, groups, runs, barriers, latches and job
+///   graphs are watched on it too (expiry publishes nothing: lock waiters
+///   also wake at the `Busy::retry_in` the refusal carried, other watches at
+///   the expiry instant they read: a run's lease, the earliest member
+///   heartbeat or arrival deadline, a latch's end; a graph's worker at the
+///   `Take::Idle::next_in` its take carried);
 /// - keys: see [`keys`](crate::keys).
 ///
 /// `Display` names the endpoint and namespace, never the password:
@@ -164,7 +169,7 @@ impl RedisBackend {
 }
 
 /// Every family, on one connection. A family's operations live in its
-/// module (`locks`, `election`, `membership`, `jobs`, `barriers`).
+/// module (`locks`, `election`, `membership`, `jobs`, `barriers`, `graphs`).
 impl Backend for RedisBackend {
     fn namespace(&self) -> &Namespace {
         self.inner.config.namespace()
@@ -182,6 +187,9 @@ impl Backend for RedisBackend {
         Some(self)
     }
     fn barriers(&self) -> Option<&dyn BarrierBackend> {
+        Some(self)
+    }
+    fn graphs(&self) -> Option<&dyn GraphBackend> {
         Some(self)
     }
 }

@@ -14,6 +14,7 @@
 //! | jobs | `<ns>:job:<job's length>:<job>` | `coord:{ns:job:3:job}:<occurrence>:r` …, `coord:{ns:job:3:job}:t` |
 //! | barriers | `<ns>:<barrier\|double_barrier>:<name>` | `coord:{ns:barrier:b}:s` … |
 //! | latches | `<ns>:latch:<name>` | `coord:{ns:latch:l}:s` … |
+//! | job graphs | `<ns>:graph:<graph's length>:<graph>` | `coord:{ns:graph:1:g}:q` …, `coord:{ns:graph:1:g}:<run>:h` |
 
 use coord_api::Namespace;
 

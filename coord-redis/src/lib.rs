@@ -3,9 +3,9 @@
 //! [`RedisBackend`] implements coord's backend SPI ([`coord_api::spi::Backend`])
 //! on Redis 6.2 or later, with every family: the lock family (exclusive,
 //! reentrant, read-write, semaphore), leader elections, membership groups,
-//! run-once jobs, and barriers and latches (cyclic and double barriers,
-//! countdown latches) work across processes and hosts with the same contract as
-//! every other backend, proven by the shared conformance suite against a real
+//! run-once jobs, barriers and latches (cyclic and double barriers,
+//! countdown latches), and job graphs work across processes and hosts with
+//! the same contract as every other backend, proven by the shared conformance suite against a real
 //! `redis-server`.
 //!
 //! ```no_run
@@ -28,6 +28,7 @@
 //! | `membership/` | membership groups: `membership.lua`, `group.lua` (a group's upkeep, shared with elections) |
 //! | `jobs/` | run-once jobs: `jobs.lua`, key layout |
 //! | `barriers/` | cyclic and double barriers, countdown latches: `barrier.lua` (both barrier kinds, one op per operation), `latch.lua`, key layout, arguments, replies |
+//! | `graphs/` | job graphs: `graph.lua` (every operation, the sweep of expired leases and the resolution of dependents), key layout, the spec's canonical encoding, replies |
 //! | [`keys`] | naming every key: namespace and primitive in one hash tag |
 //! | `pubsub`, `expiry` | the shared pub/sub connection that wakes waiters; watches that also wake at an expiry instant |
 //! | `error` | redis errors → `Unavailable` / `Backend`, with the password redacted |
@@ -59,6 +60,8 @@ mod error;
 mod eval;
 #[cfg(not(madsim))]
 mod expiry;
+#[cfg(not(madsim))]
+mod graphs;
 #[cfg(not(madsim))]
 mod jobs;
 #[cfg(not(madsim))]
