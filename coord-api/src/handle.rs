@@ -121,3 +121,22 @@ macro_rules! option_setters {
     };
 }
 pub(crate) use option_setters;
+
+/// A watch a handle keeps between calls (a worker's or a consumer's
+/// subscription while idle). Reached only through `&mut`, behind a mutex
+/// that is never locked, so that the handle stays `Sync` (a backend's
+/// watch is `Send` only) and its futures `Send`.
+#[derive(Default)]
+pub(crate) struct KeptWatch(std::sync::Mutex<Option<Box<dyn crate::Watch>>>);
+
+impl KeptWatch {
+    /// The watch, if one is kept.
+    pub(crate) fn get(&mut self) -> &mut Option<Box<dyn crate::Watch>> {
+        self.0.get_mut().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether one is kept.
+    pub(crate) fn is_some(&mut self) -> bool {
+        self.get().is_some()
+    }
+}

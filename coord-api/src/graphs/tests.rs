@@ -165,3 +165,16 @@ fn long_errors_are_cut_at_a_character_boundary() {
     assert_eq!(cut.len(), 4096);
     assert!(cut.chars().all(|c| c == 'é'));
 }
+
+/// Workers and runs go into `tokio::spawn`: their futures are `Send`.
+#[allow(dead_code, clippy::manual_async_fn)]
+fn futures_are_send(graph: Graph, mut worker: GraphWorker, run: GraphRun) {
+    fn send<T: Send>(_: T) {}
+    let body = |_ctx: NodeContext| async { Ok::<_, NodeError>(()) };
+    send(worker.clone().run(body));
+    send(worker.work_one(body));
+    send(worker.work_next(body));
+    send(graph.submit("r"));
+    send(run.wait());
+    send(run.observe().next());
+}

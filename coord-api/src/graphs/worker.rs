@@ -17,10 +17,10 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use super::{Graph, metrics};
 use crate::{
-    BoxError, Error, FencingToken, HolderId, Key, LostSignal, Release, Result, Watch,
+    BoxError, Error, FencingToken, HolderId, Key, LostSignal, Release, Result,
     barriers::sleep_or_woken,
     clock::Instant,
-    handle::{Handle, option_setters},
+    handle::{Handle, KeptWatch, option_setters},
     lease::{BoxFuture, Guard, Lease, Tenure, wait::jittered},
     spi::{
         Complete, MAX_ERROR_BYTES, MAX_RESULT_BYTES, NodeResult, NodeState, Outcome, Renew, Take,
@@ -295,7 +295,7 @@ pub struct GraphWorker {
     handle: Handle,
     /// The graph's ready notifications, made the first time the worker was
     /// idle and kept (a busy worker costs two calls per node).
-    watch: Option<Box<dyn Watch>>,
+    watch: KeptWatch,
 }
 
 impl Clone for GraphWorker {
@@ -304,7 +304,7 @@ impl Clone for GraphWorker {
         GraphWorker {
             graph: self.graph.clone(),
             handle: self.handle.clone(),
-            watch: None,
+            watch: KeptWatch::default(),
         }
     }
 }
@@ -314,7 +314,6 @@ impl fmt::Debug for GraphWorker {
         f.debug_struct("GraphWorker")
             .field("graph", &self.graph.name())
             .field("options", self.handle.opts())
-            .field("subscribed", &self.watch.is_some())
             .finish()
     }
 }
@@ -325,7 +324,7 @@ impl GraphWorker {
         GraphWorker {
             graph,
             handle,
-            watch: None,
+            watch: KeptWatch::default(),
         }
     }
 
@@ -403,14 +402,14 @@ impl GraphWorker {
             if !subscribed {
                 // Subscribe, then look again: a node made ready between the
                 // look and the subscription is not missed.
-                self.watch = client.graphs()?.watch_ready(self.graph.key()).await.ok();
+                *self.watch.get() = client.graphs()?.watch_ready(self.graph.key()).await.ok();
                 subscribed = true;
                 continue;
             }
             let fallback = jittered(&opts);
             let wait = next_in.map_or(fallback, |n| n.clamp(Duration::from_millis(1), fallback));
             let wake = client.clock().now() + wait;
-            sleep_or_woken(client.clock(), &mut self.watch, wake).await;
+            sleep_or_woken(client.clock(), self.watch.get(), wake).await;
             subscribed = self.watch.is_some();
         }
     }

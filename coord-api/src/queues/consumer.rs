@@ -9,10 +9,9 @@ use serde::{Serialize, de::DeserializeOwned};
 use super::{Queue, metrics};
 use crate::{
     Backoff, Client, Error, FencingToken, HolderId, Key, LostSignal, NodeError, Release, Result,
-    Watch,
     barriers::sleep_or_woken,
     clock::Instant,
-    handle::{Handle, option_setters},
+    handle::{Handle, KeptWatch, option_setters},
     lease::{BoxFuture, Guard, Lease, LeaseOptions, Tenure, released, wait::jittered},
     spi::{self, MAX_REASON_BYTES, Nack, ReceiveOptions, Settle},
     trace::{self, Outcome, Site},
@@ -336,7 +335,7 @@ pub struct Consumer<T> {
     presence: Option<Guard>,
     /// Prefetched deliveries not started yet, in delivery order.
     buffer: VecDeque<spi::Delivery>,
-    watch: Option<Box<dyn Watch>>,
+    watch: KeptWatch,
 }
 
 impl<T> fmt::Debug for Consumer<T> {
@@ -370,7 +369,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
             backoff: Backoff::DEFAULT,
             presence: None,
             buffer: VecDeque::new(),
-            watch: None,
+            watch: KeptWatch::default(),
         }
     }
 
@@ -469,7 +468,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
             if !subscribed {
                 // Subscribe, then look again: a push between the look and
                 // the subscription is not missed.
-                self.watch = client.queues()?.watch(&key).await.ok();
+                *self.watch.get() = client.queues()?.watch(&key).await.ok();
                 subscribed = true;
                 continue;
             }
@@ -484,7 +483,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
             let fallback = jittered(&opts);
             let wait = next_in.map_or(fallback, |n| n.clamp(Duration::from_millis(1), fallback));
             let wake = deadline.map_or(now + wait, |d| d.min(now + wait));
-            sleep_or_woken(client.clock(), &mut self.watch, wake).await;
+            sleep_or_woken(client.clock(), self.watch.get(), wake).await;
             subscribed = self.watch.is_some();
         }
     }

@@ -88,3 +88,14 @@ async fn bad_consumer_options_are_refused_before_any_io() {
         .unwrap_err();
     assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
 }
+
+/// Consumers and deliveries go into `tokio::spawn`: their futures are
+/// `Send`.
+#[allow(dead_code)]
+fn futures_are_send(queue: Queue<String>, mut consumer: Consumer<String>, d: Delivery<String>) {
+    fn send<T: Send>(_: T) {}
+    send(queue.push(&String::new()));
+    send(consumer.receive());
+    send(d.ack());
+    send(queue.consumer().run(|_item, _ctx| async { Ok(()) }));
+}
