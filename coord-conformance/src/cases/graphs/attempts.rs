@@ -1,33 +1,11 @@
-//! Attempts and fencing: a failing node is retried up to its
-//! `max_attempts` with increasing attempt numbers and tokens; a permanent
+//! Attempts: a failing node is retried up to its `max_attempts`, after its
+//! back-off, with increasing attempt numbers and tokens; a permanent
 //! failure is not retried; a node whose worker crashed (taken through the
-//! SPI and never renewed, or an attempt whose lease was let expire) is taken
-//! again after its lease expired, with the next attempt and a larger token;
-//! only the current attempt's token completes or renews a node.
+//! SPI and never renewed) is taken again after its lease expired, with the
+//! next attempt and a larger token, or fails if that was its last attempt;
+//! a dropped attempt is retried at once.
 
 use super::*;
-
-/// Takes through the SPI, as a worker that then crashes, the one ready node
-/// of `graph`'s runs, with a lease of `ttl`.
-async fn crash_take(backend: &DynBackend, ttl: Duration) -> Taken {
-    match spi(backend).take(&key(G), &crashed(), ttl).await.unwrap() {
-        Take::Taken(t) => *t,
-        other => panic!("the crashing worker's take: expected a node, got {other:?}"),
-    }
-}
-
-/// Takes (through the SPI, for `holder`) a node of `graph` as soon as one
-/// is takeable, for at most `within` (a lease expiring makes one so).
-async fn take_when_takeable(backend: &DynBackend, holder: &HolderId, within: Duration) -> Taken {
-    let taken = eventually(within, || async {
-        match spi(backend).take(&key(G), holder, ms(5000)).await.unwrap() {
-            Take::Taken(t) => Some(*t),
-            _ => None,
-        }
-    })
-    .await;
-    taken.unwrap_or_else(|| panic!("nothing takeable within {within:?}"))
-}
 
 cases! {
     family: "graph", needs: [Need::Graphs];
@@ -198,6 +176,52 @@ pub async fn graph_crashed_worker_node_taken_again_after_lease_expiry(h: &dyn Ha
     assert_eq!(st.state, RunState::Succeeded);
 }
 
+/// A failed attempt with attempts left is ready again only after its
+/// back-off (4 s, jittered to 2..4 s): the status shows it ready with the
+/// time left and the failure's error, a take finds nothing (and says when
+/// something will be takeable); cancelling the run then cancels the node,
+/// not retried.
+pub async fn graph_retry_waits_for_its_backoff(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let client = ctx.client("a").await;
+    let slow = Node::new("n").max_attempts(2).backoff(ms(4000), ms(4000));
+    let graph = client.graph(G).node(slow).build().unwrap();
+    let run = graph.submit("r").await.unwrap();
+    let w = graph.worker();
+    let fail = |_| async { Err::<(), _>(NodeError::msg("try later")) };
+    let failed = within(w.work_one(fail), "n").await.expect("n is ready");
+    assert_eq!((failed.attempt, failed.state), (1, Some(NodeState::Ready)));
+    let st = run.status().await.unwrap();
+    let n = node(&st, "n");
+    assert_eq!((n.state, n.attempts), (NodeState::Ready, 1), "{n:?}");
+    assert_eq!(n.error.as_deref(), Some("try later"), "kept while retrying");
+    let left = n
+        .ready_in
+        .unwrap_or_else(|| panic!("the retry delay left: {n:?}"));
+    assert!(left > ms(500) && left <= ms(4000), "{n:?}");
+    let early = w.work_one(|_| async { Ok::<_, NodeError>("too early") });
+    assert_eq!(
+        within(early, "a take").await,
+        None,
+        "not before its back-off"
+    );
+    let backend = ctx.backend().await;
+    match spi(&backend)
+        .take(&key(G), &crashed(), ms(1000))
+        .await
+        .unwrap()
+    {
+        Take::Idle { next_in: Some(d) } => assert!(d > ms(500) && d <= ms(4000), "{d:?}"),
+        other => panic!("expected Idle with the time to the retry, got {other:?}"),
+    }
+    assert!(run.cancel("no retry").await.unwrap());
+    let st = run.status().await.unwrap();
+    assert_all_ended(&st, "r");
+    let n = node(&st, "n");
+    assert_eq!((n.state, n.attempts), (NodeState::Cancelled, 1), "{n:?}");
+    assert_eq!(st.state, RunState::Cancelled);
+}
+
 /// A crashed attempt that was the node's last fails it once its lease
 /// expired (error `lease expired`), seen by the next status; its
 /// dependents resolve as after any failure. Before the expiry it runs.
@@ -246,198 +270,6 @@ pub async fn graph_expired_last_attempt_fails_node(h: &dyn Harness) {
     let st = run.status().await.unwrap();
     assert_all_ended(&st, "r");
     assert_eq!(st.state, RunState::Failed);
-}
-
-/// An attempt whose lease is let expire (TTL 100 ms, no renewal) loses the
-/// node: its lost signal fires, another worker takes it as attempt 2 with a
-/// larger token, and the first attempt's late result is refused
-/// (`Worked::state` `None`) and changes nothing: the run keeps attempt 2's.
-pub async fn graph_unrenewed_attempt_loses_node_and_late_result_refused(h: &dyn Harness) {
-    let ctx = Ctx::new(h);
-    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
-    let graph = |c: &Client| {
-        c.graph(G)
-            .node(Node::new("n").max_attempts(2))
-            .build()
-            .unwrap()
-    };
-    let run = graph(&a).submit("r").await.unwrap();
-    let (first_started, second_started) = (tokio::sync::Notify::new(), tokio::sync::Notify::new());
-    let lost_fired = AtomicUsize::new(0);
-    let (tx_first, rx_first) = tokio::sync::oneshot::channel::<Worked>();
-    let mut wa = graph(&a).worker().ttl(ms(100)).auto_extend(false);
-    let mut wb = graph(&b).worker();
-    let (first_started, second_started, fired) = (&first_started, &second_started, &lost_fired);
-    let first = async {
-        let body = |ctx: NodeContext| async move {
-            first_started.notify_one();
-            if timeout(PROMPTLY, ctx.lost().wait()).await.is_ok() {
-                fired.fetch_add(1, SeqCst);
-            }
-            timeout(PROMPTLY, second_started.notified())
-                .await
-                .expect("attempt 2 started");
-            Ok("late")
-        };
-        let worked = wa.work_next(body).await.expect("work_next");
-        tx_first
-            .send(worked.clone())
-            .expect("the second body waits");
-        worked
-    };
-    let second = async {
-        first_started.notified().await;
-        let body = |ctx: NodeContext| async move {
-            second_started.notify_one();
-            let first = timeout(PROMPTLY, rx_first)
-                .await
-                .expect("the late completion")
-                .unwrap();
-            Ok((ctx.attempt(), first.attempt, first.state.is_none()))
-        };
-        wb.work_next(body).await.expect("work_next")
-    };
-    let both = timeout(RUN_WITHIN, async { tokio::join!(first, second) }).await;
-    let (first, second) = both.expect("both attempts ended");
-    assert_eq!(
-        (first.attempt, first.state),
-        (1, None),
-        "the late result was refused"
-    );
-    assert_eq!(
-        (second.attempt, second.state),
-        (2, Some(NodeState::Succeeded))
-    );
-    assert!(second.token > first.token, "{second:?} after {first:?}");
-    let st = run.status().await.unwrap();
-    assert_all_ended(&st, "r");
-    let n = node(&st, "n");
-    assert_eq!(
-        (n.state, n.attempts, n.token),
-        (NodeState::Succeeded, 2, Some(second.token))
-    );
-    assert_eq!(n.worker.as_ref().map(InstanceId::as_str), Some("b"));
-    let kept: Option<(u32, u32, bool)> = run.result("n").await.unwrap();
-    assert_eq!(
-        kept,
-        Some((2, 1, true)),
-        "attempt 2's result, which saw attempt 1 refused"
-    );
-    assert_eq!(lost_fired.load(SeqCst), 1, "attempt 1's lost signal fired");
-}
-
-/// A completion or renewal with an old token (an attempt that expired and
-/// was taken again) or a token never issued is `Stale` / `Lost` and changes
-/// nothing (states, attempts, tokens, transitions, result); so is a second
-/// completion of the current attempt once recorded, and one for a run that
-/// does not exist.
-pub async fn graph_stale_token_complete_and_renew_change_nothing(h: &dyn Harness) {
-    let ctx = Ctx::new(h);
-    let client = ctx.client("a").await;
-    let graph = client
-        .graph(G)
-        .node(Node::new("n").max_attempts(2))
-        .node(Node::new("m").after("n"))
-        .build()
-        .unwrap();
-    let run = graph.submit("r").await.unwrap();
-    let backend = ctx.backend().await;
-    let g = spi(&backend);
-    let (gk, rk, nk) = (key(G), key("r"), key("n"));
-    let old = crash_take(&backend, ms(50)).await;
-    let b = HolderId::new(InstanceId::new("b").unwrap());
-    let cur = take_when_takeable(&backend, &b, ms(50) + PROMPTLY).await;
-    assert_eq!((cur.node.as_str(), cur.attempt), ("n", 2));
-    assert!(cur.token > old.token, "{cur:?} after {old:?}");
-    let before = run.status().await.unwrap();
-    let late = NodeResult::Success(b"\"late\"".to_vec());
-    let running = Complete::Stale {
-        state: Some(NodeState::Running),
-    };
-    assert_eq!(
-        g.complete(&gk, &rk, &nk, old.token, late.clone())
-            .await
-            .unwrap(),
-        running
-    );
-    let fail = NodeResult::Failure {
-        error: "late".into(),
-        retry_in: None,
-    };
-    assert_eq!(
-        g.complete(&gk, &rk, &nk, old.token, fail.clone())
-            .await
-            .unwrap(),
-        running
-    );
-    let never = FencingToken(cur.token.get() + 1_000_000);
-    assert_eq!(
-        g.complete(&gk, &rk, &nk, never, late.clone())
-            .await
-            .unwrap(),
-        running
-    );
-    assert_eq!(
-        g.renew(&gk, &rk, &nk, old.token, ms(5000)).await.unwrap(),
-        Renew::Lost
-    );
-    assert_eq!(
-        g.renew(&gk, &rk, &nk, never, ms(5000)).await.unwrap(),
-        Renew::Lost
-    );
-    let after = run.status().await.unwrap();
-    let view = |st: &RunStatus| {
-        let n = node(st, "n");
-        (states(st), st.transitions, n.attempts, n.token, n.worker)
-    };
-    assert_eq!(view(&after), view(&before), "stale calls changed nothing");
-    let fresh = NodeResult::Success(b"\"fresh\"".to_vec());
-    let done = g.complete(&gk, &rk, &nk, cur.token, fresh).await.unwrap();
-    let recorded = Complete::Recorded {
-        state: NodeState::Succeeded,
-        run: RunState::Running,
-    };
-    assert_eq!(done, recorded);
-    let succeeded = Complete::Stale {
-        state: Some(NodeState::Succeeded),
-    };
-    assert_eq!(
-        g.complete(&gk, &rk, &nk, cur.token, late.clone())
-            .await
-            .unwrap(),
-        succeeded,
-        "again"
-    );
-    assert_eq!(
-        g.complete(&gk, &rk, &nk, old.token, fail).await.unwrap(),
-        succeeded
-    );
-    assert_eq!(
-        g.renew(&gk, &rk, &nk, cur.token, ms(5000)).await.unwrap(),
-        Renew::Lost
-    );
-    assert_eq!(
-        run.result::<String>("n").await.unwrap().as_deref(),
-        Some("fresh")
-    );
-    let nope = g
-        .complete(&gk, &key("nope"), &nk, cur.token, late)
-        .await
-        .unwrap();
-    assert_eq!(nope, Complete::Stale { state: None }, "no such run");
-    assert_eq!(
-        g.renew(&gk, &key("nope"), &nk, cur.token, ms(50))
-            .await
-            .unwrap(),
-        Renew::Lost
-    );
-    let w = graph.worker();
-    within(w.work_one(|_| async { Ok::<_, NodeError>(()) }), "m")
-        .await
-        .expect("m is ready");
-    let st = run.status().await.unwrap();
-    assert_all_ended(&st, "r");
-    assert_eq!(st.state, RunState::Succeeded);
 }
 
 /// An attempt whose body's future is dropped (the worker stopped

@@ -164,9 +164,9 @@ pub async fn graph_bad_names_and_run_ids_refused_before_io(h: &dyn Harness) {
 }
 
 /// `max_attempts` outside 1..=100, a back-off of zero or with initial over
-/// max, and a retention outside 1 ms..=24 h are `InvalidArgument` before
-/// any I/O; the bounds themselves are fine.
-pub async fn graph_attempts_backoff_retention_out_of_range_refused(h: &dyn Harness) {
+/// max, a retention outside 1 ms..=24 h and more than 1,000 nodes are
+/// `InvalidArgument` before any I/O; the bounds themselves are fine.
+pub async fn graph_limits_out_of_range_refused_before_io(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let (c, _switch) = offline(&ctx).await;
     let one = |n: Node| c.graph(G).node(n).build();
@@ -189,6 +189,10 @@ pub async fn graph_attempts_backoff_retention_out_of_range_refused(h: &dyn Harne
     invalid(kept(MAX_TTL + ms(1)), "retention over 24 h");
     kept(ms(1)).expect("retention 1 ms");
     kept(MAX_TTL).expect("retention 24 h");
+    let many = |n: usize| (0..n).fold(c.graph(G), |g, i| g.node(Node::new(&format!("n{i}"))));
+    many(MAX_NODES).build().expect("1,000 nodes");
+    let e = invalid(many(MAX_NODES + 1).build(), "1,001 nodes");
+    assert!(e.contains(&MAX_NODES.to_string()), "names the limit: {e}");
 }
 
 /// Submitting a run id again (from another instance, with an equal graph

@@ -11,8 +11,8 @@ use crate::{cases::prelude::*, runner::Case};
 pub(crate) use coord_api::{
     Blocker, Graph, GraphRun, GraphWorker, Node, NodeContext, NodeError, RunEvent, Worked,
     spi::{
-        Complete, GraphBackend, MAX_RESULT_BYTES, NodeResult, NodeState, NodeStatus, On, OnFailure,
-        Outcome, Renew, RunState, RunStatus, Take, Taken,
+        Complete, GraphBackend, MAX_NODES, MAX_RESULT_BYTES, NodeResult, NodeState, NodeStatus, On,
+        OnFailure, Outcome, Renew, RunState, RunStatus, Take, Taken,
     },
 };
 pub(crate) use std::{
@@ -25,6 +25,7 @@ pub mod attempts;
 pub mod cancel;
 pub mod declare;
 pub mod edges;
+pub mod fencing;
 pub mod observe;
 pub mod order;
 pub mod status;
@@ -36,6 +37,7 @@ pub(crate) fn cases() -> Vec<Case> {
         order::cases(),
         edges::cases(),
         attempts::cases(),
+        fencing::cases(),
         cancel::cases(),
         status::cases(),
         observe::cases(),
@@ -84,6 +86,32 @@ pub(crate) fn spi(backend: &DynBackend) -> &dyn GraphBackend {
 /// A holder that takes nodes through the SPI and then crashes.
 pub(crate) fn crashed() -> HolderId {
     HolderId::new(InstanceId::new("crashed").expect("valid instance id"))
+}
+
+/// Takes through the SPI, as a worker that then crashes, the one ready node
+/// of `graph`'s runs, with a lease of `ttl`.
+pub(crate) async fn crash_take(backend: &DynBackend, ttl: Duration) -> Taken {
+    match spi(backend).take(&key(G), &crashed(), ttl).await.unwrap() {
+        Take::Taken(t) => *t,
+        other => panic!("the crashing worker's take: expected a node, got {other:?}"),
+    }
+}
+
+/// Takes (through the SPI, for `holder`) a node of `graph` as soon as one
+/// is takeable, for at most `within` (a lease expiring makes one so).
+pub(crate) async fn take_when_takeable(
+    backend: &DynBackend,
+    holder: &HolderId,
+    within: Duration,
+) -> Taken {
+    let taken = eventually(within, || async {
+        match spi(backend).take(&key(G), holder, ms(5000)).await.unwrap() {
+            Take::Taken(t) => Some(*t),
+            _ => None,
+        }
+    })
+    .await;
+    taken.unwrap_or_else(|| panic!("nothing takeable within {within:?}"))
 }
 
 /// The node named `name` in `st`.

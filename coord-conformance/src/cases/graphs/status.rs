@@ -235,10 +235,11 @@ pub async fn graph_result_decoded_as_asked_type(h: &dyn Harness) {
     assert_all_ended(&run.status().await.unwrap(), "r");
 }
 
-/// A result over `MAX_RESULT_BYTES` (encoded) fails its node for good,
-/// whatever attempts it has left, with an error saying so; its dependent
-/// is skipped. A result of exactly the limit is kept.
-pub async fn graph_result_too_large_fails_node_permanently(h: &dyn Harness) {
+/// A result over `MAX_RESULT_BYTES` (encoded), or one that does not encode,
+/// fails its node for good, whatever attempts it has left, with an error
+/// naming the node (and the limit); its dependent is skipped. A result of
+/// exactly the limit is kept.
+pub async fn graph_result_too_large_or_unencodable_fails_node_permanently(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let client = ctx.client("a").await;
     let graph = client
@@ -281,6 +282,21 @@ pub async fn graph_result_too_large_fails_node_permanently(h: &dyn Harness) {
     let fits: Option<String> = run.result("fits").await.unwrap();
     assert_eq!(fits.map(|s| s.len()), Some(MAX_RESULT_BYTES - 2));
     assert_eq!(st.state, RunState::Failed);
+    let odd = client
+        .graph("h")
+        .node(quick(Node::new("odd").max_attempts(3)))
+        .build()
+        .unwrap();
+    let run = odd.submit("r").await.unwrap();
+    // JSON map keys are strings: a map keyed by pairs does not encode.
+    let body = |_| async { Ok(std::collections::BTreeMap::from([((1u32, 2u32), 3u32)])) };
+    let worked = within(odd.worker().work_one(body), "odd").await;
+    let worked = worked.expect("odd is ready");
+    assert_eq!((worked.attempt, worked.state), (1, Some(NodeState::Failed)));
+    let st = run.status().await.unwrap();
+    assert_all_ended(&st, "h/r");
+    let error = node(&st, "odd").error.clone().unwrap_or_default();
+    assert!(error.contains("odd"), "names the node: {error}");
 }
 
 /// A run never submitted, or of another graph, is `NotFound` for
