@@ -180,8 +180,10 @@ pub(crate) fn assert_not_found<T: Debug>(res: Result<T>, what: &str) {
     }
 }
 
-/// A worker's loop (its `run(..)`), polled by the case's own task: a
-/// worker's futures are not `Send`, so they cannot be spawned.
+/// A worker's loop (its `run(..)`), polled by the case's own task rather
+/// than spawned: a body's failed assertion fails the case at once, with its
+/// own message, and no worker outlives its case (the simulator runs every
+/// case on one runtime).
 pub(crate) type Loop = Pin<Box<dyn Future<Output = Result<()>>>>;
 
 /// `n` loops of workers of `graph`, each running `body` on every node it
