@@ -17,6 +17,7 @@
 //! | `jobs` | run-once jobs |
 //! | `barriers` | cyclic and double barriers, and latches, under one lock |
 //! | `graphs` | job graphs: every run of a graph, its token counter and queues, under one lock |
+//! | `queues` | work queues: every item of a queue, its id and token counters and indexes, consumers' presence, dead items, under one lock |
 //! | `watch` | notifications, one channel per watched topic, and wake-ups at expiry instants |
 //! | `journal` | [`Journal`]: what the store did, in its order, for histories |
 //! | `sync` | real or loom primitives under the table |
@@ -44,6 +45,7 @@ mod jobs;
 mod journal;
 mod locks;
 mod membership;
+mod queues;
 mod sync;
 pub mod table;
 mod watch;
@@ -58,7 +60,7 @@ use coord_api::{
     Clock, Instant, Namespace, TokioClock,
     spi::{
         Backend, BarrierBackend, ElectionBackend, GraphBackend, GroupBackend, JobBackend,
-        LockBackend, Watch,
+        LockBackend, QueueBackend, Watch,
     },
 };
 
@@ -88,6 +90,9 @@ struct StoreInner {
     /// Job graphs: a step on a graph (its sweep, the change it makes and
     /// the resolution that follows) is one step on all its runs.
     graphs: Mutex<graphs::Graphs>,
+    /// Work queues: a step on a queue (its sweep and the change it makes)
+    /// is one step on all its items and consumers.
+    queues: Mutex<queues::Queues>,
     watchers: Watchers,
     clock: Arc<dyn Clock>,
     journal: Option<Arc<dyn Journal>>,
@@ -125,6 +130,7 @@ impl MemoryStore {
                 jobs: Mutex::default(),
                 barriers: Mutex::default(),
                 graphs: Mutex::default(),
+                queues: Mutex::default(),
                 watchers: Watchers::default(),
                 clock,
                 journal,
@@ -168,6 +174,10 @@ impl MemoryStore {
         self.inner.graphs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn queues(&self) -> MutexGuard<'_, queues::Queues> {
+        self.inner.queues.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The journal to tell what the store did, if any.
     fn journal(&self) -> Option<&dyn Journal> {
         self.inner.journal.as_deref()
@@ -194,8 +204,9 @@ impl MemoryStore {
             Topic::Barrier(ns, kind, key) => self.barriers().next_expiry(ns, *kind, key, after),
             Topic::Latch(ns, key) => self.barriers().latch_expiry(ns, key, after),
             // Retry delays and lease deadlines pass without a wake-up (the
-            // family's rule 9): `Take::Idle` tells when.
-            Topic::GraphReady(..) | Topic::GraphRun(..) => None,
+            // families' rule 9): `Take::Idle` and `Received::next_in` tell
+            // when.
+            Topic::GraphReady(..) | Topic::GraphRun(..) | Topic::Queue(..) => None,
         }
     }
 }
@@ -264,6 +275,9 @@ impl Backend for MemoryBackend {
         Some(self)
     }
     fn graphs(&self) -> Option<&dyn GraphBackend> {
+        Some(self)
+    }
+    fn queues(&self) -> Option<&dyn QueueBackend> {
         Some(self)
     }
 }

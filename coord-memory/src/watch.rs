@@ -1,9 +1,10 @@
 //! Notifications: a version channel per watched topic (a lock's key, an
 //! election, a group, a run, a barrier, a latch, a graph's ready nodes, a
-//! graph's run), bumped on every change that may let a waiter in; a watch
-//! also wakes at the topic's next expiry instant, so waiters learn of an
-//! expiry when it happens, not on the next access (except a graph's, whose
-//! deadlines pass without a wake-up by the family's rules).
+//! graph's run, a work queue), bumped on every change that may let a waiter
+//! in; a watch also wakes at the topic's next expiry instant, so waiters
+//! learn of an expiry when it happens, not on the next access (except a
+//! graph's and a queue's, whose deadlines pass without a wake-up by the
+//! families' rules).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -36,6 +37,8 @@ pub(crate) enum Topic {
     GraphReady(Namespace, Key),
     /// A run of a job graph (graph, run): a transition of its nodes.
     GraphRun(Namespace, Key, Key),
+    /// A work queue: an item of it made ready.
+    Queue(Namespace, Key),
 }
 
 /// The watched topics of a store.
