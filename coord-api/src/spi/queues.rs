@@ -55,8 +55,9 @@
 //!    `steal` and nothing ready, it may instead take *prefetched* (never
 //!    started) deliveries of other live consumers, each as a new delivery
 //!    with a new token, counted as stolen. It replies with the deliveries,
-//!    or, when there are none, the time until a delayed item is due or a
-//!    delivery's deadline passes, if any.
+//!    or, when there are none, the time until the next of: a delayed item
+//!    due, a delivery's deadline, the presence deadline of a consumer
+//!    holding deliveries (if it is not renewed, they are given back then).
 //! 4. **extend** (current token, unexpired) sets the deadline to now +
 //!    `ttl` and marks the delivery started.
 //! 5. **ack** removes the item. **nack** records the error and returns the
@@ -220,8 +221,9 @@ impl Delivery {
 pub struct Received {
     /// The deliveries, in delivery order (empty: nothing to deliver).
     pub deliveries: Vec<Delivery>,
-    /// With no delivery: the time until a delayed item is due or a
-    /// delivery's deadline passes, if any.
+    /// With no delivery: the time until a delayed item is due, a
+    /// delivery's deadline passes, or a consumer holding deliveries may be
+    /// found dead, if any.
     pub next_in: Option<Duration>,
 }
 

@@ -427,10 +427,15 @@ impl Queue {
         let next_in = if out.is_empty() {
             let due = self.delayed.first().map(|&(at, _)| at);
             let deadline = self.leases.first().map(|&(at, _)| at);
-            let next = match (due, deadline) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            // A consumer holding deliveries that dies gives them back then.
+            let holding = (self.presence.iter())
+                .find(|(_, h)| {
+                    self.consumers
+                        .get(h)
+                        .is_some_and(|c| !c.deliveries.is_empty())
+                })
+                .map(|&(at, _)| at);
+            let next = [due, deadline, holding].into_iter().flatten().min();
             next.map(|at| at.saturating_duration_since(step.now))
         } else {
             None

@@ -203,3 +203,19 @@ async fn dead_letter_and_ack_settle_at_once() {
     let s = t.stats().await;
     assert_eq!((s.delivered, s.dead_lettered), (2, 1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_receive_names_when_a_holding_consumer_may_be_found_dead() {
+    let t = T::new();
+    t.push1("x").await;
+    // a holds the item under a 10 s lease with a presence of 2 s.
+    let short = ReceiveOptions::new(TTL, 2 * SEC);
+    let _held = t.receive_with(&t.a, short).await;
+    // c, idle, is told to look again when a's presence ends, not at the
+    // delivery's deadline.
+    assert_eq!(t.idle(&t.c).await, Some(2 * SEC));
+    advance(2 * SEC).await;
+    assert_eq!(t.recv(&t.c).await.id, 1);
+    // A consumer holding nothing does not shorten the wait.
+    assert_eq!(t.idle(&t.a).await, Some(TTL));
+}
