@@ -371,7 +371,9 @@ async fn takes_go_oldest_first_across_runs() {
 async fn retries_wait_their_delay_and_attempts_run_out() {
     let b = backend("retry").await;
     let g = G::new(&b, "g");
-    let delay = Duration::from_millis(300);
+    // Long enough that the reads below come before it passes, even on a
+    // loaded machine.
+    let delay = Duration::from_millis(800);
     g.submit("r", &spec(vec![NodeSpec::new(key("n")).max_attempts(3)]))
         .await;
     let t1 = g.take().await;
@@ -638,7 +640,8 @@ async fn edge_conditions_skip_and_propagate() {
 async fn cancel_leaves_running_attempts_to_end() {
     let b = backend("cancel").await;
     let g = G::new(&b, "g");
-    let short = Duration::from_millis(150);
+    // Long enough to outlive the steps up to the cancellation.
+    let short = Duration::from_millis(500);
     g.submit(
         "r",
         &spec(vec![
@@ -701,6 +704,12 @@ async fn cancel_leaves_running_attempts_to_end() {
     assert_eq!(at(&s, "c").error, None);
     assert_eq!(at(&s, "b").error.as_deref(), Some("broke"));
     assert_eq!(at(&s, "a").result.as_deref(), Some(&b"done anyway"[..]));
+    // e, after a, was cancelled with the run (by none) and stays so once a
+    // succeeded: in a cancelled run nothing is pending any more.
+    assert_eq!(
+        (at(&s, "e").state, at(&s, "e").by.clone()),
+        (NodeState::Cancelled, None)
+    );
     assert_eq!(s.state, RunState::Running);
     assert_eq!(
         g.complete(&td, failure("x", None)).await,
@@ -792,7 +801,7 @@ async fn submissions_are_idempotent_and_ended_runs_kept_for_their_retention() {
     let b = backend_on(server, "retain").await;
     let g = G::new(&b, "g");
     let one = spec(vec![node("x", &[])]);
-    let kept = Duration::from_millis(300);
+    let kept = Duration::from_millis(1000);
     assert_eq!(g.submit_kept("r", &one, kept).await, Submit::Created);
     assert_eq!(
         g.submit_kept("r", &one, kept).await,
@@ -821,7 +830,7 @@ async fn submissions_are_idempotent_and_ended_runs_kept_for_their_retention() {
     assert!(d.starts_with(&format!("U 1 0 {} ", t.token)), "{d}");
     g.complete(&t, success("done")).await;
     let pttl = int(server.command(&["PTTL", record]).unwrap());
-    assert!(pttl > 0 && pttl <= 300, "{pttl}");
+    assert!(pttl > 0 && pttl <= 1000, "{pttl}");
     // Nothing of it is left in the graph's sets.
     for set in ["q", "l"] {
         let k = format!("coord:{{retain:graph:1:g}}:{set}");
