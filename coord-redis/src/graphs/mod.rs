@@ -25,7 +25,16 @@
 //! ([`watch_ready`](GraphBackend::watch_ready)); a step that changed a
 //! node of a run PUBLISHes on the run's channel
 //! ([`watch_run`](GraphBackend::watch_run)). Retry delays and lease
-//! deadlines pass silently: [`Take::Idle`] says when to look again.
+//! deadlines pass silently: [`Take::Idle`] says when to look again. Every
+//! `watch_ready` watch wakes on every such message, as rule 9 says: `n` idle
+//! workers of one graph answer a step that made one node ready with `n`
+//! takes, `n - 1` of them idle (the pub/sub hub's `Wake::One`, which the
+//! lock waiters use, would wake one per ready node, but a worker keeps its
+//! watch while busy, and a busy worker's watch would take a wake-up an idle
+//! one needed).
+//!
+//! A sweep handles every due lease of the graph in its step (no bound): a
+//! step never sees an expired lease as running.
 //!
 //! # Key layout
 //!
