@@ -170,3 +170,43 @@ fn a_retried_count_down_counted_twice_is_caught() {
         &["latch-counted-once", "latch-early"],
     );
 }
+
+#[test]
+fn a_stale_completion_recorded_is_caught() {
+    caught(
+        Scenario::graph_faults(),
+        Bug::CompleteIgnoresToken,
+        "a_stale_completion_recorded_is_caught",
+        &["graph-stale-complete"],
+    );
+}
+
+#[test]
+fn a_dependent_run_whatever_its_edge_says_is_caught() {
+    caught(
+        Scenario::graph_faults(),
+        Bug::ResolveSkipsCondition,
+        "a_dependent_run_whatever_its_edge_says_is_caught",
+        &["graph-early"],
+    );
+}
+
+#[test]
+fn a_fan_in_started_after_one_parent_is_caught() {
+    caught(
+        Scenario::graph_faults(),
+        Bug::FanInWaitsForOne,
+        "a_fan_in_started_after_one_parent_is_caught",
+        &["graph-early"],
+    );
+}
+
+#[test]
+fn attempts_beyond_the_maximum_are_caught() {
+    caught(
+        Scenario::graph_faults(),
+        Bug::AttemptsBeyondMax,
+        "attempts_beyond_the_maximum_are_caught",
+        &["graph-attempts"],
+    );
+}

@@ -14,6 +14,7 @@
 //! | [`OnceRuns::check`] | a run-once occurrence never runs on two instances at once nor after a run finished, a run whose lease was lost never counts as finished, no write lands after the finish |
 //! | [`check_barriers`] | barriers: no trip early or counting a participant past its TTL since it last waited, every waiter of a generation returns as the backend ended it (all tripped or all broken), no wait outlives its deadline by more than a bound, generations strictly increasing across restarts |
 //! | [`check_latches`] | latches: a generation reaches zero only once its count of distinct participants called, waits open only after it, each participant counted once per generation, never more count-downs than the count, no wait outlives its deadline by more than a bound, generations strictly increasing |
+//! | [`check_graphs`] | job graphs: every node of every run ends once the faults heal, is completed at most once and only by its latest attempt (stale tokens refused, the resource fenced), starts only after its upstream edges hold, and ends as the edge semantics say (skips and `by`, `On::Failure`/`On::Any`, failure policies, rule 7), within `max_attempts` |
 //! | [`OrphanRule::check`] | once the faults heal, a lease the server granted but no client received is gone (released, or expired) within a bound well below its TTL |
 //!
 //! | module | family |
@@ -24,6 +25,7 @@
 //! | `jobs` | [`OnceRuns`], [`check_once`] |
 //! | `barriers` | [`BarrierLog`] (the backend's barrier and latch events), [`BarrierWaits`], [`Downtime`], [`check_barriers`] |
 //! | `latch` | [`LatchCalls`] (count-downs and waits as called), [`check_latches`] (on the barrier log's latch events) |
+//! | `graphs` | [`GraphLog`] (what the backend answered to graph calls, in its order), [`Bodies`], [`FinalRun`], [`check_graphs`] |
 //! | `orphans` | [`orphans`], [`OrphanRule`]: grants nobody received, and how long they outlived the heal |
 
 use std::{fmt, time::Duration};
@@ -33,6 +35,7 @@ use coord_api::Instant;
 mod barriers;
 mod election;
 mod fence;
+mod graphs;
 mod jobs;
 mod latch;
 mod locks;
@@ -46,6 +49,10 @@ pub use election::{
     LeadEvent, LeadLog, LeaderTerm, Leaderships, check_failovers, check_terms, failovers,
 };
 pub use fence::{FencedResource, Write, check_writes};
+pub use graphs::{
+    Bodies, Body, BodyEnd, FinalRun, GraphCounts, GraphEvent, GraphHistory, GraphLog, WallMap,
+    WallRate, check_graphs, resource_key,
+};
 pub use jobs::{OnceOutcome, OnceRun, OnceRuns, check_once};
 pub use latch::{
     LatchCall, LatchCallKind, LatchCalls, LatchOutcome, LatchRules, check_latches, latch_counts,
@@ -62,7 +69,11 @@ pub struct Violation {
     /// `orphans`, `barrier-early`, `barrier-dead`, `barrier-outcome`,
     /// `barrier-hang`, `barrier-generations`, `barrier-wake`, `latch-early`,
     /// `latch-counted-once`, `latch-count`, `latch-hang`,
-    /// `latch-generations`, `latch-outcome`).
+    /// `latch-generations`, `latch-outcome`, `graph-stranded`, `graph-once`,
+    /// `graph-stale-complete`, `graph-fencing`, `graph-early`,
+    /// `graph-parents`, `graph-resolution`, `graph-complete`,
+    /// `graph-cancel`, `graph-attempts`, `graph-tokens`, `graph-submit`,
+    /// `graph-take`).
     pub checker: &'static str,
     /// What happened, with the clients, tokens and instants involved.
     pub detail: String,

@@ -16,9 +16,10 @@ use async_trait::async_trait;
 use coord_api::{
     Clock, FencingToken, HolderId, Key, LockSpace, Namespace, Quorum, Result,
     spi::{
-        Acquire, BarrierKind, Break, BreakReason, Broken as BrokenGeneration, Call, CountDown,
-        Dispatch, Dispatched, DynBackend, Ended, EndedGeneration, Families, LeaseId, Release,
-        Reply, Watch,
+        Acquire, BarrierKind, Break, BreakReason, Broken as BrokenGeneration, Call, Complete,
+        CountDown, Dispatch, Dispatched, DynBackend, Edge, Ended, EndedGeneration, Families,
+        GraphSpec, LeaseId, MAX_ATTEMPTS, NodeResult, NodeSpec, NodeState, On, Release, Reply,
+        Watch,
     },
 };
 use coord_testkit::clocks::EpochWall;
@@ -58,6 +59,23 @@ pub enum Bug {
     /// once more while the generation is above zero. Emulated by counting
     /// such a repeat again under another participant (`<participant>+`).
     LatchRetryCountsTwice,
+    /// A graph node's `complete` from a stale token (its lease expired and
+    /// another attempt runs the node now) is recorded as the running
+    /// attempt's: emulated by completing again with the running attempt's
+    /// token when the backend answers `Stale` for a running node.
+    CompleteIgnoresToken,
+    /// Resolution ignores the edges' conditions: a dependent is made ready
+    /// once its parents ended however they ended (a cancelled parent still
+    /// cancels it). Emulated by submitting every edge as `On::Any`.
+    ResolveSkipsCondition,
+    /// A node with several parents is made ready as soon as its first
+    /// parent's edge holds, not waiting for the others. Emulated by
+    /// submitting only each node's first edge.
+    FanInWaitsForOne,
+    /// A node is given two more attempts than declared (its lease expiring
+    /// or its failures retried past `max_attempts`). Emulated by submitting
+    /// every node with two more.
+    AttemptsBeyondMax,
     /// Client-side: no clean-up of unanswered acquisitions. An acquire-type
     /// call (`locks.acquire`, `elections.campaign`, `groups.join`,
     /// `jobs.begin`) that ended without an answer (an error, or cancelled)
@@ -264,6 +282,45 @@ impl Dispatch for Broken {
                     other => reply(other),
                 }
             }
+            (Bug::CompleteIgnoresToken, "graphs", "complete") => {
+                type Args = (Key, Key, Key, FencingToken, NodeResult);
+                let (graph, run, node, result) = {
+                    let a = call.args::<Args>().expect("complete's args");
+                    (a.0.clone(), a.1.clone(), a.2.clone(), a.4.clone())
+                };
+                let answer = *call
+                    .run(b.clone())
+                    .await?
+                    .downcast::<Complete>()
+                    .expect("a Complete");
+                let Complete::Stale {
+                    state: Some(NodeState::Running),
+                } = answer
+                else {
+                    return reply(answer);
+                };
+                let graphs = b.graphs().expect("graphs");
+                let running = (graphs.status(&graph, &run, false).await?)
+                    .and_then(|s| s.nodes.into_iter().find(|n| n.name == node))
+                    .and_then(|n| n.token);
+                match running {
+                    Some(token) => {
+                        reply(graphs.complete(&graph, &run, &node, token, result).await?)
+                    }
+                    None => reply(answer),
+                }
+            }
+            (
+                Bug::ResolveSkipsCondition | Bug::FanInWaitsForOne | Bug::AttemptsBeyondMax,
+                "graphs",
+                "submit",
+            ) => {
+                type Args = (Key, Key, GraphSpec, Duration);
+                if let Some(args) = call.args_mut::<Args>() {
+                    args.2 = broken_spec(self.bug, &args.0, &args.2)?;
+                }
+                call.run(b.clone()).await
+            }
             (Bug::EndOnceFinishes, "jobs", "end") => {
                 type Args = (Key, Key, coord_api::HolderId, Option<Duration>);
                 if let Some(args) = call.args_mut::<Args>() {
@@ -274,6 +331,30 @@ impl Dispatch for Broken {
             _ => call.run(b.clone()).await,
         }
     }
+}
+
+/// The graph `spec` as a broken server keeps it under `bug`.
+fn broken_spec(bug: Bug, graph: &Key, spec: &GraphSpec) -> Result<GraphSpec> {
+    let nodes = (spec.nodes().iter())
+        .map(|n| {
+            let after: Vec<Edge> = match bug {
+                Bug::ResolveSkipsCondition => {
+                    n.after.iter().map(|e| Edge::new(e.from, On::Any)).collect()
+                }
+                Bug::FanInWaitsForOne => n.after.iter().take(1).copied().collect(),
+                _ => n.after.clone(),
+            };
+            let attempts = match bug {
+                Bug::AttemptsBeyondMax => (n.max_attempts + 2).min(MAX_ATTEMPTS),
+                _ => n.max_attempts,
+            };
+            NodeSpec::new(n.name.clone())
+                .after(after)
+                .max_attempts(attempts)
+                .on_failure(n.on_failure)
+        })
+        .collect();
+    GraphSpec::new(graph, nodes)
 }
 
 /// A client's connection without the clean-up of unanswered acquisitions:

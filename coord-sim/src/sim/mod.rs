@@ -4,6 +4,7 @@
 pub mod bugs;
 mod clock;
 mod deaf;
+mod graph_log;
 pub mod scenario;
 mod server;
 mod transport;

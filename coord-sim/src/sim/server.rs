@@ -4,7 +4,8 @@
 //! namespace's backend). Its state lives in memory only: a restarted server
 //! starts empty. What the store does is journaled into the checkers' logs;
 //! renewals are logged as the server answered them (a broken server may
-//! answer otherwise than its store decided).
+//! answer otherwise than its store decided), and so are graph calls (see
+//! `graph_log`).
 
 use std::{
     collections::HashMap,
@@ -21,7 +22,9 @@ use coord_memory::{BarrierEvent as Told, Event, Journal, Leased, MemoryStore};
 use madsim::net::Endpoint;
 
 use super::transport::{Answer, Envelope, REQUEST_TAG, Request, Wire};
-use crate::history::{BarrierEvent, BarrierLog, LeadEvent, LeadLog, ServerEvent, ServerLog};
+use crate::history::{
+    BarrierEvent, BarrierLog, GraphLog, LeadEvent, LeadLog, ServerEvent, ServerLog,
+};
 
 /// How a sim server is set up. Cloned into the node's init task, so every
 /// (re)start of the node builds a fresh, empty store from it.
@@ -42,6 +45,9 @@ pub struct ServerConfig {
     /// and expired, trips, ends of generations, count-downs), with the
     /// (global) instant the server decided it, and the server's restarts.
     pub barrier_log: Option<BarrierLog>,
+    /// Where to log what the server answered to graph calls (attempts
+    /// handed out, completions, submissions, cancellations), in its order.
+    pub graph_log: Option<GraphLog>,
     /// A deliberately broken server (feature `broken`).
     #[cfg(feature = "broken")]
     pub bug: Option<super::bugs::Bug>,
@@ -56,6 +62,7 @@ impl ServerConfig {
             log: None,
             lead_log: None,
             barrier_log: None,
+            graph_log: None,
             #[cfg(feature = "broken")]
             bug: None,
         }
@@ -76,14 +83,19 @@ impl ServerConfig {
         MemoryStore::with_journal(clock, Arc::new(journal))
     }
 
-    /// The backend the server runs a call of namespace `ns` on.
+    /// The backend the server runs a call of namespace `ns` on (its graph
+    /// calls logged as answered, around a broken server's decorator).
     fn backend(&self, store: &MemoryStore, ns: coord_api::Namespace) -> DynBackend {
-        let backend: DynBackend = Arc::new(store.backend(ns));
+        #[allow(unused_mut)]
+        let mut backend: DynBackend = Arc::new(store.backend(ns));
         #[cfg(feature = "broken")]
         if let Some(bug) = self.bug {
-            return bug.around(backend);
+            backend = bug.around(backend);
         }
-        backend
+        match &self.graph_log {
+            Some(log) => super::graph_log::logged(backend, log.clone()),
+            None => backend,
+        }
     }
 }
 

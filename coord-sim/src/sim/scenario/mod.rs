@@ -21,6 +21,9 @@
 //! | `barriers` | [`Workload::Barrier`]: meet at the cyclic barrier `b`, round after round |
 //! | `double` | [`Workload::DoubleBarrier`]: enter the double barrier `d` together, work inside, leave together |
 //! | `latch` | [`Workload::Latch`]: a coordinator sets the latch `l`, three workers count it down once per generation, everyone waits for the open |
+//! | `graphs` | [`Workload::Graphs`]: runs of three job graphs submitted, worked on by `GraphWorker`s that crash at every step boundary, waited for after the heal (its own run: see there) |
+//! | `resource` | the fenced resource's node and the write bodies send it |
+//! | `catalog` | the scenarios: [`Scenario`]'s constructors |
 //! | `faults` | the fault plans and their application, the heal |
 //! | `sweep` | seed sweeps in child processes, the replay command |
 
@@ -33,7 +36,7 @@ use std::{
 
 use coord_api::{Client, Instant, LeaseOptions, Namespace};
 use madsim::{
-    net::{Endpoint, NetSim},
+    net::NetSim,
     rand::{Rng, thread_rng},
     runtime::{Handle, NodeHandle},
 };
@@ -41,25 +44,30 @@ use madsim::{
 use super::{NodeClock, ServerConfig, SimBackend, SimOptions, serve};
 
 mod barriers;
+mod catalog;
 mod double;
 mod election;
 mod faults;
+mod graphs;
 mod jobs;
 mod latch;
 mod locks;
+mod resource;
 mod sweep;
 
 #[cfg(feature = "broken")]
 pub use super::bugs::Bug;
 pub use barriers::{DEAD_BOUND, UNREACHABLE_BOUND, WAIT_BOUND};
+pub use graphs::END_BOUND;
 pub use sweep::{Sweep, replay_command, run_seed, seeds_from_env, sweep, sweep_with};
 
 use crate::history::{
     BarrierCounts, BarrierLog, BarrierWaits, Beliefs, Downtime, FencedResource, GrantLog,
-    LatchCalls, LeadLog, Leaderships, OnceRuns, OrphanRule, ServerLog, Violation, check_liveness,
-    orphans,
+    GraphCounts, LatchCalls, LeadLog, Leaderships, OnceRuns, OrphanRule, ServerLog, Violation,
+    check_liveness, orphans,
 };
 use faults::{Action, Faults, Target, latency};
+use resource::{RESOURCE, serve_resource, write};
 
 /// How clocks run relative to the server's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +104,10 @@ pub enum Workload {
     /// it down once per generation (retrying after errors), everyone waits
     /// for it to open; round after round.
     Latch,
+    /// Runs of job graphs submitted over the window; workers (crashing at
+    /// step boundaries when `holder_kills`) run their nodes, bodies writing
+    /// with their attempt's token; every run must end after the heal.
+    Graphs,
 }
 
 /// A scenario: the workload and which faults its plans may draw.
@@ -113,7 +125,8 @@ pub struct Scenario {
     pub packet_loss: bool,
     /// Windows of high latency.
     pub latency_spikes: bool,
-    /// The current holder killed (restarted later as a new process).
+    /// The current holder killed (restarted later as a new process); in
+    /// the graph workload, workers crash at step boundaries instead.
     pub holder_kills: bool,
     /// The current holder paused and resumed (a stop-the-world pause).
     pub holder_pauses: bool,
@@ -127,187 +140,6 @@ pub struct Scenario {
     /// A deliberately broken server or client (feature `broken`).
     #[cfg(feature = "broken")]
     pub bug: Option<Bug>,
-}
-
-impl Scenario {
-    /// Every fault but server restarts, drift in bounds: checkers (a)–(d).
-    pub fn partitions_in_bounds() -> Scenario {
-        Scenario {
-            name: "partitions_in_bounds",
-            workload: Workload::Lock,
-            clients: 4,
-            partitions: true,
-            packet_loss: true,
-            latency_spikes: true,
-            holder_kills: true,
-            holder_pauses: true,
-            server_restarts: false,
-            drift: Drift::InBounds,
-            lost_notifications: false,
-            #[cfg(feature = "broken")]
-            bug: None,
-        }
-    }
-
-    /// Every fault including server restarts that lose state: (a), (b), (d)
-    /// (a server that forgets its leases lets two clients believe at once;
-    /// fencing is what protects then).
-    pub fn server_restarts() -> Scenario {
-        Scenario {
-            name: "server_restarts",
-            server_restarts: true,
-            ..Scenario::partitions_in_bounds()
-        }
-    }
-
-    /// Every fault but server restarts, some clocks drifting beyond
-    /// `max_drift`: (a), (b), (d).
-    pub fn drift_beyond_bounds() -> Scenario {
-        Scenario {
-            name: "drift_beyond_bounds",
-            drift: Drift::Beyond,
-            ..Scenario::partitions_in_bounds()
-        }
-    }
-
-    /// Leadership under partitions, packet loss, latency spikes and killed
-    /// leaders, drift in bounds: one holder per term, terms increasing, no
-    /// two leaders believing at once (a partitioned leader stops believing
-    /// before the backend elects the next), fencing by term.
-    pub fn leadership_partitions() -> Scenario {
-        Scenario {
-            name: "leadership_partitions",
-            workload: Workload::Leadership,
-            holder_pauses: false,
-            ..Scenario::partitions_in_bounds()
-        }
-    }
-
-    /// The same with some clocks drifting beyond `max_drift` and leaders
-    /// paused: only the term rules and fencing by term are checked.
-    pub fn leadership_drift_beyond() -> Scenario {
-        Scenario {
-            name: "leadership_drift_beyond",
-            holder_pauses: true,
-            drift: Drift::Beyond,
-            ..Scenario::leadership_partitions()
-        }
-    }
-
-    /// Leaders killed at random instants (restarted later as new
-    /// processes), a LAN otherwise: the next leader is elected within TTL
-    /// plus [`FAILOVER_BOUND`]; failover times are reported.
-    pub fn leader_crash() -> Scenario {
-        Scenario {
-            name: "leader_crash",
-            workload: Workload::LeaderCrash,
-            clients: 4,
-            partitions: false,
-            packet_loss: false,
-            latency_spikes: false,
-            holder_kills: true,
-            holder_pauses: false,
-            server_restarts: false,
-            drift: Drift::InBounds,
-            lost_notifications: false,
-            #[cfg(feature = "broken")]
-            bug: None,
-        }
-    }
-
-    /// Run-once occurrences under partitions, packet loss, latency spikes
-    /// and killed runners, drift in bounds.
-    pub fn run_once_faults() -> Scenario {
-        Scenario {
-            name: "run_once_faults",
-            workload: Workload::RunOnce,
-            holder_pauses: false,
-            ..Scenario::partitions_in_bounds()
-        }
-    }
-
-    /// The cyclic barrier under partitions, packet loss, latency spikes,
-    /// killed and paused participants, clocks skewed and drifting in
-    /// bounds: no trip early or counting a dead participant, all-or-none
-    /// per generation, no wait past its deadline by more than a bound,
-    /// generations increasing, a round trips after the heal.
-    pub fn barrier_faults() -> Scenario {
-        Scenario {
-            name: "barrier_faults",
-            workload: Workload::Barrier,
-            ..Scenario::partitions_in_bounds()
-        }
-    }
-
-    /// The same with server restarts that lose every barrier's record:
-    /// generations keep increasing across them (see the `barriers` module
-    /// for the one rule judged otherwise).
-    pub fn barrier_server_restarts() -> Scenario {
-        Scenario {
-            name: "barrier_server_restarts",
-            server_restarts: true,
-            ..Scenario::barrier_faults()
-        }
-    }
-
-    /// The cyclic barrier with every notification lost (and no other
-    /// fault but the plans' last second of lost answers): every waiter
-    /// still returns within its renewal period (a third of the TTL) of its
-    /// generation's trip, by reading again when it renews its arrival.
-    pub fn barrier_notifications_lost() -> Scenario {
-        Scenario {
-            name: "barrier_notifications_lost",
-            partitions: false,
-            packet_loss: false,
-            latency_spikes: false,
-            holder_kills: false,
-            holder_pauses: false,
-            lost_notifications: true,
-            ..Scenario::barrier_faults()
-        }
-    }
-
-    /// The double barrier under the faults of
-    /// [`barrier_faults`](Scenario::barrier_faults): entries never early
-    /// nor counting a dead member, all-or-none per generation, leaves
-    /// returning only once every member left or expired (a member killed
-    /// inside is dropped at its TTL), nothing past its deadline by more
-    /// than a bound, a round after the heal.
-    pub fn double_barrier_faults() -> Scenario {
-        Scenario {
-            name: "double_barrier_faults",
-            workload: Workload::DoubleBarrier,
-            ..Scenario::barrier_faults()
-        }
-    }
-
-    /// The countdown latch under the faults of
-    /// [`barrier_faults`](Scenario::barrier_faults) (a latch living an
-    /// hour: expiry is not the point): no generation at zero before its
-    /// count of distinct participants called, no wait opened before the
-    /// zero, a retried count-down counted once, never more count-downs than
-    /// the count, no wait past its deadline by more than a bound,
-    /// generations increasing, a generation opens after the heal.
-    pub fn latch_faults() -> Scenario {
-        Scenario {
-            name: "latch_faults",
-            workload: Workload::Latch,
-            ..Scenario::barrier_faults()
-        }
-    }
-
-    /// With a deliberately broken server or client.
-    #[cfg(feature = "broken")]
-    pub fn with_bug(mut self, bug: Bug) -> Scenario {
-        self.bug = Some(bug);
-        self
-    }
-
-    /// Whether checker (c) applies: drift in bounds and a server that keeps
-    /// its state.
-    pub fn checks_exclusion(&self) -> bool {
-        self.drift == Drift::InBounds && !self.server_restarts
-    }
 }
 
 /// How much longer than the TTL a failover may take in
@@ -371,6 +203,8 @@ pub struct Report {
     pub failovers: Vec<Duration>,
     /// What the barriers did (trips, breaks, how waits returned).
     pub barriers: BarrierCounts,
+    /// What the graphs did (runs, node ends, attempts, crashes).
+    pub graphs: GraphCounts,
     /// Simulated time the run took.
     pub simulated: Duration,
     /// A hash of everything that happened (faults, grants, accepted writes,
@@ -416,6 +250,27 @@ struct Shared {
 }
 
 impl Shared {
+    /// Empty histories for `scenario`, stopping when `stopped` turns true.
+    fn new(scenario: &Scenario, stopped: tokio::sync::watch::Receiver<bool>) -> Shared {
+        Shared {
+            name: scenario.name,
+            workload: scenario.workload,
+            stopped,
+            holder: Arc::default(),
+            open: Arc::default(),
+            resource: FencedResource::new(),
+            grants: GrantLog::new(),
+            beliefs: Beliefs::new(),
+            terms: Leaderships::new(),
+            runs: OnceRuns::new(),
+            waits: BarrierWaits::new(),
+            latch: LatchCalls::new(),
+            lost_notifications: scenario.lost_notifications,
+            #[cfg(feature = "broken")]
+            bug: scenario.bug,
+        }
+    }
+
     fn stopping(&self) -> bool {
         *self.stopped.borrow()
     }
@@ -452,6 +307,8 @@ impl Shared {
                 Workload::Leadership | Workload::LeaderCrash => self.terms.end_at(idx, now),
                 Workload::Barrier | Workload::DoubleBarrier => self.waits.killed(idx, now),
                 Workload::Latch => self.latch.killed(idx, now),
+                // Graph bodies are closed by the graph run's own kill.
+                Workload::Graphs => {}
             }
         }
         let open = self.open.lock().unwrap();
@@ -468,8 +325,6 @@ impl Shared {
 }
 
 const SERVER: &str = "10.0.0.1:7000";
-const RESOURCE: &str = "10.0.0.2:7001";
-const WRITE_TAG: u64 = 0x0077_7269_7465;
 
 fn client_ip(i: usize) -> std::net::IpAddr {
     format!("10.0.1.{}", i + 1).parse().unwrap()
@@ -492,6 +347,9 @@ pub async fn run(scenario: Scenario) -> Report {
     let server_addr: SocketAddr = SERVER.parse().unwrap();
     let resource_addr: SocketAddr = RESOURCE.parse().unwrap();
     let workload = scenario.workload;
+    if workload == Workload::Graphs {
+        return graphs::run(scenario).await;
+    }
     if workload == Workload::LeaderCrash {
         // A LAN: the failover bound is about the backend, not the network.
         NetSim::current().update_config(|c| c.send_latency = latency(Duration::from_millis(10)));
@@ -541,23 +399,7 @@ pub async fn run(scenario: Scenario) -> Report {
         .build();
 
     let (stop_tx, stopped) = tokio::sync::watch::channel(false);
-    let shared = Shared {
-        name: scenario.name,
-        workload,
-        stopped,
-        holder: Arc::default(),
-        open: Arc::default(),
-        resource: FencedResource::new(),
-        grants: GrantLog::new(),
-        beliefs: Beliefs::new(),
-        terms: Leaderships::new(),
-        runs: OnceRuns::new(),
-        waits: BarrierWaits::new(),
-        latch: LatchCalls::new(),
-        lost_notifications: scenario.lost_notifications,
-        #[cfg(feature = "broken")]
-        bug: scenario.bug,
-    };
+    let shared = Shared::new(&scenario, stopped);
     let res = shared.resource.clone();
     handle
         .create_node()
@@ -587,6 +429,7 @@ pub async fn run(scenario: Scenario) -> Report {
                             Workload::Barrier => barriers::worker(i, clock, shared).await,
                             Workload::DoubleBarrier => double::worker(i, clock, shared).await,
                             Workload::Latch => latch::worker(i, clock, shared).await,
+                            Workload::Graphs => unreachable!("graphs::run"),
                         }
                         // Stopped, not gone: the process stays up (a node
                         // whose first task returns exits, its other tasks
@@ -718,6 +561,7 @@ pub async fn run(scenario: Scenario) -> Report {
         Workload::RunOnce => jobs::known(&shared),
         // Barriers grant no leases with tokens: nothing can be orphaned.
         Workload::Barrier | Workload::DoubleBarrier | Workload::Latch => HashSet::new(),
+        Workload::Graphs => unreachable!("graphs::run"),
     };
     let orphans = orphans(&log.events(), &known, TTL.div_f64(server_clock.rate()));
     let rule = OrphanRule {
@@ -757,6 +601,7 @@ pub async fn run(scenario: Scenario) -> Report {
             &downtime,
             &mut report,
         ),
+        Workload::Graphs => unreachable!("graphs::run"),
     }
     report.simulated = Instant::now() - t0;
     report.digest = {
@@ -870,51 +715,4 @@ async fn connect(name: &str, clock: &NodeClock, opts: LeaseOptions, shared: &Sha
         .clock(clock.clock())
         .lease_options(opts)
         .build()
-}
-
-/// Sends one write to `key` and waits up to `wait` for the answer; resent
-/// with the same id (the resource applies it once) until answered, or sent
-/// once when `retry` is false. Returns whether it was accepted, `None`
-/// without an answer.
-async fn write(
-    ep: &Endpoint,
-    key: &str,
-    client: &str,
-    token: u64,
-    wait: Duration,
-    retry: bool,
-) -> Option<bool> {
-    let id: u64 = madsim::rand::random();
-    loop {
-        let req: (u64, (String, String, u64)) = (id, (key.to_owned(), client.to_owned(), token));
-        let _ = ep
-            .send_to_raw(RESOURCE.parse().unwrap(), WRITE_TAG, Box::new(req))
-            .await;
-        match tokio::time::timeout(wait, ep.recv_from_raw(id)).await {
-            Ok(Ok((msg, _))) => return msg.downcast::<bool>().ok().map(|b| *b),
-            _ if retry => {}
-            _ => return None,
-        }
-    }
-}
-
-/// The fenced resource as a node: answers each write with whether it was
-/// accepted; each write id is applied once (a resent copy gets the first
-/// answer).
-async fn serve_resource(addr: SocketAddr, resource: FencedResource) {
-    let ep = Endpoint::bind(addr).await.expect("bind resource");
-    let mut answered: HashMap<u64, bool> = HashMap::new();
-    loop {
-        let Ok((msg, from)) = ep.recv_from_raw(WRITE_TAG).await else {
-            return;
-        };
-        let Ok(req) = msg.downcast::<(u64, (String, String, u64))>() else {
-            continue;
-        };
-        let (id, (key, client, token)) = *req;
-        let ok = *answered
-            .entry(id)
-            .or_insert_with(|| resource.write(&key, &client, token, Instant::now()));
-        let _ = ep.send_to_raw(from, id, Box::new(ok)).await;
-    }
 }

@@ -8,7 +8,7 @@ use std::{fmt, time::Duration};
 use madsim::runtime::Runtime;
 
 use super::{Report, Scenario, TTL, run};
-use crate::history::BarrierCounts;
+use crate::history::{BarrierCounts, GraphCounts};
 
 /// The outcome of a sweep.
 #[derive(Debug, Clone, Default)]
@@ -40,6 +40,9 @@ pub struct Sweep {
     /// What the barriers did over all runs (the worst overrun: the
     /// longest any wait took past its deadline, in any run).
     pub barriers: BarrierCounts,
+    /// What the graphs did over all runs (the worst time to end after the
+    /// heal: the longest in any run).
+    pub graphs: GraphCounts,
 }
 
 impl fmt::Display for Sweep {
@@ -73,6 +76,26 @@ impl fmt::Display for Sweep {
                 b.timeouts,
                 b.errors,
                 b.worst_overrun
+            )?;
+        }
+        let g = &self.graphs;
+        if g.runs > 0 {
+            write!(
+                f,
+                "; graphs: {} runs ({} cancelled), nodes {} succeeded, {} failed, {} skipped, {} cancelled; {} attempts, {} completions recorded, {} stale; {} crashes at {} kinds of step boundary, {} bodies killed; the slowest run ended {} ms after the heal",
+                g.runs,
+                g.runs_cancelled,
+                g.succeeded,
+                g.failed,
+                g.skipped,
+                g.cancelled,
+                g.attempts,
+                g.recorded,
+                g.stale,
+                g.crashes,
+                g.boundaries.count_ones(),
+                g.bodies_killed,
+                g.worst_end_after_heal_ms
             )?;
         }
         if let Some((median, worst)) = self.failover_ttls() {
@@ -154,8 +177,9 @@ pub fn sweep_with(
                     .map(|f| format!(" {}", f.as_nanos()))
                     .collect();
                 let b = &r.barriers;
+                let graphs: String = r.graphs.to_vec().iter().map(|n| format!(" {n}")).collect();
                 println!(
-                    "{REPORT_LINE} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}{failovers}",
+                    "{REPORT_LINE} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}{graphs}{failovers}",
                     r.simulated.as_nanos(),
                     r.grants,
                     r.writes,
@@ -284,7 +308,8 @@ fn finish_child(
         .split_whitespace()
         .filter_map(|x| x.parse().ok())
         .collect();
-    if f.len() < 18 {
+    let g = 18 + GraphCounts::LEN;
+    if f.len() < g {
         return Err(format!("malformed report line {line:?}"));
     }
     let r = Report {
@@ -307,7 +332,8 @@ fn finish_child(
             expired: f[16] as usize,
             worst_overrun: Duration::from_nanos(f[17]),
         },
-        failovers: f[18..].iter().map(|&n| Duration::from_nanos(n)).collect(),
+        graphs: GraphCounts::from_slice(&f[18..g]),
+        failovers: f[g..].iter().map(|&n| Duration::from_nanos(n)).collect(),
         ..Report::default()
     };
     let failed = f[5] > 0 || !out.status.success();
@@ -334,6 +360,7 @@ impl Sweep {
         b.errors += rb.errors;
         b.expired += rb.expired;
         b.worst_overrun = b.worst_overrun.max(rb.worst_overrun);
+        self.graphs.add(&r.graphs);
     }
 
     /// The median and worst failover time, in TTLs.
