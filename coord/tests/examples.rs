@@ -6,7 +6,12 @@
 #[path = "../examples/barrier.rs"]
 mod barrier;
 
+#[allow(dead_code)] // its `main` and argument parsing
+#[path = "../examples/pipeline.rs"]
+mod pipeline;
+
 use barrier::Round;
+use coord::{NodeState, RunState};
 
 fn sorted(v: &[String]) -> Vec<&str> {
     let mut v: Vec<&str> = v.iter().map(String::as_str).collect();
@@ -64,4 +69,57 @@ async fn barrier_example_reports_the_crash_and_goes_on_without_it() {
         generations.windows(2).all(|w| w[0] < w[1]),
         "generations increase: {generations:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_example_completes_after_a_worker_is_killed_mid_transform() {
+    let summary = pipeline::run("memory://?namespace=example-pipeline")
+        .await
+        .expect("the example runs");
+    let names: Vec<&str> = summary.nodes.iter().map(|n| n.node.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "extract",
+            "transform-a",
+            "transform-b",
+            "transform-c",
+            "load"
+        ]
+    );
+    assert_eq!(summary.state, RunState::Succeeded, "{summary:#?}");
+    for n in &summary.nodes {
+        assert_eq!(n.state, NodeState::Succeeded, "{n:?}");
+        assert!(
+            ["worker-1", "worker-2", "worker-3"].contains(&n.worker.as_str()),
+            "{n:?}"
+        );
+        assert!(n.token > 0, "{n:?}");
+    }
+    // The killed worker's transform: attempt 1 died with its worker, its
+    // lease expired, and another worker ran attempt 2 with a larger token.
+    assert!(
+        summary.killed_node.starts_with("transform-"),
+        "{summary:#?}"
+    );
+    let killed = (summary.nodes.iter())
+        .find(|n| n.node == summary.killed_node)
+        .expect("the killed node is in the table");
+    assert_eq!(killed.attempts, 2, "{summary:#?}");
+    assert_ne!(killed.worker, summary.killed, "{summary:#?}");
+    assert!(killed.token > summary.killed_token, "{summary:#?}");
+    assert!(
+        summary.nodes.iter().filter(|n| n.attempts >= 2).count() >= 1,
+        "{summary:#?}"
+    );
+    // No node ran twice but the killed one.
+    for n in summary
+        .nodes
+        .iter()
+        .filter(|n| n.node != summary.killed_node)
+    {
+        assert_eq!(n.attempts, 1, "{n:?}");
+    }
+    // load read the three shards in the transforms' declaration order.
+    assert_eq!(summary.load, pipeline::expected_load());
 }
