@@ -42,6 +42,8 @@ pub enum Need {
     Barriers,
     /// Job graphs.
     Graphs,
+    /// Work queues.
+    Queues,
 }
 
 impl Need {
@@ -64,6 +66,7 @@ impl Need {
             Need::Jobs => families.jobs,
             Need::Barriers => families.barriers,
             Need::Graphs => families.graphs,
+            Need::Queues => families.queues,
         }
     }
 
@@ -84,6 +87,7 @@ impl Need {
             Need::Jobs => "jobs",
             Need::Barriers => "barriers",
             Need::Graphs => "job graphs",
+            Need::Queues => "work queues",
         }
     }
 }

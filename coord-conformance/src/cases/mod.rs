@@ -56,6 +56,7 @@ pub mod graphs;
 pub mod jobs;
 pub mod locks;
 pub mod membership;
+pub mod queues;
 
 /// Every case, family by family.
 pub fn all() -> Vec<Case> {
@@ -66,6 +67,7 @@ pub fn all() -> Vec<Case> {
         jobs::cases(),
         barriers::cases(),
         graphs::cases(),
+        queues::cases(),
     ]
     .concat()
 }
