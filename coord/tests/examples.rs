@@ -10,6 +10,10 @@ mod barrier;
 #[path = "../examples/pipeline.rs"]
 mod pipeline;
 
+#[allow(dead_code)] // its `main` and argument parsing
+#[path = "../examples/queue.rs"]
+mod queue;
+
 use barrier::Round;
 use coord::{NodeState, RunState};
 
@@ -122,4 +126,90 @@ async fn pipeline_example_completes_after_a_worker_is_killed_mid_transform() {
     }
     // load read the three shards in the transforms' declaration order.
     assert_eq!(summary.load, pipeline::expected_load());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_example_finishes_the_killed_consumers_item_elsewhere() {
+    use queue::Settled;
+
+    let s = queue::run("memory://?namespace=example-queue")
+        .await
+        .expect("the example runs");
+    let orders = queue::orders();
+    assert_eq!(s.pushed.len(), orders.len(), "{s:#?}");
+    let numbers: Vec<u32> = s.pushed.values().copied().collect();
+    let expected: Vec<u32> = orders.iter().map(|o| o.no).collect();
+    assert_eq!(numbers, expected, "ids follow the push order");
+
+    // The killed consumer's item: attempt 1 there, never settled; attempt 2
+    // on another consumer, with a larger token, acked.
+    let k = &s.killed_delivery;
+    assert_eq!(s.killed, "consumer-3");
+    assert_eq!((k.consumer, k.attempt), ("consumer-3", 1), "{k:?}");
+    let after = s.settlements(k.id);
+    assert_eq!(after.len(), 1, "settled once, after the kill: {after:?}");
+    let (d, how) = after[0];
+    assert_eq!(*how, Settled::Acked, "{d:?}");
+    assert_eq!(d.attempt, 2, "{d:?}");
+    assert_ne!(d.consumer, "consumer-3", "{d:?}");
+    assert!(
+        d.token > k.token,
+        "a later delivery has a larger token: {d:?}"
+    );
+    assert!(
+        !s.seen
+            .iter()
+            .any(|x| x.consumer == "consumer-3" && x.id != k.id),
+        "consumer-3 took nothing else"
+    );
+
+    // Every item acked or dead-lettered, once; the dead ones as expected.
+    let dead_nos: Vec<(u32, &str)> = queue::expected_dead();
+    for (&id, &no) in &s.pushed {
+        let finals: Vec<&Settled> = (s.settlements(id).into_iter())
+            .map(|(_, how)| how)
+            .filter(|how| matches!(how, Settled::Acked | Settled::DeadLettered(_)))
+            .collect();
+        let want = match dead_nos.iter().find(|(n, _)| *n == no) {
+            Some((_, reason)) => Settled::DeadLettered((*reason).to_owned()),
+            None => Settled::Acked,
+        };
+        assert_eq!(finals, [&want], "item {id} (order {no})");
+    }
+    let listed: Vec<(Option<u32>, &str)> =
+        (s.dead.iter()).map(|d| (d.no, d.reason.as_str())).collect();
+    let want: Vec<(Option<u32>, &str)> = dead_nos.iter().map(|(n, r)| (Some(*n), *r)).collect();
+    assert_eq!(listed, want, "{:#?}", s.dead);
+    for d in &s.dead {
+        let refused = d.reason.starts_with("refused");
+        assert_eq!(d.attempts, if refused { 1 } else { 3 }, "{d:?}");
+    }
+
+    // The counts: stats() against what the handlers saw.
+    let (c, st) = (&s.counts, &s.stats);
+    assert!(c.stolen >= 1, "some steals: {c:?}");
+    assert!(
+        s.seen
+            .iter()
+            .all(|x| !x.stolen || x.consumer == "consumer-2"),
+        "only the stealer steals"
+    );
+    assert_eq!(st.stolen, c.stolen, "{st:?} {c:?}");
+    // A stolen delivery replaced a prefetched one no handler saw.
+    assert_eq!(st.delivered, c.delivered + c.stolen, "{st:?} {c:?}");
+    // The killed item once, the two flaky orders twice each.
+    assert_eq!(c.redelivered, 1 + 2 * 2, "{c:?}");
+    assert_eq!(
+        st.redelivered,
+        c.redelivered + c.stolen_retries,
+        "{st:?} {c:?}"
+    );
+    assert_eq!(c.dead_lettered, dead_nos.len() as u64, "{c:?}");
+    assert_eq!(st.dead_lettered, c.dead_lettered, "{st:?}");
+    assert_eq!(st.dead, c.dead_lettered, "{st:?}");
+    assert_eq!((st.ready, st.delayed, st.in_flight), (0, 0, 0), "{st:?}");
+    let acks = (s.settled.iter())
+        .filter(|(_, how)| *how == Settled::Acked)
+        .count();
+    assert_eq!(acks as u64 + c.dead_lettered, s.pushed.len() as u64);
 }
