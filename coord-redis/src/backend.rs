@@ -8,7 +8,7 @@ use coord_api::{
     Error, Namespace, Result,
     spi::{
         Backend, BarrierBackend, ElectionBackend, GraphBackend, GroupBackend, JobBackend,
-        LockBackend,
+        LockBackend, QueueBackend,
     },
 };
 use redis::{
@@ -28,8 +28,8 @@ use crate::{
 /// It offers every family: locks, read-write locks and semaphores
 /// ([`LockBackend`]), elections ([`ElectionBackend`]), membership groups
 /// ([`GroupBackend`]), run-once jobs ([`JobBackend`]), cyclic barriers,
-/// double barriers and countdown latches ([`BarrierBackend`]), and job graphs
-/// ([`GraphBackend`]).
+/// double barriers and countdown latches ([`BarrierBackend`]), job graphs
+/// ([`GraphBackend`]) and work queues ([`QueueBackend`]).
 ///
 /// - every operation is one Lua script run by EVALSHA (loaded again
 ///   transparently after `SCRIPT FLUSH` or a restart), bounded by the
@@ -43,11 +43,12 @@ use crate::{
 /// - one multiplexed connection per backend reconnects by itself; one shared
 ///   pub/sub connection wakes waiters when a lease is released or force
 ///   released, and elections, groups, runs, barriers, latches and job
-///   graphs are watched on it too (expiry publishes nothing: lock waiters
-///   also wake at the `Busy::retry_in` the refusal carried, other watches at
-///   the expiry instant they read: a run's lease, the earliest member
-///   heartbeat or arrival deadline, a latch's end; a graph's worker at the
-///   `Take::Idle::next_in` its take carried);
+///   graphs and work queues are watched on it too (expiry publishes nothing:
+///   lock waiters also wake at the `Busy::retry_in` the refusal carried,
+///   other watches at the expiry instant they read: a run's lease, the
+///   earliest member heartbeat or arrival deadline, a latch's end; a graph's
+///   worker at the `Take::Idle::next_in` its take carried, a queue's
+///   consumer at the `Received::next_in` its receive carried);
 /// - keys: see [`keys`](crate::keys).
 ///
 /// `Display` names the endpoint and namespace, never the password:
@@ -169,7 +170,8 @@ impl RedisBackend {
 }
 
 /// Every family, on one connection. A family's operations live in its
-/// module (`locks`, `election`, `membership`, `jobs`, `barriers`, `graphs`).
+/// module (`locks`, `election`, `membership`, `jobs`, `barriers`, `graphs`,
+/// `queues`).
 impl Backend for RedisBackend {
     fn namespace(&self) -> &Namespace {
         self.inner.config.namespace()
@@ -190,6 +192,9 @@ impl Backend for RedisBackend {
         Some(self)
     }
     fn graphs(&self) -> Option<&dyn GraphBackend> {
+        Some(self)
+    }
+    fn queues(&self) -> Option<&dyn QueueBackend> {
         Some(self)
     }
 }

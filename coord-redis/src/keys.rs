@@ -15,6 +15,7 @@
 //! | barriers | `<ns>:<barrier\|double_barrier>:<name>` | `coord:{ns:barrier:b}:s` … |
 //! | latches | `<ns>:latch:<name>` | `coord:{ns:latch:l}:s` … |
 //! | job graphs | `<ns>:graph:<graph's length>:<graph>` | `coord:{ns:graph:1:g}:q` …, `coord:{ns:graph:1:g}:<run>:h` |
+//! | work queues | `<ns>:queue:<queue's length>:<queue>` | `coord:{ns:queue:1:q}:r` …, `coord:{ns:queue:1:q}:<id>:i` |
 
 use coord_api::Namespace;
 

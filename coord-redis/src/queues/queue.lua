@@ -1,0 +1,486 @@
+-- Work queues (after the prelude). One script, the operation an argument;
+-- the rules are those of coord-api's spi/queues.rs, numbered there (1-9).
+-- KEYS: 1 ready zset (id -> (MAX_PRIORITY - priority) * 2^44 + id), 2
+-- delayed zset (id -> due, server ms), 3 in-flight zset (id -> delivery
+-- deadline, server ms), 4 presence zset (consumer -> presence deadline,
+-- server ms), 5 prefetched zset (id of a delivery not started -> its ready
+-- score, the order stealing takes them in), 6 meta hash, 7 token counter
+-- (next_token), 8 dead zset (id -> id), 9 deaths zset (dead id -> order of
+-- death). Every name of the queue starts with the same base (KEYS[1]
+-- without its last letter): item hashes are <base><id>:i, a consumer's set
+-- of the ids delivered to it <base><consumer>:s, dedup keys <base><dedup
+-- key>:k, the channel <base>c (all in the queue's slot).
+-- ARGV: op, then
+--   push      per item: payload, priority, max attempts, delay ms ('0':
+--             none), dedup key ('': none), dedup window ms
+--   receive   consumer, ttl ms, presence ttl ms, max, steal ('1' | '0')
+--   extend    id, token, ttl ms
+--   ack       id, token
+--   nack      id, token, error, retry ms
+--   dead      id, token, reason
+--   beat      consumer, ttl ms
+--   leave     consumer
+--   list      after (id), limit
+--   requeue   id
+--   remove    id
+--   stats
+--
+-- An item's hash: p payload, q priority, n max attempts, a attempts
+-- (started deliveries; absent: 0), t the current delivery's token ('' or
+-- absent: not in flight), c its consumer, s '1' started | '0' prefetched, d
+-- its deadline (server ms), e the last error; once dead also r the reason
+-- and z the time of death (server µs).
+-- The meta hash: id (the last id given), deaths (the last order of death),
+-- delivered redelivered stolen dead_lettered (counts), next (server ms at
+-- or before which nothing in the delayed, in-flight and presence sets is
+-- due: a step sweeps only from then; absent means now).
+--
+-- The common steps (push, receive, extend, ack) run inline: the helpers of
+-- the rarer ones (returns, deaths, dead consumers, stealing, the sweep
+-- itself) are made only when a step needs them (lib()), since making
+-- closures over this chunk's locals costs more than everything a step
+-- without them does.
+local ready_z, delayed_z, lease_z, presence_z, prefetch_z = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local meta, counter, dead_z, deaths_z = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local base = string.sub(ready_z, 1, -2)
+
+local MAX_PRIORITY = 9
+-- 2^44: ids stay below it, and (MAX_PRIORITY + 1) * 2^44 is exact in a double.
+local PRIORITY_STEP = 17592186044416
+local MAX_DEAD_KEPT = 10000
+-- The sweep hint when nothing is due at all (2^53).
+local NEVER = 9007199254740992
+local LEASE_EXPIRED, CONSUMER_GONE = 'lease expired', 'consumer gone'
+-- How many arguments one ZADD/ZREM/SADD/SREM carries at most.
+local CHUNK = 400
+
+-- What the step adds to the counts, whether it made an item ready (rule
+-- 9), and the sweep hint: read first, lowered by every step that makes
+-- something due earlier, written back at the end when it changed.
+local n_delivered, n_redelivered, n_stolen, n_dead = 0, 0, 0, 0
+local woke = false
+local hint = tonumber(redis.call('HGET', meta, 'next') or '0')
+local hint_dirty = false
+local now = now_ms()
+
+-- The helpers of the rarer steps, made on first use.
+local L
+local function lib()
+  if L then return L end
+  L = {}
+
+  -- `cmd key` with the list `args`, CHUNK at a time (pairs kept whole).
+  function L.bulk(cmd, key, args)
+    for k = 1, #args, CHUNK do
+      redis.call(cmd, key, unpack(args, k, math.min(k + CHUNK - 1, #args)))
+    end
+  end
+
+  -- The first score of zset `z`, or nil.
+  function L.first(z)
+    local f = redis.call('ZRANGE', z, 0, 0, 'WITHSCORES')
+    return f[2] and tonumber(f[2]) or nil
+  end
+
+  -- Rule 8: item `id` (out of every set of live items) is dead with
+  -- `reason`; past MAX_DEAD_KEPT, the oldest deaths are dropped.
+  function L.kill(id, h, reason)
+    redis.call('HSET', h, 't', '', 'r', reason, 'z', fmt(now_us()))
+    redis.call('ZADD', dead_z, id, id)
+    redis.call('ZADD', deaths_z, fmt(redis.call('HINCRBY', meta, 'deaths', 1)), id)
+    n_dead = n_dead + 1
+    local over = redis.call('ZCARD', dead_z) - MAX_DEAD_KEPT
+    if over > 0 then
+      local oldest = redis.call('ZPOPMIN', deaths_z, over)
+      for k = 1, #oldest, 2 do
+        redis.call('ZREM', dead_z, oldest[k])
+        redis.call('DEL', base .. oldest[k] .. ':i')
+      end
+    end
+  end
+
+  -- Rule 6: returns item `id` from its delivery. `why`: the error a
+  -- started delivery leaves (and dies with on its last attempt); `record`:
+  -- whether a prefetched one records it too (a nack); `retry`: ms before a
+  -- started one is ready again; `owner`: only if delivered to that
+  -- consumer, whose set the caller empties; `tok`: only if that is the
+  -- current, unexpired delivery. 'r' (ready or delayed again), 'd' (dead),
+  -- or nil (not in flight: nothing changed).
+  function L.give_back(id, why, record, retry, owner, tok)
+    local h = base .. id .. ':i'
+    local v = redis.call('HMGET', h, 't', 'd', 's', 'a', 'n', 'q', 'c')
+    if not v[1] or v[1] == '' then return nil end
+    if tok and (v[1] ~= tok or tonumber(v[2]) <= now) then return nil end
+    if owner and v[7] ~= owner then return nil end
+    local started = v[3] == '1'
+    redis.call('ZREM', lease_z, id)
+    if not started then redis.call('ZREM', prefetch_z, id) end
+    if not owner and v[7] then redis.call('SREM', base .. v[7] .. ':s', id) end
+    if started and tonumber(v[4] or '0') >= tonumber(v[5]) then
+      L.kill(id, h, why)
+      return 'd'
+    end
+    if started and retry > 0 then
+      local at = now + retry
+      redis.call('ZADD', delayed_z, fmt(at), id)
+      if at < hint then hint, hint_dirty = at, true end
+    else
+      redis.call('ZADD', ready_z, fmt((MAX_PRIORITY - tonumber(v[6])) * PRIORITY_STEP + tonumber(id)), id)
+      woke = true
+    end
+    if started or record then
+      redis.call('HSET', h, 't', '', 'e', why)
+    else
+      redis.call('HSET', h, 't', '')
+    end
+    return 'r'
+  end
+
+  -- Forgets `consumer` and returns each of its deliveries (rule 6), lowest
+  -- id first; how many.
+  function L.forget(consumer)
+    redis.call('ZREM', presence_z, consumer)
+    local set = base .. consumer .. ':s'
+    local ids = redis.call('SMEMBERS', set)
+    redis.call('DEL', set)
+    table.sort(ids, function(x, y) return tonumber(x) < tonumber(y) end)
+    local n = 0
+    for _, id in ipairs(ids) do
+      if L.give_back(id, CONSUMER_GONE, false, 0, consumer) then n = n + 1 end
+    end
+    return n
+  end
+
+  -- Rule 1: delayed items due become ready; expired deliveries and every
+  -- delivery of a consumer whose presence expired are returned, in the
+  -- order of those instants (a deadline before a presence ending at the
+  -- same instant). Then the hint is the earliest of what is left.
+  function L.sweep()
+    local due = redis.call('ZRANGEBYSCORE', delayed_z, '-inf', now)
+    if #due > 0 then
+      L.bulk('ZREM', delayed_z, due)
+      local ready = {}
+      for _, id in ipairs(due) do
+        local q = redis.call('HGET', base .. id .. ':i', 'q')
+        if q then
+          ready[#ready + 1] = fmt((MAX_PRIORITY - tonumber(q)) * PRIORITY_STEP + tonumber(id))
+          ready[#ready + 1] = id
+        end
+      end
+      if #ready > 0 then
+        L.bulk('ZADD', ready_z, ready)
+        woke = true
+      end
+    end
+    local leases = redis.call('ZRANGEBYSCORE', lease_z, '-inf', now, 'WITHSCORES')
+    local gone = redis.call('ZRANGEBYSCORE', presence_z, '-inf', now, 'WITHSCORES')
+    local i, j = 1, 1
+    while i <= #leases or j <= #gone do
+      if j > #gone or (i <= #leases and tonumber(leases[i + 1]) <= tonumber(gone[j + 1])) then
+        L.give_back(leases[i], LEASE_EXPIRED, false, 0)
+        i = i + 2
+      else
+        L.forget(gone[j])
+        j = j + 2
+      end
+    end
+    hint, hint_dirty = NEVER, true
+    for _, z in ipairs({delayed_z, lease_z, presence_z}) do
+      local at = L.first(z)
+      if at and at < hint then hint = at end
+    end
+  end
+
+  -- With nothing delivered: ms until a delayed item is due, a delivery's
+  -- deadline passes, or the presence of a consumer holding deliveries
+  -- ends (-1: none). Consumers are looked at in presence order only while
+  -- their deadline is earlier than the rest, at most 100; past that the
+  -- 100th's deadline is answered (earlier than needed, never later).
+  function L.next_in()
+    local at = L.first(delayed_z)
+    local l = L.first(lease_z)
+    if l and (not at or l < at) then at = l end
+    local from = 0
+    while from < 100 do
+      local p = redis.call('ZRANGE', presence_z, from, from + 19, 'WITHSCORES')
+      if #p == 0 then break end
+      for k = 1, #p, 2 do
+        local pd = tonumber(p[k + 1])
+        if at and pd >= at then return math.max(0, at - now) end
+        if from + (k + 1) / 2 >= 100 or redis.call('EXISTS', base .. p[k] .. ':s') == 1 then
+          return math.max(0, pd - now)
+        end
+      end
+      from = from + 20
+    end
+    if not at then return -1 end
+    return math.max(0, at - now)
+  end
+
+  -- Rule 3's stealing: up to `max` prefetched deliveries of consumers
+  -- other than `consumer` (live ones: the sweep returned the dead ones'),
+  -- highest priority then lowest id first, taken from them; appended to
+  -- `found` as {id, payload, priority, max attempts, attempts}.
+  function L.steal(consumer, max, found)
+    local from, victims = 0, {}
+    while #found < max do
+      local ids = redis.call('ZRANGE', prefetch_z, from, from + max - #found - 1)
+      if #ids == 0 then break end
+      from = from + #ids
+      for _, id in ipairs(ids) do
+        local v = redis.call('HMGET', base .. id .. ':i', 'p', 'q', 'n', 'a', 'c')
+        if v[1] and v[5] and v[5] ~= consumer then
+          found[#found + 1] = {id, v[1], v[2], v[3], v[4]}
+          victims[v[5]] = victims[v[5]] or {}
+          table.insert(victims[v[5]], id)
+        end
+      end
+    end
+    for victim, ids in pairs(victims) do
+      L.bulk('SREM', base .. victim .. ':s', ids)
+      L.bulk('ZREM', prefetch_z, ids)
+    end
+  end
+
+  return L
+end
+
+-- Rule 1 first, unless the hint says nothing is due yet.
+if hint <= now then lib().sweep() end
+
+local reply
+if op == 'push' then
+  local n = (#ARGV - 1) / 6
+  -- Which items are pushed (rule 2): a duplicate's dedup key is held by an
+  -- id (dup_id[k]) or by an earlier item of this push (dup_of[k], its
+  -- index).
+  local seen, dup_of, dup_id = {}, {}, {}
+  local pushed = 0
+  for k = 1, n do
+    local key = ARGV[(k - 1) * 6 + 6]
+    if key ~= '' then
+      if seen[key] then
+        dup_of[k] = seen[key]
+      else
+        local held = redis.call('GET', base .. key .. ':k')
+        if held then
+          dup_id[k] = tonumber(held)
+        else
+          seen[key] = k
+        end
+      end
+    end
+    if not dup_of[k] and not dup_id[k] then pushed = pushed + 1 end
+  end
+  local next_id = 0
+  if pushed > 0 then next_id = redis.call('HINCRBY', meta, 'id', pushed) - pushed end
+  local ids, ready, delayed = {}, {}, {}
+  reply = {}
+  for k = 1, n do
+    if dup_of[k] then
+      reply[k] = -ids[dup_of[k]]
+    elseif dup_id[k] then
+      reply[k] = -dup_id[k]
+    else
+      local o = (k - 1) * 6 + 1
+      next_id = next_id + 1
+      local id = fmt(next_id)
+      ids[k] = next_id
+      reply[k] = next_id
+      local q, delay, key = ARGV[o + 2], tonumber(ARGV[o + 4]), ARGV[o + 5]
+      redis.call('HSET', base .. id .. ':i', 'p', ARGV[o + 1], 'q', q, 'n', ARGV[o + 3])
+      if key ~= '' then redis.call('SET', base .. key .. ':k', id, 'PX', ARGV[o + 6]) end
+      if delay > 0 then
+        local at = now + delay
+        delayed[#delayed + 1] = fmt(at)
+        delayed[#delayed + 1] = id
+        if at < hint then hint, hint_dirty = at, true end
+      else
+        ready[#ready + 1] = fmt((MAX_PRIORITY - tonumber(q)) * PRIORITY_STEP + next_id)
+        ready[#ready + 1] = id
+      end
+    end
+  end
+  if #ready > 0 then
+    if #ready <= CHUNK then redis.call('ZADD', ready_z, unpack(ready)) else lib().bulk('ZADD', ready_z, ready) end
+    woke = true
+  end
+  if #delayed > 0 then lib().bulk('ZADD', delayed_z, delayed) end
+elseif op == 'receive' then
+  local consumer, ttl, max = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[5])
+  -- Rule 3: presence first.
+  local presence = now + tonumber(ARGV[4])
+  redis.call('ZADD', presence_z, fmt(presence), consumer)
+  if presence < hint then hint, hint_dirty = presence, true end
+  local found = {}
+  local popped = redis.call('ZPOPMIN', ready_z, ARGV[5])
+  for k = 1, #popped, 2 do
+    local id = popped[k]
+    local v = redis.call('HMGET', base .. id .. ':i', 'p', 'q', 'n', 'a')
+    -- (An id without an item is one deleted from outside.)
+    if v[1] then found[#found + 1] = {id, v[1], v[2], v[3], v[4]} end
+  end
+  local stolen = false
+  if #found == 0 and ARGV[6] == '1' then
+    stolen = true
+    lib().steal(consumer, max, found)
+  end
+  reply = {-1}
+  if #found == 0 then
+    reply[1] = lib().next_in()
+  else
+    -- The first delivery is started, the others prefetched; the tokens of
+    -- one step follow each other (the token rule's draws within one
+    -- instant), the counter stored at the last.
+    local dl = now + ttl
+    local sdl = fmt(dl)
+    local tok = next_token(counter, ttl + KEEP_MS)
+    local leases, prefetched, owned = {}, {}, {}
+    for k, f in ipairs(found) do
+      local id, q, a = f[1], f[3], tonumber(f[5] or '0')
+      local t = tok + k - 1
+      n_delivered = n_delivered + 1
+      if a > 0 then n_redelivered = n_redelivered + 1 end
+      if stolen then n_stolen = n_stolen + 1 end
+      if k == 1 then
+        redis.call('HSET', base .. id .. ':i', 't', fmt(t), 'c', consumer, 's', '1', 'd', sdl, 'a', fmt(a + 1))
+      else
+        redis.call('HSET', base .. id .. ':i', 't', fmt(t), 'c', consumer, 's', '0', 'd', sdl)
+        prefetched[#prefetched + 1] = fmt((MAX_PRIORITY - tonumber(q)) * PRIORITY_STEP + tonumber(id))
+        prefetched[#prefetched + 1] = id
+      end
+      leases[#leases + 1] = sdl
+      leases[#leases + 1] = id
+      owned[#owned + 1] = id
+      local r = #reply
+      reply[r + 1] = tonumber(id)
+      reply[r + 2] = f[2]
+      reply[r + 3] = a + 1
+      reply[r + 4] = tonumber(f[4])
+      reply[r + 5] = t
+      reply[r + 6] = (k == 1 and 1 or 0) + (stolen and 2 or 0)
+      reply[r + 7] = tonumber(q)
+    end
+    if #found == 1 then
+      redis.call('ZADD', lease_z, sdl, found[1][1])
+      redis.call('SADD', base .. consumer .. ':s', found[1][1])
+    else
+      next_token(counter, ttl + KEEP_MS, tok + #found - 2)
+      lib().bulk('ZADD', lease_z, leases)
+      lib().bulk('ZADD', prefetch_z, prefetched)
+      lib().bulk('SADD', base .. consumer .. ':s', owned)
+    end
+    if dl < hint then hint, hint_dirty = dl, true end
+  end
+elseif op == 'extend' then
+  local id, tok = ARGV[2], ARGV[3]
+  local h = base .. id .. ':i'
+  local v = redis.call('HMGET', h, 't', 'd', 's', 'a')
+  reply = 0
+  -- Rule 4: the current, unexpired delivery only.
+  if v[1] == tok and tonumber(v[2]) > now then
+    local dl = now + tonumber(ARGV[4])
+    redis.call('ZADD', lease_z, fmt(dl), id)
+    if dl < hint then hint, hint_dirty = dl, true end
+    if v[3] == '1' then
+      redis.call('HSET', h, 'd', fmt(dl))
+    else
+      redis.call('HSET', h, 'd', fmt(dl), 's', '1', 'a', fmt(tonumber(v[4] or '0') + 1))
+      redis.call('ZREM', prefetch_z, id)
+    end
+    reply = 1
+  end
+elseif op == 'ack' then
+  local id, tok = ARGV[2], ARGV[3]
+  local h = base .. id .. ':i'
+  local v = redis.call('HMGET', h, 't', 'd', 's', 'c')
+  reply = 0
+  -- Rule 5: the current, unexpired delivery only.
+  if v[1] == tok and tonumber(v[2]) > now then
+    redis.call('DEL', h)
+    redis.call('ZREM', lease_z, id)
+    redis.call('SREM', base .. v[4] .. ':s', id)
+    if v[3] ~= '1' then redis.call('ZREM', prefetch_z, id) end
+    reply = 1
+  end
+elseif op == 'nack' then
+  local r = lib().give_back(ARGV[2], ARGV[4], true, tonumber(ARGV[5]), nil, ARGV[3])
+  reply = (r == 'r' and 1) or (r == 'd' and 2) or 0
+elseif op == 'dead' then
+  local id, tok = ARGV[2], ARGV[3]
+  local h = base .. id .. ':i'
+  local v = redis.call('HMGET', h, 't', 'd', 's', 'c')
+  reply = 0
+  if v[1] == tok and tonumber(v[2]) > now then
+    redis.call('ZREM', lease_z, id)
+    redis.call('SREM', base .. v[4] .. ':s', id)
+    if v[3] ~= '1' then redis.call('ZREM', prefetch_z, id) end
+    lib().kill(id, h, ARGV[4])
+    reply = 1
+  end
+elseif op == 'beat' then
+  local presence = now + tonumber(ARGV[3])
+  redis.call('ZADD', presence_z, fmt(presence), ARGV[2])
+  if presence < hint then hint, hint_dirty = presence, true end
+  reply = 1
+elseif op == 'leave' then
+  reply = 0
+  if redis.call('ZSCORE', presence_z, ARGV[2]) then reply = lib().forget(ARGV[2]) end
+elseif op == 'list' then
+  local ids = redis.call('ZRANGEBYSCORE', dead_z, '(' .. ARGV[2], '+inf', 'LIMIT', '0', ARGV[3])
+  reply = {}
+  for _, id in ipairs(ids) do
+    local v = redis.call('HMGET', base .. id .. ':i', 'p', 'a', 'r', 'z')
+    if v[1] then
+      reply[#reply + 1] = tonumber(id)
+      reply[#reply + 1] = v[1]
+      reply[#reply + 1] = tonumber(v[2] or '0')
+      reply[#reply + 1] = v[3] or ''
+      reply[#reply + 1] = tonumber(v[4] or '0')
+    end
+  end
+elseif op == 'requeue' then
+  local id = ARGV[2]
+  reply = 0
+  if redis.call('ZREM', dead_z, id) == 1 then
+    redis.call('ZREM', deaths_z, id)
+    local h = base .. id .. ':i'
+    redis.call('HDEL', h, 'r', 'z', 'e')
+    redis.call('HSET', h, 'a', '0')
+    local q = tonumber(redis.call('HGET', h, 'q') or '0')
+    redis.call('ZADD', ready_z, fmt((MAX_PRIORITY - q) * PRIORITY_STEP + tonumber(id)), id)
+    woke = true
+    reply = 1
+  end
+elseif op == 'remove' then
+  local id = ARGV[2]
+  reply = 0
+  if redis.call('ZREM', dead_z, id) == 1 then
+    redis.call('ZREM', deaths_z, id)
+    redis.call('DEL', base .. id .. ':i')
+    reply = 1
+  end
+elseif op == 'stats' then
+  local m = redis.call('HMGET', meta, 'delivered', 'redelivered', 'stolen', 'dead_lettered')
+  reply = {
+    redis.call('ZCARD', ready_z), redis.call('ZCARD', delayed_z), redis.call('ZCARD', lease_z),
+    redis.call('ZCARD', dead_z), tonumber(m[1] or '0'), tonumber(m[2] or '0'),
+    tonumber(m[3] or '0'), tonumber(m[4] or '0') + n_dead,
+  }
+  for _, c in ipairs(redis.call('ZRANGE', presence_z, 0, -1)) do
+    reply[#reply + 1] = c
+  end
+else
+  return redis.error_reply('coord: unknown queue operation ' .. tostring(op))
+end
+
+-- The step's end: the counts, the hint, the wake-up (rule 9).
+if n_delivered > 0 then
+  redis.call('HINCRBY', meta, 'delivered', n_delivered)
+  if n_redelivered > 0 then redis.call('HINCRBY', meta, 'redelivered', n_redelivered) end
+  if n_stolen > 0 then redis.call('HINCRBY', meta, 'stolen', n_stolen) end
+end
+if n_dead > 0 then redis.call('HINCRBY', meta, 'dead_lettered', n_dead) end
+if hint_dirty then redis.call('HSET', meta, 'next', fmt(hint)) end
+if woke then redis.call('PUBLISH', base .. 'c', 'ready') end
+return reply
