@@ -3,9 +3,9 @@
 //!
 //! - **coord**: `RUNS` runs (default 500) of one graph of 11 nodes, 10 roots
 //!   and a `join` after all 10 (fan-in): the shape of BullMQ's `flows`
-//!   scenario (a parent after its 10 children). 64 tasks (local tasks of
-//!   the main thread: a `GraphWorker`'s futures are not `Send`), each with
-//!   a `GraphWorker` of its own, on `CLIENTS` clients (default 1, each a
+//!   scenario (a parent after its 10 children). 64 tasks (on a runtime of
+//!   two threads), each with a `GraphWorker` of its own, on `CLIENTS`
+//!   clients (default 1, each a
 //!   `RedisBackend`: one multiplexed connection and one pub/sub
 //!   subscription), TTL 30 s (no renewal falls inside a run), take and
 //!   complete per node. The bodies do nothing: a root returns 1, the join
@@ -72,11 +72,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    // The graph workers are local tasks of this thread (a `GraphWorker`'s
-    // futures are not `Send`: see `flows`); the connections' tasks run on
-    // the runtime's two worker threads.
-    let local = tokio::task::LocalSet::new();
-    rt.block_on(local.run_until(bench::run()));
+    rt.block_on(bench::run());
 }
 
 #[cfg(not(madsim))]
@@ -288,11 +284,7 @@ mod bench {
         for w in 0..workers {
             let mut worker = declare(&cs[w % clients], name).worker();
             let (joins, completes, done) = (joins.clone(), completes.clone(), done.clone());
-            // `spawn_local`: `work_next`'s future holds `&GraphWorker`
-            // across awaits, and the worker's `Box<dyn Watch>` is `Send`
-            // but not `Sync`, so the future is not `Send` (tokio::spawn
-            // refuses it).
-            tasks.push(tokio::task::spawn_local(async move {
+            tasks.push(tokio::spawn(async move {
                 loop {
                     let worked = worker.work_next(body).await.expect("work");
                     assert_eq!(worked.state, Some(NodeState::Succeeded), "{worked:?}");
