@@ -3,7 +3,7 @@
 //! fencing, cancellation, and what a run tells (status, results, waiting,
 //! observing, retention). One file per theme, and the helpers they share.
 //!
-//! Every case ends with every node of its runs ended ([`assert_all_ended`]).
+//! Every case ends with every node of its runs ended (`assert_all_ended`).
 //! A crashed worker is a node taken through the SPI with a short lease and
 //! never renewed nor completed.
 
