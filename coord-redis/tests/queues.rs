@@ -3,10 +3,11 @@
 //! delays, priorities and dedup windows at push; receive order and
 //! `next_in`; prefetch and attempts; stale tokens after expiry and after a
 //! redelivery; expiry and dead consumers (dead letters exactly once, with
-//! `lease expired` or `consumer gone`); leave; stealing; nacks with and
-//! without delay; dead letters listed, requeued, removed and kept up to the
-//! limit; stats; wake-ups; limits refused before any I/O; one EVALSHA per
-//! operation in one Cluster slot. Every test runs in a namespace of its own
+//! `lease expired` or `consumer gone`); leave; stealing (never from the
+//! dead: their prefetch is returned first); nacks with and without delay;
+//! dead letters listed, requeued, removed and kept up to the limit; stats;
+//! wake-ups; limits refused before any I/O; one EVALSHA per operation in
+//! one Cluster slot. Every test runs in a namespace of its own
 //! on the shared server (tests that count commands, need cluster mode or
 //! stop the server start their own).
 //!
@@ -622,6 +623,33 @@ async fn steals_take_only_other_live_consumers_prefetched_deliveries() {
     assert_eq!(t.ack(&stolen.deliveries[0]).await, Settle::Done);
     assert_eq!(t.qs().leave(&t.q, &e).await.unwrap(), 1);
     assert_eq!(t.places().await, (1, 0, 2, 0));
+}
+
+/// Rule 3: stealing is from live consumers only: a dead consumer's
+/// prefetched deliveries are not stolen but returned (the sweep comes
+/// first), so they come as ready items, uncounted as steals.
+#[tokio::test]
+async fn a_dead_consumers_prefetch_is_returned_not_stolen() {
+    let t = Q::new("steal-dead").await;
+    t.push(vec![item("a"), item("b"), item("c")]).await;
+    let dying = ReceiveOptions::new(TTL, SHORT).max(3);
+    assert_eq!(ids(&t.receive_with(&t.a, dying).await), [1, 2, 3]);
+    sleep(SHORT + MARGIN).await;
+    let r = t.receive_with(&t.c, opts(3).steal(true)).await;
+    let seen: Vec<_> = (r.deliveries.iter())
+        .map(|d| (d.id, d.attempt, d.started, d.stolen))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (1, 2, true, false),
+            (2, 1, false, false),
+            (3, 1, false, false)
+        ]
+    );
+    let s = t.stats().await;
+    assert_eq!((s.stolen, s.redelivered), (0, 1));
+    assert_eq!(s.consumers, [*t.c.instance()]);
 }
 
 /// Rules 5 and 6: a nack records the error and returns the item, after its
