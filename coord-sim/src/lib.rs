@@ -13,7 +13,7 @@
 //! | module | what it holds | world |
 //! |---|---|---|
 //! | [`fault`] | [`FaultLayer`], [`Faulty`]: seeded errors, lost replies and delays around any backend | both |
-//! | [`history`] | recorded histories and their checkers, per family: the fenced resource, the server's log, grants, beliefs, terms, runs, orphaned grants, barrier generations and waits, graph calls and node bodies | both |
+//! | [`history`] | recorded histories and their checkers, per family: the fenced resource, the server's log, grants, beliefs, terms, runs, orphaned grants, barrier generations and waits, graph calls and node bodies, queue calls (replayed through the SPI's rules) and handlers | both |
 //! | `chaos` | chaos on a real Redis: a fault proxy, the fence server, tied child processes | not `cfg(madsim)` |
 //! | `sim` | `SimBackend`, `connect` (`sim://`), the sim server, `NodeClock`, deliberately broken servers and clients (feature `broken`) | `cfg(madsim)` |
 //! | `scenario` | workloads per family under fault plans drawn from the seed, seed sweeps | `cfg(madsim)` |

@@ -210,3 +210,53 @@ fn attempts_beyond_the_maximum_are_caught() {
         &["graph-attempts"],
     );
 }
+
+#[test]
+fn a_stale_ack_accepted_is_caught() {
+    caught(
+        Scenario::queue_faults(),
+        Bug::AckIgnoresToken,
+        "a_stale_ack_accepted_is_caught",
+        &["queue-settle"],
+    );
+}
+
+#[test]
+fn a_started_delivery_stolen_is_caught() {
+    caught(
+        Scenario::queue_faults(),
+        Bug::StealStarted,
+        "a_started_delivery_stolen_is_caught",
+        &["queue-steal-started"],
+    );
+}
+
+#[test]
+fn an_expired_delivery_dropped_is_caught() {
+    caught(
+        Scenario::queue_faults(),
+        Bug::ExpiryLosesItem,
+        "an_expired_delivery_dropped_is_caught",
+        &["queue-lost"],
+    );
+}
+
+#[test]
+fn a_dead_consumers_deliveries_kept_until_their_deadline_are_caught() {
+    caught(
+        Scenario::queue_faults(),
+        Bug::PresenceIgnored,
+        "a_dead_consumers_deliveries_kept_until_their_deadline_are_caught",
+        &["queue-reclaim"],
+    );
+}
+
+#[test]
+fn queue_tokens_restarting_after_a_restart_are_caught() {
+    caught(
+        Scenario::queue_server_restarts(),
+        Bug::NoTokenFloor,
+        "queue_tokens_restarting_after_a_restart_are_caught",
+        &["queue-tokens"],
+    );
+}

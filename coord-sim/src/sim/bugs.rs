@@ -1,9 +1,10 @@
 //! Deliberately broken servers and clients (feature `broken`, tests only):
 //! the simulator's checkers must report each of them. A server bug is a
 //! decorator around the store's backend (it sees every call as a [`Call`]
-//! and changes the few it is about), or, for the token floor, a clock: the
-//! store itself has no broken branch. A client bug is a decorator around the
-//! client's connection, emulating client code that is missing.
+//! and changes the few it is about; queue bugs: `queues`), or, for the
+//! token floor, a clock: the store itself has no broken branch. A client
+//! bug is a decorator around the client's connection, emulating client code
+//! that is missing.
 
 use std::{
     collections::HashSet,
@@ -23,6 +24,8 @@ use coord_api::{
     },
 };
 use coord_testkit::clocks::EpochWall;
+
+mod queues;
 
 /// A deliberate bug of the sim server or of its clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -76,6 +79,23 @@ pub enum Bug {
     /// or its failures retried past `max_attempts`). Emulated by submitting
     /// every node with two more.
     AttemptsBeyondMax,
+    /// A queue's ack with a stale token (its lease expired, the item went
+    /// to another consumer) is accepted: it acks the item's current
+    /// delivery. Emulated by acking again with the latest token handed out
+    /// when the store answers `Stale`.
+    AckIgnoresToken,
+    /// Stealing takes started deliveries: a receive with `steal` that finds
+    /// nothing ready takes another consumer's started delivery (its lease
+    /// valid). Emulated by a hidden nack of that delivery and a receive.
+    StealStarted,
+    /// A delivery whose lease ended unsettled (expired, or its consumer
+    /// died or left) is dropped instead of returned: the next time it is
+    /// delivered, the server acks it itself and leaves it out of the reply.
+    ExpiryLosesItem,
+    /// Presence is ignored: a dead consumer's deliveries wait for their own
+    /// lease deadlines. Emulated by renewing every presence for twenty
+    /// times the TTL asked.
+    PresenceIgnored,
     /// Client-side: no clean-up of unanswered acquisitions. An acquire-type
     /// call (`locks.acquire`, `elections.campaign`, `groups.join`,
     /// `jobs.begin`) that ended without an answer (an error, or cancelled)
@@ -99,6 +119,10 @@ impl Bug {
     pub(crate) fn around(self, inner: DynBackend) -> DynBackend {
         match self {
             Bug::NoTokenFloor | Bug::NoCleanup => inner,
+            Bug::AckIgnoresToken
+            | Bug::StealStarted
+            | Bug::ExpiryLosesItem
+            | Bug::PresenceIgnored => queues::around(inner, self),
             bug => Arc::new(Dispatched::new(Broken { inner, bug })),
         }
     }

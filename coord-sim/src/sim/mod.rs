@@ -5,6 +5,7 @@ pub mod bugs;
 mod clock;
 mod deaf;
 mod graph_log;
+mod queue_log;
 pub mod scenario;
 mod server;
 mod transport;

@@ -5,7 +5,7 @@
 //! starts empty. What the store does is journaled into the checkers' logs;
 //! renewals are logged as the server answered them (a broken server may
 //! answer otherwise than its store decided), and so are graph calls (see
-//! `graph_log`).
+//! `graph_log`) and queue calls (see `queue_log`).
 
 use std::{
     collections::HashMap,
@@ -23,7 +23,8 @@ use madsim::net::Endpoint;
 
 use super::transport::{Answer, Envelope, REQUEST_TAG, Request, Wire};
 use crate::history::{
-    BarrierEvent, BarrierLog, GraphLog, LeadEvent, LeadLog, ServerEvent, ServerLog,
+    BarrierEvent, BarrierLog, GraphLog, LeadEvent, LeadLog, QueueEvent, QueueLog, QueueOp,
+    ServerEvent, ServerLog,
 };
 
 /// How a sim server is set up. Cloned into the node's init task, so every
@@ -48,6 +49,9 @@ pub struct ServerConfig {
     /// Where to log what the server answered to graph calls (attempts
     /// handed out, completions, submissions, cancellations), in its order.
     pub graph_log: Option<GraphLog>,
+    /// Where to log what the server answered to queue calls (with its
+    /// clock's reading), in its order, and its restarts.
+    pub queue_log: Option<QueueLog>,
     /// A deliberately broken server (feature `broken`).
     #[cfg(feature = "broken")]
     pub bug: Option<super::bugs::Bug>,
@@ -63,6 +67,7 @@ impl ServerConfig {
             lead_log: None,
             barrier_log: None,
             graph_log: None,
+            queue_log: None,
             #[cfg(feature = "broken")]
             bug: None,
         }
@@ -84,13 +89,16 @@ impl ServerConfig {
     }
 
     /// The backend the server runs a call of namespace `ns` on (its graph
-    /// calls logged as answered, around a broken server's decorator).
+    /// and queue calls logged as answered, around a broken server's
+    /// decorator).
     fn backend(&self, store: &MemoryStore, ns: coord_api::Namespace) -> DynBackend {
-        #[allow(unused_mut)]
         let mut backend: DynBackend = Arc::new(store.backend(ns));
         #[cfg(feature = "broken")]
         if let Some(bug) = self.bug {
             backend = bug.around(backend);
+        }
+        if let Some(log) = &self.queue_log {
+            backend = super::queue_log::logged(backend, log.clone(), self.clock.clone());
         }
         match &self.graph_log {
             Some(log) => super::graph_log::logged(backend, log.clone()),
@@ -343,6 +351,16 @@ pub async fn serve(cfg: ServerConfig) {
         && !log.is_empty()
     {
         log.push(BarrierEvent::Restart { at: Instant::now() });
+    }
+    if let Some(log) = &cfg.queue_log
+        && !log.is_empty()
+    {
+        log.push(QueueEvent {
+            queue: String::new(),
+            at: Instant::now(),
+            now: cfg.clock.now(),
+            op: QueueOp::Restart,
+        });
     }
     let server = Arc::new(Server {
         store: cfg.store(),

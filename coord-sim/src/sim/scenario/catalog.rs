@@ -201,6 +201,36 @@ impl Scenario {
         }
     }
 
+    /// Work queues under partitions, packet loss, latency spikes, pauses
+    /// (past the presence TTL and past the lease's), clocks skewed and
+    /// drifting in bounds, consumers crashing at every step boundary and
+    /// producers around their pushes: the server's answers follow the
+    /// SPI's rules step by step, nothing acknowledged is lost, no item is
+    /// acked twice, every second handler start follows an ended lease or a
+    /// nack, stealing takes only unstarted deliveries, dead consumers'
+    /// deliveries come back when their presence ends, writes are fenced,
+    /// the dead letters are exactly those the rules made (see the `queues`
+    /// module).
+    pub fn queue_faults() -> Scenario {
+        Scenario {
+            name: "queue_faults",
+            workload: Workload::Queues,
+            ..Scenario::partitions_in_bounds()
+        }
+    }
+
+    /// The same with the server killed and restarted with an empty store:
+    /// tokens keep increasing across restarts, no delivery made before a
+    /// restart settles after it, the rules hold within each incarnation,
+    /// nothing acknowledged after the last restart is lost.
+    pub fn queue_server_restarts() -> Scenario {
+        Scenario {
+            name: "queue_server_restarts",
+            server_restarts: true,
+            ..Scenario::queue_faults()
+        }
+    }
+
     /// With a deliberately broken server or client.
     #[cfg(feature = "broken")]
     pub fn with_bug(mut self, bug: Bug) -> Scenario {

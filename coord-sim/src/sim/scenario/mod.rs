@@ -22,6 +22,8 @@
 //! | `double` | [`Workload::DoubleBarrier`]: enter the double barrier `d` together, work inside, leave together |
 //! | `latch` | [`Workload::Latch`]: a coordinator sets the latch `l`, three workers count it down once per generation, everyone waits for the open |
 //! | `graphs` | [`Workload::Graphs`]: runs of three job graphs submitted, worked on by `GraphWorker`s that crash at every step boundary, waited for after the heal (its own run: see there) |
+//! | `queues` | [`Workload::Queues`]: items pushed by producers and worked on by consumers that crash at every step boundary, drained after the heal (its own run: see there) |
+//! | `report` | [`Report`]: what one run saw |
 //! | `resource` | the fenced resource's node and the write bodies send it |
 //! | `catalog` | the scenarios: [`Scenario`]'s constructors |
 //! | `faults` | the fault plans and their application, the heal |
@@ -52,6 +54,8 @@ mod graphs;
 mod jobs;
 mod latch;
 mod locks;
+mod queues;
+mod report;
 mod resource;
 mod sweep;
 
@@ -59,12 +63,13 @@ mod sweep;
 pub use super::bugs::Bug;
 pub use barriers::{DEAD_BOUND, UNREACHABLE_BOUND, WAIT_BOUND};
 pub use graphs::END_BOUND;
+pub use queues::{DRAIN_BOUND, KNOWN_CLIENT_BUGS};
+pub use report::Report;
 pub use sweep::{Sweep, replay_command, run_seed, seeds_from_env, sweep, sweep_with};
 
 use crate::history::{
-    BarrierCounts, BarrierLog, BarrierWaits, Beliefs, Downtime, FencedResource, GrantLog,
-    GraphCounts, LatchCalls, LeadLog, Leaderships, OnceRuns, OrphanRule, ServerLog, Violation,
-    check_liveness, orphans,
+    BarrierLog, BarrierWaits, Beliefs, Downtime, FencedResource, GrantLog, LatchCalls, LeadLog,
+    Leaderships, OnceRuns, OrphanRule, ServerLog, Violation, check_liveness, orphans,
 };
 use faults::{Action, Faults, Target, latency};
 use resource::{RESOURCE, serve_resource, write};
@@ -108,6 +113,10 @@ pub enum Workload {
     /// step boundaries when `holder_kills`) run their nodes, bodies writing
     /// with their attempt's token; every run must end after the heal.
     Graphs,
+    /// Producers push items, consumers (crashing at step boundaries when
+    /// `holder_kills`) work them, handlers writing with their delivery's
+    /// token; the queue must drain after the heal.
+    Queues,
 }
 
 /// A scenario: the workload and which faults its plans may draw.
@@ -176,41 +185,6 @@ pub const LIVENESS_BOUND: Duration = Duration::from_millis(2_500);
 /// it, breaks the bound without the clean-up).
 pub const ORPHAN_BOUND: Duration = Duration::from_millis(250);
 const MAX_DRIFT: f64 = 0.01;
-
-/// What one run saw.
-#[derive(Debug, Clone, Default)]
-pub struct Report {
-    /// Every violation found.
-    pub violations: Vec<Violation>,
-    /// Faults applied, in order, for the failure message.
-    pub faults: Vec<String>,
-    /// Grants observed by clients (lock grants, terms, runs).
-    pub grants: usize,
-    /// Writes the resource accepted.
-    pub writes: usize,
-    /// Writes the resource refused for a stale token (fencing at work).
-    pub stale_writes_refused: u64,
-    /// Overlapping beliefs, terms or runs (reported, not a violation, when
-    /// exclusion is not checked).
-    pub belief_overlaps: usize,
-    /// Grants the server made that no client received.
-    pub orphans: usize,
-    /// Of which the clean-up had to end for [`ORPHAN_BOUND`] to hold:
-    /// left alone they would have outlived it (granted less than TTL minus
-    /// the bound before the heal, or after; their client not killed).
-    pub orphans_at_heal: usize,
-    /// Failover times (crash of a leader to the next election), in order.
-    pub failovers: Vec<Duration>,
-    /// What the barriers did (trips, breaks, how waits returned).
-    pub barriers: BarrierCounts,
-    /// What the graphs did (runs, node ends, attempts, crashes).
-    pub graphs: GraphCounts,
-    /// Simulated time the run took.
-    pub simulated: Duration,
-    /// A hash of everything that happened (faults, grants, accepted writes,
-    /// simulated time): two runs of one seed must agree on it.
-    pub digest: u64,
-}
 
 /// What every node of a run shares: the stop signal, who holds now, and
 /// the histories the workloads record.
@@ -307,8 +281,8 @@ impl Shared {
                 Workload::Leadership | Workload::LeaderCrash => self.terms.end_at(idx, now),
                 Workload::Barrier | Workload::DoubleBarrier => self.waits.killed(idx, now),
                 Workload::Latch => self.latch.killed(idx, now),
-                // Graph bodies are closed by the graph run's own kill.
-                Workload::Graphs => {}
+                // Graph bodies and handlers are closed by their own runs.
+                Workload::Graphs | Workload::Queues => {}
             }
         }
         let open = self.open.lock().unwrap();
@@ -347,8 +321,10 @@ pub async fn run(scenario: Scenario) -> Report {
     let server_addr: SocketAddr = SERVER.parse().unwrap();
     let resource_addr: SocketAddr = RESOURCE.parse().unwrap();
     let workload = scenario.workload;
-    if workload == Workload::Graphs {
-        return graphs::run(scenario).await;
+    match workload {
+        Workload::Graphs => return graphs::run(scenario).await,
+        Workload::Queues => return queues::run(scenario).await,
+        _ => {}
     }
     if workload == Workload::LeaderCrash {
         // A LAN: the failover bound is about the backend, not the network.
@@ -429,7 +405,7 @@ pub async fn run(scenario: Scenario) -> Report {
                             Workload::Barrier => barriers::worker(i, clock, shared).await,
                             Workload::DoubleBarrier => double::worker(i, clock, shared).await,
                             Workload::Latch => latch::worker(i, clock, shared).await,
-                            Workload::Graphs => unreachable!("graphs::run"),
+                            Workload::Graphs | Workload::Queues => unreachable!("their own runs"),
                         }
                         // Stopped, not gone: the process stays up (a node
                         // whose first task returns exits, its other tasks
@@ -561,7 +537,7 @@ pub async fn run(scenario: Scenario) -> Report {
         Workload::RunOnce => jobs::known(&shared),
         // Barriers grant no leases with tokens: nothing can be orphaned.
         Workload::Barrier | Workload::DoubleBarrier | Workload::Latch => HashSet::new(),
-        Workload::Graphs => unreachable!("graphs::run"),
+        Workload::Graphs | Workload::Queues => unreachable!("their own runs"),
     };
     let orphans = orphans(&log.events(), &known, TTL.div_f64(server_clock.rate()));
     let rule = OrphanRule {
@@ -601,7 +577,7 @@ pub async fn run(scenario: Scenario) -> Report {
             &downtime,
             &mut report,
         ),
-        Workload::Graphs => unreachable!("graphs::run"),
+        Workload::Graphs | Workload::Queues => unreachable!("their own runs"),
     }
     report.simulated = Instant::now() - t0;
     report.digest = {

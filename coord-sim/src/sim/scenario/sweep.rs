@@ -8,7 +8,7 @@ use std::{fmt, time::Duration};
 use madsim::runtime::Runtime;
 
 use super::{Report, Scenario, TTL, run};
-use crate::history::{BarrierCounts, GraphCounts};
+use crate::history::{BarrierCounts, GraphCounts, QueueCounts};
 
 /// The outcome of a sweep.
 #[derive(Debug, Clone, Default)]
@@ -43,6 +43,9 @@ pub struct Sweep {
     /// What the graphs did over all runs (the worst time to end after the
     /// heal: the longest in any run).
     pub graphs: GraphCounts,
+    /// What the queues did over all runs (the worst times: the longest in
+    /// any run).
+    pub queues: QueueCounts,
 }
 
 impl fmt::Display for Sweep {
@@ -96,6 +99,33 @@ impl fmt::Display for Sweep {
                 g.boundaries.count_ones(),
                 g.bodies_killed,
                 g.worst_end_after_heal_ms
+            )?;
+        }
+        let q = &self.queues;
+        if q.pushed > 0 {
+            write!(
+                f,
+                "; queues: {} pushes acknowledged ({} duplicates by dedup id), {} deliveries ({} redeliveries, {} stolen), {} acked, {} nacked, {} dead; {} leases expired, {} deliveries of dead consumers given back ({} before their lease ended, the slowest redelivered {} ms after the presence ended), {} stale settlements refused, {} duplicate handler starts after a lease ended ({} after a leave nobody asked for); {} deliveries given back by leaves nobody asked for; {} crashes at {} kinds of step boundary; {} acknowledged items lost to server restarts; the slowest drain {} ms after the heal",
+                q.pushed,
+                q.deduplicated,
+                q.delivered,
+                q.redelivered,
+                q.stolen,
+                q.acked,
+                q.nacked,
+                q.dead,
+                q.expired,
+                q.reclaimed,
+                q.reclaimed_early,
+                q.worst_reclaim_ms,
+                q.stale,
+                q.duplicates,
+                q.unasked_leave_duplicates,
+                q.unasked_leaves,
+                q.crashes,
+                q.boundaries.count_ones(),
+                q.lost_to_restarts,
+                q.worst_drain_ms
             )?;
         }
         if let Some((median, worst)) = self.failover_ttls() {
@@ -178,8 +208,9 @@ pub fn sweep_with(
                     .collect();
                 let b = &r.barriers;
                 let graphs: String = r.graphs.to_vec().iter().map(|n| format!(" {n}")).collect();
+                let queues: String = r.queues.to_vec().iter().map(|n| format!(" {n}")).collect();
                 println!(
-                    "{REPORT_LINE} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}{graphs}{failovers}",
+                    "{REPORT_LINE} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}{graphs}{queues}{failovers}",
                     r.simulated.as_nanos(),
                     r.grants,
                     r.writes,
@@ -309,7 +340,8 @@ fn finish_child(
         .filter_map(|x| x.parse().ok())
         .collect();
     let g = 18 + GraphCounts::LEN;
-    if f.len() < g {
+    let qe = g + QueueCounts::LEN;
+    if f.len() < qe {
         return Err(format!("malformed report line {line:?}"));
     }
     let r = Report {
@@ -333,7 +365,8 @@ fn finish_child(
             worst_overrun: Duration::from_nanos(f[17]),
         },
         graphs: GraphCounts::from_slice(&f[18..g]),
-        failovers: f[g..].iter().map(|&n| Duration::from_nanos(n)).collect(),
+        queues: QueueCounts::from_slice(&f[g..qe]),
+        failovers: f[qe..].iter().map(|&n| Duration::from_nanos(n)).collect(),
         ..Report::default()
     };
     let failed = f[5] > 0 || !out.status.success();
@@ -361,6 +394,7 @@ impl Sweep {
         b.expired += rb.expired;
         b.worst_overrun = b.worst_overrun.max(rb.worst_overrun);
         self.graphs.add(&r.graphs);
+        self.queues.add(&r.queues);
     }
 
     /// The median and worst failover time, in TTLs.
