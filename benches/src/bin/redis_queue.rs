@@ -41,6 +41,10 @@
 //! consumer woken by the same notification got there first; the rare
 //! heartbeat is counted among them). The commands the scripts called are
 //! listed apart (they are no round trips). For raw, its own commands.
+//! CPU per job is the server's (`INFO cpu`) and this process's (its
+//! threads' schedstat) between the same instants; on a machine whose CPUs
+//! are the limit (this 2-vCPU VM), raw's CPU per job over coord's is what
+//! the coord / raw jobs/s ratio comes to, whatever the noise.
 //!
 //! `REPS` (default 3) repetitions of coord q1, coord q64, raw 64, then
 //! BullMQ; each repetition's figures and ratios are printed, then a table
@@ -131,6 +135,11 @@ mod bench {
     }
 
     impl Pass {
+        /// Server and client CPU per job, µs.
+        fn cpu_per_job(&self) -> f64 {
+            (self.server_cpu + self.client_cpu) * 1e6 / self.jobs as f64
+        }
+
         fn jobs_per_s(&self) -> f64 {
             self.jobs as f64 / self.elapsed.as_secs_f64()
         }
@@ -658,6 +667,13 @@ mod bench {
 
     fn print_ratios(rep: usize, r: &Rep) {
         let raw = r.c64.jobs_per_s() / r.raw.jobs_per_s();
+        println!(
+            "rep {rep}: CPU per job at 64, server + this process: coord {:.0} µs, raw {:.0} µs; \
+             raw / coord = {:.2} (the jobs/s ratio a CPU-bound machine tends to)",
+            r.c64.cpu_per_job(),
+            r.raw.cpu_per_job(),
+            r.raw.cpu_per_job() / r.c64.cpu_per_job()
+        );
         let Some((b1, b64)) = r.bull else {
             println!(
                 "rep {rep}: coord / raw at 64 = {raw:.2} (target ≥ 0.5: {})",
@@ -773,6 +789,14 @@ mod bench {
             f(rt1, 2),
             f(rt64, 2),
             f(rtraw, 2),
+        );
+        let cpu = m(&|r| Some(r.raw.cpu_per_job() / r.c64.cpu_per_job()));
+        println!(
+            "\nmedian CPU per job at 64 (server + this process): coord {} µs, raw {} µs; raw / \
+             coord {}",
+            f(m(&|r| Some(r.c64.cpu_per_job())), 0),
+            f(m(&|r| Some(r.raw.cpu_per_job())), 0),
+            f(cpu, 2),
         );
         println!();
         let ok = |v: Option<bool>| v.map_or("n/a (no BullMQ figures)", verdict);
