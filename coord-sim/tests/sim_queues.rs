@@ -11,11 +11,9 @@
 //! tokens keep increasing and no delivery from before a restart settles
 //! after it.
 //!
-//! A known client bug is counted rather than failed (see
-//! `scenario::KNOWN_CLIENT_BUGS`): a consumer whose presence lease was
-//! lost locally leaves the queue by itself when its next receive renews
-//! it, giving back what it holds. The sweeps fail once it no longer shows,
-//! so that the exemption goes with it.
+//! Known client bugs would be counted rather than failed (see
+//! `scenario::KNOWN_CLIENT_BUGS`, empty now); a sweep fails once an
+//! exempted bug no longer shows, so that the exemption goes with it.
 #![cfg(madsim)]
 
 use coord_sim::scenario::{self, KNOWN_CLIENT_BUGS, Scenario, seeds_from_env};

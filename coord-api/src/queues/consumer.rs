@@ -494,6 +494,12 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
         if self.presence.as_ref().is_some_and(|g| g.is_held()) {
             return;
         }
+        // A presence lost locally (a pause, a partition) is retired, not
+        // dropped: dropping it would release it, and a release is a leave,
+        // which would give back what this very receive was just handed.
+        if let Some(old) = self.presence.take() {
+            old.into_lease().mark(false);
+        }
         let mut opts = self.handle.opts().clone();
         opts.ttl = self.presence_ttl;
         opts.auto_extend = true;

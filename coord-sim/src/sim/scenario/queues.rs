@@ -58,20 +58,12 @@ use work::{Boundary, CrashRequest, ITEM_TTL, PRESENCE_TTL, PRODUCERS, QUEUE, Que
 pub const DRAIN_BOUND: Duration = Duration::from_secs(30);
 
 /// Checkers whose findings are a known bug of the client, counted in the
-/// report (`QueueCounts::unasked_leaves`) instead of failing the seed.
-///
-/// `queue-leave`: when a consumer's presence lease is lost locally (a
-/// pause or a partition past its local validity) and its next receive
-/// starts a new one, `Consumer::keep_presence` replaces the old presence
-/// guard, and dropping it releases it: `leave` with the consumer's own
-/// holder id. The server then gives back every delivery the live consumer
-/// holds, those that very receive handed it included; each started one
-/// burns an attempt (dead with `consumer gone` on the last), and is
-/// delivered to another consumer while this one works on it. Empty this
-/// once the client no longer releases the replaced guard (the sweep in
-/// `tests/sim_queues.rs` fails when the bug stops showing, so that this
-/// does not outlive it).
-pub const KNOWN_CLIENT_BUGS: &[&str] = &["queue-leave"];
+/// report (`QueueCounts::unasked_leaves` for `queue-leave`) instead of
+/// failing the seed. None now: `queue-leave` (a consumer whose presence
+/// was lost locally released the old presence when its next receive
+/// started a new one, a leave that gave back what it held) was fixed in
+/// `Consumer::keep_presence`, which retires the old presence instead.
+pub const KNOWN_CLIENT_BUGS: &[&str] = &[];
 
 /// What the fault loop does at an instant.
 enum Ev {
