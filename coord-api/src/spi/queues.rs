@@ -81,6 +81,24 @@
 //!    without delay, a requeue, a leave) wakes the queue's watchers.
 //!    Delays and deadlines pass without a wake-up: [`Received::next_in`]
 //!    says when.
+//!
+//! # Limits (what every backend enforces)
+//!
+//! A backend checks every argument itself, before any change, and does not
+//! rely on the client having checked (the client checks the same, with the
+//! same functions, before any I/O). A refusal is `InvalidArgument` naming
+//! the queue and the limit:
+//!
+//! - a push: [`check_push`] (at most [`MAX_BATCH`] items, each within
+//!   [`NewItem::check`]: payload, priority, attempts, delay, dedup window);
+//!   a refused push pushes none of its items;
+//! - a receive: [`ReceiveOptions::check`] (both TTLs, and `max`);
+//! - extend and heartbeat: their TTL within [`validate_ttl`];
+//! - a page of dead items: [`check_dead_page`].
+//!
+//! Two arguments are cut rather than refused: an error or reason longer
+//! than [`MAX_REASON_BYTES`] is cut at a character boundary
+//! ([`cut_reason`]), and a retry delay over [`MAX_TTL`] is cut to it.
 
 use std::time::{Duration, SystemTime};
 
@@ -90,7 +108,7 @@ use super::{
     DynBackend, Watch,
     dispatch::{Dispatch, Dispatched, Op, family},
 };
-use crate::{FencingToken, HolderId, InstanceId, Key, Result};
+use crate::{Error, FencingToken, HolderId, InstanceId, Key, MAX_TTL, MIN_TTL, Result, validate_ttl};
 
 /// The highest priority (priorities are 0 ..= `MAX_PRIORITY`, higher first;
 /// the default is 0).
@@ -108,8 +126,8 @@ pub const MAX_ITEM_ATTEMPTS: u32 = 1_000;
 /// The most dead items a backend keeps per queue, at least.
 pub const MAX_DEAD_KEPT: usize = 10_000;
 
-/// The longest error or reason kept with an item, in bytes (the client cuts
-/// longer ones at a character boundary).
+/// The longest error or reason kept with an item, in bytes (longer ones are
+/// cut at a character boundary: [`cut_reason`]).
 pub const MAX_REASON_BYTES: usize = 4 * 1024;
 
 /// An item to push.
@@ -159,6 +177,98 @@ impl NewItem {
         self.dedup = dedup;
         self
     }
+
+    /// Checks the item against the limits every backend enforces at push:
+    /// a payload of at most [`MAX_PAYLOAD_BYTES`], a priority of at most
+    /// [`MAX_PRIORITY`], `max_attempts` in 1..=[`MAX_ITEM_ATTEMPTS`], a
+    /// delay of at most [`MAX_TTL`] and a dedup window in
+    /// [`MIN_TTL`]..=[`MAX_TTL`]. `queue` names the queue in errors.
+    pub fn check(&self, queue: &Key) -> Result<()> {
+        let size = self.payload.len();
+        if size > MAX_PAYLOAD_BYTES {
+            return Err(invalid(
+                queue,
+                format_args!("an item of {size} bytes, more than the limit of {MAX_PAYLOAD_BYTES}"),
+            ));
+        }
+        if self.priority > MAX_PRIORITY {
+            let p = self.priority;
+            return Err(invalid(
+                queue,
+                format_args!("priority {p}, above the limit of {MAX_PRIORITY}"),
+            ));
+        }
+        if !(1..=MAX_ITEM_ATTEMPTS).contains(&self.max_attempts) {
+            let n = self.max_attempts;
+            return Err(invalid(
+                queue,
+                format_args!("max_attempts {n}, outside 1..={MAX_ITEM_ATTEMPTS}"),
+            ));
+        }
+        if let Some(delay) = self.delay
+            && delay > MAX_TTL
+        {
+            return Err(invalid(
+                queue,
+                format_args!("a delay of {delay:?}, above the limit of {MAX_TTL:?}"),
+            ));
+        }
+        if let Some((id, window)) = &self.dedup
+            && !(MIN_TTL..=MAX_TTL).contains(window)
+        {
+            return Err(invalid(
+                queue,
+                format_args!(
+                    "dedup window {window:?} of \"{id}\", outside {MIN_TTL:?}..={MAX_TTL:?}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks a push against the limits every backend enforces: at most
+/// [`MAX_BATCH`] items, each within [`NewItem::check`]. `queue` names the
+/// queue in errors.
+pub fn check_push(queue: &Key, items: &[NewItem]) -> Result<()> {
+    if items.len() > MAX_BATCH {
+        let n = items.len();
+        return Err(invalid(
+            queue,
+            format_args!("a push of {n} items, more than the limit of {MAX_BATCH}"),
+        ));
+    }
+    items.iter().try_for_each(|item| item.check(queue))
+}
+
+/// Checks the size of a page of dead items, which every backend enforces:
+/// 1..=[`MAX_BATCH`]. `queue` names the queue in errors.
+pub fn check_dead_page(queue: &Key, limit: u32) -> Result<()> {
+    if limit == 0 || limit as usize > MAX_BATCH {
+        return Err(invalid(
+            queue,
+            format_args!("a page of {limit} dead letters, outside 1..={MAX_BATCH}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `reason` (an error or a dead-letter reason) cut to [`MAX_REASON_BYTES`]
+/// at a character boundary, as every backend keeps it.
+pub fn cut_reason(mut reason: String) -> String {
+    if reason.len() > MAX_REASON_BYTES {
+        let mut end = MAX_REASON_BYTES;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
+    reason
+}
+
+/// `InvalidArgument` naming `queue` and what is wrong.
+fn invalid(queue: &Key, what: std::fmt::Arguments<'_>) -> Error {
+    Error::invalid(format!("queue \"{queue}\": {what}"))
 }
 
 /// What a push did with one item.
@@ -273,6 +383,22 @@ impl ReceiveOptions {
     pub fn steal(mut self, steal: bool) -> ReceiveOptions {
         self.steal = steal;
         self
+    }
+
+    /// Checks the options against the limits every backend enforces at
+    /// receive: both TTLs within [`validate_ttl`], and `max` in
+    /// 1..=[`MAX_BATCH`]. `queue` names the queue in errors.
+    pub fn check(&self, queue: &Key) -> Result<()> {
+        validate_ttl(queue, self.ttl)?;
+        validate_ttl(queue, self.presence_ttl)?;
+        if self.max == 0 || self.max as usize > MAX_BATCH {
+            let n = self.max;
+            return Err(invalid(
+                queue,
+                format_args!("a receive of {n} items, outside 1..={MAX_BATCH}"),
+            ));
+        }
+        Ok(())
     }
 }
 
