@@ -56,7 +56,7 @@ pub enum OnFailure {
     /// independent branches go on (the default).
     #[default]
     Continue,
-    /// The run is cancelled, as by [`GraphBackend::cancel`], in the same step.
+    /// The run is cancelled, as by [`GraphBackend::cancel`](super::GraphBackend::cancel), in the same step.
     CancelRun,
 }
 
