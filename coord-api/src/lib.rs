@@ -18,6 +18,7 @@
 //! | `jobs` | [`Job`] (`run`, `run_once`), [`JobContext`] |
 //! | `barriers` | [`Barrier`], [`DoubleBarrier`] and its [`Inside`], [`Latch`]; the family's metrics |
 //! | `queues` | work queues: [`Queue`], [`PushOptions`], [`Consumer`], [`Delivery`], [`DeadLetter`]; the family's metrics |
+//! | `backoff` | [`Backoff`]: doubling retry delays with jitter (graph nodes, queue nacks) |
 //! | `graphs` | job graphs: [`Graph`] (declared with [`Node`]s), [`GraphRun`], [`GraphWorker`] and its [`NodeContext`]; the family's metrics |
 //! | [`url`] | [`url::BackendUrl`]: the one parser of backend URLs (every scheme), whose errors never echo a password |
 //! | `handle`, `trace` | what every family's handle is made of; the `coord.backend` span around every backend call |
@@ -31,6 +32,7 @@ pub mod contract;
 pub mod spi;
 pub mod url;
 
+mod backoff;
 mod barriers;
 mod client;
 mod clock;
@@ -50,6 +52,7 @@ mod testing;
 mod token;
 mod trace;
 
+pub use backoff::Backoff;
 pub use barriers::{Barrier, DoubleBarrier, Inside, Latch, LatchWait, Tripped};
 pub use client::{Client, ClientBuilder};
 pub use clock::{Clock, Instant, SkewedClock, Sleep, TokioClock};
@@ -58,8 +61,8 @@ pub use election::{
 };
 pub use error::{BarrierBroken, BoxError, Error, Result};
 pub use graphs::{
-    Backoff, Blocker, Graph, GraphBuilder, GraphRun, GraphWorker, Node, NodeContext, NodeError,
-    RunEvent, RunObserver, Worked,
+    Blocker, Graph, GraphBuilder, GraphRun, GraphWorker, Node, NodeContext, NodeError, RunEvent,
+    RunObserver, Worked,
 };
 pub use holder::{HolderId, InstanceId};
 pub use jobs::{Job, JobContext, RunOnce};

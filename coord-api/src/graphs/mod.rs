@@ -19,41 +19,12 @@ mod worker;
 use std::{sync::Arc, time::Duration};
 
 use crate::{
-    Client, Error, Key, Result,
+    Backoff, Client, Error, Key, Result,
     spi::{Edge, GraphSpec, NodeSpec, On, OnFailure},
 };
 
 pub use run::{Blocker, GraphRun, RunEvent, RunObserver};
 pub use worker::{GraphWorker, NodeContext, NodeError, Worked};
-
-/// A node's retry delays: the `n`-th retry waits about `initial * 2^(n-1)`,
-/// at most `max`, each scaled by a random factor in 0.5..=1.0 so that the
-/// retries of many runs spread out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// The first retry's delay.
-    pub initial: Duration,
-    /// The longest delay.
-    pub max: Duration,
-}
-
-impl Backoff {
-    /// The default: 200 ms, doubling, at most 30 s.
-    pub const DEFAULT: Backoff = Backoff {
-        initial: Duration::from_millis(200),
-        max: Duration::from_secs(30),
-    };
-
-    /// The delay before the attempt after attempt `attempt` (1-based), with
-    /// its jitter.
-    pub(crate) fn delay(&self, attempt: u32) -> Duration {
-        let doubled = self
-            .initial
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
-        let full = doubled.min(self.max);
-        full.mul_f64(rand::random_range(0.5..=1.0))
-    }
-}
 
 /// One node of a graph, as declared.
 ///
@@ -176,12 +147,8 @@ impl GraphBuilder {
         let mut nodes = Vec::with_capacity(self.nodes.len());
         for n in &self.nodes {
             let key = Key::new(&n.name).map_err(|e| in_graph(&name, e))?;
-            if n.backoff.initial.is_zero() || n.backoff.initial > n.backoff.max {
-                return Err(Error::invalid(format!(
-                    "graph \"{name}\": node \"{}\" has back-off {:?}..{:?}; it must be above zero and initial <= max",
-                    n.name, n.backoff.initial, n.backoff.max
-                )));
-            }
+            n.backoff
+                .check(|| format!("graph \"{name}\": node \"{}\"", n.name))?;
             let mut edges = Vec::with_capacity(n.after.len());
             for (parent, on) in &n.after {
                 let Some(&from) = index.get(parent.as_str()) else {
