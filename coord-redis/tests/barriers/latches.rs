@@ -1,0 +1,202 @@
+//! Latches: set, count down, set again at zero, expiry; 1000 participants.
+
+use super::*;
+
+#[tokio::test]
+async fn latch_set_count_down_rearm_and_expiry() {
+    let b = backend("latch").await;
+    let br = barriers(&b);
+    let name = key("l");
+    let (a, c, d, x) = (key("a"), key("c"), key("d"), key("x"));
+    assert_eq!(br.latch_state(&name).await.unwrap(), None);
+    assert_eq!(
+        br.latch_count_down(&name, &a, None).await.unwrap(),
+        CountDown::Absent
+    );
+    let LatchSet::Set { generation: g } = br.latch_set(&name, 3, TTL).await.unwrap() else {
+        panic!("not set")
+    };
+    // Set only when absent or at zero.
+    let LatchSet::Busy(busy) = br.latch_set(&name, 5, TTL).await.unwrap() else {
+        panic!("not busy")
+    };
+    assert_eq!(
+        (
+            busy.generation,
+            busy.first_generation,
+            busy.initial,
+            busy.remaining
+        ),
+        (g, g, 3, 3)
+    );
+    assert!(busy.expires_in > Duration::from_secs(5) && busy.expires_in <= TTL);
+    assert_eq!(
+        br.latch_count_down(&name, &a, None).await.unwrap(),
+        CountDown::Counted {
+            generation: g,
+            remaining: 2
+        }
+    );
+    assert_eq!(
+        br.latch_count_down(&name, &a, Some(g)).await.unwrap(),
+        CountDown::Already {
+            generation: g,
+            remaining: 2
+        }
+    );
+    assert_eq!(
+        br.latch_count_down(&name, &c, Some(g + 1)).await.unwrap(),
+        CountDown::Stale { current: g }
+    );
+    assert_eq!(
+        br.latch_count_down(&name, &c, Some(g)).await.unwrap(),
+        CountDown::Counted {
+            generation: g,
+            remaining: 1
+        }
+    );
+    let mut watch = br.latch_watch(&name).await.unwrap();
+    assert_eq!(
+        br.latch_count_down(&name, &d, None).await.unwrap(),
+        CountDown::Counted {
+            generation: g,
+            remaining: 0
+        }
+    );
+    tokio::time::timeout(Duration::from_secs(5), watch.changed())
+        .await
+        .expect("woken at zero")
+        .unwrap();
+    assert_eq!(
+        br.latch_count_down(&name, &x, None).await.unwrap(),
+        CountDown::Already {
+            generation: g,
+            remaining: 0
+        }
+    );
+
+    // At zero it may be set again: a new generation, the same record.
+    let mut watch = br.latch_watch(&name).await.unwrap();
+    let LatchSet::Set { generation: g2 } = br.latch_set(&name, 2, TTL).await.unwrap() else {
+        panic!("not set again")
+    };
+    tokio::time::timeout(Duration::from_secs(5), watch.changed())
+        .await
+        .expect("woken by the setting")
+        .unwrap();
+    assert!(g2 > g);
+    let state = br.latch_state(&name).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            state.generation,
+            state.first_generation,
+            state.initial,
+            state.remaining
+        ),
+        (g2, g, 2, 2)
+    );
+    assert_eq!(
+        br.latch_count_down(&name, &a, Some(g)).await.unwrap(),
+        CountDown::Stale { current: g2 }
+    );
+    // Who counted in the last generation counts again in this one.
+    assert_eq!(
+        br.latch_count_down(&name, &a, Some(g2)).await.unwrap(),
+        CountDown::Counted {
+            generation: g2,
+            remaining: 1
+        }
+    );
+
+    // Expiry: the whole record goes, waiters wake, and a latch set again
+    // after that gets a greater generation.
+    let short_name = key("short");
+    let short = Duration::from_millis(300);
+    let LatchSet::Set { generation: s1 } = br.latch_set(&short_name, 2, short).await.unwrap()
+    else {
+        panic!("not set")
+    };
+    br.latch_count_down(&short_name, &a, None).await.unwrap();
+    let mut watch = br.latch_watch(&short_name).await.unwrap();
+    let start = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), watch.changed())
+        .await
+        .expect("woken at the expiry")
+        .unwrap();
+    assert!(start.elapsed() >= Duration::from_millis(200));
+    tokio::time::sleep(short).await;
+    assert_eq!(br.latch_state(&short_name).await.unwrap(), None);
+    assert_eq!(
+        br.latch_count_down(&short_name, &c, None).await.unwrap(),
+        CountDown::Absent
+    );
+    let LatchSet::Set { generation: s2 } = br.latch_set(&short_name, 1, TTL).await.unwrap() else {
+        panic!("not set")
+    };
+    assert!(s2 > s1);
+    let state = br.latch_state(&short_name).await.unwrap().unwrap();
+    assert_eq!(state, LatchState::new(s2, s2, 1, 1, state.expires_in));
+    // Nobody's count survived the expiry.
+    assert_eq!(
+        br.latch_count_down(&short_name, &a, None).await.unwrap(),
+        CountDown::Counted {
+            generation: s2,
+            remaining: 0
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_latch_of_1000_counted_down_by_1000_participants() {
+    let b = backend("latch-1000").await;
+    let name = key("big");
+    let LatchSet::Set { generation: g } = barriers(&b)
+        .latch_set(&name, 1000, Duration::from_secs(60))
+        .await
+        .unwrap()
+    else {
+        panic!("not set")
+    };
+    let tasks: Vec<_> = (0..1000)
+        .map(|i| {
+            let b = b.clone();
+            let name = name.clone();
+            tokio::spawn(async move {
+                barriers(&b)
+                    .latch_count_down(&name, &key(&format!("p{i}")), Some(g))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut left = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            CountDown::Counted {
+                generation,
+                remaining,
+            } => {
+                assert_eq!(generation, g);
+                left.push(remaining);
+            }
+            other => panic!("not counted: {other:?}"),
+        }
+    }
+    left.sort_unstable();
+    assert_eq!(left, (0..1000).collect::<Vec<u32>>());
+    let state = barriers(&b).latch_state(&name).await.unwrap().unwrap();
+    assert_eq!((state.initial, state.remaining), (1000, 0));
+    // Everyone again: nothing changes.
+    for i in [0, 500, 999] {
+        assert_eq!(
+            barriers(&b)
+                .latch_count_down(&name, &key(&format!("p{i}")), None)
+                .await
+                .unwrap(),
+            CountDown::Already {
+                generation: g,
+                remaining: 0
+            }
+        );
+    }
+}
