@@ -1,6 +1,6 @@
 //! Unit tests of `graphs`: the layout, the spec's encoding, the arguments
 //! and the decoding of replies (the script itself runs against a real server
-//! in `tests/graphs.rs`).
+//! in `tests/graphs/`).
 
 use coord_api::spi::{Edge, NodeSpec};
 
