@@ -9,12 +9,13 @@
 //! the end of their window. A queue with no item and no dead item, idle for
 //! a day, is forgotten by the store's sweep.
 //!
-//! The store checks every limit itself (the client does too, and the store
-//! does not rely on it): pushes, payloads, priorities, attempts, delays,
-//! dedup windows, TTLs, receive and listing sizes are refused with
+//! The store checks every limit itself, with the SPI's checks (the limits
+//! of [`coord_api::spi::queues`]; the client does too, and the store does
+//! not rely on it): pushes, payloads, priorities, attempts, delays, dedup
+//! windows, TTLs, receive and listing sizes are refused with
 //! `InvalidArgument` naming the queue and the limit; errors and reasons
-//! over [`MAX_REASON_BYTES`] are cut at a character boundary, and a retry
-//! delay over a day is cut to a day.
+//! over [`MAX_REASON_BYTES`](coord_api::spi::MAX_REASON_BYTES) are cut at a
+//! character boundary, and a retry delay over a day is cut to a day.
 //!
 //! Watches: the queue's topic, woken after the step let go of the lock when
 //! the step made an item ready (rule 9). Delays and deadlines pass without
@@ -26,10 +27,11 @@ use std::{collections::HashMap, time::Duration};
 
 use async_trait::async_trait;
 use coord_api::{
-    Error, FencingToken, HolderId, Instant, Key, MAX_TTL, Namespace, Result,
+    FencingToken, HolderId, Instant, Key, MAX_TTL, Namespace, Result,
     spi::{
-        DeadItem, MAX_BATCH, MAX_ITEM_ATTEMPTS, MAX_PAYLOAD_BYTES, MAX_PRIORITY, MAX_REASON_BYTES,
-        Nack, NewItem, Pushed, QueueBackend, QueueStats, ReceiveOptions, Received, Settle, Watch,
+        DeadItem, Nack, NewItem, Pushed, QueueBackend, QueueStats, ReceiveOptions, Received,
+        Settle, Watch,
+        queues::{check_dead_page, check_push, cut_reason},
     },
     validate_ttl,
 };
@@ -54,72 +56,6 @@ impl Queues {
         self.map.retain(|_, q| !q.stale(now));
         self.sweep_at = self.map.len() * 2;
     }
-}
-
-/// `Err(InvalidArgument)` naming `queue` and what is wrong.
-fn invalid(queue: &Key, what: std::fmt::Arguments<'_>) -> Error {
-    Error::invalid(format!("queue \"{queue}\": {what}"))
-}
-
-/// A push within the limits.
-fn check_push(queue: &Key, items: &[NewItem]) -> Result<()> {
-    if items.len() > MAX_BATCH {
-        let n = items.len();
-        return Err(invalid(
-            queue,
-            format_args!("a push of {n} items, more than the limit of {MAX_BATCH}"),
-        ));
-    }
-    for item in items {
-        let size = item.payload.len();
-        if size > MAX_PAYLOAD_BYTES {
-            return Err(invalid(
-                queue,
-                format_args!("an item of {size} bytes, more than the limit of {MAX_PAYLOAD_BYTES}"),
-            ));
-        }
-        if item.priority > MAX_PRIORITY {
-            let p = item.priority;
-            return Err(invalid(
-                queue,
-                format_args!("priority {p}, above the limit of {MAX_PRIORITY}"),
-            ));
-        }
-        if !(1..=MAX_ITEM_ATTEMPTS).contains(&item.max_attempts) {
-            let n = item.max_attempts;
-            return Err(invalid(
-                queue,
-                format_args!("max_attempts {n}, outside 1..={MAX_ITEM_ATTEMPTS}"),
-            ));
-        }
-        if let Some(delay) = item.delay
-            && delay > MAX_TTL
-        {
-            return Err(invalid(
-                queue,
-                format_args!("a delay of {delay:?}, above the limit of {MAX_TTL:?}"),
-            ));
-        }
-        if let Some((id, window)) = &item.dedup
-            && !(coord_api::MIN_TTL..=MAX_TTL).contains(window)
-        {
-            let min = coord_api::MIN_TTL;
-            return Err(invalid(
-                queue,
-                format_args!("dedup window {window:?} of \"{id}\", outside {min:?}..={MAX_TTL:?}"),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// `s` cut to [`MAX_REASON_BYTES`] at a character boundary.
-fn cut(s: &str) -> String {
-    let mut end = s.len().min(MAX_REASON_BYTES);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_owned()
 }
 
 impl MemoryBackend {
@@ -182,15 +118,7 @@ impl QueueBackend for MemoryBackend {
         consumer: &HolderId,
         opts: ReceiveOptions,
     ) -> Result<Received> {
-        validate_ttl(queue, opts.ttl)?;
-        validate_ttl(queue, opts.presence_ttl)?;
-        if opts.max == 0 || opts.max as usize > MAX_BATCH {
-            let n = opts.max;
-            return Err(invalid(
-                queue,
-                format_args!("a receive of {n} items, outside 1..={MAX_BATCH}"),
-            ));
-        }
+        opts.check(queue)?;
         let received = self.on_queue(queue, true, |q, step| q.receive(consumer, opts, step));
         Ok(received.expect("made"))
     }
@@ -220,7 +148,7 @@ impl QueueBackend for MemoryBackend {
         error: &str,
         retry_in: Duration,
     ) -> Result<Nack> {
-        let error = cut(error);
+        let error = cut_reason(error.to_owned());
         let retry_in = retry_in.min(MAX_TTL);
         let nacked = self.on_queue(queue, false, |q, step| {
             q.nack(id, token, &error, retry_in, step)
@@ -235,7 +163,7 @@ impl QueueBackend for MemoryBackend {
         token: FencingToken,
         reason: &str,
     ) -> Result<Settle> {
-        let reason = cut(reason);
+        let reason = cut_reason(reason.to_owned());
         let dead = self.on_queue(queue, false, |q, step| {
             q.dead_letter(id, token, reason, step)
         });
@@ -254,12 +182,7 @@ impl QueueBackend for MemoryBackend {
     }
 
     async fn dead_items(&self, queue: &Key, after: u64, limit: u32) -> Result<Vec<DeadItem>> {
-        if limit == 0 || limit as usize > MAX_BATCH {
-            return Err(invalid(
-                queue,
-                format_args!("a page of {limit} dead items, outside 1..={MAX_BATCH}"),
-            ));
-        }
+        check_dead_page(queue, limit)?;
         let listed = self.on_queue(queue, false, |q, _| q.dead_items(after, limit));
         Ok(listed.unwrap_or_default())
     }

@@ -13,7 +13,7 @@ use crate::{
     clock::Instant,
     handle::{Handle, KeptWatch, option_setters},
     lease::{BoxFuture, Guard, Lease, LeaseOptions, Tenure, released, wait::jittered},
-    spi::{self, MAX_REASON_BYTES, Nack, ReceiveOptions, Settle},
+    spi::{self, Nack, ReceiveOptions, Settle, queues::cut_reason},
     trace::{self, Outcome, Site},
 };
 
@@ -229,7 +229,7 @@ impl<T> Delivery<T> {
     pub async fn nack(self, error: impl fmt::Display) -> Result<bool> {
         let r = self.receipt;
         let lease = r.end();
-        let error = cut(error.to_string());
+        let error = cut_reason(error.to_string());
         let retry_in = r.backoff.delay(r.attempt);
         let nack = r
             .client
@@ -252,7 +252,7 @@ impl<T> Delivery<T> {
     pub async fn dead_letter(self, reason: impl fmt::Display) -> Result<()> {
         let r = self.receipt;
         let lease = r.end();
-        let reason = cut(reason.to_string());
+        let reason = cut_reason(reason.to_string());
         let dead = r
             .client
             .queues()?
@@ -305,18 +305,6 @@ impl Receipt {
         metrics::settled(if counted { outcome } else { "stale" });
         error.map_or(Ok(()), Err)
     }
-}
-
-/// `s` cut to [`MAX_REASON_BYTES`] at a character boundary.
-fn cut(mut s: String) -> String {
-    if s.len() > MAX_REASON_BYTES {
-        let mut end = MAX_REASON_BYTES;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
-    s
 }
 
 /// Receives a queue's items. Its presence in the queue (a lease renewed in
@@ -526,7 +514,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
         let item = match serde_json::from_slice::<T>(&d.payload) {
             Ok(item) => item,
             Err(e) => {
-                let reason = cut(format!(
+                let reason = cut_reason(format!(
                     "decode error: the item does not decode as {}: {e}",
                     std::any::type_name::<T>()
                 ));

@@ -21,8 +21,8 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::{
     Client, Error, Key, Result,
     spi::{
-        DeadItem, MAX_BATCH, MAX_ITEM_ATTEMPTS, MAX_PAYLOAD_BYTES, MAX_PRIORITY, NewItem, Pushed,
-        QueueStats,
+        DeadItem, NewItem, Pushed, QueueStats,
+        queues::{check_dead_page, check_push},
     },
     trace::{self, Outcome, Site},
 };
@@ -233,22 +233,17 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Queue<T> {
 
     /// Pushes `items`, each with its options, in order, in one round trip
     /// (at most 1,000). Every item is checked (size, priority, attempts,
-    /// dedup id, delay) before any I/O.
+    /// dedup id, delay) before any I/O, with the backends' checks
+    /// ([`check_push`]).
     pub async fn push_many_with(&self, items: Vec<(&T, PushOptions)>) -> Result<Vec<PushOutcome>> {
         let key = self.key()?;
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        if items.len() > MAX_BATCH {
-            return Err(Error::invalid(format!(
-                "queue \"{key}\": a push of {} items, more than the limit of {MAX_BATCH}",
-                items.len()
-            )));
-        }
-        let mut batch = Vec::with_capacity(items.len());
-        for (item, opts) in items {
-            batch.push(self.encode(key, item, opts)?);
-        }
+        let batch = (items.into_iter())
+            .map(|(item, opts)| self.encode(key, item, opts))
+            .collect::<Result<Vec<_>>>()?;
+        check_push(key, &batch)?;
         let queues = self.client.queues()?;
         let n = batch.len() as u64;
         let push = queues.push(key, batch);
@@ -273,47 +268,15 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Queue<T> {
         let payload = serde_json::to_vec(item).map_err(|e| {
             Error::invalid(format!("queue \"{key}\": an item does not encode: {e}"))
         })?;
-        if payload.len() > MAX_PAYLOAD_BYTES {
-            return Err(Error::invalid(format!(
-                "queue \"{key}\": an item of {} bytes, more than the limit of {MAX_PAYLOAD_BYTES}",
-                payload.len()
-            )));
-        }
-        if opts.priority > MAX_PRIORITY {
-            return Err(Error::invalid(format!(
-                "queue \"{key}\": priority {}, above the limit of {MAX_PRIORITY}",
-                opts.priority
-            )));
-        }
-        let attempts = opts.max_attempts.unwrap_or(self.max_attempts);
-        if !(1..=MAX_ITEM_ATTEMPTS).contains(&attempts) {
-            return Err(Error::invalid(format!(
-                "queue \"{key}\": max_attempts {attempts}, outside 1..={MAX_ITEM_ATTEMPTS}"
-            )));
-        }
-        if let Some(delay) = opts.delay
-            && delay > crate::MAX_TTL
-        {
-            return Err(Error::invalid(format!(
-                "queue \"{key}\": a delay of {delay:?}, above the limit of {:?}",
-                crate::MAX_TTL
-            )));
-        }
         let dedup = match opts.dedup {
             Some((id, window)) => {
                 let id = Key::new(&id)
                     .map_err(|e| Error::invalid(format!("queue \"{key}\": dedup id: {e}")))?;
-                if !(crate::MIN_TTL..=crate::MAX_TTL).contains(&window) {
-                    return Err(Error::invalid(format!(
-                        "queue \"{key}\": dedup window {window:?} of \"{id}\", outside {:?}..={:?}",
-                        crate::MIN_TTL,
-                        crate::MAX_TTL
-                    )));
-                }
                 Some((id, window))
             }
             None => None,
         };
+        let attempts = opts.max_attempts.unwrap_or(self.max_attempts);
         Ok(NewItem::new(payload, attempts)
             .delay(opts.delay.filter(|d| !d.is_zero()))
             .priority(opts.priority)
@@ -344,11 +307,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Queue<T> {
     /// (1 ..= 1,000), each decoded if it can be.
     pub async fn dead_letters(&self, after: u64, limit: u32) -> Result<Vec<DeadLetter<T>>> {
         let key = self.key()?;
-        if limit == 0 || limit as usize > MAX_BATCH {
-            return Err(Error::invalid(format!(
-                "queue \"{key}\": a page of {limit} dead letters, outside 1..={MAX_BATCH}"
-            )));
-        }
+        check_dead_page(key, limit)?;
         let list = self.client.queues()?.dead_items(key, after, limit);
         let list = trace::call(
             &self.client,

@@ -5,6 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use super::*;
+use crate::spi::{MAX_BATCH, MAX_PAYLOAD_BYTES};
 use crate::testing::Counting;
 
 fn queue() -> Queue<String> {

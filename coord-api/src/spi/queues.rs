@@ -108,7 +108,9 @@ use super::{
     DynBackend, Watch,
     dispatch::{Dispatch, Dispatched, Op, family},
 };
-use crate::{Error, FencingToken, HolderId, InstanceId, Key, MAX_TTL, MIN_TTL, Result, validate_ttl};
+use crate::{
+    Error, FencingToken, HolderId, InstanceId, Key, MAX_TTL, MIN_TTL, Result, validate_ttl,
+};
 
 /// The highest priority (priorities are 0 ..= `MAX_PRIORITY`, higher first;
 /// the default is 0).

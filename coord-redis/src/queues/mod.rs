@@ -62,11 +62,11 @@ use std::{sync::LazyLock, time::Duration};
 
 use async_trait::async_trait;
 use coord_api::{
-    Error, FencingToken, HolderId, Key, MAX_TTL, MIN_TTL, Namespace, Result,
+    FencingToken, HolderId, Key, MAX_TTL, Namespace, Result,
     spi::{
-        Backend, DeadItem, Delivery, MAX_BATCH, MAX_ITEM_ATTEMPTS, MAX_PAYLOAD_BYTES, MAX_PRIORITY,
-        MAX_REASON_BYTES, Nack, NewItem, Pushed, QueueBackend, QueueStats, ReceiveOptions,
-        Received, Settle, Watch,
+        Backend, DeadItem, Delivery, Nack, NewItem, Pushed, QueueBackend, QueueStats,
+        ReceiveOptions, Received, Settle, Watch,
+        queues::{check_dead_page, check_push, cut_reason},
     },
 };
 use redis::{Script, Value};
@@ -108,87 +108,9 @@ fn queue_eval(ns: &Namespace, queue: &Key, op: &'static str, args: usize, extra:
     eval
 }
 
-/// `InvalidArgument` naming `queue` and what is wrong.
-fn invalid(queue: &Key, what: std::fmt::Arguments<'_>) -> Error {
-    Error::invalid(format!("queue \"{queue}\": {what}"))
-}
-
 /// A duration in whole milliseconds, rounded up.
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
-}
-
-/// Every item of a push within the limits, checked before any I/O.
-fn check_push(queue: &Key, items: &[NewItem]) -> Result<()> {
-    if items.len() > MAX_BATCH {
-        let n = items.len();
-        return Err(invalid(
-            queue,
-            format_args!("a push of {n} items, more than the limit of {MAX_BATCH}"),
-        ));
-    }
-    for item in items {
-        let size = item.payload.len();
-        if size > MAX_PAYLOAD_BYTES {
-            return Err(invalid(
-                queue,
-                format_args!("an item of {size} bytes, more than the limit of {MAX_PAYLOAD_BYTES}"),
-            ));
-        }
-        if item.priority > MAX_PRIORITY {
-            let p = item.priority;
-            return Err(invalid(
-                queue,
-                format_args!("priority {p}, above the limit of {MAX_PRIORITY}"),
-            ));
-        }
-        if !(1..=MAX_ITEM_ATTEMPTS).contains(&item.max_attempts) {
-            let n = item.max_attempts;
-            return Err(invalid(
-                queue,
-                format_args!("max_attempts {n}, outside 1..={MAX_ITEM_ATTEMPTS}"),
-            ));
-        }
-        if let Some(delay) = item.delay
-            && delay > MAX_TTL
-        {
-            return Err(invalid(
-                queue,
-                format_args!("a delay of {delay:?}, above the limit of {MAX_TTL:?}"),
-            ));
-        }
-        if let Some((id, window)) = &item.dedup
-            && !(MIN_TTL..=MAX_TTL).contains(window)
-        {
-            return Err(invalid(
-                queue,
-                format_args!(
-                    "dedup window {window:?} of \"{id}\", outside {MIN_TTL:?}..={MAX_TTL:?}"
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// A receive or listing size within 1 ..= [`MAX_BATCH`].
-fn check_batch(queue: &Key, what: &str, n: u32) -> Result<()> {
-    if n == 0 || n as usize > MAX_BATCH {
-        return Err(invalid(
-            queue,
-            format_args!("a {what} of {n} items, outside 1..={MAX_BATCH}"),
-        ));
-    }
-    Ok(())
-}
-
-/// `s` cut to [`MAX_REASON_BYTES`] at a character boundary.
-fn cut(s: &str) -> &str {
-    let mut end = s.len().min(MAX_REASON_BYTES);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 // Reading replies: `None` is a reply the script never gives.
@@ -443,9 +365,8 @@ impl QueueBackend for RedisBackend {
         consumer: &HolderId,
         opts: ReceiveOptions,
     ) -> Result<Received> {
-        let ttl = ttl_ms(queue, opts.ttl)?;
-        let presence = ttl_ms(queue, opts.presence_ttl)?;
-        check_batch(queue, "receive", opts.max)?;
+        opts.check(queue)?;
+        let (ttl, presence) = (ms(opts.ttl), ms(opts.presence_ttl));
         let extra = crate::eval::holder_len(Some(consumer)) + 48;
         let mut eval = queue_eval(self.namespace(), queue, "receive", 5, extra);
         eval.holder(consumer)
@@ -490,7 +411,8 @@ impl QueueBackend for RedisBackend {
         retry_in: Duration,
     ) -> Result<Nack> {
         let retry = ms(retry_in.min(MAX_TTL)).to_string();
-        let more: [&[u8]; 2] = [cut(error).as_bytes(), retry.as_bytes()];
+        let error = cut_reason(error.to_owned());
+        let more: [&[u8]; 2] = [error.as_bytes(), retry.as_bytes()];
         Ok(match self.settle(queue, "nack", id, token, &more).await? {
             1 => Nack::Requeued,
             2 => Nack::DeadLettered,
@@ -505,8 +427,9 @@ impl QueueBackend for RedisBackend {
         token: FencingToken,
         reason: &str,
     ) -> Result<Settle> {
+        let reason = cut_reason(reason.to_owned());
         match self
-            .settle(queue, "dead", id, token, &[cut(reason).as_bytes()])
+            .settle(queue, "dead", id, token, &[reason.as_bytes()])
             .await?
         {
             1 => Ok(Settle::Done),
@@ -534,7 +457,7 @@ impl QueueBackend for RedisBackend {
     }
 
     async fn dead_items(&self, queue: &Key, after: u64, limit: u32) -> Result<Vec<DeadItem>> {
-        check_batch(queue, "page", limit)?;
+        check_dead_page(queue, limit)?;
         let mut eval = queue_eval(self.namespace(), queue, "list", 2, 32);
         eval.arg(after).arg(limit);
         let call = Traced::new("dead_items", FAMILY, queue);

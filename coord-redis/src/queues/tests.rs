@@ -2,7 +2,13 @@
 //! decoding of replies (the script itself runs against a real server in
 //! `tests/queues.rs`).
 
-use coord_api::{InstanceId, spi::MAX_DEAD_KEPT};
+use coord_api::{
+    Error, InstanceId, MIN_TTL,
+    spi::{
+        MAX_BATCH, MAX_DEAD_KEPT, MAX_ITEM_ATTEMPTS, MAX_PAYLOAD_BYTES, MAX_PRIORITY,
+        MAX_REASON_BYTES,
+    },
+};
 
 use super::*;
 use crate::{eval, keys::hash_tag};
@@ -108,20 +114,21 @@ fn pushes_are_checked_naming_the_queue_and_the_limit() {
         (0..=MAX_BATCH).map(|_| NewItem::new(vec![], 1)).collect(),
         "limit of 1000",
     );
-    assert!(check_batch(&q, "receive", 1).is_ok());
-    assert!(check_batch(&q, "receive", MAX_BATCH as u32).is_ok());
-    assert!(check_batch(&q, "receive", 0).is_err());
-    let err = check_batch(&q, "receive", MAX_BATCH as u32 + 1).unwrap_err();
+    let receive = |max: u32| ReceiveOptions::new(MIN_TTL, MAX_TTL).max(max).check(&q);
+    assert!(receive(1).is_ok());
+    assert!(receive(MAX_BATCH as u32).is_ok());
+    assert!(receive(0).is_err());
+    let err = receive(MAX_BATCH as u32 + 1).unwrap_err();
     assert!(err.to_string().contains("\"jobs\""), "{err}");
 }
 
 #[test]
 fn reasons_are_cut_at_a_character_boundary_and_durations_round_up() {
     let long = "é".repeat(MAX_REASON_BYTES);
-    let c = cut(&long);
+    let c = cut_reason(long.clone());
     assert!(c.len() <= MAX_REASON_BYTES && c.len() >= MAX_REASON_BYTES - 1);
-    assert!(long.starts_with(c));
-    assert_eq!(cut("short"), "short");
+    assert!(long.starts_with(&c));
+    assert_eq!(cut_reason("short".to_owned()), "short");
     assert_eq!(ms(Duration::from_micros(1_001)), 2);
     assert_eq!(ms(Duration::ZERO), 0);
     assert_eq!(ms(Duration::MAX), u64::MAX);
