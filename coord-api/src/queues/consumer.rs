@@ -398,6 +398,8 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
     fn checked(&self) -> Result<(Key, LeaseOptions)> {
         let (key, opts) = self.handle.checked()?;
         crate::validate_ttl(key, self.presence_ttl)?;
+        self.backoff
+            .check(|| format!("queue \"{key}\": the consumer"))?;
         if self.prefetch == 0 || self.prefetch as usize > spi::MAX_BATCH {
             return Err(Error::invalid(format!(
                 "queue \"{key}\": prefetch {}, outside 1..={}",

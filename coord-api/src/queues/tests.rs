@@ -88,6 +88,16 @@ async fn bad_consumer_options_are_refused_before_any_io() {
         .await
         .unwrap_err();
     assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
+    let e = queue()
+        .consumer()
+        .backoff(Duration::from_secs(2), Duration::from_secs(1))
+        .receive()
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("the consumer has back-off 2s..1s"),
+        "{e}"
+    );
 }
 
 /// Consumers and deliveries go into `tokio::spawn`: their futures are
