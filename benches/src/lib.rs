@@ -1,1 +1,4 @@
-//! placeholder
+//! Shared parts of the benchmark tools in `src/bin`.
+
+#[cfg(not(madsim))]
+pub mod redis_tool;

@@ -69,32 +69,24 @@ fn main() {}
 
 #[cfg(not(madsim))]
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    rt.block_on(bench::run());
+    coord_benches::redis_tool::block_on(bench::run());
 }
 
 #[cfg(not(madsim))]
 mod bench {
     use std::{
-        collections::BTreeMap,
-        path::PathBuf,
-        process::Command,
-        sync::{
-            Arc, LazyLock, Mutex,
-            atomic::{AtomicUsize, Ordering},
-        },
+        sync::Arc,
         time::{Duration, Instant},
     };
 
-    use coord_api::{Client, LeaseOptions, Queue};
-    use coord_redis::RedisBackend;
+    use coord_api::Queue;
+    use coord_benches::redis_tool::{
+        Anchor, CommandStats, Completions, Costs, Ops, Split, Window, client, env_usize, median,
+        now_us, or_none, pct_ms, print_ops, profile, server_line, slowlog_off, slowlog_on, stop,
+        verdict,
+    };
     use coord_testkit::redis::RedisServer;
-    use redis::{AsyncCommands, Value};
-    use tokio::sync::Notify;
+    use redis::AsyncCommands;
 
     const DEFAULT_JOBS: usize = 20_000;
     /// `bench.js` runs `q1` on `min(N, 5000)` jobs.
@@ -103,22 +95,13 @@ mod bench {
     const WARMUP_JOBS: usize = 500;
     const DEFAULT_REPS: usize = 3;
     const RAW_CONSUMERS: usize = 64;
-    /// Long enough that no renewal (a third of it) falls inside a pass.
-    const TTL: Duration = Duration::from_secs(30);
-
-    /// The clock every stamp is read on.
-    static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
-
-    fn now_us() -> u64 {
-        EPOCH.elapsed().as_micros() as u64
-    }
-
-    fn env_usize(name: &str, default: usize) -> usize {
-        std::env::var(name)
-            .ok()
-            .and_then(|r| r.parse().ok())
-            .unwrap_or(default)
-    }
+    /// The profile's names of the receives.
+    const RECEIVE: Split = Split {
+        op: "receive",
+        marker: "sadd",
+        with: "receive (delivered)",
+        without: "receive (idle: nothing ready)",
+    };
 
     /// One pass's figures (coord or raw).
     struct Pass {
@@ -145,12 +128,7 @@ mod bench {
         }
 
         fn pct_ms(&self, p: f64) -> f64 {
-            let l = &self.latencies;
-            if l.is_empty() {
-                return f64::NAN;
-            }
-            let at = ((l.len() as f64 * p) as usize).min(l.len() - 1);
-            l[at] as f64 / 1000.0
+            pct_ms(&self.latencies, p)
         }
 
         fn calls(&self, name: &str) -> u64 {
@@ -211,20 +189,14 @@ mod bench {
         let q1_jobs = jobs.min(Q1_MAX_JOBS);
         let reps = env_usize("REPS", DEFAULT_REPS).max(1);
         let clients = env_usize("CLIENTS", 1).clamp(1, 64);
-        let profile = std::env::var("PROFILE").map_or(true, |v| v != "0");
+        let profile = profile();
         let server = RedisServer::start();
         println!(
-            "redis_queue: redis-server on 127.0.0.1:{} (no persistence), {} vCPUs; q1: {q1_jobs} \
-             jobs at concurrency 1, q64: {jobs} jobs at 64; coord consumers on {clients} \
-             client(s); pushes in batches of {BATCH}; {reps} repetition(s)",
-            server.port(),
-            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            "redis_queue: {}; q1: {q1_jobs} jobs at concurrency 1, q64: {jobs} jobs at 64; coord \
+             consumers on {clients} client(s); pushes in batches of {BATCH}; {reps} repetition(s)",
+            server_line(&server),
         );
-        let anchor = Anchor::find();
-        match &anchor {
-            Ok(a) => println!("BullMQ: {} in {}", a.version, a.dir.display()),
-            Err(why) => println!("BullMQ skipped: {why}"),
-        }
+        let anchor = Anchor::announce();
         let mut all = Vec::with_capacity(reps);
         for rep in 1..=reps {
             println!();
@@ -234,10 +206,7 @@ mod bench {
             print_coord(rep, "q64", 64, &c64);
             let raw = raw(&server, &format!("raw-{rep}"), jobs).await;
             print_raw(rep, &raw);
-            let bull = match &anchor {
-                Ok(a) => a.run(server.port(), jobs),
-                Err(_) => None,
-            };
+            let bull = (anchor.as_ref()).and_then(|a| bullmq(a, server.port(), jobs));
             if let Some((b1, b64)) = bull {
                 println!(
                     "rep {rep}: BullMQ q1 {:.0} jobs/s, p50 {} ms, p99 {} ms; q64 {:.0} jobs/s, \
@@ -261,7 +230,13 @@ mod bench {
                     p.pct_ms(0.5),
                     p.pct_ms(0.99)
                 );
-                print_ops(p.ops.as_ref().expect("profiled"), p.jobs);
+                print_ops(
+                    p.ops.as_ref().expect("profiled"),
+                    "queue script operation (slow log of the measured jobs)",
+                    "job",
+                    p.jobs,
+                    3,
+                );
             }
             println!();
             op_costs(&server).await;
@@ -278,138 +253,32 @@ mod bench {
         let c = client(server, "costs").await;
         let q = c.queue::<u64>("bench/costs");
         let mut consumer = q.consumer();
-        let mut rows: Vec<(String, u64, CommandStats)> = Vec::new();
-        let mut before = command_stats(server);
-        let mut row = |label: &str, calls: usize, before: &mut CommandStats| {
-            let after = command_stats(server);
-            rows.push((label.to_owned(), calls as u64, diff(before, &after)));
-            *before = after;
-        };
+        let mut costs = Costs::start(server);
         for i in 0..K as u64 {
             q.push(&i).await.expect("push");
         }
-        row("push (1 item)", K, &mut before);
+        costs.row(server, "push (1 item)", K);
         let batch = vec![0u64; BATCH];
         for _ in 0..K / BATCH {
             q.push_many(&batch).await.expect("push");
         }
-        row(
-            &format!("push_many ({BATCH} items)"),
-            K / BATCH,
-            &mut before,
-        );
+        costs.row(server, &format!("push_many ({BATCH} items)"), K / BATCH);
         let mut held = Vec::with_capacity(K);
         for _ in 0..K {
             held.push(consumer.receive().await.expect("receive"));
         }
-        row(&format!("receive (delivered; {K} ready)"), K, &mut before);
+        costs.row(server, &format!("receive (delivered; {K} ready)"), K);
         for d in held {
             d.ack().await.expect("ack");
         }
-        row("ack", K, &mut before);
-        let sha = match server.command(&["SCRIPT", "LOAD", "return 1"]) {
-            Ok(Value::BulkString(b)) => String::from_utf8_lossy(&b).into_owned(),
-            other => panic!("SCRIPT LOAD replied {other:?}"),
-        };
-        let rc = redis::Client::open(server.url()).expect("url");
-        let mut con = rc
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connect");
-        let before = command_stats(server);
-        for _ in 0..K {
-            let mut cmd = redis::cmd("EVALSHA");
-            cmd.arg(&sha).arg(9);
-            for k in ["r", "w", "l", "p", "f", "m", "t", "x", "o"] {
-                cmd.arg(format!("coord:{{bench:queue:11:bench/costs}}:{k}"));
-            }
-            let _: i64 = cmd
-                .arg("ack")
-                .arg(1)
-                .arg(1)
-                .query_async(&mut con)
-                .await
-                .expect("EVALSHA");
-        }
-        let after = command_stats(server);
-        rows.push((
-            "EVALSHA of `return 1`, 9 keys, 3 args".to_owned(),
-            K as u64,
-            diff(&before, &after),
-        ));
-        println!(
-            "| each operation alone (one client, one call at a time) | calls | server µs per call | of which inside its commands | its commands per call |"
-        );
-        println!("|---|---:|---:|---:|---|");
-        for (label, calls, d) in rows {
-            let (n, usec) = d.get("evalsha").copied().unwrap_or((0, 0));
-            let inner: Vec<_> = d.iter().filter(|(k, _)| k.as_str() != "evalsha").collect();
-            let inner_usec: u64 = inner.iter().map(|(_, (_, u))| u).sum();
-            let list: Vec<String> = inner
-                .iter()
-                .map(|(k, (c, _))| format!("{k} {:.2}", *c as f64 / calls as f64))
-                .collect();
-            println!(
-                "| {label} | {n} | {:.1} | {:.1} | {} |",
-                usec as f64 / n.max(1) as f64,
-                inner_usec as f64 / n.max(1) as f64,
-                list.join(", ")
-            );
-        }
-    }
-
-    async fn client(server: &RedisServer, name: &str) -> Client {
-        let backend = RedisBackend::connect(server.config("bench"))
-            .await
-            .expect("connect");
-        Client::builder(Arc::new(backend))
-            .instance_id(name)
-            .expect("instance id")
-            .lease_options(LeaseOptions::default().ttl(TTL))
-            .build()
-    }
-
-    /// Counts completions and keeps their latencies.
-    #[derive(Default)]
-    struct Done {
-        n: AtomicUsize,
-        latencies: Mutex<Vec<u64>>,
-        notify: Notify,
-    }
-
-    impl Done {
-        fn record(&self, stamp: u64) {
-            let lat = now_us().saturating_sub(stamp);
-            self.latencies.lock().expect("latencies").push(lat);
-            self.n.fetch_add(1, Ordering::Relaxed);
-            self.notify.notify_one();
-        }
-
-        /// Waits until `target` completions were counted.
-        async fn wait(&self, target: usize, what: &str) {
-            let deadline = Instant::now() + Duration::from_secs(300);
-            while self.n.load(Ordering::Relaxed) < target {
-                let wait = self.notify.notified();
-                tokio::pin!(wait);
-                wait.as_mut().enable();
-                if self.n.load(Ordering::Relaxed) >= target {
-                    break;
-                }
-                tokio::select! {
-                    _ = wait => {}
-                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "{what}: {} of {target} jobs done in 300 s",
-                    self.n.load(Ordering::Relaxed)
-                );
-            }
-        }
-
-        fn take_latencies(&self) -> Vec<u64> {
-            std::mem::take(&mut *self.latencies.lock().expect("latencies"))
-        }
+        costs.row(server, "ack", K);
+        let keys: Vec<String> = ["r", "w", "l", "p", "f", "m", "t", "x", "o"]
+            .map(|k| format!("coord:{{bench:queue:11:bench/costs}}:{k}"))
+            .into();
+        let label = "EVALSHA of `return 1`, 9 keys, 3 args";
+        let args = ["ack", "1", "1"];
+        costs.evalsha_floor(server, label, &keys, &args, K).await;
+        costs.print("each operation alone (one client, one call at a time)");
     }
 
     /// Pushes `jobs` stamped jobs in batches of `BATCH`, each awaited.
@@ -441,7 +310,7 @@ mod bench {
             cs.push(client(server, &format!("consumers-{i}")).await);
         }
         let queue = producer.queue::<u64>(&format!("bench/{name}"));
-        let done = Arc::new(Done::default());
+        let done = Arc::new(Completions::default());
         let mut tasks = Vec::with_capacity(concurrency);
         for c in 0..concurrency {
             let mut consumer = cs[c % clients]
@@ -464,22 +333,15 @@ mod bench {
         // Let the herd of the warm-up's last notification settle.
         tokio::time::sleep(Duration::from_millis(100)).await;
         done.take_latencies();
-        let slowlog = profile.then(|| slowlog_on(server));
-        let stats0 = command_stats(server);
-        let cpu0 = cpu(server);
+        let slowlog = profile.then(|| slowlog_on(server, "2000000"));
+        let window = Window::open(server);
         let t0 = Instant::now();
         push_all(&queue, jobs).await;
         done.wait(WARMUP_JOBS + jobs, name).await;
         let elapsed = t0.elapsed();
-        let stats1 = command_stats(server);
-        let cpu1 = cpu(server);
-        let ops = slowlog.map(|old| slowlog_off(server, old));
-        for t in &tasks {
-            t.abort();
-        }
-        for t in tasks {
-            let _ = t.await;
-        }
+        let work = window.close(server);
+        let ops = slowlog.map(|old| slowlog_off(server, old, &RECEIVE));
+        stop(tasks).await;
         let stats = queue.stats().await.expect("stats");
         assert_eq!(
             (stats.ready, stats.delayed, stats.dead),
@@ -494,9 +356,9 @@ mod bench {
             jobs,
             elapsed,
             latencies,
-            commands: diff(&stats0, &stats1),
-            server_cpu: cpu1.0 - cpu0.0,
-            client_cpu: cpu1.1 - cpu0.1,
+            commands: work.commands,
+            server_cpu: work.server_cpu,
+            client_cpu: work.client_cpu,
             ops,
         }
     }
@@ -514,7 +376,7 @@ mod bench {
         };
         let key = format!("raw:{name}");
         let mut producer = connect().await;
-        let done = Arc::new(Done::default());
+        let done = Arc::new(Completions::default());
         let mut tasks = Vec::with_capacity(RAW_CONSUMERS);
         for i in 0..RAW_CONSUMERS {
             let mut con = connect().await;
@@ -562,20 +424,13 @@ mod bench {
         done.wait(WARMUP_JOBS, "raw warm-up").await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         done.take_latencies();
-        let stats0 = command_stats(server);
-        let cpu0 = cpu(server);
+        let window = Window::open(server);
         let t0 = Instant::now();
         push_all(jobs).await;
         done.wait(WARMUP_JOBS + jobs, name).await;
         let elapsed = t0.elapsed();
-        let stats1 = command_stats(server);
-        let cpu1 = cpu(server);
-        for t in &tasks {
-            t.abort();
-        }
-        for t in tasks {
-            let _ = t.await;
-        }
+        let work = window.close(server);
+        stop(tasks).await;
         let left: i64 = producer.llen(&key).await.expect("LLEN");
         assert_eq!(left, 0);
         let mut latencies = done.take_latencies();
@@ -585,9 +440,9 @@ mod bench {
             jobs,
             elapsed,
             latencies,
-            commands: diff(&stats0, &stats1),
-            server_cpu: cpu1.0 - cpu0.0,
-            client_cpu: cpu1.1 - cpu0.1,
+            commands: work.commands,
+            server_cpu: work.server_cpu,
+            client_cpu: work.client_cpu,
             ops: None,
         }
     }
@@ -597,11 +452,7 @@ mod bench {
             .filter(|(n, _)| !top.contains(&n.as_str()))
             .map(|(n, (c, _))| format!("{n} {:.2}", p.per_job(*c)))
             .collect();
-        if list.is_empty() {
-            "none".to_owned()
-        } else {
-            list.join(", ")
-        }
+        or_none(&list)
     }
 
     fn print_coord(rep: usize, scenario: &str, c: usize, p: &Pass) {
@@ -661,10 +512,6 @@ mod bench {
         );
     }
 
-    fn verdict(ok: bool) -> &'static str {
-        if ok { "ok" } else { "MISSED" }
-    }
-
     fn print_ratios(rep: usize, r: &Rep) {
         let raw = r.c64.jobs_per_s() / r.raw.jobs_per_s();
         println!(
@@ -699,19 +546,6 @@ mod bench {
             verdict(r.c64.pct_ms(0.99) < b64.p99_ms),
             verdict(raw >= 0.5),
         );
-    }
-
-    fn median(mut v: Vec<f64>) -> Option<f64> {
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        Some(if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            (v[n / 2 - 1] + v[n / 2]) / 2.0
-        })
     }
 
     fn summary(all: &[Rep]) {
@@ -819,80 +653,16 @@ mod bench {
         );
     }
 
-    /// The BullMQ anchor: its directory and node's version.
-    struct Anchor {
-        dir: PathBuf,
-        version: String,
-    }
-
-    impl Anchor {
-        fn find() -> Result<Anchor, String> {
-            let dir = std::env::var_os("BULLMQ_DIR").map_or_else(
-                || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/anchors/bullmq"),
-                PathBuf::from,
-            );
-            let dir = dir.canonicalize().map_err(|e| {
-                format!(
-                    "the anchor directory {} is missing ({e}); set BULLMQ_DIR",
-                    dir.display()
-                )
-            })?;
-            let version = match Command::new("node").arg("--version").output() {
-                Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_owned(),
-                _ => {
-                    return Err(format!(
-                        "`node` is not installed (apt-get install -y nodejs npm; then `npm install \
-                         --no-audit --no-fund` in {})",
-                        dir.display()
-                    ));
-                }
-            };
-            if !dir.join("node_modules/bullmq").is_dir() {
-                return Err(format!(
-                    "the anchor's node_modules is missing: run `npm install --no-audit --no-fund` in {}",
-                    dir.display()
-                ));
-            }
-            Ok(Anchor {
-                dir,
-                version: format!("node {version}"),
-            })
-        }
-
-        /// Runs the whole anchor on the server at `port` (it has no switch
-        /// for one scenario) and returns its `q1` and `q64` lines.
-        fn run(&self, port: u16, jobs: usize) -> Option<(Bull, Bull)> {
-            let out = Command::new("node")
-                .arg("bench.js")
-                .arg(port.to_string())
-                .arg(jobs.to_string())
-                .current_dir(&self.dir)
-                .output();
-            let out = match out {
-                Ok(o) => o,
-                Err(e) => {
-                    println!("BullMQ: cannot run node: {e}");
-                    return None;
-                }
-            };
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            if !out.status.success() {
-                println!(
-                    "BullMQ: bench.js exited with {}: {stdout}{}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                return None;
-            }
-            let line = |name: &str| {
-                let l = stdout
-                    .lines()
-                    .find(|l| l.split('\t').next() == Some(name))?;
-                println!("BullMQ anchor said: {}", l.replace('\t', "  "));
-                parse_bull(l)
-            };
-            Some((line("q1")?, line("q64")?))
-        }
+    /// Runs the whole anchor on the server at `port` (it has no switch for
+    /// one scenario) and returns its `q1` and `q64` lines.
+    fn bullmq(anchor: &Anchor, port: u16, jobs: usize) -> Option<(Bull, Bull)> {
+        let stdout = anchor.bench(port, jobs, |_| {})?;
+        let line = |name: &str| {
+            parse_bull(Anchor::said(&stdout, |l| {
+                l.split('\t').next() == Some(name)
+            })?)
+        };
+        Some((line("q1")?, line("q64")?))
     }
 
     /// `q64\tconcurrency=64\t1234 jobs/s\tp50=5ms p99=20ms`.
@@ -917,243 +687,5 @@ mod bench {
             p50_ms: ms("p50=")?,
             p99_ms: ms("p99=")?,
         })
-    }
-
-    /// Command name -> (calls, microseconds), from `INFO commandstats`.
-    type CommandStats = BTreeMap<String, (u64, u64)>;
-
-    fn info(server: &RedisServer, section: &str) -> String {
-        match server.command(&["INFO", section]) {
-            Ok(Value::BulkString(b)) => String::from_utf8_lossy(&b).into_owned(),
-            Ok(Value::VerbatimString { text, .. }) => text,
-            other => panic!("INFO {section} replied {other:?}"),
-        }
-    }
-
-    fn command_stats(server: &RedisServer) -> CommandStats {
-        info(server, "commandstats")
-            .lines()
-            .filter_map(|l| l.strip_prefix("cmdstat_"))
-            .filter_map(|l| {
-                let (name, rest) = l.split_once(':')?;
-                let field = |f: &str| {
-                    rest.split(',')
-                        .find_map(|kv| kv.strip_prefix(f))
-                        .and_then(|v| v.parse::<u64>().ok())
-                };
-                Some((name.to_owned(), (field("calls=")?, field("usec=")?)))
-            })
-            .collect()
-    }
-
-    /// What ran between two snapshots, without INFO itself.
-    fn diff(before: &CommandStats, after: &CommandStats) -> CommandStats {
-        (after.iter())
-            .filter(|(name, _)| !name.starts_with("info"))
-            .filter_map(|(name, (calls, usec))| {
-                let (c, u) = before.get(name).copied().unwrap_or((0, 0));
-                (calls > &c).then(|| (name.clone(), (calls - c, usec - u)))
-            })
-            .collect()
-    }
-
-    /// (the server's CPU seconds, this process's CPU seconds).
-    fn cpu(server: &RedisServer) -> (f64, f64) {
-        let server_s = info(server, "cpu")
-            .lines()
-            .filter_map(|l| {
-                l.strip_prefix("used_cpu_user:")
-                    .or_else(|| l.strip_prefix("used_cpu_sys:"))
-            })
-            .filter_map(|v| v.trim().parse::<f64>().ok())
-            .sum();
-        let mut client_ns = 0u64;
-        for task in std::fs::read_dir("/proc/self/task")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) {
-                client_ns += (stat.split(' ').next())
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0);
-            }
-        }
-        (server_s, client_ns as f64 / 1e9)
-    }
-
-    fn config_get(server: &RedisServer, k: &str) -> String {
-        match server.command(&["CONFIG", "GET", k]) {
-            Ok(Value::Array(v)) if v.len() == 2 => match &v[1] {
-                Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-                other => panic!("CONFIG GET {k}: {other:?}"),
-            },
-            Ok(Value::Map(m)) if m.len() == 1 => match &m[0].1 {
-                Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-                other => panic!("CONFIG GET {k}: {other:?}"),
-            },
-            other => panic!("CONFIG GET {k}: {other:?}"),
-        }
-    }
-
-    /// Turns the slow log on for every command; returns the settings to put
-    /// back.
-    fn slowlog_on(server: &RedisServer) -> (String, String) {
-        let old = (
-            config_get(server, "slowlog-log-slower-than"),
-            config_get(server, "slowlog-max-len"),
-        );
-        for (k, v) in [
-            ("slowlog-max-len", "2000000"),
-            ("slowlog-log-slower-than", "0"),
-        ] {
-            server
-                .command(&["CONFIG", "SET", k, v])
-                .expect("CONFIG SET");
-        }
-        server
-            .command(&["SLOWLOG", "RESET"])
-            .expect("SLOWLOG RESET");
-        old
-    }
-
-    /// Per operation of the queue script (`receive` split by its outcome):
-    /// what the slow log shows of its calls.
-    type Ops = BTreeMap<String, Op>;
-
-    #[derive(Default)]
-    struct Op {
-        calls: u64,
-        /// Server µs, the script's run as a whole.
-        usec: u64,
-        /// Each call's server µs.
-        each: Vec<u64>,
-        /// The commands the script ran inside, by name: (calls, µs).
-        inner: BTreeMap<String, (u64, u64)>,
-    }
-
-    /// Reads the slow log (every command since `slowlog_on`), then puts the
-    /// settings back. A script's own commands are logged as they end, just
-    /// before the EVALSHA that ran them (consecutive ids, one thread): each
-    /// EVALSHA gets the commands logged since the previous one. A receive
-    /// that delivered ran an SADD (the consumer's set of deliveries); one
-    /// that did not found nothing: an idle receive.
-    fn slowlog_off(server: &RedisServer, old: (String, String)) -> Ops {
-        server
-            .command(&["CONFIG", "SET", "slowlog-log-slower-than", "-1"])
-            .expect("CONFIG SET");
-        let log = server
-            .command(&["SLOWLOG", "GET", "-1"])
-            .expect("SLOWLOG GET");
-        let Value::Array(entries) = log else {
-            panic!("SLOWLOG GET replied {log:?}")
-        };
-        let text = |v: &Value| match v {
-            Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-            Value::SimpleString(s) => s.clone(),
-            _ => String::new(),
-        };
-        // (id, µs, command, the script's operation for an EVALSHA)
-        let mut parsed: Vec<(i64, u64, String, Option<String>)> = entries
-            .iter()
-            .filter_map(|e| {
-                let Value::Array(f) = e else { return None };
-                let (Some(Value::Int(id)), Some(Value::Int(usec)), Some(Value::Array(args))) =
-                    (f.first(), f.get(2), f.get(3))
-                else {
-                    return None;
-                };
-                let cmd = args.first().map(text).unwrap_or_default().to_lowercase();
-                // EVALSHA sha numkeys keys... op ...
-                let op = (cmd == "evalsha").then(|| {
-                    let numkeys: usize = (args.get(2).map(text))
-                        .and_then(|n| n.parse().ok())
-                        .unwrap_or(0);
-                    args.get(3 + numkeys).map(text).unwrap_or_default()
-                });
-                Some((*id, *usec as u64, cmd, op))
-            })
-            .filter(|(_, _, cmd, _)| !["slowlog", "config", "info"].contains(&cmd.as_str()))
-            .collect();
-        parsed.sort_by_key(|e| e.0);
-        let mut ops = Ops::new();
-        let mut inner: Vec<(String, u64)> = Vec::new();
-        for (_, usec, cmd, op) in parsed {
-            let Some(op) = op else {
-                inner.push((cmd, usec));
-                continue;
-            };
-            let name = match op.as_str() {
-                "receive" if inner.iter().any(|(c, _)| c == "sadd") => {
-                    "receive (delivered)".to_owned()
-                }
-                "receive" => "receive (idle: nothing ready)".to_owned(),
-                other => other.to_owned(),
-            };
-            let o = ops.entry(name).or_default();
-            o.calls += 1;
-            o.usec += usec;
-            o.each.push(usec);
-            for (c, u) in inner.drain(..) {
-                let e = o.inner.entry(c).or_default();
-                e.0 += 1;
-                e.1 += u;
-            }
-        }
-        if !inner.is_empty() {
-            let o = ops.entry("(outside scripts)".to_owned()).or_default();
-            for (c, u) in inner.drain(..) {
-                o.calls += 1;
-                o.usec += u;
-                o.each.push(u);
-                let e = o.inner.entry(c).or_default();
-                e.0 += 1;
-                e.1 += u;
-            }
-        }
-        server
-            .command(&["CONFIG", "SET", "slowlog-log-slower-than", &old.0])
-            .expect("CONFIG SET");
-        server
-            .command(&["CONFIG", "SET", "slowlog-max-len", &old.1])
-            .expect("CONFIG SET");
-        server
-            .command(&["SLOWLOG", "RESET"])
-            .expect("SLOWLOG RESET");
-        ops
-    }
-
-    fn print_ops(ops: &Ops, jobs: usize) {
-        println!(
-            "| queue script operation (slow log of the measured jobs) | calls | per job | server µs per call: mean / p50 / p99 | of which inside its commands (mean) | its commands per call |"
-        );
-        println!("|---|---:|---:|---:|---:|---|");
-        for (name, o) in ops {
-            let calls = o.calls.max(1) as f64;
-            let inner_usec: u64 = o.inner.values().map(|(_, u)| u).sum();
-            let mut inner: Vec<_> = o.inner.iter().collect();
-            inner.sort_by_key(|(_, (n, _))| std::cmp::Reverse(*n));
-            let list: Vec<String> = inner
-                .iter()
-                .map(|(c, (n, _))| format!("{c} {:.2}", *n as f64 / calls))
-                .collect();
-            let mut each = o.each.clone();
-            each.sort_unstable();
-            let at = |p: f64| {
-                each.get(((each.len().max(1) - 1) as f64 * p) as usize)
-                    .copied()
-                    .unwrap_or(0)
-            };
-            println!(
-                "| {name} | {} | {:.3} | {:.1} / {} / {} | {:.1} | {} |",
-                o.calls,
-                o.calls as f64 / jobs as f64,
-                o.usec as f64 / calls,
-                at(0.5),
-                at(0.99),
-                inner_usec as f64 / calls,
-                list.join(", ")
-            );
-        }
     }
 }
