@@ -259,23 +259,32 @@ mod bench {
         }
         costs.row(server, "push (1 item)", K);
         let batch = vec![0u64; BATCH];
-        for _ in 0..K / BATCH {
+        // Enough for the receives and the ack_and_receives after them.
+        for _ in 0..2 * K / BATCH {
             q.push_many(&batch).await.expect("push");
         }
-        costs.row(server, &format!("push_many ({BATCH} items)"), K / BATCH);
+        costs.row(server, &format!("push_many ({BATCH} items)"), 2 * K / BATCH);
         let mut held = Vec::with_capacity(K);
         for _ in 0..K {
             held.push(consumer.receive().await.expect("receive"));
         }
         costs.row(server, &format!("receive (delivered; {K} ready)"), K);
+        let last = held.pop().expect("held");
         for d in held {
             d.ack().await.expect("ack");
         }
-        costs.row(server, "ack", K);
-        let keys: Vec<String> = ["r", "w", "l", "p", "f", "m", "t", "x", "o"]
-            .map(|k| format!("coord:{{bench:queue:11:bench/costs}}:{k}"))
-            .into();
-        let label = "EVALSHA of `return 1`, 9 keys, 3 args";
+        costs.row(server, "ack", K - 1);
+        let mut d = last;
+        for _ in 0..K {
+            d = consumer.ack_and_next(d).await.expect("ack").expect("next");
+        }
+        costs.row(
+            server,
+            &format!("ack_and_receive (delivered; {K} ready)"),
+            K,
+        );
+        let keys = vec!["coord:{bench:queue:11:bench/costs}:r".to_owned()];
+        let label = "EVALSHA of `return 1`, 1 key, 3 args";
         let args = ["ack", "1", "1"];
         costs.evalsha_floor(server, label, &keys, &args, K).await;
         costs.print("each operation alone (one client, one call at a time)");
@@ -318,10 +327,16 @@ mod bench {
                 .consumer();
             let done = done.clone();
             tasks.push(tokio::spawn(async move {
+                // Each ack brings the next item when one is ready
+                // (ack_and_next: one round trip), else receive waits.
+                let mut next = None;
                 loop {
-                    let d = consumer.receive().await.expect("receive");
+                    let d = match next.take() {
+                        Some(d) => d,
+                        None => consumer.receive().await.expect("receive"),
+                    };
                     let stamp = *d.item();
-                    d.ack().await.expect("ack");
+                    next = consumer.ack_and_next(d).await.expect("ack");
                     done.record(stamp);
                 }
             }));

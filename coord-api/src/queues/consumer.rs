@@ -435,10 +435,9 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
                 }
             }
             let t_sent = client.clock().now();
-            let ropts = ReceiveOptions::new(opts.ttl, self.presence_ttl)
-                .max(self.prefetch)
-                .steal(self.steal);
-            let receive = client.queues()?.receive(&key, &self.holder, ropts);
+            let receive = client
+                .queues()?
+                .receive(&key, &self.holder, self.receive_options(&opts));
             let site = || self.site("receive", &key, None);
             let received = trace::call(&client, site, receive, |r| match r.deliveries.first() {
                 Some(d) => Outcome::Granted(d.token),
@@ -476,6 +475,85 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
             sleep_or_woken(client.clock(), self.watch.get(), wake).await;
             subscribed = self.watch.is_some();
         }
+    }
+
+    /// Acks `delivery` (as [`Delivery::ack`]) and, in the same round trip,
+    /// receives the next item if one is ready (never waiting): a worker
+    /// loop's settle-and-take-the-next, as [`run`](Self::run) does.
+    /// `Ok(None)` when nothing was ready (or it did not decode and went to
+    /// the dead letters): [`receive`](Self::receive) waits for the next.
+    /// With prefetched deliveries still buffered, it acks alone and answers
+    /// `None`: `receive` starts the next of them. If the ack was stale
+    /// (`LeaseLost`), what the receive delivered waits in the buffer for the
+    /// next `receive`.
+    ///
+    /// ```no_run
+    /// # async fn f(client: coord_api::Client) -> coord_api::Result<()> {
+    /// let mut consumer = client.queue::<u64>("jobs").consumer();
+    /// let mut next = None;
+    /// loop {
+    ///     let d = match next.take() {
+    ///         Some(d) => d,
+    ///         None => consumer.receive().await?,
+    ///     };
+    ///     println!("job {}", d.item());
+    ///     next = consumer.ack_and_next(d).await?;
+    /// }
+    /// # }
+    /// ```
+    pub async fn ack_and_next(&mut self, delivery: Delivery<T>) -> Result<Option<Delivery<T>>> {
+        self.ack_receipt_and_next(delivery.receipt).await
+    }
+
+    async fn ack_receipt_and_next(&mut self, r: Receipt) -> Result<Option<Delivery<T>>> {
+        if !self.buffer.is_empty() {
+            Delivery {
+                item: (),
+                receipt: r,
+            }
+            .ack()
+            .await?;
+            return Ok(None);
+        }
+        let (key, opts) = self.checked()?;
+        let client = self.queue.client().clone();
+        let lease = r.end();
+        let t_sent = client.clock().now();
+        let call = client.queues()?.ack_and_receive(
+            &r.queue,
+            r.id,
+            r.token,
+            &self.holder,
+            self.receive_options(&opts),
+        );
+        let site = || r.site("ack_and_receive");
+        let done = trace::call(&client, site, call, |(s, _)| settled(s)).await;
+        let (acked, mut deliveries) = match done {
+            Ok((s, received)) => {
+                self.keep_presence(&client, &key, t_sent);
+                (Ok(s == Settle::Done), received.deliveries)
+            }
+            Err(e) => (Err(e), Vec::new()),
+        };
+        let counted = matches!(acked, Ok(true));
+        let first = if counted && !deliveries.is_empty() {
+            Some(deliveries.remove(0))
+        } else {
+            None
+        };
+        self.buffer.extend(deliveries);
+        r.settled(&lease, "acked", acked)?;
+        match first {
+            Some(d) => self.deliver(&key, &opts, d, t_sent).await,
+            None => Ok(None),
+        }
+    }
+
+    /// What a receive asks for.
+    fn receive_options(&self, opts: &LeaseOptions) -> ReceiveOptions {
+        ReceiveOptions::new(opts.ttl, self.presence_ttl)
+            .max(self.prefetch)
+            .steal(self.steal)
     }
 
     /// Starts the presence lease after the first receive (which registered
@@ -569,8 +647,14 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
         F: Fn(T, ItemContext) -> Fut,
         Fut: Future<Output = std::result::Result<(), NodeError>>,
     {
+        // The item an ack brought with it (one round trip for both).
+        let mut next: Option<Delivery<T>> = None;
         loop {
-            let res = match self.receive().await {
+            let got = match next.take() {
+                Some(d) => Ok(d),
+                None => self.receive().await,
+            };
+            let res = match got {
                 Ok(Delivery { item, receipt }) => {
                     let ctx = ItemContext {
                         id: receipt.id,
@@ -581,11 +665,12 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
                         lost: receipt.guard.lost_signal(),
                     };
                     let out = handler(item, ctx).await;
-                    let d = Delivery { item: (), receipt };
                     match out {
-                        Ok(()) => d.ack().await,
-                        Err(e) if e.is_permanent() => d.dead_letter(e).await,
-                        Err(e) => d.nack(e).await.map(drop),
+                        Ok(()) => self.ack_receipt_and_next(receipt).await.map(|n| next = n),
+                        Err(e) if e.is_permanent() => {
+                            Delivery { item: (), receipt }.dead_letter(e).await
+                        }
+                        Err(e) => Delivery { item: (), receipt }.nack(e).await.map(drop),
                     }
                 }
                 Err(e) => Err(e),

@@ -516,6 +516,25 @@ pub trait QueueBackend: Send + Sync {
     /// Acknowledges delivery `token` of item `id`: the item is done (rule 5).
     async fn ack(&self, queue: &Key, id: u64, token: FencingToken) -> Result<Settle>;
 
+    /// [`ack`](Self::ack), then [`receive`](Self::receive) for `consumer`,
+    /// whatever the ack's answer: a consumer's settle-and-take-the-next (as
+    /// a worker loop does), one round trip instead of two on a remote
+    /// backend, which runs both in one step. `opts` is checked before
+    /// anything changes. By default the two calls, one after the other
+    /// (what the one step must be indistinguishable from).
+    async fn ack_and_receive(
+        &self,
+        queue: &Key,
+        id: u64,
+        token: FencingToken,
+        consumer: &HolderId,
+        opts: ReceiveOptions,
+    ) -> Result<(Settle, Received)> {
+        opts.check(queue)?;
+        let settle = self.ack(queue, id, token).await?;
+        Ok((settle, self.receive(queue, consumer, opts).await?))
+    }
+
     /// Gives item `id` back with `error`, ready again after `retry_in` if it
     /// has attempts left (rules 5, 6).
     async fn nack(

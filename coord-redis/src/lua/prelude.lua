@@ -50,3 +50,11 @@ local function next_token(counter, keep_ms, floor)
   return tok
 end
 
+-- The same rule for a family that keeps its counter where it reads other
+-- state anyway (one field of a hash it reads and writes on every grant):
+-- the next token after `stored` (a number, 0 when there is none); the
+-- caller stores what it gives.
+local function token_after(stored)
+  return math.max(stored + 1, now_us())
+end
+

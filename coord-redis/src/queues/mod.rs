@@ -21,10 +21,17 @@
 //! meta hash names (`next`: at or before the earliest due time, deadline
 //! and presence deadline, lowered by every step that adds an earlier one),
 //! so a step with nothing due pays one HGET for it. Ids come from the meta
-//! hash's counter (one HINCRBY per push), tokens from the prelude's
-//! `next_token` on the queue's counter (one draw per receive: the tokens
-//! of a batch follow each other, the counter stored at the last), deadlines
-//! from `TIME` in server ms. A step that made an item ready PUBLISHes on the
+//! hash's counter (one HINCRBY per push), tokens from the prelude's token
+//! rule (`token_after`) on the meta hash's `tok` (one draw per receive,
+//! read with the hint and stored with the count of deliveries in one HSET:
+//! the tokens of a batch follow each other, the counter stored at the
+//! last), deadlines from `TIME` in server ms. The script is passed one key,
+//! the ready set, and builds the other names from it: each key passed
+//! costs the server about as much as a small command.
+//!
+//! [`ack_and_receive`](QueueBackend::ack_and_receive) is the script's
+//! `take`: the ack, then the receive, in one step and one round trip (a
+//! worker loop's settle-and-take-the-next). A step that made an item ready PUBLISHes on the
 //! queue's channel ([`watch`](QueueBackend::watch)); delays, deadlines and
 //! presences pass silently: [`Received::next_in`] says when to look again.
 //!
@@ -40,8 +47,7 @@
 //! coord:{<ns>:queue:<len>:<q>}:l              in-flight zset: id -> delivery deadline (server ms)
 //! coord:{<ns>:queue:<len>:<q>}:p              presence zset: consumer -> presence deadline (server ms)
 //! coord:{<ns>:queue:<len>:<q>}:f              prefetched zset: id -> ready score
-//! coord:{<ns>:queue:<len>:<q>}:m              meta hash: id, deaths, next, delivered, redelivered, stolen, dead_lettered
-//! coord:{<ns>:queue:<len>:<q>}:t              token counter (next_token), kept KEEP_MS past a delivery's lease
+//! coord:{<ns>:queue:<len>:<q>}:m              meta hash: id, tok (token counter), deaths, next, delivered, redelivered, stolen, dead_lettered
 //! coord:{<ns>:queue:<len>:<q>}:x              dead zset: id -> id
 //! coord:{<ns>:queue:<len>:<q>}:o              deaths zset: id -> order of death
 //! coord:{<ns>:queue:<len>:<q>}:c              channel: an item may have become ready
@@ -52,11 +58,11 @@
 //!
 //! **Key lifetimes.** Items live until acked or removed from the dead (or
 //! dropped as the oldest death past the limit); a sorted set or consumer
-//! set left empty is gone; dedup keys expire with their window; the token
-//! counter lives one `MAX_TTL` past the latest delivery's lease (were it
-//! gone, the clock alone keeps tokens increasing). The meta hash (the id
-//! counter and the counts) lives as long as the queue is used: ids never
-//! repeat while any item or dead item is kept.
+//! set left empty is gone; dedup keys expire with their window. The meta
+//! hash (the id and token counters and the counts) lives as long as the
+//! queue is used: ids never repeat while any item or dead item is kept,
+//! and tokens increase while it lives (were it gone, the clock alone keeps
+//! them increasing).
 
 use std::{sync::LazyLock, time::Duration};
 
@@ -80,8 +86,9 @@ use crate::{
 
 static QUEUE: LazyLock<Script> = script!("queues/queue.lua");
 
-/// A queue's key parts, in script order (the channel is `c`).
-const PARTS: [char; 9] = ['r', 'w', 'l', 'p', 'f', 'm', 't', 'x', 'o'];
+/// The one key passed to the script: the ready zset, whose name without
+/// its last letter is every other name's base (see `queue.lua`).
+const READY: char = 'r';
 
 /// The trace family (and key space) of work queues.
 const FAMILY: &str = "queue";
@@ -99,11 +106,9 @@ fn queue_names(ns: &Namespace, queue: &Key) -> Names {
 /// operation written, with room for `args` more arguments of `extra` bytes.
 fn queue_eval(ns: &Namespace, queue: &Key, op: &'static str, args: usize, extra: usize) -> Eval {
     let mut names = queue_names(ns, queue);
-    let bytes = PARTS.len() * names.len() + op.len() + extra + 16;
-    let mut eval = Eval::new(&QUEUE, PARTS.len(), 1 + args, bytes);
-    for p in PARTS {
-        names.write(&mut eval, p);
-    }
+    let bytes = names.len() + op.len() + extra + 16;
+    let mut eval = Eval::new(&QUEUE, 1, 1 + args, bytes);
+    names.write(&mut eval, READY);
     eval.arg(op);
     eval
 }
@@ -160,7 +165,22 @@ fn push_reply(v: &Value) -> Option<Vec<Pushed>> {
 /// `{next_in ms (-1: none), then per delivery: id, payload, attempt, max
 /// attempts, token, flags (1 started + 2 stolen), priority}`.
 fn receive_reply(v: &Value) -> Option<Received> {
-    let (next, rest) = array(v)?.split_first()?;
+    received_from(array(v)?)
+}
+
+/// `take`'s reply: the ack's 0 or 1, then receive's.
+fn take_reply(v: &Value) -> Option<(Settle, Received)> {
+    let (acked, rest) = array(v)?.split_first()?;
+    let settle = match int(acked)? {
+        1 => Settle::Done,
+        0 => Settle::Stale,
+        _ => return None,
+    };
+    Some((settle, received_from(rest)?))
+}
+
+fn received_from(all: &[Value]) -> Option<Received> {
+    let (next, rest) = all.split_first()?;
     if rest.len() % 7 != 0 {
         return None;
     }
@@ -244,11 +264,35 @@ fn stats_reply(v: &Value) -> Option<(QueueStats, Vec<&str>)> {
     Some((s, consumers))
 }
 
+/// The bytes a receive's arguments take beyond the holder's, at most.
+fn receive_extra(consumer: &HolderId) -> usize {
+    crate::eval::holder_len(Some(consumer)) + 48
+}
+
+/// A receive's arguments (the script's `receive`, or `take`'s after the
+/// ack's): consumer, ttl ms, presence ttl ms, max, steal.
+fn receive_args(eval: &mut Eval, consumer: &HolderId, opts: &ReceiveOptions) {
+    eval.holder(consumer)
+        .arg(ms(opts.ttl))
+        .arg(ms(opts.presence_ttl))
+        .arg(opts.max)
+        .arg(if opts.steal { "1" } else { "0" });
+}
+
 /// The trace of a receive: the first delivery's token, or nothing.
 fn received(v: &Value) -> (&'static str, Option<u64>) {
     match array(v) {
         Some([_, _, _, _, _, tok, ..]) => ("delivered", int(tok).map(|t| t.max(0) as u64)),
         Some([_]) => ("empty", None),
+        _ => ("other", None),
+    }
+}
+
+/// The trace of a take: the ack's answer.
+fn taken(v: &Value) -> (&'static str, Option<u64>) {
+    match array(v).and_then(|a| a.first()).and_then(int) {
+        Some(1) => ("ok", None),
+        Some(0) => ("stale", None),
         _ => ("other", None),
     }
 }
@@ -366,16 +410,33 @@ impl QueueBackend for RedisBackend {
         opts: ReceiveOptions,
     ) -> Result<Received> {
         opts.check(queue)?;
-        let (ttl, presence) = (ms(opts.ttl), ms(opts.presence_ttl));
-        let extra = crate::eval::holder_len(Some(consumer)) + 48;
-        let mut eval = queue_eval(self.namespace(), queue, "receive", 5, extra);
-        eval.holder(consumer)
-            .arg(ttl)
-            .arg(presence)
-            .arg(opts.max)
-            .arg(if opts.steal { "1" } else { "0" });
+        let mut eval = queue_eval(
+            self.namespace(),
+            queue,
+            "receive",
+            5,
+            receive_extra(consumer),
+        );
+        receive_args(&mut eval, consumer, &opts);
         let call = Traced::new("receive", FAMILY, queue).by(consumer);
         self.queue_call(call, &eval, receive_reply, received).await
+    }
+
+    async fn ack_and_receive(
+        &self,
+        queue: &Key,
+        id: u64,
+        token: FencingToken,
+        consumer: &HolderId,
+        opts: ReceiveOptions,
+    ) -> Result<(Settle, Received)> {
+        opts.check(queue)?;
+        let extra = receive_extra(consumer) + 40;
+        let mut eval = queue_eval(self.namespace(), queue, "take", 7, extra);
+        eval.arg(id).arg(token.get());
+        receive_args(&mut eval, consumer, &opts);
+        let call = Traced::new("ack_and_receive", FAMILY, queue).by(consumer);
+        self.queue_call(call, &eval, take_reply, taken).await
     }
 
     async fn extend(

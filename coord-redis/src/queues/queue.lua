@@ -1,21 +1,24 @@
 -- Work queues (after the prelude). One script, the operation an argument;
 -- the rules are those of coord-api's spi/queues.rs, numbered there (1-9).
--- KEYS: 1 ready zset (id -> (MAX_PRIORITY - priority) * 2^44 + id), 2
--- delayed zset (id -> due, server ms), 3 in-flight zset (id -> delivery
--- deadline, server ms), 4 presence zset (consumer -> presence deadline,
--- server ms), 5 prefetched zset (id of a delivery not started -> its ready
--- score, the order stealing takes them in), 6 meta hash, 7 token counter
--- (next_token), 8 dead zset (id -> id), 9 deaths zset (dead id -> order of
--- death). Every name of the queue starts with the same base (KEYS[1]
--- without its last letter): item hashes are <base><id>:i, a consumer's set
--- of the ids delivered to it <base><consumer>:s, dedup keys <base><dedup
--- key>:k, the channel <base>c (all in the queue's slot).
+-- KEYS: 1 the ready zset (id -> (MAX_PRIORITY - priority) * 2^44 + id).
+-- Every other name of the queue is its base (KEYS[1] without its last
+-- letter) and a suffix, all in the queue's slot: w delayed zset (id -> due,
+-- server ms), l in-flight zset (id -> delivery deadline, server ms), p
+-- presence zset (consumer -> presence deadline, server ms), f prefetched
+-- zset (id of a delivery not started -> its ready score, the order
+-- stealing takes them in), m meta hash, x dead zset (id -> id), o deaths
+-- zset (dead id -> order of death), c the channel; item hashes are
+-- <base><id>:i, a consumer's set of the ids delivered to it
+-- <base><consumer>:s, dedup keys <base><dedup key>:k. (One key passed
+-- rather than nine: each costs the server as much as a small command.)
 -- ARGV: op, then
 --   push      per item: payload, priority, max attempts, delay ms ('0':
 --             none), dedup key ('': none), dedup window ms
 --   receive   consumer, ttl ms, presence ttl ms, max, steal ('1' | '0')
 --   extend    id, token, ttl ms
 --   ack       id, token
+--   take      id, token, then receive's arguments: the ack, then the
+--             receive, in one step (its reply: the ack's, then receive's)
 --   nack      id, token, error, retry ms
 --   dead      id, token, reason
 --   beat      consumer, ttl ms
@@ -26,23 +29,29 @@
 --   stats
 --
 -- An item's hash: p payload, q priority, n max attempts, a attempts
--- (started deliveries; absent: 0), t the current delivery's token ('' or
--- absent: not in flight), c its consumer, s '1' started | '0' prefetched, d
--- its deadline (server ms), e the last error; once dead also r the reason
--- and z the time of death (server µs).
--- The meta hash: id (the last id given), deaths (the last order of death),
--- delivered redelivered stolen dead_lettered (counts), next (server ms at
--- or before which nothing in the delayed, in-flight and presence sets is
--- due: a step sweeps only from then; absent means now).
+-- (started deliveries; absent: 0), l its current delivery ('' or absent:
+-- not in flight) as '<token> <deadline, server ms> <1 started | 0
+-- prefetched> <consumer>' (one field: a delivery is written and read whole,
+-- and every field of a hash costs its writes and reads), e the last error;
+-- once dead also r the reason and z the time of death (server µs).
+-- The meta hash: id (the last id given), tok (the last token drawn: the
+-- token rule's counter, next_token's, kept in the hash a receive reads
+-- anyway), deaths (the last order of death), delivered redelivered stolen
+-- dead_lettered (counts), next (server ms at or before which nothing in the
+-- delayed, in-flight and presence sets is due: a step sweeps only from
+-- then; absent means now).
+--
+-- Numbers are passed to redis.call as Lua numbers: the server writes an
+-- integer below 2^53 in full (no exponent), as fmt would, for less.
 --
 -- The common steps (push, receive, extend, ack) run inline, and the
 -- helpers of the rarer ones (returns, deaths, dead consumers, stealing,
 -- the sweep itself) are made only when a step needs them (lib()): a
 -- closure costs about 0.1 µs per local of this chunk it captures, paid on
 -- every step that makes it.
-local ready_z, delayed_z, lease_z, presence_z, prefetch_z = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local meta, counter, dead_z = KEYS[6], KEYS[7], KEYS[8]
+local ready_z = KEYS[1]
 local base = string.sub(ready_z, 1, -2)
+local meta, lease_z = base .. 'm', base .. 'l'
 
 local MAX_PRIORITY = 9
 -- 2^44: ids stay below it, and (MAX_PRIORITY + 1) * 2^44 is exact in a double.
@@ -50,17 +59,28 @@ local PRIORITY_STEP = 17592186044416
 -- How many arguments one ZADD/ZREM/SADD/SREM carries at most.
 local CHUNK = 400
 
+-- An item's delivery field: token (as stored), deadline, '1' | '0',
+-- consumer; nothing when it is not in flight.
+local function delivery(l)
+  if l then return string.match(l, '^(%d+) (%d+) (%d) (.+)$') end
+end
+
 -- The step's state shared with the helpers: the server time (ms), the
 -- sweep hint (read first, lowered by every step that makes something due
 -- earlier, written back at the end when it changed), whether an item was
 -- made ready (rule 9), items moved to dead.
 local now = now_ms()
+local is_ack, is_receive = op == 'ack' or op == 'take', op == 'receive' or op == 'take'
+-- A receive reads the token counter and the delivered count with the hint.
+local m
+if is_receive then
+  m = redis.call('HMGET', meta, 'next', 'tok', 'delivered')
+else
+  m = {redis.call('HGET', meta, 'next')}
+end
 local st = {
-  now = now, hint = tonumber(redis.call('HGET', meta, 'next') or '0'), dirty = false,
-  woke = false, dead = 0,
+  now = now, hint = tonumber(m[1] or '0'), dirty = false, woke = false, dead = 0,
 }
--- What a receive adds to the counts.
-local n_delivered, n_redelivered, n_stolen = 0, 0, 0
 
 -- The helpers of the rarer steps, made on first use. They reach the
 -- chunk's state through `st` and name the keys themselves: every local of
@@ -69,9 +89,10 @@ local L
 local function lib()
   if L then return L end
   L = {}
-  local ready_z, delayed_z, lease_z, presence_z, prefetch_z = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-  local meta, dead_z, deaths_z = KEYS[6], KEYS[8], KEYS[9]
+  local ready_z = KEYS[1]
   local base = string.sub(ready_z, 1, -2)
+  local delayed_z, lease_z, presence_z, prefetch_z = base .. 'w', base .. 'l', base .. 'p', base .. 'f'
+  local meta, dead_z, deaths_z = base .. 'm', base .. 'x', base .. 'o'
   local now = st.now
   local MAX_DEAD_KEPT = 10000
   -- The sweep hint when nothing is due at all (2^53).
@@ -94,7 +115,7 @@ local function lib()
   -- Rule 8: item `id` (out of every set of live items) is dead with
   -- `reason`; past MAX_DEAD_KEPT, the oldest deaths are dropped.
   function L.kill(id, h, reason)
-    redis.call('HSET', h, 't', '', 'r', reason, 'z', fmt(now_us()))
+    redis.call('HSET', h, 'l', '', 'r', reason, 'z', now_us())
     redis.call('ZADD', dead_z, id, id)
     redis.call('ZADD', deaths_z, fmt(redis.call('HINCRBY', meta, 'deaths', 1)), id)
     st.dead = st.dead + 1
@@ -117,15 +138,16 @@ local function lib()
   -- or nil (not in flight: nothing changed).
   function L.give_back(id, why, record, retry, owner, tok)
     local h = base .. id .. ':i'
-    local v = redis.call('HMGET', h, 't', 'd', 's', 'a', 'n', 'q', 'c')
-    if not v[1] or v[1] == '' then return nil end
-    if tok and (v[1] ~= tok or tonumber(v[2]) <= now) then return nil end
-    if owner and v[7] ~= owner then return nil end
-    local started = v[3] == '1'
+    local v = redis.call('HMGET', h, 'l', 'a', 'n', 'q')
+    local t, d, s, c = delivery(v[1])
+    if not t then return nil end
+    if tok and (t ~= tok or tonumber(d) <= now) then return nil end
+    if owner and c ~= owner then return nil end
+    local started = s == '1'
     redis.call('ZREM', lease_z, id)
     if not started then redis.call('ZREM', prefetch_z, id) end
-    if not owner and v[7] then redis.call('SREM', base .. v[7] .. ':s', id) end
-    if started and tonumber(v[4] or '0') >= tonumber(v[5]) then
+    if not owner then redis.call('SREM', base .. c .. ':s', id) end
+    if started and tonumber(v[2] or '0') >= tonumber(v[3]) then
       L.kill(id, h, why)
       return 'd'
     end
@@ -134,13 +156,13 @@ local function lib()
       redis.call('ZADD', delayed_z, fmt(at), id)
       if at < st.hint then st.hint, st.dirty = at, true end
     else
-      redis.call('ZADD', ready_z, fmt((MAX_PRIORITY - tonumber(v[6])) * PRIORITY_STEP + tonumber(id)), id)
+      redis.call('ZADD', ready_z, (MAX_PRIORITY - tonumber(v[4])) * PRIORITY_STEP + tonumber(id), id)
       st.woke = true
     end
     if started or record then
-      redis.call('HSET', h, 't', '', 'e', why)
+      redis.call('HSET', h, 'l', '', 'e', why)
     else
-      redis.call('HSET', h, 't', '')
+      redis.call('HSET', h, 'l', '')
     end
     return 'r'
   end
@@ -238,11 +260,12 @@ local function lib()
       if #ids == 0 then break end
       from = from + #ids
       for _, id in ipairs(ids) do
-        local v = redis.call('HMGET', base .. id .. ':i', 'p', 'q', 'n', 'a', 'c')
-        if v[1] and v[5] and v[5] ~= consumer then
+        local v = redis.call('HMGET', base .. id .. ':i', 'p', 'q', 'n', 'a', 'l')
+        local _, _, _, c = delivery(v[5])
+        if v[1] and c and c ~= consumer then
           found[#found + 1] = {id, v[1], v[2], v[3], v[4]}
-          victims[v[5]] = victims[v[5]] or {}
-          table.insert(victims[v[5]], id)
+          victims[c] = victims[c] or {}
+          table.insert(victims[c], id)
         end
       end
     end
@@ -259,6 +282,109 @@ end
 if st.hint <= now then lib().sweep() end
 
 local reply
+-- What a receive adds to the counts, and the meta fields the step writes
+-- (one HSET at its end).
+local n_delivered, n_redelivered, n_stolen = 0, 0, 0
+local meta_set = {}
+
+if is_ack then
+  local id, tok = ARGV[2], ARGV[3]
+  local h = base .. id .. ':i'
+  local t, d, s, c = delivery(redis.call('HGET', h, 'l'))
+  reply = 0
+  -- Rule 5: the current, unexpired delivery only.
+  if t == tok and tonumber(d) > now then
+    redis.call('DEL', h)
+    redis.call('ZREM', lease_z, id)
+    redis.call('SREM', base .. c .. ':s', id)
+    if s ~= '1' then redis.call('ZREM', base .. 'f', id) end
+    reply = 1
+  end
+end
+
+if is_receive then
+  -- take's receive arguments follow the ack's two.
+  local a0 = op == 'take' and 2 or 0
+  local consumer, ttl, max = ARGV[a0 + 2], tonumber(ARGV[a0 + 3]), tonumber(ARGV[a0 + 5])
+  -- Rule 3: presence first.
+  local presence = now + tonumber(ARGV[a0 + 4])
+  redis.call('ZADD', base .. 'p', presence, consumer)
+  if presence < st.hint then st.hint, st.dirty = presence, true end
+  local found = {}
+  local popped = redis.call('ZPOPMIN', ready_z, max)
+  for k = 1, #popped, 2 do
+    local id = popped[k]
+    local v = redis.call('HMGET', base .. id .. ':i', 'p', 'q', 'n', 'a')
+    -- (An id without an item is one deleted from outside.)
+    if v[1] then found[#found + 1] = {id, v[1], v[2], v[3], v[4]} end
+  end
+  local stolen = false
+  if #found == 0 and ARGV[a0 + 6] == '1' then
+    stolen = true
+    lib().steal(consumer, max, found)
+  end
+  -- The reply: the ack's first for take, then next_in's place.
+  if #found == 0 then
+    if op == 'take' then reply = {reply, lib().next_in()} else reply = {lib().next_in()} end
+  else
+    -- The first delivery is started, the others prefetched; the tokens of
+    -- one step follow each other (the token rule's draws within one
+    -- instant), the counter (meta's tok) stored at the last.
+    local dl = now + ttl
+    local tok = token_after(tonumber(m[2] or '0'))
+    local many = #found > 1
+    local leases, prefetched, owned
+    if many then leases, prefetched, owned = {}, {}, {} end
+    -- The reply, sized for one delivery: the ack's answer first for take,
+    -- then next_in's place (-1), then 7 fields per delivery.
+    local out, r
+    if op == 'take' then
+      out, r = {reply, -1, 0, 0, 0, 0, 0, 0, 0}, 2
+    else
+      out, r = {-1, 0, 0, 0, 0, 0, 0, 0}, 1
+    end
+    for k, f in ipairs(found) do
+      local id, q, a = f[1], f[3], tonumber(f[5] or '0')
+      local t = tok + k - 1
+      if a > 0 then n_redelivered = n_redelivered + 1 end
+      if k == 1 then
+        redis.call('HSET', base .. id .. ':i', 'l', string.format('%d %d 1 %s', t, dl, consumer), 'a', a + 1)
+      else
+        redis.call('HSET', base .. id .. ':i', 'l', string.format('%d %d 0 %s', t, dl, consumer))
+        prefetched[#prefetched + 1] = (MAX_PRIORITY - tonumber(q)) * PRIORITY_STEP + tonumber(id)
+        prefetched[#prefetched + 1] = id
+      end
+      if many then
+        leases[#leases + 1] = dl
+        leases[#leases + 1] = id
+        owned[#owned + 1] = id
+      end
+      out[r + 1] = tonumber(id)
+      out[r + 2] = f[2]
+      out[r + 3] = a + 1
+      out[r + 4] = tonumber(f[4])
+      out[r + 5] = t
+      out[r + 6] = (k == 1 and 1 or 0) + (stolen and 2 or 0)
+      out[r + 7] = tonumber(q)
+      r = r + 7
+    end
+    n_delivered = #found
+    if stolen then n_stolen = #found end
+    meta_set[1], meta_set[2] = 'tok', tok + #found - 1
+    meta_set[3], meta_set[4] = 'delivered', tonumber(m[3] or '0') + n_delivered
+    if many then
+      lib().bulk('ZADD', lease_z, leases)
+      lib().bulk('ZADD', base .. 'f', prefetched)
+      lib().bulk('SADD', base .. consumer .. ':s', owned)
+    else
+      redis.call('ZADD', lease_z, dl, found[1][1])
+      redis.call('SADD', base .. consumer .. ':s', found[1][1])
+    end
+    if dl < st.hint then st.hint, st.dirty = dl, true end
+    reply = out
+  end
+end
+
 if op == 'push' then
   local n = (#ARGV - 1) / 6
   -- Which items are pushed (rule 2): a duplicate's dedup key is held by an
@@ -306,7 +432,7 @@ if op == 'push' then
         delayed[#delayed + 1] = id
         if at < st.hint then st.hint, st.dirty = at, true end
       else
-        ready[#ready + 1] = fmt((MAX_PRIORITY - tonumber(q)) * PRIORITY_STEP + next_id)
+        ready[#ready + 1] = (MAX_PRIORITY - tonumber(q)) * PRIORITY_STEP + next_id
         ready[#ready + 1] = id
       end
     end
@@ -315,106 +441,25 @@ if op == 'push' then
     if #ready <= CHUNK then redis.call('ZADD', ready_z, unpack(ready)) else lib().bulk('ZADD', ready_z, ready) end
     st.woke = true
   end
-  if #delayed > 0 then lib().bulk('ZADD', delayed_z, delayed) end
-elseif op == 'receive' then
-  local consumer, ttl, max = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[5])
-  -- Rule 3: presence first.
-  local presence = now + tonumber(ARGV[4])
-  redis.call('ZADD', presence_z, fmt(presence), consumer)
-  if presence < st.hint then st.hint, st.dirty = presence, true end
-  local found = {}
-  local popped = redis.call('ZPOPMIN', ready_z, ARGV[5])
-  for k = 1, #popped, 2 do
-    local id = popped[k]
-    local v = redis.call('HMGET', base .. id .. ':i', 'p', 'q', 'n', 'a')
-    -- (An id without an item is one deleted from outside.)
-    if v[1] then found[#found + 1] = {id, v[1], v[2], v[3], v[4]} end
-  end
-  local stolen = false
-  if #found == 0 and ARGV[6] == '1' then
-    stolen = true
-    lib().steal(consumer, max, found)
-  end
-  reply = {-1}
-  if #found == 0 then
-    reply[1] = lib().next_in()
-  else
-    -- The first delivery is started, the others prefetched; the tokens of
-    -- one step follow each other (the token rule's draws within one
-    -- instant), the counter stored at the last.
-    local dl = now + ttl
-    local sdl = fmt(dl)
-    local tok = next_token(counter, ttl + KEEP_MS)
-    local many = #found > 1
-    local leases, prefetched, owned
-    if many then leases, prefetched, owned = {}, {}, {} end
-    for k, f in ipairs(found) do
-      local id, q, a = f[1], f[3], tonumber(f[5] or '0')
-      local t = tok + k - 1
-      n_delivered = n_delivered + 1
-      if a > 0 then n_redelivered = n_redelivered + 1 end
-      if stolen then n_stolen = n_stolen + 1 end
-      if k == 1 then
-        redis.call('HSET', base .. id .. ':i', 't', fmt(t), 'c', consumer, 's', '1', 'd', sdl, 'a', fmt(a + 1))
-      else
-        redis.call('HSET', base .. id .. ':i', 't', fmt(t), 'c', consumer, 's', '0', 'd', sdl)
-        prefetched[#prefetched + 1] = fmt((MAX_PRIORITY - tonumber(q)) * PRIORITY_STEP + tonumber(id))
-        prefetched[#prefetched + 1] = id
-      end
-      if many then
-        leases[#leases + 1] = sdl
-        leases[#leases + 1] = id
-        owned[#owned + 1] = id
-      end
-      local r = #reply
-      reply[r + 1] = tonumber(id)
-      reply[r + 2] = f[2]
-      reply[r + 3] = a + 1
-      reply[r + 4] = tonumber(f[4])
-      reply[r + 5] = t
-      reply[r + 6] = (k == 1 and 1 or 0) + (stolen and 2 or 0)
-      reply[r + 7] = tonumber(q)
-    end
-    if many then
-      next_token(counter, ttl + KEEP_MS, tok + #found - 2)
-      lib().bulk('ZADD', lease_z, leases)
-      lib().bulk('ZADD', prefetch_z, prefetched)
-      lib().bulk('SADD', base .. consumer .. ':s', owned)
-    else
-      redis.call('ZADD', lease_z, sdl, found[1][1])
-      redis.call('SADD', base .. consumer .. ':s', found[1][1])
-    end
-    if dl < st.hint then st.hint, st.dirty = dl, true end
-  end
+  if #delayed > 0 then lib().bulk('ZADD', base .. 'w', delayed) end
 elseif op == 'extend' then
   local id, tok = ARGV[2], ARGV[3]
   local h = base .. id .. ':i'
-  local v = redis.call('HMGET', h, 't', 'd', 's', 'a')
+  local v = redis.call('HMGET', h, 'l', 'a')
+  local t, d, s, c = delivery(v[1])
   reply = 0
   -- Rule 4: the current, unexpired delivery only.
-  if v[1] == tok and tonumber(v[2]) > now then
+  if t == tok and tonumber(d) > now then
     local dl = now + tonumber(ARGV[4])
-    redis.call('ZADD', lease_z, fmt(dl), id)
+    redis.call('ZADD', lease_z, dl, id)
     if dl < st.hint then st.hint, st.dirty = dl, true end
-    if v[3] == '1' then
-      redis.call('HSET', h, 'd', fmt(dl))
+    local l = string.format('%s %d 1 %s', t, dl, c)
+    if s == '1' then
+      redis.call('HSET', h, 'l', l)
     else
-      redis.call('HSET', h, 'd', fmt(dl), 's', '1', 'a', fmt(tonumber(v[4] or '0') + 1))
-      redis.call('ZREM', prefetch_z, id)
+      redis.call('HSET', h, 'l', l, 'a', tonumber(v[2] or '0') + 1)
+      redis.call('ZREM', base .. 'f', id)
     end
-    reply = 1
-  end
-elseif op == 'ack' then
-  local id, tok = ARGV[2], ARGV[3]
-  local h = base .. id .. ':i'
-  local v = redis.call('HMGET', h, 't', 'd', 's', 'c')
-  reply = 0
-  -- Rule 5: the current, unexpired delivery only.
-  if v[1] == tok and tonumber(v[2]) > now then
-    redis.call('DEL', h)
-    redis.call('ZREM', lease_z, id)
-    redis.call('SREM', base .. v[4] .. ':s', id)
-    if v[3] ~= '1' then redis.call('ZREM', prefetch_z, id) end
     reply = 1
   end
 elseif op == 'nack' then
@@ -423,25 +468,25 @@ elseif op == 'nack' then
 elseif op == 'dead' then
   local id, tok = ARGV[2], ARGV[3]
   local h = base .. id .. ':i'
-  local v = redis.call('HMGET', h, 't', 'd', 's', 'c')
+  local t, d, s, c = delivery(redis.call('HGET', h, 'l'))
   reply = 0
-  if v[1] == tok and tonumber(v[2]) > now then
+  if t == tok and tonumber(d) > now then
     redis.call('ZREM', lease_z, id)
-    redis.call('SREM', base .. v[4] .. ':s', id)
-    if v[3] ~= '1' then redis.call('ZREM', prefetch_z, id) end
+    redis.call('SREM', base .. c .. ':s', id)
+    if s ~= '1' then redis.call('ZREM', base .. 'f', id) end
     lib().kill(id, h, ARGV[4])
     reply = 1
   end
 elseif op == 'beat' then
   local presence = now + tonumber(ARGV[3])
-  redis.call('ZADD', presence_z, fmt(presence), ARGV[2])
+  redis.call('ZADD', base .. 'p', fmt(presence), ARGV[2])
   if presence < st.hint then st.hint, st.dirty = presence, true end
   reply = 1
 elseif op == 'leave' then
   reply = 0
-  if redis.call('ZSCORE', presence_z, ARGV[2]) then reply = lib().forget(ARGV[2]) end
+  if redis.call('ZSCORE', base .. 'p', ARGV[2]) then reply = lib().forget(ARGV[2]) end
 elseif op == 'list' then
-  local ids = redis.call('ZRANGEBYSCORE', dead_z, '(' .. ARGV[2], '+inf', 'LIMIT', '0', ARGV[3])
+  local ids = redis.call('ZRANGEBYSCORE', base .. 'x', '(' .. ARGV[2], '+inf', 'LIMIT', '0', ARGV[3])
   reply = {}
   for _, id in ipairs(ids) do
     local v = redis.call('HMGET', base .. id .. ':i', 'p', 'a', 'r', 'z')
@@ -456,8 +501,8 @@ elseif op == 'list' then
 elseif op == 'requeue' then
   local id = ARGV[2]
   reply = 0
-  if redis.call('ZREM', dead_z, id) == 1 then
-    redis.call('ZREM', KEYS[9], id)
+  if redis.call('ZREM', base .. 'x', id) == 1 then
+    redis.call('ZREM', base .. 'o', id)
     local h = base .. id .. ':i'
     redis.call('HDEL', h, 'r', 'z', 'e')
     redis.call('HSET', h, 'a', '0')
@@ -469,32 +514,34 @@ elseif op == 'requeue' then
 elseif op == 'remove' then
   local id = ARGV[2]
   reply = 0
-  if redis.call('ZREM', dead_z, id) == 1 then
-    redis.call('ZREM', KEYS[9], id)
+  if redis.call('ZREM', base .. 'x', id) == 1 then
+    redis.call('ZREM', base .. 'o', id)
     redis.call('DEL', base .. id .. ':i')
     reply = 1
   end
 elseif op == 'stats' then
   local m = redis.call('HMGET', meta, 'delivered', 'redelivered', 'stolen', 'dead_lettered')
   reply = {
-    redis.call('ZCARD', ready_z), redis.call('ZCARD', delayed_z), redis.call('ZCARD', lease_z),
-    redis.call('ZCARD', dead_z), tonumber(m[1] or '0'), tonumber(m[2] or '0'),
+    redis.call('ZCARD', ready_z), redis.call('ZCARD', base .. 'w'), redis.call('ZCARD', lease_z),
+    redis.call('ZCARD', base .. 'x'), tonumber(m[1] or '0'), tonumber(m[2] or '0'),
     tonumber(m[3] or '0'), tonumber(m[4] or '0') + st.dead,
   }
-  for _, c in ipairs(redis.call('ZRANGE', presence_z, 0, -1)) do
+  for _, c in ipairs(redis.call('ZRANGE', base .. 'p', 0, -1)) do
     reply[#reply + 1] = c
   end
-else
+elseif not (is_ack or is_receive) then
   return redis.error_reply('coord: unknown queue operation ' .. tostring(op))
 end
 
+
 -- The step's end: the counts, the hint, the wake-up (rule 9).
-if n_delivered > 0 then
-  redis.call('HINCRBY', meta, 'delivered', n_delivered)
-  if n_redelivered > 0 then redis.call('HINCRBY', meta, 'redelivered', n_redelivered) end
-  if n_stolen > 0 then redis.call('HINCRBY', meta, 'stolen', n_stolen) end
-end
+if n_redelivered > 0 then redis.call('HINCRBY', meta, 'redelivered', n_redelivered) end
+if n_stolen > 0 then redis.call('HINCRBY', meta, 'stolen', n_stolen) end
 if st.dead > 0 then redis.call('HINCRBY', meta, 'dead_lettered', st.dead) end
-if st.dirty then redis.call('HSET', meta, 'next', fmt(st.hint)) end
+if st.dirty then
+  meta_set[#meta_set + 1] = 'next'
+  meta_set[#meta_set + 1] = st.hint
+end
+if #meta_set > 0 then redis.call('HSET', meta, unpack(meta_set)) end
 if st.woke then redis.call('PUBLISH', base .. 'c', 'ready') end
 return reply

@@ -2,7 +2,8 @@
 //! delivered again after the back-off as the next attempt with a larger
 //! token, and on its last attempt moves it to the dead letters exactly once
 //! with the last error; `dead_letter` moves it there at once; and
-//! `Consumer::run` settles by the handler's answer.
+//! `Consumer::run` settles by the handler's answer; `ack_and_next` (the
+//! SPI's `ack_and_receive`) acks and takes the next item in one step.
 
 use super::*;
 
@@ -32,6 +33,75 @@ pub async fn queue_ack_removes_item(h: &dyn Harness) {
     let mut other = q.consumer().wait_timeout(Some(ms(100)));
     assert_timeout(other.receive().await, "nothing delivered again");
     assert_eq!(places(&stats(&c).await), (0, 0, 0, 0));
+}
+
+/// `ack_and_next` acks the delivery and, in the same step, takes the next
+/// ready item (a new, larger token), or answers `None` when nothing is
+/// ready; through the SPI, `ack_and_receive` receives whatever the ack's
+/// answer (a stale ack is `Stale` and changes nothing), and bad receive
+/// options are refused before the ack.
+pub async fn queue_ack_and_next_acks_then_takes_the_next(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let c = ctx.client("a").await;
+    let q = numbers(&c);
+    q.push_many(&[1, 2, 3]).await.unwrap();
+    let mut consumer = q.consumer();
+    let mut d = within(consumer.receive(), "the first").await;
+    let mut seen = vec![*d.item()];
+    while let Some(next) = within(consumer.ack_and_next(d), "ack_and_next").await {
+        assert!(next.token() > FencingToken(0) && next.attempt() == 1);
+        seen.push(*next.item());
+        d = next;
+    }
+    assert_eq!(seen, [1, 2, 3], "each ack took the next, in order");
+    let s = stats(&c).await;
+    assert_eq!(places(&s), (0, 0, 0, 0), "all acked: {s:?}");
+    assert_eq!(counts(&s), (3, 0, 0, 0), "{s:?}");
+
+    let backend = ctx.backend().await;
+    let (queue, who) = (key(Q), crashed());
+    let opts = ReceiveOptions::new(ms(10_000), ms(10_000));
+    let id = q.push(&4).await.unwrap().id();
+    let got = spi(&backend).receive(&queue, &who, opts).await.unwrap();
+    let token = got.deliveries[0].token;
+    let bad = opts.max(0);
+    let refused = spi(&backend).ack_and_receive(&queue, id, token, &who, bad).await;
+    invalid(refused, "max 0");
+    let id5 = q.push(&5).await.unwrap().id();
+    let (acked, next) = (spi(&backend).ack_and_receive(&queue, id, token, &who, opts).await)
+        .expect("ack_and_receive");
+    assert_eq!(acked, Settle::Done, "not acked by the refused call");
+    assert_eq!(next.deliveries.len(), 1, "{next:?}");
+    let d5 = &next.deliveries[0];
+    assert!(d5.id == id5 && d5.token > token, "{d5:?}");
+    let (stale, none) = (spi(&backend).ack_and_receive(&queue, id, token, &who, opts).await)
+        .expect("ack_and_receive");
+    assert_eq!(stale, Settle::Stale, "acked twice");
+    assert!(none.deliveries.is_empty(), "{none:?}");
+    let s = stats(&c).await;
+    assert_eq!(places(&s), (0, 0, 1, 0), "item 5 in flight: {s:?}");
+}
+
+/// A stale `ack_and_next` is `LeaseLost`, and the item its step took is not
+/// lost: the consumer's next `receive` gives it.
+pub async fn queue_stale_ack_and_next_keeps_the_item_it_took(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let c = ctx.client("a").await;
+    let q = numbers(&c);
+    let id = q.push(&1).await.unwrap().id();
+    let mut consumer = q.consumer();
+    let d = within(consumer.receive(), "the first").await;
+    let backend = ctx.backend().await;
+    let acked = spi(&backend).ack(&key(Q), id, d.token()).await.unwrap();
+    assert_eq!(acked, Settle::Done);
+    q.push(&2).await.unwrap();
+    assert_lease_lost(consumer.ack_and_next(d).await, "acked already");
+    let d2 = within(consumer.receive(), "the item the stale step took").await;
+    assert_eq!((*d2.item(), d2.attempt()), (2, 1));
+    within(d2.ack(), "ack").await;
+    let s = stats(&c).await;
+    assert_eq!(places(&s), (0, 0, 0, 0), "{s:?}");
+    assert_eq!(counts(&s), (2, 0, 0, 0), "{s:?}");
 }
 
 /// A nack gives the item back: it is delivered again only after the
