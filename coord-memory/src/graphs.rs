@@ -9,7 +9,8 @@
 //! day, is forgotten by the store's sweep.
 //!
 //! Watches: `watch_ready` is the graph's topic, woken by a step that made a
-//! node ready; `watch_run` the run's, woken by a step that counted one of its
+//! node ready and did not take it (a completion may take the next node in
+//! its step); `watch_run` the run's, woken by a step that counted one of its
 //! transitions (and by its cancellation). Neither wakes at a retry delay's
 //! end or a lease deadline (rule 9): `Take::Idle` tells when.
 
@@ -217,7 +218,7 @@ impl MemoryBackend {
             now,
             wall: self.store.wall(now),
             wall_us: self.store.inner.table.wall_us(now),
-            ready: false,
+            ready: Vec::new(),
             changed: Vec::new(),
         }
     }
@@ -251,7 +252,7 @@ impl MemoryBackend {
                 op(g, &mut step)
             })
         };
-        if step.ready {
+        if !step.ready.is_empty() {
             self.store
                 .notify(|| Topic::GraphReady(self.ns.clone(), graph.clone()));
         }
@@ -333,9 +334,16 @@ impl GraphBackend for MemoryBackend {
         node: &Key,
         token: FencingToken,
         result: NodeResult,
+        next: Option<(HolderId, Duration)>,
     ) -> Result<Complete> {
         let ending = check_result(graph, run, node, result, self)?;
-        let completed = self.on_run(graph, run, |r, q, step| {
+        if let Some((_, ttl)) = &next {
+            coord_api::validate_ttl(graph, *ttl)?;
+        }
+        let completed = self.on_graph(graph, false, |g, step| {
+            let Some((r, q)) = g.run_mut(run) else {
+                return Complete::Stale { state: None };
+            };
             let Some(i) = r.node_index(node) else {
                 return Complete::Stale { state: None };
             };
@@ -348,10 +356,10 @@ impl GraphBackend for MemoryBackend {
                 Ending::Success(bytes) => r.succeed(i, bytes, q, step),
                 Ending::Failure(error, retry_in) => r.fail(i, error, retry_in, q, step),
             }
-            Complete::Recorded {
-                state: r.node_state(i),
-                run: r.state(),
-            }
+            let (state, run) = (r.node_state(i), r.state());
+            // Rule 4: the next node, taken in the same step.
+            let next = next.map(|(holder, ttl)| g.take(&holder, ttl, step));
+            Complete::Recorded { state, run, next }
         });
         Ok(completed.unwrap_or(Complete::Stale { state: None }))
     }

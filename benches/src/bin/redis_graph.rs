@@ -4,25 +4,29 @@
 //! - **coord**: `RUNS` runs (default 500) of one graph of 11 nodes, 10 roots
 //!   and a `join` after all 10 (fan-in): the shape of BullMQ's `flows`
 //!   scenario (a parent after its 10 children). 64 tasks (on a runtime of
-//!   two threads), each with a `GraphWorker` of its own, on `CLIENTS`
-//!   clients (default 1, each a
+//!   two threads), each running `GraphWorker::run` (a worker of one
+//!   `Graph` per client, so a client's workers share its ready
+//!   notifications), on `CLIENTS` clients (default 1, each a
 //!   `RedisBackend`: one multiplexed connection and one pub/sub
-//!   subscription), TTL 30 s (no renewal falls inside a run), take and
-//!   complete per node. The bodies do nothing: a root returns 1, the join
-//!   decodes its 10 parents' results (they come with the take, as BullMQ's
-//!   parent reads its children's values) and returns 1. With the workers
-//!   started and idle (subscribed), one task submits the runs one after
-//!   another, each submit awaited, as BullMQ's `FlowProducer.add` is; the
-//!   clock runs from the first submit sent until the last join's completion
-//!   returned. Reported: nodes per second (11 × runs over that time) and the
-//!   server's work per node from `INFO commandstats` between the two
-//!   instants: EVALSHA calls (every graph operation is one EVALSHA of one
-//!   script: submit, take, complete) per node, split into the submits (one
-//!   per run), the completions (one per node) and the takes (the rest: one
-//!   per node plus the idle ones, a take that found nothing because another
-//!   worker woken by the same notification got there first), and the
-//!   server's µs per call (and how much of it inside the commands the
-//!   scripts called, from their own commandstats). After the clock stops every run's status is read
+//!   subscription), TTL 30 s (no renewal falls inside a run); each
+//!   completion takes the worker's next node in the same call, and a worker
+//!   that found nothing takes once woken. The bodies do nothing: a root
+//!   returns 1, the join decodes its 10 parents' results (they come with
+//!   the take, as BullMQ's parent reads its children's values) and returns
+//!   1; each body counts itself as it returns. With the workers started and
+//!   idle (subscribed), one task submits the runs one after another, each
+//!   submit awaited, as BullMQ's `FlowProducer.add` is; the clock runs from
+//!   the first submit sent until the last join's body returned (its
+//!   completion, one round trip, is then on its way). Reported: nodes per
+//!   second (11 × runs over that time) and the server's work per node from
+//!   `INFO commandstats` between the two instants: EVALSHA calls (every
+//!   graph operation is one EVALSHA of one script: submit, take, complete)
+//!   per node, split into the submits (one per run), the completions (one
+//!   per node, each of which may have taken a node too) and the takes on
+//!   their own (the rest: a worker woken by a notification or handed on by
+//!   another, some of which find nothing), and the server's µs per call
+//!   (and how much of it inside the commands the scripts called, from their
+//!   own commandstats). After the clock stops every run's status is read
 //!   and checked (succeeded, every node one attempt).
 //! - **BullMQ**: the anchor's `bench.js PORT 40×RUNS` (`40×RUNS` jobs make
 //!   `RUNS` flows of 1 parent + 10 children) in its directory
@@ -50,7 +54,8 @@
 //! coord pass, not counted (logging slows the server), with the server's
 //! slow log recording every command (threshold 0): per operation of the
 //! script (an argument of the EVALSHA; a take that wrote nothing is an idle
-//! one, counted exactly here), its calls, server µs (mean, p50, p99), and
+//! one, counted exactly here; a complete that took a node is not told
+//! apart), its calls, server µs (mean, p50, p99), and
 //! the commands it ran inside with their share of that time; the rest is
 //! the script's own Lua and the cost of each `redis.call`.
 //!
@@ -81,7 +86,7 @@ mod bench {
         time::{Duration, Instant},
     };
 
-    use coord_api::{Client, Graph, Node, NodeContext, NodeError, NodeState, RunState};
+    use coord_api::{Client, Graph, Node, NodeContext, NodeError, RunState};
     use coord_benches::redis_tool::{
         Anchor, Counter, Ops, Split, Window, client, cpu, env_usize, median, or_none, print_ops,
         profile, server_line, slowlog_off, slowlog_on, stop, verdict,
@@ -120,7 +125,7 @@ mod bench {
         evalsha: u64,
         /// Their server time, µs.
         evalsha_usec: u64,
-        /// Completions returned to the workers (one per node).
+        /// Bodies that returned (one per node, each then completed).
         completes: u64,
         /// Every other command the server ran meanwhile (those the scripts
         /// called, mostly): name -> calls.
@@ -135,15 +140,11 @@ mod bench {
     }
 
     impl Flows {
-        /// Takes: what is neither a submit nor a completion.
+        /// Takes on their own: what is neither a submit nor a completion.
         fn takes(&self) -> u64 {
             self.evalsha
                 .saturating_sub(self.runs as u64)
                 .saturating_sub(self.completes)
-        }
-
-        fn idle_takes(&self) -> u64 {
-            self.takes().saturating_sub(self.nodes as u64)
         }
 
         /// Round trips per node beyond the body: takes and completions.
@@ -253,22 +254,29 @@ mod bench {
         for i in 0..clients {
             cs.push(client(server, &format!("bench-{i}")).await);
         }
-        let graph = declare(&cs[0], name);
+        // One graph per client: its workers share its ready notifications.
+        let graphs: Vec<Graph> = cs.iter().map(|c| declare(c, name)).collect();
+        let graph = graphs[0].clone();
         let joins = Arc::new(Counter::default());
         let completes = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::with_capacity(workers);
         for w in 0..workers {
-            let mut worker = declare(&cs[w % clients], name).worker();
+            let worker = graphs[w % clients].worker();
             let (joins, completes) = (joins.clone(), completes.clone());
             tasks.push(tokio::spawn(async move {
-                loop {
-                    let worked = worker.work_next(body).await.expect("work");
-                    assert_eq!(worked.state, Some(NodeState::Succeeded), "{worked:?}");
-                    completes.fetch_add(1, Ordering::Relaxed);
-                    if worked.node == JOIN {
-                        joins.bump();
+                let counted = move |ctx: NodeContext| {
+                    let (joins, completes) = (joins.clone(), completes.clone());
+                    async move {
+                        let join = ctx.node() == JOIN;
+                        let out = body(ctx).await;
+                        completes.fetch_add(1, Ordering::Relaxed);
+                        if join {
+                            joins.bump();
+                        }
+                        out
                     }
-                }
+                };
+                worker.run(counted).await.expect("work");
             }));
         }
         // Warm-up: every worker has taken (idle) and subscribed, the script
@@ -342,7 +350,7 @@ mod bench {
         let others: Vec<String> = f.others.iter().map(|(n, c)| format!("{n} {c}")).collect();
         println!(
             "rep {rep}: coord {} runs × {NODES} nodes in {:.3} s: {:.0} nodes/s; per node: {:.2} \
-             round trips beyond the body ({:.2} takes of which {:.2} idle, {:.2} completes), \
+             round trips beyond the body ({:.2} takes on their own, {:.2} completes), \
              {:.3} submits; EVALSHA {:.1} µs of server time per call, {:.1} of them inside the \
              commands it called; server CPU {:.0} µs/node, this process {:.0} µs/node; commands \
              called (by the scripts, but for SUBSCRIBE & co): {}",
@@ -351,7 +359,6 @@ mod bench {
             f.nodes_per_s,
             f.per_node(),
             f.takes() as f64 / f.nodes as f64,
-            f.idle_takes() as f64 / f.nodes as f64,
             f.completes as f64 / f.nodes as f64,
             f.runs as f64 / f.nodes as f64,
             f.evalsha_usec as f64 / f.evalsha.max(1) as f64,
@@ -365,7 +372,7 @@ mod bench {
     fn summary(all: &[Rep], runs: usize) {
         println!();
         println!(
-            "| rep | coord nodes/s | BullMQ flows nodes/s | coord / BullMQ | coord round trips per node (idle takes) | CPU µs per node, server + client: coord | BullMQ |"
+            "| rep | coord nodes/s | BullMQ flows nodes/s | coord / BullMQ | coord round trips per node (takes on their own) | CPU µs per node, server + client: coord | BullMQ |"
         );
         println!("|---|---:|---:|---:|---:|---:|---:|");
         for (i, r) in all.iter().enumerate() {
@@ -384,7 +391,7 @@ mod bench {
                 i + 1,
                 r.coord.nodes_per_s,
                 r.coord.per_node(),
-                r.coord.idle_takes() as f64 / r.coord.nodes as f64,
+                r.coord.takes() as f64 / r.coord.nodes as f64,
                 per(r.coord.server_cpu),
                 per(r.coord.client_cpu),
             );

@@ -6,11 +6,12 @@
 //! |---|---|---|
 //! | `coord_graph_runs_submitted_total` | counter | (none): runs created (not an idempotent re-submission) |
 //! | `coord_graph_attempts_total` | counter | `outcome`: the node's state after the attempt (`succeeded`, `failed`, `retry` (ready again), `cancelled`), or `stale` (the completion was refused: the lease had ended) |
+//! | `coord_graph_takes_total` | counter | `via` (`take`, or `complete`: taken by a completion in its step), `outcome` (`taken` or `idle`: nothing to take) |
 //! | `coord_graph_attempt_seconds` | histogram | `outcome` `ok` or `error`: how long the body ran |
 
 use std::time::Duration;
 
-use crate::spi::NodeState;
+use crate::spi::{NodeState, Take};
 
 /// Counts one run created.
 pub(crate) fn runs_submitted() {
@@ -29,4 +30,13 @@ pub(crate) fn attempt_ended(state: Option<NodeState>, failed: bool, ran: Duratio
     metrics::counter!("coord_graph_attempts_total", "outcome" => outcome).increment(1);
     let body = if failed { "error" } else { "ok" };
     metrics::histogram!("coord_graph_attempt_seconds", "outcome" => body).record(ran.as_secs_f64());
+}
+
+/// Counts one take made `via` a take or a completion, by what it got.
+pub(crate) fn took(via: &'static str, take: &Take) {
+    let outcome = match take {
+        Take::Taken(_) => "taken",
+        _ => "idle",
+    };
+    metrics::counter!("coord_graph_takes_total", "via" => via, "outcome" => outcome).increment(1);
 }

@@ -13,6 +13,7 @@
 //! backend's rules are in [`spi::graphs`](crate::spi::graphs).
 
 mod metrics;
+mod ready;
 mod run;
 mod worker;
 
@@ -172,6 +173,7 @@ impl GraphBuilder {
             spec: Arc::new(spec),
             backoff: self.nodes.iter().map(|n| n.backoff).collect(),
             retention: self.retention,
+            ready: Arc::default(),
         })
     }
 }
@@ -223,6 +225,8 @@ pub struct Graph {
     /// Each node's back-off, in declaration order.
     backoff: Arc<[Backoff]>,
     retention: Duration,
+    /// The ready wake-ups its workers (and its clones') share.
+    ready: Arc<ready::Ready>,
 }
 
 impl Graph {
@@ -290,6 +294,10 @@ impl Graph {
 
     pub(crate) fn key(&self) -> &Key {
         &self.name
+    }
+
+    pub(crate) fn ready(&self) -> &Arc<ready::Ready> {
+        &self.ready
     }
 
     /// The back-off of the node named `node`.

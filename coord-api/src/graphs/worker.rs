@@ -1,7 +1,11 @@
 //! The worker: takes ready nodes of any run of a graph and runs a body on
 //! each under a lease, then completes the attempt with the body's result.
-//! Two backend calls per node (take and complete) beyond the lease's
-//! renewals; an idle worker waits on the graph's ready notifications.
+//! [`GraphWorker::run`] completes each node and takes the next in one
+//! backend call (a busy worker costs one call per node beyond the lease's
+//! renewals); [`work_next`](GraphWorker::work_next) and
+//! [`work_one`](GraphWorker::work_one) take and complete, two. An idle
+//! worker waits on the graph's ready notifications, shared with the other
+//! workers of its [`Graph`] (see `ready.rs`).
 
 use std::{
     fmt,
@@ -15,12 +19,14 @@ use std::{
 
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::{Graph, metrics};
+use super::{
+    Graph, metrics,
+    ready::{Owed, Woken},
+};
 use crate::{
     BoxError, Error, FencingToken, HolderId, Key, LostSignal, Release, Result,
-    barriers::sleep_or_woken,
     clock::Instant,
-    handle::{Handle, KeptWatch, option_setters},
+    handle::{Handle, option_setters},
     lease::{BoxFuture, Guard, Lease, Tenure, wait::jittered},
     spi::{
         Complete, MAX_ERROR_BYTES, MAX_RESULT_BYTES, NodeResult, NodeState, Outcome, Renew, Take,
@@ -84,7 +90,8 @@ impl Tenure for Attempt {
                 error: "abandoned: the worker dropped the attempt".into(),
                 retry_in: Some(Duration::ZERO),
             };
-            let done = graphs.complete(&self.graph, &self.run, &self.node, self.token, result);
+            let done =
+                graphs.complete(&self.graph, &self.run, &self.node, self.token, result, None);
             Ok(crate::lease::released(matches!(
                 done.await?,
                 Complete::Recorded { .. }
@@ -286,27 +293,17 @@ pub struct Worked {
 
 /// Works on a graph's runs: takes a ready node of any run, runs the body,
 /// completes the attempt. One node at a time per worker; run several
-/// (e.g. one per task) for concurrency.
+/// (e.g. one per task) for concurrency. The workers made from one
+/// [`Graph`] (or its clones) share its ready notifications: one idle
+/// worker is woken per notification, and each that takes a node wakes one
+/// more.
 ///
 /// The lease options (TTL, renewal, retry delay) are the client's unless
 /// set here.
+#[derive(Clone)]
 pub struct GraphWorker {
     graph: Graph,
     handle: Handle,
-    /// The graph's ready notifications, made the first time the worker was
-    /// idle and kept (a busy worker costs two calls per node).
-    watch: KeptWatch,
-}
-
-impl Clone for GraphWorker {
-    /// The same graph and options, with a watch of its own.
-    fn clone(&self) -> GraphWorker {
-        GraphWorker {
-            graph: self.graph.clone(),
-            handle: self.handle.clone(),
-            watch: KeptWatch::default(),
-        }
-    }
 }
 
 impl fmt::Debug for GraphWorker {
@@ -318,14 +315,14 @@ impl fmt::Debug for GraphWorker {
     }
 }
 
+/// A node taken by a completion (or nothing, and when to look again), and
+/// when that completion was sent.
+type Carried = (Take, Instant);
+
 impl GraphWorker {
     pub(super) fn new(graph: Graph) -> GraphWorker {
         let handle = Handle::new(graph.client().clone(), graph.name());
-        GraphWorker {
-            graph,
-            handle,
-            watch: KeptWatch::default(),
-        }
+        GraphWorker { graph, handle }
     }
 
     option_setters!();
@@ -343,7 +340,8 @@ impl GraphWorker {
         let Take::Taken(taken) = taken else {
             return Ok(None);
         };
-        Ok(Some(self.attempt(*taken, holder, t_sent, body).await?))
+        let (worked, _) = self.attempt(*taken, holder, t_sent, body, false).await?;
+        Ok(Some(worked))
     }
 
     /// Waits for a ready node (woken by the backend's notification, or at
@@ -355,21 +353,24 @@ impl GraphWorker {
         Fut: Future<Output = std::result::Result<R, NodeError>>,
         R: Serialize,
     {
-        self.next(body).await
+        Ok(self.next(body, None, false).await?.0)
     }
 
-    /// Works for ever: [`work_next`](Self::work_next) in a loop. Errors
-    /// the backend may recover from (it is unreachable) are logged and
-    /// waited out; any other error is returned.
-    pub async fn run<R, F, Fut>(mut self, body: F) -> Result<()>
+    /// Works for ever: [`work_next`](Self::work_next) in a loop, where each
+    /// completion also takes the worker's next node in the same backend
+    /// call (one call per node while there is work). Errors the backend
+    /// may recover from (it is unreachable) are logged and waited out; any
+    /// other error is returned.
+    pub async fn run<R, F, Fut>(self, body: F) -> Result<()>
     where
         F: Fn(NodeContext) -> Fut,
         Fut: Future<Output = std::result::Result<R, NodeError>>,
         R: Serialize,
     {
+        let mut carried = None;
         loop {
-            match self.next(&body).await {
-                Ok(_) => {}
+            match self.next(&body, carried.take(), true).await {
+                Ok((_, next)) => carried = next,
                 Err(e) if e.is_retryable() => {
                     tracing::warn!(graph = %self.graph.name(), error = %e, "graph worker: backend unreachable; waiting");
                     let clock = self.graph.client().clock();
@@ -382,7 +383,15 @@ impl GraphWorker {
         }
     }
 
-    async fn next<R, F, Fut>(&mut self, body: F) -> Result<Worked>
+    /// Works on the next node: `carried` when the previous completion took
+    /// one, else one taken now or once woken. With `carry`, its completion
+    /// takes the next node, returned to be worked on next.
+    async fn next<R, F, Fut>(
+        &self,
+        body: F,
+        carried: Option<Carried>,
+        carry: bool,
+    ) -> Result<(Worked, Option<Carried>)>
     where
         F: FnOnce(NodeContext) -> Fut,
         Fut: Future<Output = std::result::Result<R, NodeError>>,
@@ -391,26 +400,37 @@ impl GraphWorker {
         let (_, opts) = self.handle.checked()?;
         let opts = opts.clone();
         let client = self.graph.client().clone();
+        let ready = self.graph.ready().clone();
         let holder = HolderId::new(*client.instance_id());
-        let mut subscribed = self.watch.is_some();
+        let mut look = carried;
+        // Owed by a worker woken to take: a hand-on to one more idle worker
+        // unless its take finds nothing.
+        let mut owed: Option<Owed> = None;
         loop {
-            let (taken, t_sent) = self.take(&holder).await?;
+            let (taken, t_sent) = match look.take() {
+                Some(l) => l,
+                None => self.take(&holder).await?,
+            };
             let next_in = match taken {
-                Take::Taken(t) => return self.attempt(*t, holder, t_sent, body).await,
+                Take::Taken(t) => {
+                    drop(owed.take());
+                    return self.attempt(*t, holder, t_sent, body, carry).await;
+                }
                 Take::Idle { next_in } => next_in,
             };
-            if !subscribed {
-                // Subscribe, then look again: a node made ready between the
-                // look and the subscription is not missed.
-                *self.watch.get() = client.graphs()?.watch_ready(self.graph.key()).await.ok();
-                subscribed = true;
+            if let Some(o) = owed.take() {
+                o.settled();
+            }
+            if !ready.is_watched() && ready.watch(&client, self.graph.key()).await {
+                // Subscribed: look again, so that a node made ready before
+                // the watch was effective is not missed.
                 continue;
             }
             let fallback = jittered(&opts);
             let wait = next_in.map_or(fallback, |n| n.clamp(Duration::from_millis(1), fallback));
-            let wake = client.clock().now() + wait;
-            sleep_or_woken(client.clock(), self.watch.get(), wake).await;
-            subscribed = self.watch.is_some();
+            if ready.wait(&client, client.clock().now() + wait).await == Woken::Notified {
+                owed = Some(ready.owed());
+            }
         }
     }
 
@@ -425,17 +445,22 @@ impl GraphWorker {
             Take::Taken(t) => trace::Outcome::Granted(t.token),
             _ => trace::Outcome::Busy,
         });
-        Ok((taken.await?, t_sent))
+        let taken = taken.await?;
+        metrics::took("take", &taken);
+        Ok((taken, t_sent))
     }
 
-    /// Runs `body` on a taken node under its lease and completes it.
+    /// Runs `body` on a taken node under its lease and completes it; with
+    /// `carry`, the completion takes the next node (for a new holder), which
+    /// is returned with when the completion was sent.
     async fn attempt<R, F, Fut>(
         &self,
         taken: crate::spi::Taken,
         holder: HolderId,
         t_sent: Instant,
         body: F,
-    ) -> Result<Worked>
+        carry: bool,
+    ) -> Result<(Worked, Option<Carried>)>
     where
         F: FnOnce(NodeContext) -> Fut,
         Fut: Future<Output = std::result::Result<R, NodeError>>,
@@ -478,12 +503,15 @@ impl GraphWorker {
         let lease = guard.into_lease();
         let result = self.result_of(&taken.run, &taken.node, taken.attempt, out);
         let failed = matches!(result, NodeResult::Failure { .. });
+        let next = carry.then(|| (HolderId::new(*client.instance_id()), opts.ttl));
+        let c_sent = client.clock().now();
         let complete = graphs.complete(
             self.graph.key(),
             &taken.run,
             &taken.node,
             taken.token,
             result,
+            next,
         );
         let site = || self.site("complete", &holder, Some(taken.token));
         let done = trace::call(client, site, complete, |c| match c {
@@ -491,22 +519,29 @@ impl GraphWorker {
             _ => trace::Outcome::NotHeld,
         })
         .await;
-        let state = match &done {
-            Ok(Complete::Recorded { state, .. }) => Some(*state),
-            _ => None,
+        let (state, next, error) = match done {
+            Ok(Complete::Recorded { state, next, .. }) => (Some(state), next, None),
+            Ok(_) => (None, None, None),
+            Err(e) => (None, None, Some(e)),
         };
         // The attempt is over either way: stop renewing. A refused or
         // unanswered completion leaves the node to its lease's expiry.
         lease.mark(state.is_none());
         metrics::attempt_ended(state, failed, ran);
-        done?;
-        Ok(Worked {
+        if let Some(e) = error {
+            return Err(e);
+        }
+        if let Some(next) = &next {
+            metrics::took("complete", next);
+        }
+        let worked = Worked {
             run: taken.run.as_str().to_owned(),
             node: taken.node.as_str().to_owned(),
             attempt: taken.attempt,
             token: taken.token,
             state,
-        })
+        };
+        Ok((worked, next.map(|n| (n, c_sent))))
     }
 
     /// The body's outcome as the backend takes it: an encoded result, or a

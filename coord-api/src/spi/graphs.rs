@@ -66,6 +66,13 @@
 //!    - `Failure { error, retry_in }`: the error kept; in a cancelled run,
 //!      cancelled; otherwise ready again at now + `retry_in` when `retry_in`
 //!      is given and `attempts < max_attempts`; otherwise failed.
+//!
+//!    A complete that asks for the next node (`next: Some((holder, ttl))`)
+//!    and was recorded then takes, in the same step and after the
+//!    resolution (rule 5), exactly as rule 3 says for `holder` and `ttl`
+//!    (the node it just made ready included), and replies with what that
+//!    take got in [`Complete::Recorded::next`]; a stale complete takes
+//!    nothing. A node taken so makes no wake-up (rule 9).
 //! 5. **Resolution**, in the step that ended a node `n`: each pending child
 //!    `c` of `n` (in declaration order) whose edges are all satisfied becomes
 //!    ready; one with an edge that can no longer be satisfied ends at once,
@@ -84,8 +91,10 @@
 //!    retry, an expiry: each one).
 //! 9. **Wake-ups.** A step that made a node ready (submit, resolution, a
 //!    retry or an expiry) wakes [`watch_ready`](GraphBackend::watch_ready)
-//!    watchers of the graph; a step that counted a transition of a run wakes
-//!    its [`watch_run`](GraphBackend::watch_run) watchers. Retry delays and
+//!    watchers of the graph, unless every node it made ready was taken in
+//!    the same step (a complete that asked for the next node); a step that
+//!    counted a transition of a run wakes its
+//!    [`watch_run`](GraphBackend::watch_run) watchers. Retry delays and
 //!    lease deadlines pass without a wake-up: [`Take::Idle`] says when.
 
 use std::time::{Duration, SystemTime};
@@ -386,7 +395,7 @@ pub enum Renew {
 }
 
 /// The reply to [`GraphBackend::complete`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Complete {
     /// The attempt's end was recorded; the node is now in `state`
@@ -397,6 +406,10 @@ pub enum Complete {
         state: NodeState,
         /// The run's state after the step.
         run: RunState,
+        /// When the complete asked for the next node: what the take made
+        /// in the same step got (a node now running for the holder named,
+        /// or `Idle`); `None` when it did not ask.
+        next: Option<Take>,
     },
     /// The token is not the node's running attempt: nothing changed. `state`
     /// is the node's state (`None`: no such run or node).
@@ -456,7 +469,10 @@ pub trait GraphBackend: Send + Sync {
     ) -> Result<Renew>;
 
     /// Ends `node`'s attempt `token` with `result`, and resolves its
-    /// dependents in the same step.
+    /// dependents in the same step. With `next` (a holder and a TTL), a
+    /// recorded completion then takes for that holder as
+    /// [`take`](Self::take) does, still in the same step (one round trip
+    /// for a worker's end of one node and start of the next).
     async fn complete(
         &self,
         graph: &Key,
@@ -464,6 +480,7 @@ pub trait GraphBackend: Send + Sync {
         node: &Key,
         token: FencingToken,
         result: NodeResult,
+        next: Option<(HolderId, Duration)>,
     ) -> Result<Complete>;
 
     /// Cancels the run: no node of it starts any more; nodes that had not
@@ -536,11 +553,25 @@ impl<D: Dispatch> GraphBackend for Dispatched<D> {
         node: &Key,
         token: FencingToken,
         result: NodeResult,
+        next: Option<(HolderId, Duration)>,
     ) -> Result<Complete> {
-        let args = (graph.clone(), run.clone(), node.clone(), token, result);
-        self.carry(op("complete"), args, |b, (g, r, n, t, res)| async move {
-            graphs(&b, "complete")?.complete(&g, &r, &n, t, res).await
-        })
+        let args = (
+            graph.clone(),
+            run.clone(),
+            node.clone(),
+            token,
+            result,
+            next,
+        );
+        self.carry(
+            op("complete"),
+            args,
+            |b, (g, r, n, t, res, nx)| async move {
+                graphs(&b, "complete")?
+                    .complete(&g, &r, &n, t, res, nx)
+                    .await
+            },
+        )
         .await
     }
     async fn cancel(&self, graph: &Key, run: &Key, reason: &str) -> Result<Cancel> {

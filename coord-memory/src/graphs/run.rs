@@ -30,8 +30,9 @@ pub(super) struct Step {
     pub(super) wall: SystemTime,
     /// The wall clock in µs, for the token rule.
     pub(super) wall_us: u64,
-    /// A node was made ready: wake the graph's `watch_ready` watchers.
-    pub(super) ready: bool,
+    /// The nodes (run, node) made ready and not taken in this step: when
+    /// any, wake the graph's `watch_ready` watchers.
+    pub(super) ready: Vec<(u64, u32)>,
     /// The runs that counted a transition: wake their `watch_run` watchers.
     pub(super) changed: Vec<Key>,
 }
@@ -135,7 +136,7 @@ impl Run {
         for (i, n) in nodes.iter().enumerate() {
             if n.after.is_empty() {
                 run.place_ready(i, step.now, q);
-                step.ready = true;
+                step.ready.push((seq, i as u32));
             }
         }
         run
@@ -202,7 +203,7 @@ impl Run {
     fn make_ready(&mut self, i: usize, at: Instant, q: &mut Queues, step: &mut Step) {
         self.place_ready(i, at, q);
         self.count(step);
-        step.ready = true;
+        step.ready.push((self.seq, i as u32));
     }
 
     /// Node `i` ends in `state` (terminal), `by` an upstream node; the run
@@ -344,6 +345,8 @@ impl Run {
         step: &mut Step,
     ) -> Taken {
         self.unqueue(i, q);
+        // Taken in the step that made it ready: nobody needs waking for it.
+        step.ready.retain(|&e| e != (self.seq, i as u32));
         let deadline = step.now + ttl;
         let n = &mut self.nodes[i];
         n.state = NodeState::Running;

@@ -89,14 +89,14 @@ impl T {
 
     async fn complete(&self, t: &Taken, result: NodeResult) -> Complete {
         (self.b)
-            .complete(&self.g, &t.run, &t.node, t.token, result)
+            .complete(&self.g, &t.run, &t.node, t.token, result, None)
             .await
             .unwrap()
     }
 
     async fn complete_err(&self, t: &Taken, result: NodeResult) -> Error {
         (self.b)
-            .complete(&self.g, &t.run, &t.node, t.token, result)
+            .complete(&self.g, &t.run, &t.node, t.token, result, None)
             .await
             .unwrap_err()
     }
@@ -148,7 +148,11 @@ impl T {
 }
 
 fn recorded(state: NodeState, run: RunState) -> Complete {
-    Complete::Recorded { state, run }
+    Complete::Recorded {
+        state,
+        run,
+        next: None,
+    }
 }
 
 fn by(state: NodeState, by: &str) -> (NodeState, Option<String>) {

@@ -14,7 +14,9 @@
 --             by ','), retention_ms
 --   take      worker instance, ttl_ms
 --   renew     node, token, ttl_ms
---   complete  node, token, 's' result | 'f' error retry_ms ('' for none)
+--   complete  node, token, 's' result | 'f' error retry_ms ('' for none),
+--             then, to take the next node in the same step, worker instance,
+--             ttl_ms (rule 4)
 --   cancel    reason
 --   status    '1' with results | '0' without
 --
@@ -42,8 +44,9 @@ local run_arg = ARGV[2]
 
 -- The contexts of the runs this step touched, by name.
 local runs = {}
--- Whether a node became ready in this step (wakes watch_ready).
-local woke = false
+-- How many nodes became ready in this step and were not taken in it
+-- (wakes watch_ready when any).
+local woke = 0
 
 local function member(run, name)
   return fmt(#run) .. ':' .. run .. '/' .. name
@@ -136,7 +139,7 @@ local function make_ready(R, N, at)
   N.st, N.rd = 'R', at
   save(R, N)
   redis.call('ZADD', ready_z, at, member(R.name, N.name))
-  woke = true
+  woke, N.made = woke + 1, true
   changed(R)
 end
 
@@ -254,10 +257,16 @@ local function flush()
     if R.dirty then redis.call('PUBLISH', base .. R.name .. ':c', 'changed') end
     R.dirty, R.ended = false, false
   end
-  if woke then
+  if woke > 0 then
     redis.call('PUBLISH', base .. 'c', 'ready')
-    woke = false
+    woke = 0
   end
+end
+
+-- The earliest lease deadline of the graph (server ms), if any.
+local function earliest()
+  local first = redis.call('ZRANGE', running_z, 0, 0, 'WITHSCORES')
+  return first[2] and tonumber(first[2]) or nil
 end
 
 -- Rule 1: every expired lease of the graph. Returns the earliest lease
@@ -287,8 +296,75 @@ local function sweep()
   end
   -- Later reads in this step see what the sweep did.
   flush()
-  first = redis.call('ZRANGE', running_z, 0, 0, 'WITHSCORES')
-  return first[2] and tonumber(first[2]) or nil
+  return earliest()
+end
+
+-- Rule 3: takes the ready node of the graph that has been ready longest
+-- for `worker` under a lease of `ttl` ms, after a sweep; `lease` is the
+-- earliest deadline (nil: none), or 'unknown' to read it if needed. The
+-- reply; the step's changes written by flush.
+local function take(worker, ttl, lease)
+  while true do
+    local first = redis.call('ZPOPMIN', ready_z)
+    local m, at = first[1], tonumber(first[2])
+    if lease == 'unknown' and (not m or at > now_ms()) then lease = earliest() end
+    if not m then
+      flush()
+      return {'idle', lease and math.max(0, lease - now_ms()) or -1}
+    end
+    if at > now_ms() then
+      redis.call('ZADD', ready_z, at, m)
+      if lease and lease < at then at = lease end
+      flush()
+      return {'idle', at - now_ms()}
+    end
+    local R, N = load(split(m))
+    -- (Anything else is a member whose run was deleted from outside.)
+    if N and N.st == 'R' and not R.why then
+      -- Made ready in this step and taken in it: nobody needs waking.
+      if N.made then woke, N.made = woke - 1, nil end
+      local tok = next_token(counter, ttl + KEEP_MS)
+      N.st, N.att, N.tok = 'U', N.att + 1, fmt(tok)
+      N.dl, N.su = now_ms() + ttl, fmt(now_us())
+      save(R, N)
+      put(R, 'w:' .. N.name, worker)
+      redis.call('ZADD', running_z, N.dl, m)
+      changed(R)
+      -- Written first: the parents' outcomes are read from the record,
+      -- which must hold what this step's completion (if any) recorded.
+      flush()
+      local outcomes = {}
+      if N.parents ~= '' then
+        local fields = {}
+        for p in string.gmatch(N.parents, '[^\n]+') do
+          fields[#fields + 1] = 'd:' .. p
+          fields[#fields + 1] = 'r:' .. p
+          fields[#fields + 1] = 'e:' .. p
+          fields[#fields + 1] = 'b:' .. p
+          outcomes[#outcomes + 1] = p
+        end
+        local v = redis.call('HMGET', R.h, unpack(fields))
+        local parents = outcomes
+        outcomes = {}
+        for k, p in ipairs(parents) do
+          local o = 4 * (k - 1)
+          local st = string.sub(v[o + 1] or 'C', 1, 1)
+          local detail = ''
+          if st == 'S' then
+            detail = v[o + 2] or ''
+          elseif st == 'F' then
+            detail = v[o + 3] or ''
+          elseif st == 'K' then
+            detail = v[o + 4] or ''
+          end
+          outcomes[#outcomes + 1] = p
+          outcomes[#outcomes + 1] = st
+          outcomes[#outcomes + 1] = detail
+        end
+      end
+      return {'taken', R.name, N.name, N.att, tok, outcomes}
+    end
+  end
 end
 
 if op == 'submit' then
@@ -338,62 +414,7 @@ if op == 'submit' then
   redis.call('PUBLISH', base .. run_arg .. ':c', 'changed')
   return {'created'}
 elseif op == 'take' then
-  local worker, ttl = ARGV[3], tonumber(ARGV[4])
-  local lease = sweep()
-  while true do
-    local first = redis.call('ZPOPMIN', ready_z)
-    local m, at = first[1], tonumber(first[2])
-    if not m then
-      return {'idle', lease and math.max(0, lease - now_ms()) or -1}
-    end
-    if at > now_ms() then
-      redis.call('ZADD', ready_z, at, m)
-      if lease and lease < at then at = lease end
-      return {'idle', at - now_ms()}
-    end
-    local R, N = load(split(m))
-    -- (Anything else is a member whose run was deleted from outside.)
-    if N and N.st == 'R' and not R.why then
-      local tok = next_token(counter, ttl + KEEP_MS)
-      N.st, N.att, N.tok = 'U', N.att + 1, fmt(tok)
-      N.dl, N.su = now_ms() + ttl, fmt(now_us())
-      save(R, N)
-      put(R, 'w:' .. N.name, worker)
-      redis.call('ZADD', running_z, N.dl, m)
-      changed(R)
-      local outcomes = {}
-      if N.parents ~= '' then
-        local fields = {}
-        for p in string.gmatch(N.parents, '[^\n]+') do
-          fields[#fields + 1] = 'd:' .. p
-          fields[#fields + 1] = 'r:' .. p
-          fields[#fields + 1] = 'e:' .. p
-          fields[#fields + 1] = 'b:' .. p
-          outcomes[#outcomes + 1] = p
-        end
-        local v = redis.call('HMGET', R.h, unpack(fields))
-        local parents = outcomes
-        outcomes = {}
-        for k, p in ipairs(parents) do
-          local o = 4 * (k - 1)
-          local st = string.sub(v[o + 1] or 'C', 1, 1)
-          local detail = ''
-          if st == 'S' then
-            detail = v[o + 2] or ''
-          elseif st == 'F' then
-            detail = v[o + 3] or ''
-          elseif st == 'K' then
-            detail = v[o + 4] or ''
-          end
-          outcomes[#outcomes + 1] = p
-          outcomes[#outcomes + 1] = st
-          outcomes[#outcomes + 1] = detail
-        end
-      end
-      flush()
-      return {'taken', R.name, N.name, N.att, tok, outcomes}
-    end
-  end
+  return take(ARGV[3], tonumber(ARGV[4]), sweep())
 elseif op == 'renew' then
   local name, tok, ttl = ARGV[3], ARGV[4], tonumber(ARGV[5])
   sweep()
@@ -434,8 +455,15 @@ elseif op == 'complete' then
       end_node(R, N, 'F', nil)
     end
   end
-  flush()
-  return {'recorded', N.st, R.st}
+  local reply = {'recorded', N.st, R.st}
+  if ARGV[8] then
+    -- The next node, in the same step (the earliest deadline is read
+    -- again if needed: this completion removed its own).
+    reply[4] = take(ARGV[8], tonumber(ARGV[9]), 'unknown')
+  else
+    flush()
+  end
+  return reply
 elseif op == 'cancel' then
   sweep()
   local R = load(run_arg)

@@ -22,16 +22,15 @@
 //! server ms.
 //!
 //! A step that made a node ready PUBLISHes on the graph's channel
-//! ([`watch_ready`](GraphBackend::watch_ready)); a step that changed a
-//! node of a run PUBLISHes on the run's channel
+//! ([`watch_ready`](GraphBackend::watch_ready)), unless it took every node
+//! it made ready (a completion that took the next node); a step that
+//! changed a node of a run PUBLISHes on the run's channel
 //! ([`watch_run`](GraphBackend::watch_run)). Retry delays and lease
 //! deadlines pass silently: [`Take::Idle`] says when to look again. Every
-//! `watch_ready` watch wakes on every such message, as rule 9 says: `n` idle
-//! workers of one graph answer a step that made one node ready with `n`
-//! takes, `n - 1` of them idle (the pub/sub hub's `Wake::One`, which the
-//! lock waiters use, would wake one per ready node, but a worker keeps its
-//! watch while busy, and a busy worker's watch would take a wake-up an idle
-//! one needed).
+//! watch wakes on every message (rule 9); the workers of one `Graph` in a
+//! process share one watch and wake each other one at a time (coord-api's
+//! `graphs/ready.rs`), so a message costs one take per process, not one
+//! per idle worker.
 //!
 //! A sweep handles every due lease of the graph in its step (no bound): a
 //! step never sees an expired lease as running.
@@ -339,9 +338,14 @@ fn take_reply(v: &Value) -> Option<Take> {
 
 fn complete_reply(v: &Value) -> Option<Complete> {
     Some(match tag(v)? {
-        ("recorded", [node, run]) => Complete::Recorded {
+        ("recorded", [node, run, next @ ..]) => Complete::Recorded {
             state: node_state(text(node)?)?,
             run: run_state(text(run)?)?,
+            next: match next {
+                [] => None,
+                [take] => Some(take_reply(take)?),
+                _ => return None,
+            },
         },
         ("stale", [node]) => Complete::Stale {
             state: match text(node)? {
@@ -540,8 +544,13 @@ impl GraphBackend for RedisBackend {
         node: &Key,
         token: FencingToken,
         result: NodeResult,
+        next: Option<(HolderId, Duration)>,
     ) -> Result<Complete> {
         check_result(graph, run, node, &result)?;
+        let next = match &next {
+            Some((holder, ttl)) => Some((holder.instance().as_str(), ttl_ms(graph, *ttl)?)),
+            None => None,
+        };
         let n = node.as_str();
         let (kind, payload, retry): (&str, &[u8], String) = match &result {
             NodeResult::Success(bytes) => ("s", bytes, String::new()),
@@ -554,13 +563,18 @@ impl GraphBackend for RedisBackend {
             ),
             _ => return Err(self.unknown_variant("node result")),
         };
-        let extra = n.len() + payload.len() + retry.len() + 24;
-        let mut eval = graph_eval(self.namespace(), graph, Some(run), "complete", 5, extra);
+        let taker = next.map_or(0, |(w, _)| w.len() + 20);
+        let extra = n.len() + payload.len() + retry.len() + 24 + taker;
+        let args = if next.is_some() { 7 } else { 5 };
+        let mut eval = graph_eval(self.namespace(), graph, Some(run), "complete", args, extra);
         eval.arg(n)
             .arg(token.get())
             .arg(kind)
             .arg_bytes(payload)
             .arg(retry);
+        if let Some((worker, ttl)) = next {
+            eval.arg(worker).arg(ttl);
+        }
         self.graph_call(
             Traced::new("complete", FAMILY, graph),
             &eval,

@@ -223,7 +223,21 @@ fn replies_decode() {
         complete_reply(&a(vec![s("recorded"), s("R"), s("R")])),
         Some(Complete::Recorded {
             state: NodeState::Ready,
-            run: RunState::Running
+            run: RunState::Running,
+            next: None,
+        })
+    );
+    assert_eq!(
+        complete_reply(&a(vec![
+            s("recorded"),
+            s("S"),
+            s("R"),
+            a(vec![s("idle"), i(-1)])
+        ])),
+        Some(Complete::Recorded {
+            state: NodeState::Succeeded,
+            run: RunState::Running,
+            next: Some(Take::Idle { next_in: None }),
         })
     );
     assert_eq!(

@@ -59,6 +59,7 @@ async fn results_over_the_limit_are_refused() {
             &t.node,
             t.token,
             NodeResult::Success(vec![1; MAX_RESULT_BYTES + 1]),
+            None,
         )
         .await
         .unwrap_err();

@@ -89,7 +89,11 @@ fn failure(e: &str, retry_in: Option<Duration>) -> NodeResult {
 }
 
 fn recorded(state: NodeState, run: RunState) -> Complete {
-    Complete::Recorded { state, run }
+    Complete::Recorded {
+        state,
+        run,
+        next: None,
+    }
 }
 
 /// One graph of a backend, with the calls the tests make.
@@ -155,7 +159,7 @@ impl<'a> G<'a> {
 
     async fn complete_token(&self, t: &Taken, token: FencingToken, r: NodeResult) -> Complete {
         self.g
-            .complete(&self.graph, &t.run, &t.node, token, r)
+            .complete(&self.graph, &t.run, &t.node, token, r, None)
             .await
             .unwrap()
     }

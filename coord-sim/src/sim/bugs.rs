@@ -307,10 +307,18 @@ impl Dispatch for Broken {
                 }
             }
             (Bug::CompleteIgnoresToken, "graphs", "complete") => {
-                type Args = (Key, Key, Key, FencingToken, NodeResult);
-                let (graph, run, node, result) = {
+                type Args = (
+                    Key,
+                    Key,
+                    Key,
+                    FencingToken,
+                    NodeResult,
+                    Option<(coord_api::HolderId, Duration)>,
+                );
+                let (graph, run, node, result, next) = {
                     let a = call.args::<Args>().expect("complete's args");
-                    (a.0.clone(), a.1.clone(), a.2.clone(), a.4.clone())
+                    let (g, r, n, res) = (a.0.clone(), a.1.clone(), a.2.clone(), a.4.clone());
+                    (g, r, n, res, a.5.clone())
                 };
                 let answer = *call
                     .run(b.clone())
@@ -328,9 +336,11 @@ impl Dispatch for Broken {
                     .and_then(|s| s.nodes.into_iter().find(|n| n.name == node))
                     .and_then(|n| n.token);
                 match running {
-                    Some(token) => {
-                        reply(graphs.complete(&graph, &run, &node, token, result).await?)
-                    }
+                    Some(token) => reply(
+                        graphs
+                            .complete(&graph, &run, &node, token, result, next)
+                            .await?,
+                    ),
                     None => reply(answer),
                 }
             }

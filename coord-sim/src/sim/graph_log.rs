@@ -1,6 +1,8 @@
 //! The sim server's log of graph calls: a decorator around the backend a
 //! call runs on that tells the [`GraphLog`] what it answered to `submit`,
-//! `take`, `complete` and `cancel`, with the (global) instant it answered.
+//! `take`, `complete` and `cancel`, with the (global) instant it answered
+//! (a `complete` that took the next node logs its completion, then that
+//! take, as the step made them).
 //! The store's steps are atomic and the server answers each in turn, so the
 //! log is in the backend's order. It sits outside a broken server's
 //! decorator: it logs what clients were told.
@@ -37,7 +39,14 @@ impl fmt::Display for Logged {
 
 type SubmitArgs = (Key, Key, GraphSpec, Duration);
 type TakeArgs = (Key, HolderId, Duration);
-type CompleteArgs = (Key, Key, Key, FencingToken, NodeResult);
+type CompleteArgs = (
+    Key,
+    Key,
+    Key,
+    FencingToken,
+    NodeResult,
+    Option<(HolderId, Duration)>,
+);
 type CancelArgs = (Key, Key, String);
 
 #[async_trait]
@@ -93,21 +102,38 @@ impl Dispatch for Logged {
                 Ok(reply)
             }
             "complete" => {
-                let (graph, run, node, token, result) = {
+                let (graph, run, node, token, result, taker) = {
                     let a = call.args::<CompleteArgs>().expect("complete's args");
-                    (s(&a.0), s(&a.1), s(&a.2), a.3.get(), a.4.clone())
+                    let taker = a.5.as_ref().map(|(h, _)| h.to_string());
+                    (s(&a.0), s(&a.1), s(&a.2), a.3.get(), a.4.clone(), taker)
                 };
                 let reply = call.run(self.inner.clone()).await?;
                 if let Some(r) = reply.downcast_ref::<Complete>() {
+                    let at = Instant::now();
                     self.log.push(GraphEvent::Completed {
-                        graph,
+                        graph: graph.clone(),
                         run,
                         node,
                         token,
                         result,
-                        reply: *r,
-                        at: Instant::now(),
+                        reply: r.clone(),
+                        at,
                     });
+                    if let Complete::Recorded {
+                        next: Some(Take::Taken(t)),
+                        ..
+                    } = r
+                    {
+                        self.log.push(GraphEvent::Taken {
+                            graph,
+                            run: s(&t.run),
+                            node: s(&t.node),
+                            attempt: t.attempt,
+                            token: t.token.get(),
+                            holder: taker.unwrap_or_default(),
+                            at,
+                        });
+                    }
                 }
                 Ok(reply)
             }

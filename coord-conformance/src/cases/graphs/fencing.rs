@@ -115,7 +115,7 @@ pub async fn graph_stale_token_complete_and_renew_change_nothing(h: &dyn Harness
         state: Some(NodeState::Running),
     };
     assert_eq!(
-        g.complete(&gk, &rk, &nk, old.token, late.clone())
+        g.complete(&gk, &rk, &nk, old.token, late.clone(), None)
             .await
             .unwrap(),
         running
@@ -125,14 +125,14 @@ pub async fn graph_stale_token_complete_and_renew_change_nothing(h: &dyn Harness
         retry_in: None,
     };
     assert_eq!(
-        g.complete(&gk, &rk, &nk, old.token, fail.clone())
+        g.complete(&gk, &rk, &nk, old.token, fail.clone(), None)
             .await
             .unwrap(),
         running
     );
     let never = FencingToken(cur.token.get() + 1_000_000);
     assert_eq!(
-        g.complete(&gk, &rk, &nk, never, late.clone())
+        g.complete(&gk, &rk, &nk, never, late.clone(), None)
             .await
             .unwrap(),
         running
@@ -152,24 +152,25 @@ pub async fn graph_stale_token_complete_and_renew_change_nothing(h: &dyn Harness
     };
     assert_eq!(view(&after), view(&before), "stale calls changed nothing");
     let fresh = NodeResult::Success(b"\"fresh\"".to_vec());
-    let done = g.complete(&gk, &rk, &nk, cur.token, fresh).await.unwrap();
+    let done = g.complete(&gk, &rk, &nk, cur.token, fresh, None).await.unwrap();
     let recorded = Complete::Recorded {
         state: NodeState::Succeeded,
         run: RunState::Running,
+        next: None,
     };
     assert_eq!(done, recorded);
     let succeeded = Complete::Stale {
         state: Some(NodeState::Succeeded),
     };
     assert_eq!(
-        g.complete(&gk, &rk, &nk, cur.token, late.clone())
+        g.complete(&gk, &rk, &nk, cur.token, late.clone(), None)
             .await
             .unwrap(),
         succeeded,
         "again"
     );
     assert_eq!(
-        g.complete(&gk, &rk, &nk, old.token, fail).await.unwrap(),
+        g.complete(&gk, &rk, &nk, old.token, fail, None).await.unwrap(),
         succeeded
     );
     assert_eq!(
@@ -181,7 +182,7 @@ pub async fn graph_stale_token_complete_and_renew_change_nothing(h: &dyn Harness
         Some("fresh")
     );
     let nope = g
-        .complete(&gk, &key("nope"), &nk, cur.token, late)
+        .complete(&gk, &key("nope"), &nk, cur.token, late, None)
         .await
         .unwrap();
     assert_eq!(nope, Complete::Stale { state: None }, "no such run");

@@ -23,6 +23,7 @@ pub(crate) use std::{
 
 pub mod attempts;
 pub mod cancel;
+pub mod carry;
 pub mod declare;
 pub mod edges;
 pub mod fencing;
@@ -38,6 +39,7 @@ pub(crate) fn cases() -> Vec<Case> {
         edges::cases(),
         attempts::cases(),
         fencing::cases(),
+        carry::cases(),
         cancel::cases(),
         status::cases(),
         observe::cases(),

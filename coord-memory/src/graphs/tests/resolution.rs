@@ -160,7 +160,7 @@ async fn a_cancelled_upstream_node_cancels_its_dependents() {
         now: tokio::time::Instant::now(),
         wall: std::time::SystemTime::now(),
         wall_us: 0,
-        ready: false,
+        ready: Vec::new(),
         changed: Vec::new(),
     };
     let mut run = Run::new(k("r"), 0, &spec, KEEP, &mut q, &mut step);

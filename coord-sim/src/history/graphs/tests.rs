@@ -62,6 +62,7 @@ fn completed(node: &str, token: u64, result: NodeResult, state: NodeState, at: u
         reply: Complete::Recorded {
             state,
             run: RunState::Running,
+            next: None,
         },
         at: t(at),
     }
