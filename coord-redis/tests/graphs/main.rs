@@ -5,7 +5,8 @@
 //! edge conditions and skips two levels down, cancellation (by a user and by
 //! a `CancelRun` failure) with attempts still running, transitions,
 //! retention, idempotent submission, wake-ups, graphs of 1000 nodes, one
-//! EVALSHA per operation in one Cluster slot. Every test runs in a namespace
+//! EVALSHA per operation in one Cluster slot, and what the idle workers of
+//! one `Graph` cost per notification (`workers.rs`). Every test runs in a namespace
 //! of its own on the shared server (tests that count commands or need
 //! cluster mode start their own).
 //!
@@ -20,6 +21,7 @@ mod edges_and_cancel;
 mod limits;
 mod submissions_and_watches;
 mod taking;
+mod workers;
 
 use std::{
     sync::Arc,
