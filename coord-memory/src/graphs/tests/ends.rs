@@ -125,3 +125,52 @@ async fn watches_wake_when_a_node_is_made_ready_or_a_run_changes() {
     assert_eq!(t.cancel("r2").await, Cancel::Cancelled { running: 0 });
     assert!(woke(&mut other).await && !woke(&mut run).await, "cancel");
 }
+
+// Rule 4's completion that takes the next node, and rule 9.
+
+/// A completion that asks for the next node takes it in its step, after
+/// resolving (the node it made ready first, being the only one): that
+/// step wakes no `watch_ready` watcher, since nothing it made ready is left
+/// to take. A completion that does not ask wakes them.
+#[tokio::test(start_paused = true)]
+async fn a_completion_that_takes_what_it_made_ready_wakes_nobody() {
+    let t = T::new();
+    let chain = || vec![node("a", &[]), node("b", &[(0, On::Success)])];
+    t.submit("r", chain()).await;
+    let mut w = t.b.watch_ready(&t.g).await.unwrap();
+    let a = t.take().await;
+    let ok = || NodeResult::Success(b"1".to_vec());
+    let next = Some((t.h.clone(), TTL));
+    let done =
+        (t.b.complete(&t.g, &a.run, &a.node, a.token, ok(), next.clone()))
+            .await
+            .unwrap();
+    let Complete::Recorded {
+        state: Succeeded,
+        next: Some(Take::Taken(b)),
+        ..
+    } = done
+    else {
+        panic!("b taken with a's completion: {done:?}");
+    };
+    assert_eq!((b.node.as_str(), b.attempt), ("b", 1));
+    assert!(b.token > a.token);
+    assert!(
+        !woke(&mut w).await,
+        "b was taken in the step that made it ready"
+    );
+    let last = (t.b.complete(&t.g, &b.run, &b.node, b.token, ok(), next)).await;
+    assert_eq!(
+        last.unwrap(),
+        Complete::Recorded {
+            state: Succeeded,
+            run: RunState::Succeeded,
+            next: Some(Take::Idle { next_in: None }),
+        }
+    );
+    t.submit("r2", chain()).await;
+    assert!(woke(&mut w).await, "r2's root is ready");
+    let a = t.take().await;
+    t.ok(&a).await;
+    assert!(woke(&mut w).await, "b made ready and left to take");
+}
