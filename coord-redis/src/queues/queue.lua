@@ -252,7 +252,7 @@ local function lib()
   -- Rule 3's stealing: up to `max` prefetched deliveries of consumers
   -- other than `consumer` (live ones: the sweep returned the dead ones'),
   -- highest priority then lowest id first, taken from them; appended to
-  -- `found` as {id, payload, priority, max attempts, attempts}.
+  -- `found` as {payload, priority, max attempts, attempts, id}.
   function L.steal(consumer, max, found)
     local from, victims = 0, {}
     while #found < max do
@@ -263,7 +263,7 @@ local function lib()
         local v = redis.call('HMGET', base .. id .. ':i', 'p', 'q', 'n', 'a', 'l')
         local _, _, _, c = delivery(v[5])
         if v[1] and c and c ~= consumer then
-          found[#found + 1] = {id, v[1], v[2], v[3], v[4]}
+          found[#found + 1] = {v[1], v[2], v[3], v[4], id}
           victims[c] = victims[c] or {}
           table.insert(victims[c], id)
         end
@@ -282,10 +282,10 @@ end
 if st.hint <= now then lib().sweep() end
 
 local reply
--- What a receive adds to the counts, and the meta fields the step writes
--- (one HSET at its end).
+-- What a receive adds to the counts; the token counter it leaves (nil: no
+-- token drawn), written with the hint in one HSET at the step's end.
 local n_delivered, n_redelivered, n_stolen = 0, 0, 0
-local meta_set = {}
+local last_tok
 
 if is_ack then
   local id, tok = ARGV[2], ARGV[3]
@@ -316,7 +316,10 @@ if is_receive then
     local id = popped[k]
     local v = redis.call('HMGET', base .. id .. ':i', 'p', 'q', 'n', 'a')
     -- (An id without an item is one deleted from outside.)
-    if v[1] then found[#found + 1] = {id, v[1], v[2], v[3], v[4]} end
+    if v[1] then
+      v[5] = id
+      found[#found + 1] = v
+    end
   end
   local stolen = false
   if #found == 0 and ARGV[a0 + 6] == '1' then
@@ -344,7 +347,7 @@ if is_receive then
       out, r = {-1, 0, 0, 0, 0, 0, 0, 0}, 1
     end
     for k, f in ipairs(found) do
-      local id, q, a = f[1], f[3], tonumber(f[5] or '0')
+      local id, q, a = f[5], f[2], tonumber(f[4] or '0')
       local t = tok + k - 1
       if a > 0 then n_redelivered = n_redelivered + 1 end
       if k == 1 then
@@ -360,9 +363,9 @@ if is_receive then
         owned[#owned + 1] = id
       end
       out[r + 1] = tonumber(id)
-      out[r + 2] = f[2]
+      out[r + 2] = f[1]
       out[r + 3] = a + 1
-      out[r + 4] = tonumber(f[4])
+      out[r + 4] = tonumber(f[3])
       out[r + 5] = t
       out[r + 6] = (k == 1 and 1 or 0) + (stolen and 2 or 0)
       out[r + 7] = tonumber(q)
@@ -370,15 +373,14 @@ if is_receive then
     end
     n_delivered = #found
     if stolen then n_stolen = #found end
-    meta_set[1], meta_set[2] = 'tok', tok + #found - 1
-    meta_set[3], meta_set[4] = 'delivered', tonumber(m[3] or '0') + n_delivered
+    last_tok = tok + #found - 1
     if many then
       lib().bulk('ZADD', lease_z, leases)
       lib().bulk('ZADD', base .. 'f', prefetched)
       lib().bulk('SADD', base .. consumer .. ':s', owned)
     else
-      redis.call('ZADD', lease_z, dl, found[1][1])
-      redis.call('SADD', base .. consumer .. ':s', found[1][1])
+      redis.call('ZADD', lease_z, dl, found[1][5])
+      redis.call('SADD', base .. consumer .. ':s', found[1][5])
     end
     if dl < st.hint then st.hint, st.dirty = dl, true end
     reply = out
@@ -538,10 +540,15 @@ end
 if n_redelivered > 0 then redis.call('HINCRBY', meta, 'redelivered', n_redelivered) end
 if n_stolen > 0 then redis.call('HINCRBY', meta, 'stolen', n_stolen) end
 if st.dead > 0 then redis.call('HINCRBY', meta, 'dead_lettered', st.dead) end
-if st.dirty then
-  meta_set[#meta_set + 1] = 'next'
-  meta_set[#meta_set + 1] = st.hint
+if last_tok then
+  local delivered = tonumber(m[3] or '0') + n_delivered
+  if st.dirty then
+    redis.call('HSET', meta, 'tok', last_tok, 'delivered', delivered, 'next', st.hint)
+  else
+    redis.call('HSET', meta, 'tok', last_tok, 'delivered', delivered)
+  end
+elseif st.dirty then
+  redis.call('HSET', meta, 'next', st.hint)
 end
-if #meta_set > 0 then redis.call('HSET', meta, unpack(meta_set)) end
 if st.woke then redis.call('PUBLISH', base .. 'c', 'ready') end
 return reply
