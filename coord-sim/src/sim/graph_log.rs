@@ -14,7 +14,7 @@ use coord_api::{
     FencingToken, HolderId, Instant, Key, Namespace, Result,
     spi::{
         Call, Cancel, Complete, Dispatch, Dispatched, DynBackend, Families, GraphSpec, NodeResult,
-        Reply, Submit, Take,
+        Reply, Submit, Take, Taken,
     },
 };
 
@@ -89,15 +89,7 @@ impl Dispatch for Logged {
                 };
                 let reply = call.run(self.inner.clone()).await?;
                 if let Some(Take::Taken(t)) = reply.downcast_ref::<Take>() {
-                    self.log.push(GraphEvent::Taken {
-                        graph,
-                        run: s(&t.run),
-                        node: s(&t.node),
-                        attempt: t.attempt,
-                        token: t.token.get(),
-                        holder,
-                        at: Instant::now(),
-                    });
+                    self.log.push(taken(graph, t, holder, Instant::now()));
                 }
                 Ok(reply)
             }
@@ -124,15 +116,8 @@ impl Dispatch for Logged {
                         ..
                     } = r
                     {
-                        self.log.push(GraphEvent::Taken {
-                            graph,
-                            run: s(&t.run),
-                            node: s(&t.node),
-                            attempt: t.attempt,
-                            token: t.token.get(),
-                            holder: taker.unwrap_or_default(),
-                            at,
-                        });
+                        self.log
+                            .push(taken(graph, t, taker.unwrap_or_default(), at));
                     }
                 }
                 Ok(reply)
@@ -154,5 +139,18 @@ impl Dispatch for Logged {
             }
             _ => call.run(self.inner.clone()).await,
         }
+    }
+}
+
+/// The event of attempt `t` handed to `holder` at `at`.
+fn taken(graph: String, t: &Taken, holder: String, at: Instant) -> GraphEvent {
+    GraphEvent::Taken {
+        graph,
+        run: t.run.as_str().to_owned(),
+        node: t.node.as_str().to_owned(),
+        attempt: t.attempt,
+        token: t.token.get(),
+        holder,
+        at,
     }
 }

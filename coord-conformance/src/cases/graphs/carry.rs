@@ -6,6 +6,33 @@
 
 use super::*;
 
+/// Completes `t` with `result` through the SPI, asking for the next node
+/// for `holder` (lease 5 s): panics unless the completion was recorded with
+/// the node in `state` and the run in `run`, and a node was taken.
+async fn complete_and_take(
+    g: &dyn GraphBackend,
+    t: &Taken,
+    result: NodeResult,
+    holder: &HolderId,
+    (state, run): (NodeState, RunState),
+) -> Taken {
+    let next = Some((holder.clone(), ms(5000)));
+    let done = (g.complete(&key(G), &t.run, &t.node, t.token, result, next))
+        .await
+        .unwrap();
+    match done {
+        Complete::Recorded {
+            state: s,
+            run: r,
+            next: Some(Take::Taken(taken)),
+        } if (s, r) == (state, run) => *taken,
+        other => panic!(
+            "{} recorded ({state:?}, run {run:?}) and a node taken: {other:?}",
+            t.node
+        ),
+    }
+}
+
 cases! {
     family: "graph", needs: [Need::Graphs];
 
@@ -38,17 +65,8 @@ pub async fn graph_complete_takes_next_node_fenced_and_leased(h: &dyn Harness) {
     };
     assert_eq!(a.node.as_str(), "a");
     let ok = |s: &str| NodeResult::Success(format!("{s:?}").into_bytes());
-    let done = (g.complete(&gk, &rk, &a.node, a.token, ok("A"), Some((holder("two"), ms(5000)))))
-        .await
-        .unwrap();
-    let Complete::Recorded {
-        state: NodeState::Succeeded,
-        run: RunState::Running,
-        next: Some(Take::Taken(b)),
-    } = done
-    else {
-        panic!("a recorded and b taken: {done:?}");
-    };
+    let running = (NodeState::Succeeded, RunState::Running);
+    let b = complete_and_take(g, &a, ok("A"), &holder("two"), running).await;
     assert_eq!((b.run.as_str(), b.node.as_str(), b.attempt), ("r", "b", 1));
     assert!(b.token > a.token, "{b:?} after {a:?}");
     assert_eq!(
@@ -141,7 +159,8 @@ pub async fn graph_stale_complete_takes_nothing(h: &dyn Harness) {
     assert_eq!((cur.run.as_str(), cur.attempt), ("r1", 2));
     let r2 = graph.submit("r2").await.unwrap();
     let ok = NodeResult::Success(b"1".to_vec());
-    let stale = (g.complete(&gk, &key("r1"), &old.node, old.token, ok.clone(), Some((crashed(), ms(5000)))))
+    let next = Some((crashed(), ms(5000)));
+    let stale = (g.complete(&gk, &old.run, &old.node, old.token, ok.clone(), next))
         .await
         .unwrap();
     assert_eq!(
@@ -152,17 +171,8 @@ pub async fn graph_stale_complete_takes_nothing(h: &dyn Harness) {
     );
     let n2 = node(&r2.status().await.unwrap(), "n").clone();
     assert_eq!((n2.state, n2.attempts, n2.token), (NodeState::Ready, 0, None));
-    let done = (g.complete(&gk, &key("r1"), &cur.node, cur.token, ok.clone(), Some((b.clone(), ms(5000)))))
-        .await
-        .unwrap();
-    let Complete::Recorded {
-        state: NodeState::Succeeded,
-        run: RunState::Succeeded,
-        next: Some(Take::Taken(t)),
-    } = done
-    else {
-        panic!("r1 recorded and r2's node taken: {done:?}");
-    };
+    let ended = (NodeState::Succeeded, RunState::Succeeded);
+    let t = complete_and_take(g, &cur, ok.clone(), &b, ended).await;
     assert_eq!((t.run.as_str(), t.node.as_str(), t.attempt), ("r2", "n", 1));
     assert!(t.token > cur.token);
     let last = g.complete(&gk, &t.run, &t.node, t.token, ok, None).await;
@@ -191,7 +201,8 @@ pub async fn graph_complete_and_take_idle_tells_when(h: &dyn Harness) {
         error: "again".into(),
         retry_in: Some(ms(300)),
     };
-    let done = (g.complete(&key(G), &key("r"), &t.node, t.token, retry, Some((a.clone(), ms(5000)))))
+    let next = Some((a.clone(), ms(5000)));
+    let done = (g.complete(&key(G), &t.run, &t.node, t.token, retry, next))
         .await
         .unwrap();
     let Complete::Recorded {
