@@ -4,11 +4,11 @@ use std::{fmt, sync::Arc};
 
 use crate::{
     Barrier, Clock, DoubleBarrier, Election, Error, GraphBuilder, Group, InstanceId, Job, Latch,
-    LeaseOptions, Lock, Queue, Result, RwLock, Semaphore, TokioClock,
+    LeaseOptions, Lock, Queue, Result, RwLock, Semaphore, TokioClock, Topic,
     lease::renewal::Renewals,
     spi::{
         BarrierBackend, DynBackend, ElectionBackend, GraphBackend, GroupBackend, JobBackend,
-        LockBackend, QueueBackend,
+        LockBackend, QueueBackend, TopicBackend,
     },
 };
 
@@ -119,6 +119,11 @@ impl Client {
         (self.inner.backend.queues()).ok_or_else(|| self.unsupported("queues"))
     }
 
+    /// The backend's topics, or `NotSupported`.
+    pub(crate) fn topics(&self) -> Result<&dyn TopicBackend> {
+        (self.inner.backend.topics()).ok_or_else(|| self.unsupported("topics"))
+    }
+
     pub(crate) fn unsupported(&self, operation: &'static str) -> Error {
         Error::NotSupported {
             operation,
@@ -182,6 +187,16 @@ impl Client {
         T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
     {
         Queue::new(self.clone(), name)
+    }
+
+    /// A topic named `name` of events of type `E` (JSON on the wire),
+    /// ephemeral and durable. An invalid name is reported by the first
+    /// operation.
+    pub fn topic<E>(&self, name: &str) -> Topic<E>
+    where
+        E: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        Topic::new(self.clone(), name)
     }
 
     /// Declares a job graph named `name`: add nodes, then

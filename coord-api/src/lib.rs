@@ -18,6 +18,7 @@
 //! | `jobs` | [`Job`] (`run`, `run_once`), [`JobContext`] |
 //! | `barriers` | [`Barrier`], [`DoubleBarrier`] and its [`Inside`], [`Latch`]; the family's metrics |
 //! | `queues` | work queues: [`Queue`], [`PushOptions`], [`Consumer`], [`Delivery`], [`DeadLetter`]; the family's metrics |
+//! | `topics` | typed events: [`Topic`] (ephemeral publish at most once, durable publish), [`EphemeralListener`], [`Subscriber`] of a named subscription and its [`EventDelivery`]s; the family's metrics |
 //! | `backoff` | [`Backoff`]: doubling retry delays with jitter (graph nodes, queue nacks) |
 //! | `graphs` | job graphs: [`Graph`] (declared with [`Node`]s), [`GraphRun`], [`GraphWorker`] and its [`NodeContext`]; the family's metrics |
 //! | [`url`] | [`url::BackendUrl`]: the one parser of backend URLs (every scheme), whose errors never echo a password |
@@ -50,6 +51,7 @@ mod queues;
 #[cfg(test)]
 mod testing;
 mod token;
+mod topics;
 mod trace;
 
 pub use backoff::Backoff;
@@ -79,6 +81,9 @@ pub use spi::{
     On, OnFailure, Outcome, QueueStats, Quorum, RunState, RunStatus, Trip,
 };
 pub use token::FencingToken;
+pub use topics::{
+    Ephemeral, EphemeralListener, EventContext, EventDelivery, Next, Subscriber, Topic,
+};
 
 /// Re-exported so backends implement the traits with the same macro version.
 pub use async_trait::async_trait;

@@ -18,6 +18,7 @@
 //! | `barriers` | cyclic and double barriers, and latches, under one lock |
 //! | `graphs` | job graphs: every run of a graph, its token counter and queues, under one lock |
 //! | `queues` | work queues: every item of a queue, its id and token counters and indexes, consumers' presence, dead items, under one lock |
+//! | `topics` | topics: each topic's durable stream (events, offset and token counters) and its subscriptions (cursor, deliveries, retries, consumers' presence, dead events) under one lock; ephemeral events through a broadcast channel per topic |
 //! | `watch` | notifications, one channel per watched topic, and wake-ups at expiry instants |
 //! | `journal` | [`Journal`]: what the store did, in its order, for histories |
 //! | `sync` | real or loom primitives under the table |
@@ -47,6 +48,7 @@ mod locks;
 mod membership;
 mod queues;
 mod sync;
+pub mod topics;
 pub mod table;
 mod watch;
 
@@ -60,7 +62,7 @@ use coord_api::{
     Clock, Instant, Namespace, TokioClock,
     spi::{
         Backend, BarrierBackend, ElectionBackend, GraphBackend, GroupBackend, JobBackend,
-        LockBackend, QueueBackend, Watch,
+        LockBackend, QueueBackend, TopicBackend, Watch,
     },
 };
 
@@ -93,6 +95,8 @@ struct StoreInner {
     /// Work queues: a step on a queue (its sweep and the change it makes)
     /// is one step on all its items and consumers.
     queues: Mutex<queues::Queues>,
+    /// Topics: a step on a topic's stream and its subscriptions.
+    topics: Mutex<topics::Topics>,
     watchers: Watchers,
     clock: Arc<dyn Clock>,
     journal: Option<Arc<dyn Journal>>,
@@ -131,6 +135,7 @@ impl MemoryStore {
                 barriers: Mutex::default(),
                 graphs: Mutex::default(),
                 queues: Mutex::default(),
+                topics: Mutex::default(),
                 watchers: Watchers::default(),
                 clock,
                 journal,
@@ -178,6 +183,10 @@ impl MemoryStore {
         self.inner.queues.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn topics(&self) -> MutexGuard<'_, topics::Topics> {
+        self.inner.topics.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The journal to tell what the store did, if any.
     fn journal(&self) -> Option<&dyn Journal> {
         self.inner.journal.as_deref()
@@ -206,7 +215,9 @@ impl MemoryStore {
             // Retry delays and lease deadlines pass without a wake-up (the
             // families' rule 9): `Take::Idle` and `Received::next_in` tell
             // when.
-            Topic::GraphReady(..) | Topic::GraphRun(..) | Topic::Queue(..) => None,
+            Topic::GraphReady(..) | Topic::GraphRun(..) | Topic::Queue(..) | Topic::Events(..) => {
+                None
+            }
         }
     }
 }
@@ -278,6 +289,9 @@ impl Backend for MemoryBackend {
         Some(self)
     }
     fn queues(&self) -> Option<&dyn QueueBackend> {
+        Some(self)
+    }
+    fn topics(&self) -> Option<&dyn TopicBackend> {
         Some(self)
     }
 }

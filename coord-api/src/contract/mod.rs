@@ -15,6 +15,7 @@
 //! | [`jobs`] | `Job::run` and `run_once` |
 //! | [`barriers`] | cyclic and double barriers, countdown latches |
 //! | [`queues`] | work queues: pushing, deliveries as leases, settling, dead letters, consumers' presence, work stealing |
+//! | [`topics`] | topics: ephemeral events (at most once), durable streams with retention, named subscriptions (at least once, acks, replay, missed offsets, refused events) |
 //! | [`graphs`] | job graphs: declaring, submitting, working, resolving, cancelling, observing runs |
 
 #[doc = include_str!("common.md")]
@@ -33,3 +34,5 @@ pub mod barriers {}
 pub mod graphs {}
 #[doc = include_str!("queues.md")]
 pub mod queues {}
+#[doc = include_str!("topics.md")]
+pub mod topics {}

@@ -18,6 +18,7 @@
 //! | [`barriers`] | cyclic and double barriers, countdown latches | [`Backend::barriers`] |
 //! | [`graphs`] | job graphs: runs of DAGs of nodes, resolved inside the backend | [`Backend::graphs`] |
 //! | [`queues`] | work queues: items delivered as fenced leases, dead letters, work stealing | [`Backend::queues`] |
+//! | [`topics`] | typed events: ephemeral pub/sub (at most once) and durable streams read through named subscriptions (at least once, replay) | [`Backend::topics`] |
 //! | [`dispatch`] | every family at once, for decorators and transports: a call carried as a value ([`Call`]) | [`Dispatched`] |
 //!
 //! A backend that offers only some families answers `None` for the others;
@@ -45,6 +46,7 @@ pub mod jobs;
 pub mod locks;
 pub mod membership;
 pub mod queues;
+pub mod topics;
 
 pub use barriers::{
     ArrivalInfo, Arrive, BarrierBackend, BarrierKind, BarrierState, Break, BreakReason, Broken,
@@ -68,6 +70,11 @@ pub use queues::{
     DeadItem, Delivery, MAX_BATCH, MAX_DEAD_KEPT, MAX_ITEM_ATTEMPTS, MAX_PAYLOAD_BYTES,
     MAX_PRIORITY, MAX_REASON_BYTES, Nack, NewItem, Pushed, QueueBackend, QueueStats,
     ReceiveOptions, Received, Settle,
+};
+pub use topics::{
+    DeadEvent, Delivered, Event, Heard, Listener, MAX_DEAD_EVENTS_KEPT, MAX_EVENT_BATCH,
+    MAX_EVENT_BYTES, MAX_KIND_BYTES, MAX_RETAINED, MAX_RETENTION_AGE, Missed, NewEvent, Read,
+    ReadOptions, Retention, Start, SubscriptionStats, Tag, TopicBackend,
 };
 
 /// A backend bound to one [`Namespace`]: the root from which each family's
@@ -112,6 +119,10 @@ pub trait Backend: fmt::Debug + fmt::Display + Send + Sync + 'static {
     fn queues(&self) -> Option<&dyn QueueBackend> {
         None
     }
+    /// Topics: ephemeral and durable events. `None` unless overridden.
+    fn topics(&self) -> Option<&dyn TopicBackend> {
+        None
+    }
 }
 
 /// A backend shared by many clients.
@@ -146,6 +157,9 @@ macro_rules! forward_backend {
             fn queues(&self) -> Option<&dyn QueueBackend> {
                 (**self).queues()
             }
+            fn topics(&self) -> Option<&dyn TopicBackend> {
+                (**self).topics()
+            }
         }
     )*};
 }
@@ -174,6 +188,8 @@ pub struct Families {
     pub graphs: bool,
     /// Work queues.
     pub queues: bool,
+    /// Topics.
+    pub topics: bool,
 }
 
 impl Families {
@@ -187,6 +203,7 @@ impl Families {
             barriers: backend.barriers().is_some(),
             graphs: backend.graphs().is_some(),
             queues: backend.queues().is_some(),
+            topics: backend.topics().is_some(),
         }
     }
 
@@ -200,6 +217,7 @@ impl Families {
             barriers: true,
             graphs: true,
             queues: true,
+            topics: true,
         }
     }
 }
