@@ -1,0 +1,43 @@
+//! The ephemeral tier: at most once. A listener hears what is published
+//! while it listens, not what came before; nothing is kept for the
+//! durable subscriptions.
+
+use super::*;
+
+cases! {
+    family: "topic", needs: [Need::Topics];
+
+/// A listener hears an ephemeral event published while it listens; one
+/// that starts listening later does not hear it (but hears the next); a
+/// durable subscription never sees ephemeral events.
+pub async fn topic_ephemeral_reaches_only_connected_listeners(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let mut durable = numbers(&a).subscriber("s").start(Start::Earliest);
+    durable.subscribe().await.unwrap();
+    let mut early = within(numbers(&a).listen(), "listen").await;
+    let reached = numbers(&b).publish_ephemeral(&1).await.unwrap();
+    assert!(reached >= 1, "reached {reached}");
+    assert_eq!(within(early.next(), "early hears 1").await, Ephemeral::Event(1));
+    let mut late = within(numbers(&a).listen(), "listen late").await;
+    numbers(&b).publish_ephemeral(&2).await.unwrap();
+    assert_eq!(within(late.next(), "late hears 2, not 1").await, Ephemeral::Event(2));
+    assert_eq!(within(early.next(), "early hears 2").await, Ephemeral::Event(2));
+    nothing(durable, ms(200), "ephemeral events are not kept").await;
+}
+
+/// An ephemeral event of another kind is refused by the listener with the
+/// reason, and the listener goes on.
+pub async fn topic_ephemeral_refuses_other_kinds(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let c = ctx.client("a").await;
+    let mut l = within(numbers(&c).kind("n", 1).listen(), "listen").await;
+    numbers(&c).kind("n", 2).publish_ephemeral(&1).await.unwrap();
+    numbers(&c).kind("n", 1).publish_ephemeral(&2).await.unwrap();
+    match within(l.next(), "v2").await {
+        Ephemeral::Refused(why) => assert!(why.contains("version 2"), "{why}"),
+        other => panic!("expected Refused, got {other:?}"),
+    }
+    assert_eq!(within(l.next(), "v1").await, Ephemeral::Event(2));
+}
+}

@@ -1,0 +1,101 @@
+//! Deliveries are leases: one not acked before its deadline is delivered
+//! again (attempt 2, a larger token), also when its subscriber's presence
+//! expires first; a stale ack changes nothing; a nack brings the event
+//! back after the back-off; a dropped delivery is given back at once.
+
+use super::*;
+
+cases! {
+    family: "topic", needs: [Need::Topics];
+
+/// A delivery left to expire (TTL 60 ms, no renewal) is delivered again to
+/// another subscriber with attempt 2 and a larger token; the zombie's ack
+/// is `LeaseLost` and its token's SPI ack `Stale`, changing nothing.
+pub async fn topic_expired_delivery_redelivered_stale_ack_changes_nothing(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let mut zombie = numbers(&a).subscriber("s").start(Start::Earliest).ttl(ms(60)).auto_extend(false);
+    zombie.subscribe().await.unwrap();
+    numbers(&a).publish(&1).await.unwrap();
+    let old = event(&mut zombie, "attempt 1").await;
+    let mut current = numbers(&b).subscriber("s");
+    let new = event(&mut current, "attempt 2").await;
+    assert_eq!((new.offset(), new.attempt()), (1, 2));
+    assert!(new.token() > old.token(), "{new:?} after {old:?}");
+    let backend = ctx.backend().await;
+    let stale = spi(&backend).ack(&key(T), &key("s"), 1, old.token()).await.unwrap();
+    assert_eq!(stale, Settle::Stale, "the zombie's token");
+    assert_lease_lost(old.ack().await, "the zombie's ack");
+    assert_eq!(current.stats().await.unwrap().in_flight, 1, "the current delivery stays");
+    within(new.ack(), "the current ack").await;
+    assert_eq!(current.stats().await.unwrap().in_flight, 0);
+}
+
+/// A subscriber that crashed (read through the SPI, then nothing) with a
+/// long delivery lease but a short presence: its delivery goes to another
+/// subscriber once the presence expired, before the lease's deadline.
+pub async fn topic_crashed_subscriber_deliveries_redelivered_at_presence_expiry(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let c = ctx.client("a").await;
+    let mut sub = numbers(&c).subscriber("s").start(Start::Earliest);
+    sub.subscribe().await.unwrap();
+    numbers(&c).publish(&1).await.unwrap();
+    let backend = ctx.backend().await;
+    let crashed = HolderId::new(InstanceId::new("crashed").unwrap());
+    let opts = ReadOptions::new(Duration::from_secs(60), ms(100), 1);
+    let read = spi(&backend).read(&key(T), &key("s"), &crashed, opts).await.unwrap().unwrap();
+    assert_eq!(read.events.len(), 1);
+    let d = event(&mut sub, "after the crashed presence expired").await;
+    assert_eq!((d.offset(), d.attempt()), (1, 2));
+    within(d.ack(), "ack").await;
+}
+
+/// A nacked event comes back (attempt 2) after the subscriber's back-off;
+/// an event whose delivery was dropped unsettled comes back at once.
+pub async fn topic_nacked_or_dropped_delivery_comes_back(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let c = ctx.client("a").await;
+    let mut sub = numbers(&c).subscriber("s").start(Start::Earliest).backoff(ms(50), ms(50));
+    sub.subscribe().await.unwrap();
+    numbers(&c).publish(&1).await.unwrap();
+    let d = event(&mut sub, "first").await;
+    within(d.nack(), "nack").await;
+    let d = event(&mut sub, "after the nack").await;
+    assert_eq!((d.offset(), d.attempt()), (1, 2));
+    drop(d);
+    let d = event(&mut sub, "after the drop").await;
+    assert_eq!((d.offset(), d.attempt()), (1, 3));
+    within(d.ack(), "ack").await;
+    nothing(sub, ms(200), "acked: done").await;
+}
+
+/// An unknown token, offset, subscription or topic is refused (`Stale`)
+/// by ack, nack, extend and dead-letter, and changes nothing.
+pub async fn topic_unknown_token_offset_or_subscription_refused(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let c = ctx.client("a").await;
+    let mut sub = numbers(&c).subscriber("s").start(Start::Earliest);
+    sub.subscribe().await.unwrap();
+    numbers(&c).publish(&1).await.unwrap();
+    let d = event(&mut sub, "the event").await;
+    let backend = ctx.backend().await;
+    let t = spi(&backend);
+    let never = FencingToken(d.token().get() + 1_000_000);
+    for (topic, s, offset, token, what) in [
+        (key(T), key("s"), 1, never, "a token never issued"),
+        (key(T), key("s"), 9, d.token(), "no such offset"),
+        (key(T), key("other"), 1, d.token(), "no such subscription"),
+        (key("nope"), key("s"), 1, d.token(), "no such topic"),
+    ] {
+        assert_eq!(t.ack(&topic, &s, offset, token).await.unwrap(), Settle::Stale, "ack: {what}");
+        let nack = t.nack(&topic, &s, offset, token, ms(0)).await.unwrap();
+        assert_eq!(nack, Settle::Stale, "nack: {what}");
+        let ext = t.extend(&topic, &s, offset, token, ms(1000)).await.unwrap();
+        assert_eq!(ext, Settle::Stale, "extend: {what}");
+        let dead = t.dead_letter(&topic, &s, offset, token, "x").await.unwrap();
+        assert_eq!(dead, Settle::Stale, "dead_letter: {what}");
+    }
+    assert_eq!(sub.stats().await.unwrap().in_flight, 1);
+    within(d.ack(), "the real ack").await;
+}
+}

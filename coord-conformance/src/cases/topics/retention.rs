@@ -1,0 +1,105 @@
+//! Retention: a stream keeps at most its count (and age) of events; what a
+//! subscription should have read and the stream trimmed first is reported
+//! as missed (offsets), never skipped silently; undecodable and refused
+//! events are dead-lettered and reported, and the subscription goes on.
+
+use super::*;
+
+cases! {
+    family: "topic", needs: [Need::Topics];
+
+/// With a retention of 3 events, a subscription at offset 0 that reads
+/// after 5 were published is told it missed 1..=2, then gets 3, 4, 5.
+pub async fn topic_trimmed_events_reported_missed_never_skipped(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let c = ctx.client("a").await;
+    let topic = numbers(&c).retention(Retention::count(3));
+    let mut sub = topic.subscriber("s").start(Start::Earliest);
+    sub.subscribe().await.unwrap();
+    topic.publish_many(&[1, 2, 3, 4, 5]).await.unwrap();
+    match within(sub.next(), "the gap").await {
+        Next::Missed { first, last } => assert_eq!((first, last), (1, 2)),
+        other => panic!("expected Missed 1..=2, got {other:?}"),
+    }
+    assert_eq!(drain(&mut sub, 3, "kept").await, vec![(3, 3), (4, 4), (5, 5)]);
+    let stats = sub.stats().await.unwrap();
+    assert_eq!((stats.first_offset, stats.last_offset), (3, 5), "{stats:?}");
+}
+
+/// A delivery that expired and whose event was trimmed before it could be
+/// delivered again is reported missed, not lost silently.
+pub async fn topic_trimmed_redelivery_reported_missed(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let c = ctx.client("a").await;
+    let topic = numbers(&c).retention(Retention::count(1));
+    let mut sub = topic.subscriber("s").start(Start::Earliest).ttl(ms(60)).auto_extend(false);
+    sub.subscribe().await.unwrap();
+    topic.publish(&1).await.unwrap();
+    let d = event(&mut sub, "event 1").await;
+    topic.publish(&2).await.unwrap(); // trims 1 while it is delivered
+    sleep(ms(120)).await; // the delivery expires unacked
+    assert_lease_lost(d.ack().await, "the expired delivery's ack");
+    match within(sub.next(), "the lost redelivery").await {
+        Next::Missed { first, last } => assert_eq!((first, last), (1, 1)),
+        other => panic!("expected Missed 1..=1, got {other:?}"),
+    }
+    assert_eq!(drain(&mut sub, 1, "event 2").await, vec![(2, 2)]);
+}
+
+/// An event that does not decode as the subscriber's type is refused:
+/// dead-lettered with the decode error, reported, and the next event
+/// comes.
+pub async fn topic_undecodable_event_dead_lettered_subscription_goes_on(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let c = ctx.client("a").await;
+    let texts = c.topic::<String>(T).kind("n", 1);
+    let nums = c.topic::<u64>(T).kind("n", 1);
+    let mut sub = nums.subscriber("s").start(Start::Earliest);
+    sub.subscribe().await.unwrap();
+    texts.publish(&"not a number".to_owned()).await.unwrap();
+    nums.publish(&5).await.unwrap();
+    match within(sub.next(), "the bad event").await {
+        Next::Refused { offset, reason, .. } => {
+            assert_eq!(offset, 1);
+            assert!(reason.contains("decode"), "{reason}");
+        }
+        other => panic!("expected Refused, got {other:?}"),
+    }
+    assert_eq!(drain(&mut sub, 1, "the next").await, vec![(2, 5)]);
+    let dead = sub.dead_events(0, 10).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].event.offset, 1);
+    assert_eq!(dead[0].event.payload, b"\"not a number\"".to_vec());
+    assert!(dead[0].reason.contains("decode"), "{:?}", dead[0]);
+}
+
+/// A subscriber that reads versions 1..=1 refuses a version 2 event (and
+/// another kind) with the reason, dead-letters it, and reads on; a
+/// subscriber that reads 1..=2 takes it.
+pub async fn topic_unknown_version_or_kind_refused_with_reason(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let c = ctx.client("a").await;
+    let v1 = numbers(&c).kind("order", 1);
+    let v2 = numbers(&c).kind("order", 2);
+    let other = numbers(&c).kind("refund", 1);
+    let mut old = v1.subscriber("old").start(Start::Earliest);
+    let mut new = v2.subscriber("new").start(Start::Earliest);
+    old.subscribe().await.unwrap();
+    new.subscribe().await.unwrap();
+    v2.publish(&2).await.unwrap();
+    other.publish(&3).await.unwrap();
+    v1.publish(&1).await.unwrap();
+    for (offset, word) in [(1, "version 2"), (2, "kind")] {
+        match within(old.next(), word).await {
+            Next::Refused { offset: o, reason, .. } => {
+                assert_eq!(o, offset);
+                assert!(reason.contains(word), "{reason}");
+            }
+            other => panic!("{word}: expected Refused, got {other:?}"),
+        }
+    }
+    assert_eq!(drain(&mut old, 1, "old reads v1").await, vec![(3, 1)]);
+    assert_eq!(old.dead_events(0, 10).await.unwrap().len(), 2);
+    assert_eq!(drain(&mut new, 1, "new reads v2").await, vec![(1, 2)]);
+}
+}

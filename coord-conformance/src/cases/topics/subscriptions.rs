@@ -1,0 +1,143 @@
+//! Subscriptions: each sees every event; one subscription's subscribers
+//! share its events; a subscriber that was down gets what was published
+//! meanwhile; start places, seek replays (by offset, by time); a waiting
+//! subscriber is woken by a publish; unsubscribe deletes.
+
+use super::*;
+
+cases! {
+    family: "topic", needs: [Need::Topics];
+
+/// Two subscriptions each get every event, in order, whatever the other
+/// did with it.
+pub async fn topic_every_subscription_sees_every_event(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let mut billing = numbers(&a).subscriber("billing").start(Start::Earliest);
+    let mut audit = numbers(&b).subscriber("audit").start(Start::Earliest);
+    billing.subscribe().await.unwrap();
+    audit.subscribe().await.unwrap();
+    numbers(&a).publish_many(&[1, 2, 3, 4]).await.unwrap();
+    let want = vec![(1, 1), (2, 2), (3, 3), (4, 4)];
+    assert_eq!(drain(&mut billing, 4, "billing").await, want);
+    assert_eq!(drain(&mut audit, 4, "audit").await, want);
+}
+
+/// Two subscribers of one subscription share its events: each event goes
+/// to one of them, none to both.
+pub async fn topic_subscribers_of_one_subscription_share_events(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let mut x = numbers(&a).subscriber("s").start(Start::Earliest);
+    let mut y = numbers(&b).subscriber("s");
+    x.subscribe().await.unwrap();
+    numbers(&a).publish_many(&[1, 2, 3, 4]).await.unwrap();
+    let mut got = Vec::new();
+    for i in 0..2 {
+        let dx = event(&mut x, &format!("x {i}")).await;
+        let dy = event(&mut y, &format!("y {i}")).await;
+        got.push(*dx.event());
+        got.push(*dy.event());
+        within(dx.ack(), "x ack").await;
+        within(dy.ack(), "y ack").await;
+    }
+    got.sort();
+    assert_eq!(got, vec![1, 2, 3, 4]);
+    nothing(x, ms(200), "no event twice").await;
+}
+
+/// A subscriber that was down (left) gets, when it comes back, every event
+/// published to its subscription meanwhile, in order.
+pub async fn topic_subscriber_back_after_downtime_gets_what_it_missed(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let c = ctx.client("a").await;
+    let mut sub = numbers(&c).subscriber("s").start(Start::Earliest);
+    numbers(&c).publish(&1).await.unwrap();
+    assert_eq!(drain(&mut sub, 1, "before").await, vec![(1, 1)]);
+    within(sub.leave(), "down").await;
+    numbers(&c).publish_many(&[2, 3, 4]).await.unwrap();
+    let mut back = numbers(&c).subscriber("s").start(Start::Latest);
+    let got = drain(&mut back, 3, "back").await;
+    assert_eq!(got, vec![(2, 2), (3, 3), (4, 4)], "the place is the subscription's");
+}
+
+/// `Start::Latest` gets only what is published after the subscription is
+/// made; `Start::Earliest` everything kept; `Start::Offset(o)` from `o`.
+pub async fn topic_start_places_a_new_subscription(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let c = ctx.client("a").await;
+    numbers(&c).publish_many(&[1, 2, 3]).await.unwrap();
+    let mut latest = numbers(&c).subscriber("latest").start(Start::Latest);
+    let mut earliest = numbers(&c).subscriber("earliest").start(Start::Earliest);
+    let mut from2 = numbers(&c).subscriber("from2").start(Start::Offset(2));
+    for s in [&mut latest, &mut earliest, &mut from2] {
+        assert!(s.subscribe().await.unwrap(), "made");
+    }
+    assert!(!numbers(&c).subscriber("latest").subscribe().await.unwrap(), "exists");
+    numbers(&c).publish(&4).await.unwrap();
+    assert_eq!(drain(&mut latest, 1, "latest").await, vec![(4, 4)]);
+    assert_eq!(drain(&mut earliest, 4, "earliest").await.len(), 4);
+    let got = drain(&mut from2, 3, "from 2").await;
+    assert_eq!(got, vec![(2, 2), (3, 3), (4, 4)]);
+}
+
+/// `seek` replays: from an offset (events already acked come again) and
+/// from a time (the first event published at or after it).
+pub async fn topic_seek_replays_from_offset_and_time(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let c = ctx.client("a").await;
+    let mut sub = numbers(&c).subscriber("s").start(Start::Earliest);
+    sub.subscribe().await.unwrap();
+    numbers(&c).publish_many(&[1, 2]).await.unwrap();
+    // Published at least a few milliseconds later (times are kept in ms).
+    sleep(ms(20)).await;
+    numbers(&c).publish_many(&[3, 4]).await.unwrap();
+    let first = drain(&mut sub, 4, "first pass").await;
+    assert_eq!(first.len(), 4);
+    assert_eq!(within(sub.seek(Start::Offset(2)), "seek 2").await, 2);
+    let again = drain(&mut sub, 3, "from offset 2").await;
+    assert_eq!(again, vec![(2, 2), (3, 3), (4, 4)]);
+    // The time of event 3: seek there replays 3 and 4.
+    sub.seek(Start::Offset(3)).await.unwrap();
+    let d = event(&mut sub, "event 3").await;
+    let at3 = d.published_at();
+    within(d.ack(), "ack 3").await;
+    drain(&mut sub, 1, "event 4").await;
+    assert_eq!(within(sub.seek(Start::Time(at3)), "seek time").await, 3);
+    assert_eq!(drain(&mut sub, 2, "from the time").await, vec![(3, 3), (4, 4)]);
+}
+
+/// A subscriber waiting with nothing to read is woken by a publish, well
+/// before its 10 s retry delay.
+pub async fn topic_waiting_subscriber_woken_by_publish(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let mut sub = numbers(&a).subscriber("s");
+    sub.subscribe().await.unwrap();
+    let publisher = async {
+        sleep(ms(150)).await;
+        numbers(&b).publish(&7).await.unwrap();
+    };
+    let (d, ()) = tokio::join!(event(&mut sub, "woken"), publisher);
+    assert_eq!(*d.event(), 7);
+    within(d.ack(), "ack").await;
+}
+
+/// `unsubscribe` deletes the subscription: its stats say it does not
+/// exist, and the SPI's read and seek answer `None`.
+pub async fn topic_unsubscribe_deletes_the_subscription(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let c = ctx.client("a").await;
+    let mut sub = numbers(&c).subscriber("s");
+    sub.subscribe().await.unwrap();
+    assert!(sub.stats().await.unwrap().exists);
+    assert!(within(sub.unsubscribe(), "unsubscribe").await);
+    let backend = ctx.backend().await;
+    let t = spi(&backend);
+    assert!(!t.stats(&key(T), &key("s")).await.unwrap().exists);
+    let opts = ReadOptions::new(ms(1000), ms(1000), 1);
+    assert_eq!(t.read(&key(T), &key("s"), &intruder(), opts).await.unwrap(), None);
+    assert_eq!(t.seek(&key(T), &key("s"), Start::Earliest).await.unwrap(), None);
+    assert!(!t.unsubscribe(&key(T), &key("s")).await.unwrap());
+}
+}
