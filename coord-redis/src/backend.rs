@@ -8,7 +8,7 @@ use coord_api::{
     Error, Namespace, Result,
     spi::{
         Backend, BarrierBackend, ElectionBackend, GraphBackend, GroupBackend, JobBackend,
-        LockBackend, QueueBackend,
+        LockBackend, QueueBackend, TopicBackend,
     },
 };
 use redis::{
@@ -29,7 +29,7 @@ use crate::{
 /// ([`LockBackend`]), elections ([`ElectionBackend`]), membership groups
 /// ([`GroupBackend`]), run-once jobs ([`JobBackend`]), cyclic barriers,
 /// double barriers and countdown latches ([`BarrierBackend`]), job graphs
-/// ([`GraphBackend`]) and work queues ([`QueueBackend`]).
+/// ([`GraphBackend`]) and work queues ([`QueueBackend`]) and topics ([`TopicBackend`]).
 ///
 /// - every operation is one Lua script run by EVALSHA (loaded again
 ///   transparently after `SCRIPT FLUSH` or a restart), bounded by the
@@ -195,6 +195,9 @@ impl Backend for RedisBackend {
         Some(self)
     }
     fn queues(&self) -> Option<&dyn QueueBackend> {
+        Some(self)
+    }
+    fn topics(&self) -> Option<&dyn TopicBackend> {
         Some(self)
     }
 }

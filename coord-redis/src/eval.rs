@@ -18,7 +18,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use coord_api::{Error, FencingToken, HolderId, Key, Result};
-use redis::{ErrorKind, FromRedisValue, RedisWrite, Script, ServerErrorKind, ToRedisArgs};
+use redis::{ErrorKind, FromRedisValue, RedisWrite, Script, ServerErrorKind, ToRedisArgs, Value};
 use tracing::{Instrument, Span, field::Empty};
 
 use crate::{RedisBackend, error};
@@ -254,6 +254,44 @@ pub(crate) fn count(v: i64, min: u32) -> u32 {
 /// A server wall-clock instant given in microseconds since the epoch.
 pub(crate) fn wall(us: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_micros(us.max(0) as u64)
+}
+
+/// A duration in whole milliseconds, rounded up.
+pub(crate) fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
+}
+
+// Reading replies (shared by the families whose scripts reply with
+// arrays): `None` is a reply the script never gives.
+
+pub(crate) fn array(v: &Value) -> Option<&[Value]> {
+    match v {
+        Value::Array(a) => Some(a),
+        _ => None,
+    }
+}
+
+pub(crate) fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        _ => None,
+    }
+}
+
+pub(crate) fn uint<T: TryFrom<i64>>(v: &Value) -> Option<T> {
+    T::try_from(int(v)?).ok()
+}
+
+pub(crate) fn bytes(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+pub(crate) fn text(v: &Value) -> Option<&str> {
+    std::str::from_utf8(bytes(v)?).ok()
 }
 
 /// The arguments of `eval` as text, `EVALSHA` first (for tests of layouts).

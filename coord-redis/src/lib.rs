@@ -30,6 +30,7 @@
 //! | `barriers/` | cyclic and double barriers, countdown latches: `barrier.lua` (both barrier kinds, one op per operation), `latch.lua`, key layout, arguments, replies |
 //! | `graphs/` | job graphs: `graph.lua` (every operation, the sweep of expired leases and the resolution of dependents), key layout, the spec's canonical encoding, replies |
 //! | `queues/` | work queues: `queue.lua` (every operation, the sweep of due items, expired deliveries and dead consumers), key layout, limits, replies |
+//! | `topics/` | topics: `topic.lua` (a Redis Stream per topic, a consumer group per subscription, deliveries as leases, retention, missed offsets, dead events), ephemeral PUBLISH, key layout, replies |
 //! | [`keys`] | naming every key: namespace and primitive in one hash tag |
 //! | `pubsub`, `expiry` | the shared pub/sub connection that wakes waiters; watches that also wake at an expiry instant |
 //! | `error` | redis errors → `Unavailable` / `Backend`, with the password redacted |
@@ -75,6 +76,8 @@ mod membership;
 mod pubsub;
 #[cfg(not(madsim))]
 mod queues;
+#[cfg(not(madsim))]
+mod topics;
 
 #[cfg(not(madsim))]
 pub use backend::RedisBackend;

@@ -74,11 +74,20 @@ struct Entry {
 }
 
 /// One watch's wake-up state.
-struct Slot {
+pub(crate) struct Slot {
     wake: Wake,
     /// A wake-up was delivered and `changed()` has not returned it yet.
     pending: AtomicBool,
     notify: Notify,
+    /// A listener's: the messages themselves (ephemeral events).
+    feed: Option<Feed>,
+}
+
+/// Where a listener's messages go: a bounded buffer, and whether any was
+/// lost (a full buffer, a lost connection) since the listener last looked.
+pub(crate) struct Feed {
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    lost: AtomicBool,
 }
 
 impl Slot {
@@ -121,6 +130,9 @@ impl Channels {
                     && let Ok(name) = std::str::from_utf8(name)
                     && let Some(entry) = state.channels.get(name)
                 {
+                    if let Some(msg) = push.data.get(1) {
+                        feed(entry, msg);
+                    }
                     let released = matches!(
                         push.data.get(1),
                         Some(Value::BulkString(m)) if m.as_slice() == b"released"
@@ -137,10 +149,29 @@ impl Channels {
             }
             PushKind::Disconnection => {
                 for entry in state.channels.values() {
+                    for f in entry.watches.values().filter_map(|s| s.feed.as_ref()) {
+                        f.lost.store(true, Ordering::Release);
+                    }
                     entry.wake_all();
                 }
             }
             _ => {}
+        }
+    }
+}
+
+/// Hands `msg` to the listeners of `entry` (a full buffer loses it, and
+/// the listener is told).
+fn feed(entry: &Entry, msg: &Value) {
+    let Value::BulkString(bytes) = msg else {
+        return;
+    };
+    for slot in entry.watches.values() {
+        if let Some(f) = &slot.feed
+            && f.tx.try_send(bytes.clone()).is_err()
+        {
+            f.lost.store(true, Ordering::Release);
+            slot.notify.notify_one();
         }
     }
 }
@@ -172,10 +203,36 @@ impl Hub {
         channel: String,
         wake: Wake,
     ) -> Result<RedisWatch> {
+        self.subscribe_slot(channel, wake, None).await
+    }
+
+    /// A listener on `channel`: its messages, `buffer` at most waiting, and
+    /// notice of any lost; effective on the server when this returns.
+    pub(crate) async fn listen(
+        self: &Arc<Self>,
+        channel: String,
+        buffer: usize,
+    ) -> Result<RedisListener> {
+        let (tx, rx) = tokio::sync::mpsc::channel(buffer);
+        let feed = Feed {
+            tx,
+            lost: AtomicBool::new(false),
+        };
+        let watch = self.subscribe_slot(channel, Wake::All, Some(feed)).await?;
+        Ok(RedisListener { watch, rx })
+    }
+
+    async fn subscribe_slot(
+        self: &Arc<Self>,
+        channel: String,
+        wake: Wake,
+        feed: Option<Feed>,
+    ) -> Result<RedisWatch> {
         let slot = Arc::new(Slot {
             wake,
             pending: AtomicBool::new(false),
             notify: Notify::new(),
+            feed,
         });
         let (id, confirmed) = {
             let mut state = self.channels.0.lock().unwrap();
@@ -294,6 +351,37 @@ impl Watch for RedisWatch {
                 return Ok(());
             }
             notified.await;
+        }
+    }
+}
+
+/// A listener on one channel: its messages as they come (at most once).
+pub(crate) struct RedisListener {
+    watch: RedisWatch,
+    rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+}
+
+impl RedisListener {
+    /// The next message, or `None` when some may have been lost since the
+    /// last call (a full buffer, a lost connection). Cancel safe.
+    pub(crate) async fn next(&mut self) -> Option<Vec<u8>> {
+        let slot = self.watch.slot.clone();
+        let feed = slot.feed.as_ref().expect("a listener's slot has a feed");
+        loop {
+            let notified = slot.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if feed.lost.swap(false, Ordering::AcqRel) {
+                return None;
+            }
+            tokio::select! {
+                biased;
+                msg = self.rx.recv() => match msg {
+                    Some(m) => return Some(m),
+                    None => std::future::pending::<()>().await,
+                },
+                _ = notified => {}
+            }
         }
     }
 }

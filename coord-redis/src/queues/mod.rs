@@ -80,7 +80,7 @@ use tracing::Instrument;
 
 use crate::{
     RedisBackend,
-    eval::{Eval, Traced, millis, script, ttl_ms, wall},
+    eval::{Eval, Traced, array, bytes, int, millis, ms, script, text, ttl_ms, uint, wall},
     keys::Names,
 };
 
@@ -111,43 +111,6 @@ fn queue_eval(ns: &Namespace, queue: &Key, op: &'static str, args: usize, extra:
     names.write(&mut eval, READY);
     eval.arg(op);
     eval
-}
-
-/// A duration in whole milliseconds, rounded up.
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
-}
-
-// Reading replies: `None` is a reply the script never gives.
-
-fn array(v: &Value) -> Option<&[Value]> {
-    match v {
-        Value::Array(a) => Some(a),
-        _ => None,
-    }
-}
-
-fn int(v: &Value) -> Option<i64> {
-    match v {
-        Value::Int(i) => Some(*i),
-        _ => None,
-    }
-}
-
-fn uint<T: TryFrom<i64>>(v: &Value) -> Option<T> {
-    T::try_from(int(v)?).ok()
-}
-
-fn bytes(v: &Value) -> Option<&[u8]> {
-    match v {
-        Value::BulkString(b) => Some(b),
-        Value::SimpleString(s) => Some(s.as_bytes()),
-        _ => None,
-    }
-}
-
-fn text(v: &Value) -> Option<&str> {
-    std::str::from_utf8(bytes(v)?).ok()
 }
 
 /// One id per item: pushed (positive) or a duplicate of (negative).

@@ -1,0 +1,344 @@
+-- Topics' durable streams (after the prelude). One script, the operation an
+-- argument; the rules are those of coord-api's spi/topics.rs (1-8).
+-- KEYS: 1 the stream (entries `<ms>-<offset>`: fields k kind, v version, p
+-- payload), 2 meta hash (last: the last offset; ms: the last entry's ms;
+-- dead:<sub>: the last dead id of a subscription), 3 token counter, 4
+-- subscriptions hash (sub -> cursor: the offset of the last event handed
+-- out for the first time); then the subscription's: 5 flights hash
+-- (offset -> 'token|deadline|attempt|entry id|consumer'), 6 deadlines zset
+-- (offset -> delivery deadline, server ms), 7 retry zset (offset -> due,
+-- server ms), 8 retry hash (offset -> 'attempts|entry id'), 9 presence zset
+-- (consumer -> presence deadline, server ms), 10 dead zset (dead id -> dead
+-- id); a dead event is the hash <sub base><id>:y (o offset, t ms, k, v, p,
+-- r reason, z time of death µs). The channel is <topic base>c.
+-- Each subscription is also a consumer group of the stream, named as the
+-- subscription: XREADGROUP hands new entries out (moving the group's last
+-- id with the cursor), XACK settles them, SETID moves both on a seek.
+-- ARGV: op, then
+--   publish   n, max_len ('0': none), max_age ms ('0': none), then per
+--             event: kind, version, payload
+--   subscribe sub, start kind ('e' | 'l' | 'o' | 't'), start value
+--   seek      sub, start kind, start value
+--   read      sub, consumer, ttl ms, presence ttl ms, max
+--   extend    sub, offset, token, ttl ms
+--   ack       sub, offset, token
+--   nack      sub, offset, token, retry ms
+--   dead      sub, offset, token, reason
+--   beat      sub, consumer, ttl ms
+--   leave     sub, consumer
+--   list      sub, after, limit
+--   unsub     sub
+--   stats     sub
+local stream, meta, counter, subs = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local flights, deadlines, retry_z, retry_h, presence, dead_z = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local MAX_DEAD_KEPT = 10000
+local MAX_SEQ = '18446744073709551615'
+
+local function split(s)
+  local out = {}
+  for part in string.gmatch(s, '([^|]*)|?') do
+    out[#out + 1] = part
+    if #out == 5 then break end
+  end
+  return out
+end
+
+-- The offset of an entry id (its sequence part).
+local function offset_of(id)
+  return tonumber(string.match(id, '-(%d+)$'))
+end
+
+local function ms_of(id)
+  return tonumber(string.match(id, '^(%d+)-'))
+end
+
+local function last_offset()
+  return tonumber(redis.call('HGET', meta, 'last') or '0')
+end
+
+-- The first entry kept: its id, or nil.
+local function first_id()
+  local e = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+  return e[1] and e[1][1] or nil
+end
+
+-- Where `start` places a cursor: the group id to SETID and the cursor
+-- offset (rule 3).
+local function place(kind, value)
+  local last = last_offset()
+  local first = first_id()
+  if kind == 'l' or not first then
+    return '$', last
+  end
+  if kind == 'e' then
+    return '0-0', offset_of(first) - 1
+  end
+  if kind == 't' then
+    local t = tonumber(value)
+    local before = redis.call('XREVRANGE', stream, fmt(t - 1) .. '-' .. MAX_SEQ, '-', 'COUNT', 1)
+    if before[1] then
+      return before[1][1], offset_of(before[1][1])
+    end
+    return '0-0', offset_of(first) - 1
+  end
+  -- An offset: the entries before it stay behind the group's id.
+  local o = tonumber(value)
+  if o > last then return '$', last end
+  if o <= offset_of(first) then return '0-0', o - 1 end
+  -- The smallest ms at which the last entry at or before it has an offset
+  -- of at least o (ids order by ms, then offset).
+  local lo, hi = ms_of(first), ms_of(redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1][1])
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    local e = redis.call('XREVRANGE', stream, fmt(mid) .. '-' .. MAX_SEQ, '-', 'COUNT', 1)
+    if e[1] and offset_of(e[1][1]) >= o then hi = mid else lo = mid + 1 end
+  end
+  return fmt(lo) .. '-' .. fmt(o - 1), o - 1
+end
+
+local now = now_ms()
+
+-- Rule 1: offset `o` (delivery or none) goes to the retry set, due `due`.
+local function to_retry(o, due, attempts, id)
+  redis.call('HDEL', flights, o)
+  redis.call('ZREM', deadlines, o)
+  redis.call('ZADD', retry_z, fmt(due), o)
+  redis.call('HSET', retry_h, o, attempts .. '|' .. id)
+end
+
+local function sweep(sub)
+  local gone = redis.call('ZRANGEBYSCORE', presence, '-inf', now)
+  if #gone > 0 then
+    local dead = {}
+    for _, c in ipairs(gone) do
+      dead[c] = true
+      redis.call('ZREM', presence, c)
+      pcall(redis.call, 'XGROUP', 'DELCONSUMER', stream, sub, c)
+    end
+    local all = redis.call('HGETALL', flights)
+    for k = 1, #all, 2 do
+      local f = split(all[k + 1])
+      if dead[f[5]] then to_retry(all[k], now, f[3], f[4]) end
+    end
+  end
+  for _, o in ipairs(redis.call('ZRANGEBYSCORE', deadlines, '-inf', now)) do
+    local f = split(redis.call('HGET', flights, o))
+    to_retry(o, now, f[3], f[4])
+  end
+end
+
+-- The current, unexpired delivery of `o` by `tok`: its fields, or nil.
+local function held(o, tok)
+  local v = redis.call('HGET', flights, o)
+  if not v then return nil end
+  local f = split(v)
+  if f[1] ~= tok or tonumber(f[2]) <= now then return nil end
+  return f
+end
+
+local function entry(e)
+  local k, v, p
+  local fields = e[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'k' then k = fields[i + 1]
+    elseif fields[i] == 'v' then v = fields[i + 1]
+    elseif fields[i] == 'p' then p = fields[i + 1] end
+  end
+  return k, v, p
+end
+
+if op == 'publish' then
+  local n, max_len, max_age = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+  local last = last_offset()
+  local ms = math.max(now, tonumber(redis.call('HGET', meta, 'ms') or '0'))
+  local firstn = last + 1
+  for i = 0, n - 1 do
+    last = last + 1
+    local a = 5 + i * 3
+    redis.call('XADD', stream, fmt(ms) .. '-' .. fmt(last), 'k', ARGV[a], 'v', ARGV[a + 1], 'p', ARGV[a + 2])
+  end
+  redis.call('HSET', meta, 'last', fmt(last), 'ms', fmt(ms))
+  if max_len > 0 then redis.call('XTRIM', stream, 'MAXLEN', max_len) end
+  if max_age > 0 then redis.call('XTRIM', stream, 'MINID', fmt(now - max_age) .. '-0') end
+  redis.call('PUBLISH', string.sub(stream, 1, -2) .. 'c', '')
+  return {firstn, ms}
+end
+
+local sub = ARGV[2]
+
+if op == 'subscribe' then
+  if redis.call('HEXISTS', subs, sub) == 1 then return 0 end
+  local id, cursor = place(ARGV[3], ARGV[4])
+  if not pcall(redis.call, 'XGROUP', 'CREATE', stream, sub, id, 'MKSTREAM') then
+    redis.call('XGROUP', 'SETID', stream, sub, id)
+  end
+  redis.call('HSET', subs, sub, fmt(cursor))
+  return 1
+end
+
+if op == 'stats' then
+  local first = first_id()
+  local out = {0, 0, last_offset(), first and offset_of(first) or 0, 0, 0, 0, 0}
+  local cursor = redis.call('HGET', subs, sub)
+  if cursor then
+    sweep(sub)
+    out[1], out[2] = 1, tonumber(cursor)
+    out[5], out[6] = redis.call('HLEN', flights), redis.call('ZCARD', retry_z)
+    out[7], out[8] = redis.call('ZCARD', presence), redis.call('ZCARD', dead_z)
+  end
+  return out
+end
+
+if op == 'list' then
+  local after, limit = ARGV[3], tonumber(ARGV[4])
+  local ids = redis.call('ZRANGEBYSCORE', dead_z, '(' .. after, '+inf', 'LIMIT', 0, limit)
+  local base = string.sub(dead_z, 1, -2)
+  local out = {}
+  for _, id in ipairs(ids) do
+    local h = redis.call('HMGET', base .. id .. ':y', 'o', 't', 'k', 'v', 'p', 'r', 'z')
+    out[#out + 1] = {tonumber(id), tonumber(h[1]), tonumber(h[2]), h[3], tonumber(h[4]), h[5], h[6], tonumber(h[7])}
+  end
+  return out
+end
+
+if op == 'unsub' then
+  if redis.call('HDEL', subs, sub) == 0 then return 0 end
+  pcall(redis.call, 'XGROUP', 'DESTROY', stream, sub)
+  local base = string.sub(dead_z, 1, -2)
+  for _, id in ipairs(redis.call('ZRANGE', dead_z, 0, -1)) do
+    redis.call('DEL', base .. id .. ':y')
+  end
+  redis.call('DEL', flights, deadlines, retry_z, retry_h, presence, dead_z)
+  redis.call('HDEL', meta, 'dead:' .. sub)
+  return 1
+end
+
+-- Every other step is on an existing subscription, swept first.
+local cursor = redis.call('HGET', subs, sub)
+if not cursor then return -1 end
+cursor = tonumber(cursor)
+sweep(sub)
+
+if op == 'seek' then
+  local id, c = place(ARGV[3], ARGV[4])
+  redis.call('XGROUP', 'SETID', stream, sub, id)
+  redis.call('HSET', subs, sub, fmt(c))
+  return c + 1
+end
+
+if op == 'read' then
+  local consumer, ttl, pttl, max = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+  redis.call('ZADD', presence, fmt(now + pttl), consumer)
+  local picked, missed = {}, {}
+  -- Retries due.
+  local due = redis.call('ZRANGEBYSCORE', retry_z, '-inf', now, 'LIMIT', 0, max)
+  for _, o in ipairs(due) do
+    local r = split(redis.call('HGET', retry_h, o))
+    redis.call('ZREM', retry_z, o)
+    redis.call('HDEL', retry_h, o)
+    local e = redis.call('XRANGE', stream, r[2], r[2])
+    if e[1] then
+      picked[#picked + 1] = {e[1], tonumber(r[1]) + 1}
+    else
+      redis.call('XACK', stream, sub, r[2])
+      missed[#missed + 1] = {tonumber(o), tonumber(o)}
+    end
+  end
+  -- Then new entries after the cursor.
+  local left = max - #picked
+  if left > 0 then
+    local got = redis.call('XREADGROUP', 'GROUP', sub, consumer, 'COUNT', left, 'STREAMS', stream, '>')
+    local entries = got and got[1] and got[1][2] or {}
+    for _, e in ipairs(entries) do
+      local o = offset_of(e[1])
+      if o > cursor + 1 then missed[#missed + 1] = {cursor + 1, o - 1} end
+      cursor = o
+      local busy = redis.call('HEXISTS', flights, o) == 1 or redis.call('HEXISTS', retry_h, o) == 1
+      if not busy then picked[#picked + 1] = {e, 1} end
+    end
+    local last = last_offset()
+    if #entries < left and last > cursor then
+      missed[#missed + 1] = {cursor + 1, last}
+      cursor = last
+    end
+    redis.call('HSET', subs, sub, fmt(cursor))
+  end
+  local out = {{}, missed, -1}
+  for _, p in ipairs(picked) do
+    local e, attempt = p[1], p[2]
+    local o = offset_of(e[1])
+    local tok = next_token(counter, KEEP_MS)
+    local deadline = now + ttl
+    redis.call('HSET', flights, o, fmt(tok) .. '|' .. fmt(deadline) .. '|' .. attempt .. '|' .. e[1] .. '|' .. consumer)
+    redis.call('ZADD', deadlines, fmt(deadline), o)
+    local k, v, pl = entry(e)
+    table.insert(out[1], {o, ms_of(e[1]), k, tonumber(v), pl, tok, attempt})
+  end
+  if #picked == 0 then
+    local soon
+    for _, z in ipairs({retry_z, deadlines, presence}) do
+      local f = redis.call('ZRANGE', z, 0, 0, 'WITHSCORES')
+      if f[2] and (not soon or tonumber(f[2]) < soon) then soon = tonumber(f[2]) end
+    end
+    if soon then out[3] = math.max(0, soon - now) end
+  end
+  return out
+end
+
+if op == 'beat' then
+  redis.call('ZADD', presence, fmt(now + tonumber(ARGV[4])), ARGV[3])
+  return 1
+end
+
+if op == 'leave' then
+  local consumer = ARGV[3]
+  redis.call('ZREM', presence, consumer)
+  pcall(redis.call, 'XGROUP', 'DELCONSUMER', stream, sub, consumer)
+  local n = 0
+  local all = redis.call('HGETALL', flights)
+  for k = 1, #all, 2 do
+    local f = split(all[k + 1])
+    if f[5] == consumer then
+      to_retry(all[k], now, f[3], f[4])
+      n = n + 1
+    end
+  end
+  return n
+end
+
+-- Settlements: only the current, unexpired delivery (rule 5).
+local o, tok = ARGV[3], ARGV[4]
+local f = held(o, tok)
+if not f then return 0 end
+
+if op == 'extend' then
+  local deadline = now + tonumber(ARGV[5])
+  redis.call('HSET', flights, o, f[1] .. '|' .. fmt(deadline) .. '|' .. f[3] .. '|' .. f[4] .. '|' .. f[5])
+  redis.call('ZADD', deadlines, fmt(deadline), o)
+  return 1
+end
+
+if op == 'nack' then
+  to_retry(o, now + tonumber(ARGV[5]), f[3], f[4])
+  return 1
+end
+
+redis.call('HDEL', flights, o)
+redis.call('ZREM', deadlines, o)
+redis.call('XACK', stream, sub, f[4])
+if op == 'dead' then
+  local e = redis.call('XRANGE', stream, f[4], f[4])
+  if e[1] then
+    local id = redis.call('HINCRBY', meta, 'dead:' .. sub, 1)
+    local base = string.sub(dead_z, 1, -2)
+    local k, v, p = entry(e[1])
+    redis.call('HSET', base .. id .. ':y', 'o', o, 't', fmt(ms_of(f[4])), 'k', k, 'v', v, 'p', p,
+      'r', ARGV[5], 'z', fmt(now_us()))
+    redis.call('ZADD', dead_z, id, id)
+    if redis.call('ZCARD', dead_z) > MAX_DEAD_KEPT then
+      local oldest = redis.call('ZPOPMIN', dead_z)
+      redis.call('DEL', base .. oldest[1] .. ':y')
+    end
+  end
+end
+return 1
