@@ -1,0 +1,476 @@
+//! Topics: the server's log of durable topic calls (what it answered, on
+//! its clock), what publishers saw acknowledged and what subscribers were
+//! handed, and the checker of the contract's promises:
+//!
+//! - `topic-lost`: every event whose publish returned `Ok` (after the last
+//!   server restart, which loses the store) is, for every subscription,
+//!   acked, dead-lettered, or reported missed by the server (retention
+//!   trimmed it first), by the end of the drain: never skipped silently;
+//! - `topic-fencing`: an ack, nack, dead-letter or extend the server
+//!   answered `Done` carried the token of the offset's latest delivery to
+//!   that subscription, not settled yet, before its deadline (extends
+//!   move it);
+//! - `topic-tokens`: tokens handed out increase strictly, across restarts;
+//! - `topic-values`: a subscriber was handed, at an offset, the value
+//!   acknowledged to its publisher at that offset;
+//! - `topic-dead`: every event a subscriber reported refused (after the last
+//!   restart) is among its subscription's dead events at the end.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use coord_api::Instant;
+
+use super::Violation;
+
+/// One durable topic call the server answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicOp {
+    /// A publish: the offsets given.
+    Publish(Vec<u64>),
+    /// A read: deliveries (offset, token), the missed ranges, the lease.
+    Read {
+        /// Offset and token of each delivery.
+        delivered: Vec<(u64, u64)>,
+        /// Missed ranges (inclusive).
+        missed: Vec<(u64, u64)>,
+        /// The deliveries' TTL.
+        ttl: Duration,
+    },
+    /// A settlement or an extend (`op`: `ack`, `nack`, `dead_letter`,
+    /// `extend`), and whether it was `Done`.
+    Settle {
+        /// Which.
+        op: &'static str,
+        /// The offset.
+        offset: u64,
+        /// The token given.
+        token: u64,
+        /// An extend's TTL.
+        ttl: Duration,
+        /// Answered `Done`.
+        done: bool,
+    },
+}
+
+/// One logged call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicEvent {
+    /// The subscription (empty for a publish).
+    pub sub: String,
+    /// When (global).
+    pub at: Instant,
+    /// The server clock's reading.
+    pub now: Instant,
+    /// What.
+    pub op: TopicOp,
+}
+
+/// The server's topic calls, in its order. Clones share it.
+#[derive(Debug, Clone, Default)]
+pub struct TopicLog {
+    inner: Arc<Mutex<Vec<TopicEvent>>>,
+}
+
+impl TopicLog {
+    /// An empty log.
+    pub fn new() -> TopicLog {
+        TopicLog::default()
+    }
+
+    /// Appends an event.
+    pub fn push(&self, e: TopicEvent) {
+        self.inner.lock().unwrap().push(e);
+    }
+
+    /// The events so far.
+    pub fn events(&self) -> Vec<TopicEvent> {
+        self.inner.lock().unwrap().clone()
+    }
+}
+
+/// What the clients saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    /// A publish returned `Ok`: the value at the offset (refused by every
+    /// subscriber when `refused`).
+    Published {
+        /// Its offset.
+        offset: u64,
+        /// Its value.
+        value: u64,
+        /// Of a kind or version the subscribers refuse.
+        refused: bool,
+    },
+    /// A subscriber was handed the value at the offset.
+    Handed {
+        /// The subscription.
+        sub: String,
+        /// The offset.
+        offset: u64,
+        /// The value.
+        value: u64,
+    },
+    /// A subscriber reported the event refused.
+    Refused {
+        /// The subscription.
+        sub: String,
+        /// The offset.
+        offset: u64,
+    },
+}
+
+/// Everything the checker judges.
+#[derive(Debug, Clone)]
+pub struct TopicHistory {
+    /// The server's log.
+    pub events: Vec<TopicEvent>,
+    /// What clients saw, with when.
+    pub seen: Vec<(Instant, Seen)>,
+    /// The subscriptions.
+    pub subs: Vec<String>,
+    /// The offsets among each subscription's dead events at the end.
+    pub dead: HashMap<String, HashSet<u64>>,
+    /// When the server restarted (its store emptied).
+    pub restarts: Vec<Instant>,
+}
+
+/// What a run of the topic workload did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TopicCounts {
+    /// Events acknowledged to publishers.
+    pub published: u64,
+    /// Deliveries handed out by the server.
+    pub delivered: u64,
+    /// Acks the server accepted.
+    pub acked: u64,
+    /// Offsets reported missed.
+    pub missed: u64,
+    /// Events dead-lettered (refused).
+    pub refused: u64,
+    /// Settlements refused as stale.
+    pub stale: u64,
+    /// Deliveries of an offset already delivered to its subscription.
+    pub redelivered: u64,
+}
+
+/// The counts of `h`.
+pub fn topic_counts(h: &TopicHistory) -> TopicCounts {
+    let mut c = TopicCounts::default();
+    let mut seen: HashSet<(String, u64)> = HashSet::new();
+    for e in &h.events {
+        match &e.op {
+            TopicOp::Read {
+                delivered, missed, ..
+            } => {
+                for (o, _) in delivered {
+                    c.delivered += 1;
+                    if !seen.insert((e.sub.clone(), *o)) {
+                        c.redelivered += 1;
+                    }
+                }
+                c.missed += missed.iter().map(|(a, b)| b - a + 1).sum::<u64>();
+            }
+            TopicOp::Settle { op, done, .. } => match (*op, *done) {
+                ("ack", true) => c.acked += 1,
+                ("dead_letter", true) => c.refused += 1,
+                (_, false) => c.stale += 1,
+                _ => {}
+            },
+            TopicOp::Publish(_) => {}
+        }
+    }
+    c.published = (h.seen.iter())
+        .filter(|(_, s)| matches!(s, Seen::Published { .. }))
+        .count() as u64;
+    c
+}
+
+/// A delivery as the server made it.
+struct Lease {
+    token: u64,
+    deadline: Instant,
+    settled: bool,
+}
+
+/// Every violation of `h`.
+pub fn check_topics(h: &TopicHistory) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let last_restart = h.restarts.iter().max().copied();
+    let current = |at: Instant| last_restart.is_none_or(|r| at >= r);
+    // Tokens strictly increase, whatever the incarnation.
+    let mut last_token = 0u64;
+    for e in &h.events {
+        if let TopicOp::Read { delivered, .. } = &e.op {
+            for (o, t) in delivered {
+                if *t <= last_token {
+                    out.push(Violation::new(
+                        "topic-tokens",
+                        format!("{}@{o}: token {t} after {last_token}", e.sub),
+                    ));
+                }
+                last_token = last_token.max(*t);
+            }
+        }
+    }
+    // Fencing, per incarnation (a restart forgets every delivery).
+    let mut leases: HashMap<(String, u64), Lease> = HashMap::new();
+    let mut restarts = h.restarts.clone();
+    restarts.sort();
+    let mut next_restart = restarts.iter().peekable();
+    // What the server told each subscription, in the last incarnation.
+    let mut handled: HashSet<(String, u64)> = HashSet::new();
+    for e in &h.events {
+        while next_restart.peek().is_some_and(|r| **r <= e.at) {
+            next_restart.next();
+            leases.clear();
+        }
+        match &e.op {
+            TopicOp::Read {
+                delivered,
+                missed,
+                ttl,
+            } => {
+                for (o, t) in delivered {
+                    let lease = Lease {
+                        token: *t,
+                        deadline: e.now + *ttl,
+                        settled: false,
+                    };
+                    leases.insert((e.sub.clone(), *o), lease);
+                }
+                if current(e.at) {
+                    for (a, b) in missed {
+                        handled.extend((*a..=*b).map(|o| (e.sub.clone(), o)));
+                    }
+                }
+            }
+            TopicOp::Settle {
+                op,
+                offset,
+                token,
+                ttl,
+                done: true,
+            } => {
+                let key = (e.sub.clone(), *offset);
+                match leases.get_mut(&key) {
+                    Some(l) if l.token == *token && !l.settled && e.now < l.deadline => {
+                        if *op == "extend" {
+                            l.deadline = e.now + *ttl;
+                        } else {
+                            l.settled = true;
+                        }
+                    }
+                    other => out.push(Violation::new(
+                        "topic-fencing",
+                        format!(
+                            "{op} of {}@{offset} with token {token} accepted; the latest delivery: {:?}",
+                            e.sub,
+                            other.map(|l| (l.token, l.settled, l.deadline.saturating_duration_since(e.now)))
+                        ),
+                    )),
+                }
+                if matches!(*op, "ack" | "dead_letter") && current(e.at) {
+                    handled.insert(key);
+                }
+            }
+            _ => {}
+        }
+    }
+    // Values, refusals, nothing lost.
+    let mut published: HashMap<u64, (u64, bool)> = HashMap::new();
+    for (at, s) in &h.seen {
+        if let Seen::Published {
+            offset,
+            value,
+            refused,
+        } = s
+            && current(*at)
+        {
+            published.insert(*offset, (*value, *refused));
+        }
+    }
+    for (at, s) in &h.seen {
+        if !current(*at) {
+            continue;
+        }
+        match s {
+            Seen::Handed { sub, offset, value } => {
+                if let Some((v, _)) = published.get(offset)
+                    && v != value
+                {
+                    out.push(Violation::new(
+                        "topic-values",
+                        format!("{sub}@{offset}: handed {value}, published {v}"),
+                    ));
+                }
+            }
+            Seen::Refused { sub, offset } => {
+                let listed = h.dead.get(sub).is_some_and(|d| d.contains(offset));
+                if !listed {
+                    out.push(Violation::new(
+                        "topic-dead",
+                        format!("{sub}@{offset}: refused, not among the dead events"),
+                    ));
+                }
+            }
+            Seen::Published { .. } => {}
+        }
+    }
+    let mut offsets: Vec<&u64> = published.keys().collect();
+    offsets.sort();
+    for sub in &h.subs {
+        let lost: Vec<u64> = (offsets.iter())
+            .filter(|o| !handled.contains(&(sub.clone(), ***o)))
+            .map(|o| **o)
+            .collect();
+        if !lost.is_empty() {
+            out.push(Violation::new(
+                "topic-lost",
+                format!(
+                    "subscription {sub}: acknowledged offsets neither acked, dead-lettered nor reported missed: {lost:?}"
+                ),
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: u64) -> Instant {
+        Instant::from_std(std::time::Instant::now()) + Duration::from_millis(ms)
+    }
+
+    fn history(events: Vec<TopicEvent>, seen: Vec<(Instant, Seen)>) -> TopicHistory {
+        TopicHistory {
+            events,
+            seen,
+            subs: vec!["a".into()],
+            dead: HashMap::new(),
+            restarts: Vec::new(),
+        }
+    }
+
+    fn ev(t: Instant, sub: &str, op: TopicOp) -> TopicEvent {
+        TopicEvent {
+            sub: sub.into(),
+            at: t,
+            now: t,
+            op,
+        }
+    }
+
+    fn settle(op: &'static str, offset: u64, token: u64, done: bool) -> TopicOp {
+        TopicOp::Settle {
+            op,
+            offset,
+            token,
+            ttl: Duration::ZERO,
+            done,
+        }
+    }
+
+    fn read(delivered: Vec<(u64, u64)>, missed: Vec<(u64, u64)>) -> TopicOp {
+        TopicOp::Read {
+            delivered,
+            missed,
+            ttl: Duration::from_secs(1),
+        }
+    }
+
+    fn published(offset: u64) -> Seen {
+        Seen::Published {
+            offset,
+            value: offset * 10,
+            refused: false,
+        }
+    }
+
+    #[test]
+    fn acked_or_missed_is_clean() {
+        let t = at(0);
+        let h = history(
+            vec![
+                ev(t, "", TopicOp::Publish(vec![1, 2])),
+                ev(t, "a", read(vec![(2, 5)], vec![(1, 1)])),
+                ev(t, "a", settle("ack", 2, 5, true)),
+            ],
+            vec![(t, published(1)), (t, published(2))],
+        );
+        assert_eq!(check_topics(&h), vec![]);
+    }
+
+    #[test]
+    fn an_offset_skipped_silently_is_lost() {
+        let t = at(0);
+        let h = history(
+            vec![
+                ev(t, "a", read(vec![(2, 5)], vec![])),
+                ev(t, "a", settle("ack", 2, 5, true)),
+            ],
+            vec![(t, published(1)), (t, published(2))],
+        );
+        let v = check_topics(&h);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].checker, "topic-lost");
+    }
+
+    #[test]
+    fn a_stale_or_late_ack_accepted_is_unfenced() {
+        let t = at(0);
+        let h = history(
+            vec![
+                ev(t, "a", read(vec![(1, 5)], vec![])),
+                ev(t, "a", read(vec![(1, 6)], vec![])),
+                ev(t, "a", settle("ack", 1, 5, true)),
+                ev(at(5_000), "a", settle("ack", 1, 6, true)),
+            ],
+            vec![(t, published(1))],
+        );
+        let v = check_topics(&h);
+        assert_eq!(v.len(), 2, "{v:?}");
+        assert!(v.iter().all(|v| v.checker == "topic-fencing"), "{v:?}");
+    }
+
+    #[test]
+    fn tokens_must_increase_and_values_match() {
+        let t = at(0);
+        let mut h = history(
+            vec![
+                ev(t, "a", read(vec![(1, 7)], vec![])),
+                ev(t, "a", read(vec![(1, 7)], vec![])),
+                ev(t, "a", settle("ack", 1, 7, true)),
+            ],
+            vec![
+                (t, published(1)),
+                (
+                    t,
+                    Seen::Handed {
+                        sub: "a".into(),
+                        offset: 1,
+                        value: 99,
+                    },
+                ),
+                (
+                    t,
+                    Seen::Refused {
+                        sub: "a".into(),
+                        offset: 1,
+                    },
+                ),
+            ],
+        );
+        let checkers: Vec<_> = check_topics(&h).iter().map(|v| v.checker).collect();
+        assert_eq!(checkers, vec!["topic-tokens", "topic-values", "topic-dead"]);
+        // Before the last restart, only tokens are judged.
+        h.restarts.push(at(1));
+        let checkers: Vec<_> = check_topics(&h).iter().map(|v| v.checker).collect();
+        assert_eq!(checkers, vec!["topic-tokens"]);
+    }
+}
