@@ -260,3 +260,23 @@ fn queue_tokens_restarting_after_a_restart_are_caught() {
         &["queue-tokens"],
     );
 }
+
+#[test]
+fn a_topic_skipping_trimmed_events_silently_is_caught() {
+    caught(
+        Scenario::topic_faults(),
+        Bug::TopicSkipsMissed,
+        "a_topic_skipping_trimmed_events_silently_is_caught",
+        &["topic-lost"],
+    );
+}
+
+#[test]
+fn a_stale_topic_ack_accepted_is_caught() {
+    caught(
+        Scenario::topic_faults(),
+        Bug::TopicAckIgnoresToken,
+        "a_stale_topic_ack_accepted_is_caught",
+        &["topic-fencing"],
+    );
+}

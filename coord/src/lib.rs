@@ -73,6 +73,11 @@ pub use coord_api::{
     RunnerHandle, RwLock, Semaphore, SkewedClock, TokioClock, Trip, Tripped, Worked, WriteGuard,
     contract, spi,
 };
+/// Topics: typed events, ephemeral (at most once) and durable (named
+/// subscriptions, at least once, replay).
+pub use coord_api::{
+    Ephemeral, EphemeralListener, EventContext, EventDelivery, Next, Subscriber, Topic,
+};
 
 /// The README's code examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -14,6 +14,10 @@ mod pipeline;
 #[path = "../examples/queue.rs"]
 mod queue;
 
+#[allow(dead_code)] // its `main` and argument parsing
+#[path = "../examples/events.rs"]
+mod events;
+
 use barrier::Round;
 use coord::{NodeState, RunState};
 
@@ -212,4 +216,18 @@ async fn queue_example_finishes_the_killed_consumers_item_elsewhere() {
         .filter(|(_, how)| *how == Settled::Acked)
         .count();
     assert_eq!(acks as u64 + c.dead_lettered, s.pushed.len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_example_replays_what_the_subscriber_missed_but_not_ephemeral_ticks() {
+    let s = events::run("memory://?namespace=example-events")
+        .await
+        .expect("the example runs");
+    assert_eq!(s.before, vec![(1, 1), (2, 2)]);
+    assert_eq!(s.caught_up, vec![(3, 3), (4, 4), (6, 6)], "durable: replayed");
+    let (offset, reason) = s.refused.expect("version 2 refused");
+    assert_eq!(offset, 5);
+    assert!(reason.contains("version 2"), "{reason}");
+    assert_eq!(s.ticks, vec![1, 3], "ephemeral: tick 2 was missed while down");
+    assert_eq!(s.replayed, vec![1, 2, 3, 4, 6]);
 }

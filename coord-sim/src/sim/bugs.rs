@@ -26,6 +26,7 @@ use coord_api::{
 use coord_testkit::clocks::EpochWall;
 
 mod queues;
+mod topics;
 
 /// A deliberate bug of the sim server or of its clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,6 +97,14 @@ pub enum Bug {
     /// lease deadlines. Emulated by renewing every presence for twenty
     /// times the TTL asked.
     PresenceIgnored,
+    /// A topic read that finds events trimmed before the subscription got
+    /// them says nothing about them: the subscription skips them silently.
+    /// Emulated by clearing `missed` from read replies.
+    TopicSkipsMissed,
+    /// A topic ack with a stale token (the delivery expired and went to
+    /// another subscriber) is accepted. Emulated by acking again with the
+    /// offset's latest token when the store answers `Stale`.
+    TopicAckIgnoresToken,
     /// Client-side: no clean-up of unanswered acquisitions. An acquire-type
     /// call (`locks.acquire`, `elections.campaign`, `groups.join`,
     /// `jobs.begin`) that ended without an answer (an error, or cancelled)
@@ -123,6 +132,7 @@ impl Bug {
             | Bug::StealStarted
             | Bug::ExpiryLosesItem
             | Bug::PresenceIgnored => queues::around(inner, self),
+            Bug::TopicSkipsMissed | Bug::TopicAckIgnoresToken => topics::around(inner, self),
             bug => Arc::new(Dispatched::new(Broken { inner, bug })),
         }
     }

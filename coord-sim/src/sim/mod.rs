@@ -6,6 +6,7 @@ mod clock;
 mod deaf;
 mod graph_log;
 mod queue_log;
+mod topic_log;
 pub mod scenario;
 mod server;
 mod transport;

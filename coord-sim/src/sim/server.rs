@@ -52,6 +52,9 @@ pub struct ServerConfig {
     /// Where to log what the server answered to queue calls (with its
     /// clock's reading), in its order, and its restarts.
     pub queue_log: Option<QueueLog>,
+    /// Where to log what the server answered to durable topic calls (with
+    /// its clock's reading), in its order.
+    pub topic_log: Option<crate::history::TopicLog>,
     /// A deliberately broken server (feature `broken`).
     #[cfg(feature = "broken")]
     pub bug: Option<super::bugs::Bug>,
@@ -68,6 +71,7 @@ impl ServerConfig {
             barrier_log: None,
             graph_log: None,
             queue_log: None,
+            topic_log: None,
             #[cfg(feature = "broken")]
             bug: None,
         }
@@ -99,6 +103,9 @@ impl ServerConfig {
         }
         if let Some(log) = &self.queue_log {
             backend = super::queue_log::logged(backend, log.clone(), self.clock.clone());
+        }
+        if let Some(log) = &self.topic_log {
+            backend = super::topic_log::logged(backend, log.clone(), self.clock.clone());
         }
         match &self.graph_log {
             Some(log) => super::graph_log::logged(backend, log.clone()),

@@ -231,6 +231,30 @@ impl Scenario {
         }
     }
 
+    /// Topics: durable events published over partitions, loss, latency,
+    /// pauses past the presence TTL, subscribers killed and restarted, a
+    /// retention that trims (half the seeds): nothing acknowledged lost
+    /// without the subscription being told, settlements fenced, tokens
+    /// increasing, values as published, refused events dead-lettered.
+    pub fn topic_faults() -> Scenario {
+        Scenario {
+            name: "topic_faults",
+            workload: Workload::Topics,
+            ..Scenario::partitions_in_bounds()
+        }
+    }
+
+    /// The same with the server killed and restarted with an empty store:
+    /// tokens keep increasing across restarts, and the rules hold for what
+    /// was published after the last restart.
+    pub fn topic_server_restarts() -> Scenario {
+        Scenario {
+            name: "topic_server_restarts",
+            server_restarts: true,
+            ..Scenario::topic_faults()
+        }
+    }
+
     /// With a deliberately broken server or client.
     #[cfg(feature = "broken")]
     pub fn with_bug(mut self, bug: Bug) -> Scenario {

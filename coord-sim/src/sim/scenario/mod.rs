@@ -23,6 +23,7 @@
 //! | `latch` | [`Workload::Latch`]: a coordinator sets the latch `l`, three workers count it down once per generation, everyone waits for the open |
 //! | `graphs` | [`Workload::Graphs`]: runs of three job graphs submitted, worked on by `GraphWorker`s that crash at every step boundary, waited for after the heal (its own run: see there) |
 //! | `queues` | [`Workload::Queues`]: items pushed by producers and worked on by consumers that crash at every step boundary, drained after the heal (its own run: see there) |
+//! | `topics` | [`Workload::Topics`]: durable events published by publishers, read by subscribers of two subscriptions that are killed and come back, drained after the heal (its own run: see there) |
 //! | `report` | [`Report`]: what one run saw |
 //! | `resource` | the fenced resource's node and the write bodies send it |
 //! | `catalog` | the scenarios: [`Scenario`]'s constructors |
@@ -58,12 +59,14 @@ mod queues;
 mod report;
 mod resource;
 mod sweep;
+mod topics;
 
 #[cfg(feature = "broken")]
 pub use super::bugs::Bug;
 pub use barriers::{DEAD_BOUND, UNREACHABLE_BOUND, WAIT_BOUND};
 pub use graphs::END_BOUND;
 pub use queues::{DRAIN_BOUND, KNOWN_CLIENT_BUGS};
+pub use topics::DRAIN_BOUND as TOPIC_DRAIN_BOUND;
 pub use report::Report;
 pub use sweep::{Sweep, replay_command, run_seed, seeds_from_env, sweep, sweep_with};
 
@@ -117,6 +120,11 @@ pub enum Workload {
     /// `holder_kills`) work them, handlers writing with their delivery's
     /// token; the queue must drain after the heal.
     Queues,
+    /// Publishers publish durable events, subscribers of two subscriptions
+    /// (killed and restarted when `holder_kills`) read, ack, nack or drop
+    /// them; every acknowledged event must be acked, dead-lettered or
+    /// reported missed for each subscription once drained.
+    Topics,
 }
 
 /// A scenario: the workload and which faults its plans may draw.
@@ -282,7 +290,7 @@ impl Shared {
                 Workload::Barrier | Workload::DoubleBarrier => self.waits.killed(idx, now),
                 Workload::Latch => self.latch.killed(idx, now),
                 // Graph bodies and handlers are closed by their own runs.
-                Workload::Graphs | Workload::Queues => {}
+                Workload::Graphs | Workload::Queues | Workload::Topics => {}
             }
         }
         let open = self.open.lock().unwrap();
@@ -324,6 +332,7 @@ pub async fn run(scenario: Scenario) -> Report {
     match workload {
         Workload::Graphs => return graphs::run(scenario).await,
         Workload::Queues => return queues::run(scenario).await,
+        Workload::Topics => return topics::run(scenario).await,
         _ => {}
     }
     if workload == Workload::LeaderCrash {
@@ -405,7 +414,9 @@ pub async fn run(scenario: Scenario) -> Report {
                             Workload::Barrier => barriers::worker(i, clock, shared).await,
                             Workload::DoubleBarrier => double::worker(i, clock, shared).await,
                             Workload::Latch => latch::worker(i, clock, shared).await,
-                            Workload::Graphs | Workload::Queues => unreachable!("their own runs"),
+                            Workload::Graphs | Workload::Queues | Workload::Topics => {
+                                unreachable!("their own runs")
+                            }
                         }
                         // Stopped, not gone: the process stays up (a node
                         // whose first task returns exits, its other tasks

@@ -1,0 +1,137 @@
+//! The sim server's log of durable topic calls: a decorator around the
+//! backend a call runs on that tells the [`TopicLog`] what it answered
+//! (publishes, reads, settlements and extends), with the (global) instant
+//! and the server clock's reading, in the backend's order (as
+//! `queue_log`). It sits outside a broken server's decorator: it logs what
+//! clients asked and were told.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use coord_api::{
+    Clock, FencingToken, HolderId, Instant, Key, Namespace, Result,
+    spi::{
+        Call, Dispatch, Dispatched, DynBackend, Families, NewEvent, Read, ReadOptions, Reply,
+        Retention, Settle,
+    },
+};
+
+use crate::history::{TopicEvent, TopicLog, TopicOp};
+
+/// `inner` with its topic calls logged to `log`, stamped with `clock`.
+pub(crate) fn logged(inner: DynBackend, log: TopicLog, clock: Arc<dyn Clock>) -> DynBackend {
+    Arc::new(Dispatched::new(Logged { inner, log, clock }))
+}
+
+struct Logged {
+    inner: DynBackend,
+    log: TopicLog,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for Logged {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Logged")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl fmt::Display for Logged {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.inner, f)
+    }
+}
+
+/// What a call was about (its subscription, its operation), read before it
+/// runs.
+enum Asked {
+    Publish,
+    Read(Duration),
+    Settle(&'static str, u64, u64, Duration),
+}
+
+fn asked(call: &Call) -> Option<(String, Asked)> {
+    let sub = |k: &Key| k.as_str().to_owned();
+    Some(match call.op().name {
+        "publish" => {
+            call.args::<(Key, Vec<NewEvent>, Retention)>()?;
+            (String::new(), Asked::Publish)
+        }
+        "read" => {
+            let a = call.args::<(Key, Key, HolderId, ReadOptions)>()?;
+            (sub(&a.1), Asked::Read(a.3.ttl))
+        }
+        "ack" => {
+            let a = call.args::<(Key, Key, u64, FencingToken)>()?;
+            (sub(&a.1), Asked::Settle("ack", a.2, a.3.get(), Duration::ZERO))
+        }
+        "nack" => {
+            let a = call.args::<(Key, Key, u64, FencingToken, Duration)>()?;
+            (sub(&a.1), Asked::Settle("nack", a.2, a.3.get(), Duration::ZERO))
+        }
+        "extend" => {
+            let a = call.args::<(Key, Key, u64, FencingToken, Duration)>()?;
+            (sub(&a.1), Asked::Settle("extend", a.2, a.3.get(), a.4))
+        }
+        "dead_letter" => {
+            let a = call.args::<(Key, Key, u64, FencingToken, String)>()?;
+            let settle = Asked::Settle("dead_letter", a.2, a.3.get(), Duration::ZERO);
+            (sub(&a.1), settle)
+        }
+        _ => return None,
+    })
+}
+
+fn event(asked: Asked, reply: &Reply) -> Option<TopicOp> {
+    Some(match asked {
+        Asked::Publish => TopicOp::Publish(reply.downcast_ref::<Vec<u64>>()?.clone()),
+        Asked::Read(ttl) => {
+            let r = reply.downcast_ref::<Option<Read>>()?.as_ref()?;
+            TopicOp::Read {
+                delivered: (r.events.iter())
+                    .map(|d| (d.event.offset, d.token.get()))
+                    .collect(),
+                missed: r.missed.iter().map(|m| (m.first, m.last)).collect(),
+                ttl,
+            }
+        }
+        Asked::Settle(op, offset, token, ttl) => TopicOp::Settle {
+            op,
+            offset,
+            token,
+            ttl,
+            done: *reply.downcast_ref::<Settle>()? == Settle::Done,
+        },
+    })
+}
+
+#[async_trait]
+impl Dispatch for Logged {
+    fn namespace(&self) -> &Namespace {
+        self.inner.namespace()
+    }
+
+    fn families(&self) -> Families {
+        Families::of(&*self.inner)
+    }
+
+    async fn dispatch(&self, call: Call) -> Result<Reply> {
+        if call.op().family != "topics" {
+            return call.run(self.inner.clone()).await;
+        }
+        let asked = asked(&call);
+        let reply = call.run(self.inner.clone()).await?;
+        if let Some((sub, asked)) = asked
+            && let Some(op) = event(asked, &reply)
+        {
+            self.log.push(TopicEvent {
+                sub,
+                at: Instant::now(),
+                now: self.clock.now(),
+                op,
+            });
+        }
+        Ok(reply)
+    }
+}
