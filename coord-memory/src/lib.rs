@@ -48,8 +48,8 @@ mod locks;
 mod membership;
 mod queues;
 mod sync;
-pub mod topics;
 pub mod table;
+pub mod topics;
 mod watch;
 
 use std::{

@@ -17,7 +17,7 @@ use std::{
 
 use async_trait::async_trait;
 use coord_api::{
-    FencingToken, HolderId, MAX_TTL, Key, Namespace, Result,
+    FencingToken, HolderId, Key, MAX_TTL, Namespace, Result,
     spi::{
         DeadEvent, Heard, Listener, NewEvent, Read, ReadOptions, Retention, Settle, Start,
         SubscriptionStats, Tag, TopicBackend, Watch,
@@ -151,9 +151,7 @@ impl TopicBackend for MemoryBackend {
         ttl: Duration,
     ) -> Result<Settle> {
         validate_ttl(topic, ttl)?;
-        Ok(self.on_stream(topic, |s, step| {
-            s.extend(sub, offset, token, ttl, step.now)
-        }))
+        Ok(self.on_stream(topic, |s, step| s.extend(sub, offset, token, ttl, step.now)))
     }
 
     async fn ack(

@@ -28,7 +28,10 @@ fn sweep_clean(s: Scenario, test: &str) -> scenario::Sweep {
     if !is_child() {
         // The topic run reports deliveries as grants, accepted acks as
         // writes and refused settlements as stale writes.
-        assert!(out.grants > 0 && out.writes > 0, "nothing was delivered and acked");
+        assert!(
+            out.grants > 0 && out.writes > 0,
+            "nothing was delivered and acked"
+        );
     }
     out
 }
@@ -37,7 +40,10 @@ fn sweep_clean(s: Scenario, test: &str) -> scenario::Sweep {
 fn topic_faults() {
     let out = sweep_clean(Scenario::topic_faults(), "topic_faults");
     if !is_child() && out.seeds >= 50 {
-        assert!(out.stale_writes_refused > 0, "no stale settlement was ever refused");
+        assert!(
+            out.stale_writes_refused > 0,
+            "no stale settlement was ever refused"
+        );
     }
 }
 

@@ -111,9 +111,7 @@ pub async fn run(url: &str) -> Result<Summary> {
     // Billing's subscription exists from here on: events are kept for it.
     let billing_orders = billing.topic::<OrderPlaced>(&name).kind("OrderPlaced", 1);
     let billing_ticks = billing.topic::<Tick>(&format!("{name}/ticks"));
-    let mut sub = billing_orders
-        .subscriber("billing")
-        .start(Start::Earliest);
+    let mut sub = billing_orders.subscriber("billing").start(Start::Earliest);
     sub.subscribe().await?;
     let mut listener = billing_ticks.listen().await?;
 
@@ -133,7 +131,9 @@ pub async fn run(url: &str) -> Result<Summary> {
     drop(listener);
     orders.publish_many(&[order(3), order(4)]).await?;
     let reached = ticks.publish_ephemeral(&Tick { seq: 2 }).await?;
-    println!("  shop published orders 3 and 4 (durable) and tick 2 (ephemeral, {reached} listeners)");
+    println!(
+        "  shop published orders 3 and 4 (durable) and tick 2 (ephemeral, {reached} listeners)"
+    );
     // A newer shop publishes version 2 of the event.
     orders
         .clone()
@@ -163,7 +163,10 @@ pub async fn run(url: &str) -> Result<Summary> {
     if let Ephemeral::Event(t) = within("tick 3", listener.next()).await? {
         summary.ticks.push(t.seq);
     }
-    println!("  heard ticks {:?}: tick 2 was published while it was down", summary.ticks);
+    println!(
+        "  heard ticks {:?}: tick 2 was published while it was down",
+        summary.ticks
+    );
 
     let next = sub.seek(Start::Offset(1)).await?;
     println!("billing replays from offset {next}");

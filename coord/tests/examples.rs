@@ -224,10 +224,18 @@ async fn events_example_replays_what_the_subscriber_missed_but_not_ephemeral_tic
         .await
         .expect("the example runs");
     assert_eq!(s.before, vec![(1, 1), (2, 2)]);
-    assert_eq!(s.caught_up, vec![(3, 3), (4, 4), (6, 6)], "durable: replayed");
+    assert_eq!(
+        s.caught_up,
+        vec![(3, 3), (4, 4), (6, 6)],
+        "durable: replayed"
+    );
     let (offset, reason) = s.refused.expect("version 2 refused");
     assert_eq!(offset, 5);
     assert!(reason.contains("version 2"), "{reason}");
-    assert_eq!(s.ticks, vec![1, 3], "ephemeral: tick 2 was missed while down");
+    assert_eq!(
+        s.ticks,
+        vec![1, 3],
+        "ephemeral: tick 2 was missed while down"
+    );
     assert_eq!(s.replayed, vec![1, 2, 3, 4, 6]);
 }

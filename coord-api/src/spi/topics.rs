@@ -63,7 +63,8 @@
 //!    to now + `ttl`. **ack** ends it: the event is done for this
 //!    subscription. **nack** ends it and puts the offset in the retry set,
 //!    due after `retry_in`. **dead_letter** ends it and keeps the event
-//!    with the reason among the subscription's dead events (at most
+//!    (its offset alone if retention trimmed it meanwhile) with the reason
+//!    among the subscription's dead events (at most
 //!    [`MAX_DEAD_EVENTS_KEPT`], the oldest dropped first). With any other token,
 //!    or after the deadline: [`Settle::Stale`], and nothing changes.
 //! 6. **leave** puts every delivery of the consumer in the retry set (due
@@ -385,8 +386,10 @@ impl ReadOptions {
 pub struct DeadEvent {
     /// Its place among the subscription's dead events (increasing).
     pub id: u64,
-    /// The event.
-    pub event: Event,
+    /// The event's offset.
+    pub offset: u64,
+    /// The event, unless retention trimmed it before it was dead-lettered.
+    pub event: Option<Event>,
     /// Why: a decode error, a refused tag, or the reason given.
     pub reason: String,
     /// When (the backend's clock).
@@ -659,11 +662,15 @@ impl<D: Dispatch> TopicBackend for Dispatched<D> {
         reason: &str,
     ) -> Result<Settle> {
         let args = (topic.clone(), sub.clone(), offset, token, reason.to_owned());
-        self.carry(op("dead_letter"), args, |b, (t, s, o, tok, why)| async move {
-            topics(&b, "dead_letter")?
-                .dead_letter(&t, &s, o, tok, &why)
-                .await
-        })
+        self.carry(
+            op("dead_letter"),
+            args,
+            |b, (t, s, o, tok, why)| async move {
+                topics(&b, "dead_letter")?
+                    .dead_letter(&t, &s, o, tok, &why)
+                    .await
+            },
+        )
         .await
     }
     async fn heartbeat(

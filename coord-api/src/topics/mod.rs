@@ -201,9 +201,12 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Topic<E> {
     pub async fn listen(&self) -> Result<EphemeralListener<E>> {
         let key = self.key()?;
         let listen = self.client.topics()?.listen(key);
-        let inner = trace::call(&self.client, || self.site("listen", key), listen, |_| {
-            Outcome::Ok
-        })
+        let inner = trace::call(
+            &self.client,
+            || self.site("listen", key),
+            listen,
+            |_| Outcome::Ok,
+        )
         .await?;
         Ok(EphemeralListener {
             topic: self.clone(),
@@ -221,7 +224,10 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Topic<E> {
     /// Appends `events` in order, in one step (at most 1,000); their
     /// offsets. Every event is checked (tag, size) with the retention
     /// before any I/O.
-    pub async fn publish_many<'a>(&self, events: impl IntoIterator<Item = &'a E>) -> Result<Vec<u64>>
+    pub async fn publish_many<'a>(
+        &self,
+        events: impl IntoIterator<Item = &'a E>,
+    ) -> Result<Vec<u64>>
     where
         E: 'a,
     {

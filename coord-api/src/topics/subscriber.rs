@@ -58,7 +58,13 @@ impl Tenure for EventLease {
     fn release<'a>(&'a self, client: &'a Client) -> Result<BoxFuture<'a, Result<Release>>> {
         let topics = client.topics()?;
         Ok(Box::pin(async move {
-            let nack = topics.nack(&self.topic, &self.sub, self.offset, self.token, Duration::ZERO);
+            let nack = topics.nack(
+                &self.topic,
+                &self.sub,
+                self.offset,
+                self.token,
+                Duration::ZERO,
+            );
             Ok(released(matches!(nack.await?, Settle::Done)))
         }))
     }
@@ -463,7 +469,9 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
                         continue;
                     }
                 }
-                return self.deliver(&topic, &sub, &opts, d, t_sent).await;
+                if let Some(next) = self.deliver(&topic, &sub, &opts, d, t_sent).await? {
+                    return Ok(next);
+                }
             }
             if !self.subscribed {
                 self.subscribe().await?;
@@ -486,7 +494,8 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
             };
             self.keep_presence(&client, &topic, &sub, t_sent);
             let next_in = read.next_in;
-            self.pending.extend(read.missed.into_iter().map(Pending::Missed));
+            self.pending
+                .extend(read.missed.into_iter().map(Pending::Missed));
             let mut first = true;
             for d in read.events {
                 self.pending.push_back(Pending::Delivered(d, first));
@@ -505,7 +514,11 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
             let now = client.clock().now();
             if deadline.is_some_and(|d| now >= d) {
                 return Err(Error::Timeout {
-                    what: format!("an event of topic {:?}, subscription {:?}", topic.as_str(), sub.as_str()),
+                    what: format!(
+                        "an event of topic {:?}, subscription {:?}",
+                        topic.as_str(),
+                        sub.as_str()
+                    ),
                     backend: client.backend().to_string(),
                     waited: now.saturating_duration_since(started),
                 });
@@ -541,7 +554,9 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
         self.presence = Some(Guard::new(lease));
     }
 
-    /// The delivery with its lease, or `Refused` (then dead-lettered).
+    /// The delivery with its lease, or `Refused` (then dead-lettered), or
+    /// `None` if refusing it found the delivery no longer current (it went
+    /// back, and whoever gets it next refuses it).
     async fn deliver(
         &self,
         topic: &Key,
@@ -549,7 +564,7 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
         opts: &LeaseOptions,
         d: spi::Delivered,
         t_sent: Instant,
-    ) -> Result<Next<E>> {
+    ) -> Result<Option<Next<E>>> {
         let client = self.topic.client();
         let offset = d.event.offset;
         let decoded = match self.topic.refuses(&d.event.tag) {
@@ -566,16 +581,21 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
             Ok(event) => event,
             Err(reason) => {
                 let reason = cut_reason(reason);
-                let dead = client.topics()?.dead_letter(topic, sub, offset, d.token, &reason);
+                let dead = client
+                    .topics()?
+                    .dead_letter(topic, sub, offset, d.token, &reason);
                 let site = || self.site("dead_letter", topic, Some(d.token));
-                trace::call(client, site, dead, settled).await?;
+                if trace::call(client, site, dead, settled).await? != Settle::Done {
+                    metrics::settled("stale");
+                    return Ok(None);
+                }
                 metrics::settled("refused");
                 tracing::warn!(topic = %topic, subscription = %sub, offset, %reason, "event dead-lettered");
-                return Ok(Next::Refused {
+                return Ok(Some(Next::Refused {
                     offset,
                     tag: d.event.tag,
                     reason,
-                });
+                }));
             }
         };
         metrics::delivered(d.attempt > 1);
@@ -587,8 +607,15 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
             holder: self.holder.clone(),
         };
         let validity = self.handle.validity();
-        let lease = Lease::start(client.clone(), tenure, Some(d.token), opts, validity, t_sent);
-        Ok(Next::Event(EventDelivery {
+        let lease = Lease::start(
+            client.clone(),
+            tenure,
+            Some(d.token),
+            opts,
+            validity,
+            t_sent,
+        );
+        Ok(Some(Next::Event(EventDelivery {
             event,
             receipt: Receipt {
                 client: client.clone(),
@@ -601,7 +628,7 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
                 backoff: self.backoff,
                 guard: Guard::new(lease),
             },
-        }))
+        })))
     }
 
     /// Reads and handles events for ever: `handler` gets each event and its
@@ -660,7 +687,13 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
         }
         let client = self.topic.client().clone();
         let leave = client.topics()?.leave(&topic, &sub, &self.holder);
-        trace::call(&client, || self.site("leave", &topic, None), leave, Outcome::ok).await
+        trace::call(
+            &client,
+            || self.site("leave", &topic, None),
+            leave,
+            Outcome::ok,
+        )
+        .await
     }
 
     /// The subscription's state: cursor, the stream's offsets, deliveries
@@ -669,7 +702,13 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
         let (topic, sub, _) = self.checked()?;
         let client = self.topic.client();
         let stats = client.topics()?.stats(&topic, &sub);
-        trace::call(client, || self.site("stats", &topic, None), stats, Outcome::ok).await
+        trace::call(
+            client,
+            || self.site("stats", &topic, None),
+            stats,
+            Outcome::ok,
+        )
+        .await
     }
 
     /// The subscription's dead events with ids above `after`, lowest first,
@@ -679,7 +718,13 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
         check_dead_page(&topic, limit)?;
         let client = self.topic.client();
         let list = client.topics()?.dead_events(&topic, &sub, after, limit);
-        trace::call(client, || self.site("dead_events", &topic, None), list, Outcome::ok).await
+        trace::call(
+            client,
+            || self.site("dead_events", &topic, None),
+            list,
+            Outcome::ok,
+        )
+        .await
     }
 
     /// Deletes the subscription (its place, deliveries and dead events);
@@ -691,7 +736,13 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
         }
         let client = self.topic.client().clone();
         let gone = client.topics()?.unsubscribe(&topic, &sub);
-        trace::call(&client, || self.site("unsubscribe", &topic, None), gone, Outcome::ok).await
+        trace::call(
+            &client,
+            || self.site("unsubscribe", &topic, None),
+            gone,
+            Outcome::ok,
+        )
+        .await
     }
 
     fn site<'a>(&'a self, op: &'static str, key: &'a Key, token: Option<FencingToken>) -> Site<'a> {

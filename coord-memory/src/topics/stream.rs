@@ -218,7 +218,9 @@ impl Stream {
         let mut picked: Vec<(u64, u32)> = Vec::new();
         // Retries due, lowest due time then offset.
         while picked.len() < opts.max as usize {
-            let Some(&(due, o)) = s.retry.first() else { break };
+            let Some(&(due, o)) = s.retry.first() else {
+                break;
+            };
             if due > step.now {
                 break;
             }
@@ -305,7 +307,13 @@ impl Stream {
         settle(done)
     }
 
-    pub(super) fn ack(&mut self, sub: &Key, offset: u64, token: FencingToken, now: Instant) -> Settle {
+    pub(super) fn ack(
+        &mut self,
+        sub: &Key,
+        offset: u64,
+        token: FencingToken,
+        now: Instant,
+    ) -> Settle {
         let done = self.on_flight(sub, offset, token, now, |s, _| {
             s.flights.remove(&offset);
         });
@@ -338,24 +346,29 @@ impl Stream {
         let died_at = step.wall;
         let done = self.on_flight(sub, offset, token, step.now, |s, event| {
             s.flights.remove(&offset);
-            if let Some(event) = event {
-                s.dead_ids += 1;
-                s.dead.push_back(DeadEvent {
-                    id: s.dead_ids,
-                    event,
-                    reason,
-                    died_at,
-                });
-                if s.dead.len() > MAX_DEAD_EVENTS_KEPT {
-                    s.dead.pop_front();
-                }
+            s.dead_ids += 1;
+            s.dead.push_back(DeadEvent {
+                id: s.dead_ids,
+                offset,
+                event,
+                reason,
+                died_at,
+            });
+            if s.dead.len() > MAX_DEAD_EVENTS_KEPT {
+                s.dead.pop_front();
             }
         });
         settle(done)
     }
 
     /// Rule 6.
-    pub(super) fn heartbeat(&mut self, sub: &Key, consumer: &HolderId, ttl: Duration, now: Instant) {
+    pub(super) fn heartbeat(
+        &mut self,
+        sub: &Key,
+        consumer: &HolderId,
+        ttl: Duration,
+        now: Instant,
+    ) {
         if let Some(s) = self.subs.get_mut(sub) {
             s.sweep(now);
             s.consumers.insert(consumer.clone(), now + ttl);

@@ -47,8 +47,8 @@ use async_trait::async_trait;
 use coord_api::{
     FencingToken, HolderId, Key, MAX_TTL, Namespace, Result,
     spi::{
-        Backend, DeadEvent, Delivered, Event, Heard, Listener, Missed, NewEvent, Read,
-        ReadOptions, Retention, Settle, Start, SubscriptionStats, Tag, TopicBackend, Watch,
+        Backend, DeadEvent, Delivered, Event, Heard, Listener, Missed, NewEvent, Read, ReadOptions,
+        Retention, Settle, Start, SubscriptionStats, Tag, TopicBackend, Watch,
         queues::cut_reason,
         topics::{check_dead_page, check_publish},
     },
@@ -188,14 +188,20 @@ fn dead_reply(v: &Value) -> Option<Vec<DeadEvent>> {
             let [id, o, t, k, ver, p, r, z] = array(d)? else {
                 return None;
             };
-            Some(DeadEvent {
-                id: uint(id)?,
-                event: Event {
-                    offset: uint(o)?,
-                    at: at(int(t)?),
+            let offset = uint(o)?;
+            let event = match int(t)? {
+                -1 => None,
+                t => Some(Event {
+                    offset,
+                    at: at(t),
                     tag: Tag::new(text(k)?, uint(ver)?),
                     payload: bytes(p)?.to_vec(),
-                },
+                }),
+            };
+            Some(DeadEvent {
+                id: uint(id)?,
+                offset,
+                event,
                 reason: text(r)?.to_owned(),
                 died_at: wall(int(z)?),
             })
@@ -208,7 +214,17 @@ fn stats_reply(v: &Value) -> Option<SubscriptionStats> {
         .iter()
         .map(uint::<u64>)
         .collect::<Option<Vec<_>>>()?;
-    let [exists, cursor, last, first, in_flight, retrying, consumers, dead] = n[..] else {
+    let [
+        exists,
+        cursor,
+        last,
+        first,
+        in_flight,
+        retrying,
+        consumers,
+        dead,
+    ] = n[..]
+    else {
         return None;
     };
     Some(SubscriptionStats {
@@ -313,7 +329,11 @@ impl TopicBackend for RedisBackend {
         {
             Ok(Ok(n)) => Ok(n.max(0) as u64),
             Ok(Err(e)) => Err(crate::error::from_redis(cfg, "publish_ephemeral", e)),
-            Err(_) => Err(crate::error::timed_out(cfg, "publish_ephemeral", cfg.timeout())),
+            Err(_) => Err(crate::error::timed_out(
+                cfg,
+                "publish_ephemeral",
+                cfg.timeout(),
+            )),
         }
     }
 
@@ -461,8 +481,7 @@ impl TopicBackend for RedisBackend {
         let mut eval = topic_eval(self.namespace(), topic, Some(sub), "leave", 1);
         eval.holder(consumer);
         let call = Traced::new("leave", FAMILY, topic).by(consumer);
-        self.topic_call(call, &eval, |v| uint(v).or(Some(0)))
-            .await
+        self.topic_call(call, &eval, |v| uint(v).or(Some(0))).await
     }
 
     async fn dead_events(

@@ -196,7 +196,8 @@ if op == 'list' then
   local out = {}
   for _, id in ipairs(ids) do
     local h = redis.call('HMGET', base .. id .. ':y', 'o', 't', 'k', 'v', 'p', 'r', 'z')
-    out[#out + 1] = {tonumber(id), tonumber(h[1]), tonumber(h[2]), h[3], tonumber(h[4]), h[5], h[6], tonumber(h[7])}
+    -- A trimmed event's fields are absent: -1 and '' stand for them.
+    out[#out + 1] = {tonumber(id), tonumber(h[1]), tonumber(h[2] or '-1'), h[3] or '', tonumber(h[4] or '0'), h[5] or '', h[6], tonumber(h[7])}
   end
   return out
 end
@@ -327,18 +328,20 @@ redis.call('HDEL', flights, o)
 redis.call('ZREM', deadlines, o)
 redis.call('XACK', stream, sub, f[4])
 if op == 'dead' then
+  -- The event as kept, or its offset alone if retention trimmed it.
   local e = redis.call('XRANGE', stream, f[4], f[4])
+  local id = redis.call('HINCRBY', meta, 'dead:' .. sub, 1)
+  local base = string.sub(dead_z, 1, -2)
+  local h = base .. id .. ':y'
+  redis.call('HSET', h, 'o', o, 'r', ARGV[5], 'z', fmt(now_us()))
   if e[1] then
-    local id = redis.call('HINCRBY', meta, 'dead:' .. sub, 1)
-    local base = string.sub(dead_z, 1, -2)
     local k, v, p = entry(e[1])
-    redis.call('HSET', base .. id .. ':y', 'o', o, 't', fmt(ms_of(f[4])), 'k', k, 'v', v, 'p', p,
-      'r', ARGV[5], 'z', fmt(now_us()))
-    redis.call('ZADD', dead_z, id, id)
-    if redis.call('ZCARD', dead_z) > MAX_DEAD_KEPT then
-      local oldest = redis.call('ZPOPMIN', dead_z)
-      redis.call('DEL', base .. oldest[1] .. ':y')
-    end
+    redis.call('HSET', h, 't', fmt(ms_of(f[4])), 'k', k, 'v', v, 'p', p)
+  end
+  redis.call('ZADD', dead_z, id, id)
+  if redis.call('ZCARD', dead_z) > MAX_DEAD_KEPT then
+    local oldest = redis.call('ZPOPMIN', dead_z)
+    redis.call('DEL', base .. oldest[1] .. ':y')
   end
 end
 return 1

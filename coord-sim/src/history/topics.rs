@@ -5,7 +5,9 @@
 //! - `topic-lost`: every event whose publish returned `Ok` (after the last
 //!   server restart, which loses the store) is, for every subscription,
 //!   acked, dead-lettered, or reported missed by the server (retention
-//!   trimmed it first), by the end of the drain: never skipped silently;
+//!   trimmed it first), by the end of the drain: never skipped silently
+//!   (publishes sent after the subscription was made, in the last
+//!   incarnation);
 //! - `topic-fencing`: an ack, nack, dead-letter or extend the server
 //!   answered `Done` carried the token of the offset's latest delivery to
 //!   that subscription, not settled yet, before its deadline (extends
@@ -31,6 +33,9 @@ use super::Violation;
 pub enum TopicOp {
     /// A publish: the offsets given.
     Publish(Vec<u64>),
+    /// A subscribe that made the subscription (at its start: every event
+    /// published after this instant is the subscription's).
+    Subscribed,
     /// A read: deliveries (offset, token), the missed ranges, the lease.
     Read {
         /// Offset and token of each delivery.
@@ -180,7 +185,7 @@ pub fn topic_counts(h: &TopicHistory) -> TopicCounts {
                 (_, false) => c.stale += 1,
                 _ => {}
             },
-            TopicOp::Publish(_) => {}
+            TopicOp::Publish(_) | TopicOp::Subscribed => {}
         }
     }
     c.published = (h.seen.iter())
@@ -223,12 +228,17 @@ pub fn check_topics(h: &TopicHistory) -> Vec<Violation> {
     let mut next_restart = restarts.iter().peekable();
     // What the server told each subscription, in the last incarnation.
     let mut handled: HashSet<(String, u64)> = HashSet::new();
+    // When each subscription was made (in the last incarnation).
+    let mut made: HashMap<String, Instant> = HashMap::new();
     for e in &h.events {
         while next_restart.peek().is_some_and(|r| **r <= e.at) {
             next_restart.next();
             leases.clear();
         }
         match &e.op {
+            TopicOp::Subscribed if current(e.at) => {
+                made.insert(e.sub.clone(), e.at);
+            }
             TopicOp::Read {
                 delivered,
                 missed,
@@ -281,7 +291,7 @@ pub fn check_topics(h: &TopicHistory) -> Vec<Violation> {
         }
     }
     // Values, refusals, nothing lost.
-    let mut published: HashMap<u64, (u64, bool)> = HashMap::new();
+    let mut published: HashMap<u64, (u64, bool, Instant)> = HashMap::new();
     for (at, s) in &h.seen {
         if let Seen::Published {
             offset,
@@ -290,7 +300,7 @@ pub fn check_topics(h: &TopicHistory) -> Vec<Violation> {
         } = s
             && current(*at)
         {
-            published.insert(*offset, (*value, *refused));
+            published.insert(*offset, (*value, *refused, *at));
         }
     }
     for (at, s) in &h.seen {
@@ -299,7 +309,7 @@ pub fn check_topics(h: &TopicHistory) -> Vec<Violation> {
         }
         match s {
             Seen::Handed { sub, offset, value } => {
-                if let Some((v, _)) = published.get(offset)
+                if let Some((v, _, _)) = published.get(offset)
                     && v != value
                 {
                     out.push(Violation::new(
@@ -320,12 +330,16 @@ pub fn check_topics(h: &TopicHistory) -> Vec<Violation> {
             Seen::Published { .. } => {}
         }
     }
-    let mut offsets: Vec<&u64> = published.keys().collect();
+    let mut offsets: Vec<(&u64, &Instant)> = published.iter().map(|(o, p)| (o, &p.2)).collect();
     offsets.sort();
     for sub in &h.subs {
+        let Some(made) = made.get(sub) else {
+            continue;
+        };
         let lost: Vec<u64> = (offsets.iter())
-            .filter(|o| !handled.contains(&(sub.clone(), ***o)))
-            .map(|o| **o)
+            .filter(|(_, sent)| *sent >= made)
+            .filter(|(o, _)| !handled.contains(&(sub.clone(), **o)))
+            .map(|(o, _)| **o)
             .collect();
         if !lost.is_empty() {
             out.push(Violation::new(
@@ -397,6 +411,7 @@ mod tests {
         let t = at(0);
         let h = history(
             vec![
+                ev(t, "a", TopicOp::Subscribed),
                 ev(t, "", TopicOp::Publish(vec![1, 2])),
                 ev(t, "a", read(vec![(2, 5)], vec![(1, 1)])),
                 ev(t, "a", settle("ack", 2, 5, true)),
@@ -411,6 +426,7 @@ mod tests {
         let t = at(0);
         let h = history(
             vec![
+                ev(t, "a", TopicOp::Subscribed),
                 ev(t, "a", read(vec![(2, 5)], vec![])),
                 ev(t, "a", settle("ack", 2, 5, true)),
             ],
@@ -426,6 +442,7 @@ mod tests {
         let t = at(0);
         let h = history(
             vec![
+                ev(t, "a", TopicOp::Subscribed),
                 ev(t, "a", read(vec![(1, 5)], vec![])),
                 ev(t, "a", read(vec![(1, 6)], vec![])),
                 ev(t, "a", settle("ack", 1, 5, true)),
@@ -443,6 +460,7 @@ mod tests {
         let t = at(0);
         let mut h = history(
             vec![
+                ev(t, "a", TopicOp::Subscribed),
                 ev(t, "a", read(vec![(1, 7)], vec![])),
                 ev(t, "a", read(vec![(1, 7)], vec![])),
                 ev(t, "a", settle("ack", 1, 7, true)),

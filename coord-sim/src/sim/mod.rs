@@ -6,9 +6,9 @@ mod clock;
 mod deaf;
 mod graph_log;
 mod queue_log;
-mod topic_log;
 pub mod scenario;
 mod server;
+mod topic_log;
 mod transport;
 
 pub use clock::NodeClock;

@@ -12,7 +12,7 @@ use coord_api::{
     Clock, FencingToken, HolderId, Instant, Key, Namespace, Result,
     spi::{
         Call, Dispatch, Dispatched, DynBackend, Families, NewEvent, Read, ReadOptions, Reply,
-        Retention, Settle,
+        Retention, Settle, Start,
     },
 };
 
@@ -47,6 +47,7 @@ impl fmt::Display for Logged {
 /// runs.
 enum Asked {
     Publish,
+    Subscribe,
     Read(Duration),
     Settle(&'static str, u64, u64, Duration),
 }
@@ -58,17 +59,27 @@ fn asked(call: &Call) -> Option<(String, Asked)> {
             call.args::<(Key, Vec<NewEvent>, Retention)>()?;
             (String::new(), Asked::Publish)
         }
+        "subscribe" => {
+            let a = call.args::<(Key, Key, Start)>()?;
+            (sub(&a.1), Asked::Subscribe)
+        }
         "read" => {
             let a = call.args::<(Key, Key, HolderId, ReadOptions)>()?;
             (sub(&a.1), Asked::Read(a.3.ttl))
         }
         "ack" => {
             let a = call.args::<(Key, Key, u64, FencingToken)>()?;
-            (sub(&a.1), Asked::Settle("ack", a.2, a.3.get(), Duration::ZERO))
+            (
+                sub(&a.1),
+                Asked::Settle("ack", a.2, a.3.get(), Duration::ZERO),
+            )
         }
         "nack" => {
             let a = call.args::<(Key, Key, u64, FencingToken, Duration)>()?;
-            (sub(&a.1), Asked::Settle("nack", a.2, a.3.get(), Duration::ZERO))
+            (
+                sub(&a.1),
+                Asked::Settle("nack", a.2, a.3.get(), Duration::ZERO),
+            )
         }
         "extend" => {
             let a = call.args::<(Key, Key, u64, FencingToken, Duration)>()?;
@@ -86,6 +97,11 @@ fn asked(call: &Call) -> Option<(String, Asked)> {
 fn event(asked: Asked, reply: &Reply) -> Option<TopicOp> {
     Some(match asked {
         Asked::Publish => TopicOp::Publish(reply.downcast_ref::<Vec<u64>>()?.clone()),
+        Asked::Subscribe => {
+            // Only a subscribe that made the subscription marks its start.
+            reply.downcast_ref::<bool>()?.then_some(())?;
+            TopicOp::Subscribed
+        }
         Asked::Read(ttl) => {
             let r = reply.downcast_ref::<Option<Read>>()?.as_ref()?;
             TopicOp::Read {

@@ -76,7 +76,11 @@ impl Dispatch for BrokenTopics {
             && let Some((topic, sub, offset, _)) = ack
             && reply.downcast_ref::<Settle>() == Some(&Settle::Stale)
         {
-            let latest = LATEST.with(|l| l.borrow().get(&(topic.clone(), sub.clone(), offset)).copied());
+            let latest = LATEST.with(|l| {
+                l.borrow()
+                    .get(&(topic.clone(), sub.clone(), offset))
+                    .copied()
+            });
             if let Some(token) = latest {
                 let topics = self.inner.topics().expect("the store offers topics");
                 let again = topics.ack(&topic, &sub, offset, token).await?;

@@ -66,9 +66,9 @@ pub use super::bugs::Bug;
 pub use barriers::{DEAD_BOUND, UNREACHABLE_BOUND, WAIT_BOUND};
 pub use graphs::END_BOUND;
 pub use queues::{DRAIN_BOUND, KNOWN_CLIENT_BUGS};
-pub use topics::DRAIN_BOUND as TOPIC_DRAIN_BOUND;
 pub use report::Report;
 pub use sweep::{Sweep, replay_command, run_seed, seeds_from_env, sweep, sweep_with};
+pub use topics::DRAIN_BOUND as TOPIC_DRAIN_BOUND;
 
 use crate::history::{
     BarrierLog, BarrierWaits, Beliefs, Downtime, FencedResource, GrantLog, LatchCalls, LeadLog,
@@ -548,7 +548,7 @@ pub async fn run(scenario: Scenario) -> Report {
         Workload::RunOnce => jobs::known(&shared),
         // Barriers grant no leases with tokens: nothing can be orphaned.
         Workload::Barrier | Workload::DoubleBarrier | Workload::Latch => HashSet::new(),
-        Workload::Graphs | Workload::Queues => unreachable!("their own runs"),
+        Workload::Graphs | Workload::Queues | Workload::Topics => unreachable!("their own runs"),
     };
     let orphans = orphans(&log.events(), &known, TTL.div_f64(server_clock.rate()));
     let rule = OrphanRule {
@@ -588,7 +588,7 @@ pub async fn run(scenario: Scenario) -> Report {
             &downtime,
             &mut report,
         ),
-        Workload::Graphs | Workload::Queues => unreachable!("their own runs"),
+        Workload::Graphs | Workload::Queues | Workload::Topics => unreachable!("their own runs"),
     }
     report.simulated = Instant::now() - t0;
     report.digest = {

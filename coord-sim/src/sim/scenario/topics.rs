@@ -191,7 +191,7 @@ async fn drain(clock: NodeClock, shared: Shared, t: TopicShared) -> HashMap<Stri
             }
         }
         let listed = s.dead_events(0, 1000).await.unwrap_or_default();
-        let offsets: HashSet<u64> = listed.iter().map(|d| d.event.offset).collect();
+        let offsets: HashSet<u64> = listed.iter().map(|d| d.offset).collect();
         dead.insert(sub.to_owned(), offsets);
     }
     dead
@@ -292,7 +292,10 @@ pub(super) async fn run(scenario: Scenario) -> Report {
     if scenario.holder_pauses {
         let at = Duration::from_millis(rng.gen_range(2_000..16_000));
         let len = PRESENCE_TTL + Duration::from_millis(rng.gen_range(200..1_500));
-        agenda.push((at, Action::Pause(Target::Client(rng.gen_range(0..SUBSCRIBERS)))));
+        agenda.push((
+            at,
+            Action::Pause(Target::Client(rng.gen_range(0..SUBSCRIBERS))),
+        ));
         agenda.push((at + len, Action::ResumeAll));
     }
     agenda.sort_by_key(|e| e.0);
