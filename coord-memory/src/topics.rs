@@ -9,11 +9,7 @@
 
 mod stream;
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{collections::HashMap, time::Duration};
 
 use async_trait::async_trait;
 use coord_api::{
@@ -35,11 +31,15 @@ use crate::{MemoryBackend, watch::Topic};
 /// some (and is told so).
 pub const EPHEMERAL_BUFFER: usize = 1024;
 
+/// An ephemeral event as the channel carries it.
+type Ephemeral = (Tag, Vec<u8>);
+
 /// Every topic of a store.
 #[derive(Default)]
 pub(crate) struct Topics {
     streams: HashMap<(Namespace, Key), Stream>,
-    ephemeral: Arc<Mutex<HashMap<(Namespace, Key), broadcast::Sender<(Tag, Vec<u8>)>>>>,
+    /// Each topic's ephemeral channel, made by its first listener.
+    ephemeral: HashMap<(Namespace, Key), broadcast::Sender<Ephemeral>>,
 }
 
 impl MemoryBackend {
@@ -68,7 +68,7 @@ impl MemoryBackend {
 
 /// A listener to one topic's ephemeral events.
 struct MemoryListener {
-    rx: broadcast::Receiver<(Tag, Vec<u8>)>,
+    rx: broadcast::Receiver<Ephemeral>,
 }
 
 #[async_trait]
@@ -89,9 +89,8 @@ impl Listener for MemoryListener {
 impl TopicBackend for MemoryBackend {
     async fn publish_ephemeral(&self, topic: &Key, event: NewEvent) -> Result<u64> {
         event.check(topic)?;
-        let ephemeral = self.store.topics().ephemeral.clone();
-        let map = ephemeral.lock().unwrap_or_else(|p| p.into_inner());
-        let reached = map
+        let topics = self.store.topics();
+        let reached = (topics.ephemeral)
             .get(&(self.ns.clone(), topic.clone()))
             .and_then(|tx| tx.send((event.tag, event.payload)).ok())
             .unwrap_or(0);
@@ -99,9 +98,8 @@ impl TopicBackend for MemoryBackend {
     }
 
     async fn listen(&self, topic: &Key) -> Result<Box<dyn Listener>> {
-        let ephemeral = self.store.topics().ephemeral.clone();
-        let mut map = ephemeral.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = map
+        let mut topics = self.store.topics();
+        let tx = (topics.ephemeral)
             .entry((self.ns.clone(), topic.clone()))
             .or_insert_with(|| broadcast::channel(EPHEMERAL_BUFFER).0);
         Ok(Box::new(MemoryListener { rx: tx.subscribe() }))

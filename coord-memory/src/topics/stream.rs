@@ -52,7 +52,7 @@ struct Sub {
 }
 
 impl Sub {
-    fn to_retry(&mut self, offset: u64, due: Instant, attempts: u32) {
+    fn retry_at(&mut self, offset: u64, due: Instant, attempts: u32) {
         if let Some((old, _)) = self.retry_attempts.insert(offset, (due, attempts)) {
             self.retry.remove(&(old, offset));
         }
@@ -81,7 +81,7 @@ impl Sub {
             .collect();
         for o in ended {
             let f = self.flights.remove(&o).expect("listed");
-            self.to_retry(o, now, f.attempt);
+            self.retry_at(o, now, f.attempt);
         }
     }
 
@@ -330,7 +330,7 @@ impl Stream {
     ) -> Settle {
         let done = self.on_flight(sub, offset, token, now, |s, _| {
             let f = s.flights.remove(&offset).expect("held");
-            s.to_retry(offset, now + retry_in, f.attempt);
+            s.retry_at(offset, now + retry_in, f.attempt);
         });
         settle(done)
     }
@@ -387,7 +387,7 @@ impl Stream {
             .collect();
         for o in &mine {
             let f = s.flights.remove(o).expect("listed");
-            s.to_retry(*o, now, f.attempt);
+            s.retry_at(*o, now, f.attempt);
         }
         mine.len() as u32
     }

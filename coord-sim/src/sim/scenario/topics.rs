@@ -85,8 +85,12 @@ async fn subscribe_loop(i: usize, clock: NodeClock, shared: Shared, t: TopicShar
     let client = connect(&name, &clock, opts(), &shared).await;
     let sub = SUBS[i % 2];
     let mut s = subscriber(&t.topic(&client), sub, t.batch, Duration::from_secs(1));
+    // A read's reply may hand out a missed range, then an event, over two
+    // calls: the event is as old as the first call (before a restart, it
+    // is the old store's).
+    let mut carried = None;
     while !shared.stopping() {
-        let asked = Instant::now();
+        let asked = carried.take().unwrap_or_else(Instant::now);
         match s.next().await {
             Ok(Next::Event(d)) => {
                 let (offset, value) = (d.offset(), *d.event());
@@ -107,14 +111,16 @@ async fn subscribe_loop(i: usize, clock: NodeClock, shared: Shared, t: TopicShar
                     let _ = d.ack().await;
                 }
             }
-            Ok(Next::Refused { offset, .. }) => t.saw(
-                asked,
-                Seen::Refused {
+            Ok(Next::Refused { offset, .. }) => {
+                let refused = Seen::Refused {
                     sub: sub.into(),
                     offset,
-                },
-            ),
-            Ok(Next::Missed { .. }) | Err(Error::Timeout { .. }) => {}
+                };
+                t.saw(asked, refused);
+                carried = Some(asked);
+            }
+            Ok(Next::Missed { .. }) => carried = Some(asked),
+            Err(Error::Timeout { .. }) => {}
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
@@ -163,8 +169,9 @@ async fn drain(clock: NodeClock, shared: Shared, t: TopicShared) -> HashMap<Stri
     let mut dead = HashMap::new();
     for sub in SUBS {
         let mut s = subscriber(&t.topic(&client), sub, 1, Duration::from_secs(3));
+        let mut carried = None;
         while Instant::now() < until {
-            let asked = Instant::now();
+            let asked = carried.take().unwrap_or_else(Instant::now);
             match s.next().await {
                 Ok(Next::Event(d)) => {
                     let (offset, value) = (d.offset(), *d.event());
@@ -178,14 +185,15 @@ async fn drain(clock: NodeClock, shared: Shared, t: TopicShared) -> HashMap<Stri
                     );
                     let _ = d.ack().await;
                 }
-                Ok(Next::Refused { offset, .. }) => t.saw(
-                    asked,
-                    Seen::Refused {
+                Ok(Next::Refused { offset, .. }) => {
+                    let refused = Seen::Refused {
                         sub: sub.into(),
                         offset,
-                    },
-                ),
-                Ok(Next::Missed { .. }) => {}
+                    };
+                    t.saw(asked, refused);
+                    carried = Some(asked);
+                }
+                Ok(Next::Missed { .. }) => carried = Some(asked),
                 Err(Error::Timeout { .. }) => break,
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
