@@ -357,9 +357,7 @@ pub fn check_topics(h: &TopicHistory) -> Vec<Violation> {
 mod tests {
     use super::*;
 
-    fn at(ms: u64) -> Instant {
-        Instant::from_std(std::time::Instant::now()) + Duration::from_millis(ms)
-    }
+    use crate::history::tests::t as at;
 
     fn history(events: Vec<TopicEvent>, seen: Vec<(Instant, Seen)>) -> TopicHistory {
         TopicHistory {
