@@ -517,3 +517,36 @@ impl TopicBackend for RedisBackend {
         Ok(Box::new(watch))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{eval::written, keys::hash_tag};
+
+    /// Every key one step touches, the subscription's included, and both
+    /// channels, are in the topic's slot (one hash tag per topic).
+    #[test]
+    fn one_hash_tag_per_topic() {
+        let ns = Namespace::new("ns").unwrap();
+        let topic = Key::new("orders{eu}").unwrap();
+        let sub = Key::new("billing:a}b").unwrap();
+        let eval = topic_eval(&ns, &topic, Some(&sub), "read", 0);
+        let args = written(&eval);
+        let keys = &args[3..3 + 10];
+        let tag = hash_tag(&keys[0]).to_owned();
+        assert_eq!(tag, "ns:topic:10:orders{eu");
+        for k in keys {
+            assert_eq!(hash_tag(k), tag, "{k}");
+        }
+        for part in ['c', 'e'] {
+            let channel = topic_names(&ns, &topic).name(part);
+            assert_eq!(hash_tag(&channel), tag, "{channel}");
+        }
+        // Two subscriptions' keys never meet.
+        let other = Key::new("billing").unwrap();
+        let a = written(&topic_eval(&ns, &topic, Some(&sub), "read", 0));
+        let b = written(&topic_eval(&ns, &topic, Some(&other), "read", 0));
+        assert_ne!(a[7..13], b[7..13]);
+        assert_eq!(a[3..7], b[3..7], "the topic's own keys are shared");
+    }
+}
