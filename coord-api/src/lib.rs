@@ -18,6 +18,7 @@
 //! | `jobs` | [`Job`] (`run`, `run_once`), [`JobContext`] |
 //! | `barriers` | [`Barrier`], [`DoubleBarrier`] and its [`Inside`], [`Latch`]; the family's metrics |
 //! | `queues` | work queues: [`Queue`], [`PushOptions`], [`Consumer`], [`Delivery`], [`DeadLetter`]; the family's metrics |
+//! | `state` | shared values: [`State`], [`StateSpace`], [`Versioned`], [`CasOutcome`], [`StateWatch`] and its [`StateEvent`]s; the family's metrics |
 //! | `backoff` | [`Backoff`]: doubling retry delays with jitter (graph nodes, queue nacks) |
 //! | `graphs` | job graphs: [`Graph`] (declared with [`Node`]s), [`GraphRun`], [`GraphWorker`] and its [`NodeContext`]; the family's metrics |
 //! | [`url`] | [`url::BackendUrl`]: the one parser of backend URLs (every scheme), whose errors never echo a password |
@@ -47,6 +48,7 @@ mod lease;
 mod locks;
 mod membership;
 mod queues;
+mod state;
 #[cfg(test)]
 mod testing;
 mod token;
@@ -71,6 +73,9 @@ pub use lease::{LeaseOptions, LostSignal};
 pub use locks::{LeaseGuard, Lock, LockGuard, Permit, ReadGuard, RwLock, Semaphore, WriteGuard};
 pub use membership::{Group, GroupChange, GroupObserver, Membership};
 pub use queues::{Consumer, DeadLetter, Delivery, ItemContext, PushOptions, PushOutcome, Queue};
+pub use state::{
+    CasOutcome, MAX_UPDATE_ATTEMPTS, State, StateEvent, StateSpace, StateWatch, Versioned,
+};
 /// What the client types hand back about a backend's state: who holds a
 /// lease, who leads, who is a member (defined with the SPI, used by both).
 pub use spi::{

@@ -52,7 +52,7 @@ use async_trait::async_trait;
 
 use super::{
     Backend, BarrierBackend, DynBackend, ElectionBackend, Families, GraphBackend, GroupBackend,
-    JobBackend, LockBackend, QueueBackend,
+    JobBackend, LockBackend, QueueBackend, StateBackend,
 };
 use crate::{Error, Namespace, Result};
 
@@ -229,6 +229,9 @@ impl<D: Dispatch> Backend for Dispatched<D> {
     }
     fn queues(&self) -> Option<&dyn QueueBackend> {
         self.families.queues.then_some(self as _)
+    }
+    fn state(&self) -> Option<&dyn StateBackend> {
+        self.families.state.then_some(self as _)
     }
 }
 

@@ -18,6 +18,7 @@
 //! | [`barriers`] | cyclic and double barriers, countdown latches | [`Backend::barriers`] |
 //! | [`graphs`] | job graphs: runs of DAGs of nodes, resolved inside the backend | [`Backend::graphs`] |
 //! | [`queues`] | work queues: items delivered as fenced leases, dead letters, work stealing | [`Backend::queues`] |
+//! | [`state`] | shared values: versioned entries of spaces, compare-and-set, a change log read by watches | [`Backend::state`] |
 //! | [`dispatch`] | every family at once, for decorators and transports: a call carried as a value ([`Call`]) | [`Dispatched`] |
 //!
 //! A backend that offers only some families answers `None` for the others;
@@ -45,6 +46,7 @@ pub mod jobs;
 pub mod locks;
 pub mod membership;
 pub mod queues;
+pub mod state;
 
 pub use barriers::{
     ArrivalInfo, Arrive, BarrierBackend, BarrierKind, BarrierState, Break, BreakReason, Broken,
@@ -68,6 +70,10 @@ pub use queues::{
     DeadItem, Delivery, MAX_BATCH, MAX_DEAD_KEPT, MAX_ITEM_ATTEMPTS, MAX_PAYLOAD_BYTES,
     MAX_PRIORITY, MAX_REASON_BYTES, Nack, NewItem, Pushed, QueueBackend, QueueStats,
     ReceiveOptions, Received, Settle,
+};
+pub use state::{
+    CHANGES_KEPT, Change, ChangeKind, Changes, Expect, Gap, MAX_CHANGES_PAGE, MAX_SPACE_KEYS,
+    MAX_VALUE_BYTES, Select, StateBackend, Stored, Written,
 };
 
 /// A backend bound to one [`Namespace`]: the root from which each family's
@@ -112,6 +118,10 @@ pub trait Backend: fmt::Debug + fmt::Display + Send + Sync + 'static {
     fn queues(&self) -> Option<&dyn QueueBackend> {
         None
     }
+    /// Shared values. `None` unless overridden.
+    fn state(&self) -> Option<&dyn StateBackend> {
+        None
+    }
 }
 
 /// A backend shared by many clients.
@@ -146,6 +156,9 @@ macro_rules! forward_backend {
             fn queues(&self) -> Option<&dyn QueueBackend> {
                 (**self).queues()
             }
+            fn state(&self) -> Option<&dyn StateBackend> {
+                (**self).state()
+            }
         }
     )*};
 }
@@ -174,6 +187,8 @@ pub struct Families {
     pub graphs: bool,
     /// Work queues.
     pub queues: bool,
+    /// Shared values.
+    pub state: bool,
 }
 
 impl Families {
@@ -187,6 +202,7 @@ impl Families {
             barriers: backend.barriers().is_some(),
             graphs: backend.graphs().is_some(),
             queues: backend.queues().is_some(),
+            state: backend.state().is_some(),
         }
     }
 
@@ -200,6 +216,7 @@ impl Families {
             barriers: true,
             graphs: true,
             queues: true,
+            state: true,
         }
     }
 }
