@@ -18,6 +18,7 @@
 //! | `barriers` | cyclic and double barriers, and latches, under one lock |
 //! | `graphs` | job graphs: every run of a graph, its token counter and queues, under one lock |
 //! | `queues` | work queues: every item of a queue, its id and token counters and indexes, consumers' presence, dead items, under one lock |
+//! | `state` | shared values: every entry of a space, its versions, deadlines and change log, under one lock |
 //! | `watch` | notifications, one channel per watched topic, and wake-ups at expiry instants |
 //! | `journal` | [`Journal`]: what the store did, in its order, for histories |
 //! | `sync` | real or loom primitives under the table |
@@ -46,6 +47,7 @@ mod journal;
 mod locks;
 mod membership;
 mod queues;
+mod state;
 mod sync;
 pub mod table;
 mod watch;
@@ -60,7 +62,7 @@ use coord_api::{
     Clock, Instant, Namespace, TokioClock,
     spi::{
         Backend, BarrierBackend, ElectionBackend, GraphBackend, GroupBackend, JobBackend,
-        LockBackend, QueueBackend, Watch,
+        LockBackend, QueueBackend, StateBackend, Watch,
     },
 };
 
@@ -93,6 +95,9 @@ struct StoreInner {
     /// Work queues: a step on a queue (its sweep and the change it makes)
     /// is one step on all its items and consumers.
     queues: Mutex<queues::Queues>,
+    /// Shared values: a step on a space (its sweep of expiries and the
+    /// change it makes) is one step on all its entries and its log.
+    spaces: Mutex<state::Spaces>,
     watchers: Watchers,
     clock: Arc<dyn Clock>,
     journal: Option<Arc<dyn Journal>>,
@@ -131,6 +136,7 @@ impl MemoryStore {
                 barriers: Mutex::default(),
                 graphs: Mutex::default(),
                 queues: Mutex::default(),
+                spaces: Mutex::default(),
                 watchers: Watchers::default(),
                 clock,
                 journal,
@@ -178,6 +184,10 @@ impl MemoryStore {
         self.inner.queues.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn spaces(&self) -> MutexGuard<'_, state::Spaces> {
+        self.inner.spaces.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The journal to tell what the store did, if any.
     fn journal(&self) -> Option<&dyn Journal> {
         self.inner.journal.as_deref()
@@ -206,7 +216,10 @@ impl MemoryStore {
             // Retry delays and lease deadlines pass without a wake-up (the
             // families' rule 9): `Take::Idle` and `Received::next_in` tell
             // when.
-            Topic::GraphReady(..) | Topic::GraphRun(..) | Topic::Queue(..) => None,
+            Topic::GraphReady(..)
+            | Topic::GraphRun(..)
+            | Topic::Queue(..)
+            | Topic::State(..) => None,
         }
     }
 }
@@ -278,6 +291,9 @@ impl Backend for MemoryBackend {
         Some(self)
     }
     fn queues(&self) -> Option<&dyn QueueBackend> {
+        Some(self)
+    }
+    fn state(&self) -> Option<&dyn StateBackend> {
         Some(self)
     }
 }

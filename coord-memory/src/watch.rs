@@ -39,6 +39,8 @@ pub(crate) enum Topic {
     GraphRun(Namespace, Key, Key),
     /// A work queue: an item of it made ready.
     Queue(Namespace, Key),
+    /// A space of shared values: a change logged.
+    State(Namespace, Key),
 }
 
 /// The watched topics of a store.
