@@ -44,6 +44,8 @@ pub enum Need {
     Graphs,
     /// Work queues.
     Queues,
+    /// Shared values.
+    State,
 }
 
 impl Need {
@@ -67,6 +69,7 @@ impl Need {
             Need::Barriers => families.barriers,
             Need::Graphs => families.graphs,
             Need::Queues => families.queues,
+            Need::State => families.state,
         }
     }
 
@@ -88,6 +91,7 @@ impl Need {
             Need::Barriers => "barriers",
             Need::Graphs => "job graphs",
             Need::Queues => "work queues",
+            Need::State => "shared state",
         }
     }
 }

@@ -375,7 +375,12 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
     pub fn watch(&self, from_version: u64) -> StateWatch<T> {
         let select = checked(&self.key).map(|k| Select::Key(k.clone()));
         let select = select.map_err(|_| raw(&self.key).to_owned());
-        StateWatch::new(self.client.clone(), self.space.clone(), select, from_version)
+        StateWatch::new(
+            self.client.clone(),
+            self.space.clone(),
+            select,
+            from_version,
+        )
     }
 
     fn encode(&self, space: &Key, key: &Key, value: &T) -> Result<Vec<u8>> {
@@ -397,7 +402,14 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
     ) -> Result<Written> {
         let put = (self.client.state_backend()?).put(space, key, bytes, expect, self.ttl);
         let written = trace::call(&self.client, || self.site(op, key), put, classify).await?;
-        metrics::written(if op == "put" { "put" } else { "compare_and_set" }, &written);
+        metrics::written(
+            if op == "put" {
+                "put"
+            } else {
+                "compare_and_set"
+            },
+            &written,
+        );
         Ok(written)
     }
 
@@ -422,7 +434,10 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
     fn unexpected(&self, op: &str, written: &Written) -> Error {
         Error::backend(
             self.client.backend(),
-            format!("{op} of state {:?}: unexpected reply {written:?}", self.key()),
+            format!(
+                "{op} of state {:?}: unexpected reply {written:?}",
+                self.key()
+            ),
         )
     }
 }

@@ -53,9 +53,15 @@ async fn oversized_values_and_bad_options_are_refused_before_io() {
     let ttl = s.clone().ttl(Some(Duration::ZERO));
     invalid(ttl.put(&"a".into()).await, &["ttl"]);
     invalid(ttl.update(|_| "a".into()).await, &["ttl"]);
-    invalid(s.clone().max_attempts(0).update(|_| "a".into()).await, &["max_attempts"]);
+    invalid(
+        s.clone().max_attempts(0).update(|_| "a".into()).await,
+        &["max_attempts"],
+    );
     invalid(c.state::<u8>("").get().await, &["empty"]);
-    invalid(c.state_space::<u8>("s").value("a\nb").delete().await, &["control"]);
+    invalid(
+        c.state_space::<u8>("s").value("a\nb").delete().await,
+        &["control"],
+    );
     invalid(c.state::<u8>("").watch(0).next().await, &["empty"]);
     let long = "p".repeat(600);
     let mut w = c.state_space::<u8>("s").watch(&long, 0);

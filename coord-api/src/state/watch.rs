@@ -175,8 +175,11 @@ impl<T: DeserializeOwned + Send + 'static> StateWatch<T> {
             let event = match change.kind {
                 ChangeKind::Put(bytes) => {
                     metrics::event("put");
-                    decode_value(space, &change.key, &bytes)
-                        .map(|value| StateEvent::Put { key, version, value })
+                    decode_value(space, &change.key, &bytes).map(|value| StateEvent::Put {
+                        key,
+                        version,
+                        value,
+                    })
                 }
                 ChangeKind::Deleted => {
                     metrics::event("deleted");
@@ -192,7 +195,11 @@ impl<T: DeserializeOwned + Send + 'static> StateWatch<T> {
         // After a gap the watch goes on from the head even when it is below
         // where it was (the backend lost its data); otherwise it never
         // goes back.
-        self.after = if gap { page.head } else { self.after.max(page.head) };
+        self.after = if gap {
+            page.head
+        } else {
+            self.after.max(page.head)
+        };
     }
 
     /// Waits for a notification, the next expiry, or the retry delay.

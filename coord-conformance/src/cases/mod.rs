@@ -57,6 +57,7 @@ pub mod jobs;
 pub mod locks;
 pub mod membership;
 pub mod queues;
+pub mod state;
 
 /// Every case, family by family.
 pub fn all() -> Vec<Case> {
@@ -68,6 +69,7 @@ pub fn all() -> Vec<Case> {
         barriers::cases(),
         graphs::cases(),
         queues::cases(),
+        state::cases(),
     ]
     .concat()
 }

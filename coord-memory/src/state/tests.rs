@@ -29,7 +29,8 @@ async fn the_log_keeps_the_last_changes_and_raises_its_floor() {
     assert_eq!((first, s.floor), (1_000, 999), "born at its first change");
     for i in 0..CHANGES_KEPT as u64 + 9 {
         let v = format!("{i}").into_bytes();
-        s.put(&k("s"), &k("a"), v, Expect::Any, None, &mut st).unwrap();
+        s.put(&k("s"), &k("a"), v, Expect::Any, None, &mut st)
+            .unwrap();
     }
     assert_eq!(s.log.len(), CHANGES_KEPT);
     assert_eq!(s.floor, s.log.front().unwrap().version - 1);
@@ -42,7 +43,10 @@ async fn the_log_keeps_the_last_changes_and_raises_its_floor() {
     assert!(fine.gap.is_none() && fine.changes.len() == 10);
     assert_eq!(fine.head, fine.changes[9].version, "cut by the limit");
     let ahead = s.changes(&all, s.head + 1, 10, now);
-    assert!(ahead.gap.is_some(), "a reader ahead of the head saw lost data");
+    assert!(
+        ahead.gap.is_some(),
+        "a reader ahead of the head saw lost data"
+    );
 }
 
 #[tokio::test]
@@ -51,8 +55,24 @@ async fn expiries_are_logged_in_deadline_order() {
     let mut s = Space::default();
     let mut st = step(now, 5);
     let ttl = |ms| Some(Duration::from_millis(ms));
-    s.put(&k("s"), &k("b"), b"1".to_vec(), Expect::Any, ttl(20), &mut st).unwrap();
-    s.put(&k("s"), &k("a"), b"1".to_vec(), Expect::Any, ttl(10), &mut st).unwrap();
+    s.put(
+        &k("s"),
+        &k("b"),
+        b"1".to_vec(),
+        Expect::Any,
+        ttl(20),
+        &mut st,
+    )
+    .unwrap();
+    s.put(
+        &k("s"),
+        &k("a"),
+        b"1".to_vec(),
+        Expect::Any,
+        ttl(10),
+        &mut st,
+    )
+    .unwrap();
     let head = s.head;
     let read = s.changes(&Select::Key(k("b")), head, 10, now);
     assert_eq!(read.next_expiry_in, Some(Duration::from_millis(20)));
@@ -63,7 +83,10 @@ async fn expiries_are_logged_in_deadline_order() {
         .collect();
     assert_eq!(
         kinds,
-        [("a".into(), ChangeKind::Expired), ("b".into(), ChangeKind::Expired)]
+        [
+            ("a".into(), ChangeKind::Expired),
+            ("b".into(), ChangeKind::Expired)
+        ]
     );
     assert!(s.entries.is_empty() && s.deadlines.is_empty() && later.logged);
 }
