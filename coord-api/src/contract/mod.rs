@@ -16,6 +16,7 @@
 //! | [`barriers`] | cyclic and double barriers, countdown latches |
 //! | [`queues`] | work queues: pushing, deliveries as leases, settling, dead letters, consumers' presence, work stealing |
 //! | [`graphs`] | job graphs: declaring, submitting, working, resolving, cancelling, observing runs |
+//! | [`state`] | shared values: versions, compare-and-set, update, TTL, watches with gaps |
 
 #[doc = include_str!("common.md")]
 pub mod common {}
@@ -33,3 +34,5 @@ pub mod barriers {}
 pub mod graphs {}
 #[doc = include_str!("queues.md")]
 pub mod queues {}
+#[doc = include_str!("state.md")]
+pub mod state {}
