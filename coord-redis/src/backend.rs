@@ -8,7 +8,7 @@ use coord_api::{
     Error, Namespace, Result,
     spi::{
         Backend, BarrierBackend, ElectionBackend, GraphBackend, GroupBackend, JobBackend,
-        LockBackend, QueueBackend,
+        LockBackend, QueueBackend, StateBackend,
     },
 };
 use redis::{
@@ -29,7 +29,8 @@ use crate::{
 /// ([`LockBackend`]), elections ([`ElectionBackend`]), membership groups
 /// ([`GroupBackend`]), run-once jobs ([`JobBackend`]), cyclic barriers,
 /// double barriers and countdown latches ([`BarrierBackend`]), job graphs
-/// ([`GraphBackend`]) and work queues ([`QueueBackend`]).
+/// ([`GraphBackend`]), work queues ([`QueueBackend`]) and shared values
+/// ([`StateBackend`]).
 ///
 /// - every operation is one Lua script run by EVALSHA (loaded again
 ///   transparently after `SCRIPT FLUSH` or a restart), bounded by the
@@ -195,6 +196,9 @@ impl Backend for RedisBackend {
         Some(self)
     }
     fn queues(&self) -> Option<&dyn QueueBackend> {
+        Some(self)
+    }
+    fn state(&self) -> Option<&dyn StateBackend> {
         Some(self)
     }
 }

@@ -16,6 +16,7 @@
 //! | latches | `<ns>:latch:<name>` | `coord:{ns:latch:l}:s` … |
 //! | job graphs | `<ns>:graph:<graph's length>:<graph>` | `coord:{ns:graph:1:g}:q` …, `coord:{ns:graph:1:g}:<run>:h` |
 //! | work queues | `<ns>:queue:<queue's length>:<queue>` | `coord:{ns:queue:1:q}:r` …, `coord:{ns:queue:1:q}:<id>:i` |
+//! | shared values | `<ns>:state:<space's length>:<space>` | `coord:{ns:state:1:s}:m` … |
 
 use coord_api::Namespace;
 
