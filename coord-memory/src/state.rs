@@ -150,7 +150,13 @@ impl Space {
     }
 
     /// Rule 6.
-    fn changes(&self, select: &Select, after: u64, limit: u32, now: Instant) -> Changes {
+    fn changes(&mut self, select: &Select, after: u64, limit: u32, step: &Step) -> Changes {
+        let now = step.now;
+        if self.head == 0 {
+            // A read of a space with no record births its log, empty.
+            self.head = FencingToken::next_after_micros(0, step.wall_us).get();
+            self.floor = self.head;
+        }
         let mut out = Changes::default();
         out.next_expiry_in = (self.deadlines.iter())
             .find(|(_, k)| select.matches(k))
@@ -233,7 +239,7 @@ impl StateBackend for MemoryBackend {
         limit: u32,
     ) -> Result<Changes> {
         check_changes(space, select, limit)?;
-        Ok(self.on_space(space, |s, step| s.changes(select, after, limit, step.now)))
+        Ok(self.on_space(space, |s, step| s.changes(select, after, limit, step)))
     }
 
     async fn watch(&self, space: &Key) -> Result<Box<dyn Watch>> {

@@ -28,7 +28,10 @@
 //!    and `counter` the last version drawn, if the backend still has them.
 //!    When a space has no record (never written, or its record was lost),
 //!    its first change *births* the log: the log's `floor` (rule 5) is set
-//!    to that change's version minus one.
+//!    to that change's version minus one. A read of changes (rule 6) of
+//!    such a space births it empty: `head` and `floor` both set to a
+//!    version drawn by the same rule (so a reader told of the gap reads on
+//!    from there without another).
 //! 3. **put** checks [`Expect`] against the entry's current version
 //!    (`Absent`: no entry; `Version(v)`: the entry's version is `v`;
 //!    `Any`: always). On a mismatch it changes nothing and replies

@@ -35,14 +35,14 @@ async fn the_log_keeps_the_last_changes_and_raises_its_floor() {
     assert_eq!(s.log.len(), CHANGES_KEPT);
     assert_eq!(s.floor, s.log.front().unwrap().version - 1);
     let all = Select::Prefix(String::new());
-    let gap = s.changes(&all, first, 10, now);
+    let gap = s.changes(&all, first, 10, &st);
     assert_eq!(gap.gap, Some(Gap::new(first, Some(s.floor + 1))));
     assert_eq!(gap.current.len(), 1);
     assert_eq!(gap.head, s.head);
-    let fine = s.changes(&all, s.floor, 10, now);
+    let fine = s.changes(&all, s.floor, 10, &st);
     assert!(fine.gap.is_none() && fine.changes.len() == 10);
     assert_eq!(fine.head, fine.changes[9].version, "cut by the limit");
-    let ahead = s.changes(&all, s.head + 1, 10, now);
+    let ahead = s.changes(&all, s.head + 1, 10, &st);
     assert!(
         ahead.gap.is_some(),
         "a reader ahead of the head saw lost data"
@@ -74,7 +74,7 @@ async fn expiries_are_logged_in_deadline_order() {
     )
     .unwrap();
     let head = s.head;
-    let read = s.changes(&Select::Key(k("b")), head, 10, now);
+    let read = s.changes(&Select::Key(k("b")), head, 10, &st);
     assert_eq!(read.next_expiry_in, Some(Duration::from_millis(20)));
     let mut later = step(now + Duration::from_millis(30), 6);
     s.sweep(&mut later);

@@ -151,6 +151,14 @@ if op == 'changes' then
       end
     end
   end
+  if head == 0 then
+    -- A read of a space with no record births its log, empty: a reader
+    -- told of the gap then reads on from here without another one.
+    head = next_token(counter, KEEP_MS, 0)
+    floor = head
+    redis.call('HSET', meta, 'head', fmt(head), 'floor', fmt(floor))
+    redis.call('PEXPIRE', meta, KEEP_MS)
+  end
   local out = {0, head, next_ms, -1}
   if after < floor or after > head then
     out[1] = 1
