@@ -21,7 +21,7 @@ use std::{marker::PhantomData, time::Duration};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
-    Client, Error, Key, Result,
+    Backoff, Client, Error, Key, Result,
     spi::{
         Expect, Select, Stored, Written,
         state::{check_put, name_of},
@@ -184,6 +184,7 @@ pub struct State<T> {
     key: Named,
     ttl: Option<Duration>,
     max_attempts: u32,
+    backoff: Backoff,
     _value: PhantomData<fn() -> T>,
 }
 
@@ -195,6 +196,7 @@ impl<T> Clone for State<T> {
             key: self.key.clone(),
             ttl: self.ttl,
             max_attempts: self.max_attempts,
+            backoff: self.backoff,
             _value: PhantomData,
         }
     }
@@ -218,6 +220,14 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
     /// Attempts of [`update`](Self::update) unless set otherwise.
     pub const DEFAULT_MAX_ATTEMPTS: u32 = 64;
 
+    /// The back-off between [`update`](Self::update)'s attempts unless set
+    /// otherwise: up to 1 ms after the first conflict, doubling, at most
+    /// 16 ms.
+    pub const DEFAULT_BACKOFF: Backoff = Backoff {
+        initial: Duration::from_millis(1),
+        max: Duration::from_millis(16),
+    };
+
     pub(crate) fn new(client: Client, key: &str) -> State<T> {
         let key = named(key);
         State::in_space(client, key.clone(), key)
@@ -230,6 +240,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
             key,
             ttl: None,
             max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
+            backoff: Self::DEFAULT_BACKOFF,
             _value: PhantomData,
         }
     }
@@ -246,6 +257,15 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
     /// `Error::Conflict` (1 ..= 10,000; default 64).
     pub fn max_attempts(mut self, n: u32) -> State<T> {
         self.max_attempts = n;
+        self
+    }
+
+    /// Sets the back-off between [`update`](Self::update)'s attempts:
+    /// after the n-th conflict in a row, a wait drawn uniformly from zero
+    /// to `initial * 2^(n-1)`, at most `max` (default
+    /// [`DEFAULT_BACKOFF`](Self::DEFAULT_BACKOFF)).
+    pub fn backoff(mut self, backoff: Backoff) -> State<T> {
+        self.backoff = backoff;
         self
     }
 
@@ -321,6 +341,8 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
         if let Some(ttl) = self.ttl {
             crate::validate_ttl(key, ttl)?;
         }
+        self.backoff
+            .check(|| format!("state \"{}\"", name_of(space, key)))?;
         let mut current = match self.stored(space, key).await? {
             Some(s) => Some(decode(space, key, s)?),
             None => None,
@@ -340,6 +362,9 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
                 }
                 Written::Conflict(now) => {
                     current = now.map(|s| decode(space, key, s)).transpose()?;
+                    if attempt < self.max_attempts {
+                        self.after_conflict(attempt).await;
+                    }
                 }
                 other => return Err(self.unexpected("update", &other)),
             }
@@ -350,6 +375,23 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
             attempts: self.max_attempts,
             backend: self.client.backend().to_string(),
         })
+    }
+
+    /// Contention management between the attempts of an `update`: after
+    /// the `conflicts`-th conflict in a row, a wait drawn uniformly from
+    /// zero to `backoff.initial * 2^(conflicts - 1)` (at most
+    /// `backoff.max`); a draw under half a millisecond retries at once.
+    /// Writers that lost a race then come back spread out instead of all
+    /// at once, so fewer of them lose again.
+    async fn after_conflict(&self, conflicts: u32) {
+        let cap = (self.backoff.initial)
+            .saturating_mul(1u32 << conflicts.saturating_sub(1).min(20))
+            .min(self.backoff.max);
+        let wait = cap.mul_f64(rand::random_range(0.0..1.0));
+        if wait >= Duration::from_micros(500) {
+            let clock = self.client.clock();
+            clock.sleep_until(clock.now() + wait).await;
+        }
     }
 
     /// Deletes the value; the version of the delete, or `None` if it was

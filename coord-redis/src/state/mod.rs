@@ -4,8 +4,9 @@
 //! with its expectation, a read of the log) is one atomic step on the
 //! server's clock.
 //!
-//! A space's entries are two hashes (values, versions) and a sorted set of
-//! deadlines; its log is a sorted set of changes scored by version, trimmed
+//! A space's entries are one hash (each field the entry's version and
+//! value, so a compare-and-set that loses a race, the common step under
+//! contention, costs one HGET) and a sorted set of deadlines; its log is a sorted set of changes scored by version, trimmed
 //! to its last [`CHANGES_KEPT`](coord_api::spi::CHANGES_KEPT) (the floor
 //! raised to the last version dropped), as in memory. Versions come from the prelude's `next_token` on
 //! the space's counter, floored at the head the meta hash keeps, so they
@@ -25,8 +26,7 @@
 //! ```text
 //! coord:{<ns>:state:<len>:<s>}:m   meta hash: head, floor
 //! coord:{<ns>:state:<len>:<s>}:t   version counter (next_token), kept KEEP_MS
-//! coord:{<ns>:state:<len>:<s>}:d   values hash: key -> value
-//! coord:{<ns>:state:<len>:<s>}:v   versions hash: key -> version
+//! coord:{<ns>:state:<len>:<s>}:d   entries hash: key -> <version>:<value>
 //! coord:{<ns>:state:<len>:<s>}:e   deadlines zset: key -> deadline (server ms)
 //! coord:{<ns>:state:<len>:<s>}:l   log zset: change -> version
 //! coord:{<ns>:state:<len>:<s>}:c   channel: a change was logged
@@ -60,7 +60,7 @@ use crate::{
 static STATE: LazyLock<Script> = script!("state/state.lua");
 
 /// A space's key parts, in script order (the channel is `c`).
-const PARTS: [char; 6] = ['m', 't', 'd', 'v', 'e', 'l'];
+const PARTS: [char; 5] = ['m', 't', 'd', 'e', 'l'];
 
 /// The trace family (and key space) of shared values.
 const FAMILY: &str = "state";

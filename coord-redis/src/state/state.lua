@@ -1,10 +1,10 @@
 -- Shared values (after the prelude). One script, the operation an argument;
 -- the rules are those of coord-api's spi/state.rs, numbered there (1-8).
 -- KEYS: 1 meta hash (head: the latest version; floor: the highest version
--- the log may lack), 2 version counter (next_token), 3 values hash (key ->
--- value), 4 versions hash (key -> version), 5 deadlines zset (key ->
--- deadline, server ms), 6 log zset (change -> its version). The channel is
--- KEYS[1] with its last letter made 'c' (same slot).
+-- the log may lack), 2 version counter (next_token), 3 entries hash (key ->
+-- '<version>:<value>'), 4 deadlines zset (key -> deadline, server ms), 5
+-- log zset (change -> its version). The channel is KEYS[1] with its last
+-- letter made 'c' (same slot).
 -- ARGV: op, then
 --   get      key
 --   put      key, value, expect ('a' any | 'n' absent | 'v' version),
@@ -15,20 +15,53 @@
 -- A logged change is the member '<version>:<kind>:<key length>:<key><value>'
 -- (kind 'p' put, 'd' deleted, 'x' expired; the value only for a put),
 -- scored by its version (below 2^53: exact in a double).
-local meta, counter, values, versions, deadlines, log = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local channel = string.sub(meta, 1, -2) .. 'c'
+--
+-- A compare-and-set that loses a race is the common step under contention:
+-- it costs one look at the deadlines and one HGET (the meta hash and the
+-- clock are read only by a step that needs them).
+local meta, counter, entries, deadlines, log = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 
 local MAX_SPACE_KEYS = 1000
 local CHANGES_KEPT = 1000
 
-local now = now_ms()
-local head = tonumber(redis.call('HGET', meta, 'head') or '0')
-local floor = tonumber(redis.call('HGET', meta, 'floor') or '0')
+-- The step every loser of a compare-and-set race takes, inline, before any
+-- helper is made (each closure made costs on every run): with no deadline
+-- in the space (nothing to sweep), a put or delete whose expectation fails
+-- answers the current entry at once.
+local timed = redis.call('ZRANGE', deadlines, 0, 0, 'WITHSCORES')[2] ~= nil
+if not timed and (op == 'put' or op == 'delete') then
+  local e = op == 'put' and 4 or 3
+  local expect, expected = ARGV[e], ARGV[e + 1]
+  if expect ~= 'a' then
+    local stored = redis.call('HGET', entries, ARGV[2])
+    if expect == 'n' then
+      if stored then
+        local c = string.find(stored, ':', 1, true)
+        return {0, tonumber(string.sub(stored, 1, c - 1)), string.sub(stored, c + 1), -1}
+      end
+    elseif not stored then
+      return {0, 0}
+    elseif string.sub(stored, 1, #expected + 1) ~= expected .. ':' then
+      local c = string.find(stored, ':', 1, true)
+      return {0, tonumber(string.sub(stored, 1, c - 1)), string.sub(stored, c + 1), -1}
+    end
+  end
+end
+
+-- The head and floor, read on first use.
+local head, floor
+local function read_meta()
+  if not head then
+    local m = redis.call('HMGET', meta, 'head', 'floor')
+    head, floor = tonumber(m[1] or '0'), tonumber(m[2] or '0')
+  end
+end
 local logged = false
 
 -- Rule 2 and 5: logs `kind` of `key` (with `value` for a put) with the next
 -- version; returns it.
 local function append(key, kind, value)
+  read_meta()
   local version = next_token(counter, KEEP_MS, head)
   if head == 0 then
     -- The log's birth: nothing before this change is known.
@@ -39,97 +72,100 @@ local function append(key, kind, value)
   redis.call('HSET', meta, 'head', fmt(head))
   local member = fmt(version) .. ':' .. kind .. ':' .. #key .. ':' .. key .. (value or '')
   redis.call('ZADD', log, version, member)
-  local n = redis.call('ZCARD', log)
-  if n > CHANGES_KEPT then
-    local drop = n - CHANGES_KEPT
-    local last = redis.call('ZRANGE', log, drop - 1, drop - 1, 'WITHSCORES')
-    floor = math.max(floor, tonumber(last[2]))
+  if redis.call('ZCARD', log) > CHANGES_KEPT then
+    local first = redis.call('ZRANGE', log, 0, 0, 'WITHSCORES')
+    floor = math.max(floor, tonumber(first[2]))
     redis.call('HSET', meta, 'floor', fmt(floor))
-    redis.call('ZREMRANGEBYRANK', log, 0, drop - 1)
+    redis.call('ZREMRANGEBYRANK', log, 0, 0)
   end
   logged = true
   return version
 end
 
--- Rule 1: every entry whose deadline passed goes, as an expiry.
-local due = redis.call('ZRANGEBYSCORE', deadlines, '-inf', now)
-for _, key in ipairs(due) do
-  redis.call('HDEL', values, key)
-  redis.call('HDEL', versions, key)
-  redis.call('ZREM', deadlines, key)
-  append(key, 'x')
+-- Rule 1: every entry whose deadline passed goes, as an expiry. The clock
+-- is read only when some entry has a deadline.
+if timed then
+  local due = redis.call('ZRANGEBYSCORE', deadlines, '-inf', now_ms())
+  for _, key in ipairs(due) do
+    redis.call('HDEL', entries, key)
+    redis.call('ZREM', deadlines, key)
+    append(key, 'x')
+  end
+  timed = redis.call('EXISTS', deadlines) == 1
 end
 
 -- Milliseconds left of `key`'s TTL, or -1.
 local function left(key)
+  if not timed then return -1 end
   local at = redis.call('ZSCORE', deadlines, key)
-  if at then return math.max(0, tonumber(at) - now) end
+  if at then return math.max(0, tonumber(at) - now_ms()) end
   return -1
 end
 
--- `{version, value, ms left}` of `key`, or {0} when absent.
-local function current(key)
-  local v = redis.call('HGET', versions, key)
-  if not v then return {0} end
-  return {tonumber(v), redis.call('HGET', values, key), left(key)}
+-- The version and value of a stored entry.
+local function split(stored)
+  local c = string.find(stored, ':', 1, true)
+  return tonumber(string.sub(stored, 1, c - 1)), string.sub(stored, c + 1)
 end
 
--- Whether the entry at version `v` (false: absent, as HGET answers in a
+-- `{version, value, ms left}` of `key` stored as `stored`, or {0}.
+local function entry(key, stored)
+  if not stored then return {0} end
+  local version, value = split(stored)
+  return {version, value, left(key)}
+end
+
+-- Whether an entry stored as `stored` (false: absent, as HGET answers in a
 -- script) meets the expectation.
-local function met(expect, expected, v)
+local function met(expect, expected, stored)
   if expect == 'a' then return true end
-  if expect == 'n' then return not v end
-  return v and tonumber(v) == tonumber(expected)
+  if expect == 'n' then return not stored end
+  if not stored then return false end
+  return string.sub(stored, 1, #expected + 1) == expected .. ':'
 end
 
 local function done(reply)
   if logged then
     redis.call('PEXPIRE', meta, KEEP_MS)
     redis.call('PEXPIRE', log, KEEP_MS)
-    redis.call('PUBLISH', channel, 'changed')
+    redis.call('PUBLISH', string.sub(meta, 1, -2) .. 'c', 'changed')
   end
   return reply
 end
 
 if op == 'get' then
-  return done(current(ARGV[2]))
+  local key = ARGV[2]
+  return done(entry(key, redis.call('HGET', entries, key)))
 end
 
-if op == 'put' then
-  local key, value, expect, expected, ttl = ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
-  local v = redis.call('HGET', versions, key)
-  if not met(expect, expected, v) then
-    local now_entry = current(key)
+if op == 'put' or op == 'delete' then
+  local key = ARGV[2]
+  local expect, expected
+  if op == 'put' then expect, expected = ARGV[4], ARGV[5] else expect, expected = ARGV[3], ARGV[4] end
+  local stored = redis.call('HGET', entries, key)
+  if not met(expect, expected, stored) then
+    local now_entry = entry(key, stored)
     table.insert(now_entry, 1, 0)
     return done(now_entry)
   end
-  if not v and redis.call('HLEN', versions) >= MAX_SPACE_KEYS then
+  if op == 'delete' then
+    if not stored then return done({3}) end
+    redis.call('HDEL', entries, key)
+    if timed then redis.call('ZREM', deadlines, key) end
+    return done({1, append(key, 'd')})
+  end
+  local value, ttl = ARGV[3], tonumber(ARGV[6])
+  if not stored and redis.call('HLEN', entries) >= MAX_SPACE_KEYS then
     return done({2})
   end
   local version = append(key, 'p', value)
-  redis.call('HSET', values, key, value)
-  redis.call('HSET', versions, key, fmt(version))
+  redis.call('HSET', entries, key, fmt(version) .. ':' .. value)
   if ttl > 0 then
-    redis.call('ZADD', deadlines, now + ttl, key)
-  else
+    redis.call('ZADD', deadlines, now_ms() + ttl, key)
+  elseif timed then
     redis.call('ZREM', deadlines, key)
   end
   return done({1, version})
-end
-
-if op == 'delete' then
-  local key, expect, expected = ARGV[2], ARGV[3], ARGV[4]
-  local v = redis.call('HGET', versions, key)
-  if not met(expect, expected, v) then
-    local now_entry = current(key)
-    table.insert(now_entry, 1, 0)
-    return done(now_entry)
-  end
-  if not v then return done({3}) end
-  redis.call('HDEL', values, key)
-  redis.call('HDEL', versions, key)
-  redis.call('ZREM', deadlines, key)
-  return done({1, append(key, 'd')})
 end
 
 if op == 'changes' then
@@ -142,15 +178,16 @@ if op == 'changes' then
   local next_ms = -1
   if kind == 'k' then
     next_ms = left(sel)
-  else
+  elseif timed then
     local all = redis.call('ZRANGE', deadlines, 0, -1, 'WITHSCORES')
     for i = 1, #all, 2 do
       if matches(all[i]) then
-        next_ms = math.max(0, tonumber(all[i + 1]) - now)
+        next_ms = math.max(0, tonumber(all[i + 1]) - now_ms())
         break
       end
     end
   end
+  read_meta()
   if head == 0 then
     -- A read of a space with no record births its log, empty: a reader
     -- told of the gap then reads on from here without another one.
@@ -168,12 +205,12 @@ if op == 'changes' then
     if kind == 'k' then
       keys = {sel}
     else
-      keys = redis.call('HKEYS', versions)
+      keys = redis.call('HKEYS', entries)
       table.sort(keys)
     end
     for _, key in ipairs(keys) do
       if matches(key) then
-        local e = current(key)
+        local e = entry(key, redis.call('HGET', entries, key))
         if e[1] ~= 0 then
           table.insert(out, key)
           table.insert(out, e[1])
