@@ -49,6 +49,8 @@ pub enum StateEvent<T> {
         after: u64,
         /// The oldest version still kept.
         oldest: Option<u64>,
+        /// The version the snapshot is at: the watch goes on after it.
+        head: u64,
         /// Every watched key present now, with its value, in key order.
         current: Vec<(String, Versioned<T>)>,
     },
@@ -72,8 +74,13 @@ pub struct StateWatch<T> {
     client: Client,
     space: Named,
     select: std::result::Result<Select, String>,
+    /// The version read up to.
     after: u64,
-    pending: VecDeque<Result<StateEvent<T>>>,
+    /// The version handed out up to (see [`position`](Self::position)).
+    position: u64,
+    /// Events read, not handed out yet, each with the position it brings
+    /// the watch to.
+    pending: VecDeque<(Result<StateEvent<T>>, u64)>,
     watch: Option<Box<dyn Watch>>,
 }
 
@@ -99,15 +106,18 @@ impl<T: DeserializeOwned + Send + 'static> StateWatch<T> {
             space,
             select,
             after,
+            position: after,
             pending: VecDeque::new(),
             watch: None,
         }
     }
 
-    /// The version the watch has read up to: every change up to it was
-    /// handed out, or is waiting in the watch to be.
+    /// The version the watch has handed out up to: every change up to it
+    /// was handed out (or summed up by a gap), none after it. A watch made
+    /// again from this version (after the process restarted, say) goes on
+    /// exactly where this one is.
     pub fn position(&self) -> u64 {
-        self.after
+        self.position
     }
 
     /// The next change (waiting for one as long as it takes).
@@ -123,7 +133,8 @@ impl<T: DeserializeOwned + Send + 'static> StateWatch<T> {
         };
         check_changes(&space, &select, MAX_CHANGES_PAGE)?;
         loop {
-            if let Some(event) = self.pending.pop_front() {
+            if let Some((event, position)) = self.pending.pop_front() {
+                self.position = position;
                 return event;
             }
             let state = self.client.state_backend()?;
@@ -160,14 +171,16 @@ impl<T: DeserializeOwned + Send + 'static> StateWatch<T> {
             for (key, stored) in page.current {
                 match decode(space, &key, stored) {
                     Ok(v) => current.push((key.as_str().to_owned(), v)),
-                    Err(e) => undecodable.push(Err(e)),
+                    Err(e) => undecodable.push((Err(e), page.head)),
                 }
             }
-            self.pending.push_back(Ok(StateEvent::Gap {
+            let event = StateEvent::Gap {
                 after: gap.after,
                 oldest: gap.oldest,
+                head: page.head,
                 current,
-            }));
+            };
+            self.pending.push_back((Ok(event), page.head));
             self.pending.extend(undecodable);
         }
         for change in page.changes {
@@ -175,11 +188,8 @@ impl<T: DeserializeOwned + Send + 'static> StateWatch<T> {
             let event = match change.kind {
                 ChangeKind::Put(bytes) => {
                     metrics::event("put");
-                    decode_value(space, &change.key, &bytes).map(|value| StateEvent::Put {
-                        key,
-                        version,
-                        value,
-                    })
+                    decode_value(space, &change.key, &bytes)
+                        .map(|value| StateEvent::Put { key, version, value })
                 }
                 ChangeKind::Deleted => {
                     metrics::event("deleted");
@@ -190,16 +200,18 @@ impl<T: DeserializeOwned + Send + 'static> StateWatch<T> {
                     Ok(StateEvent::Expired { key, version })
                 }
             };
-            self.pending.push_back(event);
+            self.pending.push_back((event, version));
         }
         // After a gap the watch goes on from the head even when it is below
         // where it was (the backend lost its data); otherwise it never
         // goes back.
-        self.after = if gap {
-            page.head
-        } else {
-            self.after.max(page.head)
-        };
+        self.after = if gap { page.head } else { self.after.max(page.head) };
+        // The last event brings the watch to the head: the changes after it
+        // up to the head are of keys it does not select.
+        match self.pending.back_mut() {
+            Some((_, position)) => *position = self.after,
+            None => self.position = self.after,
+        }
     }
 
     /// Waits for a notification, the next expiry, or the retry delay.

@@ -110,7 +110,12 @@ pub async fn state_watch_reports_gap_when_log_trimmed(h: &dyn Harness) {
     }
     let mut watch = number(&a).watch(v0);
     match next_event(&mut watch, "the gap").await {
-        StateEvent::Gap { after, oldest, current } => {
+        StateEvent::Gap {
+            after,
+            oldest,
+            current,
+            ..
+        } => {
             assert_eq!(after, v0);
             assert!(oldest.is_some_and(|o| o > v0 && o <= last), "{oldest:?}");
             assert_eq!(current.len(), 1);
