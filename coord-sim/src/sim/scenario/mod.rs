@@ -23,6 +23,7 @@
 //! | `latch` | [`Workload::Latch`]: a coordinator sets the latch `l`, three workers count it down once per generation, everyone waits for the open |
 //! | `graphs` | [`Workload::Graphs`]: runs of three job graphs submitted, worked on by `GraphWorker`s that crash at every step boundary, waited for after the heal (its own run: see there) |
 //! | `queues` | [`Workload::Queues`]: items pushed by producers and worked on by consumers that crash at every step boundary, drained after the heal (its own run: see there) |
+//! | `state` | [`Workload::State`]: a counter incremented through `update` by updaters and watched by watchers that resume from their checkpoints, caught up after the heal (its own run: see there) |
 //! | `report` | [`Report`]: what one run saw |
 //! | `resource` | the fenced resource's node and the write bodies send it |
 //! | `catalog` | the scenarios: [`Scenario`]'s constructors |
@@ -57,6 +58,7 @@ mod locks;
 mod queues;
 mod report;
 mod resource;
+mod state;
 mod sweep;
 
 #[cfg(feature = "broken")]
@@ -65,6 +67,7 @@ pub use barriers::{DEAD_BOUND, UNREACHABLE_BOUND, WAIT_BOUND};
 pub use graphs::END_BOUND;
 pub use queues::{DRAIN_BOUND, KNOWN_CLIENT_BUGS};
 pub use report::Report;
+pub use state::{CATCH_UP_BOUND, WATCHERS};
 pub use sweep::{Sweep, replay_command, run_seed, seeds_from_env, sweep, sweep_with};
 
 use crate::history::{
@@ -117,6 +120,10 @@ pub enum Workload {
     /// `holder_kills`) work them, handlers writing with their delivery's
     /// token; the queue must drain after the heal.
     Queues,
+    /// Updaters increment a shared counter through `State::update`,
+    /// watchers watch it; no acknowledged update lost, no change skipped
+    /// silently, every watcher caught up after the heal.
+    State,
 }
 
 /// A scenario: the workload and which faults its plans may draw.
@@ -282,7 +289,7 @@ impl Shared {
                 Workload::Barrier | Workload::DoubleBarrier => self.waits.killed(idx, now),
                 Workload::Latch => self.latch.killed(idx, now),
                 // Graph bodies and handlers are closed by their own runs.
-                Workload::Graphs | Workload::Queues => {}
+                Workload::Graphs | Workload::Queues | Workload::State => {}
             }
         }
         let open = self.open.lock().unwrap();
@@ -324,6 +331,7 @@ pub async fn run(scenario: Scenario) -> Report {
     match workload {
         Workload::Graphs => return graphs::run(scenario).await,
         Workload::Queues => return queues::run(scenario).await,
+        Workload::State => return state::run(scenario).await,
         _ => {}
     }
     if workload == Workload::LeaderCrash {
@@ -405,7 +413,9 @@ pub async fn run(scenario: Scenario) -> Report {
                             Workload::Barrier => barriers::worker(i, clock, shared).await,
                             Workload::DoubleBarrier => double::worker(i, clock, shared).await,
                             Workload::Latch => latch::worker(i, clock, shared).await,
-                            Workload::Graphs | Workload::Queues => unreachable!("their own runs"),
+                            Workload::Graphs | Workload::Queues | Workload::State => {
+                                unreachable!("their own runs")
+                            }
                         }
                         // Stopped, not gone: the process stays up (a node
                         // whose first task returns exits, its other tasks
@@ -537,7 +547,7 @@ pub async fn run(scenario: Scenario) -> Report {
         Workload::RunOnce => jobs::known(&shared),
         // Barriers grant no leases with tokens: nothing can be orphaned.
         Workload::Barrier | Workload::DoubleBarrier | Workload::Latch => HashSet::new(),
-        Workload::Graphs | Workload::Queues => unreachable!("their own runs"),
+        Workload::Graphs | Workload::Queues | Workload::State => unreachable!("their own runs"),
     };
     let orphans = orphans(&log.events(), &known, TTL.div_f64(server_clock.rate()));
     let rule = OrphanRule {
@@ -577,7 +587,7 @@ pub async fn run(scenario: Scenario) -> Report {
             &downtime,
             &mut report,
         ),
-        Workload::Graphs | Workload::Queues => unreachable!("their own runs"),
+        Workload::Graphs | Workload::Queues | Workload::State => unreachable!("their own runs"),
     }
     report.simulated = Instant::now() - t0;
     report.digest = {
