@@ -108,7 +108,7 @@ pub enum Error {
     },
     /// A read-modify-write of a shared value (`State::update`) lost the
     /// race to other writers on every one of its attempts: nothing was
-    /// written. Decision 0023: not a `Timeout` (nothing was waited for) and
+    /// written. Decision 0024: not a `Timeout` (nothing was waited for) and
     /// not retryable by the layers below; the caller decides.
     #[error("update of state {key:?} conflicted {attempts} times in a row ({backend})")]
     Conflict {

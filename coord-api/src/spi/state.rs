@@ -7,7 +7,7 @@
 //! optional deadline (its TTL). Everything of one space lives together
 //! (one Redis Cluster slot), and a space is the unit of versions, of the
 //! change log and of watches: a watch reads one space, all of it or the
-//! keys starting with a prefix (decision 0023). `client.state(key)` is the
+//! keys starting with a prefix (decision 0024). `client.state(key)` is the
 //! space of that one key.
 //!
 //! Every change of an entry (a put, a delete, an expiry) takes the space's

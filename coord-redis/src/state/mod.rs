@@ -20,7 +20,7 @@
 //! # Key layout
 //!
 //! Every key of a space shares the tag `{<ns>:state:<len>:<space>}` (one
-//! Redis Cluster slot per space, decision 0023); `<len>`, the space's byte
+//! Redis Cluster slot per space, decision 0024); `<len>`, the space's byte
 //! length, keeps spaces apart whatever characters their names hold.
 //!
 //! ```text
