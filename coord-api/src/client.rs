@@ -4,11 +4,11 @@ use std::{fmt, sync::Arc};
 
 use crate::{
     Barrier, Clock, DoubleBarrier, Election, Error, GraphBuilder, Group, InstanceId, Job, Latch,
-    LeaseOptions, Lock, Queue, Result, RwLock, Semaphore, TokioClock, Topic,
+    LeaseOptions, Lock, Queue, Result, RwLock, Semaphore, State, StateSpace, TokioClock, Topic,
     lease::renewal::Renewals,
     spi::{
         BarrierBackend, DynBackend, ElectionBackend, GraphBackend, GroupBackend, JobBackend,
-        LockBackend, QueueBackend, TopicBackend,
+        LockBackend, QueueBackend, StateBackend, TopicBackend,
     },
 };
 
@@ -124,6 +124,11 @@ impl Client {
         (self.inner.backend.topics()).ok_or_else(|| self.unsupported("topics"))
     }
 
+    /// The backend's shared values, or `NotSupported`.
+    pub(crate) fn state_backend(&self) -> Result<&dyn StateBackend> {
+        (self.inner.backend.state()).ok_or_else(|| self.unsupported("shared state"))
+    }
+
     pub(crate) fn unsupported(&self, operation: &'static str) -> Error {
         Error::NotSupported {
             operation,
@@ -197,6 +202,24 @@ impl Client {
         E: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
     {
         Topic::new(self.clone(), name)
+    }
+
+    /// The shared value `key` of type `T` (JSON on the wire), in a space
+    /// of its own. An invalid key is reported by the first operation.
+    pub fn state<T>(&self, key: &str) -> State<T>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        State::new(self.clone(), key)
+    }
+
+    /// The space `name` of shared values of type `T`: values sharing one
+    /// sequence of versions and one change log, watched by prefix.
+    pub fn state_space<T>(&self, name: &str) -> StateSpace<T>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        StateSpace::new(self.clone(), name)
     }
 
     /// Declares a job graph named `name`: add nodes, then

@@ -106,6 +106,19 @@ pub enum Error {
         /// The backend's display name.
         backend: String,
     },
+    /// A read-modify-write of a shared value (`State::update`) lost the
+    /// race to other writers on every one of its attempts: nothing was
+    /// written. Decision 0024: not a `Timeout` (nothing was waited for) and
+    /// not retryable by the layers below; the caller decides.
+    #[error("update of state {key:?} conflicted {attempts} times in a row ({backend})")]
+    Conflict {
+        /// The value's key (`space/key` in a space of several).
+        key: String,
+        /// The attempts made.
+        attempts: u32,
+        /// The backend's display name.
+        backend: String,
+    },
     /// The backend cannot be reached now (connection refused or lost, an
     /// operation timed out). Retryable.
     #[error("{backend} unavailable: {message}")]

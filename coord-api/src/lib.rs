@@ -19,6 +19,7 @@
 //! | `barriers` | [`Barrier`], [`DoubleBarrier`] and its [`Inside`], [`Latch`]; the family's metrics |
 //! | `queues` | work queues: [`Queue`], [`PushOptions`], [`Consumer`], [`Delivery`], [`DeadLetter`]; the family's metrics |
 //! | `topics` | typed events: [`Topic`] (ephemeral publish at most once, durable publish), [`EphemeralListener`], [`Subscriber`] of a named subscription and its [`EventDelivery`]s; the family's metrics |
+//! | `state` | shared values: [`State`], [`StateSpace`], [`Versioned`], [`CasOutcome`], [`StateWatch`] and its [`StateEvent`]s; the family's metrics |
 //! | `backoff` | [`Backoff`]: doubling retry delays with jitter (graph nodes, queue nacks) |
 //! | `graphs` | job graphs: [`Graph`] (declared with [`Node`]s), [`GraphRun`], [`GraphWorker`] and its [`NodeContext`]; the family's metrics |
 //! | [`url`] | [`url::BackendUrl`]: the one parser of backend URLs (every scheme), whose errors never echo a password |
@@ -48,6 +49,7 @@ mod lease;
 mod locks;
 mod membership;
 mod queues;
+mod state;
 #[cfg(test)]
 mod testing;
 mod token;
@@ -79,6 +81,9 @@ pub use spi::{
     ArrivalInfo, BarrierState, Ended, EndedGeneration, LatchState, LeaderInfo, LeaseInfo,
     LeaseKind, LockSpace, MAX_LATCH_COUNT, MAX_PARTIES, MemberInfo, Members, NodeState, NodeStatus,
     On, OnFailure, Outcome, QueueStats, Quorum, RunState, RunStatus, Trip,
+};
+pub use state::{
+    CasOutcome, MAX_UPDATE_ATTEMPTS, State, StateEvent, StateSpace, StateWatch, Versioned,
 };
 pub use token::FencingToken;
 pub use topics::{

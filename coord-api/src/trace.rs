@@ -20,6 +20,8 @@ pub(crate) enum Outcome {
     Granted(FencingToken),
     Busy,
     NotHeld,
+    /// A compare-and-set whose expectation was not met.
+    Conflict,
 }
 
 impl Outcome {
@@ -29,6 +31,7 @@ impl Outcome {
             Outcome::Granted(_) => "granted",
             Outcome::Busy => "busy",
             Outcome::NotHeld => "not_held",
+            Outcome::Conflict => "conflict",
         }
     }
 

@@ -46,6 +46,8 @@ pub enum Need {
     Queues,
     /// Topics.
     Topics,
+    /// Shared values.
+    State,
 }
 
 impl Need {
@@ -70,6 +72,7 @@ impl Need {
             Need::Graphs => families.graphs,
             Need::Queues => families.queues,
             Need::Topics => families.topics,
+            Need::State => families.state,
         }
     }
 
@@ -92,6 +95,7 @@ impl Need {
             Need::Graphs => "job graphs",
             Need::Queues => "work queues",
             Need::Topics => "topics",
+            Need::State => "shared state",
         }
     }
 }

@@ -19,6 +19,7 @@
 //! | `graphs` | job graphs: every run of a graph, its token counter and queues, under one lock |
 //! | `queues` | work queues: every item of a queue, its id and token counters and indexes, consumers' presence, dead items, under one lock |
 //! | `topics` | topics: each topic's durable stream (events, offset and token counters) and its subscriptions (cursor, deliveries, retries, consumers' presence, dead events) under one lock; ephemeral events through a broadcast channel per topic |
+//! | `state` | shared values: every entry of a space, its versions, deadlines and change log, under one lock |
 //! | `watch` | notifications, one channel per watched topic, and wake-ups at expiry instants |
 //! | `journal` | [`Journal`]: what the store did, in its order, for histories |
 //! | `sync` | real or loom primitives under the table |
@@ -47,6 +48,7 @@ mod journal;
 mod locks;
 mod membership;
 mod queues;
+mod state;
 mod sync;
 pub mod table;
 pub mod topics;
@@ -62,7 +64,7 @@ use coord_api::{
     Clock, Instant, Namespace, TokioClock,
     spi::{
         Backend, BarrierBackend, ElectionBackend, GraphBackend, GroupBackend, JobBackend,
-        LockBackend, QueueBackend, TopicBackend, Watch,
+        LockBackend, QueueBackend, StateBackend, TopicBackend, Watch,
     },
 };
 
@@ -97,6 +99,9 @@ struct StoreInner {
     queues: Mutex<queues::Queues>,
     /// Topics: a step on a topic's stream and its subscriptions.
     topics: Mutex<topics::Topics>,
+    /// Shared values: a step on a space (its sweep of expiries and the
+    /// change it makes) is one step on all its entries and its log.
+    spaces: Mutex<state::Spaces>,
     watchers: Watchers,
     clock: Arc<dyn Clock>,
     journal: Option<Arc<dyn Journal>>,
@@ -136,6 +141,7 @@ impl MemoryStore {
                 graphs: Mutex::default(),
                 queues: Mutex::default(),
                 topics: Mutex::default(),
+                spaces: Mutex::default(),
                 watchers: Watchers::default(),
                 clock,
                 journal,
@@ -186,6 +192,9 @@ impl MemoryStore {
     fn topics(&self) -> MutexGuard<'_, topics::Topics> {
         self.inner.topics.lock().unwrap_or_else(|p| p.into_inner())
     }
+    fn spaces(&self) -> MutexGuard<'_, state::Spaces> {
+        self.inner.spaces.lock().unwrap_or_else(|p| p.into_inner())
+    }
 
     /// The journal to tell what the store did, if any.
     fn journal(&self) -> Option<&dyn Journal> {
@@ -215,9 +224,11 @@ impl MemoryStore {
             // Retry delays and lease deadlines pass without a wake-up (the
             // families' rule 9): `Take::Idle` and `Received::next_in` tell
             // when.
-            Topic::GraphReady(..) | Topic::GraphRun(..) | Topic::Queue(..) | Topic::Events(..) => {
-                None
-            }
+            Topic::GraphReady(..)
+            | Topic::GraphRun(..)
+            | Topic::Queue(..)
+            | Topic::Events(..)
+            | Topic::State(..) => None,
         }
     }
 }
@@ -292,6 +303,9 @@ impl Backend for MemoryBackend {
         Some(self)
     }
     fn topics(&self) -> Option<&dyn TopicBackend> {
+        Some(self)
+    }
+    fn state(&self) -> Option<&dyn StateBackend> {
         Some(self)
     }
 }

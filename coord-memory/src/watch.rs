@@ -41,6 +41,8 @@ pub(crate) enum Topic {
     Queue(Namespace, Key),
     /// A topic's durable stream: an event published.
     Events(Namespace, Key),
+    /// A space of shared values: a change logged.
+    State(Namespace, Key),
 }
 
 /// The watched topics of a store.

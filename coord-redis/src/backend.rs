@@ -8,7 +8,7 @@ use coord_api::{
     Error, Namespace, Result,
     spi::{
         Backend, BarrierBackend, ElectionBackend, GraphBackend, GroupBackend, JobBackend,
-        LockBackend, QueueBackend, TopicBackend,
+        LockBackend, QueueBackend, StateBackend, TopicBackend,
     },
 };
 use redis::{
@@ -29,7 +29,8 @@ use crate::{
 /// ([`LockBackend`]), elections ([`ElectionBackend`]), membership groups
 /// ([`GroupBackend`]), run-once jobs ([`JobBackend`]), cyclic barriers,
 /// double barriers and countdown latches ([`BarrierBackend`]), job graphs
-/// ([`GraphBackend`]) and work queues ([`QueueBackend`]) and topics ([`TopicBackend`]).
+/// ([`GraphBackend`]), work queues ([`QueueBackend`]), shared values
+/// ([`StateBackend`]) and topics ([`TopicBackend`]).
 ///
 /// - every operation is one Lua script run by EVALSHA (loaded again
 ///   transparently after `SCRIPT FLUSH` or a restart), bounded by the
@@ -198,6 +199,9 @@ impl Backend for RedisBackend {
         Some(self)
     }
     fn topics(&self) -> Option<&dyn TopicBackend> {
+        Some(self)
+    }
+    fn state(&self) -> Option<&dyn StateBackend> {
         Some(self)
     }
 }

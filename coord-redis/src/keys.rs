@@ -17,6 +17,7 @@
 //! | job graphs | `<ns>:graph:<graph's length>:<graph>` | `coord:{ns:graph:1:g}:q` …, `coord:{ns:graph:1:g}:<run>:h` |
 //! | work queues | `<ns>:queue:<queue's length>:<queue>` | `coord:{ns:queue:1:q}:r` …, `coord:{ns:queue:1:q}:<id>:i` |
 //! | topics | `<ns>:topic:<topic's length>:<topic>` | `coord:{ns:topic:1:t}:s` …, `coord:{ns:topic:1:t}:<sub's length>:<sub>:f` … |
+//! | shared values | `<ns>:state:<space's length>:<space>` | `coord:{ns:state:1:s}:m` … |
 
 use coord_api::Namespace;
 

@@ -4,7 +4,7 @@
 //! on Redis 6.2 or later, with every family: the lock family (exclusive,
 //! reentrant, read-write, semaphore), leader elections, membership groups,
 //! run-once jobs, barriers and latches (cyclic and double barriers,
-//! countdown latches), job graphs and work queues work across processes and hosts with
+//! countdown latches), job graphs, work queues and shared values work across processes and hosts with
 //! the same contract as every other backend, proven by the shared conformance suite against a real
 //! `redis-server`.
 //!
@@ -31,6 +31,7 @@
 //! | `graphs/` | job graphs: `graph.lua` (every operation, the sweep of expired leases and the resolution of dependents), key layout, the spec's canonical encoding, replies |
 //! | `queues/` | work queues: `queue.lua` (every operation, the sweep of due items, expired deliveries and dead consumers), key layout, limits, replies |
 //! | `topics/` | topics: `topic.lua` (a Redis Stream per topic, a consumer group per subscription, deliveries as leases, retention, missed offsets, dead events), ephemeral PUBLISH, key layout, replies |
+//! | `state/` | shared values: `state.lua` (every operation, the sweep of expired entries, the change log and its gaps), key layout, replies |
 //! | [`keys`] | naming every key: namespace and primitive in one hash tag |
 //! | `pubsub`, `expiry` | the shared pub/sub connection that wakes waiters; watches that also wake at an expiry instant |
 //! | `error` | redis errors → `Unavailable` / `Backend`, with the password redacted |
@@ -76,6 +77,7 @@ mod membership;
 mod pubsub;
 #[cfg(not(madsim))]
 mod queues;
+mod state;
 #[cfg(not(madsim))]
 mod topics;
 

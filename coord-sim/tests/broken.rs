@@ -272,11 +272,47 @@ fn a_topic_skipping_trimmed_events_silently_is_caught() {
 }
 
 #[test]
+fn a_compare_and_set_ignoring_the_version_is_caught() {
+    caught(
+        Scenario::state_faults(),
+        Bug::CasIgnoresVersion,
+        "a_compare_and_set_ignoring_the_version_is_caught",
+        &["state-lost-update", "state-counter"],
+    );
+}
+
+#[test]
 fn a_stale_topic_ack_accepted_is_caught() {
     caught(
         Scenario::topic_faults(),
         Bug::TopicAckIgnoresToken,
         "a_stale_topic_ack_accepted_is_caught",
         &["topic-fencing"],
+    );
+}
+
+#[test]
+fn a_change_log_skipping_changes_is_caught() {
+    caught(
+        Scenario::state_faults(),
+        Bug::LogSkipsChanges,
+        "a_change_log_skipping_changes_is_caught",
+        &["state-watch-skip"],
+    );
+}
+
+#[test]
+fn state_versions_restarting_after_a_restart_are_caught() {
+    caught(
+        Scenario::state_server_restarts(),
+        Bug::NoTokenFloor,
+        "state_versions_restarting_after_a_restart_are_caught",
+        &[
+            "state-versions",
+            "state-lost-update",
+            "state-watch-order",
+            "state-watch-skip",
+            "state-watch-stale",
+        ],
     );
 }

@@ -7,6 +7,10 @@
 mod barrier;
 
 #[allow(dead_code)] // its `main` and argument parsing
+#[path = "../examples/config.rs"]
+mod config;
+
+#[allow(dead_code)] // its `main` and argument parsing
 #[path = "../examples/pipeline.rs"]
 mod pipeline;
 
@@ -238,4 +242,22 @@ async fn events_example_replays_what_the_subscriber_missed_but_not_ephemeral_tic
         "ephemeral: tick 2 was missed while down"
     );
     assert_eq!(s.replayed, vec![1, 2, 3, 4, 6]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_example_services_see_every_version_in_order() {
+    let s = config::run("memory://?namespace=example-config")
+        .await
+        .expect("the example runs");
+    // Five revisions by the operator and the autoscaler's one.
+    assert_eq!(s.written.len(), 6, "{s:?}");
+    assert!(s.written.windows(2).all(|w| w[0] < w[1]), "{s:?}");
+    assert_eq!(s.conflicts, 1, "the operator lost one race");
+    assert_eq!(s.gaps, 0);
+    assert_eq!(s.seen.len(), 3);
+    for (name, seen, value) in &s.seen {
+        assert_eq!(seen, &s.written, "{name}");
+        let value = value.as_ref().expect("present");
+        assert_eq!((value.revision, value.max_connections), (5, 200), "{name}");
+    }
 }

@@ -17,6 +17,7 @@
 //! | [`queues`] | work queues: pushing, deliveries as leases, settling, dead letters, consumers' presence, work stealing |
 //! | [`topics`] | topics: ephemeral events (at most once), durable streams with retention, named subscriptions (at least once, acks, replay, missed offsets, refused events) |
 //! | [`graphs`] | job graphs: declaring, submitting, working, resolving, cancelling, observing runs |
+//! | [`state`] | shared values: versions, compare-and-set, update, TTL, watches with gaps |
 
 #[doc = include_str!("common.md")]
 pub mod common {}
@@ -36,3 +37,5 @@ pub mod graphs {}
 pub mod queues {}
 #[doc = include_str!("topics.md")]
 pub mod topics {}
+#[doc = include_str!("state.md")]
+pub mod state {}

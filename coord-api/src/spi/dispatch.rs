@@ -52,7 +52,7 @@ use async_trait::async_trait;
 
 use super::{
     Backend, BarrierBackend, DynBackend, ElectionBackend, Families, GraphBackend, GroupBackend,
-    JobBackend, LockBackend, QueueBackend, TopicBackend,
+    JobBackend, LockBackend, QueueBackend, StateBackend, TopicBackend,
 };
 use crate::{Error, Namespace, Result};
 
@@ -232,6 +232,9 @@ impl<D: Dispatch> Backend for Dispatched<D> {
     }
     fn topics(&self) -> Option<&dyn TopicBackend> {
         self.families.topics.then_some(self as _)
+    }
+    fn state(&self) -> Option<&dyn StateBackend> {
+        self.families.state.then_some(self as _)
     }
 }
 

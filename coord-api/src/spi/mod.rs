@@ -19,6 +19,7 @@
 //! | [`graphs`] | job graphs: runs of DAGs of nodes, resolved inside the backend | [`Backend::graphs`] |
 //! | [`queues`] | work queues: items delivered as fenced leases, dead letters, work stealing | [`Backend::queues`] |
 //! | [`topics`] | typed events: ephemeral pub/sub (at most once) and durable streams read through named subscriptions (at least once, replay) | [`Backend::topics`] |
+//! | [`state`] | shared values: versioned entries of spaces, compare-and-set, a change log read by watches | [`Backend::state`] |
 //! | [`dispatch`] | every family at once, for decorators and transports: a call carried as a value ([`Call`]) | [`Dispatched`] |
 //!
 //! A backend that offers only some families answers `None` for the others;
@@ -46,6 +47,7 @@ pub mod jobs;
 pub mod locks;
 pub mod membership;
 pub mod queues;
+pub mod state;
 pub mod topics;
 
 pub use barriers::{
@@ -70,6 +72,10 @@ pub use queues::{
     DeadItem, Delivery, MAX_BATCH, MAX_DEAD_KEPT, MAX_ITEM_ATTEMPTS, MAX_PAYLOAD_BYTES,
     MAX_PRIORITY, MAX_REASON_BYTES, Nack, NewItem, Pushed, QueueBackend, QueueStats,
     ReceiveOptions, Received, Settle,
+};
+pub use state::{
+    CHANGES_KEPT, Change, ChangeKind, Changes, Expect, Gap, MAX_CHANGES_PAGE, MAX_SPACE_KEYS,
+    MAX_VALUE_BYTES, Select, StateBackend, Stored, Written,
 };
 pub use topics::{
     DeadEvent, Delivered, Event, Heard, Listener, MAX_DEAD_EVENTS_KEPT, MAX_EVENT_BATCH,
@@ -123,6 +129,10 @@ pub trait Backend: fmt::Debug + fmt::Display + Send + Sync + 'static {
     fn topics(&self) -> Option<&dyn TopicBackend> {
         None
     }
+    /// Shared values. `None` unless overridden.
+    fn state(&self) -> Option<&dyn StateBackend> {
+        None
+    }
 }
 
 /// A backend shared by many clients.
@@ -160,6 +170,9 @@ macro_rules! forward_backend {
             fn topics(&self) -> Option<&dyn TopicBackend> {
                 (**self).topics()
             }
+            fn state(&self) -> Option<&dyn StateBackend> {
+                (**self).state()
+            }
         }
     )*};
 }
@@ -190,6 +203,8 @@ pub struct Families {
     pub queues: bool,
     /// Topics.
     pub topics: bool,
+    /// Shared values.
+    pub state: bool,
 }
 
 impl Families {
@@ -204,6 +219,7 @@ impl Families {
             graphs: backend.graphs().is_some(),
             queues: backend.queues().is_some(),
             topics: backend.topics().is_some(),
+            state: backend.state().is_some(),
         }
     }
 
@@ -218,6 +234,7 @@ impl Families {
             graphs: true,
             queues: true,
             topics: true,
+            state: true,
         }
     }
 }

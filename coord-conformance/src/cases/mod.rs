@@ -57,6 +57,7 @@ pub mod jobs;
 pub mod locks;
 pub mod membership;
 pub mod queues;
+pub mod state;
 pub mod topics;
 
 /// Every case, family by family.
@@ -70,6 +71,7 @@ pub fn all() -> Vec<Case> {
         graphs::cases(),
         queues::cases(),
         topics::cases(),
+        state::cases(),
     ]
     .concat()
 }

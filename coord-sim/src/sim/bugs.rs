@@ -1,7 +1,7 @@
 //! Deliberately broken servers and clients (feature `broken`, tests only):
 //! the simulator's checkers must report each of them. A server bug is a
 //! decorator around the store's backend (it sees every call as a [`Call`]
-//! and changes the few it is about; queue bugs: `queues`), or, for the
+//! and changes the few it is about; queue bugs: `queues`, shared-value bugs: `state`), or, for the
 //! token floor, a clock: the store itself has no broken branch. A client
 //! bug is a decorator around the client's connection, emulating client code
 //! that is missing.
@@ -26,6 +26,7 @@ use coord_api::{
 use coord_testkit::clocks::EpochWall;
 
 mod queues;
+mod state;
 mod topics;
 
 /// A deliberate bug of the sim server or of its clients.
@@ -113,6 +114,13 @@ pub enum Bug {
     /// swallows the releases (`locks.release`, `elections.resign`,
     /// `groups.leave`, `jobs.end`) of such holders.
     NoCleanup,
+    /// A compare-and-set of a shared value writes whatever the current
+    /// version: two updates from one read both succeed, one is lost.
+    CasIgnoresVersion,
+    /// The change log's reads leave out some changes (those whose version
+    /// is a multiple of five) without a gap: a watcher skips them
+    /// silently.
+    LogSkipsChanges,
 }
 
 impl Bug {
@@ -133,6 +141,7 @@ impl Bug {
             | Bug::ExpiryLosesItem
             | Bug::PresenceIgnored => queues::around(inner, self),
             Bug::TopicSkipsMissed | Bug::TopicAckIgnoresToken => topics::around(inner, self),
+            Bug::CasIgnoresVersion | Bug::LogSkipsChanges => state::around(inner, self),
             bug => Arc::new(Dispatched::new(Broken { inner, bug })),
         }
     }

@@ -255,6 +255,30 @@ impl Scenario {
         }
     }
 
+    /// Shared values under every fault but server restarts: a counter
+    /// incremented through `update` by four clients ends exact, versions
+    /// never repeat, two watchers (restarted from their checkpoints after
+    /// crashes) see every change in order, never skipping silently, and
+    /// catch up after the heal.
+    pub fn state_faults() -> Scenario {
+        Scenario {
+            name: "state_faults",
+            workload: Workload::State,
+            ..Scenario::partitions_in_bounds()
+        }
+    }
+
+    /// The same with the server killed and restarted with an empty store:
+    /// versions keep increasing, no acknowledged update lost within an
+    /// incarnation, and every watcher is told of the lost state by a gap.
+    pub fn state_server_restarts() -> Scenario {
+        Scenario {
+            name: "state_server_restarts",
+            server_restarts: true,
+            ..Scenario::state_faults()
+        }
+    }
+
     /// With a deliberately broken server or client.
     #[cfg(feature = "broken")]
     pub fn with_bug(mut self, bug: Bug) -> Scenario {

@@ -24,6 +24,7 @@
 //! | `graphs` | [`Workload::Graphs`]: runs of three job graphs submitted, worked on by `GraphWorker`s that crash at every step boundary, waited for after the heal (its own run: see there) |
 //! | `queues` | [`Workload::Queues`]: items pushed by producers and worked on by consumers that crash at every step boundary, drained after the heal (its own run: see there) |
 //! | `topics` | [`Workload::Topics`]: durable events published by publishers, read by subscribers of two subscriptions that are killed and come back, drained after the heal (its own run: see there) |
+//! | `state` | [`Workload::State`]: a counter incremented through `update` by updaters and watched by watchers that resume from their checkpoints, caught up after the heal (its own run: see there) |
 //! | `report` | [`Report`]: what one run saw |
 //! | `resource` | the fenced resource's node and the write bodies send it |
 //! | `catalog` | the scenarios: [`Scenario`]'s constructors |
@@ -58,6 +59,7 @@ mod locks;
 mod queues;
 mod report;
 mod resource;
+mod state;
 mod sweep;
 mod topics;
 
@@ -67,6 +69,7 @@ pub use barriers::{DEAD_BOUND, UNREACHABLE_BOUND, WAIT_BOUND};
 pub use graphs::END_BOUND;
 pub use queues::{DRAIN_BOUND, KNOWN_CLIENT_BUGS};
 pub use report::Report;
+pub use state::{CATCH_UP_BOUND, WATCHERS};
 pub use sweep::{Sweep, replay_command, run_seed, seeds_from_env, sweep, sweep_with};
 pub use topics::DRAIN_BOUND as TOPIC_DRAIN_BOUND;
 
@@ -125,6 +128,10 @@ pub enum Workload {
     /// them; every acknowledged event must be acked, dead-lettered or
     /// reported missed for each subscription once drained.
     Topics,
+    /// Updaters increment a shared counter through `State::update`,
+    /// watchers watch it; no acknowledged update lost, no change skipped
+    /// silently, every watcher caught up after the heal.
+    State,
 }
 
 /// A scenario: the workload and which faults its plans may draw.
@@ -290,7 +297,7 @@ impl Shared {
                 Workload::Barrier | Workload::DoubleBarrier => self.waits.killed(idx, now),
                 Workload::Latch => self.latch.killed(idx, now),
                 // Graph bodies and handlers are closed by their own runs.
-                Workload::Graphs | Workload::Queues | Workload::Topics => {}
+                Workload::Graphs | Workload::Queues | Workload::Topics | Workload::State => {}
             }
         }
         let open = self.open.lock().unwrap();
@@ -333,6 +340,7 @@ pub async fn run(scenario: Scenario) -> Report {
         Workload::Graphs => return graphs::run(scenario).await,
         Workload::Queues => return queues::run(scenario).await,
         Workload::Topics => return topics::run(scenario).await,
+        Workload::State => return state::run(scenario).await,
         _ => {}
     }
     if workload == Workload::LeaderCrash {
@@ -414,7 +422,10 @@ pub async fn run(scenario: Scenario) -> Report {
                             Workload::Barrier => barriers::worker(i, clock, shared).await,
                             Workload::DoubleBarrier => double::worker(i, clock, shared).await,
                             Workload::Latch => latch::worker(i, clock, shared).await,
-                            Workload::Graphs | Workload::Queues | Workload::Topics => {
+                            Workload::Graphs
+                            | Workload::Queues
+                            | Workload::Topics
+                            | Workload::State => {
                                 unreachable!("their own runs")
                             }
                         }
@@ -548,7 +559,9 @@ pub async fn run(scenario: Scenario) -> Report {
         Workload::RunOnce => jobs::known(&shared),
         // Barriers grant no leases with tokens: nothing can be orphaned.
         Workload::Barrier | Workload::DoubleBarrier | Workload::Latch => HashSet::new(),
-        Workload::Graphs | Workload::Queues | Workload::Topics => unreachable!("their own runs"),
+        Workload::Graphs | Workload::Queues | Workload::Topics | Workload::State => {
+            unreachable!("their own runs")
+        }
     };
     let orphans = orphans(&log.events(), &known, TTL.div_f64(server_clock.rate()));
     let rule = OrphanRule {
@@ -588,7 +601,9 @@ pub async fn run(scenario: Scenario) -> Report {
             &downtime,
             &mut report,
         ),
-        Workload::Graphs | Workload::Queues | Workload::Topics => unreachable!("their own runs"),
+        Workload::Graphs | Workload::Queues | Workload::Topics | Workload::State => {
+            unreachable!("their own runs")
+        }
     }
     report.simulated = Instant::now() - t0;
     report.digest = {

@@ -1,0 +1,517 @@
+//! Shared values: typed, versioned values any instance reads and writes,
+//! with compare-and-set, bounded read-modify-write, optional TTLs, and
+//! watches that see every change in order or are told what they missed.
+//!
+//! | type | what it is |
+//! |---|---|
+//! | [`State`] (from [`Client::state`] or [`StateSpace::value`]) | one value: get, put, compare-and-set, update, delete |
+//! | [`StateSpace`] (from [`Client::state_space`]) | values sharing one space: one version sequence, one change log, prefix watches |
+//! | [`Versioned`], [`CasOutcome`] | a value with its version; what a compare-and-set did |
+//! | [`StateWatch`], [`StateEvent`] (`watch.rs`) | every change after a version, in order, or a gap with the current state |
+//! | `metrics.rs` | what the family counts |
+//!
+//! The contract is [`contract::state`](crate::contract::state); the
+//! backend's rules are in [`spi::state`](crate::spi::state).
+
+mod metrics;
+mod watch;
+
+use std::{marker::PhantomData, time::Duration};
+
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::{
+    Backoff, Client, Error, Key, Result,
+    spi::{
+        Expect, Select, Stored, Written,
+        state::{check_put, name_of},
+    },
+    trace::{self, Outcome, Site},
+};
+
+pub use watch::{StateEvent, StateWatch};
+
+/// A value with its version and the time left before its TTL passes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Versioned<T> {
+    /// The value.
+    pub value: T,
+    /// Its version: strictly greater than every version the key had before.
+    pub version: u64,
+    /// The time left before it expires, if it has a TTL.
+    pub expires_in: Option<Duration>,
+}
+
+/// What a compare-and-set did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CasOutcome<T> {
+    /// Written: the new version.
+    Set(u64),
+    /// The version was not the one expected; nothing was written. The
+    /// current value (`None`: absent).
+    Conflict(Option<Versioned<T>>),
+}
+
+impl<T> CasOutcome<T> {
+    /// The new version, if written.
+    pub fn version(&self) -> Option<u64> {
+        match self {
+            CasOutcome::Set(v) => Some(*v),
+            CasOutcome::Conflict(_) => None,
+        }
+    }
+}
+
+/// A key as given: validated, or the raw text for the error.
+type Named = std::result::Result<Key, String>;
+
+fn named(raw: &str) -> Named {
+    Key::new(raw).map_err(|_| raw.to_owned())
+}
+
+fn checked(name: &Named) -> Result<&Key> {
+    match name {
+        Ok(k) => Ok(k),
+        Err(raw) => Err(Key::new(raw).expect_err("validated before")),
+    }
+}
+
+/// Values sharing one space: one sequence of versions, one change log,
+/// watches of the whole space or of the keys starting with a prefix. A
+/// space is stored together (one Redis Cluster slot) and holds at most
+/// 1,000 keys. Cheap to clone.
+///
+/// ```
+/// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
+/// use coord_api::StateEvent;
+///
+/// let flags = client.state_space::<bool>("feature-flags");
+/// flags.value("checkout/new-ui").put(&true).await?;
+/// let mut watch = flags.watch("checkout/", 0);
+/// // From version 0: the current state first (a gap from 0, as the log
+/// // may not reach back to the first change), then every change.
+/// if let StateEvent::Gap { current, .. } = watch.next().await? {
+///     assert_eq!(current[0].0, "checkout/new-ui");
+/// }
+/// # Ok(()) }
+/// ```
+pub struct StateSpace<T> {
+    client: Client,
+    space: Named,
+    _value: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for StateSpace<T> {
+    fn clone(&self) -> Self {
+        StateSpace {
+            client: self.client.clone(),
+            space: self.space.clone(),
+            _value: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for StateSpace<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateSpace")
+            .field("space", &raw(&self.space))
+            .field("value", &std::any::type_name::<T>())
+            .finish()
+    }
+}
+
+fn raw(name: &Named) -> &str {
+    match name {
+        Ok(k) => k.as_str(),
+        Err(raw) => raw,
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> StateSpace<T> {
+    pub(crate) fn new(client: Client, space: &str) -> StateSpace<T> {
+        StateSpace {
+            client,
+            space: named(space),
+            _value: PhantomData,
+        }
+    }
+
+    /// The space's name.
+    pub fn name(&self) -> &str {
+        raw(&self.space)
+    }
+
+    /// The value of `key` in this space.
+    pub fn value(&self, key: &str) -> State<T> {
+        State::in_space(self.client.clone(), self.space.clone(), named(key))
+    }
+
+    /// Every change of the keys of this space starting with `prefix`
+    /// (empty: every key) after `from_version`, in order, or a gap with the
+    /// current state; see [`StateWatch`].
+    pub fn watch(&self, prefix: &str, from_version: u64) -> StateWatch<T> {
+        StateWatch::new(
+            self.client.clone(),
+            self.space.clone(),
+            Ok(Select::Prefix(prefix.to_owned())),
+            from_version,
+        )
+    }
+}
+
+/// One shared value of type `T` (JSON on the wire, at most 64 KiB). Cheap
+/// to clone.
+///
+/// ```
+/// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
+/// use coord_api::CasOutcome;
+///
+/// let limit = client.state::<u32>("rate-limit");
+/// let v1 = limit.put(&100).await?;
+/// // Compare-and-set: only from the version read.
+/// assert!(matches!(limit.compare_and_set(Some(v1), &200).await?, CasOutcome::Set(_)));
+/// assert!(matches!(limit.compare_and_set(Some(v1), &300).await?, CasOutcome::Conflict(_)));
+/// // Read-modify-write, retried on conflict.
+/// let now = limit.update(|n| n.copied().unwrap_or(0) + 1).await?;
+/// assert_eq!(now.value, 201);
+/// # Ok(()) }
+/// ```
+pub struct State<T> {
+    client: Client,
+    space: Named,
+    key: Named,
+    ttl: Option<Duration>,
+    max_attempts: u32,
+    backoff: Backoff,
+    _value: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for State<T> {
+    fn clone(&self) -> Self {
+        State {
+            client: self.client.clone(),
+            space: self.space.clone(),
+            key: self.key.clone(),
+            ttl: self.ttl,
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            _value: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for State<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("space", &raw(&self.space))
+            .field("key", &raw(&self.key))
+            .field("value", &std::any::type_name::<T>())
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+/// The most attempts [`State::max_attempts`] accepts.
+pub const MAX_UPDATE_ATTEMPTS: u32 = 10_000;
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
+    /// Attempts of [`update`](Self::update) unless set otherwise.
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 64;
+
+    /// The back-off between [`update`](Self::update)'s attempts unless set
+    /// otherwise: up to 1 ms after the first conflict, doubling, at most
+    /// 16 ms.
+    pub const DEFAULT_BACKOFF: Backoff = Backoff {
+        initial: Duration::from_millis(1),
+        max: Duration::from_millis(16),
+    };
+
+    pub(crate) fn new(client: Client, key: &str) -> State<T> {
+        let key = named(key);
+        State::in_space(client, key.clone(), key)
+    }
+
+    fn in_space(client: Client, space: Named, key: Named) -> State<T> {
+        State {
+            client,
+            space,
+            key,
+            ttl: None,
+            max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
+            backoff: Self::DEFAULT_BACKOFF,
+            _value: PhantomData,
+        }
+    }
+
+    /// Every write of this handle gives the value this TTL (`None`: the
+    /// value never expires, and a write clears an earlier TTL). When it
+    /// passes, the value is gone, and watchers see an `Expired` change.
+    pub fn ttl(mut self, ttl: Option<Duration>) -> State<T> {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How many times [`update`](Self::update) tries before
+    /// `Error::Conflict` (1 ..= 10,000; default 64).
+    pub fn max_attempts(mut self, n: u32) -> State<T> {
+        self.max_attempts = n;
+        self
+    }
+
+    /// Sets the back-off between [`update`](Self::update)'s attempts:
+    /// after the n-th conflict in a row, a wait drawn uniformly from zero
+    /// to `initial * 2^(n-1)`, at most `max` (default
+    /// [`DEFAULT_BACKOFF`](Self::DEFAULT_BACKOFF)).
+    pub fn backoff(mut self, backoff: Backoff) -> State<T> {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The key, as given.
+    pub fn key(&self) -> &str {
+        raw(&self.key)
+    }
+
+    fn keys(&self) -> Result<(&Key, &Key)> {
+        Ok((checked(&self.space)?, checked(&self.key)?))
+    }
+
+    fn site<'a>(&self, op: &'static str, key: &'a Key) -> Site<'a> {
+        Site {
+            op,
+            family: "state",
+            kind: "value",
+            key,
+            holder: None,
+            token: None,
+        }
+    }
+
+    /// The value and its version, if present.
+    pub async fn get(&self) -> Result<Option<Versioned<T>>> {
+        let (space, key) = self.keys()?;
+        let stored = self.stored(space, key).await?;
+        stored.map(|s| decode(space, key, s)).transpose()
+    }
+
+    async fn stored(&self, space: &Key, key: &Key) -> Result<Option<Stored>> {
+        let get = self.client.state_backend()?.get(space, key);
+        trace::call(&self.client, || self.site("get", key), get, Outcome::ok).await
+    }
+
+    /// Writes `value` whatever the current version; the new version.
+    pub async fn put(&self, value: &T) -> Result<u64> {
+        let (space, key) = self.keys()?;
+        let bytes = self.encode(space, key, value)?;
+        match self.write(space, key, bytes, Expect::Any, "put").await? {
+            Written::Done(v) => Ok(v),
+            other => Err(self.unexpected("put", &other)),
+        }
+    }
+
+    /// Writes `value` only if the current version is `expected` (`None` or
+    /// `Some(0)`: only if absent). A conflict carries the current value, so
+    /// a retry needs no other read.
+    pub async fn compare_and_set(&self, expected: Option<u64>, value: &T) -> Result<CasOutcome<T>> {
+        let (space, key) = self.keys()?;
+        let bytes = self.encode(space, key, value)?;
+        let expect = Expect::version(expected);
+        let written = self.write(space, key, bytes, expect, "compare_and_set");
+        self.cas_outcome(space, key, written.await?)
+    }
+
+    /// Reads the value, computes the next one with `f` (given the current
+    /// value, `None` when absent) and writes it by compare-and-set,
+    /// trying again with the value that won the race, up to
+    /// [`max_attempts`](Self::max_attempts) times; then `Error::Conflict`
+    /// and nothing written. The value written, with its version.
+    ///
+    /// `f` may run several times; it should not have side effects.
+    pub async fn update(&self, mut f: impl FnMut(Option<&T>) -> T) -> Result<Versioned<T>> {
+        let (space, key) = self.keys()?;
+        if !(1..=MAX_UPDATE_ATTEMPTS).contains(&self.max_attempts) {
+            return Err(Error::invalid(format!(
+                "state \"{}\": max_attempts {}, outside 1..={MAX_UPDATE_ATTEMPTS}",
+                name_of(space, key),
+                self.max_attempts
+            )));
+        }
+        if let Some(ttl) = self.ttl {
+            crate::validate_ttl(key, ttl)?;
+        }
+        self.backoff
+            .check(|| format!("state \"{}\"", name_of(space, key)))?;
+        let mut current = match self.stored(space, key).await? {
+            Some(s) => Some(decode(space, key, s)?),
+            None => None,
+        };
+        for attempt in 1..=self.max_attempts {
+            let next = f(current.as_ref().map(|c| &c.value));
+            let bytes = self.encode(space, key, &next)?;
+            let expect = Expect::version(current.as_ref().map(|c| c.version));
+            match self.write(space, key, bytes, expect, "update").await? {
+                Written::Done(version) => {
+                    metrics::updated(true, attempt);
+                    return Ok(Versioned {
+                        value: next,
+                        version,
+                        expires_in: self.ttl,
+                    });
+                }
+                Written::Conflict(now) => {
+                    current = now.map(|s| decode(space, key, s)).transpose()?;
+                    if attempt < self.max_attempts {
+                        self.after_conflict(attempt).await;
+                    }
+                }
+                other => return Err(self.unexpected("update", &other)),
+            }
+        }
+        metrics::updated(false, self.max_attempts);
+        Err(Error::Conflict {
+            key: name_of(space, key),
+            attempts: self.max_attempts,
+            backend: self.client.backend().to_string(),
+        })
+    }
+
+    /// Contention management between the attempts of an `update`: after
+    /// the `conflicts`-th conflict in a row, a wait drawn uniformly from
+    /// zero to `backoff.initial * 2^(conflicts - 1)` (at most
+    /// `backoff.max`); a draw under half a millisecond retries at once.
+    /// Writers that lost a race then come back spread out instead of all
+    /// at once, so fewer of them lose again.
+    async fn after_conflict(&self, conflicts: u32) {
+        let cap = (self.backoff.initial)
+            .saturating_mul(1u32 << conflicts.saturating_sub(1).min(20))
+            .min(self.backoff.max);
+        let wait = cap.mul_f64(rand::random_range(0.0..1.0));
+        if wait >= Duration::from_micros(500) {
+            let clock = self.client.clock();
+            clock.sleep_until(clock.now() + wait).await;
+        }
+    }
+
+    /// Deletes the value; the version of the delete, or `None` if it was
+    /// absent (nothing changed).
+    pub async fn delete(&self) -> Result<Option<u64>> {
+        let (space, key) = self.keys()?;
+        match self.remove(space, key, Expect::Any).await? {
+            Written::Done(v) => Ok(Some(v)),
+            Written::Unchanged => Ok(None),
+            other => Err(self.unexpected("delete", &other)),
+        }
+    }
+
+    /// Deletes the value only if its version is `expected`.
+    pub async fn compare_and_delete(&self, expected: u64) -> Result<CasOutcome<T>> {
+        let (space, key) = self.keys()?;
+        let written = self.remove(space, key, Expect::version(Some(expected)));
+        self.cas_outcome(space, key, written.await?)
+    }
+
+    /// Every change of this value after `from_version`, in order, or a gap
+    /// with the current value; see [`StateWatch`].
+    pub fn watch(&self, from_version: u64) -> StateWatch<T> {
+        let select = checked(&self.key).map(|k| Select::Key(k.clone()));
+        let select = select.map_err(|_| raw(&self.key).to_owned());
+        StateWatch::new(
+            self.client.clone(),
+            self.space.clone(),
+            select,
+            from_version,
+        )
+    }
+
+    fn encode(&self, space: &Key, key: &Key, value: &T) -> Result<Vec<u8>> {
+        let bytes = serde_json::to_vec(value).map_err(|e| {
+            let name = name_of(space, key);
+            Error::invalid(format!("state \"{name}\": the value does not encode: {e}"))
+        })?;
+        check_put(space, key, &bytes, self.ttl)?;
+        Ok(bytes)
+    }
+
+    async fn write(
+        &self,
+        space: &Key,
+        key: &Key,
+        bytes: Vec<u8>,
+        expect: Expect,
+        op: &'static str,
+    ) -> Result<Written> {
+        let put = (self.client.state_backend()?).put(space, key, bytes, expect, self.ttl);
+        let written = trace::call(&self.client, || self.site(op, key), put, classify).await?;
+        metrics::written(
+            if op == "put" {
+                "put"
+            } else {
+                "compare_and_set"
+            },
+            &written,
+        );
+        Ok(written)
+    }
+
+    async fn remove(&self, space: &Key, key: &Key, expect: Expect) -> Result<Written> {
+        let delete = self.client.state_backend()?.delete(space, key, expect);
+        let written = trace::call(&self.client, || self.site("delete", key), delete, classify);
+        let written = written.await?;
+        metrics::written("delete", &written);
+        Ok(written)
+    }
+
+    fn cas_outcome(&self, space: &Key, key: &Key, written: Written) -> Result<CasOutcome<T>> {
+        match written {
+            Written::Done(v) => Ok(CasOutcome::Set(v)),
+            Written::Conflict(now) => Ok(CasOutcome::Conflict(
+                now.map(|s| decode(space, key, s)).transpose()?,
+            )),
+            Written::Unchanged => Ok(CasOutcome::Conflict(None)),
+        }
+    }
+
+    fn unexpected(&self, op: &str, written: &Written) -> Error {
+        Error::backend(
+            self.client.backend(),
+            format!(
+                "{op} of state {:?}: unexpected reply {written:?}",
+                self.key()
+            ),
+        )
+    }
+}
+
+fn classify(w: &Written) -> Outcome {
+    match w {
+        Written::Done(_) | Written::Unchanged => Outcome::Ok,
+        Written::Conflict(_) => Outcome::Conflict,
+    }
+}
+
+/// `stored` as a `Versioned<T>`; a value that does not decode as `T` is a
+/// backend error naming the key and the type.
+fn decode<T: DeserializeOwned>(space: &Key, key: &Key, stored: Stored) -> Result<Versioned<T>> {
+    Ok(Versioned {
+        value: decode_value(space, key, &stored.value)?,
+        version: stored.version,
+        expires_in: stored.expires_in,
+    })
+}
+
+fn decode_value<T: DeserializeOwned>(space: &Key, key: &Key, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Backend {
+        backend: String::new(),
+        message: format!(
+            "state \"{}\": the stored value does not decode as {}: {e}",
+            name_of(space, key),
+            std::any::type_name::<T>()
+        ),
+        source: None,
+    })
+}
+
+#[cfg(test)]
+mod tests;

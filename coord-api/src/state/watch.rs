@@ -1,0 +1,239 @@
+//! Watches of shared values: every change after a version, in order, or a
+//! gap that says what was missed and carries the current state.
+
+use std::collections::VecDeque;
+
+use serde::de::DeserializeOwned;
+
+use super::{Named, Versioned, checked, decode, decode_value, metrics};
+use crate::{
+    Client, Instant, Key, Result,
+    spi::{ChangeKind, Changes, MAX_CHANGES_PAGE, Select, Watch, state::check_changes},
+};
+
+/// What a [`StateWatch`] hands out, in version order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StateEvent<T> {
+    /// `key` was written: its new value and version.
+    Put {
+        /// The key.
+        key: String,
+        /// The change's version.
+        version: u64,
+        /// The value written.
+        value: T,
+    },
+    /// `key` was deleted.
+    Deleted {
+        /// The key.
+        key: String,
+        /// The change's version.
+        version: u64,
+    },
+    /// `key`'s TTL passed: it is gone.
+    Expired {
+        /// The key.
+        key: String,
+        /// The change's version.
+        version: u64,
+    },
+    /// The changes after `after` are no longer all kept (the log dropped
+    /// them, or the backend lost its data): the watch missed those before
+    /// `oldest`, the oldest version still kept (`None`: none is). Instead,
+    /// `current` is every watched key's current value, a complete
+    /// snapshot (a key not in it is absent), and the watch goes on from
+    /// there.
+    Gap {
+        /// The version the watch had seen up to.
+        after: u64,
+        /// The oldest version still kept.
+        oldest: Option<u64>,
+        /// The version the snapshot is at: the watch goes on after it.
+        head: u64,
+        /// Every watched key present now, with its value, in key order.
+        current: Vec<(String, Versioned<T>)>,
+    },
+}
+
+/// Every change of a value (or of the keys of a space starting with a
+/// prefix) after a version: in order, each exactly once, or an explicit
+/// [`StateEvent::Gap`] — never a silent skip.
+///
+/// It reads the space's change log from the last version it handed out;
+/// the backend's notifications only wake it (a lost one delays it by at
+/// most the client's retry delay, and a TTL's expiry is read when due).
+/// After an error (the backend unreachable) the next call subscribes
+/// again and resumes from where it was: what it missed meanwhile is in the
+/// log, or it gets a gap with the current state, so a lost notification
+/// or a lost connection never leaves a stale value standing.
+///
+/// A value that does not decode as `T` is an `Err` from
+/// [`next`](Self::next) in its place; the watch goes on after it.
+pub struct StateWatch<T> {
+    client: Client,
+    space: Named,
+    select: std::result::Result<Select, String>,
+    /// The version read up to.
+    after: u64,
+    /// The version handed out up to (see [`position`](Self::position)).
+    position: u64,
+    /// Events read, not handed out yet, each with the position it brings
+    /// the watch to.
+    pending: VecDeque<(Result<StateEvent<T>>, u64)>,
+    watch: Option<Box<dyn Watch>>,
+}
+
+impl<T> std::fmt::Debug for StateWatch<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateWatch")
+            .field("space", &self.space)
+            .field("select", &self.select)
+            .field("after", &self.after)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: DeserializeOwned + Send + 'static> StateWatch<T> {
+    pub(crate) fn new(
+        client: Client,
+        space: Named,
+        select: std::result::Result<Select, String>,
+        after: u64,
+    ) -> StateWatch<T> {
+        StateWatch {
+            client,
+            space,
+            select,
+            after,
+            position: after,
+            pending: VecDeque::new(),
+            watch: None,
+        }
+    }
+
+    /// The version the watch has handed out up to: every change up to it
+    /// was handed out (or summed up by a gap), none after it. A watch made
+    /// again from this version (after the process restarted, say) goes on
+    /// exactly where this one is.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// The next change (waiting for one as long as it takes).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a change is handed out only when this returns.
+    pub async fn next(&mut self) -> Result<StateEvent<T>> {
+        let space = checked(&self.space)?.clone();
+        let select = match &self.select {
+            Ok(s) => s.clone(),
+            Err(raw) => return Err(Key::new(raw).expect_err("validated before")),
+        };
+        check_changes(&space, &select, MAX_CHANGES_PAGE)?;
+        loop {
+            if let Some((event, position)) = self.pending.pop_front() {
+                self.position = position;
+                return event;
+            }
+            let state = self.client.state_backend()?;
+            // Subscribed before the read, so a change after it wakes us.
+            if self.watch.is_none() {
+                self.watch = Some(state.watch(&space).await?);
+            }
+            let page = match state
+                .changes(&space, &select, self.after, MAX_CHANGES_PAGE)
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    self.watch = None;
+                    return Err(e);
+                }
+            };
+            let next_expiry = page.next_expiry_in.map(|d| self.client.clock().now() + d);
+            self.take(&space, page);
+            if !self.pending.is_empty() {
+                continue;
+            }
+            self.wait(next_expiry).await;
+        }
+    }
+
+    /// Queues the events of `page` and moves past it.
+    fn take(&mut self, space: &Key, page: Changes) {
+        let gap = page.gap.is_some();
+        if let Some(gap) = page.gap {
+            metrics::event("gap");
+            let mut current = Vec::with_capacity(page.current.len());
+            let mut undecodable = Vec::new();
+            for (key, stored) in page.current {
+                match decode(space, &key, stored) {
+                    Ok(v) => current.push((key.as_str().to_owned(), v)),
+                    Err(e) => undecodable.push((Err(e), page.head)),
+                }
+            }
+            let event = StateEvent::Gap {
+                after: gap.after,
+                oldest: gap.oldest,
+                head: page.head,
+                current,
+            };
+            self.pending.push_back((Ok(event), page.head));
+            self.pending.extend(undecodable);
+        }
+        for change in page.changes {
+            let (key, version) = (change.key.as_str().to_owned(), change.version);
+            let event = match change.kind {
+                ChangeKind::Put(bytes) => {
+                    metrics::event("put");
+                    decode_value(space, &change.key, &bytes).map(|value| StateEvent::Put {
+                        key,
+                        version,
+                        value,
+                    })
+                }
+                ChangeKind::Deleted => {
+                    metrics::event("deleted");
+                    Ok(StateEvent::Deleted { key, version })
+                }
+                ChangeKind::Expired => {
+                    metrics::event("expired");
+                    Ok(StateEvent::Expired { key, version })
+                }
+            };
+            self.pending.push_back((event, version));
+        }
+        // After a gap the watch goes on from the head even when it is below
+        // where it was (the backend lost its data); otherwise it never
+        // goes back.
+        self.after = if gap {
+            page.head
+        } else {
+            self.after.max(page.head)
+        };
+        // The last event brings the watch to the head: the changes after it
+        // up to the head are of keys it does not select.
+        match self.pending.back_mut() {
+            Some((_, position)) => *position = self.after,
+            None => self.position = self.after,
+        }
+    }
+
+    /// Waits for a notification, the next expiry, or the retry delay.
+    async fn wait(&mut self, next_expiry: Option<Instant>) {
+        let clock = self.client.clock().clone();
+        let fallback = clock.now() + self.client.lease_options().retry_delay;
+        let until = next_expiry.map_or(fallback, |e| e.min(fallback));
+        let watch = self.watch.as_mut().expect("subscribed above");
+        tokio::select! {
+            changed = watch.changed() => {
+                if changed.is_err() {
+                    self.watch = None;
+                }
+            }
+            _ = clock.sleep_until(until) => {}
+        }
+    }
+}

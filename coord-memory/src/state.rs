@@ -1,0 +1,252 @@
+//! Shared values, under one lock of their own: every operation is one step
+//! on one space, following the rules of [`coord_api::spi::state`] in their
+//! order (the sweep of rule 1 first). A space keeps its entries by key,
+//! their deadlines in order, its head (the latest version), the floor of
+//! its log and the log itself (the last [`CHANGES_KEPT`] changes). Versions
+//! follow the token rule on the store's wall clock, floored at the head;
+//! the store never loses a space, so a log is born once, at the space's
+//! first change (a simulated server restart makes a new store, and the
+//! logs are born again, above every version given before).
+//!
+//! Watches: the space's topic, woken after the step let go of the lock when
+//! it logged a change (rule 8). Deadlines pass without a wake-up:
+//! [`Changes::next_expiry_in`] tells when.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use coord_api::{
+    FencingToken, Instant, Key, Namespace, Result,
+    spi::{
+        CHANGES_KEPT, Change, ChangeKind, Changes, Expect, Gap, MAX_SPACE_KEYS, Select,
+        StateBackend, Stored, Watch, Written,
+        state::{check_changes, check_put, space_full},
+    },
+};
+
+use crate::{MemoryBackend, watch::Topic};
+
+/// Every space of a store.
+#[derive(Default)]
+pub(crate) struct Spaces {
+    map: HashMap<(Namespace, Key), Space>,
+}
+
+#[derive(Default)]
+struct Space {
+    head: u64,
+    floor: u64,
+    entries: BTreeMap<Key, Entry>,
+    deadlines: BTreeSet<(Instant, Key)>,
+    log: VecDeque<Change>,
+}
+
+struct Entry {
+    value: Vec<u8>,
+    version: u64,
+    deadline: Option<Instant>,
+}
+
+/// One step's clock, and whether it logged a change.
+struct Step {
+    now: Instant,
+    wall_us: u64,
+    logged: bool,
+}
+
+impl Space {
+    /// Logs `kind` on `key` with the next version (rule 2); the version.
+    fn log(&mut self, key: &Key, kind: ChangeKind, step: &mut Step) -> u64 {
+        let version = FencingToken::next_after_micros(self.head, step.wall_us).get();
+        if self.head == 0 {
+            // The log's birth: nothing before this change is known.
+            self.floor = version - 1;
+        }
+        self.head = version;
+        self.log.push_back(Change::new(key.clone(), version, kind));
+        while self.log.len() > CHANGES_KEPT {
+            let dropped = self.log.pop_front().expect("longer than kept");
+            self.floor = self.floor.max(dropped.version);
+        }
+        step.logged = true;
+        version
+    }
+
+    /// Rule 1: every entry whose deadline passed goes, as an expiry.
+    fn sweep(&mut self, step: &mut Step) {
+        while let Some((at, key)) = self.deadlines.first().cloned() {
+            if at > step.now {
+                break;
+            }
+            self.deadlines.pop_first();
+            self.entries.remove(&key);
+            self.log(&key, ChangeKind::Expired, step);
+        }
+    }
+
+    fn stored(&self, entry: &Entry, now: Instant) -> Stored {
+        let left = entry.deadline.map(|d| d.saturating_duration_since(now));
+        Stored::new(entry.value.clone(), entry.version, left)
+    }
+
+    fn current(&self, key: &Key, now: Instant) -> Option<Stored> {
+        self.entries.get(key).map(|e| self.stored(e, now))
+    }
+
+    fn remove(&mut self, key: &Key) -> Option<Entry> {
+        let entry = self.entries.remove(key)?;
+        if let Some(at) = entry.deadline {
+            self.deadlines.remove(&(at, key.clone()));
+        }
+        Some(entry)
+    }
+
+    /// Rule 3.
+    fn put(
+        &mut self,
+        space: &Key,
+        key: &Key,
+        value: Vec<u8>,
+        expect: Expect,
+        ttl: Option<Duration>,
+        step: &mut Step,
+    ) -> Result<Written> {
+        let current = self.entries.get(key).map(|e| e.version);
+        if !expect.met_by(current) {
+            return Ok(Written::Conflict(self.current(key, step.now)));
+        }
+        if current.is_none() && self.entries.len() >= MAX_SPACE_KEYS {
+            return Err(space_full(space, key));
+        }
+        self.remove(key);
+        let version = self.log(key, ChangeKind::Put(value.clone()), step);
+        let deadline = ttl.map(|t| step.now + t);
+        if let Some(at) = deadline {
+            self.deadlines.insert((at, key.clone()));
+        }
+        let entry = Entry {
+            value,
+            version,
+            deadline,
+        };
+        self.entries.insert(key.clone(), entry);
+        Ok(Written::Done(version))
+    }
+
+    /// Rule 4.
+    fn delete(&mut self, key: &Key, expect: Expect, step: &mut Step) -> Written {
+        let current = self.entries.get(key).map(|e| e.version);
+        if !expect.met_by(current) {
+            return Written::Conflict(self.current(key, step.now));
+        }
+        if current.is_none() {
+            return Written::Unchanged;
+        }
+        self.remove(key);
+        Written::Done(self.log(key, ChangeKind::Deleted, step))
+    }
+
+    /// Rule 6.
+    fn changes(&mut self, select: &Select, after: u64, limit: u32, step: &Step) -> Changes {
+        let now = step.now;
+        if self.head == 0 {
+            // A read of a space with no record births its log, empty.
+            self.head = FencingToken::next_after_micros(0, step.wall_us).get();
+            self.floor = self.head;
+        }
+        let mut out = Changes::default();
+        out.next_expiry_in = (self.deadlines.iter())
+            .find(|(_, k)| select.matches(k))
+            .map(|(at, _)| at.saturating_duration_since(now));
+        if after < self.floor || after > self.head {
+            out.gap = Some(Gap::new(after, self.log.front().map(|c| c.version)));
+            out.current = (self.entries.iter())
+                .filter(|(k, _)| select.matches(k))
+                .map(|(k, e)| (k.clone(), self.stored(e, now)))
+                .collect();
+            out.head = self.head;
+            return out;
+        }
+        let start = self.log.partition_point(|c| c.version <= after);
+        out.head = self.head;
+        for change in self.log.range(start..).filter(|c| select.matches(&c.key)) {
+            if out.changes.len() == limit as usize {
+                out.head = out.changes.last().map_or(after, |c: &Change| c.version);
+                break;
+            }
+            out.changes.push(change.clone());
+        }
+        out
+    }
+}
+
+impl MemoryBackend {
+    /// Runs `op` on `space` (made if missing), swept first, under the lock;
+    /// then wakes the space's watchers if the step logged a change.
+    fn on_space<T>(&self, space: &Key, op: impl FnOnce(&mut Space, &mut Step) -> T) -> T {
+        let now = self.store.now();
+        let mut step = Step {
+            now,
+            wall_us: self.store.inner.table.wall_us(now),
+            logged: false,
+        };
+        let out = {
+            let mut spaces = self.store.spaces();
+            let record = (spaces.map)
+                .entry((self.ns.clone(), space.clone()))
+                .or_default();
+            record.sweep(&mut step);
+            op(record, &mut step)
+        };
+        if step.logged {
+            self.store
+                .notify(|| Topic::State(self.ns.clone(), space.clone()));
+        }
+        out
+    }
+}
+
+#[async_trait]
+impl StateBackend for MemoryBackend {
+    async fn get(&self, space: &Key, key: &Key) -> Result<Option<Stored>> {
+        Ok(self.on_space(space, |s, step| s.current(key, step.now)))
+    }
+
+    async fn put(
+        &self,
+        space: &Key,
+        key: &Key,
+        value: Vec<u8>,
+        expect: Expect,
+        ttl: Option<Duration>,
+    ) -> Result<Written> {
+        check_put(space, key, &value, ttl)?;
+        self.on_space(space, |s, step| s.put(space, key, value, expect, ttl, step))
+    }
+
+    async fn delete(&self, space: &Key, key: &Key, expect: Expect) -> Result<Written> {
+        Ok(self.on_space(space, |s, step| s.delete(key, expect, step)))
+    }
+
+    async fn changes(
+        &self,
+        space: &Key,
+        select: &Select,
+        after: u64,
+        limit: u32,
+    ) -> Result<Changes> {
+        check_changes(space, select, limit)?;
+        Ok(self.on_space(space, |s, step| s.changes(select, after, limit, step)))
+    }
+
+    async fn watch(&self, space: &Key) -> Result<Box<dyn Watch>> {
+        let topic = Topic::State(self.ns.clone(), space.clone());
+        Ok(self.store.watch(topic))
+    }
+}
+
+#[cfg(test)]
+mod tests;

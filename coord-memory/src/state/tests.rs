@@ -1,0 +1,92 @@
+//! Unit tests of the space's log: trimming raises the floor, a read below
+//! the floor or above the head is a gap with the current entries.
+
+use coord_api::spi::{CHANGES_KEPT, Written};
+
+use super::*;
+
+fn k(s: &str) -> Key {
+    Key::new(s).unwrap()
+}
+
+fn step(now: Instant, wall_us: u64) -> Step {
+    Step {
+        now,
+        wall_us,
+        logged: false,
+    }
+}
+
+#[tokio::test]
+async fn the_log_keeps_the_last_changes_and_raises_its_floor() {
+    let now = Instant::now();
+    let mut s = Space::default();
+    let mut st = step(now, 1_000);
+    let first = match s.put(&k("s"), &k("a"), b"0".to_vec(), Expect::Any, None, &mut st) {
+        Ok(Written::Done(v)) => v,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((first, s.floor), (1_000, 999), "born at its first change");
+    for i in 0..CHANGES_KEPT as u64 + 9 {
+        let v = format!("{i}").into_bytes();
+        s.put(&k("s"), &k("a"), v, Expect::Any, None, &mut st)
+            .unwrap();
+    }
+    assert_eq!(s.log.len(), CHANGES_KEPT);
+    assert_eq!(s.floor, s.log.front().unwrap().version - 1);
+    let all = Select::Prefix(String::new());
+    let gap = s.changes(&all, first, 10, &st);
+    assert_eq!(gap.gap, Some(Gap::new(first, Some(s.floor + 1))));
+    assert_eq!(gap.current.len(), 1);
+    assert_eq!(gap.head, s.head);
+    let fine = s.changes(&all, s.floor, 10, &st);
+    assert!(fine.gap.is_none() && fine.changes.len() == 10);
+    assert_eq!(fine.head, fine.changes[9].version, "cut by the limit");
+    let ahead = s.changes(&all, s.head + 1, 10, &st);
+    assert!(
+        ahead.gap.is_some(),
+        "a reader ahead of the head saw lost data"
+    );
+}
+
+#[tokio::test]
+async fn expiries_are_logged_in_deadline_order() {
+    let now = Instant::now();
+    let mut s = Space::default();
+    let mut st = step(now, 5);
+    let ttl = |ms| Some(Duration::from_millis(ms));
+    s.put(
+        &k("s"),
+        &k("b"),
+        b"1".to_vec(),
+        Expect::Any,
+        ttl(20),
+        &mut st,
+    )
+    .unwrap();
+    s.put(
+        &k("s"),
+        &k("a"),
+        b"1".to_vec(),
+        Expect::Any,
+        ttl(10),
+        &mut st,
+    )
+    .unwrap();
+    let head = s.head;
+    let read = s.changes(&Select::Key(k("b")), head, 10, &st);
+    assert_eq!(read.next_expiry_in, Some(Duration::from_millis(20)));
+    let mut later = step(now + Duration::from_millis(30), 6);
+    s.sweep(&mut later);
+    let kinds: Vec<_> = (s.log.iter().skip(2))
+        .map(|c| (c.key.as_str().to_owned(), c.kind.clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("a".into(), ChangeKind::Expired),
+            ("b".into(), ChangeKind::Expired)
+        ]
+    );
+    assert!(s.entries.is_empty() && s.deadlines.is_empty() && later.logged);
+}
