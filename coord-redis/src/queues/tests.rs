@@ -1,6 +1,6 @@
 //! Unit tests of `queues`: the layout, the arguments, the limits and the
 //! decoding of replies (the script itself runs against a real server in
-//! `tests/queues.rs`).
+//! `tests/queues/`).
 
 use coord_api::{
     Error, InstanceId, MIN_TTL,
