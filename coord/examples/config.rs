@@ -24,11 +24,20 @@
 //! read, in order (or be told of a gap, which it would answer by taking the
 //! current value the gap carries: with a log of 1,000 changes, none happens
 //! here). The example checks that and prints what each saw.
+//!
+//! Each writer also publishes a durable `ConfigChanged` event to the topic
+//! `app-config/changes`. An `auditor` instance subscribed to it (a named
+//! subscription, `audit`) goes down before the first revision and comes
+//! back after the last: its subscription kept its place, so it replays
+//! every change it missed, in order, and acks each.
 //! `coord/tests/examples.rs` runs [`run`] on `memory://`.
 
-use std::{process::ExitCode, time::Duration};
+use std::{
+    process::ExitCode,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
-use coord::{CasOutcome, Client, Result, StateEvent, connect};
+use coord::{CasOutcome, Client, Next, Result, StateEvent, Subscriber, connect, spi::Start};
 use serde::{Deserialize, Serialize};
 use tokio::{sync::watch, time::timeout};
 
@@ -49,6 +58,15 @@ pub struct Config {
     pub note: String,
 }
 
+/// The durable event each writer publishes after a change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigChanged {
+    /// The version written.
+    pub version: u64,
+    /// Who wrote it.
+    pub by: String,
+}
+
 /// What the example saw.
 #[derive(Debug, Default)]
 pub struct Summary {
@@ -60,6 +78,8 @@ pub struct Summary {
     pub conflicts: u32,
     /// Gaps the services were told of.
     pub gaps: u32,
+    /// The changes the auditor replayed after coming back: (offset, event).
+    pub audited: Vec<(u64, ConfigChanged)>,
 }
 
 async fn client(url: &str, name: &str) -> Result<Client> {
@@ -107,10 +127,58 @@ async fn service(
     }
 }
 
+/// The auditor, back up: replays its subscription until it has read `n`
+/// changes, acking each.
+async fn replay(
+    sub: &mut Subscriber<ConfigChanged>,
+    n: usize,
+) -> Result<Vec<(u64, ConfigChanged)>> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let next = timeout(BOUND, sub.next()).await.map_err(|_| {
+            coord::Error::invalid(format!(
+                "the auditor read {} of {n} changes in {BOUND:?}",
+                got.len()
+            ))
+        })??;
+        match next {
+            Next::Event(d) => {
+                println!(
+                    "  auditor replays offset {}: version {} by {}",
+                    d.offset(),
+                    d.event().version,
+                    d.event().by
+                );
+                got.push((d.offset(), d.event().clone()));
+                d.ack().await?;
+            }
+            Next::Missed { first, last } => println!("  auditor missed {first}..={last} (trimmed)"),
+            Next::Refused { offset, reason, .. } => {
+                println!("  auditor refused {offset}: {reason}")
+            }
+        }
+    }
+    Ok(got)
+}
+
 pub async fn run(url: &str) -> Result<Summary> {
     let mut summary = Summary::default();
     let operator = client(url, "operator").await?;
     let config = operator.state::<Config>(KEY);
+    // Fresh per run, so that a previous run's changes do not meet this one.
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let topic = format!("{KEY}/changes-{}-{nanos}", std::process::id());
+    let changes = operator.topic::<ConfigChanged>(&topic);
+
+    // The auditor subscribes, then goes down before any revision.
+    let auditor = client(url, "auditor").await?;
+    let audit = auditor.topic::<ConfigChanged>(&topic);
+    let mut sub = audit.subscriber("audit").start(Start::Earliest);
+    sub.subscribe().await?;
+    sub.leave().await?;
+    println!("auditor subscribed to {topic} and went down");
     let initial = Config {
         revision: 0,
         feature_new_checkout: false,
@@ -152,11 +220,21 @@ pub async fn run(url: &str) -> Result<Summary> {
                     .await?;
                 println!("autoscaler doubled max_connections (version {})", v.version);
                 summary.written.push(v.version);
+                let by = "autoscaler".to_owned();
+                autoscaler
+                    .topic::<ConfigChanged>(&topic)
+                    .publish(&ConfigChanged {
+                        version: v.version,
+                        by,
+                    })
+                    .await?;
             }
             match config.compare_and_set(Some(now.version), &next).await? {
                 CasOutcome::Set(v) => {
                     println!("operator wrote revision {revision} (version {v})");
                     summary.written.push(v);
+                    let by = "operator".to_owned();
+                    changes.publish(&ConfigChanged { version: v, by }).await?;
                     break;
                 }
                 CasOutcome::Conflict(won) => {
@@ -191,6 +269,25 @@ pub async fn run(url: &str) -> Result<Summary> {
             seen.len()
         );
     }
+
+    println!("auditor comes back");
+    let mut sub = audit.subscriber("audit");
+    summary.audited = replay(&mut sub, summary.written.len()).await?;
+    sub.unsubscribe().await?;
+    let every = summary
+        .audited
+        .iter()
+        .map(|(_, e)| e.version)
+        .eq(summary.written.iter().copied());
+    println!(
+        "auditor replayed {} changes it missed: {}",
+        summary.audited.len(),
+        if every {
+            "every version, in order"
+        } else {
+            "NOT every version"
+        }
+    );
     Ok(summary)
 }
 
@@ -204,7 +301,15 @@ async fn main() -> ExitCode {
         }
     };
     match run(&url).await {
-        Ok(s) if s.seen.iter().all(|(_, seen, _)| *seen == s.written) => ExitCode::SUCCESS,
+        Ok(s)
+            if s.seen.iter().all(|(_, seen, _)| *seen == s.written)
+                && s.audited
+                    .iter()
+                    .map(|(_, e)| e.version)
+                    .eq(s.written.iter().copied()) =>
+        {
+            ExitCode::SUCCESS
+        }
         Ok(_) => {
             eprintln!("config example: a service missed a version");
             ExitCode::FAILURE

@@ -260,4 +260,17 @@ async fn config_example_services_see_every_version_in_order() {
         let value = value.as_ref().expect("present");
         assert_eq!((value.revision, value.max_connections), (5, 200), "{name}");
     }
+    // The auditor was down for every change and replayed them all, in order,
+    // at dense offsets from 1.
+    let audited: Vec<u64> = s.audited.iter().map(|(_, e)| e.version).collect();
+    assert_eq!(audited, s.written, "the auditor replays every change");
+    let offsets: Vec<u64> = s.audited.iter().map(|(o, _)| *o).collect();
+    assert_eq!(offsets, (1..=6).collect::<Vec<_>>());
+    assert_eq!(
+        s.audited
+            .iter()
+            .filter(|(_, e)| e.by == "autoscaler")
+            .count(),
+        1
+    );
 }
