@@ -3,10 +3,15 @@
 //! order (the sweep of rule 1 first). A space keeps its entries by key,
 //! their deadlines in order, its head (the latest version), the floor of
 //! its log and the log itself (the last [`CHANGES_KEPT`] changes). Versions
-//! follow the token rule on the store's wall clock, floored at the head;
-//! the store never loses a space, so a log is born once, at the space's
-//! first change (a simulated server restart makes a new store, and the
-//! logs are born again, above every version given before).
+//! follow the token rule on the store's wall clock, floored at the head.
+//!
+//! What the store forgets, as Redis does (its meta hash and log expire a
+//! day after the last change, its entries stay): the log and head of a
+//! space with no change for a day (a watcher from before is told of a gap;
+//! the log is born again, above every version given, the token rule on the
+//! wall clock); and a space with no entry and no log (a read of an unknown
+//! space leaves nothing behind). A simulated server restart makes a new
+//! store: the logs are born again, above every version given before.
 //!
 //! Watches: the space's topic, woken after the step let go of the lock when
 //! it logged a change (rule 8). Deadlines pass without a wake-up:
@@ -19,7 +24,7 @@ use std::{
 
 use async_trait::async_trait;
 use coord_api::{
-    FencingToken, Instant, Key, Namespace, Result,
+    FencingToken, Instant, Key, MAX_TTL, Namespace, Result,
     spi::{
         CHANGES_KEPT, Change, ChangeKind, Changes, Expect, Gap, MAX_SPACE_KEYS, Select,
         StateBackend, Stored, Watch, Written,
@@ -33,6 +38,23 @@ use crate::{MemoryBackend, watch::Topic};
 #[derive(Default)]
 pub(crate) struct Spaces {
     map: HashMap<(Namespace, Key), Space>,
+    /// The size at which spaces idle for a day are swept next.
+    sweep_at: usize,
+}
+
+impl Spaces {
+    /// Forgets what a day idle forgets (see the module's docs), in every
+    /// space, once the map doubled since the last sweep.
+    fn sweep(&mut self, now: Instant) {
+        if self.map.len() < self.sweep_at.max(256) {
+            return;
+        }
+        self.map.retain(|_, s| {
+            s.forget_idle_log(now);
+            !s.empty()
+        });
+        self.sweep_at = self.map.len() * 2;
+    }
 }
 
 #[derive(Default)]
@@ -42,6 +64,9 @@ struct Space {
     entries: BTreeMap<Key, Entry>,
     deadlines: BTreeSet<(Instant, Key)>,
     log: VecDeque<Change>,
+    /// When the log was born or last changed (Redis's meta hash expires a
+    /// day later); `None` while it has no log.
+    touched: Option<Instant>,
 }
 
 struct Entry {
@@ -58,6 +83,23 @@ struct Step {
 }
 
 impl Space {
+    /// A day after the log was born or last changed, forgets it and the
+    /// head, keeping the entries (Redis's meta hash and log expire then).
+    fn forget_idle_log(&mut self, now: Instant) {
+        if self
+            .touched
+            .is_some_and(|t| now.saturating_duration_since(t) > MAX_TTL)
+        {
+            (self.head, self.floor, self.touched) = (0, 0, None);
+            self.log.clear();
+        }
+    }
+
+    /// Nothing to remember: no entry and no log.
+    fn empty(&self) -> bool {
+        self.head == 0 && self.entries.is_empty()
+    }
+
     /// Logs `kind` on `key` with the next version (rule 2); the version.
     fn log(&mut self, key: &Key, kind: ChangeKind, step: &mut Step) -> u64 {
         let version = FencingToken::next_after_micros(self.head, step.wall_us).get();
@@ -66,6 +108,7 @@ impl Space {
             self.floor = version - 1;
         }
         self.head = version;
+        self.touched = Some(step.now);
         self.log.push_back(Change::new(key.clone(), version, kind));
         while self.log.len() > CHANGES_KEPT {
             let dropped = self.log.pop_front().expect("longer than kept");
@@ -156,6 +199,7 @@ impl Space {
             // A read of a space with no record births its log, empty.
             self.head = FencingToken::next_after_micros(0, step.wall_us).get();
             self.floor = self.head;
+            self.touched = Some(now);
         }
         let mut out = Changes::default();
         out.next_expiry_in = (self.deadlines.iter())
@@ -184,8 +228,9 @@ impl Space {
 }
 
 impl MemoryBackend {
-    /// Runs `op` on `space` (made if missing), swept first, under the lock;
-    /// then wakes the space's watchers if the step logged a change.
+    /// Runs `op` on `space` (made if missing, forgotten again if it is left
+    /// empty), swept first, under the lock; then wakes the space's watchers
+    /// if the step logged a change.
     fn on_space<T>(&self, space: &Key, op: impl FnOnce(&mut Space, &mut Step) -> T) -> T {
         let now = self.store.now();
         let mut step = Step {
@@ -195,11 +240,16 @@ impl MemoryBackend {
         };
         let out = {
             let mut spaces = self.store.spaces();
-            let record = (spaces.map)
-                .entry((self.ns.clone(), space.clone()))
-                .or_default();
+            spaces.sweep(now);
+            let id = (self.ns.clone(), space.clone());
+            let record = spaces.map.entry(id.clone()).or_default();
+            record.forget_idle_log(now);
             record.sweep(&mut step);
-            op(record, &mut step)
+            let out = op(record, &mut step);
+            if record.empty() {
+                spaces.map.remove(&id);
+            }
+            out
         };
         if step.logged {
             self.store

@@ -90,3 +90,79 @@ async fn expiries_are_logged_in_deadline_order() {
     );
     assert!(s.entries.is_empty() && s.deadlines.is_empty() && later.logged);
 }
+
+#[tokio::test(start_paused = true)]
+async fn reads_of_unknown_spaces_leave_nothing_behind() {
+    let b = crate::MemoryStore::new().backend(Namespace::default());
+    for i in 0..300 {
+        let space = k(&format!("space-{i}"));
+        assert!(b.get(&space, &k("a")).await.unwrap().is_none());
+        let missing = b.delete(&space, &k("a"), Expect::Any).await.unwrap();
+        assert_eq!(missing, Written::Unchanged);
+    }
+    assert_eq!(b.store.spaces().map.len(), 0);
+    b.put(&k("kept"), &k("a"), b"1".to_vec(), Expect::Any, None)
+        .await
+        .unwrap();
+    assert_eq!(b.store.spaces().map.len(), 1, "a space with an entry stays");
+}
+
+async fn put(b: &MemoryBackend, space: &Key, key: &str) -> u64 {
+    match b
+        .put(space, &k(key), b"v".to_vec(), Expect::Any, None)
+        .await
+    {
+        Ok(Written::Done(version)) => version,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_day_without_a_change_forgets_the_log_and_keeps_the_entries() {
+    let b = crate::MemoryStore::new().backend(Namespace::default());
+    let (space, all) = (k("s"), Select::Prefix(String::new()));
+    let kept = put(&b, &space, "kept").await;
+    let gone = put(&b, &space, "gone").await;
+    let Written::Done(deleted) = b.delete(&space, &k("gone"), Expect::Any).await.unwrap() else {
+        panic!("delete")
+    };
+    assert!(gone < deleted);
+    // Still within the day: the log answers from the first version on.
+    tokio::time::advance(MAX_TTL).await;
+    let read = b.changes(&space, &all, kept - 1, 10).await.unwrap();
+    assert!(read.gap.is_none() && read.changes.len() == 3, "{read:?}");
+    tokio::time::advance(Duration::from_millis(1)).await;
+    // A day and a moment idle: the log went, the entry stayed, and a
+    // reader from before is told of the gap, with the entry as it is.
+    let read = b.changes(&space, &all, deleted, 10).await.unwrap();
+    let gap = read.gap.expect("the log was forgotten");
+    assert_eq!(gap, Gap::new(deleted, None));
+    assert_eq!(read.current.len(), 1);
+    assert_eq!(
+        (&read.current[0].0, read.current[0].1.version),
+        (&k("kept"), kept)
+    );
+    assert!(read.head > deleted, "born again above every version given");
+    assert!(put(&b, &space, "gone").await > read.head);
+
+    // A space whose entries all went is forgotten whole a day later, by the
+    // store's sweep (which runs once enough spaces were made).
+    b.delete(&space, &k("kept"), Expect::Any).await.unwrap();
+    b.delete(&space, &k("gone"), Expect::Any).await.unwrap();
+    assert_eq!(b.store.spaces().map.len(), 1, "the log is still kept");
+    tokio::time::advance(MAX_TTL + Duration::from_millis(1)).await;
+    for i in 0..256 {
+        b.put(
+            &k(&format!("other-{i}")),
+            &k("a"),
+            b"1".to_vec(),
+            Expect::Any,
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    let spaces = b.store.spaces();
+    assert_eq!(spaces.map.len(), 256, "the idle empty space was forgotten");
+    assert!(!spaces.map.contains_key(&(Namespace::default(), space)));
+}
