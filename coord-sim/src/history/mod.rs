@@ -17,7 +17,7 @@
 //! | [`check_graphs`] | job graphs: every node of every run ends once the faults heal, is completed at most once and only by its latest attempt (stale tokens refused, the resource fenced), starts only after its upstream edges hold, and ends as the edge semantics say (skips and `by`, `On::Failure`/`On::Any`, failure policies, rule 7), within `max_attempts` |
 //! | [`check_queues`] | work queues: the backend's log replayed through the SPI's rules (every receive takes the ready items in order, nothing ready left out — not after an expiry, nor after a dead consumer's presence ended —, nothing delivered while its delivery is valid, only unstarted deliveries stolen, only the current unexpired token settles, attempts and tokens as the rules say); every acknowledged push acked or dead once drained, at most one accepted ack per item, every second handler start explained by an ended lease or a nack, writes fenced by started deliveries' tokens, the dead letters exactly those the rules made |
 //! | [`check_topics`] | topics: every acknowledged durable event acked, dead-lettered or reported missed (trimmed) for every subscription, never skipped silently; settlements fenced by the latest delivery's token and deadline; tokens increasing across restarts; values as published; refused events among the dead |
-//! | [`check_state`] | shared values: a counter incremented by `update` loses no acknowledged update (values only increase in version order, but at a data-losing restart; without restarts it ends exact), versions never repeat, and every watcher sees each change in order or a gap with the state (each put is the value it had plus one), the values acknowledged, and catches up with the final state after the heal |
+//! | [`check_state`] | shared values: a counter incremented by `update` loses no acknowledged update (values only increase in version order, but at a data-losing restart; without restarts it ends exact), versions never repeat, and every watcher sees each change in order or a gap with the state (each put is the value it had plus one), the values acknowledged, and catches up with the final state after the heal; [`check_flag`]: a value put with TTLs, compared-and-set and deleted, watched: no change skipped without a gap, each event the write acknowledged at its version, an expiry only of a value put with a TTL, the watcher ending at the final value |
 //! | [`OrphanRule::check`] | once the faults heal, a lease the server granted but no client received is gone (released, or expired) within a bound well below its TTL |
 //!
 //! | module | family |
@@ -72,7 +72,10 @@ pub use queues::{
     Delivered, Handler, HandlerEnd, Handlers, Listed, PushAck, PushAcks, PushedItem, QueueCounts,
     QueueEvent, QueueHistory, QueueLog, QueueOp, check_queues, item_key, queue_counts,
 };
-pub use state::{StateCounts, StateHistory, Watched, check_state, state_counts};
+pub use state::{
+    FlagHistory, FlagWrite, StateCounts, StateHistory, Watched, check_flag, check_state,
+    state_counts,
+};
 pub use topics::{
     Seen, TopicCounts, TopicEvent, TopicHistory, TopicLog, TopicOp, check_topics, topic_counts,
 };
@@ -96,9 +99,10 @@ pub struct Violation {
     /// `queue-leave`, `queue-next-in`, `queue-unknown`, `queue-acked-twice`,
     /// `queue-handler`, `queue-fencing`, `queue-drain`, `topic-lost`,
     /// `topic-fencing`, `topic-tokens`, `topic-values`, `topic-dead`,
-    /// `state-versions`,
-    /// `state-lost-update`, `state-counter`, `state-watch-order`,
-    /// `state-watch-skip`, `state-watch-value`, `state-watch-stale`).
+    /// `state-versions`, `state-lost-update`, `state-counter`,
+    /// `state-watch-order`, `state-watch-skip`, `state-watch-value`,
+    /// `state-watch-stale`, `state-flag-order`, `state-flag-skip`,
+    /// `state-flag-value`, `state-flag-expiry`, `state-flag-stale`).
     pub checker: &'static str,
     /// What happened, with the clients, tokens and instants involved.
     pub detail: String,

@@ -25,10 +25,17 @@
 //! - `state-watch-stale`: after the heal every watcher catches up with the
 //!   final state (it resumed after its reconnections and restarts, and
 //!   re-read the state after a gap).
+//!
+//! The workload's second key, put with TTLs, compared-and-set and deleted,
+//! has checkers of its own ([`flag`]).
 
 use std::collections::HashMap;
 
 use super::Violation;
+
+mod flag;
+
+pub use flag::{FlagHistory, FlagWrite, check_flag};
 
 /// What one watcher was handed, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,14 +47,25 @@ pub enum Watched {
         /// The counter's value.
         value: u64,
     },
-    /// A gap: the counter's value then (`None`: absent), at `head`.
+    /// A delete at `version`.
+    Deleted {
+        /// The change's version.
+        version: u64,
+    },
+    /// An expiry at `version`.
+    Expired {
+        /// The change's version.
+        version: u64,
+    },
+    /// A gap: the value then, `(version, value)` (`None`: absent), at
+    /// `head`.
     Gap {
         /// What the snapshot is at.
         head: u64,
-        /// The counter's value then.
-        value: Option<u64>,
+        /// The value then.
+        current: Option<(u64, u64)>,
     },
-    /// Anything else (a delete, an expiry: the workload makes none).
+    /// Anything else.
     Other(String),
 }
 
@@ -202,12 +220,12 @@ fn check_watcher(
                 }
                 (at, value) = (version, v);
             }
-            Watched::Gap { head, value: v } => {
-                (at, value) = (head, v.unwrap_or(0));
+            Watched::Gap { head, current } => {
+                (at, value) = (head, current.map_or(0, |c| c.1));
             }
-            Watched::Other(ref what) => out.push(Violation::new(
+            ref other => out.push(Violation::new(
                 "state-watch-skip",
-                format!("{watcher}: event {i} is {what}, which the workload never does"),
+                format!("{watcher}: event {i} is {other:?}, which the counter never has"),
             )),
         }
     }
@@ -270,7 +288,7 @@ mod tests {
             1,
             Watched::Gap {
                 head: 25,
-                value: Some(2),
+                current: Some((20, 2)),
             },
         );
         assert_eq!(checkers(&h), Vec::<&str>::new());
