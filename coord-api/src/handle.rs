@@ -114,6 +114,42 @@ macro_rules! option_setters {
             self
         }
 
+        /// A fixed lease of `ttl` (1 ms ..= 24 h) in one call: the TTL,
+        /// with no background renewal, the way Redisson's
+        /// `lock(leaseTime)` works. The lease ends `ttl` after its grant
+        /// unless extended by hand (`extend`); its lost signal fires then.
+        /// The opposite of [`ttl`](Self::ttl), which keeps the lease
+        /// renewed while its guard lives.
+        pub fn lease(mut self, ttl: std::time::Duration) -> Self {
+            self.$($field).+.set_options(|o| {
+                o.ttl = ttl;
+                o.auto_extend = false;
+            });
+            self
+        }
+
+        /// Sets the fallback delay between attempts of a waiting
+        /// acquisition (above zero): waiters are woken by notifications,
+        /// so this is the most a lost one costs.
+        pub fn retry_delay(mut self, delay: std::time::Duration) -> Self {
+            self.$($field).+.set_options(|o| o.retry_delay = delay);
+            self
+        }
+
+        /// Sets the retry delay's jitter: each delay is scaled by a random
+        /// factor in `1 ± jitter` (0.0 ..= 1.0).
+        pub fn retry_jitter(mut self, jitter: f64) -> Self {
+            self.$($field).+.set_options(|o| o.retry_jitter = jitter);
+            self
+        }
+
+        /// Sets how many refused attempts a waiting acquisition makes
+        /// before `Error::Timeout` (`None`: no limit).
+        pub fn max_retries(mut self, max: Option<u32>) -> Self {
+            self.$($field).+.set_options(|o| o.max_retries = max);
+            self
+        }
+
         /// The key, as given.
         pub fn key(&self) -> &str {
             self.$($field).+.key_str()

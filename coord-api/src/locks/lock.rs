@@ -41,11 +41,30 @@ enum Reentry {
 /// returns another guard with the same token; the key frees when every guard
 /// is released. Share such a handle only with code that may count as the same
 /// holder.
+///
+/// The questions a holder and an operator ask take one call each:
+///
+/// ```
+/// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
+/// use std::time::Duration;
+/// // A fixed lease: 10 s from the grant, never renewed.
+/// let lock = client.lock("reports/monthly").lease(Duration::from_secs(10));
+/// let guard = lock.lock().await?;
+/// assert!(lock.is_locked().await?);
+/// assert!(lock.is_held().await?, "by this handle");
+/// assert_eq!(lock.hold_count().await?, 1);
+/// let left = lock.remaining_ttl().await?.expect("held");
+/// assert!(left <= Duration::from_secs(10));
+/// guard.release().await?;
+/// assert!(!lock.is_held().await?);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Lock {
     handle: Handle,
     reentrant: bool,
-    /// The lease this handle holds, for reentrant re-acquisition.
+    /// The lease this handle took last: for reentrant re-acquisition, and
+    /// to answer whether this handle holds the lock.
     held: Arc<Mutex<Option<Weak<Lease>>>>,
 }
 
@@ -82,20 +101,21 @@ impl Lock {
         }
     }
 
-    /// A lease this reentrant handle holds now, if any.
-    fn current(&self) -> Option<Arc<Lease>> {
-        if !self.reentrant {
-            return None;
-        }
+    /// The lease this handle took last, if it is still held as far as
+    /// this client can tell.
+    fn last_held(&self) -> Option<Arc<Lease>> {
         let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         held.as_ref()?.upgrade().filter(|l| l.is_held())
     }
 
+    /// A lease this reentrant handle holds now, if any.
+    fn current(&self) -> Option<Arc<Lease>> {
+        self.reentrant.then(|| self.last_held()).flatten()
+    }
+
     fn remember(&self, guard: &LockGuard) {
-        if self.reentrant {
-            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-            *held = Some(Arc::downgrade(guard.lease()));
-        }
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        *held = Some(Arc::downgrade(guard.lease()));
     }
 
     /// Takes the lock if it is free (or, reentrant, held by this handle);
@@ -179,6 +199,59 @@ impl Lock {
     /// time left, by the backend's clock.
     pub async fn holders(&self) -> Result<Vec<LeaseInfo>> {
         super::holders(&self.handle, LockSpace::Lock).await
+    }
+
+    /// Whether anyone holds the lock now (one read of the backend).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a read.
+    pub async fn is_locked(&self) -> Result<bool> {
+        Ok(!self.holders().await?.is_empty())
+    }
+
+    /// The backend's record of this handle's hold: the lease it took last,
+    /// still valid here, and named by the backend with the same token.
+    /// No I/O when this handle holds nothing here.
+    async fn mine(&self) -> Result<Option<LeaseInfo>> {
+        let Some(lease) = self.last_held() else {
+            return Ok(None);
+        };
+        let holder = lease.tenure.holder();
+        let holders = self.holders().await?;
+        let mine = |i: &LeaseInfo| &i.holder == holder && Some(i.token) == lease.token;
+        Ok(holders.into_iter().find(mine))
+    }
+
+    /// Whether this handle (or a clone of it) holds the lock: its last
+    /// grant is still valid by this client's clock and the backend's
+    /// record names it, with the same token (one read; none when this
+    /// handle holds nothing). A guard answers the local half alone, with
+    /// no I/O: [`LeaseGuard::is_held`](crate::LeaseGuard::is_held).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a read.
+    pub async fn is_held(&self) -> Result<bool> {
+        Ok(self.mine().await?.is_some())
+    }
+
+    /// How many holds this handle has on the lock: 0 when it holds none,
+    /// 1 for a plain lock, the number of live guards of a reentrant one
+    /// (by the backend's count).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a read.
+    pub async fn hold_count(&self) -> Result<u32> {
+        Ok(self.mine().await?.map_or(0, |i| i.holds))
+    }
+
+    /// The time left on the lock's lease by the backend's clock, whoever
+    /// holds it; `None` when it is free. An auto-extended lease is renewed
+    /// before it runs out; a fixed one ([`lease`](Self::lease)) ends then.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a read.
+    pub async fn remaining_ttl(&self) -> Result<Option<std::time::Duration>> {
+        Ok(self.holders().await?.iter().map(|i| i.expires_in).max())
     }
 
     /// Frees the lock whoever holds it (an operator's tool). The old holder

@@ -137,6 +137,15 @@ impl LeaseGuard {
         self.guard.valid_until()
     }
 
+    /// The time left before the lease stops counting as valid here (by
+    /// the client's clock, the TTL less drift and margin from the last
+    /// renewal), or `None` once it is no longer held. No I/O; an
+    /// auto-extended lease is renewed before it runs out.
+    pub fn remaining_ttl(&self) -> Option<Duration> {
+        let now = self.lease().client.clock().now();
+        Some(self.valid_until()?.saturating_duration_since(now))
+    }
+
     /// Completes when the lease is lost (it completes at once if it already
     /// is). Fires at the local validity deadline even when the backend cannot
     /// be reached.

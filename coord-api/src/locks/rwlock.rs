@@ -88,6 +88,24 @@ impl RwLock {
         super::holders(&self.handle, LockSpace::RwLock).await
     }
 
+    /// Whether anyone holds the lock now, reader or writer (one read of
+    /// the backend).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a read.
+    pub async fn is_locked(&self) -> Result<bool> {
+        Ok(!self.holders().await?.is_empty())
+    }
+
+    /// Whether a writer holds the lock now (one read of the backend).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a read.
+    pub async fn is_write_locked(&self) -> Result<bool> {
+        let holders = self.holders().await?;
+        Ok(holders.iter().any(|i| i.kind == LeaseKind::Write))
+    }
+
     /// Frees every lease and writer intent on the lock (an operator's tool).
     pub async fn force_release(&self) -> Result<usize> {
         super::force_release(&self.handle, LockSpace::RwLock).await

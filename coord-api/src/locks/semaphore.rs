@@ -77,6 +77,27 @@ impl Semaphore {
         super::holders(&self.handle, LockSpace::Semaphore).await
     }
 
+    /// How many permits are free now (one read of the backend): the
+    /// permits less the live ones.
+    ///
+    /// ```
+    /// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
+    /// let slots = client.semaphore("exports/concurrent", 3);
+    /// let permit = slots.acquire().await?;
+    /// assert_eq!(slots.available().await?, 2);
+    /// permit.release().await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a read.
+    pub async fn available(&self) -> Result<u32> {
+        let live = self.holders().await?.len();
+        Ok(self
+            .permits
+            .saturating_sub(live.try_into().unwrap_or(u32::MAX)))
+    }
+
     /// Frees every permit (an operator's tool).
     pub async fn force_release(&self) -> Result<usize> {
         super::force_release(&self.handle, LockSpace::Semaphore).await

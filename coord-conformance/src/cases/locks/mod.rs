@@ -8,6 +8,7 @@ pub mod exclusive;
 pub mod input;
 pub mod lease;
 pub mod monitoring;
+pub mod questions;
 pub mod rwlock;
 pub mod semaphore;
 pub mod watch;
@@ -18,6 +19,7 @@ pub(crate) fn cases() -> Vec<Case> {
         exclusive::cases(),
         lease::cases(),
         monitoring::cases(),
+        questions::cases(),
         rwlock::cases(),
         semaphore::cases(),
         input::cases(),
