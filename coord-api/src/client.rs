@@ -1,11 +1,17 @@
 //! The client: a backend, an instance id, a clock and default options.
 
-use std::{fmt, sync::Arc};
+use std::{
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use crate::{
     Barrier, Clock, DoubleBarrier, Election, Error, GraphBuilder, Group, InstanceId, Job, Latch,
     LeaseOptions, Lock, Queue, Result, RwLock, Semaphore, State, StateSpace, TokioClock, Topic,
-    lease::renewal::Renewals,
+    lease::{registry::Registry, renewal::Renewals},
     spi::{
         BarrierBackend, DynBackend, ElectionBackend, GraphBackend, GroupBackend, JobBackend,
         LockBackend, QueueBackend, StateBackend, TopicBackend,
@@ -29,6 +35,9 @@ use crate::{
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+    /// This handle is [`close`](Client::close)'s own: its calls still go
+    /// out once the client is closed.
+    closer: bool,
 }
 
 struct Inner {
@@ -37,6 +46,9 @@ struct Inner {
     clock: Arc<dyn Clock>,
     lease_options: LeaseOptions,
     renewals: Renewals,
+    /// The leases this client started, for `close`.
+    leases: Registry,
+    closed: AtomicBool,
 }
 
 impl Client {
@@ -81,51 +93,141 @@ impl Client {
         &self.inner.lease_options
     }
 
+    /// The leases this client started.
+    pub(crate) fn leases(&self) -> &Registry {
+        &self.inner.leases
+    }
+
+    /// Closes the client: every lease it holds is released (locks,
+    /// read-write locks, permits, reentrant holds to zero, leader terms
+    /// resigned, group memberships left, run-once runs ended, a queue
+    /// consumer's or a barrier party's presence), so other instances get
+    /// them at once rather than at their TTL; their guards turn released
+    /// and stop renewing. From the first instant of the call on, every
+    /// call through this client or its clones (and through the handles,
+    /// workers, consumers and subscribers made from it) fails with
+    /// `Error::Closed` before any I/O, and loops that run on it end with
+    /// that error. Closing again does nothing. Returns the first error a
+    /// release met (the others were still tried; a lease whose release
+    /// failed frees at its TTL).
+    ///
+    /// ```
+    /// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
+    /// let guard = client.lock("jobs/backup").lock().await?;
+    /// // Shutting down: free everything now, not at the TTLs.
+    /// client.close().await?;
+    /// assert!(!guard.is_held());
+    /// assert!(client.lock("jobs/backup").try_lock().await.is_err());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// The client is closed from the first poll on; a close cancelled
+    /// before its releases answered leaves the rest to their TTLs.
+    pub async fn close(&self) -> Result<()> {
+        if self.inner.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let closer = Client {
+            inner: self.inner.clone(),
+            closer: true,
+        };
+        let leases = self.inner.leases.take_held();
+        tracing::info!(
+            instance = %self.inner.instance,
+            leases = leases.len(),
+            backend = %self.inner.backend,
+            "client closing"
+        );
+        // All at once: one round trip for the lot, not one per lease.
+        let releases: Vec<_> = (leases.into_iter())
+            .map(|lease| {
+                let closer = closer.clone();
+                tokio::spawn(async move { lease.close(&closer).await })
+            })
+            .collect();
+        let mut first = Ok(());
+        for release in releases {
+            let res = release.await.unwrap_or_else(|e| {
+                Err(Error::backend(
+                    &self.inner.backend,
+                    format!("a release failed: {e}"),
+                ))
+            });
+            if first.is_ok() {
+                first = res;
+            }
+        }
+        first
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::SeqCst)
+    }
+
+    /// `Error::Closed` once the client is closed (but for `close`'s own
+    /// calls).
+    fn open(&self) -> Result<()> {
+        if self.closer || !self.is_closed() {
+            return Ok(());
+        }
+        Err(Error::Closed {
+            instance: self.inner.instance.to_string(),
+        })
+    }
+
     /// The backend's lock family, or `NotSupported`.
     pub(crate) fn locks(&self) -> Result<&dyn LockBackend> {
-        self.inner
-            .backend
-            .locks()
-            .ok_or_else(|| self.unsupported("locks"))
+        self.open()?;
+        (self.inner.backend.locks()).ok_or_else(|| self.unsupported("locks"))
     }
 
     /// The backend's elections, or `NotSupported`.
     pub(crate) fn elections(&self) -> Result<&dyn ElectionBackend> {
+        self.open()?;
         (self.inner.backend.elections()).ok_or_else(|| self.unsupported("elections"))
     }
 
     /// The backend's membership groups, or `NotSupported`.
     pub(crate) fn groups(&self) -> Result<&dyn GroupBackend> {
+        self.open()?;
         (self.inner.backend.groups()).ok_or_else(|| self.unsupported("groups"))
     }
 
     /// The backend's run-once jobs, or `NotSupported`.
     pub(crate) fn jobs(&self) -> Result<&dyn JobBackend> {
+        self.open()?;
         (self.inner.backend.jobs()).ok_or_else(|| self.unsupported("run-once jobs"))
     }
 
     /// The backend's barriers and latches, or `NotSupported`.
     pub(crate) fn barriers(&self) -> Result<&dyn BarrierBackend> {
+        self.open()?;
         (self.inner.backend.barriers()).ok_or_else(|| self.unsupported("barriers"))
     }
 
     /// The backend's job graphs, or `NotSupported`.
     pub(crate) fn graphs(&self) -> Result<&dyn GraphBackend> {
+        self.open()?;
         (self.inner.backend.graphs()).ok_or_else(|| self.unsupported("job graphs"))
     }
 
     /// The backend's work queues, or `NotSupported`.
     pub(crate) fn queues(&self) -> Result<&dyn QueueBackend> {
+        self.open()?;
         (self.inner.backend.queues()).ok_or_else(|| self.unsupported("queues"))
     }
 
     /// The backend's topics, or `NotSupported`.
     pub(crate) fn topics(&self) -> Result<&dyn TopicBackend> {
+        self.open()?;
         (self.inner.backend.topics()).ok_or_else(|| self.unsupported("topics"))
     }
 
     /// The backend's shared values, or `NotSupported`.
     pub(crate) fn state_backend(&self) -> Result<&dyn StateBackend> {
+        self.open()?;
         (self.inner.backend.state()).ok_or_else(|| self.unsupported("shared state"))
     }
 
@@ -276,7 +378,10 @@ impl ClientBuilder {
                 renewals: Renewals::new(self.clock.clone()),
                 clock: self.clock,
                 lease_options: self.lease_options,
+                leases: Registry::default(),
+                closed: AtomicBool::new(false),
             }),
+            closer: false,
         }
     }
 }

@@ -150,6 +150,13 @@ pub enum Error {
         /// The backend's display name.
         backend: String,
     },
+    /// The client was closed ([`Client::close`](crate::Client::close)): it
+    /// makes no more calls.
+    #[error("client {instance} is closed: it makes no more calls")]
+    Closed {
+        /// The closed client's instance id.
+        instance: String,
+    },
     /// A configuration problem: an unknown URL scheme, an unknown or bad key.
     #[error("configuration: {message}")]
     Config {

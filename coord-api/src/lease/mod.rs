@@ -34,6 +34,7 @@ use crate::{
 };
 
 pub(crate) mod options;
+pub(crate) mod registry;
 pub(crate) mod renewal;
 pub(crate) mod undo;
 pub(crate) mod wait;
@@ -177,6 +178,7 @@ impl Lease {
         if let Some(every) = renew_every {
             lease.schedule_at(t_sent + every);
         }
+        lease.client.leases().note(&lease);
         lease
     }
 

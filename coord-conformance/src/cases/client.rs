@@ -1,0 +1,78 @@
+//! Closing a client (`Client::close`): everything it holds is released at
+//! once, and it makes no more calls.
+
+use crate::cases::prelude::*;
+
+cases! {
+    family: "client", needs: [Need::Locks];
+
+/// After `close`, another client gets at once (not at the TTL) the lock,
+/// the reentrant lock held twice, the permit and the read-write lock the
+/// closed one held; its guards are no longer held, and every later call
+/// through it is `Error::Closed`, before any I/O. Closing again does
+/// nothing.
+pub async fn close_frees_every_lock_at_once(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let caps = caps(&ctx).await;
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let long = |lock: Lock| lock.ttl(ms(30_000));
+    let g = take(&long(a.lock("k")), "a").await;
+    let mut others = Vec::new();
+    if caps.reentrant {
+        let r = long(a.lock("r").reentrant(true));
+        others.push(take(&r, "outer").await);
+        others.push(take(&r, "inner").await);
+    }
+    if caps.semaphore {
+        let p = a.semaphore("s", 1).ttl(ms(30_000)).try_acquire().await.unwrap();
+        others.push(p.expect("a permit"));
+    }
+    if caps.read_write {
+        let w = a.rwlock("rw").ttl(ms(30_000)).try_write().await.unwrap();
+        others.push(w.expect("the writer"));
+    }
+    assert!(!a.is_closed());
+    at_once(a.close()).await.expect("close releases everything");
+    assert!(a.is_closed() && !g.is_held());
+    assert!(others.iter().all(|g| !g.is_held()), "{others:?}");
+    let _k = take(&b.lock("k"), "b gets the lock at once").await;
+    if caps.reentrant {
+        let _r = take(&b.lock("r"), "every hold of the reentrant lock went").await;
+    }
+    if caps.semaphore {
+        let p = b.semaphore("s", 1).try_acquire().await.unwrap();
+        assert!(p.is_some(), "the permit went");
+    }
+    if caps.read_write {
+        assert!(b.rwlock("rw").try_read().await.unwrap().is_some(), "the writer went");
+    }
+    let res = a.lock("x").try_lock().await;
+    assert!(matches!(res, Err(Error::Closed { .. })), "{res:?}");
+    let res = a.lock("k").holders().await;
+    assert!(matches!(res, Err(Error::Closed { .. })), "{res:?}");
+    assert!(matches!(g.extend().await, Err(Error::Closed { .. })));
+    at_once(a.close()).await.expect("closing again does nothing");
+}
+
+/// After `close`, the closed client's leader term is resigned (another
+/// candidate wins at once, with a larger term) and its membership left
+/// (the group no longer lists it).
+#[needs(Need::Elections, Need::Groups)]
+pub async fn close_resigns_terms_and_leaves_groups(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let la = elect(&a.election("e").ttl(ms(30_000)), "a").await;
+    let member = a.group("g").ttl(ms(30_000)).join().await.unwrap();
+    let listed = b.group("g").members().await.unwrap().members;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    at_once(a.close()).await.expect("close");
+    assert!(!la.is_leader() && !member.is_member());
+    let lb = elect(&b.election("e"), "b wins at once").await;
+    assert!(lb.term() > la.term());
+    let listed = b.group("g").members().await.unwrap().members;
+    assert!(listed.is_empty(), "a left the group: {listed:?}");
+    let res = a.election("e").try_campaign().await;
+    assert!(matches!(res, Err(Error::Closed { .. })), "{res:?}");
+    lb.resign().await.unwrap();
+}
+}
