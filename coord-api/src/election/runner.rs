@@ -124,6 +124,10 @@ impl LeaderRunner {
             };
             let leadership = match won {
                 Ok(l) => l,
+                Err(e @ crate::Error::Closed { .. }) => {
+                    tracing::info!(error = %e, "leader runner: the client closed; stopping");
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "leader runner: campaign failed; backing off");
                     if pause(&mut stop, &mut backoff, max).await {
