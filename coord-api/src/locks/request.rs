@@ -100,6 +100,27 @@ impl<'a> Request<'a> {
         LeaseGuard::new(lease, kind, token)
     }
 
+    /// Withdraws the writer intent a refused attempt registered (releasing
+    /// what was never granted changes nothing else), before returning; in
+    /// the background, retried for at most the TTL, if the backend cannot
+    /// be reached or this is cancelled.
+    pub(crate) async fn withdraw(&self) -> Result<()> {
+        let mut on_exit = Undo::new(self.client, self.opts.ttl, || release(&self.id));
+        let id = &self.id;
+        let site = || Site {
+            op: "release",
+            family: id.kind.space().as_str(),
+            kind: id.kind.as_str(),
+            key: &id.key,
+            holder: Some(&id.holder),
+            token: None,
+        };
+        let withdraw = self.client.locks()?.release(id);
+        trace::call(self.client, site, withdraw, |_| Outcome::Ok).await?;
+        on_exit.disarm();
+        Ok(())
+    }
+
     /// Attempts, then waits and retries until granted, `wait_timeout` passes
     /// or `max_retries` retries failed; for the same holder throughout (a
     /// writer's refusal registered its intent). A wait that ends without a

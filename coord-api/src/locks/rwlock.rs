@@ -42,8 +42,15 @@ impl RwLock {
 
     async fn try_kind(&self, kind: LeaseKind) -> Result<Option<LeaseGuard>> {
         self.check()?;
-        match Request::new(&self.handle, kind, None)?.attempt().await? {
+        let req = Request::new(&self.handle, kind, None)?;
+        match req.attempt().await? {
             Step::Done(g) => Ok(Some(g)),
+            Step::Busy(_) if kind == LeaseKind::Write => {
+                // The refusal registered a writer intent, which only a
+                // waiting writer should leave: withdrawn before returning.
+                req.withdraw().await?;
+                Ok(None)
+            }
             Step::Busy(_) => Ok(None),
         }
     }
@@ -67,8 +74,13 @@ impl RwLock {
     }
 
     /// The writer's lease if nobody holds the lock; `Ok(None)` otherwise. A
-    /// refused `try_write` leaves a writer intent that blocks new readers
-    /// until its TTL passes.
+    /// refused `try_write` leaves no writer intent behind (only a waiting
+    /// writer's blocks new readers): the intent its refusal registered is
+    /// withdrawn before it returns, in one more round trip.
+    ///
+    /// # Cancel safety
+    /// If cancelled after the request left, anything granted is released
+    /// and any intent withdrawn in the background.
     pub async fn try_write(&self) -> Result<Option<WriteGuard>> {
         self.try_kind(LeaseKind::Write).await
     }

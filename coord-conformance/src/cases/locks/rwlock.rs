@@ -68,6 +68,23 @@ pub async fn readers_block_writer(h: &dyn Harness) {
     assert!(r.release().await.unwrap());
 }
 
+/// A refused `try_write` leaves no writer intent: while a reader holds,
+/// another writer's `try_write` is refused and a new reader still gets in
+/// at once (only a waiting writer holds readers off).
+pub async fn refused_try_write_leaves_no_intent(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b, c) = (ctx.client("a").await, ctx.client("b").await, ctx.client("c").await);
+    let ra = a.rwlock("k").ttl(ms(5000)).try_read().await.unwrap().expect("reader");
+    let writer = b.rwlock("k").ttl(ms(5000));
+    assert!(writer.try_write().await.unwrap().is_none(), "refused");
+    let rc = c.rwlock("k").try_read().await.unwrap();
+    assert!(rc.is_some(), "a refused try_write left an intent blocking readers");
+    assert!(ra.release().await.unwrap());
+    rc.unwrap().release().await.unwrap();
+    let w = writer.try_write().await.unwrap().expect("free again: the writer");
+    w.release().await.unwrap();
+}
+
 /// A writer excludes readers: `try_read` is refused while it holds.
 pub async fn writer_excludes_readers(h: &dyn Harness) {
     let ctx = Ctx::new(h);
