@@ -140,6 +140,22 @@ impl QueueBackend for MemoryBackend {
         Ok(acked.unwrap_or(Settle::Stale))
     }
 
+    async fn ack_and_receive(
+        &self,
+        queue: &Key,
+        id: u64,
+        token: FencingToken,
+        consumer: &HolderId,
+        opts: ReceiveOptions,
+    ) -> Result<(Settle, Received)> {
+        opts.check(queue)?;
+        let both = self.on_queue(queue, true, |q, step| {
+            let acked = q.ack(id, token, step.now);
+            (acked, q.receive(consumer, opts, step))
+        });
+        Ok(both.expect("made"))
+    }
+
     async fn nack(
         &self,
         queue: &Key,

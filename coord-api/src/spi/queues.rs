@@ -520,8 +520,8 @@ pub trait QueueBackend: Send + Sync {
     /// whatever the ack's answer: a consumer's settle-and-take-the-next (as
     /// a worker loop does), one round trip instead of two on a remote
     /// backend, which runs both in one step. `opts` is checked before
-    /// anything changes. By default the two calls, one after the other
-    /// (what the one step must be indistinguishable from).
+    /// anything changes. It must be indistinguishable from the two calls,
+    /// one after the other.
     async fn ack_and_receive(
         &self,
         queue: &Key,
@@ -529,11 +529,7 @@ pub trait QueueBackend: Send + Sync {
         token: FencingToken,
         consumer: &HolderId,
         opts: ReceiveOptions,
-    ) -> Result<(Settle, Received)> {
-        opts.check(queue)?;
-        let settle = self.ack(queue, id, token).await?;
-        Ok((settle, self.receive(queue, consumer, opts).await?))
-    }
+    ) -> Result<(Settle, Received)>;
 
     /// Gives item `id` back with `error`, ready again after `retry_in` if it
     /// has attempts left (rules 5, 6).
@@ -630,6 +626,21 @@ impl<D: Dispatch> QueueBackend for Dispatched<D> {
             queues(&b, "ack")?.ack(&q, id, t).await
         })
         .await
+    }
+    /// Carried as the two calls it stands for, `ack` then `receive`: what
+    /// sees every call (a decorator, the simulator's log and broken
+    /// servers) sees the ones it knows.
+    async fn ack_and_receive(
+        &self,
+        queue: &Key,
+        id: u64,
+        token: FencingToken,
+        consumer: &HolderId,
+        opts: ReceiveOptions,
+    ) -> Result<(Settle, Received)> {
+        opts.check(queue)?;
+        let settle = self.ack(queue, id, token).await?;
+        Ok((settle, self.receive(queue, consumer, opts).await?))
     }
     async fn nack(
         &self,
