@@ -8,7 +8,8 @@ use crate::{FencingToken, LeaderInfo, LostSignal, election::Election};
 
 type Callback<A> = Arc<dyn Fn(A) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
-/// What `on_acquired` gets: the term, the leader info, and the lost signal.
+/// What `on_acquired` gets: the term, the leader info, the lost signal, and
+/// a way to give the term up.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct LeaderContext {
@@ -16,8 +17,32 @@ pub struct LeaderContext {
     pub term: FencingToken,
     /// The leader info published for this term.
     pub info: LeaderInfo,
-    /// Fires when the term ends (lost, or resigned at shutdown).
+    /// Fires when the term ends (lost, given up, or resigned at shutdown).
     pub lost: LostSignal,
+    /// Shared with the runner (which keeps its own reference, so a
+    /// callback that drops its context gives nothing up).
+    give_up: Arc<tokio::sync::Notify>,
+}
+
+impl LeaderContext {
+    /// Gives this term up (Curator's way out of `takeLeadership`): the
+    /// runner aborts `on_acquired`, resigns the term (other candidates are
+    /// woken at once) and campaigns again after its backoff's first step.
+    /// Returns at once; [`lost`](Self::lost) fires when the term has ended.
+    pub fn resign(&self) {
+        // A permit is kept if the runner is not waiting yet.
+        self.give_up.notify_one();
+    }
+}
+
+/// How a term the runner held ended.
+enum Ended {
+    /// Shut down: resigned, and the runner stops.
+    Stopped,
+    /// Lost (not renewed in time, or taken over).
+    Lost,
+    /// Given up by the callback: resigned, and the runner campaigns again.
+    GaveUp,
 }
 
 /// Runs an instance's part in an election for as long as it lives: campaigns,
@@ -42,12 +67,33 @@ pub struct LeaderContext {
 /// runner.shutdown().await;
 /// # Ok(()) }
 /// ```
+///
+/// The callback may give leadership up: by calling
+/// [`LeaderContext::resign`], or, with [`resign_on_return`]
+/// (Curator's `takeLeadership` convention), by returning:
+///
+/// ```
+/// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
+/// use coord_api::LeaderRunner;
+/// let runner = LeaderRunner::new(client.election("compactor"))
+///     .resign_on_return(true)
+///     .on_acquired(|ctx| async move {
+///         println!("compacting under term {}", ctx.term);
+///         // one round of work, then let another instance lead
+///     })
+///     .start();
+/// # runner.shutdown().await;
+/// # Ok(()) }
+/// ```
+///
+/// [`resign_on_return`]: Self::resign_on_return
 #[must_use = "a runner does nothing until started"]
 pub struct LeaderRunner {
     election: Election,
     on_acquired: Option<Callback<LeaderContext>>,
     on_lost: Option<Callback<FencingToken>>,
     backoff: (Duration, Duration),
+    resign_on_return: bool,
 }
 
 impl LeaderRunner {
@@ -58,7 +104,17 @@ impl LeaderRunner {
             on_acquired: None,
             on_lost: None,
             backoff: (Duration::from_millis(100), Duration::from_secs(5)),
+            resign_on_return: false,
         }
+    }
+
+    /// Whether `on_acquired` returning gives the term up (Curator's
+    /// `takeLeadership` convention: leadership lasts while the callback
+    /// runs), as [`LeaderContext::resign`] does. Default off: the term
+    /// lasts until lost or shut down, whatever the callback does.
+    pub fn resign_on_return(mut self, on: bool) -> Self {
+        self.resign_on_return = on;
+        self
     }
 
     /// How long a term lasts without renewal (the election's TTL).
@@ -139,25 +195,49 @@ impl LeaderRunner {
             backoff = min;
             let term = leadership.term();
             state.send_replace(Some(leadership.info().clone()));
-            let callback = self.on_acquired.as_ref().map(|f| {
+            let give_up = Arc::new(tokio::sync::Notify::new());
+            let mut callback = self.on_acquired.as_ref().map(|f| {
                 tokio::spawn(f(LeaderContext {
                     term,
                     info: leadership.info().clone(),
                     lost: leadership.lost_signal(),
+                    give_up: give_up.clone(),
                 }))
             });
-            let stopped = tokio::select! {
+            let returned = async {
+                match callback.as_mut() {
+                    Some(task) if self.resign_on_return => drop(task.await),
+                    _ => std::future::pending().await,
+                }
+            };
+            let ended = tokio::select! {
                 biased;
-                _ = stop.wait_for(|s| *s) => true,
-                _ = leadership.lost() => false,
+                _ = stop.wait_for(|s| *s) => Ended::Stopped,
+                _ = leadership.lost() => Ended::Lost,
+                _ = give_up.notified() => Ended::GaveUp,
+                _ = returned => Ended::GaveUp,
             };
             if let Some(task) = callback {
                 task.abort();
             }
             state.send_replace(None);
-            if stopped {
-                let _ = leadership.resign().await;
-                return;
+            match ended {
+                Ended::Stopped => {
+                    let _ = leadership.resign().await;
+                    return;
+                }
+                Ended::GaveUp => {
+                    tracing::debug!(
+                        term = term.get(),
+                        "leader runner: the callback gave the term up"
+                    );
+                    let _ = leadership.resign().await;
+                    if pause(&mut stop, &mut backoff, max).await {
+                        return;
+                    }
+                    continue;
+                }
+                Ended::Lost => {}
             }
             drop(leadership);
             if let Some(f) = &self.on_lost {

@@ -528,6 +528,68 @@ pub async fn runner_shutdown_resigns(h: &dyn Harness) {
     timeout(ms(3000), rb.shutdown()).await.expect("shutdown");
 }
 
+/// With `resign_on_return`, a runner's term ends when `on_acquired`
+/// returns: the term is resigned and a waiting candidate wins at once
+/// (long before the 5 s TTL), with a greater term.
+pub async fn runner_callback_return_gives_up_leadership(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let runner = LeaderRunner::new(a.election("e"))
+        .leadership_timeout(ms(5000))
+        .backoff(ms(1000), ms(1000))
+        .resign_on_return(true)
+        .on_acquired(move |lc| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(lc.term);
+            }
+        })
+        .start();
+    let ta = timeout(ms(2000), rx.recv()).await.expect("a leads").unwrap();
+    let t0 = Instant::now();
+    let lb = timeout(ms(2000), b.election("e").ttl(ms(5000)).campaign())
+        .await
+        .expect("b wins once a's callback returned")
+        .unwrap();
+    assert!(lb.term() > ta);
+    assert!(t0.elapsed() < ms(1000), "b won {:?} later", t0.elapsed());
+    lb.resign().await.unwrap();
+    timeout(ms(3000), runner.shutdown()).await.expect("shutdown");
+}
+
+/// `LeaderContext::resign` gives the term up from inside the callback: its
+/// lost signal fires, the runner no longer leads, and a waiting candidate
+/// wins at once with a greater term.
+pub async fn runner_context_resign_gives_up_leadership(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let runner = LeaderRunner::new(a.election("e"))
+        .leadership_timeout(ms(5000))
+        .backoff(ms(1000), ms(1000))
+        .on_acquired(move |lc| {
+            let tx = tx.clone();
+            async move {
+                lc.resign();
+                lc.lost.wait().await;
+                let _ = tx.send(lc.term);
+            }
+        })
+        .start();
+    let lb = timeout(ms(3000), b.election("e").ttl(ms(5000)).campaign())
+        .await
+        .expect("b wins once a gave the term up")
+        .unwrap();
+    // The callback is aborted once the term ends; whether it saw its
+    // signal first is a race, so the term is read from the backend.
+    let _ = rx.try_recv();
+    assert!(!runner.is_leader());
+    assert_eq!(current_term(&b, "e").await, Some(lb.term()));
+    lb.resign().await.unwrap();
+    timeout(ms(3000), runner.shutdown()).await.expect("shutdown");
+}
+
 /// After its term is lost (backend cut off), a runner calls `on_lost` with
 /// that term, and once the backend is back it campaigns again and wins a
 /// greater term.
