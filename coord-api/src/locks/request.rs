@@ -55,14 +55,7 @@ impl<'a> Request<'a> {
     pub(crate) async fn call(&self, id: &LeaseId, cleanup: bool) -> Result<(Acquire, Instant)> {
         let client = self.client;
         let t_sent = client.clock().now();
-        let site = || Site {
-            op: "acquire",
-            family: id.kind.space().as_str(),
-            kind: id.kind.as_str(),
-            key: &id.key,
-            holder: Some(&id.holder),
-            token: None,
-        };
+        let site = || site("acquire", id);
         let classify = |a: &Acquire| match a {
             Acquire::Granted(g) => Outcome::Granted(g.token),
             Acquire::Busy(_) => Outcome::Busy,
@@ -106,16 +99,8 @@ impl<'a> Request<'a> {
     /// be reached or this is cancelled.
     pub(crate) async fn withdraw(&self) -> Result<()> {
         let mut on_exit = Undo::new(self.client, self.opts.ttl, || release(&self.id));
-        let id = &self.id;
-        let site = || Site {
-            op: "release",
-            family: id.kind.space().as_str(),
-            kind: id.kind.as_str(),
-            key: &id.key,
-            holder: Some(&id.holder),
-            token: None,
-        };
-        let withdraw = self.client.locks()?.release(id);
+        let withdraw = self.client.locks()?.release(&self.id);
+        let site = || site("release", &self.id);
         trace::call(self.client, site, withdraw, |_| Outcome::Ok).await?;
         on_exit.disarm();
         Ok(())
@@ -133,6 +118,18 @@ impl<'a> Request<'a> {
         let guard = wait_for(self.client, self.opts, refresh, &self).await?;
         on_exit.disarm();
         Ok(guard)
+    }
+}
+
+/// The site of `op` on the lease `id`, before it has a token.
+fn site<'a>(op: &'static str, id: &'a LeaseId) -> Site<'a> {
+    Site {
+        op,
+        family: id.kind.space().as_str(),
+        kind: id.kind.as_str(),
+        key: &id.key,
+        holder: Some(&id.holder),
+        token: None,
     }
 }
 
