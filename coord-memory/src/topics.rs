@@ -13,7 +13,7 @@ use std::{collections::HashMap, time::Duration};
 
 use async_trait::async_trait;
 use coord_api::{
-    FencingToken, HolderId, Key, MAX_TTL, Namespace, Result,
+    Error, FencingToken, HolderId, Key, MAX_TTL, Namespace, Result,
     spi::{
         DeadEvent, Heard, Listener, NewEvent, Read, ReadOptions, Retention, Settle, Start,
         SubscriptionStats, Tag, TopicBackend, Watch,
@@ -49,6 +49,17 @@ impl MemoryBackend {
             now,
             wall: self.store.wall(now),
             wall_us: self.store.inner.table.wall_us(now),
+        }
+    }
+
+    /// A start added to the SPI after this store is `NotSupported`.
+    fn known_start(&self, start: Start) -> Result<()> {
+        match start {
+            Start::Earliest | Start::Latest | Start::Offset(_) | Start::Time(_) => Ok(()),
+            _ => Err(Error::NotSupported {
+                operation: "this subscription start",
+                backend: self.to_string(),
+            }),
         }
     }
 
@@ -122,10 +133,12 @@ impl TopicBackend for MemoryBackend {
     }
 
     async fn subscribe(&self, topic: &Key, sub: &Key, start: Start) -> Result<bool> {
+        self.known_start(start)?;
         Ok(self.on_stream(topic, |s, _| s.subscribe(sub, start)))
     }
 
     async fn seek(&self, topic: &Key, sub: &Key, start: Start) -> Result<Option<u64>> {
+        self.known_start(start)?;
         Ok(self.on_stream(topic, |s, step| s.seek(sub, start, step.now)))
     }
 
@@ -160,6 +173,22 @@ impl TopicBackend for MemoryBackend {
         token: FencingToken,
     ) -> Result<Settle> {
         Ok(self.on_stream(topic, |s, step| s.ack(sub, offset, token, step.now)))
+    }
+
+    async fn ack_and_read(
+        &self,
+        topic: &Key,
+        sub: &Key,
+        offset: u64,
+        token: FencingToken,
+        consumer: &HolderId,
+        opts: ReadOptions,
+    ) -> Result<(Settle, Option<Read>)> {
+        opts.check(topic)?;
+        Ok(self.on_stream(topic, |s, step| {
+            let acked = s.ack(sub, offset, token, step.now);
+            (acked, s.read(sub, consumer, opts, step))
+        }))
     }
 
     async fn nack(

@@ -7,9 +7,12 @@
 //!   second, default 500), 16 subscriptions made before the clock starts
 //!   (`Start::Latest`), one `Subscriber` each (default options: batch 1,
 //!   presence 10 s), as tasks on `CLIENTS` subscriber clients (default 1:
-//!   one multiplexed connection and one pub/sub subscription); each does
-//!   `next` then `ack`. Latency: from the stamp to the event handed to the
-//!   subscriber (before its ack), for every (event, subscription).
+//!   one multiplexed connection and one pub/sub subscription); each acks
+//!   with `ack_and_next` (the ack and the next read in one step), and
+//!   calls `next` (which waits) when that found nothing; `ACK=alone` makes
+//!   it `next` then `ack` instead (two steps per event). Latency: from the
+//!   stamp to the event handed to the subscriber (before its ack), for
+//!   every (event, subscription).
 //! - **raw**: the same shape with the redis crate and no coord: `XADD` of
 //!   the stamp (`MAXLEN ~` the same retention), 16 consumer groups, each
 //!   read by a task on a connection of its own (a blocking read holds its
@@ -76,6 +79,7 @@ mod bench {
 
     async fn coord_pass(server: &RedisServer, name: &str, events: usize, rate: usize) -> Pass {
         let clients = env_usize("CLIENTS", 1).max(1);
+        let ack_alone = std::env::var("ACK").is_ok_and(|a| a == "alone");
         let publisher = client(server, "publisher").await;
         let topic = publisher
             .topic::<u64>(name)
@@ -96,11 +100,20 @@ mod bench {
             sub.subscribe().await.expect("subscribe");
             let done = done.clone();
             tasks.push(tokio::spawn(async move {
+                let mut next = None;
                 loop {
-                    match sub.next().await.expect("next") {
+                    let got = match next.take() {
+                        Some(n) => n,
+                        None => sub.next().await.expect("next"),
+                    };
+                    match got {
                         Next::Event(d) => {
                             done.record(*d.event());
-                            d.ack().await.expect("ack");
+                            if ack_alone {
+                                d.ack().await.expect("ack");
+                            } else {
+                                next = sub.ack_and_next(d).await.expect("ack_and_next");
+                            }
                         }
                         other => panic!("unexpected {other:?}"),
                     }

@@ -67,6 +67,8 @@
 //!    among the subscription's dead events (at most
 //!    [`MAX_DEAD_EVENTS_KEPT`], the oldest dropped first). With any other token,
 //!    or after the deadline: [`Settle::Stale`], and nothing changes.
+//!    **ack_and_read** is an ack then a read in one step, the read made
+//!    whatever the ack answered.
 //! 6. **leave** puts every delivery of the consumer in the retry set (due
 //!    at once) and forgets it; **heartbeat** renews its presence.
 //! 7. **Wake-ups.** A publish wakes the topic's watchers; a nack, a leave
@@ -92,11 +94,10 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use super::{
-    DynBackend, Settle, Watch,
-    dispatch::{Dispatch, Dispatched, Op, family},
-};
+use super::{Settle, Watch};
 use crate::{Error, FencingToken, HolderId, Key, Result, validate_ttl};
+
+mod carried;
 
 /// The largest payload of an event, in bytes.
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
@@ -119,6 +120,7 @@ pub const MAX_DEAD_EVENTS_KEPT: usize = 10_000;
 /// What an event is: a kind (its type's name, 1..=[`MAX_KIND_BYTES`]
 /// bytes, no control characters) and a version of that kind's encoding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Tag {
     /// The kind, e.g. `OrderPlaced`.
     pub kind: String,
@@ -163,6 +165,7 @@ impl std::fmt::Display for Tag {
 
 /// An event to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NewEvent {
     /// What it is.
     pub tag: Tag,
@@ -195,6 +198,7 @@ impl NewEvent {
 /// than `max_age` (at least one of the two). Trimming happens when events
 /// are published, oldest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Retention {
     /// At most this many events (1..=[`MAX_RETAINED`]).
     pub max_len: Option<u64>,
@@ -288,6 +292,7 @@ pub(crate) fn invalid(topic: &Key, what: std::fmt::Arguments<'_>) -> Error {
 
 /// Where a subscription starts reading (or a seek moves it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Start {
     /// The oldest event the stream keeps.
     Earliest,
@@ -302,6 +307,7 @@ pub enum Start {
 
 /// An event of the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Event {
     /// Its offset.
     pub offset: u64,
@@ -313,8 +319,21 @@ pub struct Event {
     pub payload: Vec<u8>,
 }
 
+impl Event {
+    /// The event at `offset`, published at `at`.
+    pub fn new(offset: u64, at: SystemTime, tag: Tag, payload: Vec<u8>) -> Event {
+        Event {
+            offset,
+            at,
+            tag,
+            payload,
+        }
+    }
+}
+
 /// An event delivered to a consumer of a subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Delivered {
     /// The event.
     pub event: Event,
@@ -324,9 +343,21 @@ pub struct Delivered {
     pub attempt: u32,
 }
 
+impl Delivered {
+    /// Delivery `attempt` of `event` under `token`.
+    pub fn new(event: Event, token: FencingToken, attempt: u32) -> Delivered {
+        Delivered {
+            event,
+            token,
+            attempt,
+        }
+    }
+}
+
 /// Offsets `first..=last` that a subscription should have delivered but
 /// the stream no longer kept (trimmed by retention first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Missed {
     /// The first offset missed.
     pub first: u64,
@@ -334,8 +365,16 @@ pub struct Missed {
     pub last: u64,
 }
 
+impl Missed {
+    /// Offsets `first..=last`.
+    pub fn new(first: u64, last: u64) -> Missed {
+        Missed { first, last }
+    }
+}
+
 /// The reply to [`TopicBackend::read`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Read {
     /// The deliveries, in delivery order.
     pub events: Vec<Delivered>,
@@ -345,8 +384,20 @@ pub struct Read {
     pub next_in: Option<Duration>,
 }
 
+impl Read {
+    /// A reply with these deliveries and missed ranges.
+    pub fn new(events: Vec<Delivered>, missed: Vec<Missed>, next_in: Option<Duration>) -> Read {
+        Read {
+            events,
+            missed,
+            next_in,
+        }
+    }
+}
+
 /// How a read delivers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ReadOptions {
     /// Each delivery's lease.
     pub ttl: Duration,
@@ -383,6 +434,7 @@ impl ReadOptions {
 
 /// A dead event of a subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DeadEvent {
     /// Its place among the subscription's dead events (increasing).
     pub id: u64,
@@ -396,8 +448,29 @@ pub struct DeadEvent {
     pub died_at: SystemTime,
 }
 
-/// A subscription's state, as one step saw it.
+impl DeadEvent {
+    /// Dead event `id`, the event at `offset` (`None`: trimmed first).
+    pub fn new(
+        id: u64,
+        offset: u64,
+        event: Option<Event>,
+        reason: String,
+        died_at: SystemTime,
+    ) -> DeadEvent {
+        DeadEvent {
+            id,
+            offset,
+            event,
+            reason,
+            died_at,
+        }
+    }
+}
+
+/// A subscription's state, as one step saw it. Built from
+/// [`Default`] (no subscription, an empty stream), its fields then set.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct SubscriptionStats {
     /// Whether the subscription exists.
     pub exists: bool,
@@ -419,6 +492,7 @@ pub struct SubscriptionStats {
 
 /// What an ephemeral listener hears.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Heard {
     /// An event.
     Event(Tag, Vec<u8>),
@@ -488,6 +562,23 @@ pub trait TopicBackend: Send + Sync {
     async fn ack(&self, topic: &Key, sub: &Key, offset: u64, token: FencingToken)
     -> Result<Settle>;
 
+    /// [`ack`](Self::ack), then [`read`](Self::read) for `consumer`,
+    /// whatever the ack's answer, in one step (one round trip on a remote
+    /// backend): a subscriber's settle-and-take-the-next. `opts` is checked
+    /// before anything changes. Indistinguishable from the two calls one
+    /// after the other with nothing in between (rule 5's ack, then rule
+    /// 4's read, each with its sweep); `None` if `sub` does not exist
+    /// (the ack is then `Stale`).
+    async fn ack_and_read(
+        &self,
+        topic: &Key,
+        sub: &Key,
+        offset: u64,
+        token: FencingToken,
+        consumer: &HolderId,
+        opts: ReadOptions,
+    ) -> Result<(Settle, Option<Read>)>;
+
     /// Ends delivery `token` of `offset`, to be delivered again after
     /// `retry_in` (rule 5).
     async fn nack(
@@ -542,189 +633,4 @@ pub trait TopicBackend: Send + Sync {
 
     /// Wakes when an event may have been published to the topic's stream.
     async fn watch(&self, topic: &Key) -> Result<Box<dyn Watch>>;
-}
-
-const fn op(name: &'static str) -> Op {
-    Op {
-        family: "topics",
-        name,
-    }
-}
-
-fn topics<'a>(backend: &'a DynBackend, name: &'static str) -> Result<&'a dyn TopicBackend> {
-    family!(backend, topics, op(name))
-}
-
-#[async_trait]
-impl<D: Dispatch> TopicBackend for Dispatched<D> {
-    async fn publish_ephemeral(&self, topic: &Key, event: NewEvent) -> Result<u64> {
-        let args = (topic.clone(), event);
-        self.carry(op("publish_ephemeral"), args, |b, (t, e)| async move {
-            topics(&b, "publish_ephemeral")?
-                .publish_ephemeral(&t, e)
-                .await
-        })
-        .await
-    }
-    async fn listen(&self, topic: &Key) -> Result<Box<dyn Listener>> {
-        let args = topic.clone();
-        self.carry(op("listen"), args, |b, t| async move {
-            topics(&b, "listen")?.listen(&t).await
-        })
-        .await
-    }
-    async fn publish(
-        &self,
-        topic: &Key,
-        events: Vec<NewEvent>,
-        retention: Retention,
-    ) -> Result<Vec<u64>> {
-        let args = (topic.clone(), events, retention);
-        self.carry(op("publish"), args, |b, (t, e, r)| async move {
-            topics(&b, "publish")?.publish(&t, e, r).await
-        })
-        .await
-    }
-    async fn subscribe(&self, topic: &Key, sub: &Key, start: Start) -> Result<bool> {
-        let args = (topic.clone(), sub.clone(), start);
-        self.carry(op("subscribe"), args, |b, (t, s, st)| async move {
-            topics(&b, "subscribe")?.subscribe(&t, &s, st).await
-        })
-        .await
-    }
-    async fn seek(&self, topic: &Key, sub: &Key, start: Start) -> Result<Option<u64>> {
-        let args = (topic.clone(), sub.clone(), start);
-        self.carry(op("seek"), args, |b, (t, s, st)| async move {
-            topics(&b, "seek")?.seek(&t, &s, st).await
-        })
-        .await
-    }
-    async fn read(
-        &self,
-        topic: &Key,
-        sub: &Key,
-        consumer: &HolderId,
-        opts: ReadOptions,
-    ) -> Result<Option<Read>> {
-        let args = (topic.clone(), sub.clone(), consumer.clone(), opts);
-        self.carry(op("read"), args, |b, (t, s, c, o)| async move {
-            topics(&b, "read")?.read(&t, &s, &c, o).await
-        })
-        .await
-    }
-    async fn extend(
-        &self,
-        topic: &Key,
-        sub: &Key,
-        offset: u64,
-        token: FencingToken,
-        ttl: Duration,
-    ) -> Result<Settle> {
-        let args = (topic.clone(), sub.clone(), offset, token, ttl);
-        self.carry(op("extend"), args, |b, (t, s, o, tok, ttl)| async move {
-            topics(&b, "extend")?.extend(&t, &s, o, tok, ttl).await
-        })
-        .await
-    }
-    async fn ack(
-        &self,
-        topic: &Key,
-        sub: &Key,
-        offset: u64,
-        token: FencingToken,
-    ) -> Result<Settle> {
-        let args = (topic.clone(), sub.clone(), offset, token);
-        self.carry(op("ack"), args, |b, (t, s, o, tok)| async move {
-            topics(&b, "ack")?.ack(&t, &s, o, tok).await
-        })
-        .await
-    }
-    async fn nack(
-        &self,
-        topic: &Key,
-        sub: &Key,
-        offset: u64,
-        token: FencingToken,
-        retry_in: Duration,
-    ) -> Result<Settle> {
-        let args = (topic.clone(), sub.clone(), offset, token, retry_in);
-        self.carry(op("nack"), args, |b, (t, s, o, tok, r)| async move {
-            topics(&b, "nack")?.nack(&t, &s, o, tok, r).await
-        })
-        .await
-    }
-    async fn dead_letter(
-        &self,
-        topic: &Key,
-        sub: &Key,
-        offset: u64,
-        token: FencingToken,
-        reason: &str,
-    ) -> Result<Settle> {
-        let args = (topic.clone(), sub.clone(), offset, token, reason.to_owned());
-        self.carry(
-            op("dead_letter"),
-            args,
-            |b, (t, s, o, tok, why)| async move {
-                topics(&b, "dead_letter")?
-                    .dead_letter(&t, &s, o, tok, &why)
-                    .await
-            },
-        )
-        .await
-    }
-    async fn heartbeat(
-        &self,
-        topic: &Key,
-        sub: &Key,
-        consumer: &HolderId,
-        ttl: Duration,
-    ) -> Result<()> {
-        let args = (topic.clone(), sub.clone(), consumer.clone(), ttl);
-        self.carry(op("heartbeat"), args, |b, (t, s, c, ttl)| async move {
-            topics(&b, "heartbeat")?.heartbeat(&t, &s, &c, ttl).await
-        })
-        .await
-    }
-    async fn leave(&self, topic: &Key, sub: &Key, consumer: &HolderId) -> Result<u32> {
-        let args = (topic.clone(), sub.clone(), consumer.clone());
-        self.carry(op("leave"), args, |b, (t, s, c)| async move {
-            topics(&b, "leave")?.leave(&t, &s, &c).await
-        })
-        .await
-    }
-    async fn dead_events(
-        &self,
-        topic: &Key,
-        sub: &Key,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<DeadEvent>> {
-        let args = (topic.clone(), sub.clone(), after, limit);
-        self.carry(op("dead_events"), args, |b, (t, s, a, l)| async move {
-            topics(&b, "dead_events")?.dead_events(&t, &s, a, l).await
-        })
-        .await
-    }
-    async fn unsubscribe(&self, topic: &Key, sub: &Key) -> Result<bool> {
-        let args = (topic.clone(), sub.clone());
-        self.carry(op("unsubscribe"), args, |b, (t, s)| async move {
-            topics(&b, "unsubscribe")?.unsubscribe(&t, &s).await
-        })
-        .await
-    }
-    async fn stats(&self, topic: &Key, sub: &Key) -> Result<SubscriptionStats> {
-        let args = (topic.clone(), sub.clone());
-        self.carry(op("stats"), args, |b, (t, s)| async move {
-            topics(&b, "stats")?.stats(&t, &s).await
-        })
-        .await
-    }
-    async fn watch(&self, topic: &Key) -> Result<Box<dyn Watch>> {
-        let args = topic.clone();
-        self.carry(op("watch"), args, |b, t| async move {
-            topics(&b, "watch")?.watch(&t).await
-        })
-        .await
-    }
 }

@@ -11,6 +11,7 @@
 //! The contract is [`contract::topics`](crate::contract::topics); the
 //! backend's rules are in [`spi::topics`](crate::spi::topics).
 
+mod delivery;
 mod metrics;
 mod subscriber;
 
@@ -27,7 +28,8 @@ use crate::{
     trace::{self, Outcome, Site},
 };
 
-pub use subscriber::{EventContext, EventDelivery, Next, Subscriber};
+pub use delivery::{EventContext, EventDelivery};
+pub use subscriber::{Next, Subscriber};
 
 /// A topic of events of type `E`, encoded with serde (JSON) and tagged
 /// with a kind and a version. Cheap to clone.

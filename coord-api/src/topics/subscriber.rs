@@ -3,75 +3,27 @@
 //! each with a presence lease, each event delivered under a lease of its
 //! own; missed offsets and refused events reported, never skipped silently.
 
-use std::{collections::VecDeque, fmt, future::Future, time::Duration, time::SystemTime};
+use std::{collections::VecDeque, fmt, future::Future, time::Duration};
 
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::{Topic, metrics, no_subscription};
+use super::{
+    Topic,
+    delivery::{EventContext, EventDelivery, EventLease, Receipt, settled},
+    metrics, no_subscription,
+};
 use crate::{
-    Backoff, Client, Error, FencingToken, HolderId, Key, LostSignal, NodeError, Release, Result,
+    Backoff, Client, Error, FencingToken, HolderId, Key, NodeError, Release, Result,
     barriers::sleep_or_woken,
     clock::Instant,
     handle::{Handle, KeptWatch, option_setters},
     lease::{BoxFuture, Guard, Lease, LeaseOptions, Tenure, released, wait::jittered},
     spi::{
-        self, DeadEvent, Missed, ReadOptions, Settle, Start, SubscriptionStats, Tag,
+        self, DeadEvent, Missed, Read, ReadOptions, Settle, Start, SubscriptionStats, Tag,
         queues::cut_reason, topics::check_dead_page,
     },
     trace::{self, Outcome, Site},
 };
-
-/// One delivery's lease: renewed by extend; a dropped delivery is given
-/// back at once (a nack without delay).
-struct EventLease {
-    topic: Key,
-    sub: Key,
-    offset: u64,
-    token: FencingToken,
-    holder: HolderId,
-}
-
-impl Tenure for EventLease {
-    fn family(&self) -> &'static str {
-        "topic"
-    }
-    fn kind(&self) -> &'static str {
-        "delivery"
-    }
-    fn key(&self) -> &Key {
-        &self.topic
-    }
-    fn holder(&self) -> &HolderId {
-        &self.holder
-    }
-    fn renew<'a>(
-        &'a self,
-        client: &'a Client,
-        ttl: Duration,
-    ) -> Result<BoxFuture<'a, Result<bool>>> {
-        let topics = client.topics()?;
-        Ok(Box::pin(async move {
-            let extend = topics.extend(&self.topic, &self.sub, self.offset, self.token, ttl);
-            Ok(matches!(extend.await?, Settle::Done))
-        }))
-    }
-    fn release<'a>(&'a self, client: &'a Client) -> Result<BoxFuture<'a, Result<Release>>> {
-        let topics = client.topics()?;
-        Ok(Box::pin(async move {
-            let nack = topics.nack(
-                &self.topic,
-                &self.sub,
-                self.offset,
-                self.token,
-                Duration::ZERO,
-            );
-            Ok(released(matches!(nack.await?, Settle::Done)))
-        }))
-    }
-    fn counted(&self) -> bool {
-        false
-    }
-}
 
 /// A subscriber's presence in its subscription: renewed while it lives;
 /// releasing it gives every delivery of the subscriber back.
@@ -148,162 +100,11 @@ pub enum Next<E> {
     },
 }
 
-/// What a [`Subscriber::run`] handler gets with each event.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct EventContext {
-    /// The event's offset.
-    pub offset: u64,
-    /// When it was published (the backend's clock).
-    pub at: SystemTime,
-    /// Which delivery of it to this subscription (1 for the first).
-    pub attempt: u32,
-    /// The delivery's fencing token.
-    pub token: FencingToken,
-    /// Fires when the delivery's lease is lost: stop; the event will be
-    /// delivered again.
-    pub lost: LostSignal,
-}
-
-struct Receipt {
-    client: Client,
-    topic: Key,
-    sub: Key,
-    offset: u64,
-    at: SystemTime,
-    attempt: u32,
-    token: FencingToken,
-    backoff: Backoff,
-    guard: Guard,
-}
-
-/// One event delivered to this subscriber, under a lease renewed while it
-/// is held. Settle it with [`ack`](Self::ack), [`nack`](Self::nack) or
-/// [`dead_letter`](Self::dead_letter); one dropped unsettled is given back
-/// at once.
-pub struct EventDelivery<E> {
-    event: E,
-    receipt: Receipt,
-}
-
-impl<E: fmt::Debug> fmt::Debug for EventDelivery<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EventDelivery")
-            .field("topic", &self.receipt.topic)
-            .field("subscription", &self.receipt.sub)
-            .field("offset", &self.receipt.offset)
-            .field("attempt", &self.receipt.attempt)
-            .field("token", &self.receipt.token)
-            .field("event", &self.event)
-            .finish()
-    }
-}
-
-impl<E> EventDelivery<E> {
-    /// The event.
-    pub fn event(&self) -> &E {
-        &self.event
-    }
-
-    /// Its offset in the stream.
-    pub fn offset(&self) -> u64 {
-        self.receipt.offset
-    }
-
-    /// When it was published (the backend's clock).
-    pub fn published_at(&self) -> SystemTime {
-        self.receipt.at
-    }
-
-    /// Which delivery of it to this subscription (1 for the first).
-    pub fn attempt(&self) -> u32 {
-        self.receipt.attempt
-    }
-
-    /// The delivery's fencing token.
-    pub fn token(&self) -> FencingToken {
-        self.receipt.token
-    }
-
-    /// Fires when the delivery's lease is lost.
-    pub fn lost(&self) -> LostSignal {
-        self.receipt.guard.lost_signal()
-    }
-
-    /// Done for this subscription. `LeaseLost` (and nothing changes) if
-    /// this delivery is no longer current (it expired and went back).
-    pub async fn ack(self) -> Result<()> {
-        let r = self.receipt;
-        let lease = r.end();
-        let ack = r.client.topics()?.ack(&r.topic, &r.sub, r.offset, r.token);
-        let done = trace::call(&r.client, || r.site("ack"), ack, settled).await;
-        r.settled(&lease, "acked", done)
-    }
-
-    /// Gives it back, delivered again after the subscriber's back-off.
-    pub async fn nack(self) -> Result<()> {
-        let r = self.receipt;
-        let lease = r.end();
-        let retry_in = r.backoff.delay(r.attempt);
-        let topics = r.client.topics()?;
-        let nack = topics.nack(&r.topic, &r.sub, r.offset, r.token, retry_in);
-        let done = trace::call(&r.client, || r.site("nack"), nack, settled).await;
-        r.settled(&lease, "nacked", done)
-    }
-
-    /// Moves it to the subscription's dead events with `reason`.
-    pub async fn dead_letter(self, reason: impl fmt::Display) -> Result<()> {
-        let r = self.receipt;
-        let lease = r.end();
-        let reason = cut_reason(reason.to_string());
-        let topics = r.client.topics()?;
-        let dead = topics.dead_letter(&r.topic, &r.sub, r.offset, r.token, &reason);
-        let done = trace::call(&r.client, || r.site("dead_letter"), dead, settled).await;
-        r.settled(&lease, "dead_lettered", done)
-    }
-}
-
-fn settled(s: &Settle) -> Outcome {
-    match s {
-        Settle::Done => Outcome::Ok,
-        _ => Outcome::NotHeld,
-    }
-}
-
-impl Receipt {
-    fn site(&self, op: &'static str) -> Site<'_> {
-        Site {
-            op,
-            family: "topic",
-            kind: "delivery",
-            key: &self.topic,
-            holder: Some(self.guard.holder()),
-            token: Some(self.token),
-        }
-    }
-
-    fn end(&self) -> std::sync::Arc<Lease> {
-        let lease = self.guard.lease().clone();
-        lease.mark(false);
-        lease
-    }
-
-    fn settled(self, lease: &Lease, outcome: &'static str, done: Result<Settle>) -> Result<()> {
-        let counted = done? == Settle::Done;
-        let error = (!counted).then(|| Error::LeaseLost {
-            key: format!("{}/{}@{}", self.topic, self.sub, self.offset),
-            backend: self.client.backend().to_string(),
-        });
-        let _ = self.guard.into_lease();
-        lease.mark(!counted);
-        metrics::settled(if counted { outcome } else { "stale" });
-        error.map_or(Ok(()), Err)
-    }
-}
-
 enum Pending {
     Missed(Missed),
-    Delivered(spi::Delivered, bool),
+    /// A delivery, and when the read that made it was sent if it is the
+    /// read's first (the others start with an extend).
+    Delivered(spi::Delivered, Option<Instant>),
 }
 
 /// Reads a named subscription of a topic's durable stream: every event
@@ -327,6 +128,8 @@ pub struct Subscriber<E> {
     subscribed: bool,
     presence: Option<Guard>,
     pending: VecDeque<Pending>,
+    /// The last ack and read found nothing: its `next_in`.
+    idle: Option<Option<Duration>>,
     watch: KeptWatch,
 }
 
@@ -359,6 +162,7 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
             subscribed: false,
             presence: None,
             pending: VecDeque::new(),
+            idle: None,
             watch: KeptWatch::default(),
         }
     }
@@ -428,6 +232,7 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
             self.subscribe().await?;
         }
         self.pending.clear();
+        self.idle = None;
         let client = self.topic.client().clone();
         let seek = client.topics()?.seek(&topic, &sub, start);
         let site = || self.site("seek", &topic, None);
@@ -443,35 +248,17 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
         let (topic, sub, opts) = self.checked()?;
         let client = self.topic.client().clone();
         let started = client.clock().now();
-        let deadline = opts.wait_timeout.map(|w| started + w);
         let mut watching = self.watch.is_some();
         loop {
-            while let Some(p) = self.pending.pop_front() {
-                let (d, fresh) = match p {
-                    Pending::Missed(m) => {
-                        metrics::missed(m.last - m.first + 1);
-                        tracing::warn!(topic = %topic, subscription = %sub, first = m.first, last = m.last, "events trimmed before this subscription got them");
-                        return Ok(Next::Missed {
-                            first: m.first,
-                            last: m.last,
-                        });
-                    }
-                    Pending::Delivered(d, fresh) => (d, fresh),
-                };
-                let t_sent = client.clock().now();
-                if !fresh {
-                    // A buffered delivery starts with an extend; refused,
-                    // it expired and went back.
-                    let topics = client.topics()?;
-                    let extend = topics.extend(&topic, &sub, d.event.offset, d.token, opts.ttl);
-                    let site = || self.site("extend", &topic, Some(d.token));
-                    if trace::call(&client, site, extend, settled).await? != Settle::Done {
-                        continue;
-                    }
-                }
-                if let Some(next) = self.deliver(&topic, &sub, &opts, d, t_sent).await? {
-                    return Ok(next);
-                }
+            if let Some(next) = self.take_pending(&topic, &sub, &opts).await? {
+                return Ok(next);
+            }
+            // An ack and read that just found nothing, with the watch
+            // already on: wait at once (a publish since wakes it).
+            if let Some(next_in) = self.idle.take().filter(|_| watching) {
+                self.wait(&topic, &sub, &opts, next_in, started).await?;
+                watching = self.watch.is_some();
+                continue;
             }
             if !self.subscribed {
                 self.subscribe().await?;
@@ -494,13 +281,7 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
             };
             self.keep_presence(&client, &topic, &sub, t_sent);
             let next_in = read.next_in;
-            self.pending
-                .extend(read.missed.into_iter().map(Pending::Missed));
-            let mut first = true;
-            for d in read.events {
-                self.pending.push_back(Pending::Delivered(d, first));
-                first = false;
-            }
+            self.buffer(read, Some(t_sent));
             if !self.pending.is_empty() {
                 continue;
             }
@@ -511,24 +292,169 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
                 watching = true;
                 continue;
             }
-            let now = client.clock().now();
-            if deadline.is_some_and(|d| now >= d) {
-                return Err(Error::Timeout {
-                    what: format!(
-                        "an event of topic {:?}, subscription {:?}",
-                        topic.as_str(),
-                        sub.as_str()
-                    ),
-                    backend: client.backend().to_string(),
-                    waited: now.saturating_duration_since(started),
-                });
-            }
-            let fallback = jittered(&opts);
-            let wait = next_in.map_or(fallback, |n| n.clamp(Duration::from_millis(1), fallback));
-            let wake = deadline.map_or(now + wait, |d| d.min(now + wait));
-            sleep_or_woken(client.clock(), self.watch.get(), wake).await;
+            self.wait(&topic, &sub, &opts, next_in, started).await?;
             watching = self.watch.is_some();
         }
+    }
+
+    /// Waits for a publish (the watch) or `next_in`, within the jittered
+    /// retry delay and the wait timeout of a `next` that began at
+    /// `started`; past that timeout, `Timeout`.
+    async fn wait(
+        &mut self,
+        topic: &Key,
+        sub: &Key,
+        opts: &LeaseOptions,
+        next_in: Option<Duration>,
+        started: Instant,
+    ) -> Result<()> {
+        let client = self.topic.client().clone();
+        let deadline = opts.wait_timeout.map(|w| started + w);
+        let now = client.clock().now();
+        if deadline.is_some_and(|d| now >= d) {
+            return Err(Error::Timeout {
+                what: format!(
+                    "an event of topic {:?}, subscription {:?}",
+                    topic.as_str(),
+                    sub.as_str()
+                ),
+                backend: client.backend().to_string(),
+                waited: now.saturating_duration_since(started),
+            });
+        }
+        let fallback = jittered(opts);
+        let wait = next_in.map_or(fallback, |n| n.clamp(Duration::from_millis(1), fallback));
+        let wake = deadline.map_or(now + wait, |d| d.min(now + wait));
+        sleep_or_woken(client.clock(), self.watch.get(), wake).await;
+        Ok(())
+    }
+
+    /// The next buffered thing, never waiting: news of missed offsets, or
+    /// a delivery (a read's first as it came, the others after an extend;
+    /// one found expired is skipped, it went back).
+    async fn take_pending(
+        &mut self,
+        topic: &Key,
+        sub: &Key,
+        opts: &LeaseOptions,
+    ) -> Result<Option<Next<E>>> {
+        let client = self.topic.client().clone();
+        while let Some(p) = self.pending.pop_front() {
+            let (d, sent) = match p {
+                Pending::Missed(m) => {
+                    metrics::missed(m.last - m.first + 1);
+                    tracing::warn!(topic = %topic, subscription = %sub, first = m.first, last = m.last, "events trimmed before this subscription got them");
+                    return Ok(Some(Next::Missed {
+                        first: m.first,
+                        last: m.last,
+                    }));
+                }
+                Pending::Delivered(d, sent) => (d, sent),
+            };
+            let t_sent = match sent {
+                Some(t) => t,
+                None => {
+                    let t_sent = client.clock().now();
+                    let topics = client.topics()?;
+                    let extend = topics.extend(topic, sub, d.event.offset, d.token, opts.ttl);
+                    let site = || self.site("extend", topic, Some(d.token));
+                    if trace::call(&client, site, extend, settled).await? != Settle::Done {
+                        continue;
+                    }
+                    t_sent
+                }
+            };
+            if let Some(next) = self.deliver(topic, sub, opts, d, t_sent).await? {
+                return Ok(Some(next));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Buffers what a read gave: the missed ranges, then the deliveries,
+    /// the first stamped `sent` (if given) and the others to be extended.
+    fn buffer(&mut self, read: Read, sent: Option<Instant>) {
+        self.pending
+            .extend(read.missed.into_iter().map(Pending::Missed));
+        let mut sent = sent;
+        for d in read.events {
+            self.pending.push_back(Pending::Delivered(d, sent.take()));
+        }
+    }
+
+    /// Acks `delivery` (as [`EventDelivery::ack`]) and, in the same round
+    /// trip, reads what the subscription has next (never waiting): a
+    /// handler loop's settle-and-take-the-next, as [`run`](Self::run)
+    /// does. `Ok(None)` when nothing was there: [`next`](Self::next) waits
+    /// for it. With events still buffered from an earlier read, it acks
+    /// alone and answers `None` (`next` hands them out). If the ack was
+    /// stale (`LeaseLost`), what the read delivered waits for the next
+    /// `next`.
+    ///
+    /// ```no_run
+    /// # async fn f(client: coord_api::Client) -> coord_api::Result<()> {
+    /// use coord_api::Next;
+    /// let mut orders = client.topic::<u64>("orders").subscriber("billing");
+    /// let mut next = None;
+    /// loop {
+    ///     let n = match next.take() {
+    ///         Some(n) => n,
+    ///         None => orders.next().await?,
+    ///     };
+    ///     if let Next::Event(d) = n {
+    ///         println!("order {}", d.event());
+    ///         next = orders.ack_and_next(d).await?;
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub async fn ack_and_next(&mut self, delivery: EventDelivery<E>) -> Result<Option<Next<E>>> {
+        self.ack_receipt_and_next(delivery.receipt).await
+    }
+
+    async fn ack_receipt_and_next(&mut self, r: Receipt) -> Result<Option<Next<E>>> {
+        if !self.pending.is_empty() {
+            EventDelivery {
+                event: (),
+                receipt: r,
+            }
+            .ack()
+            .await?;
+            return Ok(None);
+        }
+        let (topic, sub, opts) = self.checked()?;
+        let client = self.topic.client().clone();
+        let lease = r.end();
+        let t_sent = client.clock().now();
+        let ropts = ReadOptions::new(opts.ttl, self.presence_ttl, self.batch);
+        let call =
+            (client.topics()?).ack_and_read(&topic, &sub, r.offset, r.token, &self.holder, ropts);
+        let done = trace::call(
+            &client,
+            || r.site("ack_and_read"),
+            call,
+            |(s, _)| settled(s),
+        )
+        .await;
+        let acked = match done {
+            Ok((s, read)) => {
+                match read {
+                    Some(read) => {
+                        self.keep_presence(&client, &topic, &sub, t_sent);
+                        let found = !read.events.is_empty() || !read.missed.is_empty();
+                        self.idle = (!found).then_some(read.next_in);
+                        // After a stale ack, the read's first is extended too.
+                        let sent = (s == Settle::Done).then_some(t_sent);
+                        self.buffer(read, sent);
+                    }
+                    None => self.subscribed = false,
+                }
+                Ok(s)
+            }
+            Err(e) => Err(e),
+        };
+        r.settled(&lease, "acked", acked)?;
+        self.take_pending(&topic, &sub, &opts).await
     }
 
     fn keep_presence(&mut self, client: &Client, topic: &Key, sub: &Key, t_sent: Instant) {
@@ -632,7 +558,8 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
     }
 
     /// Reads and handles events for ever: `handler` gets each event and its
-    /// [`EventContext`]; its `Ok` acks the event, its `Err` nacks it
+    /// [`EventContext`]; its `Ok` acks the event (reading the next in the
+    /// same step, as [`ack_and_next`](Self::ack_and_next)), its `Err` nacks it
     /// (dead-letters it when the error is permanent). Missed offsets and
     /// refused events are logged (at `warn`) and counted; the subscriber
     /// goes on. Errors the backend may recover from are waited out; any
@@ -642,8 +569,13 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
         F: Fn(E, EventContext) -> Fut,
         Fut: Future<Output = std::result::Result<(), NodeError>>,
     {
+        let mut next = None;
         loop {
-            let res = match self.next().await {
+            let got = match next.take() {
+                Some(n) => Ok(n),
+                None => self.next().await,
+            };
+            let res = match got {
                 Ok(Next::Event(EventDelivery { event, receipt })) => {
                     let ctx = EventContext {
                         offset: receipt.offset,
@@ -655,7 +587,7 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
                     let out = handler(event, ctx).await;
                     let d = EventDelivery { event: (), receipt };
                     match out {
-                        Ok(()) => d.ack().await,
+                        Ok(()) => self.ack_receipt_and_next(d.receipt).await.map(|n| next = n),
                         Err(e) if e.is_permanent() => d.dead_letter(e).await,
                         Err(_) => d.nack().await,
                     }

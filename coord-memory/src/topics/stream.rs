@@ -131,6 +131,8 @@ impl Stream {
                 let i = self.events.partition_point(|e| e.at < t);
                 self.events.get(i).map_or(self.last, |e| e.offset - 1)
             }
+            // Refused before the step (`known_start`).
+            _ => self.last,
         }
     }
 
@@ -151,12 +153,8 @@ impl Stream {
         for e in events {
             self.last += 1;
             offsets.push(self.last);
-            self.events.push_back(Event {
-                offset: self.last,
-                at,
-                tag: e.tag,
-                payload: e.payload,
-            });
+            self.events
+                .push_back(Event::new(self.last, at, e.tag, e.payload));
         }
         if let Some(n) = retention.max_len {
             while self.events.len() as u64 > n {
@@ -234,7 +232,7 @@ impl Stream {
         // Then new events after the cursor.
         if s.cursor + 1 < first {
             let (a, b) = (s.cursor + 1, first - 1);
-            out.missed.push(Missed { first: a, last: b });
+            out.missed.push(Missed::new(a, b));
             s.cursor = b;
         }
         while picked.len() < opts.max as usize && s.cursor < last {
@@ -249,7 +247,7 @@ impl Stream {
         for o in missed {
             match out.missed.last_mut() {
                 Some(m) if m.last + 1 == o => m.last = o,
-                _ => out.missed.push(Missed { first: o, last: o }),
+                _ => out.missed.push(Missed::new(o, o)),
             }
         }
         out.missed.sort_by_key(|m| m.first);
@@ -266,11 +264,7 @@ impl Stream {
                 },
             );
             let event = get(o).expect("kept").clone();
-            out.events.push(Delivered {
-                event,
-                token,
-                attempt,
-            });
+            out.events.push(Delivered::new(event, token, attempt));
         }
         if out.events.is_empty() {
             out.next_in = s.next_in(step.now);
@@ -347,13 +341,8 @@ impl Stream {
         let done = self.on_flight(sub, offset, token, step.now, |s, event| {
             s.flights.remove(&offset);
             s.dead_ids += 1;
-            s.dead.push_back(DeadEvent {
-                id: s.dead_ids,
-                offset,
-                event,
-                reason,
-                died_at,
-            });
+            let dead = DeadEvent::new(s.dead_ids, offset, event, reason, died_at);
+            s.dead.push_back(dead);
             if s.dead.len() > MAX_DEAD_EVENTS_KEPT {
                 s.dead.pop_front();
             }
@@ -409,11 +398,9 @@ impl Stream {
 
     pub(super) fn stats(&mut self, sub: &Key, now: Instant) -> SubscriptionStats {
         let first_offset = self.events.front().map_or(0, |e| e.offset);
-        let mut stats = SubscriptionStats {
-            last_offset: self.last,
-            first_offset,
-            ..SubscriptionStats::default()
-        };
+        let mut stats = SubscriptionStats::default();
+        stats.last_offset = self.last;
+        stats.first_offset = first_offset;
         if let Some(s) = self.subs.get_mut(sub) {
             s.sweep(now);
             stats.exists = true;

@@ -13,7 +13,9 @@
 //! coord state a consumer group lacks: the cursor (so trimmed offsets are
 //! reported, never skipped), each delivery's token and deadline, the retry
 //! set, consumers' presence, and dead events. A publish PUBLISHes on the
-//! topic's channel ([`watch`](TopicBackend::watch)).
+//! topic's channel ([`watch`](TopicBackend::watch)). An
+//! [`ack_and_read`](TopicBackend::ack_and_read) is the script's ack and
+//! read in one run.
 //!
 //! **Ephemeral tier**: `PUBLISH` on the topic's ephemeral channel of
 //! `<version>|<kind>|<payload>`; listeners share the backend's pub/sub
@@ -27,7 +29,7 @@
 //!
 //! ```text
 //! coord:{<ns>:topic:<len>:<t>}:s                  the stream; a consumer group per subscription
-//! coord:{<ns>:topic:<len>:<t>}:m                  meta hash: last (offset), ms (of the last entry), dead:<sub>
+//! coord:{<ns>:topic:<len>:<t>}:m                  meta hash: last (offset), ms (of the last entry), dead:<sub>, due:<sub> (sweep hint)
 //! coord:{<ns>:topic:<len>:<t>}:t                  token counter (next_token)
 //! coord:{<ns>:topic:<len>:<t>}:g                  subscriptions hash: sub -> cursor
 //! coord:{<ns>:topic:<len>:<t>}:c                  channel: an event was published
@@ -45,7 +47,7 @@ use std::{sync::LazyLock, time::Duration};
 
 use async_trait::async_trait;
 use coord_api::{
-    FencingToken, HolderId, Key, MAX_TTL, Namespace, Result,
+    Error, FencingToken, HolderId, Key, MAX_TTL, Namespace, Result,
     spi::{
         Backend, DeadEvent, Delivered, Event, Heard, Listener, Missed, NewEvent, Read, ReadOptions,
         Retention, Settle, Start, SubscriptionStats, Tag, TopicBackend, Watch,
@@ -105,9 +107,10 @@ fn topic_eval(ns: &Namespace, topic: &Key, sub: Option<&Key>, op: &str, args: us
     eval
 }
 
-/// `kind`, `value` of a start.
-fn start_args(start: Start) -> (&'static str, u64) {
-    match start {
+/// `kind`, `value` of a start; `None` for a start added to the SPI after
+/// this backend.
+fn start_args(start: Start) -> Option<(&'static str, u64)> {
+    Some(match start {
         Start::Earliest => ("e", 0),
         Start::Latest => ("l", 0),
         Start::Offset(o) => ("o", o.max(1)),
@@ -117,7 +120,8 @@ fn start_args(start: Start) -> (&'static str, u64) {
                 .map_or(0, |d| d.as_millis() as u64);
             ("t", ms)
         }
-    }
+        _ => return None,
+    })
 }
 
 fn at(ms: i64) -> std::time::SystemTime {
@@ -139,26 +143,20 @@ fn read_reply(v: &Value) -> Option<Option<Read>> {
             let [o, t, k, ver, p, tok, attempt] = array(e)? else {
                 return None;
             };
-            Some(Delivered {
-                event: Event {
-                    offset: uint(o)?,
-                    at: at(int(t)?),
-                    tag: Tag::new(text(k)?, uint(ver)?),
-                    payload: bytes(p)?.to_vec(),
-                },
-                token: FencingToken(uint(tok)?),
-                attempt: uint(attempt)?,
-            })
+            let tag = Tag::new(text(k)?, uint(ver)?);
+            let event = Event::new(uint(o)?, at(int(t)?), tag, bytes(p)?.to_vec());
+            Some(Delivered::new(
+                event,
+                FencingToken(uint(tok)?),
+                uint(attempt)?,
+            ))
         })
         .collect::<Option<Vec<_>>>()?;
     let mut missed = array(missed)?
         .iter()
         .map(|m| {
             let [a, b] = array(m)? else { return None };
-            Some(Missed {
-                first: uint(a)?,
-                last: uint(b)?,
-            })
+            Some(Missed::new(uint(a)?, uint(b)?))
         })
         .collect::<Option<Vec<_>>>()?;
     missed.sort_by_key(|m| m.first);
@@ -174,11 +172,18 @@ fn read_reply(v: &Value) -> Option<Option<Read>> {
     } else {
         None
     };
-    Some(Some(Read {
-        events,
-        missed: merged,
-        next_in,
-    }))
+    Some(Some(Read::new(events, merged, next_in)))
+}
+
+/// `{1 | 0 (acked or stale), a read's reply}`, or -1 for no subscription.
+fn ack_and_read_reply(v: &Value) -> Option<(Settle, Option<Read>)> {
+    if int(v) == Some(-1) {
+        return Some((Settle::Stale, None));
+    }
+    let [acked, read] = array(v)? else {
+        return None;
+    };
+    Some((settle(int(acked)?), read_reply(read)?))
 }
 
 fn dead_reply(v: &Value) -> Option<Vec<DeadEvent>> {
@@ -191,20 +196,19 @@ fn dead_reply(v: &Value) -> Option<Vec<DeadEvent>> {
             let offset = uint(o)?;
             let event = match int(t)? {
                 -1 => None,
-                t => Some(Event {
-                    offset,
-                    at: at(t),
-                    tag: Tag::new(text(k)?, uint(ver)?),
-                    payload: bytes(p)?.to_vec(),
-                }),
+                t => {
+                    let tag = Tag::new(text(k)?, uint(ver)?);
+                    Some(Event::new(offset, at(t), tag, bytes(p)?.to_vec()))
+                }
             };
-            Some(DeadEvent {
-                id: uint(id)?,
+            let reason = text(r)?.to_owned();
+            Some(DeadEvent::new(
+                uint(id)?,
                 offset,
                 event,
-                reason: text(r)?.to_owned(),
-                died_at: wall(int(z)?),
-            })
+                reason,
+                wall(int(z)?),
+            ))
         })
         .collect()
 }
@@ -227,16 +231,16 @@ fn stats_reply(v: &Value) -> Option<SubscriptionStats> {
     else {
         return None;
     };
-    Some(SubscriptionStats {
-        exists: exists == 1,
-        cursor,
-        last_offset: last,
-        first_offset: first,
-        in_flight,
-        retrying,
-        consumers,
-        dead,
-    })
+    let mut stats = SubscriptionStats::default();
+    stats.exists = exists == 1;
+    stats.cursor = cursor;
+    stats.last_offset = last;
+    stats.first_offset = first;
+    stats.in_flight = in_flight;
+    stats.retrying = retrying;
+    stats.consumers = consumers;
+    stats.dead = dead;
+    Some(stats)
 }
 
 fn settled(v: &i64) -> (&'static str, Option<u64>) {
@@ -275,6 +279,13 @@ impl Listener for Listening {
 }
 
 impl RedisBackend {
+    fn start_args(&self, start: Start) -> Result<(&'static str, u64)> {
+        start_args(start).ok_or_else(|| Error::NotSupported {
+            operation: "this subscription start",
+            backend: self.to_string(),
+        })
+    }
+
     async fn topic_call<T>(
         &self,
         call: Traced<'_>,
@@ -376,7 +387,7 @@ impl TopicBackend for RedisBackend {
     }
 
     async fn subscribe(&self, topic: &Key, sub: &Key, start: Start) -> Result<bool> {
-        let (kind, value) = start_args(start);
+        let (kind, value) = self.start_args(start)?;
         let mut eval = topic_eval(self.namespace(), topic, Some(sub), "subscribe", 2);
         eval.arg(kind).arg(value);
         let call = Traced::new("subscribe", FAMILY, topic);
@@ -384,7 +395,7 @@ impl TopicBackend for RedisBackend {
     }
 
     async fn seek(&self, topic: &Key, sub: &Key, start: Start) -> Result<Option<u64>> {
-        let (kind, value) = start_args(start);
+        let (kind, value) = self.start_args(start)?;
         let mut eval = topic_eval(self.namespace(), topic, Some(sub), "seek", 2);
         eval.arg(kind).arg(value);
         let call = Traced::new("seek", FAMILY, topic);
@@ -435,6 +446,27 @@ impl TopicBackend for RedisBackend {
     ) -> Result<Settle> {
         self.topic_settle(topic, sub, "ack", offset, token, &[])
             .await
+    }
+
+    async fn ack_and_read(
+        &self,
+        topic: &Key,
+        sub: &Key,
+        offset: u64,
+        token: FencingToken,
+        consumer: &HolderId,
+        opts: ReadOptions,
+    ) -> Result<(Settle, Option<Read>)> {
+        opts.check(topic)?;
+        let mut eval = topic_eval(self.namespace(), topic, Some(sub), "ackread", 6);
+        eval.arg(offset)
+            .arg(token.get())
+            .holder(consumer)
+            .arg(ms(opts.ttl))
+            .arg(ms(opts.presence_ttl))
+            .arg(opts.max);
+        let call = Traced::new("ack_and_read", FAMILY, topic).by(consumer);
+        self.topic_call(call, &eval, ack_and_read_reply).await
     }
 
     async fn nack(

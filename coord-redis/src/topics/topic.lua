@@ -2,7 +2,8 @@
 -- argument; the rules are those of coord-api's spi/topics.rs (1-8).
 -- KEYS: 1 the stream (entries `<ms>-<offset>`: fields k kind, v version, p
 -- payload), 2 meta hash (last: the last offset; ms: the last entry's ms;
--- dead:<sub>: the last dead id of a subscription), 3 token counter, 4
+-- dead:<sub>: the last dead id of a subscription; due:<sub>: its sweep
+-- hint), 3 token counter, 4
 -- subscriptions hash (sub -> cursor: the offset of the last event handed
 -- out for the first time); then the subscription's: 5 flights hash
 -- (offset -> 'token|deadline|attempt|entry id|consumer'), 6 deadlines zset
@@ -22,6 +23,8 @@
 --   read      sub, consumer, ttl ms, presence ttl ms, max
 --   extend    sub, offset, token, ttl ms
 --   ack       sub, offset, token
+--   ackread   sub, offset, token, consumer, ttl ms, presence ttl ms, max
+--             (an ack, then a read whatever it answered)
 --   nack      sub, offset, token, retry ms
 --   dead      sub, offset, token, reason
 --   beat      sub, consumer, ttl ms
@@ -106,7 +109,33 @@ local function to_retry(o, due, attempts, id)
   redis.call('HSET', retry_h, o, attempts .. '|' .. id)
 end
 
+-- The sweep hint (meta field due:<sub>): no presence or delivery deadline
+-- of the subscription is earlier than it, so a sweep before it has nothing
+-- to do and costs one read. Every step that sets a deadline lowers it
+-- (`due_by`); a sweep that runs recomputes it. Missing: unknown (sweep).
+local NEVER = 9007199254740992
+local due_hint
+
+-- Lowers the hint to `t` (a deadline just set) if it is later.
+local function due_by(t)
+  if not due_hint or t < due_hint then
+    due_hint = t
+    redis.call('HSET', meta, 'due:' .. ARGV[2], fmt(t))
+  end
+end
+
+local function earliest_deadline()
+  local soon = NEVER
+  for _, z in ipairs({presence, deadlines}) do
+    local f = redis.call('ZRANGE', z, 0, 0, 'WITHSCORES')
+    if f[2] then soon = math.min(soon, tonumber(f[2])) end
+  end
+  return soon
+end
+
 local function sweep(sub)
+  due_hint = tonumber(redis.call('HGET', meta, 'due:' .. sub))
+  if due_hint and due_hint > now then return end
   local gone = redis.call('ZRANGEBYSCORE', presence, '-inf', now)
   if #gone > 0 then
     local dead = {}
@@ -125,6 +154,8 @@ local function sweep(sub)
     local f = split(redis.call('HGET', flights, o))
     to_retry(o, now, f[3], f[4])
   end
+  due_hint = earliest_deadline()
+  redis.call('HSET', meta, 'due:' .. sub, fmt(due_hint))
 end
 
 -- The current, unexpired delivery of `o` by `tok`: its fields, or nil.
@@ -210,7 +241,7 @@ if op == 'unsub' then
     redis.call('DEL', base .. id .. ':y')
   end
   redis.call('DEL', flights, deadlines, retry_z, retry_h, presence, dead_z)
-  redis.call('HDEL', meta, 'dead:' .. sub)
+  redis.call('HDEL', meta, 'dead:' .. sub, 'due:' .. sub)
   return 1
 end
 
@@ -227,9 +258,10 @@ if op == 'seek' then
   return c + 1
 end
 
-if op == 'read' then
-  local consumer, ttl, pttl, max = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+-- Rule 4: delivers up to `max` events to `consumer`; the reply of a read.
+local function read(consumer, ttl, pttl, max)
   redis.call('ZADD', presence, fmt(now + pttl), consumer)
+  due_by(now + pttl)
   local picked, missed = {}, {}
   -- Retries due.
   local due = redis.call('ZRANGEBYSCORE', retry_z, '-inf', now, 'LIMIT', 0, max)
@@ -245,9 +277,11 @@ if op == 'read' then
       missed[#missed + 1] = {tonumber(o), tonumber(o)}
     end
   end
-  -- Then new entries after the cursor.
+  -- Then new entries after the cursor (none if the cursor is at the last:
+  -- the group's id is never ahead of the cursor, and entries between them
+  -- were trimmed).
   local left = max - #picked
-  if left > 0 then
+  if left > 0 and last_offset() > cursor then
     local got = redis.call('XREADGROUP', 'GROUP', sub, consumer, 'COUNT', left, 'STREAMS', stream, '>')
     local entries = got and got[1] and got[1][2] or {}
     for _, e in ipairs(entries) do
@@ -272,6 +306,7 @@ if op == 'read' then
     local deadline = now + ttl
     redis.call('HSET', flights, o, fmt(tok) .. '|' .. fmt(deadline) .. '|' .. attempt .. '|' .. e[1] .. '|' .. consumer)
     redis.call('ZADD', deadlines, fmt(deadline), o)
+    due_by(deadline)
     local k, v, pl = entry(e)
     table.insert(out[1], {o, ms_of(e[1]), k, tonumber(v), pl, tok, attempt})
   end
@@ -286,8 +321,27 @@ if op == 'read' then
   return out
 end
 
+-- Ends delivery `f` of offset `o` (an ack, a dead letter): no longer in
+-- flight, and acked in the consumer group.
+local function finish(o, f)
+  redis.call('HDEL', flights, o)
+  redis.call('ZREM', deadlines, o)
+  redis.call('XACK', stream, sub, f[4])
+end
+
+if op == 'ackread' then
+  local f = held(ARGV[3], ARGV[4])
+  if f then finish(ARGV[3], f) end
+  return {f and 1 or 0, read(ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]))}
+end
+
+if op == 'read' then
+  return read(ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]))
+end
+
 if op == 'beat' then
   redis.call('ZADD', presence, fmt(now + tonumber(ARGV[4])), ARGV[3])
+  due_by(now + tonumber(ARGV[4]))
   return 1
 end
 
@@ -316,6 +370,7 @@ if op == 'extend' then
   local deadline = now + tonumber(ARGV[5])
   redis.call('HSET', flights, o, f[1] .. '|' .. fmt(deadline) .. '|' .. f[3] .. '|' .. f[4] .. '|' .. f[5])
   redis.call('ZADD', deadlines, fmt(deadline), o)
+  due_by(deadline)
   return 1
 end
 
@@ -324,9 +379,7 @@ if op == 'nack' then
   return 1
 end
 
-redis.call('HDEL', flights, o)
-redis.call('ZREM', deadlines, o)
-redis.call('XACK', stream, sub, f[4])
+finish(o, f)
 if op == 'dead' then
   -- The event as kept, or its offset alone if retention trimmed it.
   local e = redis.call('XRANGE', stream, f[4], f[4])

@@ -50,6 +50,8 @@ enum Asked {
     Subscribe,
     Read(Duration),
     Settle(&'static str, u64, u64, Duration),
+    /// An ack and a read in one step (offset, token, the read's TTL).
+    AckRead(u64, u64, Duration),
 }
 
 fn asked(call: &Call) -> Option<(String, Asked)> {
@@ -74,6 +76,10 @@ fn asked(call: &Call) -> Option<(String, Asked)> {
                 Asked::Settle("ack", a.2, a.3.get(), Duration::ZERO),
             )
         }
+        "ack_and_read" => {
+            let a = call.args::<(Key, Key, u64, FencingToken, HolderId, ReadOptions)>()?;
+            (sub(&a.1), Asked::AckRead(a.2, a.3.get(), a.5.ttl))
+        }
         "nack" => {
             let a = call.args::<(Key, Key, u64, FencingToken, Duration)>()?;
             (
@@ -94,6 +100,36 @@ fn asked(call: &Call) -> Option<(String, Asked)> {
     })
 }
 
+/// What a step answered, as the log's events (an ack and read: the ack's
+/// settlement, then the read, as two calls one after the other would be).
+fn events(asked: Asked, reply: &Reply) -> Vec<TopicOp> {
+    let Asked::AckRead(offset, token, ttl) = asked else {
+        return event(asked, reply).into_iter().collect();
+    };
+    let Some((settle, read)) = reply.downcast_ref::<(Settle, Option<Read>)>() else {
+        return Vec::new();
+    };
+    let ack = TopicOp::Settle {
+        op: "ack",
+        offset,
+        token,
+        ttl: Duration::ZERO,
+        done: *settle == Settle::Done,
+    };
+    let read = read.as_ref().map(|r| read_op(r, ttl));
+    std::iter::once(ack).chain(read).collect()
+}
+
+fn read_op(r: &Read, ttl: Duration) -> TopicOp {
+    TopicOp::Read {
+        delivered: (r.events.iter())
+            .map(|d| (d.event.offset, d.token.get()))
+            .collect(),
+        missed: r.missed.iter().map(|m| (m.first, m.last)).collect(),
+        ttl,
+    }
+}
+
 fn event(asked: Asked, reply: &Reply) -> Option<TopicOp> {
     Some(match asked {
         Asked::Publish => TopicOp::Publish(reply.downcast_ref::<Vec<u64>>()?.clone()),
@@ -102,16 +138,7 @@ fn event(asked: Asked, reply: &Reply) -> Option<TopicOp> {
             reply.downcast_ref::<bool>()?.then_some(())?;
             TopicOp::Subscribed
         }
-        Asked::Read(ttl) => {
-            let r = reply.downcast_ref::<Option<Read>>()?.as_ref()?;
-            TopicOp::Read {
-                delivered: (r.events.iter())
-                    .map(|d| (d.event.offset, d.token.get()))
-                    .collect(),
-                missed: r.missed.iter().map(|m| (m.first, m.last)).collect(),
-                ttl,
-            }
-        }
+        Asked::Read(ttl) => read_op(reply.downcast_ref::<Option<Read>>()?.as_ref()?, ttl),
         Asked::Settle(op, offset, token, ttl) => TopicOp::Settle {
             op,
             offset,
@@ -119,6 +146,7 @@ fn event(asked: Asked, reply: &Reply) -> Option<TopicOp> {
             ttl,
             done: *reply.downcast_ref::<Settle>()? == Settle::Done,
         },
+        Asked::AckRead(..) => return None,
     })
 }
 
@@ -138,15 +166,12 @@ impl Dispatch for Logged {
         }
         let asked = asked(&call);
         let reply = call.run(self.inner.clone()).await?;
-        if let Some((sub, asked)) = asked
-            && let Some(op) = event(asked, &reply)
-        {
-            self.log.push(TopicEvent {
-                sub,
-                at: Instant::now(),
-                now: self.clock.now(),
-                op,
-            });
+        if let Some((sub, asked)) = asked {
+            let (at, now) = (Instant::now(), self.clock.now());
+            for op in events(asked, &reply) {
+                let sub = sub.clone();
+                self.log.push(TopicEvent { sub, at, now, op });
+            }
         }
         Ok(reply)
     }

@@ -1,6 +1,7 @@
 //! The ephemeral tier: at most once. A listener hears what is published
 //! while it listens, not what came before; nothing is kept for the
-//! durable subscriptions.
+//! durable subscriptions; a listener that fell behind its buffer is told
+//! it may have missed events.
 
 use super::*;
 
@@ -39,5 +40,42 @@ pub async fn topic_ephemeral_refuses_other_kinds(h: &dyn Harness) {
         other => panic!("expected Refused, got {other:?}"),
     }
     assert_eq!(within(l.next(), "v1").await, Ephemeral::Event(2));
+}
+
+/// A listener that does not read while more events are published than its
+/// buffer holds (1,024 by the contract; 2,000 here) loses some, and is told
+/// so (`MayHaveMissed`) before it has heard them all; then it goes on
+/// hearing new events.
+pub async fn topic_ephemeral_full_buffer_tells_may_have_missed(h: &dyn Harness) {
+    const SENT: u64 = 2_000;
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let mut l = within(numbers(&a).listen(), "listen").await;
+    for i in 0..SENT {
+        numbers(&b).publish_ephemeral(&i).await.unwrap();
+    }
+    let (mut heard, mut told) = (0, false);
+    // Everything the listener still has, up to the notice; nothing new comes.
+    while !told {
+        match timeout(ms(500), l.next()).await {
+            Ok(Ok(Ephemeral::Event(_))) => heard += 1,
+            Ok(Ok(Ephemeral::MayHaveMissed)) => told = true,
+            Ok(other) => panic!("after {heard} events: {other:?}"),
+            Err(_) => break,
+        }
+    }
+    assert!(told, "heard {heard} of {SENT} events and was never told it may have missed some");
+    assert!(heard < SENT, "told it may have missed events after hearing all {SENT}");
+    // The listener goes on: what it still buffers, then a new event.
+    loop {
+        match timeout(ms(300), l.next()).await {
+            Ok(Ok(Ephemeral::Event(n))) => assert!(n < SENT, "{n}"),
+            Ok(other) => panic!("the buffered events: {other:?}"),
+            Err(_) => break,
+        }
+    }
+    numbers(&b).publish_ephemeral(&SENT).await.unwrap();
+    let next = within(l.next(), "the listener goes on").await;
+    assert_eq!(next, Ephemeral::Event(SENT));
 }
 }

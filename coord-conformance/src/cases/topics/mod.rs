@@ -4,7 +4,7 @@
 //! replays what it missed; start, seek by offset and by time), retention
 //! (trimmed offsets reported as missed, never skipped silently), leases
 //! (redelivery after expiry or a dead subscriber's presence, stale acks
-//! change nothing, nack), refused events (tag or decode: dead-lettered,
+//! change nothing, nack; an ack and the next read in one step), refused events (tag or decode: dead-lettered,
 //! reported, the subscription goes on), and the ephemeral tier (at most
 //! once: only listeners connected hear it, nothing kept).
 //!
@@ -21,6 +21,7 @@ pub(crate) use coord_api::{
     },
 };
 
+pub mod ack_and_next;
 pub mod ephemeral;
 pub mod leases;
 pub mod publish;
@@ -34,6 +35,7 @@ pub(crate) fn cases() -> Vec<Case> {
         subscriptions::cases(),
         retention::cases(),
         leases::cases(),
+        ack_and_next::cases(),
         ephemeral::cases(),
     ]
     .concat()

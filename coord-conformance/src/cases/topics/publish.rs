@@ -20,7 +20,8 @@ pub async fn topic_bad_input_refused_naming_topic_and_limit(h: &dyn Harness) {
     assert!(msg.contains("\"t\"") && msg.contains(&MAX_EVENT_BYTES.to_string()), "{msg}");
     let msg = invalid(c.topic::<String>(T).publish_ephemeral(&big).await, "ephemeral too big");
     assert!(msg.contains(&MAX_EVENT_BYTES.to_string()), "{msg}");
-    let unbounded = Retention { max_len: None, max_age: None };
+    let mut unbounded = Retention::count(1);
+    unbounded.max_len = None;
     for (r, what) in [
         (unbounded, "no bound"),
         (Retention::count(0), "count 0"),

@@ -50,17 +50,31 @@ impl Dispatch for BrokenTopics {
         if op.family != "topics" {
             return call.run(self.inner.clone()).await;
         }
+        // An ack and read is both calls in one: its read and its ack.
+        let ack_read = (op.name == "ack_and_read")
+            .then(|| call.args::<(Key, Key, u64, FencingToken, HolderId, ReadOptions)>())
+            .flatten()
+            .map(|a| (a.0.clone(), a.1.clone(), a.2, a.3));
         let read = (op.name == "read")
             .then(|| call.args::<(Key, Key, HolderId, ReadOptions)>())
             .flatten()
-            .map(|a| (a.0.clone(), a.1.clone()));
+            .map(|a| (a.0.clone(), a.1.clone()))
+            .or_else(|| ack_read.as_ref().map(|a| (a.0.clone(), a.1.clone())));
         let ack = (op.name == "ack")
             .then(|| call.args::<(Key, Key, u64, FencingToken)>())
             .flatten()
-            .cloned();
+            .cloned()
+            .or(ack_read);
         let mut reply = call.run(self.inner.clone()).await?;
+        let read_reply = if reply.is::<(Settle, Option<Read>)>() {
+            (reply.downcast_mut::<(Settle, Option<Read>)>()).and_then(|(_, r)| r.as_mut())
+        } else {
+            reply
+                .downcast_mut::<Option<Read>>()
+                .and_then(|r| r.as_mut())
+        };
         if let Some((topic, sub)) = read
-            && let Some(Some(r)) = reply.downcast_mut::<Option<Read>>()
+            && let Some(r) = read_reply
         {
             LATEST.with(|l| {
                 let mut l = l.borrow_mut();
@@ -72,9 +86,13 @@ impl Dispatch for BrokenTopics {
                 r.missed.clear();
             }
         }
+        let stale = match reply.downcast_ref::<(Settle, Option<Read>)>() {
+            Some((s, _)) => *s == Settle::Stale,
+            None => reply.downcast_ref::<Settle>() == Some(&Settle::Stale),
+        };
         if self.bug == Bug::TopicAckIgnoresToken
             && let Some((topic, sub, offset, _)) = ack
-            && reply.downcast_ref::<Settle>() == Some(&Settle::Stale)
+            && stale
         {
             let latest = LATEST.with(|l| {
                 l.borrow()
@@ -84,6 +102,10 @@ impl Dispatch for BrokenTopics {
             if let Some(token) = latest {
                 let topics = self.inner.topics().expect("the store offers topics");
                 let again = topics.ack(&topic, &sub, offset, token).await?;
+                if let Some((s, _)) = reply.downcast_mut::<(Settle, Option<Read>)>() {
+                    *s = again;
+                    return Ok(reply);
+                }
                 return Ok(Box::new(again));
             }
         }

@@ -4,7 +4,8 @@
 //! with a retention drawn per seed (large, or six events: trimming while
 //! subscribers are down or slow); four subscriber nodes, two per
 //! subscription, read with `Subscriber::next` (batches of one to three),
-//! work each event a while, and ack it, nack it, or drop it unsettled.
+//! work each event a while, and ack it (alone, or with the next read in
+//! one step: `ack_and_next`), nack it, or drop it unsettled.
 //! Subscribers are killed at random instants (mid-event, before an ack,
 //! while one travels...) and come back as new processes; the plan
 //! partitions, drops, delays and pauses (some past the presence TTL and
@@ -89,17 +90,23 @@ async fn subscribe_loop(i: usize, clock: NodeClock, shared: Shared, t: TopicShar
     // calls: the event is as old as the first call (before a restart, it
     // is the old store's).
     let mut carried = None;
+    // What an ack and next handed out, for the next turn.
+    let mut handed = None;
     while !shared.stopping() {
         let asked = carried.take().unwrap_or_else(Instant::now);
-        match s.next().await {
+        let got = match handed.take() {
+            Some(n) => Ok(n),
+            None => s.next().await,
+        };
+        match got {
             Ok(Next::Event(d)) => {
                 let (offset, value) = (d.offset(), *d.event());
-                let handed = Seen::Handed {
+                let seen = Seen::Handed {
                     sub: sub.into(),
                     offset,
                     value,
                 };
-                t.saw(asked, handed);
+                t.saw(asked, seen);
                 let work = thread_rng().gen_range(0..300);
                 tokio::time::sleep(Duration::from_millis(work)).await;
                 let roll: f64 = thread_rng().gen_range(0.0..1.0);
@@ -107,8 +114,12 @@ async fn subscribe_loop(i: usize, clock: NodeClock, shared: Shared, t: TopicShar
                     drop(d);
                 } else if roll < 0.12 {
                     let _ = d.nack().await;
-                } else {
+                } else if roll < 0.56 {
                     let _ = d.ack().await;
+                } else {
+                    // What the step reads is as old as the step.
+                    carried = Some(Instant::now());
+                    handed = s.ack_and_next(d).await.ok().flatten();
                 }
             }
             Ok(Next::Refused { offset, .. }) => {
@@ -124,6 +135,9 @@ async fn subscribe_loop(i: usize, clock: NodeClock, shared: Shared, t: TopicShar
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
+    // What the last ack and next handed out goes back (unsettled, as a
+    // dropped delivery), for the drainer.
+    drop(handed);
     std::future::pending::<()>().await
 }
 

@@ -1,0 +1,222 @@
+//! One event delivered to a subscriber: its lease (renewed by extend,
+//! given back at once when dropped unsettled) and how it is settled.
+
+use std::{fmt, time::Duration, time::SystemTime};
+
+use super::metrics;
+use crate::{
+    Backoff, Client, Error, FencingToken, HolderId, Key, LostSignal, Release, Result,
+    lease::{BoxFuture, Guard, Lease, Tenure, released},
+    spi::{Settle, queues::cut_reason},
+    trace::{self, Outcome, Site},
+};
+
+/// One delivery's lease: renewed by extend; a dropped delivery is given
+/// back at once (a nack without delay).
+pub(super) struct EventLease {
+    pub(super) topic: Key,
+    pub(super) sub: Key,
+    pub(super) offset: u64,
+    pub(super) token: FencingToken,
+    pub(super) holder: HolderId,
+}
+
+impl Tenure for EventLease {
+    fn family(&self) -> &'static str {
+        "topic"
+    }
+    fn kind(&self) -> &'static str {
+        "delivery"
+    }
+    fn key(&self) -> &Key {
+        &self.topic
+    }
+    fn holder(&self) -> &HolderId {
+        &self.holder
+    }
+    fn renew<'a>(
+        &'a self,
+        client: &'a Client,
+        ttl: Duration,
+    ) -> Result<BoxFuture<'a, Result<bool>>> {
+        let topics = client.topics()?;
+        Ok(Box::pin(async move {
+            let extend = topics.extend(&self.topic, &self.sub, self.offset, self.token, ttl);
+            Ok(matches!(extend.await?, Settle::Done))
+        }))
+    }
+    fn release<'a>(&'a self, client: &'a Client) -> Result<BoxFuture<'a, Result<Release>>> {
+        let topics = client.topics()?;
+        Ok(Box::pin(async move {
+            let nack = topics.nack(
+                &self.topic,
+                &self.sub,
+                self.offset,
+                self.token,
+                Duration::ZERO,
+            );
+            Ok(released(matches!(nack.await?, Settle::Done)))
+        }))
+    }
+    fn counted(&self) -> bool {
+        false
+    }
+}
+
+/// What a [`Subscriber::run`] handler gets with each event.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct EventContext {
+    /// The event's offset.
+    pub offset: u64,
+    /// When it was published (the backend's clock).
+    pub at: SystemTime,
+    /// Which delivery of it to this subscription (1 for the first).
+    pub attempt: u32,
+    /// The delivery's fencing token.
+    pub token: FencingToken,
+    /// Fires when the delivery's lease is lost: stop; the event will be
+    /// delivered again.
+    pub lost: LostSignal,
+}
+
+pub(super) struct Receipt {
+    pub(super) client: Client,
+    pub(super) topic: Key,
+    pub(super) sub: Key,
+    pub(super) offset: u64,
+    pub(super) at: SystemTime,
+    pub(super) attempt: u32,
+    pub(super) token: FencingToken,
+    pub(super) backoff: Backoff,
+    pub(super) guard: Guard,
+}
+
+/// One event delivered to this subscriber, under a lease renewed while it
+/// is held. Settle it with [`ack`](Self::ack), [`nack`](Self::nack) or
+/// [`dead_letter`](Self::dead_letter); one dropped unsettled is given back
+/// at once.
+pub struct EventDelivery<E> {
+    pub(super) event: E,
+    pub(super) receipt: Receipt,
+}
+
+impl<E: fmt::Debug> fmt::Debug for EventDelivery<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventDelivery")
+            .field("topic", &self.receipt.topic)
+            .field("subscription", &self.receipt.sub)
+            .field("offset", &self.receipt.offset)
+            .field("attempt", &self.receipt.attempt)
+            .field("token", &self.receipt.token)
+            .field("event", &self.event)
+            .finish()
+    }
+}
+
+impl<E> EventDelivery<E> {
+    /// The event.
+    pub fn event(&self) -> &E {
+        &self.event
+    }
+
+    /// Its offset in the stream.
+    pub fn offset(&self) -> u64 {
+        self.receipt.offset
+    }
+
+    /// When it was published (the backend's clock).
+    pub fn published_at(&self) -> SystemTime {
+        self.receipt.at
+    }
+
+    /// Which delivery of it to this subscription (1 for the first).
+    pub fn attempt(&self) -> u32 {
+        self.receipt.attempt
+    }
+
+    /// The delivery's fencing token.
+    pub fn token(&self) -> FencingToken {
+        self.receipt.token
+    }
+
+    /// Fires when the delivery's lease is lost.
+    pub fn lost(&self) -> LostSignal {
+        self.receipt.guard.lost_signal()
+    }
+
+    /// Done for this subscription. `LeaseLost` (and nothing changes) if
+    /// this delivery is no longer current (it expired and went back).
+    pub async fn ack(self) -> Result<()> {
+        let r = self.receipt;
+        let lease = r.end();
+        let ack = r.client.topics()?.ack(&r.topic, &r.sub, r.offset, r.token);
+        let done = trace::call(&r.client, || r.site("ack"), ack, settled).await;
+        r.settled(&lease, "acked", done)
+    }
+
+    /// Gives it back, delivered again after the subscriber's back-off.
+    pub async fn nack(self) -> Result<()> {
+        let r = self.receipt;
+        let lease = r.end();
+        let retry_in = r.backoff.delay(r.attempt);
+        let topics = r.client.topics()?;
+        let nack = topics.nack(&r.topic, &r.sub, r.offset, r.token, retry_in);
+        let done = trace::call(&r.client, || r.site("nack"), nack, settled).await;
+        r.settled(&lease, "nacked", done)
+    }
+
+    /// Moves it to the subscription's dead events with `reason`.
+    pub async fn dead_letter(self, reason: impl fmt::Display) -> Result<()> {
+        let r = self.receipt;
+        let lease = r.end();
+        let reason = cut_reason(reason.to_string());
+        let topics = r.client.topics()?;
+        let dead = topics.dead_letter(&r.topic, &r.sub, r.offset, r.token, &reason);
+        let done = trace::call(&r.client, || r.site("dead_letter"), dead, settled).await;
+        r.settled(&lease, "dead_lettered", done)
+    }
+}
+
+pub(super) fn settled(s: &Settle) -> Outcome {
+    match s {
+        Settle::Done => Outcome::Ok,
+        _ => Outcome::NotHeld,
+    }
+}
+
+impl Receipt {
+    pub(super) fn site(&self, op: &'static str) -> Site<'_> {
+        Site {
+            op,
+            family: "topic",
+            kind: "delivery",
+            key: &self.topic,
+            holder: Some(self.guard.holder()),
+            token: Some(self.token),
+        }
+    }
+
+    pub(super) fn end(&self) -> std::sync::Arc<Lease> {
+        let lease = self.guard.lease().clone();
+        lease.mark(false);
+        lease
+    }
+
+    pub(super) fn settled(
+        self,
+        lease: &Lease,
+        outcome: &'static str,
+        done: Result<Settle>,
+    ) -> Result<()> {
+        let counted = done? == Settle::Done;
+        let error = (!counted).then(|| Error::LeaseLost {
+            key: format!("{}/{}@{}", self.topic, self.sub, self.offset),
+            backend: self.client.backend().to_string(),
+        });
+        let _ = self.guard.into_lease();
+        lease.mark(!counted);
+        metrics::settled(if counted { outcome } else { "stale" });
+        error.map_or(Ok(()), Err)
+    }
+}
