@@ -172,7 +172,7 @@ impl Journal for Logs {
                         });
                     }
                 }
-                Event::Barrier(_) => {}
+                Event::Barrier(_) | Event::Breaker(_) => {}
             }
         }
         if let Some(lead) = &self.lead_log {
