@@ -227,6 +227,13 @@ impl Client {
     pub fn graph(&self, name: &str) -> GraphBuilder {
         GraphBuilder::new(self.clone(), name)
     }
+
+    /// The circuit breaker `name`, shared by every instance: set its policy
+    /// and options, then [`build`](crate::BreakerBuilder::build) it
+    /// (checked before any I/O).
+    pub fn breaker(&self, name: &str) -> crate::BreakerBuilder {
+        crate::BreakerBuilder::new(self.clone(), name)
+    }
 }
 
 impl fmt::Debug for Client {
