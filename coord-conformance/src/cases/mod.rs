@@ -51,6 +51,7 @@ pub(crate) use both;
 mod prelude;
 
 pub mod barriers;
+pub mod breakers;
 pub mod election;
 pub mod graphs;
 pub mod jobs;
@@ -72,6 +73,7 @@ pub fn all() -> Vec<Case> {
         queues::cases(),
         topics::cases(),
         state::cases(),
+        breakers::cases(),
     ]
     .concat()
 }
