@@ -600,14 +600,7 @@ impl<D: Dispatch> BreakerBackend for Dispatched<D> {
         tally: Tally,
         seen: u64,
     ) -> Result<Reported> {
-        let args = (
-            name.clone(),
-            *policy,
-            generation,
-            *instance,
-            tally,
-            seen,
-        );
+        let args = (name.clone(), *policy, generation, *instance, tally, seen);
         self.carry(op("report"), args, |b, (n, p, g, i, t, s)| async move {
             breakers(&b, "report")?.report(&n, &p, g, &i, t, s).await
         })
@@ -660,14 +653,7 @@ impl<D: Dispatch> BreakerBackend for Dispatched<D> {
         why: &str,
         seen: u64,
     ) -> Result<BreakerState> {
-        let args = (
-            name.clone(),
-            *policy,
-            action,
-            *by,
-            why.to_owned(),
-            seen,
-        );
+        let args = (name.clone(), *policy, action, *by, why.to_owned(), seen);
         self.carry(op("manual"), args, |b, (n, p, a, by, w, s)| async move {
             breakers(&b, "manual")?.manual(&n, &p, a, &by, &w, s).await
         })

@@ -158,6 +158,12 @@ pub async fn breaker_outcomes_of_an_old_generation_are_ignored(h: &dyn Harness) 
     assert!(!r.await.unwrap().counted, "a trial end of no trial");
     let s = b.state(&key(B), &p, 0).await.unwrap();
     assert_eq!((s.phase, s.trials_live), (Phase::HalfOpen, 1));
+    let ops = instance("ops");
+    let s = b.manual(&name, &p, Action::Reset, &ops, "", 0).await.unwrap();
+    assert_eq!(s.phase, Phase::Closed);
+    let r = b.report(&name, &p, first, &instance("a"), Tally::new(4, 4, 0), 0).await.unwrap();
+    assert!(!r.counted, "a report of an older closed generation");
+    assert_eq!((r.state.phase, r.state.window.calls), (Phase::Closed, 0));
 }
 
 /// Every transition bumps the generation; the transitions carry theirs.
