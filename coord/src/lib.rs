@@ -79,6 +79,11 @@ pub use coord_api::{
     Ephemeral, EphemeralListener, EventContext, EventDelivery, Next, Subscriber, Topic,
 };
 
+/// Circuit breakers shared by name, with no round trip per call.
+pub use coord_api::{
+    Breaker, BreakerBuilder, BreakerEvent, BreakerEvents, CallPermit, Unreachable,
+};
+
 /// The README's code examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
