@@ -31,10 +31,14 @@
 --
 -- The hot path is a closed breaker's report: one HMGET, the window's list
 -- (one push, a look at its front when it trims), one HSET of the totals
--- and the keys' lifetimes; no table is made for it but the replies'.
+-- and the keys' lifetimes; no table is made but HMGET's and the reply.
 local rec, win, log, trials, failing = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local KEPT = 16
 local BUCKETS = 10
+
+if op ~= 'state' and op ~= 'report' and op ~= 'trial' and op ~= 'trial_done' and op ~= 'manual' then
+  return redis.error_reply('unknown breaker operation ' .. tostring(op))
+end
 
 local seen = tonumber(ARGV[3])
 local r = redis.call('HMGET', rec, 'g', 'p', 'P', 'o', 'u', 'k', 'wc', 'wf', 'ws', 'dc', 'df', 'ds', 'f', 'm')
@@ -185,9 +189,13 @@ if phase == 'o' and now_us() >= open_until then
   transition('h', 'e:0:0:0', now_us())
 end
 
+-- The reply's first element: 1 done (state, manual) or counted (report,
+-- trial_done), 0 not counted or refused, or the token of a granted trial.
 local flag = 0
 
-if op == 'report' then
+if op == 'state' then
+  flag = 1
+elseif op == 'report' then
   -- Rule 3.
   local generation = tonumber(ARGV[4])
   if generation == gen and phase == 'c' then
@@ -240,8 +248,7 @@ elseif op == 'manual' then
     to = 'c'
   end
   transition(to, 'm:' .. manual, now_us())
-elseif op ~= 'state' then
-  return redis.error_reply('unknown breaker operation ' .. tostring(op))
+  flag = 1
 end
 
 if all then

@@ -243,8 +243,8 @@ fn parse_transition(s: &str) -> Option<Transition> {
 
 /// `{flag, generation, phase, retry after µs (-1), window calls, failures,
 /// slow, live trials, finished calls, failures, slow, opens, policy,
-/// manual ('' none), missed, transitions…}`: the flag (counted, or a
-/// trial's token, 0 when refused) and the state.
+/// manual ('' none), missed, transitions…}`: the flag (1 done or counted,
+/// a trial's token, 0 not counted or refused) and the state.
 fn state_reply(v: &Value) -> Option<(i64, BreakerState)> {
     let a = array(v)?;
     let [
@@ -290,7 +290,8 @@ fn state_reply(v: &Value) -> Option<(i64, BreakerState)> {
     Some((int(flag)?, s))
 }
 
-/// The trace of a step: counted or granted (with the token), or not.
+/// The trace of a step: done, counted or granted (with the token), or not
+/// counted or refused.
 fn traced(v: &Value) -> (&'static str, Option<u64>) {
     match array(v).and_then(|a| int(a.first()?)) {
         Some(0) => ("not_counted", None),

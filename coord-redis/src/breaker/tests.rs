@@ -154,7 +154,7 @@ fn on_record(
         .or_insert_with(|| Record::born(*policy, now));
     r.sweep(now);
     let flag = match step {
-        Step::State => 0,
+        Step::State => 1,
         Step::Report {
             generation,
             instance,
@@ -170,7 +170,7 @@ fn on_record(
         } => r.trial_done(generation, &holder.to_string(), outcome, now) as i64,
         Step::Manual { action, by, why } => {
             r.manual(action, by.as_str(), why, *policy, now);
-            0
+            1
         }
     };
     (flag, r.state(seen, now))
