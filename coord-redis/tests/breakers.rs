@@ -99,17 +99,7 @@ async fn one_evalsha_per_operation_in_one_cluster_slot() {
         .unwrap();
     ops += 2;
 
-    let info = text(server.command(&["INFO", "commandstats"]).unwrap());
-    let evalsha = info
-        .lines()
-        .find_map(|l| l.strip_prefix("cmdstat_evalsha:"))
-        .and_then(|rest| rest.split(',').find_map(|f| f.strip_prefix("calls=")))
-        .map(|n| n.parse::<i64>().unwrap());
-    assert_eq!(evalsha, Some(ops));
-    assert!(
-        !info.contains("cmdstat_script") && !info.contains("cmdstat_eval:"),
-        "{info}"
-    );
+    server.assert_evalsha_only(ops);
 }
 
 /// Generations come from the server's clock (`TIME`, in µs), never the
