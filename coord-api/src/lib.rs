@@ -61,6 +61,8 @@ mod trace;
 pub use backoff::Backoff;
 pub use barriers::{Barrier, DoubleBarrier, Inside, Latch, LatchWait, Tripped};
 pub use breaker::{Breaker, BreakerBuilder, BreakerEvent, BreakerEvents, CallPermit, Unreachable};
+#[cfg(feature = "tower")]
+pub use breaker::{BreakerLayer, BreakerService};
 pub use client::{Client, ClientBuilder};
 pub use clock::{Clock, Instant, SkewedClock, Sleep, TokioClock};
 pub use election::{

@@ -83,6 +83,9 @@ pub use coord_api::{
 pub use coord_api::{
     Breaker, BreakerBuilder, BreakerEvent, BreakerEvents, CallPermit, Unreachable,
 };
+/// A tower layer that puts any service behind a shared breaker.
+#[cfg(feature = "tower")]
+pub use coord_api::{BreakerLayer, BreakerService};
 
 /// The README's code examples, compiled and run as doctests.
 #[cfg(doctest)]

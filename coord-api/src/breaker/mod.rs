@@ -7,6 +7,7 @@
 //! | [`Breaker`], [`CallPermit`] | admission from the cached state, outcomes recorded locally, manual actions |
 //! | `sync.rs` | the background task: batched flushes, refreshes on notification and at a bounded interval, the unreachable policy |
 //! | [`BreakerEvent`], [`BreakerEvents`] (`events.rs`) | transitions and the backend lost and found, as a stream |
+//! | `tower.rs` (feature `tower`) | [`BreakerLayer`]: any tower service behind a breaker |
 //! | `metrics.rs` | what the family counts |
 //!
 //! The contract is [`contract::breaker`](crate::contract::breaker); the
@@ -17,6 +18,10 @@ mod events;
 mod metrics;
 mod options;
 mod sync;
+#[cfg(test)]
+mod tests;
+#[cfg(feature = "tower")]
+mod tower;
 
 use std::{
     future::Future,
@@ -29,6 +34,8 @@ use std::{
 
 pub use events::{BreakerEvent, BreakerEvents};
 pub use options::{BreakerBuilder, Unreachable};
+#[cfg(feature = "tower")]
+pub use tower::{BreakerLayer, BreakerService};
 
 use crate::{
     Client, Error, HolderId, Instant, Key, Result,
