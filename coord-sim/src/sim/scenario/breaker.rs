@@ -1,7 +1,7 @@
 //! The circuit-breaker workload ([`Workload::Breaker`](super::Workload::Breaker)),
 //! with a run of its own: [`INSTANCES`] instance nodes (each its own skewed,
 //! drifting clock) call a downstream through one shared breaker, every
-//! 20–60 ms, while the downstream fails in phases ([`FAILING`]: three in
+//! 40–100 ms, while the downstream fails in phases ([`FAILING`]: three in
 //! the fault window, one after the heal). The plan partitions, drops,
 //! delays and pauses, and kills a random instance now and then (restarted
 //! at the heal as a new process). After the heal a prober forces the
@@ -141,7 +141,7 @@ async fn instance(i: usize, t0: Instant, clock: NodeClock, shared: Shared, bs: B
             Err(Error::CircuitOpen { .. }) => {}
             Err(_) => {}
         }
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(20..60))).await;
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(40..100))).await;
     }
 }
 
