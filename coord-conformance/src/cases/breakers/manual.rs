@@ -41,7 +41,7 @@ cases! {
 /// reset.
 pub async fn breaker_force_open_refuses_everywhere(h: &dyn Harness) {
     let ctx = Ctx::new(h);
-    let (a, b) = (breaker(&ctx.client("a").await), breaker(&ctx.client("b").await));
+    let (a, b) = (short_open(&ctx.client("a").await), short_open(&ctx.client("b").await));
     b.state().await.unwrap();
     a.force_open("maintenance").await.unwrap();
     phase_within(&b, Phase::ForcedOpen, "forced open").await;
@@ -116,7 +116,7 @@ pub async fn breaker_policy_of_the_first_instance_wins(h: &dyn Harness) {
 /// Another instance's event stream tells every transition, in order.
 pub async fn breaker_transitions_stream_in_order(h: &dyn Harness) {
     let ctx = Ctx::new(h);
-    let (a, b) = (breaker(&ctx.client("a").await), breaker(&ctx.client("b").await));
+    let (a, b) = (short_open(&ctx.client("a").await), short_open(&ctx.client("b").await));
     b.state().await.unwrap();
     let mut events = b.events();
     outcomes(&a, 0, 4).await;

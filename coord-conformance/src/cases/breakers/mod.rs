@@ -31,15 +31,16 @@ pub(crate) fn cases() -> Vec<Case> {
 pub(crate) const B: &str = "payments";
 
 /// A breaker that opens at 50 % failures of at least 4 calls (a window of
-/// 10), for 300 ms, with one trial; flushing every 10 ms, refreshing every
-/// 10 s.
+/// 10), for 5 s (long enough that a slow machine does not see it half-open
+/// before a case looks), with one trial; flushing every 10 ms, refreshing
+/// every 10 s.
 pub(crate) fn quick(client: &Client) -> BreakerBuilder {
     client
         .breaker(B)
         .count_window(10)
         .minimum_calls(4)
         .failure_rate(50.0)
-        .open_for(ms(300))
+        .open_for(ms(5000))
         .trials(1)
         .trial_ttl(ms(2000))
         .flush_interval(ms(10))
@@ -50,6 +51,15 @@ pub(crate) fn quick(client: &Client) -> BreakerBuilder {
 /// `quick` built.
 pub(crate) fn breaker(client: &Client) -> Breaker {
     quick(client).build().expect("valid options")
+}
+
+/// `quick` with an open time of 300 ms, for the cases that wait for the
+/// breaker to become half-open.
+pub(crate) fn short_open(client: &Client) -> Breaker {
+    quick(client)
+        .open_for(ms(300))
+        .build()
+        .expect("valid options")
 }
 
 /// Records `ok` successes then `failed` failures through `b`, and flushes.

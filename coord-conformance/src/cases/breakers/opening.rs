@@ -51,7 +51,7 @@ pub async fn breaker_slow_calls_open(h: &dyn Harness) {
     b.permit().await.unwrap().failure();
     b.flush().await.unwrap();
     let s = b.state().await.unwrap();
-    assert_eq!(s.phase, Phase::Open, "4 of 5 slow: 80% >= 50% (failures ignored)");
+    assert_eq!(s.phase, Phase::Open, "4 of 5 slow: 80% >= 50% (failures ignored): {s:?}");
     match last_cause(&ctx).await {
         Cause::Tripped(t) => assert_eq!((t.calls, t.slow, t.failures), (5, 4, 1)),
         other => panic!("tripped by the window, not {other:?}"),

@@ -31,7 +31,7 @@ cases! {
 /// refuses the calls beyond the trials.
 pub async fn breaker_half_open_after_open_time(h: &dyn Harness) {
     let ctx = Ctx::new(h);
-    let b = breaker(&ctx.client("a").await);
+    let b = short_open(&ctx.client("a").await);
     outcomes(&b, 0, 4).await;
     refused(b.permit().await, "open");
     sleep(ms(350)).await;
@@ -64,7 +64,7 @@ pub async fn breaker_trials_limited_cluster_wide(h: &dyn Harness) {
 /// A successful trial closes the breaker for every instance.
 pub async fn breaker_trials_pass_and_close(h: &dyn Harness) {
     let ctx = Ctx::new(h);
-    let (a, b) = (breaker(&ctx.client("a").await), breaker(&ctx.client("b").await));
+    let (a, b) = (short_open(&ctx.client("a").await), short_open(&ctx.client("b").await));
     b.state().await.unwrap();
     outcomes(&a, 0, 4).await;
     sleep(ms(350)).await;
@@ -77,7 +77,7 @@ pub async fn breaker_trials_pass_and_close(h: &dyn Harness) {
 /// A failed trial opens the breaker again.
 pub async fn breaker_trial_failure_reopens(h: &dyn Harness) {
     let ctx = Ctx::new(h);
-    let b = breaker(&ctx.client("a").await);
+    let b = short_open(&ctx.client("a").await);
     outcomes(&b, 0, 4).await;
     sleep(ms(350)).await;
     b.permit().await.expect("a trial").failure();
