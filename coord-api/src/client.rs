@@ -225,6 +225,12 @@ impl Client {
         (self.inner.backend.topics()).ok_or_else(|| self.unsupported("topics"))
     }
 
+    /// The backend's circuit breakers, or `NotSupported`.
+    pub(crate) fn breakers(&self) -> Result<&dyn crate::spi::BreakerBackend> {
+        self.open()?;
+        (self.inner.backend.breakers()).ok_or_else(|| self.unsupported("breakers"))
+    }
+
     /// The backend's shared values, or `NotSupported`.
     pub(crate) fn state_backend(&self) -> Result<&dyn StateBackend> {
         self.open()?;
@@ -328,6 +334,13 @@ impl Client {
     /// [`build`](GraphBuilder::build) it (checked before any I/O).
     pub fn graph(&self, name: &str) -> GraphBuilder {
         GraphBuilder::new(self.clone(), name)
+    }
+
+    /// The circuit breaker `name`, shared by every instance: set its policy
+    /// and options, then [`build`](crate::BreakerBuilder::build) it
+    /// (checked before any I/O).
+    pub fn breaker(&self, name: &str) -> crate::BreakerBuilder {
+        crate::BreakerBuilder::new(self.clone(), name)
     }
 }
 

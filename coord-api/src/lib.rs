@@ -20,6 +20,7 @@
 //! | `queues` | work queues: [`Queue`], [`PushOptions`], [`Consumer`], [`Delivery`], [`DeadLetter`]; the family's metrics |
 //! | `topics` | typed events: [`Topic`] (ephemeral publish at most once, durable publish), [`EphemeralListener`], [`Subscriber`] of a named subscription and its [`EventDelivery`]s; the family's metrics |
 //! | `state` | shared values: [`State`], [`StateSpace`], [`Versioned`], [`CasOutcome`], [`StateWatch`] and its [`StateEvent`]s; the family's metrics |
+//! | `breaker` | circuit breakers shared by name: [`Breaker`] (from [`BreakerBuilder`]), its [`CallPermit`]s, [`Unreachable`], [`BreakerEvents`] of [`BreakerEvent`]s; the family's metrics |
 //! | `backoff` | [`Backoff`]: doubling retry delays with jitter (graph nodes, queue nacks) |
 //! | `graphs` | job graphs: [`Graph`] (declared with [`Node`]s), [`GraphRun`], [`GraphWorker`] and its [`NodeContext`]; the family's metrics |
 //! | [`url`] | [`url::BackendUrl`]: the one parser of backend URLs (every scheme), whose errors never echo a password |
@@ -36,6 +37,7 @@ pub mod url;
 
 mod backoff;
 mod barriers;
+mod breaker;
 mod client;
 mod clock;
 mod election;
@@ -58,6 +60,9 @@ mod trace;
 
 pub use backoff::Backoff;
 pub use barriers::{Barrier, DoubleBarrier, Inside, Latch, LatchWait, Tripped};
+pub use breaker::{Breaker, BreakerBuilder, BreakerEvent, BreakerEvents, CallPermit, Unreachable};
+#[cfg(feature = "tower")]
+pub use breaker::{BreakerLayer, BreakerService};
 pub use client::{Client, ClientBuilder};
 pub use clock::{Clock, Instant, SkewedClock, Sleep, TokioClock};
 pub use election::{

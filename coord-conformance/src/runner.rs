@@ -48,6 +48,8 @@ pub enum Need {
     Topics,
     /// Shared values.
     State,
+    /// Circuit breakers.
+    Breakers,
 }
 
 impl Need {
@@ -73,6 +75,7 @@ impl Need {
             Need::Queues => families.queues,
             Need::Topics => families.topics,
             Need::State => families.state,
+            Need::Breakers => families.breakers,
         }
     }
 
@@ -96,6 +99,7 @@ impl Need {
             Need::Queues => "work queues",
             Need::Topics => "topics",
             Need::State => "shared state",
+            Need::Breakers => "circuit breakers",
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use coord_api::{
     FencingToken, HolderId, Key, LeaseKind,
-    spi::{BarrierKind, EndedGeneration, Trip},
+    spi::{BarrierKind, EndedGeneration, Transition, Trip},
 };
 
 /// Told every grant, renewal and release of a lease with a token (lock-family
@@ -80,6 +80,42 @@ pub enum Event<'a> {
     },
     /// A barrier or latch changed.
     Barrier(BarrierEvent<'a>),
+    /// A circuit breaker granted or ended a trial, or changed phase.
+    Breaker(BreakerEvent<'a>),
+}
+
+/// What became of a circuit breaker, told while the store holds the lock of
+/// every breaker (the store's order). Trials dropped at their deadline are
+/// not told: a checker counts a trial live until its grant's deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerEvent<'a> {
+    /// A trial of `generation` granted to `holder`.
+    TrialGranted {
+        /// The breaker.
+        breaker: &'a Key,
+        /// The half-open generation.
+        generation: u64,
+        /// Who holds the trial.
+        holder: &'a HolderId,
+        /// The trial's token.
+        token: FencingToken,
+    },
+    /// `holder`'s trial of `generation` ended and was counted.
+    TrialEnded {
+        /// The breaker.
+        breaker: &'a Key,
+        /// Its generation.
+        generation: u64,
+        /// Whose trial.
+        holder: &'a HolderId,
+    },
+    /// A transition, with the generation it began.
+    Transitioned {
+        /// The breaker.
+        breaker: &'a Key,
+        /// The transition.
+        transition: &'a Transition,
+    },
 }
 
 /// What became of a barrier or latch. Told while the store holds the lock of

@@ -19,6 +19,7 @@
 //! | `graphs` | job graphs: every run of a graph, its token counter and queues, under one lock |
 //! | `queues` | work queues: every item of a queue, its id and token counters and indexes, consumers' presence, dead items, under one lock |
 //! | `topics` | topics: each topic's durable stream (events, offset and token counters) and its subscriptions (cursor, deliveries, retries, consumers' presence, dead events) under one lock; ephemeral events through a broadcast channel per topic |
+//! | `breaker` | circuit breakers: each breaker's record (the SPI's state machine) under one lock |
 //! | `state` | shared values: every entry of a space, its versions, deadlines and change log, under one lock |
 //! | `watch` | notifications, one channel per watched topic, and wake-ups at expiry instants |
 //! | `journal` | [`Journal`]: what the store did, in its order, for histories |
@@ -41,6 +42,7 @@
 #![deny(missing_docs)]
 
 mod barriers;
+mod breaker;
 mod election;
 mod graphs;
 mod jobs;
@@ -63,12 +65,12 @@ use std::{
 use coord_api::{
     Clock, Instant, Namespace, TokioClock,
     spi::{
-        Backend, BarrierBackend, ElectionBackend, GraphBackend, GroupBackend, JobBackend,
-        LockBackend, QueueBackend, StateBackend, TopicBackend, Watch,
+        Backend, BarrierBackend, BreakerBackend, ElectionBackend, GraphBackend, GroupBackend,
+        JobBackend, LockBackend, QueueBackend, StateBackend, TopicBackend, Watch,
     },
 };
 
-pub use journal::{BarrierEvent, Event, Journal, Leased};
+pub use journal::{BarrierEvent, BreakerEvent, Event, Journal, Leased};
 
 use crate::{
     table::LeaseTable,
@@ -102,6 +104,8 @@ struct StoreInner {
     /// Shared values: a step on a space (its sweep of expiries and the
     /// change it makes) is one step on all its entries and its log.
     spaces: Mutex<state::Spaces>,
+    /// Circuit breakers: a step on a breaker's record.
+    breakers: Mutex<breaker::Breakers>,
     watchers: Watchers,
     clock: Arc<dyn Clock>,
     journal: Option<Arc<dyn Journal>>,
@@ -142,6 +146,7 @@ impl MemoryStore {
                 queues: Mutex::default(),
                 topics: Mutex::default(),
                 spaces: Mutex::default(),
+                breakers: Mutex::default(),
                 watchers: Watchers::default(),
                 clock,
                 journal,
@@ -195,6 +200,9 @@ impl MemoryStore {
     fn spaces(&self) -> MutexGuard<'_, state::Spaces> {
         self.inner.spaces.lock().unwrap_or_else(|p| p.into_inner())
     }
+    fn breakers(&self) -> MutexGuard<'_, breaker::Breakers> {
+        (self.inner.breakers.lock()).unwrap_or_else(|p| p.into_inner())
+    }
 
     /// The journal to tell what the store did, if any.
     fn journal(&self) -> Option<&dyn Journal> {
@@ -228,7 +236,8 @@ impl MemoryStore {
             | Topic::GraphRun(..)
             | Topic::Queue(..)
             | Topic::Events(..)
-            | Topic::State(..) => None,
+            | Topic::State(..)
+            | Topic::Breaker(..) => None,
         }
     }
 }
@@ -306,6 +315,9 @@ impl Backend for MemoryBackend {
         Some(self)
     }
     fn state(&self) -> Option<&dyn StateBackend> {
+        Some(self)
+    }
+    fn breakers(&self) -> Option<&dyn BreakerBackend> {
         Some(self)
     }
 }

@@ -43,6 +43,8 @@ pub(crate) enum Topic {
     Events(Namespace, Key),
     /// A space of shared values: a change logged.
     State(Namespace, Key),
+    /// A circuit breaker: a transition.
+    Breaker(Namespace, Key),
 }
 
 /// The watched topics of a store.

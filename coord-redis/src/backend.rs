@@ -7,8 +7,8 @@ use std::{fmt, sync::Arc, time::Duration};
 use coord_api::{
     Error, Namespace, Result,
     spi::{
-        Backend, BarrierBackend, ElectionBackend, GraphBackend, GroupBackend, JobBackend,
-        LockBackend, QueueBackend, StateBackend, TopicBackend,
+        Backend, BarrierBackend, BreakerBackend, ElectionBackend, GraphBackend, GroupBackend,
+        JobBackend, LockBackend, QueueBackend, StateBackend, TopicBackend,
     },
 };
 use redis::{
@@ -30,7 +30,8 @@ use crate::{
 /// ([`GroupBackend`]), run-once jobs ([`JobBackend`]), cyclic barriers,
 /// double barriers and countdown latches ([`BarrierBackend`]), job graphs
 /// ([`GraphBackend`]), work queues ([`QueueBackend`]), shared values
-/// ([`StateBackend`]) and topics ([`TopicBackend`]).
+/// ([`StateBackend`]), topics ([`TopicBackend`]) and circuit breakers
+/// ([`BreakerBackend`]).
 ///
 /// - every operation is one Lua script run by EVALSHA (loaded again
 ///   transparently after `SCRIPT FLUSH` or a restart), bounded by the
@@ -202,6 +203,9 @@ impl Backend for RedisBackend {
         Some(self)
     }
     fn state(&self) -> Option<&dyn StateBackend> {
+        Some(self)
+    }
+    fn breakers(&self) -> Option<&dyn BreakerBackend> {
         Some(self)
     }
 }

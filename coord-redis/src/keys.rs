@@ -18,6 +18,7 @@
 //! | work queues | `<ns>:queue:<queue's length>:<queue>` | `coord:{ns:queue:1:q}:r` …, `coord:{ns:queue:1:q}:<id>:i` |
 //! | topics | `<ns>:topic:<topic's length>:<topic>` | `coord:{ns:topic:1:t}:s` …, `coord:{ns:topic:1:t}:<sub's length>:<sub>:f` … |
 //! | shared values | `<ns>:state:<space's length>:<space>` | `coord:{ns:state:1:s}:m` … |
+//! | circuit breakers | `<ns>:breaker:<name's length>:<name>` | `coord:{ns:breaker:1:b}:h` … |
 
 use coord_api::Namespace;
 

@@ -4,7 +4,7 @@
 //! on Redis 6.2 or later, with every family: the lock family (exclusive,
 //! reentrant, read-write, semaphore), leader elections, membership groups,
 //! run-once jobs, barriers and latches (cyclic and double barriers,
-//! countdown latches), job graphs, work queues and shared values work across processes and hosts with
+//! countdown latches), job graphs, work queues, shared values and circuit breakers work across processes and hosts with
 //! the same contract as every other backend, proven by the shared conformance suite against a real
 //! `redis-server`.
 //!
@@ -32,6 +32,7 @@
 //! | `queues/` | work queues: `queue.lua` (every operation, the sweep of due items, expired deliveries and dead consumers), key layout, limits, replies |
 //! | `topics/` | topics: `topic.lua` (a Redis Stream per topic, a consumer group per subscription, deliveries as leases, retention, missed offsets, dead events), ephemeral PUBLISH, key layout, replies |
 //! | `state/` | shared values: `state.lua` (every operation, the sweep of expired entries, the change log and its gaps), key layout, replies |
+//! | `breaker/` | circuit breakers: `breaker.lua` (every operation, mirroring the SPI's state machine on the server's clock), key layout, replies |
 //! | [`keys`] | naming every key: namespace and primitive in one hash tag |
 //! | `pubsub`, `expiry` | the shared pub/sub connection that wakes waiters; watches that also wake at an expiry instant |
 //! | `error` | redis errors → `Unavailable` / `Backend`, with the password redacted |
@@ -53,6 +54,8 @@
 mod backend;
 #[cfg(not(madsim))]
 mod barriers;
+#[cfg(not(madsim))]
+mod breaker;
 #[cfg(not(madsim))]
 mod config;
 #[cfg(not(madsim))]

@@ -194,6 +194,30 @@ impl RedisServer {
         cmd.query(&mut con)
     }
 
+    /// Asserts that the server ran exactly `calls` EVALSHA since it started
+    /// or its last `CONFIG RESETSTAT`, and neither EVAL nor any SCRIPT
+    /// command: every operation was one EVALSHA of a script already loaded.
+    pub fn assert_evalsha_only(&self, calls: u64) {
+        let info = match self
+            .command(&["INFO", "commandstats"])
+            .expect("INFO commandstats")
+        {
+            ::redis::Value::BulkString(b) => String::from_utf8(b).expect("UTF-8 INFO"),
+            ::redis::Value::VerbatimString { text, .. } => text,
+            other => panic!("INFO answered {other:?}"),
+        };
+        let evalsha = info
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_evalsha:"))
+            .and_then(|rest| rest.split(',').find_map(|f| f.strip_prefix("calls=")))
+            .map(|n| n.parse::<u64>().expect("a count"));
+        assert_eq!(evalsha, Some(calls), "EVALSHA calls: {info}");
+        assert!(
+            !info.contains("cmdstat_script") && !info.contains("cmdstat_eval:"),
+            "{info}"
+        );
+    }
+
     /// Kills the server (SIGKILL) and waits for it to exit. Its data is gone:
     /// there is no persistence.
     pub fn stop(&self) {

@@ -79,6 +79,14 @@ pub use coord_api::{
     Ephemeral, EphemeralListener, EventContext, EventDelivery, Next, Subscriber, Topic,
 };
 
+/// Circuit breakers shared by name, with no round trip per call.
+pub use coord_api::{
+    Breaker, BreakerBuilder, BreakerEvent, BreakerEvents, CallPermit, Unreachable,
+};
+/// A tower layer that puts any service behind a shared breaker.
+#[cfg(feature = "tower")]
+pub use coord_api::{BreakerLayer, BreakerService};
+
 /// The README's code examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

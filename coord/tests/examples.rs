@@ -7,6 +7,10 @@
 mod barrier;
 
 #[allow(dead_code)] // its `main` and argument parsing
+#[path = "../examples/breaker.rs"]
+mod breaker;
+
+#[allow(dead_code)] // its `main` and argument parsing
 #[path = "../examples/config.rs"]
 mod config;
 
@@ -273,4 +277,21 @@ async fn config_example_services_see_every_version_in_order() {
             .count(),
         1
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breaker_example_opens_everywhere_one_trial_closes() {
+    use coord::spi::Phase::*;
+    let s = breaker::run("memory://?namespace=example-breaker")
+        .await
+        .expect("the example runs");
+    assert_eq!(s.saw_open.len(), 4, "open on every instance: {s:?}");
+    assert_eq!(s.trials, 1, "one trial call cluster-wide: {s:?}");
+    assert_eq!(
+        s.saw_closed.len(),
+        4,
+        "closed again on every instance: {s:?}"
+    );
+    let seen = [(Closed, Open), (Open, HalfOpen), (HalfOpen, Closed)];
+    assert_eq!(s.transitions, seen, "{s:?}");
 }

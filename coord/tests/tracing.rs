@@ -143,3 +143,22 @@ async fn renewals_are_traced_as_their_own_family() {
         spans.join("\n")
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn breaker_calls_have_spans_with_family_key_and_outcome() {
+    let spans = spans_of(async {
+        let client = coord::connect("memory://?namespace=tracing-breaker")
+            .await
+            .unwrap();
+        let breaker = client.breaker("payments").build().unwrap();
+        breaker.state().await.unwrap();
+        breaker.permit().await.unwrap().failure();
+        breaker.flush().await.unwrap();
+        breaker.force_open("traced").await.unwrap();
+    })
+    .await;
+    let (key, family) = ("key=payments", "family=\"breaker\"");
+    for op in ["op=\"state\"", "op=\"report\"", "op=\"force_open\""] {
+        assert_span(&spans, &[op, family, key, "outcome=\"ok\""]);
+    }
+}

@@ -18,6 +18,7 @@
 //! | [`topics`] | topics: ephemeral events (at most once), durable streams with retention, named subscriptions (at least once, acks, replay, missed offsets, refused events) |
 //! | [`graphs`] | job graphs: declaring, submitting, working, resolving, cancelling, observing runs |
 //! | [`state`] | shared values: versions, compare-and-set, update, TTL, watches with gaps |
+//! | [`breaker`] | circuit breakers shared by name: windows, thresholds, trials as leases, no round trip per call, manual actions, an unreachable backend |
 
 #[doc = include_str!("common.md")]
 pub mod common {}
@@ -39,3 +40,5 @@ pub mod queues {}
 pub mod topics {}
 #[doc = include_str!("state.md")]
 pub mod state {}
+#[doc = include_str!("breaker.md")]
+pub mod breaker {}

@@ -51,8 +51,8 @@ use std::{any::Any, fmt, future::Future, pin::Pin};
 use async_trait::async_trait;
 
 use super::{
-    Backend, BarrierBackend, DynBackend, ElectionBackend, Families, GraphBackend, GroupBackend,
-    JobBackend, LockBackend, QueueBackend, StateBackend, TopicBackend,
+    Backend, BarrierBackend, BreakerBackend, DynBackend, ElectionBackend, Families, GraphBackend,
+    GroupBackend, JobBackend, LockBackend, QueueBackend, StateBackend, TopicBackend,
 };
 use crate::{Error, Namespace, Result};
 
@@ -235,6 +235,9 @@ impl<D: Dispatch> Backend for Dispatched<D> {
     }
     fn state(&self) -> Option<&dyn StateBackend> {
         self.families.state.then_some(self as _)
+    }
+    fn breakers(&self) -> Option<&dyn BreakerBackend> {
+        self.families.breakers.then_some(self as _)
     }
 }
 

@@ -20,6 +20,7 @@
 //! | [`queues`] | work queues: items delivered as fenced leases, dead letters, work stealing | [`Backend::queues`] |
 //! | [`topics`] | typed events: ephemeral pub/sub (at most once) and durable streams read through named subscriptions (at least once, replay) | [`Backend::topics`] |
 //! | [`state`] | shared values: versioned entries of spaces, compare-and-set, a change log read by watches | [`Backend::state`] |
+//! | [`breaker`] | circuit breakers: a phase, a generation and a sliding window per name, trial calls as leases | [`Backend::breakers`] |
 //! | [`dispatch`] | every family at once, for decorators and transports: a call carried as a value ([`Call`]) | [`Dispatched`] |
 //!
 //! A backend that offers only some families answers `None` for the others;
@@ -40,6 +41,7 @@ use async_trait::async_trait;
 use crate::{Namespace, Result};
 
 pub mod barriers;
+pub mod breaker;
 pub mod dispatch;
 pub mod election;
 pub mod graphs;
@@ -54,6 +56,10 @@ pub use barriers::{
     ArrivalInfo, Arrive, BarrierBackend, BarrierKind, BarrierState, Break, BreakReason, Broken,
     CountDown, ENDED_KEPT, Ended, EndedGeneration, LatchSet, LatchState, Leave, MAX_LATCH_COUNT,
     MAX_PARTIES, Trip,
+};
+pub use breaker::{
+    Action, BreakerBackend, BreakerState, Cause, Manual, Phase, Policy, Reported, Tally,
+    Transition, Trial, WindowKind,
 };
 pub use dispatch::{Call, Dispatch, Dispatched, Op, Reply};
 pub use election::{Campaign, ElectionBackend, LeaderInfo, Quorum};
@@ -133,6 +139,10 @@ pub trait Backend: fmt::Debug + fmt::Display + Send + Sync + 'static {
     fn state(&self) -> Option<&dyn StateBackend> {
         None
     }
+    /// Circuit breakers. `None` unless overridden.
+    fn breakers(&self) -> Option<&dyn BreakerBackend> {
+        None
+    }
 }
 
 /// A backend shared by many clients.
@@ -173,6 +183,9 @@ macro_rules! forward_backend {
             fn state(&self) -> Option<&dyn StateBackend> {
                 (**self).state()
             }
+            fn breakers(&self) -> Option<&dyn BreakerBackend> {
+                (**self).breakers()
+            }
         }
     )*};
 }
@@ -205,6 +218,8 @@ pub struct Families {
     pub topics: bool,
     /// Shared values.
     pub state: bool,
+    /// Circuit breakers.
+    pub breakers: bool,
 }
 
 impl Families {
@@ -220,6 +235,7 @@ impl Families {
             queues: backend.queues().is_some(),
             topics: backend.topics().is_some(),
             state: backend.state().is_some(),
+            breakers: backend.breakers().is_some(),
         }
     }
 
@@ -235,6 +251,7 @@ impl Families {
             queues: true,
             topics: true,
             state: true,
+            breakers: true,
         }
     }
 }

@@ -51,6 +51,7 @@ pub(crate) use both;
 mod prelude;
 
 pub mod barriers;
+pub mod breakers;
 pub mod client;
 pub mod election;
 pub mod graphs;
@@ -74,6 +75,7 @@ pub fn all() -> Vec<Case> {
         topics::cases(),
         state::cases(),
         client::cases(),
+        breakers::cases(),
     ]
     .concat()
 }

@@ -301,15 +301,5 @@ async fn one_evalsha_per_operation_in_one_cluster_slot() {
     br.latch_count_down(&latch, &a, None).await.unwrap();
     br.latch_state(&latch).await.unwrap().unwrap();
     ops += 3;
-    let info = text(server.command(&["INFO", "commandstats"]).unwrap());
-    let evalsha = info
-        .lines()
-        .find_map(|l| l.strip_prefix("cmdstat_evalsha:"))
-        .and_then(|rest| rest.split(',').find_map(|f| f.strip_prefix("calls=")))
-        .map(|n| n.parse::<i64>().unwrap());
-    assert_eq!(evalsha, Some(ops));
-    assert!(
-        !info.contains("cmdstat_script") && !info.contains("cmdstat_eval:"),
-        "{info}"
-    );
+    server.assert_evalsha_only(ops);
 }

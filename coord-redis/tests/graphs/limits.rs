@@ -118,15 +118,5 @@ async fn one_evalsha_per_operation_in_one_cluster_slot() {
     g.cancel("{r1}", "stop").await;
     g.status("{r1}").await;
     ops += 2;
-    let info = text(server.command(&["INFO", "commandstats"]).unwrap());
-    let evalsha = info
-        .lines()
-        .find_map(|l| l.strip_prefix("cmdstat_evalsha:"))
-        .and_then(|rest| rest.split(',').find_map(|f| f.strip_prefix("calls=")))
-        .map(|n| n.parse::<i64>().unwrap());
-    assert_eq!(evalsha, Some(ops));
-    assert!(
-        !info.contains("cmdstat_script") && !info.contains("cmdstat_eval:"),
-        "{info}"
-    );
+    server.assert_evalsha_only(ops);
 }

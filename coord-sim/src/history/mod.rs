@@ -18,6 +18,7 @@
 //! | [`check_queues`] | work queues: the backend's log replayed through the SPI's rules (every receive takes the ready items in order, nothing ready left out — not after an expiry, nor after a dead consumer's presence ended —, nothing delivered while its delivery is valid, only unstarted deliveries stolen, only the current unexpired token settles, attempts and tokens as the rules say); every acknowledged push acked or dead once drained, at most one accepted ack per item, every second handler start explained by an ended lease or a nack, writes fenced by started deliveries' tokens, the dead letters exactly those the rules made |
 //! | [`check_topics`] | topics: every acknowledged durable event acked, dead-lettered or reported missed (trimmed) for every subscription, never skipped silently; settlements fenced by the latest delivery's token and deadline; tokens increasing across restarts; values as published; refused events among the dead |
 //! | [`check_state`] | shared values: a counter incremented by `update` loses no acknowledged update (values only increase in version order, but at a data-losing restart; without restarts it ends exact), versions never repeat, and every watcher sees each change in order or a gap with the state (each put is the value it had plus one), the values acknowledged, and catches up with the final state after the heal; [`check_flag`]: a value put with TTLs, compared-and-set and deleted, watched: no change skipped without a gap, each event the write acknowledged at its version, an expiry only of a value put with a TTL, the watcher ending at the final value |
+//! | [`check_breaker`] | circuit breakers: never more live trials than allowed per generation nor more counted, no trial call without a grant, once healed an open reaches every instance within the bound, every process told each transition in order or told it missed some, and the last one by the end |
 //! | [`OrphanRule::check`] | once the faults heal, a lease the server granted but no client received is gone (released, or expired) within a bound well below its TTL |
 //!
 //! | module | family |
@@ -32,6 +33,7 @@
 //! | `queues` | [`QueueLog`] (what the backend answered to queue calls, with its clock, in its order), [`PushAcks`], [`Handlers`], [`check_queues`] |
 //! | `topics` | [`TopicLog`] (what the backend answered to durable topic calls), [`Seen`], [`check_topics`] |
 //! | `state` | [`StateHistory`] (updates as acknowledged, what watchers were handed, the final state), [`check_state`] |
+//! | `breaker` | [`BreakerLog`] (the backend's trial grants, trial ends and transitions), [`BreakerProcess`] (calls admitted, transitions told), [`check_breaker`] |
 //! | `orphans` | [`orphans`], [`OrphanRule`]: grants nobody received, and how long they outlived the heal |
 
 use std::{fmt, time::Duration};
@@ -39,6 +41,7 @@ use std::{fmt, time::Duration};
 use coord_api::Instant;
 
 mod barriers;
+mod breaker;
 mod election;
 mod fence;
 mod graphs;
@@ -53,6 +56,10 @@ mod topics;
 pub use barriers::{
     BarrierCounts, BarrierEvent, BarrierLog, BarrierRules, BarrierWait, BarrierWaits, Downtime,
     WaitOutcome, WakeRule, check_barriers,
+};
+pub use breaker::{
+    BreakerCounts, BreakerDecision, BreakerHistory, BreakerLog, BreakerProcess, Told,
+    breaker_counts, check_breaker,
 };
 pub use election::{
     LeadEvent, LeadLog, LeaderTerm, Leaderships, check_failovers, check_terms, failovers,
@@ -102,7 +109,9 @@ pub struct Violation {
     /// `state-versions`, `state-lost-update`, `state-counter`,
     /// `state-watch-order`, `state-watch-skip`, `state-watch-value`,
     /// `state-watch-stale`, `state-flag-order`, `state-flag-skip`,
-    /// `state-flag-value`, `state-flag-expiry`, `state-flag-stale`).
+    /// `state-flag-value`, `state-flag-expiry`, `state-flag-stale`,
+    /// `breaker-trials`, `breaker-trial-calls`, `breaker-open-bound`,
+    /// `breaker-transitions`).
     pub checker: &'static str,
     /// What happened, with the clients, tokens and instants involved.
     pub detail: String,

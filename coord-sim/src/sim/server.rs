@@ -23,8 +23,8 @@ use madsim::net::Endpoint;
 
 use super::transport::{Answer, Envelope, REQUEST_TAG, Request, Wire};
 use crate::history::{
-    BarrierEvent, BarrierLog, GraphLog, LeadEvent, LeadLog, QueueEvent, QueueLog, QueueOp,
-    ServerEvent, ServerLog,
+    BarrierEvent, BarrierLog, BreakerDecision, GraphLog, LeadEvent, LeadLog, QueueEvent, QueueLog,
+    QueueOp, ServerEvent, ServerLog,
 };
 
 /// How a sim server is set up. Cloned into the node's init task, so every
@@ -55,6 +55,9 @@ pub struct ServerConfig {
     /// Where to log what the server answered to durable topic calls (with
     /// its clock's reading), in its order.
     pub topic_log: Option<crate::history::TopicLog>,
+    /// Where to log what became of circuit breakers (trials granted and
+    /// ended, transitions), with the (global) instant the server decided it.
+    pub breaker_log: Option<crate::history::BreakerLog>,
     /// A deliberately broken server (feature `broken`).
     #[cfg(feature = "broken")]
     pub bug: Option<super::bugs::Bug>,
@@ -72,6 +75,7 @@ impl ServerConfig {
             graph_log: None,
             queue_log: None,
             topic_log: None,
+            breaker_log: None,
             #[cfg(feature = "broken")]
             bug: None,
         }
@@ -88,6 +92,7 @@ impl ServerConfig {
             log: self.log.clone(),
             lead_log: self.lead_log.clone(),
             barrier_log: self.barrier_log.clone(),
+            breaker_log: self.breaker_log.clone(),
         };
         MemoryStore::with_journal(clock, Arc::new(journal))
     }
@@ -114,11 +119,39 @@ impl ServerConfig {
     }
 }
 
+/// A breaker's journal event as the checkers read it.
+fn breaker_decision(told: coord_memory::BreakerEvent<'_>, at: Instant) -> BreakerDecision {
+    use coord_memory::BreakerEvent as B;
+    match told {
+        B::TrialGranted {
+            generation, holder, ..
+        } => BreakerDecision::TrialGranted {
+            generation,
+            holder: holder.to_string(),
+            at,
+        },
+        B::TrialEnded {
+            generation, holder, ..
+        } => BreakerDecision::TrialEnded {
+            generation,
+            holder: holder.to_string(),
+            at,
+        },
+        B::Transitioned { transition, .. } => BreakerDecision::Transition {
+            generation: transition.generation,
+            from: transition.from,
+            to: transition.to,
+            at,
+        },
+    }
+}
+
 /// The checkers' logs, told by the store's journal as it decides.
 struct Logs {
     log: Option<ServerLog>,
     lead_log: Option<LeadLog>,
     barrier_log: Option<BarrierLog>,
+    breaker_log: Option<crate::history::BreakerLog>,
 }
 
 impl Journal for Logs {
@@ -127,6 +160,12 @@ impl Journal for Logs {
         if let Event::Barrier(told) = event {
             if let Some(log) = &self.barrier_log {
                 log.push(barrier_event(told, at));
+            }
+            return;
+        }
+        if let Event::Breaker(told) = event {
+            if let Some(log) = &self.breaker_log {
+                log.push(breaker_decision(told, at));
             }
             return;
         }
@@ -172,7 +211,7 @@ impl Journal for Logs {
                         });
                     }
                 }
-                Event::Barrier(_) => {}
+                Event::Barrier(_) | Event::Breaker(_) => {}
             }
         }
         if let Some(lead) = &self.lead_log {

@@ -279,6 +279,31 @@ impl Scenario {
         }
     }
 
+    /// Circuit breakers under every fault but server restarts: twenty
+    /// instances (clocks skewed and drifting) call a downstream that fails
+    /// in phases through one shared breaker; instances killed, paused and
+    /// partitioned. Checkers `breaker-*`: never more trials than allowed per
+    /// generation, every instance sees an open within the bound once
+    /// healed, no transition lost.
+    pub fn breaker_faults() -> Scenario {
+        Scenario {
+            name: "breaker_faults",
+            workload: Workload::Breaker,
+            clients: super::INSTANCES,
+            ..Scenario::partitions_in_bounds()
+        }
+    }
+
+    /// The same with every instance's notifications lost: an open reaches
+    /// each instance by its refresh alone, still within the bound.
+    pub fn breaker_lost_notifications() -> Scenario {
+        Scenario {
+            name: "breaker_lost_notifications",
+            lost_notifications: true,
+            ..Scenario::breaker_faults()
+        }
+    }
+
     /// With a deliberately broken server or client.
     #[cfg(feature = "broken")]
     pub fn with_bug(mut self, bug: Bug) -> Scenario {

@@ -25,6 +25,7 @@
 //! | `queues` | [`Workload::Queues`]: items pushed by producers and worked on by consumers that crash at every step boundary, drained after the heal (its own run: see there) |
 //! | `topics` | [`Workload::Topics`]: durable events published by publishers, read by subscribers of two subscriptions that are killed and come back, drained after the heal (its own run: see there) |
 //! | `state` | [`Workload::State`]: a counter incremented through `update` by updaters and watched by watchers that resume from their checkpoints, caught up after the heal (its own run: see there) |
+//! | `breaker` | [`Workload::Breaker`]: twenty instances call a downstream that fails in phases through one shared breaker, an open forced after the heal (its own run: see there) |
 //! | `report` | [`Report`]: what one run saw |
 //! | `resource` | the fenced resource's node and the write bodies send it |
 //! | `catalog` | the scenarios: [`Scenario`]'s constructors |
@@ -48,6 +49,7 @@ use madsim::{
 use super::{NodeClock, ServerConfig, SimBackend, SimOptions, serve};
 
 mod barriers;
+mod breaker;
 mod catalog;
 mod double;
 mod election;
@@ -66,6 +68,7 @@ mod topics;
 #[cfg(feature = "broken")]
 pub use super::bugs::Bug;
 pub use barriers::{DEAD_BOUND, UNREACHABLE_BOUND, WAIT_BOUND};
+pub use breaker::{INSTANCES, OPEN_BOUND};
 pub use graphs::END_BOUND;
 pub use queues::{DRAIN_BOUND, KNOWN_CLIENT_BUGS};
 pub use report::Report;
@@ -132,6 +135,11 @@ pub enum Workload {
     /// watchers watch it; no acknowledged update lost, no change skipped
     /// silently, every watcher caught up after the heal.
     State,
+    /// Instances call a downstream through one shared circuit breaker
+    /// while the downstream fails in phases; trials bounded per
+    /// generation, opens reaching every instance in time once healed, no
+    /// transition lost.
+    Breaker,
 }
 
 /// A scenario: the workload and which faults its plans may draw.
@@ -297,7 +305,11 @@ impl Shared {
                 Workload::Barrier | Workload::DoubleBarrier => self.waits.killed(idx, now),
                 Workload::Latch => self.latch.killed(idx, now),
                 // Graph bodies and handlers are closed by their own runs.
-                Workload::Graphs | Workload::Queues | Workload::Topics | Workload::State => {}
+                Workload::Graphs
+                | Workload::Queues
+                | Workload::Topics
+                | Workload::State
+                | Workload::Breaker => {}
             }
         }
         let open = self.open.lock().unwrap();
@@ -341,6 +353,7 @@ pub async fn run(scenario: Scenario) -> Report {
         Workload::Queues => return queues::run(scenario).await,
         Workload::Topics => return topics::run(scenario).await,
         Workload::State => return state::run(scenario).await,
+        Workload::Breaker => return breaker::run(scenario).await,
         _ => {}
     }
     if workload == Workload::LeaderCrash {
@@ -425,7 +438,8 @@ pub async fn run(scenario: Scenario) -> Report {
                             Workload::Graphs
                             | Workload::Queues
                             | Workload::Topics
-                            | Workload::State => {
+                            | Workload::State
+                            | Workload::Breaker => {
                                 unreachable!("their own runs")
                             }
                         }
@@ -559,7 +573,11 @@ pub async fn run(scenario: Scenario) -> Report {
         Workload::RunOnce => jobs::known(&shared),
         // Barriers grant no leases with tokens: nothing can be orphaned.
         Workload::Barrier | Workload::DoubleBarrier | Workload::Latch => HashSet::new(),
-        Workload::Graphs | Workload::Queues | Workload::Topics | Workload::State => {
+        Workload::Graphs
+        | Workload::Queues
+        | Workload::Topics
+        | Workload::State
+        | Workload::Breaker => {
             unreachable!("their own runs")
         }
     };
@@ -601,7 +619,11 @@ pub async fn run(scenario: Scenario) -> Report {
             &downtime,
             &mut report,
         ),
-        Workload::Graphs | Workload::Queues | Workload::Topics | Workload::State => {
+        Workload::Graphs
+        | Workload::Queues
+        | Workload::Topics
+        | Workload::State
+        | Workload::Breaker => {
             unreachable!("their own runs")
         }
     }

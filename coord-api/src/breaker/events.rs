@@ -1,0 +1,56 @@
+//! What a breaker tells its observers: every transition in generation
+//! order, transitions it can no longer tell, and the backend lost and found.
+
+use tokio::sync::broadcast;
+
+use crate::spi::Transition;
+
+/// One thing a breaker observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BreakerEvent {
+    /// A transition of the shared breaker (each told once, in generation
+    /// order).
+    Transition(Transition),
+    /// The backend no longer keeps some transitions after generation
+    /// `after` (it keeps the last 16): they happened, and were not told.
+    Missed {
+        /// The last generation told before the gap.
+        after: u64,
+    },
+    /// The backend became unreachable: the breaker's unreachable policy
+    /// applies.
+    Unreachable {
+        /// What failed.
+        error: String,
+    },
+    /// The backend answered again: the shared state decides again.
+    Reachable,
+    /// This receiver fell behind and lost `n` events.
+    Lagged(u64),
+}
+
+/// A stream of a breaker's [`BreakerEvent`]s, from the moment it was made.
+#[derive(Debug)]
+pub struct BreakerEvents {
+    rx: broadcast::Receiver<BreakerEvent>,
+}
+
+impl BreakerEvents {
+    pub(crate) fn new(rx: broadcast::Receiver<BreakerEvent>) -> BreakerEvents {
+        BreakerEvents { rx }
+    }
+
+    /// The next event; `None` once every handle on the breaker is dropped.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: an event not returned stays for the next call.
+    pub async fn next(&mut self) -> Option<BreakerEvent> {
+        match self.rx.recv().await {
+            Ok(e) => Some(e),
+            Err(broadcast::error::RecvError::Lagged(n)) => Some(BreakerEvent::Lagged(n)),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! Circuit breakers shared by name by every instance of a service, with no
+//! backend round trip per call.
+//!
+//! | type | what it is |
+//! |---|---|
+//! | [`BreakerBuilder`] (from [`Client::breaker`]), [`Unreachable`] (`options.rs`) | the policy and this instance's options, checked before any I/O |
+//! | [`Breaker`], [`CallPermit`] | admission from the cached state, outcomes recorded locally, manual actions |
+//! | `sync.rs` | the background task: batched flushes, refreshes on notification and at a bounded interval, the unreachable policy |
+//! | [`BreakerEvent`], [`BreakerEvents`] (`events.rs`) | transitions and the backend lost and found, as a stream |
+//! | `tower.rs` (feature `tower`) | [`BreakerLayer`]: any tower service behind a breaker |
+//! | `metrics.rs` | what the family counts |
+//!
+//! The contract is [`contract::breaker`](crate::contract::breaker); the
+//! backend's rules are in [`spi::breaker`](crate::spi::breaker); decision
+//! 0027 says why.
+
+mod events;
+mod metrics;
+mod options;
+mod sync;
+#[cfg(test)]
+mod tests;
+#[cfg(feature = "tower")]
+mod tower;
+
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::*},
+    },
+    time::Duration,
+};
+
+pub use events::{BreakerEvent, BreakerEvents};
+pub use options::{BreakerBuilder, Unreachable};
+#[cfg(feature = "tower")]
+pub use tower::{BreakerLayer, BreakerService};
+
+use crate::{
+    Client, Error, HolderId, Instant, Key, Result,
+    spi::{Action, BreakerState, Phase, Policy, Tally, breaker::check_why},
+};
+use options::Options;
+use sync::Inner;
+
+/// A circuit breaker shared by name across instances. Cheap to clone;
+/// clones share this instance's cached state and pending outcomes.
+///
+/// A call through a closed breaker is decided from the cached state (no
+/// I/O) and its outcome is tallied locally; a background task flushes the
+/// tally every flush interval and keeps the cached state fresh (woken by
+/// the backend's notification of a transition, and re-read at the refresh
+/// interval regardless). Only a half-open breaker's trial calls and manual
+/// actions reach the backend on the caller's path.
+///
+/// ```
+/// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
+/// # async fn fetch() -> Result<u32, std::io::Error> { Ok(1) }
+/// use std::time::Duration;
+/// use coord_api::Error;
+///
+/// let breaker = client
+///     .breaker("inventory")
+///     .count_window(20)
+///     .minimum_calls(10)
+///     .open_for(Duration::from_secs(5))
+///     .build()?;
+/// match breaker.call(fetch()).await {
+///     Ok(Ok(n)) => println!("got {n}"),
+///     Ok(Err(e)) => println!("the call failed (counted): {e}"),
+///     Err(Error::CircuitOpen { retry_after, .. }) => println!("refused; retry in {retry_after:?}"),
+///     Err(e) => return Err(e),
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Breaker {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Breaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Breaker")
+            .field("name", &self.inner.name.as_str())
+            .field("phase", &self.phase())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The cached state, read by every call: plain atomics.
+#[derive(Debug)]
+pub(crate) struct Cache {
+    /// A [`Phase`] as [`code`], or [`UNKNOWN`] before the first read.
+    pub(crate) phase: AtomicU8,
+    pub(crate) generation: AtomicU64,
+    /// While open: when the open time passes, in ns since the handle's base.
+    pub(crate) open_until: AtomicU64,
+    /// After a refused trial: refuse locally until then (ns since base).
+    pub(crate) hold_until: AtomicU64,
+    pub(crate) reachable: AtomicBool,
+}
+
+pub(crate) const UNKNOWN: u8 = u8::MAX;
+
+pub(crate) fn code(p: Phase) -> u8 {
+    match p {
+        Phase::Closed => 0,
+        Phase::Open => 1,
+        Phase::HalfOpen => 2,
+        Phase::ForcedOpen => 3,
+        Phase::Disabled => 4,
+    }
+}
+
+fn phase_of(code: u8) -> Option<Phase> {
+    Some(match code {
+        0 => Phase::Closed,
+        1 => Phase::Open,
+        2 => Phase::HalfOpen,
+        3 => Phase::ForcedOpen,
+        4 => Phase::Disabled,
+        _ => return None,
+    })
+}
+
+impl Breaker {
+    pub(crate) fn new(client: Client, name: Key, policy: Policy, opts: Options) -> Breaker {
+        Breaker {
+            inner: Inner::new(client, name, policy, opts),
+        }
+    }
+
+    /// The breaker's name.
+    pub fn name(&self) -> &str {
+        self.inner.name.as_str()
+    }
+
+    /// The phase of this instance's cached copy (`None` before its first
+    /// read of the backend). With the backend unreachable, this is the last
+    /// phase read; the unreachable policy decides meanwhile.
+    pub fn phase(&self) -> Option<Phase> {
+        phase_of(self.inner.cache.phase.load(Acquire))
+    }
+
+    /// Whether the backend answered lately (see [`Unreachable`]).
+    pub fn backend_reachable(&self) -> bool {
+        self.inner.cache.reachable.load(Acquire)
+    }
+
+    /// Admits a call, or refuses it with `Error::CircuitOpen`. A closed or
+    /// disabled breaker admits from the cached state without I/O; an open
+    /// one refuses until its open time passes; then (half-open) the backend
+    /// is asked for a trial, bounded by the backend timeout. Before its
+    /// first use, the breaker reads the backend once.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a trial granted to a cancelled call frees its slot at
+    /// its TTL.
+    pub async fn permit(&self) -> Result<CallPermit> {
+        let inner = &self.inner;
+        inner.start();
+        for _ in 0..2 {
+            if !inner.cache.reachable.load(Relaxed) {
+                return inner.unreachable_permit();
+            }
+            let generation = inner.cache.generation.load(Acquire);
+            match inner.cache.phase.load(Acquire) {
+                0 => return Ok(CallPermit::new(inner, Kind::Counted, generation)),
+                4 => return Ok(CallPermit::new(inner, Kind::Free, generation)),
+                3 => return Err(inner.refused(inner.opts.refresh_interval)),
+                UNKNOWN => {
+                    inner.refresh().await;
+                }
+                phase => return inner.when_open(phase == 1).await,
+            }
+        }
+        inner.unreachable_permit()
+    }
+
+    /// Runs `call` through the breaker: refused with `Error::CircuitOpen`
+    /// (not run) when the breaker refuses, else run, its outcome recorded
+    /// (an `Err` is a failure; a call slower than the slow-call duration is
+    /// slow), and its result handed back.
+    pub async fn call<T, E, F>(&self, call: F) -> Result<std::result::Result<T, E>>
+    where
+        F: Future<Output = std::result::Result<T, E>>,
+    {
+        let permit = self.permit().await?;
+        let out = call.await;
+        permit.record(out.is_err());
+        Ok(out)
+    }
+
+    /// Reads the shared state from the backend now (and updates the cached
+    /// copy with it).
+    pub async fn state(&self) -> Result<BreakerState> {
+        self.inner.start();
+        self.inner.read().await
+    }
+
+    /// Sends this instance's pending outcomes now, rather than at the next
+    /// flush interval (before a shutdown, or in tests).
+    pub async fn flush(&self) -> Result<()> {
+        self.inner.flush().await
+    }
+
+    /// Forces the breaker open for every instance, until a reset; recorded
+    /// with this instance's id and `why` (at most 256 bytes).
+    pub async fn force_open(&self, why: &str) -> Result<BreakerState> {
+        self.manual(Action::ForceOpen, why).await
+    }
+
+    /// Disables the breaker for every instance (every call passes, nothing
+    /// is counted), until a reset; recorded with who and why.
+    pub async fn disable(&self, why: &str) -> Result<BreakerState> {
+        self.manual(Action::Disable, why).await
+    }
+
+    /// Closes the breaker for every instance with a fresh window, adopting
+    /// this handle's policy; recorded with who and why.
+    pub async fn reset(&self, why: &str) -> Result<BreakerState> {
+        self.manual(Action::Reset, why).await
+    }
+
+    async fn manual(&self, action: Action, why: &str) -> Result<BreakerState> {
+        check_why(&self.inner.name, why)?;
+        self.inner.start();
+        self.inner.manual(action, why).await
+    }
+
+    /// A stream of this breaker's transitions (every one, in order, each
+    /// once, or [`BreakerEvent::Missed`]) and of the backend lost and found,
+    /// from now on.
+    pub fn events(&self) -> BreakerEvents {
+        self.inner.start();
+        BreakerEvents::new(self.inner.events.subscribe())
+    }
+}
+
+#[derive(Debug)]
+enum Kind {
+    /// Counted in the shared window (closed).
+    Counted,
+    /// Counted nowhere (disabled, or failing open).
+    Free,
+    /// A trial of the shared half-open generation.
+    Trial(HolderId),
+    /// Counted by the local fallback; a local trial's holder.
+    Local(Option<String>),
+}
+
+/// The right to make one call. Record its outcome with
+/// [`success`](Self::success), [`failure`](Self::failure) or
+/// [`record`](Self::record); a permit dropped without one counts nothing
+/// (a trial's slot is then freed at its TTL).
+#[derive(Debug)]
+#[must_use = "a permit records nothing unless its outcome is recorded"]
+pub struct CallPermit {
+    inner: Arc<Inner>,
+    kind: Kind,
+    generation: u64,
+    started: Option<Instant>,
+}
+
+impl CallPermit {
+    fn new(inner: &Arc<Inner>, kind: Kind, generation: u64) -> CallPermit {
+        let started = inner.opts.slow_call.map(|_| inner.client.clock().now());
+        CallPermit {
+            inner: inner.clone(),
+            kind,
+            generation,
+            started,
+        }
+    }
+
+    /// Whether this call is a trial of a half-open breaker (shared or
+    /// local).
+    pub fn is_trial(&self) -> bool {
+        matches!(self.kind, Kind::Trial(_) | Kind::Local(Some(_)))
+    }
+
+    /// The call succeeded.
+    pub fn success(self) {
+        self.record(false)
+    }
+
+    /// The call failed.
+    pub fn failure(self) {
+        self.record(true)
+    }
+
+    /// The call failed (`true`) or succeeded; slow if it took at least the
+    /// slow-call duration since the permit.
+    pub fn record(self, failed: bool) {
+        let slow = match (self.started, self.inner.opts.slow_call) {
+            (Some(t), Some(limit)) => self.inner.client.clock().now().duration_since(t) >= limit,
+            _ => false,
+        };
+        metrics::call(failed);
+        let outcome = Tally::one(failed, slow);
+        match self.kind {
+            Kind::Counted => self.inner.tally(self.generation, outcome),
+            Kind::Free => {}
+            Kind::Trial(holder) => self.inner.trial_done(self.generation, holder, outcome),
+            Kind::Local(trial) => self.inner.local_done(self.generation, trial, outcome),
+        }
+    }
+}
+
+impl Inner {
+    fn refused(&self, retry_after: Duration) -> Error {
+        metrics::refused();
+        Error::CircuitOpen {
+            name: self.name.to_string(),
+            retry_after,
+        }
+    }
+
+    /// ns since the handle's base, on the client's clock.
+    fn now_ns(&self) -> u64 {
+        let now = self.client.clock().now();
+        now.saturating_duration_since(self.base).as_nanos() as u64
+    }
+}

@@ -1,0 +1,478 @@
+//! How one instance keeps its copy of a breaker: a background task (one per
+//! handle and its clones, holding it weakly, so that it ends with them)
+//! flushes the local tally every flush interval and re-reads the state when
+//! the backend notifies a transition (a hint) and at the refresh interval
+//! regardless; every reply updates the cached copy and tells the
+//! transitions it carries. A retryable failure, or no successful read for
+//! the maximum staleness, makes the backend unreachable until a reply comes
+//! back; meanwhile the unreachable policy decides.
+
+use std::{
+    future::Future,
+    sync::{
+        Arc, Mutex, MutexGuard, Weak,
+        atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::*},
+    },
+    time::Duration,
+};
+
+use tokio::sync::broadcast;
+
+use super::{
+    BreakerEvent, Cache, CallPermit, Kind, UNKNOWN, Unreachable, code, metrics, options::Options,
+};
+use crate::{
+    Client, Error, HolderId, Instant, Key, Result,
+    spi::{
+        Action, BreakerBackend, BreakerState, Phase, Policy, Tally, Trial, Watch, breaker::Record,
+    },
+    trace::{self, Outcome, Site},
+};
+
+/// Outcomes not yet flushed, of one generation.
+#[derive(Debug, Default)]
+struct Pending {
+    generation: u64,
+    tally: Tally,
+}
+
+/// What the replies decide, under one lock.
+#[derive(Debug)]
+struct Shared {
+    /// The latest generation applied (0: nothing read yet).
+    seen: u64,
+    /// The policy in force on the backend (this handle's until read).
+    in_force: Policy,
+    last_ok: Option<Instant>,
+    /// The local breaker, while the backend is unreachable.
+    local: Option<Record>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) client: Client,
+    pub(crate) name: Key,
+    policy: Policy,
+    pub(crate) opts: Options,
+    pub(crate) base: Instant,
+    pub(crate) cache: Cache,
+    pending: Mutex<Pending>,
+    shared: Mutex<Shared>,
+    pub(crate) events: broadcast::Sender<BreakerEvent>,
+    /// A trial is being asked for by a call of this instance.
+    asking: AtomicBool,
+    started: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Inner {
+    pub(crate) fn new(client: Client, name: Key, policy: Policy, opts: Options) -> Arc<Inner> {
+        let base = client.clock().now();
+        Arc::new(Inner {
+            client,
+            name,
+            policy,
+            opts,
+            base,
+            cache: Cache {
+                phase: AtomicU8::new(UNKNOWN),
+                generation: AtomicU64::new(0),
+                open_until: AtomicU64::new(0),
+                hold_until: AtomicU64::new(0),
+                reachable: AtomicBool::new(true),
+            },
+            pending: Mutex::default(),
+            shared: Mutex::new(Shared {
+                seen: 0,
+                in_force: policy,
+                last_ok: None,
+                local: None,
+            }),
+            events: broadcast::channel(256).0,
+            asking: AtomicBool::new(false),
+            started: AtomicBool::new(false),
+        })
+    }
+
+    /// Starts the background task once.
+    pub(crate) fn start(self: &Arc<Self>) {
+        if self.started.load(Relaxed) || self.started.swap(true, AcqRel) {
+            return;
+        }
+        tokio::spawn(run(Arc::downgrade(self)));
+    }
+
+    fn backend(&self) -> Result<&dyn BreakerBackend> {
+        self.client.breakers()
+    }
+
+    fn site(&self, op: &'static str) -> Site<'_> {
+        Site {
+            op,
+            family: "breaker",
+            kind: "",
+            key: &self.name,
+            holder: None,
+            token: None,
+        }
+    }
+
+    /// Runs a backend call in its span, for at most the backend timeout.
+    async fn bounded<T: Send>(
+        &self,
+        op: &'static str,
+        fut: impl Future<Output = Result<T>> + Unpin + Send,
+    ) -> Result<T> {
+        let clock = self.client.clock();
+        let limit = self.opts.backend_timeout;
+        let call = trace::call(&self.client, || self.site(op), fut, Outcome::ok);
+        tokio::select! {
+            res = call => res,
+            () = clock.sleep_until(clock.now() + limit) => Err(Error::unavailable(
+                self.client.backend(),
+                format!("breaker {:?}: {op} took over {limit:?}", self.name.as_str()),
+            )),
+        }
+    }
+
+    fn seen(&self) -> u64 {
+        lock(&self.shared).seen
+    }
+
+    /// Reads the state; an error makes the backend unreachable.
+    pub(crate) async fn read(&self) -> Result<BreakerState> {
+        let seen = self.seen();
+        let fut = self.backend()?.state(&self.name, &self.policy, seen);
+        match self.bounded("state", fut).await {
+            Ok(s) => {
+                self.apply(&s);
+                Ok(s)
+            }
+            Err(e) => {
+                self.lost(&e);
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) async fn refresh(&self) {
+        let _ = self.read().await;
+    }
+
+    /// Sends the pending tally, if any. Outcomes whose flush failed are
+    /// dropped, never sent twice (a lost reply may have counted them).
+    pub(crate) async fn flush(&self) -> Result<()> {
+        let (generation, tally) = {
+            let mut p = lock(&self.pending);
+            if p.tally.calls == 0 {
+                return Ok(());
+            }
+            (p.generation, std::mem::take(&mut p.tally))
+        };
+        let seen = self.seen();
+        let instance = self.client.instance_id();
+        let fut =
+            (self.backend()?).report(&self.name, &self.policy, generation, instance, tally, seen);
+        match self.bounded("report", fut).await {
+            Ok(r) => {
+                metrics::flush(if r.counted { "counted" } else { "stale" });
+                self.apply(&r.state);
+                Ok(())
+            }
+            Err(e) => {
+                metrics::flush("error");
+                self.lost(&e);
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) async fn manual(&self, action: Action, why: &str) -> Result<BreakerState> {
+        let seen = self.seen();
+        let by = self.client.instance_id();
+        let fut = (self.backend()?).manual(&self.name, &self.policy, action, by, why, seen);
+        let s = self.bounded(action.as_str(), fut).await?;
+        self.apply(&s);
+        Ok(s)
+    }
+
+    /// Takes what a reply says: tells the transitions it carries (not
+    /// those of the first read: history), updates the cached copy, and
+    /// finds the backend again.
+    pub(crate) fn apply(&self, s: &BreakerState) {
+        let now = self.client.clock().now();
+        let mut sh = lock(&self.shared);
+        sh.last_ok = Some(now);
+        if !self.cache.reachable.load(Acquire) {
+            sh.local = None;
+            self.cache.reachable.store(true, Release);
+            tracing::info!(target: "coord.breaker", breaker = %self.name, "backend reachable again");
+            let _ = self.events.send(BreakerEvent::Reachable);
+        }
+        if s.generation < sh.seen {
+            return;
+        }
+        if sh.seen != 0 {
+            if s.missed {
+                let _ = self.events.send(BreakerEvent::Missed { after: sh.seen });
+            }
+            for t in s.transitions.iter().filter(|t| t.generation > sh.seen) {
+                tracing::info!(
+                    target: "coord.breaker",
+                    breaker = %self.name,
+                    from = t.from.as_str(),
+                    to = t.to.as_str(),
+                    generation = t.generation,
+                    cause = ?t.cause,
+                    "breaker transition"
+                );
+                metrics::transition(t.to);
+                let _ = self.events.send(BreakerEvent::Transition(t.clone()));
+            }
+        }
+        sh.seen = s.generation;
+        sh.in_force = s.policy;
+        let base_ns = now.saturating_duration_since(self.base).as_nanos() as u64;
+        let left = s.retry_after.unwrap_or_default().as_nanos() as u64;
+        self.cache.open_until.store(base_ns + left, Release);
+        if self.cache.generation.swap(s.generation, AcqRel) != s.generation {
+            self.cache.hold_until.store(0, Release);
+            let mut p = lock(&self.pending);
+            if p.generation != s.generation {
+                *p = Pending {
+                    generation: s.generation,
+                    tally: Tally::default(),
+                };
+            }
+        }
+        self.cache.phase.store(code(s.phase), Release);
+    }
+
+    /// A backend call failed: unreachable if it may work later.
+    fn lost(&self, e: &Error) {
+        if e.is_retryable() {
+            self.unreachable(e.to_string());
+        } else {
+            tracing::warn!(target: "coord.breaker", breaker = %self.name, error = %e, "breaker call failed");
+        }
+    }
+
+    fn unreachable(&self, error: String) {
+        let mut sh = lock(&self.shared);
+        if self.cache.reachable.swap(false, AcqRel) {
+            let in_force = sh.in_force;
+            sh.local = Some(Record::born(in_force, self.local_us()));
+            metrics::unreachable();
+            tracing::warn!(target: "coord.breaker", breaker = %self.name, %error, "backend unreachable");
+            let _ = self.events.send(BreakerEvent::Unreachable { error });
+        }
+    }
+
+    /// No successful read for the maximum staleness: unreachable.
+    fn check_staleness(&self) {
+        let last = lock(&self.shared).last_ok;
+        let now = self.client.clock().now();
+        if let Some(last) = last
+            && now.saturating_duration_since(last) > self.opts.max_staleness
+        {
+            let d = self.opts.max_staleness;
+            self.unreachable(format!("no successful read for over {d:?}"));
+        }
+    }
+
+    /// µs on the local clock, for the local fallback.
+    fn local_us(&self) -> u64 {
+        self.now_ns() / 1_000 + 1
+    }
+
+    pub(crate) fn tally(&self, generation: u64, outcome: Tally) {
+        let mut p = lock(&self.pending);
+        if p.generation == generation {
+            p.tally = p.tally.plus(outcome);
+        }
+    }
+
+    pub(crate) fn trial_done(self: &Arc<Self>, generation: u64, holder: HolderId, outcome: Tally) {
+        let inner = self.clone();
+        tokio::spawn(async move {
+            let seen = inner.seen();
+            let Ok(backend) = inner.backend() else { return };
+            let fut = backend.trial_done(
+                &inner.name,
+                &inner.policy,
+                generation,
+                &holder,
+                outcome,
+                seen,
+            );
+            match inner.bounded("trial_done", fut).await {
+                Ok(r) => inner.apply(&r.state),
+                Err(e) => inner.lost(&e),
+            }
+        });
+    }
+
+    pub(crate) fn local_done(&self, generation: u64, trial: Option<String>, outcome: Tally) {
+        let now = self.local_us();
+        let mut sh = lock(&self.shared);
+        let Some(local) = sh.local.as_mut() else {
+            return;
+        };
+        local.sweep(now);
+        match trial {
+            Some(h) => local.trial_done(generation, &h, outcome, now),
+            None => local.report(generation, "local", outcome, now),
+        };
+    }
+
+    /// An open (or half-open) breaker: refused until the open time passes,
+    /// then one call of this instance at a time asks for a trial.
+    pub(crate) async fn when_open(self: &Arc<Self>, open: bool) -> Result<CallPermit> {
+        let now = self.now_ns();
+        let until = if open {
+            self.cache.open_until.load(Acquire)
+        } else {
+            0
+        };
+        let until = until.max(self.cache.hold_until.load(Acquire));
+        if now < until {
+            return Err(self.refused(Duration::from_nanos(until - now)));
+        }
+        if self.asking.swap(true, AcqRel) {
+            return Err(self.refused(self.opts.flush_interval));
+        }
+        let res = self.ask_trial().await;
+        self.asking.store(false, Release);
+        res
+    }
+
+    async fn ask_trial(self: &Arc<Self>) -> Result<CallPermit> {
+        let holder = HolderId::new(*self.client.instance_id());
+        let (seen, ttl) = (self.seen(), self.opts.trial_ttl);
+        let fut = (self.backend()?).trial(&self.name, &self.policy, &holder, ttl, seen);
+        let s = match self.bounded("trial", fut).await {
+            Ok(Trial::Granted { state, .. }) => {
+                self.apply(&state);
+                return Ok(CallPermit::new(self, Kind::Trial(holder), state.generation));
+            }
+            Ok(Trial::Refused(s)) => s,
+            Err(e) if e.is_retryable() => {
+                self.lost(&e);
+                return self.unreachable_permit();
+            }
+            Err(e) => return Err(e),
+        };
+        self.apply(&s);
+        match s.phase {
+            Phase::Closed => Ok(CallPermit::new(self, Kind::Counted, s.generation)),
+            Phase::Disabled => Ok(CallPermit::new(self, Kind::Free, s.generation)),
+            Phase::Open => Err(self.refused(s.retry_after.unwrap_or_default())),
+            _ => {
+                let wait = self.opts.refresh_interval;
+                let until = self.now_ns() + wait.as_nanos() as u64;
+                self.cache.hold_until.store(until, Release);
+                Err(self.refused(wait))
+            }
+        }
+    }
+
+    /// Admission while the backend is unreachable (the policy decides).
+    pub(crate) fn unreachable_permit(self: &Arc<Self>) -> Result<CallPermit> {
+        match self.opts.unreachable {
+            Unreachable::FailOpen => Ok(CallPermit::new(self, Kind::Free, 0)),
+            Unreachable::FailClosed => Err(self.refused(self.opts.refresh_interval)),
+            _ => self.local_permit(),
+        }
+    }
+
+    fn local_permit(self: &Arc<Self>) -> Result<CallPermit> {
+        let now_ns = self.now_ns();
+        match self.cache.phase.load(Acquire) {
+            1 if now_ns < self.cache.open_until.load(Acquire) => {
+                let left = self.cache.open_until.load(Acquire) - now_ns;
+                return Err(self.refused(Duration::from_nanos(left)));
+            }
+            3 => return Err(self.refused(self.opts.refresh_interval)),
+            _ => {}
+        }
+        let now = self.local_us();
+        let mut sh = lock(&self.shared);
+        let in_force = sh.in_force;
+        let local = sh.local.get_or_insert_with(|| Record::born(in_force, now));
+        local.sweep(now);
+        let generation = local.generation();
+        match local.phase() {
+            Phase::Closed => Ok(CallPermit::new(self, Kind::Local(None), generation)),
+            Phase::HalfOpen => {
+                let h = HolderId::new(*self.client.instance_id()).to_string();
+                let ttl = self.opts.trial_ttl.as_micros() as u64;
+                match local.trial(&h, ttl, now) {
+                    Some(_) => Ok(CallPermit::new(self, Kind::Local(Some(h)), generation)),
+                    None => Err(self.refused(self.opts.refresh_interval)),
+                }
+            }
+            _ => {
+                let left = local.state(0, now).retry_after;
+                Err(self.refused(left.unwrap_or(self.opts.refresh_interval)))
+            }
+        }
+    }
+
+    async fn watch(&self) -> Option<Box<dyn Watch>> {
+        let fut = self.backend().ok()?.watch(&self.name);
+        match self.bounded("watch", fut).await {
+            Ok(w) => Some(w),
+            Err(e) => {
+                self.lost(&e);
+                None
+            }
+        }
+    }
+}
+
+/// The background task of a handle (and its clones): ends once they are
+/// all dropped.
+async fn run(weak: Weak<Inner>) {
+    let Some(inner) = weak.upgrade() else { return };
+    let clock = inner.client.clock().clone();
+    let (flush_every, refresh_every) = (inner.opts.flush_interval, inner.opts.refresh_interval);
+    drop(inner);
+    let mut watch: Option<Box<dyn Watch>> = None;
+    let mut next_flush = clock.now() + flush_every;
+    let mut next_refresh = clock.now();
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        if watch.is_none() {
+            watch = inner.watch().await;
+        }
+        if clock.now() >= next_refresh {
+            inner.refresh().await;
+            next_refresh = clock.now() + refresh_every;
+        }
+        if clock.now() >= next_flush {
+            let _ = inner.flush().await;
+            next_flush = clock.now() + flush_every;
+        }
+        inner.check_staleness();
+        drop(inner);
+        let deadline = next_flush.min(next_refresh);
+        let woken = match watch.as_mut() {
+            Some(w) => tokio::select! {
+                r = w.changed() => Some(r.is_ok()),
+                () = clock.sleep_until(deadline) => None,
+            },
+            None => {
+                clock.sleep_until(deadline).await;
+                None
+            }
+        };
+        match woken {
+            Some(true) => next_refresh = clock.now(),
+            Some(false) => watch = None,
+            None => {}
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! The client's own rules, on a fake backend that runs the SPI's `Record`
+//! (no notifications: the tests read the state themselves).
+
+use std::{
+    fmt,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering::SeqCst},
+    },
+    time::{Duration, UNIX_EPOCH},
+};
+
+use async_trait::async_trait;
+
+use crate::{
+    Client, Clock, Error, HolderId, InstanceId, Key, Namespace, Result, TokioClock,
+    spi::{
+        Action, Backend, BreakerBackend, BreakerState, Phase, Policy, Reported, Tally, Trial,
+        Watch, breaker::Record,
+    },
+};
+
+#[derive(Debug, Default)]
+struct Fake {
+    ns: Namespace,
+    record: Mutex<Option<Record>>,
+    reports: AtomicU64,
+}
+
+impl fmt::Display for Fake {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("fake")
+    }
+}
+
+impl Backend for Fake {
+    fn namespace(&self) -> &Namespace {
+        &self.ns
+    }
+    fn breakers(&self) -> Option<&dyn BreakerBackend> {
+        Some(self)
+    }
+}
+
+struct Never;
+
+#[async_trait]
+impl Watch for Never {
+    async fn changed(&mut self) -> Result<()> {
+        std::future::pending().await
+    }
+}
+
+impl Fake {
+    fn step<T>(&self, policy: &Policy, op: impl FnOnce(&mut Record, u64) -> T) -> Result<T> {
+        let wall = TokioClock.wall().duration_since(UNIX_EPOCH).unwrap();
+        let now = wall.as_micros() as u64;
+        let mut r = self.record.lock().unwrap();
+        let r = r.get_or_insert_with(|| Record::born(*policy, now));
+        r.sweep(now);
+        Ok(op(r, now))
+    }
+}
+
+#[async_trait]
+impl BreakerBackend for Fake {
+    async fn state(&self, _: &Key, p: &Policy, seen: u64) -> Result<BreakerState> {
+        self.step(p, |r, now| r.state(seen, now))
+    }
+    async fn report(
+        &self,
+        _: &Key,
+        p: &Policy,
+        g: u64,
+        i: &InstanceId,
+        t: Tally,
+        seen: u64,
+    ) -> Result<Reported> {
+        self.reports.fetch_add(1, SeqCst);
+        self.step(p, |r, now| {
+            Reported::new(r.report(g, i.as_str(), t, now), r.state(seen, now))
+        })
+    }
+    async fn trial(
+        &self,
+        _: &Key,
+        p: &Policy,
+        h: &HolderId,
+        ttl: Duration,
+        seen: u64,
+    ) -> Result<Trial> {
+        self.step(p, |r, now| {
+            match r.trial(&h.to_string(), ttl.as_micros() as u64, now) {
+                Some(token) => Trial::Granted {
+                    token,
+                    state: r.state(seen, now),
+                },
+                None => Trial::Refused(r.state(seen, now)),
+            }
+        })
+    }
+    async fn trial_done(
+        &self,
+        _: &Key,
+        p: &Policy,
+        g: u64,
+        h: &HolderId,
+        o: Tally,
+        seen: u64,
+    ) -> Result<Reported> {
+        self.step(p, |r, now| {
+            Reported::new(r.trial_done(g, &h.to_string(), o, now), r.state(seen, now))
+        })
+    }
+    async fn manual(
+        &self,
+        _: &Key,
+        p: &Policy,
+        a: Action,
+        by: &InstanceId,
+        why: &str,
+        seen: u64,
+    ) -> Result<BreakerState> {
+        self.step(p, |r, now| {
+            r.manual(a, by.as_str(), why, *p, now);
+            r.state(seen, now)
+        })
+    }
+    async fn watch(&self, _: &Key) -> Result<Box<dyn Watch>> {
+        Ok(Box::new(Never))
+    }
+}
+
+fn setup() -> (Arc<Fake>, crate::Breaker) {
+    let fake = Arc::new(Fake::default());
+    let client = Client::new(fake.clone());
+    let b = (client.breaker("b"))
+        .count_window(10)
+        .minimum_calls(4)
+        .flush_interval(Duration::from_secs(60))
+        .refresh_interval(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    (fake, b)
+}
+
+#[tokio::test]
+async fn a_permit_dropped_without_an_outcome_counts_nothing() {
+    let (fake, b) = setup();
+    drop(b.permit().await.unwrap());
+    b.flush().await.unwrap();
+    assert_eq!(fake.reports.load(SeqCst), 0, "nothing to flush");
+    b.permit().await.unwrap().failure();
+    b.flush().await.unwrap();
+    assert_eq!(b.state().await.unwrap().window, Tally::new(1, 1, 0));
+}
+
+#[tokio::test]
+async fn outcomes_admitted_in_an_old_generation_are_not_flushed() {
+    let (fake, b) = setup();
+    let late = b.permit().await.unwrap();
+    b.reset("new generation").await.unwrap();
+    late.failure();
+    b.flush().await.unwrap();
+    assert_eq!(
+        fake.reports.load(SeqCst),
+        0,
+        "the outcome was dropped locally"
+    );
+}
+
+#[tokio::test]
+async fn open_refuses_without_the_backend() {
+    let (fake, b) = setup();
+    for _ in 0..4 {
+        b.permit().await.unwrap().failure();
+    }
+    b.flush().await.unwrap();
+    assert_eq!(b.phase(), Some(Phase::Open));
+    let reports = fake.reports.load(SeqCst);
+    for _ in 0..100 {
+        assert!(matches!(b.permit().await, Err(Error::CircuitOpen { .. })));
+    }
+    assert_eq!(fake.reports.load(SeqCst), reports);
+}
+
+#[cfg(feature = "tower")]
+mod tower {
+    use std::{
+        future::{Ready, ready},
+        task::{Context, Poll},
+    };
+
+    use tower_layer::Layer;
+    use tower_service::Service;
+
+    use super::*;
+    use crate::BreakerLayer;
+
+    /// Fails every request; counts them.
+    #[derive(Clone, Default)]
+    struct Down(Arc<AtomicU64>);
+
+    impl Service<u32> for Down {
+        type Response = u32;
+        type Error = std::io::Error;
+        type Future = Ready<std::io::Result<u32>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: u32) -> Self::Future {
+            self.0.fetch_add(1, SeqCst);
+            ready(Err(std::io::Error::other("down")))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_layer_counts_errors_and_refuses_without_sending() {
+        let (_, b) = setup();
+        let down = Down::default();
+        let mut svc = BreakerLayer::new(b.clone()).layer(down.clone());
+        for _ in 0..4 {
+            std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+            assert!(svc.call(1).await.is_err());
+        }
+        b.flush().await.unwrap();
+        std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+        let err = svc.call(1).await.unwrap_err();
+        assert!(
+            matches!(err.downcast_ref::<Error>(), Some(Error::CircuitOpen { .. })),
+            "{err}"
+        );
+        assert_eq!(down.0.load(SeqCst), 4, "the refused request was not sent");
+    }
+}

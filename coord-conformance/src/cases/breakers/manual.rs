@@ -1,0 +1,233 @@
+//! Manual actions (force-open, disable, reset, recorded with who and why),
+//! instances joining, transitions observed, limits, and an unreachable
+//! backend (fail closed, fail open, local fallback).
+
+use super::*;
+
+/// Waits (bounded by [`PROMPTLY`]) for the next event of `events` that is
+/// a transition; its phases.
+async fn next_transition(
+    events: &mut coord_api::BreakerEvents,
+    what: &str,
+) -> coord_api::spi::Transition {
+    loop {
+        match timeout(PROMPTLY, events.next()).await {
+            Ok(Some(BreakerEvent::Transition(t))) => return t,
+            Ok(Some(_)) => continue,
+            other => panic!("{what}: no transition within {PROMPTLY:?}: {other:?}"),
+        }
+    }
+}
+
+/// Waits (bounded) for the event `want` of `events`.
+async fn event_within(
+    events: &mut coord_api::BreakerEvents,
+    want: fn(&BreakerEvent) -> bool,
+    what: &str,
+) {
+    loop {
+        match timeout(PROMPTLY, events.next()).await {
+            Ok(Some(e)) if want(&e) => return,
+            Ok(Some(_)) => continue,
+            other => panic!("{what}: not seen within {PROMPTLY:?}: {other:?}"),
+        }
+    }
+}
+
+cases! {
+    family: "breakers", needs: [Need::Breakers];
+
+/// A forced open refuses on every instance, past any open time, until a
+/// reset.
+pub async fn breaker_force_open_refuses_everywhere(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (short_open(&ctx.client("a").await), short_open(&ctx.client("b").await));
+    b.state().await.unwrap();
+    a.force_open("maintenance").await.unwrap();
+    phase_within(&b, Phase::ForcedOpen, "forced open").await;
+    sleep(ms(350)).await;
+    refused(b.permit().await, "forced open, past the open time");
+    a.reset("done").await.unwrap();
+    phase_within(&b, Phase::Closed, "reset").await;
+    b.permit().await.expect("closed").success();
+}
+
+/// A disabled breaker admits every call and counts nothing.
+pub async fn breaker_disable_passes_and_counts_nothing(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let b = breaker(&ctx.client("a").await);
+    b.disable("noisy").await.unwrap();
+    outcomes(&b, 0, 10).await;
+    let s = b.state().await.unwrap();
+    assert_eq!((s.phase, s.window.calls), (Phase::Disabled, 0));
+}
+
+/// A reset closes the breaker with a fresh window and adopts the policy of
+/// the instance that reset it.
+pub async fn breaker_reset_closes_and_adopts_policy(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = breaker(&ctx.client("a").await);
+    outcomes(&a, 0, 4).await;
+    let b = quick(&ctx.client("b").await).minimum_calls(2).build().unwrap();
+    let s = b.reset("new policy").await.unwrap();
+    assert_eq!((s.phase, s.window.calls, s.policy.minimum_calls), (Phase::Closed, 0, 2));
+    outcomes(&b, 0, 2).await;
+    assert_eq!(b.state().await.unwrap().phase, Phase::Open, "2 calls decide now");
+}
+
+/// Manual actions are recorded with the instance that took them and why.
+pub async fn breaker_manual_actions_are_recorded(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let b = breaker(&ctx.client("ops-1").await);
+    b.force_open("db failover").await.unwrap();
+    let s = breaker(&ctx.client("b").await).state().await.unwrap();
+    let m = s.manual.expect("recorded");
+    assert_eq!((m.action, m.by.as_str(), m.why.as_str()), (Action::ForceOpen, "ops-1", "db failover"));
+    match last_cause(&ctx).await {
+        Cause::Manual(m) => assert_eq!(m.by, "ops-1"),
+        other => panic!("caused by the action, not {other:?}"),
+    }
+}
+
+/// An instance joining (with another policy) finds the breaker as it is:
+/// open stays open, the window and policy are kept.
+pub async fn breaker_joining_instance_never_resets(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = breaker(&ctx.client("a").await);
+    outcomes(&a, 0, 4).await;
+    let late = quick(&ctx.client("late").await).minimum_calls(50).open_for(ms(9000)).build().unwrap();
+    let s = late.state().await.unwrap();
+    assert_eq!((s.phase, s.policy.minimum_calls), (Phase::Open, 4));
+    refused(late.permit().await, "the joining instance");
+}
+
+/// The policy of the instance that used the breaker first is the one in
+/// force; another instance's does not decide.
+pub async fn breaker_policy_of_the_first_instance_wins(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = breaker(&ctx.client("a").await);
+    a.state().await.unwrap();
+    let b = quick(&ctx.client("b").await).minimum_calls(1).build().unwrap();
+    outcomes(&b, 0, 1).await;
+    let s = b.state().await.unwrap();
+    assert_eq!((s.phase, s.policy.minimum_calls), (Phase::Closed, 4));
+}
+
+/// Another instance's event stream tells every transition, in order.
+pub async fn breaker_transitions_stream_in_order(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (short_open(&ctx.client("a").await), short_open(&ctx.client("b").await));
+    b.state().await.unwrap();
+    let mut events = b.events();
+    outcomes(&a, 0, 4).await;
+    sleep(ms(350)).await;
+    a.permit().await.expect("a trial").success();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(next_transition(&mut events, "b's stream").await);
+    }
+    let phases: Vec<_> = got.iter().map(|t| (t.from, t.to)).collect();
+    use Phase::*;
+    assert_eq!(phases, [(Closed, Open), (Open, HalfOpen), (HalfOpen, Closed)]);
+    assert!(got.windows(2).all(|w| w[0].generation < w[1].generation));
+}
+
+/// A reader from before the kept transitions is told it missed some.
+pub async fn breaker_transition_log_tells_what_it_lost(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let backend = ctx.backend().await;
+    let b = breakers(&backend);
+    let p = policy(100, 1);
+    let first = b.state(&key(B), &p, 0).await.unwrap().generation;
+    let ops = instance("ops");
+    for _ in 0..20 {
+        b.manual(&key(B), &p, Action::Disable, &ops, "", 0).await.unwrap();
+    }
+    let s = b.state(&key(B), &p, first).await.unwrap();
+    assert!(s.missed);
+    assert_eq!(s.transitions.len(), coord_api::spi::breaker::TRANSITIONS_KEPT);
+    let recent = s.transitions[0].generation;
+    assert!(!b.state(&key(B), &p, recent).await.unwrap().missed);
+}
+
+/// Bad policies, options, names and reasons are `InvalidArgument` naming
+/// the breaker, before any backend call.
+pub async fn breaker_bad_policy_refused_before_io(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (client, calls) = counted_client(&ctx, "a", false).await;
+    let bad = [
+        quick(&client).count_window(0),
+        quick(&client).count_window(100_001),
+        quick(&client).time_window(ms(10)),
+        quick(&client).failure_rate(101.0),
+        quick(&client).slow_calls(ms(10), -1.0),
+        quick(&client).trials(0),
+        quick(&client).quorum(0, ms(10)),
+        quick(&client).open_for(Duration::ZERO),
+        quick(&client).growing_open_for(ms(1)),
+        quick(&client).flush_interval(Duration::ZERO),
+        quick(&client).backend_timeout(MAX_TTL + ms(1)),
+    ];
+    for (i, builder) in bad.into_iter().enumerate() {
+        match builder.build() {
+            Err(Error::InvalidArgument { message }) => {
+                assert!(message.contains(B), "case {i} names the breaker: {message}");
+            }
+            other => panic!("case {i}: expected InvalidArgument, got {other:?}"),
+        }
+    }
+    assert_invalid(client.breaker("").build(), "an empty name");
+    let b = breaker(&client);
+    assert_invalid(b.force_open(&"x".repeat(257)).await, "a reason over 256 bytes");
+    assert_eq!(calls.load(SeqCst), 0, "nothing reached the backend");
+}
+
+/// Unreachable, failing closed: every call refused, an event; reachable
+/// again, the shared state decides again.
+pub async fn breaker_unreachable_fail_closed(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (client, switch) = ctx.switchable_client("a", default_options()).await;
+    let b = quick(&client).on_unreachable(Unreachable::FailClosed).build().unwrap();
+    b.state().await.unwrap();
+    let mut events = b.events();
+    switch.off();
+    assert!(b.state().await.is_err());
+    event_within(&mut events, |e| matches!(e, BreakerEvent::Unreachable { .. }), "lost").await;
+    assert!(!b.backend_reachable());
+    refused(b.permit().await, "failing closed");
+    switch.on();
+    b.state().await.unwrap();
+    event_within(&mut events, |e| *e == BreakerEvent::Reachable, "found").await;
+    b.permit().await.expect("closed, reachable").success();
+}
+
+/// Unreachable, failing open: an open breaker's calls pass.
+pub async fn breaker_unreachable_fail_open(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (client, switch) = ctx.switchable_client("a", default_options()).await;
+    let b = quick(&client).on_unreachable(Unreachable::FailOpen).build().unwrap();
+    b.force_open("test").await.unwrap();
+    refused(b.permit().await, "forced open");
+    switch.off();
+    assert!(b.state().await.is_err());
+    b.permit().await.expect("failing open").failure();
+}
+
+/// Unreachable, with the local fallback: this instance's own outcomes open
+/// a local breaker; the shared state is untouched.
+pub async fn breaker_unreachable_local_fallback(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (client, switch) = ctx.switchable_client("a", default_options()).await;
+    let b = breaker(&client);
+    b.state().await.unwrap();
+    switch.off();
+    assert!(b.state().await.is_err());
+    for _ in 0..4 {
+        b.permit().await.expect("the local breaker is closed").failure();
+    }
+    refused(b.permit().await, "the local breaker opened");
+    let shared = breaker(&ctx.client("b").await).state().await.unwrap();
+    assert_eq!((shared.phase, shared.window.calls), (Phase::Closed, 0));
+}
+
+}

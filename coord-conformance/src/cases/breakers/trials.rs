@@ -1,0 +1,190 @@
+//! Trials: half-open after the open time, trials limited cluster-wide,
+//! closing and reopening on their outcomes, open times growing, crashed
+//! trials freeing their slot, outcomes of old generations ignored,
+//! generations increasing.
+
+use super::*;
+
+/// Opens `name` through the SPI (4 failures reported in its generation);
+/// the state after.
+async fn open_spi(b: &dyn BreakerBackend, p: &Policy) -> coord_api::spi::BreakerState {
+    let name = key(B);
+    let g = b.state(&name, p, 0).await.unwrap().generation;
+    let r = b
+        .report(&name, p, g, &instance("a"), Tally::new(4, 4, 0), 0)
+        .await
+        .unwrap();
+    assert!(r.counted);
+    assert_eq!(r.state.phase, Phase::Open);
+    r.state
+}
+
+/// A holder of `instance`.
+fn holder(name: &str) -> HolderId {
+    HolderId::new(instance(name))
+}
+
+cases! {
+    family: "breakers", needs: [Need::Breakers];
+
+/// After the open time the breaker admits a trial call (half-open), and
+/// refuses the calls beyond the trials.
+pub async fn breaker_half_open_after_open_time(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let b = short_open(&ctx.client("a").await);
+    outcomes(&b, 0, 4).await;
+    refused(b.permit().await, "open");
+    sleep(ms(350)).await;
+    let trial = b.permit().await.expect("a trial after the open time");
+    assert!(trial.is_trial());
+    assert_eq!(b.state().await.unwrap().phase, Phase::HalfOpen);
+    refused(b.permit().await, "the one trial is taken");
+    drop(trial);
+}
+
+/// At most `trials` trials at once, across instances.
+pub async fn breaker_trials_limited_cluster_wide(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let backends = [ctx.backend().await, ctx.backend().await, ctx.backend().await];
+    let p = policy(100, 2);
+    open_spi(breakers(&backends[0]), &p).await;
+    sleep(ms(150)).await;
+    let mut granted = 0;
+    let name = key(B);
+    for (i, backend) in backends.iter().cycle().take(6).enumerate() {
+        let who = holder(&format!("i{i}"));
+        let t = breakers(backend).trial(&name, &p, &who, ms(5000), 0);
+        if matches!(t.await.unwrap(), Trial::Granted { .. }) {
+            granted += 1;
+        }
+    }
+    assert_eq!(granted, 2, "2 trials permitted, 6 asked");
+}
+
+/// A successful trial closes the breaker for every instance.
+pub async fn breaker_trials_pass_and_close(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (short_open(&ctx.client("a").await), short_open(&ctx.client("b").await));
+    b.state().await.unwrap();
+    outcomes(&a, 0, 4).await;
+    sleep(ms(350)).await;
+    a.permit().await.expect("a trial").success();
+    phase_within(&b, Phase::Closed, "after the trial passed").await;
+    assert!(matches!(last_cause(&ctx).await, Cause::TrialsPassed(_)));
+    b.permit().await.expect("closed again").success();
+}
+
+/// A failed trial opens the breaker again.
+pub async fn breaker_trial_failure_reopens(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let b = short_open(&ctx.client("a").await);
+    outcomes(&b, 0, 4).await;
+    sleep(ms(350)).await;
+    b.permit().await.expect("a trial").failure();
+    phase_within(&b, Phase::Open, "after the trial failed").await;
+    assert!(matches!(last_cause(&ctx).await, Cause::TrialsFailed(_)));
+    refused(b.permit().await, "open again");
+}
+
+/// Each open in a row lasts twice the one before, up to the maximum; a
+/// close starts over.
+pub async fn breaker_open_time_grows_and_resets(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let backend = ctx.backend().await;
+    let b = breakers(&backend);
+    let p = Policy { max_open_for: ms(400), ..policy(100, 1) };
+    let left = open_spi(b, &p).await.retry_after.unwrap();
+    assert!(left <= ms(100), "first open: {left:?}");
+    let mut wait = ms(110);
+    for (low, high) in [(100, 200), (200, 400), (200, 400)] {
+        sleep(wait).await;
+        let h = holder("t");
+        let g = match b.trial(&key(B), &p, &h, ms(5000), 0).await.unwrap() {
+            Trial::Granted { state, .. } => state.generation,
+            other => panic!("a trial after the open time, got {other:?}"),
+        };
+        let r = b.trial_done(&key(B), &p, g, &h, Tally::new(1, 1, 0), 0).await.unwrap();
+        let left = r.state.retry_after.expect("open again");
+        assert!(left > ms(low) && left <= ms(high), "open for {left:?}");
+        wait = left + ms(10);
+    }
+    sleep(wait).await;
+    let h = holder("t");
+    let Trial::Granted { state, .. } = b.trial(&key(B), &p, &h, ms(5000), 0).await.unwrap() else {
+        panic!("a trial");
+    };
+    let r = b.trial_done(&key(B), &p, state.generation, &h, Tally::new(1, 0, 0), 0).await.unwrap();
+    assert_eq!(r.state.phase, Phase::Closed);
+    let left = open_spi(b, &p).await.retry_after.unwrap();
+    assert!(left <= ms(100), "after a close, the first open time again: {left:?}");
+}
+
+/// A trial whose holder never ends it (crashed) frees its slot at its TTL.
+pub async fn breaker_crashed_trial_frees_its_slot(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let backend = ctx.backend().await;
+    let b = breakers(&backend);
+    let p = policy(100, 1);
+    open_spi(b, &p).await;
+    sleep(ms(150)).await;
+    let crashed = b.trial(&key(B), &p, &holder("crashed"), ms(300), 0).await.unwrap();
+    assert!(matches!(crashed, Trial::Granted { .. }));
+    let other = b.trial(&key(B), &p, &holder("other"), ms(300), 0).await.unwrap();
+    assert!(matches!(other, Trial::Refused(_)), "the slot is taken");
+    sleep(ms(350)).await;
+    let other = b.trial(&key(B), &p, &holder("other"), ms(300), 0).await.unwrap();
+    assert!(matches!(other, Trial::Granted { .. }), "the crashed trial's slot is free");
+}
+
+/// Outcomes and trial ends tagged with another generation change nothing.
+pub async fn breaker_outcomes_of_an_old_generation_are_ignored(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let backend = ctx.backend().await;
+    let b = breakers(&backend);
+    let p = policy(100, 1);
+    let first = b.state(&key(B), &p, 0).await.unwrap().generation;
+    open_spi(b, &p).await;
+    let r = b.report(&key(B), &p, first, &instance("a"), Tally::new(9, 0, 0), 0).await.unwrap();
+    assert!(!r.counted, "a report of the closed generation, after the open");
+    sleep(ms(150)).await;
+    let (h1, name) = (holder("t"), key(B));
+    let Trial::Granted { state, .. } = b.trial(&key(B), &p, &h1, ms(5000), 0).await.unwrap() else {
+        panic!("a trial");
+    };
+    let r = b.trial_done(&name, &p, state.generation - 1, &h1, Tally::new(1, 0, 0), 0);
+    assert!(!r.await.unwrap().counted, "a trial end of another generation");
+    let x = holder("x");
+    let r = b.trial_done(&name, &p, state.generation, &x, Tally::new(1, 0, 0), 0);
+    assert!(!r.await.unwrap().counted, "a trial end of no trial");
+    let s = b.state(&key(B), &p, 0).await.unwrap();
+    assert_eq!((s.phase, s.trials_live), (Phase::HalfOpen, 1));
+    let ops = instance("ops");
+    let s = b.manual(&name, &p, Action::Reset, &ops, "", 0).await.unwrap();
+    assert_eq!(s.phase, Phase::Closed);
+    let r = b.report(&name, &p, first, &instance("a"), Tally::new(4, 4, 0), 0).await.unwrap();
+    assert!(!r.counted, "a report of an older closed generation");
+    assert_eq!((r.state.phase, r.state.window.calls), (Phase::Closed, 0));
+}
+
+/// Every transition bumps the generation; the transitions carry theirs.
+pub async fn breaker_generations_increase(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let backend = ctx.backend().await;
+    let b = breakers(&backend);
+    let p = policy(100, 1);
+    let mut gens = vec![b.state(&key(B), &p, 0).await.unwrap().generation];
+    gens.push(open_spi(b, &p).await.generation);
+    sleep(ms(150)).await;
+    gens.push(b.state(&key(B), &p, 0).await.unwrap().generation);
+    for action in [Action::ForceOpen, Action::Disable, Action::Reset] {
+        gens.push(b.manual(&key(B), &p, action, &instance("ops"), "", 0).await.unwrap().generation);
+    }
+    for w in gens.windows(2) {
+        assert!(w[0] < w[1], "generations {gens:?}");
+    }
+    let s = b.state(&key(B), &p, gens[0]).await.unwrap();
+    let told: Vec<u64> = s.transitions.iter().map(|t| t.generation).collect();
+    assert_eq!(told, gens[1..], "the transitions after the first generation");
+}
+
+}

@@ -1,0 +1,146 @@
+//! Circuit breakers on a real Redis, beyond the conformance suite: every
+//! operation is one EVALSHA touching one Redis Cluster slot, generations
+//! are drawn from the server's clock (`TIME`), and a restart that lost the
+//! record births the breaker again closed with a generation above every
+//! one before.
+
+use std::time::{Duration, Instant};
+
+use coord_api::{
+    HolderId, InstanceId, Key,
+    spi::{Action, BreakerBackend, Phase, Policy, Tally, Trial, WindowKind},
+};
+use coord_redis::RedisBackend;
+use coord_testkit::redis::RedisServer;
+use redis::Value;
+
+fn key(s: &str) -> Key {
+    Key::new(s).unwrap()
+}
+
+fn text(v: Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b).unwrap(),
+        Value::VerbatimString { text, .. } => text,
+        other => panic!("not text: {other:?}"),
+    }
+}
+
+/// The server's clock in µs (`TIME`).
+fn server_us(server: &RedisServer) -> u64 {
+    let Value::Array(t) = server.command(&["TIME"]).unwrap() else {
+        panic!("TIME is an array")
+    };
+    let n = |v: &Value| text(v.clone()).parse::<u64>().unwrap();
+    n(&t[0]) * 1_000_000 + n(&t[1])
+}
+
+/// A policy that opens after two failed calls of two and stays open 50 ms.
+fn quick() -> Policy {
+    Policy {
+        window: WindowKind::Count { calls: 2 },
+        minimum_calls: 2,
+        open_for: Duration::from_millis(50),
+        max_open_for: Duration::from_millis(50),
+        trials: 1,
+        ..Policy::default()
+    }
+}
+
+/// Every operation (state, report, trial, trial_done, manual) is one
+/// EVALSHA, and every key of one breaker is in one Redis Cluster slot (a
+/// cluster server refuses a script that touches two), whatever braces its
+/// name holds.
+#[tokio::test]
+async fn one_evalsha_per_operation_in_one_cluster_slot() {
+    let server = RedisServer::start_with(&["--cluster-enabled", "yes"]);
+    server
+        .command(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"])
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !text(server.command(&["CLUSTER", "INFO"]).unwrap()).contains("cluster_state:ok") {
+        assert!(Instant::now() < deadline, "single-node cluster never ok");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let b = RedisBackend::connect(server.config("slots")).await.unwrap();
+    let (p, me) = (quick(), InstanceId::new("web-1").unwrap());
+    let holder = HolderId::new(me);
+    b.state(&key("warm"), &p, 0).await.unwrap();
+
+    server.command(&["CONFIG", "RESETSTAT"]).unwrap();
+    let name = key("x}{y");
+    let g = b.state(&name, &p, 0).await.unwrap().generation;
+    let open = b
+        .report(&name, &p, g, &me, Tally::new(2, 2, 0), 0)
+        .await
+        .unwrap();
+    assert_eq!(open.state.phase, Phase::Open);
+    let mut ops = 2;
+    let (g, token) = loop {
+        ops += 1;
+        match b.trial(&name, &p, &holder, Duration::from_secs(5), 0).await {
+            Ok(Trial::Granted { token, state }) => break (state.generation, token),
+            Ok(Trial::Refused(s)) => {
+                assert!(s.phase == Phase::Open, "{s:?}");
+                tokio::time::sleep(s.retry_after.unwrap()).await;
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    assert!(token.get() > g, "a trial token above its generation");
+    let closed = b
+        .trial_done(&name, &p, g, &holder, Tally::one(false, false), 0)
+        .await
+        .unwrap();
+    assert!(closed.counted);
+    assert_eq!(closed.state.phase, Phase::Closed);
+    b.manual(&name, &p, Action::ForceOpen, &me, "maintenance", 0)
+        .await
+        .unwrap();
+    ops += 2;
+
+    server.assert_evalsha_only(ops);
+}
+
+/// Generations come from the server's clock (`TIME`, in µs), never the
+/// client's; a restart that lost every key births the breaker again,
+/// closed, above every generation before, and a forced open is gone with
+/// it (the contract's durability: what the server keeps).
+#[tokio::test]
+async fn generations_on_the_servers_clock_and_reborn_after_a_restart() {
+    let server = RedisServer::start();
+    let b = RedisBackend::connect(server.config("clock")).await.unwrap();
+    let (p, me, name) = (quick(), InstanceId::new("web-1").unwrap(), key("pay"));
+    let before = server_us(&server);
+    let born = b.state(&name, &p, 0).await.unwrap();
+    let after = server_us(&server);
+    assert!(
+        (before..=after).contains(&born.generation),
+        "born at {} outside the server's [{before}, {after}]",
+        born.generation
+    );
+    let forced = b
+        .manual(&name, &p, Action::ForceOpen, &me, "drill", 0)
+        .await
+        .unwrap();
+    assert_eq!(forced.phase, Phase::ForcedOpen);
+    assert!(forced.generation > born.generation);
+    let manual = forced.manual.expect("recorded");
+    assert!((before..=server_us(&server)).contains(&manual.at_us));
+
+    server.restart();
+    let reborn = loop {
+        match b.state(&name, &p, forced.generation).await {
+            Ok(s) => break s,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    assert_eq!(reborn.phase, Phase::Closed, "nothing survived: {reborn:?}");
+    assert!(reborn.manual.is_none());
+    assert!(
+        reborn.generation > forced.generation,
+        "generation {} after the restart is not above {}",
+        reborn.generation,
+        forced.generation
+    );
+}
