@@ -63,7 +63,7 @@ impl Tenure for EventLease {
     }
 }
 
-/// What a [`Subscriber::run`] handler gets with each event.
+/// What a [`Subscriber::run`](crate::Subscriber::run) handler gets with each event.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct EventContext {
