@@ -445,6 +445,10 @@ async fn run(weak: Weak<Inner>) {
     let mut next_refresh = clock.now();
     loop {
         let Some(inner) = weak.upgrade() else { return };
+        if inner.client.is_closed() {
+            // Client::close: nothing more to flush or read.
+            return;
+        }
         if watch.is_none() {
             watch = inner.watch().await;
         }
