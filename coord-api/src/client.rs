@@ -3,7 +3,7 @@
 use std::{
     fmt,
     sync::{
-        Arc,
+        Arc, Weak,
         atomic::{AtomicBool, Ordering},
     },
 };
@@ -12,9 +12,10 @@ use crate::{
     Barrier, Clock, DoubleBarrier, Election, Error, GraphBuilder, Group, InstanceId, Job, Latch,
     LeaseOptions, Lock, Queue, Result, RwLock, Semaphore, State, StateSpace, TokioClock, Topic,
     lease::{registry::Registry, renewal::Renewals},
+    ops::{Operations, PresenceOptions, presence},
     spi::{
         BarrierBackend, DynBackend, ElectionBackend, GraphBackend, GroupBackend, JobBackend,
-        LockBackend, QueueBackend, StateBackend, TopicBackend,
+        LockBackend, OpsBackend, QueueBackend, StateBackend, TopicBackend,
     },
 };
 
@@ -49,6 +50,22 @@ struct Inner {
     /// The leases this client started, for `close`.
     leases: Registry,
     closed: AtomicBool,
+    /// This instance's presence (started with the first call).
+    presence: presence::Slot,
+}
+
+/// A client that does not keep it alive (its background tasks hold one).
+#[derive(Clone)]
+pub(crate) struct WeakClient(Weak<Inner>);
+
+impl WeakClient {
+    /// The client, unless every handle on it was dropped.
+    pub(crate) fn upgrade(&self) -> Option<Client> {
+        self.0.upgrade().map(|inner| Client {
+            inner,
+            closer: false,
+        })
+    }
 }
 
 impl Client {
@@ -65,6 +82,7 @@ impl Client {
             instance: None,
             clock: Arc::new(TokioClock),
             lease_options: LeaseOptions::default(),
+            presence: PresenceOptions::default(),
         }
     }
 
@@ -158,6 +176,13 @@ impl Client {
                 first = res;
             }
         }
+        if self.inner.presence.enabled()
+            && let Ok(ops) = closer.ops_backend()
+            && let Err(e) = ops.withdraw(&self.inner.instance).await
+            && first.is_ok()
+        {
+            first = Err(e);
+        }
         first
     }
 
@@ -169,7 +194,13 @@ impl Client {
     /// `Error::Closed` once the client is closed (but for `close`'s own
     /// calls).
     fn open(&self) -> Result<()> {
-        if self.closer || !self.is_closed() {
+        if self.closer {
+            return Ok(());
+        }
+        if !self.is_closed() {
+            self.inner
+                .presence
+                .start(WeakClient(Arc::downgrade(&self.inner)));
             return Ok(());
         }
         Err(Error::Closed {
@@ -235,6 +266,18 @@ impl Client {
     pub(crate) fn state_backend(&self) -> Result<&dyn StateBackend> {
         self.open()?;
         (self.inner.backend.state()).ok_or_else(|| self.unsupported("shared state"))
+    }
+
+    /// The backend's operations family, or `NotSupported`.
+    pub(crate) fn ops_backend(&self) -> Result<&dyn OpsBackend> {
+        self.open()?;
+        (self.inner.backend.ops()).ok_or_else(|| self.unsupported("operations"))
+    }
+
+    /// The operator's handle: who holds what across every family, stale
+    /// leases, fenced and audited force release, the audit trail, health.
+    pub fn operations(&self) -> Operations {
+        Operations::new(self.clone())
     }
 
     pub(crate) fn unsupported(&self, operation: &'static str) -> Error {
@@ -360,9 +403,18 @@ pub struct ClientBuilder {
     instance: Option<InstanceId>,
     clock: Arc<dyn Clock>,
     lease_options: LeaseOptions,
+    presence: PresenceOptions,
 }
 
 impl ClientBuilder {
+    /// Sets how this client keeps its instance presence (default: a 15 s
+    /// presence renewed every 5 s; [`PresenceOptions::disabled`] keeps
+    /// none, and then operators see this client's leases as stale).
+    pub fn presence(mut self, presence: PresenceOptions) -> Self {
+        self.presence = presence;
+        self
+    }
+
     /// Sets this instance's id (validated: 1..=128 bytes, no `#`, no control
     /// characters). Default: generated from host name and pid.
     pub fn instance_id(mut self, id: &str) -> crate::Result<Self> {
@@ -393,6 +445,7 @@ impl ClientBuilder {
                 lease_options: self.lease_options,
                 leases: Registry::default(),
                 closed: AtomicBool::new(false),
+                presence: presence::Slot::new(self.presence),
             }),
             closer: false,
         }

@@ -23,6 +23,7 @@
 //! | `breaker` | circuit breakers shared by name: [`Breaker`] (from [`BreakerBuilder`]), its [`CallPermit`]s, [`Unreachable`], [`BreakerEvents`] of [`BreakerEvent`]s; the family's metrics |
 //! | `backoff` | [`Backoff`]: doubling retry delays with jitter (graph nodes, queue nacks) |
 //! | `graphs` | job graphs: [`Graph`] (declared with [`Node`]s), [`GraphRun`], [`GraphWorker`] and its [`NodeContext`]; the family's metrics |
+//! | `ops` | operations: [`Operations`] (who holds what across families, [`LiveLease`]s and stale ones, fenced and audited force release, the audit trail, [`Health`]); [`PresenceOptions`] of the instance presence every client keeps |
 //! | [`url`] | [`url::BackendUrl`]: the one parser of backend URLs (every scheme), whose errors never echo a password |
 //! | `handle`, `trace` | what every family's handle is made of; the `coord.backend` span around every backend call |
 //!
@@ -50,6 +51,7 @@ mod key;
 mod lease;
 mod locks;
 mod membership;
+mod ops;
 mod queues;
 mod state;
 #[cfg(test)]
@@ -79,6 +81,9 @@ pub use key::{Key, MAX_KEY_BYTES, MAX_NAMESPACE_BYTES, MAX_TTL, MIN_TTL, Namespa
 pub use lease::{LeaseOptions, LostSignal};
 pub use locks::{LeaseGuard, Lock, LockGuard, Permit, ReadGuard, RwLock, Semaphore, WriteGuard};
 pub use membership::{Group, GroupChange, GroupObserver, Membership};
+pub use ops::{
+    Check, Forced, Health, LeaseFilter, LeaseWalk, LiveLease, Operations, PresenceOptions, Status,
+};
 pub use queues::{Consumer, DeadLetter, Delivery, ItemContext, PushOptions, PushOutcome, Queue};
 /// What the client types hand back about a backend's state: who holds a
 /// lease, who leads, who is a member (defined with the SPI, used by both).

@@ -228,7 +228,7 @@ impl Lease {
     /// One renewal, run by the renewal queue when due: extends the lease and
     /// queues the next renewal, or marks it lost when it cannot be renewed
     /// before its local validity runs out.
-    pub(crate) async fn renew(lease: Arc<Lease>) {
+    pub(crate) async fn renew(lease: Arc<Lease>, due: Instant) {
         let Some(every) = lease.renew_every else {
             return;
         };
@@ -239,7 +239,11 @@ impl Lease {
         tokio::select! {
             biased;
             res = lease.extend() => match res {
-                Ok(true) => lease.schedule(every),
+                Ok(true) => {
+                    let lag = clock.now().saturating_duration_since(due);
+                    lease.client.renewals().note_lag(lag, lease.ttl);
+                    lease.schedule(every)
+                }
                 Ok(false) => {}
                 // Keep trying, faster, until local validity runs out.
                 Err(_) => lease.schedule((every / 3).max(Duration::from_millis(1))),

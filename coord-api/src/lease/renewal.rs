@@ -35,6 +35,35 @@ struct Shared {
     state: Mutex<State>,
     /// Wakes the task when a renewal earlier than all others is queued.
     earlier: Notify,
+    /// How late confirmed renewals came, for health checks and metrics.
+    lag: Mutex<Lag>,
+}
+
+/// The worst renewal lag of the current and the previous [`LAG_WINDOW`]
+/// (so a report covers between one and two windows).
+#[derive(Default)]
+struct Lag {
+    since: Option<Instant>,
+    current: Option<RenewalLag>,
+    previous: Option<RenewalLag>,
+}
+
+/// How long the lag tracker remembers the worst renewal.
+const LAG_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// One confirmed renewal's lateness: from the instant it was due to the
+/// backend's confirmation, against the lease's TTL.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct RenewalLag {
+    pub(crate) lag: std::time::Duration,
+    pub(crate) ttl: std::time::Duration,
+}
+
+impl RenewalLag {
+    /// The lag as a share of the TTL.
+    pub(crate) fn ratio(&self) -> f64 {
+        self.lag.as_secs_f64() / self.ttl.as_secs_f64().max(1e-9)
+    }
 }
 
 struct State {
@@ -123,8 +152,42 @@ impl Renewals {
                     wake_at: None,
                 }),
                 earlier: Notify::new(),
+                lag: Mutex::new(Lag::default()),
             }),
         }
+    }
+
+    /// Notes a confirmed renewal that was due `lag` ago, of a lease of
+    /// `ttl`; reported as the `coord_renewal_lag_seconds` histogram.
+    pub(crate) fn note_lag(&self, lag: std::time::Duration, ttl: std::time::Duration) {
+        metrics::histogram!("coord_renewal_lag_seconds").record(lag.as_secs_f64());
+        let now = self.shared.clock.now();
+        let seen = RenewalLag { lag, ttl };
+        let mut l = self.shared.lag.lock().unwrap_or_else(|p| p.into_inner());
+        if l.since.is_none_or(|s| now >= s + LAG_WINDOW) {
+            l.previous = l.current.take();
+            l.since = Some(now);
+        }
+        if l.current.is_none_or(|c| seen.ratio() > c.ratio()) {
+            l.current = Some(seen);
+        }
+    }
+
+    /// The worst renewal lag (against its TTL) of the last one to two
+    /// minutes, if any renewal was confirmed.
+    pub(crate) fn worst_lag(&self) -> Option<RenewalLag> {
+        let now = self.shared.clock.now();
+        let l = self.shared.lag.lock().unwrap_or_else(|p| p.into_inner());
+        let stale = l.since.is_none_or(|s| now >= s + 2 * LAG_WINDOW);
+        if stale {
+            return None;
+        }
+        let fresh = l.since.is_some_and(|s| now < s + LAG_WINDOW);
+        let current = if fresh { l.current } else { None };
+        [current, l.previous, if fresh { None } else { l.current }]
+            .into_iter()
+            .flatten()
+            .max_by(|a, b| a.ratio().total_cmp(&b.ratio()))
     }
 
     /// Queues `lease` for renewal at `at`, replacing its earlier place if
@@ -245,7 +308,7 @@ async fn run(weak: Weak<Shared>) {
             };
             // A dead entry (the lease was released or rescheduled) is skipped.
             if lease.queued().take_if(d.id) {
-                drop(tokio::spawn(Lease::renew(lease)));
+                drop(tokio::spawn(Lease::renew(lease, d.at)));
             }
         }
     }

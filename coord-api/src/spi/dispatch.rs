@@ -52,7 +52,7 @@ use async_trait::async_trait;
 
 use super::{
     Backend, BarrierBackend, BreakerBackend, DynBackend, ElectionBackend, Families, GraphBackend,
-    GroupBackend, JobBackend, LockBackend, QueueBackend, StateBackend, TopicBackend,
+    GroupBackend, JobBackend, LockBackend, OpsBackend, QueueBackend, StateBackend, TopicBackend,
 };
 use crate::{Error, Namespace, Result};
 
@@ -238,6 +238,9 @@ impl<D: Dispatch> Backend for Dispatched<D> {
     }
     fn breakers(&self) -> Option<&dyn BreakerBackend> {
         self.families.breakers.then_some(self as _)
+    }
+    fn ops(&self) -> Option<&dyn OpsBackend> {
+        self.families.ops.then_some(self as _)
     }
 }
 

@@ -21,6 +21,7 @@
 //! | [`topics`] | typed events: ephemeral pub/sub (at most once) and durable streams read through named subscriptions (at least once, replay) | [`Backend::topics`] |
 //! | [`state`] | shared values: versioned entries of spaces, compare-and-set, a change log read by watches | [`Backend::state`] |
 //! | [`breaker`] | circuit breakers: a phase, a generation and a sliding window per name, trial calls as leases | [`Backend::breakers`] |
+//! | [`ops`] | operations: instance presence, leases listed across families, fenced revocation, the audit trail, health probes | [`Backend::ops`] |
 //! | [`dispatch`] | every family at once, for decorators and transports: a call carried as a value ([`Call`]) | [`Dispatched`] |
 //!
 //! A backend that offers only some families answers `None` for the others;
@@ -48,6 +49,7 @@ pub mod graphs;
 pub mod jobs;
 pub mod locks;
 pub mod membership;
+pub mod ops;
 pub mod queues;
 pub mod state;
 pub mod topics;
@@ -74,6 +76,10 @@ pub use locks::{
     Release,
 };
 pub use membership::{GroupBackend, MemberInfo, Members};
+pub use ops::{
+    AUDIT_KEPT, AuditRecord, Cursor, LeaseRecord, MAX_PAGE, OpsBackend, Page, Presence, Probe,
+    Resource, ResourceKind, Revoked, Role,
+};
 pub use queues::{
     DeadItem, Delivery, MAX_BATCH, MAX_DEAD_KEPT, MAX_ITEM_ATTEMPTS, MAX_PAYLOAD_BYTES,
     MAX_PRIORITY, MAX_REASON_BYTES, Nack, NewItem, Pushed, QueueBackend, QueueStats,
@@ -143,6 +149,11 @@ pub trait Backend: fmt::Debug + fmt::Display + Send + Sync + 'static {
     fn breakers(&self) -> Option<&dyn BreakerBackend> {
         None
     }
+    /// Operations: instance presence, listing across families, fenced
+    /// revocation, the audit trail, health probes. `None` unless overridden.
+    fn ops(&self) -> Option<&dyn OpsBackend> {
+        None
+    }
 }
 
 /// A backend shared by many clients.
@@ -186,6 +197,9 @@ macro_rules! forward_backend {
             fn breakers(&self) -> Option<&dyn BreakerBackend> {
                 (**self).breakers()
             }
+            fn ops(&self) -> Option<&dyn OpsBackend> {
+                (**self).ops()
+            }
         }
     )*};
 }
@@ -220,6 +234,8 @@ pub struct Families {
     pub state: bool,
     /// Circuit breakers.
     pub breakers: bool,
+    /// Operations (presence, listing, revocation, audit, probes).
+    pub ops: bool,
 }
 
 impl Families {
@@ -236,6 +252,7 @@ impl Families {
             topics: backend.topics().is_some(),
             state: backend.state().is_some(),
             breakers: backend.breakers().is_some(),
+            ops: backend.ops().is_some(),
         }
     }
 
@@ -252,6 +269,7 @@ impl Families {
             topics: true,
             state: true,
             breakers: true,
+            ops: true,
         }
     }
 }
