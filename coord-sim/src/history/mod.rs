@@ -19,6 +19,7 @@
 //! | [`check_topics`] | topics: every acknowledged durable event acked, dead-lettered or reported missed (trimmed) for every subscription, never skipped silently; settlements fenced by the latest delivery's token and deadline; tokens increasing across restarts; values as published; refused events among the dead |
 //! | [`check_state`] | shared values: a counter incremented by `update` loses no acknowledged update (values only increase in version order, but at a data-losing restart; without restarts it ends exact), versions never repeat, and every watcher sees each change in order or a gap with the state (each put is the value it had plus one), the values acknowledged, and catches up with the final state after the heal; [`check_flag`]: a value put with TTLs, compared-and-set and deleted, watched: no change skipped without a gap, each event the write acknowledged at its version, an expiry only of a value put with a TTL, the watcher ending at the final value |
 //! | [`check_breaker`] | circuit breakers: never more live trials than allowed per generation nor more counted, no trial call without a grant, once healed an open reaches every instance within the bound, every process told each transition in order or told it missed some, and the last one by the end |
+//! | [`check_ops`] | operations: every listing lists exactly the live leases, every lease of a holder down for longer than its presence TTL is listed stale, and none of a holder up and reachable for a renewal's worth is |
 //! | [`OrphanRule::check`] | once the faults heal, a lease the server granted but no client received is gone (released, or expired) within a bound well below its TTL |
 //!
 //! | module | family |
@@ -34,6 +35,7 @@
 //! | `topics` | [`TopicLog`] (what the backend answered to durable topic calls), [`Seen`], [`check_topics`] |
 //! | `state` | [`StateHistory`] (updates as acknowledged, what watchers were handed, the final state), [`check_state`] |
 //! | `breaker` | [`BreakerLog`] (the backend's trial grants, trial ends and transitions), [`BreakerProcess`] (calls admitted, transitions told), [`check_breaker`] |
+//! | `ops` | [`Listing`]s (an operator's leases and stale leases), [`HolderRecord`]s (each holder's leases and downtime), [`check_ops`] |
 //! | `orphans` | [`orphans`], [`OrphanRule`]: grants nobody received, and how long they outlived the heal |
 
 use std::{fmt, time::Duration};
@@ -48,6 +50,7 @@ mod graphs;
 mod jobs;
 mod latch;
 mod locks;
+mod ops;
 mod orphans;
 mod queues;
 mod state;
@@ -74,6 +77,7 @@ pub use latch::{
     LatchCall, LatchCallKind, LatchCalls, LatchOutcome, LatchRules, check_latches, latch_counts,
 };
 pub use locks::{Belief, Beliefs, GrantLog, ObservedGrant, ServerEvent, ServerLog};
+pub use ops::{HolderRecord, Listing, OpsCounts, OpsHistory, OpsRules, check_ops};
 pub use orphans::{Gone, Orphan, OrphanRule, orphans};
 pub use queues::{
     Delivered, Handler, HandlerEnd, Handlers, Listed, PushAck, PushAcks, PushedItem, QueueCounts,
@@ -111,7 +115,8 @@ pub struct Violation {
     /// `state-watch-stale`, `state-flag-order`, `state-flag-skip`,
     /// `state-flag-value`, `state-flag-expiry`, `state-flag-stale`,
     /// `breaker-trials`, `breaker-trial-calls`, `breaker-open-bound`,
-    /// `breaker-transitions`).
+    /// `breaker-transitions`, `ops-listed`, `ops-stale-missed`,
+    /// `ops-stale-false`).
     pub checker: &'static str,
     /// What happened, with the clients, tokens and instants involved.
     pub detail: String,

@@ -316,4 +316,24 @@ impl Scenario {
     pub fn checks_exclusion(&self) -> bool {
         self.drift == Drift::InBounds && !self.server_restarts
     }
+
+    /// Operations under kills, pauses and partitions of holders (no
+    /// packet loss: a holder is either reachable or not): eight holders
+    /// with a 3 s instance presence and fixed leases; an operator lists
+    /// every live lease every 250 ms. Checkers `ops-*`: every lease
+    /// listed, and stale exactly when its holder is gone for longer than
+    /// its presence TTL.
+    pub fn ops_stale() -> Scenario {
+        Scenario {
+            name: "ops_stale",
+            workload: Workload::Ops,
+            clients: super::ops::HOLDERS,
+            partitions: true,
+            packet_loss: false,
+            latency_spikes: false,
+            holder_kills: true,
+            holder_pauses: true,
+            ..Scenario::partitions_in_bounds()
+        }
+    }
 }

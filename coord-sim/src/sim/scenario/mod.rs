@@ -26,6 +26,7 @@
 //! | `topics` | [`Workload::Topics`]: durable events published by publishers, read by subscribers of two subscriptions that are killed and come back, drained after the heal (its own run: see there) |
 //! | `state` | [`Workload::State`]: a counter incremented through `update` by updaters and watched by watchers that resume from their checkpoints, caught up after the heal (its own run: see there) |
 //! | `breaker` | [`Workload::Breaker`]: twenty instances call a downstream that fails in phases through one shared breaker, an open forced after the heal (its own run: see there) |
+//! | `ops` | [`Workload::Ops`]: eight holders keep an instance presence and fixed leases; some are killed, paused or cut off; an operator lists every live lease with its holder's liveness (its own run: see there) |
 //! | `report` | [`Report`]: what one run saw |
 //! | `resource` | the fenced resource's node and the write bodies send it |
 //! | `catalog` | the scenarios: [`Scenario`]'s constructors |
@@ -39,7 +40,7 @@ use std::{
     time::Duration,
 };
 
-use coord_api::{Client, Instant, LeaseOptions, Namespace};
+use coord_api::{Client, Instant, LeaseOptions, Namespace, PresenceOptions};
 use madsim::{
     net::NetSim,
     rand::{Rng, thread_rng},
@@ -58,6 +59,7 @@ mod graphs;
 mod jobs;
 mod latch;
 mod locks;
+mod ops;
 mod queues;
 mod report;
 mod resource;
@@ -140,6 +142,11 @@ pub enum Workload {
     /// generation, opens reaching every instance in time once healed, no
     /// transition lost.
     Breaker,
+    /// Holders keep an instance presence and fixed leases while some are
+    /// killed, paused or cut off; an operator's listings must list every
+    /// lease, and as stale exactly those of holders gone for longer than
+    /// their presence TTL.
+    Ops,
 }
 
 /// A scenario: the workload and which faults its plans may draw.
@@ -309,7 +316,8 @@ impl Shared {
                 | Workload::Queues
                 | Workload::Topics
                 | Workload::State
-                | Workload::Breaker => {}
+                | Workload::Breaker
+                | Workload::Ops => {}
             }
         }
         let open = self.open.lock().unwrap();
@@ -354,6 +362,7 @@ pub async fn run(scenario: Scenario) -> Report {
         Workload::Topics => return topics::run(scenario).await,
         Workload::State => return state::run(scenario).await,
         Workload::Breaker => return breaker::run(scenario).await,
+        Workload::Ops => return ops::run(scenario).await,
         _ => {}
     }
     if workload == Workload::LeaderCrash {
@@ -439,7 +448,8 @@ pub async fn run(scenario: Scenario) -> Report {
                             | Workload::Queues
                             | Workload::Topics
                             | Workload::State
-                            | Workload::Breaker => {
+                            | Workload::Breaker
+                            | Workload::Ops => {
                                 unreachable!("their own runs")
                             }
                         }
@@ -577,7 +587,8 @@ pub async fn run(scenario: Scenario) -> Report {
         | Workload::Queues
         | Workload::Topics
         | Workload::State
-        | Workload::Breaker => {
+        | Workload::Breaker
+        | Workload::Ops => {
             unreachable!("their own runs")
         }
     };
@@ -623,7 +634,8 @@ pub async fn run(scenario: Scenario) -> Report {
         | Workload::Queues
         | Workload::Topics
         | Workload::State
-        | Workload::Breaker => {
+        | Workload::Breaker
+        | Workload::Ops => {
             unreachable!("their own runs")
         }
     }
@@ -712,6 +724,17 @@ fn exclusion_where_it_applies(
 /// own clock, reaching the sim server (a broken client under a client-side
 /// bug).
 async fn connect(name: &str, clock: &NodeClock, opts: LeaseOptions, shared: &Shared) -> Client {
+    connect_with(name, clock, opts, shared, PresenceOptions::default()).await
+}
+
+/// [`connect`] with `presence` as the client's instance presence.
+async fn connect_with(
+    name: &str,
+    clock: &NodeClock,
+    opts: LeaseOptions,
+    shared: &Shared,
+    presence: PresenceOptions,
+) -> Client {
     let backend = loop {
         match SimBackend::connect(
             SERVER.parse().unwrap(),
@@ -738,5 +761,6 @@ async fn connect(name: &str, clock: &NodeClock, opts: LeaseOptions, shared: &Sha
         .expect("valid id")
         .clock(clock.clock())
         .lease_options(opts)
+        .presence(presence)
         .build()
 }
