@@ -2,8 +2,9 @@
 //! its live leases ([`Listed`]) to a [`Select`], which keeps only the
 //! page's `limit` first records past the cursor (a bounded heap: never
 //! more than a page, never a sort of the whole table). Records are ordered
-//! by (kind, name, occurrence, holder, role), which never changes while a
-//! lease lives, so a walk sees a record live for all of it exactly once.
+//! by (kind, name, occurrence, holder, role, token), which never changes
+//! while a lease lives, so a walk sees a record live for all of it exactly
+//! once.
 
 use std::{cmp::Ordering, collections::BinaryHeap, time::SystemTime};
 
@@ -64,8 +65,10 @@ impl Listed<'_> {
     }
 }
 
-/// Where a record stands in a listing, borrowed.
-type Order<'a> = (ResourceKind, &'a str, &'a str, &'a str, u128, u8);
+/// Where a record stands in a listing, borrowed: kind, name, occurrence,
+/// holder (instance, nonce), role, and the token (one holder may hold two
+/// permits of a semaphore).
+type Order<'a> = (ResourceKind, &'a str, &'a str, &'a str, u128, u8, u64);
 
 fn role_rank(role: Role) -> u8 {
     match role {
@@ -91,6 +94,7 @@ fn order_of<'a>(kind: ResourceKind, l: &Listed<'a>) -> Order<'a> {
         l.holder.instance().as_str(),
         l.holder.nonce(),
         role_rank(l.role),
+        l.token.unwrap_or(0),
     )
 }
 
@@ -103,6 +107,7 @@ struct Position {
     instance: String,
     nonce: u128,
     role: u8,
+    token: u64,
 }
 
 const SEP: char = '\u{1f}';
@@ -116,6 +121,7 @@ impl Position {
             instance: o.3.to_owned(),
             nonce: o.4,
             role: o.5,
+            token: o.6,
         }
     }
 
@@ -127,6 +133,7 @@ impl Position {
             &self.instance,
             self.nonce,
             self.role,
+            self.token,
         )
     }
 
@@ -134,8 +141,8 @@ impl Position {
     /// separator cannot occur in a field.
     fn cursor(&self) -> Cursor {
         Cursor::from_text(format!(
-            "{}{SEP}{}{SEP}{}{SEP}{}{SEP}{:x}{SEP}{}",
-            self.kind, self.name, self.occurrence, self.instance, self.nonce, self.role
+            "{}{SEP}{}{SEP}{}{SEP}{}{SEP}{:x}{SEP}{}{SEP}{}",
+            self.kind, self.name, self.occurrence, self.instance, self.nonce, self.role, self.token
         ))
     }
 
@@ -150,7 +157,7 @@ impl Position {
             ))
         };
         let f: Vec<&str> = cursor.as_str().split(SEP).collect();
-        let [kind, name, occurrence, instance, nonce, role] = f[..] else {
+        let [kind, name, occurrence, instance, nonce, role, token] = f[..] else {
             return Err(bad());
         };
         Ok(Some(Position {
@@ -160,6 +167,7 @@ impl Position {
             instance: instance.to_owned(),
             nonce: u128::from_str_radix(nonce, 16).map_err(|_| bad())?,
             role: role.parse().map_err(|_| bad())?,
+            token: token.parse().map_err(|_| bad())?,
         }))
     }
 }
