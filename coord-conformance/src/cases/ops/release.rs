@@ -42,6 +42,10 @@ pub async fn force_release_frees_the_lease_for_a_waiter_and_audits(h: &dyn Harne
     let g = take(&a.lock("k"), "a").await;
     let lock = b.lock("k");
     let waiter = tokio::spawn(async move { lock.lock().await });
+    // Lets the waiter find the lock taken and wait: had it not yet, it
+    // would get the lock at its first try and the case would prove less,
+    // never fail.
+    sleep(ms(300)).await;
     let k = res("lock:k");
     let forced = op.force_release(&k, g.token(), "holder wedged, ticket #4411").await.unwrap();
     assert_eq!(forced, Forced::Released { holder: g.holder().clone() });
@@ -122,6 +126,7 @@ pub async fn force_release_ends_a_term_and_another_candidate_wins(h: &dyn Harnes
     let first = timeout(SOON, observer.next()).await.expect("observed").unwrap();
     assert_eq!(first.leader.map(|l| l.term), Some(lead.term()));
     let candidate = campaign_task(b.election("e"));
+    sleep(ms(300)).await; // b finds a leading and waits (as above)
     let out = op.force_release(&res("election:e"), lead.term(), "split brain drill").await.unwrap();
     assert_eq!(out, Forced::Released { holder: lead.info().holder.clone() });
     let (won, _) = join(candidate, FREED_WITHIN, "b's campaign").await.unwrap();
