@@ -89,10 +89,8 @@ impl From<Error> for Fail {
             | Error::Backend {
                 source: Some(s), ..
             } if !e.to_string().contains(&s.to_string()) => format!("{e}: {s}"),
-            Error::NotSupported { backend, .. } => {
-                format!(
-                    "{e} (coordctl needs a backend with the operations family; {backend} has none)"
-                )
+            Error::NotSupported { .. } => {
+                format!("{e} (coordctl needs a backend with the operations family)")
             }
             _ => e.to_string(),
         };
