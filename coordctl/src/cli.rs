@@ -21,9 +21,10 @@ use crate::exit::EXIT_CODES_HELP;
     after_help = EXIT_CODES_HELP
 )]
 pub struct Cli {
-    /// The backend URL, as the application connects with it
-    /// (redis://[:PASSWORD@]HOST:PORT/DB?namespace=NS). The namespace comes
-    /// from the URL (default `coord`). coordctl never prints the URL.
+    /// The backend URL, as the application connects with it:
+    /// redis://HOST:PORT/DB?namespace=NS, with :PASSWORD@ before the host if
+    /// the server wants one. The namespace comes from the URL (default
+    /// coord). coordctl never prints the URL.
     #[arg(
         long,
         global = true,

@@ -1,5 +1,5 @@
 //! The commands: each checks its input, connects, asks
-//! [`Operations`](coord_api::Operations), and prints.
+//! [`Operations`], and prints.
 
 use std::{io::Write, time::SystemTime};
 

@@ -89,8 +89,10 @@ impl LeaseRow {
             role,
             self.instance.clone(),
             opt(self.token),
-            self.age_ms
-                .map_or_else(|| "-".to_owned(), |ms| human(Duration::from_millis(ms))),
+            (self.age_ms).map_or_else(
+                || "-".to_owned(),
+                |ms| format!("{} ago", human(Duration::from_millis(ms))),
+            ),
             human(Duration::from_millis(self.ttl_left_ms)),
             if self.alive { "alive" } else { "STALE" }.to_owned(),
             opt(self.waiters),

@@ -66,9 +66,14 @@ impl Event {
                 format!("{} holder={}: {}", head('~'), l.instance, what.join(", "))
             }
             (event, _) => format!(
-                "{} holder={} token={token} ttl-left={} {}",
+                "{} holder={} token={token}{} ttl-left={} {}",
                 head(if event == "gone" { '-' } else { '+' }),
                 l.instance,
+                if l.holds > 1 {
+                    format!(" holds={}", l.holds)
+                } else {
+                    String::new()
+                },
                 human(Duration::from_millis(l.ttl_left_ms)),
                 alive(l.alive),
             ),

@@ -399,21 +399,43 @@ fn passwords_are_never_printed() {
 }
 
 #[test]
-fn health_is_ready_on_a_live_server() {
+fn health_is_degraded_until_the_scripts_are_loaded_then_ready() {
     let url = url("ctl-health");
-    let _holder = Holder::start(&url); // its calls load the scripts
+    // A server that has not loaded every script yet (the holder's calls
+    // loaded only their own) is Degraded (exit 4) by the scripts check
+    // alone; the probe loads them, so the next one is Ready (exit 0).
+    let _holder = Holder::start(&url);
+    let first = ctl(&url, &["health", "--json"]);
+    let report = first.json();
+    let degraded: Vec<_> = (report["checks"].as_array().unwrap().iter())
+        .filter(|c| c["status"] != "ready")
+        .map(|c| c["name"].as_str().unwrap().to_owned())
+        .collect();
+    match first.code {
+        0 => assert!(degraded.is_empty(), "{report}"),
+        4 => {
+            assert_eq!(report["status"], "degraded");
+            assert_eq!(degraded, ["scripts"], "{report}");
+        }
+        _ => panic!("{first:?}"),
+    }
+    assert_eq!(first.stderr, "");
     let run = ctl(&url, &["health", "--json"]);
     assert_eq!(run.code, 0, "{run:?}");
     let report = run.json();
     assert_eq!(report["status"], "ready");
     let checks = report["checks"].as_array().unwrap();
-    assert!(checks.iter().any(|c| c["name"] == "round_trip"), "{report}");
+    let names: Vec<_> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["round_trip", "scripts", "renewal_lag", "clock_offset"]
+    );
     let table = ctl(&url, &["health"]);
     assert_eq!(table.code, 0);
-    assert!(
-        table.stdout.lines().next().unwrap().ends_with(": ready"),
-        "{table:?}"
-    );
+    let mut lines = table.stdout.lines();
+    assert!(lines.next().unwrap().ends_with(": ready"), "{table:?}");
+    assert!(lines.next().unwrap().starts_with("CHECK"), "{table:?}");
+    assert_eq!(lines.count(), 4, "{table:?}");
 }
 
 #[test]
@@ -472,9 +494,14 @@ fn watch_prints_appeared_and_gone_leases_as_json_lines() {
     // --polls ends it; the first poll lists what is there.
     let run = ctl(&url, &["watch", "--polls", "1", "--kind", "lock"]);
     assert_eq!(run.code, 0, "{run:?}");
-    assert!(
-        run.stdout
-            .contains(" + lock:demo/reentrant reentrant holder="),
-        "{run:?}"
+    let line = format!(
+        " + lock:demo/reentrant reentrant holder={} token={} holds=2 ttl-left=",
+        holder.instance, holder.reentrant
+    );
+    assert!(run.stdout.contains(&line), "{run:?}");
+    assert_eq!(
+        run.stdout.lines().count(),
+        1,
+        "the force-released lock is gone"
     );
 }
