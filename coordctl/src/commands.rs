@@ -222,8 +222,7 @@ async fn force_release(
                 format!("{resource}: no live lease has token {token} ({live}); nothing changed"),
             ))
         }
-        // A later outcome of force_release: report it as it prints.
-        #[allow(unreachable_patterns)]
+        // An outcome added later (`Forced` is non-exhaustive).
         other => Some(Fail::new(BACKEND, format!("{resource}: {other:?}"))),
     };
     if json {

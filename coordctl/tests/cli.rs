@@ -23,8 +23,9 @@ const HOLDER: &str = env!("CARGO_BIN_EXE_coordctl-demo-holder");
 /// Only a hang guard: the conditions waited for come within seconds.
 const HANG: Duration = Duration::from_secs(60);
 /// The holder's presence TTL (seconds): its leases look stale this long
-/// after a kill -9.
-const PRESENCE_TTL: &str = "2";
+/// after a kill -9 (long enough that a renewal delayed by a busy machine
+/// does not make a live holder look stale).
+const PRESENCE_TTL: &str = "5";
 
 /// One coordctl run.
 #[derive(Debug)]
