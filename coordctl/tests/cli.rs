@@ -66,6 +66,20 @@ fn ctl(url: &str, args: &[&str]) -> Run {
     }
 }
 
+/// `coordctl force-release RESOURCE --token TOKEN --reason REASON EXTRA…`.
+fn force(url: &str, resource: &str, token: u64, reason: &str, extra: &[&str]) -> Run {
+    let token = token.to_string();
+    let args = [
+        "force-release",
+        resource,
+        "--token",
+        &token,
+        "--reason",
+        reason,
+    ];
+    ctl(url, &[&args[..], extra].concat())
+}
+
 /// A URL of the shared server in a namespace of the test's own.
 fn url(namespace: &str) -> String {
     format!("{}?namespace={namespace}", RedisServer::shared().url())
@@ -214,17 +228,12 @@ fn a_live_holder_is_listed_alive_then_stale_once_killed() {
 async fn force_release_is_fenced_audited_and_frees_the_lock() {
     let url = url("ctl-force");
     let holder = Holder::start(&url);
-    let wrong = (holder.lock + 1).to_string();
-    let run = ctl(
+    let run = force(
         &url,
-        &[
-            "force-release",
-            "lock:demo/lock",
-            "--token",
-            &wrong,
-            "--reason",
-            "test: wrong token",
-        ],
+        "lock:demo/lock",
+        holder.lock + 1,
+        "test: wrong token",
+        &[],
     );
     let line = run.fails_with_one_line(3);
     assert!(
@@ -237,20 +246,13 @@ async fn force_release_is_fenced_audited_and_frees_the_lock() {
         "still held"
     );
 
-    let token = holder.lock.to_string();
-    let run = ctl(
+    let extra = ["--operator", "alice@ops", "--json"];
+    let run = force(
         &url,
-        &[
-            "force-release",
-            "lock:demo/lock",
-            "--token",
-            &token,
-            "--reason",
-            "test: holder wedged",
-            "--operator",
-            "alice@ops",
-            "--json",
-        ],
+        "lock:demo/lock",
+        holder.lock,
+        "test: holder wedged",
+        &extra,
     );
     assert_eq!(run.code, 0, "{run:?}");
     let outcome = run.json();
@@ -330,16 +332,8 @@ fn bad_inputs_give_one_line_and_a_nonzero_exit() {
     ctl(&url, &["holders", "lock"]).fails_with_one_line(2);
     ctl(&url, &["holders", "job:nightly"]).fails_with_one_line(2);
     ctl(&url, &["locks", "--kind", "table"]).fails_with_one_line(2);
-    ctl(
-        &url,
-        &["force-release", "group:g", "--token", "1", "--reason", "r"],
-    )
-    .fails_with_one_line(2);
-    ctl(
-        &url,
-        &["force-release", "lock:x", "--token", "1", "--reason", " "],
-    )
-    .fails_with_one_line(2);
+    force(&url, "group:g", 1, "r", &[]).fails_with_one_line(2);
+    force(&url, "lock:x", 1, " ", &[]).fails_with_one_line(2);
     ctl(&url, &["holders", "lock:nobody/holds/this"]).fails_with_one_line(3);
     ctl(&url, &["members", "empty-group"]).fails_with_one_line(3);
     let line = ctl("redis://127.0.0.1:99999/0", &["locks"])
@@ -475,18 +469,7 @@ fn watch_prints_appeared_and_gone_leases_as_json_lines() {
     };
     let appeared = next_event("appeared", "lock:demo/lock");
     assert_eq!(appeared["lease"]["token"].as_u64(), Some(holder.lock));
-    let token = holder.lock.to_string();
-    let run = ctl(
-        &url,
-        &[
-            "force-release",
-            "lock:demo/lock",
-            "--token",
-            &token,
-            "--reason",
-            "watch test",
-        ],
-    );
+    let run = force(&url, "lock:demo/lock", holder.lock, "watch test", &[]);
     assert_eq!(run.code, 0, "{run:?}");
     let gone = next_event("gone", "lock:demo/lock");
     assert_eq!(gone["lease"]["token"].as_u64(), Some(holder.lock));
