@@ -286,3 +286,67 @@ async fn health(client: &Client, json: bool, out: &mut dyn Write) -> Result<(), 
         Status::Unavailable => Err(Fail::quiet(BACKEND)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use serde_json::Value;
+
+    use super::*;
+
+    /// Runs coordctl's command line in this process (`memory://` is one
+    /// store per process); its output, or its failure.
+    async fn ctl(args: &[&str]) -> Result<String, Fail> {
+        let cli = Cli::try_parse_from([&["coordctl"], args].concat()).unwrap();
+        let mut out = Vec::new();
+        run(cli, &mut out).await?;
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_listing_longer_than_a_page_streams_as_one_document() {
+        let url = "memory://?namespace=ctl-pages";
+        let client = coord::connect(url).await.unwrap();
+        let n = MAX_PAGE as usize + 150;
+        let mut guards = Vec::with_capacity(n);
+        for i in 0..n {
+            let lock = client.lock(&format!("page/{i:05}"));
+            guards.push(lock.try_lock().await.unwrap().expect("free"));
+        }
+        // The presence task announces once it runs (the memory backend's
+        // calls never yielded to it).
+        let ops = client.operations();
+        while !(ops.instances().await.unwrap().iter()).any(|p| p.instance == *client.instance_id())
+        {
+            tokio::task::yield_now().await;
+        }
+        let json = ctl(&["locks", "--json", "--url", url]).await.unwrap();
+        let listed: Value = serde_json::from_str(&json).unwrap();
+        let listed = listed.as_array().unwrap();
+        assert_eq!(listed.len(), n);
+        assert!(
+            listed
+                .iter()
+                .all(|l| l["alive"] == true && l["role"] == "exclusive")
+        );
+        // The table: one header, a line per lease.
+        let table = ctl(&["locks", "--prefix", "page/", "--url", url])
+            .await
+            .unwrap();
+        assert_eq!(table.lines().count(), n + 1);
+        assert_eq!(
+            table.lines().filter(|l| l.starts_with("RESOURCE")).count(),
+            1
+        );
+        let none = ["locks", "--prefix", "nothing/", "--json", "--url", url];
+        assert_eq!(ctl(&none).await.unwrap(), "[]\n");
+        let stale = ["locks", "--stale", "--json", "--url", url];
+        assert_eq!(
+            ctl(&stale).await.unwrap(),
+            "[]\n",
+            "the holder's presence lives"
+        );
+        let fail = ctl(&["holders", "lock:page/nope", "--url", url]).await;
+        assert_eq!(fail.unwrap_err().code, NOT_FOUND);
+    }
+}
