@@ -94,6 +94,11 @@ fn filter(kind: Option<&str>, prefix: String) -> Result<LeaseFilter, Fail> {
 async fn connect(url: Option<&str>) -> Result<Client, Fail> {
     let url = url.ok_or_else(|| Fail::usage(NO_URL))?;
     let connected = coord::connect(url).await?;
+    if url.starts_with("memory:") && !cfg!(test) {
+        eprintln!(
+            "coordctl: note: memory:// is a store inside this coordctl process; it shows nothing of other processes"
+        );
+    }
     // `connect` starts nothing until the first call: rebuilt before any,
     // the client announces no presence.
     let client = Client::builder(connected.backend().clone())
