@@ -8,7 +8,7 @@ use coord_api::{
     Error, Namespace, Result,
     spi::{
         Backend, BarrierBackend, BreakerBackend, ElectionBackend, GraphBackend, GroupBackend,
-        JobBackend, LockBackend, QueueBackend, StateBackend, TopicBackend,
+        JobBackend, LockBackend, OpsBackend, QueueBackend, StateBackend, TopicBackend,
     },
 };
 use redis::{
@@ -30,8 +30,9 @@ use crate::{
 /// ([`GroupBackend`]), run-once jobs ([`JobBackend`]), cyclic barriers,
 /// double barriers and countdown latches ([`BarrierBackend`]), job graphs
 /// ([`GraphBackend`]), work queues ([`QueueBackend`]), shared values
-/// ([`StateBackend`]), topics ([`TopicBackend`]) and circuit breakers
-/// ([`BreakerBackend`]).
+/// ([`StateBackend`]), topics ([`TopicBackend`]), circuit breakers
+/// ([`BreakerBackend`]) and operations ([`OpsBackend`]: presence, listing,
+/// fenced revocation, audit, probe).
 ///
 /// - every operation is one Lua script run by EVALSHA (loaded again
 ///   transparently after `SCRIPT FLUSH` or a restart), bounded by the
@@ -206,6 +207,9 @@ impl Backend for RedisBackend {
         Some(self)
     }
     fn breakers(&self) -> Option<&dyn BreakerBackend> {
+        Some(self)
+    }
+    fn ops(&self) -> Option<&dyn OpsBackend> {
         Some(self)
     }
 }

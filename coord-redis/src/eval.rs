@@ -60,6 +60,16 @@ impl Eval {
         self
     }
 
+    /// The command as built (to pipeline it).
+    pub(crate) fn cmd(&self) -> &redis::Cmd {
+        &self.cmd
+    }
+
+    /// The script it runs.
+    pub(crate) fn script(&self) -> &'static Script {
+        self.script
+    }
+
     /// Appends an argument of raw bytes.
     pub(crate) fn arg_bytes(&mut self, arg: &[u8]) -> &mut Eval {
         self.cmd.write_arg(arg);
@@ -91,6 +101,15 @@ impl Eval {
 /// The bytes [`Eval::holder`] writes for `holder`, for sizing a command.
 pub(crate) fn holder_len(holder: Option<&HolderId>) -> usize {
     holder.map_or(0, |h| h.instance().as_str().len() + 33)
+}
+
+/// A request [`RedisBackend::query`] runs.
+#[derive(Clone, Copy)]
+pub(crate) enum Request<'a> {
+    /// One command.
+    Cmd(&'a redis::Cmd),
+    /// A pipeline (not a transaction).
+    Pipe(&'a redis::Pipeline),
 }
 
 /// What the trace of a call names: the operation, the family, the key and
@@ -206,6 +225,79 @@ impl RedisBackend {
             }
         }
         res
+    }
+
+    /// Runs `req` (a plain command, or a pipeline of commands and EVALSHAs
+    /// of `scripts`) for `call`, as [`eval`](RedisBackend::eval) runs a
+    /// script: in its span, within the operation timeout, errors mapped;
+    /// after a NOSCRIPT reply, loads `scripts` and runs it once more.
+    pub(crate) async fn query<T: FromRedisValue>(
+        &self,
+        call: Traced<'_>,
+        req: Request<'_>,
+        scripts: &[&'static Script],
+    ) -> Result<T> {
+        let cfg = self.config();
+        let span = self.span(&call);
+        let mut conn = self.conn().clone();
+        let run = async {
+            let once = async |conn: &mut redis::aio::ConnectionManager| match req {
+                Request::Cmd(c) => c.query_async::<T>(conn).await,
+                Request::Pipe(p) => p.query_async::<T>(conn).await,
+            };
+            match once(&mut conn).await {
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    for s in scripts {
+                        s.load_async(&mut conn).await?;
+                    }
+                    once(&mut conn).await
+                }
+                res => res,
+            }
+        };
+        let res = match tokio::time::timeout(cfg.timeout(), run)
+            .instrument(span.clone())
+            .await
+        {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(error::from_redis(cfg, &call.describe(), e)),
+            Err(_) => Err(error::timed_out(cfg, &call.describe(), cfg.timeout())),
+        };
+        if !span.is_disabled() {
+            span.record(
+                "outcome",
+                match &res {
+                    Ok(_) => "ok".to_owned(),
+                    Err(e) => e.to_string(),
+                },
+            );
+        }
+        res
+    }
+
+    /// Loads `scripts` (SCRIPT LOAD each) for `call`, within the operation
+    /// timeout, in its span.
+    pub(crate) async fn load_scripts(
+        &self,
+        call: Traced<'_>,
+        scripts: &[&'static Script],
+    ) -> Result<()> {
+        let cfg = self.config();
+        let mut conn = self.conn().clone();
+        let run = async {
+            for s in scripts {
+                s.load_async(&mut conn).await?;
+            }
+            Ok::<(), redis::RedisError>(())
+        };
+        match tokio::time::timeout(cfg.timeout(), run)
+            .instrument(self.span(&call))
+            .await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(error::from_redis(cfg, &call.describe(), e)),
+            Err(_) => Err(error::timed_out(cfg, &call.describe(), cfg.timeout())),
+        }
     }
 
     /// The holder stored for `key`, parsed; a backend error if unreadable.

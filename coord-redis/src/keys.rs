@@ -19,6 +19,7 @@
 //! | topics | `<ns>:topic:<topic's length>:<topic>` | `coord:{ns:topic:1:t}:s` …, `coord:{ns:topic:1:t}:<sub's length>:<sub>:f` … |
 //! | shared values | `<ns>:state:<space's length>:<space>` | `coord:{ns:state:1:s}:m` … |
 //! | circuit breakers | `<ns>:breaker:<name's length>:<name>` | `coord:{ns:breaker:1:b}:h` … |
+//! | operations | `<ns>:ops` (presence and the audit trail) | `coord:{ns:ops}:p`, `coord:{ns:ops}:i`, `coord:{ns:ops}:n`, `coord:{ns:ops}:a` |
 
 use coord_api::Namespace;
 

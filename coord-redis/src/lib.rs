@@ -32,6 +32,7 @@
 //! | `queues/` | work queues: `queue.lua` (every operation, the sweep of due items, expired deliveries and dead consumers), key layout, limits, replies |
 //! | `topics/` | topics: `topic.lua` (a Redis Stream per topic, a consumer group per subscription, deliveries as leases, retention, missed offsets, dead events), ephemeral PUBLISH, key layout, replies |
 //! | `state/` | shared values: `state.lua` (every operation, the sweep of expired entries, the change log and its gaps), key layout, replies |
+//! | `ops/` | operations: instance presence (`ops.lua`), leases listed by walking the keyspace with SCAN through each family's read path, fenced revocation, the audit stream, the health probe |
 //! | `breaker/` | circuit breakers: `breaker.lua` (every operation, mirroring the SPI's state machine on the server's clock), key layout, replies |
 //! | [`keys`] | naming every key: namespace and primitive in one hash tag |
 //! | `pubsub`, `expiry` | the shared pub/sub connection that wakes waiters; watches that also wake at an expiry instant |
@@ -76,6 +77,8 @@ pub mod keys;
 mod locks;
 #[cfg(not(madsim))]
 mod membership;
+#[cfg(not(madsim))]
+mod ops;
 #[cfg(not(madsim))]
 mod pubsub;
 #[cfg(not(madsim))]

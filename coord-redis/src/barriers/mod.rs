@@ -81,8 +81,8 @@ use crate::{
     keys::Names,
 };
 
-static BARRIER: LazyLock<Script> = script!("lua/deadlines.lua", "barriers/barrier.lua");
-static LATCH_SCRIPT: LazyLock<Script> = script!("barriers/latch.lua");
+pub(crate) static BARRIER: LazyLock<Script> = script!("lua/deadlines.lua", "barriers/barrier.lua");
+pub(crate) static LATCH_SCRIPT: LazyLock<Script> = script!("barriers/latch.lua");
 
 /// A barrier's key parts, in script order (the channel is `c`).
 const BARRIER_PARTS: [char; 5] = ['s', 'a', 'o', 'x', 't'];

@@ -62,7 +62,7 @@ use crate::{
     keys::Names,
 };
 
-static BREAKER: LazyLock<Script> = crate::eval::script!("breaker/breaker.lua");
+pub(crate) static BREAKER: LazyLock<Script> = crate::eval::script!("breaker/breaker.lua");
 
 /// A breaker's key parts, in script order (the channel is `c`).
 const PARTS: [char; 5] = ['h', 'w', 'l', 't', 'q'];

@@ -8,6 +8,9 @@
 --   renew     holder, term, ttl_ms, min_members, group channel
 --   resign    holder, term
 --   leader, terms_granted, expiry: nothing more.
+--   revoke    term: ends the term if it is `term`, as resign does (a fenced
+--             force release); {1, holder} or {0, {the live term}}. The term
+--             counter stays, so the next term is larger.
 local l, seq_key, counter, channel = KEYS[1], KEYS[2], KEYS[3], ARGV[2]
 
 -- {holder, meta, term, since_us, seq, pttl_ms}; holder '' when nobody leads.
@@ -68,5 +71,12 @@ elseif op == 'terms_granted' then
   return tonumber(redis.call('GET', seq_key) or '0')
 elseif op == 'expiry' then
   return redis.call('PTTL', l)
+elseif op == 'revoke' then
+  local v = redis.call('HMGET', l, 'holder', 'term')
+  if not v[1] then return {0, {}} end
+  if v[2] ~= ARGV[3] then return {0, {tonumber(v[2])}} end
+  redis.call('DEL', l)
+  redis.call('PUBLISH', channel, 'resigned')
+  return {1, v[1]}
 end
 return redis.error_reply('coord: unknown election operation ' .. tostring(op))

@@ -54,7 +54,7 @@ use crate::{
     membership::{GROUP_PARTS, group_names},
 };
 
-static ELECTION: LazyLock<Script> = script!(
+pub(crate) static ELECTION: LazyLock<Script> = script!(
     "lua/deadlines.lua",
     "membership/group.lua",
     "election/election.lua"
@@ -77,7 +77,7 @@ type LeaderRow = (String, String, i64, i64, i64, i64);
 /// The EVALSHA of `op` on `election`: its keys, then its quorum group's when
 /// there is one (the script then counts the group's live members), the
 /// operation and the channel written; then the holder, if any.
-fn election_eval(
+pub(crate) fn election_eval(
     ns: &Namespace,
     election: &Key,
     quorum: Option<&Quorum>,

@@ -83,7 +83,7 @@ use crate::{
     keys::Names,
 };
 
-static GRAPH: LazyLock<Script> = script!("graphs/graph.lua");
+pub(crate) static GRAPH: LazyLock<Script> = script!("graphs/graph.lua");
 
 /// A graph's key parts, in script order (the graph's channel is `c`); a
 /// run's record (`h`) follows them for the operations naming a run.

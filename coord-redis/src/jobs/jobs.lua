@@ -1,12 +1,15 @@
 -- Run-once jobs (after the prelude).
 -- KEYS: 1 run (string: holder; PEXPIRE = the run's lease), 2 attempts
 -- (string counter), 3 finished marker (PX = retention), 4 the job's token
--- counter (next_token; shared by the job's occurrences).
+-- counter (next_token; shared by the job's occurrences), 5 the running
+-- attempt's token (string; PEXPIRE = the run's lease, like KEYS[1]).
 -- ARGV: op, channel, then
 --   begin, extend  holder, ttl_ms
 --   end            holder, retention_ms (0: not finished)
---   expiry: nothing more.
-local r, attempts, finished, counter = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+--   expiry, run: nothing more (run: {holder, token, ms left}, or {}).
+--   revoke         token: ends the run carrying it as a failed run (as end
+--                  with no retention); {1, holder} or {0, {live token}}.
+local r, attempts, finished, counter, run_token = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local channel, holder = ARGV[2], ARGV[3]
 
 if op == 'begin' then
@@ -18,11 +21,13 @@ if op == 'begin' then
   redis.call('PEXPIRE', attempts, ttl + KEEP_MS)
   local tok = next_token(counter, ttl + KEEP_MS)
   redis.call('SET', r, holder, 'PX', ttl)
+  redis.call('SET', run_token, fmt(tok), 'PX', ttl)
   return {0, tok, attempt}
 elseif op == 'extend' then
   local ttl = tonumber(ARGV[4])
   if redis.call('GET', r) ~= holder then return 0 end
   redis.call('PEXPIRE', r, ttl)
+  redis.call('PEXPIRE', run_token, ttl)
   redis.call('PEXPIRE', attempts, ttl + KEEP_MS)
   return 1
 elseif op == 'end' then
@@ -37,5 +42,17 @@ elseif op == 'end' then
   return 1
 elseif op == 'expiry' then
   return redis.call('PTTL', r)
+elseif op == 'run' then
+  local who = redis.call('GET', r)
+  if not who then return {} end
+  return {who, tonumber(redis.call('GET', run_token) or '0'), redis.call('PTTL', r)}
+elseif op == 'revoke' then
+  local who = redis.call('GET', r)
+  if not who then return {0, {}} end
+  local tok = redis.call('GET', run_token)
+  if tok ~= ARGV[3] then return {0, {tonumber(tok or '0')}} end
+  redis.call('DEL', r, run_token)
+  redis.call('PUBLISH', channel, 'ended')
+  return {1, who}
 end
 return redis.error_reply('coord: unknown job operation ' .. tostring(op))

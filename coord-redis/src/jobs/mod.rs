@@ -10,6 +10,7 @@
 //! coord:{<ns>:job:<len>:<job>}:<occurrence>:r   the running attempt (holder), PEXPIRE = its lease
 //! coord:{<ns>:job:<len>:<job>}:<occurrence>:a   attempts so far
 //! coord:{<ns>:job:<len>:<job>}:<occurrence>:f   finished marker, PX = retention
+//! coord:{<ns>:job:<len>:<job>}:<occurrence>:k   the running attempt's token, PEXPIRE = its lease
 //! coord:{<ns>:job:<len>:<job>}:<occurrence>:c   channel: ended
 //! coord:{<ns>:job:<len>:<job>}:t                the job's token counter
 //! ```
@@ -42,10 +43,11 @@ use crate::{
     keys::Names,
 };
 
-static JOBS: LazyLock<Script> = script!("jobs/jobs.lua");
+pub(crate) static JOBS: LazyLock<Script> = script!("jobs/jobs.lua");
 
 /// An occurrence's key parts, in script order (the channel is `c`); the
-/// job's counter (`t`, on the job's names) follows them.
+/// job's counter (`t`, on the job's names) follows them, then the run's
+/// token (`k`, read by operations: listing and fenced revocation).
 const PARTS: [char; 3] = ['r', 'a', 'f'];
 
 /// The names of `occurrence` of `job`, and of `job` itself (its counter).
@@ -63,7 +65,7 @@ const FAMILY: &str = "job";
 
 /// `op` of the jobs script on `occurrence` of `job`: the EVALSHA with the
 /// keys, the operation, the channel and the holder (if any) written.
-fn job_eval(
+pub(crate) fn job_eval(
     ns: &Namespace,
     job: &Key,
     occurrence: &Key,
@@ -71,12 +73,13 @@ fn job_eval(
     holder: Option<&HolderId>,
 ) -> Eval {
     let (mut occ, mut job) = job_names(ns, job, occurrence);
-    let bytes = 4 * occ.len() + job.len() + holder_len(holder) + 32;
-    let mut eval = Eval::new(&JOBS, PARTS.len() + 1, 4, bytes);
+    let bytes = 5 * occ.len() + job.len() + holder_len(holder) + 32;
+    let mut eval = Eval::new(&JOBS, PARTS.len() + 2, 4, bytes);
     for p in PARTS {
         occ.write(&mut eval, p);
     }
     job.write(&mut eval, 't');
+    occ.write(&mut eval, 'k');
     eval.arg(op);
     occ.write(&mut eval, 'c');
     if let Some(h) = holder {
@@ -167,6 +170,7 @@ mod tests {
         let (mut occ, mut job) = job_names(ns, job, occurrence);
         let mut keys: Vec<String> = PARTS.iter().map(|p| occ.name(*p)).collect();
         keys.push(job.name('t'));
+        keys.push(occ.name('k'));
         (keys, occ.name('c'))
     }
 
@@ -195,6 +199,7 @@ mod tests {
                 "coord:{ns:job:3:job}:2024:a",
                 "coord:{ns:job:3:job}:2024:f",
                 "coord:{ns:job:3:job}:t",
+                "coord:{ns:job:3:job}:2024:k",
             ]
         );
     }
@@ -208,10 +213,10 @@ mod tests {
         eval.arg(1000u64);
         let (keys, channel) = layout(&ns, &k("j"), &k("o"));
         let args = eval::written(&eval);
-        assert_eq!(args[2], "4");
-        assert_eq!(args[3..7], keys[..]);
+        assert_eq!(args[2], "5");
+        assert_eq!(args[3..8], keys[..]);
         assert_eq!(
-            args[7..],
+            args[8..],
             ["begin".into(), channel, holder.to_string(), "1000".into()]
         );
     }

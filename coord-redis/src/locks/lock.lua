@@ -18,6 +18,10 @@
 --   release  KEYS lease           ARGV op, holder, channel
 --   force    KEYS lease           ARGV op, channel
 --   inspect  KEYS lease           ARGV op
+--   revoke   KEYS lease           ARGV op, token, channel: deletes the lease
+--     only if it carries `token` (a fenced force release, publishing what
+--     force does); {1, holder} or {0, {live tokens}}. The counter is left
+--     alone, so the next grant's token is larger.
 local l = KEYS[1]
 
 -- The fields of a stored lease: kind, holds, token, holder (all strings).
@@ -75,5 +79,13 @@ elseif op == 'inspect' then
   if not cur then return {} end
   local kind, holds, tok, who = parse(cur)
   return {{kind, who, tonumber(tok), tonumber(holds), redis.call('PTTL', l), 0}}
+elseif op == 'revoke' then
+  local cur = redis.call('GET', l)
+  if not cur then return {0, {}} end
+  local _, _, tok, who = parse(cur)
+  if tok ~= ARGV[2] then return {0, {tonumber(tok)}} end
+  redis.call('DEL', l)
+  redis.call('PUBLISH', ARGV[3], 'forced')
+  return {1, who}
 end
 return redis.error_reply('coord: unknown lock operation ' .. tostring(op))

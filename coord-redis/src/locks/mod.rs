@@ -52,9 +52,9 @@ use crate::{
     pubsub::Wake,
 };
 
-static LOCK: LazyLock<Script> = script!("locks/lock.lua");
-static RWLOCK: LazyLock<Script> = script!("lua/deadlines.lua", "locks/rwlock.lua");
-static SEMAPHORE: LazyLock<Script> = script!("lua/deadlines.lua", "locks/semaphore.lua");
+pub(crate) static LOCK: LazyLock<Script> = script!("locks/lock.lua");
+pub(crate) static RWLOCK: LazyLock<Script> = script!("lua/deadlines.lua", "locks/rwlock.lua");
+pub(crate) static SEMAPHORE: LazyLock<Script> = script!("lua/deadlines.lua", "locks/semaphore.lua");
 
 /// The script of `space`.
 fn script(space: LockSpace) -> &'static Script {
@@ -84,7 +84,7 @@ fn names(ns: &Namespace, space: LockSpace, key: &Key) -> Names {
 /// How many of its keys an operation other than `acquire` passes: the lock
 /// script's other operations touch only the lease (every key passed costs
 /// the server time); the other scripts' take every key.
-fn keys_besides_acquire(space: LockSpace) -> usize {
+pub(crate) fn keys_besides_acquire(space: LockSpace) -> usize {
     match space {
         LockSpace::Lock => 1,
         _ => parts(space).len(),
@@ -127,7 +127,7 @@ fn acquire_outcome(v: &Value) -> (&'static str, Option<u64>) {
 }
 
 /// The kind a stored lease row names, in `space` (`limit` for permits).
-fn stored_kind(space: LockSpace, kind: &str, limit: i64) -> Option<LeaseKind> {
+pub(crate) fn stored_kind(space: LockSpace, kind: &str, limit: i64) -> Option<LeaseKind> {
     Some(match (space, kind) {
         (LockSpace::Lock, "e") => LeaseKind::Exclusive,
         (LockSpace::Lock, "r") => LeaseKind::Reentrant,
@@ -143,7 +143,7 @@ fn stored_kind(space: LockSpace, kind: &str, limit: i64) -> Option<LeaseKind> {
 /// `op` of `space`'s script on `key`, passing the first `keys` of its keys:
 /// the EVALSHA with the keys and the operation written, and the names (to
 /// write the channel with).
-fn lock_eval(
+pub(crate) fn lock_eval(
     ns: &Namespace,
     space: LockSpace,
     key: &Key,

@@ -3,8 +3,11 @@
 -- KEYS: 1 writer hash {holder, token} (PEXPIRE = the writer's lease),
 -- 2 readers zset (holder -> deadline ms), 3 reader tokens hash,
 -- 4 writer intents zset (holder -> deadline ms), 5 token counter.
--- ARGV: op, channel, holder, ttl_ms, kind ('r' read | 'w' write); force and
--- inspect pass the op and the channel alone.
+-- ARGV: op, channel, holder, ttl_ms, kind ('r' read | 'w' write); force,
+-- inspect and list pass the op and the channel alone (list: inspect's rows,
+-- then one {'i', holder, 0, 1, ms left, 0} per writer intent); revoke the op,
+-- the channel and a token: it removes the writer or the reader holding that
+-- token, as a force release would ({1, holder}, or {0, {live tokens}}).
 local w, readers, rtokens, intents, counter = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local channel, holder, ttl, kind = ARGV[2], ARGV[3], tonumber(ARGV[4] or 0), ARGV[5]
 purge(readers, rtokens)
@@ -75,7 +78,7 @@ elseif op == 'force' then
   redis.call('DEL', readers, rtokens, intents)
   if n + had_intents > 0 then redis.call('PUBLISH', channel, 'forced') end
   return n
-elseif op == 'inspect' then
+elseif op == 'inspect' or op == 'list' then
   local out = {}
   local cur = redis.call('HMGET', w, 'holder', 'token')
   if cur[1] then
@@ -86,6 +89,35 @@ elseif op == 'inspect' then
     local tok = redis.call('HGET', rtokens, rs[i])
     out[#out + 1] = {'r', rs[i], tonumber(tok or '0'), 1, tonumber(rs[i + 1]) - now_ms(), 0}
   end
+  if op == 'list' then
+    local is = redis.call('ZRANGE', intents, 0, -1, 'WITHSCORES')
+    for i = 1, #is, 2 do
+      out[#out + 1] = {'i', is[i], 0, 1, tonumber(is[i + 1]) - now_ms(), 0}
+    end
+  end
   return out
+elseif op == 'revoke' then
+  local tok, live = ARGV[3], {}
+  local cur = redis.call('HMGET', w, 'holder', 'token')
+  if cur[1] then
+    if cur[2] == tok then
+      redis.call('DEL', w)
+      redis.call('PUBLISH', channel, 'forced')
+      return {1, cur[1]}
+    end
+    live[1] = tonumber(cur[2])
+  end
+  local rs = redis.call('HGETALL', rtokens)
+  for i = 1, #rs, 2 do
+    if rs[i + 1] == tok then
+      redis.call('ZREM', readers, rs[i])
+      redis.call('HDEL', rtokens, rs[i])
+      keep(readers, {rtokens}, 0)
+      redis.call('PUBLISH', channel, 'forced')
+      return {1, rs[i]}
+    end
+    live[#live + 1] = tonumber(rs[i + 1])
+  end
+  return {0, live}
 end
 return redis.error_reply('coord: unknown read-write lock operation ' .. tostring(op))

@@ -3,7 +3,9 @@
 -- KEYS: 1 permits zset (holder -> deadline ms), 2 permit tokens hash,
 -- 3 limit (string), 4 token counter.
 -- ARGV: op, channel, holder, ttl_ms, limit; force and inspect pass the op
--- and the channel alone.
+-- and the channel alone; revoke the op, the channel and a token: it removes
+-- the permit holding that token, as a release would ({1, holder}, or
+-- {0, {live tokens}}).
 local permits, ptokens, limit_key, counter = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local channel, holder, ttl = ARGV[2], ARGV[3], tonumber(ARGV[4] or 0)
 purge(permits, ptokens)
@@ -52,5 +54,19 @@ elseif op == 'inspect' then
     out[#out + 1] = {'p', ps[i], tonumber(tok or '0'), 1, tonumber(ps[i + 1]) - now_ms(), limit}
   end
   return out
+elseif op == 'revoke' then
+  local live = {}
+  local ts = redis.call('HGETALL', ptokens)
+  for i = 1, #ts, 2 do
+    if ts[i + 1] == ARGV[3] then
+      redis.call('ZREM', permits, ts[i])
+      redis.call('HDEL', ptokens, ts[i])
+      keep(permits, {ptokens, limit_key}, 0)
+      redis.call('PUBLISH', channel, 'forced')
+      return {1, ts[i]}
+    end
+    live[#live + 1] = tonumber(ts[i + 1])
+  end
+  return {0, live}
 end
 return redis.error_reply('coord: unknown semaphore operation ' .. tostring(op))

@@ -38,7 +38,7 @@ use crate::{
     keys::Names,
 };
 
-static MEMBERSHIP: LazyLock<Script> = script!(
+pub(crate) static MEMBERSHIP: LazyLock<Script> = script!(
     "lua/deadlines.lua",
     "membership/group.lua",
     "membership/membership.lua"
@@ -57,7 +57,12 @@ const FAMILY: &str = "group";
 
 /// `op` of the membership script on `group`: the EVALSHA with the keys, the
 /// operation, the channel and the holder (if any) written.
-fn group_eval(ns: &Namespace, group: &Key, op: &'static str, holder: Option<&HolderId>) -> Eval {
+pub(crate) fn group_eval(
+    ns: &Namespace,
+    group: &Key,
+    op: &'static str,
+    holder: Option<&HolderId>,
+) -> Eval {
     let mut names = group_names(ns, group);
     let bytes = 4 * names.len() + holder_len(holder) + 32;
     let mut eval = Eval::new(&MEMBERSHIP, GROUP_PARTS.len(), 5, bytes);

@@ -84,7 +84,7 @@ use crate::{
     keys::Names,
 };
 
-static QUEUE: LazyLock<Script> = script!("queues/queue.lua");
+pub(crate) static QUEUE: LazyLock<Script> = script!("queues/queue.lua");
 
 /// The one key passed to the script: the ready zset, whose name without
 /// its last letter is every other name's base (see `queue.lua`).

@@ -57,7 +57,7 @@ use crate::{
     keys::Names,
 };
 
-static STATE: LazyLock<Script> = script!("state/state.lua");
+pub(crate) static STATE: LazyLock<Script> = script!("state/state.lua");
 
 /// A space's key parts, in script order (the channel is `c`).
 const PARTS: [char; 5] = ['m', 't', 'd', 'e', 'l'];

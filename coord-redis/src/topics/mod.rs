@@ -65,7 +65,7 @@ use crate::{
     pubsub::RedisListener,
 };
 
-static TOPIC: LazyLock<Script> = script!("topics/topic.lua");
+pub(crate) static TOPIC: LazyLock<Script> = script!("topics/topic.lua");
 
 /// The trace family (and key space) of topics.
 const FAMILY: &str = "topic";

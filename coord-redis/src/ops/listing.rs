@@ -1,0 +1,570 @@
+//! Listing live leases across families without a registry: the keyspace is
+//! the registry. A page walks `SCAN cursor MATCH coord:{<ns>:… COUNT n`
+//! (never `KEYS`), recognises each family's lease-bearing keys by their
+//! layout, and reads them through the family's own read path (lock
+//! `inspect`, read-write lock `list`, election `leader`, group `members`,
+//! job `run`), pipelined: one round trip per batch of keys.
+//!
+//! | kind | key a lease is listed from (one key, one set of records) |
+//! |---|---|
+//! | lock | `coord:{<ns>:lock:<key>}:l` |
+//! | rwlock | `…:w` (the writer), `…:r` (readers), `…:i` (writer intents) |
+//! | semaphore | `coord:{<ns>:semaphore:<key>}:p` (permits) |
+//! | election | `coord:{<ns>:lead}:e:<election>:l` (the term) |
+//! | group | `coord:{<ns>:lead}:g:<group>:m` (members) |
+//! | job | `coord:{<ns>:job:<len>:<job>}:<occurrence>:r` (the run) |
+//!
+//! # The cursor
+//!
+//! Lines joined by `\n` (keys and holders hold no control characters):
+//! the SCAN cursor to continue from (`-` once SCAN is done), the holder of
+//! the last record taken from the first pending key (empty: none), then
+//! the keys SCAN returned that the page had no room for (without the
+//! `coord:{<ns>:` prefix). So `limit` bounds a page while nothing SCAN
+//! returned is dropped; pending keys are read again when their turn comes
+//! (a lease gone by then is not listed), and a key's records are taken in
+//! holder order, so one whose holders outnumber a page resumes after the
+//! last holder taken. A record live for the whole walk is listed once,
+//! unless SCAN itself returns its key twice (it may while the keyspace's
+//! table is resized during the walk); the cursor holds at most one SCAN
+//! batch of keys.
+
+use std::collections::VecDeque;
+
+use coord_api::{
+    Error, FencingToken, Key, Namespace, Result,
+    spi::{
+        Backend, Cursor, LeaseRecord, LockSpace, Page, Resource, ResourceKind, Revoked, Role,
+        ops::check_limit,
+    },
+};
+use redis::Value;
+
+use crate::{
+    RedisBackend,
+    election::election_eval,
+    eval::{self, Eval, Request, Traced, count, millis, token, wall},
+    jobs::job_eval,
+    keys::PREFIX,
+    locks::{keys_besides_acquire, lock_eval, stored_kind},
+    membership::group_eval,
+};
+
+/// The most round trips one page makes before it answers (possibly with
+/// fewer records than asked: a sparse MATCH may need many SCAN calls).
+const MAX_TRIPS: usize = 32;
+
+/// A key that bears leases: whose, and which of its leases (`part`: the
+/// key's last letter; `None` for every lease of the resource).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Found {
+    pub(crate) resource: Resource,
+    pub(crate) part: Option<u8>,
+}
+
+/// `coord:{<ns>:`, the start of every key of the namespace.
+fn base(ns: &Namespace) -> String {
+    format!("{PREFIX}{{{}:", ns.as_str())
+}
+
+/// What `key` (of namespace `ns`) bears, when it is a lease-bearing key.
+pub(crate) fn parse_key(ns: &Namespace, key: &str) -> Option<Found> {
+    let rest = key.strip_prefix(&base(ns))?;
+    let found = |kind, name: &str, part: u8| {
+        Some(Found {
+            resource: Resource::new(kind, Key::new(name).ok()?),
+            part: Some(part),
+        })
+    };
+    let part = *rest.as_bytes().last()?;
+    if let Some(r) = rest.strip_prefix("lock:") {
+        return found(ResourceKind::Lock, r.strip_suffix("}:l")?, b'l');
+    }
+    if let Some(r) = rest.strip_prefix("rwlock:") {
+        let name = r.strip_suffix(['w', 'r', 'i'])?.strip_suffix("}:")?;
+        return found(ResourceKind::RwLock, name, part);
+    }
+    if let Some(r) = rest.strip_prefix("semaphore:") {
+        return found(ResourceKind::Semaphore, r.strip_suffix("}:p")?, b'p');
+    }
+    if let Some(r) = rest.strip_prefix("lead}:e:") {
+        return found(ResourceKind::Election, r.strip_suffix(":l")?, b'l');
+    }
+    if let Some(r) = rest.strip_prefix("lead}:g:") {
+        return found(ResourceKind::Group, r.strip_suffix(":m")?, b'm');
+    }
+    let r = rest.strip_prefix("job:")?;
+    let (len, r) = r.split_once(':')?;
+    let len: usize = len.parse().ok()?;
+    let (job, r) = (r.get(..len)?, r.get(len..)?);
+    let occurrence = r.strip_prefix("}:")?.strip_suffix(":r")?;
+    Some(Found {
+        resource: Resource::job(Key::new(job).ok()?, Key::new(occurrence).ok()?),
+        part: Some(b'r'),
+    })
+}
+
+/// `text` with Redis' glob characters escaped.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 4);
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The MATCH pattern of a listing: as narrow as the layout allows (the
+/// exact filter is applied to every key SCAN returns).
+pub(crate) fn pattern(ns: &Namespace, kind: Option<ResourceKind>, prefix: &str) -> String {
+    let (b, p) = (base(ns), glob_escape(prefix));
+    match kind {
+        Some(ResourceKind::Lock) => format!("{b}lock:{p}*}}:l"),
+        Some(ResourceKind::RwLock) => format!("{b}rwlock:{p}*}}:[wri]"),
+        Some(ResourceKind::Semaphore) => format!("{b}semaphore:{p}*}}:p"),
+        Some(ResourceKind::Election) => format!("{b}lead}}:e:{p}*:l"),
+        Some(ResourceKind::Group) => format!("{b}lead}}:g:{p}*:m"),
+        Some(ResourceKind::Job) => format!("{b}job:*:{p}*}}:*:r"),
+        _ => format!("{b}*"),
+    }
+}
+
+/// Where a walk stands (see the module's docs).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Walk {
+    /// The SCAN cursor to continue from; `None` once SCAN is done.
+    scan: Option<u64>,
+    /// The holder of the last record taken from `pending[0]`.
+    after: Option<String>,
+    /// Keys returned by SCAN and not yet listed, with what they bear.
+    pending: VecDeque<(String, Found)>,
+}
+
+impl Walk {
+    fn decode(ns: &Namespace, cursor: &Cursor) -> Result<Walk> {
+        if cursor.is_start() {
+            return Ok(Walk {
+                scan: Some(0),
+                ..Walk::default()
+            });
+        }
+        let bad = || {
+            Error::invalid(format!(
+                "leases: cursor {:?} is not one this backend gave",
+                cursor.as_str().chars().take(64).collect::<String>()
+            ))
+        };
+        let mut lines = cursor.as_str().split('\n');
+        let scan = match lines.next().ok_or_else(bad)? {
+            "-" => None,
+            s => Some(s.parse().map_err(|_| bad())?),
+        };
+        let after = lines.next().ok_or_else(bad)?;
+        let b = base(ns);
+        let pending = lines
+            .map(|rest| {
+                let key = format!("{b}{rest}");
+                parse_key(ns, &key).map(|f| (key, f)).ok_or_else(bad)
+            })
+            .collect::<Result<VecDeque<_>>>()?;
+        Ok(Walk {
+            scan,
+            after: (!after.is_empty()).then(|| after.to_owned()),
+            pending,
+        })
+    }
+
+    fn encode(&self, ns: &Namespace) -> Cursor {
+        let skip = base(ns).len();
+        let mut text = self.scan.map_or("-".to_owned(), |c| c.to_string());
+        text.push('\n');
+        text.push_str(self.after.as_deref().unwrap_or(""));
+        for (key, _) in &self.pending {
+            text.push('\n');
+            text.push_str(&key[skip..]);
+        }
+        Cursor::from_text(text)
+    }
+
+    fn done(&self) -> bool {
+        self.scan.is_none() && self.pending.is_empty()
+    }
+}
+
+/// A lease record and its holder's text (the order within a key).
+type Row = (String, LeaseRecord);
+
+impl RedisBackend {
+    /// One page of the listing (see the module's docs).
+    pub(crate) async fn lease_page(
+        &self,
+        kind: Option<ResourceKind>,
+        prefix: &str,
+        cursor: &Cursor,
+        limit: u32,
+    ) -> Result<Page<LeaseRecord>> {
+        check_limit("leases", limit)?;
+        let ns = self.namespace();
+        let mut walk = Walk::decode(ns, cursor)?;
+        let pat = pattern(ns, kind, prefix);
+        let limit = limit as usize;
+        let trace = Key::new("leases")?;
+        let mut items = Vec::new();
+        for _ in 0..MAX_TRIPS {
+            if items.len() == limit || walk.done() {
+                break;
+            }
+            if walk.pending.is_empty() {
+                self.scan_batch(&mut walk, &pat, kind, prefix, limit, &trace)
+                    .await?;
+                continue;
+            }
+            let n = walk.pending.len().min(limit);
+            let found: Vec<&Found> = walk.pending.iter().take(n).map(|(_, f)| f).collect();
+            let read = self.read_leases(&found, &trace).await?;
+            for mut rows in read {
+                if let Some(after) = walk.after.take() {
+                    rows.retain(|(h, _)| *h > after);
+                }
+                let room = limit - items.len();
+                if rows.len() > room {
+                    walk.after = rows.get(room.wrapping_sub(1)).map(|(h, _)| h.clone());
+                    items.extend(rows.into_iter().take(room).map(|(_, r)| r));
+                    break;
+                }
+                items.extend(rows.into_iter().map(|(_, r)| r));
+                walk.pending.pop_front();
+            }
+        }
+        let next = (!walk.done()).then(|| walk.encode(ns));
+        Ok(Page::new(items, next))
+    }
+
+    /// One SCAN call: its keys that bear leases of `kind` named with
+    /// `prefix` join the pending ones (once each).
+    async fn scan_batch(
+        &self,
+        walk: &mut Walk,
+        pat: &str,
+        kind: Option<ResourceKind>,
+        prefix: &str,
+        limit: usize,
+        trace: &Key,
+    ) -> Result<()> {
+        let Some(at) = walk.scan else { return Ok(()) };
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(at)
+            .arg("MATCH")
+            .arg(pat)
+            .arg("COUNT")
+            .arg((2 * limit).max(20));
+        let call = Traced::new("scan", "ops", trace);
+        let (next, keys): (String, Vec<Vec<u8>>) =
+            self.query(call, Request::Cmd(&cmd), &[]).await?;
+        let next: u64 = next
+            .parse()
+            .map_err(|_| Error::backend(self, format!("SCAN answered the cursor {next:?}")))?;
+        walk.scan = (next != 0).then_some(next);
+        let ns = self.namespace();
+        for key in keys {
+            let Ok(key) = String::from_utf8(key) else {
+                continue;
+            };
+            let Some(found) = parse_key(ns, &key) else {
+                continue;
+            };
+            let r = &found.resource;
+            if kind.is_some_and(|k| k != r.kind) || !r.name.as_str().starts_with(prefix) {
+                continue;
+            }
+            if !walk.pending.iter().any(|(k, _)| *k == key) {
+                walk.pending.push_back((key, found));
+            }
+        }
+        Ok(())
+    }
+
+    /// The records each of `found` bears, in holder order, read in one
+    /// pipelined round trip.
+    pub(crate) async fn read_leases(&self, found: &[&Found], trace: &Key) -> Result<Vec<Vec<Row>>> {
+        let mut pipe = redis::pipe();
+        let mut scripts: Vec<&'static redis::Script> = Vec::new();
+        for f in found {
+            let eval = self.read_eval(&f.resource);
+            if !scripts.iter().any(|s| std::ptr::eq(*s, eval.script())) {
+                scripts.push(eval.script());
+            }
+            pipe.add_command(eval.cmd().clone());
+        }
+        let call = Traced::new("read", "ops", trace);
+        let replies: Vec<Value> = self.query(call, Request::Pipe(&pipe), &scripts).await?;
+        if replies.len() != found.len() {
+            return Err(self.unexpected(call, replies.len()));
+        }
+        found
+            .iter()
+            .zip(replies)
+            .map(|(f, v)| {
+                let mut rows = self.decode_leases(f, v)?;
+                rows.sort_by(|a, b| a.0.cmp(&b.0));
+                Ok(rows)
+            })
+            .collect()
+    }
+
+    /// The read of every lease of `r` (the family's inspect-style path).
+    fn read_eval(&self, r: &Resource) -> Eval {
+        let ns = self.namespace();
+        let lock = |space: LockSpace, op| {
+            lock_eval(ns, space, &r.name, keys_besides_acquire(space), op, None).0
+        };
+        match (r.kind, &r.occurrence) {
+            (ResourceKind::RwLock, _) => lock(LockSpace::RwLock, "list"),
+            (ResourceKind::Semaphore, _) => lock(LockSpace::Semaphore, "inspect"),
+            (ResourceKind::Election, _) => election_eval(ns, &r.name, None, "leader", None).0,
+            (ResourceKind::Group, _) => group_eval(ns, &r.name, "members", None),
+            (ResourceKind::Job, Some(occ)) => job_eval(ns, &r.name, occ, "run", None),
+            _ => lock(LockSpace::Lock, "inspect"),
+        }
+    }
+
+    /// The records of `found` in a reply of its read.
+    fn decode_leases(&self, found: &Found, v: Value) -> Result<Vec<Row>> {
+        let r = &found.resource;
+        let call = Traced::new("read", r.kind.as_str(), &r.name);
+        let bad = |v: &dyn std::fmt::Debug| self.unexpected(call, format!("{v:?}"));
+        let holder = |text: &str| self.stored_holder(&r.name, text);
+        let record = |text: String, role, tok: Option<i64>, left: i64| -> Result<Row> {
+            let left = millis(left).unwrap_or_default();
+            let rec = LeaseRecord::new(r.clone(), role, holder(&text)?, tok.map(token), left);
+            Ok((text, rec))
+        };
+        let rows = match r.kind {
+            ResourceKind::Lock | ResourceKind::RwLock | ResourceKind::Semaphore => {
+                type LockRow = (String, String, i64, i64, i64, i64);
+                let rows: Vec<LockRow> = redis::from_redis_value(v).map_err(|e| bad(&e))?;
+                let space = match r.kind {
+                    ResourceKind::Lock => LockSpace::Lock,
+                    ResourceKind::RwLock => LockSpace::RwLock,
+                    _ => LockSpace::Semaphore,
+                };
+                let intents = rows.iter().filter(|row| row.0 == "i").count();
+                let mut out = Vec::with_capacity(rows.len());
+                for (kind, who, tok, holds, left, limit) in rows {
+                    if found
+                        .part
+                        .is_some_and(|p| space == LockSpace::RwLock && kind.as_bytes() != [p])
+                    {
+                        continue;
+                    }
+                    let (role, tok) = match stored_kind(space, &kind, limit) {
+                        Some(k) => (Role::Lock(k), Some(tok)),
+                        None if kind == "i" => (Role::WriterIntent, None),
+                        None => return Err(bad(&kind)),
+                    };
+                    let (text, mut rec) = record(who, role, tok, left)?;
+                    rec = rec.holds(count(holds, 1));
+                    if space == LockSpace::RwLock {
+                        rec = rec.waiters(count(intents as i64, 0));
+                    }
+                    out.push((text, rec));
+                }
+                out
+            }
+            ResourceKind::Election => {
+                let (who, _meta, term, since, _seq, left): (String, String, i64, i64, i64, i64) =
+                    redis::from_redis_value(v).map_err(|e| bad(&e))?;
+                if who.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let (text, rec) = record(who, Role::Leader, Some(term), left)?;
+                vec![(text, rec.since(wall(since)))]
+            }
+            ResourceKind::Group => {
+                let (_seq, rows): (i64, Vec<(String, i64, String, i64)>) =
+                    redis::from_redis_value(v).map_err(|e| bad(&e))?;
+                (rows.into_iter())
+                    .map(|(who, joined, _meta, left)| {
+                        let (text, rec) = record(who, Role::Member, None, left)?;
+                        Ok((text, rec.since(wall(joined))))
+                    })
+                    .collect::<Result<_>>()?
+            }
+            _ => {
+                let run: Vec<Value> = redis::from_redis_value(v).map_err(|e| bad(&e))?;
+                match run.as_slice() {
+                    [] => Vec::new(),
+                    [who, tok, left] => {
+                        let who = eval::text(who).ok_or_else(|| bad(&run))?;
+                        let (tok, left) = (eval::int(tok), eval::int(left));
+                        let (tok, left) = tok.zip(left).ok_or_else(|| bad(&run))?;
+                        vec![record(who.to_owned(), Role::Run, Some(tok), left)?]
+                    }
+                    _ => return Err(bad(&run)),
+                }
+            }
+        };
+        Ok(rows)
+    }
+
+    /// The live leases of `resource`.
+    pub(crate) async fn describe_resource(&self, resource: &Resource) -> Result<Vec<LeaseRecord>> {
+        resource.check()?;
+        let found = Found {
+            resource: resource.clone(),
+            part: None,
+        };
+        let mut read = self.read_leases(&[&found], &resource.name).await?;
+        Ok(read
+            .pop()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect())
+    }
+
+    /// Removes `r`'s live lease carrying `tok` through its family's
+    /// `revoke` operation.
+    pub(crate) async fn revoke_lease(&self, r: &Resource, tok: FencingToken) -> Result<Revoked> {
+        r.check()?;
+        let ns = self.namespace();
+        let lock = |space: LockSpace| {
+            let (mut eval, mut names) = lock_eval(
+                ns,
+                space,
+                &r.name,
+                keys_besides_acquire(space),
+                "revoke",
+                None,
+            );
+            if space == LockSpace::Lock {
+                eval.arg(tok.get());
+                names.write(&mut eval, 'c');
+            } else {
+                names.write(&mut eval, 'c');
+                eval.arg(tok.get());
+            }
+            eval
+        };
+        let eval = match (r.kind, &r.occurrence) {
+            (ResourceKind::Lock, _) => lock(LockSpace::Lock),
+            (ResourceKind::RwLock, _) => lock(LockSpace::RwLock),
+            (ResourceKind::Semaphore, _) => lock(LockSpace::Semaphore),
+            (ResourceKind::Election, _) => {
+                let mut e = election_eval(ns, &r.name, None, "revoke", None).0;
+                e.arg(tok.get());
+                e
+            }
+            (ResourceKind::Job, Some(occ)) => {
+                let mut e = job_eval(ns, &r.name, occ, "revoke", None);
+                e.arg(tok.get());
+                e
+            }
+            _ => {
+                return Err(Error::invalid(format!(
+                    "{r}: its leases carry no fencing token, so none can be revoked"
+                )));
+            }
+        };
+        let call = Traced::new("revoke", r.kind.as_str(), &r.name);
+        let reply: Value = self
+            .eval(call, &eval, |v: &Value| {
+                match eval::array(v).map(|a| a.first()) {
+                    Some(Some(Value::Int(1))) => ("revoked", None),
+                    _ => ("not_found", None),
+                }
+            })
+            .await?;
+        let bad = || self.unexpected(call, &reply);
+        match eval::array(&reply).ok_or_else(bad)? {
+            [Value::Int(1), who] => Ok(Revoked::Released {
+                holder: self.stored_holder(&r.name, eval::text(who).ok_or_else(bad)?)?,
+            }),
+            [Value::Int(0), Value::Array(live)] => Ok(Revoked::NotFound {
+                current: live.iter().filter_map(eval::int).map(token).collect(),
+            }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ns() -> Namespace {
+        Namespace::new("ns").unwrap()
+    }
+
+    fn res(kind: ResourceKind, name: &str) -> Resource {
+        Resource::new(kind, Key::new(name).unwrap())
+    }
+
+    #[test]
+    fn lease_keys_parse_back_to_their_resource() {
+        let k = |s: &str| parse_key(&ns(), s).map(|f| (f.resource, f.part.map(char::from)));
+        assert_eq!(
+            k("coord:{ns:lock:a}:l}:l"),
+            Some((res(ResourceKind::Lock, "a}:l"), Some('l')))
+        );
+        assert_eq!(k("coord:{ns:lock:a}:l}:t"), None);
+        assert_eq!(
+            k("coord:{ns:rwlock:x}:i"),
+            Some((res(ResourceKind::RwLock, "x"), Some('i')))
+        );
+        assert_eq!(k("coord:{ns:rwlock:x}:s"), None);
+        assert_eq!(
+            k("coord:{ns:lead}:e:x:l:l"),
+            Some((res(ResourceKind::Election, "x:l"), Some('l')))
+        );
+        assert_eq!(
+            k("coord:{ns:lead}:g:g:m"),
+            Some((res(ResourceKind::Group, "g"), Some('m')))
+        );
+        assert_eq!(k("coord:{ns:lead}:g:g:i"), None);
+        let job = Resource::job(Key::new("a}:x").unwrap(), Key::new("y:r").unwrap());
+        assert_eq!(k("coord:{ns:job:4:a}:x}:y:r:r"), Some((job, Some('r'))));
+        assert_eq!(k("coord:{ns:job:4:a}:x}:t"), None);
+        assert_eq!(k("coord:{ns:job:9:a}:r"), None);
+        // Another namespace, another family, or no layout at all.
+        assert_eq!(k("coord:{ns2:lock:a}:l"), None);
+        assert_eq!(k("coord:{ns:queue:1:q}:r"), None);
+        assert_eq!(k("coord:{ns:ops}:p"), None);
+        assert_eq!(k("other"), None);
+    }
+
+    #[test]
+    fn patterns_narrow_by_kind_and_escape_the_prefix() {
+        assert_eq!(
+            pattern(&ns(), Some(ResourceKind::Lock), "a*[b]"),
+            r"coord:{ns:lock:a\*\[b\]*}:l"
+        );
+        assert_eq!(pattern(&ns(), None, "x"), "coord:{ns:*");
+        assert_eq!(
+            pattern(&ns(), Some(ResourceKind::RwLock), ""),
+            "coord:{ns:rwlock:*}:[wri]"
+        );
+    }
+
+    #[test]
+    fn cursors_read_back_as_written() {
+        let ns = ns();
+        let key = "coord:{ns:lock:a b}:l".to_owned();
+        let found = parse_key(&ns, &key).unwrap();
+        let walk = Walk {
+            scan: Some(17),
+            after: Some("i#00".into()),
+            pending: VecDeque::from([(key, found)]),
+        };
+        let c = walk.encode(&ns);
+        assert_eq!(c.as_str(), "17\ni#00\nlock:a b}:l");
+        assert_eq!(Walk::decode(&ns, &c).unwrap(), walk);
+        let end = Walk::default();
+        assert_eq!(Walk::decode(&ns, &end.encode(&ns)).unwrap(), end);
+        for bad in ["x", "1", "1\n\nlock:a}:t", "1\n\nqueue:1:q}:r"] {
+            assert!(Walk::decode(&ns, &Cursor::from_text(bad)).is_err(), "{bad}");
+        }
+    }
+}

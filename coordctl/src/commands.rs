@@ -1,0 +1,357 @@
+//! The commands: each checks its input, connects, asks
+//! [`Operations`], and prints.
+
+use std::{io::Write, time::SystemTime};
+
+use coord_api::{
+    Client, FencingToken, Forced, Key, LeaseFilter, LiveLease, Operations, PresenceOptions, Status,
+    spi::{Cursor, MAX_PAGE, Resource, ResourceKind},
+};
+use serde::Serialize;
+
+use crate::{
+    cli::{Cli, Command},
+    exit::{BACKEND, DEGRADED, Fail, NOT_FOUND},
+    render::{
+        AUDIT_HEADER, AuditRow, CHECK_HEADER, HealthRow, INSTANCE_HEADER, InstanceRow,
+        LEASE_HEADER, LeaseRow, Listing,
+    },
+    watch,
+};
+
+/// What coordctl says when it has no URL.
+const NO_URL: &str = "no backend URL: pass --url URL or set COORD_URL \
+     (redis://HOST:PORT/DB?namespace=NS)";
+
+/// Runs `cli`'s command, printing to `out`.
+pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Fail> {
+    let json = cli.json;
+    let url = cli.url.as_deref();
+    match cli.command {
+        Command::Locks {
+            stale,
+            kind,
+            prefix,
+        } => {
+            let mut filter = filter(kind.as_deref(), prefix)?;
+            filter.stale_only = stale;
+            list_leases(&connect(url).await?.operations(), filter, json, out).await
+        }
+        Command::Leaders => {
+            let filter = LeaseFilter::all().kind(ResourceKind::Election);
+            list_leases(&connect(url).await?.operations(), filter, json, out).await
+        }
+        Command::Holders { resource } => {
+            let resource: Resource = resource.parse()?;
+            holders(&connect(url).await?.operations(), &resource, json, out).await
+        }
+        Command::Members { group } => {
+            let resource = Resource::new(ResourceKind::Group, Key::new(&group)?);
+            holders(&connect(url).await?.operations(), &resource, json, out).await
+        }
+        Command::ForceRelease {
+            resource,
+            token,
+            reason,
+            operator,
+        } => {
+            let resource: Resource = resource.parse()?;
+            let operator = operator.unwrap_or_else(default_operator);
+            let ops = connect(url).await?.operations().operator(operator.clone());
+            let token = FencingToken(token);
+            force_release(&ops, &operator, &resource, token, &reason, json, out).await
+        }
+        Command::Instances => instances(&connect(url).await?.operations(), json, out).await,
+        Command::Audit { limit } => {
+            audit(&connect(url).await?.operations(), limit, json, out).await
+        }
+        Command::Health => health(&connect(url).await?, json, out).await,
+        Command::Watch {
+            interval,
+            kind,
+            prefix,
+            polls,
+        } => {
+            let filter = filter(kind.as_deref(), prefix)?;
+            let ops = connect(url).await?.operations();
+            watch::watch(&ops, filter, interval, polls, json, out).await
+        }
+    }
+}
+
+/// A filter of `kind` (parsed: one line naming the kinds when unknown) and
+/// `prefix`.
+fn filter(kind: Option<&str>, prefix: String) -> Result<LeaseFilter, Fail> {
+    let mut filter = LeaseFilter::all().prefix(prefix);
+    if let Some(kind) = kind {
+        filter = filter.kind(kind.parse()?);
+    }
+    Ok(filter)
+}
+
+/// A client on `url` that keeps no presence (coordctl holds nothing),
+/// its namespace and instance from the URL.
+async fn connect(url: Option<&str>) -> Result<Client, Fail> {
+    let url = url.ok_or_else(|| Fail::usage(NO_URL))?;
+    let connected = coord::connect(url).await?;
+    if url.starts_with("memory:") && !cfg!(test) {
+        eprintln!(
+            "coordctl: note: memory:// is a store inside this coordctl process; it shows nothing of other processes"
+        );
+    }
+    // `connect` starts nothing until the first call: rebuilt before any,
+    // the client announces no presence.
+    let client = Client::builder(connected.backend().clone())
+        .instance_id(connected.instance_id().as_str())?
+        .presence(PresenceOptions::disabled())
+        .build();
+    Ok(client)
+}
+
+/// `$USER@$HOSTNAME` (`/etc/hostname` when `HOSTNAME` is not exported).
+pub fn default_operator() -> String {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let user = env("USER")
+        .or_else(|| env("LOGNAME"))
+        .unwrap_or_else(|| "unknown".to_owned());
+    let host = env("HOSTNAME")
+        .or_else(|| {
+            let h = std::fs::read_to_string("/etc/hostname").ok()?;
+            Some(h.trim().to_owned()).filter(|h| !h.is_empty())
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    format!("{user}@{host}")
+}
+
+/// Walks the leases matching `filter`, printing each page as it comes.
+async fn list_leases(
+    ops: &Operations,
+    filter: LeaseFilter,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), Fail> {
+    let mut walk = ops.walk(filter);
+    let mut listing = Listing::new(json, LEASE_HEADER);
+    while let Some(page) = walk.next_page().await? {
+        listing.page(out, &lease_rows(&page), LeaseRow::cells)?;
+    }
+    listing.finish(out)
+}
+
+fn lease_rows(leases: &[LiveLease]) -> Vec<LeaseRow> {
+    let now = SystemTime::now();
+    leases.iter().map(|l| LeaseRow::of(l, now)).collect()
+}
+
+/// The live leases of `resource`; exit 3 when it has none.
+async fn holders(
+    ops: &Operations,
+    resource: &Resource,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), Fail> {
+    let rows = lease_rows(&ops.holders(resource).await?);
+    let mut listing = Listing::new(json, LEASE_HEADER);
+    if json || !rows.is_empty() {
+        listing.page(out, &rows, LeaseRow::cells)?;
+        listing.finish(out)?;
+    }
+    match rows.is_empty() {
+        true => Err(Fail::new(
+            NOT_FOUND,
+            format!("{resource} has no live lease"),
+        )),
+        false => Ok(()),
+    }
+}
+
+/// What `force-release --json` prints.
+#[derive(Debug, Serialize)]
+struct ForceOutcome<'a> {
+    resource: String,
+    token: u64,
+    /// `released` or `not-found`.
+    outcome: &'static str,
+    /// Whose lease it was (released).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    holder: Option<String>,
+    /// The tokens of the resource's live leases (not found).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    current: Option<Vec<u64>>,
+    operator: &'a str,
+}
+
+async fn force_release(
+    ops: &Operations,
+    operator: &str,
+    resource: &Resource,
+    token: FencingToken,
+    reason: &str,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), Fail> {
+    let forced = ops.force_release(resource, token, reason).await?;
+    let mut outcome = ForceOutcome {
+        resource: resource.to_string(),
+        token: token.get(),
+        outcome: "released",
+        holder: None,
+        current: None,
+        operator,
+    };
+    let fail = match &forced {
+        Forced::Released { holder } => {
+            outcome.holder = Some(holder.to_string());
+            if !json {
+                writeln!(
+                    out,
+                    "released {resource} (token {token}, held by {holder}); recorded in the audit trail as {operator}"
+                )?;
+            }
+            None
+        }
+        Forced::NotFound { current } => {
+            outcome.outcome = "not-found";
+            outcome.current = Some(current.iter().map(|t| t.get()).collect());
+            let live = match current.as_slice() {
+                [] => "it has no live lease".to_owned(),
+                tokens => format!(
+                    "its live tokens: {}",
+                    (tokens.iter().map(ToString::to_string))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            Some(Fail::new(
+                NOT_FOUND,
+                format!("{resource}: no live lease has token {token} ({live}); nothing changed"),
+            ))
+        }
+        // An outcome added later (`Forced` is non-exhaustive).
+        other => Some(Fail::new(BACKEND, format!("{resource}: {other:?}"))),
+    };
+    if json {
+        serde_json::to_writer(&mut *out, &outcome)?;
+        writeln!(out)?;
+    }
+    out.flush()?;
+    fail.map_or(Ok(()), Err)
+}
+
+async fn instances(ops: &Operations, json: bool, out: &mut dyn Write) -> Result<(), Fail> {
+    let rows: Vec<_> = (ops.instances().await?.iter())
+        .map(InstanceRow::of)
+        .collect();
+    let mut listing = Listing::new(json, INSTANCE_HEADER);
+    listing.page(out, &rows, InstanceRow::cells)?;
+    listing.finish(out)
+}
+
+/// The newest `limit` audit records, a page at a time.
+async fn audit(ops: &Operations, limit: u32, json: bool, out: &mut dyn Write) -> Result<(), Fail> {
+    if limit == 0 {
+        return Err(Fail::usage("audit --limit: give 1 or more records"));
+    }
+    let (mut left, mut cursor) = (limit, Cursor::start());
+    let mut listing = Listing::new(json, AUDIT_HEADER);
+    while left > 0 {
+        let page = ops.audit_page(&cursor, left.min(MAX_PAGE)).await?;
+        let rows: Vec<_> = page
+            .items
+            .iter()
+            .take(left as usize)
+            .map(AuditRow::of)
+            .collect();
+        left -= rows.len() as u32;
+        listing.page(out, &rows, AuditRow::cells)?;
+        match page.next {
+            Some(next) => cursor = next,
+            None => break,
+        }
+    }
+    listing.finish(out)
+}
+
+/// Prints the health report; exit 4 when degraded, 1 when unavailable.
+async fn health(client: &Client, json: bool, out: &mut dyn Write) -> Result<(), Fail> {
+    let health = client.operations().health().await;
+    let row = HealthRow::of(&health);
+    if json {
+        serde_json::to_writer(&mut *out, &row)?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "{}: {}", client.backend(), row.status)?;
+        let mut listing = Listing::new(false, CHECK_HEADER);
+        listing.page(out, &row.checks, |c| c.cells())?;
+    }
+    out.flush()?;
+    match health.status {
+        Status::Ready => Ok(()),
+        Status::Degraded => Err(Fail::quiet(DEGRADED)),
+        Status::Unavailable => Err(Fail::quiet(BACKEND)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use serde_json::Value;
+
+    use super::*;
+
+    /// Runs coordctl's command line in this process (`memory://` is one
+    /// store per process); its output, or its failure.
+    async fn ctl(args: &[&str]) -> Result<String, Fail> {
+        let cli = Cli::try_parse_from([&["coordctl"], args].concat()).unwrap();
+        let mut out = Vec::new();
+        run(cli, &mut out).await?;
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_listing_longer_than_a_page_streams_as_one_document() {
+        let url = "memory://?namespace=ctl-pages";
+        let client = coord::connect(url).await.unwrap();
+        let n = MAX_PAGE as usize + 150;
+        let mut guards = Vec::with_capacity(n);
+        for i in 0..n {
+            let lock = client.lock(&format!("page/{i:05}"));
+            guards.push(lock.try_lock().await.unwrap().expect("free"));
+        }
+        // The presence task announces once it runs (the memory backend's
+        // calls never yielded to it).
+        let ops = client.operations();
+        while !(ops.instances().await.unwrap().iter()).any(|p| p.instance == *client.instance_id())
+        {
+            tokio::task::yield_now().await;
+        }
+        let json = ctl(&["locks", "--json", "--url", url]).await.unwrap();
+        let listed: Value = serde_json::from_str(&json).unwrap();
+        let listed = listed.as_array().unwrap();
+        assert_eq!(listed.len(), n);
+        assert!(
+            listed
+                .iter()
+                .all(|l| l["alive"] == true && l["role"] == "exclusive")
+        );
+        // The table: one header, a line per lease.
+        let table = ctl(&["locks", "--prefix", "page/", "--url", url])
+            .await
+            .unwrap();
+        assert_eq!(table.lines().count(), n + 1);
+        assert_eq!(
+            table.lines().filter(|l| l.starts_with("RESOURCE")).count(),
+            1
+        );
+        let none = ["locks", "--prefix", "nothing/", "--json", "--url", url];
+        assert_eq!(ctl(&none).await.unwrap(), "[]\n");
+        let stale = ["locks", "--stale", "--json", "--url", url];
+        assert_eq!(
+            ctl(&stale).await.unwrap(),
+            "[]\n",
+            "the holder's presence lives"
+        );
+        let fail = ctl(&["holders", "lock:page/nope", "--url", url]).await;
+        assert_eq!(fail.unwrap_err().code, NOT_FOUND);
+    }
+}
