@@ -18,6 +18,7 @@
 //! | [`topics`] | topics: ephemeral events (at most once), durable streams with retention, named subscriptions (at least once, acks, replay, missed offsets, refused events) |
 //! | [`graphs`] | job graphs: declaring, submitting, working, resolving, cancelling, observing runs |
 //! | [`state`] | shared values: versions, compare-and-set, update, TTL, watches with gaps |
+//! | [`operations`] | operations across families: instance presence and stale leases, listing with a cursor, fenced and audited force release, health |
 //! | [`breaker`] | circuit breakers shared by name: windows, thresholds, trials as leases, no round trip per call, manual actions, an unreachable backend |
 
 #[doc = include_str!("common.md")]
@@ -42,3 +43,5 @@ pub mod topics {}
 pub mod state {}
 #[doc = include_str!("breaker.md")]
 pub mod breaker {}
+#[doc = include_str!("operations.md")]
+pub mod operations {}
