@@ -79,6 +79,13 @@ pub use coord_api::{
     Ephemeral, EphemeralListener, EventContext, EventDelivery, Next, Subscriber, Topic,
 };
 
+/// Operations: who holds what across families, stale leases, fenced and
+/// audited force release, the audit trail, health; the instance presence
+/// every client keeps.
+pub use coord_api::{
+    Check, Forced, Health, LeaseFilter, LeaseWalk, LiveLease, Operations, PresenceOptions, Status,
+};
+
 /// Circuit breakers shared by name, with no round trip per call.
 pub use coord_api::{
     Breaker, BreakerBuilder, BreakerEvent, BreakerEvents, CallPermit, Unreachable,
