@@ -76,9 +76,7 @@ impl Elections {
         let e = self.map.get(&(ns.clone(), election.clone()))?;
         e.leader.as_ref().map(|l| l.expires).filter(|&x| x > after)
     }
-}
 
-impl Elections {
     /// Shows `visit` the live term of every election of `ns` (or of
     /// `only`).
     pub(crate) fn visit(&self, ns: &Namespace, only: Option<&Key>, now: Instant, visit: Visit<'_>) {

@@ -73,9 +73,7 @@ impl Runs {
         let once = self.map.get(&(ns.clone(), job.clone(), occ.clone()))?;
         once.run.as_ref().map(|r| r.expires).filter(|&x| x > after)
     }
-}
 
-impl Runs {
     /// Shows `visit` every live run of `ns` (or of the occurrence `only`).
     pub(crate) fn visit(
         &self,

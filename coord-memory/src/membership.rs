@@ -71,9 +71,7 @@ impl Groups {
             .filter(|&e| e > after)
             .min()
     }
-}
 
-impl Groups {
     /// Shows `visit` the live members of every group of `ns` (or of
     /// `only`).
     pub(crate) fn visit(&self, ns: &Namespace, only: Option<&Key>, now: Instant, visit: Visit<'_>) {

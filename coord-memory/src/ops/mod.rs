@@ -134,24 +134,26 @@ impl MemoryBackend {
     ) {
         let ns = &self.ns;
         let table = &self.store.inner.table;
-        for kind in [
+        let lock_kinds = [
             ResourceKind::Lock,
             ResourceKind::RwLock,
             ResourceKind::Semaphore,
-        ] {
-            let Some(space) = space_of(kind).filter(|_| wants(kind)) else {
-                continue;
-            };
-            match only {
-                Some(r) => table.visit_key(ns, space, &r.name, now, &mut *visit),
-                None => {
-                    table.visit(ns, now, &mut |k, l| {
-                        if k == kind {
-                            visit(k, l)
-                        }
-                    });
+        ];
+        match only {
+            Some(r) => {
+                if let Some(space) = space_of(r.kind).filter(|_| wants(r.kind)) {
+                    table.visit_key(ns, space, &r.name, now, &mut *visit);
                 }
             }
+            // One pass over the table for every lock kind wanted.
+            None if lock_kinds.iter().any(|&k| wants(k)) => {
+                table.visit(ns, now, &mut |k, l| {
+                    if wants(k) {
+                        visit(k, l)
+                    }
+                });
+            }
+            None => {}
         }
         let name = only.map(|r| &r.name);
         if wants(ResourceKind::Election) || wants(ResourceKind::Group) {

@@ -270,7 +270,7 @@ async fn revoke_removes_exactly_the_lease_with_the_token() {
         .into_iter()
         .map(|l| l.holder)
         .collect();
-    assert_eq!(left, [c.clone()]);
+    assert_eq!(left, std::slice::from_ref(&c));
     let old = LeaseId {
         kind: sem,
         key: k("s"),
