@@ -128,6 +128,10 @@ async fn lock_metrics_carry_kind_and_outcome_and_no_key() {
     tokio::task::yield_now().await;
     let fixed = a.lock("lost").lease(SHORT).lock().await.unwrap();
     fixed.lost().await;
+    // Renewed in the background every 100 ms (of paused time) meanwhile.
+    let renewed = a.lock("renewed").ttl(6 * SHORT).lock().await.unwrap();
+    tokio::time::sleep(5 * SHORT).await;
+    assert!(renewed.release().await.unwrap(), "renewed, never lost");
 
     let seen = snapshot(&snapshotter);
     no_key_label(&seen);
@@ -137,7 +141,7 @@ async fn lock_metrics_carry_kind_and_outcome_and_no_key() {
         wait,
         &[("kind", "exclusive"), ("outcome", "acquired")],
     );
-    assert_eq!(acquired.len(), 3, "a's try, b's lock, the fixed one");
+    assert_eq!(acquired.len(), 4, "a's try, b's lock, the fixed one, the renewed one");
     let busy = samples(&seen, wait, &[("kind", "exclusive"), ("outcome", "busy")]);
     assert_eq!(busy.len(), 1);
     let timeout = samples(
@@ -154,7 +158,7 @@ async fn lock_metrics_carry_kind_and_outcome_and_no_key() {
     // The reentrant lease is held once, from its first grant to its last release.
     let hold = "coord_lock_hold_seconds";
     assert_eq!(samples(&seen, hold, &[("kind", "reentrant")]).len(), 1);
-    assert_eq!(samples(&seen, hold, &[("kind", "exclusive")]).len(), 3);
+    assert_eq!(samples(&seen, hold, &[("kind", "exclusive")]).len(), 4);
     for kind in ["read", "write", "permit"] {
         assert_eq!(samples(&seen, hold, &[("kind", kind)]).len(), 1, "{kind}");
     }
@@ -168,6 +172,8 @@ async fn lock_metrics_carry_kind_and_outcome_and_no_key() {
     assert!(contended >= 3, "{contended}");
     let timeouts = count(&seen, "coord_lock_timeouts_total", &[("kind", "exclusive")]);
     assert_eq!(timeouts, 1);
+    let lag = samples(&seen, "coord_renewal_lag_seconds", &[]);
+    assert!(lag.len() >= 2, "two renewals at least: {lag:?}");
     let lost = [("family", "lock"), ("kind", "exclusive")];
     assert_eq!(count(&seen, "coord_leases_lost_total", &lost), 1);
 }
