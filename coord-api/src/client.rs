@@ -46,6 +46,8 @@ struct Inner {
     instance: InstanceId,
     clock: Arc<dyn Clock>,
     lease_options: LeaseOptions,
+    /// Whether metrics carry a `key` label.
+    metrics_per_key: bool,
     renewals: Renewals,
     /// The leases this client started, for `close`.
     leases: Registry,
@@ -83,6 +85,7 @@ impl Client {
             clock: Arc::new(TokioClock),
             lease_options: LeaseOptions::default(),
             presence: PresenceOptions::default(),
+            metrics_per_key: false,
         }
     }
 
@@ -109,6 +112,12 @@ impl Client {
     /// The default options of new locks, elections, groups and jobs.
     pub fn lease_options(&self) -> &LeaseOptions {
         &self.inner.lease_options
+    }
+
+    /// Whether this client's metrics carry a `key` label (see
+    /// [`ClientBuilder::metrics_per_key`]).
+    pub(crate) fn metrics_per_key(&self) -> bool {
+        self.inner.metrics_per_key
     }
 
     /// The leases this client started.
@@ -404,6 +413,7 @@ pub struct ClientBuilder {
     clock: Arc<dyn Clock>,
     lease_options: LeaseOptions,
     presence: PresenceOptions,
+    metrics_per_key: bool,
 }
 
 impl ClientBuilder {
@@ -434,8 +444,24 @@ impl ClientBuilder {
         self
     }
 
-    /// The client.
+    /// Adds a `key` label (the lock's, election's, group's or job's name)
+    /// to the lease families' metrics: `coord_lock_*`, `coord_leases_lost_total`,
+    /// `coord_election_*`, `coord_leadership_seconds`,
+    /// `coord_group_changes_total`, `coord_job_runs_total`. Default off:
+    /// every distinct key becomes a time series in the recorder, so turn it
+    /// on only where the keys are few and fixed (a handful of named locks
+    /// and elections), never for keys made from ids. A property of the
+    /// whole client, because the recorder's cardinality is the
+    /// application's decision, not one call site's.
+    pub fn metrics_per_key(mut self, on: bool) -> Self {
+        self.metrics_per_key = on;
+        self
+    }
+
+    /// The client. Describes the lease families' metrics (names, units) to
+    /// the `metrics` recorder installed now, if any.
     pub fn build(self) -> Client {
+        crate::lease::metrics::describe();
         Client {
             inner: Arc::new(Inner {
                 backend: self.backend,
@@ -443,6 +469,7 @@ impl ClientBuilder {
                 renewals: Renewals::new(self.clock.clone()),
                 clock: self.clock,
                 lease_options: self.lease_options,
+                metrics_per_key: self.metrics_per_key,
                 leases: Registry::default(),
                 closed: AtomicBool::new(false),
                 presence: presence::Slot::new(self.presence),

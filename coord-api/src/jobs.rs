@@ -8,7 +8,9 @@ use crate::{
     clock::Instant,
     handle::{Handle, option_setters},
     lease::{
-        BoxFuture, Guard, Lease, Tenure, released,
+        BoxFuture, Guard, Lease, Tenure,
+        metrics::{self, Stage},
+        released,
         undo::granting,
         wait::{Attempts, Step, wait_for},
     },
@@ -212,6 +214,7 @@ impl Job {
         let validity = self.handle.validity();
         let lease = Lease::start(client.clone(), run, Some(token), opts, validity, t_sent);
         let guard = Guard::new(lease);
+        metrics::run(client, job, Stage::Started);
         let ctx = JobContext {
             token,
             attempt,
@@ -229,7 +232,14 @@ impl Job {
         let end = jobs.end(job, &occ, &holder, retention);
         let site = || site("end", job, &holder, Some(token));
         let finished = trace::call(client, site, end, Outcome::held).await;
-        lease.mark(lost || !matches!(finished, Ok(true)));
+        let failed = lost || !matches!(finished, Ok(true));
+        lease.mark(failed);
+        let stage = if failed {
+            Stage::Failed
+        } else {
+            Stage::Finished
+        };
+        metrics::run(client, job, stage);
         let lost_error = || Error::LeaseLost {
             key: format!("{}/{}", job.as_str(), occ.as_str()),
             backend: client.backend().to_string(),

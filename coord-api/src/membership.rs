@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::{
     Client, HolderId, Key, LostSignal, Members, Release, Result, Watch,
     handle::{Handle, option_setters},
-    lease::{BoxFuture, Guard, Lease, Tenure, released, undo::granting},
+    lease::{BoxFuture, Guard, Lease, Tenure, metrics, released, undo::granting},
     trace::{self, Outcome, Site},
 };
 
@@ -133,6 +133,7 @@ impl Group {
         };
         let validity = self.handle.validity();
         let lease = Lease::start(client.clone(), member, None, opts, validity, t_sent);
+        metrics::joined(client, key);
         Ok(Membership {
             guard: Guard::new(lease),
         })

@@ -26,6 +26,10 @@ mod queue;
 #[path = "../examples/events.rs"]
 mod events;
 
+#[allow(dead_code)] // its `main` and argument parsing
+#[path = "../examples/metrics.rs"]
+mod metrics;
+
 use barrier::Round;
 use coord::{NodeState, RunState};
 
@@ -294,4 +298,38 @@ async fn breaker_example_opens_everywhere_one_trial_closes() {
     );
     let seen = [(Closed, Open), (Open, HalfOpen), (HalfOpen, Closed)];
     assert_eq!(s.transitions, seen, "{s:?}");
+}
+
+/// The one test of this binary that installs a process-wide recorder: the
+/// other tests' clients may record into it too, so this checks what the
+/// example's own actions must have put there, not exact counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_example_renders_the_lease_metrics_in_prometheus_text() {
+    let prometheus = metrics::install().expect("the only recorder of this binary");
+    let text = metrics::run("memory://?namespace=example-metrics", &prometheus)
+        .await
+        .expect("the example runs");
+    for line in [
+        "# TYPE coord_lock_wait_seconds histogram",
+        "# HELP coord_lock_wait_seconds Lock-family acquisitions",
+        r#"coord_lock_wait_seconds_bucket{kind="exclusive",outcome="acquired",le="0.001"}"#,
+        r#"coord_lock_wait_seconds_count{kind="exclusive",outcome="busy"} "#,
+        r#"coord_lock_wait_seconds_count{kind="exclusive",outcome="timeout"} "#,
+        r#"coord_lock_wait_seconds_count{kind="read",outcome="acquired"} "#,
+        r#"coord_lock_wait_seconds_count{kind="write",outcome="acquired"} "#,
+        r#"coord_lock_wait_seconds_count{kind="permit",outcome="acquired"} "#,
+        r#"coord_lock_hold_seconds_count{kind="exclusive"} "#,
+        r#"coord_lock_contended_total{kind="exclusive"} "#,
+        r#"coord_lock_timeouts_total{kind="exclusive"} "#,
+        r#"coord_election_campaigns_total{outcome="elected"} "#,
+        r#"coord_election_campaigns_total{outcome="busy"} "#,
+        "coord_election_terms_total ",
+        "coord_leadership_seconds_count ",
+    ] {
+        assert!(text.contains(line), "no {line:?} in:\n{text}");
+    }
+    assert!(
+        !text.contains("key=\""),
+        "a key label without the opt-in:\n{text}"
+    );
 }

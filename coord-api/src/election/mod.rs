@@ -19,7 +19,9 @@ use crate::{
     clock::Instant,
     handle::{Handle, option_setters},
     lease::{
-        BoxFuture, Guard, Lease, Tenure, released,
+        BoxFuture, Guard, Lease, Tenure,
+        metrics::{self, Waited},
+        released,
         undo::granting,
         wait::{Attempts, Step, wait_for},
     },
@@ -196,6 +198,7 @@ impl Election {
         let (client, opts) = (self.handle.client.clone(), self.handle.opts());
         let validity = self.handle.validity();
         let lease = Lease::start(client, term, Some(info.term), opts, validity, t_sent);
+        metrics::term_won(&self.handle.client, key);
         Leadership {
             guard: Guard::new(lease),
             info,
@@ -211,7 +214,14 @@ impl Election {
     pub async fn try_campaign(&self) -> Result<Option<Leadership>> {
         let key = self.check()?;
         let holder = HolderId::new(*self.handle.client.instance_id());
-        Ok(self.attempt(key, &holder).await?.ok())
+        let won = self.attempt(key, &holder).await?.ok();
+        let outcome = if won.is_some() {
+            Waited::Acquired
+        } else {
+            Waited::Busy
+        };
+        metrics::campaign(&self.handle.client, key, outcome);
+        Ok(won)
     }
 
     /// Waits until elected. Woken by the election's notifications (a
@@ -228,7 +238,14 @@ impl Election {
             key,
             holder: &holder,
         };
-        wait_for(&self.handle.client, self.handle.opts(), None, rounds).await
+        let client = &self.handle.client;
+        let res = wait_for(client, self.handle.opts(), None, rounds).await;
+        match &res {
+            Ok(_) => metrics::campaign(client, key, Waited::Acquired),
+            Err(Error::Timeout { .. }) => metrics::campaign(client, key, Waited::Timeout),
+            Err(_) => {}
+        }
+        res
     }
 
     /// The current leader, if any; for anyone, candidate or not.

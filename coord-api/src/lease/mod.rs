@@ -14,6 +14,7 @@
 //! | `renewal` | one renewal queue and task per client, lazily cancelled |
 //! | `wait` | the wait loop every waiting operation shares |
 //! | `undo` | releasing, in the background, what an unanswered acquisition may have granted |
+//! | `metrics` | what the engine and the lease families count |
 
 use std::{
     fmt,
@@ -33,6 +34,7 @@ use crate::{
     trace::{self, Outcome, Site},
 };
 
+pub(crate) mod metrics;
 pub(crate) mod options;
 pub(crate) mod registry;
 pub(crate) mod renewal;
@@ -308,6 +310,13 @@ impl Lease {
             return false;
         }
         self.client.renewals().unqueue(&self.queued);
+        let held = self
+            .client
+            .clock()
+            .now()
+            .saturating_duration_since(self.base);
+        let (family, kind) = (self.tenure.family(), self.tenure.kind());
+        metrics::ended(&self.client, family, kind, self.tenure.key(), lost, held);
         if lost {
             tracing::warn!(
                 family = self.tenure.family(),

@@ -36,10 +36,21 @@ pub(crate) async fn wait_for<A: Attempts>(
     client: &Client,
     opts: &LeaseOptions,
     refresh: Option<Duration>,
+    attempts: A,
+) -> Result<A::Output> {
+    wait_from(client, opts, refresh, attempts, client.clock().now()).await
+}
+
+/// [`wait_for`], for a caller that read the clock when it began (`start`),
+/// to time the whole wait.
+pub(crate) async fn wait_from<A: Attempts>(
+    client: &Client,
+    opts: &LeaseOptions,
+    refresh: Option<Duration>,
     mut attempts: A,
+    start: Instant,
 ) -> Result<A::Output> {
     let clock = client.clock().clone();
-    let start = clock.now();
     let deadline = opts.wait_timeout.map(|w| later(start, w));
     let mut watch: Option<Box<dyn Watch>> = None;
     let mut retries = 0u32;

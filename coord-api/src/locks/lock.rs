@@ -135,7 +135,7 @@ impl Lock {
             }
         }
         match Request::new(&self.handle, self.kind(), None)?
-            .attempt()
+            .try_once()
             .await?
         {
             Step::Done(guard) => {

@@ -4,13 +4,14 @@
 //! reply lost — is released in the background.
 
 use crate::{
-    Acquire, Client, HolderId, LeaseGuard, LeaseId, LeaseKind, LeaseOptions, Result, Watch,
+    Acquire, Client, Error, HolderId, LeaseGuard, LeaseId, LeaseKind, LeaseOptions, Result, Watch,
     clock::Instant,
     handle::Handle,
     lease::{
         Lease,
+        metrics::{self, Waited},
         undo::{Undo, granting},
-        wait::{Attempts, Step, wait_for},
+        wait::{Attempts, Step, wait_from},
     },
     trace::{self, Outcome, Site},
 };
@@ -72,12 +73,37 @@ impl<'a> Request<'a> {
     /// One attempt; a grant becomes a new lease with its own guard (renewed
     /// in the background when auto-extension is on).
     pub(crate) async fn attempt(&self) -> Result<Step<LeaseGuard>> {
+        Ok(self.step().await?.0)
+    }
+
+    /// [`attempt`](Self::attempt), and when its request left.
+    async fn step(&self) -> Result<(Step<LeaseGuard>, Instant)> {
         Ok(match self.call(&self.id, true).await? {
             (Acquire::Granted(grant), t_sent) => {
-                Step::Done(self.guard(self.id.clone(), grant.token, t_sent))
+                let guard = self.guard(self.id.clone(), grant.token, t_sent);
+                (Step::Done(guard), t_sent)
             }
-            (Acquire::Busy(busy), _) => Step::Busy(busy.retry_in),
+            (Acquire::Busy(busy), t_sent) => {
+                metrics::contended(self.client, self.id.kind, &self.id.key);
+                (Step::Busy(busy.retry_in), t_sent)
+            }
         })
+    }
+
+    /// One attempt that does not wait (`try_lock`, `try_read`...): a
+    /// refusal ends the acquisition, timed as `busy`.
+    pub(crate) async fn try_once(&self) -> Result<Step<LeaseGuard>> {
+        let (step, t_sent) = self.step().await?;
+        let outcome = match step {
+            Step::Done(_) => Waited::Acquired,
+            Step::Busy(_) => Waited::Busy,
+        };
+        self.waited(outcome, self.client.clock().now() - t_sent);
+        Ok(step)
+    }
+
+    fn waited(&self, outcome: Waited, waited: std::time::Duration) {
+        metrics::waited(self.client, self.id.kind, &self.id.key, outcome, waited);
     }
 
     /// A guard on the new lease `id`, granted with `token` on a request that
@@ -115,7 +141,14 @@ impl<'a> Request<'a> {
     pub(crate) async fn wait(self) -> Result<LeaseGuard> {
         let mut on_exit = Undo::new(self.client, self.opts.ttl, || release(&self.id));
         let refresh = (self.id.kind == LeaseKind::Write).then_some(self.opts.ttl / 3);
-        let guard = wait_for(self.client, self.opts, refresh, &self).await?;
+        let start = self.client.clock().now();
+        let res = wait_from(self.client, self.opts, refresh, &self, start).await;
+        match &res {
+            Ok(_) => self.waited(Waited::Acquired, self.client.clock().now() - start),
+            Err(Error::Timeout { waited, .. }) => self.waited(Waited::Timeout, *waited),
+            Err(_) => {}
+        }
+        let guard = res?;
         on_exit.disarm();
         Ok(guard)
     }

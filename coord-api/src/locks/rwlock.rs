@@ -43,7 +43,7 @@ impl RwLock {
     async fn try_kind(&self, kind: LeaseKind) -> Result<Option<LeaseGuard>> {
         self.check()?;
         let req = Request::new(&self.handle, kind, None)?;
-        match req.attempt().await? {
+        match req.try_once().await? {
             Step::Done(g) => Ok(Some(g)),
             Step::Busy(_) if kind == LeaseKind::Write => {
                 // The refusal registered a writer intent, which only a

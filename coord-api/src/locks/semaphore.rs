@@ -57,7 +57,7 @@ impl Semaphore {
     /// A permit if one is free; `Ok(None)` otherwise.
     pub async fn try_acquire(&self) -> Result<Option<Permit>> {
         let kind = self.kind()?;
-        match Request::new(&self.handle, kind, None)?.attempt().await? {
+        match Request::new(&self.handle, kind, None)?.try_once().await? {
             Step::Done(g) => Ok(Some(g)),
             Step::Busy(_) => Ok(None),
         }

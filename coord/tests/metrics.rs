@@ -1,0 +1,270 @@
+//! The lease families' metrics (locks, elections, membership, run-once
+//! jobs), seen by a recording recorder on the memory backend: each name
+//! appears with its unit and its bounded labels after the action that
+//! counts it, and a `key` label only when the client opted in.
+//!
+//! The recorder is the test thread's own (`set_default_local_recorder`),
+//! so each test runs on a current-thread runtime: every task, background
+//! releases and renewals included, records on that thread.
+
+use std::{sync::Arc, time::Duration};
+
+use coord::{Client, Error, LeaseOptions, Namespace, RunOnce, memory::MemoryStore};
+use metrics::Unit;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+
+/// One recorded metric: name, labels (sorted), unit, value.
+#[derive(Debug)]
+struct Seen {
+    name: String,
+    labels: Vec<(String, String)>,
+    unit: Option<Unit>,
+    value: DebugValue,
+}
+
+fn snapshot(s: &Snapshotter) -> Vec<Seen> {
+    let mut seen: Vec<Seen> = (s.snapshot().into_vec().into_iter())
+        .map(|(ck, unit, _, value)| {
+            let key = ck.key();
+            let mut labels: Vec<(String, String)> = key
+                .labels()
+                .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                .collect();
+            labels.sort();
+            let name = key.name().to_owned();
+            Seen {
+                name,
+                labels,
+                unit,
+                value,
+            }
+        })
+        .collect();
+    seen.sort_by(|a, b| (&a.name, &a.labels).cmp(&(&b.name, &b.labels)));
+    seen
+}
+
+/// The metric `name` with exactly `labels`; panics, listing what was
+/// recorded, if there is none.
+fn find<'a>(seen: &'a [Seen], name: &str, labels: &[(&str, &str)]) -> &'a Seen {
+    let mut want: Vec<(String, String)> = (labels.iter())
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    want.sort();
+    seen.iter()
+        .find(|m| m.name == name && m.labels == want)
+        .unwrap_or_else(|| panic!("no {name} {labels:?} in {seen:#?}"))
+}
+
+/// A counter's value.
+fn count(seen: &[Seen], name: &str, labels: &[(&str, &str)]) -> u64 {
+    let m = find(seen, name, labels);
+    assert_eq!(m.unit, Some(Unit::Count), "{m:?}");
+    match m.value {
+        DebugValue::Counter(n) => n,
+        ref other => panic!("{name} is not a counter: {other:?}"),
+    }
+}
+
+/// A histogram's samples, in seconds.
+fn samples(seen: &[Seen], name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
+    let m = find(seen, name, labels);
+    assert_eq!(m.unit, Some(Unit::Seconds), "{m:?}");
+    match &m.value {
+        DebugValue::Histogram(v) => v.iter().map(|x| x.0).collect(),
+        other => panic!("{name} is not a histogram: {other:?}"),
+    }
+}
+
+fn no_key_label(seen: &[Seen]) {
+    for m in seen {
+        assert!(
+            m.labels.iter().all(|(k, _)| k != "key"),
+            "a key label without the opt-in: {m:?}"
+        );
+    }
+}
+
+/// Two clients (two instances) on one fresh store; the recorder must be
+/// installed first, since building a client describes the metrics.
+fn clients(per_key: bool) -> (Client, Client) {
+    let store = MemoryStore::new();
+    let client = |id: &str| {
+        let backend = Arc::new(store.backend(Namespace::default()));
+        Client::builder(backend)
+            .instance_id(id)
+            .expect("a valid id")
+            .metrics_per_key(per_key)
+            .build()
+    };
+    (client("a"), client("b"))
+}
+
+const SHORT: Duration = Duration::from_millis(50);
+
+#[tokio::test(start_paused = true)]
+async fn lock_metrics_carry_kind_and_outcome_and_no_key() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let (a, b) = clients(false);
+
+    let held = a.lock("k").try_lock().await.unwrap().expect("free");
+    assert!(b.lock("k").try_lock().await.unwrap().is_none(), "held by a");
+    let waited = b.lock("k").wait_timeout(Some(SHORT)).lock().await;
+    assert!(matches!(waited, Err(Error::Timeout { .. })), "{waited:?}");
+    held.release().await.unwrap();
+    b.lock("k").lock().await.unwrap().release().await.unwrap();
+    let r = a.lock("r").reentrant(true);
+    let (outer, inner) = (r.lock().await.unwrap(), r.lock().await.unwrap());
+    inner.release().await.unwrap();
+    outer.release().await.unwrap();
+    let rw = a.rwlock("rw");
+    rw.read().await.unwrap().release().await.unwrap();
+    rw.write().await.unwrap().release().await.unwrap();
+    // Dropped: released in the background.
+    drop(a.semaphore("s", 2).acquire().await.unwrap());
+    // A fixed lease, left to run out.
+    tokio::task::yield_now().await;
+    let fixed = a.lock("lost").lease(SHORT).lock().await.unwrap();
+    fixed.lost().await;
+    // Renewed in the background every 100 ms (of paused time) meanwhile.
+    let renewed = a.lock("renewed").ttl(6 * SHORT).lock().await.unwrap();
+    tokio::time::sleep(5 * SHORT).await;
+    assert!(renewed.release().await.unwrap(), "renewed, never lost");
+
+    let seen = snapshot(&snapshotter);
+    no_key_label(&seen);
+    let wait = "coord_lock_wait_seconds";
+    let acquired = samples(
+        &seen,
+        wait,
+        &[("kind", "exclusive"), ("outcome", "acquired")],
+    );
+    assert_eq!(acquired.len(), 4, "a's try, b's lock, the fixed one, the renewed one");
+    let busy = samples(&seen, wait, &[("kind", "exclusive"), ("outcome", "busy")]);
+    assert_eq!(busy.len(), 1);
+    let timeout = samples(
+        &seen,
+        wait,
+        &[("kind", "exclusive"), ("outcome", "timeout")],
+    );
+    assert_eq!(timeout.len(), 1);
+    assert!(timeout[0] >= SHORT.as_secs_f64(), "waited {timeout:?}");
+    for kind in ["reentrant", "read", "write", "permit"] {
+        let waits = samples(&seen, wait, &[("kind", kind), ("outcome", "acquired")]);
+        assert!(!waits.is_empty(), "{kind}");
+    }
+    // The reentrant lease is held once, from its first grant to its last release.
+    let hold = "coord_lock_hold_seconds";
+    assert_eq!(samples(&seen, hold, &[("kind", "reentrant")]).len(), 1);
+    assert_eq!(samples(&seen, hold, &[("kind", "exclusive")]).len(), 4);
+    for kind in ["read", "write", "permit"] {
+        assert_eq!(samples(&seen, hold, &[("kind", kind)]).len(), 1, "{kind}");
+    }
+    // Contended: the try, and the timed-out wait's attempts (at least two:
+    // the first and the one after subscribing).
+    let contended = count(
+        &seen,
+        "coord_lock_contended_total",
+        &[("kind", "exclusive")],
+    );
+    assert!(contended >= 3, "{contended}");
+    let timeouts = count(&seen, "coord_lock_timeouts_total", &[("kind", "exclusive")]);
+    assert_eq!(timeouts, 1);
+    let lag = samples(&seen, "coord_renewal_lag_seconds", &[]);
+    assert!(lag.len() >= 2, "two renewals at least: {lag:?}");
+    let lost = [("family", "lock"), ("kind", "exclusive")];
+    assert_eq!(count(&seen, "coord_leases_lost_total", &lost), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn election_group_and_job_metrics_are_counted_without_a_key() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let (a, b) = clients(false);
+
+    let leading = a.election("e").try_campaign().await.unwrap().expect("won");
+    assert!(b.election("e").try_campaign().await.unwrap().is_none());
+    let waited = b.election("e").wait_timeout(Some(SHORT)).campaign().await;
+    assert!(matches!(waited, Err(Error::Timeout { .. })), "{waited:?}");
+    assert!(leading.resign().await.unwrap());
+    let term = b.election("e").lease(SHORT).campaign().await.unwrap();
+    term.lost().await;
+
+    a.group("g").join().await.unwrap().leave().await.unwrap();
+    let member = b.group("g").lease(SHORT).join().await.unwrap();
+    member.lost().await;
+
+    let job = a.job("j");
+    let ran = job.run_once("tick-1", |_| async {}).await.unwrap();
+    assert!(matches!(ran, RunOnce::Ran(())), "{ran:?}");
+    let opts = LeaseOptions::default().ttl(SHORT).auto_extend(false);
+    let lost = job
+        .clone()
+        .with_options(opts)
+        .run_once("tick-2", |ctx| async move { ctx.lost.wait().await })
+        .await;
+    assert!(matches!(lost, Err(Error::LeaseLost { .. })), "{lost:?}");
+
+    let seen = snapshot(&snapshotter);
+    no_key_label(&seen);
+    let campaigns = "coord_election_campaigns_total";
+    assert_eq!(count(&seen, campaigns, &[("outcome", "elected")]), 2);
+    assert_eq!(count(&seen, campaigns, &[("outcome", "busy")]), 1);
+    assert_eq!(count(&seen, campaigns, &[("outcome", "timeout")]), 1);
+    assert_eq!(count(&seen, "coord_election_terms_total", &[]), 2);
+    let terms = samples(&seen, "coord_leadership_seconds", &[]);
+    assert_eq!(terms.len(), 2, "resigned, and lost: {terms:?}");
+    let term_lost = [("family", "election"), ("kind", "term")];
+    assert_eq!(count(&seen, "coord_leases_lost_total", &term_lost), 1);
+
+    let changes = "coord_group_changes_total";
+    assert_eq!(count(&seen, changes, &[("change", "joined")]), 2);
+    assert_eq!(count(&seen, changes, &[("change", "left")]), 1);
+    assert_eq!(count(&seen, changes, &[("change", "expired")]), 1);
+
+    let runs = "coord_job_runs_total";
+    assert_eq!(count(&seen, runs, &[("stage", "started")]), 2);
+    assert_eq!(count(&seen, runs, &[("stage", "finished")]), 1);
+    assert_eq!(count(&seen, runs, &[("stage", "failed")]), 1);
+    let run_lost = [("family", "job"), ("kind", "run")];
+    assert_eq!(count(&seen, "coord_leases_lost_total", &run_lost), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_opts_in_labels_its_metrics_with_the_key() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let (a, b) = clients(true);
+
+    let held = a.lock("orders/7").lock().await.unwrap();
+    assert!(b.lock("orders/7").try_lock().await.unwrap().is_none());
+    held.release().await.unwrap();
+    let term = a.election("e").campaign().await.unwrap();
+    term.resign().await.unwrap();
+
+    let seen = snapshot(&snapshotter);
+    let key = ("key", "orders/7");
+    let acquired = [("kind", "exclusive"), ("outcome", "acquired"), key];
+    assert_eq!(
+        samples(&seen, "coord_lock_wait_seconds", &acquired).len(),
+        1
+    );
+    let busy = [("kind", "exclusive"), ("outcome", "busy"), key];
+    assert_eq!(samples(&seen, "coord_lock_wait_seconds", &busy).len(), 1);
+    let hold = [("kind", "exclusive"), key];
+    assert_eq!(samples(&seen, "coord_lock_hold_seconds", &hold).len(), 1);
+    let contended = [("kind", "exclusive"), key];
+    assert_eq!(count(&seen, "coord_lock_contended_total", &contended), 1);
+    let elected = [("outcome", "elected"), ("key", "e")];
+    assert_eq!(count(&seen, "coord_election_campaigns_total", &elected), 1);
+    assert_eq!(
+        count(&seen, "coord_election_terms_total", &[("key", "e")]),
+        1
+    );
+    let terms = samples(&seen, "coord_leadership_seconds", &[("key", "e")]);
+    assert_eq!(terms.len(), 1);
+}
