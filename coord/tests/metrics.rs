@@ -141,7 +141,11 @@ async fn lock_metrics_carry_kind_and_outcome_and_no_key() {
         wait,
         &[("kind", "exclusive"), ("outcome", "acquired")],
     );
-    assert_eq!(acquired.len(), 4, "a's try, b's lock, the fixed one, the renewed one");
+    assert_eq!(
+        acquired.len(),
+        4,
+        "a's try, b's lock, the fixed one, the renewed one"
+    );
     let busy = samples(&seen, wait, &[("kind", "exclusive"), ("outcome", "busy")]);
     assert_eq!(busy.len(), 1);
     let timeout = samples(
