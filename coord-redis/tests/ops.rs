@@ -456,7 +456,7 @@ async fn list_100k_leases() {
     let b = backend_on(&server, ns).await;
     let fill = "for i = tonumber(ARGV[1]), tonumber(ARGV[2]) do \
         redis.call('SET', 'coord:{' .. ARGV[3] .. ':lock:k/' .. i .. '}:l', \
-        'e|1|' .. (1764633600000000 + i) .. '|bulk#00000000000000000000000000000001', 'PX', 3600000) end";
+        'e|1|' .. string.format('%d', 1764633600000000 + i) .. '|bulk#00000000000000000000000000000001', 'PX', 3600000) end";
     let started = Instant::now();
     for chunk in 0..10 {
         let (from, to) = (chunk * 10_000, chunk * 10_000 + 9_999);
