@@ -5,7 +5,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use coord_api::{
-    Client, LeaseOptions, Namespace,
+    Client, LeaseOptions, Namespace, PresenceOptions,
     spi::{Dispatched, DynBackend, Families},
 };
 
@@ -55,6 +55,22 @@ impl<'h> Ctx<'h> {
     /// A new independent client (instance id `name`) with `opts` as defaults.
     pub async fn client_with(&self, name: &str, opts: LeaseOptions) -> Client {
         client_on(self.backend().await, name, opts)
+    }
+
+    /// A new independent client (instance id `name`) with `opts` as
+    /// defaults that keeps its instance presence as `presence` says.
+    pub async fn client_with_presence(
+        &self,
+        name: &str,
+        opts: LeaseOptions,
+        presence: PresenceOptions,
+    ) -> Client {
+        Client::builder(self.backend().await)
+            .instance_id(name)
+            .expect("valid instance id")
+            .lease_options(opts)
+            .presence(presence)
+            .build()
     }
 
     /// A new independent client with short test-friendly defaults: TTL 1 s,

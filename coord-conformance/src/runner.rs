@@ -50,6 +50,9 @@ pub enum Need {
     State,
     /// Circuit breakers.
     Breakers,
+    /// Operations: presences, listings, fenced revocation, the audit
+    /// trail, probes.
+    Ops,
 }
 
 impl Need {
@@ -76,6 +79,7 @@ impl Need {
             Need::Topics => families.topics,
             Need::State => families.state,
             Need::Breakers => families.breakers,
+            Need::Ops => families.ops,
         }
     }
 
@@ -100,6 +104,7 @@ impl Need {
             Need::Topics => "topics",
             Need::State => "shared state",
             Need::Breakers => "circuit breakers",
+            Need::Ops => "operations",
         }
     }
 }

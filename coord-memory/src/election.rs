@@ -8,10 +8,14 @@ use std::{collections::HashMap, time::Duration, time::SystemTime};
 use async_trait::async_trait;
 use coord_api::{
     FencingToken, HolderId, Instant, Key, LeaderInfo, Namespace, Quorum, Result,
-    spi::{Campaign, ElectionBackend, Watch},
+    spi::{Campaign, ElectionBackend, ResourceKind, Role, Watch},
 };
 
-use crate::{Event, Lead, Leased, MemoryBackend, watch::Topic};
+use crate::{
+    Event, Lead, Leased, MemoryBackend,
+    ops::{Listed, Visit},
+    watch::Topic,
+};
 
 /// Every election of a store.
 #[derive(Default)]
@@ -71,6 +75,54 @@ impl Elections {
     ) -> Option<Instant> {
         let e = self.map.get(&(ns.clone(), election.clone()))?;
         e.leader.as_ref().map(|l| l.expires).filter(|&x| x > after)
+    }
+
+    /// Shows `visit` the live term of every election of `ns` (or of
+    /// `only`).
+    pub(crate) fn visit(&self, ns: &Namespace, only: Option<&Key>, now: Instant, visit: Visit<'_>) {
+        let one = only.map(|k| self.map.get_key_value(&(ns.clone(), k.clone())));
+        let all = one.is_none().then(|| self.map.iter());
+        let each = one.into_iter().flatten().chain(all.into_iter().flatten());
+        for ((n, name), e) in each {
+            let Some(l) = e.leader.as_ref().filter(|l| n == ns && l.expires > now) else {
+                continue;
+            };
+            let listed = Listed {
+                name,
+                occurrence: None,
+                role: Role::Leader,
+                holder: &l.holder,
+                token: Some(l.term),
+                holds: 1,
+                since: Some(l.since),
+                until: l.expires,
+                waiters: None,
+            };
+            visit(ResourceKind::Election, listed);
+        }
+    }
+
+    /// Ends the live term `term` of `election`: whose it was, or the live
+    /// term (if any). The term counter is not touched.
+    pub(crate) fn revoke(
+        &mut self,
+        ns: &Namespace,
+        election: &Key,
+        term: FencingToken,
+        now: Instant,
+    ) -> std::result::Result<HolderId, Vec<FencingToken>> {
+        let Some(e) = self.get(ns, election) else {
+            return Err(Vec::new());
+        };
+        match e.live(now) {
+            Some(l) if l.term == term.get() => {
+                let holder = l.holder.clone();
+                e.leader = None;
+                Ok(holder)
+            }
+            Some(l) => Err(vec![FencingToken(l.term)]),
+            None => Err(Vec::new()),
+        }
     }
 }
 

@@ -7,10 +7,14 @@ use std::{collections::HashMap, time::Duration};
 use async_trait::async_trait;
 use coord_api::{
     FencingToken, HolderId, Instant, Key, Namespace, Result,
-    spi::{JobBackend, OnceBegin, Watch},
+    spi::{JobBackend, OnceBegin, ResourceKind, Role, Watch},
 };
 
-use crate::{Event, Leased, MemoryBackend, watch::Topic};
+use crate::{
+    Event, Leased, MemoryBackend,
+    ops::{Listed, Visit},
+    watch::Topic,
+};
 
 /// Every occurrence of every job of a store.
 #[derive(Default)]
@@ -29,6 +33,7 @@ struct Once {
 
 struct Run {
     holder: HolderId,
+    token: u64,
     expires: Instant,
 }
 
@@ -68,6 +73,63 @@ impl Runs {
         let once = self.map.get(&(ns.clone(), job.clone(), occ.clone()))?;
         once.run.as_ref().map(|r| r.expires).filter(|&x| x > after)
     }
+
+    /// Shows `visit` every live run of `ns` (or of the occurrence `only`).
+    pub(crate) fn visit(
+        &self,
+        ns: &Namespace,
+        only: Option<(&Key, &Key)>,
+        now: Instant,
+        visit: Visit<'_>,
+    ) {
+        let key = only.map(|(job, occ)| (ns.clone(), job.clone(), occ.clone()));
+        let one = key.as_ref().map(|k| self.map.get_key_value(k));
+        let all = one.is_none().then(|| self.map.iter());
+        let each = one.into_iter().flatten().chain(all.into_iter().flatten());
+        for ((_, job, occ), once) in each.filter(|((n, _, _), _)| n == ns) {
+            let Some(run) = once.run.as_ref().filter(|r| r.expires > now) else {
+                continue;
+            };
+            let listed = Listed {
+                name: job,
+                occurrence: Some(occ),
+                role: Role::Run,
+                holder: &run.holder,
+                token: Some(run.token),
+                holds: 1,
+                since: None,
+                until: run.expires,
+                waiters: None,
+            };
+            visit(ResourceKind::Job, listed);
+        }
+    }
+
+    /// Ends the live run of the occurrence whose token is `token`, as a
+    /// crashed run ends (it may begin again; its attempt stays counted):
+    /// whose it was, or the live run's token (if any).
+    pub(crate) fn revoke(
+        &mut self,
+        ns: &Namespace,
+        job: &Key,
+        occ: &Key,
+        token: FencingToken,
+        now: Instant,
+    ) -> std::result::Result<HolderId, Vec<FencingToken>> {
+        let Some(once) = self.get(ns, job, occ, now) else {
+            return Err(Vec::new());
+        };
+        match &once.run {
+            Some(run) if run.token == token.get() => {
+                let holder = run.holder.clone();
+                once.run = None;
+                once.touched = now;
+                Ok(holder)
+            }
+            Some(run) => Err(vec![FencingToken(run.token)]),
+            None => Err(Vec::new()),
+        }
+    }
 }
 
 #[async_trait]
@@ -105,11 +167,12 @@ impl JobBackend for MemoryBackend {
             });
         }
         once.attempts += 1;
+        let token = FencingToken(self.store.inner.table.next_token(now));
         once.run = Some(Run {
             holder: holder.clone(),
+            token: token.get(),
             expires: now + ttl,
         });
-        let token = FencingToken(self.store.inner.table.next_token(now));
         if let Some(j) = self.store.journal() {
             j.record(Event::Granted {
                 lease: Leased::Run { job, occurrence },

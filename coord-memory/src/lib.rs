@@ -20,6 +20,7 @@
 //! | `queues` | work queues: every item of a queue, its id and token counters and indexes, consumers' presence, dead items, under one lock |
 //! | `topics` | topics: each topic's durable stream (events, offset and token counters) and its subscriptions (cursor, deliveries, retries, consumers' presence, dead events) under one lock; ephemeral events through a broadcast channel per topic |
 //! | `breaker` | circuit breakers: each breaker's record (the SPI's state machine) under one lock |
+//! | `ops` | operations: instance presences and audit trails under one lock; leases listed a page at a time across the families' own state; fenced revocation through each family |
 //! | `state` | shared values: every entry of a space, its versions, deadlines and change log, under one lock |
 //! | `watch` | notifications, one channel per watched topic, and wake-ups at expiry instants |
 //! | `journal` | [`Journal`]: what the store did, in its order, for histories |
@@ -49,6 +50,7 @@ mod jobs;
 mod journal;
 mod locks;
 mod membership;
+mod ops;
 mod queues;
 mod state;
 mod sync;
@@ -66,7 +68,7 @@ use coord_api::{
     Clock, Instant, Namespace, TokioClock,
     spi::{
         Backend, BarrierBackend, BreakerBackend, ElectionBackend, GraphBackend, GroupBackend,
-        JobBackend, LockBackend, QueueBackend, StateBackend, TopicBackend, Watch,
+        JobBackend, LockBackend, OpsBackend, QueueBackend, StateBackend, TopicBackend, Watch,
     },
 };
 
@@ -106,6 +108,8 @@ struct StoreInner {
     spaces: Mutex<state::Spaces>,
     /// Circuit breakers: a step on a breaker's record.
     breakers: Mutex<breaker::Breakers>,
+    /// Operations: instance presences and audit trails.
+    ops: Mutex<ops::Ops>,
     watchers: Watchers,
     clock: Arc<dyn Clock>,
     journal: Option<Arc<dyn Journal>>,
@@ -147,6 +151,7 @@ impl MemoryStore {
                 topics: Mutex::default(),
                 spaces: Mutex::default(),
                 breakers: Mutex::default(),
+                ops: Mutex::default(),
                 watchers: Watchers::default(),
                 clock,
                 journal,
@@ -318,6 +323,9 @@ impl Backend for MemoryBackend {
         Some(self)
     }
     fn breakers(&self) -> Option<&dyn BreakerBackend> {
+        Some(self)
+    }
+    fn ops(&self) -> Option<&dyn OpsBackend> {
         Some(self)
     }
 }

@@ -16,7 +16,7 @@ use crate::{
 };
 
 impl MemoryBackend {
-    fn notify_lock(&self, space: LockSpace, key: &Key) {
+    pub(crate) fn notify_lock(&self, space: LockSpace, key: &Key) {
         self.store
             .notify(|| Topic::Lock(table_key(&self.ns, space, key)));
     }

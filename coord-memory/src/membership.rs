@@ -7,10 +7,14 @@ use std::{collections::HashMap, time::Duration, time::SystemTime};
 use async_trait::async_trait;
 use coord_api::{
     HolderId, Instant, Key, MemberInfo, Members, Namespace, Result,
-    spi::{GroupBackend, Watch},
+    spi::{GroupBackend, ResourceKind, Role, Watch},
 };
 
-use crate::{MemoryBackend, watch::Topic};
+use crate::{
+    MemoryBackend,
+    ops::{Listed, Visit},
+    watch::Topic,
+};
 
 /// Every group of a store.
 #[derive(Default)]
@@ -66,6 +70,30 @@ impl Groups {
             .map(|m| m.expires)
             .filter(|&e| e > after)
             .min()
+    }
+
+    /// Shows `visit` the live members of every group of `ns` (or of
+    /// `only`).
+    pub(crate) fn visit(&self, ns: &Namespace, only: Option<&Key>, now: Instant, visit: Visit<'_>) {
+        let one = only.map(|k| self.map.get_key_value(&(ns.clone(), k.clone())));
+        let all = one.is_none().then(|| self.map.iter());
+        let each = one.into_iter().flatten().chain(all.into_iter().flatten());
+        for ((_, name), g) in each.filter(|((n, _), _)| n == ns) {
+            for m in g.members.iter().filter(|m| m.expires > now) {
+                let listed = Listed {
+                    name,
+                    occurrence: None,
+                    role: Role::Member,
+                    holder: &m.holder,
+                    token: None,
+                    holds: 1,
+                    since: Some(m.joined),
+                    until: m.expires,
+                    waiters: None,
+                };
+                visit(ResourceKind::Group, listed);
+            }
+        }
     }
 }
 

@@ -128,6 +128,23 @@ impl<K: std::hash::Hash + Eq + Clone, V: Default> Map<K, V> {
         }
     }
 
+    /// Runs `f` on every entry, one shard at a time (each under its own
+    /// lock: an entry changed in a shard already visited is not seen
+    /// again).
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&K, &V)) {
+        #[cfg(not(loom))]
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            for (k, v) in shard.table.iter() {
+                f(k, v);
+            }
+        }
+        #[cfg(loom)]
+        for (k, v) in self.map.lock().unwrap().0.iter() {
+            f(k, v);
+        }
+    }
+
     /// Runs `f` on the entry for `key` if there is one.
     pub(crate) fn read<R>(&self, key: &impl Lookup<K>, f: impl FnOnce(&V) -> R) -> Option<R> {
         #[cfg(not(loom))]

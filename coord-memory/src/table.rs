@@ -9,10 +9,13 @@ use std::time::Duration;
 use coord_api::{
     Clock, Error, FencingToken, HolderId, Instant, Key, LeaseInfo, LeaseKind, LockSpace, Namespace,
     Result,
-    spi::{Acquire, Busy, Grant, LeaseId, Release},
+    spi::{Acquire, Busy, Grant, LeaseId, Release, ResourceKind, Role},
 };
 
-use crate::sync::{AtomicU64, Lookup, Map, Ordering};
+use crate::{
+    ops::{Listed, Visit},
+    sync::{AtomicU64, Lookup, Map, Ordering},
+};
 
 /// A key in the table: namespace, lock space and key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -422,6 +425,63 @@ impl LeaseTable {
             .unwrap_or_default()
     }
 
+    /// Removes the live lease of the key whose token is `token` (every
+    /// hold of it), and nothing else: its holder and kind, or the tokens of
+    /// the key's live leases. The key's counter is not touched, so its next
+    /// grant draws a larger token.
+    pub(crate) fn revoke(
+        &self,
+        ns: &Namespace,
+        space: LockSpace,
+        key: &Key,
+        token: FencingToken,
+        now: Instant,
+    ) -> std::result::Result<(HolderId, LeaseKind), Vec<FencingToken>> {
+        let key = KeyRef { ns, space, key };
+        self.entries.update(&key, Entry::is_empty, |e, _| {
+            e.purge(now);
+            match e.leases.iter().position(|l| l.token == token.get()) {
+                Some(i) => {
+                    let l = e.leases.swap_remove(i);
+                    if e.leases.is_empty() {
+                        e.limit = None;
+                    }
+                    Ok((l.holder, l.kind))
+                }
+                None => {
+                    let mut current: Vec<_> =
+                        e.leases.iter().map(|l| FencingToken(l.token)).collect();
+                    current.sort_unstable();
+                    Err(current)
+                }
+            }
+        })
+    }
+
+    /// Shows `visit` every live lease and writer intent of `ns` at `now`,
+    /// one shard at a time.
+    pub(crate) fn visit(&self, ns: &Namespace, now: Instant, visit: Visit<'_>) {
+        self.entries.for_each(|k, e| {
+            if k.ns == *ns {
+                visit_entry(k.space, &k.key, e, now, &mut *visit);
+            }
+        });
+    }
+
+    /// Shows `visit` the live leases and writer intents of one key.
+    pub(crate) fn visit_key(
+        &self,
+        ns: &Namespace,
+        space: LockSpace,
+        key: &Key,
+        now: Instant,
+        visit: Visit<'_>,
+    ) {
+        let key = KeyRef { ns, space, key };
+        self.entries
+            .read(&key, |e| visit_entry(space, key.key, e, now, visit));
+    }
+
     /// The earliest instant after `after` at which anything on the key
     /// expires (lease or writer intent), by the table's clock; `None` when
     /// nothing will. (Expired entries stay until the key's next operation:
@@ -451,4 +511,41 @@ pub fn table_key(ns: &Namespace, space: LockSpace, key: &Key) -> TableKey {
 
 fn check_ttl(id: &LeaseId, ttl: Duration) -> Result<()> {
     coord_api::validate_ttl(&id.key, ttl)
+}
+
+/// The resource kind of a lock space.
+pub(crate) fn kind_of(space: LockSpace) -> Option<ResourceKind> {
+    match space {
+        LockSpace::Lock => Some(ResourceKind::Lock),
+        LockSpace::RwLock => Some(ResourceKind::RwLock),
+        LockSpace::Semaphore => Some(ResourceKind::Semaphore),
+        _ => None,
+    }
+}
+
+fn visit_entry(space: LockSpace, key: &Key, e: &Entry, now: Instant, visit: Visit<'_>) {
+    let Some(kind) = kind_of(space) else { return };
+    let intents = e.intents.iter().filter(|(_, until)| *until > now);
+    let waiters = (space == LockSpace::RwLock).then(|| intents.clone().count() as u32);
+    let listed = |role, holder, token, holds, until| Listed {
+        name: key,
+        occurrence: None,
+        role,
+        holder,
+        token,
+        holds,
+        since: None,
+        until,
+        waiters,
+    };
+    for l in e.leases.iter().filter(|l| l.live(now)) {
+        let role = Role::Lock(l.kind);
+        visit(
+            kind,
+            listed(role, &l.holder, Some(l.token), l.holds, l.until),
+        );
+    }
+    for (holder, until) in intents {
+        visit(kind, listed(Role::WriterIntent, holder, None, 1, *until));
+    }
 }

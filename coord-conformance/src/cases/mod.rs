@@ -58,6 +58,7 @@ pub mod graphs;
 pub mod jobs;
 pub mod locks;
 pub mod membership;
+pub mod ops;
 pub mod queues;
 pub mod state;
 pub mod topics;
@@ -76,6 +77,7 @@ pub fn all() -> Vec<Case> {
         state::cases(),
         client::cases(),
         breakers::cases(),
+        ops::cases(),
     ]
     .concat()
 }
