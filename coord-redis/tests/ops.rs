@@ -434,16 +434,30 @@ async fn audit_pages_newest_first() {
 async fn probe_reads_the_server_clock_and_loads_missing_scripts() {
     let server = RedisServer::start();
     let b = backend_on(&server, "ops-probe").await;
+    let cached = || {
+        match server.command(&["INFO", "memory"]).unwrap() {
+            redis::Value::BulkString(b) => String::from_utf8(b).unwrap(),
+            redis::Value::VerbatimString { text, .. } => text,
+            other => panic!("{other:?}"),
+        }
+        .lines()
+        .find_map(|l| l.strip_prefix("number_of_cached_scripts:"))
+        .map(|n| n.trim().parse::<u32>().unwrap())
+        .unwrap()
+    };
+    assert_eq!(cached(), 0);
     let first = b.probe().await.unwrap();
-    assert_eq!(first.ready, Some(false), "a fresh server has no scripts");
+    assert_eq!(first.ready, Some(true));
     let skew = match std::time::SystemTime::now().duration_since(first.server_time) {
         Ok(d) => d,
         Err(e) => e.duration(),
     };
     assert!(skew < Duration::from_secs(5), "{skew:?}");
-    assert_eq!(b.probe().await.unwrap().ready, Some(true));
+    let all = cached();
+    assert!(all >= 14, "every script loaded: {all}");
     server.command(&["SCRIPT", "FLUSH"]).unwrap();
-    assert_eq!(b.probe().await.unwrap().ready, Some(false));
+    assert_eq!(b.probe().await.unwrap().ready, Some(true));
+    assert_eq!(cached(), all);
 }
 
 /// 100,000 live locks listed in pages of 1,000: the time, and that a page
