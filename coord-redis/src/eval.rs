@@ -190,7 +190,6 @@ impl RedisBackend {
         eval: &Eval,
         outcome: Outcome<T>,
     ) -> Result<T> {
-        let cfg = self.config();
         let span = self.span(&call);
         let mut conn = self.conn().clone();
         let run = async {
@@ -202,14 +201,7 @@ impl RedisBackend {
                 res => res,
             }
         };
-        let res = match tokio::time::timeout(cfg.timeout(), run)
-            .instrument(span.clone())
-            .await
-        {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(error::from_redis(cfg, &call.describe(), e)),
-            Err(_) => Err(error::timed_out(cfg, &call.describe(), cfg.timeout())),
-        };
+        let res = self.bounded(&call, &span, run).await;
         if !span.is_disabled() {
             match &res {
                 Ok(v) => {
@@ -237,7 +229,6 @@ impl RedisBackend {
         req: Request<'_>,
         scripts: &[&'static Script],
     ) -> Result<T> {
-        let cfg = self.config();
         let span = self.span(&call);
         let mut conn = self.conn().clone();
         let run = async {
@@ -255,14 +246,7 @@ impl RedisBackend {
                 res => res,
             }
         };
-        let res = match tokio::time::timeout(cfg.timeout(), run)
-            .instrument(span.clone())
-            .await
-        {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(error::from_redis(cfg, &call.describe(), e)),
-            Err(_) => Err(error::timed_out(cfg, &call.describe(), cfg.timeout())),
-        };
+        let res = self.bounded(&call, &span, run).await;
         if !span.is_disabled() {
             span.record(
                 "outcome",
@@ -282,19 +266,30 @@ impl RedisBackend {
         call: Traced<'_>,
         scripts: &[&'static Script],
     ) -> Result<()> {
-        let cfg = self.config();
         let mut conn = self.conn().clone();
         let run = async {
             for s in scripts {
                 s.load_async(&mut conn).await?;
             }
-            Ok::<(), redis::RedisError>(())
+            Ok(())
         };
+        self.bounded(&call, &self.span(&call), run).await
+    }
+
+    /// `run` for `call`, inside `span`, within the operation timeout (past
+    /// it: `Unavailable` naming the endpoint), redis errors mapped.
+    async fn bounded<T>(
+        &self,
+        call: &Traced<'_>,
+        span: &Span,
+        run: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T> {
+        let cfg = self.config();
         match tokio::time::timeout(cfg.timeout(), run)
-            .instrument(self.span(&call))
+            .instrument(span.clone())
             .await
         {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(error::from_redis(cfg, &call.describe(), e)),
             Err(_) => Err(error::timed_out(cfg, &call.describe(), cfg.timeout())),
         }

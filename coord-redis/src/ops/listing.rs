@@ -259,7 +259,7 @@ impl RedisBackend {
             .arg("MATCH")
             .arg(pat)
             .arg("COUNT")
-            .arg((2 * limit).max(20));
+            .arg(limit.max(20));
         let call = Traced::new("scan", "ops", trace);
         let (next, keys): (String, Vec<Vec<u8>>) =
             self.query(call, Request::Cmd(&cmd), &[]).await?;

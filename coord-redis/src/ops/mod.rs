@@ -309,17 +309,24 @@ impl OpsBackend for RedisBackend {
         let call = Traced::new("probe", FAMILY, &trace);
         let ((secs, micros), loaded): ((u64, u64), Vec<i64>) =
             self.query(call, Request::Pipe(&pipe), &[]).await?;
-        let ready = loaded.len() == scripts.len() && loaded.iter().all(|l| *l == 1);
-        if !ready {
-            // Load what is missing now, so that one probe reports a flushed
-            // or restarted server and the next finds everything in place.
-            let missing: Vec<&'static Script> = (scripts.iter().zip(&loaded))
-                .filter(|(_, l)| **l != 1)
-                .map(|(s, _)| *s)
-                .collect();
+        let missing: Vec<&'static Script> = (scripts.iter().zip(&loaded))
+            .filter(|(_, l)| **l != 1)
+            .map(|(s, _)| *s)
+            .collect();
+        // Scripts load on first use (and again after a flush or a restart):
+        // load what is missing now. The backend is ready unless the server
+        // refuses them (an ACL without SCRIPT, out of memory, a replica).
+        let ready = missing.is_empty() || {
             let call = Traced::new("load_scripts", FAMILY, &trace);
-            self.load_scripts(call, &missing).await?;
-        }
+            match self.load_scripts(call, &missing).await {
+                Ok(()) => true,
+                Err(e @ Error::Unavailable { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::debug!(backend = %self, error = %e, "scripts cannot be loaded");
+                    false
+                }
+            }
+        };
         let server_time =
             SystemTime::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_micros(micros);
         Ok(Probe::new(server_time, Some(ready)))
