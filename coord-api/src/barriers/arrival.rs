@@ -29,6 +29,9 @@ pub(crate) struct Arrival<'a> {
     pub(crate) generation: u64,
     pub(crate) parties: u32,
     pub(crate) opts: &'a LeaseOptions,
+    /// When the caller's wait started: its deadline is `wait_timeout` from
+    /// there, so that the calls it made before arriving count against it.
+    pub(crate) start: Instant,
 }
 
 /// How an arrival's wait ended well.
@@ -84,8 +87,8 @@ impl Arrival<'_> {
     /// barrier, until every party entered), breaking it at the deadline.
     pub(crate) async fn wait(&self) -> Result<Reached> {
         let clock = self.client.clock().clone();
-        let start = clock.now();
-        let deadline = self.opts.wait_timeout.and_then(|w| start.checked_add(w));
+        let start = self.start;
+        let deadline = self.deadline();
         let refresh = self.opts.renew_every();
         let mut undo = Undo::new(self.client, self.opts.ttl, || {
             let (kind, name, participant, generation) = (
@@ -159,11 +162,7 @@ impl Arrival<'_> {
                     }
                     // The generation cannot be settled: a timeout, and the
                     // arrival withdrawn in the background (`undo`).
-                    Err(e) if e.is_retryable() => Err(Error::Timeout {
-                        what: format!("{} {:?}", self.kind.as_str(), self.name.as_str()),
-                        backend: self.client.backend().to_string(),
-                        waited: now - start,
-                    }),
+                    Err(e) if e.is_retryable() => Err(self.timeout(now - start)),
                     Err(e) => Err(e),
                 };
             }
@@ -198,6 +197,22 @@ impl Arrival<'_> {
                 wake = wake.min(d);
             }
             sleep_or_woken(&clock, &mut watch, wake).await;
+        }
+    }
+
+    /// The wait's deadline: `wait_timeout` from the caller's start.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.opts
+            .wait_timeout
+            .and_then(|w| self.start.checked_add(w))
+    }
+
+    /// `Error::Timeout` for this wait, `waited` long.
+    pub(crate) fn timeout(&self, waited: Duration) -> Error {
+        Error::Timeout {
+            what: format!("{} {:?}", self.kind.as_str(), self.name.as_str()),
+            backend: self.client.backend().to_string(),
+            waited,
         }
     }
 

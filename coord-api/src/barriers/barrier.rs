@@ -129,6 +129,7 @@ impl Barrier {
             generation,
             parties: self.parties(),
             opts,
+            start,
         };
         let res = match arrival.wait().await {
             Ok(Reached::Ended(ended)) => {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::{
-    Client, Error, HolderId, Key, LeaseOptions, LostSignal, Release, Result,
+    Client, Error, HolderId, Instant, Key, LeaseOptions, LostSignal, Release, Result,
     barriers::{
         Party,
         arrival::{Arrival, Reached, before, broken, site, sleep_or_woken, stale},
@@ -75,20 +75,38 @@ impl DoubleBarrier {
     /// # Cancel safety
     /// If cancelled, the arrival is withdrawn in the background.
     pub async fn enter(&self) -> Result<Inside> {
+        let clock = self.party.handle.client.clock();
+        let start = clock.now();
+        let res = self.enter_from(start).await;
+        let outcome = metrics::outcome(&res, "entered");
+        metrics::wait_ended(KIND.as_str(), outcome, clock.now() - start);
+        res
+    }
+
+    /// [`DoubleBarrier::enter`], its deadline `wait_timeout` from `start`.
+    async fn enter_from(&self, start: Instant) -> Result<Inside> {
         let (name, opts, participant) = self.checked()?;
         let client = &self.party.handle.client;
-        let start = client.clock().now();
-        let generation = state(&self.party.handle, KIND, None).await?.generation;
-        let arrival = Arrival {
+        let clock = client.clock();
+        let mut arrival = Arrival {
             client,
             kind: KIND,
             name,
             participant,
-            generation,
+            generation: 0,
             parties: self.parties(),
             opts,
+            start,
         };
-        let res = match arrival.wait().await {
+        // The read of the generation counts against the deadline too: an
+        // enter returns at most one call (the break's) past it.
+        let read = state(&self.party.handle, KIND, None);
+        let Some(read) = before(clock, arrival.deadline(), read).await else {
+            return Err(arrival.timeout(clock.now() - start));
+        };
+        arrival.generation = read?.generation;
+        let generation = arrival.generation;
+        match arrival.wait().await {
             Ok(Reached::Entered(trip, t_sent)) => {
                 let member = Member {
                     name: name.clone(),
@@ -111,10 +129,7 @@ impl DoubleBarrier {
                 Ok((generation, next, _)) => stale(KIND, name, generation, next),
             }),
             Err(e) => Err(e),
-        };
-        let outcome = metrics::outcome(&res, "entered");
-        metrics::wait_ended(KIND.as_str(), outcome, client.clock().now() - start);
-        res
+        }
     }
 
     /// The current generation, its parties, whether everyone entered, and
