@@ -145,6 +145,7 @@ impl Inner {
     /// Reads the state; an error makes the backend unreachable.
     pub(crate) async fn read(&self) -> Result<BreakerState> {
         let seen = self.seen();
+        let sent = self.client.clock().now();
         let fut = self.backend()?.state(&self.name, &self.policy, seen);
         match self.bounded("state", fut).await {
             Ok(s) => {
@@ -152,7 +153,7 @@ impl Inner {
                 Ok(s)
             }
             Err(e) => {
-                self.lost(&e);
+                self.lost(&e, sent);
                 Err(e)
             }
         }
@@ -174,6 +175,7 @@ impl Inner {
         };
         let seen = self.seen();
         let instance = self.client.instance_id();
+        let sent = self.client.clock().now();
         let fut =
             (self.backend()?).report(&self.name, &self.policy, generation, instance, tally, seen);
         match self.bounded("report", fut).await {
@@ -184,7 +186,7 @@ impl Inner {
             }
             Err(e) => {
                 metrics::flush("error");
-                self.lost(&e);
+                self.lost(&e, sent);
                 Err(e)
             }
         }
@@ -251,17 +253,24 @@ impl Inner {
         self.cache.phase.store(code(s.phase), Release);
     }
 
-    /// A backend call failed: unreachable if it may work later.
-    fn lost(&self, e: &Error) {
+    /// A backend call sent at `sent` failed: unreachable if it may work
+    /// later — unless a reply arrived since it was sent (a failure older
+    /// than the last success says nothing of the backend now: a background
+    /// call that failed while cut off must not undo a reconnection).
+    fn lost(&self, e: &Error, sent: Instant) {
         if e.is_retryable() {
-            self.unreachable(e.to_string());
+            self.unreachable(e.to_string(), Some(sent));
         } else {
             tracing::warn!(target: "coord.breaker", breaker = %self.name, error = %e, "breaker call failed");
         }
     }
 
-    fn unreachable(&self, error: String) {
+    /// The backend is unreachable, unless a reply arrived after `sent`.
+    fn unreachable(&self, error: String, sent: Option<Instant>) {
         let mut sh = lock(&self.shared);
+        if sent.is_some_and(|sent| sh.last_ok.is_some_and(|ok| ok >= sent)) {
+            return;
+        }
         if self.cache.reachable.swap(false, AcqRel) {
             let in_force = sh.in_force;
             sh.local = Some(Record::born(in_force, self.local_us()));
@@ -279,7 +288,7 @@ impl Inner {
             && now.saturating_duration_since(last) > self.opts.max_staleness
         {
             let d = self.opts.max_staleness;
-            self.unreachable(format!("no successful read for over {d:?}"));
+            self.unreachable(format!("no successful read for over {d:?}"), None);
         }
     }
 
@@ -299,6 +308,7 @@ impl Inner {
         let inner = self.clone();
         tokio::spawn(async move {
             let seen = inner.seen();
+            let sent = inner.client.clock().now();
             let Ok(backend) = inner.backend() else { return };
             let fut = backend.trial_done(
                 &inner.name,
@@ -310,7 +320,7 @@ impl Inner {
             );
             match inner.bounded("trial_done", fut).await {
                 Ok(r) => inner.apply(&r.state),
-                Err(e) => inner.lost(&e),
+                Err(e) => inner.lost(&e, sent),
             }
         });
     }
@@ -352,6 +362,7 @@ impl Inner {
     async fn ask_trial(self: &Arc<Self>) -> Result<CallPermit> {
         let holder = HolderId::new(*self.client.instance_id());
         let (seen, ttl) = (self.seen(), self.opts.trial_ttl);
+        let sent = self.client.clock().now();
         let fut = (self.backend()?).trial(&self.name, &self.policy, &holder, ttl, seen);
         let s = match self.bounded("trial", fut).await {
             Ok(Trial::Granted { state, .. }) => {
@@ -360,7 +371,7 @@ impl Inner {
             }
             Ok(Trial::Refused(s)) => s,
             Err(e) if e.is_retryable() => {
-                self.lost(&e);
+                self.lost(&e, sent);
                 return self.unreachable_permit();
             }
             Err(e) => return Err(e),
@@ -422,11 +433,12 @@ impl Inner {
     }
 
     async fn watch(&self) -> Option<Box<dyn Watch>> {
+        let sent = self.client.clock().now();
         let fut = self.backend().ok()?.watch(&self.name);
         match self.bounded("watch", fut).await {
             Ok(w) => Some(w),
             Err(e) => {
-                self.lost(&e);
+                self.lost(&e, sent);
                 None
             }
         }
