@@ -127,6 +127,39 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         polls: Option<u64>,
     },
+    /// Serve the dashboard: locks and holders, leaders and their timeline,
+    /// groups, runs, instances, the audit trail, queues, breakers and
+    /// graph runs by name, health; live through server-sent events. Runs
+    /// until interrupted.
+    Serve {
+        /// Where to listen (port 0: any free port; the address is printed).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+        listen: std::net::SocketAddr,
+        /// Let the page force release leases and resign leaders (each
+        /// behind a confirmation, fenced by token, in the audit trail).
+        #[arg(long)]
+        allow_actions: bool,
+        /// The dashboard's password: every request must carry it (open the
+        /// page as http://HOST:PORT/#token=TOKEN). Required when --listen
+        /// is not a loopback address.
+        #[arg(
+            long,
+            env = "COORD_DASHBOARD_TOKEN",
+            hide_env_values = true,
+            value_name = "TOKEN"
+        )]
+        token: Option<String>,
+        /// Who the audit trail names beside the operator the page is given
+        /// (default: $USER@$HOSTNAME).
+        #[arg(long, value_name = "WHO")]
+        operator: Option<String>,
+        /// How often the listing is walked (leader changes arrive at once).
+        #[arg(long, value_name = "INTERVAL", default_value = "1s", value_parser = parse_interval)]
+        refresh: Duration,
+        /// The most leases kept in memory for the page.
+        #[arg(long, value_name = "N", default_value_t = 100_000)]
+        max_leases: usize,
+    },
 }
 
 /// The shortest polling interval `watch` takes.

@@ -16,7 +16,7 @@ use crate::{
         AUDIT_HEADER, AuditRow, CHECK_HEADER, HealthRow, INSTANCE_HEADER, InstanceRow,
         LEASE_HEADER, LeaseRow, Listing,
     },
-    watch,
+    serve, watch,
 };
 
 /// What coordctl says when it has no URL.
@@ -75,6 +75,25 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Fail> {
             let filter = filter(kind.as_deref(), prefix)?;
             let ops = connect(url).await?.operations();
             watch::watch(&ops, filter, interval, polls, json, out).await
+        }
+        Command::Serve {
+            listen,
+            allow_actions,
+            token,
+            operator,
+            refresh,
+            max_leases,
+        } => {
+            let args = serve::ServeArgs {
+                listen,
+                allow_actions,
+                token,
+                operator: operator.unwrap_or_else(default_operator),
+                refresh,
+                max_leases,
+            };
+            args.check()?;
+            serve::serve(connect(url).await?, args, out).await
         }
     }
 }

@@ -9,6 +9,7 @@ mod cli;
 mod commands;
 mod exit;
 mod render;
+mod serve;
 mod watch;
 
 use std::{

@@ -23,7 +23,7 @@ use crate::{
 };
 
 /// A lease's identity across polls: resource, role, holder.
-type Id = (String, String, String);
+pub type Id = (String, String, String);
 
 /// What happened to a lease between two polls.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -107,13 +107,21 @@ pub fn diff(before: &BTreeMap<Id, LeaseRow>, now: &BTreeMap<Id, LeaseRow>, at: &
     events
 }
 
-/// One poll: every lease matching `filter`, by id.
-async fn poll(ops: &Operations, filter: &LeaseFilter) -> Result<BTreeMap<Id, LeaseRow>, Fail> {
+/// One poll: every lease matching `filter`, by id, up to `max` of them
+/// (and whether there were more).
+pub async fn poll(
+    ops: &Operations,
+    filter: &LeaseFilter,
+    max: usize,
+) -> Result<(BTreeMap<Id, LeaseRow>, bool), Fail> {
     let mut walk = ops.walk(filter.clone());
     let mut seen = BTreeMap::new();
     while let Some(page) = walk.next_page().await? {
         let now = SystemTime::now();
         for lease in &page {
+            if seen.len() == max {
+                return Ok((seen, true));
+            }
             let row = LeaseRow::of(lease, now);
             let (r, role, h) = row.identity();
             let id = (r.to_owned(), role.to_owned(), h.to_owned());
@@ -122,7 +130,7 @@ async fn poll(ops: &Operations, filter: &LeaseFilter) -> Result<BTreeMap<Id, Lea
             }
         }
     }
-    Ok(seen)
+    Ok((seen, false))
 }
 
 /// Polls every `interval` and prints the changes, until interrupted or
@@ -140,8 +148,8 @@ pub async fn watch(
     let mut done = 0u64;
     loop {
         let at = rfc3339(SystemTime::now());
-        match poll(ops, &filter).await {
-            Ok(now) => {
+        match poll(ops, &filter, usize::MAX).await {
+            Ok((now, _)) => {
                 for e in diff(&known, &now, &at) {
                     if json {
                         serde_json::to_writer(&mut *out, &e)?;

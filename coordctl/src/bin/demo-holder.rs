@@ -11,9 +11,11 @@
 //! coordctl --url 'redis://127.0.0.1:6379/0?namespace=demo' locks
 //! ```
 //!
-//! The leases last 60 s and are renewed; the instance presence lasts
-//! `PRESENCE_TTL_SECS` (default 2 s), so that after a `kill -9` its leases
-//! show as stale after about that long, and expire a minute later.
+//! The leases last `LEASE_TTL_SECS` (default 60 s) and are renewed; the
+//! instance presence lasts `PRESENCE_TTL_SECS` (default 2 s), so that after
+//! a `kill -9` its leases show as stale after about that long, and expire
+//! at their TTL. With `candidate` last, it only campaigns for the election
+//! (a standby), prints `waiting …`, then `leading … term=T` once it wins.
 //! Names: `demo/lock`, `demo/reentrant`, election `demo/election`, group
 //! `demo/group`.
 
@@ -35,19 +37,27 @@ async fn main() -> ExitCode {
     }
 }
 
+const USAGE: &str =
+    "usage: coordctl-demo-holder URL [PRESENCE_TTL_SECS [LEASE_TTL_SECS [candidate]]]";
+
 async fn run() -> coord::Result<()> {
     let mut args = std::env::args().skip(1);
     let url = args
         .next()
         .or_else(|| std::env::var("COORD_URL").ok())
-        .ok_or_else(|| {
-            coord::Error::config("usage: coordctl-demo-holder URL [PRESENCE_TTL_SECS]")
-        })?;
-    let presence_ttl = match args.next() {
-        Some(s) => s
-            .parse()
-            .map_err(|_| coord::Error::config(format!("{s:?} is not a number of seconds")))?,
-        None => 2,
+        .ok_or_else(|| coord::Error::config(USAGE))?;
+    let secs = |s: Option<String>, default: u64| match s {
+        Some(s) => s.parse().map_err(|_| {
+            coord::Error::config(format!("{s:?} is not a number of seconds; {USAGE}"))
+        }),
+        None => Ok(default),
+    };
+    let presence_ttl = secs(args.next(), 2)?;
+    let lease_ttl = secs(args.next(), LEASE_TTL.as_secs())?;
+    let candidate = match args.next().as_deref() {
+        None => false,
+        Some("candidate") => true,
+        Some(other) => return Err(coord::Error::config(format!("{other:?}: {USAGE}"))),
     };
     let connected = coord::connect(&url).await?;
     let client = Client::builder(connected.backend().clone())
@@ -57,8 +67,22 @@ async fn run() -> coord::Result<()> {
                 .ttl(Duration::from_secs(presence_ttl))?
                 .metadata("role=coordctl-test-holder")?,
         )
-        .lease_options(LeaseOptions::default().ttl(LEASE_TTL))
+        .lease_options(LeaseOptions::default().ttl(Duration::from_secs(lease_ttl)))
         .build();
+
+    if candidate {
+        // A standby: waits for the election, and says when it leads.
+        println!("waiting instance={}", client.instance_id());
+        let leadership = client.election("demo/election").campaign().await?;
+        println!(
+            "leading instance={} term={}",
+            client.instance_id(),
+            leadership.term()
+        );
+        let _held = leadership;
+        std::future::pending::<()>().await;
+        return Ok(());
+    }
 
     let lock = client.lock("demo/lock").try_lock().await?;
     let lock = lock.ok_or_else(|| coord::Error::config("demo/lock is held by someone else"))?;

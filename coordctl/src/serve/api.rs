@@ -1,0 +1,344 @@
+//! The JSON the page reads, and its two actions. Listings of leases are
+//! served from the refresher's snapshot (paged, filtered by kind, resource
+//! prefix and staleness); everything else is read from the backend per
+//! request. Errors are `{"error": "..."}` with a status that says whose
+//! fault: 400 bad input, 401 no token, 403 actions off, 404 nothing live
+//! to act on, 503 backend unreachable.
+
+use std::time::SystemTime;
+
+use axum::{
+    Json,
+    extract::{Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use coord_api::{
+    FencingToken, Forced, Key,
+    spi::{Resource, ResourceKind},
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::Shared;
+use crate::{
+    exit::{Fail, NOT_FOUND, USAGE},
+    render::{AuditRow, HealthRow, InstanceRow, LeaseRow, human, rfc3339},
+};
+
+/// The page size when the page asks for none, and the largest it may.
+const PAGE: usize = 50;
+const MAX_PAGE: usize = 500;
+
+/// `{"error": message}` with `status`.
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// A command's failure as an HTTP answer.
+fn failed(fail: Fail) -> Response {
+    let status = match fail.code {
+        USAGE => StatusCode::BAD_REQUEST,
+        NOT_FOUND => StatusCode::NOT_FOUND,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    error(status, fail.message.unwrap_or_else(|| "failed".to_owned()))
+}
+
+fn ok<T: Serialize>(value: T) -> Response {
+    Json(value).into_response()
+}
+
+/// `GET /api/overview`: the backend's state, counts per kind, stale
+/// leases, whether actions are on.
+pub(crate) async fn overview(State(app): State<Shared>) -> Response {
+    let snap = app.live.snapshot();
+    let mut kinds = serde_json::Map::new();
+    for row in snap.leases.values() {
+        let n = kinds.entry(row.kind.clone()).or_insert(json!(0));
+        *n = json!(n.as_u64().unwrap_or(0) + 1);
+    }
+    ok(json!({
+        "backend": snap.backend,
+        "version": snap.version,
+        "read_at": snap.read_at,
+        "truncated": snap.truncated,
+        "total": snap.leases.len(),
+        "stale": snap.leases.values().filter(|r| !r.alive).count(),
+        "kinds": kinds,
+        "actions": app.allow_actions,
+    }))
+}
+
+/// The query of `GET /api/leases`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct LeaseQuery {
+    kind: Option<String>,
+    prefix: Option<String>,
+    stale: Option<bool>,
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/leases?kind=&prefix=&stale=&offset=&limit=`: one page of the
+/// snapshot's leases, in resource order; `kind` is one kind or several,
+/// comma-separated (none: every kind). `prefix` matches the resource's
+/// name (`jobs/`) or the whole resource (`lock:jobs/`).
+pub(crate) async fn leases(State(app): State<Shared>, Query(q): Query<LeaseQuery>) -> Response {
+    let mut kinds = Vec::new();
+    for k in q
+        .kind
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .filter(|k| !k.is_empty())
+    {
+        match k.trim().parse::<ResourceKind>() {
+            Ok(k) => kinds.push(k.as_str()),
+            Err(e) => return failed(e.into()),
+        }
+    }
+    let limit = q.limit.unwrap_or(PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("limit {limit}: a page holds 1 to {MAX_PAGE} leases"),
+        );
+    }
+    let prefix = q.prefix.unwrap_or_default();
+    let stale = q.stale.unwrap_or(false);
+    let offset = q.offset.unwrap_or(0);
+    let snap = app.live.snapshot();
+    let matching = snap.leases.values().filter(|r| {
+        (kinds.is_empty() || kinds.contains(&r.kind.as_str()))
+            && (!stale || !r.alive)
+            && (r.resource.starts_with(&prefix)
+                || r.resource[r.kind.len() + 1..].starts_with(&prefix))
+    });
+    let mut total = 0;
+    let mut items: Vec<&LeaseRow> = Vec::new();
+    for row in matching {
+        if total >= offset && items.len() < limit {
+            items.push(row);
+        }
+        total += 1;
+    }
+    ok(json!({
+        "total": total,
+        "offset": offset,
+        "limit": limit,
+        "items": items,
+        "read_at": snap.read_at,
+        "truncated": snap.truncated,
+        "backend": snap.backend,
+    }))
+}
+
+/// `GET /api/timeline`: leader changes, newest first.
+pub(crate) async fn timeline(State(app): State<Shared>) -> Response {
+    ok(&app.live.snapshot().timeline)
+}
+
+/// `GET /api/instances`: live instances (read from the backend).
+pub(crate) async fn instances(State(app): State<Shared>) -> Response {
+    match app.client.operations().instances().await {
+        Ok(list) => ok(list.iter().map(InstanceRow::of).collect::<Vec<_>>()),
+        Err(e) => failed(e.into()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct AuditQuery {
+    limit: Option<u32>,
+}
+
+/// `GET /api/audit?limit=`: the audit trail, newest first.
+pub(crate) async fn audit(State(app): State<Shared>, Query(q): Query<AuditQuery>) -> Response {
+    match app.client.operations().audit(q.limit.unwrap_or(50)).await {
+        Ok(list) => ok(list.iter().map(AuditRow::of).collect::<Vec<_>>()),
+        Err(e) => failed(e.into()),
+    }
+}
+
+/// `GET /api/health`: the backend's health and its checks.
+pub(crate) async fn health(State(app): State<Shared>) -> Response {
+    ok(HealthRow::of(&app.client.operations().health().await))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct NameQuery {
+    name: String,
+}
+
+/// `GET /api/queue?name=`: a queue's depth, in flight, dead letters,
+/// consumers and delivery counts.
+pub(crate) async fn queue(State(app): State<Shared>, Query(q): Query<NameQuery>) -> Response {
+    let queue = app.client.queue::<Value>(&q.name);
+    match queue.stats().await {
+        Ok(s) => ok(json!({
+            "name": q.name,
+            "ready": s.ready,
+            "delayed": s.delayed,
+            "in_flight": s.in_flight,
+            "dead": s.dead,
+            "consumers": s.consumers.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            "delivered": s.delivered,
+            "redelivered": s.redelivered,
+            "stolen": s.stolen,
+            "dead_lettered": s.dead_lettered,
+        })),
+        Err(e) => failed(e.into()),
+    }
+}
+
+/// `GET /api/breaker?name=`: a breaker's phase and counts. (A breaker with
+/// no record is born with the default policy by the read, as by any
+/// client's first use: the family's rule 1.)
+pub(crate) async fn breaker(State(app): State<Shared>, Query(q): Query<NameQuery>) -> Response {
+    let breaker = match app.client.breaker(&q.name).build() {
+        Ok(b) => b,
+        Err(e) => return failed(e.into()),
+    };
+    match breaker.state().await {
+        Ok(s) => ok(json!({
+            "name": q.name,
+            "phase": format!("{:?}", s.phase),
+            "generation": s.generation,
+            "retry_after": s.retry_after.map(human),
+            "calls": s.window.calls,
+            "failures": s.window.failures,
+            "slow": s.window.slow,
+            "trials_live": s.trials_live,
+            "opens": s.opens,
+            "manual": s.manual.as_ref().map(|m| format!("{m:?}")),
+        })),
+        Err(e) => failed(e.into()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RunQuery {
+    graph: String,
+    run: String,
+}
+
+/// `GET /api/graph-run?graph=&run=`: a job graph run's state and its
+/// nodes' (read through the backend's graphs family: the client's
+/// `GraphRun` needs the graph's definition, which an operator lacks).
+pub(crate) async fn graph_run(State(app): State<Shared>, Query(q): Query<RunQuery>) -> Response {
+    let (graph, run) = match (Key::new(&q.graph), Key::new(&q.run)) {
+        (Ok(g), Ok(r)) => (g, r),
+        (Err(e), _) | (_, Err(e)) => return failed(e.into()),
+    };
+    let graphs = match app.client.backend().graphs() {
+        Some(g) => g,
+        None => return error(StatusCode::NOT_FOUND, "this backend has no job graphs"),
+    };
+    let span = tracing::info_span!("coordctl.serve", op = "graph-run", graph = %graph, run = %run);
+    let status = tracing::Instrument::instrument(graphs.status(&graph, &run, false), span).await;
+    match status {
+        Ok(Some(s)) => ok(json!({
+            "graph": q.graph,
+            "run": q.run,
+            "state": format!("{:?}", s.state),
+            "submitted_at": rfc3339(s.submitted_at),
+            "ended_at": s.ended_at.map(rfc3339),
+            "cancelled": s.cancelled,
+            "nodes": s.nodes.iter().map(|n| json!({
+                "name": n.name.as_str(),
+                "state": format!("{:?}", n.state),
+                "attempts": n.attempts,
+                "token": n.token.map(|t| t.get()),
+                "worker": n.worker.as_ref().map(|w| w.to_string()),
+            })).collect::<Vec<_>>(),
+        })),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "graph {:?} has no run {:?} (never submitted, or ended longer ago than its retention)",
+                q.graph, q.run
+            ),
+        ),
+        Err(e) => failed(e.into()),
+    }
+}
+
+/// The body of an action.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Action {
+    /// `KIND:NAME` for a force release; the election's name for a resign.
+    #[serde(default)]
+    resource: String,
+    #[serde(default)]
+    election: String,
+    token: u64,
+    reason: String,
+    operator: String,
+}
+
+/// `POST /api/force-release` `{resource, token, reason, operator}`.
+pub(crate) async fn force_release(State(app): State<Shared>, Json(a): Json<Action>) -> Response {
+    let resource = match a.resource.trim().parse::<Resource>() {
+        Ok(r) => r,
+        Err(e) => return failed(e.into()),
+    };
+    act(&app, resource, &a, "force released").await
+}
+
+/// `POST /api/resign` `{election, token, reason, operator}`: ends the
+/// leader's term with that token (a fenced force release of the term).
+pub(crate) async fn resign(State(app): State<Shared>, Json(a): Json<Action>) -> Response {
+    let resource = match Key::new(a.election.trim()) {
+        Ok(k) => Resource::new(ResourceKind::Election, k),
+        Err(e) => return failed(e.into()),
+    };
+    act(&app, resource, &a, "resigned").await
+}
+
+/// A fenced, audited force release from the page.
+async fn act(app: &Shared, resource: Resource, a: &Action, done: &str) -> Response {
+    if !app.allow_actions {
+        return error(
+            StatusCode::FORBIDDEN,
+            "actions are off: start coordctl serve with --allow-actions to force release or resign from the page",
+        );
+    }
+    let who = a.operator.trim();
+    if who.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "say who you are: the audit trail records the operator",
+        );
+    }
+    let operator = format!("{who} (dashboard of {})", app.operator);
+    let ops = app.client.operations().operator(operator);
+    let token = FencingToken(a.token);
+    let res = ops.force_release(&resource, token, &a.reason).await;
+    app.live.poke();
+    match res {
+        Ok(Forced::Released { holder }) => ok(json!({
+            "outcome": "released",
+            "message": format!("{resource}: {done} the lease of {holder} (token {token}); recorded in the audit trail"),
+            "at": rfc3339(SystemTime::now()),
+        })),
+        Ok(Forced::NotFound { current }) => {
+            let live = if current.is_empty() {
+                "it has no live lease".to_owned()
+            } else {
+                let tokens: Vec<String> = current.iter().map(|t| t.to_string()).collect();
+                format!("its live tokens are {}", tokens.join(", "))
+            };
+            error(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "{resource}: no live lease has token {token} ({live}); nothing changed, the refusal is in the audit trail"
+                ),
+            )
+        }
+        Ok(other) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{resource}: unexpected outcome {other:?}"),
+        ),
+        Err(e) => failed(e.into()),
+    }
+}
