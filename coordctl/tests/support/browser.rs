@@ -223,46 +223,58 @@ impl Browser {
         }
     }
 
-    /// Clicks the element matching `css` (waiting for it to appear).
+    /// Clicks the element matching `css` (waiting for it to appear). A
+    /// live page may replace the element between the find and the click
+    /// ("stale element"): then it is found again, until [`FIND_TIMEOUT`].
     pub async fn click(&self, css: &str) {
-        let element = self.find(css).await;
-        if let Err(e) = element.click().await {
-            panic!(
-                "{}",
-                self.failure(format!("click {css:?}: {e}"), "click").await
-            );
+        let deadline = Instant::now() + FIND_TIMEOUT;
+        loop {
+            match self.find(css).await.click().await {
+                Ok(_) => return,
+                Err(e) if is_stale(&e) && Instant::now() < deadline => {}
+                Err(e) => panic!(
+                    "{}",
+                    self.failure(format!("click {css:?}: {e}"), "click").await
+                ),
+            }
         }
     }
 
     /// Replaces the value of the input matching `css` (waiting for it to
-    /// appear) with `text`, typed as keys.
+    /// appear) with `text`, typed as keys (found again if it went stale).
     pub async fn fill(&self, css: &str, text: &str) {
-        let element = self.find(css).await;
-        if let Err(e) = element.clear().await {
-            panic!(
-                "{}",
-                self.failure(format!("clear {css:?}: {e}"), "fill").await
-            );
-        }
-        if let Err(e) = element.send_keys(text).await {
-            panic!(
-                "{}",
-                self.failure(format!("type into {css:?}: {e}"), "fill")
-                    .await
-            );
+        let deadline = Instant::now() + FIND_TIMEOUT;
+        loop {
+            let element = self.find(css).await;
+            let typed = match element.clear().await {
+                Ok(()) => element.send_keys(text).await,
+                Err(e) => Err(e),
+            };
+            match typed {
+                Ok(()) => return,
+                Err(e) if is_stale(&e) && Instant::now() < deadline => {}
+                Err(e) => panic!(
+                    "{}",
+                    self.failure(format!("type into {css:?}: {e}"), "fill")
+                        .await
+                ),
+            }
         }
     }
 
     /// The rendered text of the element matching `css` (waiting for it to
-    /// appear).
+    /// appear; found again if it went stale).
     pub async fn text(&self, css: &str) -> String {
-        let element = self.find(css).await;
-        match element.text().await {
-            Ok(text) => text,
-            Err(e) => panic!(
-                "{}",
-                self.failure(format!("read {css:?}: {e}"), "text").await
-            ),
+        let deadline = Instant::now() + FIND_TIMEOUT;
+        loop {
+            match self.find(css).await.text().await {
+                Ok(text) => return text,
+                Err(e) if is_stale(&e) && Instant::now() < deadline => {}
+                Err(e) => panic!(
+                    "{}",
+                    self.failure(format!("read {css:?}: {e}"), "text").await
+                ),
+            }
         }
     }
 
@@ -378,6 +390,12 @@ impl Browser {
             Err(e) => format!("{message} (no screenshot: {e})"),
         }
     }
+}
+
+/// Whether `e` says the element was replaced since it was found (a live
+/// page re-rendered it).
+fn is_stale(e: &fantoccini::error::CmdError) -> bool {
+    e.to_string().contains("stale element")
 }
 
 /// `target/dashboard-screenshots` under the workspace root.

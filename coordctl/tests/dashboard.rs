@@ -1,0 +1,380 @@
+//! The dashboard end to end, in a real browser: a real redis-server (its
+//! own, since the test stops and restarts it), an application holding
+//! locks and leading an election (`coordctl-demo-holder`) with a standby
+//! candidate, `coordctl serve` as a real process, and headless Chromium
+//! driving the page. The page must show the holder, follow a failover
+//! live (no reload), perform an audited force release and a resign, give
+//! a readable error for a stale token, an unknown resource and a malformed
+//! one, and show a banner while the backend is away that clears by itself.
+//! Every view is written as a screenshot under
+//! `target/dashboard-screenshots/` for a reviewer.
+//!
+//! Waiting for something that takes time polls the page for it; the
+//! deadlines only turn a hang into a failure.
+
+mod support;
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use coord_testkit::redis::RedisServer;
+use support::browser::Browser;
+
+const CTL: &str = env!("CARGO_BIN_EXE_coordctl");
+const HOLDER: &str = env!("CARGO_BIN_EXE_coordctl-demo-holder");
+/// Only a hang guard: what is waited for comes within seconds.
+const HANG: Duration = Duration::from_secs(30);
+/// The holders' presence and lease TTLs (seconds): short, so that a killed
+/// leader's term expires and the standby takes over within seconds.
+const PRESENCE_TTL: &str = "5";
+const LEASE_TTL: &str = "3";
+
+/// A child process, killed on drop (SIGKILL: no release, no withdrawal).
+struct Proc {
+    child: Child,
+    /// The first line it printed.
+    line: String,
+}
+
+impl Proc {
+    fn start(program: &str, args: &[&str]) -> Proc {
+        let mut child = Command::new(program)
+            .args(args)
+            .env_remove("COORD_URL")
+            .env_remove("COORD_DASHBOARD_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {program}: {e}"));
+        let mut line = String::new();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut line).unwrap();
+        // Whatever it prints later is not read: keep the pipe drained.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        Proc { child, line }
+    }
+
+    /// `name=value` of the first line.
+    fn field(&self, name: &str) -> String {
+        (self.line.split_whitespace())
+            .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("no {name} in {:?}", self.line))
+            .to_owned()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `coordctl serve` on a free loopback port; its address from its line.
+fn dashboard(url: &str, extra: &[&str]) -> (Proc, String) {
+    let args = [
+        &["--url", url, "serve", "--listen", "127.0.0.1:0"][..],
+        extra,
+    ]
+    .concat();
+    let proc = Proc::start(CTL, &args);
+    let addr = (proc.line.split_whitespace())
+        .find_map(|w| w.strip_prefix("http://"))
+        .unwrap_or_else(|| panic!("no address in {:?}", proc.line))
+        .trim_end_matches('/')
+        .to_owned();
+    (proc, addr)
+}
+
+/// One plain HTTP/1.1 request; the status and the body.
+fn http(addr: &str, method: &str, path: &str, headers: &[&str], body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    if !body.is_empty() {
+        req.push_str("Content-Type: application/json\r\n");
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes()).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, body.to_owned())
+}
+
+/// Confirms the open confirmation dialog as `operator` with `reason`.
+async fn confirm(b: &Browser, operator: &str, reason: &str) {
+    b.wait_for_text("#confirm-title", |t: &str| !t.is_empty(), HANG)
+        .await;
+    b.fill("#confirm-operator", operator).await;
+    b.fill("#confirm-reason", reason).await;
+    b.click("#confirm-ok").await;
+}
+
+/// Polls until nothing on the page matches `css`.
+async fn wait_gone(b: &Browser, css: &str) {
+    let start = Instant::now();
+    while b.exists(css).await {
+        assert!(start.elapsed() < HANG, "{css} is still on the page");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Opens `view`'s tab.
+async fn tab(b: &Browser, view: &str) {
+    b.click(&format!("nav button[data-view='{view}']")).await;
+}
+
+/// The manual form: force release `resource` with `token`, confirmed.
+async fn manual_force(b: &Browser, resource: &str, token: &str) -> String {
+    b.fill("#manual-resource", resource).await;
+    b.fill("#manual-token", token).await;
+    b.click("#manual-go").await;
+    confirm(b, "alice", "test of a refusal").await;
+    b.wait_for_text("#action-result.error", resource, HANG)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_holders_follows_a_failover_and_acts_audited() {
+    let server = RedisServer::start();
+    let url = format!("{}?namespace=dash", server.url());
+    let app = Proc::start(HOLDER, &[&url, PRESENCE_TTL, LEASE_TTL]);
+    assert!(app.line.starts_with("ready "), "{:?}", app.line);
+    let mut app = app;
+    let standby = Proc::start(HOLDER, &[&url, PRESENCE_TTL, LEASE_TTL, "candidate"]);
+    assert!(standby.line.starts_with("waiting "), "{:?}", standby.line);
+    let (a, lock_token, term) = (app.field("instance"), app.field("lock"), app.field("term"));
+    let b_instance = standby.field("instance");
+    let (_dash, addr) = dashboard(&url, &["--allow-actions", "--refresh", "300ms"]);
+
+    let b = Browser::start().await;
+    b.goto(&format!("http://{addr}/")).await;
+    // Marked, to tell later that every change came without a reload.
+    b.client()
+        .execute("window.__loaded_once = true; return null;", vec![])
+        .await
+        .unwrap();
+
+    // Locks: the holder, its token, alive.
+    let row = "#leases tr[data-resource='lock:demo/lock']";
+    b.wait_for_text(&format!("{row} .holder"), a.as_str(), HANG)
+        .await;
+    assert_eq!(b.text(&format!("{row} .token")).await, lock_token);
+    assert_eq!(b.text(&format!("{row} .holder-alive")).await, "alive");
+    b.wait_for_text("#status", "live", HANG).await;
+    b.screenshot("locks").await;
+
+    // Search by prefix: only the reentrant lock.
+    b.fill("#prefix", "demo/re").await;
+    wait_gone(&b, row).await;
+    assert!(
+        b.exists("#leases tr[data-resource='lock:demo/reentrant']")
+            .await
+    );
+    b.fill("#prefix", "").await;
+    b.wait_for_text("#leases tbody", "lock:demo/lock", HANG)
+        .await;
+
+    // Leaders: the application leads; then it is killed and the standby
+    // takes over, and the page follows without a reload.
+    tab(&b, "leaders").await;
+    let leader = "#leaders tr[data-election='demo/election']";
+    b.wait_for_text(&format!("{leader} .leader"), a.as_str(), HANG)
+        .await;
+    assert_eq!(b.text(&format!("{leader} .token")).await, term);
+    b.screenshot("leaders").await;
+
+    // Force release from the page: the application's lock, by its row.
+    tab(&b, "locks").await;
+    b.click(&format!("{row} button.force")).await;
+    confirm(&b, "alice", "holder wedged, INC-1234").await;
+    let said = b
+        .wait_for_text("#action-result.ok", "force released", HANG)
+        .await;
+    assert!(said.contains(&lock_token), "{said}");
+    wait_gone(&b, row).await;
+
+    // The same token again, an unknown resource, a malformed one: one
+    // readable error each, nothing changed.
+    let stale = manual_force(&b, "lock:demo/lock", &lock_token).await;
+    assert!(stale.contains("no live lease has token"), "{stale}");
+    let unknown = manual_force(&b, "lock:no/such", "7").await;
+    assert!(unknown.contains("no live lease"), "{unknown}");
+    b.fill("#manual-resource", "bogus").await;
+    b.fill("#manual-token", "7").await;
+    b.click("#manual-go").await;
+    confirm(&b, "alice", "malformed").await;
+    let bad = b
+        .wait_for_text("#action-result.error", "KIND:NAME", HANG)
+        .await;
+    assert!(bad.contains("bogus"), "{bad}");
+    b.screenshot("error").await;
+
+    // The audit trail names the operator and the reason.
+    tab(&b, "audit").await;
+    b.wait_for_text("#audit tbody", "holder wedged, INC-1234", HANG)
+        .await;
+    let audit = b.text("#audit tbody").await;
+    assert!(audit.contains("alice"), "{audit}");
+    assert!(audit.contains("released"), "{audit}");
+    assert!(audit.contains("not found"), "{audit}");
+    b.screenshot("audit").await;
+
+    // Failover: kill -9 the leader; its term expires, the standby wins.
+    tab(&b, "leaders").await;
+    app.kill();
+    b.wait_for_text(&format!("{leader} .leader"), b_instance.as_str(), HANG)
+        .await;
+    let timeline = b
+        .wait_for_text("#timeline", b_instance.as_str(), HANG)
+        .await;
+    assert!(timeline.contains("demo/election"), "{timeline}");
+    let new_term = b.text(&format!("{leader} .token")).await;
+    assert!(
+        new_term.parse::<u64>().unwrap() > term.parse::<u64>().unwrap(),
+        "the new term's token is larger: {new_term} after {term}"
+    );
+    b.screenshot("failover").await;
+
+    // Resign the standby's term from the page: audited, the row goes.
+    b.click(&format!("{leader} button.resign")).await;
+    confirm(&b, "bob", "drain for maintenance").await;
+    let said = b.wait_for_text("#action-result.ok", "resigned", HANG).await;
+    assert!(said.contains(&new_term), "{said}");
+    wait_gone(&b, leader).await;
+
+    // The other views render.
+    for view in ["groups", "runs", "instances", "families", "health"] {
+        tab(&b, view).await;
+        let section = format!("#view-{view}");
+        b.wait_for_text(&section, |t: &str| !t.trim().is_empty(), HANG)
+            .await;
+        b.screenshot(view).await;
+    }
+    b.wait_for_text("#health-status", "Status:", HANG).await;
+    tab(&b, "families").await;
+    b.fill("#queue-name", "orders").await;
+    b.click("#queue-form button").await;
+    b.wait_for_text("#queue-result", "in flight", HANG).await;
+
+    // The backend goes away: a banner; it comes back: the banner clears.
+    tab(&b, "locks").await;
+    server.stop();
+    b.wait_for_text("#banner", "Backend unreachable", HANG)
+        .await;
+    b.screenshot("backend-down").await;
+    server.restart();
+    b.wait_for_text("#banner", |t: &str| t.is_empty(), HANG)
+        .await;
+
+    let reloaded = b
+        .client()
+        .execute("return window.__loaded_once === true;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        reloaded,
+        serde_json::Value::Bool(true),
+        "the page was never reloaded"
+    );
+    b.close().await;
+}
+
+#[test]
+fn actions_are_off_by_default_and_a_token_is_checked() {
+    let server = RedisServer::shared();
+    let url = format!("{}?namespace=dash-guard", server.url());
+    let body = r#"{"resource":"lock:a","token":1,"reason":"r","operator":"o"}"#;
+
+    let (_dash, addr) = dashboard(&url, &[]);
+    let (status, text) = http(&addr, "POST", "/api/force-release", &[], body);
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("--allow-actions"), "{text}");
+    let (status, text) = http(&addr, "GET", "/api/leases?kind=nonsense", &[], "");
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("nonsense"), "{text}");
+
+    let token = "correct-horse-battery";
+    let (_dash, addr) = dashboard(&url, &["--allow-actions", "--token", token]);
+    assert_eq!(
+        http(&addr, "GET", "/", &[], "").0,
+        200,
+        "the page itself is static"
+    );
+    let (status, text) = http(&addr, "GET", "/api/overview", &[], "");
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("#token="), "{text}");
+    let wrong = "Authorization: Bearer correct-horse-battery-staple";
+    assert_eq!(http(&addr, "GET", "/api/overview", &[wrong], "").0, 401);
+    let bearer = format!("Authorization: Bearer {token}");
+    assert_eq!(http(&addr, "GET", "/api/overview", &[&bearer], "").0, 200);
+    let path = format!("/api/overview?token={token}");
+    assert_eq!(http(&addr, "GET", &path, &[], "").0, 200);
+    let (status, text) = http(&addr, "POST", "/api/force-release", &[&bearer], body);
+    assert_eq!(status, 404, "allowed, and nothing to release: {text}");
+
+    // Off loopback without a token: refused before listening.
+    let out = Command::new(CTL)
+        .args(["--url", &url, "serve", "--listen", "0.0.0.0:0"])
+        .env_remove("COORD_DASHBOARD_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--token"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_locks_page_and_search_by_prefix() {
+    const LOCKS: usize = 2_000;
+    let url = format!("{}?namespace=dash-many", RedisServer::shared().url());
+    let client = coord::connect(&url).await.unwrap();
+    let mut held = Vec::with_capacity(LOCKS);
+    for i in 0..LOCKS {
+        let lock = client
+            .lock(&format!("load/{i:04}"))
+            .ttl(Duration::from_secs(60));
+        held.push(lock.try_lock().await.unwrap().expect("free"));
+    }
+    let (_dash, addr) = dashboard(&url, &[]);
+    let b = Browser::start().await;
+    b.goto(&format!("http://{addr}/")).await;
+
+    // Paged: 50 a page, in resource order.
+    b.wait_for_text("#page-info", "1\u{2013}50 of 2000", HANG)
+        .await;
+    assert!(b.exists("#leases tr[data-resource='lock:load/0049']").await);
+    assert!(!b.exists("#leases tr[data-resource='lock:load/0050']").await);
+    b.click("#next").await;
+    b.wait_for_text("#page-info", "51\u{2013}100 of 2000", HANG)
+        .await;
+    assert!(b.exists("#leases tr[data-resource='lock:load/0050']").await);
+    // No action buttons: actions are off.
+    assert!(!b.exists("#leases button.force").await);
+    b.screenshot("many-locks").await;
+
+    // Searchable by prefix, back on the first page.
+    b.fill("#prefix", "load/19").await;
+    b.wait_for_text("#page-info", "1\u{2013}50 of 100", HANG)
+        .await;
+    assert!(b.exists("#leases tr[data-resource='lock:load/1900']").await);
+    b.fill("#prefix", "lock:load/000").await;
+    b.wait_for_text("#page-info", "1\u{2013}10 of 10", HANG)
+        .await;
+    b.close().await;
+    drop(held);
+}
