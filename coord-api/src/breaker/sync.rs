@@ -44,6 +44,9 @@ struct Shared {
     /// The policy in force on the backend (this handle's until read).
     in_force: Policy,
     last_ok: Option<Instant>,
+    /// How many replies were applied: a call notes it when sent, so that
+    /// its failure can tell whether a reply came after it was sent.
+    replies: u64,
     /// The local breaker, while the backend is unreachable.
     local: Option<Record>,
 }
@@ -89,6 +92,7 @@ impl Inner {
                 seen: 0,
                 in_force: policy,
                 last_ok: None,
+                replies: 0,
                 local: None,
             }),
             events: broadcast::channel(256).0,
@@ -145,7 +149,7 @@ impl Inner {
     /// Reads the state; an error makes the backend unreachable.
     pub(crate) async fn read(&self) -> Result<BreakerState> {
         let seen = self.seen();
-        let sent = self.client.clock().now();
+        let sent = self.replies();
         let fut = self.backend()?.state(&self.name, &self.policy, seen);
         match self.bounded("state", fut).await {
             Ok(s) => {
@@ -175,7 +179,7 @@ impl Inner {
         };
         let seen = self.seen();
         let instance = self.client.instance_id();
-        let sent = self.client.clock().now();
+        let sent = self.replies();
         let fut =
             (self.backend()?).report(&self.name, &self.policy, generation, instance, tally, seen);
         match self.bounded("report", fut).await {
@@ -208,6 +212,7 @@ impl Inner {
         let now = self.client.clock().now();
         let mut sh = lock(&self.shared);
         sh.last_ok = Some(now);
+        sh.replies += 1;
         if !self.cache.reachable.load(Acquire) {
             sh.local = None;
             self.cache.reachable.store(true, Release);
@@ -253,11 +258,17 @@ impl Inner {
         self.cache.phase.store(code(s.phase), Release);
     }
 
-    /// A backend call sent at `sent` failed: unreachable if it may work
-    /// later — unless a reply arrived since it was sent (a failure older
-    /// than the last success says nothing of the backend now: a background
-    /// call that failed while cut off must not undo a reconnection).
-    fn lost(&self, e: &Error, sent: Instant) {
+    /// The replies applied so far (what a call notes when sent).
+    fn replies(&self) -> u64 {
+        lock(&self.shared).replies
+    }
+
+    /// A backend call sent when `sent` replies had been applied failed:
+    /// unreachable if it may work later — unless a reply was applied since
+    /// it was sent (a failure older than the last success says nothing of
+    /// the backend now: a background call that failed while cut off must
+    /// not undo a reconnection).
+    fn lost(&self, e: &Error, sent: u64) {
         if e.is_retryable() {
             self.unreachable(e.to_string(), Some(sent));
         } else {
@@ -265,10 +276,11 @@ impl Inner {
         }
     }
 
-    /// The backend is unreachable, unless a reply arrived after `sent`.
-    fn unreachable(&self, error: String, sent: Option<Instant>) {
+    /// The backend is unreachable, unless a reply was applied after a call
+    /// sent when `sent` replies had been.
+    fn unreachable(&self, error: String, sent: Option<u64>) {
         let mut sh = lock(&self.shared);
-        if sent.is_some_and(|sent| sh.last_ok.is_some_and(|ok| ok >= sent)) {
+        if sent.is_some_and(|sent| sh.replies > sent) {
             return;
         }
         if self.cache.reachable.swap(false, AcqRel) {
@@ -308,7 +320,7 @@ impl Inner {
         let inner = self.clone();
         tokio::spawn(async move {
             let seen = inner.seen();
-            let sent = inner.client.clock().now();
+            let sent = inner.replies();
             let Ok(backend) = inner.backend() else { return };
             let fut = backend.trial_done(
                 &inner.name,
@@ -362,7 +374,7 @@ impl Inner {
     async fn ask_trial(self: &Arc<Self>) -> Result<CallPermit> {
         let holder = HolderId::new(*self.client.instance_id());
         let (seen, ttl) = (self.seen(), self.opts.trial_ttl);
-        let sent = self.client.clock().now();
+        let sent = self.replies();
         let fut = (self.backend()?).trial(&self.name, &self.policy, &holder, ttl, seen);
         let s = match self.bounded("trial", fut).await {
             Ok(Trial::Granted { state, .. }) => {
@@ -433,7 +445,7 @@ impl Inner {
     }
 
     async fn watch(&self) -> Option<Box<dyn Watch>> {
-        let sent = self.client.clock().now();
+        let sent = self.replies();
         let fut = self.backend().ok()?.watch(&self.name);
         match self.bounded("watch", fut).await {
             Ok(w) => Some(w),
