@@ -44,9 +44,11 @@ struct Shared {
     /// The policy in force on the backend (this handle's until read).
     in_force: Policy,
     last_ok: Option<Instant>,
-    /// How many replies were applied: a call notes it when sent, so that
-    /// its failure can tell whether a reply came after it was sent.
-    replies: u64,
+    /// Tickets handed to calls as they are sent (in order).
+    tickets: u64,
+    /// The newest ticket whose call's reply was applied: a failure of an
+    /// older call says nothing of the backend now.
+    newest_ok: u64,
     /// The local breaker, while the backend is unreachable.
     local: Option<Record>,
 }
@@ -92,7 +94,8 @@ impl Inner {
                 seen: 0,
                 in_force: policy,
                 last_ok: None,
-                replies: 0,
+                tickets: 0,
+                newest_ok: 0,
                 local: None,
             }),
             events: broadcast::channel(256).0,
@@ -149,11 +152,11 @@ impl Inner {
     /// Reads the state; an error makes the backend unreachable.
     pub(crate) async fn read(&self) -> Result<BreakerState> {
         let seen = self.seen();
-        let sent = self.replies();
+        let sent = self.ticket();
         let fut = self.backend()?.state(&self.name, &self.policy, seen);
         match self.bounded("state", fut).await {
             Ok(s) => {
-                self.apply(&s);
+                self.apply(&s, sent);
                 Ok(s)
             }
             Err(e) => {
@@ -179,13 +182,13 @@ impl Inner {
         };
         let seen = self.seen();
         let instance = self.client.instance_id();
-        let sent = self.replies();
+        let sent = self.ticket();
         let fut =
             (self.backend()?).report(&self.name, &self.policy, generation, instance, tally, seen);
         match self.bounded("report", fut).await {
             Ok(r) => {
                 metrics::flush(if r.counted { "counted" } else { "stale" });
-                self.apply(&r.state);
+                self.apply(&r.state, sent);
                 Ok(())
             }
             Err(e) => {
@@ -199,20 +202,21 @@ impl Inner {
     pub(crate) async fn manual(&self, action: Action, why: &str) -> Result<BreakerState> {
         let seen = self.seen();
         let by = self.client.instance_id();
+        let sent = self.ticket();
         let fut = (self.backend()?).manual(&self.name, &self.policy, action, by, why, seen);
         let s = self.bounded(action.as_str(), fut).await?;
-        self.apply(&s);
+        self.apply(&s, sent);
         Ok(s)
     }
 
     /// Takes what a reply says: tells the transitions it carries (not
     /// those of the first read: history), updates the cached copy, and
     /// finds the backend again.
-    pub(crate) fn apply(&self, s: &BreakerState) {
+    pub(crate) fn apply(&self, s: &BreakerState, ticket: u64) {
         let now = self.client.clock().now();
         let mut sh = lock(&self.shared);
         sh.last_ok = Some(now);
-        sh.replies += 1;
+        sh.newest_ok = sh.newest_ok.max(ticket);
         if !self.cache.reachable.load(Acquire) {
             sh.local = None;
             self.cache.reachable.store(true, Release);
@@ -258,16 +262,17 @@ impl Inner {
         self.cache.phase.store(code(s.phase), Release);
     }
 
-    /// The replies applied so far (what a call notes when sent).
-    fn replies(&self) -> u64 {
-        lock(&self.shared).replies
+    /// A ticket for a call about to be sent.
+    fn ticket(&self) -> u64 {
+        let mut sh = lock(&self.shared);
+        sh.tickets += 1;
+        sh.tickets
     }
 
-    /// A backend call sent when `sent` replies had been applied failed:
-    /// unreachable if it may work later — unless a reply was applied since
-    /// it was sent (a failure older than the last success says nothing of
-    /// the backend now: a background call that failed while cut off must
-    /// not undo a reconnection).
+    /// The backend call of ticket `sent` failed: unreachable if it may
+    /// work later — unless a call sent after it succeeded (a failure older
+    /// than a success says nothing of the backend now: a background call
+    /// that failed while cut off must not undo a reconnection).
     fn lost(&self, e: &Error, sent: u64) {
         if e.is_retryable() {
             self.unreachable(e.to_string(), Some(sent));
@@ -276,11 +281,11 @@ impl Inner {
         }
     }
 
-    /// The backend is unreachable, unless a reply was applied after a call
-    /// sent when `sent` replies had been.
+    /// The backend is unreachable, unless a call sent after ticket `sent`
+    /// succeeded.
     fn unreachable(&self, error: String, sent: Option<u64>) {
         let mut sh = lock(&self.shared);
-        if sent.is_some_and(|sent| sh.replies > sent) {
+        if sent.is_some_and(|sent| sh.newest_ok > sent) {
             return;
         }
         if self.cache.reachable.swap(false, AcqRel) {
@@ -320,7 +325,7 @@ impl Inner {
         let inner = self.clone();
         tokio::spawn(async move {
             let seen = inner.seen();
-            let sent = inner.replies();
+            let sent = inner.ticket();
             let Ok(backend) = inner.backend() else { return };
             let fut = backend.trial_done(
                 &inner.name,
@@ -331,7 +336,7 @@ impl Inner {
                 seen,
             );
             match inner.bounded("trial_done", fut).await {
-                Ok(r) => inner.apply(&r.state),
+                Ok(r) => inner.apply(&r.state, sent),
                 Err(e) => inner.lost(&e, sent),
             }
         });
@@ -374,11 +379,11 @@ impl Inner {
     async fn ask_trial(self: &Arc<Self>) -> Result<CallPermit> {
         let holder = HolderId::new(*self.client.instance_id());
         let (seen, ttl) = (self.seen(), self.opts.trial_ttl);
-        let sent = self.replies();
+        let sent = self.ticket();
         let fut = (self.backend()?).trial(&self.name, &self.policy, &holder, ttl, seen);
         let s = match self.bounded("trial", fut).await {
             Ok(Trial::Granted { state, .. }) => {
-                self.apply(&state);
+                self.apply(&state, sent);
                 return Ok(CallPermit::new(self, Kind::Trial(holder), state.generation));
             }
             Ok(Trial::Refused(s)) => s,
@@ -388,7 +393,7 @@ impl Inner {
             }
             Err(e) => return Err(e),
         };
-        self.apply(&s);
+        self.apply(&s, sent);
         match s.phase {
             Phase::Closed => Ok(CallPermit::new(self, Kind::Counted, s.generation)),
             Phase::Disabled => Ok(CallPermit::new(self, Kind::Free, s.generation)),
@@ -445,7 +450,7 @@ impl Inner {
     }
 
     async fn watch(&self) -> Option<Box<dyn Watch>> {
-        let sent = self.replies();
+        let sent = self.ticket();
         let fut = self.backend().ok()?.watch(&self.name);
         match self.bounded("watch", fut).await {
             Ok(w) => Some(w),
