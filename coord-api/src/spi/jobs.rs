@@ -49,7 +49,8 @@ pub trait JobBackend: Send + Sync {
     ) -> Result<OnceBegin>;
 
     /// Extends the running occurrence's lease; `false` if `holder` no longer
-    /// runs it.
+    /// runs it (another holder runs it, its run ended or expired), and then
+    /// nothing changes: no run is extended or begun again.
     async fn extend(
         &self,
         job: &Key,
@@ -61,8 +62,9 @@ pub trait JobBackend: Send + Sync {
     /// Ends `holder`'s run of the occurrence. With `finished` (the body
     /// completed) the occurrence is marked finished for that retention, and
     /// never begins again while marked; without, it may begin again at once
-    /// (a failed run). `false` if `holder` no longer ran it (then nothing is
-    /// marked).
+    /// (a failed run). `false` if `holder` no longer ran it (another holder
+    /// runs it, its run ended or expired): then nothing changes, nothing is
+    /// marked or unmarked.
     async fn end(
         &self,
         job: &Key,

@@ -51,8 +51,9 @@ impl MemberInfo {
 pub struct Members {
     /// Live members, oldest first.
     pub members: Vec<MemberInfo>,
-    /// Counts joins and leaves (expiry included once noticed); observers
-    /// compare it to tell whether they missed changes.
+    /// Counts every join, leave and expiry once each (an expiry when first
+    /// noticed, at the latest by the next operation on the group);
+    /// observers compare it to tell whether they missed changes.
     pub seq: u64,
 }
 
@@ -78,10 +79,13 @@ pub trait GroupBackend: Send + Sync {
     ) -> Result<()>;
 
     /// Extends `holder`'s heartbeat in `group`; `false` if it is no longer a
-    /// member (expired or left).
+    /// member (expired or left) or never was (another holder, an earlier
+    /// incarnation of the same instance), and then nothing changes: no
+    /// member is extended or added back.
     async fn heartbeat(&self, group: &Key, holder: &HolderId, ttl: Duration) -> Result<bool>;
 
-    /// Removes `holder` from `group`; `false` if it was not a member.
+    /// Removes `holder` from `group`; `false` if it was not a member (then
+    /// nothing changes, and `seq` counts no leave).
     async fn leave(&self, group: &Key, holder: &HolderId) -> Result<bool>;
 
     /// The live members of `group`.

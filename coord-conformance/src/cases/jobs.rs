@@ -277,4 +277,158 @@ pub async fn lost_begin_reply_frees_run(h: &dyn Harness) {
         "{out:?}: retried as a later attempt"
     );
 }
+
+/// An extend through the SPI by a holder that does not run the occurrence
+/// (another client's id; an earlier incarnation of the runner's instance,
+/// whose run ended) answers `false` and changes nothing: the run keeps its
+/// deadline and its runner, and the attempt count stays.
+#[needs(Need::Jobs)]
+pub async fn run_extend_by_foreign_or_stale_holder_refused(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.backend().await, ctx.backend().await);
+    let (ja, jb) = (job_backend(&a), job_backend(&b));
+    let (j, o) = (key("j"), key("o"));
+    let (stale, live) = second_attempt(ja, &j, &o).await;
+    let left = running_for(ja, &j, &o).await;
+    let foreign = holder("b");
+    for (who, jobs, by) in [("foreign", jb, &foreign), ("stale", ja, &stale)] {
+        let took = jobs.extend(&j, &o, by, ms(60_000)).await.unwrap();
+        assert!(!took, "{who} holder's extend accepted");
+        let now = running_for(ja, &j, &o).await;
+        assert!(now <= left, "{who} holder's extend lengthened the run: {left:?}, then {now:?}");
+    }
+    assert!(ja.extend(&j, &o, &live, RUN_TTL).await.unwrap(), "the runner's own extend");
+    assert!(ja.end(&j, &o, &live, None).await.unwrap(), "still the runner's run");
+    assert_next_attempt(ja, &j, &o, 3).await;
+}
+
+/// An end through the SPI, finished or not, by a holder that does not run
+/// the occurrence (another client's id; an earlier incarnation of the
+/// runner's instance, whose run ended) answers `false` and changes nothing:
+/// the run goes on with its deadline and runner, nothing is marked finished,
+/// and the attempt count stays. A stale end after a run finished leaves the
+/// occurrence finished.
+#[needs(Need::Jobs)]
+pub async fn run_end_by_foreign_or_stale_holder_refused(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.backend().await, ctx.backend().await);
+    let (ja, jb) = (job_backend(&a), job_backend(&b));
+    let (j, o) = (key("j"), key("o"));
+    let (stale, live) = second_attempt(ja, &j, &o).await;
+    let left = running_for(ja, &j, &o).await;
+    let foreign = holder("b");
+    for (who, jobs, by) in [("foreign", jb, &foreign), ("stale", ja, &stale)] {
+        for finished in [Some(ms(3_600_000)), None] {
+            let ended = jobs.end(&j, &o, by, finished).await.unwrap();
+            assert!(!ended, "{who} holder's end ({finished:?}) accepted");
+            let now = running_for(ja, &j, &o).await;
+            assert!(now <= left, "{who} holder's end lengthened the run: {left:?}, then {now:?}");
+        }
+    }
+    assert!(ja.end(&j, &o, &live, None).await.unwrap(), "still the runner's run");
+    assert_next_attempt(ja, &j, &o, 3).await;
+
+    let done = key("done");
+    let runner = holder("a");
+    let begun = ja.begin(&j, &done, &runner, RUN_TTL).await.unwrap();
+    assert!(matches!(begun, OnceBegin::Started { .. }), "{begun:?}");
+    assert!(ja.end(&j, &done, &runner, Some(ms(3_600_000))).await.unwrap());
+    for (who, jobs, by) in [("foreign", jb, &foreign), ("finished run's", ja, &runner)] {
+        assert!(!jobs.end(&j, &done, by, None).await.unwrap(), "{who} end accepted");
+        assert!(!jobs.extend(&j, &done, by, RUN_TTL).await.unwrap(), "{who} extend accepted");
+    }
+    let again = ja.begin(&j, &done, &holder("c"), RUN_TTL).await.unwrap();
+    assert_eq!(again, OnceBegin::Finished, "a stale end unmarked the finished run");
+}
+
+/// An extend by the runner after its run's lease expired (nobody having
+/// looked at the occurrence since) answers `false` and does not bring the
+/// run back: the next begin starts attempt 2 at once.
+#[needs(Need::Jobs)]
+pub async fn run_extend_after_expiry_does_not_revive(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.backend().await;
+    let ja = job_backend(&a);
+    let (j, o) = (key("j"), key("o"));
+    let runner = holder("a");
+    let begun = ja.begin(&j, &o, &runner, ms(150)).await.unwrap();
+    let replied = Instant::now();
+    assert!(matches!(begun, OnceBegin::Started { attempt: 1, .. }), "{begun:?}");
+    past_deadline(replied, ms(150)).await;
+    let took = ja.extend(&j, &o, &runner, ms(60_000)).await.unwrap();
+    assert!(!took, "extend after expiry accepted");
+    assert_next_attempt(ja, &j, &o, 2).await;
+}
+
+/// An end by the runner after its run's lease expired (nobody having looked
+/// at the occurrence since), finished or not, answers `false` and marks
+/// nothing: the next begin starts attempt 2 at once.
+#[needs(Need::Jobs)]
+pub async fn run_end_after_expiry_does_not_revive(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.backend().await;
+    let ja = job_backend(&a);
+    let (j, o) = (key("j"), key("o"));
+    let runner = holder("a");
+    let begun = ja.begin(&j, &o, &runner, ms(150)).await.unwrap();
+    let replied = Instant::now();
+    assert!(matches!(begun, OnceBegin::Started { attempt: 1, .. }), "{begun:?}");
+    past_deadline(replied, ms(150)).await;
+    for finished in [Some(ms(3_600_000)), None] {
+        let ended = ja.end(&j, &o, &runner, finished).await.unwrap();
+        assert!(!ended, "end ({finished:?}) after expiry accepted");
+    }
+    assert_next_attempt(ja, &j, &o, 2).await;
+}
+}
+
+/// The lease of runs the holder-bound cases begin: long enough that they
+/// never expire during a case.
+const RUN_TTL: Duration = Duration::from_secs(5);
+
+/// An occurrence in its second attempt: `(stale, live)`, the holder whose
+/// first attempt ended (failed) and the holder running the second, both of
+/// instance `a`.
+async fn second_attempt(jobs: &dyn JobBackend, j: &Key, o: &Key) -> (HolderId, HolderId) {
+    let stale = holder("a");
+    let first = jobs.begin(j, o, &stale, RUN_TTL).await.unwrap();
+    assert!(
+        matches!(first, OnceBegin::Started { attempt: 1, .. }),
+        "{first:?}"
+    );
+    assert!(
+        jobs.end(j, o, &stale, None).await.unwrap(),
+        "the first attempt fails"
+    );
+    let live = holder("a");
+    let second = jobs.begin(j, o, &live, RUN_TTL).await.unwrap();
+    assert!(
+        matches!(second, OnceBegin::Started { attempt: 2, .. }),
+        "{second:?}"
+    );
+    (stale, live)
+}
+
+/// How long the running attempt has left, as a bystander's begin finds it;
+/// panics unless the occurrence runs.
+async fn running_for(jobs: &dyn JobBackend, j: &Key, o: &Key) -> Duration {
+    match jobs
+        .begin(j, o, &holder("bystander"), RUN_TTL)
+        .await
+        .unwrap()
+    {
+        OnceBegin::Running { retry_in } => retry_in,
+        other => panic!("the occurrence should still run, a bystander's begin found {other:?}"),
+    }
+}
+
+/// Begins the occurrence as a new holder and panics unless that starts
+/// `attempt` (then ends it, failed).
+async fn assert_next_attempt(jobs: &dyn JobBackend, j: &Key, o: &Key, attempt: u32) {
+    let next = holder("c");
+    match jobs.begin(j, o, &next, RUN_TTL).await.unwrap() {
+        OnceBegin::Started { attempt: a, .. } if a == attempt => {}
+        other => panic!("the next begin should start attempt {attempt}, found {other:?}"),
+    }
+    assert!(jobs.end(j, o, &next, None).await.unwrap());
 }

@@ -164,4 +164,239 @@ pub async fn lost_join_reply_leaves_group(h: &dyn Harness) {
     .await;
     assert!(left.is_some(), "the member whose join reply was lost is gone");
 }
+
+/// A heartbeat through the SPI by a holder that is not the member (another
+/// client's id; an earlier incarnation of the member's instance, which left)
+/// answers `false` and changes nothing: the member keeps its metadata, join
+/// time and deadline, nobody is added, and `seq` stays.
+pub async fn heartbeat_by_foreign_or_stale_holder_refused(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.backend().await, ctx.backend().await);
+    let (ga, gb) = (group_backend(&a), group_backend(&b));
+    let g = key("g");
+    let (stale, live) = rejoined(ga, &g).await;
+    let before = ga.members(&g).await.unwrap();
+    let foreign = holder("b");
+    for (who, groups, by) in [("foreign", gb, &foreign), ("stale", ga, &stale)] {
+        let took = groups.heartbeat(&g, by, ms(60_000)).await.unwrap();
+        assert!(!took, "{who} holder's heartbeat accepted");
+        assert_group_unchanged(&before, &ga.members(&g).await.unwrap(), who);
+    }
+    let own = ga.heartbeat(&g, &live, ms(2000)).await.unwrap();
+    assert!(own, "the member's own heartbeat is accepted");
+}
+
+/// A leave through the SPI by a holder that is not the member (another
+/// client's id; an earlier incarnation of the member's instance, which left)
+/// answers `false` and changes nothing: the member stays listed as it was and
+/// `seq` stays.
+pub async fn leave_by_foreign_or_stale_holder_refused(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.backend().await, ctx.backend().await);
+    let (ga, gb) = (group_backend(&a), group_backend(&b));
+    let g = key("g");
+    let (stale, live) = rejoined(ga, &g).await;
+    let before = ga.members(&g).await.unwrap();
+    let foreign = holder("b");
+    for (who, groups, by) in [("foreign", gb, &foreign), ("stale", ga, &stale)] {
+        let left = groups.leave(&g, by).await.unwrap();
+        assert!(!left, "{who} holder's leave accepted");
+        assert_group_unchanged(&before, &ga.members(&g).await.unwrap(), who);
+    }
+    assert!(ga.leave(&g, &live).await.unwrap(), "the member itself leaves");
+}
+
+/// A heartbeat of a member whose lease expired answers `false` and does not
+/// bring it back, whether the expiry went unnoticed until the heartbeat or a
+/// reader saw the member gone first; `seq` counts the expiry once and the
+/// heartbeat not at all.
+pub async fn heartbeat_after_expiry_does_not_revive(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.backend().await;
+    let ga = group_backend(&a);
+    let g = key("g");
+    for noticed in [false, true] {
+        let seq = ga.members(&g).await.unwrap().seq;
+        let member = holder("a");
+        ga.join(&g, &member, "", SHORT).await.unwrap();
+        expire(ga, &g, &member, noticed).await;
+        let took = ga.heartbeat(&g, &member, ms(60_000)).await.unwrap();
+        assert!(!took, "heartbeat after expiry accepted (noticed first: {noticed})");
+        let after = ga.members(&g).await.unwrap();
+        assert!(
+            after.members.is_empty(),
+            "heartbeat revived an expired member (noticed first: {noticed}): {after:?}"
+        );
+        assert_eq!(
+            after.seq,
+            seq + 2,
+            "seq counts the join and the expiry, not the heartbeat (noticed first: {noticed})"
+        );
+    }
+}
+
+/// A leave of a member whose lease expired answers `false`, lists nobody
+/// and counts no second change: `seq` counts the expiry once, whether it
+/// went unnoticed until the leave or a reader saw the member gone first.
+pub async fn leave_after_expiry_does_not_revive(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.backend().await;
+    let ga = group_backend(&a);
+    let g = key("g");
+    for noticed in [false, true] {
+        let seq = ga.members(&g).await.unwrap().seq;
+        let member = holder("a");
+        ga.join(&g, &member, "", SHORT).await.unwrap();
+        expire(ga, &g, &member, noticed).await;
+        let left = ga.leave(&g, &member).await.unwrap();
+        assert!(!left, "leave after expiry accepted (noticed first: {noticed})");
+        let after = ga.members(&g).await.unwrap();
+        assert!(after.members.is_empty(), "{after:?}");
+        assert_eq!(
+            after.seq,
+            seq + 2,
+            "seq counts the join and the expiry, not the leave (noticed first: {noticed})"
+        );
+    }
+}
+
+/// The change counter `seq` counts each expiry as one change, like a leave:
+/// one a reader saw, and one nobody noticed before the next join.
+pub async fn group_seq_counts_expiries(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.backend().await;
+    let ga = group_backend(&a);
+    let g = key("g");
+    let stays = holder("w");
+    ga.join(&g, &stays, "", ms(10_000)).await.unwrap();
+    let s0 = ga.members(&g).await.unwrap().seq;
+    let seen = holder("a");
+    ga.join(&g, &seen, "", SHORT).await.unwrap();
+    assert_eq!(ga.members(&g).await.unwrap().seq, s0 + 1, "the join counted");
+    let gone = expire(ga, &g, &seen, true).await;
+    assert_eq!(gone.seq, s0 + 2, "the expiry a reader saw is counted");
+    let unseen = holder("b");
+    ga.join(&g, &unseen, "", SHORT).await.unwrap();
+    expire(ga, &g, &unseen, false).await;
+    let later = holder("c");
+    ga.join(&g, &later, "", ms(10_000)).await.unwrap();
+    let now = ga.members(&g).await.unwrap();
+    let ids: Vec<_> = now.members.iter().map(|m| &m.holder).collect();
+    assert_eq!(ids, vec![&stays, &later], "{now:?}");
+    assert_eq!(
+        now.seq,
+        s0 + 5,
+        "seq counts b's join, its unnoticed expiry and c's join"
+    );
+    ga.leave(&g, &stays).await.unwrap();
+    ga.leave(&g, &later).await.unwrap();
+}
+
+/// An observer counts expiries as changes: one it kept up with wakes it
+/// (at the expiry) with `skipped` 0, and an expiry it missed counts in
+/// `skipped` with the joins it missed.
+pub async fn group_observer_counts_expiries(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let o = ctx.client("o").await;
+    let (a, b) = (ctx.client_with("a", no_extend(150)).await, ctx.client("b").await);
+    let c = ctx.client_with("c", no_extend(300)).await;
+    let names = |change: &coord_api::GroupChange| -> Vec<String> {
+        let mut v: Vec<_> = (change.members.members.iter())
+            .map(|m| m.holder.instance().as_str().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let mut obs = o.group("g").observe().await.unwrap();
+    let first = timeout(ms(2000), obs.next()).await.expect("first").unwrap();
+    assert!(first.members.members.is_empty());
+    // Missed: a joins and expires, then b joins; then the observer looks.
+    let ma = a.group("g").join().await.unwrap();
+    let joined = Instant::now();
+    std::mem::forget(ma); // crash
+    past_deadline(joined, ms(150)).await;
+    let mb = b.group("g").join().await.unwrap();
+    let seen = timeout(ms(2000), obs.next()).await.expect("seen").unwrap();
+    assert_eq!(
+        (names(&seen), seen.skipped),
+        (vec!["b".to_owned()], 2),
+        "a's join and expiry missed, b's join woke it"
+    );
+    // Kept up with: c joins, the observer sees it, then c expires.
+    let mc = c.group("g").join().await.unwrap();
+    std::mem::forget(mc); // crash
+    let seen = timeout(ms(2000), obs.next()).await.expect("c's join").unwrap();
+    assert_eq!((names(&seen), seen.skipped), (vec!["b".to_owned(), "c".to_owned()], 0));
+    let seen = timeout(ms(2000), obs.next())
+        .await
+        .expect("c's expiry wakes the observer")
+        .unwrap();
+    assert_eq!(
+        (names(&seen), seen.skipped),
+        (vec!["b".to_owned()], 0),
+        "c's expiry is one change"
+    );
+    mb.leave().await.unwrap();
+}
+}
+
+/// A member of `g` whose instance joined before as another holder and left:
+/// `(stale, live)`, the earlier incarnation and the member.
+async fn rejoined(groups: &dyn GroupBackend, g: &Key) -> (HolderId, HolderId) {
+    let stale = holder("a");
+    groups.join(g, &stale, "old", ms(2000)).await.unwrap();
+    assert!(
+        groups.leave(g, &stale).await.unwrap(),
+        "the first incarnation leaves"
+    );
+    let live = holder("a");
+    groups.join(g, &live, "now", ms(2000)).await.unwrap();
+    (stale, live)
+}
+
+/// The TTL of members a case lets expire.
+const SHORT: Duration = Duration::from_millis(300);
+
+/// Waits until `member`, just joined with a TTL of [`SHORT`], has expired.
+/// `noticed`: polls the members until it is no longer listed (a reader saw
+/// the expiry); otherwise waits past its deadline reading nothing. Returns
+/// the last members read (`Members::default()` when not `noticed`).
+async fn expire(groups: &dyn GroupBackend, g: &Key, member: &HolderId, noticed: bool) -> Members {
+    let joined = Instant::now();
+    if !noticed {
+        past_deadline(joined, SHORT).await;
+        return Members::default();
+    }
+    eventually(ms(2000), || async {
+        let now = groups.members(g).await.unwrap();
+        (!now.members.iter().any(|m| m.holder == *member)).then_some(now)
+    })
+    .await
+    .expect("the member expires within its TTL and a bound")
+}
+
+/// Panics unless `after` lists the members of `before` as they were (ids,
+/// metadata, join times, no deadline later) with the same `seq`.
+#[track_caller]
+fn assert_group_unchanged(before: &Members, after: &Members, who: &str) {
+    let plain = |m: &Members| {
+        let v: Vec<_> = (m.members.iter())
+            .map(|i| (i.holder.clone(), i.metadata.clone(), i.joined))
+            .collect();
+        (v, m.seq)
+    };
+    assert_eq!(
+        plain(after),
+        plain(before),
+        "the {who} holder's call changed the group"
+    );
+    for (was, is) in before.members.iter().zip(&after.members) {
+        assert!(
+            is.expires_in <= was.expires_in,
+            "the {who} holder's call extended {}: {:?} left, then {:?}",
+            is.holder,
+            was.expires_in,
+            is.expires_in
+        );
+    }
 }

@@ -13,7 +13,10 @@ pub(crate) use coord_api::{
     Client, Election, Error, FencingToken, HolderId, InstanceId, Key, LeaderRunner, Leadership,
     LeaseGuard, LeaseKind, LeaseOptions, Lock, LockSpace, LostSignal, MAX_TTL, Quorum, Result,
     RunOnce,
-    spi::{Acquire, DynBackend, LeaseId, LockBackend, LockCapabilities, Release},
+    spi::{
+        Acquire, DynBackend, GroupBackend, JobBackend, LeaseId, LockBackend, LockCapabilities,
+        Members, OnceBegin, Release,
+    },
 };
 pub(crate) use tokio::{
     sync::mpsc,
@@ -106,6 +109,33 @@ pub(crate) async fn caps(ctx: &Ctx<'_>) -> LockCapabilities {
 /// The lock family of `backend` (the case's family needs say it is there).
 pub(crate) fn locks(backend: &DynBackend) -> &dyn LockBackend {
     backend.locks().expect("the backend offers locks")
+}
+
+/// The group family of `backend` (the case's family needs say it is there).
+pub(crate) fn group_backend(backend: &DynBackend) -> &dyn GroupBackend {
+    backend.groups().expect("the backend offers groups")
+}
+
+/// The run-once family of `backend` (the case's family needs say it is
+/// there).
+pub(crate) fn job_backend(backend: &DynBackend) -> &dyn JobBackend {
+    backend.jobs().expect("the backend offers jobs")
+}
+
+/// A fresh holder id of instance `name`: each call is another incarnation
+/// (same instance, another nonce), as a process gets for each acquisition.
+pub(crate) fn holder(name: &str) -> HolderId {
+    HolderId::new(InstanceId::new(name).expect("valid instance id"))
+}
+
+/// Sleeps until a lease of `ttl` granted before `replied` (an instant read
+/// after the grant's reply arrived) has expired by the backend's clock, with
+/// nothing reading it meanwhile: the case then checks what an operation does
+/// to a lease whose expiry nobody noticed. A backend's deadline was set
+/// before `replied`, so this cannot stop short of it; a wait too short
+/// would make the case fail, never pass.
+pub(crate) async fn past_deadline(replied: Instant, ttl: Duration) {
+    sleep_until(replied + ttl + ms(30)).await;
 }
 
 /// Wins `election` at once or panics.
