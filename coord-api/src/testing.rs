@@ -100,6 +100,9 @@ impl LockBackend for Counting {
         tokio::time::sleep(self.release_takes).await;
         Ok(Release::Released { remaining: 0 })
     }
+    async fn downgrade(&self, _: &LeaseId, _: Duration) -> Result<Option<Grant>> {
+        Ok(None)
+    }
     async fn force_release(&self, _: LockSpace, _: &Key) -> Result<usize> {
         Ok(0)
     }

@@ -24,6 +24,10 @@ pub enum Need {
     ReadWrite,
     /// Semaphores.
     Semaphore,
+    /// Several semaphore permits in one lease.
+    MultiPermit,
+    /// A write lease downgraded to a read lease in one step.
+    Downgrade,
     /// The lock family's watches wake on release.
     ReleaseNotifications,
     /// The lock family's watches wake at an expiry instant.
@@ -66,6 +70,8 @@ impl Need {
             Need::Reentrant => lock(|c| c.reentrant),
             Need::ReadWrite => lock(|c| c.read_write),
             Need::Semaphore => lock(|c| c.semaphore),
+            Need::MultiPermit => lock(|c| c.multi_permit),
+            Need::Downgrade => lock(|c| c.downgrade),
             Need::ReleaseNotifications => lock(|c| c.release_notifications),
             Need::ExpiryNotifications => lock(|c| c.expiry_notifications),
             Need::ForceRelease => lock(|c| c.force_release),
@@ -91,6 +97,8 @@ impl Need {
             Need::Reentrant => "reentrant locks",
             Need::ReadWrite => "read-write locks",
             Need::Semaphore => "semaphores",
+            Need::MultiPermit => "several permits at once",
+            Need::Downgrade => "read-write lock downgrade",
             Need::ReleaseNotifications => "release notifications",
             Need::ExpiryNotifications => "expiry notifications",
             Need::ForceRelease => "force release",

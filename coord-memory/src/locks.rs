@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use coord_api::{
-    Key, LeaseInfo, LockSpace, Result,
-    spi::{Acquire, LeaseId, LockBackend, LockCapabilities, Release, Watch},
+    Key, LeaseInfo, LeaseKind, LockSpace, Result,
+    spi::{Acquire, Grant, LeaseId, LockBackend, LockCapabilities, Release, Watch},
 };
 
 use crate::{
@@ -76,6 +76,33 @@ impl LockBackend for MemoryBackend {
             self.notify_lock(lease.kind.space(), &lease.key);
         }
         Ok(release)
+    }
+
+    async fn downgrade(&self, lease: &LeaseId, ttl: Duration) -> Result<Option<Grant>> {
+        let now = self.store.now();
+        let (grant, freed) = (self.store.inner.table).downgrade(&self.ns, lease, ttl, now)?;
+        if let (Some(j), Some(g)) = (self.store.journal(), &grant) {
+            // The write lease ended and the read lease began at one instant.
+            j.record(Event::Released {
+                lease: leased(lease),
+                holder: &lease.holder,
+                released: true,
+                finished: false,
+            });
+            let read = LeaseId {
+                kind: LeaseKind::Read,
+                ..lease.clone()
+            };
+            j.record(Event::Granted {
+                lease: leased(&read),
+                holder: &lease.holder,
+                token: g.token,
+            });
+        }
+        if freed == Freed::Yes {
+            self.notify_lock(LockSpace::RwLock, &lease.key);
+        }
+        Ok(grant)
     }
 
     async fn force_release(&self, space: LockSpace, key: &Key) -> Result<usize> {

@@ -83,6 +83,7 @@ struct Lease {
     holder: HolderId,
     kind: LeaseKind,
     token: u64,
+    /// A reentrant lease's hold count; a semaphore lease's permits; else 1.
     holds: u32,
     /// When it expires, unless extended.
     until: Instant,
@@ -123,9 +124,10 @@ impl Entry {
     }
 
     fn find(&mut self, id: &LeaseId) -> Option<usize> {
+        let kind = id.kind.canonical();
         self.leases
             .iter()
-            .position(|l| l.holder == id.holder && l.kind == id.kind)
+            .position(|l| l.holder == id.holder && l.kind == kind)
     }
 
     /// When the first lease in the way (`blocking`) expires.
@@ -223,12 +225,8 @@ impl LeaseTable {
         now: Instant,
     ) -> Result<Acquire> {
         check_ttl(id, ttl)?;
-        if let LeaseKind::Permit { limit: 0 } = id.kind {
-            return Err(Error::invalid(format!(
-                "semaphore {:?} needs at least 1 permit, got 0",
-                id.key.as_str()
-            )));
-        }
+        check_permits(id)?;
+        let kind = id.kind.canonical();
         let key = KeyRef {
             ns,
             space: id.kind.space(),
@@ -241,10 +239,10 @@ impl LeaseTable {
                     until.map(|u| u.saturating_duration_since(now)),
                 )))
             };
-            match id.kind {
+            match kind {
                 LeaseKind::Exclusive | LeaseKind::Reentrant => {
                     if let Some(l) = e.leases.first_mut() {
-                        if id.kind == LeaseKind::Reentrant
+                        if kind == LeaseKind::Reentrant
                             && l.kind == LeaseKind::Reentrant
                             && l.holder == id.holder
                         {
@@ -284,7 +282,7 @@ impl LeaseTable {
                     }
                     e.intents.retain(|(h, _)| *h != id.holder);
                 }
-                LeaseKind::Permit { limit } => {
+                LeaseKind::Permit { limit } | LeaseKind::Permits { limit, .. } => {
                     if let Some(fixed) = e.limit
                         && fixed != limit
                     {
@@ -293,7 +291,8 @@ impl LeaseTable {
                             id.key.as_str()
                         )));
                     }
-                    if e.leases.len() >= limit as usize {
+                    let live: u64 = e.leases.iter().map(|l| u64::from(l.holds)).sum();
+                    if live + u64::from(kind.permits()) > u64::from(limit) {
                         return busy(e.earliest(|_| true));
                     }
                     e.limit = Some(limit);
@@ -307,11 +306,13 @@ impl LeaseTable {
                 }
             }
             let token = self.key_token(last, now);
+            // A semaphore's lease counts its permits in `holds`.
+            let holds = kind.permits().max(1);
             e.leases.push(Lease {
                 holder: id.holder.clone(),
-                kind: id.kind,
+                kind,
                 token,
-                holds: 1,
+                holds,
                 until: now + ttl,
             });
             Ok(Acquire::Granted(Grant::new(FencingToken(token), 1)))
@@ -365,7 +366,9 @@ impl LeaseTable {
                 );
             };
             let l = &mut e.leases[i];
-            if l.holds > 1 {
+            // Only a reentrant lease counts holds one release at a time (a
+            // semaphore's counts its permits, all released together).
+            if l.kind == LeaseKind::Reentrant && l.holds > 1 {
                 l.holds -= 1;
                 return (Release::Released { remaining: l.holds }, Freed::No);
             }
@@ -375,6 +378,43 @@ impl LeaseTable {
             }
             (Release::Released { remaining: 0 }, Freed::Yes)
         })
+    }
+
+    /// [`LockBackend::downgrade`](coord_api::spi::LockBackend::downgrade) on
+    /// `ns`: the holder's live write lease becomes a read lease with a new
+    /// token, in place.
+    pub fn downgrade(
+        &self,
+        ns: &Namespace,
+        id: &LeaseId,
+        ttl: Duration,
+        now: Instant,
+    ) -> Result<(Option<Grant>, Freed)> {
+        check_ttl(id, ttl)?;
+        if id.kind != LeaseKind::Write {
+            return Err(Error::invalid(format!(
+                "{} lease on {:?}: only a write lease downgrades",
+                id.kind.as_str(),
+                id.key.as_str()
+            )));
+        }
+        let key = KeyRef {
+            ns,
+            space: LockSpace::RwLock,
+            key: &id.key,
+        };
+        Ok(self.entries.update(&key, Entry::is_empty, |e, last| {
+            e.purge(now);
+            let Some(i) = e.find(id) else {
+                return (None, Freed::No);
+            };
+            let token = self.key_token(last, now);
+            let l = &mut e.leases[i];
+            l.kind = LeaseKind::Read;
+            l.token = token;
+            l.until = now + ttl;
+            (Some(Grant::new(FencingToken(token), 1)), Freed::Yes)
+        }))
     }
 
     /// [`LockBackend::force_release`](coord_api::spi::LockBackend::force_release) on `ns`.
@@ -511,6 +551,23 @@ pub fn table_key(ns: &Namespace, space: LockSpace, key: &Key) -> TableKey {
 
 fn check_ttl(id: &LeaseId, ttl: Duration) -> Result<()> {
     coord_api::validate_ttl(&id.key, ttl)
+}
+
+/// `InvalidArgument` for a permit kind that admits nobody: a limit of 0, or
+/// a count of 0 or above the limit.
+fn check_permits(id: &LeaseId) -> Result<()> {
+    let key = id.key.as_str();
+    match id.kind {
+        LeaseKind::Permit { limit: 0 } | LeaseKind::Permits { limit: 0, .. } => Err(
+            Error::invalid(format!("semaphore {key:?} needs at least 1 permit, got 0")),
+        ),
+        LeaseKind::Permits { limit, count } if count == 0 || count > limit => {
+            Err(Error::invalid(format!(
+                "semaphore {key:?} has {limit} permits; asked for {count} at once (1..={limit})"
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The resource kind of a lock space.

@@ -15,8 +15,10 @@
 //! them that has no wake-up pending, so a release costs one more attempt
 //! instead of one per waiter, and waiters are served in the order they
 //! started waiting. A watch dropped with its wake-up unused hands it on to
-//! the next one. Any other message (`forced`, ...) and a lost connection
-//! wake every watch. A woken waiter that finds the key taken again needs no
+//! the next one. Any other message (`forced`, a semaphore's `freed`: a
+//! release of several permits, or one while a waiter for several may be
+//! waiting, which could take a `released` wake-up it cannot use) and a lost
+//! connection wake every watch. A woken waiter that finds the key taken again needs no
 //! hand-on: whoever took it publishes when releasing, and a lease that
 //! expires instead wakes every waiter at the expiry instant the refusal
 //! carried.

@@ -51,7 +51,9 @@ macro_rules! by_kind {
             LeaseKind::Reentrant => key!($name, "kind" => "reentrant" $(, $k => $v)*),
             LeaseKind::Read => key!($name, "kind" => "read" $(, $k => $v)*),
             LeaseKind::Write => key!($name, "kind" => "write" $(, $k => $v)*),
-            LeaseKind::Permit { .. } => key!($name, "kind" => "permit" $(, $k => $v)*),
+            LeaseKind::Permit { .. } | LeaseKind::Permits { .. } => {
+                key!($name, "kind" => "permit" $(, $k => $v)*)
+            }
         }
     };
 }

@@ -164,10 +164,44 @@ impl Lease {
         t_sent: Instant,
     ) -> Arc<Lease> {
         let renew_every = opts.auto_extend.then(|| opts.renew_every());
+        Lease::begin(
+            client,
+            tenure,
+            token,
+            opts.ttl,
+            validity,
+            renew_every,
+            t_sent,
+        )
+    }
+
+    /// A lease that takes over from this one in the same backend step (a
+    /// downgrade): another tenure and token, granted on a request sent at
+    /// `t_sent`, with this lease's client, TTL, validity and renewal.
+    pub(crate) fn successor(
+        &self,
+        tenure: impl Tenure,
+        token: Option<FencingToken>,
+        t_sent: Instant,
+    ) -> Arc<Lease> {
+        let client = self.client.clone();
+        let (ttl, validity, every) = (self.ttl, self.validity, self.renew_every);
+        Lease::begin(client, tenure, token, ttl, validity, every, t_sent)
+    }
+
+    fn begin(
+        client: Client,
+        tenure: impl Tenure,
+        token: Option<FencingToken>,
+        ttl: Duration,
+        validity: Duration,
+        renew_every: Option<Duration>,
+        t_sent: Instant,
+    ) -> Arc<Lease> {
         let lease: Arc<Lease> = Arc::new(LeaseState {
             client,
             token,
-            ttl: opts.ttl,
+            ttl,
             validity,
             renew_every,
             word: AtomicU64::new(Word::held_for(validity)),
@@ -252,6 +286,11 @@ impl Lease {
             },
             _ = clock.sleep_until(until) => lease.mark(true),
         }
+    }
+
+    /// The TTL each grant and renewal asks for.
+    pub(crate) fn ttl(&self) -> Duration {
+        self.ttl
     }
 
     /// The status now: a lease past its local validity turns lost here.

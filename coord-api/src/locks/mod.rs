@@ -21,11 +21,11 @@ pub use rwlock::RwLock;
 pub use semaphore::Semaphore;
 
 use crate::{
-    Client, FencingToken, HolderId, Key, LeaseId, LeaseInfo, LeaseKind, LockSpace, LostSignal,
-    Release, Result,
+    Client, Error, FencingToken, HolderId, Key, LeaseId, LeaseInfo, LeaseKind, LockSpace,
+    LostSignal, Release, Result,
     clock::Instant,
     handle::Handle,
-    lease::{BoxFuture, Guard, Lease, Tenure},
+    lease::{BoxFuture, Guard, Lease, Tenure, undo::granting},
     trace::{self, Outcome, Site},
 };
 
@@ -174,6 +174,118 @@ impl LeaseGuard {
     /// If cancelled, the release goes on in the background.
     pub async fn release(self) -> Result<bool> {
         self.guard.release().await
+    }
+}
+
+impl LeaseGuard {
+    /// How many semaphore permits this guard holds: `n` for a guard of
+    /// [`Semaphore::acquire_many`]`(n)`, 1 for a permit, 0 for a lock's or
+    /// a read-write lock's guard.
+    pub fn permits(&self) -> u32 {
+        self.kind.permits()
+    }
+
+    /// Turns a writer's guard ([`RwLock::write`]) into a reader's, in one
+    /// atomic step of the backend: the write lease becomes a read lease of
+    /// the same holder, so the lock is never free in between and no other
+    /// writer can get in. Waiting readers may then enter too, unless a
+    /// writer waits (writer preference holds: its intent keeps new readers
+    /// off, and it gets the lock once every reader, this one included, has
+    /// released).
+    ///
+    /// The read lease is a new grant: it carries a new fencing token,
+    /// larger than the write lease's, and this guard's lost signals fire
+    /// (its write lease has ended; a task writing under it must stop).
+    /// The new guard has this one's options (TTL, auto-extension).
+    ///
+    /// Errors, leaving the backend as it was: `InvalidArgument` for a guard
+    /// that is not a writer's; `LeaseLost` when the lease is no longer
+    /// valid here (no request is sent; the guard is dropped, which releases
+    /// the write lease if the backend still has it); `NotHeld` when the
+    /// backend no longer holds the write lease for this holder (expired,
+    /// force released); `NotSupported` without the backend's
+    /// [`downgrade`](crate::spi::LockCapabilities::downgrade) capability.
+    ///
+    /// ```
+    /// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
+    /// let config = client.rwlock("config/routes");
+    /// let w = config.write().await?;
+    /// // ... write the new routes ...
+    /// let r = w.downgrade().await?; // no writer can get in between
+    /// // ... read them back, alongside other readers ...
+    /// r.release().await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// If cancelled after the request left (or if it fails without an
+    /// answer), both the write lease and the read lease it may have become
+    /// are released in the background: nothing stays held.
+    pub async fn downgrade(self) -> Result<ReadGuard> {
+        let lease = self.lease().clone();
+        let client = &lease.client;
+        if self.kind != LeaseKind::Write {
+            return Err(Error::invalid(format!(
+                "{} lease on {:?}: only a write lease downgrades",
+                self.kind.as_str(),
+                self.key().as_str()
+            )));
+        }
+        let locks = client.locks()?;
+        if !locks.capabilities().downgrade {
+            return Err(client.unsupported("read-write lock downgrade"));
+        }
+        if !self.is_held() {
+            return Err(Error::LeaseLost {
+                key: self.key().to_string(),
+                backend: client.backend().to_string(),
+            });
+        }
+        let write = LeaseId {
+            kind: LeaseKind::Write,
+            key: self.key().clone(),
+            holder: self.holder().clone(),
+        };
+        let read = LeaseId {
+            kind: LeaseKind::Read,
+            ..write.clone()
+        };
+        let site = || Site {
+            op: "downgrade",
+            family: LockSpace::RwLock.as_str(),
+            kind: LeaseKind::Write.as_str(),
+            key: &write.key,
+            holder: Some(&write.holder),
+            token: Some(self.token),
+        };
+        let classify = |g: &Option<crate::spi::Grant>| match g {
+            Some(g) => Outcome::Granted(g.token),
+            None => Outcome::NotHeld,
+        };
+        let t_sent = client.clock().now();
+        let call = trace::call(client, site, locks.downgrade(&write, lease.ttl()), classify);
+        // Unanswered, the step may have run: the read lease it would have
+        // granted is released in the background, and the write lease by
+        // this guard's drop.
+        let undo = || {
+            let read = read.clone();
+            move |client: Client| {
+                let read = read.clone();
+                async move { client.locks()?.release(&read).await.map(drop) }
+            }
+        };
+        let answer = granting(client, lease.ttl(), call, undo).await?;
+        let lease = self.guard.into_lease();
+        let Some(grant) = answer else {
+            lease.mark(true);
+            return Err(Error::NotHeld {
+                key: write.key.to_string(),
+                backend: client.backend().to_string(),
+            });
+        };
+        let successor = lease.successor(read, Some(grant.token), t_sent);
+        lease.mark(false);
+        Ok(LeaseGuard::new(successor, LeaseKind::Read, grant.token))
     }
 }
 

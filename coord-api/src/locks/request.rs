@@ -140,7 +140,13 @@ impl<'a> Request<'a> {
     /// changes nothing.
     pub(crate) async fn wait(self) -> Result<LeaseGuard> {
         let mut on_exit = Undo::new(self.client, self.opts.ttl, || release(&self.id));
-        let refresh = (self.id.kind == LeaseKind::Write).then_some(self.opts.ttl / 3);
+        // A waiting writer's intent, and a waiter for several permits'
+        // mark (backends may wake every waiter while one is live), last a
+        // TTL from each refusal: refreshed by retrying at least every third.
+        let refresh = match self.id.kind {
+            LeaseKind::Write | LeaseKind::Permits { .. } => Some(self.opts.ttl / 3),
+            _ => None,
+        };
         let start = self.client.clock().now();
         let res = wait_from(self.client, self.opts, refresh, &self, start).await;
         match &res {

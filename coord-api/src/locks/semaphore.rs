@@ -7,10 +7,11 @@ use crate::{
     lease::wait::Step,
 };
 
-/// A distributed counting semaphore: at most `permits` holders per key, each
-/// permit its own lease, reclaimed at its TTL when its holder dies. The number
-/// of permits is fixed while any permit is live: asking with another number
-/// then is `InvalidArgument`.
+/// A distributed counting semaphore: at most `permits` permits live per key,
+/// each guard its own lease (of one permit, or of several taken together with
+/// [`acquire_many`](Self::acquire_many)), reclaimed at its TTL when its holder
+/// dies. The number of permits is fixed while any permit is live: asking with
+/// another number then is `InvalidArgument`.
 ///
 /// ```
 /// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
@@ -54,13 +55,86 @@ impl Semaphore {
         })
     }
 
+    /// The kind of a lease of `n` permits: `Permit` for one, `Permits`
+    /// for more; `n` checked against the permits before any I/O.
+    fn kind_of(&self, n: u32) -> Result<LeaseKind> {
+        let kind = self.kind()?;
+        if n == 0 || n > self.permits {
+            return Err(Error::invalid(format!(
+                "semaphore {:?} has {} permits; asked for {n} at once (1..={})",
+                self.handle.key_str(),
+                self.permits,
+                self.permits
+            )));
+        }
+        if n == 1 {
+            return Ok(kind);
+        }
+        let caps = self.handle.client.locks()?.capabilities();
+        require(
+            &self.handle,
+            caps.multi_permit,
+            "several semaphore permits at once",
+        )?;
+        Ok(LeaseKind::Permits {
+            limit: self.permits,
+            count: n,
+        })
+    }
+
     /// A permit if one is free; `Ok(None)` otherwise.
     pub async fn try_acquire(&self) -> Result<Option<Permit>> {
-        let kind = self.kind()?;
+        self.try_acquire_many(1).await
+    }
+
+    /// `n` permits at once, as one guard, if `n` are free; `Ok(None)`
+    /// otherwise, and then nothing is taken. The guard is one lease
+    /// counting as `n` permits (one token, one TTL, renewed and released
+    /// as a whole: see [`LeaseGuard::permits`](crate::LeaseGuard::permits));
+    /// `try_acquire_many(1)` is [`try_acquire`](Self::try_acquire).
+    /// `InvalidArgument`, before any I/O, for `n` 0 or above the permits.
+    ///
+    /// ```
+    /// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
+    /// let bandwidth = client.semaphore("exports/bandwidth", 10);
+    /// if let Some(big) = bandwidth.try_acquire_many(4).await? {
+    ///     assert_eq!(big.permits(), 4);
+    ///     big.release().await?; // all 4 back at once
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// If cancelled after the request left, anything granted is released
+    /// in the background.
+    pub async fn try_acquire_many(&self, n: u32) -> Result<Option<Permit>> {
+        let kind = self.kind_of(n)?;
         match Request::new(&self.handle, kind, None)?.try_once().await? {
             Step::Done(g) => Ok(Some(g)),
             Step::Busy(_) => Ok(None),
         }
+    }
+
+    /// `n` permits at once, as one guard, waiting until `n` are free
+    /// together (never holding some while waiting for the rest). See
+    /// [`try_acquire_many`](Self::try_acquire_many) for the guard and the
+    /// errors. A waiter for `n` gets no priority: waiters for fewer that
+    /// fit enter before it (under a steady stream of them it may wait
+    /// long, or until its `wait_timeout`).
+    ///
+    /// ```
+    /// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
+    /// let bandwidth = client.semaphore("exports/bandwidth", 10);
+    /// let big = bandwidth.acquire_many(4).await?; // a large export counts 4
+    /// big.release().await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a cancelled wait leaves nothing held.
+    pub async fn acquire_many(&self, n: u32) -> Result<Permit> {
+        let kind = self.kind_of(n)?;
+        Request::new(&self.handle, kind, None)?.wait().await
     }
 
     /// A permit, waiting until one frees.
@@ -68,17 +142,17 @@ impl Semaphore {
     /// # Cancel safety
     /// Cancel safe: a cancelled wait leaves nothing held.
     pub async fn acquire(&self) -> Result<Permit> {
-        let kind = self.kind()?;
-        Request::new(&self.handle, kind, None)?.wait().await
+        self.acquire_many(1).await
     }
 
-    /// The live permits.
+    /// The live permit leases: one per guard, a guard of several permits
+    /// showing their number in [`LeaseInfo::holds`].
     pub async fn holders(&self) -> Result<Vec<LeaseInfo>> {
         super::holders(&self.handle, LockSpace::Semaphore).await
     }
 
     /// How many permits are free now (one read of the backend): the
-    /// permits less the live ones.
+    /// permits less the live ones (a guard of `n` permits counts `n`).
     ///
     /// ```
     /// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
@@ -92,7 +166,8 @@ impl Semaphore {
     /// # Cancel safety
     /// Cancel safe: a read.
     pub async fn available(&self) -> Result<u32> {
-        let live = self.holders().await?.len();
+        let holders = self.holders().await?;
+        let live: u64 = holders.iter().map(|i| u64::from(i.kind.permits())).sum();
         Ok(self
             .permits
             .saturating_sub(live.try_into().unwrap_or(u32::MAX)))

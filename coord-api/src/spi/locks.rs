@@ -31,6 +31,11 @@ pub struct LockCapabilities {
     pub read_write: bool,
     /// [`LeaseKind::Permit`].
     pub semaphore: bool,
+    /// [`LeaseKind::Permits`]: several permits of a semaphore in one lease.
+    pub multi_permit: bool,
+    /// [`LockBackend::downgrade`]: a writer's lease turned into a reader's
+    /// in one step.
+    pub downgrade: bool,
     /// [`LockBackend::subscribe`] fires on release.
     pub release_notifications: bool,
     /// [`LockBackend::subscribe`] fires at a lease's expiry instant too.
@@ -49,6 +54,8 @@ impl LockCapabilities {
             reentrant: true,
             read_write: true,
             semaphore: true,
+            multi_permit: true,
+            downgrade: true,
             release_notifications: true,
             expiry_notifications: true,
             force_release: true,
@@ -110,6 +117,20 @@ pub enum LeaseKind {
         /// The number of permits; fixed while the semaphore has live permits.
         limit: u32,
     },
+    /// `count` of `limit` permits of a semaphore, in one lease: granted as
+    /// a whole when `count` more fit under `limit` (nothing taken
+    /// otherwise), renewed and released as a whole, with one token. Leases
+    /// of `Permit` and `Permits` of one key share its `limit`; a lease
+    /// counts as its `count` permits wherever permits are counted, and
+    /// [`LeaseInfo::holds`] shows that count. `count: 1` means `Permit`
+    /// (see [`canonical`](Self::canonical)); `count` 0 or above `limit` is
+    /// `InvalidArgument`. Needs [`LockCapabilities::multi_permit`].
+    Permits {
+        /// The number of permits; fixed while the semaphore has live permits.
+        limit: u32,
+        /// How many of them this lease holds.
+        count: u32,
+    },
 }
 
 impl LeaseKind {
@@ -118,7 +139,35 @@ impl LeaseKind {
         match self {
             LeaseKind::Exclusive | LeaseKind::Reentrant => LockSpace::Lock,
             LeaseKind::Read | LeaseKind::Write => LockSpace::RwLock,
-            LeaseKind::Permit { .. } => LockSpace::Semaphore,
+            LeaseKind::Permit { .. } | LeaseKind::Permits { .. } => LockSpace::Semaphore,
+        }
+    }
+
+    /// How many semaphore permits a lease of this kind holds: 1 for
+    /// `Permit`, `count` for `Permits`, 0 for the other kinds.
+    pub fn permits(self) -> u32 {
+        match self {
+            LeaseKind::Permit { .. } => 1,
+            LeaseKind::Permits { count, .. } => count,
+            _ => 0,
+        }
+    }
+
+    /// The semaphore limit a permit kind names; `None` for the other kinds.
+    pub fn permit_limit(self) -> Option<u32> {
+        match self {
+            LeaseKind::Permit { limit } | LeaseKind::Permits { limit, .. } => Some(limit),
+            _ => None,
+        }
+    }
+
+    /// The one spelling of this kind: `Permits { limit, count: 1 }` is
+    /// `Permit { limit }`; every other kind is itself. Backends store and
+    /// report the canonical kind.
+    pub fn canonical(self) -> LeaseKind {
+        match self {
+            LeaseKind::Permits { limit, count: 1 } => LeaseKind::Permit { limit },
+            other => other,
         }
     }
 
@@ -129,7 +178,7 @@ impl LeaseKind {
             LeaseKind::Reentrant => "reentrant",
             LeaseKind::Read => "read",
             LeaseKind::Write => "write",
-            LeaseKind::Permit { .. } => "permit",
+            LeaseKind::Permit { .. } | LeaseKind::Permits { .. } => "permit",
         }
     }
 }
@@ -225,7 +274,8 @@ pub struct LeaseInfo {
     pub holder: HolderId,
     /// Its fencing token.
     pub token: FencingToken,
-    /// Hold count (reentrant leases), else 1.
+    /// Hold count (reentrant leases), the permits held (a semaphore's
+    /// [`LeaseKind::Permits`]), else 1.
     pub holds: u32,
     /// Time left before it expires, by the server's clock.
     pub expires_in: Duration,
@@ -272,6 +322,10 @@ pub trait LockBackend: Send + Sync {
     ///   writer intent is registered (or refreshed) for `ttl`.
     /// - `Permit { limit }`: granted while fewer than `limit` permits are live.
     ///   `InvalidArgument` when live permits were granted with another limit.
+    /// - `Permits { limit, count }`: granted, as one lease, when `count` more
+    ///   permits fit under `limit` (a `Permits` lease counting as `count`);
+    ///   refused as a whole otherwise. `InvalidArgument` as for `Permit`, and
+    ///   when `count` is 0 or above `limit`.
     ///
     /// Every grant except a reentrant re-acquisition draws a new fencing token
     /// (see [`FencingToken::next_after`]).
@@ -284,6 +338,19 @@ pub trait LockBackend: Send + Sync {
     /// Releases one hold of `lease` if `lease.holder` holds it, and withdraws
     /// its writer intent if any. Wakes subscribers when the key frees.
     async fn release(&self, lease: &LeaseId) -> Result<Release>;
+
+    /// Turns `lease`, a [`LeaseKind::Write`] lease, into a
+    /// [`LeaseKind::Read`] lease of the same key and holder for `ttl`, in
+    /// one atomic step, if `lease.holder` still holds the write lease:
+    /// there is no instant at which the key is free, so no other writer can
+    /// get in between. The read lease draws a new fencing token (a grant
+    /// like any other: larger than the write lease's), which the answer
+    /// carries; writer intents of other writers are kept (they keep holding
+    /// new readers off). Wakes the key's subscribers (waiting readers may
+    /// now enter). `None`, changing nothing, when the holder does not hold
+    /// the write lease (never did, expired, force released).
+    /// `InvalidArgument` for a `lease` of another kind.
+    async fn downgrade(&self, lease: &LeaseId, ttl: Duration) -> Result<Option<Grant>>;
 
     /// Removes every lease (and writer intent) on `key` in `space`, whoever
     /// holds it; returns how many leases were removed. Tokens stay monotonic:
@@ -336,6 +403,14 @@ impl<D: Dispatch> LockBackend for Dispatched<D> {
         self.carry(op("release"), (lease.clone(),), |b, (lease,)| async move {
             locks(&b, "release")?.release(&lease).await
         })
+        .await
+    }
+    async fn downgrade(&self, lease: &LeaseId, ttl: Duration) -> Result<Option<Grant>> {
+        self.carry(
+            op("downgrade"),
+            (lease.clone(), ttl),
+            |b, (lease, ttl)| async move { locks(&b, "downgrade")?.downgrade(&lease, ttl).await },
+        )
         .await
     }
     async fn force_release(&self, space: LockSpace, key: &Key) -> Result<usize> {

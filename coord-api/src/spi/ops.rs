@@ -250,7 +250,8 @@ pub struct LeaseRecord {
     pub holder: HolderId,
     /// Its fencing token (`None` for members and writer intents).
     pub token: Option<FencingToken>,
-    /// How many times it is held (reentrant locks; 1 otherwise).
+    /// How many times it is held (reentrant locks), the permits it holds
+    /// (a semaphore's lease of several), 1 otherwise.
     pub holds: u32,
     /// When it was granted, by the backend's wall clock, when the backend
     /// records it (terms, members); otherwise `None` and the token tells

@@ -76,7 +76,7 @@ fn role_rank(role: Role) -> u8 {
         Role::Lock(LeaseKind::Reentrant) => 1,
         Role::Lock(LeaseKind::Read) => 2,
         Role::Lock(LeaseKind::Write) => 3,
-        Role::Lock(LeaseKind::Permit { .. }) => 4,
+        Role::Lock(LeaseKind::Permit { .. } | LeaseKind::Permits { .. }) => 4,
         Role::Lock(_) => 5,
         Role::WriterIntent => 6,
         Role::Leader => 7,

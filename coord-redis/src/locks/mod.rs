@@ -20,10 +20,14 @@
 //! coord:{<ns>:rwlock:<key>}:s      reader tokens hash: holder -> token
 //! coord:{<ns>:rwlock:<key>}:i      writer intents zset: holder -> deadline
 //! coord:{<ns>:rwlock:<key>}:t      token counter
-//! coord:{<ns>:semaphore:<key>}:p   permits zset: holder -> deadline
+//! coord:{<ns>:semaphore:<key>}:p   permit leases zset: holder -> deadline
 //! coord:{<ns>:semaphore:<key>}:s   permit tokens hash: holder -> token
 //! coord:{<ns>:semaphore:<key>}:n   the limit the live permits were granted with
 //! coord:{<ns>:semaphore:<key>}:t   token counter
+//! coord:{<ns>:semaphore:<key>}:k   permit counts hash: holder -> permits, for
+//!                                  a lease of several (absent: one)
+//! coord:{<ns>:semaphore:<key>}:w   a waiter for several permits was refused
+//!                                  (PX one TTL): releases then wake every waiter
 //! coord:{<ns>:<space>:<key>}:c     channel: released / forced
 //! ```
 //!
@@ -71,7 +75,7 @@ fn parts(space: LockSpace) -> &'static [char] {
     match space {
         LockSpace::Lock => &['l', 't'],
         LockSpace::RwLock => &['w', 'r', 's', 'i', 't'],
-        LockSpace::Semaphore => &['p', 's', 'n', 't'],
+        LockSpace::Semaphore => &['p', 's', 'n', 't', 'k', 'w'],
         _ => unreachable!("a key space this backend does not know is refused first (known_space)"),
     }
 }
@@ -98,6 +102,7 @@ fn kind_arg(eval: &mut Eval, kind: LeaseKind) {
         LeaseKind::Reentrant | LeaseKind::Read => eval.arg("r"),
         LeaseKind::Write => eval.arg("w"),
         LeaseKind::Permit { limit } => eval.arg(limit),
+        LeaseKind::Permits { limit, count } => eval.arg(limit).arg(count),
         _ => unreachable!("a lease kind this backend does not know is refused first (known_kind)"),
     };
 }
@@ -126,16 +131,24 @@ fn acquire_outcome(v: &Value) -> (&'static str, Option<u64>) {
     }
 }
 
-/// The kind a stored lease row names, in `space` (`limit` for permits).
-pub(crate) fn stored_kind(space: LockSpace, kind: &str, limit: i64) -> Option<LeaseKind> {
+/// The kind a stored lease row names, in `space` (`limit` and the lease's
+/// `holds`, its permits, for a semaphore's).
+pub(crate) fn stored_kind(
+    space: LockSpace,
+    kind: &str,
+    limit: i64,
+    holds: i64,
+) -> Option<LeaseKind> {
     Some(match (space, kind) {
         (LockSpace::Lock, "e") => LeaseKind::Exclusive,
         (LockSpace::Lock, "r") => LeaseKind::Reentrant,
         (LockSpace::RwLock, "r") => LeaseKind::Read,
         (LockSpace::RwLock, "w") => LeaseKind::Write,
-        (LockSpace::Semaphore, "p") => LeaseKind::Permit {
+        (LockSpace::Semaphore, "p") => LeaseKind::Permits {
             limit: count(limit, 0),
-        },
+            count: count(holds, 1),
+        }
+        .canonical(),
         _ => return None,
     })
 }
@@ -172,7 +185,8 @@ impl RedisBackend {
             | LeaseKind::Reentrant
             | LeaseKind::Read
             | LeaseKind::Write
-            | LeaseKind::Permit { .. } => self.known_space(kind.space()),
+            | LeaseKind::Permit { .. }
+            | LeaseKind::Permits { .. } => self.known_space(kind.space()),
             other => Err(Error::NotSupported {
                 operation: other.as_str(),
                 backend: self.to_string(),
@@ -228,11 +242,19 @@ impl LockBackend for RedisBackend {
     }
 
     async fn acquire(&self, lease: &LeaseId, ttl: Duration) -> Result<Acquire> {
-        if let LeaseKind::Permit { limit: 0 } = lease.kind {
-            return Err(Error::invalid(format!(
-                "semaphore {:?}: a permit limit of 0 admits nobody",
-                lease.key.as_str()
-            )));
+        let key = lease.key.as_str();
+        match lease.kind {
+            LeaseKind::Permit { limit: 0 } | LeaseKind::Permits { limit: 0, .. } => {
+                return Err(Error::invalid(format!(
+                    "semaphore {key:?}: a permit limit of 0 admits nobody"
+                )));
+            }
+            LeaseKind::Permits { limit, count } if count == 0 || count > limit => {
+                return Err(Error::invalid(format!(
+                    "semaphore {key:?} has {limit} permits; asked for {count} at once (1..={limit})"
+                )));
+            }
+            _ => {}
         }
         self.known_kind(lease.kind)?;
         let space = lease.kind.space();
@@ -261,10 +283,7 @@ impl LockBackend for RedisBackend {
             Some([-1, stored, _]) => Err(Error::invalid(format!(
                 "semaphore {:?} has live permits granted with limit {stored}; asked with limit {}",
                 lease.key.as_str(),
-                match lease.kind {
-                    LeaseKind::Permit { limit } => limit,
-                    _ => 0,
-                }
+                lease.kind.permit_limit().unwrap_or(0)
             ))),
             _ => Err(self.unexpected(Traced::new("acquire", space.as_str(), &lease.key), reply)),
         }
@@ -323,6 +342,41 @@ impl LockBackend for RedisBackend {
         })
     }
 
+    async fn downgrade(&self, lease: &LeaseId, ttl: Duration) -> Result<Option<Grant>> {
+        if lease.kind != LeaseKind::Write {
+            return Err(Error::invalid(format!(
+                "{} lease on {:?}: only a write lease downgrades",
+                lease.kind.as_str(),
+                lease.key.as_str()
+            )));
+        }
+        let ttl = ttl_ms(&lease.key, ttl)?;
+        let reply: Vec<i64> = self
+            .lease_call(
+                "downgrade",
+                lease,
+                parts(LockSpace::RwLock).len(),
+                |eval, names| {
+                    names.write(eval, 'c');
+                    eval.holder(&lease.holder).arg(ttl);
+                    kind_arg(eval, lease.kind);
+                },
+                |r: &Vec<i64>| match r.as_slice() {
+                    [1, tok] => ("granted", Some(token(*tok).get())),
+                    _ => ("not_held", None),
+                },
+            )
+            .await?;
+        match reply.as_slice() {
+            [1, tok] => Ok(Some(Grant::new(token(*tok), 1))),
+            [0] => Ok(None),
+            _ => Err(self.unexpected(
+                Traced::new("downgrade", LockSpace::RwLock.as_str(), &lease.key),
+                &reply,
+            )),
+        }
+    }
+
     async fn force_release(&self, space: LockSpace, key: &Key) -> Result<usize> {
         self.known_space(space)?;
         let (mut eval, mut names) = lock_eval(
@@ -355,7 +409,7 @@ impl LockBackend for RedisBackend {
         let rows: Vec<Row> = self.eval(call, &eval, eval::ok).await?;
         rows.into_iter()
             .map(|(kind, holder, tok, holds, left_ms, limit)| {
-                let Some(kind) = stored_kind(space, &kind, limit) else {
+                let Some(kind) = stored_kind(space, &kind, limit, holds) else {
                     return Err(Error::backend(
                         self,
                         format!("unknown lease kind {kind:?} stored for {:?}", key.as_str()),
@@ -467,17 +521,21 @@ mod tests {
     #[test]
     fn stored_kinds_decode_per_space() {
         assert_eq!(
-            stored_kind(LockSpace::Lock, "r", 0),
+            stored_kind(LockSpace::Lock, "r", 0, 2),
             Some(LeaseKind::Reentrant)
         );
         assert_eq!(
-            stored_kind(LockSpace::RwLock, "r", 0),
+            stored_kind(LockSpace::RwLock, "r", 0, 1),
             Some(LeaseKind::Read)
         );
         assert_eq!(
-            stored_kind(LockSpace::Semaphore, "p", 3),
+            stored_kind(LockSpace::Semaphore, "p", 3, 1),
             Some(LeaseKind::Permit { limit: 3 })
         );
-        assert_eq!(stored_kind(LockSpace::Semaphore, "e", 3), None);
+        assert_eq!(
+            stored_kind(LockSpace::Semaphore, "p", 3, 2),
+            Some(LeaseKind::Permits { limit: 3, count: 2 })
+        );
+        assert_eq!(stored_kind(LockSpace::Semaphore, "e", 3, 1), None);
     }
 }

@@ -3,7 +3,8 @@
 -- KEYS: 1 writer hash {holder, token} (PEXPIRE = the writer's lease),
 -- 2 readers zset (holder -> deadline ms), 3 reader tokens hash,
 -- 4 writer intents zset (holder -> deadline ms), 5 token counter.
--- ARGV: op, channel, holder, ttl_ms, kind ('r' read | 'w' write); force,
+-- ARGV: op, channel, holder, ttl_ms, kind ('r' read | 'w' write; downgrade
+-- passes 'w': the holder's write lease becomes its read lease); force,
 -- inspect and list pass the op and the channel alone (list: inspect's rows,
 -- then one {'i', holder, 0, 1, ms left, 0} per writer intent); revoke the op,
 -- the channel and a token: it removes the writer or the reader holding that
@@ -72,6 +73,17 @@ elseif op == 'release' then
   end
   if freed then redis.call('PUBLISH', channel, 'released') end
   return res
+elseif op == 'downgrade' then
+  -- The holder's write lease becomes its read lease with a new token, the
+  -- key never free in between; other writers' intents stay.
+  if redis.call('HGET', w, 'holder') ~= holder then return {0} end
+  local tok = next_token(counter, ttl + LOCK_COUNTER_KEEP_MS)
+  redis.call('DEL', w)
+  redis.call('ZADD', readers, now_ms() + ttl, holder)
+  redis.call('HSET', rtokens, holder, fmt(tok))
+  keep(readers, {rtokens}, 0)
+  redis.call('PUBLISH', channel, 'released')
+  return {1, tok}
 elseif op == 'force' then
   local n = redis.call('DEL', w) + redis.call('ZCARD', readers)
   local had_intents = redis.call('EXISTS', intents)

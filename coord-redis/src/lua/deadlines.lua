@@ -4,12 +4,13 @@
 -- membership groups, elections with a quorum).
 
 -- Drops the members of sorted set `z` whose deadline passed, and their fields
--- in hash `h` (if given); returns how many went.
-local function purge(z, h)
+-- in hashes `h` and `h2` (if given); returns how many went.
+local function purge(z, h, h2)
   local gone = redis.call('ZRANGEBYSCORE', z, '-inf', now_ms())
   for i = 1, #gone, 500 do
     local last = math.min(i + 499, #gone)
     if h then redis.call('HDEL', h, unpack(gone, i, last)) end
+    if h2 then redis.call('HDEL', h2, unpack(gone, i, last)) end
     redis.call('ZREM', z, unpack(gone, i, last))
   end
   return #gone

@@ -359,7 +359,7 @@ impl RedisBackend {
                     {
                         continue;
                     }
-                    let (role, tok) = match stored_kind(space, &kind, limit) {
+                    let (role, tok) = match stored_kind(space, &kind, limit, holds) {
                         Some(k) => (Role::Lock(k), Some(tok)),
                         None if kind == "i" => (Role::WriterIntent, None),
                         None => return Err(bad(&kind)),

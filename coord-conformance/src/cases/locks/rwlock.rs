@@ -295,4 +295,191 @@ pub async fn lost_acquire_reply_frees_rwlock(h: &dyn Harness) {
         .expect("reader lease freed after its lost reply");
     assert!(w.release().await.unwrap());
 }
+/// A downgrade turns the writer into a reader without the lock ever being
+/// free: a concurrent `try_write` is refused before, during and after it;
+/// a new reader gets in after it; the read guard carries a larger token;
+/// the old write guard's lost signal fired. The writer gets in once both
+/// readers release.
+#[needs(Need::Downgrade)]
+pub async fn downgrade_keeps_lock_shared(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let inspect = caps(&ctx).await.inspect;
+    let (a, b, c) = (ctx.client("a").await, ctx.client("b").await, ctx.client("c").await);
+    let w = a.rwlock("k").ttl(ms(5000)).try_write().await.unwrap().expect("writer");
+    let (write_token, lost) = (w.token(), w.lost_signal());
+    assert!(b.rwlock("k").try_read().await.unwrap().is_none(), "writer holds");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = c.rwlock("k");
+    let hammer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut tries = 0u32;
+            while !stop.load(SeqCst) {
+                if let Some(g) = writer.try_write().await.unwrap() {
+                    g.release().await.unwrap();
+                    panic!("a writer got in around the downgrade (try {tries})");
+                }
+                tries += 1;
+            }
+            tries
+        })
+    };
+    sleep(ms(50)).await; // the writer is tried before the downgrade too
+    let r = w.downgrade().await.expect("downgraded");
+    sleep(ms(50)).await; // and after it
+    stop.store(true, SeqCst);
+    let tries = join(hammer, ms(3000), "try_write loop").await;
+    assert!(tries > 0, "try_write ran");
+    assert_eq!(r.kind(), LeaseKind::Read);
+    assert!(r.is_held());
+    assert!(r.token() > write_token, "the read lease draws a larger token");
+    assert!(lost.is_lost(), "the write guard's lost signal fired");
+    if inspect {
+        let hs = a.rwlock("k").holders().await.unwrap();
+        assert_eq!(hs.len(), 1, "one lease: {hs:?}");
+        assert_eq!(hs[0].kind, LeaseKind::Read);
+        assert_eq!(hs[0].token, r.token());
+        assert_eq!(&hs[0].holder, r.holder());
+        assert!(!a.rwlock("k").is_write_locked().await.unwrap());
+    }
+    let rb = b.rwlock("k").try_read().await.unwrap().expect("a reader after the downgrade");
+    assert!(c.rwlock("k").try_write().await.unwrap().is_none(), "readers hold");
+    assert!(r.release().await.unwrap());
+    assert!(c.rwlock("k").try_write().await.unwrap().is_none(), "b still reads");
+    assert!(rb.release().await.unwrap());
+    let wc = c.rwlock("k").try_write().await.unwrap().expect("free once both read guards went");
+    assert!(wc.release().await.unwrap());
+}
+
+/// Readers waiting on a writer (retry delay 10 s) enter promptly when it
+/// downgrades.
+#[needs(Need::Downgrade)]
+pub async fn downgrade_lets_waiting_readers_in(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let w = a.rwlock("k").ttl(ms(5000)).try_write().await.unwrap().expect("writer");
+    let rl = ctx.client("b").await.rwlock("k");
+    let reader = tokio::spawn(async move {
+        let r = rl.read().await;
+        (r, Instant::now())
+    });
+    sleep(ms(150)).await; // let the reader start waiting
+    assert!(!reader.is_finished(), "the reader waits");
+    let t_downgrade = Instant::now();
+    let r = w.downgrade().await.expect("downgraded");
+    let (rb, t) = join(reader, ms(3000), "reader").await;
+    let rb = rb.expect("reader granted");
+    let lag = t.saturating_duration_since(t_downgrade);
+    assert!(lag <= ms(500), "reader woke {lag:?} after the downgrade");
+    assert!(r.release().await.unwrap());
+    assert!(rb.release().await.unwrap());
+}
+
+/// A downgrade keeps writer preference: with a writer waiting, new readers
+/// stay out after it, and the waiting writer gets the lock once the
+/// downgraded reader releases.
+#[needs(Need::Downgrade)]
+pub async fn downgrade_keeps_waiting_writer_ahead(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let w = a.rwlock("k").ttl(ms(5000)).try_write().await.unwrap().expect("writer");
+    let wl = ctx.client("b").await.rwlock("k");
+    let writer = tokio::spawn(async move { wl.write().await });
+    let readers = ctx.client("c").await.rwlock("k");
+    assert_readers_blocked(&readers).await;
+    let r = w.downgrade().await.expect("downgraded");
+    for i in 0..3 {
+        assert!(
+            readers.try_read().await.unwrap().is_none(),
+            "a reader got in past the waiting writer after the downgrade (try {i})"
+        );
+        sleep(ms(20)).await;
+    }
+    assert!(!writer.is_finished(), "the writer waits for the downgraded reader");
+    assert!(r.release().await.unwrap());
+    let wb = join(writer, ms(3000), "waiting writer").await.expect("writer granted");
+    assert!(wb.release().await.unwrap());
+}
+
+/// A downgrade of a write lease the backend no longer has for this holder
+/// (force released, then taken by another writer) is `NotHeld` and changes
+/// nothing: the new writer keeps the lock. The backend refuses a foreign
+/// holder's downgrade (`None`) and a downgrade of a read lease
+/// (`InvalidArgument`), leaving the writer in place.
+#[needs(Need::Downgrade, Need::ForceRelease)]
+pub async fn downgrade_of_foreign_lease_refused(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b, c) = (ctx.client("a").await, ctx.client("b").await, ctx.client("c").await);
+    let wa = a.rwlock("k").ttl(ms(5000)).try_write().await.unwrap().expect("writer a");
+    assert_eq!(c.rwlock("k").force_release().await.unwrap(), 1);
+    let wb = b.rwlock("k").ttl(ms(5000)).try_write().await.unwrap().expect("writer b");
+    match wa.downgrade().await {
+        Err(Error::NotHeld { .. }) => {}
+        other => panic!("downgrade of a force released lease: expected NotHeld, got {other:?}"),
+    }
+    let backend = ctx.backend().await;
+    let foreign = LeaseId {
+        kind: LeaseKind::Write,
+        key: key("k"),
+        holder: intruder(),
+    };
+    let answer = locks(&backend).downgrade(&foreign, ms(1000)).await.unwrap();
+    assert!(answer.is_none(), "a foreign holder's downgrade: {answer:?}");
+    let own_as_read = LeaseId {
+        kind: LeaseKind::Read,
+        key: key("k"),
+        holder: wb.holder().clone(),
+    };
+    assert_invalid(
+        locks(&backend).downgrade(&own_as_read, ms(1000)).await,
+        "downgrade of a read lease",
+    );
+    assert!(wb.is_held());
+    assert!(wb.extend().await.unwrap(), "b still holds the write lease");
+    assert!(c.rwlock("k").try_read().await.unwrap().is_none(), "b still writes");
+    assert!(wb.release().await.unwrap());
+    let r = c.rwlock("k").try_read().await.unwrap().expect("reader");
+    assert_invalid(r.downgrade().await, "a read guard's downgrade");
+}
+
+/// A downgrade of a write lease that expired (no renewal) is `LeaseLost`,
+/// refused without asking the backend, and changes nothing: the writer
+/// that took over keeps the lock.
+#[needs(Need::Downgrade)]
+pub async fn downgrade_of_expired_lease_refused(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client_with("a", no_extend(300)).await;
+    let (b, c) = (ctx.client("b").await, ctx.client("c").await);
+    let wa = a.rwlock("k").try_write().await.unwrap().expect("writer a");
+    let wb = eventually(ms(3000), || async {
+        b.rwlock("k").try_write().await.unwrap()
+    })
+    .await
+    .expect("a's lease expires and b takes over");
+    assert!(!wa.is_held(), "a's lease expired locally before b's grant");
+    match wa.downgrade().await {
+        Err(Error::LeaseLost { .. }) => {}
+        other => panic!("downgrade of an expired lease: expected LeaseLost, got {other:?}"),
+    }
+    assert!(wb.extend().await.unwrap(), "b still holds the write lease");
+    assert!(c.rwlock("k").try_read().await.unwrap().is_none(), "b still writes");
+    assert!(wb.release().await.unwrap());
+}
+
+/// A downgrade whose reply was lost after the backend applied it leaves
+/// nothing held: the lock is free again within a renewal interval, not
+/// after the TTL.
+#[needs(Need::Downgrade)]
+pub async fn lost_downgrade_reply_frees_rwlock(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let opts = default_options().ttl(LOST_REPLY_TTL);
+    let (a, switch) = ctx.switchable_client("a", opts).await;
+    let b = ctx.client("b").await;
+    let w = a.rwlock("k").try_write().await.unwrap().expect("writer");
+    with_lost_reply(&switch, "downgrade", w.downgrade()).await;
+    let wb = eventually(FREED_WITHIN, || async { b.rwlock("k").try_write().await.unwrap() })
+        .await
+        .expect("the lock is freed after a downgrade's lost reply");
+    assert!(wb.release().await.unwrap());
+}
 }

@@ -234,4 +234,242 @@ pub async fn lost_acquire_reply_frees_permit(h: &dyn Harness) {
     .expect("permit freed after its lost reply");
     assert!(p.release().await.unwrap());
 }
+/// Several permits are granted together, as one guard counting them all,
+/// and refused as a whole when they do not all fit: a refusal takes
+/// nothing, and the permits left stay free for smaller asks.
+#[needs(Need::MultiPermit)]
+pub async fn semaphore_many_granted_or_refused_whole(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let inspect = caps(&ctx).await.inspect;
+    let (a, b, c) = (
+        ctx.client("a").await,
+        ctx.client("b").await,
+        ctx.client("c").await,
+    );
+    let three = a
+        .semaphore("s", 5)
+        .try_acquire_many(3)
+        .await
+        .unwrap()
+        .expect("3 of 5 permits at once");
+    assert_eq!(three.permits(), 3);
+    assert!(
+        b.semaphore("s", 5).try_acquire_many(3).await.unwrap().is_none(),
+        "3 more do not fit in the 2 left"
+    );
+    assert!(
+        timeout(ms(300), b.semaphore("s", 5).acquire_many(3)).await.is_err(),
+        "acquire_many(3) waits while only 2 are free"
+    );
+    if inspect {
+        let hs = a.semaphore("s", 5).holders().await.unwrap();
+        assert_eq!(hs.len(), 1, "one lease for the 3 permits: {hs:?}");
+        assert_eq!(hs[0].holds, 3, "the lease shows its permits: {hs:?}");
+        assert_eq!(hs[0].token, three.token());
+        assert_eq!(a.semaphore("s", 5).available().await.unwrap(), 2);
+    }
+    let two = b
+        .semaphore("s", 5)
+        .try_acquire_many(2)
+        .await
+        .unwrap()
+        .expect("the 2 left, untouched by the refusals");
+    assert!(two.token() > three.token(), "tokens increase across grants");
+    assert!(
+        c.semaphore("s", 5).try_acquire().await.unwrap().is_none(),
+        "3 + 2 of 5: full"
+    );
+    if inspect {
+        assert_eq!(c.semaphore("s", 5).available().await.unwrap(), 0);
+    }
+    assert!(three.release().await.unwrap());
+    if inspect {
+        assert_eq!(c.semaphore("s", 5).available().await.unwrap(), 3);
+    }
+    let again = c
+        .semaphore("s", 5)
+        .try_acquire_many(3)
+        .await
+        .unwrap()
+        .expect("the 3 released together are free together");
+    assert!(two.release().await.unwrap());
+    assert!(again.release().await.unwrap());
+    if inspect {
+        assert_eq!(c.semaphore("s", 5).available().await.unwrap(), 5);
+        assert!(c.semaphore("s", 5).holders().await.unwrap().is_empty());
+    }
+}
+
+/// Releasing a guard of several permits frees them all at once: a waiter
+/// for several (retry delay 10 s) is granted promptly, and the permits are
+/// back to the limit once everything is released.
+#[needs(Need::MultiPermit)]
+pub async fn semaphore_many_released_together_wake_waiter(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let inspect = caps(&ctx).await.inspect;
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let all = a
+        .semaphore("s", 3)
+        .ttl(ms(5000))
+        .try_acquire_many(3)
+        .await
+        .unwrap()
+        .expect("all 3 permits");
+    let sem = b.semaphore("s", 3);
+    let waiter = tokio::spawn(async move {
+        let p = sem.acquire_many(2).await;
+        (p, Instant::now())
+    });
+    sleep(ms(150)).await; // let the waiter start waiting
+    assert!(!waiter.is_finished(), "the waiter waits for 2 permits");
+    let t_release = Instant::now();
+    assert!(all.release().await.unwrap());
+    let (p, t_granted) = join(waiter, ms(3000), "waiter for 2").await;
+    let p = p.expect("2 permits granted");
+    let lag = t_granted.saturating_duration_since(t_release);
+    assert!(lag <= ms(500), "waiter woke {lag:?} after the release");
+    assert_eq!(p.permits(), 2);
+    if inspect {
+        assert_eq!(b.semaphore("s", 3).available().await.unwrap(), 1);
+    }
+    assert!(p.release().await.unwrap());
+    if inspect {
+        assert_eq!(b.semaphore("s", 3).available().await.unwrap(), 3);
+    }
+}
+
+/// A waiter for several permits does not swallow the wake-up a waiter for
+/// one needs (both waiting through one client, retry delay 10 s): with one
+/// permit freed, the waiter for one (which started waiting later) is
+/// granted promptly, and the waiter for two once a second permit frees.
+#[needs(Need::MultiPermit)]
+pub async fn semaphore_waiter_for_many_does_not_hold_back_one(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, x) = (ctx.client("a").await, ctx.client("x").await);
+    let pa = a.semaphore("s", 2).ttl(ms(5000)).try_acquire().await.unwrap().expect("1st");
+    let px = x.semaphore("s", 2).ttl(ms(5000)).try_acquire().await.unwrap().expect("2nd");
+    // Both waiters on one client: a backend may share one release's
+    // wake-up among the waiters of one connection.
+    let waiters = ctx.client("waiters").await;
+    let wide = waiters.semaphore("s", 2);
+    let wide = tokio::spawn(async move {
+        let p = wide.acquire_many(2).await;
+        (p, Instant::now())
+    });
+    sleep(ms(150)).await; // the waiter for two waits first
+    let one = waiters.semaphore("s", 2);
+    let one = tokio::spawn(async move {
+        let p = one.acquire().await;
+        (p, Instant::now())
+    });
+    sleep(ms(150)).await;
+    assert!(!wide.is_finished() && !one.is_finished(), "both wait");
+    let t_release = Instant::now();
+    assert!(pa.release().await.unwrap());
+    let (p1, t1) = join(one, ms(3000), "waiter for one").await;
+    let p1 = p1.expect("one permit granted");
+    let lag = t1.saturating_duration_since(t_release);
+    assert!(lag <= ms(500), "waiter for one woke {lag:?} after the release");
+    assert!(!wide.is_finished(), "two permits are not free yet");
+    let t_release = Instant::now();
+    assert!(p1.release().await.unwrap());
+    assert!(px.release().await.unwrap());
+    let (p2, t2) = join(wide, ms(3000), "waiter for two").await;
+    let p2 = p2.expect("two permits granted");
+    let lag = t2.saturating_duration_since(t_release);
+    assert!(lag <= ms(500), "waiter for two woke {lag:?} after the releases");
+    assert!(p2.release().await.unwrap());
+}
+
+/// A guard of several permits is one lease: leaked (no renewal, no
+/// release), all its permits come back together at its TTL, not before.
+#[needs(Need::MultiPermit)]
+pub async fn semaphore_many_expire_together(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client_with("a", no_extend(400)).await;
+    let b = ctx.client("b").await;
+    let t0 = Instant::now();
+    let p = a
+        .semaphore("s", 3)
+        .try_acquire_many(3)
+        .await
+        .unwrap()
+        .expect("3 permits");
+    std::mem::forget(p); // crash: no release, no renewal
+    assert!(
+        b.semaphore("s", 3).try_acquire().await.unwrap().is_none(),
+        "all 3 held"
+    );
+    let pb = timeout(ms(3000), b.semaphore("s", 3).acquire_many(3))
+        .await
+        .expect("the TTL returns all 3 permits")
+        .unwrap();
+    let waited = t0.elapsed();
+    assert!(waited >= ms(390), "permits back after {waited:?}, before the TTL");
+    pb.release().await.unwrap();
+}
+
+/// Asking for 0 permits at once, or for more than the semaphore has, is
+/// `InvalidArgument` naming the key and the limit, refused before any I/O
+/// (also with the backend cut off); the backend itself refuses such a
+/// lease too, and nothing is taken.
+#[needs(Need::MultiPermit)]
+pub async fn semaphore_bad_many_refused_before_io(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    switch.off();
+    let sem = a.semaphore("exports", 3);
+    for n in [0, 4] {
+        match at_once(sem.try_acquire_many(n)).await {
+            Err(Error::InvalidArgument { message }) => {
+                assert!(
+                    message.contains("exports") && message.contains('3'),
+                    "the error names the key and the limit: {message}"
+                );
+            }
+            other => panic!("try_acquire_many({n}): expected InvalidArgument, got {other:?}"),
+        }
+        assert_invalid(at_once(sem.acquire_many(n)).await, "acquire_many");
+    }
+    switch.on();
+    let backend = ctx.backend().await;
+    for count in [0, 4] {
+        let lease = LeaseId {
+            kind: LeaseKind::Permits { limit: 3, count },
+            key: key("exports"),
+            holder: intruder(),
+        };
+        assert_invalid(
+            locks(&backend).acquire(&lease, ms(1000)).await,
+            "the backend's acquire of a bad count",
+        );
+    }
+    let all = sem
+        .try_acquire_many(3)
+        .await
+        .unwrap()
+        .expect("nothing was taken by the refusals");
+    assert!(all.release().await.unwrap());
+}
+/// The operations listing shows a guard of several permits as one lease
+/// whose `holds` is its permits, beside a plain permit's 1.
+#[needs(Need::MultiPermit, Need::Ops)]
+pub async fn semaphore_many_listed_with_their_count(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let three = a.semaphore("s", 4).try_acquire_many(3).await.unwrap().expect("3 of 4");
+    let one = b.semaphore("s", 4).try_acquire().await.unwrap().expect("the 4th");
+    let resource: coord_api::spi::Resource = "semaphore:s".parse().expect("resource");
+    let listed = a.operations().holders(&resource).await.unwrap();
+    let holds = |guard: &LeaseGuard| {
+        let found: Vec<_> = listed.iter().filter(|l| l.lease.token == Some(guard.token())).collect();
+        assert_eq!(found.len(), 1, "one record per guard: {listed:?}");
+        (found[0].lease.holds, &found[0].lease.holder)
+    };
+    assert_eq!(holds(&three), (3, three.holder()));
+    assert_eq!(holds(&one), (1, one.holder()));
+    assert_eq!(listed.len(), 2, "nothing else: {listed:?}");
+    assert!(three.release().await.unwrap());
+    assert!(one.release().await.unwrap());
+}
 }
