@@ -197,7 +197,11 @@ fn a_fan_in_started_after_one_parent_is_caught() {
         Scenario::graph_faults(),
         Bug::FanInWaitsForOne,
         "a_fan_in_started_after_one_parent_is_caught",
-        &["graph-early"],
+        // A node started after one of its parents is told fewer parents
+        // than its edges name (graph-parents), and runs though a parent
+        // failed (graph-early) when that parent ends badly later: which
+        // shows first depends on the seed.
+        &["graph-early", "graph-parents"],
     );
 }
 
