@@ -13,7 +13,7 @@ pub(crate) use coord_api::{
     Client, Election, Error, FencingToken, HolderId, InstanceId, Key, LeaderRunner, Leadership,
     LeaseGuard, LeaseKind, LeaseOptions, Lock, LockSpace, LostSignal, MAX_TTL, Quorum, Result,
     RunOnce,
-    spi::{Acquire, DynBackend, LeaseId, LockBackend, LockCapabilities, Release},
+    spi::{Acquire, Campaign, DynBackend, LeaseId, LockBackend, LockCapabilities, Release},
 };
 pub(crate) use tokio::{
     sync::mpsc,
