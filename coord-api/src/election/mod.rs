@@ -44,9 +44,10 @@ use crate::{
 /// ```
 ///
 /// Anyone, candidate or not, can ask [`leader`](Self::leader),
-/// [`candidates`](Self::candidates) and [`observe`](Self::observe). With a [`quorum`](Self::quorum), nobody is
-/// elected while the quorum group has fewer live members than required, and a
-/// leader whose group drops below it loses leadership at its next renewal.
+/// [`candidates`](Self::candidates) and [`observe`](Self::observe). With a
+/// [`quorum`](Self::quorum), nobody is elected while the quorum group has
+/// fewer live members than required, and a leader whose group drops below
+/// it loses leadership at its next renewal.
 #[derive(Debug, Clone)]
 pub struct Election {
     handle: Handle,

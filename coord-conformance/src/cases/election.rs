@@ -807,30 +807,24 @@ pub async fn candidacy_withdraw_refused_for_foreign_or_expired(h: &dyn Harness) 
     let e = key("e");
     let b = InstanceId::new("b").unwrap();
     let (kept, short) = (HolderId::new(b), HolderId::new(b));
-    for (holder, ttl) in [(&kept, ms(10_000)), (&short, ms(300))] {
+    let t0 = Instant::now();
+    for (holder, ttl) in [(&short, ms(300)), (&kept, ms(10_000))] {
         let stood = elections.campaign(&e, holder, "", ttl, None, true);
         assert!(matches!(stood.await.unwrap(), Campaign::Busy { .. }));
     }
-    let before = o.election("e").candidates().await.unwrap();
-    assert_eq!(before.len(), 2, "{before:?}");
+    // Past the short TTL, touching nothing meanwhile (a read may drop an
+    // expired candidacy): the withdrawal must see the expiry by itself.
+    sleep_until(t0 + ms(300 + 300)).await;
+    assert!(!elections.withdraw_candidacy(&e, &short).await.unwrap(), "expired");
+    let listed = o.election("e").candidates().await.unwrap();
+    let holders: Vec<&HolderId> = listed.iter().map(|c| &c.holder).collect();
+    assert_eq!(holders, [&kept], "the expired candidacy is not revived");
     for foreign in [intruder(), HolderId::new(b)] {
         assert!(!elections.withdraw_candidacy(&e, &foreign).await.unwrap());
     }
-    let listed = |holder: HolderId| {
-        let o = o.clone();
-        async move {
-            let all = o.election("e").candidates().await.unwrap();
-            all.into_iter().find(|c| c.holder == holder)
-        }
-    };
-    let kept_before = before.iter().find(|c| c.holder == kept).unwrap();
-    let kept_now = listed(kept.clone()).await.expect("a foreign withdrawal changed nothing");
-    assert_eq!(kept_now.since, kept_before.since);
-    eventually(ms(2000), || async { listed(short.clone()).await.is_none().then_some(()) })
-        .await
-        .expect("the 300 ms candidacy expires");
-    assert!(!elections.withdraw_candidacy(&e, &short).await.unwrap(), "expired");
-    assert!(listed(short.clone()).await.is_none(), "not revived");
+    let now = o.election("e").candidates().await.unwrap();
+    assert_eq!(now.len(), 1, "a foreign withdrawal changed nothing: {now:?}");
+    assert_eq!((&now[0].holder, now[0].since), (&kept, listed[0].since));
     assert!(elections.withdraw_candidacy(&e, &kept).await.unwrap());
     assert!(!elections.withdraw_candidacy(&e, &kept).await.unwrap(), "already withdrawn");
     assert!(o.election("e").candidates().await.unwrap().is_empty());
@@ -942,26 +936,34 @@ pub async fn expired_term_not_revived(h: &dyn Harness) {
     let o = ctx.client("o").await;
     let backend = ctx.backend().await;
     let elections = backend.elections().expect("the backend offers elections");
-    let e = key("e");
     let holder = HolderId::new(InstanceId::new("a").unwrap());
-    let term = match elections.campaign(&e, &holder, "m", ms(300), None, false).await.unwrap() {
-        Campaign::Elected(info) => info.term,
-        busy => panic!("expected to be elected: {busy:?}"),
-    };
-    eventually(ms(2000), || async {
-        o.election("e").leader().await.unwrap().is_none().then_some(())
-    })
-    .await
-    .expect("the 300 ms term expires");
-    let granted = elections.terms_granted(&e).await.unwrap();
-    assert!(!elections.renew(&e, &holder, term, ms(5000), None).await.unwrap(), "renew");
-    assert_eq!(o.election("e").leader().await.unwrap(), None, "revived by renew");
-    assert!(!elections.proclaim(&e, &holder, term, "late").await.unwrap(), "proclaim");
-    assert_eq!(o.election("e").leader().await.unwrap(), None, "revived by proclaim");
-    assert!(!elections.resign(&e, &holder, term).await.unwrap(), "resign");
-    assert_eq!(elections.terms_granted(&e).await.unwrap(), granted);
-    let next = elect(&o.election("e"), "o after the expiry").await;
-    assert!(next.term() > term);
-    next.resign().await.unwrap();
+    // One election per operation, so that each meets its expired term
+    // first.
+    let (renewed, proclaimed, resigned) = (key("renewed"), key("proclaimed"), key("resigned"));
+    let t0 = Instant::now();
+    let mut terms = Vec::new();
+    for e in [&renewed, &proclaimed, &resigned] {
+        match elections.campaign(e, &holder, "m", ms(300), None, false).await.unwrap() {
+            Campaign::Elected(info) => terms.push(info.term),
+            busy => panic!("expected to be elected: {busy:?}"),
+        }
+    }
+    // Past the TTL, touching nothing meanwhile (a read may drop an expired
+    // term): each operation must see the expiry by itself.
+    sleep_until(t0 + ms(300 + 300)).await;
+    let renew = elections.renew(&renewed, &holder, terms[0], ms(5000), None);
+    assert!(!renew.await.unwrap(), "renew");
+    let proclaim = elections.proclaim(&proclaimed, &holder, terms[1], "late");
+    assert!(!proclaim.await.unwrap(), "proclaim");
+    let resign = elections.resign(&resigned, &holder, terms[2]);
+    assert!(!resign.await.unwrap(), "resign");
+    for (name, term) in ["renewed", "proclaimed", "resigned"].into_iter().zip(terms) {
+        let e = key(name);
+        assert_eq!(o.election(name).leader().await.unwrap(), None, "{name}: revived");
+        assert_eq!(elections.terms_granted(&e).await.unwrap(), Some(1), "{name}");
+        let next = elect(&o.election(name), "o after the expiry").await;
+        assert!(next.term() > term, "{name}");
+        next.resign().await.unwrap();
+    }
 }
 }
