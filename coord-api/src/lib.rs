@@ -88,9 +88,9 @@ pub use queues::{Consumer, DeadLetter, Delivery, ItemContext, PushOptions, PushO
 /// What the client types hand back about a backend's state: who holds a
 /// lease, who leads, who is a member (defined with the SPI, used by both).
 pub use spi::{
-    ArrivalInfo, BarrierState, Ended, EndedGeneration, LatchState, LeaderInfo, LeaseInfo,
-    LeaseKind, LockSpace, MAX_LATCH_COUNT, MAX_PARTIES, MemberInfo, Members, NodeState, NodeStatus,
-    On, OnFailure, Outcome, QueueStats, Quorum, RunState, RunStatus, Trip,
+    ArrivalInfo, BarrierState, Candidate, Ended, EndedGeneration, LatchState, LeaderInfo,
+    LeaseInfo, LeaseKind, LockSpace, MAX_LATCH_COUNT, MAX_PARTIES, MemberInfo, Members, NodeState,
+    NodeStatus, On, OnFailure, Outcome, QueueStats, Quorum, RunState, RunStatus, Trip,
 };
 pub use state::{
     CasOutcome, MAX_UPDATE_ATTEMPTS, State, StateEvent, StateSpace, StateWatch, Versioned,

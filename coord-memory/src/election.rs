@@ -1,6 +1,7 @@
 //! Elections: one leader per election with an expiring term and a term
 //! counter, under the store's `lead` lock (a quorum election counts its
-//! group's live members in the same step). Terms are drawn from the lease
+//! group's live members in the same step), and the candidacies of waiting
+//! campaigns, each expiring unless refreshed. Terms are drawn from the lease
 //! table's token counter, so they obey the same monotonic rule.
 
 use std::{collections::HashMap, time::Duration, time::SystemTime};
@@ -8,7 +9,7 @@ use std::{collections::HashMap, time::Duration, time::SystemTime};
 use async_trait::async_trait;
 use coord_api::{
     FencingToken, HolderId, Instant, Key, LeaderInfo, Namespace, Quorum, Result,
-    spi::{Campaign, ElectionBackend, ResourceKind, Role, Watch},
+    spi::{Campaign, Candidate, ElectionBackend, ResourceKind, Role, Watch},
 };
 
 use crate::{
@@ -28,6 +29,14 @@ struct Election {
     leader: Option<Leader>,
     /// Terms granted so far.
     seq: u64,
+    /// Waiting candidates (live or not yet purged).
+    candidates: HashMap<HolderId, Candidacy>,
+}
+
+struct Candidacy {
+    metadata: String,
+    since: SystemTime,
+    expires: Instant,
 }
 
 struct Leader {
@@ -45,6 +54,12 @@ impl Election {
             self.leader = None;
         }
         self.leader.as_mut()
+    }
+
+    /// The candidacies still live at `now` (the others go).
+    fn candidates(&mut self, now: Instant) -> &mut HashMap<HolderId, Candidacy> {
+        self.candidates.retain(|_, c| c.expires > now);
+        &mut self.candidates
     }
 }
 
@@ -87,6 +102,7 @@ impl Elections {
             let Some(l) = e.leader.as_ref().filter(|l| n == ns && l.expires > now) else {
                 continue;
             };
+            let candidates = e.candidates.values().filter(|c| c.expires > now).count();
             let listed = Listed {
                 name,
                 occurrence: None,
@@ -96,7 +112,7 @@ impl Elections {
                 holds: 1,
                 since: Some(l.since),
                 until: l.expires,
-                waiters: None,
+                waiters: Some(u32::try_from(candidates).unwrap_or(u32::MAX)),
             };
             visit(ResourceKind::Election, listed);
         }
@@ -149,6 +165,7 @@ impl ElectionBackend for MemoryBackend {
         metadata: &str,
         ttl: Duration,
         quorum: Option<&Quorum>,
+        stand: bool,
     ) -> Result<Campaign> {
         coord_api::validate_ttl(election, ttl)?;
         let now = self.store.now();
@@ -158,18 +175,24 @@ impl ElectionBackend for MemoryBackend {
             let e = (lead.elections.map)
                 .entry((self.ns.clone(), election.clone()))
                 .or_default();
-            if let Some(l) = e.live(now) {
-                return Ok(Campaign::Busy {
-                    leader: Some(l.info(now)),
-                    no_quorum,
-                });
+            let leader = e.live(now).map(|l| l.info(now));
+            if leader.is_some() || no_quorum {
+                if stand {
+                    let since = self.store.wall(now);
+                    let c = e
+                        .candidates(now)
+                        .entry(holder.clone())
+                        .or_insert(Candidacy {
+                            metadata: String::new(),
+                            since,
+                            expires: now,
+                        });
+                    c.metadata = metadata.to_owned();
+                    c.expires = now + ttl;
+                }
+                return Ok(Campaign::Busy { leader, no_quorum });
             }
-            if no_quorum {
-                return Ok(Campaign::Busy {
-                    leader: None,
-                    no_quorum,
-                });
-            }
+            e.candidates.remove(holder);
             e.seq += 1;
             let leader = Leader {
                 holder: holder.clone(),
@@ -266,6 +289,57 @@ impl ElectionBackend for MemoryBackend {
             self.notify_election(election);
         }
         Ok(resigned)
+    }
+
+    async fn withdraw_candidacy(&self, election: &Key, holder: &HolderId) -> Result<bool> {
+        let now = self.store.now();
+        let mut lead = self.store.lead();
+        Ok((lead.elections.get(&self.ns, election))
+            .is_some_and(|e| e.candidates(now).remove(holder).is_some()))
+    }
+
+    async fn candidates(&self, election: &Key) -> Result<Vec<Candidate>> {
+        let now = self.store.now();
+        let mut lead = self.store.lead();
+        let Some(e) = lead.elections.get(&self.ns, election) else {
+            return Ok(Vec::new());
+        };
+        let mut all: Vec<Candidate> = (e.candidates(now).iter())
+            .map(|(h, c)| {
+                let left = c.expires.saturating_duration_since(now);
+                Candidate::new(h.clone(), c.metadata.clone(), c.since, left)
+            })
+            .collect();
+        all.sort_by(|a, b| (a.since, &a.holder).cmp(&(b.since, &b.holder)));
+        Ok(all)
+    }
+
+    async fn proclaim(
+        &self,
+        election: &Key,
+        holder: &HolderId,
+        term: FencingToken,
+        metadata: &str,
+    ) -> Result<bool> {
+        let now = self.store.now();
+        let proclaimed = {
+            let mut lead = self.store.lead();
+            match lead
+                .elections
+                .get(&self.ns, election)
+                .and_then(|e| e.live(now))
+            {
+                Some(l) if l.holder == *holder && l.term == term.get() => {
+                    l.metadata = metadata.to_owned();
+                    true
+                }
+                _ => false,
+            }
+        };
+        if proclaimed {
+            self.notify_election(election);
+        }
+        Ok(proclaimed)
     }
 
     async fn leader(&self, election: &Key) -> Result<Option<LeaderInfo>> {

@@ -113,12 +113,12 @@ async fn one_evalsha_per_operation() {
     gr.join(&g, &a, "m", ttl).await.unwrap();
     assert!(gr.heartbeat(&g, &a, ttl).await.unwrap());
     let info = elected(
-        el.campaign(&e, &a, "meta", ttl, Some(&quorum))
+        el.campaign(&e, &a, "meta", ttl, Some(&quorum), false)
             .await
             .unwrap(),
     );
     assert!(matches!(
-        el.campaign(&e, &other, "", ttl, None).await.unwrap(),
+        el.campaign(&e, &other, "", ttl, None, false).await.unwrap(),
         Campaign::Busy {
             leader: Some(_),
             no_quorum: false
@@ -145,7 +145,7 @@ async fn one_evalsha_per_operation() {
     // A watch reads the next expiry instant with one EVALSHA per wait.
     let mut watch = el.watch(&e).await.unwrap();
     server.command(&["CONFIG", "RESETSTAT"]).unwrap();
-    el.campaign(&e, &a, "", ttl, None).await.unwrap();
+    el.campaign(&e, &a, "", ttl, None, false).await.unwrap();
     tokio::time::timeout(Duration::from_secs(5), watch.changed())
         .await
         .expect("woken by the new term")
@@ -192,14 +192,20 @@ async fn quorum_election_keys_share_one_cluster_slot() {
     let (e, a, c) = (key("scheduler"), holder("a"), holder("c"));
     gr.join(&quorum.group, &a, "", ttl).await.unwrap();
     assert!(matches!(
-        el.campaign(&e, &a, "", ttl, Some(&quorum)).await.unwrap(),
+        el.campaign(&e, &a, "", ttl, Some(&quorum), false)
+            .await
+            .unwrap(),
         Campaign::Busy {
             leader: None,
             no_quorum: true
         }
     ));
     gr.join(&quorum.group, &c, "", ttl).await.unwrap();
-    let info = elected(el.campaign(&e, &a, "", ttl, Some(&quorum)).await.unwrap());
+    let info = elected(
+        el.campaign(&e, &a, "", ttl, Some(&quorum), false)
+            .await
+            .unwrap(),
+    );
     assert!(
         el.renew(&e, &a, info.term, ttl, Some(&quorum))
             .await
@@ -237,7 +243,7 @@ async fn terms_and_run_tokens_increase_across_a_restart_without_persistence() {
     let ttl = Duration::from_secs(5);
     let mut last = 0;
     for seq in 1..=3 {
-        let info = elected(el.campaign(&e, &a, "", ttl, None).await.unwrap());
+        let info = elected(el.campaign(&e, &a, "", ttl, None, false).await.unwrap());
         assert!(info.term.get() > last);
         assert_eq!(info.seq, seq);
         last = info.term.get();
@@ -249,7 +255,7 @@ async fn terms_and_run_tokens_increase_across_a_restart_without_persistence() {
     server
         .command(&["SET", "coord:{tokens:lead}:e:e:t", &ahead.to_string()])
         .unwrap();
-    let info = elected(el.campaign(&e, &a, "", ttl, None).await.unwrap());
+    let info = elected(el.campaign(&e, &a, "", ttl, None, false).await.unwrap());
     assert_eq!(info.term, FencingToken(ahead + 1));
     assert_eq!(info.seq, 4);
     el.resign(&e, &a, info.term).await.unwrap();
@@ -271,7 +277,7 @@ async fn terms_and_run_tokens_increase_across_a_restart_without_persistence() {
     // it ran ahead of the clock, so it is not the bound that survives).
     let b = backend(config).await;
     let (el, _, jo) = families(&b);
-    let info = elected(el.campaign(&e, &a, "", ttl, None).await.unwrap());
+    let info = elected(el.campaign(&e, &a, "", ttl, None, false).await.unwrap());
     assert!(
         info.term.get() > clock_last,
         "term {} after restart is not above {clock_last}",
@@ -355,7 +361,7 @@ async fn observers_wake_at_expiry() {
 
     let mut obs = observer.election("e").observe().await.unwrap();
     let info = elected(
-        el.campaign(&key("e"), &holder("a"), "", ttl, None)
+        el.campaign(&key("e"), &holder("a"), "", ttl, None, false)
             .await
             .unwrap(),
     );
@@ -450,7 +456,11 @@ async fn group_state_outlives_the_last_member_with_a_ttl() {
     }
     // Election state likewise has a TTL (no key without one).
     let e = key("e");
-    let info = elected(el.campaign(&e, &holder("a"), "", ttl, None).await.unwrap());
+    let info = elected(
+        el.campaign(&e, &holder("a"), "", ttl, None, false)
+            .await
+            .unwrap(),
+    );
     el.resign(&e, &holder("a"), info.term).await.unwrap();
     let Value::Int(pttl) = server
         .command(&["PTTL", "coord:{group-ttl:lead}:e:e:s"])
@@ -478,7 +488,7 @@ async fn client_types_on_redis() {
     let crashed = elected(
         raw.elections()
             .unwrap()
-            .campaign(&key("e"), &holder("crashed"), "", ttl, None)
+            .campaign(&key("e"), &holder("crashed"), "", ttl, None, false)
             .await
             .unwrap(),
     );

@@ -188,7 +188,7 @@ async fn populate(b: &RedisBackend) -> Vec<(String, String, String)> {
         want("semaphore:a/sem", "permit", &h);
     }
     let campaign = b
-        .campaign(&key("a/lead"), &a, "m", TTL, None)
+        .campaign(&key("a/lead"), &a, "m", TTL, None, false)
         .await
         .unwrap();
     assert!(matches!(campaign, Campaign::Elected(_)));
@@ -338,12 +338,13 @@ async fn revoke_is_fenced_on_every_family_and_the_next_token_is_larger() {
     }
     // An election: the term ends; the next term is larger.
     let e = key("r/lead");
-    let Campaign::Elected(term) = b.campaign(&e, &h, "", TTL, None).await.unwrap() else {
+    let Campaign::Elected(term) = b.campaign(&e, &h, "", TTL, None, false).await.unwrap() else {
         panic!("not elected")
     };
     revoke_both_ways(&b, &res(ResourceKind::Election, "r/lead"), term.term, &h).await;
     assert!(!b.renew(&e, &h, term.term, TTL, None).await.unwrap());
-    let Campaign::Elected(again) = b.campaign(&e, &next, "", TTL, None).await.unwrap() else {
+    let Campaign::Elected(again) = b.campaign(&e, &next, "", TTL, None, false).await.unwrap()
+    else {
         panic!("not elected")
     };
     assert!(again.term > term.term);

@@ -60,18 +60,18 @@ mod connect;
 pub use connect::connect;
 
 pub use coord_api::{
-    ArrivalInfo, Backoff, Barrier, BarrierBroken, BarrierState, Blocker, BoxError, CasOutcome,
-    Client, ClientBuilder, Clock, Consumer, DeadLetter, Delivery, DoubleBarrier, Election, Ended,
-    EndedGeneration, Error, FencingToken, Graph, GraphBuilder, GraphRun, GraphWorker, Group,
-    GroupChange, GroupObserver, HolderId, Inside, InstanceId, ItemContext, Job, JobContext, Key,
-    Latch, LatchState, LatchWait, LeaderChange, LeaderContext, LeaderInfo, LeaderObserver,
-    LeaderRunner, Leadership, LeaseGuard, LeaseInfo, LeaseKind, LeaseOptions, Lock, LockGuard,
-    LockSpace, LostSignal, MAX_KEY_BYTES, MAX_LATCH_COUNT, MAX_NAMESPACE_BYTES, MAX_PARTIES,
-    MAX_TTL, MIN_TTL, MemberInfo, Members, Membership, Namespace, Node, NodeContext, NodeError,
-    NodeState, NodeStatus, On, OnFailure, Outcome, Permit, PushOptions, PushOutcome, Queue,
-    QueueStats, Quorum, ReadGuard, Result, RunEvent, RunObserver, RunOnce, RunState, RunStatus,
-    RunnerHandle, RwLock, Semaphore, SkewedClock, State, StateEvent, StateSpace, StateWatch,
-    TokioClock, Trip, Tripped, Versioned, Worked, WriteGuard, contract, spi,
+    ArrivalInfo, Backoff, Barrier, BarrierBroken, BarrierState, Blocker, BoxError, Candidate,
+    CasOutcome, Client, ClientBuilder, Clock, Consumer, DeadLetter, Delivery, DoubleBarrier,
+    Election, Ended, EndedGeneration, Error, FencingToken, Graph, GraphBuilder, GraphRun,
+    GraphWorker, Group, GroupChange, GroupObserver, HolderId, Inside, InstanceId, ItemContext, Job,
+    JobContext, Key, Latch, LatchState, LatchWait, LeaderChange, LeaderContext, LeaderInfo,
+    LeaderObserver, LeaderRunner, Leadership, LeaseGuard, LeaseInfo, LeaseKind, LeaseOptions, Lock,
+    LockGuard, LockSpace, LostSignal, MAX_KEY_BYTES, MAX_LATCH_COUNT, MAX_NAMESPACE_BYTES,
+    MAX_PARTIES, MAX_TTL, MIN_TTL, MemberInfo, Members, Membership, Namespace, Node, NodeContext,
+    NodeError, NodeState, NodeStatus, On, OnFailure, Outcome, Permit, PushOptions, PushOutcome,
+    Queue, QueueStats, Quorum, ReadGuard, Result, RunEvent, RunObserver, RunOnce, RunState,
+    RunStatus, RunnerHandle, RwLock, Semaphore, SkewedClock, State, StateEvent, StateSpace,
+    StateWatch, TokioClock, Trip, Tripped, Versioned, Worked, WriteGuard, contract, spi,
 };
 /// Topics: typed events, ephemeral (at most once) and durable (named
 /// subscriptions, at least once, replay).

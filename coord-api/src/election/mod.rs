@@ -14,15 +14,15 @@ pub use observer::{LeaderChange, LeaderObserver};
 pub use runner::{LeaderContext, LeaderRunner, RunnerHandle};
 
 use crate::{
-    Campaign, Client, Error, FencingToken, HolderId, Key, LeaderInfo, LostSignal, Quorum, Release,
-    Result, Watch,
+    Campaign, Candidate, Client, Error, FencingToken, HolderId, Key, LeaderInfo, LostSignal,
+    Quorum, Release, Result, Watch,
     clock::Instant,
     handle::{Handle, option_setters},
     lease::{
         BoxFuture, Guard, Lease, Tenure,
         metrics::{self, Waited},
         released,
-        undo::granting,
+        undo::{Undo, granting},
         wait::{Attempts, Step, wait_for},
     },
     trace::{self, Outcome, Site},
@@ -43,10 +43,11 @@ use crate::{
 /// # Ok(()) }
 /// ```
 ///
-/// Anyone, candidate or not, can ask [`leader`](Self::leader) and
-/// [`observe`](Self::observe). With a [`quorum`](Self::quorum), nobody is
-/// elected while the quorum group has fewer live members than required, and a
-/// leader whose group drops below it loses leadership at its next renewal.
+/// Anyone, candidate or not, can ask [`leader`](Self::leader),
+/// [`candidates`](Self::candidates) and [`observe`](Self::observe). With a
+/// [`quorum`](Self::quorum), nobody is elected while the quorum group has
+/// fewer live members than required, and a leader whose group drops below
+/// it loses leadership at its next renewal.
 #[derive(Debug, Clone)]
 pub struct Election {
     handle: Handle,
@@ -152,10 +153,16 @@ impl Election {
         }
     }
 
-    /// One campaign round trip for `holder`. A campaign that got no answer
-    /// (cancelled, timed out) resigns in the background a term it may have
-    /// won.
-    async fn attempt(&self, key: &Key, holder: &HolderId) -> Result<Result<Leadership, Campaign>> {
+    /// One campaign round trip for `holder`; when refused, with `stand`, it
+    /// records (or refreshes) `holder`'s candidacy. A campaign that got no
+    /// answer (cancelled, timed out) withdraws in the background a
+    /// candidacy it may have recorded and resigns a term it may have won.
+    async fn attempt(
+        &self,
+        key: &Key,
+        holder: &HolderId,
+        stand: bool,
+    ) -> Result<Result<Leadership, Campaign>> {
         let client = &self.handle.client;
         let opts = self.handle.opts();
         let t_sent = client.clock().now();
@@ -165,6 +172,7 @@ impl Election {
             &self.metadata,
             opts.ttl,
             self.quorum.as_ref(),
+            stand,
         );
         let classify = |c: &Campaign| match c {
             Campaign::Elected(info) => Outcome::Granted(info.term),
@@ -172,11 +180,7 @@ impl Election {
         };
         let site = || self.site("campaign", key, Some(holder));
         let campaign = trace::call(client, site, campaign, classify);
-        match granting(client, opts.ttl, campaign, || {
-            resign_if_leading(key, holder)
-        })
-        .await?
-        {
+        match granting(client, opts.ttl, campaign, || give_up(key, holder)).await? {
             Campaign::Elected(info) => Ok(Ok(self.leadership(key, holder, info, t_sent))),
             busy => Ok(Err(busy)),
         }
@@ -214,7 +218,7 @@ impl Election {
     pub async fn try_campaign(&self) -> Result<Option<Leadership>> {
         let key = self.check()?;
         let holder = HolderId::new(*self.handle.client.instance_id());
-        let won = self.attempt(key, &holder).await?.ok();
+        let won = self.attempt(key, &holder, false).await?.ok();
         let outcome = if won.is_some() {
             Waited::Acquired
         } else {
@@ -228,8 +232,15 @@ impl Election {
     /// resignation, a term's expiry, quorum changes), with the options' retry
     /// delay as a fallback; `Error::Timeout` after `wait_timeout`.
     ///
+    /// While it waits, the campaign is a candidate: listed by
+    /// [`candidates`](Self::candidates), as a lease of the election's TTL
+    /// that each campaign round refreshes (at least every renewal interval,
+    /// `ttl / 3` unless set) and that ends when the campaign wins, fails,
+    /// times out or is dropped, or at its TTL if the process stops.
+    ///
     /// # Cancel safety
-    /// Cancel safe: a term won by a cancelled campaign is resigned.
+    /// Cancel safe: a term won by a cancelled campaign is resigned, and its
+    /// candidacy is withdrawn (both in the background).
     pub async fn campaign(&self) -> Result<Leadership> {
         let key = self.check()?;
         let holder = HolderId::new(*self.handle.client.instance_id());
@@ -239,7 +250,14 @@ impl Election {
             holder: &holder,
         };
         let client = &self.handle.client;
-        let res = wait_for(client, self.handle.opts(), None, rounds).await;
+        let opts = self.handle.opts();
+        // Withdraws the candidacy unless the campaign won (the winning step
+        // removed it).
+        let mut on_exit = Undo::new(client, opts.ttl, || withdraw(key, &holder));
+        let res = wait_for(client, opts, Some(opts.renew_every()), rounds).await;
+        if res.is_ok() {
+            on_exit.disarm();
+        }
         match &res {
             Ok(_) => metrics::campaign(client, key, Waited::Acquired),
             Err(Error::Timeout { .. }) => metrics::campaign(client, key, Waited::Timeout),
@@ -262,6 +280,28 @@ impl Election {
         .await
     }
 
+    /// The candidates waiting in the election (campaigns refused while
+    /// someone leads, or while the quorum is missing), earliest first; for
+    /// anyone, candidate or not. One backend step.
+    ///
+    /// ```
+    /// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
+    /// for c in client.election("scheduler").candidates().await? {
+    ///     println!("{} waits since {:?} ({})", c.instance(), c.since, c.metadata);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only reads.
+    pub async fn candidates(&self) -> Result<Vec<Candidate>> {
+        let key = self.handle.key()?;
+        let client = &self.handle.client;
+        let candidates = client.elections()?.candidates(key);
+        let site = || self.site("candidates", key, None);
+        trace::call(client, site, candidates, Outcome::ok).await
+    }
+
     /// A stream of leader changes. Its first [`next`](LeaderObserver::next)
     /// returns the current state at once; each later one waits for a change.
     pub async fn observe(&self) -> Result<LeaderObserver> {
@@ -277,16 +317,19 @@ impl Election {
     }
 }
 
-/// Resigns, for an unanswered campaign, the term `holder` may have won.
-fn resign_if_leading(
-    key: &Key,
-    holder: &HolderId,
-) -> impl FnMut(Client) -> Pin<Box<dyn Future<Output = Result<()>> + Send>> + Send + 'static {
+type UndoFn =
+    dyn FnMut(Client) -> Pin<Box<dyn Future<Output = Result<()>> + Send>> + Send + 'static;
+
+/// Undoes, for an unanswered campaign, what it may have done: withdraws the
+/// candidacy `holder` may have recorded, and resigns the term it may have
+/// won.
+fn give_up(key: &Key, holder: &HolderId) -> Box<UndoFn> {
     let (key, holder) = (key.clone(), holder.clone());
-    move |client: Client| {
+    Box::new(move |client: Client| {
         let (key, holder) = (key.clone(), holder.clone());
         Box::pin(async move {
             let elections = client.elections()?;
+            elections.withdraw_candidacy(&key, &holder).await?;
             if let Some(l) = elections.leader(&key).await?
                 && l.holder == holder
             {
@@ -294,7 +337,19 @@ fn resign_if_leading(
             }
             Ok(())
         })
-    }
+    })
+}
+
+/// Withdraws `holder`'s candidacy, for a campaign that ended without a term.
+fn withdraw(key: &Key, holder: &HolderId) -> Box<UndoFn> {
+    let (key, holder) = (key.clone(), holder.clone());
+    Box::new(move |client: Client| {
+        let (key, holder) = (key.clone(), holder.clone());
+        Box::pin(async move {
+            let elections = client.elections()?;
+            elections.withdraw_candidacy(&key, &holder).await.map(drop)
+        })
+    })
 }
 
 struct CampaignRounds<'a> {
@@ -307,11 +362,13 @@ impl Attempts for CampaignRounds<'_> {
     type Output = Leadership;
 
     async fn attempt(&mut self) -> Result<Step<Leadership>> {
-        Ok(match self.election.attempt(self.key, self.holder).await? {
-            Ok(leadership) => Step::Done(leadership),
-            Err(Campaign::Busy { leader, .. }) => Step::Busy(leader.map(|l| l.expires_in)),
-            Err(Campaign::Elected(_)) => unreachable!("attempt returns Ok for Elected"),
-        })
+        Ok(
+            match self.election.attempt(self.key, self.holder, true).await? {
+                Ok(leadership) => Step::Done(leadership),
+                Err(Campaign::Busy { leader, .. }) => Step::Busy(leader.map(|l| l.expires_in)),
+                Err(Campaign::Elected(_)) => unreachable!("attempt returns Ok for Elected"),
+            },
+        )
     }
 
     async fn subscribe(&self) -> Result<Box<dyn Watch>> {
@@ -362,9 +419,58 @@ impl Leadership {
         self.info.term
     }
 
-    /// The leader info as published when the term began.
+    /// The leader info as published when the term began, with the
+    /// metadata of the latest successful [`proclaim`](Self::proclaim).
     pub fn info(&self) -> &LeaderInfo {
         &self.info
+    }
+
+    /// Publishes `metadata` as this term's (what [`Election::leader`] and
+    /// observers then show), in one backend step that checks the term: the
+    /// term, its `seq` and its expiry stay; observers report the change.
+    /// A term that is no longer held (lost locally, or ended at the
+    /// backend: taken over, expired, resigned) is refused with
+    /// `Error::LeaseLost` and nothing changes; a refusal by the backend also
+    /// marks the leadership lost.
+    ///
+    /// ```
+    /// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
+    /// let mut leadership = client.election("scheduler").metadata("v1").campaign().await?;
+    /// leadership.proclaim("v2 at 10.0.0.7:8080").await?;
+    /// assert_eq!(leadership.info().metadata, "v2 at 10.0.0.7:8080");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// If cancelled after the request left, the backend may or may not show
+    /// the new metadata, and [`info`](Self::info) keeps the old one.
+    pub async fn proclaim(&mut self, metadata: impl Into<String>) -> Result<()> {
+        let metadata = metadata.into();
+        let lease = self.guard.lease();
+        let (client, key, holder) = (&lease.client, self.guard.key(), self.guard.holder());
+        let term = self.info.term;
+        let lost = || Error::LeaseLost {
+            key: key.as_str().to_owned(),
+            backend: client.backend().to_string(),
+        };
+        if !self.guard.is_held() {
+            return Err(lost());
+        }
+        let proclaim = client.elections()?.proclaim(key, holder, term, &metadata);
+        let site = || Site {
+            op: "proclaim",
+            family: "election",
+            kind: "term",
+            key,
+            holder: Some(holder),
+            token: Some(term),
+        };
+        if !trace::call(client, site, proclaim, Outcome::held).await? {
+            lease.mark(true);
+            return Err(lost());
+        }
+        self.info.metadata = metadata;
+        Ok(())
     }
 
     /// Whether this instance still leads as far as it can tell (renewed in

@@ -2,7 +2,12 @@
 
 use crate::{Client, FencingToken, Key, LeaderInfo, Result, Watch};
 
-/// One observed state of an election.
+/// What tells two observed leaders apart: the term (and its `seq`), and the
+/// metadata, which a leader may change within its term (`proclaim`).
+type Seen = (u64, FencingToken, String);
+
+/// One observed state of an election: a new term, a vacancy, or new
+/// metadata proclaimed by the same term's leader.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LeaderChange {
@@ -19,16 +24,18 @@ pub struct LeaderObserver {
     pub(super) client: Client,
     pub(super) key: Key,
     pub(super) watch: Box<dyn Watch>,
-    /// The last state returned: `(seq, term)` of its leader, `None` when
-    /// vacant; `None` outside before the first call.
-    pub(super) last: Option<Option<(u64, FencingToken)>>,
+    /// The last state returned: `(seq, term, metadata)` of its leader,
+    /// `None` when vacant; `None` outside before the first call.
+    pub(super) last: Option<Option<Seen>>,
     /// The seq of the last term returned.
     pub(super) last_seq: Option<u64>,
 }
 
 impl LeaderObserver {
     /// The next state that differs from the last one returned (the current
-    /// state on the first call).
+    /// state on the first call): another term, a vacancy, or the same
+    /// term's leader with other metadata (after
+    /// [`Leadership::proclaim`](crate::Leadership::proclaim)).
     ///
     /// # Cancel safety
     /// Cancel safe: a cancelled call loses nothing; the next one compares
@@ -45,8 +52,8 @@ impl LeaderObserver {
                 Some(_) => None,
             };
             let leader = elections.leader(&self.key).await?;
-            let state = leader.as_ref().map(|l| (l.seq, l.term));
-            if self.last != Some(state) {
+            let state = leader.as_ref().map(|l| (l.seq, l.term, l.metadata.clone()));
+            if self.last.as_ref() != Some(&state) {
                 let skipped = match (&leader, self.last_seq) {
                     (Some(l), Some(seq)) => l.seq.saturating_sub(seq + 1),
                     _ => 0,

@@ -11,7 +11,7 @@ use super::{
     DynBackend, Watch,
     dispatch::{Dispatch, Dispatched, Op, family},
 };
-use crate::{FencingToken, HolderId, Key, Result};
+use crate::{FencingToken, HolderId, InstanceId, Key, Result};
 
 /// Who leads an election, as anyone can read it. Built with
 /// [`LeaderInfo::new`].
@@ -55,6 +55,46 @@ impl LeaderInfo {
     }
 }
 
+/// A candidate waiting in an election, as anyone can read it (see
+/// [`ElectionBackend::candidates`]). Built with [`Candidate::new`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Candidate {
+    /// The candidate: the holder id of its campaign (its instance id names
+    /// the process, see [`instance`](Self::instance)).
+    pub holder: HolderId,
+    /// What the candidate would publish as leader.
+    pub metadata: String,
+    /// When it began to wait, by the backend's wall clock.
+    pub since: SystemTime,
+    /// Time left on its candidacy's lease (refreshed while it waits), by the
+    /// backend's clock.
+    pub expires_in: Duration,
+}
+
+impl Candidate {
+    /// `holder` waits since `since`, for `expires_in` more unless it
+    /// refreshes its candidacy, having published `metadata`.
+    pub fn new(
+        holder: HolderId,
+        metadata: impl Into<String>,
+        since: SystemTime,
+        expires_in: Duration,
+    ) -> Candidate {
+        Candidate {
+            holder,
+            metadata: metadata.into(),
+            since,
+            expires_in,
+        }
+    }
+
+    /// The candidate's instance (the process that campaigns).
+    pub fn instance(&self) -> &InstanceId {
+        self.holder.instance()
+    }
+}
+
 /// An election's quorum requirement: at least `min_members` live members in
 /// the membership group `group`.
 ///
@@ -93,6 +133,15 @@ pub trait ElectionBackend: Send + Sync {
     /// Makes `holder` leader of `election` for `ttl` if nobody leads and, with
     /// a `quorum`, its group has at least `min_members` live members. A new
     /// term gets a new fencing token and increments `seq`.
+    ///
+    /// Candidacies (rule 1: a waiting candidate is a lease): when refused
+    /// and `stand` is true, the same step records `holder` as a candidate
+    /// with `metadata` for `ttl`, or refreshes its live candidacy (keeping
+    /// its `since`); a waiting campaign repeats the call within every
+    /// `ttl / 3`, which is its candidacy's heartbeat. When elected, the same
+    /// step removes `holder`'s candidacy, so that no leader is listed among
+    /// the candidates. Candidacies wake nobody (waiters would all campaign
+    /// again for nothing).
     async fn campaign(
         &self,
         election: &Key,
@@ -100,7 +149,29 @@ pub trait ElectionBackend: Send + Sync {
         metadata: &str,
         ttl: Duration,
         quorum: Option<&Quorum>,
+        stand: bool,
     ) -> Result<Campaign>;
+
+    /// Removes `holder`'s live candidacy from `election`: `false` (and
+    /// nothing changed) if it has none (never stood, won, withdrew, or its
+    /// candidacy expired: an expired candidacy is not revived).
+    async fn withdraw_candidacy(&self, election: &Key, holder: &HolderId) -> Result<bool>;
+
+    /// The live candidacies of `election`, earliest `since` first (ties by
+    /// holder). Candidacies past their TTL are never listed.
+    async fn candidates(&self, election: &Key) -> Result<Vec<Candidate>>;
+
+    /// Replaces the metadata of the term `term` of `holder` with `metadata`
+    /// (the term, its `seq`, `since` and expiry unchanged) and wakes
+    /// watchers; `false` (and nothing changed) if `holder` no longer leads
+    /// in `term` (another term, another holder, expired or resigned).
+    async fn proclaim(
+        &self,
+        election: &Key,
+        holder: &HolderId,
+        term: FencingToken,
+        metadata: &str,
+    ) -> Result<bool>;
 
     /// Extends the term `term` of `holder` for `ttl`; `false` (and nothing
     /// changed) if it no longer leads, or if `quorum` no longer holds — then
@@ -129,7 +200,7 @@ pub trait ElectionBackend: Send + Sync {
     async fn terms_granted(&self, election: &Key) -> Result<Option<u64>>;
 
     /// Wakes on every change of leader of `election` (new term, resignation,
-    /// and at the current term's expiry instant).
+    /// proclamation, and at the current term's expiry instant).
     async fn watch(&self, election: &Key) -> Result<Box<dyn Watch>>;
 }
 
@@ -153,6 +224,7 @@ impl<D: Dispatch> ElectionBackend for Dispatched<D> {
         metadata: &str,
         ttl: Duration,
         quorum: Option<&Quorum>,
+        stand: bool,
     ) -> Result<Campaign> {
         let args = (
             election.clone(),
@@ -160,10 +232,43 @@ impl<D: Dispatch> ElectionBackend for Dispatched<D> {
             metadata.to_owned(),
             ttl,
             quorum.cloned(),
+            stand,
         );
-        self.carry(op("campaign"), args, |b, (e, h, m, ttl, q)| async move {
+        self.carry(op("campaign"), args, |b, (e, h, m, ttl, q, s)| async move {
             (elections(&b, "campaign")?)
-                .campaign(&e, &h, &m, ttl, q.as_ref())
+                .campaign(&e, &h, &m, ttl, q.as_ref(), s)
+                .await
+        })
+        .await
+    }
+    async fn withdraw_candidacy(&self, election: &Key, holder: &HolderId) -> Result<bool> {
+        let args = (election.clone(), holder.clone());
+        self.carry(op("withdraw_candidacy"), args, |b, (e, h)| async move {
+            (elections(&b, "withdraw_candidacy")?)
+                .withdraw_candidacy(&e, &h)
+                .await
+        })
+        .await
+    }
+    async fn candidates(&self, election: &Key) -> Result<Vec<Candidate>> {
+        self.carry(
+            op("candidates"),
+            (election.clone(),),
+            |b, (e,)| async move { elections(&b, "candidates")?.candidates(&e).await },
+        )
+        .await
+    }
+    async fn proclaim(
+        &self,
+        election: &Key,
+        holder: &HolderId,
+        term: FencingToken,
+        metadata: &str,
+    ) -> Result<bool> {
+        let args = (election.clone(), holder.clone(), term, metadata.to_owned());
+        self.carry(op("proclaim"), args, |b, (e, h, term, m)| async move {
+            (elections(&b, "proclaim")?)
+                .proclaim(&e, &h, term, &m)
                 .await
         })
         .await

@@ -682,4 +682,288 @@ pub async fn lost_campaign_reply_frees_election(h: &dyn Harness) {
     .expect("the lost term was resigned");
     assert!(lb.resign().await.unwrap());
 }
+
+/// Candidates waiting in `campaign` are listed, with their metadata, since
+/// when and time left, earliest first; the leader and a refused
+/// `try_campaign` are not. The winner leaves the list in the step that
+/// elects it, and a campaign dropped while it waits leaves it at once (long
+/// before its 5 s TTL).
+pub async fn waiting_candidates_are_listed(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, o) = (ctx.client("a").await, ctx.client("o").await);
+    let la = elect(&a.election("e").ttl(ms(5000)), "a").await;
+    let before = SystemTime::now();
+    let mut waiting = Vec::new();
+    for name in ["b", "c"] {
+        let client = ctx.client(name).await;
+        let election = client.election("e").ttl(ms(5000)).metadata(format!("{name}-meta"));
+        waiting.push((name, campaign_task(election)));
+        // One after the other, so that the list's order is known.
+        eventually(ms(2000), || async {
+            let listed = o.election("e").candidates().await.unwrap();
+            listed.iter().any(|c| c.instance().as_str() == name).then_some(())
+        })
+        .await
+        .unwrap_or_else(|| panic!("{name} listed as a candidate"));
+    }
+    let d = ctx.client("d").await;
+    assert!(d.election("e").try_campaign().await.unwrap().is_none());
+    let listed = o.election("e").candidates().await.unwrap();
+    let names: Vec<&str> = listed.iter().map(|c| c.instance().as_str()).collect();
+    assert_eq!(names, ["b", "c"], "the waiting campaigns, earliest first");
+    for c in &listed {
+        assert_eq!(c.metadata, format!("{}-meta", c.instance()));
+        assert!(c.expires_in > Duration::ZERO && c.expires_in <= ms(5000), "{c:?}");
+        let off = c.since.duration_since(before).unwrap_or_else(|e| e.duration());
+        assert!(off < Duration::from_secs(5), "since {:?} far from now", c.since);
+    }
+    assert!(listed[0].since <= listed[1].since);
+
+    assert!(la.resign().await.unwrap());
+    let won = eventually(ms(3000), || async {
+        waiting.iter().position(|(_, t)| t.is_finished())
+    })
+    .await
+    .expect("a waiting candidate wins once a resigned");
+    let (winner, task) = waiting.remove(won);
+    let (lw, _) = join(task, ms(1000), winner).await.unwrap();
+    let listed = o.election("e").candidates().await.unwrap();
+    let names: Vec<&str> = listed.iter().map(|c| c.instance().as_str()).collect();
+    let (other, task) = waiting.pop().unwrap();
+    assert_eq!(names, [other], "the winner left the list as it won");
+
+    task.abort();
+    let t0 = Instant::now();
+    let gone = eventually(ms(1000), || async {
+        o.election("e").candidates().await.unwrap().is_empty().then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "a dropped campaign withdraws its candidacy");
+    assert!(t0.elapsed() < ms(1000));
+    lw.resign().await.unwrap();
+}
+
+/// A candidate's presence is a lease refreshed while it waits: a campaign
+/// with a 300 ms TTL is still listed, with the same `since`, after several
+/// TTLs of waiting.
+pub async fn waiting_candidate_refreshes_its_candidacy(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b, o) = (ctx.client("a").await, ctx.client("b").await, ctx.client("o").await);
+    let la = elect(&a.election("e").ttl(ms(10_000)), "a").await;
+    let waiter = campaign_task(b.election("e").ttl(ms(300)));
+    let first = eventually(ms(2000), || async {
+        o.election("e").candidates().await.unwrap().pop()
+    })
+    .await
+    .expect("b listed as a candidate");
+    // Three TTLs: a candidacy nobody refreshed would be gone.
+    sleep(ms(900)).await;
+    let now = o.election("e").candidates().await.unwrap();
+    assert_eq!(now.len(), 1, "b still listed: {now:?}");
+    assert_eq!((&now[0].holder, now[0].since), (&first.holder, first.since));
+    assert!(now[0].expires_in <= ms(300), "{:?}", now[0]);
+    assert!(!waiter.is_finished());
+    assert!(la.resign().await.unwrap());
+    let (lb, _) = join(waiter, ms(3000), "b's campaign").await.unwrap();
+    lb.resign().await.unwrap();
+}
+
+/// A candidacy nobody refreshes (its process crashed) is listed until its
+/// TTL ends, not after.
+pub async fn crashed_candidate_expires_at_its_ttl(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, o) = (ctx.client("a").await, ctx.client("o").await);
+    let la = elect(&a.election("e").ttl(ms(10_000)), "a").await;
+    let backend = ctx.backend().await;
+    let elections = backend.elections().expect("the backend offers elections");
+    let crashed = HolderId::new(InstanceId::new("crashed").unwrap());
+    let (e, t0) = (key("e"), Instant::now());
+    let stood = elections.campaign(&e, &crashed, "m", ms(400), None, true);
+    assert!(matches!(stood.await.unwrap(), Campaign::Busy { .. }));
+    let listed = o.election("e").candidates().await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!((&listed[0].holder, listed[0].metadata.as_str()), (&crashed, "m"));
+    eventually(ms(2000), || async {
+        o.election("e").candidates().await.unwrap().is_empty().then_some(())
+    })
+    .await
+    .expect("the crashed candidacy expires");
+    let gone_after = t0.elapsed();
+    assert!(gone_after >= ms(390), "gone after {gone_after:?}, TTL 400 ms");
+    assert!(gone_after <= ms(400 + 600), "gone only after {gone_after:?}");
+    la.resign().await.unwrap();
+}
+
+/// Withdrawing a candidacy is checked like every change: a foreign holder
+/// (another instance, or the same instance's other campaign) and a
+/// candidacy already withdrawn are refused and change nothing, and an
+/// expired candidacy is not revived.
+pub async fn candidacy_withdraw_refused_for_foreign_or_expired(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, o) = (ctx.client("a").await, ctx.client("o").await);
+    let la = elect(&a.election("e").ttl(ms(10_000)), "a").await;
+    let backend = ctx.backend().await;
+    let elections = backend.elections().expect("the backend offers elections");
+    let e = key("e");
+    let b = InstanceId::new("b").unwrap();
+    let (kept, short) = (HolderId::new(b), HolderId::new(b));
+    let t0 = Instant::now();
+    for (holder, ttl) in [(&short, ms(300)), (&kept, ms(10_000))] {
+        let stood = elections.campaign(&e, holder, "", ttl, None, true);
+        assert!(matches!(stood.await.unwrap(), Campaign::Busy { .. }));
+    }
+    // Past the short TTL, touching nothing meanwhile (a read may drop an
+    // expired candidacy): the withdrawal must see the expiry by itself.
+    sleep_until(t0 + ms(300 + 300)).await;
+    assert!(!elections.withdraw_candidacy(&e, &short).await.unwrap(), "expired");
+    let listed = o.election("e").candidates().await.unwrap();
+    let holders: Vec<&HolderId> = listed.iter().map(|c| &c.holder).collect();
+    assert_eq!(holders, [&kept], "the expired candidacy is not revived");
+    for foreign in [intruder(), HolderId::new(b)] {
+        assert!(!elections.withdraw_candidacy(&e, &foreign).await.unwrap());
+    }
+    let now = o.election("e").candidates().await.unwrap();
+    assert_eq!(now.len(), 1, "a foreign withdrawal changed nothing: {now:?}");
+    assert_eq!((&now[0].holder, now[0].since), (&kept, listed[0].since));
+    assert!(elections.withdraw_candidacy(&e, &kept).await.unwrap());
+    assert!(!elections.withdraw_candidacy(&e, &kept).await.unwrap(), "already withdrawn");
+    assert!(o.election("e").candidates().await.unwrap().is_empty());
+    la.resign().await.unwrap();
+}
+
+/// `proclaim` replaces the leader's metadata within its term: `leader()`
+/// shows it with the same term, `seq` and `since`, the handle's `info()`
+/// too, and an observer reports the change promptly (woken by it, not by
+/// the term's 5 s expiry) with `skipped` 0.
+pub async fn proclaim_updates_metadata_seen_by_observers(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, o) = (ctx.client("a").await, ctx.client("o").await);
+    let mut la = elect(&a.election("e").ttl(ms(5000)).metadata("v1"), "a").await;
+    let mut obs = o.election("e").observe().await.unwrap();
+    let first = timeout(ms(2000), obs.next()).await.expect("first").unwrap();
+    assert_eq!(first.leader.map(|l| l.metadata), Some("v1".to_owned()));
+    let waiting = tokio::spawn(async move {
+        let change = obs.next().await;
+        (change, Instant::now())
+    });
+    sleep(ms(50)).await;
+    let t0 = Instant::now();
+    la.proclaim("v2").await.unwrap();
+    assert_eq!(la.info().metadata, "v2");
+    let seen = o.election("e").leader().await.unwrap().expect("a leads");
+    assert_eq!(seen.metadata, "v2");
+    let info = la.info();
+    assert_eq!((seen.term, seen.seq, seen.since), (info.term, info.seq, info.since));
+    let (change, t_seen) = join(waiting, ms(2000), "observer").await;
+    let change = change.unwrap();
+    let leader = change.leader.expect("still led");
+    assert_eq!((leader.term, leader.metadata.as_str()), (la.term(), "v2"));
+    assert_eq!(change.skipped, 0);
+    assert!(t_seen - t0 < ms(500), "seen {:?} after the proclamation", t_seen - t0);
+    assert!(la.is_leader());
+    la.resign().await.unwrap();
+}
+
+/// A leader whose term ended at the backend (here: resigned behind its
+/// back, and another candidate elected) is refused when it proclaims:
+/// `LeaseLost`, its leadership is lost, and the new leader's metadata
+/// stays.
+pub async fn proclaim_by_stale_term_refused(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let mut la = elect(&a.election("e").ttl(ms(5000)), "a").await;
+    let backend = ctx.backend().await;
+    let elections = backend.elections().expect("the backend offers elections");
+    let (e, holder) = (key("e"), la.info().holder.clone());
+    assert!(elections.resign(&e, &holder, la.term()).await.unwrap());
+    let lb = elect(&b.election("e").ttl(ms(5000)).metadata("b"), "b").await;
+    assert!(la.is_leader(), "a has not renewed since");
+    let res = la.proclaim("a again").await;
+    assert!(matches!(res, Err(Error::LeaseLost { .. })), "{res:?}");
+    assert!(!la.is_leader(), "the refusal marks the leadership lost");
+    let seen = a.election("e").leader().await.unwrap().expect("b leads");
+    assert_eq!((seen.term, seen.metadata.as_str()), (lb.term(), "b"));
+    lb.resign().await.unwrap();
+}
+
+/// Every call that names a term is checked against both the holder and
+/// the term: the same holder's earlier term and another holder with the
+/// current term are refused by renew, proclaim and resign, and change
+/// nothing (the term's expiry, metadata and leader stay; no term counted).
+pub async fn stale_or_foreign_term_refused_changes_nothing(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let o = ctx.client("o").await;
+    let backend = ctx.backend().await;
+    let elections = backend.elections().expect("the backend offers elections");
+    let e = key("e");
+    let holder = HolderId::new(InstanceId::new("a").unwrap());
+    let elected = |meta: &'static str| {
+        let (e, holder) = (e.clone(), holder.clone());
+        let elections = backend.elections().expect("elections");
+        async move {
+            match elections.campaign(&e, &holder, meta, ms(5000), None, false).await.unwrap() {
+                Campaign::Elected(info) => info.term,
+                busy => panic!("expected to be elected: {busy:?}"),
+            }
+        }
+    };
+    let t1 = elected("m1").await;
+    assert!(elections.resign(&e, &holder, t1).await.unwrap());
+    // The same holder again: only the term tells its two terms apart.
+    let t2 = elected("m2").await;
+    assert!(t2 > t1);
+    let granted = elections.terms_granted(&e).await.unwrap();
+    let stranger = intruder();
+    for (who, term) in [(&holder, t1), (&stranger, t2)] {
+        let what = format!("{who} term {term}");
+        assert!(!elections.renew(&e, who, term, ms(60_000), None).await.unwrap(), "renew {what}");
+        assert!(!elections.proclaim(&e, who, term, "stale").await.unwrap(), "proclaim {what}");
+        assert!(!elections.resign(&e, who, term).await.unwrap(), "resign {what}");
+        let seen = o.election("e").leader().await.unwrap().expect("still led");
+        assert_eq!((&seen.holder, seen.term), (&holder, t2), "after {what}");
+        assert_eq!(seen.metadata, "m2", "after {what}");
+        assert!(seen.expires_in <= ms(5000), "extended by {what}: {seen:?}");
+    }
+    assert_eq!(elections.terms_granted(&e).await.unwrap(), granted);
+    assert!(elections.resign(&e, &holder, t2).await.unwrap());
+}
+
+/// An expired term is not revived by anything that names it: renew,
+/// proclaim and resign after its TTL are refused, nobody leads, and the
+/// next term is still greater.
+pub async fn expired_term_not_revived(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let o = ctx.client("o").await;
+    let backend = ctx.backend().await;
+    let elections = backend.elections().expect("the backend offers elections");
+    let holder = HolderId::new(InstanceId::new("a").unwrap());
+    // One election per operation, so that each meets its expired term
+    // first.
+    let (renewed, proclaimed, resigned) = (key("renewed"), key("proclaimed"), key("resigned"));
+    let t0 = Instant::now();
+    let mut terms = Vec::new();
+    for e in [&renewed, &proclaimed, &resigned] {
+        match elections.campaign(e, &holder, "m", ms(300), None, false).await.unwrap() {
+            Campaign::Elected(info) => terms.push(info.term),
+            busy => panic!("expected to be elected: {busy:?}"),
+        }
+    }
+    // Past the TTL, touching nothing meanwhile (a read may drop an expired
+    // term): each operation must see the expiry by itself.
+    sleep_until(t0 + ms(300 + 300)).await;
+    let renew = elections.renew(&renewed, &holder, terms[0], ms(5000), None);
+    assert!(!renew.await.unwrap(), "renew");
+    let proclaim = elections.proclaim(&proclaimed, &holder, terms[1], "late");
+    assert!(!proclaim.await.unwrap(), "proclaim");
+    let resign = elections.resign(&resigned, &holder, terms[2]);
+    assert!(!resign.await.unwrap(), "resign");
+    for (name, term) in ["renewed", "proclaimed", "resigned"].into_iter().zip(terms) {
+        let e = key(name);
+        assert_eq!(o.election(name).leader().await.unwrap(), None, "{name}: revived");
+        assert_eq!(elections.terms_granted(&e).await.unwrap(), Some(1), "{name}");
+        let next = elect(&o.election(name), "o after the expiry").await;
+        assert!(next.term() > term, "{name}");
+        next.resign().await.unwrap();
+    }
+}
 }

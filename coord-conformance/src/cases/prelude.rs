@@ -14,8 +14,8 @@ pub(crate) use coord_api::{
     LeaseGuard, LeaseKind, LeaseOptions, Lock, LockSpace, LostSignal, MAX_TTL, Quorum, Result,
     RunOnce,
     spi::{
-        Acquire, DynBackend, GroupBackend, JobBackend, LeaseId, LockBackend, LockCapabilities,
-        Members, OnceBegin, Release,
+        Acquire, Campaign, DynBackend, GroupBackend, JobBackend, LeaseId, LockBackend,
+        LockCapabilities, Members, OnceBegin, Release,
     },
 };
 pub(crate) use tokio::{

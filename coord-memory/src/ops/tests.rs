@@ -106,7 +106,10 @@ async fn walk_sees_every_record_live_throughout_exactly_once() {
         live("semaphore:sem", &keep, "permit", Some(t));
     }
     let leader = holder("leader");
-    let elected = b.campaign(&k("e"), &leader, "", TTL, None).await.unwrap();
+    let elected = b
+        .campaign(&k("e"), &leader, "", TTL, None, false)
+        .await
+        .unwrap();
     let coord_api::spi::Campaign::Elected(info) = elected else {
         panic!("elected")
     };
@@ -186,7 +189,9 @@ async fn pages_follow_the_listing_order_and_filters() {
         grant(&b, LeaseKind::Exclusive, name, &h, TTL).await;
     }
     grant(&b, LeaseKind::Permit { limit: 2 }, "a/s", &h, TTL).await;
-    b.campaign(&k("a/e"), &h, "", TTL, None).await.unwrap();
+    b.campaign(&k("a/e"), &h, "", TTL, None, false)
+        .await
+        .unwrap();
     let all = walk(&b, 2, |_| async {}).await;
     let names: Vec<String> = all.iter().map(|r| r.resource.to_string()).collect();
     assert_eq!(
@@ -284,7 +289,7 @@ async fn revoke_removes_exactly_the_lease_with_the_token() {
     let out = b.revoke(&s, FencingToken(ta)).await.unwrap();
     assert!(matches!(out, Revoked::NotFound { current } if current.len() == 2));
 
-    let term = match b.campaign(&k("e"), &a, "", TTL, None).await.unwrap() {
+    let term = match b.campaign(&k("e"), &a, "", TTL, None, false).await.unwrap() {
         coord_api::spi::Campaign::Elected(info) => info.term,
         other => panic!("{other:?}"),
     };
@@ -302,7 +307,7 @@ async fn revoke_removes_exactly_the_lease_with_the_token() {
         Revoked::Released { holder: a.clone() }
     );
     assert!(!b.renew(&k("e"), &a, term, TTL, None).await.unwrap());
-    match b.campaign(&k("e"), &c, "", TTL, None).await.unwrap() {
+    match b.campaign(&k("e"), &c, "", TTL, None, false).await.unwrap() {
         coord_api::spi::Campaign::Elected(info) => assert!(info.term > term),
         other => panic!("{other:?}"),
     }

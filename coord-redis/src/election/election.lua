@@ -1,17 +1,23 @@
 -- Leader elections (after the prelude, lua/deadlines.lua and
 -- membership/group.lua, whose helpers count a quorum group's live members).
 -- KEYS: 1 leader hash {holder, meta, term, since, seq} (PEXPIRE = the term's
--- lease), 2 seq (string: terms granted), 3 term counter (next_token); with a
--- quorum also the group's 4 members zset, 5 member info hash, 6 seq.
+-- lease), 2 seq (string: terms granted), 3 term counter (next_token),
+-- 4 candidates zset (holder -> deadline ms), 5 candidate info hash (holder ->
+-- 'since_us|metadata'); with a quorum also the group's 6 members zset,
+-- 7 member info hash, 8 seq.
 -- ARGV: op, channel, then
---   campaign  holder, metadata, ttl_ms, min_members, group channel
+--   campaign  holder, metadata, ttl_ms, min_members, group channel, stand
+--             (1: when refused, record or refresh the holder's candidacy)
 --   renew     holder, term, ttl_ms, min_members, group channel
 --   resign    holder, term
---   leader, terms_granted, expiry: nothing more.
+--   proclaim  holder, term, metadata
+--   withdraw  holder
+--   leader, terms_granted, expiry, candidates, listed: nothing more.
 --   revoke    term: ends the term if it is `term`, as resign does (a fenced
 --             force release); {1, holder} or {0, {the live term}}. The term
 --             counter stays, so the next term is larger.
 local l, seq_key, counter, channel = KEYS[1], KEYS[2], KEYS[3], ARGV[2]
+local cands, cand_info = KEYS[4], KEYS[5]
 
 -- {holder, meta, term, since_us, seq, pttl_ms}; holder '' when nobody leads.
 local function leader_row()
@@ -20,12 +26,27 @@ local function leader_row()
   return {v[1], v[2], tonumber(v[3]), tonumber(v[4]), tonumber(v[5]), redis.call('PTTL', l)}
 end
 
--- Whether the election's quorum (if one was asked: 6 keys) is missing,
+-- Whether the election's quorum (if one was asked: 8 keys) is missing,
 -- counted after dropping expired members.
 local function quorum_missing()
-  if #KEYS < 6 then return false end
-  purge_group(KEYS[4], KEYS[5], KEYS[6], ARGV[7])
-  return redis.call('ZCARD', KEYS[4]) < tonumber(ARGV[6])
+  if #KEYS < 8 then return false end
+  purge_group(KEYS[6], KEYS[7], KEYS[8], ARGV[7])
+  return redis.call('ZCARD', KEYS[6]) < tonumber(ARGV[6])
+end
+
+-- Drops the expired candidacies; the candidate keys then live as long as
+-- the latest candidacy (and go with the last one).
+local function purge_candidates()
+  if purge(cands, cand_info) > 0 then keep(cands, {cand_info}, 0) end
+end
+
+-- Removes `holder`'s candidacy: whether it had a live one.
+local function unstand(holder)
+  purge_candidates()
+  if redis.call('ZREM', cands, holder) == 0 then return false end
+  redis.call('HDEL', cand_info, holder)
+  keep(cands, {cand_info}, 0)
+  return true
 end
 
 -- Whether `holder` leads in term `term` (both as the client sent them).
@@ -39,8 +60,20 @@ if op == 'campaign' then
   local no_quorum = quorum_missing()
   local cur = leader_row()
   if cur[1] ~= '' or no_quorum then
+    if ARGV[8] == '1' then
+      purge_candidates()
+      local since = fmt(now_us())
+      if redis.call('ZSCORE', cands, holder) then
+        local was = redis.call('HGET', cand_info, holder)
+        since = string.match(was or '', '^(%d+)|') or since
+      end
+      redis.call('ZADD', cands, now_ms() + ttl, holder)
+      redis.call('HSET', cand_info, holder, since .. '|' .. meta)
+      keep(cands, {cand_info}, 0)
+    end
     return {0, no_quorum and 1 or 0, unpack(cur)}
   end
+  unstand(holder)
   local seq = redis.call('INCR', seq_key)
   redis.call('PEXPIRE', seq_key, ttl + KEEP_MS)
   local tok = next_token(counter, ttl + KEEP_MS)
@@ -65,6 +98,28 @@ elseif op == 'resign' then
   redis.call('DEL', l)
   redis.call('PUBLISH', channel, 'resigned')
   return 1
+elseif op == 'proclaim' then
+  if not leads(ARGV[3], ARGV[4]) then return 0 end
+  redis.call('HSET', l, 'meta', ARGV[5])
+  redis.call('PUBLISH', channel, 'proclaimed')
+  return 1
+elseif op == 'withdraw' then
+  return unstand(ARGV[3]) and 1 or 0
+elseif op == 'candidates' then
+  -- {holder, 'since_us|metadata', pttl_ms} per live candidacy (read only).
+  local now = now_ms()
+  local live = redis.call('ZRANGEBYSCORE', cands, '(' .. fmt(now), '+inf', 'WITHSCORES')
+  local out = {}
+  for i = 1, #live, 2 do
+    local info = redis.call('HGET', cand_info, live[i]) or ''
+    out[#out + 1] = {live[i], info, tonumber(live[i + 1]) - now}
+  end
+  return out
+elseif op == 'listed' then
+  -- The leader row, then how many candidacies are live (read only).
+  local row = leader_row()
+  row[7] = redis.call('ZCOUNT', cands, '(' .. fmt(now_ms()), '+inf')
+  return row
 elseif op == 'leader' then
   return leader_row()
 elseif op == 'terms_granted' then

@@ -5,7 +5,9 @@
 //! clock decides expiry (`PEXPIRE` on the leader hash); terms are fencing
 //! tokens drawn by the prelude's `next_token`; new terms, resignations and
 //! step-downs are PUBLISHed on the election's channel, and watches also wake
-//! at the term's expiry instant (expiry publishes nothing).
+//! at the term's expiry instant (expiry publishes nothing). Proclamations
+//! are published too; candidacies are not (they would wake every waiting
+//! candidate for nothing).
 //!
 //! # Key layout and Redis Cluster slots
 //!
@@ -13,7 +15,9 @@
 //! coord:{<ns>:lead}:e:<election>:l   leader hash {holder, meta, term, since, seq}, PEXPIRE = the term's lease
 //! coord:{<ns>:lead}:e:<election>:s   seq: terms granted
 //! coord:{<ns>:lead}:e:<election>:t   term counter (next_token)
-//! coord:{<ns>:lead}:e:<election>:c   channel: elected / resigned / stepped_down
+//! coord:{<ns>:lead}:e:<election>:w   candidates zset: holder -> deadline (server ms)
+//! coord:{<ns>:lead}:e:<election>:i   candidate info hash: holder -> 'since_us|metadata'
+//! coord:{<ns>:lead}:e:<election>:c   channel: elected / resigned / stepped_down / proclaimed
 //! ```
 //!
 //! plus, for a quorum, the group's keys (see
@@ -36,14 +40,16 @@
 //! and an idle one leaves nothing behind a day later. If they are lost
 //! anyway (a restart without persistence), terms still increase through the
 //! server clock and seq starts again from 1 (observers then report the
-//! change but cannot count what they skipped).
+//! change but cannot count what they skipped). The candidate keys live as
+//! long as the latest candidacy: every step that touches them drops the
+//! expired ones first, and the last one's expiry takes the keys with it.
 
 use std::{sync::LazyLock, time::Duration};
 
 use async_trait::async_trait;
 use coord_api::{
     Error, FencingToken, HolderId, Key, Namespace, Result,
-    spi::{Backend, Campaign, ElectionBackend, LeaderInfo, Quorum, Watch},
+    spi::{Backend, Campaign, Candidate, ElectionBackend, LeaderInfo, Quorum, Watch},
 };
 use redis::Script;
 
@@ -61,7 +67,7 @@ pub(crate) static ELECTION: LazyLock<Script> = script!(
 );
 
 /// An election's key parts, in script order (the channel is `c`).
-const PARTS: [char; 3] = ['l', 's', 't'];
+const PARTS: [char; 5] = ['l', 's', 't', 'w', 'i'];
 
 /// The names of `election`'s keys and channel.
 fn election_names(ns: &Namespace, election: &Key) -> Names {
@@ -88,7 +94,7 @@ pub(crate) fn election_eval(
     let mut group = quorum.map(|q| group_names(ns, &q.group));
     let keys = PARTS.len() + group.as_ref().map_or(0, |_| GROUP_PARTS.len());
     let bytes = 8 * names.len().max(group.as_ref().map_or(0, Names::len)) + holder_len(holder);
-    let mut eval = Eval::new(&ELECTION, keys, 7, bytes + 64);
+    let mut eval = Eval::new(&ELECTION, keys, 8, bytes + 64);
     for p in PARTS {
         names.write(&mut eval, p);
     }
@@ -146,12 +152,14 @@ impl ElectionBackend for RedisBackend {
         metadata: &str,
         ttl: Duration,
         quorum: Option<&Quorum>,
+        stand: bool,
     ) -> Result<Campaign> {
         let ttl = ttl_ms(election, ttl)?;
         let (mut eval, group) =
             election_eval(self.namespace(), election, quorum, "campaign", Some(holder));
         eval.arg(metadata);
         quorum_args(&mut eval, ttl, quorum, group);
+        eval.arg(u8::from(stand));
         type Reply = (i64, i64, String, String, i64, i64, i64, i64);
         let call = Traced::new("campaign", FAMILY, election).by(holder);
         let (elected, no_quorum, h, m, term, since, seq, pttl): Reply = self
@@ -200,6 +208,42 @@ impl ElectionBackend for RedisBackend {
         Ok(self.eval(call, &eval, eval::done).await? == 1)
     }
 
+    async fn withdraw_candidacy(&self, election: &Key, holder: &HolderId) -> Result<bool> {
+        let (eval, _) = election_eval(self.namespace(), election, None, "withdraw", Some(holder));
+        let call = Traced::new("withdraw_candidacy", FAMILY, election).by(holder);
+        Ok(self.eval(call, &eval, eval::done).await? == 1)
+    }
+
+    async fn candidates(&self, election: &Key) -> Result<Vec<Candidate>> {
+        let (eval, _) = election_eval(self.namespace(), election, None, "candidates", None);
+        let call = Traced::new("candidates", FAMILY, election);
+        let rows: Vec<(String, String, i64)> = self.eval(call, &eval, eval::ok).await?;
+        let mut all = Vec::with_capacity(rows.len());
+        for (holder, info, pttl) in rows {
+            let (since, metadata) = info.split_once('|').unwrap_or(("0", ""));
+            let since = wall(since.parse().unwrap_or(0));
+            let holder = self.stored_holder(election, &holder)?;
+            let left = millis(pttl).unwrap_or_default();
+            all.push(Candidate::new(holder, metadata, since, left));
+        }
+        all.sort_by(|a, b| (a.since, &a.holder).cmp(&(b.since, &b.holder)));
+        Ok(all)
+    }
+
+    async fn proclaim(
+        &self,
+        election: &Key,
+        holder: &HolderId,
+        term: FencingToken,
+        metadata: &str,
+    ) -> Result<bool> {
+        let (mut eval, _) =
+            election_eval(self.namespace(), election, None, "proclaim", Some(holder));
+        eval.arg(term.get()).arg(metadata);
+        let call = Traced::new("proclaim", FAMILY, election).by(holder);
+        Ok(self.eval(call, &eval, eval::done).await? == 1)
+    }
+
     async fn leader(&self, election: &Key) -> Result<Option<LeaderInfo>> {
         let (eval, _) = election_eval(self.namespace(), election, None, "leader", None);
         let call = Traced::new("leader", FAMILY, election);
@@ -240,10 +284,10 @@ mod tests {
         eval.arg(7u64);
         quorum_args(&mut eval, 1000, Some(&quorum), group);
         let args = eval::written(&eval);
-        // EVALSHA sha numkeys, 6 keys, op, channel, holder, term, ttl, min,
+        // EVALSHA sha numkeys, 8 keys, op, channel, holder, term, ttl, min,
         // group channel.
-        assert_eq!(args[2], "6");
-        let (keys, argv) = args[3..].split_at(6);
+        assert_eq!(args[2], "8");
+        let (keys, argv) = args[3..].split_at(8);
         assert!(keys.iter().all(|k| hash_tag(k) == "ns:lead"), "{keys:?}");
         assert_eq!(argv[0], "renew");
         assert_eq!(hash_tag(&argv[1]), "ns:lead");
@@ -256,10 +300,12 @@ mod tests {
         assert_eq!(
             eval::written(&eval)[2..],
             [
-                "3",
+                "5",
                 "coord:{ns:lead}:e:a:l",
                 "coord:{ns:lead}:e:a:s",
                 "coord:{ns:lead}:e:a:t",
+                "coord:{ns:lead}:e:a:w",
+                "coord:{ns:lead}:e:a:i",
                 "leader",
                 "coord:{ns:lead}:e:a:c"
             ]
@@ -272,7 +318,7 @@ mod tests {
         let k = |s: &str| Key::new(s).unwrap();
         let mut e = election_names(&ns, &k("x"));
         let mut g = group_names(&ns, &k("x"));
-        for p in ['l', 's', 't', 'm', 'i', 'c'] {
+        for p in ['l', 's', 't', 'w', 'i', 'm', 'c'] {
             assert_ne!(e.name(p), g.name(p));
         }
         // An election whose name ends like another's part never meets it.

@@ -2,8 +2,9 @@
 //! the registry. A page walks `SCAN cursor MATCH coord:{<ns>:… COUNT n`
 //! (never `KEYS`), recognises each family's lease-bearing keys by their
 //! layout, and reads them through the family's own read path (lock
-//! `inspect`, read-write lock `list`, election `leader`, group `members`,
-//! job `run`), pipelined: one round trip per batch of keys.
+//! `inspect`, read-write lock `list`, election `listed`: the leader and how
+//! many candidates wait, group `members`, job `run`), pipelined: one round
+//! trip per batch of keys.
 //!
 //! | kind | key a lease is listed from (one key, one set of records) |
 //! |---|---|
@@ -323,7 +324,7 @@ impl RedisBackend {
         match (r.kind, &r.occurrence) {
             (ResourceKind::RwLock, _) => lock(LockSpace::RwLock, "list"),
             (ResourceKind::Semaphore, _) => lock(LockSpace::Semaphore, "inspect"),
-            (ResourceKind::Election, _) => election_eval(ns, &r.name, None, "leader", None).0,
+            (ResourceKind::Election, _) => election_eval(ns, &r.name, None, "listed", None).0,
             (ResourceKind::Group, _) => group_eval(ns, &r.name, "members", None),
             (ResourceKind::Job, Some(occ)) => job_eval(ns, &r.name, occ, "run", None),
             _ => lock(LockSpace::Lock, "inspect"),
@@ -374,13 +375,15 @@ impl RedisBackend {
                 out
             }
             ResourceKind::Election => {
-                let (who, _meta, term, since, _seq, left): (String, String, i64, i64, i64, i64) =
+                type Listed = (String, String, i64, i64, i64, i64, i64);
+                let (who, _meta, term, since, _seq, left, candidates): Listed =
                     redis::from_redis_value(v).map_err(|e| bad(&e))?;
                 if who.is_empty() {
                     return Ok(Vec::new());
                 }
                 let (text, rec) = record(who, Role::Leader, Some(term), left)?;
-                vec![(text, rec.since(wall(since)))]
+                let rec = rec.since(wall(since)).waiters(count(candidates, 0));
+                vec![(text, rec)]
             }
             ResourceKind::Group => {
                 let (_seq, rows): (i64, Vec<(String, i64, String, i64)>) =

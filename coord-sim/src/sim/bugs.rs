@@ -258,7 +258,14 @@ impl Dispatch for Broken {
                 reply(true)
             }
             (Bug::CampaignDeposes, "elections", "campaign") => {
-                type Args = (Key, coord_api::HolderId, String, Duration, Option<Quorum>);
+                type Args = (
+                    Key,
+                    coord_api::HolderId,
+                    String,
+                    Duration,
+                    Option<Quorum>,
+                    bool,
+                );
                 let election = call.args::<Args>().expect("campaign's args").0.clone();
                 let elections = b.elections().expect("elections");
                 if let Some(l) = elections.leader(&election).await? {
@@ -435,7 +442,7 @@ enum Role {
 }
 
 fn role(call: &Call) -> Role {
-    type Campaign = (Key, HolderId, String, Duration, Option<Quorum>);
+    type Campaign = (Key, HolderId, String, Duration, Option<Quorum>, bool);
     type Resign = (Key, HolderId, FencingToken);
     type Join = (Key, HolderId, String, Duration);
     type Leave = (Key, HolderId);

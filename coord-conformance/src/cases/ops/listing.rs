@@ -32,9 +32,10 @@ cases! {
     family: "ops", needs: [Need::Ops];
 
 /// `leases()` lists a lock, a reentrant lock held twice, two readers and a
-/// waiting writer's intent, two permits, a leader's term, two members and
-/// a run, each with its resource, role, holder, token, time left and
-/// grant time; `holders()` lists one resource's.
+/// waiting writer's intent, two permits, a leader's term (with its one
+/// waiting candidate as waiters), two members and a run, each with its
+/// resource, role, holder, token, time left and grant time; `holders()`
+/// lists one resource's.
 #[needs(
     Need::Reentrant, Need::ReadWrite, Need::Semaphore, Need::Elections, Need::Groups, Need::Jobs
 )]
@@ -60,6 +61,12 @@ pub async fn leases_list_every_family_with_holders_and_tokens(h: &dyn Harness) {
     let pa = a.semaphore("s", 3).try_acquire().await.unwrap().expect("a permit");
     let pb = b.semaphore("s", 3).try_acquire().await.unwrap().expect("b permit");
     let lead = elect(&a.election("e"), "a").await;
+    // A candidate waiting in the election: counted as its leader's waiter.
+    let candidate = HolderId::new(InstanceId::new("c").unwrap());
+    let elections = backend.elections().expect("the backend offers elections");
+    let e = key("e");
+    let stood = elections.campaign(&e, &candidate, "", ms(LONG), None, true);
+    assert!(matches!(stood.await.unwrap(), Campaign::Busy { .. }));
     let (ma, mb) = (a.group("g").join().await.unwrap(), b.group("g").join().await.unwrap());
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (done, wait_done) = tokio::sync::oneshot::channel::<()>();
@@ -95,6 +102,7 @@ pub async fn leases_list_every_family_with_holders_and_tokens(h: &dyn Harness) {
     }
     let r = one(&all, "election:e", Role::Leader, "a");
     assert_eq!((r.token, r.since), (Some(lead.term()), Some(lead.info().since)));
+    assert_eq!(r.waiters, Some(1), "one candidate waits: {r:?}");
     fresh(r);
     for who in ["a", "b"] {
         let r = one(&all, "group:g", Role::Member, who);
