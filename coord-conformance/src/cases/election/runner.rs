@@ -1,0 +1,187 @@
+//! The leader runner: the callback given its term, shutdown and giving up
+//! resign, campaigning again after a loss.
+
+use crate::cases::prelude::*;
+
+cases! {
+    family: "election", needs: [Need::Elections];
+
+/// A runner calls `on_acquired` with the term it won, the one the backend
+/// shows.
+pub async fn runner_calls_on_acquired_with_term(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, o) = (ctx.client("a").await, ctx.client("o").await);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let runner = LeaderRunner::new(a.election("e"))
+        .on_acquired(move |lc| {
+            let tx = tx.clone();
+            async move {
+                tx.send((lc.term, lc.info.term)).unwrap();
+                lc.lost.wait().await;
+            }
+        })
+        .start();
+    let (term, info_term) = timeout(ms(2000), rx.recv())
+        .await
+        .expect("on_acquired called")
+        .unwrap();
+    assert_eq!(term, info_term);
+    assert_eq!(current_term(&o, "e").await, Some(term));
+    assert_eq!(runner.leading().map(|l| l.term), Some(term));
+    assert!(runner.is_leader());
+    timeout(ms(3000), runner.shutdown())
+        .await
+        .expect("shutdown");
+}
+
+/// Shutting a leading runner down resigns: a second runner takes over
+/// promptly (long before the 5 s term TTL), with a greater term.
+pub async fn runner_shutdown_resigns(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let start = |client: &Client| {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let runner = LeaderRunner::new(client.election("e"))
+            .leadership_timeout(ms(5000))
+            .on_acquired(move |lc| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send((lc.term, Instant::now()));
+                }
+            })
+            .start();
+        (runner, rx)
+    };
+    let (ra, mut rxa) = start(&a);
+    let (ta, _) = timeout(ms(2000), rxa.recv())
+        .await
+        .expect("a leads")
+        .unwrap();
+    let (rb, mut rxb) = start(&b);
+    sleep(ms(100)).await;
+    assert!(!rb.is_leader(), "b leads while a does");
+    let t0 = Instant::now();
+    timeout(ms(3000), ra.shutdown()).await.expect("shutdown");
+    let (tb, t_won) = timeout(ms(2000), rxb.recv())
+        .await
+        .expect("b takes over")
+        .unwrap();
+    assert!(tb > ta);
+    assert!(
+        t_won - t0 < ms(500),
+        "b took over {:?} after a's shutdown (TTL 5 s)",
+        t_won - t0
+    );
+    timeout(ms(3000), rb.shutdown()).await.expect("shutdown");
+}
+
+/// With `resign_on_return`, a runner's term ends when `on_acquired`
+/// returns: the term is resigned and a waiting candidate wins at once
+/// (long before the 5 s TTL), with a greater term.
+pub async fn runner_callback_return_gives_up_leadership(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let runner = LeaderRunner::new(a.election("e"))
+        .leadership_timeout(ms(5000))
+        .backoff(ms(1000), ms(1000))
+        .resign_on_return(true)
+        .on_acquired(move |lc| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(lc.term);
+            }
+        })
+        .start();
+    let ta = timeout(ms(2000), rx.recv()).await.expect("a leads").unwrap();
+    let t0 = Instant::now();
+    let lb = timeout(ms(2000), b.election("e").ttl(ms(5000)).campaign())
+        .await
+        .expect("b wins once a's callback returned")
+        .unwrap();
+    assert!(lb.term() > ta);
+    assert!(t0.elapsed() < ms(1000), "b won {:?} later", t0.elapsed());
+    lb.resign().await.unwrap();
+    timeout(ms(3000), runner.shutdown()).await.expect("shutdown");
+}
+
+/// `LeaderContext::resign` gives the term up from inside the callback: its
+/// lost signal fires, the runner no longer leads, and a waiting candidate
+/// wins at once with a greater term.
+pub async fn runner_context_resign_gives_up_leadership(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let runner = LeaderRunner::new(a.election("e"))
+        .leadership_timeout(ms(5000))
+        .backoff(ms(1000), ms(1000))
+        .on_acquired(move |lc| {
+            let tx = tx.clone();
+            async move {
+                lc.resign();
+                lc.lost.wait().await;
+                let _ = tx.send(lc.term);
+            }
+        })
+        .start();
+    let lb = timeout(ms(3000), b.election("e").ttl(ms(5000)).campaign())
+        .await
+        .expect("b wins once a gave the term up")
+        .unwrap();
+    // The callback is aborted once the term ends; whether it saw its
+    // signal first is a race, so the term is read from the backend.
+    let _ = rx.try_recv();
+    assert!(!runner.is_leader());
+    assert_eq!(current_term(&b, "e").await, Some(lb.term()));
+    lb.resign().await.unwrap();
+    timeout(ms(3000), runner.shutdown()).await.expect("shutdown");
+}
+
+/// After its term is lost (backend cut off), a runner calls `on_lost` with
+/// that term, and once the backend is back it campaigns again and wins a
+/// greater term.
+pub async fn runner_recampaigns_after_loss(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx
+        .switchable_client("a", default_options().ttl(ms(400)))
+        .await;
+    let (acq_tx, mut acquired) = mpsc::unbounded_channel();
+    let (lost_tx, mut lost) = mpsc::unbounded_channel();
+    let runner = LeaderRunner::new(a.election("e"))
+        .backoff(ms(20), ms(100))
+        .on_acquired(move |lc| {
+            let tx = acq_tx.clone();
+            async move {
+                let _ = tx.send(lc.term);
+            }
+        })
+        .on_lost(move |term| {
+            let tx = lost_tx.clone();
+            async move {
+                let _ = tx.send(term);
+            }
+        })
+        .start();
+    let t1 = timeout(ms(2000), acquired.recv())
+        .await
+        .expect("first term")
+        .unwrap();
+    switch.off();
+    let lost_term = timeout(ms(2000), lost.recv())
+        .await
+        .expect("on_lost called")
+        .unwrap();
+    assert_eq!(lost_term, t1);
+    assert!(!runner.is_leader());
+    sleep(ms(100)).await; // a few failing campaigns
+    switch.on();
+    let t2 = timeout(ms(3000), acquired.recv())
+        .await
+        .expect("elected again once reconnected")
+        .unwrap();
+    assert!(t2 > t1, "term {t2} after {t1}");
+    timeout(ms(3000), runner.shutdown())
+        .await
+        .expect("shutdown");
+}
+}
