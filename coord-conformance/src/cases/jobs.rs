@@ -351,10 +351,7 @@ pub async fn run_extend_after_expiry_does_not_revive(h: &dyn Harness) {
     let ja = job_backend(&a);
     let (j, o) = (key("j"), key("o"));
     let runner = holder("a");
-    let begun = ja.begin(&j, &o, &runner, ms(150)).await.unwrap();
-    let replied = Instant::now();
-    assert!(matches!(begun, OnceBegin::Started { attempt: 1, .. }), "{begun:?}");
-    past_deadline(replied, ms(150)).await;
+    begin_and_let_expire(ja, &j, &o, &runner).await;
     let took = ja.extend(&j, &o, &runner, ms(60_000)).await.unwrap();
     assert!(!took, "extend after expiry accepted");
     assert_next_attempt(ja, &j, &o, 2).await;
@@ -370,10 +367,7 @@ pub async fn run_end_after_expiry_does_not_revive(h: &dyn Harness) {
     let ja = job_backend(&a);
     let (j, o) = (key("j"), key("o"));
     let runner = holder("a");
-    let begun = ja.begin(&j, &o, &runner, ms(150)).await.unwrap();
-    let replied = Instant::now();
-    assert!(matches!(begun, OnceBegin::Started { attempt: 1, .. }), "{begun:?}");
-    past_deadline(replied, ms(150)).await;
+    begin_and_let_expire(ja, &j, &o, &runner).await;
     for finished in [Some(ms(3_600_000)), None] {
         let ended = ja.end(&j, &o, &runner, finished).await.unwrap();
         assert!(!ended, "end ({finished:?}) after expiry accepted");
@@ -431,4 +425,17 @@ async fn assert_next_attempt(jobs: &dyn JobBackend, j: &Key, o: &Key, attempt: u
         other => panic!("the next begin should start attempt {attempt}, found {other:?}"),
     }
     assert!(jobs.end(j, o, &next, None).await.unwrap());
+}
+
+/// Begins attempt 1 of occurrence `o` of job `j` for `runner` with a 150 ms
+/// lease, then waits past its deadline without reading anything (so that a
+/// backend cannot hide a missing expiry check behind a read's cleanup).
+async fn begin_and_let_expire(ja: &dyn JobBackend, j: &Key, o: &Key, runner: &HolderId) {
+    let begun = ja.begin(j, o, runner, ms(150)).await.unwrap();
+    let replied = Instant::now();
+    assert!(
+        matches!(begun, OnceBegin::Started { attempt: 1, .. }),
+        "{begun:?}"
+    );
+    past_deadline(replied, ms(150)).await;
 }
