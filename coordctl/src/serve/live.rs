@@ -313,3 +313,47 @@ pub(crate) async fn events(
     });
     Sse::new(first.chain(rest)).keep_alive(KeepAlive::default())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serve::App;
+
+    #[tokio::test]
+    async fn the_snapshot_stops_at_max_leases_and_says_so() {
+        let client = coord::connect("memory://").await.unwrap();
+        let mut held = Vec::new();
+        for k in ["a", "b", "c"] {
+            held.push(client.lock(k).try_lock().await.unwrap().unwrap());
+        }
+        let app = Arc::new(App {
+            client,
+            live: Live::new(2),
+            allow_actions: false,
+            token: None,
+            operator: "test".to_owned(),
+        });
+        let mut rx = app.live.tx.subscribe();
+        walk_once(&app).await;
+        {
+            let snap = app.live.snapshot();
+            assert_eq!(snap.leases.len(), 2, "{:?}", snap.leases.keys());
+            assert!(snap.truncated);
+            assert_eq!(snap.version, 1);
+        }
+        let first = rx.recv().await.unwrap();
+        assert!(first.contains(r#""kind":"changes""#), "{first}");
+        assert!(first.contains(r#""count":2"#), "{first}");
+
+        // Two released: the walk fits and is no longer truncated.
+        held.truncate(1);
+        let snap_len = || app.live.snapshot().leases.len();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while snap_len() != 1 || app.live.snapshot().truncated {
+            assert!(std::time::Instant::now() < deadline, "the walk never fit");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            walk_once(&app).await;
+        }
+        assert!(app.live.snapshot().version >= 2, "the change was counted");
+    }
+}
