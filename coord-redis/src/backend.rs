@@ -2,7 +2,11 @@
 //! connection for the scripts, one shared pub/sub connection for wake-ups),
 //! the configuration, and the root [`Backend`] handing out every family.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
 use coord_api::{
     Error, Namespace, Result,
@@ -21,6 +25,7 @@ use redis::{
 use crate::{
     Endpoint, RedisConfig, error,
     pubsub::{Channels, Hub},
+    sentinel::Sentinels,
 };
 
 /// A coord backend on Redis (standalone, or any single-slot-routing setup).
@@ -80,8 +85,20 @@ pub struct RedisBackend {
 struct Inner {
     config: RedisConfig,
     name: String,
-    conn: ConnectionManager,
+    /// The server in use: replaced when the master moves (Sentinel).
+    link: RwLock<Link>,
     hub: Arc<Hub>,
+    sentinels: Option<Sentinels>,
+}
+
+/// The connection to the server in use, and which one it is.
+pub(crate) struct Link {
+    /// The multiplexed connection every script call uses.
+    pub(crate) conn: ConnectionManager,
+    /// The server's address.
+    pub(crate) addr: ConnectionAddr,
+    /// Counts the servers used so far (1 for the first).
+    pub(crate) generation: u64,
 }
 
 impl RedisBackend {
@@ -90,60 +107,48 @@ impl RedisBackend {
     /// use. A server that cannot be reached is `Error::Unavailable`.
     pub async fn connect(config: RedisConfig) -> Result<RedisBackend> {
         let name = config.to_string();
-        let client = redis_client(&config, ProtocolVersion::RESP2)?;
-        // No response timeout of the redis crate's own: every request on
-        // this connection runs under the operation timeout (`eval`), which
-        // also bounds a wait for a reconnection; a
-        // second timer per request would only cost time. (The crate's
-        // response timeout never triggers a reconnection either.)
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.connect_timeout()))
-            .set_response_timeout(None)
-            .set_number_of_retries(3)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = match tokio::time::timeout(
-            config.connect_timeout(),
-            ConnectionManager::new_with_config(client, manager_config),
-        )
-        .await
-        {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return Err(error::from_redis(&config, "connect", e)),
-            Err(_) => {
-                return Err(error::timed_out(
-                    &config,
-                    "connect",
-                    config.connect_timeout(),
-                ));
-            }
+        let sentinels = match config.endpoint() {
+            Endpoint::Sentinel { .. } => Some(Sentinels::new(&config)?),
+            _ => None,
         };
-
+        let addr = match &sentinels {
+            Some(s) => s.resolve(&config).await?,
+            None => direct_addr(&config),
+        };
+        let conn = connect_commands(&config, &addr).await?;
         let channels = Arc::new(Channels::default());
-        let sink = channels.clone();
-        let pubsub_client = redis_client(&config, ProtocolVersion::RESP3)?;
-        let pubsub_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.connect_timeout()))
-            .set_response_timeout(Some(config.timeout()))
-            // Keep re-establishing subscriptions through an outage of a
-            // couple of minutes; after that the next subscribe reconnects.
-            .set_number_of_retries(120)
-            .set_max_delay(Duration::from_secs(1))
-            .set_push_sender(move |push: PushInfo| {
-                sink.dispatch(push);
-                Ok::<(), std::convert::Infallible>(())
-            })
-            .set_automatic_resubscription();
-        let pubsub = ConnectionManager::new_lazy_with_config(pubsub_client, pubsub_config)
-            .map_err(|e| error::from_redis(&config, "set up the pub/sub connection", e))?;
+        let pubsub = pubsub_connection(&config, &addr, &channels)?;
         let hub = Arc::new(Hub::new(config.clone(), pubsub, channels));
         Ok(RedisBackend {
             inner: Arc::new(Inner {
                 config,
                 name,
-                conn,
+                link: RwLock::new(Link {
+                    conn,
+                    addr,
+                    generation: 1,
+                }),
                 hub,
+                sentinels,
             }),
         })
+    }
+
+    /// Connects to the server at `addr` (the master moved there) and makes
+    /// it the one in use: commands, and pub/sub (every channel subscribed
+    /// again, every watch woken).
+    pub(crate) async fn switch_to(&self, addr: ConnectionAddr) -> Result<()> {
+        let config = self.config();
+        let conn = connect_commands(config, &addr).await?;
+        let pubsub = pubsub_connection(config, &addr, self.hub().channels())?;
+        {
+            let mut link = self.inner.link.write().unwrap();
+            link.generation += 1;
+            link.conn = conn;
+            link.addr = addr;
+        }
+        self.hub().switch(pubsub);
+        Ok(())
     }
 
     /// Parses `url` (see [`RedisConfig::from_url`]) and connects.
@@ -157,8 +162,25 @@ impl RedisBackend {
     }
 
     /// The multiplexed connection every script call uses.
-    pub(crate) fn conn(&self) -> &ConnectionManager {
-        &self.inner.conn
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.inner.link.read().unwrap().conn.clone()
+    }
+
+    /// The connection in use and its generation (see [`Link`]).
+    pub(crate) fn current(&self) -> (ConnectionManager, u64) {
+        let link = self.inner.link.read().unwrap();
+        (link.conn.clone(), link.generation)
+    }
+
+    /// The generation of the connection in use and its server's address.
+    pub(crate) fn server(&self) -> (u64, String) {
+        let link = self.inner.link.read().unwrap();
+        (link.generation, link.addr.to_string())
+    }
+
+    /// The sentinels, for a `redis+sentinel://` backend.
+    pub(crate) fn sentinels(&self) -> Option<&Sentinels> {
+        self.inner.sentinels.as_ref()
     }
 
     /// The shared pub/sub connection and its watches.
@@ -214,17 +236,95 @@ impl Backend for RedisBackend {
     }
 }
 
-/// A redis crate client for `config`, speaking `protocol`; for TLS with a
-/// CA file, trusting that file's authorities (a file that cannot be read or
-/// parsed is `Error::Config` naming it).
-fn redis_client(config: &RedisConfig, protocol: ProtocolVersion) -> Result<redis::Client> {
+/// The command connection to the server at `addr`, connected (within the
+/// connect timeout).
+async fn connect_commands(
+    config: &RedisConfig,
+    addr: &ConnectionAddr,
+) -> Result<ConnectionManager> {
+    let client = redis_client(config, addr, ProtocolVersion::RESP2)?;
+    // No response timeout of the redis crate's own: every request on
+    // this connection runs under the operation timeout (`eval`), which
+    // also bounds a wait for a reconnection; a
+    // second timer per request would only cost time. (The crate's
+    // response timeout never triggers a reconnection either.)
+    let manager_config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(config.connect_timeout()))
+        .set_response_timeout(None)
+        .set_number_of_retries(3)
+        .set_max_delay(Duration::from_millis(500));
+    match tokio::time::timeout(
+        config.connect_timeout(),
+        ConnectionManager::new_with_config(client, manager_config),
+    )
+    .await
+    {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(error::from_redis(config, "connect", e)),
+        Err(_) => Err(error::timed_out(
+            config,
+            "connect",
+            config.connect_timeout(),
+        )),
+    }
+}
+
+/// The pub/sub connection to the server at `addr` (RESP3, opened on first
+/// use), handing what it receives to `channels`.
+fn pubsub_connection(
+    config: &RedisConfig,
+    addr: &ConnectionAddr,
+    channels: &Arc<Channels>,
+) -> Result<ConnectionManager> {
+    let sink = channels.clone();
+    let pubsub_client = redis_client(config, addr, ProtocolVersion::RESP3)?;
+    let pubsub_config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(config.connect_timeout()))
+        .set_response_timeout(Some(config.timeout()))
+        // Keep re-establishing subscriptions through an outage of a
+        // couple of minutes; after that the next subscribe reconnects.
+        .set_number_of_retries(120)
+        .set_max_delay(Duration::from_secs(1))
+        .set_push_sender(move |push: PushInfo| {
+            sink.dispatch(push);
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .set_automatic_resubscription();
+    ConnectionManager::new_lazy_with_config(pubsub_client, pubsub_config)
+        .map_err(|e| error::from_redis(config, "set up the pub/sub connection", e))
+}
+
+/// The address of a server named directly (not through sentinels).
+fn direct_addr(config: &RedisConfig) -> ConnectionAddr {
+    match config.endpoint() {
+        Endpoint::Tcp { host, port } => ConnectionAddr::Tcp(host.clone(), *port),
+        Endpoint::Tls { host, port } => ConnectionAddr::TcpTls {
+            host: host.clone(),
+            port: *port,
+            insecure: false,
+            tls_params: None,
+        },
+        Endpoint::Unix(path) => ConnectionAddr::Unix(path.clone()),
+        // Resolved by the sentinels instead; never asked for here.
+        Endpoint::Sentinel { .. } => ConnectionAddr::Tcp(String::new(), 0),
+    }
+}
+
+/// A redis crate client for the server at `addr`, speaking `protocol`; for
+/// TLS with a CA file, trusting that file's authorities (a file that cannot
+/// be read or parsed is `Error::Config` naming it).
+fn redis_client(
+    config: &RedisConfig,
+    addr: &ConnectionAddr,
+    protocol: ProtocolVersion,
+) -> Result<redis::Client> {
     if cfg!(not(feature = "tls")) && matches!(config.endpoint(), Endpoint::Tls { .. }) {
         return Err(Error::config(
             "rediss:// needs TLS, which this build leaves out: enable coord-redis's `tls` \
              feature (coord's `redis-tls`)",
         ));
     }
-    let info = connection_info(config, protocol)?;
+    let info = connection_info(config, addr, protocol)?;
     let client = match (config.endpoint(), config.tls_ca_file()) {
         #[cfg(feature = "tls")]
         (Endpoint::Tls { .. }, Some(path)) => {
@@ -252,18 +352,14 @@ fn redis_client(config: &RedisConfig, protocol: ProtocolVersion) -> Result<redis
     Ok(client)
 }
 
-/// The redis crate's connection settings for `config`, speaking `protocol`.
-fn connection_info(config: &RedisConfig, protocol: ProtocolVersion) -> Result<ConnectionInfo> {
-    let addr = match config.endpoint() {
-        Endpoint::Tcp { host, port } => ConnectionAddr::Tcp(host.clone(), *port),
-        Endpoint::Tls { host, port } => ConnectionAddr::TcpTls {
-            host: host.clone(),
-            port: *port,
-            insecure: false,
-            tls_params: None,
-        },
-        Endpoint::Unix(path) => ConnectionAddr::Unix(path.clone()),
-    };
+/// The redis crate's connection settings for `config` and the server at
+/// `addr`, speaking `protocol`.
+fn connection_info(
+    config: &RedisConfig,
+    addr: &ConnectionAddr,
+    protocol: ProtocolVersion,
+) -> Result<ConnectionInfo> {
+    let addr = addr.clone();
     let mut redis = RedisConnectionInfo::default()
         .set_db(config.db())
         .set_protocol(protocol);

@@ -83,6 +83,8 @@ mod ops;
 mod pubsub;
 #[cfg(not(madsim))]
 mod queues;
+#[cfg(not(madsim))]
+mod sentinel;
 mod state;
 #[cfg(not(madsim))]
 mod topics;
@@ -91,6 +93,6 @@ mod topics;
 pub use backend::RedisBackend;
 #[cfg(not(madsim))]
 pub use config::{
-    CONFIG_KEYS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Endpoint, RedisConfig,
-    RedisConfigBuilder,
+    CONFIG_KEYS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_SENTINEL_PORT, DEFAULT_TIMEOUT, Endpoint,
+    MAX_MASTER_NAME, RedisConfig, RedisConfigBuilder,
 };

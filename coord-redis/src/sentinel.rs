@@ -1,0 +1,199 @@
+//! Following a Sentinel-managed master (`redis+sentinel://`).
+//!
+//! At connect the sentinels are asked where the master is (the redis
+//! crate's `Sentinel`: `SENTINEL MASTERS` on the first sentinel that
+//! answers, then `ROLE` on the master it names, which must say `master`).
+//! A `ConnectionManager` reconnects to the address it was built for only, so
+//! after a failover it would keep talking to the old master (refusing
+//! writes with READONLY once demoted, or gone). So every request whose error
+//! says the server may be unavailable or read-only (and every request that
+//! timed out) asks the sentinels again ([`RedisBackend::follow_master`]:
+//! one resolution at a time, at most one per [`MIN_INTERVAL`]); when they
+//! name another master, the backend builds new connections to it (commands
+//! and pub/sub), re-subscribes every channel on it and wakes every watch
+//! (the gap is a hint: waiters read again). A request refused without being
+//! run (READONLY, MASTERDOWN, connection refused) is sent once more to the
+//! new master; any other failed request returns its error (`Unavailable`),
+//! since it may have run. Scripts are loaded on the new master on first use
+//! (the NOSCRIPT path of `eval`).
+
+use std::time::{Duration, Instant};
+
+use coord_api::{Error, Result};
+use redis::{
+    ConnectionAddr, IntoConnectionInfo, ProtocolVersion, RedisConnectionInfo, RedisError,
+    ServerErrorKind,
+    sentinel::{Sentinel, SentinelNodeConnectionInfo},
+};
+use tracing::{Instrument, field::Empty};
+
+use crate::{Endpoint, RedisBackend, RedisConfig, error};
+
+/// The least time between two resolutions started by errors.
+pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The sentinels of a `redis+sentinel://` backend, and who asks them.
+pub(crate) struct Sentinels {
+    master: String,
+    /// One resolution at a time.
+    resolver: tokio::sync::Mutex<Resolver>,
+}
+
+struct Resolver {
+    sentinel: Sentinel,
+    /// When the last resolution started.
+    last: Option<Instant>,
+}
+
+impl Sentinels {
+    /// The sentinels `config` names (an [`Endpoint::Sentinel`]), not
+    /// contacted yet.
+    pub(crate) fn new(config: &RedisConfig) -> Result<Sentinels> {
+        let Endpoint::Sentinel { sentinels, master } = config.endpoint() else {
+            return Err(Error::config("not a redis+sentinel endpoint"));
+        };
+        let mut auth = RedisConnectionInfo::default().set_protocol(ProtocolVersion::RESP2);
+        if let Some(user) = config.sentinel_username() {
+            auth = auth.set_username(user);
+        }
+        if let Some(password) = config.sentinel_password() {
+            auth = auth.set_password(password);
+        }
+        let nodes = (sentinels.iter())
+            .map(|(host, port)| {
+                ConnectionAddr::Tcp(host.clone(), *port)
+                    .into_connection_info()
+                    .map(|i| i.set_redis_settings(auth.clone()))
+            })
+            .collect::<redis::RedisResult<Vec<_>>>()
+            .map_err(|e| error::from_redis(config, "configure the sentinels", e))?;
+        let sentinel = Sentinel::build(nodes)
+            .map_err(|e| error::from_redis(config, "configure the sentinels", e))?;
+        Ok(Sentinels {
+            master: master.clone(),
+            resolver: tokio::sync::Mutex::new(Resolver {
+                sentinel,
+                last: None,
+            }),
+        })
+    }
+
+    /// Where the master is now, as the sentinels say and its `ROLE`
+    /// confirms; within the connect timeout.
+    pub(crate) async fn resolve(&self, config: &RedisConfig) -> Result<ConnectionAddr> {
+        let mut resolver = self.resolver.lock().await;
+        resolver.last = Some(Instant::now());
+        self.ask(config, &mut resolver).await
+    }
+
+    async fn ask(&self, config: &RedisConfig, resolver: &mut Resolver) -> Result<ConnectionAddr> {
+        let what = format!("ask the sentinels where master {:?} is", self.master);
+        let mut data = RedisConnectionInfo::default().set_db(config.db());
+        if let Some(user) = config.username() {
+            data = data.set_username(user);
+        }
+        if let Some(password) = config.password() {
+            data = data.set_password(password);
+        }
+        let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(data);
+        let ask = resolver
+            .sentinel
+            .async_master_for(&self.master, Some(&node));
+        match tokio::time::timeout(config.connect_timeout(), ask).await {
+            Ok(Ok(client)) => Ok(client.get_connection_info().addr().clone()),
+            Ok(Err(e)) => Err(error::from_redis(config, &what, e)),
+            Err(_) => Err(error::timed_out(config, &what, config.connect_timeout())),
+        }
+    }
+}
+
+/// Whether a request that failed with `e` was refused without being run,
+/// so may be sent again to another master.
+pub(crate) fn not_run(e: &RedisError) -> bool {
+    e.is_connection_refusal()
+        || matches!(
+            e.kind(),
+            redis::ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown)
+        )
+}
+
+impl RedisBackend {
+    /// After a request on connection `seen` failed as if the master had
+    /// moved: asks the sentinels where it is and, if it moved, switches
+    /// both connections to it. Answers whether the connection in use is now
+    /// another than `seen` (switched here or by a resolution running
+    /// meanwhile). Does nothing (`false`) without sentinels, or when a
+    /// resolution started less than [`MIN_INTERVAL`] ago. Runs in a task of
+    /// its own, so a caller that gives up waiting never cuts it short.
+    pub(crate) async fn follow_master(&self, seen: u64) -> bool {
+        if self.sentinels().is_none() {
+            return false;
+        }
+        let backend = self.clone();
+        tokio::spawn(async move { backend.follow(seen).await })
+            .await
+            .unwrap_or(false)
+    }
+
+    /// [`follow_master`](Self::follow_master) without waiting for it.
+    pub(crate) fn follow_master_later(&self, seen: u64) {
+        if self.sentinels().is_some() {
+            let backend = self.clone();
+            drop(tokio::spawn(async move { backend.follow(seen).await }));
+        }
+    }
+
+    async fn follow(&self, seen: u64) -> bool {
+        let Some(sentinels) = self.sentinels() else {
+            return false;
+        };
+        let config = self.config();
+        let mut resolver = sentinels.resolver.lock().await;
+        let (generation, from) = self.server();
+        if generation != seen {
+            return true;
+        }
+        if resolver.last.is_some_and(|t| t.elapsed() < MIN_INTERVAL) {
+            return false;
+        }
+        resolver.last = Some(Instant::now());
+        let span = tracing::info_span!(
+            "coord.redis.failover",
+            backend = %self.name(),
+            master = %sentinels.master,
+            from = %from,
+            to = Empty,
+            outcome = Empty,
+        );
+        async {
+            let addr = match sentinels.ask(config, &mut resolver).await {
+                Ok(addr) => addr,
+                Err(e) => {
+                    tracing::Span::current().record("outcome", "unresolved");
+                    tracing::debug!(error = %e, "the sentinels named no usable master");
+                    return false;
+                }
+            };
+            let to = addr.to_string();
+            tracing::Span::current().record("to", to.as_str());
+            if to == from {
+                tracing::Span::current().record("outcome", "unchanged");
+                return false;
+            }
+            match self.switch_to(addr).await {
+                Ok(()) => {
+                    tracing::Span::current().record("outcome", "switched");
+                    tracing::warn!(%from, %to, "the master moved: following it");
+                    true
+                }
+                Err(e) => {
+                    tracing::Span::current().record("outcome", "unreachable");
+                    tracing::warn!(%to, error = %e, "cannot connect to the new master");
+                    false
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
