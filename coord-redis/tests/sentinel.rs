@@ -34,6 +34,51 @@ async fn client(set: &SentinelSet, namespace: &str, name: &str, ttl: Duration) -
         .build()
 }
 
+/// Polls `attempt` until it yields `Some`, within [`FOLLOW_TIMEOUT`]; an
+/// `Unavailable` error (a request to the old master while the clients
+/// follow) is one more attempt.
+async fn eventually<T, F>(what: &str, mut attempt: impl FnMut() -> F) -> T
+where
+    F: Future<Output = coord_api::Result<Option<T>>>,
+{
+    let deadline = Instant::now() + FOLLOW_TIMEOUT;
+    loop {
+        match attempt().await {
+            Ok(Some(v)) => return v,
+            Ok(None) | Err(Error::Unavailable { .. }) => {}
+            Err(e) => panic!("{what}: {e:?}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {FOLLOW_TIMEOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until both replicas have what the master `port` holds (`WAIT`).
+fn replicated(set: &SentinelSet, port: u16) {
+    let acked = set.server(port).command(&["WAIT", "2", "10000"]).unwrap();
+    assert_eq!(acked, redis::Value::Int(2), "replicas acknowledged");
+}
+
+/// A resource that keeps the highest fencing token it accepted and
+/// refuses smaller ones (what the contract asks of a fenced resource).
+#[derive(Default)]
+struct Fenced {
+    highest: u64,
+}
+
+impl Fenced {
+    fn write(&mut self, token: FencingToken) -> bool {
+        if token.0 < self.highest {
+            return false;
+        }
+        self.highest = token.0;
+        true
+    }
+}
+
 /// Runs the blocking `f` (a fixture call) off the runtime's threads.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.expect("fixture call")
@@ -69,4 +114,164 @@ async fn a_master_name_the_sentinels_do_not_know_is_an_error_naming_it() {
     let e = RedisBackend::connect_url(dead).await.unwrap_err();
     assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// A planned failover (`SENTINEL FAILOVER`) with leases held and renewed,
+/// a waiter waiting and replication caught up: the clients follow the new
+/// master; the leases survive it (held by their holder, refused to others,
+/// renewed on the new master past their TTL); the waiter is woken by a
+/// release on the new master (pub/sub followed); every grant after the
+/// failover carries a larger token than every grant before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planned_failover_keeps_replicated_leases_and_tokens_increase() {
+    let set = Arc::new(blocking(SentinelSet::start).await);
+    let ttl = Duration::from_secs(6);
+    let a = client(&set, "planned", "a", ttl).await;
+    let b = client(&set, "planned", "b", ttl).await;
+    let mut guards = Vec::new();
+    for i in 0..4 {
+        guards.push(a.lock(&format!("k{i}")).try_lock().await.unwrap().unwrap());
+    }
+    // Its expiry is far off: only a notification wakes its waiter soon.
+    let long = (a.lock("long").ttl(Duration::from_secs(60)))
+        .try_lock()
+        .await
+        .unwrap()
+        .unwrap();
+    let term = a.election("e").try_campaign().await.unwrap().unwrap();
+    let before = (guards.iter().map(|g| g.token()))
+        .chain([long.token(), term.term()])
+        .max()
+        .unwrap();
+    let waiter = {
+        let lock = (b.lock("long").retry_delay(Duration::from_secs(120)))
+            .wait_timeout(Some(Duration::from_secs(120)));
+        tokio::spawn(async move { lock.lock().await })
+    };
+    let old = set.master_port();
+    let s = set.clone();
+    blocking(move || replicated(&s, old)).await;
+
+    let s = set.clone();
+    let new = blocking(move || {
+        s.failover();
+        s.wait_for_master_other_than(old)
+    })
+    .await;
+    let followed = Instant::now();
+    let fresh = b.lock("fresh");
+    let fresh = eventually("a grant on the new master", || fresh.try_lock()).await;
+    assert_eq!(set.role(new).as_deref(), Some("master"));
+
+    // The leases survived: still refused to B, still held by A and renewed
+    // on the new master past their TTL.
+    for i in 0..4 {
+        let k = format!("k{i}");
+        assert!(b.lock(&k).try_lock().await.unwrap().is_none(), "{k} taken");
+    }
+    tokio::time::sleep_until((followed + ttl + Duration::from_secs(1)).into()).await;
+    for g in &guards {
+        assert!(g.is_held(), "{g:?} was lost");
+    }
+    assert!(term.is_leader());
+    assert!(b.election("e").try_campaign().await.unwrap().is_none());
+
+    // A release on the new master wakes the waiter (its retry is minutes
+    // away, the lease's expiry a minute).
+    let released = Instant::now();
+    assert!(long.release().await.unwrap());
+    let got = tokio::time::timeout(Duration::from_secs(20), waiter)
+        .await
+        .expect("the waiter woke")
+        .unwrap()
+        .unwrap();
+    assert!(released.elapsed() < Duration::from_secs(20));
+
+    // Every grant after the failover is above every grant before.
+    let mut resource = Fenced::default();
+    assert!(resource.write(before));
+    assert!(fresh.token() > before && got.token() > before);
+    for g in guards {
+        assert!(g.release().await.unwrap());
+    }
+    for i in 0..4 {
+        let g = b.lock(&format!("k{i}")).try_lock().await.unwrap().unwrap();
+        assert!(g.token() > before);
+        assert!(resource.write(g.token()));
+    }
+    assert!(term.resign().await.unwrap());
+    let term = b.election("e").try_campaign().await.unwrap().unwrap();
+    assert!(term.term() > before && resource.write(term.term()));
+}
+
+/// An unplanned failover (SIGKILL of the master) right after a grant the
+/// replicas never saw: that grant is lost with the master, so the key is
+/// granted again (with a larger token) and its first holder gets its lost
+/// signal; a fenced resource refuses the first holder's token once it saw
+/// the second's. A grant replicated before the kill survives it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unplanned_failover_loses_unreplicated_grants_and_fencing_refuses_the_stale_holder() {
+    let set = Arc::new(blocking(SentinelSet::start).await);
+    // Long enough to outlive the failover (a down-after of 2 s, an
+    // election among the sentinels, a promotion).
+    let ttl = Duration::from_secs(30);
+    let a = client(&set, "unplanned", "a", ttl).await;
+    let b = client(&set, "unplanned", "b", ttl).await;
+    let kept = a.lock("kept").try_lock().await.unwrap().unwrap();
+    let old = set.master_port();
+    let s = set.clone();
+    blocking(move || replicated(&s, old)).await;
+
+    // The replicas frozen and cut off (a frozen replica would still read
+    // what its socket received once thawed), a grant reaches the master
+    // only; then the master dies.
+    let replicas: Vec<u16> = (set.servers().iter().map(|s| s.port()))
+        .filter(|p| *p != old)
+        .collect();
+    for p in &replicas {
+        set.server(*p).pause();
+    }
+    let cut = set
+        .server(old)
+        .command(&["CLIENT", "KILL", "TYPE", "replica"]);
+    assert_eq!(
+        cut.unwrap(),
+        redis::Value::Int(2),
+        "both replication links cut"
+    );
+    let unreplicated = a.lock("lost").try_lock().await;
+    let killed = set.kill_master();
+    for p in &replicas {
+        set.server(*p).resume();
+    }
+    let unreplicated = unreplicated.unwrap().unwrap();
+    assert_eq!(killed, old);
+    let mut resource = Fenced::default();
+    assert!(
+        resource.write(unreplicated.token()),
+        "A wrote while it held the lock"
+    );
+
+    let s = set.clone();
+    blocking(move || s.wait_for_master_other_than(old)).await;
+    // Granted again on the new master, with a larger token.
+    let lost = b.lock("lost");
+    let again = eventually("the lost grant granted again", || lost.try_lock()).await;
+    assert!(again.token() > unreplicated.token());
+    assert!(resource.write(again.token()));
+    // A learns it lost the lease (its renewal finds someone else's), and a
+    // write with its token is refused.
+    tokio::time::timeout(FOLLOW_TIMEOUT, unreplicated.lost())
+        .await
+        .expect("the lost signal fires");
+    assert!(!unreplicated.is_held());
+    assert!(!resource.write(unreplicated.token()));
+
+    // The replicated grant survived.
+    assert!(b.lock("kept").try_lock().await.unwrap().is_none());
+    assert!(kept.is_held());
+    let kept_token = kept.token();
+    assert!(kept.release().await.unwrap());
+    let next = b.lock("kept").try_lock().await.unwrap().unwrap();
+    assert!(next.token() > kept_token);
 }
