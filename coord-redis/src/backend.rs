@@ -26,6 +26,7 @@ use crate::{
     Endpoint, RedisConfig, error,
     pubsub::{Channels, Hub},
     sentinel::Sentinels,
+    server::ServerInfo,
 };
 
 /// A coord backend on Redis (standalone, or any single-slot-routing setup).
@@ -99,12 +100,21 @@ pub(crate) struct Link {
     pub(crate) addr: ConnectionAddr,
     /// Counts the servers used so far (1 for the first).
     pub(crate) generation: u64,
+    /// What the server said of itself.
+    pub(crate) server: ServerInfo,
 }
 
 impl RedisBackend {
     /// Connects to the server `config` names (waiting at most its connect
-    /// timeout) and prepares the pub/sub connection, which opens on first
-    /// use. A server that cannot be reached is `Error::Unavailable`.
+    /// timeout; behind sentinels, first asks them where the master is),
+    /// asks it its version and optional commands ([`server_info`](Self::server_info)),
+    /// and prepares the pub/sub connection, which opens on first use.
+    ///
+    /// # Errors
+    /// A server (or sentinels) that cannot be reached is
+    /// `Error::Unavailable`; a server older than
+    /// [`MIN_VERSION`](crate::MIN_VERSION) is `Error::Config` naming both
+    /// versions.
     pub async fn connect(config: RedisConfig) -> Result<RedisBackend> {
         let name = config.to_string();
         let sentinels = match config.endpoint() {
@@ -116,6 +126,8 @@ impl RedisBackend {
             None => direct_addr(&config),
         };
         let conn = connect_commands(&config, &addr).await?;
+        let server = ServerInfo::probe(&config, &conn).await?;
+        server.check(&config, &addr.to_string())?;
         let channels = Arc::new(Channels::default());
         let pubsub = pubsub_connection(&config, &addr, &channels)?;
         let hub = Arc::new(Hub::new(config.clone(), pubsub, channels));
@@ -127,6 +139,7 @@ impl RedisBackend {
                     conn,
                     addr,
                     generation: 1,
+                    server,
                 }),
                 hub,
                 sentinels,
@@ -140,12 +153,15 @@ impl RedisBackend {
     pub(crate) async fn switch_to(&self, addr: ConnectionAddr) -> Result<()> {
         let config = self.config();
         let conn = connect_commands(config, &addr).await?;
+        let server = ServerInfo::probe(config, &conn).await?;
+        server.check(config, &addr.to_string())?;
         let pubsub = pubsub_connection(config, &addr, self.hub().channels())?;
         {
             let mut link = self.inner.link.write().unwrap();
             link.generation += 1;
             link.conn = conn;
             link.addr = addr;
+            link.server = server;
         }
         self.hub().switch(pubsub);
         Ok(())
@@ -154,6 +170,23 @@ impl RedisBackend {
     /// Parses `url` (see [`RedisConfig::from_url`]) and connects.
     pub async fn connect_url(url: &str) -> Result<RedisBackend> {
         RedisBackend::connect(RedisConfig::from_url(url)?).await
+    }
+
+    /// What the server in use said of itself at connect (or, behind
+    /// sentinels, when the backend last followed the master): its version
+    /// and the optional commands it has. See [`ServerInfo`] for what
+    /// chooses on it.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> coord_api::Result<()> {
+    /// let backend = coord_redis::RedisBackend::connect_url("redis://127.0.0.1:6379/0").await?;
+    /// let server = backend.server_info();
+    /// assert!(server.version >= Some(coord_redis::MIN_VERSION));
+    /// println!("{server}"); // redis 7.0.15 (SPUBLISH yes, WAITAOF no, SET NX GET yes)
+    /// # Ok(()) }
+    /// ```
+    pub fn server_info(&self) -> ServerInfo {
+        self.inner.link.read().unwrap().server.clone()
     }
 
     /// The configuration this backend was built from.

@@ -275,3 +275,40 @@ async fn unplanned_failover_loses_unreplicated_grants_and_fencing_refuses_the_st
     let next = b.lock("kept").try_lock().await.unwrap().unwrap();
     assert!(next.token() > kept_token);
 }
+
+/// Item 5 of issue 20: the backend asks the server its version and
+/// optional commands at connect (directly and behind sentinels), and
+/// health reports it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_is_known_at_connect_and_shown_by_health() {
+    let server = coord_testkit::redis::RedisServer::shared();
+    let direct = RedisBackend::connect(server.config("server-info"))
+        .await
+        .unwrap();
+    let info = direct.server_info();
+    let version = info.version.expect("INFO server names the version");
+    assert!(version >= coord_redis::MIN_VERSION, "{info}");
+    assert_eq!(
+        info.spublish,
+        version >= coord_redis::Version(7, 0, 0),
+        "{info}"
+    );
+    assert_eq!(
+        info.waitaof,
+        version >= coord_redis::Version(7, 2, 0),
+        "{info}"
+    );
+    assert_eq!(info.set_nx_get, info.spublish, "{info}");
+
+    let health = Client::new(Arc::new(direct)).operations().health().await;
+    let shown = (health.checks.iter())
+        .find(|c| c.name == "server")
+        .expect("a server check");
+    assert_eq!(shown.detail, info.to_string());
+
+    let set = blocking(|| SentinelSet::start_with(1)).await;
+    let behind = RedisBackend::connect(set.config("server-info"))
+        .await
+        .unwrap();
+    assert_eq!(behind.server_info(), info, "the same redis-server binary");
+}
