@@ -83,7 +83,7 @@ pub struct RedisBackend {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     config: RedisConfig,
     name: String,
     /// The server in use: replaced when the master moves (Sentinel).
@@ -131,7 +131,7 @@ impl RedisBackend {
         let channels = Arc::new(Channels::default());
         let pubsub = pubsub_connection(&config, &addr, &channels)?;
         let hub = Arc::new(Hub::new(config.clone(), pubsub, channels));
-        Ok(RedisBackend {
+        let backend = RedisBackend {
             inner: Arc::new(Inner {
                 config,
                 name,
@@ -144,7 +144,19 @@ impl RedisBackend {
                 hub,
                 sentinels,
             }),
-        })
+        };
+        backend.listen_for_switches();
+        Ok(backend)
+    }
+
+    /// A handle that does not keep the backend alive (for its own tasks).
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<Inner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    /// The backend behind `weak`, if it is still alive.
+    pub(crate) fn upgrade(weak: &std::sync::Weak<Inner>) -> Option<RedisBackend> {
+        weak.upgrade().map(|inner| RedisBackend { inner })
     }
 
     /// Connects to the server at `addr` (the master moved there) and makes
@@ -153,6 +165,22 @@ impl RedisBackend {
     pub(crate) async fn switch_to(&self, addr: ConnectionAddr) -> Result<()> {
         let config = self.config();
         let conn = connect_commands(config, &addr).await?;
+        // A sentinel may name a server before it knows it is master.
+        let what = "ask the new master its role";
+        let mut ask = conn.clone();
+        let role: Vec<redis::Value> =
+            match tokio::time::timeout(config.timeout(), redis::cmd("ROLE").query_async(&mut ask))
+                .await
+            {
+                Ok(r) => r.map_err(|e| error::from_redis(config, what, e))?,
+                Err(_) => return Err(error::timed_out(config, what, config.timeout())),
+            };
+        if !matches!(role.first(), Some(redis::Value::BulkString(r)) if r.as_slice() == b"master") {
+            return Err(Error::unavailable(
+                config,
+                format!("{addr} does not say it is master (yet)"),
+            ));
+        }
         let server = ServerInfo::probe(config, &conn).await?;
         server.check(config, &addr.to_string())?;
         let pubsub = pubsub_connection(config, &addr, self.hub().channels())?;

@@ -5,12 +5,21 @@
 //! answers, then `ROLE` on the master it names, which must say `master`).
 //! A `ConnectionManager` reconnects to the address it was built for only, so
 //! after a failover it would keep talking to the old master (refusing
-//! writes with READONLY once demoted, or gone). So every request whose error
-//! says the server may be unavailable or read-only (and every request that
-//! timed out) asks the sentinels again ([`RedisBackend::follow_master`]:
-//! one resolution at a time, at most one per [`MIN_INTERVAL`]); when they
-//! name another master, the backend builds new connections to it (commands
-//! and pub/sub), re-subscribes every channel on it and wakes every watch
+//! writes with READONLY once demoted, or gone; and in a planned failover
+//! still accepting them, to be lost, until a sentinel demotes it, which may
+//! take seconds). Two ways to follow:
+//!
+//! - the backend listens to the sentinels' `+switch-master` announcements
+//!   (one pub/sub connection to one sentinel at a time, for the backend's
+//!   life) and moves to the master announced as soon as it says `ROLE`
+//!   master;
+//! - every request whose error says the server may be unavailable or
+//!   read-only (and every request that timed out) asks the sentinels again
+//!   ([`RedisBackend::follow_master`]: one resolution at a time, at most one
+//!   per [`MIN_INTERVAL`]).
+//!
+//! Moving to a new master builds new connections to it (commands and
+//! pub/sub), subscribes every channel there again and wakes every watch
 //! (the gap is a hint: waiters read again). A request refused without being
 //! run (READONLY, MASTERDOWN, connection refused) is sent once more to the
 //! new master; any other failed request returns its error (`Unavailable`),
@@ -35,6 +44,8 @@ pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(100);
 /// The sentinels of a `redis+sentinel://` backend, and who asks them.
 pub(crate) struct Sentinels {
     master: String,
+    /// The sentinels' connection settings (for the announcements).
+    nodes: Vec<redis::ConnectionInfo>,
     /// One resolution at a time.
     resolver: tokio::sync::Mutex<Resolver>,
 }
@@ -67,10 +78,11 @@ impl Sentinels {
             })
             .collect::<redis::RedisResult<Vec<_>>>()
             .map_err(|e| error::from_redis(config, "configure the sentinels", e))?;
-        let sentinel = Sentinel::build(nodes)
+        let sentinel = Sentinel::build(nodes.clone())
             .map_err(|e| error::from_redis(config, "configure the sentinels", e))?;
         Ok(Sentinels {
             master: master.clone(),
+            nodes,
             resolver: tokio::sync::Mutex::new(Resolver {
                 sentinel,
                 last: None,
@@ -143,6 +155,52 @@ impl RedisBackend {
         }
     }
 
+    /// Starts listening to the sentinels' `+switch-master` announcements
+    /// for this backend's life (the task ends within a second of the last
+    /// clone's drop).
+    pub(crate) fn listen_for_switches(&self) {
+        if self.sentinels().is_some() {
+            drop(tokio::spawn(listen(self.downgrade())));
+        }
+    }
+
+    /// Moves to `addr`, which a sentinel announced as the new master
+    /// (unless already there); `switch_to` checks that it says so itself.
+    async fn follow_announced(&self, addr: ConnectionAddr) {
+        let Some(sentinels) = self.sentinels() else {
+            return;
+        };
+        let _resolver = sentinels.resolver.lock().await;
+        let (_, from) = self.server();
+        let to = addr.to_string();
+        if to == from {
+            return;
+        }
+        let span = tracing::info_span!(
+            "coord.redis.failover",
+            backend = %self.name(),
+            master = %sentinels.master,
+            from = %from,
+            to = %to,
+            outcome = Empty,
+            announced = true,
+        );
+        async {
+            match self.switch_to(addr).await {
+                Ok(()) => {
+                    tracing::Span::current().record("outcome", "switched");
+                    tracing::warn!(%from, %to, "the sentinels announced a new master: following it");
+                }
+                Err(e) => {
+                    tracing::Span::current().record("outcome", "unreachable");
+                    tracing::warn!(%to, error = %e, "cannot use the announced master");
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
     async fn follow(&self, seen: u64) -> bool {
         let Some(sentinels) = self.sentinels() else {
             return false;
@@ -195,5 +253,82 @@ impl RedisBackend {
         }
         .instrument(span)
         .await
+    }
+}
+
+/// The life of a backend's announcement listener: subscribes to
+/// `+switch-master` on one sentinel after another (the next when one
+/// cannot be reached or its connection drops), and follows every
+/// announcement for this backend's master; ends once the backend is gone.
+async fn listen(backend: std::sync::Weak<crate::backend::Inner>) {
+    use futures_util::StreamExt;
+    let Some((nodes, master, timeout)) = RedisBackend::upgrade(&backend).and_then(|b| {
+        let s = b.sentinels()?;
+        Some((
+            s.nodes.clone(),
+            s.master.clone(),
+            b.config().connect_timeout(),
+        ))
+    }) else {
+        return;
+    };
+    for node in nodes.iter().cycle() {
+        let subscribed = async {
+            let mut pubsub = redis::Client::open(node.clone())?
+                .get_async_pubsub()
+                .await?;
+            pubsub.subscribe("+switch-master").await?;
+            Ok::<_, RedisError>(pubsub)
+        };
+        if let Ok(Ok(mut pubsub)) = tokio::time::timeout(timeout, subscribed).await {
+            let mut messages = pubsub.on_message();
+            loop {
+                // Wakes every second to see whether the backend is gone.
+                match tokio::time::timeout(Duration::from_secs(1), messages.next()).await {
+                    Ok(None) => break,
+                    Ok(Some(msg)) => {
+                        let Some(b) = RedisBackend::upgrade(&backend) else {
+                            return;
+                        };
+                        let text: String = msg.get_payload().unwrap_or_default();
+                        if let Some(addr) = announced(&text, &master) {
+                            b.follow_announced(addr).await;
+                        }
+                    }
+                    Err(_) if backend.strong_count() == 0 => return,
+                    Err(_) => {}
+                }
+            }
+        }
+        if backend.strong_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The new master's address in a `+switch-master` message for `master`
+/// (`<name> <old ip> <old port> <new ip> <new port>`).
+fn announced(text: &str, master: &str) -> Option<ConnectionAddr> {
+    let parts: Vec<&str> = text.split(' ').collect();
+    match parts[..] {
+        [name, _, _, ip, port] if name == master => {
+            Some(ConnectionAddr::Tcp(ip.to_owned(), port.parse().ok()?))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announcements_of_another_master_or_malformed_are_ignored() {
+        let a = announced("mymaster 127.0.0.1 7000 127.0.0.1 7001", "mymaster").unwrap();
+        assert_eq!(a.to_string(), "127.0.0.1:7001");
+        assert!(announced("other 127.0.0.1 7000 127.0.0.1 7001", "mymaster").is_none());
+        assert!(announced("mymaster 127.0.0.1 7000 127.0.0.1", "mymaster").is_none());
+        assert!(announced("mymaster 127.0.0.1 7000 127.0.0.1 x", "mymaster").is_none());
     }
 }

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use coord_api::{Client, Error, FencingToken, LeaseOptions};
+use coord_api::{Client, Error, FencingToken, LeaseOptions, spi::LockSpace};
 use coord_redis::RedisBackend;
 use coord_testkit::sentinel::SentinelSet;
 
@@ -19,6 +19,11 @@ use coord_testkit::sentinel::SentinelSet;
 const FOLLOW_TIMEOUT: Duration = Duration::from_secs(30);
 
 async fn client(set: &SentinelSet, namespace: &str, name: &str, ttl: Duration) -> Client {
+    // RUST_LOG=coord_redis=info,coord_api=info shows the failover handling.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let backend = RedisBackend::connect(set.config(namespace))
         .await
         .expect("connect through the sentinels");
@@ -117,15 +122,18 @@ async fn a_master_name_the_sentinels_do_not_know_is_an_error_naming_it() {
 }
 
 /// A planned failover (`SENTINEL FAILOVER`) with leases held and renewed,
-/// a waiter waiting and replication caught up: the clients follow the new
-/// master; the leases survive it (held by their holder, refused to others,
-/// renewed on the new master past their TTL); the waiter is woken by a
-/// release on the new master (pub/sub followed); every grant after the
+/// a watch made and replication caught up: the clients follow the new
+/// master (on the sentinels' announcement: the old master stays writable
+/// until a sentinel demotes it, and renewals sent there would be lost,
+/// which a 10 s TTL would not outlive); the leases survive it (held by their holder, refused to others,
+/// renewed on the new master past their TTL); the watch is subscribed
+/// again on the new master, and a waiter sharing it is woken by a release
+/// there; every grant after the
 /// failover carries a larger token than every grant before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn planned_failover_keeps_replicated_leases_and_tokens_increase() {
     let set = Arc::new(blocking(SentinelSet::start).await);
-    let ttl = Duration::from_secs(6);
+    let ttl = Duration::from_secs(10);
     let a = client(&set, "planned", "a", ttl).await;
     let b = client(&set, "planned", "b", ttl).await;
     let mut guards = Vec::new();
@@ -143,11 +151,12 @@ async fn planned_failover_keeps_replicated_leases_and_tokens_increase() {
         .chain([long.token(), term.term()])
         .max()
         .unwrap();
-    let waiter = {
-        let lock = (b.lock("long").retry_delay(Duration::from_secs(120)))
-            .wait_timeout(Some(Duration::from_secs(120)));
-        tokio::spawn(async move { lock.lock().await })
-    };
+    // A watch made before the failover (a waiter's would end with
+    // `Unavailable` at its first refused attempt during the failover: the
+    // caller's to retry).
+    let long_key = coord_api::Key::new("long").unwrap();
+    let locks = b.backend().locks().unwrap();
+    let _watch = locks.subscribe(LockSpace::Lock, &long_key).await.unwrap();
     let old = set.master_port();
     let s = set.clone();
     blocking(move || replicated(&s, old)).await;
@@ -159,8 +168,44 @@ async fn planned_failover_keeps_replicated_leases_and_tokens_increase() {
     })
     .await;
     let followed = Instant::now();
-    let fresh = b.lock("fresh");
-    let fresh = eventually("a grant on the new master", || fresh.try_lock()).await;
+    // B follows: a grant lands on the new master (one made on the old
+    // master before it was demoted is lost: try another key), and B's
+    // waiter is subscribed there.
+    let mut n = 0;
+    let fresh = eventually("a grant on the new master", || {
+        n += 1;
+        let (lock, key) = (
+            b.lock(&format!("fresh{n}")),
+            format!("coord:{{planned:lock:fresh{n}}}:l"),
+        );
+        let new_master = set.server(new);
+        async move {
+            let Some(g) = lock.try_lock().await? else {
+                return Ok(None);
+            };
+            let there = new_master.command(&["EXISTS", &key]).unwrap();
+            Ok((there == redis::Value::Int(1)).then_some(g))
+        }
+    })
+    .await;
+    // The watch made before is subscribed again on the new master.
+    let channel = "coord:{planned:lock:long}:c";
+    let one = redis::Value::Array(vec![
+        redis::Value::BulkString(channel.into()),
+        redis::Value::Int(1),
+    ]);
+    eventually("the watch subscribed again on the new master", || {
+        let numsub = set.server(new).command(&["PUBSUB", "NUMSUB", channel]);
+        let one = one.clone();
+        async move { Ok((numsub.unwrap() == one).then_some(())) }
+    })
+    .await;
+    // A waiter on the same channel shares that subscription.
+    let waiter = {
+        let lock = (b.lock("long").retry_delay(Duration::from_secs(120)))
+            .wait_timeout(Some(Duration::from_secs(120)));
+        tokio::spawn(async move { lock.lock().await })
+    };
     assert_eq!(set.role(new).as_deref(), Some("master"));
 
     // The leases survived: still refused to B, still held by A and renewed
@@ -177,7 +222,8 @@ async fn planned_failover_keeps_replicated_leases_and_tokens_increase() {
     assert!(b.election("e").try_campaign().await.unwrap().is_none());
 
     // A release on the new master wakes the waiter (its retry is minutes
-    // away, the lease's expiry a minute).
+    // away, the lease's expiry a minute), through the subscription made
+    // again there.
     let released = Instant::now();
     assert!(long.release().await.unwrap());
     let got = tokio::time::timeout(Duration::from_secs(20), waiter)
