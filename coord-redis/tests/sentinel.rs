@@ -122,14 +122,14 @@ async fn a_master_name_the_sentinels_do_not_know_is_an_error_naming_it() {
 }
 
 /// A planned failover (`SENTINEL FAILOVER`) with leases held and renewed,
-/// a watch made and replication caught up: the clients follow the new
-/// master (on the sentinels' announcement: the old master stays writable
+/// a watch made and replication caught up. The clients follow the new
+/// master on the sentinels' announcement (the old master stays writable
 /// until a sentinel demotes it, and renewals sent there would be lost,
-/// which a 10 s TTL would not outlive); the leases survive it (held by their holder, refused to others,
-/// renewed on the new master past their TTL); the watch is subscribed
-/// again on the new master, and a waiter sharing it is woken by a release
-/// there; every grant after the
-/// failover carries a larger token than every grant before.
+/// which a 10 s TTL would not outlive). The leases survive: held by their
+/// holder, refused to others, renewed on the new master past their TTL.
+/// The watch is subscribed again on the new master, and a waiter sharing
+/// it is woken by a release there. Every grant after the failover carries
+/// a larger token than every grant before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn planned_failover_keeps_replicated_leases_and_tokens_increase() {
     let set = Arc::new(blocking(SentinelSet::start).await);
