@@ -1,8 +1,10 @@
 //! Following a Sentinel-managed master (`redis+sentinel://`).
 //!
-//! At connect the sentinels are asked where the master is (the redis
-//! crate's `Sentinel`: `SENTINEL MASTERS` on the first sentinel that
-//! answers, then `ROLE` on the master it names, which must say `master`).
+//! At connect the sentinels are asked where the master is, one after
+//! another, each within its share of the connect timeout (the redis
+//! crate's `Sentinel`, one per sentinel: `SENTINEL MASTERS`, then `ROLE` on
+//! the master it names, which must say `master`; a sentinel that is frozen,
+//! gone or has not heard of the failover yet passes to the next).
 //! A `ConnectionManager` reconnects to the address it was built for only, so
 //! after a failover it would keep talking to the old master (refusing
 //! writes with READONLY once demoted, or gone; and in a planned failover
@@ -41,6 +43,9 @@ use crate::{Endpoint, RedisBackend, RedisConfig, error};
 /// The least time between two resolutions started by errors.
 pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The least time one sentinel is given to answer.
+const MIN_SHARE: Duration = Duration::from_millis(250);
+
 /// The sentinels of a `redis+sentinel://` backend, and who asks them.
 pub(crate) struct Sentinels {
     master: String,
@@ -51,7 +56,8 @@ pub(crate) struct Sentinels {
 }
 
 struct Resolver {
-    sentinel: Sentinel,
+    /// One per sentinel, in the configured order.
+    sentinels: Vec<Sentinel>,
     /// When the last resolution started.
     last: Option<Instant>,
 }
@@ -78,20 +84,22 @@ impl Sentinels {
             })
             .collect::<redis::RedisResult<Vec<_>>>()
             .map_err(|e| error::from_redis(config, "configure the sentinels", e))?;
-        let sentinel = Sentinel::build(nodes.clone())
+        let sentinels = (nodes.iter())
+            .map(|n| Sentinel::build(vec![n.clone()]))
+            .collect::<redis::RedisResult<Vec<_>>>()
             .map_err(|e| error::from_redis(config, "configure the sentinels", e))?;
         Ok(Sentinels {
             master: master.clone(),
             nodes,
             resolver: tokio::sync::Mutex::new(Resolver {
-                sentinel,
+                sentinels,
                 last: None,
             }),
         })
     }
 
-    /// Where the master is now, as the sentinels say and its `ROLE`
-    /// confirms; within the connect timeout.
+    /// Where the master is now, as the first sentinel able to say says and
+    /// its `ROLE` confirms; within the connect timeout.
     pub(crate) async fn resolve(&self, config: &RedisConfig) -> Result<ConnectionAddr> {
         let mut resolver = self.resolver.lock().await;
         resolver.last = Some(Instant::now());
@@ -108,14 +116,20 @@ impl Sentinels {
             data = data.set_password(password);
         }
         let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(data);
-        let ask = resolver
-            .sentinel
-            .async_master_for(&self.master, Some(&node));
-        match tokio::time::timeout(config.connect_timeout(), ask).await {
-            Ok(Ok(client)) => Ok(client.get_connection_info().addr().clone()),
-            Ok(Err(e)) => Err(error::from_redis(config, &what, e)),
-            Err(_) => Err(error::timed_out(config, &what, config.connect_timeout())),
+        let count = u32::try_from(resolver.sentinels.len())
+            .unwrap_or(u32::MAX)
+            .max(1);
+        let share = (config.connect_timeout() / count).max(MIN_SHARE);
+        let mut last = None;
+        for sentinel in &mut resolver.sentinels {
+            let ask = sentinel.async_master_for(&self.master, Some(&node));
+            match tokio::time::timeout(share, ask).await {
+                Ok(Ok(client)) => return Ok(client.get_connection_info().addr().clone()),
+                Ok(Err(e)) => last = Some(error::from_redis(config, &what, e)),
+                Err(_) => last = Some(error::timed_out(config, &what, share)),
+            }
         }
+        Err(last.unwrap_or_else(|| Error::config("no sentinel configured")))
     }
 }
 

@@ -358,3 +358,39 @@ async fn the_server_is_known_at_connect_and_shown_by_health() {
         .unwrap();
     assert_eq!(behind.server_info(), info, "the same redis-server binary");
 }
+
+/// The sentinel whose announcements a client listens to is frozen, and
+/// the master is killed: the other two fail it over, and the client
+/// follows on its own errors, asking the sentinels past the frozen one
+/// (each has its share of the connect timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_follow_on_errors_when_the_announcing_sentinel_is_frozen() {
+    let set = Arc::new(blocking(SentinelSet::start).await);
+    let a = client(&set, "frozen", "a", Duration::from_secs(30)).await;
+    let kept = a.lock("kept").try_lock().await.unwrap().unwrap();
+    let old = set.master_port();
+    let s = set.clone();
+    blocking(move || replicated(&s, old)).await;
+    // The first sentinel of the URL: the one the client listens to.
+    set.pause_sentinel(0);
+    set.kill_master();
+    let s = set.clone();
+    let new = blocking(move || s.wait_for_master_other_than(old)).await;
+    let mut n = 0;
+    eventually("a grant on the new master", || {
+        n += 1;
+        let lock = a.lock(&format!("fresh{n}"));
+        let key = format!("coord:{{frozen:lock:fresh{n}}}:l");
+        let new_master = set.server(new);
+        async move {
+            let Some(g) = lock.try_lock().await? else {
+                return Ok(None);
+            };
+            let there = new_master.command(&["EXISTS", &key]).unwrap();
+            Ok((there == redis::Value::Int(1)).then_some(g))
+        }
+    })
+    .await;
+    assert!(kept.is_held());
+    set.resume_sentinel(0);
+}

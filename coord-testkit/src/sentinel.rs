@@ -44,6 +44,8 @@ struct SentinelProcess {
     port: u16,
     dir: tempfile::TempDir,
     child: Mutex<Option<Child>>,
+    /// Frozen by [`SentinelSet::pause_sentinel`]: not asked.
+    paused: std::sync::atomic::AtomicBool,
 }
 
 impl SentinelSet {
@@ -117,9 +119,28 @@ impl SentinelSet {
             .unwrap_or_else(|| panic!("no server of this set on port {port}"))
     }
 
+    /// Freezes sentinel `i` (SIGSTOP; in the order of [`url`](Self::url)):
+    /// its connections stay open, nothing answers. The fixture stops
+    /// asking it until [`resume_sentinel`](Self::resume_sentinel).
+    pub fn pause_sentinel(&self, i: usize) {
+        self.sentinels[i].signal(libc::SIGSTOP);
+        (self.sentinels[i].paused).store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Thaws sentinel `i` (SIGCONT).
+    pub fn resume_sentinel(&self, i: usize) {
+        self.sentinels[i].signal(libc::SIGCONT);
+        (self.sentinels[i].paused).store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The sentinels not paused.
+    fn answering(&self) -> impl Iterator<Item = &SentinelProcess> {
+        (self.sentinels.iter()).filter(|s| !s.paused.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
     /// The master's port as the first sentinel that answers says.
     pub fn master_port(&self) -> u16 {
-        for s in &self.sentinels {
+        for s in self.answering() {
             if let Some(port) = s.master_port() {
                 return port;
             }
@@ -133,7 +154,7 @@ impl SentinelSet {
     pub fn failover(&self) {
         let deadline = Instant::now() + SETTLE_TIMEOUT;
         loop {
-            for s in &self.sentinels {
+            for s in self.answering() {
                 match s.command(&["SENTINEL", "FAILOVER", MASTER_NAME]) {
                     Ok(_) => return,
                     Err(e) if Instant::now() > deadline => {
@@ -154,13 +175,13 @@ impl SentinelSet {
         port
     }
 
-    /// Waits until every sentinel names the same master, on a port other
-    /// than `old`, and that server says it is a master; returns its port.
-    /// Panics after [`SETTLE_TIMEOUT`].
+    /// Waits until every sentinel not paused names the same master, on a
+    /// port other than `old`, and that server says it is a master; returns
+    /// its port. Panics after [`SETTLE_TIMEOUT`].
     pub fn wait_for_master_other_than(&self, old: u16) -> u16 {
         let deadline = Instant::now() + SETTLE_TIMEOUT;
         loop {
-            let named: Vec<Option<u16>> = self.sentinels.iter().map(|s| s.master_port()).collect();
+            let named: Vec<Option<u16>> = self.answering().map(|s| s.master_port()).collect();
             if let Some(Some(port)) = named.first()
                 && *port != old
                 && named.iter().all(|n| *n == Some(*port))
@@ -246,6 +267,7 @@ impl SentinelProcess {
                     .tempdir()
                     .expect("create a temporary directory for a sentinel"),
                 child: Mutex::new(None),
+                paused: Default::default(),
             };
             match s.spawn(master_port) {
                 Ok(()) => return s,
@@ -302,6 +324,7 @@ impl SentinelProcess {
     fn command(&self, args: &[&str]) -> redis::RedisResult<redis::Value> {
         let client = redis::Client::open(format!("redis://127.0.0.1:{}", self.port))?;
         let mut con = client.get_connection_with_timeout(Duration::from_secs(5))?;
+        con.set_read_timeout(Some(Duration::from_secs(5)))?;
         let mut cmd = redis::cmd(args[0]);
         for a in &args[1..] {
             cmd.arg(*a);
@@ -320,6 +343,15 @@ impl SentinelProcess {
     fn master_info(&self) -> Option<HashMap<String, String>> {
         let v = self.command(&["SENTINEL", "MASTER", MASTER_NAME]).ok()?;
         redis::from_redis_value(v).ok()
+    }
+}
+
+impl SentinelProcess {
+    fn signal(&self, sig: libc::c_int) {
+        if let Some(c) = self.child.lock().unwrap().as_ref() {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe { libc::kill(c.id() as libc::pid_t, sig) };
+        }
     }
 }
 
