@@ -377,7 +377,7 @@ async fn clients_follow_on_errors_when_the_announcing_sentinel_is_frozen() {
     let s = set.clone();
     let new = blocking(move || s.wait_for_master_other_than(old)).await;
     let mut n = 0;
-    eventually("a grant on the new master", || {
+    let fresh = eventually("a grant on the new master", || {
         n += 1;
         let lock = a.lock(&format!("fresh{n}"));
         let key = format!("coord:{{frozen:lock:fresh{n}}}:l");
@@ -392,5 +392,6 @@ async fn clients_follow_on_errors_when_the_announcing_sentinel_is_frozen() {
     })
     .await;
     assert!(kept.is_held());
+    assert!(fresh.token() > kept.token());
     set.resume_sentinel(0);
 }
