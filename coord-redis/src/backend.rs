@@ -58,6 +58,13 @@ use crate::{
 ///   earliest member heartbeat or arrival deadline, a latch's end; a graph's
 ///   worker at the `Take::Idle::next_in` its take carried, a queue's
 ///   consumer at the `Received::next_in` its receive carried);
+/// - behind Sentinel (`redis+sentinel://`, see [`RedisConfig::from_url`]) it
+///   finds the master through the sentinels and follows it through a
+///   failover, on their `+switch-master` announcement and on errors that say
+///   the master may have moved; what holds through a failover is the
+///   contract's "Failover" section (`coord_api::contract::common`);
+/// - at connect it asks the server its version ([`server_info`](Self::server_info))
+///   and refuses one older than [`MIN_VERSION`](crate::MIN_VERSION);
 /// - keys: see [`keys`](crate::keys).
 ///
 /// `Display` names the endpoint and namespace, never the password:
