@@ -20,7 +20,10 @@
 //! ```
 //!
 //! # Syntax
-//! `scheme://[user[:password]@]host[:port][/path][?key=value&…]`. User name,
+//! `scheme://[user[:password]@]host[:port][/path][?key=value&…]`. A backend
+//! that takes several hosts (`redis+sentinel://h1:26379,h2:26379/mymaster`)
+//! reads them with [`BackendUrl::take_hosts`]; every other backend refuses a
+//! host list (through [`BackendUrl::deny_unknown_keys`]). User name,
 //! password, host, path, query keys and values are percent-decoded (a
 //! malformed `%`-escape is an error); `+` is a plus sign, not a space. A
 //! query key given twice is an error, also when the two are spelled
@@ -90,6 +93,10 @@ pub struct BackendUrl {
     has_authority: bool,
     host: Option<String>,
     port: Option<u16>,
+    /// The hosts after the first of a comma-separated host list.
+    more_hosts: Vec<(String, Option<u16>)>,
+    /// Whether a backend took the host list.
+    hosts_taken: bool,
     path: String,
     username: Option<String>,
     password: Option<Password>,
@@ -139,7 +146,12 @@ impl BackendUrl {
     /// UTF-8 once decoded, a fragment, a query key without `=`, an empty
     /// key, a key given twice.
     pub fn parse(url: &str) -> Result<BackendUrl> {
-        let parsed = url::Url::parse(url).map_err(parse_error)?;
+        let (url, more) = split_host_list(url);
+        let parsed = url::Url::parse(&url).map_err(parse_error)?;
+        let more_hosts = more
+            .iter()
+            .map(|h| parse_extra_host(parsed.scheme(), h))
+            .collect::<Result<Vec<_>>>()?;
         if parsed.fragment().is_some() {
             return Err(malformed(
                 "it has a `#fragment`, which no backend URL takes",
@@ -163,6 +175,8 @@ impl BackendUrl {
             has_authority: parsed.has_authority(),
             host,
             port: parsed.port(),
+            more_hosts,
+            hosts_taken: false,
             path,
             username: Some(username).filter(|u| !u.is_empty()),
             password,
@@ -196,6 +210,29 @@ impl BackendUrl {
     /// The port, if the URL gives one.
     pub fn port(&self) -> Option<u16> {
         self.port
+    }
+
+    /// Every host of the URL with its port, in order: one for
+    /// `redis://h:1`, three for `redis+sentinel://a:1,b:2,c/name` (`c`
+    /// without a port); none when the URL has no host. Records the list as
+    /// taken: [`deny_unknown_keys`](Self::deny_unknown_keys) refuses a list
+    /// of several hosts that no backend took.
+    ///
+    /// ```
+    /// use coord_api::url::BackendUrl;
+    /// let mut url = BackendUrl::parse("redis+sentinel://a:1,b:2,[::1]/mymaster")?;
+    /// assert_eq!(url.host(), Some("a"));
+    /// let hosts = url.take_hosts();
+    /// assert_eq!(hosts, [("a".to_owned(), Some(1)), ("b".to_owned(), Some(2)), ("::1".to_owned(), None)]);
+    /// url.deny_unknown_keys()?;
+    /// assert!(BackendUrl::parse("redis://a:1,b:2/0")?.deny_unknown_keys().is_err());
+    /// # Ok::<(), coord_api::Error>(())
+    /// ```
+    pub fn take_hosts(&mut self) -> Vec<(String, Option<u16>)> {
+        self.hosts_taken = true;
+        (self.host.iter().map(|h| (h.clone(), self.port)))
+            .chain(self.more_hosts.iter().cloned())
+            .collect()
     }
 
     /// The path, decoded: `""` or `"/"` when there is none, `"/0"` for
@@ -254,6 +291,14 @@ impl BackendUrl {
     /// # Errors
     /// [`Error::Config`] naming the first key left (when it may be named).
     pub fn deny_unknown_keys(&self) -> Result<()> {
+        if !self.more_hosts.is_empty() && !self.hosts_taken {
+            return Err(Error::config(format!(
+                "{}:// takes one host, and the URL names {} (a comma-separated host list is for \
+                 e.g. `redis+sentinel://`)",
+                self.scheme,
+                self.more_hosts.len() + 1
+            )));
+        }
         let Some(pair) = self.pairs.first() else {
             return Ok(());
         };
@@ -300,6 +345,7 @@ impl fmt::Debug for BackendUrl {
             .field("scheme", &self.scheme)
             .field("host", &self.host)
             .field("port", &self.port)
+            .field("more_hosts", &self.more_hosts)
             .field("path", &self.path)
             .field("username", &self.username)
             .field("password", &self.password)
@@ -332,6 +378,55 @@ fn key_or_why(key: &str, suspect: Option<Suspect>) -> (String, String) {
             "; not named, since it does not look like a key".to_owned(),
         ),
     }
+}
+
+/// Whether the value of `key` is a password (`password`,
+/// `sentinel_password`): never quoted, and what follows it is suspect.
+fn is_password_key(key: &str) -> bool {
+    key == "password" || key.ends_with("_password")
+}
+
+/// `url` with a comma-separated host list cut to its first host, and the
+/// other hosts as written (`h2:26379`, `[::1]:26380`). The authority ends at
+/// the first `/`, `?` or `#` after `://`; its user-info at its last `@`.
+fn split_host_list(url: &str) -> (std::borrow::Cow<'_, str>, Vec<&str>) {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return (url.into(), Vec::new());
+    };
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    let hosts_at = url[start..end].rfind('@').map_or(start, |i| start + i + 1);
+    let hosts = &url[hosts_at..end];
+    if !hosts.contains(',') {
+        return (url.into(), Vec::new());
+    }
+    let mut list = hosts.split(',');
+    let first = list.next().unwrap_or("");
+    let single = format!("{}{first}{}", &url[..hosts_at], &url[end..]);
+    (single.into(), list.collect())
+}
+
+/// One host of a host list after the first: `host[:port]`, an IPv6
+/// address in brackets.
+fn parse_extra_host(scheme: &str, host: &str) -> Result<(String, Option<u16>)> {
+    if host.is_empty() {
+        return Err(malformed("the host list has an empty entry"));
+    }
+    if host.contains(['@', ' ']) {
+        return Err(malformed("a host of the host list is not a host name"));
+    }
+    let parsed = url::Url::parse(&format!("{scheme}://{host}")).map_err(parse_error)?;
+    let name = match parsed.host() {
+        None => return Err(malformed("the host list has an empty entry")),
+        Some(url::Host::Domain(d)) => decode(d).map_err(|e| e.of("a host of the host list"))?,
+        Some(url::Host::Ipv4(ip)) => ip.to_string(),
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+    };
+    if !matches!(parsed.path(), "" | "/") || parsed.query().is_some() {
+        return Err(malformed("a host of the host list is not a host name"));
+    }
+    Ok((name, parsed.port()))
 }
 
 fn parse_query(query: &str) -> Result<Vec<Pair>> {
@@ -376,7 +471,7 @@ fn parse_query(query: &str) -> Result<Vec<Pair>> {
                  percent-decoding){note}"
             )));
         }
-        after_password |= key == "password";
+        after_password |= is_password_key(&key);
         pairs.push(Pair {
             key,
             value,
@@ -472,8 +567,8 @@ fn value_error(key: &str, pair: &Pair, error: Error) -> Error {
             why.why()
         ));
     }
-    if key == "password" {
-        return Error::config("URL query key `password`: the value is not valid");
+    if is_password_key(key) {
+        return Error::config(format!("URL query key `{key}`: the value is not valid"));
     }
     let inner = match error {
         Error::Config { message } | Error::InvalidArgument { message } => message,

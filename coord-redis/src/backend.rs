@@ -2,7 +2,11 @@
 //! connection for the scripts, one shared pub/sub connection for wake-ups),
 //! the configuration, and the root [`Backend`] handing out every family.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
 use coord_api::{
     Error, Namespace, Result,
@@ -21,6 +25,8 @@ use redis::{
 use crate::{
     Endpoint, RedisConfig, error,
     pubsub::{Channels, Hub},
+    sentinel::Sentinels,
+    server::ServerInfo,
 };
 
 /// A coord backend on Redis (standalone, or any single-slot-routing setup).
@@ -52,6 +58,13 @@ use crate::{
 ///   earliest member heartbeat or arrival deadline, a latch's end; a graph's
 ///   worker at the `Take::Idle::next_in` its take carried, a queue's
 ///   consumer at the `Received::next_in` its receive carried);
+/// - behind Sentinel (`redis+sentinel://`, see [`RedisConfig::from_url`]) it
+///   finds the master through the sentinels and follows it through a
+///   failover, on their `+switch-master` announcement and on errors that say
+///   the master may have moved; what holds through a failover is the
+///   contract's "Failover" section (`coord_api::contract::common`);
+/// - at connect it asks the server its version ([`server_info`](Self::server_info))
+///   and refuses one older than [`MIN_VERSION`](crate::MIN_VERSION);
 /// - keys: see [`keys`](crate::keys).
 ///
 /// `Display` names the endpoint and namespace, never the password:
@@ -77,78 +90,138 @@ pub struct RedisBackend {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     config: RedisConfig,
     name: String,
-    conn: ConnectionManager,
+    /// The server in use: replaced when the master moves (Sentinel).
+    link: RwLock<Link>,
     hub: Arc<Hub>,
+    sentinels: Option<Sentinels>,
+}
+
+/// The connection to the server in use, and which one it is.
+pub(crate) struct Link {
+    /// The multiplexed connection every script call uses.
+    pub(crate) conn: ConnectionManager,
+    /// The server's address.
+    pub(crate) addr: ConnectionAddr,
+    /// Counts the servers used so far (1 for the first).
+    pub(crate) generation: u64,
+    /// What the server said of itself.
+    pub(crate) server: ServerInfo,
 }
 
 impl RedisBackend {
     /// Connects to the server `config` names (waiting at most its connect
-    /// timeout) and prepares the pub/sub connection, which opens on first
-    /// use. A server that cannot be reached is `Error::Unavailable`.
+    /// timeout; behind sentinels, first asks them where the master is),
+    /// asks it its version and optional commands ([`server_info`](Self::server_info)),
+    /// and prepares the pub/sub connection, which opens on first use.
+    ///
+    /// # Errors
+    /// A server (or sentinels) that cannot be reached is
+    /// `Error::Unavailable`; a server older than
+    /// [`MIN_VERSION`](crate::MIN_VERSION) is `Error::Config` naming both
+    /// versions.
     pub async fn connect(config: RedisConfig) -> Result<RedisBackend> {
         let name = config.to_string();
-        let client = redis_client(&config, ProtocolVersion::RESP2)?;
-        // No response timeout of the redis crate's own: every request on
-        // this connection runs under the operation timeout (`eval`), which
-        // also bounds a wait for a reconnection; a
-        // second timer per request would only cost time. (The crate's
-        // response timeout never triggers a reconnection either.)
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.connect_timeout()))
-            .set_response_timeout(None)
-            .set_number_of_retries(3)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = match tokio::time::timeout(
-            config.connect_timeout(),
-            ConnectionManager::new_with_config(client, manager_config),
-        )
-        .await
-        {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return Err(error::from_redis(&config, "connect", e)),
-            Err(_) => {
-                return Err(error::timed_out(
-                    &config,
-                    "connect",
-                    config.connect_timeout(),
-                ));
-            }
+        let sentinels = match config.endpoint() {
+            Endpoint::Sentinel { .. } => Some(Sentinels::new(&config)?),
+            _ => None,
         };
-
+        let addr = match &sentinels {
+            Some(s) => s.resolve(&config).await?,
+            None => direct_addr(&config),
+        };
+        let conn = connect_commands(&config, &addr).await?;
+        let server = ServerInfo::probe(&config, &conn).await?;
+        server.check(&config, &addr.to_string())?;
         let channels = Arc::new(Channels::default());
-        let sink = channels.clone();
-        let pubsub_client = redis_client(&config, ProtocolVersion::RESP3)?;
-        let pubsub_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.connect_timeout()))
-            .set_response_timeout(Some(config.timeout()))
-            // Keep re-establishing subscriptions through an outage of a
-            // couple of minutes; after that the next subscribe reconnects.
-            .set_number_of_retries(120)
-            .set_max_delay(Duration::from_secs(1))
-            .set_push_sender(move |push: PushInfo| {
-                sink.dispatch(push);
-                Ok::<(), std::convert::Infallible>(())
-            })
-            .set_automatic_resubscription();
-        let pubsub = ConnectionManager::new_lazy_with_config(pubsub_client, pubsub_config)
-            .map_err(|e| error::from_redis(&config, "set up the pub/sub connection", e))?;
+        let pubsub = pubsub_connection(&config, &addr, &channels)?;
         let hub = Arc::new(Hub::new(config.clone(), pubsub, channels));
-        Ok(RedisBackend {
+        let backend = RedisBackend {
             inner: Arc::new(Inner {
                 config,
                 name,
-                conn,
+                link: RwLock::new(Link {
+                    conn,
+                    addr,
+                    generation: 1,
+                    server,
+                }),
                 hub,
+                sentinels,
             }),
-        })
+        };
+        backend.listen_for_switches();
+        Ok(backend)
+    }
+
+    /// A handle that does not keep the backend alive (for its own tasks).
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<Inner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    /// The backend behind `weak`, if it is still alive.
+    pub(crate) fn upgrade(weak: &std::sync::Weak<Inner>) -> Option<RedisBackend> {
+        weak.upgrade().map(|inner| RedisBackend { inner })
+    }
+
+    /// Connects to the server at `addr` (the master moved there) and makes
+    /// it the one in use: commands, and pub/sub (every channel subscribed
+    /// again, every watch woken).
+    pub(crate) async fn switch_to(&self, addr: ConnectionAddr) -> Result<()> {
+        let config = self.config();
+        let conn = connect_commands(config, &addr).await?;
+        // A sentinel may name a server before it knows it is master.
+        let what = "ask the new master its role";
+        let mut ask = conn.clone();
+        let role: Vec<redis::Value> =
+            match tokio::time::timeout(config.timeout(), redis::cmd("ROLE").query_async(&mut ask))
+                .await
+            {
+                Ok(r) => r.map_err(|e| error::from_redis(config, what, e))?,
+                Err(_) => return Err(error::timed_out(config, what, config.timeout())),
+            };
+        if !matches!(role.first(), Some(redis::Value::BulkString(r)) if r.as_slice() == b"master") {
+            return Err(Error::unavailable(
+                config,
+                format!("{addr} does not say it is master (yet)"),
+            ));
+        }
+        let server = ServerInfo::probe(config, &conn).await?;
+        server.check(config, &addr.to_string())?;
+        let pubsub = pubsub_connection(config, &addr, self.hub().channels())?;
+        {
+            let mut link = self.inner.link.write().unwrap();
+            link.generation += 1;
+            link.conn = conn;
+            link.addr = addr;
+            link.server = server;
+        }
+        self.hub().switch(pubsub);
+        Ok(())
     }
 
     /// Parses `url` (see [`RedisConfig::from_url`]) and connects.
     pub async fn connect_url(url: &str) -> Result<RedisBackend> {
         RedisBackend::connect(RedisConfig::from_url(url)?).await
+    }
+
+    /// What the server in use said of itself at connect (or, behind
+    /// sentinels, when the backend last followed the master): its version
+    /// and the optional commands it has. See [`ServerInfo`] for what
+    /// chooses on it.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> coord_api::Result<()> {
+    /// let backend = coord_redis::RedisBackend::connect_url("redis://127.0.0.1:6379/0").await?;
+    /// let server = backend.server_info();
+    /// assert!(server.version >= Some(coord_redis::MIN_VERSION));
+    /// println!("{server}"); // redis 7.0.15 (SPUBLISH yes, WAITAOF no, SET NX GET yes)
+    /// # Ok(()) }
+    /// ```
+    pub fn server_info(&self) -> ServerInfo {
+        self.inner.link.read().unwrap().server.clone()
     }
 
     /// The configuration this backend was built from.
@@ -157,8 +230,25 @@ impl RedisBackend {
     }
 
     /// The multiplexed connection every script call uses.
-    pub(crate) fn conn(&self) -> &ConnectionManager {
-        &self.inner.conn
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.inner.link.read().unwrap().conn.clone()
+    }
+
+    /// The connection in use and its generation (see [`Link`]).
+    pub(crate) fn current(&self) -> (ConnectionManager, u64) {
+        let link = self.inner.link.read().unwrap();
+        (link.conn.clone(), link.generation)
+    }
+
+    /// The generation of the connection in use and its server's address.
+    pub(crate) fn server(&self) -> (u64, String) {
+        let link = self.inner.link.read().unwrap();
+        (link.generation, link.addr.to_string())
+    }
+
+    /// The sentinels, for a `redis+sentinel://` backend.
+    pub(crate) fn sentinels(&self) -> Option<&Sentinels> {
+        self.inner.sentinels.as_ref()
     }
 
     /// The shared pub/sub connection and its watches.
@@ -214,17 +304,95 @@ impl Backend for RedisBackend {
     }
 }
 
-/// A redis crate client for `config`, speaking `protocol`; for TLS with a
-/// CA file, trusting that file's authorities (a file that cannot be read or
-/// parsed is `Error::Config` naming it).
-fn redis_client(config: &RedisConfig, protocol: ProtocolVersion) -> Result<redis::Client> {
+/// The command connection to the server at `addr`, connected (within the
+/// connect timeout).
+async fn connect_commands(
+    config: &RedisConfig,
+    addr: &ConnectionAddr,
+) -> Result<ConnectionManager> {
+    let client = redis_client(config, addr, ProtocolVersion::RESP2)?;
+    // No response timeout of the redis crate's own: every request on
+    // this connection runs under the operation timeout (`eval`), which
+    // also bounds a wait for a reconnection; a
+    // second timer per request would only cost time. (The crate's
+    // response timeout never triggers a reconnection either.)
+    let manager_config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(config.connect_timeout()))
+        .set_response_timeout(None)
+        .set_number_of_retries(3)
+        .set_max_delay(Duration::from_millis(500));
+    match tokio::time::timeout(
+        config.connect_timeout(),
+        ConnectionManager::new_with_config(client, manager_config),
+    )
+    .await
+    {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(error::from_redis(config, "connect", e)),
+        Err(_) => Err(error::timed_out(
+            config,
+            "connect",
+            config.connect_timeout(),
+        )),
+    }
+}
+
+/// The pub/sub connection to the server at `addr` (RESP3, opened on first
+/// use), handing what it receives to `channels`.
+fn pubsub_connection(
+    config: &RedisConfig,
+    addr: &ConnectionAddr,
+    channels: &Arc<Channels>,
+) -> Result<ConnectionManager> {
+    let sink = channels.clone();
+    let pubsub_client = redis_client(config, addr, ProtocolVersion::RESP3)?;
+    let pubsub_config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(config.connect_timeout()))
+        .set_response_timeout(Some(config.timeout()))
+        // Keep re-establishing subscriptions through an outage of a
+        // couple of minutes; after that the next subscribe reconnects.
+        .set_number_of_retries(120)
+        .set_max_delay(Duration::from_secs(1))
+        .set_push_sender(move |push: PushInfo| {
+            sink.dispatch(push);
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .set_automatic_resubscription();
+    ConnectionManager::new_lazy_with_config(pubsub_client, pubsub_config)
+        .map_err(|e| error::from_redis(config, "set up the pub/sub connection", e))
+}
+
+/// The address of a server named directly (not through sentinels).
+fn direct_addr(config: &RedisConfig) -> ConnectionAddr {
+    match config.endpoint() {
+        Endpoint::Tcp { host, port } => ConnectionAddr::Tcp(host.clone(), *port),
+        Endpoint::Tls { host, port } => ConnectionAddr::TcpTls {
+            host: host.clone(),
+            port: *port,
+            insecure: false,
+            tls_params: None,
+        },
+        Endpoint::Unix(path) => ConnectionAddr::Unix(path.clone()),
+        // Resolved by the sentinels instead; never asked for here.
+        Endpoint::Sentinel { .. } => ConnectionAddr::Tcp(String::new(), 0),
+    }
+}
+
+/// A redis crate client for the server at `addr`, speaking `protocol`; for
+/// TLS with a CA file, trusting that file's authorities (a file that cannot
+/// be read or parsed is `Error::Config` naming it).
+fn redis_client(
+    config: &RedisConfig,
+    addr: &ConnectionAddr,
+    protocol: ProtocolVersion,
+) -> Result<redis::Client> {
     if cfg!(not(feature = "tls")) && matches!(config.endpoint(), Endpoint::Tls { .. }) {
         return Err(Error::config(
             "rediss:// needs TLS, which this build leaves out: enable coord-redis's `tls` \
              feature (coord's `redis-tls`)",
         ));
     }
-    let info = connection_info(config, protocol)?;
+    let info = connection_info(config, addr, protocol)?;
     let client = match (config.endpoint(), config.tls_ca_file()) {
         #[cfg(feature = "tls")]
         (Endpoint::Tls { .. }, Some(path)) => {
@@ -252,18 +420,14 @@ fn redis_client(config: &RedisConfig, protocol: ProtocolVersion) -> Result<redis
     Ok(client)
 }
 
-/// The redis crate's connection settings for `config`, speaking `protocol`.
-fn connection_info(config: &RedisConfig, protocol: ProtocolVersion) -> Result<ConnectionInfo> {
-    let addr = match config.endpoint() {
-        Endpoint::Tcp { host, port } => ConnectionAddr::Tcp(host.clone(), *port),
-        Endpoint::Tls { host, port } => ConnectionAddr::TcpTls {
-            host: host.clone(),
-            port: *port,
-            insecure: false,
-            tls_params: None,
-        },
-        Endpoint::Unix(path) => ConnectionAddr::Unix(path.clone()),
-    };
+/// The redis crate's connection settings for `config` and the server at
+/// `addr`, speaking `protocol`.
+fn connection_info(
+    config: &RedisConfig,
+    addr: &ConnectionAddr,
+    protocol: ProtocolVersion,
+) -> Result<ConnectionInfo> {
+    let addr = addr.clone();
     let mut redis = RedisConnectionInfo::default()
         .set_db(config.db())
         .set_protocol(protocol);

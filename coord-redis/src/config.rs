@@ -24,7 +24,15 @@ pub const CONFIG_KEYS: &[&str] = &[
     "user",
     "password",
     "tls_ca_file",
+    "sentinel_user",
+    "sentinel_password",
 ];
+
+/// The port of a sentinel named without one.
+pub const DEFAULT_SENTINEL_PORT: u16 = 26379;
+
+/// The longest master name a sentinel URL may give.
+pub const MAX_MASTER_NAME: usize = 128;
 
 /// How to reach the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +54,15 @@ pub enum Endpoint {
     },
     /// A unix socket (`redis+unix:///path` or `unix:///path`).
     Unix(PathBuf),
+    /// The master Redis Sentinel names `master`
+    /// (`redis+sentinel://host1:26379,host2:26379/mymaster`): asked of the
+    /// sentinels at connect and again whenever the master may have moved.
+    Sentinel {
+        /// The sentinels, host and port, in the order they are asked.
+        sentinels: Vec<(String, u16)>,
+        /// The master's name in the sentinels' configuration.
+        master: String,
+    },
 }
 
 impl fmt::Display for Endpoint {
@@ -58,6 +75,17 @@ impl fmt::Display for Endpoint {
                 write!(f, "{host}:{port}")
             }
             Endpoint::Unix(path) => write!(f, "unix:{}", path.display()),
+            Endpoint::Sentinel { sentinels, master } => {
+                for (i, (host, port)) in sentinels.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { "," };
+                    if host.contains(':') {
+                        write!(f, "{sep}[{host}]:{port}")?;
+                    } else {
+                        write!(f, "{sep}{host}:{port}")?;
+                    }
+                }
+                write!(f, "/{master}")
+            }
         }
     }
 }
@@ -85,12 +113,38 @@ pub struct RedisConfig {
     timeout: Duration,
     connect_timeout: Duration,
     tls_ca_file: Option<PathBuf>,
+    sentinel_username: Option<String>,
+    sentinel_password: Option<Password>,
 }
 
 impl RedisConfig {
     /// Parses `redis://[user:pass@]host[:port][/db][?key=value&...]`,
     /// `rediss://...` (TLS), `redis+unix:///path[?...]` or `unix:///path[?...]`
     /// with [`BackendUrl`] (its syntax and error rules apply).
+    ///
+    /// Redis Sentinel: `redis+sentinel://[user:pass@]host1[:port1],host2[:port2],…/master[/db][?...]`
+    /// names the sentinels (port 26379 when none is given) and the master's
+    /// name; user and password are the Redis servers' (master and replicas),
+    /// and `sentinel_user` / `sentinel_password` in the query, if the
+    /// sentinels require them, the sentinels'. The backend asks the
+    /// sentinels where the master is at connect and follows it through a
+    /// failover (see [`RedisBackend`](crate::RedisBackend)). TLS through
+    /// Sentinel is not offered yet.
+    ///
+    /// ```
+    /// use coord_redis::{Endpoint, RedisConfig};
+    /// let cfg = RedisConfig::from_url(
+    ///     "redis+sentinel://:pw@10.0.0.1,10.0.0.2:26380/mymaster/1?sentinel_password=spw",
+    /// )?;
+    /// assert_eq!(cfg.endpoint(), &Endpoint::Sentinel {
+    ///     sentinels: vec![("10.0.0.1".into(), 26379), ("10.0.0.2".into(), 26380)],
+    ///     master: "mymaster".into(),
+    /// });
+    /// assert_eq!(cfg.db(), 1);
+    /// assert_eq!(cfg.to_string(), "redis+sentinel(10.0.0.1:26379,10.0.0.2:26380/mymaster/1 ns=coord)");
+    /// # Ok::<(), coord_api::Error>(())
+    /// ```
+    ///
     /// Query keys: see [`CONFIG_KEYS`]; durations take a unit (`250ms`, `3s`,
     /// `1m`). Unknown keys are [`Error::Config`] naming the key.
     /// Percent-encode reserved characters in the user name and password
@@ -167,13 +221,33 @@ impl RedisConfig {
         self.tls_ca_file.as_deref()
     }
 
-    /// Replaces any occurrence of the password in `text` (for messages that
-    /// quote a server or library error).
-    pub(crate) fn redact(&self, text: String) -> String {
-        match self.password() {
-            Some(p) if !p.is_empty() && text.contains(p) => text.replace(p, "***"),
-            _ => text,
+    /// For [`Endpoint::Sentinel`]: the sentinels' ACL user name, if any.
+    pub fn sentinel_username(&self) -> Option<&str> {
+        self.sentinel_username.as_deref()
+    }
+
+    /// Whether a password for the sentinels is configured (it is never
+    /// handed out).
+    pub fn has_sentinel_password(&self) -> bool {
+        self.sentinel_password.is_some()
+    }
+
+    pub(crate) fn sentinel_password(&self) -> Option<&str> {
+        self.sentinel_password.as_ref().map(Password::expose)
+    }
+
+    /// Replaces any occurrence of a password (the servers', the sentinels')
+    /// in `text` (for messages that quote a server or library error).
+    pub(crate) fn redact(&self, mut text: String) -> String {
+        for p in [self.password(), self.sentinel_password()]
+            .into_iter()
+            .flatten()
+        {
+            if !p.is_empty() && text.contains(p) {
+                text = text.replace(p, "***");
+            }
         }
+        text
     }
 }
 
@@ -182,6 +256,7 @@ impl fmt::Display for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let scheme = match self.endpoint {
             Endpoint::Tls { .. } => "rediss",
+            Endpoint::Sentinel { .. } => "redis+sentinel",
             _ => "redis",
         };
         write!(
@@ -285,6 +360,20 @@ impl RedisConfigBuilder {
         self
     }
 
+    /// Finds the master named `master` through the sentinels at `sentinels`
+    /// (host and port each), as `redis+sentinel://` does.
+    pub fn sentinel(
+        mut self,
+        sentinels: impl IntoIterator<Item = (String, u16)>,
+        master: impl Into<String>,
+    ) -> Self {
+        self.settings.push(Setting::Endpoint(Endpoint::Sentinel {
+            sentinels: sentinels.into_iter().collect(),
+            master: master.into(),
+        }));
+        self
+    }
+
     /// Sets the database number.
     pub fn db(mut self, db: i64) -> Self {
         self.settings.push(Setting::Db(db));
@@ -342,6 +431,8 @@ impl RedisConfigBuilder {
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             tls_ca_file: None,
+            sentinel_username: None,
+            sentinel_password: None,
         };
         match self.url {
             Some(UrlSource::Text(url)) => from_url(BackendUrl::parse(&url)?, &mut cfg)?,
@@ -364,8 +455,55 @@ impl RedisConfigBuilder {
                 }
             }
         }
+        check_endpoint(&cfg)?;
         Ok(cfg)
     }
+}
+
+/// What only some endpoints take, and a sentinel endpoint's own rules.
+fn check_endpoint(cfg: &RedisConfig) -> Result<()> {
+    match &cfg.endpoint {
+        Endpoint::Sentinel { sentinels, master } => {
+            if sentinels.is_empty() {
+                return Err(Error::config(
+                    "redis+sentinel: no sentinel given, as in \
+                     `redis+sentinel://host1:26379,host2:26379/mymaster`",
+                ));
+            }
+            check_master_name(master)?;
+            if cfg.tls_ca_file.is_some() {
+                return Err(Error::config(
+                    "key `tls_ca_file`: TLS through Redis Sentinel is not offered yet",
+                ));
+            }
+        }
+        _ => {
+            if cfg.sentinel_username.is_some() || cfg.sentinel_password.is_some() {
+                return Err(Error::config(
+                    "keys `sentinel_user` and `sentinel_password` are for redis+sentinel:// only",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A master name: 1 to [`MAX_MASTER_NAME`] bytes, no control character,
+/// space or `/`. Never quoted (a URL's path may hold part of a password).
+fn check_master_name(master: &str) -> Result<()> {
+    let ok = !master.is_empty()
+        && master.len() <= MAX_MASTER_NAME
+        && !master
+            .chars()
+            .any(|c| c.is_control() || c == ' ' || c == '/');
+    if !ok {
+        return Err(Error::config(format!(
+            "redis+sentinel: the master name must be 1 to {MAX_MASTER_NAME} bytes without \
+             spaces, `/` or control characters, as in `redis+sentinel://host:26379/mymaster` \
+             (not shown, since it may hold part of a password: write `/` in a password as `%2F`)"
+        )));
+    }
+    Ok(())
 }
 
 /// A `with_config` pair: errors name the key (the caller's, not a URL's).
@@ -406,6 +544,8 @@ fn apply(cfg: &mut RedisConfig, key: &str, value: &str) -> Result<()> {
         "tls_ca_file" => {
             cfg.tls_ca_file = Some(PathBuf::from(value)).filter(|p| !p.as_os_str().is_empty())
         }
+        "sentinel_user" => cfg.sentinel_username = Some(value.to_owned()).filter(|u| !u.is_empty()),
+        "sentinel_password" => cfg.sentinel_password = Some(Password::new(value)),
         other => unreachable!("{other} is not one of CONFIG_KEYS"),
     }
     Ok(())
@@ -481,6 +621,32 @@ fn from_url(mut url: BackendUrl, cfg: &mut RedisConfig) -> Result<()> {
             cfg.username = url.username().map(str::to_owned);
             cfg.password = url.password().cloned();
         }
+        "redis+sentinel" => {
+            let sentinels: Vec<(String, u16)> = (url.take_hosts().into_iter())
+                .map(|(host, port)| (host, port.unwrap_or(DEFAULT_SENTINEL_PORT)))
+                .collect();
+            // `/master` or `/master/db`.
+            let mut path = url.path().trim_start_matches('/').splitn(2, '/');
+            let master = path.next().unwrap_or("").to_owned();
+            if let Some(db) = path.next().filter(|d| !d.is_empty()) {
+                let db = db.parse().map_err(|_| {
+                    Error::config(
+                        "redis+sentinel URL: after the master name the path is not a database \
+                         number, as in `redis+sentinel://host:26379/mymaster/0` (not shown, \
+                         since it may hold part of a password: write `/` in a password as `%2F`)",
+                    )
+                })?;
+                cfg.db = check_db(db).map_err(|e| prefixed("db", e))?;
+            }
+            cfg.endpoint = Endpoint::Sentinel { sentinels, master };
+            cfg.username = url.username().map(str::to_owned);
+            cfg.password = url.password().cloned();
+        }
+        "rediss+sentinel" => {
+            return Err(Error::config(
+                "redis URL: TLS through Redis Sentinel (rediss+sentinel://) is not offered yet",
+            ));
+        }
         "redis+unix" | "unix" => {
             if url.host().is_some() || url.port().is_some() {
                 return Err(Error::config(
@@ -511,7 +677,7 @@ fn from_url(mut url: BackendUrl, cfg: &mut RedisConfig) -> Result<()> {
             };
             return Err(Error::config(format!(
                 "redis URL: unknown scheme{scheme} (expected redis://, rediss://, \
-                 redis+unix:// or unix://)"
+                 redis+unix://, unix:// or redis+sentinel://)"
             )));
         }
     }
@@ -522,183 +688,4 @@ fn from_url(mut url: BackendUrl, cfg: &mut RedisConfig) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn full_url() {
-        let c = RedisConfig::from_url(
-            "redis://bob:p%40ss%3Aw0rd@example.com:7000/3?namespace=ns1&timeout=2s&connect_timeout=150ms",
-        )
-        .unwrap();
-        assert_eq!(
-            c.endpoint(),
-            &Endpoint::Tcp {
-                host: "example.com".into(),
-                port: 7000
-            }
-        );
-        assert_eq!(c.db(), 3);
-        assert_eq!(c.username(), Some("bob"));
-        assert_eq!(c.password(), Some("p@ss:w0rd"));
-        assert_eq!(c.namespace().as_str(), "ns1");
-        assert_eq!(c.timeout(), Duration::from_secs(2));
-        assert_eq!(c.connect_timeout(), Duration::from_millis(150));
-        assert_eq!(c.to_string(), "redis(example.com:7000/3 ns=ns1)");
-    }
-
-    #[test]
-    fn defaults_tls_ipv6_and_unix() {
-        let c = RedisConfig::from_url("redis://localhost").unwrap();
-        assert_eq!(c.to_string(), "redis(localhost:6379/0 ns=coord)");
-        assert_eq!(c.timeout(), DEFAULT_TIMEOUT);
-        let c = RedisConfig::from_url("rediss://:pw@[::1]:6380/1").unwrap();
-        assert_eq!(c.to_string(), "rediss([::1]:6380/1 ns=coord)");
-        assert_eq!(c.username(), None);
-        let c = RedisConfig::from_url("redis+unix:///run/redis.sock?db=2&namespace=x").unwrap();
-        assert_eq!(c.endpoint(), &Endpoint::Unix("/run/redis.sock".into()));
-        assert_eq!(c.to_string(), "redis(unix:/run/redis.sock/2 ns=x)");
-        let c = RedisConfig::from_url("unix:///tmp/r.sock?password=pw").unwrap();
-        assert!(c.has_password());
-    }
-
-    #[test]
-    fn unknown_keys_and_bad_values_name_the_key() {
-        let e = RedisConfig::from_url("redis://h/0?namepsace=x").unwrap_err();
-        assert!(matches!(e, Error::Config { .. }));
-        assert!(e.to_string().contains("`namepsace`"), "{e}");
-        let e = RedisConfig::builder()
-            .with_config("retries", "3")
-            .build()
-            .unwrap_err();
-        assert!(e.to_string().contains("`retries`"), "{e}");
-        let e = RedisConfig::from_url("redis://h/0?timeout=5").unwrap_err();
-        assert!(e.to_string().contains("`timeout`"), "{e}");
-        let e = RedisConfig::from_url("redis://h/0?timeout=0ms").unwrap_err();
-        assert!(e.to_string().contains("`timeout`"), "{e}");
-        let e = RedisConfig::from_url("redis://h/0?namespace=a:b").unwrap_err();
-        assert!(e.to_string().contains("`namespace`"), "{e}");
-        assert!(RedisConfig::from_url("memory://").is_err());
-        assert!(RedisConfig::from_url("redis://h:99999").is_err());
-        assert!(RedisConfig::from_url("redis://h/x").is_err());
-    }
-
-    #[test]
-    fn password_never_printed() {
-        let secret = "hunter2-Very-Secret";
-        for url in [
-            format!("redis://u:{secret}@h:1/0"),
-            format!("redis://u:{secret}@h:notaport/0"),
-            format!("redis://u:{secret}@h:1/0?bogus=1"),
-            format!("redis+unix:///s?password={secret}&bogus=1"),
-        ] {
-            match RedisConfig::from_url(&url) {
-                Ok(c) => {
-                    assert!(!format!("{c:?}").contains(secret));
-                    assert!(!c.to_string().contains(secret));
-                }
-                Err(e) => {
-                    assert!(!format!("{e:?}").contains(secret));
-                    assert!(!e.to_string().contains(secret));
-                }
-            }
-        }
-        let b = RedisConfig::builder().password(secret);
-        assert!(!format!("{b:?}").contains(secret));
-        let c = b.build().unwrap();
-        assert!(!format!("{c:?}").contains(secret));
-        assert_eq!(c.redact(format!("x {secret} y")), "x *** y");
-    }
-
-    /// Issue 21.3: a password with reserved characters left unencoded is
-    /// not echoed by any error, whichever part of the URL it spills into.
-    #[test]
-    fn a_password_spilling_into_other_parts_is_not_echoed() {
-        let secret = "Tr0ub4dor";
-        for url in [
-            "redis://app:Tr0ub4dor/x@host:6379/0",
-            "redis://app:1234/Tr0ub4dor@host:6379/0",
-            "redis://:x?Tr0ub4dor@host/0",
-            "redis://u:12?Tr0ub4dor@host/0",
-            "redis://u:12?Tr0ub4dor=1@host/0",
-            "redis://u:12?db=Tr0ub4dor@host/0",
-            "redis://u:12#Tr0ub4dor@host/0",
-            "redis://h:6379/0?password=x&Tr0ub4dor",
-            "redis://h:6379/0?password=x&Tr0ub4dor=1",
-            "redis://h:6379/0?password=x&timeout=Tr0ub4dor",
-            "unix:///s?password=x&Tr0ub4dor=1",
-        ] {
-            let e = RedisConfig::from_url(url).unwrap_err();
-            assert!(matches!(e, Error::Config { .. }), "{url}: {e:?}");
-            let (shown, debug) = (e.to_string(), format!("{e:?}"));
-            assert!(!shown.contains(secret), "{url}: {shown}");
-            assert!(!debug.contains(secret), "{url}: {debug}");
-            assert!(shown.contains('%'), "says how to encode: {url}: {shown}");
-        }
-        // Without `//`, what looks like a scheme may be the user name.
-        let e = RedisConfig::from_url("app:Tr0ub4dor@host:6379").unwrap_err();
-        assert!(!e.to_string().contains("app") && !format!("{e:?}").contains("app"));
-        let e = RedisConfig::from_url("etcd://host").unwrap_err();
-        assert!(e.to_string().contains("`etcd`"), "{e}");
-    }
-
-    #[test]
-    fn duplicate_keys_are_found_after_percent_decoding() {
-        for url in [
-            "redis://h/0?namespace=a&namesp%61ce=b",
-            "unix:///s?namespace=a&namesp%61ce=b",
-            "redis://h/0?db=1&%64b=2",
-        ] {
-            let e = RedisConfig::from_url(url).unwrap_err();
-            assert!(e.to_string().contains("given twice"), "{url}: {e}");
-        }
-    }
-
-    #[test]
-    fn a_long_value_is_cut() {
-        let long = "9".repeat(1 << 20);
-        let e = RedisConfig::from_url(&format!("redis://h/0?timeout={long}")).unwrap_err();
-        assert!(e.to_string().contains("`timeout`"), "{e}");
-        assert!(e.to_string().len() < 600, "{} bytes", e.to_string().len());
-        assert!(format!("{e:?}").len() < 700);
-    }
-
-    #[test]
-    fn unix_urls_have_no_host_port_or_user_info() {
-        for url in [
-            "unix://host/run/redis.sock",
-            "unix://:1/s",
-            "unix://u:p@/s",
-            "redis+unix:relative.sock",
-        ] {
-            assert!(RedisConfig::from_url(url).is_err(), "{url}");
-        }
-        let c = RedisConfig::from_url("unix:///run/my%20redis.sock").unwrap();
-        assert_eq!(c.endpoint(), &Endpoint::Unix("/run/my redis.sock".into()));
-    }
-
-    #[test]
-    fn a_parsed_url_keeps_its_keys_taken() {
-        let mut url = BackendUrl::parse("redis://h:1/2?instance=w&namespace=n").unwrap();
-        assert_eq!(url.take("instance").as_deref(), Some("w"));
-        let c = RedisConfig::from_backend_url(url).unwrap();
-        assert_eq!(c.to_string(), "redis(h:1/2 ns=n)");
-        // A key nobody took is refused, and the known ones listed.
-        let e = RedisConfig::from_backend_url(BackendUrl::parse("redis://h?instance=w").unwrap())
-            .unwrap_err();
-        assert!(e.to_string().contains("`instance`"), "{e}");
-        assert!(e.to_string().contains("tls_ca_file"), "{e}");
-    }
-
-    #[test]
-    fn builder_overrides_url() {
-        let c = RedisConfig::builder()
-            .with_url("redis://a:1/1?namespace=one")
-            .namespace("two")
-            .tcp("b", 2)
-            .db(4)
-            .build()
-            .unwrap();
-        assert_eq!(c.to_string(), "redis(b:2/4 ns=two)");
-    }
-}
+mod tests;

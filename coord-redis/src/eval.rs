@@ -18,10 +18,13 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use coord_api::{Error, FencingToken, HolderId, Key, Result};
-use redis::{ErrorKind, FromRedisValue, RedisWrite, Script, ServerErrorKind, ToRedisArgs, Value};
+use redis::{
+    ErrorKind, FromRedisValue, RedisWrite, Script, ServerErrorKind, ToRedisArgs, Value,
+    aio::ConnectionManager,
+};
 use tracing::{Instrument, Span, field::Empty};
 
-use crate::{RedisBackend, error};
+use crate::{RedisBackend, error, sentinel};
 
 /// A family's script as a `LazyLock<redis::Script>`: the prelude, then the
 /// files named (paths under `src/`), concatenated.
@@ -191,8 +194,7 @@ impl RedisBackend {
         outcome: Outcome<T>,
     ) -> Result<T> {
         let span = self.span(&call);
-        let mut conn = self.conn().clone();
-        let run = async {
+        let run = |mut conn: ConnectionManager| async move {
             match eval.cmd.query_async::<T>(&mut conn).await {
                 Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                     eval.script.load_async(&mut conn).await?;
@@ -230,9 +232,8 @@ impl RedisBackend {
         scripts: &[&'static Script],
     ) -> Result<T> {
         let span = self.span(&call);
-        let mut conn = self.conn().clone();
-        let run = async {
-            let once = async |conn: &mut redis::aio::ConnectionManager| match req {
+        let run = |mut conn: ConnectionManager| async move {
+            let once = async |conn: &mut ConnectionManager| match req {
                 Request::Cmd(c) => c.query_async::<T>(conn).await,
                 Request::Pipe(p) => p.query_async::<T>(conn).await,
             };
@@ -266,8 +267,7 @@ impl RedisBackend {
         call: Traced<'_>,
         scripts: &[&'static Script],
     ) -> Result<()> {
-        let mut conn = self.conn().clone();
-        let run = async {
+        let run = |mut conn: ConnectionManager| async move {
             for s in scripts {
                 s.load_async(&mut conn).await?;
             }
@@ -276,22 +276,45 @@ impl RedisBackend {
         self.bounded(&call, &self.span(&call), run).await
     }
 
-    /// `run` for `call`, inside `span`, within the operation timeout (past
-    /// it: `Unavailable` naming the endpoint), redis errors mapped.
-    async fn bounded<T>(
+    /// `run` on the connection in use for `call`, inside `span`, within
+    /// the operation timeout (past it: `Unavailable` naming the endpoint),
+    /// redis errors mapped. Behind sentinels, an error saying the server may
+    /// be gone or read-only (or no answer in time) asks them where the
+    /// master is (see [`sentinel`](crate::sentinel)); `run` is repeated on
+    /// the new master only when the server refused it without running it.
+    async fn bounded<T, F: Future<Output = redis::RedisResult<T>>>(
         &self,
         call: &Traced<'_>,
         span: &Span,
-        run: impl Future<Output = redis::RedisResult<T>>,
+        run: impl Fn(ConnectionManager) -> F,
     ) -> Result<T> {
         let cfg = self.config();
-        match tokio::time::timeout(cfg.timeout(), run)
+        let (conn, generation) = self.current();
+        let attempt = async {
+            match run(conn).await {
+                Err(e) if self.sentinels().is_some() && error::is_unavailable(&e) => {
+                    if !sentinel::not_run(&e) {
+                        self.follow_master_later(generation);
+                        return Err(e);
+                    }
+                    if !self.follow_master(generation).await {
+                        return Err(e);
+                    }
+                    run(self.conn()).await
+                }
+                res => res,
+            }
+        };
+        match tokio::time::timeout(cfg.timeout(), attempt)
             .instrument(span.clone())
             .await
         {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(error::from_redis(cfg, &call.describe(), e)),
-            Err(_) => Err(error::timed_out(cfg, &call.describe(), cfg.timeout())),
+            Err(_) => {
+                self.follow_master_later(generation);
+                Err(error::timed_out(cfg, &call.describe(), cfg.timeout()))
+            }
         }
     }
 

@@ -1,7 +1,7 @@
 //! # coord-redis: coord's Redis backend
 //!
 //! [`RedisBackend`] implements coord's backend SPI ([`coord_api::spi::Backend`])
-//! on Redis 6.2 or later, with every family: the lock family (exclusive,
+//! on Redis 6.2 or later ([`MIN_VERSION`]; tested on 7.0), with every family: the lock family (exclusive,
 //! reentrant, read-write, semaphore), leader elections, membership groups,
 //! run-once jobs, barriers and latches (cyclic and double barriers,
 //! countdown latches), job graphs, work queues, shared values and circuit breakers work across processes and hosts with
@@ -21,6 +21,8 @@
 //! |---|---|
 //! | `config` | [`RedisConfig`], [`RedisConfigBuilder`], [`Endpoint`]: URL and builder configuration |
 //! | `backend` | [`RedisBackend`]: connections, the root [`Backend`](coord_api::spi::Backend) |
+//! | `sentinel` | `redis+sentinel://`: the master found through the sentinels, and followed when it moves (`coord.redis.failover` spans) |
+//! | `server` | [`ServerInfo`]: the server's version and optional commands, asked at connect; [`MIN_VERSION`] |
 //! | `eval` | the one EVALSHA helper (span, timeout, NOSCRIPT reload, error mapping), the one TTL conversion, reply decoding shared by families |
 //! | `lua/` | `prelude.lua` (ahead of every script: the operation, the server's clock read lazily, the fencing-token rule `next_token`); `deadlines.lua` (leases as sorted-set members) |
 //! | `locks/` | locks, read-write locks, semaphores: `lock.lua`, `rwlock.lua`, `semaphore.lua`, key layout, arguments, replies |
@@ -83,6 +85,10 @@ mod ops;
 mod pubsub;
 #[cfg(not(madsim))]
 mod queues;
+#[cfg(not(madsim))]
+mod sentinel;
+#[cfg(not(madsim))]
+mod server;
 mod state;
 #[cfg(not(madsim))]
 mod topics;
@@ -91,6 +97,8 @@ mod topics;
 pub use backend::RedisBackend;
 #[cfg(not(madsim))]
 pub use config::{
-    CONFIG_KEYS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Endpoint, RedisConfig,
-    RedisConfigBuilder,
+    CONFIG_KEYS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_SENTINEL_PORT, DEFAULT_TIMEOUT, Endpoint,
+    MAX_MASTER_NAME, RedisConfig, RedisConfigBuilder,
 };
+#[cfg(not(madsim))]
+pub use server::{MIN_VERSION, ServerInfo, Version};

@@ -6,7 +6,10 @@
 //! of each channel: the first watch subscribes, the last one to go
 //! unsubscribes. Subscribe and unsubscribe commands are serialized so that a
 //! late unsubscribe never undoes a newer subscribe. A lost connection wakes
-//! every watch (a spurious wake-up is allowed; a missed one is not).
+//! every watch (a spurious wake-up is allowed; a missed one is not). When
+//! the master moves (Sentinel), the backend hands the hub a connection to
+//! the new one ([`Hub::switch`]): every channel is subscribed again there,
+//! then every watch is woken.
 //!
 //! Wake-ups: a watch made with [`Wake::All`] is woken by every message on
 //! its channel. Watches made with [`Wake::One`] (waiters for an exclusive
@@ -41,7 +44,8 @@ use crate::{RedisConfig, error};
 /// The subscriptions of one backend.
 pub(crate) struct Hub {
     config: RedisConfig,
-    conn: ConnectionManager,
+    /// Replaced when the master moves.
+    conn: std::sync::RwLock<ConnectionManager>,
     channels: Arc<Channels>,
     /// Serializes SUBSCRIBE / UNSUBSCRIBE.
     commands: tokio::sync::Mutex<()>,
@@ -186,9 +190,60 @@ impl Hub {
     ) -> Hub {
         Hub {
             config,
-            conn,
+            conn: std::sync::RwLock::new(conn),
             channels,
             commands: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Where the pub/sub connection's pushes go.
+    pub(crate) fn channels(&self) -> &Arc<Channels> {
+        &self.channels
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.conn.read().unwrap().clone()
+    }
+
+    /// Uses `conn` (to the server the master moved to) from now on: every
+    /// channel watched is subscribed on it, then every watch is woken and
+    /// every listener told that messages may have been lost (whether the
+    /// subscriptions succeeded or not: a wake-up is a hint, waiters read
+    /// again).
+    pub(crate) fn switch(self: &Arc<Self>, conn: ConnectionManager) {
+        *self.conn.write().unwrap() = conn;
+        let hub = self.clone();
+        drop(tokio::spawn(async move { hub.resubscribe().await }));
+    }
+
+    async fn resubscribe(&self) {
+        let _serial = self.commands.lock().await;
+        let names: Vec<String> = {
+            let mut state = self.channels.0.lock().unwrap();
+            for entry in state.channels.values_mut() {
+                entry.confirmed = false;
+            }
+            state.channels.keys().cloned().collect()
+        };
+        let mut conn = self.conn();
+        let subscribed = !names.is_empty()
+            && matches!(
+                tokio::time::timeout(self.config.timeout(), conn.subscribe(&names)).await,
+                Ok(Ok(()))
+            );
+        let subscribed: std::collections::HashSet<&String> = if subscribed {
+            names.iter().collect()
+        } else {
+            Default::default()
+        };
+        let mut state = self.channels.0.lock().unwrap();
+        for (name, entry) in state.channels.iter_mut() {
+            // (A channel watched since is being subscribed by its watch.)
+            entry.confirmed = subscribed.contains(name);
+            for f in entry.watches.values().filter_map(|s| s.feed.as_ref()) {
+                f.lost.store(true, Ordering::Release);
+            }
+            entry.wake_all();
         }
     }
 
@@ -260,7 +315,7 @@ impl Hub {
         if !confirmed {
             let _serial = self.commands.lock().await;
             let what = format!("subscribe to {}", watch.channel);
-            let mut conn = self.conn.clone();
+            let mut conn = self.conn();
             match tokio::time::timeout(self.config.timeout(), conn.subscribe(&watch.channel)).await
             {
                 Ok(Ok(())) => {}
@@ -327,7 +382,7 @@ impl Hub {
         {
             return; // watched again meanwhile
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let _ = tokio::time::timeout(self.config.timeout(), conn.unsubscribe(&channel)).await;
     }
 }

@@ -158,6 +158,11 @@ impl RedisServer {
         self.port
     }
 
+    /// The last lines of the server's log (for failure messages).
+    pub fn log(&self) -> String {
+        log_tail(self.dir.path())
+    }
+
     /// The unix socket the server also listens on.
     pub fn socket_path(&self) -> PathBuf {
         self.dir.path().join("redis.sock")
@@ -381,7 +386,7 @@ pub fn redis_server_binary() -> PathBuf {
 
 /// Spawns `cmd` from one long-lived thread, with `PR_SET_PDEATHSIG` set to
 /// SIGKILL: the child dies with this process, however it ends.
-fn spawn_tied_to_process(cmd: Command) -> std::io::Result<Child> {
+pub(crate) fn spawn_tied_to_process(cmd: Command) -> std::io::Result<Child> {
     type Request = (Command, mpsc::Sender<std::io::Result<Child>>);
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<Request>>> = OnceLock::new();
     let tx = SPAWNER
@@ -503,14 +508,14 @@ fn make_test_certificates(dir: &Path) {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind(("127.0.0.1", 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("find a free loopback port")
 }
 
-fn ping(port: u16) -> bool {
+pub(crate) fn ping(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect_timeout(
         &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         Duration::from_millis(200),
@@ -523,7 +528,7 @@ fn ping(port: u16) -> bool {
     s.write_all(b"PING\r\n").is_ok() && matches!(s.read(&mut buf), Ok(n) if n > 0)
 }
 
-fn log_tail(dir: &Path) -> String {
+pub(crate) fn log_tail(dir: &Path) -> String {
     let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(5)..].join(" | ")

@@ -10,6 +10,7 @@ use coord_api::{Client, ClientBuilder, Error, InstanceId, Namespace, Result, url
 /// |---|---|
 /// | `memory://` | the process-wide in-process store ([`memory::process_store`](crate::memory::process_store)) |
 /// | `redis://[user:pass@]host:port/db`, `rediss://…` (TLS), `unix:///path`, `redis+unix:///path` | Redis (`coord-redis`) |
+/// | `redis+sentinel://[user:pass@]host1:26379,host2:26379/mymaster[/db]` | Redis behind Sentinel: the master found through the sentinels, and followed through a failover |
 ///
 /// Query keys understood for every scheme:
 /// - `namespace=<ns>`: the namespace every key lives in (default `coord`);
@@ -17,7 +18,8 @@ use coord_api::{Client, ClientBuilder, Error, InstanceId, Namespace, Result, url
 ///   (default: host name, pid and a random suffix).
 ///
 /// The Redis backend takes further keys of its own (`timeout`,
-/// `connect_timeout`, `db`, `user`, `password`, `tls_ca_file`; see
+/// `connect_timeout`, `db`, `user`, `password`, `tls_ca_file`, and for
+/// Sentinel `sentinel_user`, `sentinel_password`; see
 /// `coord::redis::RedisConfig`). URLs are parsed by
 /// [`coord_api::url::BackendUrl`]: user name, password and query values are
 /// percent-decoded, and a key given twice is refused also when spelled
@@ -59,7 +61,9 @@ pub async fn connect(url: &str) -> Result<Client> {
     let instance = url.take_with("instance", InstanceId::new)?;
     let mut builder = match url.scheme() {
         "memory" => memory(url)?,
-        "redis" | "rediss" | "unix" | "redis+unix" => redis(url).await?,
+        "redis" | "rediss" | "unix" | "redis+unix" | "redis+sentinel" | "rediss+sentinel" => {
+            redis(url).await?
+        }
         other => {
             // Without `//` the "scheme" may be a user name (`user:pass@host`).
             let named = if url.has_authority() {
@@ -69,7 +73,7 @@ pub async fn connect(url: &str) -> Result<Client> {
             };
             return Err(Error::config(format!(
                 "unknown URL scheme{named} (known: memory://, redis://, rediss://, unix://, \
-                 redis+unix://)"
+                 redis+unix://, redis+sentinel://)"
             )));
         }
     };

@@ -77,3 +77,29 @@ async fn unreachable_redis_is_unavailable_not_config() {
     }
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_url_finds_the_master_with_instance_and_namespace() {
+    let set = tokio::task::spawn_blocking(|| coord_testkit::sentinel::SentinelSet::start_with(1))
+        .await
+        .unwrap();
+    let url = format!("{}?namespace=facade-s&instance=worker-s", set.url());
+    let client = connect(&url).await.unwrap();
+    assert_eq!(client.backend().namespace().as_str(), "facade-s");
+    assert_eq!(client.instance_id().as_str(), "worker-s");
+    assert!(client.backend().to_string().starts_with("redis+sentinel("));
+    let guard = client.lock("job").try_lock().await.unwrap().expect("free");
+    assert!(guard.release().await.unwrap());
+    // Sentinel keys are refused on a plain URL; a host list too.
+    let e = connect(&format!(
+        "{}?sentinel_password=x",
+        RedisServer::shared().url()
+    ))
+    .await
+    .unwrap_err();
+    assert!(matches!(e, Error::Config { .. }), "{e:?}");
+    let e = connect("redis://127.0.0.1:1,127.0.0.1:2/0")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Config { .. }), "{e:?}");
+}

@@ -423,14 +423,20 @@ fn health_is_degraded_until_the_scripts_are_loaded_then_ready() {
     let names: Vec<_> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["round_trip", "scripts", "renewal_lag", "clock_offset"]
+        [
+            "round_trip",
+            "scripts",
+            "server",
+            "renewal_lag",
+            "clock_offset"
+        ]
     );
     let table = ctl(&url, &["health"]);
     assert_eq!(table.code, 0);
     let mut lines = table.stdout.lines();
     assert!(lines.next().unwrap().ends_with(": ready"), "{table:?}");
     assert!(lines.next().unwrap().starts_with("CHECK"), "{table:?}");
-    assert_eq!(lines.count(), 4, "{table:?}");
+    assert_eq!(lines.count(), 5, "{table:?}");
 }
 
 #[test]

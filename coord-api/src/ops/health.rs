@@ -43,7 +43,8 @@ impl fmt::Display for Status {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Check {
-    /// `round_trip`, `scripts`, `renewal_lag` or `clock_offset`.
+    /// `round_trip`, `scripts`, `server` (what the backend says it runs
+    /// on: always Ready), `renewal_lag` or `clock_offset`.
     pub name: &'static str,
     /// What it found.
     pub status: Status,
@@ -145,6 +146,9 @@ pub(crate) async fn check_health(ops: &Operations) -> Health {
                 "not loaded yet: the next calls load them".to_owned()
             },
         ));
+    }
+    if let Some(server) = probe.server {
+        checks.push(check("server", Status::Ready, None, server));
     }
     checks.push(match client.renewals().worst_lag() {
         None => check(

@@ -520,12 +520,25 @@ pub struct Probe {
     /// Whether everything the backend needs server-side is in place
     /// (Redis: its scripts are loaded); `None` when nothing is needed.
     pub ready: Option<bool>,
+    /// What the server is, for operators (Redis: its version and the
+    /// optional commands it has); `None` when there is nothing to say.
+    pub server: Option<String>,
 }
 
 impl Probe {
     /// The backend answered at `server_time`; `ready` as [`Probe::ready`].
     pub fn new(server_time: SystemTime, ready: Option<bool>) -> Probe {
-        Probe { server_time, ready }
+        Probe {
+            server_time,
+            ready,
+            server: None,
+        }
+    }
+
+    /// The same, saying what the server is ([`Probe::server`]).
+    pub fn with_server(mut self, server: impl Into<String>) -> Probe {
+        self.server = Some(server.into());
+        self
     }
 }
 

@@ -284,3 +284,64 @@ fn the_password_is_never_printed() {
     }));
     assert_hidden(&e, SECRET);
 }
+
+#[test]
+fn a_host_list_is_read_by_whoever_takes_it() {
+    let mut u = BackendUrl::parse(
+        "redis+sentinel://u:p%2Cw@a.example:26379,10.0.0.2:26380,[::1]/mymaster/2?db=1",
+    )
+    .unwrap();
+    assert_eq!(u.username(), Some("u"));
+    assert_eq!(u.password().map(Password::expose), Some("p,w"));
+    assert_eq!(u.path(), "/mymaster/2");
+    assert_eq!(
+        u.take_hosts(),
+        [
+            ("a.example".to_owned(), Some(26379)),
+            ("10.0.0.2".to_owned(), Some(26380)),
+            ("::1".to_owned(), None),
+        ]
+    );
+    u.take("db");
+    u.deny_unknown_keys().unwrap();
+    // One host is a list of one, taken or not.
+    let mut u = BackendUrl::parse("redis://h:1/0").unwrap();
+    u.deny_unknown_keys().unwrap();
+    assert_eq!(u.take_hosts(), [("h".to_owned(), Some(1))]);
+    // A backend that takes one host refuses a list it did not take.
+    let e = config_error(BackendUrl::parse("redis://a:1,b:2/0").and_then(|u| {
+        u.deny_unknown_keys()?;
+        Ok(u)
+    }));
+    assert!(e.to_string().contains("names 2"), "{e}");
+}
+
+#[test]
+fn a_bad_host_list_is_refused_without_quoting_it() {
+    for url in [
+        "redis+sentinel://a:1,,b:2/m",
+        "redis+sentinel://a:1,/m",
+        "redis+sentinel://a:1,b:notaport/m",
+        "redis+sentinel://u:Tr0ub4dor@a:1,b:Tr0ub4dor/m",
+        "redis+sentinel://a:1,[::1/m",
+    ] {
+        let e = config_error(BackendUrl::parse(url));
+        assert_hidden(&e, SECRET);
+        assert!(e.to_string().contains("malformed URL"), "{url}: {e}");
+    }
+}
+
+#[test]
+fn a_sentinel_password_is_never_quoted_and_what_follows_is_suspect() {
+    let mut u = BackendUrl::parse("x://h?sentinel_password=Tr0ub4dor").unwrap();
+    let e = config_error(u.take_with("sentinel_password", |_| -> Result<()> {
+        Err(Error::config(format!("bad {SECRET}")))
+    }));
+    assert!(assert_hidden(&e, SECRET).contains("`sentinel_password`"));
+    // `&` unencoded in the password: the rest is never named.
+    let e = config_error(parse_as_backend(
+        "x://h?sentinel_password=ab&Tr0ub4dor=1",
+        &["sentinel_password"],
+    ));
+    assert_hidden(&e, SECRET);
+}

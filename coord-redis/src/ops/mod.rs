@@ -329,6 +329,6 @@ impl OpsBackend for RedisBackend {
         };
         let server_time =
             SystemTime::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_micros(micros);
-        Ok(Probe::new(server_time, Some(ready)))
+        Ok(Probe::new(server_time, Some(ready)).with_server(self.server_info().to_string()))
     }
 }

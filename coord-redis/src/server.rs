@@ -1,0 +1,204 @@
+//! Knowing the server: what it said of itself at connect ([`ServerInfo`]),
+//! and the oldest version coord runs on ([`MIN_VERSION`]).
+//!
+//! At connect (and on every new master after a failover) the backend sends
+//! `INFO server` and `COMMAND INFO spublish waitaof` in one round trip.
+//! A server older than [`MIN_VERSION`] is refused with `Error::Config`
+//! naming both versions. A server that does not say (an ACL without `INFO`
+//! or `COMMAND`) is taken as it is: every script fails clearly if a command
+//! is missing.
+//!
+//! What chooses on the answers today: nothing but the minimum. Each
+//! optional feature is recorded for the parts of issue 20 that need it:
+//! sharded pub/sub (`SPUBLISH`, 7.0) for Redis Cluster, `WAITAOF` (7.2) for
+//! confirmed writes, `SET … NX GET` (7.0) for a plain-command lock path.
+
+use std::fmt;
+
+use coord_api::{Error, Result};
+use redis::{Value, aio::ConnectionManager};
+
+use crate::{RedisConfig, error};
+
+/// The oldest Redis coord runs on: the scripts use `XTRIM … MINID` (6.2)
+/// and effects replication of scripts that read `TIME` before writing
+/// (the default since 5.0); wake-ups use RESP3 pub/sub on a multiplexed
+/// connection (6.0).
+pub const MIN_VERSION: Version = Version(6, 2, 0);
+
+/// A server version, `major.minor.patch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version(pub u32, pub u32, pub u32);
+
+impl Version {
+    /// `7.0.15` → `Version(7, 0, 15)`; a missing part is 0; `None` if a
+    /// part is not a number.
+    ///
+    /// ```
+    /// use coord_redis::Version;
+    /// assert_eq!(Version::parse("7.0.15"), Some(Version(7, 0, 15)));
+    /// assert_eq!(Version::parse("7.2"), Some(Version(7, 2, 0)));
+    /// assert!(Version::parse("seven").is_none());
+    /// ```
+    pub fn parse(text: &str) -> Option<Version> {
+        let mut parts = text.trim().splitn(3, '.').map(|p| p.parse::<u32>().ok());
+        let major = parts.next()??;
+        let minor = parts.next().unwrap_or(Some(0))?;
+        let patch = parts.next().unwrap_or(Some(0))?;
+        Some(Version(major, minor, patch))
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// What the server in use said of itself (see
+/// [`RedisBackend::server_info`](crate::RedisBackend::server_info)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerInfo {
+    /// `redis_version` of `INFO server`; `None` when the server did not
+    /// say.
+    pub version: Option<Version>,
+    /// Sharded pub/sub (`SPUBLISH`, `SSUBSCRIBE`: 7.0).
+    pub spublish: bool,
+    /// `WAITAOF` (7.2).
+    pub waitaof: bool,
+    /// `SET … NX GET` (7.0; `GET` with `NX` is refused before).
+    pub set_nx_get: bool,
+}
+
+impl ServerInfo {
+    /// Reads the replies to `INFO server` and `COMMAND INFO spublish
+    /// waitaof` (either `None` when refused).
+    pub(crate) fn from_replies(info: Option<&str>, commands: Option<&Value>) -> ServerInfo {
+        let version = info.and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("redis_version:"))
+                .and_then(Version::parse)
+        });
+        // COMMAND INFO answers one entry per name asked, nil when unknown.
+        let known = |i: usize| match commands {
+            Some(Value::Array(entries)) => {
+                matches!(entries.get(i), Some(Value::Array(_)) | Some(Value::Map(_)))
+            }
+            _ => false,
+        };
+        ServerInfo {
+            version,
+            spublish: known(0),
+            waitaof: known(1),
+            set_nx_get: version.is_some_and(|v| v >= Version(7, 0, 0)),
+        }
+    }
+
+    /// `Error::Config` for a server older than [`MIN_VERSION`].
+    pub(crate) fn check(&self, config: &RedisConfig, server: &str) -> Result<()> {
+        match self.version {
+            Some(v) if v < MIN_VERSION => Err(Error::config(format!(
+                "{config}: the Redis server at {server} is version {v}; coord needs \
+                 {MIN_VERSION} or later (its scripts use XTRIM MINID, its wake-ups RESP3)"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Asks the server behind `conn` (one round trip, within the connect
+    /// timeout).
+    pub(crate) async fn probe(config: &RedisConfig, conn: &ConnectionManager) -> Result<Self> {
+        let mut conn = conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        pipe.cmd("INFO").arg("server");
+        pipe.cmd("COMMAND")
+            .arg("INFO")
+            .arg("spublish")
+            .arg("waitaof");
+        // Each reply on its own: a refused command (an ACL) is `None`.
+        let ask = pipe.query_async::<Vec<redis::RedisResult<Value>>>(&mut conn);
+        let replies = match tokio::time::timeout(config.connect_timeout(), ask).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(error::from_redis(config, "ask the server its version", e)),
+            Err(_) => {
+                return Err(error::timed_out(
+                    config,
+                    "ask the server its version",
+                    config.connect_timeout(),
+                ));
+            }
+        };
+        let info = match replies.first() {
+            Some(Ok(Value::BulkString(b))) => std::str::from_utf8(b).ok().map(str::to_owned),
+            Some(Ok(Value::VerbatimString { text, .. })) => Some(text.clone()),
+            _ => None,
+        };
+        let commands = replies.get(1).and_then(|r| r.as_ref().ok());
+        Ok(ServerInfo::from_replies(info.as_deref(), commands))
+    }
+}
+
+impl fmt::Display for ServerInfo {
+    /// `redis 7.0.15 (SPUBLISH yes, WAITAOF no, SET NX GET yes)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        match self.version {
+            Some(v) => write!(f, "redis {v}")?,
+            None => f.write_str("redis (version not said)")?,
+        }
+        write!(
+            f,
+            " (SPUBLISH {}, WAITAOF {}, SET NX GET {})",
+            yes(self.spublish),
+            yes(self.waitaof),
+            yes(self.set_nx_get)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Value {
+        Value::Array(vec![Value::BulkString(b"spublish".to_vec())])
+    }
+
+    #[test]
+    fn versions_and_commands_are_read_from_the_replies() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n";
+        let commands = Value::Array(vec![entry(), Value::Nil]);
+        let s = ServerInfo::from_replies(Some(info), Some(&commands));
+        assert_eq!(s.version, Some(Version(7, 0, 15)));
+        assert!(s.spublish && !s.waitaof && s.set_nx_get);
+        assert_eq!(
+            s.to_string(),
+            "redis 7.0.15 (SPUBLISH yes, WAITAOF no, SET NX GET yes)"
+        );
+        let s = ServerInfo::from_replies(
+            Some("redis_version:7.2.4\r\n"),
+            Some(&Value::Array(vec![entry(), entry()])),
+        );
+        assert!(s.waitaof);
+        // Refused (an ACL): nothing known, nothing refused.
+        let s = ServerInfo::from_replies(None, None);
+        assert_eq!((s.version, s.spublish, s.set_nx_get), (None, false, false));
+        let cfg = RedisConfig::from_url("redis://h/0").unwrap();
+        assert!(s.check(&cfg, "h:6379").is_ok());
+    }
+
+    #[test]
+    fn a_server_older_than_the_minimum_is_refused_naming_both_versions() {
+        let cfg = RedisConfig::from_url("redis://u:Secret9@h:1/0").unwrap();
+        let old = ServerInfo::from_replies(Some("redis_version:6.0.16\r\n"), None);
+        let e = old.check(&cfg, "h:1").unwrap_err();
+        assert!(matches!(e, Error::Config { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(text.contains("6.0.16") && text.contains("6.2.0"), "{text}");
+        assert!(!text.contains("Secret9"), "{text}");
+        let ok = ServerInfo::from_replies(Some("redis_version:6.2.0\r\n"), None);
+        assert!(ok.check(&cfg, "h:1").is_ok());
+    }
+}
