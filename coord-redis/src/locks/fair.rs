@@ -7,10 +7,13 @@
 //! ```
 //!
 //! (`space` `lock` or `semaphore`.) Both expire with the latest place and
-//! are deleted when empty. A fair lock's lease is stored with kind `E` or
-//! `R`: its release publishes `freed` (every waiter looks again: only the
-//! head of the queue can go in); a fair semaphore waiter keeps the
-//! semaphore's wide-waiter mark up for its waiter TTL, to the same end.
+//! are deleted when empty. A fair lock's release publishes `released` like
+//! any other: it wakes the oldest waiter of each process, which is that
+//! process's first in line unless it lost its place; a queued step that
+//! finds the lock free while someone else heads the queue publishes `freed`
+//! (every waiter looks again), so a wake-up gone to the wrong waiter is
+//! handed on. A fair semaphore waiter keeps the semaphore's wide-waiter
+//! mark up for its waiter TTL, so that releases wake every waiter.
 
 use std::time::Duration;
 
@@ -56,8 +59,7 @@ fn tail(eval: &mut Eval, names: &mut Names, lease: &LeaseId, waiter_ttl: u64, en
 }
 
 /// The EVALSHA of a queued acquisition of `lease`: the space's acquire
-/// arguments (a fair lock's kind in capitals; a semaphore's count always
-/// given), then the tail. `InvalidArgument` for a kind with no fair mode
+/// arguments (a semaphore's count always given), then the tail. `InvalidArgument` for a kind with no fair mode
 /// or a waiter TTL out of range.
 pub(super) fn queued_eval(
     ns: &Namespace,

@@ -5,9 +5,7 @@
 -- GET, DEL, PUBLISH.
 --
 -- KEYS[1] the lease: a string 'kind|holds|token|holder' (kind 'e' exclusive,
---   'r' reentrant; 'E', 'R' granted to a fair waiter, whose release wakes
---   every waiter: only the head of the queue can use it) that expires with
---   the lease (PX = its TTL).
+--   'r' reentrant) that expires with the lease (PX = its TTL).
 -- KEYS[2] the token counter (next_token), passed by acquire alone. It is
 --   written at every grant and outlives the lease by LOCK_COUNTER_KEEP_MS.
 --   (Written only while the clock lagged behind it, as an earlier version
@@ -15,8 +13,9 @@
 --   The price: a key per lock for that hour, and a GET and a SET of it more
 --   per grant.)
 -- ARGV[1] the operation; the rest depends on it:
---   acquire  KEYS lease, counter  ARGV op, holder, ttl_ms, kind ('e' | 'r',
---            'E' | 'R' from fair.lua's queued step, which runs first)
+--   acquire  KEYS lease, counter  ARGV op, holder, ttl_ms, kind ('e' | 'r')
+--            (also as fair.lua's queued step, which runs first: a grant
+--            calls its `on_grant`)
 --   extend   KEYS lease           ARGV op, holder, ttl_ms
 --   release  KEYS lease           ARGV op, holder, channel
 --   force    KEYS lease           ARGV op, channel
@@ -41,9 +40,9 @@ if op == 'acquire' then
   local cur = redis.call('GET', l)
   if cur then
     local kind, holds, tok, who = parse(cur)
-    if who == holder and (kind == 'r' or kind == 'R') and (want == 'r' or want == 'R') then
+    if who == holder and kind == 'r' and want == 'r' then
       holds = tonumber(holds) + 1
-      redis.call('SET', l, kind .. '|' .. holds .. '|' .. tok .. '|' .. holder, 'PX', ttl)
+      redis.call('SET', l, 'r|' .. holds .. '|' .. tok .. '|' .. holder, 'PX', ttl)
       if on_grant then on_grant() end
       return {1, tonumber(tok), holds}
     end
@@ -66,11 +65,7 @@ elseif op == 'release' then
     return holds
   end
   redis.call('DEL', l)
-  if kind == 'E' or kind == 'R' then
-    redis.call('PUBLISH', ARGV[3], 'freed')
-  else
-    redis.call('PUBLISH', ARGV[3], 'released')
-  end
+  redis.call('PUBLISH', ARGV[3], 'released')
   return 0
 elseif op == 'extend' then
   local cur = redis.call('GET', l)

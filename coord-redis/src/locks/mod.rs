@@ -145,8 +145,8 @@ pub(crate) fn stored_kind(
     holds: i64,
 ) -> Option<LeaseKind> {
     Some(match (space, kind) {
-        (LockSpace::Lock, "e" | "E") => LeaseKind::Exclusive,
-        (LockSpace::Lock, "r" | "R") => LeaseKind::Reentrant,
+        (LockSpace::Lock, "e") => LeaseKind::Exclusive,
+        (LockSpace::Lock, "r") => LeaseKind::Reentrant,
         (LockSpace::RwLock, "r") => LeaseKind::Read,
         (LockSpace::RwLock, "w") => LeaseKind::Write,
         (LockSpace::Semaphore, "p") => LeaseKind::Permits {
