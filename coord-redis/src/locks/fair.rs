@@ -73,9 +73,9 @@ pub(super) fn queued_eval(
     match lease.kind {
         LeaseKind::Exclusive | LeaseKind::Reentrant => {
             let kind = if lease.kind == LeaseKind::Exclusive {
-                "E"
+                "e"
             } else {
-                "R"
+                "r"
             };
             eval.holder(&lease.holder).arg(ttl).arg(kind);
         }

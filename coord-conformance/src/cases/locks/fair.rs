@@ -213,6 +213,32 @@ pub async fn fair_dead_waiter_skipped_after_its_waiter_ttl(h: &dyn Harness) {
     }
 }
 
+/// A fair reentrant handle that holds the lock re-enters without queueing
+/// (a waiter is queued meanwhile), and the waiter gets the lock once every
+/// hold is released.
+#[needs(Need::Reentrant)]
+pub async fn fair_reentrant_lock_reenters_without_queueing(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let lock = a.lock("k").fair(true).reentrant(true);
+    let g1 = take(&lock, "first hold").await;
+    let first = g1.token();
+    let (w, sw) = waiter(&ctx, "w").await;
+    let wait = tokio::spawn(async move { w.lock("k").fair(true).reentrant(true).lock().await });
+    queued(&sw, 1, "waiter").await;
+    let g2 = at_once(lock.lock()).await.expect("re-entered, not queued");
+    assert_eq!((g2.token(), lock.hold_count().await.unwrap()), (first, 2));
+    assert!(g2.release().await.unwrap());
+    assert!(g1.release().await.unwrap());
+    let g = join(wait, ms(3000), "waiter").await.expect("granted after both holds");
+    assert!(g.token() > first);
+    // The fair grants are listed like any other.
+    let held = lock.holders().await.unwrap();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!((held[0].kind, held[0].token), (LeaseKind::Reentrant, g.token()));
+    g.release().await.unwrap();
+}
+
 /// A cancelled wait and a timed-out wait give their places back at once:
 /// the waiter behind them is granted right after the release, long before
 /// their waiter TTLs (5 s) pass.
