@@ -2,3 +2,6 @@
 
 #[cfg(not(madsim))]
 pub mod redis_tool;
+
+#[cfg(not(madsim))]
+pub mod fair_load;

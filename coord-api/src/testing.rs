@@ -103,6 +103,18 @@ impl LockBackend for Counting {
     async fn downgrade(&self, _: &LeaseId, _: Duration) -> Result<Option<Grant>> {
         Ok(None)
     }
+    async fn acquire_queued(
+        &self,
+        lease: &LeaseId,
+        ttl: Duration,
+        _: Duration,
+        _: bool,
+    ) -> Result<Acquire> {
+        self.acquire(lease, ttl).await
+    }
+    async fn leave_queue(&self, _: &LeaseId) -> Result<bool> {
+        Ok(false)
+    }
     async fn force_release(&self, _: LockSpace, _: &Key) -> Result<usize> {
         Ok(0)
     }

@@ -36,6 +36,8 @@ pub enum Need {
     ForceRelease,
     /// The lock family's inspection (`holders()`).
     Inspect,
+    /// Fair (first come, first served) locks and semaphores.
+    Fair,
     /// Elections.
     Elections,
     /// Membership groups.
@@ -76,6 +78,7 @@ impl Need {
             Need::ExpiryNotifications => lock(|c| c.expiry_notifications),
             Need::ForceRelease => lock(|c| c.force_release),
             Need::Inspect => lock(|c| c.inspect),
+            Need::Fair => lock(|c| c.fair),
             Need::Elections => families.elections,
             Need::Groups => families.groups,
             Need::Jobs => families.jobs,
@@ -103,6 +106,7 @@ impl Need {
             Need::ExpiryNotifications => "expiry notifications",
             Need::ForceRelease => "force release",
             Need::Inspect => "inspect",
+            Need::Fair => "fair locks",
             Need::Elections => "elections",
             Need::Groups => "groups",
             Need::Jobs => "jobs",

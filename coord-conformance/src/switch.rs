@@ -2,9 +2,10 @@
 //! every family at once (it sees every call as a [`Call`]).
 
 use std::{
+    collections::HashMap,
     fmt,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU8, AtomicUsize, Ordering},
     },
 };
@@ -26,6 +27,7 @@ pub struct Switch {
     inner: DynBackend,
     state: Arc<AtomicU8>,
     lost: Arc<AtomicUsize>,
+    answered: Arc<Mutex<HashMap<&'static str, usize>>>,
 }
 
 const ON: u8 = 0;
@@ -39,6 +41,7 @@ impl Switch {
             inner,
             state: Arc::new(AtomicU8::new(ON)),
             lost: Arc::new(AtomicUsize::new(0)),
+            answered: Default::default(),
         }
     }
 
@@ -61,6 +64,14 @@ impl Switch {
     /// waits on it to know that a retry loop ran (and was applied) again.
     pub fn replies_lost(&self) -> usize {
         self.lost.load(Ordering::SeqCst)
+    }
+
+    /// How many calls of the SPI method `name` (`acquire_queued`...) were
+    /// answered, switched on, so far: a case waits on it to know that a
+    /// call of a background task (a waiter's first attempt) was applied.
+    pub fn answered(&self, name: &str) -> usize {
+        let answered = self.answered.lock().unwrap_or_else(|p| p.into_inner());
+        answered.get(name).copied().unwrap_or(0)
     }
 }
 
@@ -101,7 +112,12 @@ impl Dispatch for Switch {
                     format!("{op}: reply lost (the test's switch; the call was applied)"),
                 ))
             }
-            _ => call.run(self.inner.clone()).await,
+            _ => {
+                let reply = call.run(self.inner.clone()).await;
+                let mut answered = self.answered.lock().unwrap_or_else(|p| p.into_inner());
+                *answered.entry(op.name).or_default() += 1;
+                reply
+            }
         }
     }
 }

@@ -105,6 +105,38 @@ impl LockBackend for MemoryBackend {
         Ok(grant)
     }
 
+    async fn acquire_queued(
+        &self,
+        lease: &LeaseId,
+        ttl: Duration,
+        waiter_ttl: Duration,
+        enqueue: bool,
+    ) -> Result<Acquire> {
+        let now = self.store.now();
+        let (answer, freed) = (self.store.inner.table)
+            .acquire_queued(&self.ns, lease, ttl, waiter_ttl, enqueue, now)?;
+        if let (Some(j), Acquire::Granted(g)) = (self.store.journal(), &answer) {
+            j.record(Event::Granted {
+                lease: leased(lease),
+                holder: &lease.holder,
+                token: g.token,
+            });
+        }
+        if freed == Freed::Yes {
+            self.notify_lock(lease.kind.space(), &lease.key);
+        }
+        Ok(answer)
+    }
+
+    async fn leave_queue(&self, lease: &LeaseId) -> Result<bool> {
+        let now = self.store.now();
+        let (left, freed) = self.store.inner.table.leave_queue(&self.ns, lease, now);
+        if freed == Freed::Yes {
+            self.notify_lock(lease.kind.space(), &lease.key);
+        }
+        Ok(left)
+    }
+
     async fn force_release(&self, space: LockSpace, key: &Key) -> Result<usize> {
         let now = self.store.now();
         let n = (self.store.inner.table).force_release(&self.ns, space, key, now);

@@ -12,6 +12,8 @@ use coord_api::{
     spi::{Acquire, Busy, Grant, LeaseId, Release, ResourceKind, Role},
 };
 
+mod fair;
+
 use crate::{
     ops::{Listed, Visit},
     sync::{AtomicU64, Lookup, Map, Ordering},
@@ -102,11 +104,13 @@ struct Entry {
     intents: Vec<(HolderId, Instant)>,
     /// A semaphore's permit count, fixed while permits are live.
     limit: Option<u32>,
+    /// Fair waiters in arrival order, until when their place lasts.
+    queue: Vec<(HolderId, Instant)>,
 }
 
 impl Entry {
     fn is_empty(&self) -> bool {
-        self.leases.is_empty() && self.intents.is_empty()
+        self.leases.is_empty() && self.intents.is_empty() && self.queue.is_empty()
     }
 
     /// Drops what has expired.
@@ -117,6 +121,9 @@ impl Entry {
         }
         if self.intents.iter().any(|(_, until)| *until <= now) {
             self.intents.retain(|(_, until)| *until > now);
+        }
+        if self.queue.iter().any(|(_, until)| *until <= now) {
+            self.queue.retain(|(_, until)| *until > now);
         }
         if self.leases.is_empty() {
             self.limit = None;
@@ -226,7 +233,6 @@ impl LeaseTable {
     ) -> Result<Acquire> {
         check_ttl(id, ttl)?;
         check_permits(id)?;
-        let kind = id.kind.canonical();
         let key = KeyRef {
             ns,
             space: id.kind.space(),
@@ -234,89 +240,102 @@ impl LeaseTable {
         };
         self.entries.update(&key, Entry::is_empty, |e, last| {
             e.purge(now);
-            let busy = |until: Option<Instant>| {
-                Ok(Acquire::Busy(Busy::new(
-                    until.map(|u| u.saturating_duration_since(now)),
-                )))
-            };
-            match kind {
-                LeaseKind::Exclusive | LeaseKind::Reentrant => {
-                    if let Some(l) = e.leases.first_mut() {
-                        if kind == LeaseKind::Reentrant
-                            && l.kind == LeaseKind::Reentrant
-                            && l.holder == id.holder
-                        {
-                            l.holds += 1;
-                            l.until = now + ttl;
-                            return Ok(Acquire::Granted(Grant::new(
-                                FencingToken(l.token),
-                                l.holds,
-                            )));
-                        }
-                        return busy(Some(l.until));
-                    }
-                }
-                LeaseKind::Read => {
-                    if let Some(i) = e.find(id) {
-                        // The same reader again: refresh, same token.
-                        let l = &mut e.leases[i];
+            self.grant(ns, e, last, id, ttl, now)
+        })
+    }
+
+    /// The acquisition of `id` on its purged entry `e` (whose shard counter
+    /// is `last`): granted, or busy, as
+    /// [`LockBackend::acquire`](coord_api::spi::LockBackend::acquire) says.
+    fn grant(
+        &self,
+        ns: &Namespace,
+        e: &mut Entry,
+        last: &mut u64,
+        id: &LeaseId,
+        ttl: Duration,
+        now: Instant,
+    ) -> Result<Acquire> {
+        let kind = id.kind.canonical();
+        let busy = |until: Option<Instant>| {
+            Ok(Acquire::Busy(Busy::new(
+                until.map(|u| u.saturating_duration_since(now)),
+            )))
+        };
+        match kind {
+            LeaseKind::Exclusive | LeaseKind::Reentrant => {
+                if let Some(l) = e.leases.first_mut() {
+                    if kind == LeaseKind::Reentrant
+                        && l.kind == LeaseKind::Reentrant
+                        && l.holder == id.holder
+                    {
+                        l.holds += 1;
                         l.until = now + ttl;
                         return Ok(Acquire::Granted(Grant::new(FencingToken(l.token), l.holds)));
                     }
-                    let is_writer = |l: &Lease| l.kind == LeaseKind::Write;
-                    let intent = e.intents.iter().map(|(_, u)| *u).min();
-                    if e.leases.iter().any(is_writer) || intent.is_some() {
-                        let writer = e.earliest(is_writer);
-                        return busy(writer.into_iter().chain(intent).min());
-                    }
-                }
-                LeaseKind::Write => {
-                    if !e.leases.is_empty() {
-                        let until = now + ttl;
-                        match e.intents.iter_mut().find(|(h, _)| *h == id.holder) {
-                            Some((_, u)) => *u = until,
-                            None => e.intents.push((id.holder.clone(), until)),
-                        }
-                        // The writer can go when the last lease in its way ends.
-                        return busy(e.latest());
-                    }
-                    e.intents.retain(|(h, _)| *h != id.holder);
-                }
-                LeaseKind::Permit { limit } | LeaseKind::Permits { limit, .. } => {
-                    if let Some(fixed) = e.limit
-                        && fixed != limit
-                    {
-                        return Err(Error::invalid(format!(
-                            "semaphore {:?} has {fixed} permits; asked with {limit}",
-                            id.key.as_str()
-                        )));
-                    }
-                    let live: u64 = e.leases.iter().map(|l| u64::from(l.holds)).sum();
-                    if live + u64::from(kind.permits()) > u64::from(limit) {
-                        return busy(e.earliest(|_| true));
-                    }
-                    e.limit = Some(limit);
-                }
-                // A kind added to the SPI that this store does not know yet.
-                other => {
-                    return Err(Error::NotSupported {
-                        operation: other.as_str(),
-                        backend: format!("memory(ns={ns})"),
-                    });
+                    return busy(Some(l.until));
                 }
             }
-            let token = self.key_token(last, now);
-            // A semaphore's lease counts its permits in `holds`.
-            let holds = kind.permits().max(1);
-            e.leases.push(Lease {
-                holder: id.holder.clone(),
-                kind,
-                token,
-                holds,
-                until: now + ttl,
-            });
-            Ok(Acquire::Granted(Grant::new(FencingToken(token), 1)))
-        })
+            LeaseKind::Read => {
+                if let Some(i) = e.find(id) {
+                    // The same reader again: refresh, same token.
+                    let l = &mut e.leases[i];
+                    l.until = now + ttl;
+                    return Ok(Acquire::Granted(Grant::new(FencingToken(l.token), l.holds)));
+                }
+                let is_writer = |l: &Lease| l.kind == LeaseKind::Write;
+                let intent = e.intents.iter().map(|(_, u)| *u).min();
+                if e.leases.iter().any(is_writer) || intent.is_some() {
+                    let writer = e.earliest(is_writer);
+                    return busy(writer.into_iter().chain(intent).min());
+                }
+            }
+            LeaseKind::Write => {
+                if !e.leases.is_empty() {
+                    let until = now + ttl;
+                    match e.intents.iter_mut().find(|(h, _)| *h == id.holder) {
+                        Some((_, u)) => *u = until,
+                        None => e.intents.push((id.holder.clone(), until)),
+                    }
+                    // The writer can go when the last lease in its way ends.
+                    return busy(e.latest());
+                }
+                e.intents.retain(|(h, _)| *h != id.holder);
+            }
+            LeaseKind::Permit { limit } | LeaseKind::Permits { limit, .. } => {
+                if let Some(fixed) = e.limit
+                    && fixed != limit
+                {
+                    return Err(Error::invalid(format!(
+                        "semaphore {:?} has {fixed} permits; asked with {limit}",
+                        id.key.as_str()
+                    )));
+                }
+                let live: u64 = e.leases.iter().map(|l| u64::from(l.holds)).sum();
+                if live + u64::from(kind.permits()) > u64::from(limit) {
+                    return busy(e.earliest(|_| true));
+                }
+                e.limit = Some(limit);
+            }
+            // A kind added to the SPI that this store does not know yet.
+            other => {
+                return Err(Error::NotSupported {
+                    operation: other.as_str(),
+                    backend: format!("memory(ns={ns})"),
+                });
+            }
+        }
+        let token = self.key_token(last, now);
+        // A semaphore's lease counts its permits in `holds`.
+        let holds = kind.permits().max(1);
+        e.leases.push(Lease {
+            holder: id.holder.clone(),
+            kind,
+            token,
+            holds,
+            until: now + ttl,
+        });
+        Ok(Acquire::Granted(Grant::new(FencingToken(token), 1)))
     }
 
     /// [`LockBackend::extend`](coord_api::spi::LockBackend::extend) on `ns`.
@@ -429,7 +448,10 @@ impl LeaseTable {
         self.entries.update(&key, Entry::is_empty, |e, _| {
             e.purge(now);
             let n = e.leases.len();
+            // Waiters keep their places: a force release ends leases.
+            let queue = std::mem::take(&mut e.queue);
             *e = Entry::default();
+            e.queue = queue;
             n
         })
     }
@@ -533,6 +555,7 @@ impl LeaseTable {
                     .iter()
                     .map(|l| l.until)
                     .chain(e.intents.iter().map(|(_, u)| *u))
+                    .chain(e.queue.iter().map(|(_, u)| *u))
                     .filter(|&at| at > after)
                     .min()
             })
@@ -583,7 +606,11 @@ pub(crate) fn kind_of(space: LockSpace) -> Option<ResourceKind> {
 fn visit_entry(space: LockSpace, key: &Key, e: &Entry, now: Instant, visit: Visit<'_>) {
     let Some(kind) = kind_of(space) else { return };
     let intents = e.intents.iter().filter(|(_, until)| *until > now);
-    let waiters = (space == LockSpace::RwLock).then(|| intents.clone().count() as u32);
+    let queued = e.queue.iter().filter(|(_, until)| *until > now).count() as u32;
+    let waiters = match space {
+        LockSpace::RwLock => Some(intents.clone().count() as u32),
+        _ => (queued > 0).then_some(queued),
+    };
     let listed = |role, holder, token, holds, until| Listed {
         name: key,
         occurrence: None,

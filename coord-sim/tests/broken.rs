@@ -320,3 +320,13 @@ fn state_versions_restarting_after_a_restart_are_caught() {
         ],
     );
 }
+
+#[test]
+fn a_fair_lock_ignoring_its_queue_is_caught() {
+    caught(
+        Scenario::fair_lock(),
+        Bug::FairIgnoresQueue,
+        "a_fair_lock_ignoring_its_queue_is_caught",
+        &["fair-order"],
+    );
+}

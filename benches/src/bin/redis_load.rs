@@ -30,7 +30,10 @@
 //! Scenarios: sequential on distinct keys from one task (target ≥ 0.95× the
 //! baseline), 64 tasks on distinct keys (≥ 0.9×), 16 tasks contending for
 //! one key (p99 wait ≤ 10 ms, most / fewest acquisitions per task ≤ 1.5).
-//! `ONLY=seq,par,contend` picks scenarios, `ROUNDS=n` the number of rounds,
+//! `fair`: the same 16 tasks handing one lock over, a plain lock and a fair
+//! one (decision 0033) in alternating rounds (`coord_benches::fair_load`;
+//! fair lock targets: most / fewest ≤ 1.1, p99 wait ≤ 5 ms).
+//! `ONLY=seq,par,contend,fair` picks scenarios, `ROUNDS=n` the number of rounds,
 //! `WHO=coord` measures one contender alone (for profiling), `STATS=1` prints
 //! the server's command statistics at the end.
 //!
@@ -472,7 +475,7 @@ mod load {
             .ok()
             .and_then(|r| r.parse().ok())
             .unwrap_or(DEFAULT_ROUNDS);
-        let only = std::env::var("ONLY").unwrap_or_else(|_| "seq,par,contend".into());
+        let only = std::env::var("ONLY").unwrap_or_else(|_| "seq,par,contend,fair".into());
         let baseline = Baseline::connect(&url, &config).await;
         let backend: DynBackend = Arc::new(RedisBackend::connect(config).await.unwrap());
         let client = Client::builder(backend.clone())
@@ -603,6 +606,10 @@ mod load {
                 verdict(p99 <= 10.0),
                 verdict(worst_fair <= 1.5)
             );
+        }
+        if only.contains("fair") {
+            println!();
+            coord_benches::fair_load::report(&client, rounds.min(4)).await;
         }
         if std::env::var_os("STATS").is_some() {
             println!("{:?}", server.command(&["INFO", "commandstats"]).unwrap());

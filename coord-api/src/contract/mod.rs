@@ -9,7 +9,7 @@
 //! | module | what it covers |
 //! |---|---|
 //! | [`common`] | the words (namespace, key, TTL, holder, fencing token, local validity, lost), invalid input and options, waiting, release and the clean-up of unanswered acquisitions, what holds through a Redis failover, errors, backends and families, tracing |
-//! | [`locks`] | exclusive, reentrant and read-write locks, semaphores, auto-extension, `holders()` and `force_release()` |
+//! | [`locks`] | exclusive, reentrant and read-write locks, semaphores, fair mode, auto-extension, `holders()` and `force_release()` |
 //! | [`election`] | elections, observers, the leader runner, quorum |
 //! | [`membership`] | membership groups |
 //! | [`jobs`] | `Job::run` and `run_once` |

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex, Weak};
 
-use super::{request::Request, require};
+use super::{fair::FairMode, request::Request, require};
 use crate::{
     Acquire, Client, LeaseInfo, LeaseKind, LockGuard, LockSpace, Result,
     handle::{Handle, option_setters},
@@ -63,6 +63,7 @@ enum Reentry {
 pub struct Lock {
     handle: Handle,
     reentrant: bool,
+    fair: FairMode,
     /// The lease this handle took last: for reentrant re-acquisition, and
     /// to answer whether this handle holds the lock.
     held: Arc<Mutex<Option<Weak<Lease>>>>,
@@ -73,6 +74,7 @@ impl Lock {
         Lock {
             handle: Handle::new(client, key),
             reentrant: false,
+            fair: FairMode::default(),
             held: Default::default(),
         }
     }
@@ -85,6 +87,49 @@ impl Lock {
         self
     }
 
+    /// Makes this handle fair (first come, first served): waiters of
+    /// [`lock`](Self::lock) are granted the lock in the order they began
+    /// to wait, and [`try_lock`](Self::try_lock) never jumps the queue (it
+    /// is refused while anyone waits, even when the lock is free). Every
+    /// handle on the key should be fair: a handle that is not ignores the
+    /// queue. A waiter's place lasts [`waiter_ttl`](Self::waiter_ttl) and
+    /// is renewed while it waits, so a waiter that dies (its client crashed
+    /// or cut off, its future dropped) is skipped within that time and
+    /// never stalls the others; a cancelled or timed-out wait gives its
+    /// place back at once. Reentrant re-entry through a handle that holds
+    /// the lock does not queue. Needs the backend's
+    /// [`fair`](crate::spi::LockCapabilities::fair) capability
+    /// (`NotSupported` otherwise).
+    ///
+    /// ```
+    /// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
+    /// use std::time::Duration;
+    /// let lock = client
+    ///     .lock("ledger/append")
+    ///     .fair(true)
+    ///     .waiter_ttl(Duration::from_secs(2));
+    /// let guard = lock.lock().await?; // after everyone who waited before
+    /// guard.release().await?; // the next waiter in line goes in
+    /// # Ok(()) }
+    /// ```
+    pub fn fair(mut self, on: bool) -> Self {
+        self.fair.on = on;
+        self
+    }
+
+    /// How long a fair waiter's place in the queue lasts unless renewed
+    /// (default [`DEFAULT_WAITER_TTL`](crate::DEFAULT_WAITER_TTL), 3 s): a
+    /// waiter renews it at every third of it while it waits, and a waiter
+    /// that stops (crashed, cut off) is skipped once it passes. From
+    /// [`MIN_WAITER_TTL`](crate::MIN_WAITER_TTL) to
+    /// [`MAX_WAITER_TTL`](crate::MAX_WAITER_TTL); anything else makes the
+    /// lock calls fail with `InvalidArgument` before any I/O. Used only
+    /// with [`fair`](Self::fair).
+    pub fn waiter_ttl(mut self, waiter_ttl: std::time::Duration) -> Self {
+        self.fair.waiter_ttl = waiter_ttl;
+        self
+    }
+
     fn kind(&self) -> LeaseKind {
         if self.reentrant {
             LeaseKind::Reentrant
@@ -93,12 +138,15 @@ impl Lock {
         }
     }
 
-    fn check(&self) -> Result<()> {
+    /// The capabilities this handle needs; its fair mode's waiter TTL.
+    fn check(&self) -> Result<Option<std::time::Duration>> {
         let caps = self.handle.client.locks()?.capabilities();
+        let fair = self.fair.checked(&self.handle)?;
         match self.reentrant {
             true => require(&self.handle, caps.reentrant, "reentrant lock"),
             false => require(&self.handle, caps.exclusive, "exclusive lock"),
-        }
+        }?;
+        Ok(fair)
     }
 
     /// The lease this handle took last, if it is still held as far as
@@ -119,13 +167,14 @@ impl Lock {
     }
 
     /// Takes the lock if it is free (or, reentrant, held by this handle);
-    /// `Ok(None)` if someone else holds it. Never waits for other holders.
+    /// `Ok(None)` if someone else holds it, or, [`fair`](Self::fair), if
+    /// anyone waits for it. Never waits for other holders.
     ///
     /// # Cancel safety
     /// If cancelled after the request left, anything granted is released in
     /// the background.
     pub async fn try_lock(&self) -> Result<Option<LockGuard>> {
-        self.check()?;
+        let fair = self.check()?;
         if let Some(lease) = self.current() {
             // Boxed: the common path's future stays small.
             match Box::pin(self.try_reenter(lease)).await? {
@@ -135,6 +184,7 @@ impl Lock {
             }
         }
         match Request::new(&self.handle, self.kind(), None)?
+            .fair(fair)
             .try_once()
             .await?
         {
@@ -176,19 +226,22 @@ impl Lock {
     /// Takes the lock, waiting while someone else holds it. Waiters are woken
     /// by the backend's release and expiry notifications; the options' retry
     /// delay is only a fallback. Fails with `Error::Timeout` after
-    /// `wait_timeout` or `max_retries`.
+    /// `wait_timeout` or `max_retries`. A [`fair`](Self::fair) lock is
+    /// granted to its waiters in the order they began to wait.
     ///
     /// # Cancel safety
     /// Cancel safe: a cancelled wait leaves nothing held (a grant in flight is
-    /// released in the background).
+    /// released in the background) and, fair, gives its place in the queue
+    /// back (in the background).
     pub async fn lock(&self) -> Result<LockGuard> {
         if self.current().is_some()
             && let Some(guard) = self.try_lock().await?
         {
             return Ok(guard);
         }
-        self.check()?;
+        let fair = self.check()?;
         let guard = Request::new(&self.handle, self.kind(), None)?
+            .fair(fair)
             .wait()
             .await?;
         self.remember(&guard);

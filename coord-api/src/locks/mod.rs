@@ -7,8 +7,10 @@
 //! | module | what it holds |
 //! |---|---|
 //! | `request` | one acquisition (attempt, or wait), and the clean-up of an unanswered one |
+//! | `fair` | fair mode: queued attempts, waiter TTLs, giving a place back |
 //! | `lock`, `rwlock`, `semaphore` | the handles |
 
+mod fair;
 mod lock;
 mod request;
 mod rwlock;
@@ -16,6 +18,7 @@ mod semaphore;
 
 use std::{sync::Arc, time::Duration};
 
+pub use fair::{DEFAULT_WAITER_TTL, MAX_WAITER_TTL, MIN_WAITER_TTL};
 pub use lock::Lock;
 pub use rwlock::RwLock;
 pub use semaphore::Semaphore;

@@ -18,12 +18,14 @@ use crate::{
 
 /// One acquisition: what to ask for, for whom, with which options.
 pub(crate) struct Request<'a> {
-    client: &'a Client,
+    pub(super) client: &'a Client,
     /// The kind, key and holder asked for.
     pub(crate) id: LeaseId,
-    opts: &'a LeaseOptions,
+    pub(super) opts: &'a LeaseOptions,
     /// `opts.local_validity()`.
     validity: std::time::Duration,
+    /// Fair mode's waiter TTL: attempts go through the key's wait queue.
+    fair: Option<std::time::Duration>,
 }
 
 impl<'a> Request<'a> {
@@ -46,7 +48,15 @@ impl<'a> Request<'a> {
             },
             opts,
             validity: handle.validity(),
+            fair: None,
         })
+    }
+
+    /// Makes this a fair acquisition (see `fair`) when `waiter_ttl` is
+    /// given: its attempts queue, a `try_` never jumps the queue.
+    pub(crate) fn fair(mut self, waiter_ttl: Option<std::time::Duration>) -> Self {
+        self.fair = waiter_ttl;
+        self
     }
 
     /// One round trip for the lease `id`; the answer and when the request
@@ -73,12 +83,18 @@ impl<'a> Request<'a> {
     /// One attempt; a grant becomes a new lease with its own guard (renewed
     /// in the background when auto-extension is on).
     pub(crate) async fn attempt(&self) -> Result<Step<LeaseGuard>> {
-        Ok(self.step().await?.0)
+        Ok(self.step(true).await?.0)
     }
 
-    /// [`attempt`](Self::attempt), and when its request left.
-    async fn step(&self) -> Result<(Step<LeaseGuard>, Instant)> {
-        Ok(match self.call(&self.id, true).await? {
+    /// [`attempt`](Self::attempt), and when its request left; a fair one
+    /// takes (`enqueue`) or keeps a place in the queue, or (a `try_`) only
+    /// goes in when nobody queues.
+    async fn step(&self, enqueue: bool) -> Result<(Step<LeaseGuard>, Instant)> {
+        let answer = match self.fair {
+            Some(waiter_ttl) => self.call_queued(waiter_ttl, enqueue).await?,
+            None => self.call(&self.id, true).await?,
+        };
+        Ok(match answer {
             (Acquire::Granted(grant), t_sent) => {
                 let guard = self.guard(self.id.clone(), grant.token, t_sent);
                 (Step::Done(guard), t_sent)
@@ -93,7 +109,7 @@ impl<'a> Request<'a> {
     /// One attempt that does not wait (`try_lock`, `try_read`...): a
     /// refusal ends the acquisition, timed as `busy`.
     pub(crate) async fn try_once(&self) -> Result<Step<LeaseGuard>> {
-        let (step, t_sent) = self.step().await?;
+        let (step, t_sent) = self.step(false).await?;
         let outcome = match step {
             Step::Done(_) => Waited::Acquired,
             Step::Busy(_) => Waited::Busy,
@@ -139,6 +155,21 @@ impl<'a> Request<'a> {
     /// releases anything granted in flight; releasing what was never granted
     /// changes nothing.
     pub(crate) async fn wait(self) -> Result<LeaseGuard> {
+        if let Some(waiter_ttl) = self.fair {
+            // A fair waiter's place lasts a waiter TTL from each attempt:
+            // renewed by attempting at least every third of it, given back
+            // (with anything granted in flight) when the wait ends without
+            // a grant.
+            let within = self.opts.ttl.max(waiter_ttl);
+            let mut on_exit = Undo::new(self.client, within, || super::fair::give_back(&self.id));
+            let refresh = match self.id.kind {
+                LeaseKind::Permits { .. } => waiter_ttl.min(self.opts.ttl) / 3,
+                _ => waiter_ttl / 3,
+            };
+            let guard = self.wait_with(Some(refresh)).await?;
+            on_exit.disarm();
+            return Ok(guard);
+        }
         let mut on_exit = Undo::new(self.client, self.opts.ttl, || release(&self.id));
         // A waiting writer's intent, and a waiter for several permits'
         // mark (backends may wake every waiter while one is live), last a
@@ -147,16 +178,21 @@ impl<'a> Request<'a> {
             LeaseKind::Write | LeaseKind::Permits { .. } => Some(self.opts.ttl / 3),
             _ => None,
         };
+        let guard = self.wait_with(refresh).await?;
+        on_exit.disarm();
+        Ok(guard)
+    }
+
+    /// The wait loop, timed; attempting at least every `refresh`.
+    async fn wait_with(&self, refresh: Option<std::time::Duration>) -> Result<LeaseGuard> {
         let start = self.client.clock().now();
-        let res = wait_from(self.client, self.opts, refresh, &self, start).await;
+        let res = wait_from(self.client, self.opts, refresh, self, start).await;
         match &res {
             Ok(_) => self.waited(Waited::Acquired, self.client.clock().now() - start),
             Err(Error::Timeout { waited, .. }) => self.waited(Waited::Timeout, *waited),
             Err(_) => {}
         }
-        let guard = res?;
-        on_exit.disarm();
-        Ok(guard)
+        res
     }
 }
 

@@ -1,6 +1,6 @@
 //! Counting semaphores.
 
-use super::{request::Request, require};
+use super::{fair::FairMode, request::Request, require};
 use crate::{
     Client, Error, LeaseInfo, LeaseKind, LockSpace, Permit, Result,
     handle::{Handle, option_setters},
@@ -24,6 +24,7 @@ use crate::{
 pub struct Semaphore {
     handle: Handle,
     permits: u32,
+    fair: FairMode,
 }
 
 impl Semaphore {
@@ -31,10 +32,40 @@ impl Semaphore {
         Semaphore {
             handle: Handle::new(client, key),
             permits,
+            fair: FairMode::default(),
         }
     }
 
     option_setters!();
+
+    /// Makes this handle fair (first come, first served): waiters of
+    /// [`acquire`](Self::acquire) and [`acquire_many`](Self::acquire_many)
+    /// are granted in the order they began to wait, only the first in line
+    /// going in (a waiter for several permits is never overtaken by later,
+    /// smaller asks), and the `try_` calls never jump the queue (refused
+    /// while anyone waits, even with permits free). Every handle on the key
+    /// should be fair: a handle that is not ignores the queue. See
+    /// [`Lock::fair`](crate::Lock::fair) for waiter TTLs, dead and
+    /// cancelled waiters.
+    ///
+    /// ```
+    /// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
+    /// let slots = client.semaphore("exports/concurrent", 3).fair(true);
+    /// let permit = slots.acquire().await?; // in arrival order
+    /// permit.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn fair(mut self, on: bool) -> Self {
+        self.fair.on = on;
+        self
+    }
+
+    /// How long a fair waiter's place lasts unless renewed: see
+    /// [`Lock::waiter_ttl`](crate::Lock::waiter_ttl).
+    pub fn waiter_ttl(mut self, waiter_ttl: std::time::Duration) -> Self {
+        self.fair.waiter_ttl = waiter_ttl;
+        self
+    }
 
     /// The number of permits.
     pub fn permits(&self) -> u32 {
@@ -82,7 +113,12 @@ impl Semaphore {
         })
     }
 
-    /// A permit if one is free; `Ok(None)` otherwise.
+    /// A permit if one is free (and, [`fair`](Self::fair), nobody waits);
+    /// `Ok(None)` otherwise.
+    ///
+    /// # Cancel safety
+    /// If cancelled after the request left, anything granted is released
+    /// in the background.
     pub async fn try_acquire(&self) -> Result<Option<Permit>> {
         self.try_acquire_many(1).await
     }
@@ -109,7 +145,9 @@ impl Semaphore {
     /// in the background.
     pub async fn try_acquire_many(&self, n: u32) -> Result<Option<Permit>> {
         let kind = self.kind_of(n)?;
-        match Request::new(&self.handle, kind, None)?.try_once().await? {
+        let fair = self.fair.checked(&self.handle)?;
+        let request = Request::new(&self.handle, kind, None)?.fair(fair);
+        match request.try_once().await? {
             Step::Done(g) => Ok(Some(g)),
             Step::Busy(_) => Ok(None),
         }
@@ -131,16 +169,23 @@ impl Semaphore {
     /// ```
     ///
     /// # Cancel safety
-    /// Cancel safe: a cancelled wait leaves nothing held.
+    /// Cancel safe: a cancelled wait leaves nothing held and, fair, gives
+    /// its place in the queue back (in the background).
     pub async fn acquire_many(&self, n: u32) -> Result<Permit> {
         let kind = self.kind_of(n)?;
-        Request::new(&self.handle, kind, None)?.wait().await
+        let fair = self.fair.checked(&self.handle)?;
+        Request::new(&self.handle, kind, None)?
+            .fair(fair)
+            .wait()
+            .await
     }
 
-    /// A permit, waiting until one frees.
+    /// A permit, waiting until one frees (and, [`fair`](Self::fair), until
+    /// everyone who waited before has gone in).
     ///
     /// # Cancel safety
-    /// Cancel safe: a cancelled wait leaves nothing held.
+    /// Cancel safe: a cancelled wait leaves nothing held and, fair, gives
+    /// its place in the queue back (in the background).
     pub async fn acquire(&self) -> Result<Permit> {
         self.acquire_many(1).await
     }

@@ -44,6 +44,10 @@ pub struct LockCapabilities {
     pub force_release: bool,
     /// [`LockBackend::inspect`].
     pub inspect: bool,
+    /// [`LockBackend::acquire_queued`] and [`LockBackend::leave_queue`]:
+    /// fair (first come, first served) exclusive and reentrant locks and
+    /// semaphores.
+    pub fair: bool,
 }
 
 impl LockCapabilities {
@@ -60,6 +64,7 @@ impl LockCapabilities {
             expiry_notifications: true,
             force_release: true,
             inspect: true,
+            fair: true,
         }
     }
 }
@@ -352,6 +357,43 @@ pub trait LockBackend: Send + Sync {
     /// `InvalidArgument` for a `lease` of another kind.
     async fn downgrade(&self, lease: &LeaseId, ttl: Duration) -> Result<Option<Grant>>;
 
+    // Fair queues (decision 0033): a key's waiters served in arrival order.
+
+    /// [`acquire`](Self::acquire) for a fair waiter, in one atomic step
+    /// on the key's wait queue (kept apart from its leases, for the
+    /// `Exclusive`, `Reentrant`, `Permit` and `Permits` kinds):
+    ///
+    /// 1. entries whose waiter deadline passed leave the queue (a waiter
+    ///    that stopped asking is skipped);
+    /// 2. with `enqueue`, `lease.holder` joins the tail if absent (arrival
+    ///    order: an entry keeps its place while it is refreshed) and its
+    ///    waiter deadline is reset to `waiter_ttl` from now: every entry is
+    ///    a lease, which its waiter renews by asking again;
+    /// 3. the lease is granted, as `acquire` would, only when the holder
+    ///    heads the queue (with `enqueue: false`, only when the queue is
+    ///    empty: a `try_lock` never jumps it), and the grant removes its
+    ///    entry in the same step; otherwise `Busy`, whose `retry_in` is at
+    ///    most the head's waiter deadline.
+    ///
+    /// A refusal wakes the key's subscribers when the head changed (a dead
+    /// head was dropped; a semaphore's head went in and more may fit).
+    /// Waiters of `acquire` (not queued) are not held back by the queue:
+    /// every handle on a fair key should be fair. Re-entering a reentrant
+    /// lease already held goes through `acquire`. `InvalidArgument` for a
+    /// read-write lock's kinds and for a `waiter_ttl` outside the TTL range.
+    async fn acquire_queued(
+        &self,
+        lease: &LeaseId,
+        ttl: Duration,
+        waiter_ttl: Duration,
+        enqueue: bool,
+    ) -> Result<Acquire>;
+
+    /// Removes `lease.holder`'s entry from the key's wait queue (a wait
+    /// cancelled or given up); returns whether there was one. Wakes the
+    /// key's subscribers when it headed the queue.
+    async fn leave_queue(&self, lease: &LeaseId) -> Result<bool>;
+
     /// Removes every lease (and writer intent) on `key` in `space`, whoever
     /// holds it; returns how many leases were removed. Tokens stay monotonic:
     /// the next grant is larger than any before.
@@ -410,6 +452,32 @@ impl<D: Dispatch> LockBackend for Dispatched<D> {
             op("downgrade"),
             (lease.clone(), ttl),
             |b, (lease, ttl)| async move { locks(&b, "downgrade")?.downgrade(&lease, ttl).await },
+        )
+        .await
+    }
+    async fn acquire_queued(
+        &self,
+        lease: &LeaseId,
+        ttl: Duration,
+        waiter_ttl: Duration,
+        enqueue: bool,
+    ) -> Result<Acquire> {
+        self.carry(
+            op("acquire_queued"),
+            (lease.clone(), ttl, waiter_ttl, enqueue),
+            |b, (lease, ttl, waiter_ttl, enqueue)| async move {
+                (locks(&b, "acquire_queued")?)
+                    .acquire_queued(&lease, ttl, waiter_ttl, enqueue)
+                    .await
+            },
+        )
+        .await
+    }
+    async fn leave_queue(&self, lease: &LeaseId) -> Result<bool> {
+        self.carry(
+            op("leave_queue"),
+            (lease.clone(),),
+            |b, (lease,)| async move { locks(&b, "leave_queue")?.leave_queue(&lease).await },
         )
         .await
     }

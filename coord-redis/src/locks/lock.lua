@@ -14,6 +14,8 @@
 --   per grant.)
 -- ARGV[1] the operation; the rest depends on it:
 --   acquire  KEYS lease, counter  ARGV op, holder, ttl_ms, kind ('e' | 'r')
+--            (also as fair.lua's queued step, which runs first: a grant
+--            calls its `on_grant`)
 --   extend   KEYS lease           ARGV op, holder, ttl_ms
 --   release  KEYS lease           ARGV op, holder, channel
 --   force    KEYS lease           ARGV op, channel
@@ -41,6 +43,7 @@ if op == 'acquire' then
     if who == holder and kind == 'r' and want == 'r' then
       holds = tonumber(holds) + 1
       redis.call('SET', l, 'r|' .. holds .. '|' .. tok .. '|' .. holder, 'PX', ttl)
+      if on_grant then on_grant() end
       return {1, tonumber(tok), holds}
     end
     -- Busy: waiters sleep until the lease's expiry at the latest.
@@ -48,6 +51,7 @@ if op == 'acquire' then
   end
   local token = next_token(KEYS[2], ttl + LOCK_COUNTER_KEEP_MS)
   redis.call('SET', l, want .. '|1|' .. fmt(token) .. '|' .. holder, 'PX', ttl)
+  if on_grant then on_grant() end
   -- A fresh grant replies with its token alone (holds 1).
   return token
 elseif op == 'release' then

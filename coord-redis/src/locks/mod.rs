@@ -28,7 +28,9 @@
 //!                                  a lease of several (absent: one)
 //! coord:{<ns>:semaphore:<key>}:w   a waiter for several permits was refused
 //!                                  (PX one TTL): releases then wake every waiter
-//! coord:{<ns>:<space>:<key>}:c     channel: released / forced
+//! coord:{<ns>:<space>:<key>}:c     channel: released / freed / forced
+//! coord:{<ns>:<space>:<key>}:q, :d  a fair lock's or semaphore's waiters
+//!                                  (see `fair`)
 //! ```
 //!
 //! Sets and hashes expire with their latest deadline and are deleted when
@@ -56,9 +58,12 @@ use crate::{
     pubsub::Wake,
 };
 
-pub(crate) static LOCK: LazyLock<Script> = script!("locks/lock.lua");
+mod fair;
+
+pub(crate) static LOCK: LazyLock<Script> = script!("locks/fair.lua", "locks/lock.lua");
 pub(crate) static RWLOCK: LazyLock<Script> = script!("lua/deadlines.lua", "locks/rwlock.lua");
-pub(crate) static SEMAPHORE: LazyLock<Script> = script!("lua/deadlines.lua", "locks/semaphore.lua");
+pub(crate) static SEMAPHORE: LazyLock<Script> =
+    script!("lua/deadlines.lua", "locks/fair.lua", "locks/semaphore.lua");
 
 /// The script of `space`.
 fn script(space: LockSpace) -> &'static Script {
@@ -232,6 +237,41 @@ impl RedisBackend {
     }
 }
 
+/// `InvalidArgument` for a permit kind that admits nobody.
+fn check_permits(lease: &LeaseId) -> Result<()> {
+    let key = lease.key.as_str();
+    match lease.kind {
+        LeaseKind::Permit { limit: 0 } | LeaseKind::Permits { limit: 0, .. } => {
+            Err(Error::invalid(format!(
+                "semaphore {key:?}: a permit limit of 0 admits nobody"
+            )))
+        }
+        LeaseKind::Permits { limit, count } if count == 0 || count > limit => {
+            Err(Error::invalid(format!(
+                "semaphore {key:?} has {limit} permits; asked for {count} at once (1..={limit})"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl RedisBackend {
+    /// The answer an acquire `reply` (see [`acquire_reply`]) gives `lease`.
+    fn acquired(&self, lease: &LeaseId, reply: Value) -> Result<Acquire> {
+        let space = lease.kind.space();
+        match acquire_reply(&reply) {
+            Some([1, tok, holds]) => Ok(Acquire::Granted(Grant::new(token(tok), count(holds, 1)))),
+            Some([0, retry_ms, _]) => Ok(Acquire::Busy(Busy::new(millis(retry_ms)))),
+            Some([-1, stored, _]) => Err(Error::invalid(format!(
+                "semaphore {:?} has live permits granted with limit {stored}; asked with limit {}",
+                lease.key.as_str(),
+                lease.kind.permit_limit().unwrap_or(0)
+            ))),
+            _ => Err(self.unexpected(Traced::new("acquire", space.as_str(), &lease.key), reply)),
+        }
+    }
+}
+
 #[async_trait]
 impl LockBackend for RedisBackend {
     fn capabilities(&self) -> LockCapabilities {
@@ -242,20 +282,7 @@ impl LockBackend for RedisBackend {
     }
 
     async fn acquire(&self, lease: &LeaseId, ttl: Duration) -> Result<Acquire> {
-        let key = lease.key.as_str();
-        match lease.kind {
-            LeaseKind::Permit { limit: 0 } | LeaseKind::Permits { limit: 0, .. } => {
-                return Err(Error::invalid(format!(
-                    "semaphore {key:?}: a permit limit of 0 admits nobody"
-                )));
-            }
-            LeaseKind::Permits { limit, count } if count == 0 || count > limit => {
-                return Err(Error::invalid(format!(
-                    "semaphore {key:?} has {limit} permits; asked for {count} at once (1..={limit})"
-                )));
-            }
-            _ => {}
-        }
+        check_permits(lease)?;
         self.known_kind(lease.kind)?;
         let space = lease.kind.space();
         let ttl = ttl_ms(&lease.key, ttl)?;
@@ -277,16 +304,33 @@ impl LockBackend for RedisBackend {
                 acquire_outcome,
             )
             .await?;
-        match acquire_reply(&reply) {
-            Some([1, tok, holds]) => Ok(Acquire::Granted(Grant::new(token(tok), count(holds, 1)))),
-            Some([0, retry_ms, _]) => Ok(Acquire::Busy(Busy::new(millis(retry_ms)))),
-            Some([-1, stored, _]) => Err(Error::invalid(format!(
-                "semaphore {:?} has live permits granted with limit {stored}; asked with limit {}",
-                lease.key.as_str(),
-                lease.kind.permit_limit().unwrap_or(0)
-            ))),
-            _ => Err(self.unexpected(Traced::new("acquire", space.as_str(), &lease.key), reply)),
-        }
+        self.acquired(lease, reply)
+    }
+
+    async fn acquire_queued(
+        &self,
+        lease: &LeaseId,
+        ttl: Duration,
+        waiter_ttl: Duration,
+        enqueue: bool,
+    ) -> Result<Acquire> {
+        check_permits(lease)?;
+        self.known_kind(lease.kind)?;
+        let ttl = ttl_ms(&lease.key, ttl)?;
+        let eval = fair::queued_eval(self.namespace(), lease, ttl, waiter_ttl, enqueue)?;
+        let space = lease.kind.space();
+        let call = Traced::new("acquire_queued", space.as_str(), &lease.key).by(&lease.holder);
+        let reply: Value = self.eval(call, &eval, acquire_outcome).await?;
+        self.acquired(lease, reply)
+    }
+
+    async fn leave_queue(&self, lease: &LeaseId) -> Result<bool> {
+        self.known_kind(lease.kind)?;
+        let eval = fair::leave_eval(self.namespace(), lease);
+        let space = lease.kind.space();
+        let call = Traced::new("leave_queue", space.as_str(), &lease.key).by(&lease.holder);
+        let had: i64 = self.eval(call, &eval, eval::done).await?;
+        Ok(had == 1)
     }
 
     async fn extend(&self, lease: &LeaseId, ttl: Duration) -> Result<bool> {

@@ -1,5 +1,5 @@
--- Counting semaphores, each lease one permit or several (after the prelude
--- and lua/deadlines.lua).
+-- Counting semaphores, each lease one permit or several (after the prelude,
+-- lua/deadlines.lua and fair.lua, whose queued step goes on as 'acquire').
 -- KEYS: 1 permits zset (holder -> deadline ms), 2 permit tokens hash,
 -- 3 limit (string), 4 token counter, 5 permit counts hash (holder -> the
 -- permits of a lease holding more than one; a holder absent holds one),
@@ -59,6 +59,7 @@ if op == 'acquire' then
     end
     redis.call('SET', limit_key, limit)
     keep(permits, {ptokens, limit_key, counts}, 0)
+    if on_grant then on_grant() end
     return {1, tok, 1}
   end
   if want > 1 then redis.call('SET', wide, '1', 'PX', ttl) end

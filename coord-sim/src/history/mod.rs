@@ -45,6 +45,7 @@ use coord_api::Instant;
 mod barriers;
 mod breaker;
 mod election;
+mod fair;
 mod fence;
 mod graphs;
 mod jobs;
@@ -67,6 +68,7 @@ pub use breaker::{
 pub use election::{
     LeadEvent, LeadLog, LeaderTerm, Leaderships, check_failovers, check_terms, failovers,
 };
+pub use fair::{FairCounts, FairLog, FairRules, FairWait, QueuedAttempt, check_fair};
 pub use fence::{FencedResource, Write, check_writes};
 pub use graphs::{
     Bodies, Body, BodyEnd, FinalRun, GraphCounts, GraphEvent, GraphHistory, GraphLog, WallMap,
@@ -116,7 +118,7 @@ pub struct Violation {
     /// `state-flag-value`, `state-flag-expiry`, `state-flag-stale`,
     /// `breaker-trials`, `breaker-trial-calls`, `breaker-open-bound`,
     /// `breaker-transitions`, `ops-listed`, `ops-stale-missed`,
-    /// `ops-stale-false`).
+    /// `ops-stale-false`, `fair-order`).
     pub checker: &'static str,
     /// What happened, with the clients, tokens and instants involved.
     pub detail: String,

@@ -121,6 +121,10 @@ pub enum Bug {
     /// is a multiple of five) without a gap: a watcher skips them
     /// silently.
     LogSkipsChanges,
+    /// A fair lock grants any waiter that asks when the lock is free, not
+    /// the head of its queue. Emulated by answering `acquire_queued` with
+    /// a plain `acquire`.
+    FairIgnoresQueue,
 }
 
 impl Bug {
@@ -387,6 +391,14 @@ impl Dispatch for Broken {
                     args.3 = args.3.or(Some(Duration::from_secs(3600)));
                 }
                 call.run(b.clone()).await
+            }
+            (Bug::FairIgnoresQueue, "locks", "acquire_queued") => {
+                type Args = (LeaseId, Duration, Duration, bool);
+                let (id, ttl) = {
+                    let args = call.args::<Args>().expect("acquire_queued's args");
+                    (args.0.clone(), args.1)
+                };
+                reply(b.locks().expect("locks").acquire(&id, ttl).await?)
             }
             _ => call.run(b.clone()).await,
         }

@@ -1,10 +1,11 @@
 //! The lock family's cases: exclusive and reentrant locks, what every lease
 //! of the family does, monitoring, read-write locks, semaphores, invalid
-//! input, and the SPI's notifications.
+//! input, fair mode, and the SPI's notifications.
 
 use crate::runner::Case;
 
 pub mod exclusive;
+pub mod fair;
 pub mod input;
 pub mod lease;
 pub mod monitoring;
@@ -17,6 +18,7 @@ pub mod watch;
 pub(crate) fn cases() -> Vec<Case> {
     [
         exclusive::cases(),
+        fair::cases(),
         lease::cases(),
         monitoring::cases(),
         questions::cases(),

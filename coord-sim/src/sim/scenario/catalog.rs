@@ -336,4 +336,22 @@ impl Scenario {
             ..Scenario::partitions_in_bounds()
         }
     }
+
+    /// A fair lock under kills, pauses and partitions of its waiters (and
+    /// holders): six workers wait with a 600 ms waiter TTL. Checkers:
+    /// `fair-order` (a waiter that queued before another began and kept its
+    /// place is granted first), tokens, fencing, liveness after the heal.
+    pub fn fair_lock() -> Scenario {
+        Scenario {
+            name: "fair_lock",
+            workload: Workload::Fair,
+            clients: super::fair::WAITERS,
+            partitions: true,
+            packet_loss: false,
+            latency_spikes: false,
+            holder_kills: true,
+            holder_pauses: true,
+            ..Scenario::partitions_in_bounds()
+        }
+    }
 }

@@ -26,6 +26,7 @@
 //! | `topics` | [`Workload::Topics`]: durable events published by publishers, read by subscribers of two subscriptions that are killed and come back, drained after the heal (its own run: see there) |
 //! | `state` | [`Workload::State`]: a counter incremented through `update` by updaters and watched by watchers that resume from their checkpoints, caught up after the heal (its own run: see there) |
 //! | `breaker` | [`Workload::Breaker`]: twenty instances call a downstream that fails in phases through one shared breaker, an open forced after the heal (its own run: see there) |
+//! | `fair` | [`Workload::Fair`]: wait for the fair lock `fair` (waiters crashed, cut off, paused), write, release; grants judged against the queue (its own run: see there) |
 //! | `ops` | [`Workload::Ops`]: eight holders keep an instance presence and fixed leases; some are killed, paused or cut off; an operator lists every live lease with its holder's liveness (its own run: see there) |
 //! | `report` | [`Report`]: what one run saw |
 //! | `resource` | the fenced resource's node and the write bodies send it |
@@ -54,6 +55,7 @@ mod breaker;
 mod catalog;
 mod double;
 mod election;
+mod fair;
 mod faults;
 mod graphs;
 mod jobs;
@@ -71,6 +73,7 @@ mod topics;
 pub use super::bugs::Bug;
 pub use barriers::{DEAD_BOUND, UNREACHABLE_BOUND, WAIT_BOUND};
 pub use breaker::{INSTANCES, OPEN_BOUND};
+pub use fair::{LIVENESS as FAIR_LIVENESS, WAITER_TTL as FAIR_WAITER_TTL, WAITERS as FAIR_WAITERS};
 pub use graphs::END_BOUND;
 pub use queues::{DRAIN_BOUND, KNOWN_CLIENT_BUGS};
 pub use report::Report;
@@ -147,6 +150,10 @@ pub enum Workload {
     /// lease, and as stale exactly those of holders gone for longer than
     /// their presence TTL.
     Ops,
+    /// Waiters wait for one fair lock while some are killed, paused or cut
+    /// off; grants must follow the queue for every waiter that kept its
+    /// place, tokens increase at the fenced resource.
+    Fair,
 }
 
 /// A scenario: the workload and which faults its plans may draw.
@@ -306,7 +313,7 @@ impl Shared {
         if let Some(idx) = self.open.lock().unwrap().remove(&i) {
             let now = Instant::now();
             match self.workload {
-                Workload::Lock => self.beliefs.end_at(idx, now),
+                Workload::Lock | Workload::Fair => self.beliefs.end_at(idx, now),
                 Workload::RunOnce => self.runs.end(idx, now, false),
                 Workload::Leadership | Workload::LeaderCrash => self.terms.end_at(idx, now),
                 Workload::Barrier | Workload::DoubleBarrier => self.waits.killed(idx, now),
@@ -363,6 +370,7 @@ pub async fn run(scenario: Scenario) -> Report {
         Workload::State => return state::run(scenario).await,
         Workload::Breaker => return breaker::run(scenario).await,
         Workload::Ops => return ops::run(scenario).await,
+        Workload::Fair => return fair::run(scenario).await,
         _ => {}
     }
     if workload == Workload::LeaderCrash {
@@ -449,7 +457,8 @@ pub async fn run(scenario: Scenario) -> Report {
                             | Workload::Topics
                             | Workload::State
                             | Workload::Breaker
-                            | Workload::Ops => {
+                            | Workload::Ops
+                            | Workload::Fair => {
                                 unreachable!("their own runs")
                             }
                         }
@@ -588,7 +597,8 @@ pub async fn run(scenario: Scenario) -> Report {
         | Workload::Topics
         | Workload::State
         | Workload::Breaker
-        | Workload::Ops => {
+        | Workload::Ops
+        | Workload::Fair => {
             unreachable!("their own runs")
         }
     };
@@ -635,7 +645,8 @@ pub async fn run(scenario: Scenario) -> Report {
         | Workload::Topics
         | Workload::State
         | Workload::Breaker
-        | Workload::Ops => {
+        | Workload::Ops
+        | Workload::Fair => {
             unreachable!("their own runs")
         }
     }

@@ -1,0 +1,309 @@
+//! Fair locks and semaphores: waiters served in arrival order, each place
+//! in the queue a lease of its waiter (decision 0033).
+
+use crate::cases::prelude::*;
+
+/// A fair waiter's client, whose switch counts its queued attempts.
+async fn waiter(ctx: &Ctx<'_>, name: &str) -> (Client, Switch) {
+    ctx.switchable_client(name, default_options()).await
+}
+
+/// Waits until `switch`'s client has had `n` queued attempts answered: its
+/// place in the queue is taken.
+async fn queued(switch: &Switch, n: usize, what: &str) {
+    let seen = eventually(ms(3000), || async {
+        (switch.answered("acquire_queued") >= n).then_some(())
+    })
+    .await;
+    assert!(seen.is_some(), "{what}: no queued attempt answered");
+}
+
+/// The lease `kind` on "k" for `holder`.
+fn lease(kind: LeaseKind, holder: &HolderId) -> LeaseId {
+    LeaseId {
+        kind,
+        key: key("k"),
+        holder: holder.clone(),
+    }
+}
+
+/// One queued attempt at the backend.
+async fn ask(b: &DynBackend, id: &LeaseId, waiter_ttl: Duration, enqueue: bool) -> Acquire {
+    locks(b)
+        .acquire_queued(id, ms(5000), waiter_ttl, enqueue)
+        .await
+        .expect("acquire_queued")
+}
+
+fn granted(a: &Acquire) -> bool {
+    matches!(a, Acquire::Granted(_))
+}
+
+/// Starts a task per waiter, in order, each after the one before it has
+/// taken its place; each records its grant's token with its index, holds
+/// for a moment and releases.
+async fn five_waiters<F, Fut>(
+    ctx: &Ctx<'_>,
+    take: F,
+) -> (
+    Vec<tokio::task::JoinHandle<()>>,
+    Arc<Mutex<Vec<(FencingToken, usize)>>>,
+)
+where
+    F: Fn(Client) -> Fut,
+    Fut: std::future::Future<Output = Result<LeaseGuard>> + Send + 'static,
+{
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in 0..5 {
+        let (client, switch) = waiter(ctx, &format!("w{i}")).await;
+        let wait = take(client);
+        let order = order.clone();
+        tasks.push(tokio::spawn(async move {
+            let g = wait.await.expect("granted within the wait timeout");
+            order.lock().unwrap().push((g.token(), i));
+            sleep(ms(5)).await;
+            assert!(g.release().await.unwrap(), "held until released");
+        }));
+        queued(&switch, 1, &format!("waiter {i}")).await;
+    }
+    (tasks, order)
+}
+
+/// The waiters' indexes in grant (token) order.
+fn by_token(order: &Mutex<Vec<(FencingToken, usize)>>) -> Vec<usize> {
+    let mut v = order.lock().unwrap().clone();
+    v.sort();
+    v.into_iter().map(|(_, i)| i).collect()
+}
+
+cases! {
+    family: "fair", needs: [Need::Locks, Need::Fair];
+
+/// Five waiters of a fair lock, each queued after the one before, are
+/// granted in that order once the holder releases.
+#[needs(Need::Exclusive)]
+pub async fn fair_lock_grants_in_arrival_order(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let held = take(&a.lock("k").fair(true), "holder").await;
+    let (tasks, order) =
+        five_waiters(&ctx, |c| async move { c.lock("k").fair(true).lock().await }).await;
+    assert!(held.release().await.unwrap());
+    for t in tasks {
+        join(t, ms(8000), "fair waiter").await;
+    }
+    assert_eq!(by_token(&order), [0, 1, 2, 3, 4], "grants in arrival order");
+}
+
+/// Five waiters of a fair semaphore of 2 permits, each queued after the one
+/// before, are granted in that order (by token) as permits free.
+#[needs(Need::Semaphore)]
+pub async fn fair_semaphore_grants_in_arrival_order(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let sem = a.semaphore("k", 2).fair(true);
+    let p1 = sem.try_acquire().await.unwrap().expect("1st permit");
+    let p2 = sem.try_acquire().await.unwrap().expect("2nd permit");
+    let (tasks, order) = five_waiters(&ctx, |c| async move {
+        c.semaphore("k", 2).fair(true).acquire().await
+    })
+    .await;
+    assert!(p1.release().await.unwrap());
+    assert!(p2.release().await.unwrap());
+    for t in tasks {
+        join(t, ms(8000), "fair waiter").await;
+    }
+    assert_eq!(by_token(&order), [0, 1, 2, 3, 4], "grants in arrival order");
+}
+
+/// At the backend, only the head of the queue is granted, whatever order
+/// the waiters ask in after a release; each grant removes its waiter's
+/// place in the same step, so the next in line goes next.
+#[needs(Need::Exclusive)]
+pub async fn fair_queue_serves_only_its_head(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let b = ctx.backend().await;
+    let ids: Vec<LeaseId> = (0..5)
+        .map(|i| lease(LeaseKind::Exclusive, &holder(&format!("w{i}"))))
+        .collect();
+    let first = lease(LeaseKind::Exclusive, &holder("h"));
+    assert!(granted(&ask(&b, &first, ms(5000), true).await), "free lock");
+    for id in &ids {
+        assert!(!granted(&ask(&b, id, ms(5000), true).await), "queued");
+    }
+    locks(&b).release(&first).await.unwrap();
+    for next in 0..5 {
+        // The later waiters ask first: refused, they are not at the head.
+        for id in ids[next + 1..].iter().rev() {
+            assert!(!granted(&ask(&b, id, ms(5000), true).await), "not its turn");
+        }
+        assert!(granted(&ask(&b, &ids[next], ms(5000), true).await), "its turn");
+        locks(&b).release(&ids[next]).await.unwrap();
+    }
+    // Every grant took its place away: a try goes in at once.
+    let late = lease(LeaseKind::Exclusive, &holder("late"));
+    assert!(granted(&ask(&b, &late, ms(5000), false).await), "queue empty");
+}
+
+/// A fair semaphore's head asking for several permits is not overtaken by
+/// a later waiter for one, though one would fit.
+#[needs(Need::Semaphore, Need::MultiPermit)]
+pub async fn fair_semaphore_wide_head_not_overtaken(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let b = ctx.backend().await;
+    let one = LeaseKind::Permit { limit: 3 };
+    let held = lease(LeaseKind::Permits { limit: 3, count: 2 }, &holder("h"));
+    let wide = lease(LeaseKind::Permits { limit: 3, count: 2 }, &holder("wide"));
+    let small = lease(one, &holder("small"));
+    assert!(granted(&ask(&b, &held, ms(5000), true).await), "2 of 3");
+    assert!(!granted(&ask(&b, &wide, ms(5000), true).await), "2 do not fit");
+    assert!(!granted(&ask(&b, &small, ms(5000), true).await), "behind the wide head");
+    locks(&b).release(&held).await.unwrap();
+    assert!(!granted(&ask(&b, &small, ms(5000), true).await), "still behind it");
+    assert!(granted(&ask(&b, &wide, ms(5000), true).await), "the head goes in");
+    assert!(granted(&ask(&b, &small, ms(5000), true).await), "then the next");
+}
+
+/// `try_lock` on a fair lock is refused while anyone waits, even when the
+/// lock is free; once the queue is empty it goes in.
+#[needs(Need::Exclusive)]
+pub async fn fair_try_lock_never_jumps_the_queue(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let b = ctx.backend().await;
+    let c = ctx.client("c").await;
+    let blocker = lease(LeaseKind::Exclusive, &holder("h"));
+    let waiting = lease(LeaseKind::Exclusive, &holder("w"));
+    assert!(granted(&ask(&b, &blocker, ms(5000), true).await));
+    assert!(!granted(&ask(&b, &waiting, ms(5000), true).await), "queued");
+    locks(&b).release(&blocker).await.unwrap();
+    let lock = c.lock("k").fair(true);
+    assert!(at_once(lock.try_lock()).await.unwrap().is_none(), "lock free, queue not");
+    assert!(granted(&ask(&b, &waiting, ms(5000), true).await), "the waiter's turn");
+    locks(&b).release(&waiting).await.unwrap();
+    let g = at_once(lock.try_lock()).await.unwrap().expect("queue empty");
+    g.release().await.unwrap();
+}
+
+/// A waiter that stops renewing its place (crashed, cut off) is skipped
+/// once its waiter TTL passes, not before: the next waiter is granted then,
+/// on a lock and on a semaphore.
+#[needs(Need::Exclusive, Need::Semaphore)]
+pub async fn fair_dead_waiter_skipped_after_its_waiter_ttl(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let b = ctx.backend().await;
+    let c = ctx.client("c").await;
+    for kind in [LeaseKind::Exclusive, LeaseKind::Permit { limit: 1 }] {
+        let blocker = lease(kind, &holder("h"));
+        let dead = lease(kind, &holder("dead"));
+        assert!(granted(&ask(&b, &blocker, ms(5000), true).await), "free");
+        let t0 = Instant::now();
+        // Queued for 400 ms, and never heard of again.
+        assert!(!granted(&ask(&b, &dead, ms(400), true).await), "queued");
+        locks(&b).release(&blocker).await.unwrap();
+        let guard = match kind {
+            LeaseKind::Exclusive => c.lock("k").fair(true).lock().await,
+            _ => c.semaphore("k", 1).fair(true).acquire().await,
+        }
+        .expect("granted once the dead waiter is skipped");
+        let waited = t0.elapsed();
+        assert!(waited >= ms(390), "granted after {waited:?}, before the dead place lapsed");
+        assert!(waited < ms(3000), "granted only after {waited:?}");
+        guard.release().await.unwrap();
+    }
+}
+
+/// A fair reentrant handle that holds the lock re-enters without queueing
+/// (a waiter is queued meanwhile), and the waiter gets the lock once every
+/// hold is released.
+#[needs(Need::Reentrant)]
+pub async fn fair_reentrant_lock_reenters_without_queueing(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let lock = a.lock("k").fair(true).reentrant(true);
+    let g1 = take(&lock, "first hold").await;
+    let first = g1.token();
+    let (w, sw) = waiter(&ctx, "w").await;
+    let wait = tokio::spawn(async move { w.lock("k").fair(true).reentrant(true).lock().await });
+    queued(&sw, 1, "waiter").await;
+    let g2 = at_once(lock.lock()).await.expect("re-entered, not queued");
+    assert_eq!((g2.token(), lock.hold_count().await.unwrap()), (first, 2));
+    assert!(g2.release().await.unwrap());
+    assert!(g1.release().await.unwrap());
+    let g = join(wait, ms(3000), "waiter").await.expect("granted after both holds");
+    assert!(g.token() > first);
+    // The fair grants are listed like any other.
+    let held = lock.holders().await.unwrap();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!((held[0].kind, held[0].token), (LeaseKind::Reentrant, g.token()));
+    g.release().await.unwrap();
+}
+
+/// A cancelled wait and a timed-out wait give their places back at once:
+/// the waiter behind them is granted right after the release, long before
+/// their waiter TTLs (5 s) pass.
+#[needs(Need::Exclusive)]
+pub async fn fair_cancelled_wait_leaves_no_place(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let held = take(&a.lock("k").fair(true).ttl(ms(5000)), "holder").await;
+    let (cancelled, sw_cancelled) = waiter(&ctx, "cancelled").await;
+    let lock = cancelled.lock("k").fair(true).waiter_ttl(ms(5000));
+    let wait = tokio::spawn(async move { lock.lock().await });
+    queued(&sw_cancelled, 1, "cancelled waiter").await;
+    wait.abort();
+    let (timed_out, sw_timed_out) = waiter(&ctx, "timed-out").await;
+    let lock = (timed_out.lock("k").fair(true).waiter_ttl(ms(5000)))
+        .wait_timeout(Some(ms(300)));
+    let wait = tokio::spawn(async move { lock.lock().await });
+    queued(&sw_timed_out, 1, "timed-out waiter").await;
+    let res = join(wait, ms(3000), "timed-out waiter").await;
+    assert!(matches!(res, Err(Error::Timeout { .. })), "{res:?}");
+    let (next, sw_next) = waiter(&ctx, "next").await;
+    let lock = next.lock("k").fair(true).waiter_ttl(ms(5000));
+    let wait = tokio::spawn(async move { lock.lock().await });
+    queued(&sw_next, 1, "next waiter").await;
+    // The places are given back in the background: wait for it.
+    let gone = eventually(ms(3000), || async {
+        let left = |s: &Switch| s.answered("leave_queue") >= 1;
+        (left(&sw_cancelled) && left(&sw_timed_out)).then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "the cancelled and timed-out waiters gave their places back");
+    let t = Instant::now();
+    assert!(held.release().await.unwrap());
+    let g = join(wait, ms(3000), "next waiter").await.expect("granted");
+    assert!(t.elapsed() < ms(1500), "granted {:?} after the release", t.elapsed());
+    g.release().await.unwrap();
+}
+
+/// A waiter TTL out of range, or a fair kind the backend does not queue,
+/// is `InvalidArgument` before any I/O (from the client) and at the backend.
+pub async fn fair_bad_waiter_ttl_refused_before_io(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (c, switch) = waiter(&ctx, "c").await;
+    switch.off();
+    for bad in [ms(1), Duration::from_secs(2 * 3600)] {
+        let res = c.lock("k").fair(true).waiter_ttl(bad).try_lock().await;
+        match &res {
+            Err(Error::InvalidArgument { message, .. }) => {
+                assert!(message.contains("\"k\"") && message.contains("waiter"), "{message}")
+            }
+            other => panic!("waiter_ttl {bad:?}: expected InvalidArgument, got {other:?}"),
+        }
+        let res = c.semaphore("k", 2).fair(true).waiter_ttl(bad).acquire().await;
+        assert_invalid(res, "semaphore waiter_ttl");
+    }
+    // Out of fair mode, the waiter TTL is not used, and not checked.
+    let res = c.lock("k").waiter_ttl(ms(1)).try_lock().await;
+    assert!(matches!(res, Err(Error::Unavailable { .. })), "{res:?}");
+    switch.on();
+    let b = ctx.backend().await;
+    let id = lease(LeaseKind::Exclusive, &holder("x"));
+    let res = locks(&b).acquire_queued(&id, ms(1000), Duration::ZERO, true).await;
+    assert_invalid(res, "zero waiter TTL at the backend");
+    let read = lease(LeaseKind::Read, &holder("x"));
+    let res = locks(&b).acquire_queued(&read, ms(1000), ms(1000), true).await;
+    assert_invalid(res, "a read lease queued");
+}
+}

@@ -1,0 +1,106 @@
+//! Fair queues on Redis (decision 0033): `fair.lua`, which runs ahead of the
+//! lock and semaphore scripts, keeps each key's waiters in arrival order.
+//!
+//! ```text
+//! coord:{<ns>:<space>:<key>}:q   queue zset: holder -> arrival (server µs)
+//! coord:{<ns>:<space>:<key>}:d   places zset: holder -> deadline (server ms)
+//! ```
+//!
+//! (`space` `lock` or `semaphore`.) Both expire with the latest place and
+//! are deleted when empty. A fair lock's release publishes `released` like
+//! any other: it wakes the oldest waiter of each process, which is that
+//! process's first in line unless it lost its place; a queued step that
+//! finds the lock free while someone else heads the queue publishes `freed`
+//! (every waiter looks again), so a wake-up gone to the wrong waiter is
+//! handed on. A fair semaphore waiter keeps the semaphore's wide-waiter
+//! mark up for its waiter TTL, so that releases wake every waiter.
+
+use std::time::Duration;
+
+use coord_api::{Error, Namespace, Result, spi::LeaseId, spi::LeaseKind, spi::LockSpace};
+
+use super::{names, parts, script};
+use crate::{
+    eval::{Eval, holder_len, ttl_ms},
+    keys::Names,
+};
+
+/// The queue and places keys of `lease`'s key (with the space's own keys
+/// first when `with_lease_keys`), `op` written.
+fn queue_eval(
+    ns: &Namespace,
+    lease: &LeaseId,
+    op: &'static str,
+    with_lease_keys: bool,
+) -> (Eval, Names) {
+    let space = lease.kind.space();
+    let mut names = names(ns, space, &lease.key);
+    let lease_keys = if with_lease_keys { parts(space) } else { &[] };
+    let keys = lease_keys.len() + 2;
+    let bytes = (keys + 2) * names.len() + 2 * holder_len(Some(&lease.holder)) + 64;
+    let mut eval = Eval::new(script(space), keys, 12, bytes);
+    for p in lease_keys.iter().chain(&['q', 'd']) {
+        names.write(&mut eval, *p);
+    }
+    eval.arg(op);
+    (eval, names)
+}
+
+/// Appends the five arguments `fair.lua` reads last.
+fn tail(eval: &mut Eval, names: &mut Names, lease: &LeaseId, waiter_ttl: u64, enqueue: bool) {
+    names.write(eval, 'c');
+    eval.holder(&lease.holder)
+        .arg(waiter_ttl)
+        .arg(if enqueue { "1" } else { "0" })
+        .arg(match lease.kind.space() {
+            LockSpace::Semaphore => "s",
+            _ => "l",
+        });
+}
+
+/// The EVALSHA of a queued acquisition of `lease`: the space's acquire
+/// arguments (a semaphore's count always given), then the tail. `InvalidArgument` for a kind with no fair mode
+/// or a waiter TTL out of range.
+pub(super) fn queued_eval(
+    ns: &Namespace,
+    lease: &LeaseId,
+    ttl: u64,
+    waiter_ttl: Duration,
+    enqueue: bool,
+) -> Result<Eval> {
+    let waiter_ttl = ttl_ms(&lease.key, waiter_ttl)?;
+    let (mut eval, mut names) = queue_eval(ns, lease, "queued", true);
+    match lease.kind {
+        LeaseKind::Exclusive | LeaseKind::Reentrant => {
+            let kind = if lease.kind == LeaseKind::Exclusive {
+                "e"
+            } else {
+                "r"
+            };
+            eval.holder(&lease.holder).arg(ttl).arg(kind);
+        }
+        LeaseKind::Permit { limit } | LeaseKind::Permits { limit, .. } => {
+            names.write(&mut eval, 'c');
+            eval.holder(&lease.holder)
+                .arg(ttl)
+                .arg(limit)
+                .arg(lease.kind.permits());
+        }
+        other => {
+            return Err(Error::invalid(format!(
+                "{} lease on {:?}: fair mode is for locks and semaphores",
+                other.as_str(),
+                lease.key.as_str()
+            )));
+        }
+    }
+    tail(&mut eval, &mut names, lease, waiter_ttl, enqueue);
+    Ok(eval)
+}
+
+/// The EVALSHA of `lease`'s holder giving its place back.
+pub(super) fn leave_eval(ns: &Namespace, lease: &LeaseId) -> Eval {
+    let (mut eval, mut names) = queue_eval(ns, lease, "leave", false);
+    tail(&mut eval, &mut names, lease, 0, false);
+    eval
+}
