@@ -79,7 +79,10 @@ pub use holder::{HolderId, InstanceId};
 pub use jobs::{Job, JobContext, RunOnce};
 pub use key::{Key, MAX_KEY_BYTES, MAX_NAMESPACE_BYTES, MAX_TTL, MIN_TTL, Namespace, validate_ttl};
 pub use lease::{LeaseOptions, LostSignal};
-pub use locks::{LeaseGuard, Lock, LockGuard, Permit, ReadGuard, RwLock, Semaphore, WriteGuard};
+pub use locks::{
+    LeaseGuard, Lock, LockGuard, MultiGuard, MultiLock, Permit, ReadGuard, RwLock, Semaphore,
+    WriteGuard,
+};
 pub use membership::{Group, GroupChange, GroupObserver, Membership};
 pub use ops::{
     Check, Forced, Health, LeaseFilter, LeaseWalk, LiveLease, Operations, PresenceOptions, Status,

@@ -36,6 +36,8 @@ pub enum Need {
     ForceRelease,
     /// The lock family's inspection (`holders()`).
     Inspect,
+    /// Several exclusive locks in one atomic step (`acquire_all`).
+    AcquireAll,
     /// Elections.
     Elections,
     /// Membership groups.
@@ -76,6 +78,7 @@ impl Need {
             Need::ExpiryNotifications => lock(|c| c.expiry_notifications),
             Need::ForceRelease => lock(|c| c.force_release),
             Need::Inspect => lock(|c| c.inspect),
+            Need::AcquireAll => lock(|c| c.acquire_all),
             Need::Elections => families.elections,
             Need::Groups => families.groups,
             Need::Jobs => families.jobs,
@@ -103,6 +106,7 @@ impl Need {
             Need::ExpiryNotifications => "expiry notifications",
             Need::ForceRelease => "force release",
             Need::Inspect => "inspect",
+            Need::AcquireAll => "several locks in one step",
             Need::Elections => "elections",
             Need::Groups => "groups",
             Need::Jobs => "jobs",

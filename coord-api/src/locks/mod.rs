@@ -8,8 +8,10 @@
 //! |---|---|
 //! | `request` | one acquisition (attempt, or wait), and the clean-up of an unanswered one |
 //! | `lock`, `rwlock`, `semaphore` | the handles |
+//! | `multi` | several exclusive locks at once, and their one guard |
 
 mod lock;
+mod multi;
 mod request;
 mod rwlock;
 mod semaphore;
@@ -17,6 +19,7 @@ mod semaphore;
 use std::{sync::Arc, time::Duration};
 
 pub use lock::Lock;
+pub use multi::{MultiGuard, MultiLock};
 pub use rwlock::RwLock;
 pub use semaphore::Semaphore;
 
