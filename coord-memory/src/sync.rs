@@ -20,7 +20,7 @@ pub(crate) struct Map<K, V> {
     #[cfg(not(loom))]
     shards: Box<[std::sync::Mutex<Shard<K, V>>]>,
     #[cfg(not(loom))]
-    hasher: foldhash::fast::RandomState,
+    hasher: Hashing,
     #[cfg(loom)]
     map: loom::sync::Mutex<(std::collections::HashMap<K, V>, u64)>,
 }
@@ -32,6 +32,15 @@ struct Shard<K, V> {
     sweep_at: usize,
     counter: u64,
 }
+
+/// How keys are hashed to shards and slots: seeded at random, except under
+/// the simulator, where which keys share a shard (and so a token counter:
+/// two grants of one step draw `t` and `t + 1` there, `t` and `t` apart)
+/// must replay exactly from the seed.
+#[cfg(all(not(loom), not(madsim)))]
+type Hashing = foldhash::fast::RandomState;
+#[cfg(all(not(loom), madsim))]
+type Hashing = foldhash::fast::FixedState;
 
 #[cfg(not(loom))]
 const SHARDS: usize = 64;
