@@ -360,6 +360,24 @@ impl MultiLock {
 /// - [`release`](Self::release) releases every lock; dropping the guard
 ///   releases them in the background (and if that cannot happen, their TTL
 ///   frees them).
+///
+/// ```
+/// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
+/// let guard = client.multi_lock(["stock/42", "orders/7"]).lock().await?;
+/// let lost = guard.lost_signal(); // fires when either lease is lost
+/// let work = async {
+///     for (key, token) in guard.tokens() {
+///         // write to `key`'s store, fenced by `token`
+///         # let _ = (key, token);
+///     }
+/// };
+/// tokio::select! {
+///     _ = lost.wait() => { /* stop: someone else may hold a member now */ }
+///     _ = work => {}
+/// }
+/// guard.release().await?; // every member
+/// # Ok(()) }
+/// ```
 #[must_use = "if unused the locks are released immediately"]
 pub struct MultiGuard {
     /// In key order.
@@ -470,5 +488,54 @@ impl std::fmt::Debug for MultiGuard {
             .field("tokens", &self.tokens().collect::<Vec<_>>())
             .field("held", &self.is_held())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::testing::Counting;
+
+    fn send<T: Send>(_: &T) {}
+    fn send_sync<T: Send + Sync>() {}
+
+    /// The futures and the guard can move between tasks; the handle and
+    /// the guard can be shared.
+    #[tokio::test]
+    async fn futures_and_guard_are_send() {
+        send_sync::<MultiLock>();
+        send_sync::<MultiGuard>();
+        let client = Client::new(Arc::new(Counting::default()));
+        let set = client.multi_lock(["b", "a"]);
+        let (try_lock, lock) = (set.try_lock(), set.lock());
+        send(&try_lock);
+        send(&lock);
+        drop((try_lock, lock));
+        let guard = set.try_lock().await.unwrap().expect("the fake grants all");
+        let (lost, release) = (guard.lost(), guard.extend());
+        send(&lost);
+        send(&release);
+    }
+
+    /// Without `acquire_all`, the locks are taken one by one in key order
+    /// (whatever the order named), and one release releases each.
+    #[tokio::test]
+    async fn without_the_one_step_each_lock_is_taken_in_key_order() {
+        let backend = Arc::new(Counting::default());
+        let client = Client::new(backend.clone());
+        let set = client.multi_lock(["c", "a", "b"]);
+        assert_eq!(set.keys(), ["c", "a", "b"], "as given");
+        let guard = set.try_lock().await.unwrap().expect("the fake grants all");
+        let keys: Vec<&str> = guard.tokens().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["a", "b", "c"]);
+        let tokens: Vec<u64> = guard.tokens().map(|(_, t)| t.get()).collect();
+        assert_eq!(tokens, [1, 2, 3], "granted in key order");
+        assert_eq!(guard.token("b"), Some(FencingToken(2)));
+        assert_eq!(guard.token("d"), None);
+        assert!(guard.is_held() && guard.valid_until().is_some());
+        assert!(guard.release().await.unwrap());
+        assert_eq!(backend.releases(), 3);
     }
 }

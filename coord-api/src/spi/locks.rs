@@ -11,7 +11,7 @@ use super::{
     DynBackend, Watch,
     dispatch::{Dispatch, Dispatched, Op, family},
 };
-use crate::{Error, FencingToken, HolderId, Key, Result};
+use crate::{FencingToken, HolderId, Key, Result};
 
 /// What of the lock family a backend supports. Conformance cases are chosen
 /// by capability, never by backend name; an operation a backend lacks
@@ -260,19 +260,19 @@ pub const MAX_MULTI_LOCK_KEYS: usize = 64;
 /// No I/O; the client checks before any request, backends check again.
 pub fn check_acquire_all(leases: &[LeaseId]) -> Result<()> {
     if leases.is_empty() {
-        return Err(Error::invalid(
+        return Err(crate::Error::invalid(
             "a multi-lock needs at least 1 key, got none".to_string(),
         ));
     }
     if leases.len() > MAX_MULTI_LOCK_KEYS {
-        return Err(Error::invalid(format!(
+        return Err(crate::Error::invalid(format!(
             "a multi-lock takes at most {MAX_MULTI_LOCK_KEYS} keys, got {} (first {:?})",
             leases.len(),
             leases[0].key.as_str()
         )));
     }
     if let Some(l) = leases.iter().find(|l| l.kind != LeaseKind::Exclusive) {
-        return Err(Error::invalid(format!(
+        return Err(crate::Error::invalid(format!(
             "{} lease on {:?}: a multi-lock takes exclusive leases only",
             l.kind.as_str(),
             l.key.as_str()
@@ -281,7 +281,7 @@ pub fn check_acquire_all(leases: &[LeaseId]) -> Result<()> {
     let mut keys: Vec<&Key> = leases.iter().map(|l| &l.key).collect();
     keys.sort_unstable();
     if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
-        return Err(Error::invalid(format!(
+        return Err(crate::Error::invalid(format!(
             "key {:?} appears twice in a multi-lock",
             w[0].as_str()
         )));
