@@ -10,7 +10,8 @@ use std::{
 
 use crate::{
     Barrier, Clock, DoubleBarrier, Election, Error, GraphBuilder, Group, InstanceId, Job, Latch,
-    LeaseOptions, Lock, Queue, Result, RwLock, Semaphore, State, StateSpace, TokioClock, Topic,
+    LeaseOptions, Lock, MultiLock, Queue, Result, RwLock, Semaphore, State, StateSpace, TokioClock,
+    Topic,
     lease::{registry::Registry, renewal::Renewals},
     ops::{Operations, PresenceOptions, presence},
     spi::{
@@ -300,6 +301,18 @@ impl Client {
     /// operation, as `InvalidArgument`.
     pub fn lock(&self, key: &str) -> Lock {
         Lock::new(self.clone(), key)
+    }
+
+    /// Several exclusive locks, taken together all or nothing (see
+    /// [`MultiLock`]); the keys are those of [`lock`](Self::lock), in any
+    /// order.
+    pub fn multi_lock<I, S>(&self, keys: I) -> MultiLock
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let keys = keys.into_iter().map(|k| k.as_ref().to_owned()).collect();
+        MultiLock::new(self.clone(), keys)
     }
 
     /// A read-write lock on `key` (writer preference).

@@ -80,8 +80,8 @@ pub use jobs::{Job, JobContext, RunOnce};
 pub use key::{Key, MAX_KEY_BYTES, MAX_NAMESPACE_BYTES, MAX_TTL, MIN_TTL, Namespace, validate_ttl};
 pub use lease::{LeaseOptions, LostSignal};
 pub use locks::{
-    DEFAULT_WAITER_TTL, LeaseGuard, Lock, LockGuard, MAX_WAITER_TTL, MIN_WAITER_TTL, Permit,
-    ReadGuard, RwLock, Semaphore, WriteGuard,
+    DEFAULT_WAITER_TTL, LeaseGuard, Lock, LockGuard, MAX_WAITER_TTL, MIN_WAITER_TTL, MultiGuard,
+    MultiLock, Permit, ReadGuard, RwLock, Semaphore, WriteGuard,
 };
 pub use membership::{Group, GroupChange, GroupObserver, Membership};
 pub use ops::{

@@ -10,10 +10,10 @@ use std::{
 use async_trait::async_trait;
 
 use crate::{
-    Client, FencingToken, Key, LeaseGuard, LeaseInfo, LockSpace, Namespace, Result,
+    Client, Error, FencingToken, Key, LeaseGuard, LeaseInfo, LockSpace, Namespace, Result,
     spi::{
-        Acquire, Backend, ElectionBackend, Grant, GroupBackend, JobBackend, LeaseId, LockBackend,
-        LockCapabilities, Release, Watch,
+        Acquire, AcquireAll, Backend, ElectionBackend, Grant, GroupBackend, JobBackend, LeaseId,
+        LockBackend, LockCapabilities, Release, Watch,
     },
 };
 
@@ -123,6 +123,12 @@ impl LockBackend for Counting {
     }
     async fn subscribe(&self, _: LockSpace, _: &Key) -> Result<Box<dyn Watch>> {
         unimplemented!("not waited on in these tests")
+    }
+    async fn acquire_all(&self, _: &[LeaseId], _: Duration) -> Result<AcquireAll> {
+        Err(Error::NotSupported {
+            operation: "acquire_all",
+            backend: "counting".into(),
+        })
     }
 }
 

@@ -38,6 +38,8 @@ pub enum Need {
     Inspect,
     /// Fair (first come, first served) locks and semaphores.
     Fair,
+    /// Several exclusive locks in one atomic step (`acquire_all`).
+    AcquireAll,
     /// Elections.
     Elections,
     /// Membership groups.
@@ -79,6 +81,7 @@ impl Need {
             Need::ForceRelease => lock(|c| c.force_release),
             Need::Inspect => lock(|c| c.inspect),
             Need::Fair => lock(|c| c.fair),
+            Need::AcquireAll => lock(|c| c.acquire_all),
             Need::Elections => families.elections,
             Need::Groups => families.groups,
             Need::Jobs => families.jobs,
@@ -107,6 +110,7 @@ impl Need {
             Need::ForceRelease => "force release",
             Need::Inspect => "inspect",
             Need::Fair => "fair locks",
+            Need::AcquireAll => "several locks in one step",
             Need::Elections => "elections",
             Need::Groups => "groups",
             Need::Jobs => "jobs",

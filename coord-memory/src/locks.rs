@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use coord_api::{
     Key, LeaseInfo, LeaseKind, LockSpace, Result,
-    spi::{Acquire, Grant, LeaseId, LockBackend, LockCapabilities, Release, Watch},
+    spi::{Acquire, AcquireAll, Grant, LeaseId, LockBackend, LockCapabilities, Release, Watch},
 };
 
 use crate::{
@@ -153,5 +153,28 @@ impl LockBackend for MemoryBackend {
         Ok(self
             .store
             .watch(Topic::Lock(table_key(&self.ns, space, key))))
+    }
+
+    async fn acquire_all(&self, leases: &[LeaseId], ttl: Duration) -> Result<AcquireAll> {
+        self.acquire_all_leases(leases, ttl)
+    }
+}
+
+impl MemoryBackend {
+    /// [`LockBackend::acquire_all`]: one step of the table over every key's
+    /// shard, each grant journaled as a grant of its own key.
+    fn acquire_all_leases(&self, leases: &[LeaseId], ttl: Duration) -> Result<AcquireAll> {
+        let now = self.store.now();
+        let answer = (self.store.inner.table).acquire_all(&self.ns, leases, ttl, now)?;
+        if let (Some(j), AcquireAll::Granted(grants)) = (self.store.journal(), &answer) {
+            for (lease, g) in leases.iter().zip(grants) {
+                j.record(Event::Granted {
+                    lease: leased(lease),
+                    holder: &lease.holder,
+                    token: g.token,
+                });
+            }
+        }
+        Ok(answer)
     }
 }

@@ -20,7 +20,7 @@ pub(crate) struct Map<K, V> {
     #[cfg(not(loom))]
     shards: Box<[std::sync::Mutex<Shard<K, V>>]>,
     #[cfg(not(loom))]
-    hasher: foldhash::fast::RandomState,
+    hasher: Hashing,
     #[cfg(loom)]
     map: loom::sync::Mutex<(std::collections::HashMap<K, V>, u64)>,
 }
@@ -32,6 +32,15 @@ struct Shard<K, V> {
     sweep_at: usize,
     counter: u64,
 }
+
+/// How keys are hashed to shards and slots: seeded at random, except under
+/// the simulator, where which keys share a shard (and so a token counter:
+/// two grants of one step draw `t` and `t + 1` there, `t` and `t` apart)
+/// must replay exactly from the seed.
+#[cfg(all(not(loom), not(madsim)))]
+type Hashing = foldhash::fast::RandomState;
+#[cfg(all(not(loom), madsim))]
+type Hashing = foldhash::fast::FixedState;
 
 #[cfg(not(loom))]
 const SHARDS: usize = 64;
@@ -128,6 +137,69 @@ impl<K: std::hash::Hash + Eq + Clone, V: Default> Map<K, V> {
         }
     }
 
+    /// Runs `f` with the entries of every key of `keys` (empty ones if
+    /// missing) under one hold of all their shards' locks: one atomic step
+    /// over several keys. The shards are locked in ascending order, so two
+    /// such steps never wait for each other in a cycle. `f` reaches each
+    /// entry (and its shard's counter) through [`Locked::update`], by the
+    /// key's index in `keys`.
+    pub(crate) fn update_all<L: Lookup<K>, R>(
+        &self,
+        keys: &[L],
+        is_empty: impl Fn(&V) -> bool,
+        f: impl FnOnce(&mut Locked<'_, '_, K, V, L>) -> R,
+    ) -> R {
+        #[cfg(not(loom))]
+        {
+            use std::hash::BuildHasher;
+            let hashes: Vec<u64> = keys.iter().map(|k| self.hasher.hash_one(k)).collect();
+            let mut shards: Vec<usize> = hashes
+                .iter()
+                .map(|h| ((h >> 32) as usize) % SHARDS)
+                .collect();
+            shards.sort_unstable();
+            shards.dedup();
+            let guards = shards
+                .iter()
+                .map(|&i| (i, self.shards[i].lock().unwrap_or_else(|p| p.into_inner())))
+                .collect();
+            let mut locked = Locked {
+                map: self,
+                keys,
+                hashes,
+                guards,
+            };
+            let r = f(&mut locked);
+            let hashes = std::mem::take(&mut locked.hashes);
+            for (k, h) in keys.iter().zip(&hashes) {
+                let i = ((h >> 32) as usize) % SHARDS;
+                let shard = &mut locked.guard(i).table;
+                if let Ok(e) = shard.find_entry(*h, |(key, _)| k.matches(key))
+                    && is_empty(&e.get().1)
+                {
+                    e.remove();
+                }
+            }
+            r
+        }
+        #[cfg(loom)]
+        {
+            let mut guard = self.map.lock().unwrap();
+            let mut locked = Locked {
+                keys,
+                guard: &mut *guard,
+            };
+            let r = f(&mut locked);
+            for k in keys {
+                let owned = k.to_key();
+                if guard.0.get(&owned).is_some_and(&is_empty) {
+                    guard.0.remove(&owned);
+                }
+            }
+            r
+        }
+    }
+
     /// Runs `f` on every entry, one shard at a time (each under its own
     /// lock: an entry changed in a shard already visited is not seen
     /// again).
@@ -159,5 +231,61 @@ impl<K: std::hash::Hash + Eq + Clone, V: Default> Map<K, V> {
         {
             self.map.lock().unwrap().0.get(&key.to_key()).map(f)
         }
+    }
+}
+
+/// The shards of several keys, locked for one step (see
+/// [`Map::update_all`]).
+#[cfg(not(loom))]
+pub(crate) struct Locked<'m, 'k, K, V, L> {
+    map: &'m Map<K, V>,
+    keys: &'k [L],
+    hashes: Vec<u64>,
+    guards: Vec<(usize, std::sync::MutexGuard<'m, Shard<K, V>>)>,
+}
+
+#[cfg(not(loom))]
+impl<K: std::hash::Hash + Eq + Clone, V: Default, L: Lookup<K>> Locked<'_, '_, K, V, L> {
+    fn guard(&mut self, shard: usize) -> &mut Shard<K, V> {
+        let at = self
+            .guards
+            .binary_search_by_key(&shard, |(i, _)| *i)
+            .expect("every key's shard is locked");
+        &mut self.guards[at].1
+    }
+
+    /// Runs `g` on the entry of the `i`-th key (inserted empty if missing;
+    /// an entry left empty is removed when the step ends) and its shard's
+    /// counter.
+    pub(crate) fn update<R>(&mut self, i: usize, g: impl FnOnce(&mut V, &mut u64) -> R) -> R {
+        let (key, hash) = (&self.keys[i], self.hashes[i]);
+        let hasher = &self.map.hasher;
+        let shard = self.guard(((hash >> 32) as usize) % SHARDS);
+        let slot = shard
+            .table
+            .entry(
+                hash,
+                |(k, _)| key.matches(k),
+                |(k, _)| std::hash::BuildHasher::hash_one(hasher, k),
+            )
+            .or_insert_with(|| (key.to_key(), V::default()));
+        let (_, v) = slot.into_mut();
+        g(v, &mut shard.counter)
+    }
+}
+
+/// The one map, locked for one step (see [`Map::update_all`]).
+#[cfg(loom)]
+pub(crate) struct Locked<'g, 'k, K, V, L> {
+    keys: &'k [L],
+    guard: &'g mut (std::collections::HashMap<K, V>, u64),
+}
+
+#[cfg(loom)]
+impl<K: std::hash::Hash + Eq + Clone, V: Default, L: Lookup<K>> Locked<'_, '_, K, V, L> {
+    /// Runs `g` on the entry of the `i`-th key and the map's counter.
+    pub(crate) fn update<R>(&mut self, i: usize, g: impl FnOnce(&mut V, &mut u64) -> R) -> R {
+        let (map, counter) = &mut *self.guard;
+        g(map.entry(self.keys[i].to_key()).or_default(), counter)
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use coord_api::{
     Clock, Error, FencingToken, HolderId, Instant, Key, LeaseInfo, LeaseKind, LockSpace, Namespace,
     Result,
-    spi::{Acquire, Busy, Grant, LeaseId, Release, ResourceKind, Role},
+    spi::{Acquire, AcquireAll, Busy, Grant, LeaseId, Release, ResourceKind, Role},
 };
 
 mod fair;
@@ -336,6 +336,60 @@ impl LeaseTable {
             until: now + ttl,
         });
         Ok(Acquire::Granted(Grant::new(FencingToken(token), 1)))
+    }
+
+    /// [`LockBackend::acquire_all`](coord_api::spi::LockBackend::acquire_all)
+    /// on `ns`: every key's shard locked at once, every key looked at, then
+    /// every lease granted, or none.
+    pub fn acquire_all(
+        &self,
+        ns: &Namespace,
+        ids: &[LeaseId],
+        ttl: Duration,
+        now: Instant,
+    ) -> Result<AcquireAll> {
+        coord_api::spi::check_acquire_all(ids)?;
+        if let Some(id) = ids.first() {
+            check_ttl(id, ttl)?;
+        }
+        let keys: Vec<KeyRef<'_>> = ids
+            .iter()
+            .map(|id| KeyRef {
+                ns,
+                space: LockSpace::Lock,
+                key: &id.key,
+            })
+            .collect();
+        Ok(self.entries.update_all(&keys, Entry::is_empty, |locked| {
+            for i in 0..ids.len() {
+                let until = locked.update(i, |e, _| {
+                    e.purge(now);
+                    e.leases.first().map(|l| l.until)
+                });
+                if let Some(until) = until {
+                    let busy = Busy::new(Some(until.saturating_duration_since(now)));
+                    return AcquireAll::Busy { index: i, busy };
+                }
+            }
+            let grants = ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| {
+                    locked.update(i, |e, last| {
+                        let token = self.key_token(last, now);
+                        e.leases.push(Lease {
+                            holder: id.holder.clone(),
+                            kind: LeaseKind::Exclusive,
+                            token,
+                            holds: 1,
+                            until: now + ttl,
+                        });
+                        Grant::new(FencingToken(token), 1)
+                    })
+                })
+                .collect();
+            AcquireAll::Granted(grants)
+        }))
     }
 
     /// [`LockBackend::extend`](coord_api::spi::LockBackend::extend) on `ns`.

@@ -30,6 +30,7 @@
 //! | [`connect`] | a [`Client`] on the backend a URL names |
 //! | [`Client`], [`ClientBuilder`] | one instance's handle: [`lock`](Client::lock), [`rwlock`](Client::rwlock), [`semaphore`](Client::semaphore), [`election`](Client::election), [`group`](Client::group), [`job`](Client::job), [`barrier`](Client::barrier), [`double_barrier`](Client::double_barrier), [`latch`](Client::latch), [`queue`](Client::queue), [`graph`](Client::graph) |
 //! | [`Lock`], [`RwLock`], [`Semaphore`] | the lock family; guards are [`LeaseGuard`]s with a [`FencingToken`] and a [`LostSignal`] |
+//! | [`MultiLock`] | several exclusive locks at once, all or nothing; one [`MultiGuard`] |
 //! | [`Election`], [`Leadership`], [`LeaderObserver`], [`LeaderRunner`] | leader elections with terms |
 //! | [`Group`], [`Membership`], [`GroupObserver`] | membership groups |
 //! | [`Job`], [`RunOnce`] | jobs run by one instance at a time, or once |
@@ -67,11 +68,12 @@ pub use coord_api::{
     JobContext, Key, Latch, LatchState, LatchWait, LeaderChange, LeaderContext, LeaderInfo,
     LeaderObserver, LeaderRunner, Leadership, LeaseGuard, LeaseInfo, LeaseKind, LeaseOptions, Lock,
     LockGuard, LockSpace, LostSignal, MAX_KEY_BYTES, MAX_LATCH_COUNT, MAX_NAMESPACE_BYTES,
-    MAX_PARTIES, MAX_TTL, MIN_TTL, MemberInfo, Members, Membership, Namespace, Node, NodeContext,
-    NodeError, NodeState, NodeStatus, On, OnFailure, Outcome, Permit, PushOptions, PushOutcome,
-    Queue, QueueStats, Quorum, ReadGuard, Result, RunEvent, RunObserver, RunOnce, RunState,
-    RunStatus, RunnerHandle, RwLock, Semaphore, SkewedClock, State, StateEvent, StateSpace,
-    StateWatch, TokioClock, Trip, Tripped, Versioned, Worked, WriteGuard, contract, spi,
+    MAX_PARTIES, MAX_TTL, MIN_TTL, MemberInfo, Members, Membership, MultiGuard, MultiLock,
+    Namespace, Node, NodeContext, NodeError, NodeState, NodeStatus, On, OnFailure, Outcome, Permit,
+    PushOptions, PushOutcome, Queue, QueueStats, Quorum, ReadGuard, Result, RunEvent, RunObserver,
+    RunOnce, RunState, RunStatus, RunnerHandle, RwLock, Semaphore, SkewedClock, State, StateEvent,
+    StateSpace, StateWatch, TokioClock, Trip, Tripped, Versioned, Worked, WriteGuard, contract,
+    spi,
 };
 /// Topics: typed events, ephemeral (at most once) and durable (named
 /// subscriptions, at least once, replay).

@@ -30,6 +30,10 @@ mod events;
 #[path = "../examples/metrics.rs"]
 mod metrics;
 
+#[allow(dead_code)] // its `main` and argument parsing
+#[path = "../examples/transfer.rs"]
+mod transfer;
+
 use barrier::Round;
 use coord::{NodeState, RunState};
 
@@ -332,4 +336,13 @@ async fn metrics_example_renders_the_lease_metrics_in_prometheus_text() {
         !text.contains("key=\""),
         "a key label without the opt-in:\n{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_example_keeps_the_money_under_both_locks() {
+    let summary = transfer::run("memory://?namespace=example-transfer")
+        .await
+        .expect("the example runs");
+    assert_eq!(summary.transfers, 100);
+    assert_eq!(summary.total, summary.opened, "{summary:?}");
 }

@@ -89,7 +89,7 @@ pub(crate) async fn wait_from<A: Attempts>(
 /// When to retry without a notification: the jittered retry delay, the
 /// instant the blocking lease expires, the refresh period, or the deadline,
 /// whichever comes first.
-fn wake_at(
+pub(crate) fn wake_at(
     opts: &LeaseOptions,
     now: Instant,
     retry_in: Option<Duration>,

@@ -9,9 +9,11 @@
 //! | `request` | one acquisition (attempt, or wait), and the clean-up of an unanswered one |
 //! | `fair` | fair mode: queued attempts, waiter TTLs, giving a place back |
 //! | `lock`, `rwlock`, `semaphore` | the handles |
+//! | `multi` | several exclusive locks at once, and their one guard |
 
 mod fair;
 mod lock;
+mod multi;
 mod request;
 mod rwlock;
 mod semaphore;
@@ -20,6 +22,7 @@ use std::{sync::Arc, time::Duration};
 
 pub use fair::{DEFAULT_WAITER_TTL, MAX_WAITER_TTL, MIN_WAITER_TTL};
 pub use lock::Lock;
+pub use multi::{MultiGuard, MultiLock};
 pub use rwlock::RwLock;
 pub use semaphore::Semaphore;
 

@@ -59,6 +59,23 @@ impl<'a> Request<'a> {
         self
     }
 
+    /// A request for `id` with `opts` (already validated), whose leases
+    /// count as valid locally for `validity` (`opts.local_validity()`).
+    pub(crate) fn with_id(
+        client: &'a Client,
+        id: LeaseId,
+        opts: &'a LeaseOptions,
+        validity: std::time::Duration,
+    ) -> Request<'a> {
+        Request {
+            client,
+            id,
+            opts,
+            validity,
+            fair: None,
+        }
+    }
+
     /// One round trip for the lease `id`; the answer and when the request
     /// left. `cleanup` says whether a call that got no answer must release
     /// what it may have been granted (false for a reentrant re-entry, whose

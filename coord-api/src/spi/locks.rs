@@ -48,6 +48,10 @@ pub struct LockCapabilities {
     /// fair (first come, first served) exclusive and reentrant locks and
     /// semaphores.
     pub fair: bool,
+    /// [`LockBackend::acquire_all`]: several exclusive locks in one atomic
+    /// step. Without it, [`MultiLock`](crate::MultiLock) takes them one by
+    /// one in key order.
+    pub acquire_all: bool,
 }
 
 impl LockCapabilities {
@@ -65,6 +69,7 @@ impl LockCapabilities {
             force_release: true,
             inspect: true,
             fair: true,
+            acquire_all: true,
         }
     }
 }
@@ -251,6 +256,60 @@ impl Busy {
     }
 }
 
+/// The most leases one [`LockBackend::acquire_all`] (and one
+/// [`MultiLock`](crate::MultiLock)) takes.
+pub const MAX_MULTI_LOCK_KEYS: usize = 64;
+
+/// `InvalidArgument` unless `leases` is what [`LockBackend::acquire_all`]
+/// takes: 1 to [`MAX_MULTI_LOCK_KEYS`] exclusive leases on distinct keys.
+/// No I/O; the client checks before any request, backends check again.
+pub fn check_acquire_all(leases: &[LeaseId]) -> Result<()> {
+    if leases.is_empty() {
+        return Err(crate::Error::invalid(
+            "a multi-lock needs at least 1 key, got none".to_string(),
+        ));
+    }
+    if leases.len() > MAX_MULTI_LOCK_KEYS {
+        return Err(crate::Error::invalid(format!(
+            "a multi-lock takes at most {MAX_MULTI_LOCK_KEYS} keys, got {} (first {:?})",
+            leases.len(),
+            leases[0].key.as_str()
+        )));
+    }
+    if let Some(l) = leases.iter().find(|l| l.kind != LeaseKind::Exclusive) {
+        return Err(crate::Error::invalid(format!(
+            "{} lease on {:?}: a multi-lock takes exclusive leases only",
+            l.kind.as_str(),
+            l.key.as_str()
+        )));
+    }
+    let mut keys: Vec<&Key> = leases.iter().map(|l| &l.key).collect();
+    keys.sort_unstable();
+    if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
+        return Err(crate::Error::invalid(format!(
+            "key {:?} appears twice in a multi-lock",
+            w[0].as_str()
+        )));
+    }
+    Ok(())
+}
+
+/// The answer to [`LockBackend::acquire_all`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AcquireAll {
+    /// Every lease is granted: one grant per lease, in the order asked.
+    Granted(Vec<Grant>),
+    /// A lease is in the way; nothing was taken.
+    Busy {
+        /// Which of the leases asked for (its index) was refused: the one
+        /// to wait for.
+        index: usize,
+        /// Why, and for how long, as [`Acquire::Busy`] says it.
+        busy: Busy,
+    },
+}
+
 /// The answer to [`LockBackend::release`].
 ///
 /// Exhaustive on purpose: a release either found the holder's lease or did
@@ -406,6 +465,24 @@ pub trait LockBackend: Send + Sync {
     /// release and (with [`LockCapabilities::expiry_notifications`]) at a
     /// lease's expiry instant.
     async fn subscribe(&self, space: LockSpace, key: &Key) -> Result<Box<dyn Watch>>;
+
+    /// Grants every lease of `leases` for `ttl`, or none, in one atomic
+    /// step ([`LockCapabilities::acquire_all`]): each is granted as
+    /// [`acquire`](Self::acquire) would grant it alone, with a new fencing
+    /// token of its key; if any is refused, nothing changes and the answer
+    /// names the first refused (in the order given) with its `retry_in`.
+    ///
+    /// The leases are [`LeaseKind::Exclusive`] (other kinds:
+    /// `InvalidArgument`), on distinct keys (a repeated key:
+    /// `InvalidArgument`), one or more. They share the key space of
+    /// [`acquire`](Self::acquire): each granted lease is an ordinary lease
+    /// of its key afterwards, extended and released one by one.
+    ///
+    /// A backend that can take only some sets in one step (a Redis Cluster:
+    /// keys of one slot) answers the others with
+    /// [`Error::NotSupported`](crate::Error::NotSupported) before any I/O;
+    /// the client then takes them one at a time.
+    async fn acquire_all(&self, leases: &[LeaseId], ttl: Duration) -> Result<AcquireAll>;
 }
 
 const fn op(name: &'static str) -> Op {
@@ -504,6 +581,16 @@ impl<D: Dispatch> LockBackend for Dispatched<D> {
             op("subscribe"),
             (space, key.clone()),
             |b, (space, key)| async move { locks(&b, "subscribe")?.subscribe(space, &key).await },
+        )
+        .await
+    }
+    async fn acquire_all(&self, leases: &[LeaseId], ttl: Duration) -> Result<AcquireAll> {
+        self.carry(
+            op("acquire_all"),
+            (leases.to_vec(), ttl),
+            |b, (leases, ttl)| async move {
+                locks(&b, "acquire_all")?.acquire_all(&leases, ttl).await
+            },
         )
         .await
     }

@@ -72,8 +72,8 @@ pub use graphs::{
 };
 pub use jobs::{JobBackend, OnceBegin};
 pub use locks::{
-    Acquire, Busy, Grant, LeaseId, LeaseInfo, LeaseKind, LockBackend, LockCapabilities, LockSpace,
-    Release,
+    Acquire, AcquireAll, Busy, Grant, LeaseId, LeaseInfo, LeaseKind, LockBackend, LockCapabilities,
+    LockSpace, MAX_MULTI_LOCK_KEYS, Release, check_acquire_all,
 };
 pub use membership::{GroupBackend, MemberInfo, Members};
 pub use ops::{

@@ -1,6 +1,7 @@
 //! The lock family on Redis ([`LockBackend`]): exclusive and reentrant locks
 //! (`lock.lua`), read-write locks (`rwlock.lua`) and semaphores
-//! (`semaphore.lua`), each script after the shared prelude (the rwlock and
+//! (`semaphore.lua`), several locks at once (`multi.lua`, in `multi`),
+//! each script after the shared prelude (the rwlock and
 //! semaphore scripts also after `lua/deadlines.lua`). One EVALSHA per
 //! operation; a release or force release PUBLISHes on the key's channel,
 //! expiry publishes nothing (waiters also wake at the `Busy::retry_in` the
@@ -44,12 +45,14 @@ use async_trait::async_trait;
 use coord_api::{
     Error, HolderId, Key, Namespace, Result,
     spi::{
-        Acquire, Backend, Busy, Grant, LeaseId, LeaseInfo, LeaseKind, LockBackend,
+        Acquire, AcquireAll, Backend, Busy, Grant, LeaseId, LeaseInfo, LeaseKind, LockBackend,
         LockCapabilities, LockSpace, Release, Watch,
     },
 };
 use redis::{Script, Value};
 use tracing::Instrument;
+
+pub(crate) mod multi;
 
 use crate::{
     RedisBackend,
@@ -489,6 +492,10 @@ impl LockBackend for RedisBackend {
             .instrument(span)
             .await?;
         Ok(Box::new(watch))
+    }
+
+    async fn acquire_all(&self, leases: &[LeaseId], ttl: Duration) -> Result<AcquireAll> {
+        self.acquire_all_leases(leases, ttl).await
     }
 }
 

@@ -83,11 +83,12 @@ fn decode_presence(instance: InstanceId, stored: &str, ms_left: i64) -> Option<P
 }
 
 /// Every script this backend runs (the probe asks whether they are loaded).
-fn all_scripts() -> [&'static Script; 14] {
+fn all_scripts() -> [&'static Script; 15] {
     [
         &crate::locks::LOCK,
         &crate::locks::RWLOCK,
         &crate::locks::SEMAPHORE,
+        &crate::locks::multi::MULTI,
         &crate::election::ELECTION,
         &crate::membership::MEMBERSHIP,
         &crate::jobs::JOBS,

@@ -8,6 +8,7 @@
 //! | [`ServerLog::check`] | (b) per key, tokens strictly increase in the server's order, across restarts; a renewal never succeeds and a release never frees a lease after another holder was granted the key |
 //! | [`GrantLog::check`] | (b) as seen by clients: a grant requested after another was received carries a larger token |
 //! | [`Beliefs::check`] | (c) no two clients believe they hold the lock at the same instant (while drift stays in bounds) |
+//! | [`KeyedBeliefs::check_exclusion`], [`KeyedBeliefs::check_tokens`] | (c) and (b) for multi-locks, key by key: no two clients believe they hold one key at once; member tokens increase per key as clients saw them |
 //! | [`check_liveness`] | (d) after the faults heal, a waiting client gets the lock within a bound |
 //! | [`Leaderships::check`] | one holder per term, terms strictly increasing in the backend's order, and (drift in bounds) a leader stops believing before the backend elects the next one, so no two leaders believe at one instant |
 //! | [`check_failovers`] | after the leader crashes, a new leader is elected within TTL plus a bound |
@@ -26,6 +27,7 @@
 //! |---|---|
 //! | `fence` | the fenced resource, per key, for every family: [`FencedResource`], [`check_writes`] |
 //! | `locks` | [`ServerLog`] (every family's grants in the server's order), [`GrantLog`], [`Beliefs`] |
+//! | `multi` | [`KeyedBeliefs`]: the beliefs and grants of sets of locks, judged key by key |
 //! | `election` | [`LeadLog`], [`Leaderships`], [`check_terms`], [`failovers`] |
 //! | `jobs` | [`OnceRuns`], [`check_once`] |
 //! | `barriers` | [`BarrierLog`] (the backend's barrier and latch events), [`BarrierWaits`], [`Downtime`], [`check_barriers`] |
@@ -51,6 +53,7 @@ mod graphs;
 mod jobs;
 mod latch;
 mod locks;
+mod multi;
 mod ops;
 mod orphans;
 mod queues;
@@ -79,6 +82,7 @@ pub use latch::{
     LatchCall, LatchCallKind, LatchCalls, LatchOutcome, LatchRules, check_latches, latch_counts,
 };
 pub use locks::{Belief, Beliefs, GrantLog, ObservedGrant, ServerEvent, ServerLog};
+pub use multi::KeyedBeliefs;
 pub use ops::{HolderRecord, Listing, OpsCounts, OpsHistory, OpsRules, check_ops};
 pub use orphans::{Gone, Orphan, OrphanRule, orphans};
 pub use queues::{

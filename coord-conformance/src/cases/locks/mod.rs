@@ -1,6 +1,6 @@
 //! The lock family's cases: exclusive and reentrant locks, what every lease
 //! of the family does, monitoring, read-write locks, semaphores, invalid
-//! input, fair mode, and the SPI's notifications.
+//! input, fair mode, the SPI's notifications, and several locks at once.
 
 use crate::runner::Case;
 
@@ -9,6 +9,7 @@ pub mod fair;
 pub mod input;
 pub mod lease;
 pub mod monitoring;
+pub mod multi;
 pub mod questions;
 pub mod rwlock;
 pub mod semaphore;
@@ -22,6 +23,7 @@ pub(crate) fn cases() -> Vec<Case> {
         lease::cases(),
         monitoring::cases(),
         questions::cases(),
+        multi::cases(),
         rwlock::cases(),
         semaphore::cases(),
         input::cases(),

@@ -25,6 +25,29 @@ impl Scenario {
         }
     }
 
+    /// Multi-locks on overlapping sets of 2 or 3 of five keys, asked in
+    /// random orders, half the clients in one backend step and half one
+    /// lock at a time, under every fault but server restarts, drift in
+    /// bounds: per key (a) fencing, (b) tokens, (c) no two believers at
+    /// once; (d) after the heal a prober gets every key at once in time.
+    pub fn multi_lock_partitions() -> Scenario {
+        Scenario {
+            name: "multi_lock_partitions",
+            workload: Workload::MultiLock,
+            ..Scenario::partitions_in_bounds()
+        }
+    }
+
+    /// Multi-locks as in [`multi_lock_partitions`](Self::multi_lock_partitions),
+    /// with server restarts that lose state: (a), (b), (d).
+    pub fn multi_lock_server_restarts() -> Scenario {
+        Scenario {
+            name: "multi_lock_server_restarts",
+            server_restarts: true,
+            ..Scenario::multi_lock_partitions()
+        }
+    }
+
     /// Every fault including server restarts that lose state: (a), (b), (d)
     /// (a server that forgets its leases lets two clients believe at once;
     /// fencing is what protects then).

@@ -16,6 +16,7 @@
 //! | module | what |
 //! |---|---|
 //! | `locks` | [`Workload::Lock`]: take the lock `k`, write, release |
+//! | `multi` | [`Workload::MultiLock`]: take 2 or 3 of five locks at once, write to each, release |
 //! | `election` | [`Workload::Leadership`], [`Workload::LeaderCrash`]: campaign in election `e`, write with the term, resign (or lead until killed) |
 //! | `jobs` | [`Workload::RunOnce`]: run occurrences of job `j`, bodies writing with their run's token |
 //! | `barriers` | [`Workload::Barrier`]: meet at the cyclic barrier `b`, round after round |
@@ -61,6 +62,7 @@ mod graphs;
 mod jobs;
 mod latch;
 mod locks;
+mod multi;
 mod ops;
 mod queues;
 mod report;
@@ -82,8 +84,9 @@ pub use sweep::{Sweep, replay_command, run_seed, seeds_from_env, sweep, sweep_wi
 pub use topics::DRAIN_BOUND as TOPIC_DRAIN_BOUND;
 
 use crate::history::{
-    BarrierLog, BarrierWaits, Beliefs, Downtime, FencedResource, GrantLog, LatchCalls, LeadLog,
-    Leaderships, OnceRuns, OrphanRule, ServerLog, Violation, check_liveness, orphans,
+    BarrierLog, BarrierWaits, Beliefs, Downtime, FencedResource, GrantLog, KeyedBeliefs,
+    LatchCalls, LeadLog, Leaderships, OnceRuns, OrphanRule, ServerLog, Violation, check_liveness,
+    orphans,
 };
 use faults::{Action, Faults, Target, latency};
 use resource::{RESOURCE, serve_resource, write};
@@ -104,6 +107,9 @@ pub enum Drift {
 pub enum Workload {
     /// Take the lock `k`, write to a fenced resource, release.
     Lock,
+    /// Take a multi-lock on 2 or 3 of five keys, write to each member's
+    /// key of the resource, release.
+    MultiLock,
     /// Campaign in one election; a leader writes with its term to a fenced
     /// resource, and resigns after a while.
     Leadership,
@@ -245,6 +251,8 @@ struct Shared {
     grants: GrantLog,
     /// Lock holders' beliefs.
     beliefs: Beliefs,
+    /// Multi-lock holders' beliefs and grants, per key.
+    keyed: KeyedBeliefs,
     /// Terms as their leaders saw them.
     terms: Leaderships,
     /// Run-once bodies' runs.
@@ -272,6 +280,7 @@ impl Shared {
             resource: FencedResource::new(),
             grants: GrantLog::new(),
             beliefs: Beliefs::new(),
+            keyed: KeyedBeliefs::new(),
             terms: Leaderships::new(),
             runs: OnceRuns::new(),
             waits: BarrierWaits::new(),
@@ -314,6 +323,7 @@ impl Shared {
             let now = Instant::now();
             match self.workload {
                 Workload::Lock | Workload::Fair => self.beliefs.end_at(idx, now),
+                Workload::MultiLock => self.keyed.end_at(idx, now),
                 Workload::RunOnce => self.runs.end(idx, now, false),
                 Workload::Leadership | Workload::LeaderCrash => self.terms.end_at(idx, now),
                 Workload::Barrier | Workload::DoubleBarrier => self.waits.killed(idx, now),
@@ -444,6 +454,7 @@ pub async fn run(scenario: Scenario) -> Report {
                     async move {
                         match workload {
                             Workload::Lock => locks::worker(i, clock, shared).await,
+                            Workload::MultiLock => multi::worker(i, clock, shared).await,
                             Workload::Leadership => election::worker(i, clock, shared, true).await,
                             Workload::LeaderCrash => {
                                 election::worker(i, clock, shared, false).await
@@ -564,6 +575,7 @@ pub async fn run(scenario: Scenario) -> Report {
             .spawn(async move {
                 match workload {
                     Workload::Lock => locks::prober(i, clock, prober_shared).await,
+                    Workload::MultiLock => multi::prober(i, clock, prober_shared).await,
                     Workload::RunOnce => jobs::prober(i, clock, prober_shared).await,
                     Workload::Barrier => barriers::prober(clock, prober_shared).await,
                     Workload::DoubleBarrier => double::prober(clock, prober_shared).await,
@@ -588,6 +600,7 @@ pub async fn run(scenario: Scenario) -> Report {
     report.violations.extend(shared.resource.check());
     let known: HashSet<(String, u64)> = match workload {
         Workload::Lock => locks::known(&shared),
+        Workload::MultiLock => multi::known(&shared),
         Workload::Leadership | Workload::LeaderCrash => election::known(&shared),
         Workload::RunOnce => jobs::known(&shared),
         // Barriers grant no leases with tokens: nothing can be orphaned.
@@ -620,6 +633,7 @@ pub async fn run(scenario: Scenario) -> Report {
     let events = lead_log.events();
     match workload {
         Workload::Lock => locks::judge(&scenario, &shared, &mut report),
+        Workload::MultiLock => multi::judge(&scenario, &shared, &mut report),
         Workload::Leadership | Workload::LeaderCrash => {
             election::judge(&scenario, &shared, &events, now, &crashes, &mut report)
         }
