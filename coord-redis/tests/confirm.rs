@@ -3,7 +3,8 @@
 //! succeed; with it frozen, a grant is `Error::Unconfirmed` within the
 //! confirmation's timeout and released again in the background, reads are
 //! not confirmed, and a client without the option is unchanged. `WAITAOF`
-//! is refused at connect by a server without it.
+//! is refused at connect by a server without it. Behind sentinels, a grant
+//! confirmed by every replica survives an unplanned failover.
 
 use std::{
     sync::Arc,
@@ -12,7 +13,7 @@ use std::{
 
 use coord_api::{Client, Error, LeaseOptions};
 use coord_redis::{Confirm, RedisBackend, RedisConfig};
-use coord_testkit::redis::RedisServer;
+use coord_testkit::{redis::RedisServer, sentinel::SentinelSet};
 
 /// How long the replica may take to attach, and the background release to
 /// run (generous: a loaded 2-core machine).
@@ -230,4 +231,63 @@ async fn fsync_needs_a_server_with_waitaof() {
         Err(e) => panic!("expected a config error, got {e:?}"),
         Ok(_) => panic!("confirm_fsync accepted by {version} without WAITAOF"),
     }
+}
+
+/// What confirmation buys: with `confirm_replicas=2` (both replicas of
+/// the set), a grant acknowledged right before the master is SIGKILLed is
+/// on whichever replica the sentinels promote, so the new master refuses
+/// it to others. (Unconfirmed, such a grant can be lost: tests/sentinel.rs,
+/// `unplanned_failover_loses_unreplicated_grants_and_fencing_refuses_the_stale_holder`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_confirmed_by_every_replica_survives_an_unplanned_failover() {
+    let set = Arc::new(blocking(SentinelSet::start).await);
+    let confirming = format!(
+        "{}?namespace=c4&timeout=3s&confirm_replicas=2&confirm_timeout=2s",
+        set.url()
+    );
+    let a = client(&confirming, "a").await;
+    // The other client confirms nothing: after the failover one replica is
+    // left, and a refusal is a write as far as confirmation knows.
+    let b = client(&format!("{}?namespace=c4&timeout=2s", set.url()), "b").await;
+    // With both replicas frozen the master grants at once, but the grant
+    // is not acknowledged: it waits for them.
+    let old = set.master_port();
+    let replicas: Vec<u16> = (set.servers().iter().map(|s| s.port()))
+        .filter(|p| *p != old)
+        .collect();
+    for p in &replicas {
+        set.server(*p).pause();
+    }
+    let lock = a.lock("k");
+    let grant = tokio::spawn(async move { lock.try_lock().await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let acknowledged_early = grant.is_finished();
+    for p in &replicas {
+        set.server(*p).resume();
+    }
+    assert!(
+        !acknowledged_early,
+        "acknowledged before the replicas had it"
+    );
+    let g = grant.await.unwrap().unwrap().expect("granted, confirmed");
+    let s = set.clone();
+    assert_eq!(blocking(move || s.kill_master()).await, old);
+    let s = set.clone();
+    blocking(move || s.wait_for_master_other_than(old)).await;
+
+    let deadline = Instant::now() + DEADLINE;
+    let lock = b.lock("k");
+    loop {
+        match lock.try_lock().await {
+            Ok(None) => break,
+            Ok(Some(_)) => panic!("the confirmed grant was lost in the failover"),
+            Err(Error::Unavailable { .. }) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+        assert!(Instant::now() < deadline, "b did not reach the new master");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let holders = lock.holders().await.unwrap();
+    assert_eq!(holders.len(), 1, "{holders:?}");
+    assert!(g.is_held());
 }
