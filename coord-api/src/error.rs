@@ -131,6 +131,31 @@ pub enum Error {
         #[source]
         source: Option<BoxError>,
     },
+    /// A write the master applied but fewer replicas (or fsyncs) confirmed
+    /// than the backend was configured to wait for (Redis `WAIT` /
+    /// `WAITAOF`, see the contract's "Failover" section): it happened, but
+    /// a failover may undo it. Retryable ([`is_retryable`](Self::is_retryable)):
+    /// an acquisition that ends with it is released again in the
+    /// background, like one whose reply was lost; a renewal that ends with
+    /// it counts as not made (the lease stays valid only as long as its
+    /// last confirmed renewal says).
+    #[error(
+        "{what} on {backend}: applied on the master but confirmed by {acked} of the {wanted} {by} \
+         wanted; it may not survive a failover"
+    )]
+    Unconfirmed {
+        /// What was written, e.g. `acquire lock "jobs/backup"`.
+        what: String,
+        /// The backend and endpoint, without credentials.
+        backend: String,
+        /// What confirms: `replicas` (`WAIT`), `replica fsyncs` or `local
+        /// fsyncs` (`WAITAOF`).
+        by: &'static str,
+        /// How many confirmed.
+        acked: u32,
+        /// How many were wanted.
+        wanted: u32,
+    },
     /// The backend answered with an error that is not about availability.
     #[error("{backend} error: {message}")]
     Backend {
@@ -223,8 +248,9 @@ impl Error {
         }
     }
 
-    /// Whether retrying the same call later may succeed (only `Unavailable`).
+    /// Whether retrying the same call later may succeed: `Unavailable`, and
+    /// `Unconfirmed` (the write may have to be made again on a new master).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Unavailable { .. })
+        matches!(self, Error::Unavailable { .. } | Error::Unconfirmed { .. })
     }
 }

@@ -65,6 +65,9 @@ use crate::{
 ///   contract's "Failover" section (`coord_api::contract::common`);
 /// - at connect it asks the server its version ([`server_info`](Self::server_info))
 ///   and refuses one older than [`MIN_VERSION`](crate::MIN_VERSION);
+/// - with [`Confirm`](crate::Confirm) configured, every write waits for
+///   replicas (`WAIT`) or disks (`WAITAOF`) and a shortfall is
+///   `Error::Unconfirmed`;
 /// - keys: see [`keys`](crate::keys).
 ///
 /// `Display` names the endpoint and namespace, never the password:

@@ -4,6 +4,10 @@
 
 use std::{fmt, path::PathBuf, time::Duration};
 
+mod confirm;
+
+pub use confirm::{Confirm, DEFAULT_CONFIRM_TIMEOUT, MAX_CONFIRM_REPLICAS};
+
 use coord_api::{
     Error, Namespace, Result,
     url::{BackendUrl, Password},
@@ -26,6 +30,10 @@ pub const CONFIG_KEYS: &[&str] = &[
     "tls_ca_file",
     "sentinel_user",
     "sentinel_password",
+    "confirm_replicas",
+    "confirm_fsync_local",
+    "confirm_fsync_replicas",
+    "confirm_timeout",
 ];
 
 /// The port of a sentinel named without one.
@@ -115,6 +123,8 @@ pub struct RedisConfig {
     tls_ca_file: Option<PathBuf>,
     sentinel_username: Option<String>,
     sentinel_password: Option<Password>,
+    confirm: Option<Confirm>,
+    confirm_keys: confirm::ConfirmKeys,
 }
 
 impl RedisConfig {
@@ -305,6 +315,7 @@ enum Setting {
     Password(Password),
     Timeout(Duration),
     ConnectTimeout(Duration),
+    Confirm(Confirm),
 }
 
 impl fmt::Debug for RedisConfigBuilder {
@@ -433,6 +444,8 @@ impl RedisConfigBuilder {
             tls_ca_file: None,
             sentinel_username: None,
             sentinel_password: None,
+            confirm: None,
+            confirm_keys: Default::default(),
         };
         match self.url {
             Some(UrlSource::Text(url)) => from_url(BackendUrl::parse(&url)?, &mut cfg)?,
@@ -453,8 +466,10 @@ impl RedisConfigBuilder {
                     cfg.connect_timeout =
                         check_timeout(t).map_err(|e| prefixed("connect_timeout", e))?
                 }
+                Setting::Confirm(c) => confirm::set(&mut cfg, c),
             }
         }
+        confirm::resolve(&mut cfg)?;
         check_endpoint(&cfg)?;
         Ok(cfg)
     }
@@ -523,6 +538,9 @@ fn apply_pair(cfg: &mut RedisConfig, key: &str, value: &str) -> Result<()> {
 
 /// Sets one of [`CONFIG_KEYS`]. Errors do not name the key: the caller does.
 fn apply(cfg: &mut RedisConfig, key: &str, value: &str) -> Result<()> {
+    if confirm::apply(cfg, key, value)? {
+        return Ok(());
+    }
     match key {
         "namespace" => {
             cfg.namespace = Namespace::new(value).map_err(|e| match e {

@@ -12,6 +12,12 @@
 //!   loading the script again and repeating once after a NOSCRIPT reply (a
 //!   `SCRIPT FLUSH`, a restarted server), redis errors mapped by
 //!   [`error`](crate::error) with the password redacted.
+//! - Confirmed writes ([`Confirm`](crate::Confirm)): every request but
+//!   the reads named in [`READS`] is followed, in the same pipeline on the
+//!   same connection, by `WAIT` or `WAITAOF`; a shortfall is
+//!   `Error::Unconfirmed`, never a plain success. Classifying by operation
+//!   keeps it out of every family's code; an operation not listed is a
+//!   write (confirmed: the safe side).
 //! - [`ttl_ms`] is the one TTL conversion; [`millis`], [`token`], [`wall`]
 //!   and [`RedisBackend::stored_holder`] decode what replies carry.
 
@@ -24,7 +30,28 @@ use redis::{
 };
 use tracing::{Instrument, Span, field::Empty};
 
-use crate::{RedisBackend, error, sentinel};
+use crate::{Confirm, RedisBackend, error, sentinel};
+
+/// The operations that only answer a question, never confirmed. What they
+/// may change is housekeeping (pruning what expired) that a failover may
+/// lose harmlessly. Any operation not named here is confirmed.
+pub(crate) const READS: &[&str] = &[
+    "candidates",
+    "changes",
+    "dead_events",
+    "dead_items",
+    "expiry",
+    "get",
+    "inspect",
+    "instances",
+    "leader",
+    "members",
+    "presence",
+    "scan",
+    "stats",
+    "status",
+    "terms_granted",
+];
 
 /// A family's script as a `LazyLock<redis::Script>`: the prelude, then the
 /// files named (paths under `src/`), concatenated.
@@ -194,16 +221,21 @@ impl RedisBackend {
         outcome: Outcome<T>,
     ) -> Result<T> {
         let span = self.span(&call);
+        let confirm = self.confirming(&call);
+        let wait = confirm.map(|c| c.command());
+        let wait = wait.as_ref();
+        let req = Request::Cmd(&eval.cmd);
         let run = |mut conn: ConnectionManager| async move {
-            match eval.cmd.query_async::<T>(&mut conn).await {
+            match send::<T>(&mut conn, req, wait).await {
                 Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                     eval.script.load_async(&mut conn).await?;
-                    eval.cmd.query_async(&mut conn).await
+                    send(&mut conn, req, wait).await
                 }
                 res => res,
             }
         };
         let res = self.bounded(&call, &span, run).await;
+        let res = res.and_then(|(v, acks)| self.confirmed(&call, confirm, acks).map(|()| v));
         if !span.is_disabled() {
             match &res {
                 Ok(v) => {
@@ -232,22 +264,22 @@ impl RedisBackend {
         scripts: &[&'static Script],
     ) -> Result<T> {
         let span = self.span(&call);
+        let confirm = self.confirming(&call);
+        let wait = confirm.map(|c| c.command());
+        let wait = wait.as_ref();
         let run = |mut conn: ConnectionManager| async move {
-            let once = async |conn: &mut ConnectionManager| match req {
-                Request::Cmd(c) => c.query_async::<T>(conn).await,
-                Request::Pipe(p) => p.query_async::<T>(conn).await,
-            };
-            match once(&mut conn).await {
+            match send::<T>(&mut conn, req, wait).await {
                 Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                     for s in scripts {
                         s.load_async(&mut conn).await?;
                     }
-                    once(&mut conn).await
+                    send(&mut conn, req, wait).await
                 }
                 res => res,
             }
         };
         let res = self.bounded(&call, &span, run).await;
+        let res = res.and_then(|(v, acks)| self.confirmed(&call, confirm, acks).map(|()| v));
         if !span.is_disabled() {
             span.record(
                 "outcome",
@@ -258,6 +290,39 @@ impl RedisBackend {
             );
         }
         res
+    }
+
+    /// The confirmation `call` waits for: the configured one, unless `call`
+    /// is one of the [`READS`].
+    fn confirming(&self, call: &Traced<'_>) -> Option<Confirm> {
+        self.config()
+            .confirm()
+            .filter(|_| !READS.contains(&call.op))
+    }
+
+    /// `Ok` when `acks` (the reply to `confirm`'s command) reaches what
+    /// `confirm` wants; else `Error::Unconfirmed` naming both numbers.
+    fn confirmed(
+        &self,
+        call: &Traced<'_>,
+        confirm: Option<Confirm>,
+        acks: Option<Value>,
+    ) -> Result<()> {
+        let (Some(confirm), Some(acks)) = (confirm, acks) else {
+            return Ok(());
+        };
+        let Some((by, acked, wanted)) = shortfall(confirm, &acks) else {
+            return Ok(());
+        };
+        let err = Error::Unconfirmed {
+            what: call.describe(),
+            backend: self.name().to_string(),
+            by,
+            acked,
+            wanted,
+        };
+        tracing::warn!(error = %err, "write not confirmed");
+        Err(err)
     }
 
     /// Loads `scripts` (SCRIPT LOAD each) for `call`, within the operation
@@ -334,6 +399,72 @@ impl RedisBackend {
             self,
             format!("unexpected reply {reply:?} to {}", call.describe()),
         )
+    }
+}
+
+/// Sends `req`, followed by `wait` (a confirmation) in the same pipeline
+/// when there is one; the reply to `req` and the confirmation's.
+async fn send<T: FromRedisValue>(
+    conn: &mut ConnectionManager,
+    req: Request<'_>,
+    wait: Option<&redis::Cmd>,
+) -> redis::RedisResult<(T, Option<Value>)> {
+    let Some(wait) = wait else {
+        return match req {
+            Request::Cmd(c) => c.query_async::<T>(conn).await,
+            Request::Pipe(p) => p.query_async::<T>(conn).await,
+        }
+        .map(|v| (v, None));
+    };
+    let mut pipe = match req {
+        Request::Cmd(c) => {
+            let mut pipe = redis::pipe();
+            pipe.add_command(c.clone());
+            pipe
+        }
+        Request::Pipe(p) => p.clone(),
+    };
+    // Every reply on its own: the request's errors are its own, and the
+    // confirmation is read even when the request failed.
+    pipe.add_command(wait.clone()).ignore_errors();
+    let mut replies: Vec<Value> = pipe.query_async(conn).await?;
+    let acks = replies.pop();
+    if let Some(Value::ServerError(e)) = replies.iter().find(|v| matches!(v, Value::ServerError(_)))
+    {
+        return Err(e.clone().into());
+    }
+    if let Some(Value::ServerError(e)) = &acks {
+        return Err(e.clone().into());
+    }
+    let reply = match req {
+        Request::Cmd(_) => replies.pop().unwrap_or(Value::Nil),
+        Request::Pipe(_) => Value::Array(replies),
+    };
+    Ok((T::from_redis_value(reply)?, acks))
+}
+
+/// What `confirm` lacks according to `acks`, the reply to its command:
+/// what confirms, how many did, how many were wanted. `None`: enough.
+pub(crate) fn shortfall(confirm: Confirm, acks: &Value) -> Option<(&'static str, u32, u32)> {
+    let n = |v: Option<&Value>| v.and_then(int).map_or(0, |i| count(i, 0));
+    match confirm {
+        Confirm::Replicas { count: wanted, .. } => {
+            let acked = n(Some(acks));
+            (acked < wanted).then_some(("replicas", acked, wanted))
+        }
+        Confirm::Fsync {
+            local, replicas, ..
+        } => {
+            let a = array(acks).unwrap_or(&[]);
+            let (fsynced, on_replicas) = (n(a.first()), n(a.get(1)));
+            if local && fsynced < 1 {
+                Some(("local fsyncs", fsynced, 1))
+            } else if on_replicas < replicas {
+                Some(("replica fsyncs", on_replicas, replicas))
+            } else {
+                None
+            }
+        }
     }
 }
 
@@ -435,6 +566,71 @@ mod tests {
             eval.holder(&holder);
             assert_eq!(written(&eval)[3..], [holder.to_string()]);
             assert_eq!(holder_len(Some(&holder)), holder.to_string().len());
+        }
+    }
+
+    /// `WAIT` answers a count, `WAITAOF` a pair (local, replicas); a
+    /// shortfall names what confirms and both numbers.
+    #[test]
+    fn shortfall_reads_wait_and_waitaof_replies() {
+        let t = Duration::from_millis(10);
+        let wait = Confirm::Replicas {
+            count: 2,
+            timeout: t,
+        };
+        assert_eq!(shortfall(wait, &Value::Int(2)), None);
+        assert_eq!(shortfall(wait, &Value::Int(3)), None);
+        assert_eq!(shortfall(wait, &Value::Int(1)), Some(("replicas", 1, 2)));
+        assert_eq!(shortfall(wait, &Value::Nil), Some(("replicas", 0, 2)));
+        let aof = |local, replicas| Confirm::Fsync {
+            local,
+            replicas,
+            timeout: t,
+        };
+        let reply = |l, r| Value::Array(vec![Value::Int(l), Value::Int(r)]);
+        assert_eq!(shortfall(aof(true, 1), &reply(1, 1)), None);
+        assert_eq!(
+            shortfall(aof(true, 1), &reply(0, 1)),
+            Some(("local fsyncs", 0, 1))
+        );
+        assert_eq!(
+            shortfall(aof(true, 2), &reply(1, 1)),
+            Some(("replica fsyncs", 1, 2))
+        );
+        assert_eq!(shortfall(aof(false, 1), &reply(0, 1)), None);
+        assert_eq!(
+            shortfall(aof(false, 1), &Value::Nil),
+            Some(("replica fsyncs", 0, 1))
+        );
+    }
+
+    /// Every operation taken as a read is one some family traces, and
+    /// no operation that grants, renews or releases is among them.
+    #[test]
+    fn reads_are_operations_that_exist_and_grant_nothing() {
+        let sources = [
+            include_str!("ops/mod.rs"),
+            include_str!("ops/listing.rs"),
+            include_str!("expiry.rs"),
+            include_str!("state/mod.rs"),
+            include_str!("locks/mod.rs"),
+            include_str!("membership/mod.rs"),
+            include_str!("election/mod.rs"),
+            include_str!("queues/mod.rs"),
+            include_str!("topics/mod.rs"),
+            include_str!("graphs/mod.rs"),
+        ]
+        .concat();
+        for op in READS {
+            assert!(
+                sources.contains(&format!("Traced::new(\"{op}\"")),
+                "{op} is no traced operation"
+            );
+        }
+        for write in [
+            "acquire", "extend", "renew", "leave", "join", "campaign", "begin", "end",
+        ] {
+            assert!(!READS.contains(&write), "{write}");
         }
     }
 

@@ -97,8 +97,9 @@ mod topics;
 pub use backend::RedisBackend;
 #[cfg(not(madsim))]
 pub use config::{
-    CONFIG_KEYS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_SENTINEL_PORT, DEFAULT_TIMEOUT, Endpoint,
-    MAX_MASTER_NAME, RedisConfig, RedisConfigBuilder,
+    CONFIG_KEYS, Confirm, DEFAULT_CONFIRM_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_SENTINEL_PORT,
+    DEFAULT_TIMEOUT, Endpoint, MAX_CONFIRM_REPLICAS, MAX_MASTER_NAME, RedisConfig,
+    RedisConfigBuilder,
 };
 #[cfg(not(madsim))]
 pub use server::{MIN_VERSION, ServerInfo, Version};

@@ -95,15 +95,30 @@ impl ServerInfo {
         }
     }
 
-    /// `Error::Config` for a server older than [`MIN_VERSION`].
+    /// `Error::Config` for a server older than [`MIN_VERSION`], or without
+    /// `WAITAOF` when the configuration confirms writes by fsync.
     pub(crate) fn check(&self, config: &RedisConfig, server: &str) -> Result<()> {
         match self.version {
-            Some(v) if v < MIN_VERSION => Err(Error::config(format!(
-                "{config}: the Redis server at {server} is version {v}; coord needs \
-                 {MIN_VERSION} or later (its scripts use XTRIM MINID, its wake-ups RESP3)"
-            ))),
-            _ => Ok(()),
+            Some(v) if v < MIN_VERSION => {
+                return Err(Error::config(format!(
+                    "{config}: the Redis server at {server} is version {v}; coord needs \
+                     {MIN_VERSION} or later (its scripts use XTRIM MINID, its wake-ups RESP3)"
+                )));
+            }
+            _ => {}
         }
+        if matches!(config.confirm(), Some(crate::Confirm::Fsync { .. })) && !self.waitaof {
+            let version = self.version.map_or_else(
+                || "of an unknown version".to_owned(),
+                |v| format!("version {v}"),
+            );
+            return Err(Error::config(format!(
+                "{config}: confirmed writes by fsync (`confirm_fsync_*`, WAITAOF) need Redis \
+                 7.2 or later; the server at {server} is {version} and has no WAITAOF \
+                 (`confirm_replicas`, WAIT, works on it)"
+            )));
+        }
+        Ok(())
     }
 
     /// Asks the server behind `conn` (one round trip, within the connect

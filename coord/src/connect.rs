@@ -19,8 +19,10 @@ use coord_api::{Client, ClientBuilder, Error, InstanceId, Namespace, Result, url
 ///
 /// The Redis backend takes further keys of its own (`timeout`,
 /// `connect_timeout`, `db`, `user`, `password`, `tls_ca_file`, and for
-/// Sentinel `sentinel_user`, `sentinel_password`; see
-/// `coord::redis::RedisConfig`). URLs are parsed by
+/// Sentinel `sentinel_user`, `sentinel_password`; for confirmed writes
+/// `confirm_replicas`, `confirm_fsync_local`, `confirm_fsync_replicas`,
+/// `confirm_timeout`; see `coord::redis::RedisConfig` and
+/// `coord::redis::Confirm`). URLs are parsed by
 /// [`coord_api::url::BackendUrl`]: user name, password and query values are
 /// percent-decoded, and a key given twice is refused also when spelled
 /// differently (`namespace` and `namesp%61ce`). Percent-encode reserved

@@ -8,7 +8,7 @@
 
 use std::{future::Future, time::Duration};
 
-use crate::{Client, Result, lease::spawn_background};
+use crate::{Client, Error, Result, lease::spawn_background};
 
 /// Runs `call`, an acquisition that may grant a lease. If it is cancelled,
 /// or ends in an error after which it may have been applied
@@ -80,8 +80,10 @@ where
     }
 }
 
-/// Runs `undo` until it answers (whatever the answer) or fails with an error
-/// that is not retryable, waiting between attempts (10 ms, doubling up to a
+/// Runs `undo` until it answers (whatever the answer, `Unconfirmed`
+/// included: the master applied it, and repeating it would not make the
+/// replicas confirm what they lack) or fails with an error that is not
+/// retryable, waiting between attempts (10 ms, doubling up to a
 /// second) while the backend is unreachable; gives up once `within` has
 /// passed.
 pub(crate) async fn retry<U, Fut>(client: &Client, within: Duration, mut undo: U)
@@ -94,6 +96,7 @@ where
     let mut pause = Duration::from_millis(10);
     loop {
         match undo(client.clone()).await {
+            Err(Error::Unconfirmed { .. }) => return,
             Err(e) if e.is_retryable() => {}
             _ => return,
         }

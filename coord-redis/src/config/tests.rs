@@ -246,3 +246,122 @@ fn bad_sentinel_urls_are_refused_without_echoing_secrets() {
     assert!(!format!("{c:?}").contains(secret));
     assert_eq!(c.redact(format!("x {secret}")), "x ***");
 }
+
+#[test]
+fn confirm_from_the_url_and_the_builder() {
+    let c = RedisConfig::from_url("redis://h").unwrap();
+    assert_eq!(c.confirm(), None);
+    let c = RedisConfig::from_url("redis://h?confirm_replicas=2").unwrap();
+    assert_eq!(
+        c.confirm(),
+        Some(Confirm::Replicas {
+            count: 2,
+            timeout: DEFAULT_CONFIRM_TIMEOUT
+        })
+    );
+    let c = RedisConfig::from_url(
+        "redis://h?confirm_fsync_local=true&confirm_fsync_replicas=1&confirm_timeout=50ms",
+    )
+    .unwrap();
+    assert_eq!(
+        c.confirm(),
+        Some(Confirm::Fsync {
+            local: true,
+            replicas: 1,
+            timeout: Duration::from_millis(50)
+        })
+    );
+    // A typed setting replaces the URL's keys.
+    let c = RedisConfig::builder()
+        .with_url("redis://h?confirm_replicas=2")
+        .confirm(Confirm::Fsync {
+            local: true,
+            replicas: 0,
+            timeout: Duration::from_millis(10),
+        })
+        .build()
+        .unwrap();
+    assert!(matches!(
+        c.confirm(),
+        Some(Confirm::Fsync {
+            local: true,
+            replicas: 0,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn bad_confirm_values_are_refused_naming_the_key() {
+    for (query, key, says) in [
+        ("confirm_replicas=0", "confirm_replicas", "1 to 64"),
+        ("confirm_replicas=65", "confirm_replicas", "1 to 64"),
+        ("confirm_replicas=two", "confirm_replicas", "not a number"),
+        ("confirm_replicas=-1", "confirm_replicas", "not a number"),
+        (
+            "confirm_fsync_local=maybe",
+            "confirm_fsync_local",
+            "not a boolean",
+        ),
+        (
+            "confirm_fsync_local=false",
+            "confirm_fsync_replicas",
+            "1 to 64",
+        ),
+        (
+            "confirm_fsync_replicas=99",
+            "confirm_fsync_replicas",
+            "1 to 64",
+        ),
+        (
+            "confirm_fsync_local=true&confirm_fsync_replicas=99",
+            "confirm_fsync_replicas",
+            "0 to 64",
+        ),
+        (
+            "confirm_replicas=1&confirm_timeout=soon",
+            "confirm_timeout",
+            "not a duration",
+        ),
+        (
+            "confirm_replicas=1&confirm_timeout=0ms",
+            "confirm_timeout",
+            "at least 1ms",
+        ),
+        (
+            "confirm_replicas=1&confirm_timeout=3s",
+            "confirm_timeout",
+            "below the operation",
+        ),
+        (
+            "confirm_replicas=1&timeout=100ms&confirm_timeout=100ms",
+            "confirm_timeout",
+            "100ms",
+        ),
+        (
+            "confirm_timeout=100ms",
+            "confirm_timeout",
+            "nothing to confirm",
+        ),
+        (
+            "confirm_replicas=1&confirm_fsync_local=true",
+            "confirm_replicas",
+            "exclude",
+        ),
+    ] {
+        let err = RedisConfig::from_url(&format!("redis://h?{query}")).unwrap_err();
+        let Error::Config { message } = &err else {
+            panic!("{query}: {err:?}");
+        };
+        assert!(message.contains(&format!("`{key}")), "{query}: {message}");
+        assert!(message.contains(says), "{query}: {message}");
+    }
+    let err = RedisConfig::builder()
+        .confirm(Confirm::Replicas {
+            count: 0,
+            timeout: Duration::from_millis(10),
+        })
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("`confirm_replicas`"), "{err}");
+}
