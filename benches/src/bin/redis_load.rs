@@ -75,6 +75,7 @@ mod load {
         Client, HolderId, InstanceId, Key, LeaseOptions,
         spi::{Acquire, DynBackend, LeaseId, LeaseKind, Release},
     };
+    use coord_benches::fair_load::{TASKS, contend};
     use coord_redis::{RedisBackend, RedisConfig};
     use coord_testkit::redis::RedisServer;
     use redis::{
@@ -89,7 +90,6 @@ mod load {
     const PARALLEL_TASKS: usize = 64;
     const PARALLEL_TIME: Duration = Duration::from_millis(400);
     const WARMUP_TIME: Duration = Duration::from_millis(300);
-    const CONTENDERS: usize = 16;
     const CONTENTION_TIME: Duration = Duration::from_secs(2);
 
     /// The hand-written lock.
@@ -577,16 +577,16 @@ mod load {
         println!();
 
         if only.contains("contend") {
-            contend(&client, WARMUP_TIME).await;
+            contend(&client, "contended", false, WARMUP_TIME).await;
             let mut p99s = Vec::new();
             println!(
-                "| {CONTENDERS} tasks, one key, round of {CONTENTION_TIME:?} | acquisitions/s | wait p50 | wait p99 | wait max | most / fewest per task |"
+                "| {TASKS} tasks, one key, round of {CONTENTION_TIME:?} | acquisitions/s | wait p50 | wait p99 | wait max | most / fewest per task |"
             );
             println!("|---|---:|---:|---:|---:|---:|");
             let mut worst_fair: f64 = 0.0;
             for round in 0..rounds.min(3) {
-                let c = contend(&client, CONTENTION_TIME).await;
-                let fair = c.most as f64 / c.fewest.max(1) as f64;
+                let c = contend(&client, "contended", false, CONTENTION_TIME).await;
+                let fair = c.spread();
                 worst_fair = worst_fair.max(fair);
                 println!(
                     "| round {round} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {} / {} = {fair:.2} |",
@@ -615,51 +615,6 @@ mod load {
             println!("{:?}", server.command(&["INFO", "commandstats"]).unwrap());
         }
         drop(server);
-    }
-
-    struct Contention {
-        total: usize,
-        p50: Duration,
-        p99: Duration,
-        max: Duration,
-        most: usize,
-        fewest: usize,
-    }
-
-    async fn contend(client: &Client, time: Duration) -> Contention {
-        let end = Instant::now() + time;
-        let mut tasks = Vec::new();
-        for _ in 0..CONTENDERS {
-            let c = client.clone();
-            tasks.push(tokio::spawn(async move {
-                let lock = c.lock("contended");
-                let mut waits = Vec::new();
-                while Instant::now() < end {
-                    let t = Instant::now();
-                    let guard = lock.lock().await.expect("contended lock");
-                    waits.push(t.elapsed());
-                    assert!(guard.release().await.expect("release"));
-                }
-                waits
-            }));
-        }
-        let mut all = Vec::new();
-        let mut counts = Vec::new();
-        for t in tasks {
-            let w = t.await.unwrap();
-            counts.push(w.len());
-            all.extend(w);
-        }
-        all.sort();
-        let pct = |p: f64| all[((all.len() - 1) as f64 * p) as usize];
-        Contention {
-            total: all.len(),
-            p50: pct(0.5),
-            p99: pct(0.99),
-            max: *all.last().unwrap(),
-            most: *counts.iter().max().unwrap(),
-            fewest: *counts.iter().min().unwrap(),
-        }
     }
 
     fn median(v: impl Iterator<Item = f64>) -> f64 {
