@@ -79,15 +79,36 @@ impl Dispatch for Recorded {
 
     async fn dispatch(&self, call: Call) -> Result<Reply> {
         let op = call.op();
-        if (op.family, op.name) != ("locks", "acquire_queued") {
-            return call.run(self.inner.clone()).await;
+        let sent = Instant::now();
+        match (op.family, op.name) {
+            ("locks", "acquire_queued") => {}
+            ("locks", "leave_queue") => {
+                // A place given back ends the wait's place when sent: recorded
+                // as an attempt without an answer.
+                if let Some(holder) = call.args::<(LeaseId,)>().map(|a| a.0.holder.to_string()) {
+                    let gone = QueuedAttempt {
+                        sent,
+                        returned: sent,
+                        answer: None,
+                    };
+                    self.log.push(&self.process, &holder, gone);
+                }
+                return call.run(self.inner.clone()).await;
+            }
+            _ => return call.run(self.inner.clone()).await,
         }
         type Args = (LeaseId, Duration, Duration, bool);
         let holder = call.args::<Args>().map(|a| a.0.holder.to_string());
-        let sent = Instant::now();
+        // An attempt dropped before its answer (its caller cancelled it) is
+        // recorded too, as unanswered: the wait gives its place back after it.
+        let mut pending = Pending {
+            log: &self.log,
+            process: &self.process,
+            holder,
+            sent,
+        };
         let reply = call.run(self.inner.clone()).await;
-        let returned = Instant::now();
-        if let Some(holder) = holder {
+        if let Some(holder) = pending.holder.take() {
             let answer = match &reply {
                 Ok(r) => r.downcast_ref::<Acquire>().map(|a| match a {
                     Acquire::Granted(g) => Some(g.token.get()),
@@ -97,12 +118,34 @@ impl Dispatch for Recorded {
             };
             let attempt = QueuedAttempt {
                 sent,
-                returned,
+                returned: Instant::now(),
                 answer,
             };
             self.log.push(&self.process, &holder, attempt);
         }
         reply
+    }
+}
+
+/// A queued attempt in flight: recorded as unanswered if dropped.
+struct Pending<'a> {
+    log: &'a FairLog,
+    process: &'a str,
+    /// Taken when the answer is recorded.
+    holder: Option<String>,
+    sent: Instant,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Some(holder) = self.holder.take() {
+            let attempt = QueuedAttempt {
+                sent: self.sent,
+                returned: Instant::now(),
+                answer: None,
+            };
+            self.log.push(self.process, &holder, attempt);
+        }
     }
 }
 
