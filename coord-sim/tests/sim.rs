@@ -32,3 +32,33 @@ fn server_restarts() {
 fn drift_beyond_bounds() {
     sweep_clean(Scenario::drift_beyond_bounds(), "drift_beyond_bounds");
 }
+
+/// Several locks at once: workers take overlapping sets of 2 or 3 of five
+/// keys in random orders (half in one backend step, half one lock at a
+/// time) under partitions, packet loss, latency, killed and paused holders.
+/// Per key: fencing, tokens, no two believers at once; after the heal a
+/// prober gets every key at once within the liveness bound.
+#[test]
+fn multi_lock_partitions() {
+    sweep_clean(Scenario::multi_lock_partitions(), "multi_lock_partitions");
+}
+
+/// [`multi_lock_partitions`] with server restarts too (no belief check:
+/// a restart loses leases).
+#[test]
+fn multi_lock_server_restarts() {
+    sweep_clean(
+        Scenario::multi_lock_server_restarts(),
+        "multi_lock_server_restarts",
+    );
+}
+
+/// Fair locks: six workers wait for one fair lock with a 600 ms waiter TTL
+/// while some are killed (waiting or holding), paused or cut off.
+/// Checkers: `fair-order` (a waiter whose first attempt returned before
+/// another's was sent, and that kept its place, is granted first),
+/// `tokens`, `fencing`, `liveness` after the heal.
+#[test]
+fn fair_lock() {
+    sweep_clean(Scenario::fair_lock(), "fair_lock");
+}
