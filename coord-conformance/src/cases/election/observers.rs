@@ -1,6 +1,8 @@
 //! Observers: every term seen by one that keeps up, skipped terms told to one
 //! that falls behind, a vacancy reported promptly.
 
+use coord_api::LeaderObserver;
+
 use crate::cases::prelude::*;
 
 cases! {
@@ -47,18 +49,7 @@ pub async fn lagging_observer_told_it_skipped(h: &dyn Harness) {
     let seen = timeout(ms(2000), obs.next()).await.expect("first").unwrap();
     assert_eq!(seen.leader.map(|l| l.term), Some(la.term()));
     la.resign().await.unwrap();
-    for _ in 0..3 {
-        elect(&a.election("e"), "unobserved term")
-            .await
-            .resign()
-            .await
-            .unwrap();
-    }
-    let last = elect(&a.election("e"), "last").await;
-    let seen = timeout(ms(2000), obs.next()).await.expect("next").unwrap();
-    assert_eq!(seen.leader.map(|l| l.term), Some(last.term()));
-    assert_eq!(seen.skipped, 3, "three terms began and ended unobserved");
-    last.resign().await.unwrap();
+    terms_unobserved_then_one_seen(&a, &mut obs, 3).await;
 }
 
 /// An observer that first saw the election vacant, then missed terms, is
@@ -75,18 +66,7 @@ pub async fn observer_from_vacancy_told_it_skipped(h: &dyn Harness) {
     let mut obs = b.election("e").observe().await.unwrap();
     let first = timeout(ms(2000), obs.next()).await.expect("first").unwrap();
     assert_eq!(first.leader, None);
-    for _ in 0..2 {
-        elect(&a.election("e"), "unobserved term")
-            .await
-            .resign()
-            .await
-            .unwrap();
-    }
-    let last = elect(&a.election("e"), "last").await;
-    let seen = timeout(ms(2000), obs.next()).await.expect("next").unwrap();
-    assert_eq!(seen.leader.map(|l| l.term), Some(last.term()));
-    assert_eq!(seen.skipped, 2, "two terms began and ended unobserved");
-    last.resign().await.unwrap();
+    terms_unobserved_then_one_seen(&a, &mut obs, 2).await;
 }
 
 /// After the leader resigns, an observer reports the vacancy promptly (long
@@ -113,4 +93,21 @@ pub async fn observer_reports_vacancy_after_resign(h: &dyn Harness) {
         t_seen - t0
     );
 }
+}
+
+/// `a` leads and resigns `n` terms of `"e"` while `obs` does not read, then
+/// leads one more: `obs` next sees that term, told it skipped the `n`.
+async fn terms_unobserved_then_one_seen(a: &Client, obs: &mut LeaderObserver, n: u64) {
+    for _ in 0..n {
+        elect(&a.election("e"), "unobserved term")
+            .await
+            .resign()
+            .await
+            .unwrap();
+    }
+    let last = elect(&a.election("e"), "last").await;
+    let seen = timeout(ms(2000), obs.next()).await.expect("next").unwrap();
+    assert_eq!(seen.leader.map(|l| l.term), Some(last.term()));
+    assert_eq!(seen.skipped, n, "{n} terms began and ended unobserved");
+    last.resign().await.unwrap();
 }
