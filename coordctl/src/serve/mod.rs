@@ -180,11 +180,7 @@ async fn require_token(State(app): State<Shared>, req: Request, next: Next) -> R
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let query = req.uri().query().and_then(|q| {
-        url::form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "token")
-            .map(|(_, v)| v.into_owned())
-    });
+    let query = req.uri().query().and_then(query_token);
     let given = bearer.map(str::to_owned).or(query);
     if given.is_some_and(|g| same(g.as_bytes(), expected.as_bytes())) {
         next.run(req).await
@@ -194,6 +190,14 @@ async fn require_token(State(app): State<Shared>, req: Request, next: Next) -> R
             "this dashboard needs its token: open it as http://HOST:PORT/#token=TOKEN",
         )
     }
+}
+
+/// The `token` parameter of a query, form-decoded (`%XX` and `+`: what
+/// the page's `encodeURIComponent` writes).
+fn query_token(query: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
 }
 
 /// Equal, in time that depends on the lengths only.
@@ -237,5 +241,12 @@ mod tests {
         assert!(same(b"secret-token", b"secret-token"));
         assert!(!same(b"secret-token", b"secret-tokeN"));
         assert!(!same(b"secret", b"secret-token"));
+    }
+
+    #[test]
+    fn query_tokens_are_form_decoded() {
+        assert_eq!(query_token("token=a%2Fb+c%zz%4").as_deref(), Some("a/b c%zz%4"));
+        assert_eq!(query_token("x=1&token=t%3D1").as_deref(), Some("t=1"));
+        assert_eq!(query_token("x=1&tokens=t"), None);
     }
 }
