@@ -221,21 +221,10 @@ impl RedisBackend {
         outcome: Outcome<T>,
     ) -> Result<T> {
         let span = self.span(&call);
-        let confirm = self.confirming(&call);
-        let wait = confirm.map(|c| c.command());
-        let wait = wait.as_ref();
         let req = Request::Cmd(&eval.cmd);
-        let run = |mut conn: ConnectionManager| async move {
-            match send::<T>(&mut conn, req, wait).await {
-                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                    eval.script.load_async(&mut conn).await?;
-                    send(&mut conn, req, wait).await
-                }
-                res => res,
-            }
-        };
-        let res = self.bounded(&call, &span, run).await;
-        let res = res.and_then(|(v, acks)| self.confirmed(&call, confirm, acks).map(|()| v));
+        let res = self
+            .request(&call, &span, req, std::slice::from_ref(&eval.script))
+            .await;
         if !span.is_disabled() {
             match &res {
                 Ok(v) => {
@@ -264,7 +253,32 @@ impl RedisBackend {
         scripts: &[&'static Script],
     ) -> Result<T> {
         let span = self.span(&call);
-        let confirm = self.confirming(&call);
+        let res = self.request(&call, &span, req, scripts).await;
+        if !span.is_disabled() {
+            span.record(
+                "outcome",
+                match &res {
+                    Ok(_) => "ok".to_owned(),
+                    Err(e) => e.to_string(),
+                },
+            );
+        }
+        res
+    }
+
+    /// What [`eval`](RedisBackend::eval) and [`query`](RedisBackend::query)
+    /// share: `req` (with the confirmation `call` waits for, if any) on the
+    /// connection in use, bounded; after a NOSCRIPT reply, loads `scripts`
+    /// and sends it once more; a shortfall of confirmations is
+    /// `Unconfirmed`.
+    async fn request<T: FromRedisValue>(
+        &self,
+        call: &Traced<'_>,
+        span: &Span,
+        req: Request<'_>,
+        scripts: &[&'static Script],
+    ) -> Result<T> {
+        let confirm = self.confirming(call);
         let wait = confirm.map(|c| c.command());
         let wait = wait.as_ref();
         let run = |mut conn: ConnectionManager| async move {
@@ -278,18 +292,9 @@ impl RedisBackend {
                 res => res,
             }
         };
-        let res = self.bounded(&call, &span, run).await;
-        let res = res.and_then(|(v, acks)| self.confirmed(&call, confirm, acks).map(|()| v));
-        if !span.is_disabled() {
-            span.record(
-                "outcome",
-                match &res {
-                    Ok(_) => "ok".to_owned(),
-                    Err(e) => e.to_string(),
-                },
-            );
-        }
-        res
+        let (v, acks) = self.bounded(call, span, run).await?;
+        self.confirmed(call, confirm, acks)?;
+        Ok(v)
     }
 
     /// The confirmation `call` waits for: the configured one, unless `call`

@@ -199,20 +199,24 @@ impl RedisBackend {
             outcome = Empty,
             announced = true,
         );
-        async {
-            match self.switch_to(addr).await {
-                Ok(()) => {
-                    tracing::Span::current().record("outcome", "switched");
-                    tracing::warn!(%from, %to, "the sentinels announced a new master: following it");
-                }
-                Err(e) => {
-                    tracing::Span::current().record("outcome", "unreachable");
-                    tracing::warn!(%to, error = %e, "cannot use the announced master");
-                }
+        self.switch_traced(addr, &from, &to).instrument(span).await;
+    }
+
+    /// [`switch_to`](Self::switch_to) `addr`, recording the outcome in
+    /// the current `coord.redis.failover` span; whether it switched.
+    async fn switch_traced(&self, addr: ConnectionAddr, from: &str, to: &str) -> bool {
+        match self.switch_to(addr).await {
+            Ok(()) => {
+                tracing::Span::current().record("outcome", "switched");
+                tracing::warn!(%from, %to, "the master moved: following it");
+                true
+            }
+            Err(e) => {
+                tracing::Span::current().record("outcome", "unreachable");
+                tracing::warn!(%to, error = %e, "cannot use the new master");
+                false
             }
         }
-        .instrument(span)
-        .await
     }
 
     async fn follow(&self, seen: u64) -> bool {
@@ -252,18 +256,7 @@ impl RedisBackend {
                 tracing::Span::current().record("outcome", "unchanged");
                 return false;
             }
-            match self.switch_to(addr).await {
-                Ok(()) => {
-                    tracing::Span::current().record("outcome", "switched");
-                    tracing::warn!(%from, %to, "the master moved: following it");
-                    true
-                }
-                Err(e) => {
-                    tracing::Span::current().record("outcome", "unreachable");
-                    tracing::warn!(%to, error = %e, "cannot connect to the new master");
-                    false
-                }
-            }
+            self.switch_traced(addr, &from, &to).await
         }
         .instrument(span)
         .await

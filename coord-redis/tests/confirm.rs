@@ -1,8 +1,8 @@
 //! Confirmed writes (`Confirm`, `confirm_*` URL keys): a master with one
 //! replica of the test's own. With the replica attached, confirmed grants
 //! succeed; with it frozen, a grant is `Error::Unconfirmed` within the
-//! confirmation's timeout and released again in the background, reads are
-//! not confirmed, and a client without the option is unchanged. `WAITAOF`
+//! confirmation's timeout and released again in the background, a release
+//! is `Unconfirmed` but frees the key, reads are not confirmed, and a client without the option is unchanged. `WAITAOF`
 //! is refused at connect by a server without it. Behind sentinels, a grant
 //! confirmed by every replica survives an unplanned failover.
 
@@ -75,7 +75,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 /// `confirm_replicas=1`: granted while the replica acknowledges; with the
 /// replica frozen, `Unconfirmed { acked: 0, wanted: 1 }` after the
 /// confirmation's timeout (not the operation timeout), and the grant the
-/// master made is released in the background: nothing is left held.
+/// master made is released in the background: nothing is left held. A
+/// release is `Unconfirmed` too, and has freed the key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grant_without_its_replica_is_unconfirmed_and_released() {
     let pair = Arc::new(blocking(Pair::start).await);
@@ -90,6 +91,12 @@ async fn a_grant_without_its_replica_is_unconfirmed_and_released() {
         .unwrap()
         .expect("granted");
     assert!(g.release().await.unwrap());
+    let d = confirmed
+        .lock("d")
+        .try_lock()
+        .await
+        .unwrap()
+        .expect("granted");
 
     let p = pair.clone();
     blocking(move || p.replica.pause()).await;
@@ -139,6 +146,18 @@ async fn a_grant_without_its_replica_is_unconfirmed_and_released() {
         .await
         .unwrap()
         .expect("free again");
+
+    // A release not confirmed freed the key on the master: the error
+    // reaches the caller, the guard counts the lease released, others may
+    // take it.
+    let released = d.lost_signal();
+    match d.release().await {
+        Err(Error::Unconfirmed { what, .. }) => assert!(what.contains("\"d\""), "{what}"),
+        other => panic!("expected Unconfirmed, got {other:?}"),
+    }
+    assert!(released.is_lost());
+    let taken = plain.lock("d").try_lock().await.unwrap();
+    assert!(taken.expect("freed on the master").release().await.unwrap());
 
     // Without the option, nothing changes with the replica gone.
     let started = Instant::now();

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use coord_api::{Client, Error, FencingToken, LeaseOptions, spi::LockSpace};
+use coord_api::{Client, Error, FencingToken, LeaseOptions, LockGuard, spi::LockSpace};
 use coord_redis::RedisBackend;
 use coord_testkit::sentinel::SentinelSet;
 
@@ -59,6 +59,32 @@ where
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A grant by `client` (of `namespace`) that landed on the master `new`:
+/// tries fresh keys until one is granted and is there (a grant made on
+/// the old master before the client moved is lost with it).
+async fn a_grant_on_the_new_master(
+    set: &SentinelSet,
+    new: u16,
+    client: &Client,
+    namespace: &str,
+) -> LockGuard {
+    let mut n = 0;
+    eventually("a grant on the new master", || {
+        n += 1;
+        let lock = client.lock(&format!("fresh{n}"));
+        let key = format!("coord:{{{namespace}:lock:fresh{n}}}:l");
+        let new_master = set.server(new);
+        async move {
+            let Some(g) = lock.try_lock().await? else {
+                return Ok(None);
+            };
+            let there = new_master.command(&["EXISTS", &key]).unwrap();
+            Ok((there == redis::Value::Int(1)).then_some(g))
+        }
+    })
+    .await
 }
 
 /// Waits until both replicas have what the master `port` holds (`WAIT`).
@@ -171,23 +197,7 @@ async fn planned_failover_keeps_replicated_leases_and_tokens_increase() {
     // B follows: a grant lands on the new master (one made on the old
     // master before it was demoted is lost: try another key), and B's
     // waiter is subscribed there.
-    let mut n = 0;
-    let fresh = eventually("a grant on the new master", || {
-        n += 1;
-        let (lock, key) = (
-            b.lock(&format!("fresh{n}")),
-            format!("coord:{{planned:lock:fresh{n}}}:l"),
-        );
-        let new_master = set.server(new);
-        async move {
-            let Some(g) = lock.try_lock().await? else {
-                return Ok(None);
-            };
-            let there = new_master.command(&["EXISTS", &key]).unwrap();
-            Ok((there == redis::Value::Int(1)).then_some(g))
-        }
-    })
-    .await;
+    let fresh = a_grant_on_the_new_master(&set, new, &b, "planned").await;
     // The watch made before is subscribed again on the new master.
     let channel = "coord:{planned:lock:long}:c";
     let one = redis::Value::Array(vec![
@@ -254,7 +264,8 @@ async fn planned_failover_keeps_replicated_leases_and_tokens_increase() {
 /// replicas never saw: that grant is lost with the master, so the key is
 /// granted again (with a larger token) and its first holder gets its lost
 /// signal; a fenced resource refuses the first holder's token once it saw
-/// the second's. A grant replicated before the kill survives it.
+/// the second's. A grant replicated before the kill survives it; a
+/// release the replicas never saw is undone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unplanned_failover_loses_unreplicated_grants_and_fencing_refuses_the_stale_holder() {
     let set = Arc::new(blocking(SentinelSet::start).await);
@@ -264,6 +275,7 @@ async fn unplanned_failover_loses_unreplicated_grants_and_fencing_refuses_the_st
     let a = client(&set, "unplanned", "a", ttl).await;
     let b = client(&set, "unplanned", "b", ttl).await;
     let kept = a.lock("kept").try_lock().await.unwrap().unwrap();
+    let released = a.lock("released").try_lock().await.unwrap().unwrap();
     let old = set.master_port();
     let s = set.clone();
     blocking(move || replicated(&s, old)).await;
@@ -286,11 +298,14 @@ async fn unplanned_failover_loses_unreplicated_grants_and_fencing_refuses_the_st
         "both replication links cut"
     );
     let unreplicated = a.lock("lost").try_lock().await;
+    let (released_by, released_token) = (released.holder().clone(), released.token());
+    let unreplicated_release = released.release().await;
     let killed = set.kill_master();
     for p in &replicas {
         set.server(*p).resume();
     }
     let unreplicated = unreplicated.unwrap().unwrap();
+    assert!(unreplicated_release.unwrap(), "released on the old master");
     assert_eq!(killed, old);
     let mut resource = Fenced::default();
     assert!(
@@ -312,6 +327,16 @@ async fn unplanned_failover_loses_unreplicated_grants_and_fencing_refuses_the_st
         .expect("the lost signal fires");
     assert!(!unreplicated.is_held());
     assert!(!resource.write(unreplicated.token()));
+
+    // The release the replicas never saw is undone: the key is held
+    // again by its last holder (until its TTL), refused to others.
+    assert!(b.lock("released").try_lock().await.unwrap().is_none());
+    let holders = b.lock("released").holders().await.unwrap();
+    assert_eq!(holders.len(), 1, "{holders:?}");
+    assert_eq!(
+        (&holders[0].holder, holders[0].token),
+        (&released_by, released_token)
+    );
 
     // The replicated grant survived.
     assert!(b.lock("kept").try_lock().await.unwrap().is_none());
@@ -376,22 +401,73 @@ async fn clients_follow_on_errors_when_the_announcing_sentinel_is_frozen() {
     set.kill_master();
     let s = set.clone();
     let new = blocking(move || s.wait_for_master_other_than(old)).await;
-    let mut n = 0;
-    let fresh = eventually("a grant on the new master", || {
-        n += 1;
-        let lock = a.lock(&format!("fresh{n}"));
-        let key = format!("coord:{{frozen:lock:fresh{n}}}:l");
-        let new_master = set.server(new);
-        async move {
-            let Some(g) = lock.try_lock().await? else {
-                return Ok(None);
-            };
-            let there = new_master.command(&["EXISTS", &key]).unwrap();
-            Ok((there == redis::Value::Int(1)).then_some(g))
-        }
-    })
-    .await;
+    let fresh = a_grant_on_the_new_master(&set, new, &a, "frozen").await;
     assert!(kept.is_held());
     assert!(fresh.token() > kept.token());
+    set.resume_sentinel(0);
+}
+
+/// A planned failover a client does not hear of (the sentinel it listens
+/// to is frozen): the old master, still writable until a sentinel demotes
+/// it, takes the client's grant, which the new master never gets (it is
+/// granted again there, and the first holder learns it lost the lease);
+/// once the old master is demoted the client moves on its own errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_missed_the_announcement_loses_what_the_old_master_took() {
+    let set = Arc::new(blocking(SentinelSet::start).await);
+    let a = client(&set, "missed", "a", Duration::from_secs(10)).await;
+    // Its announcement listener is on the first sentinel of the URL.
+    let deadline = Instant::now() + FOLLOW_TIMEOUT;
+    loop {
+        let clients = set.sentinel_command(0, &["CLIENT", "LIST"]).unwrap();
+        let clients: String = redis::from_redis_value(clients).unwrap();
+        if clients.contains("cmd=subscribe") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no listener: {clients}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    set.pause_sentinel(0);
+    let old = set.master_port();
+    let s = set.clone();
+    let new = blocking(move || {
+        replicated(&s, old);
+        s.failover();
+        s.wait_for_master_other_than(old)
+    })
+    .await;
+    // Still writable (a sentinel demotes it at its next look, seconds
+    // later): A's grant lands on the old master only.
+    let stale = a.lock("stale").try_lock().await.unwrap().expect("granted");
+    let key = "coord:{missed:lock:stale}:l";
+    let there = |port| set.server(port).command(&["EXISTS", key]).unwrap();
+    assert_eq!(
+        there(old),
+        redis::Value::Int(1),
+        "granted on the old master"
+    );
+    assert_eq!(there(new), redis::Value::Int(0), "not on the new one");
+    // Granted again on the new master, to a client of its own (one that
+    // connects through the sentinels now may still be told the old
+    // master: the sentinel leading the failover lists it in `SENTINEL
+    // MASTERS` until the other replica is reconfigured).
+    let direct = format!("redis://127.0.0.1:{new}/0?namespace=missed");
+    let b = Client::builder(Arc::new(RedisBackend::connect_url(&direct).await.unwrap()))
+        .instance_id("b")
+        .unwrap()
+        .build();
+    let again = b
+        .lock("stale")
+        .try_lock()
+        .await
+        .unwrap()
+        .expect("free there");
+    assert!(again.token() > stale.token());
+    // A moves once the old master refuses it, and its lease is lost.
+    let fresh = a_grant_on_the_new_master(&set, new, &a, "missed").await;
+    tokio::time::timeout(FOLLOW_TIMEOUT, stale.lost())
+        .await
+        .expect("the lost signal fires");
+    assert!(fresh.is_held());
     set.resume_sentinel(0);
 }

@@ -133,6 +133,11 @@ impl SentinelSet {
         (self.sentinels[i].paused).store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Sends a command to sentinel `i` (in the order of [`url`](Self::url)).
+    pub fn sentinel_command(&self, i: usize, args: &[&str]) -> redis::RedisResult<redis::Value> {
+        self.sentinels[i].command(args)
+    }
+
     /// The sentinels not paused.
     fn answering(&self) -> impl Iterator<Item = &SentinelProcess> {
         (self.sentinels.iter()).filter(|s| !s.paused.load(std::sync::atomic::Ordering::SeqCst))

@@ -108,3 +108,48 @@ where
         pause = (pause * 2).min(Duration::from_secs(1));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    };
+
+    use super::*;
+    use crate::testing::Counting;
+
+    /// How many times [`retry`] runs a release that always answers `answer`.
+    async fn attempts(answer: fn() -> Result<()>) -> u32 {
+        let client = Client::new(Arc::new(Counting::default()));
+        let calls = Arc::new(AtomicU32::new(0));
+        let counted = calls.clone();
+        retry(&client, Duration::from_secs(5), move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move { answer() }
+        })
+        .await;
+        calls.load(Ordering::SeqCst)
+    }
+
+    /// A release the master applied but too few replicas confirmed is not
+    /// repeated (repeating it cannot make them confirm), although
+    /// `Unconfirmed` is retryable; one that could not reach the backend is,
+    /// until `within` has passed.
+    #[tokio::test(start_paused = true)]
+    async fn retry_stops_at_unconfirmed_and_repeats_while_unavailable() {
+        assert_eq!(attempts(|| Ok(())).await, 1);
+        assert_eq!(
+            attempts(|| Err(Error::Unconfirmed {
+                what: "release lock \"k\"".into(),
+                backend: "test".into(),
+                by: "replicas",
+                acked: 0,
+                wanted: 1,
+            }))
+            .await,
+            1
+        );
+        assert!(attempts(|| Err(Error::unavailable("test", "gone"))).await > 1);
+    }
+}
