@@ -47,6 +47,14 @@ const SHARDS: usize = 64;
 #[cfg(not(loom))]
 const MIN_SWEEP: usize = 256;
 
+/// The shard of a key hashed to `hash`: the same for every way in (one key,
+/// several keys locked for one step, an entry of a locked step).
+#[cfg(not(loom))]
+fn shard_of(hash: u64) -> usize {
+    // hashbrown uses the low bits for the slot and the top 7 for its tag.
+    ((hash >> 32) as usize) % SHARDS
+}
+
 /// A way to find a `K` without building one: hashes exactly like the `K` it
 /// matches, and makes the owned key only when an entry is inserted.
 pub(crate) trait Lookup<K>: std::hash::Hash {
@@ -85,9 +93,9 @@ impl<K: std::hash::Hash + Eq + Clone, V: Default> Map<K, V> {
     fn shard(&self, key: &impl Lookup<K>) -> (u64, std::sync::MutexGuard<'_, Shard<K, V>>) {
         use std::hash::BuildHasher;
         let hash = self.hasher.hash_one(key);
-        // hashbrown uses the low bits for the slot and the top 7 for its tag.
-        let shard = ((hash >> 32) as usize) % SHARDS;
-        let guard = self.shards[shard].lock().unwrap_or_else(|p| p.into_inner());
+        let guard = self.shards[shard_of(hash)]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         (hash, guard)
     }
 
@@ -153,10 +161,7 @@ impl<K: std::hash::Hash + Eq + Clone, V: Default> Map<K, V> {
         {
             use std::hash::BuildHasher;
             let hashes: Vec<u64> = keys.iter().map(|k| self.hasher.hash_one(k)).collect();
-            let mut shards: Vec<usize> = hashes
-                .iter()
-                .map(|h| ((h >> 32) as usize) % SHARDS)
-                .collect();
+            let mut shards: Vec<usize> = hashes.iter().map(|&h| shard_of(h)).collect();
             shards.sort_unstable();
             shards.dedup();
             let guards = shards
@@ -172,8 +177,7 @@ impl<K: std::hash::Hash + Eq + Clone, V: Default> Map<K, V> {
             let r = f(&mut locked);
             let hashes = std::mem::take(&mut locked.hashes);
             for (k, h) in keys.iter().zip(&hashes) {
-                let i = ((h >> 32) as usize) % SHARDS;
-                let shard = &mut locked.guard(i).table;
+                let shard = &mut locked.guard(shard_of(*h)).table;
                 if let Ok(e) = shard.find_entry(*h, |(key, _)| k.matches(key))
                     && is_empty(&e.get().1)
                 {
@@ -260,7 +264,7 @@ impl<K: std::hash::Hash + Eq + Clone, V: Default, L: Lookup<K>> Locked<'_, '_, K
     pub(crate) fn update<R>(&mut self, i: usize, g: impl FnOnce(&mut V, &mut u64) -> R) -> R {
         let (key, hash) = (&self.keys[i], self.hashes[i]);
         let hasher = &self.map.hasher;
-        let shard = self.guard(((hash >> 32) as usize) % SHARDS);
+        let shard = self.guard(shard_of(hash));
         let slot = shard
             .table
             .entry(

@@ -190,6 +190,37 @@ pub async fn multi_lock_waits_for_the_member_in_the_way(h: &dyn Harness) {
     g.release().await.unwrap();
 }
 
+/// A waiting `lock()` follows the member in the way: when the one it waits
+/// for frees and another member is held by then, it waits for that one and
+/// is woken within 50 ms of its release. The retry delay is 10 s and the
+/// holders renew a 5 s TTL: only the notification of the member now in the
+/// way wakes the waiter this soon.
+pub async fn multi_lock_wait_follows_the_member_in_the_way(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx
+        .client_with("a", default_options().retry_jitter(0.0))
+        .await;
+    let (b, c) = (ctx.client("b").await, ctx.client("c").await);
+    let gb = take(&b.lock("f2").ttl(ms(5000)), "b").await;
+    let set = a.multi_lock(["f2", "f1"]);
+    let waiter = tokio::spawn(async move {
+        let g = set.lock().await;
+        (g, Instant::now())
+    });
+    sleep(ms(200)).await; // the waiter waits for f2
+    let gc = take(&c.lock("f1").ttl(ms(5000)), "c, while the waiter sleeps").await;
+    assert!(gb.release().await.unwrap());
+    sleep(ms(200)).await; // woken, refused by f1: now waits for f1
+    assert!(!waiter.is_finished(), "waits while f1 is held");
+    let t_release = Instant::now();
+    assert!(gc.release().await.unwrap());
+    let (g, t_granted) = join(waiter, ms(3000), "waiter").await;
+    let g = g.expect("granted");
+    let lag = t_granted.saturating_duration_since(t_release);
+    assert!(lag <= ms(50), "the waiter woke {lag:?} after f1's release");
+    assert!(g.release().await.unwrap());
+}
+
 /// A member lease lost (force released, so its renewal is refused) fires
 /// the guard's lost signal; the guard no longer counts as held.
 #[needs(Need::ForceRelease)]

@@ -760,6 +760,18 @@ async fn connect_with(
     shared: &Shared,
     presence: PresenceOptions,
 ) -> Client {
+    Client::builder(sim_backend(shared).await)
+        .instance_id(name)
+        .expect("valid id")
+        .clock(clock.clock())
+        .lease_options(opts)
+        .presence(presence)
+        .build()
+}
+
+/// The sim server as a client on the current node reaches it: deaf under
+/// [`Scenario::lost_notifications`], broken under a client-side bug.
+async fn sim_backend(shared: &Shared) -> coord_api::spi::DynBackend {
     let backend = loop {
         match SimBackend::connect(
             SERVER.parse().unwrap(),
@@ -781,11 +793,5 @@ async fn connect_with(
         Some(bug) => bug.client(backend),
         None => backend,
     };
-    Client::builder(backend)
-        .instance_id(name)
-        .expect("valid id")
-        .clock(clock.clock())
-        .lease_options(opts)
-        .presence(presence)
-        .build()
+    backend
 }

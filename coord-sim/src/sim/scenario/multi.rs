@@ -26,7 +26,7 @@ use madsim::{
     rand::{Rng, seq::SliceRandom, thread_rng},
 };
 
-use super::{NodeClock, Report, SERVER, Scenario, Shared, SimBackend, SimOptions, opts, write};
+use super::{NodeClock, Report, Scenario, Shared, opts, sim_backend, write};
 
 /// The keys the sets are drawn from.
 const KEYS: [&str; 5] = ["m0", "m1", "m2", "m3", "m4"];
@@ -62,17 +62,16 @@ impl Dispatch for OneByOne {
     }
 }
 
-/// A client named `name` reaching the sim server, without `acquire_all`
-/// when `one_by_one`.
-async fn connect(name: &str, clock: &NodeClock, opts: LeaseOptions, one_by_one: bool) -> Client {
-    let backend = loop {
-        let ns = Namespace::default();
-        match SimBackend::connect(SERVER.parse().unwrap(), ns, SimOptions::default()).await {
-            Ok(b) => break b,
-            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-        }
-    };
-    let mut backend = backend.backend();
+/// A client named `name` as [`connect`](super::connect) makes it, without
+/// `acquire_all` when `one_by_one`.
+async fn connect(
+    name: &str,
+    clock: &NodeClock,
+    opts: LeaseOptions,
+    shared: &Shared,
+    one_by_one: bool,
+) -> Client {
+    let mut backend = sim_backend(shared).await;
     if one_by_one {
         backend = Arc::new(Dispatched::new(OneByOne { inner: backend }));
     }
@@ -95,7 +94,7 @@ fn members(guard: &MultiGuard) -> Vec<(String, u64)> {
 /// it holds the set, releases (also when it found the set lost), again.
 pub(super) async fn worker(i: usize, clock: NodeClock, shared: Shared) {
     let name = format!("c{i}");
-    let client = connect(&name, &clock, opts(), i % 2 == 1).await;
+    let client = connect(&name, &clock, opts(), &shared, i % 2 == 1).await;
     let ep = Endpoint::bind("0.0.0.0:0").await.expect("bind");
     let mut rng = thread_rng();
     while !shared.stopping() {
@@ -164,7 +163,7 @@ pub(super) async fn prober(
     let opts = opts()
         .retry_delay(Duration::from_secs(10))
         .wait_timeout(None);
-    let client = connect(&format!("c{i}"), &clock, opts, false).await;
+    let client = connect(&format!("c{i}"), &clock, opts, &shared, false).await;
     let all = client.multi_lock(KEYS);
     let give_up = Instant::now() + Duration::from_secs(30);
     while Instant::now() < give_up {
