@@ -760,6 +760,19 @@ async fn connect_with(
     shared: &Shared,
     presence: PresenceOptions,
 ) -> Client {
+    connect_through(name, clock, opts, shared, presence, |b| b).await
+}
+
+/// [`connect_with`], the client's backend passed through `wrap` (a
+/// workload's recording decorator) last.
+async fn connect_through(
+    name: &str,
+    clock: &NodeClock,
+    opts: LeaseOptions,
+    shared: &Shared,
+    presence: PresenceOptions,
+    wrap: impl FnOnce(coord_api::spi::DynBackend) -> coord_api::spi::DynBackend,
+) -> Client {
     let backend = loop {
         match SimBackend::connect(
             SERVER.parse().unwrap(),
@@ -781,7 +794,7 @@ async fn connect_with(
         Some(bug) => bug.client(backend),
         None => backend,
     };
-    Client::builder(backend)
+    Client::builder(wrap(backend))
         .instance_id(name)
         .expect("valid id")
         .clock(clock.clock())
