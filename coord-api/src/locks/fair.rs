@@ -6,13 +6,13 @@
 
 use std::time::Duration;
 
-use super::request::Request;
+use super::request::{Request, classify, site};
 use crate::{
     Acquire, Client, Error, Key, LeaseId, Result,
     clock::Instant,
     handle::Handle,
     lease::undo::granting,
-    trace::{self, Outcome, Site},
+    trace::{self, Outcome},
 };
 
 /// The shortest waiter TTL a fair handle accepts: a waiter renews its place
@@ -83,18 +83,7 @@ impl Request<'_> {
     ) -> Result<(Acquire, Instant)> {
         let (client, id, ttl) = (self.client, &self.id, self.opts.ttl);
         let t_sent = client.clock().now();
-        let site = || Site {
-            op: "acquire_queued",
-            family: id.kind.space().as_str(),
-            kind: id.kind.as_str(),
-            key: &id.key,
-            holder: Some(&id.holder),
-            token: None,
-        };
-        let classify = |a: &Acquire| match a {
-            Acquire::Granted(g) => Outcome::Granted(g.token),
-            Acquire::Busy(_) => Outcome::Busy,
-        };
+        let site = || site("acquire_queued", id);
         let acquire = (client.locks()?).acquire_queued(id, ttl, waiter_ttl, enqueue);
         let acquire = trace::call(client, site, acquire, classify);
         let within = ttl.max(waiter_ttl);
@@ -116,14 +105,7 @@ pub(crate) fn give_back(
         let id = id.clone();
         Box::pin(async move {
             let locks = client.locks()?;
-            let site = || Site {
-                op: "leave_queue",
-                family: id.kind.space().as_str(),
-                kind: id.kind.as_str(),
-                key: &id.key,
-                holder: Some(&id.holder),
-                token: None,
-            };
+            let site = || site("leave_queue", &id);
             trace::call(&client, site, locks.leave_queue(&id), Outcome::held).await?;
             locks.release(&id).await.map(drop)
         })

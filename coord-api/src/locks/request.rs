@@ -84,10 +84,6 @@ impl<'a> Request<'a> {
         let client = self.client;
         let t_sent = client.clock().now();
         let site = || site("acquire", id);
-        let classify = |a: &Acquire| match a {
-            Acquire::Granted(g) => Outcome::Granted(g.token),
-            Acquire::Busy(_) => Outcome::Busy,
-        };
         let acquire = client.locks()?.acquire(id, self.opts.ttl);
         let acquire = trace::call(client, site, acquire, classify);
         let answer = match cleanup {
@@ -214,7 +210,7 @@ impl<'a> Request<'a> {
 }
 
 /// The site of `op` on the lease `id`, before it has a token.
-fn site<'a>(op: &'static str, id: &'a LeaseId) -> Site<'a> {
+pub(super) fn site<'a>(op: &'static str, id: &'a LeaseId) -> Site<'a> {
     Site {
         op,
         family: id.kind.space().as_str(),
@@ -222,6 +218,14 @@ fn site<'a>(op: &'static str, id: &'a LeaseId) -> Site<'a> {
         key: &id.key,
         holder: Some(&id.holder),
         token: None,
+    }
+}
+
+/// The outcome an acquire's answer is traced as.
+pub(super) fn classify(a: &Acquire) -> Outcome {
+    match a {
+        Acquire::Granted(g) => Outcome::Granted(g.token),
+        Acquire::Busy(_) => Outcome::Busy,
     }
 }
 

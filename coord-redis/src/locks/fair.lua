@@ -12,14 +12,20 @@
 --           given), then the five
 --   leave   KEYS queue, places  ARGV op, then the five: the holder's place
 --           goes; 1 if it had one, else 0
+--   list    KEYS the space's keys, queue, places  ARGV op: the operations
+--           listing's read; goes on as 'inspect', whose rows are followed
+--           by {'q', '', 0, live places, 0, 0} when any place is live
 -- A queued step drops the places whose deadline passed, takes or renews
 -- the holder's place (enqueue), and refuses ({0, ms until the head's place
 -- ends}) unless the holder heads the queue (not enqueuing: unless the queue
 -- is empty); then it goes on as the script's 'acquire', whose grant calls
 -- `on_grant`: the holder's place goes in the same step. A step after which
 -- the queue has a new head publishes 'freed' (every waiter looks again).
-local on_grant
-if op == 'queued' or op == 'leave' then
+local on_grant, queued
+if op == 'list' then
+  queued = redis.call('ZCOUNT', KEYS[#KEYS], '(' .. now_ms(), '+inf')
+  op = 'inspect'
+elseif op == 'queued' or op == 'leave' then
   local q, qd = KEYS[#KEYS - 1], KEYS[#KEYS]
   local n = #ARGV
   local channel, who = ARGV[n - 4], ARGV[n - 3]

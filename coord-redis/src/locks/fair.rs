@@ -17,7 +17,10 @@
 
 use std::time::Duration;
 
-use coord_api::{Error, Namespace, Result, spi::LeaseId, spi::LeaseKind, spi::LockSpace};
+use coord_api::{
+    Error, HolderId, Key, Namespace, Result,
+    spi::{LeaseId, LeaseKind, LockSpace},
+};
 
 use super::{names, parts, script};
 use crate::{
@@ -25,19 +28,21 @@ use crate::{
     keys::Names,
 };
 
-/// The queue and places keys of `lease`'s key (with the space's own keys
-/// first when `with_lease_keys`), `op` written.
+/// The queue and places keys of `key` in `space` (with the space's own
+/// keys first when `with_lease_keys`), `op` written; `holder` sizes the
+/// arguments to come.
 fn queue_eval(
     ns: &Namespace,
-    lease: &LeaseId,
+    space: LockSpace,
+    key: &Key,
+    holder: Option<&HolderId>,
     op: &'static str,
     with_lease_keys: bool,
 ) -> (Eval, Names) {
-    let space = lease.kind.space();
-    let mut names = names(ns, space, &lease.key);
+    let mut names = names(ns, space, key);
     let lease_keys = if with_lease_keys { parts(space) } else { &[] };
     let keys = lease_keys.len() + 2;
-    let bytes = (keys + 2) * names.len() + 2 * holder_len(Some(&lease.holder)) + 64;
+    let bytes = (keys + 2) * names.len() + 2 * holder_len(holder) + 64;
     let mut eval = Eval::new(script(space), keys, 12, bytes);
     for p in lease_keys.iter().chain(&['q', 'd']) {
         names.write(&mut eval, *p);
@@ -69,7 +74,8 @@ pub(super) fn queued_eval(
     enqueue: bool,
 ) -> Result<Eval> {
     let waiter_ttl = ttl_ms(&lease.key, waiter_ttl)?;
-    let (mut eval, mut names) = queue_eval(ns, lease, "queued", true);
+    let (space, holder) = (lease.kind.space(), Some(&lease.holder));
+    let (mut eval, mut names) = queue_eval(ns, space, &lease.key, holder, "queued", true);
     match lease.kind {
         LeaseKind::Exclusive | LeaseKind::Reentrant => {
             let kind = if lease.kind == LeaseKind::Exclusive {
@@ -100,7 +106,15 @@ pub(super) fn queued_eval(
 
 /// The EVALSHA of `lease`'s holder giving its place back.
 pub(super) fn leave_eval(ns: &Namespace, lease: &LeaseId) -> Eval {
-    let (mut eval, mut names) = queue_eval(ns, lease, "leave", false);
+    let (space, holder) = (lease.kind.space(), Some(&lease.holder));
+    let (mut eval, mut names) = queue_eval(ns, space, &lease.key, holder, "leave", false);
     tail(&mut eval, &mut names, lease, 0, false);
     eval
+}
+
+/// The EVALSHA of the operations listing's read of `key` in `space` (a
+/// lock's or a semaphore's): the rows of the script's `inspect`, then
+/// `{'q', '', 0, n, 0, 0}` when `n` places in the queue are live.
+pub(crate) fn list_eval(ns: &Namespace, space: LockSpace, key: &Key) -> Eval {
+    queue_eval(ns, space, key, None, "list", true).0
 }

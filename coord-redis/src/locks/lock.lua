@@ -19,7 +19,8 @@
 --   extend   KEYS lease           ARGV op, holder, ttl_ms
 --   release  KEYS lease           ARGV op, holder, channel
 --   force    KEYS lease           ARGV op, channel
---   inspect  KEYS lease           ARGV op
+--   inspect  KEYS lease           ARGV op (also as fair.lua's list, which
+--            sets `queued`: a row {'q', '', 0, queued, 0, 0} follows)
 --   revoke   KEYS lease           ARGV op, token, channel: deletes the lease
 --     only if it carries `token` (a fenced force release, publishing what
 --     force does); {1, holder} or {0, {live tokens}}. The counter is left
@@ -82,7 +83,9 @@ elseif op == 'inspect' then
   local cur = redis.call('GET', l)
   if not cur then return {} end
   local kind, holds, tok, who = parse(cur)
-  return {{kind, who, tonumber(tok), tonumber(holds), redis.call('PTTL', l), 0}}
+  local out = {{kind, who, tonumber(tok), tonumber(holds), redis.call('PTTL', l), 0}}
+  if queued and queued > 0 then out[2] = {'q', '', 0, queued, 0, 0} end
+  return out
 elseif op == 'revoke' then
   local cur = redis.call('GET', l)
   if not cur then return {0, {}} end

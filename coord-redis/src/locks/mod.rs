@@ -61,7 +61,7 @@ use crate::{
     pubsub::Wake,
 };
 
-mod fair;
+pub(crate) mod fair;
 
 pub(crate) static LOCK: LazyLock<Script> = script!("locks/fair.lua", "locks/lock.lua");
 pub(crate) static RWLOCK: LazyLock<Script> = script!("lua/deadlines.lua", "locks/rwlock.lua");

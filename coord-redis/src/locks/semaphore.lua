@@ -7,7 +7,8 @@
 -- within a TTL).
 -- ARGV: op, channel, holder, ttl_ms, limit, count (acquire: the permits
 -- asked for, 1 if absent); force and inspect pass the op and the channel
--- alone; revoke the op, the channel and a token: it removes the lease
+-- alone (inspect also runs as fair.lua's list, which sets `queued`: a row
+-- {'q', '', 0, queued, 0, 0} follows the permits); revoke the op, the channel and a token: it removes the lease
 -- holding that token, as a release would ({1, holder}, or
 -- {0, {live tokens}}).
 -- A release publishes 'released' (wakes one waiter) when it frees one permit
@@ -92,6 +93,7 @@ elseif op == 'inspect' then
     out[#out + 1] = {'p', ps[i], tonumber(tok or '0'), held_by(ps[i]),
       tonumber(ps[i + 1]) - now_ms(), limit}
   end
+  if #out > 0 and queued and queued > 0 then out[#out + 1] = {'q', '', 0, queued, 0, 0} end
   return out
 elseif op == 'revoke' then
   local live = {}

@@ -1,10 +1,11 @@
 //! Listing live leases across families without a registry: the keyspace is
 //! the registry. A page walks `SCAN cursor MATCH coord:{<ns>:… COUNT n`
 //! (never `KEYS`), recognises each family's lease-bearing keys by their
-//! layout, and reads them through the family's own read path (lock
-//! `inspect`, read-write lock `list`, election `listed`: the leader and how
-//! many candidates wait, group `members`, job `run`), pipelined: one round
-//! trip per batch of keys.
+//! layout, and reads them through the family's own read path (lock and
+//! semaphore `list`: `inspect` and how many wait in a fair key's queue,
+//! read-write lock `list`, election `listed`: the leader and how many
+//! candidates wait, group `members`, job `run`), pipelined: one round trip
+//! per batch of keys.
 //!
 //! | kind | key a lease is listed from (one key, one set of records) |
 //! |---|---|
@@ -47,7 +48,7 @@ use crate::{
     eval::{self, Eval, Request, Traced, count, millis, token, wall},
     jobs::job_eval,
     keys::PREFIX,
-    locks::{keys_besides_acquire, lock_eval, stored_kind},
+    locks::{fair::list_eval, keys_besides_acquire, lock_eval, stored_kind},
     membership::group_eval,
 };
 
@@ -318,16 +319,24 @@ impl RedisBackend {
     /// The read of every lease of `r` (the family's inspect-style path).
     fn read_eval(&self, r: &Resource) -> Eval {
         let ns = self.namespace();
-        let lock = |space: LockSpace, op| {
-            lock_eval(ns, space, &r.name, keys_besides_acquire(space), op, None).0
-        };
         match (r.kind, &r.occurrence) {
-            (ResourceKind::RwLock, _) => lock(LockSpace::RwLock, "list"),
-            (ResourceKind::Semaphore, _) => lock(LockSpace::Semaphore, "inspect"),
+            (ResourceKind::RwLock, _) => {
+                let space = LockSpace::RwLock;
+                lock_eval(
+                    ns,
+                    space,
+                    &r.name,
+                    keys_besides_acquire(space),
+                    "list",
+                    None,
+                )
+                .0
+            }
+            (ResourceKind::Semaphore, _) => list_eval(ns, LockSpace::Semaphore, &r.name),
             (ResourceKind::Election, _) => election_eval(ns, &r.name, None, "listed", None).0,
             (ResourceKind::Group, _) => group_eval(ns, &r.name, "members", None),
             (ResourceKind::Job, Some(occ)) => job_eval(ns, &r.name, occ, "run", None),
-            _ => lock(LockSpace::Lock, "inspect"),
+            _ => list_eval(ns, LockSpace::Lock, &r.name),
         }
     }
 
@@ -352,8 +361,13 @@ impl RedisBackend {
                     _ => LockSpace::Semaphore,
                 };
                 let intents = rows.iter().filter(|row| row.0 == "i").count();
+                // A fair key's live places in its queue (fair.lua's list).
+                let queued = rows.iter().find(|row| row.0 == "q").map(|row| row.3);
                 let mut out = Vec::with_capacity(rows.len());
                 for (kind, who, tok, holds, left, limit) in rows {
+                    if kind == "q" {
+                        continue;
+                    }
                     if found
                         .part
                         .is_some_and(|p| space == LockSpace::RwLock && kind.as_bytes() != [p])
@@ -369,6 +383,8 @@ impl RedisBackend {
                     rec = rec.holds(count(holds, 1));
                     if space == LockSpace::RwLock {
                         rec = rec.waiters(count(intents as i64, 0));
+                    } else if let Some(queued) = queued {
+                        rec = rec.waiters(count(queued, 0));
                     }
                     out.push((text, rec));
                 }

@@ -245,7 +245,10 @@ mod tests {
 
     #[test]
     fn query_tokens_are_form_decoded() {
-        assert_eq!(query_token("token=a%2Fb+c%zz%4").as_deref(), Some("a/b c%zz%4"));
+        assert_eq!(
+            query_token("token=a%2Fb+c%zz%4").as_deref(),
+            Some("a/b c%zz%4")
+        );
         assert_eq!(query_token("x=1&token=t%3D1").as_deref(), Some("t=1"));
         assert_eq!(query_token("x=1&tokens=t"), None);
     }

@@ -213,6 +213,72 @@ pub async fn fair_dead_waiter_skipped_after_its_waiter_ttl(h: &dyn Harness) {
     }
 }
 
+/// Fairness holds among fair handles: a handle on the same key that is
+/// not fair ignores the queue (its `try_` goes in while a fair waiter
+/// queues, the lock or permit free), where a fair one's is refused; the
+/// waiter goes in once it is released. On a lock and on a semaphore.
+#[needs(Need::Exclusive, Need::Semaphore)]
+pub async fn fair_queue_ignored_by_unfair_handles(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let b = ctx.backend().await;
+    let c = ctx.client("c").await;
+    for kind in [LeaseKind::Exclusive, LeaseKind::Permit { limit: 1 }] {
+        let blocker = lease(kind, &holder("h"));
+        let waiting = lease(kind, &holder("w"));
+        assert!(granted(&ask(&b, &blocker, ms(5000), true).await), "free");
+        assert!(!granted(&ask(&b, &waiting, ms(5000), true).await), "queued");
+        locks(&b).release(&blocker).await.unwrap();
+        let (fair, unfair) = match kind {
+            LeaseKind::Exclusive => (
+                at_once(c.lock("k").fair(true).try_lock()).await,
+                at_once(c.lock("k").try_lock()).await,
+            ),
+            _ => (
+                at_once(c.semaphore("k", 1).fair(true).try_acquire()).await,
+                at_once(c.semaphore("k", 1).try_acquire()).await,
+            ),
+        };
+        assert!(fair.unwrap().is_none(), "{kind:?}: a fair try waits its turn");
+        let g = unfair.unwrap().expect("not fair: the queue is ignored");
+        assert!(!granted(&ask(&b, &waiting, ms(5000), true).await), "{kind:?}: held");
+        assert!(g.release().await.unwrap());
+        assert!(granted(&ask(&b, &waiting, ms(5000), true).await), "the waiter's turn");
+        locks(&b).release(&waiting).await.unwrap();
+    }
+}
+
+/// The operations listing shows how many live places a fair key's queue
+/// has as its holder's `waiters` (none while nobody queues), on a lock and
+/// on a semaphore; a place given back is no longer counted.
+#[needs(Need::Exclusive, Need::Semaphore, Need::Ops)]
+pub async fn fair_queue_listed_as_waiters(h: &dyn Harness) {
+    use crate::cases::ops::{LeaseFilter, Role, one, operator};
+    let ctx = Ctx::new(h);
+    let b = ctx.backend().await;
+    let op = &operator(&ctx).await;
+    for (kind, name) in [
+        (LeaseKind::Exclusive, "lock:k"),
+        (LeaseKind::Permit { limit: 1 }, "semaphore:k"),
+    ] {
+        let waiters = || async move {
+            let all = op.leases(&LeaseFilter::all()).await.unwrap();
+            one(&all, name, Role::Lock(kind), "h").waiters
+        };
+        let held = lease(kind, &holder("h"));
+        assert!(granted(&ask(&b, &held, ms(5000), true).await), "free");
+        assert_eq!(waiters().await, None, "{name}: nobody queues");
+        let queued: Vec<LeaseId> = ["w1", "w2"].map(|w| lease(kind, &holder(w))).into();
+        for id in &queued {
+            assert!(!granted(&ask(&b, id, ms(5000), true).await), "queued");
+        }
+        assert_eq!(waiters().await, Some(2), "{name}: two places");
+        assert!(locks(&b).leave_queue(&queued[0]).await.unwrap(), "had a place");
+        assert_eq!(waiters().await, Some(1), "{name}: one place given back");
+        assert!(locks(&b).leave_queue(&queued[1]).await.unwrap(), "had a place");
+        locks(&b).release(&held).await.unwrap();
+    }
+}
+
 /// A fair reentrant handle that holds the lock re-enters without queueing
 /// (a waiter is queued meanwhile), and the waiter gets the lock once every
 /// hold is released.

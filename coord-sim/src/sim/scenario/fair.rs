@@ -17,7 +17,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use coord_api::{
-    Client, Instant, Namespace, Result,
+    Client, Instant, Namespace, PresenceOptions, Result,
     spi::{Acquire, Call, Dispatch, Dispatched, DynBackend, Families, LeaseId, Reply},
 };
 use madsim::{
@@ -31,11 +31,8 @@ use super::{
     resource::{RESOURCE, serve_resource, write},
     serve,
 };
-use crate::{
-    history::{
-        FairLog, FairRules, ObservedGrant, QueuedAttempt, ServerLog, check_fair, check_liveness,
-    },
-    sim::{SimBackend, SimOptions},
+use crate::history::{
+    FairLog, FairRules, ObservedGrant, QueuedAttempt, ServerLog, check_fair, check_liveness,
 };
 
 /// Worker nodes.
@@ -150,32 +147,22 @@ impl Drop for Pending<'_> {
 }
 
 /// A client named `name` on the current node, its queued attempts recorded.
-async fn connect(name: &str, clock: &NodeClock, log: &FairLog) -> Client {
-    let backend = loop {
-        let server = SERVER.parse().unwrap();
-        match SimBackend::connect(server, Namespace::default(), SimOptions::default()).await {
-            Ok(b) => break b.backend(),
-            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-        }
-    };
+async fn connect(name: &str, clock: &NodeClock, shared: &Shared, log: &FairLog) -> Client {
     let recorded = Recorded {
-        inner: backend,
+        inner: super::sim_backend(shared).await,
         process: name.to_owned(),
         log: log.clone(),
     };
-    Client::builder(Arc::new(Dispatched::new(recorded)))
-        .instance_id(name)
-        .expect("valid id")
-        .clock(clock.clock())
-        .lease_options(opts().wait_timeout(Some(Duration::from_secs(10))))
-        .build()
+    let opts = opts().wait_timeout(Some(Duration::from_secs(10)));
+    let backend = Arc::new(Dispatched::new(recorded));
+    super::client_over(backend, name, clock, opts, PresenceOptions::default())
 }
 
 /// A worker: waits for the fair lock, writes while it holds it, releases,
 /// again, until the heal.
 async fn worker(i: usize, clock: NodeClock, shared: Shared, log: FairLog) {
     let name = format!("c{i}");
-    let client = connect(&name, &clock, &log).await;
+    let client = connect(&name, &clock, &shared, &log).await;
     let lock = client.lock(KEY).fair(true).waiter_ttl(WAITER_TTL);
     let ep = Endpoint::bind("0.0.0.0:0").await.expect("bind");
     let mut rng = thread_rng();
@@ -363,10 +350,10 @@ pub(super) async fn run(scenario: Scenario) -> Report {
         .name("prober")
         .ip(client_ip(workers))
         .build();
-    let (p_clock, p_log) = (clocks[workers].clone(), log.clone());
+    let (p_clock, p_log, p_shared) = (clocks[workers].clone(), log.clone(), shared.clone());
     let got = prober
         .spawn(async move {
-            let client = connect("prober", &p_clock, &p_log).await;
+            let client = connect("prober", &p_clock, &p_shared, &p_log).await;
             let lock = (client.lock(KEY).fair(true).waiter_ttl(WAITER_TTL)).with_options(
                 opts()
                     .retry_delay(Duration::from_secs(10))

@@ -760,7 +760,19 @@ async fn connect_with(
     shared: &Shared,
     presence: PresenceOptions,
 ) -> Client {
-    Client::builder(sim_backend(shared).await)
+    client_over(sim_backend(shared).await, name, clock, opts, presence)
+}
+
+/// A client named `name` (its instance id) with its own clock over
+/// `backend` (the sim server, perhaps in a workload's recording wrapper).
+fn client_over(
+    backend: coord_api::spi::DynBackend,
+    name: &str,
+    clock: &NodeClock,
+    opts: LeaseOptions,
+    presence: PresenceOptions,
+) -> Client {
+    Client::builder(backend)
         .instance_id(name)
         .expect("valid id")
         .clock(clock.clock())

@@ -26,7 +26,7 @@ use madsim::{
     rand::{Rng, seq::SliceRandom, thread_rng},
 };
 
-use super::{NodeClock, Report, Scenario, Shared, opts, sim_backend, write};
+use super::{NodeClock, Report, Scenario, Shared, client_over, opts, sim_backend, write};
 
 /// The keys the sets are drawn from.
 const KEYS: [&str; 5] = ["m0", "m1", "m2", "m3", "m4"];
@@ -75,13 +75,7 @@ async fn connect(
     if one_by_one {
         backend = Arc::new(Dispatched::new(OneByOne { inner: backend }));
     }
-    Client::builder(backend)
-        .instance_id(name)
-        .expect("valid id")
-        .clock(clock.clock())
-        .lease_options(opts)
-        .presence(PresenceOptions::default())
-        .build()
+    client_over(backend, name, clock, opts, PresenceOptions::default())
 }
 
 /// Each member's key and token.
