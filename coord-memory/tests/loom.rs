@@ -1,7 +1,7 @@
 //! loom: the lease table never grants two holders, under every interleaving
 //! of concurrent acquires, releases and extensions.
 //!
-//! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p coord-memory --release --test loom`
+//! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p coord-memory --test loom`
 #![cfg(loom)]
 
 use std::{sync::Arc, time::Duration};

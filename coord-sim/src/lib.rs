@@ -20,7 +20,7 @@
 //!
 //! Replay a failing seed with the command the failure prints, e.g.
 //! `MADSIM_TEST_SEED=<seed> MADSIM_TEST_NUM=1 RUSTFLAGS="--cfg madsim"
-//! CARGO_TARGET_DIR=target/sim cargo test -p coord-sim --test sim -- <scenario>`.
+//! CARGO_TARGET_DIR=target/sim cargo test --profile sim -p coord-sim --test sim -- <scenario>`.
 #![deny(missing_docs)]
 
 #[cfg(not(madsim))]

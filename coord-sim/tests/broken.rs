@@ -4,7 +4,7 @@
 //! floor) is reported by the simulator with a seed, within the usual
 //! 200-seed sweep.
 //!
-//! `RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim cargo test -p coord-sim --features broken --test broken`
+//! `RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim cargo test --profile sim -p coord-sim --features broken --test broken`
 #![cfg(all(madsim, feature = "broken"))]
 
 use coord_sim::scenario::{Bug, Scenario, seeds_from_env, sweep_with};

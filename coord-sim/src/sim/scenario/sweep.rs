@@ -420,6 +420,6 @@ pub fn replay_command(seed: u64, test: &str) -> String {
         .and_then(|s| s.rsplit_once('-').map(|(name, _)| name.to_owned()))
         .unwrap_or_else(|| "sim".to_owned());
     format!(
-        "MADSIM_TEST_SEED={seed} MADSIM_TEST_NUM=1 RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR=target/sim cargo test -p coord-sim{features} --test {target} -- {test} --exact --nocapture"
+        "MADSIM_TEST_SEED={seed} MADSIM_TEST_NUM=1 RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR=target/sim cargo test --profile sim -p coord-sim{features} --test {target} -- {test} --exact --nocapture"
     )
 }
