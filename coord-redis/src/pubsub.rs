@@ -36,16 +36,18 @@ use std::{
 
 use async_trait::async_trait;
 use coord_api::{Result, spi::Watch};
-use redis::{PushInfo, PushKind, Value, aio::ConnectionManager};
+use redis::{PushInfo, PushKind, Value};
 use tokio::sync::Notify;
 
-use crate::{RedisConfig, error};
+use crate::{RedisConfig, cluster::Conn, error};
 
 /// The subscriptions of one backend.
 pub(crate) struct Hub {
     config: RedisConfig,
     /// Replaced when the master moves.
-    conn: std::sync::RwLock<ConnectionManager>,
+    conn: std::sync::RwLock<Conn>,
+    /// `SSUBSCRIBE` rather than `SUBSCRIBE` (a cluster with sharded pub/sub).
+    sharded: bool,
     channels: Arc<Channels>,
     /// Serializes SUBSCRIBE / UNSUBSCRIBE.
     commands: tokio::sync::Mutex<()>,
@@ -131,7 +133,7 @@ impl Channels {
     pub(crate) fn dispatch(&self, push: PushInfo) {
         let state = self.0.lock().unwrap();
         match push.kind {
-            PushKind::Message => {
+            PushKind::Message | PushKind::SMessage => {
                 if let Some(Value::BulkString(name)) = push.data.first()
                     && let Ok(name) = std::str::from_utf8(name)
                     && let Some(entry) = state.channels.get(name)
@@ -185,12 +187,14 @@ fn feed(entry: &Entry, msg: &Value) {
 impl Hub {
     pub(crate) fn new(
         config: RedisConfig,
-        conn: ConnectionManager,
+        conn: Conn,
         channels: Arc<Channels>,
+        sharded: bool,
     ) -> Hub {
         Hub {
             config,
             conn: std::sync::RwLock::new(conn),
+            sharded,
             channels,
             commands: tokio::sync::Mutex::new(()),
         }
@@ -201,7 +205,7 @@ impl Hub {
         &self.channels
     }
 
-    fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> Conn {
         self.conn.read().unwrap().clone()
     }
 
@@ -210,7 +214,7 @@ impl Hub {
     /// every listener told that messages may have been lost (whether the
     /// subscriptions succeeded or not: a wake-up is a hint, waiters read
     /// again).
-    pub(crate) fn switch(self: &Arc<Self>, conn: ConnectionManager) {
+    pub(crate) fn switch(self: &Arc<Self>, conn: Conn) {
         *self.conn.write().unwrap() = conn;
         let hub = self.clone();
         drop(tokio::spawn(async move { hub.resubscribe().await }));
@@ -228,7 +232,8 @@ impl Hub {
         let mut conn = self.conn();
         let subscribed = !names.is_empty()
             && matches!(
-                tokio::time::timeout(self.config.timeout(), conn.subscribe(&names)).await,
+                tokio::time::timeout(self.config.timeout(), conn.subscribe(&names, self.sharded))
+                    .await,
                 Ok(Ok(()))
             );
         let subscribed: std::collections::HashSet<&String> = if subscribed {
@@ -316,8 +321,8 @@ impl Hub {
             let _serial = self.commands.lock().await;
             let what = format!("subscribe to {}", watch.channel);
             let mut conn = self.conn();
-            match tokio::time::timeout(self.config.timeout(), conn.subscribe(&watch.channel)).await
-            {
+            let subscribe = conn.subscribe(&watch.channel, self.sharded);
+            match tokio::time::timeout(self.config.timeout(), subscribe).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(error::from_redis(&self.config, &what, e)),
                 Err(_) => return Err(error::timed_out(&self.config, &what, self.config.timeout())),
@@ -383,7 +388,8 @@ impl Hub {
             return; // watched again meanwhile
         }
         let mut conn = self.conn();
-        let _ = tokio::time::timeout(self.config.timeout(), conn.unsubscribe(&channel)).await;
+        let unsubscribe = conn.unsubscribe(&channel, self.sharded);
+        let _ = tokio::time::timeout(self.config.timeout(), unsubscribe).await;
     }
 }
 
