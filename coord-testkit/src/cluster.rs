@@ -92,25 +92,6 @@ impl ClusterSet {
             .collect()
     }
 
-    /// The slot of `key` (`CLUSTER KEYSLOT`, asked of a node).
-    pub fn keyslot(&self, key: &str) -> u16 {
-        let v = self.nodes[0]
-            .command(&["CLUSTER", "KEYSLOT", key])
-            .expect("CLUSTER KEYSLOT");
-        redis::from_redis_value::<u16>(v).expect("a slot number")
-    }
-
-    /// Every key of the cluster that matches `pattern`, from every master
-    /// (`KEYS`: for tests only).
-    pub fn keys(&self, pattern: &str) -> Vec<String> {
-        let mut all = Vec::new();
-        for m in self.masters() {
-            let v = m.command(&["KEYS", pattern]).expect("KEYS on a master");
-            all.extend(redis::from_redis_value::<Vec<String>>(v).expect("key names"));
-        }
-        all
-    }
-
     fn create(&self) {
         let mut cmd = Command::new(redis_cli_binary());
         cmd.args(["--cluster", "create"]);
