@@ -107,6 +107,9 @@ pub(crate) struct Inner {
     /// Scripts run as their sharded twins, wake-ups by sharded pub/sub
     /// (a cluster whose servers have it).
     sharded: bool,
+    /// Serializes the cluster connection's replacements
+    /// ([`rediscover`](RedisBackend::rediscover)).
+    rediscovering: tokio::sync::Mutex<()>,
 }
 
 /// The connection to the server in use, and which one it is.
@@ -166,6 +169,7 @@ impl RedisBackend {
                 sentinels,
                 cluster: false,
                 sharded: false,
+                rediscovering: Default::default(),
             }),
         };
         backend.listen_for_switches();
@@ -210,10 +214,40 @@ impl RedisBackend {
                     sentinels: None,
                     cluster: true,
                     sharded,
+                    rediscovering: Default::default(),
                 }),
             })
         };
         tracing::Instrument::instrument(connect, span).await
+    }
+
+    /// Replaces the cluster connection for scripts by a new one through
+    /// the seed nodes (which learns the slots afresh), unless the one in
+    /// use is already another than generation `seen`. See
+    /// [`cluster::not_run`] for when.
+    pub(crate) async fn rediscover(&self, seen: u64) {
+        let Endpoint::Cluster { nodes } = self.config().endpoint() else {
+            return;
+        };
+        let _serial = self.inner.rediscovering.lock().await;
+        if self.current().1 != seen {
+            return;
+        }
+        let span = tracing::info_span!("coord.redis.cluster", backend = %self, op = "rediscover");
+        let connect = cluster::connect(self.config(), nodes, ProtocolVersion::RESP2, None);
+        match tracing::Instrument::instrument(connect, span.clone()).await {
+            Ok(conn) => {
+                let mut link = self.inner.link.write().unwrap();
+                link.generation += 1;
+                link.conn = Conn::Cluster(conn);
+                span.in_scope(|| {
+                    tracing::info!(generation = link.generation, "slots learnt afresh")
+                });
+            }
+            Err(e) => {
+                span.in_scope(|| tracing::warn!(error = %e, "cannot reconnect to the cluster"))
+            }
+        }
     }
 
     /// Whether this backend talks to a Redis Cluster.

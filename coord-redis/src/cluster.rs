@@ -25,15 +25,15 @@ use std::{
 
 use coord_api::Result;
 use redis::{
-    Arg, Cmd, ConnectionAddr, Pipeline, ProtocolVersion, PushInfo, RedisFuture, RedisResult,
-    Script, ToRedisArgs, Value,
+    Arg, Cmd, ConnectionAddr, ErrorKind, Pipeline, ProtocolVersion, PushInfo, RedisError,
+    RedisFuture, RedisResult, Script, ServerErrorKind, ToRedisArgs, Value,
     aio::{ConnectionLike, ConnectionManager},
     cluster::ClusterClientBuilder,
     cluster_async::ClusterConnection,
     io::tcp::TcpSettings,
 };
 
-use crate::{RedisConfig, error, pubsub::Channels};
+use crate::{RedisBackend, RedisConfig, error, pubsub::Channels};
 
 /// A connection requests go through: to one server, or to a cluster.
 #[derive(Clone)]
@@ -121,11 +121,12 @@ pub(crate) async fn connect(
         .use_protocol(protocol)
         .connection_timeout(config.connect_timeout())
         .tcp_settings(TcpSettings::default().set_nodelay(true))
-        // Redirections and reconnections are retried within the
-        // operation timeout (`eval` bounds every request).
-        .retries(8)
-        .min_retry_wait(10)
-        .max_retry_wait(Duration::from_millis(500).as_millis() as u64);
+        // The crate would send a request again after a lost connection,
+        // when it may have run: a script run twice could answer a
+        // compare-and-set's own write as a conflict.
+        // `RedisBackend::until_run` repeats only what the cluster refused
+        // without running it.
+        .retries(0);
     if let Some(user) = config.username() {
         builder = builder.username(user);
     }
@@ -150,6 +151,71 @@ pub(crate) async fn connect(
             "connect to the cluster",
             config.connect_timeout(),
         )),
+    }
+}
+
+/// The longest pause between two tries of [`until_run`].
+const MAX_PAUSE: Duration = Duration::from_millis(200);
+
+/// What to do after a request failed with `e` on a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// It may have run: give the error back.
+    MayHaveRun,
+    /// Refused without running (`MOVED`, `ASK`: the crate learns the
+    /// slots again; `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`: a slot being
+    /// migrated, the cluster down; a refused connection): send it again.
+    Again,
+    /// A replica refused a write (`READONLY`: a script stops at its first
+    /// write there, so it changed nothing): the node was the slot's master
+    /// and a failover made it a replica. The crate keeps its connections in
+    /// READONLY mode and learns nothing from this answer, so the
+    /// connection is replaced ([`RedisBackend::rediscover`]), then the
+    /// request sent again.
+    Rediscover,
+}
+
+/// How a cluster refused a request that failed with `e`.
+pub(crate) fn not_run(e: &RedisError) -> Refused {
+    match e.kind() {
+        ErrorKind::Server(ServerErrorKind::ReadOnly) => Refused::Rediscover,
+        ErrorKind::Server(
+            ServerErrorKind::Moved
+            | ServerErrorKind::Ask
+            | ServerErrorKind::TryAgain
+            | ServerErrorKind::ClusterDown
+            | ServerErrorKind::MasterDown,
+        ) => Refused::Again,
+        _ if e.is_connection_refusal() => Refused::Again,
+        _ => Refused::MayHaveRun,
+    }
+}
+
+impl RedisBackend {
+    /// `run`'s result on the connection in use, repeating it (after a
+    /// pause growing from 10 ms to [`MAX_PAUSE`]) while the cluster
+    /// refuses it without running it ([`not_run`]). Unbounded here: the
+    /// caller bounds it with the operation timeout.
+    pub(crate) async fn until_run<T, F: Future<Output = RedisResult<T>>>(
+        &self,
+        run: &impl Fn(Conn) -> F,
+    ) -> RedisResult<T> {
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let (conn, generation) = self.current();
+            let e = match run(conn).await {
+                Err(e) => e,
+                res => return res,
+            };
+            match not_run(&e) {
+                Refused::MayHaveRun => return Err(e),
+                Refused::Again => {}
+                Refused::Rediscover => self.rediscover(generation).await,
+            }
+            tracing::debug!(error = %e, ?pause, "the cluster did not run it; again");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(MAX_PAUSE);
+        }
     }
 }
 

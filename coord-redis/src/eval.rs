@@ -389,7 +389,8 @@ impl RedisBackend {
 
     /// `run` on the connection in use for `call`, inside `span`, within
     /// the operation timeout (past it: `Unavailable` naming the endpoint),
-    /// redis errors mapped. Behind sentinels, an error saying the server may
+    /// redis errors mapped. On a cluster, `run` is repeated while the
+    /// cluster answers that it did not run it (see [`cluster::not_run`]). Behind sentinels, an error saying the server may
     /// be gone or read-only (or no answer in time) asks them where the
     /// master is (see [`sentinel`](crate::sentinel)); `run` is repeated on
     /// the new master only when the server refused it without running it.
@@ -402,6 +403,9 @@ impl RedisBackend {
         let cfg = self.config();
         let (conn, generation) = self.current();
         let attempt = async {
+            if self.is_cluster() {
+                return self.until_run(&run).await;
+            }
             match run(conn).await {
                 Err(e) if self.sentinels().is_some() && error::is_unavailable(&e) => {
                     if !sentinel::not_run(&e) {

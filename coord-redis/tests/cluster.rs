@@ -26,6 +26,7 @@ async fn cluster_backend() {
     connects_through_seed_nodes(&set).await;
     primitives_spread_over_masters_and_are_all_listed(&set).await;
     wake_ups_are_sharded_to_the_channels_shard(&set).await;
+    a_planned_failover_is_followed(&set).await;
 }
 
 async fn backend(set: &ClusterSet, namespace: &str) -> RedisBackend {
@@ -142,6 +143,29 @@ async fn wake_ups_are_sharded_to_the_channels_shard(set: &ClusterSet) {
         .unwrap();
     let (kind, msg) = next_message(&mut other_rx).await;
     assert_eq!((kind, msg.as_str()), (PushKind::Message, "marker"));
+}
+
+/// After a planned failover of the master serving a lock, requests reach
+/// the new master (the old one answers MOVED, which is sent again once
+/// the slots are learnt again): the holder releases, and the next grant's
+/// token is above the first.
+async fn a_planned_failover_is_followed(set: &ClusterSet) {
+    let a = Client::new(Arc::new(backend(set, "fo").await));
+    let b = Client::new(Arc::new(backend(set, "fo").await));
+    let g = a.lock("f").try_lock().await.unwrap().expect("free");
+    let first = g.token();
+    let key = "coord:{fo:lock:f}:l".to_owned();
+    let old = set.master_of(&key).port();
+    // Polls the nodes (blocking) until the replica took over.
+    let new = tokio::task::block_in_place(|| set.fail_over(&key));
+    assert_ne!(old, new);
+    assert!(
+        g.release().await.unwrap(),
+        "the lease survived the failover"
+    );
+    let g = b.lock("f").try_lock().await.unwrap().expect("released");
+    assert!(g.token() > first, "{} after {first}", g.token());
+    g.release().await.unwrap();
 }
 
 /// A RESP3 connection to `node` whose pushes go to the receiver.

@@ -3,7 +3,7 @@
 //! (client port and cluster bus port), joined by
 //! `redis-cli --cluster create … --cluster-replicas 1`. The set is returned
 //! once every node says `cluster_state:ok` with all 16384 slots assigned
-//! and knows all six nodes. Every process is killed when the set drops (or
+//! and knows all six nodes, and every replica is in sync with its master. Every process is killed when the set drops (or
 //! when the test process dies) and its files are removed.
 //!
 //! ```no_run
@@ -27,6 +27,9 @@ use crate::redis::{RedisServer, free_port, redis_server_binary};
 pub const MASTERS: usize = 3;
 /// How long the fixture waits for the cluster to form.
 pub const FORM_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a manual failover may take before the replica gives it up.
+const MANUAL_FAILOVER: Duration = Duration::from_secs(6);
 
 /// Three masters and three replicas in one Redis Cluster. Killed on drop.
 pub struct ClusterSet {
@@ -92,6 +95,44 @@ impl ClusterSet {
             .collect()
     }
 
+    /// The master serving `key`'s slot (the one that does not answer
+    /// `MOVED` to a read of it).
+    pub fn master_of(&self, key: &str) -> &RedisServer {
+        (self.masters().into_iter())
+            .find(|m| m.command(&["EXISTS", key]).is_ok())
+            .unwrap_or_else(|| panic!("no master serves {key:?}"))
+    }
+
+    /// A planned failover (`CLUSTER FAILOVER` on a replica of the master
+    /// serving `key`, which waits until the replica has caught up); returns
+    /// once the replica says it is master, with its port. Panics after
+    /// [`FORM_TIMEOUT`].
+    pub fn fail_over(&self, key: &str) -> u16 {
+        let old = self.master_of(key).port();
+        let replica = (self.nodes.iter())
+            .find(|n| master_port(n) == Some(old))
+            .unwrap_or_else(|| panic!("no replica of {old}; {}", self.logs()));
+        let deadline = Instant::now() + FORM_TIMEOUT;
+        // A manual failover gives up after 5 s (the master did not pause in
+        // time): asked again then.
+        let mut asked = Instant::now() - MANUAL_FAILOVER;
+        while role(replica).as_deref() != Some("master") || role_of(self, old) != Some("slave") {
+            assert!(
+                Instant::now() < deadline,
+                "no failover of {old} within {FORM_TIMEOUT:?}; {}",
+                self.logs()
+            );
+            if asked.elapsed() >= MANUAL_FAILOVER {
+                replica
+                    .command(&["CLUSTER", "FAILOVER"])
+                    .expect("CLUSTER FAILOVER on a replica");
+                asked = Instant::now();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        replica.port()
+    }
+
     fn create(&self) {
         let mut cmd = Command::new(redis_cli_binary());
         cmd.args(["--cluster", "create"]);
@@ -121,7 +162,10 @@ impl ClusterSet {
                 info.contains("cluster_state:ok")
                     && info.contains("cluster_slots_assigned:16384")
                     && info.contains(&format!("cluster_known_nodes:{}", 2 * MASTERS))
-            }) && self.masters().len() == MASTERS;
+            }) && self.masters().len() == MASTERS
+                && (self.nodes.iter())
+                    .filter(|n| role(n).as_deref() == Some("slave"))
+                    .all(link_up);
             if formed {
                 return;
             }
@@ -168,6 +212,41 @@ fn role(node: &RedisServer) -> Option<String> {
     match node.command(&["ROLE"]).ok()? {
         redis::Value::Array(v) => match v.first()? {
             redis::Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Whether replica `node` is in sync with its master
+/// (`master_link_status:up`).
+fn link_up(node: &RedisServer) -> bool {
+    match node.command(&["INFO", "replication"]) {
+        Ok(redis::Value::BulkString(b)) => {
+            String::from_utf8_lossy(&b).contains("master_link_status:up")
+        }
+        Ok(redis::Value::VerbatimString { text, .. }) => text.contains("master_link_status:up"),
+        _ => false,
+    }
+}
+
+/// The role of the node on `port`, as a static word.
+fn role_of(set: &ClusterSet, port: u16) -> Option<&'static str> {
+    let node = set.nodes.iter().find(|n| n.port() == port)?;
+    match role(node)?.as_str() {
+        "master" => Some("master"),
+        "slave" => Some("slave"),
+        _ => None,
+    }
+}
+
+/// The port of the master `node` replicates, if it is a replica.
+fn master_port(node: &RedisServer) -> Option<u16> {
+    match node.command(&["ROLE"]).ok()? {
+        redis::Value::Array(v) if v.len() >= 3 => match (&v[0], &v[2]) {
+            (redis::Value::BulkString(r), redis::Value::Int(p)) if r.as_slice() == b"slave" => {
+                u16::try_from(*p).ok()
+            }
             _ => None,
         },
         _ => None,
