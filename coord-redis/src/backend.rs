@@ -31,7 +31,8 @@ use crate::{
     server::ServerInfo,
 };
 
-/// A coord backend on Redis (standalone, or any single-slot-routing setup).
+/// A coord backend on Redis: one server, a master behind Sentinel, or a
+/// Redis Cluster.
 ///
 /// It offers every family: locks, read-write locks and semaphores
 /// ([`LockBackend`]), elections ([`ElectionBackend`]), membership groups
@@ -65,6 +66,13 @@ use crate::{
 ///   failover, on their `+switch-master` announcement and on errors that say
 ///   the master may have moved; what holds through a failover is the
 ///   contract's "Failover" section (`coord_api::contract::common`);
+/// - on a Redis Cluster (`redis+cluster://`, seed nodes) requests are
+///   routed by slot (each primitive's keys share one), wake-ups go by
+///   sharded pub/sub where the servers have it (7.0), the lease listing
+///   walks every master, several locks are taken one by one, and a request
+///   is sent again only when the cluster refused it without running it
+///   (`MOVED`, `ASK`, `READONLY` after a failover…); see the contract's
+///   "Redis Cluster" section and decision 0037;
 /// - at connect it asks the server its version ([`server_info`](Self::server_info))
 ///   and refuses one older than [`MIN_VERSION`](crate::MIN_VERSION);
 /// - with [`Confirm`](crate::Confirm) configured, every write waits for
@@ -73,7 +81,8 @@ use crate::{
 /// - keys: see [`keys`](crate::keys).
 ///
 /// `Display` names the endpoint and namespace, never the password:
-/// `redis(127.0.0.1:6379/0 ns=coord)`.
+/// `redis(127.0.0.1:6379/0 ns=coord)`,
+/// `redis+cluster(10.0.0.1:6379,10.0.0.2:6379/0 ns=coord)`.
 ///
 /// ```no_run
 /// # async fn demo() -> coord_api::Result<()> {
@@ -88,6 +97,16 @@ use crate::{
 ///     println!("fencing token {}", guard.token());
 ///     guard.release().await?;
 /// }
+/// # Ok(()) }
+/// ```
+///
+/// On a Redis Cluster, through any of its nodes:
+///
+/// ```no_run
+/// # async fn demo() -> coord_api::Result<()> {
+/// let url = "redis+cluster://10.0.0.1:6379,10.0.0.2:6379,10.0.0.3:6379?namespace=billing";
+/// let backend = coord_redis::RedisBackend::connect_url(url).await?;
+/// assert!(backend.is_cluster());
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]

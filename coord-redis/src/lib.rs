@@ -6,7 +6,7 @@
 //! run-once jobs, barriers and latches (cyclic and double barriers,
 //! countdown latches), job graphs, work queues, shared values and circuit breakers work across processes and hosts with
 //! the same contract as every other backend, proven by the shared conformance suite against a real
-//! `redis-server`.
+//! `redis-server`, through Sentinel (`redis+sentinel://`) and on a Redis Cluster (`redis+cluster://`).
 //!
 //! ```no_run
 //! # async fn demo() -> coord_api::Result<()> {
