@@ -120,13 +120,17 @@ pub(crate) async fn connect(
     let mut builder = ClusterClientBuilder::new(infos)
         .use_protocol(protocol)
         .connection_timeout(config.connect_timeout())
-        .tcp_settings(TcpSettings::default().set_nodelay(true))
+        .tcp_settings(TcpSettings::default().set_nodelay(true));
+    if channels.is_none() {
         // The crate would send a request again after a lost connection,
         // when it may have run: a script run twice could answer a
         // compare-and-set's own write as a conflict.
         // `RedisBackend::until_run` repeats only what the cluster refused
-        // without running it.
-        .retries(0);
+        // without running it. (The pub/sub connection keeps the crate's
+        // retries: a (un)subscription sent twice changes nothing, and
+        // they follow MOVED there.)
+        builder = builder.retries(0);
+    }
     if let Some(user) = config.username() {
         builder = builder.username(user);
     }
