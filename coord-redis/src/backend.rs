@@ -217,6 +217,9 @@ impl RedisBackend {
                 channels,
                 sharded,
             ));
+            if sharded {
+                hub.keep_subscribed();
+            }
             tracing::debug!(%server, sharded, "connected to the cluster");
             Ok(RedisBackend {
                 inner: Arc::new(Inner {
