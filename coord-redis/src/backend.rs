@@ -23,13 +23,16 @@ use redis::{
 };
 
 use crate::{
-    Endpoint, RedisConfig, error,
+    Endpoint, RedisConfig,
+    cluster::{self, Conn},
+    error,
     pubsub::{Channels, Hub},
     sentinel::Sentinels,
     server::ServerInfo,
 };
 
-/// A coord backend on Redis (standalone, or any single-slot-routing setup).
+/// A coord backend on Redis: one server, a master behind Sentinel, or a
+/// Redis Cluster.
 ///
 /// It offers every family: locks, read-write locks and semaphores
 /// ([`LockBackend`]), elections ([`ElectionBackend`]), membership groups
@@ -63,6 +66,13 @@ use crate::{
 ///   failover, on their `+switch-master` announcement and on errors that say
 ///   the master may have moved; what holds through a failover is the
 ///   contract's "Failover" section (`coord_api::contract::common`);
+/// - on a Redis Cluster (`redis+cluster://`, seed nodes) requests are
+///   routed by slot (each primitive's keys share one), wake-ups go by
+///   sharded pub/sub where the servers have it (7.0), the lease listing
+///   walks every master, several locks are taken one by one, and a request
+///   is sent again only when the cluster refused it without running it
+///   (`MOVED`, `ASK`, `READONLY` after a failover…); see the contract's
+///   "Redis Cluster" section and decision 0037;
 /// - at connect it asks the server its version ([`server_info`](Self::server_info))
 ///   and refuses one older than [`MIN_VERSION`](crate::MIN_VERSION);
 /// - with [`Confirm`](crate::Confirm) configured, every write waits for
@@ -71,7 +81,8 @@ use crate::{
 /// - keys: see [`keys`](crate::keys).
 ///
 /// `Display` names the endpoint and namespace, never the password:
-/// `redis(127.0.0.1:6379/0 ns=coord)`.
+/// `redis(127.0.0.1:6379/0 ns=coord)`,
+/// `redis+cluster(10.0.0.1:6379,10.0.0.2:6379/0 ns=coord)`.
 ///
 /// ```no_run
 /// # async fn demo() -> coord_api::Result<()> {
@@ -88,6 +99,16 @@ use crate::{
 /// }
 /// # Ok(()) }
 /// ```
+///
+/// On a Redis Cluster, through any of its nodes:
+///
+/// ```no_run
+/// # async fn demo() -> coord_api::Result<()> {
+/// let url = "redis+cluster://10.0.0.1:6379,10.0.0.2:6379,10.0.0.3:6379?namespace=billing";
+/// let backend = coord_redis::RedisBackend::connect_url(url).await?;
+/// assert!(backend.is_cluster());
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct RedisBackend {
     inner: Arc<Inner>,
@@ -100,12 +121,20 @@ pub(crate) struct Inner {
     link: RwLock<Link>,
     hub: Arc<Hub>,
     sentinels: Option<Sentinels>,
+    /// A Redis Cluster: requests routed by slot.
+    cluster: bool,
+    /// Scripts run as their sharded twins, wake-ups by sharded pub/sub
+    /// (a cluster whose servers have it).
+    sharded: bool,
+    /// Serializes the cluster connection's replacements
+    /// ([`rediscover`](RedisBackend::rediscover)).
+    rediscovering: tokio::sync::Mutex<()>,
 }
 
 /// The connection to the server in use, and which one it is.
 pub(crate) struct Link {
-    /// The multiplexed connection every script call uses.
-    pub(crate) conn: ConnectionManager,
+    /// The connection every script call uses.
+    pub(crate) conn: Conn,
     /// The server's address.
     pub(crate) addr: ConnectionAddr,
     /// Counts the servers used so far (1 for the first).
@@ -126,6 +155,10 @@ impl RedisBackend {
     /// [`MIN_VERSION`](crate::MIN_VERSION) is `Error::Config` naming both
     /// versions.
     pub async fn connect(config: RedisConfig) -> Result<RedisBackend> {
+        if let Endpoint::Cluster { nodes } = config.endpoint() {
+            let nodes = nodes.clone();
+            return RedisBackend::connect_cluster(config, &nodes).await;
+        }
         let name = config.to_string();
         let sentinels = match config.endpoint() {
             Endpoint::Sentinel { .. } => Some(Sentinels::new(&config)?),
@@ -135,12 +168,12 @@ impl RedisBackend {
             Some(s) => s.resolve(&config).await?,
             None => direct_addr(&config),
         };
-        let conn = connect_commands(&config, &addr).await?;
+        let conn = Conn::Single(connect_commands(&config, &addr).await?);
         let server = ServerInfo::probe(&config, &conn).await?;
         server.check(&config, &addr.to_string())?;
         let channels = Arc::new(Channels::default());
-        let pubsub = pubsub_connection(&config, &addr, &channels)?;
-        let hub = Arc::new(Hub::new(config.clone(), pubsub, channels));
+        let pubsub = Conn::Single(pubsub_connection(&config, &addr, &channels)?);
+        let hub = Arc::new(Hub::new(config.clone(), pubsub, channels, false));
         let backend = RedisBackend {
             inner: Arc::new(Inner {
                 config,
@@ -153,10 +186,101 @@ impl RedisBackend {
                 }),
                 hub,
                 sentinels,
+                cluster: false,
+                sharded: false,
+                rediscovering: Default::default(),
             }),
         };
         backend.listen_for_switches();
         Ok(backend)
+    }
+
+    /// [`connect`](Self::connect) to a Redis Cluster through its seed
+    /// `nodes`: a cluster connection for the scripts (RESP2), another for
+    /// pub/sub (RESP3; sharded when the servers have it).
+    async fn connect_cluster(config: RedisConfig, nodes: &[(String, u16)]) -> Result<RedisBackend> {
+        let span =
+            tracing::debug_span!("coord.redis.cluster", backend = %config, seeds = nodes.len());
+        let connect = async {
+            let name = config.to_string();
+            let conn = cluster::connect(&config, nodes, ProtocolVersion::RESP2, None).await?;
+            let conn = Conn::Cluster(conn);
+            let server = ServerInfo::probe(&config, &conn).await?;
+            server.check(&config, &config.endpoint().to_string())?;
+            let sharded = server.spublish;
+            let channels = Arc::new(Channels::default());
+            let pubsub =
+                cluster::connect(&config, nodes, ProtocolVersion::RESP3, Some(&channels)).await?;
+            let hub = Arc::new(Hub::new(
+                config.clone(),
+                Conn::Cluster(pubsub),
+                channels,
+                sharded,
+            ));
+            if sharded {
+                hub.keep_subscribed();
+            }
+            tracing::debug!(%server, sharded, "connected to the cluster");
+            Ok(RedisBackend {
+                inner: Arc::new(Inner {
+                    config,
+                    name,
+                    link: RwLock::new(Link {
+                        conn,
+                        // Requests are routed by slot; errors name the seeds.
+                        addr: ConnectionAddr::Tcp(nodes[0].0.clone(), nodes[0].1),
+                        generation: 1,
+                        server,
+                    }),
+                    hub,
+                    sentinels: None,
+                    cluster: true,
+                    sharded,
+                    rediscovering: Default::default(),
+                }),
+            })
+        };
+        tracing::Instrument::instrument(connect, span).await
+    }
+
+    /// Replaces the cluster connection for scripts by a new one through
+    /// the seed nodes (which learns the slots afresh), unless the one in
+    /// use is already another than generation `seen`. See
+    /// [`cluster::not_run`] for when.
+    pub(crate) async fn rediscover(&self, seen: u64) {
+        let Endpoint::Cluster { nodes } = self.config().endpoint() else {
+            return;
+        };
+        let _serial = self.inner.rediscovering.lock().await;
+        if self.current().1 != seen {
+            return;
+        }
+        let span = tracing::info_span!("coord.redis.cluster", backend = %self, op = "rediscover");
+        let connect = cluster::connect(self.config(), nodes, ProtocolVersion::RESP2, None);
+        match tracing::Instrument::instrument(connect, span.clone()).await {
+            Ok(conn) => {
+                let mut link = self.inner.link.write().unwrap();
+                link.generation += 1;
+                link.conn = Conn::Cluster(conn);
+                span.in_scope(|| {
+                    tracing::info!(generation = link.generation, "slots learnt afresh")
+                });
+            }
+            Err(e) => {
+                span.in_scope(|| tracing::warn!(error = %e, "cannot reconnect to the cluster"))
+            }
+        }
+    }
+
+    /// Whether this backend talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.inner.cluster
+    }
+
+    /// Whether scripts publish, and the hub subscribes, sharded
+    /// (`SPUBLISH`/`SSUBSCRIBE`: a cluster whose servers have it).
+    pub(crate) fn sharded(&self) -> bool {
+        self.inner.sharded
     }
 
     /// A handle that does not keep the backend alive (for its own tasks).
@@ -174,7 +298,7 @@ impl RedisBackend {
     /// again, every watch woken).
     pub(crate) async fn switch_to(&self, addr: ConnectionAddr) -> Result<()> {
         let config = self.config();
-        let conn = connect_commands(config, &addr).await?;
+        let conn = Conn::Single(connect_commands(config, &addr).await?);
         // A sentinel may name a server before it knows it is master.
         let what = "ask the new master its role";
         let mut ask = conn.clone();
@@ -193,7 +317,7 @@ impl RedisBackend {
         }
         let server = ServerInfo::probe(config, &conn).await?;
         server.check(config, &addr.to_string())?;
-        let pubsub = pubsub_connection(config, &addr, self.hub().channels())?;
+        let pubsub = Conn::Single(pubsub_connection(config, &addr, self.hub().channels())?);
         {
             let mut link = self.inner.link.write().unwrap();
             link.generation += 1;
@@ -232,13 +356,13 @@ impl RedisBackend {
         &self.inner.config
     }
 
-    /// The multiplexed connection every script call uses.
-    pub(crate) fn conn(&self) -> ConnectionManager {
+    /// The connection every script call uses.
+    pub(crate) fn conn(&self) -> Conn {
         self.inner.link.read().unwrap().conn.clone()
     }
 
     /// The connection in use and its generation (see [`Link`]).
-    pub(crate) fn current(&self) -> (ConnectionManager, u64) {
+    pub(crate) fn current(&self) -> (Conn, u64) {
         let link = self.inner.link.read().unwrap();
         (link.conn.clone(), link.generation)
     }
@@ -376,8 +500,11 @@ fn direct_addr(config: &RedisConfig) -> ConnectionAddr {
             tls_params: None,
         },
         Endpoint::Unix(path) => ConnectionAddr::Unix(path.clone()),
-        // Resolved by the sentinels instead; never asked for here.
-        Endpoint::Sentinel { .. } => ConnectionAddr::Tcp(String::new(), 0),
+        // Resolved by the sentinels, or routed by the cluster connection,
+        // instead; never asked for here.
+        Endpoint::Sentinel { .. } | Endpoint::Cluster { .. } => {
+            ConnectionAddr::Tcp(String::new(), 0)
+        }
     }
 }
 
@@ -425,7 +552,7 @@ fn redis_client(
 
 /// The redis crate's connection settings for `config` and the server at
 /// `addr`, speaking `protocol`.
-fn connection_info(
+pub(crate) fn connection_info(
     config: &RedisConfig,
     addr: &ConnectionAddr,
     protocol: ProtocolVersion,

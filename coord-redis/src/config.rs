@@ -4,6 +4,7 @@
 
 use std::{fmt, path::PathBuf, time::Duration};
 
+mod cluster;
 mod confirm;
 
 pub use confirm::{Confirm, DEFAULT_CONFIRM_TIMEOUT, MAX_CONFIRM_REPLICAS};
@@ -71,6 +72,13 @@ pub enum Endpoint {
         /// The master's name in the sentinels' configuration.
         master: String,
     },
+    /// A Redis Cluster, found through any of its `nodes` (seed nodes: the
+    /// rest of the cluster and its slots are learnt from them):
+    /// `redis+cluster://host1:6379,host2:6379`.
+    Cluster {
+        /// The seed nodes, host and port, in the order they are tried.
+        nodes: Vec<(String, u16)>,
+    },
 }
 
 impl fmt::Display for Endpoint {
@@ -84,18 +92,25 @@ impl fmt::Display for Endpoint {
             }
             Endpoint::Unix(path) => write!(f, "unix:{}", path.display()),
             Endpoint::Sentinel { sentinels, master } => {
-                for (i, (host, port)) in sentinels.iter().enumerate() {
-                    let sep = if i == 0 { "" } else { "," };
-                    if host.contains(':') {
-                        write!(f, "{sep}[{host}]:{port}")?;
-                    } else {
-                        write!(f, "{sep}{host}:{port}")?;
-                    }
-                }
+                write_hosts(f, sentinels)?;
                 write!(f, "/{master}")
             }
+            Endpoint::Cluster { nodes } => write_hosts(f, nodes),
         }
     }
+}
+
+/// `host:port,[v6]:port,…`.
+fn write_hosts(f: &mut fmt::Formatter<'_>, hosts: &[(String, u16)]) -> fmt::Result {
+    for (i, (host, port)) in hosts.iter().enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        if host.contains(':') {
+            write!(f, "{sep}[{host}]:{port}")?;
+        } else {
+            write!(f, "{sep}{host}:{port}")?;
+        }
+    }
+    Ok(())
 }
 
 /// The configuration of a [`RedisBackend`](crate::RedisBackend).
@@ -152,6 +167,22 @@ impl RedisConfig {
     /// });
     /// assert_eq!(cfg.db(), 1);
     /// assert_eq!(cfg.to_string(), "redis+sentinel(10.0.0.1:26379,10.0.0.2:26380/mymaster/1 ns=coord)");
+    /// # Ok::<(), coord_api::Error>(())
+    /// ```
+    ///
+    /// Redis Cluster: `redis+cluster://[user:pass@]host1[:port1],host2[:port2],…[/0][?...]`
+    /// names seed nodes (port 6379 when none is given; any one that answers
+    /// is enough: the others and the slots are learnt from it). A cluster
+    /// has only database 0. TLS to a cluster is not offered yet. See
+    /// [`RedisBackend`](crate::RedisBackend) for what changes on a cluster.
+    ///
+    /// ```
+    /// use coord_redis::{Endpoint, RedisConfig};
+    /// let cfg = RedisConfig::from_url("redis+cluster://app:pw@10.0.0.1,10.0.0.2:7001?namespace=jobs")?;
+    /// assert_eq!(cfg.endpoint(), &Endpoint::Cluster {
+    ///     nodes: vec![("10.0.0.1".into(), 6379), ("10.0.0.2".into(), 7001)],
+    /// });
+    /// assert_eq!(cfg.to_string(), "redis+cluster(10.0.0.1:6379,10.0.0.2:7001/0 ns=jobs)");
     /// # Ok::<(), coord_api::Error>(())
     /// ```
     ///
@@ -267,6 +298,7 @@ impl fmt::Display for RedisConfig {
         let scheme = match self.endpoint {
             Endpoint::Tls { .. } => "rediss",
             Endpoint::Sentinel { .. } => "redis+sentinel",
+            Endpoint::Cluster { .. } => "redis+cluster",
             _ => "redis",
         };
         write!(
@@ -492,6 +524,19 @@ fn check_endpoint(cfg: &RedisConfig) -> Result<()> {
                 ));
             }
         }
+        Endpoint::Cluster { nodes } => {
+            cluster::check(cfg, nodes)?;
+            no_sentinel_keys(cfg)?;
+        }
+        _ => no_sentinel_keys(cfg)?,
+    }
+    Ok(())
+}
+
+/// Refuses the sentinels' keys for an endpoint that is no sentinel one.
+fn no_sentinel_keys(cfg: &RedisConfig) -> Result<()> {
+    match &cfg.endpoint {
+        Endpoint::Sentinel { .. } => {}
         _ => {
             if cfg.sentinel_username.is_some() || cfg.sentinel_password.is_some() {
                 return Err(Error::config(
@@ -660,6 +705,12 @@ fn from_url(mut url: BackendUrl, cfg: &mut RedisConfig) -> Result<()> {
             cfg.username = url.username().map(str::to_owned);
             cfg.password = url.password().cloned();
         }
+        "redis+cluster" => cluster::from_url(&mut url, cfg)?,
+        "rediss+cluster" => {
+            return Err(Error::config(
+                "redis URL: TLS to a Redis Cluster (rediss+cluster://) is not offered yet",
+            ));
+        }
         "rediss+sentinel" => {
             return Err(Error::config(
                 "redis URL: TLS through Redis Sentinel (rediss+sentinel://) is not offered yet",
@@ -695,7 +746,7 @@ fn from_url(mut url: BackendUrl, cfg: &mut RedisConfig) -> Result<()> {
             };
             return Err(Error::config(format!(
                 "redis URL: unknown scheme{scheme} (expected redis://, rediss://, \
-                 redis+unix://, unix:// or redis+sentinel://)"
+                 redis+unix://, unix://, redis+sentinel:// or redis+cluster://)"
             )));
         }
     }

@@ -26,11 +26,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use coord_api::{Error, FencingToken, HolderId, Key, Result};
 use redis::{
     ErrorKind, FromRedisValue, RedisWrite, Script, ServerErrorKind, ToRedisArgs, Value,
-    aio::ConnectionManager,
+    cluster_routing::{RoutingInfo, SingleNodeRoutingInfo},
 };
 use tracing::{Instrument, Span, field::Empty};
 
-use crate::{Confirm, RedisBackend, error, sentinel};
+use crate::{
+    Confirm, RedisBackend,
+    cluster::{self, Conn},
+    error, sentinel,
+};
 
 /// The operations that only answer a question, never confirmed. What they
 /// may change is housekeeping (pruning what expired) that a failover may
@@ -58,7 +62,7 @@ pub(crate) const READS: &[&str] = &[
 macro_rules! script {
     ($($file:literal),+ $(,)?) => {
         ::std::sync::LazyLock::new(|| {
-            ::redis::Script::new(concat!(
+            $crate::cluster::script(concat!(
                 include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lua/prelude.lua")),
                 $(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/", $file))),+
             ))
@@ -140,6 +144,10 @@ pub(crate) enum Request<'a> {
     Cmd(&'a redis::Cmd),
     /// A pipeline (not a transaction).
     Pipe(&'a redis::Pipeline),
+    /// One keyless read sent to the node at this host and port of a
+    /// cluster (`SCAN` of one master); on one server, to it. Never
+    /// confirmed.
+    At(&'a redis::Cmd, &'a str, u16),
 }
 
 /// What the trace of a call names: the operation, the family, the key and
@@ -281,7 +289,30 @@ impl RedisBackend {
         let confirm = self.confirming(call);
         let wait = confirm.map(|c| c.command());
         let wait = wait.as_ref();
-        let run = |mut conn: ConnectionManager| async move {
+        // On a sharded cluster every script runs as its sharded twin.
+        let (mut cmd, mut pipe) = (None, None);
+        let twins: Vec<&'static Script>;
+        let (req, scripts) = if self.sharded() {
+            twins = scripts
+                .iter()
+                .map(|s| self.script_for(s))
+                .collect::<Vec<_>>();
+            let req = match req {
+                Request::Cmd(c) => match cluster::sharded_cmd(c) {
+                    Some(c) => Request::Cmd(&*cmd.insert(c)),
+                    None => req,
+                },
+                Request::Pipe(p) => match cluster::sharded_pipe(p) {
+                    Some(p) => Request::Pipe(&*pipe.insert(p)),
+                    None => req,
+                },
+                Request::At(..) => req,
+            };
+            (req, twins.as_slice())
+        } else {
+            (req, scripts)
+        };
+        let run = |mut conn: Conn| async move {
             match send::<T>(&mut conn, req, wait).await {
                 Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                     for s in scripts {
@@ -330,16 +361,26 @@ impl RedisBackend {
         Err(err)
     }
 
-    /// Loads `scripts` (SCRIPT LOAD each) for `call`, within the operation
+    /// `script` as this backend runs it: its sharded twin on a sharded
+    /// cluster (see [`cluster`]).
+    pub(crate) fn script_for(&self, script: &'static Script) -> &'static Script {
+        if self.sharded() {
+            cluster::twin(script)
+        } else {
+            script
+        }
+    }
+
+    /// Loads `scripts` (SCRIPT LOAD each, as [`script_for`](Self::script_for) runs them) for `call`, within the operation
     /// timeout, in its span.
     pub(crate) async fn load_scripts(
         &self,
         call: Traced<'_>,
         scripts: &[&'static Script],
     ) -> Result<()> {
-        let run = |mut conn: ConnectionManager| async move {
+        let run = |mut conn: Conn| async move {
             for s in scripts {
-                s.load_async(&mut conn).await?;
+                self.script_for(s).load_async(&mut conn).await?;
             }
             Ok(())
         };
@@ -348,7 +389,8 @@ impl RedisBackend {
 
     /// `run` on the connection in use for `call`, inside `span`, within
     /// the operation timeout (past it: `Unavailable` naming the endpoint),
-    /// redis errors mapped. Behind sentinels, an error saying the server may
+    /// redis errors mapped. On a cluster, `run` is repeated while the
+    /// cluster answers that it did not run it (see [`cluster::not_run`]). Behind sentinels, an error saying the server may
     /// be gone or read-only (or no answer in time) asks them where the
     /// master is (see [`sentinel`](crate::sentinel)); `run` is repeated on
     /// the new master only when the server refused it without running it.
@@ -356,11 +398,14 @@ impl RedisBackend {
         &self,
         call: &Traced<'_>,
         span: &Span,
-        run: impl Fn(ConnectionManager) -> F,
+        run: impl Fn(Conn) -> F,
     ) -> Result<T> {
         let cfg = self.config();
         let (conn, generation) = self.current();
         let attempt = async {
+            if self.is_cluster() {
+                return self.until_run(&run).await;
+            }
             match run(conn).await {
                 Err(e) if self.sentinels().is_some() && error::is_unavailable(&e) => {
                     if !sentinel::not_run(&e) {
@@ -410,14 +455,31 @@ impl RedisBackend {
 /// Sends `req`, followed by `wait` (a confirmation) in the same pipeline
 /// when there is one; the reply to `req` and the confirmation's.
 async fn send<T: FromRedisValue>(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     req: Request<'_>,
     wait: Option<&redis::Cmd>,
 ) -> redis::RedisResult<(T, Option<Value>)> {
+    if let Request::At(c, host, port) = req {
+        return match conn {
+            Conn::Cluster(conn) => {
+                let node = SingleNodeRoutingInfo::ByAddress {
+                    host: host.to_owned(),
+                    port,
+                };
+                let reply = conn
+                    .route_command(c.clone(), RoutingInfo::SingleNode(node))
+                    .await?;
+                T::from_redis_value(reply).map_err(Into::into)
+            }
+            Conn::Single(_) => c.query_async::<T>(conn).await,
+        }
+        .map(|v| (v, None));
+    }
     let Some(wait) = wait else {
         return match req {
             Request::Cmd(c) => c.query_async::<T>(conn).await,
             Request::Pipe(p) => p.query_async::<T>(conn).await,
+            Request::At(..) => unreachable!("sent above"),
         }
         .map(|v| (v, None));
     };
@@ -428,6 +490,7 @@ async fn send<T: FromRedisValue>(
             pipe
         }
         Request::Pipe(p) => p.clone(),
+        Request::At(..) => unreachable!("sent above"),
     };
     // Every reply on its own: the request's errors are its own, and the
     // confirmation is read even when the request failed.
@@ -442,8 +505,8 @@ async fn send<T: FromRedisValue>(
         return Err(e.clone().into());
     }
     let reply = match req {
-        Request::Cmd(_) => replies.pop().unwrap_or(Value::Nil),
         Request::Pipe(_) => Value::Array(replies),
+        _ => replies.pop().unwrap_or(Value::Nil),
     };
     Ok((T::from_redis_value(reply)?, acks))
 }

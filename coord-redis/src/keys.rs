@@ -4,7 +4,10 @@
 //! share a tag (and one script may touch them all); keys of two namespaces
 //! never collide (a namespace holds no `:`); `<part>` is one letter ending the
 //! name (`c` is the notification channel), so two primitives never produce
-//! the same name. Each family's module documents its own layout:
+//! the same name. A primitive's channel shares its keys' tag too, so on a
+//! Redis Cluster a script may `SPUBLISH` on it from the keys' slot (the
+//! scripts' sharded twins, decision 0037). Each family's module documents
+//! its own layout:
 //!
 //! | family | tag | names |
 //! |---|---|---|

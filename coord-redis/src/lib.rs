@@ -6,7 +6,7 @@
 //! run-once jobs, barriers and latches (cyclic and double barriers,
 //! countdown latches), job graphs, work queues, shared values and circuit breakers work across processes and hosts with
 //! the same contract as every other backend, proven by the shared conformance suite against a real
-//! `redis-server`.
+//! `redis-server`, through Sentinel (`redis+sentinel://`) and on a Redis Cluster (`redis+cluster://`).
 //!
 //! ```no_run
 //! # async fn demo() -> coord_api::Result<()> {
@@ -21,6 +21,7 @@
 //! |---|---|
 //! | `config` | [`RedisConfig`], [`RedisConfigBuilder`], [`Endpoint`]: URL and builder configuration |
 //! | `backend` | [`RedisBackend`]: connections, the root [`Backend`](coord_api::spi::Backend) |
+//! | `cluster` | `redis+cluster://`: the connection kinds (one server, a cluster), the scripts' sharded-publishing twins |
 //! | `sentinel` | `redis+sentinel://`: the master found through the sentinels, and followed when it moves (`coord.redis.failover` spans) |
 //! | `server` | [`ServerInfo`]: the server's version and optional commands, asked at connect; [`MIN_VERSION`] |
 //! | `eval` | the one EVALSHA helper (span, timeout, NOSCRIPT reload, error mapping), the one TTL conversion, reply decoding shared by families |
@@ -59,6 +60,8 @@ mod backend;
 mod barriers;
 #[cfg(not(madsim))]
 mod breaker;
+#[cfg(not(madsim))]
+mod cluster;
 #[cfg(not(madsim))]
 mod config;
 #[cfg(not(madsim))]

@@ -36,16 +36,18 @@ use std::{
 
 use async_trait::async_trait;
 use coord_api::{Result, spi::Watch};
-use redis::{PushInfo, PushKind, Value, aio::ConnectionManager};
+use redis::{PushInfo, PushKind, Value};
 use tokio::sync::Notify;
 
-use crate::{RedisConfig, error};
+use crate::{RedisConfig, cluster::Conn, error};
 
 /// The subscriptions of one backend.
 pub(crate) struct Hub {
     config: RedisConfig,
     /// Replaced when the master moves.
-    conn: std::sync::RwLock<ConnectionManager>,
+    conn: std::sync::RwLock<Conn>,
+    /// `SSUBSCRIBE` rather than `SUBSCRIBE` (a cluster with sharded pub/sub).
+    sharded: bool,
     channels: Arc<Channels>,
     /// Serializes SUBSCRIBE / UNSUBSCRIBE.
     commands: tokio::sync::Mutex<()>,
@@ -70,6 +72,9 @@ pub(crate) struct State {
     channels: HashMap<String, Entry>,
     /// Orders the watches by creation.
     next_id: u64,
+    /// Where channels the server unsubscribed while watched go, to be
+    /// subscribed again (a cluster's hub: [`Hub::keep_subscribed`]).
+    dropped: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 struct Entry {
@@ -129,9 +134,33 @@ impl Entry {
 impl Channels {
     /// Handles a push from the pub/sub connection.
     pub(crate) fn dispatch(&self, push: PushInfo) {
-        let state = self.0.lock().unwrap();
+        let mut state = self.0.lock().unwrap();
         match push.kind {
-            PushKind::Message => {
+            // The server ends a sharded subscription when the channel's
+            // slot leaves its shard (a resharding): what was published
+            // meanwhile is lost, so every watch is woken and listeners
+            // told, and the channel is subscribed again where it lives.
+            // (An SUNSUBSCRIBE of ours comes for a channel nobody
+            // watches any more.)
+            PushKind::SUnsubscribe => {
+                let State {
+                    channels, dropped, ..
+                } = &mut *state;
+                if let Some(Value::BulkString(name)) = push.data.first()
+                    && let Ok(name) = std::str::from_utf8(name)
+                    && let Some(entry) = channels.get_mut(name)
+                {
+                    entry.confirmed = false;
+                    for f in entry.watches.values().filter_map(|s| s.feed.as_ref()) {
+                        f.lost.store(true, Ordering::Release);
+                    }
+                    entry.wake_all();
+                    if let Some(tx) = dropped {
+                        let _ = tx.send(name.to_owned());
+                    }
+                }
+            }
+            PushKind::Message | PushKind::SMessage => {
                 if let Some(Value::BulkString(name)) = push.data.first()
                     && let Ok(name) = std::str::from_utf8(name)
                     && let Some(entry) = state.channels.get(name)
@@ -185,14 +214,61 @@ fn feed(entry: &Entry, msg: &Value) {
 impl Hub {
     pub(crate) fn new(
         config: RedisConfig,
-        conn: ConnectionManager,
+        conn: Conn,
         channels: Arc<Channels>,
+        sharded: bool,
     ) -> Hub {
         Hub {
             config,
             conn: std::sync::RwLock::new(conn),
+            sharded,
             channels,
             commands: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Subscribes again, as long as it is watched, every channel the
+    /// server unsubscribed (see [`Channels::dispatch`]): a task that lives
+    /// as long as the hub. For a cluster's sharded subscriptions.
+    pub(crate) fn keep_subscribed(self: &Arc<Self>) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        self.channels.0.lock().unwrap().dropped = Some(tx);
+        let weak = Arc::downgrade(self);
+        drop(tokio::spawn(async move {
+            while let Some(name) = rx.recv().await {
+                let Some(hub) = weak.upgrade() else { return };
+                hub.subscribe_again(name).await;
+            }
+        }));
+    }
+
+    /// Subscribes to `name` again while it is watched and not confirmed,
+    /// pausing between tries (up to a second); wakes its watches once it
+    /// is (messages may have been lost meanwhile).
+    async fn subscribe_again(&self, name: String) {
+        let mut pause = std::time::Duration::from_millis(10);
+        loop {
+            {
+                let _serial = self.commands.lock().await;
+                let watched = matches!(
+                    self.channels.0.lock().unwrap().channels.get(&name),
+                    Some(e) if !e.confirmed
+                );
+                if !watched {
+                    return;
+                }
+                let mut conn = self.conn();
+                let subscribe = conn.subscribe(&name, self.sharded);
+                if let Ok(Ok(())) = tokio::time::timeout(self.config.timeout(), subscribe).await {
+                    if let Some(entry) = self.channels.0.lock().unwrap().channels.get_mut(&name) {
+                        entry.confirmed = true;
+                        entry.wake_all();
+                    }
+                    return;
+                }
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(1));
         }
     }
 
@@ -201,7 +277,7 @@ impl Hub {
         &self.channels
     }
 
-    fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> Conn {
         self.conn.read().unwrap().clone()
     }
 
@@ -210,7 +286,7 @@ impl Hub {
     /// every listener told that messages may have been lost (whether the
     /// subscriptions succeeded or not: a wake-up is a hint, waiters read
     /// again).
-    pub(crate) fn switch(self: &Arc<Self>, conn: ConnectionManager) {
+    pub(crate) fn switch(self: &Arc<Self>, conn: Conn) {
         *self.conn.write().unwrap() = conn;
         let hub = self.clone();
         drop(tokio::spawn(async move { hub.resubscribe().await }));
@@ -228,7 +304,8 @@ impl Hub {
         let mut conn = self.conn();
         let subscribed = !names.is_empty()
             && matches!(
-                tokio::time::timeout(self.config.timeout(), conn.subscribe(&names)).await,
+                tokio::time::timeout(self.config.timeout(), conn.subscribe(&names, self.sharded))
+                    .await,
                 Ok(Ok(()))
             );
         let subscribed: std::collections::HashSet<&String> = if subscribed {
@@ -316,8 +393,8 @@ impl Hub {
             let _serial = self.commands.lock().await;
             let what = format!("subscribe to {}", watch.channel);
             let mut conn = self.conn();
-            match tokio::time::timeout(self.config.timeout(), conn.subscribe(&watch.channel)).await
-            {
+            let subscribe = conn.subscribe(&watch.channel, self.sharded);
+            match tokio::time::timeout(self.config.timeout(), subscribe).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(error::from_redis(&self.config, &what, e)),
                 Err(_) => return Err(error::timed_out(&self.config, &what, self.config.timeout())),
@@ -383,7 +460,8 @@ impl Hub {
             return; // watched again meanwhile
         }
         let mut conn = self.conn();
-        let _ = tokio::time::timeout(self.config.timeout(), conn.unsubscribe(&channel)).await;
+        let unsubscribe = conn.unsubscribe(&channel, self.sharded);
+        let _ = tokio::time::timeout(self.config.timeout(), unsubscribe).await;
     }
 }
 
@@ -446,5 +524,50 @@ impl RedisListener {
 impl Drop for RedisWatch {
     fn drop(&mut self) {
         self.hub.release(&self.channel, self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(kind: PushKind, channel: &str) -> PushInfo {
+        PushInfo {
+            kind,
+            data: vec![
+                Value::BulkString(channel.as_bytes().to_vec()),
+                Value::Int(0),
+            ],
+        }
+    }
+
+    /// A sharded subscription the server ended while watched wakes every
+    /// watch, tells listeners messages may be lost, and asks for the
+    /// channel to be subscribed again; one nobody watches is ignored.
+    #[test]
+    fn a_dropped_sharded_subscription_wakes_and_is_asked_again() {
+        let channels = Channels::default();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        channels.0.lock().unwrap().dropped = Some(tx);
+        let slot = Arc::new(Slot {
+            wake: Wake::One,
+            pending: AtomicBool::new(false),
+            notify: Notify::new(),
+            feed: None,
+        });
+        channels.0.lock().unwrap().channels.insert(
+            "c".into(),
+            Entry {
+                confirmed: true,
+                watches: BTreeMap::from([(0, slot.clone())]),
+            },
+        );
+        channels.dispatch(push(PushKind::SUnsubscribe, "other"));
+        assert!(!slot.is_pending());
+        assert!(rx.try_recv().is_err());
+        channels.dispatch(push(PushKind::SUnsubscribe, "c"));
+        assert!(slot.is_pending());
+        assert_eq!(rx.try_recv().unwrap(), "c");
+        assert!(!channels.0.lock().unwrap().channels["c"].confirmed);
     }
 }

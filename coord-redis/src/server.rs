@@ -16,7 +16,7 @@
 use std::fmt;
 
 use coord_api::{Error, Result};
-use redis::{Value, aio::ConnectionManager};
+use redis::Value;
 
 use crate::{RedisConfig, error};
 
@@ -123,7 +123,7 @@ impl ServerInfo {
 
     /// Asks the server behind `conn` (one round trip, within the connect
     /// timeout).
-    pub(crate) async fn probe(config: &RedisConfig, conn: &ConnectionManager) -> Result<Self> {
+    pub(crate) async fn probe(config: &RedisConfig, conn: &crate::cluster::Conn) -> Result<Self> {
         let mut conn = conn.clone();
         let mut pipe = redis::pipe();
         pipe.ignore_errors();

@@ -9,6 +9,8 @@
 
 pub mod clocks;
 #[cfg(not(madsim))]
+pub mod cluster;
+#[cfg(not(madsim))]
 pub mod redis;
 #[cfg(not(madsim))]
 pub mod sentinel;

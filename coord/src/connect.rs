@@ -11,6 +11,7 @@ use coord_api::{Client, ClientBuilder, Error, InstanceId, Namespace, Result, url
 /// | `memory://` | the process-wide in-process store ([`memory::process_store`](crate::memory::process_store)) |
 /// | `redis://[user:pass@]host:port/db`, `rediss://…` (TLS), `unix:///path`, `redis+unix:///path` | Redis (`coord-redis`) |
 /// | `redis+sentinel://[user:pass@]host1:26379,host2:26379/mymaster[/db]` | Redis behind Sentinel: the master found through the sentinels, and followed through a failover |
+/// | `redis+cluster://[user:pass@]host1:6379,host2:6379` | Redis Cluster: the seed nodes; requests routed by slot, wake-ups by sharded pub/sub |
 ///
 /// Query keys understood for every scheme:
 /// - `namespace=<ns>`: the namespace every key lives in (default `coord`);
@@ -63,9 +64,8 @@ pub async fn connect(url: &str) -> Result<Client> {
     let instance = url.take_with("instance", InstanceId::new)?;
     let mut builder = match url.scheme() {
         "memory" => memory(url)?,
-        "redis" | "rediss" | "unix" | "redis+unix" | "redis+sentinel" | "rediss+sentinel" => {
-            redis(url).await?
-        }
+        "redis" | "rediss" | "unix" | "redis+unix" | "redis+sentinel" | "rediss+sentinel"
+        | "redis+cluster" | "rediss+cluster" => redis(url).await?,
         other => {
             // Without `//` the "scheme" may be a user name (`user:pass@host`).
             let named = if url.has_authority() {
@@ -75,7 +75,7 @@ pub async fn connect(url: &str) -> Result<Client> {
             };
             return Err(Error::config(format!(
                 "unknown URL scheme{named} (known: memory://, redis://, rediss://, unix://, \
-                 redis+unix://, redis+sentinel://)"
+                 redis+unix://, redis+sentinel://, redis+cluster://)"
             )));
         }
     };

@@ -103,3 +103,20 @@ async fn a_sentinel_url_finds_the_master_with_instance_and_namespace() {
         .unwrap_err();
     assert!(matches!(e, Error::Config { .. }), "{e:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_url_reaches_the_cluster_with_instance_and_namespace() {
+    let set = tokio::task::spawn_blocking(coord_testkit::cluster::ClusterSet::start)
+        .await
+        .unwrap();
+    let url = format!("{}?namespace=facade-c&instance=worker-c", set.url());
+    let client = connect(&url).await.unwrap();
+    assert_eq!(client.backend().namespace().as_str(), "facade-c");
+    assert_eq!(client.instance_id().as_str(), "worker-c");
+    assert!(client.backend().to_string().starts_with("redis+cluster("));
+    let guard = client.lock("job").try_lock().await.unwrap().expect("free");
+    assert!(guard.release().await.unwrap());
+    // A cluster has only database 0.
+    let e = connect(&format!("{}/1", set.url())).await.unwrap_err();
+    assert!(matches!(e, Error::Config { .. }), "{e:?}");
+}

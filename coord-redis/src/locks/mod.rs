@@ -281,6 +281,8 @@ impl LockBackend for RedisBackend {
         let mut caps = LockCapabilities::all();
         // TTL expiry publishes nothing; waiters wake at `Busy::retry_in`.
         caps.expiry_notifications = false;
+        // On a cluster several locks live in several slots: no one step.
+        caps.acquire_all = !self.is_cluster();
         caps
     }
 

@@ -34,16 +34,15 @@ fn outcome(v: &Value) -> (&'static str, Option<u64>) {
 
 impl RedisBackend {
     /// Whether this backend takes the locks `keys` in one atomic step
-    /// ([`acquire_all`](coord_api::spi::LockBackend::acquire_all)). Always,
-    /// today: a standalone server (or a sentinel's primary) holds every
-    /// key, so one script reaches them all. A Redis Cluster (issue 20)
-    /// could only for keys of one slot, and each lock's keys carry their
-    /// own hash tag (`{<ns>:lock:<key>}`); there `acquire_all` would answer
-    /// `NotSupported` for other sets, before any I/O, and the client takes
-    /// them one by one in key order instead.
+    /// ([`acquire_all`](coord_api::spi::LockBackend::acquire_all)). On a
+    /// standalone server (or a sentinel's primary) always: it holds every
+    /// key, so one script reaches them all. On a Redis Cluster only a
+    /// single lock: each lock's keys carry their own hash tag
+    /// (`{<ns>:lock:<key>}`), so several may live on several nodes; there
+    /// `acquire_all` answers `NotSupported` for more, before any I/O, and
+    /// the client takes them one by one in key order instead.
     pub fn acquire_all_in_one_step(&self, keys: &[&Key]) -> bool {
-        let _ = keys;
-        true
+        !self.is_cluster() || crate::cluster::one_slot(keys.len())
     }
 
     /// [`LockBackend::acquire_all`](coord_api::spi::LockBackend::acquire_all).

@@ -30,6 +30,13 @@
 //! unless SCAN itself returns its key twice (it may while the keyspace's
 //! table is resized during the walk); the cursor holds at most one SCAN
 //! batch of keys.
+//!
+//! On a Redis Cluster the walk SCANs every master in turn (in address
+//! order, from `CLUSTER SLOTS`; the cursor's first line is then
+//! `<master's index>/<SCAN cursor>`), and reads each key in a request of
+//! its own, all at once (keys of several slots cannot share a pipeline).
+//! Slots that move to another master during a walk may make it list a
+//! record twice or miss one that moved.
 
 use std::collections::VecDeque;
 
@@ -136,6 +143,9 @@ pub(crate) fn pattern(ns: &Namespace, kind: Option<ResourceKind>, prefix: &str) 
 /// Where a walk stands (see the module's docs).
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Walk {
+    /// On a cluster, the master being scanned (its index among the
+    /// masters in address order); 0 on one server.
+    node: usize,
     /// The SCAN cursor to continue from; `None` once SCAN is done.
     scan: Option<u64>,
     /// The holder of the last record taken from `pending[0]`.
@@ -159,7 +169,12 @@ impl Walk {
             ))
         };
         let mut lines = cursor.as_str().split('\n');
-        let scan = match lines.next().ok_or_else(bad)? {
+        let first = lines.next().ok_or_else(bad)?;
+        let (node, scan) = match first.split_once('/') {
+            Some((n, s)) => (n.parse().map_err(|_| bad())?, s),
+            None => (0, first),
+        };
+        let scan = match scan {
             "-" => None,
             s => Some(s.parse().map_err(|_| bad())?),
         };
@@ -172,6 +187,7 @@ impl Walk {
             })
             .collect::<Result<VecDeque<_>>>()?;
         Ok(Walk {
+            node,
             scan,
             after: (!after.is_empty()).then(|| after.to_owned()),
             pending,
@@ -180,7 +196,11 @@ impl Walk {
 
     fn encode(&self, ns: &Namespace) -> Cursor {
         let skip = base(ns).len();
-        let mut text = self.scan.map_or("-".to_owned(), |c| c.to_string());
+        let mut text = match self.node {
+            0 => String::new(),
+            n => format!("{n}/"),
+        };
+        text.push_str(&self.scan.map_or("-".to_owned(), |c| c.to_string()));
         text.push('\n');
         text.push_str(self.after.as_deref().unwrap_or(""));
         for (key, _) in &self.pending {
@@ -263,12 +283,27 @@ impl RedisBackend {
             .arg("COUNT")
             .arg(limit.max(20));
         let call = Traced::new("scan", "ops", trace);
-        let (next, keys): (String, Vec<Vec<u8>>) =
-            self.query(call, Request::Cmd(&cmd), &[]).await?;
+        let masters = match self.is_cluster() {
+            true => self.cluster_masters(trace).await?,
+            false => Vec::new(),
+        };
+        let (next, keys): (String, Vec<Vec<u8>>) = match masters.get(walk.node) {
+            Some((host, port)) => {
+                self.query(call, Request::At(&cmd, host, *port), &[])
+                    .await?
+            }
+            // A cluster with fewer masters than when the walk began: done.
+            None if self.is_cluster() => ("0".to_owned(), Vec::new()),
+            None => self.query(call, Request::Cmd(&cmd), &[]).await?,
+        };
         let next: u64 = next
             .parse()
             .map_err(|_| Error::backend(self, format!("SCAN answered the cursor {next:?}")))?;
         walk.scan = (next != 0).then_some(next);
+        if walk.scan.is_none() && walk.node + 1 < masters.len() {
+            walk.node += 1;
+            walk.scan = Some(0);
+        }
         let ns = self.namespace();
         for key in keys {
             let Ok(key) = String::from_utf8(key) else {
@@ -288,9 +323,45 @@ impl RedisBackend {
         Ok(())
     }
 
+    /// The masters of the cluster (`CLUSTER SLOTS`), in address order: a
+    /// cluster walk SCANs each in turn.
+    async fn cluster_masters(&self, trace: &Key) -> Result<Vec<(String, u16)>> {
+        let call = Traced::new("scan", "ops", trace);
+        let cmd = redis::cmd("CLUSTER").arg("SLOTS").to_owned();
+        let ranges: Vec<Value> = self.query(call, Request::Cmd(&cmd), &[]).await?;
+        let mut masters: Vec<(String, u16)> = (ranges.iter())
+            .filter_map(|r| {
+                let node = eval::array(eval::array(r)?.get(2)?)?;
+                Some((
+                    eval::text(node.first()?)?.to_owned(),
+                    eval::uint(node.get(1)?)?,
+                ))
+            })
+            .collect();
+        masters.sort();
+        masters.dedup();
+        if masters.is_empty() {
+            return Err(self.unexpected(call, ranges));
+        }
+        Ok(masters)
+    }
+
     /// The records each of `found` bears, in holder order, read in one
-    /// pipelined round trip.
+    /// pipelined round trip (on a cluster, one request per key, all at
+    /// once: the keys live in several slots).
     pub(crate) async fn read_leases(&self, found: &[&Found], trace: &Key) -> Result<Vec<Vec<Row>>> {
+        if self.is_cluster() {
+            let call = Traced::new("read", "ops", trace);
+            let reads = found.iter().map(|f| async move {
+                let eval = self.read_eval(&f.resource);
+                let v: Value =
+                    (self.query(call, Request::Cmd(eval.cmd()), &[eval.script()])).await?;
+                let mut rows = self.decode_leases(f, v)?;
+                rows.sort_by(|a, b| a.0.cmp(&b.0));
+                Ok::<_, Error>(rows)
+            });
+            return futures_util::future::try_join_all(reads).await;
+        }
         let mut pipe = redis::pipe();
         let mut scripts: Vec<&'static redis::Script> = Vec::new();
         for f in found {
@@ -572,7 +643,8 @@ mod tests {
         let ns = ns();
         let key = "coord:{ns:lock:a b}:l".to_owned();
         let found = parse_key(&ns, &key).unwrap();
-        let walk = Walk {
+        let mut walk = Walk {
+            node: 0,
             scan: Some(17),
             after: Some("i#00".into()),
             pending: VecDeque::from([(key, found)]),
@@ -580,9 +652,21 @@ mod tests {
         let c = walk.encode(&ns);
         assert_eq!(c.as_str(), "17\ni#00\nlock:a b}:l");
         assert_eq!(Walk::decode(&ns, &c).unwrap(), walk);
+        // On a cluster: the master being scanned, then its cursor.
+        walk.node = 2;
+        let c = walk.encode(&ns);
+        assert_eq!(c.as_str(), "2/17\ni#00\nlock:a b}:l");
+        assert_eq!(Walk::decode(&ns, &c).unwrap(), walk);
         let end = Walk::default();
         assert_eq!(Walk::decode(&ns, &end.encode(&ns)).unwrap(), end);
-        for bad in ["x", "1", "1\n\nlock:a}:t", "1\n\nqueue:1:q}:r"] {
+        for bad in [
+            "x",
+            "1",
+            "1\n\nlock:a}:t",
+            "1\n\nqueue:1:q}:r",
+            "x/1\n",
+            "1/x\n",
+        ] {
             assert!(Walk::decode(&ns, &Cursor::from_text(bad)).is_err(), "{bad}");
         }
     }

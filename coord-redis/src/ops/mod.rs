@@ -304,7 +304,7 @@ impl OpsBackend for RedisBackend {
         let mut pipe = redis::pipe();
         pipe.cmd("TIME").cmd("SCRIPT").arg("EXISTS");
         for s in scripts {
-            pipe.arg(s.get_hash());
+            pipe.arg(self.script_for(s).get_hash());
         }
         let trace = Key::new("probe")?;
         let call = Traced::new("probe", FAMILY, &trace);

@@ -328,7 +328,12 @@ impl TopicBackend for RedisBackend {
         msg.extend_from_slice(event.tag.kind.as_bytes());
         msg.push(b'|');
         msg.extend_from_slice(&event.payload);
-        let mut cmd = redis::cmd("PUBLISH");
+        // On a sharded cluster, to the channel's shard only.
+        let mut cmd = redis::cmd(if self.sharded() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        });
         cmd.arg(&channel).arg(msg);
         let call = Traced::new("publish_ephemeral", FAMILY, topic);
         let cfg = self.config();

@@ -1,0 +1,210 @@
+//! Redis Cluster specifics (`redis+cluster://`) on a cluster of the test's
+//! own (`coord_testkit::cluster`: 3 masters, 3 replicas): what the
+//! conformance suite (`cluster_conformance`) cannot see from the outside.
+//! One cluster for the whole file (starting one takes seconds), so one
+//! test running the checks in turn.
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use coord_api::{
+    Client,
+    spi::{Backend, Cursor, ResourceKind},
+};
+use coord_redis::RedisBackend;
+use coord_testkit::{cluster::ClusterSet, redis::RedisServer};
+use redis::{AsyncConnectionConfig, PushInfo, PushKind, Value};
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+
+/// How long a message may take to arrive (generous: a loaded machine).
+const DELIVERY: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_backend() {
+    let set = tokio::task::spawn_blocking(ClusterSet::start)
+        .await
+        .unwrap();
+    connects_through_seed_nodes(&set).await;
+    primitives_spread_over_masters_and_are_all_listed(&set).await;
+    wake_ups_are_sharded_to_the_channels_shard(&set).await;
+    a_planned_failover_is_followed(&set).await;
+}
+
+async fn backend(set: &ClusterSet, namespace: &str) -> RedisBackend {
+    RedisBackend::connect(set.config(namespace))
+        .await
+        .expect("connect through the seed nodes")
+}
+
+/// The URL form connects, says it is a cluster, and found sharded
+/// pub/sub on the servers (7.0).
+async fn connects_through_seed_nodes(set: &ClusterSet) {
+    let b = RedisBackend::connect_url(&format!("{}?namespace=seeds", set.url()))
+        .await
+        .expect("connect by URL");
+    assert!(b.is_cluster());
+    assert!(b.server_info().spublish, "{}", b.server_info());
+    assert!(b.to_string().starts_with("redis+cluster(127.0.0.1:"), "{b}");
+    let other = backend(set, "seeds").await;
+    let a = Client::new(Arc::new(b));
+    let c = Client::new(Arc::new(other));
+    let g = a.lock("k").try_lock().await.unwrap().expect("free");
+    assert!(c.lock("k").try_lock().await.unwrap().is_none(), "held");
+    g.release().await.unwrap();
+}
+
+/// Locks on many keys land on every master (each lock's keys in its own
+/// slot), and the lease listing walks every master to find them all.
+async fn primitives_spread_over_masters_and_are_all_listed(set: &ClusterSet) {
+    let b = backend(set, "spread").await;
+    let client = Client::new(Arc::new(b.clone()));
+    let mut guards = Vec::new();
+    for i in 0..24 {
+        let g = client.lock(&format!("k{i}")).try_lock().await.unwrap();
+        guards.push(g.expect("a fresh key is free"));
+    }
+    let masters = set.masters();
+    let holding = (masters.iter())
+        .filter(|m| !keys_on(m, "coord:{spread:lock:*").is_empty())
+        .count();
+    assert_eq!(holding, masters.len(), "24 locks over every master");
+
+    let ops = b.ops().expect("operations");
+    let (mut listed, mut cursor) = (HashSet::new(), Cursor::start());
+    loop {
+        let page = (ops.leases(Some(ResourceKind::Lock), "", &cursor, 5))
+            .await
+            .unwrap();
+        for r in page.items {
+            assert!(listed.insert(r.resource.name.to_string()), "listed twice");
+        }
+        match page.next {
+            Some(next) => cursor = next,
+            None => break,
+        }
+    }
+    let want: HashSet<String> = (0..24).map(|i| format!("k{i}")).collect();
+    assert_eq!(listed, want);
+    for g in guards {
+        g.release().await.unwrap();
+    }
+}
+
+/// A release publishes on the lock's channel with SPUBLISH: a sharded
+/// subscriber on the shard gets it; a plain subscriber on another master
+/// gets only what is published there (a PUBLISH from the script would
+/// have reached every node of the cluster).
+async fn wake_ups_are_sharded_to_the_channels_shard(set: &ClusterSet) {
+    let channel = "coord:{wake:lock:k}:c";
+    let mut owner = None;
+    let mut other = None;
+    for m in set.masters() {
+        let (mut con, rx) = subscriber(m).await;
+        let sharded = redis::cmd("SSUBSCRIBE")
+            .arg(channel)
+            .exec_async(&mut con)
+            .await;
+        match sharded {
+            Ok(()) if owner.is_none() => owner = Some((con, rx)),
+            // MOVED: another master serves the channel's slot.
+            Err(_) if other.is_none() => {
+                let (mut con, rx) = subscriber(m).await;
+                redis::cmd("SUBSCRIBE")
+                    .arg(channel)
+                    .exec_async(&mut con)
+                    .await
+                    .unwrap();
+                other = Some((m.port(), con, rx));
+            }
+            _ => {}
+        }
+    }
+    let (_owner_con, mut owner_rx) = owner.expect("one master serves the slot");
+    let (other_port, _other_con, mut other_rx) = other.expect("another master");
+
+    let client = Client::new(Arc::new(backend(set, "wake").await));
+    client
+        .lock("k")
+        .lock()
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+    let (kind, msg) = next_message(&mut owner_rx).await;
+    assert_eq!((kind, msg.as_str()), (PushKind::SMessage, "released"));
+
+    // Published on the other master after the release's message was out:
+    // the plain subscriber sees it first, so nothing came before it.
+    let publish = redis::Client::open(format!("redis://127.0.0.1:{other_port}")).unwrap();
+    let mut publish = publish.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = (redis::cmd("PUBLISH").arg(channel).arg("marker"))
+        .query_async(&mut publish)
+        .await
+        .unwrap();
+    let (kind, msg) = next_message(&mut other_rx).await;
+    assert_eq!((kind, msg.as_str()), (PushKind::Message, "marker"));
+}
+
+/// After a planned failover of the master serving a lock, requests reach
+/// the new master (the old one answers MOVED, which is sent again once
+/// the slots are learnt again): the holder releases, and the next grant's
+/// token is above the first.
+async fn a_planned_failover_is_followed(set: &ClusterSet) {
+    let a = Client::new(Arc::new(backend(set, "fo").await));
+    let b = Client::new(Arc::new(backend(set, "fo").await));
+    let g = a.lock("f").try_lock().await.unwrap().expect("free");
+    let first = g.token();
+    let key = "coord:{fo:lock:f}:l".to_owned();
+    let old = set.master_of(&key).port();
+    // Polls the nodes (blocking) until the replica took over.
+    let new = tokio::task::block_in_place(|| set.fail_over(&key));
+    assert_ne!(old, new);
+    assert!(
+        g.release().await.unwrap(),
+        "the lease survived the failover"
+    );
+    let g = b.lock("f").try_lock().await.unwrap().expect("released");
+    assert!(g.token() > first, "{} after {first}", g.token());
+    g.release().await.unwrap();
+}
+
+/// A RESP3 connection to `node` whose pushes go to the receiver.
+async fn subscriber(
+    node: &RedisServer,
+) -> (
+    redis::aio::MultiplexedConnection,
+    UnboundedReceiver<PushInfo>,
+) {
+    let (tx, rx) = unbounded_channel();
+    let client =
+        redis::Client::open(format!("redis://127.0.0.1:{}/?protocol=resp3", node.port())).unwrap();
+    let config = AsyncConnectionConfig::new().set_push_sender(tx);
+    let con = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap();
+    (con, rx)
+}
+
+/// The next message pushed (subscription confirmations skipped).
+async fn next_message(rx: &mut UnboundedReceiver<PushInfo>) -> (PushKind, String) {
+    loop {
+        let push = tokio::time::timeout(DELIVERY, rx.recv())
+            .await
+            .expect("a message in time")
+            .expect("the connection is open");
+        if matches!(push.kind, PushKind::Message | PushKind::SMessage) {
+            let text = match push.data.get(1) {
+                Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                other => panic!("a message without a body: {other:?}"),
+            };
+            return (push.kind, text);
+        }
+    }
+}
+
+/// The keys on `node` matching `pattern` (KEYS: a test's small keyspace).
+fn keys_on(node: &RedisServer, pattern: &str) -> Vec<String> {
+    let v = node.command(&["KEYS", pattern]).expect("KEYS");
+    redis::from_redis_value(v).expect("key names")
+}
