@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use coord_api::Client;
 
+use crate::handover::{Log, Mark};
+
 /// Contending tasks.
 pub const TASKS: usize = 16;
 /// One round of contention.
@@ -43,16 +45,31 @@ impl Contention {
 /// [`TASKS`] tasks taking and releasing the lock `key` (fair or not) for
 /// `time`.
 pub async fn contend(client: &Client, key: &str, fair: bool, time: Duration) -> Contention {
+    contend_logged(client, key, fair, time, None).await
+}
+
+/// [`contend`], marking in `log` when each `lock()` returned.
+async fn contend_logged(
+    client: &Client,
+    key: &str,
+    fair: bool,
+    time: Duration,
+    log: Option<Log>,
+) -> Contention {
     let end = Instant::now() + time;
     let mut tasks = Vec::new();
     for _ in 0..TASKS {
         let lock = client.lock(key).fair(fair);
+        let log = log.clone();
         tasks.push(tokio::spawn(async move {
             let mut waits = Vec::new();
             while Instant::now() < end {
                 let t = Instant::now();
                 let guard = lock.lock().await.expect("contended lock");
                 waits.push(t.elapsed());
+                if let Some(log) = &log {
+                    log.mark(Mark::Returned);
+                }
                 assert!(guard.release().await.expect("release"));
             }
             waits
@@ -78,8 +95,10 @@ pub async fn contend(client: &Client, key: &str, fair: bool, time: Duration) -> 
 }
 
 /// Runs `rounds` rounds of the plain and the fair lock in turn (after a
-/// warm-up of each) and prints a table and the fair lock's verdicts.
-pub async fn report(client: &Client, rounds: usize) {
+/// warm-up of each) and prints a table and the fair lock's verdicts; with
+/// `BREAKDOWN` set, then one more fair round, traced, and where its
+/// handovers went (see [`crate::handover`]; `url` is the server's).
+pub async fn report(client: &Client, rounds: usize, url: &str) {
     contend(client, "handover-plain", false, Duration::from_millis(300)).await;
     contend(client, "handover-fair", true, Duration::from_millis(300)).await;
     println!(
@@ -136,6 +155,20 @@ pub async fn report(client: &Client, rounds: usize) {
         verdict(p99 <= 5.0),
         verdict(spread <= 1.1)
     );
+    if std::env::var_os("BREAKDOWN").is_some() {
+        let log = crate::handover::start(url, "handover-fair").await;
+        contend_logged(client, "handover-fair", true, ROUND / 4, Some(log.clone())).await;
+        log.clear();
+        let c = contend_logged(client, "handover-fair", true, ROUND, Some(log.clone())).await;
+        println!();
+        println!(
+            "traced fair round: {:.0} acquisitions/s, p50 {:.2} ms, p99 {:.2} ms",
+            c.total as f64 / ROUND.as_secs_f64(),
+            ms(c.p50),
+            ms(c.p99)
+        );
+        log.report();
+    }
 }
 
 fn ms(d: Duration) -> f64 {

@@ -5,3 +5,6 @@ pub mod redis_tool;
 
 #[cfg(not(madsim))]
 pub mod fair_load;
+
+#[cfg(not(madsim))]
+pub mod handover;

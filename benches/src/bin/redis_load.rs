@@ -609,7 +609,7 @@ mod load {
         }
         if only.contains("fair") {
             println!();
-            coord_benches::fair_load::report(&client, rounds.min(4)).await;
+            coord_benches::fair_load::report(&client, rounds.min(4), &url).await;
         }
         if std::env::var_os("STATS").is_some() {
             println!("{:?}", server.command(&["INFO", "commandstats"]).unwrap());
