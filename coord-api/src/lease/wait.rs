@@ -38,21 +38,24 @@ pub(crate) async fn wait_for<A: Attempts>(
     refresh: Option<Duration>,
     attempts: A,
 ) -> Result<A::Output> {
-    wait_from(client, opts, refresh, attempts, client.clock().now()).await
+    wait_from(client, opts, refresh, attempts, client.clock().now(), None).await
 }
 
 /// [`wait_for`], for a caller that read the clock when it began (`start`),
-/// to time the whole wait.
+/// to time the whole wait, and that may have subscribed already (`watch`,
+/// made before its first attempt left: the loop's first attempt is then
+/// its second, and it sleeps on `watch` after it).
 pub(crate) async fn wait_from<A: Attempts>(
     client: &Client,
     opts: &LeaseOptions,
     refresh: Option<Duration>,
     mut attempts: A,
     start: Instant,
+    watch: Option<Box<dyn Watch>>,
 ) -> Result<A::Output> {
     let clock = client.clock().clone();
     let deadline = opts.wait_timeout.map(|w| later(start, w));
-    let mut watch: Option<Box<dyn Watch>> = None;
+    let mut watch = watch;
     let mut retries = 0u32;
     loop {
         let retry_in = match attempts.attempt().await? {

@@ -179,7 +179,23 @@ impl<'a> Request<'a> {
                 LeaseKind::Permits { .. } => waiter_ttl.min(self.opts.ttl) / 3,
                 _ => waiter_ttl / 3,
             };
-            let guard = self.wait_with(Some(refresh)).await?;
+            // Subscribe together with the first attempt, the watch made
+            // before the attempt leaves: a release wakes the oldest watch of
+            // each process, which is then the first of its waiters in line
+            // (subscribing after a refusal, a waiter could be overtaken in
+            // that order by one queued behind it, and take the head's
+            // wake-ups until its own turn). Subscribing costs no round trip
+            // while another waiter of this process watches the key.
+            let start = self.client.clock().now();
+            let this = &self;
+            let (watch, first) = tokio::join!(Attempts::subscribe(&this), self.attempt());
+            let guard = match first? {
+                Step::Done(guard) => {
+                    self.waited(Waited::Acquired, self.client.clock().now() - start);
+                    guard
+                }
+                Step::Busy(_) => self.wait_with(Some(refresh), start, Some(watch?)).await?,
+            };
             on_exit.disarm();
             return Ok(guard);
         }
@@ -191,15 +207,21 @@ impl<'a> Request<'a> {
             LeaseKind::Write | LeaseKind::Permits { .. } => Some(self.opts.ttl / 3),
             _ => None,
         };
-        let guard = self.wait_with(refresh).await?;
+        let start = self.client.clock().now();
+        let guard = self.wait_with(refresh, start, None).await?;
         on_exit.disarm();
         Ok(guard)
     }
 
-    /// The wait loop, timed; attempting at least every `refresh`.
-    async fn wait_with(&self, refresh: Option<std::time::Duration>) -> Result<LeaseGuard> {
-        let start = self.client.clock().now();
-        let res = wait_from(self.client, self.opts, refresh, self, start).await;
+    /// The wait loop, timed from `start`; attempting at least every
+    /// `refresh`, sleeping on `watch` when already subscribed.
+    async fn wait_with(
+        &self,
+        refresh: Option<std::time::Duration>,
+        start: Instant,
+        watch: Option<Box<dyn Watch>>,
+    ) -> Result<LeaseGuard> {
+        let res = wait_from(self.client, self.opts, refresh, self, start, watch).await;
         match &res {
             Ok(_) => self.waited(Waited::Acquired, self.client.clock().now() - start),
             Err(Error::Timeout { waited, .. }) => self.waited(Waited::Timeout, *waited),
