@@ -42,25 +42,34 @@ pub(crate) async fn wait_for<A: Attempts>(
 }
 
 /// [`wait_for`], for a caller that read the clock when it began (`start`),
-/// to time the whole wait, and that may have subscribed already (`watch`,
-/// made before its first attempt left: the loop's first attempt is then
-/// its second, and it sleeps on `watch` after it).
+/// to time the whole wait. `first`: the caller's first attempt was made
+/// already and refused (its `retry_in`), with a watch made before it left;
+/// the loop goes on as if it had subscribed after that refusal (checks,
+/// then an attempt at once: the subscription may have been confirmed
+/// after the refusal).
 pub(crate) async fn wait_from<A: Attempts>(
     client: &Client,
     opts: &LeaseOptions,
     refresh: Option<Duration>,
     mut attempts: A,
     start: Instant,
-    watch: Option<Box<dyn Watch>>,
+    first: Option<(Box<dyn Watch>, Option<Duration>)>,
 ) -> Result<A::Output> {
     let clock = client.clock().clone();
     let deadline = opts.wait_timeout.map(|w| later(start, w));
-    let mut watch = watch;
+    let (mut made, mut refused) = match first {
+        Some((watch, retry_in)) => (Some(watch), Some(retry_in)),
+        None => (None, None),
+    };
+    let mut watch: Option<Box<dyn Watch>> = None;
     let mut retries = 0u32;
     loop {
-        let retry_in = match attempts.attempt().await? {
-            Step::Done(v) => return Ok(v),
-            Step::Busy(retry_in) => retry_in,
+        let retry_in = match refused.take() {
+            Some(retry_in) => retry_in,
+            None => match attempts.attempt().await? {
+                Step::Done(v) => return Ok(v),
+                Step::Busy(retry_in) => retry_in,
+            },
         };
         let now = clock.now();
         if deadline.is_some_and(|d| now >= d) || opts.max_retries.is_some_and(|m| retries >= m) {
@@ -72,7 +81,10 @@ pub(crate) async fn wait_from<A: Attempts>(
         }
         retries += 1;
         let Some(w) = watch.as_mut() else {
-            watch = Some(attempts.subscribe().await?);
+            watch = Some(match made.take() {
+                Some(w) => w,
+                None => attempts.subscribe().await?,
+            });
             continue;
         };
         let wake = wake_at(opts, now, retry_in, refresh, deadline);

@@ -194,7 +194,10 @@ impl<'a> Request<'a> {
                     self.waited(Waited::Acquired, self.client.clock().now() - start);
                     guard
                 }
-                Step::Busy(_) => self.wait_with(Some(refresh), start, Some(watch?)).await?,
+                Step::Busy(retry_in) => {
+                    let first = Some((watch?, retry_in));
+                    self.wait_with(Some(refresh), start, first).await?
+                }
             };
             on_exit.disarm();
             return Ok(guard);
@@ -214,14 +217,15 @@ impl<'a> Request<'a> {
     }
 
     /// The wait loop, timed from `start`; attempting at least every
-    /// `refresh`, sleeping on `watch` when already subscribed.
+    /// `refresh`; `first`, a first attempt refused (its `retry_in`) with
+    /// the watch made before it left (see `wait_from`).
     async fn wait_with(
         &self,
         refresh: Option<std::time::Duration>,
         start: Instant,
-        watch: Option<Box<dyn Watch>>,
+        first: Option<(Box<dyn Watch>, Option<std::time::Duration>)>,
     ) -> Result<LeaseGuard> {
-        let res = wait_from(self.client, self.opts, refresh, self, start, watch).await;
+        let res = wait_from(self.client, self.opts, refresh, self, start, first).await;
         match &res {
             Ok(_) => self.waited(Waited::Acquired, self.client.clock().now() - start),
             Err(Error::Timeout { waited, .. }) => self.waited(Waited::Timeout, *waited),
