@@ -32,6 +32,7 @@
 //! | `report` | [`Report`]: what one run saw |
 //! | `resource` | the fenced resource's node and the write bodies send it |
 //! | `catalog` | the scenarios: [`Scenario`]'s constructors |
+//! | `client` | the workloads' clients: each its own node's clock, reaching the sim server (deaf or broken as the scenario says) |
 //! | `faults` | the fault plans and their application, the heal |
 //! | `sweep` | seed sweeps in child processes, the replay command |
 
@@ -42,18 +43,19 @@ use std::{
     time::Duration,
 };
 
-use coord_api::{Client, Instant, LeaseOptions, Namespace, PresenceOptions};
+use coord_api::{Instant, LeaseOptions};
 use madsim::{
     net::NetSim,
     rand::{Rng, thread_rng},
     runtime::{Handle, NodeHandle},
 };
 
-use super::{NodeClock, ServerConfig, SimBackend, SimOptions, serve};
+use super::{NodeClock, ServerConfig, SimOptions, serve};
 
 mod barriers;
 mod breaker;
 mod catalog;
+mod client;
 mod double;
 mod election;
 mod fair;
@@ -88,6 +90,7 @@ use crate::history::{
     LatchCalls, LeadLog, Leaderships, OnceRuns, OrphanRule, ServerLog, Violation, check_liveness,
     orphans,
 };
+use client::{client_over, connect, connect_with, sim_backend};
 use faults::{Action, Faults, Target, latency};
 use resource::{RESOURCE, serve_resource, write};
 
@@ -743,67 +746,4 @@ fn exclusion_where_it_applies(
     report.belief_overlaps = full.len() - base.len();
     let applies = scenario.checks_exclusion() && !scenario.holder_pauses;
     report.violations.extend(if applies { full } else { base });
-}
-
-/// A client on the current node named `name` (its instance id), with its
-/// own clock, reaching the sim server (a broken client under a client-side
-/// bug).
-async fn connect(name: &str, clock: &NodeClock, opts: LeaseOptions, shared: &Shared) -> Client {
-    connect_with(name, clock, opts, shared, PresenceOptions::default()).await
-}
-
-/// [`connect`] with `presence` as the client's instance presence.
-async fn connect_with(
-    name: &str,
-    clock: &NodeClock,
-    opts: LeaseOptions,
-    shared: &Shared,
-    presence: PresenceOptions,
-) -> Client {
-    client_over(sim_backend(shared).await, name, clock, opts, presence)
-}
-
-/// A client named `name` (its instance id) with its own clock over
-/// `backend` (the sim server, perhaps in a workload's recording wrapper).
-fn client_over(
-    backend: coord_api::spi::DynBackend,
-    name: &str,
-    clock: &NodeClock,
-    opts: LeaseOptions,
-    presence: PresenceOptions,
-) -> Client {
-    Client::builder(backend)
-        .instance_id(name)
-        .expect("valid id")
-        .clock(clock.clock())
-        .lease_options(opts)
-        .presence(presence)
-        .build()
-}
-
-/// The sim server as a client on the current node reaches it: deaf under
-/// [`Scenario::lost_notifications`], broken under a client-side bug.
-async fn sim_backend(shared: &Shared) -> coord_api::spi::DynBackend {
-    let backend = loop {
-        match SimBackend::connect(
-            SERVER.parse().unwrap(),
-            Namespace::default(),
-            SimOptions::default(),
-        )
-        .await
-        {
-            Ok(b) => break b,
-            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-        }
-    };
-    let mut backend = backend.backend();
-    if shared.lost_notifications {
-        backend = super::deaf::without_notifications(backend);
-    }
-    #[cfg(feature = "broken")]
-    let backend = match shared.bug {
-        Some(bug) => bug.client(backend),
-        None => backend,
-    };
-    backend
 }
