@@ -291,32 +291,22 @@ impl RedisBackend {
         let wait = wait.as_ref();
         // On a sharded cluster every script runs as its sharded twin.
         let (mut cmd, mut pipe) = (None, None);
-        let twins: Vec<&'static Script>;
-        let (req, scripts) = if self.sharded() {
-            twins = scripts
-                .iter()
-                .map(|s| self.script_for(s))
-                .collect::<Vec<_>>();
-            let req = match req {
-                Request::Cmd(c) => match cluster::sharded_cmd(c) {
-                    Some(c) => Request::Cmd(&*cmd.insert(c)),
-                    None => req,
-                },
-                Request::Pipe(p) => match cluster::sharded_pipe(p) {
-                    Some(p) => Request::Pipe(&*pipe.insert(p)),
-                    None => req,
-                },
-                Request::At(..) => req,
-            };
-            (req, twins.as_slice())
-        } else {
-            (req, scripts)
+        let req = match req {
+            Request::Cmd(c) if self.sharded() => match cluster::sharded_cmd(c) {
+                Some(c) => Request::Cmd(&*cmd.insert(c)),
+                None => req,
+            },
+            Request::Pipe(p) if self.sharded() => match cluster::sharded_pipe(p) {
+                Some(p) => Request::Pipe(&*pipe.insert(p)),
+                None => req,
+            },
+            _ => req,
         };
         let run = |mut conn: Conn| async move {
             match send::<T>(&mut conn, req, wait).await {
                 Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                     for s in scripts {
-                        s.load_async(&mut conn).await?;
+                        self.script_for(s).load_async(&mut conn).await?;
                     }
                     send(&mut conn, req, wait).await
                 }
@@ -371,8 +361,8 @@ impl RedisBackend {
         }
     }
 
-    /// Loads `scripts` (SCRIPT LOAD each, as [`script_for`](Self::script_for) runs them) for `call`, within the operation
-    /// timeout, in its span.
+    /// Loads `scripts` (SCRIPT LOAD each, as [`script_for`](Self::script_for)
+    /// runs them) for `call`, within the operation timeout, in its span.
     pub(crate) async fn load_scripts(
         &self,
         call: Traced<'_>,
@@ -390,10 +380,11 @@ impl RedisBackend {
     /// `run` on the connection in use for `call`, inside `span`, within
     /// the operation timeout (past it: `Unavailable` naming the endpoint),
     /// redis errors mapped. On a cluster, `run` is repeated while the
-    /// cluster answers that it did not run it (see [`cluster::not_run`]). Behind sentinels, an error saying the server may
-    /// be gone or read-only (or no answer in time) asks them where the
-    /// master is (see [`sentinel`](crate::sentinel)); `run` is repeated on
-    /// the new master only when the server refused it without running it.
+    /// cluster answers that it did not run it (see [`cluster::not_run`]).
+    /// Behind sentinels, an error saying the server may be gone or
+    /// read-only (or no answer in time) asks them where the master is (see
+    /// [`sentinel`](crate::sentinel)); `run` is repeated on the new master
+    /// only when the server refused it without running it.
     async fn bounded<T, F: Future<Output = redis::RedisResult<T>>>(
         &self,
         call: &Traced<'_>,
