@@ -350,29 +350,25 @@ impl RedisBackend {
     /// pipelined round trip (on a cluster, one request per key, all at
     /// once: the keys live in several slots).
     pub(crate) async fn read_leases(&self, found: &[&Found], trace: &Key) -> Result<Vec<Vec<Row>>> {
-        if self.is_cluster() {
-            let call = Traced::new("read", "ops", trace);
-            let reads = found.iter().map(|f| async move {
-                let eval = self.read_eval(&f.resource);
-                let v: Value =
-                    (self.query(call, Request::Cmd(eval.cmd()), &[eval.script()])).await?;
-                let mut rows = self.decode_leases(f, v)?;
-                rows.sort_by(|a, b| a.0.cmp(&b.0));
-                Ok::<_, Error>(rows)
-            });
-            return futures_util::future::try_join_all(reads).await;
-        }
-        let mut pipe = redis::pipe();
-        let mut scripts: Vec<&'static redis::Script> = Vec::new();
-        for f in found {
-            let eval = self.read_eval(&f.resource);
-            if !scripts.iter().any(|s| std::ptr::eq(*s, eval.script())) {
-                scripts.push(eval.script());
-            }
-            pipe.add_command(eval.cmd().clone());
-        }
         let call = Traced::new("read", "ops", trace);
-        let replies: Vec<Value> = self.query(call, Request::Pipe(&pipe), &scripts).await?;
+        let replies: Vec<Value> = if self.is_cluster() {
+            let reads = found.iter().map(|f| {
+                let eval = self.read_eval(&f.resource);
+                async move { (self.query(call, Request::Cmd(eval.cmd()), &[eval.script()])).await }
+            });
+            futures_util::future::try_join_all(reads).await?
+        } else {
+            let mut pipe = redis::pipe();
+            let mut scripts: Vec<&'static redis::Script> = Vec::new();
+            for f in found {
+                let eval = self.read_eval(&f.resource);
+                if !scripts.iter().any(|s| std::ptr::eq(*s, eval.script())) {
+                    scripts.push(eval.script());
+                }
+                pipe.add_command(eval.cmd().clone());
+            }
+            self.query(call, Request::Pipe(&pipe), &scripts).await?
+        };
         if replies.len() != found.len() {
             return Err(self.unexpected(call, replies.len()));
         }
@@ -392,16 +388,8 @@ impl RedisBackend {
         let ns = self.namespace();
         match (r.kind, &r.occurrence) {
             (ResourceKind::RwLock, _) => {
-                let space = LockSpace::RwLock;
-                lock_eval(
-                    ns,
-                    space,
-                    &r.name,
-                    keys_besides_acquire(space),
-                    "list",
-                    None,
-                )
-                .0
+                let rw = LockSpace::RwLock;
+                lock_eval(ns, rw, &r.name, keys_besides_acquire(rw), "list", None).0
             }
             (ResourceKind::Semaphore, _) => list_eval(ns, LockSpace::Semaphore, &r.name),
             (ResourceKind::Election, _) => election_eval(ns, &r.name, None, "listed", None).0,
