@@ -507,7 +507,8 @@ impl RedisConfigBuilder {
     }
 }
 
-/// What only some endpoints take, and a sentinel endpoint's own rules.
+/// What only some endpoints take, and a sentinel or cluster endpoint's own
+/// rules.
 fn check_endpoint(cfg: &RedisConfig) -> Result<()> {
     match &cfg.endpoint {
         Endpoint::Sentinel { sentinels, master } => {
@@ -524,26 +525,14 @@ fn check_endpoint(cfg: &RedisConfig) -> Result<()> {
                 ));
             }
         }
-        Endpoint::Cluster { nodes } => {
-            cluster::check(cfg, nodes)?;
-            no_sentinel_keys(cfg)?;
-        }
-        _ => no_sentinel_keys(cfg)?,
+        Endpoint::Cluster { nodes } => cluster::check(cfg, nodes)?,
+        _ => {}
     }
-    Ok(())
-}
-
-/// Refuses the sentinels' keys for an endpoint that is no sentinel one.
-fn no_sentinel_keys(cfg: &RedisConfig) -> Result<()> {
-    match &cfg.endpoint {
-        Endpoint::Sentinel { .. } => {}
-        _ => {
-            if cfg.sentinel_username.is_some() || cfg.sentinel_password.is_some() {
-                return Err(Error::config(
-                    "keys `sentinel_user` and `sentinel_password` are for redis+sentinel:// only",
-                ));
-            }
-        }
+    let sentinel = matches!(cfg.endpoint, Endpoint::Sentinel { .. });
+    if !sentinel && (cfg.sentinel_username.is_some() || cfg.sentinel_password.is_some()) {
+        return Err(Error::config(
+            "keys `sentinel_user` and `sentinel_password` are for redis+sentinel:// only",
+        ));
     }
     Ok(())
 }
