@@ -42,7 +42,7 @@ impl RedisBackend {
     /// `acquire_all` answers `NotSupported` for more, before any I/O, and
     /// the client takes them one by one in key order instead.
     pub fn acquire_all_in_one_step(&self, keys: &[&Key]) -> bool {
-        !self.is_cluster() || crate::cluster::one_slot(keys.len())
+        !self.is_cluster() || keys.len() <= 1
     }
 
     /// [`LockBackend::acquire_all`](coord_api::spi::LockBackend::acquire_all).
