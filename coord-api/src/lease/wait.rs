@@ -57,10 +57,7 @@ pub(crate) async fn wait_from<A: Attempts>(
 ) -> Result<A::Output> {
     let clock = client.clock().clone();
     let deadline = opts.wait_timeout.map(|w| later(start, w));
-    let (mut made, mut refused) = match first {
-        Some((watch, retry_in)) => (Some(watch), Some(retry_in)),
-        None => (None, None),
-    };
+    let (mut made, mut refused) = first.unzip();
     let mut watch: Option<Box<dyn Watch>> = None;
     let mut retries = 0u32;
     loop {
