@@ -3,8 +3,9 @@
 //! (client port and cluster bus port), joined by
 //! `redis-cli --cluster create … --cluster-replicas 1`. The set is returned
 //! once every node says `cluster_state:ok` with all 16384 slots assigned
-//! and knows all six nodes, and every replica is in sync with its master. Every process is killed when the set drops (or
-//! when the test process dies) and its files are removed.
+//! and knows all six nodes, and every replica is in sync with its master.
+//! Every process is killed when the set drops (or when the test process
+//! dies) and its files are removed.
 //!
 //! ```no_run
 //! use coord_testkit::cluster::ClusterSet;

@@ -8,9 +8,9 @@
 -- ARGV: op, channel, holder, ttl_ms, limit, count (acquire: the permits
 -- asked for, 1 if absent); force and inspect pass the op and the channel
 -- alone (inspect also runs as fair.lua's list, which sets `queued`: a row
--- {'q', '', 0, queued, 0, 0} follows the permits); revoke the op, the channel and a token: it removes the lease
--- holding that token, as a release would ({1, holder}, or
--- {0, {live tokens}}).
+-- {'q', '', 0, queued, 0, 0} follows the permits); revoke the op, the
+-- channel and a token: it removes the lease holding that token, as a
+-- release would ({1, holder}, or {0, {live tokens}}).
 -- A release publishes 'released' (wakes one waiter) when it frees one permit
 -- and no waiter for several is marked; otherwise 'freed' (wakes every
 -- waiter: a waiter for several must not swallow the wake-up a waiter for
