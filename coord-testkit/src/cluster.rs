@@ -22,7 +22,7 @@ use std::{
 
 use coord_redis::RedisConfig;
 
-use crate::redis::{RedisServer, free_port, redis_server_binary};
+use crate::redis::{RedisServer, free_port, info_field, redis_server_binary, role, text_reply};
 
 /// Masters in a [`ClusterSet`].
 pub const MASTERS: usize = 3;
@@ -117,7 +117,12 @@ impl ClusterSet {
         // A manual failover gives up after 5 s (the master did not pause in
         // time): asked again then.
         let mut asked = Instant::now() - MANUAL_FAILOVER;
-        while role(replica).as_deref() != Some("master") || role_of(self, old) != Some("slave") {
+        let old_node = (self.nodes.iter())
+            .find(|n| n.port() == old)
+            .expect("a node");
+        while role(replica).as_deref() != Some("master")
+            || role(old_node).as_deref() != Some("slave")
+        {
             assert!(
                 Instant::now() < deadline,
                 "no failover of {old} within {FORM_TIMEOUT:?}; {}",
@@ -201,44 +206,13 @@ impl std::fmt::Debug for ClusterSet {
 
 /// `CLUSTER INFO` of `node` (empty if it does not answer).
 fn cluster_info(node: &RedisServer) -> String {
-    match node.command(&["CLUSTER", "INFO"]) {
-        Ok(redis::Value::BulkString(b)) => String::from_utf8_lossy(&b).into_owned(),
-        Ok(redis::Value::VerbatimString { text, .. }) => text,
-        _ => String::new(),
-    }
-}
-
-/// What `node` says it is (`master`, `slave`), if it answers.
-fn role(node: &RedisServer) -> Option<String> {
-    match node.command(&["ROLE"]).ok()? {
-        redis::Value::Array(v) => match v.first()? {
-            redis::Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-            _ => None,
-        },
-        _ => None,
-    }
+    text_reply(node, &["CLUSTER", "INFO"]).unwrap_or_default()
 }
 
 /// Whether replica `node` is in sync with its master
 /// (`master_link_status:up`).
 fn link_up(node: &RedisServer) -> bool {
-    match node.command(&["INFO", "replication"]) {
-        Ok(redis::Value::BulkString(b)) => {
-            String::from_utf8_lossy(&b).contains("master_link_status:up")
-        }
-        Ok(redis::Value::VerbatimString { text, .. }) => text.contains("master_link_status:up"),
-        _ => false,
-    }
-}
-
-/// The role of the node on `port`, as a static word.
-fn role_of(set: &ClusterSet, port: u16) -> Option<&'static str> {
-    let node = set.nodes.iter().find(|n| n.port() == port)?;
-    match role(node)?.as_str() {
-        "master" => Some("master"),
-        "slave" => Some("slave"),
-        _ => None,
-    }
+    info_field(node, "replication", "master_link_status").as_deref() == Some("up")
 }
 
 /// The port of the master `node` replicates, if it is a replica.

@@ -533,3 +533,32 @@ pub(crate) fn log_tail(dir: &Path) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(5)..].join(" | ")
 }
+
+/// The text `server` answers to `args` (`INFO`, `CLUSTER INFO`), if it
+/// answers with text.
+pub(crate) fn text_reply(server: &RedisServer, args: &[&str]) -> Option<String> {
+    match server.command(args).ok()? {
+        ::redis::Value::BulkString(b) => String::from_utf8(b).ok(),
+        ::redis::Value::VerbatimString { text, .. } => Some(text),
+        _ => None,
+    }
+}
+
+/// One field of `INFO <section>` of `server`, if it answers.
+pub(crate) fn info_field(server: &RedisServer, section: &str, field: &str) -> Option<String> {
+    text_reply(server, &["INFO", section])?
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .map(|v| v.trim().to_owned())
+}
+
+/// What `server` says it is (`master`, `slave`), if it answers `ROLE`.
+pub(crate) fn role(server: &RedisServer) -> Option<String> {
+    match server.command(&["ROLE"]).ok()? {
+        ::redis::Value::Array(v) => match v.first()? {
+            ::redis::Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+            _ => None,
+        },
+        _ => None,
+    }
+}

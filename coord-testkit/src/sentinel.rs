@@ -24,7 +24,8 @@ use std::{
 use coord_redis::RedisConfig;
 
 use crate::redis::{
-    RedisServer, free_port, log_tail, ping, redis_server_binary, spawn_tied_to_process,
+    RedisServer, free_port, info_field, log_tail, ping, redis_server_binary, role,
+    spawn_tied_to_process,
 };
 
 /// The master's name in the sentinels' configuration.
@@ -206,14 +207,7 @@ impl SentinelSet {
     /// What the server on `port` says it is (`master`, `slave`), if it
     /// answers.
     pub fn role(&self, port: u16) -> Option<String> {
-        let server = self.servers.iter().find(|s| s.port() == port)?;
-        match server.command(&["ROLE"]).ok()? {
-            redis::Value::Array(v) => match v.first()? {
-                redis::Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-                _ => None,
-            },
-            _ => None,
-        }
+        role(self.servers.iter().find(|s| s.port() == port)?)
     }
 
     fn wait_until_formed(&self, replicas: usize) {
@@ -367,16 +361,4 @@ impl Drop for SentinelProcess {
             let _ = child.wait();
         }
     }
-}
-
-/// One field of `INFO <section>` of `server`, if it answers.
-fn info_field(server: &RedisServer, section: &str, field: &str) -> Option<String> {
-    let info = match server.command(&["INFO", section]).ok()? {
-        redis::Value::BulkString(b) => String::from_utf8(b).ok()?,
-        redis::Value::VerbatimString { text, .. } => text,
-        _ => return None,
-    };
-    info.lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .map(|v| v.trim().to_owned())
 }
