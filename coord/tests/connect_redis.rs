@@ -83,13 +83,7 @@ async fn a_sentinel_url_finds_the_master_with_instance_and_namespace() {
     let set = tokio::task::spawn_blocking(|| coord_testkit::sentinel::SentinelSet::start_with(1))
         .await
         .unwrap();
-    let url = format!("{}?namespace=facade-s&instance=worker-s", set.url());
-    let client = connect(&url).await.unwrap();
-    assert_eq!(client.backend().namespace().as_str(), "facade-s");
-    assert_eq!(client.instance_id().as_str(), "worker-s");
-    assert!(client.backend().to_string().starts_with("redis+sentinel("));
-    let guard = client.lock("job").try_lock().await.unwrap().expect("free");
-    assert!(guard.release().await.unwrap());
+    connects_as_named(&set.url(), "facade-s", "worker-s", "redis+sentinel(").await;
     // Sentinel keys are refused on a plain URL; a host list too.
     let e = connect(&format!(
         "{}?sentinel_password=x",
@@ -109,14 +103,23 @@ async fn a_cluster_url_reaches_the_cluster_with_instance_and_namespace() {
     let set = tokio::task::spawn_blocking(coord_testkit::cluster::ClusterSet::start)
         .await
         .unwrap();
-    let url = format!("{}?namespace=facade-c&instance=worker-c", set.url());
-    let client = connect(&url).await.unwrap();
-    assert_eq!(client.backend().namespace().as_str(), "facade-c");
-    assert_eq!(client.instance_id().as_str(), "worker-c");
-    assert!(client.backend().to_string().starts_with("redis+cluster("));
-    let guard = client.lock("job").try_lock().await.unwrap().expect("free");
-    assert!(guard.release().await.unwrap());
+    connects_as_named(&set.url(), "facade-c", "worker-c", "redis+cluster(").await;
     // A cluster has only database 0.
     let e = connect(&format!("{}/1", set.url())).await.unwrap_err();
     assert!(matches!(e, Error::Config { .. }), "{e:?}");
+}
+
+/// `connect(url?namespace=…&instance=…)` gives a client in that namespace
+/// with that instance id, over a backend shown as `shown…`, that takes and
+/// releases a lock.
+async fn connects_as_named(url: &str, namespace: &str, instance: &str, shown: &str) {
+    let client = connect(&format!("{url}?namespace={namespace}&instance={instance}"))
+        .await
+        .unwrap();
+    assert_eq!(client.backend().namespace().as_str(), namespace);
+    assert_eq!(client.instance_id().as_str(), instance);
+    let backend = client.backend().to_string();
+    assert!(backend.starts_with(shown), "{backend}");
+    let guard = client.lock("job").try_lock().await.unwrap().expect("free");
+    assert!(guard.release().await.unwrap());
 }
