@@ -334,6 +334,34 @@ mod tests {
         assert_eq!(piped.cmd_iter().count(), 2);
     }
 
+    /// The answers a cluster gives without running a request are sent
+    /// again (READONLY after learning the slots afresh); anything else may
+    /// have run and is given back.
+    #[test]
+    fn refusals_without_running_are_told_apart() {
+        let refused = |reply: &str| {
+            let v = redis::parse_redis_value(format!("-{reply}\r\n").as_bytes()).unwrap();
+            not_run(&v.extract_error().unwrap_err())
+        };
+        for again in [
+            "MOVED 3999 127.0.0.1:7001",
+            "ASK 3999 127.0.0.1:7001",
+            "TRYAGAIN Multiple keys request during rehashing of slot",
+            "CLUSTERDOWN The cluster is down",
+            "MASTERDOWN Link with MASTER is down",
+        ] {
+            assert_eq!(refused(again), Refused::Again, "{again}");
+        }
+        let readonly = "READONLY You can't write against a read only replica.";
+        assert_eq!(refused(readonly), Refused::Rediscover);
+        for ran in [
+            "ERR user_script:1: boom",
+            "BUSY Redis is busy running a script",
+        ] {
+            assert_eq!(refused(ran), Refused::MayHaveRun, "{ran}");
+        }
+    }
+
     /// No script publishes in a way the twin would miss: every Lua file
     /// under `src/` (read from the disk, so a new one is checked too).
     #[test]
