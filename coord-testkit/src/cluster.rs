@@ -22,7 +22,9 @@ use std::{
 
 use coord_redis::RedisConfig;
 
-use crate::redis::{RedisServer, free_port, info_field, redis_server_binary, role, text_reply};
+use crate::redis::{
+    RedisServer, free_port, info_field, poll_until, redis_server_binary, role, text_reply,
+};
 
 /// Masters in a [`ClusterSet`].
 pub const MASTERS: usize = 3;
@@ -113,29 +115,32 @@ impl ClusterSet {
         let replica = (self.nodes.iter())
             .find(|n| master_port(n) == Some(old))
             .unwrap_or_else(|| panic!("no replica of {old}; {}", self.logs()));
-        let deadline = Instant::now() + FORM_TIMEOUT;
-        // A manual failover gives up after 5 s (the master did not pause in
-        // time): asked again then.
-        let mut asked = Instant::now() - MANUAL_FAILOVER;
         let old_node = (self.nodes.iter())
             .find(|n| n.port() == old)
             .expect("a node");
-        while role(replica).as_deref() != Some("master")
-            || role(old_node).as_deref() != Some("slave")
-        {
-            assert!(
-                Instant::now() < deadline,
-                "no failover of {old} within {FORM_TIMEOUT:?}; {}",
-                self.logs()
-            );
-            if asked.elapsed() >= MANUAL_FAILOVER {
-                replica
-                    .command(&["CLUSTER", "FAILOVER"])
-                    .expect("CLUSTER FAILOVER on a replica");
-                asked = Instant::now();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        // A manual failover gives up after 5 s (the master did not pause in
+        // time): asked again then.
+        let mut asked = Instant::now() - MANUAL_FAILOVER;
+        let failed = format!("no failover of {old}");
+        poll_until(
+            FORM_TIMEOUT,
+            &failed,
+            || self.logs(),
+            || {
+                if role(replica).as_deref() == Some("master")
+                    && role(old_node).as_deref() == Some("slave")
+                {
+                    return true;
+                }
+                if asked.elapsed() >= MANUAL_FAILOVER {
+                    replica
+                        .command(&["CLUSTER", "FAILOVER"])
+                        .expect("CLUSTER FAILOVER on a replica");
+                    asked = Instant::now();
+                }
+                false
+            },
+        );
         replica.port()
     }
 
@@ -161,9 +166,8 @@ impl ClusterSet {
     }
 
     fn wait_until_formed(&self) {
-        let deadline = Instant::now() + FORM_TIMEOUT;
-        loop {
-            let formed = self.nodes.iter().all(|n| {
+        let formed = || {
+            self.nodes.iter().all(|n| {
                 let info = cluster_info(n);
                 info.contains("cluster_state:ok")
                     && info.contains("cluster_slots_assigned:16384")
@@ -171,17 +175,14 @@ impl ClusterSet {
             }) && self.masters().len() == MASTERS
                 && (self.nodes.iter())
                     .filter(|n| role(n).as_deref() == Some("slave"))
-                    .all(link_up);
-            if formed {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the cluster did not form within {FORM_TIMEOUT:?}; {}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+                    .all(link_up)
+        };
+        poll_until(
+            FORM_TIMEOUT,
+            "the cluster did not form",
+            || self.logs(),
+            formed,
+        );
     }
 
     /// The last lines of every node's log, for a failure message.

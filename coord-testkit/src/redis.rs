@@ -562,3 +562,22 @@ pub(crate) fn role(server: &RedisServer) -> Option<String> {
         _ => None,
     }
 }
+
+/// Asks `done` every 50 ms until it answers true; past `within`, panics
+/// saying `failed` (what did not happen) and the processes' `logs`.
+pub(crate) fn poll_until(
+    within: Duration,
+    failed: &str,
+    logs: impl Fn() -> String,
+    mut done: impl FnMut() -> bool,
+) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{failed} within {within:?}; {}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

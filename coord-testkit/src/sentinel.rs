@@ -24,7 +24,7 @@ use std::{
 use coord_redis::RedisConfig;
 
 use crate::redis::{
-    RedisServer, free_port, info_field, log_tail, ping, redis_server_binary, role,
+    RedisServer, free_port, info_field, log_tail, ping, poll_until, redis_server_binary, role,
     spawn_tied_to_process,
 };
 
@@ -211,9 +211,8 @@ impl SentinelSet {
     }
 
     fn wait_until_formed(&self, replicas: usize) {
-        let deadline = Instant::now() + SETTLE_TIMEOUT;
-        loop {
-            let formed = self.sentinels.iter().all(|s| {
+        let formed = || {
+            self.sentinels.iter().all(|s| {
                 s.master_info().is_some_and(|m| {
                     m.get("num-other-sentinels").map(String::as_str) == Some("2")
                         && m.get("num-slaves").and_then(|n| n.parse::<usize>().ok())
@@ -221,17 +220,10 @@ impl SentinelSet {
                 })
             }) && self.servers[1..].iter().all(|r| {
                 info_field(r, "replication", "master_link_status").as_deref() == Some("up")
-            });
-            if formed {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the sentinel set did not form within {SETTLE_TIMEOUT:?}; {}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            })
+        };
+        let failed = "the sentinel set did not form";
+        poll_until(SETTLE_TIMEOUT, failed, || self.logs(), formed);
     }
 
     /// The last lines of every process's log, for a failure message.
