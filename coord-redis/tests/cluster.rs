@@ -2,12 +2,13 @@
 //! own (`coord_testkit::cluster`: 3 masters, 3 replicas): what the
 //! conformance suite (`cluster_conformance`) cannot see from the outside.
 //! One cluster for the whole file (starting one takes seconds), so one
-//! test running the checks in turn.
+//! test running the checks in turn; the unplanned failover last (it leaves
+//! a master without its replica).
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use coord_api::{
-    Client,
+    Client, Error, LeaseOptions, LockGuard,
     spi::{Backend, Cursor, ResourceKind},
 };
 use coord_redis::RedisBackend;
@@ -27,6 +28,7 @@ async fn cluster_backend() {
     primitives_spread_over_masters_and_are_all_listed(&set).await;
     wake_ups_are_sharded_to_the_channels_shard(&set).await;
     a_planned_failover_is_followed(&set).await;
+    an_unplanned_failover_loses_only_what_the_replica_lacked(&set).await;
 }
 
 async fn backend(set: &ClusterSet, namespace: &str) -> RedisBackend {
@@ -166,6 +168,100 @@ async fn a_planned_failover_is_followed(set: &ClusterSet) {
     let g = b.lock("f").try_lock().await.unwrap().expect("released");
     assert!(g.token() > first, "{} after {first}", g.token());
     g.release().await.unwrap();
+}
+
+/// The contract's "Failover" section on a cluster, for a master SIGKILLed
+/// (issue 20 item 2): a lease the promoted replica had survives (held,
+/// refused to others, released on the new master); a grant and a release
+/// it lacked are lost: the key is granted again with a larger token, and
+/// the first holder's lost signal fires; the released key is held again by
+/// its last holder.
+async fn an_unplanned_failover_loses_only_what_the_replica_lacked(set: &ClusterSet) {
+    // Outlives the failover (5 s to mark the master failed, an election).
+    let ttl = LeaseOptions::default().ttl(Duration::from_secs(30));
+    let client = async |name: &str| {
+        Client::builder(Arc::new(backend(set, "uf").await))
+            .instance_id(name)
+            .unwrap()
+            .lease_options(ttl.clone())
+            .build()
+    };
+    let (a, b) = (client("a").await, client("b").await);
+    let key = |name: &str| format!("coord:{{uf:lock:{name}}}:l");
+    let victim = set.master_of(&key("kept")).port();
+    // Two more locks on the same master.
+    let on_victim = |prefix: &str| {
+        (0..)
+            .map(|n| format!("{prefix}{n}"))
+            .find(|name| set.master_of(&key(name)).port() == victim)
+            .unwrap()
+    };
+    let (released_name, lost_name) = (on_victim("released"), on_victim("lost"));
+    let kept = a.lock("kept").try_lock().await.unwrap().expect("free");
+    let released = a.lock(&released_name).try_lock().await.unwrap();
+    let released = released.expect("free");
+    tokio::task::block_in_place(|| set.wait_until_replicated(victim));
+
+    // The replica frozen and cut off, a grant and a release reach the
+    // master only; then the master dies and the replica is promoted.
+    let replica = set.replica_of(victim).port();
+    set.node(replica).pause();
+    let cut = set
+        .node(victim)
+        .command(&["CLIENT", "KILL", "TYPE", "replica"]);
+    assert_eq!(cut.unwrap(), Value::Int(1), "the replication link cut");
+    let unreplicated = a.lock(&lost_name).try_lock().await.unwrap().unwrap();
+    let (released_by, released_token) = (released.holder().clone(), released.token());
+    assert!(released.release().await.unwrap(), "released on the master");
+    set.node(victim).stop();
+    set.node(replica).resume();
+    tokio::task::block_in_place(|| set.wait_until_promoted(replica));
+
+    // Granted again on the new master, with a larger token; the first
+    // holder learns it lost the lease.
+    let lost = b.lock(&lost_name);
+    let again = eventually(|| lost.try_lock()).await;
+    assert!(again.token() > unreplicated.token());
+    tokio::time::timeout(Duration::from_secs(30), unreplicated.lost())
+        .await
+        .expect("the lost signal fires");
+    assert!(!unreplicated.is_held());
+    // The release the replica never saw is undone.
+    assert!(b.lock(&released_name).try_lock().await.unwrap().is_none());
+    let holders = b.lock(&released_name).holders().await.unwrap();
+    assert_eq!(holders.len(), 1, "{holders:?}");
+    assert_eq!(
+        (&holders[0].holder, holders[0].token),
+        (&released_by, released_token)
+    );
+    // The replicated grant survived.
+    assert!(b.lock("kept").try_lock().await.unwrap().is_none());
+    assert!(kept.is_held());
+    let kept_token = kept.token();
+    assert!(kept.release().await.unwrap());
+    let next = b.lock("kept").try_lock().await.unwrap().unwrap();
+    assert!(next.token() > kept_token);
+    for g in [again, next] {
+        g.release().await.unwrap();
+    }
+}
+
+/// `attempt`'s grant, tried until the clients reach the new master (an
+/// `Unavailable` or a refusal is one more try), within 30 s.
+async fn eventually<F>(mut attempt: impl FnMut() -> F) -> LockGuard
+where
+    F: Future<Output = coord_api::Result<Option<LockGuard>>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match attempt().await {
+            Ok(Some(g)) => return g,
+            Ok(None) | Err(Error::Unavailable { .. }) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no grant in 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A RESP3 connection to `node` whose pushes go to the receiver.

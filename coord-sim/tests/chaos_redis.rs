@@ -17,7 +17,15 @@
 //! chaos_redis` replays the same schedule (the timing of real processes is not
 //! deterministic, the faults and their order are). `COORD_CHAOS_VERBOSE=1`
 //! shows the holders' errors.
+//!
+//! The same holders and checkers run on a Redis Cluster whose lock slot
+//! moves and whose master is killed: module [`cluster`] (in this test
+//! binary, so the two runs share the machine's time instead of adding to
+//! it).
 #![cfg(not(madsim))]
+
+#[path = "chaos_redis/cluster.rs"]
+mod cluster;
 
 use std::{
     process::{Command, Stdio},

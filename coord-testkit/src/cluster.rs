@@ -144,6 +144,153 @@ impl ClusterSet {
         replica.port()
     }
 
+    /// The node serving on `port`.
+    pub fn node(&self, port: u16) -> &RedisServer {
+        (self.nodes.iter())
+            .find(|n| n.port() == port)
+            .unwrap_or_else(|| panic!("no node on port {port}"))
+    }
+
+    /// The replica of the master on `master` (the first node that says it
+    /// replicates it).
+    pub fn replica_of(&self, master: u16) -> &RedisServer {
+        (self.nodes.iter())
+            .find(|n| master_port(n) == Some(master))
+            .unwrap_or_else(|| panic!("no replica of {master}; {}", self.logs()))
+    }
+
+    /// The hash slot of `key` (`CLUSTER KEYSLOT`, asked of a live master).
+    pub fn slot_of(&self, key: &str) -> u16 {
+        let master = self.masters().into_iter().next().expect("a live master");
+        match master.command(&["CLUSTER", "KEYSLOT", key]) {
+            Ok(redis::Value::Int(slot)) => u16::try_from(slot).expect("a slot below 16384"),
+            other => panic!("CLUSTER KEYSLOT {key:?} answered {other:?}"),
+        }
+    }
+
+    /// Moves `slot` from its master to the master `to`, as `redis-cli
+    /// --cluster reshard` does, with a pause between the start of the
+    /// migration and the moving of its keys: for `ask_window`, requests for
+    /// keys the old master lacks are answered `ASK` (and scripts over keys
+    /// it has only some of, `TRYAGAIN`). Then every key is `MIGRATE`d and
+    /// the slot assigned to `to` on every master. Panics naming the step
+    /// that failed.
+    pub fn move_slot(&self, slot: u16, to: &RedisServer, ask_window: Duration) {
+        let slot_arg = slot.to_string();
+        let from = (self.masters().into_iter())
+            .find(|m| owns(m, slot))
+            .unwrap_or_else(|| panic!("no master owns slot {slot}; {}", self.logs()));
+        assert_ne!(
+            from.port(),
+            to.port(),
+            "slot {slot} is already on {}",
+            to.port()
+        );
+        let (from_id, to_id) = (node_id(from), node_id(to));
+        let step = |node: &RedisServer, args: &[&str]| {
+            node.command(args)
+                .unwrap_or_else(|e| panic!("{args:?} on {}: {e}; {}", node.port(), self.logs()));
+        };
+        step(
+            to,
+            &["CLUSTER", "SETSLOT", &slot_arg, "IMPORTING", &from_id],
+        );
+        step(
+            from,
+            &["CLUSTER", "SETSLOT", &slot_arg, "MIGRATING", &to_id],
+        );
+        std::thread::sleep(ask_window);
+        let to_port = to.port().to_string();
+        loop {
+            let keys = match from.command(&["CLUSTER", "GETKEYSINSLOT", &slot_arg, "100"]) {
+                Ok(redis::Value::Array(keys)) => keys,
+                other => panic!("GETKEYSINSLOT {slot} answered {other:?}"),
+            };
+            if keys.is_empty() {
+                break;
+            }
+            let keys: Vec<String> = (keys.into_iter())
+                .filter_map(|k| match k {
+                    redis::Value::BulkString(b) => String::from_utf8(b).ok(),
+                    _ => None,
+                })
+                .collect();
+            let mut args = vec!["MIGRATE", "127.0.0.1", &to_port, "", "0", "5000", "KEYS"];
+            args.extend(keys.iter().map(String::as_str));
+            step(from, &args);
+        }
+        // The new owner first, then the old one (which then stops
+        // answering ASK), then the others (gossip would tell them too).
+        step(to, &["CLUSTER", "SETSLOT", &slot_arg, "NODE", &to_id]);
+        step(from, &["CLUSTER", "SETSLOT", &slot_arg, "NODE", &to_id]);
+        for m in self.masters() {
+            if m.port() != from.port() && m.port() != to.port() {
+                step(m, &["CLUSTER", "SETSLOT", &slot_arg, "NODE", &to_id]);
+            }
+        }
+    }
+
+    /// SIGKILLs the master on `port` and waits until its replica has been
+    /// promoted ([`wait_until_promoted`](Self::wait_until_promoted));
+    /// returns the promoted replica's port.
+    pub fn kill_master(&self, port: u16) -> u16 {
+        let replica = self.replica_of(port).port();
+        self.node(port).stop();
+        self.wait_until_promoted(replica);
+        replica
+    }
+
+    /// Waits until the replica on `port` says it is master and every live
+    /// node says `cluster_state:ok` (the cluster's own failure detection
+    /// promotes a replica of a dead master after `cluster-node-timeout`,
+    /// 5 s here). Panics after [`FORM_TIMEOUT`].
+    pub fn wait_until_promoted(&self, port: u16) {
+        let replica = self.node(port);
+        poll_until(
+            FORM_TIMEOUT,
+            &format!("the replica {port} was not promoted"),
+            || self.logs(),
+            || {
+                role(replica).as_deref() == Some("master")
+                    && (self.nodes.iter())
+                        .filter(|n| n.is_running())
+                        .all(|n| cluster_info(n).contains("cluster_state:ok"))
+            },
+        );
+    }
+
+    /// Waits until the replica of the master on `port` has everything the
+    /// master had written when this was called (its replication offset
+    /// reached the master's). Panics after [`FORM_TIMEOUT`].
+    pub fn wait_until_replicated(&self, port: u16) {
+        let offset = |node: &RedisServer, field: &str| {
+            info_field(node, "replication", field).and_then(|o| o.parse::<u64>().ok())
+        };
+        let wanted = offset(self.node(port), "master_repl_offset")
+            .unwrap_or_else(|| panic!("no replication offset on {port}"));
+        let replica = self.replica_of(port);
+        poll_until(
+            FORM_TIMEOUT,
+            &format!("the replica of {port} did not catch up"),
+            || self.logs(),
+            || offset(replica, "slave_repl_offset").is_some_and(|o| o >= wanted),
+        );
+    }
+
+    /// Starts a [`killed`](Self::kill_master) node again with its cluster
+    /// configuration (not its data: no persistence), and waits until it has
+    /// rejoined as a replica in sync. Panics after [`FORM_TIMEOUT`].
+    pub fn rejoin(&self, port: u16) {
+        let node = self.node(port);
+        node.restart();
+        poll_until(
+            FORM_TIMEOUT,
+            &format!("the restarted node {port} did not rejoin as a replica"),
+            || self.logs(),
+            || role(node).as_deref() == Some("slave") && link_up(node),
+        );
+    }
+
     fn create(&self) {
         let mut cmd = Command::new(redis_cli_binary());
         cmd.args(["--cluster", "create"]);
@@ -214,6 +361,33 @@ fn cluster_info(node: &RedisServer) -> String {
 /// (`master_link_status:up`).
 fn link_up(node: &RedisServer) -> bool {
     info_field(node, "replication", "master_link_status").as_deref() == Some("up")
+}
+
+/// `CLUSTER MYID` of `node`.
+fn node_id(node: &RedisServer) -> String {
+    text_reply(node, &["CLUSTER", "MYID"])
+        .unwrap_or_else(|| panic!("CLUSTER MYID on {} did not answer", node.port()))
+}
+
+/// Whether `node` says (in its own `CLUSTER SLOTS`) that it serves `slot`.
+fn owns(node: &RedisServer, slot: u16) -> bool {
+    let Ok(redis::Value::Array(ranges)) = node.command(&["CLUSTER", "SLOTS"]) else {
+        return false;
+    };
+    ranges.iter().any(|r| match r {
+        redis::Value::Array(r) => match (r.first(), r.get(1), r.get(2)) {
+            (
+                Some(redis::Value::Int(lo)),
+                Some(redis::Value::Int(hi)),
+                Some(redis::Value::Array(master)),
+            ) => {
+                (*lo..=*hi).contains(&i64::from(slot))
+                    && matches!(master.get(1), Some(redis::Value::Int(p)) if *p == i64::from(node.port()))
+            }
+            _ => false,
+        },
+        _ => false,
+    })
 }
 
 /// The port of the master `node` replicates, if it is a replica.

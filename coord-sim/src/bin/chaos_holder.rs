@@ -12,6 +12,8 @@
 //! `--ignore-lost` (a deliberately broken holder, to prove the checkers catch
 //! it) it keeps writing for `--hold-ms` whatever the lease says. It exits
 //! when its stdin closes (the test is gone) or the fence server goes away.
+//! Every error a lock or release call returns is reported to the fence
+//! server too (how many, of which kind, are part of a run's verdict).
 //!
 //! Under `--cfg madsim` it is an empty program: it needs real sockets.
 
@@ -109,6 +111,18 @@ mod real {
             self.w.write_all(line.as_bytes()).await
         }
 
+        /// Reports an error a call returned: `retryable`, `timeout` (a wait
+        /// that ended ungranted) or `other`, with the error's text.
+        async fn error(&mut self, op: &str, e: &coord_api::Error) -> std::io::Result<()> {
+            let class = match e {
+                coord_api::Error::Timeout { .. } => "timeout",
+                e if e.is_retryable() => "retryable",
+                _ => "other",
+            };
+            let text = e.to_string().replace('\n', " ");
+            self.send(format!("error {op} {class} {text}\n")).await
+        }
+
         /// A fenced write; whether the resource accepted it.
         async fn write(&mut self, token: u64, seq: u64, checked: u64) -> std::io::Result<bool> {
             self.send(format!("write {token} {seq} {checked}\n"))
@@ -168,6 +182,7 @@ mod real {
                     if verbose() {
                         eprintln!("{}: lock: {e}", a.name);
                     }
+                    fence.error("lock", &e).await?;
                     tokio::time::sleep(Duration::from_millis(rng.random_range(10..60))).await;
                     continue;
                 }
@@ -210,7 +225,11 @@ mod real {
                 let held = match tokio::time::timeout(Duration::from_secs(2), guard.release()).await
                 {
                     Ok(Ok(h)) => h,
-                    _ => false,
+                    Ok(Err(e)) => {
+                        fence.error("release", &e).await?;
+                        false
+                    }
+                    Err(_) => false,
                 };
                 fence
                     .send(format!("released {token} {}\n", u8::from(held)))

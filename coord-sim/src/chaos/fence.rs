@@ -11,6 +11,7 @@
 //! | `write <token> <seq> <checked_ns>` | a fenced write; `checked`: read just before `is_held()` answered true | `ok` or `stale` |
 //! | `lost <token>` | the lease was signalled lost | — |
 //! | `released <token> <0\|1>` | released; whether the backend said it was still held | — |
+//! | `error <op> <retryable\|timeout\|other> <text>` | a call (`lock`, `release`) returned an error: retryable (`Unavailable`, `Unconfirmed`), a wait that ended ungranted, or anything else | — |
 
 use std::{
     collections::HashMap,
@@ -110,6 +111,12 @@ pub struct FenceStats {
     pub lost: u64,
     /// Releases reported.
     pub released: u64,
+    /// Calls that returned a retryable error (`Unavailable`, `Unconfirmed`).
+    pub retryable_errors: u64,
+    /// Waits that ended ungranted (`Timeout`).
+    pub timeouts: u64,
+    /// Calls that returned any other error.
+    pub other_errors: u64,
 }
 
 #[derive(Default)]
@@ -118,8 +125,11 @@ struct State {
     index: HashMap<(String, u64), usize>,
     /// The latest grant not yet ended (lost or released), if any.
     current: Option<(String, u64)>,
-    /// Grants, losses and releases reported (writes: the resource counts).
+    /// Grants, losses, releases and errors reported (writes: the resource
+    /// counts).
     stats: FenceStats,
+    /// Every error reported but waits that ended ungranted, in order.
+    errors: Vec<String>,
 }
 
 struct Shared {
@@ -202,6 +212,12 @@ impl FenceServer {
     pub fn current_holder(&self) -> Option<String> {
         let st = self.shared.state.lock().unwrap();
         st.current.as_ref().map(|(c, _)| c.clone())
+    }
+
+    /// Every error reported so far but waits that ended ungranted, in
+    /// order (`<client> <op> <class>: <text>`).
+    pub fn errors(&self) -> Vec<String> {
+        self.shared.state.lock().unwrap().errors.clone()
     }
 
     /// Counters so far.
@@ -313,6 +329,20 @@ async fn serve(conn: TcpStream, shared: Arc<Shared>) {
                     st.current = None;
                 }
             }
+            Some("error") => {
+                let mut st = shared.state.lock().unwrap();
+                let class = f.get(2).copied().unwrap_or("?");
+                match class {
+                    "timeout" => st.stats.timeouts += 1,
+                    "retryable" => st.stats.retryable_errors += 1,
+                    _ => st.stats.other_errors += 1,
+                }
+                if class != "timeout" {
+                    let text = f.get(3..).unwrap_or_default().join(" ");
+                    let op = f.get(1).unwrap_or(&"?");
+                    st.errors.push(format!("{client} {op} {class}: {text}"));
+                }
+            }
             _ => {}
         }
     }
@@ -386,5 +416,28 @@ mod tests {
         assert!(fence.grant_after(t, Duration::from_secs(1)).await.is_some());
         assert!(fence.resource().check().is_empty());
         assert_eq!(fence.resource().accepted()[0].key, "k");
+    }
+
+    #[tokio::test]
+    async fn counts_errors_by_kind_and_keeps_their_text() {
+        let fence = FenceServer::start().await.unwrap();
+        let mut s = TcpStream::connect(fence.addr()).await.unwrap();
+        let msg = "hello a k\nerror lock retryable backend unavailable\nerror lock timeout timed out\nerror release other bad reply: CROSSSLOT Keys\nwrite 0 0 0\n";
+        s.write_all(msg.as_bytes()).await.unwrap();
+        // The write's answer: every line before it was read.
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).await.unwrap();
+        let st = fence.stats();
+        assert_eq!(
+            (st.retryable_errors, st.timeouts, st.other_errors),
+            (1, 1, 1)
+        );
+        assert_eq!(
+            fence.errors(),
+            [
+                "a lock retryable: backend unavailable",
+                "a release other: bad reply: CROSSSLOT Keys"
+            ]
+        );
     }
 }
