@@ -158,8 +158,11 @@ pub(crate) async fn connect(
     }
 }
 
-/// The longest pause between two tries of [`until_run`].
-const MAX_PAUSE: Duration = Duration::from_millis(200);
+/// The longest pause between two tries of [`until_run`]: short next to
+/// an operation timeout (500 ms and more), so a try lands soon after a
+/// slot's migration ends (`TRYAGAIN` lasts until its keys have moved; at
+/// 200 ms a 300 ms migration window outlasted a 500 ms timeout).
+const MAX_PAUSE: Duration = Duration::from_millis(50);
 
 /// What to do after a request failed with `e` on a cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
