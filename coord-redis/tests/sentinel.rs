@@ -12,7 +12,7 @@ use std::{
 
 use coord_api::{Client, Error, FencingToken, LeaseOptions, LockGuard, spi::LockSpace};
 use coord_redis::RedisBackend;
-use coord_testkit::sentinel::SentinelSet;
+use coord_testkit::{failover, sentinel::SentinelSet};
 
 /// How long clients may take to reach the new master once the sentinels
 /// name it (generous: a loaded 2-core machine).
@@ -328,23 +328,9 @@ async fn unplanned_failover_loses_unreplicated_grants_and_fencing_refuses_the_st
     assert!(!unreplicated.is_held());
     assert!(!resource.write(unreplicated.token()));
 
-    // The release the replicas never saw is undone: the key is held
-    // again by its last holder (until its TTL), refused to others.
-    assert!(b.lock("released").try_lock().await.unwrap().is_none());
-    let holders = b.lock("released").holders().await.unwrap();
-    assert_eq!(holders.len(), 1, "{holders:?}");
-    assert_eq!(
-        (&holders[0].holder, holders[0].token),
-        (&released_by, released_token)
-    );
-
-    // The replicated grant survived.
-    assert!(b.lock("kept").try_lock().await.unwrap().is_none());
-    assert!(kept.is_held());
-    let kept_token = kept.token();
-    assert!(kept.release().await.unwrap());
-    let next = b.lock("kept").try_lock().await.unwrap().unwrap();
-    assert!(next.token() > kept_token);
+    failover::release_was_undone(&b, "released", &released_by, released_token).await;
+    let next = failover::replicated_lease_survived(&b, "kept", kept).await;
+    next.release().await.unwrap();
 }
 
 /// Item 5 of issue 20: the backend asks the server its version and

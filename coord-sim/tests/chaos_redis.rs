@@ -188,12 +188,55 @@ struct Holders {
 }
 
 impl Holders {
+    /// [`HOLDERS`] holder processes on `url`, returned once one of them was
+    /// granted the lock (panics naming `what` after `within`) and a second
+    /// of normal running has passed.
+    async fn start(url: String, fence: &FenceServer, within: Duration, what: &str) -> Holders {
+        let mut holders = Holders {
+            url,
+            procs: Vec::new(),
+            next: 0,
+        };
+        for _ in 0..HOLDERS {
+            holders.spawn(fence);
+        }
+        assert!(
+            fence.grant_after(0, within).await.is_some(),
+            "{what}: no holder got the lock before any fault"
+        );
+        sleep(Duration::from_secs(1)).await;
+        holders
+    }
+
     fn spawn(&mut self, fence: &FenceServer) {
         let name = format!("h{}", self.next);
         self.next += 1;
         let child = spawn_holder(&self.url, fence, &name, &[]);
         self.procs.push((name, child));
     }
+
+    /// Stops every holder (SIGKILL), and lets their last lines reach the
+    /// fence server.
+    async fn stop(&mut self) {
+        drop(std::mem::take(&mut self.procs));
+        sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Checkers (a), (b) and (c) on what `fence` recorded: the violations
+/// when two holds may overlap only across one of the instants of
+/// `explaining` (ns: a server restart, a failover), and how many
+/// overlaps those instants explained.
+fn safety(fence: &FenceServer, explaining: &[u64]) -> (Vec<Violation>, usize) {
+    let holds = fence.holds();
+    let mut violations = fence.resource().check();
+    violations.extend(fence.grants().check());
+    let unexplained = check_holds(&holds, explaining);
+    let explained = check_holds(&holds, &[])
+        .len()
+        .saturating_sub(unexplained.len());
+    violations.extend(unexplained);
+    (violations, explained)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,22 +264,14 @@ async fn run(seed: u64) {
         .await
         .unwrap();
     let fence = FenceServer::start().await.unwrap();
-    let mut holders = Holders {
-        url: format!("redis://{}/0", proxy.addr()),
-        procs: Vec::new(),
-        next: 0,
-    };
-    for _ in 0..HOLDERS {
-        holders.spawn(&fence);
-    }
-    assert!(
-        fence
-            .grant_after(0, Duration::from_secs(10))
-            .await
-            .is_some(),
-        "seed {seed}: no holder got the lock before any fault"
-    );
-    sleep(Duration::from_secs(1)).await;
+    let url = format!("redis://{}/0", proxy.addr());
+    let mut holders = Holders::start(
+        url,
+        &fence,
+        Duration::from_secs(10),
+        &format!("seed {seed}"),
+    )
+    .await;
 
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
     let (mut kills, mut kills_mid_hold) = (0, 0);
@@ -327,21 +362,13 @@ async fn run(seed: u64) {
     let got = fence.grant_after(healed, LIVENESS).await;
     // A little more normal running, then stop the holders.
     sleep(Duration::from_secs(1)).await;
-    let procs = std::mem::take(&mut holders.procs);
-    drop(procs);
-    sleep(Duration::from_millis(200)).await;
+    holders.stop().await;
 
     let stats = fence.stats();
     let holds = fence.holds();
-    let mut violations: Vec<Violation> = Vec::new();
-    violations.extend(fence.resource().check());
-    violations.extend(fence.grants().check());
-    violations.extend(check_holds(&holds, &restarts));
     // Overlaps only a restart explains: the old holder still believed, the
     // empty server granted the lock again, and fencing kept them apart.
-    let explained = check_holds(&holds, &[])
-        .len()
-        .saturating_sub(check_holds(&holds, &restarts).len());
+    let (mut violations, explained) = safety(&fence, &restarts);
     violations.extend(check_liveness(
         fence.instant(healed),
         got.map(|t| fence.instant(t)),

@@ -31,13 +31,13 @@
 use std::{sync::Arc, time::Duration};
 
 use coord_sim::{
-    chaos::{FenceServer, FenceStats, check_holds, mono_ns},
-    history::{Violation, check_liveness},
+    chaos::{FenceServer, FenceStats, mono_ns},
+    history::check_liveness,
 };
 use coord_testkit::cluster::ClusterSet;
 use tokio::time::sleep;
 
-use super::{HOLDERS, Holders, KEY, LIVENESS};
+use super::{Holders, KEY, LIVENESS, safety};
 
 /// How many times the lock's slot moves.
 const MOVES: usize = 6;
@@ -89,22 +89,7 @@ async fn slots_moving_and_a_master_killed_under_a_lock_workload() {
 async fn run() {
     let set = Arc::new(blocking(ClusterSet::start).await);
     let fence = FenceServer::start().await.unwrap();
-    let mut holders = Holders {
-        url: set.url(),
-        procs: Vec::new(),
-        next: 0,
-    };
-    for _ in 0..HOLDERS {
-        holders.spawn(&fence);
-    }
-    assert!(
-        fence
-            .grant_after(0, Duration::from_secs(20))
-            .await
-            .is_some(),
-        "no holder got the lock before any fault"
-    );
-    sleep(Duration::from_secs(1)).await;
+    let mut holders = Holders::start(set.url(), &fence, Duration::from_secs(20), "cluster").await;
 
     // 1. The lock's slot moves from master to master.
     let key = lock_key();
@@ -157,15 +142,11 @@ async fn run() {
     log.push(format!("{old} rejoined as a replica of {promoted}"));
     sleep(Duration::from_secs(1)).await;
     let failing = during(before, fence.stats());
-    drop(std::mem::take(&mut holders.procs));
-    sleep(Duration::from_millis(200)).await;
+    holders.stop().await;
 
     let stats = fence.stats();
-    let holds = fence.holds();
-    let mut violations: Vec<Violation> = Vec::new();
-    violations.extend(fence.resource().check());
-    violations.extend(fence.grants().check());
-    violations.extend(check_holds(&holds, &[killed]));
+    // Overlaps only the failover explains (a grant the replica lacked).
+    let (mut violations, explained) = safety(&fence, &[killed]);
     for (what, at, got) in [
         ("after the slot moves", moved, after_moves),
         ("after the promotion", promoted_at, after_promotion),
@@ -176,10 +157,6 @@ async fn run() {
             violations.push(v);
         }
     }
-    // Overlaps only the failover explains (a grant the replica lacked).
-    let explained = check_holds(&holds, &[])
-        .len()
-        .saturating_sub(check_holds(&holds, &[killed]).len());
     println!("chaos_redis cluster:\n  {}", log.join("\n  "));
     println!(
         "chaos_redis cluster: while slots moved {moving:?}; through the failover {failing:?}; whole run {stats:?}; overlapping holds the failover explains: {explained}; violations {}",
