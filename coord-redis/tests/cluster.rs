@@ -12,7 +12,11 @@ use coord_api::{
     spi::{Backend, Cursor, ResourceKind},
 };
 use coord_redis::RedisBackend;
-use coord_testkit::{cluster::ClusterSet, failover, redis::RedisServer};
+use coord_testkit::{
+    cluster::ClusterSet,
+    failover::{self, Fenced},
+    redis::RedisServer,
+};
 use redis::{AsyncConnectionConfig, PushInfo, PushKind, Value};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
@@ -173,9 +177,9 @@ async fn a_planned_failover_is_followed(set: &ClusterSet) {
 /// The contract's "Failover" section on a cluster, for a master SIGKILLed
 /// (issue 20 item 2): a lease the promoted replica had survives (held,
 /// refused to others, released on the new master); a grant and a release
-/// it lacked are lost: the key is granted again with a larger token, and
-/// the first holder's lost signal fires; the released key is held again by
-/// its last holder.
+/// it lacked are lost: the key is granted again with a larger token, the
+/// first holder's lost signal fires and a fenced resource refuses its
+/// writes; the released key is held again by its last holder.
 async fn an_unplanned_failover_loses_only_what_the_replica_lacked(set: &ClusterSet) {
     // Outlives the failover (5 s to mark the master failed, an election).
     let ttl = LeaseOptions::default().ttl(Duration::from_secs(30));
@@ -211,6 +215,8 @@ async fn an_unplanned_failover_loses_only_what_the_replica_lacked(set: &ClusterS
         .command(&["CLIENT", "KILL", "TYPE", "replica"]);
     assert_eq!(cut.unwrap(), Value::Int(1), "the replication link cut");
     let unreplicated = a.lock(&lost_name).try_lock().await.unwrap().unwrap();
+    let mut resource = Fenced::default();
+    assert!(resource.write(unreplicated.token()), "written while held");
     let (released_by, released_token) = (released.holder().clone(), released.token());
     assert!(released.release().await.unwrap(), "released on the master");
     set.node(victim).stop();
@@ -222,10 +228,13 @@ async fn an_unplanned_failover_loses_only_what_the_replica_lacked(set: &ClusterS
     let lost = b.lock(&lost_name);
     let again = eventually(|| lost.try_lock()).await;
     assert!(again.token() > unreplicated.token());
+    assert!(resource.write(again.token()));
     tokio::time::timeout(Duration::from_secs(30), unreplicated.lost())
         .await
         .expect("the lost signal fires");
     assert!(!unreplicated.is_held());
+    // The stale holder's write is refused.
+    assert!(!resource.write(unreplicated.token()));
     failover::release_was_undone(&b, &released_name, &released_by, released_token).await;
     let next = failover::replicated_lease_survived(&b, "kept", kept).await;
     for g in [again, next] {

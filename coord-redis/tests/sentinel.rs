@@ -10,9 +10,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use coord_api::{Client, Error, FencingToken, LeaseOptions, LockGuard, spi::LockSpace};
+use coord_api::{Client, Error, LeaseOptions, LockGuard, spi::LockSpace};
 use coord_redis::RedisBackend;
-use coord_testkit::{failover, sentinel::SentinelSet};
+use coord_testkit::{
+    failover::{self, Fenced},
+    sentinel::SentinelSet,
+};
 
 /// How long clients may take to reach the new master once the sentinels
 /// name it (generous: a loaded 2-core machine).
@@ -91,23 +94,6 @@ async fn a_grant_on_the_new_master(
 fn replicated(set: &SentinelSet, port: u16) {
     let acked = set.server(port).command(&["WAIT", "2", "10000"]).unwrap();
     assert_eq!(acked, redis::Value::Int(2), "replicas acknowledged");
-}
-
-/// A resource that keeps the highest fencing token it accepted and
-/// refuses smaller ones (what the contract asks of a fenced resource).
-#[derive(Default)]
-struct Fenced {
-    highest: u64,
-}
-
-impl Fenced {
-    fn write(&mut self, token: FencingToken) -> bool {
-        if token.0 < self.highest {
-            return false;
-        }
-        self.highest = token.0;
-        true
-    }
 }
 
 /// Runs the blocking `f` (a fixture call) off the runtime's threads.

@@ -5,6 +5,24 @@
 
 use coord_api::{Client, FencingToken, HolderId, LockGuard};
 
+/// A resource that keeps the highest fencing token it accepted and
+/// refuses smaller ones (what the contract asks of a fenced resource).
+#[derive(Debug, Default)]
+pub struct Fenced {
+    highest: u64,
+}
+
+impl Fenced {
+    /// A write with `token`: accepted (true) unless a larger token was.
+    pub fn write(&mut self, token: FencingToken) -> bool {
+        if token.0 < self.highest {
+            return false;
+        }
+        self.highest = token.0;
+        true
+    }
+}
+
 /// A release the promoted replica never saw is undone: lock `name` is held
 /// again by its last holder `by` with its `token` (until its TTL), and
 /// refused to `other`.
