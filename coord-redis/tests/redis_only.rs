@@ -248,6 +248,11 @@ async fn tokens_increase_across_a_restart_without_persistence() {
         "counter + 1 while it runs ahead"
     );
     g.release().await.unwrap();
+    // The grant stored its token, not the clock's reading (each grant
+    // stores the clock's reading first and the token only when larger).
+    let g = c.lock("k").try_lock().await.unwrap().unwrap();
+    assert_eq!(g.token().get(), ahead + 2, "the counter kept running ahead");
+    g.release().await.unwrap();
 
     server.restart();
     assert!(keys(&server).is_empty(), "restart lost all data");

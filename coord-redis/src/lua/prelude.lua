@@ -44,10 +44,19 @@ end
 -- gone (expired, or lost in a restart without persistence) the clock alone
 -- keeps them above every token it gave before. `floor` (optional): a token
 -- given before that the counter may have lost; the next one is above it too.
+--
+-- One call on the common path (the clock ahead of the counter): the clock's
+-- reading is stored and the previous value read in the same SET … GET
+-- (Redis 6.2); the counter is written again only when the token is not the
+-- clock's.
 local function next_token(counter, keep_ms, floor)
-  local stored = math.max(tonumber(redis.call('GET', counter) or '0'), floor or 0)
-  local tok = math.max(stored + 1, now_us())
-  redis.call('SET', counter, fmt(tok), 'PX', keep_ms)
+  local now = now_us()
+  local prev = redis.call('SET', counter, fmt(now), 'PX', keep_ms, 'GET')
+  local stored = math.max(tonumber(prev or '0'), floor or 0)
+  local tok = math.max(stored + 1, now)
+  if tok ~= now then
+    redis.call('SET', counter, fmt(tok), 'PX', keep_ms)
+  end
   return tok
 end
 
