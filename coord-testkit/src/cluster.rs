@@ -112,12 +112,7 @@ impl ClusterSet {
     /// [`FORM_TIMEOUT`].
     pub fn fail_over(&self, key: &str) -> u16 {
         let old = self.master_of(key).port();
-        let replica = (self.nodes.iter())
-            .find(|n| master_port(n) == Some(old))
-            .unwrap_or_else(|| panic!("no replica of {old}; {}", self.logs()));
-        let old_node = (self.nodes.iter())
-            .find(|n| n.port() == old)
-            .expect("a node");
+        let (replica, old_node) = (self.replica_of(old), self.node(old));
         // A manual failover gives up after 5 s (the master did not pause in
         // time): asked again then.
         let mut asked = Instant::now() - MANUAL_FAILOVER;
