@@ -17,3 +17,6 @@ pub mod lock_contenders;
 
 #[cfg(not(madsim))]
 pub mod lock_rounds;
+
+#[cfg(not(madsim))]
+pub mod lock_long;

@@ -210,6 +210,13 @@ mod load {
                 coord_benches::fair_load::report(&client, rounds.min(4), &url).await;
             }
         }
+        if only.contains("long") {
+            let runs = env_usize("LONG_RUNS", 3);
+            let time = Duration::from_secs(env_usize("LONG_SECS", 8) as u64);
+            let tasks = env_usize("LONG_TASKS", PARALLEL_TASKS);
+            coord_benches::lock_long::long_runs(&server, &url, runs, time, tasks).await;
+            println!();
+        }
         if only.contains("cluster") {
             cluster(&server, &url, timing(PARALLEL_TIME)).await;
         }
