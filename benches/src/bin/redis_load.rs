@@ -216,6 +216,9 @@ mod load {
             let tasks = env_usize("LONG_TASKS", PARALLEL_TASKS);
             coord_benches::lock_long::long_runs(&server, &url, runs, time, tasks).await;
             println!();
+            coord_benches::lock_long::script_costs(&server, env_usize("SCRIPT_CALLS", 20_000))
+                .await;
+            println!();
         }
         if only.contains("cluster") {
             cluster(&server, &url, timing(PARALLEL_TIME)).await;
