@@ -74,6 +74,8 @@ fn row(run: &str, c: &Contender, s: &Sample, keys: i64) {
     let (evalsha_us, evalshas) = per_evalsha(s);
     let others: Vec<String> = (s.commands.iter())
         .filter(|(name, _)| !c.top_level.contains(&name.as_str()))
+        // Not another client's background work (presence renewals).
+        .filter(|(_, (calls, _))| calls * 100 >= s.total)
         .map(|(name, (calls, _))| format!("{name} {:.2}", *calls as f64 / s.total as f64))
         .collect();
     println!(
@@ -202,7 +204,10 @@ pub async fn script_costs(server: &RedisServer, calls: usize) {
             let d = diff(&before, &command_stats(server));
             let (n, usec) = d.get("evalsha").copied().unwrap_or((0, 0));
             let n = n.max(1) as f64;
-            let others = d.iter().filter(|(k, _)| k.as_str() != "evalsha");
+            let others = (d.iter())
+                .filter(|(k, _)| k.as_str() != "evalsha")
+                // Not another client's background work (presence renewals).
+                .filter(|(_, (c, _))| *c as f64 * 100.0 >= n);
             let usec_in: u64 = others.clone().map(|(_, (_, u))| u).sum();
             per_call[i].push(usec as f64 / n);
             inner[i].push(usec_in as f64 / n);
