@@ -157,3 +157,56 @@ fn median_ping(addr: SocketAddr, n: usize) -> Duration {
     rtts.sort();
     rtts[rtts.len() / 2]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that echoes what it reads, on a free loopback port.
+    fn echo_server() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        thread::spawn(move || {
+            for mut s in listener.incoming().flatten() {
+                thread::spawn(move || {
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n @ 1..) = s.read(&mut buf) {
+                        if s.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// Each chunk is delayed once each way, and a chunk sent while an
+    /// earlier one is still held is not queued behind its delay.
+    #[test]
+    fn delays_each_chunk_from_its_own_arrival() {
+        let delay = Duration::from_millis(5);
+        let proxy = LatencyProxy::start(echo_server(), delay);
+        let mut s = TcpStream::connect(("127.0.0.1", proxy.port())).unwrap();
+        s.set_nodelay(true).unwrap();
+        let mut buf = [0u8; 1];
+
+        let t = Instant::now();
+        s.write_all(b"a").unwrap();
+        s.read_exact(&mut buf).unwrap();
+        assert!(t.elapsed() >= 2 * delay, "round trip {:?}", t.elapsed());
+
+        // b at 0, c 1 ms later: c is back at about 1 ms + 10 ms; queued
+        // behind b's delays it would take about 20 ms.
+        let t = Instant::now();
+        s.write_all(b"b").unwrap();
+        thread::sleep(Duration::from_millis(1));
+        s.write_all(b"c").unwrap();
+        let mut two = [0u8; 2];
+        s.read_exact(&mut two).unwrap();
+        assert_eq!(&two, b"bc");
+        let both = t.elapsed();
+        assert!(both >= 2 * delay, "{both:?}");
+        assert!(both < Duration::from_millis(16), "{both:?}");
+    }
+}
