@@ -10,7 +10,8 @@
 //!   baseline's release, on the baseline's connection;
 //! - `rslock`: rslock 0.10's `LockManager::new(vec![url])`, `lock(key, ttl)`
 //!   then `unlock(&lock)`, as its README shows. It keeps one multiplexed
-//!   connection (opened on first use, no per-call connect); per call it
+//!   connection (opened on first use, no per-call connect; redis's default
+//!   settings: RESP2, no TCP_NODELAY, no response timeout); per call it
 //!   takes its manager's `tokio::sync::Mutex` (twice per lock, once per
 //!   unlock) and the connection's, clones the server list, draws 20 random
 //!   bytes, and builds its unlock `Script` anew (a SHA-1 of the script per
