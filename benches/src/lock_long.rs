@@ -60,6 +60,16 @@ fn dbsize(server: &RedisServer) -> i64 {
     }
 }
 
+/// Forks the server made so far (a BGSAVE forks).
+fn forks(server: &RedisServer) -> String {
+    let stats = crate::redis_tool::info(server, "stats");
+    (stats.lines())
+        .find_map(|l| l.strip_prefix("total_forks:"))
+        .unwrap_or("?")
+        .trim()
+        .to_owned()
+}
+
 /// µs per EVALSHA and EVALSHAs per cycle.
 fn per_evalsha(s: &Sample) -> (f64, f64) {
     let (calls, usec) = s.commands.get("evalsha").copied().unwrap_or((0, 0));
@@ -69,7 +79,8 @@ fn per_evalsha(s: &Sample) -> (f64, f64) {
     )
 }
 
-fn row(run: &str, c: &Contender, s: &Sample, keys: i64) {
+fn row(run: &str, c: &Contender, s: &Sample, server: &RedisServer) {
+    let keys = dbsize(server);
     let in_commands = s.command_us(c);
     let (evalsha_us, evalshas) = per_evalsha(s);
     let others: Vec<String> = (s.commands.iter())
@@ -79,12 +90,13 @@ fn row(run: &str, c: &Contender, s: &Sample, keys: i64) {
         .map(|(name, (calls, _))| format!("{name} {:.2}", *calls as f64 / s.total as f64))
         .collect();
     println!(
-        "| {run} | {} | {:.0} | {:.1} | {in_commands:.1} | {:.1} | {evalshas:.2} × {evalsha_us:.2} | {} | {keys} |",
+        "| {run} | {} | {:.0} | {:.1} | {in_commands:.1} | {:.1} | {evalshas:.2} × {evalsha_us:.2} | {} | {keys} | {} |",
         c.name,
         s.ops,
         s.server_us,
         s.server_us - in_commands,
         others.join(", "),
+        forks(server),
     );
 }
 
@@ -94,20 +106,20 @@ fn row(run: &str, c: &Contender, s: &Sample, keys: i64) {
 pub async fn long_runs(server: &RedisServer, url: &str, runs: usize, time: Duration, tasks: usize) {
     let cs = contenders(url, server.config("load"), Set::Users, true).await;
     println!(
-        "| {tasks} tasks, runs of {time:?} | who | ops/s | server CPU µs/op | in commands µs/op | outside µs/op | EVALSHA per op × µs each | called in scripts, per op | keys in the db after |"
+        "| {tasks} tasks, runs of {time:?} | who | ops/s | server CPU µs/op | in commands µs/op | outside µs/op | EVALSHA per op × µs each | called in scripts, per op | keys in the db after | server forks so far |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---|---:|---:|");
     for run in 0..runs {
         for j in 0..cs.len() {
             let c = &cs[(run + j) % cs.len()];
             let s = measure(&[server], tasks, time, c, &format!("long:{run}")).await;
-            row(&format!("run {run}"), c, &s, dbsize(server));
+            row(&format!("run {run}"), c, &s, server);
         }
     }
     for c in &cs {
         server.command(&["FLUSHALL"]).expect("FLUSHALL");
         let s = measure(&[server], tasks, time, c, "long:flushed").await;
-        row("each after FLUSHALL", c, &s, dbsize(server));
+        row("each after FLUSHALL", c, &s, server);
     }
 }
 

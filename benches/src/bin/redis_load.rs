@@ -45,7 +45,9 @@
 //! number of rounds, `WHO=coord` measures one contender alone (for
 //! profiling; the ratios are then meaningless), `NO_EXTEND=1` turns
 //! coord-built's auto-extension off, `STATS=1` prints the server's command
-//! statistics at the end.
+//! statistics at the end, `PERSIST=1` gives the server redis's default save
+//! points (`3600 1 300 100 60 10000`, as a server started by hand has;
+//! the fixture's saves nothing).
 //!
 //! It starts its own `redis-server` (the coord-testkit fixture) and runs
 //! for about two minutes, server and client on one vCPU:
@@ -94,7 +96,10 @@
 //!   11.5 µs, `coord-built` 2 × 12.2 µs;
 //! - a grown keyspace (coord leaves a token counter per key for an hour)
 //!   is not it: from 125k to 512k keys coord's EVALSHA stayed at 11–17 µs
-//!   with no trend, and 11.2 µs after FLUSHALL;
+//!   with no trend, and 11.2 µs after FLUSHALL; nor is a server that
+//!   saves (`PERSIST=1`, another run: one BGSAVE fork during the long runs,
+//!   coord 13.8–15.5 µs per EVALSHA, the baseline 4.0–4.6, before and
+//!   after it alike);
 //! - the 8 s runs and the short rounds of the same run agree (11.2–17.4 µs
 //!   against 11.5 µs per EVALSHA). What moves per-command µs is the
 //!   machine: the same baseline EVALSHA took 2.4 µs and 4.3 µs in runs
@@ -158,7 +163,14 @@ mod load {
     type Measured = (String, Vec<Contender>, Vec<Vec<Sample>>);
 
     pub async fn run() {
-        let server = RedisServer::start();
+        // PERSIST=1: redis's default save points, as a redis-server started
+        // by hand has (the fixture's server saves nothing).
+        let persist = std::env::var_os("PERSIST").is_some();
+        let server = if persist {
+            RedisServer::start_with(&["--save", "3600 1 300 100 60 10000"])
+        } else {
+            RedisServer::start()
+        };
         let url = server.url();
         let rounds = env_usize("ROUNDS", DEFAULT_ROUNDS);
         let only = std::env::var("ONLY").unwrap_or_else(|_| "seq,par,proxy,contend,fair".into());
@@ -176,7 +188,14 @@ mod load {
         };
         println!(
             "redis_load: {}, {rounds} rounds, coord-built's auto-extension {}",
-            coord_benches::redis_tool::server_line(&server),
+            coord_benches::redis_tool::server_line(&server).replace(
+                "no persistence",
+                if persist {
+                    "RDB save points"
+                } else {
+                    "no persistence"
+                }
+            ),
             if auto_extend { "on" } else { "off" },
         );
         println!();
