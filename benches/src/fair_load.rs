@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use coord_api::Client;
 
-use crate::handover::{Log, Mark};
+use crate::{
+    handover::{Log, Mark},
+    redis_tool::verdict,
+};
 
 /// Contending tasks.
 pub const TASKS: usize = 16;
@@ -173,8 +176,4 @@ pub async fn report(client: &Client, rounds: usize, url: &str) {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok { "ok" } else { "MISSED" }
 }

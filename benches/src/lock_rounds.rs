@@ -12,7 +12,7 @@ use coord_testkit::redis::RedisServer;
 
 use crate::{
     lock_contenders::Contender,
-    redis_tool::{CommandStats, command_stats, cpu, diff},
+    redis_tool::{CommandStats, command_stats, cpu, diff, verdict},
 };
 
 /// One measurement: operations per second, CPU microseconds per operation
@@ -314,8 +314,4 @@ pub fn quartiles(v: &[f64]) -> (f64, f64) {
     }
     v.sort_by(f64::total_cmp);
     (v[v.len() / 4], v[(v.len() * 3) / 4])
-}
-
-pub fn verdict(ok: bool) -> &'static str {
-    if ok { "ok" } else { "MISSED" }
 }

@@ -61,6 +61,7 @@ mod bench {
     };
 
     use coord_api::{Client, LatchWait, LeaseOptions, spi::DynBackend};
+    use coord_benches::redis_tool::verdict;
     use coord_redis::RedisBackend;
     use coord_testkit::redis::RedisServer;
     use tokio::sync::{mpsc, watch};
@@ -446,9 +447,5 @@ mod bench {
 
     fn ms(d: Duration) -> f64 {
         d.as_secs_f64() * 1e3
-    }
-
-    fn verdict(ok: bool) -> &'static str {
-        if ok { "ok" } else { "MISSED" }
     }
 }

@@ -144,9 +144,9 @@ mod load {
         lock_contenders::{Contender, Set, contenders, coord_only},
         lock_rounds::{
             Sample, Target, Timing, breakdown, header, median, ratio, report, scenario,
-            server_ratio, verdict,
+            server_ratio,
         },
-        redis_tool::env_usize,
+        redis_tool::{env_usize, verdict},
     };
     use coord_testkit::{cluster::ClusterSet, redis::RedisServer};
 
