@@ -119,6 +119,24 @@ pub struct FenceStats {
     pub other_errors: u64,
 }
 
+impl std::ops::Sub for FenceStats {
+    type Output = FenceStats;
+
+    /// The counts between two readings (`later - earlier`).
+    fn sub(self, earlier: FenceStats) -> FenceStats {
+        FenceStats {
+            grants: self.grants - earlier.grants,
+            accepted: self.accepted - earlier.accepted,
+            refused: self.refused - earlier.refused,
+            lost: self.lost - earlier.lost,
+            released: self.released - earlier.released,
+            retryable_errors: self.retryable_errors - earlier.retryable_errors,
+            timeouts: self.timeouts - earlier.timeouts,
+            other_errors: self.other_errors - earlier.other_errors,
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     holds: Vec<Hold>,

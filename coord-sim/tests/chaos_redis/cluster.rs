@@ -31,7 +31,7 @@
 use std::{sync::Arc, time::Duration};
 
 use coord_sim::{
-    chaos::{FenceServer, FenceStats, mono_ns},
+    chaos::{FenceServer, mono_ns},
     history::check_liveness,
 };
 use coord_testkit::cluster::ClusterSet;
@@ -63,20 +63,6 @@ fn lock_key() -> String {
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.unwrap()
-}
-
-/// The counters' change over one phase.
-fn during(before: FenceStats, after: FenceStats) -> FenceStats {
-    FenceStats {
-        grants: after.grants - before.grants,
-        accepted: after.accepted - before.accepted,
-        refused: after.refused - before.refused,
-        lost: after.lost - before.lost,
-        released: after.released - before.released,
-        retryable_errors: after.retryable_errors - before.retryable_errors,
-        timeouts: after.timeouts - before.timeouts,
-        other_errors: after.other_errors - before.other_errors,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,7 +104,7 @@ async fn run() {
     }
     let moved = mono_ns();
     let after_moves = fence.grant_after(moved, LIVENESS).await;
-    let moving = during(before, fence.stats());
+    let moving = fence.stats() - before;
     let moving_errors = fence.errors()[errors_before..].to_vec();
 
     // 2. The master serving the lock is killed; its replica takes over.
@@ -141,7 +127,7 @@ async fn run() {
     let after_rejoin = fence.grant_after(rejoined, LIVENESS).await;
     log.push(format!("{old} rejoined as a replica of {promoted}"));
     sleep(Duration::from_secs(1)).await;
-    let failing = during(before, fence.stats());
+    let failing = fence.stats() - before;
     holders.stop().await;
 
     let stats = fence.stats();
