@@ -25,7 +25,7 @@ use crate::{
     lock_contenders::{Contender, Set, contenders},
     lock_rounds::median,
     lock_rounds::{Sample, measure},
-    redis_tool::{command_stats, diff},
+    redis_tool::{ScriptCost, command_stats, diff},
 };
 
 /// coord's exclusive-lock script, as coord-redis concatenates it
@@ -213,20 +213,10 @@ pub async fn script_costs(server: &RedisServer, calls: usize) {
                     let _: Value = cmd.query_async(&mut con).await.expect("EVALSHA");
                 }
             }
-            let d = diff(&before, &command_stats(server));
-            let (n, usec) = d.get("evalsha").copied().unwrap_or((0, 0));
-            let n = n.max(1) as f64;
-            let others = (d.iter())
-                .filter(|(k, _)| k.as_str() != "evalsha")
-                // Not another client's background work (presence renewals).
-                .filter(|(_, (c, _))| *c as f64 * 100.0 >= n);
-            let usec_in: u64 = others.clone().map(|(_, (_, u))| u).sum();
-            per_call[i].push(usec as f64 / n);
-            inner[i].push(usec_in as f64 / n);
-            let list: Vec<String> = others
-                .map(|(k, (c, _))| format!("{k} {:.1}", *c as f64 / n))
-                .collect();
-            called[i] = list.join(", ");
+            let cost = ScriptCost::of(&diff(&before, &command_stats(server)));
+            per_call[i].push(cost.per_call);
+            inner[i].push(cost.inner);
+            called[i] = cost.called_list();
         }
     }
     println!(

@@ -283,13 +283,55 @@ impl Window {
     }
 }
 
+/// What some script calls cost the server, from the command statistics
+/// between their start and end ([`diff`]).
+pub struct ScriptCost {
+    /// EVALSHAs made.
+    pub calls: u64,
+    /// Server µs per EVALSHA.
+    pub per_call: f64,
+    /// Of which inside the commands the scripts called.
+    pub inner: f64,
+    /// Those commands, and how many of each per EVALSHA; commands fewer
+    /// than one per hundred EVALSHAs (another client's background work,
+    /// such as presence renewals) are left out.
+    pub called: Vec<(String, f64)>,
+}
+
+impl ScriptCost {
+    /// The cost of the EVALSHAs in `d`.
+    pub fn of(d: &CommandStats) -> ScriptCost {
+        let (calls, usec) = d.get("evalsha").copied().unwrap_or((0, 0));
+        let n = calls.max(1) as f64;
+        let others: Vec<_> = (d.iter())
+            .filter(|(k, (c, _))| k.as_str() != "evalsha" && *c as f64 * 100.0 >= n)
+            .collect();
+        ScriptCost {
+            calls,
+            per_call: usec as f64 / n,
+            inner: others.iter().map(|(_, (_, u))| *u).sum::<u64>() as f64 / n,
+            called: (others.iter())
+                .map(|(k, (c, _))| ((*k).clone(), *c as f64 / n))
+                .collect(),
+        }
+    }
+
+    /// The commands called, as `name calls-per-EVALSHA, …`.
+    pub fn called_list(&self) -> String {
+        let list: Vec<String> = (self.called.iter())
+            .map(|(k, c)| format!("{k} {c:.2}"))
+            .collect();
+        list.join(", ")
+    }
+}
+
 /// Each kind of script call's server time alone: `INFO commandstats` around
 /// the calls of each kind (one client, one call at a time, no slow log to
 /// weigh on them), a row per kind.
 pub struct Costs {
     before: CommandStats,
-    /// (label, calls made, what the server ran for them).
-    rows: Vec<(String, u64, CommandStats)>,
+    /// (label, what the server ran for the row's calls).
+    rows: Vec<(String, CommandStats)>,
 }
 
 impl Costs {
@@ -300,11 +342,11 @@ impl Costs {
         }
     }
 
-    /// The row of the `calls` calls made since the last row (or the start).
-    pub fn row(&mut self, server: &RedisServer, label: &str, calls: usize) {
+    /// The row of the calls made since the last row (or the start).
+    pub fn row(&mut self, server: &RedisServer, label: &str) {
         let after = command_stats(server);
         let d = diff(&self.before, &after);
-        self.rows.push((label.to_owned(), calls as u64, d));
+        self.rows.push((label.to_owned(), d));
         self.before = after;
     }
 
@@ -334,7 +376,7 @@ impl Costs {
             cmd.arg(&sha).arg(keys.len()).arg(keys).arg(args);
             let _: i64 = cmd.query_async(&mut con).await.expect("EVALSHA");
         }
-        self.row(server, label, k);
+        self.row(server, label);
     }
 
     /// The rows as a table, `title` its first heading: per kind its
@@ -345,19 +387,14 @@ impl Costs {
             "| {title} | calls | server µs per call | of which inside its commands | its commands per call |"
         );
         println!("|---|---:|---:|---:|---|");
-        for (label, calls, d) in &self.rows {
-            let (n, usec) = d.get("evalsha").copied().unwrap_or((0, 0));
-            let inner: Vec<_> = d.iter().filter(|(k, _)| k.as_str() != "evalsha").collect();
-            let inner_usec: u64 = inner.iter().map(|(_, (_, u))| u).sum();
-            let list: Vec<String> = inner
-                .iter()
-                .map(|(k, (c, _))| format!("{k} {:.2}", *c as f64 / *calls as f64))
-                .collect();
+        for (label, d) in &self.rows {
+            let c = ScriptCost::of(d);
             println!(
-                "| {label} | {n} | {:.1} | {:.1} | {} |",
-                usec as f64 / n.max(1) as f64,
-                inner_usec as f64 / n.max(1) as f64,
-                list.join(", ")
+                "| {label} | {} | {:.1} | {:.1} | {} |",
+                c.calls,
+                c.per_call,
+                c.inner,
+                c.called_list()
             );
         }
     }

@@ -257,32 +257,28 @@ mod bench {
         for i in 0..K as u64 {
             q.push(&i).await.expect("push");
         }
-        costs.row(server, "push (1 item)", K);
+        costs.row(server, "push (1 item)");
         let batch = vec![0u64; BATCH];
         // Enough for the receives and the ack_and_receives after them.
         for _ in 0..2 * K / BATCH {
             q.push_many(&batch).await.expect("push");
         }
-        costs.row(server, &format!("push_many ({BATCH} items)"), 2 * K / BATCH);
+        costs.row(server, &format!("push_many ({BATCH} items)"));
         let mut held = Vec::with_capacity(K);
         for _ in 0..K {
             held.push(consumer.receive().await.expect("receive"));
         }
-        costs.row(server, &format!("receive (delivered; {K} ready)"), K);
+        costs.row(server, &format!("receive (delivered; {K} ready)"));
         let last = held.pop().expect("held");
         for d in held {
             d.ack().await.expect("ack");
         }
-        costs.row(server, "ack", K - 1);
+        costs.row(server, "ack");
         let mut d = last;
         for _ in 0..K {
             d = consumer.ack_and_next(d).await.expect("ack").expect("next");
         }
-        costs.row(
-            server,
-            &format!("ack_and_receive (delivered; {K} ready)"),
-            K,
-        );
+        costs.row(server, &format!("ack_and_receive (delivered; {K} ready)"));
         let keys = vec!["coord:{bench:queue:11:bench/costs}:r".to_owned()];
         let label = "EVALSHA of `return 1`, 1 key, 3 args";
         let args = ["ack", "1", "1"];
