@@ -26,7 +26,7 @@ pub enum Mark {
     ReleaseSent,
     /// Its answer came (span end).
     ReleaseAnswered,
-    /// A `released` message reached the raw subscriber.
+    /// A `released` (or `next <holder>`) message reached the raw subscriber.
     Published,
     /// An `acquire_queued` call left.
     QueuedSent,
@@ -232,8 +232,10 @@ pub async fn start(url: &str, key: &str) -> Log {
         use futures_util::StreamExt;
         let mut stream = pubsub.into_on_message();
         while let Some(msg) = stream.next().await {
+            // (A lease granted from the queue names its next holder.)
             match msg.get_payload_bytes() {
                 b"released" => sub_log.mark(Mark::Published),
+                m if m.starts_with(b"next ") => sub_log.mark(Mark::Published),
                 b"freed" => sub_log.mark(Mark::Freed),
                 _ => {}
             }

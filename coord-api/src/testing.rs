@@ -19,7 +19,9 @@ use crate::{
 
 /// Grants everything (fresh tokens, one hold), renews everything, and counts
 /// renewals and releases. A release takes `release_takes` (paused time in
-/// the tests) before it answers.
+/// the tests) before it answers. Queued acquisitions are counted and, while
+/// the queue is closed ([`Counting::with_closed_queue`]), refused until
+/// [`Counting::open_queue`], which wakes the watches.
 #[derive(Debug, Default)]
 pub(crate) struct Counting {
     ns: Namespace,
@@ -27,6 +29,13 @@ pub(crate) struct Counting {
     extends: AtomicU64,
     releases: AtomicU64,
     release_takes: Duration,
+    /// Offers fair mode (a fake made with a closed queue).
+    fair: bool,
+    queued: AtomicU64,
+    queue_closed: std::sync::atomic::AtomicBool,
+    /// How long a subscription takes to be in effect.
+    subscribe_takes: Duration,
+    opened: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl Counting {
@@ -36,6 +45,28 @@ impl Counting {
             release_takes: d,
             ..Counting::default()
         }
+    }
+
+    /// A fake refusing queued acquisitions until [`open_queue`](Self::open_queue),
+    /// whose subscriptions take `subscribe_takes` to be in effect.
+    pub(crate) fn with_closed_queue(subscribe_takes: Duration) -> Counting {
+        Counting {
+            fair: true,
+            queue_closed: true.into(),
+            subscribe_takes,
+            ..Counting::default()
+        }
+    }
+
+    /// Grants queued acquisitions from now on, and wakes the watches.
+    pub(crate) fn open_queue(&self) {
+        self.queue_closed.store(false, Ordering::SeqCst);
+        self.opened.notify_one();
+    }
+
+    /// How many queued acquisitions were asked.
+    pub(crate) fn queued(&self) -> u64 {
+        self.queued.load(Ordering::SeqCst)
     }
 
     pub(crate) fn extends(&self) -> u64 {
@@ -81,6 +112,7 @@ impl LockBackend for Counting {
         LockCapabilities {
             exclusive: true,
             reentrant: true,
+            fair: self.fair,
             ..LockCapabilities::default()
         }
     }
@@ -110,6 +142,10 @@ impl LockBackend for Counting {
         _: Duration,
         _: bool,
     ) -> Result<Acquire> {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        if self.queue_closed.load(Ordering::SeqCst) {
+            return Ok(Acquire::Busy(crate::spi::Busy::new(None)));
+        }
         self.acquire(lease, ttl).await
     }
     async fn leave_queue(&self, _: &LeaseId) -> Result<bool> {
@@ -122,13 +158,27 @@ impl LockBackend for Counting {
         Ok(vec![])
     }
     async fn subscribe(&self, _: LockSpace, _: &Key) -> Result<Box<dyn Watch>> {
-        unimplemented!("not waited on in these tests")
+        if !self.subscribe_takes.is_zero() {
+            tokio::time::sleep(self.subscribe_takes).await;
+        }
+        Ok(Box::new(Opened(self.opened.clone())))
     }
     async fn acquire_all(&self, _: &[LeaseId], _: Duration) -> Result<AcquireAll> {
         Err(Error::NotSupported {
             operation: "acquire_all",
             backend: "counting".into(),
         })
+    }
+}
+
+/// Wakes when the fake's queue opens.
+struct Opened(std::sync::Arc<tokio::sync::Notify>);
+
+#[async_trait]
+impl Watch for Opened {
+    async fn changed(&mut self) -> Result<()> {
+        self.0.notified().await;
+        Ok(())
     }
 }
 

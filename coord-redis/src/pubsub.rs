@@ -21,7 +21,12 @@
 //! the next one. Any other message (`forced`, a semaphore's `freed`: a
 //! release of several permits, or one while a waiter for several may be
 //! waiting, which could take a `released` wake-up it cannot use) and a lost
-//! connection wake every watch. A woken waiter that finds the key taken again needs no
+//! connection wake every watch. A fair waiter's watch ([`Wake::Queued`])
+//! is woken by name: the release of a lease granted from a fair queue
+//! publishes `next <holder>` for the first live waiter in line (decision
+//! 0041), which wakes that waiter's watches and no other fair waiter's
+//! (to the others it is a `released`); a plain `released` wakes every fair
+//! waiter (no one was named: whoever heads the queue must look). A woken waiter that finds the key taken again needs no
 //! hand-on: whoever took it publishes when releasing, and a lease that
 //! expires instead wakes every waiter at the expiry instant the refusal
 //! carried.
@@ -54,13 +59,39 @@ pub(crate) struct Hub {
 }
 
 /// Which messages wake a watch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Wake {
     /// Every message on the channel.
     All,
-    /// One `released` message per waiter (shared with the channel's other
-    /// `One` watches, oldest first); every other message.
+    /// One `released` (or `next …`) message per waiter (shared with the
+    /// channel's other `One` watches, oldest first); every other message.
     One,
+    /// A fair waiter, the holder named (as scripts spell it): `next` and
+    /// this holder; every other message except `next` naming another.
+    Queued(Box<[u8]>),
+}
+
+/// What a message on a lock channel asks of the watches.
+enum Message<'a> {
+    /// `released`: one `One` watch, every `Queued` one.
+    Released,
+    /// `next <holder>`: one `One` watch, the `Queued` ones of `holder`.
+    Next(&'a [u8]),
+    /// Anything else: every watch.
+    Other,
+}
+
+impl Message<'_> {
+    fn read(msg: Option<&Value>) -> Message<'_> {
+        match msg {
+            Some(Value::BulkString(m)) if m.as_slice() == b"released" => Message::Released,
+            Some(Value::BulkString(m)) => match m.strip_prefix(b"next ") {
+                Some(holder) => Message::Next(holder),
+                None => Message::Other,
+            },
+            _ => Message::Other,
+        }
+    }
 }
 
 /// Channel name → its watches.
@@ -129,6 +160,23 @@ impl Entry {
             slot.wake();
         }
     }
+
+    /// Wakes the watches `msg` asks for.
+    fn deliver(&self, msg: Message<'_>) {
+        let named = match msg {
+            Message::Other => return self.wake_all(),
+            Message::Released => None,
+            Message::Next(holder) => Some(holder),
+        };
+        for slot in self.watches.values() {
+            match &slot.wake {
+                Wake::All => slot.wake(),
+                Wake::Queued(h) if named.is_none_or(|n| n == &h[..]) => slot.wake(),
+                Wake::Queued(_) | Wake::One => {}
+            }
+        }
+        self.wake_one();
+    }
 }
 
 impl Channels {
@@ -168,18 +216,7 @@ impl Channels {
                     if let Some(msg) = push.data.get(1) {
                         feed(entry, msg);
                     }
-                    let released = matches!(
-                        push.data.get(1),
-                        Some(Value::BulkString(m)) if m.as_slice() == b"released"
-                    );
-                    if released {
-                        for slot in entry.watches.values().filter(|s| s.wake == Wake::All) {
-                            slot.wake();
-                        }
-                        entry.wake_one();
-                    } else {
-                        entry.wake_all();
-                    }
+                    entry.deliver(Message::read(push.data.get(1)));
                 }
             }
             PushKind::Disconnection => {
@@ -539,6 +576,58 @@ mod tests {
                 Value::Int(0),
             ],
         }
+    }
+
+    fn slot(wake: Wake) -> Arc<Slot> {
+        Arc::new(Slot {
+            wake,
+            pending: AtomicBool::new(false),
+            notify: Notify::new(),
+            feed: None,
+        })
+    }
+
+    fn message(channel: &str, msg: &str) -> PushInfo {
+        PushInfo {
+            kind: PushKind::Message,
+            data: vec![
+                Value::BulkString(channel.as_bytes().to_vec()),
+                Value::BulkString(msg.as_bytes().to_vec()),
+            ],
+        }
+    }
+
+    /// `next <holder>` wakes that fair waiter (not the other, however old)
+    /// and, like `released`, one plain waiter and every `All` watch; a
+    /// plain `released` wakes every fair waiter; anything else, everyone.
+    #[test]
+    fn a_named_release_wakes_its_fair_waiter_alone() {
+        let channels = Channels::default();
+        let queued = |h: &str| slot(Wake::Queued(h.as_bytes().into()));
+        let (other, head, one, later, all) = (
+            queued("w#2"),
+            queued("w#1"),
+            slot(Wake::One),
+            slot(Wake::One),
+            slot(Wake::All),
+        );
+        let slots = [&other, &head, &one, &later, &all];
+        channels.0.lock().unwrap().channels.insert(
+            "c".into(),
+            Entry {
+                confirmed: true,
+                watches: (0..).zip(slots.map(|s| s.clone())).collect(),
+            },
+        );
+        let woken = |msg: &str| {
+            channels.dispatch(message("c", msg));
+            slots.map(|s| s.pending.swap(false, Ordering::AcqRel))
+        };
+        assert_eq!(woken("next w#1"), [false, true, true, false, true]);
+        assert_eq!(woken("next w#3"), [false, false, true, false, true]);
+        assert_eq!(woken("released"), [true, true, true, false, true]);
+        assert_eq!(woken("forced"), [true; 5]);
+        assert_eq!(woken("next w#"), [false, false, true, false, true]);
     }
 
     /// A sharded subscription the server ended while watched wakes every

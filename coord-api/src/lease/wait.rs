@@ -41,24 +41,45 @@ pub(crate) async fn wait_for<A: Attempts>(
     wait_from(client, opts, refresh, attempts, client.clock().now(), None).await
 }
 
+/// A caller's first attempt, made and refused before the wait loop, with
+/// the watch made beside it.
+pub(crate) struct Refused {
+    /// The watch, made before the attempt left.
+    pub(crate) watch: Box<dyn Watch>,
+    /// The refusal's time until what blocks expires, when known.
+    pub(crate) retry_in: Option<Duration>,
+    /// The subscription was in effect before the attempt left (it
+    /// completed at once: the key was watched already), so every change
+    /// after the attempt wakes the watch: no attempt at once is needed.
+    pub(crate) in_effect_before: bool,
+}
+
 /// [`wait_for`], for a caller that read the clock when it began (`start`),
 /// to time the whole wait. `first`: the caller's first attempt was made
-/// already and refused (its `retry_in`), with a watch made before it left;
-/// the loop goes on as if it had subscribed after that refusal (checks,
-/// then an attempt at once: the subscription may have been confirmed
-/// after the refusal).
+/// already and refused; the loop goes on as if it had subscribed after that
+/// refusal (checks, then an attempt at once: the subscription may have been
+/// confirmed after the refusal), or, when the subscription was in effect
+/// before the attempt left, as if it had just been woken in vain (checks,
+/// then the sleep).
 pub(crate) async fn wait_from<A: Attempts>(
     client: &Client,
     opts: &LeaseOptions,
     refresh: Option<Duration>,
     mut attempts: A,
     start: Instant,
-    first: Option<(Box<dyn Watch>, Option<Duration>)>,
+    first: Option<Refused>,
 ) -> Result<A::Output> {
     let clock = client.clock().clone();
     let deadline = opts.wait_timeout.map(|w| later(start, w));
-    let (mut made, mut refused) = first.unzip();
-    let mut watch: Option<Box<dyn Watch>> = None;
+    let (mut made, mut refused, mut watch) = (None, None, None);
+    if let Some(f) = first {
+        refused = Some(f.retry_in);
+        if f.in_effect_before {
+            watch = Some(f.watch);
+        } else {
+            made = Some(f.watch);
+        }
+    }
     let mut retries = 0u32;
     loop {
         let retry_in = match refused.take() {

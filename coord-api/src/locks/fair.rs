@@ -145,4 +145,28 @@ mod tests {
         let g = client.lock("k").try_lock().await.unwrap().expect("granted");
         g.release().await.unwrap();
     }
+
+    /// A fair wait subscribes beside its first attempt. When the
+    /// subscription is in effect before the attempt leaves (the key was
+    /// watched already), the refusal is followed by sleep, not by another
+    /// attempt: one attempt before the wake-up and one after. When it is
+    /// not, one attempt at once covers a change it could have missed.
+    #[tokio::test(start_paused = true)]
+    async fn a_fair_wait_watching_before_its_attempt_attempts_once_per_wake_up() {
+        for (subscribe_takes, before_wake_up) in
+            [(Duration::ZERO, 1), (Duration::from_millis(10), 2)]
+        {
+            let backend = Arc::new(Counting::with_closed_queue(subscribe_takes));
+            let client = Client::new(backend.clone());
+            let waiter = tokio::spawn(async move { client.lock("k").fair(true).lock().await });
+            // (Paused time: the retry delay and the refresh, a second
+            // each, are far off.)
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert_eq!(backend.queued(), before_wake_up, "{subscribe_takes:?}");
+            backend.open_queue();
+            let guard = waiter.await.unwrap().unwrap();
+            assert_eq!(backend.queued(), before_wake_up + 1, "{subscribe_takes:?}");
+            guard.release().await.unwrap();
+        }
+    }
 }

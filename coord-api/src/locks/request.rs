@@ -11,7 +11,7 @@ use crate::{
         Lease,
         metrics::{self, Waited},
         undo::{Undo, granting},
-        wait::{Attempts, Step, wait_from},
+        wait::{Attempts, Refused, Step, wait_from},
     },
     trace::{self, Outcome, Site},
 };
@@ -180,23 +180,38 @@ impl<'a> Request<'a> {
                 _ => waiter_ttl / 3,
             };
             // Subscribe together with the first attempt, the watch made
-            // before the attempt leaves: a release wakes the oldest watch of
-            // each process, which is then the first of its waiters in line
-            // (subscribing after a refusal, a waiter could be overtaken in
-            // that order by one queued behind it, and take the head's
-            // wake-ups until its own turn). Subscribing costs no round trip
-            // while another waiter of this process watches the key.
+            // before the attempt leaves, so that no wake-up meant for this
+            // waiter is missed and no attempt at once is needed when the
+            // subscription is in effect at once (costing no round trip
+            // while another waiter of this process watches the key). A
+            // backend may wake a fair waiter by name when a release leaves
+            // it at the head (`subscribe_queued`); one that wakes the
+            // oldest watch of each process finds its first waiter in line.
             let start = self.client.clock().now();
             let this = &self;
-            let (watch, first) = tokio::join!(Attempts::subscribe(&this), self.attempt());
+            let mut subscribe = std::pin::pin!(Attempts::subscribe(&this));
+            let at_once =
+                std::future::poll_fn(|cx| std::task::Poll::Ready(subscribe.as_mut().poll(cx)))
+                    .await;
+            let (in_effect_before, watch, first) = match at_once {
+                std::task::Poll::Ready(watch) => (true, watch, self.attempt().await),
+                std::task::Poll::Pending => {
+                    let (watch, first) = tokio::join!(subscribe, self.attempt());
+                    (false, watch, first)
+                }
+            };
             let guard = match first? {
                 Step::Done(guard) => {
                     self.waited(Waited::Acquired, self.client.clock().now() - start);
                     guard
                 }
                 Step::Busy(retry_in) => {
-                    let first = Some((watch?, retry_in));
-                    self.wait_with(Some(refresh), start, first).await?
+                    let first = Refused {
+                        watch: watch?,
+                        retry_in,
+                        in_effect_before,
+                    };
+                    self.wait_with(Some(refresh), start, Some(first)).await?
                 }
             };
             on_exit.disarm();
@@ -217,13 +232,13 @@ impl<'a> Request<'a> {
     }
 
     /// The wait loop, timed from `start`; attempting at least every
-    /// `refresh`; `first`, a first attempt refused (its `retry_in`) with
-    /// the watch made before it left (see `wait_from`).
+    /// `refresh`; `first`, a first attempt refused, with the watch made
+    /// before it left (see `wait_from`).
     async fn wait_with(
         &self,
         refresh: Option<std::time::Duration>,
         start: Instant,
-        first: Option<(Box<dyn Watch>, Option<std::time::Duration>)>,
+        first: Option<Refused>,
     ) -> Result<LeaseGuard> {
         let res = wait_from(self.client, self.opts, refresh, self, start, first).await;
         match &res {
@@ -275,8 +290,13 @@ impl Attempts for &Request<'_> {
     }
 
     async fn subscribe(&self) -> Result<Box<dyn Watch>> {
-        let space = self.id.kind.space();
-        self.client.locks()?.subscribe(space, &self.id.key).await
+        let locks = self.client.locks()?;
+        if self.fair.is_some() {
+            // The release that leaves this waiter at the head of the queue
+            // may wake it by name.
+            return locks.subscribe_queued(&self.id).await;
+        }
+        locks.subscribe(self.id.kind.space(), &self.id.key).await
     }
 
     fn what(&self) -> String {

@@ -466,6 +466,18 @@ pub trait LockBackend: Send + Sync {
     /// lease's expiry instant.
     async fn subscribe(&self, space: LockSpace, key: &Key) -> Result<Box<dyn Watch>>;
 
+    /// [`subscribe`](LockBackend::subscribe), for the fair waiter
+    /// `lease.holder` in `lease.key`'s queue (see
+    /// [`acquire_queued`](LockBackend::acquire_queued)). A backend whose
+    /// wake-ups reach one waiter at a time may wake this watch by name when
+    /// a release leaves its holder at the head of the queue, instead of
+    /// guessing which waiter heads it; a release with no live head, a
+    /// force release and an expiry wake every such watch. Like every
+    /// wake-up, a hint: the default is `subscribe`.
+    async fn subscribe_queued(&self, lease: &LeaseId) -> Result<Box<dyn Watch>> {
+        self.subscribe(lease.kind.space(), &lease.key).await
+    }
+
     /// Grants every lease of `leases` for `ttl`, or none, in one atomic
     /// step ([`LockCapabilities::acquire_all`]): each is granted as
     /// [`acquire`](Self::acquire) would grant it alone, with a new fencing
@@ -581,6 +593,18 @@ impl<D: Dispatch> LockBackend for Dispatched<D> {
             op("subscribe"),
             (space, key.clone()),
             |b, (space, key)| async move { locks(&b, "subscribe")?.subscribe(space, &key).await },
+        )
+        .await
+    }
+    async fn subscribe_queued(&self, lease: &LeaseId) -> Result<Box<dyn Watch>> {
+        self.carry(
+            op("subscribe_queued"),
+            (lease.clone(),),
+            |b, (lease,)| async move {
+                locks(&b, "subscribe_queued")?
+                    .subscribe_queued(&lease)
+                    .await
+            },
         )
         .await
     }

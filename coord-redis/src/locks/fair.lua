@@ -80,12 +80,9 @@ elseif op == 'queued' or op == 'leave' then
   keep_queue()
   local head = wake_new_head(who)
   if head and head ~= who then
-    if space == 'l' and redis.call('EXISTS', KEYS[1]) == 0 then
-      -- The lock is free and its head did not come: a release's wake-up
-      -- (one per process, to its oldest waiter) went to a waiter that is
-      -- not the head. Wake every waiter.
-      redis.call('PUBLISH', channel, 'freed')
-    end
+    -- (A lock found free with someone else at the head: the release that
+    -- freed it woke that head by name, lock.lua; an expiry, a force
+    -- release or a release with no live head in line woke every waiter.)
     local ends = tonumber(redis.call('ZSCORE', qd, head)) - now
     return {0, math.max(ends, 0)}
   end

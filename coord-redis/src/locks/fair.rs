@@ -7,13 +7,16 @@
 //! ```
 //!
 //! (`space` `lock` or `semaphore`.) Both expire with the latest place and
-//! are deleted when empty. A fair lock's release publishes `released` like
-//! any other: it wakes the oldest waiter of each process, which is that
-//! process's first in line unless it lost its place; a queued step that
-//! finds the lock free while someone else heads the queue publishes `freed`
-//! (every waiter looks again), so a wake-up gone to the wrong waiter is
-//! handed on. A fair semaphore waiter keeps the semaphore's wide-waiter
-//! mark up for its waiter TTL, so that releases wake every waiter.
+//! are deleted when empty. A lease granted from the queue is marked (its
+//! kind in upper case), and its release (`lock.lua`, passed both keys)
+//! publishes `next <holder>` for the first waiter in line whose place is
+//! live: the hub wakes that waiter's watch (`subscribe_queued`) and no
+//! other fair waiter's (decision 0041). With nobody to name it publishes
+//! `released`, which, like `forced`, wakes every fair waiter. A step after
+//! which someone else heads the queue (a lapsed head dropped, a waiter
+//! leaving) publishes `freed`. A fair semaphore waiter keeps the
+//! semaphore's wide-waiter mark up for its waiter TTL, so that releases
+//! wake every waiter.
 
 use std::time::Duration;
 

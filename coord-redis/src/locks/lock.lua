@@ -5,7 +5,8 @@
 -- GET, DEL, PUBLISH.
 --
 -- KEYS[1] the lease: a string 'kind|holds|token|holder' (kind 'e' exclusive,
---   'r' reentrant) that expires with the lease (PX = its TTL).
+--   'r' reentrant; 'E', 'R' when granted from a fair queue, fair.lua) that
+--   expires with the lease (PX = its TTL).
 -- KEYS[2] the token counter (next_token), passed by acquire alone. It is
 --   written at every grant and outlives the lease by LOCK_COUNTER_KEEP_MS.
 --   (Written only while the clock lagged behind it, as an earlier version
@@ -17,7 +18,10 @@
 --            (also as fair.lua's queued step, which runs first: a grant
 --            calls its `on_grant`)
 --   extend   KEYS lease           ARGV op, holder, ttl_ms
---   release  KEYS lease           ARGV op, holder, channel
+--   release  KEYS lease, queue, places (fair.lua's)  ARGV op, holder,
+--            channel: a lease granted from the queue that frees the key
+--            publishes 'next <holder>' to the first live waiter in line
+--            (decision 0041), or 'released' when there is none
 --   force    KEYS lease           ARGV op, channel
 --   inspect  KEYS lease           ARGV op (also as fair.lua's list, which
 --            sets `queued`: a row {'q', '', 0, queued, 0, 0} follows)
@@ -41,9 +45,9 @@ if op == 'acquire' then
   local cur = redis.call('GET', l)
   if cur then
     local kind, holds, tok, who = parse(cur)
-    if who == holder and kind == 'r' and want == 'r' then
+    if who == holder and (kind == 'r' or kind == 'R') and want == 'r' then
       holds = tonumber(holds) + 1
-      redis.call('SET', l, 'r|' .. holds .. '|' .. tok .. '|' .. holder, 'PX', ttl)
+      redis.call('SET', l, kind .. '|' .. holds .. '|' .. tok .. '|' .. holder, 'PX', ttl)
       if on_grant then on_grant() end
       return {1, tonumber(tok), holds}
     end
@@ -51,6 +55,8 @@ if op == 'acquire' then
     return {0, redis.call('PTTL', l)}
   end
   local token = next_token(KEYS[2], ttl + LOCK_COUNTER_KEEP_MS)
+  -- A grant from the queue is marked (upper case) for its release.
+  if on_grant then want = string.upper(want) end
   redis.call('SET', l, want .. '|1|' .. fmt(token) .. '|' .. holder, 'PX', ttl)
   if on_grant then on_grant() end
   -- A fresh grant replies with its token alone (holds 1).
@@ -66,6 +72,18 @@ elseif op == 'release' then
     return holds
   end
   redis.call('DEL', l)
+  if kind == 'E' or kind == 'R' then
+    -- Granted from the queue: wake the first live waiter in line by name
+    -- (places whose deadline passed are dropped by the next queued step).
+    local now, line = now_ms(), redis.call('ZRANGE', KEYS[2], 0, 7)
+    for i = 1, #line do
+      local ends = redis.call('ZSCORE', KEYS[3], line[i])
+      if ends and tonumber(ends) > now then
+        redis.call('PUBLISH', ARGV[3], 'next ' .. line[i])
+        return 0
+      end
+    end
+  end
   redis.call('PUBLISH', ARGV[3], 'released')
   return 0
 elseif op == 'extend' then
@@ -83,7 +101,7 @@ elseif op == 'inspect' then
   local cur = redis.call('GET', l)
   if not cur then return {} end
   local kind, holds, tok, who = parse(cur)
-  local out = {{kind, who, tonumber(tok), tonumber(holds), redis.call('PTTL', l), 0}}
+  local out = {{string.lower(kind), who, tonumber(tok), tonumber(holds), redis.call('PTTL', l), 0}}
   if queued and queued > 0 then out[2] = {'q', '', 0, queued, 0, 0} end
   return out
 elseif op == 'revoke' then

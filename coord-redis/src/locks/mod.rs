@@ -93,13 +93,23 @@ fn names(ns: &Namespace, space: LockSpace, key: &Key) -> Names {
     Names::new(ns, &[space.as_str(), key.as_str()], &[])
 }
 
-/// How many of its keys an operation other than `acquire` passes: the lock
-/// script's other operations touch only the lease (every key passed costs
-/// the server time); the other scripts' take every key.
-pub(crate) fn keys_besides_acquire(space: LockSpace) -> usize {
+/// The keys an operation other than `acquire` and `release` passes: the
+/// lock script's other operations touch only the lease (every key passed
+/// costs the server time); the other scripts' take every key.
+pub(crate) fn besides_acquire(space: LockSpace) -> &'static [char] {
     match space {
-        LockSpace::Lock => 1,
-        _ => parts(space).len(),
+        LockSpace::Lock => &['l'],
+        _ => parts(space),
+    }
+}
+
+/// The keys a release passes: a lock's lease, then its fair queue and
+/// places (`fair.rs`), read when the lease was granted from the queue; the
+/// other scripts' every key.
+fn release_parts(space: LockSpace) -> &'static [char] {
+    match space {
+        LockSpace::Lock => &['l', 'q', 'd'],
+        _ => parts(space),
     }
 }
 
@@ -168,15 +178,15 @@ pub(crate) fn lock_eval(
     ns: &Namespace,
     space: LockSpace,
     key: &Key,
-    keys: usize,
+    keys: &[char],
     op: &'static str,
     holder: Option<&HolderId>,
 ) -> (Eval, Names) {
     let mut names = names(ns, space, key);
     // The keys, the channel; op, holder, ttl, kind.
-    let bytes = (keys + 1) * names.len() + holder_len(holder) + 32;
-    let mut eval = Eval::new(script(space), keys, 5, bytes);
-    for p in &parts(space)[..keys] {
+    let bytes = (keys.len() + 1) * names.len() + holder_len(holder) + 32;
+    let mut eval = Eval::new(script(space), keys.len(), 5, bytes);
+    for p in keys {
         names.write(&mut eval, *p);
     }
     eval.arg(op);
@@ -214,13 +224,31 @@ impl RedisBackend {
         }
     }
 
+    /// A watch on the channel of `call`'s key in `space`, woken as `wake`
+    /// says.
+    async fn watch(
+        &self,
+        space: LockSpace,
+        call: Traced<'_>,
+        wake: Wake,
+    ) -> Result<Box<dyn Watch>> {
+        let channel = names(self.namespace(), space, call.key).name('c');
+        let span = self.span(&call);
+        let watch = self
+            .hub()
+            .subscribe_with(channel, wake)
+            .instrument(span)
+            .await?;
+        Ok(Box::new(watch))
+    }
+
     /// Runs `op` on a lease of `lease`'s space with what `args` appends after
     /// the operation.
     async fn lease_call<T: redis::FromRedisValue>(
         &self,
         op: &'static str,
         lease: &LeaseId,
-        keys: usize,
+        keys: &[char],
         args: impl FnOnce(&mut Eval, &mut Names),
         outcome: Outcome<T>,
     ) -> Result<T> {
@@ -293,12 +321,11 @@ impl LockBackend for RedisBackend {
         let ttl = ttl_ms(&lease.key, ttl)?;
         // The lock script answers a fresh grant with its token alone;
         // everything else is an array.
-        let all = parts(space).len();
         let reply: Value = self
             .lease_call(
                 "acquire",
                 lease,
-                all,
+                parts(space),
                 |eval, names| {
                     if space != LockSpace::Lock {
                         names.write(eval, 'c');
@@ -346,7 +373,7 @@ impl LockBackend for RedisBackend {
             .lease_call(
                 "extend",
                 lease,
-                keys_besides_acquire(space),
+                besides_acquire(space),
                 |eval, names| {
                     // The lock script takes neither the channel nor the kind.
                     let lock = space == LockSpace::Lock;
@@ -371,7 +398,7 @@ impl LockBackend for RedisBackend {
             .lease_call(
                 "release",
                 lease,
-                keys_besides_acquire(space),
+                release_parts(space),
                 |eval, names| {
                     if space == LockSpace::Lock {
                         eval.holder(&lease.holder);
@@ -404,7 +431,7 @@ impl LockBackend for RedisBackend {
             .lease_call(
                 "downgrade",
                 lease,
-                parts(LockSpace::RwLock).len(),
+                parts(LockSpace::RwLock),
                 |eval, names| {
                     names.write(eval, 'c');
                     eval.holder(&lease.holder).arg(ttl);
@@ -432,7 +459,7 @@ impl LockBackend for RedisBackend {
             self.namespace(),
             space,
             key,
-            keys_besides_acquire(space),
+            besides_acquire(space),
             "force",
             None,
         );
@@ -449,7 +476,7 @@ impl LockBackend for RedisBackend {
             self.namespace(),
             space,
             key,
-            keys_besides_acquire(space),
+            besides_acquire(space),
             "inspect",
             None,
         );
@@ -477,8 +504,6 @@ impl LockBackend for RedisBackend {
 
     async fn subscribe(&self, space: LockSpace, key: &Key) -> Result<Box<dyn Watch>> {
         self.known_space(space)?;
-        let channel = names(self.namespace(), space, key).name('c');
-        let span = self.span(&Traced::new("subscribe", space.as_str(), key));
         // A release frees room for one more exclusive holder or permit:
         // wake one waiter per release. Readers all go in together.
         let wake = match space {
@@ -488,12 +513,22 @@ impl LockBackend for RedisBackend {
                 "a key space this backend does not know is refused first (known_space)"
             ),
         };
-        let watch = self
-            .hub()
-            .subscribe_with(channel, wake)
-            .instrument(span)
-            .await?;
-        Ok(Box::new(watch))
+        let call = Traced::new("subscribe", space.as_str(), key);
+        self.watch(space, call, wake).await
+    }
+
+    async fn subscribe_queued(&self, lease: &LeaseId) -> Result<Box<dyn Watch>> {
+        self.known_kind(lease.kind)?;
+        let space = lease.kind.space();
+        if space != LockSpace::Lock {
+            // A fair semaphore's releases wake every waiter (fair.lua).
+            return self.subscribe(space, &lease.key).await;
+        }
+        // The release of a lease granted from the queue names the waiter it
+        // leaves at the head (lock.lua), as `Eval::holder` spells it.
+        let holder = lease.holder.to_string().into_bytes().into_boxed_slice();
+        let call = Traced::new("subscribe_queued", space.as_str(), &lease.key).by(&lease.holder);
+        self.watch(space, call, Wake::Queued(holder)).await
     }
 
     async fn acquire_all(&self, leases: &[LeaseId], ttl: Duration) -> Result<AcquireAll> {
@@ -547,7 +582,8 @@ mod tests {
             let key = Key::new(key).unwrap();
             for space in SPACES {
                 let all = parts(space).len();
-                let (mut eval, mut names) = lock_eval(&ns, space, &key, all, "acquire", None);
+                let (mut eval, mut names) =
+                    lock_eval(&ns, space, &key, parts(space), "acquire", None);
                 names.write(&mut eval, 'c');
                 let mut expected = layout(&ns, space, &key);
                 expected.insert(all, "acquire".into());
@@ -561,11 +597,24 @@ mod tests {
                         .all(|n| n == "acquire" || n.len() == names.len())
                 );
                 // The other operations of the lock script pass the lease alone.
-                let (eval, _) = lock_eval(&ns, space, &key, keys_besides_acquire(space), "x", None);
+                let (eval, _) = lock_eval(&ns, space, &key, besides_acquire(space), "x", None);
                 let n = if space == LockSpace::Lock { 1 } else { all };
                 assert_eq!(
                     eval::written(&eval)[2..4],
                     [n.to_string(), expected[0].clone()]
+                );
+                // A lock's release passes the lease, then the fair queue and
+                // places as fair.lua names them.
+                let (eval, _) = lock_eval(&ns, space, &key, release_parts(space), "x", None);
+                let queue = eval::written(&fair::list_eval(&ns, space, &key));
+                let keys = if space == LockSpace::Lock {
+                    [&expected[..1], &queue[3 + all..5 + all]].concat()
+                } else {
+                    expected[..all].to_vec()
+                };
+                assert_eq!(
+                    eval::written(&eval)[2..3 + keys.len()],
+                    [&[keys.len().to_string()], &keys[..]].concat()
                 );
             }
         }

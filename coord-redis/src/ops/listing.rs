@@ -55,7 +55,7 @@ use crate::{
     eval::{self, Eval, Request, Traced, count, millis, token, wall},
     jobs::job_eval,
     keys::PREFIX,
-    locks::{fair::list_eval, keys_besides_acquire, lock_eval, stored_kind},
+    locks::{besides_acquire, fair::list_eval, lock_eval, stored_kind},
     membership::group_eval,
 };
 
@@ -389,7 +389,7 @@ impl RedisBackend {
         match (r.kind, &r.occurrence) {
             (ResourceKind::RwLock, _) => {
                 let rw = LockSpace::RwLock;
-                lock_eval(ns, rw, &r.name, keys_besides_acquire(rw), "list", None).0
+                lock_eval(ns, rw, &r.name, besides_acquire(rw), "list", None).0
             }
             (ResourceKind::Semaphore, _) => list_eval(ns, LockSpace::Semaphore, &r.name),
             (ResourceKind::Election, _) => election_eval(ns, &r.name, None, "listed", None).0,
@@ -509,14 +509,8 @@ impl RedisBackend {
         r.check()?;
         let ns = self.namespace();
         let lock = |space: LockSpace| {
-            let (mut eval, mut names) = lock_eval(
-                ns,
-                space,
-                &r.name,
-                keys_besides_acquire(space),
-                "revoke",
-                None,
-            );
+            let (mut eval, mut names) =
+                lock_eval(ns, space, &r.name, besides_acquire(space), "revoke", None);
             if space == LockSpace::Lock {
                 eval.arg(tok.get());
                 names.write(&mut eval, 'c');
