@@ -6,7 +6,11 @@
 mod observer;
 mod runner;
 
-use std::{pin::Pin, time::Duration};
+use std::{
+    pin::Pin,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use async_trait::async_trait;
 
@@ -154,9 +158,10 @@ impl Election {
     }
 
     /// One campaign round trip for `holder`; when refused, with `stand`, it
-    /// records (or refreshes) `holder`'s candidacy. A campaign that got no
-    /// answer (cancelled, timed out) withdraws in the background a
-    /// candidacy it may have recorded and resigns a term it may have won.
+    /// records (or refreshes) `holder`'s candidacy. A round that got no
+    /// answer (cancelled, timed out, reply lost) resigns in the background a
+    /// term it may have won (see [`give_up`]; the candidacy it may have
+    /// recorded is [`campaign`](Self::campaign)'s to withdraw).
     async fn attempt(
         &self,
         key: &Key,
@@ -320,20 +325,39 @@ impl Election {
 type UndoFn =
     dyn FnMut(Client) -> Pin<Box<dyn Future<Output = Result<()>> + Send>> + Send + 'static;
 
-/// Undoes, for an unanswered campaign, what it may have done: withdraws the
-/// candidacy `holder` may have recorded, and resigns the term it may have
-/// won.
+/// Undoes, for an unanswered campaign round, the term it may have won:
+/// resigns it if `holder` leads. (A candidacy the round may have recorded
+/// is withdrawn by [`Election::campaign`], as for every campaign that ends
+/// without a term; `try_campaign` never stands.)
+///
+/// Two round trips: the leader, to learn the term, and the resignation. A
+/// retry repeats only the step that did not answer: once the leader was
+/// read, the term found (or that `holder` leads none) stays found, since
+/// `holder` (fresh per campaign, which ends at its first unanswered round)
+/// wins at most one term. So a fault on the way costs the retry of one call,
+/// not of the whole clean-up, and the resignation never waits behind a
+/// withdrawal: the orphaned term blocks the election until it is resigned,
+/// a candidacy blocks nobody.
 fn give_up(key: &Key, holder: &HolderId) -> Box<UndoFn> {
     let (key, holder) = (key.clone(), holder.clone());
+    // `Some(term)` once the leader answered: `holder`'s term, if it leads.
+    let found: Arc<Mutex<Option<Option<FencingToken>>>> = Arc::default();
     Box::new(move |client: Client| {
-        let (key, holder) = (key.clone(), holder.clone());
+        let (key, holder, found) = (key.clone(), holder.clone(), found.clone());
         Box::pin(async move {
             let elections = client.elections()?;
-            elections.withdraw_candidacy(&key, &holder).await?;
-            if let Some(l) = elections.leader(&key).await?
-                && l.holder == holder
-            {
-                elections.resign(&key, &holder, l.term).await?;
+            let known = *found.lock().unwrap_or_else(|e| e.into_inner());
+            let term = match known {
+                Some(term) => term,
+                None => {
+                    let leader = elections.leader(&key).await?;
+                    let term = leader.filter(|l| l.holder == holder).map(|l| l.term);
+                    *found.lock().unwrap_or_else(|e| e.into_inner()) = Some(term);
+                    term
+                }
+            };
+            if let Some(term) = term {
+                elections.resign(&key, &holder, term).await?;
             }
             Ok(())
         })

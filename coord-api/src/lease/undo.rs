@@ -83,9 +83,9 @@ where
 /// Runs `undo` until it answers (whatever the answer, `Unconfirmed`
 /// included: the master applied it, and repeating it would not make the
 /// replicas confirm what they lack) or fails with an error that is not
-/// retryable, waiting between attempts (10 ms, doubling up to a
-/// second) while the backend is unreachable; gives up once `within` has
-/// passed.
+/// retryable, waiting between attempts (10 ms, doubling up to a second,
+/// and never more than a tenth of `within`, see [`longest_pause`]) while
+/// the backend is unreachable; gives up once `within` has passed.
 pub(crate) async fn retry<U, Fut>(client: &Client, within: Duration, mut undo: U)
 where
     U: FnMut(Client) -> Fut,
@@ -93,7 +93,8 @@ where
 {
     let clock = client.clock().clone();
     let deadline = clock.now().checked_add(within);
-    let mut pause = Duration::from_millis(10);
+    let longest = longest_pause(within);
+    let mut pause = Duration::from_millis(10).min(longest);
     loop {
         match undo(client.clone()).await {
             Err(Error::Unconfirmed { .. }) => return,
@@ -105,8 +106,23 @@ where
             return;
         }
         clock.sleep_until(now + pause).await;
-        pause = (pause * 2).min(Duration::from_secs(1));
+        pause = (pause * 2).min(longest);
     }
+}
+
+/// The longest pause between two attempts of a clean-up that has `within`
+/// (the TTL of what it releases): a second, or a tenth of `within` if that
+/// is shorter. The promise is that what an unanswered acquisition was
+/// granted is free again within a renewal interval (a third of the TTL by
+/// default) once the backend answers, not after the TTL. Pauses of up to a
+/// second do not keep it for TTLs of a few seconds: with a 1 s TTL, after
+/// six failed attempts (transient faults, not an outage) the next one came
+/// 630 ms after the first failure, and a seventh failure left the grant to
+/// its TTL. A tenth keeps every pause well inside a renewal interval and
+/// leaves room for at least ten attempts within the TTL; TTLs of 10 s and
+/// more keep the second.
+fn longest_pause(within: Duration) -> Duration {
+    (within / 10).clamp(Duration::from_millis(1), Duration::from_secs(1))
 }
 
 #[cfg(test)]
@@ -151,5 +167,18 @@ mod tests {
             1
         );
         assert!(attempts(|| Err(Error::unavailable("test", "gone"))).await > 1);
+    }
+
+    /// Pauses double from 10 ms up to a second, or up to a tenth of the
+    /// TTL when that is shorter.
+    #[test]
+    fn pauses_stay_within_a_tenth_of_the_ttl() {
+        let ms = Duration::from_millis;
+        assert_eq!(longest_pause(Duration::from_secs(30)), ms(1_000));
+        assert_eq!(longest_pause(Duration::from_secs(10)), ms(1_000));
+        assert_eq!(longest_pause(Duration::from_secs(1)), ms(100));
+        assert_eq!(longest_pause(ms(50)), ms(5));
+        assert_eq!(longest_pause(Duration::ZERO), ms(1));
+        assert_eq!(longest_pause(Duration::MAX), ms(1_000));
     }
 }
