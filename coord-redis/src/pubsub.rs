@@ -21,15 +21,17 @@
 //! the next one. Any other message (`forced`, a semaphore's `freed`: a
 //! release of several permits, or one while a waiter for several may be
 //! waiting, which could take a `released` wake-up it cannot use) and a lost
-//! connection wake every watch. A fair waiter's watch ([`Wake::Queued`])
-//! is woken by name: the release of a lease granted from a fair queue
-//! publishes `next <holder>` for the first live waiter in line (decision
-//! 0041), which wakes that waiter's watches and no other fair waiter's
-//! (to the others it is a `released`); a plain `released` wakes every fair
-//! waiter (no one was named: whoever heads the queue must look). A woken waiter that finds the key taken again needs no
-//! hand-on: whoever took it publishes when releasing, and a lease that
-//! expires instead wakes every waiter at the expiry instant the refusal
-//! carried.
+//! connection wake every watch. A woken waiter that finds the key taken
+//! again needs no hand-on: whoever took it publishes when releasing, and a
+//! lease that expires instead wakes every waiter at the expiry instant the
+//! refusal carried.
+//!
+//! A fair waiter's watch ([`Wake::Queued`]) is woken by name: the release
+//! of a lease granted from a fair queue publishes `next <holder>` for the
+//! first live waiter in line (decision 0041), which wakes that waiter's
+//! watches and no other fair waiter's (to the `One` watches it is a
+//! `released`); a plain `released` wakes every fair waiter (no one was
+//! named: whoever heads the queue must look).
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -638,12 +640,7 @@ mod tests {
         let channels = Channels::default();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         channels.0.lock().unwrap().dropped = Some(tx);
-        let slot = Arc::new(Slot {
-            wake: Wake::One,
-            pending: AtomicBool::new(false),
-            notify: Notify::new(),
-            feed: None,
-        });
+        let slot = slot(Wake::One);
         channels.0.lock().unwrap().channels.insert(
             "c".into(),
             Entry {
