@@ -223,6 +223,20 @@ impl Holders {
     }
 }
 
+/// Prints every violation, then fails the run (naming `what`) if there is
+/// any.
+fn assert_none(what: &str, violations: &[Violation]) {
+    for v in violations {
+        println!("  {v}");
+    }
+    assert!(
+        violations.is_empty(),
+        "{what}: {} violation(s), first: {}",
+        violations.len(),
+        violations[0]
+    );
+}
+
 /// Checkers (a), (b) and (c) on what `fence` recorded: the violations
 /// when two holds may overlap only across one of the instants of
 /// `explaining` (ns: a server restart, a failover), and how many
@@ -401,15 +415,7 @@ async fn run(seed: u64) {
             .unwrap_or_else(|| "never".into()),
         violations.len(),
     );
-    for v in &violations {
-        println!("  {v}");
-    }
-    assert!(
-        violations.is_empty(),
-        "seed {seed}: {} violation(s), first: {}",
-        violations.len(),
-        violations[0]
-    );
+    assert_none(&format!("seed {seed}"), &violations);
     // Not vacuous: the run did what it claims.
     assert!(
         stats.grants >= 15,

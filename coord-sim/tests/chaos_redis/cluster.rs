@@ -37,7 +37,7 @@ use coord_sim::{
 use coord_testkit::cluster::ClusterSet;
 use tokio::time::sleep;
 
-use super::{Holders, KEY, LIVENESS, safety};
+use super::{Holders, KEY, LIVENESS, assert_none, safety};
 
 /// How many times the lock's slot moves.
 const MOVES: usize = 6;
@@ -148,15 +148,7 @@ async fn run() {
         "chaos_redis cluster: while slots moved {moving:?}; through the failover {failing:?}; whole run {stats:?}; overlapping holds the failover explains: {explained}; violations {}",
         violations.len()
     );
-    for v in &violations {
-        println!("  {v}");
-    }
-    assert!(
-        violations.is_empty(),
-        "{} violation(s), first: {}",
-        violations.len(),
-        violations[0]
-    );
+    assert_none("chaos_redis cluster", &violations);
     assert_eq!(
         stats.other_errors,
         0,
