@@ -80,7 +80,10 @@ impl Dispatch for Tally {
 
 /// A candidate on its own node, through its own seeded fault layer:
 /// campaigns, leads a while (recording its term), resigns; again, for
-/// `RUN`. Returns what the layer injected.
+/// `RUN`, and on (up to `RUN` more) until some candidate's renewal met a
+/// fault: a seed whose faults missed every renewal by chance (about one in
+/// 10,000 runs `RUN` alone) would test nothing of them. Returns what the
+/// layer injected.
 async fn candidate(
     name: String,
     server: SocketAddr,
@@ -97,6 +100,10 @@ async fn candidate(
         .lost_reply(0.1)
         .delay(0.2, Duration::from_millis(1)..MAX_DELAY)
         .layer(sim.backend());
+    let renewal_hit = {
+        let failed = failed.clone();
+        move || failed.lock().unwrap().contains_key("elections.renew")
+    };
     let tally = Tally {
         name: name.clone(),
         inner: faulty.clone(),
@@ -114,8 +121,8 @@ async fn candidate(
         )
         .build();
     let election = client.election("e");
-    let end = Instant::now() + RUN;
-    while Instant::now() < end {
+    let (end, latest) = (Instant::now() + RUN, Instant::now() + RUN * 2);
+    while Instant::now() < end || (!renewal_hit() && Instant::now() < latest) {
         let sent = Instant::now();
         let Ok(leadership) = election.campaign().await else {
             continue;
