@@ -13,7 +13,8 @@ use coord_api::Client;
 
 use crate::{
     handover::{Log, Mark},
-    redis_tool::verdict,
+    lock_rounds::median,
+    redis_tool::{ms, verdict},
 };
 
 /// Contending tasks.
@@ -137,11 +138,7 @@ pub async fn report(client: &Client, rounds: usize, url: &str) {
             if is_fair { &mut fair } else { &mut plain }.push(c);
         }
     }
-    let med = |v: &[Contention], f: fn(&Contention) -> f64| {
-        let mut x: Vec<f64> = v.iter().map(f).collect();
-        x.sort_by(f64::total_cmp);
-        x[x.len() / 2]
-    };
+    let med = |v: &[Contention], f: fn(&Contention) -> f64| median(v.iter().map(f));
     println!();
     for (name, v) in [("plain", &plain), ("fair", &fair)] {
         println!(
@@ -172,8 +169,4 @@ pub async fn report(client: &Client, rounds: usize, url: &str) {
         );
         log.report();
     }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }

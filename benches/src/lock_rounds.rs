@@ -297,13 +297,9 @@ pub fn server_ratio(
     Some((cpu(w) / cpu(o), cmd(w) / cmd(o)))
 }
 
+/// [`redis_tool::median`](crate::redis_tool::median) of `v`; NaN when empty.
 pub fn median(v: impl Iterator<Item = f64>) -> f64 {
-    let mut v: Vec<f64> = v.collect();
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    crate::redis_tool::median(v.collect()).unwrap_or(f64::NAN)
 }
 
 /// The first and third quartiles.

@@ -161,6 +161,16 @@ impl Completions {
     }
 }
 
+/// `d` in milliseconds.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// `d` in microseconds.
+pub fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
 /// The `p` quantile of `sorted` latencies (µs), in ms; NaN when none.
 pub fn pct_ms(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -686,6 +696,9 @@ impl Anchor {
     }
 }
 
+/// The median of `v` (of an even count, the mean of the two middle values);
+/// `None` when `v` is empty. Every figure the tools print as a median is
+/// this one.
 pub fn median(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
         return None;

@@ -61,7 +61,7 @@ mod bench {
     };
 
     use coord_api::{Client, LatchWait, LeaseOptions, spi::DynBackend};
-    use coord_benches::redis_tool::verdict;
+    use coord_benches::redis_tool::{ms, verdict};
     use coord_redis::RedisBackend;
     use coord_testkit::redis::RedisServer;
     use tokio::sync::{mpsc, watch};
@@ -443,9 +443,5 @@ mod bench {
 
     fn pct(v: &[Duration], p: f64) -> Duration {
         v[((v.len() - 1) as f64 * p).round() as usize]
-    }
-
-    fn ms(d: Duration) -> f64 {
-        d.as_secs_f64() * 1e3
     }
 }

@@ -146,7 +146,7 @@ mod load {
             Sample, Target, Timing, breakdown, header, median, ratio, report, scenario,
             server_ratio,
         },
-        redis_tool::{env_usize, verdict},
+        redis_tool::{env_usize, ms, us, verdict},
     };
     use coord_testkit::{cluster::ClusterSet, redis::RedisServer};
 
@@ -404,13 +404,5 @@ mod load {
             verdict(p99 <= 10.0),
             verdict(worst_fair <= 1.5)
         );
-    }
-
-    fn ms(d: Duration) -> f64 {
-        d.as_secs_f64() * 1e3
-    }
-
-    fn us(d: Duration) -> f64 {
-        d.as_secs_f64() * 1e6
     }
 }
