@@ -217,9 +217,7 @@ impl RedisBackend {
                 channels,
                 sharded,
             ));
-            if sharded {
-                hub.keep_subscribed();
-            }
+            hub.keep_subscribed();
             tracing::debug!(%server, sharded, "connected to the cluster");
             Ok(RedisBackend {
                 inner: Arc::new(Inner {

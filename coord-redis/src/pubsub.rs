@@ -9,7 +9,11 @@
 //! every watch (a spurious wake-up is allowed; a missed one is not). When
 //! the master moves (Sentinel), the backend hands the hub a connection to
 //! the new one ([`Hub::switch`]): every channel is subscribed again there,
-//! then every watch is woken.
+//! then every watch is woken. On a Redis Cluster, a node lost by the
+//! pub/sub connection makes the hub build a new one through the seed nodes
+//! (the old one would keep redialling a dead master: a failover's promoted
+//! replica is learnt only from fresh slots) and subscribe every channel
+//! again on it, retrying until that succeeds ([`Hub::keep_subscribed`]).
 //!
 //! Wake-ups: a watch made with [`Wake::All`] is woken by every message on
 //! its channel. Watches made with [`Wake::One`] (waiters for an exclusive
@@ -46,7 +50,11 @@ use coord_api::{Result, spi::Watch};
 use redis::{PushInfo, PushKind, Value};
 use tokio::sync::Notify;
 
-use crate::{RedisConfig, cluster::Conn, error};
+use crate::{
+    Endpoint, RedisConfig,
+    cluster::{self, Conn},
+    error,
+};
 
 /// The subscriptions of one backend.
 pub(crate) struct Hub {
@@ -105,9 +113,17 @@ pub(crate) struct State {
     channels: HashMap<String, Entry>,
     /// Orders the watches by creation.
     next_id: u64,
-    /// Where channels the server unsubscribed while watched go, to be
-    /// subscribed again (a cluster's hub: [`Hub::keep_subscribed`]).
-    dropped: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    /// What a cluster's hub must subscribe again ([`Hub::keep_subscribed`]).
+    dropped: Option<tokio::sync::mpsc::UnboundedSender<Again>>,
+}
+
+/// What a cluster's hub must subscribe again.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Again {
+    /// A channel the server unsubscribed while watched (its slot moved).
+    Channel(String),
+    /// Every channel, on a new connection: the connection lost a node.
+    All,
 }
 
 struct Entry {
@@ -206,7 +222,7 @@ impl Channels {
                     }
                     entry.wake_all();
                     if let Some(tx) = dropped {
-                        let _ = tx.send(name.to_owned());
+                        let _ = tx.send(Again::Channel(name.to_owned()));
                     }
                 }
             }
@@ -227,6 +243,9 @@ impl Channels {
                         f.lost.store(true, Ordering::Release);
                     }
                     entry.wake_all();
+                }
+                if let Some(tx) = &state.dropped {
+                    let _ = tx.send(Again::All);
                 }
             }
             _ => {}
@@ -266,19 +285,78 @@ impl Hub {
         }
     }
 
-    /// Subscribes again, as long as it is watched, every channel the
-    /// server unsubscribed (see [`Channels::dispatch`]): a task that lives
-    /// as long as the hub. For a cluster's sharded subscriptions.
+    /// Keeps a cluster's subscriptions alive, in a task that lives as long
+    /// as the hub: subscribes again, as long as it is watched, every
+    /// channel the server unsubscribed; and when the connection lost a
+    /// node, replaces it ([`reconnect`](Self::reconnect)). See
+    /// [`Channels::dispatch`].
     pub(crate) fn keep_subscribed(self: &Arc<Self>) {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Again>();
         self.channels.0.lock().unwrap().dropped = Some(tx);
         let weak = Arc::downgrade(self);
         drop(tokio::spawn(async move {
-            while let Some(name) = rx.recv().await {
-                let Some(hub) = weak.upgrade() else { return };
-                hub.subscribe_again(name).await;
+            while let Some(again) = rx.recv().await {
+                match again {
+                    Again::Channel(name) => {
+                        let weak = weak.clone();
+                        // (On its own: a channel on a dead node waits for
+                        // the reconnection, which must not wait for it.)
+                        drop(tokio::spawn(async move {
+                            if let Some(hub) = weak.upgrade() {
+                                hub.subscribe_again(name).await;
+                            }
+                        }));
+                    }
+                    Again::All => Hub::reconnect(&weak).await,
+                }
             }
         }));
+    }
+
+    /// Replaces a cluster's pub/sub connection by a new one through the
+    /// seed nodes and subscribes every channel watched again on it, then
+    /// wakes every watch and tells every listener that messages may have
+    /// been lost; tried again, pausing (up to a second), until every
+    /// subscription succeeds or the hub is gone. The old connection kept
+    /// redialling a lost node for as long as its slots named it: a master
+    /// killed and replaced by its replica would have taken its shard's
+    /// subscriptions with it for good.
+    async fn reconnect(weak: &std::sync::Weak<Hub>) {
+        let mut pause = std::time::Duration::from_millis(10);
+        loop {
+            let Some(hub) = weak.upgrade() else { return };
+            let Endpoint::Cluster { nodes } = hub.config.endpoint() else {
+                return;
+            };
+            let span =
+                tracing::info_span!("coord.redis.pubsub", backend = %hub.config, op = "reconnect");
+            let done = {
+                let _serial = hub.commands.lock().await;
+                let conn = cluster::connect(
+                    &hub.config,
+                    nodes,
+                    redis::ProtocolVersion::RESP3,
+                    Some(&hub.channels),
+                );
+                match tracing::Instrument::instrument(conn, span.clone()).await {
+                    Ok(conn) => {
+                        *hub.conn.write().unwrap() = Conn::Cluster(conn);
+                        hub.resubscribe_serialized().await
+                    }
+                    Err(e) => {
+                        span.in_scope(|| tracing::warn!(error = %e, "cannot reconnect"));
+                        false
+                    }
+                }
+            };
+            if done {
+                span.in_scope(|| tracing::info!("subscribed again on a new connection"));
+                return;
+            }
+            drop(hub);
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(1));
+        }
     }
 
     /// Subscribes to `name` again while it is watched and not confirmed,
@@ -333,6 +411,12 @@ impl Hub {
 
     async fn resubscribe(&self) {
         let _serial = self.commands.lock().await;
+        self.resubscribe_serialized().await;
+    }
+
+    /// [`resubscribe`](Self::resubscribe)'s work, `commands` held: whether
+    /// every channel watched is subscribed (true when there are none).
+    async fn resubscribe_serialized(&self) -> bool {
         let names: Vec<String> = {
             let mut state = self.channels.0.lock().unwrap();
             for entry in state.channels.values_mut() {
@@ -341,17 +425,20 @@ impl Hub {
             state.channels.keys().cloned().collect()
         };
         let mut conn = self.conn();
-        let subscribed = !names.is_empty()
-            && matches!(
-                tokio::time::timeout(self.config.timeout(), conn.subscribe(&names, self.sharded))
-                    .await,
-                Ok(Ok(()))
-            );
-        let subscribed: std::collections::HashSet<&String> = if subscribed {
-            names.iter().collect()
-        } else {
-            Default::default()
+        let timeout = self.config.timeout();
+        let mut subscribed = std::collections::HashSet::new();
+        // Sharded subscriptions one channel at a time: one SSUBSCRIBE names
+        // channels of one slot only.
+        let groups: Vec<&[String]> = match self.sharded {
+            true => names.chunks(1).collect(),
+            false => vec![&names[..]],
         };
+        for group in groups.into_iter().filter(|g| !g.is_empty()) {
+            let subscribe = conn.subscribe(group, self.sharded);
+            if let Ok(Ok(())) = tokio::time::timeout(timeout, subscribe).await {
+                subscribed.extend(group);
+            }
+        }
         let mut state = self.channels.0.lock().unwrap();
         for (name, entry) in state.channels.iter_mut() {
             // (A channel watched since is being subscribed by its watch.)
@@ -361,6 +448,7 @@ impl Hub {
             }
             entry.wake_all();
         }
+        subscribed.len() == names.len()
     }
 
     /// A watch on `channel` woken by every message, effective on the server
@@ -632,13 +720,15 @@ mod tests {
         assert_eq!(woken("next w#"), [false, false, true, false, true]);
     }
 
-    /// A sharded subscription the server ended while watched wakes every
-    /// watch, tells listeners messages may be lost, and asks for the
-    /// channel to be subscribed again; one nobody watches is ignored.
-    #[test]
-    fn a_dropped_sharded_subscription_wakes_and_is_asked_again() {
+    /// A cluster hub's channels (what they ask to subscribe again goes to
+    /// the receiver) with one watch of channel `c`, subscribed.
+    fn a_cluster_hubs_watch() -> (
+        Channels,
+        Arc<Slot>,
+        tokio::sync::mpsc::UnboundedReceiver<Again>,
+    ) {
         let channels = Channels::default();
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         channels.0.lock().unwrap().dropped = Some(tx);
         let slot = slot(Wake::One);
         channels.0.lock().unwrap().channels.insert(
@@ -648,12 +738,31 @@ mod tests {
                 watches: BTreeMap::from([(0, slot.clone())]),
             },
         );
+        (channels, slot, rx)
+    }
+
+    /// A sharded subscription the server ended while watched wakes every
+    /// watch, tells listeners messages may be lost, and asks for the
+    /// channel to be subscribed again; one nobody watches is ignored.
+    #[test]
+    fn a_dropped_sharded_subscription_wakes_and_is_asked_again() {
+        let (channels, slot, mut rx) = a_cluster_hubs_watch();
         channels.dispatch(push(PushKind::SUnsubscribe, "other"));
         assert!(!slot.is_pending());
         assert!(rx.try_recv().is_err());
         channels.dispatch(push(PushKind::SUnsubscribe, "c"));
         assert!(slot.is_pending());
-        assert_eq!(rx.try_recv().unwrap(), "c");
+        assert_eq!(rx.try_recv().unwrap(), Again::Channel("c".into()));
         assert!(!channels.0.lock().unwrap().channels["c"].confirmed);
+    }
+
+    /// A cluster's pub/sub connection that lost a node wakes every watch
+    /// and asks for a new connection with every channel on it.
+    #[test]
+    fn a_lost_node_wakes_and_asks_for_every_channel_again() {
+        let (channels, slot, mut rx) = a_cluster_hubs_watch();
+        channels.dispatch(push(PushKind::Disconnection, ""));
+        assert!(slot.is_pending());
+        assert_eq!(rx.try_recv().unwrap(), Again::All);
     }
 }

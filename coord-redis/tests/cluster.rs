@@ -8,8 +8,11 @@
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use coord_api::{
-    Client, Error, LeaseOptions, LockGuard,
-    spi::{Backend, Cursor, ResourceKind},
+    Client, Error, Key, LeaseOptions, LockGuard,
+    spi::{
+        Backend, Cursor, ResourceKind,
+        topics::{Heard, Listener, NewEvent, Tag},
+    },
 };
 use coord_redis::RedisBackend;
 use coord_testkit::{
@@ -179,7 +182,9 @@ async fn a_planned_failover_is_followed(set: &ClusterSet) {
 /// refused to others, released on the new master); a grant and a release
 /// it lacked are lost: the key is granted again with a larger token, the
 /// first holder's lost signal fires and a fenced resource refuses its
-/// writes; the released key is held again by its last holder.
+/// writes; the released key is held again by its last holder. Another
+/// shard stays available meanwhile; a listener on the dead master's shard
+/// hears what is published after the failover.
 async fn an_unplanned_failover_loses_only_what_the_replica_lacked(set: &ClusterSet) {
     // Outlives the failover (5 s to mark the master failed, an election).
     let ttl = LeaseOptions::default().ttl(Duration::from_secs(30));
@@ -201,9 +206,16 @@ async fn an_unplanned_failover_loses_only_what_the_replica_lacked(set: &ClusterS
             .unwrap()
     };
     let (released_name, lost_name) = (on_victim("released"), on_victim("lost"));
+    // And one on another master.
+    let elsewhere = (0..)
+        .map(|n| format!("elsewhere{n}"))
+        .find(|name| set.master_of(&key(name)).port() != victim)
+        .unwrap();
+    let other_master = set.master_of(&key(&elsewhere)).port();
     let kept = a.lock("kept").try_lock().await.unwrap().expect("free");
     let released = a.lock(&released_name).try_lock().await.unwrap();
     let released = released.expect("free");
+    let (listening, topic, mut listener) = listening_on(set, victim).await;
     tokio::task::block_in_place(|| set.wait_until_replicated(victim));
 
     // The replica frozen and cut off, a grant and a release reach the
@@ -220,6 +232,7 @@ async fn an_unplanned_failover_loses_only_what_the_replica_lacked(set: &ClusterS
     let (released_by, released_token) = (released.holder().clone(), released.token());
     assert!(released.release().await.unwrap(), "released on the master");
     set.node(victim).stop();
+    another_shard_loads_its_scripts_alone(set.node(other_master), &a, &elsewhere).await;
     set.node(replica).resume();
     tokio::task::block_in_place(|| set.wait_until_promoted(replica));
 
@@ -240,6 +253,58 @@ async fn an_unplanned_failover_loses_only_what_the_replica_lacked(set: &ClusterS
     for g in [again, next] {
         g.release().await.unwrap();
     }
+    heard_after_the_failover(&listening, &topic, &mut listener).await;
+}
+
+/// While a master is dead (and not yet marked failed), lock `name` of
+/// another `master` that lost its scripts is still taken: the script is
+/// loaded on that master alone (a `SCRIPT LOAD` to every master fails on
+/// the dead one).
+async fn another_shard_loads_its_scripts_alone(master: &RedisServer, client: &Client, name: &str) {
+    let flushed = master.command(&["SCRIPT", "FLUSH"]);
+    assert_eq!(flushed.unwrap(), Value::Okay);
+    let guard = client.lock(name).try_lock().await;
+    let guard = guard.expect("another shard available").expect("free");
+    guard.release().await.unwrap();
+}
+
+/// A backend listening to a topic whose channel lives on master `port`.
+async fn listening_on(set: &ClusterSet, port: u16) -> (RedisBackend, Key, Box<dyn Listener>) {
+    let b = backend(set, "uf").await;
+    let channel = |name: &str| format!("coord:{{uf:topic:{}:{name}}}:c", name.len());
+    let name = (0..)
+        .map(|n| format!("t{n}"))
+        .find(|name| set.master_of(&channel(name)).port() == port)
+        .unwrap();
+    let topic = Key::new(&name).unwrap();
+    let listener = b.topics().unwrap().listen(&topic).await.unwrap();
+    (b, topic, listener)
+}
+
+/// An event published on the new master reaches a listener made before
+/// the failover (told first that it may have missed some): the pub/sub
+/// connection lost the dead master, and the hub made a new one that
+/// learnt the promoted replica and subscribed there. (The old connection
+/// kept redialling the dead master: every publish reached nobody.)
+async fn heard_after_the_failover(b: &RedisBackend, topic: &Key, listener: &mut Box<dyn Listener>) {
+    let topics = b.topics().unwrap();
+    let event = || NewEvent::new(Tag::new("After", 1), b"failover".to_vec());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while topics.publish_ephemeral(topic, event()).await.unwrap_or(0) == 0 {
+        let late = tokio::time::Instant::now() >= deadline;
+        assert!(!late, "no subscriber 30 s after the promotion");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut missed = 0;
+    loop {
+        let heard = tokio::time::timeout(DELIVERY, listener.next()).await;
+        match heard.expect("heard within DELIVERY").unwrap() {
+            Heard::Event(tag, _) if tag.kind == "After" => break,
+            Heard::MayHaveMissed => missed += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(missed > 0, "told that events may have been missed");
 }
 
 /// `attempt`'s grant, tried until the clients reach the new master (an
