@@ -30,6 +30,7 @@ use redis::{
     aio::{ConnectionLike, ConnectionManager},
     cluster::ClusterClientBuilder,
     cluster_async::ClusterConnection,
+    cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr},
     io::tcp::TcpSettings,
 };
 
@@ -233,20 +234,36 @@ const SPUBLISH: &str = "redis.call('SPUBLISH',";
 /// A script's hash → its sharded twin (for scripts that publish).
 static TWINS: LazyLock<Mutex<HashMap<String, &'static Script>>> = LazyLock::new(Default::default);
 
+/// A script's hash → its code (every script of [`script`] and its twin),
+/// for [`load_script`]: the redis crate keeps its own copy private.
+static CODES: LazyLock<Mutex<HashMap<String, &'static str>>> = LazyLock::new(Default::default);
+
 /// The script of `code`, its sharded twin registered (see the module's
 /// docs). Called once per script (by [`script!`](crate::eval::script)),
 /// so the twins leaked are a fixed few.
-pub(crate) fn script(code: &str) -> Script {
+pub(crate) fn script(code: &'static str) -> Script {
     let script = Script::new(code);
+    let mut codes = CODES.lock().unwrap();
+    codes.insert(script.get_hash().to_owned(), code);
     if code.contains(PUBLISH) {
-        let twin: &'static Script =
-            Box::leak(Box::new(Script::new(&code.replace(PUBLISH, SPUBLISH))));
+        let twin_code: &'static str = Box::leak(code.replace(PUBLISH, SPUBLISH).into_boxed_str());
+        let twin: &'static Script = Box::leak(Box::new(Script::new(twin_code)));
+        codes.insert(twin.get_hash().to_owned(), twin_code);
         TWINS
             .lock()
             .unwrap()
             .insert(script.get_hash().to_owned(), twin);
     }
     script
+}
+
+/// The code of `script`, one of [`script`]'s.
+fn script_code(script: &Script) -> RedisResult<&'static str> {
+    let code = CODES.lock().unwrap().get(script.get_hash()).copied();
+    code.ok_or_else(|| {
+        let what = "coord: a script not made by cluster::script";
+        RedisError::from((ErrorKind::Client, what))
+    })
 }
 
 /// The sharded twin of `script` (itself when it publishes nothing).
@@ -279,6 +296,40 @@ pub(crate) fn sharded_cmd(cmd: &Cmd) -> Option<Cmd> {
         };
     }
     Some(out)
+}
+
+/// The first key of `cmd` when it is an `EVALSHA` naming one or more.
+pub(crate) fn first_key(cmd: &Cmd) -> Option<&[u8]> {
+    let mut args = cmd.args_iter();
+    if !matches!(args.next(), Some(Arg::Simple(b"EVALSHA"))) {
+        return None;
+    }
+    match (args.next(), args.next(), args.next()) {
+        (Some(_), Some(Arg::Simple(n)), Some(Arg::Simple(key))) if n != b"0" => Some(key),
+        _ => None,
+    }
+}
+
+/// Where to load a script that `EVALSHA`s of a key in `key`'s slot run.
+pub(crate) async fn load_script(
+    conn: &mut Conn,
+    script: &Script,
+    key: Option<&[u8]>,
+) -> RedisResult<()> {
+    // On a cluster, SCRIPT LOAD alone goes to every master and fails while
+    // any of them is down; a master that lacks the script (one restarted,
+    // or a replica just promoted: replicas are not sent scripts) is the
+    // only one that needs it.
+    match (conn, key) {
+        (Conn::Cluster(c), Some(key)) => {
+            let route = Route::with_slot(Slot::for_key(key), SlotAddr::Master);
+            let mut load = redis::cmd("SCRIPT");
+            load.arg("LOAD").arg(script_code(script)?);
+            let node = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+            c.route_command(load, node).await.map(drop)
+        }
+        (conn, _) => script.load_async(conn).await.map(drop),
+    }
 }
 
 /// `pipe` with every `EVALSHA` of a script that has a sharded twin running

@@ -15,6 +15,11 @@ pub(crate) fn is_unavailable(e: &RedisError) -> bool {
     if e.is_io_error() || e.is_timeout() || e.is_connection_refusal() || e.is_connection_dropped() {
         return true;
     }
+    // (A cluster connection with no connection to a node it needs, as
+    // while a master fails over: nothing was sent.)
+    if e.kind() == ErrorKind::ClusterConnectionNotFound {
+        return true;
+    }
     matches!(
         e.kind(),
         ErrorKind::Server(
@@ -56,4 +61,24 @@ pub(crate) fn timed_out(cfg: &RedisConfig, what: &str, after: Duration) -> Error
         cfg,
         format!("{what}: no answer from {} within {after:?}", cfg.endpoint()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cluster connection lacking a node (a master failing over) is
+    /// `Unavailable`, like any other lost connection; a script's own error
+    /// is not.
+    #[test]
+    fn a_missing_cluster_connection_is_unavailable() {
+        let cfg = RedisConfig::from_url("redis+cluster://127.0.0.1:7000").unwrap();
+        let missing = RedisError::from((ErrorKind::ClusterConnectionNotFound, "no connection"));
+        let e = from_redis(&cfg, "acquire lock \"a\"", missing);
+        assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
+        let reply = redis::parse_redis_value(b"-ERR user_script:1: boom\r\n").unwrap();
+        let script = reply.extract_error().unwrap_err();
+        let e = from_redis(&cfg, "acquire lock \"a\"", script);
+        assert!(matches!(e, Error::Backend { .. }), "{e:?}");
+    }
 }

@@ -305,8 +305,13 @@ impl RedisBackend {
         let run = |mut conn: Conn| async move {
             match send::<T>(&mut conn, req, wait).await {
                 Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    let key = match req {
+                        Request::Cmd(c) => cluster::first_key(c),
+                        Request::Pipe(p) => p.cmd_iter().find_map(cluster::first_key),
+                        Request::At(..) => None,
+                    };
                     for s in scripts {
-                        self.script_for(s).load_async(&mut conn).await?;
+                        cluster::load_script(&mut conn, self.script_for(s), key).await?;
                     }
                     send(&mut conn, req, wait).await
                 }
@@ -486,20 +491,38 @@ async fn send<T: FromRedisValue>(
     // Every reply on its own: the request's errors are its own, and the
     // confirmation is read even when the request failed.
     pipe.add_command(wait.clone()).ignore_errors();
-    let mut replies: Vec<Value> = pipe.query_async(conn).await?;
+    let mut replies: Vec<Value> = match pipe.query_async(conn).await {
+        // The cluster crate answers a pipeline with any element's
+        // redirect-class error, and MASTERDOWN may be the confirmation's
+        // own, after the request ran. (MOVED, ASK, TRYAGAIN, CLUSTERDOWN
+        // and READONLY answer keyed writes only: the request's.)
+        Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::MasterDown) => {
+            return Err(may_have_run(e));
+        }
+        replies => replies?,
+    };
     let acks = replies.pop();
     if let Some(Value::ServerError(e)) = replies.iter().find(|v| matches!(v, Value::ServerError(_)))
     {
         return Err(e.clone().into());
     }
     if let Some(Value::ServerError(e)) = &acks {
-        return Err(e.clone().into());
+        return Err(may_have_run(e.clone().into()));
     }
     let reply = match req {
         Request::Pipe(_) => Value::Array(replies),
         _ => replies.pop().unwrap_or(Value::Nil),
     };
     Ok((T::from_redis_value(reply)?, acks))
+}
+
+/// `e`, an error of a confirmation sent after its request, as one that
+/// says the request may have run (an I/O error: `Unavailable`, never sent
+/// again; an answer such as MASTERDOWN would read as a refusal to run it,
+/// and the request could run twice).
+fn may_have_run(e: redis::RedisError) -> redis::RedisError {
+    let what = format!("{e} (answering the confirmation: the request may have run)");
+    std::io::Error::other(what).into()
 }
 
 /// What `confirm` lacks according to `acks`, the reply to its command:
@@ -613,6 +636,22 @@ mod tests {
     use super::*;
 
     static SCRIPT: std::sync::LazyLock<Script> = script!("jobs/jobs.lua");
+
+    /// A confirmation's MASTERDOWN (a master demoted after it ran the
+    /// request) is not read as a refusal to run it: never sent again, on a
+    /// cluster or behind sentinels; `Unavailable` to the caller.
+    #[test]
+    fn a_failed_confirmation_says_its_request_may_have_run() {
+        let reply = b"-MASTERDOWN Link with MASTER is down\r\n";
+        let masterdown = redis::parse_redis_value(reply).unwrap();
+        let masterdown = masterdown.extract_error().unwrap_err();
+        assert_eq!(cluster::not_run(&masterdown), cluster::Refused::Again);
+        let e = may_have_run(masterdown);
+        assert_eq!(cluster::not_run(&e), cluster::Refused::MayHaveRun);
+        assert!(!crate::sentinel::not_run(&e));
+        assert!(error::is_unavailable(&e));
+        assert!(e.to_string().contains("Link with MASTER is down"), "{e}");
+    }
 
     /// The scripts store and compare the holder as `HolderId`'s `Display`
     /// spells it; `Eval::holder` writes it without the formatter.
