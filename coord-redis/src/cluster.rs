@@ -179,14 +179,19 @@ pub(crate) enum Refused {
     /// and a failover made it a replica. The crate keeps its connections in
     /// READONLY mode and learns nothing from this answer, so the
     /// connection is replaced ([`RedisBackend::rediscover`]), then the
-    /// request sent again.
+    /// request sent again. Also `NOSCRIPT` (nothing ran) when it outlives
+    /// the reload of the script on the slot's master: the crate's slots
+    /// named another node than the one that answered (a failover under
+    /// way).
     Rediscover,
 }
 
 /// How a cluster refused a request that failed with `e`.
 pub(crate) fn not_run(e: &RedisError) -> Refused {
     match e.kind() {
-        ErrorKind::Server(ServerErrorKind::ReadOnly) => Refused::Rediscover,
+        ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::NoScript) => {
+            Refused::Rediscover
+        }
         ErrorKind::Server(
             ServerErrorKind::Moved
             | ServerErrorKind::Ask
@@ -406,8 +411,12 @@ mod tests {
         ] {
             assert_eq!(refused(again), Refused::Again, "{again}");
         }
-        let readonly = "READONLY You can't write against a read only replica.";
-        assert_eq!(refused(readonly), Refused::Rediscover);
+        for rediscover in [
+            "READONLY You can't write against a read only replica.",
+            "NOSCRIPT No matching script. Please use EVAL.",
+        ] {
+            assert_eq!(refused(rediscover), Refused::Rediscover, "{rediscover}");
+        }
         for ran in [
             "ERR user_script:1: boom",
             "BUSY Redis is busy running a script",
