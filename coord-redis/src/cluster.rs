@@ -315,7 +315,9 @@ pub(crate) fn first_key(cmd: &Cmd) -> Option<&[u8]> {
     }
 }
 
-/// Where to load a script that `EVALSHA`s of a key in `key`'s slot run.
+/// Loads `script` for the requests on `key`'s slot: on a cluster, on that
+/// slot's master alone; on one server (or with no key), as `SCRIPT LOAD`
+/// goes.
 pub(crate) async fn load_script(
     conn: &mut Conn,
     script: &Script,
@@ -423,6 +425,23 @@ mod tests {
         ] {
             assert_eq!(refused(ran), Refused::MayHaveRun, "{ran}");
         }
+    }
+
+    /// A script is loaded where its request's first key lives; a request
+    /// with no key, or not a script, names none.
+    #[test]
+    fn the_first_key_of_a_script_request() {
+        let mut eval = redis::cmd("EVALSHA");
+        eval.arg("abc")
+            .arg(2)
+            .arg("coord:{a}:l")
+            .arg("coord:{a}:c")
+            .arg("acquire");
+        assert_eq!(first_key(&eval), Some(&b"coord:{a}:l"[..]));
+        let mut keyless = redis::cmd("EVALSHA");
+        keyless.arg("abc").arg(0).arg("op");
+        assert_eq!(first_key(&keyless), None);
+        assert_eq!(first_key(redis::cmd("GET").arg("coord:{a}:l")), None);
     }
 
     /// No script publishes in a way the twin would miss: every Lua file
