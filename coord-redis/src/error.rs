@@ -15,20 +15,18 @@ pub(crate) fn is_unavailable(e: &RedisError) -> bool {
     if e.is_io_error() || e.is_timeout() || e.is_connection_refusal() || e.is_connection_dropped() {
         return true;
     }
-    // (A cluster connection with no connection to a node it needs, as
-    // while a master fails over: nothing was sent.)
-    if e.kind() == ErrorKind::ClusterConnectionNotFound {
-        return true;
-    }
     matches!(
         e.kind(),
-        ErrorKind::Server(
-            ServerErrorKind::BusyLoading
-                | ServerErrorKind::TryAgain
-                | ServerErrorKind::ClusterDown
-                | ServerErrorKind::MasterDown
-                | ServerErrorKind::ReadOnly
-        )
+        // (A cluster connection lacking a node it needs, as while a master
+        // fails over.)
+        ErrorKind::ClusterConnectionNotFound
+            | ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ReadOnly
+            )
     )
 }
 

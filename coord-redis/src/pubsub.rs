@@ -59,7 +59,8 @@ use crate::{
 /// The subscriptions of one backend.
 pub(crate) struct Hub {
     config: RedisConfig,
-    /// Replaced when the master moves.
+    /// Replaced when the master moves (Sentinel) or a cluster's
+    /// connection lost a node.
     conn: std::sync::RwLock<Conn>,
     /// `SSUBSCRIBE` rather than `SUBSCRIBE` (a cluster with sharded pub/sub).
     sharded: bool,
@@ -427,13 +428,10 @@ impl Hub {
         let mut conn = self.conn();
         let timeout = self.config.timeout();
         let mut subscribed = std::collections::HashSet::new();
-        // Sharded subscriptions one channel at a time: one SSUBSCRIBE names
-        // channels of one slot only.
-        let groups: Vec<&[String]> = match self.sharded {
-            true => names.chunks(1).collect(),
-            false => vec![&names[..]],
-        };
-        for group in groups.into_iter().filter(|g| !g.is_empty()) {
+        // Sharded subscriptions one channel at a time (one SSUBSCRIBE names
+        // channels of one slot only), others all at once.
+        let per_command = if self.sharded { 1 } else { names.len().max(1) };
+        for group in names.chunks(per_command) {
             let subscribe = conn.subscribe(group, self.sharded);
             if let Ok(Ok(())) = tokio::time::timeout(timeout, subscribe).await {
                 subscribed.extend(group);

@@ -7,7 +7,7 @@
 #![cfg(madsim)]
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashSet},
     fmt,
     net::SocketAddr,
     sync::{Arc, Mutex},
@@ -40,15 +40,23 @@ const CLEANUP_OPS: [&str; 2] = ["elections.leader", "elections.resign"];
 /// The calls that failed, each with its candidate, operation and start.
 type Failures = Arc<Mutex<Vec<(String, String, Instant)>>>;
 
-/// Counts, per operation, the calls that failed on their way through the
-/// layers below it (the fault layer's injected errors and lost replies),
-/// and keeps when each began.
+/// Keeps the calls that failed on their way through the layers below it
+/// (the fault layer's injected errors and lost replies), with when each
+/// began.
 #[derive(Debug)]
 struct Tally {
     name: String,
     inner: DynBackend,
-    failed: Arc<Mutex<HashMap<String, u64>>>,
     failures: Failures,
+}
+
+/// How many of `failures` each operation had.
+fn per_op(failures: &Failures) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for (_, op, _) in failures.lock().unwrap().iter() {
+        *counts.entry(op.clone()).or_default() += 1;
+    }
+    counts
 }
 
 impl fmt::Display for Tally {
@@ -70,7 +78,6 @@ impl Dispatch for Tally {
         let began = Instant::now();
         let res = call.run(self.inner.clone()).await;
         if res.is_err() {
-            *self.failed.lock().unwrap().entry(op.clone()).or_default() += 1;
             let failed = (self.name.clone(), op, began);
             self.failures.lock().unwrap().push(failed);
         }
@@ -89,7 +96,6 @@ async fn candidate(
     server: SocketAddr,
     seed: u64,
     terms: Leaderships,
-    failed: Arc<Mutex<HashMap<String, u64>>>,
     failures: Failures,
 ) -> FaultStats {
     let sim = SimBackend::connect(server, Namespace::default(), SimOptions::default())
@@ -101,13 +107,12 @@ async fn candidate(
         .delay(0.2, Duration::from_millis(1)..MAX_DELAY)
         .layer(sim.backend());
     let renewal_hit = {
-        let failed = failed.clone();
-        move || failed.lock().unwrap().contains_key("elections.renew")
+        let failures = failures.clone();
+        move || per_op(&failures).contains_key("elections.renew")
     };
     let tally = Tally {
         name: name.clone(),
         inner: faulty.clone(),
-        failed,
         failures,
     };
     let client = Client::builder(Arc::new(Dispatched::new(tally)))
@@ -183,7 +188,6 @@ async fn seeded_faults_hit_an_election_which_stays_consistent() {
 
     let t0 = Instant::now();
     let terms = Leaderships::new();
-    let failed: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
     let failures = Failures::default();
     let seed: u64 = madsim::rand::random();
     let runs: Vec<_> = (0..CANDIDATES)
@@ -193,13 +197,12 @@ async fn seeded_faults_hit_an_election_which_stays_consistent() {
                 .name(format!("c{i}"))
                 .ip(format!("10.0.1.{}", i + 1).parse().unwrap())
                 .build();
-            let (terms, failed, failures) = (terms.clone(), failed.clone(), failures.clone());
+            let (terms, failures) = (terms.clone(), failures.clone());
             node.spawn(candidate(
                 format!("c{i}"),
                 server,
                 seed.wrapping_add(i as u64),
                 terms,
-                failed,
                 failures,
             ))
         })
@@ -216,7 +219,7 @@ async fn seeded_faults_hit_an_election_which_stays_consistent() {
     tokio::time::sleep(TTL * 2).await;
 
     // The faults hit the election: campaigns and renewals among them.
-    let failed = failed.lock().unwrap().clone();
+    let failed = per_op(&failures);
     println!("seed {seed}: {stats:?}; failed calls: {failed:?}");
     assert!(
         stats.errors_before > 0 && stats.lost_replies > 0,
