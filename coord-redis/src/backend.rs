@@ -210,7 +210,8 @@ impl RedisBackend {
             let sharded = server.spublish;
             let channels = Arc::new(Channels::default());
             let pubsub =
-                cluster::connect(&config, nodes, ProtocolVersion::RESP3, Some(&channels)).await?;
+                cluster::connect(&config, nodes, ProtocolVersion::RESP3, Some((&channels, 0)))
+                    .await?;
             let hub = Arc::new(Hub::new(
                 config.clone(),
                 Conn::Cluster(pubsub),
@@ -479,7 +480,7 @@ fn pubsub_connection(
         .set_number_of_retries(120)
         .set_max_delay(Duration::from_secs(1))
         .set_push_sender(move |push: PushInfo| {
-            sink.dispatch(push);
+            sink.dispatch(push, 0);
             Ok::<(), std::convert::Infallible>(())
         })
         .set_automatic_resubscription();

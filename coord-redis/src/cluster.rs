@@ -104,13 +104,14 @@ impl Conn {
 
 /// A cluster connection through the seed `nodes`, speaking `protocol`,
 /// connected within the connect timeout; with `channels`, handing them
-/// what it receives (pub/sub, subscriptions made again after a
-/// reconnection or a move of their slot).
+/// what it receives as the pub/sub connection of that number
+/// (subscriptions made again after a reconnection or a move of their
+/// slot).
 pub(crate) async fn connect(
     config: &RedisConfig,
     nodes: &[(String, u16)],
     protocol: ProtocolVersion,
-    channels: Option<&std::sync::Arc<Channels>>,
+    channels: Option<(&std::sync::Arc<Channels>, u64)>,
 ) -> Result<ClusterConnection> {
     let infos = (nodes.iter())
         .map(|(host, port)| {
@@ -138,10 +139,10 @@ pub(crate) async fn connect(
     if let Some(password) = config.password() {
         builder = builder.password(password);
     }
-    if let Some(channels) = channels {
+    if let Some((channels, number)) = channels {
         let sink = channels.clone();
         builder = builder.push_sender(move |push: PushInfo| {
-            sink.dispatch(push);
+            sink.dispatch(push, number);
             Ok::<(), std::convert::Infallible>(())
         });
     }

@@ -116,6 +116,10 @@ pub(crate) struct State {
     next_id: u64,
     /// What a cluster's hub must subscribe again ([`Hub::keep_subscribed`]).
     dropped: Option<tokio::sync::mpsc::UnboundedSender<Again>>,
+    /// The pub/sub connection in use, counted from 0 (a cluster's hub
+    /// replaces its connection when it lost a node): what an earlier one
+    /// says is past.
+    connection: u64,
 }
 
 /// What a cluster's hub must subscribe again.
@@ -123,8 +127,9 @@ pub(crate) struct State {
 pub(crate) enum Again {
     /// A channel the server unsubscribed while watched (its slot moved).
     Channel(String),
-    /// Every channel, on a new connection: the connection lost a node.
-    All,
+    /// Every channel, on a new connection: connection number `.0` lost a
+    /// node (nothing to do once it has been replaced).
+    All(u64),
 }
 
 struct Entry {
@@ -199,10 +204,20 @@ impl Entry {
 }
 
 impl Channels {
-    /// Handles a push from the pub/sub connection.
-    pub(crate) fn dispatch(&self, push: PushInfo) {
+    /// The number of the pub/sub connection in use.
+    fn connection(&self) -> u64 {
+        self.0.lock().unwrap().connection
+    }
+
+    /// Handles a push from pub/sub connection number `from` (0 but on a
+    /// cluster whose connection was replaced). A replaced connection's
+    /// lost nodes and ended subscriptions are past: its channels were
+    /// subscribed again on the new one, their watches woken then.
+    pub(crate) fn dispatch(&self, push: PushInfo, from: u64) {
         let mut state = self.0.lock().unwrap();
+        let past = from < state.connection;
         match push.kind {
+            PushKind::SUnsubscribe | PushKind::Disconnection if past => {}
             // The server ends a sharded subscription when the channel's
             // slot leaves its shard (a resharding): what was published
             // meanwhile is lost, so every watch is woken and listeners
@@ -246,7 +261,7 @@ impl Channels {
                     entry.wake_all();
                 }
                 if let Some(tx) = &state.dropped {
-                    let _ = tx.send(Again::All);
+                    let _ = tx.send(Again::All(from));
                 }
             }
             _ => {}
@@ -308,7 +323,14 @@ impl Hub {
                             }
                         }));
                     }
-                    Again::All => Hub::reconnect(&weak).await,
+                    // (Lost nodes of one connection are told one by one:
+                    // one new connection answers them all.)
+                    Again::All(from) => {
+                        let current = weak.upgrade().map(|hub| hub.channels.connection());
+                        if current.is_some_and(|c| from >= c) {
+                            Hub::reconnect(&weak).await;
+                        }
+                    }
                 }
             }
         }));
@@ -333,15 +355,17 @@ impl Hub {
                 tracing::info_span!("coord.redis.pubsub", backend = %hub.config, op = "reconnect");
             let done = {
                 let _serial = hub.commands.lock().await;
+                let number = hub.channels.connection() + 1;
                 let conn = cluster::connect(
                     &hub.config,
                     nodes,
                     redis::ProtocolVersion::RESP3,
-                    Some(&hub.channels),
+                    Some((&hub.channels, number)),
                 );
                 match tracing::Instrument::instrument(conn, span.clone()).await {
                     Ok(conn) => {
                         *hub.conn.write().unwrap() = Conn::Cluster(conn);
+                        hub.channels.0.lock().unwrap().connection = number;
                         hub.resubscribe_serialized().await
                     }
                     Err(e) => {
@@ -653,114 +677,4 @@ impl Drop for RedisWatch {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn push(kind: PushKind, channel: &str) -> PushInfo {
-        PushInfo {
-            kind,
-            data: vec![
-                Value::BulkString(channel.as_bytes().to_vec()),
-                Value::Int(0),
-            ],
-        }
-    }
-
-    fn slot(wake: Wake) -> Arc<Slot> {
-        Arc::new(Slot {
-            wake,
-            pending: AtomicBool::new(false),
-            notify: Notify::new(),
-            feed: None,
-        })
-    }
-
-    fn message(channel: &str, msg: &str) -> PushInfo {
-        PushInfo {
-            kind: PushKind::Message,
-            data: vec![
-                Value::BulkString(channel.as_bytes().to_vec()),
-                Value::BulkString(msg.as_bytes().to_vec()),
-            ],
-        }
-    }
-
-    /// `next <holder>` wakes that fair waiter (not the other, however old)
-    /// and, like `released`, one plain waiter and every `All` watch; a
-    /// plain `released` wakes every fair waiter; anything else, everyone.
-    #[test]
-    fn a_named_release_wakes_its_fair_waiter_alone() {
-        let channels = Channels::default();
-        let queued = |h: &str| slot(Wake::Queued(h.as_bytes().into()));
-        let (other, head, one, later, all) = (
-            queued("w#2"),
-            queued("w#1"),
-            slot(Wake::One),
-            slot(Wake::One),
-            slot(Wake::All),
-        );
-        let slots = [&other, &head, &one, &later, &all];
-        channels.0.lock().unwrap().channels.insert(
-            "c".into(),
-            Entry {
-                confirmed: true,
-                watches: (0..).zip(slots.map(|s| s.clone())).collect(),
-            },
-        );
-        let woken = |msg: &str| {
-            channels.dispatch(message("c", msg));
-            slots.map(|s| s.pending.swap(false, Ordering::AcqRel))
-        };
-        assert_eq!(woken("next w#1"), [false, true, true, false, true]);
-        assert_eq!(woken("next w#3"), [false, false, true, false, true]);
-        assert_eq!(woken("released"), [true, true, true, false, true]);
-        assert_eq!(woken("forced"), [true; 5]);
-        assert_eq!(woken("next w#"), [false, false, true, false, true]);
-    }
-
-    /// A cluster hub's channels (what they ask to subscribe again goes to
-    /// the receiver) with one watch of channel `c`, subscribed.
-    fn a_cluster_hubs_watch() -> (
-        Channels,
-        Arc<Slot>,
-        tokio::sync::mpsc::UnboundedReceiver<Again>,
-    ) {
-        let channels = Channels::default();
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        channels.0.lock().unwrap().dropped = Some(tx);
-        let slot = slot(Wake::One);
-        channels.0.lock().unwrap().channels.insert(
-            "c".into(),
-            Entry {
-                confirmed: true,
-                watches: BTreeMap::from([(0, slot.clone())]),
-            },
-        );
-        (channels, slot, rx)
-    }
-
-    /// A sharded subscription the server ended while watched wakes every
-    /// watch, tells listeners messages may be lost, and asks for the
-    /// channel to be subscribed again; one nobody watches is ignored.
-    #[test]
-    fn a_dropped_sharded_subscription_wakes_and_is_asked_again() {
-        let (channels, slot, mut rx) = a_cluster_hubs_watch();
-        channels.dispatch(push(PushKind::SUnsubscribe, "other"));
-        assert!(!slot.is_pending());
-        assert!(rx.try_recv().is_err());
-        channels.dispatch(push(PushKind::SUnsubscribe, "c"));
-        assert!(slot.is_pending());
-        assert_eq!(rx.try_recv().unwrap(), Again::Channel("c".into()));
-        assert!(!channels.0.lock().unwrap().channels["c"].confirmed);
-    }
-
-    /// A cluster's pub/sub connection that lost a node wakes every watch
-    /// and asks for a new connection with every channel on it.
-    #[test]
-    fn a_lost_node_wakes_and_asks_for_every_channel_again() {
-        let (channels, slot, mut rx) = a_cluster_hubs_watch();
-        channels.dispatch(push(PushKind::Disconnection, ""));
-        assert!(slot.is_pending());
-        assert_eq!(rx.try_recv().unwrap(), Again::All);
-    }
-}
+mod tests;
