@@ -75,6 +75,12 @@ pub(crate) trait Tenure: Send + Sync + 'static {
     /// Whether the backend counts holds of this lease, so that a release may
     /// leave it held (a reentrant lock). Such a release is never repeated.
     fn counted(&self) -> bool;
+    /// The lease this one lives inside, if any: the backend ends this one
+    /// when that one ends (a queue delivery inside its consumer's presence),
+    /// so it is lost as soon as that one is no longer held.
+    fn within(&self) -> Option<&Arc<Lease>> {
+        None
+    }
 }
 
 /// [`Release`] for a family whose release answers whether it held the lease.
@@ -293,13 +299,17 @@ impl Lease {
         self.ttl
     }
 
-    /// The status now: a lease past its local validity turns lost here.
+    /// The status now: a lease past its local validity, or whose outer
+    /// lease ([`Tenure::within`]) is no longer held, turns lost here.
     fn status(&self) -> Status {
         loop {
             let w = self.word.load(Ordering::SeqCst);
             let status = self.status_of(w);
             match status {
-                Status::Held(until) if self.client.clock().now() >= until => {
+                Status::Held(until)
+                    if self.client.clock().now() >= until
+                        || self.tenure.within().is_some_and(|o| !o.is_held()) =>
+                {
                     if self.end(w, true) {
                         return Status::Lost;
                     }
@@ -376,7 +386,7 @@ impl Lease {
         true
     }
 
-    /// Waits until the lease is no longer held.
+    /// Waits until the lease is no longer held (nor, then, its outer one).
     async fn ended(&self) {
         self.watched.store(true, Ordering::SeqCst);
         loop {
@@ -386,10 +396,18 @@ impl Lease {
             let Some(until) = self.valid_until() else {
                 return;
             };
+            let outer = async {
+                match self.tenure.within() {
+                    // (Boxed: the future would otherwise contain itself.)
+                    Some(outer) => Box::pin(outer.ended()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 _ = notified => {}
                 _ = self.client.clock().sleep_until(until) => {}
+                _ = outer => {}
             }
         }
     }
@@ -544,6 +562,12 @@ impl Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         if !self.released {
+            // As a release does, stop believing in a lease this ends now,
+            // not when the background task runs: what lives inside it
+            // (a queue delivery in its consumer's presence) is lost at once.
+            if !self.lease.tenure.counted() {
+                self.lease.mark(false);
+            }
             spawn_background(self.lease.clone().release_dropped());
         }
     }

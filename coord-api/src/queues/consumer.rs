@@ -18,12 +18,15 @@ use crate::{
 };
 
 /// One delivery's lease: renewed by extend; a dropped delivery is given
-/// back at once (a nack without delay).
+/// back at once (a nack without delay). It lives inside the consumer's
+/// presence: the backend gives every delivery of a consumer back when its
+/// presence ends, so the delivery is lost when the presence is.
 struct ItemLease {
     queue: Key,
     id: u64,
     token: FencingToken,
     holder: HolderId,
+    presence: Option<std::sync::Arc<Lease>>,
 }
 
 impl Tenure for ItemLease {
@@ -60,6 +63,9 @@ impl Tenure for ItemLease {
     }
     fn counted(&self) -> bool {
         false
+    }
+    fn within(&self) -> Option<&std::sync::Arc<Lease>> {
+        self.presence.as_ref()
     }
 }
 
@@ -612,6 +618,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
             id: d.id,
             token: d.token,
             holder: self.holder.clone(),
+            presence: self.presence.as_ref().map(|g| g.lease().clone()),
         };
         let validity = self.handle.validity();
         let lease = Lease::start(
@@ -640,8 +647,9 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
 
     /// Receives and handles items for ever: `handler` gets each item and
     /// its [`ItemContext`]; its `Ok` acks the item, its `Err` nacks it
-    /// (dead-letters it when the error is permanent). Errors the backend
-    /// may recover from are logged and waited out; any other is returned.
+    /// (dead-letters it when the error is permanent). A quiet queue is
+    /// waited on past the options' `wait_timeout`; errors the backend may
+    /// recover from are logged and waited out; any other is returned.
     pub async fn run<F, Fut>(mut self, handler: F) -> Result<()>
     where
         F: Fn(T, ItemContext) -> Fut,
@@ -652,7 +660,12 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
         loop {
             let got = match next.take() {
                 Some(d) => Ok(d),
-                None => self.receive().await,
+                // (A quiet queue is no reason to stop: `wait_timeout`
+                // bounds one receive, not the consumer's life.)
+                None => match self.receive().await {
+                    Err(Error::Timeout { .. }) => continue,
+                    got => got,
+                },
             };
             let res = match got {
                 Ok(Delivery { item, receipt }) => {

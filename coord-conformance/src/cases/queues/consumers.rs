@@ -13,8 +13,8 @@ cases! {
 /// being worked on and the ones prefetched (5 s leases, far from expiry) —
 /// and forgets the consumer; another consumer gets them in order, the
 /// started one as attempt 2, the prefetched ones as attempt 1; the left
-/// delivery's ack is `LeaseLost`. A dropped consumer gives back its
-/// deliveries too.
+/// delivery is lost at once and its ack is `LeaseLost`. A dropped consumer
+/// gives back its deliveries too (lost at once).
 pub async fn queue_leave_gives_back_in_flight_and_prefetched_at_once(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let (a, b) = (ctx.client("a").await, ctx.client("b").await);
@@ -26,6 +26,7 @@ pub async fn queue_leave_gives_back_in_flight_and_prefetched_at_once(h: &dyn Har
     let s = stats(&a).await;
     assert_eq!((places(&s), consumers(&s)), ((0, 0, 3, 0), vec!["a".into()]));
     assert_eq!(within(leaving.leave(), "leave").await, 3, "three given back");
+    assert!(d.lost().is_lost(), "the left consumer's delivery is lost");
     let s = stats(&a).await;
     assert_eq!(places(&s), (3, 0, 0, 0), "ready at once: {s:?}");
     assert!(s.consumers.is_empty(), "forgotten: {s:?}");
@@ -42,6 +43,7 @@ pub async fn queue_leave_gives_back_in_flight_and_prefetched_at_once(h: &dyn Har
     let mut dropped = numbers(&a).consumer().prefetch(2).ttl(ms(5000));
     let d = within(dropped.receive(), "from the consumer to drop").await;
     drop(dropped);
+    assert!(!d.is_held(), "the dropped consumer's delivery is lost");
     let s = stats_when(&a, "the dropped consumer's deliveries back", |s| {
         places(s) == (2, 0, 0, 0)
     })
@@ -102,8 +104,9 @@ pub async fn queue_dead_consumer_items_back_after_presence(h: &dyn Harness) {
 /// A consumer cut off from the backend (its client's connection switched
 /// off: no heartbeat, no renewal) with a 150 ms presence is found dead
 /// once its presence expired: its delivery, leased for 10 s, comes back to
-/// a waiting consumer promptly as attempt 2; reconnected, the cut-off
-/// consumer's ack is `LeaseLost`.
+/// a waiting consumer promptly as attempt 2, by when the cut-off consumer
+/// knows its delivery lost (it lived inside the presence); reconnected,
+/// its ack is `LeaseLost`.
 pub async fn queue_partitioned_consumer_items_back_after_presence(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let (a, switch) = ctx.switchable_client("a", default_options()).await;
@@ -119,6 +122,9 @@ pub async fn queue_partitioned_consumer_items_back_after_presence(h: &dyn Harnes
     let again = within(other.receive(), "back after the presence").await;
     assert_eq!((again.id(), again.attempt()), (id, 2));
     assert!(again.token() > d.token(), "{again:?} after {d:?}");
+    // The cut-off consumer knows: its delivery lived inside its presence.
+    assert!(!d.is_held(), "two holders of item {id}: {d:?} and {again:?}");
+    assert!(d.lost().is_lost(), "the cut-off delivery's lost signal");
     let s = stats(&b).await;
     assert_eq!(consumers(&s), ["b"], "the cut-off consumer is dead: {s:?}");
     switch.on();

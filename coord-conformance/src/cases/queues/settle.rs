@@ -246,4 +246,25 @@ pub async fn queue_run_acks_ok_nacks_err_dead_letters_permanent(h: &dyn Harness)
     assert_eq!((d.id, d.item.as_deref(), d.attempts), (ids[2], Ok("fatal"), 1));
     assert_eq!(d.reason, "fatal error", "the permanent error");
 }
+
+/// `Consumer::run` outlives a quiet queue: with a client `wait_timeout` of
+/// 100 ms (which bounds one `receive`), a run that found nothing for 500 ms
+/// is still running, and handles the item pushed then.
+pub async fn queue_run_waits_past_wait_timeout(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let opts = default_options().wait_timeout(Some(ms(100)));
+    let c = ctx.client_with("a", opts).await;
+    let q = texts(&c);
+    let consumer = q.consumer();
+    let quiet_then_push = async {
+        tokio::time::sleep(ms(500)).await;
+        q.push(&"late".to_owned()).await.unwrap();
+        let done = |s: &QueueStats| s.delivered == 1 && places(s) == (0, 0, 0, 0);
+        stats_when(&c, "the late item handled", done).await
+    };
+    tokio::select! {
+        res = consumer.run(|_, _| async { Ok(()) }) => panic!("run returned: {res:?}"),
+        s = quiet_then_push => assert_eq!(counts(&s), (1, 0, 0, 0), "{s:?}"),
+    }
+}
 }
