@@ -144,3 +144,63 @@ async fn generations_on_the_servers_clock_and_reborn_after_a_restart() {
         forced.generation
     );
 }
+
+/// A `permit()` dropped while it asks the backend for a half-open trial
+/// (a caller's timeout, a `select!`) does not leave this instance refusing
+/// for ever: once the trial it may have been granted lapses (200 ms), the
+/// instance is granted one. (The instance's "asking" mark stayed set, and
+/// every call was refused without asking again.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permit_dropped_while_asking_for_a_trial_leaves_trials_to_others() {
+    let server = RedisServer::start();
+    let backend = RedisBackend::connect(server.config("cancel"))
+        .await
+        .unwrap();
+    let client = coord_api::Client::new(std::sync::Arc::new(backend));
+    let b = (client.breaker("svc").count_window(2).minimum_calls(2))
+        .open_for(Duration::from_millis(100))
+        .trials(1)
+        .trial_ttl(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        b.permit().await.unwrap().failure();
+    }
+    b.flush().await.unwrap();
+    assert_eq!(b.phase(), Some(Phase::Open));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // Polled once (its request on the wire), then dropped.
+    loop {
+        let first_poll = tokio::select! {
+            biased;
+            p = b.permit() => Some(p),
+            () = std::future::ready(()) => None,
+        };
+        match first_poll {
+            None => break,
+            Some(Err(coord_api::Error::CircuitOpen { .. })) => {}
+            Some(other) => panic!("open: {other:?}"),
+        }
+        assert!(Instant::now() < deadline, "never asked for a trial");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    loop {
+        match b.permit().await {
+            Ok(p) => {
+                assert!(p.is_trial(), "half-open: a trial");
+                p.success();
+                break;
+            }
+            Err(coord_api::Error::CircuitOpen { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+        let state = b.state().await.unwrap();
+        assert!(
+            Instant::now() < deadline,
+            "no trial in 5 s: shared {:?} with {} live trials",
+            state.phase,
+            state.trials_live
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

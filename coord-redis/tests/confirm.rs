@@ -179,6 +179,43 @@ async fn a_grant_without_its_replica_is_unconfirmed_and_released() {
     assert!(g.release().await.unwrap());
 }
 
+/// The clean-up of an unconfirmed grant of several locks at once, or of a
+/// fair lock, frees everything the master granted although each of its
+/// writes is `Unconfirmed` too: every member of the multi-lock (it stopped
+/// at the first release) and the fair lock's lease after its place in the
+/// queue (it stopped at giving the place back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unconfirmed_multi_and_fair_grants_are_released_whole() {
+    let pair = Arc::new(blocking(Pair::start).await);
+    let query = format!("namespace=c4&confirm_replicas=1&confirm_timeout={CONFIRM_TIMEOUT:?}");
+    let confirmed = client(&pair.url(&query), "confirmed").await;
+    let plain = client(&pair.url("namespace=c4"), "plain").await;
+    let p = pair.clone();
+    blocking(move || p.replica.pause()).await;
+
+    let err = confirmed.multi_lock(["m1", "m2", "m3"]).try_lock().await;
+    assert!(matches!(err, Err(Error::Unconfirmed { .. })), "{err:?}");
+    freed(&plain, &["m1", "m2", "m3"]).await;
+    let err = confirmed.lock("f").fair(true).try_lock().await;
+    assert!(matches!(err, Err(Error::Unconfirmed { .. })), "{err:?}");
+    freed(&plain, &["f"]).await;
+}
+
+/// Waits until no key of `keys` is held (for at most [`DEADLINE`]).
+async fn freed(plain: &Client, keys: &[&str]) {
+    let deadline = Instant::now() + DEADLINE;
+    for key in keys {
+        loop {
+            let holders = plain.lock(key).holders().await.unwrap();
+            if holders.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{key} still held: {holders:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 /// A renewal the replica does not confirm counts as not made: with the
 /// replica frozen, a held lock's renewals fail and it is lost at its local
 /// validity, as if the backend were unreachable.

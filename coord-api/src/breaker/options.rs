@@ -88,7 +88,8 @@ pub struct BreakerBuilder {
     client: Client,
     name: std::result::Result<Key, String>,
     policy: Policy,
-    failure_rate: f64,
+    /// `None`: failures never open the breaker.
+    failure_rate: Option<f64>,
     slow_rate: Option<f64>,
     opts: Options,
 }
@@ -108,7 +109,7 @@ impl BreakerBuilder {
             client,
             name: Key::new(name).map_err(|_| name.to_owned()),
             policy: Policy::default(),
-            failure_rate: 50.0,
+            failure_rate: Some(50.0),
             slow_rate: None,
             opts: Options::default(),
         }
@@ -130,13 +131,13 @@ impl BreakerBuilder {
     /// The failure rate, in percent (0..=100; default 50), at or above which
     /// the window opens the breaker.
     pub fn failure_rate(mut self, percent: f64) -> Self {
-        self.failure_rate = percent;
+        self.failure_rate = Some(percent);
         self
     }
 
     /// Failures never open the breaker (only slow calls may).
     pub fn ignore_failures(mut self) -> Self {
-        self.failure_rate = f64::INFINITY;
+        self.failure_rate = None;
         self
     }
 
@@ -235,10 +236,9 @@ impl BreakerBuilder {
             Err(raw) => return Err(Key::new(&raw).expect_err("validated before")),
         };
         let mut policy = self.policy;
-        policy.failure_rate_bp = if self.failure_rate.is_infinite() {
-            NEVER
-        } else {
-            bp(name.as_str(), "failure rate", self.failure_rate)?
+        policy.failure_rate_bp = match self.failure_rate {
+            None => NEVER,
+            Some(percent) => bp(name.as_str(), "failure rate", percent)?,
         };
         policy.slow_rate_bp = (self.slow_rate)
             .map(|p| bp(name.as_str(), "slow-call rate", p))

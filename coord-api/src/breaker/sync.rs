@@ -371,9 +371,16 @@ impl Inner {
         if self.asking.swap(true, AcqRel) {
             return Err(self.refused(self.opts.flush_interval));
         }
-        let res = self.ask_trial().await;
-        self.asking.store(false, Release);
-        res
+        // Cleared however the request ends, its future dropped included:
+        // left set, this instance would refuse every call for good.
+        struct Asking<'a>(&'a AtomicBool);
+        impl Drop for Asking<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Release);
+            }
+        }
+        let _asking = Asking(&self.asking);
+        self.ask_trial().await
     }
 
     async fn ask_trial(self: &Arc<Self>) -> Result<CallPermit> {

@@ -94,7 +94,8 @@ impl Request<'_> {
 
 /// Gives back everything a queued acquisition of `id` may hold, for an
 /// `Undo`: the lease (a grant whose answer never came) and the place in
-/// the queue. Both are holder-checked: giving back what was never taken
+/// the queue, both whatever the other answered (the first error is the
+/// answer). Both are holder-checked: giving back what was never taken
 /// changes nothing.
 pub(crate) fn give_back(
     id: &LeaseId,
@@ -106,8 +107,9 @@ pub(crate) fn give_back(
         Box::pin(async move {
             let locks = client.locks()?;
             let site = || site("leave_queue", &id);
-            trace::call(&client, site, locks.leave_queue(&id), Outcome::held).await?;
-            locks.release(&id).await.map(drop)
+            let left = trace::call(&client, site, locks.leave_queue(&id), Outcome::held).await;
+            let released = locks.release(&id).await;
+            left.and(released).map(drop)
         })
     }
 }

@@ -19,7 +19,7 @@ use crate::{
     lease::{
         self,
         metrics::{self, Waited},
-        undo::granting,
+        undo::{MakeUndo, granting},
         wait::{Step, later, wake_at},
     },
     spi::{AcquireAll, check_acquire_all},
@@ -282,10 +282,13 @@ impl MultiLock {
             move |client: Client| {
                 let leases = leases.clone();
                 async move {
+                    // Every member, whatever the others answered (the
+                    // first error is the answer).
+                    let mut done = Ok(());
                     for lease in &leases {
-                        client.locks()?.release(lease).await?;
+                        done = done.and(client.locks()?.release(lease).await.map(drop));
                     }
-                    Ok(())
+                    done
                 }
             }
         };
@@ -314,7 +317,8 @@ impl MultiLock {
                 }
             }
             other => {
-                // Released by the guards' drop if anything was granted.
+                // Whatever it granted is released in the background.
+                undo.fire(client.clone(), opts.ttl);
                 let what = format!("acquire_all of {} leases answered {other:?}", leases.len());
                 return Err(Error::backend(client.backend(), what));
             }

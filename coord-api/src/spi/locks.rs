@@ -261,8 +261,9 @@ impl Busy {
 pub const MAX_MULTI_LOCK_KEYS: usize = 64;
 
 /// `InvalidArgument` unless `leases` is what [`LockBackend::acquire_all`]
-/// takes: 1 to [`MAX_MULTI_LOCK_KEYS`] exclusive leases on distinct keys.
-/// No I/O; the client checks before any request, backends check again.
+/// takes: 1 to [`MAX_MULTI_LOCK_KEYS`] exclusive leases of one holder on
+/// distinct keys. No I/O; the client checks before any request, backends
+/// check again.
 pub fn check_acquire_all(leases: &[LeaseId]) -> Result<()> {
     if leases.is_empty() {
         return Err(crate::Error::invalid(
@@ -281,6 +282,14 @@ pub fn check_acquire_all(leases: &[LeaseId]) -> Result<()> {
             "{} lease on {:?}: a multi-lock takes exclusive leases only",
             l.kind.as_str(),
             l.key.as_str()
+        )));
+    }
+    if let Some(l) = leases.iter().find(|l| l.holder != leases[0].holder) {
+        return Err(crate::Error::invalid(format!(
+            "lease on {:?} held by {}, not {}: a multi-lock's leases have one holder",
+            l.key.as_str(),
+            l.holder,
+            leases[0].holder
         )));
     }
     let mut keys: Vec<&Key> = leases.iter().map(|l| &l.key).collect();

@@ -275,7 +275,8 @@ pub async fn multi_lock_refuses_bad_input_before_io(h: &dyn Harness) {
 }
 
 /// The SPI's `acquire_all` is one step: all granted with a token each, or
-/// nothing taken and the first refused lease named.
+/// nothing taken and the first refused lease named; leases of two holders
+/// are refused.
 #[needs(Need::AcquireAll, Need::Inspect)]
 pub async fn multi_acquire_all_grants_all_or_names_the_busy_one(h: &dyn Harness) {
     let ctx = Ctx::new(h);
@@ -328,5 +329,7 @@ pub async fn multi_acquire_all_grants_all_or_names_the_busy_one(h: &dyn Harness)
     assert_invalid(locks.acquire_all(&[], ms(3000)).await, "no lease");
     let reentrant = [LeaseId { kind: LeaseKind::Reentrant, ..lease("a", &mine) }];
     assert_invalid(locks.acquire_all(&reentrant, ms(3000)).await, "a reentrant lease");
+    let two_holders = [lease("a", &mine), lease("b", &theirs)];
+    assert_invalid(locks.acquire_all(&two_holders, ms(3000)).await, "two holders");
 }
 }
