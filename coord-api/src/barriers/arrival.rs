@@ -7,7 +7,14 @@
 //! ends any other way (cancelled, a backend error), its arrival is withdrawn
 //! in the background.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use crate::{
     Client, Clock, Error, Key, LeaseOptions, Result, Watch,
@@ -32,6 +39,8 @@ pub(crate) struct Arrival<'a> {
     /// When the caller's wait started: its deadline is `wait_timeout` from
     /// there, so that the calls it made before arriving count against it.
     pub(crate) start: Instant,
+    /// Whether the backend counted this arrival (answered it waiting).
+    pub(crate) arrived: AtomicBool,
 }
 
 /// How an arrival's wait ended well.
@@ -120,7 +129,10 @@ impl Arrival<'_> {
             let mut unreachable = false;
             match before(&clock, deadline, self.arrive()).await {
                 None => {}
-                Some(Ok(Arrive::Waiting { .. })) => renewed = t_sent,
+                Some(Ok(Arrive::Waiting { .. })) => {
+                    self.arrived.store(true, Ordering::Relaxed);
+                    renewed = t_sent
+                }
                 Some(Ok(Arrive::Entered(trip))) => {
                     undo.disarm();
                     return Ok(Reached::Entered(trip, t_sent));

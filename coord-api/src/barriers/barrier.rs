@@ -1,12 +1,15 @@
 //! The cyclic barrier.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::{
     Client, Error, Key, LeaseOptions, Result,
     barriers::{
         Party,
-        arrival::{Arrival, Reached, site},
+        arrival::{Arrival, Reached, before, site},
         metrics,
     },
+    clock::Instant,
     handle::{Handle, option_setters},
     spi::{BarrierKind, BarrierState, Break, BreakReason, EndedGeneration, MAX_PARTIES},
     trace::{self, Outcome},
@@ -87,20 +90,36 @@ impl Barrier {
     /// arriving in it are two steps: if that generation ended before this
     /// arrival reached it (it tripped without this participant, or broke
     /// before it arrived), the arrival goes to the next generation instead
-    /// (up to three times), never counted in two.
+    /// (up to three times, all within one `wait_timeout`), never counted in
+    /// two; an arrival the backend counted never moves on.
     ///
     /// # Cancel safety
     /// If cancelled, the arrival is withdrawn in the background.
     pub async fn wait(&self) -> Result<Tripped> {
-        let (_, _, participant) = self.checked()?;
+        let (name, opts, participant) = self.checked()?;
+        let client = &self.party.handle.client;
+        let clock = client.clock();
+        // One deadline for every try, the reads of the generation included.
+        let start = clock.now();
+        let deadline = opts.wait_timeout.and_then(|w| start.checked_add(w));
         let mut tries = 0;
         loop {
             tries += 1;
-            let generation = self.state_of(None).await?.generation;
-            match self.wait_in(generation).await {
-                Err(Error::StaleGeneration { .. }) if tries < 3 => {}
+            let Some(read) = before(clock, deadline, self.state_of(None)).await else {
+                return Err(Error::Timeout {
+                    what: format!("{} {:?}", KIND.as_str(), name.as_str()),
+                    backend: client.backend().to_string(),
+                    waited: clock.now() - start,
+                });
+            };
+            let (res, arrived) = self.wait_from(read?.generation, start).await;
+            // Moved on only when the generation ended before this arrival
+            // reached it.
+            match res {
+                Err(Error::StaleGeneration { .. }) if tries < 3 && !arrived => {}
                 Err(Error::Broken(b))
                     if tries < 3
+                        && !arrived
                         && !b.arrived.iter().any(|a| a == participant.as_str())
                         && !b.expired.iter().any(|a| a == participant.as_str()) => {}
                 res => return res,
@@ -118,9 +137,18 @@ impl Barrier {
     /// # Cancel safety
     /// If cancelled, the arrival is withdrawn in the background.
     pub async fn wait_in(&self, generation: u64) -> Result<Tripped> {
-        let (name, opts, participant) = self.checked()?;
+        let start = self.party.handle.client.clock().now();
+        self.wait_from(generation, start).await.0
+    }
+
+    /// [`wait_in`](Self::wait_in), its deadline `wait_timeout` from
+    /// `start`; and whether the backend ever counted this arrival.
+    async fn wait_from(&self, generation: u64, start: Instant) -> (Result<Tripped>, bool) {
+        let (name, opts, participant) = match self.checked() {
+            Ok(checked) => checked,
+            Err(e) => return (Err(e), false),
+        };
         let client = &self.party.handle.client;
-        let start = client.clock().now();
         let arrival = Arrival {
             client,
             kind: KIND,
@@ -130,6 +158,7 @@ impl Barrier {
             parties: self.parties(),
             opts,
             start,
+            arrived: AtomicBool::new(false),
         };
         let res = match arrival.wait().await {
             Ok(Reached::Ended(ended)) => {
@@ -153,7 +182,7 @@ impl Barrier {
         };
         let outcome = metrics::outcome(&res, "tripped");
         metrics::wait_ended(KIND.as_str(), outcome, client.clock().now() - start);
-        res
+        (res, arrival.arrived.load(Ordering::Relaxed))
     }
 
     /// The current generation.

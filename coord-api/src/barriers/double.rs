@@ -97,6 +97,7 @@ impl DoubleBarrier {
             parties: self.parties(),
             opts,
             start,
+            arrived: Default::default(),
         };
         // The read of the generation counts against the deadline too: an
         // enter returns at most one call (the break's) past it.
