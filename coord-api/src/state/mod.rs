@@ -293,7 +293,9 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
     pub async fn get(&self) -> Result<Option<Versioned<T>>> {
         let (space, key) = self.keys()?;
         let stored = self.stored(space, key).await?;
-        stored.map(|s| decode(space, key, s)).transpose()
+        stored
+            .map(|s| decode(&self.client, space, key, s))
+            .transpose()
     }
 
     async fn stored(&self, space: &Key, key: &Key) -> Result<Option<Stored>> {
@@ -344,7 +346,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
         self.backoff
             .check(|| format!("state \"{}\"", name_of(space, key)))?;
         let mut current = match self.stored(space, key).await? {
-            Some(s) => Some(decode(space, key, s)?),
+            Some(s) => Some(decode(&self.client, space, key, s)?),
             None => None,
         };
         for attempt in 1..=self.max_attempts {
@@ -361,7 +363,9 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
                     });
                 }
                 Written::Conflict(now) => {
-                    current = now.map(|s| decode(space, key, s)).transpose()?;
+                    current = now
+                        .map(|s| decode(&self.client, space, key, s))
+                        .transpose()?;
                     if attempt < self.max_attempts {
                         self.after_conflict(attempt).await;
                     }
@@ -467,7 +471,8 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
         match written {
             Written::Done(v) => Ok(CasOutcome::Set(v)),
             Written::Conflict(now) => Ok(CasOutcome::Conflict(
-                now.map(|s| decode(space, key, s)).transpose()?,
+                now.map(|s| decode(&self.client, space, key, s))
+                    .transpose()?,
             )),
             Written::Unchanged => Ok(CasOutcome::Conflict(None)),
         }
@@ -492,18 +497,28 @@ fn classify(w: &Written) -> Outcome {
 }
 
 /// `stored` as a `Versioned<T>`; a value that does not decode as `T` is a
-/// backend error naming the key and the type.
-fn decode<T: DeserializeOwned>(space: &Key, key: &Key, stored: Stored) -> Result<Versioned<T>> {
+/// backend error naming the key, the type and the backend.
+fn decode<T: DeserializeOwned>(
+    client: &Client,
+    space: &Key,
+    key: &Key,
+    stored: Stored,
+) -> Result<Versioned<T>> {
     Ok(Versioned {
-        value: decode_value(space, key, &stored.value)?,
+        value: decode_value(client, space, key, &stored.value)?,
         version: stored.version,
         expires_in: stored.expires_in,
     })
 }
 
-fn decode_value<T: DeserializeOwned>(space: &Key, key: &Key, bytes: &[u8]) -> Result<T> {
+fn decode_value<T: DeserializeOwned>(
+    client: &Client,
+    space: &Key,
+    key: &Key,
+    bytes: &[u8],
+) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| Error::Backend {
-        backend: String::new(),
+        backend: client.backend().to_string(),
         message: format!(
             "state \"{}\": the stored value does not decode as {}: {e}",
             name_of(space, key),

@@ -127,6 +127,8 @@ impl<T: DeserializeOwned + Send + 'static> StateWatch<T> {
     /// Cancel safe: a change is handed out only when this returns.
     pub async fn next(&mut self) -> Result<StateEvent<T>> {
         let space = checked(&self.space)?.clone();
+        // (Its waits use the client's retry delay: zero would poll.)
+        self.client.lease_options().validate(&space)?;
         let select = match &self.select {
             Ok(s) => s.clone(),
             Err(raw) => return Err(Key::new(raw).expect_err("validated before")),
@@ -169,7 +171,7 @@ impl<T: DeserializeOwned + Send + 'static> StateWatch<T> {
             let mut current = Vec::with_capacity(page.current.len());
             let mut undecodable = Vec::new();
             for (key, stored) in page.current {
-                match decode(space, &key, stored) {
+                match decode(&self.client, space, &key, stored) {
                     Ok(v) => current.push((key.as_str().to_owned(), v)),
                     Err(e) => undecodable.push((Err(e), page.head)),
                 }
@@ -188,10 +190,12 @@ impl<T: DeserializeOwned + Send + 'static> StateWatch<T> {
             let event = match change.kind {
                 ChangeKind::Put(bytes) => {
                     metrics::event("put");
-                    decode_value(space, &change.key, &bytes).map(|value| StateEvent::Put {
-                        key,
-                        version,
-                        value,
+                    decode_value(&self.client, space, &change.key, &bytes).map(|value| {
+                        StateEvent::Put {
+                            key,
+                            version,
+                            value,
+                        }
                     })
                 }
                 ChangeKind::Deleted => {
@@ -224,7 +228,8 @@ impl<T: DeserializeOwned + Send + 'static> StateWatch<T> {
     /// Waits for a notification, the next expiry, or the retry delay.
     async fn wait(&mut self, next_expiry: Option<Instant>) {
         let clock = self.client.clock().clone();
-        let fallback = clock.now() + self.client.lease_options().retry_delay;
+        let fallback =
+            crate::lease::wait::later(clock.now(), self.client.lease_options().retry_delay);
         let until = next_expiry.map_or(fallback, |e| e.min(fallback));
         let watch = self.watch.as_mut().expect("subscribed above");
         tokio::select! {

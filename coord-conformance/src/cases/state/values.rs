@@ -258,12 +258,15 @@ pub async fn state_space_full_refused(h: &dyn Harness) {
 }
 
 /// A stored value that does not decode as the handle's type is an error
-/// naming the key and the type, not a wrong value.
+/// naming the key, the type and the backend, not a wrong value.
 pub async fn state_value_of_another_type_is_an_error(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let a = ctx.client("a").await;
     a.state::<String>(K).put(&"text".into()).await.unwrap();
-    let e = a.state::<u64>(K).get().await.unwrap_err().to_string();
+    let e = a.state::<u64>(K).get().await.unwrap_err();
+    let backend = a.backend().to_string();
+    assert!(matches!(&e, Error::Backend { backend: b, .. } if *b == backend), "{e:?}");
+    let e = e.to_string();
     assert!(e.contains(K) && e.contains("u64"), "{e}");
 }
 }

@@ -56,6 +56,24 @@ pub async fn state_watch_woken_promptly(h: &dyn Harness) {
     assert_eq!(waiter.await.expect("watcher"), put(K, v1, 1));
 }
 
+/// A watch takes the client's options as every handle does: a zero retry
+/// delay (which would poll) is `InvalidArgument`; a retry delay of
+/// `Duration::MAX` ("notifications only") waits without panicking, woken
+/// by the change.
+pub async fn state_watch_checks_the_clients_options(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let v0 = number(&a).put(&0).await.unwrap();
+    let zero = ctx.client_with("z", default_options().retry_delay(Duration::ZERO)).await;
+    assert_invalid(number(&zero).watch(v0).next().await, "a zero retry delay");
+    let forever = default_options().retry_delay(Duration::MAX);
+    let mut watch = number(&ctx.client_with("b", forever).await).watch(v0);
+    let waiter = tokio::spawn(async move { next_event(&mut watch, "woken").await });
+    sleep(ms(200)).await;
+    let v1 = number(&a).put(&1).await.unwrap();
+    assert_eq!(waiter.await.expect("no panic"), put(K, v1, 1));
+}
+
 /// A value's TTL passing is a change a watch sees, when it is due, with a
 /// version above the put's.
 pub async fn state_watch_sees_expiry(h: &dyn Harness) {
