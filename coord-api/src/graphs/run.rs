@@ -7,7 +7,7 @@ use super::{Graph, worker::decode};
 use crate::{
     Error, Key, Result, Watch,
     barriers::sleep_or_woken,
-    lease::wait::jittered,
+    lease::wait::{jittered, later},
     spi::{Cancel, NodeState, NodeStatus, RunState, RunStatus},
     trace::{self, Outcome, Site},
 };
@@ -130,7 +130,7 @@ impl GraphRun {
                 subscribed = true;
                 continue;
             }
-            let wake = client.clock().now() + jittered(client.lease_options());
+            let wake = later(client.clock().now(), jittered(client.lease_options()));
             sleep_or_woken(client.clock(), &mut watch, wake).await;
             subscribed = watch.is_some();
         }
@@ -278,7 +278,7 @@ impl RunObserver {
             if !events.is_empty() {
                 return Ok(events);
             }
-            let wake = client.clock().now() + jittered(client.lease_options());
+            let wake = later(client.clock().now(), jittered(client.lease_options()));
             sleep_or_woken(client.clock(), &mut self.watch, wake).await;
             self.subscribed = self.watch.is_some();
         }

@@ -27,7 +27,10 @@ use crate::{
     BoxError, Error, FencingToken, HolderId, Key, LostSignal, Release, Result,
     clock::Instant,
     handle::{Handle, option_setters},
-    lease::{BoxFuture, Guard, Lease, Tenure, wait::jittered},
+    lease::{
+        BoxFuture, Guard, Lease, Tenure,
+        wait::{jittered, later},
+    },
     spi::{
         Complete, MAX_ERROR_BYTES, MAX_RESULT_BYTES, NodeResult, NodeState, Outcome, Renew, Take,
     },
@@ -375,7 +378,7 @@ impl GraphWorker {
                     tracing::warn!(graph = %self.graph.name(), error = %e, "graph worker: backend unreachable; waiting");
                     let clock = self.graph.client().clock();
                     clock
-                        .sleep_until(clock.now() + jittered(self.handle.opts()))
+                        .sleep_until(later(clock.now(), jittered(self.handle.opts())))
                         .await;
                 }
                 Err(e) => return Err(e),
@@ -428,7 +431,7 @@ impl GraphWorker {
             }
             let fallback = jittered(&opts);
             let wait = next_in.map_or(fallback, |n| n.clamp(Duration::from_millis(1), fallback));
-            if ready.wait(&client, client.clock().now() + wait).await == Woken::Notified {
+            if ready.wait(&client, later(client.clock().now(), wait)).await == Woken::Notified {
                 owed = Some(ready.owed());
             }
         }

@@ -12,7 +12,10 @@ use crate::{
     barriers::sleep_or_woken,
     clock::Instant,
     handle::{Handle, KeptWatch, option_setters},
-    lease::{BoxFuture, Guard, Lease, LeaseOptions, Tenure, released, wait::jittered},
+    lease::{
+        BoxFuture, Guard, Lease, LeaseOptions, Tenure, released,
+        wait::{jittered, later},
+    },
     spi::{self, Nack, ReceiveOptions, Settle, queues::cut_reason},
     trace::{self, Outcome, Site},
 };
@@ -425,7 +428,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
         let (key, opts) = self.checked()?;
         let client = self.queue.client().clone();
         let started = client.clock().now();
-        let deadline = opts.wait_timeout.map(|w| started + w);
+        let deadline = opts.wait_timeout.map(|w| later(started, w));
         let mut subscribed = self.watch.is_some();
         loop {
             while let Some(d) = self.buffer.pop_front() {
@@ -477,7 +480,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
             }
             let fallback = jittered(&opts);
             let wait = next_in.map_or(fallback, |n| n.clamp(Duration::from_millis(1), fallback));
-            let wake = deadline.map_or(now + wait, |d| d.min(now + wait));
+            let wake = deadline.map_or(later(now, wait), |d| d.min(later(now, wait)));
             sleep_or_woken(client.clock(), self.watch.get(), wake).await;
             subscribed = self.watch.is_some();
         }
@@ -694,7 +697,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
                     tracing::warn!(queue = %self.queue.name_str(), error = %e, "queue consumer: backend unreachable; waiting");
                     let clock = self.queue.client().clock().clone();
                     clock
-                        .sleep_until(clock.now() + jittered(self.handle.opts()))
+                        .sleep_until(later(clock.now(), jittered(self.handle.opts())))
                         .await;
                 }
                 Err(e) => return Err(e),

@@ -19,6 +19,9 @@ pub(super) struct EventLease {
     pub(super) offset: u64,
     pub(super) token: FencingToken,
     pub(super) holder: HolderId,
+    /// The subscriber's presence, which this delivery lives inside: the
+    /// backend gives a subscriber's deliveries back when it ends.
+    pub(super) presence: Option<std::sync::Arc<Lease>>,
 }
 
 impl Tenure for EventLease {
@@ -60,6 +63,9 @@ impl Tenure for EventLease {
     }
     fn counted(&self) -> bool {
         false
+    }
+    fn within(&self) -> Option<&std::sync::Arc<Lease>> {
+        self.presence.as_ref()
     }
 }
 
@@ -140,9 +146,16 @@ impl<E> EventDelivery<E> {
         self.receipt.token
     }
 
-    /// Fires when the delivery's lease is lost.
+    /// Fires when the delivery's lease is lost (a renewal refused, local
+    /// validity ran out, or the subscriber's presence ended): stop; the
+    /// event will be delivered again.
     pub fn lost(&self) -> LostSignal {
         self.receipt.guard.lost_signal()
+    }
+
+    /// Whether the lease is still held (as far as this process knows).
+    pub fn is_held(&self) -> bool {
+        self.receipt.guard.is_held()
     }
 
     /// Done for this subscription. `LeaseLost` (and nothing changes) if

@@ -17,7 +17,10 @@ use crate::{
     barriers::sleep_or_woken,
     clock::Instant,
     handle::{Handle, KeptWatch, option_setters},
-    lease::{BoxFuture, Guard, Lease, LeaseOptions, Tenure, released, wait::jittered},
+    lease::{
+        BoxFuture, Guard, Lease, LeaseOptions, Tenure, released,
+        wait::{jittered, later},
+    },
     spi::{
         self, DeadEvent, Missed, Read, ReadOptions, Settle, Start, SubscriptionStats, Tag,
         queues::cut_reason, topics::check_dead_page,
@@ -309,7 +312,7 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
         started: Instant,
     ) -> Result<()> {
         let client = self.topic.client().clone();
-        let deadline = opts.wait_timeout.map(|w| started + w);
+        let deadline = opts.wait_timeout.map(|w| later(started, w));
         let now = client.clock().now();
         if deadline.is_some_and(|d| now >= d) {
             return Err(Error::Timeout {
@@ -324,7 +327,7 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
         }
         let fallback = jittered(opts);
         let wait = next_in.map_or(fallback, |n| n.clamp(Duration::from_millis(1), fallback));
-        let wake = deadline.map_or(now + wait, |d| d.min(now + wait));
+        let wake = deadline.map_or(later(now, wait), |d| d.min(later(now, wait)));
         sleep_or_woken(client.clock(), self.watch.get(), wake).await;
         Ok(())
     }
@@ -531,6 +534,7 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
             offset,
             token: d.token,
             holder: self.holder.clone(),
+            presence: self.presence.as_ref().map(|g| g.lease().clone()),
         };
         let validity = self.handle.validity();
         let lease = Lease::start(
@@ -601,7 +605,7 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
                     tracing::warn!(topic = %self.topic.name_str(), error = %e, "topic subscriber: backend unreachable; waiting");
                     let clock = self.topic.client().clock().clone();
                     clock
-                        .sleep_until(clock.now() + jittered(self.handle.opts()))
+                        .sleep_until(later(clock.now(), jittered(self.handle.opts())))
                         .await;
                 }
                 Err(e) => return Err(e),

@@ -267,4 +267,28 @@ pub async fn queue_run_waits_past_wait_timeout(h: &dyn Harness) {
         s = quiet_then_push => assert_eq!(counts(&s), (1, 0, 0, 0), "{s:?}"),
     }
 }
+
+/// Extreme options (`wait_timeout` and `retry_delay` of `Duration::MAX`,
+/// "wait for ever", notifications only) never panic: a waiting receive
+/// gets the item pushed meanwhile.
+pub async fn queue_extreme_durations_do_not_panic(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let cases = [
+        ("w", default_options().wait_timeout(Some(Duration::MAX))),
+        ("r", default_options().retry_delay(Duration::MAX)),
+    ];
+    for (name, opts) in cases {
+        let mut consumer = numbers(&ctx.client_with(name, opts).await).consumer();
+        let got = tokio::spawn(async move {
+            let d = consumer.receive().await?;
+            let item = *d.item();
+            d.ack().await.map(|()| item)
+        });
+        sleep(ms(100)).await;
+        numbers(&a).push(&7).await.unwrap();
+        let got = within(async { got.await.map_err(|e| Error::invalid(e.to_string()))? }, name);
+        assert_eq!(got.await, 7, "{name}");
+    }
+}
 }

@@ -50,6 +50,32 @@ pub async fn topic_crashed_subscriber_deliveries_redelivered_at_presence_expiry(
     within(d.ack(), "ack").await;
 }
 
+/// A subscriber cut off from the backend with a 150 ms presence: its
+/// delivery (leased for 10 s) goes to another subscriber of the
+/// subscription once the presence expired, by when the cut-off subscriber
+/// knows it lost (the delivery lived inside its presence); reconnected,
+/// its ack is `LeaseLost`.
+pub async fn topic_partitioned_subscriber_delivery_lost_with_its_presence(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let b = ctx.client("b").await;
+    let mut cut = (numbers(&a).subscriber("s").start(Start::Earliest))
+        .ttl(ms(10_000))
+        .presence_ttl(ms(150));
+    cut.subscribe().await.unwrap();
+    numbers(&b).publish(&1).await.unwrap();
+    let d = event(&mut cut, "attempt 1").await;
+    switch.off();
+    let mut other = numbers(&b).subscriber("s");
+    let again = event(&mut other, "back after the presence").await;
+    assert_eq!((again.offset(), again.attempt()), (1, 2));
+    assert!(!d.is_held(), "two holders of offset 1: {d:?} and {again:?}");
+    assert!(d.lost().is_lost(), "the cut-off delivery's lost signal");
+    switch.on();
+    assert_lease_lost(d.ack().await, "the cut-off subscriber's ack");
+    within(again.ack(), "ack").await;
+}
+
 /// A nacked event comes back (attempt 2) after the subscriber's back-off;
 /// an event whose delivery was dropped unsettled comes back at once.
 pub async fn topic_nacked_or_dropped_delivery_comes_back(h: &dyn Harness) {

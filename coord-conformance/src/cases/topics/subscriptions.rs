@@ -123,6 +123,29 @@ pub async fn topic_waiting_subscriber_woken_by_publish(h: &dyn Harness) {
     within(d.ack(), "ack").await;
 }
 
+/// Extreme options (`wait_timeout` and `retry_delay` of `Duration::MAX`,
+/// "wait for ever", notifications only) never panic: a waiting subscriber
+/// gets the event published meanwhile.
+pub async fn topic_extreme_durations_do_not_panic(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let cases = [
+        ("w", default_options().wait_timeout(Some(Duration::MAX))),
+        ("r", default_options().retry_delay(Duration::MAX)),
+    ];
+    for (name, opts) in cases {
+        let mut sub = numbers(&ctx.client_with(name, opts).await).subscriber(name);
+        sub.subscribe().await.unwrap();
+        let publisher = async {
+            sleep(ms(100)).await;
+            numbers(&a).publish(&7).await.unwrap();
+        };
+        let (d, ()) = tokio::join!(event(&mut sub, name), publisher);
+        assert_eq!(*d.event(), 7);
+        within(d.ack(), "ack").await;
+    }
+}
+
 /// `unsubscribe` deletes the subscription: its stats say it does not
 /// exist, and the SPI's read and seek answer `None`.
 pub async fn topic_unsubscribe_deletes_the_subscription(h: &dyn Harness) {
