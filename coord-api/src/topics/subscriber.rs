@@ -129,6 +129,9 @@ pub struct Subscriber<E> {
     start: Start,
     backoff: Backoff,
     subscribed: bool,
+    /// The subscription was found gone (deleted, or lost with the backend's
+    /// data): it is made again at the oldest event kept, not at `start`.
+    gone: bool,
     presence: Option<Guard>,
     pending: VecDeque<Pending>,
     /// The last ack and read found nothing: its `next_in`.
@@ -163,6 +166,7 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
             start: Start::Latest,
             backoff: Backoff::DEFAULT,
             subscribed: false,
+            gone: false,
             presence: None,
             pending: VecDeque::new(),
             idle: None,
@@ -215,14 +219,25 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
 
     /// Creates the subscription at [`start`](Self::start) if it does not
     /// exist; `true` if this made it. Events published from then on are
-    /// kept for it (by retention) even while no subscriber runs.
+    /// kept for it (by retention) even while no subscriber runs. A
+    /// subscription this subscriber later finds gone (deleted, or lost with
+    /// the backend's data) is made again at [`Start::Earliest`]: what was
+    /// published since is delivered, not skipped.
     pub async fn subscribe(&mut self) -> Result<bool> {
         let (topic, sub, _) = self.checked()?;
         let client = self.topic.client().clone();
-        let subscribe = client.topics()?.subscribe(&topic, &sub, self.start);
+        // Every event a lost subscription's stream keeps was published
+        // since it was lost (or deleted): `Latest`, or an offset of the old
+        // stream, would skip them silently.
+        let start = if self.gone {
+            Start::Earliest
+        } else {
+            self.start
+        };
+        let subscribe = client.topics()?.subscribe(&topic, &sub, start);
         let site = || self.site("subscribe", &topic, None);
         let made = trace::call(&client, site, subscribe, Outcome::ok).await?;
-        self.subscribed = true;
+        (self.subscribed, self.gone) = (true, false);
         Ok(made)
     }
 
@@ -279,7 +294,7 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
             .await?;
             let Some(read) = read else {
                 // Deleted (or lost with the backend's data): made again.
-                self.subscribed = false;
+                (self.subscribed, self.gone) = (false, true);
                 continue;
             };
             self.keep_presence(&client, &topic, &sub, t_sent);
@@ -450,7 +465,7 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
                         let sent = (s == Settle::Done).then_some(t_sent);
                         self.buffer(read, sent);
                     }
-                    None => self.subscribed = false,
+                    None => (self.subscribed, self.gone) = (false, true),
                 }
                 Ok(s)
             }

@@ -146,6 +146,30 @@ pub async fn topic_extreme_durations_do_not_panic(h: &dyn Harness) {
     }
 }
 
+/// A running subscriber (started at `Latest`) whose subscription another
+/// handle deleted makes it again at the oldest event kept, not at its
+/// start: the event published meanwhile is delivered (after the ones
+/// before it, delivered again), not skipped.
+pub async fn topic_subscription_found_gone_is_made_again_from_the_oldest(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let c = ctx.client("a").await;
+    let mut sub = numbers(&c).subscriber("s");
+    sub.subscribe().await.unwrap();
+    numbers(&c).publish(&1).await.unwrap();
+    let d = event(&mut sub, "the first").await;
+    within(d.ack(), "ack").await;
+    let mut other = numbers(&c).subscriber("s");
+    assert!(within(other.unsubscribe(), "unsubscribe").await);
+    numbers(&c).publish(&2).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.last() != Some(&2) {
+        let d = event(&mut sub, &format!("after {seen:?}")).await;
+        seen.push(*d.event());
+        within(d.ack(), "ack").await;
+    }
+    assert_eq!(seen, [1, 2], "from the oldest kept");
+}
+
 /// `unsubscribe` deletes the subscription: its stats say it does not
 /// exist, and the SPI's read and seek answer `None`.
 pub async fn topic_unsubscribe_deletes_the_subscription(h: &dyn Harness) {
