@@ -249,9 +249,21 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
         if !self.subscribed {
             self.subscribe().await?;
         }
-        self.pending.clear();
         self.idle = None;
         let client = self.topic.client().clone();
+        // What a batch read buffered is this subscriber's at the backend:
+        // given back at once, or the replay would skip it (in flight) until
+        // its lease ended. (One that cannot be given back ends at its TTL.)
+        for pending in std::mem::take(&mut self.pending) {
+            if let Pending::Delivered(d, _) = pending {
+                let (offset, token) = (d.event.offset, d.token);
+                let nack = client
+                    .topics()?
+                    .nack(&topic, &sub, offset, token, Duration::ZERO);
+                let site = || self.site("nack", &topic, Some(token));
+                let _ = trace::call(&client, site, nack, settled).await;
+            }
+        }
         let seek = client.topics()?.seek(&topic, &sub, start);
         let site = || self.site("seek", &topic, None);
         let next = trace::call(&client, site, seek, Outcome::ok).await?;

@@ -78,6 +78,8 @@ local function place(kind, value)
   end
   if kind == 't' then
     local t = tonumber(value)
+    -- (At the epoch, every event is at or after it.)
+    if t < 1 then return '0-0', offset_of(first) - 1 end
     local before = redis.call('XREVRANGE', stream, fmt(t - 1) .. '-' .. MAX_SEQ, '-', 'COUNT', 1)
     if before[1] then
       return before[1][1], offset_of(before[1][1])
@@ -101,11 +103,18 @@ end
 
 local now = now_ms()
 
+-- A retry set's member: the offset zero-padded, so that retries due at
+-- the same instant come back lowest offset first (equal scores order by
+-- the member's bytes: "10" before "9").
+local function retry_member(o)
+  return string.format('%020d', o)
+end
+
 -- Rule 1: offset `o` (delivery or none) goes to the retry set, due `due`.
 local function to_retry(o, due, attempts, id)
   redis.call('HDEL', flights, o)
   redis.call('ZREM', deadlines, o)
-  redis.call('ZADD', retry_z, fmt(due), o)
+  redis.call('ZADD', retry_z, fmt(due), retry_member(o))
   redis.call('HSET', retry_h, o, attempts .. '|' .. id)
 end
 
@@ -265,9 +274,10 @@ local function read(consumer, ttl, pttl, max)
   local picked, missed = {}, {}
   -- Retries due.
   local due = redis.call('ZRANGEBYSCORE', retry_z, '-inf', now, 'LIMIT', 0, max)
-  for _, o in ipairs(due) do
+  for _, m in ipairs(due) do
+    local o = fmt(tonumber(m))
     local r = split(redis.call('HGET', retry_h, o))
-    redis.call('ZREM', retry_z, o)
+    redis.call('ZREM', retry_z, m)
     redis.call('HDEL', retry_h, o)
     local e = redis.call('XRANGE', stream, r[2], r[2])
     if e[1] then
@@ -280,19 +290,29 @@ local function read(consumer, ttl, pttl, max)
   -- Then new entries after the cursor (none if the cursor is at the last:
   -- the group's id is never ahead of the cursor, and entries between them
   -- were trimmed).
+  -- Offsets under delivery (after a seek back) are passed over without
+  -- counting against `max`: read on until `max` are picked or the stream
+  -- ends.
   local left = max - #picked
   if left > 0 and last_offset() > cursor then
-    local got = redis.call('XREADGROUP', 'GROUP', sub, consumer, 'COUNT', left, 'STREAMS', stream, '>')
-    local entries = got and got[1] and got[1][2] or {}
-    for _, e in ipairs(entries) do
-      local o = offset_of(e[1])
-      if o > cursor + 1 then missed[#missed + 1] = {cursor + 1, o - 1} end
-      cursor = o
-      local busy = redis.call('HEXISTS', flights, o) == 1 or redis.call('HEXISTS', retry_h, o) == 1
-      if not busy then picked[#picked + 1] = {e, 1} end
+    local ended = false
+    while left > 0 and not ended do
+      local got = redis.call('XREADGROUP', 'GROUP', sub, consumer, 'COUNT', left, 'STREAMS', stream, '>')
+      local entries = got and got[1] and got[1][2] or {}
+      for _, e in ipairs(entries) do
+        local o = offset_of(e[1])
+        if o > cursor + 1 then missed[#missed + 1] = {cursor + 1, o - 1} end
+        cursor = o
+        local busy = redis.call('HEXISTS', flights, o) == 1 or redis.call('HEXISTS', retry_h, o) == 1
+        if not busy then
+          picked[#picked + 1] = {e, 1}
+          left = left - 1
+        end
+      end
+      ended = #entries == 0 or cursor >= last_offset()
     end
     local last = last_offset()
-    if #entries < left and last > cursor then
+    if ended and last > cursor then
       missed[#missed + 1] = {cursor + 1, last}
       cursor = last
     end

@@ -76,6 +76,29 @@ pub async fn topic_partitioned_subscriber_delivery_lost_with_its_presence(h: &dy
     within(again.ack(), "ack").await;
 }
 
+/// Retries due at the same instant come back lowest offset first (SPI
+/// rule 4): offsets 9 and 10 expire together, and a read of one gives 9.
+pub async fn topic_retries_due_together_lowest_offset_first(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let backend = ctx.backend().await;
+    let t = spi(&backend);
+    let (topic, sub, a) = (key(T), key("s"), holder("a"));
+    t.subscribe(&topic, &sub, Start::Earliest).await.unwrap();
+    let ten = (0..10).map(|_| NewEvent::new(Tag::new("k", 1), b"1".to_vec()));
+    t.publish(&topic, ten.collect(), Retention::count(100)).await.unwrap();
+    let short = ReadOptions::new(ms(100), ms(10_000), 10);
+    let r = t.read(&topic, &sub, &a, short).await.unwrap().unwrap();
+    assert_eq!(r.events.len(), 10);
+    for d in &r.events[..8] {
+        t.ack(&topic, &sub, d.event.offset, d.token).await.unwrap();
+    }
+    sleep(ms(200)).await; // 9 and 10 expire, due together at the sweep
+    let one = ReadOptions::new(ms(10_000), ms(10_000), 1);
+    let r = t.read(&topic, &sub, &a, one).await.unwrap().unwrap();
+    let got: Vec<u64> = r.events.iter().map(|d| d.event.offset).collect();
+    assert_eq!(got, [9]);
+}
+
 /// A nacked event comes back (attempt 2) after the subscriber's back-off;
 /// an event whose delivery was dropped unsettled comes back at once.
 pub async fn topic_nacked_or_dropped_delivery_comes_back(h: &dyn Harness) {

@@ -107,6 +107,31 @@ pub async fn topic_seek_replays_from_offset_and_time(h: &dyn Harness) {
     assert_eq!(drain(&mut sub, 2, "from the time").await, vec![(3, 3), (4, 4)]);
 }
 
+/// A subscriber reading in batches of three seeks back after handling the
+/// first event: the two it had buffered (leased to it, never handed out)
+/// are given back, so the replay delivers all three promptly (not the
+/// buffered two after their 30 s lease).
+pub async fn topic_seek_gives_back_what_a_batch_buffered(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let c = ctx.client("a").await;
+    let mut sub = (numbers(&c).subscriber("s").start(Start::Earliest))
+        .batch(3)
+        .ttl(ms(30_000));
+    sub.subscribe().await.unwrap();
+    numbers(&c).publish_many(&[1, 2, 3]).await.unwrap();
+    let d = event(&mut sub, "the first").await;
+    within(d.ack(), "ack").await;
+    assert_eq!(within(sub.seek(Start::Offset(1)), "seek 1").await, 1);
+    let mut again: Vec<u64> = Vec::new();
+    for i in 0..3 {
+        let d = event(&mut sub, &format!("replay {i} after {again:?}")).await;
+        again.push(d.offset());
+        within(d.ack(), "ack").await;
+    }
+    again.sort();
+    assert_eq!(again, [1, 2, 3]);
+}
+
 /// A subscriber waiting with nothing to read is woken by a publish, well
 /// before its 10 s retry delay.
 pub async fn topic_waiting_subscriber_woken_by_publish(h: &dyn Harness) {
@@ -168,6 +193,31 @@ pub async fn topic_subscription_found_gone_is_made_again_from_the_oldest(h: &dyn
         within(d.ack(), "ack").await;
     }
     assert_eq!(seen, [1, 2], "from the oldest kept");
+}
+
+/// The SPI's read passes over offsets under delivery without counting
+/// them against `max`: after a seek back over two offsets in flight with
+/// another subscriber, a read of two delivers the third. And a start at
+/// the epoch places a subscription before the oldest event.
+pub async fn topic_read_passes_over_offsets_in_flight(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let backend = ctx.backend().await;
+    let t = spi(&backend);
+    let (topic, sub, epoch) = (key(T), key("s"), key("epoch"));
+    let at_epoch = t.subscribe(&topic, &epoch, Start::Time(std::time::UNIX_EPOCH));
+    assert!(at_epoch.await.unwrap(), "made at the epoch (no event yet)");
+    t.subscribe(&topic, &sub, Start::Earliest).await.unwrap();
+    let three = (0..3).map(|i| NewEvent::new(Tag::new("k", 1), vec![b'0' + i]));
+    t.publish(&topic, three.collect(), Retention::count(100)).await.unwrap();
+    let from_epoch = t.seek(&topic, &epoch, Start::Time(std::time::UNIX_EPOCH));
+    assert_eq!(from_epoch.await.unwrap(), Some(1), "the epoch: before the oldest");
+    let two = ReadOptions::new(ms(30_000), ms(10_000), 2);
+    let a = t.read(&topic, &sub, &holder("a"), two).await.unwrap().unwrap();
+    assert_eq!(a.events.len(), 2, "1 and 2 in flight for a");
+    t.seek(&topic, &sub, Start::Earliest).await.unwrap();
+    let c = t.read(&topic, &sub, &holder("c"), two).await.unwrap().unwrap();
+    let got: Vec<u64> = c.events.iter().map(|d| d.event.offset).collect();
+    assert_eq!(got, [3], "next_in {:?}", c.next_in);
 }
 
 /// `unsubscribe` deletes the subscription: its stats say it does not
