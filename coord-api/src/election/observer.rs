@@ -43,24 +43,22 @@ impl LeaderObserver {
     pub async fn next(&mut self) -> Result<LeaderChange> {
         loop {
             let elections = self.client.elections()?;
-            // Until a term was seen, learn how many were granted before this
-            // read (asked first: a term that begins and ends in between then
-            // counts as skipped), so that terms missed after a first vacancy
-            // are counted too.
-            let granted = match self.last_seq {
-                None => elections.terms_granted(&self.key).await?,
-                Some(_) => None,
-            };
+            // How many terms were granted before this read (asked first: a
+            // term that begins and ends in between then counts as skipped
+            // at the next change), so that a vacancy tells the terms that
+            // came and went unseen since the last one seen.
+            let granted = elections.terms_granted(&self.key).await?;
             let leader = elections.leader(&self.key).await?;
             let state = leader.as_ref().map(|l| (l.seq, l.term, l.metadata.clone()));
             if self.last.as_ref() != Some(&state) {
                 let skipped = match (&leader, self.last_seq) {
                     (Some(l), Some(seq)) => l.seq.saturating_sub(seq + 1),
-                    _ => 0,
+                    (None, Some(seq)) => granted.map_or(0, |g| g.saturating_sub(seq)),
+                    (_, None) => 0,
                 };
                 match &leader {
                     Some(l) => self.last_seq = Some(l.seq),
-                    None => self.last_seq = self.last_seq.or(granted),
+                    None => self.last_seq = self.last_seq.max(granted),
                 }
                 self.last = Some(state);
                 return Ok(LeaderChange { leader, skipped });

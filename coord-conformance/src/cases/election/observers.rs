@@ -52,6 +52,29 @@ pub async fn lagging_observer_told_it_skipped(h: &dyn Harness) {
     terms_unobserved_then_one_seen(&a, &mut obs, 3).await;
 }
 
+/// An observer that falls behind terms that all ended is told how many it
+/// skipped with the vacancy it sees next (not only with a next term,
+/// which may never come).
+pub async fn lagging_observer_told_it_skipped_at_a_vacancy(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let mut obs = b.election("e").observe().await.unwrap();
+    let la = elect(&a.election("e"), "first").await;
+    let seen = timeout(ms(2000), obs.next()).await.expect("first").unwrap();
+    assert_eq!(seen.leader.map(|l| l.term), Some(la.term()));
+    la.resign().await.unwrap();
+    for _ in 0..2 {
+        let l = elect(&a.election("e"), "unobserved term").await;
+        l.resign().await.unwrap();
+    }
+    let vacancy = timeout(ms(2000), obs.next()).await.expect("vacancy").unwrap();
+    assert_eq!((vacancy.leader, vacancy.skipped), (None, 2));
+    let last = elect(&a.election("e"), "last").await;
+    let seen = timeout(ms(2000), obs.next()).await.expect("next").unwrap();
+    assert_eq!(seen.leader.map(|l| l.term), Some(last.term()));
+    assert_eq!(seen.skipped, 0, "the two were told already");
+}
+
 /// An observer that first saw the election vacant, then missed terms, is
 /// told it skipped them too.
 pub async fn observer_from_vacancy_told_it_skipped(h: &dyn Harness) {

@@ -183,7 +183,7 @@ pub async fn topic_subscription_found_gone_is_made_again_from_the_oldest(h: &dyn
     numbers(&c).publish(&1).await.unwrap();
     let d = event(&mut sub, "the first").await;
     within(d.ack(), "ack").await;
-    let mut other = numbers(&c).subscriber("s");
+    let other = numbers(&c).subscriber("s");
     assert!(within(other.unsubscribe(), "unsubscribe").await);
     numbers(&c).publish(&2).await.unwrap();
     let mut seen = Vec::new();
