@@ -424,6 +424,13 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
     /// delivery is due) up to `wait_timeout`. Items that do not decode as
     /// `T` are moved to the dead letters with the decode error, and the
     /// consumer goes on.
+    ///
+    /// # Cancel safety
+    /// A prefetched delivery stays with the consumer until its start is
+    /// answered: a receive cancelled (or failed) meanwhile leaves it for
+    /// the next. What a cancelled request for new items was granted stays
+    /// the consumer's at the backend, unseen, until its lease or the
+    /// consumer's presence ends.
     pub async fn receive(&mut self) -> Result<Delivery<T>> {
         let (key, opts) = self.checked()?;
         let client = self.queue.client().clone();
@@ -431,13 +438,18 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
         let deadline = opts.wait_timeout.map(|w| later(started, w));
         let mut subscribed = self.watch.is_some();
         loop {
-            while let Some(d) = self.buffer.pop_front() {
+            while let Some(&spi::Delivery { id, token, .. }) = self.buffer.front() {
                 // A prefetched delivery starts with an extend; refused, it
-                // was stolen (or expired) and is someone else's now.
+                // was stolen (or expired) and is someone else's now. It
+                // leaves the buffer once the extend answered: a receive
+                // cancelled meanwhile (or failed) leaves it for the next
+                // (an extend again starts it once).
                 let t_sent = client.clock().now();
-                let extend = client.queues()?.extend(&key, d.id, d.token, opts.ttl);
-                let site = || self.site("extend", &key, Some(d.token));
-                if trace::call(&client, site, extend, settled).await? == Settle::Done
+                let extend = client.queues()?.extend(&key, id, token, opts.ttl);
+                let site = || self.site("extend", &key, Some(token));
+                let extended = trace::call(&client, site, extend, settled).await?;
+                let d = self.buffer.pop_front().expect("looked at above");
+                if extended == Settle::Done
                     && let Some(d) = self.deliver(&key, &opts, d, t_sent).await?
                 {
                     return Ok(d);

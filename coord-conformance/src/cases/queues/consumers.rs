@@ -190,4 +190,27 @@ pub async fn queue_started_item_never_stolen(h: &dyn Harness) {
     within(d1.ack(), "ack").await;
     within(d2.ack(), "ack").await;
 }
+
+/// A receive that fails while it starts a prefetched delivery (the
+/// extend's reply lost; a receive cancelled there is the same) keeps the
+/// delivery in the consumer: the next receive hands it out, as its first
+/// attempt, instead of leaving it started for nobody until its TTL.
+pub async fn queue_failed_receive_keeps_its_prefetched_delivery(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let ids: Vec<u64> = (numbers(&a).push_many(&[1, 2]).await.unwrap().iter())
+        .map(|o| o.id())
+        .collect();
+    let mut c = numbers(&a).consumer().prefetch(2).ttl(ms(5000));
+    let d1 = within(c.receive(), "the first").await;
+    switch.losing_replies();
+    let failed = c.receive().await;
+    assert!(failed.is_err(), "the extend's reply was lost: {failed:?}");
+    switch.on();
+    let d2 = within(c.receive(), "the prefetched one, again").await;
+    assert_eq!((d2.id(), d2.attempt()), (ids[1], 1));
+    within(d1.ack(), "ack 1").await;
+    within(d2.ack(), "ack 2").await;
+    assert_eq!(places(&stats(&a).await), (0, 0, 0, 0));
+}
 }
