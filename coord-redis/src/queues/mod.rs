@@ -59,10 +59,12 @@
 //! **Key lifetimes.** Items live until acked or removed from the dead (or
 //! dropped as the oldest death past the limit); a sorted set or consumer
 //! set left empty is gone; dedup keys expire with their window. The meta
-//! hash (the id and token counters and the counts) lives as long as the
-//! queue is used: ids never repeat while any item or dead item is kept,
-//! and tokens increase while it lives (were it gone, the clock alone keeps
-//! them increasing).
+//! hash (the id and token counters and the counts) lives while the queue
+//! keeps an item or a dead item, and a day and a minute after the ack or
+//! removal that left it with neither (a push keeps it again): ids never
+//! repeat while any item, dead item or dedup key is kept, and tokens
+//! increase while it lives (were it gone, the clock alone keeps them
+//! increasing).
 
 use std::{sync::LazyLock, time::Duration};
 

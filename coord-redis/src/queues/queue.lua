@@ -56,6 +56,10 @@ local ready_z = KEYS[1]
 local base = string.sub(ready_z, 1, -2)
 local meta, lease_z = base .. 'm', base .. 'l'
 
+-- How long an empty queue's meta hash outlives its last item: the longest
+-- TTL and dedup window (a day), and a minute.
+local IDLE_MS = '86460000'
+
 local MAX_PRIORITY = 9
 -- 2^44: ids stay below it, and (MAX_PRIORITY + 1) * 2^44 is exact in a double.
 local PRIORITY_STEP = 17592186044416
@@ -554,6 +558,17 @@ if last_tok then
   end
 elseif st.dirty then
   redis.call('HSET', meta, 'next', st.hint)
+end
+-- A queue with no item and no dead item forgets its meta hash a day after
+-- the step that emptied it (as the memory backend forgets an idle empty
+-- queue): every presence and dedup window has ended by then, ids may start
+-- again, and tokens drawn again start at the clock. Only an ack or a
+-- removal empties a queue; a push keeps it.
+if op == 'push' then
+  redis.call('PERSIST', meta)
+elseif (is_ack or op == 'remove')
+    and redis.call('EXISTS', ready_z, base .. 'w', lease_z, base .. 'x') == 0 then
+  redis.call('PEXPIRE', meta, IDLE_MS)
 end
 if st.woke then redis.call('PUBLISH', base .. 'c', 'ready') end
 return reply

@@ -152,3 +152,40 @@ async fn stats_count_every_place_and_every_delivery() {
     assert_eq!(s.consumers, [*t.c.instance()]);
     drop(r);
 }
+
+/// The meta hash (id and token counters, counts) of a queue left with no
+/// item and no dead item expires a day and a minute after the ack that
+/// emptied it, as the memory backend forgets an idle empty queue; a push
+/// keeps it again, and while an item or a dead item is kept it never
+/// expires. (Queues named per tenant or per job left a key each for
+/// ever.)
+#[tokio::test]
+async fn an_empty_queue_forgets_its_counters_a_day_after() {
+    let t = Q::new("idle-meta").await;
+    let server = RedisServer::shared();
+    let meta = "coord:{idle-meta:queue:1:q}:m";
+    let pttl = || match server.command(&["PTTL", meta]).unwrap() {
+        Value::Int(ms) => ms,
+        other => panic!("PTTL: {other:?}"),
+    };
+    t.push1("a").await;
+    t.push(vec![tries("b", 1)]).await;
+    assert_eq!(pttl(), -1, "kept while items are");
+    let d = t.recv(&t.a).await;
+    assert_eq!(t.ack(&d).await, Settle::Done);
+    assert_eq!(pttl(), -1, "one item left");
+    let last = t.recv(&t.a).await;
+    assert_eq!(t.nack(&last, "x", Duration::ZERO).await, Nack::DeadLettered);
+    assert_eq!(pttl(), -1, "a dead item is kept");
+    let dead = t.dead().await;
+    let removed = t.qs().remove_dead(&t.q, dead[0].id).await.unwrap();
+    assert!(removed, "the dead item removed");
+    let day = 86_400_000;
+    assert!((day..=day + 60_000).contains(&pttl()), "{}", pttl());
+    let id = t.push1("c").await;
+    assert_eq!(pttl(), -1, "a push keeps it again");
+    assert!(id > dead[0].id, "ids go on");
+    let d = t.recv(&t.a).await;
+    assert_eq!(t.ack(&d).await, Settle::Done);
+    assert!((day..=day + 60_000).contains(&pttl()), "emptied by an ack");
+}
