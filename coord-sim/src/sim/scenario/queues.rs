@@ -221,10 +221,15 @@ pub(super) async fn run(scenario: Scenario) -> Report {
             }
             continue;
         }
-        if now >= t0 + HEAL_AT {
+        // At the heal only the kills already promised are left to carry
+        // out (their processes wait for them: a crash accepted in the last
+        // millisecond before the heal was never made, and its process
+        // waited for ever).
+        let heal = now >= t0 + HEAL_AT;
+        let Some(i) = (agenda.iter()).position(|e| !heal || matches!(e.1, Ev::Kill(..))) else {
             break;
-        }
-        let (at, ev) = agenda.remove(0);
+        };
+        let (at, ev) = agenda.remove(i);
         match ev {
             Ev::Fault(action) => {
                 let holder = *shared.holder.lock().unwrap();
