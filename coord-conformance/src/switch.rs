@@ -21,11 +21,15 @@ use coord_api::{
 /// `Error::Unavailable` before reaching the backend; while
 /// [`losing_replies`](Switch::losing_replies), every call reaches the backend
 /// and is applied, and then fails with `Error::Unavailable` as if its reply
-/// had been lost. Clones share the switch.
+/// had been lost; while [`holding`](Switch::holding), every call waits on
+/// the way, not applied, until the switch changes (a call a case can
+/// cancel in flight). Clones share the switch.
 #[derive(Clone)]
 pub struct Switch {
     inner: DynBackend,
     state: Arc<AtomicU8>,
+    /// Wakes the calls held when the state changes.
+    changed: Arc<tokio::sync::Notify>,
     lost: Arc<AtomicUsize>,
     answered: Arc<Mutex<HashMap<&'static str, usize>>>,
 }
@@ -33,6 +37,7 @@ pub struct Switch {
 const ON: u8 = 0;
 const OFF: u8 = 1;
 const LOSE_REPLIES: u8 = 2;
+const HOLD: u8 = 3;
 
 impl Switch {
     /// Wraps `inner`, switched on.
@@ -40,6 +45,7 @@ impl Switch {
         Switch {
             inner,
             state: Arc::new(AtomicU8::new(ON)),
+            changed: Default::default(),
             lost: Arc::new(AtomicUsize::new(0)),
             answered: Default::default(),
         }
@@ -47,17 +53,27 @@ impl Switch {
 
     /// Cuts the backend off.
     pub fn off(&self) {
-        self.state.store(OFF, Ordering::SeqCst);
+        self.set(OFF);
     }
 
     /// Lets calls through, applied, and loses their replies.
     pub fn losing_replies(&self) {
-        self.state.store(LOSE_REPLIES, Ordering::SeqCst);
+        self.set(LOSE_REPLIES);
+    }
+
+    /// Holds calls on the way, not applied, until the switch changes.
+    pub fn holding(&self) {
+        self.set(HOLD);
     }
 
     /// Reconnects it.
     pub fn on(&self) {
-        self.state.store(ON, Ordering::SeqCst);
+        self.set(ON);
+    }
+
+    fn set(&self, state: u8) {
+        self.state.store(state, Ordering::SeqCst);
+        self.changed.notify_waiters();
     }
 
     /// How many calls were applied and their replies lost so far: a case
@@ -99,6 +115,15 @@ impl Dispatch for Switch {
 
     async fn dispatch(&self, call: Call) -> Result<Reply> {
         let op = call.op();
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.state.load(Ordering::SeqCst) != HOLD {
+                break;
+            }
+            changed.await;
+        }
         match self.state.load(Ordering::SeqCst) {
             OFF => Err(Error::unavailable(
                 self,

@@ -503,7 +503,6 @@ impl GraphWorker {
         let started = client.clock().now();
         let out = body(ctx).await;
         let ran = client.clock().now().saturating_duration_since(started);
-        let lease = guard.into_lease();
         let result = self.result_of(&taken.run, &taken.node, taken.attempt, out);
         let failed = matches!(result, NodeResult::Failure { .. });
         let next = carry.then(|| (HolderId::new(*client.instance_id()), opts.ttl));
@@ -522,6 +521,11 @@ impl GraphWorker {
             _ => trace::Outcome::NotHeld,
         })
         .await;
+        // Disarmed only once the completion answered: a worker dropped while
+        // it is on the way fails the attempt at once (retried at once, as a
+        // body dropped mid-run is), not left running for nobody until its
+        // lease ends. (Applied first, the completion makes that stale.)
+        let lease = guard.into_lease();
         let (state, next, error) = match done {
             Ok(Complete::Recorded { state, next, .. }) => (Some(state), next, None),
             Ok(_) => (None, None, None),

@@ -319,4 +319,47 @@ pub async fn graph_dropped_attempt_retried_at_once(h: &dyn Harness) {
     assert_all_ended(&st, "r");
     assert_eq!(node(&st, "n").attempts, 2);
 }
+
+/// A worker dropped after its body returned, while its completion is on
+/// the way (held by the test, not applied), fails the attempt at once as a
+/// worker dropped mid-body does: another worker takes attempt 2 well
+/// before the 30 s lease would have ended, instead of the node staying
+/// running for nobody.
+pub async fn graph_worker_dropped_mid_completion_retried_at_once(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let b = ctx.client("b").await;
+    let graph = |c: &Client| {
+        c.graph(G)
+            .node(Node::new("n").max_attempts(3))
+            .build()
+            .unwrap()
+    };
+    let run = graph(&a).submit("r").await.unwrap();
+    let done = Arc::new(tokio::sync::Notify::new());
+    let (body_done, hold) = (done.clone(), switch.clone());
+    let mut wa = graph(&a).worker().ttl(ms(30_000));
+    let completing = wa.work_next(move |_| async move {
+        hold.holding();
+        body_done.notify_one();
+        Ok(1)
+    });
+    tokio::select! {
+        biased;
+        res = completing => panic!("the held completion answered: {res:?}"),
+        () = done.notified() => {}
+    }
+    switch.on();
+    let t0 = Instant::now();
+    let mut wb = graph(&b).worker();
+    let second = within(
+        wb.work_next(|ctx| async move { Ok(ctx.attempt()) }),
+        "attempt 2",
+    )
+    .await;
+    assert!(t0.elapsed() < ms(4000), "taken again only after {:?}", t0.elapsed());
+    assert_eq!((second.attempt, second.state), (2, Some(NodeState::Succeeded)));
+    let st = run.status().await.unwrap();
+    assert_all_ended(&st, "r");
+}
 }
