@@ -141,10 +141,13 @@ impl GraphRun {
     /// [`NodeContext::is_cancelled`](super::NodeContext::is_cancelled)) at
     /// their next renewal. Returns whether this call cancelled it (false: it
     /// had already ended or been cancelled); `NotFound` if there is no such
-    /// run.
+    /// run. The reason is kept cut to 4 KiB (as queue errors are).
     pub async fn cancel(&self, reason: &str) -> Result<bool> {
         let client = self.graph.client();
-        let cancel = client.graphs()?.cancel(self.graph.key(), &self.run, reason);
+        let reason = crate::spi::queues::cut_reason(reason.to_owned());
+        let cancel = client
+            .graphs()?
+            .cancel(self.graph.key(), &self.run, &reason);
         let cancel = trace::call(client, || self.site("cancel"), cancel, |_| Outcome::Ok).await?;
         match cancel {
             Cancel::Cancelled { .. } => Ok(true),

@@ -165,6 +165,20 @@ pub async fn graph_cancelled_run_ends_without_retries(h: &dyn Harness) {
     assert_eq!(within(none, "a take").await, None);
 }
 
+/// A cancel's reason is kept cut to 4 KiB at a character boundary (as
+/// queue errors are), whatever its length.
+pub async fn graph_cancel_reason_cut_to_4_kib(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let client = ctx.client("a").await;
+    let graph = client.graph(G).node("only").build().unwrap();
+    let run = graph.submit("r").await.unwrap();
+    let long = "é".repeat(10_000);
+    assert!(within(run.cancel(&long), "cancel").await);
+    let why = run.status().await.unwrap().cancelled.expect("a reason");
+    assert!((4094..=4096).contains(&why.len()), "{} bytes", why.len());
+    assert!(long.starts_with(why.as_str()));
+}
+
 /// Cancelling a run that ended is `false` and changes nothing (it stays
 /// succeeded, no reason recorded); cancelling a run that does not exist is
 /// `NotFound`.
