@@ -33,6 +33,20 @@ pub(crate) fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
+/// Options that wait "for ever" (a `wait_timeout` of `Duration::MAX`) or
+/// only for notifications (a `retry_delay` of `Duration::MAX`), each with
+/// a short name (an instance id): they must work or be refused, never
+/// panic.
+pub(crate) fn extreme_waits() -> [(&'static str, LeaseOptions); 2] {
+    [
+        (
+            "wait-max",
+            default_options().wait_timeout(Some(Duration::MAX)),
+        ),
+        ("retry-max", default_options().retry_delay(Duration::MAX)),
+    ]
+}
+
 /// Default test options with `ttl_ms` and auto-extension off: the lease lives
 /// exactly its TTL unless released.
 pub(crate) fn no_extend(ttl_ms: u64) -> LeaseOptions {

@@ -45,10 +45,7 @@ pub async fn lagging_observer_told_it_skipped(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let (a, b) = (ctx.client("a").await, ctx.client("b").await);
     let mut obs = b.election("e").observe().await.unwrap();
-    let la = elect(&a.election("e"), "first").await;
-    let seen = timeout(ms(2000), obs.next()).await.expect("first").unwrap();
-    assert_eq!(seen.leader.map(|l| l.term), Some(la.term()));
-    la.resign().await.unwrap();
+    a_term_seen_then_resigned(&a, &mut obs).await;
     terms_unobserved_then_one_seen(&a, &mut obs, 3).await;
 }
 
@@ -59,10 +56,7 @@ pub async fn lagging_observer_told_it_skipped_at_a_vacancy(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let (a, b) = (ctx.client("a").await, ctx.client("b").await);
     let mut obs = b.election("e").observe().await.unwrap();
-    let la = elect(&a.election("e"), "first").await;
-    let seen = timeout(ms(2000), obs.next()).await.expect("first").unwrap();
-    assert_eq!(seen.leader.map(|l| l.term), Some(la.term()));
-    la.resign().await.unwrap();
+    a_term_seen_then_resigned(&a, &mut obs).await;
     for _ in 0..2 {
         let l = elect(&a.election("e"), "unobserved term").await;
         l.resign().await.unwrap();
@@ -116,6 +110,14 @@ pub async fn observer_reports_vacancy_after_resign(h: &dyn Harness) {
         t_seen - t0
     );
 }
+}
+
+/// `a` leads a term of `"e"`, which `obs` sees, and resigns it.
+async fn a_term_seen_then_resigned(a: &Client, obs: &mut LeaderObserver) {
+    let la = elect(&a.election("e"), "first").await;
+    let seen = timeout(ms(2000), obs.next()).await.expect("first").unwrap();
+    assert_eq!(seen.leader.map(|l| l.term), Some(la.term()));
+    la.resign().await.unwrap();
 }
 
 /// `a` leads and resigns `n` terms of `"e"` while `obs` does not read, then

@@ -279,15 +279,9 @@ pub async fn graph_expired_last_attempt_fails_node(h: &dyn Harness) {
 pub async fn graph_dropped_attempt_retried_at_once(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let (a, b) = (ctx.client("a").await, ctx.client("b").await);
-    let graph = |c: &Client| {
-        c.graph(G)
-            .node(Node::new("n").max_attempts(3))
-            .build()
-            .unwrap()
-    };
-    let run = graph(&a).submit("r").await.unwrap();
+    let run = three_tries(&a).submit("r").await.unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut wa = graph(&a).worker().ttl(ms(5000));
+    let mut wa = three_tries(&a).worker().ttl(ms(5000));
     let stuck = wa.work_next(|ctx| async move {
         tx.send(ctx.token()).unwrap();
         std::future::pending::<()>().await;
@@ -298,26 +292,8 @@ pub async fn graph_dropped_attempt_retried_at_once(h: &dyn Harness) {
         res = stuck => panic!("the stuck body ended: {res:?}"),
         first = timeout(PROMPTLY, rx.recv()) => first.expect("attempt 1 started").unwrap(),
     };
-    let t0 = Instant::now();
-    let mut wb = graph(&b).worker();
-    let second = within(
-        wb.work_next(|ctx| async move { Ok(ctx.attempt()) }),
-        "attempt 2",
-    )
-    .await;
-    assert!(
-        t0.elapsed() < ms(4000),
-        "taken again only after {:?}",
-        t0.elapsed()
-    );
-    assert_eq!(
-        (second.attempt, second.state),
-        (2, Some(NodeState::Succeeded))
-    );
+    let second = attempt_2_at_once(&b, &run).await;
     assert!(second.token > first, "{second:?} after {first:?}");
-    let st = run.status().await.unwrap();
-    assert_all_ended(&st, "r");
-    assert_eq!(node(&st, "n").attempts, 2);
 }
 
 /// A worker dropped after its body returned, while its completion is on
@@ -329,16 +305,10 @@ pub async fn graph_worker_dropped_mid_completion_retried_at_once(h: &dyn Harness
     let ctx = Ctx::new(h);
     let (a, switch) = ctx.switchable_client("a", default_options()).await;
     let b = ctx.client("b").await;
-    let graph = |c: &Client| {
-        c.graph(G)
-            .node(Node::new("n").max_attempts(3))
-            .build()
-            .unwrap()
-    };
-    let run = graph(&a).submit("r").await.unwrap();
+    let run = three_tries(&a).submit("r").await.unwrap();
     let done = Arc::new(tokio::sync::Notify::new());
     let (body_done, hold) = (done.clone(), switch.clone());
-    let mut wa = graph(&a).worker().ttl(ms(30_000));
+    let mut wa = three_tries(&a).worker().ttl(ms(30_000));
     let completing = wa.work_next(move |_| async move {
         hold.holding();
         body_done.notify_one();
@@ -350,16 +320,37 @@ pub async fn graph_worker_dropped_mid_completion_retried_at_once(h: &dyn Harness
         () = done.notified() => {}
     }
     switch.on();
+    attempt_2_at_once(&b, &run).await;
+}
+}
+
+/// Graph `G` of one node `n` given three attempts, on `c`.
+fn three_tries(c: &Client) -> Graph {
+    c.graph(G)
+        .node(Node::new("n").max_attempts(3))
+        .build()
+        .unwrap()
+}
+
+/// A worker on `b` takes node `n` of `run` again as attempt 2 and succeeds,
+/// well before a 5 s lease would have ended the first attempt; the run
+/// ends with `n` run twice.
+async fn attempt_2_at_once(b: &Client, run: &GraphRun) -> Worked {
     let t0 = Instant::now();
-    let mut wb = graph(&b).worker();
+    let mut wb = three_tries(b).worker();
     let second = within(
         wb.work_next(|ctx| async move { Ok(ctx.attempt()) }),
         "attempt 2",
     )
     .await;
-    assert!(t0.elapsed() < ms(4000), "taken again only after {:?}", t0.elapsed());
-    assert_eq!((second.attempt, second.state), (2, Some(NodeState::Succeeded)));
+    let took = t0.elapsed();
+    assert!(took < ms(4000), "taken again only after {took:?}");
+    assert_eq!(
+        (second.attempt, second.state),
+        (2, Some(NodeState::Succeeded))
+    );
     let st = run.status().await.unwrap();
     assert_all_ended(&st, "r");
-}
+    assert_eq!(node(&st, "n").attempts, 2);
+    second
 }

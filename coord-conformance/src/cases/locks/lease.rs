@@ -364,17 +364,7 @@ pub async fn max_retries_returns_timeout(h: &dyn Harness) {
 pub async fn extreme_durations_do_not_panic(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let a = ctx.client_with("a", no_extend(300)).await;
-    let cases = [
-        (
-            "wait_timeout MAX",
-            default_options().wait_timeout(Some(Duration::MAX)),
-        ),
-        (
-            "retry_delay MAX",
-            default_options().retry_delay(Duration::MAX),
-        ),
-    ];
-    for (what, opts) in cases {
+    for (what, opts) in extreme_waits() {
         let t0 = Instant::now();
         let _held = take(&a.lock("k"), "a").await;
         let b = ctx.client_with("b", opts).await;

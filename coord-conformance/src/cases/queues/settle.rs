@@ -274,11 +274,7 @@ pub async fn queue_run_waits_past_wait_timeout(h: &dyn Harness) {
 pub async fn queue_extreme_durations_do_not_panic(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let a = ctx.client("a").await;
-    let cases = [
-        ("w", default_options().wait_timeout(Some(Duration::MAX))),
-        ("r", default_options().retry_delay(Duration::MAX)),
-    ];
-    for (name, opts) in cases {
+    for (name, opts) in extreme_waits() {
         let mut consumer = numbers(&ctx.client_with(name, opts).await).consumer();
         let got = tokio::spawn(async move {
             let d = consumer.receive().await?;

@@ -154,11 +154,7 @@ pub async fn topic_waiting_subscriber_woken_by_publish(h: &dyn Harness) {
 pub async fn topic_extreme_durations_do_not_panic(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let a = ctx.client("a").await;
-    let cases = [
-        ("w", default_options().wait_timeout(Some(Duration::MAX))),
-        ("r", default_options().retry_delay(Duration::MAX)),
-    ];
-    for (name, opts) in cases {
+    for (name, opts) in extreme_waits() {
         let mut sub = numbers(&ctx.client_with(name, opts).await).subscriber(name);
         sub.subscribe().await.unwrap();
         let publisher = async {
