@@ -321,6 +321,33 @@ impl Inner {
         }
     }
 
+    /// Renews `holder`'s trial (asking again for a trial renews one's own)
+    /// every third of its TTL until the returned guard is dropped, or the
+    /// backend no longer grants it: a trial call slower than the trial TTL
+    /// keeps its slot, so no other trial starts meanwhile and its outcome
+    /// counts.
+    pub(crate) fn keep_trial(self: &Arc<Self>, holder: HolderId) -> AbortOnDrop {
+        let inner = Arc::downgrade(self);
+        let every = (self.opts.trial_ttl / 3).max(Duration::from_millis(1));
+        let clock = self.client.clock().clone();
+        AbortOnDrop(tokio::spawn(async move {
+            loop {
+                clock.sleep_until(clock.now() + every).await;
+                let Some(inner) = inner.upgrade() else { return };
+                let (seen, sent) = (inner.seen(), inner.ticket());
+                let Ok(backend) = inner.backend() else { return };
+                let ttl = inner.opts.trial_ttl;
+                let fut = backend.trial(&inner.name, &inner.policy, &holder, ttl, seen);
+                match inner.bounded("trial", fut).await {
+                    Ok(Trial::Granted { state, .. }) => inner.apply(&state, sent),
+                    Ok(Trial::Refused(state)) => return inner.apply(&state, sent),
+                    // Tried again at the next period (the TTL is three).
+                    Err(e) => inner.lost(&e, sent),
+                }
+            }
+        }))
+    }
+
     pub(crate) fn trial_done(self: &Arc<Self>, generation: u64, holder: HolderId, outcome: Tally) {
         let inner = self.clone();
         tokio::spawn(async move {
@@ -514,5 +541,15 @@ async fn run(weak: Weak<Inner>) {
             Some(false) => watch = None,
             None => {}
         }
+    }
+}
+
+/// A background task aborted when this is dropped.
+#[derive(Debug)]
+pub(crate) struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

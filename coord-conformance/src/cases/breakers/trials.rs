@@ -136,6 +136,26 @@ pub async fn breaker_crashed_trial_frees_its_slot(h: &dyn Harness) {
     assert!(matches!(other, Trial::Granted { .. }), "the crashed trial's slot is free");
 }
 
+/// A trial call slower than the trial TTL keeps its slot while its permit
+/// lives (renewed in the background): another instance is refused a trial
+/// meanwhile, and the slow trial's failure counts (the breaker opens
+/// again).
+pub async fn breaker_slow_trial_keeps_its_slot(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let build = |c: &Client| quick(c).open_for(ms(300)).trial_ttl(ms(300)).build().unwrap();
+    let (a, b) = (build(&ctx.client("a").await), build(&ctx.client("b").await));
+    b.state().await.unwrap();
+    outcomes(&a, 0, 4).await;
+    sleep(ms(350)).await;
+    let slow = a.permit().await.expect("a trial");
+    assert!(slow.is_trial());
+    sleep(ms(900)).await; // three trial TTLs
+    refused(b.permit().await, "the slow trial still runs");
+    slow.failure();
+    phase_within(&b, Phase::Open, "after the slow trial failed").await;
+    assert!(matches!(last_cause(&ctx).await, Cause::TrialsFailed(_)));
+}
+
 /// Outcomes and trial ends tagged with another generation change nothing.
 pub async fn breaker_outcomes_of_an_old_generation_are_ignored(h: &dyn Harness) {
     let ctx = Ctx::new(h);
