@@ -386,7 +386,8 @@ impl Lease {
         true
     }
 
-    /// Waits until the lease is no longer held (nor, then, its outer one).
+    /// Waits until the lease is no longer held (lost too when its outer
+    /// lease ends).
     async fn ended(&self) {
         self.watched.store(true, Ordering::SeqCst);
         loop {
