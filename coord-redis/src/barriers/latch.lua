@@ -21,9 +21,12 @@ end
 
 if op == 'set' then
   local count, ttl = ARGV[3], tonumber(ARGV[4])
-  local remaining = redis.call('HGET', rec, 'remaining')
+  local v = redis.call('HMGET', rec, 'remaining', 'gen')
+  local remaining = v[1] or nil
   if remaining and tonumber(remaining) > 0 then return {'busy', row()} end
-  local gen = fmt(next_token(counter, ttl + KEEP_MS))
+  -- Above the record's generation too (as barriers and memory do): the
+  -- counter may have been lost while the record lives.
+  local gen = fmt(next_token(counter, ttl + KEEP_MS, tonumber(v[2] or '0')))
   if remaining then
     redis.call('HSET', rec, 'gen', gen, 'initial', count, 'remaining', count)
     redis.call('DEL', counted)

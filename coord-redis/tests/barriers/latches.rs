@@ -1,4 +1,5 @@
-//! Latches: set, count down, set again at zero, expiry; 1000 participants.
+//! Latches: set, count down, set again at zero (above its generation
+//! without its counter), expiry; 1000 participants.
 
 use super::*;
 
@@ -199,4 +200,30 @@ async fn a_latch_of_1000_counted_down_by_1000_participants() {
             }
         );
     }
+}
+
+/// A latch set again at zero draws a generation above its record's even
+/// when its counter was lost while the record lives (evicted; or the
+/// server's clock behind the generation the record holds): the record's
+/// generation is pushed an hour past the clock and the counter deleted.
+#[tokio::test]
+async fn latch_set_again_above_its_generation_without_its_counter() {
+    let server = RedisServer::shared();
+    let b = backend("latch-floor").await;
+    let br = barriers(&b);
+    let name = key("l");
+    let LatchSet::Set { generation: g } = br.latch_set(&name, 1, TTL).await.unwrap() else {
+        panic!("set");
+    };
+    br.latch_count_down(&name, &key("a"), None).await.unwrap();
+    let ahead = (g + 3_600_000_000).to_string();
+    let rec = "coord:{latch-floor:latch:l}:s";
+    server.command(&["HSET", rec, "gen", &ahead]).unwrap();
+    server
+        .command(&["DEL", "coord:{latch-floor:latch:l}:t"])
+        .unwrap();
+    let LatchSet::Set { generation } = br.latch_set(&name, 1, TTL).await.unwrap() else {
+        panic!("set again at zero");
+    };
+    assert!(generation > g + 3_600_000_000, "{generation} after {ahead}");
 }
