@@ -221,11 +221,7 @@ impl Arrival<'_> {
 
     /// `Error::Timeout` for this wait, `waited` long.
     pub(crate) fn timeout(&self, waited: Duration) -> Error {
-        Error::Timeout {
-            what: format!("{} {:?}", self.kind.as_str(), self.name.as_str()),
-            backend: self.client.backend().to_string(),
-            waited,
-        }
+        timed_out(self.client, self.kind, self.name, waited)
     }
 
     /// Breaks the generation because this waiter's deadline passed.
@@ -325,6 +321,15 @@ pub(crate) async fn before<T>(
             _ = clock.sleep_until(d) => None,
         },
         None => Some(call.await),
+    }
+}
+
+/// `Error::Timeout` for a wait on `kind` `name` that lasted `waited`.
+pub(crate) fn timed_out(client: &Client, kind: BarrierKind, name: &Key, waited: Duration) -> Error {
+    Error::Timeout {
+        what: format!("{} {:?}", kind.as_str(), name.as_str()),
+        backend: client.backend().to_string(),
+        waited,
     }
 }
 

@@ -6,7 +6,7 @@ use crate::{
     Client, Error, Key, LeaseOptions, Result,
     barriers::{
         Party,
-        arrival::{Arrival, Reached, before, site},
+        arrival::{Arrival, Reached, before, site, timed_out},
         metrics,
     },
     clock::Instant,
@@ -106,11 +106,7 @@ impl Barrier {
         loop {
             tries += 1;
             let Some(read) = before(clock, deadline, self.state_of(None)).await else {
-                return Err(Error::Timeout {
-                    what: format!("{} {:?}", KIND.as_str(), name.as_str()),
-                    backend: client.backend().to_string(),
-                    waited: clock.now() - start,
-                });
+                return Err(timed_out(client, KIND, name, clock.now() - start));
             };
             let (res, arrived) = self.wait_from(read?.generation, start).await;
             // Moved on only when the generation ended before this arrival

@@ -2,10 +2,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::Lease;
+use super::{BoxFuture, Lease, LostOf, LostSignal, Tenure};
 use crate::{
-    Client, FencingToken, HolderId, Key, LeaseKind, LeaseOptions,
-    spi::LeaseId,
+    Client, FencingToken, HolderId, Key, LeaseKind, LeaseOptions, Result,
+    spi::{LeaseId, Release},
     testing::{Counting, take},
 };
 
@@ -82,4 +82,75 @@ async fn a_cancelled_reentrant_release_is_not_repeated() {
     assert!(cancelled.is_err(), "the release answers after 1 s");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(backend.releases(), 1);
+}
+
+/// A lease that lives inside another (a queue delivery inside its
+/// consumer's presence): a lock lease with an outer one.
+struct Inside {
+    id: LeaseId,
+    outer: Arc<Lease>,
+}
+
+impl Tenure for Inside {
+    fn family(&self) -> &'static str {
+        self.id.family()
+    }
+    fn kind(&self) -> &'static str {
+        self.id.kind()
+    }
+    fn key(&self) -> &Key {
+        self.id.key()
+    }
+    fn holder(&self) -> &HolderId {
+        self.id.holder()
+    }
+    fn renew<'a>(
+        &'a self,
+        client: &'a Client,
+        ttl: Duration,
+    ) -> Result<BoxFuture<'a, Result<bool>>> {
+        self.id.renew(client, ttl)
+    }
+    fn release<'a>(&'a self, client: &'a Client) -> Result<BoxFuture<'a, Result<Release>>> {
+        self.id.release(client)
+    }
+    fn counted(&self) -> bool {
+        false
+    }
+    fn within(&self) -> Option<&Arc<Lease>> {
+        Some(&self.outer)
+    }
+}
+
+/// A lease inside another is lost the moment the outer one ends: its status
+/// says so, and a task waiting on its lost signal is woken then (not at its
+/// own local validity, 30 s later).
+#[tokio::test(start_paused = true)]
+async fn a_lease_inside_another_is_lost_with_it() {
+    let client = Client::new(Arc::new(Counting::default()));
+    let opts = LeaseOptions::default()
+        .ttl(Duration::from_secs(30))
+        .auto_extend(false);
+    let id = |k: &str| LeaseId {
+        kind: LeaseKind::Exclusive,
+        key: Key::new(k).unwrap(),
+        holder: HolderId::new(*client.instance_id()),
+    };
+    let (now, validity) = (client.clock().now(), opts.local_validity());
+    let outer = Lease::start(client.clone(), id("presence"), None, &opts, validity, now);
+    let inside = Inside {
+        id: id("delivery"),
+        outer: outer.clone(),
+    };
+    let inner = Lease::start(client.clone(), inside, None, &opts, validity, now);
+    let signal = LostSignal {
+        of: LostOf::One(Arc::downgrade(&inner)),
+    };
+    let waiter = tokio::spawn(async move { signal.wait().await });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(inner.is_held() && !waiter.is_finished());
+    outer.mark(true);
+    let woken = tokio::time::timeout(Duration::from_secs(1), waiter).await;
+    woken.expect("woken by the outer lease's end").unwrap();
+    assert!(!inner.is_held());
 }

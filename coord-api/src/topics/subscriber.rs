@@ -103,6 +103,18 @@ pub enum Next<E> {
     },
 }
 
+/// Whether a subscriber made (or found) its subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Made {
+    /// Not yet: made at `start` by the first call that needs it.
+    Not,
+    /// Made, or found there, by this subscriber.
+    Yes,
+    /// Found gone (deleted, or lost with the backend's data): made again at
+    /// the oldest event kept, not at `start`.
+    Gone,
+}
+
 enum Pending {
     Missed(Missed),
     /// A delivery, and when the read that made it was sent if it is the
@@ -128,10 +140,8 @@ pub struct Subscriber<E> {
     batch: u32,
     start: Start,
     backoff: Backoff,
-    subscribed: bool,
-    /// The subscription was found gone (deleted, or lost with the backend's
-    /// data): it is made again at the oldest event kept, not at `start`.
-    gone: bool,
+    /// Where the subscription stands for this subscriber.
+    made: Made,
     presence: Option<Guard>,
     pending: VecDeque<Pending>,
     /// The last ack and read found nothing: its `next_in`.
@@ -165,8 +175,7 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
             batch: 1,
             start: Start::Latest,
             backoff: Backoff::DEFAULT,
-            subscribed: false,
-            gone: false,
+            made: Made::Not,
             presence: None,
             pending: VecDeque::new(),
             idle: None,
@@ -229,15 +238,14 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
         // Every event a lost subscription's stream keeps was published
         // since it was lost (or deleted): `Latest`, or an offset of the old
         // stream, would skip them silently.
-        let start = if self.gone {
-            Start::Earliest
-        } else {
-            self.start
+        let start = match self.made {
+            Made::Gone => Start::Earliest,
+            _ => self.start,
         };
         let subscribe = client.topics()?.subscribe(&topic, &sub, start);
         let site = || self.site("subscribe", &topic, None);
         let made = trace::call(&client, site, subscribe, Outcome::ok).await?;
-        (self.subscribed, self.gone) = (true, false);
+        self.made = Made::Yes;
         Ok(made)
     }
 
@@ -246,7 +254,7 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
     /// offset of the next event it reads.
     pub async fn seek(&mut self, start: Start) -> Result<u64> {
         let (topic, sub, _) = self.checked()?;
-        if !self.subscribed {
+        if self.made != Made::Yes {
             self.subscribe().await?;
         }
         self.idle = None;
@@ -290,7 +298,7 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
                 watching = self.watch.is_some();
                 continue;
             }
-            if !self.subscribed {
+            if self.made != Made::Yes {
                 self.subscribe().await?;
             }
             let t_sent = client.clock().now();
@@ -306,7 +314,7 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
             .await?;
             let Some(read) = read else {
                 // Deleted (or lost with the backend's data): made again.
-                (self.subscribed, self.gone) = (false, true);
+                self.made = Made::Gone;
                 continue;
             };
             self.keep_presence(&client, &topic, &sub, t_sent);
@@ -477,7 +485,7 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
                         let sent = (s == Settle::Done).then_some(t_sent);
                         self.buffer(read, sent);
                     }
-                    None => (self.subscribed, self.gone) = (false, true),
+                    None => self.made = Made::Gone,
                 }
                 Ok(s)
             }
