@@ -49,6 +49,9 @@ struct Shared {
     /// The newest ticket whose call's reply was applied: a failure of an
     /// older call says nothing of the backend now.
     newest_ok: u64,
+    /// The ticket whose failure made the backend unreachable: a success of
+    /// an older call (sent before, answered after) says nothing of it now.
+    lost_at: u64,
     /// The local breaker, while the backend is unreachable.
     local: Option<Record>,
 }
@@ -96,6 +99,7 @@ impl Inner {
                 last_ok: None,
                 tickets: 0,
                 newest_ok: 0,
+                lost_at: 0,
                 local: None,
             }),
             events: broadcast::channel(256).0,
@@ -211,13 +215,14 @@ impl Inner {
 
     /// Takes what a reply says: tells the transitions it carries (not
     /// those of the first read: history), updates the cached copy, and
-    /// finds the backend again.
+    /// finds the backend again (unless the call was sent before the one
+    /// whose failure lost it).
     pub(crate) fn apply(&self, s: &BreakerState, ticket: u64) {
         let now = self.client.clock().now();
         let mut sh = lock(&self.shared);
         sh.last_ok = Some(now);
         sh.newest_ok = sh.newest_ok.max(ticket);
-        if !self.cache.reachable.load(Acquire) {
+        if ticket > sh.lost_at && !self.cache.reachable.load(Acquire) {
             sh.local = None;
             self.cache.reachable.store(true, Release);
             tracing::info!(target: "coord.breaker", breaker = %self.name, "backend reachable again");
@@ -263,7 +268,7 @@ impl Inner {
     }
 
     /// A ticket for a call about to be sent.
-    fn ticket(&self) -> u64 {
+    pub(crate) fn ticket(&self) -> u64 {
         let mut sh = lock(&self.shared);
         sh.tickets += 1;
         sh.tickets
@@ -273,7 +278,7 @@ impl Inner {
     /// work later — unless a call sent after it succeeded (a failure older
     /// than a success says nothing of the backend now: a background call
     /// that failed while cut off must not undo a reconnection).
-    fn lost(&self, e: &Error, sent: u64) {
+    pub(crate) fn lost(&self, e: &Error, sent: u64) {
         if e.is_retryable() {
             self.unreachable(e.to_string(), Some(sent));
         } else {
@@ -289,6 +294,7 @@ impl Inner {
             return;
         }
         if self.cache.reachable.swap(false, AcqRel) {
+            sh.lost_at = sent.unwrap_or(sh.tickets);
             let in_force = sh.in_force;
             sh.local = Some(Record::born(in_force, self.local_us()));
             metrics::unreachable();

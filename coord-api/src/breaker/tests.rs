@@ -169,6 +169,25 @@ async fn outcomes_admitted_in_an_old_generation_are_not_flushed() {
     );
 }
 
+/// A success of a call sent before the one whose failure made the backend
+/// unreachable, answered after it (a refresh in flight when the network
+/// went), does not make it reachable again: only a later call's does.
+/// (It did, and the local fallback was dropped while still cut off.)
+#[tokio::test]
+async fn an_older_success_does_not_undo_a_newer_loss() {
+    let (_fake, b) = setup();
+    let state = b.state().await.unwrap();
+    let inner = &b.inner;
+    let (older, newer) = (inner.ticket(), inner.ticket());
+    inner.lost(&Error::unavailable("test", "cut off"), newer);
+    assert!(!b.backend_reachable());
+    inner.apply(&state, older);
+    assert!(!b.backend_reachable(), "an older call's success");
+    let later = inner.ticket();
+    inner.apply(&state, later);
+    assert!(b.backend_reachable(), "a later call's success");
+}
+
 #[tokio::test]
 async fn open_refuses_without_the_backend() {
     let (fake, b) = setup();
