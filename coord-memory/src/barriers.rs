@@ -55,6 +55,8 @@ struct Record {
 struct Arrival {
     participant: Key,
     deadline: Instant,
+    /// The wait that arrived last (a leave naming another changes nothing).
+    id: u64,
 }
 
 /// One latch. Past its deadline it is absent to every operation, but kept
@@ -191,6 +193,7 @@ impl Record {
         g: u64,
         parties: u32,
         ttl: Duration,
+        id: u64,
     ) -> Arrive {
         if g != self.generation {
             return match self.ended_of(g) {
@@ -208,15 +211,15 @@ impl Record {
             // Inside, an arrival only renews; nobody new gets in.
             return match self.arrival_mut(participant) {
                 Some(a) => {
-                    a.deadline = deadline;
+                    (a.deadline, a.id) = (deadline, id);
                     Arrive::Entered(trip)
                 }
                 None => Arrive::Full { parties },
             };
         }
         match self.arrival_mut(participant) {
-            Some(a) => a.deadline = deadline,
-            None => self.count(step, participant, deadline),
+            Some(a) => (a.deadline, a.id) = (deadline, id),
+            None => self.count(step, participant, deadline, id),
         }
         self.parties = Some(parties);
         if self.arrivals.len() < parties as usize {
@@ -233,10 +236,11 @@ impl Record {
     }
 
     /// Counts a new arrival of `participant`.
-    fn count(&mut self, step: &Step<'_>, participant: &Key, deadline: Instant) {
+    fn count(&mut self, step: &Step<'_>, participant: &Key, deadline: Instant, id: u64) {
         self.arrivals.push(Arrival {
             participant: participant.clone(),
             deadline,
+            id,
         });
         self.expired.retain(|p| p != participant);
         step.record(BarrierEvent::Arrived {
@@ -272,11 +276,8 @@ impl Record {
         }
     }
 
-    fn leave(&mut self, step: &mut Step<'_>, participant: &Key, g: u64) -> Leave {
-        let at = self
-            .arrivals
-            .iter()
-            .position(|a| a.participant == *participant);
+    fn leave(&mut self, step: &mut Step<'_>, participant: &Key, g: u64, id: u64) -> Leave {
+        let at = (self.arrivals.iter()).position(|a| a.participant == *participant && a.id == id);
         let Some(at) = at.filter(|_| g == self.generation) else {
             return Leave::NotThere;
         };
@@ -490,6 +491,7 @@ impl BarrierBackend for MemoryBackend {
         generation: u64,
         parties: u32,
         ttl: Duration,
+        arrival: u64,
     ) -> Result<Arrive> {
         coord_api::validate_ttl(name, ttl)?;
         if !(1..=MAX_PARTIES).contains(&parties) {
@@ -500,7 +502,7 @@ impl BarrierBackend for MemoryBackend {
             )));
         }
         let arrive = self.on_record(kind, name, true, |r, step| {
-            r.arrive(step, participant, generation, parties, ttl)
+            r.arrive(step, participant, generation, parties, ttl, arrival)
         });
         Ok(arrive.expect("made"))
     }
@@ -526,9 +528,10 @@ impl BarrierBackend for MemoryBackend {
         name: &Key,
         participant: &Key,
         generation: u64,
+        arrival: u64,
     ) -> Result<Leave> {
         let left = self.on_record(kind, name, false, |r, step| {
-            r.leave(step, participant, generation)
+            r.leave(step, participant, generation, arrival)
         });
         Ok(left.unwrap_or(Leave::NotThere))
     }

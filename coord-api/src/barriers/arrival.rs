@@ -41,6 +41,15 @@ pub(crate) struct Arrival<'a> {
     pub(crate) start: Instant,
     /// Whether the backend counted this arrival (answered it waiting).
     pub(crate) arrived: AtomicBool,
+    /// This wait's id ([`new_id`]): a withdrawal of it that comes late
+    /// cannot withdraw a later wait's arrival of the same participant.
+    pub(crate) id: u64,
+}
+
+/// A wait's id: random, so that two waits of a participant (in two
+/// processes, or one after the other) differ.
+pub(crate) fn new_id() -> u64 {
+    rand::random()
 }
 
 /// How an arrival's wait ended well.
@@ -82,6 +91,7 @@ impl Arrival<'_> {
             self.generation,
             self.parties,
             self.opts.ttl,
+            self.id,
         );
         trace::call(
             self.client,
@@ -100,17 +110,18 @@ impl Arrival<'_> {
         let deadline = self.deadline();
         let refresh = self.opts.renew_every();
         let mut undo = Undo::new(self.client, self.opts.ttl, || {
-            let (kind, name, participant, generation) = (
+            let (kind, name, participant, generation, id) = (
                 self.kind,
                 self.name.clone(),
                 self.participant.clone(),
                 self.generation,
+                self.id,
             );
             move |client: Client| {
                 let (name, participant) = (name.clone(), participant.clone());
                 async move {
                     let b = client.barriers()?;
-                    b.leave(kind, &name, &participant, generation)
+                    b.leave(kind, &name, &participant, generation, id)
                         .await
                         .map(drop)
                 }

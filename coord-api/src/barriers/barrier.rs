@@ -6,7 +6,7 @@ use crate::{
     Client, Error, Key, LeaseOptions, Result,
     barriers::{
         Party,
-        arrival::{Arrival, Reached, before, site, timed_out},
+        arrival::{Arrival, Reached, before, new_id, site, timed_out},
         metrics,
     },
     clock::Instant,
@@ -155,6 +155,7 @@ impl Barrier {
             opts,
             start,
             arrived: AtomicBool::new(false),
+            id: new_id(),
         };
         let res = match arrival.wait().await {
             Ok(Reached::Ended(ended)) => {

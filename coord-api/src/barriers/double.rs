@@ -6,7 +6,7 @@ use crate::{
     Client, Error, HolderId, Instant, Key, LeaseOptions, LostSignal, Release, Result,
     barriers::{
         Party,
-        arrival::{Arrival, Reached, before, broken, site, sleep_or_woken, stale},
+        arrival::{Arrival, Reached, before, broken, new_id, site, sleep_or_woken, stale},
         barrier::{reset, state},
         metrics,
     },
@@ -98,6 +98,7 @@ impl DoubleBarrier {
             opts,
             start,
             arrived: Default::default(),
+            id: new_id(),
         };
         // The read of the generation counts against the deadline too: an
         // enter returns at most one call (the break's) past it.
@@ -113,6 +114,7 @@ impl DoubleBarrier {
                     name: name.clone(),
                     participant: participant.clone(),
                     generation,
+                    arrival: arrival.id,
                     holder: HolderId::new(*client.instance_id()),
                 };
                 let validity = self.party.handle.validity();
@@ -152,6 +154,8 @@ struct Member {
     name: Key,
     participant: Key,
     generation: u64,
+    /// The wait that entered: its leave is this member's.
+    arrival: u64,
     holder: HolderId,
 }
 
@@ -185,10 +189,12 @@ impl Tenure for Member {
         let barriers = client.barriers()?;
         Ok(Box::pin(async move {
             let (name, p, g) = (&self.name, &self.participant, self.generation);
-            Ok(match barriers.leave(KIND, name, p, g).await? {
-                Leave::Left { .. } => Release::Released { remaining: 0 },
-                _ => Release::NotHeld,
-            })
+            Ok(
+                match barriers.leave(KIND, name, p, g, self.arrival).await? {
+                    Leave::Left { .. } => Release::Released { remaining: 0 },
+                    _ => Release::NotHeld,
+                },
+            )
         }))
     }
 

@@ -291,7 +291,8 @@ pub enum Leave {
         remaining: u32,
     },
     /// The participant had no live arrival in that generation (never
-    /// arrived, expired, or the generation ended).
+    /// arrived, expired, or the generation ended), or its latest arrival
+    /// was another wait's.
     NotThere,
 }
 
@@ -393,7 +394,14 @@ pub trait BarrierBackend: Send + Sync {
 
     /// `participant` arrives in `generation` waiting for `parties`, with a
     /// lease of `ttl`: counted once (again: its lease renewed), and trips
-    /// the generation if the live arrivals reach the parties.
+    /// the generation if the live arrivals reach the parties. `arrival`
+    /// names the wait that arrives (the client draws one per wait): the
+    /// backend keeps the latest with the arrival, and a [`leave`] naming
+    /// another one changes nothing (a wait given up, whose withdrawal
+    /// comes late, does not withdraw the next wait's arrival).
+    ///
+    /// [`leave`]: BarrierBackend::leave
+    #[allow(clippy::too_many_arguments)]
     async fn arrive(
         &self,
         kind: BarrierKind,
@@ -402,6 +410,7 @@ pub trait BarrierBackend: Send + Sync {
         generation: u64,
         parties: u32,
         ttl: Duration,
+        arrival: u64,
     ) -> Result<Arrive>;
 
     /// Renews `participant`'s arrival in `generation` for `ttl`; `false`
@@ -417,13 +426,15 @@ pub trait BarrierBackend: Send + Sync {
     ) -> Result<bool>;
 
     /// Removes `participant`'s arrival in `generation` (a wait given up, or
-    /// a double barrier's member leaving).
+    /// a double barrier's member leaving) if its latest arrival was made by
+    /// the wait `arrival` names ([`Leave::NotThere`] otherwise).
     async fn leave(
         &self,
         kind: BarrierKind,
         name: &Key,
         participant: &Key,
         generation: u64,
+        arrival: u64,
     ) -> Result<Leave>;
 
     /// Breaks `generation` (the current one when `None`) for `reason`,
@@ -495,6 +506,7 @@ impl<D: Dispatch> BarrierBackend for Dispatched<D> {
         generation: u64,
         parties: u32,
         ttl: Duration,
+        arrival: u64,
     ) -> Result<Arrive> {
         let args = (
             kind,
@@ -503,13 +515,14 @@ impl<D: Dispatch> BarrierBackend for Dispatched<D> {
             generation,
             parties,
             ttl,
+            arrival,
         );
         self.carry(
             op("arrive"),
             args,
-            |b, (kind, n, p, g, parties, ttl)| async move {
+            |b, (kind, n, p, g, parties, ttl, a)| async move {
                 (barriers(&b, "arrive")?)
-                    .arrive(kind, &n, &p, g, parties, ttl)
+                    .arrive(kind, &n, &p, g, parties, ttl, a)
                     .await
             },
         )
@@ -535,10 +548,11 @@ impl<D: Dispatch> BarrierBackend for Dispatched<D> {
         name: &Key,
         participant: &Key,
         generation: u64,
+        arrival: u64,
     ) -> Result<Leave> {
-        let args = (kind, name.clone(), participant.clone(), generation);
-        self.carry(op("leave"), args, |b, (kind, n, p, g)| async move {
-            barriers(&b, "leave")?.leave(kind, &n, &p, g).await
+        let args = (kind, name.clone(), participant.clone(), generation, arrival);
+        self.carry(op("leave"), args, |b, (kind, n, p, g, a)| async move {
+            barriers(&b, "leave")?.leave(kind, &n, &p, g, a).await
         })
         .await
     }

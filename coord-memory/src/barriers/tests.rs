@@ -68,7 +68,7 @@ async fn gen_of(b: &MemoryBackend, kind: BarrierKind, name: &str) -> u64 {
 }
 
 async fn arrive(b: &MemoryBackend, kind: BarrierKind, p: &str, g: u64, n: u32) -> Arrive {
-    b.arrive(kind, &k("b"), &k(p), g, n, TTL).await.unwrap()
+    b.arrive(kind, &k("b"), &k(p), g, n, TTL, 0).await.unwrap()
 }
 
 async fn brk(b: &MemoryBackend, kind: BarrierKind, g: Option<u64>, r: BreakReason) -> Break {
@@ -123,7 +123,7 @@ async fn a_cyclic_barrier_trips_in_the_arrival_that_completes_it() {
 async fn an_expired_arrival_is_dropped_and_named_by_the_break() {
     let (b, told) = backend();
     let g = gen_of(&b, Cyclic, "b").await;
-    b.arrive(Cyclic, &k("b"), &k("x"), g, 3, Duration::from_secs(1))
+    b.arrive(Cyclic, &k("b"), &k("x"), g, 3, Duration::from_secs(1), 0)
         .await
         .unwrap();
     arrive(&b, Cyclic, "y", g, 3).await;
@@ -163,16 +163,16 @@ async fn leaving_withdraws_without_expiring() {
     let (b, _) = backend();
     assert!(!b.renew(Cyclic, &k("b"), &k("x"), 1, TTL).await.unwrap());
     assert_eq!(
-        b.leave(Cyclic, &k("b"), &k("x"), 1).await.unwrap(),
+        b.leave(Cyclic, &k("b"), &k("x"), 1, 0).await.unwrap(),
         Leave::NotThere
     );
     let g = gen_of(&b, Cyclic, "b").await;
     arrive(&b, Cyclic, "x", g, 2).await;
     assert_eq!(
-        b.leave(Cyclic, &k("b"), &k("x"), g + 1).await.unwrap(),
+        b.leave(Cyclic, &k("b"), &k("x"), g + 1, 0).await.unwrap(),
         Leave::NotThere
     );
-    let left = b.leave(Cyclic, &k("b"), &k("x"), g).await.unwrap();
+    let left = b.leave(Cyclic, &k("b"), &k("x"), g, 0).await.unwrap();
     assert_eq!(left, Leave::Left { remaining: 0 });
     let e = ended(brk(&b, Cyclic, None, BreakReason::Reset).await);
     let Ended::Broken(broken) = e.ended else {
@@ -206,7 +206,7 @@ async fn a_double_barrier_ends_when_its_last_member_expires() {
         arrive(&b, Double, "z", g, 2).await,
         Arrive::Full { parties: 2 }
     );
-    let left = b.leave(Double, &k("b"), &k("x"), g).await.unwrap();
+    let left = b.leave(Double, &k("b"), &k("x"), g, 0).await.unwrap();
     assert_eq!(left, Leave::Left { remaining: 1 });
     assert_eq!(gen_of(&b, Double, "b").await, g);
     advance(TTL).await;
@@ -230,7 +230,7 @@ async fn a_double_barrier_ends_when_its_last_member_leaves() {
     let (b, _) = backend();
     let g = gen_of(&b, Double, "b").await;
     arrive(&b, Double, "x", g, 1).await;
-    let left = b.leave(Double, &k("b"), &k("x"), g).await.unwrap();
+    let left = b.leave(Double, &k("b"), &k("x"), g, 0).await.unwrap();
     assert_eq!(left, Leave::Left { remaining: 0 });
     let s = b.state(Double, &k("b"), Some(g)).await.unwrap();
     assert!(matches!(s.asked.unwrap().ended, Ended::Tripped(_)));
@@ -341,12 +341,12 @@ async fn the_kinds_are_apart() {
 async fn out_of_range_input_is_refused() {
     let (b, _) = backend();
     for parties in [0, MAX_PARTIES + 1] {
-        let e = b.arrive(Cyclic, &k("b"), &k("x"), 1, parties, TTL).await;
+        let e = b.arrive(Cyclic, &k("b"), &k("x"), 1, parties, TTL, 0).await;
         let e = e.unwrap_err().to_string();
         assert!(e.contains("\"b\"") && e.contains("10000"), "{e}");
     }
     let e = b
-        .arrive(Cyclic, &k("b"), &k("x"), 1, 2, Duration::ZERO)
+        .arrive(Cyclic, &k("b"), &k("x"), 1, 2, Duration::ZERO, 0)
         .await;
     assert!(matches!(e, Err(Error::InvalidArgument { .. })));
     for count in [0, MAX_LATCH_COUNT + 1] {

@@ -5,13 +5,15 @@
 -- The record's fields: gen (the current generation), parties, entered (a
 -- double barrier's trip, cjson), seq (arrival sequence numbers), kept (the
 -- server ms every key is kept until), ended (the remembered ended
--- generations, oldest first, ENDED_KEPT at most, separated by spaces) and,
--- for each of those, 'e:<generation>' (how it ended, cjson).
+-- generations, oldest first, ENDED_KEPT at most, separated by spaces),
+-- for each of those, 'e:<generation>' (how it ended, cjson), and for each
+-- live arrival 'w:<participant>' (the wait that arrived last: a leave
+-- naming another changes nothing).
 -- ARGV: op, channel, kind ('c' cyclic | 'd' double), then
 --   state   asked generation ('' for none)
---   arrive  participant, generation, parties, ttl_ms
+--   arrive  participant, generation, parties, ttl_ms, arrival (the wait's id)
 --   renew   participant, generation, ttl_ms
---   leave   participant, generation
+--   leave   participant, generation, arrival
 --   break   generation ('' for the current one), reason ('reset' |
 --           'timeout'), by (the timed-out participant; '' for a reset)
 --   expiry  nothing more
@@ -135,6 +137,14 @@ local function entered()
   return nil
 end
 
+-- Deletes the record's fields `names` (a list of any length: unpack takes
+-- a few thousand values at most).
+local function hdel_all(names)
+  for i = 1, #names, 1000 do
+    redis.call('HDEL', rec, unpack(names, i, math.min(i + 999, #names)))
+  end
+end
+
 -- Ends the current generation as `how` ({t = trip} or {b = broken}):
 -- remembered (the oldest of ENDED_KEPT + 1 forgotten), the next one begun
 -- with nothing in it, PUBLISHed.
@@ -150,7 +160,11 @@ local function end_generation(how)
     ended_s = string.sub(ended_s, sp + 1)
   end
   redis.call('HSET', rec, 'gen', nxt, 'e:' .. gen, cjson.encode(how), 'ended', ended_s)
-  redis.call('HDEL', rec, 'parties', 'entered', unpack(forgotten))
+  forgotten[#forgotten + 1], forgotten[#forgotten + 2] = 'parties', 'entered'
+  for _, p in ipairs(redis.call('ZRANGE', arr, 0, -1)) do
+    forgotten[#forgotten + 1] = 'w:' .. p
+  end
+  hdel_all(forgotten)
   redis.call('DEL', arr, ord, exp)
   touched[arr], touched[ord], touched[exp] = nil, nil, nil
   gen, parties_s, entered_s, asked_read = nxt, nil, nil, false
@@ -178,6 +192,7 @@ local function purge_arrivals()
     for _, p in ipairs(list) do
       redis.call('ZREM', arr, p)
       redis.call('ZREM', ord, p)
+      redis.call('HDEL', rec, 'w:' .. p)
       redis.call('ZADD', exp, 'NX', seq(), p)
     end
     touched[exp] = true
@@ -238,7 +253,7 @@ if op == 'state' then
     e and ended_reply(e) or {},
   }
 elseif op == 'arrive' then
-  local p, g, parties, ttl = ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+  local p, g, parties, ttl, wait = ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
   create()
   purge_arrivals()
   local stored = tonumber(parties_s or '')
@@ -252,6 +267,7 @@ elseif op == 'arrive' then
       local deadline = now_ms() + ttl
       needed_until(deadline + KEEP_MS)
       redis.call('ZADD', arr, 'XX', deadline, p)
+      redis.call('HSET', rec, 'w:' .. p, wait)
       reply = {'entered', trip_reply(trip)}
     else
       reply = {'full', stored}
@@ -265,6 +281,7 @@ elseif op == 'arrive' then
       redis.call('ZADD', ord, seq(), p)
       redis.call('ZREM', exp, p)
     end
+    redis.call('HSET', rec, 'w:' .. p, wait)
     if not stored then redis.call('HSET', rec, 'parties', parties) end
     local n = redis.call('ZCARD', arr)
     if new and n == 1 then
@@ -297,12 +314,15 @@ elseif op == 'renew' then
     reply = 1
   end
 elseif op == 'leave' then
-  local p, g = ARGV[4], ARGV[5]
+  local p, g, wait = ARGV[4], ARGV[5], ARGV[6]
   if not gen then return {'not_there'} end
   purge_arrivals()
   reply = {'not_there'}
-  if g == gen and redis.call('ZREM', arr, p) == 1 then
+  -- An arrival without its wait's id was made before ids were kept.
+  local last = redis.call('HGET', rec, 'w:' .. p)
+  if g == gen and (not last or last == wait) and redis.call('ZREM', arr, p) == 1 then
     redis.call('ZREM', ord, p)
+    redis.call('HDEL', rec, 'w:' .. p)
     local n = redis.call('ZCARD', arr)
     if n == 0 and double and entered_s then
       end_generation({t = entered()})

@@ -460,12 +460,17 @@ impl BarrierBackend for RedisBackend {
         generation: u64,
         parties: u32,
         ttl: Duration,
+        arrival: u64,
     ) -> Result<Arrive> {
         check_parties(kind, name, parties)?;
         let ttl = ttl_ms(name, ttl)?;
         let p = participant.as_str();
-        let mut eval = self.barrier_eval(kind, name, "arrive", p.len() + 48)?;
-        eval.arg(p).arg(generation).arg(parties).arg(ttl);
+        let mut eval = self.barrier_eval(kind, name, "arrive", p.len() + 72)?;
+        eval.arg(p)
+            .arg(generation)
+            .arg(parties)
+            .arg(ttl)
+            .arg(arrival);
         let call = Traced::new("arrive", kind.as_str(), name);
         self.decoded(call, &eval, arrive_reply).await
     }
@@ -492,10 +497,11 @@ impl BarrierBackend for RedisBackend {
         name: &Key,
         participant: &Key,
         generation: u64,
+        arrival: u64,
     ) -> Result<Leave> {
         let p = participant.as_str();
-        let mut eval = self.barrier_eval(kind, name, "leave", p.len() + 20)?;
-        eval.arg(p).arg(generation);
+        let mut eval = self.barrier_eval(kind, name, "leave", p.len() + 44)?;
+        eval.arg(p).arg(generation).arg(arrival);
         let call = Traced::new("leave", kind.as_str(), name);
         self.decoded(call, &eval, leave_reply).await
     }

@@ -13,11 +13,11 @@ async fn cyclic_barrier_trips_with_three_participants() {
     let odd = key("b/\"q\\ 'x' [1] {\"y\":2}");
     let g = br.state(Cyclic, &name, None).await.unwrap().generation;
     assert_eq!(
-        br.arrive(Cyclic, &name, &a, g, 3, TTL).await.unwrap(),
+        br.arrive(Cyclic, &name, &a, g, 3, TTL, 0).await.unwrap(),
         Arrive::Waiting { arrived: 1 }
     );
     assert_eq!(
-        br.arrive(Cyclic, &name, &odd, g, 3, TTL).await.unwrap(),
+        br.arrive(Cyclic, &name, &odd, g, 3, TTL, 0).await.unwrap(),
         Arrive::Waiting { arrived: 2 }
     );
     let state = br.state(Cyclic, &name, None).await.unwrap();
@@ -38,7 +38,7 @@ async fn cyclic_barrier_trips_with_three_participants() {
     );
     assert_eq!(state.entered, None);
 
-    let e = ended(br.arrive(Cyclic, &name, &c, g, 3, TTL).await.unwrap());
+    let e = ended(br.arrive(Cyclic, &name, &c, g, 3, TTL, 0).await.unwrap());
     assert_eq!(e.generation, g);
     assert!(e.next > g);
     assert_eq!(
@@ -61,7 +61,7 @@ async fn cyclic_barrier_trips_with_three_participants() {
     // A late arrival in the ended generation learns how it ended and counts
     // nowhere.
     assert_eq!(
-        br.arrive(Cyclic, &name, &a, g, 3, TTL).await.unwrap(),
+        br.arrive(Cyclic, &name, &a, g, 3, TTL, 0).await.unwrap(),
         Arrive::Ended(e.clone())
     );
     assert!(
@@ -76,13 +76,13 @@ async fn cyclic_barrier_trips_with_three_participants() {
     let g2 = e.next;
     for (i, p) in [&c, &a].into_iter().enumerate() {
         assert_eq!(
-            br.arrive(Cyclic, &name, p, g2, 3, TTL).await.unwrap(),
+            br.arrive(Cyclic, &name, p, g2, 3, TTL, 0).await.unwrap(),
             Arrive::Waiting {
                 arrived: i as u32 + 1
             }
         );
     }
-    let e2 = ended(br.arrive(Cyclic, &name, &odd, g2, 3, TTL).await.unwrap());
+    let e2 = ended(br.arrive(Cyclic, &name, &odd, g2, 3, TTL, 0).await.unwrap());
     assert_eq!(e2.generation, g2);
     assert!(e2.next > g2);
     assert_eq!(
@@ -100,12 +100,12 @@ async fn arrivals_are_idempotent_and_renew_the_lease() {
     let g = br.state(Cyclic, &name, None).await.unwrap().generation;
     let short = Duration::from_secs(2);
     assert_eq!(
-        br.arrive(Cyclic, &name, &a, g, 2, short).await.unwrap(),
+        br.arrive(Cyclic, &name, &a, g, 2, short, 0).await.unwrap(),
         Arrive::Waiting { arrived: 1 }
     );
     // Again (a retry, a lost reply): counted once, its lease renewed.
     assert_eq!(
-        br.arrive(Cyclic, &name, &a, g, 2, TTL).await.unwrap(),
+        br.arrive(Cyclic, &name, &a, g, 2, TTL, 0).await.unwrap(),
         Arrive::Waiting { arrived: 1 }
     );
     let state = br.state(Cyclic, &name, None).await.unwrap();
@@ -126,10 +126,10 @@ async fn arrivals_are_idempotent_and_renew_the_lease() {
     let none = key("never");
     assert!(!br.renew(Cyclic, &none, &a, 1, TTL).await.unwrap());
     assert_eq!(
-        br.leave(Cyclic, &none, &a, 1).await.unwrap(),
+        br.leave(Cyclic, &none, &a, 1, 0).await.unwrap(),
         Leave::NotThere
     );
-    let e = ended(br.arrive(Cyclic, &name, &c, g, 2, TTL).await.unwrap());
+    let e = ended(br.arrive(Cyclic, &name, &c, g, 2, TTL, 0).await.unwrap());
     assert_eq!(
         e.ended,
         Ended::Tripped(Trip::new(c.clone(), vec![a.clone(), c.clone()]))
@@ -137,17 +137,17 @@ async fn arrivals_are_idempotent_and_renew_the_lease() {
 
     // A waiter that gives up leaves: not counted, and not expired.
     let g = e.next;
-    br.arrive(Cyclic, &name, &a, g, 2, TTL).await.unwrap();
+    br.arrive(Cyclic, &name, &a, g, 2, TTL, 0).await.unwrap();
     assert_eq!(
-        br.leave(Cyclic, &name, &a, g).await.unwrap(),
+        br.leave(Cyclic, &name, &a, g, 0).await.unwrap(),
         Leave::Left { remaining: 0 }
     );
     assert_eq!(
-        br.leave(Cyclic, &name, &a, g).await.unwrap(),
+        br.leave(Cyclic, &name, &a, g, 0).await.unwrap(),
         Leave::NotThere
     );
     assert_eq!(
-        br.arrive(Cyclic, &name, &c, g, 2, TTL).await.unwrap(),
+        br.arrive(Cyclic, &name, &c, g, 2, TTL, 0).await.unwrap(),
         Arrive::Waiting { arrived: 1 }
     );
     let e = broke(
@@ -173,7 +173,7 @@ async fn an_expired_arrival_is_not_counted_and_is_remembered() {
     let mut watch = br.watch(Cyclic, &name).await.unwrap();
     let start = Instant::now();
     assert_eq!(
-        br.arrive(Cyclic, &name, &a, g, 2, short).await.unwrap(),
+        br.arrive(Cyclic, &name, &a, g, 2, short, 0).await.unwrap(),
         Arrive::Waiting { arrived: 1 }
     );
     // The watch wakes at the arrival's deadline (expiry publishes nothing).
@@ -189,12 +189,12 @@ async fn an_expired_arrival_is_not_counted_and_is_remembered() {
     assert_eq!(state.generation, g);
     assert!(!br.renew(Cyclic, &name, &a, g, TTL).await.unwrap());
     assert_eq!(
-        br.leave(Cyclic, &name, &a, g).await.unwrap(),
+        br.leave(Cyclic, &name, &a, g, 0).await.unwrap(),
         Leave::NotThere
     );
     // The crashed participant is not counted: no trip.
     assert_eq!(
-        br.arrive(Cyclic, &name, &c, g, 2, TTL).await.unwrap(),
+        br.arrive(Cyclic, &name, &c, g, 2, TTL, 0).await.unwrap(),
         Arrive::Waiting { arrived: 1 }
     );
     let e = broke(
@@ -221,12 +221,14 @@ async fn an_expired_arrival_is_not_counted_and_is_remembered() {
     // remembered in the order they expired.
     let g = e.next;
     // (c arrives before d with a shorter lease: it expires first.)
-    br.arrive(Cyclic, &name, &a, g, 4, short).await.unwrap();
-    br.arrive(Cyclic, &name, &c, g, 4, short).await.unwrap();
-    br.arrive(Cyclic, &name, &d, g, 4, short * 2).await.unwrap();
+    br.arrive(Cyclic, &name, &a, g, 4, short, 0).await.unwrap();
+    br.arrive(Cyclic, &name, &c, g, 4, short, 0).await.unwrap();
+    br.arrive(Cyclic, &name, &d, g, 4, short * 2, 0)
+        .await
+        .unwrap();
     tokio::time::sleep(short * 2 + Duration::from_millis(100)).await;
     assert_eq!(
-        br.arrive(Cyclic, &name, &a, g, 4, TTL).await.unwrap(),
+        br.arrive(Cyclic, &name, &a, g, 4, TTL, 0).await.unwrap(),
         Arrive::Waiting { arrived: 1 }
     );
     let e = broke(
@@ -249,12 +251,12 @@ async fn stale_generations_count_nowhere() {
     let g = br.state(Cyclic, &name, None).await.unwrap().generation;
     for bad in [g + 1, 1, g - 1, u64::MAX] {
         assert_eq!(
-            br.arrive(Cyclic, &name, &a, bad, 2, TTL).await.unwrap(),
+            br.arrive(Cyclic, &name, &a, bad, 2, TTL, 0).await.unwrap(),
             Arrive::Stale { current: g }
         );
         assert!(!br.renew(Cyclic, &name, &a, bad, TTL).await.unwrap());
         assert_eq!(
-            br.leave(Cyclic, &name, &a, bad).await.unwrap(),
+            br.leave(Cyclic, &name, &a, bad, 0).await.unwrap(),
             Leave::NotThere
         );
         assert_eq!(
@@ -281,7 +283,7 @@ async fn breaks_end_a_generation_once() {
     let name = key("b");
     let (a, c) = (key("a"), key("c"));
     let g = br.state(Cyclic, &name, None).await.unwrap().generation;
-    br.arrive(Cyclic, &name, &a, g, 3, TTL).await.unwrap();
+    br.arrive(Cyclic, &name, &a, g, 3, TTL, 0).await.unwrap();
     let mut watch = br.watch(Cyclic, &name).await.unwrap();
     let e = broke(
         br.break_generation(
@@ -316,7 +318,7 @@ async fn breaks_end_a_generation_once() {
         Break::Ended(e.clone())
     );
     assert_eq!(
-        br.arrive(Cyclic, &name, &c, g, 3, TTL).await.unwrap(),
+        br.arrive(Cyclic, &name, &c, g, 3, TTL, 0).await.unwrap(),
         Arrive::Ended(e.clone())
     );
     let state = br.state(Cyclic, &name, None).await.unwrap();
@@ -351,9 +353,9 @@ async fn breaks_end_a_generation_once() {
 
     // The parties are the first arrival's.
     let g = e2.next;
-    br.arrive(Cyclic, &name, &a, g, 3, TTL).await.unwrap();
+    br.arrive(Cyclic, &name, &a, g, 3, TTL, 0).await.unwrap();
     assert_eq!(
-        br.arrive(Cyclic, &name, &c, g, 4, TTL).await.unwrap(),
+        br.arrive(Cyclic, &name, &c, g, 4, TTL, 0).await.unwrap(),
         Arrive::PartiesDiffer { parties: 3 }
     );
     assert_eq!(

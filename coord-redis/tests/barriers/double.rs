@@ -11,13 +11,13 @@ async fn double_barrier_enters_then_ends_when_all_left() {
     let (a, c, x) = (key("a"), key("c"), key("x"));
     let g = br.state(Double, &name, None).await.unwrap().generation;
     assert_eq!(
-        br.arrive(Double, &name, &a, g, 2, TTL).await.unwrap(),
+        br.arrive(Double, &name, &a, g, 2, TTL, 0).await.unwrap(),
         Arrive::Waiting { arrived: 1 }
     );
     let mut watch = br.watch(Double, &name).await.unwrap();
     let trip = Trip::new(c.clone(), vec![a.clone(), c.clone()]);
     assert_eq!(
-        br.arrive(Double, &name, &c, g, 2, TTL).await.unwrap(),
+        br.arrive(Double, &name, &c, g, 2, TTL, 0).await.unwrap(),
         Arrive::Entered(trip.clone())
     );
     tokio::time::timeout(Duration::from_secs(5), watch.changed())
@@ -27,11 +27,11 @@ async fn double_barrier_enters_then_ends_when_all_left() {
     // Inside: arriving again renews; an outsider is refused; a timeout does
     // not break it.
     assert_eq!(
-        br.arrive(Double, &name, &a, g, 2, TTL).await.unwrap(),
+        br.arrive(Double, &name, &a, g, 2, TTL, 0).await.unwrap(),
         Arrive::Entered(trip.clone())
     );
     assert_eq!(
-        br.arrive(Double, &name, &x, g, 2, TTL).await.unwrap(),
+        br.arrive(Double, &name, &x, g, 2, TTL, 0).await.unwrap(),
         Arrive::Full { parties: 2 }
     );
     assert_eq!(
@@ -53,17 +53,17 @@ async fn double_barrier_enters_then_ends_when_all_left() {
 
     // Leaving: the generation ends with the last one out.
     assert_eq!(
-        br.leave(Double, &name, &a, g).await.unwrap(),
+        br.leave(Double, &name, &a, g, 0).await.unwrap(),
         Leave::Left { remaining: 1 }
     );
     assert_eq!(
-        br.leave(Double, &name, &a, g).await.unwrap(),
+        br.leave(Double, &name, &a, g, 0).await.unwrap(),
         Leave::NotThere
     );
     assert_eq!(br.state(Double, &name, None).await.unwrap().generation, g);
     let mut watch = br.watch(Double, &name).await.unwrap();
     assert_eq!(
-        br.leave(Double, &name, &c, g).await.unwrap(),
+        br.leave(Double, &name, &c, g, 0).await.unwrap(),
         Leave::Left { remaining: 0 }
     );
     tokio::time::timeout(Duration::from_secs(5), watch.changed())
@@ -78,7 +78,7 @@ async fn double_barrier_enters_then_ends_when_all_left() {
     assert_eq!((e.generation, e.next), (g, state.generation));
     assert_eq!(e.ended, Ended::Tripped(trip.clone()));
     assert_eq!(
-        br.arrive(Double, &name, &a, g, 2, TTL).await.unwrap(),
+        br.arrive(Double, &name, &a, g, 2, TTL, 0).await.unwrap(),
         Arrive::Ended(e)
     );
 }
@@ -91,14 +91,14 @@ async fn double_barrier_ends_when_the_last_member_inside_expires_or_on_reset() {
     let (a, c) = (key("a"), key("c"));
     let short = Duration::from_millis(200);
     let g = br.state(Double, &name, None).await.unwrap().generation;
-    br.arrive(Double, &name, &a, g, 2, TTL).await.unwrap();
+    br.arrive(Double, &name, &a, g, 2, TTL, 0).await.unwrap();
     let trip = Trip::new(c.clone(), vec![a.clone(), c.clone()]);
     assert_eq!(
-        br.arrive(Double, &name, &c, g, 2, short).await.unwrap(),
+        br.arrive(Double, &name, &c, g, 2, short, 0).await.unwrap(),
         Arrive::Entered(trip.clone())
     );
     assert_eq!(
-        br.leave(Double, &name, &a, g).await.unwrap(),
+        br.leave(Double, &name, &a, g, 0).await.unwrap(),
         Leave::Left { remaining: 1 }
     );
     // c crashed inside: the watch wakes at its deadline, and the next
@@ -115,8 +115,8 @@ async fn double_barrier_ends_when_the_last_member_inside_expires_or_on_reset() {
 
     // A reset ends an entered generation whatever its phase.
     let g = state.generation;
-    br.arrive(Double, &name, &a, g, 2, TTL).await.unwrap();
-    br.arrive(Double, &name, &c, g, 2, TTL).await.unwrap();
+    br.arrive(Double, &name, &a, g, 2, TTL, 0).await.unwrap();
+    br.arrive(Double, &name, &c, g, 2, TTL, 0).await.unwrap();
     let e = broke(
         br.break_generation(Double, &name, Some(g), BreakReason::Reset)
             .await
@@ -133,7 +133,7 @@ async fn double_barrier_ends_when_the_last_member_inside_expires_or_on_reset() {
     );
     // Before the trip, a timeout breaks it as a cyclic barrier's.
     let g = e.next;
-    br.arrive(Double, &name, &a, g, 3, TTL).await.unwrap();
+    br.arrive(Double, &name, &a, g, 3, TTL, 0).await.unwrap();
     let e = broke(
         br.break_generation(Double, &name, None, BreakReason::Timeout { by: a.clone() })
             .await

@@ -13,7 +13,7 @@ async fn out_of_range_input_is_refused_before_any_io() {
     for kind in [Cyclic, Double] {
         for parties in [0, 10_001] {
             let err = br
-                .arrive(kind, &name, &a, 1, parties, TTL)
+                .arrive(kind, &name, &a, 1, parties, TTL, 0)
                 .await
                 .unwrap_err();
             assert!(
@@ -23,7 +23,7 @@ async fn out_of_range_input_is_refused_before_any_io() {
             assert!(err.to_string().contains("10000"), "{err}");
         }
         let err = br
-            .arrive(kind, &name, &a, 1, 2, Duration::ZERO)
+            .arrive(kind, &name, &a, 1, 2, Duration::ZERO, 0)
             .await
             .unwrap_err();
         assert!(matches!(err, coord_api::Error::InvalidArgument { .. }));
@@ -74,7 +74,7 @@ async fn ended_history_keeps_the_newest_sixteen() {
         if i < 4 {
             assert_eq!(asked, None, "generation {i} forgotten");
             assert_eq!(
-                br.arrive(Cyclic, &name, &a, e.generation, 2, TTL)
+                br.arrive(Cyclic, &name, &a, e.generation, 2, TTL, 0)
                     .await
                     .unwrap(),
                 Arrive::Stale { current }
@@ -109,6 +109,58 @@ async fn ended_history_keeps_the_newest_sixteen() {
     assert_eq!(ended, want);
 }
 
+/// The record keeps the id of the wait behind each live arrival, and only
+/// while it lives: an arrival's id goes with its leave, its expiry and the
+/// end of its generation.
+#[tokio::test]
+async fn a_waits_id_lives_with_its_arrival() {
+    let b = backend("waits").await;
+    let br = barriers(&b);
+    let server = RedisServer::shared();
+    let waits = |kind: BarrierKind| {
+        let kind = if kind == Cyclic {
+            "barrier"
+        } else {
+            "double_barrier"
+        };
+        let rec = format!("coord:{{waits:{kind}:b}}:s");
+        let Value::Array(fields) = server.command(&["HKEYS", &rec]).unwrap() else {
+            panic!("no record")
+        };
+        let mut w: Vec<String> = (fields.into_iter().map(text))
+            .filter(|f| f.starts_with("w:"))
+            .collect();
+        w.sort();
+        w
+    };
+    let name = key("b");
+    let (a, c, d, e) = (key("a"), key("c"), key("d"), key("e"));
+    let short = Duration::from_millis(1);
+    for kind in [Cyclic, Double] {
+        let g = br.state(kind, &name, None).await.unwrap().generation;
+        br.arrive(kind, &name, &a, g, 4, TTL, 7).await.unwrap();
+        br.arrive(kind, &name, &c, g, 4, short, 8).await.unwrap();
+        br.arrive(kind, &name, &d, g, 4, TTL, 9).await.unwrap();
+        assert_eq!(waits(kind), ["w:a", "w:c", "w:d"], "{kind:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        br.leave(kind, &name, &d, g, 9).await.unwrap();
+        assert_eq!(waits(kind), ["w:a"], "{kind:?}: c expired, d left");
+        br.arrive(kind, &name, &c, g, 4, TTL, 8).await.unwrap();
+        br.arrive(kind, &name, &d, g, 4, TTL, 9).await.unwrap();
+        br.arrive(kind, &name, &e, g, 4, TTL, 10).await.unwrap();
+        if kind == Double {
+            // Inside until each leaves.
+            assert_eq!(waits(kind), ["w:a", "w:c", "w:d", "w:e"]);
+            for (p, wait) in [(&a, 7), (&c, 8), (&d, 9), (&e, 10)] {
+                br.leave(kind, &name, p, g, wait).await.unwrap();
+            }
+        }
+        let now = br.state(kind, &name, None).await.unwrap().generation;
+        assert!(now > g, "{kind:?}: the generation ended");
+        assert_eq!(waits(kind), Vec::<String>::new(), "{kind:?}: ended");
+    }
+}
+
 /// No key of a barrier or latch lives for ever: a barrier's live at least
 /// `KEEP_MS` past its latest arrival deadline and at most `KEEP_SLACK_MS`
 /// longer (also those remade after the end of a generation, when no
@@ -126,8 +178,8 @@ async fn every_key_expires() {
     for kind in [Cyclic, Double] {
         let name = key("b");
         let g = br.state(kind, &name, None).await.unwrap().generation;
-        br.arrive(kind, &name, &a, g, 3, TTL).await.unwrap();
-        br.arrive(kind, &name, &c, g, 3, short).await.unwrap();
+        br.arrive(kind, &name, &a, g, 3, TTL, 0).await.unwrap();
+        br.arrive(kind, &name, &c, g, 3, short, 0).await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
         br.state(kind, &name, None).await.unwrap();
         br.break_generation(kind, &name, None, BreakReason::Reset)
@@ -136,15 +188,15 @@ async fn every_key_expires() {
         // The arrival, order and expired sets again, in a generation that
         // needs them no longer than the last.
         let g = br.state(kind, &name, None).await.unwrap().generation;
-        br.arrive(kind, &name, &a, g, 3, TTL).await.unwrap();
-        br.arrive(kind, &name, &c, g, 3, short).await.unwrap();
+        br.arrive(kind, &name, &a, g, 3, TTL, 0).await.unwrap();
+        br.arrive(kind, &name, &c, g, 3, short, 0).await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
         br.state(kind, &name, None).await.unwrap();
         // An arrival past the slack: every key kept longer.
         let name = key("long");
         let g = br.state(kind, &name, None).await.unwrap().generation;
-        br.arrive(kind, &name, &a, g, 3, TTL).await.unwrap();
-        br.arrive(kind, &name, &d, g, 3, long).await.unwrap();
+        br.arrive(kind, &name, &a, g, 3, TTL, 0).await.unwrap();
+        br.arrive(kind, &name, &d, g, 3, long, 0).await.unwrap();
     }
     let latch_ttl = Duration::from_secs(30);
     br.latch_set(&key("l"), 2, latch_ttl).await.unwrap();
@@ -220,9 +272,11 @@ async fn keys_are_kept_again_when_kept_falls_short() {
     let ms = |d: Duration| d.as_millis() as i64;
     let started = Instant::now();
     let g = br.state(Cyclic, &name, None).await.unwrap().generation;
-    let e = ended(br.arrive(Cyclic, &name, &a, g, 1, TTL).await.unwrap());
+    let e = ended(br.arrive(Cyclic, &name, &a, g, 1, TTL, 0).await.unwrap());
     let long = Duration::from_secs(2 * 3600);
-    br.arrive(Cyclic, &name, &c, e.next, 2, long).await.unwrap();
+    br.arrive(Cyclic, &name, &c, e.next, 2, long, 0)
+        .await
+        .unwrap();
 
     // Shortened behind the record's back: an arrival in the ended
     // generation (answered from the history) keeps them again.
@@ -233,7 +287,7 @@ async fn keys_are_kept_again_when_kept_falls_short() {
         server.command(&["PEXPIRE", &k, "60000"]).unwrap();
     }
     assert_eq!(
-        br.arrive(Cyclic, &name, &a, g, 1, TTL).await.unwrap(),
+        br.arrive(Cyclic, &name, &a, g, 1, TTL, 0).await.unwrap(),
         Arrive::Ended(e.clone())
     );
     let elapsed = ms(started.elapsed()) + 1000;
@@ -286,10 +340,10 @@ async fn one_evalsha_per_operation_in_one_cluster_slot() {
     let mut ops = 0;
     for kind in [Cyclic, Double] {
         let g = br.state(kind, &name, None).await.unwrap().generation;
-        br.arrive(kind, &name, &a, g, 2, TTL).await.unwrap();
+        br.arrive(kind, &name, &a, g, 2, TTL, 0).await.unwrap();
         assert!(br.renew(kind, &name, &a, g, TTL).await.unwrap());
-        br.arrive(kind, &name, &c, g, 2, TTL).await.unwrap();
-        br.leave(kind, &name, &a, g).await.unwrap();
+        br.arrive(kind, &name, &c, g, 2, TTL, 0).await.unwrap();
+        br.leave(kind, &name, &a, g, 0).await.unwrap();
         br.break_generation(kind, &name, None, BreakReason::Reset)
             .await
             .unwrap();

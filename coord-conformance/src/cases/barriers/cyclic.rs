@@ -110,7 +110,7 @@ pub async fn barrier_arrival_idempotent_per_participant(h: &dyn Harness) {
     let (name, p) = (key("raw"), key("p"));
     let g = raw.state(CYCLIC, &name, None).await.unwrap().generation;
     for _ in 0..2 {
-        let arrive = raw.arrive(CYCLIC, &name, &p, g, 2, ms(5000));
+        let arrive = raw.arrive(CYCLIC, &name, &p, g, 2, ms(5000), 0);
         let res = arrive.await.unwrap();
         assert_eq!(res, Arrive::Waiting { arrived: 1 }, "p arriving again");
     }
@@ -377,6 +377,43 @@ pub async fn barrier_cancelled_wait_withdraws(h: &dyn Harness) {
     let now = arrivals_are(&obs, CYCLIC, B, &[], "the cancelled arrival withdrawn").await;
     assert!(t0.elapsed() < FREED_WITHIN, "withdrawn after {:?}", t0.elapsed());
     assert_eq!(now.generation, st.generation, "withdrawing ends nothing");
+}
+
+/// A withdrawal names the wait it withdraws: one that comes late, after
+/// its participant arrived again in another wait (a wait given up while
+/// the backend could not be reached, then a new one), changes nothing; the
+/// new wait's own withdrawal does. In a cyclic barrier and inside a double
+/// barrier's generation.
+pub async fn barrier_late_withdrawal_leaves_the_next_wait(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let obs = ctx.backend().await;
+    let raw = spi(&obs);
+    let (name, p, q) = (key("late"), key("p"), key("q"));
+    for kind in [CYCLIC, BarrierKind::Double] {
+        let g = raw.state(kind, &name, None).await.unwrap().generation;
+        let arrive = |who, wait| raw.arrive(kind, &name, who, g, 2, ms(5000), wait);
+        let mut last = 2;
+        assert_eq!(arrive(&p, 1).await.unwrap(), Arrive::Waiting { arrived: 1 });
+        assert_eq!(arrive(&p, 2).await.unwrap(), Arrive::Waiting { arrived: 1 });
+        let left = raw.leave(kind, &name, &p, g, 1).await.unwrap();
+        assert_eq!(left, Leave::NotThere, "{kind:?}: the first wait's withdrawal");
+        let st = raw.state(kind, &name, None).await.unwrap();
+        assert_eq!((st.generation, live(&st)), (g, names(&["p"])), "{kind:?}");
+        if kind == BarrierKind::Double {
+            // Inside: p's next wait (entering again) takes the arrival over.
+            assert!(matches!(arrive(&q, 1).await.unwrap(), Arrive::Entered(_)));
+            assert!(matches!(arrive(&p, 3).await.unwrap(), Arrive::Entered(_)));
+            let left = raw.leave(kind, &name, &p, g, 2).await.unwrap();
+            assert_eq!(left, Leave::NotThere, "the entered wait's, superseded");
+            last = 3;
+        }
+        let inside = if kind == BarrierKind::Double { 1 } else { 0 };
+        let left = raw.leave(kind, &name, &p, g, last).await.unwrap();
+        assert_eq!(left, Leave::Left { remaining: inside }, "{kind:?}: p's own");
+        let st = raw.state(kind, &name, None).await.unwrap();
+        let rest: &[&str] = if inside == 1 { &["q"] } else { &[] };
+        assert_eq!((st.generation, live(&st)), (g, names(rest)), "{kind:?}");
+    }
 }
 
 /// A waiter returns promptly once another arrival trips the generation:

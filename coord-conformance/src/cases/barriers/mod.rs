@@ -8,7 +8,7 @@ pub(crate) use coord_api::{
     BarrierBroken, Inside, LatchWait, Tripped,
     spi::{
         Arrive, BarrierBackend, BarrierKind, BarrierState, BreakReason, Broken, ENDED_KEPT, Ended,
-        EndedGeneration, MAX_LATCH_COUNT, MAX_PARTIES,
+        EndedGeneration, Leave, MAX_LATCH_COUNT, MAX_PARTIES,
     },
 };
 use coord_api::{
@@ -180,7 +180,7 @@ pub(crate) async fn crashed_arrival(
     let b = spi(backend);
     let (name, participant) = (key(name), key(participant));
     let g = b.state(kind, &name, None).await.unwrap().generation;
-    let arrive = b.arrive(kind, &name, &participant, g, parties, ttl);
+    let arrive = b.arrive(kind, &name, &participant, g, parties, ttl, 0);
     match arrive.await.unwrap() {
         Arrive::Waiting { arrived } => assert!(arrived >= 1),
         other => panic!("the crashing participant's arrival: expected Waiting, got {other:?}"),
@@ -259,7 +259,7 @@ pub(crate) fn others_trip(backend: DynBackend, name: &str) -> impl Future<Output
         let kind = BarrierKind::Cyclic;
         let g = b.state(kind, &name, None).await.unwrap().generation;
         for p in ["c", "d"] {
-            b.arrive(kind, &name, &key(p), g, 2, ms(5000))
+            b.arrive(kind, &name, &key(p), g, 2, ms(5000), 0)
                 .await
                 .unwrap();
         }
