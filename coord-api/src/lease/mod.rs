@@ -20,7 +20,7 @@ use std::{
     fmt,
     sync::{
         Arc, Weak,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -73,7 +73,9 @@ pub(crate) trait Tenure: Send + Sync + 'static {
     /// Releases one hold of it: the holds left, or `NotHeld`.
     fn release<'a>(&'a self, client: &'a Client) -> Result<BoxFuture<'a, Result<Release>>>;
     /// Whether the backend counts holds of this lease, so that a release may
-    /// leave it held (a reentrant lock). Such a release is never repeated.
+    /// leave it held (a reentrant lock). The release of a hold that leaves
+    /// other guards is never repeated (it would drop a hold another guard
+    /// counts on); the last guard's drops every hold the backend counts.
     fn counted(&self) -> bool;
     /// The lease this one lives inside, if any: the backend ends this one
     /// when that one ends (a queue delivery inside its consumer's presence),
@@ -149,6 +151,9 @@ pub(crate) struct LeaseState<T: ?Sized> {
     watched: AtomicBool,
     /// Its place in the client's renewal queue.
     queued: Queued,
+    /// How many guards hold it (several for a reentrant lock): letting go
+    /// of the last one ends it.
+    guards: AtomicU32,
     pub(crate) tenure: T,
 }
 
@@ -215,6 +220,7 @@ impl Lease {
             changed: Notify::new(),
             watched: AtomicBool::new(false),
             queued: Queued::default(),
+            guards: AtomicU32::new(0),
             tenure,
         });
         if let Some(every) = renew_every {
@@ -427,55 +433,76 @@ impl Lease {
         Ok(res && self.is_held())
     }
 
-    /// Releases one hold. Returns whether the backend still held the lease.
-    pub(crate) async fn release(&self) -> Result<bool> {
-        // When this release ends the lease (every kind but a counted hold,
-        // whose count only the backend knows), stop believing in it before
-        // the request leaves: another holder may be granted it the instant
-        // the backend frees it, before this reply is read.
-        let ends = !self.tenure.counted();
-        if ends {
-            self.mark(false);
-        }
-        let client = &self.client;
+    /// Releases one hold through `client`.
+    async fn release_once(&self, client: &Client) -> Result<Release> {
         let classify = |r: &Release| match r {
             Release::Released { .. } => Outcome::Ok,
             Release::NotHeld => Outcome::NotHeld,
         };
-        let release = async {
-            let release = self.tenure.release(client)?;
-            trace::call(client, || self.site("release"), release, classify).await
-        };
-        match release.await {
-            Ok(Release::Released { remaining: 0 }) => {
+        let release = self.tenure.release(client)?;
+        trace::call(client, || self.site("release"), release, classify).await
+    }
+
+    /// Releases one hold; `ends`: this release ends the lease (its last
+    /// guard's, or any but a counted hold that leaves other guards). Such a
+    /// release stops believing in the lease before the request leaves
+    /// (another holder may be granted it the instant the backend frees it,
+    /// before this reply is read), and drops every hold the backend still
+    /// counts (one an unanswered re-entry or a release whose answer was lost
+    /// left). A counted hold's failed release leaves the lease to its other
+    /// guards. Returns whether the backend still held the lease.
+    pub(crate) async fn release(&self, ends: bool) -> Result<bool> {
+        if ends {
+            self.mark(false);
+        }
+        match self.release_once(&self.client).await? {
+            Release::Released { remaining: 0 } => {
                 self.mark(false);
                 Ok(true)
             }
-            Ok(Release::Released { .. }) => Ok(true),
-            Ok(Release::NotHeld) => {
+            Release::Released { remaining } => {
+                if ends {
+                    // What this cannot drop, the TTL frees.
+                    let _ = self.release_rest(&self.client, remaining).await;
+                }
+                Ok(true)
+            }
+            Release::NotHeld => {
                 self.mark(true);
                 Ok(false)
-            }
-            Err(e) => {
-                // The holder gave the lease up; stop renewing it. Its TTL
-                // frees it if nothing else does.
-                self.mark(false);
-                Err(e)
             }
         }
     }
 
+    /// Releases the holds the backend still counts, `left` of them, one by
+    /// one while their count goes down.
+    async fn release_rest(&self, client: &Client, mut left: u32) -> Result<()> {
+        while left > 0 {
+            match self.release_once(client).await? {
+                Release::Released { remaining } if remaining < left => left = remaining,
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Releases every hold the backend counts (at least one).
+    async fn release_all(&self, client: &Client) -> Result<()> {
+        self.release_rest(client, u32::MAX).await
+    }
+
     /// [`release`](Self::release) for a guard that was dropped: in the
-    /// background, and repeated while the backend is unreachable (for at most
-    /// the TTL, which frees the lease by then anyway) unless the hold is
-    /// counted (repeating such a release could drop another guard's hold).
-    async fn release_dropped(self: Arc<Self>) {
-        match self.release().await {
-            Err(e) if e.is_retryable() && !self.tenure.counted() => {
+    /// background, and, when it ends the lease, repeated while the backend
+    /// is unreachable (for at most the TTL, which frees the lease by then
+    /// anyway). A counted hold that leaves other guards is released once
+    /// (repeating it could drop another guard's hold).
+    async fn release_dropped(self: Arc<Self>, ends: bool) {
+        match self.release(ends).await {
+            Err(e) if e.is_retryable() && ends => {
                 let lease = self.clone();
                 undo::retry(&self.client, self.ttl, move |client| {
                     let lease = lease.clone();
-                    async move { lease.tenure.release(&client)?.await.map(drop) }
+                    async move { lease.release_all(&client).await }
                 })
                 .await;
             }
@@ -498,14 +525,26 @@ impl<T: ?Sized> fmt::Debug for LeaseState<T> {
 pub(crate) struct Guard {
     lease: Arc<Lease>,
     released: bool,
+    /// Once this guard let go of the lease: whether it was the last.
+    last: Option<bool>,
 }
 
 impl Guard {
     pub(crate) fn new(lease: Arc<Lease>) -> Guard {
+        lease.guards.fetch_add(1, Ordering::SeqCst);
         Guard {
             lease,
             released: false,
+            last: None,
         }
+    }
+
+    /// Lets go of the lease (once): whether that ends it, being its last
+    /// guard or not a counted hold.
+    fn let_go(&mut self) -> bool {
+        let guards = &self.lease.guards;
+        let last = *(self.last).get_or_insert_with(|| guards.fetch_sub(1, Ordering::SeqCst) == 1);
+        last || !self.lease.tenure.counted()
     }
 
     pub(crate) fn lease(&self) -> &Arc<Lease> {
@@ -515,6 +554,7 @@ impl Guard {
     /// Takes the lease out of the guard without releasing it (the caller
     /// ends it another way).
     pub(crate) fn into_lease(mut self) -> Arc<Lease> {
+        self.let_go();
         self.released = true;
         self.lease.clone()
     }
@@ -549,12 +589,14 @@ impl Guard {
         self.lease.extend().await
     }
 
-    /// Releases the lease (one hold of a counted one). If cancelled, the
-    /// release goes on in the background: the guard's drop sends it again
-    /// (harmless twice, except for a counted hold, which is not repeated).
+    /// Releases the lease (one hold of a counted one, every hold with its
+    /// last guard). If cancelled, the release goes on in the background:
+    /// the guard's drop sends it again (harmless twice, except for a
+    /// counted hold that leaves other guards, which is not repeated).
     pub(crate) async fn release(mut self) -> Result<bool> {
-        self.released = self.lease.tenure.counted();
-        let res = self.lease.release().await;
+        let ends = self.let_go();
+        self.released = !ends;
+        let res = self.lease.release(ends).await;
         self.released = true;
         res
     }
@@ -566,10 +608,11 @@ impl Drop for Guard {
             // As a release does, stop believing in a lease this ends now,
             // not when the background task runs: what lives inside it
             // (a queue delivery in its consumer's presence) is lost at once.
-            if !self.lease.tenure.counted() {
+            let ends = self.let_go();
+            if ends {
                 self.lease.mark(false);
             }
-            spawn_background(self.lease.clone().release_dropped());
+            spawn_background(self.lease.clone().release_dropped(ends));
         }
     }
 }

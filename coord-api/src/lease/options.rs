@@ -42,6 +42,8 @@ pub struct LeaseOptions {
     /// Renew the lease in the background while it is held. Default on.
     pub auto_extend: bool,
     /// How often auto-extension renews. Default `None`: a third of the TTL.
+    /// Must be below the local validity ([`local_validity`](Self::local_validity)):
+    /// a renewal due later would come after the lease is lost.
     pub extend_interval: Option<Duration>,
     /// The largest rate difference assumed between the client's and the
     /// server's clocks, as a fraction (0.01 = 1 %). The lease counts as valid
@@ -138,19 +140,23 @@ impl LeaseOptions {
         if self.retry_delay.is_zero() {
             return bad("retry_delay is zero; it must be above zero".into());
         }
-        if let Some(every) = self.extend_interval
-            && (every.is_zero() || every >= self.ttl)
-        {
-            return bad(format!(
-                "extend_interval {every:?} must be above zero and below the ttl {:?}",
-                self.ttl
-            ));
-        }
-        if self.local_validity().is_zero() {
+        let validity = self.local_validity();
+        if validity.is_zero() {
             return bad(format!(
                 "safety_margin {:?} leaves no local validity for the ttl {:?} with max_drift {}: \
                  it must be below ttl * (1 - max_drift)",
                 self.safety_margin, self.ttl, self.max_drift
+            ));
+        }
+        // A renewal due at or after the local validity's end comes too
+        // late: the lease is lost before it is renewed, every time.
+        if let Some(every) = self.extend_interval
+            && (every.is_zero() || every >= validity)
+        {
+            return bad(format!(
+                "extend_interval {every:?} must be above zero and below the local validity \
+                 {validity:?} (ttl {:?} * (1 - max_drift {}) - safety_margin {:?})",
+                self.ttl, self.max_drift, self.safety_margin
             ));
         }
         Ok(())
@@ -198,6 +204,22 @@ mod tests {
             let o = LeaseOptions::default().ttl(Duration::MAX).max_drift(drift);
             let _ = o.local_validity();
             assert!(o.validate(&Key::new("k").unwrap()).is_err(), "{drift}");
+        }
+    }
+
+    /// An interval below the TTL but not below the local validity (1 s ×
+    /// 0.99 − 2 ms = 988 ms) was accepted, and every auto-extended lease
+    /// was lost before its first renewal.
+    #[test]
+    fn an_extend_interval_past_the_local_validity_is_refused() {
+        let k = Key::new("k").unwrap();
+        let o = LeaseOptions::default().ttl(Duration::from_secs(1));
+        assert_eq!(o.local_validity(), Duration::from_millis(988));
+        let every = |ms| o.clone().extend_interval(Some(Duration::from_millis(ms)));
+        assert!(every(987).validate(&k).is_ok());
+        for ms in [988, 995, 1000] {
+            let e = every(ms).validate(&k).unwrap_err();
+            assert!(e.to_string().contains("local validity 988ms"), "{e}");
         }
     }
 

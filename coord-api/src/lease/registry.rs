@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex, Weak};
 
 use super::Lease;
-use crate::{Client, Release, Result, trace};
+use crate::{Client, Result};
 
 /// The live leases of one client.
 #[derive(Default)]
@@ -53,18 +53,6 @@ impl Lease {
     /// membership left: whatever the family's release is).
     pub(crate) async fn close(&self, closer: &Client) -> Result<()> {
         self.mark(false);
-        // A counted hold's release drops one hold: again while the count
-        // left goes down.
-        let mut left = u64::MAX;
-        loop {
-            let release = self.tenure.release(closer)?;
-            let classify = |_: &Release| trace::Outcome::Ok;
-            match trace::call(closer, || self.site("release"), release, classify).await? {
-                Release::Released { remaining } if remaining > 0 && u64::from(remaining) < left => {
-                    left = u64::from(remaining);
-                }
-                _ => return Ok(()),
-            }
-        }
+        self.release_all(closer).await
     }
 }

@@ -2,7 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::{BoxFuture, Lease, LostOf, LostSignal, Tenure};
+use super::{BoxFuture, Guard, Lease, LostOf, LostSignal, Tenure};
 use crate::{
     Client, FencingToken, HolderId, Key, LeaseKind, LeaseOptions, Result,
     spi::{LeaseId, Release},
@@ -70,18 +70,31 @@ async fn a_cancelled_release_is_sent_again_in_the_background() {
     assert_eq!(backend.releases(), 2);
 }
 
-/// Not so for a reentrant hold: the backend counts holds, and a second
-/// release would drop one that another guard counts on.
+/// Not so for a reentrant hold that leaves another guard: the backend
+/// counts holds, and a second release would drop the one the other guard
+/// counts on. The last guard's release is sent again, as any other.
 #[tokio::test(start_paused = true)]
-async fn a_cancelled_reentrant_release_is_not_repeated() {
+async fn a_cancelled_reentrant_release_is_repeated_only_by_the_last_guard() {
     let backend = slow_release();
     let client = Client::new(backend.clone());
-    let guard = client.lock("k").reentrant(true).try_lock().await.unwrap();
-    let guard = guard.expect("the fake grants everything");
-    let cancelled = tokio::time::timeout(Duration::from_millis(10), guard.release()).await;
+    let id = LeaseId {
+        kind: LeaseKind::Reentrant,
+        key: Key::new("k").unwrap(),
+        holder: HolderId::new(*client.instance_id()),
+    };
+    let (opts, now) = (LeaseOptions::default(), client.clock().now());
+    let lease = Lease::start(client.clone(), id, None, &opts, opts.local_validity(), now);
+    let (first, second) = (Guard::new(lease.clone()), Guard::new(lease.clone()));
+    drop(lease);
+    let cancelled = tokio::time::timeout(Duration::from_millis(10), second.release()).await;
     assert!(cancelled.is_err(), "the release answers after 1 s");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(backend.releases(), 1);
+    assert_eq!(backend.releases(), 1, "not repeated: the first guard holds");
+    assert!(first.is_held(), "the first guard's hold is not ended by it");
+    let cancelled = tokio::time::timeout(Duration::from_millis(10), first.release()).await;
+    assert!(cancelled.is_err());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(backend.releases(), 3, "the last guard's release sent again");
 }
 
 /// A lease that lives inside another (a queue delivery inside its

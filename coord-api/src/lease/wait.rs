@@ -84,10 +84,18 @@ pub(crate) async fn wait_from<A: Attempts>(
     loop {
         let retry_in = match refused.take() {
             Some(retry_in) => retry_in,
-            None => match attempts.attempt().await? {
-                Step::Done(v) => return Ok(v),
-                Step::Busy(retry_in) => retry_in,
-            },
+            None => {
+                let step = attempts.attempt().await?;
+                // Answered: the wake-up that led here is used (dropped
+                // before this, the watch hands it on).
+                if let Some(w) = watch.as_mut() {
+                    w.used();
+                }
+                match step {
+                    Step::Done(v) => return Ok(v),
+                    Step::Busy(retry_in) => retry_in,
+                }
+            }
         };
         let now = clock.now();
         if deadline.is_some_and(|d| now >= d) || opts.max_retries.is_some_and(|m| retries >= m) {

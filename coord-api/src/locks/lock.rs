@@ -156,9 +156,12 @@ impl Lock {
         held.as_ref()?.upgrade().filter(|l| l.is_held())
     }
 
-    /// A lease this reentrant handle holds now, if any.
+    /// A reentrant lease this reentrant handle holds now, if any (not the
+    /// exclusive lease of a plain handle it was cloned from: that one is
+    /// not re-entered, and its refusal must not end it).
     fn current(&self) -> Option<Arc<Lease>> {
-        self.reentrant.then(|| self.last_held()).flatten()
+        let held = self.reentrant.then(|| self.last_held()).flatten();
+        held.filter(|l| l.tenure.counted())
     }
 
     fn remember(&self, guard: &LockGuard) {
@@ -200,6 +203,11 @@ impl Lock {
     async fn try_reenter(&self, lease: Arc<Lease>) -> Result<Reentry> {
         let holder = lease.tenure.holder().clone();
         let req = Request::new(&self.handle, self.kind(), Some(holder))?;
+        // The lease's own TTL, not this handle's (a clone may have another):
+        // the backend sets the lease's expiry to what a re-entry asks, and
+        // the lease's validity and renewals go by its own TTL.
+        let opts = req.opts.clone().ttl(lease.ttl());
+        let req = Request::with_id(&self.handle.client, req.id, &opts, self.handle.validity());
         Ok(match req.call(&req.id, false).await? {
             (Acquire::Granted(g), t_sent) if Some(g.token) == lease.token && g.holds > 1 => {
                 lease.renewed(t_sent);

@@ -285,6 +285,14 @@ pub trait Watch: Send {
     /// returns a watch that never completes (waiters then fall back on their
     /// retry delay).
     async fn changed(&mut self) -> Result<()>;
+
+    /// The wake-up [`changed`](Self::changed) returned last was used: the
+    /// attempt it woke was answered (granted or refused). A watch that
+    /// shares each wake-up among waiters (one release, one waiter woken)
+    /// hands a wake-up taken but never used on to another waiter when it is
+    /// dropped (its owner cancelled or failed before its attempt landed).
+    /// The default does nothing.
+    fn used(&mut self) {}
 }
 
 #[cfg(test)]

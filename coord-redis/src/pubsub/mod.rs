@@ -21,8 +21,9 @@
 //! waiter in) share each `released` message: it wakes only the oldest of
 //! them that has no wake-up pending, so a release costs one more attempt
 //! instead of one per waiter, and waiters are served in the order they
-//! started waiting. A watch dropped with its wake-up unused hands it on to
-//! the next one. Any other message (`forced`, a semaphore's `freed`: a
+//! started waiting. A watch dropped with its wake-up unused (pending, or
+//! returned by `changed()` to an owner that went away before its attempt
+//! was answered: [`Watch::used`]) hands it on to the next one. Any other message (`forced`, a semaphore's `freed`: a
 //! release of several permits, or one while a waiter for several may be
 //! waiting, which could take a `released` wake-up it cannot use) and a lost
 //! connection wake every watch. A woken waiter that finds the key taken
@@ -144,6 +145,9 @@ pub(crate) struct Slot {
     wake: Wake,
     /// A wake-up was delivered and `changed()` has not returned it yet.
     pending: AtomicBool,
+    /// `changed()` returned a wake-up its owner has not used yet
+    /// ([`Watch::used`], or waiting again): dropped so, it is handed on.
+    taken: AtomicBool,
     notify: Notify,
     /// A listener's: the messages themselves (ephemeral events).
     feed: Option<Feed>,
@@ -514,6 +518,7 @@ impl Hub {
         let slot = Arc::new(Slot {
             wake,
             pending: AtomicBool::new(false),
+            taken: AtomicBool::new(false),
             notify: Notify::new(),
             feed,
         });
@@ -570,7 +575,7 @@ impl Hub {
                 Some(entry) => {
                     if let Some(slot) = entry.watches.remove(&id)
                         && slot.wake == Wake::One
-                        && slot.is_pending()
+                        && (slot.is_pending() || slot.taken.load(Ordering::Acquire))
                     {
                         entry.wake_one();
                     }
@@ -627,15 +632,22 @@ impl Watch for RedisWatch {
     /// Completes at the next wake-up (at once if one is pending). Cancel
     /// safe: a wake-up is only taken when this returns.
     async fn changed(&mut self) -> Result<()> {
+        // Waiting again: the wake-up returned last was used.
+        self.slot.taken.store(false, Ordering::Release);
         loop {
             let notified = self.slot.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if self.slot.pending.swap(false, Ordering::AcqRel) {
+                self.slot.taken.store(true, Ordering::Release);
                 return Ok(());
             }
             notified.await;
         }
+    }
+
+    fn used(&mut self) {
+        self.slot.taken.store(false, Ordering::Release);
     }
 }
 

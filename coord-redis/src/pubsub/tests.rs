@@ -17,6 +17,7 @@ fn slot(wake: Wake) -> Arc<Slot> {
     Arc::new(Slot {
         wake,
         pending: AtomicBool::new(false),
+        taken: AtomicBool::new(false),
         notify: Notify::new(),
         feed: None,
     })

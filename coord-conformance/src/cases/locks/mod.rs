@@ -11,6 +11,7 @@ pub mod lease;
 pub mod monitoring;
 pub mod multi;
 pub mod questions;
+pub mod reentrant;
 pub mod rwlock;
 pub mod semaphore;
 pub mod watch;
@@ -28,6 +29,7 @@ pub(crate) fn cases() -> Vec<Case> {
         semaphore::cases(),
         input::cases(),
         watch::cases(),
+        reentrant::cases(),
     ]
     .concat()
 }

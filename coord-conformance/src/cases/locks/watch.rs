@@ -152,4 +152,41 @@ pub async fn backend_refuses_zero_ttl_and_limit(h: &dyn Harness) {
         "a second release finds nothing"
     );
 }
+
+/// Two waiters of one client; the holder's release wakes the older, whose
+/// `lock()` is cancelled while its attempt is on the way (never applied):
+/// the wake-up it took is handed on, and the younger waiter is granted
+/// promptly, not at the holder's TTL.
+pub async fn lock_woken_waiter_gone_hands_its_wake_up_on(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx
+        .switchable_client("a", default_options().retry_jitter(0.0))
+        .await;
+    let b = ctx.client("b").await;
+    let gb = take(&b.lock("k").ttl(LOST_REPLY_TTL), "b").await;
+    let (l1, l2) = (a.lock("k"), a.lock("k"));
+    let w1 = tokio::spawn(async move { l1.lock().await });
+    sleep(ms(150)).await; // w1 waits first: the oldest watch
+    let w2 = tokio::spawn(async move { l2.lock().await.map(|g| (g, Instant::now())) });
+    sleep(ms(150)).await;
+    assert!(!w1.is_finished() && !w2.is_finished(), "both wait while b holds");
+    // The woken waiter's attempt will be held on its way ...
+    switch.holding();
+    assert!(gb.release().await.unwrap());
+    sleep(ms(200)).await;
+    // ... and the waiter cancelled meanwhile (never applied).
+    w1.abort();
+    let _ = w1.await;
+    switch.on();
+    let t_on = Instant::now();
+    let (g2, at) = join(w2, ms(12_000), "second waiter")
+        .await
+        .expect("second waiter granted");
+    let lag = at.saturating_duration_since(t_on);
+    assert!(
+        lag <= ms(1000),
+        "the second waiter was granted {lag:?} after the key was free again (the first waiter's wake-up was lost with it)"
+    );
+    g2.release().await.unwrap();
+}
 }

@@ -1,0 +1,204 @@
+//! Reentrant holds as the client counts them: the last guard's release ends
+//! the lease (marked first, sent again if cancelled, every hold the backend
+//! still counts dropped); a hold's failed release leaves the others; a
+//! re-entry keeps the lease's own TTL.
+
+use crate::cases::prelude::*;
+
+cases! {
+    family: "locks", needs: [Need::Locks];
+
+/// A re-entry whose reply was lost (applied: the backend counts a hold no
+/// guard owns) is dropped with the last guard's release: the key is free
+/// again within a renewal interval, as after any lost grant
+/// (`lost_acquire_reply_frees_lock`), not at the TTL.
+pub async fn reentrant_lost_reentry_reply_freed_with_the_last_guard(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let opts = default_options().ttl(LOST_REPLY_TTL);
+    let (a, switch) = ctx.switchable_client("a", opts).await;
+    let b = ctx.client("b").await;
+    let lock = a.lock("k").reentrant(true);
+    let g1 = take(&lock, "first hold").await;
+    // The re-entry reaches the backend (holds 2) but its reply is lost.
+    with_lost_reply(&switch, "re-entry try_lock", lock.try_lock()).await;
+    // The caller got an error and holds one guard: it releases it.
+    assert!(g1.release().await.unwrap(), "the first hold was held");
+    let t0 = Instant::now();
+    let g = take_within(&b.lock("k").reentrant(true), FREED_WITHIN)
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "still held {:?} after every guard was released (holders: left to the TTL)",
+                t0.elapsed()
+            )
+        });
+    assert!(g.release().await.unwrap());
+}
+
+/// The last guard's release, cancelled before it reached the backend, is
+/// sent again from the guard's drop, as a plain lock's is: the key is free
+/// at once, not at the TTL.
+pub async fn reentrant_last_guards_cancelled_release_sent_again(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let opts = default_options().ttl(LOST_REPLY_TTL);
+    let (a, switch) = ctx.switchable_client("a", opts).await;
+    let b = ctx.client("b").await;
+    for reentrant in [false, true] {
+        let k = if reentrant { "r" } else { "e" };
+        let g = take(&a.lock(k).reentrant(reentrant), "a").await;
+        switch.holding();
+        assert!(
+            timeout(ms(100), g.release()).await.is_err(),
+            "{k}: the release is held by the switch"
+        );
+        switch.on();
+        let t0 = Instant::now();
+        let g = take_within(&b.lock(k).reentrant(reentrant), FREED_WITHIN)
+            .await
+            .unwrap_or_else(|| {
+                panic!(
+                    "{k} (reentrant {reentrant}): still held {:?} after its only guard's release was cancelled",
+                    t0.elapsed()
+                )
+            });
+        assert!(g.release().await.unwrap());
+    }
+}
+
+/// A re-entry through a clone with another TTL (`lock.clone().ttl(..)`, a
+/// clone is the same holder) asks for the lease's own TTL: the backend's
+/// expiry and the lease's local validity and renewals agree, and nobody
+/// else is granted the key while the guards say held.
+pub async fn reentrant_clone_with_another_ttl_keeps_the_leases(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client_with("a", default_options().ttl(ms(3000))).await;
+    let b = ctx.client("b").await;
+    let lock = a.lock("k").reentrant(true);
+    let g1 = take(&lock, "first hold").await;
+    let short = lock.clone().ttl(ms(200));
+    let g2 = take(&short, "re-entry through the clone").await;
+    assert_eq!(g1.token(), g2.token(), "a re-entry keeps the token");
+    sleep(ms(400)).await;
+    if let Some(gb) = b.lock("k").try_lock().await.unwrap() {
+        let a_believes = g1.is_held() || g2.is_held();
+        assert!(
+            !a_believes,
+            "two holders: b was granted token {} while a's guards (token {}) say held",
+            gb.token(),
+            g1.token()
+        );
+        gb.release().await.unwrap();
+    }
+    drop(g2);
+    drop(g1);
+}
+
+/// A reentrant clone of a plain handle that holds the lock is refused (an
+/// exclusive lease is not re-entered), and the plain guard stays held.
+pub async fn reentrant_clone_of_a_plain_handle_leaves_its_guard(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let plain = a.lock("k");
+    let g = take(&plain, "exclusive").await;
+    let reentrant = plain.clone().reentrant(true);
+    // Refused (an exclusive lease is not re-entered): fine.
+    let again = reentrant.try_lock().await.unwrap();
+    assert!(again.is_none(), "an exclusive lease is not re-entered");
+    assert!(
+        g.is_held(),
+        "the exclusive guard turned lost because a reentrant clone was refused"
+    );
+    g.release().await.unwrap();
+}
+
+/// A hold's release that fails (reply lost) while another guard holds
+/// leaves the lease to that guard: still held, renewed, counted.
+pub async fn reentrant_failed_release_of_one_hold_keeps_the_others(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let lock = a.lock("k").reentrant(true);
+    let g1 = take(&lock, "first hold").await;
+    let g2 = take(&lock, "second hold").await;
+    switch.losing_replies();
+    let res = g2.release().await;
+    switch.on();
+    assert!(res.is_err(), "reply lost: {res:?}");
+    // Past several TTLs (1 s) with the backend reachable.
+    sleep(ms(2500)).await;
+    assert!(g1.is_held(), "the guard that was not released is no longer held");
+    assert_eq!(lock.hold_count().await.unwrap(), 1, "the other hold is still counted");
+    g1.release().await.unwrap();
+}
+
+/// The release of a lock's only guard, plain or reentrant, stops believing
+/// in the lease before the request leaves: while its reply is on the way
+/// (held back 500 ms after the backend applied it), another client may be
+/// granted the key, and the first guard's lost signal has fired.
+pub async fn last_release_stops_believing_before_it_leaves(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let slow = SlowReleaseReplies {
+        inner: ctx.backend().await,
+    };
+    let backend: DynBackend = Arc::new(coord_api::spi::Dispatched::new(slow));
+    let a = Client::builder(backend)
+        .instance_id("a")
+        .expect("valid instance id")
+        .lease_options(default_options())
+        .build();
+    let b = ctx.client("b").await;
+    for reentrant in [false, true] {
+        let k = if reentrant { "r" } else { "e" };
+        let g = take(&a.lock(k).reentrant(reentrant), "a").await;
+        let signal = g.lost_signal();
+        let releasing = tokio::spawn(async move { g.release().await });
+        let gb = take_within(&b.lock(k), ms(400))
+            .await
+            .expect("the release was applied at once");
+        assert!(
+            signal.is_lost(),
+            "{k} (reentrant {reentrant}): b holds token {} while a's only guard, whose release left, still counts as held",
+            gb.token()
+        );
+        gb.release().await.unwrap();
+        let _ = releasing.await;
+    }
+}
+}
+
+/// A decorator that applies every call at once but answers a `release`
+/// 500 ms late (a slow network on the way back).
+struct SlowReleaseReplies {
+    inner: DynBackend,
+}
+
+impl std::fmt::Debug for SlowReleaseReplies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SlowReleaseReplies({:?})", self.inner)
+    }
+}
+
+impl std::fmt::Display for SlowReleaseReplies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SlowReleaseReplies({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl coord_api::spi::Dispatch for SlowReleaseReplies {
+    fn namespace(&self) -> &coord_api::Namespace {
+        self.inner.namespace()
+    }
+
+    fn families(&self) -> coord_api::spi::Families {
+        coord_api::spi::Families::of(&*self.inner)
+    }
+
+    async fn dispatch(&self, call: coord_api::spi::Call) -> Result<coord_api::spi::Reply> {
+        let slow = call.op().name == "release";
+        let reply = call.run(self.inner.clone()).await;
+        if slow {
+            sleep(ms(500)).await;
+        }
+        reply
+    }
+}
