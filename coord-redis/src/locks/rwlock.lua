@@ -61,7 +61,11 @@ elseif op == 'release' then
       redis.call('ZREM', readers, holder)
       redis.call('HDEL', rtokens, holder)
       keep(readers, {rtokens}, 0)
-      res, freed = 0, redis.call('ZCARD', readers) == 0
+      -- A waiting writer is told too while other readers stay: its last
+      -- refusal's retry_in may be this reader's deadline, and the reader
+      -- that blocks it now may end sooner (it is told that on its next try).
+      res = 0
+      freed = redis.call('ZCARD', readers) == 0 or redis.call('EXISTS', intents) == 1
     end
   elseif redis.call('HGET', w, 'holder') == holder then
     redis.call('DEL', w)

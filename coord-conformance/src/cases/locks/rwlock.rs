@@ -482,4 +482,44 @@ pub async fn lost_downgrade_reply_frees_rwlock(h: &dyn Harness) {
         .expect("the lock is freed after a downgrade's lost reply");
     assert!(wb.release().await.unwrap());
 }
+
+/// A writer waits on two readers: one renewing (released early), one
+/// crashed (leaked, TTL 600 ms). Once the first has released, the crashed
+/// reader alone blocks the writer, which is woken at that reader's expiry
+/// (common, Waiting: "at the expiry instant of what blocks it"), not at its
+/// retry delay (10 s) or its intent refresh (TTL/3 = 2 s).
+pub async fn last_reader_expiry_wakes_writer(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let crashed = ctx.client_with("a", no_extend(600)).await;
+    let renewing = ctx.client("b").await;
+    let writer_client = ctx.client("w").await;
+    let t0 = Instant::now();
+    let ra = crashed.rwlock("k").try_read().await.unwrap().expect("reader a");
+    std::mem::forget(ra); // crash: no release, no renewal
+    let rb = renewing
+        .rwlock("k")
+        .ttl(ms(5000))
+        .try_read()
+        .await
+        .unwrap()
+        .expect("reader b");
+    let rw = writer_client.rwlock("k").ttl(ms(6000));
+    let writer = tokio::spawn(async move {
+        let w = rw.write().await;
+        (w, Instant::now())
+    });
+    sleep(ms(150)).await; // the writer waits on both readers
+    assert!(!writer.is_finished(), "the writer waits for the readers");
+    assert!(rb.release().await.unwrap());
+    let (w, t_granted) = join(writer, ms(8000), "writer").await;
+    let w = w.expect("writer granted");
+    let waited = t_granted.saturating_duration_since(t0);
+    assert!(waited >= ms(590), "writer granted after {waited:?}, before the TTL");
+    assert!(
+        waited <= ms(600 + 500),
+        "writer granted {waited:?} after start: the crashed reader's share \
+         expired at 600 ms, but the writer was not woken then"
+    );
+    w.release().await.unwrap();
+}
 }
