@@ -63,7 +63,11 @@ if op == 'acquire' then
     if on_grant then on_grant() end
     return {1, tok, 1}
   end
-  if want > 1 then redis.call('SET', wide, '1', 'PX', ttl) end
+  -- The mark is only ever lengthened: a short-lived wide waiter must not
+  -- cut short the mark of one that waits longer (or of a fair waiter).
+  if want > 1 and redis.call('PTTL', wide) < ttl then
+    redis.call('SET', wide, '1', 'PX', ttl)
+  end
   return {0, earliest(permits)}
 elseif op == 'extend' then
   if not live(holder) then return 0 end

@@ -472,4 +472,47 @@ pub async fn semaphore_many_listed_with_their_count(h: &dyn Harness) {
     assert!(three.release().await.unwrap());
     assert!(one.release().await.unwrap());
 }
+
+/// Two waiters for several permits and one for a single permit, on one
+/// client. The second wide waiter has a short TTL and gives up; the first
+/// (TTL 30 s) still waits. A released permit that the single waiter could
+/// take must still wake it promptly (contract: "A waiter for several
+/// permits never swallows the wake-up of a waiter for fewer that could go
+/// in"): the short-lived waiter's mark must not cut the long one's short.
+#[needs(Need::MultiPermit)]
+pub async fn semaphore_wide_waiter_giving_up_does_not_hold_back_one(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, x) = (ctx.client("a").await, ctx.client("x").await);
+    let pa = a.semaphore("s", 2).ttl(ms(5000)).try_acquire().await.unwrap().expect("1st");
+    let px = x.semaphore("s", 2).ttl(ms(5000)).try_acquire().await.unwrap().expect("2nd");
+    let waiters = ctx.client("waiters").await;
+    // The long wide waiter: TTL 30 s, so it re-asserts itself every 10 s.
+    let long = waiters.semaphore("s", 2).ttl(ms(30_000));
+    let long = tokio::spawn(async move { long.acquire_many(2).await });
+    sleep(ms(150)).await;
+    // A short wide waiter (TTL 300 ms) comes and goes.
+    let short = waiters.semaphore("s", 2).ttl(ms(300));
+    let short = tokio::spawn(async move { short.acquire_many(2).await });
+    sleep(ms(150)).await;
+    short.abort();
+    let _ = short.await;
+    // The single waiter.
+    let one = waiters.semaphore("s", 2);
+    let one = tokio::spawn(async move {
+        let p = one.acquire().await;
+        (p, Instant::now())
+    });
+    sleep(ms(700)).await; // past the short waiter's TTL
+    assert!(!long.is_finished() && !one.is_finished(), "both wait");
+    let t_release = Instant::now();
+    assert!(pa.release().await.unwrap());
+    let (p1, t1) = join(one, ms(8000), "waiter for one").await;
+    let p1 = p1.expect("one permit granted");
+    let lag = t1.saturating_duration_since(t_release);
+    assert!(lag <= ms(500), "waiter for one woke {lag:?} after the release");
+    assert!(p1.release().await.unwrap());
+    assert!(px.release().await.unwrap());
+    let p2 = join(long, ms(8000), "long wide waiter").await.expect("2 permits");
+    assert!(p2.release().await.unwrap());
+}
 }
