@@ -130,6 +130,18 @@ impl Entry {
         }
     }
 
+    /// `InvalidArgument` for a permit asked with another limit than the
+    /// one its live permits fixed (call on a purged entry).
+    fn check_limit(&self, id: &LeaseId) -> Result<()> {
+        match (self.limit, id.kind.permit_limit()) {
+            (Some(fixed), Some(limit)) if fixed != limit => Err(Error::invalid(format!(
+                "semaphore {:?} has {fixed} permits; asked with {limit}",
+                id.key.as_str()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     fn find(&mut self, id: &LeaseId) -> Option<usize> {
         let kind = id.kind.canonical();
         self.leases
@@ -303,14 +315,7 @@ impl LeaseTable {
                 e.intents.retain(|(h, _)| *h != id.holder);
             }
             LeaseKind::Permit { limit } | LeaseKind::Permits { limit, .. } => {
-                if let Some(fixed) = e.limit
-                    && fixed != limit
-                {
-                    return Err(Error::invalid(format!(
-                        "semaphore {:?} has {fixed} permits; asked with {limit}",
-                        id.key.as_str()
-                    )));
-                }
+                e.check_limit(id)?;
                 let live: u64 = e.leases.iter().map(|l| u64::from(l.holds)).sum();
                 if live + u64::from(kind.permits()) > u64::from(limit) {
                     return busy(e.earliest(|_| true));

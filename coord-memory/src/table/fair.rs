@@ -35,6 +35,9 @@ impl LeaseTable {
         self.entries.update(&key, Entry::is_empty, |e, last| {
             let head_before = e.queue.first().map(|(h, _)| h.clone());
             e.purge(now);
+            // Another N is refused before the queue: it takes no place and
+            // never waits (the limit is fixed while permits are live).
+            e.check_limit(id)?;
             if enqueue {
                 let until = now + waiter_ttl;
                 match e.queue.iter_mut().find(|(h, _)| *h == id.holder) {

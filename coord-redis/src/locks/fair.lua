@@ -15,7 +15,9 @@
 --   list    KEYS the space's keys, queue, places  ARGV op: the operations
 --           listing's read; goes on as 'inspect', whose rows are followed
 --           by {'q', '', 0, live places, 0, 0} when any place is live
--- A queued step drops the places whose deadline passed, takes or renews
+-- A queued step of a semaphore asked with another limit than its live
+-- permits' answers {-1, stored limit} first, changing nothing. Else it
+-- drops the places whose deadline passed, takes or renews
 -- the holder's place (enqueue), and refuses ({0, ms until the head's place
 -- ends}) unless the holder heads the queue (not enqueuing: unless the queue
 -- is empty); then it goes on as the script's 'acquire', whose grant calls
@@ -31,6 +33,13 @@ elseif op == 'queued' or op == 'leave' then
   local channel, who = ARGV[n - 4], ARGV[n - 3]
   local wttl, enqueue, space = tonumber(ARGV[n - 2]), ARGV[n - 1] == '1', ARGV[n]
   local now = now_ms()
+  if op == 'queued' and space == 's'
+      and redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf') > 0 then
+    -- Another N is refused before the queue, as semaphore.lua refuses it:
+    -- it takes no place and never waits (N is fixed while permits live).
+    local stored = tonumber(redis.call('GET', KEYS[3]) or '0')
+    if stored ~= tonumber(ARGV[5]) then return {-1, stored} end
+  end
   local first = redis.call('ZRANGE', q, 0, 0)[1]
   local gone = redis.call('ZRANGEBYSCORE', qd, '-inf', now)
   for i = 1, #gone, 500 do

@@ -372,4 +372,34 @@ pub async fn fair_bad_waiter_ttl_refused_before_io(h: &dyn Harness) {
     let res = locks(&b).acquire_queued(&read, ms(1000), ms(1000), true).await;
     assert_invalid(res, "a read lease queued");
 }
+
+/// Asking a fair semaphore with another N while it has live permits is
+/// `InvalidArgument` at once (contract: "N is fixed while the semaphore has
+/// live permits: asking with another N then is InvalidArgument"), also
+/// while a fair waiter queues: neither an `Ok(None)` nor a wait.
+#[needs(Need::Semaphore)]
+pub async fn fair_semaphore_different_n_invalid_while_queued(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b, c) = (ctx.client("a").await, ctx.client("b").await, ctx.client("c").await);
+    let pa = a.semaphore("s", 1).fair(true).ttl(ms(5000)).try_acquire().await.unwrap().expect("N=1");
+    let sb = b.semaphore("s", 1).fair(true);
+    let waiter = tokio::spawn(async move { sb.acquire().await });
+    sleep(ms(200)).await; // b queues
+    assert!(!waiter.is_finished());
+    let res = c.semaphore("s", 3).fair(true).try_acquire().await;
+    let try_res = format!("{res:?}");
+    let res = timeout(ms(1500), c.semaphore("s", 3).fair(true).acquire()).await;
+    let wait_res = match res {
+        Ok(r) => format!("{r:?}"),
+        Err(_) => "still waiting after 1.5 s".to_string(),
+    };
+    assert!(pa.release().await.unwrap());
+    let pb = join(waiter, ms(5000), "fair waiter").await.expect("b granted");
+    assert!(pb.release().await.unwrap());
+    assert!(
+        try_res.contains("InvalidArgument") && wait_res.contains("InvalidArgument"),
+        "another N on a fair semaphore with live permits: try_acquire -> {try_res}, \
+         acquire -> {wait_res}"
+    );
+}
 }
