@@ -289,12 +289,8 @@ impl LeaseTable {
                 }
             }
             LeaseKind::Read => {
-                if let Some(i) = e.find(id) {
-                    // The same reader again: refresh, same token.
-                    let l = &mut e.leases[i];
-                    l.until = now + ttl;
-                    return Ok(Acquire::Granted(Grant::new(FencingToken(l.token), l.holds)));
-                }
+                // The same reader again is a new grant (below): checked like
+                // any reader, its lease replaced with a new token, as on Redis.
                 let is_writer = |l: &Lease| l.kind == LeaseKind::Write;
                 let intent = e.intents.iter().map(|(_, u)| *u).min();
                 if e.leases.iter().any(is_writer) || intent.is_some() {
@@ -316,7 +312,12 @@ impl LeaseTable {
             }
             LeaseKind::Permit { limit } | LeaseKind::Permits { limit, .. } => {
                 e.check_limit(id)?;
-                let live: u64 = e.leases.iter().map(|l| u64::from(l.holds)).sum();
+                // The same holder again replaces its lease: its own
+                // permits are not in the way (as on Redis).
+                let live: u64 = (e.leases.iter())
+                    .filter(|l| l.holder != id.holder)
+                    .map(|l| u64::from(l.holds))
+                    .sum();
                 if live + u64::from(kind.permits()) > u64::from(limit) {
                     return busy(e.earliest(|_| true));
                 }
@@ -333,13 +334,20 @@ impl LeaseTable {
         let token = self.key_token(last, now);
         // A semaphore's lease counts its permits in `holds`.
         let holds = kind.permits().max(1);
-        e.leases.push(Lease {
+        let lease = Lease {
             holder: id.holder.clone(),
             kind,
             token,
             holds,
             until: now + ttl,
-        });
+        };
+        // Only a reader or a permit holder asking again gets here with a
+        // live lease: the new grant replaces it (the SPI: a new token; one
+        // lease per holder, as Redis keeps them).
+        match e.leases.iter().position(|l| l.holder == id.holder) {
+            Some(i) => e.leases[i] = lease,
+            None => e.leases.push(lease),
+        }
         Ok(Acquire::Granted(Grant::new(FencingToken(token), 1)))
     }
 

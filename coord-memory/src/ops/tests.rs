@@ -101,9 +101,10 @@ async fn walk_sees_every_record_live_throughout_exactly_once() {
         let t = grant(&b, LeaseKind::Read, "rw", &h, TTL).await;
         live("rwlock:rw", &h, "read", Some(t));
     }
-    for _ in 0..2 {
-        let t = grant(&b, LeaseKind::Permit { limit: 3 }, "sem", &keep, TTL).await;
-        live("semaphore:sem", &keep, "permit", Some(t));
+    // Two holders: one holder asking again replaces its permit lease.
+    for h in [keep.clone(), holder("keeper2")] {
+        let t = grant(&b, LeaseKind::Permit { limit: 3 }, "sem", &h, TTL).await;
+        live("semaphore:sem", &h, "permit", Some(t));
     }
     let leader = holder("leader");
     let elected = b
