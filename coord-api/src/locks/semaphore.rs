@@ -198,6 +198,9 @@ impl Semaphore {
 
     /// How many permits are free now (one read of the backend): the
     /// permits less the live ones (a guard of `n` permits counts `n`).
+    /// The permits are the semaphore's N: while permits are live, the N
+    /// they fixed, even when this handle was made with another (its
+    /// acquisitions are then `InvalidArgument`); else this handle's.
     ///
     /// ```
     /// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
@@ -213,9 +216,11 @@ impl Semaphore {
     pub async fn available(&self) -> Result<u32> {
         let holders = self.holders().await?;
         let live: u64 = holders.iter().map(|i| u64::from(i.kind.permits())).sum();
-        Ok(self
-            .permits
-            .saturating_sub(live.try_into().unwrap_or(u32::MAX)))
+        // Every live lease carries the N its grant was checked against.
+        let n = (holders.iter())
+            .find_map(|i| i.kind.permit_limit())
+            .unwrap_or(self.permits);
+        Ok(n.saturating_sub(live.try_into().unwrap_or(u32::MAX)))
     }
 
     /// Frees every permit (an operator's tool).

@@ -143,4 +143,21 @@ pub async fn semaphore_and_rwlock_answer_in_one_call(h: &dyn Harness) {
         assert!(!rw.is_locked().await.unwrap());
     }
 }
+
+/// `available()` on a handle whose N differs from the N the live permits
+/// fixed counts against the semaphore's N, which the live leases carry (a
+/// grant with the handle's is `InvalidArgument`), not the handle's own.
+#[needs(Need::Semaphore, Need::Inspect)]
+pub async fn semaphore_available_counts_the_fixed_n(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let p = a.semaphore("s", 5).try_acquire().await.unwrap().expect("1 of 5");
+    let avail = b.semaphore("s", 3).available().await;
+    assert_invalid(b.semaphore("s", 3).try_acquire().await, "N=3 while N=5 is fixed");
+    p.release().await.unwrap();
+    assert!(
+        matches!(avail, Ok(4)),
+        "available() of a 3-permit handle on a semaphore fixed at 5 with 1 live: {avail:?}"
+    );
+}
 }
