@@ -303,10 +303,11 @@ impl Dispatch for Broken {
                 }
             }
             (Bug::ArrivalOutlivesTtl, "barriers", "arrive") => {
-                type Args = (BarrierKind, Key, Key, u64, u32, Duration);
-                if let Some(args) = call.args_mut::<Args>() {
-                    args.5 *= 3;
-                }
+                type Args = (BarrierKind, Key, Key, u64, u32, Duration, u64);
+                // An expect, not an if-let: arguments of another type (a
+                // changed signature) would leave the bug silently out.
+                let args = call.args_mut::<Args>().expect("arrive's args");
+                args.5 *= 3;
                 call.run(b.clone()).await
             }
             (Bug::LatchRetryCountsTwice, "barriers", "latch_count_down") => {
@@ -380,16 +381,14 @@ impl Dispatch for Broken {
                 "submit",
             ) => {
                 type Args = (Key, Key, GraphSpec, Duration);
-                if let Some(args) = call.args_mut::<Args>() {
-                    args.2 = broken_spec(self.bug, &args.0, &args.2)?;
-                }
+                let args = call.args_mut::<Args>().expect("submit's args");
+                args.2 = broken_spec(self.bug, &args.0, &args.2)?;
                 call.run(b.clone()).await
             }
             (Bug::EndOnceFinishes, "jobs", "end") => {
                 type Args = (Key, Key, coord_api::HolderId, Option<Duration>);
-                if let Some(args) = call.args_mut::<Args>() {
-                    args.3 = args.3.or(Some(Duration::from_secs(3600)));
-                }
+                let args = call.args_mut::<Args>().expect("end's args");
+                args.3 = args.3.or(Some(Duration::from_secs(3600)));
                 call.run(b.clone()).await
             }
             (Bug::FairIgnoresQueue, "locks", "acquire_queued") => {
