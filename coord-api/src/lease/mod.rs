@@ -602,8 +602,10 @@ impl Guard {
     }
 }
 
-impl Drop for Guard {
-    fn drop(&mut self) {
+impl Guard {
+    /// What dropping the guard does, keeping the guard (holding nothing
+    /// now): releases in the background (once).
+    pub(crate) fn abandon(&mut self) {
         if !self.released {
             // As a release does, stop believing in a lease this ends now,
             // not when the background task runs: what lives inside it
@@ -612,8 +614,15 @@ impl Drop for Guard {
             if ends {
                 self.lease.mark(false);
             }
+            self.released = true;
             spawn_background(self.lease.clone().release_dropped(ends));
         }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.abandon();
     }
 }
 

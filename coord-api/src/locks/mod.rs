@@ -191,7 +191,7 @@ impl LeaseGuard {
         self.kind.permits()
     }
 
-    /// Turns a writer's guard ([`RwLock::write`]) into a reader's, in one
+    /// Turns this writer's guard ([`RwLock::write`]) into a reader's, in one
     /// atomic step of the backend: the write lease becomes a read lease of
     /// the same holder, so the lock is never free in between and no other
     /// writer can get in. Waiting readers may then enter too, unless a
@@ -199,35 +199,37 @@ impl LeaseGuard {
     /// off, and it gets the lock once every reader, this one included, has
     /// released).
     ///
-    /// The read lease is a new grant: it carries a new fencing token,
-    /// larger than the write lease's, and this guard's lost signals fire
-    /// (its write lease has ended; a task writing under it must stop).
-    /// The new guard has this one's options (TTL, auto-extension).
+    /// The read lease is a new grant: the guard then carries a new fencing
+    /// token, larger than the write lease's, and the lost signals taken
+    /// from it before fire (the write lease has ended; a task writing under
+    /// it must stop). The guard keeps its options (TTL, auto-extension).
     ///
-    /// Errors, leaving the backend as it was: `InvalidArgument` for a guard
-    /// that is not a writer's; `LeaseLost` when the lease is no longer
-    /// valid here (no request is sent; the guard is dropped, which releases
-    /// the write lease if the backend still has it); `NotHeld` when the
-    /// backend no longer holds the write lease for this holder (expired,
-    /// force released); `NotSupported` without the backend's
+    /// Errors that leave the backend as it was and this guard as it was:
+    /// `InvalidArgument` for a guard that is not a writer's; `LeaseLost`
+    /// when the lease is no longer valid here (no request is sent);
+    /// `NotHeld` when the backend no longer holds the write lease for this
+    /// holder (expired, force released: the guard is lost); `NotSupported`
+    /// without the backend's
     /// [`downgrade`](crate::spi::LockCapabilities::downgrade) capability.
     ///
     /// ```
     /// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
     /// let config = client.rwlock("config/routes");
-    /// let w = config.write().await?;
+    /// let mut guard = config.write().await?;
     /// // ... write the new routes ...
-    /// let r = w.downgrade().await?; // no writer can get in between
+    /// guard.downgrade().await?; // no writer can get in between
     /// // ... read them back, alongside other readers ...
-    /// r.release().await?;
+    /// guard.release().await?;
     /// # Ok(()) }
     /// ```
     ///
     /// # Cancel safety
     /// If cancelled after the request left (or if it fails without an
-    /// answer), both the write lease and the read lease it may have become
-    /// are released in the background: nothing stays held.
-    pub async fn downgrade(self) -> Result<ReadGuard> {
+    /// answer: a retryable error), the step may have run: the guard lets go
+    /// of its lease (no longer held, its lost signals fired), and both the
+    /// write lease and the read lease it may have become are released in the
+    /// background: nothing stays held.
+    pub async fn downgrade(&mut self) -> Result<()> {
         let lease = self.lease().clone();
         let client = &lease.client;
         if self.kind != LeaseKind::Write {
@@ -272,7 +274,7 @@ impl LeaseGuard {
         let call = trace::call(client, site, locks.downgrade(&write, lease.ttl()), classify);
         // Unanswered, the step may have run: the read lease it would have
         // granted is released in the background, and the write lease by
-        // this guard's drop.
+        // this guard letting go of it (also if this is cancelled).
         let undo = || {
             let read = read.clone();
             move |client: Client| {
@@ -280,8 +282,18 @@ impl LeaseGuard {
                 async move { client.locks()?.release(&read).await.map(drop) }
             }
         };
-        let answer = granting(client, lease.ttl(), call, undo).await?;
-        let lease = self.guard.into_lease();
+        let mut unanswered = LetGo(Some(&mut self.guard));
+        let answer = granting(client, lease.ttl(), call, undo).await;
+        let guard = unanswered.0.take().expect("armed until the answer");
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(e) => {
+                if e.is_retryable() {
+                    guard.abandon();
+                }
+                return Err(e);
+            }
+        };
         let Some(grant) = answer else {
             lease.mark(true);
             return Err(Error::NotHeld {
@@ -290,8 +302,24 @@ impl LeaseGuard {
             });
         };
         let successor = lease.successor(read, Some(grant.token), t_sent);
-        lease.mark(false);
-        Ok(LeaseGuard::new(successor, LeaseKind::Read, grant.token))
+        // The write lease became the read lease: ended here, not released.
+        std::mem::replace(guard, Guard::new(successor))
+            .into_lease()
+            .mark(false);
+        (self.kind, self.token) = (LeaseKind::Read, grant.token);
+        Ok(())
+    }
+}
+
+/// Lets go of a guard's lease when dropped armed (a downgrade cancelled
+/// before its answer).
+struct LetGo<'a>(Option<&'a mut Guard>);
+
+impl Drop for LetGo<'_> {
+    fn drop(&mut self) {
+        if let Some(guard) = self.0.take() {
+            guard.abandon();
+        }
     }
 }
 

@@ -325,7 +325,8 @@ pub async fn downgrade_keeps_lock_shared(h: &dyn Harness) {
         })
     };
     sleep(ms(50)).await; // the writer is tried before the downgrade too
-    let r = w.downgrade().await.expect("downgraded");
+    let mut r = w;
+    r.downgrade().await.expect("downgraded");
     sleep(ms(50)).await; // and after it
     stop.store(true, SeqCst);
     let tries = join(hammer, ms(3000), "try_write loop").await;
@@ -366,7 +367,8 @@ pub async fn downgrade_lets_waiting_readers_in(h: &dyn Harness) {
     sleep(ms(150)).await; // let the reader start waiting
     assert!(!reader.is_finished(), "the reader waits");
     let t_downgrade = Instant::now();
-    let r = w.downgrade().await.expect("downgraded");
+    let mut r = w;
+    r.downgrade().await.expect("downgraded");
     let (rb, t) = join(reader, ms(3000), "reader").await;
     let rb = rb.expect("reader granted");
     let lag = t.saturating_duration_since(t_downgrade);
@@ -387,7 +389,8 @@ pub async fn downgrade_keeps_waiting_writer_ahead(h: &dyn Harness) {
     let writer = tokio::spawn(async move { wl.write().await });
     let readers = ctx.client("c").await.rwlock("k");
     assert_readers_blocked(&readers).await;
-    let r = w.downgrade().await.expect("downgraded");
+    let mut r = w;
+    r.downgrade().await.expect("downgraded");
     for i in 0..3 {
         assert!(
             readers.try_read().await.unwrap().is_none(),
@@ -413,8 +416,9 @@ pub async fn downgrade_of_foreign_lease_refused(h: &dyn Harness) {
     let wa = a.rwlock("k").ttl(ms(5000)).try_write().await.unwrap().expect("writer a");
     assert_eq!(c.rwlock("k").force_release().await.unwrap(), 1);
     let wb = b.rwlock("k").ttl(ms(5000)).try_write().await.unwrap().expect("writer b");
+    let mut wa = wa;
     match wa.downgrade().await {
-        Err(Error::NotHeld { .. }) => {}
+        Err(Error::NotHeld { .. }) => assert!(!wa.is_held(), "a's guard is lost"),
         other => panic!("downgrade of a force released lease: expected NotHeld, got {other:?}"),
     }
     let backend = ctx.backend().await;
@@ -438,8 +442,12 @@ pub async fn downgrade_of_foreign_lease_refused(h: &dyn Harness) {
     assert!(wb.extend().await.unwrap(), "b still holds the write lease");
     assert!(c.rwlock("k").try_read().await.unwrap().is_none(), "b still writes");
     assert!(wb.release().await.unwrap());
-    let r = c.rwlock("k").try_read().await.unwrap().expect("reader");
+    let mut r = c.rwlock("k").try_read().await.unwrap().expect("reader");
     assert_invalid(r.downgrade().await, "a read guard's downgrade");
+    // Changes nothing: the reader still holds, and a writer is refused.
+    assert!(r.is_held() && r.extend().await.unwrap(), "the reader still holds");
+    assert!(b.rwlock("k").try_write().await.unwrap().is_none(), "a writer got in");
+    assert!(r.release().await.unwrap());
 }
 
 /// A downgrade of a write lease that expired (no renewal) is `LeaseLost`,
@@ -457,6 +465,7 @@ pub async fn downgrade_of_expired_lease_refused(h: &dyn Harness) {
     .await
     .expect("a's lease expires and b takes over");
     assert!(!wa.is_held(), "a's lease expired locally before b's grant");
+    let mut wa = wa;
     match wa.downgrade().await {
         Err(Error::LeaseLost { .. }) => {}
         other => panic!("downgrade of an expired lease: expected LeaseLost, got {other:?}"),
@@ -476,7 +485,9 @@ pub async fn lost_downgrade_reply_frees_rwlock(h: &dyn Harness) {
     let (a, switch) = ctx.switchable_client("a", opts).await;
     let b = ctx.client("b").await;
     let w = a.rwlock("k").try_write().await.unwrap().expect("writer");
+    let mut w = w;
     with_lost_reply(&switch, "downgrade", w.downgrade()).await;
+    assert!(!w.is_held(), "it may have run: the guard let go of its lease");
     let wb = eventually(FREED_WITHIN, || async { b.rwlock("k").try_write().await.unwrap() })
         .await
         .expect("the lock is freed after a downgrade's lost reply");
