@@ -194,7 +194,7 @@ impl Job {
         let occ = Key::new(occurrence)?;
         crate::validate_ttl(job, self.retention)?;
         let client = &self.handle.client;
-        let jobs = client.jobs()?;
+        client.jobs()?;
         let holder = HolderId::new(*client.instance_id());
         let rounds = OnceRounds {
             client,
@@ -229,9 +229,15 @@ impl Job {
         // so that it can be retried at once.
         let lost = !lease.is_held();
         let retention = (!lost).then_some(self.retention);
-        let end = jobs.end(job, &occ, &holder, retention);
-        let site = || site("end", job, &holder, Some(token));
-        let finished = trace::call(client, site, end, Outcome::held).await;
+        let ending = Ending {
+            client,
+            job,
+            occ: &occ,
+            holder: &holder,
+            token,
+            ttl: opts.ttl,
+        };
+        let finished = ending.end(&lease, retention).await;
         let failed = lost || !matches!(finished, Ok(true));
         lease.mark(failed);
         let stage = if failed {
@@ -252,6 +258,84 @@ impl Job {
             false => Err(lost_error()),
         }
     }
+}
+
+/// The end of one run of an occurrence.
+struct Ending<'a> {
+    client: &'a Client,
+    job: &'a Key,
+    occ: &'a Key,
+    holder: &'a HolderId,
+    token: FencingToken,
+    ttl: Duration,
+}
+
+impl Ending<'_> {
+    /// Ends the run, finished for `retention` if given: whether it was
+    /// ended as asked. While the lease is still held (renewed meanwhile, and
+    /// within its local validity) an end that could not reach the backend
+    /// is sent again: the run is still this client's to end, and giving up
+    /// would leave a completed run to expire unfinished and run again
+    /// elsewhere. Repeating it is harmless (the backend checks the holder);
+    /// when an end that failed may have been applied after all, the retry
+    /// answers `false`, and the occurrence then tells what happened.
+    async fn end(&self, lease: &Lease, retention: Option<Duration>) -> Result<bool> {
+        let clock = self.client.clock().clone();
+        let longest = (self.ttl / 10).clamp(Duration::from_millis(1), Duration::from_secs(1));
+        let mut pause = Duration::from_millis(10).min(longest);
+        let mut failed = false;
+        loop {
+            let jobs = self.client.jobs()?;
+            let end = jobs.end(self.job, self.occ, self.holder, retention);
+            let site = || site("end", self.job, self.holder, Some(self.token));
+            match trace::call(self.client, site, end, Outcome::held).await {
+                Ok(false) if failed && retention.is_some() => return self.finished().await,
+                // Applied by the master (`Unconfirmed`): not repeated.
+                Err(e) if e.is_retryable() && !matches!(e, Error::Unconfirmed { .. }) => {
+                    let Some(until) = lease.valid_until() else {
+                        return Err(e);
+                    };
+                    tracing::debug!(job = %self.job, error = %e, "ending a run: trying again");
+                    failed = true;
+                    clock.sleep_until((clock.now() + pause).min(until)).await;
+                    pause = (pause * 2).min(longest);
+                }
+                res => return res,
+            }
+        }
+    }
+
+    /// After an end that failed and whose retry found the run no longer
+    /// this holder's: whether the occurrence finished (the failed end was
+    /// applied). A run this look begins (the backend lost the occurrence)
+    /// is ended unfinished at once.
+    async fn finished(&self) -> Result<bool> {
+        let (client, job, occ, holder) = (self.client, self.job, self.occ, self.holder);
+        let begin = client.jobs()?.begin(job, occ, holder, self.ttl);
+        let begin = granting(client, self.ttl, begin, || {
+            let (job, occ, holder) = (job.clone(), occ.clone(), holder.clone());
+            move |client: Client| end_unfinished(client, job.clone(), occ.clone(), holder.clone())
+        })
+        .await?;
+        match begin {
+            OnceBegin::Finished => Ok(true),
+            OnceBegin::Running { .. } => Ok(false),
+            OnceBegin::Started { .. } => {
+                let end = client.jobs()?.end(job, occ, holder, None);
+                let _ = end.await;
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// Ends `holder`'s run unfinished (a clean-up: nothing to answer).
+async fn end_unfinished(client: Client, job: Key, occ: Key, holder: HolderId) -> Result<()> {
+    client
+        .jobs()?
+        .end(&job, &occ, &holder, None)
+        .await
+        .map(drop)
 }
 
 struct OnceRounds<'a> {
@@ -280,16 +364,7 @@ impl Attempts for OnceRounds<'_> {
         // unfinished (it may be retried at once).
         let begin = granting(client, self.ttl, begin, || {
             let (job, occ, holder) = (job.clone(), occ.clone(), holder.clone());
-            move |client: Client| {
-                let (job, occ, holder) = (job.clone(), occ.clone(), holder.clone());
-                async move {
-                    client
-                        .jobs()?
-                        .end(&job, &occ, &holder, None)
-                        .await
-                        .map(drop)
-                }
-            }
+            move |client: Client| end_unfinished(client, job.clone(), occ.clone(), holder.clone())
         })
         .await?;
         Ok(match begin {

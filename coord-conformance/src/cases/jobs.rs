@@ -155,6 +155,51 @@ pub async fn run_outliving_its_lease_is_retried(h: &dyn Harness) {
     );
 }
 
+/// A run whose body returned while its lease was held, and whose end met a
+/// transient error (the backend unreachable for 20 ms), sends its end again
+/// while its lease is still held: the occurrence is finished, `run_once`
+/// answers `Ran`, and another instance answers `AlreadyFinished` without
+/// running the body a second time.
+#[needs(Need::Jobs)]
+pub async fn finished_run_not_rerun_after_end_blip(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx
+        .switchable_client("a", default_options().ttl(ms(1000)))
+        .await;
+    let b = ctx.client("b").await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (r, sw) = (runs.clone(), switch.clone());
+    let first = a
+        .job("j")
+        .run_once("o", |_| async move {
+            r.fetch_add(1, SeqCst);
+            // A 20 ms blip, just as the body ends.
+            sw.off();
+            let sw = sw.clone();
+            tokio::spawn(async move {
+                sleep(ms(20)).await;
+                sw.on();
+            });
+        })
+        .await;
+    let r = runs.clone();
+    let second = timeout(
+        ms(3000),
+        b.job("j").run_once("o", |_| async move {
+            r.fetch_add(1, SeqCst);
+        }),
+    )
+    .await
+    .expect("b answers");
+    assert_eq!(
+        runs.load(SeqCst),
+        1,
+        "the body ran twice: a's run_once answered {first:?}, b's {second:?}"
+    );
+    assert!(matches!(first, Ok(RunOnce::Ran(()))), "{first:?}");
+    assert!(matches!(second, Ok(RunOnce::AlreadyFinished)), "{second:?}");
+}
+
 /// A finished occurrence runs again once its marker's retention passed.
 #[needs(Need::Jobs)]
 pub async fn run_once_retention_expiry_allows_rerun(h: &dyn Harness) {
