@@ -184,7 +184,8 @@ impl Job {
     /// again, so the body must use `ctx.token` to fence what it writes.
     ///
     /// # Cancel safety
-    /// Cancelling ends the run unfinished (another instance may retry it).
+    /// Cancelling ends the run unfinished (another instance may retry it),
+    /// also once the body returned, while the run's end is on its way.
     pub async fn run_once<T, F, Fut>(&self, occurrence: &str, body: F) -> Result<RunOnce<T>>
     where
         F: FnOnce(JobContext) -> Fut,
@@ -221,13 +222,12 @@ impl Job {
             lost: guard.lost_signal(),
         };
         let out = body(ctx).await;
-        let lease = guard.into_lease();
         // A run whose lease was lost while the body ran does not count, even
         // if the backend still has it (the local validity ran out first, or a
         // renewal was refused): the body may have stopped at `ctx.lost`, and
         // another instance may already run the occurrence. End it unfinished
         // so that it can be retried at once.
-        let lost = !lease.is_held();
+        let lost = !guard.is_held();
         let retention = (!lost).then_some(self.retention);
         let ending = Ending {
             client,
@@ -237,7 +237,12 @@ impl Job {
             token,
             ttl: opts.ttl,
         };
-        let finished = ending.end(&lease, retention).await;
+        // The guard stays armed until the end answered: a `run_once`
+        // cancelled meanwhile ends the run unfinished in the background (the
+        // guard's drop), as a cancelled body does, rather than leaving it
+        // held for nobody, unrenewed, until its TTL.
+        let finished = ending.end(guard.lease(), retention).await;
+        let lease = guard.into_lease();
         let failed = lost || !matches!(finished, Ok(true));
         lease.mark(failed);
         let stage = if failed {

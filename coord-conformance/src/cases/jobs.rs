@@ -277,6 +277,46 @@ pub async fn job_run_is_exclusive_with_token(h: &dyn Harness) {
     assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
 }
 
+/// Cancelling `run_once` after its body returned, while the end of the run
+/// is on its way (held by a slow network), ends the run unfinished: another
+/// instance runs the occurrence at once, as attempt 2, not after the 5 s
+/// TTL.
+#[needs(Need::Jobs)]
+pub async fn cancelled_run_once_ends_run_unfinished(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx
+        .switchable_client("a", default_options().ttl(ms(5000)))
+        .await;
+    let b = ctx.client("b").await;
+    let sw = switch.clone();
+    let job = a.job("j");
+    let cancelled = timeout(
+        ms(300),
+        job.run_once("o", |_| async move {
+            // The body is done; the end of the run that follows is held
+            // on the way, and the caller gives up.
+            sw.holding();
+        }),
+    )
+    .await;
+    assert!(cancelled.is_err(), "run_once should still wait on its end: {cancelled:?}");
+    switch.on();
+    let t0 = Instant::now();
+    let out = timeout(
+        ms(2000),
+        b.job("j").run_once("o", |ctx| async move { ctx.attempt }),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the cancelled run still blocks the occurrence {:?} later (TTL 5 s)",
+            t0.elapsed()
+        )
+    })
+    .unwrap();
+    assert_eq!(out, RunOnce::Ran(2), "retried as attempt 2");
+}
+
 /// A bad occurrence key, an empty job name, a zero TTL and a zero retention
 /// are `InvalidArgument` at once, without running the body.
 #[needs(Need::Jobs)]
