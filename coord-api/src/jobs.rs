@@ -10,8 +10,8 @@ use crate::{
     lease::{
         BoxFuture, Guard, Lease, Tenure,
         metrics::{self, Stage},
-        released,
-        undo::granting,
+        released, spawn_background,
+        undo::{self, granting},
         wait::{Attempts, Step, wait_for},
     },
     trace::{self, Outcome, Site},
@@ -152,7 +152,10 @@ impl Job {
 
     /// Waits for the job's lease (the lock of the same name), then runs
     /// `body` while holding it, and releases it. The body should stop when
-    /// `ctx.lost` fires.
+    /// `ctx.lost` fires. Once the body ran, its value is returned even if
+    /// the lease was lost meanwhile or its release failed (a warning is
+    /// traced; a release that could not reach the backend is retried in the
+    /// background).
     pub async fn run<T, F, Fut>(&self, body: F) -> Result<T>
     where
         F: FnOnce(JobContext) -> Fut,
@@ -166,8 +169,35 @@ impl Job {
             lost: guard.lost_signal(),
         };
         let out = body(ctx).await;
-        if !guard.release().await? {
-            tracing::warn!(job = %self.handle.key_str(), "job finished after its lease was lost");
+        let lease = guard.lease().clone();
+        // The body ran: its value is the answer whatever the release meets.
+        // A lease is lost mostly through a partition, which is exactly when
+        // the release fails too.
+        match guard.release().await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(job = %self.handle.key_str(), "job finished after its lease was lost")
+            }
+            Err(e) => {
+                tracing::warn!(
+                    job = %self.handle.key_str(),
+                    error = %e,
+                    "job finished; its lease could not be released (freed at its TTL otherwise)"
+                );
+                // As a dropped guard's release: retried in the background
+                // while the backend is unreachable (never a counted hold's).
+                if e.is_retryable() && !lease.tenure.counted() {
+                    let ttl = lease.ttl();
+                    spawn_background(async move {
+                        let client = lease.client.clone();
+                        undo::retry(&client, ttl, move |client| {
+                            let lease = lease.clone();
+                            async move { lease.tenure.release(&client)?.await.map(drop) }
+                        })
+                        .await
+                    });
+                }
+            }
         }
         Ok(out)
     }

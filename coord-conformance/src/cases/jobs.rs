@@ -277,6 +277,56 @@ pub async fn job_run_is_exclusive_with_token(h: &dyn Harness) {
     assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
 }
 
+/// A `Job::run` whose lease was lost while the body ran (the instance cut
+/// off from the backend, so that the release fails too) still returns the
+/// body's value.
+#[needs(Need::Locks)]
+pub async fn job_run_returns_value_after_lease_lost(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx
+        .switchable_client("a", default_options().ttl(ms(300)))
+        .await;
+    let sw = switch.clone();
+    let out = timeout(
+        ms(3000),
+        a.job("j").run(|ctx| async move {
+            sw.off(); // cut off mid-body: the lease is lost
+            ctx.lost.wait().await;
+            42u32
+        }),
+    )
+    .await
+    .expect("run returns");
+    assert!(
+        matches!(out, Ok(42)),
+        "the body ran to completion but run() lost its value: {out:?}"
+    );
+}
+
+/// A bad occurrence key, an empty job name, a zero TTL and a zero retention
+/// are `InvalidArgument` at once, without running the body.
+#[needs(Need::Jobs)]
+pub async fn job_invalid_input_refused(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let body = |_| async { panic!("the body ran") };
+    let long = "o".repeat(513);
+    let bad = [
+        ("empty occurrence", a.job("j"), ""),
+        ("control character occurrence", a.job("j"), "a\nb"),
+        ("513-byte occurrence", a.job("j"), long.as_str()),
+        ("empty job", a.job(""), "o"),
+        ("zero ttl", a.job("j").ttl(Duration::ZERO), "o"),
+        ("zero retention", a.job("j").retention(Duration::ZERO), "o"),
+    ];
+    for (what, job, occ) in bad {
+        assert_invalid(at_once(job.run_once(occ, body)).await, what);
+    }
+    assert_invalid(at_once(a.job("").run(body)).await, "run empty job");
+    let ok = a.job("j").run_once("o", |_| async {}).await.unwrap();
+    assert_eq!(ok, RunOnce::Ran(()), "nothing recorded by the refusals");
+}
+
 /// Cancelling `run_once` after its body returned, while the end of the run
 /// is on its way (held by a slow network), ends the run unfinished: another
 /// instance runs the occurrence at once, as attempt 2, not after the 5 s
@@ -317,29 +367,6 @@ pub async fn cancelled_run_once_ends_run_unfinished(h: &dyn Harness) {
     assert_eq!(out, RunOnce::Ran(2), "retried as attempt 2");
 }
 
-/// A bad occurrence key, an empty job name, a zero TTL and a zero retention
-/// are `InvalidArgument` at once, without running the body.
-#[needs(Need::Jobs)]
-pub async fn job_invalid_input_refused(h: &dyn Harness) {
-    let ctx = Ctx::new(h);
-    let a = ctx.client("a").await;
-    let body = |_| async { panic!("the body ran") };
-    let long = "o".repeat(513);
-    let bad = [
-        ("empty occurrence", a.job("j"), ""),
-        ("control character occurrence", a.job("j"), "a\nb"),
-        ("513-byte occurrence", a.job("j"), long.as_str()),
-        ("empty job", a.job(""), "o"),
-        ("zero ttl", a.job("j").ttl(Duration::ZERO), "o"),
-        ("zero retention", a.job("j").retention(Duration::ZERO), "o"),
-    ];
-    for (what, job, occ) in bad {
-        assert_invalid(at_once(job.run_once(occ, body)).await, what);
-    }
-    assert_invalid(at_once(a.job("").run(body)).await, "run empty job");
-    let ok = a.job("j").run_once("o", |_| async {}).await.unwrap();
-    assert_eq!(ok, RunOnce::Ran(()), "nothing recorded by the refusals");
-}
 /// A run-once whose begin reply was lost after the backend started the run
 /// ends that run unfinished: another instance runs the occurrence within a
 /// renewal interval, not after the run's TTL.
