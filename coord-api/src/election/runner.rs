@@ -137,7 +137,8 @@ impl LeaderRunner {
         self
     }
 
-    /// Called (as a task) when a term is won; aborted when it ends.
+    /// Called (as a task) when a term is won; aborted when it ends, and
+    /// stopped before the term is resigned or `on_lost` called.
     pub fn on_acquired<F, Fut>(mut self, f: F) -> Self
     where
         F: Fn(LeaderContext) -> Fut + Send + Sync + 'static,
@@ -210,15 +211,24 @@ impl LeaderRunner {
                     _ => std::future::pending().await,
                 }
             };
+            let mut finished = false;
             let ended = tokio::select! {
                 biased;
                 _ = stop.wait_for(|s| *s) => Ended::Stopped,
                 _ = leadership.lost() => Ended::Lost,
                 _ = give_up.notified() => Ended::GaveUp,
-                _ = returned => Ended::GaveUp,
+                _ = returned => {
+                    finished = true;
+                    Ended::GaveUp
+                }
             };
-            if let Some(task) = callback {
+            // `abort` only asks: a callback in the middle of a poll goes on
+            // until its next await. Wait for it to stop before the term is
+            // resigned or `on_lost` called, so that it never works on while
+            // another instance leads.
+            if let Some(task) = callback.take().filter(|_| !finished) {
                 task.abort();
+                let _ = task.await;
             }
             state.send_replace(None);
             match ended {

@@ -75,6 +75,58 @@ pub async fn runner_shutdown_resigns(h: &dyn Harness) {
     timeout(ms(3000), rb.shutdown()).await.expect("shutdown");
 }
 
+/// `shutdown` waits until the aborted `on_acquired` stopped: a callback in
+/// the middle of a poll (CPU-bound work between two awaits) does not go on
+/// after `shutdown` returned, after its term was resigned, while another
+/// instance leads.
+pub async fn runner_shutdown_stops_callback_before_returning(h: &dyn Harness) {
+    struct Dropped(Arc<AtomicUsize>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.store(1, SeqCst);
+        }
+    }
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let steps = Arc::new(AtomicUsize::new(0));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (d, s) = (dropped.clone(), steps.clone());
+    let runner = LeaderRunner::new(a.election("e"))
+        .leadership_timeout(ms(5000))
+        .on_acquired(move |lc| {
+            let (tx, d, s) = (tx.clone(), d.clone(), s.clone());
+            async move {
+                let _dropped = Dropped(d);
+                let _ = tx.send(lc.term);
+                loop {
+                    // A step of CPU-bound work, then an await point.
+                    std::thread::sleep(ms(200));
+                    s.fetch_add(1, SeqCst);
+                    tokio::task::yield_now().await;
+                }
+            }
+        })
+        .start();
+    timeout(ms(2000), rx.recv()).await.expect("a leads").unwrap();
+    sleep(ms(50)).await;
+    timeout(ms(3000), runner.shutdown()).await.expect("shutdown");
+    let (dropped_then, steps_then) = (dropped.load(SeqCst), steps.load(SeqCst));
+    let lb = timeout(ms(2000), b.election("e").ttl(ms(5000)).campaign())
+        .await
+        .expect("b wins after a's shutdown")
+        .unwrap();
+    sleep(ms(500)).await;
+    let steps_later = steps.load(SeqCst);
+    lb.resign().await.unwrap();
+    assert_eq!(
+        (dropped_then, steps_later),
+        (1, steps_then),
+        "shutdown returned while a's on_acquired still ran; it went on working \
+         (steps {steps_then} -> {steps_later}) while b led"
+    );
+}
+
 /// With `resign_on_return`, a runner's term ends when `on_acquired`
 /// returns: the term is resigned and a waiting candidate wins at once
 /// (long before the 5 s TTL), with a greater term.
