@@ -12,7 +12,7 @@ use crate::{
     Barrier, Clock, DoubleBarrier, Election, Error, GraphBuilder, Group, InstanceId, Job, Latch,
     LeaseOptions, Lock, MultiLock, Queue, Result, RwLock, Semaphore, State, StateSpace, TokioClock,
     Topic,
-    lease::{registry::Registry, renewal::Renewals},
+    lease::{Lease, registry::Registry, renewal::Renewals, spawn_background},
     ops::{Operations, PresenceOptions, presence},
     spi::{
         BarrierBackend, DynBackend, ElectionBackend, GraphBackend, GroupBackend, JobBackend,
@@ -121,9 +121,19 @@ impl Client {
         self.inner.metrics_per_key
     }
 
-    /// The leases this client started.
-    pub(crate) fn leases(&self) -> &Registry {
-        &self.inner.leases
+    /// The leases this client started, as the lease engine notes them.
+    pub(crate) fn leases(&self) -> Leases<'_> {
+        Leases { client: self }
+    }
+
+    /// A handle on this client whose calls still go out once it is closed:
+    /// [`close`](Self::close)'s own, and the background clean-ups', which
+    /// only give things up (what a closing client wants done at once).
+    pub(crate) fn closer(&self) -> Client {
+        Client {
+            inner: self.inner.clone(),
+            closer: true,
+        }
     }
 
     /// Closes the client: every lease it holds is released (locks,
@@ -156,10 +166,7 @@ impl Client {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        let closer = Client {
-            inner: self.inner.clone(),
-            closer: true,
-        };
+        let closer = self.closer();
         let leases = self.inner.leases.take_held();
         tracing::info!(
             instance = %self.inner.instance,
@@ -415,6 +422,37 @@ impl fmt::Debug for Client {
             .field("backend", &format_args!("{}", self.inner.backend))
             .field("instance", &self.inner.instance)
             .finish_non_exhaustive()
+    }
+}
+
+/// The registry of a client's leases, as the lease engine notes them.
+pub(crate) struct Leases<'a> {
+    client: &'a Client,
+}
+
+impl Leases<'_> {
+    /// Notes a lease just granted. A lease granted once the client is closed
+    /// (its grant was on its way when `close` began, and `close` emptied the
+    /// registry before it came) is ended at once: believed released, and
+    /// released on the backend in the background through the closer, as
+    /// `close` would have. Otherwise nobody would renew or release it (every
+    /// call of the closed client is refused), and it would block others
+    /// until its TTL. `close` sets its flag before it empties the registry,
+    /// and this looks at the flag after noting: a lease is either taken by
+    /// `close` or seen here (both, at worst: a second release changes
+    /// nothing, releases being holder-checked).
+    pub(crate) fn note(&self, lease: &Arc<Lease>) {
+        let client = self.client;
+        client.inner.leases.note(lease);
+        if client.is_closed() {
+            lease.mark(false);
+            let (lease, closer) = (lease.clone(), client.closer());
+            spawn_background(async move {
+                if let Err(e) = lease.close(&closer).await {
+                    tracing::warn!(error = %e, "a lease granted after close: not released");
+                }
+            });
+        }
     }
 }
 

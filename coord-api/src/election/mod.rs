@@ -186,7 +186,18 @@ impl Election {
         let site = || self.site("campaign", key, Some(holder));
         let campaign = trace::call(client, site, campaign, classify);
         match granting(client, opts.ttl, campaign, || give_up(key, holder)).await? {
-            Campaign::Elected(info) => Ok(Ok(self.leadership(key, holder, info, t_sent))),
+            Campaign::Elected(info) => {
+                let leadership = self.leadership(key, holder, info, t_sent);
+                // Won as the client closed: the term was resigned at once
+                // (see `Leases::note`), and the campaign ends as every call
+                // of a closed client does.
+                if client.is_closed() {
+                    return Err(Error::Closed {
+                        instance: client.instance_id().to_string(),
+                    });
+                }
+                Ok(Ok(leadership))
+            }
             busy => Ok(Err(busy)),
         }
     }

@@ -75,4 +75,48 @@ pub async fn close_resigns_terms_and_leaves_groups(h: &dyn Harness) {
     assert!(matches!(res, Err(Error::Closed { .. })), "{res:?}");
     lb.resign().await.unwrap();
 }
+
+/// A campaign round in flight when its client was closed, answered
+/// `Elected` after `close` began, leaves no term behind: the term is
+/// resigned at once (another client is elected long before its 5 s TTL),
+/// and the campaign answers `Error::Closed`.
+#[needs(Need::Elections)]
+pub async fn close_resigns_term_won_while_closing(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (b, switch) = ctx
+        .switchable_client("b", default_options().ttl(ms(5000)))
+        .await;
+    let o = ctx.client("o").await;
+    switch.holding();
+    let waiting = campaign_task(b.election("e"));
+    sleep(ms(100)).await; // the first round is on its way, held
+    let closing = {
+        let b = b.clone();
+        tokio::spawn(async move { b.close().await })
+    };
+    sleep(ms(50)).await;
+    assert!(b.is_closed());
+    switch.on();
+    let won = join(waiting, ms(3000), "b's campaign").await;
+    let _ = join(closing, ms(3000), "b's close").await;
+    let still = match &won {
+        Ok((l, _)) => l.is_leader(),
+        Err(_) => false,
+    };
+    let closed = matches!(&won, Err(Error::Closed { .. }));
+    let answer = format!("{:?}", won.as_ref().map(|(l, _)| l.term()));
+    drop(won);
+    let t0 = Instant::now();
+    let free = eventually(ms(1500), || async {
+        o.election("e").ttl(ms(5000)).try_campaign().await.unwrap()
+    })
+    .await;
+    assert!(
+        free.is_some(),
+        "the election is still held {:?} after the closed client's campaign \
+         (its leadership believed it led: {still}; TTL 5 s)",
+        t0.elapsed()
+    );
+    assert!(closed, "b's campaign answered {answer}");
+}
 }
