@@ -189,7 +189,7 @@ impl Job {
                 if e.is_retryable() && !lease.tenure.counted() {
                     let ttl = lease.ttl();
                     spawn_background(async move {
-                        let client = lease.client.clone();
+                        let client = lease.client.closer();
                         undo::retry(&client, ttl, move |client| {
                             let lease = lease.clone();
                             async move { lease.tenure.release(&client)?.await.map(drop) }
@@ -364,9 +364,11 @@ impl Ending<'_> {
     }
 }
 
-/// Ends `holder`'s run unfinished (a clean-up: nothing to answer).
+/// Ends `holder`'s run unfinished (a clean-up: nothing to answer; it goes
+/// out through the closer, also once the client is closed).
 async fn end_unfinished(client: Client, job: Key, occ: Key, holder: HolderId) -> Result<()> {
-    client
+    let closer = client.closer();
+    closer
         .jobs()?
         .end(&job, &occ, &holder, None)
         .await

@@ -119,4 +119,33 @@ pub async fn close_resigns_term_won_while_closing(h: &dyn Harness) {
     );
     assert!(closed, "b's campaign answered {answer}");
 }
+
+/// A waiting campaign of a client that is closed, then dropped, withdraws
+/// its candidacy at once: nobody lists it after its client closed, long
+/// before its 5 s TTL.
+#[needs(Need::Elections)]
+pub async fn close_withdraws_dropped_campaigns_candidacy(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b, o) = (ctx.client("a").await, ctx.client("b").await, ctx.client("o").await);
+    let la = elect(&a.election("e").ttl(ms(5000)), "a").await;
+    let waiting = campaign_task(b.election("e").ttl(ms(5000)));
+    let listed = |o: Client| async move {
+        let all = o.election("e").candidates().await.unwrap();
+        all.iter().any(|c| c.instance().as_str() == "b")
+    };
+    eventually(ms(2000), || async { listed(o.clone()).await.then_some(()) })
+        .await
+        .expect("b listed as a candidate");
+    b.close().await.unwrap();
+    waiting.abort();
+    let _ = waiting.await;
+    let t0 = Instant::now();
+    let gone = eventually(ms(1500), || async { (!listed(o.clone()).await).then_some(()) }).await;
+    la.resign().await.unwrap();
+    assert!(
+        gone.is_some(),
+        "b's candidacy still listed {:?} after its client closed and its campaign was dropped (TTL 5 s)",
+        t0.elapsed()
+    );
+}
 }
