@@ -452,10 +452,16 @@ impl Lease {
     /// left). A counted hold's failed release leaves the lease to its other
     /// guards. Returns whether the backend still held the lease.
     pub(crate) async fn release(&self, ends: bool) -> Result<bool> {
+        self.release_through(&self.client, ends).await
+    }
+
+    /// [`release`](Self::release) through `client` (the lease's, or a
+    /// closer of it for a clean-up in the background).
+    async fn release_through(&self, client: &Client, ends: bool) -> Result<bool> {
         if ends {
             self.mark(false);
         }
-        match self.release_once(&self.client).await? {
+        match self.release_once(client).await? {
             Release::Released { remaining: 0 } => {
                 self.mark(false);
                 Ok(true)
@@ -463,7 +469,7 @@ impl Lease {
             Release::Released { remaining } => {
                 if ends {
                     // What this cannot drop, the TTL frees.
-                    let _ = self.release_rest(&self.client, remaining).await;
+                    let _ = self.release_rest(client, remaining).await;
                 }
                 Ok(true)
             }
@@ -495,12 +501,14 @@ impl Lease {
     /// background, and, when it ends the lease, repeated while the backend
     /// is unreachable (for at most the TTL, which frees the lease by then
     /// anyway). A counted hold that leaves other guards is released once
-    /// (repeating it could drop another guard's hold).
+    /// (repeating it could drop another guard's hold). It goes out also
+    /// once the client is closed (through its closer: it only gives up).
     async fn release_dropped(self: Arc<Self>, ends: bool) {
-        match self.release(ends).await {
+        let client = self.client.closer();
+        match self.release_through(&client, ends).await {
             Err(e) if e.is_retryable() && ends => {
                 let lease = self.clone();
-                undo::retry(&self.client, self.ttl, move |client| {
+                undo::retry(&client, self.ttl, move |client| {
                     let lease = lease.clone();
                     async move { lease.release_all(&client).await }
                 })

@@ -76,6 +76,9 @@ where
 {
     fn fire(self, client: Client, ttl: Duration) {
         let undo = self();
+        // Through a closer: a clean-up only gives up, also once the client
+        // is closed (a grant whose answer was lost during close).
+        let client = client.closer();
         spawn_background(async move { retry(&client, ttl, undo).await });
     }
 }
@@ -167,6 +170,30 @@ mod tests {
             1
         );
         assert!(attempts(|| Err(Error::unavailable("test", "gone"))).await > 1);
+    }
+
+    /// A clean-up fired on a closed client still goes out (through its
+    /// closer: it only gives things up); through the client itself it was
+    /// refused with `Closed`, and what it releases stayed held until its TTL.
+    #[tokio::test(start_paused = true)]
+    async fn a_clean_up_goes_out_after_close() {
+        let backend = Arc::new(Counting::default());
+        let client = Client::new(backend.clone());
+        client.close().await.unwrap();
+        let id = crate::spi::LeaseId {
+            kind: crate::LeaseKind::Exclusive,
+            key: crate::Key::new("k").unwrap(),
+            holder: crate::HolderId::new(*client.instance_id()),
+        };
+        let release = || {
+            move |client: Client| {
+                let id = id.clone();
+                async move { client.locks()?.release(&id).await.map(drop) }
+            }
+        };
+        drop(Undo::new(&client, Duration::from_secs(5), release));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(backend.releases(), 1);
     }
 
     /// Pauses double from 10 ms up to a second, or up to a tenth of the
