@@ -70,16 +70,25 @@ impl InstanceId {
         Ok(InstanceId(intern(id)))
     }
 
-    /// A fresh id for this process: `<hostname or "host">-<pid>-<4 random hex>`.
+    /// A fresh id for this process: `<hostname>-<pid>-<16 random hex>`. The
+    /// host name is `HOSTNAME`, else the kernel's (`/proc/sys/kernel/hostname`),
+    /// else `host`. 64 random bits: processes whose host names and pids agree
+    /// (containers are often pid 1, and `HOSTNAME` is not always exported)
+    /// still get distinct ids (16 bits made a collision likely among a few
+    /// hundred; two instances with one id make a dead one's leases look
+    /// alive).
     pub fn generate() -> InstanceId {
-        let host = std::env::var("HOSTNAME")
-            .ok()
-            .filter(|h| InstanceId::new(h).is_ok() && h.len() <= 64)
+        let usable = |h: &String| InstanceId::new(h).is_ok() && h.len() <= 64;
+        let host = (std::env::var("HOSTNAME").ok().filter(usable))
+            .or_else(|| {
+                let kernel = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+                Some(kernel.trim().to_owned()).filter(usable)
+            })
             .unwrap_or_else(|| "host".to_owned());
         let id = format!(
-            "{host}-{}-{:04x}",
+            "{host}-{}-{:016x}",
             std::process::id(),
-            rand::random::<u16>()
+            rand::random::<u64>()
         );
         InstanceId(intern(&id))
     }
@@ -223,6 +232,21 @@ mod tests {
         all.extend(std::thread::spawn(draw).join().unwrap());
         let distinct: HashSet<u128> = all.iter().map(HolderId::nonce).collect();
         assert_eq!(distinct.len(), all.len());
+    }
+
+    /// Generated ids end in the pid and 16 random hex digits (64 bits: two
+    /// processes with one host name and pid do not collide).
+    #[test]
+    fn generated_ids_carry_the_pid_and_64_random_bits() {
+        let ids: HashSet<&str> = (0..100).map(|_| InstanceId::generate().as_str()).collect();
+        assert_eq!(ids.len(), 100);
+        for id in ids {
+            let (rest, random) = id.rsplit_once('-').unwrap();
+            assert_eq!(random.len(), 16, "{id}");
+            assert!(random.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+            let pid = rest.rsplit_once('-').unwrap().1;
+            assert_eq!(pid, std::process::id().to_string(), "{id}");
+        }
     }
 
     #[test]

@@ -213,6 +213,12 @@ impl Job {
     /// finished and `Error::LeaseLost` is returned: the occurrence may run
     /// again, so the body must use `ctx.token` to fence what it writes.
     ///
+    /// A body that returns has run, whatever it returns: a `T` that is an
+    /// `Err` is handed back in `RunOnce::Ran` and the occurrence counts as
+    /// finished (not retried within the retention). For a failure to be
+    /// retried, cancel the `run_once` instead (the run ends unfinished), or
+    /// run the retry as another occurrence.
+    ///
     /// # Cancel safety
     /// Cancelling ends the run unfinished (another instance may retry it),
     /// also once the body returned, while the run's end is on its way.
