@@ -110,6 +110,11 @@ impl Tenure for Term {
 }
 
 impl Election {
+    /// The client this election's calls go through.
+    pub(crate) fn client(&self) -> &Client {
+        &self.handle.client
+    }
+
     pub(crate) fn new(client: Client, name: &str) -> Election {
         Election {
             handle: Handle::new(client, name),

@@ -4,7 +4,7 @@ use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use tokio::sync::watch;
 
-use crate::{FencingToken, LeaderInfo, LostSignal, election::Election};
+use crate::{Clock, FencingToken, LeaderInfo, LostSignal, election::Election, lease::wait::later};
 
 type Callback<A> = Arc<dyn Fn(A) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
@@ -173,6 +173,7 @@ impl LeaderRunner {
     async fn run(self, mut stop: watch::Receiver<bool>, state: watch::Sender<Option<LeaderInfo>>) {
         let (min, max) = self.backoff;
         let mut backoff = min;
+        let clock = self.election.client().clock().clone();
         loop {
             let won = tokio::select! {
                 biased;
@@ -187,7 +188,7 @@ impl LeaderRunner {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "leader runner: campaign failed; backing off");
-                    if pause(&mut stop, &mut backoff, max).await {
+                    if pause(&clock, &mut stop, &mut backoff, max).await {
                         return;
                     }
                     continue;
@@ -242,7 +243,7 @@ impl LeaderRunner {
                         "leader runner: the callback gave the term up"
                     );
                     let _ = leadership.resign().await;
-                    if pause(&mut stop, &mut backoff, max).await {
+                    if pause(&clock, &mut stop, &mut backoff, max).await {
                         return;
                     }
                     continue;
@@ -253,7 +254,7 @@ impl LeaderRunner {
             if let Some(f) = &self.on_lost {
                 f(term).await;
             }
-            if pause(&mut stop, &mut backoff, max).await {
+            if pause(&clock, &mut stop, &mut backoff, max).await {
                 return;
             }
         }
@@ -262,22 +263,20 @@ impl LeaderRunner {
 
 /// Sleeps a jittered `backoff` (doubling it up to `max`); true if stopped.
 /// Saturates instead of overflowing, whatever the durations.
-async fn pause(stop: &mut watch::Receiver<bool>, backoff: &mut Duration, max: Duration) -> bool {
+async fn pause(
+    clock: &Arc<dyn Clock>,
+    stop: &mut watch::Receiver<bool>,
+    backoff: &mut Duration,
+    max: Duration,
+) -> bool {
     let jittered = backoff.as_secs_f64() * rand::random_range(0.5..=1.0);
     let wait = Duration::try_from_secs_f64(jittered).unwrap_or(*backoff);
     *backoff = backoff.saturating_mul(2).min(max);
     tokio::select! {
         biased;
         _ = stop.wait_for(|s| *s) => true,
-        _ = sleep_for(wait) => false,
-    }
-}
-
-/// Sleeps `d`, or for ever when `d` reaches past the clock's range.
-async fn sleep_for(d: Duration) {
-    match tokio::time::Instant::now().checked_add(d) {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
+        // The client's clock (a test clock drives it too); saturating.
+        _ = clock.sleep_until(later(clock.now(), wait)) => false,
     }
 }
 
