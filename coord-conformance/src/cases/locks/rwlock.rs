@@ -540,29 +540,7 @@ pub async fn last_reader_expiry_wakes_writer(h: &dyn Harness) {
 /// gone after one release.
 #[needs(Need::Inspect)]
 pub async fn reader_asking_again_gets_a_new_token(h: &dyn Harness) {
-    let ctx = Ctx::new(h);
-    let backend = ctx.backend().await;
-    let read = LeaseId { kind: LeaseKind::Read, key: key("k"), holder: intruder() };
-    let mut tokens = Vec::new();
-    for _ in 0..2 {
-        match locks(&backend).acquire(&read, ms(2000)).await.unwrap() {
-            Acquire::Granted(g) => tokens.push(g.token),
-            other => panic!("read lease refused: {other:?}"),
-        }
-    }
-    let listed = locks(&backend).inspect(LockSpace::RwLock, &key("k")).await.unwrap();
-    let released = locks(&backend).release(&read).await;
-    let left = locks(&backend).inspect(LockSpace::RwLock, &key("k")).await.unwrap();
-    let _ = locks(&backend).force_release(LockSpace::RwLock, &key("k")).await;
-    assert!(tokens[1] > tokens[0], "read again: tokens {tokens:?}");
-    assert!(
-        listed.len() == 1 && listed[0].token == tokens[1],
-        "one read lease, of the new token {:?}: {listed:?}",
-        tokens[1]
-    );
-    assert!(
-        left.is_empty(),
-        "one release ({released:?}) leaves nothing: {left:?}"
-    );
+    let lease = LeaseId { kind: LeaseKind::Read, key: key("k"), holder: intruder() };
+    super::asking_again_replaces(h, lease, LockSpace::RwLock, "read lease").await;
 }
 }

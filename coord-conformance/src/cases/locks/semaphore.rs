@@ -521,29 +521,7 @@ pub async fn semaphore_wide_waiter_giving_up_does_not_hold_back_one(h: &dyn Harn
 /// the way), of a new, larger token, gone after one release.
 #[needs(Need::Inspect)]
 pub async fn semaphore_same_holder_again_replaces_its_lease(h: &dyn Harness) {
-    let ctx = Ctx::new(h);
-    let backend = ctx.backend().await;
-    let permit = LeaseId { kind: LeaseKind::Permit { limit: 1 }, key: key("s"), holder: intruder() };
-    let mut tokens = Vec::new();
-    for _ in 0..2 {
-        match locks(&backend).acquire(&permit, ms(2000)).await.unwrap() {
-            Acquire::Granted(g) => tokens.push(g.token),
-            other => panic!("the holder of the one permit refused it again: {other:?}"),
-        }
-    }
-    let listed = locks(&backend).inspect(LockSpace::Semaphore, &key("s")).await.unwrap();
-    let released = locks(&backend).release(&permit).await;
-    let left = locks(&backend).inspect(LockSpace::Semaphore, &key("s")).await.unwrap();
-    let _ = locks(&backend).force_release(LockSpace::Semaphore, &key("s")).await;
-    assert!(tokens[1] > tokens[0], "permit again: tokens {tokens:?}");
-    assert!(
-        listed.len() == 1 && listed[0].token == tokens[1],
-        "one permit lease, of the new token {:?}: {listed:?}",
-        tokens[1]
-    );
-    assert!(
-        left.is_empty(),
-        "one release ({released:?}) leaves nothing: {left:?}"
-    );
+    let lease = LeaseId { kind: LeaseKind::Permit { limit: 1 }, key: key("s"), holder: intruder() };
+    super::asking_again_replaces(h, lease, LockSpace::Semaphore, "permit lease").await;
 }
 }
