@@ -1,12 +1,16 @@
 //! Instance presence: every client keeps one heartbeat lease of its
 //! instance id (with its pid, host and metadata) while it lives, so that an
 //! operator can tell a lease whose holder is gone (**stale**) from one
-//! whose holder is merely slow. Started with the client's first call,
-//! renewed every third of its TTL, withdrawn by `Client::close`, left to
+//! whose holder is merely slow. Started with the client's first call (and
+//! again at the next call if the runtime it ran on shut down), renewed
+//! every third of its TTL, withdrawn by `Client::close`, left to
 //! expire when the client is dropped or its process dies.
 
 use std::{
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -97,34 +101,63 @@ impl PresenceOptions {
 #[derive(Debug)]
 pub(crate) struct Slot {
     opts: PresenceOptions,
-    started: AtomicBool,
+    /// True while a presence task lives. Its [`Running`] guard sets it back
+    /// to false if the task is dropped unfinished (its runtime shut down),
+    /// so that the next call, on whatever runtime, starts another.
+    started: Arc<AtomicBool>,
 }
 
 impl Slot {
     pub(crate) fn new(opts: PresenceOptions) -> Slot {
         Slot {
             opts,
-            started: AtomicBool::new(false),
+            started: Arc::new(AtomicBool::new(false)),
         }
     }
 
-    /// Starts the presence task once (on the current runtime; without one,
-    /// at the next call made inside one).
+    /// Starts the presence task if none lives (on the current runtime;
+    /// without one, at the next call made inside one). A task that died
+    /// with its runtime is started again at the next call.
     pub(crate) fn start(&self, client: WeakClient) {
         let Some(ttl) = self.opts.ttl else { return };
-        if self.started.load(Ordering::Relaxed)
+        if self.started.load(Ordering::Acquire)
             || tokio::runtime::Handle::try_current().is_err()
             || self.started.swap(true, Ordering::AcqRel)
         {
             return;
         }
         let metadata = self.opts.metadata.clone();
-        spawn_background(run(client, metadata, ttl));
+        let running = Running {
+            started: self.started.clone(),
+            finished: false,
+        };
+        spawn_background(async move {
+            let mut running = running;
+            run(client, metadata, ttl).await;
+            running.finished = true;
+        });
     }
 
     /// Whether a presence is kept.
     pub(crate) fn enabled(&self) -> bool {
         self.opts.ttl.is_some()
+    }
+}
+
+/// Held by the presence task. Dropped unfinished (the task was cancelled
+/// because its runtime shut down), it marks the slot as having no task;
+/// a task that ended on its own (client dropped or closed, no operations
+/// support) leaves it marked, so nothing starts it again.
+struct Running {
+    started: Arc<AtomicBool>,
+    finished: bool,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.started.store(false, Ordering::Release);
+        }
     }
 }
 

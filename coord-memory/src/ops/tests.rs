@@ -439,6 +439,55 @@ async fn presence_keeps_its_first_since_and_expires_at_its_ttl() {
     assert_eq!(b.presence(&[i]).await.unwrap(), [None]);
 }
 
+/// A paused current-thread runtime (each runtime has its own clock).
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
+
+/// The presence task lives on the runtime of the client's first call. When
+/// that runtime ends (start-up work on a runtime of its own, a restarted
+/// worker runtime) the task ends with it; the client's next call, on
+/// another runtime, starts it again, so a live, busy client's leases are
+/// never listed stale.
+#[test]
+fn presence_outlives_the_runtime_of_the_first_call() {
+    let backend = std::sync::Arc::new(backend());
+    let presence = coord_api::PresenceOptions::default().ttl(SEC).unwrap();
+    let client = coord_api::Client::builder(backend)
+        .presence(presence)
+        .build();
+    let init = paused_runtime();
+    init.block_on(async {
+        let g = client.lock("init").try_lock().await.unwrap().unwrap();
+        g.release().await.unwrap();
+        // The presence task announces once.
+        tokio::time::sleep(SEC / 10).await;
+    });
+    drop(init);
+
+    paused_runtime().block_on(async {
+        let guard = client.lock("work").try_lock().await.unwrap().unwrap();
+        for _ in 0..6 {
+            // Busy: a call every half second, for three presence TTLs.
+            tokio::time::sleep(SEC / 2).await;
+            assert!(guard.is_held());
+            let _ = client.lock("other").try_lock().await.unwrap();
+        }
+        let work = Resource::new(ResourceKind::Lock, k("work"));
+        let listed = client.operations().holders(&work).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert!(
+            listed[0].holder_alive,
+            "the lease of a live, busy client is listed stale: {:?}",
+            listed[0]
+        );
+    });
+}
+
 #[tokio::test(start_paused = true)]
 async fn instances_page_in_id_order_and_expired_ones_are_swept() {
     let b = backend();
