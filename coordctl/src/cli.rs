@@ -149,6 +149,12 @@ pub enum Command {
             value_name = "TOKEN"
         )]
         token: Option<String>,
+        /// A host name the page may be reached by besides the listening
+        /// address and `localhost` (a reverse proxy's or a DNS name);
+        /// repeatable. Requests naming any other Host are refused (403),
+        /// so that a web page cannot reach the dashboard by DNS rebinding.
+        #[arg(long = "allow-host", value_name = "NAME")]
+        allow_host: Vec<String>,
         /// Who the audit trail names beside the operator the page is given
         /// (default: $USER@$HOSTNAME).
         #[arg(long, value_name = "WHO")]

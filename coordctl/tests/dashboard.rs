@@ -94,10 +94,14 @@ fn dashboard(url: &str, extra: &[&str]) -> (Proc, String) {
     (proc, addr)
 }
 
-/// One plain HTTP/1.1 request; the status and the body.
+/// One plain HTTP/1.1 request; the status and the body. `Host` is `addr`
+/// unless `headers` has one.
 fn http(addr: &str, method: &str, path: &str, headers: &[&str], body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|h| h.starts_with("Host:")) {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
     for h in headers {
         req.push_str(h);
         req.push_str("\r\n");
@@ -336,6 +340,56 @@ fn actions_are_off_by_default_and_a_token_is_checked() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("--token"), "{stderr}");
+}
+
+/// On loopback the dashboard needs no token, so a web page the operator
+/// has open elsewhere could use DNS rebinding (its own name resolving to
+/// 127.0.0.1) to read every lease and force release them: the browser
+/// treats it as same-origin. Only a Host naming the dashboard is served.
+#[tokio::test(flavor = "current_thread")]
+async fn a_foreign_host_header_is_refused() {
+    let url = format!("{}?namespace=dash-rebind", RedisServer::shared().url());
+    let client = coord::connect(&url).await.unwrap();
+    let guard = client
+        .lock("payments/settle")
+        .try_lock()
+        .await
+        .unwrap()
+        .unwrap();
+    let (_dash, addr) = dashboard(&url, &["--allow-actions", "--allow-host", "dash.internal"]);
+    let port = addr.rsplit_once(':').unwrap().1;
+    let body = format!(
+        r#"{{"resource":"lock:payments/settle","token":{},"reason":"pwned","operator":"evil"}}"#,
+        guard.token().get()
+    );
+    for host in [
+        "rebind.attacker.example:7070",
+        &format!("evil.example:{port}"),
+    ] {
+        let host = format!("Host: {host}");
+        for (method, path, body) in [
+            ("GET", "/", ""),
+            ("GET", "/api/leases", ""),
+            ("POST", "/api/force-release", body.as_str()),
+        ] {
+            let (status, text) = http(&addr, method, path, &[&host], body);
+            assert_eq!(status, 403, "{method} {path} for {host} was served: {text}");
+        }
+    }
+    let settle = "lock:payments/settle".parse().unwrap();
+    let held = client.operations().holders(&settle).await.unwrap();
+    assert_eq!(held.len(), 1, "nothing was released: {held:?}");
+    let local = format!("Host: localhost:{port}");
+    for host in [
+        &local[..],
+        "Host: dash.internal",
+        "Host: dash.internal:8443",
+    ] {
+        let (status, text) = http(&addr, "GET", "/api/overview", &[host], "");
+        assert_eq!(status, 200, "{host}: {text}");
+    }
+    assert_eq!(http(&addr, "GET", "/api/overview", &[], "").0, 200);
+    drop(guard);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

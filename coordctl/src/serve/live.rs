@@ -332,6 +332,8 @@ mod tests {
             allow_actions: false,
             token: None,
             operator: "test".to_owned(),
+            addr: "127.0.0.1:7070".parse().unwrap(),
+            allow_hosts: Vec::new(),
         });
         let mut rx = app.live.tx.subscribe();
         walk_once(&app).await;

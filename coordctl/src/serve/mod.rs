@@ -16,7 +16,11 @@
 //! its current view again. See decision 0029.
 //!
 //! Actions (force release, resign a leader) are off unless `--allow-actions`;
-//! a dashboard listening on anything but loopback needs `--token`.
+//! a dashboard listening on anything but loopback needs `--token`. Every
+//! request must name the dashboard in its `Host` header (the listening
+//! address, `localhost`, or a name given by `--allow-host`): others are
+//! refused with 403, so that a web page whose own name resolves to the
+//! loopback address (DNS rebinding) cannot read or drive it.
 
 mod api;
 mod live;
@@ -55,6 +59,9 @@ pub struct ServeArgs {
     pub allow_actions: bool,
     /// The token every request must carry (required off loopback).
     pub token: Option<String>,
+    /// Host names the page may be reached by besides the listening address
+    /// and `localhost` (`--allow-host`).
+    pub allow_hosts: Vec<String>,
     /// Who the audit trail names for the page's actions (the operator
     /// types their own name in; this prefixes it).
     pub operator: String,
@@ -95,6 +102,10 @@ pub(crate) struct App {
     pub(crate) allow_actions: bool,
     pub(crate) token: Option<String>,
     pub(crate) operator: String,
+    /// The address listened on (with the port it got).
+    pub(crate) addr: SocketAddr,
+    /// `--allow-host` names, lowercase.
+    pub(crate) allow_hosts: Vec<String>,
 }
 
 type Shared = Arc<App>;
@@ -115,6 +126,8 @@ pub async fn serve(client: Client, args: ServeArgs, out: &mut dyn Write) -> Resu
         allow_actions: args.allow_actions,
         token: args.token.clone(),
         operator: args.operator.clone(),
+        addr,
+        allow_hosts: args.allow_hosts.iter().map(|h| h.to_lowercase()).collect(),
     });
     let refresher = tokio::spawn(live::refresh(app.clone(), args.refresh));
     writeln!(
@@ -156,7 +169,65 @@ fn router(app: Shared) -> Router {
     Router::new()
         .route("/", get(page))
         .nest("/api", api)
+        .layer(middleware::from_fn_with_state(app.clone(), require_host))
         .with_state(app)
+}
+
+/// Refuses (403) a request whose `Host` does not name this dashboard: its
+/// listening address and port, `localhost` at that port, or an
+/// `--allow-host` name (at any port: a proxy's). A page reaching the
+/// dashboard by DNS rebinding carries its own name, so it is refused
+/// whether or not a token is set.
+async fn require_host(State(app): State<Shared>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    if host.is_some_and(|h| host_allowed(h, app.addr, &app.allow_hosts)) {
+        return next.run(req).await;
+    }
+    api::error(
+        StatusCode::FORBIDDEN,
+        format!(
+            "this dashboard answers only requests for {}, localhost:{} or a name given by --allow-host, not Host {:?}",
+            app.addr,
+            app.addr.port(),
+            host.unwrap_or("")
+        ),
+    )
+}
+
+/// Whether `host` (a `Host` header: `name[:port]`, `[v6][:port]`) names
+/// the dashboard listening on `addr`.
+fn host_allowed(host: &str, addr: SocketAddr, allowed: &[String]) -> bool {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((n, p)) if !p.contains(']') => match p.parse::<u16>() {
+            Ok(p) => (n, p),
+            Err(_) => return false,
+        },
+        _ => (host, 80),
+    };
+    let name = name.to_ascii_lowercase();
+    if allowed.contains(&name) {
+        return true;
+    }
+    if port != addr.port() {
+        return false;
+    }
+    if name == "localhost" {
+        return true;
+    }
+    let bare = name
+        .strip_prefix('[')
+        .and_then(|n| n.strip_suffix(']'))
+        .unwrap_or(&name);
+    match bare.parse::<std::net::IpAddr>() {
+        // Listening on every address: any of the machine's addresses.
+        Ok(_) if addr.ip().is_unspecified() => true,
+        Ok(ip) => ip == addr.ip(),
+        Err(_) => false,
+    }
 }
 
 async fn page() -> impl IntoResponse {
@@ -219,6 +290,7 @@ mod tests {
             listen: listen.parse().unwrap(),
             allow_actions: false,
             token: token.map(str::to_owned),
+            allow_hosts: Vec::new(),
             operator: "op".to_owned(),
             refresh: Duration::from_secs(1),
             max_leases: 10,
@@ -234,6 +306,39 @@ mod tests {
         assert!(fail.message.unwrap().contains("--token"));
         assert!(args("0.0.0.0:8080", Some("long-enough")).check().is_ok());
         assert!(args("127.0.0.1:0", Some("short")).check().is_err());
+    }
+
+    #[test]
+    fn only_hosts_naming_the_dashboard_are_allowed() {
+        let at: SocketAddr = "127.0.0.1:7070".parse().unwrap();
+        let allowed = ["dash.internal".to_owned()];
+        for ok in [
+            "127.0.0.1:7070",
+            "localhost:7070",
+            "LocalHost:7070",
+            "dash.internal",
+            "DASH.internal:443",
+        ] {
+            assert!(host_allowed(ok, at, &allowed), "{ok}");
+        }
+        for refused in [
+            "rebind.attacker.example:7070",
+            "127.0.0.1:7071",
+            "127.0.0.2:7070",
+            "localhost",
+            "127.0.0.1",
+            "localhost:x",
+            "dash.internal.attacker.example",
+            "",
+        ] {
+            assert!(!host_allowed(refused, at, &allowed), "{refused}");
+        }
+        let v6: SocketAddr = "[::1]:7070".parse().unwrap();
+        assert!(host_allowed("[::1]:7070", v6, &[]));
+        assert!(!host_allowed("[::1]", v6, &[]));
+        let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        assert!(host_allowed("10.0.0.7:8080", any, &[]));
+        assert!(!host_allowed("dash.example:8080", any, &[]));
     }
 
     #[test]
