@@ -461,6 +461,43 @@ async fn probe_reads_the_server_clock_and_loads_missing_scripts() {
     assert_eq!(cached(), all);
 }
 
+/// Health says Unavailable, with the reason, when the server refuses
+/// writes: here the server the URL names was demoted to a replica after
+/// the client connected (a manual failover, a DNS name now pointing at a
+/// replica). TIME and SCRIPT EXISTS/LOAD still answer on a replica, so
+/// only a write tells it, as every coordination call fails with READONLY.
+#[tokio::test]
+async fn health_is_unavailable_when_the_server_refuses_writes() {
+    let server = RedisServer::start();
+    let b = backend_on(&server, "ops-replica").await;
+    let client = coord_api::Client::builder(b.clone())
+        .presence(coord_api::PresenceOptions::disabled())
+        .build();
+    // Works while it is a master.
+    let g = client.lock("k").try_lock().await.unwrap().expect("free");
+    assert!(g.release().await.unwrap());
+    assert_eq!(b.probe().await.unwrap().writable, Some(Ok(())));
+    // Demoted: a replica of a master that does not exist (port 1).
+    server.command(&["REPLICAOF", "127.0.0.1", "1"]).unwrap();
+    let tried = client.lock("k2").try_lock().await;
+    assert!(tried.is_err(), "a replica refuses writes: {tried:?}");
+    let health = client.operations().health().await;
+    assert_eq!(
+        health.status,
+        coord_api::Status::Unavailable,
+        "health while every lock call fails ({tried:?}): {health:#?}"
+    );
+    let writable = health.checks.iter().find(|c| c.name == "writable");
+    assert!(
+        writable.is_some_and(|c| c.detail.contains("READONLY")),
+        "{health:#?}"
+    );
+    // Promoted again: ready.
+    server.command(&["REPLICAOF", "NO", "ONE"]).unwrap();
+    let health = client.operations().health().await;
+    assert_eq!(health.status, coord_api::Status::Ready, "{health:#?}");
+}
+
 /// 100,000 live locks listed in pages of 1,000: the time, and that a page
 /// (and its cursor) stays bounded.
 #[tokio::test]

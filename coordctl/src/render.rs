@@ -218,7 +218,8 @@ pub struct HealthRow {
 /// One check of a [`HealthRow`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CheckRow {
-    /// `round_trip`, `scripts`, `renewal_lag`, `clock_offset`.
+    /// `round_trip`, `scripts`, `writable`, `server`, `renewal_lag`,
+    /// `clock_offset`.
     pub name: String,
     /// Its status.
     pub status: String,

@@ -426,6 +426,7 @@ fn health_is_degraded_until_the_scripts_are_loaded_then_ready() {
         [
             "round_trip",
             "scripts",
+            "writable",
             "server",
             "renewal_lag",
             "clock_offset"
@@ -436,7 +437,7 @@ fn health_is_degraded_until_the_scripts_are_loaded_then_ready() {
     let mut lines = table.stdout.lines();
     assert!(lines.next().unwrap().ends_with(": ready"), "{table:?}");
     assert!(lines.next().unwrap().starts_with("CHECK"), "{table:?}");
-    assert_eq!(lines.count(), 5, "{table:?}");
+    assert_eq!(lines.count(), 6, "{table:?}");
 }
 
 #[test]

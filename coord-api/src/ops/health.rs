@@ -147,6 +147,22 @@ pub(crate) async fn check_health(ops: &Operations) -> Health {
             },
         ));
     }
+    match probe.writable {
+        None => {}
+        Some(Ok(())) => checks.push(check(
+            "writable",
+            Status::Ready,
+            None,
+            "the server accepts writes".to_owned(),
+        )),
+        // Every coordination call writes: none can succeed.
+        Some(Err(reason)) => checks.push(check(
+            "writable",
+            Status::Unavailable,
+            None,
+            format!("the server refuses writes: {reason}"),
+        )),
+    }
     if let Some(server) = probe.server {
         checks.push(check("server", Status::Ready, None, server));
     }

@@ -523,6 +523,11 @@ pub struct Probe {
     /// What the server is, for operators (Redis: its version and the
     /// optional commands it has); `None` when there is nothing to say.
     pub server: Option<String>,
+    /// Whether the server accepts writes: `Some(Err(reason))` when it
+    /// refused the probe's write (Redis: a replica's READONLY, OOM, MISCONF,
+    /// NOREPLICAS), `Some(Ok(()))` when it took it, `None` when the backend
+    /// has nothing to check (in memory).
+    pub writable: Option<std::result::Result<(), String>>,
 }
 
 impl Probe {
@@ -532,7 +537,15 @@ impl Probe {
             server_time,
             ready,
             server: None,
+            writable: None,
         }
+    }
+
+    /// The same, saying whether the server took a write
+    /// ([`Probe::writable`]).
+    pub fn with_writable(mut self, writable: std::result::Result<(), String>) -> Probe {
+        self.writable = Some(writable);
+        self
     }
 
     /// The same, saying what the server is ([`Probe::server`]).

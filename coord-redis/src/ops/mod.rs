@@ -12,6 +12,7 @@
 //! coord:{<ns>:ops}:i   presence hash: instance -> 'since_us|pid|host_len|host metadata'
 //! coord:{<ns>:ops}:n   instance names zset (score 0: the order `instances` pages by)
 //! coord:{<ns>:ops}:a   audit stream (XADD MAXLEN ~ AUDIT_KEPT + 10 %), newest last
+//! coord:{<ns>:ops}:h   the health probe's write (PX 1000)
 //! ```
 //!
 //! The presence keys expire with the latest presence; every announcement
@@ -316,7 +317,8 @@ impl OpsBackend for RedisBackend {
             .collect();
         // Scripts load on first use (and again after a flush or a restart):
         // load what is missing now. The backend is ready unless the server
-        // refuses them (an ACL without SCRIPT, out of memory, a replica).
+        // refuses them (an ACL without SCRIPT, out of memory); a replica
+        // loads them, and is told by the write below.
         let ready = missing.is_empty() || {
             let call = Traced::new("load_scripts", FAMILY, &trace);
             match self.load_scripts(call, &missing).await {
@@ -328,8 +330,43 @@ impl OpsBackend for RedisBackend {
                 }
             }
         };
+        let writable = self.probe_write(&trace).await?;
         let server_time =
             SystemTime::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_micros(micros);
-        Ok(Probe::new(server_time, Some(ready)).with_server(self.server_info().to_string()))
+        Ok(Probe::new(server_time, Some(ready))
+            .with_server(self.server_info().to_string())
+            .with_writable(writable))
+    }
+}
+
+impl RedisBackend {
+    /// Writes `coord:{<ns>:ops}:h` (expiring in 1 s), as every coordination
+    /// call writes: `Err(reason)` when the server answers with a refusal (a
+    /// replica's READONLY, OOM under `noeviction`, MISCONF, NOREPLICAS),
+    /// whereas reads (`TIME`, `SCRIPT EXISTS`/`LOAD`) still answer there.
+    /// An error that is not the server's answer (the connection) is the
+    /// probe's error.
+    async fn probe_write(&self, trace: &Key) -> Result<std::result::Result<(), String>> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(ops_names(self.namespace()).name('h'))
+            .arg(1)
+            .arg("PX")
+            .arg(1000);
+        let call = Traced::new("probe_write", FAMILY, trace);
+        match self.query::<()>(call, Request::Cmd(&cmd), &[]).await {
+            Ok(()) => Ok(Ok(())),
+            Err(e) => {
+                let refused = std::error::Error::source(&e)
+                    .and_then(|s| s.downcast_ref::<redis::RedisError>())
+                    .and_then(|r| r.code().map(|code| (code.to_owned(), r.detail())));
+                match refused {
+                    Some((code, detail)) => Ok(Err(match detail {
+                        Some(d) => format!("{code} {d}"),
+                        None => code,
+                    })),
+                    None => Err(e),
+                }
+            }
+        }
     }
 }
