@@ -65,7 +65,12 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Fail> {
         Command::Audit { limit } => {
             audit(&connect(url).await?.operations(), limit, json, out).await
         }
-        Command::Health => health(&connect(url).await?, json, out).await,
+        Command::Health => match connect(url).await {
+            Ok(client) => health(&client, json, out).await,
+            // Down at connect: still a report (a probe parses it), exit 1.
+            Err(fail) if fail.code == BACKEND => unreachable_health(fail, json, out),
+            Err(fail) => Err(fail),
+        },
         Command::Watch {
             interval,
             kind,
@@ -297,20 +302,40 @@ async fn audit(ops: &Operations, limit: u32, json: bool, out: &mut dyn Write) ->
 async fn health(client: &Client, json: bool, out: &mut dyn Write) -> Result<(), Fail> {
     let health = client.operations().health().await;
     let row = HealthRow::of(&health);
-    if json {
-        serde_json::to_writer(&mut *out, &row)?;
-        writeln!(out)?;
-    } else {
-        writeln!(out, "{}: {}", client.backend(), row.status)?;
-        let mut listing = Listing::new(false, CHECK_HEADER);
-        listing.page(out, &row.checks, |c| c.cells())?;
-    }
-    out.flush()?;
+    print_health(&client.backend().to_string(), &row, json, out)?;
     match health.status {
         Status::Ready => Ok(()),
         Status::Degraded => Err(Fail::quiet(DEGRADED)),
         Status::Unavailable => Err(Fail::quiet(BACKEND)),
     }
+}
+
+/// The report of a backend that could not be reached at connect
+/// (`fail`): unavailable by its `round_trip` check, exit 1.
+fn unreachable_health(fail: Fail, json: bool, out: &mut dyn Write) -> Result<(), Fail> {
+    let detail = fail.message.unwrap_or_else(|| "unreachable".to_owned());
+    let row = HealthRow::unavailable(format!("the backend did not answer: {detail}"));
+    print_health("the backend", &row, json, out)?;
+    Err(Fail::quiet(BACKEND))
+}
+
+/// `row` as JSON or as a table under `backend: status`.
+fn print_health(
+    backend: &str,
+    row: &HealthRow,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), Fail> {
+    if json {
+        serde_json::to_writer(&mut *out, row)?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "{backend}: {}", row.status)?;
+        let mut listing = Listing::new(false, CHECK_HEADER);
+        listing.page(out, &row.checks, |c| c.cells())?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 #[cfg(test)]

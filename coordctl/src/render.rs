@@ -237,6 +237,21 @@ impl HealthRow {
             checks: h.checks.iter().map(CheckRow::of).collect(),
         }
     }
+
+    /// The report of a backend that did not answer: `round_trip`
+    /// unavailable, as `Operations::health` reports a failed probe.
+    pub fn unavailable(detail: String) -> HealthRow {
+        let status = coord::Status::Unavailable.to_string();
+        HealthRow {
+            status: status.clone(),
+            checks: vec![CheckRow {
+                name: "round_trip".to_owned(),
+                status,
+                value_ms: None,
+                detail,
+            }],
+        }
+    }
 }
 
 impl CheckRow {

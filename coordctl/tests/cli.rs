@@ -440,6 +440,38 @@ fn health_is_degraded_until_the_scripts_are_loaded_then_ready() {
     assert_eq!(lines.count(), 6, "{table:?}");
 }
 
+/// `health --json` is what a readiness probe or a monitoring script
+/// parses: with the backend down at connect it is still a report,
+/// unavailable by its `round_trip` check (exit 1), the table too; a
+/// malformed URL stays a usage error (exit 2).
+#[test]
+fn health_reports_unavailable_when_the_backend_is_down_at_connect() {
+    // Nothing listens on port 1.
+    let run = ctl("redis://127.0.0.1:1", &["health", "--json"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let report = run.json();
+    assert_eq!(report["status"], "unavailable", "{report}");
+    let check = &report["checks"][0];
+    assert_eq!(check["name"], "round_trip", "{report}");
+    assert_eq!(check["status"], "unavailable", "{report}");
+    assert!(
+        check["detail"].as_str().unwrap().contains("refused"),
+        "{report}"
+    );
+    let table = ctl("redis://127.0.0.1:1", &["health"]);
+    assert_eq!(table.code, 1, "{table:?}");
+    assert!(
+        table
+            .stdout
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with(": unavailable"),
+        "{table:?}"
+    );
+    ctl("redis://127.0.0.1:1?nonsense=1", &["health", "--json"]).fails_with_one_line(2);
+}
+
 #[test]
 fn watch_prints_appeared_and_gone_leases_as_json_lines() {
     let url = url("ctl-watch");
