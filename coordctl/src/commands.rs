@@ -311,12 +311,13 @@ async fn health(client: &Client, json: bool, out: &mut dyn Write) -> Result<(), 
 }
 
 /// The report of a backend that could not be reached at connect
-/// (`fail`): unavailable by its `round_trip` check, exit 1.
+/// (`fail`): unavailable by its `round_trip` check; then `fail` itself
+/// (its one line on stderr, exit 1), as every command says it.
 fn unreachable_health(fail: Fail, json: bool, out: &mut dyn Write) -> Result<(), Fail> {
-    let detail = fail.message.unwrap_or_else(|| "unreachable".to_owned());
+    let detail = fail.message.as_deref().unwrap_or("unreachable");
     let row = HealthRow::unavailable(format!("the backend did not answer: {detail}"));
     print_health("the backend", &row, json, out)?;
-    Err(Fail::quiet(BACKEND))
+    Err(fail)
 }
 
 /// `row` as JSON or as a table under `backend: status`.
