@@ -99,12 +99,18 @@ pub async fn runner_shutdown_stops_callback_before_returning(h: &dyn Harness) {
             async move {
                 let _dropped = Dropped(d);
                 let _ = tx.send(lc.term);
-                loop {
-                    // A step of CPU-bound work, then an await point.
+                // Steps of CPU-bound work, each followed by an await point,
+                // for 2 s (the case is over by then), then an await that
+                // lets time pass: in the simulator, whose one thread never
+                // lets time pass while a task is always ready, the case
+                // would otherwise never end (there, an abort lands only
+                // between two polls, so the case checks nothing more).
+                for _ in 0..10 {
                     std::thread::sleep(ms(200));
                     s.fetch_add(1, SeqCst);
                     tokio::task::yield_now().await;
                 }
+                std::future::pending::<()>().await;
             }
         })
         .start();
