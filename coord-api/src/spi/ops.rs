@@ -174,19 +174,43 @@ impl Resource {
     }
 }
 
+/// A run's job name or occurrence in the text form: `\` and `@` escaped
+/// with `\`, so that the `@` between them is the one unescaped.
+fn escaped(part: &str) -> String {
+    part.replace('\\', "\\\\").replace('@', "\\@")
+}
+
 impl fmt::Display for Resource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.kind, self.name.as_str())?;
-        if let Some(o) = &self.occurrence {
-            write!(f, "@{}", o.as_str())?;
+        match &self.occurrence {
+            Some(o) => {
+                let (job, occ) = (escaped(self.name.as_str()), escaped(o.as_str()));
+                write!(f, "{}:{job}@{occ}", self.kind)
+            }
+            None => write!(f, "{}:{}", self.kind, self.name.as_str()),
         }
-        Ok(())
     }
+}
+
+/// Splits a run's `name@occurrence` at its unescaped `@`, unescaping both.
+fn split_run(text: &str) -> Option<(String, String)> {
+    let (mut parts, mut part, mut chars) = (Vec::new(), String::new(), text.chars());
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => part.push(chars.next().unwrap_or('\\')),
+            '@' => parts.push(std::mem::take(&mut part)),
+            c => part.push(c),
+        }
+    }
+    parts.push(part);
+    let [job, occ] = <[String; 2]>::try_from(parts).ok()?;
+    Some((job, occ))
 }
 
 impl FromStr for Resource {
     type Err = Error;
-    /// Parses `kind:name` or `job:name@occurrence`.
+    /// Parses `kind:name` or `job:name@occurrence` (in a job's name and
+    /// occurrence, `\@` is an `@` and `\\` a `\`, as they are written).
     fn from_str(s: &str) -> Result<Resource> {
         let (kind, name) = s.split_once(':').ok_or_else(|| {
             Error::invalid(format!(
@@ -194,8 +218,16 @@ impl FromStr for Resource {
             ))
         })?;
         let kind: ResourceKind = kind.parse()?;
-        let resource = match (kind, name.rsplit_once('@')) {
-            (ResourceKind::Job, Some((job, occ))) => Resource::job(Key::new(job)?, Key::new(occ)?),
+        let resource = match kind {
+            ResourceKind::Job if name.contains('@') => {
+                let (job, occ) = split_run(name).ok_or_else(|| {
+                    Error::invalid(format!(
+                        "resource {s:?}: a job's run is job:NAME@OCCURRENCE, with one unescaped @ \
+                         (write an @ inside either as \\@, a \\ as \\\\)"
+                    ))
+                })?;
+                Resource::job(Key::new(&job)?, Key::new(&occ)?)
+            }
             _ => Resource::new(kind, Key::new(name)?),
         };
         resource.check()?;
@@ -718,9 +750,20 @@ mod tests {
             let r: Resource = text.parse().unwrap();
             assert_eq!(r.to_string(), text);
         }
-        let r: Resource = "job:a@b@c".parse().unwrap();
-        assert_eq!(r.name.as_str(), "a@b");
-        assert_eq!(r.occurrence.unwrap().as_str(), "c");
+        // A job's name and occurrence may hold `@` (and `\`): escaped in
+        // the text, so that the listed resource reads back as the same run
+        // (`job:deploy@web@v1.2` named two runs).
+        let key = |k| Key::new(k).unwrap();
+        for (job, occ) in [("deploy", "web@v1.2"), ("a@b", "c"), ("x\\", "@\\@")] {
+            let run = Resource::job(key(job), key(occ));
+            let text = run.to_string();
+            assert_eq!(text.parse::<Resource>().unwrap(), run, "{text}");
+        }
+        assert_eq!(
+            Resource::job(key("deploy"), key("web@v1.2")).to_string(),
+            "job:deploy@web\\@v1.2"
+        );
+        assert!("job:a@b@c".parse::<Resource>().is_err(), "two unescaped @");
         let r: Resource = "lock:a@b".parse().unwrap();
         assert_eq!((r.name.as_str(), r.occurrence), ("a@b", None));
         for bad in ["jobs/backup", "table:x", "job:nightly", "lock:"] {
