@@ -250,7 +250,7 @@ async fn require_token(State(app): State<Shared>, req: Request, next: Next) -> R
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(bearer_token);
     let query = req.uri().query().and_then(query_token);
     let given = bearer.map(str::to_owned).or(query);
     if given.is_some_and(|g| same(g.as_bytes(), expected.as_bytes())) {
@@ -261,6 +261,15 @@ async fn require_token(State(app): State<Shared>, req: Request, next: Next) -> R
             "this dashboard needs its token: open it as http://HOST:PORT/#token=TOKEN",
         )
     }
+}
+
+/// The token of an `Authorization` value: the scheme `Bearer` in any case
+/// (RFC 7235: schemes are case-insensitive), then the token.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start())
 }
 
 /// The `token` parameter of a query, form-decoded (`%XX` and `+`: what
@@ -284,6 +293,17 @@ pub(crate) fn now_text() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The scheme is case-insensitive (RFC 7235): `bearer T` was refused.
+    #[test]
+    fn a_bearer_token_in_any_case() {
+        for value in ["Bearer t0k", "bearer t0k", "BEARER  t0k"] {
+            assert_eq!(bearer_token(value), Some("t0k"), "{value}");
+        }
+        for value in ["Basic t0k", "Bearert0k", "t0k"] {
+            assert_eq!(bearer_token(value), None, "{value}");
+        }
+    }
 
     fn args(listen: &str, token: Option<&str>) -> ServeArgs {
         ServeArgs {
