@@ -387,6 +387,34 @@ async fn revoking_a_reader_or_a_permit_leaves_the_others() {
     );
 }
 
+/// A force release whose audit record cannot be written (an ACL without
+/// XADD, OOM; here a key of another type under the stream's name) is an
+/// error that says the lease was released, not one that reads as "nothing
+/// happened" (a retry then answered NotFound).
+#[tokio::test]
+async fn force_release_says_it_released_when_its_audit_record_failed() {
+    let server = RedisServer::start();
+    let b = backend_on(&server, "ops-audit-fails").await;
+    let client = coord_api::Client::builder(b.clone())
+        .presence(coord_api::PresenceOptions::disabled())
+        .build();
+    let h = holder("victim");
+    let tok = grant(&b, &lease(LeaseKind::Exclusive, "k", &h)).await;
+    server
+        .command(&["SET", "coord:{ops-audit-fails:ops}:a", "x"])
+        .unwrap();
+    let r = res(ResourceKind::Lock, "k");
+    let ops = client.operations().operator("alice");
+    let err = ops.force_release(&r, tok, "wedged").await.unwrap_err();
+    assert!(b.describe(&r).await.unwrap().is_empty(), "released");
+    let text = err.to_string();
+    assert!(matches!(err, coord_api::Error::Backend { .. }), "{text}");
+    assert!(
+        text.contains(&format!("released {h}")) && text.contains("audit record"),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn audit_pages_newest_first() {
     let b = backend("ops-audit").await;

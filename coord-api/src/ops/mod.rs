@@ -260,7 +260,9 @@ impl Operations {
     /// operator, the reason, the time and the outcome.
     ///
     /// `InvalidArgument` for an empty reason or a resource whose leases
-    /// carry no token (a group's members).
+    /// carry no token (a group's members). When the release was done but
+    /// its audit record could not be written, `Error::Backend` says both
+    /// (what was released, and why the record failed).
     ///
     /// # Cancel safety
     /// The release is one atomic step and the audit record another: a call
@@ -303,7 +305,22 @@ impl Operations {
             resource = %resource, token = %expected, operator = %self.operator,
             reason, outcome = %audit.outcome, "force release"
         );
-        self.traced("record", b.record(&audit)).await?;
+        // The release happened: an audit record that cannot be written is
+        // an error that says so (not one that reads as "nothing happened",
+        // after which a retry finds nothing).
+        if let Err(e) = self.traced("record", b.record(&audit)).await {
+            tracing::error!(resource = %resource, token = %expected, error = %e,
+                outcome = %audit.outcome, "force release: the audit record could not be written");
+            return Err(Error::Backend {
+                backend: self.client.backend().to_string(),
+                message: format!(
+                    "force release of {resource} (token {expected}): {}, but its audit record \
+                     could not be written: {e}",
+                    audit.outcome
+                ),
+                source: Some(Box::new(e)),
+            });
+        }
         Ok(forced)
     }
 
