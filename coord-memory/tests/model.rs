@@ -181,18 +181,10 @@ impl Model {
                         }
                         others.is_empty()
                     }
+                    // The same reader asking again is checked like any
+                    // reader; granted, its new lease replaces the old (a new
+                    // token), as on Redis.
                     LeaseKind::Read => {
-                        if let Some(l) = self
-                            .leases
-                            .iter_mut()
-                            .find(|l| l.0 == fam && l.1 == h && l.2 == LeaseKind::Read)
-                        {
-                            l.5 = until;
-                            return Outcome::Granted {
-                                holds: l.3,
-                                reused: Some(l.4),
-                            };
-                        }
                         !others.iter().any(|l| l.2 == LeaseKind::Write) && self.intents.is_empty()
                     }
                     LeaseKind::Write => {
@@ -209,7 +201,9 @@ impl Model {
                         if self.limit.is_some_and(|l| l != limit) {
                             return Outcome::Invalid;
                         }
-                        if others.len() < limit as usize {
+                        // The holder's own permit is not in the way: asking
+                        // again replaces it.
+                        if others.iter().filter(|l| l.1 != h).count() < limit as usize {
                             self.limit = Some(limit);
                             true
                         } else {
@@ -219,6 +213,10 @@ impl Model {
                     other => panic!("the model knows no lease kind {other:?}"),
                 };
                 if ok {
+                    // One lease per holder (a reader's or a permit's again
+                    // replaces it); the new one last: the run teaches it
+                    // the token the backend drew.
+                    self.leases.retain(|l| !(l.0 == fam && l.1 == h));
                     self.leases.push((fam, h, kind, 1, 0, until));
                     Outcome::Granted {
                         holds: 1,
