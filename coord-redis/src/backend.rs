@@ -174,6 +174,7 @@ impl RedisBackend {
         let channels = Arc::new(Channels::default());
         let pubsub = Conn::Single(pubsub_connection(&config, &addr, &channels)?);
         let hub = Arc::new(Hub::new(config.clone(), pubsub, channels, false));
+        hub.keep_subscribed();
         let backend = RedisBackend {
             inner: Arc::new(Inner {
                 config,
@@ -475,8 +476,12 @@ fn pubsub_connection(
     let pubsub_config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(config.connect_timeout()))
         .set_response_timeout(Some(config.timeout()))
-        // Keep re-establishing subscriptions through an outage of a
-        // couple of minutes; after that the next subscribe reconnects.
+        // The crate reconnects (and subscribes again) through an outage
+        // of a couple of minutes; after that only a request on this
+        // connection makes it try again: the hub's own resubscription
+        // sends one until it succeeds, however long the outage
+        // (`Hub::keep_subscribed`), and wakes the watches once the
+        // subscriptions are in effect again.
         .set_number_of_retries(120)
         .set_max_delay(Duration::from_secs(1))
         .set_push_sender(move |push: PushInfo| {

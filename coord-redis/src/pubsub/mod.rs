@@ -1,12 +1,17 @@
 //! Release notifications: one pub/sub connection per backend, shared by all
 //! of its waiters.
 //!
-//! The connection is a RESP3 `ConnectionManager` (it reconnects by itself and
-//! subscribes again to every channel it had). A keyed map holds the watches
-//! of each channel: the first watch subscribes, the last one to go
-//! unsubscribes. Subscribe and unsubscribe commands are serialized so that a
-//! late unsubscribe never undoes a newer subscribe. A lost connection wakes
-//! every watch (a spurious wake-up is allowed; a missed one is not). When
+//! The connection is a RESP3 `ConnectionManager` (it reconnects by itself,
+//! for a while). A keyed map holds the watches of each channel: the first
+//! watch subscribes, the last one to go unsubscribes. Subscribe and
+//! unsubscribe commands are serialized so that a late unsubscribe never
+//! undoes a newer subscribe. A lost connection wakes every watch (a
+//! spurious wake-up is allowed; a missed one is not), and the hub then
+//! subscribes every channel again itself, retrying for as long as it takes,
+//! and wakes every watch again once that is done: what was published
+//! before the subscriptions were in effect again reached no one (the
+//! crate's own resubscription says nothing, and ends with its retries).
+//! When
 //! the master moves (Sentinel), the backend hands the hub a connection to
 //! the new one ([`Hub::switch`]): every channel is subscribed again there,
 //! then every watch is woken. On a Redis Cluster, a node lost by the
@@ -51,11 +56,7 @@ use coord_api::{Result, spi::Watch};
 use redis::{PushInfo, PushKind, Value};
 use tokio::sync::Notify;
 
-use crate::{
-    Endpoint, RedisConfig,
-    cluster::{self, Conn},
-    error,
-};
+use crate::{RedisConfig, cluster::Conn, error};
 
 /// The subscriptions of one backend.
 pub(crate) struct Hub {
@@ -115,7 +116,7 @@ pub(crate) struct State {
     channels: HashMap<String, Entry>,
     /// Orders the watches by creation.
     next_id: u64,
-    /// What a cluster's hub must subscribe again ([`Hub::keep_subscribed`]).
+    /// What the hub must subscribe again ([`Hub::keep_subscribed`]).
     dropped: Option<tokio::sync::mpsc::UnboundedSender<Again>>,
     /// The pub/sub connection in use, counted from 0 (a cluster's hub
     /// replaces its connection when it lost a node): what an earlier one
@@ -123,13 +124,14 @@ pub(crate) struct State {
     connection: u64,
 }
 
-/// What a cluster's hub must subscribe again.
+/// What the hub must subscribe again.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Again {
     /// A channel the server unsubscribed while watched (its slot moved).
     Channel(String),
-    /// Every channel, on a new connection: connection number `.0` lost a
-    /// node (nothing to do once it has been replaced).
+    /// Every channel: connection number `.0` was lost (one server: the
+    /// crate reconnects it) or lost a node (a cluster: on a new connection;
+    /// nothing to do once it has been replaced).
     All(u64),
 }
 
@@ -257,8 +259,13 @@ impl Channels {
                     entry.deliver(Message::read(push.data.get(1)));
                 }
             }
+            // Woken now (a re-read may find what changed before the
+            // drop), and again once every channel is subscribed again
+            // ([`Hub::subscribe_all_again`]): what is published before that
+            // reaches no one.
             PushKind::Disconnection => {
-                for entry in state.channels.values() {
+                for entry in state.channels.values_mut() {
+                    entry.confirmed = false;
                     for f in entry.watches.values().filter_map(|s| s.feed.as_ref()) {
                         f.lost.store(true, Ordering::Release);
                     }
@@ -305,119 +312,6 @@ impl Hub {
         }
     }
 
-    /// Keeps a cluster's subscriptions alive, in a task that lives as long
-    /// as the hub: subscribes again, as long as it is watched, every
-    /// channel the server unsubscribed; and when the connection lost a
-    /// node, replaces it ([`reconnect`](Self::reconnect)). See
-    /// [`Channels::dispatch`].
-    pub(crate) fn keep_subscribed(self: &Arc<Self>) {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Again>();
-        self.channels.0.lock().unwrap().dropped = Some(tx);
-        let weak = Arc::downgrade(self);
-        drop(tokio::spawn(async move {
-            while let Some(again) = rx.recv().await {
-                match again {
-                    Again::Channel(name) => {
-                        let weak = weak.clone();
-                        // (On its own: a channel on a dead node waits for
-                        // the reconnection, which must not wait for it.)
-                        drop(tokio::spawn(async move {
-                            if let Some(hub) = weak.upgrade() {
-                                hub.subscribe_again(name).await;
-                            }
-                        }));
-                    }
-                    // (Lost nodes of one connection are told one by one:
-                    // one new connection answers them all.)
-                    Again::All(from) => {
-                        let current = weak.upgrade().map(|hub| hub.channels.connection());
-                        if current.is_some_and(|c| from >= c) {
-                            Hub::reconnect(&weak).await;
-                        }
-                    }
-                }
-            }
-        }));
-    }
-
-    /// Replaces a cluster's pub/sub connection by a new one through the
-    /// seed nodes and subscribes every channel watched again on it, then
-    /// wakes every watch and tells every listener that messages may have
-    /// been lost; tried again, pausing (up to a second), until every
-    /// subscription succeeds or the hub is gone. The old connection kept
-    /// redialling a lost node for as long as its slots named it: a master
-    /// killed and replaced by its replica would have taken its shard's
-    /// subscriptions with it for good.
-    async fn reconnect(weak: &std::sync::Weak<Hub>) {
-        let mut pause = std::time::Duration::from_millis(10);
-        loop {
-            let Some(hub) = weak.upgrade() else { return };
-            let Endpoint::Cluster { nodes } = hub.config.endpoint() else {
-                return;
-            };
-            let span =
-                tracing::info_span!("coord.redis.pubsub", backend = %hub.config, op = "reconnect");
-            let done = {
-                let _serial = hub.commands.lock().await;
-                let number = hub.channels.connection() + 1;
-                let conn = cluster::connect(
-                    &hub.config,
-                    nodes,
-                    redis::ProtocolVersion::RESP3,
-                    Some((&hub.channels, number)),
-                );
-                match tracing::Instrument::instrument(conn, span.clone()).await {
-                    Ok(conn) => {
-                        *hub.conn.write().unwrap() = Conn::Cluster(conn);
-                        hub.channels.0.lock().unwrap().connection = number;
-                        hub.resubscribe_serialized().await
-                    }
-                    Err(e) => {
-                        span.in_scope(|| tracing::warn!(error = %e, "cannot reconnect"));
-                        false
-                    }
-                }
-            };
-            if done {
-                span.in_scope(|| tracing::info!("subscribed again on a new connection"));
-                return;
-            }
-            drop(hub);
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(std::time::Duration::from_secs(1));
-        }
-    }
-
-    /// Subscribes to `name` again while it is watched and not confirmed,
-    /// pausing between tries (up to a second); wakes its watches once it
-    /// is (messages may have been lost meanwhile).
-    async fn subscribe_again(&self, name: String) {
-        let mut pause = std::time::Duration::from_millis(10);
-        loop {
-            {
-                let _serial = self.commands.lock().await;
-                let watched = matches!(
-                    self.channels.0.lock().unwrap().channels.get(&name),
-                    Some(e) if !e.confirmed
-                );
-                if !watched {
-                    return;
-                }
-                let mut conn = self.conn();
-                let subscribe = conn.subscribe(&name, self.sharded);
-                if let Ok(Ok(())) = tokio::time::timeout(self.config.timeout(), subscribe).await {
-                    if let Some(entry) = self.channels.0.lock().unwrap().channels.get_mut(&name) {
-                        entry.confirmed = true;
-                        entry.wake_all();
-                    }
-                    return;
-                }
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(std::time::Duration::from_secs(1));
-        }
-    }
-
     /// Where the pub/sub connection's pushes go.
     pub(crate) fn channels(&self) -> &Arc<Channels> {
         &self.channels
@@ -425,56 +319,6 @@ impl Hub {
 
     fn conn(&self) -> Conn {
         self.conn.read().unwrap().clone()
-    }
-
-    /// Uses `conn` (to the server the master moved to) from now on: every
-    /// channel watched is subscribed on it, then every watch is woken and
-    /// every listener told that messages may have been lost (whether the
-    /// subscriptions succeeded or not: a wake-up is a hint, waiters read
-    /// again).
-    pub(crate) fn switch(self: &Arc<Self>, conn: Conn) {
-        *self.conn.write().unwrap() = conn;
-        let hub = self.clone();
-        drop(tokio::spawn(async move { hub.resubscribe().await }));
-    }
-
-    async fn resubscribe(&self) {
-        let _serial = self.commands.lock().await;
-        self.resubscribe_serialized().await;
-    }
-
-    /// [`resubscribe`](Self::resubscribe)'s work, `commands` held: whether
-    /// every channel watched is subscribed (true when there are none).
-    async fn resubscribe_serialized(&self) -> bool {
-        let names: Vec<String> = {
-            let mut state = self.channels.0.lock().unwrap();
-            for entry in state.channels.values_mut() {
-                entry.confirmed = false;
-            }
-            state.channels.keys().cloned().collect()
-        };
-        let mut conn = self.conn();
-        let timeout = self.config.timeout();
-        let mut subscribed = std::collections::HashSet::new();
-        // Sharded subscriptions one channel at a time (one SSUBSCRIBE names
-        // channels of one slot only), others all at once.
-        let per_command = if self.sharded { 1 } else { names.len().max(1) };
-        for group in names.chunks(per_command) {
-            let subscribe = conn.subscribe(group, self.sharded);
-            if let Ok(Ok(())) = tokio::time::timeout(timeout, subscribe).await {
-                subscribed.extend(group);
-            }
-        }
-        let mut state = self.channels.0.lock().unwrap();
-        for (name, entry) in state.channels.iter_mut() {
-            // (A channel watched since is being subscribed by its watch.)
-            entry.confirmed = subscribed.contains(name);
-            for f in entry.watches.values().filter_map(|s| s.feed.as_ref()) {
-                f.lost.store(true, Ordering::Release);
-            }
-            entry.wake_all();
-        }
-        subscribed.len() == names.len()
     }
 
     /// A watch on `channel` woken by every message, effective on the server
@@ -688,5 +532,6 @@ impl Drop for RedisWatch {
     }
 }
 
+mod again;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,66 @@
+//! The pub/sub connection shared by a backend's watches: what becomes of
+//! them when it is lost, for a moment or for minutes, and how long a new
+//! watch may take. Each test starts its own server (they stop, restart or
+//! freeze it).
+
+use std::{sync::Arc, time::Duration};
+
+use coord_api::{
+    Key,
+    spi::{Backend, Watch, state::Expect},
+};
+use coord_redis::RedisBackend;
+use coord_testkit::redis::RedisServer;
+
+/// Another client puts a value in `space` (its script publishes on the
+/// space's channel).
+async fn put_from_another_client(server: &RedisServer, namespace: &str, space: &Key) {
+    let writer = RedisBackend::connect(server.config(namespace))
+        .await
+        .unwrap();
+    let key = Key::new("k").unwrap();
+    (writer.state().unwrap())
+        .put(space, &key, b"v".to_vec(), Expect::Any, None)
+        .await
+        .unwrap();
+}
+
+/// Whether `watch` wakes within `within`.
+async fn wakes(watch: &mut Box<dyn Watch>, within: Duration) -> bool {
+    tokio::time::timeout(within, watch.changed()).await.is_ok()
+}
+
+/// Rule 3 ("a spurious wake-up is allowed; a missed one is not") across a
+/// lost connection. The watches are woken when the connection drops, but
+/// their re-reads come before the subscriptions are in effect again (the
+/// redis crate subscribed again on its own, after its reconnection
+/// back-off, without a word): a change published in that gap reached no
+/// one, and a watch slept until some later change (here: for ever). The
+/// hub now subscribes again itself and wakes every watch once it has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_made_before_the_subscriptions_are_back_wakes_the_watch() {
+    let server = Arc::new(RedisServer::start());
+    let waiter = RedisBackend::connect(server.config("p1")).await.unwrap();
+    let space = Key::new("space").unwrap();
+    let mut watch = waiter.state().unwrap().watch(&space).await.unwrap();
+
+    // Down long enough for the crate's reconnection back-off to grow.
+    let s = server.clone();
+    tokio::task::spawn_blocking(move || s.stop()).await.unwrap();
+    assert!(
+        wakes(&mut watch, Duration::from_secs(5)).await,
+        "woken at the drop"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let s = server.clone();
+    tokio::task::spawn_blocking(move || s.restart())
+        .await
+        .unwrap();
+
+    // (The waiter has read again and waits on the same watch.)
+    put_from_another_client(&server, "p1", &space).await;
+    assert!(
+        wakes(&mut watch, Duration::from_secs(8)).await,
+        "the watch was never woken after the change"
+    );
+}
