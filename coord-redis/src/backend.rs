@@ -482,7 +482,7 @@ fn pubsub_connection(
         // sends one until it succeeds, however long the outage
         // (`Hub::keep_subscribed`), and wakes the watches once the
         // subscriptions are in effect again.
-        .set_number_of_retries(120)
+        .set_number_of_retries(config.pubsub_retries())
         .set_max_delay(Duration::from_secs(1))
         .set_push_sender(move |push: PushInfo| {
             sink.dispatch(push, 0);

@@ -140,6 +140,9 @@ pub struct RedisConfig {
     sentinel_password: Option<Password>,
     confirm: Option<Confirm>,
     confirm_keys: confirm::ConfirmKeys,
+    /// How many times in a row the redis crate tries to reconnect the
+    /// pub/sub connection before it waits for a request to try again.
+    pubsub_retries: usize,
 }
 
 impl RedisConfig {
@@ -242,6 +245,19 @@ impl RedisConfig {
     pub fn with_namespace(mut self, namespace: Namespace) -> RedisConfig {
         self.namespace = namespace;
         self
+    }
+
+    /// For tests only (not a promise): how many times in a row the redis
+    /// crate tries to reconnect the pub/sub connection (120 by default,
+    /// about three minutes) before it leaves that to the hub.
+    #[doc(hidden)]
+    pub fn with_pubsub_retries(mut self, retries: usize) -> RedisConfig {
+        self.pubsub_retries = retries;
+        self
+    }
+
+    pub(crate) fn pubsub_retries(&self) -> usize {
+        self.pubsub_retries
     }
 
     /// How long one operation may take before it fails with
@@ -478,6 +494,7 @@ impl RedisConfigBuilder {
             sentinel_password: None,
             confirm: None,
             confirm_keys: Default::default(),
+            pubsub_retries: 120,
         };
         match self.url {
             Some(UrlSource::Text(url)) => from_url(BackendUrl::parse(&url)?, &mut cfg)?,

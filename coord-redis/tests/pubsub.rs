@@ -64,3 +64,78 @@ async fn a_change_made_before_the_subscriptions_are_back_wakes_the_watch() {
         "the watch was never woken after the change"
     );
 }
+
+/// Stops `server` (waiting for the drop to wake `watch`), waits `outage`,
+/// then starts it again (empty, on the same port).
+async fn outage(server: &Arc<RedisServer>, watch: &mut Box<dyn Watch>, outage: Duration) {
+    let s = server.clone();
+    tokio::task::spawn_blocking(move || s.stop()).await.unwrap();
+    assert!(
+        wakes(watch, Duration::from_secs(5)).await,
+        "woken at the drop"
+    );
+    tokio::time::sleep(outage).await;
+    let s = server.clone();
+    tokio::task::spawn_blocking(move || s.restart())
+        .await
+        .unwrap();
+}
+
+/// The channels `server` has subscribers for.
+fn subscribed(server: &RedisServer) -> redis::Value {
+    server.command(&["PUBSUB", "CHANNELS"]).unwrap()
+}
+
+/// An outage longer than the redis crate's reconnection attempts (made
+/// short here: none after the first) left the pub/sub connection down for
+/// good: the crate tries again only when a request is sent on it, and the
+/// hub sent one only to subscribe a channel not watched yet. The watches
+/// of channels already watched never heard anything again. The hub's own
+/// resubscription sends requests until it succeeds, whatever the crate's
+/// retry limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscriptions_come_back_after_the_crate_stops_reconnecting() {
+    let server = Arc::new(RedisServer::start());
+    let config = server.config("p2").with_pubsub_retries(0);
+    let waiter = RedisBackend::connect(config).await.unwrap();
+    let space = Key::new("space").unwrap();
+    let mut watch = waiter.state().unwrap().watch(&space).await.unwrap();
+
+    // (The crate's one attempt, right after the drop, is refused.)
+    outage(&server, &mut watch, Duration::from_secs(1)).await;
+    assert!(
+        wakes(&mut watch, Duration::from_secs(10)).await,
+        "not woken once subscribed again (PUBSUB CHANNELS: {:?})",
+        subscribed(&server)
+    );
+    assert_ne!(subscribed(&server), redis::Value::Array(vec![]));
+    put_from_another_client(&server, "p2", &space).await;
+    assert!(
+        wakes(&mut watch, Duration::from_secs(5)).await,
+        "the change woke nobody"
+    );
+}
+
+/// The same with the crate's own retry limit (about three minutes of
+/// attempts): slow, so not in the default run. Run it alone with
+/// `cargo test -p coord-redis --test pubsub -- --ignored after_a_long_outage`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow (about 4.5 minutes); run with --ignored"]
+async fn after_a_long_outage_the_subscriptions_come_back() {
+    let server = Arc::new(RedisServer::start());
+    let waiter = RedisBackend::connect(server.config("p3")).await.unwrap();
+    let space = Key::new("space").unwrap();
+    let mut watch = waiter.state().unwrap().watch(&space).await.unwrap();
+
+    outage(&server, &mut watch, Duration::from_secs(250)).await;
+    assert!(
+        wakes(&mut watch, Duration::from_secs(10)).await,
+        "not woken once subscribed again (PUBSUB CHANNELS: {:?})",
+        subscribed(&server)
+    );
+    put_from_another_client(&server, "p3", &space).await;
+    assert!(
+        wakes(&mut watch, Duration::from_secs(5)).await,
+        "the change woke nobody"
+    );
+}
