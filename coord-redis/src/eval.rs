@@ -13,11 +13,11 @@
 //!   `SCRIPT FLUSH`, a restarted server), redis errors mapped by
 //!   [`error`](crate::error) with the password redacted.
 //! - Confirmed writes ([`Confirm`](crate::Confirm)): every request but
-//!   the reads named in [`READS`] is followed, in the same pipeline on the
-//!   same connection, by `WAIT` or `WAITAOF`; a shortfall is
-//!   `Error::Unconfirmed`, never a plain success. Classifying by operation
-//!   keeps it out of every family's code; an operation not listed is a
-//!   write (confirmed: the safe side).
+//!   the reads ([`reads`](crate::reads), by family and operation) is
+//!   followed, in the same pipeline on the same connection, by `WAIT` or
+//!   `WAITAOF`; a shortfall is `Error::Unconfirmed`, never a plain success.
+//!   Classifying by operation keeps it out of every family's code; an
+//!   operation not listed is a write (confirmed: the safe side).
 //! - [`ttl_ms`] is the one TTL conversion; [`millis`], [`token`], [`wall`]
 //!   and [`RedisBackend::stored_holder`] decode what replies carry.
 
@@ -33,29 +33,8 @@ use tracing::{Instrument, Span, field::Empty};
 use crate::{
     Confirm, RedisBackend,
     cluster::{self, Conn},
-    error, sentinel,
+    error, reads, sentinel,
 };
-
-/// The operations that only answer a question, never confirmed. What they
-/// may change is housekeeping (pruning what expired) that a failover may
-/// lose harmlessly. Any operation not named here is confirmed.
-pub(crate) const READS: &[&str] = &[
-    "candidates",
-    "changes",
-    "dead_events",
-    "dead_items",
-    "expiry",
-    "get",
-    "inspect",
-    "instances",
-    "leader",
-    "members",
-    "presence",
-    "scan",
-    "stats",
-    "status",
-    "terms_granted",
-];
 
 /// A family's script as a `LazyLock<redis::Script>`: the prelude, then the
 /// files named (paths under `src/`), concatenated.
@@ -324,11 +303,11 @@ impl RedisBackend {
     }
 
     /// The confirmation `call` waits for: the configured one, unless `call`
-    /// is one of the [`READS`].
+    /// is a read ([`reads::is_read`]).
     fn confirming(&self, call: &Traced<'_>) -> Option<Confirm> {
         self.config()
             .confirm()
-            .filter(|_| !READS.contains(&call.op))
+            .filter(|_| !reads::is_read(call.family, call.op))
     }
 
     /// `Ok` when `acks` (the reply to `confirm`'s command) reaches what
@@ -704,34 +683,6 @@ mod tests {
 
     /// Every operation taken as a read is one some family traces, and
     /// no operation that grants, renews or releases is among them.
-    #[test]
-    fn reads_are_operations_that_exist_and_grant_nothing() {
-        let sources = [
-            include_str!("ops/mod.rs"),
-            include_str!("ops/listing.rs"),
-            include_str!("expiry.rs"),
-            include_str!("state/mod.rs"),
-            include_str!("locks/mod.rs"),
-            include_str!("membership/mod.rs"),
-            include_str!("election/mod.rs"),
-            include_str!("queues/mod.rs"),
-            include_str!("topics/mod.rs"),
-            include_str!("graphs/mod.rs"),
-        ]
-        .concat();
-        for op in READS {
-            assert!(
-                sources.contains(&format!("Traced::new(\"{op}\"")),
-                "{op} is no traced operation"
-            );
-        }
-        for write in [
-            "acquire", "extend", "renew", "leave", "join", "campaign", "begin", "end",
-        ] {
-            assert!(!READS.contains(&write), "{write}");
-        }
-    }
-
     #[test]
     fn ttl_rounds_up_and_checks_the_range() {
         let k = Key::new("k").unwrap();

@@ -88,6 +88,7 @@ mod ops;
 mod pubsub;
 #[cfg(not(madsim))]
 mod queues;
+mod reads;
 #[cfg(not(madsim))]
 mod sentinel;
 #[cfg(not(madsim))]

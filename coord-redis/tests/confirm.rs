@@ -254,6 +254,54 @@ async fn unconfirmed_renewals_lose_the_lease_at_its_local_validity() {
     assert!(!g.is_held());
 }
 
+/// Decision 0036: "reads are answered at once". With no replica at all
+/// and `confirm_replicas=1` every write is `Unconfirmed`, and every read
+/// must answer without waiting for one. A barrier's and a latch's state,
+/// the health probe and the audit trail were classified as writes (not in
+/// the reads list): each waited `confirm_timeout` and failed `Unconfirmed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_answer_at_once_without_the_replicas() {
+    use coord_api::{
+        Key,
+        spi::{Backend, BarrierKind, ops::Cursor},
+    };
+    let server = RedisServer::start();
+    let url = format!(
+        "redis://127.0.0.1:{}/0?namespace=rd&confirm_replicas=1&confirm_timeout=300ms",
+        server.port()
+    );
+    let backend = RedisBackend::connect(RedisConfig::from_url(&url).unwrap())
+        .await
+        .unwrap();
+    let name = Key::new("b").unwrap();
+    let mut failures = Vec::new();
+    let mut check = |what: &str, ok: bool, started: Instant, r: &dyn std::fmt::Debug| {
+        if !ok || started.elapsed() >= Duration::from_millis(300) {
+            failures.push(format!("{what}: {r:?} after {:?}", started.elapsed()));
+        }
+    };
+    let barriers = backend.barriers().unwrap();
+    let ops = backend.ops().unwrap();
+
+    let started = Instant::now();
+    let r = barriers.state(BarrierKind::Cyclic, &name, None).await;
+    check("barrier state", r.is_ok(), started, &r);
+    let started = Instant::now();
+    let r = barriers.latch_state(&name).await;
+    check("latch state", r.is_ok(), started, &r);
+    let started = Instant::now();
+    let r = ops.probe().await;
+    check("probe", r.is_ok(), started, &r);
+    let started = Instant::now();
+    let r = ops.audit(&Cursor::start(), 10).await;
+    check("audit", r.is_ok(), started, &r);
+    assert!(
+        failures.is_empty(),
+        "reads confirmed:\n{}",
+        failures.join("\n")
+    );
+}
+
 /// `WAITAOF` (7.2) is refused at connect by a server without it, naming
 /// its version; a server with it is accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

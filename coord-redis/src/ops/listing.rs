@@ -402,7 +402,7 @@ impl RedisBackend {
     /// The records of `found` in a reply of its read.
     fn decode_leases(&self, found: &Found, v: Value) -> Result<Vec<Row>> {
         let r = &found.resource;
-        let call = Traced::new("read", r.kind.as_str(), &r.name);
+        let call = Traced::new("decode", r.kind.as_str(), &r.name);
         let bad = |v: &dyn std::fmt::Debug| self.unexpected(call, format!("{v:?}"));
         let holder = |text: &str| self.stored_holder(&r.name, text);
         let record = |text: String, role, tok: Option<i64>, left: i64| -> Result<Row> {

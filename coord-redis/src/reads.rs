@@ -1,0 +1,53 @@
+//! Which requests are reads, never confirmed under confirmed writes
+//! ([`Confirm`](crate::Confirm), decision 0036): classified by the traced
+//! family and operation, since one operation name may be a read in one
+//! family and a write in another (`read`: the operations listing reads,
+//! a topic's consumer reads *and* claims). Anything not listed is a write,
+//! confirmed (the safe side); a unit test requires every traced operation
+//! of the crate to be listed here or among the writes on purpose, so a new
+//! read cannot be forgotten.
+
+/// A family of [`READS`] that stands for any family (the operation is
+/// traced under a family chosen at run time: a lock space, a barrier
+/// kind, the primitive whose expiry is watched).
+const ANY: &str = "*";
+
+/// The `(family, operation)` pairs that only answer a question, never
+/// confirmed. What they may change is housekeeping (pruning what expired)
+/// that a failover may lose harmlessly.
+const READS: &[(&str, &str)] = &[
+    (ANY, "expiry"),
+    (ANY, "inspect"),
+    // A barrier's or latch's state.
+    (ANY, "state"),
+    ("election", "candidates"),
+    ("election", "leader"),
+    ("election", "terms_granted"),
+    ("graph", "status"),
+    ("group", "members"),
+    ("ops", "audit"),
+    ("ops", "instances"),
+    ("ops", "presence"),
+    ("ops", "probe"),
+    // The listing's lease records (not a topic's `read`: a write).
+    ("ops", "read"),
+    ("ops", "scan"),
+    ("queue", "dead_items"),
+    ("queue", "stats"),
+    ("state", "changes"),
+    ("state", "get"),
+    ("topic", "dead_events"),
+    ("topic", "stats"),
+];
+
+/// Whether `op` of `family` is one of the [`READS`].
+pub(crate) fn is_read(family: &str, op: &str) -> bool {
+    READS.iter().any(|r| matches(*r, family, op))
+}
+
+fn matches((f, o): (&str, &str), family: &str, op: &str) -> bool {
+    o == op && (f == ANY || f == family)
+}
+
+#[cfg(test)]
+mod tests;
