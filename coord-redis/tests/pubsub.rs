@@ -3,13 +3,16 @@
 //! watch may take. Each test starts its own server (they stop, restart or
 //! freeze it).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use coord_api::{
     Key,
     spi::{Backend, Watch, state::Expect},
 };
-use coord_redis::RedisBackend;
+use coord_redis::{RedisBackend, RedisConfig};
 use coord_testkit::redis::RedisServer;
 
 /// Another client puts a value in `space` (its script publishes on the
@@ -137,5 +140,54 @@ async fn after_a_long_outage_the_subscriptions_come_back() {
     assert!(
         wakes(&mut watch, Duration::from_secs(5)).await,
         "the change woke nobody"
+    );
+}
+
+/// "Every operation … bounded by the configured operation timeout" (the
+/// backend's docs). A new watch's subscription waited for the hub's other
+/// subscribe commands outside that bound: with the server frozen,
+/// concurrent watches of different channels failed one after another, the
+/// k-th after k timeouts (a lock's `wait_timeout` overshot the same way).
+/// The wait and the subscription share one deadline now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_subscriptions_each_fail_within_the_operation_timeout() {
+    let server = Arc::new(RedisServer::start());
+    let config = RedisConfig::builder()
+        .with_url(server.url())
+        .namespace("p4")
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let backend = Arc::new(RedisBackend::connect(config).await.unwrap());
+    // The pub/sub connection is open (it opens on first use).
+    let first = (backend.state().unwrap())
+        .watch(&Key::new("s0").unwrap())
+        .await
+        .unwrap();
+
+    let s = server.clone();
+    tokio::task::spawn_blocking(move || s.pause())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let watches = (1..=6).map(|i| {
+        let backend = backend.clone();
+        async move {
+            let space = Key::new(&format!("s{i}")).unwrap();
+            let r = backend.state().unwrap().watch(&space).await;
+            (r.is_err(), started.elapsed())
+        }
+    });
+    let results = futures_util::future::join_all(watches).await;
+    let s = server.clone();
+    tokio::task::spawn_blocking(move || s.resume())
+        .await
+        .unwrap();
+    drop(first);
+    let slowest = results.iter().map(|(_, t)| *t).max().unwrap();
+    assert!(results.iter().all(|(failed, _)| *failed), "{results:?}");
+    assert!(
+        slowest < Duration::from_millis(1500),
+        "with a 500 ms operation timeout a subscription failed only after {slowest:?}: {results:?}"
     );
 }

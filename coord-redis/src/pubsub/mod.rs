@@ -388,15 +388,20 @@ impl Hub {
             channel,
         };
         if !confirmed {
-            let _serial = self.commands.lock().await;
             let what = format!("subscribe to {}", watch.channel);
-            let mut conn = self.conn();
-            let subscribe = conn.subscribe(&watch.channel, self.sharded);
-            match tokio::time::timeout(self.config.timeout(), subscribe).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(error::from_redis(&self.config, &what, e)),
+            // One deadline for the wait for the other commands (a frozen
+            // server makes each take the whole timeout) and our own.
+            let subscribe = async {
+                let serial = self.commands.lock().await;
+                let mut conn = self.conn();
+                let r = conn.subscribe(&watch.channel, self.sharded).await;
+                (serial, r)
+            };
+            let _serial = match tokio::time::timeout(self.config.timeout(), subscribe).await {
+                Ok((serial, Ok(()))) => serial,
+                Ok((_, Err(e))) => return Err(error::from_redis(&self.config, &what, e)),
                 Err(_) => return Err(error::timed_out(&self.config, &what, self.config.timeout())),
-            }
+            };
             if let Some(entry) = self
                 .channels
                 .0
