@@ -670,3 +670,47 @@ async fn a_subscriber_hears_what_was_published_after_a_restart_without_persisten
         other => panic!("the event published after the restart: {other:?}"),
     }
 }
+
+/// While another client's script runs past `busy-reply-threshold`, Redis
+/// answers every other command `BUSY`: refused without running, like
+/// `LOADING`, and over once the script ends. It was `Error::Backend`, not
+/// retryable: a queue consumer's or graph worker's `run` loop, barrier and
+/// lock waits ended with a hard error instead of waiting it out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_server_is_unavailable_not_a_backend_error() {
+    let server = Arc::new(RedisServer::start_with(&["--busy-reply-threshold", "100"]));
+    let c = Client::new(backend(server.config("busy")).await);
+    // Warm up (the script loaded).
+    let g = c.lock("x").try_lock().await.unwrap().unwrap();
+    g.release().await.unwrap();
+
+    let s = server.clone();
+    let slow = std::thread::spawn(move || {
+        let script = "local s = tonumber(redis.call('TIME')[1]) \
+                      while tonumber(redis.call('TIME')[1]) < s + 4 do end return 1";
+        s.command(&["EVAL", script, "0"])
+    });
+    // Until the server says it is busy (the script started and passed the
+    // threshold; it runs for seconds more).
+    let s = server.clone();
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !matches!(s.command(&["PING"]), Err(e) if e.code() == Some("BUSY")) {
+            assert!(
+                Instant::now() < deadline,
+                "the script never made the server busy"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .unwrap();
+    let res = c.lock("x").try_lock().await;
+    tokio::task::spawn_blocking(move || slow.join().unwrap().unwrap())
+        .await
+        .unwrap();
+    match res {
+        Err(e) => assert!(e.is_retryable(), "BUSY is not retryable: {e:?}"),
+        Ok(g) => panic!("expected the server to be busy, got {:?}", g.is_some()),
+    }
+}
