@@ -33,6 +33,10 @@ pub(crate) fn is_unavailable(e: &RedisError) -> bool {
         ErrorKind::ClusterConnectionNotFound
             | ErrorKind::Server(
                 ServerErrorKind::BusyLoading
+                    // (A slot that moved, if the cluster connection's
+                    // own follow-up did not: the next try goes there.)
+                    | ServerErrorKind::Moved
+                    | ServerErrorKind::Ask
                     | ServerErrorKind::TryAgain
                     | ServerErrorKind::ClusterDown
                     | ServerErrorKind::MasterDown

@@ -303,11 +303,12 @@ impl RedisBackend {
     }
 
     /// The confirmation `call` waits for: the configured one, unless `call`
-    /// is a read ([`reads::is_read`]).
+    /// is never confirmed ([`reads::unconfirmed`]: a read, an ephemeral
+    /// publish).
     fn confirming(&self, call: &Traced<'_>) -> Option<Confirm> {
         self.config()
             .confirm()
-            .filter(|_| !reads::is_read(call.family, call.op))
+            .filter(|_| !reads::unconfirmed(call.family, call.op))
     }
 
     /// `Ok` when `acks` (the reply to `confirm`'s command) reaches what

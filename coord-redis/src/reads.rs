@@ -40,9 +40,14 @@ const READS: &[(&str, &str)] = &[
     ("topic", "stats"),
 ];
 
-/// Whether `op` of `family` is one of the [`READS`].
-pub(crate) fn is_read(family: &str, op: &str) -> bool {
-    READS.iter().any(|r| matches(*r, family, op))
+/// Writes never confirmed either: an ephemeral event is at most once by
+/// definition (decision 0036).
+const AT_MOST_ONCE: &[(&str, &str)] = &[("topic", "publish_ephemeral")];
+
+/// Whether `op` of `family` is never confirmed: one of the [`READS`] or
+/// [`AT_MOST_ONCE`].
+pub(crate) fn unconfirmed(family: &str, op: &str) -> bool {
+    (READS.iter().chain(AT_MOST_ONCE)).any(|r| matches(*r, family, op))
 }
 
 fn matches((f, o): (&str, &str), family: &str, op: &str) -> bool {

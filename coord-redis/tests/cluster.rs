@@ -34,6 +34,7 @@ async fn cluster_backend() {
     connects_through_seed_nodes(&set).await;
     primitives_spread_over_masters_and_are_all_listed(&set).await;
     wake_ups_are_sharded_to_the_channels_shard(&set).await;
+    an_ephemeral_publish_follows_a_moved_slot(&set).await;
     a_planned_failover_is_followed(&set).await;
     an_unplanned_failover_loses_only_what_the_replica_lacked(&set).await;
 }
@@ -152,6 +153,29 @@ async fn wake_ups_are_sharded_to_the_channels_shard(set: &ClusterSet) {
         .unwrap();
     let (kind, msg) = next_message(&mut other_rx).await;
     assert_eq!((kind, msg.as_str()), (PushKind::Message, "marker"));
+}
+
+/// `publish_ephemeral` sent its `SPUBLISH` on the cluster connection
+/// directly, outside the request path that follows a moved slot (the
+/// crate's own retries are off: decision 0037): the first publish after
+/// the channel's slot moved failed with the server's `MOVED` as a plain
+/// `Error::Backend` (not retryable) while every other request followed.
+async fn an_ephemeral_publish_follows_a_moved_slot(set: &ClusterSet) {
+    let b = backend(set, "mv").await;
+    let topics = b.topics().unwrap();
+    let topic = Key::new("t").unwrap();
+    let event = || NewEvent::new(Tag::new("E", 1), b"x".to_vec());
+    topics.publish_ephemeral(&topic, event()).await.unwrap();
+
+    let channel = "coord:{mv:topic:1:t}:e";
+    let from = set.master_of(channel).port();
+    let to = (set.masters().into_iter())
+        .find(|m| m.port() != from)
+        .unwrap();
+    tokio::task::block_in_place(|| set.move_slot(set.slot_of(channel), to, Duration::ZERO));
+
+    let res = topics.publish_ephemeral(&topic, event()).await;
+    assert!(res.is_ok(), "the first publish after the move: {res:?}");
 }
 
 /// After a planned failover of the master serving a lock, requests reach

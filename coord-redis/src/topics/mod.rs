@@ -60,7 +60,7 @@ use tracing::Instrument;
 
 use crate::{
     RedisBackend,
-    eval::{Eval, Traced, array, bytes, int, millis, ms, script, text, uint, wall},
+    eval::{Eval, Request, Traced, array, bytes, int, millis, ms, script, text, uint, wall},
     keys::Names,
     pubsub::RedisListener,
 };
@@ -336,21 +336,11 @@ impl TopicBackend for RedisBackend {
         });
         cmd.arg(&channel).arg(msg);
         let call = Traced::new("publish_ephemeral", FAMILY, topic);
-        let cfg = self.config();
-        let mut conn = self.conn().clone();
-        let run = cmd.query_async::<i64>(&mut conn);
-        match tokio::time::timeout(cfg.timeout(), run)
-            .instrument(self.span(&call))
-            .await
-        {
-            Ok(Ok(n)) => Ok(n.max(0) as u64),
-            Ok(Err(e)) => Err(crate::error::from_redis(cfg, "publish_ephemeral", e)),
-            Err(_) => Err(crate::error::timed_out(
-                cfg,
-                "publish_ephemeral",
-                cfg.timeout(),
-            )),
-        }
+        // The shared request path: bounded, and on a cluster sent again
+        // where the slot lives after a MOVED (as every other request);
+        // never confirmed (at most once: `reads::AT_MOST_ONCE`).
+        let n: i64 = self.query(call, Request::Cmd(&cmd), &[]).await?;
+        Ok(n.max(0) as u64)
     }
 
     async fn listen(&self, topic: &Key) -> Result<Box<dyn Listener>> {
