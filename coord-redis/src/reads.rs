@@ -29,6 +29,10 @@ const READS: &[(&str, &str)] = &[
     ("ops", "instances"),
     ("ops", "presence"),
     ("ops", "probe"),
+    // (A question too: whether the master takes a write, asked with a
+    // key that lives 1 s. Confirmed, a replica gone would turn health's
+    // answer into the probe's failure.)
+    ("ops", "probe_write"),
     // The listing's lease records (not a topic's `read`: a write).
     ("ops", "read"),
     ("ops", "scan"),
