@@ -10,8 +10,8 @@ use crate::{
     lease::{
         BoxFuture, Guard, Lease, Tenure,
         metrics::{self, Stage},
-        released, spawn_background,
-        undo::{self, granting},
+        released,
+        undo::{granting, longest_pause},
         wait::{Attempts, Step, wait_for},
     },
     trace::{self, Outcome, Site},
@@ -169,35 +169,19 @@ impl Job {
             lost: guard.lost_signal(),
         };
         let out = body(ctx).await;
-        let lease = guard.lease().clone();
-        // The body ran: its value is the answer whatever the release meets.
-        // A lease is lost mostly through a partition, which is exactly when
-        // the release fails too.
+        // The body ran: its value is the answer whatever the release meets
+        // (a lease is lost mostly through a partition, which is exactly when
+        // the release fails too; the engine sends a failed one again).
         match guard.release().await {
             Ok(true) => {}
             Ok(false) => {
                 tracing::warn!(job = %self.handle.key_str(), "job finished after its lease was lost")
             }
-            Err(e) => {
-                tracing::warn!(
-                    job = %self.handle.key_str(),
-                    error = %e,
-                    "job finished; its lease could not be released (freed at its TTL otherwise)"
-                );
-                // As a dropped guard's release: retried in the background
-                // while the backend is unreachable (never a counted hold's).
-                if e.is_retryable() && !lease.tenure.counted() {
-                    let ttl = lease.ttl();
-                    spawn_background(async move {
-                        let client = lease.client.closer();
-                        undo::retry(&client, ttl, move |client| {
-                            let lease = lease.clone();
-                            async move { lease.tenure.release(&client)?.await.map(drop) }
-                        })
-                        .await
-                    });
-                }
-            }
+            Err(e) => tracing::warn!(
+                job = %self.handle.key_str(),
+                error = %e,
+                "job finished; its lease could not be released (sent again in the background)"
+            ),
         }
         Ok(out)
     }
@@ -322,7 +306,8 @@ impl Ending<'_> {
     /// answers `false`, and the occurrence then tells what happened.
     async fn end(&self, lease: &Lease, retention: Option<Duration>) -> Result<bool> {
         let clock = self.client.clock().clone();
-        let longest = (self.ttl / 10).clamp(Duration::from_millis(1), Duration::from_secs(1));
+        // Paced as the engine's clean-ups are.
+        let longest = longest_pause(self.ttl);
         let mut pause = Duration::from_millis(10).min(longest);
         let mut failed = false;
         loop {
@@ -370,11 +355,10 @@ impl Ending<'_> {
     }
 }
 
-/// Ends `holder`'s run unfinished (a clean-up: nothing to answer; it goes
-/// out through the closer, also once the client is closed).
+/// Ends `holder`'s run unfinished (a clean-up: nothing to answer; the
+/// engine runs it through the closer, also once the client is closed).
 async fn end_unfinished(client: Client, job: Key, occ: Key, holder: HolderId) -> Result<()> {
-    let closer = client.closer();
-    closer
+    client
         .jobs()?
         .end(&job, &occ, &holder, None)
         .await

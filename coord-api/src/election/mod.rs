@@ -361,10 +361,8 @@ fn give_up(key: &Key, holder: &HolderId) -> Box<UndoFn> {
     Box::new(move |client: Client| {
         let (key, holder, found) = (key.clone(), holder.clone(), found.clone());
         Box::pin(async move {
-            // Through the closer: a clean-up goes out even once the client
-            // is closed (what closing wants done at once).
-            let closer = client.closer();
-            let elections = closer.elections()?;
+            // (Run by the engine through the closer: also once closed.)
+            let elections = client.elections()?;
             let known = *found.lock().unwrap_or_else(|e| e.into_inner());
             let term = match known {
                 Some(term) => term,
@@ -389,10 +387,9 @@ fn withdraw(key: &Key, holder: &HolderId) -> Box<UndoFn> {
     Box::new(move |client: Client| {
         let (key, holder) = (key.clone(), holder.clone());
         Box::pin(async move {
-            // Through the closer: a campaign of a closed client (it answers
-            // `Closed`, or is dropped) withdraws too.
-            let closer = client.closer();
-            let elections = closer.elections()?;
+            // (Run by the engine through the closer: a campaign of a closed
+            // client, answering `Closed` or dropped, withdraws too.)
+            let elections = client.elections()?;
             elections.withdraw_candidacy(&key, &holder).await.map(drop)
         })
     })

@@ -498,25 +498,36 @@ impl Lease {
     }
 
     /// [`release`](Self::release) for a guard that was dropped: in the
-    /// background, and, when it ends the lease, repeated while the backend
-    /// is unreachable (for at most the TTL, which frees the lease by then
-    /// anyway). A counted hold that leaves other guards is released once
-    /// (repeating it could drop another guard's hold). It goes out also
-    /// once the client is closed (through its closer: it only gives up).
+    /// background, through the closer (it only gives up: it goes out also
+    /// once the client is closed), and [sent again](Self::release_again)
+    /// when it could not reach the backend.
     async fn release_dropped(self: Arc<Self>, ends: bool) {
-        let client = self.client.closer();
-        match self.release_through(&client, ends).await {
-            Err(e) if e.is_retryable() && ends => {
-                let lease = self.clone();
-                undo::retry(&client, self.ttl, move |client| {
-                    let lease = lease.clone();
-                    async move { lease.release_all(&client).await }
-                })
-                .await;
-            }
-            _ => {}
+        let res = self.release_through(&self.client.closer(), ends).await;
+        if ends && res.as_ref().is_err_and(may_not_have_arrived) {
+            self.release_again().await;
         }
     }
+
+    /// After a release that ended the lease and [may not have
+    /// arrived](may_not_have_arrived): every hold released again, through
+    /// the closer, while the backend is unreachable, for at most the TTL
+    /// (which frees the lease by then anyway). Never for a counted hold
+    /// that leaves other guards (it could drop another guard's hold): such
+    /// a release does not end the lease.
+    async fn release_again(self: Arc<Self>) {
+        let lease = self.clone();
+        undo::retry(&self.client.closer(), self.ttl, move |client| {
+            let lease = lease.clone();
+            async move { lease.release_all(&client).await }
+        })
+        .await;
+    }
+}
+
+/// Whether a release that failed with `e` may not have reached the backend:
+/// retryable, but not `Unconfirmed` (the master applied it).
+fn may_not_have_arrived(e: &crate::Error) -> bool {
+    e.is_retryable() && !matches!(e, crate::Error::Unconfirmed { .. })
 }
 
 impl<T: ?Sized> fmt::Debug for LeaseState<T> {
@@ -600,12 +611,17 @@ impl Guard {
     /// Releases the lease (one hold of a counted one, every hold with its
     /// last guard). If cancelled, the release goes on in the background:
     /// the guard's drop sends it again (harmless twice, except for a
-    /// counted hold that leaves other guards, which is not repeated).
+    /// counted hold that leaves other guards, which is not repeated). One
+    /// that fails without reaching the backend is sent again in the
+    /// background, as a dropped guard's is; the error is still returned.
     pub(crate) async fn release(mut self) -> Result<bool> {
         let ends = self.let_go();
         self.released = !ends;
         let res = self.lease.release(ends).await;
         self.released = true;
+        if ends && res.as_ref().is_err_and(may_not_have_arrived) {
+            spawn_background(self.lease.clone().release_again());
+        }
         res
     }
 }

@@ -124,7 +124,7 @@ where
 /// its TTL. A tenth keeps every pause well inside a renewal interval and
 /// leaves room for at least ten attempts within the TTL; TTLs of 10 s and
 /// more keep the second.
-fn longest_pause(within: Duration) -> Duration {
+pub(crate) fn longest_pause(within: Duration) -> Duration {
     (within / 10).clamp(Duration::from_millis(1), Duration::from_secs(1))
 }
 

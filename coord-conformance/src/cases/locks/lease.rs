@@ -230,6 +230,26 @@ pub async fn release_ends_lost_signal(h: &dyn Harness) {
         .expect("wait completes after release");
 }
 
+/// A release that failed without reaching the backend (cut off) is sent
+/// again in the background, as a dropped guard's is: the key is free soon
+/// after the backend is reachable again, not at the TTL (9 s). The error is
+/// still the caller's.
+pub async fn failed_release_is_sent_again(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let opts = default_options().ttl(LOST_REPLY_TTL);
+    let (a, switch) = ctx.switchable_client("a", opts).await;
+    let b = ctx.client("b").await;
+    let g = take(&a.lock("k"), "a").await;
+    switch.off();
+    let res = g.release().await;
+    switch.on();
+    assert!(matches!(&res, Err(e) if e.is_retryable()), "cut off: {res:?}");
+    let t0 = Instant::now();
+    let gb = take_within(&b.lock("k"), FREED_WITHIN).await;
+    let gb = gb.unwrap_or_else(|| panic!("still held {:?} after a failed release", t0.elapsed()));
+    assert!(gb.release().await.unwrap());
+}
+
 /// Dropping a guard releases in the background: another client gets the key
 /// long before the 5 s TTL.
 pub async fn dropped_guard_frees_key(h: &dyn Harness) {
