@@ -220,9 +220,14 @@ impl Client {
                 .start(WeakClient(Arc::downgrade(&self.inner)));
             return Ok(());
         }
-        Err(Error::Closed {
+        Err(self.closed())
+    }
+
+    /// The error of every call through a closed client.
+    pub(crate) fn closed(&self) -> Error {
+        Error::Closed {
             instance: self.inner.instance.to_string(),
-        })
+        }
     }
 
     /// The backend's lock family, or `NotSupported`.
@@ -435,13 +440,16 @@ impl Leases<'_> {
     /// (its grant was on its way when `close` began, and `close` emptied the
     /// registry before it came) is ended at once: believed released, and
     /// released on the backend in the background through the closer, as
-    /// `close` would have. Otherwise nobody would renew or release it (every
-    /// call of the closed client is refused), and it would block others
-    /// until its TTL. `close` sets its flag before it empties the registry,
-    /// and this looks at the flag after noting: a lease is either taken by
-    /// `close` or seen here (both, at worst: a second release changes
-    /// nothing, releases being holder-checked).
-    pub(crate) fn note(&self, lease: &Arc<Lease>) {
+    /// `close` would have; and the call that was granted it answers
+    /// `Error::Closed` (this error), as every call of a closed client does,
+    /// rather than hand its caller a guard that is not held. Otherwise
+    /// nobody would renew or release it (every call of the closed client is
+    /// refused), and it would block others until its TTL. `close` sets its
+    /// flag before it empties the registry, and this looks at the flag after
+    /// noting: a lease is either taken by `close` or seen here (both, at
+    /// worst: a second release changes nothing, releases being
+    /// holder-checked).
+    pub(crate) fn note(&self, lease: &Arc<Lease>) -> Result<()> {
         let client = self.client;
         client.inner.leases.note(lease);
         if client.is_closed() {
@@ -452,7 +460,9 @@ impl Leases<'_> {
                     tracing::warn!(error = %e, "a lease granted after close: not released");
                 }
             });
+            return Err(client.closed());
         }
+        Ok(())
     }
 }
 

@@ -233,7 +233,7 @@ impl Job {
             holder: holder.clone(),
         };
         let validity = self.handle.validity();
-        let lease = Lease::start(client.clone(), run, Some(token), opts, validity, t_sent);
+        let lease = Lease::start(client.clone(), run, Some(token), opts, validity, t_sent)?;
         let guard = Guard::new(lease);
         metrics::run(client, job, Stage::Started);
         let ctx = JobContext {

@@ -132,7 +132,7 @@ impl Group {
             holder,
         };
         let validity = self.handle.validity();
-        let lease = Lease::start(client.clone(), member, None, opts, validity, t_sent);
+        let lease = Lease::start(client.clone(), member, None, opts, validity, t_sent)?;
         metrics::joined(client, key);
         Ok(Membership {
             guard: Guard::new(lease),

@@ -32,6 +32,7 @@ pub struct Switch {
     changed: Arc<tokio::sync::Notify>,
     lost: Arc<AtomicUsize>,
     answered: Arc<Mutex<HashMap<&'static str, usize>>>,
+    held: Arc<Mutex<HashMap<&'static str, usize>>>,
 }
 
 const ON: u8 = 0;
@@ -48,6 +49,7 @@ impl Switch {
             changed: Default::default(),
             lost: Arc::new(AtomicUsize::new(0)),
             answered: Default::default(),
+            held: Default::default(),
         }
     }
 
@@ -86,8 +88,40 @@ impl Switch {
     /// answered, switched on, so far: a case waits on it to know that a
     /// call of a background task (a waiter's first attempt) was applied.
     pub fn answered(&self, name: &str) -> usize {
-        let answered = self.answered.lock().unwrap_or_else(|p| p.into_inner());
-        answered.get(name).copied().unwrap_or(0)
+        count(&self.answered, name)
+    }
+
+    /// How many calls of the SPI method `name` wait held on the way now
+    /// ([`holding`](Switch::holding)): a case waits on it to know that a
+    /// call is in flight before it changes the world around it.
+    pub fn held(&self, name: &str) -> usize {
+        count(&self.held, name)
+    }
+}
+
+fn count(counts: &Mutex<HashMap<&'static str, usize>>, name: &str) -> usize {
+    let counts = counts.lock().unwrap_or_else(|p| p.into_inner());
+    counts.get(name).copied().unwrap_or(0)
+}
+
+/// Counts a call held while it lives.
+struct Held<'a> {
+    counts: &'a Mutex<HashMap<&'static str, usize>>,
+    name: &'static str,
+}
+
+impl<'a> Held<'a> {
+    fn new(counts: &'a Mutex<HashMap<&'static str, usize>>, name: &'static str) -> Self {
+        let mut all = counts.lock().unwrap_or_else(|p| p.into_inner());
+        *all.entry(name).or_default() += 1;
+        Held { counts, name }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let mut all = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        *all.entry(self.name).or_default() -= 1;
     }
 }
 
@@ -115,6 +149,7 @@ impl Dispatch for Switch {
 
     async fn dispatch(&self, call: Call) -> Result<Reply> {
         let op = call.op();
+        let mut held = None;
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
@@ -122,8 +157,10 @@ impl Dispatch for Switch {
             if self.state.load(Ordering::SeqCst) != HOLD {
                 break;
             }
+            held.get_or_insert_with(|| Held::new(&self.held, op.name));
             changed.await;
         }
+        drop(held);
         match self.state.load(Ordering::SeqCst) {
             OFF => Err(Error::unavailable(
                 self,

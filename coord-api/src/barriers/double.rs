@@ -118,7 +118,7 @@ impl DoubleBarrier {
                     holder: HolderId::new(*client.instance_id()),
                 };
                 let validity = self.party.handle.validity();
-                let lease = Lease::start(client.clone(), member, None, opts, validity, t_sent);
+                let lease = Lease::start(client.clone(), member, None, opts, validity, t_sent)?;
                 Ok(Inside {
                     guard: Guard::new(lease),
                     handle: self.party.handle.clone(),

@@ -191,18 +191,9 @@ impl Election {
         let site = || self.site("campaign", key, Some(holder));
         let campaign = trace::call(client, site, campaign, classify);
         match granting(client, opts.ttl, campaign, || give_up(key, holder)).await? {
-            Campaign::Elected(info) => {
-                let leadership = self.leadership(key, holder, info, t_sent);
-                // Won as the client closed: the term was resigned at once
-                // (see `Leases::note`), and the campaign ends as every call
-                // of a closed client does.
-                if client.is_closed() {
-                    return Err(Error::Closed {
-                        instance: client.instance_id().to_string(),
-                    });
-                }
-                Ok(Ok(leadership))
-            }
+            // Won as the client closed: `Closed`, the term resigned at once
+            // (see `Leases::note`).
+            Campaign::Elected(info) => Ok(Ok(self.leadership(key, holder, info, t_sent)?)),
             busy => Ok(Err(busy)),
         }
     }
@@ -213,7 +204,7 @@ impl Election {
         holder: &HolderId,
         info: LeaderInfo,
         t_sent: Instant,
-    ) -> Leadership {
+    ) -> Result<Leadership> {
         let term = Term {
             election: key.clone(),
             holder: holder.clone(),
@@ -222,12 +213,12 @@ impl Election {
         };
         let (client, opts) = (self.handle.client.clone(), self.handle.opts());
         let validity = self.handle.validity();
-        let lease = Lease::start(client, term, Some(info.term), opts, validity, t_sent);
+        let lease = Lease::start(client, term, Some(info.term), opts, validity, t_sent)?;
         metrics::term_won(&self.handle.client, key);
-        Leadership {
+        Ok(Leadership {
             guard: Guard::new(lease),
             info,
-        }
+        })
     }
 
     /// Becomes leader if nobody leads (and the quorum holds); `Ok(None)`

@@ -488,7 +488,7 @@ impl GraphWorker {
             opts,
             self.handle.validity(),
             t_sent,
-        );
+        )?;
         let guard = Guard::new(lease);
         let ctx = NodeContext {
             graph: self.graph.key().clone(),

@@ -165,7 +165,9 @@ impl Lease {
     /// `t_sent`, valid locally for `validity` (`opts.local_validity()`,
     /// which its handle computes once) from then, and renewed in the
     /// background (on the client's renewal queue) when `opts` say so, the
-    /// first time one renewal period after `t_sent`.
+    /// first time one renewal period after `t_sent`. `Error::Closed` if the
+    /// client was closed before the grant came (the lease is then released
+    /// in the background, see `Leases::note`).
     pub(crate) fn start(
         client: Client,
         tenure: impl Tenure,
@@ -173,7 +175,7 @@ impl Lease {
         opts: &LeaseOptions,
         validity: Duration,
         t_sent: Instant,
-    ) -> Arc<Lease> {
+    ) -> Result<Arc<Lease>> {
         let renew_every = opts.auto_extend.then(|| opts.renew_every());
         Lease::begin(
             client,
@@ -188,13 +190,14 @@ impl Lease {
 
     /// A lease that takes over from this one in the same backend step (a
     /// downgrade): another tenure and token, granted on a request sent at
-    /// `t_sent`, with this lease's client, TTL, validity and renewal.
+    /// `t_sent`, with this lease's client, TTL, validity and renewal
+    /// (`Error::Closed` as for [`start`](Self::start)).
     pub(crate) fn successor(
         &self,
         tenure: impl Tenure,
         token: Option<FencingToken>,
         t_sent: Instant,
-    ) -> Arc<Lease> {
+    ) -> Result<Arc<Lease>> {
         let client = self.client.clone();
         let (ttl, validity, every) = (self.ttl, self.validity, self.renew_every);
         Lease::begin(client, tenure, token, ttl, validity, every, t_sent)
@@ -208,7 +211,7 @@ impl Lease {
         validity: Duration,
         renew_every: Option<Duration>,
         t_sent: Instant,
-    ) -> Arc<Lease> {
+    ) -> Result<Arc<Lease>> {
         let lease: Arc<Lease> = Arc::new(LeaseState {
             client,
             token,
@@ -226,8 +229,8 @@ impl Lease {
         if let Some(every) = renew_every {
             lease.schedule_at(t_sent + every);
         }
-        lease.client.leases().note(&lease);
-        lease
+        lease.client.leases().note(&lease)?;
+        Ok(lease)
     }
 
     /// The site of a call on this lease, for its span.

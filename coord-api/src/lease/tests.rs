@@ -30,7 +30,8 @@ fn an_ended_lease_stays_ended_whatever_races_it() {
             &opts,
             validity,
             now,
-        );
+        )
+        .unwrap();
         std::thread::scope(|s| {
             s.spawn(|| {
                 for _ in 0..500 {
@@ -83,7 +84,7 @@ async fn a_cancelled_reentrant_release_is_repeated_only_by_the_last_guard() {
         holder: HolderId::new(*client.instance_id()),
     };
     let (opts, now) = (LeaseOptions::default(), client.clock().now());
-    let lease = Lease::start(client.clone(), id, None, &opts, opts.local_validity(), now);
+    let lease = Lease::start(client.clone(), id, None, &opts, opts.local_validity(), now).unwrap();
     let (first, second) = (Guard::new(lease.clone()), Guard::new(lease.clone()));
     drop(lease);
     let cancelled = tokio::time::timeout(Duration::from_millis(10), second.release()).await;
@@ -150,12 +151,12 @@ async fn a_lease_inside_another_is_lost_with_it() {
         holder: HolderId::new(*client.instance_id()),
     };
     let (now, validity) = (client.clock().now(), opts.local_validity());
-    let outer = Lease::start(client.clone(), id("presence"), None, &opts, validity, now);
+    let outer = Lease::start(client.clone(), id("presence"), None, &opts, validity, now).unwrap();
     let inside = Inside {
         id: id("delivery"),
         outer: outer.clone(),
     };
-    let inner = Lease::start(client.clone(), inside, None, &opts, validity, now);
+    let inner = Lease::start(client.clone(), inside, None, &opts, validity, now).unwrap();
     let signal = LostSignal {
         of: LostOf::One(Arc::downgrade(&inner)),
     };

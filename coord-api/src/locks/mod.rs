@@ -301,7 +301,15 @@ impl LeaseGuard {
                 backend: client.backend().to_string(),
             });
         };
-        let successor = lease.successor(read, Some(grant.token), t_sent);
+        let successor = match lease.successor(read, Some(grant.token), t_sent) {
+            Ok(successor) => successor,
+            // Closed while on its way: the write lease became the read
+            // lease, which is released in the background.
+            Err(e) => {
+                lease.mark(false);
+                return Err(e);
+            }
+        };
         // The write lease became the read lease: ended here, not released.
         std::mem::replace(guard, Guard::new(successor))
             .into_lease()

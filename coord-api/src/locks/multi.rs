@@ -299,14 +299,15 @@ impl MultiLock {
         Ok(Some(match answer {
             AcquireAll::Granted(grants) if grants.len() == leases.len() => {
                 let validity = self.handle.validity();
-                let guards = leases
-                    .iter()
-                    .zip(grants)
+                // Every grant becomes its lease before the first error (a
+                // closed client) is the answer: each is then released.
+                let guards: Vec<_> = (leases.iter().zip(grants))
                     .map(|(id, g)| {
                         let req = Request::with_id(client, id.clone(), opts, validity);
                         req.guard(id.clone(), g.token, t_sent)
                     })
                     .collect();
+                let guards = guards.into_iter().collect::<Result<_>>()?;
                 Attempt::Done(MultiGuard::new(guards))
             }
             AcquireAll::Busy { index, busy } if index < leases.len() => {

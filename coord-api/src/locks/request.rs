@@ -109,7 +109,7 @@ impl<'a> Request<'a> {
         };
         Ok(match answer {
             (Acquire::Granted(grant), t_sent) => {
-                let guard = self.guard(self.id.clone(), grant.token, t_sent);
+                let guard = self.guard(self.id.clone(), grant.token, t_sent)?;
                 (Step::Done(guard), t_sent)
             }
             (Acquire::Busy(busy), t_sent) => {
@@ -142,10 +142,10 @@ impl<'a> Request<'a> {
         id: LeaseId,
         token: crate::FencingToken,
         t_sent: Instant,
-    ) -> LeaseGuard {
+    ) -> Result<LeaseGuard> {
         let (client, opts, kind) = (self.client.clone(), self.opts, id.kind);
-        let lease = Lease::start(client, id, Some(token), opts, self.validity, t_sent);
-        LeaseGuard::new(lease, kind, token)
+        let lease = Lease::start(client, id, Some(token), opts, self.validity, t_sent)?;
+        Ok(LeaseGuard::new(lease, kind, token))
     }
 
     /// Withdraws the writer intent a refused attempt registered (releasing

@@ -598,8 +598,10 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
             holder: self.holder.clone(),
         };
         let validity = opts.local_validity();
+        // `Closed` (the client closed while the receive was on its way):
+        // none, and the delivery answers `Closed`.
         let lease = Lease::start(client.clone(), tenure, None, &opts, validity, t_sent);
-        self.presence = Some(Guard::new(lease));
+        self.presence = lease.ok().map(Guard::new);
     }
 
     /// A delivery with its lease, or `None` if its item does not decode
@@ -643,7 +645,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
             opts,
             validity,
             t_sent,
-        );
+        )?;
         Ok(Some(Delivery {
             item,
             receipt: Receipt {

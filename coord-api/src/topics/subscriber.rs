@@ -514,8 +514,10 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
             holder: self.holder.clone(),
         };
         let validity = opts.local_validity();
+        // `Closed` (the client closed while the receive was on its way):
+        // none, and the delivery answers `Closed`.
         let lease = Lease::start(client.clone(), tenure, None, &opts, validity, t_sent);
-        self.presence = Some(Guard::new(lease));
+        self.presence = lease.ok().map(Guard::new);
     }
 
     /// The delivery with its lease, or `Refused` (then dead-lettered), or
@@ -579,7 +581,7 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
             opts,
             validity,
             t_sent,
-        );
+        )?;
         Ok(Some(Next::Event(EventDelivery {
             event,
             receipt: Receipt {

@@ -120,6 +120,99 @@ pub async fn close_resigns_term_won_while_closing(h: &dyn Harness) {
     assert!(closed, "b's campaign answered {answer}");
 }
 
+/// Grants on their way when `close` began (held on the way, applied after
+/// it) answer `Error::Closed`, as every call of a closed client does, never
+/// a guard that is not held (its caller would go on as if it held the key);
+/// and what they were granted is free again at once, long before the 5 s
+/// TTL. A lock, and where the backend has them, a permit, a writer, a group
+/// membership and a run-once run (whose body never runs).
+pub async fn close_answers_grants_on_their_way_closed(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (caps, families) = (caps(&ctx).await, ctx.families().await);
+    let (b, switch) = ctx
+        .switchable_client("b", default_options().ttl(ms(5000)))
+        .await;
+    let o = ctx.client("o").await;
+    switch.holding();
+    let mut calls = Vec::new();
+    let (mut acquires, ran) = (0, Arc::new(AtomicUsize::new(0)));
+    let held = |res: Result<Option<LeaseGuard>>| res.map(|g| format!("{g:?}"));
+    let lock = b.lock("k");
+    calls.push(("lock", tokio::spawn(async move { held(lock.try_lock().await) })));
+    acquires += 1;
+    if caps.semaphore {
+        let sem = b.semaphore("s", 1);
+        calls.push(("permit", tokio::spawn(async move { held(sem.try_acquire().await) })));
+        acquires += 1;
+    }
+    if caps.read_write {
+        let rw = b.rwlock("rw");
+        calls.push(("writer", tokio::spawn(async move { held(rw.try_write().await) })));
+        acquires += 1;
+    }
+    if families.groups {
+        let group = b.group("g");
+        let join = async move { group.join().await.map(|m| format!("member {}", m.is_member())) };
+        calls.push(("member", tokio::spawn(join)));
+    }
+    if families.jobs {
+        let (job, ran) = (b.job("j"), ran.clone());
+        let run = async move {
+            let body = |_| async move { ran.fetch_add(1, SeqCst) };
+            job.run_once("o", body).await.map(|r| format!("{r:?}"))
+        };
+        calls.push(("run", tokio::spawn(run)));
+    }
+    let on_the_way = || {
+        let all = (switch.held("acquire") == acquires)
+            && (!families.groups || switch.held("join") == 1)
+            && (!families.jobs || switch.held("begin") == 1);
+        async move { all.then_some(()) }
+    };
+    eventually(ms(2000), on_the_way).await.expect("every call on its way");
+    let closing = {
+        let b = b.clone();
+        tokio::spawn(async move { b.close().await })
+    };
+    eventually(ms(2000), || async { b.is_closed().then_some(()) })
+        .await
+        .expect("the close began");
+    switch.on();
+    for (what, call) in calls {
+        let res = join(call, ms(3000), what).await;
+        assert!(
+            matches!(res, Err(Error::Closed { .. })),
+            "{what} granted after close began answered {res:?}"
+        );
+    }
+    let _ = join(closing, ms(3000), "b's close").await;
+    let t0 = Instant::now();
+    let free = |got: Option<()>, what: &str| {
+        assert!(got.is_some(), "{what} still held {:?} after close (TTL 5 s)", t0.elapsed())
+    };
+    let (soon, got) = (ms(1500), |g: Option<LeaseGuard>| g.map(drop));
+    let lock = eventually(soon, || async { got(o.lock("k").try_lock().await.unwrap()) });
+    free(lock.await, "the lock");
+    if caps.semaphore {
+        let permit = || async { got(o.semaphore("s", 1).try_acquire().await.unwrap()) };
+        free(eventually(soon, permit).await, "the permit");
+    }
+    if caps.read_write {
+        let writer = || async { got(o.rwlock("rw").try_write().await.unwrap()) };
+        free(eventually(soon, writer).await, "the writer");
+    }
+    if families.groups {
+        let none = || async { o.group("g").members().await.unwrap().members.is_empty().then_some(()) };
+        free(eventually(soon, none).await, "the membership");
+    }
+    if families.jobs {
+        let again = timeout(soon, o.job("j").run_once("o", |_| async {})).await;
+        let again = again.unwrap_or_else(|_| panic!("the run still held {:?}", t0.elapsed()));
+        assert!(matches!(again, Ok(RunOnce::Ran(()))), "the occurrence runs again: {again:?}");
+    }
+    assert_eq!(ran.load(SeqCst), 0, "the closed client's body never ran");
+}
+
 /// A waiting campaign of a client that is closed, then dropped, withdraws
 /// its candidacy at once: nobody lists it after its client closed, long
 /// before its 5 s TTL.
