@@ -8,6 +8,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicU8, AtomicUsize, Ordering},
     },
+    time::Duration,
 };
 
 use async_trait::async_trait;
@@ -33,6 +34,8 @@ pub struct Switch {
     lost: Arc<AtomicUsize>,
     answered: Arc<Mutex<HashMap<&'static str, usize>>>,
     held: Arc<Mutex<HashMap<&'static str, usize>>>,
+    /// Per SPI method: how late its replies come.
+    late: Arc<Mutex<HashMap<&'static str, Duration>>>,
 }
 
 const ON: u8 = 0;
@@ -50,6 +53,7 @@ impl Switch {
             lost: Arc::new(AtomicUsize::new(0)),
             answered: Default::default(),
             held: Default::default(),
+            late: Default::default(),
         }
     }
 
@@ -76,6 +80,15 @@ impl Switch {
     fn set(&self, state: u8) {
         self.state.store(state, Ordering::SeqCst);
         self.changed.notify_waiters();
+    }
+
+    /// Answers the calls of the SPI method `name` (`release`,
+    /// `subscribe`...) `by` late, applied at once (a slow network on the way
+    /// back); whatever the switch's state, which applies first.
+    /// `Duration::ZERO` ends it.
+    pub fn late_replies(&self, name: &'static str, by: Duration) {
+        let mut late = self.late.lock().unwrap_or_else(|p| p.into_inner());
+        late.insert(name, by);
     }
 
     /// How many calls were applied and their replies lost so far: a case
@@ -176,8 +189,19 @@ impl Dispatch for Switch {
             }
             _ => {
                 let reply = call.run(self.inner.clone()).await;
-                let mut answered = self.answered.lock().unwrap_or_else(|p| p.into_inner());
-                *answered.entry(op.name).or_default() += 1;
+                {
+                    let mut answered = self.answered.lock().unwrap_or_else(|p| p.into_inner());
+                    *answered.entry(op.name).or_default() += 1;
+                }
+                let late = self
+                    .late
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(op.name)
+                    .copied();
+                if let Some(by) = late.filter(|by| !by.is_zero()) {
+                    tokio::time::sleep(by).await;
+                }
                 reply
             }
         }

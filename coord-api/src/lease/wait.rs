@@ -97,20 +97,32 @@ pub(crate) async fn wait_from<A: Attempts>(
                 }
             }
         };
+        let timed_out = |now: Instant| Error::Timeout {
+            what: attempts.what(),
+            backend: client.backend().to_string(),
+            waited: now - start,
+        };
         let now = clock.now();
         if deadline.is_some_and(|d| now >= d) || opts.max_retries.is_some_and(|m| retries >= m) {
-            return Err(Error::Timeout {
-                what: attempts.what(),
-                backend: client.backend().to_string(),
-                waited: now - start,
-            });
+            return Err(timed_out(now));
         }
         retries += 1;
         let Some(w) = watch.as_mut() else {
-            watch = Some(match made.take() {
+            // A subscription is waiting too: it ends at the deadline (a
+            // slow one, e.g. while the backend reconnects, would otherwise
+            // keep the caller up to an operation timeout past it).
+            let subscribed = match made.take() {
                 Some(w) => w,
-                None => attempts.subscribe().await?,
-            });
+                None => match deadline {
+                    None => attempts.subscribe().await?,
+                    Some(d) => tokio::select! {
+                        biased;
+                        w = attempts.subscribe() => w?,
+                        _ = clock.sleep_until(d) => return Err(timed_out(clock.now())),
+                    },
+                },
+            };
+            watch = Some(subscribed);
             continue;
         };
         let wake = wake_at(opts, now, retry_in, refresh, deadline);

@@ -136,15 +136,8 @@ pub async fn reentrant_failed_release_of_one_hold_keeps_the_others(h: &dyn Harne
 /// granted the key, and the first guard's lost signal has fired.
 pub async fn last_release_stops_believing_before_it_leaves(h: &dyn Harness) {
     let ctx = Ctx::new(h);
-    let slow = SlowReleaseReplies {
-        inner: ctx.backend().await,
-    };
-    let backend: DynBackend = Arc::new(coord_api::spi::Dispatched::new(slow));
-    let a = Client::builder(backend)
-        .instance_id("a")
-        .expect("valid instance id")
-        .lease_options(default_options())
-        .build();
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    switch.late_replies("release", ms(500));
     let b = ctx.client("b").await;
     for reentrant in [false, true] {
         let k = if reentrant { "r" } else { "e" };
@@ -163,42 +156,4 @@ pub async fn last_release_stops_believing_before_it_leaves(h: &dyn Harness) {
         let _ = releasing.await;
     }
 }
-}
-
-/// A decorator that applies every call at once but answers a `release`
-/// 500 ms late (a slow network on the way back).
-struct SlowReleaseReplies {
-    inner: DynBackend,
-}
-
-impl std::fmt::Debug for SlowReleaseReplies {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SlowReleaseReplies({:?})", self.inner)
-    }
-}
-
-impl std::fmt::Display for SlowReleaseReplies {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SlowReleaseReplies({})", self.inner)
-    }
-}
-
-#[async_trait::async_trait]
-impl coord_api::spi::Dispatch for SlowReleaseReplies {
-    fn namespace(&self) -> &coord_api::Namespace {
-        self.inner.namespace()
-    }
-
-    fn families(&self) -> coord_api::spi::Families {
-        coord_api::spi::Families::of(&*self.inner)
-    }
-
-    async fn dispatch(&self, call: coord_api::spi::Call) -> Result<coord_api::spi::Reply> {
-        let slow = call.op().name == "release";
-        let reply = call.run(self.inner.clone()).await;
-        if slow {
-            sleep(ms(500)).await;
-        }
-        reply
-    }
 }
