@@ -11,7 +11,7 @@ use crate::{
         Lease,
         metrics::{self, Waited},
         undo::{Undo, granting},
-        wait::{Attempts, Refused, Step, wait_from},
+        wait::{Attempts, Refused, Step, later, wait_from},
     },
     trace::{self, Outcome, Site},
 };
@@ -196,7 +196,27 @@ impl<'a> Request<'a> {
             let (in_effect_before, watch, first) = match at_once {
                 std::task::Poll::Ready(watch) => (true, watch, self.attempt().await),
                 std::task::Poll::Pending => {
-                    let (watch, first) = tokio::join!(subscribe, self.attempt());
+                    // Both end at the deadline (the place given back).
+                    let both = async { tokio::join!(subscribe, self.attempt()) };
+                    let (watch, first) = match self.opts.wait_timeout {
+                        None => both.await,
+                        Some(w) => {
+                            let clock = self.client.clock();
+                            tokio::select! {
+                                biased;
+                                both = both => both,
+                                _ = clock.sleep_until(later(start, w)) => {
+                                    let waited = clock.now() - start;
+                                    self.waited(Waited::Timeout, waited);
+                                    return Err(Error::Timeout {
+                                        what: Attempts::what(&this),
+                                        backend: self.client.backend().to_string(),
+                                        waited,
+                                    });
+                                }
+                            }
+                        }
+                    };
                     (false, watch, first)
                 }
             };
