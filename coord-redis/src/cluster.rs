@@ -173,7 +173,10 @@ pub(crate) enum Refused {
     MayHaveRun,
     /// Refused without running (`MOVED`, `ASK`: the crate learns the
     /// slots again; `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`: a slot being
-    /// migrated, the cluster down; a refused connection): send it again.
+    /// migrated, the cluster down; a refused connection; no connection to
+    /// the node a request is addressed to, e.g. a master just promoted
+    /// that the crate's slots do not name yet — the crate learns the slots
+    /// again after that answer): send it again.
     Again,
     /// A replica refused a write (`READONLY`: a script stops at its first
     /// write there, so it changed nothing): the node was the slot's master
@@ -200,6 +203,7 @@ pub(crate) fn not_run(e: &RedisError) -> Refused {
             | ServerErrorKind::ClusterDown
             | ServerErrorKind::MasterDown,
         ) => Refused::Again,
+        ErrorKind::ClusterConnectionNotFound => Refused::Again,
         _ if e.is_connection_refusal() => Refused::Again,
         _ => Refused::MayHaveRun,
     }
@@ -414,6 +418,14 @@ mod tests {
         ] {
             assert_eq!(refused(again), Refused::Again, "{again}");
         }
+        // No connection to the node addressed (a master just promoted):
+        // the crate never sent it.
+        let unknown = (
+            ErrorKind::ClusterConnectionNotFound,
+            "Requested connection not found",
+            "127.0.0.1:7003".to_owned(),
+        );
+        assert_eq!(not_run(&unknown.into()), Refused::Again);
         for rediscover in [
             "READONLY You can't write against a read only replica.",
             "NOSCRIPT No matching script. Please use EVAL.",

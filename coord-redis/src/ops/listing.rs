@@ -31,11 +31,17 @@
 //! table is resized during the walk); the cursor holds at most one SCAN
 //! batch of keys.
 //!
-//! On a Redis Cluster the walk SCANs every master in turn (in address
-//! order, from `CLUSTER SLOTS`; the cursor's first line is then
-//! `<master's index>/<SCAN cursor>`), and reads each key in a request of
-//! its own, all at once (keys of several slots cannot share a pipeline).
-//! Slots that move to another master during a walk may make it list a
+//! On a Redis Cluster the walk SCANs every shard in turn, in the order of
+//! the lowest slot each master serves (from `CLUSTER SLOTS`), and reads
+//! each key in a request of its own, all at once (keys of several slots
+//! cannot share a pipeline). The cursor's first line is then `<the shard's
+//! lowest slot>.<its master's node id>/<SCAN cursor>`: a shard is named by
+//! its slots, not by its master's place among the masters, so a failover
+//! elsewhere does not shift the walk onto another shard, and when another
+//! master serves the shard's slot (its replica took over), the shard is
+//! SCANned again from the start on it (a SCAN cursor means nothing on
+//! another server): records listed twice, none missed. Slots that move to
+//! another shard during a walk (resharding) may still make it list a
 //! record twice or miss one that moved.
 
 use std::collections::VecDeque;
@@ -143,9 +149,10 @@ pub(crate) fn pattern(ns: &Namespace, kind: Option<ResourceKind>, prefix: &str) 
 /// Where a walk stands (see the module's docs).
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Walk {
-    /// On a cluster, the master being scanned (its index among the
-    /// masters in address order); 0 on one server.
-    node: usize,
+    /// On a cluster, the shard being scanned: the lowest slot its master
+    /// serves, and that master's node id; `None` on one server (and at
+    /// the start of a cluster walk).
+    shard: Option<(u16, String)>,
     /// The SCAN cursor to continue from; `None` once SCAN is done.
     scan: Option<u64>,
     /// The holder of the last record taken from `pending[0]`.
@@ -170,9 +177,16 @@ impl Walk {
         };
         let mut lines = cursor.as_str().split('\n');
         let first = lines.next().ok_or_else(bad)?;
-        let (node, scan) = match first.split_once('/') {
-            Some((n, s)) => (n.parse().map_err(|_| bad())?, s),
-            None => (0, first),
+        let (shard, scan) = match first.split_once('/') {
+            Some((shard, s)) => {
+                let (slot, id) = shard.split_once('.').ok_or_else(bad)?;
+                let slot = slot.parse().map_err(|_| bad())?;
+                if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                    return Err(bad());
+                }
+                (Some((slot, id.to_owned())), s)
+            }
+            None => (None, first),
         };
         let scan = match scan {
             "-" => None,
@@ -187,7 +201,7 @@ impl Walk {
             })
             .collect::<Result<VecDeque<_>>>()?;
         Ok(Walk {
-            node,
+            shard,
             scan,
             after: (!after.is_empty()).then(|| after.to_owned()),
             pending,
@@ -196,9 +210,9 @@ impl Walk {
 
     fn encode(&self, ns: &Namespace) -> Cursor {
         let skip = base(ns).len();
-        let mut text = match self.node {
-            0 => String::new(),
-            n => format!("{n}/"),
+        let mut text = match &self.shard {
+            None => String::new(),
+            Some((slot, id)) => format!("{slot}.{id}/"),
         };
         text.push_str(&self.scan.map_or("-".to_owned(), |c| c.to_string()));
         text.push('\n');
@@ -212,6 +226,56 @@ impl Walk {
 
     fn done(&self) -> bool {
         self.scan.is_none() && self.pending.is_empty()
+    }
+
+    /// Where the shard this walk is on lives among `masters` (in the order
+    /// of their lowest slots): the first shard at the start; when another
+    /// master serves the shard's slot now (its replica took over), that
+    /// one, from the start of a SCAN. `None` when no master serves it.
+    fn on_shard(&mut self, masters: &[Master]) -> Option<usize> {
+        let Some((slot, id)) = &self.shard else {
+            let first = masters.first()?;
+            self.shard = Some((first.first(), first.id.clone()));
+            return Some(0);
+        };
+        let slot = *slot;
+        let i = masters.iter().position(|m| m.serves(slot))?;
+        if masters[i].id != *id {
+            self.shard = Some((slot, masters[i].id.clone()));
+            self.scan = Some(0);
+        }
+        Some(i)
+    }
+
+    /// On to the shard after this one (by lowest slot), from the start of
+    /// its SCAN; the walk's SCANs are done after the last.
+    fn next_shard(&mut self, masters: &[Master]) {
+        let slot = self.shard.as_ref().map_or(0, |(slot, _)| *slot);
+        if let Some(next) = masters.iter().find(|m| m.first() > slot) {
+            self.shard = Some((next.first(), next.id.clone()));
+            self.scan = Some(0);
+        }
+    }
+}
+
+/// A master of the cluster: the slot ranges it serves, where it listens
+/// and its node id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Master {
+    ranges: Vec<(u16, u16)>,
+    host: String,
+    port: u16,
+    id: String,
+}
+
+impl Master {
+    /// The lowest slot it serves: the name of its shard in a walk.
+    fn first(&self) -> u16 {
+        self.ranges.iter().map(|(from, _)| *from).min().unwrap_or(0)
+    }
+
+    fn serves(&self, slot: u16) -> bool {
+        (self.ranges.iter()).any(|&(from, to)| (from..=to).contains(&slot))
     }
 }
 
@@ -275,6 +339,22 @@ impl RedisBackend {
         limit: usize,
         trace: &Key,
     ) -> Result<()> {
+        let call = Traced::new("scan", "ops", trace);
+        // On a cluster, the shard's master now (the walk starts the shard
+        // again on another one).
+        let cluster = match self.is_cluster() {
+            true => {
+                let masters = self.cluster_masters(trace).await?;
+                let Some(i) = walk.on_shard(&masters) else {
+                    let slot = walk.shard.as_ref().map_or(0, |(slot, _)| *slot);
+                    let what =
+                        format!("leases: no master serves slot {slot} (the cluster is down?)");
+                    return Err(Error::unavailable(self, what));
+                };
+                Some((masters, i))
+            }
+            false => None,
+        };
         let Some(at) = walk.scan else { return Ok(()) };
         let mut cmd = redis::cmd("SCAN");
         cmd.arg(at)
@@ -282,27 +362,19 @@ impl RedisBackend {
             .arg(pat)
             .arg("COUNT")
             .arg(limit.max(20));
-        let call = Traced::new("scan", "ops", trace);
-        let masters = match self.is_cluster() {
-            true => self.cluster_masters(trace).await?,
-            false => Vec::new(),
+        let request = match &cluster {
+            Some((masters, i)) => Request::At(&cmd, &masters[*i].host, masters[*i].port),
+            None => Request::Cmd(&cmd),
         };
-        let (next, keys): (String, Vec<Vec<u8>>) = match masters.get(walk.node) {
-            Some((host, port)) => {
-                self.query(call, Request::At(&cmd, host, *port), &[])
-                    .await?
-            }
-            // A cluster with fewer masters than when the walk began: done.
-            None if self.is_cluster() => ("0".to_owned(), Vec::new()),
-            None => self.query(call, Request::Cmd(&cmd), &[]).await?,
-        };
+        let (next, keys): (String, Vec<Vec<u8>>) = self.query(call, request, &[]).await?;
         let next: u64 = next
             .parse()
             .map_err(|_| Error::backend(self, format!("SCAN answered the cursor {next:?}")))?;
         walk.scan = (next != 0).then_some(next);
-        if walk.scan.is_none() && walk.node + 1 < masters.len() {
-            walk.node += 1;
-            walk.scan = Some(0);
+        if walk.scan.is_none()
+            && let Some((masters, _)) = &cluster
+        {
+            walk.next_shard(masters);
         }
         let ns = self.namespace();
         for key in keys {
@@ -323,23 +395,41 @@ impl RedisBackend {
         Ok(())
     }
 
-    /// The masters of the cluster (`CLUSTER SLOTS`), in address order: a
-    /// cluster walk SCANs each in turn.
-    async fn cluster_masters(&self, trace: &Key) -> Result<Vec<(String, u16)>> {
+    /// The masters of the cluster (`CLUSTER SLOTS`), in the order of the
+    /// lowest slot each serves: a cluster walk SCANs each in turn.
+    async fn cluster_masters(&self, trace: &Key) -> Result<Vec<Master>> {
         let call = Traced::new("scan", "ops", trace);
         let cmd = redis::cmd("CLUSTER").arg("SLOTS").to_owned();
         let ranges: Vec<Value> = self.query(call, Request::Cmd(&cmd), &[]).await?;
-        let mut masters: Vec<(String, u16)> = (ranges.iter())
-            .filter_map(|r| {
-                let node = eval::array(eval::array(r)?.get(2)?)?;
+        let mut masters: Vec<Master> = Vec::new();
+        for r in &ranges {
+            let parsed = (|| {
+                let r = eval::array(r)?;
+                let (from, to) = (eval::uint(r.first()?)?, eval::uint(r.get(1)?)?);
+                let node = eval::array(r.get(2)?)?;
+                let (host, port) = (eval::text(node.first()?)?, eval::uint(node.get(1)?)?);
                 Some((
-                    eval::text(node.first()?)?.to_owned(),
-                    eval::uint(node.get(1)?)?,
+                    from,
+                    to,
+                    host.to_owned(),
+                    port,
+                    eval::text(node.get(2)?)?.to_owned(),
                 ))
-            })
-            .collect();
-        masters.sort();
-        masters.dedup();
+            })();
+            let Some((from, to, host, port, id)) = parsed else {
+                return Err(self.unexpected(call, ranges));
+            };
+            match masters.iter_mut().find(|m| m.id == id) {
+                Some(m) => m.ranges.push((from, to)),
+                None => masters.push(Master {
+                    ranges: vec![(from, to)],
+                    host,
+                    port,
+                    id,
+                }),
+            }
+        }
+        masters.sort_by_key(Master::first);
         if masters.is_empty() {
             return Err(self.unexpected(call, ranges));
         }
@@ -563,93 +653,4 @@ impl RedisBackend {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ns() -> Namespace {
-        Namespace::new("ns").unwrap()
-    }
-
-    fn res(kind: ResourceKind, name: &str) -> Resource {
-        Resource::new(kind, Key::new(name).unwrap())
-    }
-
-    #[test]
-    fn lease_keys_parse_back_to_their_resource() {
-        let k = |s: &str| parse_key(&ns(), s).map(|f| (f.resource, f.part.map(char::from)));
-        assert_eq!(
-            k("coord:{ns:lock:a}:l}:l"),
-            Some((res(ResourceKind::Lock, "a}:l"), Some('l')))
-        );
-        assert_eq!(k("coord:{ns:lock:a}:l}:t"), None);
-        assert_eq!(
-            k("coord:{ns:rwlock:x}:i"),
-            Some((res(ResourceKind::RwLock, "x"), Some('i')))
-        );
-        assert_eq!(k("coord:{ns:rwlock:x}:s"), None);
-        assert_eq!(
-            k("coord:{ns:lead}:e:x:l:l"),
-            Some((res(ResourceKind::Election, "x:l"), Some('l')))
-        );
-        assert_eq!(
-            k("coord:{ns:lead}:g:g:m"),
-            Some((res(ResourceKind::Group, "g"), Some('m')))
-        );
-        assert_eq!(k("coord:{ns:lead}:g:g:i"), None);
-        let job = Resource::job(Key::new("a}:x").unwrap(), Key::new("y:r").unwrap());
-        assert_eq!(k("coord:{ns:job:4:a}:x}:y:r:r"), Some((job, Some('r'))));
-        assert_eq!(k("coord:{ns:job:4:a}:x}:t"), None);
-        assert_eq!(k("coord:{ns:job:9:a}:r"), None);
-        // Another namespace, another family, or no layout at all.
-        assert_eq!(k("coord:{ns2:lock:a}:l"), None);
-        assert_eq!(k("coord:{ns:queue:1:q}:r"), None);
-        assert_eq!(k("coord:{ns:ops}:p"), None);
-        assert_eq!(k("other"), None);
-    }
-
-    #[test]
-    fn patterns_narrow_by_kind_and_escape_the_prefix() {
-        assert_eq!(
-            pattern(&ns(), Some(ResourceKind::Lock), "a*[b]"),
-            r"coord:{ns:lock:a\*\[b\]*}:l"
-        );
-        assert_eq!(pattern(&ns(), None, "x"), "coord:{ns:*");
-        assert_eq!(
-            pattern(&ns(), Some(ResourceKind::RwLock), ""),
-            "coord:{ns:rwlock:*}:[wri]"
-        );
-    }
-
-    #[test]
-    fn cursors_read_back_as_written() {
-        let ns = ns();
-        let key = "coord:{ns:lock:a b}:l".to_owned();
-        let found = parse_key(&ns, &key).unwrap();
-        let mut walk = Walk {
-            node: 0,
-            scan: Some(17),
-            after: Some("i#00".into()),
-            pending: VecDeque::from([(key, found)]),
-        };
-        let c = walk.encode(&ns);
-        assert_eq!(c.as_str(), "17\ni#00\nlock:a b}:l");
-        assert_eq!(Walk::decode(&ns, &c).unwrap(), walk);
-        // On a cluster: the master being scanned, then its cursor.
-        walk.node = 2;
-        let c = walk.encode(&ns);
-        assert_eq!(c.as_str(), "2/17\ni#00\nlock:a b}:l");
-        assert_eq!(Walk::decode(&ns, &c).unwrap(), walk);
-        let end = Walk::default();
-        assert_eq!(Walk::decode(&ns, &end.encode(&ns)).unwrap(), end);
-        for bad in [
-            "x",
-            "1",
-            "1\n\nlock:a}:t",
-            "1\n\nqueue:1:q}:r",
-            "x/1\n",
-            "1/x\n",
-        ] {
-            assert!(Walk::decode(&ns, &Cursor::from_text(bad)).is_err(), "{bad}");
-        }
-    }
-}
+mod tests;
