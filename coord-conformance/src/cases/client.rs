@@ -169,7 +169,7 @@ pub async fn close_answers_grants_on_their_way_closed(h: &dyn Harness) {
             && (!families.jobs || switch.held("begin") == 1);
         async move { all.then_some(()) }
     };
-    eventually(ms(2000), on_the_way).await.expect("every call on its way");
+    eventually(ms(5000), on_the_way).await.expect("every call on its way");
     let closing = {
         let b = b.clone();
         tokio::spawn(async move { b.close().await })

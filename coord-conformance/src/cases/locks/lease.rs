@@ -357,7 +357,7 @@ pub async fn wait_timeout_returns_timeout(h: &dyn Harness) {
 }
 
 /// `wait_timeout` bounds the whole wait, a slow subscription included:
-/// with the backend answering subscriptions 3 s late, `lock()` on a held
+/// with the backend answering subscriptions 6 s late, `lock()` on a held
 /// key still gives up with `Error::Timeout` soon after its 300 ms (not when
 /// the subscription comes), and the holder keeps the lock; a fair lock's
 /// too (its first subscription leaves beside its first attempt).
@@ -369,17 +369,17 @@ pub async fn wait_timeout_bounds_a_slow_subscription(h: &dyn Harness) {
     let modes = if caps(&ctx).await.fair { &[false, true][..] } else { &[false] };
     for &fair in modes {
         let ga = take(&a.lock("k").fair(fair).ttl(ms(10_000)), "a").await;
-        switch.late_replies("subscribe", ms(3000));
-        switch.late_replies("subscribe_queued", ms(3000));
+        switch.late_replies("subscribe", ms(6000));
+        switch.late_replies("subscribe_queued", ms(6000));
         let t0 = Instant::now();
         let lock = b.lock("k").fair(fair).wait_timeout(Some(ms(300)));
-        let res = timeout(ms(5000), lock.lock()).await.expect("the wait ends");
+        let res = timeout(ms(9000), lock.lock()).await.expect("the wait ends");
         let waited = t0.elapsed();
         assert!(matches!(res, Err(Error::Timeout { .. })), "fair {fair}: {res:?}");
         assert!(
-            waited < ms(1500),
+            waited < ms(3000),
             "a 300 ms wait (fair {fair}) gave up after {waited:?}: it waited for the \
-             subscription (3 s late)"
+             subscription (6 s late)"
         );
         assert!(ga.is_held());
         assert!(ga.release().await.unwrap());
