@@ -1,9 +1,10 @@
 //! Circuit breakers, under one lock of their own: every operation is one
 //! step on one breaker's [`Record`] (the SPI's rules, written once in
-//! coord-api), birth and sweep first, on the store's clock in µs. A step
-//! that changed the generation wakes the breaker's watchers after it let go
-//! of the lock (rule 10), and the journal is told of every trial granted or
-//! ended and every transition, in the store's order.
+//! coord-api), birth (but for a peek) and sweep first, on the store's
+//! clock in µs. A step that changed the generation wakes the breaker's
+//! watchers after it let go of the lock (rule 10), and the journal is told
+//! of every trial granted or ended and every transition, in the store's
+//! order.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -36,29 +37,64 @@ impl MemoryBackend {
     ) -> Result<T> {
         policy.check(name)?;
         let now_us = self.store.inner.table.wall_us(self.store.now());
-        let changed = {
+        let (changed, out) = {
             let mut breakers = self.store.breakers();
             let record = (breakers.map)
                 .entry((self.ns.clone(), name.clone()))
                 .or_insert_with(|| Record::born(*policy, now_us));
-            let before = record.generation();
-            record.sweep(now_us);
-            let out = op(record, now_us);
-            if let (true, Some(journal)) = (record.generation() != before, self.store.journal()) {
-                for t in record.state(before, now_us).transitions {
-                    journal.record(Event::Breaker(BreakerEvent::Transitioned {
-                        breaker: name,
-                        transition: &t,
-                    }));
-                }
-            }
-            (record.generation() != before, out)
+            self.swept(name, record, now_us, op)
         };
-        if changed.0 {
+        self.woken(name, changed);
+        Ok(out)
+    }
+
+    /// [`on_breaker`](Self::on_breaker) for a record that exists: `None`,
+    /// and nothing made, when it does not (rule 11).
+    fn on_existing_breaker<T>(
+        &self,
+        name: &Key,
+        op: impl FnOnce(&mut Record, u64) -> T,
+    ) -> Option<T> {
+        let now_us = self.store.inner.table.wall_us(self.store.now());
+        let (changed, out) = {
+            let mut breakers = self.store.breakers();
+            let record = (breakers.map).get_mut(&(self.ns.clone(), name.clone()))?;
+            self.swept(name, record, now_us, op)
+        };
+        self.woken(name, changed);
+        Some(out)
+    }
+
+    /// Sweeps `record`, runs `op` on it and journals the transitions they
+    /// made; whether the generation changed, and what `op` answered.
+    fn swept<T>(
+        &self,
+        name: &Key,
+        record: &mut Record,
+        now_us: u64,
+        op: impl FnOnce(&mut Record, u64) -> T,
+    ) -> (bool, T) {
+        let before = record.generation();
+        record.sweep(now_us);
+        let out = op(record, now_us);
+        if let (true, Some(journal)) = (record.generation() != before, self.store.journal()) {
+            for t in record.state(before, now_us).transitions {
+                journal.record(Event::Breaker(BreakerEvent::Transitioned {
+                    breaker: name,
+                    transition: &t,
+                }));
+            }
+        }
+        (record.generation() != before, out)
+    }
+
+    /// Wakes `name`'s watchers if a step `changed` its generation (after
+    /// the lock was let go).
+    fn woken(&self, name: &Key, changed: bool) {
+        if changed {
             self.store
                 .notify(|| Topic::Breaker(self.ns.clone(), name.clone()));
         }
-        Ok(changed.1)
     }
 }
 
@@ -66,6 +102,10 @@ impl MemoryBackend {
 impl BreakerBackend for MemoryBackend {
     async fn state(&self, name: &Key, policy: &Policy, seen: u64) -> Result<BreakerState> {
         self.on_breaker(name, policy, |r, now| r.state(seen, now))
+    }
+
+    async fn peek(&self, name: &Key, seen: u64) -> Result<Option<BreakerState>> {
+        Ok(self.on_existing_breaker(name, |r, now| r.state(seen, now)))
     }
 
     async fn report(

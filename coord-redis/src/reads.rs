@@ -20,6 +20,9 @@ const READS: &[(&str, &str)] = &[
     (ANY, "inspect"),
     // A barrier's or latch's state.
     (ANY, "state"),
+    // A breaker's state, or nothing when it has no record (never born by
+    // a look); its sweep is housekeeping like the others'.
+    ("breaker", "peek"),
     ("election", "candidates"),
     ("election", "leader"),
     ("election", "terms_granted"),

@@ -47,7 +47,7 @@ fn quick() -> Policy {
     }
 }
 
-/// Every operation (state, report, trial, trial_done, manual) is one
+/// Every operation (state, report, trial, trial_done, manual, peek) is one
 /// EVALSHA, and every key of one breaker is in one Redis Cluster slot (a
 /// cluster server refuses a script that touches two), whatever braces its
 /// name holds.
@@ -97,7 +97,9 @@ async fn one_evalsha_per_operation_in_one_cluster_slot() {
     b.manual(&name, &p, Action::ForceOpen, &me, "maintenance", 0)
         .await
         .unwrap();
-    ops += 2;
+    assert!(b.peek(&name, 0).await.unwrap().is_some());
+    assert!(b.peek(&key("y}{x"), 0).await.unwrap().is_none());
+    ops += 4;
 
     server.assert_evalsha_only(ops);
 }
@@ -206,5 +208,40 @@ async fn a_permit_dropped_while_asking_for_a_trial_leaves_trials_to_others() {
             state.trials_live
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A peek at a breaker with no record writes no key (the next user's
+/// policy is the one it is born with), and a peek at one that exists
+/// does not extend how long its keys are kept: a look keeps nothing alive.
+#[tokio::test]
+async fn a_peek_writes_no_key_and_keeps_nothing_alive() {
+    let server = RedisServer::start();
+    let b = RedisBackend::connect(server.config("peek")).await.unwrap();
+    let (p, me, name) = (quick(), InstanceId::new("web-1").unwrap(), key("pay"));
+    let keys = || match server.command(&["KEYS", "*breaker*"]).unwrap() {
+        Value::Array(keys) => keys.into_iter().map(text).collect::<Vec<_>>(),
+        other => panic!("KEYS: {other:?}"),
+    };
+    assert_eq!(b.peek(&name, 0).await.unwrap(), None);
+    assert_eq!(keys(), Vec::<String>::new(), "a look made keys");
+
+    let g = b.state(&name, &p, 0).await.unwrap().generation;
+    b.report(&name, &p, g, &me, Tally::new(2, 2, 0), 0)
+        .await
+        .unwrap();
+    let kept = keys();
+    assert!(!kept.is_empty());
+    for k in &kept {
+        server.command(&["PEXPIRE", k, "60000"]).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let half = b.peek(&name, 0).await.unwrap().expect("a record");
+    assert_eq!(half.phase, Phase::HalfOpen, "the open time passed");
+    for k in keys() {
+        let Value::Int(ms) = server.command(&["PTTL", &k]).unwrap() else {
+            panic!("PTTL")
+        };
+        assert!((1..=60_000).contains(&ms), "{k} kept {ms} ms after a peek");
     }
 }

@@ -392,6 +392,46 @@ async fn a_foreign_host_header_is_refused() {
     drop(guard);
 }
 
+/// Looking at a breaker that no instance has used yet answers 404 and
+/// makes nothing: the application that uses it first stores its own
+/// policy, which the page then shows. (A look used to birth the breaker
+/// with the default policy, which the application could never replace.)
+#[tokio::test(flavor = "current_thread")]
+async fn a_breaker_with_no_record_is_not_made_by_a_look() {
+    let url = format!("{}?namespace=dash-breaker", RedisServer::shared().url());
+    let (_dash, addr) = dashboard(&url, &[]);
+    let path = "/api/breaker?name=payments";
+    for _ in 0..2 {
+        let (status, text) = http(&addr, "GET", path, &[], "");
+        assert_eq!(status, 404, "{text}");
+        assert!(
+            text.contains("no record") && text.contains("payments"),
+            "{text}"
+        );
+    }
+    let client = coord::connect(&url).await.unwrap();
+    let app = (client.breaker("payments").count_window(10).minimum_calls(4))
+        .failure_rate(20.0)
+        .open_for(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let policy = app.state().await.unwrap().policy;
+    assert_eq!(
+        (policy.failure_rate_bp, policy.open_for),
+        (2_000, Duration::from_secs(30)),
+        "the application's policy is in force"
+    );
+    let (status, text) = http(&addr, "GET", path, &[], "");
+    assert_eq!(status, 200, "{text}");
+    for shown in [
+        r#""phase":"Closed""#,
+        r#""failure_rate":"20%""#,
+        r#""open_for":"30.0s""#,
+    ] {
+        assert!(text.contains(shown), "{shown} in {text}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_locks_page_and_search_by_prefix() {
     const LOCKS: usize = 2_000;

@@ -200,6 +200,36 @@ impl Breaker {
         self.inner.read().await
     }
 
+    /// Reads the shared state from the backend without making the breaker:
+    /// `None` when it has no record (no instance has used it yet, or a
+    /// backend forgot it, as Redis does after a day unused), and then
+    /// nothing is created, so the breaker is still born with the policy of
+    /// its first real user. For operators and dashboards: a look through
+    /// [`state`](Self::state) at a breaker with no record births it with
+    /// this handle's policy (the family's rule 1), which every instance
+    /// then keeps. The state carries every transition the backend keeps.
+    /// This handle's cached copy and background task are left alone.
+    /// `NotSupported` from a backend that cannot look without making.
+    ///
+    /// ```
+    /// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
+    /// // The handle's policy (here the default) is never stored by a peek.
+    /// let breaker = client.breaker("payments-api").build()?;
+    /// match breaker.peek().await? {
+    ///     Some(s) => println!("{:?}, {} calls in the window", s.phase, s.window.calls),
+    ///     None => println!("no instance has used it yet: nothing to show"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a look changes nothing a cancelled call could leave
+    /// half done.
+    pub async fn peek(&self) -> Result<Option<BreakerState>> {
+        self.inner.peek().await
+    }
+
     /// Sends this instance's pending outcomes now, rather than at the next
     /// flush interval (before a shutdown, or in tests).
     pub async fn flush(&self) -> Result<()> {

@@ -170,6 +170,17 @@ impl Inner {
         }
     }
 
+    /// Looks at the state without making the breaker (the SPI's rule 11),
+    /// with every transition kept; the cached copy and whether the backend
+    /// is reachable are left alone.
+    pub(crate) async fn peek(&self) -> Result<Option<BreakerState>> {
+        let fut = self.backend()?.peek(&self.name, 0);
+        match self.bounded("peek", fut).await {
+            Err(Error::NotSupported { operation, .. }) => Err(self.client.unsupported(operation)),
+            res => res,
+        }
+    }
+
     pub(crate) async fn refresh(&self) {
         let _ = self.read().await;
     }

@@ -252,3 +252,19 @@ mod tower {
         assert_eq!(down.0.load(SeqCst), 4, "the refused request was not sent");
     }
 }
+
+/// A backend written before `peek` (this fake) answers it `NotSupported`
+/// (the SPI's default), which the client names after the backend; nothing
+/// is born, and no look falls back on `state`.
+#[tokio::test]
+async fn a_backend_without_peek_answers_not_supported_and_makes_nothing() {
+    let (fake, b) = setup();
+    match b.peek().await {
+        Err(Error::NotSupported { operation, backend }) => {
+            assert_eq!((operation, backend.as_str()), ("breakers.peek", "fake"));
+        }
+        other => panic!("expected NotSupported, got {other:?}"),
+    }
+    assert!(fake.record.lock().unwrap().is_none(), "a breaker was born");
+    assert_eq!(b.phase(), None);
+}

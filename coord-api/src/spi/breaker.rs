@@ -18,8 +18,8 @@
 //!
 //! # The rules, step by step (what every backend does)
 //!
-//! 1. **Birth, never reset.** Every operation names the caller's
-//!    [`Policy`]. When the breaker has no record, the step makes one:
+//! 1. **Birth, never reset.** Every operation but a peek (rule 11) names
+//!    the caller's [`Policy`]. When the breaker has no record, the step makes one:
 //!    closed, an empty window, that policy, a first generation. When it has
 //!    one, the caller's policy is ignored (a joining instance never resets
 //!    the shared state, nor changes its policy); every reply carries the
@@ -66,6 +66,12 @@
 //! 10. **Wake-ups.** Every transition wakes the breaker's watchers (a hint:
 //!     they read the state, rule 9). An open time passes without a wake-up:
 //!     [`BreakerState::retry_after`] says when.
+//! 11. **peek** (`seen`): a look that never births. With no record it
+//!     answers none and changes nothing, so the breaker is still born with
+//!     the policy of its first real user (rule 1), not with whatever a
+//!     look would have named. With a record it is the `state` step (the
+//!     sweep of rule 2 included: what time alone decided), except that it
+//!     does not extend how long an unused record is kept.
 //!
 //! # Limits (checked by every backend before any change, with [`Policy::check`])
 //!
@@ -516,13 +522,29 @@ pub fn check_why(name: &Key, why: &str) -> Result<()> {
 
 /// Circuit breakers. Every method is one atomic step on one breaker (one
 /// round trip on a remote backend), following the rules of the module's
-/// documentation; each first births the breaker with `policy` if it has no
-/// record (rule 1) and sweeps it (rule 2), and replies the transitions
-/// after `seen` (rule 9).
+/// documentation; each but [`peek`](Self::peek) first births the breaker
+/// with `policy` if it has no record (rule 1), each sweeps it (rule 2), and
+/// replies the transitions after `seen` (rule 9).
 #[async_trait]
 pub trait BreakerBackend: Send + Sync {
     /// The breaker's state (rules 1, 2, 9).
     async fn state(&self, name: &Key, policy: &Policy, seen: u64) -> Result<BreakerState>;
+
+    /// The breaker's state as [`state`](Self::state) would reply it, or
+    /// `None`, changing nothing, when it has no record: never births it
+    /// (rule 11). For operators and dashboards, whose look must not choose
+    /// the breaker's policy.
+    ///
+    /// Added after the family: the default answers `NotSupported`, so that
+    /// a backend written before it keeps compiling (and its users get no
+    /// look rather than a birth). Every backend should implement it.
+    async fn peek(&self, name: &Key, seen: u64) -> Result<Option<BreakerState>> {
+        let _ = (name, seen);
+        Err(Error::NotSupported {
+            operation: "breakers.peek",
+            backend: "this backend".to_owned(),
+        })
+    }
 
     /// Counts `tally`, `instance`'s outcomes in `generation` (rule 3).
     async fn report(
@@ -588,6 +610,12 @@ impl<D: Dispatch> BreakerBackend for Dispatched<D> {
         let args = (name.clone(), *policy, seen);
         self.carry(op("state"), args, |b, (n, p, s)| async move {
             breakers(&b, "state")?.state(&n, &p, s).await
+        })
+        .await
+    }
+    async fn peek(&self, name: &Key, seen: u64) -> Result<Option<BreakerState>> {
+        self.carry(op("peek"), (name.clone(), seen), |b, (n, s)| async move {
+            breakers(&b, "peek")?.peek(&n, s).await
         })
         .await
     }

@@ -6,8 +6,10 @@
 -- (holder -> lease deadline, µs), 5 failing zset (instance -> last failure
 -- report, µs; kept only with a quorum). The channel is KEYS[1] with its last
 -- letter made 'c' (same slot).
--- ARGV: op, policy, seen, then
+-- ARGV: op, policy (empty for peek), seen, then
 --   state
+--   peek        (state of a breaker that has a record; nil, nothing made,
+--               when it has none; its lifetime is not extended: rule 11)
 --   report      generation, instance, calls, failures, slow
 --   trial       holder, ttl µs
 --   trial_done  generation, holder, calls, failures, slow
@@ -36,7 +38,7 @@ local rec, win, log, trials, failing = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[
 local KEPT = 16
 local BUCKETS = 10
 
-if op ~= 'state' and op ~= 'report' and op ~= 'trial' and op ~= 'trial_done' and op ~= 'manual' then
+if op ~= 'state' and op ~= 'peek' and op ~= 'report' and op ~= 'trial' and op ~= 'trial_done' and op ~= 'manual' then
   return redis.error_reply('unknown breaker operation ' .. tostring(op))
 end
 
@@ -52,6 +54,9 @@ if r[1] then
   wc, wf, ws = tonumber(r[7]), tonumber(r[8]), tonumber(r[9])
   dc, df, ds = tonumber(r[10]), tonumber(r[11]), tonumber(r[12])
   floor, manual = tonumber(r[13]), r[14]
+elseif op == 'peek' then
+  -- Rule 11: a look births nothing.
+  return false
 else
   -- Rule 1: born closed with the caller's policy.
   gen, phase, policy = token_after(0), 'c', ARGV[2]
@@ -193,7 +198,7 @@ end
 -- trial_done), 0 not counted or refused, or the token of a granted trial.
 local flag = 0
 
-if op == 'state' then
+if op == 'state' or op == 'peek' then
   flag = 1
 elseif op == 'report' then
   -- Rule 3.
@@ -262,9 +267,15 @@ else
 end
 -- The record, its window and its log live one MAX_TTL past the last step
 -- on the breaker (a refresh every second keeps a breaker in use alive).
-redis.call('PEXPIRE', rec, KEEP_MS)
-redis.call('PEXPIRE', win, KEEP_MS)
-redis.call('PEXPIRE', log, KEEP_MS)
+-- A peek keeps nothing alive (rule 11). What its sweep writes lands in
+-- keys that exist and keep their lifetimes: a sweep only trims the window,
+-- and its one transition (open to half-open) appends to a log that the
+-- open's own transition made.
+if op ~= 'peek' then
+  redis.call('PEXPIRE', rec, KEEP_MS)
+  redis.call('PEXPIRE', win, KEEP_MS)
+  redis.call('PEXPIRE', log, KEEP_MS)
+end
 
 -- Rule 9: {flag, generation, phase, retry after µs (-1: none), window
 -- calls, failures, slow, live trials, finished trials' calls, failures,

@@ -2,7 +2,7 @@
 //! `breaker.lua` (after the prelude) per operation, so every step of the
 //! rules in [`coord_api::spi::breaker`] (birth, the sweep, a report, a
 //! trial's grant and end, a manual action, each with the transitions it
-//! makes) is one atomic step on the server's clock (`TIME`, in µs, as the
+//! makes; a peek, which births nothing) is one atomic step on the server's clock (`TIME`, in µs, as the
 //! SPI's [`Record`](coord_api::spi::breaker::Record) counts). The script
 //! mirrors the SPI's pure state machine (`spi/breaker/machine.rs` and
 //! `window.rs`) step by step in the same integer arithmetic; the unit tests
@@ -80,6 +80,8 @@ fn breaker_names(ns: &Namespace, name: &Key) -> Names {
 #[derive(Debug, Clone, Copy)]
 enum Step<'a> {
     State,
+    /// `state` of a breaker that exists; nothing (a nil reply) otherwise.
+    Peek,
     Report {
         generation: u64,
         instance: &'a InstanceId,
@@ -105,6 +107,7 @@ impl Step<'_> {
     fn op(&self) -> &'static str {
         match self {
             Step::State => "state",
+            Step::Peek => "peek",
             Step::Report { .. } => "report",
             Step::Trial { .. } => "trial",
             Step::TrialDone { .. } => "trial_done",
@@ -293,6 +296,9 @@ fn state_reply(v: &Value) -> Option<(i64, BreakerState)> {
 /// The trace of a step: done, counted or granted (with the token), or not
 /// counted or refused.
 fn traced(v: &Value) -> (&'static str, Option<u64>) {
+    if let Value::Nil = v {
+        return ("absent", None);
+    }
     match array(v).and_then(|a| int(a.first()?)) {
         Some(0) => ("not_counted", None),
         Some(1) => ("ok", None),
@@ -302,22 +308,23 @@ fn traced(v: &Value) -> (&'static str, Option<u64>) {
 }
 
 /// The `EVALSHA` of `step` on `name` by `script`: the keys, then op,
-/// policy, seen, and the step's arguments.
+/// policy (empty for a peek, which names none), seen, and the step's
+/// arguments.
 fn step_eval(
     script: &'static Script,
     ns: &Namespace,
     name: &Key,
-    policy: &Policy,
+    policy: Option<&Policy>,
     seen: u64,
     step: Step<'_>,
 ) -> Eval {
     let mut names = breaker_names(ns, name);
-    let policy = policy_arg(policy);
+    let policy = policy.map(policy_arg).unwrap_or_default();
     let extra = match step {
         Step::Manual { by, why, .. } => by.as_str().len() + why.len(),
         Step::Report { instance, .. } => instance.as_str().len(),
         Step::Trial { holder, .. } | Step::TrialDone { holder, .. } => holder_len(Some(holder)),
-        Step::State => 0,
+        Step::State | Step::Peek => 0,
     };
     let bytes = PARTS.len() * names.len() + policy.len() + extra + 96;
     let mut eval = Eval::new(script, PARTS.len(), 8, bytes);
@@ -326,7 +333,7 @@ fn step_eval(
     }
     eval.arg(step.op()).arg(policy).arg(seen);
     match step {
-        Step::State => {}
+        Step::State | Step::Peek => {}
         Step::Report {
             generation,
             instance,
@@ -357,21 +364,20 @@ fn step_eval(
 }
 
 impl RedisBackend {
-    /// Runs `eval` (a step of `op` on `name`, by `holder` if any) and reads
-    /// its reply.
+    /// Runs `eval` (the step `call` traces) and reads its reply: `None`
+    /// for a peek of a breaker with no record.
     async fn breaker_run(
         &self,
         eval: &Eval,
-        op: &'static str,
-        name: &Key,
-        holder: Option<&HolderId>,
-    ) -> Result<(i64, BreakerState)> {
-        let mut call = Traced::new(op, FAMILY, name);
-        if let Some(h) = holder {
-            call = call.by(h);
-        }
+        call: Traced<'_>,
+    ) -> Result<Option<(i64, BreakerState)>> {
         let reply: Value = self.eval(call, eval, traced).await?;
-        state_reply(&reply).ok_or_else(|| self.unexpected(call, reply))
+        match reply {
+            Value::Nil if call.op == "peek" => Ok(None),
+            reply => state_reply(&reply)
+                .map(Some)
+                .ok_or_else(|| self.unexpected(call, reply)),
+        }
     }
 
     /// `step` on `name`, after checking `policy` (rule 1's limits).
@@ -387,8 +393,12 @@ impl RedisBackend {
             Step::Trial { holder, .. } | Step::TrialDone { holder, .. } => Some(holder),
             _ => None,
         };
-        let eval = step_eval(&BREAKER, self.namespace(), name, policy, seen, step);
-        self.breaker_run(&eval, step.op(), name, holder).await
+        let eval = step_eval(&BREAKER, self.namespace(), name, Some(policy), seen, step);
+        let mut call = Traced::new(step.op(), FAMILY, name);
+        if let Some(h) = holder {
+            call = call.by(h);
+        }
+        (self.breaker_run(&eval, call).await?).ok_or_else(|| self.unexpected(call, Value::Nil))
     }
 }
 
@@ -397,6 +407,12 @@ impl BreakerBackend for RedisBackend {
     async fn state(&self, name: &Key, policy: &Policy, seen: u64) -> Result<BreakerState> {
         let (_, s) = self.breaker_step(name, policy, seen, Step::State).await?;
         Ok(s)
+    }
+
+    async fn peek(&self, name: &Key, seen: u64) -> Result<Option<BreakerState>> {
+        let eval = step_eval(&BREAKER, self.namespace(), name, None, seen, Step::Peek);
+        let call = Traced::new("peek", FAMILY, name);
+        Ok(self.breaker_run(&eval, call).await?.map(|(_, s)| s))
     }
 
     async fn report(

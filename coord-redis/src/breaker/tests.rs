@@ -46,7 +46,7 @@ fn evals_pass_the_layout_then_op_policy_seen_and_args() {
         &BREAKER,
         &ns,
         &k("b"),
-        &Policy::default(),
+        Some(&Policy::default()),
         7,
         step,
     ));
@@ -55,6 +55,8 @@ fn evals_pass_the_layout_then_op_policy_seen_and_args() {
     assert_eq!(args[8], "manual");
     assert_eq!(parse_policy(&args[9]), Some(Policy::default()));
     assert_eq!(args[10..], ["7", "f", "web:1", "deploy"]);
+    let peek = eval::written(&step_eval(&BREAKER, &ns, &k("b"), None, 7, Step::Peek));
+    assert_eq!(peek[8..], ["peek", "", "7"], "a peek names no policy");
 }
 
 /// The script's constants are the SPI's.
@@ -140,7 +142,8 @@ static CLOCKED: LazyLock<Script> = LazyLock::new(|| {
 /// granted, 0 when not) and the state after.
 type Answer = (i64, BreakerState);
 
-/// The memory backend's way of running the Record (born, swept, the step).
+/// The memory backend's way of running the Record (born, swept, the step);
+/// `None` for a peek of a breaker with no record.
 fn on_record(
     records: &mut HashMap<Key, Record>,
     name: &Key,
@@ -148,13 +151,16 @@ fn on_record(
     seen: u64,
     step: Step<'_>,
     now: u64,
-) -> Answer {
+) -> Option<Answer> {
+    if matches!(step, Step::Peek) && !records.contains_key(name) {
+        return None;
+    }
     let r = records
         .entry(name.clone())
         .or_insert_with(|| Record::born(*policy, now));
     r.sweep(now);
     let flag = match step {
-        Step::State => 1,
+        Step::State | Step::Peek => 1,
         Step::Report {
             generation,
             instance,
@@ -173,7 +179,7 @@ fn on_record(
             1
         }
     };
-    (flag, r.state(seen, now))
+    Some((flag, r.state(seen, now)))
 }
 
 fn random_policy(rng: &mut StdRng) -> Policy {
@@ -214,7 +220,8 @@ fn random_tally(rng: &mut StdRng, most: u64) -> Tally {
 /// the Record, every answer compared whole: the script mirrors the rules,
 /// numbers and all (windows of both kinds, minimum calls, both rates,
 /// quorums, growing opens, trials with TTLs, stale generations, manual
-/// actions, a joining policy, the log and its floor, a clock stepping back).
+/// actions, a joining policy, the log and its floor, a clock stepping back,
+/// peeks: of no record, answering none and making none, and of one).
 #[tokio::test]
 async fn the_script_answers_as_the_record_does() {
     let server = coord_testkit::redis::RedisServer::start();
@@ -256,6 +263,7 @@ async fn the_script_answers_as_the_record_does() {
             };
             let holder = &holders[rng.random_range(0..holders.len())];
             let step = match rng.random_range(0..20) {
+                _ if n == 0 && rng.random_bool(0.5) => Step::Peek,
                 0..=7 => Step::Report {
                     generation,
                     instance: &instances[rng.random_range(0..3)],
@@ -276,21 +284,22 @@ async fn the_script_answers_as_the_record_does() {
                     by: &instances[rng.random_range(0..3)],
                     why: ["", "deploy: a:b", "ünï#1"][rng.random_range(0..3)],
                 },
+                17 => Step::Peek,
                 _ => Step::State,
             };
             let want = on_record(&mut records, &name, policy, seen, step, now);
-            let mut eval = step_eval(&CLOCKED, backend.namespace(), &name, policy, seen, step);
+            let named = (!matches!(step, Step::Peek)).then_some(policy);
+            let mut eval = step_eval(&CLOCKED, backend.namespace(), &name, named, seen, step);
             eval.arg(now);
-            let got = backend
-                .breaker_run(&eval, step.op(), &name, None)
-                .await
-                .unwrap();
+            let call = Traced::new(step.op(), FAMILY, &name);
+            let got = backend.breaker_run(&eval, call).await.unwrap();
             assert_eq!(
                 got, want,
                 "seed {seed} (BREAKER_MIRROR_SEED), case {case}, step {n}: {step:?} at {now} seen {seen} under {policy:?}"
             );
-            if want.1.generation != *gens.last().unwrap() {
-                gens.push(want.1.generation);
+            match want {
+                Some((_, s)) if s.generation != *gens.last().unwrap() => gens.push(s.generation),
+                _ => {}
             }
         }
     }

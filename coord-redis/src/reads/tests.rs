@@ -139,6 +139,7 @@ fn reads_by_family_and_operation() {
     assert!(!unconfirmed("topic", "read"));
     assert!(unconfirmed("barrier", "state") && unconfirmed("latch", "state"));
     assert!(unconfirmed("ops", "probe") && unconfirmed("ops", "audit"));
+    assert!(unconfirmed("breaker", "peek"));
     assert!(unconfirmed("topic", "publish_ephemeral"));
     for write in [
         "acquire", "extend", "renew", "leave", "join", "campaign", "begin", "end",

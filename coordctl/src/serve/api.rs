@@ -3,7 +3,8 @@
 //! prefix and staleness); everything else is read from the backend per
 //! request. Errors are `{"error": "..."}` with a status that says whose
 //! fault: 400 bad input, 401 no token, 403 actions off, 404 nothing live
-//! to act on, 503 backend unreachable.
+//! to act on or to show, 501 the backend cannot answer without changing
+//! something, 503 backend unreachable.
 
 use std::time::SystemTime;
 
@@ -14,8 +15,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use coord_api::{
-    FencingToken, Forced, Key,
-    spi::{Resource, ResourceKind},
+    Error, FencingToken, Forced, Key,
+    spi::{Policy, Resource, ResourceKind, WindowKind},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -191,16 +192,18 @@ pub(crate) async fn queue(State(app): State<Shared>, Query(q): Query<NameQuery>)
     }
 }
 
-/// `GET /api/breaker?name=`: a breaker's phase and counts. (A breaker with
-/// no record is born with the default policy by the read, as by any
-/// client's first use: the family's rule 1.)
+/// `GET /api/breaker?name=`: a breaker's phase, counts and policy, read
+/// with `Breaker::peek`, which never makes a breaker: one with no record
+/// answers 404 and stays unmade. (A read through `state()` would birth it
+/// with the default policy, and the family's rule 1 would then keep that
+/// policy over the application's: an operator's look must not choose it.)
 pub(crate) async fn breaker(State(app): State<Shared>, Query(q): Query<NameQuery>) -> Response {
     let breaker = match app.client.breaker(&q.name).build() {
         Ok(b) => b,
         Err(e) => return failed(e.into()),
     };
-    match breaker.state().await {
-        Ok(s) => ok(json!({
+    match breaker.peek().await {
+        Ok(Some(s)) => ok(json!({
             "name": q.name,
             "phase": format!("{:?}", s.phase),
             "generation": s.generation,
@@ -211,9 +214,41 @@ pub(crate) async fn breaker(State(app): State<Shared>, Query(q): Query<NameQuery
             "trials_live": s.trials_live,
             "opens": s.opens,
             "manual": s.manual.as_ref().map(|m| format!("{m:?}")),
+            "policy": policy(&s.policy),
         })),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "breaker {:?} has no record: no instance has used it yet (or the backend forgot it after a day unused); looking does not create it",
+                q.name
+            ),
+        ),
+        Err(e @ Error::NotSupported { .. }) => error(
+            StatusCode::NOT_IMPLEMENTED,
+            format!(
+                "{e}: this backend cannot show a breaker without creating it, so the dashboard does not look"
+            ),
+        ),
         Err(e) => failed(e.into()),
     }
+}
+
+/// A breaker's policy, as the page shows it.
+fn policy(p: &Policy) -> Value {
+    let percent = |bp: u16| (bp <= 10_000).then(|| format!("{}%", f64::from(bp) / 100.0));
+    json!({
+        "window": match p.window {
+            WindowKind::Count { calls } => format!("last {calls} calls"),
+            WindowKind::Time { span } => format!("last {}", human(span)),
+        },
+        "failure_rate": percent(p.failure_rate_bp),
+        "slow_rate": p.slow_rate_bp.and_then(percent),
+        "minimum_calls": p.minimum_calls,
+        "open_for": human(p.open_for),
+        "max_open_for": human(p.max_open_for),
+        "trials": p.trials,
+        "quorum": p.quorum,
+    })
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,8 +2,9 @@
 //! calls, slow calls, time windows, quorum, refusals, how an open reaches
 //! every instance, no round trip per call), trials (half-open, limited
 //! cluster-wide, closing, reopening, growing open times, crashed trials,
-//! generations), and manual actions, instances joining, transitions and an
-//! unreachable backend. One file per theme, and the helpers they share.
+//! generations), manual actions, instances joining, transitions and an
+//! unreachable backend, and peeks (a look that makes nothing). One file
+//! per theme, and the helpers they share.
 //!
 //! Breakers here flush every 10 ms and refresh only every 10 s, so an open
 //! seen promptly by another instance came by the backend's notification
@@ -20,11 +21,18 @@ pub(crate) use coord_api::{
 
 pub mod manual;
 pub mod opening;
+pub mod peek;
 pub mod trials;
 
 /// The family's cases, file by file.
 pub(crate) fn cases() -> Vec<Case> {
-    [opening::cases(), trials::cases(), manual::cases()].concat()
+    [
+        opening::cases(),
+        trials::cases(),
+        manual::cases(),
+        peek::cases(),
+    ]
+    .concat()
 }
 
 /// The breaker every case uses.
