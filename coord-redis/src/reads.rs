@@ -23,6 +23,13 @@ const READS: &[(&str, &str)] = &[
     // A breaker's state, or nothing when it has no record (never born by
     // a look); its sweep is housekeeping like the others'.
     ("breaker", "peek"),
+    // A breaker's state: it may birth the breaker with the caller's policy
+    // and make what time alone decided (open to half-open). Housekeeping
+    // too: a failover that loses it leaves it to the next read on the new
+    // master (a birth lost so is made again, with that caller's policy).
+    // Confirmed, a replica gone would turn every instance's refresh into
+    // a failure, and its breaker into the backend-unreachable fallback.
+    ("breaker", "state"),
     ("election", "candidates"),
     ("election", "leader"),
     ("election", "terms_granted"),

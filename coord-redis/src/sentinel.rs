@@ -46,6 +46,11 @@ pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(100);
 /// The least time one sentinel is given to answer.
 const MIN_SHARE: Duration = Duration::from_millis(250);
 
+/// How long an announced master that cannot be used yet (a first
+/// connection refused, `ROLE` not `master` yet) is tried again before the
+/// backend gives up on the announcement and asks the sentinels.
+const ANNOUNCED_FOR: Duration = Duration::from_secs(30);
+
 /// The sentinels of a `redis+sentinel://` backend, and who asks them.
 pub(crate) struct Sentinels {
     master: String,
@@ -53,6 +58,9 @@ pub(crate) struct Sentinels {
     nodes: Vec<redis::ConnectionInfo>,
     /// One resolution at a time.
     resolver: tokio::sync::Mutex<Resolver>,
+    /// How many announcements came: a newer one ends the attempts to
+    /// follow an older one.
+    announcements: std::sync::atomic::AtomicU64,
 }
 
 struct Resolver {
@@ -95,6 +103,7 @@ impl Sentinels {
                 sentinels,
                 last: None,
             }),
+            announcements: Default::default(),
         })
     }
 
@@ -180,15 +189,48 @@ impl RedisBackend {
 
     /// Moves to `addr`, which a sentinel announced as the new master
     /// (unless already there); `switch_to` checks that it says so itself.
+    /// An announced master that cannot be used yet (a first connection
+    /// refused or timed out, `ROLE` not `master` yet) is tried again,
+    /// pausing 100 ms doubling to a second, until it can, a newer
+    /// announcement came, or [`ANNOUNCED_FOR`] passed (then the sentinels
+    /// are asked). Dropping the announcement at the first failure left the
+    /// backend on the old master, which in a planned failover takes writes,
+    /// to be lost, until a sentinel demotes it.
     async fn follow_announced(&self, addr: ConnectionAddr) {
+        use std::sync::atomic::Ordering::SeqCst;
         let Some(sentinels) = self.sentinels() else {
             return;
+        };
+        let this = sentinels.announcements.fetch_add(1, SeqCst) + 1;
+        let deadline = Instant::now() + ANNOUNCED_FOR;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            if self.try_announced(&addr).await {
+                return;
+            }
+            if sentinels.announcements.load(SeqCst) != this {
+                return; // a newer announcement is followed instead
+            }
+            if Instant::now() + pause > deadline {
+                self.follow_master_later(self.server().0);
+                return;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// One attempt of [`follow_announced`](Self::follow_announced):
+    /// whether the backend uses `addr` now.
+    async fn try_announced(&self, addr: &ConnectionAddr) -> bool {
+        let Some(sentinels) = self.sentinels() else {
+            return true;
         };
         let _resolver = sentinels.resolver.lock().await;
         let (_, from) = self.server();
         let to = addr.to_string();
         if to == from {
-            return;
+            return true;
         }
         let span = tracing::info_span!(
             "coord.redis.failover",
@@ -199,7 +241,9 @@ impl RedisBackend {
             outcome = Empty,
             announced = true,
         );
-        self.switch_traced(addr, &from, &to).instrument(span).await;
+        (self.switch_traced(addr.clone(), &from, &to))
+            .instrument(span)
+            .await
     }
 
     /// [`switch_to`](Self::switch_to) `addr`, recording the outcome in
@@ -279,6 +323,7 @@ async fn listen(backend: std::sync::Weak<crate::backend::Inner>) {
     }) else {
         return;
     };
+    let mut first = true;
     for node in nodes.iter().cycle() {
         let subscribed = async {
             let mut pubsub = redis::Client::open(node.clone())?
@@ -288,6 +333,13 @@ async fn listen(backend: std::sync::Weak<crate::backend::Inner>) {
             Ok::<_, RedisError>(pubsub)
         };
         if let Ok(Ok(mut pubsub)) = tokio::time::timeout(timeout, subscribed).await {
+            // Listening again: an announcement made while nobody listened
+            // is missed, so the sentinels are asked once.
+            if !std::mem::replace(&mut first, false)
+                && let Some(b) = RedisBackend::upgrade(&backend)
+            {
+                b.follow_master_later(b.server().0);
+            }
             let mut messages = pubsub.on_message();
             loop {
                 // Wakes every second to see whether the backend is gone.
@@ -299,7 +351,10 @@ async fn listen(backend: std::sync::Weak<crate::backend::Inner>) {
                         };
                         let text: String = msg.get_payload().unwrap_or_default();
                         if let Some(addr) = announced(&text, &master) {
-                            b.follow_announced(addr).await;
+                            // In a task of its own: tried again while the
+                            // new master cannot be used yet, and the
+                            // listener goes on hearing announcements.
+                            drop(tokio::spawn(async move { b.follow_announced(addr).await }));
                         }
                     }
                     Err(_) if backend.strong_count() == 0 => return,

@@ -116,6 +116,12 @@ impl Step<'_> {
     }
 }
 
+/// Every operation a [`Step`] is traced as ([`Step::op`]'s answers, kept
+/// in step with it): the reads classification test checks each, since
+/// its scan of the sources sees no operation computed at run time.
+#[cfg(test)]
+pub(crate) const STEP_OPS: &[&str] = &["state", "peek", "report", "trial", "trial_done", "manual"];
+
 /// A policy as the script reads (and stores) it:
 /// `c|t:<calls | span ns>:<failure bp>:<slow bp | n>:<minimum>:<open ns>:<max open ns>:<trials>:<quorum>:<quorum span ns>`.
 fn policy_arg(p: &Policy) -> String {

@@ -166,16 +166,24 @@ impl Hub {
     /// channel watched is subscribed on it, then every watch is woken and
     /// every listener told that messages may have been lost (whether the
     /// subscriptions succeeded or not: a wake-up is a hint, waiters read
-    /// again).
+    /// again). Subscriptions that failed are tried again, as after a lost
+    /// connection ([`subscribe_all_again`](Self::subscribe_all_again)):
+    /// tried once only, one refused at the switch stayed unsubscribed for
+    /// good (its listeners deaf, its waiters polling).
     pub(crate) fn switch(self: &Arc<Self>, conn: Conn) {
         *self.conn.write().unwrap() = conn;
-        let hub = self.clone();
-        drop(tokio::spawn(async move { hub.resubscribe().await }));
-    }
-
-    async fn resubscribe(&self) {
-        let _serial = self.commands.lock().await;
-        self.resubscribe_serialized(true).await;
+        let weak = Arc::downgrade(self);
+        drop(tokio::spawn(async move {
+            let Some(hub) = weak.upgrade() else { return };
+            let done = {
+                let _serial = hub.commands.lock().await;
+                hub.resubscribe_serialized(true).await
+            };
+            drop(hub);
+            if !done {
+                Hub::subscribe_all_again(&weak).await;
+            }
+        }));
     }
 
     /// [`resubscribe`](Self::resubscribe)'s work, `commands` held: whether

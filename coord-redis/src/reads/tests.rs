@@ -7,6 +7,10 @@ use super::*;
 /// (confirmed); and names that only label a span or a subscription
 /// (never a request: nothing to confirm).
 const WRITES: &[(&str, &str)] = &[
+    ("breaker", "manual"),
+    ("breaker", "report"),
+    ("breaker", "trial"),
+    ("breaker", "trial_done"),
     (ANY, "acquire"),
     (ANY, "acquire_all"),
     (ANY, "acquire_queued"),
@@ -97,6 +101,11 @@ fn traced() -> Vec<(String, String, String)> {
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
         &mut found,
     );
+    // Traced under a name computed at run time (`Step::op`), unseen above.
+    for op in crate::breaker::STEP_OPS {
+        let file = "src/breaker/mod.rs (Step::op)".to_owned();
+        found.push(("breaker".to_owned(), (*op).to_owned(), file));
+    }
     found
 }
 
