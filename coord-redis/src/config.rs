@@ -6,6 +6,8 @@ use std::{fmt, path::PathBuf, time::Duration};
 
 mod cluster;
 mod confirm;
+mod hosts;
+mod sentinel;
 
 pub use confirm::{Confirm, DEFAULT_CONFIRM_TIMEOUT, MAX_CONFIRM_REPLICAS};
 
@@ -535,7 +537,7 @@ fn check_endpoint(cfg: &RedisConfig) -> Result<()> {
                      `redis+sentinel://host1:26379,host2:26379/mymaster`",
                 ));
             }
-            check_master_name(master)?;
+            sentinel::check_master_name(master)?;
             if cfg.tls_ca_file.is_some() {
                 return Err(Error::config(
                     "key `tls_ca_file`: TLS through Redis Sentinel is not offered yet",
@@ -550,24 +552,6 @@ fn check_endpoint(cfg: &RedisConfig) -> Result<()> {
         return Err(Error::config(
             "keys `sentinel_user` and `sentinel_password` are for redis+sentinel:// only",
         ));
-    }
-    Ok(())
-}
-
-/// A master name: 1 to [`MAX_MASTER_NAME`] bytes, no control character,
-/// space or `/`. Never quoted (a URL's path may hold part of a password).
-fn check_master_name(master: &str) -> Result<()> {
-    let ok = !master.is_empty()
-        && master.len() <= MAX_MASTER_NAME
-        && !master
-            .chars()
-            .any(|c| c.is_control() || c == ' ' || c == '/');
-    if !ok {
-        return Err(Error::config(format!(
-            "redis+sentinel: the master name must be 1 to {MAX_MASTER_NAME} bytes without \
-             spaces, `/` or control characters, as in `redis+sentinel://host:26379/mymaster` \
-             (not shown, since it may hold part of a password: write `/` in a password as `%2F`)"
-        )));
     }
     Ok(())
 }
@@ -665,19 +649,22 @@ fn prefixed(key: &str, error: Error) -> Error {
 /// Fills `cfg` from `url`. Errors never quote the URL's user-info or path:
 /// a password with an unencoded reserved character spills into them.
 fn from_url(mut url: BackendUrl, cfg: &mut RedisConfig) -> Result<()> {
+    let mut db_in_path = false;
     match url.scheme() {
         "redis" | "rediss" => {
             let host = url.host().ok_or_else(|| {
                 Error::config("redis URL: the host is missing, as in `redis://host:6379/0`")
             })?;
             let (host, port) = (host.to_owned(), url.port().unwrap_or(6379));
+            hosts::check("redis", std::slice::from_ref(&(host.clone(), port)))?;
             cfg.endpoint = if url.scheme() == "rediss" {
                 Endpoint::Tls { host, port }
             } else {
                 Endpoint::Tcp { host, port }
             };
             let db = url.path().trim_start_matches('/');
-            if !db.is_empty() {
+            db_in_path = !db.is_empty();
+            if db_in_path {
                 let db = db.parse().map_err(|_| {
                     Error::config(
                         "redis URL: the path is not a database number, as in \
@@ -690,27 +677,7 @@ fn from_url(mut url: BackendUrl, cfg: &mut RedisConfig) -> Result<()> {
             cfg.username = url.username().map(str::to_owned);
             cfg.password = url.password().cloned();
         }
-        "redis+sentinel" => {
-            let sentinels: Vec<(String, u16)> = (url.take_hosts().into_iter())
-                .map(|(host, port)| (host, port.unwrap_or(DEFAULT_SENTINEL_PORT)))
-                .collect();
-            // `/master` or `/master/db`.
-            let mut path = url.path().trim_start_matches('/').splitn(2, '/');
-            let master = path.next().unwrap_or("").to_owned();
-            if let Some(db) = path.next().filter(|d| !d.is_empty()) {
-                let db = db.parse().map_err(|_| {
-                    Error::config(
-                        "redis+sentinel URL: after the master name the path is not a database \
-                         number, as in `redis+sentinel://host:26379/mymaster/0` (not shown, \
-                         since it may hold part of a password: write `/` in a password as `%2F`)",
-                    )
-                })?;
-                cfg.db = check_db(db).map_err(|e| prefixed("db", e))?;
-            }
-            cfg.endpoint = Endpoint::Sentinel { sentinels, master };
-            cfg.username = url.username().map(str::to_owned);
-            cfg.password = url.password().cloned();
-        }
+        "redis+sentinel" => db_in_path = sentinel::from_url(&mut url, cfg)?,
         "redis+cluster" => cluster::from_url(&mut url, cfg)?,
         "rediss+cluster" => {
             return Err(Error::config(
@@ -755,6 +722,13 @@ fn from_url(mut url: BackendUrl, cfg: &mut RedisConfig) -> Result<()> {
                  redis+unix://, unix://, redis+sentinel:// or redis+cluster://)"
             )));
         }
+    }
+    if db_in_path {
+        url.take_with("db", |_| -> Result<()> {
+            Err(Error::config(
+                "the database is named twice, in the URL's path and as key `db`: name it once",
+            ))
+        })?;
     }
     for &key in CONFIG_KEYS {
         url.take_with(key, |value| apply(cfg, key, value))?;

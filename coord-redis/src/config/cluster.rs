@@ -13,6 +13,7 @@ pub(super) fn from_url(url: &mut BackendUrl, cfg: &mut RedisConfig) -> Result<()
     let nodes: Vec<(String, u16)> = (url.take_hosts().into_iter())
         .map(|(host, port)| (host, port.unwrap_or(DEFAULT_PORT)))
         .collect();
+    super::hosts::check("redis+cluster", &nodes)?;
     let path = url.path().trim_start_matches('/');
     if !path.is_empty() && path != "0" {
         return Err(Error::config(

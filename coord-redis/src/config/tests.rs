@@ -365,3 +365,35 @@ fn bad_confirm_values_are_refused_naming_the_key() {
         .unwrap_err();
     assert!(err.to_string().contains("`confirm_replicas`"), "{err}");
 }
+
+/// Port 0, a host named twice and a database named twice are `Config`
+/// errors that say so (each was taken silently: port 0 never connects, a
+/// sentinel counted twice hides a missing one, the query's `db` won).
+#[test]
+fn hosts_and_the_database_are_named_once() {
+    let err = |url: &str| match RedisConfig::from_url(url) {
+        Err(Error::Config { message }) => message,
+        other => panic!("{url}: {other:?}"),
+    };
+    assert!(err("redis://h:0").contains("port 0"));
+    assert!(err("redis+sentinel://h1:0,h2/m").contains("host h1 has port 0"));
+    let twice = err("redis+sentinel://h1,H1:26379/m");
+    assert!(twice.contains("H1:26379 is named twice"), "{twice}");
+    assert!(err("redis+cluster://a:7000,b:7001,a:7000").contains("a:7000 is named twice"));
+    for url in ["redis://h/1?db=2", "redis+sentinel://h/m/1?db=2"] {
+        let message = err(url);
+        assert!(
+            message.contains("named twice") && message.contains("`db`"),
+            "{message}"
+        );
+    }
+    // Once is fine, either way; the same host on two ports is two hosts.
+    assert_eq!(RedisConfig::from_url("redis://h?db=2").unwrap().db(), 2);
+    assert_eq!(
+        RedisConfig::from_url("redis+sentinel://h/m/1")
+            .unwrap()
+            .db(),
+        1
+    );
+    assert!(RedisConfig::from_url("redis+cluster://a:7000,a:7001").is_ok());
+}
