@@ -297,8 +297,18 @@ impl RedisBackend {
                 res => res,
             }
         };
+        let generation = (confirm.is_some() && self.sentinels().is_some()).then(|| self.server().0);
         let (v, acks) = self.bounded(call, span, run).await?;
-        self.confirmed(call, confirm, acks)?;
+        let confirmed = self.confirmed(call, confirm, acks);
+        if let (Err(_), Some(generation)) = (&confirmed, generation) {
+            // Behind sentinels, a master that lost its replicas may be one
+            // demoted by a failover this backend did not hear of (its
+            // announcement missed): it takes writes, to be lost, until a
+            // sentinel demotes it. Ask them (at most one resolution per
+            // `sentinel::MIN_INTERVAL`).
+            self.follow_master_later(generation);
+        }
+        confirmed?;
         Ok(v)
     }
 

@@ -9,7 +9,7 @@
 //! after a failover it would keep talking to the old master (refusing
 //! writes with READONLY once demoted, or gone; and in a planned failover
 //! still accepting them, to be lost, until a sentinel demotes it, which may
-//! take seconds). Two ways to follow:
+//! take seconds). The ways to follow:
 //!
 //! - the backend listens to the sentinels' `+switch-master` announcements
 //!   (one pub/sub connection to one sentinel at a time, for the backend's
@@ -18,7 +18,10 @@
 //! - every request whose error says the server may be unavailable or
 //!   read-only (and every request that timed out) asks the sentinels again
 //!   ([`RedisBackend::follow_master`]: one resolution at a time, at most one
-//!   per [`MIN_INTERVAL`]).
+//!   per [`MIN_INTERVAL`]), and so does every write that ends `Unconfirmed`
+//!   (a master that lost its replicas may be one a failover left behind);
+//! - an announced master that cannot be used yet is tried again, and the
+//!   sentinels are asked once whenever the listener subscribes again.
 //!
 //! Moving to a new master builds new connections to it (commands and
 //! pub/sub), subscribes every channel there again and wakes every watch

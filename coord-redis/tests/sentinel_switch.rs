@@ -239,3 +239,64 @@ async fn an_announced_master_that_fails_once_is_followed_when_it_answers() {
         on_old.last()
     );
 }
+
+/// A confirmed client (`confirm_replicas=1`) that missed the announcement
+/// (the sentinel it listens to is frozen) learns of the failover from its
+/// first `Unconfirmed` (the old master lost its replica to the new one):
+/// it asks the sentinels and moves, instead of writing to the old master,
+/// to be lost, until a sentinel demotes it: none lands there more than a
+/// moment after the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unconfirmed_write_asks_the_sentinels() {
+    use coord_testkit::sentinel::SentinelSet;
+    let set = Arc::new(blocking(SentinelSet::start).await);
+    let url = format!(
+        "{}?namespace=uc&timeout=2s&confirm_replicas=1&confirm_timeout=200ms",
+        set.url()
+    );
+    let a = Client::builder(Arc::new(RedisBackend::connect_url(&url).await.unwrap()))
+        .instance_id("a")
+        .unwrap()
+        .lease_options(LeaseOptions::default().ttl(Duration::from_secs(20)))
+        .build();
+    listener_on_first_sentinel(&set).await;
+    set.pause_sentinel(0);
+    let old = set.master_port();
+    let s = set.clone();
+    let new = blocking(move || {
+        let acked = s.server(old).command(&["WAIT", "2", "10000"]).unwrap();
+        assert_ne!(acked, redis::Value::Int(0));
+        s.failover();
+        s.wait_for_master_other_than(old)
+    })
+    .await;
+    let started = Instant::now();
+    let mut on_old = Vec::new();
+    for n in 0.. {
+        let (name, key) = (format!("k{n}"), format!("coord:{{uc:lock:k{n}}}:l"));
+        let res = a.lock(&name).try_lock().await;
+        let there = |port: u16| set.server(port).command(&["EXISTS", &key]).ok();
+        if there(new) == Some(redis::Value::Int(1)) && matches!(res, Ok(Some(_))) {
+            break;
+        }
+        if there(old) == Some(redis::Value::Int(1)) {
+            on_old.push(started.elapsed());
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "never on the new master: {res:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    set.resume_sentinel(0);
+    // The first unconfirmed grant is the client's news of the failover;
+    // the sentinels' answer may take a moment (the frozen one first).
+    let first = on_old.first().copied().unwrap_or_default();
+    let late: Vec<_> = (on_old.iter())
+        .filter(|t| **t > first + Duration::from_millis(1500))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "unconfirmed grants kept landing on the old master: at {on_old:?} after the failover"
+    );
+}
