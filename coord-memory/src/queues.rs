@@ -197,6 +197,13 @@ impl QueueBackend for MemoryBackend {
         Ok(left.unwrap_or(0))
     }
 
+    async fn give_back(&self, queue: &Key, consumer: &HolderId, receive_id: u64) -> Result<u32> {
+        let given = self.on_queue(queue, false, |q, step| {
+            q.give_back_receive(consumer, receive_id, step)
+        });
+        Ok(given.unwrap_or(0))
+    }
+
     async fn dead_items(&self, queue: &Key, after: u64, limit: u32) -> Result<Vec<DeadItem>> {
         check_dead_page(queue, limit)?;
         let listed = self.on_queue(queue, false, |q, _| q.dead_items(after, limit));

@@ -6,7 +6,11 @@ use std::{collections::VecDeque, fmt, future::Future, time::Duration};
 
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::{Queue, metrics};
+use super::{
+    Queue,
+    give_back::{give_back, receive_id},
+    metrics,
+};
 use crate::{
     Backoff, Client, Error, FencingToken, HolderId, Key, LostSignal, NodeError, Release, Result,
     barriers::sleep_or_woken,
@@ -14,6 +18,7 @@ use crate::{
     handle::{Handle, KeptWatch, option_setters},
     lease::{
         BoxFuture, Guard, Lease, LeaseOptions, Tenure, released,
+        undo::granting,
         wait::{jittered, later},
     },
     spi::{self, Nack, ReceiveOptions, Settle, queues::cut_reason},
@@ -428,9 +433,9 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
     /// # Cancel safety
     /// A prefetched delivery stays with the consumer until its start is
     /// answered: a receive cancelled (or failed) meanwhile leaves it for
-    /// the next. What a cancelled request for new items was granted stays
-    /// the consumer's at the backend, unseen, until its lease or the
-    /// consumer's presence ends.
+    /// the next. A request for new items cancelled in flight (or failed
+    /// after it may have been applied) gives back in the background what
+    /// it delivered, and nothing else: ready for any consumer at once.
     pub async fn receive(&mut self) -> Result<Delivery<T>> {
         let (key, opts) = self.checked()?;
         let client = self.queue.client().clone();
@@ -456,15 +461,16 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
                 }
             }
             let t_sent = client.clock().now();
-            let receive = client
-                .queues()?
-                .receive(&key, &self.holder, self.receive_options(&opts));
+            let call = receive_id();
+            let receive_opts = self.receive_options(&opts).receive_id(call);
+            let receive = client.queues()?.receive(&key, &self.holder, receive_opts);
             let site = || self.site("receive", &key, None);
-            let received = trace::call(&client, site, receive, |r| match r.deliveries.first() {
+            let receive = trace::call(&client, site, receive, |r| match r.deliveries.first() {
                 Some(d) => Outcome::Granted(d.token),
                 None => Outcome::Busy,
-            })
-            .await?;
+            });
+            let undo = give_back(&key, &self.holder, call);
+            let received = granting(&client, opts.ttl, receive, undo).await?;
             self.keep_presence(&client, &key, t_sent);
             let next_in = received.next_in;
             let mut deliveries = received.deliveries.into_iter();
@@ -540,15 +546,14 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
         let client = self.queue.client().clone();
         let lease = r.end();
         let t_sent = client.clock().now();
-        let call = client.queues()?.ack_and_receive(
-            &r.queue,
-            r.id,
-            r.token,
-            &self.holder,
-            self.receive_options(&opts),
-        );
+        let id = receive_id();
+        let receive_opts = self.receive_options(&opts).receive_id(id);
+        let call =
+            (client.queues()?).ack_and_receive(&r.queue, r.id, r.token, &self.holder, receive_opts);
         let site = || r.site("ack_and_receive");
-        let done = trace::call(&client, site, call, |(s, _)| settled(s)).await;
+        let call = trace::call(&client, site, call, |(s, _)| settled(s));
+        let undo = give_back(&key, &self.holder, id);
+        let done = granting(&client, opts.ttl, call, undo).await;
         let (acked, mut deliveries) = match done {
             Ok((s, received)) => {
                 self.keep_presence(&client, &key, t_sent);

@@ -72,7 +72,17 @@
 //!    exactly once; otherwise it is ready again (delayed by a nack's retry
 //!    delay), counted as redelivered when delivered again.
 //! 7. **leave** returns every delivery of the consumer (rule 6) and forgets
-//!    it. **heartbeat** renews its presence.
+//!    it. **heartbeat** renews its presence. **give_back** undoes one
+//!    receive whose reply the consumer never saw (lost, or the call
+//!    cancelled): a receive carries a random id
+//!    ([`ReceiveOptions::receive_id`], 0 for none) kept with each delivery
+//!    it makes; `give_back` returns every delivery that is still the
+//!    current, unexpired delivery of its item to that consumer with that id
+//!    (an ack, nack, expiry, leave or steal ended the others: they are not
+//!    touched, nor is any delivery of another receive) as if it had never
+//!    been made: ready again at once, and the attempt its start counted
+//!    taken back (never worked on, it neither uses an attempt nor dies of
+//!    it). An id of 0 gives nothing back (decision 0044).
 //! 8. **Dead items** are kept (up to [`MAX_DEAD_KEPT`] per queue, the
 //!    oldest dropped first) with their payload, attempts, last error and
 //!    the time they died; they can be listed, and requeued (ready again
@@ -362,6 +372,10 @@ pub struct ReceiveOptions {
     /// Take other live consumers' prefetched deliveries when nothing is
     /// ready.
     pub steal: bool,
+    /// The receive's id, kept with each delivery it makes, which
+    /// [`QueueBackend::give_back`] names (rule 7); 0: none (nothing it
+    /// delivers can be given back that way).
+    pub receive_id: u64,
 }
 
 impl ReceiveOptions {
@@ -372,6 +386,7 @@ impl ReceiveOptions {
             presence_ttl,
             max: 1,
             steal: false,
+            receive_id: 0,
         }
     }
 
@@ -384,6 +399,12 @@ impl ReceiveOptions {
     /// Stealing on or off.
     pub fn steal(mut self, steal: bool) -> ReceiveOptions {
         self.steal = steal;
+        self
+    }
+
+    /// With the receive's id (rule 7).
+    pub fn receive_id(mut self, id: u64) -> ReceiveOptions {
+        self.receive_id = id;
         self
     }
 
@@ -558,6 +579,12 @@ pub trait QueueBackend: Send + Sync {
     /// (rule 7).
     async fn leave(&self, queue: &Key, consumer: &HolderId) -> Result<u32>;
 
+    /// Returns, as if never delivered, every delivery that receive
+    /// `receive_id` (its [`ReceiveOptions::receive_id`]) made to `consumer`
+    /// and that is still the current, unexpired delivery of its item; how
+    /// many (rule 7). Nothing else changes; an id of 0 gives nothing back.
+    async fn give_back(&self, queue: &Key, consumer: &HolderId, receive_id: u64) -> Result<u32>;
+
     /// Dead items with ids above `after`, lowest first, at most `limit`.
     async fn dead_items(&self, queue: &Key, after: u64, limit: u32) -> Result<Vec<DeadItem>>;
 
@@ -682,6 +709,13 @@ impl<D: Dispatch> QueueBackend for Dispatched<D> {
         let args = (queue.clone(), consumer.clone());
         self.carry(op("leave"), args, |b, (q, c)| async move {
             queues(&b, "leave")?.leave(&q, &c).await
+        })
+        .await
+    }
+    async fn give_back(&self, queue: &Key, consumer: &HolderId, receive_id: u64) -> Result<u32> {
+        let args = (queue.clone(), consumer.clone(), receive_id);
+        self.carry(op("give_back"), args, |b, (q, c, id)| async move {
+            queues(&b, "give_back")?.give_back(&q, &c, id).await
         })
         .await
     }

@@ -49,6 +49,9 @@ struct Lease {
     consumer: HolderId,
     deadline: Instant,
     started: bool,
+    /// The id of the receive that made it (0: none), which a give-back
+    /// names.
+    receive_id: u64,
 }
 
 struct Item {
@@ -350,7 +353,7 @@ impl Queue {
         &mut self,
         id: u64,
         consumer: &HolderId,
-        ttl: Duration,
+        (ttl, receive_id): (Duration, u64),
         (started, stolen): (bool, bool),
         step: &Step,
     ) -> Delivery {
@@ -380,6 +383,7 @@ impl Queue {
             consumer: consumer.clone(),
             deadline,
             started,
+            receive_id,
         });
         self.leases.insert((deadline, id));
         if let Some(c) = self.consumers.get_mut(consumer) {
@@ -401,12 +405,13 @@ impl Queue {
     ) -> Received {
         self.renew_presence(consumer, step.now + opts.presence_ttl);
         let max = opts.max as usize;
+        let lease = (opts.ttl, opts.receive_id);
         let mut out = Vec::new();
         while out.len() < max
             && let Some((_, id)) = self.ready.pop_first()
         {
             let how = (out.is_empty(), false);
-            out.push(self.deliver(id, consumer, opts.ttl, how, step));
+            out.push(self.deliver(id, consumer, lease, how, step));
         }
         if out.is_empty() && opts.steal {
             let theirs = |id: &u64| match &self.items[id].place {
@@ -421,7 +426,7 @@ impl Queue {
             for id in victims {
                 self.unlease(id);
                 let how = (out.is_empty(), true);
-                out.push(self.deliver(id, consumer, opts.ttl, how, step));
+                out.push(self.deliver(id, consumer, lease, how, step));
             }
         }
         let next_in = if out.is_empty() {
@@ -524,6 +529,31 @@ impl Queue {
         };
         self.presence.remove(&(c.presence, consumer.clone()));
         self.forget_consumer(consumer, step)
+    }
+
+    /// Rule 7's give-back: every current, unexpired (the sweep returned the
+    /// expired ones) delivery of receive `receive_id` to `consumer` is ready
+    /// again as if never made, its start's attempt taken back; how many.
+    pub(super) fn give_back_receive(
+        &mut self,
+        consumer: &HolderId,
+        receive_id: u64,
+        step: &mut Step,
+    ) -> u32 {
+        let Some(c) = self.consumers.get(consumer).filter(|_| receive_id != 0) else {
+            return 0;
+        };
+        let theirs = |id: &&u64| matches!(&self.items[*id].place, Place::InFlight(l) if l.receive_id == receive_id);
+        let ids: Vec<u64> = c.deliveries.iter().filter(theirs).copied().collect();
+        for &id in &ids {
+            let lease = self.unlease(id).expect("in flight");
+            let item = self.items.get_mut(&id).expect("a live item");
+            if lease.started {
+                item.attempts -= 1;
+            }
+            self.place_ready(id, step);
+        }
+        ids.len() as u32
     }
 
     /// Rule 8's listing.

@@ -13,7 +13,7 @@
 //! set of the ids delivered to it, so a dead consumer's deliveries are
 //! returned in O(its deliveries). An item is a hash (payload, priority,
 //! attempts given and had, its current delivery's token, consumer, started
-//! flag and deadline, last error); a dead item keeps its hash, with the
+//! flag and deadline, the id of the receive that made it, last error); a dead item keeps its hash, with the
 //! reason and time of death, and sits in a set by id and one by death (the
 //! oldest death is dropped past [`MAX_DEAD_KEPT`]).
 //!
@@ -231,17 +231,19 @@ fn stats_reply(v: &Value) -> Option<(QueueStats, Vec<&str>)> {
 
 /// The bytes a receive's arguments take beyond the holder's, at most.
 fn receive_extra(consumer: &HolderId) -> usize {
-    crate::eval::holder_len(Some(consumer)) + 48
+    crate::eval::holder_len(Some(consumer)) + 68
 }
 
 /// A receive's arguments (the script's `receive`, or `take`'s after the
-/// ack's): consumer, ttl ms, presence ttl ms, max, steal.
+/// ack's): consumer, ttl ms, presence ttl ms, max, steal, the receive's
+/// id.
 fn receive_args(eval: &mut Eval, consumer: &HolderId, opts: &ReceiveOptions) {
     eval.holder(consumer)
         .arg(ms(opts.ttl))
         .arg(ms(opts.presence_ttl))
         .arg(opts.max)
-        .arg(if opts.steal { "1" } else { "0" });
+        .arg(if opts.steal { "1" } else { "0" })
+        .arg(opts.receive_id);
 }
 
 /// The trace of a receive: the first delivery's token, or nothing.
@@ -379,7 +381,7 @@ impl QueueBackend for RedisBackend {
             self.namespace(),
             queue,
             "receive",
-            5,
+            6,
             receive_extra(consumer),
         );
         receive_args(&mut eval, consumer, &opts);
@@ -397,7 +399,7 @@ impl QueueBackend for RedisBackend {
     ) -> Result<(Settle, Received)> {
         opts.check(queue)?;
         let extra = receive_extra(consumer) + 40;
-        let mut eval = queue_eval(self.namespace(), queue, "take", 7, extra);
+        let mut eval = queue_eval(self.namespace(), queue, "take", 8, extra);
         eval.arg(id).arg(token.get());
         receive_args(&mut eval, consumer, &opts);
         let call = Traced::new("ack_and_receive", FAMILY, queue).by(consumer);
@@ -478,6 +480,18 @@ impl QueueBackend for RedisBackend {
         let mut eval = queue_eval(self.namespace(), queue, "leave", 1, extra);
         eval.holder(consumer);
         let call = Traced::new("leave", FAMILY, queue).by(consumer);
+        let n: i64 = self.eval(call, &eval, crate::eval::ok).await?;
+        Ok(crate::eval::count(n, 0))
+    }
+
+    async fn give_back(&self, queue: &Key, consumer: &HolderId, receive_id: u64) -> Result<u32> {
+        if receive_id == 0 {
+            return Ok(0);
+        }
+        let extra = crate::eval::holder_len(Some(consumer)) + 20;
+        let mut eval = queue_eval(self.namespace(), queue, "giveback", 2, extra);
+        eval.holder(consumer).arg(receive_id);
+        let call = Traced::new("give_back", FAMILY, queue).by(consumer);
         let n: i64 = self.eval(call, &eval, crate::eval::ok).await?;
         Ok(crate::eval::count(n, 0))
     }

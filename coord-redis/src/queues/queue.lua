@@ -14,7 +14,8 @@
 -- ARGV: op, then
 --   push      per item: payload, priority, max attempts, delay ms ('0':
 --             none), dedup key ('': none), dedup window ms
---   receive   consumer, ttl ms, presence ttl ms, max, steal ('1' | '0')
+--   receive   consumer, ttl ms, presence ttl ms, max, steal ('1' | '0'),
+--             the receive's id ('0': none)
 --   extend    id, token, ttl ms
 --   ack       id, token
 --   take      id, token, then receive's arguments: the ack, then the
@@ -23,6 +24,7 @@
 --   dead      id, token, reason
 --   beat      consumer, ttl ms
 --   leave     consumer
+--   giveback  consumer, a receive's id (not '0')
 --   list      after (id), limit
 --   requeue   id
 --   remove    id
@@ -32,7 +34,10 @@
 -- (started deliveries; absent: 0), l its current delivery ('' or absent:
 -- not in flight) as '<token> <deadline, server ms> <1 started | 0
 -- prefetched> <consumer>' (one field: a delivery is written and read whole,
--- and every field of a hash costs its writes and reads), e the last error;
+-- and every field of a hash costs its writes and reads), g the id of the
+-- receive that made the current delivery (written with every delivery, so
+-- never a former one's; a consumer's holder may hold spaces, so not in l),
+-- e the last error;
 -- once dead also r the reason and z the time of death (server µs).
 -- The meta hash: id (the last id given), tok (the last token drawn: the
 -- token rule's counter, next_token's, kept in the hash a receive reads
@@ -313,6 +318,7 @@ if is_receive then
   -- take's receive arguments follow the ack's two.
   local a0 = op == 'take' and 2 or 0
   local consumer, ttl, max = ARGV[a0 + 2], ARGV[a0 + 3] + 0, ARGV[a0 + 5] + 0
+  local rid = ARGV[a0 + 7]
   -- Rule 3: presence first.
   local presence = now + ARGV[a0 + 4]
   redis.call('ZADD', base .. 'p', fmt(presence), consumer)
@@ -360,9 +366,9 @@ if is_receive then
       if a > 0 then n_redelivered = n_redelivered + 1 end
       local ts = fmt(t)
       if k == 1 then
-        redis.call('HSET', base .. id .. ':i', 'l', ts .. ' ' .. dls .. ' 1 ' .. consumer, 'a', fmt(a + 1))
+        redis.call('HSET', base .. id .. ':i', 'l', ts .. ' ' .. dls .. ' 1 ' .. consumer, 'a', fmt(a + 1), 'g', rid)
       else
-        redis.call('HSET', base .. id .. ':i', 'l', ts .. ' ' .. dls .. ' 0 ' .. consumer)
+        redis.call('HSET', base .. id .. ':i', 'l', ts .. ' ' .. dls .. ' 0 ' .. consumer, 'g', rid)
         prefetched[#prefetched + 1] = fmt((MAX_PRIORITY - q) * PRIORITY_STEP + id)
         prefetched[#prefetched + 1] = id
       end
@@ -496,6 +502,31 @@ elseif op == 'beat' then
 elseif op == 'leave' then
   reply = 0
   if redis.call('ZSCORE', base .. 'p', ARGV[2]) then reply = lib().forget(ARGV[2]) end
+elseif op == 'giveback' then
+  -- Rule 7: the current, unexpired deliveries of that receive to that
+  -- consumer are ready again as if never made (a started one's attempt
+  -- taken back).
+  local consumer, rid = ARGV[2], ARGV[3]
+  local set = base .. consumer .. ':s'
+  reply = 0
+  for _, id in ipairs(redis.call('SMEMBERS', set)) do
+    local h = base .. id .. ':i'
+    local v = redis.call('HMGET', h, 'l', 'g', 'a', 'q')
+    local t, d, s, c = delivery(v[1])
+    if t and c == consumer and v[2] == rid and rid ~= '0' and d + 0 > now then
+      redis.call('ZREM', lease_z, id)
+      redis.call('SREM', set, id)
+      if s == '1' then
+        redis.call('HSET', h, 'l', '', 'a', fmt(math.max(0, (v[3] or 0) - 1)))
+      else
+        redis.call('ZREM', base .. 'f', id)
+        redis.call('HSET', h, 'l', '')
+      end
+      redis.call('ZADD', ready_z, fmt((MAX_PRIORITY - tonumber(v[4])) * PRIORITY_STEP + tonumber(id)), id)
+      st.woke = true
+      reply = reply + 1
+    end
+  end
 elseif op == 'list' then
   local ids = redis.call('ZRANGEBYSCORE', base .. 'x', '(' .. ARGV[2], '+inf', 'LIMIT', '0', ARGV[3])
   reply = {}

@@ -45,6 +45,7 @@ const WRITES: &[(&str, &str)] = &[
     ("ops", "record"),
     ("ops", "withdraw"),
     ("queue", "ack_and_receive"),
+    ("queue", "give_back"),
     ("queue", "heartbeat"),
     ("queue", "push"),
     ("queue", "receive"),

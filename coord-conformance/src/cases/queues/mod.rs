@@ -3,8 +3,9 @@
 //! prefetch, items that do not decode), settling (ack, nack and its
 //! back-off, dead letters, `Consumer::run`), leases (fencing, expiry,
 //! auto-extension, the lost signal, a dropped delivery), consumers (leave,
-//! dead consumers, stealing), and dead letters and counts. One file per
-//! theme, and the helpers they share.
+//! dead consumers, stealing), giving back what a receive whose answer
+//! never came delivered, and dead letters and counts. One file per theme,
+//! and the helpers they share.
 //!
 //! Clients run with a 10 s retry delay, so a consumer that is prompt was
 //! woken by the backend's notification or told when to look again
@@ -36,6 +37,7 @@ macro_rules! drain {
 
 pub mod consumers;
 pub mod dead;
+pub mod give_back;
 pub mod leases;
 pub mod push;
 pub mod receive;
@@ -52,6 +54,7 @@ pub(crate) fn cases() -> Vec<Case> {
         leases::cases(),
         consumers::cases(),
         dead::cases(),
+        give_back::cases(),
     ]
     .concat()
 }

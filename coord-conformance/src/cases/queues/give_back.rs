@@ -1,0 +1,135 @@
+//! A receive whose answer never came (its reply lost, or the call
+//! cancelled after it was applied) gives back at once what it delivered,
+//! and only that (decision 0044): another consumer gets the items long
+//! before their 30 s leases end, as their first attempt; the SPI's
+//! `give_back` names one receive and touches no delivery of another
+//! receive, of another consumer, or one already settled.
+
+use super::*;
+
+/// The lease of every delivery here: far longer than [`PROMPTLY`], so an
+/// item left to it is not back in time.
+const LONG: Duration = Duration::from_secs(30);
+
+cases! {
+    family: "queue", needs: [Need::Queues];
+
+/// A receive (prefetching three) whose reply is lost after the backend
+/// delivered: the three items are given back at once, not after their
+/// 30 s leases; another consumer gets them, each as attempt 1, and
+/// nothing was counted redelivered.
+pub async fn queue_receive_whose_reply_is_lost_gives_back_its_deliveries(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let b = ctx.client("b").await;
+    let ids: Vec<u64> = (numbers(&b).push_many(&[1, 2, 3]).await.unwrap().iter())
+        .map(|o| o.id())
+        .collect();
+    let mut lost = numbers(&a).consumer().prefetch(3).ttl(LONG);
+    switch.losing_replies();
+    let failed = lost.receive().await;
+    assert!(failed.is_err(), "the receive's reply was lost: {failed:?}");
+    switch.on();
+    let mut other = numbers(&b).consumer().ttl(LONG);
+    for (i, id) in ids.iter().enumerate() {
+        let d = within(other.receive(), &format!("item {i}, given back")).await;
+        assert_eq!((d.id(), d.attempt()), (*id, 1), "item {i}");
+        within(d.ack(), "ack").await;
+    }
+    let s = stats(&b).await;
+    assert_eq!(places(&s), (0, 0, 0, 0), "{s:?}");
+    assert_eq!(s.redelivered, 0, "never worked on: {s:?}");
+}
+
+/// A receive cancelled while its reply was on its way (the backend applied
+/// it; the reply comes 3 s late): what it delivered is given back at once,
+/// and another consumer gets it as attempt 1. The same for a cancelled
+/// `ack_and_next`: its ack counts, and the next item it was handed is
+/// given back.
+pub async fn queue_cancelled_receive_gives_back_its_delivery(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let b = ctx.client("b").await;
+    let ids: Vec<u64> = (numbers(&b).push_many(&[1, 2, 3]).await.unwrap().iter())
+        .map(|o| o.id())
+        .collect();
+    let mut cancelled = numbers(&a).consumer().ttl(LONG);
+    switch.late_replies("receive", ms(3000));
+    let gave_up = timeout(ms(300), cancelled.receive()).await;
+    assert!(gave_up.is_err(), "cancelled while its reply was late");
+    switch.late_replies("receive", Duration::ZERO);
+    stats_when(&b, "the item given back", |s| s.ready == 3).await;
+    let mut other = numbers(&b).consumer().ttl(LONG);
+    let d = within(other.receive(), "the item, given back").await;
+    assert_eq!((d.id(), d.attempt()), (ids[0], 1));
+    within(d.ack(), "ack").await;
+    let first = within(cancelled.receive(), "the next item").await;
+    assert_eq!(first.id(), ids[1]);
+    // (`ack_and_next` is one call, carried as the ack then the receive.)
+    switch.late_replies("receive", ms(3000));
+    let gave_up = timeout(ms(300), cancelled.ack_and_next(first)).await;
+    assert!(gave_up.is_err(), "cancelled while its reply was late");
+    switch.late_replies("receive", Duration::ZERO);
+    stats_when(&b, "the next one given back", |s| places(s) == (1, 0, 0, 0)).await;
+    let d = within(other.receive(), "the next one, given back").await;
+    assert_eq!((d.id(), d.attempt()), (ids[2], 1));
+    within(d.ack(), "ack").await;
+    assert_eq!(places(&stats(&b).await), (0, 0, 0, 0), "the ack counted");
+}
+
+/// `give_back` through the SPI returns exactly what the named receive
+/// delivered to the named consumer and still holds: not a later receive's
+/// delivery of the same consumer, nor another consumer's, nor one acked,
+/// nor one that expired and went to another consumer; an id of 0 gives
+/// nothing back. What it returns is ready at once, its attempt taken back.
+pub async fn queue_give_back_returns_only_its_receives_deliveries(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let b = ctx.client("b").await;
+    let ids: Vec<u64> = (numbers(&b).push_many(&[1, 2, 3, 4]).await.unwrap().iter())
+        .map(|o| o.id())
+        .collect();
+    let backend = ctx.backend().await;
+    let (qs, qk, c) = (spi(&backend), key(Q), crashed());
+    let other = HolderId::new(InstanceId::new("other").expect("valid instance id"));
+    let opts = ReceiveOptions::new(LONG, LONG);
+    let (r1, r2, r3) = (0x5eed_0001, 0x5eed_0002, 0x5eed_0003);
+    let got = |r: ReceiveOptions, holder: &HolderId| {
+        let holder = holder.clone();
+        let qk = qk.clone();
+        async move { qs.receive(&qk, &holder, r).await.unwrap().deliveries }
+    };
+    // r1: items 1 (started) and 2 (prefetched); r2: item 3; another
+    // consumer's receive with r1's id: item 4.
+    let one = got(opts.max(2).receive_id(r1), &c).await;
+    assert_eq!(one.iter().map(|d| d.id).collect::<Vec<_>>(), ids[..2]);
+    let two = got(opts.receive_id(r2), &c).await;
+    assert_eq!(two[0].id, ids[2]);
+    let theirs = got(opts.receive_id(r1), &other).await;
+    assert_eq!(theirs[0].id, ids[3]);
+    assert_eq!(qs.give_back(&qk, &c, 0).await.unwrap(), 0, "id 0 names none");
+    assert_eq!(qs.give_back(&qk, &c, r3).await.unwrap(), 0, "no such receive");
+    let acked = qs.ack(&qk, one[0].id, one[0].token).await.unwrap();
+    assert_eq!(acked, Settle::Done);
+    assert_eq!(qs.give_back(&qk, &c, r1).await.unwrap(), 1, "item 2 only");
+    let s = stats(&b).await;
+    assert_eq!(places(&s), (1, 0, 2, 0), "item 2 ready, 3 and 4 not: {s:?}");
+    assert_eq!(qs.give_back(&qk, &c, r1).await.unwrap(), 0, "done already");
+    // Item 3 (r2's, started) given back: ready again as attempt 1.
+    assert_eq!(qs.give_back(&qk, &c, r2).await.unwrap(), 1, "item 3");
+    let again = got(opts.max(2).receive_id(r3), &other).await;
+    let view: Vec<(u64, u32)> = again.iter().map(|d| (d.id, d.attempt)).collect();
+    assert_eq!(view, [(ids[1], 1), (ids[2], 1)], "as if never delivered");
+    // Item 5 expired under an r1 of c (a 50 ms lease) and went to another
+    // consumer: r1's give-back leaves it.
+    let fifth = numbers(&b).push(&5).await.unwrap().id();
+    let short = ReceiveOptions::new(ms(50), LONG).receive_id(r1);
+    assert_eq!(got(short, &c).await[0].id, fifth);
+    sleep(ms(100)).await;
+    let taken = got(opts.receive_id(r3), &other).await;
+    assert_eq!((taken[0].id, taken[0].attempt), (fifth, 2));
+    assert_eq!(qs.give_back(&qk, &c, r1).await.unwrap(), 0, "not c's any more");
+    let s = stats(&b).await;
+    assert_eq!(places(&s), (0, 0, 4, 0), "all four with `other`: {s:?}");
+    assert_eq!(qs.leave(&qk, &other).await.unwrap(), 4);
+}
+}
