@@ -57,6 +57,8 @@ pub enum QueueOp {
         ttl: Duration,
         /// The consumer's presence lease.
         presence_ttl: Duration,
+        /// The receive's id (0: none), which a give-back names.
+        receive_id: u64,
         /// What was delivered, in order.
         deliveries: Vec<Delivered>,
         /// With nothing delivered: when to look again.
@@ -113,6 +115,15 @@ pub enum QueueOp {
     Leave {
         /// The consumer.
         consumer: String,
+        /// The answer.
+        returned: u32,
+    },
+    /// `give_back`: how many deliveries of the receive it returned.
+    GiveBack {
+        /// The consumer.
+        consumer: String,
+        /// The receive named.
+        receive_id: u64,
         /// The answer.
         returned: u32,
     },

@@ -58,6 +58,7 @@ enum Asked {
     DeadLetter(u64, u64),
     Heartbeat(HolderId, Duration),
     Leave(HolderId),
+    GiveBack(HolderId, u64),
     RequeueDead(u64),
     RemoveDead(u64),
 }
@@ -94,6 +95,10 @@ fn asked(call: &Call) -> Option<(Key, Asked)> {
         "leave" => {
             let a = call.args::<(Key, HolderId)>()?;
             (a.0.clone(), Asked::Leave(a.1.clone()))
+        }
+        "give_back" => {
+            let a = call.args::<(Key, HolderId, u64)>()?;
+            (a.0.clone(), Asked::GiveBack(a.1.clone(), a.2))
         }
         "requeue_dead" => {
             let a = call.args::<(Key, u64)>()?;
@@ -152,6 +157,7 @@ fn event(asked: Asked, reply: &Reply) -> Option<QueueOp> {
                 steal: o.steal,
                 ttl: o.ttl,
                 presence_ttl: o.presence_ttl,
+                receive_id: o.receive_id,
                 deliveries,
                 next_in: r.next_in,
             }
@@ -187,6 +193,11 @@ fn event(asked: Asked, reply: &Reply) -> Option<QueueOp> {
         }
         Asked::Leave(consumer) => QueueOp::Leave {
             consumer: consumer.to_string(),
+            returned: *reply.downcast_ref::<u32>()?,
+        },
+        Asked::GiveBack(consumer, receive_id) => QueueOp::GiveBack {
+            consumer: consumer.to_string(),
+            receive_id,
             returned: *reply.downcast_ref::<u32>()?,
         },
         Asked::RequeueDead(id) => QueueOp::RequeueDead {

@@ -15,7 +15,7 @@ use crate::history::Violation;
 /// `queue-receive`, `queue-lost`, `queue-reclaim`, `queue-duplicate`,
 /// `queue-early`, `queue-dead`, `queue-steal-started`, `queue-settle`,
 /// `queue-attempts`, `queue-tokens`, `queue-push`, `queue-leave`,
-/// `queue-next-in`); then:
+/// `queue-give-back`, `queue-next-in`); then:
 ///
 /// - `queue-lost` (a): every push a producer saw acknowledged is in the
 ///   log, and its item ended acked or dead once the queues drained; only
@@ -28,7 +28,8 @@ use crate::history::Violation;
 ///   handler of the same item follows a delivery that was nacked (a retry)
 ///   or whose lease ended without a settlement (an expiry, its consumer's
 ///   presence ending, a leave, a restart) — never one stolen while its
-///   handler ran, acked or dead-lettered.
+///   handler ran, acked, dead-lettered or given back by its receive's
+///   clean-up (which only a receive whose answer never came runs).
 /// - `queue-fencing` (d): every write the resource accepted for an item
 ///   carries a token delivered for that item, started before the write;
 ///   every accepted ack's token wrote (the work the ack confirms landed).

@@ -17,7 +17,9 @@
 //! (delivered after it died; requeue/remove answers), `queue-steal-started`
 //! (a started delivery taken), `queue-settle` (an extend, ack, nack or dead
 //! letter answered otherwise than the current, unexpired token allows),
-//! `queue-attempts`, `queue-tokens`, `queue-push` (ids, dedup), `queue-leave`.
+//! `queue-attempts`, `queue-tokens`, `queue-push` (ids, dedup), `queue-leave`,
+//! `queue-give-back` (a receive's give-back returned other than the
+//! current deliveries of that receive to that consumer).
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -52,6 +54,9 @@ pub(super) enum End {
     Left,
     /// Another consumer stole it (prefetched).
     Stolen,
+    /// Given back by its receive's clean-up: the consumer never saw it
+    /// (so a handler that ran it is no duplicate at-least-once allows).
+    GivenBack,
     /// The server restarted.
     Restart,
     /// The item was delivered again while it was valid (a violation).
@@ -72,6 +77,8 @@ pub(super) struct Dlv {
     pub(super) token: u64,
     pub(super) consumer: String,
     pub(super) attempt: u32,
+    /// The id of the receive that made it (0: none).
+    pub(super) receive_id: u64,
     /// When it was made (global).
     pub(super) made: Instant,
     /// When it was started (global), by its receive or an extend.
@@ -322,6 +329,44 @@ impl Replay {
         t.returned = Some((why, at));
     }
 
+    /// Rule 7's give-back: the current deliveries of receive `receive_id`
+    /// to `consumer` are ready again as if never made (a started one's
+    /// attempt taken back).
+    fn give_back_receive(
+        &mut self,
+        q: &str,
+        consumer: &str,
+        receive_id: u64,
+        returned: u32,
+        e: &QueueEvent,
+    ) {
+        let mut given = Vec::new();
+        for id in self.held_by(q, consumer) {
+            let key = self.key(q, id);
+            let t = self.items.get_mut(&key).expect("held");
+            let d = t.deliveries.last_mut().expect("held");
+            if receive_id == 0 || d.receive_id != receive_id {
+                continue;
+            }
+            d.end = Some((End::GivenBack, e.now));
+            if d.started.is_some() {
+                t.attempts = t.attempts.saturating_sub(1);
+            }
+            t.place = Place::Ready;
+            t.returned = Some((End::GivenBack, e.now));
+            given.push(id);
+        }
+        if given.len() as u32 != returned {
+            self.v(
+                "queue-give-back",
+                format!(
+                    "{q}: {consumer}'s give-back of receive {receive_id:#x} at {} returned {returned} deliveries; it held {given:?} of that receive",
+                    self.g(e.at)
+                ),
+            );
+        }
+    }
+
     fn apply(&mut self, e: &QueueEvent) {
         let q = e.queue.as_str();
         match &e.op {
@@ -336,6 +381,7 @@ impl Replay {
                 steal,
                 ttl,
                 presence_ttl,
+                receive_id,
                 deliveries,
                 next_in,
             } => {
@@ -355,7 +401,7 @@ impl Replay {
                 }
                 self.receive(q, consumer, (*max, *steal), deliveries, e);
                 for (i, d) in deliveries.iter().enumerate() {
-                    self.deliver(q, consumer, i, d, *ttl, e);
+                    self.deliver(q, consumer, i, d, (*ttl, *receive_id), e);
                 }
             }
             QueueOp::Extend {
@@ -439,6 +485,11 @@ impl Replay {
                     );
                 }
             }
+            QueueOp::GiveBack {
+                consumer,
+                receive_id,
+                returned,
+            } => self.give_back_receive(q, consumer, *receive_id, *returned, e),
             QueueOp::RequeueDead { id, done } | QueueOp::RemoveDead { id, done } => {
                 let key = self.key(q, *id);
                 let dead = self.items.get(&key).is_some_and(|t| t.place == Place::Dead);

@@ -56,6 +56,7 @@ fn receive(ms: u64, consumer: &str, max: u32, deliveries: Vec<Delivered>) -> Que
             steal: true,
             ttl: TTL,
             presence_ttl: PRESENCE,
+            receive_id: 0,
             deliveries,
             next_in: None,
         },
@@ -385,4 +386,71 @@ fn a_leave_nobody_asked_for_is_caught() {
     h.left.push("c2".into());
     assert_eq!(check_queues(&h), Vec::new());
     assert_eq!(queue_counts(&h).unasked_leaves, 0);
+}
+
+/// A receive of c1 whose answer never came (id 7): its delivery given
+/// back at once, then delivered to c2 as attempt 1 (the attempt taken
+/// back), worked on and acked.
+fn given_back() -> QueueHistory {
+    let mut lost = receive(10, "c1", 1, vec![dl(1, 10, 1, true)]);
+    if let QueueOp::Receive { receive_id, .. } = &mut lost.op {
+        *receive_id = 7;
+    }
+    let give_back = |receive_id, returned| {
+        ev(
+            20,
+            QueueOp::GiveBack {
+                consumer: "c1".into(),
+                receive_id,
+                returned,
+            },
+        )
+    };
+    QueueHistory {
+        events: vec![
+            push(0, &[("a", 1)]),
+            lost,
+            give_back(7, 1),
+            receive(30, "c2", 1, vec![dl(1, 20, 1, true)]),
+            ack(100, 1, 20, true),
+        ],
+        server_now: t(5_000),
+        pushes: vec![pushed("a", 1, 5)],
+        handlers: vec![handler("c2", 1, 20, 1, 40)],
+        left: Vec::new(),
+        writes: vec![write(1, 20, 45)],
+        dead: vec![("q".into(), Some(Vec::new()))],
+        healed: t(1_000),
+        drained: Some(t(2_000)),
+        drain_bound: Duration::from_secs(30),
+    }
+}
+
+#[test]
+fn a_give_back_is_replayed_and_a_wrong_one_caught() {
+    let h = given_back();
+    assert_eq!(check_queues(&h), Vec::new());
+    assert_eq!(
+        queue_counts(&h).redelivered,
+        0,
+        "the attempt was taken back"
+    );
+    // The backend answered that it gave back nothing.
+    let mut h = given_back();
+    if let QueueOp::GiveBack { returned, .. } = &mut h.events[2].op {
+        *returned = 0;
+    }
+    assert_eq!(checkers(&h), ["queue-give-back"]);
+    // Another receive's id gave back c1's delivery.
+    let mut h = given_back();
+    if let QueueOp::GiveBack { receive_id, .. } = &mut h.events[2].op {
+        *receive_id = 8;
+    }
+    assert!(checkers(&h).contains(&"queue-give-back"));
+    // c1 had seen the delivery (its handler ran it): given back, c2's is
+    // a duplicate no lease ending explains.
+    let mut h = given_back();
+    h.handlers.insert(0, handler("c1", 1, 10, 1, 15));
+    h.writes.insert(0, write(1, 10, 16));
+    assert!(checkers(&h).contains(&"queue-duplicate"));
 }

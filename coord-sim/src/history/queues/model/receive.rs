@@ -217,7 +217,7 @@ impl Replay {
         consumer: &str,
         i: usize,
         d: &Delivered,
-        ttl: Duration,
+        (ttl, receive_id): (Duration, u64),
         e: &QueueEvent,
     ) {
         if d.started != (i == 0) {
@@ -304,6 +304,7 @@ impl Replay {
             token: d.token,
             consumer: consumer.to_owned(),
             attempt: d.attempt,
+            receive_id,
             made: e.at,
             started: d.started.then_some(e.at),
             deadline: e.now + ttl,
