@@ -1,5 +1,6 @@
 //! Deliveries as fenced leases: prefetch and attempts, stale tokens,
-//! expiry to the dead letters exactly once, dead consumers, leave.
+//! expiry to the dead letters exactly once, dead consumers, leave, a
+//! receive's give-back.
 
 use super::*;
 
@@ -211,4 +212,45 @@ async fn leave_returns_every_delivery() {
     assert_eq!(seen, [(2, 1), (3, 2)]);
     assert_eq!(t.qs().leave(&t.q, &t.a).await.unwrap(), 0);
     assert_eq!(t.qs().leave(&key("never"), &t.a).await.unwrap(), 0);
+}
+
+/// Rule 7's give-back: a receive's id lives with each delivery it made
+/// (the item hash's `g`, written by every delivery); `give_back` returns
+/// only that receive's current deliveries to that consumer, ready at once
+/// with the started attempt taken back, and wakes the watchers; a
+/// delivery with no id (made before ids were kept) is left to its lease.
+#[tokio::test]
+async fn give_back_returns_only_its_receives_deliveries() {
+    let t = Q::new("giveback").await;
+    t.push(vec![item("a"), item("b"), item("c")]).await;
+    let first = t.receive_with(&t.a, opts(2).receive_id(11)).await;
+    assert_eq!(ids(&first), [1, 2]);
+    let third = t.receive_with(&t.a, opts(1).receive_id(12)).await;
+    assert_eq!(ids(&third), [3]);
+    let item_key = |id: u64| format!("coord:{{giveback:queue:1:q}}:{id}:i");
+    let g = |id: u64| {
+        let v = RedisServer::shared().command(&["HGET", &item_key(id), "g"]);
+        text(v.expect("HGET"))
+    };
+    assert_eq!([g(1), g(2), g(3)], ["11", "11", "12"]);
+    let mut w = t.watch().await;
+    let qs = t.qs();
+    assert_eq!(qs.give_back(&t.q, &t.c, 11).await.unwrap(), 0, "not c's");
+    assert_eq!(qs.give_back(&t.q, &t.a, 0).await.unwrap(), 0, "0: none");
+    assert_eq!(qs.give_back(&t.q, &t.a, 11).await.unwrap(), 2);
+    wakes(&mut w, "give_back").await;
+    assert_eq!(t.places().await, (2, 0, 1, 0));
+    for d in &first.deliveries {
+        assert_eq!(t.ack(d).await, Settle::Stale);
+    }
+    let again = t.receive(&t.c, 2).await;
+    let seen: Vec<_> = (again.deliveries.iter())
+        .map(|d| (d.id, d.attempt))
+        .collect();
+    assert_eq!(seen, [(1, 1), (2, 1)]);
+    assert_eq!(t.stats().await.redelivered, 0);
+    let hdel = RedisServer::shared().command(&["HDEL", &item_key(3), "g"]);
+    hdel.expect("HDEL");
+    assert_eq!(qs.give_back(&t.q, &t.a, 12).await.unwrap(), 0, "no id kept");
+    assert_eq!(t.places().await, (0, 0, 3, 0));
 }

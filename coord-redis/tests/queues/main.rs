@@ -3,8 +3,9 @@
 //! delays, priorities and dedup windows at push; receive order and
 //! `next_in`; prefetch and attempts; stale tokens after expiry and after a
 //! redelivery; expiry and dead consumers (dead letters exactly once, with
-//! `lease expired` or `consumer gone`); leave; stealing (never from the
-//! dead: their prefetch is returned first); nacks with and without delay;
+//! `lease expired` or `consumer gone`); leave; a receive's give-back;
+//! stealing (never from the dead: their prefetch is returned first); nacks
+//! with and without delay;
 //! dead letters listed, requeued, removed and kept up to the limit; stats;
 //! wake-ups; limits refused before any I/O; one EVALSHA per operation in
 //! one Cluster slot. Every test runs in a namespace of its own
