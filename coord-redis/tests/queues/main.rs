@@ -5,11 +5,10 @@
 //! redelivery; expiry and dead consumers (dead letters exactly once, with
 //! `lease expired` or `consumer gone`); leave; a receive's give-back;
 //! stealing (never from the dead: their prefetch is returned first); nacks
-//! with and without delay;
-//! dead letters listed, requeued, removed and kept up to the limit; stats;
-//! wake-ups; limits refused before any I/O; one EVALSHA per operation in
-//! one Cluster slot. Every test runs in a namespace of its own
-//! on the shared server (tests that count commands, need cluster mode or
+//! with and without delay; dead letters listed, requeued, removed and kept
+//! up to the limit; stats; wake-ups; limits refused before any I/O; one
+//! EVALSHA per operation in one Cluster slot. Every test runs in a
+//! namespace of its own on the shared server (tests that count commands, need cluster mode or
 //! stop the server start their own).
 //!
 //! Waits for expiry are never guesses: a deadline is the server's clock at

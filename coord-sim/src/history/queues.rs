@@ -427,11 +427,14 @@ pub struct QueueCounts {
     pub worst_reclaim_ms: u64,
     /// The longest the queues took to drain after the heal, in ms.
     pub worst_drain_ms: u64,
+    /// Deliveries given back by their receive's clean-up (its answer never
+    /// came: decision 0044).
+    pub given_back: u64,
 }
 
 impl QueueCounts {
     /// How many numbers [`to_vec`](Self::to_vec) gives.
-    pub const LEN: usize = 20;
+    pub const LEN: usize = 21;
 
     /// The counts as numbers, for a report line.
     pub fn to_vec(&self) -> Vec<u64> {
@@ -456,6 +459,7 @@ impl QueueCounts {
             self.boundaries,
             self.worst_reclaim_ms,
             self.worst_drain_ms,
+            self.given_back,
         ]
     }
 
@@ -483,6 +487,7 @@ impl QueueCounts {
             boundaries: g(17),
             worst_reclaim_ms: g(18),
             worst_drain_ms: g(19),
+            given_back: g(20),
         }
     }
 
@@ -496,6 +501,7 @@ impl QueueCounts {
         sum.boundaries = self.boundaries | o.boundaries;
         sum.worst_reclaim_ms = self.worst_reclaim_ms.max(o.worst_reclaim_ms);
         sum.worst_drain_ms = self.worst_drain_ms.max(o.worst_drain_ms);
+        sum.given_back = self.given_back + o.given_back;
         *self = sum;
     }
 }

@@ -356,6 +356,7 @@ impl Replay {
             t.returned = Some((End::GivenBack, e.now));
             given.push(id);
         }
+        self.counts.given_back += given.len() as u64;
         if given.len() as u32 != returned {
             self.v(
                 "queue-give-back",

@@ -105,7 +105,7 @@ impl fmt::Display for Sweep {
         if q.pushed > 0 {
             write!(
                 f,
-                "; queues: {} pushes acknowledged ({} duplicates by dedup id), {} deliveries ({} redeliveries, {} stolen), {} acked, {} nacked, {} dead; {} leases expired, {} deliveries of dead consumers given back ({} before their lease ended, the slowest redelivered {} ms after the presence ended), {} stale settlements refused, {} duplicate handler starts after a lease ended ({} after a leave nobody asked for); {} deliveries given back by leaves nobody asked for; {} crashes at {} kinds of step boundary; {} acknowledged items lost to server restarts; the slowest drain {} ms after the heal",
+                "; queues: {} pushes acknowledged ({} duplicates by dedup id), {} deliveries ({} redeliveries, {} stolen), {} acked, {} nacked, {} dead; {} leases expired, {} deliveries of dead consumers given back ({} before their lease ended, the slowest redelivered {} ms after the presence ended), {} stale settlements refused, {} duplicate handler starts after a lease ended ({} after a leave nobody asked for); {} deliveries given back by leaves nobody asked for; {} given back by receives whose answer never came; {} crashes at {} kinds of step boundary; {} acknowledged items lost to server restarts; the slowest drain {} ms after the heal",
                 q.pushed,
                 q.deduplicated,
                 q.delivered,
@@ -122,6 +122,7 @@ impl fmt::Display for Sweep {
                 q.duplicates,
                 q.unasked_leave_duplicates,
                 q.unasked_leaves,
+                q.given_back,
                 q.crashes,
                 q.boundaries.count_ones(),
                 q.lost_to_restarts,
