@@ -139,6 +139,20 @@ impl Graph {
         }
     }
 
+    /// Rule 4's give-back: the running attempt `holder` took, if any (the
+    /// sweep returned the expired ones).
+    fn give_back(&mut self, holder: &HolderId, step: &mut Step) -> u32 {
+        let taken = (self.q.leases.iter())
+            .map(|&(_, seq, i)| (seq, i as usize))
+            .find(|(seq, i)| self.runs.get(seq).is_some_and(|r| r.taken_by(*i, holder)));
+        let Some((seq, i)) = taken else {
+            return 0;
+        };
+        let run = self.runs.get_mut(&seq).expect("found");
+        run.give_back(i, &mut self.q, step);
+        1
+    }
+
     /// Nothing to remember: no run, and idle for a day (a graph made again
     /// draws tokens from the wall clock, a day past anything this one drew).
     fn stale(&self, now: Instant) -> bool {
@@ -307,6 +321,11 @@ impl GraphBackend for MemoryBackend {
         coord_api::validate_ttl(graph, ttl)?;
         let took = self.on_graph(graph, false, |g, step| g.take(holder, ttl, step));
         Ok(took.unwrap_or(Take::Idle { next_in: None }))
+    }
+
+    async fn give_back(&self, graph: &Key, holder: &HolderId) -> Result<u32> {
+        let given = self.on_graph(graph, false, |g, step| g.give_back(holder, step));
+        Ok(given.unwrap_or(0))
     }
 
     async fn renew(

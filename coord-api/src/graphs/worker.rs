@@ -24,11 +24,12 @@ use super::{
     ready::{Owed, Woken},
 };
 use crate::{
-    BoxError, Error, FencingToken, HolderId, Key, LostSignal, Release, Result,
+    BoxError, Client, Error, FencingToken, HolderId, Key, LostSignal, Release, Result,
     clock::Instant,
     handle::{Handle, option_setters},
     lease::{
         BoxFuture, Guard, Lease, Tenure,
+        undo::{MakeUndo, granting},
         wait::{jittered, later},
     },
     spi::{
@@ -318,9 +319,9 @@ impl fmt::Debug for GraphWorker {
     }
 }
 
-/// A node taken by a completion (or nothing, and when to look again), and
-/// when that completion was sent.
-type Carried = (Take, Instant);
+/// A node taken by a completion (or nothing, and when to look again),
+/// when that completion was sent, and the holder it took for.
+type Carried = (Take, Instant, HolderId);
 
 impl GraphWorker {
     pub(super) fn new(graph: Graph) -> GraphWorker {
@@ -338,8 +339,7 @@ impl GraphWorker {
         Fut: Future<Output = std::result::Result<R, NodeError>>,
         R: Serialize,
     {
-        let holder = HolderId::new(*self.graph.client().instance_id());
-        let (taken, t_sent) = self.take(&holder).await?;
+        let (taken, t_sent, holder) = self.take().await?;
         let Take::Taken(taken) = taken else {
             return Ok(None);
         };
@@ -404,15 +404,14 @@ impl GraphWorker {
         let opts = opts.clone();
         let client = self.graph.client().clone();
         let ready = self.graph.ready().clone();
-        let holder = HolderId::new(*client.instance_id());
         let mut look = carried;
         // Owed by a worker woken to take: a hand-on to one more idle worker
         // unless its take finds nothing.
         let mut owed: Option<Owed> = None;
         loop {
-            let (taken, t_sent) = match look.take() {
+            let (taken, t_sent, holder) = match look.take() {
                 Some(l) => l,
-                None => self.take(&holder).await?,
+                None => self.take().await?,
             };
             let next_in = match taken {
                 Take::Taken(t) => {
@@ -437,20 +436,24 @@ impl GraphWorker {
         }
     }
 
-    /// One take, traced, and when it was sent.
-    async fn take(&self, holder: &HolderId) -> Result<(Take, Instant)> {
+    /// One take, traced, when it was sent, and the holder it was for (one
+    /// per take: a take whose answer never came gives back what it got by
+    /// naming it, decision 0044).
+    async fn take(&self) -> Result<(Take, Instant, HolderId)> {
         let (_, opts) = self.handle.checked()?;
         let client = self.graph.client();
+        let holder = HolderId::new(*client.instance_id());
         let t_sent = client.clock().now();
-        let take = client.graphs()?.take(self.graph.key(), holder, opts.ttl);
-        let site = || self.site("take", holder, None);
+        let take = client.graphs()?.take(self.graph.key(), &holder, opts.ttl);
+        let site = || self.site("take", &holder, None);
         let taken = trace::call(client, site, take, |t| match t {
             Take::Taken(t) => trace::Outcome::Granted(t.token),
             _ => trace::Outcome::Busy,
         });
-        let taken = taken.await?;
+        let undo = give_back(self.graph.key(), &holder);
+        let taken = granting(client, opts.ttl, taken, undo).await?;
         metrics::took("take", &taken);
-        Ok((taken, t_sent))
+        Ok((taken, t_sent, holder))
     }
 
     /// Runs `body` on a taken node under its lease and completes it; with
@@ -505,7 +508,8 @@ impl GraphWorker {
         let ran = client.clock().now().saturating_duration_since(started);
         let result = self.result_of(&taken.run, &taken.node, taken.attempt, out);
         let failed = matches!(result, NodeResult::Failure { .. });
-        let next = carry.then(|| (HolderId::new(*client.instance_id()), opts.ttl));
+        let next_holder = carry.then(|| HolderId::new(*client.instance_id()));
+        let next = next_holder.clone().map(|h| (h, opts.ttl));
         let c_sent = client.clock().now();
         let complete = graphs.complete(
             self.graph.key(),
@@ -516,11 +520,16 @@ impl GraphWorker {
             next,
         );
         let site = || self.site("complete", &holder, Some(taken.token));
-        let done = trace::call(client, site, complete, |c| match c {
+        let complete = trace::call(client, site, complete, |c| match c {
             Complete::Recorded { .. } => trace::Outcome::Ok,
             _ => trace::Outcome::NotHeld,
-        })
-        .await;
+        });
+        // What the completion took for `next_holder`, if its answer never
+        // comes, is given back (decision 0044).
+        let done = match &next_holder {
+            Some(h) => granting(client, opts.ttl, complete, give_back(self.graph.key(), h)).await,
+            None => complete.await,
+        };
         // Disarmed only once the completion answered: a worker dropped while
         // it is on the way fails the attempt at once (retried at once, as a
         // body dropped mid-run is), not left running for nobody until its
@@ -548,7 +557,8 @@ impl GraphWorker {
             token: taken.token,
             state,
         };
-        Ok((worked, next.map(|n| (n, c_sent))))
+        let carried = next.zip(next_holder).map(|(n, h)| (n, c_sent, h));
+        Ok((worked, carried))
     }
 
     /// The body's outcome as the backend takes it: an encoded result, or a
@@ -611,4 +621,20 @@ pub(super) fn truncate(mut s: String, max: usize) -> String {
         s.truncate(end);
     }
     s
+}
+
+/// The clean-up of a take (or a completion's `next`) for `holder` whose
+/// answer never came: gives back the attempt it made, if any (decision
+/// 0044).
+fn give_back(graph: &Key, holder: &HolderId) -> impl MakeUndo {
+    let (graph, holder) = (graph.clone(), holder.clone());
+    move || {
+        move |client: Client| {
+            let (graph, holder) = (graph.clone(), holder.clone());
+            async move {
+                let graphs = client.graphs()?;
+                graphs.give_back(&graph, &holder).await.map(drop)
+            }
+        }
+    }
 }

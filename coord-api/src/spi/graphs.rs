@@ -53,8 +53,9 @@
 //! 3. **take** picks, over every run of the graph, the ready node whose
 //!    ready time is earliest and not in the future (ties: either), makes it
 //!    running with `attempts + 1`, a token drawn by the fencing-token rule
-//!    from the graph's counter, the holder's instance as its worker, a
-//!    deadline of now + ttl and `started_at` now; it replies with its
+//!    from the graph's counter, the holder's instance as its worker (the
+//!    whole holder kept for a give-back, rule 4), a deadline of now + ttl
+//!    and `started_at` now; it replies with its
 //!    parents' outcomes in edge order. Nothing to take: [`Take::Idle`] with
 //!    the time to the earliest future ready time or lease deadline.
 //! 4. **renew** and **complete** act only when the node is running with
@@ -73,6 +74,16 @@
 //!    (the node it just made ready included), and replies with what that
 //!    take got in [`Complete::Recorded::next`]; a stale complete takes
 //!    nothing. A node taken so makes no wake-up (rule 9).
+//!
+//!    **give_back** undoes a take (or a complete's `next`) whose reply the
+//!    worker never saw (lost, or the call cancelled): the attempt it made,
+//!    if it is still running, unexpired, for exactly that holder (its
+//!    instance and nonce: a worker uses a holder per take), is undone as if
+//!    never made: ready again at once, `attempts - 1` (never worked on, it
+//!    neither uses an attempt nor fails the node), one transition (rule 8)
+//!    and a ready wake-up (rule 9); in a cancelled run it is cancelled
+//!    instead (its attempt taken back too), as an expiry would. Decision
+//!    0044.
 //! 5. **Resolution**, in the step that ended a node `n`: each pending child
 //!    `c` of `n` (in declaration order) whose edges are all satisfied becomes
 //!    ready; one with an edge that can no longer be satisfied ends at once,
@@ -458,6 +469,12 @@ pub trait GraphBackend: Send + Sync {
     /// are dealt with first (see the module's description).
     async fn take(&self, graph: &Key, holder: &HolderId, ttl: Duration) -> Result<Take>;
 
+    /// Undoes what a take (or a complete's `next`) for `holder` whose
+    /// reply never came made: its attempt, while it is still running,
+    /// unexpired, for exactly `holder` (instance and nonce), is ready again
+    /// with its attempt taken back (rule 4's give-back); how many (0 or 1).
+    async fn give_back(&self, graph: &Key, holder: &HolderId) -> Result<u32>;
+
     /// Extends the lease of `node`'s attempt `token` by `ttl` from now.
     async fn renew(
         &self,
@@ -572,6 +589,13 @@ impl<D: Dispatch> GraphBackend for Dispatched<D> {
                     .await
             },
         )
+        .await
+    }
+    async fn give_back(&self, graph: &Key, holder: &HolderId) -> Result<u32> {
+        let args = (graph.clone(), holder.clone());
+        self.carry(op("give_back"), args, |b, (g, h)| async move {
+            graphs(&b, "give_back")?.give_back(&g, &h).await
+        })
         .await
     }
     async fn cancel(&self, graph: &Key, run: &Key, reason: &str) -> Result<Cancel> {

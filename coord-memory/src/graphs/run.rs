@@ -74,6 +74,8 @@ struct Node {
     attempts: u32,
     token: Option<FencingToken>,
     worker: Option<InstanceId>,
+    /// While running: the holder that took it (a give-back names it).
+    holder: Option<HolderId>,
     /// While running: the lease's deadline.
     deadline: Option<Instant>,
     /// While ready: when it may be taken.
@@ -116,6 +118,7 @@ impl Run {
                     attempts: 0,
                     token: None,
                     worker: None,
+                    holder: None,
                     deadline: None,
                     ready_at: None,
                     started_at: None,
@@ -353,6 +356,7 @@ impl Run {
         n.attempts += 1;
         n.token = Some(token);
         n.worker = Some(*holder.instance());
+        n.holder = Some(holder.clone());
         n.deadline = Some(deadline);
         n.started_at = Some(step.wall);
         let attempt = n.attempts;
@@ -381,6 +385,26 @@ impl Run {
             // A ready node's parents have all ended: only a cancelled one
             // is left.
             _ => Outcome::Cancelled,
+        }
+    }
+
+    /// Whether running node `i` was taken by exactly `holder`.
+    pub(super) fn taken_by(&self, i: usize, holder: &HolderId) -> bool {
+        let n = &self.nodes[i];
+        n.state == NodeState::Running && n.holder.as_ref() == Some(holder)
+    }
+
+    /// Rule 4's give-back of running node `i` (taken by the holder named):
+    /// its attempt taken back, ready again at once; cancelled in a
+    /// cancelled run.
+    pub(super) fn give_back(&mut self, i: usize, q: &mut Queues, step: &mut Step) {
+        let n = &mut self.nodes[i];
+        n.holder = None;
+        n.attempts -= 1;
+        if self.cancelled.is_some() {
+            self.attempt_ended(i, None, q, step);
+        } else {
+            self.make_ready(i, step.now, q, step);
         }
     }
 

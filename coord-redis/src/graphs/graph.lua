@@ -12,11 +12,12 @@
 --   submit    spec (canonical encoding: per node '<name>\t<max attempts>\t
 --             <c|r>\t<edges>\n', edges '<parent index><s|f|a>' joined
 --             by ','), retention_ms
---   take      worker instance, ttl_ms
+--   take      worker instance, ttl_ms, holder ('<instance>#<nonce>')
 --   renew     node, token, ttl_ms
 --   complete  node, token, 's' result | 'f' error retry_ms ('' for none),
 --             then, to take the next node in the same step, worker instance,
---             ttl_ms (rule 4)
+--             ttl_ms, holder (rule 4)
+--   giveback  holder (rule 4's give-back)
 --   cancel    reason
 --   status    '1' with results | '0' without
 --
@@ -36,6 +37,8 @@
 --             cancelled; waiting: edges not yet satisfied; 0: none)
 --   w:<node> e:<node> r:<node> b:<node>  worker instance, last error,
 --             result, the upstream node that skipped or cancelled it
+--   h:<node>  the holder of its latest take (instance and nonce), which a
+--             give-back names
 -- A step keeps the runs it touches in contexts (their nodes read once) and
 -- writes each run's changes with one HSET at its end, then PUBLISHes.
 local ready_z, running_z, counter = KEYS[1], KEYS[2], KEYS[3]
@@ -302,8 +305,9 @@ end
 -- Rule 3: takes the ready node of the graph that has been ready longest
 -- for `worker` under a lease of `ttl` ms, after a sweep; `lease` is the
 -- earliest deadline (nil: none), or 'unknown' to read it if needed. The
--- reply; the step's changes written by flush.
-local function take(worker, ttl, lease)
+-- reply; the step's changes written by flush. `holder` is kept for a
+-- give-back.
+local function take(worker, ttl, lease, holder)
   while true do
     local first = redis.call('ZPOPMIN', ready_z)
     local m, at = first[1], tonumber(first[2])
@@ -328,6 +332,7 @@ local function take(worker, ttl, lease)
       N.dl, N.su = now_ms() + ttl, fmt(now_us())
       save(R, N)
       put(R, 'w:' .. N.name, worker)
+      put(R, 'h:' .. N.name, holder)
       redis.call('ZADD', running_z, N.dl, m)
       changed(R)
       -- Written first: the parents' outcomes are read from the record,
@@ -414,7 +419,32 @@ if op == 'submit' then
   redis.call('PUBLISH', base .. run_arg .. ':c', 'changed')
   return {'created'}
 elseif op == 'take' then
-  return take(ARGV[3], tonumber(ARGV[4]), sweep())
+  return take(ARGV[3], tonumber(ARGV[4]), sweep(), ARGV[5])
+elseif op == 'giveback' then
+  -- Rule 4's give-back: the running attempt of exactly that holder (the
+  -- sweep returned the expired ones) is ready again, its attempt taken
+  -- back; cancelled in a cancelled run. A give-back is rare: it reads the
+  -- holder of every running attempt of the graph.
+  local holder = ARGV[3]
+  sweep()
+  local reply = 0
+  for _, m in ipairs(redis.call('ZRANGE', running_z, 0, -1)) do
+    local R, N = load(split(m))
+    if N and N.st == 'U' and redis.call('HGET', R.h, 'h:' .. N.name) == holder then
+      redis.call('ZREM', running_z, m)
+      put(R, 'h:' .. N.name, '')
+      N.att = N.att - 1
+      if R.why then
+        end_node(R, N, 'C', nil)
+      else
+        make_ready(R, N, now_ms())
+      end
+      reply = 1
+      break
+    end
+  end
+  flush()
+  return reply
 elseif op == 'renew' then
   local name, tok, ttl = ARGV[3], ARGV[4], tonumber(ARGV[5])
   sweep()
@@ -459,7 +489,7 @@ elseif op == 'complete' then
   if ARGV[8] then
     -- The next node, in the same step (the earliest deadline is read
     -- again if needed: this completion removed its own).
-    reply[4] = take(ARGV[8], tonumber(ARGV[9]), 'unknown')
+    reply[4] = take(ARGV[8], tonumber(ARGV[9]), 'unknown', ARGV[10])
   else
     flush()
   end

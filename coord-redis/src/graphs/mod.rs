@@ -14,8 +14,8 @@
 //! with their edge conditions) and a state field that also counts the node's
 //! edges not yet satisfied, so that ending a node resolves each child in O(1)
 //! (no parent is read again), and a completion reads its run and node in one
-//! HMGET. Results, errors, workers and the skipping node's name are fields of
-//! their own, so a take reads its parents' outcomes with one HMGET. A step
+//! HMGET. Results, errors, workers (and the holder of the latest take, which
+//! a give-back names) and the skipping node's name are fields of their own, so a take reads its parents' outcomes with one HMGET. A step
 //! writes each run it changed with one HSET at its end. Tokens come from the
 //! prelude's `next_token` on the graph's counter (every run of the graph
 //! draws from it), timestamps from `TIME` (µs), deadlines and ready times in
@@ -500,8 +500,9 @@ impl GraphBackend for RedisBackend {
     async fn take(&self, graph: &Key, holder: &HolderId, ttl: Duration) -> Result<Take> {
         let ttl = ttl_ms(graph, ttl)?;
         let worker = holder.instance().as_str();
-        let mut eval = graph_eval(self.namespace(), graph, None, "take", 2, worker.len() + 20);
-        eval.arg(worker).arg(ttl);
+        let extra = worker.len() + crate::eval::holder_len(Some(holder)) + 20;
+        let mut eval = graph_eval(self.namespace(), graph, None, "take", 3, extra);
+        eval.arg(worker).arg(ttl).holder(holder);
         let call = Traced::new("take", FAMILY, graph).by(holder);
         self.graph_call(call, &eval, take_reply).await
     }
@@ -548,7 +549,7 @@ impl GraphBackend for RedisBackend {
     ) -> Result<Complete> {
         check_result(graph, run, node, &result)?;
         let next = match &next {
-            Some((holder, ttl)) => Some((holder.instance().as_str(), ttl_ms(graph, *ttl)?)),
+            Some((holder, ttl)) => Some((holder, ttl_ms(graph, *ttl)?)),
             None => None,
         };
         let n = node.as_str();
@@ -563,17 +564,19 @@ impl GraphBackend for RedisBackend {
             ),
             _ => return Err(self.unknown_variant("node result")),
         };
-        let taker = next.map_or(0, |(w, _)| w.len() + 20);
+        let taker = next.map_or(0, |(h, _)| {
+            h.instance().as_str().len() + crate::eval::holder_len(Some(h)) + 20
+        });
         let extra = n.len() + payload.len() + retry.len() + 24 + taker;
-        let args = if next.is_some() { 7 } else { 5 };
+        let args = if next.is_some() { 8 } else { 5 };
         let mut eval = graph_eval(self.namespace(), graph, Some(run), "complete", args, extra);
         eval.arg(n)
             .arg(token.get())
             .arg(kind)
             .arg_bytes(payload)
             .arg(retry);
-        if let Some((worker, ttl)) = next {
-            eval.arg(worker).arg(ttl);
+        if let Some((holder, ttl)) = next {
+            eval.arg(holder.instance().as_str()).arg(ttl).holder(holder);
         }
         self.graph_call(
             Traced::new("complete", FAMILY, graph),
@@ -581,6 +584,15 @@ impl GraphBackend for RedisBackend {
             complete_reply,
         )
         .await
+    }
+
+    async fn give_back(&self, graph: &Key, holder: &HolderId) -> Result<u32> {
+        let extra = crate::eval::holder_len(Some(holder));
+        let mut eval = graph_eval(self.namespace(), graph, None, "giveback", 1, extra);
+        eval.holder(holder);
+        let call = Traced::new("give_back", FAMILY, graph).by(holder);
+        let n: i64 = self.eval(call, &eval, crate::eval::ok).await?;
+        Ok(crate::eval::count(n, 0))
     }
 
     async fn cancel(&self, graph: &Key, run: &Key, reason: &str) -> Result<Cancel> {

@@ -31,6 +31,7 @@ const WRITES: &[(&str, &str)] = &[
     ("election", "withdraw_candidacy"),
     ("graph", "cancel"),
     ("graph", "complete"),
+    ("graph", "give_back"),
     ("graph", "submit"),
     ("graph", "take"),
     ("group", "heartbeat"),

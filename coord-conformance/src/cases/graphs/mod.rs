@@ -1,6 +1,7 @@
 //! Job graphs (`contract::graphs`): declaring and submitting, the order in
 //! which nodes run and how edge conditions resolve them, attempts and
-//! fencing, cancellation, and what a run tells (status, results, waiting,
+//! fencing, giving back what a take whose answer never came took,
+//! cancellation, and what a run tells (status, results, waiting,
 //! observing, retention). One file per theme, and the helpers they share.
 //!
 //! Every case ends with every node of its runs ended (`assert_all_ended`).
@@ -27,6 +28,7 @@ pub mod carry;
 pub mod declare;
 pub mod edges;
 pub mod fencing;
+pub mod give_back;
 pub mod observe;
 pub mod order;
 pub mod status;
@@ -39,6 +41,7 @@ pub(crate) fn cases() -> Vec<Case> {
         edges::cases(),
         attempts::cases(),
         fencing::cases(),
+        give_back::cases(),
         carry::cases(),
         cancel::cases(),
         status::cases(),
