@@ -70,6 +70,18 @@ pub enum GraphEvent {
         /// When.
         at: Instant,
     },
+    /// A `give_back` was answered: how many attempts of `holder` it gave
+    /// back (decision 0044).
+    GaveBack {
+        /// The graph.
+        graph: String,
+        /// The holder named (its text).
+        holder: String,
+        /// The answer.
+        returned: u32,
+        /// When.
+        at: Instant,
+    },
     /// A `cancel` cancelled the run (answered `Cancelled`).
     Cancelled {
         /// The graph.

@@ -122,6 +122,22 @@ impl Dispatch for Logged {
                 }
                 Ok(reply)
             }
+            "give_back" => {
+                let (graph, holder) = {
+                    let a = call.args::<(Key, HolderId)>().expect("give_back's args");
+                    (s(&a.0), a.1.to_string())
+                };
+                let reply = call.run(self.inner.clone()).await?;
+                if let Some(&returned) = reply.downcast_ref::<u32>() {
+                    self.log.push(GraphEvent::GaveBack {
+                        graph,
+                        holder,
+                        returned,
+                        at: Instant::now(),
+                    });
+                }
+                Ok(reply)
+            }
             "cancel" => {
                 let (graph, run) = {
                     let a = call.args::<CancelArgs>().expect("cancel's args");

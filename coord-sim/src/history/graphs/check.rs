@@ -32,6 +32,11 @@ struct Take {
     attempt: u32,
     token: u64,
     at: Instant,
+    /// To whom (the holder's text).
+    holder: String,
+    /// Given back by its take's clean-up (decision 0044): its attempt
+    /// taken back.
+    given_back: bool,
 }
 
 /// What the log says of one node, in the backend's order.
@@ -40,6 +45,13 @@ struct Track {
     takes: Vec<Take>,
     /// Recorded completions: token, state, what was sent.
     recorded: Vec<(u64, NodeState, NodeResult)>,
+}
+
+impl Track {
+    /// The attempts it counts: those handed out and not given back.
+    fn counted(&self) -> u32 {
+        self.takes.iter().filter(|t| !t.given_back).count() as u32
+    }
 }
 
 /// Judges a graph workload's history (see [`GraphHistory`]):
@@ -79,6 +91,9 @@ struct Track {
 /// - `graph-tokens`: per graph, tokens strictly increase in the backend's
 ///   order; `graph-submit`: a run is created once; `graph-take`: every body
 ///   ran an attempt the backend handed out, started after it was.
+/// - `graph-give-back`: a give-back (decision 0044) gave back the open
+///   attempt of the holder it named, and no body ran an attempt given back
+///   (its worker never saw it); an attempt given back is not counted.
 pub fn check_graphs(h: &GraphHistory) -> Vec<Violation> {
     let mut out = Vec::new();
     let mut v = |c: &'static str, d: String| out.push(Violation::new(c, d));
@@ -190,8 +205,8 @@ fn replay_log<'a>(
                 node,
                 attempt,
                 token,
+                holder,
                 at,
-                ..
             } => {
                 let name = format!("{graph}/{run}/{node}");
                 let last = last_token.entry(graph).or_default();
@@ -203,7 +218,7 @@ fn replay_log<'a>(
                 }
                 *last = (*last).max(*token);
                 let t = tracks.entry((graph, run, node)).or_default();
-                let expected = t.takes.len() as u32 + 1;
+                let expected = t.counted() + 1;
                 if *attempt != expected {
                     v(
                         "graph-attempts",
@@ -222,6 +237,8 @@ fn replay_log<'a>(
                     attempt: *attempt,
                     token: *token,
                     at: *at,
+                    holder: holder.clone(),
+                    given_back: false,
                 });
             }
             GraphEvent::Completed {
@@ -285,6 +302,36 @@ fn replay_log<'a>(
                 t.recorded.push((*token, *state, result.clone()));
             }
             GraphEvent::Completed { .. } => {}
+            GraphEvent::GaveBack {
+                graph,
+                holder,
+                returned,
+                ..
+            } => {
+                // The latest take of `holder` in the graph, unless it was
+                // completed or given back. (Answered 0, it may have expired
+                // first: the log does not tell deadlines.)
+                let found = (tracks.iter_mut())
+                    .filter(|((g, ..), _)| *g == graph.as_str())
+                    .find_map(|(key, t)| {
+                        let last = t.takes.last_mut()?;
+                        let open = last.holder == *holder
+                            && !last.given_back
+                            && !t.recorded.iter().any(|r| r.0 == last.token);
+                        open.then_some((*key, last))
+                    });
+                match (returned, found) {
+                    (0, _) => {}
+                    (1, Some((_, take))) => take.given_back = true,
+                    (n, found) => v(
+                        "graph-give-back",
+                        format!(
+                            "{graph}: a give-back of {holder} answered {n}; its open attempt: {:?}",
+                            found.map(|(k, t)| (k, t.token))
+                        ),
+                    ),
+                }
+            }
         }
     }
     (tracks, cancels)
@@ -329,13 +376,13 @@ fn check_run(
             .get(&(r.graph.as_str(), r.run.as_str(), n.name.as_str()))
             .unwrap_or(&empty);
         // (e) attempts.
-        if n.attempts > ns.max_attempts || n.attempts as usize != t.takes.len() {
+        if n.attempts > ns.max_attempts || n.attempts != t.counted() {
             v(
                 "graph-attempts",
                 format!(
                     "{node}: {} attempts in its status, {} handed out, max {}",
                     n.attempts,
-                    t.takes.len(),
+                    t.counted(),
                     ns.max_attempts
                 ),
             );

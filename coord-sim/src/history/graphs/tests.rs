@@ -337,3 +337,43 @@ fn wall_times_map_to_global_time() {
     assert_eq!(m.to_global(w(1_000)), t(1_000));
     assert!(m.to_global(w(0)) < t(1));
 }
+
+/// The clean run, where a take of `a` by holder `lost` (token 5) came
+/// first and was given back (its answer never came): attempt 1 again.
+fn given_back() -> GraphHistory {
+    let mut h = clean();
+    let lost = GraphEvent::Taken {
+        graph: "g".into(),
+        run: "r".into(),
+        node: "a".into(),
+        attempt: 1,
+        token: 5,
+        holder: "lost".into(),
+        at: t(5),
+    };
+    let back = GraphEvent::GaveBack {
+        graph: "g".into(),
+        holder: "lost".into(),
+        returned: 1,
+        at: t(8),
+    };
+    h.events.splice(1..1, [lost, back]);
+    h
+}
+
+#[test]
+fn a_give_back_is_replayed_and_a_wrong_one_caught() {
+    assert_eq!(check_graphs(&given_back()), Vec::new());
+    // A give-back of a holder with no open attempt answered 1.
+    let mut h = given_back();
+    if let GraphEvent::GaveBack { holder, .. } = &mut h.events[2] {
+        *holder = "nobody".into();
+    }
+    let c = checkers(&h);
+    assert!(c.contains(&"graph-give-back"), "{c:?}");
+    // A body ran the attempt given back.
+    let mut h = given_back();
+    h.bodies.push(body("a", 5, 6, vec![]));
+    let c = checkers(&h);
+    assert!(c.contains(&"graph-give-back"), "{c:?}");
+}

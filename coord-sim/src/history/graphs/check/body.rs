@@ -27,6 +27,10 @@ pub(super) fn check_body(
     let take = (tracks.get(&(b.graph.as_str(), b.run.as_str(), b.node.as_str())))
         .and_then(|t| t.takes.iter().find(|t| t.token == b.token));
     match take {
+        Some(t) if t.given_back => v(
+            "graph-give-back",
+            format!("{name}: its take was given back (its worker never saw it)"),
+        ),
         Some(t) if t.attempt == b.attempt && t.at <= b.start => {}
         Some(t) => v(
             "graph-take",
