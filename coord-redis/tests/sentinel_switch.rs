@@ -12,11 +12,65 @@ use std::{
 
 use coord_api::{Client, LeaseOptions};
 use coord_redis::RedisBackend;
+use coord_testkit::sentinel::SentinelSet;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+/// A sentinel set with one replica and, on every data node, a user `app`
+/// the sentinels do not use (a test narrows its rights on one node: ACL
+/// changes are not replicated); the set, its master's port, the replica's
+/// port, and a URL for `app` in `namespace`.
+async fn set_with_app_user(namespace: &str) -> (Arc<SentinelSet>, u16, u16, String) {
+    let set = Arc::new(blocking(|| SentinelSet::start_with(1)).await);
+    let old = set.master_port();
+    let replica = (set.servers().iter().map(|s| s.port()))
+        .find(|p| *p != old)
+        .unwrap();
+    for s in set.servers() {
+        s.command(&["ACL", "SETUSER", "app", "on", ">pw", "~*", "&*", "+@all"])
+            .unwrap();
+    }
+    let hosts: Vec<String> = (set.sentinel_ports().iter())
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    let url = format!(
+        "redis+sentinel://app:pw@{}/mymaster?namespace={namespace}&timeout=2s",
+        hosts.join(",")
+    );
+    (set, old, replica, url)
+}
+
+/// A planned failover of `set`'s master `old`, once every replica has
+/// what it took; the new master's port.
+async fn fail_over(set: &Arc<SentinelSet>, old: u16) -> u16 {
+    let s = set.clone();
+    blocking(move || {
+        let replicas = (s.servers().len() - 1).to_string();
+        let acked = s
+            .server(old)
+            .command(&["WAIT", &replicas, "10000"])
+            .unwrap();
+        assert_eq!(acked, redis::Value::Int(replicas.parse().unwrap()));
+        s.failover();
+        s.wait_for_master_other_than(old)
+    })
+    .await
+}
+
+/// Client `a` on `url` (leases of 20 s), once its announcement listener
+/// is subscribed on the set's first sentinel.
+async fn listening_client(set: &SentinelSet, url: &str) -> Client {
+    let a = Client::builder(Arc::new(RedisBackend::connect_url(url).await.unwrap()))
+        .instance_id("a")
+        .unwrap()
+        .lease_options(LeaseOptions::default().ttl(Duration::from_secs(20)))
+        .build();
+    listener_on_first_sentinel(set).await;
+    a
 }
 
 /// Waits until the client's announcement listener is subscribed on the
@@ -50,23 +104,7 @@ fn app_pubsub_on(set: &coord_testkit::sentinel::SentinelSet, port: u16) -> bool 
 /// good: the listener deaf, every waiter polling at `retry_delay`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscription_that_fails_at_the_switch_is_tried_again() {
-    use coord_testkit::sentinel::SentinelSet;
-    let set = Arc::new(blocking(|| SentinelSet::start_with(1)).await);
-    let old = set.master_port();
-    let replica = (set.servers().iter().map(|s| s.port()))
-        .find(|p| *p != old)
-        .unwrap();
-    for s in set.servers() {
-        s.command(&["ACL", "SETUSER", "app", "on", ">pw", "~*", "&*", "+@all"])
-            .unwrap();
-    }
-    let hosts: Vec<String> = (set.sentinel_ports().iter())
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect();
-    let url = format!(
-        "redis+sentinel://app:pw@{}/mymaster?namespace=sw&timeout=2s",
-        hosts.join(",")
-    );
+    let (set, old, replica, url) = set_with_app_user("sw").await;
     let backend = RedisBackend::connect_url(&url).await.unwrap();
     let l = Client::builder(Arc::new(backend))
         .instance_id("listener")
@@ -96,14 +134,7 @@ async fn a_subscription_that_fails_at_the_switch_is_tried_again() {
     set.server(replica)
         .command(&["ACL", "SETUSER", "app", "resetchannels"])
         .unwrap();
-    let s = set.clone();
-    let new = blocking(move || {
-        let acked = s.server(old).command(&["WAIT", "1", "10000"]).unwrap();
-        assert_eq!(acked, redis::Value::Int(1));
-        s.failover();
-        s.wait_for_master_other_than(old)
-    })
-    .await;
+    let new = fail_over(&set, old).await;
     assert_eq!(new, replica);
     // The listener's backend followed (its pub/sub connection is there,
     // its subscription refused), then the refusal ends.
@@ -152,29 +183,8 @@ async fn a_subscription_that_fails_at_the_switch_is_tried_again() {
 /// until a sentinel demotes it: 99 grants in about 10 s.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_announced_master_that_fails_once_is_followed_when_it_answers() {
-    use coord_testkit::sentinel::SentinelSet;
-    let set = Arc::new(blocking(|| SentinelSet::start_with(1)).await);
-    let old = set.master_port();
-    let replica = (set.servers().iter().map(|s| s.port()))
-        .find(|p| *p != old)
-        .unwrap();
-    for s in set.servers() {
-        s.command(&["ACL", "SETUSER", "app", "on", ">pw", "~*", "&*", "+@all"])
-            .unwrap();
-    }
-    let hosts: Vec<String> = (set.sentinel_ports().iter())
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect();
-    let url = format!(
-        "redis+sentinel://app:pw@{}/mymaster?namespace=an&timeout=2s",
-        hosts.join(",")
-    );
-    let a = Client::builder(Arc::new(RedisBackend::connect_url(&url).await.unwrap()))
-        .instance_id("a")
-        .unwrap()
-        .lease_options(LeaseOptions::default().ttl(Duration::from_secs(20)))
-        .build();
-    listener_on_first_sentinel(&set).await;
+    let (set, old, replica, url) = set_with_app_user("an").await;
+    let a = listening_client(&set, &url).await;
     // The promoted replica refuses the client's first look at it.
     set.server(replica)
         .command(&["ACL", "SETUSER", "app", "-role"])
@@ -182,14 +192,7 @@ async fn an_announced_master_that_fails_once_is_followed_when_it_answers() {
     set.server(replica)
         .command(&["ACL", "LOG", "RESET"])
         .unwrap();
-    let s = set.clone();
-    let new = blocking(move || {
-        let acked = s.server(old).command(&["WAIT", "1", "10000"]).unwrap();
-        assert_eq!(acked, redis::Value::Int(1));
-        s.failover();
-        s.wait_for_master_other_than(old)
-    })
-    .await;
+    let new = fail_over(&set, old).await;
     assert_eq!(new, replica);
     // The announcement came and the client's ROLE was refused once.
     let deadline = Instant::now() + DEADLINE;
@@ -248,28 +251,15 @@ async fn an_announced_master_that_fails_once_is_followed_when_it_answers() {
 /// moment after the first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unconfirmed_write_asks_the_sentinels() {
-    use coord_testkit::sentinel::SentinelSet;
     let set = Arc::new(blocking(SentinelSet::start).await);
     let url = format!(
         "{}?namespace=uc&timeout=2s&confirm_replicas=1&confirm_timeout=200ms",
         set.url()
     );
-    let a = Client::builder(Arc::new(RedisBackend::connect_url(&url).await.unwrap()))
-        .instance_id("a")
-        .unwrap()
-        .lease_options(LeaseOptions::default().ttl(Duration::from_secs(20)))
-        .build();
-    listener_on_first_sentinel(&set).await;
+    let a = listening_client(&set, &url).await;
     set.pause_sentinel(0);
     let old = set.master_port();
-    let s = set.clone();
-    let new = blocking(move || {
-        let acked = s.server(old).command(&["WAIT", "2", "10000"]).unwrap();
-        assert_ne!(acked, redis::Value::Int(0));
-        s.failover();
-        s.wait_for_master_other_than(old)
-    })
-    .await;
+    let new = fail_over(&set, old).await;
     let started = Instant::now();
     let mut on_old = Vec::new();
     for n in 0.. {
