@@ -235,6 +235,24 @@ impl TopicBackend for MemoryBackend {
         Ok(self.on_stream(topic, |s, step| s.leave(sub, consumer, step.now)))
     }
 
+    async fn give_back(
+        &self,
+        topic: &Key,
+        sub: &Key,
+        consumer: &HolderId,
+        read_id: u64,
+    ) -> Result<u32> {
+        let given = self.on_stream(topic, |s, step| {
+            s.give_back(sub, consumer, read_id, step.now)
+        });
+        if given > 0 {
+            // Rule 7: a subscriber waiting would wait for a deadline.
+            self.store
+                .notify(|| Topic::Events(self.ns.clone(), topic.clone()));
+        }
+        Ok(given)
+    }
+
     async fn dead_events(
         &self,
         topic: &Key,

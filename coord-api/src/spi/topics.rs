@@ -71,8 +71,19 @@
 //!    whatever the ack answered.
 //! 6. **leave** puts every delivery of the consumer in the retry set (due
 //!    at once) and forgets it; **heartbeat** renews its presence.
-//! 7. **Wake-ups.** A publish wakes the topic's watchers; a nack, a leave
-//!    and a sweep do not (rule 4's `next_in` says when).
+//!    **give_back** undoes one read whose reply the consumer never saw
+//!    (lost, or the call cancelled): a read carries a random id
+//!    ([`ReadOptions::read_id`], 0 for none) kept with each delivery it
+//!    makes, and `give_back` puts in the retry set, due at once, every
+//!    delivery that is still the current, unexpired delivery of its offset
+//!    to that consumer with that id (an ack, nack, dead letter, expiry or
+//!    leave ended the others: they are not touched, nor is any delivery of
+//!    another read), the attempt it counted taken back (never worked on,
+//!    it uses no attempt). The cursor does not move back. An id of 0 gives
+//!    nothing back (decision 0044).
+//! 7. **Wake-ups.** A publish, and a give-back that gave anything back,
+//!    wake the topic's watchers; a nack, a leave and a sweep do not (rule
+//!    4's `next_in` says when).
 //! 8. **unsubscribe** deletes the subscription, its deliveries and its dead
 //!    events. The stream is kept (by retention) whether or not anyone
 //!    subscribes.
@@ -405,6 +416,10 @@ pub struct ReadOptions {
     pub presence_ttl: Duration,
     /// At most this many deliveries (1..=[`MAX_EVENT_BATCH`]).
     pub max: u32,
+    /// The read's id, kept with each delivery it makes, which
+    /// [`TopicBackend::give_back`] names (rule 6); 0: none (nothing it
+    /// delivers can be given back that way).
+    pub read_id: u64,
 }
 
 impl ReadOptions {
@@ -414,7 +429,14 @@ impl ReadOptions {
             ttl,
             presence_ttl,
             max,
+            read_id: 0,
         }
+    }
+
+    /// With the read's id (rule 6).
+    pub fn read_id(mut self, id: u64) -> ReadOptions {
+        self.read_id = id;
+        self
     }
 
     /// Checks both TTLs ([`validate_ttl`]) and `max` in 1..=[`MAX_EVENT_BATCH`].
@@ -613,6 +635,19 @@ pub trait TopicBackend: Send + Sync {
     /// Puts every delivery of `consumer` in the retry set and forgets it;
     /// how many (rule 6).
     async fn leave(&self, topic: &Key, sub: &Key, consumer: &HolderId) -> Result<u32>;
+
+    /// Puts in the retry set, due at once and as if never delivered, every
+    /// delivery that read `read_id` (its [`ReadOptions::read_id`]) of `sub`
+    /// made to `consumer` and that is still the current, unexpired delivery
+    /// of its offset; how many (rule 6). Nothing else changes; an id of 0
+    /// gives nothing back.
+    async fn give_back(
+        &self,
+        topic: &Key,
+        sub: &Key,
+        consumer: &HolderId,
+        read_id: u64,
+    ) -> Result<u32>;
 
     /// Dead events of `sub` with ids above `after`, lowest first, at most
     /// `limit`.

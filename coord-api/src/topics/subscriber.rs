@@ -10,6 +10,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use super::{
     Topic,
     delivery::{EventContext, EventDelivery, EventLease, Receipt, settled},
+    give_back::{give_back, read_id},
     metrics, no_subscription,
 };
 use crate::{
@@ -19,6 +20,7 @@ use crate::{
     handle::{Handle, KeptWatch, option_setters},
     lease::{
         BoxFuture, Guard, Lease, LeaseOptions, Tenure, released,
+        undo::granting,
         wait::{jittered, later},
     },
     spi::{
@@ -282,6 +284,11 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
     /// a buffered one, else what the subscription has, else it waits
     /// (woken by a publish, or when a redelivery is due) up to
     /// `wait_timeout`. Creates the subscription at its first call.
+    ///
+    /// # Cancel safety
+    /// A read cancelled in flight (or failed after it may have been
+    /// applied) gives back in the background what it delivered, and
+    /// nothing else: due again for any subscriber at once (decision 0044).
     pub async fn next(&mut self) -> Result<Next<E>> {
         let (topic, sub, opts) = self.checked()?;
         let client = self.topic.client().clone();
@@ -302,7 +309,8 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
                 self.subscribe().await?;
             }
             let t_sent = client.clock().now();
-            let ropts = ReadOptions::new(opts.ttl, self.presence_ttl, self.batch);
+            let id = read_id();
+            let ropts = ReadOptions::new(opts.ttl, self.presence_ttl, self.batch).read_id(id);
             let read = client.topics()?.read(&topic, &sub, &self.holder, ropts);
             let site = || self.site("read", &topic, None);
             let read = trace::call(&client, site, read, |r| {
@@ -310,8 +318,9 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
                     Some(d) => Outcome::Granted(d.token),
                     None => Outcome::Busy,
                 }
-            })
-            .await?;
+            });
+            let undo = give_back(&topic, &sub, &self.holder, id);
+            let read = granting(&client, opts.ttl, read, undo).await?;
             let Some(read) = read else {
                 // Deleted (or lost with the backend's data): made again.
                 self.made = Made::Gone;
@@ -464,16 +473,18 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
         let client = self.topic.client().clone();
         let lease = r.end();
         let t_sent = client.clock().now();
-        let ropts = ReadOptions::new(opts.ttl, self.presence_ttl, self.batch);
+        let id = read_id();
+        let ropts = ReadOptions::new(opts.ttl, self.presence_ttl, self.batch).read_id(id);
         let call =
             (client.topics()?).ack_and_read(&topic, &sub, r.offset, r.token, &self.holder, ropts);
-        let done = trace::call(
+        let call = trace::call(
             &client,
             || r.site("ack_and_read"),
             call,
             |(s, _)| settled(s),
-        )
-        .await;
+        );
+        let undo = give_back(&topic, &sub, &self.holder, id);
+        let done = granting(&client, opts.ttl, call, undo).await;
         let acked = match done {
             Ok((s, read)) => {
                 match read {

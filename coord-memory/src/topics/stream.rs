@@ -37,6 +37,8 @@ struct Flight {
     deadline: Instant,
     consumer: HolderId,
     attempt: u32,
+    /// The id of the read that made it (0: none), which a give-back names.
+    read_id: u64,
 }
 
 #[derive(Default)]
@@ -261,6 +263,7 @@ impl Stream {
                     deadline: step.now + opts.ttl,
                     consumer: consumer.clone(),
                     attempt,
+                    read_id: opts.read_id,
                 },
             );
             let event = get(o).expect("kept").clone();
@@ -379,6 +382,31 @@ impl Stream {
             s.retry_at(*o, now, f.attempt);
         }
         mine.len() as u32
+    }
+
+    /// Rule 6's give-back: every current, unexpired (the sweep ended the
+    /// expired ones) delivery of read `read_id` to `consumer` goes to the
+    /// retry set, due now, its attempt taken back; how many.
+    pub(super) fn give_back(
+        &mut self,
+        sub: &Key,
+        consumer: &HolderId,
+        read_id: u64,
+        now: Instant,
+    ) -> u32 {
+        let Some(s) = self.subs.get_mut(sub).filter(|_| read_id != 0) else {
+            return 0;
+        };
+        s.sweep(now);
+        let theirs: Vec<u64> = (s.flights.iter())
+            .filter(|(_, f)| &f.consumer == consumer && f.read_id == read_id)
+            .map(|(o, _)| *o)
+            .collect();
+        for o in &theirs {
+            let f = s.flights.remove(o).expect("listed");
+            s.retry_at(*o, now, f.attempt.saturating_sub(1));
+        }
+        theirs.len() as u32
     }
 
     pub(super) fn dead_events(&self, sub: &Key, after: u64, limit: u32) -> Vec<DeadEvent> {

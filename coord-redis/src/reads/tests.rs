@@ -51,6 +51,7 @@ const WRITES: &[(&str, &str)] = &[
     ("queue", "push"),
     ("queue", "receive"),
     ("topic", "ack_and_read"),
+    ("topic", "give_back"),
     ("topic", "heartbeat"),
     ("topic", "listen"),
     ("topic", "publish"),

@@ -34,7 +34,7 @@
 //! coord:{<ns>:topic:<len>:<t>}:g                  subscriptions hash: sub -> cursor
 //! coord:{<ns>:topic:<len>:<t>}:c                  channel: an event was published
 //! coord:{<ns>:topic:<len>:<t>}:e                  channel: ephemeral events
-//! coord:{<ns>:topic:<len>:<t>}:<slen>:<sub>:f     deliveries hash: offset -> token|deadline|attempt|entry id|consumer
+//! coord:{<ns>:topic:<len>:<t>}:<slen>:<sub>:f     deliveries hash: offset -> token|deadline|attempt|entry id|consumer|read id
 //! coord:{<ns>:topic:<len>:<t>}:<slen>:<sub>:d     deadlines zset
 //! coord:{<ns>:topic:<len>:<t>}:<slen>:<sub>:r     retry zset: offset -> due
 //! coord:{<ns>:topic:<len>:<t>}:<slen>:<sub>:a     retry hash: offset -> attempts|entry id
@@ -409,11 +409,12 @@ impl TopicBackend for RedisBackend {
         opts: ReadOptions,
     ) -> Result<Option<Read>> {
         opts.check(topic)?;
-        let mut eval = topic_eval(self.namespace(), topic, Some(sub), "read", 4);
+        let mut eval = topic_eval(self.namespace(), topic, Some(sub), "read", 5);
         eval.holder(consumer)
             .arg(ms(opts.ttl))
             .arg(ms(opts.presence_ttl))
-            .arg(opts.max);
+            .arg(opts.max)
+            .arg(opts.read_id);
         let call = Traced::new("read", FAMILY, topic).by(consumer);
         self.topic_call(call, &eval, read_reply).await
     }
@@ -453,13 +454,14 @@ impl TopicBackend for RedisBackend {
         opts: ReadOptions,
     ) -> Result<(Settle, Option<Read>)> {
         opts.check(topic)?;
-        let mut eval = topic_eval(self.namespace(), topic, Some(sub), "ackread", 6);
+        let mut eval = topic_eval(self.namespace(), topic, Some(sub), "ackread", 7);
         eval.arg(offset)
             .arg(token.get())
             .holder(consumer)
             .arg(ms(opts.ttl))
             .arg(ms(opts.presence_ttl))
-            .arg(opts.max);
+            .arg(opts.max)
+            .arg(opts.read_id);
         let call = Traced::new("ack_and_read", FAMILY, topic).by(consumer);
         self.topic_call(call, &eval, ack_and_read_reply).await
     }
@@ -508,6 +510,22 @@ impl TopicBackend for RedisBackend {
         let mut eval = topic_eval(self.namespace(), topic, Some(sub), "leave", 1);
         eval.holder(consumer);
         let call = Traced::new("leave", FAMILY, topic).by(consumer);
+        self.topic_call(call, &eval, |v| uint(v).or(Some(0))).await
+    }
+
+    async fn give_back(
+        &self,
+        topic: &Key,
+        sub: &Key,
+        consumer: &HolderId,
+        read_id: u64,
+    ) -> Result<u32> {
+        if read_id == 0 {
+            return Ok(0);
+        }
+        let mut eval = topic_eval(self.namespace(), topic, Some(sub), "giveback", 2);
+        eval.holder(consumer).arg(read_id);
+        let call = Traced::new("give_back", FAMILY, topic).by(consumer);
         self.topic_call(call, &eval, |v| uint(v).or(Some(0))).await
     }
 

@@ -6,7 +6,9 @@
 -- hint), 3 token counter, 4
 -- subscriptions hash (sub -> cursor: the offset of the last event handed
 -- out for the first time); then the subscription's: 5 flights hash
--- (offset -> 'token|deadline|attempt|entry id|consumer'), 6 deadlines zset
+-- (offset -> 'token|deadline|attempt|entry id|consumer|read id', the read
+-- id (of the read that made the delivery, '0' none) absent from a delivery
+-- made before it was kept: decision 0044), 6 deadlines zset
 -- (offset -> delivery deadline, server ms), 7 retry zset (offset -> due,
 -- server ms), 8 retry hash (offset -> 'attempts|entry id'), 9 presence zset
 -- (consumer -> presence deadline, server ms), 10 dead zset (dead id -> dead
@@ -20,15 +22,18 @@
 --             event: kind, version, payload
 --   subscribe sub, start kind ('e' | 'l' | 'o' | 't'), start value
 --   seek      sub, start kind, start value
---   read      sub, consumer, ttl ms, presence ttl ms, max
+--   read      sub, consumer, ttl ms, presence ttl ms, max, read id ('0':
+--             none)
 --   extend    sub, offset, token, ttl ms
 --   ack       sub, offset, token
---   ackread   sub, offset, token, consumer, ttl ms, presence ttl ms, max
+--   ackread   sub, offset, token, consumer, ttl ms, presence ttl ms, max,
+--             read id
 --             (an ack, then a read whatever it answered)
 --   nack      sub, offset, token, retry ms
 --   dead      sub, offset, token, reason
 --   beat      sub, consumer, ttl ms
 --   leave     sub, consumer
+--   giveback  sub, consumer, a read's id (not '0')
 --   list      sub, after, limit
 --   unsub     sub
 --   stats     sub
@@ -41,7 +46,7 @@ local function split(s)
   local out = {}
   for part in string.gmatch(s, '([^|]*)|?') do
     out[#out + 1] = part
-    if #out == 5 then break end
+    if #out == 6 then break end
   end
   return out
 end
@@ -268,7 +273,7 @@ if op == 'seek' then
 end
 
 -- Rule 4: delivers up to `max` events to `consumer`; the reply of a read.
-local function read(consumer, ttl, pttl, max)
+local function read(consumer, ttl, pttl, max, rid)
   redis.call('ZADD', presence, fmt(now + pttl), consumer)
   due_by(now + pttl)
   local picked, missed = {}, {}
@@ -324,7 +329,7 @@ local function read(consumer, ttl, pttl, max)
     local o = offset_of(e[1])
     local tok = next_token(counter, KEEP_MS)
     local deadline = now + ttl
-    redis.call('HSET', flights, o, fmt(tok) .. '|' .. fmt(deadline) .. '|' .. attempt .. '|' .. e[1] .. '|' .. consumer)
+    redis.call('HSET', flights, o, fmt(tok) .. '|' .. fmt(deadline) .. '|' .. attempt .. '|' .. e[1] .. '|' .. consumer .. '|' .. rid)
     redis.call('ZADD', deadlines, fmt(deadline), o)
     due_by(deadline)
     local k, v, pl = entry(e)
@@ -352,11 +357,11 @@ end
 if op == 'ackread' then
   local f = held(ARGV[3], ARGV[4])
   if f then finish(ARGV[3], f) end
-  return {f and 1 or 0, read(ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]))}
+  return {f and 1 or 0, read(ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9])}
 end
 
 if op == 'read' then
-  return read(ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]))
+  return read(ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7])
 end
 
 if op == 'beat' then
@@ -381,6 +386,27 @@ if op == 'leave' then
   return n
 end
 
+if op == 'giveback' then
+  -- Rule 6: the current, unexpired (swept above) deliveries of that read
+  -- to that consumer go to the retry set, due now, as if never made (the
+  -- attempt taken back; the cursor stays).
+  local consumer, rid = ARGV[3], ARGV[4]
+  local n = 0
+  if rid == '0' then return 0 end
+  local all = redis.call('HGETALL', flights)
+  for k = 1, #all, 2 do
+    local f = split(all[k + 1])
+    if f[5] == consumer and f[6] == rid then
+      to_retry(all[k], now, fmt(math.max(0, tonumber(f[3]) - 1)), f[4])
+      n = n + 1
+    end
+  end
+  -- Rule 7: wakes the topic's watchers (one waiting would wait for a
+  -- deadline).
+  if n > 0 then redis.call('PUBLISH', string.sub(stream, 1, -2) .. 'c', '') end
+  return n
+end
+
 -- Settlements: only the current, unexpired delivery (rule 5).
 local o, tok = ARGV[3], ARGV[4]
 local f = held(o, tok)
@@ -388,7 +414,8 @@ if not f then return 0 end
 
 if op == 'extend' then
   local deadline = now + tonumber(ARGV[5])
-  redis.call('HSET', flights, o, f[1] .. '|' .. fmt(deadline) .. '|' .. f[3] .. '|' .. f[4] .. '|' .. f[5])
+  local rid = f[6] and ('|' .. f[6]) or ''
+  redis.call('HSET', flights, o, f[1] .. '|' .. fmt(deadline) .. '|' .. f[3] .. '|' .. f[4] .. '|' .. f[5] .. rid)
   redis.call('ZADD', deadlines, fmt(deadline), o)
   due_by(deadline)
   return 1

@@ -195,6 +195,19 @@ impl<D: Dispatch> TopicBackend for Dispatched<D> {
         })
         .await
     }
+    async fn give_back(
+        &self,
+        topic: &Key,
+        sub: &Key,
+        consumer: &HolderId,
+        read_id: u64,
+    ) -> Result<u32> {
+        let args = (topic.clone(), sub.clone(), consumer.clone(), read_id);
+        self.carry(op("give_back"), args, |b, (t, s, c, id)| async move {
+            topics(&b, "give_back")?.give_back(&t, &s, &c, id).await
+        })
+        .await
+    }
     async fn dead_events(
         &self,
         topic: &Key,

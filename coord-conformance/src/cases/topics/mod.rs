@@ -4,7 +4,8 @@
 //! replays what it missed; start, seek by offset and by time), retention
 //! (trimmed offsets reported as missed, never skipped silently), leases
 //! (redelivery after expiry or a dead subscriber's presence, stale acks
-//! change nothing, nack; an ack and the next read in one step), refused events (tag or decode: dead-lettered,
+//! change nothing, nack; an ack and the next read in one step; a read whose answer never came
+//! gives back what it delivered), refused events (tag or decode: dead-lettered,
 //! reported, the subscription goes on), and the ephemeral tier (at most
 //! once: only listeners connected hear it, nothing kept).
 //!
@@ -23,6 +24,7 @@ pub(crate) use coord_api::{
 
 pub mod ack_and_next;
 pub mod ephemeral;
+pub mod give_back;
 pub mod leases;
 pub mod publish;
 pub mod retention;
@@ -36,6 +38,7 @@ pub(crate) fn cases() -> Vec<Case> {
         retention::cases(),
         leases::cases(),
         ack_and_next::cases(),
+        give_back::cases(),
         ephemeral::cases(),
     ]
     .concat()

@@ -1,0 +1,169 @@
+//! A read whose answer never came (its reply lost, or the call cancelled
+//! after it was applied) gives back at once what it delivered, and only
+//! that (decision 0044): another subscriber of the subscription gets the
+//! events long before their 30 s leases end, as their first attempt, and
+//! the subscription's cursor does not move back; the SPI's `give_back`
+//! names one read and touches no delivery of another read, of another
+//! consumer, or one already settled or expired.
+
+use super::*;
+use crate::cases::queues::{PROMPTLY, crashed};
+use coord_api::spi::SubscriptionStats;
+
+/// The lease (and presence) of every delivery here: far longer than
+/// [`PROMPTLY`], so an event left to it is not back in time.
+const LONG: Duration = Duration::from_secs(30);
+
+/// Subscription `s` of topic `T`'s counts through the SPI.
+async fn counts(backend: &DynBackend) -> SubscriptionStats {
+    spi(backend).stats(&key(T), &key("s")).await.unwrap()
+}
+
+/// Waits (bounded by [`PROMPTLY`]) until `s`'s counts satisfy `cond`;
+/// panics naming `what` with the last counts otherwise.
+async fn counts_when(backend: &DynBackend, what: &str, cond: impl Fn(&SubscriptionStats) -> bool) {
+    let seen = eventually(PROMPTLY, || async {
+        let s = counts(backend).await;
+        cond(&s).then_some(s)
+    })
+    .await;
+    if seen.is_none() {
+        panic!(
+            "{what}: not within {PROMPTLY:?}: {:?}",
+            counts(backend).await
+        );
+    }
+}
+
+cases! {
+    family: "topic", needs: [Need::Topics];
+
+/// A read (a batch of three) whose reply is lost after the backend
+/// delivered: the three events are given back at once, not after their
+/// 30 s leases (nor the reader's 30 s presence); another subscriber gets
+/// them, each as attempt 1, and the cursor stayed past them.
+pub async fn topic_read_whose_reply_is_lost_gives_back_its_deliveries(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let b = ctx.client("b").await;
+    let mut lost = (numbers(&a).subscriber("s").start(Start::Earliest))
+        .batch(3)
+        .ttl(LONG)
+        .presence_ttl(LONG);
+    lost.subscribe().await.unwrap();
+    for v in 1..=3 {
+        numbers(&b).publish(&v).await.unwrap();
+    }
+    switch.losing_replies();
+    let failed = lost.next().await;
+    assert!(failed.is_err(), "the read's reply was lost: {failed:?}");
+    switch.on();
+    let mut other = numbers(&b).subscriber("s").ttl(LONG);
+    for o in 1..=3 {
+        let d = event(&mut other, &format!("offset {o}, given back")).await;
+        assert_eq!((d.offset(), d.attempt()), (o, 1), "offset {o}");
+        within(d.ack(), "ack").await;
+    }
+    let s = counts(&ctx.backend().await).await;
+    assert_eq!((s.cursor, s.in_flight, s.retrying), (3, 0, 0), "{s:?}");
+}
+
+/// A read cancelled while its reply was on its way (the backend applied
+/// it; the reply comes 3 s late): what it delivered is given back at once,
+/// and another subscriber gets it as attempt 1. The same for a cancelled
+/// `ack_and_next`: its ack counts, and the next event it was handed is
+/// given back.
+pub async fn topic_cancelled_read_gives_back_its_delivery(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let b = ctx.client("b").await;
+    let backend = ctx.backend().await;
+    let mut cancelled = (numbers(&a).subscriber("s").start(Start::Earliest))
+        .ttl(LONG)
+        .presence_ttl(LONG);
+    cancelled.subscribe().await.unwrap();
+    for v in 1..=3 {
+        numbers(&b).publish(&v).await.unwrap();
+    }
+    switch.late_replies("read", ms(3000));
+    let gave_up = timeout(ms(300), cancelled.next()).await;
+    assert!(gave_up.is_err(), "cancelled while its reply was late");
+    switch.late_replies("read", Duration::ZERO);
+    counts_when(&backend, "offset 1 given back", |s| s.retrying == 1 && s.in_flight == 0).await;
+    let mut other = numbers(&b).subscriber("s").ttl(LONG);
+    let d = event(&mut other, "offset 1, given back").await;
+    assert_eq!((d.offset(), d.attempt()), (1, 1));
+    within(d.ack(), "ack").await;
+    let first = event(&mut cancelled, "the next event").await;
+    assert_eq!((first.offset(), first.attempt()), (2, 1));
+    switch.late_replies("ack_and_read", ms(3000));
+    let gave_up = timeout(ms(300), cancelled.ack_and_next(first)).await;
+    assert!(gave_up.is_err(), "cancelled while its reply was late");
+    switch.late_replies("ack_and_read", Duration::ZERO);
+    counts_when(&backend, "offset 3 given back", |s| s.retrying == 1 && s.in_flight == 0).await;
+    let d = event(&mut other, "offset 3, given back").await;
+    assert_eq!((d.offset(), d.attempt()), (3, 1));
+    within(d.ack(), "ack").await;
+    let s = counts(&backend).await;
+    assert_eq!((s.cursor, s.in_flight, s.retrying), (3, 0, 0), "the ack counted: {s:?}");
+}
+
+/// `give_back` through the SPI returns exactly what the named read
+/// delivered to the named consumer and still holds: not a later read's
+/// delivery of the same consumer, nor another consumer's, nor one acked,
+/// nor one that expired and went to another consumer; an id of 0 gives
+/// nothing back. What it returns is due again at once, its attempt taken
+/// back, and the cursor stays.
+pub async fn topic_give_back_returns_only_its_reads_deliveries(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let b = ctx.client("b").await;
+    let backend = ctx.backend().await;
+    let (ts, tk, sk, c) = (spi(&backend), key(T), key("s"), crashed());
+    assert!(ts.subscribe(&tk, &sk, Start::Earliest).await.unwrap());
+    for v in 1..=4 {
+        numbers(&b).publish(&v).await.unwrap();
+    }
+    let other = HolderId::new(InstanceId::new("other").expect("valid instance id"));
+    let opts = ReadOptions::new(LONG, LONG, 1);
+    let (r1, r2, r3) = (0x5eed_0001, 0x5eed_0002, 0x5eed_0003);
+    let got = |r: ReadOptions, holder: &HolderId| {
+        let (holder, tk, sk) = (holder.clone(), tk.clone(), sk.clone());
+        async move {
+            let read = ts.read(&tk, &sk, &holder, r).await.unwrap().unwrap();
+            let view: Vec<(u64, u32)> = (read.events.iter())
+                .map(|d| (d.event.offset, d.attempt))
+                .collect();
+            (view, read.events)
+        }
+    };
+    // r1: offsets 1 and 2; r2: offset 3; another consumer's read with
+    // r1's id: offset 4.
+    let (one, ones) = got(ReadOptions::new(LONG, LONG, 2).read_id(r1), &c).await;
+    assert_eq!(one, [(1, 1), (2, 1)]);
+    assert_eq!(got(opts.read_id(r2), &c).await.0, [(3, 1)]);
+    assert_eq!(got(opts.read_id(r1), &other).await.0, [(4, 1)]);
+    assert_eq!(ts.give_back(&tk, &sk, &c, 0).await.unwrap(), 0, "id 0 names none");
+    assert_eq!(ts.give_back(&tk, &sk, &c, r3).await.unwrap(), 0, "no such read");
+    let acked = ts.ack(&tk, &sk, 1, ones[0].token).await.unwrap();
+    assert_eq!(acked, Settle::Done);
+    assert_eq!(ts.give_back(&tk, &sk, &c, r1).await.unwrap(), 1, "offset 2 only");
+    let s = counts(&backend).await;
+    assert_eq!((s.cursor, s.in_flight, s.retrying), (4, 2, 1), "{s:?}");
+    assert_eq!(ts.give_back(&tk, &sk, &c, r1).await.unwrap(), 0, "done already");
+    // Offset 3 (r2's) given back: due again at once, as attempt 1.
+    assert_eq!(ts.give_back(&tk, &sk, &c, r2).await.unwrap(), 1, "offset 3");
+    let again = got(ReadOptions::new(LONG, LONG, 2).read_id(r3), &other).await.0;
+    assert_eq!(again, [(2, 1), (3, 1)], "as if never delivered");
+    // Offset 5 expired under an r1 of c (a 50 ms lease) and went to
+    // another consumer: r1's give-back leaves it.
+    numbers(&b).publish(&5).await.unwrap();
+    let short = ReadOptions::new(ms(50), LONG, 1).read_id(r1);
+    assert_eq!(got(short, &c).await.0, [(5, 1)]);
+    sleep(ms(100)).await;
+    assert_eq!(got(opts.read_id(r3), &other).await.0, [(5, 2)]);
+    assert_eq!(ts.give_back(&tk, &sk, &c, r1).await.unwrap(), 0, "not c's any more");
+    let s = counts(&backend).await;
+    assert_eq!((s.cursor, s.in_flight, s.retrying), (5, 4, 0), "all four with `other`: {s:?}");
+    assert_eq!(ts.leave(&tk, &sk, &other).await.unwrap(), 4);
+}
+}
