@@ -16,7 +16,11 @@
 //! - `topic-values`: a subscriber was handed, at an offset, the value
 //!   acknowledged to its publisher at that offset;
 //! - `topic-dead`: every event a subscriber reported refused (after the last
-//!   restart) is among its subscription's dead events at the end.
+//!   restart) is among its subscription's dead events at the end;
+//! - `topic-give-back`: a give-back (sent after a read whose answer never
+//!   came, decision 0044) returned at most the deliveries of that read to
+//!   that consumer still current, unsettled and unexpired; it ends them (a
+//!   settlement of one accepted afterwards is a `topic-fencing`).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -38,6 +42,10 @@ pub enum TopicOp {
     Subscribed,
     /// A read: deliveries (offset, token), the missed ranges, the lease.
     Read {
+        /// The consumer it delivered to.
+        consumer: String,
+        /// The read's id (0: none), which a give-back names.
+        read_id: u64,
         /// Offset and token of each delivery.
         delivered: Vec<(u64, u64)>,
         /// Missed ranges (inclusive).
@@ -58,6 +66,15 @@ pub enum TopicOp {
         ttl: Duration,
         /// Answered `Done`.
         done: bool,
+    },
+    /// `give_back`: how many deliveries of the read it returned.
+    GiveBack {
+        /// The consumer.
+        consumer: String,
+        /// The read named.
+        read_id: u64,
+        /// The answer.
+        returned: u32,
     },
 }
 
@@ -185,7 +202,7 @@ pub fn topic_counts(h: &TopicHistory) -> TopicCounts {
                 (_, false) => c.stale += 1,
                 _ => {}
             },
-            TopicOp::Publish(_) | TopicOp::Subscribed => {}
+            TopicOp::Publish(_) | TopicOp::Subscribed | TopicOp::GiveBack { .. } => {}
         }
     }
     c.published = (h.seen.iter())
@@ -199,6 +216,8 @@ struct Lease {
     token: u64,
     deadline: Instant,
     settled: bool,
+    /// Its consumer and read (a give-back names them).
+    read: (String, u64),
 }
 
 /// Every violation of `h`.
@@ -240,6 +259,8 @@ pub fn check_topics(h: &TopicHistory) -> Vec<Violation> {
                 made.insert(e.sub.clone(), e.at);
             }
             TopicOp::Read {
+                consumer,
+                read_id,
                 delivered,
                 missed,
                 ttl,
@@ -249,6 +270,7 @@ pub fn check_topics(h: &TopicHistory) -> Vec<Violation> {
                         token: *t,
                         deadline: e.now + *ttl,
                         settled: false,
+                        read: (consumer.clone(), *read_id),
                     };
                     leases.insert((e.sub.clone(), *o), lease);
                 }
@@ -285,6 +307,32 @@ pub fn check_topics(h: &TopicHistory) -> Vec<Violation> {
                 }
                 if matches!(*op, "ack" | "dead_letter") && current(e.at) {
                     handled.insert(key);
+                }
+            }
+            TopicOp::GiveBack {
+                consumer,
+                read_id,
+                returned,
+            } => {
+                // The read's deliveries still live here: each was given
+                // back or ended unlogged (a leave, its presence): none may
+                // be settled afterwards.
+                let mut live = 0u32;
+                for ((sub, _), l) in leases.iter_mut() {
+                    let theirs = *sub == e.sub && l.read == (consumer.clone(), *read_id);
+                    if theirs && *read_id != 0 && !l.settled && e.now < l.deadline {
+                        l.settled = true;
+                        live += 1;
+                    }
+                }
+                if *returned > live {
+                    out.push(Violation::new(
+                        "topic-give-back",
+                        format!(
+                            "give_back of {consumer}'s read {read_id} in {} returned {returned}; it had {live} live",
+                            e.sub
+                        ),
+                    ));
                 }
             }
             _ => {}
@@ -390,6 +438,8 @@ mod tests {
 
     fn read(delivered: Vec<(u64, u64)>, missed: Vec<(u64, u64)>) -> TopicOp {
         TopicOp::Read {
+            consumer: "c".into(),
+            read_id: 7,
             delivered,
             missed,
             ttl: Duration::from_secs(1),
@@ -488,5 +538,49 @@ mod tests {
         h.restarts.push(at(1));
         let checkers: Vec<_> = check_topics(&h).iter().map(|v| v.checker).collect();
         assert_eq!(checkers, vec!["topic-tokens"]);
+    }
+
+    fn give_back(read_id: u64, returned: u32) -> TopicOp {
+        TopicOp::GiveBack {
+            consumer: "c".into(),
+            read_id,
+            returned,
+        }
+    }
+
+    #[test]
+    fn a_give_back_is_replayed_and_a_wrong_one_caught() {
+        let t = at(0);
+        // Read 7 delivered offsets 1 and 2; 1 was acked, 2 given back and
+        // delivered again (token 9), acked with its new token: clean.
+        let h = history(
+            vec![
+                ev(t, "a", TopicOp::Subscribed),
+                ev(t, "", TopicOp::Publish(vec![1, 2])),
+                ev(t, "a", read(vec![(1, 5), (2, 6)], vec![])),
+                ev(t, "a", settle("ack", 1, 5, true)),
+                ev(t, "a", give_back(7, 1)),
+                ev(t, "a", give_back(8, 0)),
+                ev(t, "a", read(vec![(2, 9)], vec![])),
+                ev(t, "a", settle("ack", 2, 9, true)),
+            ],
+            vec![(t, published(1)), (t, published(2))],
+        );
+        assert_eq!(check_topics(&h), vec![]);
+        // A give-back returning more than its read holds, and an ack of a
+        // given-back delivery accepted.
+        let h = history(
+            vec![
+                ev(t, "a", TopicOp::Subscribed),
+                ev(t, "", TopicOp::Publish(vec![1, 2])),
+                ev(t, "a", read(vec![(1, 5), (2, 6)], vec![])),
+                ev(t, "a", settle("ack", 1, 5, true)),
+                ev(t, "a", give_back(7, 2)),
+                ev(t, "a", settle("ack", 2, 6, true)),
+            ],
+            vec![(t, published(1)), (t, published(2))],
+        );
+        let checkers: Vec<_> = check_topics(&h).iter().map(|v| v.checker).collect();
+        assert_eq!(checkers, vec!["topic-give-back", "topic-fencing"]);
     }
 }

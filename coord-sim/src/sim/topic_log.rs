@@ -1,6 +1,6 @@
 //! The sim server's log of durable topic calls: a decorator around the
 //! backend a call runs on that tells the [`TopicLog`] what it answered
-//! (publishes, reads, settlements and extends), with the (global) instant
+//! (publishes, reads, settlements, extends and give-backs), with the (global) instant
 //! and the server clock's reading, in the backend's order (as
 //! `queue_log`). It sits outside a broken server's decorator: it logs what
 //! clients asked and were told.
@@ -48,10 +48,13 @@ impl fmt::Display for Logged {
 enum Asked {
     Publish,
     Subscribe,
-    Read(Duration),
+    Read(HolderId, ReadOptions),
     Settle(&'static str, u64, u64, Duration),
-    /// An ack and a read in one step (offset, token, the read's TTL).
-    AckRead(u64, u64, Duration),
+    /// An ack and a read in one step (offset, token, the read's consumer
+    /// and options).
+    AckRead(u64, u64, HolderId, ReadOptions),
+    /// A give-back (consumer, the read's id).
+    GiveBack(HolderId, u64),
 }
 
 fn asked(call: &Call) -> Option<(String, Asked)> {
@@ -67,7 +70,7 @@ fn asked(call: &Call) -> Option<(String, Asked)> {
         }
         "read" => {
             let a = call.args::<(Key, Key, HolderId, ReadOptions)>()?;
-            (sub(&a.1), Asked::Read(a.3.ttl))
+            (sub(&a.1), Asked::Read(a.2.clone(), a.3))
         }
         "ack" => {
             let a = call.args::<(Key, Key, u64, FencingToken)>()?;
@@ -78,7 +81,7 @@ fn asked(call: &Call) -> Option<(String, Asked)> {
         }
         "ack_and_read" => {
             let a = call.args::<(Key, Key, u64, FencingToken, HolderId, ReadOptions)>()?;
-            (sub(&a.1), Asked::AckRead(a.2, a.3.get(), a.5.ttl))
+            (sub(&a.1), Asked::AckRead(a.2, a.3.get(), a.4.clone(), a.5))
         }
         "nack" => {
             let a = call.args::<(Key, Key, u64, FencingToken, Duration)>()?;
@@ -96,6 +99,10 @@ fn asked(call: &Call) -> Option<(String, Asked)> {
             let settle = Asked::Settle("dead_letter", a.2, a.3.get(), Duration::ZERO);
             (sub(&a.1), settle)
         }
+        "give_back" => {
+            let a = call.args::<(Key, Key, HolderId, u64)>()?;
+            (sub(&a.1), Asked::GiveBack(a.2.clone(), a.3))
+        }
         _ => return None,
     })
 }
@@ -103,7 +110,7 @@ fn asked(call: &Call) -> Option<(String, Asked)> {
 /// What a step answered, as the log's events (an ack and read: the ack's
 /// settlement, then the read, as two calls one after the other would be).
 fn events(asked: Asked, reply: &Reply) -> Vec<TopicOp> {
-    let Asked::AckRead(offset, token, ttl) = asked else {
+    let Asked::AckRead(offset, token, consumer, opts) = asked else {
         return event(asked, reply).into_iter().collect();
     };
     let Some((settle, read)) = reply.downcast_ref::<(Settle, Option<Read>)>() else {
@@ -116,17 +123,19 @@ fn events(asked: Asked, reply: &Reply) -> Vec<TopicOp> {
         ttl: Duration::ZERO,
         done: *settle == Settle::Done,
     };
-    let read = read.as_ref().map(|r| read_op(r, ttl));
+    let read = read.as_ref().map(|r| read_op(r, &consumer, opts));
     std::iter::once(ack).chain(read).collect()
 }
 
-fn read_op(r: &Read, ttl: Duration) -> TopicOp {
+fn read_op(r: &Read, consumer: &HolderId, opts: ReadOptions) -> TopicOp {
     TopicOp::Read {
+        consumer: consumer.to_string(),
+        read_id: opts.read_id,
         delivered: (r.events.iter())
             .map(|d| (d.event.offset, d.token.get()))
             .collect(),
         missed: r.missed.iter().map(|m| (m.first, m.last)).collect(),
-        ttl,
+        ttl: opts.ttl,
     }
 }
 
@@ -138,7 +147,16 @@ fn event(asked: Asked, reply: &Reply) -> Option<TopicOp> {
             reply.downcast_ref::<bool>()?.then_some(())?;
             TopicOp::Subscribed
         }
-        Asked::Read(ttl) => read_op(reply.downcast_ref::<Option<Read>>()?.as_ref()?, ttl),
+        Asked::Read(consumer, opts) => read_op(
+            reply.downcast_ref::<Option<Read>>()?.as_ref()?,
+            &consumer,
+            opts,
+        ),
+        Asked::GiveBack(consumer, read_id) => TopicOp::GiveBack {
+            consumer: consumer.to_string(),
+            read_id,
+            returned: *reply.downcast_ref::<u32>()?,
+        },
         Asked::Settle(op, offset, token, ttl) => TopicOp::Settle {
             op,
             offset,
