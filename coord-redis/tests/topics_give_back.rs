@@ -90,3 +90,37 @@ async fn give_back_returns_only_its_reads_deliveries() {
     assert_eq!((st.in_flight, st.retrying), (3, 0), "{st:?}");
     assert!(ts.unsubscribe(&t, &s).await.unwrap());
 }
+
+/// A consumer whose instance id holds `|` (the deliveries hash's separator;
+/// instance ids may hold it): its deliveries are still told apart from the
+/// read id after them, so `give_back` and `leave` find them (split on every
+/// `|`, the consumer was cut short and matched nothing).
+#[tokio::test]
+async fn a_consumer_named_with_the_separator_gets_its_deliveries_back() {
+    let server = RedisServer::shared();
+    let config = (RedisConfig::builder().with_url(server.url()))
+        .namespace("tpipe")
+        .build()
+        .unwrap();
+    let backend: DynBackend = Arc::new(RedisBackend::connect(config).await.expect("connect"));
+    let ts: &dyn TopicBackend = backend.topics().expect("topics");
+    let (t, s, a) = (key("t"), key("s"), holder("web|7"));
+    assert!(ts.subscribe(&t, &s, Start::Earliest).await.unwrap());
+    let events = (1..=2u8)
+        .map(|v| NewEvent::new(Tag::new("n", 1), vec![v]))
+        .collect();
+    ts.publish(&t, events, Retention::count(100)).await.unwrap();
+    let long = Duration::from_secs(30);
+    let opts = |id: u64| ReadOptions::new(long, long, 1).read_id(id);
+    let first = ts.read(&t, &s, &a, opts(21)).await.unwrap().unwrap();
+    assert_eq!(first.events.len(), 1);
+    assert_eq!(ts.give_back(&t, &s, &a, 21).await.unwrap(), 1, "given back");
+    let again = ts.read(&t, &s, &a, opts(22)).await.unwrap().unwrap();
+    assert_eq!(again.events.len(), 1);
+    assert_eq!(
+        ts.leave(&t, &s, &a).await.unwrap(),
+        1,
+        "left, its delivery back"
+    );
+    assert!(ts.unsubscribe(&t, &s).await.unwrap());
+}

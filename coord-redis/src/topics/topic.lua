@@ -51,6 +51,18 @@ local function split(s)
   return out
 end
 
+-- A delivery ('token|deadline|attempt|entry id|consumer|read id'): its
+-- parts, the read id nil when none was kept. The consumer (a holder id,
+-- which ends with '#<nonce>') may hold '|': it runs from the fourth '|' to
+-- the read id, a last part of digits alone.
+local function delivery(s)
+  local f = {string.match(s, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')}
+  if #f < 5 then return split(s) end
+  local consumer, rid = string.match(f[5], '^(.*)|(%d+)$')
+  if consumer then f[5], f[6] = consumer, rid end
+  return f
+end
+
 -- The offset of an entry id (its sequence part).
 local function offset_of(id)
   return tonumber(string.match(id, '-(%d+)$'))
@@ -160,12 +172,12 @@ local function sweep(sub)
     end
     local all = redis.call('HGETALL', flights)
     for k = 1, #all, 2 do
-      local f = split(all[k + 1])
+      local f = delivery(all[k + 1])
       if dead[f[5]] then to_retry(all[k], now, f[3], f[4]) end
     end
   end
   for _, o in ipairs(redis.call('ZRANGEBYSCORE', deadlines, '-inf', now)) do
-    local f = split(redis.call('HGET', flights, o))
+    local f = delivery(redis.call('HGET', flights, o))
     to_retry(o, now, f[3], f[4])
   end
   due_hint = earliest_deadline()
@@ -176,7 +188,7 @@ end
 local function held(o, tok)
   local v = redis.call('HGET', flights, o)
   if not v then return nil end
-  local f = split(v)
+  local f = delivery(v)
   if f[1] ~= tok or tonumber(f[2]) <= now then return nil end
   return f
 end
@@ -377,7 +389,7 @@ if op == 'leave' then
   local n = 0
   local all = redis.call('HGETALL', flights)
   for k = 1, #all, 2 do
-    local f = split(all[k + 1])
+    local f = delivery(all[k + 1])
     if f[5] == consumer then
       to_retry(all[k], now, f[3], f[4])
       n = n + 1
@@ -395,7 +407,7 @@ if op == 'giveback' then
   if rid == '0' then return 0 end
   local all = redis.call('HGETALL', flights)
   for k = 1, #all, 2 do
-    local f = split(all[k + 1])
+    local f = delivery(all[k + 1])
     if f[5] == consumer and f[6] == rid then
       to_retry(all[k], now, fmt(math.max(0, tonumber(f[3]) - 1)), f[4])
       n = n + 1
