@@ -36,65 +36,48 @@ impl MemoryBackend {
         op: impl FnOnce(&mut Record, u64) -> T,
     ) -> Result<T> {
         policy.check(name)?;
-        let now_us = self.store.inner.table.wall_us(self.store.now());
-        let (changed, out) = {
-            let mut breakers = self.store.breakers();
-            let record = (breakers.map)
-                .entry((self.ns.clone(), name.clone()))
-                .or_insert_with(|| Record::born(*policy, now_us));
-            self.swept(name, record, now_us, op)
-        };
-        self.woken(name, changed);
-        Ok(out)
+        Ok((self.on_breaker_record(name, Some(policy), op)).expect("a missing record is born"))
     }
 
-    /// [`on_breaker`](Self::on_breaker) for a record that exists: `None`,
-    /// and nothing made, when it does not (rule 11).
-    fn on_existing_breaker<T>(
+    /// [`on_breaker`](Self::on_breaker), the record born with `birth` when
+    /// missing; with none, `None` and nothing made (a peek, rule 11).
+    fn on_breaker_record<T>(
         &self,
         name: &Key,
+        birth: Option<&Policy>,
         op: impl FnOnce(&mut Record, u64) -> T,
     ) -> Option<T> {
         let now_us = self.store.inner.table.wall_us(self.store.now());
         let (changed, out) = {
             let mut breakers = self.store.breakers();
-            let record = (breakers.map).get_mut(&(self.ns.clone(), name.clone()))?;
-            self.swept(name, record, now_us, op)
-        };
-        self.woken(name, changed);
-        Some(out)
-    }
-
-    /// Sweeps `record`, runs `op` on it and journals the transitions they
-    /// made; whether the generation changed, and what `op` answered.
-    fn swept<T>(
-        &self,
-        name: &Key,
-        record: &mut Record,
-        now_us: u64,
-        op: impl FnOnce(&mut Record, u64) -> T,
-    ) -> (bool, T) {
-        let before = record.generation();
-        record.sweep(now_us);
-        let out = op(record, now_us);
-        if let (true, Some(journal)) = (record.generation() != before, self.store.journal()) {
-            for t in record.state(before, now_us).transitions {
-                journal.record(Event::Breaker(BreakerEvent::Transitioned {
-                    breaker: name,
-                    transition: &t,
-                }));
+            let key = (self.ns.clone(), name.clone());
+            let record = match birth {
+                Some(policy) => Some(
+                    (breakers.map)
+                        .entry(key)
+                        .or_insert_with(|| Record::born(*policy, now_us)),
+                ),
+                None => breakers.map.get_mut(&key),
+            }?;
+            let before = record.generation();
+            record.sweep(now_us);
+            let out = op(record, now_us);
+            let changed = record.generation() != before;
+            if let (true, Some(journal)) = (changed, self.store.journal()) {
+                for t in record.state(before, now_us).transitions {
+                    journal.record(Event::Breaker(BreakerEvent::Transitioned {
+                        breaker: name,
+                        transition: &t,
+                    }));
+                }
             }
-        }
-        (record.generation() != before, out)
-    }
-
-    /// Wakes `name`'s watchers if a step `changed` its generation (after
-    /// the lock was let go).
-    fn woken(&self, name: &Key, changed: bool) {
+            (changed, out)
+        };
         if changed {
             self.store
                 .notify(|| Topic::Breaker(self.ns.clone(), name.clone()));
         }
+        Some(out)
     }
 }
 
@@ -105,7 +88,7 @@ impl BreakerBackend for MemoryBackend {
     }
 
     async fn peek(&self, name: &Key, seen: u64) -> Result<Option<BreakerState>> {
-        Ok(self.on_existing_breaker(name, |r, now| r.state(seen, now)))
+        Ok(self.on_breaker_record(name, None, |r, now| r.state(seen, now)))
     }
 
     async fn report(

@@ -24,12 +24,12 @@ use super::{
     ready::{Owed, Woken},
 };
 use crate::{
-    BoxError, Client, Error, FencingToken, HolderId, Key, LostSignal, Release, Result,
+    BoxError, Error, FencingToken, HolderId, Key, LostSignal, Release, Result,
     clock::Instant,
     handle::{Handle, option_setters},
     lease::{
         BoxFuture, Guard, Lease, Tenure,
-        undo::{MakeUndo, granting},
+        undo::{self, MakeUndo, granting},
         wait::{jittered, later},
     },
     spi::{
@@ -627,14 +627,8 @@ pub(super) fn truncate(mut s: String, max: usize) -> String {
 /// answer never came: gives back the attempt it made, if any (decision
 /// 0044).
 fn give_back(graph: &Key, holder: &HolderId) -> impl MakeUndo {
-    let (graph, holder) = (graph.clone(), holder.clone());
-    move || {
-        move |client: Client| {
-            let (graph, holder) = (graph.clone(), holder.clone());
-            async move {
-                let graphs = client.graphs()?;
-                graphs.give_back(&graph, &holder).await.map(drop)
-            }
-        }
-    }
+    let args = (graph.clone(), holder.clone());
+    undo::calling(args, |client, (graph, holder)| async move {
+        client.graphs()?.give_back(&graph, &holder).await.map(drop)
+    })
 }

@@ -61,6 +61,24 @@ impl<M: MakeUndo> Drop for Undo<'_, M> {
     }
 }
 
+/// A clean-up that calls `call` with the client and a copy of `args` at
+/// each attempt: the shape of every give-back (what a receive, read or
+/// take whose answer never came was handed, decision 0044).
+pub(crate) fn calling<A, F, Fut>(args: A, call: F) -> impl MakeUndo
+where
+    A: Clone + Send + 'static,
+    F: Fn(Client, A) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
+    move || move |client: Client| call(client, args.clone())
+}
+
+/// A random id naming one call (a receive, a read) so that its clean-up
+/// can name what that call was handed: never 0, which names none.
+pub(crate) fn call_id() -> u64 {
+    rand::random::<u64>().max(1)
+}
+
 /// Makes, when needed, the release an [`Undo`] runs: a closure returning
 /// the release to [`retry`].
 pub(crate) trait MakeUndo {

@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
-use crate::{Client, Error, LeaseOptions, Result, Watch, clock::Instant};
+use crate::{
+    Client, Error, LeaseOptions, Result, Watch,
+    clock::{Clock, Instant},
+};
 
 /// One round of a wait: done, or refused (with the time until what blocks
 /// expires, when known).
@@ -113,13 +116,9 @@ pub(crate) async fn wait_from<A: Attempts>(
             // keep the caller up to an operation timeout past it).
             let subscribed = match made.take() {
                 Some(w) => w,
-                None => match deadline {
-                    None => attempts.subscribe().await?,
-                    Some(d) => tokio::select! {
-                        biased;
-                        w = attempts.subscribe() => w?,
-                        _ = clock.sleep_until(d) => return Err(timed_out(clock.now())),
-                    },
+                None => match before(clock.as_ref(), deadline, attempts.subscribe()).await {
+                    Some(w) => w?,
+                    None => return Err(timed_out(clock.now())),
                 },
             };
             watch = Some(subscribed);
@@ -136,6 +135,23 @@ pub(crate) async fn wait_from<A: Attempts>(
             }
             _ = clock.sleep_until(wake) => {}
         }
+    }
+}
+
+/// `fut`'s output, or `None` when `deadline` (on `clock`) comes first
+/// (`fut` is then dropped); with no deadline, `fut`'s output.
+pub(crate) async fn before<T>(
+    clock: &dyn Clock,
+    deadline: Option<Instant>,
+    fut: impl Future<Output = T>,
+) -> Option<T> {
+    let Some(deadline) = deadline else {
+        return Some(fut.await);
+    };
+    tokio::select! {
+        biased;
+        out = fut => Some(out),
+        _ = clock.sleep_until(deadline) => None,
     }
 }
 

@@ -11,7 +11,7 @@ use crate::{
         Lease,
         metrics::{self, Waited},
         undo::{Undo, granting},
-        wait::{Attempts, Refused, Step, later, wait_from},
+        wait::{Attempts, Refused, Step, before, later, wait_from},
     },
     trace::{self, Outcome, Site},
 };
@@ -198,24 +198,16 @@ impl<'a> Request<'a> {
                 std::task::Poll::Pending => {
                     // Both end at the deadline (the place given back).
                     let both = async { tokio::join!(subscribe, self.attempt()) };
-                    let (watch, first) = match self.opts.wait_timeout {
-                        None => both.await,
-                        Some(w) => {
-                            let clock = self.client.clock();
-                            tokio::select! {
-                                biased;
-                                both = both => both,
-                                _ = clock.sleep_until(later(start, w)) => {
-                                    let waited = clock.now() - start;
-                                    self.waited(Waited::Timeout, waited);
-                                    return Err(Error::Timeout {
-                                        what: Attempts::what(&this),
-                                        backend: self.client.backend().to_string(),
-                                        waited,
-                                    });
-                                }
-                            }
-                        }
+                    let clock = self.client.clock();
+                    let deadline = self.opts.wait_timeout.map(|w| later(start, w));
+                    let Some((watch, first)) = before(clock.as_ref(), deadline, both).await else {
+                        let waited = clock.now() - start;
+                        self.waited(Waited::Timeout, waited);
+                        return Err(Error::Timeout {
+                            what: Attempts::what(&this),
+                            backend: self.client.backend().to_string(),
+                            waited,
+                        });
                     };
                     (false, watch, first)
                 }

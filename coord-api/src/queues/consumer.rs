@@ -6,11 +6,7 @@ use std::{collections::VecDeque, fmt, future::Future, time::Duration};
 
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::{
-    Queue,
-    give_back::{give_back, receive_id},
-    metrics,
-};
+use super::{Queue, metrics};
 use crate::{
     Backoff, Client, Error, FencingToken, HolderId, Key, LostSignal, NodeError, Release, Result,
     barriers::sleep_or_woken,
@@ -18,7 +14,7 @@ use crate::{
     handle::{Handle, KeptWatch, option_setters},
     lease::{
         BoxFuture, Guard, Lease, LeaseOptions, Tenure, released,
-        undo::granting,
+        undo::{self, MakeUndo, granting},
         wait::{jittered, later},
     },
     spi::{self, Nack, ReceiveOptions, Settle, queues::cut_reason},
@@ -461,7 +457,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
                 }
             }
             let t_sent = client.clock().now();
-            let call = receive_id();
+            let call = undo::call_id();
             let receive_opts = self.receive_options(&opts).receive_id(call);
             let receive = client.queues()?.receive(&key, &self.holder, receive_opts);
             let site = || self.site("receive", &key, None);
@@ -546,7 +542,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
         let client = self.queue.client().clone();
         let lease = r.end();
         let t_sent = client.clock().now();
-        let id = receive_id();
+        let id = undo::call_id();
         let receive_opts = self.receive_options(&opts).receive_id(id);
         let call =
             (client.queues()?).ack_and_receive(&r.queue, r.id, r.token, &self.holder, receive_opts);
@@ -754,4 +750,14 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
             token,
         }
     }
+}
+
+/// The clean-up of receive `id` of `consumer`, whose answer never came:
+/// gives back what it delivered, and only that (decision 0044).
+fn give_back(queue: &Key, consumer: &HolderId, id: u64) -> impl MakeUndo {
+    let args = (queue.clone(), consumer.clone());
+    undo::calling(args, move |client, (queue, consumer)| async move {
+        let queues = client.queues()?;
+        queues.give_back(&queue, &consumer, id).await.map(drop)
+    })
 }

@@ -6,14 +6,12 @@
 //! | [`Queue`] (from [`Client::queue`]) | push (one, many, with [`PushOptions`]), counts, dead letters |
 //! | [`Consumer`] (`consumer.rs`) | receives [`Delivery`]s (waiting without polling), keeps its presence, prefetches and steals when asked |
 //! | [`Delivery`], [`ItemContext`] (`consumer.rs`) | one item under a lease: ack, nack, dead-letter, lost signal |
-//! | `give_back.rs` | the clean-up of a receive whose answer never came |
 //! | `metrics.rs` | what the family counts |
 //!
 //! The contract is [`contract::queues`](crate::contract::queues); the
 //! backend's rules are in [`spi::queues`](crate::spi::queues).
 
 mod consumer;
-mod give_back;
 mod metrics;
 
 use std::{marker::PhantomData, time::Duration};

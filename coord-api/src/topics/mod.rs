@@ -6,14 +6,12 @@
 //! | [`EphemeralListener`] | hears ephemeral events while connected, and is told when it may have missed some |
 //! | [`Subscriber`] (`subscriber.rs`) | reads a named subscription of the durable stream: deliveries under leases, replay, missed offsets, refused events |
 //! | [`EventDelivery`], [`Next`], [`EventContext`] (`subscriber.rs`) | one event under a lease: ack, nack, dead-letter |
-//! | `give_back.rs` | the clean-up of a read whose answer never came |
 //! | `metrics.rs` | what the family counts |
 //!
 //! The contract is [`contract::topics`](crate::contract::topics); the
 //! backend's rules are in [`spi::topics`](crate::spi::topics).
 
 mod delivery;
-mod give_back;
 mod metrics;
 mod subscriber;
 

@@ -10,7 +10,6 @@ use serde::{Serialize, de::DeserializeOwned};
 use super::{
     Topic,
     delivery::{EventContext, EventDelivery, EventLease, Receipt, settled},
-    give_back::{give_back, read_id},
     metrics, no_subscription,
 };
 use crate::{
@@ -20,7 +19,7 @@ use crate::{
     handle::{Handle, KeptWatch, option_setters},
     lease::{
         BoxFuture, Guard, Lease, LeaseOptions, Tenure, released,
-        undo::granting,
+        undo::{self, MakeUndo, granting},
         wait::{jittered, later},
     },
     spi::{
@@ -309,7 +308,7 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
                 self.subscribe().await?;
             }
             let t_sent = client.clock().now();
-            let id = read_id();
+            let id = undo::call_id();
             let ropts = ReadOptions::new(opts.ttl, self.presence_ttl, self.batch).read_id(id);
             let read = client.topics()?.read(&topic, &sub, &self.holder, ropts);
             let site = || self.site("read", &topic, None);
@@ -473,7 +472,7 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
         let client = self.topic.client().clone();
         let lease = r.end();
         let t_sent = client.clock().now();
-        let id = read_id();
+        let id = undo::call_id();
         let ropts = ReadOptions::new(opts.ttl, self.presence_ttl, self.batch).read_id(id);
         let call =
             (client.topics()?).ack_and_read(&topic, &sub, r.offset, r.token, &self.holder, ropts);
@@ -739,4 +738,17 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
             token,
         }
     }
+}
+
+/// The clean-up of read `id` of `consumer` in `sub`, whose answer never
+/// came: gives back what it delivered, and only that (decision 0044).
+fn give_back(topic: &Key, sub: &Key, consumer: &HolderId, id: u64) -> impl MakeUndo {
+    let args = (topic.clone(), sub.clone(), consumer.clone());
+    undo::calling(args, move |client, (topic, sub, consumer)| async move {
+        let topics = client.topics()?;
+        topics
+            .give_back(&topic, &sub, &consumer, id)
+            .await
+            .map(drop)
+    })
 }
