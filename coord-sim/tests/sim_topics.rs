@@ -44,6 +44,11 @@ fn topic_faults() {
             out.stale_writes_refused > 0,
             "no stale settlement was ever refused"
         );
+        // The give-back checker (topic-give-back) judged something.
+        assert!(
+            out.topics.given_back > 0,
+            "no read whose answer never came gave anything back"
+        );
     }
 }
 

@@ -177,6 +177,52 @@ pub struct TopicCounts {
     pub stale: u64,
     /// Deliveries of an offset already delivered to its subscription.
     pub redelivered: u64,
+    /// Deliveries given back by their read's clean-up (its answer never
+    /// came: decision 0044).
+    pub given_back: u64,
+}
+
+impl TopicCounts {
+    /// How many numbers [`to_vec`](Self::to_vec) gives.
+    pub const LEN: usize = 8;
+
+    /// The counts as numbers, for a report line.
+    pub fn to_vec(&self) -> Vec<u64> {
+        vec![
+            self.published,
+            self.delivered,
+            self.acked,
+            self.missed,
+            self.refused,
+            self.stale,
+            self.redelivered,
+            self.given_back,
+        ]
+    }
+
+    /// The counts from [`to_vec`](Self::to_vec)'s numbers (zeros when
+    /// short).
+    pub fn from_slice(f: &[u64]) -> Self {
+        let g = |i: usize| f.get(i).copied().unwrap_or(0);
+        TopicCounts {
+            published: g(0),
+            delivered: g(1),
+            acked: g(2),
+            missed: g(3),
+            refused: g(4),
+            stale: g(5),
+            redelivered: g(6),
+            given_back: g(7),
+        }
+    }
+
+    /// Adds `o` to these counts.
+    pub fn add(&mut self, o: &Self) {
+        let sum: Vec<u64> = (self.to_vec().iter().zip(o.to_vec()))
+            .map(|(a, b)| a + b)
+            .collect();
+        *self = Self::from_slice(&sum);
+    }
 }
 
 /// The counts of `h`.
@@ -202,7 +248,8 @@ pub fn topic_counts(h: &TopicHistory) -> TopicCounts {
                 (_, false) => c.stale += 1,
                 _ => {}
             },
-            TopicOp::Publish(_) | TopicOp::Subscribed | TopicOp::GiveBack { .. } => {}
+            TopicOp::GiveBack { returned, .. } => c.given_back += u64::from(*returned),
+            TopicOp::Publish(_) | TopicOp::Subscribed => {}
         }
     }
     c.published = (h.seen.iter())

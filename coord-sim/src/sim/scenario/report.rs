@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::history::{BarrierCounts, GraphCounts, QueueCounts, Violation};
+use crate::history::{BarrierCounts, GraphCounts, QueueCounts, TopicCounts, Violation};
 
 /// What one run saw.
 #[derive(Debug, Clone, Default)]
@@ -36,6 +36,8 @@ pub struct Report {
     /// What the queues did (pushes, deliveries, settlements, returns,
     /// crashes).
     pub queues: QueueCounts,
+    /// What the topics did (publishes, deliveries, settlements, give-backs).
+    pub topics: TopicCounts,
     /// Simulated time the run took.
     pub simulated: Duration,
     /// A hash of everything that happened (faults, grants, accepted writes,

@@ -8,7 +8,7 @@ use std::{fmt, time::Duration};
 use madsim::runtime::Runtime;
 
 use super::{Report, Scenario, TTL, run};
-use crate::history::{BarrierCounts, GraphCounts, QueueCounts};
+use crate::history::{BarrierCounts, GraphCounts, QueueCounts, TopicCounts};
 
 /// The outcome of a sweep.
 #[derive(Debug, Clone, Default)]
@@ -46,6 +46,8 @@ pub struct Sweep {
     /// What the queues did over all runs (the worst times: the longest in
     /// any run).
     pub queues: QueueCounts,
+    /// What the topics did over all runs.
+    pub topics: TopicCounts,
 }
 
 impl fmt::Display for Sweep {
@@ -129,6 +131,21 @@ impl fmt::Display for Sweep {
                 q.worst_drain_ms
             )?;
         }
+        let t = &self.topics;
+        if t.published > 0 {
+            write!(
+                f,
+                "; topics: {} publishes acknowledged, {} deliveries ({} redeliveries), {} acked, {} refused, {} missed, {} stale settlements refused, {} given back by reads whose answer never came",
+                t.published,
+                t.delivered,
+                t.redelivered,
+                t.acked,
+                t.refused,
+                t.missed,
+                t.stale,
+                t.given_back
+            )?;
+        }
         if let Some((median, worst)) = self.failover_ttls() {
             write!(
                 f,
@@ -210,8 +227,9 @@ pub fn sweep_with(
                 let b = &r.barriers;
                 let graphs: String = r.graphs.to_vec().iter().map(|n| format!(" {n}")).collect();
                 let queues: String = r.queues.to_vec().iter().map(|n| format!(" {n}")).collect();
+                let topics: String = r.topics.to_vec().iter().map(|n| format!(" {n}")).collect();
                 println!(
-                    "{REPORT_LINE} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}{graphs}{queues}{failovers}",
+                    "{REPORT_LINE} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}{graphs}{queues}{topics}{failovers}",
                     r.simulated.as_nanos(),
                     r.grants,
                     r.writes,
@@ -342,7 +360,8 @@ fn finish_child(
         .collect();
     let g = 18 + GraphCounts::LEN;
     let qe = g + QueueCounts::LEN;
-    if f.len() < qe {
+    let te = qe + TopicCounts::LEN;
+    if f.len() < te {
         return Err(format!("malformed report line {line:?}"));
     }
     let r = Report {
@@ -367,7 +386,8 @@ fn finish_child(
         },
         graphs: GraphCounts::from_slice(&f[18..g]),
         queues: QueueCounts::from_slice(&f[g..qe]),
-        failovers: f[qe..].iter().map(|&n| Duration::from_nanos(n)).collect(),
+        topics: TopicCounts::from_slice(&f[qe..te]),
+        failovers: f[te..].iter().map(|&n| Duration::from_nanos(n)).collect(),
         ..Report::default()
     };
     let failed = f[5] > 0 || !out.status.success();
@@ -396,6 +416,7 @@ impl Sweep {
         b.worst_overrun = b.worst_overrun.max(rb.worst_overrun);
         self.graphs.add(&r.graphs);
         self.queues.add(&r.queues);
+        self.topics.add(&r.topics);
     }
 
     /// The median and worst failover time, in TTLs.

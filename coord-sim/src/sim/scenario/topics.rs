@@ -368,6 +368,7 @@ pub(super) async fn run(scenario: Scenario) -> Report {
     report.violations.extend(check_topics(&history));
     let counts = topic_counts(&history);
     report.faults.push(format!("counts: {counts:?}"));
+    report.topics = counts;
     report.grants = counts.delivered as usize;
     report.writes = counts.acked as usize;
     report.stale_writes_refused = counts.stale;
