@@ -284,8 +284,9 @@ enum Kind {
 /// The right to make one call. Record its outcome with
 /// [`success`](Self::success), [`failure`](Self::failure) or
 /// [`record`](Self::record); a permit dropped without one counts nothing
-/// (a trial's slot is then freed at its TTL). A shared trial's slot is
-/// renewed while its permit lives, however long the call takes.
+/// (a trial's slot is then freed at its TTL). A trial's slot (shared, or
+/// the local fallback's) is renewed while its permit lives, however long
+/// the call takes.
 #[derive(Debug)]
 #[must_use = "a permit records nothing unless its outcome is recorded"]
 pub struct CallPermit {
@@ -293,7 +294,7 @@ pub struct CallPermit {
     kind: Kind,
     generation: u64,
     started: Option<Instant>,
-    /// Renews a shared trial's slot until the permit is gone.
+    /// Renews a trial's slot (shared or local) until the permit is gone.
     _renewal: Option<sync::AbortOnDrop>,
 }
 
@@ -302,6 +303,7 @@ impl CallPermit {
         let started = inner.opts.slow_call.map(|_| inner.client.clock().now());
         let _renewal = match &kind {
             Kind::Trial(holder) => Some(inner.keep_trial(holder.clone())),
+            Kind::Local(Some(holder)) => Some(inner.keep_local_trial(holder.clone())),
             _ => None,
         };
         CallPermit {

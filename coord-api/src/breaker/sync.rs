@@ -365,6 +365,32 @@ impl Inner {
         }))
     }
 
+    /// [`keep_trial`](Self::keep_trial) for a trial of the local fallback:
+    /// renews `holder`'s local trial every third of its TTL until the
+    /// returned guard is dropped, the trial lapsed or ended, or the local
+    /// breaker is gone (the backend answered again).
+    pub(crate) fn keep_local_trial(self: &Arc<Self>, holder: String) -> AbortOnDrop {
+        let inner = Arc::downgrade(self);
+        let every = (self.opts.trial_ttl / 3).max(Duration::from_millis(1));
+        let ttl = self.opts.trial_ttl.as_micros() as u64;
+        let clock = self.client.clock().clone();
+        AbortOnDrop(tokio::spawn(async move {
+            loop {
+                clock.sleep_until(clock.now() + every).await;
+                let Some(inner) = inner.upgrade() else { return };
+                let now = inner.local_us();
+                let mut sh = lock(&inner.shared);
+                let Some(local) = sh.local.as_mut() else {
+                    return;
+                };
+                local.sweep(now);
+                if !local.renew_trial(&holder, ttl, now) {
+                    return;
+                }
+            }
+        }))
+    }
+
     pub(crate) fn trial_done(self: &Arc<Self>, generation: u64, holder: HolderId, outcome: Tally) {
         let inner = self.clone();
         tokio::spawn(async move {

@@ -123,6 +123,19 @@ impl Record {
         Some(token)
     }
 
+    /// Rule 5's renewal alone: moves `holder`'s live trial lease to
+    /// `now_us + ttl_us`; whether it had one (a lapsed trial is not taken
+    /// again by its renewal).
+    pub fn renew_trial(&mut self, holder: &str, ttl_us: u64, now_us: u64) -> bool {
+        match self.trials.get_mut(holder) {
+            Some(deadline) => {
+                *deadline = now_us.saturating_add(ttl_us.max(1));
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Rule 6: ends `holder`'s trial of `generation` with `outcome`; once
     /// every trial is counted, closes or opens again. Whether counted.
     pub fn trial_done(

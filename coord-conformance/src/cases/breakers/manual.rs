@@ -234,4 +234,29 @@ pub async fn breaker_unreachable_local_fallback(h: &dyn Harness) {
     assert_eq!((shared.phase, shared.window.calls), (Phase::Closed, 0));
 }
 
+/// Unreachable, with the local fallback: a local trial slower than the
+/// trial TTL keeps its slot while its permit lives (as a shared one does),
+/// so no second trial starts beside it, and its failure counts (the local
+/// breaker opens again).
+pub async fn breaker_slow_local_trial_keeps_its_slot(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (client, switch) = ctx.switchable_client("a", default_options()).await;
+    let b = quick(&client).open_for(ms(300)).trial_ttl(ms(300)).build().unwrap();
+    b.state().await.unwrap();
+    switch.off();
+    assert!(b.state().await.is_err());
+    for _ in 0..4 {
+        b.permit().await.expect("the local breaker is closed").failure();
+    }
+    refused(b.permit().await, "the local breaker opened");
+    sleep(ms(350)).await;
+    let slow = b.permit().await.expect("a local trial");
+    assert!(slow.is_trial());
+    sleep(ms(900)).await; // three trial TTLs
+    refused(b.permit().await, "the slow local trial still runs");
+    slow.failure();
+    let left = refused(b.permit().await, "the local breaker opened again");
+    assert!(left > ms(100), "open again for its open time, not half-open: {left:?}");
+}
+
 }
