@@ -494,6 +494,45 @@ pub async fn lost_downgrade_reply_frees_rwlock(h: &dyn Harness) {
     assert!(wb.release().await.unwrap());
 }
 
+/// A downgrade applied before its client's close began and answered after
+/// answers `Closed`, as a grant on its way does
+/// (`close_answers_grants_on_their_way_closed`): its guard no longer held,
+/// and the read lease it became released in the background (another
+/// writer gets the lock long before the TTL).
+#[needs(Need::Downgrade)]
+pub async fn downgrade_answered_after_close_began_is_closed(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let opts = default_options().ttl(ms(5000));
+    let (a, switch) = ctx.switchable_client("a", opts).await;
+    let b = ctx.client("b").await;
+    let mut w = a.rwlock("k").try_write().await.unwrap().expect("writer");
+    switch.late_replies("downgrade", ms(1000));
+    let down = tokio::spawn(async move {
+        let res = w.downgrade().await;
+        (res, w.is_held())
+    });
+    let applied = || async { (switch.answered("downgrade") == 1).then_some(()) };
+    eventually(ms(5000), applied).await.expect("the downgrade applied");
+    let closing = {
+        let a = a.clone();
+        tokio::spawn(async move { a.close().await })
+    };
+    eventually(ms(500), || async { a.is_closed().then_some(()) })
+        .await
+        .expect("the close began before the downgrade's answer");
+    let (res, held) = join(down, ms(3000), "the downgrade").await;
+    assert!(
+        matches!(res, Err(Error::Closed { .. })),
+        "a downgrade answered after close began answered {res:?}"
+    );
+    assert!(!held, "the guard of a closed client holds nothing");
+    let _ = join(closing, ms(3000), "a's close").await;
+    let wb = eventually(ms(1500), || async { b.rwlock("k").try_write().await.unwrap() })
+        .await
+        .expect("the lock is free after the close (TTL 5 s)");
+    assert!(wb.release().await.unwrap());
+}
+
 /// A writer waits on two readers: one renewing (released early), one
 /// crashed (leaked, TTL 600 ms). Once the first has released, the crashed
 /// reader alone blocks the writer, which is woken at that reader's expiry
