@@ -309,6 +309,15 @@ impl Client {
         }
     }
 
+    /// A wait for `what` that ended, after `waited`, before it held.
+    pub(crate) fn timed_out(&self, what: String, waited: std::time::Duration) -> Error {
+        Error::Timeout {
+            what,
+            backend: self.inner.backend.to_string(),
+            waited,
+        }
+    }
+
     /// An exclusive lock on `key`. Invalid keys are reported by the first
     /// operation, as `InvalidArgument`.
     pub fn lock(&self, key: &str) -> Lock {

@@ -337,11 +337,7 @@ pub(crate) async fn before<T>(
 
 /// `Error::Timeout` for a wait on `kind` `name` that lasted `waited`.
 pub(crate) fn timed_out(client: &Client, kind: BarrierKind, name: &Key, waited: Duration) -> Error {
-    Error::Timeout {
-        what: format!("{} {:?}", kind.as_str(), name.as_str()),
-        backend: client.backend().to_string(),
-        waited,
-    }
+    client.timed_out(format!("{} {:?}", kind.as_str(), name.as_str()), waited)
 }
 
 /// `StaleGeneration` for `generation` of a barrier.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::{
-    Client, Error, HolderId, Instant, Key, LeaseOptions, LostSignal, Release, Result,
+    Client, HolderId, Instant, Key, LeaseOptions, LostSignal, Release, Result,
     barriers::{
         Party,
         arrival::{Arrival, Reached, before, broken, new_id, site, sleep_or_woken, stale},
@@ -286,11 +286,8 @@ impl Inside {
             }
             let now = clock.now();
             if deadline.is_some_and(|d| now >= d) {
-                break Err(Error::Timeout {
-                    what: format!("every member to leave double barrier {:?}", name.as_str()),
-                    backend: client.backend().to_string(),
-                    waited: now - start,
-                });
+                let what = format!("every member to leave double barrier {:?}", name.as_str());
+                break Err(client.timed_out(what, now - start));
             }
             let mut wake = later(now, jittered(opts)).min(later(now, opts.renew_every()));
             if unreachable {

@@ -278,11 +278,8 @@ impl Latch {
     }
 
     fn timed_out(&self, name: &Key, waited: Duration) -> Error {
-        Error::Timeout {
-            what: format!("latch {:?}", name.as_str()),
-            backend: self.handle.client.backend().to_string(),
-            waited,
-        }
+        let what = format!("latch {:?}", name.as_str());
+        self.handle.client.timed_out(what, waited)
     }
 
     fn not_found(&self, name: &Key) -> Error {

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::{
-    Client, Error, LeaseOptions, Result, Watch,
+    Client, LeaseOptions, Result, Watch,
     clock::{Clock, Instant},
 };
 
@@ -100,11 +100,7 @@ pub(crate) async fn wait_from<A: Attempts>(
                 }
             }
         };
-        let timed_out = |now: Instant| Error::Timeout {
-            what: attempts.what(),
-            backend: client.backend().to_string(),
-            waited: now - start,
-        };
+        let timed_out = |now: Instant| client.timed_out(attempts.what(), now - start);
         let now = clock.now();
         if deadline.is_some_and(|d| now >= d) || opts.max_retries.is_some_and(|m| retries >= m) {
             return Err(timed_out(now));

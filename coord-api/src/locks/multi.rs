@@ -198,11 +198,8 @@ impl MultiLock {
             if deadline.is_some_and(|d| now >= d) || opts.max_retries.is_some_and(|m| retries >= m)
             {
                 self.waited(&leases, Waited::Timeout, start);
-                return Err(Error::Timeout {
-                    what: format!("multi-lock on {:?}", self.names),
-                    backend: client.backend().to_string(),
-                    waited: now - start,
-                });
+                let what = format!("multi-lock on {:?}", self.names);
+                return Err(client.timed_out(what, now - start));
             }
             retries += 1;
             if watch.as_ref().is_none_or(|(i, _)| *i != index) {

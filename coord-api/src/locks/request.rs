@@ -203,11 +203,7 @@ impl<'a> Request<'a> {
                     let Some((watch, first)) = before(clock.as_ref(), deadline, both).await else {
                         let waited = clock.now() - start;
                         self.waited(Waited::Timeout, waited);
-                        return Err(Error::Timeout {
-                            what: Attempts::what(&this),
-                            backend: self.client.backend().to_string(),
-                            waited,
-                        });
+                        return Err(self.client.timed_out(Attempts::what(&this), waited));
                     };
                     (false, watch, first)
                 }

@@ -486,11 +486,8 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
             }
             let now = client.clock().now();
             if deadline.is_some_and(|d| now >= d) {
-                return Err(Error::Timeout {
-                    what: format!("an item of queue {:?}", key.as_str()),
-                    backend: client.backend().to_string(),
-                    waited: now.saturating_duration_since(started),
-                });
+                let what = format!("an item of queue {:?}", key.as_str());
+                return Err(client.timed_out(what, now.saturating_duration_since(started)));
             }
             let fallback = jittered(&opts);
             let wait = next_in.map_or(fallback, |n| n.clamp(Duration::from_millis(1), fallback));

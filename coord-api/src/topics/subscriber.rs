@@ -358,15 +358,9 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
         let deadline = opts.wait_timeout.map(|w| later(started, w));
         let now = client.clock().now();
         if deadline.is_some_and(|d| now >= d) {
-            return Err(Error::Timeout {
-                what: format!(
-                    "an event of topic {:?}, subscription {:?}",
-                    topic.as_str(),
-                    sub.as_str()
-                ),
-                backend: client.backend().to_string(),
-                waited: now.saturating_duration_since(started),
-            });
+            let (topic, sub) = (topic.as_str(), sub.as_str());
+            let what = format!("an event of topic {topic:?}, subscription {sub:?}");
+            return Err(client.timed_out(what, now.saturating_duration_since(started)));
         }
         let fallback = jittered(opts);
         let wait = next_in.map_or(fallback, |n| n.clamp(Duration::from_millis(1), fallback));
