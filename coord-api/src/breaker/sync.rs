@@ -306,8 +306,16 @@ impl Inner {
         }
         if self.cache.reachable.swap(false, AcqRel) {
             sh.lost_at = sent.unwrap_or(sh.tickets);
-            let in_force = sh.in_force;
-            sh.local = Some(Record::born(in_force, self.local_us()));
+            let (in_force, now) = (sh.in_force, self.local_us());
+            // The local breaker takes over from the phase last seen: open
+            // for the open time left, or half-open (trials first).
+            sh.local = Some(match self.cache.phase.load(Acquire) {
+                1 | 2 => {
+                    let until = self.cache.open_until.load(Acquire) / 1_000 + 1;
+                    Record::born_open(in_force, until, now)
+                }
+                _ => Record::born(in_force, now),
+            });
             metrics::unreachable();
             tracing::warn!(target: "coord.breaker", breaker = %self.name, %error, "backend unreachable");
             let _ = self.events.send(BreakerEvent::Unreachable { error });
@@ -501,6 +509,9 @@ impl Inner {
                 return Err(self.refused(Duration::from_nanos(left)));
             }
             3 => return Err(self.refused(self.opts.refresh_interval)),
+            // Disabled by an operator: passes uncounted until a reset is
+            // seen, as a forced open refuses.
+            4 => return Ok(CallPermit::new(self, Kind::Free, 0)),
             _ => {}
         }
         let now = self.local_us();

@@ -57,6 +57,17 @@ impl Record {
         }
     }
 
+    /// A breaker born open at `now_us` under `policy` until `until_us` (its
+    /// first open; half-open at the first sweep if that has passed): a
+    /// client's local fallback taking over from a shared breaker last seen
+    /// open or half-open keeps the open time left and then lets its trials
+    /// decide, rather than admitting every call as one born closed would.
+    pub fn born_open(policy: Policy, until_us: u64, now_us: u64) -> Record {
+        let mut r = Record::born(policy, now_us);
+        (r.phase, r.opens, r.open_until_us) = (Phase::Open, 1, until_us);
+        r
+    }
+
     /// The current generation.
     pub fn generation(&self) -> u64 {
         self.generation

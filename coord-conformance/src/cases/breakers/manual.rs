@@ -234,6 +234,46 @@ pub async fn breaker_unreachable_local_fallback(h: &dyn Harness) {
     assert_eq!((shared.phase, shared.window.calls), (Phase::Closed, 0));
 }
 
+/// Unreachable, with the local fallback: a breaker last seen open stays
+/// open for the open time left, then admits local trials only, and closes
+/// when they pass. (Born closed, the local breaker let every call of every
+/// instance through to the failing service as soon as the open time had
+/// passed, no trial first.)
+pub async fn breaker_unreachable_local_fallback_starts_from_the_phase_seen(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (client, switch) = ctx.switchable_client("a", default_options()).await;
+    let b = short_open(&client);
+    b.state().await.unwrap();
+    outcomes(&b, 0, 4).await;
+    phase_within(&b, Phase::Open, "after four failures").await;
+    switch.off();
+    assert!(b.state().await.is_err());
+    refused(b.permit().await, "open, the backend unreachable");
+    sleep(ms(350)).await;
+    let trial = b.permit().await.expect("half-open: a local trial");
+    assert!(trial.is_trial(), "past its open time, a breaker seen open admits trials only");
+    refused(b.permit().await, "one trial at a time");
+    trial.success();
+    let after = b.permit().await.expect("the local trial passed: closed");
+    assert!(!after.is_trial());
+    after.success();
+}
+
+/// Unreachable, with the local fallback: a breaker an operator disabled
+/// stays disabled (every call passes, none counted) until the backend
+/// answers again, as a forced-open one stays open.
+pub async fn breaker_unreachable_disabled_stays_disabled(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (client, switch) = ctx.switchable_client("a", default_options()).await;
+    let b = breaker(&client);
+    b.disable("test").await.unwrap();
+    switch.off();
+    assert!(b.state().await.is_err());
+    for _ in 0..8 {
+        b.permit().await.expect("disabled: every call passes").failure();
+    }
+}
+
 /// Unreachable, with the local fallback: a local trial slower than the
 /// trial TTL keeps its slot while its permit lives (as a shared one does),
 /// so no second trial starts beside it, and its failure counts (the local
