@@ -3,8 +3,12 @@
 //! [`Error::CircuitOpen`](crate::Error::CircuitOpen) (boxed, as tower's own
 //! layers do); a sent one's `Err` counts as a failure.
 //!
-//! Layer order: put it outside retries (a retry of a refused request is
-//! refused again at once) and inside timeouts you want counted as failures.
+//! Layer order (the first layer a `ServiceBuilder` adds is the outermost):
+//! put the breaker outside the timeouts you want counted as failures (add
+//! it before them: a timeout's error then reaches it; a timeout outside it
+//! cancels the call, and a cancelled call's permit counts nothing), and
+//! outside retries (a retry outside it sends a refused request again, to be
+//! refused again at once).
 
 use std::{
     future::Future,
