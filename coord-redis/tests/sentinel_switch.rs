@@ -1,9 +1,12 @@
 //! Following a Sentinel-managed master through what goes wrong at the
 //! switch (`redis+sentinel://`, each test with sentinels of its own): a
 //! new master that refuses the client for a moment is followed once it
-//! answers, and every subscription is made on it once it takes them.
-//! The moment is made with an ACL user the sentinels do not use (ACL
-//! changes are not replicated).
+//! answers, and every subscription is made on it once it takes them; an
+//! announcement missed while the listener's sentinel was frozen is made
+//! up for when the listener subscribes again elsewhere. The moment is made
+//! with an ACL user the sentinels do not use (ACL changes are not
+//! replicated), which also tells the client's connections from the
+//! fixture's.
 
 use std::{
     sync::Arc,
@@ -289,4 +292,38 @@ async fn an_unconfirmed_write_asks_the_sentinels() {
         late.is_empty(),
         "unconfirmed grants kept landing on the old master: at {on_old:?} after the failover"
     );
+}
+
+/// An announcement made while the client's listener could not hear it
+/// (its sentinel frozen through the failover, then gone) is made up for
+/// when the listener subscribes on another sentinel: it asks the
+/// sentinels, and the client moves to the new master before sending
+/// anything. (Otherwise it moves only when a request fails on the old
+/// master, or, in a planned failover, writes there until a sentinel
+/// demotes it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_that_subscribes_again_asks_the_sentinels() {
+    let (set, old, replica, url) = set_with_app_user("rs").await;
+    let _a = listening_client(&set, &url).await;
+    set.pause_sentinel(0);
+    let new = fail_over(&set, old).await;
+    assert_eq!(new, replica);
+    let on_new = |set: &SentinelSet| {
+        let list = set.server(new).command(&["CLIENT", "LIST"]).unwrap();
+        let list: String = redis::from_redis_value(list).unwrap();
+        list.contains("user=app")
+    };
+    // The listener heard nothing: the client, sending nothing, stays.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!on_new(&set), "the client moved with no announcement heard");
+    // Its sentinel gone, the listener subscribes on the next one.
+    set.kill_sentinel(0);
+    let deadline = Instant::now() + DEADLINE;
+    while !on_new(&set) {
+        assert!(
+            Instant::now() < deadline,
+            "the listener subscribed again and the client stayed on the old master"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

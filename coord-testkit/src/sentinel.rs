@@ -134,6 +134,13 @@ impl SentinelSet {
         (self.sentinels[i].paused).store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Kills sentinel `i` (SIGKILL, frozen or not): its connections close.
+    /// The fixture no longer asks it.
+    pub fn kill_sentinel(&self, i: usize) {
+        self.sentinels[i].signal(libc::SIGKILL);
+        (self.sentinels[i].paused).store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Sends a command to sentinel `i` (in the order of [`url`](Self::url)).
     pub fn sentinel_command(&self, i: usize, args: &[&str]) -> redis::RedisResult<redis::Value> {
         self.sentinels[i].command(args)
