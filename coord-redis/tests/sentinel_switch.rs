@@ -327,3 +327,33 @@ async fn a_listener_that_subscribes_again_asks_the_sentinels() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A write the demoted old master refuses (READONLY: not run) is sent once
+/// more to the new master, so the caller gets its answer, not an error:
+/// the client missed the announcement (its listener's sentinel frozen) and
+/// sent nothing since, so this write is what tells it of the failover. The
+/// test demotes the old master itself, at once: a sentinel's demotion also
+/// kills its clients' connections, which moves the client by another path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_the_demoted_master_refuses_is_sent_to_the_new_one() {
+    let (set, old, replica, url) = set_with_app_user("ro").await;
+    // A frozen sentinel asked first answers nothing: a short share each.
+    let url = url.replace("timeout=2s", "timeout=5s&connect_timeout=300ms");
+    let a = listening_client(&set, &url).await;
+    set.pause_sentinel(0);
+    let new = fail_over(&set, old).await;
+    assert_eq!(new, replica);
+    let port = new.to_string();
+    set.server(old)
+        .command(&["REPLICAOF", "127.0.0.1", &port])
+        .unwrap();
+    let got = a.lock("k").try_lock().await;
+    assert!(
+        matches!(got, Ok(Some(_))),
+        "the first write after the demotion answered {got:?}"
+    );
+    let key = "coord:{ro:lock:k}:l";
+    let there = set.server(new).command(&["EXISTS", key]).unwrap();
+    assert_eq!(there, redis::Value::Int(1), "granted on the new master");
+    set.resume_sentinel(0);
+}
