@@ -34,6 +34,24 @@ async fn event_within(
     }
 }
 
+/// Cuts `b`'s client off with `switch`, and has `b` find out (a read
+/// fails): its unreachable policy decides from then on.
+async fn cut_off(b: &Breaker, switch: &Switch) {
+    switch.off();
+    assert!(b.state().await.is_err(), "the backend is cut off");
+}
+
+/// Four failures through `b`'s local breaker, which then refuses.
+async fn open_locally(b: &Breaker) {
+    for _ in 0..4 {
+        b.permit()
+            .await
+            .expect("the local breaker is closed")
+            .failure();
+    }
+    refused(b.permit().await, "the local breaker opened");
+}
+
 cases! {
     family: "breakers", needs: [Need::Breakers];
 
@@ -194,8 +212,7 @@ pub async fn breaker_unreachable_fail_closed(h: &dyn Harness) {
     let b = quick(&client).on_unreachable(Unreachable::FailClosed).build().unwrap();
     b.state().await.unwrap();
     let mut events = b.events();
-    switch.off();
-    assert!(b.state().await.is_err());
+    cut_off(&b, &switch).await;
     event_within(&mut events, |e| matches!(e, BreakerEvent::Unreachable { .. }), "lost").await;
     assert!(!b.backend_reachable());
     refused(b.permit().await, "failing closed");
@@ -212,8 +229,7 @@ pub async fn breaker_unreachable_fail_open(h: &dyn Harness) {
     let b = quick(&client).on_unreachable(Unreachable::FailOpen).build().unwrap();
     b.force_open("test").await.unwrap();
     refused(b.permit().await, "forced open");
-    switch.off();
-    assert!(b.state().await.is_err());
+    cut_off(&b, &switch).await;
     b.permit().await.expect("failing open").failure();
 }
 
@@ -224,12 +240,8 @@ pub async fn breaker_unreachable_local_fallback(h: &dyn Harness) {
     let (client, switch) = ctx.switchable_client("a", default_options()).await;
     let b = breaker(&client);
     b.state().await.unwrap();
-    switch.off();
-    assert!(b.state().await.is_err());
-    for _ in 0..4 {
-        b.permit().await.expect("the local breaker is closed").failure();
-    }
-    refused(b.permit().await, "the local breaker opened");
+    cut_off(&b, &switch).await;
+    open_locally(&b).await;
     let shared = breaker(&ctx.client("b").await).state().await.unwrap();
     assert_eq!((shared.phase, shared.window.calls), (Phase::Closed, 0));
 }
@@ -246,8 +258,7 @@ pub async fn breaker_unreachable_local_fallback_starts_from_the_phase_seen(h: &d
     b.state().await.unwrap();
     outcomes(&b, 0, 4).await;
     phase_within(&b, Phase::Open, "after four failures").await;
-    switch.off();
-    assert!(b.state().await.is_err());
+    cut_off(&b, &switch).await;
     refused(b.permit().await, "open, the backend unreachable");
     sleep(ms(350)).await;
     let trial = b.permit().await.expect("half-open: a local trial");
@@ -267,8 +278,7 @@ pub async fn breaker_unreachable_disabled_stays_disabled(h: &dyn Harness) {
     let (client, switch) = ctx.switchable_client("a", default_options()).await;
     let b = breaker(&client);
     b.disable("test").await.unwrap();
-    switch.off();
-    assert!(b.state().await.is_err());
+    cut_off(&b, &switch).await;
     for _ in 0..8 {
         b.permit().await.expect("disabled: every call passes").failure();
     }
@@ -283,12 +293,8 @@ pub async fn breaker_slow_local_trial_keeps_its_slot(h: &dyn Harness) {
     let (client, switch) = ctx.switchable_client("a", default_options()).await;
     let b = quick(&client).open_for(ms(300)).trial_ttl(ms(300)).build().unwrap();
     b.state().await.unwrap();
-    switch.off();
-    assert!(b.state().await.is_err());
-    for _ in 0..4 {
-        b.permit().await.expect("the local breaker is closed").failure();
-    }
-    refused(b.permit().await, "the local breaker opened");
+    cut_off(&b, &switch).await;
+    open_locally(&b).await;
     sleep(ms(350)).await;
     let slow = b.permit().await.expect("a local trial");
     assert!(slow.is_trial());
