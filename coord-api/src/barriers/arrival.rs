@@ -300,6 +300,20 @@ impl Arrival<'_> {
     }
 }
 
+/// Whether a wait that read the generation and then arrived in it, and
+/// ended with `e`, arrives in the next generation instead: the generation
+/// it read ended before its arrival reached it (`arrived`: the backend
+/// answered that it counted it), tripped without it or broken without
+/// naming it.
+pub(crate) fn moves_on(e: &Error, arrived: bool, participant: &Key) -> bool {
+    let named = |v: &[String]| v.iter().any(|a| a == participant.as_str());
+    match e {
+        Error::StaleGeneration { .. } => !arrived,
+        Error::Broken(b) => !arrived && !named(&b.arrived) && !named(&b.expired),
+        _ => false,
+    }
+}
+
 /// Sleeps until `wake`, or until `watch` wakes first. A watch that fails is
 /// dropped: its owner falls back on its timers (and may subscribe again).
 pub(crate) async fn sleep_or_woken(

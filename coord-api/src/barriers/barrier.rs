@@ -6,7 +6,7 @@ use crate::{
     Client, Error, Key, LeaseOptions, Result,
     barriers::{
         Party,
-        arrival::{Arrival, Reached, before, new_id, site, timed_out},
+        arrival::{Arrival, Reached, before, moves_on, new_id, site, timed_out},
         metrics,
     },
     clock::Instant,
@@ -112,12 +112,7 @@ impl Barrier {
             // Moved on only when the generation ended before this arrival
             // reached it.
             match res {
-                Err(Error::StaleGeneration { .. }) if tries < 3 && !arrived => {}
-                Err(Error::Broken(b))
-                    if tries < 3
-                        && !arrived
-                        && !b.arrived.iter().any(|a| a == participant.as_str())
-                        && !b.expired.iter().any(|a| a == participant.as_str()) => {}
+                Err(e) if tries < 3 && moves_on(&e, arrived, participant) => {}
                 res => return res,
             }
         }

@@ -1,12 +1,14 @@
 //! The double barrier: enter together, leave together.
 
-use std::time::Duration;
+use std::{sync::atomic::Ordering, time::Duration};
 
 use crate::{
     Client, HolderId, Instant, Key, LeaseOptions, LostSignal, Release, Result,
     barriers::{
         Party,
-        arrival::{Arrival, Reached, before, broken, new_id, site, sleep_or_woken, stale},
+        arrival::{
+            Arrival, Reached, before, broken, moves_on, new_id, site, sleep_or_woken, stale,
+        },
         barrier::{reset, state},
         metrics,
     },
@@ -85,7 +87,27 @@ impl DoubleBarrier {
 
     /// [`DoubleBarrier::enter`], its deadline `wait_timeout` from `start`.
     async fn enter_from(&self, start: Instant) -> Result<Inside> {
-        let (name, opts, participant) = self.checked()?;
+        let (_, _, participant) = self.checked()?;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let (res, arrived) = self.enter_once(start).await;
+            // Moved on only when the generation ended before this arrival
+            // reached it, as a cyclic barrier's wait.
+            match res {
+                Err(e) if tries < 3 && moves_on(&e, arrived, participant) => {}
+                res => return res,
+            }
+        }
+    }
+
+    /// One read of the generation and an arrival in it; whether the backend
+    /// answered that it counted the arrival.
+    async fn enter_once(&self, start: Instant) -> (Result<Inside>, bool) {
+        let (name, opts, participant) = match self.checked() {
+            Ok(checked) => checked,
+            Err(e) => return (Err(e), false),
+        };
         let client = &self.party.handle.client;
         let clock = client.clock();
         let mut arrival = Arrival {
@@ -104,11 +126,16 @@ impl DoubleBarrier {
         // enter returns at most one call (the break's) past it.
         let read = state(&self.party.handle, KIND, None);
         let Some(read) = before(clock, arrival.deadline(), read).await else {
-            return Err(arrival.timeout(clock.now() - start));
+            return (Err(arrival.timeout(clock.now() - start)), false);
         };
-        arrival.generation = read?.generation;
+        arrival.generation = match read {
+            Ok(st) => st.generation,
+            Err(e) => return (Err(e), false),
+        };
         let generation = arrival.generation;
-        match arrival.wait().await {
+        // Counted in a round that ended before it saw itself inside.
+        let mut counted = false;
+        let res = match arrival.wait().await {
             Ok(Reached::Entered(trip, t_sent)) => {
                 let member = Member {
                     name: name.clone(),
@@ -118,21 +145,26 @@ impl DoubleBarrier {
                     holder: HolderId::new(*client.instance_id()),
                 };
                 let validity = self.party.handle.validity();
-                let lease = Lease::start(client.clone(), member, None, opts, validity, t_sent)?;
-                Ok(Inside {
-                    guard: Guard::new(lease),
-                    handle: self.party.handle.clone(),
-                    generation,
-                    trip,
+                Lease::start(client.clone(), member, None, opts, validity, t_sent).map(|lease| {
+                    Inside {
+                        guard: Guard::new(lease),
+                        handle: self.party.handle.clone(),
+                        generation,
+                        trip,
+                    }
                 })
             }
             // Ended before this participant was inside: broken, or over.
             Ok(Reached::Ended(ended)) => Err(match arrival.settle(ended) {
                 Err(e) => e,
-                Ok((generation, next, _)) => stale(KIND, name, generation, next),
+                Ok((generation, next, _)) => {
+                    counted = true;
+                    stale(KIND, name, generation, next)
+                }
             }),
             Err(e) => Err(e),
-        }
+        };
+        (res, counted || arrival.arrived.load(Ordering::Relaxed))
     }
 
     /// The current generation, its parties, whether everyone entered, and

@@ -226,6 +226,39 @@ pub async fn double_barrier_leave_timeout_breaks_nothing(h: &dyn Harness) {
     assert!(matches!(ended.ended, Ended::Tripped(_)), "{ended:?}");
 }
 
+/// `enter()` reads the generation, then arrives in it, as a cyclic
+/// barrier's `wait()` does: when that generation ended before the arrival
+/// reached it without counting it (the members of the round before left,
+/// or someone reset it), the entrant arrives in the next one instead and
+/// enters there with the others of its round.
+pub async fn double_barrier_enter_moves_past_a_generation_ended_without_it(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let obs = ctx.backend().await;
+    for (name, how) in [("passed", true), ("reset", false)] {
+        let other = ctx.backend().await;
+        let a = if how {
+            BeforeArrive::client(&ctx, "a", others_pass(other, name)).await
+        } else {
+            BeforeArrive::client(&ctx, "a", someone_resets_kind(other, DOUBLE, name)).await
+        };
+        let g = state_of(&obs, DOUBLE, name).await.generation;
+        let a = a.double_barrier(name, 2);
+        let mut ta = tokio::spawn(async move { a.enter().await });
+        let st = tokio::select! {
+            st = arrivals_are(&obs, DOUBLE, name, &["a"], name) => st,
+            res = &mut ta => panic!("{name}: a's enter returned instead: {res:?}"),
+        };
+        let ended = ended_of(&obs, DOUBLE, name, g).await.expect("remembered");
+        assert_eq!(st.generation, ended.next, "{name}: a enters the next: {st:?}");
+        let b = ctx.client("b").await.double_barrier(name, 2);
+        let ib = timeout(PROMPTLY, b.enter()).await.expect("b enters").unwrap();
+        let ia = inside(ta, name).await;
+        assert_eq!((ia.generation(), ib.generation()), (st.generation, st.generation));
+        assert_eq!(ids(ia.members()), names(&["a", "b"]), "{name}");
+        all_leave(vec![ia, ib]).await;
+    }
+}
+
 /// Parties 0 or over `MAX_PARTIES`, a bad name, a bad participant and bad
 /// options are `InvalidArgument` at once, and nobody enters.
 pub async fn double_barrier_invalid_input_refused(h: &dyn Harness) {

@@ -270,10 +270,40 @@ pub(crate) fn others_trip(backend: DynBackend, name: &str) -> impl Future<Output
 
 /// A hook: someone resets the cyclic barrier `name`.
 pub(crate) fn someone_resets(backend: DynBackend, name: &str) -> impl Future<Output = ()> + Send {
+    someone_resets_kind(backend, BarrierKind::Cyclic, name)
+}
+
+/// A hook: participants `c` and `d` enter the current generation of the
+/// two-party double barrier `name` and leave it (through the SPI of
+/// `backend`): the generation ends, tripped without anyone else.
+pub(crate) fn others_pass(backend: DynBackend, name: &str) -> impl Future<Output = ()> + Send {
     let name = key(name);
     async move {
-        let brk =
-            spi(&backend).break_generation(BarrierKind::Cyclic, &name, None, BreakReason::Reset);
+        let b = spi(&backend);
+        let kind = BarrierKind::Double;
+        let g = b.state(kind, &name, None).await.unwrap().generation;
+        for p in ["c", "d"] {
+            b.arrive(kind, &name, &key(p), g, 2, ms(5000), 1)
+                .await
+                .unwrap();
+        }
+        for p in ["c", "d"] {
+            b.leave(kind, &name, &key(p), g, 1).await.unwrap();
+        }
+        let st = b.state(kind, &name, Some(g)).await.unwrap();
+        assert!(st.generation > g, "c and d passed generation {g}: {st:?}");
+    }
+}
+
+/// A hook: someone resets the barrier `name` of `kind`.
+pub(crate) fn someone_resets_kind(
+    backend: DynBackend,
+    kind: BarrierKind,
+    name: &str,
+) -> impl Future<Output = ()> + Send {
+    let name = key(name);
+    async move {
+        let brk = spi(&backend).break_generation(kind, &name, None, BreakReason::Reset);
         brk.await.unwrap();
     }
 }
