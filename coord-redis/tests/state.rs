@@ -1,6 +1,7 @@
 //! Shared values on a real Redis, beyond the conformance suite: a restart
 //! that lost every value (no persistence) keeps versions increasing, and a
-//! watcher is told with a gap instead of keeping a stale value.
+//! watcher is told with a gap instead of keeping a stale value; a gap's
+//! snapshot is in key order whatever the server's locale.
 
 use std::{sync::Arc, time::Duration};
 
@@ -70,4 +71,67 @@ async fn restart_losing_data_keeps_versions_increasing_and_tells_watchers() {
         value: "three".into(),
     };
     assert_eq!(next.expect("in time").unwrap(), want);
+}
+
+/// A directory holding the en_US.UTF-8 locale, made by `localedef` (`None`
+/// when it cannot be made here); removed on drop.
+struct Locales(std::path::PathBuf);
+
+impl Locales {
+    fn en_us() -> Option<Locales> {
+        let nonce: u64 = rand::random();
+        let dir = std::env::temp_dir().join(format!("coord-locales-{nonce:x}"));
+        std::fs::create_dir(&dir).ok()?;
+        let dir = Locales(dir);
+        let made = std::process::Command::new("localedef")
+            .args(["-i", "en_US", "-f", "UTF-8"])
+            .arg(dir.0.join("en_US.UTF-8"))
+            .output()
+            .ok()?;
+        made.status.success().then_some(dir)
+    }
+}
+
+impl Drop for Locales {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A gap's snapshot lists the keys in key order (their bytes), as every
+/// backend does, also on a server running in a locale whose collation
+/// differs (Redis sets LC_COLLATE from its environment, and Lua compares
+/// strings with it: in en_US.UTF-8, "a" < "B" and "_z" < "Z").
+#[tokio::test]
+async fn gap_snapshot_in_key_order_whatever_the_servers_locale() {
+    let Some(locales) = Locales::en_us() else {
+        eprintln!("skipped: localedef cannot make en_US.UTF-8 here");
+        return;
+    };
+    let path = locales.0.to_string_lossy().into_owned();
+    let env = [("LOCPATH", path.as_str()), ("LC_ALL", "en_US.UTF-8")];
+    let server = RedisServer::start_with_env(&[], &env);
+    let collates = server.command(&["EVAL", "return ('a' < 'B') and 1 or 0", "0"]);
+    assert_eq!(
+        collates.unwrap(),
+        redis::Value::Int(1),
+        "the server runs in en_US.UTF-8"
+    );
+    let a = client(&server, "a").await;
+    let space = a.state_space::<u32>("s");
+    let keys = ["b", "B", "a", "A", "_z", "Z"];
+    for (i, k) in keys.iter().enumerate() {
+        space.value(k).put(&(i as u32)).await.unwrap();
+    }
+    let mut watch = space.watch("", 0);
+    let event = tokio::time::timeout(Duration::from_secs(5), watch.next()).await;
+    match event.expect("in time").unwrap() {
+        StateEvent::Gap { current, .. } => {
+            let got: Vec<&str> = current.iter().map(|(k, _)| k.as_str()).collect();
+            let mut want = keys.to_vec();
+            want.sort();
+            assert_eq!(got, want, "key order");
+        }
+        other => panic!("from version 0: expected a gap, got {other:?}"),
+    }
 }

@@ -42,6 +42,8 @@ pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     extra_args: Vec<String>,
+    /// Environment variables given to the server process.
+    env: Vec<(String, String)>,
     password: Option<String>,
     tls: Option<TlsFiles>,
     child: Mutex<Option<Child>>,
@@ -125,6 +127,12 @@ impl RedisServer {
 
     /// Starts a server with extra `redis-server` arguments.
     pub fn start_with(extra_args: &[&str]) -> RedisServer {
+        RedisServer::start_with_env(extra_args, &[])
+    }
+
+    /// Starts a server with extra `redis-server` arguments and environment
+    /// variables (a locale, say: Redis takes its collation from it).
+    pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> RedisServer {
         let mut last_err = String::new();
         for _ in 0..5 {
             let server = RedisServer {
@@ -134,6 +142,9 @@ impl RedisServer {
                     .tempdir()
                     .expect("create a temporary directory for redis-server"),
                 extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+                env: (env.iter())
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
                 password: None,
                 tls: None,
                 child: Mutex::new(None),
@@ -287,6 +298,7 @@ impl RedisServer {
             .arg(dir.join("redis.log"))
             .args(["--daemonize", "no"])
             .args(&self.extra_args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());

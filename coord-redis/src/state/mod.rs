@@ -154,7 +154,8 @@ fn written_reply(v: &Value) -> Option<Option<Written>> {
 
 /// `{gap (0 | 1), head, next expiry ms (-1), oldest (-1), then per change:
 /// key, version, kind, value; or with a gap per entry: key, version,
-/// value, ms left}`.
+/// value, ms left}`. A gap's entries come in no order and are sorted here
+/// by key (Lua would compare keys in the server's locale).
 fn changes_reply(v: &Value, after: u64) -> Option<Changes> {
     let Value::Array(a) = v else { return None };
     let [gap, head, next, oldest, rest @ ..] = &a[..] else {
@@ -174,7 +175,8 @@ fn changes_reply(v: &Value, after: u64) -> Option<Changes> {
                 let stored = entry(&c[1..])??;
                 Some((key(&c[0])?, stored))
             })
-            .collect::<Option<_>>()?;
+            .collect::<Option<Vec<_>>>()?;
+        out.current.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     } else {
         out.changes = rest
             .chunks(4)

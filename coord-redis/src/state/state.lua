@@ -201,12 +201,13 @@ if op == 'changes' then
     out[1] = 1
     local oldest = redis.call('ZRANGE', log, 0, 0, 'WITHSCORES')
     if oldest[2] then out[4] = tonumber(oldest[2]) end
+    -- In no order: the client sorts them by their bytes (Lua's string
+    -- comparisons follow the server's locale).
     local keys
     if kind == 'k' then
       keys = {sel}
     else
       keys = redis.call('HKEYS', entries)
-      table.sort(keys)
     end
     for _, key in ipairs(keys) do
       if matches(key) then
