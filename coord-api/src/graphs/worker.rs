@@ -511,25 +511,38 @@ impl GraphWorker {
         let next_holder = carry.then(|| HolderId::new(*client.instance_id()));
         let next = next_holder.clone().map(|h| (h, opts.ttl));
         let c_sent = client.clock().now();
-        let complete = graphs.complete(
-            self.graph.key(),
-            &taken.run,
-            &taken.node,
-            taken.token,
-            result,
-            next,
-        );
-        let site = || self.site("complete", &holder, Some(taken.token));
-        let complete = trace::call(client, site, complete, |c| match c {
-            Complete::Recorded { .. } => trace::Outcome::Ok,
-            _ => trace::Outcome::NotHeld,
-        });
+        let complete = |result: NodeResult, next| {
+            let complete = graphs.complete(
+                self.graph.key(),
+                &taken.run,
+                &taken.node,
+                taken.token,
+                result,
+                next,
+            );
+            let site = || self.site("complete", &holder, Some(taken.token));
+            trace::call(client, site, complete, |c| match c {
+                Complete::Recorded { .. } => trace::Outcome::Ok,
+                _ => trace::Outcome::NotHeld,
+            })
+        };
+        let first = complete(result.clone(), next);
         // What the completion took for `next_holder`, if its answer never
         // comes, is given back (decision 0044).
-        let done = match &next_holder {
-            Some(h) => granting(client, opts.ttl, complete, give_back(self.graph.key(), h)).await,
-            None => complete.await,
+        let mut done = match &next_holder {
+            Some(h) => granting(client, opts.ttl, first, give_back(self.graph.key(), h)).await,
+            None => first.await,
         };
+        // Unanswered (the backend unreachable): sent again, without a next
+        // node, while the attempt's lease holds. The token makes a repeat
+        // harmless: one that was applied leaves the next one stale.
+        let mut pause = Duration::from_millis(10);
+        while matches!(&done, Err(e) if e.is_retryable()) && guard.is_held() {
+            let clock = client.clock();
+            clock.sleep_until(later(clock.now(), pause)).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+            done = complete(result.clone(), None).await;
+        }
         // Disarmed only once the completion answered: a worker dropped while
         // it is on the way fails the attempt at once (retried at once, as a
         // body dropped mid-run is), not left running for nobody until its
@@ -540,8 +553,9 @@ impl GraphWorker {
             Ok(_) => (None, None, None),
             Err(e) => (None, None, Some(e)),
         };
-        // The attempt is over either way: stop renewing. A refused or
-        // unanswered completion leaves the node to its lease's expiry.
+        // The attempt is over either way: stop renewing. A refused
+        // completion, or one unanswered until the lease was lost, leaves the
+        // node to its lease's expiry.
         lease.mark(state.is_none());
         metrics::attempt_ended(state, failed, ran);
         if let Some(e) = error {

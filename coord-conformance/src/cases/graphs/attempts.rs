@@ -322,6 +322,35 @@ pub async fn graph_worker_dropped_mid_completion_retried_at_once(h: &dyn Harness
     switch.on();
     attempt_2_at_once(&b, &run).await;
 }
+
+/// A completion that could not reach the backend (it was unreachable for a
+/// moment) is sent again while the attempt's lease holds: the node's one
+/// attempt succeeds with its result, long before that lease would have
+/// ended (it is neither failed for a lease that expired nor run again).
+pub async fn graph_unreachable_completion_sent_again_within_the_lease(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let b = ctx.client("b").await;
+    let once = |c: &Client| c.graph(G).node(Node::new("n").max_attempts(1)).build().unwrap();
+    let run = once(&b).submit("r").await.unwrap();
+    let wa = once(&a).worker().ttl(ms(30_000));
+    let cut = switch.clone();
+    let working = wa.work_one(move |_| async move {
+        cut.off();
+        Ok(7u32)
+    });
+    let heal = async {
+        sleep(ms(300)).await;
+        switch.on();
+    };
+    let (worked, ()) = tokio::join!(timeout(PROMPTLY, working), heal);
+    let worked = worked.expect("answered in time");
+    let worked = worked.expect("the completion went through").expect("n");
+    assert_eq!((worked.attempt, worked.state), (1, Some(NodeState::Succeeded)));
+    let st = run.status().await.unwrap();
+    assert_eq!(st.state, RunState::Succeeded, "{st:?}");
+    assert_eq!(run.result::<u32>("n").await.unwrap(), Some(7));
+}
 }
 
 /// Graph `G` of one node `n` given three attempts, on `c`.
