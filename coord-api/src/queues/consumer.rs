@@ -440,6 +440,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
         let mut subscribed = self.watch.is_some();
         loop {
             while let Some(&spi::Delivery { id, token, .. }) = self.buffer.front() {
+                self.renew_lost_presence(&client, &key).await?;
                 // A prefetched delivery starts with an extend; refused, it
                 // was stolen (or expired) and is someone else's now. It
                 // leaves the buffer once the extend answered: a receive
@@ -600,6 +601,24 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
         // none, and the delivery answers `Closed`.
         let lease = Lease::start(client.clone(), tenure, None, &opts, validity, t_sent);
         self.presence = lease.ok().map(Guard::new);
+    }
+
+    /// Renews a presence lost locally (its heartbeats' answers too late, a
+    /// pause) before a prefetched delivery starts: a delivery lives inside
+    /// it, and one started under a lost presence would be lost at once,
+    /// never renewed, the attempt its start counted used for nothing. A
+    /// consumer the backend forgot meanwhile is registered again; the
+    /// deliveries it held were given back, and their extends are refused.
+    async fn renew_lost_presence(&mut self, client: &Client, key: &Key) -> Result<()> {
+        if self.presence.as_ref().is_some_and(|g| g.is_held()) {
+            return Ok(());
+        }
+        let t_sent = client.clock().now();
+        let beat = (client.queues()?).heartbeat(key, &self.holder, self.presence_ttl);
+        let site = || self.site("heartbeat", key, None);
+        trace::call(client, site, beat, Outcome::ok).await?;
+        self.keep_presence(client, key, t_sent);
+        Ok(())
     }
 
     /// A delivery with its lease, or `None` if its item does not decode

@@ -213,4 +213,35 @@ pub async fn queue_failed_receive_keeps_its_prefetched_delivery(h: &dyn Harness)
     within(d2.ack(), "ack 2").await;
     assert_eq!(places(&stats(&a).await), (0, 0, 0, 0));
 }
+
+/// A consumer whose presence was lost locally while the backend still had
+/// it (the heartbeats applied, their replies too late: a slow network, a
+/// client-side timeout) renews it before it starts a prefetched delivery:
+/// the delivery it hands out is held and renewed. (It was handed out
+/// already lost — inside the lost presence — though the backend had
+/// started it: never renewed, it expired and used an attempt for nothing.)
+pub async fn queue_prefetched_delivery_started_under_a_renewed_presence(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let ids: Vec<u64> = (numbers(&a).push_many(&[1, 2]).await.unwrap().iter())
+        .map(|o| o.id())
+        .collect();
+    let mut c = numbers(&a)
+        .consumer()
+        .prefetch(2)
+        .ttl(ms(10_000))
+        .presence_ttl(ms(3_000));
+    let d1 = within(c.receive(), "the first").await;
+    switch.late_replies("heartbeat", ms(30_000));
+    let lost = timeout(ms(10_000), d1.lost().wait()).await;
+    assert!(lost.is_ok(), "the presence lost locally");
+    switch.late_replies("heartbeat", Duration::ZERO);
+    let d2 = within(c.receive(), "the prefetched one").await;
+    assert_eq!((d2.id(), d2.attempt()), (ids[1], 1));
+    assert!(d2.is_held(), "handed out lost: {d2:?}");
+    let s = stats(&a).await;
+    assert_eq!(consumers(&s), ["a"], "the consumer is alive: {s:?}");
+    within(d2.ack(), "ack 2").await;
+    drop(d1);
+}
 }
