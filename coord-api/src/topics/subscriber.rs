@@ -371,7 +371,10 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
 
     /// The next buffered thing, never waiting: news of missed offsets, or
     /// a delivery (a read's first as it came, the others after an extend;
-    /// one found expired is skipped, it went back).
+    /// one found expired is skipped, it went back). A delivery to extend
+    /// leaves the buffer once the extend answered: a `next` cancelled
+    /// meanwhile (or failed) leaves it for the next (the queue consumer's
+    /// rule), instead of leasing it to nobody until its TTL.
     async fn take_pending(
         &mut self,
         topic: &Key,
@@ -379,9 +382,24 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
         opts: &LeaseOptions,
     ) -> Result<Option<Next<E>>> {
         let client = self.topic.client().clone();
-        while let Some(p) = self.pending.pop_front() {
-            let (d, sent) = match p {
-                Pending::Missed(m) => {
+        while let Some(p) = self.pending.front() {
+            let to_extend = match p {
+                Pending::Delivered(d, None) => Some((d.event.offset, d.token)),
+                _ => None,
+            };
+            let extended = match to_extend {
+                Some((offset, token)) => {
+                    let t_sent = client.clock().now();
+                    let topics = client.topics()?;
+                    let extend = topics.extend(topic, sub, offset, token, opts.ttl);
+                    let site = || self.site("extend", topic, Some(token));
+                    let done = trace::call(&client, site, extend, settled).await?;
+                    Some((done == Settle::Done, t_sent))
+                }
+                None => None,
+            };
+            let (d, t_sent) = match (self.pending.pop_front().expect("looked at"), extended) {
+                (Pending::Missed(m), _) => {
                     metrics::missed(m.last - m.first + 1);
                     tracing::warn!(topic = %topic, subscription = %sub, first = m.first, last = m.last, "events trimmed before this subscription got them");
                     return Ok(Some(Next::Missed {
@@ -389,20 +407,10 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
                         last: m.last,
                     }));
                 }
-                Pending::Delivered(d, sent) => (d, sent),
-            };
-            let t_sent = match sent {
-                Some(t) => t,
-                None => {
-                    let t_sent = client.clock().now();
-                    let topics = client.topics()?;
-                    let extend = topics.extend(topic, sub, d.event.offset, d.token, opts.ttl);
-                    let site = || self.site("extend", topic, Some(d.token));
-                    if trace::call(&client, site, extend, settled).await? != Settle::Done {
-                        continue;
-                    }
-                    t_sent
-                }
+                (Pending::Delivered(_, None), Some((false, _))) => continue,
+                (Pending::Delivered(d, None), Some((true, t_sent))) => (d, t_sent),
+                (Pending::Delivered(d, Some(t_sent)), _) => (d, t_sent),
+                (Pending::Delivered(_, None), None) => unreachable!("extended above"),
             };
             if let Some(next) = self.deliver(topic, sub, opts, d, t_sent).await? {
                 return Ok(Some(next));

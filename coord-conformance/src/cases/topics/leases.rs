@@ -147,4 +147,28 @@ pub async fn topic_unknown_token_offset_or_subscription_refused(h: &dyn Harness)
     assert_eq!(sub.stats().await.unwrap().in_flight, 1);
     within(d.ack(), "the real ack").await;
 }
+
+/// A `next` that fails while it starts a buffered delivery (a batch's
+/// second event: the extend's reply lost; a `next` cancelled there is the
+/// same) keeps the delivery in the subscriber: the next `next` hands it
+/// out, as its first attempt, instead of leaving it leased to nobody until
+/// its 30 s lease ends (then attempt 2).
+pub async fn topic_failed_next_keeps_its_buffered_delivery(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let mut sub = (numbers(&a).subscriber("s").start(Start::Earliest))
+        .batch(2)
+        .ttl(ms(30_000));
+    sub.subscribe().await.unwrap();
+    numbers(&a).publish_many(&[1, 2]).await.unwrap();
+    let d1 = event(&mut sub, "the first").await;
+    switch.losing_replies();
+    let failed = sub.next().await;
+    assert!(failed.is_err(), "the extend's reply was lost: {failed:?}");
+    switch.on();
+    let d2 = event(&mut sub, "the buffered one, again").await;
+    assert_eq!((d2.offset(), d2.attempt()), (2, 1));
+    within(d1.ack(), "ack 1").await;
+    within(d2.ack(), "ack 2").await;
+}
 }
