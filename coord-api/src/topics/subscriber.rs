@@ -389,6 +389,7 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
             };
             let extended = match to_extend {
                 Some((offset, token)) => {
+                    self.renew_lost_presence(&client, topic, sub).await?;
                     let t_sent = client.clock().now();
                     let topics = client.topics()?;
                     let extend = topics.extend(topic, sub, offset, token, opts.ttl);
@@ -417,6 +418,25 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
             }
         }
         Ok(None)
+    }
+
+    /// Renews a presence lost locally (its heartbeats' answers too late, a
+    /// pause) before a buffered delivery starts: a delivery lives inside
+    /// it, and one handed out under a lost presence would be lost at once,
+    /// never renewed, its attempt used for nothing. A subscriber the
+    /// backend forgot meanwhile is registered again; the deliveries it held
+    /// went back, and their extends are refused.
+    async fn renew_lost_presence(&mut self, client: &Client, topic: &Key, sub: &Key) -> Result<()> {
+        if self.presence.as_ref().is_some_and(|g| g.is_held()) {
+            return Ok(());
+        }
+        let t_sent = client.clock().now();
+        let topics = client.topics()?;
+        let beat = topics.heartbeat(topic, sub, &self.holder, self.presence_ttl);
+        let site = || self.site("heartbeat", topic, None);
+        trace::call(client, site, beat, Outcome::ok).await?;
+        self.keep_presence(client, topic, sub, t_sent);
+        Ok(())
     }
 
     /// Buffers what a read gave: the missed ranges, then the deliveries,

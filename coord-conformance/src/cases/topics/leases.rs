@@ -171,4 +171,30 @@ pub async fn topic_failed_next_keeps_its_buffered_delivery(h: &dyn Harness) {
     within(d1.ack(), "ack 1").await;
     within(d2.ack(), "ack 2").await;
 }
+
+/// A subscriber whose presence was lost locally while the backend still
+/// had it (the heartbeats applied, their replies too late) renews it
+/// before it starts a buffered delivery: the delivery it hands out is held
+/// and renewed, not lost at birth inside the lost presence (never renewed,
+/// it expired and came again as another attempt).
+pub async fn topic_buffered_delivery_started_under_a_renewed_presence(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let mut sub = (numbers(&a).subscriber("s").start(Start::Earliest))
+        .batch(2)
+        .ttl(ms(10_000))
+        .presence_ttl(ms(3_000));
+    sub.subscribe().await.unwrap();
+    numbers(&a).publish_many(&[1, 2]).await.unwrap();
+    let d1 = event(&mut sub, "the first").await;
+    switch.late_replies("heartbeat", ms(30_000));
+    let lost = timeout(ms(10_000), d1.lost().wait()).await;
+    assert!(lost.is_ok(), "the presence lost locally");
+    switch.late_replies("heartbeat", Duration::ZERO);
+    let d2 = event(&mut sub, "the buffered one").await;
+    assert_eq!((d2.offset(), d2.attempt()), (2, 1));
+    assert!(d2.is_held(), "handed out lost: {d2:?}");
+    within(d2.ack(), "ack 2").await;
+    drop(d1);
+}
 }
