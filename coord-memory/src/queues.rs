@@ -18,7 +18,8 @@
 //! character boundary, and a retry delay over a day is cut to a day.
 //!
 //! Watches: the queue's topic, woken after the step let go of the lock when
-//! the step made an item ready (rule 9). Delays and deadlines pass without
+//! the step made an item ready or delayed one (rule 9). Delays and
+//! deadlines pass without
 //! a wake-up: [`Received::next_in`](coord_api::spi::Received) tells when.
 
 mod queue;

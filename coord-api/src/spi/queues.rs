@@ -88,9 +88,11 @@
 //!    the time they died; they can be listed, and requeued (ready again
 //!    with a fresh attempt count) or removed.
 //! 9. **Wake-ups.** A step that made an item ready (push, a sweep, a nack
-//!    without delay, a requeue, a leave) wakes the queue's watchers.
-//!    Delays and deadlines pass without a wake-up: [`Received::next_in`]
-//!    says when.
+//!    without delay, a requeue, a leave) or delayed one (a push with a
+//!    delay, a nack with a retry delay) wakes the queue's watchers: one
+//!    waiting since before knows nothing of a delayed item, and looks
+//!    again to learn when it is due. Delays and deadlines pass without a
+//!    wake-up: [`Received::next_in`] says when.
 //!
 //! # Limits (what every backend enforces)
 //!

@@ -32,7 +32,8 @@ pub(super) struct Step {
     pub(super) wall: SystemTime,
     /// The wall clock in µs, for the token rule.
     pub(super) wall_us: u64,
-    /// An item was made ready: wake the queue's watchers (rule 9).
+    /// An item was made ready, or delayed: wake the queue's watchers
+    /// (rule 9).
     pub(super) ready: bool,
 }
 
@@ -164,10 +165,14 @@ impl Queue {
         step.ready = true;
     }
 
-    fn place_delayed(&mut self, id: u64, due: Instant) {
+    /// Delays item `id` until `due`, and wakes the watchers (rule 9): a
+    /// consumer waiting since before knows nothing of it, and looks again
+    /// to learn when it is due.
+    fn place_delayed(&mut self, id: u64, due: Instant, step: &mut Step) {
         let item = self.items.get_mut(&id).expect("a live item");
         item.place = Place::Delayed;
         self.delayed.insert((due, id));
+        step.ready = true;
     }
 
     /// Ends item `id`'s delivery, if it has one: out of the lease and
@@ -237,7 +242,7 @@ impl Queue {
             return Some(Nack::DeadLettered);
         }
         if lease.started && !retry.is_zero() {
-            self.place_delayed(id, step.now + retry);
+            self.place_delayed(id, step.now + retry, step);
         } else {
             self.place_ready(id, step);
         }
@@ -339,7 +344,7 @@ impl Queue {
             };
             self.items.insert(id, item);
             match new.delay.filter(|d| !d.is_zero()) {
-                Some(delay) => self.place_delayed(id, step.now + delay),
+                Some(delay) => self.place_delayed(id, step.now + delay, step),
                 None => self.place_ready(id, step),
             }
             out.push(Pushed::Pushed(id));

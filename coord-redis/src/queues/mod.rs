@@ -31,7 +31,7 @@
 //!
 //! [`ack_and_receive`](QueueBackend::ack_and_receive) is the script's
 //! `take`: the ack, then the receive, in one step and one round trip (a
-//! worker loop's settle-and-take-the-next). A step that made an item ready PUBLISHes on the
+//! worker loop's settle-and-take-the-next). A step that made an item ready or delayed one PUBLISHes on the
 //! queue's channel ([`watch`](QueueBackend::watch)); delays, deadlines and
 //! presences pass silently: [`Received::next_in`] says when to look again.
 //!

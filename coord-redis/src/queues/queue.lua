@@ -80,7 +80,7 @@ end
 -- The step's state shared with the helpers: the server time (ms), the
 -- sweep hint (read first, lowered by every step that makes something due
 -- earlier, written back at the end when it changed), whether an item was
--- made ready (rule 9), items moved to dead.
+-- made ready or delayed (rule 9), items moved to dead.
 local now = now_ms()
 local is_ack, is_receive = op == 'ack' or op == 'take', op == 'receive' or op == 'take'
 -- A receive reads the token counter and the delivered count with the hint.
@@ -167,6 +167,7 @@ local function lib()
       local at = now + retry
       redis.call('ZADD', delayed_z, fmt(at), id)
       if at < st.hint then st.hint, st.dirty = at, true end
+      st.woke = true
     else
       redis.call('ZADD', ready_z, (MAX_PRIORITY - tonumber(v[4])) * PRIORITY_STEP + tonumber(id), id)
       st.woke = true
@@ -458,7 +459,10 @@ if op == 'push' then
     if #ready <= CHUNK then redis.call('ZADD', ready_z, unpack(ready)) else lib().bulk('ZADD', ready_z, ready) end
     st.woke = true
   end
-  if #delayed > 0 then lib().bulk('ZADD', base .. 'w', delayed) end
+  if #delayed > 0 then
+    lib().bulk('ZADD', base .. 'w', delayed)
+    st.woke = true
+  end
 elseif op == 'extend' then
   local id, tok = ARGV[2], ARGV[3]
   local h = base .. id .. ':i'

@@ -89,9 +89,11 @@ async fn nacks_retry_after_their_delay_then_dead_letter() {
     assert_eq!(t.places().await, (0, 1, 0, 0));
     let next = t.idle(&t.a).await.expect("a delayed item");
     assert!(next <= BRIEF, "{next:?}");
-    stays_quiet(&mut w, "a nack with a delay").await;
+    // A nack with a delay wakes (a waiting consumer learns when it is
+    // due)...
+    wakes(&mut w, "a nack with a delay").await;
     sleep(BRIEF).await;
-    // The delay passed silently; the next step makes the item ready.
+    // ...and the delay passes silently; the next step makes it ready.
     let d = t.recv(&t.a).await;
     assert_eq!(d.attempt, 2);
     wakes(&mut w, "the sweep that made it ready").await;

@@ -15,8 +15,10 @@ async fn watches_wake_when_a_step_made_an_item_ready() {
     t.push(vec![dd("a again")]).await;
     stays_quiet(&mut w, "a duplicate").await;
     t.push(vec![item("later").delay(Some(SHORT))]).await;
-    stays_quiet(&mut w, "a delayed push").await;
-    // The delayed item's due time passes silently; the next step sweeps it.
+    // A delayed push wakes (a waiting consumer learns when it is due)...
+    wakes(&mut w, "a delayed push").await;
+    // ...and its due time passes silently; the next step sweeps it.
+    stays_quiet(&mut w, "the due time passing").await;
     t.stats().await;
     wakes(&mut w, "a sweep").await;
     let r = t.receive(&t.a, 2).await;

@@ -35,6 +35,40 @@ pub async fn queue_receive_woken_by_push(h: &dyn Harness) {
     within(d.ack(), "ack").await;
 }
 
+/// A receive waiting on an empty queue gets an item pushed meanwhile with
+/// a delay once it is due, promptly: the push tells the waiting consumer
+/// to look again, and the look says when the item is due. (The delayed
+/// push woke nobody: the consumer slept, the item ready, until its own
+/// heartbeat swept it, 3.3 s after.)
+pub async fn queue_waiting_receive_gets_a_delayed_push_when_due(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let b = ctx.client("b").await;
+    let mut consumer = numbers(&a).consumer();
+    let delay = ms(300);
+    let waiting = async {
+        let d = consumer.receive().await;
+        (d, Instant::now())
+    };
+    let push = async {
+        // The consumer looked twice (the second time watching): it waits.
+        let looked = eventually(PROMPTLY, || async { (switch.answered("receive") >= 2).then_some(()) });
+        assert!(looked.await.is_some(), "the consumer waits");
+        let t = Instant::now();
+        let opts = PushOptions::new().delay(delay);
+        numbers(&b).push_with(&7, opts).await.expect("push");
+        t
+    };
+    let both = timeout(PROMPTLY * 2, async { tokio::join!(waiting, push) }).await;
+    let ((d, got_at), pushed_at) = both.expect("the waiting receive returned");
+    let d = d.expect("receive");
+    assert_eq!((*d.item(), d.attempt()), (7, 1));
+    let after = got_at.saturating_duration_since(pushed_at);
+    assert!(after + ms(5) >= delay, "delivered {after:?} after the push, before due");
+    assert!(after < delay + PROMPTLY, "delivered {after:?} after the push");
+    within(d.ack(), "ack").await;
+}
+
 /// A receive on an empty queue waits `wait_timeout` and ends with
 /// `Timeout`; so does one whose only item is delayed past the wait, which
 /// stays delayed.
