@@ -200,9 +200,16 @@ impl TopicBackend for MemoryBackend {
         retry_in: Duration,
     ) -> Result<Settle> {
         let retry_in = retry_in.min(MAX_TTL);
-        Ok(self.on_stream(topic, |s, step| {
+        let settled = self.on_stream(topic, |s, step| {
             s.nack(sub, offset, token, retry_in, step.now)
-        }))
+        });
+        if settled == Settle::Done {
+            // Rule 7: a subscriber waiting looks again to learn when it is
+            // due.
+            self.store
+                .notify(|| Topic::Events(self.ns.clone(), topic.clone()));
+        }
+        Ok(settled)
     }
 
     async fn dead_letter(
@@ -232,7 +239,13 @@ impl TopicBackend for MemoryBackend {
     }
 
     async fn leave(&self, topic: &Key, sub: &Key, consumer: &HolderId) -> Result<u32> {
-        Ok(self.on_stream(topic, |s, step| s.leave(sub, consumer, step.now)))
+        let left = self.on_stream(topic, |s, step| s.leave(sub, consumer, step.now));
+        if left > 0 {
+            // Rule 7: what it left behind is due at once.
+            self.store
+                .notify(|| Topic::Events(self.ns.clone(), topic.clone()));
+        }
+        Ok(left)
     }
 
     async fn give_back(

@@ -395,6 +395,8 @@ if op == 'leave' then
       n = n + 1
     end
   end
+  -- Rule 7: what it left behind is due at once.
+  if n > 0 then redis.call('PUBLISH', string.sub(stream, 1, -2) .. 'c', '') end
   return n
 end
 
@@ -435,6 +437,8 @@ end
 
 if op == 'nack' then
   to_retry(o, now + tonumber(ARGV[5]), f[3], f[4])
+  -- Rule 7: a subscriber waiting looks again to learn when it is due.
+  redis.call('PUBLISH', string.sub(stream, 1, -2) .. 'c', '')
   return 1
 end
 

@@ -5,6 +5,12 @@
 
 use super::*;
 
+/// The next event of `sub` and when it came.
+async fn got(sub: &mut Subscriber<u64>, what: &str) -> (EventDelivery<u64>, Instant) {
+    let e = event(sub, what).await;
+    (e, Instant::now())
+}
+
 cases! {
     family: "topic", needs: [Need::Topics];
 
@@ -196,5 +202,64 @@ pub async fn topic_buffered_delivery_started_under_a_renewed_presence(h: &dyn Ha
     assert!(d2.is_held(), "handed out lost: {d2:?}");
     within(d2.ack(), "ack 2").await;
     drop(d1);
+}
+
+/// A subscriber waiting for an event gets promptly what another subscriber
+/// of its subscription nacked (once due, after the other's back-off) or
+/// left behind (at once): a nack and a leave wake the topic's watchers,
+/// and the waiting subscriber's look says when the nacked event is due.
+/// (They woke nobody: the waiting subscriber slept until its retry delay,
+/// 10 s here.)
+pub async fn topic_waiting_subscriber_gets_what_another_nacked_or_left(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let b = ctx.client("b").await;
+    let mut waiting = numbers(&a).subscriber("s").start(Start::Earliest);
+    waiting.subscribe().await.unwrap();
+    let back_off = ms(300);
+    // Once `waiting` looked twice since `reads` (the second time watching):
+    // it waits.
+    let waits = |reads: usize, what: &'static str| {
+        let switch = switch.clone();
+        async move {
+            let looked = || async { (switch.answered("read") >= reads + 2).then_some(()) };
+            assert!(eventually(PROMPTLY, looked).await.is_some(), "{what}: it waits");
+        }
+    };
+
+    // Its deliveries' deadlines far off: the waiting subscriber's look
+    // says nothing is due before them.
+    let mut other = (numbers(&b).subscriber("s"))
+        .backoff(back_off, back_off)
+        .ttl(ms(30_000));
+    numbers(&b).publish(&1).await.unwrap();
+    let d = event(&mut other, "the first, to nack").await;
+    let reads = switch.answered("read");
+    let nack = async {
+        waits(reads, "nack").await;
+        let t = Instant::now();
+        within(d.nack(), "nack").await;
+        t
+    };
+    let ((e, got_at), nacked_at) = tokio::join!(got(&mut waiting, "nacked"), nack);
+    assert_eq!((*e.event(), e.attempt()), (1, 2));
+    let after = got_at.saturating_duration_since(nacked_at);
+    // Due after the back-off's jitter: half of it at the least.
+    let due = back_off / 2;
+    assert!(after + ms(5) >= due, "nacked: delivered {after:?} after, before due");
+    within(e.ack(), "ack 1").await;
+
+    numbers(&b).publish(&2).await.unwrap();
+    let d = event(&mut other, "the second, to leave").await;
+    let reads = switch.answered("read");
+    let leave = async {
+        waits(reads, "leave").await;
+        let left = within(other.leave(), "leave").await;
+        assert_eq!(left, 1, "one delivery left behind");
+    };
+    let ((e, _), ()) = tokio::join!(got(&mut waiting, "left behind"), leave);
+    assert_eq!((*e.event(), e.attempt()), (2, 2));
+    within(e.ack(), "ack 2").await;
+    drop(d);
 }
 }

@@ -12,7 +12,7 @@
 //! Clients run with a 10 s retry delay, so a subscriber that is prompt was
 //! woken by the backend's notification or told when to look again.
 
-pub(crate) use crate::cases::queues::{assert_lease_lost, invalid, within};
+pub(crate) use crate::cases::queues::{PROMPTLY, assert_lease_lost, invalid, within};
 use crate::{cases::prelude::*, runner::Case};
 pub(crate) use coord_api::{
     Ephemeral, EventDelivery, Next, Subscriber, Topic,
