@@ -171,6 +171,7 @@ impl RedisBackend {
         let conn = Conn::Single(connect_commands(&config, &addr).await?);
         let server = ServerInfo::probe(&config, &conn).await?;
         server.check(&config, &addr.to_string())?;
+        server.check_persistence(&config, &addr.to_string())?;
         let channels = Arc::new(Channels::default());
         let pubsub = Conn::Single(pubsub_connection(&config, &addr, &channels)?);
         let hub = Arc::new(Hub::new(config.clone(), pubsub, channels, false));
@@ -208,6 +209,7 @@ impl RedisBackend {
             let conn = Conn::Cluster(conn);
             let server = ServerInfo::probe(&config, &conn).await?;
             server.check(&config, &config.endpoint().to_string())?;
+            server.check_persistence(&config, &config.endpoint().to_string())?;
             let sharded = server.spublish;
             let channels = Arc::new(Channels::default());
             let pubsub =

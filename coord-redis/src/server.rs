@@ -2,7 +2,8 @@
 //! and the oldest version coord runs on ([`MIN_VERSION`]).
 //!
 //! At connect (and on every new master after a failover) the backend sends
-//! `INFO server` and `COMMAND INFO spublish waitaof` in one round trip.
+//! `INFO server`, `COMMAND INFO spublish waitaof` and `INFO persistence`
+//! in one round trip.
 //! A server older than [`MIN_VERSION`] is refused with `Error::Config`
 //! naming both versions. A server that does not say (an ACL without `INFO`
 //! or `COMMAND`) is taken as it is: every script fails clearly if a command
@@ -69,17 +70,18 @@ pub struct ServerInfo {
     pub waitaof: bool,
     /// `SET … NX GET` (7.0; `GET` with `NX` is refused before).
     pub set_nx_get: bool,
+    /// Whether the server keeps an append-only file (`aof_enabled` of
+    /// `INFO persistence`); `None` when it did not say.
+    pub aof: Option<bool>,
 }
 
 impl ServerInfo {
     /// Reads the replies to `INFO server` and `COMMAND INFO spublish
     /// waitaof` (either `None` when refused).
     pub(crate) fn from_replies(info: Option<&str>, commands: Option<&Value>) -> ServerInfo {
-        let version = info.and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("redis_version:"))
-                .and_then(Version::parse)
-        });
+        let version = info
+            .and_then(|text| field(text, "redis_version"))
+            .and_then(Version::parse);
         // COMMAND INFO answers one entry per name asked, nil when unknown.
         let known = |i: usize| match commands {
             Some(Value::Array(entries)) => {
@@ -92,7 +94,37 @@ impl ServerInfo {
             spublish: known(0),
             waitaof: known(1),
             set_nx_get: version.is_some_and(|v| v >= Version(7, 0, 0)),
+            aof: None,
         }
+    }
+
+    /// Takes `aof` from the reply to `INFO persistence` (`None`: refused).
+    pub(crate) fn with_persistence(mut self, persistence: Option<&str>) -> ServerInfo {
+        self.aof = persistence
+            .and_then(|text| field(text, "aof_enabled"))
+            .map(|v| v.trim() == "1");
+        self
+    }
+
+    /// At connect: `Error::Config` when the configuration confirms writes
+    /// by the master's own fsync (`confirm_fsync_local`) and the server
+    /// keeps no append-only file. `WAITAOF` refuses every such request
+    /// then, so every write would fail; refused here, the mistake is named
+    /// once. (Not after a failover: a backend that refused to follow a new
+    /// master would fail every write as surely, and later.)
+    pub(crate) fn check_persistence(&self, config: &RedisConfig, server: &str) -> Result<()> {
+        if matches!(
+            config.confirm(),
+            Some(crate::Confirm::Fsync { local: true, .. })
+        ) && self.aof == Some(false)
+        {
+            return Err(Error::config(format!(
+                "{config}: confirmed writes by the master's fsync (`confirm_fsync_local`, \
+                 WAITAOF) need its append-only file, and the server at {server} has none \
+                 (`appendonly no`): turn it on, or confirm by replicas alone"
+            )));
+        }
+        Ok(())
     }
 
     /// `Error::Config` for a server older than [`MIN_VERSION`], or without
@@ -132,6 +164,7 @@ impl ServerInfo {
             .arg("INFO")
             .arg("spublish")
             .arg("waitaof");
+        pipe.cmd("INFO").arg("persistence");
         // Each reply on its own: a refused command (an ACL) is `None`.
         let ask = pipe.query_async::<Vec<redis::RedisResult<Value>>>(&mut conn);
         let replies = match tokio::time::timeout(config.connect_timeout(), ask).await {
@@ -145,14 +178,21 @@ impl ServerInfo {
                 ));
             }
         };
-        let info = match replies.first() {
+        let text = |i: usize| match replies.get(i) {
             Some(Ok(Value::BulkString(b))) => std::str::from_utf8(b).ok().map(str::to_owned),
             Some(Ok(Value::VerbatimString { text, .. })) => Some(text.clone()),
             _ => None,
         };
         let commands = replies.get(1).and_then(|r| r.as_ref().ok());
-        Ok(ServerInfo::from_replies(info.as_deref(), commands))
+        let server = ServerInfo::from_replies(text(0).as_deref(), commands);
+        Ok(server.with_persistence(text(2).as_deref()))
     }
+}
+
+/// The value of `name` in an `INFO` reply (`name:value` lines).
+fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
 }
 
 impl fmt::Display for ServerInfo {
@@ -215,5 +255,46 @@ mod tests {
         assert!(!text.contains("Secret9"), "{text}");
         let ok = ServerInfo::from_replies(Some("redis_version:6.2.0\r\n"), None);
         assert!(ok.check(&cfg, "h:1").is_ok());
+    }
+
+    #[test]
+    fn fsync_by_the_master_is_refused_at_connect_without_its_append_only_file() {
+        let info = ServerInfo::from_replies(Some("redis_version:7.2.4\r\n"), None);
+        let off = info
+            .clone()
+            .with_persistence(Some("# Persistence\r\naof_enabled:0\r\n"));
+        let on = info
+            .clone()
+            .with_persistence(Some("aof_rewrite_in_progress:0\r\naof_enabled:1\r\n"));
+        let unsaid = info.with_persistence(None);
+        assert_eq!(
+            (off.aof, on.aof, unsaid.aof),
+            (Some(false), Some(true), None)
+        );
+        let ms = std::time::Duration::from_millis(200);
+        let fsync = |local| {
+            let confirm = crate::Confirm::Fsync {
+                local,
+                replicas: 1,
+                timeout: ms,
+            };
+            RedisConfig::builder().confirm(confirm).build().unwrap()
+        };
+        let e = off.check_persistence(&fsync(true), "h:1").unwrap_err();
+        assert!(
+            matches!(e, Error::Config { .. }) && e.to_string().contains("appendonly no"),
+            "{e}"
+        );
+        assert!(
+            off.check_persistence(&fsync(false), "h:1").is_ok(),
+            "replicas alone"
+        );
+        assert!(on.check_persistence(&fsync(true), "h:1").is_ok());
+        assert!(
+            unsaid.check_persistence(&fsync(true), "h:1").is_ok(),
+            "not said: not refused"
+        );
+        let plain = RedisConfig::from_url("redis://h/0").unwrap();
+        assert!(off.check_persistence(&plain, "h:1").is_ok());
     }
 }

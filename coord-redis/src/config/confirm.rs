@@ -33,7 +33,9 @@ pub const DEFAULT_CONFIRM_TIMEOUT: Duration = Duration::from_millis(500);
 ///   later, with `appendonly yes`): the write is in the append-only file
 ///   on disk of the master (`local`) and of `replicas` replicas, so it
 ///   also survives their restart. A server without `WAITAOF` is refused at
-///   connect (`Error::Config` naming its version).
+///   connect (`Error::Config` naming its version), and so is one without
+///   its append-only file when `local` is asked (`WAITAOF` would refuse
+///   every write).
 ///
 /// Each confirmation costs the writes on the backend's connection a round
 /// trip to the replicas (or a disk sync), and while one waits, later
