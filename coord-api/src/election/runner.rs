@@ -170,7 +170,7 @@ impl LeaderRunner {
         }
     }
 
-    async fn run(self, mut stop: watch::Receiver<bool>, state: watch::Sender<Option<LeaderInfo>>) {
+    async fn run(self, mut stop: watch::Receiver<bool>, state: watch::Sender<Option<Leading>>) {
         let (min, max) = self.backoff;
         let mut backoff = min;
         let clock = self.election.client().clock().clone();
@@ -196,7 +196,10 @@ impl LeaderRunner {
             };
             backoff = min;
             let term = leadership.term();
-            state.send_replace(Some(leadership.info().clone()));
+            state.send_replace(Some(Leading {
+                info: leadership.info().clone(),
+                lost: leadership.lost_signal(),
+            }));
             let give_up = Arc::new(tokio::sync::Notify::new());
             let mut callback = self.on_acquired.as_ref().map(|f| {
                 tokio::spawn(f(LeaderContext {
@@ -280,23 +283,38 @@ async fn pause(
     }
 }
 
+/// The term the runner holds, as its handle shows it: while its lost
+/// signal has not fired (the moment the term is lost, as
+/// [`Leadership::is_leader`](crate::Leadership::is_leader) tells, not only
+/// once the runner has stopped the callback, which waits for the
+/// callback's current poll).
+#[derive(Debug)]
+struct Leading {
+    info: LeaderInfo,
+    lost: LostSignal,
+}
+
 /// A running [`LeaderRunner`].
 #[derive(Debug)]
 pub struct RunnerHandle {
     stop: watch::Sender<bool>,
-    state: watch::Receiver<Option<LeaderInfo>>,
+    state: watch::Receiver<Option<Leading>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl RunnerHandle {
     /// The current term's info while this instance leads.
     pub fn leading(&self) -> Option<LeaderInfo> {
-        self.state.borrow().clone()
+        let state = self.state.borrow();
+        let leading = state.as_ref().filter(|l| !l.lost.is_lost());
+        leading.map(|l| l.info.clone())
     }
 
-    /// Whether this instance leads now.
+    /// Whether this instance leads now: false from the moment its term is
+    /// lost (the term's local validity ran out or a renewal was refused),
+    /// as the term's `Leadership::is_leader` is.
     pub fn is_leader(&self) -> bool {
-        self.state.borrow().is_some()
+        (self.state.borrow().as_ref()).is_some_and(|l| !l.lost.is_lost())
     }
 
     /// Stops campaigning, aborts `on_acquired`, resigns a held term, and

@@ -242,4 +242,45 @@ pub async fn runner_recampaigns_after_loss(h: &dyn Harness) {
         .await
         .expect("shutdown");
 }
+/// A runner's handle stops saying it leads the moment its term is lost,
+/// as the `Leadership` it holds does: not only once the runner has stopped
+/// the callback (which waits for the callback's current poll, a step of
+/// CPU-bound work), meanwhile another instance may already lead.
+pub async fn runner_handle_stops_leading_when_term_lost(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx
+        .switchable_client("a", default_options().ttl(ms(400)))
+        .await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let runner = LeaderRunner::new(a.election("e"))
+        .backoff(ms(5000), ms(5000))
+        .on_acquired(move |lc| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(lc.lost.clone());
+                // Steps of CPU-bound work, each followed by an await point
+                // (see `runner_shutdown_stops_callback_before_returning`).
+                for _ in 0..10 {
+                    std::thread::sleep(ms(300));
+                    tokio::task::yield_now().await;
+                }
+                std::future::pending::<()>().await;
+            }
+        })
+        .start();
+    let lost = timeout(ms(2000), rx.recv())
+        .await
+        .expect("a leads")
+        .unwrap();
+    assert!(runner.is_leader());
+    switch.off();
+    timeout(ms(3000), lost.wait()).await.expect("a's term is lost");
+    let (leader, leading) = (runner.is_leader(), runner.leading());
+    switch.on();
+    timeout(ms(5000), runner.shutdown()).await.expect("shutdown");
+    assert!(
+        !leader && leading.is_none(),
+        "the runner's term was lost, yet its handle said it led: {leading:?}"
+    );
+}
 }
