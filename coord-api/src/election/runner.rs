@@ -294,8 +294,11 @@ struct Leading {
     lost: LostSignal,
 }
 
-/// A running [`LeaderRunner`].
+/// A running [`LeaderRunner`]. Keep it for as long as the runner should
+/// run: dropping it stops the runner as [`shutdown`](Self::shutdown) does
+/// (campaigning stops and a held term is resigned), without waiting.
 #[derive(Debug)]
+#[must_use = "dropping the handle stops the runner (it resigns a held term)"]
 pub struct RunnerHandle {
     stop: watch::Sender<bool>,
     state: watch::Receiver<Option<Leading>>,
