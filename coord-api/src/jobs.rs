@@ -11,7 +11,7 @@ use crate::{
         BoxFuture, Guard, Lease, Tenure,
         metrics::{self, Stage},
         released,
-        undo::{granting, longest_pause},
+        undo::{granting, resend_while_valid},
         wait::{Attempts, Step, wait_for},
     },
     trace::{self, Outcome, Site},
@@ -305,29 +305,15 @@ impl Ending<'_> {
     /// when an end that failed may have been applied after all, the retry
     /// answers `false`, and the occurrence then tells what happened.
     async fn end(&self, lease: &Lease, retention: Option<Duration>) -> Result<bool> {
-        let clock = self.client.clock().clone();
-        // Paced as the engine's clean-ups are.
-        let longest = longest_pause(self.ttl);
-        let mut pause = Duration::from_millis(10).min(longest);
-        let mut failed = false;
-        loop {
-            let jobs = self.client.jobs()?;
-            let end = jobs.end(self.job, self.occ, self.holder, retention);
+        let end = || async move {
+            let end = (self.client.jobs()?).end(self.job, self.occ, self.holder, retention);
             let site = || site("end", self.job, self.holder, Some(self.token));
-            match trace::call(self.client, site, end, Outcome::held).await {
-                Ok(false) if failed && retention.is_some() => return self.finished().await,
-                // Applied by the master (`Unconfirmed`): not repeated.
-                Err(e) if e.is_retryable() && !matches!(e, Error::Unconfirmed { .. }) => {
-                    let Some(until) = lease.valid_until() else {
-                        return Err(e);
-                    };
-                    tracing::debug!(job = %self.job, error = %e, "ending a run: trying again");
-                    failed = true;
-                    clock.sleep_until((clock.now() + pause).min(until)).await;
-                    pause = (pause * 2).min(longest);
-                }
-                res => return res,
-            }
+            trace::call(self.client, site, end, Outcome::held).await
+        };
+        let first = end().await;
+        match resend_while_valid(self.client, lease, self.ttl, first, end).await {
+            (Ok(false), true) if retention.is_some() => self.finished().await,
+            (res, _) => res,
         }
     }
 

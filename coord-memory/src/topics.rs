@@ -63,6 +63,13 @@ impl MemoryBackend {
         }
     }
 
+    /// Wakes the topic's watchers (rule 7), after the step let go of the
+    /// lock.
+    fn wake(&self, topic: &Key) {
+        self.store
+            .notify(|| Topic::Events(self.ns.clone(), topic.clone()));
+    }
+
     /// Runs `op` on the topic's stream (made if missing), under the lock.
     fn on_stream<T>(&self, topic: &Key, op: impl FnOnce(&mut Stream, &Step) -> T) -> T {
         let step = self.topic_step();
@@ -127,8 +134,7 @@ impl TopicBackend for MemoryBackend {
             return Ok(Vec::new());
         }
         let offsets = self.on_stream(topic, |s, step| s.publish(events, retention, step));
-        self.store
-            .notify(|| Topic::Events(self.ns.clone(), topic.clone()));
+        self.wake(topic);
         Ok(offsets)
     }
 
@@ -206,8 +212,7 @@ impl TopicBackend for MemoryBackend {
         if settled == Settle::Done {
             // Rule 7: a subscriber waiting looks again to learn when it is
             // due.
-            self.store
-                .notify(|| Topic::Events(self.ns.clone(), topic.clone()));
+            self.wake(topic);
         }
         Ok(settled)
     }
@@ -242,8 +247,7 @@ impl TopicBackend for MemoryBackend {
         let left = self.on_stream(topic, |s, step| s.leave(sub, consumer, step.now));
         if left > 0 {
             // Rule 7: what it left behind is due at once.
-            self.store
-                .notify(|| Topic::Events(self.ns.clone(), topic.clone()));
+            self.wake(topic);
         }
         Ok(left)
     }
@@ -260,8 +264,7 @@ impl TopicBackend for MemoryBackend {
         });
         if given > 0 {
             // Rule 7: a subscriber waiting would wait for a deadline.
-            self.store
-                .notify(|| Topic::Events(self.ns.clone(), topic.clone()));
+            self.wake(topic);
         }
         Ok(given)
     }

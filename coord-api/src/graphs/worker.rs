@@ -29,7 +29,7 @@ use crate::{
     handle::{Handle, option_setters},
     lease::{
         BoxFuture, Guard, Lease, Tenure,
-        undo::{self, MakeUndo, granting},
+        undo::{self, MakeUndo, granting, resend_while_valid},
         wait::{jittered, later},
     },
     spi::{
@@ -529,20 +529,15 @@ impl GraphWorker {
         let first = complete(result.clone(), next);
         // What the completion took for `next_holder`, if its answer never
         // comes, is given back (decision 0044).
-        let mut done = match &next_holder {
+        let first = match &next_holder {
             Some(h) => granting(client, opts.ttl, first, give_back(self.graph.key(), h)).await,
             None => first.await,
         };
         // Unanswered (the backend unreachable): sent again, without a next
         // node, while the attempt's lease holds. The token makes a repeat
         // harmless: one that was applied leaves the next one stale.
-        let mut pause = Duration::from_millis(10);
-        while matches!(&done, Err(e) if e.is_retryable()) && guard.is_held() {
-            let clock = client.clock();
-            clock.sleep_until(later(clock.now(), pause)).await;
-            pause = (pause * 2).min(Duration::from_secs(1));
-            done = complete(result.clone(), None).await;
-        }
+        let again = || complete(result.clone(), None);
+        let (done, _) = resend_while_valid(client, guard.lease(), opts.ttl, first, again).await;
         // Disarmed only once the completion answered: a worker dropped while
         // it is on the way fails the attempt at once (retried at once, as a
         // body dropped mid-run is), not left running for nobody until its

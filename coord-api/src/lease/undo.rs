@@ -4,11 +4,16 @@
 //! background, blindly (every release is holder-checked, so releasing what
 //! was never granted changes nothing), retrying while the backend is
 //! unreachable for at most the lease's TTL (after which it has expired
-//! anyway).
+//! anyway). With the same pacing, [`resend_while_valid`] sends a holder's
+//! last step (a run's end, a node's completion) again while its lease
+//! holds.
 
 use std::{future::Future, time::Duration};
 
-use crate::{Client, Error, Result, lease::spawn_background};
+use crate::{
+    Client, Error, Result,
+    lease::{Lease, spawn_background},
+};
 
 /// Runs `call`, an acquisition that may grant a lease. If it is cancelled,
 /// or ends in an error after which it may have been applied
@@ -128,6 +133,48 @@ where
         }
         clock.sleep_until(now + pause).await;
         pause = (pause * 2).min(longest);
+    }
+}
+
+/// Sends `call` again while `lease` is valid here, for as long as it fails
+/// without an answer (a retryable error; not `Unconfirmed`: the master
+/// applied that one, and a repeat would only find it done), paced as
+/// [`retry`] is for a lease of `ttl`, never sleeping past the lease's local
+/// validity. For the step that ends a holder's work (a run's end, a node's
+/// completion): the backend checks the holder or token, so a repeat of a
+/// step that was applied after all changes nothing, while giving up at the
+/// first blip would leave finished work to expire and run again. `first`
+/// is the first attempt's answer; the last answer, and whether `call` was
+/// sent again.
+pub(crate) async fn resend_while_valid<T, F, Fut>(
+    client: &Client,
+    lease: &Lease,
+    ttl: Duration,
+    first: Result<T>,
+    mut call: F,
+) -> (Result<T>, bool)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let clock = client.clock();
+    let longest = longest_pause(ttl);
+    let mut pause = Duration::from_millis(10).min(longest);
+    let (mut answer, mut again) = (first, false);
+    loop {
+        match &answer {
+            Err(e) if e.is_retryable() && !matches!(e, Error::Unconfirmed { .. }) => {}
+            _ => return (answer, again),
+        }
+        let Some(until) = lease.valid_until() else {
+            return (answer, again);
+        };
+        if let Err(e) = &answer {
+            tracing::debug!(key = %lease.tenure.key(), error = %e, "sending again while the lease holds");
+        }
+        clock.sleep_until((clock.now() + pause).min(until)).await;
+        pause = (pause * 2).min(longest);
+        (answer, again) = (call().await, true);
     }
 }
 

@@ -193,6 +193,11 @@ local function held(o, tok)
   return f
 end
 
+-- Rule 7: wakes the topic's watchers (a hint: they read again).
+local function wake()
+  redis.call('PUBLISH', string.sub(stream, 1, -2) .. 'c', '')
+end
+
 local function entry(e)
   local k, v, p
   local fields = e[2]
@@ -217,7 +222,7 @@ if op == 'publish' then
   redis.call('HSET', meta, 'last', fmt(last), 'ms', fmt(ms))
   if max_len > 0 then redis.call('XTRIM', stream, 'MAXLEN', max_len) end
   if max_age > 0 then redis.call('XTRIM', stream, 'MINID', fmt(now - max_age) .. '-0') end
-  redis.call('PUBLISH', string.sub(stream, 1, -2) .. 'c', '')
+  wake()
   return {firstn, ms}
 end
 
@@ -396,7 +401,7 @@ if op == 'leave' then
     end
   end
   -- Rule 7: what it left behind is due at once.
-  if n > 0 then redis.call('PUBLISH', string.sub(stream, 1, -2) .. 'c', '') end
+  if n > 0 then wake() end
   return n
 end
 
@@ -417,7 +422,7 @@ if op == 'giveback' then
   end
   -- Rule 7: wakes the topic's watchers (one waiting would wait for a
   -- deadline).
-  if n > 0 then redis.call('PUBLISH', string.sub(stream, 1, -2) .. 'c', '') end
+  if n > 0 then wake() end
   return n
 end
 
@@ -438,7 +443,7 @@ end
 if op == 'nack' then
   to_retry(o, now + tonumber(ARGV[5]), f[3], f[4])
   -- Rule 7: a subscriber waiting looks again to learn when it is due.
-  redis.call('PUBLISH', string.sub(stream, 1, -2) .. 'c', '')
+  wake()
   return 1
 end
 
