@@ -66,7 +66,7 @@ impl MemoryBackend {
             now,
             wall: self.store.wall(now),
             wall_us: self.store.inner.table.wall_us(now),
-            ready: false,
+            wake: false,
         }
     }
 
@@ -94,7 +94,7 @@ impl MemoryBackend {
                 op(q, &mut step)
             })
         };
-        if step.ready {
+        if step.wake {
             self.store
                 .notify(|| Topic::Queue(self.ns.clone(), queue.clone()));
         }

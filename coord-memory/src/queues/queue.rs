@@ -34,7 +34,7 @@ pub(super) struct Step {
     pub(super) wall_us: u64,
     /// An item was made ready, or delayed: wake the queue's watchers
     /// (rule 9).
-    pub(super) ready: bool,
+    pub(super) wake: bool,
 }
 
 /// Where an item is (exactly one place).
@@ -162,7 +162,7 @@ impl Queue {
         let item = self.items.get_mut(&id).expect("a live item");
         item.place = Place::Ready;
         self.ready.insert((item.rank(), id));
-        step.ready = true;
+        step.wake = true;
     }
 
     /// Delays item `id` until `due`, and wakes the watchers (rule 9): a
@@ -172,7 +172,7 @@ impl Queue {
         let item = self.items.get_mut(&id).expect("a live item");
         item.place = Place::Delayed;
         self.delayed.insert((due, id));
-        step.ready = true;
+        step.wake = true;
     }
 
     /// Ends item `id`'s delivery, if it has one: out of the lease and
