@@ -270,6 +270,24 @@ pub async fn breaker_unreachable_local_fallback_starts_from_the_phase_seen(h: &d
     after.success();
 }
 
+/// Unreachable, with the local fallback: a breaker last seen half-open
+/// admits local trials only, at once.
+pub async fn breaker_unreachable_local_fallback_seen_half_open_admits_trials(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (client, switch) = ctx.switchable_client("a", default_options()).await;
+    let b = short_open(&client);
+    b.state().await.unwrap();
+    outcomes(&b, 0, 4).await;
+    sleep(ms(350)).await;
+    assert_eq!(b.state().await.unwrap().phase, Phase::HalfOpen, "its open time passed");
+    cut_off(&b, &switch).await;
+    let trial = b.permit().await.expect("a local trial");
+    assert!(trial.is_trial(), "a breaker seen half-open admits trials only");
+    refused(b.permit().await, "one trial at a time");
+    trial.failure();
+    refused(b.permit().await, "the local trial failed: open again");
+}
+
 /// Unreachable, with the local fallback: a breaker an operator disabled
 /// stays disabled (every call passes, none counted) until the backend
 /// answers again, as a forced-open one stays open.
