@@ -212,23 +212,36 @@ pub struct GroupObserver {
     client: Client,
     key: Key,
     watch: Box<dyn Watch>,
-    last: Option<u64>,
+    /// The change counter and the members (their holder ids, oldest
+    /// first) last returned.
+    last: Option<(u64, Vec<HolderId>)>,
 }
 
 impl GroupObserver {
     /// The next membership that differs from the last one returned (the
     /// current one on the first call).
     ///
+    /// A change is a new change counter or other members: a group's counter
+    /// may start again (on Redis, once the group has stayed empty for a
+    /// day its keys go, the counter with them), and a counter that started
+    /// again may meet the value last seen; `skipped` is 0 when the counter
+    /// went back.
+    ///
     /// # Cancel safety
     /// Cancel safe.
     pub async fn next(&mut self) -> Result<GroupChange> {
         loop {
             let members = self.client.groups()?.members(&self.key).await?;
-            if self.last != Some(members.seq) {
-                let skipped = self
-                    .last
-                    .map_or(0, |seq| members.seq.saturating_sub(seq + 1));
-                self.last = Some(members.seq);
+            let holders: Vec<HolderId> = members.members.iter().map(|m| m.holder.clone()).collect();
+            let skipped = match &self.last {
+                None => Some(0),
+                Some((seq, last)) if *seq != members.seq || *last != holders => {
+                    Some(members.seq.saturating_sub(seq + 1))
+                }
+                Some(_) => None,
+            };
+            if let Some(skipped) = skipped {
+                self.last = Some((members.seq, holders));
                 return Ok(GroupChange { members, skipped });
             }
             self.watch.changed().await?;
@@ -240,7 +253,7 @@ impl std::fmt::Debug for GroupObserver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GroupObserver")
             .field("group", &self.key)
-            .field("last_seq", &self.last)
+            .field("last_seq", &self.last.as_ref().map(|(seq, _)| seq))
             .finish_non_exhaustive()
     }
 }

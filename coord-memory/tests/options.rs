@@ -6,7 +6,8 @@
 
 use std::{sync::Arc, time::Duration};
 
-use coord_api::{Client, Error, LeaderRunner, LeaseOptions, Namespace, Result};
+use coord_api::{Client, Error, LeaderRunner, LeaseOptions, Namespace, Result, spi::Dispatched};
+use coord_conformance::switch::Switch;
 use coord_memory::MemoryStore;
 use proptest::prelude::*;
 
@@ -167,20 +168,20 @@ proptest! {
 }
 
 /// The runner's backoff at `Duration::MAX` saturates: a runner whose
-/// campaigns fail (options out of range) backs off for ever without
+/// campaigns fail (the backend unreachable) backs off for ever without
 /// overflowing, and shuts down cleanly (a panic in its task would surface
 /// in `shutdown`).
 #[tokio::test(start_paused = true)]
 async fn runner_backoff_saturates() {
     let store = MemoryStore::new();
-    let client = Client::new(Arc::new(store.backend(Namespace::default())));
-    let failing = client
-        .election("e")
-        .with_options(LeaseOptions::default().max_drift(f64::NAN));
-    let runner = LeaderRunner::new(failing)
+    let switch = Switch::new(Arc::new(store.backend(Namespace::default())));
+    switch.off();
+    let client = Client::new(Arc::new(Dispatched::new(switch)));
+    let runner = LeaderRunner::new(client.election("e"))
         .backoff(Duration::MAX, Duration::MAX)
         .start();
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(!runner.is_leader());
+    assert!(runner.stopped_by().is_none(), "{:?}", runner.stopped_by());
     runner.shutdown().await;
 }

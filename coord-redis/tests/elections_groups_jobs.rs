@@ -471,6 +471,61 @@ async fn group_state_outlives_the_last_member_with_a_ttl() {
     assert!(pttl > 0, "election state has a TTL: {pttl}");
 }
 
+/// A group's keys go a day after its last member (above), its change
+/// counter with them: a counter that starts again and meets the value an
+/// observer saw last does not hide the change from it (the observer
+/// compares the members too).
+#[tokio::test]
+async fn observer_sees_a_change_after_the_group_counter_started_again() {
+    let server = RedisServer::shared();
+    let config = server.config("group-again");
+    let (a, b) = (
+        client(config.clone(), "a", Duration::from_secs(30)).await,
+        client(config.clone(), "b", Duration::from_secs(30)).await,
+    );
+    let group = a.group("g");
+    let mut observer = group.observe().await.unwrap();
+    assert!(observer.next().await.unwrap().members.members.is_empty());
+    let first = group.join().await.unwrap();
+    let second = group.join().await.unwrap();
+    let seen = observer.next().await.unwrap();
+    let seen = if seen.members.members.len() == 2 {
+        seen
+    } else {
+        observer.next().await.unwrap()
+    };
+    assert_eq!((seen.members.members.len(), seen.members.seq), (2, 2));
+    // The group idle for a day: its keys expire (deleted here at once, the
+    // members' leases with them, as their TTLs would have).
+    let keys = text(server.command(&["KEYS", "coord:{group-again:*"]).unwrap());
+    for k in ["m", "i", "s"] {
+        server
+            .command(&["DEL", &format!("coord:{{group-again:lead}}:g:g:{k}")])
+            .unwrap();
+    }
+    drop((first, second));
+    // Two joins of b's before the observer reads: the counter is at 2 again.
+    let group_b = b.group("g");
+    let (c, d) = (group_b.join().await.unwrap(), group_b.join().await.unwrap());
+    let change = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let change = observer.next().await.unwrap();
+            let holders: Vec<_> = change
+                .members
+                .members
+                .iter()
+                .map(|m| m.holder.clone())
+                .collect();
+            if holders == [c.holder().clone(), d.holder().clone()] {
+                return change;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the observer never saw b's members (keys before: {keys})"));
+    assert_eq!((change.members.seq, change.skipped), (2, 0));
+}
+
 /// The client types on Redis: a waiting candidate wins at a crashed leader's
 /// expiry (no resignation, no notification: the refusal's `expires_in`), a
 /// leader whose quorum group shrinks loses leadership at its next renewal,

@@ -1,10 +1,17 @@
 //! The leader runner: campaign, call back, re-campaign after a loss.
 
-use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use tokio::sync::watch;
 
-use crate::{Clock, FencingToken, LeaderInfo, LostSignal, election::Election, lease::wait::later};
+use crate::{
+    Clock, Error, FencingToken, LeaderInfo, LostSignal, election::Election, lease::wait::later,
+};
 
 type Callback<A> = Arc<dyn Fn(A) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
@@ -159,18 +166,38 @@ impl LeaderRunner {
     }
 
     /// Starts campaigning in the background.
+    ///
+    /// A runner stops on its own on an error that campaigning again cannot
+    /// mend: the election's options out of range (`InvalidArgument`, found
+    /// here, before the runner starts), a backend without elections
+    /// (`NotSupported`), a configuration error, or its client closed.
+    /// [`RunnerHandle::stopped_by`] tells which; every other error (an
+    /// unreachable backend) is retried after the backoff.
     pub fn start(self) -> RunnerHandle {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (state_tx, state_rx) = watch::channel(None);
-        let task = tokio::spawn(self.run(stop_rx, state_tx));
+        let stopped_by = Arc::new(OnceLock::new());
+        let task = match self.election.check() {
+            Ok(_) => tokio::spawn(self.run(stop_rx, state_tx, stopped_by.clone())),
+            Err(e) => {
+                stop_for(&stopped_by, e);
+                tokio::spawn(async {})
+            }
+        };
         RunnerHandle {
             stop: stop_tx,
             state: state_rx,
+            stopped_by,
             task,
         }
     }
 
-    async fn run(self, mut stop: watch::Receiver<bool>, state: watch::Sender<Option<Leading>>) {
+    async fn run(
+        self,
+        mut stop: watch::Receiver<bool>,
+        state: watch::Sender<Option<Leading>>,
+        stopped_by: Arc<OnceLock<Error>>,
+    ) {
         let (min, max) = self.backoff;
         let mut backoff = min;
         let clock = self.election.client().clock().clone();
@@ -182,8 +209,8 @@ impl LeaderRunner {
             };
             let leadership = match won {
                 Ok(l) => l,
-                Err(e @ crate::Error::Closed { .. }) => {
-                    tracing::info!(error = %e, "leader runner: the client closed; stopping");
+                Err(e) if !mendable(&e) => {
+                    stop_for(&stopped_by, e);
                     return;
                 }
                 Err(e) => {
@@ -264,6 +291,29 @@ impl LeaderRunner {
     }
 }
 
+/// Whether campaigning again may mend `e` (everything but what the
+/// runner's options, its backend or its closed client decide for good).
+fn mendable(e: &Error) -> bool {
+    !matches!(
+        e,
+        Error::InvalidArgument { .. }
+            | Error::NotSupported { .. }
+            | Error::Config { .. }
+            | Error::Closed { .. }
+    )
+}
+
+/// Records why the runner stops on its own, and says so in the log (an
+/// error but for a closed client, which stops the runner by design).
+fn stop_for(stopped_by: &OnceLock<Error>, e: Error) {
+    if matches!(e, Error::Closed { .. }) {
+        tracing::info!(error = %e, "leader runner: the client closed; stopping");
+    } else {
+        tracing::error!(error = %e, "leader runner: stopping: campaigning again cannot mend this");
+    }
+    let _ = stopped_by.set(e);
+}
+
 /// Sleeps a jittered `backoff` (doubling it up to `max`); true if stopped.
 /// Saturates instead of overflowing, whatever the durations.
 async fn pause(
@@ -302,6 +352,7 @@ struct Leading {
 pub struct RunnerHandle {
     stop: watch::Sender<bool>,
     state: watch::Receiver<Option<Leading>>,
+    stopped_by: Arc<OnceLock<Error>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -318,6 +369,22 @@ impl RunnerHandle {
     /// as the term's `Leadership::is_leader` is.
     pub fn is_leader(&self) -> bool {
         (self.state.borrow().as_ref()).is_some_and(|l| !l.lost.is_lost())
+    }
+
+    /// The error the runner stopped on by itself, if it did (see
+    /// [`LeaderRunner::start`]): it campaigns no more, and this instance
+    /// will not lead until a new runner starts.
+    ///
+    /// ```
+    /// # async fn demo(client: coord_api::Client) {
+    /// use coord_api::{LeaderRunner, LeaseOptions};
+    /// let election = client.election("scheduler").with_options(LeaseOptions::default().max_drift(2.0));
+    /// let runner = LeaderRunner::new(election).start();
+    /// assert!(matches!(runner.stopped_by(), Some(coord_api::Error::InvalidArgument { .. })));
+    /// # }
+    /// ```
+    pub fn stopped_by(&self) -> Option<&Error> {
+        self.stopped_by.get()
     }
 
     /// Stops campaigning, aborts `on_acquired`, resigns a held term, and

@@ -238,6 +238,7 @@ pub async fn runner_recampaigns_after_loss(h: &dyn Harness) {
         .expect("elected again once reconnected")
         .unwrap();
     assert!(t2 > t1, "term {t2} after {t1}");
+    assert!(runner.stopped_by().is_none(), "an unreachable backend is retried");
     timeout(ms(3000), runner.shutdown())
         .await
         .expect("shutdown");
@@ -282,5 +283,36 @@ pub async fn runner_handle_stops_leading_when_term_lost(h: &dyn Harness) {
         !leader && leading.is_none(),
         "the runner's term was lost, yet its handle said it led: {leading:?}"
     );
+}
+
+/// A runner whose election's options are out of range stops at once and
+/// says why (`InvalidArgument`, through `stopped_by`) rather than
+/// campaigning for ever with a warning in the log; one whose client closes
+/// stops and says so too.
+pub async fn runner_stops_on_what_campaigning_cannot_mend(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let bad = a.election("e").with_options(default_options().max_drift(2.0));
+    let runner = LeaderRunner::new(bad).backoff(ms(10), ms(10)).start();
+    let why = runner.stopped_by();
+    assert!(matches!(why, Some(Error::InvalidArgument { .. })), "stopped by {why:?}");
+    assert!(!runner.is_leader());
+    timeout(ms(3000), runner.shutdown()).await.expect("shutdown");
+
+    let b = ctx.client("b").await;
+    let runner = LeaderRunner::new(b.election("e")).backoff(ms(10), ms(10)).start();
+    assert!(
+        eventually(ms(2000), || std::future::ready(runner.is_leader().then_some(())))
+            .await
+            .is_some(),
+        "b leads"
+    );
+    b.close().await.unwrap();
+    let why = eventually(ms(3000), || {
+        std::future::ready(runner.stopped_by().map(|e| e.to_string()))
+    })
+    .await;
+    assert!(why.as_deref().is_some_and(|w| w.contains("closed")), "stopped by {why:?}");
+    timeout(ms(3000), runner.shutdown()).await.expect("shutdown");
 }
 }
