@@ -12,8 +12,12 @@
 //! whatever the number of idle workers, where a watch per worker cost one
 //! take per idle worker. Busy workers hold no part of it: a notification
 //! that comes while every worker is busy stays pending on the watch
-//! (every backend's watch keeps one), and the first worker to wait again
-//! is woken by it at once.
+//! (every backend's watch keeps one), and a hand-on given while no worker
+//! waits stays pending too (one, as `Notify` keeps one permit): the first
+//! worker to wait again is woken by it at once. Without that, a worker
+//! between a take that found nothing and its wait, when another took the
+//! notification and a node, slept to its deadline with a node ready; the
+//! price is at most one take that finds nothing when the pool drains.
 //!
 //! Every wake-up stays a hint (rule 3 of the SPI): a chain broken by a
 //! worker that was dropped after it was woken hands on from its drop; one
@@ -21,10 +25,7 @@
 //! since every idle worker also wakes at its own deadline (the time the
 //! last take said a node may become takeable, or the retry delay).
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicUsize, Ordering},
-};
+use std::sync::Arc;
 
 use tokio::sync::{Mutex, Notify};
 
@@ -36,17 +37,14 @@ pub(crate) struct Ready {
     /// The graph's ready watch, once made (by the first worker that found
     /// nothing to take); `None` before, or after it failed.
     watch: Mutex<Option<Box<dyn Watch>>>,
-    /// Wakes one idle worker: handed on by a woken worker that took a node.
+    /// Wakes one idle worker (or the next to wait): handed on by a woken
+    /// worker that took a node.
     hand_on: Notify,
-    /// Workers waiting now.
-    idle: AtomicUsize,
 }
 
 impl std::fmt::Debug for Ready {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ready")
-            .field("idle", &self.idle.load(Ordering::Relaxed))
-            .finish_non_exhaustive()
+        f.debug_struct("Ready").finish_non_exhaustive()
     }
 }
 
@@ -57,22 +55,6 @@ pub(crate) enum Woken {
     Notified,
     /// At the deadline.
     Deadline,
-}
-
-/// Counts a waiting worker while it waits (also when its wait is dropped).
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl<'a> Waiting<'a> {
-    fn new(idle: &'a AtomicUsize) -> Waiting<'a> {
-        idle.fetch_add(1, Ordering::SeqCst);
-        Waiting(idle)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 /// What a woken worker owes the others: one hand-on, given when it is
@@ -89,7 +71,7 @@ impl Owed {
 
 impl Drop for Owed {
     fn drop(&mut self) {
-        self.0.hand_on();
+        self.0.hand_on.notify_one();
     }
 }
 
@@ -118,7 +100,6 @@ impl Ready {
 
     /// Waits until a notification, a hand-on or `until`.
     pub(crate) async fn wait(&self, client: &Client, until: Instant) -> Woken {
-        let _waiting = Waiting::new(&self.idle);
         let watched = async {
             let mut w = self.watch.lock().await;
             match w.as_mut() {
@@ -145,12 +126,5 @@ impl Ready {
     /// its take finds nothing.
     pub(crate) fn owed(self: &Arc<Self>) -> Owed {
         Owed(self.clone())
-    }
-
-    /// Wakes one idle worker, if one waits.
-    fn hand_on(&self) {
-        if self.idle.load(Ordering::SeqCst) > 0 {
-            self.hand_on.notify_one();
-        }
     }
 }

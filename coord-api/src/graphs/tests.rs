@@ -178,3 +178,18 @@ fn futures_are_send(graph: Graph, mut worker: GraphWorker, run: GraphRun) {
     send(run.wait());
     send(run.observe().next());
 }
+
+/// A worker woken to take that got a node hands on to one more worker;
+/// when no other worker waits at that moment (one is between a take that
+/// found nothing and its wait, the step's notification already taken by
+/// the first), the hand-on waits for the next worker to wait: it looks
+/// again at once instead of sleeping to its deadline while a node is
+/// ready.
+#[tokio::test(start_paused = true)]
+async fn a_hand_on_while_no_worker_waits_wakes_the_next_to_wait() {
+    let client = client();
+    let ready = Arc::new(ready::Ready::default());
+    drop(ready.owed());
+    let until = crate::lease::wait::later(client.clock().now(), Duration::from_secs(60));
+    assert_eq!(ready.wait(&client, until).await, ready::Woken::Notified);
+}
