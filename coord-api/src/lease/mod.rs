@@ -10,6 +10,8 @@
 //!
 //! | module | what it holds |
 //! |---|---|
+//! | `guard` | [`Guard`]: released when released or dropped |
+//! | `lost` | [`LostSignal`], and the wait for the first of several leases to end |
 //! | `options` | [`LeaseOptions`] |
 //! | `renewal` | one renewal queue and task per client, lazily cancelled |
 //! | `wait` | the wait loop every waiting operation shares |
@@ -19,7 +21,7 @@
 use std::{
     fmt,
     sync::{
-        Arc, Weak,
+        Arc,
         atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
     },
     time::Duration,
@@ -34,6 +36,8 @@ use crate::{
     trace::{self, Outcome, Site},
 };
 
+mod guard;
+mod lost;
 pub(crate) mod metrics;
 pub(crate) mod options;
 pub(crate) mod registry;
@@ -41,6 +45,9 @@ pub(crate) mod renewal;
 pub(crate) mod undo;
 pub(crate) mod wait;
 
+pub(crate) use guard::Guard;
+pub use lost::LostSignal;
+pub(crate) use lost::any_ended;
 pub use options::LeaseOptions;
 use renewal::Queued;
 
@@ -541,131 +548,6 @@ impl<T: ?Sized> fmt::Debug for LeaseState<T> {
     }
 }
 
-/// What every family's guard is made of: a lease it releases when released
-/// or dropped (then in the background; if that cannot happen, the TTL frees
-/// the lease).
-pub(crate) struct Guard {
-    lease: Arc<Lease>,
-    released: bool,
-    /// Once this guard let go of the lease: whether it was the last.
-    last: Option<bool>,
-}
-
-impl Guard {
-    pub(crate) fn new(lease: Arc<Lease>) -> Guard {
-        lease.guards.fetch_add(1, Ordering::SeqCst);
-        Guard {
-            lease,
-            released: false,
-            last: None,
-        }
-    }
-
-    /// Lets go of the lease (once): whether that ends it, being its last
-    /// guard or not a counted hold.
-    fn let_go(&mut self) -> bool {
-        let guards = &self.lease.guards;
-        let last = *(self.last).get_or_insert_with(|| guards.fetch_sub(1, Ordering::SeqCst) == 1);
-        last || !self.lease.tenure.counted()
-    }
-
-    pub(crate) fn lease(&self) -> &Arc<Lease> {
-        &self.lease
-    }
-
-    /// Takes the lease out of the guard without releasing it (the caller
-    /// ends it another way).
-    pub(crate) fn into_lease(mut self) -> Arc<Lease> {
-        self.let_go();
-        self.released = true;
-        self.lease.clone()
-    }
-
-    pub(crate) fn key(&self) -> &Key {
-        self.lease.tenure.key()
-    }
-
-    pub(crate) fn holder(&self) -> &HolderId {
-        self.lease.tenure.holder()
-    }
-
-    pub(crate) fn is_held(&self) -> bool {
-        self.lease.is_held()
-    }
-
-    pub(crate) fn valid_until(&self) -> Option<Instant> {
-        self.lease.valid_until()
-    }
-
-    pub(crate) async fn lost(&self) {
-        self.lease.ended().await
-    }
-
-    pub(crate) fn lost_signal(&self) -> LostSignal {
-        LostSignal {
-            of: LostOf::One(Arc::downgrade(&self.lease)),
-        }
-    }
-
-    pub(crate) async fn extend(&self) -> Result<bool> {
-        self.lease.extend().await
-    }
-
-    /// Releases the lease (one hold of a counted one, every hold with its
-    /// last guard). If cancelled, the release goes on in the background:
-    /// the guard's drop sends it again (harmless twice, except for a
-    /// counted hold that leaves other guards, which is not repeated). One
-    /// that fails without reaching the backend is sent again in the
-    /// background, as a dropped guard's is; the error is still returned.
-    pub(crate) async fn release(mut self) -> Result<bool> {
-        let ends = self.let_go();
-        self.released = !ends;
-        let res = self.lease.release(ends).await;
-        self.released = true;
-        if ends && res.as_ref().is_err_and(may_not_have_arrived) {
-            spawn_background(self.lease.clone().release_again());
-        }
-        res
-    }
-}
-
-impl Guard {
-    /// What dropping the guard does, keeping the guard (holding nothing
-    /// now): releases in the background (once).
-    pub(crate) fn abandon(&mut self) {
-        if !self.released {
-            // As a release does, stop believing in a lease this ends now,
-            // not when the background task runs: what lives inside it
-            // (a queue delivery in its consumer's presence) is lost at once.
-            let ends = self.let_go();
-            if ends {
-                self.lease.mark(false);
-            }
-            self.released = true;
-            spawn_background(self.lease.clone().release_dropped(ends));
-        }
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.abandon();
-    }
-}
-
-impl fmt::Debug for Guard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Guard")
-            .field("family", &self.lease.tenure.family())
-            .field("kind", &self.lease.tenure.kind())
-            .field("key", self.key())
-            .field("holder", self.holder())
-            .field("token", &self.lease.token)
-            .field("held", &self.is_held())
-            .finish()
-    }
-}
-
 /// Runs `fut` on the current runtime if there is one; otherwise drops it
 /// (the TTL then frees whatever it would have released).
 pub(crate) fn spawn_background<F>(fut: F)
@@ -676,90 +558,6 @@ where
     if let Ok(handle) = tokio::runtime::Handle::try_current() {
         drop(handle.spawn(fut));
     }
-}
-
-/// A `'static`, cloneable view of a lease's lost signal, like a cancellation
-/// token: hand it to the task doing the protected work.
-///
-/// ```
-/// # use coord_api::LostSignal;
-/// async fn work(lost: LostSignal) {
-///     tokio::select! {
-///         _ = lost.wait() => { /* stop writing: someone else may hold it */ }
-///         _ = async { /* the protected work */ } => {}
-///     }
-/// }
-/// ```
-#[derive(Clone, Debug)]
-pub struct LostSignal {
-    of: LostOf,
-}
-
-/// The lease (or leases) a [`LostSignal`] watches.
-#[derive(Clone, Debug)]
-enum LostOf {
-    One(Weak<Lease>),
-    /// Several, held together (a multi-lock): lost when any is.
-    Any(Arc<[Weak<Lease>]>),
-}
-
-impl LostSignal {
-    /// The signal of several leases held together: it fires when any of
-    /// them is no longer held.
-    pub(crate) fn any<'a>(leases: impl IntoIterator<Item = &'a Arc<Lease>>) -> LostSignal {
-        LostSignal {
-            of: LostOf::Any(leases.into_iter().map(Arc::downgrade).collect()),
-        }
-    }
-
-    /// Completes when the lease is no longer held: lost, or released (or
-    /// every guard of it dropped). A signal of several leases completes
-    /// when the first of them is.
-    ///
-    /// # Cancel safety
-    /// Cancel safe.
-    pub async fn wait(&self) {
-        match &self.of {
-            LostOf::One(lease) => {
-                if let Some(lease) = lease.upgrade() {
-                    lease.ended().await
-                }
-            }
-            LostOf::Any(weak) => {
-                let leases: Vec<Arc<Lease>> = weak.iter().filter_map(Weak::upgrade).collect();
-                if leases.len() == weak.len() {
-                    any_ended(&leases).await
-                }
-            }
-        }
-    }
-
-    /// Whether the lease (any of the leases) is no longer held.
-    pub fn is_lost(&self) -> bool {
-        let lost = |l: &Weak<Lease>| l.upgrade().is_none_or(|l| !l.is_held());
-        match &self.of {
-            LostOf::One(lease) => lost(lease),
-            LostOf::Any(leases) => leases.iter().any(lost),
-        }
-    }
-}
-
-/// Completes when any of `leases` is no longer held (at once for none).
-pub(crate) async fn any_ended(leases: &[Arc<Lease>]) {
-    if leases.is_empty() {
-        return;
-    }
-    let mut ended: Vec<BoxFuture<'_, ()>> =
-        leases.iter().map(|l| Box::pin(l.ended()) as _).collect();
-    std::future::poll_fn(|cx| {
-        for f in &mut ended {
-            if f.as_mut().poll(cx).is_ready() {
-                return std::task::Poll::Ready(());
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::{BoxFuture, Guard, Lease, LostOf, LostSignal, Tenure};
+use super::{BoxFuture, Guard, Lease, LostSignal, Tenure};
 use crate::{
     Client, FencingToken, HolderId, Key, LeaseKind, LeaseOptions, Result,
     spi::{LeaseId, Release},
@@ -157,9 +157,7 @@ async fn a_lease_inside_another_is_lost_with_it() {
         outer: outer.clone(),
     };
     let inner = Lease::start(client.clone(), inside, None, &opts, validity, now).unwrap();
-    let signal = LostSignal {
-        of: LostOf::One(Arc::downgrade(&inner)),
-    };
+    let signal = LostSignal::one(&inner);
     let waiter = tokio::spawn(async move { signal.wait().await });
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert!(inner.is_held() && !waiter.is_finished());
