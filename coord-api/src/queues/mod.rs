@@ -4,14 +4,15 @@
 //! | type | what it is |
 //! |---|---|
 //! | [`Queue`] (from [`Client::queue`]) | push (one, many, with [`PushOptions`]), counts, dead letters |
-//! | [`Consumer`] (`consumer.rs`) | receives [`Delivery`]s (waiting without polling), keeps its presence, prefetches and steals when asked |
-//! | [`Delivery`], [`ItemContext`] (`consumer.rs`) | one item under a lease: ack, nack, dead-letter, lost signal |
+//! | [`Consumer`] (`consumer.rs`) | receives [`Delivery`]s (waiting without polling), keeps its presence, prefetches and steals when asked, dead-letters what does not decode, `ack_and_next`, `run`, `leave` |
+//! | [`Delivery`], [`ItemContext`] (`delivery.rs`) | one item under a lease (renewed, inside the consumer's presence, given back when dropped): ack, nack, dead-letter, lost signal |
 //! | `metrics.rs` | what the family counts |
 //!
 //! The contract is [`contract::queues`](crate::contract::queues); the
 //! backend's rules are in [`spi::queues`](crate::spi::queues).
 
 mod consumer;
+mod delivery;
 mod metrics;
 
 use std::{marker::PhantomData, time::Duration};
@@ -27,7 +28,8 @@ use crate::{
     trace::{self, Outcome, Site},
 };
 
-pub use consumer::{Consumer, Delivery, ItemContext};
+pub use consumer::Consumer;
+pub use delivery::{Delivery, ItemContext};
 
 /// How one item is pushed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

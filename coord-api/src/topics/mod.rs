@@ -4,8 +4,9 @@
 //! |---|---|
 //! | [`Topic`] (from [`Client::topic`]) | publish: [`publish_ephemeral`](Topic::publish_ephemeral) (at most once) and [`publish`](Topic::publish) (durable, at least once to every subscription) |
 //! | [`EphemeralListener`] | hears ephemeral events while connected, and is told when it may have missed some |
-//! | [`Subscriber`] (`subscriber.rs`) | reads a named subscription of the durable stream: deliveries under leases, replay, missed offsets, refused events |
-//! | [`EventDelivery`], [`Next`], [`EventContext`] (`subscriber.rs`) | one event under a lease: ack, nack, dead-letter |
+//! | [`Subscriber`], [`Next`] (`subscriber.rs`) | reads a named subscription of the durable stream: deliveries under leases, replay, missed offsets, refused events |
+//! | `subscriber/buffered.rs` | what a read hands a subscriber until `next` hands it out: the buffer, starting a buffered delivery, refusing an event, the presence lease, the give-back of an unanswered read |
+//! | [`EventDelivery`], [`EventContext`] (`delivery.rs`) | one event under a lease: ack, nack, dead-letter |
 //! | `metrics.rs` | what the family counts |
 //!
 //! The contract is [`contract::topics`](crate::contract::topics); the

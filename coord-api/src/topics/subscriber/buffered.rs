@@ -1,0 +1,286 @@
+//! What a read hands a subscriber until `next` hands it out: the buffer
+//! (missed ranges and deliveries, in order), starting a buffered delivery
+//! (a read's first is started by the read, the others by an extend, under
+//! a presence renewed first if it was lost locally), decoding or refusing
+//! it (a refused event is dead-lettered), and the subscriber's presence
+//! lease that every delivery lives inside. Also the give-back that undoes a
+//! read whose answer never came (decision 0044).
+
+use std::time::Duration;
+
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::{Next, Subscriber};
+use crate::{
+    Client, HolderId, Key, Release, Result,
+    clock::Instant,
+    lease::{
+        BoxFuture, Guard, Lease, LeaseOptions, Tenure, released,
+        undo::{self, MakeUndo},
+    },
+    spi::{self, Missed, Read, Settle, queues::cut_reason},
+    topics::{
+        delivery::{EventDelivery, EventLease, Receipt, settled},
+        metrics,
+    },
+    trace::{self, Outcome},
+};
+
+/// A subscriber's presence in its subscription: renewed while it lives;
+/// releasing it gives every delivery of the subscriber back.
+struct Presence {
+    topic: Key,
+    sub: Key,
+    holder: HolderId,
+}
+
+impl Tenure for Presence {
+    fn family(&self) -> &'static str {
+        "topic"
+    }
+    fn kind(&self) -> &'static str {
+        "subscriber"
+    }
+    fn key(&self) -> &Key {
+        &self.topic
+    }
+    fn holder(&self) -> &HolderId {
+        &self.holder
+    }
+    fn renew<'a>(
+        &'a self,
+        client: &'a Client,
+        ttl: Duration,
+    ) -> Result<BoxFuture<'a, Result<bool>>> {
+        let topics = client.topics()?;
+        Ok(Box::pin(async move {
+            topics
+                .heartbeat(&self.topic, &self.sub, &self.holder, ttl)
+                .await?;
+            Ok(true)
+        }))
+    }
+    fn release<'a>(&'a self, client: &'a Client) -> Result<BoxFuture<'a, Result<Release>>> {
+        let topics = client.topics()?;
+        Ok(Box::pin(async move {
+            topics.leave(&self.topic, &self.sub, &self.holder).await?;
+            Ok(released(true))
+        }))
+    }
+    fn counted(&self) -> bool {
+        false
+    }
+}
+
+/// One thing a read handed over, waiting for `next` to hand it out.
+pub(super) enum Pending {
+    Missed(Missed),
+    /// A delivery, and when the read that made it was sent if it is the
+    /// read's first (the others start with an extend).
+    Delivered(spi::Delivered, Option<Instant>),
+}
+
+impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
+    /// The next buffered thing, never waiting: news of missed offsets, or
+    /// a delivery (a read's first as it came, the others after an extend;
+    /// one found expired is skipped, it went back). A delivery to extend
+    /// leaves the buffer once the extend answered: a `next` cancelled
+    /// meanwhile (or failed) leaves it for the next (the queue consumer's
+    /// rule), instead of leasing it to nobody until its TTL.
+    pub(super) async fn take_pending(
+        &mut self,
+        topic: &Key,
+        sub: &Key,
+        opts: &LeaseOptions,
+    ) -> Result<Option<Next<E>>> {
+        let client = self.topic.client().clone();
+        while let Some(p) = self.pending.front() {
+            let to_extend = match p {
+                Pending::Delivered(d, None) => Some((d.event.offset, d.token)),
+                _ => None,
+            };
+            let extended = match to_extend {
+                Some((offset, token)) => {
+                    self.renew_lost_presence(&client, topic, sub).await?;
+                    let t_sent = client.clock().now();
+                    let topics = client.topics()?;
+                    let extend = topics.extend(topic, sub, offset, token, opts.ttl);
+                    let site = || self.site("extend", topic, Some(token));
+                    let done = trace::call(&client, site, extend, settled).await?;
+                    Some((done == Settle::Done, t_sent))
+                }
+                None => None,
+            };
+            let (d, t_sent) = match (self.pending.pop_front().expect("looked at"), extended) {
+                (Pending::Missed(m), _) => {
+                    metrics::missed(m.last - m.first + 1);
+                    tracing::warn!(topic = %topic, subscription = %sub, first = m.first, last = m.last, "events trimmed before this subscription got them");
+                    return Ok(Some(Next::Missed {
+                        first: m.first,
+                        last: m.last,
+                    }));
+                }
+                (Pending::Delivered(_, None), Some((false, _))) => continue,
+                (Pending::Delivered(d, None), Some((true, t_sent))) => (d, t_sent),
+                (Pending::Delivered(d, Some(t_sent)), _) => (d, t_sent),
+                (Pending::Delivered(_, None), None) => unreachable!("extended above"),
+            };
+            if let Some(next) = self.deliver(topic, sub, opts, d, t_sent).await? {
+                return Ok(Some(next));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Renews a presence lost locally (its heartbeats' answers too late, a
+    /// pause) before a buffered delivery starts: a delivery lives inside
+    /// it, and one handed out under a lost presence would be lost at once,
+    /// never renewed, its attempt used for nothing. A subscriber the
+    /// backend forgot meanwhile is registered again; the deliveries it held
+    /// went back, and their extends are refused.
+    async fn renew_lost_presence(&mut self, client: &Client, topic: &Key, sub: &Key) -> Result<()> {
+        if self.presence.as_ref().is_some_and(|g| g.is_held()) {
+            return Ok(());
+        }
+        let t_sent = client.clock().now();
+        let topics = client.topics()?;
+        let beat = topics.heartbeat(topic, sub, &self.holder, self.presence_ttl);
+        let site = || self.site("heartbeat", topic, None);
+        trace::call(client, site, beat, Outcome::ok).await?;
+        self.keep_presence(client, topic, sub, t_sent);
+        Ok(())
+    }
+
+    /// Buffers what a read gave: the missed ranges, then the deliveries,
+    /// the first stamped `sent` (if given) and the others to be extended.
+    pub(super) fn buffer(&mut self, read: Read, sent: Option<Instant>) {
+        self.pending
+            .extend(read.missed.into_iter().map(Pending::Missed));
+        let mut sent = sent;
+        for d in read.events {
+            self.pending.push_back(Pending::Delivered(d, sent.take()));
+        }
+    }
+
+    pub(super) fn keep_presence(
+        &mut self,
+        client: &Client,
+        topic: &Key,
+        sub: &Key,
+        t_sent: Instant,
+    ) {
+        if self.presence.as_ref().is_some_and(|g| g.is_held()) {
+            return;
+        }
+        // A presence lost locally is retired, not dropped (a drop would
+        // leave, giving back what this read was just handed).
+        if let Some(old) = self.presence.take() {
+            old.into_lease().mark(false);
+        }
+        let mut opts = self.handle.opts().clone();
+        opts.ttl = self.presence_ttl;
+        opts.auto_extend = true;
+        opts.extend_interval = None;
+        let tenure = Presence {
+            topic: topic.clone(),
+            sub: sub.clone(),
+            holder: self.holder.clone(),
+        };
+        let validity = opts.local_validity();
+        // `Closed` (the client closed while the receive was on its way):
+        // none, and the delivery answers `Closed`.
+        let lease = Lease::start(client.clone(), tenure, None, &opts, validity, t_sent);
+        self.presence = lease.ok().map(Guard::new);
+    }
+
+    /// The delivery with its lease, or `Refused` (then dead-lettered), or
+    /// `None` if refusing it found the delivery no longer current (it went
+    /// back, and whoever gets it next refuses it).
+    async fn deliver(
+        &self,
+        topic: &Key,
+        sub: &Key,
+        opts: &LeaseOptions,
+        d: spi::Delivered,
+        t_sent: Instant,
+    ) -> Result<Option<Next<E>>> {
+        let client = self.topic.client();
+        let offset = d.event.offset;
+        let decoded = match self.topic.refuses(&d.event.tag) {
+            Some(why) => Err(why),
+            None => serde_json::from_slice::<E>(&d.event.payload).map_err(|e| {
+                format!(
+                    "decode error: {} does not decode as {}: {e}",
+                    d.event.tag,
+                    std::any::type_name::<E>()
+                )
+            }),
+        };
+        let event = match decoded {
+            Ok(event) => event,
+            Err(reason) => {
+                let reason = cut_reason(reason);
+                let dead = client
+                    .topics()?
+                    .dead_letter(topic, sub, offset, d.token, &reason);
+                let site = || self.site("dead_letter", topic, Some(d.token));
+                if trace::call(client, site, dead, settled).await? != Settle::Done {
+                    metrics::settled("stale");
+                    return Ok(None);
+                }
+                metrics::settled("refused");
+                tracing::warn!(topic = %topic, subscription = %sub, offset, %reason, "event dead-lettered");
+                return Ok(Some(Next::Refused {
+                    offset,
+                    tag: d.event.tag,
+                    reason,
+                }));
+            }
+        };
+        metrics::delivered(d.attempt > 1);
+        let tenure = EventLease {
+            topic: topic.clone(),
+            sub: sub.clone(),
+            offset,
+            token: d.token,
+            holder: self.holder.clone(),
+            presence: self.presence.as_ref().map(|g| g.lease().clone()),
+        };
+        let validity = self.handle.validity();
+        let lease = Lease::start(
+            client.clone(),
+            tenure,
+            Some(d.token),
+            opts,
+            validity,
+            t_sent,
+        )?;
+        Ok(Some(Next::Event(EventDelivery {
+            event,
+            receipt: Receipt {
+                client: client.clone(),
+                topic: topic.clone(),
+                sub: sub.clone(),
+                offset,
+                at: d.event.at,
+                attempt: d.attempt,
+                token: d.token,
+                backoff: self.backoff,
+                guard: Guard::new(lease),
+            },
+        })))
+    }
+}
+
+/// The clean-up of read `id` of `consumer` in `sub`, whose answer never
+/// came: gives back what it delivered, and only that (decision 0044).
+pub(super) fn give_back(topic: &Key, sub: &Key, consumer: &HolderId, id: u64) -> impl MakeUndo {
+    let args = (topic.clone(), sub.clone(), consumer.clone());
+    undo::calling(args, move |client, (topic, sub, consumer)| async move {
+        let topics = client.topics()?;
+        topics
+            .give_back(&topic, &sub, &consumer, id)
+            .await
+            .map(drop)
+    })
+}
