@@ -185,7 +185,9 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
     /// answered: a receive cancelled (or failed) meanwhile leaves it for
     /// the next. A request for new items cancelled in flight (or failed
     /// after it may have been applied) gives back in the background what
-    /// it delivered, and nothing else: ready for any consumer at once.
+    /// it delivered, and nothing else: ready for any consumer at once. The
+    /// dead-letter of an item that does not decode, cancelled (or
+    /// unanswered), is sent again in the background.
     pub async fn receive(&mut self) -> Result<Delivery<T>> {
         let (key, opts) = self.checked()?;
         let client = self.queue.client().clone();
@@ -394,7 +396,11 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
                 ));
                 let dead = client.queues()?.dead_letter(key, d.id, d.token, &reason);
                 let site = || self.site("dead_letter", key, Some(d.token));
-                trace::call(client, site, dead, settled).await?;
+                let dead = trace::call(client, site, dead, settled);
+                // Cancelled or unanswered, it is sent again in the
+                // background: the item would stay started for nobody.
+                let again = dead_letter_unanswered(key, d.id, d.token, &reason);
+                granting(client, opts.ttl, dead, again).await?;
                 metrics::settled("undecodable");
                 tracing::warn!(queue = %key, id = d.id, %reason, "queue item dead-lettered");
                 return Ok(None);
@@ -529,5 +535,27 @@ fn give_back(queue: &Key, consumer: &HolderId, id: u64) -> impl MakeUndo {
     undo::calling(args, move |client, (queue, consumer)| async move {
         let queues = client.queues()?;
         queues.give_back(&queue, &consumer, id).await.map(drop)
+    })
+}
+
+/// The clean-up of the dead-letter of item `id` (delivery `token`) that
+/// does not decode, whose answer never came (the receive cancelled
+/// meanwhile, or a reply lost): sent again in the background, or the
+/// item would stay started for nobody until its lease ended, then be
+/// delivered again, an attempt spent. Token-checked: a repeat of one that
+/// counted is stale and changes nothing.
+fn dead_letter_unanswered(
+    queue: &Key,
+    id: u64,
+    token: FencingToken,
+    reason: &str,
+) -> impl MakeUndo {
+    let args = (queue.clone(), reason.to_owned());
+    undo::calling(args, move |client, (queue, reason)| async move {
+        let queues = client.queues()?;
+        queues
+            .dead_letter(&queue, id, token, &reason)
+            .await
+            .map(drop)
     })
 }

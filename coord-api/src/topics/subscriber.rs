@@ -244,6 +244,9 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
     /// A read cancelled in flight (or failed after it may have been
     /// applied) gives back in the background what it delivered, and
     /// nothing else: due again for any subscriber at once (decision 0044).
+    /// A buffered delivery stays buffered until its start is answered. The
+    /// dead-letter of a refused event, cancelled (or unanswered), is sent
+    /// again in the background.
     pub async fn next(&mut self) -> Result<Next<E>> {
         let (topic, sub, opts) = self.checked()?;
         let client = self.topic.client().clone();

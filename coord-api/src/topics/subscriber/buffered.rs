@@ -12,11 +12,11 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use super::{Next, Subscriber};
 use crate::{
-    Client, HolderId, Key, Release, Result,
+    Client, FencingToken, HolderId, Key, Release, Result,
     clock::Instant,
     lease::{
         BoxFuture, Guard, Lease, LeaseOptions, Tenure, released,
-        undo::{self, MakeUndo},
+        undo::{self, MakeUndo, granting},
     },
     spi::{self, Missed, Read, Settle, queues::cut_reason},
     topics::{
@@ -224,7 +224,11 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
                     .topics()?
                     .dead_letter(topic, sub, offset, d.token, &reason);
                 let site = || self.site("dead_letter", topic, Some(d.token));
-                if trace::call(client, site, dead, settled).await? != Settle::Done {
+                let dead = trace::call(client, site, dead, settled);
+                // Cancelled or unanswered, it is sent again in the
+                // background: the event would stay leased to nobody.
+                let again = dead_letter_unanswered(topic, sub, offset, d.token, &reason);
+                if granting(client, opts.ttl, dead, again).await? != Settle::Done {
                     metrics::settled("stale");
                     return Ok(None);
                 }
@@ -281,6 +285,29 @@ pub(super) fn give_back(topic: &Key, sub: &Key, consumer: &HolderId, id: u64) ->
         topics
             .give_back(&topic, &sub, &consumer, id)
             .await
+            .map(drop)
+    })
+}
+
+/// The clean-up of the dead-letter of the event at `offset` (delivery
+/// `token`) refused by this subscriber, whose answer never came (the
+/// `next` cancelled meanwhile, or a reply lost): sent again in the
+/// background, or the event would stay leased to nobody until its lease
+/// ended, then be delivered again. Token-checked: a repeat of one that
+/// counted is stale and changes nothing.
+fn dead_letter_unanswered(
+    topic: &Key,
+    sub: &Key,
+    offset: u64,
+    token: FencingToken,
+    reason: &str,
+) -> impl MakeUndo {
+    let args = (topic.clone(), sub.clone(), reason.to_owned());
+    undo::calling(args, move |client, (topic, sub, reason)| async move {
+        let topics = client.topics()?;
+        (topics
+            .dead_letter(&topic, &sub, offset, token, &reason)
+            .await)
             .map(drop)
     })
 }

@@ -3,13 +3,46 @@
 //! and only that (decision 0044): another consumer gets the items long
 //! before their 30 s leases end, as their first attempt; the SPI's
 //! `give_back` names one receive and touches no delivery of another
-//! receive, of another consumer, or one already settled.
+//! receive, of another consumer, or one already settled. A receive
+//! cancelled while it dead-letters an item that does not decode leaves
+//! the dead-letter to the background, not the item to its lease.
+
+use std::future::Future;
 
 use super::*;
 
 /// The lease of every delivery here: far longer than [`PROMPTLY`], so an
 /// item left to it is not back in time.
 const LONG: Duration = Duration::from_secs(30);
+
+/// Polls `call` until its SPI call `held` waits held on the way (not
+/// applied), then cancels it there. `first`, an SPI call `call` makes
+/// before, is applied and answered late, so that the switch holds from
+/// then on; the switch is on again after.
+pub(crate) async fn cancel_when_held<T: Debug>(
+    call: impl Future<Output = T>,
+    switch: &Switch,
+    first: &'static str,
+    held: &str,
+) {
+    let before = switch.answered(first);
+    switch.late_replies(first, ms(500));
+    let on_the_way = async {
+        let applied = || async { (switch.answered(first) > before).then_some(()) };
+        let applied = eventually(PROMPTLY, applied).await;
+        applied.unwrap_or_else(|| panic!("{first} applied"));
+        switch.holding();
+        let waits = || async { (switch.held(held) == 1).then_some(()) };
+        let waits = eventually(PROMPTLY, waits).await;
+        waits.unwrap_or_else(|| panic!("{held} held on its way"));
+    };
+    tokio::select! {
+        got = call => panic!("answered before {held} was held: {got:?}"),
+        () = on_the_way => {}
+    }
+    switch.on();
+    switch.late_replies(first, Duration::ZERO);
+}
 
 cases! {
     family: "queue", needs: [Need::Queues];
@@ -131,5 +164,29 @@ pub async fn queue_give_back_returns_only_its_receives_deliveries(h: &dyn Harnes
     let s = stats(&b).await;
     assert_eq!(places(&s), (0, 0, 4, 0), "all four with `other`: {s:?}");
     assert_eq!(qs.leave(&qk, &other).await.unwrap(), 4);
+}
+
+/// A receive cancelled while it dead-letters a prefetched item that does
+/// not decode (its start applied, the dead-letter held on its way, never
+/// applied): the dead-letter is sent in the background, and the item is
+/// in the dead letters at once, with the decode error, not started for
+/// nobody until its 30 s lease ends (then delivered again, an attempt
+/// spent).
+pub async fn queue_cancelled_receive_still_dead_letters_its_undecodable_item(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let b = ctx.client("b").await;
+    let good = numbers(&b).push(&1).await.unwrap().id();
+    let bad = texts(&b).push(&"not a number".to_owned()).await.unwrap().id();
+    let mut c = numbers(&a).consumer().prefetch(2).ttl(LONG);
+    let d1 = within(c.receive(), "the first").await;
+    assert_eq!(d1.id(), good);
+    cancel_when_held(c.receive(), &switch, "extend", "dead_letter").await;
+    let s = stats_when(&b, "the bad item dead", |s| places(s) == (0, 0, 1, 1)).await;
+    assert_eq!(s.redelivered, 0, "{s:?}");
+    let dead = numbers(&b).dead_letters(0, 10).await.unwrap();
+    assert_eq!(dead.iter().map(|d| d.id).collect::<Vec<_>>(), [bad]);
+    assert!(dead[0].reason.contains("decode"), "{:?}", dead[0].reason);
+    within(d1.ack(), "ack").await;
 }
 }

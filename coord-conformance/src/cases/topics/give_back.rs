@@ -4,10 +4,12 @@
 //! events long before their 30 s leases end, as their first attempt, and
 //! the subscription's cursor does not move back; the SPI's `give_back`
 //! names one read and touches no delivery of another read, of another
-//! consumer, or one already settled or expired.
+//! consumer, or one already settled or expired. A `next` cancelled while
+//! it refuses an event leaves the dead-letter to the background, not the
+//! event to its lease.
 
 use super::*;
-use crate::cases::queues::{PROMPTLY, crashed};
+use crate::cases::queues::{PROMPTLY, crashed, give_back::cancel_when_held};
 use coord_api::spi::SubscriptionStats;
 
 /// The lease (and presence) of every delivery here: far longer than
@@ -165,5 +167,34 @@ pub async fn topic_give_back_returns_only_its_reads_deliveries(h: &dyn Harness) 
     let s = counts(&backend).await;
     assert_eq!((s.cursor, s.in_flight, s.retrying), (5, 4, 0), "all four with `other`: {s:?}");
     assert_eq!(ts.leave(&tk, &sk, &other).await.unwrap(), 4);
+}
+
+/// A `next` cancelled while it refuses a buffered event that does not
+/// decode (its start applied, the dead-letter held on its way, never
+/// applied): the dead-letter is sent in the background, and the event is
+/// in the subscription's dead events at once, not leased to nobody until
+/// its 30 s lease ends (then delivered again).
+pub async fn topic_cancelled_next_still_dead_letters_its_refused_event(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let b = ctx.client("b").await;
+    let backend = ctx.backend().await;
+    let nums = |c: &Client| c.topic::<u64>(T).kind("n", 1);
+    let mut sub = (nums(&a).subscriber("s").start(Start::Earliest))
+        .batch(2)
+        .ttl(LONG)
+        .presence_ttl(LONG);
+    sub.subscribe().await.unwrap();
+    nums(&b).publish(&1).await.unwrap();
+    let texts = b.topic::<String>(T).kind("n", 1);
+    texts.publish(&"not a number".to_owned()).await.unwrap();
+    let d1 = event(&mut sub, "the first").await;
+    assert_eq!(d1.offset(), 1);
+    cancel_when_held(sub.next(), &switch, "extend", "dead_letter").await;
+    counts_when(&backend, "offset 2 dead", |s| s.dead == 1 && s.in_flight == 1).await;
+    let dead = spi(&backend).dead_events(&key(T), &key("s"), 0, 10).await.unwrap();
+    assert_eq!(dead.iter().map(|d| d.offset).collect::<Vec<_>>(), [2]);
+    assert!(dead[0].reason.contains("decode"), "{:?}", dead[0].reason);
+    within(d1.ack(), "ack").await;
 }
 }
