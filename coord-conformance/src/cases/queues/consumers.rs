@@ -244,4 +244,43 @@ pub async fn queue_prefetched_delivery_started_under_a_renewed_presence(h: &dyn 
     within(d2.ack(), "ack 2").await;
     drop(d1);
 }
+
+/// A prefetched delivery whose start (an extend) was applied before the
+/// client's close began and answered after: the receive answers `Closed`,
+/// never a delivery that is not held, and the item is back at once for
+/// another consumer, not after its 30 s lease. It comes back with the
+/// attempt its start counted: close's leave, sent as close began, gave
+/// back every delivery of the consumer, this one already started (the
+/// contract says why it cannot go back uncounted).
+pub async fn queue_prefetched_start_after_close_answers_closed(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let b = ctx.client("b").await;
+    let ids: Vec<u64> = (numbers(&b).push_many(&[1, 2]).await.unwrap().iter())
+        .map(|o| o.id())
+        .collect();
+    let long = ms(30_000);
+    let mut c = numbers(&a).consumer().prefetch(2).ttl(long).presence_ttl(long);
+    let d1 = within(c.receive(), "the first").await;
+    let before = switch.answered("extend");
+    switch.late_replies("extend", ms(1000));
+    let close = async {
+        let applied = || async { (switch.answered("extend") > before).then_some(()) };
+        let applied = eventually(PROMPTLY, applied).await;
+        applied.expect("the prefetched delivery's start applied");
+        a.close().await
+    };
+    let (got, closed) = tokio::join!(timeout(ms(5000), c.receive()), close);
+    let got = got.expect("the receive answered");
+    assert!(matches!(got, Err(Error::Closed { .. })), "answered {got:?}");
+    closed.expect("close");
+    assert!(!d1.is_held(), "{d1:?}");
+    let mut other = numbers(&b).consumer().ttl(long);
+    for id in &ids {
+        let d = within(other.receive(), "back at once").await;
+        assert_eq!((d.id(), d.attempt()), (*id, 2), "its start counted");
+        within(d.ack(), "ack").await;
+    }
+    assert_eq!(places(&stats(&b).await), (0, 0, 0, 0));
+}
 }

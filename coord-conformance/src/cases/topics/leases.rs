@@ -262,4 +262,44 @@ pub async fn topic_waiting_subscriber_gets_what_another_nacked_or_left(h: &dyn H
     within(e.ack(), "ack 2").await;
     drop(d);
 }
+
+/// A buffered delivery whose start (an extend) was applied before the
+/// client's close began and answered after: the `next` answers `Closed`,
+/// never a delivery that is not held, and the event is due again at once
+/// for another subscriber, not after its 30 s lease. It comes back as
+/// attempt 2: close's leave, sent as close began, gave back every delivery
+/// of the subscriber, this one already started (the contract says why it
+/// cannot go back uncounted).
+pub async fn topic_buffered_start_after_close_answers_closed(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let b = ctx.client("b").await;
+    let long = ms(30_000);
+    let mut sub = (numbers(&a).subscriber("s").start(Start::Earliest))
+        .batch(2)
+        .ttl(long)
+        .presence_ttl(long);
+    sub.subscribe().await.unwrap();
+    numbers(&b).publish_many(&[1, 2]).await.unwrap();
+    let d1 = event(&mut sub, "the first").await;
+    let before = switch.answered("extend");
+    switch.late_replies("extend", ms(1000));
+    let close = async {
+        let applied = || async { (switch.answered("extend") > before).then_some(()) };
+        let applied = eventually(PROMPTLY, applied).await;
+        applied.expect("the buffered delivery's start applied");
+        a.close().await
+    };
+    let (got, closed) = tokio::join!(timeout(ms(5000), sub.next()), close);
+    let got = got.expect("the next answered");
+    assert!(matches!(got, Err(Error::Closed { .. })), "answered {got:?}");
+    closed.expect("close");
+    assert!(!d1.is_held(), "{d1:?}");
+    let mut other = numbers(&b).subscriber("s").ttl(long);
+    for o in 1..=2 {
+        let d = event(&mut other, "back at once").await;
+        assert_eq!((d.offset(), d.attempt()), (o, 2), "its start counted");
+        within(d.ack(), "ack").await;
+    }
+}
 }
