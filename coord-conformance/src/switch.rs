@@ -36,6 +36,9 @@ pub struct Switch {
     held: Arc<Mutex<HashMap<&'static str, usize>>>,
     /// Per SPI method: how late its replies come.
     late: Arc<Mutex<HashMap<&'static str, Duration>>>,
+    /// Per SPI method: how late its requests reach the backend, their
+    /// callers answered `Unavailable` at once.
+    late_requests: Arc<Mutex<HashMap<&'static str, Duration>>>,
 }
 
 const ON: u8 = 0;
@@ -54,6 +57,7 @@ impl Switch {
             answered: Default::default(),
             held: Default::default(),
             late: Default::default(),
+            late_requests: Default::default(),
         }
     }
 
@@ -88,6 +92,16 @@ impl Switch {
     /// `Duration::ZERO` ends it.
     pub fn late_replies(&self, name: &'static str, by: Duration) {
         let mut late = self.late.lock().unwrap_or_else(|p| p.into_inner());
+        late.insert(name, by);
+    }
+
+    /// Answers the calls of the SPI method `name` with `Unavailable` at
+    /// once (as a caller's timeout would) and applies them `by` later: a
+    /// request still on its way when its caller gave up. While on its way
+    /// it counts as [`held`](Switch::held). `Duration::ZERO` ends it (for
+    /// the calls made after).
+    pub fn late_requests(&self, name: &'static str, by: Duration) {
+        let mut late = self.late_requests.lock().unwrap_or_else(|p| p.into_inner());
         late.insert(name, by);
     }
 
@@ -174,6 +188,22 @@ impl Dispatch for Switch {
             changed.await;
         }
         drop(held);
+        let late_request = (self.late_requests.lock().unwrap_or_else(|p| p.into_inner()))
+            .get(op.name)
+            .copied()
+            .filter(|by| !by.is_zero());
+        if let Some(by) = late_request {
+            let (inner, counts) = (self.inner.clone(), self.held.clone());
+            tokio::spawn(async move {
+                let _on_its_way = Held::new(&counts, op.name);
+                tokio::time::sleep(by).await;
+                let _applied = call.run(inner).await;
+            });
+            return Err(Error::unavailable(
+                self,
+                format!("{op}: timed out (the test's switch; the request arrives {by:?} later)"),
+            ));
+        }
         match self.state.load(Ordering::SeqCst) {
             OFF => Err(Error::unavailable(
                 self,

@@ -173,7 +173,7 @@ impl MultiLock {
     /// Cancel safe: a cancelled wait leaves nothing held (a grant in flight
     /// is released in the background).
     pub async fn lock(&self) -> Result<MultiGuard> {
-        let leases = self.leases(&self.holder())?;
+        let mut leases = self.leases(&self.holder())?;
         let client = &self.handle.client;
         let opts = self.handle.opts();
         let clock = client.clock().clone();
@@ -187,6 +187,13 @@ impl MultiLock {
         // not make a busy loop.
         let mut at_once = 0u32;
         loop {
+            if retries > 0 {
+                // Every attempt asks as a holder of its own: a release of
+                // what an earlier one took (when a member was busy) that
+                // reaches the backend late frees nothing a later one took.
+                let holder = self.holder();
+                leases.iter_mut().for_each(|l| l.holder = holder.clone());
+            }
             let (index, retry_in) = match self.attempt(&leases).await? {
                 Attempt::Done(guard) => {
                     self.waited(&leases, Waited::Acquired, start);

@@ -274,6 +274,43 @@ pub async fn multi_lock_refuses_bad_input_before_io(h: &dyn Harness) {
     g.expect("the limit itself is allowed").release().await.unwrap();
 }
 
+/// Without a one-step `acquire_all` (a Redis Cluster, whose keys lie in
+/// several slots), the client takes the members one by one and, when one
+/// is busy, releases those it took and tries again. A release of an
+/// earlier attempt that reaches the backend late (its caller answered
+/// `Unavailable`, the request still on its way) frees nothing a later
+/// attempt took: every attempt asks as a holder of its own. On a backend
+/// with the one step nothing is released between attempts, and the case
+/// checks only that the set is taken.
+pub async fn multi_late_release_frees_nothing_taken_later(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let one_step = ctx.families().await.locks.is_some_and(|l| l.acquire_all);
+    let (c, switch) = ctx.switchable_client("c", default_options()).await;
+    let (o, p) = (ctx.client("o").await, ctx.client("p").await);
+    let in_the_way = take(&o.lock("late-b"), "o").await;
+    switch.late_requests("release", ms(2000));
+    let set = c.multi_lock(["late-a", "late-b"]);
+    let waiter = tokio::spawn(async move { set.lock().await });
+    if !one_step {
+        // The first attempt took late-a, found late-b busy and sent late-a's
+        // release, which is on its way.
+        let sent = || std::future::ready((switch.held("release") > 0).then_some(()));
+        assert!(eventually(ms(3000), sent).await.is_some(), "no release sent");
+    }
+    switch.late_requests("release", Duration::ZERO);
+    in_the_way.release().await.unwrap();
+    let g = join(waiter, ms(5000), "waiter").await.expect("granted");
+    // The late release arrives (within 2 s of its sending).
+    let arrived = || std::future::ready((switch.held("release") == 0).then_some(()));
+    assert!(eventually(ms(5000), arrived).await.is_some(), "the late release never arrived");
+    assert!(
+        p.lock("late-a").try_lock().await.unwrap().is_none(),
+        "a late release of an earlier attempt freed late-a, which the set holds"
+    );
+    assert!(g.is_held());
+    g.release().await.unwrap();
+}
+
 /// The SPI's `acquire_all` is one step: all granted with a token each, or
 /// nothing taken and the first refused lease named; leases of two holders
 /// are refused.
