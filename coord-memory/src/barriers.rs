@@ -68,6 +68,8 @@ struct Latch {
     remaining: u32,
     counted: HashSet<Key>,
     deadline: Instant,
+    /// The id of the call that set the generation (0: none).
+    set_id: u64,
 }
 
 /// One operation on a barrier's record: the record's name for the journal,
@@ -554,7 +556,13 @@ impl BarrierBackend for MemoryBackend {
         Ok(self.store.watch(topic))
     }
 
-    async fn latch_set(&self, name: &Key, count: u32, ttl: Duration) -> Result<LatchSet> {
+    async fn latch_set(
+        &self,
+        name: &Key,
+        count: u32,
+        ttl: Duration,
+        set_id: u64,
+    ) -> Result<LatchSet> {
         if !(1..=MAX_LATCH_COUNT).contains(&count) {
             return Err(Error::invalid(format!(
                 "latch {:?} cannot count {count}: a count is from 1 to {MAX_LATCH_COUNT}",
@@ -568,7 +576,15 @@ impl BarrierBackend for MemoryBackend {
             let mut b = self.store.barriers();
             b.sweep(now);
             let slot = b.latches.get(&(self.ns.clone(), name.clone()));
-            if let Some(l) = slot.filter(|l| l.live(now) && l.remaining > 0) {
+            let live = slot.filter(|l| l.live(now));
+            // A retry of the call that set this generation: answered as
+            // that call was, changing nothing (also at zero).
+            if let Some(l) = live.filter(|l| set_id != 0 && l.set_id == set_id) {
+                return Ok(LatchSet::Set {
+                    generation: l.generation,
+                });
+            }
+            if let Some(l) = live.filter(|l| l.remaining > 0) {
                 return Ok(LatchSet::Busy(l.state(now)));
             }
             // Set again at zero, the record's life goes on; expired, a new
@@ -585,6 +601,7 @@ impl BarrierBackend for MemoryBackend {
                 remaining: count,
                 counted: HashSet::new(),
                 deadline: now + ttl,
+                set_id,
             };
             b.latches.insert((self.ns.clone(), name.clone()), latch);
             if let Some(j) = self.store.journal() {

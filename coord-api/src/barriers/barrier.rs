@@ -201,8 +201,26 @@ impl Barrier {
     /// Breaks the current generation (every waiter of it returns
     /// `Error::Broken`, reason `reset`) and begins the next. Returns the
     /// generation that ended.
+    ///
+    /// Not safe to retry: it breaks whichever generation is current when it
+    /// reaches the backend, so a retry after an error whose reset was
+    /// applied (its reply lost, `Error::Unavailable`) breaks the next
+    /// generation too. [`reset_in`](Self::reset_in) names the generation,
+    /// and a retry of it is harmless.
     pub async fn reset(&self) -> Result<EndedGeneration> {
-        reset(&self.party.handle, KIND).await
+        reset(&self.party.handle, KIND, None).await
+    }
+
+    /// Breaks `generation` (reason `reset`) if it is the current one, and
+    /// begins the next; if it ended already (by a trip, a deadline, or this
+    /// very reset sent before, its reply lost), changes nothing. Either way
+    /// returns how `generation` ended: a retry returns what the first call
+    /// would have, and never breaks a later generation.
+    /// `Error::StaleGeneration` if the backend does not know `generation`
+    /// (ahead of the current one, or an end it no longer remembers: the
+    /// last 16 at least).
+    pub async fn reset_in(&self, generation: u64) -> Result<EndedGeneration> {
+        reset(&self.party.handle, KIND, Some(generation)).await
     }
 }
 
@@ -230,14 +248,26 @@ pub(crate) async fn state(
     trace::call(client, || site("state", kind, name), state, Outcome::ok).await
 }
 
-/// Resets a barrier (one step).
-pub(crate) async fn reset(handle: &Handle, kind: BarrierKind) -> Result<EndedGeneration> {
+/// Resets a barrier (one step): `generation`, or the current one when
+/// `None`.
+pub(crate) async fn reset(
+    handle: &Handle,
+    kind: BarrierKind,
+    generation: Option<u64>,
+) -> Result<EndedGeneration> {
     let name = handle.key()?;
     let client = &handle.client;
-    let brk = (client.barriers()?).break_generation(kind, name, None, BreakReason::Reset);
-    match trace::call(client, || site("reset", kind, name), brk, Outcome::ok).await? {
-        Break::Ended(ended) => Ok(ended),
-        other => Err(Error::backend(
+    let brk = (client.barriers()?).break_generation(kind, name, generation, BreakReason::Reset);
+    let brk = trace::call(client, || site("reset", kind, name), brk, Outcome::ok).await?;
+    match (brk, generation) {
+        (Break::Ended(ended), _) => Ok(ended),
+        (Break::Unknown { current }, Some(generation)) => Err(Error::StaleGeneration {
+            kind: kind.as_str(),
+            key: name.to_string(),
+            generation,
+            current,
+        }),
+        (other, _) => Err(Error::backend(
             client.backend(),
             format!(
                 "unexpected answer {other:?} to a reset of {} {:?}",

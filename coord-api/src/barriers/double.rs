@@ -175,8 +175,21 @@ impl DoubleBarrier {
 
     /// Ends the current generation whatever its phase: waiters entering or
     /// leaving return `Error::Broken` (reason `reset`).
+    ///
+    /// Not safe to retry: a retry after an error whose reset was applied
+    /// (its reply lost) ends the next generation too.
+    /// [`reset_in`](Self::reset_in) names the generation.
     pub async fn reset(&self) -> Result<EndedGeneration> {
-        reset(&self.party.handle, KIND).await
+        reset(&self.party.handle, KIND, None).await
+    }
+
+    /// Ends `generation` whatever its phase if it is the current one; if
+    /// it ended already (also by this very reset sent before, its reply
+    /// lost), changes nothing. Either way returns how it ended, so a retry
+    /// is harmless. `Error::StaleGeneration` if the backend does not know
+    /// `generation` (see [`Barrier::reset_in`](crate::Barrier::reset_in)).
+    pub async fn reset_in(&self, generation: u64) -> Result<EndedGeneration> {
+        reset(&self.party.handle, KIND, Some(generation)).await
     }
 }
 

@@ -1,6 +1,9 @@
 //! The countdown latch.
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use crate::{
     Client, Error, Key, LeaseOptions, MAX_TTL, Result, Watch,
@@ -10,7 +13,10 @@ use crate::{
         metrics,
     },
     handle::Handle,
-    lease::wait::{jittered, later},
+    lease::{
+        undo::call_id,
+        wait::{jittered, later},
+    },
     spi::{CountDown, LatchSet, LatchState, MAX_LATCH_COUNT},
     trace::{self, Outcome, Site},
     validate_ttl,
@@ -50,6 +56,10 @@ pub struct Latch {
     handle: Handle,
     participant: Participant,
     expire_after: Duration,
+    /// The count and id of the latest `try_set_count` left unanswered (a
+    /// retryable error, or cancelled): the next one of that count sends
+    /// the id again. Shared by clones.
+    unanswered: Arc<Mutex<Option<(u32, u64)>>>,
 }
 
 /// How a latch wait ended.
@@ -74,6 +84,7 @@ impl Latch {
             participant: Participant::of_instance(&client),
             handle: Handle::new(client, name),
             expire_after: MAX_TTL,
+            unanswered: Arc::default(),
         }
     }
 
@@ -113,6 +124,14 @@ impl Latch {
     /// Sets the count to `count` in a new generation if the latch is
     /// absent or at zero: `true`; otherwise changes nothing: `false`.
     /// `InvalidArgument` for 0 or over `MAX_LATCH_COUNT`.
+    ///
+    /// Safe to retry: a call left unanswered (a retryable error such as
+    /// `Unavailable`, its reply perhaps lost after the backend set the
+    /// count; or cancelled) is sent again, under its id, by the next
+    /// `try_set_count` of the same count on this handle or a clone of it.
+    /// If the first was applied, the retry changes nothing and answers
+    /// `true`, as the first would have, even once the latch was counted
+    /// down to zero meanwhile (it is not set again).
     pub async fn try_set_count(&self, count: u32) -> Result<bool> {
         let name = self.handle.key()?;
         validate_ttl(name, self.expire_after)?;
@@ -123,9 +142,35 @@ impl Latch {
             )));
         }
         let client = &self.handle.client;
-        let set = client.barriers()?.latch_set(name, count, self.expire_after);
-        let set = trace::call(client, || site("set", name), set, Outcome::ok).await?;
-        Ok(matches!(set, LatchSet::Set { .. }))
+        let id = self.set_id(count);
+        let set = (client.barriers()?).latch_set(name, count, self.expire_after, id);
+        let set = trace::call(client, || site("set", name), set, Outcome::ok).await;
+        if !matches!(&set, Err(e) if e.is_retryable()) {
+            self.answered(id);
+        }
+        Ok(matches!(set?, LatchSet::Set { .. }))
+    }
+
+    /// The id of a set of `count`: the unanswered one's, if of that count,
+    /// else a new one, remembered as unanswered until answered.
+    fn set_id(&self, count: u32) -> u64 {
+        let mut unanswered = (self.unanswered.lock()).unwrap_or_else(|p| p.into_inner());
+        match *unanswered {
+            Some((c, id)) if c == count => id,
+            _ => {
+                let id = call_id();
+                *unanswered = Some((count, id));
+                id
+            }
+        }
+    }
+
+    /// The set `id` was answered: no longer sent again.
+    fn answered(&self, id: u64) {
+        let mut unanswered = (self.unanswered.lock()).unwrap_or_else(|p| p.into_inner());
+        if unanswered.is_some_and(|(_, i)| i == id) {
+            *unanswered = None;
+        }
     }
 
     /// Counts down once for this participant in the current generation;

@@ -22,8 +22,9 @@
 //!
 //! **Latches** are one record per name: a count set once per generation
 //! ([`BarrierBackend::latch_set`], only when the latch is absent or at
-//! zero), the participants that counted it down (each counts once), and a
-//! deadline after which the whole record is gone.
+//! zero) with the id of the call that set it, the participants that counted
+//! it down (each counts once), and a deadline after which the whole record
+//! is gone.
 
 use std::time::Duration;
 
@@ -338,7 +339,8 @@ impl LatchState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LatchSet {
-    /// The count is set, in a new generation.
+    /// The count is set, in a new generation (or was, by this call's id:
+    /// a retry).
     Set {
         /// The new generation.
         generation: u64,
@@ -454,8 +456,21 @@ pub trait BarrierBackend: Send + Sync {
     async fn watch(&self, kind: BarrierKind, name: &Key) -> Result<Box<dyn Watch>>;
 
     /// Sets the latch's count to `count` in a new generation, the record
-    /// to live `ttl` from now, if the latch is absent or at zero.
-    async fn latch_set(&self, name: &Key, count: u32, ttl: Duration) -> Result<LatchSet>;
+    /// to live `ttl` from now, if the latch is absent or at zero; the
+    /// generation keeps `set_id`. `set_id` names the call (the client draws
+    /// one per call and sends it again when it retries a call left
+    /// unanswered; 0 names none): when the live latch's current generation
+    /// was set with this same id, nothing changes and the answer is
+    /// [`LatchSet::Set`] with that generation, whatever is left to count
+    /// (the retry of a set whose reply was lost is answered as the first
+    /// was, and never sets the latch again at zero).
+    async fn latch_set(
+        &self,
+        name: &Key,
+        count: u32,
+        ttl: Duration,
+        set_id: u64,
+    ) -> Result<LatchSet>;
 
     /// `participant` counts the latch down in `generation` (the current one
     /// when `None`), once per participant and generation.
@@ -582,10 +597,18 @@ impl<D: Dispatch> BarrierBackend for Dispatched<D> {
         })
         .await
     }
-    async fn latch_set(&self, name: &Key, count: u32, ttl: Duration) -> Result<LatchSet> {
-        let args = (name.clone(), count, ttl);
-        self.carry(op("latch_set"), args, |b, (n, count, ttl)| async move {
-            barriers(&b, "latch_set")?.latch_set(&n, count, ttl).await
+    async fn latch_set(
+        &self,
+        name: &Key,
+        count: u32,
+        ttl: Duration,
+        set_id: u64,
+    ) -> Result<LatchSet> {
+        let args = (name.clone(), count, ttl, set_id);
+        self.carry(op("latch_set"), args, |b, (n, count, ttl, id)| async move {
+            (barriers(&b, "latch_set")?)
+                .latch_set(&n, count, ttl, id)
+                .await
         })
         .await
     }

@@ -351,7 +351,7 @@ async fn out_of_range_input_is_refused() {
     assert!(matches!(e, Err(Error::InvalidArgument { .. })));
     for count in [0, MAX_LATCH_COUNT + 1] {
         let e = b
-            .latch_set(&k("l"), count, TTL)
+            .latch_set(&k("l"), count, TTL, 0)
             .await
             .unwrap_err()
             .to_string();
@@ -387,10 +387,10 @@ async fn a_latch_is_set_again_only_at_zero_in_the_same_life() {
         b.latch_count_down(&l, &k("x"), None).await.unwrap(),
         CountDown::Absent
     );
-    let LatchSet::Set { generation: g1 } = b.latch_set(&l, 2, TTL).await.unwrap() else {
+    let LatchSet::Set { generation: g1 } = b.latch_set(&l, 2, TTL, 0).await.unwrap() else {
         panic!("set");
     };
-    let LatchSet::Busy(busy) = b.latch_set(&l, 5, TTL).await.unwrap() else {
+    let LatchSet::Busy(busy) = b.latch_set(&l, 5, TTL, 0).await.unwrap() else {
         panic!("busy");
     };
     assert_eq!((busy.generation, busy.initial, busy.remaining), (g1, 2, 2));
@@ -406,7 +406,7 @@ async fn a_latch_is_set_again_only_at_zero_in_the_same_life() {
     assert_eq!(down(&b, "x", Some(g1)).await, already(g1, 1));
     assert_eq!(down(&b, "y", Some(g1)).await, counted(g1, 0));
     assert_eq!(down(&b, "z", None).await, already(g1, 0));
-    let LatchSet::Set { generation: g2 } = b.latch_set(&l, 3, TTL).await.unwrap() else {
+    let LatchSet::Set { generation: g2 } = b.latch_set(&l, 3, TTL, 0).await.unwrap() else {
         panic!("set at zero");
     };
     assert!(g2 > g1);
@@ -432,7 +432,7 @@ async fn a_latch_is_set_again_only_at_zero_in_the_same_life() {
 async fn an_expired_latch_is_absent_and_set_anew_above_it() {
     let (b, _) = backend();
     let l = k("l");
-    let LatchSet::Set { generation: g1 } = b.latch_set(&l, 2, TTL).await.unwrap() else {
+    let LatchSet::Set { generation: g1 } = b.latch_set(&l, 2, TTL, 0).await.unwrap() else {
         panic!("set");
     };
     let mut w = b.latch_watch(&l).await.unwrap();
@@ -443,7 +443,7 @@ async fn an_expired_latch_is_absent_and_set_anew_above_it() {
         CountDown::Absent
     );
     // Busy no more, though its count was not reached.
-    let LatchSet::Set { generation: g2 } = b.latch_set(&l, 2, TTL).await.unwrap() else {
+    let LatchSet::Set { generation: g2 } = b.latch_set(&l, 2, TTL, 0).await.unwrap() else {
         panic!("set anew");
     };
     assert!(g2 > g1);
@@ -455,7 +455,7 @@ async fn an_expired_latch_is_absent_and_set_anew_above_it() {
 async fn a_latch_watch_wakes_at_zero() {
     let (b, _) = backend();
     let l = k("l");
-    b.latch_set(&l, 1, TTL).await.unwrap();
+    b.latch_set(&l, 1, TTL, 0).await.unwrap();
     let mut w = b.latch_watch(&l).await.unwrap();
     b.latch_count_down(&l, &k("x"), None).await.unwrap();
     let t0 = Instant::now();

@@ -1,11 +1,12 @@
 -- Countdown latches (after the prelude).
--- KEYS: 1 record hash (gen, first, initial, remaining), PEXPIRE = the
+-- KEYS: 1 record hash (gen, first, initial, remaining, id: the id of the
+-- call that set the generation), PEXPIRE = the
 -- latch's life; 2 the participants counted in the generation (set), expiring
 -- with the record; 3 generation counter (next_token), kept KEEP_MS past the
 -- latch's expiry, so a latch set again after expiring gets a greater
 -- generation.
 -- ARGV: op, channel, then
---   set         count, ttl_ms
+--   set         count, ttl_ms, id (of the call; '0' for none)
 --   count_down  participant, generation ('' for the current one)
 --   state, expiry: nothing more.
 -- Generations are compared as the decimal strings they are stored and
@@ -20,18 +21,21 @@ local function row()
 end
 
 if op == 'set' then
-  local count, ttl = ARGV[3], tonumber(ARGV[4])
-  local v = redis.call('HMGET', rec, 'remaining', 'gen')
+  local count, ttl, id = ARGV[3], tonumber(ARGV[4]), ARGV[5]
+  local v = redis.call('HMGET', rec, 'remaining', 'gen', 'id')
   local remaining = v[1] or nil
+  -- A retry of the call that set this generation: answered as that call
+  -- was, changing nothing (also at zero).
+  if remaining and id ~= '0' and v[3] == id then return {'set', tonumber(v[2])} end
   if remaining and tonumber(remaining) > 0 then return {'busy', row()} end
   -- Above the record's generation too (as barriers and memory do): the
   -- counter may have been lost while the record lives.
   local gen = fmt(next_token(counter, ttl + KEEP_MS, tonumber(v[2] or '0')))
   if remaining then
-    redis.call('HSET', rec, 'gen', gen, 'initial', count, 'remaining', count)
+    redis.call('HSET', rec, 'gen', gen, 'initial', count, 'remaining', count, 'id', id)
     redis.call('DEL', counted)
   else
-    redis.call('HSET', rec, 'gen', gen, 'first', gen, 'initial', count, 'remaining', count)
+    redis.call('HSET', rec, 'gen', gen, 'first', gen, 'initial', count, 'remaining', count, 'id', id)
   end
   redis.call('PEXPIRE', rec, ttl)
   redis.call('PUBLISH', channel, 'set')

@@ -33,7 +33,7 @@
 //! coord:{<ns>:<barrier|double_barrier>:<name>}:x   expired in this generation zset: participant -> seq
 //! coord:{<ns>:<barrier|double_barrier>:<name>}:t   generation counter (next_token)
 //! coord:{<ns>:<barrier|double_barrier>:<name>}:c   channel: ended / entered
-//! coord:{<ns>:latch:<name>}:s                      record hash: gen, first, initial, remaining; PEXPIRE = its life
+//! coord:{<ns>:latch:<name>}:s                      record hash: gen, first, initial, remaining, id (of the setting call); PEXPIRE = its life
 //! coord:{<ns>:latch:<name>}:p                      participants counted in the generation (set)
 //! coord:{<ns>:latch:<name>}:t                      generation counter (next_token)
 //! coord:{<ns>:latch:<name>}:c                      channel: set / open
@@ -536,11 +536,17 @@ impl BarrierBackend for RedisBackend {
             .await
     }
 
-    async fn latch_set(&self, name: &Key, count: u32, ttl: Duration) -> Result<LatchSet> {
+    async fn latch_set(
+        &self,
+        name: &Key,
+        count: u32,
+        ttl: Duration,
+        set_id: u64,
+    ) -> Result<LatchSet> {
         check_count(name, count)?;
         let ttl = ttl_ms(name, ttl)?;
-        let mut eval = latch_eval(self.namespace(), name, "set", 32);
-        eval.arg(count).arg(ttl);
+        let mut eval = latch_eval(self.namespace(), name, "set", 52);
+        eval.arg(count).arg(ttl).arg(set_id);
         let call = Traced::new("set", LATCH, name);
         self.decoded(call, &eval, latch_set_reply).await
     }

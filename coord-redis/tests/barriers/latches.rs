@@ -14,11 +14,11 @@ async fn latch_set_count_down_rearm_and_expiry() {
         br.latch_count_down(&name, &a, None).await.unwrap(),
         CountDown::Absent
     );
-    let LatchSet::Set { generation: g } = br.latch_set(&name, 3, TTL).await.unwrap() else {
+    let LatchSet::Set { generation: g } = br.latch_set(&name, 3, TTL, 0).await.unwrap() else {
         panic!("not set")
     };
     // Set only when absent or at zero.
-    let LatchSet::Busy(busy) = br.latch_set(&name, 5, TTL).await.unwrap() else {
+    let LatchSet::Busy(busy) = br.latch_set(&name, 5, TTL, 0).await.unwrap() else {
         panic!("not busy")
     };
     assert_eq!(
@@ -78,7 +78,7 @@ async fn latch_set_count_down_rearm_and_expiry() {
 
     // At zero it may be set again: a new generation, the same record.
     let mut watch = br.latch_watch(&name).await.unwrap();
-    let LatchSet::Set { generation: g2 } = br.latch_set(&name, 2, TTL).await.unwrap() else {
+    let LatchSet::Set { generation: g2 } = br.latch_set(&name, 2, TTL, 0).await.unwrap() else {
         panic!("not set again")
     };
     tokio::time::timeout(Duration::from_secs(5), watch.changed())
@@ -113,7 +113,7 @@ async fn latch_set_count_down_rearm_and_expiry() {
     // after that gets a greater generation.
     let short_name = key("short");
     let short = Duration::from_millis(300);
-    let LatchSet::Set { generation: s1 } = br.latch_set(&short_name, 2, short).await.unwrap()
+    let LatchSet::Set { generation: s1 } = br.latch_set(&short_name, 2, short, 0).await.unwrap()
     else {
         panic!("not set")
     };
@@ -131,7 +131,8 @@ async fn latch_set_count_down_rearm_and_expiry() {
         br.latch_count_down(&short_name, &c, None).await.unwrap(),
         CountDown::Absent
     );
-    let LatchSet::Set { generation: s2 } = br.latch_set(&short_name, 1, TTL).await.unwrap() else {
+    let LatchSet::Set { generation: s2 } = br.latch_set(&short_name, 1, TTL, 0).await.unwrap()
+    else {
         panic!("not set")
     };
     assert!(s2 > s1);
@@ -152,7 +153,7 @@ async fn a_latch_of_1000_counted_down_by_1000_participants() {
     let b = backend("latch-1000").await;
     let name = key("big");
     let LatchSet::Set { generation: g } = barriers(&b)
-        .latch_set(&name, 1000, Duration::from_secs(60))
+        .latch_set(&name, 1000, Duration::from_secs(60), 0)
         .await
         .unwrap()
     else {
@@ -212,7 +213,7 @@ async fn latch_set_again_above_its_generation_without_its_counter() {
     let b = backend("latch-floor").await;
     let br = barriers(&b);
     let name = key("l");
-    let LatchSet::Set { generation: g } = br.latch_set(&name, 1, TTL).await.unwrap() else {
+    let LatchSet::Set { generation: g } = br.latch_set(&name, 1, TTL, 0).await.unwrap() else {
         panic!("set");
     };
     br.latch_count_down(&name, &key("a"), None).await.unwrap();
@@ -222,7 +223,7 @@ async fn latch_set_again_above_its_generation_without_its_counter() {
     server
         .command(&["DEL", "coord:{latch-floor:latch:l}:t"])
         .unwrap();
-    let LatchSet::Set { generation } = br.latch_set(&name, 1, TTL).await.unwrap() else {
+    let LatchSet::Set { generation } = br.latch_set(&name, 1, TTL, 0).await.unwrap() else {
         panic!("set again at zero");
     };
     assert!(generation > g + 3_600_000_000, "{generation} after {ahead}");

@@ -29,14 +29,14 @@ async fn out_of_range_input_is_refused_before_any_io() {
         assert!(matches!(err, coord_api::Error::InvalidArgument { .. }));
     }
     for count in [0, 1_000_001] {
-        let err = br.latch_set(&name, count, TTL).await.unwrap_err();
+        let err = br.latch_set(&name, count, TTL, 0).await.unwrap_err();
         assert!(
             matches!(err, coord_api::Error::InvalidArgument { .. }),
             "{err}"
         );
     }
     let err = br
-        .latch_set(&name, 1, Duration::from_secs(25 * 3600))
+        .latch_set(&name, 1, Duration::from_secs(25 * 3600), 0)
         .await
         .unwrap_err();
     assert!(matches!(err, coord_api::Error::InvalidArgument { .. }));
@@ -163,6 +163,56 @@ async fn a_waits_id_lives_with_its_arrival() {
     }
 }
 
+/// A latch's generation keeps the id of the call that set it (the hash's
+/// `id`): a set naming it again is answered `Set` with that generation,
+/// busy or at zero, and changes nothing; id 0 names no call.
+#[tokio::test]
+async fn a_sets_id_lives_with_its_generation() {
+    let b = backend("sets").await;
+    let br = barriers(&b);
+    let server = RedisServer::shared();
+    let id = || {
+        text(
+            server
+                .command(&["HGET", "coord:{sets:latch:l}:s", "id"])
+                .unwrap(),
+        )
+    };
+    let (l, a) = (key("l"), key("a"));
+    let LatchSet::Set { generation: g } = br.latch_set(&l, 1, TTL, 7).await.unwrap() else {
+        panic!("set")
+    };
+    assert_eq!(id(), "7");
+    let again = br.latch_set(&l, 1, TTL, 7).await.unwrap();
+    assert_eq!(
+        again,
+        LatchSet::Set { generation: g },
+        "busy: the same call"
+    );
+    assert!(matches!(
+        br.latch_set(&l, 1, TTL, 8).await.unwrap(),
+        LatchSet::Busy(_)
+    ));
+    br.latch_count_down(&l, &a, None).await.unwrap();
+    let again = br.latch_set(&l, 1, TTL, 7).await.unwrap();
+    assert_eq!(
+        again,
+        LatchSet::Set { generation: g },
+        "at zero: the same call"
+    );
+    assert_eq!(br.latch_state(&l).await.unwrap().unwrap().remaining, 0);
+    let LatchSet::Set { generation: g2 } = br.latch_set(&l, 1, TTL, 0).await.unwrap() else {
+        panic!("set at zero")
+    };
+    assert!(g2 > g);
+    assert_eq!(id(), "0");
+    br.latch_count_down(&l, &a, None).await.unwrap();
+    let LatchSet::Set { generation: g3 } = br.latch_set(&l, 1, TTL, 0).await.unwrap() else {
+        panic!("set at zero")
+    };
+    assert!(g3 > g2, "id 0 names no call: set again");
+}
+
 /// No key of a barrier or latch lives for ever: a barrier's live at least
 /// `KEEP_MS` past its latest arrival deadline and at most `KEEP_SLACK_MS`
 /// longer (also those remade after the end of a generation, when no
@@ -201,7 +251,7 @@ async fn every_key_expires() {
         br.arrive(kind, &name, &d, g, 3, long, 0).await.unwrap();
     }
     let latch_ttl = Duration::from_secs(30);
-    br.latch_set(&key("l"), 2, latch_ttl).await.unwrap();
+    br.latch_set(&key("l"), 2, latch_ttl, 0).await.unwrap();
     br.latch_count_down(&key("l"), &a, None).await.unwrap();
 
     let server = RedisServer::shared();
@@ -351,7 +401,7 @@ async fn one_evalsha_per_operation_in_one_cluster_slot() {
             .unwrap();
         ops += 6;
     }
-    let LatchSet::Set { .. } = br.latch_set(&latch, 1, TTL).await.unwrap() else {
+    let LatchSet::Set { .. } = br.latch_set(&latch, 1, TTL, 0).await.unwrap() else {
         panic!("not set")
     };
     br.latch_count_down(&latch, &a, None).await.unwrap();

@@ -577,4 +577,40 @@ pub async fn barrier_wait_in_never_moves_on(h: &dyn Harness) {
     }
 }
 
+/// A reset retried after its reply was lost (applied, then `Unavailable`)
+/// breaks its generation once: `reset_in(g)` names it, so the retry, sent
+/// after the next generation began, returns how `g` ended and leaves the
+/// next generation's arrivals waiting; the next generation trips as if no
+/// retry came. A `g` the backend does not know is `StaleGeneration`.
+pub async fn barrier_reset_retried_after_lost_reply_breaks_once(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let obs = ctx.backend().await;
+    let ta = waiter(&ctx, "a", 2).await;
+    let g = arrivals_are(&obs, CYCLIC, B, &["a"], "a arrives").await.generation;
+    let (r, switch) = ctx.switchable_client("r", default_options()).await;
+    let r = r.barrier(B, 2);
+    with_lost_reply(&switch, "the first reset", r.reset_in(g)).await;
+    let e = broken(join(ta, PROMPTLY, "a").await, "a");
+    assert_eq!((e.reason.as_str(), e.generation), ("reset", g), "{e:?}");
+    let mut tb = waiter(&ctx, "b", 2).await;
+    let st = arrivals_are(&obs, CYCLIC, B, &["b"], "b arrives in the next").await;
+    assert_eq!(st.generation, e.next);
+    let ended = r.reset_in(g).await.expect("the retry");
+    let brk = reset_broke(&ended, g, "the retry");
+    assert_eq!((ended.next, ids(&brk.arrived)), (e.next, names(&["a"])));
+    match r.reset_in(e.next + 1_000_000).await {
+        Err(Error::StaleGeneration { generation, current, .. }) => {
+            assert_eq!((generation, current), (e.next + 1_000_000, e.next));
+        }
+        other => panic!("a reset of a generation ahead: {other:?}"),
+    }
+    still_waiting(&mut tb, ms(0), "b in the next generation").await;
+    let st = state_of(&obs, CYCLIC, B).await;
+    assert_eq!((st.generation, live(&st)), (e.next, names(&["b"])), "b undisturbed");
+    let c = ctx.client("c").await.barrier(B, 2);
+    let tc = tripped(timeout(PROMPTLY, c.wait()).await.expect("c trips"), "c");
+    assert_eq!((tc.generation, ids(&tc.arrivals)), (e.next, names(&["b", "c"])));
+    assert_eq!(tripped(join(tb, PROMPTLY, "b").await, "b"), tc);
+}
+
 }

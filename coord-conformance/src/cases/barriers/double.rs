@@ -200,6 +200,33 @@ pub async fn double_barrier_reset_ends_any_phase(h: &dyn Harness) {
     }
 }
 
+/// A reset retried after its reply was lost (applied, then `Unavailable`)
+/// ends its generation once: `reset_in(g)` retried after the next
+/// generation's members entered returns how `g` ended, and the members
+/// stay inside and leave as usual (the generation ends as a trip).
+pub async fn double_barrier_reset_retried_after_lost_reply_ends_once(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let obs = ctx.backend().await;
+    let ta = entrant(&ctx, "a", 2).await;
+    let g = arrivals_are(&obs, DOUBLE, D, &["a"], "a entering").await.generation;
+    let (r, switch) = ctx.switchable_client("r", default_options()).await;
+    let r = r.double_barrier(D, 2);
+    with_lost_reply(&switch, "the first reset", r.reset_in(g)).await;
+    let e = broken(join(ta, PROMPTLY, "a entering").await, "a entering");
+    assert_eq!((e.reason.as_str(), e.generation), ("reset", g), "{e:?}");
+    let (ta, tb) = (entrant(&ctx, "a", 2).await, entrant(&ctx, "b", 2).await);
+    let (ia, ib) = (inside(ta, "a").await, inside(tb, "b").await);
+    assert_eq!(ia.generation(), e.next);
+    let ended = r.reset_in(g).await.expect("the retry");
+    reset_broke(&ended, g, "the retry");
+    assert_eq!(ended.next, e.next, "{ended:?}");
+    let st = state_of(&obs, DOUBLE, D).await;
+    assert_eq!((st.generation, live(&st)), (e.next, names(&["a", "b"])), "inside");
+    all_leave(vec![ia, ib]).await;
+    let end = ended_of(&obs, DOUBLE, D, e.next).await.expect("remembered");
+    assert!(matches!(end.ended, Ended::Tripped(_)), "left, not reset: {end:?}");
+}
+
 /// A leave whose `wait_timeout` passes while another member is inside is
 /// `Timeout` and breaks nothing: the other stays inside, and its leave
 /// ends the generation as a trip.

@@ -185,4 +185,36 @@ pub async fn latch_invalid_input_refused(h: &dyn Harness) {
     assert_invalid(at_once(bad_opts.wait()).await, "zero retry delay");
     assert_eq!(l().count().await.unwrap(), MAX_LATCH_COUNT, "nothing counted");
 }
+/// `try_set_count(n)` retried after its reply was lost (the set applied,
+/// then `Unavailable`) answers `true`, as the first would have, and
+/// changes nothing: the generation the first set stays, also once it was
+/// counted down to zero before the retry came (not set again). Another
+/// handle's set is still `false`, and a call after an answer is a new one.
+pub async fn latch_set_retried_after_lost_reply_answers_as_the_first(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let (s, switch) = ctx.switchable_client("s", default_options()).await;
+    let s = s.latch(L);
+    with_lost_reply(&switch, "the first set", s.try_set_count(2)).await;
+    let g = generation(&a).await;
+    assert!(!a.latch(L).try_set_count(2).await.unwrap(), "another handle");
+    assert!(s.try_set_count(2).await.unwrap(), "the retry: its own setting");
+    let st = a.latch(L).state().await.unwrap().expect("set");
+    assert_eq!((st.generation, st.initial, st.remaining), (g, 2, 2), "{st:?}");
+    assert_eq!(a.latch(L).participant("p1").count_down().await.unwrap(), 1);
+    assert!(!s.try_set_count(2).await.unwrap(), "answered: a new call, at 1");
+    assert_eq!(a.latch(L).participant("p2").count_down().await.unwrap(), 0);
+    with_lost_reply(&switch, "a set at zero", s.try_set_count(1)).await;
+    let g2 = generation(&a).await;
+    assert!(g2 > g, "set again at zero: {g2} after {g}");
+    assert_eq!(a.latch(L).participant("p1").count_down().await.unwrap(), 0);
+    let clone = s.clone();
+    assert!(clone.try_set_count(1).await.unwrap(), "the retry once open");
+    let st = a.latch(L).state().await.unwrap().expect("set");
+    assert_eq!((st.generation, st.remaining), (g2, 0), "not set again: {st:?}");
+    let opened = at_once(a.latch(L).wait()).await.unwrap();
+    assert_eq!(opened, LatchWait::Opened { generation: g2 });
+    assert!(s.try_set_count(1).await.unwrap(), "answered: a new call, at 0");
+    assert!(generation(&a).await > g2, "a new call sets again");
+}
 }

@@ -91,6 +91,16 @@ pub(crate) fn broken<T: Debug>(res: Result<T>, what: &str) -> BarrierBroken {
     }
 }
 
+/// How a reset ended `generation`: broken, reason `reset`.
+#[track_caller]
+pub(crate) fn reset_broke(ended: &EndedGeneration, generation: u64, what: &str) -> Broken {
+    assert_eq!(ended.generation, generation, "{what}: {ended:?}");
+    match &ended.ended {
+        Ended::Broken(b) if b.reason == BreakReason::Reset => b.clone(),
+        other => panic!("{what}: expected broken by a reset, got {other:?}"),
+    }
+}
+
 /// The current state of `kind`/`name`, read through the SPI of `backend`.
 pub(crate) async fn state_of(backend: &DynBackend, kind: BarrierKind, name: &str) -> BarrierState {
     spi(backend).state(kind, &key(name), None).await.unwrap()
