@@ -62,6 +62,46 @@ pub struct Latch {
     unanswered: Arc<Mutex<Option<(u32, u64)>>>,
 }
 
+/// One `try_set_count` in flight: its id is the one of the handle's set of
+/// that count left unanswered, if any, else a new one. Dropped unanswered
+/// (a retryable error, or cancelled), it is remembered for the next call
+/// of its count; answered, forgotten. Calls in flight at once draw ids of
+/// their own unless one was left unanswered before.
+struct SetCall<'a> {
+    unanswered: &'a Mutex<Option<(u32, u64)>>,
+    count: u32,
+    id: u64,
+    answered: bool,
+}
+
+impl<'a> SetCall<'a> {
+    fn new(latch: &'a Latch, count: u32) -> SetCall<'a> {
+        let unanswered = &*latch.unanswered;
+        let left = *unanswered.lock().unwrap_or_else(|p| p.into_inner());
+        let id = match left {
+            Some((c, id)) if c == count => id,
+            _ => call_id(),
+        };
+        SetCall {
+            unanswered,
+            count,
+            id,
+            answered: false,
+        }
+    }
+}
+
+impl Drop for SetCall<'_> {
+    fn drop(&mut self) {
+        let mut left = self.unanswered.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.answered {
+            *left = Some((self.count, self.id));
+        } else if left.is_some_and(|(_, id)| id == self.id) {
+            *left = None;
+        }
+    }
+}
+
 /// How a latch wait ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -131,7 +171,9 @@ impl Latch {
     /// `try_set_count` of the same count on this handle or a clone of it.
     /// If the first was applied, the retry changes nothing and answers
     /// `true`, as the first would have, even once the latch was counted
-    /// down to zero meanwhile (it is not set again).
+    /// down to zero meanwhile (it is not set again). Calls in flight at
+    /// once are apart (one `true` at most), unless one was left unanswered
+    /// before them: then they are all its retries.
     pub async fn try_set_count(&self, count: u32) -> Result<bool> {
         let name = self.handle.key()?;
         validate_ttl(name, self.expire_after)?;
@@ -142,35 +184,12 @@ impl Latch {
             )));
         }
         let client = &self.handle.client;
-        let id = self.set_id(count);
-        let set = (client.barriers()?).latch_set(name, count, self.expire_after, id);
+        let barriers = client.barriers()?;
+        let mut call = SetCall::new(self, count);
+        let set = barriers.latch_set(name, count, self.expire_after, call.id);
         let set = trace::call(client, || site("set", name), set, Outcome::ok).await;
-        if !matches!(&set, Err(e) if e.is_retryable()) {
-            self.answered(id);
-        }
+        call.answered = !matches!(&set, Err(e) if e.is_retryable());
         Ok(matches!(set?, LatchSet::Set { .. }))
-    }
-
-    /// The id of a set of `count`: the unanswered one's, if of that count,
-    /// else a new one, remembered as unanswered until answered.
-    fn set_id(&self, count: u32) -> u64 {
-        let mut unanswered = (self.unanswered.lock()).unwrap_or_else(|p| p.into_inner());
-        match *unanswered {
-            Some((c, id)) if c == count => id,
-            _ => {
-                let id = call_id();
-                *unanswered = Some((count, id));
-                id
-            }
-        }
-    }
-
-    /// The set `id` was answered: no longer sent again.
-    fn answered(&self, id: u64) {
-        let mut unanswered = (self.unanswered.lock()).unwrap_or_else(|p| p.into_inner());
-        if unanswered.is_some_and(|(_, i)| i == id) {
-            *unanswered = None;
-        }
     }
 
     /// Counts down once for this participant in the current generation;

@@ -188,8 +188,10 @@ pub async fn latch_invalid_input_refused(h: &dyn Harness) {
 /// `try_set_count(n)` retried after its reply was lost (the set applied,
 /// then `Unavailable`) answers `true`, as the first would have, and
 /// changes nothing: the generation the first set stays, also once it was
-/// counted down to zero before the retry came (not set again). Another
-/// handle's set is still `false`, and a call after an answer is a new one.
+/// counted down to zero before the retry came (not set again); so does
+/// the call after one cancelled once applied. Another handle's set is
+/// still `false`, a call after an answer is a new one, and calls at once
+/// are apart.
 pub async fn latch_set_retried_after_lost_reply_answers_as_the_first(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let a = ctx.client("a").await;
@@ -215,6 +217,24 @@ pub async fn latch_set_retried_after_lost_reply_answers_as_the_first(h: &dyn Har
     let opened = at_once(a.latch(L).wait()).await.unwrap();
     assert_eq!(opened, LatchWait::Opened { generation: g2 });
     assert!(s.try_set_count(1).await.unwrap(), "answered: a new call, at 0");
-    assert!(generation(&a).await > g2, "a new call sets again");
+    let g3 = generation(&a).await;
+    assert!(g3 > g2, "a new call sets again");
+    assert_eq!(a.latch(L).participant("p1").count_down().await.unwrap(), 0);
+    // Cancelled once applied (its reply late): the next call is its retry.
+    let applied = switch.answered("latch_set");
+    switch.late_replies("latch_set", ms(5000));
+    let cancelled = timeout(ms(1000), s.try_set_count(4)).await;
+    switch.late_replies("latch_set", Duration::ZERO);
+    assert!(cancelled.is_err(), "cancelled: {cancelled:?}");
+    assert_eq!(switch.answered("latch_set"), applied + 1, "applied, then cancelled");
+    let g4 = generation(&a).await;
+    assert!(s.try_set_count(4).await.unwrap(), "the retry of a cancelled set");
+    let st = a.latch(L).state().await.unwrap().expect("set");
+    assert_eq!((st.generation, st.remaining), (g4, 4), "{st:?}");
+    // Calls in flight at once, none left unanswered before, are apart.
+    let m1 = a.latch("m");
+    let m2 = m1.clone();
+    let (r1, r2) = tokio::join!(m1.try_set_count(2), m2.try_set_count(2));
+    assert_eq!((r1.unwrap() as u8) + (r2.unwrap() as u8), 1, "one set");
 }
 }
