@@ -20,7 +20,7 @@ use crate::{
         self,
         metrics::{self, Waited},
         undo::{MakeUndo, granting},
-        wait::{Step, later, wake_at},
+        wait::{Step, before, later, wake_at},
     },
     spi::{AcquireAll, check_acquire_all},
     trace::{self, Outcome, Site},
@@ -201,18 +201,27 @@ impl MultiLock {
                 }
                 Attempt::Busy { index, retry_in } => (index, retry_in),
             };
+            let timed_out = |now: Instant| {
+                self.waited(&leases, Waited::Timeout, start);
+                let what = format!("multi-lock on {:?}", self.names);
+                client.timed_out(what, now - start)
+            };
             let now = clock.now();
             if deadline.is_some_and(|d| now >= d) || opts.max_retries.is_some_and(|m| retries >= m)
             {
-                self.waited(&leases, Waited::Timeout, start);
-                let what = format!("multi-lock on {:?}", self.names);
-                return Err(client.timed_out(what, now - start));
+                return Err(timed_out(now));
             }
             retries += 1;
             if watch.as_ref().is_none_or(|(i, _)| *i != index) {
                 let key = &leases[index].key;
-                let w = client.locks()?.subscribe(LockSpace::Lock, key).await?;
-                watch = Some((index, w));
+                // The subscription ends at the deadline too: a slow one
+                // (the backend reconnecting) would otherwise keep the
+                // caller waiting past its `wait_timeout`.
+                let subscribe = client.locks()?.subscribe(LockSpace::Lock, key);
+                let Some(w) = before(clock.as_ref(), deadline, subscribe).await else {
+                    return Err(timed_out(clock.now()));
+                };
+                watch = Some((index, w?));
                 if at_once < 2 {
                     // A release between the refusal and the subscription
                     // would be missed: look again at once.

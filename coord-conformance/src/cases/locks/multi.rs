@@ -221,6 +221,33 @@ pub async fn multi_lock_wait_follows_the_member_in_the_way(h: &dyn Harness) {
     assert!(g.release().await.unwrap());
 }
 
+/// `wait_timeout` bounds the whole wait of a multi-lock, a slow
+/// subscription included (as for a single lock): with the backend
+/// answering subscriptions 6 s late, `lock()` on a set with a held member
+/// gives up with `Error::Timeout` soon after its 300 ms, holding nothing,
+/// not when the subscription comes.
+pub async fn multi_lock_wait_timeout_bounds_a_slow_subscription(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let b = ctx.client("b").await;
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let gb = take(&b.lock("s2").ttl(ms(10_000)), "b").await;
+    switch.late_replies("subscribe", ms(6000));
+    let set = a.multi_lock(["s1", "s2"]).wait_timeout(Some(ms(300)));
+    let t0 = Instant::now();
+    let res = timeout(ms(9000), set.lock()).await.expect("the wait ends");
+    let waited = t0.elapsed();
+    switch.late_replies("subscribe", Duration::ZERO);
+    assert!(matches!(res, Err(Error::Timeout { .. })), "{res:?}");
+    assert!(
+        waited < ms(3000),
+        "a 300 ms multi-lock wait gave up after {waited:?}: it waited for the \
+         subscription (6 s late)"
+    );
+    assert!(!locked(&b, "s1").await, "a timed-out wait holds nothing");
+    assert!(gb.is_held());
+    assert!(gb.release().await.unwrap());
+}
+
 /// A member lease lost (force released, so its renewal is refused) fires
 /// the guard's lost signal; the guard no longer counts as held.
 #[needs(Need::ForceRelease)]
