@@ -4,9 +4,13 @@ use std::sync::{Arc, Mutex, Weak};
 
 use super::{fair::FairMode, request::Request, require};
 use crate::{
-    Acquire, Client, LeaseInfo, LeaseKind, LockGuard, LockSpace, Result,
+    Acquire, Client, LeaseId, LeaseInfo, LeaseKind, LockGuard, LockSpace, Release, Result,
     handle::{Handle, option_setters},
-    lease::{Lease, wait::Step},
+    lease::{
+        Lease,
+        undo::{MakeUndo, Undo},
+        wait::Step,
+    },
 };
 
 /// What locking again through a reentrant handle came to.
@@ -207,8 +211,24 @@ impl Lock {
         // the backend sets the lease's expiry to what a re-entry asks, and
         // the lease's validity and renewals go by its own TTL.
         let opts = req.opts.clone().ttl(lease.ttl());
-        let req = Request::with_id(&self.handle.client, req.id, &opts, self.handle.validity());
-        Ok(match req.call(&req.id, false).await? {
+        let client = &self.handle.client;
+        let req = Request::with_id(client, req.id, &opts, self.handle.validity());
+        // Unanswered (reply lost, cancelled), the re-entry may have added a
+        // hold to the lease (the last guard's release drops it), or, if
+        // the backend had forgotten the lease, granted afresh to its
+        // holder: a lease the old guards would go on renewing (a renewal
+        // names the holder, not the token), fenced token and all, for
+        // ever. Looked at in the background, and given back if so.
+        let verify = {
+            let (lease, id) = (lease.clone(), req.id.clone());
+            move || verify_reentry(lease, id)
+        };
+        let mut unanswered = Undo::new(client, lease.ttl(), verify);
+        let answer = req.call(&req.id, false).await;
+        if !matches!(&answer, Err(e) if e.is_retryable()) {
+            unanswered.disarm();
+        }
+        Ok(match answer? {
             (Acquire::Granted(g), t_sent) if Some(g.token) == lease.token && g.holds > 1 => {
                 lease.renewed(t_sent);
                 Reentry::Granted(LockGuard::new(lease, self.kind(), g.token))
@@ -217,10 +237,20 @@ impl Lock {
                 // The backend had forgotten the hold (expired or force
                 // released) and granted afresh: the old guards are lost, and
                 // this grant carries their holder id, so a stale guard's
-                // release could free it. Give it back and take the lock as a
-                // new holder.
+                // release could free it (and its renewals keep it). Give
+                // it back, every hold of it (an unanswered re-entry may
+                // have added one), and take the lock as a new holder.
                 lease.mark(true);
-                let _ = self.handle.client.locks()?.release(&req.id).await;
+                if release_every_hold(client, &req.id).await.is_err() {
+                    let id = req.id.clone();
+                    let again = move || {
+                        move |client: Client| {
+                            let id = id.clone();
+                            async move { release_every_hold(&client, &id).await }
+                        }
+                    };
+                    again.fire(client.clone(), lease.ttl());
+                }
                 Reentry::Afresh
             }
             // Held by someone else now: the old guards are lost.
@@ -321,5 +351,47 @@ impl Lock {
     /// leases were removed.
     pub async fn force_release(&self) -> Result<usize> {
         super::force_release(&self.handle, LockSpace::Lock).await
+    }
+}
+
+/// Releases every hold of the reentrant lease `id`, until the backend
+/// counts none.
+async fn release_every_hold(client: &Client, id: &LeaseId) -> Result<()> {
+    let locks = client.locks()?;
+    while let Release::Released { remaining } = locks.release(id).await? {
+        if remaining == 0 {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// For an [`Undo`]: after a re-entry of `lease` (its holder, as `id`) that
+/// got no answer, looks whether the backend now holds a lease of that
+/// holder with another token than `lease`'s: a fresh grant (the lease
+/// had been force released or had expired), which `lease`'s renewals
+/// would otherwise keep. If so, `lease` is lost and that grant is given
+/// back, every hold of it. Needs the backend's `inspect` (without it, the
+/// grant is freed by the last guard's release, or at its TTL).
+fn verify_reentry(
+    lease: Arc<Lease>,
+    id: LeaseId,
+) -> impl FnMut(Client) -> std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send>> + Send + 'static
+{
+    move |client: Client| {
+        let (lease, id) = (lease.clone(), id.clone());
+        Box::pin(async move {
+            let locks = client.locks()?;
+            if !locks.capabilities().inspect {
+                return Ok(());
+            }
+            let listed = locks.inspect(LockSpace::Lock, &id.key).await?;
+            let fresh = |i: &LeaseInfo| i.holder == id.holder && Some(i.token) != lease.token;
+            if listed.iter().any(fresh) {
+                lease.mark(true);
+                release_every_hold(&client, &id).await?;
+            }
+            Ok(())
+        })
     }
 }

@@ -156,4 +156,45 @@ pub async fn last_release_stops_believing_before_it_leaves(h: &dyn Harness) {
         let _ = releasing.await;
     }
 }
+/// A re-entry that got no answer (its reply lost, or cancelled in flight)
+/// after the lease was force released was granted afresh to the old
+/// holder: that grant is given back at once, and the fenced guard turns
+/// lost. Before, the old guard's renewals (which name the holder, not the
+/// token) kept the fresh grant alive for ever, the guard believing it held
+/// with its fenced token and the key never free.
+#[needs(Need::Reentrant, Need::ForceRelease, Need::Inspect)]
+pub async fn reentrant_unanswered_reentry_after_force_release_frees_the_key(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let opts = default_options().ttl(LOST_REPLY_TTL);
+    let (a, switch) = ctx.switchable_client("a", opts).await;
+    let (b, op) = (ctx.client("b").await, ctx.client("op").await);
+    for cancelled in [false, true] {
+        let lock = a.lock("k").reentrant(true);
+        let g1 = take(&lock, "first hold").await;
+        assert_eq!(op.lock("k").force_release().await.unwrap(), 1);
+        if cancelled {
+            // Applied at once, answered a second later: cancelled before.
+            switch.late_replies("acquire", ms(1000));
+            let res = timeout(ms(300), lock.lock()).await;
+            switch.late_replies("acquire", Duration::ZERO);
+            assert!(res.is_err(), "the re-entry was cancelled in flight: {res:?}");
+        } else {
+            with_lost_reply(&switch, "re-entry", lock.lock()).await;
+        }
+        let gb = eventually(FREED_WITHIN, || async {
+            b.lock("k").try_lock().await.unwrap()
+        })
+        .await;
+        let held = g1.is_held();
+        let holders = op.lock("k").holders().await.unwrap();
+        let gb = gb.unwrap_or_else(|| {
+            panic!(
+                "cancelled {cancelled}: the key stays held after an unanswered re-entry \
+                 (old guard held: {held}): {holders:?}"
+            )
+        });
+        assert!(!held, "cancelled {cancelled}: the fenced guard believes it holds");
+        assert!(gb.release().await.unwrap());
+    }
+}
 }
