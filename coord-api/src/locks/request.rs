@@ -193,27 +193,34 @@ impl<'a> Request<'a> {
             let at_once =
                 std::future::poll_fn(|cx| std::task::Poll::Ready(subscribe.as_mut().poll(cx)))
                     .await;
+            let clock = self.client.clock();
             let (in_effect_before, watch, first) = match at_once {
-                std::task::Poll::Ready(watch) => (true, watch, self.attempt().await),
+                std::task::Poll::Ready(watch) => (true, Some(watch), self.attempt().await),
                 std::task::Poll::Pending => {
-                    // Both end at the deadline (the place given back).
-                    let both = async { tokio::join!(subscribe, self.attempt()) };
-                    let clock = self.client.clock();
+                    // The subscription ends at the deadline (a slow one
+                    // would keep the caller past it); the attempt is
+                    // answered, as every attempt of a wait is: a short
+                    // wait timeout on a free key is a grant, as for a
+                    // lock that is not fair.
                     let deadline = self.opts.wait_timeout.map(|w| later(start, w));
-                    let Some((watch, first)) = before(clock.as_ref(), deadline, both).await else {
-                        let waited = clock.now() - start;
-                        self.waited(Waited::Timeout, waited);
-                        return Err(self.client.timed_out(Attempts::what(&this), waited));
-                    };
+                    let subscribe = before(clock.as_ref(), deadline, subscribe);
+                    let (watch, first) = tokio::join!(subscribe, self.attempt());
                     (false, watch, first)
                 }
             };
             let guard = match first? {
                 Step::Done(guard) => {
-                    self.waited(Waited::Acquired, self.client.clock().now() - start);
+                    self.waited(Waited::Acquired, clock.now() - start);
                     guard
                 }
                 Step::Busy(retry_in) => {
+                    // Refused, and the deadline came before the
+                    // subscription: given up (the place given back).
+                    let Some(watch) = watch else {
+                        let waited = clock.now() - start;
+                        self.waited(Waited::Timeout, waited);
+                        return Err(self.client.timed_out(Attempts::what(&this), waited));
+                    };
                     let first = Refused {
                         watch: watch?,
                         retry_in,

@@ -402,4 +402,37 @@ pub async fn fair_semaphore_different_n_invalid_while_queued(h: &dyn Harness) {
          acquire -> {wait_res}"
     );
 }
+/// A fair `lock()` / `acquire()` with a short wait timeout (0, 1 ms) on a
+/// free key is granted, as a handle that is not fair is: the deadline
+/// bounds the first subscription, not the first attempt's answer. Before,
+/// on a backend whose subscription takes a round trip (Redis), the
+/// deadline cut the first attempt off and the wait gave up with `Timeout`
+/// on a free key (the memory backend granted it). On a held key it still
+/// gives up with `Timeout` at once, and gives its place back.
+pub async fn fair_short_wait_timeout_on_a_free_key_is_granted(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    for wait in [ms(0), ms(1)] {
+        let lock = a.lock("k").fair(true).wait_timeout(Some(wait));
+        let g = (lock.lock().await)
+            .unwrap_or_else(|e| panic!("fair lock(), wait_timeout {wait:?}, free key: {e:?}"));
+        assert!(g.release().await.unwrap());
+        let sem = a.semaphore("s", 2).fair(true).wait_timeout(Some(wait));
+        let p = (sem.acquire().await)
+            .unwrap_or_else(|e| panic!("fair acquire(), wait_timeout {wait:?}, free key: {e:?}"));
+        assert!(p.release().await.unwrap());
+    }
+    let held = take(&b.lock("k").fair(true).ttl(ms(5000)), "holder").await;
+    let lock = a.lock("k").fair(true).waiter_ttl(ms(9000));
+    let res = at_once(lock.wait_timeout(Some(ms(1))).lock()).await;
+    assert!(matches!(res, Err(Error::Timeout { .. })), "on a held key: {res:?}");
+    assert!(held.release().await.unwrap());
+    // Its place was given back: a fair try_lock goes in (not after 9 s).
+    let g = eventually(ms(2000), || async {
+        a.lock("k").fair(true).try_lock().await.unwrap()
+    })
+    .await
+    .expect("the timed-out waiter's place was given back");
+    assert!(g.release().await.unwrap());
+}
 }
