@@ -201,10 +201,27 @@ impl<'a> Request<'a> {
                     // would keep the caller past it); the attempt is
                     // answered, as every attempt of a wait is: a short
                     // wait timeout on a free key is a grant, as for a
-                    // lock that is not fair.
+                    // lock that is not fair. A grant does not wait for
+                    // the subscription, which only a refusal needs.
                     let deadline = self.opts.wait_timeout.map(|w| later(start, w));
-                    let subscribe = before(clock.as_ref(), deadline, subscribe);
-                    let (watch, first) = tokio::join!(subscribe, self.attempt());
+                    let mut subscribe = std::pin::pin!(before(clock.as_ref(), deadline, subscribe));
+                    let mut watch = None;
+                    let first = {
+                        let mut attempt = std::pin::pin!(self.attempt());
+                        loop {
+                            tokio::select! {
+                                // (Biased: no random choice, for the
+                                // simulator's replays.)
+                                biased;
+                                first = &mut attempt => break first,
+                                w = &mut subscribe, if watch.is_none() => watch = Some(w),
+                            }
+                        }
+                    };
+                    let watch = match (&first, watch) {
+                        (Ok(Step::Busy(_)), None) => subscribe.await,
+                        (_, watch) => watch.flatten(),
+                    };
                     (false, watch, first)
                 }
             };

@@ -435,4 +435,31 @@ pub async fn fair_short_wait_timeout_on_a_free_key_is_granted(h: &dyn Harness) {
     .expect("the timed-out waiter's place was given back");
     assert!(g.release().await.unwrap());
 }
+
+/// A fair `lock()` on a free key is answered with its grant as soon as its
+/// first attempt is, with or without a wait timeout: it does not wait for
+/// its first subscription, which only a refusal needs. Before, with the
+/// backend answering subscriptions 6 s late (a reconnecting pub/sub), the
+/// grant came back 6 s late.
+pub async fn fair_grant_does_not_wait_for_a_slow_subscription(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (c, switch) = ctx.switchable_client("c", default_options()).await;
+    switch.late_replies("subscribe", ms(6000));
+    switch.late_replies("subscribe_queued", ms(6000));
+    for wait in [None, Some(ms(300))] {
+        let t0 = Instant::now();
+        let lock = c.lock("k").fair(true).wait_timeout(wait);
+        let g = timeout(ms(9000), lock.lock()).await.expect("granted");
+        let g = g.unwrap_or_else(|e| panic!("wait_timeout {wait:?}, slow subscription: {e:?}"));
+        let took = t0.elapsed();
+        assert!(
+            took < ms(3000),
+            "a fair lock() on a free key (wait_timeout {wait:?}) was answered after \
+             {took:?}: it waited for the subscription (6 s late)"
+        );
+        assert!(g.release().await.unwrap());
+    }
+    switch.late_replies("subscribe", Duration::ZERO);
+    switch.late_replies("subscribe_queued", Duration::ZERO);
+}
 }
