@@ -6,11 +6,7 @@ use super::{fair::FairMode, request::Request, require};
 use crate::{
     Acquire, Client, LeaseId, LeaseInfo, LeaseKind, LockGuard, LockSpace, Release, Result,
     handle::{Handle, option_setters},
-    lease::{
-        Lease,
-        undo::{MakeUndo, Undo},
-        wait::Step,
-    },
+    lease::{Lease, undo::Undo, wait::Step},
 };
 
 /// What locking again through a reentrant handle came to.
@@ -241,15 +237,17 @@ impl Lock {
                 // it back, every hold of it (an unanswered re-entry may
                 // have added one), and take the lock as a new holder.
                 lease.mark(true);
-                if release_every_hold(client, &req.id).await.is_err() {
-                    let id = req.id.clone();
-                    let again = move || {
-                        move |client: Client| {
-                            let id = id.clone();
-                            async move { release_every_hold(&client, &id).await }
-                        }
-                    };
-                    again.fire(client.clone(), lease.ttl());
+                // Failed or cancelled, sent again in the background.
+                let id = req.id.clone();
+                let again = move || {
+                    move |client: Client| {
+                        let id = id.clone();
+                        async move { release_every_hold(&client, &id).await }
+                    }
+                };
+                let mut on_exit = Undo::new(client, lease.ttl(), again);
+                if release_every_hold(client, &req.id).await.is_ok() {
+                    on_exit.disarm();
                 }
                 Reentry::Afresh
             }
