@@ -11,7 +11,10 @@
 //! handler before the ack, while the ack travels, after it), producers
 //! around their pushes; all come back as new processes. The plan
 //! partitions, drops, delays and pauses (some past the presence TTL, some
-//! past the lease's), clocks skewed and drifting in bounds; with
+//! past the lease's), and loses consumer 0's delivery renewals for a while
+//! (its heartbeats going through, so its deliveries' leases end while it
+//! lives: the one way to that rule, since a consumer cut off loses its
+//! presence first), clocks skewed and drifting in bounds; with
 //! `server_restarts`, the server is killed and restarts with an empty
 //! store. At the heal every dead process restarts, producers stop, and a
 //! drainer waits for the queue to empty (within [`DRAIN_BOUND`]) and lists

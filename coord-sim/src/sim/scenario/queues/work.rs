@@ -4,12 +4,16 @@
 
 use std::{
     collections::HashMap,
+    fmt,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
+use async_trait::async_trait;
 use coord_api::{
-    Client, Consumer, Error, Instant, LostSignal, NodeError, PushOptions, Queue, QueueStats,
+    Client, Consumer, Error, Instant, LostSignal, Namespace, NodeError, PresenceOptions,
+    PushOptions, Queue, QueueStats,
+    spi::{Call, Dispatch, Dispatched, DynBackend, Families, Reply},
 };
 use madsim::{
     net::Endpoint,
@@ -17,7 +21,11 @@ use madsim::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::super::{NodeClock, Shared, connect, opts, write};
+use super::super::{
+    NodeClock, Shared,
+    client::{client_over, sim_backend},
+    connect, opts, write,
+};
 use crate::history::{Handler, HandlerEnd, Handlers, Listed, PushAck, PushAcks, item_key};
 
 /// The queue.
@@ -457,10 +465,69 @@ async fn handle(
     end
 }
 
+/// When consumer 0's delivery renewals are lost (after `t0`): from the
+/// fourth second for a lease TTL and a half.
+const RENEWALS_LOST: (Duration, Duration) = (Duration::from_secs(4), Duration::from_millis(4_500));
+
+/// A client whose `queues.extend` calls (delivery renewals) fail, not
+/// applied, from `from` until `to`, everything else going through: its
+/// heartbeats keep its presence while its deliveries' leases end at the
+/// server. Consumer 0 is such a client in every seed, so the rule for a
+/// lease that ended with its consumer alive has something to judge (a
+/// consumer cut off or paused loses its presence first, and its
+/// deliveries are given back before their leases end).
+struct RenewalsLost {
+    inner: DynBackend,
+    from: Instant,
+    to: Instant,
+}
+
+impl fmt::Display for RenewalsLost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "renewals-lost({})", self.inner)
+    }
+}
+
+impl fmt::Debug for RenewalsLost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[async_trait]
+impl Dispatch for RenewalsLost {
+    fn namespace(&self) -> &Namespace {
+        self.inner.namespace()
+    }
+
+    fn families(&self) -> Families {
+        Families::of(&*self.inner)
+    }
+
+    async fn dispatch(&self, call: Call) -> coord_api::Result<Reply> {
+        let (op, now) = (call.op(), Instant::now());
+        if (op.family, op.name) == ("queues", "extend") && now >= self.from && now < self.to {
+            return Err(Error::unavailable(
+                self,
+                format!("{op}: lost by the scenario"),
+            ));
+        }
+        call.run(self.inner.clone()).await
+    }
+}
+
 /// Consumer `i` in its style; runs until the simulation ends.
 pub(super) async fn consumer(i: usize, clock: NodeClock, shared: Shared, q: QueueShared) {
     let name = format!("c{i}");
-    let client = connect(&name, &clock, opts(), &shared).await;
+    let client = if i == 0 {
+        let (from, len) = RENEWALS_LOST;
+        let (from, to) = (q.t0 + from, q.t0 + from + len);
+        let inner = sim_backend(&shared).await;
+        let backend = Arc::new(Dispatched::new(RenewalsLost { inner, from, to }));
+        client_over(backend, &name, &clock, opts(), PresenceOptions::default())
+    } else {
+        connect(&name, &clock, opts(), &shared).await
+    };
     let env = Arc::new(Env {
         i,
         name,
