@@ -178,10 +178,14 @@ impl LeaderRunner {
         let (state_tx, state_rx) = watch::channel(None);
         let stopped_by = Arc::new(OnceLock::new());
         let task = match self.election.check() {
-            Ok(_) => tokio::spawn(self.run(stop_rx, state_tx, stopped_by.clone())),
+            Ok(_) => Some(tokio::spawn(self.run(
+                stop_rx,
+                state_tx,
+                stopped_by.clone(),
+            ))),
             Err(e) => {
                 stop_for(&stopped_by, e);
-                tokio::spawn(async {})
+                None
             }
         };
         RunnerHandle {
@@ -353,7 +357,8 @@ pub struct RunnerHandle {
     stop: watch::Sender<bool>,
     state: watch::Receiver<Option<Leading>>,
     stopped_by: Arc<OnceLock<Error>>,
-    task: tokio::task::JoinHandle<()>,
+    /// `None` when the runner stopped before it started (`stopped_by`).
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunnerHandle {
@@ -395,7 +400,8 @@ impl RunnerHandle {
     /// being lost.
     pub async fn shutdown(self) {
         self.stop.send_replace(true);
-        if let Err(e) = self.task.await
+        let Some(task) = self.task else { return };
+        if let Err(e) = task.await
             && e.is_panic()
         {
             #[cfg(not(madsim))]

@@ -6,7 +6,11 @@ use super::{fair::FairMode, request::Request, require};
 use crate::{
     Acquire, Client, LeaseId, LeaseInfo, LeaseKind, LockGuard, LockSpace, Release, Result,
     handle::{Handle, option_setters},
-    lease::{Lease, undo::Undo, wait::Step},
+    lease::{
+        Lease,
+        undo::{self, Undo},
+        wait::Step,
+    },
 };
 
 /// What locking again through a reentrant handle came to.
@@ -215,10 +219,9 @@ impl Lock {
         // holder: a lease the old guards would go on renewing (a renewal
         // names the holder, not the token), fenced token and all, for
         // ever. Looked at in the background, and given back if so.
-        let verify = {
-            let (lease, id) = (lease.clone(), req.id.clone());
-            move || verify_reentry(lease, id)
-        };
+        let verify = undo::calling((lease.clone(), req.id.clone()), |client, (lease, id)| {
+            verify_reentry(client, lease, id)
+        });
         let mut unanswered = Undo::new(client, lease.ttl(), verify);
         let answer = req.call(&req.id, false).await;
         if !matches!(&answer, Err(e) if e.is_retryable()) {
@@ -238,13 +241,9 @@ impl Lock {
                 // have added one), and take the lock as a new holder.
                 lease.mark(true);
                 // Failed or cancelled, sent again in the background.
-                let id = req.id.clone();
-                let again = move || {
-                    move |client: Client| {
-                        let id = id.clone();
-                        async move { release_every_hold(&client, &id).await }
-                    }
-                };
+                let again = undo::calling(req.id.clone(), |client, id| async move {
+                    release_every_hold(&client, &id).await
+                });
                 let mut on_exit = Undo::new(client, lease.ttl(), again);
                 if release_every_hold(client, &req.id).await.is_ok() {
                     on_exit.disarm();
@@ -371,25 +370,16 @@ async fn release_every_hold(client: &Client, id: &LeaseId) -> Result<()> {
 /// would otherwise keep. If so, `lease` is lost and that grant is given
 /// back, every hold of it. Needs the backend's `inspect` (without it, the
 /// grant is freed by the last guard's release, or at its TTL).
-fn verify_reentry(
-    lease: Arc<Lease>,
-    id: LeaseId,
-) -> impl FnMut(Client) -> std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send>> + Send + 'static
-{
-    move |client: Client| {
-        let (lease, id) = (lease.clone(), id.clone());
-        Box::pin(async move {
-            let locks = client.locks()?;
-            if !locks.capabilities().inspect {
-                return Ok(());
-            }
-            let listed = locks.inspect(LockSpace::Lock, &id.key).await?;
-            let fresh = |i: &LeaseInfo| i.holder == id.holder && Some(i.token) != lease.token;
-            if listed.iter().any(fresh) {
-                lease.mark(true);
-                release_every_hold(&client, &id).await?;
-            }
-            Ok(())
-        })
+async fn verify_reentry(client: Client, lease: Arc<Lease>, id: LeaseId) -> Result<()> {
+    let locks = client.locks()?;
+    if !locks.capabilities().inspect {
+        return Ok(());
     }
+    let listed = locks.inspect(LockSpace::Lock, &id.key).await?;
+    let fresh = |i: &LeaseInfo| i.holder == id.holder && Some(i.token) != lease.token;
+    if listed.iter().any(fresh) {
+        lease.mark(true);
+        release_every_hold(&client, &id).await?;
+    }
+    Ok(())
 }
