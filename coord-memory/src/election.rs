@@ -104,6 +104,7 @@ impl Elections {
             };
             let candidates = e.candidates.values().filter(|c| c.expires > now).count();
             let listed = Listed {
+                item: None,
                 name,
                 occurrence: None,
                 role: Role::Leader,

@@ -91,6 +91,7 @@ impl Runs {
                 continue;
             };
             let listed = Listed {
+                item: None,
                 name: job,
                 occurrence: Some(occ),
                 role: Role::Run,

@@ -31,14 +31,18 @@ use coord_api::{
     FencingToken, HolderId, Instant, Key, MAX_TTL, Namespace, Result,
     spi::{
         DeadItem, Nack, NewItem, Pushed, QueueBackend, QueueStats, ReceiveOptions, Received,
-        Settle, Watch,
+        ResourceKind, Role, Settle, Watch,
         queues::{check_dead_page, check_push, cut_reason},
     },
     validate_ttl,
 };
 
 use self::queue::{Queue, Step};
-use crate::{MemoryBackend, watch::Topic};
+use crate::{
+    MemoryBackend,
+    ops::{Listed, Visit},
+    watch::Topic,
+};
 
 /// Every queue of a store.
 #[derive(Default)]
@@ -99,6 +103,71 @@ impl MemoryBackend {
                 .notify(|| Topic::Queue(self.ns.clone(), queue.clone()));
         }
         out
+    }
+}
+
+// What operations see and do: deliveries are leases.
+impl Queues {
+    /// Shows `visit` the live deliveries of namespace `ns`'s queues
+    /// (`only`: of one queue, and of one item when it names one).
+    pub(crate) fn visit(
+        &self,
+        ns: &Namespace,
+        only: Option<(&Key, Option<u64>)>,
+        now: Instant,
+        visit: Visit<'_>,
+    ) {
+        let mut show = |name: &Key, q: &Queue, item: Option<u64>| {
+            for d in q.live(item, now) {
+                let role = if d.started {
+                    Role::Delivery
+                } else {
+                    Role::Prefetched
+                };
+                let listed = Listed {
+                    name,
+                    occurrence: None,
+                    item: Some(d.id),
+                    role,
+                    holder: d.consumer,
+                    token: Some(d.token.get()),
+                    holds: 1,
+                    since: None,
+                    until: d.deadline,
+                    waiters: None,
+                };
+                visit(ResourceKind::Queue, listed);
+            }
+        };
+        match only {
+            Some((name, item)) => {
+                if let Some((key, q)) = self.map.get_key_value(&(ns.clone(), name.clone())) {
+                    show(&key.1, q, item);
+                }
+            }
+            None => {
+                for ((n, name), q) in &self.map {
+                    if n == ns {
+                        show(name, q, None);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl MemoryBackend {
+    /// An operator's revocation of item `item`'s delivery `token` in
+    /// `queue` (one step): whose it was, or the tokens of the item's live
+    /// delivery.
+    pub(crate) fn revoke_delivery(
+        &self,
+        queue: &Key,
+        item: u64,
+        token: FencingToken,
+    ) -> std::result::Result<HolderId, Vec<FencingToken>> {
+        let revoked = self.on_queue(queue, false, |q, step| q.revoke(item, token, step));
+        revoked.unwrap_or(Err(Vec::new()))
     }
 }
 

@@ -48,15 +48,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List live leases of every family (locks, read-write locks, permits,
-    /// leader terms, members, job runs), printed page by page as they are
-    /// read.
+    /// leader terms, members, job runs, queue deliveries), printed page by
+    /// page as they are read.
     Locks {
         /// Only stale leases: their holder's instance presence is gone (the
         /// process died or is cut off) while the lease remains.
         #[arg(long)]
         stale: bool,
         /// Only resources of this kind: lock, rwlock, semaphore, election,
-        /// group, job.
+        /// group, job, queue.
         #[arg(long, value_name = "KIND")]
         kind: Option<String>,
         /// Only resources whose name starts with this.
@@ -66,8 +66,9 @@ pub enum Command {
     /// The live leases of one resource (its holders, a read-write lock's
     /// waiting writers). Exit 3 when it has none.
     Holders {
-        /// KIND:NAME (lock:jobs/backup, election:scheduler), or
-        /// job:NAME@OCCURRENCE.
+        /// KIND:NAME (lock:jobs/backup, election:scheduler,
+        /// queue:orders), job:NAME@OCCURRENCE, or queue:NAME@ITEM (one
+        /// item's delivery).
         #[arg(value_name = "RESOURCE")]
         resource: String,
     },
@@ -76,7 +77,8 @@ pub enum Command {
     /// renewal fails and its lost signal fires. Recorded in the audit
     /// trail either way. Exit 3 when no live lease has that token.
     ForceRelease {
-        /// KIND:NAME or job:NAME@OCCURRENCE.
+        /// KIND:NAME, job:NAME@OCCURRENCE, or queue:NAME@ITEM (the item
+        /// is returned to the queue as if its delivery had expired).
         #[arg(value_name = "RESOURCE")]
         resource: String,
         /// The token of the lease to remove (the TOKEN column of `locks`

@@ -16,13 +16,14 @@ use serde::Serialize;
 /// A listed lease, as printed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LeaseRow {
-    /// `kind:name` or `job:name@occurrence` (what `holders` and
-    /// `force-release` take).
+    /// `kind:name`, `job:name@occurrence` or `queue:name@item` (what
+    /// `holders` and `force-release` take).
     pub resource: String,
-    /// `lock`, `rwlock`, `semaphore`, `election`, `group`, `job`.
+    /// `lock`, `rwlock`, `semaphore`, `election`, `group`, `job`, `queue`.
     pub kind: String,
     /// `exclusive`, `reentrant`, `read`, `write`, `permit`,
-    /// `writer-intent`, `leader`, `member`, `run`.
+    /// `writer-intent`, `leader`, `member`, `run`, `delivery`,
+    /// `prefetched`.
     pub role: String,
     /// How many times it is held (reentrant locks; 1 otherwise).
     pub holds: u32,

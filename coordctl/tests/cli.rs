@@ -322,6 +322,52 @@ async fn force_release_is_fenced_audited_and_frees_the_lock() {
     );
 }
 
+/// A queue's deliveries: `holders queue:NAME` lists each item in flight as
+/// `queue:NAME@ITEM` with its consumer's instance and token, and
+/// `force-release queue:NAME@ITEM` hands the item back (the consumer's lost
+/// signal fires; the item comes again as attempt 2).
+#[tokio::test(flavor = "current_thread")]
+async fn queue_deliveries_are_listed_and_force_released_by_item() {
+    let url = url("ctl-queue");
+    let client = coord::connect(&url).await.unwrap();
+    let queue = client.queue::<u64>("jobs");
+    let id = queue.push(&7).await.unwrap().id();
+    // Renewed every 200 ms: the revocation is noticed at once.
+    let opts = coord::LeaseOptions::default()
+        .ttl(Duration::from_secs(30))
+        .extend_interval(Some(Duration::from_millis(200)));
+    let mut consumer = queue.consumer().with_options(opts);
+    let d = consumer.receive().await.unwrap();
+    let resource = format!("queue:jobs@{id}");
+    let run = ctl(&url, &["holders", "queue:jobs", "--json"]);
+    let listed = leases(&run);
+    assert_eq!(listed.len(), 1, "{run:?}");
+    assert_eq!(
+        (&listed[0].0, listed[0].1.as_str()),
+        (&resource, "delivery")
+    );
+    assert_eq!(listed[0].2, consumer.holder().instance().as_str());
+    assert_eq!(run.json()[0]["token"].as_u64(), Some(d.token().get()));
+    let run = force(
+        &url,
+        &resource,
+        d.token().get(),
+        "test: handler wedged",
+        &[],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let lost = tokio::time::timeout(HANG, d.lost().wait()).await;
+    lost.expect("the consumer's lost signal fires");
+    let again = consumer.receive().await.unwrap();
+    assert_eq!((again.id(), again.attempt()), (id, 2));
+    again.ack().await.unwrap();
+    let run = ctl(&url, &["holders", "queue:jobs"]);
+    assert!(
+        run.fails_with_one_line(3).contains("no live lease"),
+        "{run:?}"
+    );
+}
+
 #[test]
 fn bad_inputs_give_one_line_and_a_nonzero_exit() {
     let url = url("ctl-bad");

@@ -22,7 +22,10 @@
 //!    newer holder's lease is left alone. It is one atomic step; the next
 //!    grant of the resource draws a larger token (the family's token rule);
 //!    the old holder's next renewal is refused, so its lost signal fires.
-//!    Waiters are woken as by a release.
+//!    Waiters are woken as by a release. A queue's delivery is revoked
+//!    by naming its item (`queue:orders@17`): the item is returned as an
+//!    expired delivery is (the queue SPI's rule 6: ready again, or dead on
+//!    its last started attempt), its error [`REVOKED`](super::queues::REVOKED).
 //! 4. **The audit trail is append-only.** [`record`](OpsBackend::record)
 //!    appends an [`AuditRecord`] stamped with the backend's time;
 //!    [`audit`](OpsBackend::audit) pages through them, newest first. The
@@ -36,7 +39,6 @@
 
 use std::{
     fmt,
-    str::FromStr,
     time::{Duration, SystemTime},
 };
 
@@ -46,7 +48,11 @@ use super::{
     DynBackend, LeaseKind,
     dispatch::{Dispatch, Dispatched, Op, family},
 };
-use crate::{Error, FencingToken, HolderId, InstanceId, Key, Result};
+use crate::{Error, FencingToken, HolderId, InstanceId, Result};
+
+mod resource;
+
+pub use resource::{Resource, ResourceKind};
 
 /// The most records one page may ask for.
 pub const MAX_PAGE: u32 = 1_000;
@@ -56,184 +62,6 @@ pub const AUDIT_KEPT: u32 = 10_000;
 pub const MAX_REASON_BYTES: usize = 1_024;
 /// The longest presence metadata, in bytes.
 pub const MAX_PRESENCE_BYTES: usize = 4_096;
-
-/// What kind of primitive a resource is.
-///
-/// Non-exhaustive: a family added later adds its kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum ResourceKind {
-    /// An exclusive or reentrant lock.
-    Lock,
-    /// A read-write lock.
-    RwLock,
-    /// A semaphore.
-    Semaphore,
-    /// A leader election (its lease is the leader's term).
-    Election,
-    /// A membership group (its leases are members' heartbeats).
-    Group,
-    /// A run-once job (its leases are runs of an occurrence).
-    Job,
-}
-
-impl ResourceKind {
-    /// Every kind, in listing order.
-    pub const ALL: [ResourceKind; 6] = [
-        ResourceKind::Lock,
-        ResourceKind::RwLock,
-        ResourceKind::Semaphore,
-        ResourceKind::Election,
-        ResourceKind::Group,
-        ResourceKind::Job,
-    ];
-
-    /// The kind's name in listings and on the command line (`lock`,
-    /// `rwlock`, `semaphore`, `election`, `group`, `job`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResourceKind::Lock => "lock",
-            ResourceKind::RwLock => "rwlock",
-            ResourceKind::Semaphore => "semaphore",
-            ResourceKind::Election => "election",
-            ResourceKind::Group => "group",
-            ResourceKind::Job => "job",
-        }
-    }
-
-    /// Whether its leases carry fencing tokens (and can be revoked).
-    pub fn fenced(self) -> bool {
-        !matches!(self, ResourceKind::Group)
-    }
-}
-
-impl fmt::Display for ResourceKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ResourceKind {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<ResourceKind> {
-        (ResourceKind::ALL.into_iter().find(|k| k.as_str() == s)).ok_or_else(|| {
-            Error::invalid(format!(
-                "unknown resource kind {s:?} (one of lock, rwlock, semaphore, election, group, job)"
-            ))
-        })
-    }
-}
-
-/// One primitive: its kind and name, and for a run-once job the occurrence.
-///
-/// Written `kind:name` (`lock:jobs/backup`, `election:scheduler`), and
-/// `job:name@occurrence` for a job's occurrence (the last `@` splits).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Resource {
-    /// What it is.
-    pub kind: ResourceKind,
-    /// Its name (the key the application used).
-    pub name: Key,
-    /// The occurrence, for [`ResourceKind::Job`] only.
-    pub occurrence: Option<Key>,
-}
-
-impl Resource {
-    /// The resource `name` of `kind` (not a job occurrence).
-    pub fn new(kind: ResourceKind, name: Key) -> Resource {
-        Resource {
-            kind,
-            name,
-            occurrence: None,
-        }
-    }
-
-    /// Occurrence `occurrence` of the run-once job `job`.
-    pub fn job(job: Key, occurrence: Key) -> Resource {
-        Resource {
-            kind: ResourceKind::Job,
-            name: job,
-            occurrence: Some(occurrence),
-        }
-    }
-
-    /// `InvalidArgument` unless a job names its occurrence and nothing else
-    /// does.
-    pub fn check(&self) -> Result<()> {
-        match (self.kind, &self.occurrence) {
-            (ResourceKind::Job, None) => Err(Error::invalid(format!(
-                "job {:?}: name its occurrence (job:NAME@OCCURRENCE)",
-                self.name.as_str()
-            ))),
-            (ResourceKind::Job, Some(_)) | (_, None) => Ok(()),
-            (kind, Some(_)) => Err(Error::invalid(format!(
-                "{kind} {:?}: only a job has an occurrence",
-                self.name.as_str()
-            ))),
-        }
-    }
-}
-
-/// A run's job name or occurrence in the text form: `\` and `@` escaped
-/// with `\`, so that the `@` between them is the one unescaped.
-fn escaped(part: &str) -> String {
-    part.replace('\\', "\\\\").replace('@', "\\@")
-}
-
-impl fmt::Display for Resource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.occurrence {
-            Some(o) => {
-                let (job, occ) = (escaped(self.name.as_str()), escaped(o.as_str()));
-                write!(f, "{}:{job}@{occ}", self.kind)
-            }
-            None => write!(f, "{}:{}", self.kind, self.name.as_str()),
-        }
-    }
-}
-
-/// Splits a run's `name@occurrence` at its unescaped `@`, unescaping both.
-fn split_run(text: &str) -> Option<(String, String)> {
-    let (mut parts, mut part, mut chars) = (Vec::new(), String::new(), text.chars());
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => part.push(chars.next().unwrap_or('\\')),
-            '@' => parts.push(std::mem::take(&mut part)),
-            c => part.push(c),
-        }
-    }
-    parts.push(part);
-    let [job, occ] = <[String; 2]>::try_from(parts).ok()?;
-    Some((job, occ))
-}
-
-impl FromStr for Resource {
-    type Err = Error;
-    /// Parses `kind:name` or `job:name@occurrence` (in a job's name and
-    /// occurrence, `\@` is an `@` and `\\` a `\`, as they are written).
-    fn from_str(s: &str) -> Result<Resource> {
-        let (kind, name) = s.split_once(':').ok_or_else(|| {
-            Error::invalid(format!(
-                "resource {s:?}: write it KIND:NAME (lock:jobs/backup, election:scheduler, job:nightly@2026-12-01)"
-            ))
-        })?;
-        let kind: ResourceKind = kind.parse()?;
-        let resource = match kind {
-            ResourceKind::Job if name.contains('@') => {
-                let (job, occ) = split_run(name).ok_or_else(|| {
-                    Error::invalid(format!(
-                        "resource {s:?}: a job's run is job:NAME@OCCURRENCE, with one unescaped @ \
-                         (write an @ inside either as \\@, a \\ as \\\\)"
-                    ))
-                })?;
-                Resource::job(Key::new(&job)?, Key::new(&occ)?)
-            }
-            _ => Resource::new(kind, Key::new(name)?),
-        };
-        resource.check()?;
-        Ok(resource)
-    }
-}
 
 /// What a listed lease is, within its resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -249,6 +77,11 @@ pub enum Role {
     Member,
     /// A run of a run-once job's occurrence.
     Run,
+    /// A queue item's delivery its consumer started (works on).
+    Delivery,
+    /// A queue item's delivery prefetched by its consumer (not started:
+    /// it used no attempt, and another consumer may steal it).
+    Prefetched,
 }
 
 impl Role {
@@ -260,6 +93,8 @@ impl Role {
             Role::Leader => "leader",
             Role::Member => "member",
             Role::Run => "run",
+            Role::Delivery => "delivery",
+            Role::Prefetched => "prefetched",
         }
     }
 }

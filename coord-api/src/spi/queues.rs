@@ -68,7 +68,8 @@
 //!    prefetched delivery simply goes back to ready (it used no attempt);
 //!    a started one, if the item has had `max_attempts` attempts, moves to
 //!    dead with its last error
-//!    (`lease expired` for an expiry, `consumer gone` for a dead consumer),
+//!    (`lease expired` for an expiry, `consumer gone` for a dead consumer,
+//!    [`REVOKED`] for a delivery an operator revoked),
 //!    exactly once; otherwise it is ready again (delayed by a nack's retry
 //!    delay), counted as redelivered when delivered again.
 //! 7. **leave** returns every delivery of the consumer (rule 6) and forgets
@@ -143,6 +144,11 @@ pub const MAX_DEAD_KEPT: usize = 10_000;
 /// The longest error or reason kept with an item, in bytes (longer ones are
 /// cut at a character boundary: [`cut_reason`]).
 pub const MAX_REASON_BYTES: usize = 4 * 1024;
+
+/// The error a delivery an operator revoked leaves with its item (and
+/// the reason it dies with, on its last attempt): see
+/// [`OpsBackend::revoke`](super::OpsBackend::revoke).
+pub const REVOKED: &str = "revoked by an operator";
 
 /// An item to push.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,6 +20,8 @@ pub(crate) struct Listed<'a> {
     pub(crate) name: &'a Key,
     /// A job's occurrence.
     pub(crate) occurrence: Option<&'a Key>,
+    /// A queue's item.
+    pub(crate) item: Option<u64>,
     /// What the lease is there.
     pub(crate) role: Role,
     /// Its holder.
@@ -46,6 +48,7 @@ impl Listed<'_> {
             kind,
             name: self.name.clone(),
             occurrence: self.occurrence.cloned(),
+            item: self.item,
         };
         let mut r = LeaseRecord::new(
             resource,
@@ -66,9 +69,9 @@ impl Listed<'_> {
 }
 
 /// Where a record stands in a listing, borrowed: kind, name, occurrence,
-/// holder (instance, nonce), role, and the token (one holder may hold two
-/// permits of a semaphore).
-type Order<'a> = (ResourceKind, &'a str, &'a str, &'a str, u128, u8, u64);
+/// item, holder (instance, nonce), role, and the token (one holder may
+/// hold two permits of a semaphore).
+type Order<'a> = (ResourceKind, &'a str, &'a str, u64, &'a str, u128, u8, u64);
 
 fn role_rank(role: Role) -> u8 {
     match role {
@@ -82,7 +85,9 @@ fn role_rank(role: Role) -> u8 {
         Role::Leader => 7,
         Role::Member => 8,
         Role::Run => 9,
-        _ => 10,
+        Role::Delivery => 10,
+        Role::Prefetched => 11,
+        _ => 12,
     }
 }
 
@@ -91,6 +96,7 @@ fn order_of<'a>(kind: ResourceKind, l: &Listed<'a>) -> Order<'a> {
         kind,
         l.name.as_str(),
         l.occurrence.map_or("", |o| o.as_str()),
+        l.item.unwrap_or(0),
         l.holder.instance().as_str(),
         l.holder.nonce(),
         role_rank(l.role),
@@ -104,6 +110,7 @@ struct Position {
     kind: ResourceKind,
     name: String,
     occurrence: String,
+    item: u64,
     instance: String,
     nonce: u128,
     role: u8,
@@ -118,10 +125,11 @@ impl Position {
             kind: o.0,
             name: o.1.to_owned(),
             occurrence: o.2.to_owned(),
-            instance: o.3.to_owned(),
-            nonce: o.4,
-            role: o.5,
-            token: o.6,
+            item: o.3,
+            instance: o.4.to_owned(),
+            nonce: o.5,
+            role: o.6,
+            token: o.7,
         }
     }
 
@@ -130,6 +138,7 @@ impl Position {
             self.kind,
             &self.name,
             &self.occurrence,
+            self.item,
             &self.instance,
             self.nonce,
             self.role,
@@ -141,8 +150,15 @@ impl Position {
     /// separator cannot occur in a field.
     fn cursor(&self) -> Cursor {
         Cursor::from_text(format!(
-            "{}{SEP}{}{SEP}{}{SEP}{}{SEP}{:x}{SEP}{}{SEP}{}",
-            self.kind, self.name, self.occurrence, self.instance, self.nonce, self.role, self.token
+            "{}{SEP}{}{SEP}{}{SEP}{}{SEP}{}{SEP}{:x}{SEP}{}{SEP}{}",
+            self.kind,
+            self.name,
+            self.occurrence,
+            self.item,
+            self.instance,
+            self.nonce,
+            self.role,
+            self.token
         ))
     }
 
@@ -157,13 +173,14 @@ impl Position {
             ))
         };
         let f: Vec<&str> = cursor.as_str().split(SEP).collect();
-        let [kind, name, occurrence, instance, nonce, role, token] = f[..] else {
+        let [kind, name, occurrence, item, instance, nonce, role, token] = f[..] else {
             return Err(bad());
         };
         Ok(Some(Position {
             kind: kind.parse().map_err(|_| bad())?,
             name: name.to_owned(),
             occurrence: occurrence.to_owned(),
+            item: item.parse().map_err(|_| bad())?,
             instance: instance.to_owned(),
             nonce: u128::from_str_radix(nonce, 16).map_err(|_| bad())?,
             role: role.parse().map_err(|_| bad())?,

@@ -165,6 +165,10 @@ impl MemoryBackend {
                 lead.groups.visit(ns, name, now, &mut *visit);
             }
         }
+        if wants(ResourceKind::Queue) {
+            let only = only.map(|r| (&r.name, r.item));
+            self.store.queues().visit(ns, only, now, &mut *visit);
+        }
         if wants(ResourceKind::Job) {
             let occurrence = only.and_then(|r| Some((&r.name, r.occurrence.as_ref()?)));
             if only.is_none() || occurrence.is_some() {
@@ -316,6 +320,15 @@ impl OpsBackend for MemoryBackend {
                     self.store.notify(topic);
                 }
                 outcome
+            }
+            (ResourceKind::Queue, _) => {
+                let Some(item) = resource.item else {
+                    return Err(Error::invalid(format!(
+                        "{resource}: name the item whose delivery to revoke ({resource}@ITEM; \
+                         `describe` lists them)"
+                    )));
+                };
+                self.revoke_delivery(name, item, token)
             }
             (kind, _) => {
                 let Some(space) = space_of(kind) else {

@@ -15,7 +15,7 @@ use coord_api::{
     FencingToken, HolderId, Instant, Key,
     spi::{
         DeadItem, Delivery, MAX_DEAD_KEPT, MAX_PRIORITY, Nack, NewItem, Pushed, QueueStats,
-        ReceiveOptions, Received, Settle,
+        ReceiveOptions, Received, Settle, queues::REVOKED,
     },
 };
 
@@ -618,6 +618,60 @@ impl Queue {
         s.stolen = self.counts.stolen;
         s.dead_lettered = self.counts.dead_lettered;
         s
+    }
+}
+
+/// A live delivery, as operations list it.
+pub(super) struct Live<'a> {
+    pub(super) id: u64,
+    pub(super) consumer: &'a HolderId,
+    pub(super) token: FencingToken,
+    pub(super) started: bool,
+    pub(super) deadline: Instant,
+}
+
+// What operations see and do (`OpsBackend`): a delivery is a lease.
+impl Queue {
+    /// The deliveries live at `now` (of `item` only, when named): before
+    /// their deadline, to a consumer whose presence has not ended (the next
+    /// step's sweep returns the others), in item order.
+    pub(super) fn live(&self, item: Option<u64>, now: Instant) -> impl Iterator<Item = Live<'_>> {
+        let items = (self.items.iter()).filter(move |(id, _)| item.is_none_or(|i| i == **id));
+        items.filter_map(move |(&id, item)| {
+            let Place::InFlight(l) = &item.place else {
+                return None;
+            };
+            let present = (self.consumers.get(&l.consumer)).is_some_and(|c| c.presence > now);
+            (l.deadline > now && present).then_some(Live {
+                id,
+                consumer: &l.consumer,
+                token: l.token,
+                started: l.started,
+                deadline: l.deadline,
+            })
+        })
+    }
+
+    /// An operator's revocation of item `id`'s delivery `token`: the item
+    /// is returned as by an expiry (rule 6), its error
+    /// [`REVOKED`](coord_api::spi::queues::REVOKED). The consumer it was
+    /// delivered to, or the token of the item's live delivery (none: not
+    /// in flight) when that is not `token`.
+    pub(super) fn revoke(
+        &mut self,
+        id: u64,
+        token: FencingToken,
+        step: &mut Step,
+    ) -> Result<HolderId, Vec<FencingToken>> {
+        if !self.holds(id, token, step.now) {
+            return Err(self.live(Some(id), step.now).map(|l| l.token).collect());
+        }
+        let Place::InFlight(lease) = &self.items[&id].place else {
+            unreachable!("held")
+        };
+        let consumer = lease.consumer.clone();
+        self.give_back(id, REVOKED, Duration::ZERO, step);
+        Ok(consumer)
     }
 }
 

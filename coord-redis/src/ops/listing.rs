@@ -4,8 +4,8 @@
 //! layout, and reads them through the family's own read path (lock and
 //! semaphore `list`: `inspect` and how many wait in a fair key's queue,
 //! read-write lock `list`, election `listed`: the leader and how many
-//! candidates wait, group `members`, job `run`), pipelined: one round trip
-//! per batch of keys.
+//! candidates wait, group `members`, job `run`, queue `leases`: its live
+//! deliveries), pipelined: one round trip per batch of keys.
 //!
 //! | kind | key a lease is listed from (one key, one set of records) |
 //! |---|---|
@@ -15,12 +15,14 @@
 //! | election | `coord:{<ns>:lead}:e:<election>:l` (the term) |
 //! | group | `coord:{<ns>:lead}:g:<group>:m` (members) |
 //! | job | `coord:{<ns>:job:<len>:<job>}:<occurrence>:r` (the run) |
+//! | queue | `coord:{<ns>:queue:<len>:<queue>}:l` (deliveries in flight) |
 //!
 //! # The cursor
 //!
 //! Lines joined by `\n` (keys and holders hold no control characters):
 //! the SCAN cursor to continue from (`-` once SCAN is done), the holder of
-//! the last record taken from the first pending key (empty: none), then
+//! the last record taken from the first pending key (empty: none; for a
+//! queue, whose deliveries are taken in token order, its token), then
 //! the keys SCAN returned that the page had no room for (without the
 //! `coord:{<ns>:` prefix). So `limit` bounds a page while nothing SCAN
 //! returned is dropped; pending keys are read again when their turn comes
@@ -63,6 +65,7 @@ use crate::{
     keys::PREFIX,
     locks::{besides_acquire, fair::list_eval, lock_eval, stored_kind},
     membership::group_eval,
+    queues::queue_eval,
 };
 
 /// The most round trips one page makes before it answers (possibly with
@@ -108,6 +111,12 @@ pub(crate) fn parse_key(ns: &Namespace, key: &str) -> Option<Found> {
     if let Some(r) = rest.strip_prefix("lead}:g:") {
         return found(ResourceKind::Group, r.strip_suffix(":m")?, b'm');
     }
+    if let Some(r) = rest.strip_prefix("queue:") {
+        let (len, r) = r.split_once(':')?;
+        let len: usize = len.parse().ok()?;
+        let (queue, r) = (r.get(..len)?, r.get(len..)?);
+        return found(ResourceKind::Queue, queue, b'l').filter(|_| r == "}:l");
+    }
     let r = rest.strip_prefix("job:")?;
     let (len, r) = r.split_once(':')?;
     let len: usize = len.parse().ok()?;
@@ -142,6 +151,7 @@ pub(crate) fn pattern(ns: &Namespace, kind: Option<ResourceKind>, prefix: &str) 
         Some(ResourceKind::Election) => format!("{b}lead}}:e:{p}*:l"),
         Some(ResourceKind::Group) => format!("{b}lead}}:g:{p}*:m"),
         Some(ResourceKind::Job) => format!("{b}job:*:{p}*}}:*:r"),
+        Some(ResourceKind::Queue) => format!("{b}queue:*:{p}*}}:l"),
         _ => format!("{b}*"),
     }
 }
@@ -485,6 +495,11 @@ impl RedisBackend {
             (ResourceKind::Election, _) => election_eval(ns, &r.name, None, "listed", None).0,
             (ResourceKind::Group, _) => group_eval(ns, &r.name, "members", None),
             (ResourceKind::Job, Some(occ)) => job_eval(ns, &r.name, occ, "run", None),
+            (ResourceKind::Queue, _) => {
+                let mut e = queue_eval(ns, &r.name, "leases", 1, 20);
+                e.arg(r.item.map_or(String::new(), |i| i.to_string()));
+                e
+            }
             _ => list_eval(ns, LockSpace::Lock, &r.name),
         }
     }
@@ -560,6 +575,22 @@ impl RedisBackend {
                     })
                     .collect::<Result<_>>()?
             }
+            ResourceKind::Queue => {
+                let rows: Vec<(u64, i64, i64, i64, String)> =
+                    redis::from_redis_value(v).map_err(|e| bad(&e))?;
+                (rows.into_iter())
+                    .map(|(item, tok, left, started, who)| {
+                        let role = if started == 1 {
+                            Role::Delivery
+                        } else {
+                            Role::Prefetched
+                        };
+                        let (_, mut rec) = record(who, role, Some(tok), left)?;
+                        rec.resource.item = Some(item);
+                        Ok((format!("{tok:020}"), rec))
+                    })
+                    .collect::<Result<_>>()?
+            }
             _ => {
                 let run: Vec<Value> = redis::from_redis_value(v).map_err(|e| bad(&e))?;
                 match run.as_slice() {
@@ -622,6 +653,17 @@ impl RedisBackend {
             (ResourceKind::Job, Some(occ)) => {
                 let mut e = job_eval(ns, &r.name, occ, "revoke", None);
                 e.arg(tok.get());
+                e
+            }
+            (ResourceKind::Queue, _) => {
+                let Some(item) = r.item else {
+                    return Err(Error::invalid(format!(
+                        "{r}: name the item whose delivery to revoke ({r}@ITEM; \
+                         `describe` lists them)"
+                    )));
+                };
+                let mut e = queue_eval(ns, &r.name, "revoke", 2, 40);
+                e.arg(item).arg(tok.get());
                 e
             }
             _ => {

@@ -106,7 +106,13 @@ fn queue_names(ns: &Namespace, queue: &Key) -> Names {
 
 /// `op` of the queue script on `queue`: the EVALSHA with the keys and the
 /// operation written, with room for `args` more arguments of `extra` bytes.
-fn queue_eval(ns: &Namespace, queue: &Key, op: &'static str, args: usize, extra: usize) -> Eval {
+pub(crate) fn queue_eval(
+    ns: &Namespace,
+    queue: &Key,
+    op: &'static str,
+    args: usize,
+    extra: usize,
+) -> Eval {
     let mut names = queue_names(ns, queue);
     let bytes = names.len() + op.len() + extra + 16;
     let mut eval = Eval::new(&QUEUE, 1, 1 + args, bytes);

@@ -26,6 +26,8 @@
 --   leave     consumer
 --   giveback  consumer, a receive's id (not '0')
 --   list      after (id), limit
+--   leases    item ('': every item)
+--   revoke    item, token
 --   requeue   id
 --   remove    id
 --   stats
@@ -543,6 +545,31 @@ elseif op == 'list' then
       reply[#reply + 1] = v[3] or ''
       reply[#reply + 1] = tonumber(v[4] or '0')
     end
+  end
+elseif op == 'leases' then
+  -- Operations' listing: the live deliveries (the sweep returned the
+  -- others), of item ARGV[2] only unless it is '': {id, token, ms left,
+  -- 1 started | 0 prefetched, consumer} each.
+  local ids = {ARGV[2]}
+  if ARGV[2] == '' then ids = redis.call('ZRANGE', lease_z, 0, -1) end
+  reply = {}
+  for _, id in ipairs(ids) do
+    local t, d, s, c = delivery(redis.call('HGET', base .. id .. ':i', 'l'))
+    if t and d + 0 > now then reply[#reply + 1] = {id + 0, t + 0, d - now, s + 0, c} end
+  end
+elseif op == 'revoke' then
+  -- Operations' revocation of item ARGV[2]'s delivery ARGV[3]: returned as
+  -- an expired one is (rule 6), its error REVOKED. {1, consumer}, or {0,
+  -- the token of the item's live delivery (none: not in flight)}.
+  local id, tok = ARGV[2], ARGV[3]
+  local t, d, s, c = delivery(redis.call('HGET', base .. id .. ':i', 'l'))
+  if not t or d + 0 <= now then
+    reply = {0, {}}
+  elseif t ~= tok then
+    reply = {0, {t + 0}}
+  else
+    lib().give_back(id, 'revoked by an operator', false, 0)
+    reply = {1, c}
   end
 elseif op == 'requeue' then
   local id = ARGV[2]

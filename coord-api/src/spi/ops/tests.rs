@@ -1,6 +1,7 @@
 //! The text forms, limits and audit checks of the operations SPI.
 
 use super::*;
+use crate::Key;
 
 #[test]
 fn resources_read_back_as_written() {
@@ -26,9 +27,40 @@ fn resources_read_back_as_written() {
         "job:deploy@web\\@v1.2"
     );
     assert!("job:a@b@c".parse::<Resource>().is_err(), "two unescaped @");
+    // A queue's delivery is named by its item; a queue's name may hold
+    // `@`, escaped as a job's.
+    assert_eq!(
+        "queue:orders@17".parse::<Resource>().unwrap(),
+        Resource::delivery(key("orders"), 17)
+    );
+    for r in [
+        Resource::delivery(key("a@b"), 3),
+        Resource::new(ResourceKind::Queue, key("a@b\\")),
+        Resource::new(ResourceKind::Queue, key("orders")),
+    ] {
+        let text = r.to_string();
+        assert_eq!(text.parse::<Resource>().unwrap(), r, "{text}");
+    }
+    assert_eq!(
+        Resource::delivery(key("a@b"), 3).to_string(),
+        "queue:a\\@b@3"
+    );
     let r: Resource = "lock:a@b".parse().unwrap();
     assert_eq!((r.name.as_str(), r.occurrence), ("a@b", None));
-    for bad in ["jobs/backup", "table:x", "job:nightly", "lock:"] {
+    let lock_item = Resource {
+        item: Some(1),
+        ..Resource::new(ResourceKind::Lock, key("k"))
+    };
+    assert!(lock_item.check().is_err(), "only a queue has items");
+    for bad in [
+        "jobs/backup",
+        "table:x",
+        "job:nightly",
+        "lock:",
+        "queue:orders@x",
+        "queue:orders@-1",
+        "queue:a@1@2",
+    ] {
         assert!(
             matches!(bad.parse::<Resource>(), Err(Error::InvalidArgument { .. })),
             "{bad}"

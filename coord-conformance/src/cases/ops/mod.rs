@@ -11,13 +11,20 @@ pub(crate) use coord_api::{
 
 use crate::{cases::prelude::*, runner::Case};
 
+pub mod deliveries;
 pub mod listing;
 pub mod presence;
 pub mod release;
 
 /// The family's cases, file by file.
 pub(crate) fn cases() -> Vec<Case> {
-    [presence::cases(), listing::cases(), release::cases()].concat()
+    [
+        presence::cases(),
+        listing::cases(),
+        release::cases(),
+        deliveries::cases(),
+    ]
+    .concat()
 }
 
 /// How long a case waits for what must happen soon (a presence announced,

@@ -38,7 +38,15 @@ fn lease_keys_parse_back_to_their_resource() {
     assert_eq!(k("coord:{ns:job:9:a}:r"), None);
     // Another namespace, another family, or no layout at all.
     assert_eq!(k("coord:{ns2:lock:a}:l"), None);
+    // A queue's deliveries are listed from its in-flight set, and from no
+    // other of its keys (its ready set, an item, a consumer's set).
+    assert_eq!(
+        k("coord:{ns:queue:4:q}:l}:l"),
+        Some((res(ResourceKind::Queue, "q}:l"), Some('l')))
+    );
     assert_eq!(k("coord:{ns:queue:1:q}:r"), None);
+    assert_eq!(k("coord:{ns:queue:1:q}:7:i"), None);
+    assert_eq!(k("coord:{ns:queue:1:q}:a#1:s"), None);
     assert_eq!(k("coord:{ns:ops}:p"), None);
     assert_eq!(k("other"), None);
 }
@@ -50,6 +58,10 @@ fn patterns_narrow_by_kind_and_escape_the_prefix() {
         r"coord:{ns:lock:a\*\[b\]*}:l"
     );
     assert_eq!(pattern(&ns(), None, "x"), "coord:{ns:*");
+    assert_eq!(
+        pattern(&ns(), Some(ResourceKind::Queue), "or"),
+        "coord:{ns:queue:*:or*}:l"
+    );
     assert_eq!(
         pattern(&ns(), Some(ResourceKind::RwLock), ""),
         "coord:{ns:rwlock:*}:[wri]"
