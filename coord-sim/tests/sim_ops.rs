@@ -1,7 +1,8 @@
 //! Operations under the simulator, swept over 200 seeds (one child process
 //! per seed; `MADSIM_TEST_SEED` / `MADSIM_TEST_NUM` move or narrow the
 //! sweep, see `tests/sim.rs`): eight holders keep an instance presence and
-//! fixed leases while some are killed for good, paused or cut off from the
+//! fixed leases (a lock, a read lease, a queue item's delivery) while some
+//! are killed for good, paused or cut off from the
 //! server; an operator lists every live lease every 250 ms. Checkers
 //! `ops-*`: every listing lists exactly the held leases; a holder gone for
 //! longer than its presence TTL has every lease listed stale; a holder up

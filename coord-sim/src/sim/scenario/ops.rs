@@ -3,7 +3,10 @@
 //! clock) keep an instance presence of [`PRESENCE`] and hold two fixed
 //! leases each (their own lock, and a read lease of one shared read-write
 //! lock) for longer than the run. The plan kills some holders for good,
-//! pauses others and cuts others off from the server for a while. An
+//! pauses others and cuts others off from the server for a while. Each
+//! also works on one item of a queue of its own (a delivery, listed as
+//! `queue:h<i>/q@1`, whose consumer's presence in the queue and lease
+//! outlast the run, as the locks' do). An
 //! operator node, never faulted, lists every live lease every 250 ms with
 //! whether its holder lives. [`check_ops`] then judges every listing:
 //! exactly the held leases listed; a holder down for longer than its
@@ -16,7 +19,7 @@ use std::{
     time::Duration,
 };
 
-use coord_api::{Instant, LeaseFilter, PresenceOptions};
+use coord_api::{Instant, LeaseFilter, PresenceOptions, PushOptions};
 use madsim::{
     net::NetSim,
     rand::{Rng, thread_rng},
@@ -45,33 +48,57 @@ const END: Duration = Duration::from_secs(24);
 /// How often the operator lists.
 const EVERY: Duration = Duration::from_millis(250);
 
-/// What a holder's resources are listed as.
+/// What a holder's resources are listed as: its lock, the shared
+/// read-write lock, and the delivery of the one item of its queue.
 fn resources(i: usize) -> Vec<String> {
-    vec![format!("lock:h{i}/a"), "rwlock:shared".to_owned()]
+    vec![
+        format!("lock:h{i}/a"),
+        "rwlock:shared".to_owned(),
+        format!("queue:h{i}/q@1"),
+    ]
 }
 
-/// A holder: announces itself, takes its two leases, and holds them.
+/// Retries `call` every 100 ms until it succeeds (a holder's setup through
+/// faults).
+async fn retried<T, F: std::future::Future<Output = coord_api::Result<T>>>(
+    mut call: impl FnMut() -> F,
+) -> T {
+    loop {
+        match call().await {
+            Ok(v) => return v,
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// A holder: announces itself, takes its three leases, and holds them.
 async fn holder(i: usize, clock: NodeClock, shared: Shared, recs: Arc<Mutex<Vec<HolderRecord>>>) {
     let presence = PresenceOptions::default()
         .ttl(PRESENCE)
         .expect("a valid presence TTL");
     let client = connect_with(&format!("h{i}"), &clock, opts(), &shared, presence).await;
-    let lock = loop {
-        match client.lock(&format!("h{i}/a")).lease(LEASE).lock().await {
-            Ok(g) => break g,
+    let lock = client.lock(&format!("h{i}/a")).lease(LEASE);
+    let lock = retried(|| lock.lock()).await;
+    let rw = client.rwlock("shared").lease(LEASE);
+    let read = retried(|| rw.read()).await;
+    // One item (pushed once however often the push is retried), then its
+    // delivery: item 1.
+    let queue = client.queue::<u64>(&format!("h{i}/q"));
+    let once = PushOptions::new().dedup("the one", LEASE);
+    let item = i as u64;
+    retried(|| queue.push_with(&item, once.clone())).await;
+    let mut consumer = queue.consumer().ttl(LEASE).presence_ttl(LEASE);
+    let delivery = loop {
+        match consumer.receive().await {
+            Ok(d) => break d,
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     };
-    let read = loop {
-        match client.rwlock("shared").lease(LEASE).read().await {
-            Ok(g) => break g,
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    };
+    assert_eq!(delivery.id(), 1, "the queue's one item");
     recs.lock().unwrap()[i].holding_from = Some(Instant::now());
     // Held until the node dies (a kill drops them without a release).
     std::future::pending::<()>().await;
-    drop((lock, read));
+    drop((lock, read, delivery, consumer));
 }
 
 /// Runs the operations workload and judges it.
