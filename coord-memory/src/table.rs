@@ -300,6 +300,13 @@ impl LeaseTable {
             }
             LeaseKind::Write => {
                 if !e.leases.is_empty() {
+                    // The writer asking again for the lease it holds waits
+                    // for nothing: no intent (as on Redis), or readers
+                    // would be kept out past its lease.
+                    let own = |l: &Lease| l.kind == LeaseKind::Write && l.holder == id.holder;
+                    if e.leases.iter().any(own) {
+                        return busy(e.latest());
+                    }
                     let until = now + ttl;
                     match e.intents.iter_mut().find(|(h, _)| *h == id.holder) {
                         Some((_, u)) => *u = until,

@@ -582,4 +582,22 @@ pub async fn reader_asking_again_gets_a_new_token(h: &dyn Harness) {
     let lease = LeaseId { kind: LeaseKind::Read, key: key("k"), holder: intruder() };
     super::asking_again_replaces(h, lease, LockSpace::RwLock, "read lease").await;
 }
+
+/// A writer asking again (through the SPI) for the write lease it holds is
+/// `Busy`, extends nothing and registers no writer intent of its own: when
+/// its 1 s lease ends, a reader gets in (an intent of the second ask's
+/// 30 s would keep every reader out until it expired).
+pub async fn writer_asking_again_leaves_no_intent(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let backend = ctx.backend().await;
+    let lease = LeaseId { kind: LeaseKind::Write, key: key("k"), holder: intruder() };
+    let first = locks(&backend).acquire(&lease, ms(1000)).await.unwrap();
+    assert!(matches!(first, Acquire::Granted(_)), "the writer: {first:?}");
+    let again = locks(&backend).acquire(&lease, ms(30_000)).await.unwrap();
+    assert!(matches!(again, Acquire::Busy(_)), "the writer again: {again:?}");
+    let c = ctx.client("c").await;
+    let read = eventually(ms(5000), || async { c.rwlock("k").try_read().await.unwrap() }).await;
+    let r = read.expect("a reader within 5 s of the writer's 1 s lease ending");
+    assert!(r.release().await.unwrap());
+}
 }
