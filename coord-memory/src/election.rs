@@ -104,6 +104,7 @@ impl Elections {
             };
             let candidates = e.candidates.values().filter(|c| c.expires > now).count();
             let listed = Listed {
+                subscription: None,
                 item: None,
                 name,
                 occurrence: None,

@@ -91,6 +91,7 @@ impl Runs {
                 continue;
             };
             let listed = Listed {
+                subscription: None,
                 item: None,
                 name: job,
                 occurrence: Some(occ),

@@ -81,6 +81,7 @@ impl Groups {
         for ((_, name), g) in each.filter(|((n, _), _)| n == ns) {
             for m in g.members.iter().filter(|m| m.expires > now) {
                 let listed = Listed {
+                    subscription: None,
                     item: None,
                     name,
                     occurrence: None,

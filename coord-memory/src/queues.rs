@@ -125,6 +125,7 @@ impl Queues {
                     Role::Prefetched
                 };
                 let listed = Listed {
+                    subscription: None,
                     name,
                     occurrence: None,
                     item: Some(d.id),

@@ -686,6 +686,7 @@ fn visit_entry(space: LockSpace, key: &Key, e: &Entry, now: Instant, visit: Visi
         _ => (queued > 0).then_some(queued),
     };
     let listed = |role, holder, token, holds, until| Listed {
+        subscription: None,
         item: None,
         name: key,
         occurrence: None,

@@ -13,10 +13,10 @@ use std::{collections::HashMap, time::Duration};
 
 use async_trait::async_trait;
 use coord_api::{
-    Error, FencingToken, HolderId, Key, MAX_TTL, Namespace, Result,
+    Error, FencingToken, HolderId, Instant, Key, MAX_TTL, Namespace, Result,
     spi::{
-        DeadEvent, Heard, Listener, NewEvent, Read, ReadOptions, Retention, Settle, Start,
-        SubscriptionStats, Tag, TopicBackend, Watch,
+        DeadEvent, Heard, Listener, NewEvent, Read, ReadOptions, ResourceKind, Retention, Role,
+        Settle, Start, SubscriptionStats, Tag, TopicBackend, Watch,
         queues::cut_reason,
         topics::{check_dead_page, check_publish},
     },
@@ -25,7 +25,11 @@ use coord_api::{
 use tokio::sync::broadcast;
 
 use self::stream::{Step, Stream};
-use crate::{MemoryBackend, watch::Topic};
+use crate::{
+    MemoryBackend,
+    ops::{Listed, Visit},
+    watch::Topic,
+};
 
 /// How many ephemeral events a listener may fall behind before it misses
 /// some (and is told so).
@@ -81,6 +85,75 @@ impl MemoryBackend {
             topics.streams.remove(&key);
         }
         out
+    }
+}
+
+// What operations see and do: deliveries are leases.
+impl Topics {
+    /// Shows `visit` the live deliveries of namespace `ns`'s
+    /// subscriptions (`only`: of one topic's subscription, and of one
+    /// offset when it names one).
+    pub(crate) fn visit(
+        &self,
+        ns: &Namespace,
+        only: Option<(&Key, &Key, Option<u64>)>,
+        now: Instant,
+        visit: Visit<'_>,
+    ) {
+        let show = |topic: &Key, stream: &Stream, sub: &Key, offset, visit: Visit<'_>| {
+            for d in stream.live(sub, offset, now) {
+                let listed = Listed {
+                    name: topic,
+                    occurrence: None,
+                    subscription: Some(sub),
+                    item: Some(d.offset),
+                    role: Role::Delivery,
+                    holder: d.consumer,
+                    token: Some(d.token.get()),
+                    holds: 1,
+                    since: None,
+                    until: d.deadline,
+                    waiters: None,
+                };
+                visit(ResourceKind::Topic, listed);
+            }
+        };
+        match only {
+            Some((topic, sub, offset)) => {
+                let key = (ns.clone(), topic.clone());
+                if let Some(((_, topic), stream)) = self.streams.get_key_value(&key) {
+                    show(topic, stream, sub, offset, visit);
+                }
+            }
+            None => {
+                for ((n, topic), stream) in &self.streams {
+                    if n == ns {
+                        for sub in stream.subscriptions() {
+                            show(topic, stream, sub, None, &mut *visit);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl MemoryBackend {
+    /// An operator's revocation of the delivery `token` of `offset` to
+    /// `sub` of `topic` (one step): whose it was, or the token of the
+    /// offset's live delivery.
+    pub(crate) fn revoke_event_delivery(
+        &self,
+        topic: &Key,
+        sub: &Key,
+        offset: u64,
+        token: FencingToken,
+    ) -> std::result::Result<HolderId, Vec<FencingToken>> {
+        let revoked = self.on_stream(topic, |s, step| s.revoke(sub, offset, token, step.now));
+        if revoked.is_ok() {
+            self.wake(topic);
+        }
+        revoked
     }
 }
 

@@ -48,15 +48,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List live leases of every family (locks, read-write locks, permits,
-    /// leader terms, members, job runs, queue deliveries), printed page by
-    /// page as they are read.
+    /// leader terms, members, job runs, queue and topic deliveries),
+    /// printed page by page as they are read.
     Locks {
         /// Only stale leases: their holder's instance presence is gone (the
         /// process died or is cut off) while the lease remains.
         #[arg(long)]
         stale: bool,
         /// Only resources of this kind: lock, rwlock, semaphore, election,
-        /// group, job, queue.
+        /// group, job, queue, topic.
         #[arg(long, value_name = "KIND")]
         kind: Option<String>,
         /// Only resources whose name starts with this.
@@ -67,8 +67,9 @@ pub enum Command {
     /// waiting writers). Exit 3 when it has none.
     Holders {
         /// KIND:NAME (lock:jobs/backup, election:scheduler,
-        /// queue:orders), job:NAME@OCCURRENCE, or queue:NAME@ITEM (one
-        /// item's delivery).
+        /// queue:orders), job:NAME@OCCURRENCE, queue:NAME@ITEM (one
+        /// item's delivery), topic:NAME@SUBSCRIPTION, or
+        /// topic:NAME@SUBSCRIPTION@OFFSET (one event's delivery).
         #[arg(value_name = "RESOURCE")]
         resource: String,
     },
@@ -77,8 +78,9 @@ pub enum Command {
     /// renewal fails and its lost signal fires. Recorded in the audit
     /// trail either way. Exit 3 when no live lease has that token.
     ForceRelease {
-        /// KIND:NAME, job:NAME@OCCURRENCE, or queue:NAME@ITEM (the item
-        /// is returned to the queue as if its delivery had expired).
+        /// KIND:NAME, job:NAME@OCCURRENCE, queue:NAME@ITEM or
+        /// topic:NAME@SUBSCRIPTION@OFFSET (the item or event is handed
+        /// back as if its delivery had expired).
         #[arg(value_name = "RESOURCE")]
         resource: String,
         /// The token of the lease to remove (the TOKEN column of `locks`

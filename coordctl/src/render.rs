@@ -16,10 +16,12 @@ use serde::Serialize;
 /// A listed lease, as printed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LeaseRow {
-    /// `kind:name`, `job:name@occurrence` or `queue:name@item` (what
-    /// `holders` and `force-release` take).
+    /// `kind:name`, `job:name@occurrence`, `queue:name@item` or
+    /// `topic:name@subscription@offset` (what `holders` and
+    /// `force-release` take).
     pub resource: String,
-    /// `lock`, `rwlock`, `semaphore`, `election`, `group`, `job`, `queue`.
+    /// `lock`, `rwlock`, `semaphore`, `election`, `group`, `job`, `queue`,
+    /// `topic`.
     pub kind: String,
     /// `exclusive`, `reentrant`, `read`, `write`, `permit`,
     /// `writer-intent`, `leader`, `member`, `run`, `delivery`,

@@ -169,6 +169,7 @@ fn a_live_holder_is_listed_alive_then_stale_once_killed() {
         ("group:demo/group", "member"),
         ("lock:demo/lock", "exclusive"),
         ("lock:demo/reentrant", "reentrant"),
+        ("queue:demo/queue@1", "delivery"),
     ];
     let mut listed = leases(&ctl(&url, &["locks", "--json"]));
     listed.sort();

@@ -227,6 +227,29 @@ async fn the_page_shows_holders_follows_a_failover_and_acts_audited() {
     assert!(bad.contains("bogus"), "{bad}");
     b.screenshot("error").await;
 
+    // Deliveries: the application's queue item in flight, handed back
+    // from its row (audited like a force release).
+    tab(&b, "deliveries").await;
+    let item = format!(
+        "#deliveries tr[data-resource='queue:demo/queue@{}']",
+        app.field("item")
+    );
+    b.wait_for_text(&format!("{item} .holder"), a.as_str(), HANG)
+        .await;
+    assert_eq!(
+        b.text(&format!("{item} .token")).await,
+        app.field("delivery")
+    );
+    assert_eq!(b.text(&format!("{item} .role")).await, "delivery");
+    b.screenshot("deliveries-held").await;
+    b.click(&format!("{item} button.force")).await;
+    confirm(&b, "alice", "handler wedged, INC-1235").await;
+    let said = b
+        .wait_for_text("#action-result.ok", "force released", HANG)
+        .await;
+    assert!(said.contains(&app.field("delivery")), "{said}");
+    wait_gone(&b, &item).await;
+
     // The audit trail names the operator and the reason.
     tab(&b, "audit").await;
     b.wait_for_text("#audit tbody", "holder wedged, INC-1234", HANG)
@@ -261,7 +284,14 @@ async fn the_page_shows_holders_follows_a_failover_and_acts_audited() {
     wait_gone(&b, leader).await;
 
     // The other views render.
-    for view in ["groups", "runs", "instances", "families", "health"] {
+    for view in [
+        "groups",
+        "runs",
+        "deliveries",
+        "instances",
+        "families",
+        "health",
+    ] {
         tab(&b, view).await;
         let section = format!("#view-{view}");
         b.wait_for_text(&section, |t: &str| !t.trim().is_empty(), HANG)

@@ -26,6 +26,10 @@
 //!    by naming its item (`queue:orders@17`): the item is returned as an
 //!    expired delivery is (the queue SPI's rule 6: ready again, or dead on
 //!    its last started attempt), its error [`REVOKED`](super::queues::REVOKED).
+//!    A topic subscription's delivery is revoked by naming its event's
+//!    offset (`topic:payments@billing@42`): the offset goes to the retry
+//!    set, due at once, keeping its attempt (the topic SPI's rule 1, as an
+//!    expiry).
 //! 4. **The audit trail is append-only.** [`record`](OpsBackend::record)
 //!    appends an [`AuditRecord`] stamped with the backend's time;
 //!    [`audit`](OpsBackend::audit) pages through them, newest first. The
@@ -77,7 +81,8 @@ pub enum Role {
     Member,
     /// A run of a run-once job's occurrence.
     Run,
-    /// A queue item's delivery its consumer started (works on).
+    /// A delivery its consumer works on: a queue item's (started), a
+    /// topic event's.
     Delivery,
     /// A queue item's delivery prefetched by its consumer (not started:
     /// it used no attempt, and another consumer may steal it).

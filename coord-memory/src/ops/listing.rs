@@ -20,6 +20,8 @@ pub(crate) struct Listed<'a> {
     pub(crate) name: &'a Key,
     /// A job's occurrence.
     pub(crate) occurrence: Option<&'a Key>,
+    /// A topic's subscription.
+    pub(crate) subscription: Option<&'a Key>,
     /// A queue's item.
     pub(crate) item: Option<u64>,
     /// What the lease is there.
@@ -48,6 +50,7 @@ impl Listed<'_> {
             kind,
             name: self.name.clone(),
             occurrence: self.occurrence.cloned(),
+            subscription: self.subscription.cloned(),
             item: self.item,
         };
         let mut r = LeaseRecord::new(
@@ -68,8 +71,8 @@ impl Listed<'_> {
     }
 }
 
-/// Where a record stands in a listing, borrowed: kind, name, occurrence,
-/// item, holder (instance, nonce), role, and the token (one holder may
+/// Where a record stands in a listing, borrowed: kind, name, occurrence
+/// (or subscription: a kind has one or neither), item, holder (instance, nonce), role, and the token (one holder may
 /// hold two permits of a semaphore).
 type Order<'a> = (ResourceKind, &'a str, &'a str, u64, &'a str, u128, u8, u64);
 
@@ -95,7 +98,7 @@ fn order_of<'a>(kind: ResourceKind, l: &Listed<'a>) -> Order<'a> {
     (
         kind,
         l.name.as_str(),
-        l.occurrence.map_or("", |o| o.as_str()),
+        l.occurrence.or(l.subscription).map_or("", |o| o.as_str()),
         l.item.unwrap_or(0),
         l.holder.instance().as_str(),
         l.holder.nonce(),

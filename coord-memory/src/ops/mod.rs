@@ -169,6 +169,10 @@ impl MemoryBackend {
             let only = only.map(|r| (&r.name, r.item));
             self.store.queues().visit(ns, only, now, &mut *visit);
         }
+        if wants(ResourceKind::Topic) {
+            let only = only.and_then(|r| Some((&r.name, r.subscription.as_ref()?, r.item)));
+            self.store.topics().visit(ns, only, now, &mut *visit);
+        }
         if wants(ResourceKind::Job) {
             let occurrence = only.and_then(|r| Some((&r.name, r.occurrence.as_ref()?)));
             if only.is_none() || occurrence.is_some() {
@@ -329,6 +333,15 @@ impl OpsBackend for MemoryBackend {
                     )));
                 };
                 self.revoke_delivery(name, item, token)
+            }
+            (ResourceKind::Topic, _) => {
+                let (Some(sub), Some(offset)) = (&resource.subscription, resource.item) else {
+                    return Err(Error::invalid(format!(
+                        "{resource}: name the event whose delivery to revoke ({resource}@OFFSET; \
+                         `describe` lists them)"
+                    )));
+                };
+                self.revoke_event_delivery(name, sub, offset, token)
             }
             (kind, _) => {
                 let Some(space) = space_of(kind) else {

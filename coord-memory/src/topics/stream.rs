@@ -442,6 +442,79 @@ impl Stream {
     }
 }
 
+/// A live delivery, as operations list it.
+pub(super) struct Live<'a> {
+    pub(super) offset: u64,
+    pub(super) consumer: &'a HolderId,
+    pub(super) token: FencingToken,
+    pub(super) deadline: Instant,
+}
+
+// What operations see and do (`OpsBackend`): a delivery is a lease.
+impl Stream {
+    /// The subscriptions, by name.
+    pub(super) fn subscriptions(&self) -> impl Iterator<Item = &Key> {
+        self.subs.keys()
+    }
+
+    /// The deliveries of `sub` live at `now` (of `offset` only, when
+    /// named): before their deadline, to a consumer whose presence has not
+    /// ended (the next step's sweep ends the others), in offset order.
+    pub(super) fn live(
+        &self,
+        sub: &Key,
+        offset: Option<u64>,
+        now: Instant,
+    ) -> impl Iterator<Item = Live<'_>> {
+        let s = self.subs.get(sub);
+        let flights = s
+            .into_iter()
+            .flat_map(|s| s.flights.iter().map(move |f| (s, f)));
+        flights.filter_map(move |(s, (&o, f))| {
+            let present = s
+                .consumers
+                .get(&f.consumer)
+                .is_some_and(|until| *until > now);
+            let wanted = offset.is_none_or(|want| want == o);
+            (wanted && present && f.deadline > now).then_some(Live {
+                offset: o,
+                consumer: &f.consumer,
+                token: f.token,
+                deadline: f.deadline,
+            })
+        })
+    }
+
+    /// An operator's revocation of the delivery `token` of `offset` in
+    /// `sub`: the offset goes to the retry set, due at once, keeping its
+    /// attempt (as an expiry, rule 1). The consumer it was delivered to,
+    /// or the token of the offset's live delivery (none: not in flight)
+    /// when that is not `token`.
+    pub(super) fn revoke(
+        &mut self,
+        sub: &Key,
+        offset: u64,
+        token: FencingToken,
+        now: Instant,
+    ) -> Result<HolderId, Vec<FencingToken>> {
+        let Some(s) = self.subs.get_mut(sub) else {
+            return Err(Vec::new());
+        };
+        s.sweep(now);
+        if !s.holds(offset, token, now) {
+            return Err(s
+                .flights
+                .get(&offset)
+                .map(|f| f.token)
+                .into_iter()
+                .collect());
+        }
+        let f = s.flights.remove(&offset).expect("held");
+        s.retry_at(offset, now, f.attempt);
+        Ok(f.consumer)
+    }
+}
+
 fn settle(done: Option<()>) -> Settle {
     match done {
         Some(()) => Settle::Done,

@@ -4,8 +4,8 @@
 //! layout, and reads them through the family's own read path (lock and
 //! semaphore `list`: `inspect` and how many wait in a fair key's queue,
 //! read-write lock `list`, election `listed`: the leader and how many
-//! candidates wait, group `members`, job `run`, queue `leases`: its live
-//! deliveries), pipelined: one round trip per batch of keys.
+//! candidates wait, group `members`, job `run`, queue and topic `leases`:
+//! their live deliveries), pipelined: one round trip per batch of keys.
 //!
 //! | kind | key a lease is listed from (one key, one set of records) |
 //! |---|---|
@@ -16,13 +16,15 @@
 //! | group | `coord:{<ns>:lead}:g:<group>:m` (members) |
 //! | job | `coord:{<ns>:job:<len>:<job>}:<occurrence>:r` (the run) |
 //! | queue | `coord:{<ns>:queue:<len>:<queue>}:l` (deliveries in flight) |
+//! | topic | `coord:{<ns>:topic:<len>:<topic>}:<len>:<subscription>:f` (deliveries) |
 //!
 //! # The cursor
 //!
 //! Lines joined by `\n` (keys and holders hold no control characters):
 //! the SCAN cursor to continue from (`-` once SCAN is done), the holder of
 //! the last record taken from the first pending key (empty: none; for a
-//! queue, whose deliveries are taken in token order, its token), then
+//! queue or a subscription, whose deliveries are taken in token order, its
+//! token), then
 //! the keys SCAN returned that the page had no room for (without the
 //! `coord:{<ns>:` prefix). So `limit` bounds a page while nothing SCAN
 //! returned is dropped; pending keys are read again when their turn comes
@@ -66,6 +68,7 @@ use crate::{
     locks::{besides_acquire, fair::list_eval, lock_eval, stored_kind},
     membership::group_eval,
     queues::queue_eval,
+    topics::topic_eval,
 };
 
 /// The most round trips one page makes before it answers (possibly with
@@ -83,6 +86,13 @@ pub(crate) struct Found {
 /// `coord:{<ns>:`, the start of every key of the namespace.
 fn base(ns: &Namespace) -> String {
     format!("{PREFIX}{{{}:", ns.as_str())
+}
+
+/// `<len>:<text of len bytes>…`: the text, and what follows it.
+fn counted(r: &str) -> Option<(&str, &str)> {
+    let (len, r) = r.split_once(':')?;
+    let len: usize = len.parse().ok()?;
+    Some((r.get(..len)?, r.get(len..)?))
 }
 
 /// What `key` (of namespace `ns`) bears, when it is a lease-bearing key.
@@ -112,15 +122,19 @@ pub(crate) fn parse_key(ns: &Namespace, key: &str) -> Option<Found> {
         return found(ResourceKind::Group, r.strip_suffix(":m")?, b'm');
     }
     if let Some(r) = rest.strip_prefix("queue:") {
-        let (len, r) = r.split_once(':')?;
-        let len: usize = len.parse().ok()?;
-        let (queue, r) = (r.get(..len)?, r.get(len..)?);
+        let (queue, r) = counted(r)?;
         return found(ResourceKind::Queue, queue, b'l').filter(|_| r == "}:l");
     }
-    let r = rest.strip_prefix("job:")?;
-    let (len, r) = r.split_once(':')?;
-    let len: usize = len.parse().ok()?;
-    let (job, r) = (r.get(..len)?, r.get(len..)?);
+    if let Some(r) = rest.strip_prefix("topic:") {
+        let (topic, r) = counted(r)?;
+        let (sub, r) = counted(r.strip_prefix("}:")?)?;
+        let resource = Resource::subscription(Key::new(topic).ok()?, Key::new(sub).ok()?);
+        return (r == ":f").then_some(Found {
+            resource,
+            part: Some(b'f'),
+        });
+    }
+    let (job, r) = counted(rest.strip_prefix("job:")?)?;
     let occurrence = r.strip_prefix("}:")?.strip_suffix(":r")?;
     Some(Found {
         resource: Resource::job(Key::new(job).ok()?, Key::new(occurrence).ok()?),
@@ -152,6 +166,7 @@ pub(crate) fn pattern(ns: &Namespace, kind: Option<ResourceKind>, prefix: &str) 
         Some(ResourceKind::Group) => format!("{b}lead}}:g:{p}*:m"),
         Some(ResourceKind::Job) => format!("{b}job:*:{p}*}}:*:r"),
         Some(ResourceKind::Queue) => format!("{b}queue:*:{p}*}}:l"),
+        Some(ResourceKind::Topic) => format!("{b}topic:*:{p}*}}:*:f"),
         _ => format!("{b}*"),
     }
 }
@@ -500,6 +515,11 @@ impl RedisBackend {
                 e.arg(r.item.map_or(String::new(), |i| i.to_string()));
                 e
             }
+            (ResourceKind::Topic, _) => {
+                let mut e = topic_eval(ns, &r.name, r.subscription.as_ref(), "leases", 1);
+                e.arg(r.item.map_or(String::new(), |i| i.to_string()));
+                e
+            }
             _ => list_eval(ns, LockSpace::Lock, &r.name),
         }
     }
@@ -591,6 +611,17 @@ impl RedisBackend {
                     })
                     .collect::<Result<_>>()?
             }
+            ResourceKind::Topic => {
+                let rows: Vec<(u64, i64, i64, String)> =
+                    redis::from_redis_value(v).map_err(|e| bad(&e))?;
+                (rows.into_iter())
+                    .map(|(offset, tok, left, who)| {
+                        let (_, mut rec) = record(who, Role::Delivery, Some(tok), left)?;
+                        rec.resource.item = Some(offset);
+                        Ok((format!("{tok:020}"), rec))
+                    })
+                    .collect::<Result<_>>()?
+            }
             _ => {
                 let run: Vec<Value> = redis::from_redis_value(v).map_err(|e| bad(&e))?;
                 match run.as_slice() {
@@ -664,6 +695,17 @@ impl RedisBackend {
                 };
                 let mut e = queue_eval(ns, &r.name, "revoke", 2, 40);
                 e.arg(item).arg(tok.get());
+                e
+            }
+            (ResourceKind::Topic, _) => {
+                let (Some(sub), Some(offset)) = (&r.subscription, r.item) else {
+                    return Err(Error::invalid(format!(
+                        "{r}: name the event whose delivery to revoke ({r}@OFFSET; \
+                         `describe` lists them)"
+                    )));
+                };
+                let mut e = topic_eval(ns, &r.name, Some(sub), "revoke", 2);
+                e.arg(offset).arg(tok.get());
                 e
             }
             _ => {

@@ -86,7 +86,13 @@ fn topic_names(ns: &Namespace, topic: &Key) -> Names {
 
 /// `op` of the topic script: the keys (of `sub`, or placeholders in the
 /// topic's slot), the operation, then `sub` if any; room for `args` more.
-fn topic_eval(ns: &Namespace, topic: &Key, sub: Option<&Key>, op: &str, args: usize) -> Eval {
+pub(crate) fn topic_eval(
+    ns: &Namespace,
+    topic: &Key,
+    sub: Option<&Key>,
+    op: &str,
+    args: usize,
+) -> Eval {
     let mut names = topic_names(ns, topic);
     let len = topic.as_str().len().to_string();
     let sub_str = sub.map_or("", |s| s.as_str());

@@ -35,6 +35,8 @@
 --   leave     sub, consumer
 --   giveback  sub, consumer, a read's id (not '0')
 --   list      sub, after, limit
+--   leases    sub, offset ('': every offset)
+--   revoke    sub, offset, token
 --   unsub     sub
 --   stats     sub
 local stream, meta, counter, subs = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -278,9 +280,45 @@ end
 
 -- Every other step is on an existing subscription, swept first.
 local cursor = redis.call('HGET', subs, sub)
-if not cursor then return -1 end
+if not cursor then
+  if op == 'leases' then return {} elseif op == 'revoke' then return {0, {}} end
+  return -1
+end
 cursor = tonumber(cursor)
 sweep(sub)
+
+if op == 'leases' then
+  -- Operations' listing: the subscription's live deliveries (the sweep
+  -- ended the others), of offset ARGV[3] only unless it is '': {offset,
+  -- token, ms left, consumer} each.
+  local out, all = {}
+  if ARGV[3] == '' then
+    all = redis.call('HGETALL', flights)
+  else
+    all = {ARGV[3], redis.call('HGET', flights, ARGV[3])}
+  end
+  for k = 1, #all, 2 do
+    if all[k + 1] then
+      local f = delivery(all[k + 1])
+      out[#out + 1] = {tonumber(all[k]), tonumber(f[1]), tonumber(f[2]) - now, f[5]}
+    end
+  end
+  return out
+end
+
+if op == 'revoke' then
+  -- Operations' revocation of offset ARGV[3]'s delivery ARGV[4]: to the
+  -- retry set, due at once, keeping its attempt (as an expiry, rule 1).
+  -- {1, consumer}, or {0, the offset's live delivery's token (none: not
+  -- in flight)}.
+  local v = redis.call('HGET', flights, ARGV[3])
+  if not v then return {0, {}} end
+  local f = delivery(v)
+  if f[1] ~= ARGV[4] then return {0, {tonumber(f[1])}} end
+  to_retry(ARGV[3], now, f[3], f[4])
+  wake()
+  return {1, f[5]}
+end
 
 if op == 'seek' then
   local id, c = place(ARGV[3], ARGV[4])

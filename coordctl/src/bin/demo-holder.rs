@@ -2,9 +2,9 @@
 //! binary rather than an example, so that the tests always find it built:
 //! `CARGO_BIN_EXE_coordctl-demo-holder`) and for trying coordctl by hand;
 //! not a tool. A live application: it connects to a URL, takes a lock, takes a
-//! reentrant lock twice, leads an election, joins a group, prints one
-//! `ready …` line with the tokens it got, and then holds everything until
-//! it is killed.
+//! reentrant lock twice, leads an election, joins a group, pushes an item
+//! to a queue and works on it, prints one `ready …` line with the tokens it
+//! got, and then holds everything until it is killed.
 //!
 //! ```text
 //! cargo run -p coordctl --bin coordctl-demo-holder -- 'redis://127.0.0.1:6379/0?namespace=demo' [PRESENCE_TTL_SECS]
@@ -17,7 +17,9 @@
 //! at their TTL. With `candidate` last, it only campaigns for the election
 //! (a standby), prints `waiting …`, then `leading … term=T` once it wins.
 //! Names: `demo/lock`, `demo/reentrant`, election `demo/election`, group
-//! `demo/group`.
+//! `demo/group`, queue `demo/queue` (the delivery of the first item ready;
+//! its consumer's presence in the queue lasts as long as a lease, so that
+//! a killed holder's delivery stays listed, stale, for that long).
 
 use std::{process::ExitCode, time::Duration};
 
@@ -91,16 +93,25 @@ async fn run() -> coord::Result<()> {
     let second = reentrant.lock().await?;
     let leadership = client.election("demo/election").campaign().await?;
     let membership = client.group("demo/group").join().await?;
+    let queue = client.queue::<String>("demo/queue");
+    queue.push(&"demo item".to_owned()).await?;
+    let lease = Duration::from_secs(lease_ttl);
+    let mut consumer = queue.consumer().presence_ttl(lease);
+    let delivery = consumer.receive().await?;
 
     println!(
-        "ready instance={} lock={} reentrant={} term={}",
+        "ready instance={} lock={} reentrant={} term={} item={} delivery={}",
         client.instance_id(),
         lock.token(),
         first.token(),
-        leadership.term()
+        leadership.term(),
+        delivery.id(),
+        delivery.token()
     );
     // Held until killed: the guards renew in the background.
-    let _held = (lock, first, second, leadership, membership);
+    let _held = (
+        lock, first, second, leadership, membership, consumer, delivery,
+    );
     std::future::pending::<()>().await;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! What operations name: a [`ResourceKind`] and a [`Resource`] (a
-//! primitive, a job's run, a queue's delivery), and their text forms
-//! (`lock:jobs/backup`, `job:nightly@2026-12-01`, `queue:orders@17`).
+//! primitive, a job's run, a queue's or a topic subscription's delivery),
+//! and their text forms (`lock:jobs/backup`, `job:nightly@2026-12-01`,
+//! `queue:orders@17`, `topic:payments@billing@42`).
 
 use std::{fmt, str::FromStr};
 
@@ -26,11 +27,14 @@ pub enum ResourceKind {
     Job,
     /// A work queue (its leases are deliveries of its items to consumers).
     Queue,
+    /// A topic's subscription (its leases are deliveries of its events to
+    /// consumers).
+    Topic,
 }
 
 impl ResourceKind {
     /// Every kind, in listing order.
-    pub const ALL: [ResourceKind; 7] = [
+    pub const ALL: [ResourceKind; 8] = [
         ResourceKind::Lock,
         ResourceKind::RwLock,
         ResourceKind::Semaphore,
@@ -38,10 +42,12 @@ impl ResourceKind {
         ResourceKind::Group,
         ResourceKind::Job,
         ResourceKind::Queue,
+        ResourceKind::Topic,
     ];
 
     /// The kind's name in listings and on the command line (`lock`,
-    /// `rwlock`, `semaphore`, `election`, `group`, `job`, `queue`).
+    /// `rwlock`, `semaphore`, `election`, `group`, `job`, `queue`,
+    /// `topic`).
     pub fn as_str(self) -> &'static str {
         match self {
             ResourceKind::Lock => "lock",
@@ -51,6 +57,7 @@ impl ResourceKind {
             ResourceKind::Group => "group",
             ResourceKind::Job => "job",
             ResourceKind::Queue => "queue",
+            ResourceKind::Topic => "topic",
         }
     }
 
@@ -80,13 +87,16 @@ impl FromStr for ResourceKind {
 }
 
 /// One primitive: its kind and name; for a run-once job the occurrence;
-/// for a work queue, the item whose delivery is meant.
+/// for a topic the subscription; for a work queue or a topic's
+/// subscription, the item (event) whose delivery is meant.
 ///
 /// Written `kind:name` (`lock:jobs/backup`, `election:scheduler`,
-/// `queue:orders`), `job:name@occurrence` for a job's occurrence and
-/// `queue:name@item` for the delivery of a queue's item (the one unescaped
-/// `@` splits; an `@` or `\` inside a job's or queue's name, or inside an
-/// occurrence, is written `\@`, `\\`).
+/// `queue:orders`), `job:name@occurrence` for a job's occurrence,
+/// `queue:name@item` for the delivery of a queue's item,
+/// `topic:name@subscription` for a topic's subscription and
+/// `topic:name@subscription@offset` for the delivery of one of its events
+/// (unescaped `@`s split; an `@` or `\` inside a job's, queue's or topic's
+/// name, an occurrence or a subscription is written `\@`, `\\`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Resource {
     /// What it is.
@@ -95,9 +105,12 @@ pub struct Resource {
     pub name: Key,
     /// The occurrence, for [`ResourceKind::Job`] only.
     pub occurrence: Option<Key>,
-    /// The item (its id in the queue), for [`ResourceKind::Queue`] only:
-    /// its delivery is the lease meant. A queue without one names every
-    /// delivery of the queue (to describe; a revocation names its item).
+    /// The subscription, for [`ResourceKind::Topic`] only (and always).
+    pub subscription: Option<Key>,
+    /// The item, for [`ResourceKind::Queue`] (its id in the queue) and
+    /// [`ResourceKind::Topic`] (the event's offset) only: its delivery is
+    /// the lease meant. Without one, every delivery of the queue or
+    /// subscription is meant (to describe; a revocation names its item).
     pub item: Option<u64>,
 }
 
@@ -109,6 +122,7 @@ impl Resource {
             kind,
             name,
             occurrence: None,
+            subscription: None,
             item: None,
         }
     }
@@ -129,20 +143,42 @@ impl Resource {
         }
     }
 
-    /// `InvalidArgument` unless a job names its occurrence, only a job
-    /// names one, and only a queue names an item.
+    /// Subscription `subscription` of topic `topic` (every delivery of it).
+    pub fn subscription(topic: Key, subscription: Key) -> Resource {
+        Resource {
+            subscription: Some(subscription),
+            ..Resource::new(ResourceKind::Topic, topic)
+        }
+    }
+
+    /// The delivery of the event at `offset` to subscription `subscription`
+    /// of topic `topic`.
+    pub fn event_delivery(topic: Key, subscription: Key, offset: u64) -> Resource {
+        Resource {
+            item: Some(offset),
+            ..Resource::subscription(topic, subscription)
+        }
+    }
+
+    /// `InvalidArgument` unless a job names its occurrence and a topic its
+    /// subscription, only they name one, and only a queue or a topic names
+    /// an item.
     pub fn check(&self) -> Result<()> {
-        let name = self.name.as_str();
-        match (self.kind, &self.occurrence, self.item) {
-            (ResourceKind::Job, None, _) => Err(Error::invalid(format!(
-                "job {name:?}: name its occurrence (job:NAME@OCCURRENCE)"
-            ))),
-            (kind, Some(_), _) if kind != ResourceKind::Job => Err(Error::invalid(format!(
-                "{kind} {name:?}: only a job has an occurrence"
-            ))),
-            (kind, _, Some(_)) if kind != ResourceKind::Queue => Err(Error::invalid(format!(
-                "{kind} {name:?}: only a queue has items"
-            ))),
+        let (kind, name) = (self.kind, self.name.as_str());
+        let refuse = |what: &str| Err(Error::invalid(format!("{kind} {name:?}: {what}")));
+        match kind {
+            ResourceKind::Job if self.occurrence.is_none() => {
+                refuse("name its occurrence (job:NAME@OCCURRENCE)")
+            }
+            ResourceKind::Topic if self.subscription.is_none() => {
+                refuse("name its subscription (topic:NAME@SUBSCRIPTION)")
+            }
+            ResourceKind::Job => Ok(()),
+            _ if self.occurrence.is_some() => refuse("only a job has an occurrence"),
+            ResourceKind::Topic => Ok(()),
+            _ if self.subscription.is_some() => refuse("only a topic has subscriptions"),
+            ResourceKind::Queue => Ok(()),
+            _ if self.item.is_some() => refuse("only a queue or a topic has items"),
             _ => Ok(()),
         }
     }
@@ -158,23 +194,25 @@ fn escaped(part: &str) -> String {
 impl fmt::Display for Resource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = self.kind;
-        match (&self.occurrence, self.item, kind) {
-            (Some(o), _, _) => {
-                let (job, occ) = (escaped(self.name.as_str()), escaped(o.as_str()));
-                write!(f, "{kind}:{job}@{occ}")
-            }
-            (None, Some(item), _) => write!(f, "{kind}:{}@{item}", escaped(self.name.as_str())),
-            (None, None, ResourceKind::Queue) => {
-                write!(f, "{kind}:{}", escaped(self.name.as_str()))
-            }
-            (None, None, _) => write!(f, "{kind}:{}", self.name.as_str()),
+        if !matches!(
+            kind,
+            ResourceKind::Job | ResourceKind::Queue | ResourceKind::Topic
+        ) {
+            return write!(f, "{kind}:{}", self.name.as_str());
+        }
+        write!(f, "{kind}:{}", escaped(self.name.as_str()))?;
+        for part in [&self.occurrence, &self.subscription].into_iter().flatten() {
+            write!(f, "@{}", escaped(part.as_str()))?;
+        }
+        match self.item {
+            Some(item) => write!(f, "@{item}"),
+            None => Ok(()),
         }
     }
 }
 
-/// Splits `name@part` at its unescaped `@` (none: the name alone),
-/// unescaping both; `None` with two unescaped `@`.
-fn split_at_unescaped(text: &str) -> Option<(String, Option<String>)> {
+/// Splits `text` at its unescaped `@`s, unescaping each part.
+fn split_at_unescaped(text: &str) -> Vec<String> {
     let (mut parts, mut part, mut chars) = (Vec::new(), String::new(), text.chars());
     while let Some(c) = chars.next() {
         match c {
@@ -184,53 +222,54 @@ fn split_at_unescaped(text: &str) -> Option<(String, Option<String>)> {
         }
     }
     parts.push(part);
-    let mut parts = parts.into_iter();
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some(name), second, None) => Some((name, second)),
-        _ => None,
-    }
+    parts
 }
 
 impl FromStr for Resource {
     type Err = Error;
-    /// Parses `kind:name`, `job:name@occurrence` or `queue:name@item` (in a
-    /// job's or queue's name and an occurrence, `\@` is an `@` and `\\` a
-    /// `\`, as they are written).
+    /// Parses `kind:name`, `job:name@occurrence`, `queue:name@item`,
+    /// `topic:name@subscription` or `topic:name@subscription@offset` (in a
+    /// job's, queue's or topic's name, an occurrence and a subscription,
+    /// `\@` is an `@` and `\\` a `\`, as they are written).
     fn from_str(s: &str) -> Result<Resource> {
         let (kind, name) = s.split_once(':').ok_or_else(|| {
             Error::invalid(format!(
                 "resource {s:?}: write it KIND:NAME (lock:jobs/backup, election:scheduler, \
-                 job:nightly@2026-12-01, queue:orders@17)"
+                 job:nightly@2026-12-01, queue:orders@17, topic:payments@billing@42)"
             ))
         })?;
         let kind: ResourceKind = kind.parse()?;
-        let split = || {
-            split_at_unescaped(name).ok_or_else(|| {
-                Error::invalid(format!(
-                    "resource {s:?}: a {kind}'s part is {kind}:NAME@PART, with one unescaped @ \
-                     (write an @ inside either as \\@, a \\ as \\\\)"
-                ))
-            })
+        let form = match kind {
+            ResourceKind::Job => "job:NAME@OCCURRENCE",
+            ResourceKind::Queue => "queue:NAME or queue:NAME@ITEM",
+            ResourceKind::Topic => "topic:NAME@SUBSCRIPTION or topic:NAME@SUBSCRIPTION@OFFSET",
+            _ => return Resource::new(kind, Key::new(name)?).checked(),
         };
-        let resource = match kind {
-            ResourceKind::Job if name.contains('@') => match split()? {
-                (job, Some(occ)) => Resource::job(Key::new(&job)?, Key::new(&occ)?),
-                (job, None) => Resource::new(kind, Key::new(&job)?),
-            },
-            ResourceKind::Queue => match split()? {
-                (queue, None) => Resource::new(kind, Key::new(&queue)?),
-                (queue, Some(item)) => {
-                    let item = item.parse().map_err(|_| {
-                        Error::invalid(format!(
-                            "resource {s:?}: a queue's item is its id, a number (queue:orders@17)"
-                        ))
-                    })?;
-                    Resource::delivery(Key::new(&queue)?, item)
-                }
-            },
-            _ => Resource::new(kind, Key::new(name)?),
+        let bad = || {
+            Error::invalid(format!(
+                "resource {s:?}: write it {form} (an @ inside a part as \\@, a \\ as \\\\)"
+            ))
         };
-        resource.check()?;
-        Ok(resource)
+        let item = |text: &str| text.parse::<u64>().map_err(|_| bad());
+        let resource = match (kind, &split_at_unescaped(name)[..]) {
+            (ResourceKind::Job, [job, occ]) => Resource::job(Key::new(job)?, Key::new(occ)?),
+            (ResourceKind::Queue, [queue]) => Resource::new(kind, Key::new(queue)?),
+            (ResourceKind::Queue, [queue, i]) => Resource::delivery(Key::new(queue)?, item(i)?),
+            (ResourceKind::Topic, [topic, sub]) => {
+                Resource::subscription(Key::new(topic)?, Key::new(sub)?)
+            }
+            (ResourceKind::Topic, [topic, sub, o]) => {
+                Resource::event_delivery(Key::new(topic)?, Key::new(sub)?, item(o)?)
+            }
+            _ => return Err(bad()),
+        };
+        resource.checked()
+    }
+}
+
+impl Resource {
+    fn checked(self) -> Result<Resource> {
+        self.check()?;
+        Ok(self)
     }
 }

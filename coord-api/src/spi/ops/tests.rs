@@ -45,6 +45,14 @@ fn resources_read_back_as_written() {
         Resource::delivery(key("a@b"), 3).to_string(),
         "queue:a\\@b@3"
     );
+    // A topic's subscription, and the delivery of one of its events.
+    let sub = Resource::subscription(key("pay@ments"), key("billing"));
+    assert_eq!(sub.to_string(), "topic:pay\\@ments@billing");
+    let one = Resource::event_delivery(key("payments"), key("bill@ing"), 42);
+    assert_eq!(one.to_string(), "topic:payments@bill\\@ing@42");
+    for r in [sub, one] {
+        assert_eq!(r.to_string().parse::<Resource>().unwrap(), r);
+    }
     let r: Resource = "lock:a@b".parse().unwrap();
     assert_eq!((r.name.as_str(), r.occurrence), ("a@b", None));
     let lock_item = Resource {
@@ -60,6 +68,9 @@ fn resources_read_back_as_written() {
         "queue:orders@x",
         "queue:orders@-1",
         "queue:a@1@2",
+        "topic:payments",
+        "topic:payments@billing@x",
+        "topic:a@b@1@2",
     ] {
         assert!(
             matches!(bad.parse::<Resource>(), Err(Error::InvalidArgument { .. })),

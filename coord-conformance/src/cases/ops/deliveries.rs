@@ -1,12 +1,14 @@
-//! A work queue's deliveries are leases to operations: listed (which item,
-//! which consumer, started or prefetched, token, time left; stale when the
-//! consumer's instance is gone) and revoked by naming the item — returned
-//! as an expired delivery is, the consumer's lost signal firing, a waiting
-//! consumer woken.
+//! Work queues' and topic subscriptions' deliveries are leases to
+//! operations: listed (which item or event, which consumer, started or
+//! prefetched, token, time left; stale when the consumer's instance is
+//! gone) and revoked by naming the item or event — returned as an expired
+//! delivery is, the consumer's lost signal firing, a waiting consumer
+//! woken.
 
 use super::*;
-use crate::cases::queues::{
-    PROMPTLY, PushOptions, Q, QueueBackend, ReceiveOptions, crashed, numbers, within,
+use crate::cases::{
+    queues::{PROMPTLY, PushOptions, Q, QueueBackend, ReceiveOptions, crashed, numbers, within},
+    topics::{self, ReadOptions, Start, event},
 };
 
 /// The deliveries `op` lists for the queue (of every kind's listing).
@@ -178,5 +180,81 @@ pub async fn force_release_of_a_queue_names_the_item(h: &dyn Harness) {
     assert_eq!(free.unwrap(), Forced::NotFound { current: vec![] });
     let s = queues.stats(&key(Q)).await.unwrap();
     assert_eq!(s.in_flight, 1, "nothing changed: {s:?}");
+}
+
+/// A subscription's deliveries are listed as `topic:t@s@<offset>` with
+/// their subscriber, token and time left (`holders` of the subscription,
+/// or of one event; a subscription of another topic not among them), and
+/// one is revoked by offset and token: the event goes back to the
+/// subscription at once (another subscriber waiting gets it promptly, as
+/// attempt 2, with a larger token), the first subscriber's lost signal
+/// fires; a revocation without the offset is `InvalidArgument`, and one
+/// with the old token `NotFound` naming the new delivery's.
+#[needs(Need::Topics)]
+pub async fn topic_deliveries_are_listed_and_revoked_by_offset(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let op = operator(&ctx).await;
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let opts = default_options().ttl(ms(30_000)).extend_interval(Some(ms(200)));
+    let mut wedged = topics::numbers(&a).subscriber("s").start(Start::Earliest).with_options(opts);
+    wedged.subscribe().await.unwrap();
+    topics::numbers(&a).publish(&1).await.unwrap();
+    let d = event(&mut wedged, "the event").await;
+    assert_eq!(d.offset(), 1);
+    // A subscription of another topic, with a delivery of its own.
+    let backend = ctx.backend().await;
+    let other = key("other");
+    let spi = topics::spi(&backend);
+    spi.subscribe(&other, &key("s"), Start::Earliest).await.unwrap();
+    a.topic::<u64>("other").publish(&7).await.unwrap();
+    let read = ReadOptions::new(ms(30_000), ms(30_000), 1);
+    let got = spi.read(&other, &key("s"), &crashed(), read).await.unwrap().unwrap();
+    assert_eq!(got.events.len(), 1);
+    appears(&op, "a").await;
+    let listed = op.holders(&res("topic:t@s")).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let l = &listed[0].lease;
+    assert_eq!((l.resource.to_string(), l.role), ("topic:t@s@1".to_owned(), Role::Delivery));
+    assert_eq!((&l.holder, l.token), (wedged.holder(), Some(d.token())));
+    assert!(l.expires_in > ms(20_000) && l.expires_in <= ms(30_000), "{l:?}");
+    assert!(listed[0].holder_alive, "{listed:?}");
+    assert_eq!(op.holders(&res("topic:t@s@1")).await.unwrap().len(), 1);
+    assert!(op.holders(&res("topic:t@s@2")).await.unwrap().is_empty());
+    let all: Vec<String> = (op.leases(&LeaseFilter::all().kind(ResourceKind::Topic)).await)
+        .unwrap()
+        .iter()
+        .map(|l| l.lease.resource.to_string())
+        .collect();
+    let mut all = all;
+    all.sort();
+    assert_eq!(all, ["topic:other@s@1", "topic:t@s@1"]);
+    let stale = op.stale().await.unwrap();
+    let stale: Vec<String> = stale.iter().map(|l| l.lease.resource.to_string()).collect();
+    assert_eq!(stale, ["topic:other@s@1"], "the crashed subscriber's alone");
+    // Revoked: the event comes back to a waiting subscriber.
+    let message = refused(op.force_release(&res("topic:t@s"), d.token(), "x").await, "no offset");
+    assert!(message.contains("@OFFSET"), "{message}");
+    let mut waiting = topics::numbers(&b).subscriber("s").wait_timeout(Some(ms(20_000)));
+    let next = tokio::spawn(async move {
+        let got = waiting.next().await;
+        (waiting, got)
+    });
+    // Lets b find nothing and wait: had it not yet, it would get the event
+    // at its first try and prove less, never fail.
+    sleep(ms(300)).await;
+    let token = d.token();
+    let forced = op.force_release(&res("topic:t@s@1"), token, "stuck handler").await.unwrap();
+    assert_eq!(forced, Forced::Released { holder: wedged.holder().clone() });
+    let (_waiting, again) = timeout(PROMPTLY, next).await.expect("b woken promptly").unwrap();
+    let again = match again.expect("b's next") {
+        coord_api::Next::Event(e) => e,
+        other => panic!("expected the event again, got {other:?}"),
+    };
+    assert_eq!((again.offset(), again.attempt()), (1, 2));
+    assert!(again.token() > token, "{:?} after {token:?}", again.token());
+    timeout(PROMPTLY, d.lost().wait()).await.expect("a's lost signal fires");
+    let stale = op.force_release(&res("topic:t@s@1"), token, "again").await.unwrap();
+    assert_eq!(stale, Forced::NotFound { current: vec![again.token()] });
+    within(again.ack(), "b's ack").await;
 }
 }

@@ -47,6 +47,12 @@ fn lease_keys_parse_back_to_their_resource() {
     assert_eq!(k("coord:{ns:queue:1:q}:r"), None);
     assert_eq!(k("coord:{ns:queue:1:q}:7:i"), None);
     assert_eq!(k("coord:{ns:queue:1:q}:a#1:s"), None);
+    // A subscription's deliveries: from its deliveries hash alone.
+    let sub = Resource::subscription(Key::new("t}:").unwrap(), Key::new("s:f").unwrap());
+    assert_eq!(k("coord:{ns:topic:3:t}:}:3:s:f:f"), Some((sub, Some('f'))));
+    assert_eq!(k("coord:{ns:topic:1:t}:1:s:d"), None);
+    assert_eq!(k("coord:{ns:topic:1:t}:1:s:7:y"), None);
+    assert_eq!(k("coord:{ns:topic:1:t}:s"), None);
     assert_eq!(k("coord:{ns:ops}:p"), None);
     assert_eq!(k("other"), None);
 }

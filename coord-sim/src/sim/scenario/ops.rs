@@ -4,9 +4,10 @@
 //! leases each (their own lock, and a read lease of one shared read-write
 //! lock) for longer than the run. The plan kills some holders for good,
 //! pauses others and cuts others off from the server for a while. Each
-//! also works on one item of a queue of its own (a delivery, listed as
-//! `queue:h<i>/q@1`, whose consumer's presence in the queue and lease
-//! outlast the run, as the locks' do). An
+//! also works on one item of a queue of its own and one event of a topic
+//! of its own (deliveries, listed as `queue:h<i>/q@1` and
+//! `topic:h<i>/t@s@1`, whose consumers' presences and leases outlast the
+//! run, as the locks' do). An
 //! operator node, never faulted, lists every live lease every 250 ms with
 //! whether its holder lives. [`check_ops`] then judges every listing:
 //! exactly the held leases listed; a holder down for longer than its
@@ -19,7 +20,7 @@ use std::{
     time::Duration,
 };
 
-use coord_api::{Instant, LeaseFilter, PresenceOptions, PushOptions};
+use coord_api::{Instant, LeaseFilter, Next, PresenceOptions, PushOptions, spi::Start};
 use madsim::{
     net::NetSim,
     rand::{Rng, thread_rng},
@@ -55,6 +56,7 @@ fn resources(i: usize) -> Vec<String> {
         format!("lock:h{i}/a"),
         "rwlock:shared".to_owned(),
         format!("queue:h{i}/q@1"),
+        format!("topic:h{i}/t@s@1"),
     ]
 }
 
@@ -95,10 +97,29 @@ async fn holder(i: usize, clock: NodeClock, shared: Shared, recs: Arc<Mutex<Vec<
         }
     };
     assert_eq!(delivery.id(), 1, "the queue's one item");
+    // And the first event of a topic of its own, to its subscription (a
+    // publish retried may publish twice: the first is offset 1).
+    let topic = client.topic::<u64>(&format!("h{i}/t"));
+    let mut sub = topic
+        .subscriber("s")
+        .start(Start::Earliest)
+        .ttl(LEASE)
+        .presence_ttl(LEASE);
+    while sub.subscribe().await.is_err() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    retried(|| topic.publish(&item)).await;
+    let event = loop {
+        match sub.next().await {
+            Ok(Next::Event(e)) => break e,
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    assert_eq!(event.offset(), 1, "the topic's first event");
     recs.lock().unwrap()[i].holding_from = Some(Instant::now());
     // Held until the node dies (a kill drops them without a release).
     std::future::pending::<()>().await;
-    drop((lock, read, delivery, consumer));
+    drop((lock, read, delivery, consumer, event, sub));
 }
 
 /// Runs the operations workload and judges it.
