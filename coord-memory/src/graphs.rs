@@ -22,8 +22,8 @@ use async_trait::async_trait;
 use coord_api::{
     Error, FencingToken, HolderId, Instant, Key, Namespace, Result,
     spi::{
-        Cancel, Complete, GraphBackend, GraphSpec, MAX_ERROR_BYTES, MAX_RESULT_BYTES, NodeResult,
-        OnFailure, Renew, RunStatus, Submit, Take, Watch,
+        Cancel, Complete, GraphBackend, GraphSpec, MAX_RESULT_BYTES, NodeResult, OnFailure, Renew,
+        RunStatus, Submit, Take, Watch, graphs::cut_error,
     },
 };
 
@@ -204,18 +204,8 @@ fn check_result(
             )))
         }
         NodeResult::Success(bytes) => Ok(Ending::Success(bytes)),
-        NodeResult::Failure {
-            mut error,
-            retry_in,
-        } => {
-            if error.len() > MAX_ERROR_BYTES {
-                let mut end = MAX_ERROR_BYTES;
-                while !error.is_char_boundary(end) {
-                    end -= 1;
-                }
-                error.truncate(end);
-            }
-            Ok(Ending::Failure(error, retry_in))
+        NodeResult::Failure { error, retry_in } => {
+            Ok(Ending::Failure(cut_error(&error).to_owned(), retry_in))
         }
         // A result added to the SPI that this store does not know.
         _ => Err(Error::NotSupported {
@@ -384,6 +374,7 @@ impl GraphBackend for MemoryBackend {
     }
 
     async fn cancel(&self, graph: &Key, run: &Key, reason: &str) -> Result<Cancel> {
+        let reason = cut_error(reason);
         let cancelled = self.on_run(graph, run, |r, q, step| r.cancel(reason, q, step));
         Ok(cancelled.unwrap_or(Cancel::NotFound))
     }

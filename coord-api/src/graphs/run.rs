@@ -144,7 +144,7 @@ impl GraphRun {
     /// run. The reason is kept cut to 4 KiB (as queue errors are).
     pub async fn cancel(&self, reason: &str) -> Result<bool> {
         let client = self.graph.client();
-        let reason = crate::spi::queues::cut_reason(reason.to_owned());
+        let reason = crate::spi::graphs::cut_error(reason);
         let cancel = client
             .graphs()?
             .cancel(self.graph.key(), &self.run, &reason);

@@ -125,9 +125,21 @@ pub use spec::{Edge, GraphSpec, MAX_ATTEMPTS, MAX_NODES, NodeSpec, On, OnFailure
 /// The largest result a node may complete with (its encoding, in bytes).
 pub const MAX_RESULT_BYTES: usize = 64 * 1024;
 
-/// The longest error text kept for a failed attempt, in bytes; longer texts
-/// are cut (at a character boundary) by the client before they are sent.
+/// The longest error text kept for a failed attempt (and reason kept for a
+/// cancelled run), in bytes; longer texts are cut at a character boundary
+/// ([`cut_error`]) by the client before they are sent, and by the backend,
+/// which does not rely on the client.
 pub const MAX_ERROR_BYTES: usize = 4 * 1024;
+
+/// `text` cut to [`MAX_ERROR_BYTES`] at a character boundary: what is kept
+/// of a failed attempt's error or a cancelled run's reason.
+pub fn cut_error(text: &str) -> &str {
+    let mut end = text.len().min(MAX_ERROR_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
 
 /// Where a node of a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

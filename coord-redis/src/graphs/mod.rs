@@ -69,9 +69,9 @@ use async_trait::async_trait;
 use coord_api::{
     Error, FencingToken, HolderId, InstanceId, Key, Namespace, Result,
     spi::{
-        Backend, Cancel, Complete, GraphBackend, GraphSpec, MAX_ERROR_BYTES, MAX_RESULT_BYTES,
-        NodeResult, NodeState, NodeStatus, On, OnFailure, Outcome, Renew, RunState, RunStatus,
-        Submit, Take, Taken, Watch,
+        Backend, Cancel, Complete, GraphBackend, GraphSpec, MAX_RESULT_BYTES, NodeResult,
+        NodeState, NodeStatus, On, OnFailure, Outcome, Renew, RunState, RunStatus, Submit, Take,
+        Taken, Watch, graphs::cut_error,
     },
 };
 use redis::{Script, Value};
@@ -163,18 +163,6 @@ fn encode_spec(spec: &GraphSpec) -> Option<Vec<u8>> {
         out.push(b'\n');
     }
     Some(out)
-}
-
-/// `error` cut to [`MAX_ERROR_BYTES`] at a character boundary.
-fn cut(error: &str) -> &str {
-    if error.len() <= MAX_ERROR_BYTES {
-        return error;
-    }
-    let mut end = MAX_ERROR_BYTES;
-    while !error.is_char_boundary(end) {
-        end -= 1;
-    }
-    &error[..end]
 }
 
 /// A retry delay in whole milliseconds, rounded up.
@@ -557,7 +545,7 @@ impl GraphBackend for RedisBackend {
             NodeResult::Success(bytes) => ("s", bytes, String::new()),
             NodeResult::Failure { error, retry_in } => (
                 "f",
-                cut(error).as_bytes(),
+                cut_error(error).as_bytes(),
                 retry_in
                     .map(|d| retry_ms(d).to_string())
                     .unwrap_or_default(),
@@ -596,6 +584,7 @@ impl GraphBackend for RedisBackend {
     }
 
     async fn cancel(&self, graph: &Key, run: &Key, reason: &str) -> Result<Cancel> {
+        let reason = cut_error(reason);
         let mut eval = graph_eval(
             self.namespace(),
             graph,

@@ -166,17 +166,29 @@ pub async fn graph_cancelled_run_ends_without_retries(h: &dyn Harness) {
 }
 
 /// A cancel's reason is kept cut to 4 KiB at a character boundary (as
-/// queue errors are), whatever its length.
+/// queue errors are), whatever its length — also by the backend itself,
+/// for a cancel sent at the SPI, uncut.
 pub async fn graph_cancel_reason_cut_to_4_kib(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let client = ctx.client("a").await;
     let graph = client.graph(G).node("only").build().unwrap();
-    let run = graph.submit("r").await.unwrap();
     let long = "é".repeat(10_000);
-    assert!(within(run.cancel(&long), "cancel").await);
-    let why = run.status().await.unwrap().cancelled.expect("a reason");
-    assert!((4094..=4096).contains(&why.len()), "{} bytes", why.len());
-    assert!(long.starts_with(why.as_str()));
+    let backend = ctx.backend().await;
+    for (name, by_client) in [("r", true), ("raw", false)] {
+        let run = graph.submit(name).await.unwrap();
+        if by_client {
+            assert!(within(run.cancel(&long), "cancel").await);
+        } else {
+            let cancelled = spi(&backend).cancel(&key(G), &key(name), &long).await.unwrap();
+            assert!(
+                matches!(cancelled, coord_api::spi::Cancel::Cancelled { .. }),
+                "{cancelled:?}"
+            );
+        }
+        let why = run.status().await.unwrap().cancelled.expect("a reason");
+        assert!((4094..=4096).contains(&why.len()), "{name}: {} bytes", why.len());
+        assert!(long.starts_with(why.as_str()), "{name}");
+    }
 }
 
 /// Cancelling a run that ended is `false` and changes nothing (it stays
