@@ -147,7 +147,7 @@ impl GraphRun {
         let reason = crate::spi::graphs::cut_error(reason);
         let cancel = client
             .graphs()?
-            .cancel(self.graph.key(), &self.run, &reason);
+            .cancel(self.graph.key(), &self.run, reason);
         let cancel = trace::call(client, || self.site("cancel"), cancel, |_| Outcome::Ok).await?;
         match cancel {
             Cancel::Cancelled { .. } => Ok(true),
