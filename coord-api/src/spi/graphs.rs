@@ -639,3 +639,17 @@ impl<D: Dispatch> GraphBackend for Dispatched<D> {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_cut_at_a_character_boundary() {
+        let long = "é".repeat(MAX_ERROR_BYTES);
+        let c = cut_error(&long);
+        assert!(c.len() <= MAX_ERROR_BYTES && c.len() >= MAX_ERROR_BYTES - 1);
+        assert!(long.starts_with(c));
+        assert_eq!(cut_error("short"), "short");
+    }
+}
