@@ -528,10 +528,16 @@ impl ClientBuilder {
         self
     }
 
-    /// The client. Describes the lease families' metrics (names, units) to
-    /// the `metrics` recorder installed now, if any.
+    /// The client. Describes every family's metrics (names, units, help)
+    /// to the `metrics` recorder installed now, if any.
     pub fn build(self) -> Client {
         crate::lease::metrics::describe();
+        crate::queues::metrics::describe();
+        crate::topics::metrics::describe();
+        crate::graphs::metrics::describe();
+        crate::state::metrics::describe();
+        crate::breaker::metrics::describe();
+        crate::barriers::metrics::describe();
         Client {
             inner: Arc::new(Inner {
                 backend: self.backend,

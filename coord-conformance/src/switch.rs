@@ -39,6 +39,9 @@ pub struct Switch {
     /// Per SPI method: how late its requests reach the backend, their
     /// callers answered `Unavailable` at once.
     late_requests: Arc<Mutex<HashMap<&'static str, Duration>>>,
+    /// Per SPI method: how long its requests take to reach the backend,
+    /// their callers waiting.
+    slow_requests: Arc<Mutex<HashMap<&'static str, Duration>>>,
 }
 
 const ON: u8 = 0;
@@ -58,6 +61,7 @@ impl Switch {
             held: Default::default(),
             late: Default::default(),
             late_requests: Default::default(),
+            slow_requests: Default::default(),
         }
     }
 
@@ -103,6 +107,15 @@ impl Switch {
     pub fn late_requests(&self, name: &'static str, by: Duration) {
         let mut late = self.late_requests.lock().unwrap_or_else(|p| p.into_inner());
         late.insert(name, by);
+    }
+
+    /// Makes the calls of the SPI method `name` reach the backend `by`
+    /// late (a slow network on the way there): applied then, and answered
+    /// as usual, their callers waiting; counted as [`held`](Switch::held)
+    /// meanwhile. `Duration::ZERO` ends it (for the calls made after).
+    pub fn slow_requests(&self, name: &'static str, by: Duration) {
+        let mut slow = self.slow_requests.lock().unwrap_or_else(|p| p.into_inner());
+        slow.insert(name, by);
     }
 
     /// How many calls were applied and their replies lost so far: a case
@@ -188,6 +201,14 @@ impl Dispatch for Switch {
             changed.await;
         }
         drop(held);
+        let slow = (self.slow_requests.lock().unwrap_or_else(|p| p.into_inner()))
+            .get(op.name)
+            .copied()
+            .filter(|by| !by.is_zero());
+        if let Some(by) = slow {
+            let _on_its_way = Held::new(&self.held, op.name);
+            tokio::time::sleep(by).await;
+        }
         let late_request = (self.late_requests.lock().unwrap_or_else(|p| p.into_inner()))
             .get(op.name)
             .copied()

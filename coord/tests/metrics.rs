@@ -272,3 +272,94 @@ async fn a_client_that_opts_in_labels_its_metrics_with_the_key() {
     let terms = samples(&seen, "coord_leadership_seconds", &[("key", "e")]);
     assert_eq!(terms.len(), 1);
 }
+
+/// Every family's metrics are described with their unit (what an exporter
+/// shows as a metric's type and help), counted by the action that counts
+/// them, and carry no key: queues, topics, graphs, shared values,
+/// breakers, barriers and latches.
+#[tokio::test(start_paused = true)]
+async fn every_family_describes_its_metrics_and_counts_without_a_key() {
+    use coord::{Next, NodeError, spi::Start};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let (a, _) = clients(false);
+
+    let queue = a.queue::<u64>("q");
+    queue.push(&1).await.unwrap();
+    let mut consumer = queue.consumer();
+    consumer.receive().await.unwrap().ack().await.unwrap();
+
+    let topic = a.topic::<u64>("t");
+    let mut sub = topic.subscriber("s").start(Start::Earliest);
+    sub.subscribe().await.unwrap();
+    topic.publish(&1).await.unwrap();
+    match sub.next().await.unwrap() {
+        Next::Event(e) => e.ack().await.unwrap(),
+        other => panic!("expected the event: {other:?}"),
+    }
+
+    let graph = a.graph("g").node("only").build().unwrap();
+    graph.submit("r").await.unwrap();
+    let worker = graph.worker();
+    let ran = worker.work_one(|_| async { Ok::<_, NodeError>(()) }).await;
+    assert!(ran.unwrap().is_some(), "the node ran");
+
+    let value = a.state::<u64>("k");
+    value.put(&1).await.unwrap();
+    value.update(|v| v.map_or(0, |v| v + 1)).await.unwrap();
+
+    let breaker = a.breaker("payments").build().unwrap();
+    breaker
+        .call(async { Ok::<_, ()>(()) })
+        .await
+        .unwrap()
+        .unwrap();
+    breaker.force_open("test").await.unwrap();
+
+    a.barrier("b", 1).wait().await.unwrap();
+
+    let seen = snapshot(&snapshotter);
+    no_key_label(&seen);
+    assert_eq!(count(&seen, "coord_queue_pushed_total", &[]), 1);
+    assert_eq!(
+        count(&seen, "coord_queue_delivered_total", &[("kind", "first")]),
+        1
+    );
+    assert_eq!(
+        count(&seen, "coord_queue_settled_total", &[("outcome", "acked")]),
+        1
+    );
+    let durable = [("tier", "durable")];
+    assert_eq!(count(&seen, "coord_topic_published_total", &durable), 1);
+    assert_eq!(
+        count(&seen, "coord_topic_delivered_total", &[("kind", "first")]),
+        1
+    );
+    assert_eq!(
+        count(&seen, "coord_topic_settled_total", &[("outcome", "acked")]),
+        1
+    );
+    assert_eq!(count(&seen, "coord_graph_runs_submitted_total", &[]), 1);
+    let succeeded = [("outcome", "succeeded")];
+    assert_eq!(count(&seen, "coord_graph_attempts_total", &succeeded), 1);
+    assert_eq!(
+        samples(&seen, "coord_graph_attempt_seconds", &[("outcome", "ok")]).len(),
+        1
+    );
+    let put = [("op", "put"), ("outcome", "done")];
+    assert_eq!(count(&seen, "coord_state_written_total", &put), 1);
+    assert_eq!(
+        count(&seen, "coord_state_update_total", &[("outcome", "done")]),
+        1
+    );
+    let success = [("outcome", "success")];
+    assert_eq!(count(&seen, "coord_breaker_calls_total", &success), 1);
+    let forced = [("to", "forced_open")];
+    assert_eq!(count(&seen, "coord_breaker_transitions_total", &forced), 1);
+    let tripped = [("kind", "barrier"), ("outcome", "tripped")];
+    assert_eq!(count(&seen, "coord_barrier_waits_total", &tripped), 1);
+    let waited = samples(&seen, "coord_barrier_wait_seconds", &[("kind", "barrier")]);
+    assert_eq!(waited.len(), 1);
+}

@@ -29,3 +29,19 @@ pub(crate) fn wait_ended(kind: &'static str, outcome: &'static str, waited: Dura
         .increment(1);
     metrics::histogram!("coord_barrier_wait_seconds", "kind" => kind).record(waited.as_secs_f64());
 }
+
+/// Describes the family's metrics (names, units, help) to the recorder
+/// installed now, if any: called when a client is built.
+pub(crate) fn describe() {
+    use metrics::{Unit, describe_counter, describe_histogram};
+    describe_counter!(
+        "coord_barrier_waits_total",
+        Unit::Count,
+        "Barrier, double barrier and latch waits by kind and outcome"
+    );
+    describe_histogram!(
+        "coord_barrier_wait_seconds",
+        Unit::Seconds,
+        "How long barrier-family waits lasted, by kind"
+    );
+}

@@ -14,7 +14,7 @@ mod arrival;
 mod barrier;
 mod double;
 mod latch;
-mod metrics;
+pub(crate) mod metrics;
 
 pub(crate) use arrival::sleep_or_woken;
 pub use barrier::{Barrier, Tripped};

@@ -30,3 +30,29 @@ pub(crate) fn flush(outcome: &'static str) {
 pub(crate) fn unreachable() {
     metrics::counter!("coord_breaker_unreachable_total").increment(1);
 }
+
+/// Describes the family's metrics (names, units, help) to the recorder
+/// installed now, if any: called when a client is built.
+pub(crate) fn describe() {
+    use metrics::{Unit, describe_counter};
+    describe_counter!(
+        "coord_breaker_calls_total",
+        Unit::Count,
+        "Calls through breakers by outcome: success, failure, refused"
+    );
+    describe_counter!(
+        "coord_breaker_transitions_total",
+        Unit::Count,
+        "Breaker transitions by phase entered"
+    );
+    describe_counter!(
+        "coord_breaker_flushes_total",
+        Unit::Count,
+        "Counts flushed to the shared breaker by outcome: counted, stale, error"
+    );
+    describe_counter!(
+        "coord_breaker_unreachable_total",
+        Unit::Count,
+        "Times a breaker lost its backend"
+    );
+}

@@ -15,7 +15,7 @@
 //! 0027 says why.
 
 mod events;
-mod metrics;
+pub(crate) mod metrics;
 mod options;
 mod sync;
 #[cfg(test)]

@@ -40,3 +40,29 @@ pub(crate) fn took(via: &'static str, take: &Take) {
     };
     metrics::counter!("coord_graph_takes_total", "via" => via, "outcome" => outcome).increment(1);
 }
+
+/// Describes the family's metrics (names, units, help) to the recorder
+/// installed now, if any: called when a client is built.
+pub(crate) fn describe() {
+    use metrics::{Unit, describe_counter, describe_histogram};
+    describe_counter!(
+        "coord_graph_runs_submitted_total",
+        Unit::Count,
+        "Graph runs created (not idempotent re-submissions)"
+    );
+    describe_counter!(
+        "coord_graph_attempts_total",
+        Unit::Count,
+        "Node attempts by outcome: succeeded, failed, retry, cancelled, stale"
+    );
+    describe_counter!(
+        "coord_graph_takes_total",
+        Unit::Count,
+        "Takes by via (take, complete) and outcome (taken, idle)"
+    );
+    describe_histogram!(
+        "coord_graph_attempt_seconds",
+        Unit::Seconds,
+        "How long node bodies ran, by outcome: ok, error"
+    );
+}

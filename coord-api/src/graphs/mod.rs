@@ -12,7 +12,7 @@
 //! The contract is [`contract::graphs`](crate::contract::graphs); the
 //! backend's rules are in [`spi::graphs`](crate::spi::graphs).
 
-mod metrics;
+pub(crate) mod metrics;
 mod ready;
 mod run;
 mod worker;

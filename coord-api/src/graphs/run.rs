@@ -145,9 +145,7 @@ impl GraphRun {
     pub async fn cancel(&self, reason: &str) -> Result<bool> {
         let client = self.graph.client();
         let reason = crate::spi::graphs::cut_error(reason);
-        let cancel = client
-            .graphs()?
-            .cancel(self.graph.key(), &self.run, reason);
+        let cancel = client.graphs()?.cancel(self.graph.key(), &self.run, reason);
         let cancel = trace::call(client, || self.site("cancel"), cancel, |_| Outcome::Ok).await?;
         match cancel {
             Cancel::Cancelled { .. } => Ok(true),

@@ -27,3 +27,24 @@ pub(crate) fn delivered(redelivery: bool, stolen: bool) {
 pub(crate) fn settled(outcome: &'static str) {
     metrics::counter!("coord_queue_settled_total", "outcome" => outcome).increment(1);
 }
+
+/// Describes the family's metrics (names, units, help) to the recorder
+/// installed now, if any: called when a client is built.
+pub(crate) fn describe() {
+    use metrics::{Unit, describe_counter};
+    describe_counter!(
+        "coord_queue_pushed_total",
+        Unit::Count,
+        "Items sent in pushes (duplicates included)"
+    );
+    describe_counter!(
+        "coord_queue_delivered_total",
+        Unit::Count,
+        "Deliveries handed to handlers, by kind: first, redelivery, stolen"
+    );
+    describe_counter!(
+        "coord_queue_settled_total",
+        Unit::Count,
+        "Settlements by outcome: acked, nacked, dead_lettered, undecodable, stale"
+    );
+}

@@ -13,7 +13,7 @@
 
 mod consumer;
 mod delivery;
-mod metrics;
+pub(crate) mod metrics;
 
 use std::{marker::PhantomData, time::Duration};
 

@@ -34,3 +34,29 @@ pub(crate) fn updated(done: bool, attempts: u32) {
 pub(crate) fn event(kind: &'static str) {
     metrics::counter!("coord_state_watch_events_total", "kind" => kind).increment(1);
 }
+
+/// Describes the family's metrics (names, units, help) to the recorder
+/// installed now, if any: called when a client is built.
+pub(crate) fn describe() {
+    use metrics::{Unit, describe_counter};
+    describe_counter!(
+        "coord_state_written_total",
+        Unit::Count,
+        "Shared-value writes by op (put, compare_and_set, delete) and outcome (done, conflict, unchanged)"
+    );
+    describe_counter!(
+        "coord_state_update_total",
+        Unit::Count,
+        "update calls by outcome: done, conflict"
+    );
+    describe_counter!(
+        "coord_state_update_retries_total",
+        Unit::Count,
+        "Attempts of update after its first"
+    );
+    describe_counter!(
+        "coord_state_watch_events_total",
+        Unit::Count,
+        "Watch events by kind: put, deleted, expired, gap"
+    );
+}

@@ -13,7 +13,7 @@
 //! The contract is [`contract::state`](crate::contract::state); the
 //! backend's rules are in [`spi::state`](crate::spi::state).
 
-mod metrics;
+pub(crate) mod metrics;
 mod watch;
 
 use std::{marker::PhantomData, time::Duration};

@@ -34,3 +34,34 @@ pub(crate) fn missed(n: u64) {
 pub(crate) fn missed_ephemeral() {
     metrics::counter!("coord_topic_ephemeral_gaps_total").increment(1);
 }
+
+/// Describes the family's metrics (names, units, help) to the recorder
+/// installed now, if any: called when a client is built.
+pub(crate) fn describe() {
+    use metrics::{Unit, describe_counter};
+    describe_counter!(
+        "coord_topic_published_total",
+        Unit::Count,
+        "Events published, by tier: ephemeral, durable"
+    );
+    describe_counter!(
+        "coord_topic_delivered_total",
+        Unit::Count,
+        "Durable deliveries handed to subscribers, by kind: first, redelivery"
+    );
+    describe_counter!(
+        "coord_topic_settled_total",
+        Unit::Count,
+        "Settlements by outcome: acked, nacked, dead_lettered, refused, stale"
+    );
+    describe_counter!(
+        "coord_topic_missed_total",
+        Unit::Count,
+        "Durable offsets a subscription was told it missed (trimmed)"
+    );
+    describe_counter!(
+        "coord_topic_ephemeral_gaps_total",
+        Unit::Count,
+        "Times a listener was told it may have missed ephemeral events"
+    );
+}

@@ -13,7 +13,7 @@
 //! backend's rules are in [`spi::topics`](crate::spi::topics).
 
 mod delivery;
-mod metrics;
+pub(crate) mod metrics;
 mod subscriber;
 
 use std::{marker::PhantomData, ops::RangeInclusive, time::Duration};

@@ -59,6 +59,22 @@ pub async fn run_once_never_reruns_finished(h: &dyn Harness) {
     }
 }
 
+/// A body that returned an `Err` finished the occurrence as much as one
+/// that returned `Ok`: `run_once` hands the `Err` back (`Ran`), and later
+/// calls answer `AlreadyFinished` without running the body.
+#[needs(Need::Jobs)]
+pub async fn run_once_body_returning_err_finished_the_occurrence(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let failed = a.job("j").run_once("o", |_| async { Err::<(), _>("disk full") }).await;
+    assert_eq!(failed.unwrap(), RunOnce::Ran(Err("disk full")));
+    for name in ["a", "b"] {
+        let c = ctx.client(name).await;
+        let again = at_once(c.job("j").run_once("o", |_| async { panic!("ran again") })).await;
+        assert_eq!(again.unwrap(), RunOnce::<()>::AlreadyFinished, "{name}");
+    }
+}
+
 /// A run whose instance is cut off mid-body is retried by another instance
 /// only after its lease expired (the first run had already learnt it lost),
 /// with attempt 2; then the occurrence is finished for everyone.

@@ -37,6 +37,42 @@ pub async fn leave_removes_member(h: &dyn Harness) {
     assert!(b.group("g").members().await.unwrap().members.is_empty());
 }
 
+/// Every `join` is a membership of its own, also twice from one instance
+/// (even through one handle): two members with two holder ids, and leaving
+/// one leaves the other listed and renewed.
+pub async fn joining_twice_makes_two_members(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client_with("a", default_options().ttl(ms(1000))).await;
+    let group = a.group("g");
+    let (first, second) = (group.join().await.unwrap(), group.join().await.unwrap());
+    assert_ne!(first.holder(), second.holder());
+    assert_eq!(first.holder().instance(), second.holder().instance());
+    assert_eq!(a.group("g").members().await.unwrap().members.len(), 2);
+    assert!(first.leave().await.unwrap(), "the first was a member");
+    // Past two of its TTLs: the second is still there, renewed.
+    sleep(ms(2100)).await;
+    let live = a.group("g").members().await.unwrap();
+    let ids: Vec<_> = live.members.iter().map(|m| &m.holder).collect();
+    assert_eq!(ids, vec![second.holder()], "only the second is left");
+    assert!(second.is_member());
+    second.leave().await.unwrap();
+}
+
+/// Dropping a `Membership` (no `leave`) leaves the group in the
+/// background, long before its TTL (30 s here) would end it.
+pub async fn dropped_membership_leaves_in_the_background(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client_with("a", no_extend(30_000)).await;
+    let b = ctx.client("b").await;
+    let m = a.group("g").join().await.unwrap();
+    assert_eq!(b.group("g").members().await.unwrap().members.len(), 1);
+    drop(m);
+    let gone = eventually(ms(5000), || async {
+        b.group("g").members().await.unwrap().members.is_empty().then_some(())
+    });
+    assert!(gone.await.is_some(), "the dropped member still listed after 5 s");
+}
+
 /// A crashed member (no heartbeat, no leave) is listed until its TTL ends
 /// and disappears then.
 pub async fn crashed_member_disappears_after_ttl(h: &dyn Harness) {

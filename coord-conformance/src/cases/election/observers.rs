@@ -86,6 +86,32 @@ pub async fn observer_from_vacancy_told_it_skipped(h: &dyn Harness) {
     terms_unobserved_then_one_seen(&a, &mut obs, 2).await;
 }
 
+/// Cancelling `next()` loses nothing: one cancelled while it waits, and
+/// one cancelled while its read of the new state is on its way (1 s slow
+/// here), leave the change to the next call, which reports it at once.
+pub async fn observer_next_cancelled_loses_no_change(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let (o, switch) = ctx.switchable_client("o", default_options()).await;
+    let la = elect(&a.election("e").ttl(ms(5000)), "a").await;
+    let mut obs = o.election("e").observe().await.unwrap();
+    let seen = timeout(ms(2000), obs.next()).await.expect("first").unwrap();
+    assert_eq!(seen.leader.map(|l| l.term), Some(la.term()));
+    // Cancelled while waiting for a change.
+    assert!(timeout(ms(200), obs.next()).await.is_err(), "no change yet");
+    la.resign().await.unwrap();
+    let vacancy = timeout(ms(2000), obs.next()).await.expect("the vacancy").unwrap();
+    assert_eq!(vacancy.leader, None);
+    // Cancelled while reading the new leader.
+    let lb = elect(&a.election("e").ttl(ms(5000)), "b").await;
+    switch.slow_requests("leader", ms(1000));
+    assert!(timeout(ms(300), obs.next()).await.is_err(), "cut mid-read");
+    switch.slow_requests("leader", Duration::ZERO);
+    let next = timeout(ms(2000), obs.next()).await.expect("the new term, at once").unwrap();
+    assert_eq!(next.leader.map(|l| l.term), Some(lb.term()));
+    lb.resign().await.unwrap();
+}
+
 /// After the leader resigns, an observer reports the vacancy promptly (long
 /// before the term's 5 s TTL).
 pub async fn observer_reports_vacancy_after_resign(h: &dyn Harness) {

@@ -388,6 +388,32 @@ pub async fn wait_timeout_bounds_a_slow_subscription(h: &dyn Harness) {
     }
 }
 
+/// A waiter subscribes and then attempts again before it sleeps: a release
+/// between its refusal and its subscription (one that takes 1 s to reach
+/// the backend here, so the release notification finds nobody) is not
+/// missed — it gets the lock as soon as it has subscribed, not at its retry
+/// delay or the holder's expiry (30 s each).
+#[needs(Need::Exclusive)]
+pub async fn release_before_the_subscription_is_not_missed(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let opts = default_options().retry_delay(ms(30_000)).retry_jitter(0.0);
+    let (b, switch) = ctx.switchable_client("b", opts).await;
+    let ga = take(&a.lock("k").ttl(ms(30_000)), "a").await;
+    switch.slow_requests("subscribe", ms(1000));
+    let lock = b.lock("k");
+    let waiter = tokio::spawn(async move { lock.lock().await });
+    let on_its_way = || async { (switch.held("subscribe") == 1).then_some(()) };
+    let subscribing = eventually(ms(3000), on_its_way).await;
+    subscribing.expect("the waiter, refused, subscribes");
+    let first = ga.token();
+    assert!(ga.release().await.unwrap());
+    let gb = join(waiter, ms(5000), "the waiter").await.expect("b's lock");
+    assert!(gb.token() > first);
+    switch.slow_requests("subscribe", Duration::ZERO);
+    assert!(gb.release().await.unwrap());
+}
+
 /// `lock()` with `max_retries` gives up with `Error::Timeout` after that many
 /// retries even without a wait timeout.
 pub async fn max_retries_returns_timeout(h: &dyn Harness) {

@@ -583,6 +583,31 @@ pub async fn reader_asking_again_gets_a_new_token(h: &dyn Harness) {
     super::asking_again_replaces(h, lease, LockSpace::RwLock, "read lease").await;
 }
 
+/// A read-write lock is not reentrant, also through one handle: each
+/// `read`/`write` is a holder of its own. A writer's handle is refused a
+/// second write and a read; two reads through one handle are two readers
+/// (two tokens, two leases listed), and that handle's write is refused
+/// while they hold.
+#[needs(Need::Inspect)]
+pub async fn rwlock_handle_is_not_reentrant(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let rw = a.rwlock("k");
+    let w = rw.try_write().await.unwrap().expect("the writer");
+    assert!(rw.try_write().await.unwrap().is_none(), "a second write through the handle");
+    assert!(rw.try_read().await.unwrap().is_none(), "a read while it writes");
+    assert!(w.release().await.unwrap());
+    let r1 = rw.try_read().await.unwrap().expect("a reader");
+    let r2 = rw.try_read().await.unwrap().expect("a second reader");
+    assert_ne!(r1.holder(), r2.holder());
+    assert_ne!(r1.token(), r2.token());
+    let backend = ctx.backend().await;
+    let listed = locks(&backend).inspect(LockSpace::RwLock, &key("k")).await.unwrap();
+    assert_eq!(listed.len(), 2, "two readers: {listed:?}");
+    assert!(rw.try_write().await.unwrap().is_none(), "a write while its reads hold");
+    assert!(r1.release().await.unwrap() && r2.release().await.unwrap());
+}
+
 /// A writer asking again (through the SPI) for the write lease it holds is
 /// `Busy`, extends nothing and registers no writer intent of its own: when
 /// its 1 s lease ends, a reader gets in (an intent of the second ask's
