@@ -379,6 +379,7 @@ pub async fn release_after_takeover_returns_false(h: &dyn Harness) {
 
 /// A waiter whose retry delay is 10 s gets the lock within 50 ms of the
 /// holder's release (woken by the release notification).
+#[needs(Need::ReleaseNotifications)]
 pub async fn release_wakes_waiter_within_50ms(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let a = ctx.client("a").await;

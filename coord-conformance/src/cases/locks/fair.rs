@@ -308,7 +308,7 @@ pub async fn fair_reentrant_lock_reenters_without_queueing(h: &dyn Harness) {
 /// A cancelled wait and a timed-out wait give their places back at once:
 /// the waiter behind them is granted right after the release, long before
 /// their waiter TTLs (5 s) pass.
-#[needs(Need::Exclusive)]
+#[needs(Need::Exclusive, Need::ReleaseNotifications)]
 pub async fn fair_cancelled_wait_leaves_no_place(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let a = ctx.client("a").await;

@@ -195,6 +195,7 @@ pub async fn multi_lock_waits_for_the_member_in_the_way(h: &dyn Harness) {
 /// is woken within 50 ms of its release. The retry delay is 10 s and the
 /// holders renew a 5 s TTL: only the notification of the member now in the
 /// way wakes the waiter this soon.
+#[needs(Need::ReleaseNotifications)]
 pub async fn multi_lock_wait_follows_the_member_in_the_way(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let a = ctx

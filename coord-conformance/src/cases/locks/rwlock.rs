@@ -214,6 +214,7 @@ pub async fn reader_crash_frees_share_at_ttl(h: &dyn Harness) {
 }
 
 /// A writer waiting on a reader is granted promptly when the reader releases.
+#[needs(Need::ReleaseNotifications)]
 pub async fn reader_release_wakes_writer(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let (a, b) = (ctx.client("a").await, ctx.client("b").await);
@@ -243,6 +244,7 @@ pub async fn reader_release_wakes_writer(h: &dyn Harness) {
 }
 
 /// Readers waiting on a writer are granted promptly when it releases.
+#[needs(Need::ReleaseNotifications)]
 pub async fn writer_release_wakes_readers(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let a = ctx.client("a").await;
@@ -354,7 +356,7 @@ pub async fn downgrade_keeps_lock_shared(h: &dyn Harness) {
 
 /// Readers waiting on a writer (retry delay 10 s) enter promptly when it
 /// downgrades.
-#[needs(Need::Downgrade)]
+#[needs(Need::Downgrade, Need::ReleaseNotifications)]
 pub async fn downgrade_lets_waiting_readers_in(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let a = ctx.client("a").await;
@@ -538,6 +540,7 @@ pub async fn downgrade_answered_after_close_began_is_closed(h: &dyn Harness) {
 /// reader alone blocks the writer, which is woken at that reader's expiry
 /// (common, Waiting: "at the expiry instant of what blocks it"), not at its
 /// retry delay (10 s) or its intent refresh (TTL/3 = 2 s).
+#[needs(Need::ReleaseNotifications)]
 pub async fn last_reader_expiry_wakes_writer(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let crashed = ctx.client_with("a", no_extend(600)).await;

@@ -161,6 +161,7 @@ pub async fn semaphore_n_refixed_when_empty(h: &dyn Harness) {
 
 /// A waiter on a full semaphore (retry delay 10 s) gets the permit promptly
 /// when a holder releases.
+#[needs(Need::ReleaseNotifications)]
 pub async fn semaphore_release_wakes_waiter(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let (a, b) = (ctx.client("a").await, ctx.client("b").await);
@@ -342,7 +343,7 @@ pub async fn semaphore_many_released_together_wake_waiter(h: &dyn Harness) {
 /// one needs (both waiting through one client, retry delay 10 s): with one
 /// permit freed, the waiter for one (which started waiting later) is
 /// granted promptly, and the waiter for two once a second permit frees.
-#[needs(Need::MultiPermit)]
+#[needs(Need::MultiPermit, Need::ReleaseNotifications)]
 pub async fn semaphore_waiter_for_many_does_not_hold_back_one(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let (a, x) = (ctx.client("a").await, ctx.client("x").await);
@@ -479,7 +480,7 @@ pub async fn semaphore_many_listed_with_their_count(h: &dyn Harness) {
 /// take must still wake it promptly (contract: "A waiter for several
 /// permits never swallows the wake-up of a waiter for fewer that could go
 /// in"): the short-lived waiter's mark must not cut the long one's short.
-#[needs(Need::MultiPermit)]
+#[needs(Need::MultiPermit, Need::ReleaseNotifications)]
 pub async fn semaphore_wide_waiter_giving_up_does_not_hold_back_one(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let (a, x) = (ctx.client("a").await, ctx.client("x").await);

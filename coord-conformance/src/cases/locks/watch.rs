@@ -157,6 +157,7 @@ pub async fn backend_refuses_zero_ttl_and_limit(h: &dyn Harness) {
 /// `lock()` is cancelled while its attempt is on the way (never applied):
 /// the wake-up it took is handed on, and the younger waiter is granted
 /// promptly, not at the holder's TTL.
+#[needs(Need::ReleaseNotifications)]
 pub async fn lock_woken_waiter_gone_hands_its_wake_up_on(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let (a, switch) = ctx

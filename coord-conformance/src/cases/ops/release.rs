@@ -33,7 +33,7 @@ cases! {
 /// gets the lock promptly with a larger token, the holder's lost signal
 /// fires, and the audit trail names operator, reason, resource, token and
 /// outcome.
-#[needs(Need::Locks)]
+#[needs(Need::Locks, Need::ReleaseNotifications)]
 pub async fn force_release_frees_the_lease_for_a_waiter_and_audits(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let op = operator(&ctx).await;
