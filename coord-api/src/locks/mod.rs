@@ -359,7 +359,9 @@ fn site<'a>(op: &'static str, space: LockSpace, key: &'a Key) -> Site<'a> {
 async fn holders(handle: &Handle, space: LockSpace) -> Result<Vec<LeaseInfo>> {
     let key = handle.key()?;
     let client = &handle.client;
-    let inspect = client.locks()?.inspect(space, key);
+    let locks = client.locks()?;
+    require(handle, locks.capabilities().inspect, "inspect (holders)")?;
+    let inspect = locks.inspect(space, key);
     trace::call(client, || site("inspect", space, key), inspect, Outcome::ok).await
 }
 
@@ -367,7 +369,9 @@ async fn holders(handle: &Handle, space: LockSpace) -> Result<Vec<LeaseInfo>> {
 async fn force_release(handle: &Handle, space: LockSpace) -> Result<usize> {
     let key = handle.key()?;
     let client = &handle.client;
-    let force = client.locks()?.force_release(space, key);
+    let locks = client.locks()?;
+    require(handle, locks.capabilities().force_release, "force release")?;
+    let force = locks.force_release(space, key);
     let site = || site("force_release", space, key);
     let n = trace::call(client, site, force, Outcome::ok).await?;
     tracing::info!(key = %key, family = space.as_str(), removed = n, "force released");
