@@ -574,3 +574,27 @@ async fn list_100k_leases() {
     let namespace = Namespace::new(ns).unwrap();
     assert_eq!(b.namespace(), &namespace);
 }
+
+/// An operator's `describe` or `revoke` of a queue (or a topic's
+/// subscription) that does not exist, a mistyped name, answers nothing
+/// and leaves no key behind (the queue script's sweep wrote its hint into
+/// a meta hash of the missing queue, kept for ever).
+#[tokio::test]
+async fn operations_on_a_missing_queue_or_subscription_write_nothing() {
+    let server = RedisServer::start();
+    let b = backend_on(&server, "ops-missing").await;
+    let one = Resource::delivery(key("typo"), 1);
+    assert!(b.describe(&one).await.unwrap().is_empty());
+    let all = res(ResourceKind::Queue, "typo2");
+    assert!(b.describe(&all).await.unwrap().is_empty());
+    let revoked = b
+        .revoke(&Resource::delivery(key("typo3"), 1), FencingToken(5))
+        .await;
+    assert_eq!(revoked.unwrap(), Revoked::NotFound { current: vec![] });
+    let event = Resource::event_delivery(key("typo"), key("s"), 1);
+    assert!(b.describe(&event).await.unwrap().is_empty());
+    let revoked = b.revoke(&event, FencingToken(5)).await.unwrap();
+    assert_eq!(revoked, Revoked::NotFound { current: vec![] });
+    let keys = server.command(&["KEYS", "coord:{ops-missing:*"]).unwrap();
+    assert_eq!(keys, redis::Value::Array(vec![]), "keys left behind");
+}

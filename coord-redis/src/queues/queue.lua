@@ -293,6 +293,15 @@ local function lib()
   return L
 end
 
+-- Operations' listing and revocation of a queue with nothing in flight
+-- answer at once and write nothing: the sweep would write its hint into
+-- the meta hash, which a queue that does not exist (a mistyped name in
+-- `coordctl holders`) would then keep for ever.
+if (op == 'leases' or op == 'revoke') and redis.call('EXISTS', lease_z) == 0 then
+  if op == 'leases' then return {} end
+  return {0, {}}
+end
+
 -- Rule 1 first, unless the hint says nothing is due yet.
 if st.hint <= now then lib().sweep() end
 
