@@ -28,6 +28,28 @@ fn refused<T: std::fmt::Debug>(res: Result<T>, what: &str) -> String {
     }
 }
 
+/// Walks `op`'s listing of `kind` in pages of 3: the tokens seen, each
+/// record's text form read back as its resource, naming that delivery
+/// alone.
+async fn walk_in_threes(op: &Operations, kind: ResourceKind) -> Vec<coord_api::FencingToken> {
+    let mut walk = op.walk(LeaseFilter::all().kind(kind)).page_size(3).unwrap();
+    let (mut seen, mut pages) = (Vec::new(), 0);
+    while let Some(page) = walk.next_page().await.unwrap() {
+        assert!(page.len() <= 3, "a page of {}", page.len());
+        for l in &page {
+            let text = l.lease.resource.to_string();
+            assert_eq!(res(&text), l.lease.resource, "{text} reads back");
+            let one = op.holders(&res(&text)).await.unwrap();
+            assert_eq!(one.len(), 1, "{text}: {one:?}");
+            seen.push(l.lease.token.expect("a token"));
+        }
+        pages += 1;
+        assert!(pages <= 20, "the walk does not end");
+    }
+    seen.sort();
+    seen
+}
+
 cases! {
     family: "ops", needs: [Need::Ops];
 
@@ -256,5 +278,47 @@ pub async fn topic_deliveries_are_listed_and_revoked_by_offset(h: &dyn Harness) 
     let stale = op.force_release(&res("topic:t@s@1"), token, "again").await.unwrap();
     assert_eq!(stale, Forced::NotFound { current: vec![again.token()] });
     within(again.ack(), "b's ack").await;
+}
+
+/// A queue and a subscription (names holding `@`, `\`, `}` and `:`) with
+/// seven deliveries each, walked in pages of 3: each delivery is listed
+/// exactly once (the walk resumes inside the queue or subscription), and
+/// each record's text form reads back as its resource, names that
+/// delivery alone, and revokes it.
+#[needs(Need::Queues, Need::Topics)]
+pub async fn deliveries_walk_in_pages_under_any_name(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let op = operator(&ctx).await;
+    let a = ctx.client("a").await;
+    let backend = ctx.backend().await;
+    let (queue, topic, sub) = ("o@r}:l\\", "p@}:x\\", "b\\@:f}");
+    let q: coord_api::Queue<u64> = a.queue(queue);
+    q.push_many(&[1, 2, 3, 4, 5, 6, 7]).await.unwrap();
+    let opts = ReceiveOptions::new(ms(30_000), ms(30_000)).max(7);
+    let queues = backend.queues().expect("queues");
+    let got = queues.receive(&key(queue), &crashed(), opts).await.unwrap().deliveries;
+    let mut tokens: Vec<_> = got.iter().map(|d| d.token).collect();
+    tokens.sort();
+    assert_eq!(walk_in_threes(&op, ResourceKind::Queue).await, tokens);
+    let spi = topics::spi(&backend);
+    spi.subscribe(&key(topic), &key(sub), Start::Earliest).await.unwrap();
+    let t: coord_api::Topic<u64> = a.topic(topic);
+    for i in 0..7u64 {
+        t.publish(&i).await.unwrap();
+    }
+    let read = ReadOptions::new(ms(30_000), ms(30_000), 7);
+    let events = spi.read(&key(topic), &key(sub), &crashed(), read).await.unwrap().unwrap();
+    let mut tokens: Vec<_> = events.events.iter().map(|d| d.token).collect();
+    tokens.sort();
+    assert_eq!(walk_in_threes(&op, ResourceKind::Topic).await, tokens);
+    // Revoked through their text forms.
+    let item = Resource::delivery(key(queue), got[3].id).to_string();
+    let forced = op.force_release(&res(&item), got[3].token, "x").await.unwrap();
+    assert!(matches!(forced, Forced::Released { .. }), "{item}: {forced:?}");
+    let offset = events.events[3].event.offset;
+    let event = Resource::event_delivery(key(topic), key(sub), offset).to_string();
+    let forced = op.force_release(&res(&event), events.events[3].token, "x").await.unwrap();
+    assert!(matches!(forced, Forced::Released { .. }), "{event}: {forced:?}");
+    assert_eq!(op.leases(&LeaseFilter::all()).await.unwrap().len(), 12);
 }
 }
