@@ -595,6 +595,17 @@ async fn operations_on_a_missing_queue_or_subscription_write_nothing() {
     assert!(b.describe(&event).await.unwrap().is_empty());
     let revoked = b.revoke(&event, FencingToken(5)).await.unwrap();
     assert_eq!(revoked, Revoked::NotFound { current: vec![] });
+    // A queue's counts and dead items (the dashboard's queue view).
+    let queues = b.queues().expect("queues");
+    let stats = queues.stats(&key("typo4")).await.unwrap();
+    assert_eq!((stats.ready, stats.in_flight, stats.dead), (0, 0, 0));
+    assert!(
+        queues
+            .dead_items(&key("typo5"), 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let keys = server.command(&["KEYS", "coord:{ops-missing:*"]).unwrap();
     assert_eq!(keys, redis::Value::Array(vec![]), "keys left behind");
 }

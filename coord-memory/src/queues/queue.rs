@@ -634,11 +634,15 @@ pub(super) struct Live<'a> {
 impl Queue {
     /// The deliveries live at `now` (of `item` only, when named): before
     /// their deadline, to a consumer whose presence has not ended (the next
-    /// step's sweep returns the others), in item order.
+    /// step's sweep returns the others), by deadline (read from the index
+    /// of deliveries: the items not in flight are not looked at).
     pub(super) fn live(&self, item: Option<u64>, now: Instant) -> impl Iterator<Item = Live<'_>> {
-        let items = (self.items.iter()).filter(move |(id, _)| item.is_none_or(|i| i == **id));
-        items.filter_map(move |(&id, item)| {
-            let Place::InFlight(l) = &item.place else {
+        let in_flight: Box<dyn Iterator<Item = u64> + '_> = match item {
+            Some(id) => Box::new(std::iter::once(id)),
+            None => Box::new(self.leases.iter().map(|&(_, id)| id)),
+        };
+        in_flight.filter_map(move |id| {
+            let Place::InFlight(l) = &self.items.get(&id)?.place else {
                 return None;
             };
             let present = (self.consumers.get(&l.consumer)).is_some_and(|c| c.presence > now);

@@ -334,7 +334,10 @@ impl RedisBackend {
             }
             let n = walk.pending.len().min(limit);
             let found: Vec<&Found> = walk.pending.iter().take(n).map(|(_, f)| f).collect();
-            let read = self.read_leases(&found, &trace).await?;
+            // One more record per key than a page holds: a key that has
+            // more than fit says so, and the walk resumes inside it.
+            let page = Some((walk.after.as_deref(), limit + 1));
+            let read = self.read_leases(&found, page, &trace).await?;
             for mut rows in read {
                 if let Some(after) = walk.after.take() {
                     rows.retain(|(h, _)| *h > after);
@@ -464,19 +467,34 @@ impl RedisBackend {
     /// The records each of `found` bears, in holder order, read in one
     /// pipelined round trip (on a cluster, one request per key, all at
     /// once: the keys live in several slots).
-    pub(crate) async fn read_leases(&self, found: &[&Found], trace: &Key) -> Result<Vec<Vec<Row>>> {
+    ///
+    /// `page`: the holder (row key) the first key's records resume after,
+    /// and how many records of each key are wanted at most (`None`: every
+    /// record). Queues and subscriptions read only that many; the other
+    /// families' keys hold few records and are read whole.
+    pub(crate) async fn read_leases(
+        &self,
+        found: &[&Found],
+        page: Option<(Option<&str>, usize)>,
+        trace: &Key,
+    ) -> Result<Vec<Vec<Row>>> {
+        let eval_of = |i: usize, f: &Found| {
+            let after = page.and_then(|(after, _)| after.filter(|_| i == 0));
+            let after = after.and_then(|a| a.parse::<u64>().ok());
+            self.read_eval(&f.resource, after, page.map(|(_, limit)| limit))
+        };
         let call = Traced::new("read", "ops", trace);
         let replies: Vec<Value> = if self.is_cluster() {
-            let reads = found.iter().map(|f| {
-                let eval = self.read_eval(&f.resource);
+            let reads = found.iter().enumerate().map(|(i, f)| {
+                let eval = eval_of(i, f);
                 async move { (self.query(call, Request::Cmd(eval.cmd()), &[eval.script()])).await }
             });
             futures_util::future::try_join_all(reads).await?
         } else {
             let mut pipe = redis::pipe();
             let mut scripts: Vec<&'static redis::Script> = Vec::new();
-            for f in found {
-                let eval = self.read_eval(&f.resource);
+            for (i, f) in found.iter().enumerate() {
+                let eval = eval_of(i, f);
                 if !scripts.iter().any(|s| std::ptr::eq(*s, eval.script())) {
                     scripts.push(eval.script());
                 }
@@ -498,8 +516,12 @@ impl RedisBackend {
             .collect()
     }
 
-    /// The read of every lease of `r` (the family's inspect-style path).
-    fn read_eval(&self, r: &Resource) -> Eval {
+    /// The read of every lease of `r` (the family's inspect-style path); of
+    /// a queue's or subscription's, those whose token is past `after`, at
+    /// most `limit`.
+    fn read_eval(&self, r: &Resource, after: Option<u64>, limit: Option<usize>) -> Eval {
+        let text = |n: Option<u64>| n.map_or(String::new(), |n| n.to_string());
+        let (after, limit) = (text(after), text(limit.map(|l| l as u64)));
         let ns = self.namespace();
         match (r.kind, &r.occurrence) {
             (ResourceKind::RwLock, _) => {
@@ -511,13 +533,13 @@ impl RedisBackend {
             (ResourceKind::Group, _) => group_eval(ns, &r.name, "members", None),
             (ResourceKind::Job, Some(occ)) => job_eval(ns, &r.name, occ, "run", None),
             (ResourceKind::Queue, _) => {
-                let mut e = queue_eval(ns, &r.name, "leases", 1, 20);
-                e.arg(r.item.map_or(String::new(), |i| i.to_string()));
+                let mut e = queue_eval(ns, &r.name, "leases", 3, 60);
+                e.arg(text(r.item)).arg(&after).arg(&limit);
                 e
             }
             (ResourceKind::Topic, _) => {
-                let mut e = topic_eval(ns, &r.name, r.subscription.as_ref(), "leases", 1);
-                e.arg(r.item.map_or(String::new(), |i| i.to_string()));
+                let mut e = topic_eval(ns, &r.name, r.subscription.as_ref(), "leases", 3);
+                e.arg(text(r.item)).arg(&after).arg(&limit);
                 e
             }
             _ => list_eval(ns, LockSpace::Lock, &r.name),
@@ -646,7 +668,7 @@ impl RedisBackend {
             resource: resource.clone(),
             part: None,
         };
-        let mut read = self.read_leases(&[&found], &resource.name).await?;
+        let mut read = self.read_leases(&[&found], None, &resource.name).await?;
         Ok(read
             .pop()
             .unwrap_or_default()

@@ -26,7 +26,7 @@
 --   leave     consumer
 --   giveback  consumer, a receive's id (not '0')
 --   list      after (id), limit
---   leases    item ('': every item)
+--   leases    item ('': every item), after token ('': none), limit ('': none)
 --   revoke    item, token
 --   requeue   id
 --   remove    id
@@ -293,10 +293,17 @@ local function lib()
   return L
 end
 
--- Operations' listing and revocation of a queue with nothing in flight
--- answer at once and write nothing: the sweep would write its hint into
--- the meta hash, which a queue that does not exist (a mistyped name in
--- `coordctl holders`) would then keep for ever.
+-- The reads of a queue that does not exist (a mistyped name in `coordctl
+-- holders` or the dashboard's queue view), and operations' listing and
+-- revocation of one with nothing in flight, answer at once and write
+-- nothing: the sweep would write its hint into the meta hash, which a
+-- queue that does not exist would then keep for ever.
+local reads = op == 'stats' or op == 'list' or op == 'leases' or op == 'revoke'
+if reads and redis.call('EXISTS', meta) == 0 then
+  if op == 'stats' then return {0, 0, 0, 0, 0, 0, 0, 0} end
+  if op == 'revoke' then return {0, {}} end
+  return {}
+end
 if (op == 'leases' or op == 'revoke') and redis.call('EXISTS', lease_z) == 0 then
   if op == 'leases' then return {} end
   return {0, {}}
@@ -557,15 +564,22 @@ elseif op == 'list' then
   end
 elseif op == 'leases' then
   -- Operations' listing: the live deliveries (the sweep returned the
-  -- others), of item ARGV[2] only unless it is '': {id, token, ms left,
-  -- 1 started | 0 prefetched, consumer} each.
+  -- others), of item ARGV[2] only unless it is '', whose token is past
+  -- ARGV[3] ('': any), the ARGV[4] ('': every one) of lowest token: {id,
+  -- token, ms left, 1 started | 0 prefetched, consumer} each, in token
+  -- order. (The reply is a page; finding it reads every delivery.)
   local ids = {ARGV[2]}
   if ARGV[2] == '' then ids = redis.call('ZRANGE', lease_z, 0, -1) end
+  local after, limit = tonumber(ARGV[3]) or -1, tonumber(ARGV[4])
   reply = {}
   for _, id in ipairs(ids) do
     local t, d, s, c = delivery(redis.call('HGET', base .. id .. ':i', 'l'))
-    if t and d + 0 > now then reply[#reply + 1] = {id + 0, t + 0, d - now, s + 0, c} end
+    if t and d + 0 > now and t + 0 > after then
+      reply[#reply + 1] = {id + 0, t + 0, d - now, s + 0, c}
+    end
   end
+  table.sort(reply, function(x, y) return x[2] < y[2] end)
+  for k = #reply, (limit or #reply) + 1, -1 do reply[k] = nil end
 elseif op == 'revoke' then
   -- Operations' revocation of item ARGV[2]'s delivery ARGV[3]: returned as
   -- an expired one is (rule 6), its error REVOKED. {1, consumer}, or {0,

@@ -35,7 +35,8 @@
 --   leave     sub, consumer
 --   giveback  sub, consumer, a read's id (not '0')
 --   list      sub, after, limit
---   leases    sub, offset ('': every offset)
+--   leases    sub, offset ('': every offset), after token ('': none),
+--             limit ('': none)
 --   revoke    sub, offset, token
 --   unsub     sub
 --   stats     sub
@@ -289,8 +290,11 @@ sweep(sub)
 
 if op == 'leases' then
   -- Operations' listing: the subscription's live deliveries (the sweep
-  -- ended the others), of offset ARGV[3] only unless it is '': {offset,
-  -- token, ms left, consumer} each.
+  -- ended the others), of offset ARGV[3] only unless it is '', whose token
+  -- is past ARGV[4] ('': any), the ARGV[5] ('': every one) of lowest token:
+  -- {offset, token, ms left, consumer} each, in token order. (The reply is
+  -- a page; finding it reads every delivery.)
+  local after, limit = tonumber(ARGV[4]) or -1, tonumber(ARGV[5])
   local out, all = {}
   if ARGV[3] == '' then
     all = redis.call('HGETALL', flights)
@@ -300,9 +304,13 @@ if op == 'leases' then
   for k = 1, #all, 2 do
     if all[k + 1] then
       local f = delivery(all[k + 1])
-      out[#out + 1] = {tonumber(all[k]), tonumber(f[1]), tonumber(f[2]) - now, f[5]}
+      if tonumber(f[1]) > after then
+        out[#out + 1] = {tonumber(all[k]), tonumber(f[1]), tonumber(f[2]) - now, f[5]}
+      end
     end
   end
+  table.sort(out, function(x, y) return x[2] < y[2] end)
+  for k = #out, (limit or #out) + 1, -1 do out[k] = nil end
   return out
 end
 
