@@ -164,23 +164,21 @@ impl Resource {
     /// subscription, only they name one, and only a queue or a topic names
     /// an item.
     pub fn check(&self) -> Result<()> {
+        use ResourceKind::{Job, Queue, Topic};
         let (kind, name) = (self.kind, self.name.as_str());
-        let refuse = |what: &str| Err(Error::invalid(format!("{kind} {name:?}: {what}")));
-        match kind {
-            ResourceKind::Job if self.occurrence.is_none() => {
-                refuse("name its occurrence (job:NAME@OCCURRENCE)")
+        let refused = match kind {
+            Job if self.occurrence.is_none() => "name its occurrence (job:NAME@OCCURRENCE)",
+            Topic if self.subscription.is_none() => {
+                "name its subscription (topic:NAME@SUBSCRIPTION)"
             }
-            ResourceKind::Topic if self.subscription.is_none() => {
-                refuse("name its subscription (topic:NAME@SUBSCRIPTION)")
+            _ if self.occurrence.is_some() && kind != Job => "only a job has an occurrence",
+            _ if self.subscription.is_some() && kind != Topic => "only a topic has subscriptions",
+            _ if self.item.is_some() && !matches!(kind, Queue | Topic) => {
+                "only a queue or a topic has items"
             }
-            ResourceKind::Job => Ok(()),
-            _ if self.occurrence.is_some() => refuse("only a job has an occurrence"),
-            ResourceKind::Topic => Ok(()),
-            _ if self.subscription.is_some() => refuse("only a topic has subscriptions"),
-            ResourceKind::Queue => Ok(()),
-            _ if self.item.is_some() => refuse("only a queue or a topic has items"),
-            _ => Ok(()),
-        }
+            _ => return Ok(()),
+        };
+        Err(Error::invalid(format!("{kind} {name:?}: {refused}")))
     }
 }
 

@@ -60,6 +60,21 @@ fn resources_read_back_as_written() {
         ..Resource::new(ResourceKind::Lock, key("k"))
     };
     assert!(lock_item.check().is_err(), "only a queue has items");
+    let job_item = Resource {
+        item: Some(1),
+        ..Resource::job(key("j"), key("o"))
+    };
+    assert!(job_item.check().is_err(), "a job's run has no item");
+    let job_sub = Resource {
+        subscription: Some(key("s")),
+        ..Resource::job(key("j"), key("o"))
+    };
+    assert!(job_sub.check().is_err(), "a job has no subscription");
+    let topic_occ = Resource {
+        occurrence: Some(key("o")),
+        ..Resource::subscription(key("t"), key("s"))
+    };
+    assert!(topic_occ.check().is_err(), "a topic has no occurrence");
     for bad in [
         "jobs/backup",
         "table:x",
