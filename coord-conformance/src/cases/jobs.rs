@@ -241,6 +241,32 @@ pub async fn run_once_retention_expiry_allows_rerun(h: &dyn Harness) {
     assert!(rerun.is_some(), "still finished after the retention");
 }
 
+/// A rerun after the retention passed is the occurrence's next attempt:
+/// attempt 2 after one run, attempt 3 after two (the count outlives the
+/// retention, decision 0007), with a larger token each time.
+#[needs(Need::Jobs)]
+pub async fn rerun_after_retention_counts_the_next_attempt(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let job = a.job("j").retention(ms(200));
+    let mut seen = Vec::new();
+    for round in 0..3 {
+        let ran = eventually(ms(2000), || async {
+            match job.run_once("o", |c| async move { (c.attempt, c.token) }).await.unwrap() {
+                RunOnce::Ran(v) => Some(v),
+                RunOnce::AlreadyFinished => None,
+                other => panic!("run_once answered {other:?}, which this case does not know"),
+            }
+        });
+        let ran = ran.await.unwrap_or_else(|| panic!("round {round} never ran"));
+        seen.push(ran);
+        sleep(ms(250)).await; // the retention passes
+    }
+    let attempts: Vec<u32> = seen.iter().map(|(attempt, _)| *attempt).collect();
+    assert_eq!(attempts, [1, 2, 3], "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[1].1 > w[0].1), "tokens increase: {seen:?}");
+}
+
 /// Occurrences are independent: finishing one leaves the others (and the
 /// same occurrence of another job) to run.
 #[needs(Need::Jobs)]
