@@ -230,4 +230,36 @@ pub async fn health_is_ready_on_a_working_backend(h: &dyn Harness) {
         assert!(c.is_some_and(|c| c.value.is_some()), "{name} missing: {health:?}");
     }
 }
+
+/// Health is `Degraded` past its thresholds, each check naming its figure:
+/// a probe taking 400 ms (`round_trip`, degraded above 250 ms), and a
+/// client whose wall clock runs 2 s ahead of the backend's
+/// (`clock_offset`, degraded above 500 ms).
+pub async fn health_is_degraded_past_its_thresholds(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let check = |health: &coord_api::Health, name: &str| {
+        let c = health.checks.iter().find(|c| c.name == name);
+        c.unwrap_or_else(|| panic!("no {name} in {health:?}")).clone()
+    };
+    let (slow, switch) = ctx.switchable_client("slow", default_options()).await;
+    switch.slow_requests("probe", ms(400));
+    let health = slow.operations().health().await;
+    switch.slow_requests("probe", Duration::ZERO);
+    assert_eq!(health.status, Status::Degraded, "{health:?}");
+    let round_trip = check(&health, "round_trip");
+    assert_eq!(round_trip.status, Status::Degraded, "{health:?}");
+    assert!(round_trip.value.is_some_and(|v| v >= ms(400)), "{health:?}");
+    let ahead = coord_api::SkewedClock::new(coord_api::TokioClock, 2_000_000_000, 0.0);
+    let skewed = Client::builder(ctx.backend().await)
+        .instance_id("skewed")
+        .expect("valid instance id")
+        .clock(Arc::new(ahead))
+        .build();
+    let health = skewed.operations().health().await;
+    assert_eq!(health.status, Status::Degraded, "{health:?}");
+    let offset = check(&health, "clock_offset");
+    assert_eq!(offset.status, Status::Degraded, "{health:?}");
+    let by = offset.value.expect("an offset measured");
+    assert!(by > ms(1500) && by < ms(2500), "{health:?}");
+}
 }
