@@ -307,8 +307,13 @@ async fn every_family_describes_its_metrics_and_counts_without_a_key() {
     assert!(ran.unwrap().is_some(), "the node ran");
 
     let value = a.state::<u64>("k");
+    // From version 0 a watch starts with a gap (the current, empty state);
+    // the put then comes as its own event.
+    let mut watch = value.watch(0);
+    watch.next().await.unwrap();
     value.put(&1).await.unwrap();
     value.update(|v| v.map_or(0, |v| v + 1)).await.unwrap();
+    watch.next().await.unwrap();
 
     let breaker = a.breaker("payments").build().unwrap();
     breaker
@@ -316,6 +321,7 @@ async fn every_family_describes_its_metrics_and_counts_without_a_key() {
         .await
         .unwrap()
         .unwrap();
+    breaker.flush().await.unwrap();
     breaker.force_open("test").await.unwrap();
 
     a.barrier("b", 1).wait().await.unwrap();
@@ -354,8 +360,14 @@ async fn every_family_describes_its_metrics_and_counts_without_a_key() {
         count(&seen, "coord_state_update_total", &[("outcome", "done")]),
         1
     );
+    for kind in ["gap", "put"] {
+        let watched = [("kind", kind)];
+        assert_eq!(count(&seen, "coord_state_watch_events_total", &watched), 1);
+    }
     let success = [("outcome", "success")];
     assert_eq!(count(&seen, "coord_breaker_calls_total", &success), 1);
+    let counted = [("outcome", "counted")];
+    assert_eq!(count(&seen, "coord_breaker_flushes_total", &counted), 1);
     let forced = [("to", "forced_open")];
     assert_eq!(count(&seen, "coord_breaker_transitions_total", &forced), 1);
     let tripped = [("kind", "barrier"), ("outcome", "tripped")];

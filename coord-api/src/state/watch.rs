@@ -137,6 +137,16 @@ impl<T: DeserializeOwned + Send + 'static> StateWatch<T> {
         loop {
             if let Some((event, position)) = self.pending.pop_front() {
                 self.position = position;
+                // Counted as handed out, not as read: a watch dropped with
+                // events still queued counts only those its caller saw.
+                if let Ok(event) = &event {
+                    metrics::event(match event {
+                        StateEvent::Put { .. } => "put",
+                        StateEvent::Deleted { .. } => "deleted",
+                        StateEvent::Expired { .. } => "expired",
+                        StateEvent::Gap { .. } => "gap",
+                    });
+                }
                 return event;
             }
             let state = self.client.state_backend()?;
@@ -167,7 +177,6 @@ impl<T: DeserializeOwned + Send + 'static> StateWatch<T> {
     fn take(&mut self, space: &Key, page: Changes) {
         let gap = page.gap.is_some();
         if let Some(gap) = page.gap {
-            metrics::event("gap");
             let mut current = Vec::with_capacity(page.current.len());
             let mut undecodable = Vec::new();
             for (key, stored) in page.current {
@@ -188,24 +197,14 @@ impl<T: DeserializeOwned + Send + 'static> StateWatch<T> {
         for change in page.changes {
             let (key, version) = (change.key.as_str().to_owned(), change.version);
             let event = match change.kind {
-                ChangeKind::Put(bytes) => {
-                    metrics::event("put");
-                    decode_value(&self.client, space, &change.key, &bytes).map(|value| {
-                        StateEvent::Put {
-                            key,
-                            version,
-                            value,
-                        }
-                    })
-                }
-                ChangeKind::Deleted => {
-                    metrics::event("deleted");
-                    Ok(StateEvent::Deleted { key, version })
-                }
-                ChangeKind::Expired => {
-                    metrics::event("expired");
-                    Ok(StateEvent::Expired { key, version })
-                }
+                ChangeKind::Put(bytes) => decode_value(&self.client, space, &change.key, &bytes)
+                    .map(|value| StateEvent::Put {
+                        key,
+                        version,
+                        value,
+                    }),
+                ChangeKind::Deleted => Ok(StateEvent::Deleted { key, version }),
+                ChangeKind::Expired => Ok(StateEvent::Expired { key, version }),
             };
             self.pending.push_back((event, version));
         }
