@@ -1,13 +1,16 @@
-//! The lease families' metrics (locks, elections, membership, run-once
-//! jobs), seen by a recording recorder on the memory backend: each name
-//! appears with its unit and its bounded labels after the action that
-//! counts it, and a `key` label only when the client opted in.
+//! Every family's metrics, seen by a recording recorder on the memory
+//! backend: each name appears with its unit and its bounded labels after
+//! the action that counts it, and a `key` label only when the client opted
+//! in (the lease families; the others never carry a key).
 //!
 //! The recorder is the test thread's own (`set_default_local_recorder`),
 //! so each test runs on a current-thread runtime: every task, background
 //! releases and renewals included, records on that thread.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use coord::{Client, Error, LeaseOptions, Namespace, RunOnce, memory::MemoryStore};
 use metrics::Unit;
@@ -374,4 +377,66 @@ async fn every_family_describes_its_metrics_and_counts_without_a_key() {
     assert_eq!(count(&seen, "coord_barrier_waits_total", &tripped), 1);
     let waited = samples(&seen, "coord_barrier_wait_seconds", &[("kind", "barrier")]);
     assert_eq!(waited.len(), 1);
+}
+
+/// A backend whose first state write is beaten by a rival's: the update
+/// that sent it loses one race.
+#[derive(Debug)]
+struct RivalOnce {
+    inner: coord::spi::DynBackend,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Display for RivalOnce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RivalOnce({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl coord::spi::Dispatch for RivalOnce {
+    fn namespace(&self) -> &Namespace {
+        self.inner.namespace()
+    }
+    fn families(&self) -> coord::spi::Families {
+        coord::spi::Families::of(&*self.inner)
+    }
+    async fn dispatch(&self, call: coord::spi::Call) -> coord::Result<coord::spi::Reply> {
+        let op = call.op();
+        if op.family == "state" && op.name == "put" && !self.done.swap(true, Ordering::SeqCst) {
+            let k = coord::Key::new("k").unwrap();
+            let state = self.inner.state().expect("offered");
+            let rival = b"7".to_vec();
+            state
+                .put(&k, &k, rival, coord::spi::Expect::Any, None)
+                .await?;
+        }
+        call.run(self.inner.clone()).await
+    }
+}
+
+/// An update that lost a race and won on its next attempt counts one
+/// retry and one update done.
+#[tokio::test(start_paused = true)]
+async fn a_lost_update_race_counts_a_retry() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let store = MemoryStore::new();
+    let inner: coord::spi::DynBackend = Arc::new(store.backend(Namespace::default()));
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let rival = coord::spi::Dispatched::new(RivalOnce { inner, done });
+    let a = Client::builder(Arc::new(rival))
+        .instance_id("a")
+        .unwrap()
+        .build();
+
+    let value = a.state::<u64>("k");
+    let end = value.update(|v| v.map_or(0, |v| v + 1)).await.unwrap();
+    assert_eq!(end.value, 8, "computed again from the rival's 7");
+
+    let seen = snapshot(&snapshotter);
+    assert_eq!(count(&seen, "coord_state_update_retries_total", &[]), 1);
+    let done = [("outcome", "done")];
+    assert_eq!(count(&seen, "coord_state_update_total", &done), 1);
 }
