@@ -1,6 +1,6 @@
 //! Behaviour only a real Redis has: script reload, restarts without
-//! persistence, an unreachable or frozen server, key layout (redaction is
-//! `redaction.rs`).
+//! persistence, an unreachable or frozen server, key layout, a key of
+//! another type (redaction is `redaction.rs`).
 //! Tests that stop, freeze or restart a server start their own.
 
 use std::{
@@ -713,4 +713,31 @@ async fn a_busy_server_is_unavailable_not_a_backend_error() {
         Err(e) => assert!(e.is_retryable(), "BUSY is not retryable: {e:?}"),
         Ok(g) => panic!("expected the server to be busy, got {:?}", g.is_some()),
     }
+}
+
+/// A lease key something else overwrote with another type (a list) makes
+/// the server refuse the script with `WRONGTYPE`: an error no retry mends,
+/// so it is `Error::Backend` naming the call and the server's message,
+/// returned at once, not waited on until the wait timeout.
+#[tokio::test]
+async fn a_lease_key_of_another_type_is_a_backend_error_at_once() {
+    let server = RedisServer::start();
+    let c = Client::new(backend(server.config("wrong")).await);
+    let g = c.lock("k").try_lock().await.unwrap().unwrap();
+    let lease: Vec<String> = (keys(&server).into_iter())
+        .filter(|k| k.starts_with("coord:{wrong:lock:k}") && !k.ends_with(":t"))
+        .collect();
+    assert_eq!(lease.len(), 1, "one lease key: {lease:?}");
+    g.release().await.unwrap();
+    server.command(&["RPUSH", &lease[0], "x"]).unwrap();
+
+    let waiting = c.lock("k").wait_timeout(Some(Duration::from_secs(300)));
+    let err = waiting.lock().await.unwrap_err();
+    let said = err.to_string();
+    assert!(matches!(err, Error::Backend { .. }), "{err:?}");
+    assert!(!err.is_retryable(), "{err:?}");
+    assert!(
+        said.contains("WRONGTYPE") && said.contains("\"k\""),
+        "{said}"
+    );
 }
