@@ -209,12 +209,15 @@ impl fmt::Display for Resource {
     }
 }
 
-/// Splits `text` at its unescaped `@`s, unescaping each part.
+/// Splits `text` at its unescaped `@`s, unescaping each part. A `\` that
+/// escapes neither `\` nor `@` is itself (`job:C:\tmp@1` names the job
+/// `C:\tmp`, as typed), not dropped.
 fn split_at_unescaped(text: &str) -> Vec<String> {
-    let (mut parts, mut part, mut chars) = (Vec::new(), String::new(), text.chars());
+    let (mut parts, mut part) = (Vec::new(), String::new());
+    let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
-            '\\' => part.push(chars.next().unwrap_or('\\')),
+            '\\' => part.push(chars.next_if(|&n| n == '\\' || n == '@').unwrap_or('\\')),
             '@' => parts.push(std::mem::take(&mut part)),
             c => part.push(c),
         }
@@ -228,7 +231,8 @@ impl FromStr for Resource {
     /// Parses `kind:name`, `job:name@occurrence`, `queue:name@item`,
     /// `topic:name@subscription` or `topic:name@subscription@offset` (in a
     /// job's, queue's or topic's name, an occurrence and a subscription,
-    /// `\@` is an `@` and `\\` a `\`, as they are written).
+    /// `\@` is an `@` and `\\` a `\`, as they are written; any other `\` is
+    /// itself).
     fn from_str(s: &str) -> Result<Resource> {
         let (kind, name) = s.split_once(':').ok_or_else(|| {
             Error::invalid(format!(

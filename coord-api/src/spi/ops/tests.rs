@@ -27,6 +27,16 @@ fn resources_read_back_as_written() {
         "job:deploy@web\\@v1.2"
     );
     assert!("job:a@b@c".parse::<Resource>().is_err(), "two unescaped @");
+    // A `\` escaping nothing is kept as typed (it was dropped: `C:\tmp`
+    // named the job `C:tmp`).
+    assert_eq!(
+        "job:C:\\tmp@1".parse::<Resource>().unwrap(),
+        Resource::job(key("C:\\tmp"), key("1"))
+    );
+    assert_eq!(
+        "queue:a\\b\\@c@2".parse::<Resource>().unwrap(),
+        Resource::delivery(key("a\\b@c"), 2)
+    );
     // A queue's delivery is named by its item; a queue's name may hold
     // `@`, escaped as a job's.
     assert_eq!(
