@@ -191,6 +191,12 @@ impl Model {
                         if others.is_empty() {
                             self.intents.retain(|i| i.0 != h);
                             true
+                        } else if others.iter().any(|l| l.1 == h && l.2 == LeaseKind::Write) {
+                            // The writer asking again for the lease it
+                            // holds is refused and waits for nothing: no
+                            // intent, or readers would be kept out past its
+                            // lease (decision in 18d668d, as on Redis).
+                            false
                         } else {
                             self.intents.retain(|i| i.0 != h);
                             self.intents.push((h, until));
