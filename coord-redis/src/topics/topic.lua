@@ -340,19 +340,24 @@ local function read(consumer, ttl, pttl, max, rid)
   redis.call('ZADD', presence, fmt(now + pttl), consumer)
   due_by(now + pttl)
   local picked, missed = {}, {}
-  -- Retries due.
-  local due = redis.call('ZRANGEBYSCORE', retry_z, '-inf', now, 'LIMIT', 0, max)
-  for _, m in ipairs(due) do
-    local o = fmt(tonumber(m))
-    local r = split(redis.call('HGET', retry_h, o))
-    redis.call('ZREM', retry_z, m)
-    redis.call('HDEL', retry_h, o)
-    local e = redis.call('XRANGE', stream, r[2], r[2])
-    if e[1] then
-      picked[#picked + 1] = {e[1], tonumber(r[1]) + 1}
-    else
-      redis.call('XACK', stream, sub, r[2])
-      missed[#missed + 1] = {tonumber(o), tonumber(o)}
+  -- Retries due, lowest due time then offset. One whose event was trimmed
+  -- is reported missed and leaves its place in the batch to the next due
+  -- (each page taken leaves the retry set, so the loop ends).
+  while #picked < max do
+    local due = redis.call('ZRANGEBYSCORE', retry_z, '-inf', now, 'LIMIT', 0, max - #picked)
+    if #due == 0 then break end
+    for _, m in ipairs(due) do
+      local o = fmt(tonumber(m))
+      local r = split(redis.call('HGET', retry_h, o))
+      redis.call('ZREM', retry_z, m)
+      redis.call('HDEL', retry_h, o)
+      local e = redis.call('XRANGE', stream, r[2], r[2])
+      if e[1] then
+        picked[#picked + 1] = {e[1], tonumber(r[1]) + 1}
+      else
+        redis.call('XACK', stream, sub, r[2])
+        missed[#missed + 1] = {tonumber(o), tonumber(o)}
+      end
     end
   end
   -- Then new entries after the cursor (none if the cursor is at the last:

@@ -46,6 +46,33 @@ pub async fn topic_trimmed_redelivery_reported_missed(h: &dyn Harness) {
     assert_eq!(drain(&mut sub, 1, "event 2").await, vec![(2, 2)]);
 }
 
+/// A due retry whose event was trimmed is reported missed without taking
+/// a place of the read's batch: the retries still due come first, before
+/// any new event.
+pub async fn topic_trimmed_retry_leaves_its_place_to_the_next_retry(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let backend = ctx.backend().await;
+    let t = spi(&backend);
+    let (topic, sub, a) = (key(T), key("s"), holder("a"));
+    t.subscribe(&topic, &sub, Start::Earliest).await.unwrap();
+    let ev = || NewEvent::new(Tag::new("k", 1), b"1".to_vec());
+    t.publish(&topic, vec![ev(), ev(), ev()], Retention::count(100)).await.unwrap();
+    let two = ReadOptions::new(ms(10_000), ms(10_000), 2);
+    let r = t.read(&topic, &sub, &a, two).await.unwrap().unwrap();
+    assert_eq!(r.events.len(), 2);
+    for d in &r.events {
+        let nacked = t.nack(&topic, &sub, d.event.offset, d.token, Duration::ZERO).await;
+        assert_eq!(nacked.unwrap(), Settle::Done);
+    }
+    // Trims 1 (due again), keeps 2 (due again), 3 (never read) and 4.
+    t.publish(&topic, vec![ev()], Retention::count(3)).await.unwrap();
+    let one = ReadOptions::new(ms(10_000), ms(10_000), 1);
+    let r = t.read(&topic, &sub, &a, one).await.unwrap().unwrap();
+    let got: Vec<u64> = r.events.iter().map(|d| d.event.offset).collect();
+    let missed: Vec<(u64, u64)> = r.missed.iter().map(|m| (m.first, m.last)).collect();
+    assert_eq!((missed, got), (vec![(1, 1)], vec![2]), "the due retry 2 before the new 3");
+}
+
 /// An event that does not decode as the subscriber's type is refused:
 /// dead-lettered with the decode error, reported, and the next event
 /// comes.
