@@ -121,10 +121,13 @@ fn start_args(start: Start) -> Option<(&'static str, u64)> {
         Start::Latest => ("l", 0),
         Start::Offset(o) => ("o", o.max(1)),
         Start::Time(t) => {
+            // Rounded up: events carry whole milliseconds, so one at or
+            // after `t` is one at or after the next whole millisecond (an
+            // event in `t`'s millisecond but before it is not).
             let ms = t
                 .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
-            ("t", ms)
+                .map_or(0, |d| d.as_nanos().div_ceil(1_000_000));
+            ("t", u64::try_from(ms).unwrap_or(u64::MAX))
         }
         _ => return None,
     })

@@ -216,6 +216,33 @@ pub async fn topic_read_passes_over_offsets_in_flight(h: &dyn Harness) {
     assert_eq!(got, [3], "next_in {:?}", c.next_in);
 }
 
+/// A start or seek at a time places the cursor before the first event
+/// published at or after it, by the times events carry (milliseconds): a
+/// time a fraction of a millisecond after an event's passes over it, its
+/// time exactly does not.
+pub async fn topic_time_just_after_an_event_passes_over_it(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let backend = ctx.backend().await;
+    let t = spi(&backend);
+    let (topic, sub, late) = (key(T), key("s"), key("late"));
+    t.subscribe(&topic, &sub, Start::Earliest).await.unwrap();
+    let ev = || vec![NewEvent::new(Tag::new("k", 1), b"1".to_vec())];
+    t.publish(&topic, ev(), Retention::count(100)).await.unwrap();
+    sleep(ms(20)).await; // a later millisecond
+    t.publish(&topic, ev(), Retention::count(100)).await.unwrap();
+    let one = ReadOptions::new(ms(10_000), ms(10_000), 1);
+    let r = t.read(&topic, &sub, &holder("a"), one).await.unwrap().unwrap();
+    let at1 = r.events[0].event.at;
+    let just_after = at1 + Duration::from_micros(500);
+    assert_eq!(t.seek(&topic, &sub, Start::Time(at1)).await.unwrap(), Some(1), "at its time");
+    let seek = t.seek(&topic, &sub, Start::Time(just_after)).await.unwrap();
+    assert_eq!(seek, Some(2), "just after event 1's time");
+    t.subscribe(&topic, &late, Start::Time(just_after)).await.unwrap();
+    let r = t.read(&topic, &late, &holder("b"), one).await.unwrap().unwrap();
+    let got: Vec<u64> = r.events.iter().map(|d| d.event.offset).collect();
+    assert_eq!((got, r.missed), (vec![2], vec![]), "made just after event 1's time");
+}
+
 /// `unsubscribe` deletes the subscription: its stats say it does not
 /// exist, and the SPI's read and seek answer `None`.
 pub async fn topic_unsubscribe_deletes_the_subscription(h: &dyn Harness) {
