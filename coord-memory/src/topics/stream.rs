@@ -245,14 +245,19 @@ impl Stream {
             }
             picked.push((o, 1));
         }
-        // Missed retries, as ranges, merged in offset order.
-        for o in missed {
-            match out.missed.last_mut() {
-                Some(m) if m.last + 1 == o => m.last = o,
-                _ => out.missed.push(Missed::new(o, o)),
-            }
-        }
+        // Missed retries and the trimmed run after the cursor, as ranges in
+        // offset order, adjacent ones merged (a retry of the cursor's own
+        // offset runs on into the offsets trimmed after it).
+        out.missed
+            .extend(missed.into_iter().map(|o| Missed::new(o, o)));
         out.missed.sort_by_key(|m| m.first);
+        out.missed.dedup_by(|next, prev| {
+            let adjacent = next.first <= prev.last + 1;
+            if adjacent {
+                prev.last = prev.last.max(next.last);
+            }
+            adjacent
+        });
         for (o, attempt) in picked {
             let token = FencingToken::next_after_micros(self.last_token, step.wall_us);
             self.last_token = token.get();

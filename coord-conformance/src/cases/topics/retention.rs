@@ -73,6 +73,29 @@ pub async fn topic_trimmed_retry_leaves_its_place_to_the_next_retry(h: &dyn Harn
     assert_eq!((missed, got), (vec![(1, 1)], vec![2]), "the due retry 2 before the new 3");
 }
 
+/// Missed offsets come as ranges in offset order, adjacent ones merged,
+/// whether a retry or the read after the cursor found them trimmed: a
+/// nacked event trimmed with the two after it is one notice of the three.
+pub async fn topic_missed_retry_and_run_after_it_are_one_range(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let backend = ctx.backend().await;
+    let t = spi(&backend);
+    let (topic, sub, a) = (key(T), key("s"), holder("a"));
+    t.subscribe(&topic, &sub, Start::Earliest).await.unwrap();
+    let ev = || NewEvent::new(Tag::new("k", 1), b"1".to_vec());
+    t.publish(&topic, vec![ev()], Retention::count(100)).await.unwrap();
+    let one = ReadOptions::new(ms(10_000), ms(10_000), 1);
+    let d = t.read(&topic, &sub, &a, one).await.unwrap().unwrap().events.remove(0);
+    let nacked = t.nack(&topic, &sub, d.event.offset, d.token, Duration::ZERO).await;
+    assert_eq!(nacked.unwrap(), Settle::Done);
+    // Keeps 4 alone: 1 (due again), 2 and 3 (never read) are trimmed.
+    t.publish(&topic, vec![ev(), ev(), ev()], Retention::count(1)).await.unwrap();
+    let r = t.read(&topic, &sub, &a, one).await.unwrap().unwrap();
+    let got: Vec<u64> = r.events.iter().map(|d| d.event.offset).collect();
+    let missed: Vec<(u64, u64)> = r.missed.iter().map(|m| (m.first, m.last)).collect();
+    assert_eq!((missed, got), (vec![(1, 3)], vec![4]));
+}
+
 /// An event that does not decode as the subscriber's type is refused:
 /// dead-lettered with the decode error, reported, and the next event
 /// comes.
