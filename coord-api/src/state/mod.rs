@@ -394,7 +394,10 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
         let wait = cap.mul_f64(rand::random_range(0.0..1.0));
         if wait >= Duration::from_micros(500) {
             let clock = self.client.clock();
-            clock.sleep_until(clock.now() + wait).await;
+            // Saturating: a back-off of `Duration::MAX` waits "for ever".
+            clock
+                .sleep_until(crate::lease::wait::later(clock.now(), wait))
+                .await;
         }
     }
 

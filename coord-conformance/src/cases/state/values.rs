@@ -177,6 +177,35 @@ pub async fn state_update_gives_up_with_conflict(h: &dyn Harness) {
     assert_eq!(end.value, 3, "only the rival's writes");
 }
 
+/// An `update` whose back-off is `Duration::MAX` (valid: above zero, the
+/// initial at most the max) waits "for ever" after a conflict, and never
+/// panics (whatever wait it draws: sixteen of them here).
+pub async fn state_update_extreme_backoff_does_not_panic(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    number(&a).put(&0).await.unwrap();
+    let inner = ctx.backend().await;
+    let rival = Rival { inner: inner.clone(), writes: AtomicUsize::new(0) };
+    let rival = Arc::new(coord_api::spi::Dispatched::new(rival));
+    let b = Client::builder(rival.clone()).instance_id("b").unwrap().build();
+    let forever = coord_api::Backoff { initial: Duration::MAX, max: Duration::MAX };
+    let update = number(&b).max_attempts(2).backoff(forever);
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let update = update.clone();
+            tokio::spawn(async move { update.update(|n| n.unwrap() + 1).await })
+        })
+        .collect();
+    // Each first attempt conflicts (the rival writes first); then it waits.
+    let rival_wrote = || async { (rival.get_ref().writes.load(SeqCst) == 16).then_some(()) };
+    eventually(ms(5_000), rival_wrote).await.expect("every first attempt");
+    sleep(ms(200)).await;
+    for task in tasks {
+        assert!(!task.is_finished(), "waiting after the conflict: {:?}", task.await);
+        task.abort();
+    }
+}
+
 /// A delete is a change with a version; the value is then absent; a delete
 /// of an absent value changes nothing; a compare-and-delete needs the
 /// current version.
