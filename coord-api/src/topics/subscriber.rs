@@ -322,7 +322,9 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
             return Err(client.timed_out(what, now.saturating_duration_since(started)));
         }
         let fallback = jittered(opts);
-        let wait = next_in.map_or(fallback, |n| n.clamp(Duration::from_millis(1), fallback));
+        // At least a millisecond, at most the fallback (which may be less:
+        // `clamp` would panic).
+        let wait = next_in.map_or(fallback, |n| n.max(Duration::from_millis(1)).min(fallback));
         let wake = deadline.map_or(later(now, wait), |d| d.min(later(now, wait)));
         sleep_or_woken(client.clock(), self.watch.get(), wake).await;
         Ok(())

@@ -167,6 +167,23 @@ pub async fn topic_extreme_durations_do_not_panic(h: &dyn Harness) {
     }
 }
 
+/// A retry delay under a millisecond (valid: above zero) never panics a
+/// waiting subscriber, also when the backend told it when to look again
+/// (here: when another subscriber's delivery ends).
+pub async fn topic_retry_delay_under_a_millisecond_does_not_panic(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let quick = default_options().retry_delay(Duration::from_micros(100));
+    let quick = ctx.client_with("quick", quick).await;
+    let mut first = numbers(&a).subscriber("s").start(Start::Earliest);
+    first.subscribe().await.unwrap();
+    numbers(&a).publish(&1).await.unwrap();
+    let held = event(&mut first, "held by the first").await;
+    let other = numbers(&quick).subscriber("s");
+    nothing(other, ms(200), "the only event is held").await;
+    within(held.ack(), "ack").await;
+}
+
 /// A running subscriber (started at `Latest`) whose subscription another
 /// handle deleted makes it again at the oldest event kept, not at its
 /// start: the event published meanwhile is delivered (after the ones
