@@ -152,11 +152,15 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
     }
 
     /// Buffers what a read gave: the missed ranges, then the deliveries,
-    /// the first stamped `sent` (if given) and the others to be extended.
+    /// the first stamped `sent` (if given, and no missed range is before
+    /// it) and the others to be extended.
     pub(super) fn buffer(&mut self, read: Read, sent: Option<Instant>) {
+        // Behind a missed notice even the first waits for a later `next`,
+        // whenever its caller comes back: it starts then, with an extend, as
+        // the others do (counted from the read it could be lost at birth).
+        let mut sent = sent.filter(|_| read.missed.is_empty());
         self.pending
             .extend(read.missed.into_iter().map(Pending::Missed));
-        let mut sent = sent;
         for d in read.events {
             self.pending.push_back(Pending::Delivered(d, sent.take()));
         }
