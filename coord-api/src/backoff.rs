@@ -30,7 +30,7 @@ impl Backoff {
             .initial
             .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
         let full = doubled.min(self.max);
-        full.mul_f64(rand::random_range(0.5..=1.0))
+        scaled(full, rand::random_range(0.5..=1.0))
     }
 
     /// `InvalidArgument` naming `what` unless `initial` is above zero and at
@@ -45,5 +45,34 @@ impl Backoff {
             )));
         }
         Ok(())
+    }
+}
+
+/// `full` scaled by `factor` (0.5..=1.0), at most `full`: `mul_f64` panics
+/// when the product rounds past `Duration::MAX` (a maximal back-off drawn
+/// at 1.0).
+fn scaled(full: Duration, factor: f64) -> Duration {
+    Duration::try_from_secs_f64(full.as_secs_f64() * factor).map_or(full, |d| d.min(full))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The jitter's factor never takes a delay past the back-off's bound,
+    /// even a bound of `Duration::MAX` drawn at 1.0 (where `mul_f64`
+    /// panicked: a topic nack's, queue item's or graph node's retry).
+    #[test]
+    fn a_scaled_delay_stays_within_its_bound() {
+        assert_eq!(scaled(Duration::MAX, 1.0), Duration::MAX);
+        assert!(scaled(Duration::MAX, 0.5) < Duration::MAX);
+        let ms = Duration::from_millis;
+        assert_eq!(scaled(ms(200), 0.5), ms(100));
+        assert_eq!(scaled(ms(200), 1.0), ms(200));
+        let most = Backoff {
+            initial: Duration::MAX,
+            max: Duration::MAX,
+        };
+        assert!(most.delay(3) >= Duration::MAX / 3);
     }
 }

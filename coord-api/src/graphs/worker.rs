@@ -30,7 +30,7 @@ use crate::{
     lease::{
         BoxFuture, Guard, Lease, Tenure,
         undo::{self, MakeUndo, granting, resend_while_valid},
-        wait::{jittered, later},
+        wait::{hinted_wait, jittered, later},
     },
     spi::{
         Complete, MAX_ERROR_BYTES, MAX_RESULT_BYTES, NodeResult, NodeState, Outcome, Renew, Take,
@@ -428,8 +428,7 @@ impl GraphWorker {
                 // the watch was effective is not missed.
                 continue;
             }
-            let fallback = jittered(&opts);
-            let wait = next_in.map_or(fallback, |n| n.clamp(Duration::from_millis(1), fallback));
+            let wait = hinted_wait(&opts, next_in);
             if ready.wait(&client, later(client.clock().now(), wait)).await == Woken::Notified {
                 owed = Some(ready.owed());
             }

@@ -185,8 +185,39 @@ pub(crate) fn jittered(opts: &LeaseOptions) -> Duration {
     Duration::try_from_secs_f64(opts.retry_delay.as_secs_f64() * factor).unwrap_or(Duration::MAX)
 }
 
+/// How long a waiting receive sleeps before it looks again: the backend's
+/// hint `next_in` (at least a millisecond, so that a hint of zero does not
+/// spin), at most the jittered retry delay; without a hint, that delay.
+/// (`clamp` would panic on a retry delay under a millisecond.)
+pub(crate) fn hinted_wait(opts: &LeaseOptions, next_in: Option<Duration>) -> Duration {
+    let fallback = jittered(opts);
+    next_in.map_or(fallback, |n| n.max(Duration::from_millis(1)).min(fallback))
+}
+
 /// `t + d`, or a century after `t` when that overflows (a "for ever" wait).
 pub(crate) fn later(t: Instant, d: Duration) -> Instant {
     t.checked_add(d)
         .unwrap_or_else(|| t + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A hint is taken between a millisecond and the retry delay, also
+    /// when the retry delay is under a millisecond (the queue consumer's,
+    /// graph worker's and topic subscriber's waits panicked in `clamp`).
+    #[test]
+    fn a_hinted_wait_lies_between_a_millisecond_and_the_retry_delay() {
+        let ms = Duration::from_millis;
+        let opts = |delay| LeaseOptions::default().retry_delay(delay).retry_jitter(0.0);
+        let quick = opts(Duration::from_micros(100));
+        assert_eq!(hinted_wait(&quick, Some(ms(5))), Duration::from_micros(100));
+        assert_eq!(hinted_wait(&quick, None), Duration::from_micros(100));
+        let slow = opts(ms(500));
+        assert_eq!(hinted_wait(&slow, Some(Duration::ZERO)), ms(1));
+        assert_eq!(hinted_wait(&slow, Some(ms(20))), ms(20));
+        assert_eq!(hinted_wait(&slow, Some(ms(900))), ms(500));
+        assert_eq!(hinted_wait(&slow, None), ms(500));
+    }
 }

@@ -21,7 +21,7 @@ use crate::{
     lease::{
         BoxFuture, Guard, Lease, LeaseOptions, Tenure, released,
         undo::{self, MakeUndo, granting},
-        wait::{jittered, later},
+        wait::{hinted_wait, jittered, later},
     },
     spi::{self, ReceiveOptions, Settle, queues::cut_reason},
     trace::{self, Outcome, Site},
@@ -246,8 +246,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
                 let what = format!("an item of queue {:?}", key.as_str());
                 return Err(client.timed_out(what, now.saturating_duration_since(started)));
             }
-            let fallback = jittered(&opts);
-            let wait = next_in.map_or(fallback, |n| n.clamp(Duration::from_millis(1), fallback));
+            let wait = hinted_wait(&opts, next_in);
             let wake = deadline.map_or(later(now, wait), |d| d.min(later(now, wait)));
             sleep_or_woken(client.clock(), self.watch.get(), wake).await;
             subscribed = self.watch.is_some();

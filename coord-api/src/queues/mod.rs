@@ -239,6 +239,8 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Queue<T> {
     /// ([`check_push`]).
     pub async fn push_many_with(&self, items: Vec<(&T, PushOptions)>) -> Result<Vec<PushOutcome>> {
         let key = self.key()?;
+        // Closed (or without queues) even with nothing to push.
+        let queues = self.client.queues()?;
         if items.is_empty() {
             return Ok(Vec::new());
         }
@@ -246,7 +248,6 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Queue<T> {
             .map(|(item, opts)| self.encode(key, item, opts))
             .collect::<Result<Vec<_>>>()?;
         check_push(key, &batch)?;
-        let queues = self.client.queues()?;
         let n = batch.len() as u64;
         let push = queues.push(key, batch);
         let pushed = trace::call(

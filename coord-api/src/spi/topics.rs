@@ -97,9 +97,11 @@
 //! same functions, before any I/O). A refusal is `InvalidArgument` naming
 //! the topic and the limit: a publish, [`check_publish`] (at most
 //! [`MAX_EVENT_BATCH`] events, each within [`NewEvent::check`], and the
-//! [`Retention::check`]); a read, [`ReadOptions::check`]; extend, nack's
-//! delay and heartbeat, [`validate_ttl`]; a page of dead events,
-//! [`check_dead_page`]. A reason longer than
+//! [`Retention::check`]); a read, [`ReadOptions::check`]; extend and
+//! heartbeat, [`validate_ttl`]; a page of dead events,
+//! [`check_dead_page`]. A nack's delay is never refused: zero makes the
+//! event due at once (the client's drop and seek rely on it) and a delay
+//! past [`MAX_TTL`](crate::MAX_TTL) is cut to it. A reason longer than
 //! [`MAX_REASON_BYTES`](super::MAX_REASON_BYTES) is cut at a character
 //! boundary ([`cut_reason`](super::queues::cut_reason)).
 

@@ -28,7 +28,7 @@ use crate::{
     lease::{
         Guard, LeaseOptions,
         undo::{self, granting},
-        wait::{jittered, later},
+        wait::{hinted_wait, jittered, later},
     },
     spi::{DeadEvent, ReadOptions, Settle, Start, SubscriptionStats, Tag, topics::check_dead_page},
     trace::{self, Outcome, Site},
@@ -321,10 +321,7 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
             let what = format!("an event of topic {topic:?}, subscription {sub:?}");
             return Err(client.timed_out(what, now.saturating_duration_since(started)));
         }
-        let fallback = jittered(opts);
-        // At least a millisecond, at most the fallback (which may be less:
-        // `clamp` would panic).
-        let wait = next_in.map_or(fallback, |n| n.max(Duration::from_millis(1)).min(fallback));
+        let wait = hinted_wait(opts, next_in);
         let wake = deadline.map_or(later(now, wait), |d| d.min(later(now, wait)));
         sleep_or_woken(client.clock(), self.watch.get(), wake).await;
         Ok(())

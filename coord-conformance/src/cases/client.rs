@@ -54,6 +54,21 @@ pub async fn close_frees_every_lock_at_once(h: &dyn Harness) {
     at_once(a.close()).await.expect("closing again does nothing");
 }
 
+/// A closed client answers `Closed` also to a call with nothing to do: an
+/// empty batch pushed to a queue or published to a topic (it answered
+/// `Ok` with no ids).
+#[needs(Need::Queues, Need::Topics)]
+pub async fn close_refuses_empty_batches(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    at_once(a.close()).await.expect("close");
+    let none: [u64; 0] = [];
+    let pushed = a.queue::<u64>("q").push_many(&none).await;
+    assert!(matches!(pushed, Err(Error::Closed { .. })), "{pushed:?}");
+    let published = a.topic::<u64>("t").publish_many(&none).await;
+    assert!(matches!(published, Err(Error::Closed { .. })), "{published:?}");
+}
+
 /// After `close`, the closed client's leader term is resigned (another
 /// candidate wins at once, with a larger term) and its membership left
 /// (the group no longer lists it).

@@ -92,6 +92,24 @@ pub async fn queue_receive_times_out_on_empty_queue(h: &dyn Harness) {
     assert_eq!(s.delivered, 0, "{s:?}");
 }
 
+/// A retry delay under a millisecond (valid: above zero) never panics a
+/// waiting consumer, also when the backend told it when to look again
+/// (here: when another consumer's delivery ends): it waits out its
+/// `wait_timeout` with `Timeout`.
+pub async fn queue_retry_delay_under_a_millisecond_does_not_panic(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let quick = default_options().retry_delay(Duration::from_micros(100));
+    let quick = ctx.client_with("quick", quick).await;
+    numbers(&a).push(&1).await.unwrap();
+    let mut first = numbers(&a).consumer();
+    let held = within(first.receive(), "the first receive").await;
+    let mut other = numbers(&quick).consumer().wait_timeout(Some(ms(200)));
+    let res = timeout(PROMPTLY, other.receive()).await;
+    assert_timeout(res.expect("returned"), "the only item is held");
+    within(held.ack(), "ack").await;
+}
+
 /// With `prefetch(3)` one receive brings three deliveries (all in flight
 /// at once); the first is started, each other is started when `receive`
 /// hands it out: given back afterwards (the consumer leaves), the two
