@@ -79,6 +79,44 @@ impl MemoryBackend {
         }
         Some(out)
     }
+
+    /// A trial for `holder` (rule 5), in `generation` only when one is
+    /// named (a renewal), journaled when granted.
+    fn trial_step(
+        &self,
+        name: &Key,
+        policy: &Policy,
+        generation: Option<u64>,
+        holder: &HolderId,
+        ttl: Duration,
+        seen: u64,
+    ) -> Result<Trial> {
+        coord_api::validate_ttl(name, ttl)?;
+        self.on_breaker(name, policy, |r, now| {
+            let (who, ttl_us) = (holder.to_string(), ttl.as_micros() as u64);
+            let granted = match generation {
+                Some(g) => r.trial_in(g, &who, ttl_us, now),
+                None => r.trial(&who, ttl_us, now),
+            };
+            match granted {
+                Some(token) => {
+                    if let Some(journal) = self.store.journal() {
+                        journal.record(Event::Breaker(BreakerEvent::TrialGranted {
+                            breaker: name,
+                            generation: r.generation(),
+                            holder,
+                            token,
+                        }));
+                    }
+                    Trial::Granted {
+                        token,
+                        state: r.state(seen, now),
+                    }
+                }
+                None => Trial::Refused(r.state(seen, now)),
+            }
+        })
+    }
 }
 
 #[async_trait]
@@ -115,27 +153,19 @@ impl BreakerBackend for MemoryBackend {
         ttl: Duration,
         seen: u64,
     ) -> Result<Trial> {
-        coord_api::validate_ttl(name, ttl)?;
-        self.on_breaker(name, policy, |r, now| {
-            let who = holder.to_string();
-            match r.trial(&who, ttl.as_micros() as u64, now) {
-                Some(token) => {
-                    if let Some(journal) = self.store.journal() {
-                        journal.record(Event::Breaker(BreakerEvent::TrialGranted {
-                            breaker: name,
-                            generation: r.generation(),
-                            holder,
-                            token,
-                        }));
-                    }
-                    Trial::Granted {
-                        token,
-                        state: r.state(seen, now),
-                    }
-                }
-                None => Trial::Refused(r.state(seen, now)),
-            }
-        })
+        self.trial_step(name, policy, None, holder, ttl, seen)
+    }
+
+    async fn renew_trial(
+        &self,
+        name: &Key,
+        policy: &Policy,
+        generation: u64,
+        holder: &HolderId,
+        ttl: Duration,
+        seen: u64,
+    ) -> Result<Trial> {
+        self.trial_step(name, policy, Some(generation), holder, ttl, seen)
     }
 
     async fn trial_done(
@@ -160,7 +190,6 @@ impl BreakerBackend for MemoryBackend {
             Reported::new(counted, r.state(seen, now))
         })
     }
-
     async fn manual(
         &self,
         name: &Key,

@@ -302,7 +302,7 @@ impl CallPermit {
     fn new(inner: &Arc<Inner>, kind: Kind, generation: u64) -> CallPermit {
         let started = inner.opts.slow_call.map(|_| inner.client.clock().now());
         let _renewal = match &kind {
-            Kind::Trial(holder) => Some(inner.keep_trial(holder.clone())),
+            Kind::Trial(holder) => Some(inner.keep_trial(generation, holder.clone())),
             Kind::Local(Some(holder)) => Some(inner.keep_local_trial(holder.clone())),
             _ => None,
         };

@@ -346,12 +346,14 @@ impl Inner {
         }
     }
 
-    /// Renews `holder`'s trial (asking again for a trial renews one's own)
-    /// every third of its TTL until the returned guard is dropped, or the
-    /// backend no longer grants it: a trial call slower than the trial TTL
-    /// keeps its slot, so no other trial starts meanwhile and its outcome
-    /// counts.
-    pub(crate) fn keep_trial(self: &Arc<Self>, holder: HolderId) -> AbortOnDrop {
+    /// Renews `holder`'s trial of `generation` every third of its TTL
+    /// until the returned guard is dropped, or the backend no longer grants
+    /// it: a trial call slower than the trial TTL keeps its slot, so no
+    /// other trial starts meanwhile and its outcome counts. The renewal
+    /// names the generation: once that half-open generation ended, it is
+    /// refused rather than take a slot of a later one (where this trial's
+    /// outcome would never count).
+    pub(crate) fn keep_trial(self: &Arc<Self>, generation: u64, holder: HolderId) -> AbortOnDrop {
         let inner = Arc::downgrade(self);
         let every = (self.opts.trial_ttl / 3).max(Duration::from_millis(1));
         let clock = self.client.clock().clone();
@@ -362,7 +364,8 @@ impl Inner {
                 let (seen, sent) = (inner.seen(), inner.ticket());
                 let Ok(backend) = inner.backend() else { return };
                 let ttl = inner.opts.trial_ttl;
-                let fut = backend.trial(&inner.name, &inner.policy, &holder, ttl, seen);
+                let (name, policy) = (&inner.name, &inner.policy);
+                let fut = backend.renew_trial(name, policy, generation, &holder, ttl, seen);
                 match inner.bounded("trial", fut).await {
                     Ok(Trial::Granted { state, .. }) => inner.apply(&state, sent),
                     Ok(Trial::Refused(state)) => return inner.apply(&state, sent),

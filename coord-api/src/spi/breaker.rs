@@ -44,7 +44,10 @@
 //!    generation), grants the holder a trial: a lease with a deadline
 //!    `now + ttl` and a fencing token. Otherwise refused, with the state.
 //!    Never more than `trials` live trials at once, nor more than `trials`
-//!    counted, per generation.
+//!    counted, per generation. **renew_trial** (`generation`, `holder`,
+//!    `ttl`) is the same step, refused (changing nothing) unless
+//!    `generation` is the current one: a trial's renewal never takes a slot
+//!    of a later half-open generation.
 //! 6. **trial_done** (`generation`, `holder`, a tally of one call): counted
 //!    only when `holder` holds a live trial of the current generation; the
 //!    trial is released. Once `trials` trials are counted, the breaker
@@ -567,6 +570,31 @@ pub trait BreakerBackend: Send + Sync {
         seen: u64,
     ) -> Result<Trial>;
 
+    /// Renews `holder`'s trial of `generation` for `ttl` (rule 5): as
+    /// [`trial`](Self::trial) while `generation` is the current one, and
+    /// otherwise refused, changing nothing. The client renews a trial's
+    /// slot with it while the trial's permit lives: a permit whose
+    /// half-open generation ended (by a reset, or by the other trials once
+    /// its own lapsed) must not take a slot of a later half-open
+    /// generation, where its outcome, tagged with its own generation,
+    /// would never count and the slot would stay taken until its TTL.
+    ///
+    /// Added after the family: the default is [`trial`](Self::trial),
+    /// without the generation check, so that a backend written before it
+    /// keeps compiling. Every backend should implement it.
+    async fn renew_trial(
+        &self,
+        name: &Key,
+        policy: &Policy,
+        generation: u64,
+        holder: &HolderId,
+        ttl: Duration,
+        seen: u64,
+    ) -> Result<Trial> {
+        let _ = generation;
+        self.trial(name, policy, holder, ttl, seen).await
+    }
+
     /// The end of `holder`'s trial in `generation`, and its outcome (rule 6).
     async fn trial_done(
         &self,
@@ -646,6 +674,27 @@ impl<D: Dispatch> BreakerBackend for Dispatched<D> {
         self.carry(op("trial"), args, |b, (n, p, h, t, s)| async move {
             breakers(&b, "trial")?.trial(&n, &p, &h, t, s).await
         })
+        .await
+    }
+    async fn renew_trial(
+        &self,
+        name: &Key,
+        policy: &Policy,
+        generation: u64,
+        holder: &HolderId,
+        ttl: Duration,
+        seen: u64,
+    ) -> Result<Trial> {
+        let args = (name.clone(), *policy, generation, holder.clone(), ttl, seen);
+        self.carry(
+            op("renew_trial"),
+            args,
+            |b, (n, p, g, h, t, s)| async move {
+                breakers(&b, "renew_trial")?
+                    .renew_trial(&n, &p, g, &h, t, s)
+                    .await
+            },
+        )
         .await
     }
     async fn trial_done(

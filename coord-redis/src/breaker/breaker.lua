@@ -11,7 +11,8 @@
 --   peek        (state of a breaker that has a record; nil, nothing made,
 --               when it has none; its lifetime is not extended: rule 11)
 --   report      generation, instance, calls, failures, slow
---   trial       holder, ttl µs
+--   trial       holder, ttl µs, generation ('' for any: a renewal names
+--               its own, and is refused in another)
 --   trial_done  generation, holder, calls, failures, slow
 --   manual      action (f force open | d disable | r reset), by, why
 --
@@ -216,8 +217,8 @@ elseif op == 'report' then
     flag = 1
   end
 elseif op == 'trial' then
-  -- Rule 5.
-  if phase == 'h' then
+  -- Rule 5 (a renewal: in its generation only).
+  if phase == 'h' and (ARGV[6] == '' or tonumber(ARGV[6]) == gen) then
     local holder, now = ARGV[4], now_us()
     local taken = redis.call('ZCARD', trials) + dc
     if redis.call('ZSCORE', trials, holder) or taken < ntrials then

@@ -87,9 +87,11 @@ enum Step<'a> {
         instance: &'a InstanceId,
         tally: Tally,
     },
+    /// A trial; a renewal names its generation (refused in another).
     Trial {
         holder: &'a HolderId,
         ttl: Duration,
+        generation: Option<u64>,
     },
     TrialDone {
         generation: u64,
@@ -348,9 +350,14 @@ fn step_eval(
             eval.arg(generation).arg(instance.as_str());
             eval.arg(tally.calls).arg(tally.failures).arg(tally.slow);
         }
-        Step::Trial { holder, ttl } => {
+        Step::Trial {
+            holder,
+            ttl,
+            generation,
+        } => {
             let us = u64::try_from(ttl.as_micros()).unwrap_or(u64::MAX);
-            eval.holder(holder).arg(us);
+            let generation = generation.map(|g| g.to_string()).unwrap_or_default();
+            eval.holder(holder).arg(us).arg(generation);
         }
         Step::TrialDone {
             generation,
@@ -406,6 +413,34 @@ impl RedisBackend {
         }
         (self.breaker_run(&eval, call).await?).ok_or_else(|| self.unexpected(call, Value::Nil))
     }
+
+    /// A trial for `holder` (rule 5), in `generation` only when one is
+    /// named (a renewal).
+    async fn trial_step(
+        &self,
+        name: &Key,
+        policy: &Policy,
+        generation: Option<u64>,
+        holder: &HolderId,
+        ttl: Duration,
+        seen: u64,
+    ) -> Result<Trial> {
+        coord_api::validate_ttl(name, ttl)?;
+        let step = Step::Trial {
+            holder,
+            ttl,
+            generation,
+        };
+        let (granted, state) = self.breaker_step(name, policy, seen, step).await?;
+        Ok(if granted > 0 {
+            Trial::Granted {
+                token: token(granted),
+                state,
+            }
+        } else {
+            Trial::Refused(state)
+        })
+    }
 }
 
 #[async_trait]
@@ -448,17 +483,19 @@ impl BreakerBackend for RedisBackend {
         ttl: Duration,
         seen: u64,
     ) -> Result<Trial> {
-        coord_api::validate_ttl(name, ttl)?;
-        let step = Step::Trial { holder, ttl };
-        let (granted, state) = self.breaker_step(name, policy, seen, step).await?;
-        Ok(if granted > 0 {
-            Trial::Granted {
-                token: token(granted),
-                state,
-            }
-        } else {
-            Trial::Refused(state)
-        })
+        self.trial_step(name, policy, None, holder, ttl, seen).await
+    }
+
+    async fn renew_trial(
+        &self,
+        name: &Key,
+        policy: &Policy,
+        generation: u64,
+        holder: &HolderId,
+        ttl: Duration,
+        seen: u64,
+    ) -> Result<Trial> {
+        (self.trial_step(name, policy, Some(generation), holder, ttl, seen)).await
     }
 
     async fn trial_done(

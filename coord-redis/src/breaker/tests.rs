@@ -166,9 +166,18 @@ fn on_record(
             instance,
             tally,
         } => r.report(generation, instance.as_str(), tally, now) as i64,
-        Step::Trial { holder, ttl } => r
-            .trial(&holder.to_string(), ttl.as_micros() as u64, now)
-            .map_or(0, |t| t.get() as i64),
+        Step::Trial {
+            holder,
+            ttl,
+            generation,
+        } => {
+            let (who, ttl_us) = (holder.to_string(), ttl.as_micros() as u64);
+            let granted = match generation {
+                Some(g) => r.trial_in(g, &who, ttl_us, now),
+                None => r.trial(&who, ttl_us, now),
+            };
+            granted.map_or(0, |t| t.get() as i64)
+        }
         Step::TrialDone {
             generation,
             holder,
@@ -272,6 +281,7 @@ async fn the_script_answers_as_the_record_does() {
                 8..=11 => Step::Trial {
                     holder,
                     ttl: Duration::from_micros(rng.random_range(1_000..3_000_000)),
+                    generation: rng.random_bool(0.5).then_some(generation),
                 },
                 12..=15 => Step::TrialDone {
                     generation,

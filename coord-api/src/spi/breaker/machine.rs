@@ -134,6 +134,23 @@ impl Record {
         Some(token)
     }
 
+    /// Rule 5's renewal of a shared trial: [`trial`](Self::trial) only
+    /// while `generation` is the current one, so that a permit of a
+    /// half-open generation that ended takes no slot of a later one (where
+    /// its outcome, tagged with its own generation, would never count).
+    pub fn trial_in(
+        &mut self,
+        generation: u64,
+        holder: &str,
+        ttl_us: u64,
+        now_us: u64,
+    ) -> Option<FencingToken> {
+        if generation != self.generation {
+            return None;
+        }
+        self.trial(holder, ttl_us, now_us)
+    }
+
     /// Rule 5's renewal alone: moves `holder`'s live trial lease to
     /// `now_us + ttl_us`; whether it had one (a lapsed trial is not taken
     /// again by its renewal).

@@ -156,6 +156,41 @@ pub async fn breaker_slow_trial_keeps_its_slot(h: &dyn Harness) {
     assert!(matches!(last_cause(&ctx).await, Cause::TrialsFailed(_)));
 }
 
+/// A trial's renewal keeps its slot in its own generation only: a trial
+/// permit of a half-open generation that ended while its call ran (here a
+/// reset, then an open, then a new half-open generation) takes no slot of
+/// the next half-open generation by renewing, where its outcome would never
+/// count: that generation's trial goes to another instance.
+pub async fn breaker_trial_renewal_takes_no_slot_of_a_later_generation(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let build = |c: &Client| quick(c).open_for(ms(300)).trial_ttl(ms(3000)).build().unwrap();
+    let (a, b) = (build(&ctx.client("a").await), build(&ctx.client("b").await));
+    outcomes(&a, 0, 4).await;
+    sleep(ms(350)).await;
+    let old = a.permit().await.expect("a trial");
+    assert!(old.is_trial());
+    // Before the permit's first renewal (a third of its 3 s TTL): reset,
+    // open again, and half-open again once the 100 ms open time passed.
+    let backend = ctx.backend().await;
+    let (spi, p, name) = (breakers(&backend), policy(100, 1), key(B));
+    let s = spi.manual(&name, &p, Action::Reset, &instance("ops"), "", 0).await.unwrap();
+    let x = instance("x");
+    let r = spi.report(&name, &p, s.generation, &x, Tally::new(4, 4, 0), 0);
+    assert_eq!(r.await.unwrap().state.phase, Phase::Open);
+    sleep(ms(150)).await;
+    let half = spi.state(&name, &p, 0).await.unwrap();
+    assert_eq!((half.phase, half.trials_live), (Phase::HalfOpen, 0));
+    sleep(ms(1300)).await; // past the old permit's first renewal
+    let s = spi.state(&name, &p, 0).await.unwrap();
+    assert_eq!(s.generation, half.generation, "{s:?}");
+    assert_eq!(s.trials_live, 0, "the old permit's renewal took a slot: {s:?}");
+    let trial = b.permit().await.expect("the new generation's trial");
+    assert!(trial.is_trial());
+    old.success();
+    trial.success();
+    phase_within(&b, Phase::Closed, "after the new generation's trial").await;
+}
+
 /// Outcomes and trial ends tagged with another generation change nothing.
 pub async fn breaker_outcomes_of_an_old_generation_are_ignored(h: &dyn Harness) {
     let ctx = Ctx::new(h);
