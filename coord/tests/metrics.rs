@@ -393,7 +393,7 @@ impl std::fmt::Display for RivalOnce {
     }
 }
 
-#[async_trait::async_trait]
+#[coord_api::async_trait]
 impl coord::spi::Dispatch for RivalOnce {
     fn namespace(&self) -> &Namespace {
         self.inner.namespace()
@@ -439,4 +439,98 @@ async fn a_lost_update_race_counts_a_retry() {
     assert_eq!(count(&seen, "coord_state_update_retries_total", &[]), 1);
     let done = [("outcome", "done")];
     assert_eq!(count(&seen, "coord_state_update_total", &done), 1);
+}
+
+/// A connection whose first barrier arrival comes after participants `c`
+/// and `d` tripped the current generation of the two-party barrier `b`
+/// (through `other`): the waiter's read generation ended before its
+/// arrival reached it, so `wait()` moves on to the next one.
+#[derive(Debug)]
+struct TrippedFirst {
+    inner: coord::spi::DynBackend,
+    other: coord::spi::DynBackend,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Display for TrippedFirst {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TrippedFirst({})", self.inner)
+    }
+}
+
+#[coord_api::async_trait]
+impl coord::spi::Dispatch for TrippedFirst {
+    fn namespace(&self) -> &Namespace {
+        self.inner.namespace()
+    }
+    fn families(&self) -> coord::spi::Families {
+        coord::spi::Families::of(&*self.inner)
+    }
+    async fn dispatch(&self, call: coord::spi::Call) -> coord::Result<coord::spi::Reply> {
+        use coord::spi::Backend;
+        use std::sync::atomic::Ordering::SeqCst;
+        if call.op().name == "arrive" && !self.done.swap(true, SeqCst) {
+            let b = self.other.barriers().unwrap();
+            let (kind, name) = (
+                coord::spi::BarrierKind::Cyclic,
+                coord::Key::new("b").unwrap(),
+            );
+            let g = b.state(kind, &name, None).await.unwrap().generation;
+            for p in ["c", "d"] {
+                let p = coord::Key::new(p).unwrap();
+                b.arrive(kind, &name, &p, g, 2, Duration::from_secs(5), 0)
+                    .await
+                    .unwrap();
+            }
+        }
+        call.run(self.inner.clone()).await
+    }
+}
+
+/// A barrier `wait()` is one wait, counted once with its outcome, however
+/// many generations it read: one that moved past a generation that tripped
+/// without it, then tripped, is one `tripped` wait (not a `stale` one as
+/// well).
+#[tokio::test(start_paused = true)]
+async fn a_barrier_wait_that_moves_on_is_counted_once() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let store = MemoryStore::new();
+    let connection = || -> coord::spi::DynBackend { Arc::new(store.backend(Namespace::default())) };
+    let first = TrippedFirst {
+        inner: connection(),
+        other: connection(),
+        done: Default::default(),
+    };
+    let a = Client::builder(Arc::new(coord::spi::Dispatched::new(first)))
+        .instance_id("a")
+        .expect("a valid id")
+        .build();
+    let b = Client::builder(connection())
+        .instance_id("b")
+        .unwrap()
+        .build();
+    let waiting = tokio::spawn(async move { a.barrier("b", 2).wait().await });
+    for _ in 0..100 {
+        let st = b.barrier("b", 2).state().await.unwrap();
+        if st.arrivals.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(SHORT).await;
+    }
+    let tb = b.barrier("b", 2).wait().await.unwrap();
+    let ta = waiting.await.unwrap().expect("a moved on and tripped");
+    assert_eq!(ta, tb);
+
+    let seen = snapshot(&snapshotter);
+    let tripped = [("kind", "barrier"), ("outcome", "tripped")];
+    assert_eq!(count(&seen, "coord_barrier_waits_total", &tripped), 2);
+    let outcomes: Vec<_> = (seen.iter())
+        .filter(|m| m.name == "coord_barrier_waits_total")
+        .map(|m| &m.labels)
+        .collect();
+    assert_eq!(outcomes.len(), 1, "a's moving on counted: {outcomes:?}");
+    let waited = samples(&seen, "coord_barrier_wait_seconds", &[("kind", "barrier")]);
+    assert_eq!(waited.len(), 2, "one sample per wait");
 }

@@ -96,11 +96,20 @@ impl Barrier {
     /// # Cancel safety
     /// If cancelled, the arrival is withdrawn in the background.
     pub async fn wait(&self) -> Result<Tripped> {
+        let start = self.party.handle.client.clock().now();
+        counted(
+            &self.party.handle.client,
+            start,
+            self.wait_moving_on(start).await,
+        )
+    }
+
+    /// [`wait`](Self::wait) from `start`, uncounted.
+    async fn wait_moving_on(&self, start: Instant) -> Result<Tripped> {
         let (name, opts, participant) = self.checked()?;
         let client = &self.party.handle.client;
         let clock = client.clock();
         // One deadline for every try, the reads of the generation included.
-        let start = clock.now();
         let deadline = opts.wait_timeout.and_then(|w| start.checked_add(w));
         let mut tries = 0;
         loop {
@@ -128,12 +137,15 @@ impl Barrier {
     /// # Cancel safety
     /// If cancelled, the arrival is withdrawn in the background.
     pub async fn wait_in(&self, generation: u64) -> Result<Tripped> {
-        let start = self.party.handle.client.clock().now();
-        self.wait_from(generation, start).await.0
+        let client = &self.party.handle.client;
+        let start = client.clock().now();
+        counted(client, start, self.wait_from(generation, start).await.0)
     }
 
     /// [`wait_in`](Self::wait_in), its deadline `wait_timeout` from
-    /// `start`; and whether the backend ever counted this arrival.
+    /// `start`, uncounted (the metrics count a caller's wait once, however
+    /// many generations it tried); and whether the backend ever counted
+    /// this arrival.
     async fn wait_from(&self, generation: u64, start: Instant) -> (Result<Tripped>, bool) {
         let (name, opts, participant) = match self.checked() {
             Ok(checked) => checked,
@@ -172,8 +184,6 @@ impl Barrier {
             )),
             Err(e) => Err(e),
         };
-        let outcome = metrics::outcome(&res, "tripped");
-        metrics::wait_ended(KIND.as_str(), outcome, client.clock().now() - start);
         (res, arrival.arrived.load(Ordering::Relaxed))
     }
 
@@ -222,6 +232,13 @@ impl Barrier {
     pub async fn reset_in(&self, generation: u64) -> Result<EndedGeneration> {
         reset(&self.party.handle, KIND, Some(generation)).await
     }
+}
+
+/// Counts one caller's wait, begun at `start`, that ended as `res`.
+fn counted(client: &Client, start: Instant, res: Result<Tripped>) -> Result<Tripped> {
+    let outcome = metrics::outcome(&res, "tripped");
+    metrics::wait_ended(KIND.as_str(), outcome, client.clock().now() - start);
+    res
 }
 
 /// Parties 1..=[`MAX_PARTIES`], else `InvalidArgument` naming the barrier.
