@@ -177,7 +177,7 @@ impl BreakerBackend for MemoryBackend {
         outcome: Tally,
         seen: u64,
     ) -> Result<Reported> {
-        outcome.check(name)?;
+        outcome.check_one(name)?;
         self.on_breaker(name, policy, |r, now| {
             let counted = r.trial_done(generation, &holder.to_string(), outcome, now);
             if let (true, Some(journal)) = (counted, self.store.journal()) {

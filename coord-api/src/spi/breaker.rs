@@ -83,7 +83,8 @@
 //! basis points or exactly 10,001 (never), 1..=[`MAX_TRIALS`] trials, a
 //! quorum of 1..=[`MAX_QUORUM`], open times and the quorum span of 1 ms to
 //! 24 h with `max_open_for >= open_for`, a tally with failures and slow
-//! calls at most its calls.
+//! calls at most its calls ([`Tally::check`]), a trial's outcome of one
+//! call ([`Tally::check_one`]).
 
 mod machine;
 pub mod window;
@@ -293,6 +294,20 @@ impl Tally {
     pub fn part(self, n: u64) -> Tally {
         let share = |x: u64| (u128::from(x) * u128::from(n) / u128::from(self.calls.max(1))) as u64;
         Tally::new(n, share(self.failures), share(self.slow))
+    }
+
+    /// `InvalidArgument` unless this is the outcome of one call, as a
+    /// trial's end carries (rule 6): a tally of no call would free the
+    /// trial's slot counting nothing (more trials than permitted in the
+    /// generation), one of several would decide it with fewer trials.
+    pub fn check_one(&self, name: &Key) -> Result<()> {
+        if self.calls != 1 {
+            return Err(Error::invalid(format!(
+                "breaker {name:?}: a trial's outcome of {} calls; a trial is one call",
+                self.calls
+            )));
+        }
+        self.check(name)
     }
 
     /// `InvalidArgument` unless failures and slow calls are at most calls.
@@ -595,7 +610,9 @@ pub trait BreakerBackend: Send + Sync {
         self.trial(name, policy, holder, ttl, seen).await
     }
 
-    /// The end of `holder`'s trial in `generation`, and its outcome (rule 6).
+    /// The end of `holder`'s trial in `generation`, and its outcome, one
+    /// call's (rule 6; another tally is `InvalidArgument`,
+    /// [`Tally::check_one`]).
     async fn trial_done(
         &self,
         name: &Key,

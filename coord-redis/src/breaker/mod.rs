@@ -507,7 +507,7 @@ impl BreakerBackend for RedisBackend {
         outcome: Tally,
         seen: u64,
     ) -> Result<Reported> {
-        outcome.check(name)?;
+        outcome.check_one(name)?;
         let step = Step::TrialDone {
             generation,
             holder,

@@ -191,6 +191,37 @@ pub async fn breaker_trial_renewal_takes_no_slot_of_a_later_generation(h: &dyn H
     phase_within(&b, Phase::Closed, "after the new generation's trial").await;
 }
 
+/// A trial's end carries one call's outcome: a tally of none or of several
+/// is `InvalidArgument` naming the breaker, and changes nothing (the trial
+/// keeps its slot, nothing is counted); one call's is then counted.
+pub async fn breaker_trial_outcome_is_one_call(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let backend = ctx.backend().await;
+    let b = breakers(&backend);
+    let p = policy(100, 2);
+    open_spi(b, &p).await;
+    sleep(ms(150)).await;
+    let (t, name) = (holder("t"), key(B));
+    let Trial::Granted { state, .. } = b.trial(&name, &p, &t, ms(5000), 0).await.unwrap() else {
+        panic!("a trial");
+    };
+    let g = state.generation;
+    for bad in [Tally::new(0, 0, 0), Tally::new(2, 2, 0), Tally::new(3, 0, 0)] {
+        match b.trial_done(&name, &p, g, &t, bad, 0).await {
+            Err(Error::InvalidArgument { message }) => {
+                assert!(message.contains(B), "{bad:?}: names the breaker: {message}");
+            }
+            other => panic!("{bad:?}: expected InvalidArgument, got {other:?}"),
+        }
+    }
+    let s = b.state(&name, &p, 0).await.unwrap();
+    assert_eq!((s.generation, s.phase, s.trials_live), (g, Phase::HalfOpen, 1), "{s:?}");
+    assert_eq!(s.trials_done, Tally::default(), "nothing counted");
+    let r = b.trial_done(&name, &p, g, &t, Tally::one(false, false), 0).await.unwrap();
+    assert!(r.counted);
+    assert_eq!((r.state.phase, r.state.trials_done.calls), (Phase::HalfOpen, 1));
+}
+
 /// Outcomes and trial ends tagged with another generation change nothing.
 pub async fn breaker_outcomes_of_an_old_generation_are_ignored(h: &dyn Harness) {
     let ctx = Ctx::new(h);
