@@ -82,8 +82,9 @@
 //! [`MIN_WINDOW_SPAN`]..=[`MAX_WINDOW_SPAN`], thresholds of at most 10,000
 //! basis points or exactly 10,001 (never), 1..=[`MAX_TRIALS`] trials, a
 //! quorum of 1..=[`MAX_QUORUM`], open times and the quorum span of 1 ms to
-//! 24 h with `max_open_for >= open_for`, a tally with failures and slow
-//! calls at most its calls ([`Tally::check`]), a trial's outcome of one
+//! 24 h with `max_open_for >= open_for`, a tally of at most
+//! [`MAX_TALLY_CALLS`] calls with failures and slow calls at most its calls
+//! ([`Tally::check`]), a trial's outcome of one
 //! call ([`Tally::check_one`]).
 
 mod machine;
@@ -111,6 +112,9 @@ pub const MAX_WINDOW_SPAN: Duration = Duration::from_secs(3600);
 pub const MAX_TRIALS: u32 = 1_000;
 /// The largest quorum of failing instances.
 pub const MAX_QUORUM: u32 = 1_000;
+/// The most calls one tally (a report's) may count: 2^36, so that the
+/// Redis script's arithmetic on doubles stays exact.
+pub const MAX_TALLY_CALLS: u64 = 1 << 36;
 /// The longest reason of a manual action, in bytes.
 pub const MAX_WHY_BYTES: usize = 256;
 /// How many transitions a backend keeps per breaker (the last ones).
@@ -310,8 +314,15 @@ impl Tally {
         self.check(name)
     }
 
-    /// `InvalidArgument` unless failures and slow calls are at most calls.
+    /// `InvalidArgument` unless the calls are at most [`MAX_TALLY_CALLS`]
+    /// and failures and slow calls at most the calls.
     pub fn check(&self, name: &Key) -> Result<()> {
+        if self.calls > MAX_TALLY_CALLS {
+            return Err(Error::invalid(format!(
+                "breaker {name:?}: a tally of {} calls; at most {MAX_TALLY_CALLS}",
+                self.calls
+            )));
+        }
         if self.failures > self.calls || self.slow > self.calls {
             return Err(Error::invalid(format!(
                 "breaker {name:?}: a tally of {} calls with {} failures and {} slow; each at most the calls",

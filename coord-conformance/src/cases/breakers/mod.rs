@@ -16,7 +16,10 @@ pub(crate) use crate::cases::queues::PROMPTLY;
 use crate::{cases::prelude::*, runner::Case};
 pub(crate) use coord_api::{
     Breaker, BreakerBuilder, BreakerEvent, CallPermit, Unreachable,
-    spi::{Action, BreakerBackend, Cause, Phase, Policy, Tally, Trial, WindowKind},
+    spi::{
+        Action, BreakerBackend, Cause, Phase, Policy, Tally, Trial, WindowKind,
+        breaker::MAX_TALLY_CALLS,
+    },
 };
 
 pub mod manual;

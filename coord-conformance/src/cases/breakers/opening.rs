@@ -23,6 +23,35 @@ pub async fn breaker_opens_at_failure_rate(h: &dyn Harness) {
     refused(b.permit().await, "open");
 }
 
+/// A report's tally is at most `MAX_TALLY_CALLS` calls: a larger one is
+/// `InvalidArgument` naming the breaker, on every backend (the Redis
+/// script's exact arithmetic stops at 2^53), and leaves the window as it
+/// was: the reports after it are counted, and trim the window, as usual.
+pub async fn breaker_report_tally_bounded(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let backend = ctx.backend().await;
+    let b = breakers(&backend);
+    let (p, name, a) = (policy(100, 1), key(B), instance("a"));
+    let g = b.state(&name, &p, 0).await.unwrap().generation;
+    let over = MAX_TALLY_CALLS + 1;
+    for bad in [Tally::new(over, 0, 0), Tally::new(u64::MAX, 1 << 62, 0)] {
+        match b.report(&name, &p, g, &a, bad, 0).await {
+            Err(Error::InvalidArgument { message }) => {
+                assert!(message.contains(B), "{bad:?}: names the breaker: {message}");
+            }
+            other => panic!("{bad:?}: expected InvalidArgument, got {other:?}"),
+        }
+    }
+    let r = b.report(&name, &p, g, &a, Tally::new(MAX_TALLY_CALLS, 0, 0), 0).await.unwrap();
+    assert!(r.counted, "the most calls a tally holds");
+    for t in [Tally::new(3, 0, 0), Tally::new(3, 1, 0)] {
+        let r = b.report(&name, &p, g, &a, t, 0).await.unwrap();
+        assert!(r.counted, "{t:?}");
+    }
+    let s = b.state(&name, &p, 0).await.unwrap();
+    assert_eq!((s.phase, s.window), (Phase::Closed, Tally::new(4, 1, 0)), "{s:?}");
+}
+
 /// Below the minimum of calls nothing opens, even every call failed.
 pub async fn breaker_minimum_calls_before_deciding(h: &dyn Harness) {
     let ctx = Ctx::new(h);
