@@ -152,7 +152,10 @@ impl Breaker {
     /// disabled breaker admits from the cached state without I/O; an open
     /// one refuses until its open time passes; then (half-open) the backend
     /// is asked for a trial, bounded by the backend timeout. Before its
-    /// first use, the breaker reads the backend once.
+    /// first use, the breaker reads the backend once. On a backend without
+    /// the breaker family, `NotSupported`, and on a closed client,
+    /// `Closed`, before any I/O: neither is an unreachable backend, which
+    /// the [`Unreachable`] policy stands in for.
     ///
     /// # Cancel safety
     ///
@@ -160,6 +163,8 @@ impl Breaker {
     /// its TTL.
     pub async fn permit(&self) -> Result<CallPermit> {
         let inner = &self.inner;
+        // A missing family or a closed client (a load and a branch).
+        inner.client.breakers()?;
         inner.start();
         for _ in 0..2 {
             if !inner.cache.reachable.load(Relaxed) {

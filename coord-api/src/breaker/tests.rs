@@ -268,3 +268,49 @@ async fn a_backend_without_peek_answers_not_supported_and_makes_nothing() {
     assert!(fake.record.lock().unwrap().is_none(), "a breaker was born");
     assert_eq!(b.phase(), None);
 }
+
+/// A backend without the breaker family.
+#[derive(Debug, Default)]
+struct NoBreakers {
+    ns: Namespace,
+}
+
+impl fmt::Display for NoBreakers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no breakers")
+    }
+}
+
+impl Backend for NoBreakers {
+    fn namespace(&self) -> &Namespace {
+        &self.ns
+    }
+}
+
+/// A breaker on a backend that lacks the family is `NotSupported`, and on
+/// a closed client `Closed`, and runs no call: neither is an unreachable
+/// backend for the local fallback to stand in for. (Both admitted every
+/// call through a local breaker.)
+#[tokio::test]
+async fn a_breaker_without_its_family_or_client_refuses_with_the_error() {
+    let client = Client::new(Arc::new(NoBreakers::default()));
+    let b = client.breaker("b").build().unwrap();
+    let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let call = |ran: Arc<std::sync::atomic::AtomicBool>| async move {
+        ran.store(true, SeqCst);
+        Ok::<_, ()>(())
+    };
+    match b.call(call(ran.clone())).await {
+        Err(Error::NotSupported { .. }) => {}
+        other => panic!("expected NotSupported, got {other:?}"),
+    }
+    assert!(matches!(b.permit().await, Err(Error::NotSupported { .. })));
+    let (_, b) = setup();
+    b.permit().await.unwrap().success();
+    b.inner.client.close().await.unwrap();
+    match b.call(call(ran.clone())).await {
+        Err(Error::Closed { .. }) => {}
+        other => panic!("expected Closed, got {other:?}"),
+    }
+    assert!(!ran.load(SeqCst), "no call ran");
+}
