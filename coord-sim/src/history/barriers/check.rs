@@ -423,6 +423,19 @@ fn last_running(w: &BarrierWait, t: Instant, downtime: &[Downtime]) -> Option<In
     }
 }
 
+/// Whether `w` may have arrived in generation `g`. A double barrier's
+/// `enter` names no generation: the workload records the one it read just
+/// before and learns the real one from the reply. Without a reply saying
+/// which (killed, timed out, failed, or still open) it may have entered
+/// that one or any later generation.
+fn in_generation(w: &BarrierWait, g: u64) -> bool {
+    let told = matches!(
+        w.outcome,
+        Some(WaitOutcome::Tripped { .. } | WaitOutcome::Broken { .. } | WaitOutcome::Stale { .. })
+    );
+    w.generation == g || (w.kind == BarrierKind::Double && !told && w.generation < g)
+}
+
 /// (b): nobody counted in a trip past its TTL after it stopped waiting.
 fn check_dead(
     log: &[BarrierEvent],
@@ -469,7 +482,7 @@ fn check_dead(
                     && !w.leave
                     && w.kind == kind
                     && w.barrier == *barrier
-                    && w.generation == g
+                    && in_generation(w, g)
             });
             let last = mine.filter_map(|w| last_running(w, at, downtime)).max();
             let ok = last.is_some_and(|l| at <= l + limit);

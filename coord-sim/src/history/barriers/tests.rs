@@ -373,3 +373,43 @@ fn double_barrier_ends_and_leaves_are_judged() {
         "{v:?}"
     );
 }
+
+/// A double barrier member killed during its `enter` has only the
+/// generation it read before entering: it may be counted in a later one
+/// (the reply that would have named it never came), within its TTL. A
+/// member told its generation is judged by it.
+#[test]
+fn a_double_entry_without_its_reply_may_be_counted_in_a_later_generation() {
+    let entered = BarrierEvent::Entered {
+        barrier: "b".into(),
+        generation: 10,
+        by: "b".into(),
+        arrivals: vec!["a".into(), "b".into()],
+        at: t(500),
+    };
+    let dw = |p: &str, g, start, end, outcome| BarrierWait {
+        kind: BarrierKind::Double,
+        ..wait(p, g, start, Some(end), outcome)
+    };
+    let a = dw("a", 10, 0, 510, trip_outcome(10, &["a", "b"]));
+    let killed = [a.clone(), dw("b", 7, 300, 400, WaitOutcome::Killed)];
+    let down = [Downtime {
+        process: "b".into(),
+        from: t(400),
+        to: None,
+        killed: true,
+    }];
+    let arrived = |p: &str, at| BarrierEvent::Arrived {
+        kind: BarrierKind::Double,
+        barrier: "b".into(),
+        participant: p.into(),
+        generation: 10,
+        at: t(at),
+    };
+    let log = [arrived("a", 0), arrived("b", 350), entered];
+    assert_eq!(checkers(&log, &killed, &down), Vec::<&str>::new());
+    // Told it entered generation 7, it was not waiting in 10.
+    let told = [a, dw("b", 7, 300, 400, trip_outcome(7, &["b", "c"]))];
+    let v = checkers(&log, &told, &[]);
+    assert!(v.contains(&"barrier-dead"), "{v:?}");
+}
