@@ -239,15 +239,15 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Queue<T> {
     /// ([`check_push`]).
     pub async fn push_many_with(&self, items: Vec<(&T, PushOptions)>) -> Result<Vec<PushOutcome>> {
         let key = self.key()?;
-        // Closed (or without queues) even with nothing to push.
-        let queues = self.client.queues()?;
-        if items.is_empty() {
-            return Ok(Vec::new());
-        }
         let batch = (items.into_iter())
             .map(|(item, opts)| self.encode(key, item, opts))
             .collect::<Result<Vec<_>>>()?;
         check_push(key, &batch)?;
+        // Closed (or without queues) even with nothing to push.
+        let queues = self.client.queues()?;
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
         let n = batch.len() as u64;
         let push = queues.push(key, batch);
         let pushed = trace::call(

@@ -238,12 +238,12 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Topic<E> {
         let batch = (events.into_iter())
             .map(|e| self.encode(key, e))
             .collect::<Result<Vec<_>>>()?;
+        check_publish(key, &batch, &self.retention)?;
         // Closed (or without topics) even with nothing to publish.
         let topics = self.client.topics()?;
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        check_publish(key, &batch, &self.retention)?;
         let n = batch.len() as u64;
         let publish = topics.publish(key, batch, self.retention);
         let offsets = trace::call(
