@@ -218,7 +218,12 @@ impl TopicBackend for MemoryBackend {
 
     async fn seek(&self, topic: &Key, sub: &Key, start: Start) -> Result<Option<u64>> {
         self.known_start(start)?;
-        Ok(self.on_stream(topic, |s, step| s.seek(sub, start, step.now)))
+        let moved = self.on_stream(topic, |s, step| s.seek(sub, start, step.now));
+        if moved.is_some() {
+            // Rule 7: a subscriber waiting reads again from the new place.
+            self.wake(topic);
+        }
+        Ok(moved)
     }
 
     async fn read(

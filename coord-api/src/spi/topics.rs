@@ -81,11 +81,11 @@
 //!    another read), the attempt it counted taken back (never worked on,
 //!    it uses no attempt). The cursor does not move back. An id of 0 gives
 //!    nothing back (decision 0044).
-//! 7. **Wake-ups.** A publish, a nack, a leave that left anything behind
-//!    and a give-back that gave anything back wake the topic's watchers (a
-//!    subscriber waiting since before knows nothing of them: it looks
-//!    again, and rule 4's `next_in` says when a nacked event is due); a
-//!    sweep does not (`next_in` said when).
+//! 7. **Wake-ups.** A publish, a nack, a seek, a leave that left anything
+//!    behind and a give-back that gave anything back wake the topic's
+//!    watchers (a subscriber waiting since before knows nothing of them:
+//!    it looks again, and rule 4's `next_in` says when a nacked event is
+//!    due); a sweep does not (`next_in` said when).
 //! 8. **unsubscribe** deletes the subscription, its deliveries and its dead
 //!    events. The stream is kept (by retention) whether or not anyone
 //!    subscribes.

@@ -332,6 +332,8 @@ if op == 'seek' then
   local id, c = place(ARGV[3], ARGV[4])
   redis.call('XGROUP', 'SETID', stream, sub, id)
   redis.call('HSET', subs, sub, fmt(c))
+  -- Rule 7: a subscriber waiting reads again from the new place.
+  wake()
   return c + 1
 end
 

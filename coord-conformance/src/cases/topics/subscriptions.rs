@@ -148,6 +148,27 @@ pub async fn topic_waiting_subscriber_woken_by_publish(h: &dyn Harness) {
     within(d.ack(), "ack").await;
 }
 
+/// A subscriber waiting with nothing to read is woken by another handle's
+/// seek back of its subscription, well before its 10 s retry delay: the
+/// replayed event comes at once (it waited for the delay).
+pub async fn topic_waiting_subscriber_woken_by_a_seek(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let mut sub = numbers(&a).subscriber("s").start(Start::Earliest);
+    sub.subscribe().await.unwrap();
+    numbers(&a).publish(&7).await.unwrap();
+    let d = event(&mut sub, "the first delivery").await;
+    within(d.ack(), "ack").await;
+    let seeker = async {
+        sleep(ms(150)).await;
+        let mut other = numbers(&b).subscriber("s");
+        within(other.seek(Start::Earliest), "seek").await;
+    };
+    let (d, ()) = tokio::join!(event(&mut sub, "woken by the seek"), seeker);
+    assert_eq!(*d.event(), 7);
+    within(d.ack(), "ack").await;
+}
+
 /// Extreme options (`wait_timeout` and `retry_delay` of `Duration::MAX`,
 /// "wait for ever", notifications only) never panic: a waiting subscriber
 /// gets the event published meanwhile.
