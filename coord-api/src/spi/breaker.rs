@@ -45,9 +45,10 @@
 //!    `now + ttl` and a fencing token. Otherwise refused, with the state.
 //!    Never more than `trials` live trials at once, nor more than `trials`
 //!    counted, per generation. **renew_trial** (`generation`, `holder`,
-//!    `ttl`) is the same step, refused (changing nothing) unless
-//!    `generation` is the current one: a trial's renewal never takes a slot
-//!    of a later half-open generation.
+//!    `ttl`) moves the deadline of the live trial `holder` has in
+//!    `generation`, the current one; otherwise it is refused, changing
+//!    nothing: a renewal never takes a slot (not of a later half-open
+//!    generation, nor the one its own trial's end freed, nor a lapsed one).
 //! 6. **trial_done** (`generation`, `holder`, a tally of one call): counted
 //!    only when `holder` holds a live trial of the current generation; the
 //!    trial is released. Once `trials` trials are counted, the breaker
@@ -597,13 +598,13 @@ pub trait BreakerBackend: Send + Sync {
     ) -> Result<Trial>;
 
     /// Renews `holder`'s trial of `generation` for `ttl` (rule 5): as
-    /// [`trial`](Self::trial) while `generation` is the current one, and
-    /// otherwise refused, changing nothing. The client renews a trial's
-    /// slot with it while the trial's permit lives: a permit whose
-    /// half-open generation ended (by a reset, or by the other trials once
-    /// its own lapsed) must not take a slot of a later half-open
-    /// generation, where its outcome, tagged with its own generation,
-    /// would never count and the slot would stay taken until its TTL.
+    /// [`trial`](Self::trial) while `generation` is the current one and
+    /// `holder` holds a live trial in it, and otherwise refused, changing
+    /// nothing. The client renews a trial's slot with it while the trial's
+    /// permit lives: a renewal must take no slot (of a later half-open
+    /// generation, where its outcome would never count; or the one its
+    /// trial's end just freed, when the renewal was answered after it),
+    /// or the slot would stay taken until its TTL.
     ///
     /// Added after the family: the default is [`trial`](Self::trial),
     /// without the generation check, so that a backend written before it

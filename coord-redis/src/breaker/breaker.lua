@@ -11,8 +11,9 @@
 --   peek        (state of a breaker that has a record; nil, nothing made,
 --               when it has none; its lifetime is not extended: rule 11)
 --   report      generation, instance, calls, failures, slow
---   trial       holder, ttl µs, generation ('' for any: a renewal names
---               its own, and is refused in another)
+--   trial       holder, ttl µs, generation ('' for a new trial: a renewal
+--               names its own, and only extends the live trial it has
+--               there)
 --   trial_done  generation, holder, calls, failures, slow
 --   manual      action (f force open | d disable | r reset), by, why
 --
@@ -217,11 +218,14 @@ elseif op == 'report' then
     flag = 1
   end
 elseif op == 'trial' then
-  -- Rule 5 (a renewal: in its generation only).
-  if phase == 'h' and (ARGV[6] == '' or tonumber(ARGV[6]) == gen) then
-    local holder, now = ARGV[4], now_us()
+  -- Rule 5. A renewal (naming its generation) only extends the live trial
+  -- its holder has in that generation: it never takes a slot.
+  local holder, renewal = ARGV[4], ARGV[6] ~= ''
+  if phase == 'h' and (not renewal or tonumber(ARGV[6]) == gen) then
+    local now = now_us()
     local taken = redis.call('ZCARD', trials) + dc
-    if redis.call('ZSCORE', trials, holder) or taken < ntrials then
+    local own = redis.call('ZSCORE', trials, holder)
+    if own or (not renewal and taken < ntrials) then
       redis.call('ZADD', trials, now + math.max(tonumber(ARGV[5]), 1), holder)
       redis.call('PEXPIRE', trials, KEEP_MS)
       token = math.max(math.max(token, gen) + 1, now)

@@ -135,9 +135,13 @@ impl Record {
     }
 
     /// Rule 5's renewal of a shared trial: [`trial`](Self::trial) only
-    /// while `generation` is the current one, so that a permit of a
-    /// half-open generation that ended takes no slot of a later one (where
-    /// its outcome, tagged with its own generation, would never count).
+    /// while `generation` is the current one and `holder` still holds a
+    /// live trial in it. A renewal never takes a slot: not one of a later
+    /// half-open generation (where its outcome, tagged with its own
+    /// generation, would never count), nor the one its own trial's end
+    /// freed (a renewal sent before that end and answered after it), nor a
+    /// lapsed one ([`renew_trial`](Self::renew_trial)'s rule, the local
+    /// breaker's).
     pub fn trial_in(
         &mut self,
         generation: u64,
@@ -145,7 +149,7 @@ impl Record {
         ttl_us: u64,
         now_us: u64,
     ) -> Option<FencingToken> {
-        if generation != self.generation {
+        if generation != self.generation || !self.trials.contains_key(holder) {
             return None;
         }
         self.trial(holder, ttl_us, now_us)

@@ -191,6 +191,34 @@ pub async fn breaker_trial_renewal_takes_no_slot_of_a_later_generation(h: &dyn H
     phase_within(&b, Phase::Closed, "after the new generation's trial").await;
 }
 
+/// A renewal answered after its trial's end (sent before it) takes no
+/// slot: the trial counted, its holder holds none, so the renewal is
+/// refused and the generation's other slot stays free for another trial.
+pub async fn breaker_trial_renewal_after_its_end_takes_no_slot(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let backend = ctx.backend().await;
+    let b = breakers(&backend);
+    let p = policy(100, 2);
+    open_spi(b, &p).await;
+    sleep(ms(150)).await;
+    let (t, name) = (holder("t"), key(B));
+    let Trial::Granted { state, .. } = b.trial(&name, &p, &t, ms(5000), 0).await.unwrap() else {
+        panic!("a trial");
+    };
+    let g = state.generation;
+    let renewed = b.renew_trial(&name, &p, g, &t, ms(5000), 0).await.unwrap();
+    assert!(matches!(renewed, Trial::Granted { .. }), "its live trial: {renewed:?}");
+    let r = b.trial_done(&name, &p, g, &t, Tally::one(false, false), 0).await.unwrap();
+    assert!(r.counted);
+    let late = b.renew_trial(&name, &p, g, &t, ms(5000), 0).await.unwrap();
+    let Trial::Refused(s) = late else {
+        panic!("a renewal after the end took a slot: {late:?}");
+    };
+    assert_eq!((s.generation, s.trials_live, s.trials_done.calls), (g, 0, 1), "{s:?}");
+    let other = b.trial(&name, &p, &holder("u"), ms(5000), 0).await.unwrap();
+    assert!(matches!(other, Trial::Granted { .. }), "the free slot: {other:?}");
+}
+
 /// A trial's end carries one call's outcome: a tally of none or of several
 /// is `InvalidArgument` naming the breaker, and changes nothing (the trial
 /// keeps its slot, nothing is counted); one call's is then counted.

@@ -45,6 +45,21 @@ impl coord_api::spi::Dispatch for Rival {
     }
 }
 
+/// A client "b" whose every state write a [`Rival`] write beats, and the
+/// rival (which counts its writes).
+async fn rival_client(ctx: &Ctx<'_>) -> (Arc<coord_api::spi::Dispatched<Rival>>, Client) {
+    let rival = Rival {
+        inner: ctx.backend().await,
+        writes: AtomicUsize::new(0),
+    };
+    let rival = Arc::new(coord_api::spi::Dispatched::new(rival));
+    let b = Client::builder(rival.clone())
+        .instance_id("b")
+        .unwrap()
+        .build();
+    (rival, b)
+}
+
 /// A typed value with text, numbers, a list and an option.
 type Config = (String, u32, Vec<bool>, Option<i64>);
 
@@ -155,10 +170,7 @@ pub async fn state_update_gives_up_with_conflict(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let a = ctx.client("a").await;
     number(&a).put(&0).await.unwrap();
-    let inner = ctx.backend().await;
-    let rival = Rival { inner: inner.clone(), writes: AtomicUsize::new(0) };
-    let rival = Arc::new(coord_api::spi::Dispatched::new(rival));
-    let b = Client::builder(rival.clone()).instance_id("b").unwrap().build();
+    let (rival, b) = rival_client(&ctx).await;
     let calls = AtomicUsize::new(0);
     let res = number(&b)
         .max_attempts(3)
@@ -184,10 +196,7 @@ pub async fn state_update_extreme_backoff_does_not_panic(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let a = ctx.client("a").await;
     number(&a).put(&0).await.unwrap();
-    let inner = ctx.backend().await;
-    let rival = Rival { inner: inner.clone(), writes: AtomicUsize::new(0) };
-    let rival = Arc::new(coord_api::spi::Dispatched::new(rival));
-    let b = Client::builder(rival.clone()).instance_id("b").unwrap().build();
+    let (rival, b) = rival_client(&ctx).await;
     let forever = coord_api::Backoff { initial: Duration::MAX, max: Duration::MAX };
     let update = number(&b).max_attempts(2).backoff(forever);
     let tasks: Vec<_> = (0..16)
