@@ -18,8 +18,8 @@ use coord_api::{
     Error, FencingToken, Instant, Key, Namespace, Result,
     spi::{
         ArrivalInfo, Arrive, BarrierBackend, BarrierKind, BarrierState, Break, BreakReason, Broken,
-        CountDown, ENDED_KEPT, Ended, EndedGeneration, LatchSet, LatchState, Leave,
-        MAX_LATCH_COUNT, MAX_PARTIES, Trip, Watch,
+        CountDown, ENDED_KEPT, Ended, EndedGeneration, LATCH_SETS_KEPT, LatchSet, LatchState,
+        Leave, MAX_LATCH_COUNT, MAX_PARTIES, Trip, Watch,
     },
 };
 
@@ -70,6 +70,10 @@ struct Latch {
     deadline: Instant,
     /// The id of the call that set the generation (0: none).
     set_id: u64,
+    /// The ids of the calls that set the generations before it in this
+    /// record's life, with their generations, oldest first (at most
+    /// `LATCH_SETS_KEPT - 1`).
+    past_sets: VecDeque<(u64, u64)>,
 }
 
 /// One operation on a barrier's record: the record's name for the journal,
@@ -372,6 +376,31 @@ impl Latch {
         )
     }
 
+    /// The generation the call `set_id` set, if it is one of the last
+    /// `LATCH_SETS_KEPT` settings (0 names no call).
+    fn set_by(&self, set_id: u64) -> Option<u64> {
+        if set_id == 0 {
+            return None;
+        }
+        let now = std::iter::once((self.set_id, self.generation));
+        let mut sets = self.past_sets.iter().copied().chain(now);
+        sets.find(|&(id, _)| id == set_id).map(|(_, g)| g)
+    }
+
+    /// The settings a generation set after this one keeps: this one's
+    /// (when it named its call) after those kept before it, the oldest
+    /// dropped past `LATCH_SETS_KEPT - 1`.
+    fn sets_before_next(&self) -> VecDeque<(u64, u64)> {
+        let mut past = self.past_sets.clone();
+        if self.set_id != 0 {
+            past.push_back((self.set_id, self.generation));
+        }
+        while past.len() >= LATCH_SETS_KEPT {
+            past.pop_front();
+        }
+        past
+    }
+
     /// Gone for a day: a latch set again starts at the wall clock, a day
     /// past anything this one drew.
     fn stale(&self, now: Instant) -> bool {
@@ -579,10 +608,8 @@ impl BarrierBackend for MemoryBackend {
             let live = slot.filter(|l| l.live(now));
             // A retry of the call that set this generation: answered as
             // that call was, changing nothing (also at zero).
-            if let Some(l) = live.filter(|l| set_id != 0 && l.set_id == set_id) {
-                return Ok(LatchSet::Set {
-                    generation: l.generation,
-                });
+            if let Some(generation) = live.and_then(|l| l.set_by(set_id)) {
+                return Ok(LatchSet::Set { generation });
             }
             if let Some(l) = live.filter(|l| l.remaining > 0) {
                 return Ok(LatchSet::Busy(l.state(now)));
@@ -591,9 +618,10 @@ impl BarrierBackend for MemoryBackend {
             // one begins, above the old one's generations.
             let last = slot.map_or(0, |l| l.generation);
             let g = FencingToken::next_after_micros(last, wall_us).get();
-            let first_generation = slot
-                .filter(|l| l.live(now))
-                .map_or(g, |l| l.first_generation);
+            let (first_generation, past_sets) = match live {
+                Some(l) => (l.first_generation, l.sets_before_next()),
+                None => (g, VecDeque::new()),
+            };
             let latch = Latch {
                 generation: g,
                 first_generation,
@@ -602,6 +630,7 @@ impl BarrierBackend for MemoryBackend {
                 counted: HashSet::new(),
                 deadline: now + ttl,
                 set_id,
+                past_sets,
             };
             b.latches.insert((self.ns.clone(), name.clone()), latch);
             if let Some(j) = self.store.journal() {

@@ -534,3 +534,27 @@ async fn a_barrier_wait_that_moves_on_is_counted_once() {
     let waited = samples(&seen, "coord_barrier_wait_seconds", &[("kind", "barrier")]);
     assert_eq!(waited.len(), 2, "one sample per wait");
 }
+
+/// Every wait of the barrier family is counted with its outcome, also one
+/// refused before any I/O: a latch's, a cyclic barrier's and a double
+/// barrier's on an invalid name are each one `error` wait.
+#[tokio::test(start_paused = true)]
+async fn a_wait_refused_for_bad_input_is_counted() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let (a, _) = clients(false);
+    let bad = "a\nb";
+    assert!(a.latch(bad).wait().await.is_err());
+    assert!(a.barrier(bad, 2).wait().await.is_err());
+    assert!(a.double_barrier(bad, 2).enter().await.is_err());
+    let seen = snapshot(&snapshotter);
+    for kind in ["latch", "barrier", "double_barrier"] {
+        let error = [("kind", kind), ("outcome", "error")];
+        assert_eq!(
+            count(&seen, "coord_barrier_waits_total", &error),
+            1,
+            "{kind}"
+        );
+    }
+}

@@ -6,7 +6,7 @@ use std::{
 };
 
 use crate::{
-    Client, Error, Key, LeaseOptions, MAX_TTL, Result, Watch,
+    Client, Error, Instant, Key, LeaseOptions, MAX_TTL, Result, Watch,
     barriers::{
         Participant,
         arrival::{before, sleep_or_woken},
@@ -171,7 +171,11 @@ impl Latch {
     /// `try_set_count` of the same count on this handle or a clone of it.
     /// If the first was applied, the retry changes nothing and answers
     /// `true`, as the first would have, even once the latch was counted
-    /// down to zero meanwhile (it is not set again). Calls in flight at
+    /// down to zero meanwhile (it is not set again) or set again by others
+    /// (the backend knows the latch's last
+    /// [`LATCH_SETS_KEPT`](crate::spi::LATCH_SETS_KEPT) settings by their
+    /// calls; a retry after more, or after the latch expired, is a new
+    /// setting). Calls in flight at
     /// once are apart (one `true` at most), unless one was left unanswered
     /// before them: then they are all its retries.
     pub async fn try_set_count(&self, count: u32) -> Result<bool> {
@@ -251,16 +255,29 @@ impl Latch {
     /// # Cancel safety
     /// Cancel safe.
     pub async fn wait(&self) -> Result<LatchWait> {
+        let clock = self.handle.client.clock();
+        let start = clock.now();
+        let res = self.wait_from(start).await;
+        let outcome = match &res {
+            Ok(LatchWait::Opened { .. }) => "opened",
+            Ok(LatchWait::Expired { .. }) => "expired",
+            Err(_) => metrics::outcome(&res, ""),
+        };
+        metrics::wait_ended(KIND, outcome, clock.now() - start);
+        res
+    }
+
+    /// [`Latch::wait`], its deadline `wait_timeout` from `start`, uncounted.
+    async fn wait_from(&self, start: Instant) -> Result<LatchWait> {
         let (name, opts) = self.handle.checked()?;
         let client = &self.handle.client;
         let clock = client.clock().clone();
-        let start = clock.now();
         let deadline = opts.wait_timeout.and_then(|w| start.checked_add(w));
         let barriers = client.barriers()?;
         let mut watch: Option<Box<dyn Watch>> = None;
         let mut generation = None;
         let mut backoff = Duration::from_millis(20);
-        let res = loop {
+        loop {
             // Subscribed before each read while it has no watch: a change
             // between the read and the wait is not missed. While the
             // backend cannot be reached it tries again until the deadline,
@@ -270,7 +287,7 @@ impl Latch {
                 match before(&clock, deadline, barriers.latch_watch(name)).await {
                     Some(Ok(w)) => watch = Some(w),
                     Some(Err(e)) if e.is_retryable() => unreachable = true,
-                    Some(Err(e)) => break Err(e),
+                    Some(Err(e)) => return Err(e),
                     None => {}
                 }
             }
@@ -280,13 +297,13 @@ impl Latch {
                     unreachable = true;
                     None
                 }
-                Some(Err(e)) => break Err(e),
+                Some(Err(e)) => return Err(e),
                 None => None,
             };
             let Some(st) = st else {
                 let now = clock.now();
                 if deadline.is_some_and(|d| now >= d) {
-                    break Err(self.timed_out(name, now - start));
+                    return Err(self.timed_out(name, now - start));
                 }
                 let mut wake = later(now, backoff.min(jittered(opts)));
                 backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -298,18 +315,18 @@ impl Latch {
             };
             backoff = Duration::from_millis(20);
             let g = match (st.as_ref(), generation) {
-                (None, None) => break Err(self.not_found(name)),
+                (None, None) => return Err(self.not_found(name)),
                 (Some(st), None) => *generation.insert(st.generation),
                 (_, Some(g)) => g,
             };
             match st {
-                None => break Ok(LatchWait::Expired { generation: g }),
+                None => return Ok(LatchWait::Expired { generation: g }),
                 Some(st) if st.generation == g && st.remaining == 0 => {
-                    break Ok(LatchWait::Opened { generation: g });
+                    return Ok(LatchWait::Opened { generation: g });
                 }
                 // Set again: only at zero within one record's life.
                 Some(st) if st.generation != g => {
-                    break Ok(if g >= st.first_generation {
+                    return Ok(if g >= st.first_generation {
                         LatchWait::Opened { generation: g }
                     } else {
                         LatchWait::Expired { generation: g }
@@ -319,7 +336,7 @@ impl Latch {
             }
             let now = clock.now();
             if deadline.is_some_and(|d| now >= d) {
-                break Err(self.timed_out(name, now - start));
+                return Err(self.timed_out(name, now - start));
             }
             let mut wake = later(now, jittered(opts));
             if unreachable {
@@ -331,14 +348,7 @@ impl Latch {
                 wake = wake.min(d);
             }
             sleep_or_woken(&clock, &mut watch, wake).await;
-        };
-        let outcome = match &res {
-            Ok(LatchWait::Opened { .. }) => "opened",
-            Ok(LatchWait::Expired { .. }) => "expired",
-            Err(_) => metrics::outcome(&res, ""),
-        };
-        metrics::wait_ended(KIND, outcome, clock.now() - start);
-        res
+        }
     }
 
     fn timed_out(&self, name: &Key, waited: Duration) -> Error {

@@ -45,6 +45,11 @@ pub const MAX_PARTIES: u32 = 10_000;
 /// The largest count of a latch.
 pub const MAX_LATCH_COUNT: u32 = 1_000_000;
 
+/// How many of a latch's settings a backend knows by their call's id
+/// (the current one and those before it in the record's life): the retry
+/// of any of them is answered as it was ([`BarrierBackend::latch_set`]).
+pub const LATCH_SETS_KEPT: usize = 16;
+
 /// Which barrier: the key spaces of the two kinds are apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -459,11 +464,13 @@ pub trait BarrierBackend: Send + Sync {
     /// to live `ttl` from now, if the latch is absent or at zero; the
     /// generation keeps `set_id`. `set_id` names the call (the client draws
     /// one per call and sends it again when it retries a call left
-    /// unanswered; 0 names none): when the live latch's current generation
-    /// was set with this same id, nothing changes and the answer is
-    /// [`LatchSet::Set`] with that generation, whatever is left to count
-    /// (the retry of a set whose reply was lost is answered as the first
-    /// was, and never sets the latch again at zero).
+    /// unanswered; 0 names none): when one of the live latch's last
+    /// [`LATCH_SETS_KEPT`] generations (the current one or one before it
+    /// in the record's life) was set with this same id, nothing changes
+    /// and the answer is [`LatchSet::Set`] with that generation, whatever
+    /// is left to count (the retry of a set whose reply was lost is
+    /// answered as the first was, and never sets the latch again, also
+    /// when others set it since).
     async fn latch_set(
         &self,
         name: &Key,

@@ -56,8 +56,8 @@ pub mod topics;
 
 pub use barriers::{
     ArrivalInfo, Arrive, BarrierBackend, BarrierKind, BarrierState, Break, BreakReason, Broken,
-    CountDown, ENDED_KEPT, Ended, EndedGeneration, LatchSet, LatchState, Leave, MAX_LATCH_COUNT,
-    MAX_PARTIES, Trip,
+    CountDown, ENDED_KEPT, Ended, EndedGeneration, LATCH_SETS_KEPT, LatchSet, LatchState, Leave,
+    MAX_LATCH_COUNT, MAX_PARTIES, Trip,
 };
 pub use breaker::{
     Action, BreakerBackend, BreakerState, Cause, Manual, Phase, Policy, Reported, Tally,

@@ -462,3 +462,27 @@ async fn a_latch_watch_wakes_at_zero() {
     w.changed().await.unwrap();
     assert_eq!(Instant::now(), t0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_latch_keeps_the_ids_of_its_last_settings() {
+    let (b, _) = backend();
+    let l = k("l");
+    for id in 1..=40u64 {
+        let set = b.latch_set(&l, 1, TTL, id).await.unwrap();
+        assert!(matches!(set, LatchSet::Set { .. }), "{id}: {set:?}");
+        b.latch_count_down(&l, &k("x"), None).await.unwrap();
+    }
+    let past: Vec<u64> = {
+        let barriers = b.store.barriers();
+        let latch = &barriers.latches[&(b.ns.clone(), l.clone())];
+        latch.past_sets.iter().map(|&(id, _)| id).collect()
+    };
+    let kept = 40 - LATCH_SETS_KEPT as u64 + 1..40;
+    assert_eq!(past, kept.collect::<Vec<_>>());
+    let first_kept = b.latch_set(&l, 1, TTL, past[0]).await.unwrap();
+    let forgotten = b.latch_set(&l, 1, TTL, past[0] - 1).await.unwrap();
+    assert!(matches!(first_kept, LatchSet::Set { .. }), "{first_kept:?}");
+    assert!(matches!(forgotten, LatchSet::Set { .. }), "{forgotten:?}");
+    let st = b.latch_state(&l).await.unwrap().unwrap();
+    assert_eq!(st.remaining, 1, "the forgotten id set it again");
+}

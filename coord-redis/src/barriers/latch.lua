@@ -1,6 +1,8 @@
 -- Countdown latches (after the prelude).
 -- KEYS: 1 record hash (gen, first, initial, remaining, id: the id of the
--- call that set the generation), PEXPIRE = the
+-- call that set the generation, past: the ids and generations of the
+-- settings before it in the record's life, 'id:gen' separated by spaces,
+-- oldest first, SETS_KEPT - 1 at most), PEXPIRE = the
 -- latch's life; 2 the participants counted in the generation (set), expiring
 -- with the record; 3 generation counter (next_token), kept KEEP_MS past the
 -- latch's expiry, so a latch set again after expiring gets a greater
@@ -13,6 +15,8 @@
 -- passed as.
 local rec, counted, counter = KEYS[1], KEYS[2], KEYS[3]
 local channel = ARGV[2]
+-- The settings known by their call's id (LATCH_SETS_KEPT in the SPI).
+local SETS_KEPT = 16
 
 -- The record: {generation, first generation, initial, remaining, ms left}.
 local function row()
@@ -22,17 +26,30 @@ end
 
 if op == 'set' then
   local count, ttl, id = ARGV[3], tonumber(ARGV[4]), ARGV[5]
-  local v = redis.call('HMGET', rec, 'remaining', 'gen', 'id')
-  local remaining = v[1] or nil
-  -- A retry of the call that set this generation: answered as that call
-  -- was, changing nothing (also at zero).
-  if remaining and id ~= '0' and v[3] == id then return {'set', tonumber(v[2])} end
+  local v = redis.call('HMGET', rec, 'remaining', 'gen', 'id', 'past')
+  local remaining, past = v[1] or nil, v[4] or ''
+  -- A retry of the call that set this generation or one of the kept
+  -- before it: answered as that call was, changing nothing (also at zero).
+  if remaining and id ~= '0' then
+    if v[3] == id then return {'set', tonumber(v[2])} end
+    for pid, pgen in string.gmatch(past, '(%d+):(%d+)') do
+      if pid == id then return {'set', tonumber(pgen)} end
+    end
+  end
   if remaining and tonumber(remaining) > 0 then return {'busy', row()} end
   -- Above the record's generation too (as barriers and memory do): the
   -- counter may have been lost while the record lives.
   local gen = fmt(next_token(counter, ttl + KEEP_MS, tonumber(v[2] or '0')))
   if remaining then
-    redis.call('HSET', rec, 'gen', gen, 'initial', count, 'remaining', count, 'id', id)
+    -- The setting before keeps its id (the oldest past SETS_KEPT - 1 forgotten).
+    if v[3] and v[3] ~= '0' then
+      past = past == '' and v[3] .. ':' .. v[2] or past .. ' ' .. v[3] .. ':' .. v[2]
+      local _, spaces = string.gsub(past, ' ', '')
+      for _ = SETS_KEPT, spaces + 1 do
+        past = string.sub(past, string.find(past, ' ', 1, true) + 1)
+      end
+    end
+    redis.call('HSET', rec, 'gen', gen, 'initial', count, 'remaining', count, 'id', id, 'past', past)
     redis.call('DEL', counted)
   else
     redis.call('HSET', rec, 'gen', gen, 'first', gen, 'initial', count, 'remaining', count, 'id', id)

@@ -33,7 +33,7 @@
 //! coord:{<ns>:<barrier|double_barrier>:<name>}:x   expired in this generation zset: participant -> seq
 //! coord:{<ns>:<barrier|double_barrier>:<name>}:t   generation counter (next_token)
 //! coord:{<ns>:<barrier|double_barrier>:<name>}:c   channel: ended / entered
-//! coord:{<ns>:latch:<name>}:s                      record hash: gen, first, initial, remaining, id (of the setting call); PEXPIRE = its life
+//! coord:{<ns>:latch:<name>}:s                      record hash: gen, first, initial, remaining, id (of the setting call), past (earlier settings' ids); PEXPIRE = its life
 //! coord:{<ns>:latch:<name>}:p                      participants counted in the generation (set)
 //! coord:{<ns>:latch:<name>}:t                      generation counter (next_token)
 //! coord:{<ns>:latch:<name>}:c                      channel: set / open

@@ -25,7 +25,7 @@ use coord_api::{
     Key,
     spi::{
         Arrive, Backend, BarrierBackend, BarrierKind, Break, BreakReason, Broken, CountDown, Ended,
-        EndedGeneration, LatchSet, LatchState, Leave, Trip,
+        EndedGeneration, LATCH_SETS_KEPT, LatchSet, LatchState, Leave, Trip,
     },
 };
 use coord_redis::RedisBackend;

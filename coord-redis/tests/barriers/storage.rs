@@ -211,6 +211,22 @@ async fn a_sets_id_lives_with_its_generation() {
         panic!("set at zero")
     };
     assert!(g3 > g2, "id 0 names no call: set again");
+    // The settings before the current one keep their ids in `past`, the
+    // newest LATCH_SETS_KEPT - 1 of them.
+    let past = || {
+        let past = server.command(&["HGET", "coord:{sets:latch:l}:s", "past"]);
+        let past = text(past.unwrap());
+        past.split(' ')
+            .map(|e| e.split(':').next().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    for id in 101..=120u64 {
+        br.latch_count_down(&l, &a, None).await.unwrap();
+        let set = br.latch_set(&l, 1, TTL, id).await.unwrap();
+        assert!(matches!(set, LatchSet::Set { .. }), "{id}: {set:?}");
+    }
+    let kept = (120 - LATCH_SETS_KEPT as u64 + 1..120).map(|id| id.to_string());
+    assert_eq!(past(), kept.collect::<Vec<_>>());
 }
 
 /// No key of a barrier or latch lives for ever: a barrier's live at least

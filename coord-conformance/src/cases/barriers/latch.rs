@@ -237,4 +237,32 @@ pub async fn latch_set_retried_after_lost_reply_answers_as_the_first(h: &dyn Har
     let (r1, r2) = tokio::join!(m1.try_set_count(2), m2.try_set_count(2));
     assert_eq!((r1.unwrap() as u8) + (r2.unwrap() as u8), 1, "one set");
 }
+
+/// The retry of a `try_set_count` whose reply was lost is answered as the
+/// first was (`true`, nothing changed) also after others set the latch
+/// again since, as long as the first is one of the latch's last
+/// `LATCH_SETS_KEPT` settings: neither `false` while a later setting is
+/// counted down, nor set once more at zero.
+pub async fn latch_set_retried_after_others_set_it_answers_as_the_first(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let (s, switch) = ctx.switchable_client("s", default_options()).await;
+    for (name, last_open) in [("open", true), ("busy", false)] {
+        let mine = s.latch(name);
+        with_lost_reply(&switch, "the first set", mine.try_set_count(1)).await;
+        let theirs = a.latch(name);
+        for later in 1..coord_api::spi::LATCH_SETS_KEPT {
+            assert_eq!(a.latch(name).participant("p").count_down().await.unwrap(), 0);
+            assert!(theirs.try_set_count(1).await.unwrap(), "setting {later}");
+        }
+        if last_open {
+            assert_eq!(a.latch(name).participant("p").count_down().await.unwrap(), 0);
+        }
+        let parts = |st: coord_api::spi::LatchState| (st.generation, st.initial, st.remaining);
+        let before = parts(theirs.state().await.unwrap().expect("set"));
+        assert!(mine.try_set_count(1).await.unwrap(), "{name}: its own setting");
+        let after = parts(theirs.state().await.unwrap().expect("set"));
+        assert_eq!(after, before, "{name}: nothing changed");
+    }
+}
 }
