@@ -233,7 +233,8 @@ impl Record {
                 arrived: self.arrivals.len() as u32,
             };
         }
-        let trip = Trip::new(participant.clone(), self.participants());
+        let trip =
+            Trip::new(participant.clone(), self.participants()).with_expired(self.expired.clone());
         if step.kind == BarrierKind::Double {
             Arrive::Entered(self.enter(step, trip))
         } else {

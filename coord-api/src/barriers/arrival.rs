@@ -283,7 +283,8 @@ impl Arrival<'_> {
 
     /// What an ended generation means for this participant: its trip if it
     /// was counted, `Broken` if the generation broke, `StaleGeneration` if
-    /// it tripped without it.
+    /// it tripped without it. A trip that names it expired tells that the
+    /// backend had counted its arrival (`arrived`), though no reply said so.
     pub(crate) fn settle(&self, ended: EndedGeneration) -> Result<(u64, u64, Trip)> {
         let EndedGeneration {
             generation,
@@ -294,7 +295,12 @@ impl Arrival<'_> {
             Ended::Tripped(trip) if trip.arrivals.contains(self.participant) => {
                 Ok((generation, next, trip))
             }
-            Ended::Tripped(_) => Err(stale(self.kind, self.name, generation, next)),
+            Ended::Tripped(trip) => {
+                if trip.expired.contains(self.participant) {
+                    self.arrived.store(true, Ordering::Relaxed);
+                }
+                Err(stale(self.kind, self.name, generation, next))
+            }
             Ended::Broken(b) => Err(broken(self.kind, self.name, generation, next, b)),
         }
     }
@@ -303,8 +309,8 @@ impl Arrival<'_> {
 /// Whether a wait that read the generation and then arrived in it, and
 /// ended with `e`, arrives in the next generation instead: the generation
 /// it read ended before its arrival reached it (`arrived`: the backend
-/// answered that it counted it), tripped without it or broken without
-/// naming it.
+/// answered that it counted it, or its end named it expired), tripped
+/// without it or broken without naming it.
 pub(crate) fn moves_on(e: &Error, arrived: bool, participant: &Key) -> bool {
     let named = |v: &[String]| v.iter().any(|a| a == participant.as_str());
     match e {

@@ -114,13 +114,28 @@ pub struct Trip {
     pub by: Key,
     /// The participants counted, in arrival order (`by` last).
     pub arrivals: Vec<Key>,
+    /// Who had arrived in this generation and then expired, and did not
+    /// arrive again (as [`Broken::expired`]): not counted in the trip. A
+    /// waiter whose arrival's reply was lost learns from it that its
+    /// arrival had reached the generation (it does not move on).
+    pub expired: Vec<Key>,
 }
 
 impl Trip {
     /// A trip completed by `by`, counting `arrivals` (in arrival order,
-    /// `by` last).
+    /// `by` last), nobody expired.
     pub fn new(by: Key, arrivals: Vec<Key>) -> Trip {
-        Trip { by, arrivals }
+        Trip {
+            by,
+            arrivals,
+            expired: Vec::new(),
+        }
+    }
+
+    /// The trip with `expired` those who arrived and expired before it.
+    pub fn with_expired(mut self, expired: Vec<Key>) -> Trip {
+        self.expired = expired;
+        self
     }
 }
 

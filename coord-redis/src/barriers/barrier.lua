@@ -22,7 +22,8 @@
 -- passed as (exact for any u64). Ended generations are stored as
 -- cjson objects {g = generation, n = next, t = trip} or {g, n, b = broken},
 -- with every generation a string (cjson writes numbers with 14 digits),
--- trip = {by, a = arrivals} and broken = {r = reason, by, a = arrived,
+-- trip = {by, a = arrivals, x = expired (none in a trip stored before it
+-- was kept)} and broken = {r = reason, by, a = arrived,
 -- x = expired, m = missing}; participants are strings of any characters.
 -- One is looked up by its field and decoded only when asked for.
 --
@@ -91,11 +92,11 @@ end
 -- arrivals whose deadlines no `kept` covers yet.
 needed_until(now_ms() + (gen and not kept and math.max(latest(arr) or 0, 0) or 0) + KEEP_MS)
 
--- An ended generation: {generation, next, 'tripped', by, arrivals} or
+-- An ended generation: {generation, next, 'tripped', by, arrivals, expired} or
 -- {generation, next, 'broken', reason, by, arrived, expired, missing}.
 local function ended_reply(e)
   if e.t then
-    return {tonumber(e.g), tonumber(e.n), 'tripped', e.t.by, e.t.a}
+    return {tonumber(e.g), tonumber(e.n), 'tripped', e.t.by, e.t.a, e.t.x or {}}
   end
   local b = e.b
   return {tonumber(e.g), tonumber(e.n), 'broken', b.r, b.by, b.a, b.x, tonumber(b.m)}
@@ -220,7 +221,7 @@ local function in_order()
 end
 
 local function trip_reply(t)
-  return {t.by, t.a}
+  return {t.by, t.a, t.x or {}}
 end
 
 -- The reply for generation `g`, which is not the current one.
@@ -290,7 +291,7 @@ elseif op == 'arrive' then
       touched[arr], touched[ord] = true, true
     end
     if n >= parties then
-      trip = {by = p, a = in_order()}
+      trip = {by = p, a = in_order(), x = redis.call('ZRANGE', exp, 0, -1)}
       if double then
         redis.call('HSET', rec, 'entered', cjson.encode(trip))
         redis.call('PUBLISH', channel, 'entered')

@@ -225,22 +225,26 @@ fn keys(v: &Value) -> Option<Vec<Key>> {
     array(v)?.iter().map(key).collect()
 }
 
-/// `{by, arrivals}`.
+/// `{by, arrivals, expired}`.
 fn trip(v: &Value) -> Option<Trip> {
     match array(v)? {
-        [by, arrivals] => Some(Trip::new(key(by)?, keys(arrivals)?)),
+        [by, arrivals, expired] => Some(trip_of(by, arrivals, expired)?),
         _ => None,
     }
 }
 
-/// `{generation, next, 'tripped', by, arrivals}` or `{generation, next,
+fn trip_of(by: &Value, arrivals: &Value, expired: &Value) -> Option<Trip> {
+    Some(Trip::new(key(by)?, keys(arrivals)?).with_expired(keys(expired)?))
+}
+
+/// `{generation, next, 'tripped', by, arrivals, expired}` or `{generation, next,
 /// 'broken', reason, by, arrived, expired, missing}`.
 fn ended(v: &Value) -> Option<EndedGeneration> {
     let [g, next, how, rest @ ..] = array(v)? else {
         return None;
     };
     let ended = match (text(how)?, rest) {
-        ("tripped", [by, arrivals]) => Ended::Tripped(Trip::new(key(by)?, keys(arrivals)?)),
+        ("tripped", [by, arrivals, expired]) => Ended::Tripped(trip_of(by, arrivals, expired)?),
         ("broken", [reason, by, arrived, expired, missing]) => Ended::Broken(Broken::new(
             match text(reason)? {
                 "reset" => BreakReason::Reset,

@@ -168,15 +168,20 @@ fn replies_decode() {
     let s = |t: &str| Value::BulkString(t.as_bytes().to_vec());
     let a = Value::Array;
     let k = |t: &str| Key::new(t).unwrap();
-    let trip = a(vec![s("c"), a(vec![s("a"), s("b"), s("c")])]);
+    let trip = a(vec![
+        s("c"),
+        a(vec![s("a"), s("b"), s("c")]),
+        a(vec![s("x")]),
+    ]);
     let tripped = a(vec![
         Value::Int(5),
         Value::Int(9),
         s("tripped"),
         s("c"),
         a(vec![s("a"), s("b"), s("c")]),
+        a(vec![s("x")]),
     ]);
-    let want_trip = Trip::new(k("c"), vec![k("a"), k("b"), k("c")]);
+    let want_trip = Trip::new(k("c"), vec![k("a"), k("b"), k("c")]).with_expired(vec![k("x")]);
     assert_eq!(
         arrive_reply(&a(vec![s("ended"), tripped.clone()])),
         Some(Arrive::Ended(EndedGeneration::new(

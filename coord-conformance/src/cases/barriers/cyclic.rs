@@ -519,29 +519,42 @@ pub async fn barrier_wait_moves_past_a_generation_ended_without_it(h: &dyn Harne
 /// A `wait()` whose arrival was counted, then expired while its client was
 /// cut off, and whose generation tripped without it meanwhile, does not
 /// move on to the next generation (its arrival had reached this one): it
-/// returns `StaleGeneration` once it can reach the backend again.
+/// returns `StaleGeneration` once it can reach the backend again. Also
+/// when no reply ever told it that it was counted (every arrival applied
+/// after its caller was told `Unavailable`): the trip names it expired.
 pub async fn barrier_wait_counted_then_expired_does_not_move_on(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let obs = ctx.backend().await;
     let opts = default_options().ttl(ms(300)).wait_timeout(Some(ms(10_000)));
-    let (p, switch) = ctx.switchable_client("p", opts).await;
-    let p = p.barrier(B, 2);
-    let tp = tokio::spawn(async move { p.wait().await });
-    let g = arrivals_are(&obs, CYCLIC, B, &["p"], "p arrives").await.generation;
-    switch.off();
-    arrivals_are(&obs, CYCLIC, B, &[], "p's arrival expired").await;
-    let tq = waiter(&ctx, "q", 2).await;
-    let r = ctx.client("r").await.barrier(B, 2);
-    let tr = tripped(timeout(PROMPTLY, r.wait()).await.expect("r trips"), "r");
-    assert_eq!((tr.generation, ids(&tr.arrivals)), (g, names(&["q", "r"])));
-    assert_eq!(tripped(join(tq, PROMPTLY, "q").await, "q"), tr);
-    switch.on();
-    match join(tp, PROMPTLY, "p").await {
-        Err(Error::StaleGeneration { generation, .. }) => assert_eq!(generation, g),
-        other => panic!("p: expected StaleGeneration of {g}, got {other:?}"),
+    for (name, replies_lost) in [("answered", false), ("replies lost", true)] {
+        let (p, switch) = ctx.switchable_client("p", opts.clone()).await;
+        if replies_lost {
+            // Every arrival applied, its caller told `Unavailable`.
+            switch.late_requests("arrive", ms(1));
+        }
+        let p = p.barrier(name, 2);
+        let tp = tokio::spawn(async move { p.wait().await });
+        let g = arrivals_are(&obs, CYCLIC, name, &["p"], "p arrives").await.generation;
+        switch.off();
+        switch.late_requests("arrive", Duration::ZERO);
+        arrivals_are(&obs, CYCLIC, name, &[], "p's arrival expired").await;
+        let tq = tokio::spawn({
+            let q = ctx.client("q").await.barrier(name, 2);
+            async move { q.wait().await }
+        });
+        arrivals_are(&obs, CYCLIC, name, &["q"], "q arrives").await;
+        let r = ctx.client("r").await.barrier(name, 2);
+        let tr = tripped(timeout(PROMPTLY, r.wait()).await.expect("r trips"), "r");
+        assert_eq!((tr.generation, ids(&tr.arrivals)), (g, names(&["q", "r"])));
+        assert_eq!(tripped(join(tq, PROMPTLY, "q").await, "q"), tr);
+        switch.on();
+        match join(tp, PROMPTLY, "p").await {
+            Err(Error::StaleGeneration { generation, .. }) => assert_eq!(generation, g, "{name}"),
+            other => panic!("{name}: expected StaleGeneration of {g}, got {other:?}"),
+        }
+        let st = state_of(&obs, CYCLIC, name).await;
+        assert!(st.arrivals.is_empty(), "{name}: p counted in the next: {st:?}");
     }
-    let st = state_of(&obs, CYCLIC, B).await;
-    assert!(st.arrivals.is_empty(), "p counted in the next: {st:?}");
 }
 
 /// `wait_in(g)` never moves on: when `g` ended before its arrival reached
