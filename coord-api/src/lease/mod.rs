@@ -536,7 +536,7 @@ impl Lease {
 
 /// Whether a release that failed with `e` may not have reached the backend:
 /// retryable, but not `Unconfirmed` (the master applied it).
-fn may_not_have_arrived(e: &crate::Error) -> bool {
+pub(crate) fn may_not_have_arrived(e: &crate::Error) -> bool {
     e.is_retryable() && !matches!(e, crate::Error::Unconfirmed { .. })
 }
 

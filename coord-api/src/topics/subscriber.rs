@@ -207,28 +207,28 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
     }
 
     /// Moves the subscription to `start`: replays from an offset or a time
-    /// (or skips ahead). Events already delivered stay delivered. The
-    /// offset of the next event it reads.
+    /// (or skips ahead). Events already delivered stay delivered. What a
+    /// batch read buffered in this subscriber (leased to it, not handed
+    /// out) is given back first, due again at once: the replay would pass
+    /// over it (in flight) until its lease ended. The offset of the next
+    /// event it reads.
+    ///
+    /// # Cancel safety
+    /// The buffered deliveries leave the subscriber as the seek begins; a
+    /// seek cancelled (or failed) before every give-back was answered sends
+    /// the ones left in the background (token-checked, for at most the
+    /// lease TTL), so they are due again at once for any subscriber, never
+    /// leased to one that no longer knows of them. A seek cancelled after
+    /// that may or may not have moved the subscription.
     pub async fn seek(&mut self, start: Start) -> Result<u64> {
-        let (topic, sub, _) = self.checked()?;
+        let (topic, sub, opts) = self.checked()?;
         if self.made != Made::Yes {
             self.subscribe().await?;
         }
         self.idle = None;
         let client = self.topic.client().clone();
-        // What a batch read buffered is this subscriber's at the backend:
-        // given back at once, or the replay would skip it (in flight) until
-        // its lease ended. (One that cannot be given back ends at its TTL.)
-        for pending in std::mem::take(&mut self.pending) {
-            if let Pending::Delivered(d, _) = pending {
-                let (offset, token) = (d.event.offset, d.token);
-                let nack = client
-                    .topics()?
-                    .nack(&topic, &sub, offset, token, Duration::ZERO);
-                let site = || self.site("nack", &topic, Some(token));
-                let _ = trace::call(&client, site, nack, settled).await;
-            }
-        }
+        self.give_back_buffered(&client, &topic, &sub, opts.ttl)
+            .await?;
         let seek = client.topics()?.seek(&topic, &sub, start);
         let site = || self.site("seek", &topic, None);
         let next = trace::call(&client, site, seek, Outcome::ok).await?;

@@ -4,9 +4,16 @@
 //! a presence renewed first if it was lost locally), decoding or refusing
 //! it (a refused event is dead-lettered), and the subscriber's presence
 //! lease that every delivery lives inside. Also the give-back that undoes a
-//! read whose answer never came (decision 0044).
+//! read whose answer never came (decision 0044), and a seek's give-back of
+//! what the buffer holds (decision 0049).
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -15,8 +22,8 @@ use crate::{
     Client, FencingToken, HolderId, Key, Release, Result,
     clock::Instant,
     lease::{
-        BoxFuture, Guard, Lease, LeaseOptions, Tenure, released,
-        undo::{self, MakeUndo, granting},
+        BoxFuture, Guard, Lease, LeaseOptions, Tenure, may_not_have_arrived, released,
+        undo::{self, MakeUndo, Undo, granting},
     },
     spi::{self, Missed, Read, Settle, queues::cut_reason},
     topics::{
@@ -148,6 +155,49 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
         let site = || self.site("heartbeat", topic, None);
         trace::call(client, site, beat, Outcome::ok).await?;
         self.keep_presence(client, topic, sub, t_sent);
+        Ok(())
+    }
+
+    /// Empties the buffer, giving back each delivery in it with a nack
+    /// (no delay), in order: they are this subscriber's at the backend
+    /// until then. The give-backs not answered when this ends (cancelled,
+    /// or one failed without an answer, which stops it) are sent again in
+    /// the background, within the lease `ttl` ([`nack_unanswered`]).
+    /// Missed notices are dropped: a seek places the subscription anew.
+    pub(super) async fn give_back_buffered(
+        &mut self,
+        client: &Client,
+        topic: &Key,
+        sub: &Key,
+        ttl: Duration,
+    ) -> Result<()> {
+        let buffered: Arc<[(u64, FencingToken)]> = (std::mem::take(&mut self.pending).into_iter())
+            .filter_map(|p| match p {
+                Pending::Delivered(d, _) => Some((d.event.offset, d.token)),
+                Pending::Missed(_) => None,
+            })
+            .collect();
+        if buffered.is_empty() {
+            return Ok(());
+        }
+        let left = Left {
+            buffered,
+            answered: Arc::new(AtomicUsize::new(0)),
+        };
+        let mut undo = Undo::new(client, ttl, nack_unanswered(topic, sub, &left));
+        while let Some((offset, token)) = left.next() {
+            let nack = client
+                .topics()?
+                .nack(topic, sub, offset, token, Duration::ZERO);
+            let site = || self.site("nack", topic, Some(token));
+            match trace::call(client, site, nack, settled).await {
+                Err(e) if may_not_have_arrived(&e) => return Ok(()),
+                // Done; or stale (it expired and went back) or refused:
+                // nothing more to send.
+                _ => left.answered(),
+            }
+        }
+        undo.disarm();
         Ok(())
     }
 
@@ -313,5 +363,47 @@ fn dead_letter_unanswered(
             .dead_letter(&topic, &sub, offset, token, &reason)
             .await)
             .map(drop)
+    })
+}
+
+/// A seek's give-backs: the buffered deliveries (offset, token), in order,
+/// and how many of them were answered (by the seek, or by the clean-up
+/// after it, which goes on from there).
+#[derive(Clone)]
+struct Left {
+    buffered: Arc<[(u64, FencingToken)]>,
+    answered: Arc<AtomicUsize>,
+}
+
+impl Left {
+    fn next(&self) -> Option<(u64, FencingToken)> {
+        let i = self.answered.load(Ordering::SeqCst);
+        self.buffered.get(i).copied()
+    }
+
+    fn answered(&self) {
+        self.answered.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// The clean-up of a seek cancelled (or failed) before every give-back of
+/// what its buffer held was answered: the nacks left, sent in the
+/// background, or the events would stay leased to a subscriber that no
+/// longer knows of them until their leases end. Token-checked: a repeat of
+/// one that was applied after all is stale and changes nothing.
+fn nack_unanswered(topic: &Key, sub: &Key, left: &Left) -> impl MakeUndo {
+    let args = (topic.clone(), sub.clone(), left.clone());
+    undo::calling(args, move |client, (topic, sub, left)| async move {
+        let topics = client.topics()?;
+        while let Some((offset, token)) = left.next() {
+            match topics
+                .nack(&topic, &sub, offset, token, Duration::ZERO)
+                .await
+            {
+                Err(e) if may_not_have_arrived(&e) => return Err(e),
+                _ => left.answered(),
+            }
+        }
+        Ok(())
     })
 }

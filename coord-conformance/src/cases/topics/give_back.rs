@@ -6,7 +6,9 @@
 //! names one read and touches no delivery of another read, of another
 //! consumer, or one already settled or expired. A `next` cancelled while
 //! it refuses an event leaves the dead-letter to the background, not the
-//! event to its lease.
+//! event to its lease. A seek cancelled (or failed) while it gives back
+//! what a batch read buffered sends the give-backs left in the background,
+//! not the events to their leases.
 
 use super::*;
 use crate::cases::queues::{PROMPTLY, crashed, give_back::cancel_when_held};
@@ -34,6 +36,36 @@ async fn counts_when(backend: &DynBackend, what: &str, cond: impl Fn(&Subscripti
             "{what}: not within {PROMPTLY:?}: {:?}",
             counts(backend).await
         );
+    }
+}
+
+/// A subscriber of `client` that read offsets 1 to 3 of [`T`] in one
+/// batch (under 30 s leases and presence) and acked the first: offsets 2
+/// and 3 are buffered in it, leased to it, not handed out.
+async fn two_buffered(client: &Client, publisher: &Client) -> Subscriber<u64> {
+    let mut sub = (numbers(client).subscriber("s").start(Start::Earliest))
+        .batch(3)
+        .ttl(LONG)
+        .presence_ttl(LONG);
+    sub.subscribe().await.unwrap();
+    numbers(publisher).publish_many(&[1, 2, 3]).await.unwrap();
+    let d1 = event(&mut sub, "the first").await;
+    assert_eq!(d1.offset(), 1);
+    within(d1.ack(), "ack 1").await;
+    sub
+}
+
+/// Offsets 2 and 3 are due again at once (long before their 30 s leases
+/// end), the subscription's cursor still past them, and another
+/// subscriber gets them.
+async fn two_and_three_back(backend: &DynBackend, other: &Client, what: &str) {
+    counts_when(backend, what, |s| s.in_flight == 0 && s.retrying == 2).await;
+    assert_eq!(counts(backend).await.cursor, 3);
+    let mut other = numbers(other).subscriber("s").ttl(LONG);
+    for o in 2..=3 {
+        let d = event(&mut other, &format!("{what}: offset {o}")).await;
+        assert_eq!(d.offset(), o, "{what}");
+        within(d.ack(), "ack").await;
     }
 }
 
@@ -196,5 +228,47 @@ pub async fn topic_cancelled_next_still_dead_letters_its_refused_event(h: &dyn H
     assert_eq!(dead.iter().map(|d| d.offset).collect::<Vec<_>>(), [2]);
     assert!(dead[0].reason.contains("decode"), "{:?}", dead[0].reason);
     within(d1.ack(), "ack").await;
+}
+
+/// A seek cancelled while it gives back what a batch read buffered (the
+/// first give-back, offset 2's nack, held on its way, never applied):
+/// offsets 2 and 3 are given back in the background, due again at once
+/// for any subscriber, not leased to a subscriber that no longer knows of
+/// them until their 30 s leases end.
+pub async fn topic_cancelled_seek_gives_back_what_it_buffered(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let b = ctx.client("b").await;
+    let backend = ctx.backend().await;
+    let mut sub = two_buffered(&a, &b).await;
+    switch.holding();
+    let nack_held = async {
+        let held = || async { (switch.held("nack") == 1).then_some(()) };
+        let held = eventually(PROMPTLY, held).await;
+        held.expect("the first give-back held on its way");
+    };
+    tokio::select! {
+        got = sub.seek(Start::Offset(1)) => panic!("answered while held: {got:?}"),
+        () = nack_held => {}
+    }
+    switch.on();
+    two_and_three_back(&backend, &b, "after a cancelled seek").await;
+}
+
+/// A seek whose give-backs fail without an answer (the backend cut off;
+/// the seek itself fails then too): they are sent again in the
+/// background, and once the backend is back offsets 2 and 3 are due again
+/// at once, not after their 30 s leases.
+pub async fn topic_failed_seek_gives_back_what_it_buffered(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let b = ctx.client("b").await;
+    let backend = ctx.backend().await;
+    let mut sub = two_buffered(&a, &b).await;
+    switch.off();
+    let failed = sub.seek(Start::Offset(1)).await;
+    assert!(failed.is_err(), "cut off: {failed:?}");
+    switch.on();
+    two_and_three_back(&backend, &b, "after a failed seek").await;
 }
 }
