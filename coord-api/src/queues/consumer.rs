@@ -498,6 +498,12 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
     /// Leaves the queue: every item delivered to this consumer and not
     /// settled (prefetched ones too) goes back to the queue at once; how
     /// many.
+    ///
+    /// # Cancel safety
+    /// A leave cancelled (or failed without an answer) is sent again in
+    /// the background, for at most the presence TTL, as a dropped
+    /// consumer's is: what the consumer held is not left until its
+    /// presence ends.
     pub async fn leave(mut self) -> Result<u32> {
         let key = self.handle.key()?.clone();
         self.buffer.clear();
@@ -506,13 +512,10 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
         }
         let client = self.queue.client().clone();
         let leave = client.queues()?.leave(&key, &self.holder);
-        trace::call(
-            &client,
-            || self.site("leave", &key, None),
-            leave,
-            |_| Outcome::Ok,
-        )
-        .await
+        let site = || self.site("leave", &key, None);
+        let leave = trace::call(&client, site, leave, |_| Outcome::Ok);
+        let again = leave_unanswered(&key, &self.holder);
+        granting(&client, self.presence_ttl, leave, again).await
     }
 
     fn site<'a>(&'a self, op: &'static str, key: &'a Key, token: Option<FencingToken>) -> Site<'a> {
@@ -534,6 +537,18 @@ fn give_back(queue: &Key, consumer: &HolderId, id: u64) -> impl MakeUndo {
     undo::calling(args, move |client, (queue, consumer)| async move {
         let queues = client.queues()?;
         queues.give_back(&queue, &consumer, id).await.map(drop)
+    })
+}
+
+/// The clean-up of a leave of `consumer` whose answer never came: sent
+/// again in the background, as a dropped consumer's presence sends it, or
+/// what the consumer held would stay with it until its presence ended.
+/// Holder-checked: a repeat changes nothing.
+fn leave_unanswered(queue: &Key, consumer: &HolderId) -> impl MakeUndo {
+    let args = (queue.clone(), consumer.clone());
+    undo::calling(args, move |client, (queue, consumer)| async move {
+        let queues = client.queues()?;
+        queues.leave(&queue, &consumer).await.map(drop)
     })
 }
 

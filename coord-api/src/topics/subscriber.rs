@@ -36,7 +36,7 @@ use crate::{
 
 mod buffered;
 
-use buffered::{Pending, give_back};
+use buffered::{Pending, give_back, leave_unanswered};
 
 /// What [`Subscriber::next`] hands out: an event, or news of what the
 /// subscription did not get.
@@ -458,6 +458,12 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
 
     /// Leaves: every event delivered to this subscriber and not settled
     /// goes back to the subscription at once; how many.
+    ///
+    /// # Cancel safety
+    /// A leave cancelled (or failed without an answer) is sent again in
+    /// the background, for at most the presence TTL, as a dropped
+    /// subscriber's is: what the subscriber held is not left until its
+    /// presence ends.
     pub async fn leave(mut self) -> Result<u32> {
         let (topic, sub, _) = self.checked()?;
         self.pending.clear();
@@ -466,13 +472,10 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
         }
         let client = self.topic.client().clone();
         let leave = client.topics()?.leave(&topic, &sub, &self.holder);
-        trace::call(
-            &client,
-            || self.site("leave", &topic, None),
-            leave,
-            Outcome::ok,
-        )
-        .await
+        let site = || self.site("leave", &topic, None);
+        let leave = trace::call(&client, site, leave, Outcome::ok);
+        let again = leave_unanswered(&topic, &sub, &self.holder);
+        granting(&client, self.presence_ttl, leave, again).await
     }
 
     /// The subscription's state: cursor, the stream's offsets, deliveries
@@ -508,6 +511,12 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
 
     /// Deletes the subscription (its place, deliveries and dead events);
     /// `false` if it did not exist.
+    ///
+    /// # Cancel safety
+    /// An unsubscribe cancelled (or failed without an answer) may or may
+    /// not have deleted the subscription; this subscriber leaves it in the
+    /// background (for at most the presence TTL), so what it held is due
+    /// again at once if the subscription is still there.
     pub async fn unsubscribe(mut self) -> Result<bool> {
         let (topic, sub, _) = self.checked()?;
         if let Some(g) = self.presence.take() {
@@ -515,13 +524,10 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
         }
         let client = self.topic.client().clone();
         let gone = client.topics()?.unsubscribe(&topic, &sub);
-        trace::call(
-            &client,
-            || self.site("unsubscribe", &topic, None),
-            gone,
-            Outcome::ok,
-        )
-        .await
+        let site = || self.site("unsubscribe", &topic, None);
+        let gone = trace::call(&client, site, gone, Outcome::ok);
+        let left = leave_unanswered(&topic, &sub, &self.holder);
+        granting(&client, self.presence_ttl, gone, left).await
     }
 
     fn site<'a>(&'a self, op: &'static str, key: &'a Key, token: Option<FencingToken>) -> Site<'a> {

@@ -343,6 +343,18 @@ pub(super) fn give_back(topic: &Key, sub: &Key, consumer: &HolderId, id: u64) ->
     })
 }
 
+/// The clean-up of a leave (or an unsubscribe) of `consumer` whose answer
+/// never came: the leave, sent in the background as a dropped subscriber's
+/// presence sends it, or what the subscriber held would stay with it until
+/// its presence ended. Holder-checked: a repeat changes nothing.
+pub(super) fn leave_unanswered(topic: &Key, sub: &Key, consumer: &HolderId) -> impl MakeUndo {
+    let args = (topic.clone(), sub.clone(), consumer.clone());
+    undo::calling(args, move |client, (topic, sub, consumer)| async move {
+        let topics = client.topics()?;
+        topics.leave(&topic, &sub, &consumer).await.map(drop)
+    })
+}
+
 /// The clean-up of the dead-letter of the event at `offset` (delivery
 /// `token`) refused by this subscriber, whose answer never came (the
 /// `next` cancelled meanwhile, or a reply lost): sent again in the

@@ -5,7 +5,9 @@
 //! `give_back` names one receive and touches no delivery of another
 //! receive, of another consumer, or one already settled. A receive
 //! cancelled while it dead-letters an item that does not decode leaves
-//! the dead-letter to the background, not the item to its lease.
+//! the dead-letter to the background, not the item to its lease; a leave
+//! cancelled (or failed) is sent again in the background, not left to the
+//! consumer's presence.
 
 use std::future::Future;
 
@@ -14,6 +16,27 @@ use super::*;
 /// The lease of every delivery here: far longer than [`PROMPTLY`], so an
 /// item left to it is not back in time.
 const LONG: Duration = Duration::from_secs(30);
+
+/// Polls `call`, the switch holding, until its SPI call `held` waits held
+/// on the way (not applied), then cancels it there; the switch is on
+/// again after.
+pub(crate) async fn cancel_held<T: Debug>(
+    call: impl Future<Output = T>,
+    switch: &Switch,
+    held: &str,
+) {
+    switch.holding();
+    let on_the_way = async {
+        let waits = || async { (switch.held(held) == 1).then_some(()) };
+        let waits = eventually(PROMPTLY, waits).await;
+        waits.unwrap_or_else(|| panic!("{held} held on its way"));
+    };
+    tokio::select! {
+        got = call => panic!("answered before {held} was held: {got:?}"),
+        () = on_the_way => {}
+    }
+    switch.on();
+}
 
 /// Polls `call` until its SPI call `held` waits held on the way (not
 /// applied), then cancels it there. `first`, an SPI call `call` makes
@@ -188,5 +211,40 @@ pub async fn queue_cancelled_receive_still_dead_letters_its_undecodable_item(h: 
     assert_eq!(dead.iter().map(|d| d.id).collect::<Vec<_>>(), [bad]);
     assert!(dead[0].reason.contains("decode"), "{:?}", dead[0].reason);
     within(d1.ack(), "ack").await;
+}
+
+/// A consumer's leave cancelled on its way (held, never applied), then
+/// another's that failed (the backend cut off): each is sent again in the
+/// background, and the item prefetched by each is ready again at once for
+/// another consumer, not left with a consumer that is gone until its 30 s
+/// presence ends.
+pub async fn queue_cancelled_or_failed_leave_gives_back_what_it_held(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let b = ctx.client("b").await;
+    let mut other = numbers(&b).consumer().ttl(LONG);
+    for failed in [false, true] {
+        let what = if failed { "failed" } else { "cancelled" };
+        let ids = numbers(&b).push_many(&[1, 2]).await.unwrap();
+        let mut c = (numbers(&a).consumer().prefetch(2))
+            .ttl(LONG)
+            .presence_ttl(LONG);
+        let d = within(c.receive(), "the first").await;
+        assert_eq!(d.id(), ids[0].id());
+        within(d.ack(), "ack").await;
+        if failed {
+            switch.off();
+            let left = c.leave().await;
+            assert!(left.is_err(), "cut off: {left:?}");
+            switch.on();
+        } else {
+            cancel_held(c.leave(), &switch, "leave").await;
+        }
+        let back = |s: &QueueStats| places(s) == (1, 0, 0, 0);
+        stats_when(&b, &format!("after a {what} leave"), back).await;
+        let d = within(other.receive(), &format!("{what}: the second")).await;
+        assert_eq!(d.id(), ids[1].id(), "{what}");
+        within(d.ack(), "ack").await;
+    }
 }
 }

@@ -8,10 +8,14 @@
 //! it refuses an event leaves the dead-letter to the background, not the
 //! event to its lease. A seek cancelled (or failed) while it gives back
 //! what a batch read buffered sends the give-backs left in the background,
-//! not the events to their leases.
+//! not the events to their leases; so does a leave or an unsubscribe with
+//! what the subscriber held, not leave it to the subscriber's presence.
 
 use super::*;
-use crate::cases::queues::{PROMPTLY, crashed, give_back::cancel_when_held};
+use crate::cases::queues::{
+    PROMPTLY, crashed,
+    give_back::{cancel_held, cancel_when_held},
+};
 use coord_api::spi::SubscriptionStats;
 
 /// The lease (and presence) of every delivery here: far longer than
@@ -241,17 +245,7 @@ pub async fn topic_cancelled_seek_gives_back_what_it_buffered(h: &dyn Harness) {
     let b = ctx.client("b").await;
     let backend = ctx.backend().await;
     let mut sub = two_buffered(&a, &b).await;
-    switch.holding();
-    let nack_held = async {
-        let held = || async { (switch.held("nack") == 1).then_some(()) };
-        let held = eventually(PROMPTLY, held).await;
-        held.expect("the first give-back held on its way");
-    };
-    tokio::select! {
-        got = sub.seek(Start::Offset(1)) => panic!("answered while held: {got:?}"),
-        () = nack_held => {}
-    }
-    switch.on();
+    cancel_held(sub.seek(Start::Offset(1)), &switch, "nack").await;
     two_and_three_back(&backend, &b, "after a cancelled seek").await;
 }
 
@@ -270,5 +264,45 @@ pub async fn topic_failed_seek_gives_back_what_it_buffered(h: &dyn Harness) {
     assert!(failed.is_err(), "cut off: {failed:?}");
     switch.on();
     two_and_three_back(&backend, &b, "after a failed seek").await;
+}
+
+/// A subscriber's leave cancelled on its way (held, never applied), then
+/// another's that failed (the backend cut off): each is sent again in the
+/// background, and the event buffered in each is due again at once for
+/// another subscriber, not left with a subscriber that is gone until its
+/// 30 s presence ends. The same for an unsubscribe cancelled on its way:
+/// the subscription stays, and what the subscriber held is given back.
+pub async fn topic_cancelled_or_failed_leave_gives_back_what_it_held(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let b = ctx.client("b").await;
+    let backend = ctx.backend().await;
+    let mut other = numbers(&b).subscriber("s").start(Start::Earliest).ttl(LONG);
+    other.subscribe().await.unwrap();
+    for (how, held) in [("cancelled", "leave"), ("failed", "leave"), ("cancelled", "unsubscribe")] {
+        let what = format!("{how} {held}");
+        let offsets = numbers(&b).publish_many(&[1, 2]).await.unwrap();
+        let mut sub = (numbers(&a).subscriber("s").batch(2))
+            .ttl(LONG)
+            .presence_ttl(LONG);
+        let d = event(&mut sub, &format!("{what}: the first")).await;
+        assert_eq!(d.offset(), offsets[0], "{what}");
+        within(d.ack(), "ack").await;
+        match (how, held) {
+            ("failed", _) => {
+                switch.off();
+                let left = sub.leave().await;
+                assert!(left.is_err(), "cut off: {left:?}");
+                switch.on();
+            }
+            (_, "leave") => cancel_held(sub.leave(), &switch, "leave").await,
+            _ => cancel_held(sub.unsubscribe(), &switch, "unsubscribe").await,
+        }
+        let back = |s: &SubscriptionStats| s.in_flight == 0 && s.retrying == 1;
+        counts_when(&backend, &format!("after a {what}"), back).await;
+        let d = event(&mut other, &format!("{what}: the second")).await;
+        assert_eq!(d.offset(), offsets[1], "{what}");
+        within(d.ack(), "ack").await;
+    }
 }
 }
