@@ -1,5 +1,5 @@
 -- Circuit breakers (after the prelude). One script, the operation an
--- argument; the rules are those of coord-api's spi/breaker.rs (numbered
+-- argument; the rules are those of coord-api's spi/breaker/mod.rs (numbered
 -- there, 1-10), and this file mirrors spi/breaker/machine.rs and window.rs
 -- step by step, in the same integer arithmetic on the server's clock in µs.
 -- KEYS: 1 record hash, 2 window list, 3 transition log list, 4 trials zset
