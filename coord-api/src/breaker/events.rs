@@ -13,7 +13,10 @@ pub enum BreakerEvent {
     /// order).
     Transition(Transition),
     /// The backend no longer keeps some transitions after generation
-    /// `after` (it keeps the last 16): they happened, and were not told.
+    /// `after`, the last one told (it keeps the last 16): they happened,
+    /// and were not told. Only then: a reply to an older call, answered
+    /// after a newer one told what the backend has since dropped, tells no
+    /// gap.
     Missed {
         /// The last generation told before the gap.
         after: u64,

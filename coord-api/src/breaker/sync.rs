@@ -225,9 +225,12 @@ impl Inner {
     }
 
     /// Takes what a reply says: tells the transitions it carries (not
-    /// those of the first read: history), updates the cached copy, and
-    /// finds the backend again (unless the call was sent before the one
-    /// whose failure lost it).
+    /// those of the first read: history), after `Missed` if some after the
+    /// newest generation told are no longer kept (judged against that
+    /// generation now, not the one the call named: a reply to an older
+    /// call may come after a newer one told them), updates the cached
+    /// copy, and finds the backend again (unless the call was sent before
+    /// the one whose failure lost it).
     pub(crate) fn apply(&self, s: &BreakerState, ticket: u64) {
         let now = self.client.clock().now();
         let mut sh = lock(&self.shared);
@@ -243,7 +246,7 @@ impl Inner {
             return;
         }
         if sh.seen != 0 {
-            if s.missed {
+            if s.missed_after(sh.seen) {
                 let _ = self.events.send(BreakerEvent::Missed { after: sh.seen });
             }
             for t in s.transitions.iter().filter(|t| t.generation > sh.seen) {

@@ -284,15 +284,14 @@ end
 
 -- Rule 9: {flag, generation, phase, retry after µs (-1: none), window
 -- calls, failures, slow, live trials, finished trials' calls, failures,
--- slow, opens, policy, manual action ('' none), missed (0 | 1), then the
--- kept transitions after `seen`, oldest first}.
+-- slow, opens, policy, manual action ('' none), the generation after which
+-- every transition is kept (the floor; the caller judges what it missed),
+-- then the kept transitions after `seen`, oldest first}.
 local retry = -1
 if phase == 'o' then retry = math.max(open_until - now_us(), 0) end
 local live = 0
 if phase == 'h' then live = redis.call('ZCARD', trials) end
-local missed = 0
-if seen ~= 0 and seen < floor then missed = 1 end
-local out = {flag, gen, phase, retry, wc, wf, ws, live, dc, df, ds, opens, policy, manual, missed}
+local out = {flag, gen, phase, retry, wc, wf, ws, live, dc, df, ds, opens, policy, manual, floor}
 if seen < gen then
   for _, t in ipairs(redis.call('LRANGE', log, 0, -1)) do
     if tonumber(string.match(t, '^%d+')) > seen then

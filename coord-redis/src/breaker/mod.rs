@@ -254,7 +254,7 @@ fn parse_transition(s: &str) -> Option<Transition> {
 
 /// `{flag, generation, phase, retry after µs (-1), window calls, failures,
 /// slow, live trials, finished calls, failures, slow, opens, policy,
-/// manual ('' none), missed, transitions…}`: the flag (1 done or counted,
+/// manual ('' none), kept after, transitions…}`: the flag (1 done or counted,
 /// a trial's token, 0 not counted or refused) and the state.
 fn state_reply(v: &Value) -> Option<(i64, BreakerState)> {
     let a = array(v)?;
@@ -273,7 +273,7 @@ fn state_reply(v: &Value) -> Option<(i64, BreakerState)> {
         opens,
         policy,
         manual,
-        missed,
+        kept_after,
         log @ ..,
     ] = a
     else {
@@ -293,7 +293,7 @@ fn state_reply(v: &Value) -> Option<(i64, BreakerState)> {
         "" => None,
         m => Some(parse_manual(m)?),
     };
-    s.missed = int(missed)? == 1;
+    s.kept_after = uint(kept_after)?;
     s.transitions = log
         .iter()
         .map(|t| parse_transition(text(t)?))

@@ -257,7 +257,7 @@ impl Record {
             .filter(|t| t.generation > seen)
             .cloned()
             .collect();
-        s.missed = seen != 0 && seen < self.floor;
+        s.kept_after = self.floor;
         s
     }
 }

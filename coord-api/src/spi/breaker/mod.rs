@@ -69,7 +69,13 @@
 //!    [`MAX_WHY_BYTES`].
 //! 9. **Replies.** Every operation replies the [`BreakerState`] after its
 //!    step, with the transitions after the generation `seen` the caller
-//!    names (all kept ones for 0), and whether some were no longer kept.
+//!    names (all kept ones for 0), and the generation after which every
+//!    transition is kept ([`BreakerState::kept_after`]: the last one dropped
+//!    from the log, 0 while none was). The caller, not the backend, decides
+//!    whether it missed some ([`BreakerState::missed_after`]), with the
+//!    newest generation it has seen when the reply arrives: a reply to an
+//!    older request may name transitions dropped after the caller was
+//!    told them.
 //! 10. **Wake-ups.** Every transition wakes the breaker's watchers (a hint:
 //!     they read the state, rule 9). An open time passes without a wake-up:
 //!     [`BreakerState::retry_after`] says when.

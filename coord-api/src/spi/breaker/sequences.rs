@@ -260,19 +260,28 @@ fn quorum_needs_distinct_failing_instances() {
     assert_eq!(r.phase(), Phase::Open);
 }
 
-/// Only the last transitions are kept; a reader from before them is told.
+/// Only the last transitions are kept; a reader from before them is told,
+/// whatever generation its request named: the reply names the last one
+/// dropped, and every one after it is kept.
 #[test]
 fn the_transition_log_tells_what_it_lost() {
     let mut r = Record::born(r4j(2, 2, 1), T0);
     let first = r.generation();
+    assert_eq!(r.state(0, T0).kept_after, 0, "nothing dropped yet");
+    let mut made = Vec::new();
     for i in 0..(TRANSITIONS_KEPT as u64 + 2) {
         r.manual(Action::Disable, "ops", "", *r.policy(), T0 + i);
+        made.push(r.generation());
     }
     let s = r.state(first, T0 + 100);
-    assert!(s.missed);
+    assert_eq!(s.kept_after, made[1], "the two oldest dropped");
+    assert!(s.missed_after(first) && s.missed_after(made[0]));
+    assert!(!s.missed_after(made[1]) && !s.missed_after(0));
     assert_eq!(s.transitions.len(), TRANSITIONS_KEPT);
-    let last = s.transitions[0].generation - 1;
-    assert!(!r.state(last.max(s.transitions[0].generation), T0).missed);
+    assert_eq!(s.transitions[0].generation, made[2]);
+    // A reader that saw the last dropped one is told of no gap, whichever
+    // generation (older) its request named.
+    assert!(!r.state(first, T0).missed_after(made[1]));
 }
 
 #[derive(Debug, Clone)]

@@ -156,8 +156,15 @@ pub struct BreakerState {
     /// The transitions after the generation the caller had seen, oldest
     /// first.
     pub transitions: Vec<Transition>,
-    /// Whether some transitions after it are no longer kept.
-    pub missed: bool,
+    /// The generation after which every transition is still kept (0: every
+    /// one since the breaker was born): the last one the backend dropped
+    /// from its log. A caller that has seen generation `g` missed some
+    /// transitions exactly when `g` is older
+    /// ([`missed_after`](Self::missed_after)); it decides with the newest
+    /// generation it has seen when the reply arrives, which may be newer
+    /// than the one its request named (replies to concurrent requests
+    /// cross).
+    pub kept_after: u64,
 }
 
 impl BreakerState {
@@ -175,8 +182,16 @@ impl BreakerState {
             policy,
             manual: None,
             transitions: Vec::new(),
-            missed: false,
+            kept_after: 0,
         }
+    }
+
+    /// Whether transitions after generation `seen` are no longer all kept
+    /// (`seen` older than [`kept_after`](Self::kept_after)): a caller that
+    /// has seen `seen` cannot be told some of them. Never for 0, a caller
+    /// that has seen nothing.
+    pub fn missed_after(&self, seen: u64) -> bool {
+        seen != 0 && seen < self.kept_after
     }
 }
 

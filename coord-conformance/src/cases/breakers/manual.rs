@@ -52,6 +52,42 @@ async fn open_locally(b: &Breaker) {
     refused(b.permit().await, "the local breaker opened");
 }
 
+/// The events of `b` from `events` up to its transition to `generation`
+/// (each within [`PROMPTLY`]): the transitions' generations, and whether a
+/// `Missed` came among them.
+async fn told_until(
+    events: &mut coord_api::BreakerEvents,
+    generation: u64,
+    what: &str,
+) -> (Vec<u64>, Vec<u64>) {
+    let (mut told, mut missed) = (Vec::new(), Vec::new());
+    loop {
+        match timeout(PROMPTLY, events.next()).await {
+            Ok(Some(BreakerEvent::Transition(t))) => {
+                told.push(t.generation);
+                if t.generation >= generation {
+                    return (told, missed);
+                }
+            }
+            Ok(Some(BreakerEvent::Missed { after })) => missed.push(after),
+            Ok(Some(_)) => continue,
+            other => panic!("{what}: {generation} not told within {PROMPTLY:?}: {other:?}"),
+        }
+    }
+}
+
+/// `n` transitions of the breaker by another instance (disables, each
+/// one); the last one's generation.
+async fn transitions_by_another(backend: &DynBackend, n: usize) -> u64 {
+    let (name, p, ops) = (key(B), policy(100, 1), instance("ops"));
+    let mut last = 0;
+    for _ in 0..n {
+        let s = breakers(backend).manual(&name, &p, Action::Disable, &ops, "", 0);
+        last = s.await.expect("a disable").generation;
+    }
+    last
+}
+
 cases! {
     family: "breakers", needs: [Need::Breakers];
 
@@ -150,22 +186,88 @@ pub async fn breaker_transitions_stream_in_order(h: &dyn Harness) {
     assert!(got.windows(2).all(|w| w[0].generation < w[1].generation));
 }
 
-/// A reader from before the kept transitions is told it missed some.
+/// A reader from before the kept transitions is told it missed some: the
+/// state names the last transition dropped (`kept_after`), every one after
+/// it kept.
 pub async fn breaker_transition_log_tells_what_it_lost(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let backend = ctx.backend().await;
     let b = breakers(&backend);
     let p = policy(100, 1);
-    let first = b.state(&key(B), &p, 0).await.unwrap().generation;
+    let first = b.state(&key(B), &p, 0).await.unwrap();
+    assert_eq!(first.kept_after, 0, "nothing dropped yet");
     let ops = instance("ops");
+    let mut made = Vec::new();
     for _ in 0..20 {
-        b.manual(&key(B), &p, Action::Disable, &ops, "", 0).await.unwrap();
+        let s = b.manual(&key(B), &p, Action::Disable, &ops, "", 0).await.unwrap();
+        made.push(s.generation);
     }
-    let s = b.state(&key(B), &p, first).await.unwrap();
-    assert!(s.missed);
-    assert_eq!(s.transitions.len(), coord_api::spi::breaker::TRANSITIONS_KEPT);
+    let s = b.state(&key(B), &p, first.generation).await.unwrap();
+    let kept = coord_api::spi::breaker::TRANSITIONS_KEPT;
+    assert_eq!(s.kept_after, made[made.len() - kept - 1], "the last one dropped");
+    assert!(s.missed_after(first.generation));
+    assert_eq!(s.transitions.len(), kept);
+    assert_eq!(s.transitions[0].generation, made[made.len() - kept]);
     let recent = s.transitions[0].generation;
-    assert!(!b.state(&key(B), &p, recent).await.unwrap().missed);
+    let s = b.state(&key(B), &p, recent).await.unwrap();
+    assert!(!s.missed_after(recent) && !s.missed_after(s.kept_after));
+}
+
+/// An instance that was away while the backend dropped transitions it was
+/// not told is told it missed some, then the kept ones, in order.
+pub async fn breaker_events_tell_what_an_instance_missed(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let backend = ctx.backend().await;
+    let (client, switch) = ctx.switchable_client("b", default_options()).await;
+    let b = breaker(&client);
+    let first = b.state().await.unwrap().generation;
+    let mut events = b.events();
+    // Nothing of b's reaches the backend meanwhile (its background reads
+    // wait on the way, and are applied after).
+    switch.holding();
+    let kept = coord_api::spi::breaker::TRANSITIONS_KEPT;
+    let last = transitions_by_another(&backend, kept + 2).await;
+    switch.on();
+    b.state().await.unwrap();
+    let (told, missed) = told_until(&mut events, last, "b").await;
+    assert_eq!(missed, [first], "told it missed transitions after its read");
+    assert_eq!(told.len(), kept, "then every kept one: {told:?}");
+    assert!(told.windows(2).all(|w| w[0] < w[1]), "in order: {told:?}");
+}
+
+/// Replies that cross tell no gap that is not there: a request this
+/// instance sent before it read on (a disable, slowed on its way) is
+/// answered after the backend dropped transitions from before that read,
+/// none of which this instance had not been told. It is told every
+/// transition, each once, in order, and no `Missed`.
+pub async fn breaker_crossed_replies_tell_no_false_miss(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let backend = ctx.backend().await;
+    let (client, switch) = ctx.switchable_client("b", default_options()).await;
+    let b = quick(&client).backend_timeout(ms(5000)).build().unwrap();
+    b.state().await.unwrap();
+    let mut events = b.events();
+    switch.slow_requests("manual", ms(1500));
+    let slow = {
+        let b = b.clone();
+        tokio::spawn(async move { b.disable("slow").await })
+    };
+    let on_its_way = eventually(PROMPTLY, || async { (switch.held("manual") == 1).then_some(()) });
+    assert!(on_its_way.await.is_some(), "the slow disable is on its way");
+    let kept = coord_api::spi::breaker::TRANSITIONS_KEPT;
+    transitions_by_another(&backend, kept - 1).await;
+    b.state().await.unwrap();
+    // The backend now drops two transitions b was told, and keeps the rest.
+    let others = transitions_by_another(&backend, 2).await;
+    let s = join(slow, ms(5000), "the slow disable").await.unwrap();
+    assert!(
+        s.generation > others,
+        "the slow disable reached the backend after the others (set 1.5 s late)"
+    );
+    let (told, missed) = told_until(&mut events, s.generation, "b").await;
+    assert_eq!(missed, [] as [u64; 0], "no transition was missed: told {told:?}");
+    assert_eq!(told.len(), kept + 2, "every transition once: {told:?}");
+    assert!(told.windows(2).all(|w| w[0] < w[1]), "in order: {told:?}");
 }
 
 /// Bad policies, options, names and reasons are `InvalidArgument` naming
