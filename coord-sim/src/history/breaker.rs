@@ -17,7 +17,9 @@
 //! - `breaker-transitions`: no lost transition: each process is told
 //!   transitions in increasing generations, each as the backend made it,
 //!   with none skipped between two it was told unless it was told it
-//!   missed some; and every process alive at the end was told the last one.
+//!   missed some (or its stream lagged), and told it missed some only
+//!   where the backend made some between them; and every process alive at
+//!   the end was told the last one.
 
 use std::{
     collections::HashMap,
@@ -97,8 +99,13 @@ pub enum Told {
         /// To.
         to: Phase,
     },
-    /// Some transitions were no longer kept, or the stream lagged.
+    /// Some transitions after the last one told were no longer kept
+    /// (`BreakerEvent::Missed`): the backend made some between it and the
+    /// next one told.
     Missed,
+    /// The event stream lagged: some events (transitions or others) were
+    /// lost on the way.
+    Lagged,
 }
 
 /// One instance process: its name, when it started, what it was told,
@@ -320,10 +327,13 @@ fn check_told(h: &BreakerHistory) -> Vec<Violation> {
     let by_gen: HashMap<u64, (Phase, Phase)> = made.iter().map(|t| (t.0, (t.1, t.2))).collect();
     for p in &h.processes {
         let mut last: Option<u64> = None;
-        let mut missed = false;
+        // Told Missed (or lagged) since the last transition told; whether
+        // Missed itself (a gap the backend must have made).
+        let (mut missed, mut said_missed) = (false, false);
         for told in &p.told {
             match *told {
-                Told::Missed => missed = true,
+                Told::Missed => (missed, said_missed) = (true, true),
+                Told::Lagged => missed = true,
                 Told::Transition {
                     generation,
                     from,
@@ -336,15 +346,22 @@ fn check_told(h: &BreakerHistory) -> Vec<Violation> {
                         ));
                     }
                     if let Some(prev) = last {
+                        let between = made.iter().find(|t| prev < t.0 && t.0 < generation);
+                        if said_missed && generation > prev && between.is_none() {
+                            out.push(Violation::new(
+                                "breaker-transitions",
+                                format!(
+                                    "{} was told it missed transitions between {prev} and {generation}, where the backend made none",
+                                    p.name
+                                ),
+                            ));
+                        }
                         if generation <= prev {
                             out.push(Violation::new(
                                 "breaker-transitions",
                                 format!("{} was told {generation} after {prev}", p.name),
                             ));
-                        } else if !missed
-                            && let Some(skipped) =
-                                made.iter().find(|t| prev < t.0 && t.0 < generation)
-                        {
+                        } else if !missed && let Some(skipped) = between {
                             out.push(Violation::new(
                                 "breaker-transitions",
                                 format!(
@@ -355,7 +372,7 @@ fn check_told(h: &BreakerHistory) -> Vec<Violation> {
                         }
                     }
                     last = Some(generation);
-                    missed = false;
+                    (missed, said_missed) = (false, false);
                 }
             }
         }
@@ -457,7 +474,32 @@ mod tests {
             vec![told(2, Closed, Open), Told::Missed, told(4, HalfOpen, Open)],
             vec![],
         );
-        assert_eq!(check_breaker(&history(made3, vec![told_gap])), vec![]);
+        assert_eq!(
+            check_breaker(&history(made3.clone(), vec![told_gap])),
+            vec![]
+        );
+        // Told Missed where nothing was skipped: a gap that is not there.
+        let false_gap = process(
+            vec![told(2, Closed, Open), Told::Missed, told(3, Open, HalfOpen)],
+            vec![],
+        );
+        let v = check_breaker(&history(made.clone(), vec![false_gap]));
+        assert!(
+            v.iter()
+                .any(|v| v.detail.contains("where the backend made none")),
+            "{v:?}"
+        );
+        // A lagging stream may have lost other events only.
+        let lagged = process(
+            vec![told(2, Closed, Open), Told::Lagged, told(3, Open, HalfOpen)],
+            vec![],
+        );
+        assert_eq!(check_breaker(&history(made.clone(), vec![lagged])), vec![]);
+        let lagged_gap = process(
+            vec![told(2, Closed, Open), Told::Lagged, told(4, HalfOpen, Open)],
+            vec![],
+        );
+        assert_eq!(check_breaker(&history(made3, vec![lagged_gap])), vec![]);
 
         // Not told the last transition.
         let stale = process(vec![told(2, Closed, Open)], vec![]);

@@ -121,7 +121,8 @@ async fn instance(i: usize, t0: Instant, clock: NodeClock, shared: Shared, bs: B
                     from: t.from,
                     to: t.to,
                 },
-                BreakerEvent::Missed { .. } | BreakerEvent::Lagged(_) => Told::Missed,
+                BreakerEvent::Missed { .. } => Told::Missed,
+                BreakerEvent::Lagged(_) => Told::Lagged,
                 _ => continue,
             };
             told.lock().unwrap()[me].told.push(seen);
