@@ -47,11 +47,17 @@ impl Once {
         }
     }
 
-    /// Nothing worth remembering: no run, no marker, and idle for a day.
+    /// Nothing worth remembering: a day passed since it was last in use
+    /// (its last step, its run's deadline, its finished marker's end), as
+    /// Redis keeps an occurrence's attempts. A run or a marker that ended
+    /// unnoticed counts as ended: nothing drops them until the next step
+    /// on the occurrence.
     fn stale(&self, now: Instant) -> bool {
-        self.run.is_none()
-            && self.finished_until.is_none()
-            && now.saturating_duration_since(self.touched) > coord_api::MAX_TTL
+        let last = (self.run.as_ref().map(|r| r.expires))
+            .into_iter()
+            .chain(self.finished_until)
+            .fold(self.touched, Instant::max);
+        now.saturating_duration_since(last) > coord_api::MAX_TTL
     }
 }
 
@@ -259,3 +265,6 @@ impl JobBackend for MemoryBackend {
         Ok(self.store.watch(topic))
     }
 }
+
+#[cfg(test)]
+mod tests;
