@@ -185,3 +185,56 @@ async fn runner_backoff_saturates() {
     assert!(runner.stopped_by().is_none(), "{:?}", runner.stopped_by());
     runner.shutdown().await;
 }
+
+/// Refuses every call at once, as an unreachable backend that refuses
+/// connections does, counting the campaigns.
+#[derive(Debug, Default)]
+struct Refusing {
+    ns: Namespace,
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl std::fmt::Display for Refusing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Refusing")
+    }
+}
+
+#[coord_api::async_trait]
+impl coord_api::spi::Dispatch for Refusing {
+    fn namespace(&self) -> &Namespace {
+        &self.ns
+    }
+    fn families(&self) -> coord_api::spi::Families {
+        let store = MemoryStore::new();
+        coord_api::spi::Families::of(&store.backend(Namespace::default()))
+    }
+    async fn dispatch(&self, call: coord_api::spi::Call) -> Result<coord_api::spi::Reply> {
+        if call.op().name == "campaign" {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Err(Error::unavailable(
+            self,
+            format!("{}: connection refused", call.op()),
+        ))
+    }
+}
+
+/// A runner whose backoff starts at zero backs off all the same against a
+/// backend that refuses at once: its pauses double from a millisecond
+/// (about ten campaigns in 300 ms with a 50 ms maximum). From zero, the
+/// backoff doubled to zero: a campaign, and a warning, every tick of the
+/// timer, for as long as the backend stayed away.
+#[tokio::test]
+async fn runner_backoff_from_zero_grows() {
+    let refusing = Refusing::default();
+    let calls = refusing.calls.clone();
+    let client = Client::new(Arc::new(Dispatched::new(refusing)));
+    let runner = LeaderRunner::new(client.election("e"))
+        .backoff(Duration::ZERO, Duration::from_millis(50))
+        .start();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    runner.shutdown().await;
+    let calls = calls.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((1..=40).contains(&calls), "{calls} campaigns in 300 ms");
+}

@@ -138,7 +138,8 @@ impl LeaderRunner {
     }
 
     /// The backoff before campaigning again after a loss or an error: starts
-    /// at `min`, doubles up to `max`, jittered; reset by a won term.
+    /// at `min`, doubles up to `max`, jittered; reset by a won term. A
+    /// `min` of zero doubles from a millisecond.
     pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
         self.backoff = (min, max.max(min));
         self
@@ -318,17 +319,24 @@ fn stop_for(stopped_by: &OnceLock<Error>, e: Error) {
     let _ = stopped_by.set(e);
 }
 
-/// Sleeps a jittered `backoff` (doubling it up to `max`); true if stopped.
-/// Saturates instead of overflowing, whatever the durations.
+/// The shortest backoff: one from zero doubles from here, so that a
+/// runner whose campaigns fail at once (a backend refusing connections)
+/// does not campaign, and warn, in a tight loop.
+const LEAST_BACKOFF: Duration = Duration::from_millis(1);
+
+/// Sleeps a jittered `backoff`, at least [`LEAST_BACKOFF`] (doubling it up
+/// to `max`); true if stopped. Saturates instead of overflowing, whatever
+/// the durations.
 async fn pause(
     clock: &Arc<dyn Clock>,
     stop: &mut watch::Receiver<bool>,
     backoff: &mut Duration,
     max: Duration,
 ) -> bool {
-    let jittered = backoff.as_secs_f64() * rand::random_range(0.5..=1.0);
-    let wait = Duration::try_from_secs_f64(jittered).unwrap_or(*backoff);
-    *backoff = backoff.saturating_mul(2).min(max);
+    let base = (*backoff).max(LEAST_BACKOFF);
+    let jittered = base.as_secs_f64() * rand::random_range(0.5..=1.0);
+    let wait = Duration::try_from_secs_f64(jittered).unwrap_or(base);
+    *backoff = base.saturating_mul(2).min(max);
     tokio::select! {
         biased;
         _ = stop.wait_for(|s| *s) => true,
