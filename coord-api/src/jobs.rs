@@ -305,6 +305,9 @@ impl Ending<'_> {
     /// when an end that failed may have been applied after all, the retry
     /// answers `false`, and the occurrence then tells what happened.
     async fn end(&self, lease: &Lease, retention: Option<Duration>) -> Result<bool> {
+        // A renewal refused from now on may be this end's doing (applied
+        // before it, answered after): the end's answer tells, not that.
+        lease.ending();
         let end = || async move {
             let end = (self.client.jobs()?).end(self.job, self.occ, self.holder, retention);
             let site = || site("end", self.job, self.holder, Some(self.token));

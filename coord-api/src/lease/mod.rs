@@ -161,6 +161,8 @@ pub(crate) struct LeaseState<T: ?Sized> {
     /// How many guards hold it (several for a reentrant lock): letting go
     /// of the last one ends it.
     guards: AtomicU32,
+    /// Its holder's last step is on its way (see [`Lease::ending`]).
+    ending: AtomicBool,
     pub(crate) tenure: T,
 }
 
@@ -231,6 +233,7 @@ impl Lease {
             watched: AtomicBool::new(false),
             queued: Queued::default(),
             guards: AtomicU32::new(0),
+            ending: AtomicBool::new(false),
             tenure,
         });
         if let Some(every) = renew_every {
@@ -429,7 +432,19 @@ impl Lease {
         }
     }
 
-    /// One renewal round trip. `Ok(false)` marks the lease lost.
+    /// Its holder's last step (a run's end) goes out now and the lease
+    /// stays held until it answers, renewed meanwhile (the step may have to
+    /// be sent again while the lease holds). A renewal the backend refuses
+    /// from now on is as likely that step's doing, applied before the
+    /// renewal came, as a loss: it stops the renewals but does not mark
+    /// the lease lost; the step's answer (the step's caller ends the lease
+    /// as it says) or the local validity decides.
+    pub(crate) fn ending(&self) {
+        self.ending.store(true, Ordering::SeqCst);
+    }
+
+    /// One renewal round trip. `Ok(false)` marks the lease lost (unless it
+    /// is [ending](Self::ending)).
     pub(crate) async fn extend(&self) -> Result<bool> {
         let client = &self.client;
         let t_sent = client.clock().now();
@@ -437,7 +452,7 @@ impl Lease {
         let res = trace::call(client, || self.site("renew"), renew, Outcome::held).await?;
         if res {
             self.renewed(t_sent);
-        } else {
+        } else if !self.ending.load(Ordering::SeqCst) {
             self.mark(true);
         }
         Ok(res && self.is_held())

@@ -1,0 +1,191 @@
+//! The end of a run-once run that crosses one of the run's renewals, on the
+//! memory backend with tokio's time paused (every instant decided, not
+//! raced): a renewal the backend refuses because the run's own end was
+//! applied first is not a lost run.
+//!
+//! The recorder is the test thread's own (`set_default_local_recorder`),
+//! so each test runs on a current-thread runtime: every task, background
+//! renewals included, records on that thread.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering::SeqCst},
+    },
+    time::Duration,
+};
+
+use coord::{
+    Client, Error, LeaseOptions, Namespace, RunOnce,
+    memory::MemoryStore,
+    spi::{Call, Dispatch, Dispatched, DynBackend, Families, Reply},
+};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+/// How the first ends of runs go wrong.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// The first end is applied at once and answered this late.
+    LateReply(Duration),
+    /// The first end is answered `Unavailable` at once and applied this
+    /// late; the second is refused (`Unavailable`, never applied).
+    LateThenRefused(Duration),
+}
+
+#[derive(Debug)]
+struct FaultyEnds {
+    inner: DynBackend,
+    fault: Fault,
+    ends: AtomicUsize,
+}
+
+impl std::fmt::Display for FaultyEnds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FaultyEnds({})", self.inner)
+    }
+}
+
+#[coord_api::async_trait]
+impl Dispatch for FaultyEnds {
+    fn namespace(&self) -> &Namespace {
+        self.inner.namespace()
+    }
+    fn families(&self) -> Families {
+        Families::of(&*self.inner)
+    }
+    async fn dispatch(&self, call: Call) -> coord::Result<Reply> {
+        let op = call.op();
+        if op.family != "jobs" || op.name != "end" {
+            return call.run(self.inner.clone()).await;
+        }
+        let nth = self.ends.fetch_add(1, SeqCst);
+        let lost = || {
+            Err(Error::unavailable(
+                self,
+                "end: no answer (the test's fault)",
+            ))
+        };
+        match (self.fault, nth) {
+            (Fault::LateReply(by), 0) => {
+                let reply = call.run(self.inner.clone()).await;
+                tokio::time::sleep(by).await;
+                reply
+            }
+            (Fault::LateThenRefused(by), 0) => {
+                let inner = self.inner.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(by).await;
+                    let _applied = call.run(inner).await;
+                });
+                lost()
+            }
+            (Fault::LateThenRefused(_), 1) => lost(),
+            _ => call.run(self.inner.clone()).await,
+        }
+    }
+}
+
+/// The TTL of the runs: renewed every second.
+const TTL: Duration = Duration::from_secs(3);
+
+/// A client of `store` whose first ends of runs meet `fault`, and a
+/// client without faults.
+fn clients(store: &MemoryStore, fault: Fault) -> (Client, Client) {
+    let faulty = FaultyEnds {
+        inner: Arc::new(store.backend(Namespace::default())),
+        fault,
+        ends: AtomicUsize::new(0),
+    };
+    let opts = LeaseOptions::default().ttl(TTL);
+    let a = Client::builder(Arc::new(Dispatched::new(faulty)))
+        .instance_id("a")
+        .expect("a valid id")
+        .lease_options(opts)
+        .build();
+    let b = Client::new(Arc::new(store.backend(Namespace::default())));
+    (a, b)
+}
+
+/// What a recorder counted: each counter's name, labels and value.
+type Counted = Vec<(String, Vec<(String, String)>, u64)>;
+
+/// The counters `recorder` recorded (a snapshot resets them).
+fn counters(recorder: &DebuggingRecorder) -> Counted {
+    let seen = recorder.snapshotter().snapshot().into_vec();
+    (seen.into_iter())
+        .filter_map(|(key, _, _, value)| {
+            let DebugValue::Counter(n) = value else {
+                return None;
+            };
+            let key = key.key();
+            let labels = key.labels();
+            let labels = labels.map(|l| (l.key().to_owned(), l.value().to_owned()));
+            Some((key.name().to_owned(), labels.collect(), n))
+        })
+        .collect()
+}
+
+/// The value of the counter `name` with `labels` in `seen`, 0 if never
+/// counted.
+fn counted(seen: &Counted, name: &str, labels: &[(&str, &str)]) -> u64 {
+    let has = |l: &[(String, String)]| {
+        labels
+            .iter()
+            .all(|(k, v)| l.contains(&((*k).into(), (*v).into())))
+    };
+    (seen.iter())
+        .filter(|(n, l, _)| n == name && has(l))
+        .map(|(.., v)| v)
+        .sum()
+}
+
+/// A run whose end was applied at once and answered 1.5 s later, across
+/// the run's renewal at 1 s (refused: the run had ended), finished: it is
+/// `Ran`, counted finished, and no lease of it counts as lost (the refused
+/// renewal marked the finished run lost: a "lease lost" warning and a
+/// `coord_leases_lost_total` for a run that lost nothing).
+#[tokio::test(start_paused = true)]
+async fn a_finished_run_whose_end_crossed_a_renewal_is_not_lost() {
+    let recorder = DebuggingRecorder::new();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let store = MemoryStore::new();
+    let (a, b) = clients(&store, Fault::LateReply(Duration::from_millis(1500)));
+    let ran = a.job("j").run_once("o", |_| async { 7 }).await;
+    assert!(matches!(ran, Ok(RunOnce::Ran(7))), "{ran:?}");
+    let again = b.job("j").run_once("o", |_| async { 8 }).await;
+    assert!(matches!(again, Ok(RunOnce::AlreadyFinished)), "{again:?}");
+    let seen = counters(&recorder);
+    let runs = "coord_job_runs_total";
+    assert_eq!(
+        counted(&seen, runs, &[("stage", "finished")]),
+        1,
+        "{seen:?}"
+    );
+    assert_eq!(counted(&seen, runs, &[("stage", "failed")]), 0, "{seen:?}");
+    let run_lost = [("family", "job"), ("kind", "run")];
+    let lost = counted(&seen, "coord_leases_lost_total", &run_lost);
+    assert_eq!(lost, 0, "the finished run counted lost: {seen:?}");
+}
+
+/// A run whose end got no answer but was applied (2 ms late), just before
+/// the run's renewal at 1 s (refused: the run had ended), and whose resend
+/// got no answer either, sends its end again while its lease holds; the
+/// next one finds the run no longer its holder's, and the occurrence tells
+/// that it finished: `Ran`, not `Unavailable` (the refused renewal marked
+/// the lease lost, and the resends stopped with the last error).
+#[tokio::test(start_paused = true)]
+async fn a_finished_run_whose_end_was_applied_unanswered_is_told_by_the_occurrence() {
+    let store = MemoryStore::new();
+    let (a, b) = clients(&store, Fault::LateThenRefused(Duration::from_millis(2)));
+    let ran = a
+        .job("j")
+        .run_once("o", |_| async {
+            // The end leaves 5 ms before the renewal is due.
+            tokio::time::sleep(Duration::from_millis(995)).await;
+            7
+        })
+        .await;
+    assert!(matches!(ran, Ok(RunOnce::Ran(7))), "{ran:?}");
+    let again = b.job("j").run_once("o", |_| async { 8 }).await;
+    assert!(matches!(again, Ok(RunOnce::AlreadyFinished)), "{again:?}");
+}
