@@ -213,7 +213,7 @@ impl Job {
     {
         let (job, opts) = self.handle.checked()?;
         let occ = Key::new(occurrence)?;
-        crate::validate_ttl(job, self.retention)?;
+        check_retention(job, self.retention)?;
         let client = &self.handle.client;
         client.jobs()?;
         let holder = HolderId::new(*client.instance_id());
@@ -283,6 +283,20 @@ impl Job {
             false => Err(lost_error()),
         }
     }
+}
+
+/// `InvalidArgument` naming the option unless `retention` lies within
+/// the TTL bounds (1 ms ..= 24 h), the longest a backend keeps a marker.
+fn check_retention(job: &Key, retention: Duration) -> Result<()> {
+    if !(crate::MIN_TTL..=crate::MAX_TTL).contains(&retention) {
+        return Err(Error::invalid(format!(
+            "retention {retention:?} for job {job:?} is out of range: a retention is from {:?} \
+             to {:?}",
+            crate::MIN_TTL,
+            crate::MAX_TTL
+        )));
+    }
+    Ok(())
 }
 
 /// The end of one run of an occurrence.
@@ -400,5 +414,35 @@ impl Attempts for OnceRounds<'_> {
             self.occ.as_str(),
             self.job.as_str()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::testing::Counting;
+
+    /// A retention out of range is `InvalidArgument` naming the retention,
+    /// the job and the range, before anything else: it was reported as a
+    /// TTL out of range ("ttl 0ns for key \"j\""), which sent its reader
+    /// to an option that was fine.
+    #[tokio::test]
+    async fn a_retention_out_of_range_is_named_as_such() {
+        let client = Client::new(Arc::new(Counting::default()));
+        for bad in [Duration::ZERO, crate::MAX_TTL + Duration::from_millis(1)] {
+            let job = client.job("j").retention(bad);
+            let res = job.run_once("o", |_| async { panic!("ran") }).await;
+            let Err(Error::InvalidArgument { message }) = res else {
+                panic!("{bad:?}: expected InvalidArgument, got {res:?}");
+            };
+            for part in ["retention", "\"j\"", "1ms", "86400s"] {
+                assert!(
+                    message.contains(part),
+                    "{bad:?}: {message:?} names no {part}"
+                );
+            }
+        }
     }
 }
