@@ -591,3 +591,53 @@ async fn client_types_on_redis() {
         .unwrap();
     assert!(matches!(again, coord_api::RunOnce::AlreadyFinished));
 }
+
+/// The token counters of an election and of a job live a day past the
+/// latest lease (renewals included), as their docs say: a term or a run
+/// renewed for longer than a day keeps its counter, so tokens keep
+/// increasing through a server clock step back after it.
+#[tokio::test]
+async fn renewals_keep_the_token_counters() {
+    let server = RedisServer::shared();
+    let b = backend(server.config("counters")).await;
+    let (el, _, jo) = families(&b);
+    let ttl = Duration::from_secs(10);
+    let day_ms = 24 * 3600 * 1000;
+    let pttl = |k: &str| match server.command(&["PTTL", k]).unwrap() {
+        Value::Int(ms) => ms,
+        other => panic!("PTTL of {k}: {other:?}"),
+    };
+    // Each counter as if drawn a day ago: a minute left.
+    let (e, a) = (key("e"), holder("a"));
+    let term = elected(el.campaign(&e, &a, "", ttl, None, false).await.unwrap()).term;
+    let counter = "coord:{counters:lead}:e:e:t";
+    server.command(&["PEXPIRE", counter, "60000"]).unwrap();
+    assert!(el.renew(&e, &a, term, ttl, None).await.unwrap());
+    assert!(
+        pttl(counter) > day_ms,
+        "the term's renewal keeps its counter"
+    );
+    let (job, occ) = (key("j"), key("o"));
+    let OnceBegin::Started { .. } = jo.begin(&job, &occ, &a, ttl).await.unwrap() else {
+        panic!("began")
+    };
+    let counter = "coord:{counters:job:1:j}:t";
+    server.command(&["PEXPIRE", counter, "60000"]).unwrap();
+    assert!(jo.extend(&job, &occ, &a, ttl).await.unwrap());
+    assert!(
+        pttl(counter) > day_ms,
+        "the run's extension keeps its counter"
+    );
+    // Never shortened: the job's counter is shared by its occurrences.
+    let longest = (day_ms + 3_600_000).to_string();
+    server.command(&["PEXPIRE", counter, &longest]).unwrap();
+    assert!(jo.extend(&job, &occ, &a, ttl).await.unwrap());
+    assert!(pttl(counter) > day_ms + 3_500_000, "not shortened");
+    server.command(&["PEXPIRE", counter, "60000"]).unwrap();
+    let retention = Duration::from_secs(3600);
+    assert!(jo.end(&job, &occ, &a, Some(retention)).await.unwrap());
+    assert!(
+        pttl(counter) > day_ms + 3_500_000,
+        "kept past the retention"
+    );
+}

@@ -92,6 +92,7 @@ elseif op == 'renew' then
   end
   redis.call('PEXPIRE', l, ttl)
   redis.call('PEXPIRE', seq_key, ttl + KEEP_MS)
+  redis.call('PEXPIRE', counter, ttl + KEEP_MS)
   return 1
 elseif op == 'resign' then
   if not leads(ARGV[3], ARGV[4]) then return 0 end

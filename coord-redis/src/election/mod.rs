@@ -36,7 +36,7 @@
 //!
 //! **Key lifetimes.** The leader hash expires with the term. The seq and the
 //! term counter live one `MAX_TTL` (24 h) past the latest term's lease (seq
-//! is kept by every renewal too): seq is exact while an election is in use,
+//! and counter are kept by every renewal too): seq is exact while an election is in use,
 //! and an idle one leaves nothing behind a day later. If they are lost
 //! anyway (a restart without persistence), terms still increase through the
 //! server clock and seq starts again from 1 (observers then report the

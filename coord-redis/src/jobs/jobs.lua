@@ -12,6 +12,12 @@
 local r, attempts, finished, counter, run_token = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local channel, holder = ARGV[2], ARGV[3]
 
+-- Makes the job's token counter live at least `ms` more (never less: it
+-- is shared by the job's occurrences, whose leases differ).
+local function keep_counter(ms)
+  if redis.call('PTTL', counter) < ms then redis.call('PEXPIRE', counter, ms) end
+end
+
 if op == 'begin' then
   local ttl = tonumber(ARGV[4])
   if redis.call('EXISTS', finished) == 1 then return {2} end
@@ -29,6 +35,7 @@ elseif op == 'extend' then
   redis.call('PEXPIRE', r, ttl)
   redis.call('PEXPIRE', run_token, ttl)
   redis.call('PEXPIRE', attempts, ttl + KEEP_MS)
+  keep_counter(ttl + KEEP_MS)
   return 1
 elseif op == 'end' then
   local retention = tonumber(ARGV[4])
@@ -37,6 +44,7 @@ elseif op == 'end' then
   if retention > 0 then
     redis.call('SET', finished, '1', 'PX', retention)
     redis.call('PEXPIRE', attempts, retention + KEEP_MS)
+    keep_counter(retention + KEEP_MS)
   end
   redis.call('PUBLISH', channel, 'ended')
   return 1
