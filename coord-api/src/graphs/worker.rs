@@ -525,6 +525,10 @@ impl GraphWorker {
                 _ => trace::Outcome::NotHeld,
             })
         };
+        // A renewal refused from now on may be this completion's doing
+        // (applied before it, answered after): its answer tells, not that
+        // (decision 0050).
+        guard.lease().ending();
         let first = complete(result.clone(), next);
         // What the completion took for `next_holder`, if its answer never
         // comes, is given back (decision 0044).

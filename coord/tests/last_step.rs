@@ -1,7 +1,8 @@
-//! The end of a run-once run that crosses one of the run's renewals, on the
-//! memory backend with tokio's time paused (every instant decided, not
-//! raced): a renewal the backend refuses because the run's own end was
-//! applied first is not a lost run.
+//! The end of a run-once run, or a graph node's completion, that crosses
+//! one of the lease's renewals, on the memory backend with tokio's time
+//! paused (every instant decided, not raced): a renewal the backend
+//! refuses because the holder's own last step was applied first is not a
+//! lost lease.
 //!
 //! The recorder is the test thread's own (`set_default_local_recorder`),
 //! so each test runs on a current-thread runtime: every task, background
@@ -22,7 +23,7 @@ use coord::{
 };
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
-/// How the first ends of runs go wrong.
+/// How the first ends of runs (or completions of nodes) go wrong.
 #[derive(Debug, Clone, Copy)]
 enum Fault {
     /// The first end is applied at once and answered this late.
@@ -36,6 +37,8 @@ enum Fault {
 struct FaultyEnds {
     inner: DynBackend,
     fault: Fault,
+    /// The SPI call that is a holder's last step: family and name.
+    last_step: (&'static str, &'static str),
     ends: AtomicUsize,
 }
 
@@ -55,7 +58,7 @@ impl Dispatch for FaultyEnds {
     }
     async fn dispatch(&self, call: Call) -> coord::Result<Reply> {
         let op = call.op();
-        if op.family != "jobs" || op.name != "end" {
+        if (op.family, op.name) != self.last_step {
             return call.run(self.inner.clone()).await;
         }
         let nth = self.ends.fetch_add(1, SeqCst);
@@ -91,9 +94,20 @@ const TTL: Duration = Duration::from_secs(3);
 /// A client of `store` whose first ends of runs meet `fault`, and a
 /// client without faults.
 fn clients(store: &MemoryStore, fault: Fault) -> (Client, Client) {
+    clients_faulty_at(store, fault, ("jobs", "end"))
+}
+
+/// A client of `store` whose first calls `last_step` meet `fault`, and a
+/// client without faults.
+fn clients_faulty_at(
+    store: &MemoryStore,
+    fault: Fault,
+    last_step: (&'static str, &'static str),
+) -> (Client, Client) {
     let faulty = FaultyEnds {
         inner: Arc::new(store.backend(Namespace::default())),
         fault,
+        last_step,
         ends: AtomicUsize::new(0),
     };
     let opts = LeaseOptions::default().ttl(TTL);
@@ -188,4 +202,29 @@ async fn a_finished_run_whose_end_was_applied_unanswered_is_told_by_the_occurren
     assert!(matches!(ran, Ok(RunOnce::Ran(7))), "{ran:?}");
     let again = b.job("j").run_once("o", |_| async { 8 }).await;
     assert!(matches!(again, Ok(RunOnce::AlreadyFinished)), "{again:?}");
+}
+
+/// A graph node whose completion was applied at once and answered 1.5 s
+/// later, across its attempt's renewal at 1 s (refused: the attempt had
+/// ended), succeeded: its attempt's lease is not counted lost (as a
+/// run-once run's end, decision 0050).
+#[tokio::test(start_paused = true)]
+async fn a_node_whose_completion_crossed_a_renewal_is_not_lost() {
+    use coord::{Node, NodeState, RunState};
+    let recorder = DebuggingRecorder::new();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let store = MemoryStore::new();
+    let late = Fault::LateReply(Duration::from_millis(1500));
+    let (a, b) = clients_faulty_at(&store, late, ("graphs", "complete"));
+    let graph = |c: &Client| c.graph("g").node(Node::new("n").max_attempts(1)).build();
+    let run = graph(&b).unwrap().submit("r").await.unwrap();
+    let worker = graph(&a).unwrap().worker().ttl(TTL);
+    let worked = worker.work_one(|_| async { Ok(7u32) }).await;
+    let worked = worked.unwrap().expect("n was taken");
+    assert_eq!(worked.state, Some(NodeState::Succeeded), "{worked:?}");
+    assert_eq!(run.status().await.unwrap().state, RunState::Succeeded);
+    let seen = counters(&recorder);
+    let node_lost = [("family", "graph"), ("kind", "node")];
+    let lost = counted(&seen, "coord_leases_lost_total", &node_lost);
+    assert_eq!(lost, 0, "the completed attempt counted lost: {seen:?}");
 }
