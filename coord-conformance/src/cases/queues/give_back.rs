@@ -25,17 +25,7 @@ pub(crate) async fn cancel_held<T: Debug>(
     switch: &Switch,
     held: &str,
 ) {
-    switch.holding();
-    let on_the_way = async {
-        let waits = || async { (switch.held(held) == 1).then_some(()) };
-        let waits = eventually(PROMPTLY, waits).await;
-        waits.unwrap_or_else(|| panic!("{held} held on its way"));
-    };
-    tokio::select! {
-        got = call => panic!("answered before {held} was held: {got:?}"),
-        () = on_the_way => {}
-    }
-    switch.on();
+    cancel_held_after(call, switch, None, held).await
 }
 
 /// Polls `call` until its SPI call `held` waits held on the way (not
@@ -48,13 +38,30 @@ pub(crate) async fn cancel_when_held<T: Debug>(
     first: &'static str,
     held: &str,
 ) {
-    let before = switch.answered(first);
     switch.late_replies(first, ms(500));
-    let on_the_way = async {
-        let applied = || async { (switch.answered(first) > before).then_some(()) };
-        let applied = eventually(PROMPTLY, applied).await;
-        applied.unwrap_or_else(|| panic!("{first} applied"));
+    cancel_held_after(call, switch, Some(first), held).await;
+    switch.late_replies(first, Duration::ZERO);
+}
+
+/// [`cancel_held`], the switch holding only once `first` (if any) was
+/// applied.
+async fn cancel_held_after<T: Debug>(
+    call: impl Future<Output = T>,
+    switch: &Switch,
+    first: Option<&'static str>,
+    held: &str,
+) {
+    let before = first.map(|f| switch.answered(f));
+    if first.is_none() {
         switch.holding();
+    }
+    let on_the_way = async {
+        if let (Some(first), Some(before)) = (first, before) {
+            let applied = || async { (switch.answered(first) > before).then_some(()) };
+            let applied = eventually(PROMPTLY, applied).await;
+            applied.unwrap_or_else(|| panic!("{first} applied"));
+            switch.holding();
+        }
         let waits = || async { (switch.held(held) == 1).then_some(()) };
         let waits = eventually(PROMPTLY, waits).await;
         waits.unwrap_or_else(|| panic!("{held} held on its way"));
@@ -64,7 +71,6 @@ pub(crate) async fn cancel_when_held<T: Debug>(
         () = on_the_way => {}
     }
     switch.on();
-    switch.late_replies(first, Duration::ZERO);
 }
 
 cases! {
