@@ -77,15 +77,15 @@ async fn told_until(
 }
 
 /// `n` transitions of the breaker by another instance (disables, each
-/// one); the last one's generation.
-async fn transitions_by_another(backend: &DynBackend, n: usize) -> u64 {
+/// one); their generations.
+async fn transitions_by_another(backend: &DynBackend, n: usize) -> Vec<u64> {
     let (name, p, ops) = (key(B), policy(100, 1), instance("ops"));
-    let mut last = 0;
+    let mut made = Vec::new();
     for _ in 0..n {
         let s = breakers(backend).manual(&name, &p, Action::Disable, &ops, "", 0);
-        last = s.await.expect("a disable").generation;
+        made.push(s.await.expect("a disable").generation);
     }
-    last
+    made
 }
 
 cases! {
@@ -226,13 +226,38 @@ pub async fn breaker_events_tell_what_an_instance_missed(h: &dyn Harness) {
     // wait on the way, and are applied after).
     switch.holding();
     let kept = coord_api::spi::breaker::TRANSITIONS_KEPT;
-    let last = transitions_by_another(&backend, kept + 2).await;
+    let made = transitions_by_another(&backend, kept + 2).await;
     switch.on();
     b.state().await.unwrap();
-    let (told, missed) = told_until(&mut events, last, "b").await;
-    assert_eq!(missed, [first], "told it missed transitions after its read");
-    assert_eq!(told.len(), kept, "then every kept one: {told:?}");
-    assert!(told.windows(2).all(|w| w[0] < w[1]), "in order: {told:?}");
+    // What b was told, in order: a transition's generation, or the
+    // generation a `Missed` is after (negated).
+    let last = made[made.len() - 1];
+    let mut log: Vec<i128> = Vec::new();
+    while log.last().is_none_or(|&g| g != last as i128) {
+        match timeout(PROMPTLY, events.next()).await {
+            Ok(Some(BreakerEvent::Transition(t))) => log.push(t.generation as i128),
+            Ok(Some(BreakerEvent::Missed { after })) => log.push(-(after as i128)),
+            Ok(Some(_)) => {}
+            other => panic!("b: {last} not told within {PROMPTLY:?}: {other:?} ({log:?})"),
+        }
+    }
+    // A call of b's in flight before the switch held (a background read)
+    // may have shown it the first transitions: it was told those, and
+    // misses only what was dropped after the last it knew.
+    let dropped = made[made.len() - kept - 1];
+    let as_made = |told: &[i128]| told.iter().map(|&g| g as u64).collect::<Vec<_>>();
+    match log.iter().position(|&g| g < 0) {
+        Some(at) => {
+            let before = as_made(&log[..at]);
+            let knew = before.last().copied().unwrap_or(first);
+            assert_eq!(before, made[..before.len()], "told before: {log:?}");
+            assert!(knew < dropped, "missed though it knew {knew}: {log:?}");
+            assert_eq!(-log[at], knew as i128, "missed after what it knew: {log:?}");
+            let after = as_made(&log[at + 1..]);
+            assert_eq!(after, made[made.len() - kept..], "then every kept one: {log:?}");
+        }
+        None => assert_eq!(as_made(&log), made, "nothing missed, all told: {log:?}"),
+    }
 }
 
 /// Replies that cross tell no gap that is not there: a request this
@@ -258,7 +283,7 @@ pub async fn breaker_crossed_replies_tell_no_false_miss(h: &dyn Harness) {
     transitions_by_another(&backend, kept - 1).await;
     b.state().await.unwrap();
     // The backend now drops two transitions b was told, and keeps the rest.
-    let others = transitions_by_another(&backend, 2).await;
+    let others = transitions_by_another(&backend, 2).await[1];
     let s = join(slow, ms(5000), "the slow disable").await.unwrap();
     assert!(
         s.generation > others,
