@@ -19,6 +19,17 @@ async fn open_spi(b: &dyn BreakerBackend, p: &Policy) -> coord_api::spi::Breaker
     r.state
 }
 
+/// Opens the breaker (policy `p`), waits past its open time and takes a
+/// trial (5 s) for `t`: the half-open generation.
+async fn trial_of(b: &dyn BreakerBackend, p: &Policy, t: &HolderId) -> u64 {
+    open_spi(b, p).await;
+    sleep(ms(150)).await;
+    let Trial::Granted { state, .. } = b.trial(&key(B), p, t, ms(5000), 0).await.unwrap() else {
+        panic!("a trial");
+    };
+    state.generation
+}
+
 /// A holder of `instance`.
 fn holder(name: &str) -> HolderId {
     HolderId::new(instance(name))
@@ -199,13 +210,8 @@ pub async fn breaker_trial_renewal_after_its_end_takes_no_slot(h: &dyn Harness) 
     let backend = ctx.backend().await;
     let b = breakers(&backend);
     let p = policy(100, 2);
-    open_spi(b, &p).await;
-    sleep(ms(150)).await;
     let (t, name) = (holder("t"), key(B));
-    let Trial::Granted { state, .. } = b.trial(&name, &p, &t, ms(5000), 0).await.unwrap() else {
-        panic!("a trial");
-    };
-    let g = state.generation;
+    let g = trial_of(b, &p, &t).await;
     let renewed = b.renew_trial(&name, &p, g, &t, ms(5000), 0).await.unwrap();
     assert!(matches!(renewed, Trial::Granted { .. }), "its live trial: {renewed:?}");
     let r = b.trial_done(&name, &p, g, &t, Tally::one(false, false), 0).await.unwrap();
@@ -227,13 +233,8 @@ pub async fn breaker_trial_outcome_is_one_call(h: &dyn Harness) {
     let backend = ctx.backend().await;
     let b = breakers(&backend);
     let p = policy(100, 2);
-    open_spi(b, &p).await;
-    sleep(ms(150)).await;
     let (t, name) = (holder("t"), key(B));
-    let Trial::Granted { state, .. } = b.trial(&name, &p, &t, ms(5000), 0).await.unwrap() else {
-        panic!("a trial");
-    };
-    let g = state.generation;
+    let g = trial_of(b, &p, &t).await;
     for bad in [Tally::new(0, 0, 0), Tally::new(2, 2, 0), Tally::new(3, 0, 0)] {
         match b.trial_done(&name, &p, g, &t, bad, 0).await {
             Err(Error::InvalidArgument { message }) => {
