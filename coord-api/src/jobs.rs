@@ -213,7 +213,8 @@ impl Job {
     {
         let (job, opts) = self.handle.checked()?;
         let occ = Key::new(occurrence)?;
-        check_retention(job, self.retention)?;
+        // The longest a backend keeps a finished marker: a TTL's bounds.
+        crate::key::check_in_ttl_range("retention", "job", job, self.retention)?;
         let client = &self.handle.client;
         client.jobs()?;
         let holder = HolderId::new(*client.instance_id());
@@ -283,20 +284,6 @@ impl Job {
             false => Err(lost_error()),
         }
     }
-}
-
-/// `InvalidArgument` naming the option unless `retention` lies within
-/// the TTL bounds (1 ms ..= 24 h), the longest a backend keeps a marker.
-fn check_retention(job: &Key, retention: Duration) -> Result<()> {
-    if !(crate::MIN_TTL..=crate::MAX_TTL).contains(&retention) {
-        return Err(Error::invalid(format!(
-            "retention {retention:?} for job {job:?} is out of range: a retention is from {:?} \
-             to {:?}",
-            crate::MIN_TTL,
-            crate::MAX_TTL
-        )));
-    }
-    Ok(())
 }
 
 /// The end of one run of an occurrence.

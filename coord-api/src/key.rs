@@ -184,9 +184,16 @@ impl Ord for Interned {
 /// Checks that `ttl` is within [`MIN_TTL`]..=[`MAX_TTL`]; `key` names the
 /// lease in the error.
 pub fn validate_ttl(key: &Key, ttl: Duration) -> Result<()> {
-    if ttl < MIN_TTL || ttl > MAX_TTL {
+    check_in_ttl_range("ttl", "key", key, ttl)
+}
+
+/// `InvalidArgument` naming the option `what` (of the `owner` named
+/// `key`) unless `d` is within [`MIN_TTL`]..=[`MAX_TTL`].
+pub(crate) fn check_in_ttl_range(what: &str, owner: &str, key: &Key, d: Duration) -> Result<()> {
+    if d < MIN_TTL || d > MAX_TTL {
         return Err(Error::invalid(format!(
-            "ttl {ttl:?} for key {key:?} is out of range: a ttl is from {MIN_TTL:?} to {MAX_TTL:?}"
+            "{what} {d:?} for {owner} {key:?} is out of range: a {what} is from {MIN_TTL:?} to \
+             {MAX_TTL:?}"
         )));
     }
     Ok(())
