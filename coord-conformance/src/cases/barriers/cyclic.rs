@@ -234,6 +234,30 @@ pub async fn barrier_timeout_breaks_generation_for_everyone(h: &dyn Harness) {
     );
 }
 
+/// A trip names who arrived in its generation and then expired
+/// (`Trip::expired`), neither those it counted nor one who expired and
+/// arrived again: what tells a waiter whose replies were lost that its
+/// arrival had been counted.
+pub async fn barrier_trip_names_expired_participants(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let obs = ctx.backend().await;
+    let g = crashed_arrival(&obs, CYCLIC, B, "gone", 3, ms(200)).await;
+    crashed_arrival(&obs, CYCLIC, B, "back", 3, ms(200)).await;
+    arrivals_are(&obs, CYCLIC, B, &[], "both crashed arrivals expired").await;
+    let (tb, tq) = (waiter(&ctx, "back", 3).await, waiter(&ctx, "q", 3).await);
+    arrivals_are(&obs, CYCLIC, B, &["back", "q"], "back again, q").await;
+    let r = ctx.client("r").await.barrier(B, 3);
+    let tr = tripped(timeout(PROMPTLY, r.wait()).await.expect("r trips"), "r");
+    assert_eq!(tripped(join(tb, PROMPTLY, "back").await, "back"), tr);
+    assert_eq!(tripped(join(tq, PROMPTLY, "q").await, "q"), tr);
+    let ended = ended_of(&obs, CYCLIC, B, g).await.expect("remembered");
+    let Ended::Tripped(trip) = ended.ended else {
+        panic!("generation {g} tripped: {ended:?}")
+    };
+    assert_eq!(ids(&trip.arrivals), names(&["back", "q", "r"]), "{trip:?}");
+    assert_eq!(ids(&trip.expired), names(&["gone"]), "{trip:?}");
+}
+
 /// A break names who arrived and then expired (crashed) in the
 /// generation, apart from who was alive; the crashed by deadline (the
 /// first to expire first), whatever order they arrived in.

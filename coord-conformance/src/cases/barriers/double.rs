@@ -33,6 +33,28 @@ async fn all_leave(members: Vec<Inside>) {
 cases! {
     family: "barrier", needs: [Need::Barriers];
 
+/// A double barrier's entered trip names who entered its generation and
+/// then expired (`Trip::expired`), neither those it let in nor one who
+/// expired and entered again.
+pub async fn double_barrier_trip_names_expired_entrants(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let obs = ctx.backend().await;
+    let g = crashed_arrival(&obs, DOUBLE, D, "gone", 3, ms(200)).await;
+    crashed_arrival(&obs, DOUBLE, D, "back", 3, ms(200)).await;
+    arrivals_are(&obs, DOUBLE, D, &[], "both crashed entrants expired").await;
+    let (tb, tq) = (entrant(&ctx, "back", 3).await, entrant(&ctx, "q", 3).await);
+    arrivals_are(&obs, DOUBLE, D, &["back", "q"], "back again, q").await;
+    let r = ctx.client("r").await.double_barrier(D, 3);
+    let ir = timeout(PROMPTLY, r.enter()).await.expect("r enters").unwrap();
+    let (ib, iq) = (inside(tb, "back").await, inside(tq, "q").await);
+    let st = state_of(&obs, DOUBLE, D).await;
+    assert_eq!(st.generation, g);
+    let trip = st.entered.expect("the generation entered");
+    assert_eq!(ids(&trip.arrivals), names(&["back", "q", "r"]), "{trip:?}");
+    assert_eq!(ids(&trip.expired), names(&["gone"]), "{trip:?}");
+    all_leave(vec![ib, iq, ir]).await;
+}
+
 /// `enter` returns only once every party is inside: fewer wait (the
 /// generation has not entered), the last one lets them all in, each with
 /// the same members.
