@@ -524,6 +524,12 @@ impl Leadership {
         self.guard.lost_signal()
     }
 
+    /// Whether the term ended given up rather than lost: resigned, or
+    /// ended by its client's [`close`](Client::close).
+    pub(crate) fn was_given_up(&self) -> bool {
+        self.guard.is_released()
+    }
+
     /// Ends the term now so another candidate can win at once. Returns
     /// whether this instance was still leader.
     pub async fn resign(self) -> Result<bool> {

@@ -24,7 +24,8 @@ pub struct LeaderContext {
     pub term: FencingToken,
     /// The leader info published for this term.
     pub info: LeaderInfo,
-    /// Fires when the term ends (lost, given up, or resigned at shutdown).
+    /// Fires when the term ends (lost, given up, resigned at shutdown, or
+    /// resigned by the client's [`close`](crate::Client::close)).
     pub lost: LostSignal,
     /// Shared with the runner (which keeps its own reference, so a
     /// callback that drops its context gives nothing up).
@@ -46,8 +47,11 @@ impl LeaderContext {
 enum Ended {
     /// Shut down: resigned, and the runner stops.
     Stopped,
-    /// Lost (not renewed in time, or taken over).
+    /// Lost (not renewed in time, refused, or taken over).
     Lost,
+    /// Ended by the client's close (which resigned it): the runner stops,
+    /// as it would at its next campaign, and nothing was lost.
+    Closed,
     /// Given up by the callback: resigned, and the runner campaigns again.
     GaveUp,
 }
@@ -55,7 +59,11 @@ enum Ended {
 /// Runs an instance's part in an election for as long as it lives: campaigns,
 /// calls `on_acquired` when elected (as a task that is aborted when the term
 /// ends), calls `on_lost` when the term is lost, then campaigns again after a
-/// jittered, growing backoff. [`RunnerHandle::shutdown`] resigns.
+/// jittered, growing backoff. [`RunnerHandle::shutdown`] resigns. Closing
+/// the client ([`Client::close`](crate::Client::close)) resigns a held term
+/// too and stops the runner, as a shutdown does: `on_acquired` is aborted,
+/// `on_lost` is not called (the term was given up, not lost), and
+/// [`RunnerHandle::stopped_by`] names the close.
 ///
 /// ```
 /// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
@@ -156,7 +164,10 @@ impl LeaderRunner {
         self
     }
 
-    /// Called when a term is lost (not when the runner shuts down).
+    /// Called when a term is lost: its local validity ran out, a renewal
+    /// was refused (taken over, revoked, quorum gone) or could not reach
+    /// the backend in time. Not when the term is given up: at shutdown, by
+    /// the callback, or by the client's close.
     pub fn on_lost<F, Fut>(mut self, f: F) -> Self
     where
         F: Fn(FencingToken) -> Fut + Send + Sync + 'static,
@@ -251,7 +262,12 @@ impl LeaderRunner {
             let ended = tokio::select! {
                 biased;
                 _ = stop.wait_for(|s| *s) => Ended::Stopped,
-                _ = leadership.lost() => Ended::Lost,
+                // Ended released while the runner holds its only guard:
+                // the client's close resigned it.
+                _ = leadership.lost() => match leadership.was_given_up() {
+                    true => Ended::Closed,
+                    false => Ended::Lost,
+                },
                 _ = give_up.notified() => Ended::GaveUp,
                 _ = returned => {
                     finished = true;
@@ -282,6 +298,11 @@ impl LeaderRunner {
                         return;
                     }
                     continue;
+                }
+                Ended::Closed => {
+                    // Closed: campaigning again would answer `Closed`.
+                    stop_for(&stopped_by, self.election.client().closed());
+                    return;
                 }
                 Ended::Lost => {}
             }

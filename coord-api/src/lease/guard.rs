@@ -61,6 +61,10 @@ impl Guard {
         self.lease.is_held()
     }
 
+    pub(crate) fn is_released(&self) -> bool {
+        self.lease.is_released()
+    }
+
     pub(crate) fn valid_until(&self) -> Option<Instant> {
         self.lease.valid_until()
     }

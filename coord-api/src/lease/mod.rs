@@ -343,6 +343,12 @@ impl Lease {
         matches!(self.status(), Status::Held(_))
     }
 
+    /// Whether the lease ended released (by its holder, or its client's
+    /// close), not lost.
+    pub(crate) fn is_released(&self) -> bool {
+        matches!(self.status(), Status::Released)
+    }
+
     pub(crate) fn valid_until(&self) -> Option<Instant> {
         match self.status() {
             Status::Held(until) => Some(until),

@@ -315,4 +315,54 @@ pub async fn runner_stops_on_what_campaigning_cannot_mend(h: &dyn Harness) {
     assert!(why.as_deref().is_some_and(|w| w.contains("closed")), "stopped by {why:?}");
     timeout(ms(3000), runner.shutdown()).await.expect("shutdown");
 }
+
+/// Closing the client of a leading runner is a step-down, not a loss: the
+/// term is resigned (another runner wins at once, with a greater term),
+/// `on_acquired` is aborted, `on_lost` is not called, and the runner stops
+/// saying the client closed. (`on_lost` was called with the term the close
+/// resigned, as if it had been lost.)
+pub async fn runner_stops_without_on_lost_when_its_client_closes(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let (acq_tx, mut acquired) = mpsc::unbounded_channel();
+    let (lost_tx, mut lost) = mpsc::unbounded_channel();
+    let runner = LeaderRunner::new(a.election("e"))
+        .leadership_timeout(ms(5000))
+        .backoff(ms(10), ms(10))
+        .on_acquired(move |lc| {
+            let tx = acq_tx.clone();
+            async move {
+                let _ = tx.send(lc.term);
+                std::future::pending::<()>().await;
+            }
+        })
+        .on_lost(move |term| {
+            let tx = lost_tx.clone();
+            async move {
+                let _ = tx.send(term);
+            }
+        })
+        .start();
+    let term = timeout(ms(2000), acquired.recv())
+        .await
+        .expect("a leads")
+        .unwrap();
+    a.close().await.unwrap();
+    let why = eventually(ms(3000), || {
+        std::future::ready(runner.stopped_by().map(|e| e.to_string()))
+    })
+    .await;
+    assert!(why.as_deref().is_some_and(|w| w.contains("closed")), "stopped by {why:?}");
+    assert!(!runner.is_leader());
+    // `on_lost` is called before the runner could stop (it stops at its
+    // next campaign otherwise): by now it would have been.
+    assert_eq!(lost.try_recv().ok(), None, "on_lost called for a term the close resigned");
+    let next = timeout(ms(2000), b.election("e").campaign())
+        .await
+        .expect("the close resigned the term")
+        .unwrap();
+    assert!(next.term() > term, "term {} after {term}", next.term());
+    timeout(ms(3000), runner.shutdown()).await.expect("shutdown");
+    assert_eq!(lost.try_recv().ok(), None, "on_lost called at shutdown");
+}
 }
