@@ -236,7 +236,7 @@ impl GroupObserver {
             let skipped = match &self.last {
                 None => Some(0),
                 Some((seq, last)) if *seq != members.seq || *last != holders => {
-                    Some(members.seq.saturating_sub(seq + 1))
+                    Some(skipped(*seq, members.seq))
                 }
                 Some(_) => None,
             };
@@ -249,11 +249,42 @@ impl GroupObserver {
     }
 }
 
+/// How many changes came and went unseen between the change counter `last`
+/// returned and the counter `now` (none when it went back).
+fn skipped(last: u64, now: u64) -> u64 {
+    now.saturating_sub(last).saturating_sub(1)
+}
+
 impl std::fmt::Debug for GroupObserver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GroupObserver")
             .field("group", &self.key)
             .field("last_seq", &self.last.as_ref().map(|(seq, _)| seq))
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::skipped;
+
+    #[test]
+    fn skipped_changes_are_counted_from_the_counter() {
+        assert_eq!(skipped(3, 7), 3);
+        assert_eq!(skipped(3, 4), 0);
+        // Other members, same counter; a counter that started again.
+        assert_eq!(skipped(3, 3), 0);
+        assert_eq!(skipped(9, 2), 0);
+    }
+
+    /// A backend reporting the largest counter (corrupt, or a counter at
+    /// its end) overflowed `seq + 1`: a panic in debug builds, and in
+    /// release a wrapped 0, so that the next change told it skipped every
+    /// change.
+    #[test]
+    fn a_counter_at_its_largest_does_not_overflow() {
+        assert_eq!(skipped(u64::MAX, u64::MAX), 0);
+        assert_eq!(skipped(u64::MAX, 5), 0);
+        assert_eq!(skipped(u64::MAX - 2, u64::MAX), 1);
     }
 }

@@ -51,11 +51,7 @@ impl LeaderObserver {
             let leader = elections.leader(&self.key).await?;
             let state = leader.as_ref().map(|l| (l.seq, l.term, l.metadata.clone()));
             if self.last.as_ref() != Some(&state) {
-                let skipped = match (&leader, self.last_seq) {
-                    (Some(l), Some(seq)) => l.seq.saturating_sub(seq + 1),
-                    (None, Some(seq)) => granted.map_or(0, |g| g.saturating_sub(seq)),
-                    (_, None) => 0,
-                };
+                let skipped = skipped(leader.as_ref().map(|l| l.seq), self.last_seq, granted);
                 match &leader {
                     Some(l) => self.last_seq = Some(l.seq),
                     None => self.last_seq = self.last_seq.max(granted),
@@ -68,11 +64,47 @@ impl LeaderObserver {
     }
 }
 
+/// How many terms came and went unseen: between the `last_seq` returned
+/// and the leader's `seq` now, or, at a vacancy, up to the terms `granted`.
+fn skipped(leader_seq: Option<u64>, last_seq: Option<u64>, granted: Option<u64>) -> u64 {
+    match (leader_seq, last_seq) {
+        (Some(now), Some(seq)) => now.saturating_sub(seq).saturating_sub(1),
+        (None, Some(seq)) => granted.map_or(0, |g| g.saturating_sub(seq)),
+        (_, None) => 0,
+    }
+}
+
 impl std::fmt::Debug for LeaderObserver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LeaderObserver")
             .field("election", &self.key)
             .field("last", &self.last)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::skipped;
+
+    #[test]
+    fn skipped_terms_are_counted_from_seq() {
+        assert_eq!(skipped(Some(7), Some(3), None), 3);
+        assert_eq!(skipped(Some(4), Some(3), None), 0);
+        assert_eq!(skipped(None, Some(3), Some(5)), 2);
+        assert_eq!(skipped(Some(9), None, Some(9)), 0);
+        // A seq that went back (a backend that lost its data) skips none.
+        assert_eq!(skipped(Some(2), Some(3), None), 0);
+    }
+
+    /// A backend reporting the largest seq (corrupt, or a counter at its
+    /// end) overflowed `seq + 1`: a panic in debug builds, and in release
+    /// a wrapped 0, so that the next term told it skipped every term.
+    #[test]
+    fn a_seq_at_its_largest_does_not_overflow() {
+        assert_eq!(skipped(Some(u64::MAX), Some(u64::MAX), None), 0);
+        assert_eq!(skipped(Some(5), Some(u64::MAX), None), 0);
+        assert_eq!(skipped(None, Some(u64::MAX), Some(u64::MAX)), 0);
+        assert_eq!(skipped(Some(u64::MAX), Some(u64::MAX - 2), None), 1);
     }
 }
