@@ -24,7 +24,10 @@ use crate::{Error, Key, Result, validate_ttl};
 #[non_exhaustive]
 pub struct LeaseOptions {
     /// Lease time-to-live: how long the backend keeps the lease without a
-    /// renewal. Default 30 s. Range 1 ms ..= 24 h.
+    /// renewal. Default 30 s. Range 1 ms ..= 24 h; with auto-extension on
+    /// and no `extend_interval`, also long enough for a third of it to be
+    /// below the local validity (with the default drift and margin, at
+    /// least 3.046 ms).
     pub ttl: Duration,
     /// How long `lock()` / `read()` / `write()` / `acquire()` wait before
     /// `Error::Timeout`. `None` (the default) waits for ever.
@@ -43,7 +46,8 @@ pub struct LeaseOptions {
     pub auto_extend: bool,
     /// How often auto-extension renews. Default `None`: a third of the TTL.
     /// Must be below the local validity ([`local_validity`](Self::local_validity)):
-    /// a renewal due later would come after the lease is lost.
+    /// a renewal due later would come after the lease is lost. The default
+    /// is held to that rule too: a TTL too short for it is refused.
     pub extend_interval: Option<Duration>,
     /// The largest rate difference assumed between the client's and the
     /// server's clocks, as a fraction (0.01 = 1 %). The lease counts as valid
@@ -159,7 +163,34 @@ impl LeaseOptions {
                 self.ttl, self.max_drift, self.safety_margin
             ));
         }
+        // The default period is held to the same rule: with a short TTL (or
+        // a large margin) a third of the TTL is not below the validity.
+        let every = self.renew_every();
+        if self.auto_extend && self.extend_interval.is_none() && every >= validity {
+            return bad(format!(
+                "ttl {:?} is too short for auto-extension with the default renewal period: \
+                 a third of the ttl ({every:?}) is not below the local validity {validity:?} \
+                 (ttl * (1 - max_drift {}) - safety_margin {:?}), so the lease would be lost \
+                 before its first renewal; with this max_drift and safety_margin the ttl must \
+                 be at least {:?} (or set an extend_interval below the local validity, or turn \
+                 auto_extend off)",
+                self.ttl,
+                self.max_drift,
+                self.safety_margin,
+                self.least_auto_extended_ttl()
+            ));
+        }
         Ok(())
+    }
+
+    /// The shortest TTL whose default renewal period (a third of it) comes
+    /// before its local validity ends: above `safety_margin / (2/3 -
+    /// max_drift)`, to the microsecond above. (For a `max_drift` in range.)
+    fn least_auto_extended_ttl(&self) -> Duration {
+        let bound = self.safety_margin.as_secs_f64() / (2.0 / 3.0 - self.max_drift);
+        let micros = (bound * 1e6).floor();
+        // (Finite and positive: the margin left this TTL some validity.)
+        Duration::from_micros((micros as u64).saturating_add(1))
     }
 
     /// The renewal period: `extend_interval`, or a third of the TTL.
@@ -223,10 +254,54 @@ mod tests {
         }
     }
 
+    /// A TTL of 3 ms passed validation with the default renewal on: its
+    /// first renewal, a third of the TTL (1 ms) after the grant, came after
+    /// the local validity (3 ms × 0.99 − 2 ms = 0.97 ms) had ended, and
+    /// every such lease was lost at once although it was to be renewed.
+    #[test]
+    fn a_ttl_too_short_for_the_default_renewal_is_refused() {
+        let k = Key::new("jobs/short").unwrap();
+        let ttl = |us| LeaseOptions::default().ttl(Duration::from_micros(us));
+        let e = ttl(3000).validate(&k).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, Error::InvalidArgument { .. }), "{e:?}");
+        for part in [
+            "ttl 3ms",
+            "local validity 970",
+            "at least 3.046ms",
+            "jobs/short",
+        ] {
+            assert!(msg.contains(part), "{part:?} in {msg}");
+        }
+        // The limit named is the limit: just below it refused, at it not.
+        assert!(ttl(3045).validate(&k).is_err());
+        assert!(ttl(3046).validate(&k).is_ok());
+        // Without auto-extension, or with an interval that fits, it is fine.
+        assert!(ttl(3000).auto_extend(false).validate(&k).is_ok());
+        let fits = ttl(3000).extend_interval(Some(Duration::from_micros(500)));
+        assert!(fits.validate(&k).is_ok());
+        // The limit follows the margin and the drift.
+        let margin = LeaseOptions::default()
+            .ttl(Duration::from_millis(100))
+            .safety_margin(Duration::from_millis(70));
+        let msg = margin.validate(&k).unwrap_err().to_string();
+        assert!(msg.contains("at least 106.599"), "{msg}");
+        assert!(
+            margin
+                .clone()
+                .ttl(Duration::from_millis(107))
+                .validate(&k)
+                .is_ok()
+        );
+    }
+
     #[test]
     fn a_margin_that_leaves_no_validity_is_refused() {
         let k = Key::new("k").unwrap();
-        let o = LeaseOptions::default().ttl(Duration::from_millis(100));
+        // (Not renewed: 98 ms of margin leave 1 ms, below the renewal.)
+        let o = LeaseOptions::default()
+            .ttl(Duration::from_millis(100))
+            .auto_extend(false);
         assert!(
             o.clone()
                 .safety_margin(Duration::from_millis(98))

@@ -223,7 +223,8 @@ pub async fn invalid_options_refused(h: &dyn Harness) {
 }
 
 /// Options out of every range — NaN and infinite fractions, `Duration::MAX`,
-/// a safety margin that leaves no local validity — are `InvalidArgument`
+/// a safety margin that leaves no local validity, a TTL too short for its
+/// default renewal to come within its local validity — are `InvalidArgument`
 /// naming the option, for every lease-based primitive the backend offers,
 /// before any I/O; never a panic, never a lease born lost.
 pub async fn options_out_of_range_refused(h: &dyn Harness) {
@@ -242,6 +243,9 @@ pub async fn options_out_of_range_refused(h: &dyn Harness) {
         ("safety_margin", base.clone().safety_margin(base.ttl)),
         ("safety_margin", base.clone().safety_margin(Duration::MAX)),
         ("extend_interval", base.clone().extend_interval(Some(Duration::MAX))),
+        // Renewed by default a third of the TTL (1 ms) after the grant, past
+        // its local validity (0.97 ms): lost before its first renewal.
+        ("ttl", base.clone().ttl(ms(3))),
     ];
     for (option, opts) in bad {
         let check = |res: Result<bool>, what: &str| match res {
