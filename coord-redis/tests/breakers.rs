@@ -245,3 +245,80 @@ async fn a_peek_writes_no_key_and_keeps_nothing_alive() {
         assert!((1..=60_000).contains(&ms), "{k} kept {ms} ms after a peek");
     }
 }
+
+/// An instance that followed a breaker whose keys are gone (unused for a
+/// day, or a restart without persistence) is told `Missed` after the last
+/// generation it knew, since what happened to the lost record cannot be
+/// told, and then follows the record born again. (It was told nothing and
+/// went silently from forced open to closed.)
+#[tokio::test]
+async fn an_instance_is_told_when_the_record_was_lost_and_born_again() {
+    let server = RedisServer::start();
+    let backend = RedisBackend::connect(server.config("reborn"))
+        .await
+        .unwrap();
+    let client = coord_api::Client::new(std::sync::Arc::new(backend));
+    let b = (client
+        .breaker("svc")
+        .refresh_interval(Duration::from_secs(60)))
+    .build()
+    .unwrap();
+    b.state().await.unwrap();
+    let mut events = b.events();
+    let forced = b.force_open("drill").await.unwrap();
+    match events.next().await {
+        Some(coord_api::BreakerEvent::Transition(t)) => assert_eq!(t.to, Phase::ForcedOpen),
+        other => panic!("expected the forced open, got {other:?}"),
+    }
+    let Value::Array(keys) = server.command(&["KEYS", "*breaker*"]).unwrap() else {
+        panic!("KEYS")
+    };
+    for k in keys {
+        server.command(&["DEL", &text(k)]).unwrap();
+    }
+    // A reply to a call in flight since before the loss (the background
+    // task's) leaves the judgement to a later call's: read until followed.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let reborn = loop {
+        let s = b.state().await.unwrap();
+        if b.phase() == Some(Phase::Closed) {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "never followed the new record");
+    };
+    assert!(reborn.generation > forced.generation);
+    assert_ne!(reborn.born, forced.born, "another record");
+    let next = tokio::time::timeout(Duration::from_secs(1), events.next()).await;
+    assert_eq!(
+        next.ok().flatten(),
+        Some(coord_api::BreakerEvent::Missed {
+            after: forced.generation
+        })
+    );
+}
+
+/// A record kept from before records named the generation they were born
+/// with is named by its generation (a peek's look included), and keeps
+/// that name through its transitions: instances following it are not told
+/// it was born again when it was not.
+#[tokio::test]
+async fn a_record_kept_from_before_its_name_keeps_the_one_it_is_given() {
+    let server = RedisServer::start();
+    let b = RedisBackend::connect(server.config("older")).await.unwrap();
+    let (p, me, name) = (quick(), InstanceId::new("web-1").unwrap(), key("pay"));
+    let born = b.state(&name, &p, 0).await.unwrap();
+    let forced = b.manual(&name, &p, Action::ForceOpen, &me, "", 0).await;
+    let forced = forced.unwrap();
+    let Value::Array(keys) = server.command(&["KEYS", "*breaker*:h"]).unwrap() else {
+        panic!("KEYS")
+    };
+    let record = text(keys.into_iter().next().expect("the record"));
+    server.command(&["HDEL", &record, "b"]).unwrap();
+    let peeked = b.peek(&name, 0).await.unwrap().expect("a record");
+    assert_eq!(peeked.born, forced.generation);
+    let named = b.state(&name, &p, 0).await.unwrap();
+    assert_eq!(named.born, forced.generation, "named by its generation");
+    assert_ne!(named.born, born.born);
+    let reset = b.manual(&name, &p, Action::Reset, &me, "", 0).await;
+    assert_eq!(reset.unwrap().born, named.born, "the name kept");
+}

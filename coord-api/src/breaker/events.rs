@@ -16,7 +16,11 @@ pub enum BreakerEvent {
     /// `after`, the last one told (it keeps the last 16): they happened,
     /// and were not told. Only then: a reply to an older call, answered
     /// after a newer one told what the backend has since dropped, tells no
-    /// gap.
+    /// gap. Also when the breaker's record was lost and born again (on
+    /// Redis: unused for a day, or a restart without persistence): what
+    /// the lost one did after `after` cannot be told; the transitions of
+    /// the new record follow (their generations may be below `after`, the
+    /// new record's being drawn on its own), and the breaker follows it.
     Missed {
         /// The last generation told before the gap.
         after: u64,

@@ -41,6 +41,13 @@ struct Pending {
 struct Shared {
     /// The latest generation applied (0: nothing read yet).
     seen: u64,
+    /// Which record `seen` is of: the generation it was born with (0: not
+    /// read yet, or not told by the backend).
+    born: u64,
+    /// The tickets handed out when the last reply of that record arrived:
+    /// a call of a later ticket ran after it on the backend, so a reply of
+    /// another record to it is of one born since.
+    known_at: u64,
     /// The policy in force on the backend (this handle's until read).
     in_force: Policy,
     last_ok: Option<Instant>,
@@ -95,6 +102,8 @@ impl Inner {
             pending: Mutex::default(),
             shared: Mutex::new(Shared {
                 seen: 0,
+                born: 0,
+                known_at: 0,
                 in_force: policy,
                 last_ok: None,
                 tickets: 0,
@@ -230,7 +239,13 @@ impl Inner {
     /// generation now, not the one the call named: a reply to an older
     /// call may come after a newer one told them), updates the cached
     /// copy, and finds the backend again (unless the call was sent before
-    /// the one whose failure lost it).
+    /// the one whose failure lost it). A reply of another record than the
+    /// one followed (lost, and born again since) tells `Missed` (what
+    /// happened in between cannot be told), then the transitions it
+    /// carries, and the instance follows it, whatever its generation;
+    /// unless the call was sent before a reply of the followed record
+    /// arrived: it may have run before the loss, and a later call's reply
+    /// tells.
     pub(crate) fn apply(&self, s: &BreakerState, ticket: u64) {
         let now = self.client.clock().now();
         let mut sh = lock(&self.shared);
@@ -242,14 +257,29 @@ impl Inner {
             tracing::info!(target: "coord.breaker", breaker = %self.name, "backend reachable again");
             let _ = self.events.send(BreakerEvent::Reachable);
         }
-        if s.generation < sh.seen {
+        let reborn = s.reborn_since(sh.born);
+        if reborn && ticket <= sh.known_at {
+            return;
+        }
+        sh.known_at = sh.tickets;
+        if !reborn && s.generation < sh.seen {
             return;
         }
         if sh.seen != 0 {
-            if s.missed_after(sh.seen) {
+            if reborn {
+                tracing::info!(
+                    target: "coord.breaker",
+                    breaker = %self.name,
+                    after = sh.seen,
+                    born = s.born,
+                    "breaker record lost and born again"
+                );
+            }
+            if reborn || s.missed_after(sh.seen) {
                 let _ = self.events.send(BreakerEvent::Missed { after: sh.seen });
             }
-            for t in s.transitions.iter().filter(|t| t.generation > sh.seen) {
+            let after = if reborn { 0 } else { sh.seen };
+            for t in s.transitions.iter().filter(|t| t.generation > after) {
                 tracing::info!(
                     target: "coord.breaker",
                     breaker = %self.name,
@@ -263,6 +293,7 @@ impl Inner {
                 let _ = self.events.send(BreakerEvent::Transition(t.clone()));
             }
         }
+        sh.born = s.born;
         sh.seen = s.generation;
         sh.in_force = s.policy;
         let base_ns = now.saturating_duration_since(self.base).as_nanos() as u64;

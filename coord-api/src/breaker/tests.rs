@@ -314,3 +314,132 @@ async fn a_breaker_without_its_family_or_client_refuses_with_the_error() {
     }
     assert!(!ran.load(SeqCst), "no call ran");
 }
+
+/// The events told until none comes for 50 ms.
+async fn told(events: &mut crate::BreakerEvents) -> Vec<crate::BreakerEvent> {
+    let mut out = Vec::new();
+    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(50), events.next()).await {
+        out.push(e);
+    }
+    out
+}
+
+/// The fake's record lost and born again (as Redis forgets one unused for
+/// a day, or loses it in a restart) at `born_us` on the backend's clock.
+fn lose_the_record(fake: &Fake, policy: Policy, born_us: u64) {
+    *fake.record.lock().unwrap() = Some(Record::born(policy, born_us));
+}
+
+/// An instance that followed a breaker whose record was lost and born
+/// again is told `Missed` after the last generation it knew (what the lost
+/// record did since cannot be told), and then follows the new record:
+/// its phase, and its outcomes counted there. (It was told nothing and
+/// moved silently from forced open to closed.)
+#[tokio::test]
+async fn a_record_born_again_is_told_as_missed_then_followed() {
+    let (fake, b) = setup();
+    b.state().await.unwrap();
+    let mut events = b.events();
+    let forced = b.force_open("drill").await.unwrap();
+    assert!(matches!(
+        &told(&mut events).await[..],
+        [crate::BreakerEvent::Transition(_)]
+    ));
+    lose_the_record(&fake, forced.policy, forced.generation + 1_000);
+    let reborn = b.state().await.unwrap();
+    assert_eq!(reborn.phase, Phase::Closed);
+    assert_eq!(
+        told(&mut events).await,
+        [crate::BreakerEvent::Missed {
+            after: forced.generation
+        }],
+        "the rebirth told"
+    );
+    assert_eq!(b.phase(), Some(Phase::Closed));
+}
+
+/// A record born again with a generation below the last one the instance
+/// knew (the server's clock behind the lost record's generations: a
+/// restart on a host whose clock lags) is followed too, after `Missed`:
+/// its replies were all ignored as older than what the instance knew, so
+/// it stayed forced open, and its outcomes were never counted.
+#[tokio::test]
+async fn a_record_born_again_below_what_was_seen_is_followed() {
+    let (fake, b) = setup();
+    b.state().await.unwrap();
+    let mut events = b.events();
+    let forced = b.force_open("drill").await.unwrap();
+    told(&mut events).await;
+    let hour_us = 3_600_000_000;
+    lose_the_record(&fake, forced.policy, forced.generation - hour_us);
+    let reborn = b.state().await.unwrap();
+    assert!(reborn.generation < forced.generation);
+    assert_eq!(
+        told(&mut events).await,
+        [crate::BreakerEvent::Missed {
+            after: forced.generation
+        }]
+    );
+    assert_eq!(b.phase(), Some(Phase::Closed), "the new record's phase");
+    for _ in 0..4 {
+        b.permit().await.unwrap().failure();
+    }
+    b.flush().await.unwrap();
+    assert_eq!(b.phase(), Some(Phase::Open), "counted in the new record");
+    match &told(&mut events).await[..] {
+        [crate::BreakerEvent::Transition(t)] => {
+            assert_eq!((t.from, t.to), (Phase::Closed, Phase::Open));
+        }
+        other => panic!("expected the new record's open, got {other:?}"),
+    }
+}
+
+/// A reply of the lost record to a call sent before a reply of the new
+/// one arrived (replies crossing) may be older than the new record: it
+/// does not take the instance back, nor tell anything; a reply of the new
+/// record to such a call (the record lost while it was in flight) waits
+/// for a later call's, which is surely newer.
+#[tokio::test]
+async fn a_reply_of_the_lost_record_crossing_does_not_take_the_instance_back() {
+    let (fake, b) = setup();
+    b.state().await.unwrap();
+    let mut events = b.events();
+    let forced = b.force_open("drill").await.unwrap();
+    told(&mut events).await;
+    let inner = &b.inner;
+    let in_flight = inner.ticket();
+    lose_the_record(&fake, forced.policy, forced.generation + 1_000);
+    b.state().await.unwrap();
+    assert_eq!(told(&mut events).await.len(), 1, "Missed");
+    inner.apply(&forced, in_flight);
+    assert_eq!(
+        b.phase(),
+        Some(Phase::Closed),
+        "taken back to the lost record"
+    );
+    assert_eq!(told(&mut events).await, [], "told again");
+
+    // The other way round: the instance follows the lost record, and a
+    // call in flight since before its last reply is answered by the new.
+    let (fake, b) = setup();
+    b.state().await.unwrap();
+    let mut events = b.events();
+    let forced = b.force_open("drill").await.unwrap();
+    told(&mut events).await;
+    let inner = &b.inner;
+    let in_flight = inner.ticket();
+    b.state().await.unwrap();
+    lose_the_record(&fake, forced.policy, forced.generation + 1_000);
+    let name = Key::new("b").unwrap();
+    let reborn = BreakerBackend::state(&*fake, &name, &forced.policy, 0);
+    let reborn = reborn.await.unwrap();
+    inner.apply(&reborn, in_flight);
+    assert_eq!(
+        b.phase(),
+        Some(Phase::ForcedOpen),
+        "a reply that may be older"
+    );
+    b.state().await.unwrap();
+    assert_eq!(b.phase(), Some(Phase::Closed), "a later call's");
+    assert_eq!(told(&mut events).await.len(), 1, "Missed, once");
+}

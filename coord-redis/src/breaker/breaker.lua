@@ -21,7 +21,9 @@
 -- f forced open, d disabled), P policy (as the caller wrote it), o opens,
 -- u end of the open (µs), k last trial token, wc wf ws the window's total,
 -- dc df ds the finished trials' total, f the generation of the last
--- transition dropped from the log, m the last manual action.
+-- transition dropped from the log, m the last manual action, b the
+-- generation it was born with (which record it is: one lost and born again
+-- has another).
 -- A policy is 'c|t:<calls | span ns>:<failure bp>:<slow bp | n>:<minimum>:
 -- <open ns>:<max open ns>:<trials>:<quorum>:<quorum span ns>'.
 -- A window part is '<bucket>:<calls>:<failures>:<slow>' (bucket 0 in a
@@ -45,9 +47,9 @@ if op ~= 'state' and op ~= 'peek' and op ~= 'report' and op ~= 'trial' and op ~=
 end
 
 local seen = tonumber(ARGV[3])
-local r = redis.call('HMGET', rec, 'g', 'p', 'P', 'o', 'u', 'k', 'wc', 'wf', 'ws', 'dc', 'df', 'ds', 'f', 'm')
+local r = redis.call('HMGET', rec, 'g', 'p', 'P', 'o', 'u', 'k', 'wc', 'wf', 'ws', 'dc', 'df', 'ds', 'f', 'm', 'b')
 local gen, phase, policy, opens, open_until, token
-local wc, wf, ws, dc, df, ds, floor, manual
+local wc, wf, ws, dc, df, ds, floor, manual, born
 -- Whole record to write (born, a transition), or some fields.
 local all, window_changed, token_changed, done_changed = false, false, false, false
 if r[1] then
@@ -55,7 +57,10 @@ if r[1] then
   opens, open_until, token = tonumber(r[4]), tonumber(r[5]), tonumber(r[6])
   wc, wf, ws = tonumber(r[7]), tonumber(r[8]), tonumber(r[9])
   dc, df, ds = tonumber(r[10]), tonumber(r[11]), tonumber(r[12])
-  floor, manual = tonumber(r[13]), r[14]
+  floor, manual, born = tonumber(r[13]), r[14], tonumber(r[15])
+  -- A record written before 'b' was kept: named by its generation, which
+  -- stays until its next transition, and that writes the name whole.
+  born = born or gen
 elseif op == 'peek' then
   -- Rule 11: a look births nothing.
   return false
@@ -64,6 +69,7 @@ else
   gen, phase, policy = token_after(0), 'c', ARGV[2]
   opens, open_until, token = 0, 0, 0
   wc, wf, ws, dc, df, ds, floor, manual = 0, 0, 0, 0, 0, 0, 0, ''
+  born = gen
   all = true
 end
 
@@ -264,7 +270,7 @@ end
 if all then
   redis.call('HSET', rec, 'g', fmt(gen), 'p', phase, 'P', policy, 'o', fmt(opens),
     'u', fmt(open_until), 'k', fmt(token), 'wc', fmt(wc), 'wf', fmt(wf), 'ws', fmt(ws),
-    'dc', fmt(dc), 'df', fmt(df), 'ds', fmt(ds), 'f', fmt(floor), 'm', manual)
+    'dc', fmt(dc), 'df', fmt(df), 'ds', fmt(ds), 'f', fmt(floor), 'm', manual, 'b', fmt(born))
 else
   if window_changed then redis.call('HSET', rec, 'wc', fmt(wc), 'wf', fmt(wf), 'ws', fmt(ws)) end
   if token_changed then redis.call('HSET', rec, 'k', fmt(token)) end
@@ -286,12 +292,13 @@ end
 -- calls, failures, slow, live trials, finished trials' calls, failures,
 -- slow, opens, policy, manual action ('' none), the generation after which
 -- every transition is kept (the floor; the caller judges what it missed),
--- then the kept transitions after `seen`, oldest first}.
+-- the generation the record was born with, then the kept transitions after
+-- `seen`, oldest first}.
 local retry = -1
 if phase == 'o' then retry = math.max(open_until - now_us(), 0) end
 local live = 0
 if phase == 'h' then live = redis.call('ZCARD', trials) end
-local out = {flag, gen, phase, retry, wc, wf, ws, live, dc, df, ds, opens, policy, manual, floor}
+local out = {flag, gen, phase, retry, wc, wf, ws, live, dc, df, ds, opens, policy, manual, floor, born}
 if seen < gen then
   for _, t in ipairs(redis.call('LRANGE', log, 0, -1)) do
     if tonumber(string.match(t, '^%d+')) > seen then

@@ -10,7 +10,8 @@
 //!
 //! The record is one hash (generation, phase, the policy it was born with,
 //! opens, the open's end, the window's total, the finished trials' total,
-//! the last trial token, the log's floor, the last manual action); the
+//! the last trial token, the log's floor, the last manual action, the
+//! generation it was born with); the
 //! window's parts are a list (the tallies of a count window, oldest first;
 //! the buckets of a time window); live trials a sorted set of lease
 //! deadlines; failure reports of instances (kept only with a quorum) a
@@ -41,7 +42,9 @@
 //! `MAX_TTL` past their last write (every lease and span in them is at most
 //! that long). A breaker whose keys are gone (unused for a day, or a restart
 //! without persistence) is born again at its next operation: closed, with a
-//! generation above every one before (the clock).
+//! generation above every one before (the clock), and another
+//! [`born`](BreakerState::born), by which an instance that followed the
+//! lost record knows it missed what happened in between.
 
 use std::{sync::LazyLock, time::Duration};
 
@@ -254,7 +257,7 @@ fn parse_transition(s: &str) -> Option<Transition> {
 
 /// `{flag, generation, phase, retry after µs (-1), window calls, failures,
 /// slow, live trials, finished calls, failures, slow, opens, policy,
-/// manual ('' none), kept after, transitions…}`: the flag (1 done or counted,
+/// manual ('' none), kept after, born, transitions…}`: the flag (1 done or counted,
 /// a trial's token, 0 not counted or refused) and the state.
 fn state_reply(v: &Value) -> Option<(i64, BreakerState)> {
     let a = array(v)?;
@@ -274,6 +277,7 @@ fn state_reply(v: &Value) -> Option<(i64, BreakerState)> {
         policy,
         manual,
         kept_after,
+        born,
         log @ ..,
     ] = a
     else {
@@ -294,6 +298,7 @@ fn state_reply(v: &Value) -> Option<(i64, BreakerState)> {
         m => Some(parse_manual(m)?),
     };
     s.kept_after = uint(kept_after)?;
+    s.born = uint(born)?;
     s.transitions = log
         .iter()
         .map(|t| parse_transition(text(t)?))

@@ -101,7 +101,7 @@ fn replies_decode() {
         Int(1),
         Int(2),
     ]);
-    reply.extend([policy, B(manual.into()), Int(40)]);
+    reply.extend([policy, B(manual.into()), Int(40), Int(30)]);
     reply.push(B(b"41:16:c:o:t:10:5:0".to_vec()));
     reply.push(B(format!("42:17:o:f:m:{manual}").into_bytes()));
     let (flag, s) = state_reply(&Array(reply.clone())).unwrap();
@@ -112,7 +112,7 @@ fn replies_decode() {
     assert_eq!(s.opens, 2);
     let m = Manual::new(Action::ForceOpen, "web:1".into(), "a:b reason".into(), 17);
     assert_eq!(s.manual, Some(m.clone()));
-    assert_eq!(s.kept_after, 40);
+    assert_eq!((s.kept_after, s.born), (40, 30));
     let tripped = Cause::Tripped(Tally::new(10, 5, 0));
     assert_eq!(
         s.transitions,

@@ -35,13 +35,16 @@ pub struct Record {
     log: VecDeque<Transition>,
     /// The generation of the last transition dropped from the log.
     floor: u64,
+    /// The generation it was born with: which record it is.
+    born: u64,
 }
 
 impl Record {
     /// A breaker born closed at `now_us` under `policy` (rule 1).
     pub fn born(policy: Policy, now_us: u64) -> Record {
+        let generation = FencingToken::next_after_micros(0, now_us).get();
         Record {
-            generation: FencingToken::next_after_micros(0, now_us).get(),
+            generation,
             phase: Phase::Closed,
             policy,
             window: Window::new(),
@@ -54,6 +57,7 @@ impl Record {
             manual: None,
             log: VecDeque::new(),
             floor: 0,
+            born: generation,
         }
     }
 
@@ -258,6 +262,7 @@ impl Record {
             .cloned()
             .collect();
         s.kept_after = self.floor;
+        s.born = self.born;
         s
     }
 }

@@ -23,7 +23,9 @@
 //!
 //! 1. **Birth, never reset.** Every operation but a peek (rule 11) names
 //!    the caller's [`Policy`]. When the breaker has no record, the step makes one:
-//!    closed, an empty window, that policy, a first generation. When it has
+//!    closed, an empty window, that policy, a first generation, which names
+//!    the record for its whole life ([`BreakerState::born`]: a record lost
+//!    and born again has another, and its callers tell it). When it has
 //!    one, the caller's policy is ignored (a joining instance never resets
 //!    the shared state, nor changes its policy); every reply carries the
 //!    policy in force. Only a manual reset adopts the caller's policy.
@@ -75,7 +77,7 @@
 //!    whether it missed some ([`BreakerState::missed_after`]), with the
 //!    newest generation it has seen when the reply arrives: a reply to an
 //!    older request may name transitions dropped after the caller was
-//!    told them.
+//!    told them. Every reply names the record ([`BreakerState::born`]).
 //! 10. **Wake-ups.** Every transition wakes the breaker's watchers (a hint:
 //!     they read the state, rule 9). An open time passes without a wake-up:
 //!     [`BreakerState::retry_after`] says when.

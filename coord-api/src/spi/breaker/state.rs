@@ -165,6 +165,15 @@ pub struct BreakerState {
     /// than the one its request named (replies to concurrent requests
     /// cross).
     pub kept_after: u64,
+    /// Which record this is: the generation it was born with (0: not
+    /// told, a backend written before the field). A record lost and born
+    /// again (on Redis: unused for a day, or a restart without
+    /// persistence) has another, drawn on the backend's clock; its
+    /// generations and log say nothing of the lost one's, and may even be
+    /// below them (a clock behind), so a caller that followed another
+    /// record cannot be told what happened in between: it missed some
+    /// ([`reborn_since`](Self::reborn_since)).
+    pub born: u64,
 }
 
 impl BreakerState {
@@ -183,6 +192,7 @@ impl BreakerState {
             manual: None,
             transitions: Vec::new(),
             kept_after: 0,
+            born: 0,
         }
     }
 
@@ -192,6 +202,15 @@ impl BreakerState {
     /// that has seen nothing.
     pub fn missed_after(&self, seen: u64) -> bool {
         seen != 0 && seen < self.kept_after
+    }
+
+    /// Whether this is another record than the one born at `born` (see
+    /// [`born`](Self::born)): that one was lost, and this one born since,
+    /// unless this reply is older than the one that named `born` (replies
+    /// to concurrent calls cross: the caller orders them). Never when
+    /// either is 0, not told.
+    pub fn reborn_since(&self, born: u64) -> bool {
+        born != 0 && self.born != 0 && self.born != born
     }
 }
 

@@ -282,21 +282,31 @@ pub async fn breaker_outcomes_of_an_old_generation_are_ignored(h: &dyn Harness) 
 }
 
 /// Every transition bumps the generation; the transitions carry theirs.
+/// Every reply names the record by the generation it was born with
+/// (`born`), the same whatever happened since: an instance tells a record
+/// lost and born again by it.
 pub async fn breaker_generations_increase(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let backend = ctx.backend().await;
     let b = breakers(&backend);
     let p = policy(100, 1);
-    let mut gens = vec![b.state(&key(B), &p, 0).await.unwrap().generation];
-    gens.push(open_spi(b, &p).await.generation);
+    let first = b.state(&key(B), &p, 0).await.unwrap();
+    assert_eq!(first.born, first.generation, "named by its first generation");
+    let mut gens = vec![first.generation];
+    let opened = open_spi(b, &p).await;
+    gens.push(opened.generation);
     sleep(ms(150)).await;
     gens.push(b.state(&key(B), &p, 0).await.unwrap().generation);
+    let mut borns = vec![opened.born];
     for action in [Action::ForceOpen, Action::Disable, Action::Reset] {
-        gens.push(b.manual(&key(B), &p, action, &instance("ops"), "", 0).await.unwrap().generation);
+        let s = b.manual(&key(B), &p, action, &instance("ops"), "", 0).await.unwrap();
+        gens.push(s.generation);
+        borns.push(s.born);
     }
     for w in gens.windows(2) {
         assert!(w[0] < w[1], "generations {gens:?}");
     }
+    assert!(borns.iter().all(|b| *b == first.born), "born {borns:?}, first {first:?}");
     let s = b.state(&key(B), &p, gens[0]).await.unwrap();
     let told: Vec<u64> = s.transitions.iter().map(|t| t.generation).collect();
     assert_eq!(told, gens[1..], "the transitions after the first generation");
