@@ -322,3 +322,51 @@ async fn a_record_kept_from_before_its_name_keeps_the_one_it_is_given() {
     let reset = b.manual(&name, &p, Action::Reset, &me, "", 0).await;
     assert_eq!(reset.unwrap().born, named.born, "the name kept");
 }
+
+/// A record born again where only its hash was lost (an eviction under
+/// `maxmemory` takes keys one by one) starts from nothing the lost one
+/// left: no transitions in its log, an empty window, no trials, as the
+/// SPI's `Record::born` does. (It replied the lost record's transitions as
+/// its own, and counted its window on top of the lost one's parts.)
+#[tokio::test]
+async fn a_record_born_again_starts_from_nothing_the_lost_one_left() {
+    let server = RedisServer::start();
+    let b = RedisBackend::connect(server.config("evicted"))
+        .await
+        .unwrap();
+    let (p, me, name) = (quick(), InstanceId::new("web-1").unwrap(), key("pay"));
+    let g = b.state(&name, &p, 0).await.unwrap().generation;
+    b.report(&name, &p, g, &me, Tally::new(2, 2, 0), 0)
+        .await
+        .unwrap();
+    let g = b.manual(&name, &p, Action::Reset, &me, "", 0).await;
+    let g = g.unwrap().generation;
+    b.report(&name, &p, g, &me, Tally::new(1, 1, 0), 0)
+        .await
+        .unwrap();
+    let keys = |suffix: &str| match server.command(&["KEYS", &format!("*breaker*:{suffix}")]) {
+        Ok(Value::Array(keys)) => keys.into_iter().map(text).collect::<Vec<_>>(),
+        other => panic!("KEYS: {other:?}"),
+    };
+    let (window, log) = (keys("w"), keys("l"));
+    assert_eq!((window.len(), log.len()), (1, 1), "a window and a log left");
+    server.command(&["DEL", &keys("h")[0]]).unwrap();
+
+    let reborn = b.state(&name, &p, 0).await.unwrap();
+    assert!(reborn.born > g, "born again: {reborn:?}");
+    assert_eq!(reborn.transitions, [], "the lost record's log replied");
+    assert_eq!(
+        server.command(&["LLEN", &window[0]]).unwrap(),
+        Value::Int(0),
+        "the lost record's window kept"
+    );
+    let r = b.report(&name, &p, reborn.generation, &me, Tally::new(1, 1, 0), 0);
+    let r = r.await.unwrap();
+    assert!(r.counted);
+    assert_eq!(r.state.window, Tally::new(1, 1, 0), "one call counted");
+    assert_eq!(
+        server.command(&["LRANGE", &window[0], "0", "-1"]).unwrap(),
+        Value::Array(vec![Value::BulkString(b"0:1:1:0".to_vec())]),
+        "the window's parts are the new record's"
+    );
+}

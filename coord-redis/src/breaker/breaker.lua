@@ -65,7 +65,10 @@ elseif op == 'peek' then
   -- Rule 11: a look births nothing.
   return false
 else
-  -- Rule 1: born closed with the caller's policy.
+  -- Rule 1: born closed with the caller's policy, from nothing: a record
+  -- whose hash alone was lost (evicted) left its window, log, trials and
+  -- failure reports, none of them this one's.
+  redis.call('DEL', win, log, trials, failing)
   gen, phase, policy = token_after(0), 'c', ARGV[2]
   opens, open_until, token = 0, 0, 0
   wc, wf, ws, dc, df, ds, floor, manual = 0, 0, 0, 0, 0, 0, 0, ''

@@ -41,8 +41,9 @@
 //! refreshes its copy every second); the trials and failure reports one
 //! `MAX_TTL` past their last write (every lease and span in them is at most
 //! that long). A breaker whose keys are gone (unused for a day, or a restart
-//! without persistence) is born again at its next operation: closed, with a
-//! generation above every one before (the clock), and another
+//! without persistence; or its hash alone, evicted, whose other keys the
+//! birth deletes) is born again at its next operation: closed, from
+//! nothing, with a generation above every one before (the clock), and another
 //! [`born`](BreakerState::born), by which an instance that followed the
 //! lost record knows it missed what happened in between.
 
