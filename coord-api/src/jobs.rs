@@ -14,6 +14,7 @@ use crate::{
         undo::{granting, resend_while_valid},
         wait::{Attempts, Step, wait_for},
     },
+    spi::OnceState,
     trace::{self, Outcome, Site},
 };
 
@@ -323,25 +324,15 @@ impl Ending<'_> {
 
     /// After an end that failed and whose retry found the run no longer
     /// this holder's: whether the occurrence finished (the failed end was
-    /// applied). A run this look begins (the backend lost the occurrence)
-    /// is ended unfinished at once.
+    /// applied). A look that changes nothing: it begins no run (which
+    /// would count an attempt, and hold the occurrence from a rival while
+    /// it was ended again).
     async fn finished(&self) -> Result<bool> {
         let (client, job, occ, holder) = (self.client, self.job, self.occ, self.holder);
-        let begin = client.jobs()?.begin(job, occ, holder, self.ttl);
-        let begin = granting(client, self.ttl, begin, || {
-            let (job, occ, holder) = (job.clone(), occ.clone(), holder.clone());
-            move |client: Client| end_unfinished(client, job.clone(), occ.clone(), holder.clone())
-        })
-        .await?;
-        match begin {
-            OnceBegin::Finished => Ok(true),
-            OnceBegin::Running { .. } => Ok(false),
-            OnceBegin::Started { .. } => {
-                let end = client.jobs()?.end(job, occ, holder, None);
-                let _ = end.await;
-                Ok(false)
-            }
-        }
+        let state = client.jobs()?.state(job, occ);
+        let site = || site("state", job, holder, Some(self.token));
+        let state = trace::call(client, site, state, Outcome::ok).await?;
+        Ok(matches!(state, OnceState::Finished))
     }
 }
 

@@ -18,7 +18,7 @@ use std::{
 use async_trait::async_trait;
 use coord_api::{
     HolderId, Key, Namespace, Result,
-    spi::{Call, Dispatch, Dispatched, DynBackend, Families, Members, OnceBegin, Reply},
+    spi::{Call, Dispatch, Dispatched, DynBackend, Families, Members, OnceBegin, OnceState, Reply},
 };
 use coord_conformance::Harness;
 use coord_memory::MemoryStore;
@@ -60,6 +60,10 @@ enum Bug {
     /// A finished end of a run whose lease expired marks the occurrence
     /// finished anyway.
     EndRevives,
+    /// A look at an occurrence begins a run (of a holder of its own) and
+    /// ends it unfinished at once: what it answers is right, but every
+    /// look counts an attempt.
+    StateBegins,
 }
 
 /// What the broken backend remembers across connections (the bugs emulate
@@ -240,6 +244,19 @@ impl Broken {
                     Some(r) => reply(jobs.end(&j, &o, &r, finished).await?),
                     None => reply(false),
                 }
+            }
+            (Bug::StateBegins, "state") => {
+                let (j, o) = call.args::<(Key, Key)>().cloned().expect("state args");
+                let looker = HolderId::new(coord_api::InstanceId::new("looker").unwrap());
+                let state = match jobs.begin(&j, &o, &looker, Duration::from_secs(1)).await? {
+                    OnceBegin::Started { .. } => {
+                        jobs.end(&j, &o, &looker, None).await?;
+                        OnceState::Idle
+                    }
+                    OnceBegin::Running { retry_in } => OnceState::Running { retry_in },
+                    _ => OnceState::Finished,
+                };
+                reply(state)
             }
             _ => call.run(self.inner.clone()).await,
         }
@@ -437,5 +454,14 @@ fn end_finishing_an_expired_run_is_caught() {
         Bug::EndRevives,
         "jobs::run_end_after_expiry_does_not_revive",
         "after expiry accepted",
+    );
+}
+
+#[test]
+fn a_look_that_begins_a_run_is_caught() {
+    caught(
+        Bug::StateBegins,
+        "jobs::occurrence_state_is_read_without_beginning",
+        "the looks counted attempts",
     );
 }

@@ -7,7 +7,7 @@ use std::{collections::HashMap, time::Duration};
 use async_trait::async_trait;
 use coord_api::{
     FencingToken, HolderId, Instant, Key, Namespace, Result,
-    spi::{JobBackend, OnceBegin, ResourceKind, Role, Watch},
+    spi::{JobBackend, OnceBegin, OnceState, ResourceKind, Role, Watch},
 };
 
 use crate::{
@@ -258,6 +258,24 @@ impl JobBackend for MemoryBackend {
                 .notify(|| Topic::Run(self.ns.clone(), job.clone(), occurrence.clone()));
         }
         Ok(ended)
+    }
+
+    async fn state(&self, job: &Key, occurrence: &Key) -> Result<OnceState> {
+        let now = self.store.now();
+        let runs = self.store.jobs();
+        let key = (self.ns.clone(), job.clone(), occurrence.clone());
+        let Some(once) = runs.map.get(&key) else {
+            return Ok(OnceState::Idle);
+        };
+        if once.finished_until.is_some_and(|t| t > now) {
+            return Ok(OnceState::Finished);
+        }
+        Ok(match once.run.as_ref().filter(|r| r.expires > now) {
+            Some(run) => OnceState::Running {
+                retry_in: run.expires.saturating_duration_since(now),
+            },
+            None => OnceState::Idle,
+        })
     }
 
     async fn watch(&self, job: &Key, occurrence: &Key) -> Result<Box<dyn Watch>> {

@@ -2,7 +2,8 @@
 //! one of the lease's renewals, on the memory backend with tokio's time
 //! paused (every instant decided, not raced): a renewal the backend
 //! refuses because the holder's own last step was applied first is not a
-//! lost lease.
+//! lost lease; and the look at a run's occurrence after its end's resend
+//! found the run gone, which begins nothing.
 //!
 //! The recorder is the test thread's own (`set_default_local_recorder`),
 //! so each test runs on a current-thread runtime: every task, background
@@ -17,9 +18,9 @@ use std::{
 };
 
 use coord::{
-    Client, Error, LeaseOptions, Namespace, RunOnce,
+    Client, Error, Forced, LeaseOptions, Namespace, RunOnce,
     memory::MemoryStore,
-    spi::{Call, Dispatch, Dispatched, DynBackend, Families, Reply},
+    spi::{Call, Dispatch, Dispatched, DynBackend, Families, Reply, Resource},
 };
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
@@ -31,6 +32,8 @@ enum Fault {
     /// The first end is answered `Unavailable` at once and applied this
     /// late; the second is refused (`Unavailable`, never applied).
     LateThenRefused(Duration),
+    /// The first end is refused (`Unavailable`, never applied).
+    Refused,
 }
 
 #[derive(Debug)]
@@ -82,7 +85,7 @@ impl Dispatch for FaultyEnds {
                 });
                 lost()
             }
-            (Fault::LateThenRefused(_), 1) => lost(),
+            (Fault::LateThenRefused(_), 1) | (Fault::Refused, 0) => lost(),
             _ => call.run(self.inner.clone()).await,
         }
     }
@@ -202,6 +205,33 @@ async fn a_finished_run_whose_end_was_applied_unanswered_is_told_by_the_occurren
     assert!(matches!(ran, Ok(RunOnce::Ran(7))), "{ran:?}");
     let again = b.job("j").run_once("o", |_| async { 8 }).await;
     assert!(matches!(again, Ok(RunOnce::AlreadyFinished)), "{again:?}");
+}
+
+/// A run force released by an operator as its body returned, whose end got
+/// no answer (never applied), finds at the resend that the run is no longer
+/// its own and looks at the occurrence: not finished, so `LeaseLost`, and
+/// the look counted no attempt, so the next run is attempt 2 (the look was
+/// a begin, ended at once: attempt 2 went to it, and the next run was
+/// attempt 3).
+#[tokio::test(start_paused = true)]
+async fn looking_at_the_occurrence_after_an_end_counts_no_attempt() {
+    let store = MemoryStore::new();
+    let (a, b) = clients(&store, Fault::Refused);
+    let run: Resource = "job:j@o".parse().unwrap();
+    let ops = b.operations();
+    let ran = a
+        .job("j")
+        .run_once("o", |ctx| async move {
+            let forced = ops.force_release(&run, ctx.token, "wedged").await;
+            assert!(matches!(forced, Ok(Forced::Released { .. })), "{forced:?}");
+        })
+        .await;
+    assert!(matches!(ran, Err(Error::LeaseLost { .. })), "{ran:?}");
+    let again = b
+        .job("j")
+        .run_once("o", |ctx| async move { ctx.attempt })
+        .await;
+    assert!(matches!(again, Ok(RunOnce::Ran(2))), "{again:?}");
 }
 
 /// A graph node whose completion was applied at once and answered 1.5 s

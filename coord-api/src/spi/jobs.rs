@@ -33,6 +33,25 @@ pub enum OnceBegin {
     Finished,
 }
 
+/// The state of one occurrence of a run-once job, as [`JobBackend::state`]
+/// read it (without beginning anything).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OnceState {
+    /// No run holds it and none finished within its retention: never
+    /// begun, or its last run ended unfinished, expired or was revoked (or
+    /// its finished marker passed its retention). The next begin starts a
+    /// run.
+    Idle,
+    /// A holder runs it; its lease ends in `retry_in` unless renewed.
+    Running {
+        /// Time left on the running holder's lease.
+        retry_in: Duration,
+    },
+    /// A run finished (and its marker has not passed its retention).
+    Finished,
+}
+
 /// Run-once jobs: occurrences of a job that run on one holder at a time and
 /// never again once finished. Every method is one atomic step (one round
 /// trip on a remote backend). Jobs have a key space of their own.
@@ -72,6 +91,14 @@ pub trait JobBackend: Send + Sync {
         holder: &HolderId,
         finished: Option<Duration>,
     ) -> Result<bool>;
+
+    /// The occurrence's state, as [`begin`](JobBackend::begin) would find
+    /// it, read without changing anything: no run is begun, no attempt is
+    /// counted, no lease is extended or ended, nothing is marked or
+    /// unmarked, and an occurrence never begun is left as it was. A run
+    /// whose lease expired and a marker past its retention read as gone
+    /// (`Idle`), whether or not anything looked at the occurrence since.
+    async fn state(&self, job: &Key, occurrence: &Key) -> Result<OnceState>;
 
     /// Wakes when the occurrence's run ends or its lease expires.
     async fn watch(&self, job: &Key, occurrence: &Key) -> Result<Box<dyn Watch>>;
@@ -126,6 +153,13 @@ impl<D: Dispatch> JobBackend for Dispatched<D> {
         let args = (job.clone(), occurrence.clone(), holder.clone(), finished);
         self.carry(op("end"), args, |b, (j, o, h, finished)| async move {
             jobs(&b, "end")?.end(&j, &o, &h, finished).await
+        })
+        .await
+    }
+    async fn state(&self, job: &Key, occurrence: &Key) -> Result<OnceState> {
+        let args = (job.clone(), occurrence.clone());
+        self.carry(op("state"), args, |b, (j, o)| async move {
+            jobs(&b, "state")?.state(&j, &o).await
         })
         .await
     }

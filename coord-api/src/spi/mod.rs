@@ -70,7 +70,7 @@ pub use graphs::{
     MAX_RESULT_BYTES, NodeResult, NodeSpec, NodeState, NodeStatus, On, OnFailure, Outcome, Renew,
     RunState, RunStatus, Submit, Take, Taken,
 };
-pub use jobs::{JobBackend, OnceBegin};
+pub use jobs::{JobBackend, OnceBegin, OnceState};
 pub use locks::{
     Acquire, AcquireAll, Busy, Grant, LeaseId, LeaseInfo, LeaseKind, LockBackend, LockCapabilities,
     LockSpace, MAX_MULTI_LOCK_KEYS, Release, check_acquire_all,

@@ -1,5 +1,7 @@
 //! Singleton jobs: `Job::run` and run-once occurrences.
 
+use coord_api::spi::OnceState;
+
 use crate::cases::prelude::*;
 
 cases! {
@@ -495,6 +497,51 @@ pub async fn run_end_by_foreign_or_stale_holder_refused(h: &dyn Harness) {
     assert_eq!(again, OnceBegin::Finished, "a stale end unmarked the finished run");
 }
 
+/// `state` reads an occurrence as a begin would find it, and changes
+/// nothing. Never begun, it is `Idle`; running, `Running` with the time
+/// left on the lease (the run goes on, its runner's extend accepted);
+/// ended unfinished, or expired with nobody having looked since, `Idle`;
+/// finished, `Finished` until the retention passed, then `Idle`. However
+/// often it was read, the next begin is the attempt after the runs begun.
+#[needs(Need::Jobs)]
+pub async fn occurrence_state_is_read_without_beginning(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.backend().await;
+    let ja = job_backend(&a);
+    let (j, o) = (key("j"), key("o"));
+    let runner = holder("a");
+    assert_state(ja, &j, &o, OnceState::Idle, "never begun").await;
+    let begun = ja.begin(&j, &o, &runner, RUN_TTL).await.unwrap();
+    let first = matches!(begun, OnceBegin::Started { attempt: 1, .. });
+    assert!(first, "the looks counted attempts: {begun:?}");
+    for _ in 0..3 {
+        match ja.state(&j, &o).await.unwrap() {
+            OnceState::Running { retry_in } if retry_in > ms(1000) && retry_in <= RUN_TTL => {}
+            other => panic!("running for {RUN_TTL:?}, the occurrence reads {other:?}"),
+        }
+    }
+    let extended = ja.extend(&j, &o, &runner, RUN_TTL).await.unwrap();
+    assert!(extended, "the looks took the run from its runner");
+    assert!(ja.end(&j, &o, &runner, None).await.unwrap(), "still the runner's run");
+    assert_state(ja, &j, &o, OnceState::Idle, "ended unfinished").await;
+    assert_next_attempt(ja, &j, &o, 2).await;
+
+    let expired = key("expired");
+    begin_and_let_expire(ja, &j, &expired, &runner).await;
+    assert_state(ja, &j, &expired, OnceState::Idle, "expired").await;
+    assert_next_attempt(ja, &j, &expired, 2).await;
+
+    let done = key("done");
+    let begun = ja.begin(&j, &done, &runner, RUN_TTL).await.unwrap();
+    assert!(matches!(begun, OnceBegin::Started { attempt: 1, .. }), "{begun:?}");
+    assert!(ja.end(&j, &done, &runner, Some(ms(300))).await.unwrap());
+    let ended = Instant::now();
+    assert_state(ja, &j, &done, OnceState::Finished, "finished").await;
+    past_deadline(ended, ms(300)).await;
+    assert_state(ja, &j, &done, OnceState::Idle, "past its retention").await;
+    assert_next_attempt(ja, &j, &done, 2).await;
+}
+
 /// An extend by the runner after its run's lease expired (nobody having
 /// looked at the occurrence since) answers `false` and does not bring the
 /// run back: the next begin starts attempt 2 at once.
@@ -579,6 +626,15 @@ async fn assert_next_attempt(jobs: &dyn JobBackend, j: &Key, o: &Key, attempt: u
         other => panic!("the next begin should start attempt {attempt}, found {other:?}"),
     }
     assert!(jobs.end(j, o, &next, None).await.unwrap());
+}
+
+/// Reads the occurrence three times and panics unless each read is `want`
+/// (the occurrence `what`).
+async fn assert_state(jobs: &dyn JobBackend, j: &Key, o: &Key, want: OnceState, what: &str) {
+    for _ in 0..3 {
+        let state = jobs.state(j, o).await.unwrap();
+        assert_eq!(state, want, "{o:?} {what}");
+    }
 }
 
 /// Begins attempt 1 of occurrence `o` of job `j` for `runner` with a 150 ms

@@ -6,7 +6,9 @@
 -- ARGV: op, channel, then
 --   begin, extend  holder, ttl_ms
 --   end            holder, retention_ms (0: not finished)
---   expiry, run: nothing more (run: {holder, token, ms left}, or {}).
+--   expiry, run, state: nothing more (run: {holder, token, ms left}, or
+--                  {}; state, which writes nothing: {2} finished, {1, ms
+--                  left} running, {0} neither).
 --   revoke         token: ends the run carrying it as a failed run (as end
 --                  with no retention); {1, holder} or {0, {live token}}.
 local r, attempts, finished, counter, run_token = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -48,6 +50,11 @@ elseif op == 'end' then
   end
   redis.call('PUBLISH', channel, 'ended')
   return 1
+elseif op == 'state' then
+  if redis.call('EXISTS', finished) == 1 then return {2} end
+  local left = redis.call('PTTL', r)
+  if left ~= -2 then return {1, math.max(left, 0)} end
+  return {0}
 elseif op == 'expiry' then
   return redis.call('PTTL', r)
 elseif op == 'run' then

@@ -33,7 +33,7 @@ use std::{sync::LazyLock, time::Duration};
 use async_trait::async_trait;
 use coord_api::{
     HolderId, Key, Namespace, Result,
-    spi::{Backend, JobBackend, OnceBegin, Watch},
+    spi::{Backend, JobBackend, OnceBegin, OnceState, Watch},
 };
 use redis::Script;
 
@@ -150,6 +150,26 @@ impl JobBackend for RedisBackend {
         eval.arg(retention);
         let call = Traced::new("end", FAMILY, job).by(holder);
         Ok(self.eval(call, &eval, eval::done).await? == 1)
+    }
+
+    async fn state(&self, job: &Key, occurrence: &Key) -> Result<OnceState> {
+        let eval = job_eval(self.namespace(), job, occurrence, "state", None);
+        let call = Traced::new("state", FAMILY, job);
+        let reply: Vec<i64> = self
+            .eval(call, &eval, |r: &Vec<i64>| match r.as_slice() {
+                [2] => ("finished", None),
+                [1, _] => ("running", None),
+                _ => ("idle", None),
+            })
+            .await?;
+        match reply.as_slice() {
+            [0] => Ok(OnceState::Idle),
+            [1, left] => Ok(OnceState::Running {
+                retry_in: millis(*left).unwrap_or_default(),
+            }),
+            [2] => Ok(OnceState::Finished),
+            other => Err(self.unexpected(call, other)),
+        }
     }
 
     async fn watch(&self, job: &Key, occurrence: &Key) -> Result<Box<dyn Watch>> {
