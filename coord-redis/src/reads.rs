@@ -18,7 +18,7 @@ const ANY: &str = "*";
 const READS: &[(&str, &str)] = &[
     (ANY, "expiry"),
     (ANY, "inspect"),
-    // A barrier's or latch's state.
+    // A barrier's, latch's or run-once occurrence's state.
     (ANY, "state"),
     // A breaker's state, or nothing when it has no record (never born by
     // a look); its sweep is housekeeping like the others'.
