@@ -4,13 +4,13 @@
 //! stealing, items that do not decode, `ack_and_next`, `run` and `leave`.
 //! A delivery itself (its lease, settling it) is in `delivery.rs`.
 
-use std::{collections::VecDeque, fmt, future::Future, time::Duration};
+use std::{collections::VecDeque, fmt, future::Future, sync::Arc, time::Duration};
 
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::{
     Queue,
-    delivery::{Delivery, ItemContext, ItemLease, Receipt, settled},
+    delivery::{Delivery, ItemContext, ItemLease, Receipt, Settling, settled},
     metrics,
 };
 use crate::{
@@ -293,12 +293,12 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
         }
         let (key, opts) = self.checked()?;
         let client = self.queue.client().clone();
-        let lease = r.end();
+        let queues = client.queues()?;
+        let lease = r.end(Settling::Ack);
         let t_sent = client.clock().now();
         let id = undo::call_id();
         let receive_opts = self.receive_options(&opts).receive_id(id);
-        let call =
-            (client.queues()?).ack_and_receive(&r.queue, r.id, r.token, &self.holder, receive_opts);
+        let call = queues.ack_and_receive(&r.queue, r.id, r.token, &self.holder, receive_opts);
         let site = || r.site("ack_and_receive");
         let call = trace::call(&client, site, call, |(s, _)| settled(s));
         let undo = give_back(&key, &self.holder, id);
@@ -406,12 +406,14 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
             }
         };
         metrics::delivered(d.attempt > 1, d.stolen);
+        let settling = Arc::default();
         let tenure = ItemLease {
             queue: key.clone(),
             id: d.id,
             token: d.token,
             holder: self.holder.clone(),
             presence: self.presence.as_ref().map(|g| g.lease().clone()),
+            settling: Arc::clone(&settling),
         };
         let validity = self.handle.validity();
         let lease = Lease::start(
@@ -434,6 +436,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
                 stolen: d.stolen,
                 backoff: self.backoff,
                 guard: Guard::new(lease),
+                settling,
             },
         }))
     }

@@ -1,9 +1,14 @@
 //! One item delivered to a consumer: its lease (renewed by extend, living
 //! inside the consumer's presence, given back at once when dropped
 //! unsettled), what a [`Consumer::run`](crate::Consumer::run) handler gets
-//! with it, and how it is settled (ack, nack, dead-letter).
+//! with it, and how it is settled (ack, nack, dead-letter; one cancelled or
+//! unanswered is sent again by the lease's release, as it was asked).
 
-use std::{fmt, time::Duration};
+use std::{
+    fmt,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use super::metrics;
 use crate::{
@@ -14,15 +19,36 @@ use crate::{
 };
 
 /// One delivery's lease: renewed by extend; a dropped delivery is given
-/// back at once (a nack without delay). It lives inside the consumer's
-/// presence: the backend gives every delivery of a consumer back when its
-/// presence ends, so the delivery is lost when the presence is.
+/// back at once (a nack without delay), unless a settle of it was begun:
+/// then its release is that settle, sent again (the settle was cancelled,
+/// or failed without an answer; token-checked, so a repeat of one that
+/// was applied is stale and changes nothing). It lives inside the
+/// consumer's presence: the backend gives every delivery of a consumer
+/// back when its presence ends, so the delivery is lost when the presence
+/// is.
 pub(super) struct ItemLease {
     pub(super) queue: Key,
     pub(super) id: u64,
     pub(super) token: FencingToken,
     pub(super) holder: HolderId,
-    pub(super) presence: Option<std::sync::Arc<Lease>>,
+    pub(super) presence: Option<Arc<Lease>>,
+    /// What a settle begun asked for, shared with the delivery's
+    /// [`Receipt`] (which sets it before the settle goes out).
+    pub(super) settling: Arc<OnceLock<Settling>>,
+}
+
+/// What a settle of a delivery asks for: recorded before it goes out, so
+/// that the delivery's release, when the settle was cancelled or failed
+/// without an answer, sends it again as it was asked (decision 0052).
+#[derive(Debug)]
+pub(super) enum Settling {
+    /// The item is done.
+    Ack,
+    /// Back with `error`, delivered again after `retry_in` (or dead on its
+    /// last attempt).
+    Nack { error: String, retry_in: Duration },
+    /// Dead with `reason`.
+    DeadLetter { reason: String },
 }
 
 impl Tenure for ItemLease {
@@ -52,15 +78,29 @@ impl Tenure for ItemLease {
     fn release<'a>(&'a self, client: &'a Client) -> Result<BoxFuture<'a, Result<Release>>> {
         let queues = client.queues()?;
         Ok(Box::pin(async move {
-            let why = "dropped: the delivery was neither acked nor nacked";
-            let nack = queues.nack(&self.queue, self.id, self.token, why, Duration::ZERO);
-            Ok(released(!matches!(nack.await?, Nack::Stale)))
+            let (queue, id, token) = (&self.queue, self.id, self.token);
+            let held = match self.settling.get() {
+                None => {
+                    let why = "dropped: the delivery was neither acked nor nacked";
+                    let nack = queues.nack(queue, id, token, why, Duration::ZERO);
+                    nack.await? != Nack::Stale
+                }
+                Some(Settling::Ack) => queues.ack(queue, id, token).await? == Settle::Done,
+                Some(Settling::Nack { error, retry_in }) => {
+                    queues.nack(queue, id, token, error, *retry_in).await? != Nack::Stale
+                }
+                Some(Settling::DeadLetter { reason }) => {
+                    let dead = queues.dead_letter(queue, id, token, reason);
+                    dead.await? == Settle::Done
+                }
+            };
+            Ok(released(held))
         }))
     }
     fn counted(&self) -> bool {
         false
     }
-    fn within(&self) -> Option<&std::sync::Arc<Lease>> {
+    fn within(&self) -> Option<&Arc<Lease>> {
         self.presence.as_ref()
     }
 }
@@ -96,12 +136,26 @@ pub(super) struct Receipt {
     pub(super) stolen: bool,
     pub(super) backoff: Backoff,
     pub(super) guard: Guard,
+    /// The cell its lease's release reads (see [`ItemLease::settling`]).
+    pub(super) settling: Arc<OnceLock<Settling>>,
 }
 
 /// One item delivered to this consumer, under a lease renewed while it is
 /// held. Settle it with [`ack`](Self::ack), [`nack`](Self::nack) or
 /// [`dead_letter`](Self::dead_letter); a delivery dropped unsettled is given
 /// back at once (and counts its attempt).
+///
+/// # Cancel safety
+/// A settle cancelled, or failed without an answer (its error returned),
+/// is sent again in the background as it was asked (the ack, the nack with
+/// its error and back-off, the dead-letter), also once the client is
+/// closed, while the backend is unreachable, for at most the lease TTL
+/// (then the lease has ended and the item is delivered again);
+/// token-checked, so a repeat of one that was applied after all changes
+/// nothing. Never turned into a give-back without delay: an item acked
+/// after its work is not worked on again at once because the ack's answer
+/// was lost. A settle refused before any I/O (`Closed`) is not sent: the
+/// delivery is given back as a dropped one is.
 pub struct Delivery<T> {
     pub(super) item: T,
     pub(super) receipt: Receipt,
@@ -172,10 +226,13 @@ impl<T> Delivery<T> {
 
     /// The item is done: removed from the queue. `LeaseLost` (and nothing
     /// changes) if this delivery is no longer the item's current one.
+    /// Cancelled or unanswered, it is sent again in the background (see
+    /// the type's `# Cancel safety`).
     pub async fn ack(self) -> Result<()> {
         let r = self.receipt;
-        let lease = r.end();
-        let ack = r.client.queues()?.ack(&r.queue, r.id, r.token);
+        let queues = r.client.queues()?;
+        let lease = r.end(Settling::Ack);
+        let ack = queues.ack(&r.queue, r.id, r.token);
         let done = trace::call(&r.client, || r.site("ack"), ack, settled).await;
         r.settled(&lease, "acked", done.map(|s| s == Settle::Done))
     }
@@ -183,16 +240,19 @@ impl<T> Delivery<T> {
     /// Gives the item back with `error`: delivered again after the
     /// consumer's back-off, or moved to the dead letters if this was its
     /// last attempt (then `Ok(false)`). `LeaseLost` if this delivery is no
-    /// longer the item's current one.
+    /// longer the item's current one. Cancelled or unanswered, it is sent
+    /// again in the background with the same error and back-off (see the
+    /// type's `# Cancel safety`).
     pub async fn nack(self, error: impl fmt::Display) -> Result<bool> {
         let r = self.receipt;
-        let lease = r.end();
         let error = cut_reason(error.to_string());
         let retry_in = r.backoff.delay(r.attempt);
-        let nack = r
-            .client
-            .queues()?
-            .nack(&r.queue, r.id, r.token, &error, retry_in);
+        let queues = r.client.queues()?;
+        let lease = r.end(Settling::Nack {
+            error: error.clone(),
+            retry_in,
+        });
+        let nack = queues.nack(&r.queue, r.id, r.token, &error, retry_in);
         let classify = |n: &Nack| match n {
             Nack::Stale => Outcome::NotHeld,
             _ => Outcome::Ok,
@@ -206,15 +266,16 @@ impl<T> Delivery<T> {
 
     /// Moves the item to the dead letters with `reason`, whatever attempts
     /// it has left. `LeaseLost` if this delivery is no longer the item's
-    /// current one.
+    /// current one. Cancelled or unanswered, it is sent again in the
+    /// background (see the type's `# Cancel safety`).
     pub async fn dead_letter(self, reason: impl fmt::Display) -> Result<()> {
         let r = self.receipt;
-        let lease = r.end();
         let reason = cut_reason(reason.to_string());
-        let dead = r
-            .client
-            .queues()?
-            .dead_letter(&r.queue, r.id, r.token, &reason);
+        let queues = r.client.queues()?;
+        let lease = r.end(Settling::DeadLetter {
+            reason: reason.clone(),
+        });
+        let dead = queues.dead_letter(&r.queue, r.id, r.token, &reason);
         let done = trace::call(&r.client, || r.site("dead_letter"), dead, settled).await;
         r.settled(&lease, "dead_lettered", done.map(|s| s == Settle::Done))
     }
@@ -246,8 +307,13 @@ impl Receipt {
         }
     }
 
-    /// Stops renewing the lease: the settlement about to be sent ends it.
-    pub(super) fn end(&self) -> std::sync::Arc<Lease> {
+    /// Stops renewing the lease: the settlement about to be sent, `asked`,
+    /// ends it. Until its answer comes, the lease's release (a settle
+    /// cancelled or unanswered drops the guard) sends `asked` again. Called
+    /// once the settlement can go out (the client open): one refused before
+    /// any I/O (`Closed`) is not sent in the background either.
+    pub(super) fn end(&self, asked: Settling) -> Arc<Lease> {
+        let _ = self.settling.set(asked);
         let lease = self.guard.lease().clone();
         lease.mark(false);
         lease

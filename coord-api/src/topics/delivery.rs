@@ -1,7 +1,13 @@
 //! One event delivered to a subscriber: its lease (renewed by extend,
-//! given back at once when dropped unsettled) and how it is settled.
+//! given back at once when dropped unsettled) and how it is settled (one
+//! settle cancelled or unanswered is sent again by the lease's release, as
+//! it was asked).
 
-use std::{fmt, time::Duration, time::SystemTime};
+use std::{
+    fmt,
+    sync::{Arc, OnceLock},
+    time::{Duration, SystemTime},
+};
 
 use super::metrics;
 use crate::{
@@ -12,7 +18,10 @@ use crate::{
 };
 
 /// One delivery's lease: renewed by extend; a dropped delivery is given
-/// back at once (a nack without delay).
+/// back at once (a nack without delay), unless a settle of it was begun:
+/// then its release is that settle, sent again (the settle was cancelled,
+/// or failed without an answer; token-checked, so a repeat of one that
+/// was applied is stale and changes nothing).
 pub(super) struct EventLease {
     pub(super) topic: Key,
     pub(super) sub: Key,
@@ -21,7 +30,23 @@ pub(super) struct EventLease {
     pub(super) holder: HolderId,
     /// The subscriber's presence, which this delivery lives inside: the
     /// backend gives a subscriber's deliveries back when it ends.
-    pub(super) presence: Option<std::sync::Arc<Lease>>,
+    pub(super) presence: Option<Arc<Lease>>,
+    /// What a settle begun asked for, shared with the delivery's
+    /// [`Receipt`] (which sets it before the settle goes out).
+    pub(super) settling: Arc<OnceLock<Settling>>,
+}
+
+/// What a settle of a delivery asks for: recorded before it goes out, so
+/// that the delivery's release, when the settle was cancelled or failed
+/// without an answer, sends it again as it was asked (decision 0052).
+#[derive(Debug)]
+pub(super) enum Settling {
+    /// Done for the subscription.
+    Ack,
+    /// Back, delivered again after `retry_in`.
+    Nack { retry_in: Duration },
+    /// Dead with `reason`.
+    DeadLetter { reason: String },
 }
 
 impl Tenure for EventLease {
@@ -51,20 +76,24 @@ impl Tenure for EventLease {
     fn release<'a>(&'a self, client: &'a Client) -> Result<BoxFuture<'a, Result<Release>>> {
         let topics = client.topics()?;
         Ok(Box::pin(async move {
-            let nack = topics.nack(
-                &self.topic,
-                &self.sub,
-                self.offset,
-                self.token,
-                Duration::ZERO,
-            );
-            Ok(released(matches!(nack.await?, Settle::Done)))
+            let (topic, sub, offset, token) = (&self.topic, &self.sub, self.offset, self.token);
+            let settle = match self.settling.get() {
+                None => topics.nack(topic, sub, offset, token, Duration::ZERO),
+                Some(Settling::Ack) => topics.ack(topic, sub, offset, token),
+                Some(Settling::Nack { retry_in }) => {
+                    topics.nack(topic, sub, offset, token, *retry_in)
+                }
+                Some(Settling::DeadLetter { reason }) => {
+                    topics.dead_letter(topic, sub, offset, token, reason)
+                }
+            };
+            Ok(released(settle.await? == Settle::Done))
         }))
     }
     fn counted(&self) -> bool {
         false
     }
-    fn within(&self) -> Option<&std::sync::Arc<Lease>> {
+    fn within(&self) -> Option<&Arc<Lease>> {
         self.presence.as_ref()
     }
 }
@@ -96,12 +125,24 @@ pub(super) struct Receipt {
     pub(super) token: FencingToken,
     pub(super) backoff: Backoff,
     pub(super) guard: Guard,
+    /// The cell its lease's release reads (see [`EventLease::settling`]).
+    pub(super) settling: Arc<OnceLock<Settling>>,
 }
 
 /// One event delivered to this subscriber, under a lease renewed while it
 /// is held. Settle it with [`ack`](Self::ack), [`nack`](Self::nack) or
 /// [`dead_letter`](Self::dead_letter); one dropped unsettled is given back
 /// at once.
+///
+/// # Cancel safety
+/// A settle cancelled, or failed without an answer (its error returned),
+/// is sent again in the background as it was asked (the ack, the nack with
+/// its back-off, the dead-letter), also once the client is closed, while
+/// the backend is unreachable, for at most the lease TTL (then the lease
+/// has ended and the event is delivered again); token-checked, so a repeat
+/// of one that was applied after all changes nothing. Never turned into a
+/// give-back without delay. A settle refused before any I/O (`Closed`) is
+/// not sent: the delivery is given back as a dropped one is.
 pub struct EventDelivery<E> {
     pub(super) event: E,
     pub(super) receipt: Receipt,
@@ -160,31 +201,40 @@ impl<E> EventDelivery<E> {
 
     /// Done for this subscription. `LeaseLost` (and nothing changes) if
     /// this delivery is no longer current (it expired and went back).
+    /// Cancelled or unanswered, it is sent again in the background (see
+    /// the type's `# Cancel safety`).
     pub async fn ack(self) -> Result<()> {
         let r = self.receipt;
-        let lease = r.end();
-        let ack = r.client.topics()?.ack(&r.topic, &r.sub, r.offset, r.token);
+        let topics = r.client.topics()?;
+        let lease = r.end(Settling::Ack);
+        let ack = topics.ack(&r.topic, &r.sub, r.offset, r.token);
         let done = trace::call(&r.client, || r.site("ack"), ack, settled).await;
         r.settled(&lease, "acked", done)
     }
 
     /// Gives it back, delivered again after the subscriber's back-off.
+    /// Cancelled or unanswered, it is sent again in the background with
+    /// the same back-off (see the type's `# Cancel safety`).
     pub async fn nack(self) -> Result<()> {
         let r = self.receipt;
-        let lease = r.end();
         let retry_in = r.backoff.delay(r.attempt);
         let topics = r.client.topics()?;
+        let lease = r.end(Settling::Nack { retry_in });
         let nack = topics.nack(&r.topic, &r.sub, r.offset, r.token, retry_in);
         let done = trace::call(&r.client, || r.site("nack"), nack, settled).await;
         r.settled(&lease, "nacked", done)
     }
 
     /// Moves it to the subscription's dead events with `reason`.
+    /// Cancelled or unanswered, it is sent again in the background (see
+    /// the type's `# Cancel safety`).
     pub async fn dead_letter(self, reason: impl fmt::Display) -> Result<()> {
         let r = self.receipt;
-        let lease = r.end();
         let reason = cut_reason(reason.to_string());
         let topics = r.client.topics()?;
+        let lease = r.end(Settling::DeadLetter {
+            reason: reason.clone(),
+        });
         let dead = topics.dead_letter(&r.topic, &r.sub, r.offset, r.token, &reason);
         let done = trace::call(&r.client, || r.site("dead_letter"), dead, settled).await;
         r.settled(&lease, "dead_lettered", done)
@@ -210,7 +260,13 @@ impl Receipt {
         }
     }
 
-    pub(super) fn end(&self) -> std::sync::Arc<Lease> {
+    /// Stops renewing the lease: the settlement about to be sent, `asked`,
+    /// ends it. Until its answer comes, the lease's release (a settle
+    /// cancelled or unanswered drops the guard) sends `asked` again. Called
+    /// once the settlement can go out (the client open): one refused before
+    /// any I/O (`Closed`) is not sent in the background either.
+    pub(super) fn end(&self, asked: Settling) -> Arc<Lease> {
+        let _ = self.settling.set(asked);
         let lease = self.guard.lease().clone();
         lease.mark(false);
         lease

@@ -17,7 +17,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use super::{
     Topic,
-    delivery::{EventContext, EventDelivery, Receipt, settled},
+    delivery::{EventContext, EventDelivery, Receipt, Settling, settled},
     no_subscription,
 };
 use crate::{
@@ -369,12 +369,12 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
         }
         let (topic, sub, opts) = self.checked()?;
         let client = self.topic.client().clone();
-        let lease = r.end();
+        let topics = client.topics()?;
+        let lease = r.end(Settling::Ack);
         let t_sent = client.clock().now();
         let id = undo::call_id();
         let ropts = ReadOptions::new(opts.ttl, self.presence_ttl, self.batch).read_id(id);
-        let call =
-            (client.topics()?).ack_and_read(&topic, &sub, r.offset, r.token, &self.holder, ropts);
+        let call = topics.ack_and_read(&topic, &sub, r.offset, r.token, &self.holder, ropts);
         let call = trace::call(
             &client,
             || r.site("ack_and_read"),

@@ -296,6 +296,7 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
             }
         };
         metrics::delivered(d.attempt > 1);
+        let settling = Arc::default();
         let tenure = EventLease {
             topic: topic.clone(),
             sub: sub.clone(),
@@ -303,6 +304,7 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
             token: d.token,
             holder: self.holder.clone(),
             presence: self.presence.as_ref().map(|g| g.lease().clone()),
+            settling: Arc::clone(&settling),
         };
         let validity = self.handle.validity();
         let lease = Lease::start(
@@ -325,6 +327,7 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
                 token: d.token,
                 backoff: self.backoff,
                 guard: Guard::new(lease),
+                settling,
             },
         })))
     }

@@ -7,7 +7,9 @@
 //! cancelled while it dead-letters an item that does not decode leaves
 //! the dead-letter to the background, not the item to its lease; a leave
 //! cancelled (or failed) is sent again in the background, not left to the
-//! consumer's presence.
+//! consumer's presence; an ack, nack or dead-letter cancelled (or failed)
+//! is sent again in the background as it was asked (decision 0052), not
+//! turned into a give-back without delay.
 
 use std::future::Future;
 
@@ -71,6 +73,46 @@ async fn cancel_held_after<T: Debug>(
         () = on_the_way => {}
     }
     switch.on();
+}
+
+/// Settles with `settle` (a delivery's ack, nack or dead-letter, or an
+/// `ack_and_next`) cancelled on its way (the SPI call `held` held, never
+/// applied), or, `failed`, failing (the backend cut off, the call never
+/// reaching it); the switch is on again after.
+pub(crate) async fn unanswered<T: Debug>(
+    settle: impl Future<Output = Result<T>>,
+    switch: &Switch,
+    failed: bool,
+    held: &str,
+) {
+    if failed {
+        switch.off();
+        let res = settle.await;
+        assert!(res.is_err(), "cut off: {res:?}");
+        switch.on();
+    } else {
+        cancel_held(settle, switch, held).await;
+    }
+}
+
+/// Waits (bounded by [`PROMPTLY`]) until the counts of `queue` satisfy
+/// `cond`; panics naming `what` with the last counts otherwise.
+async fn queue_when(queue: &Queue<u64>, what: &str, cond: impl Fn(&QueueStats) -> bool) {
+    let seen = eventually(PROMPTLY, || async {
+        let s = queue.stats().await.expect("stats");
+        cond(&s).then_some(s)
+    })
+    .await;
+    if seen.is_none() {
+        panic!("{what}: not within {PROMPTLY:?}: {:?}", queue.stats().await);
+    }
+}
+
+/// The only dead letter of `queue`: its attempts and reason.
+async fn only_dead(queue: &Queue<u64>, what: &str) -> (u32, String) {
+    let dead = queue.dead_letters(0, 10).await.expect("dead_letters");
+    assert_eq!(dead.len(), 1, "{what}: {dead:?}");
+    (dead[0].attempts, dead[0].reason.clone())
 }
 
 cases! {
@@ -251,6 +293,101 @@ pub async fn queue_cancelled_or_failed_leave_gives_back_what_it_held(h: &dyn Har
         let d = within(other.receive(), &format!("{what}: the second")).await;
         assert_eq!(d.id(), ids[1].id(), "{what}");
         within(d.ack(), "ack").await;
+    }
+}
+
+/// An ack, a nack, a last attempt's nack, a dead-letter and an
+/// `ack_and_next`, each cancelled on its way (held, never applied), then
+/// each failed (the backend cut off): each is sent again in the background
+/// as it was asked, not turned into a give-back without delay (which
+/// delivered a processed item again, skipped the back-off, lost the error
+/// and the dead-letter). The acked item is gone; the nacked one is delayed
+/// by the consumer's 30 s back-off, and on its last attempt dead with the
+/// nack's error; the dead-lettered one is dead with its reason; the item
+/// of the `ack_and_next` is gone, the next one ready.
+pub async fn queue_cancelled_or_failed_settle_is_sent_again_as_asked(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    for failed in [false, true] {
+        let how = if failed { "failed" } else { "cancelled" };
+        let queue = |step: &str| a.queue::<u64>(&format!("{how}-{step}"));
+        let consumer = |q: &Queue<u64>| q.consumer().ttl(LONG).backoff(LONG, LONG);
+
+        let q = queue("ack");
+        q.push(&1).await.unwrap();
+        let mut c = consumer(&q);
+        let d = within(c.receive(), "the item").await;
+        unanswered(d.ack(), &switch, failed, "ack").await;
+        let what = format!("{how} ack");
+        queue_when(&q, &what, |s| places(s) == (0, 0, 0, 0)).await;
+
+        let q = queue("nack");
+        q.push(&1).await.unwrap();
+        let mut c = consumer(&q);
+        let d = within(c.receive(), "the item").await;
+        unanswered(d.nack("boom"), &switch, failed, "nack").await;
+        let what = format!("{how} nack: delayed by the back-off");
+        queue_when(&q, &what, |s| places(s) == (0, 1, 0, 0)).await;
+
+        let q = queue("last");
+        q.push_with(&1, PushOptions::new().max_attempts(1)).await.unwrap();
+        let mut c = consumer(&q);
+        let d = within(c.receive(), "the item").await;
+        unanswered(d.nack("boom"), &switch, failed, "nack").await;
+        let what = format!("{how} last nack");
+        queue_when(&q, &what, |s| places(s) == (0, 0, 0, 1)).await;
+        assert_eq!(only_dead(&q, &what).await, (1, "boom".to_owned()), "{what}");
+
+        let q = queue("dead");
+        q.push(&1).await.unwrap();
+        let mut c = consumer(&q);
+        let d = within(c.receive(), "the item").await;
+        unanswered(d.dead_letter("poison"), &switch, failed, "dead_letter").await;
+        let what = format!("{how} dead_letter");
+        queue_when(&q, &what, |s| places(s) == (0, 0, 0, 1)).await;
+        assert_eq!(only_dead(&q, &what).await, (1, "poison".to_owned()), "{what}");
+
+        // (`ack_and_next` is carried as the ack then the receive.)
+        let q = queue("next");
+        q.push_many(&[1, 2]).await.unwrap();
+        let mut c = consumer(&q);
+        let d = within(c.receive(), "the first").await;
+        unanswered(c.ack_and_next(d), &switch, failed, "ack").await;
+        let what = format!("{how} ack_and_next");
+        queue_when(&q, &what, |s| places(s) == (1, 0, 0, 0)).await;
+        let d = within(c.receive(), &format!("{what}: the second")).await;
+        assert_eq!((*d.item(), d.attempt()), (2, 1), "{what}");
+        within(d.ack(), "ack").await;
+    }
+}
+
+/// `Consumer::run`: a handler's error whose nack fails (held on its way,
+/// then the backend cut off): the nack is sent again in the background
+/// with the consumer's back-off (30 s), so the item is delayed, not ready
+/// again at once.
+pub async fn queue_run_failed_nack_keeps_its_back_off(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let q = numbers(&a);
+    q.push(&1).await.unwrap();
+    let consumer = q.consumer().ttl(LONG).backoff(LONG, LONG);
+    let holding = switch.clone();
+    let handler = move |_: u64, _: ItemContext| {
+        holding.holding();
+        async { Err(NodeError::msg("boom")) }
+    };
+    let nack_failed = async {
+        let held = || async { (switch.held("nack") == 1).then_some(()) };
+        eventually(PROMPTLY, held).await.expect("the nack held on its way");
+        switch.off();
+        let gone = || async { (switch.held("nack") == 0).then_some(()) };
+        eventually(PROMPTLY, gone).await.expect("the nack failed");
+        switch.on();
+        stats_when(&a, "delayed by the back-off", |s| places(s) == (0, 1, 0, 0)).await
+    };
+    tokio::select! {
+        res = consumer.run(handler) => panic!("run returned: {res:?}"),
+        s = nack_failed => assert_eq!(counts(&s), (1, 0, 0, 0), "{s:?}"),
     }
 }
 }

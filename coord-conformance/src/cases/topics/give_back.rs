@@ -9,12 +9,15 @@
 //! event to its lease. A seek cancelled (or failed) while it gives back
 //! what a batch read buffered sends the give-backs left in the background,
 //! not the events to their leases; so does a leave or an unsubscribe with
-//! what the subscriber held, not leave it to the subscriber's presence.
+//! what the subscriber held, not leave it to the subscriber's presence. An
+//! ack, nack or dead-letter cancelled (or failed) is sent again in the
+//! background as it was asked (decision 0052), not turned into a give-back
+//! without delay.
 
 use super::*;
 use crate::cases::queues::{
     PROMPTLY, crashed,
-    give_back::{cancel_held, cancel_when_held},
+    give_back::{cancel_held, cancel_when_held, unanswered},
 };
 use coord_api::spi::SubscriptionStats;
 
@@ -70,6 +73,26 @@ async fn two_and_three_back(backend: &DynBackend, other: &Client, what: &str) {
         let d = event(&mut other, &format!("{what}: offset {o}")).await;
         assert_eq!(d.offset(), o, "{what}");
         within(d.ack(), "ack").await;
+    }
+}
+
+/// Waits (bounded by [`PROMPTLY`]) until the counts of subscription `s`
+/// of topic `topic` satisfy `cond`; panics naming `what` with the last
+/// counts otherwise.
+async fn topic_when(
+    backend: &DynBackend,
+    topic: &str,
+    what: &str,
+    cond: impl Fn(&SubscriptionStats) -> bool,
+) {
+    let counts = || async { spi(backend).stats(&key(topic), &key("s")).await.unwrap() };
+    let seen = eventually(PROMPTLY, || async {
+        let s = counts().await;
+        cond(&s).then_some(s)
+    })
+    .await;
+    if seen.is_none() {
+        panic!("{what}: not within {PROMPTLY:?}: {:?}", counts().await);
     }
 }
 
@@ -303,6 +326,61 @@ pub async fn topic_cancelled_or_failed_leave_gives_back_what_it_held(h: &dyn Har
         let d = event(&mut other, &format!("{what}: the second")).await;
         assert_eq!(d.offset(), offsets[1], "{what}");
         within(d.ack(), "ack").await;
+    }
+}
+
+/// An ack, a nack, a dead-letter and an `ack_and_next`, each cancelled on
+/// its way (held, never applied), then each failed (the backend cut off):
+/// each is sent again in the background as it was asked, not turned into
+/// a give-back without delay (which delivered a processed event again,
+/// skipped the back-off, lost the dead-letter). The acked event is done;
+/// the nacked one waits out the subscriber's 30 s back-off (another
+/// subscriber gets nothing); the dead-lettered one is dead with its
+/// reason.
+pub async fn topic_cancelled_or_failed_settle_is_sent_again_as_asked(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let b = ctx.client("b").await;
+    let backend = ctx.backend().await;
+    for failed in [false, true] {
+        let how = if failed { "failed" } else { "cancelled" };
+        for step in ["ack", "nack", "dead_letter", "ack_and_next"] {
+            let (what, topic) = (format!("{how} {step}"), format!("{how}-{step}"));
+            let mut sub = (a.topic::<u64>(&topic).subscriber("s").start(Start::Earliest))
+                .ttl(LONG)
+                .presence_ttl(LONG)
+                .backoff(LONG, LONG);
+            sub.subscribe().await.unwrap();
+            b.topic::<u64>(&topic).publish(&1).await.unwrap();
+            let d = event(&mut sub, &what).await;
+            match step {
+                "ack" => unanswered(d.ack(), &switch, failed, "ack").await,
+                "nack" => unanswered(d.nack(), &switch, failed, "nack").await,
+                "dead_letter" => {
+                    unanswered(d.dead_letter("poison"), &switch, failed, "dead_letter").await
+                }
+                _ => unanswered(sub.ack_and_next(d), &switch, failed, "ack_and_read").await,
+            }
+            let (retrying, dead) = match step {
+                "nack" => (1, 0),
+                "dead_letter" => (0, 1),
+                _ => (0, 0),
+            };
+            let settled = |s: &SubscriptionStats| {
+                (s.in_flight, s.retrying, s.dead, s.cursor) == (0, retrying, dead, 1)
+            };
+            topic_when(&backend, &topic, &what, settled).await;
+            if step == "nack" {
+                let other = b.topic::<u64>(&topic).subscriber("s");
+                nothing(other, ms(300), &format!("{what}: within the back-off")).await;
+            }
+            if step == "dead_letter" {
+                let dead = spi(&backend).dead_events(&key(&topic), &key("s"), 0, 10).await;
+                let dead = dead.unwrap();
+                assert_eq!(dead.len(), 1, "{what}: {dead:?}");
+                assert_eq!(dead[0].reason, "poison", "{what}");
+            }
+        }
     }
 }
 }
