@@ -330,6 +330,26 @@ fn lose_the_record(fake: &Fake, policy: Policy, born_us: u64) {
     *fake.record.lock().unwrap() = Some(Record::born(policy, born_us));
 }
 
+/// A breaker on a fake backend, forced open (that transition told): the
+/// fake, the breaker, its events and the forced state.
+async fn forced_open() -> (
+    Arc<Fake>,
+    crate::Breaker,
+    crate::BreakerEvents,
+    BreakerState,
+) {
+    let (fake, b) = setup();
+    b.state().await.unwrap();
+    let mut events = b.events();
+    let forced = b.force_open("drill").await.unwrap();
+    let t = told(&mut events).await;
+    assert!(
+        matches!(&t[..], [crate::BreakerEvent::Transition(_)]),
+        "{t:?}"
+    );
+    (fake, b, events, forced)
+}
+
 /// An instance that followed a breaker whose record was lost and born
 /// again is told `Missed` after the last generation it knew (what the lost
 /// record did since cannot be told), and then follows the new record:
@@ -337,14 +357,7 @@ fn lose_the_record(fake: &Fake, policy: Policy, born_us: u64) {
 /// moved silently from forced open to closed.)
 #[tokio::test]
 async fn a_record_born_again_is_told_as_missed_then_followed() {
-    let (fake, b) = setup();
-    b.state().await.unwrap();
-    let mut events = b.events();
-    let forced = b.force_open("drill").await.unwrap();
-    assert!(matches!(
-        &told(&mut events).await[..],
-        [crate::BreakerEvent::Transition(_)]
-    ));
+    let (fake, b, mut events, forced) = forced_open().await;
     lose_the_record(&fake, forced.policy, forced.generation + 1_000);
     let reborn = b.state().await.unwrap();
     assert_eq!(reborn.phase, Phase::Closed);
@@ -365,11 +378,7 @@ async fn a_record_born_again_is_told_as_missed_then_followed() {
 /// it stayed forced open, and its outcomes were never counted.
 #[tokio::test]
 async fn a_record_born_again_below_what_was_seen_is_followed() {
-    let (fake, b) = setup();
-    b.state().await.unwrap();
-    let mut events = b.events();
-    let forced = b.force_open("drill").await.unwrap();
-    told(&mut events).await;
+    let (fake, b, mut events, forced) = forced_open().await;
     let hour_us = 3_600_000_000;
     lose_the_record(&fake, forced.policy, forced.generation - hour_us);
     let reborn = b.state().await.unwrap();
@@ -401,11 +410,7 @@ async fn a_record_born_again_below_what_was_seen_is_followed() {
 /// for a later call's, which is surely newer.
 #[tokio::test]
 async fn a_reply_of_the_lost_record_crossing_does_not_take_the_instance_back() {
-    let (fake, b) = setup();
-    b.state().await.unwrap();
-    let mut events = b.events();
-    let forced = b.force_open("drill").await.unwrap();
-    told(&mut events).await;
+    let (fake, b, mut events, forced) = forced_open().await;
     let inner = &b.inner;
     let in_flight = inner.ticket();
     lose_the_record(&fake, forced.policy, forced.generation + 1_000);
@@ -421,11 +426,7 @@ async fn a_reply_of_the_lost_record_crossing_does_not_take_the_instance_back() {
 
     // The other way round: the instance follows the lost record, and a
     // call in flight since before its last reply is answered by the new.
-    let (fake, b) = setup();
-    b.state().await.unwrap();
-    let mut events = b.events();
-    let forced = b.force_open("drill").await.unwrap();
-    told(&mut events).await;
+    let (fake, b, mut events, forced) = forced_open().await;
     let inner = &b.inner;
     let in_flight = inner.ticket();
     b.state().await.unwrap();
