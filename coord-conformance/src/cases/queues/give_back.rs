@@ -95,19 +95,6 @@ pub(crate) async fn unanswered<T: Debug>(
     }
 }
 
-/// Waits (bounded by [`PROMPTLY`]) until the counts of `queue` satisfy
-/// `cond`; panics naming `what` with the last counts otherwise.
-async fn queue_when(queue: &Queue<u64>, what: &str, cond: impl Fn(&QueueStats) -> bool) {
-    let seen = eventually(PROMPTLY, || async {
-        let s = queue.stats().await.expect("stats");
-        cond(&s).then_some(s)
-    })
-    .await;
-    if seen.is_none() {
-        panic!("{what}: not within {PROMPTLY:?}: {:?}", queue.stats().await);
-    }
-}
-
 /// The only dead letter of `queue`: its attempts and reason.
 async fn only_dead(queue: &Queue<u64>, what: &str) -> (u32, String) {
     let dead = queue.dead_letters(0, 10).await.expect("dead_letters");
@@ -319,7 +306,7 @@ pub async fn queue_cancelled_or_failed_settle_is_sent_again_as_asked(h: &dyn Har
         let d = within(c.receive(), "the item").await;
         unanswered(d.ack(), &switch, failed, "ack").await;
         let what = format!("{how} ack");
-        queue_when(&q, &what, |s| places(s) == (0, 0, 0, 0)).await;
+        queue_stats_when(&q, &what, |s| places(s) == (0, 0, 0, 0)).await;
 
         let q = queue("nack");
         q.push(&1).await.unwrap();
@@ -327,7 +314,7 @@ pub async fn queue_cancelled_or_failed_settle_is_sent_again_as_asked(h: &dyn Har
         let d = within(c.receive(), "the item").await;
         unanswered(d.nack("boom"), &switch, failed, "nack").await;
         let what = format!("{how} nack: delayed by the back-off");
-        queue_when(&q, &what, |s| places(s) == (0, 1, 0, 0)).await;
+        queue_stats_when(&q, &what, |s| places(s) == (0, 1, 0, 0)).await;
 
         let q = queue("last");
         q.push_with(&1, PushOptions::new().max_attempts(1)).await.unwrap();
@@ -335,7 +322,7 @@ pub async fn queue_cancelled_or_failed_settle_is_sent_again_as_asked(h: &dyn Har
         let d = within(c.receive(), "the item").await;
         unanswered(d.nack("boom"), &switch, failed, "nack").await;
         let what = format!("{how} last nack");
-        queue_when(&q, &what, |s| places(s) == (0, 0, 0, 1)).await;
+        queue_stats_when(&q, &what, |s| places(s) == (0, 0, 0, 1)).await;
         assert_eq!(only_dead(&q, &what).await, (1, "boom".to_owned()), "{what}");
 
         let q = queue("dead");
@@ -344,7 +331,7 @@ pub async fn queue_cancelled_or_failed_settle_is_sent_again_as_asked(h: &dyn Har
         let d = within(c.receive(), "the item").await;
         unanswered(d.dead_letter("poison"), &switch, failed, "dead_letter").await;
         let what = format!("{how} dead_letter");
-        queue_when(&q, &what, |s| places(s) == (0, 0, 0, 1)).await;
+        queue_stats_when(&q, &what, |s| places(s) == (0, 0, 0, 1)).await;
         assert_eq!(only_dead(&q, &what).await, (1, "poison".to_owned()), "{what}");
 
         // (`ack_and_next` is carried as the ack then the receive.)
@@ -354,7 +341,7 @@ pub async fn queue_cancelled_or_failed_settle_is_sent_again_as_asked(h: &dyn Har
         let d = within(c.receive(), "the first").await;
         unanswered(c.ack_and_next(d), &switch, failed, "ack").await;
         let what = format!("{how} ack_and_next");
-        queue_when(&q, &what, |s| places(s) == (1, 0, 0, 0)).await;
+        queue_stats_when(&q, &what, |s| places(s) == (1, 0, 0, 0)).await;
         let d = within(c.receive(), &format!("{what}: the second")).await;
         assert_eq!((*d.item(), d.attempt()), (2, 1), "{what}");
         within(d.ack(), "ack").await;

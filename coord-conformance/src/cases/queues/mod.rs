@@ -164,14 +164,25 @@ pub(crate) async fn stats_when(
     what: &str,
     cond: impl Fn(&QueueStats) -> bool,
 ) -> QueueStats {
+    queue_stats_when(&numbers(client), what, cond).await
+}
+
+/// Waits (bounded by [`PROMPTLY`]) until the counts of `queue` satisfy
+/// `cond`; panics naming `what` with the last counts otherwise.
+pub(crate) async fn queue_stats_when(
+    queue: &Queue<u64>,
+    what: &str,
+    cond: impl Fn(&QueueStats) -> bool,
+) -> QueueStats {
+    let stats = || async { queue.stats().await.expect("stats") };
     let seen = eventually(PROMPTLY, || async {
-        let s = stats(client).await;
+        let s = stats().await;
         cond(&s).then_some(s)
     })
     .await;
     match seen {
         Some(s) => s,
-        None => panic!("{what}: not within {PROMPTLY:?}: {:?}", stats(client).await),
+        None => panic!("{what}: not within {PROMPTLY:?}: {:?}", stats().await),
     }
 }
 

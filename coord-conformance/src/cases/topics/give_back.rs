@@ -25,24 +25,28 @@ use coord_api::spi::SubscriptionStats;
 /// [`PROMPTLY`], so an event left to it is not back in time.
 const LONG: Duration = Duration::from_secs(30);
 
-/// Subscription `s` of topic `T`'s counts through the SPI.
-async fn counts(backend: &DynBackend) -> SubscriptionStats {
-    spi(backend).stats(&key(T), &key("s")).await.unwrap()
+/// Subscription `s` of `topic`'s counts through the SPI.
+async fn counts(backend: &DynBackend, topic: &str) -> SubscriptionStats {
+    spi(backend).stats(&key(topic), &key("s")).await.unwrap()
 }
 
-/// Waits (bounded by [`PROMPTLY`]) until `s`'s counts satisfy `cond`;
-/// panics naming `what` with the last counts otherwise.
-async fn counts_when(backend: &DynBackend, what: &str, cond: impl Fn(&SubscriptionStats) -> bool) {
+/// Waits (bounded by [`PROMPTLY`]) until subscription `s` of `topic`'s
+/// counts satisfy `cond`; panics naming `what` with the last counts
+/// otherwise.
+async fn counts_when(
+    backend: &DynBackend,
+    topic: &str,
+    what: &str,
+    cond: impl Fn(&SubscriptionStats) -> bool,
+) {
     let seen = eventually(PROMPTLY, || async {
-        let s = counts(backend).await;
+        let s = counts(backend, topic).await;
         cond(&s).then_some(s)
     })
     .await;
     if seen.is_none() {
-        panic!(
-            "{what}: not within {PROMPTLY:?}: {:?}",
-            counts(backend).await
-        );
+        let last = counts(backend, topic).await;
+        panic!("{what}: not within {PROMPTLY:?}: {last:?}");
     }
 }
 
@@ -66,33 +70,13 @@ async fn two_buffered(client: &Client, publisher: &Client) -> Subscriber<u64> {
 /// end), the subscription's cursor still past them, and another
 /// subscriber gets them.
 async fn two_and_three_back(backend: &DynBackend, other: &Client, what: &str) {
-    counts_when(backend, what, |s| s.in_flight == 0 && s.retrying == 2).await;
-    assert_eq!(counts(backend).await.cursor, 3);
+    counts_when(backend, T, what, |s| s.in_flight == 0 && s.retrying == 2).await;
+    assert_eq!(counts(backend, T).await.cursor, 3);
     let mut other = numbers(other).subscriber("s").ttl(LONG);
     for o in 2..=3 {
         let d = event(&mut other, &format!("{what}: offset {o}")).await;
         assert_eq!(d.offset(), o, "{what}");
         within(d.ack(), "ack").await;
-    }
-}
-
-/// Waits (bounded by [`PROMPTLY`]) until the counts of subscription `s`
-/// of topic `topic` satisfy `cond`; panics naming `what` with the last
-/// counts otherwise.
-async fn topic_when(
-    backend: &DynBackend,
-    topic: &str,
-    what: &str,
-    cond: impl Fn(&SubscriptionStats) -> bool,
-) {
-    let counts = || async { spi(backend).stats(&key(topic), &key("s")).await.unwrap() };
-    let seen = eventually(PROMPTLY, || async {
-        let s = counts().await;
-        cond(&s).then_some(s)
-    })
-    .await;
-    if seen.is_none() {
-        panic!("{what}: not within {PROMPTLY:?}: {:?}", counts().await);
     }
 }
 
@@ -125,7 +109,7 @@ pub async fn topic_read_whose_reply_is_lost_gives_back_its_deliveries(h: &dyn Ha
         assert_eq!((d.offset(), d.attempt()), (o, 1), "offset {o}");
         within(d.ack(), "ack").await;
     }
-    let s = counts(&ctx.backend().await).await;
+    let s = counts(&ctx.backend().await, T).await;
     assert_eq!((s.cursor, s.in_flight, s.retrying), (3, 0, 0), "{s:?}");
 }
 
@@ -150,7 +134,7 @@ pub async fn topic_cancelled_read_gives_back_its_delivery(h: &dyn Harness) {
     let gave_up = timeout(ms(300), cancelled.next()).await;
     assert!(gave_up.is_err(), "cancelled while its reply was late");
     switch.late_replies("read", Duration::ZERO);
-    counts_when(&backend, "offset 1 given back", |s| s.retrying == 1 && s.in_flight == 0).await;
+    counts_when(&backend, T, "offset 1 given back", |s| s.retrying == 1 && s.in_flight == 0).await;
     let mut other = numbers(&b).subscriber("s").ttl(LONG);
     let d = event(&mut other, "offset 1, given back").await;
     assert_eq!((d.offset(), d.attempt()), (1, 1));
@@ -161,11 +145,11 @@ pub async fn topic_cancelled_read_gives_back_its_delivery(h: &dyn Harness) {
     let gave_up = timeout(ms(300), cancelled.ack_and_next(first)).await;
     assert!(gave_up.is_err(), "cancelled while its reply was late");
     switch.late_replies("ack_and_read", Duration::ZERO);
-    counts_when(&backend, "offset 3 given back", |s| s.retrying == 1 && s.in_flight == 0).await;
+    counts_when(&backend, T, "offset 3 given back", |s| s.retrying == 1 && s.in_flight == 0).await;
     let d = event(&mut other, "offset 3, given back").await;
     assert_eq!((d.offset(), d.attempt()), (3, 1));
     within(d.ack(), "ack").await;
-    let s = counts(&backend).await;
+    let s = counts(&backend, T).await;
     assert_eq!((s.cursor, s.in_flight, s.retrying), (3, 0, 0), "the ack counted: {s:?}");
 }
 
@@ -208,7 +192,7 @@ pub async fn topic_give_back_returns_only_its_reads_deliveries(h: &dyn Harness) 
     let acked = ts.ack(&tk, &sk, 1, ones[0].token).await.unwrap();
     assert_eq!(acked, Settle::Done);
     assert_eq!(ts.give_back(&tk, &sk, &c, r1).await.unwrap(), 1, "offset 2 only");
-    let s = counts(&backend).await;
+    let s = counts(&backend, T).await;
     assert_eq!((s.cursor, s.in_flight, s.retrying), (4, 2, 1), "{s:?}");
     assert_eq!(ts.give_back(&tk, &sk, &c, r1).await.unwrap(), 0, "done already");
     // Offset 3 (r2's) given back: due again at once, as attempt 1.
@@ -223,7 +207,7 @@ pub async fn topic_give_back_returns_only_its_reads_deliveries(h: &dyn Harness) 
     sleep(ms(100)).await;
     assert_eq!(got(opts.read_id(r3), &other).await.0, [(5, 2)]);
     assert_eq!(ts.give_back(&tk, &sk, &c, r1).await.unwrap(), 0, "not c's any more");
-    let s = counts(&backend).await;
+    let s = counts(&backend, T).await;
     assert_eq!((s.cursor, s.in_flight, s.retrying), (5, 4, 0), "all four with `other`: {s:?}");
     assert_eq!(ts.leave(&tk, &sk, &other).await.unwrap(), 4);
 }
@@ -250,7 +234,7 @@ pub async fn topic_cancelled_next_still_dead_letters_its_refused_event(h: &dyn H
     let d1 = event(&mut sub, "the first").await;
     assert_eq!(d1.offset(), 1);
     cancel_when_held(sub.next(), &switch, "extend", "dead_letter").await;
-    counts_when(&backend, "offset 2 dead", |s| s.dead == 1 && s.in_flight == 1).await;
+    counts_when(&backend, T, "offset 2 dead", |s| s.dead == 1 && s.in_flight == 1).await;
     let dead = spi(&backend).dead_events(&key(T), &key("s"), 0, 10).await.unwrap();
     assert_eq!(dead.iter().map(|d| d.offset).collect::<Vec<_>>(), [2]);
     assert!(dead[0].reason.contains("decode"), "{:?}", dead[0].reason);
@@ -322,7 +306,7 @@ pub async fn topic_cancelled_or_failed_leave_gives_back_what_it_held(h: &dyn Har
             _ => cancel_held(sub.unsubscribe(), &switch, "unsubscribe").await,
         }
         let back = |s: &SubscriptionStats| s.in_flight == 0 && s.retrying == 1;
-        counts_when(&backend, &format!("after a {what}"), back).await;
+        counts_when(&backend, T, &format!("after a {what}"), back).await;
         let d = event(&mut other, &format!("{what}: the second")).await;
         assert_eq!(d.offset(), offsets[1], "{what}");
         within(d.ack(), "ack").await;
@@ -369,7 +353,7 @@ pub async fn topic_cancelled_or_failed_settle_is_sent_again_as_asked(h: &dyn Har
             let settled = |s: &SubscriptionStats| {
                 (s.in_flight, s.retrying, s.dead, s.cursor) == (0, retrying, dead, 1)
             };
-            topic_when(&backend, &topic, &what, settled).await;
+            counts_when(&backend, &topic, &what, settled).await;
             if step == "nack" {
                 let other = b.topic::<u64>(&topic).subscriber("s");
                 nothing(other, ms(300), &format!("{what}: within the back-off")).await;
