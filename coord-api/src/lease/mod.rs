@@ -16,6 +16,7 @@
 //! | `renewal` | one renewal queue and task per client, lazily cancelled |
 //! | `wait` | the wait loop every waiting operation shares |
 //! | `undo` | releasing, in the background, what an unanswered acquisition may have granted |
+//! | `settles` | what a queue or topic delivery's settle asked, and its presence's wait for the settles on their way |
 //! | `metrics` | what the engine and the lease families count |
 
 use std::{
@@ -42,6 +43,7 @@ pub(crate) mod metrics;
 pub(crate) mod options;
 pub(crate) mod registry;
 pub(crate) mod renewal;
+pub(crate) mod settles;
 pub(crate) mod undo;
 pub(crate) mod wait;
 

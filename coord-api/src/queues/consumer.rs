@@ -20,6 +20,7 @@ use crate::{
     handle::{Handle, KeptWatch, option_setters},
     lease::{
         BoxFuture, Guard, Lease, LeaseOptions, Tenure, released,
+        settles::{Asked, Settles},
         undo::{self, MakeUndo, granting},
         wait::{hinted_wait, jittered, later},
     },
@@ -28,11 +29,14 @@ use crate::{
 };
 
 /// A consumer's presence in its queue: renewed by heartbeats while the
-/// consumer lives; releasing it (a dropped consumer, [`Consumer::leave`])
-/// gives every delivery of the consumer back.
+/// consumer lives; releasing it (a dropped consumer) gives every delivery
+/// of the consumer back, once the settles on their way are answered (or
+/// the TTL passed): an ack overtaken would give back the item it settled.
 struct Presence {
     queue: Key,
     holder: HolderId,
+    ttl: Duration,
+    settles: Arc<Settles>,
 }
 
 impl Tenure for Presence {
@@ -62,6 +66,7 @@ impl Tenure for Presence {
     fn release<'a>(&'a self, client: &'a Client) -> Result<BoxFuture<'a, Result<Release>>> {
         let queues = client.queues()?;
         Ok(Box::pin(async move {
+            self.settles.drained(&**client.clock(), self.ttl).await;
             queues.leave(&self.queue, &self.holder).await?;
             Ok(released(true))
         }))
@@ -85,6 +90,9 @@ pub struct Consumer<T> {
     steal: bool,
     backoff: Backoff,
     presence: Option<Guard>,
+    /// The settles of its deliveries on their way, which its leave waits
+    /// for.
+    settles: Arc<Settles>,
     /// Prefetched deliveries not started yet, in delivery order.
     buffer: VecDeque<spi::Delivery>,
     watch: KeptWatch,
@@ -120,6 +128,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
             steal: false,
             backoff: Backoff::DEFAULT,
             presence: None,
+            settles: Arc::default(),
             buffer: VecDeque::new(),
             watch: KeptWatch::default(),
         }
@@ -350,6 +359,8 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
         let tenure = Presence {
             queue: key.clone(),
             holder: self.holder.clone(),
+            ttl: self.presence_ttl,
+            settles: Arc::clone(&self.settles),
         };
         let validity = opts.local_validity();
         // `Closed` (the client closed while the receive was on its way):
@@ -406,7 +417,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
             }
         };
         metrics::delivered(d.attempt > 1, d.stolen);
-        let settling = Arc::default();
+        let settling = Asked::new(&self.settles);
         let tenure = ItemLease {
             queue: key.clone(),
             id: d.id,
@@ -500,7 +511,8 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
 
     /// Leaves the queue: every item delivered to this consumer and not
     /// settled (prefetched ones too) goes back to the queue at once; how
-    /// many.
+    /// many. A settle on its way (begun in another task, or cancelled and
+    /// being sent again) is answered first, for at most the presence TTL.
     ///
     /// # Cancel safety
     /// A leave cancelled (or failed without an answer) is sent again in
@@ -509,11 +521,14 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
     /// presence ends.
     pub async fn leave(mut self) -> Result<u32> {
         let key = self.handle.key()?.clone();
+        let client = self.queue.client().clone();
+        // (Cancelled here, the consumer is dropped: its presence's release
+        // waits in the background likewise, then leaves.)
+        (self.settles.drained(&**client.clock(), self.presence_ttl)).await;
         self.buffer.clear();
         if let Some(g) = self.presence.take() {
             g.into_lease().mark(false);
         }
-        let client = self.queue.client().clone();
         let leave = client.queues()?.leave(&key, &self.holder);
         let site = || self.site("leave", &key, None);
         let leave = trace::call(&client, site, leave, |_| Outcome::Ok);

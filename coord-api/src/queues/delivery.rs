@@ -4,16 +4,12 @@
 //! with it, and how it is settled (ack, nack, dead-letter; one cancelled or
 //! unanswered is sent again by the lease's release, as it was asked).
 
-use std::{
-    fmt,
-    sync::{Arc, OnceLock},
-    time::Duration,
-};
+use std::{fmt, sync::Arc, time::Duration};
 
 use super::metrics;
 use crate::{
     Backoff, Client, Error, FencingToken, HolderId, Key, LostSignal, Release, Result,
-    lease::{BoxFuture, Guard, Lease, Tenure, released},
+    lease::{BoxFuture, Guard, Lease, Tenure, released, settles::Asked},
     spi::{Nack, Settle, queues::cut_reason},
     trace::{self, Outcome, Site},
 };
@@ -34,7 +30,7 @@ pub(super) struct ItemLease {
     pub(super) presence: Option<Arc<Lease>>,
     /// What a settle begun asked for, shared with the delivery's
     /// [`Receipt`] (which sets it before the settle goes out).
-    pub(super) settling: Arc<OnceLock<Settling>>,
+    pub(super) settling: Arc<Asked<Settling>>,
 }
 
 /// What a settle of a delivery asks for: recorded before it goes out, so
@@ -137,7 +133,7 @@ pub(super) struct Receipt {
     pub(super) backoff: Backoff,
     pub(super) guard: Guard,
     /// The cell its lease's release reads (see [`ItemLease::settling`]).
-    pub(super) settling: Arc<OnceLock<Settling>>,
+    pub(super) settling: Arc<Asked<Settling>>,
 }
 
 /// One item delivered to this consumer, under a lease renewed while it is
@@ -313,7 +309,7 @@ impl Receipt {
     /// once the settlement can go out (the client open): one refused before
     /// any I/O (`Closed`) is not sent in the background either.
     pub(super) fn end(&self, asked: Settling) -> Arc<Lease> {
-        let _ = self.settling.set(asked);
+        self.settling.ask(asked);
         let lease = self.guard.lease().clone();
         lease.mark(false);
         lease

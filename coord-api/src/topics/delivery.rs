@@ -5,14 +5,14 @@
 
 use std::{
     fmt,
-    sync::{Arc, OnceLock},
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
 use super::metrics;
 use crate::{
     Backoff, Client, Error, FencingToken, HolderId, Key, LostSignal, Release, Result,
-    lease::{BoxFuture, Guard, Lease, Tenure, released},
+    lease::{BoxFuture, Guard, Lease, Tenure, released, settles::Asked},
     spi::{Settle, queues::cut_reason},
     trace::{self, Outcome, Site},
 };
@@ -33,7 +33,7 @@ pub(super) struct EventLease {
     pub(super) presence: Option<Arc<Lease>>,
     /// What a settle begun asked for, shared with the delivery's
     /// [`Receipt`] (which sets it before the settle goes out).
-    pub(super) settling: Arc<OnceLock<Settling>>,
+    pub(super) settling: Arc<Asked<Settling>>,
 }
 
 /// What a settle of a delivery asks for: recorded before it goes out, so
@@ -126,7 +126,7 @@ pub(super) struct Receipt {
     pub(super) backoff: Backoff,
     pub(super) guard: Guard,
     /// The cell its lease's release reads (see [`EventLease::settling`]).
-    pub(super) settling: Arc<OnceLock<Settling>>,
+    pub(super) settling: Arc<Asked<Settling>>,
 }
 
 /// One event delivered to this subscriber, under a lease renewed while it
@@ -266,7 +266,7 @@ impl Receipt {
     /// once the settlement can go out (the client open): one refused before
     /// any I/O (`Closed`) is not sent in the background either.
     pub(super) fn end(&self, asked: Settling) -> Arc<Lease> {
-        let _ = self.settling.set(asked);
+        self.settling.ask(asked);
         let lease = self.guard.lease().clone();
         lease.mark(false);
         lease

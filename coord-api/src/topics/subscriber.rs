@@ -11,7 +11,7 @@
 //! `subscriber/buffered.rs`; one delivery (its lease, settling it) in
 //! `delivery.rs`.
 
-use std::{collections::VecDeque, fmt, future::Future, time::Duration};
+use std::{collections::VecDeque, fmt, future::Future, sync::Arc, time::Duration};
 
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -27,6 +27,7 @@ use crate::{
     handle::{Handle, KeptWatch, option_setters},
     lease::{
         Guard, LeaseOptions,
+        settles::Settles,
         undo::{self, granting},
         wait::{hinted_wait, jittered, later},
     },
@@ -100,6 +101,9 @@ pub struct Subscriber<E> {
     /// Where the subscription stands for this subscriber.
     made: Made,
     presence: Option<Guard>,
+    /// The settles of its deliveries on their way, which its leave waits
+    /// for.
+    settles: Arc<Settles>,
     pending: VecDeque<Pending>,
     /// The last ack and read found nothing: its `next_in`.
     idle: Option<Option<Duration>>,
@@ -134,6 +138,7 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
             backoff: Backoff::DEFAULT,
             made: Made::Not,
             presence: None,
+            settles: Arc::default(),
             pending: VecDeque::new(),
             idle: None,
             watch: KeptWatch::default(),
@@ -457,7 +462,9 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
     }
 
     /// Leaves: every event delivered to this subscriber and not settled
-    /// goes back to the subscription at once; how many.
+    /// goes back to the subscription at once; how many. A settle on its
+    /// way (begun in another task, or cancelled and being sent again) is
+    /// answered first, for at most the presence TTL.
     ///
     /// # Cancel safety
     /// A leave cancelled (or failed without an answer) is sent again in
@@ -466,11 +473,14 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
     /// presence ends.
     pub async fn leave(mut self) -> Result<u32> {
         let (topic, sub, _) = self.checked()?;
+        let client = self.topic.client().clone();
+        // (Cancelled here, the subscriber is dropped: its presence's
+        // release waits in the background likewise, then leaves.)
+        (self.settles.drained(&**client.clock(), self.presence_ttl)).await;
         self.pending.clear();
         if let Some(g) = self.presence.take() {
             g.into_lease().mark(false);
         }
-        let client = self.topic.client().clone();
         let leave = client.topics()?.leave(&topic, &sub, &self.holder);
         let site = || self.site("leave", &topic, None);
         let leave = trace::call(&client, site, leave, Outcome::ok);

@@ -23,6 +23,7 @@ use crate::{
     clock::Instant,
     lease::{
         BoxFuture, Guard, Lease, LeaseOptions, Tenure, may_not_have_arrived, released,
+        settles::{Asked, Settles},
         undo::{self, MakeUndo, Undo, granting},
     },
     spi::{self, Missed, Read, Settle, queues::cut_reason},
@@ -34,11 +35,15 @@ use crate::{
 };
 
 /// A subscriber's presence in its subscription: renewed while it lives;
-/// releasing it gives every delivery of the subscriber back.
+/// releasing it (a dropped subscriber) gives every delivery of the
+/// subscriber back, once the settles on their way are answered (or the TTL
+/// passed): an ack overtaken would give back the event it settled.
 struct Presence {
     topic: Key,
     sub: Key,
     holder: HolderId,
+    ttl: Duration,
+    settles: Arc<Settles>,
 }
 
 impl Tenure for Presence {
@@ -70,6 +75,7 @@ impl Tenure for Presence {
     fn release<'a>(&'a self, client: &'a Client) -> Result<BoxFuture<'a, Result<Release>>> {
         let topics = client.topics()?;
         Ok(Box::pin(async move {
+            self.settles.drained(&**client.clock(), self.ttl).await;
             topics.leave(&self.topic, &self.sub, &self.holder).await?;
             Ok(released(true))
         }))
@@ -239,6 +245,8 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
             topic: topic.clone(),
             sub: sub.clone(),
             holder: self.holder.clone(),
+            ttl: self.presence_ttl,
+            settles: Arc::clone(&self.settles),
         };
         let validity = opts.local_validity();
         // `Closed` (the client closed while the receive was on its way):
@@ -296,7 +304,7 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
             }
         };
         metrics::delivered(d.attempt > 1);
-        let settling = Arc::default();
+        let settling = Asked::new(&self.settles);
         let tenure = EventLease {
             topic: topic.clone(),
             sub: sub.clone(),

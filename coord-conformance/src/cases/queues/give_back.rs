@@ -377,4 +377,33 @@ pub async fn queue_run_failed_nack_keeps_its_back_off(h: &dyn Harness) {
         s = nack_failed => assert_eq!(counts(&s), (1, 0, 0, 0), "{s:?}"),
     }
 }
+
+/// `Consumer::run` cancelled while its ack is on its way (slow to reach
+/// the backend): the ack is sent again and the consumer's leave (its
+/// presence ends with it), which gives back every delivery of the
+/// consumer, goes only after it, so the item handled is done, not given
+/// back and delivered again (decision 0063).
+pub async fn queue_run_cancelled_mid_ack_leaves_after_the_ack(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let q = numbers(&a);
+    q.push(&1).await.unwrap();
+    let slow = ms(400);
+    // (The run's ack with the next receive is carried as an ack, then a
+    // receive.)
+    switch.slow_requests("ack", slow);
+    let consumer = q.consumer().ttl(LONG);
+    let on_its_way = async {
+        let held = || async { (switch.held("ack") == 1).then_some(()) };
+        eventually(PROMPTLY, held).await.expect("the ack on its way");
+    };
+    tokio::select! {
+        res = consumer.run(|_: u64, _| async { Ok(()) }) => panic!("run returned: {res:?}"),
+        () = on_its_way => {}
+    }
+    let left = || async { (switch.answered("leave") == 1).then_some(()) };
+    eventually(PROMPTLY, left).await.expect("the dropped consumer left");
+    let s = q.stats().await.unwrap();
+    assert_eq!(places(&s), (0, 0, 0, 0), "done when the leave came: {s:?}");
+}
 }

@@ -367,4 +367,38 @@ pub async fn topic_cancelled_or_failed_settle_is_sent_again_as_asked(h: &dyn Har
         }
     }
 }
+
+/// `Subscriber::run` cancelled while its ack is on its way (slow to reach
+/// the backend): the ack is sent again and the subscriber's leave (its
+/// presence ends with it), which gives back every delivery of the
+/// subscriber, goes only after it, so the event handled is done, not
+/// given back and delivered again (decision 0063).
+pub async fn topic_run_cancelled_mid_ack_leaves_after_the_ack(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let b = ctx.client("b").await;
+    let backend = ctx.backend().await;
+    let topic = "run-cancelled";
+    let mut sub = (a.topic::<u64>(topic).subscriber("s").start(Start::Earliest))
+        .ttl(LONG)
+        .presence_ttl(LONG);
+    sub.subscribe().await.unwrap();
+    b.topic::<u64>(topic).publish(&1).await.unwrap();
+    // (The ack sent again is a plain ack.)
+    switch.slow_requests("ack_and_read", ms(400));
+    switch.slow_requests("ack", ms(400));
+    let on_its_way = async {
+        let held = || async { (switch.held("ack_and_read") == 1).then_some(()) };
+        eventually(PROMPTLY, held).await.expect("the ack on its way");
+    };
+    tokio::select! {
+        res = sub.run(|_: u64, _| async { Ok(()) }) => panic!("run returned: {res:?}"),
+        () = on_its_way => {}
+    }
+    let left = || async { (switch.answered("leave") == 1).then_some(()) };
+    eventually(PROMPTLY, left).await.expect("the dropped subscriber left");
+    let s = counts(&backend, topic).await;
+    let done = (s.in_flight, s.retrying, s.cursor);
+    assert_eq!(done, (0, 0, 1), "done when the leave came: {s:?}");
+}
 }
