@@ -438,6 +438,17 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
             Error::invalid(format!("state \"{name}\": the value does not encode: {e}"))
         })?;
         check_put(space, key, &bytes, self.ttl)?;
+        // serde_json writes what JSON cannot carry (a NaN or infinite
+        // float) as `null`: stored, such a value would be an error to every
+        // reader, watcher and update of the key.
+        if let Err(e) = serde_json::from_slice::<T>(&bytes) {
+            return Err(Error::invalid(format!(
+                "state \"{}\": the value does not read back as {} once encoded as JSON \
+                 (which has no NaN or infinite numbers): {e}",
+                name_of(space, key),
+                std::any::type_name::<T>()
+            )));
+        }
         Ok(bytes)
     }
 

@@ -307,4 +307,39 @@ pub async fn state_value_of_another_type_is_an_error(h: &dyn Harness) {
     let e = e.to_string();
     assert!(e.contains(K) && e.contains("u64"), "{e}");
 }
+
+/// A value JSON cannot carry back as its type (a NaN or infinite float:
+/// serde_json writes `null`, which no `f64` reads) is `InvalidArgument`
+/// naming the key, before any I/O, from a put, a compare-and-set and an
+/// update alike; nothing is written, and the value stays readable.
+pub async fn state_value_that_does_not_read_back_is_refused(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let ratio = a.state::<f64>(K);
+    let v1 = ratio.put(&0.5).await.unwrap();
+    let (c, switch) = ctx.switchable_client("c", default_options()).await;
+    switch.off();
+    let cut = c.state::<f64>(K);
+    for res in [
+        cut.put(&f64::NAN).await.map(drop),
+        cut.compare_and_set(Some(v1), &f64::INFINITY).await.map(drop),
+    ] {
+        let e = res.unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument { .. }), "refused before I/O: {e:?}");
+        assert!(e.to_string().contains(K) && e.to_string().contains("f64"), "{e}");
+    }
+    switch.on();
+    assert_invalid(ratio.put(&f64::NEG_INFINITY).await, "a put");
+    let calls = AtomicUsize::new(0);
+    let updated = ratio
+        .update(|_| {
+            calls.fetch_add(1, SeqCst);
+            f64::NAN
+        })
+        .await;
+    assert_invalid(updated, "an update");
+    assert_eq!(calls.load(SeqCst), 1, "refused, not retried");
+    let now = ratio.get().await.expect("still readable").expect("present");
+    assert_eq!((now.value, now.version), (0.5, v1), "nothing written");
+}
 }
