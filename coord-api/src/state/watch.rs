@@ -9,7 +9,20 @@ use super::{Named, Versioned, checked, decode, decode_value, metrics};
 use crate::{
     Client, Instant, Key, Result,
     spi::{ChangeKind, Changes, MAX_CHANGES_PAGE, Select, Watch, state::check_changes},
+    trace::{self, Outcome, Site},
 };
+
+/// A watch's backend call `op` about `key`, as its span names it.
+fn site<'a>(op: &'static str, key: &'a Key) -> Site<'a> {
+    Site {
+        op,
+        family: "state",
+        kind: "watch",
+        key,
+        holder: None,
+        token: None,
+    }
+}
 
 /// What a [`StateWatch`] hands out, in version order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,14 +163,20 @@ impl<T: DeserializeOwned + Send + 'static> StateWatch<T> {
                 return event;
             }
             let state = self.client.state_backend()?;
+            // What the spans name: the value's key, or the space watched.
+            let key = match &select {
+                Select::Key(k) => k,
+                Select::Prefix(_) => &space,
+            };
             // Subscribed before the read, so a change after it wakes us.
             if self.watch.is_none() {
-                self.watch = Some(state.watch(&space).await?);
+                let watch = state.watch(&space);
+                let watch = trace::call(&self.client, || site("watch", key), watch, Outcome::ok);
+                self.watch = Some(watch.await?);
             }
-            let page = match state
-                .changes(&space, &select, self.after, MAX_CHANGES_PAGE)
-                .await
-            {
+            let read = state.changes(&space, &select, self.after, MAX_CHANGES_PAGE);
+            let read = trace::call(&self.client, || site("changes", key), read, Outcome::ok);
+            let page = match read.await {
                 Ok(page) => page,
                 Err(e) => {
                     self.watch = None;
