@@ -35,7 +35,11 @@
 //! **Key lifetimes.** Values live until deleted or expired (by the sweep);
 //! the meta hash, the log and the counter live one `MAX_TTL` past the
 //! space's last change. Were they gone, the next change births a new log
-//! whose floor makes every earlier reader see a gap.
+//! whose floor makes every earlier reader see a gap. Were one gone without
+//! the other (an eviction under a `volatile-*` `maxmemory` policy), the
+//! next step notices: a log whose newest change is not the head lost the
+//! changes up to it, and the floor is raised to the head; a log without a
+//! meta hash is dropped and a new one born.
 
 use std::{sync::LazyLock, time::Duration};
 

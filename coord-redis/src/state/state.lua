@@ -48,12 +48,27 @@ if not timed and (op == 'put' or op == 'delete') then
   end
 end
 
--- The head and floor, read on first use.
+-- The head and floor, read on first use. The log holds every change after
+-- the floor up to the head, so its newest is the head: when it is not, the
+-- log was lost without the meta hash (an eviction: each lives a day past
+-- the last change), and with it every change up to the head, which the
+-- floor is raised to (rule 5), so that a reader from before is told of a
+-- gap. A meta hash lost without the log leaves a log without a head: it
+-- goes when the next step births a new one (rule 2).
 local head, floor
 local function read_meta()
   if not head then
     local m = redis.call('HMGET', meta, 'head', 'floor')
     head, floor = tonumber(m[1] or '0'), tonumber(m[2] or '0')
+    if head == 0 then
+      redis.call('DEL', log)
+    elseif head > floor then
+      local newest = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')[2]
+      if tonumber(newest) ~= head then
+        floor = head
+        redis.call('HSET', meta, 'floor', fmt(floor))
+      end
+    end
   end
 end
 local logged = false
