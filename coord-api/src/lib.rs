@@ -25,7 +25,7 @@
 //! | `graphs` | job graphs: [`Graph`] (declared with [`Node`]s), [`GraphRun`], [`GraphWorker`] and its [`NodeContext`]; the family's metrics |
 //! | `ops` | operations: [`Operations`] (who holds what across families, [`LiveLease`]s and stale ones, fenced and audited force release, the audit trail, [`Health`]); [`PresenceOptions`] of the instance presence every client keeps |
 //! | [`url`] | [`url::BackendUrl`]: the one parser of backend URLs (every scheme), whose errors never echo a password |
-//! | `handle`, `trace` | what every family's handle is made of; the `coord.backend` span around every backend call |
+//! | `handle`, `trace`, `codec` | what every family's handle is made of; the `coord.backend` span around every backend call; values as JSON, checked to read back |
 //!
 //! Layering: the SPI (atomic steps; the family traits have no defaults) → the lease engine and the
 //! client types here (waiting, retry, renewal, lost signals, tracing;
@@ -41,6 +41,7 @@ mod barriers;
 mod breaker;
 mod client;
 mod clock;
+mod codec;
 mod election;
 mod error;
 mod graphs;

@@ -20,7 +20,7 @@ use std::{marker::PhantomData, time::Duration};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
-    Client, Error, Key, Result,
+    Client, Error, Key, Result, codec,
     spi::{
         DeadItem, NewItem, Pushed, QueueStats,
         queues::{check_dead_page, check_push},
@@ -268,9 +268,10 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Queue<T> {
     }
 
     fn encode(&self, key: &Key, item: &T, opts: PushOptions) -> Result<NewItem> {
-        let payload = serde_json::to_vec(item).map_err(|e| {
-            Error::invalid(format!("queue \"{key}\": an item does not encode: {e}"))
-        })?;
+        // (An item that does not read back would be dead-lettered by its
+        // first consumer as undecodable, its producer told it was pushed.)
+        let payload = codec::encode(item)
+            .map_err(|why| Error::invalid(format!("queue \"{key}\": an item {why}")))?;
         let dedup = match opts.dedup {
             Some((id, window)) => {
                 let id = Key::new(&id)

@@ -21,7 +21,7 @@ use std::{marker::PhantomData, time::Duration};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
-    Backoff, Client, Error, Key, Result,
+    Backoff, Client, Error, Key, Result, codec,
     spi::{
         Expect, Select, Stored, Written,
         state::{check_put, name_of},
@@ -433,22 +433,13 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
     }
 
     fn encode(&self, space: &Key, key: &Key, value: &T) -> Result<Vec<u8>> {
-        let bytes = serde_json::to_vec(value).map_err(|e| {
+        // (A value that does not read back would fail every reader, watcher
+        // and update of the key.)
+        let bytes = codec::encode(value).map_err(|why| {
             let name = name_of(space, key);
-            Error::invalid(format!("state \"{name}\": the value does not encode: {e}"))
+            Error::invalid(format!("state \"{name}\": the value {why}"))
         })?;
         check_put(space, key, &bytes, self.ttl)?;
-        // serde_json writes what JSON cannot carry (a NaN or infinite
-        // float) as `null`: stored, such a value would be an error to every
-        // reader, watcher and update of the key.
-        if let Err(e) = serde_json::from_slice::<T>(&bytes) {
-            return Err(Error::invalid(format!(
-                "state \"{}\": the value does not read back as {} once encoded as JSON \
-                 (which has no NaN or infinite numbers): {e}",
-                name_of(space, key),
-                std::any::type_name::<T>()
-            )));
-        }
         Ok(bytes)
     }
 

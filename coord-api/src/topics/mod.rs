@@ -21,7 +21,7 @@ use std::{marker::PhantomData, ops::RangeInclusive, time::Duration};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
-    Client, Error, Key, Result,
+    Client, Error, Key, Result, codec,
     spi::{
         Heard, Listener, NewEvent, Retention, Tag,
         topics::{check_publish, invalid},
@@ -176,8 +176,10 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Topic<E> {
     }
 
     fn encode(&self, key: &Key, event: &E) -> Result<NewEvent> {
-        let payload = serde_json::to_vec(event)
-            .map_err(|e| invalid(key, format_args!("an event does not encode: {e}")))?;
+        // (An event that does not read back would be refused by every
+        // subscriber, its publisher told it was published.)
+        let payload =
+            codec::encode(event).map_err(|why| invalid(key, format_args!("an event {why}")))?;
         Ok(NewEvent::new(self.tag.clone(), payload))
     }
 

@@ -29,6 +29,22 @@ async fn assert_untouched(client: &Client, what: &str) {
 cases! {
     family: "queue", needs: [Need::Queues];
 
+/// An item JSON cannot carry back as its type (a NaN or infinite float:
+/// serde_json writes `null`, which no `f64` reads) is refused before any
+/// I/O, naming the queue and the type, from a push and a `push_many`
+/// alike (decision 0055): it was pushed, and its first consumer
+/// dead-lettered it as undecodable.
+pub async fn queue_item_that_does_not_read_back_is_refused(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (c, switch) = offline(&ctx).await;
+    let q = c.queue::<f64>(Q);
+    names(&invalid(q.push(&f64::NAN).await, "a push"), &["f64"]);
+    let many = q.push_many(&[1.0, f64::INFINITY]).await;
+    names(&invalid(many, "a push_many"), &["f64"]);
+    switch.on();
+    assert_untouched(&c, "nothing pushed").await;
+}
+
 /// A priority above 9, attempts outside 1..=1,000 (given with the push or
 /// as the queue's default), a bad dedup id, a dedup window outside
 /// 1 ms..=24 h and a delay above 24 h are each refused before any I/O,

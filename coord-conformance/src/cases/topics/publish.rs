@@ -50,6 +50,29 @@ pub async fn topic_bad_input_refused_naming_topic_and_limit(h: &dyn Harness) {
     assert_eq!(stats.last_offset, 0, "nothing published: {stats:?}");
 }
 
+/// An event JSON cannot carry back as its type (a NaN or infinite float:
+/// serde_json writes `null`, which no `f64` reads) is refused before any
+/// I/O, naming the topic and the type, from `publish`, `publish_many` and
+/// `publish_ephemeral` alike (decision 0055): it was published, and every
+/// subscriber refused it.
+pub async fn topic_event_that_does_not_read_back_is_refused(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (c, switch) = ctx.switchable_client("offline", default_options()).await;
+    switch.off();
+    let t = c.topic::<f64>(T);
+    for (res, what) in [
+        (t.publish(&f64::NAN).await.map(drop), "publish"),
+        (t.publish_many(&[1.0, f64::INFINITY]).await.map(drop), "publish_many"),
+        (t.publish_ephemeral(&f64::NEG_INFINITY).await.map(drop), "publish_ephemeral"),
+    ] {
+        let msg = invalid(res, what);
+        assert!(msg.contains("topic \"t\"") && msg.contains("f64"), "{what}: {msg}");
+    }
+    switch.on();
+    let stats = spi(&ctx.backend().await).stats(&key(T), &key("s")).await.unwrap();
+    assert_eq!(stats.last_offset, 0, "nothing published: {stats:?}");
+}
+
 /// Offsets are 1, 2, 3... in publish order, a batch's consecutive, and
 /// every subscription reads events in offset order.
 pub async fn topic_offsets_follow_publish_order(h: &dyn Harness) {
