@@ -12,7 +12,7 @@ use std::{
     future::Future,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU8, Ordering},
     },
     time::Duration,
 };
@@ -39,7 +39,8 @@ use crate::{
 };
 
 /// One attempt's lease, for the lease engine. A renewal refused because the
-/// run was cancelled marks `cancelled` (the lost signal fires either way).
+/// run was cancelled marks `cancelled` (the lost signal fires either way);
+/// `stage` says whether its body was called or the node given back.
 struct Attempt {
     graph: Key,
     run: Key,
@@ -47,6 +48,22 @@ struct Attempt {
     token: FencingToken,
     holder: HolderId,
     cancelled: Arc<AtomicBool>,
+    stage: Arc<AtomicU8>,
+}
+
+/// An attempt's [`stage`](Attempt::stage): taken, its body not called yet;
+/// decided once, either way, by a compare-and-swap.
+const TAKEN: u8 = 0;
+/// Its body was called: a release fails the attempt as abandoned.
+const STARTED: u8 = 1;
+/// Released before its body was called: the node was given back, and the
+/// body is never called.
+const GIVEN_BACK: u8 = 2;
+
+/// Moves `stage` from [`TAKEN`] to `to`; the stage it found.
+fn leave_taken(stage: &AtomicU8, to: u8) -> u8 {
+    let moved = stage.compare_exchange(TAKEN, to, Ordering::AcqRel, Ordering::Acquire);
+    moved.unwrap_or_else(|found| found)
 }
 
 impl Tenure for Attempt {
@@ -86,10 +103,17 @@ impl Tenure for Attempt {
     }
 
     /// A dropped attempt (its body's future was dropped): failed, to be
-    /// retried at once if it has attempts left.
+    /// retried at once if it has attempts left. One whose body was not
+    /// called (its client closed while the node was handed over) is given
+    /// back instead, as if never taken, and its body is then never called
+    /// (decision 0056): nothing was worked.
     fn release<'a>(&'a self, client: &'a crate::Client) -> Result<BoxFuture<'a, Result<Release>>> {
         let graphs = client.graphs()?;
         Ok(Box::pin(async move {
+            if leave_taken(&self.stage, GIVEN_BACK) != STARTED {
+                let given = graphs.give_back(&self.graph, &self.holder).await?;
+                return Ok(crate::lease::released(given > 0));
+            }
             let result = NodeResult::Failure {
                 error: "abandoned: the worker dropped the attempt".into(),
                 retry_in: Some(Duration::ZERO),
@@ -473,16 +497,18 @@ impl GraphWorker {
     {
         let client = self.graph.client();
         let opts = self.handle.opts();
-        let graphs = client.graphs()?;
-        let cancelled = Arc::new(AtomicBool::new(false));
+        let (cancelled, stage) = (Arc::default(), Arc::new(AtomicU8::new(TAKEN)));
         let tenure = Attempt {
             graph: self.graph.key().clone(),
             run: taken.run.clone(),
             node: taken.node.clone(),
             token: taken.token,
             holder: holder.clone(),
-            cancelled: cancelled.clone(),
+            cancelled: Arc::clone(&cancelled),
+            stage: Arc::clone(&stage),
         };
+        // The lease first: on a client closed while the node was handed over
+        // it fails, its release giving the node back (no body called).
         let lease = Lease::start(
             client.clone(),
             tenure,
@@ -492,6 +518,7 @@ impl GraphWorker {
             t_sent,
         )?;
         let guard = Guard::new(lease);
+        let graphs = client.graphs()?;
         let ctx = NodeContext {
             graph: self.graph.key().clone(),
             run: taken.run.clone(),
@@ -502,9 +529,13 @@ impl GraphWorker {
             cancelled,
             parents: taken.parents.into(),
         };
-        let started = client.clock().now();
+        if leave_taken(&stage, STARTED) != TAKEN {
+            // Given back by close's release meanwhile: not to be worked on.
+            return Err(client.closed());
+        }
+        let began = client.clock().now();
         let out = body(ctx).await;
-        let ran = client.clock().now().saturating_duration_since(started);
+        let ran = client.clock().now().saturating_duration_since(began);
         let result = self.result_of(&taken.run, &taken.node, taken.attempt, out);
         let failed = matches!(result, NodeResult::Failure { .. });
         let next_holder = carry.then(|| HolderId::new(*client.instance_id()));

@@ -101,6 +101,53 @@ pub async fn graph_give_back_returns_only_its_holders_attempt(h: &dyn Harness) {
     assert_eq!((n.state, n.attempts), (NodeState::Cancelled, 0), "{st:?}");
     assert_eq!(st.state, RunState::Cancelled, "{st:?}");
 }
+
+/// A node handed to a worker whose client closed while the answer was on
+/// its way (a take's, or a completion's that took the next node in its
+/// step) was never worked on: it is given back at once, as if never taken,
+/// and the worker answers `Closed`. Another worker runs it as attempt 1 (its
+/// only one) long before the 30 s lease ends, and the run succeeds.
+pub async fn graph_node_handed_to_a_closed_client_is_given_back(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let b = ctx.client("b").await;
+    // A take answered after the close.
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let run = once(&b).submit("r").await.unwrap();
+    let wa = once(&a).worker().ttl(LONG);
+    switch.late_replies("take", ms(500));
+    let closing = close_once_answered(&a, &switch, "take");
+    let (worked, ()) = tokio::join!(wa.work_one(named), closing);
+    assert!(
+        matches!(worked, Err(Error::Closed { .. })),
+        "taken after the close: {worked:?}"
+    );
+    runs_once_more(&b, &run).await;
+    // A completion whose next node was answered after the close: `first`
+    // succeeds, `n` is the node the completion took.
+    let (a2, switch) = ctx.switchable_client("a2", default_options()).await;
+    let two = |c: &Client| {
+        let first = Node::new("first").max_attempts(1);
+        let n = Node::new("n").after("first").max_attempts(1);
+        c.graph(G).node(first).node(n).build().unwrap()
+    };
+    let run = two(&b).submit("r2").await.unwrap();
+    let wa = two(&a2).worker().ttl(LONG);
+    switch.late_replies("complete", ms(500));
+    let closing = close_once_answered(&a2, &switch, "complete");
+    let (worked, ()) = tokio::join!(wa.run(named), closing);
+    assert!(
+        matches!(worked, Err(Error::Closed { .. })),
+        "the next node answered after the close: {worked:?}"
+    );
+    let mut wb = two(&b).worker();
+    let worked = within(wb.work_next(named), "the next node, given back").await;
+    assert_eq!(
+        (worked.node.as_str(), worked.attempt, worked.state),
+        ("n", 1, Some(NodeState::Succeeded))
+    );
+    let st = run.status().await.unwrap();
+    assert_eq!(st.state, RunState::Succeeded, "{st:?}");
+}
 }
 
 /// Graph `G` of one node `n` given one attempt, on `c`.
@@ -109,6 +156,16 @@ fn once(c: &Client) -> Graph {
         .node(Node::new("n").max_attempts(1))
         .build()
         .unwrap()
+}
+
+/// Closes `c` once a call of the SPI method `name` was applied (its answer
+/// held back by `switch`).
+async fn close_once_answered(c: &Client, switch: &Switch, name: &'static str) {
+    let applied = eventually(PROMPTLY, || async {
+        (switch.answered(name) > 0).then_some(())
+    });
+    applied.await.unwrap_or_else(|| panic!("a {name} applied"));
+    c.close().await.unwrap();
 }
 
 /// A worker on `b` runs node `n` of `run` as attempt 1 promptly (not after
