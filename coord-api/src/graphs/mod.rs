@@ -140,7 +140,7 @@ impl GraphBuilder {
     /// back-off out of range, too many nodes.
     pub fn build(self) -> Result<Graph> {
         let name = Key::new(&self.name)?;
-        crate::validate_ttl(&name, self.retention)?;
+        crate::key::check_in_ttl_range("retention", "graph", &name, self.retention)?;
         let mut index = std::collections::HashMap::new();
         for (i, n) in self.nodes.iter().enumerate() {
             index.entry(n.name.as_str()).or_insert(i as u32);

@@ -185,8 +185,12 @@ pub async fn graph_limits_out_of_range_refused_before_io(h: &dyn Harness) {
     );
     one(Node::new("a").backoff(ms(10), ms(10))).expect("initial == max");
     let kept = |d: Duration| c.graph(G).node("a").retention(d).build();
-    invalid(kept(Duration::ZERO), "retention 0");
-    invalid(kept(MAX_TTL + ms(1)), "retention over 24 h");
+    for (bad, what) in [(Duration::ZERO, "retention 0"), (MAX_TTL + ms(1), "over 24 h")] {
+        // Named as the retention of the graph, not as a lease's TTL.
+        let e = invalid(kept(bad), what);
+        assert!(e.contains("retention") && e.contains("graph \"g\""), "{e}");
+        assert!(!e.contains("ttl"), "{e}");
+    }
     kept(ms(1)).expect("retention 1 ms");
     kept(MAX_TTL).expect("retention 24 h");
     let many = |n: usize| (0..n).fold(c.graph(G), |g, i| g.node(Node::new(&format!("n{i}"))));
