@@ -94,7 +94,16 @@ impl Ready {
         let Ok(graphs) = client.graphs() else {
             return false;
         };
-        *w = graphs.watch_ready(graph).await.ok();
+        let site = || crate::trace::Site {
+            op: "watch_ready",
+            family: "graph",
+            kind: "node",
+            key: graph,
+            holder: None,
+            token: None,
+        };
+        let watch = graphs.watch_ready(graph);
+        *w = (crate::trace::call(client, site, watch, crate::trace::Outcome::ok).await).ok();
         w.is_some()
     }
 

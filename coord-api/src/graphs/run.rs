@@ -109,6 +109,15 @@ impl GraphRun {
         })
     }
 
+    /// A watch on the run's notifications, traced; `None` when the backend
+    /// could not make one (waiters then wake at their retry delay).
+    async fn watch(&self) -> Result<Option<Box<dyn Watch>>> {
+        let client = self.graph.client();
+        let watch = client.graphs()?.watch_run(self.graph.key(), &self.run);
+        let watch = trace::call(client, || self.site("watch_run"), watch, Outcome::ok);
+        Ok(watch.await.ok())
+    }
+
     /// Waits until the run ended and returns its final status. Woken by the
     /// run's notifications; a missed one delays it by at most the client's
     /// retry delay.
@@ -122,11 +131,7 @@ impl GraphRun {
                 return Ok(status);
             }
             if !subscribed {
-                watch = client
-                    .graphs()?
-                    .watch_run(self.graph.key(), &self.run)
-                    .await
-                    .ok();
+                watch = self.watch().await?;
                 subscribed = true;
                 continue;
             }
@@ -257,11 +262,7 @@ impl RunObserver {
         let client = self.run.graph.client().clone();
         loop {
             if !self.subscribed {
-                let graphs = client.graphs()?;
-                self.watch = graphs
-                    .watch_run(self.run.graph.key(), &self.run.run)
-                    .await
-                    .ok();
+                self.watch = self.run.watch().await?;
                 self.subscribed = true;
             }
             let now = self.run.fetch(false).await?;

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use super::*;
 use crate::{
-    spi::{NodeState, NodeStatus, RunState, RunStatus},
+    spi::{Cancel, Complete, NodeState, NodeStatus, Renew, RunState, RunStatus, Submit, Take},
     testing::Counting,
 };
 
@@ -192,4 +192,190 @@ async fn a_hand_on_while_no_worker_waits_wakes_the_next_to_wait() {
     drop(ready.owed());
     let until = crate::lease::wait::later(client.clock().now(), Duration::from_secs(60));
     assert_eq!(ready.wait(&client, until).await, ready::Woken::Notified);
+}
+
+/// The spans a test's calls open: each `coord.backend` span's fields, as
+/// `name=value` text, those recorded after it opened included.
+#[derive(Clone, Default)]
+struct Spans(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Spans {
+    /// Whether a `coord.backend` span holds every one of `fields`.
+    fn has(&self, fields: &[&str]) -> bool {
+        let spans = self.0.lock().unwrap();
+        spans.iter().any(|s| fields.iter().all(|f| s.contains(f)))
+    }
+}
+
+struct Fields<'a>(&'a mut String);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!(" {}={value:?}", field.name()));
+    }
+}
+
+impl tracing::Subscriber for Spans {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let mut spans = self.0.lock().unwrap();
+        let mut text = span.metadata().name().to_owned();
+        span.record(&mut Fields(&mut text));
+        spans.push(text);
+        tracing::span::Id::from_u64(spans.len() as u64)
+    }
+    fn record(&self, id: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        let mut spans = self.0.lock().unwrap();
+        if let Some(text) = spans.get_mut(id.into_u64() as usize - 1) {
+            values.record(&mut Fields(text));
+        }
+    }
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// A backend of job graphs alone whose first take loses its reply and the
+/// others find nothing, which counts give-backs, and whose watches never
+/// wake; nothing else answers.
+#[derive(Debug, Default)]
+struct LostTakes {
+    ns: crate::Namespace,
+    takes: std::sync::atomic::AtomicU32,
+    given_back: std::sync::atomic::AtomicU32,
+}
+
+impl std::fmt::Display for LostTakes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("lost-takes")
+    }
+}
+
+struct Never;
+
+#[async_trait::async_trait]
+impl crate::Watch for Never {
+    async fn changed(&mut self) -> Result<()> {
+        std::future::pending().await
+    }
+}
+
+impl crate::spi::Backend for LostTakes {
+    fn namespace(&self) -> &crate::Namespace {
+        &self.ns
+    }
+    fn locks(&self) -> Option<&dyn crate::spi::LockBackend> {
+        None
+    }
+    fn elections(&self) -> Option<&dyn crate::spi::ElectionBackend> {
+        None
+    }
+    fn groups(&self) -> Option<&dyn crate::spi::GroupBackend> {
+        None
+    }
+    fn jobs(&self) -> Option<&dyn crate::spi::JobBackend> {
+        None
+    }
+    fn barriers(&self) -> Option<&dyn crate::spi::BarrierBackend> {
+        None
+    }
+    fn graphs(&self) -> Option<&dyn crate::spi::GraphBackend> {
+        Some(self)
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::spi::GraphBackend for LostTakes {
+    async fn submit(&self, _: &Key, _: &Key, _: &GraphSpec, _: Duration) -> Result<Submit> {
+        Err(Error::unavailable(self, "down"))
+    }
+    async fn take(&self, _: &Key, _: &crate::HolderId, _: Duration) -> Result<Take> {
+        match self.takes.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 => Err(Error::unavailable(self, "the take's reply was lost")),
+            _ => Ok(Take::Idle { next_in: None }),
+        }
+    }
+    async fn give_back(&self, _: &Key, _: &crate::HolderId) -> Result<u32> {
+        self.given_back
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(1)
+    }
+    async fn renew(
+        &self,
+        _: &Key,
+        _: &Key,
+        _: &Key,
+        _: crate::FencingToken,
+        _: Duration,
+    ) -> Result<Renew> {
+        Err(Error::unavailable(self, "down"))
+    }
+    async fn complete(
+        &self,
+        _: &Key,
+        _: &Key,
+        _: &Key,
+        _: crate::FencingToken,
+        _: crate::spi::NodeResult,
+        _: Option<(crate::HolderId, Duration)>,
+    ) -> Result<Complete> {
+        Err(Error::unavailable(self, "down"))
+    }
+    async fn cancel(&self, _: &Key, _: &Key, _: &str) -> Result<Cancel> {
+        Err(Error::unavailable(self, "down"))
+    }
+    async fn status(&self, _: &Key, _: &Key, _: bool) -> Result<Option<RunStatus>> {
+        Err(Error::unavailable(self, "down"))
+    }
+    async fn watch_ready(&self, _: &Key) -> Result<Box<dyn crate::Watch>> {
+        Ok(Box::new(Never))
+    }
+    async fn watch_run(&self, _: &Key, _: &Key) -> Result<Box<dyn crate::Watch>> {
+        Ok(Box::new(Never))
+    }
+}
+
+/// Every backend call of the family is inside a `coord.backend` span with
+/// family `graph`, its kind and the graph's name: also the give-back of a
+/// take whose reply was lost (made in the background) and the
+/// subscriptions of idle workers (`watch_ready`) and of observers
+/// (`watch_run`), which had none.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn give_backs_and_watches_are_traced_as_graph_calls() {
+    let spans = Spans::default();
+    let _traced = tracing::subscriber::set_default(spans.clone());
+    let backend = Arc::new(LostTakes::default());
+    let client = Client::new(backend.clone());
+    let graph = client.graph("g").node("a").build().unwrap();
+    let lost = graph.worker().work_one(|_| async { Ok(()) }).await;
+    assert!(lost.is_err(), "{lost:?}");
+    while backend.given_back.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    let graph_node = [
+        "coord.backend",
+        "family=\"graph\"",
+        "kind=\"node\"",
+        "key=g",
+    ];
+    let take = [&graph_node[..], &["op=\"take\""]].concat();
+    assert!(spans.has(&take), "{:?}", spans.0.lock().unwrap());
+    let give_back = [&graph_node[..], &["op=\"give_back\"", "holder="]].concat();
+    assert!(spans.has(&give_back), "{:?}", spans.0.lock().unwrap());
+    let mut idle = graph.worker();
+    let waited = tokio::time::timeout(Duration::from_secs(5), idle.work_next(|_| async { Ok(()) }));
+    assert!(waited.await.is_err(), "nothing to take");
+    let watch_ready = [&graph_node[..], &["op=\"watch_ready\""]].concat();
+    assert!(spans.has(&watch_ready), "{:?}", spans.0.lock().unwrap());
+    let _ = graph.run("r").unwrap().observe().next().await;
+    let watch_run = [
+        "coord.backend",
+        "family=\"graph\"",
+        "kind=\"run\"",
+        "op=\"watch_run\"",
+    ];
+    assert!(spans.has(&watch_run), "{:?}", spans.0.lock().unwrap());
 }

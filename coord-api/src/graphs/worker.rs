@@ -672,6 +672,19 @@ pub(super) fn truncate(mut s: String, max: usize) -> String {
 fn give_back(graph: &Key, holder: &HolderId) -> impl MakeUndo {
     let args = (graph.clone(), holder.clone());
     undo::calling(args, |client, (graph, holder)| async move {
-        client.graphs()?.give_back(&graph, &holder).await.map(drop)
+        let give_back = client.graphs()?.give_back(&graph, &holder);
+        let site = || Site {
+            op: "give_back",
+            family: "graph",
+            kind: "node",
+            key: &graph,
+            holder: Some(&holder),
+            token: None,
+        };
+        let given = trace::call(&client, site, give_back, |n| match n {
+            0 => trace::Outcome::NotHeld,
+            _ => trace::Outcome::Ok,
+        });
+        given.await.map(drop)
     })
 }
