@@ -1,5 +1,6 @@
-//! A fake backend for the unit tests of the client types: it grants every
-//! acquisition, renews every lease and counts what it is asked.
+//! What the unit tests of the client types share: a fake backend that
+//! grants every acquisition, renews every lease and counts what it is
+//! asked; and a subscriber that keeps the spans made (`spans`).
 
 use std::{
     fmt,
@@ -8,6 +9,10 @@ use std::{
 };
 
 use async_trait::async_trait;
+
+mod spans;
+
+pub(crate) use spans::Spans;
 
 use crate::{
     Client, Error, FencingToken, Key, LeaseGuard, LeaseInfo, LockSpace, Namespace, Result,

@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 use super::*;
 use crate::{
     spi::{Cancel, Complete, NodeState, NodeStatus, Renew, RunState, RunStatus, Submit, Take},
-    testing::Counting,
+    testing::{Counting, Spans},
 };
 
 fn client() -> Client {
@@ -194,50 +194,6 @@ async fn a_hand_on_while_no_worker_waits_wakes_the_next_to_wait() {
     assert_eq!(ready.wait(&client, until).await, ready::Woken::Notified);
 }
 
-/// The spans a test's calls open: each `coord.backend` span's fields, as
-/// `name=value` text, those recorded after it opened included.
-#[derive(Clone, Default)]
-struct Spans(Arc<std::sync::Mutex<Vec<String>>>);
-
-impl Spans {
-    /// Whether a `coord.backend` span holds every one of `fields`.
-    fn has(&self, fields: &[&str]) -> bool {
-        let spans = self.0.lock().unwrap();
-        spans.iter().any(|s| fields.iter().all(|f| s.contains(f)))
-    }
-}
-
-struct Fields<'a>(&'a mut String);
-
-impl tracing::field::Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0.push_str(&format!(" {}={value:?}", field.name()));
-    }
-}
-
-impl tracing::Subscriber for Spans {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        let mut spans = self.0.lock().unwrap();
-        let mut text = span.metadata().name().to_owned();
-        span.record(&mut Fields(&mut text));
-        spans.push(text);
-        tracing::span::Id::from_u64(spans.len() as u64)
-    }
-    fn record(&self, id: &tracing::span::Id, values: &tracing::span::Record<'_>) {
-        let mut spans = self.0.lock().unwrap();
-        if let Some(text) = spans.get_mut(id.into_u64() as usize - 1) {
-            values.record(&mut Fields(text));
-        }
-    }
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, _: &tracing::Event<'_>) {}
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
 /// A backend of job graphs alone whose first take loses its reply and the
 /// others find nothing, which counts give-backs, and whose watches never
 /// wake; nothing else answers.
@@ -345,8 +301,7 @@ impl crate::spi::GraphBackend for LostTakes {
 /// (`watch_run`), which had none.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn give_backs_and_watches_are_traced_as_graph_calls() {
-    let spans = Spans::default();
-    let _traced = tracing::subscriber::set_default(spans.clone());
+    let (spans, _traced) = Spans::install();
     let backend = Arc::new(LostTakes::default());
     let client = Client::new(backend.clone());
     let graph = client.graph("g").node("a").build().unwrap();
@@ -362,14 +317,14 @@ async fn give_backs_and_watches_are_traced_as_graph_calls() {
         "key=g",
     ];
     let take = [&graph_node[..], &["op=\"take\""]].concat();
-    assert!(spans.has(&take), "{:?}", spans.0.lock().unwrap());
+    spans.assert_has(&take);
     let give_back = [&graph_node[..], &["op=\"give_back\"", "holder="]].concat();
-    assert!(spans.has(&give_back), "{:?}", spans.0.lock().unwrap());
+    spans.assert_has(&give_back);
     let mut idle = graph.worker();
     let waited = tokio::time::timeout(Duration::from_secs(5), idle.work_next(|_| async { Ok(()) }));
     assert!(waited.await.is_err(), "nothing to take");
     let watch_ready = [&graph_node[..], &["op=\"watch_ready\""]].concat();
-    assert!(spans.has(&watch_ready), "{:?}", spans.0.lock().unwrap());
+    spans.assert_has(&watch_ready);
     let _ = graph.run("r").unwrap().observe().next().await;
     let watch_run = [
         "coord.backend",
@@ -377,5 +332,5 @@ async fn give_backs_and_watches_are_traced_as_graph_calls() {
         "kind=\"run\"",
         "op=\"watch_run\"",
     ];
-    assert!(spans.has(&watch_run), "{:?}", spans.0.lock().unwrap());
+    spans.assert_has(&watch_run);
 }

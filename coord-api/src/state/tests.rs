@@ -1,13 +1,7 @@
 //! Unit tests of the client types: what is refused before any I/O; what
 //! a watch's backend calls trace.
 
-use std::{
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use crate::{
     Client, Error, Key,
@@ -15,6 +9,7 @@ use crate::{
         Backend, Changes, DynBackend, Expect, MAX_VALUE_BYTES, Select, StateBackend, Stored, Watch,
         Written,
     },
+    testing::Spans,
 };
 
 /// A backend offering no family: any I/O would be `NotSupported`, so an
@@ -138,42 +133,12 @@ impl StateBackend for Still {
     }
 }
 
-/// Records every span made: its name and fields, one line each.
-struct Spans(Arc<Mutex<Vec<String>>>, AtomicU64);
-
-struct Line<'a>(&'a mut String);
-
-impl tracing::field::Visit for Line<'_> {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0.push_str(&format!(" {}={value:?}", field.name()));
-    }
-}
-
-impl tracing::Subscriber for Spans {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        let mut line = span.metadata().name().to_owned();
-        span.record(&mut Line(&mut line));
-        self.0.lock().unwrap().push(line);
-        tracing::span::Id::from_u64(self.1.fetch_add(1, Ordering::Relaxed))
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, _: &tracing::Event<'_>) {}
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
 /// A watch's reads of the log and its subscription are backend calls like
 /// any other: each in a `coord.backend` span naming the family and the key
 /// (a value's key, or a prefix watch's space).
 #[tokio::test(flavor = "current_thread")]
 async fn a_watchs_backend_calls_have_spans() {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let spans = Spans(lines.clone(), AtomicU64::new(1));
-    let _default = tracing::subscriber::set_default(spans);
+    let (spans, _default) = Spans::install();
     let backend: DynBackend = Arc::new(Still(crate::Namespace::default()));
     let c = Client::new(backend);
     let space = c.state_space::<u8>("flags");
@@ -184,7 +149,6 @@ async fn a_watchs_backend_calls_have_spans() {
         let waited = tokio::time::timeout(Duration::from_millis(20), w.next()).await;
         assert!(waited.is_err(), "nothing changed: {waited:?}");
     }
-    let lines = lines.lock().unwrap().clone();
     for (op, key) in [
         ("put", "app/x"),
         ("changes", "app/x"),
@@ -192,15 +156,7 @@ async fn a_watchs_backend_calls_have_spans() {
         ("changes", "flags"),
         ("watch", "flags"),
     ] {
-        let want = [
-            "coord.backend".to_owned(),
-            format!("op=\"{op}\""),
-            "family=\"state\"".to_owned(),
-            format!("key={key}"),
-        ];
-        assert!(
-            (lines.iter()).any(|l| want.iter().all(|w| l.split(' ').any(|f| f == w))),
-            "no span with {want:?} in {lines:#?}"
-        );
+        let (op, key) = (format!("op=\"{op}\""), format!("key={key}"));
+        spans.assert_has(&["coord.backend", &op, "family=\"state\"", &key]);
     }
 }
