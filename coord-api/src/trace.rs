@@ -108,7 +108,25 @@ impl<F: Future + Unpin> Future for Traced<'_, F> {
     }
 }
 
-impl Site<'_> {
+impl<'a> Site<'a> {
+    /// A site in one line: what a background clean-up's call (a give-back,
+    /// a leave or a settle sent again) names.
+    pub(crate) fn new(
+        (family, kind, op): (&'static str, &'static str, &'static str),
+        key: &'a Key,
+        holder: Option<&'a HolderId>,
+        token: Option<FencingToken>,
+    ) -> Site<'a> {
+        Site {
+            op,
+            family,
+            kind,
+            key,
+            holder,
+            token,
+        }
+    }
+
     #[inline(never)]
     fn open_span(&self, client: &Client) -> Option<tracing::Span> {
         let span = tracing::debug_span!(

@@ -204,3 +204,83 @@ async fn a_lost_lease_is_a_warning_naming_it() {
     ];
     assert_span(&lines, &warning);
 }
+
+/// The memory backend, its queue receives and topic reads applied and their
+/// replies lost.
+struct RepliesLost(coord::spi::DynBackend);
+
+impl std::fmt::Display for RepliesLost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "replies-lost({})", self.0)
+    }
+}
+
+impl std::fmt::Debug for RepliesLost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+#[async_trait::async_trait]
+impl coord::spi::Dispatch for RepliesLost {
+    fn namespace(&self) -> &coord::Namespace {
+        self.0.namespace()
+    }
+    fn families(&self) -> coord::spi::Families {
+        coord::spi::Families::of(&*self.0)
+    }
+    async fn dispatch(&self, call: coord::spi::Call) -> coord::Result<coord::spi::Reply> {
+        let (family, name) = (call.op().family, call.op().name);
+        let reply = call.run(self.0.clone()).await;
+        match (family, name) {
+            ("queues", "receive") | ("topics", "read") => {
+                Err(coord::Error::unavailable(self, "the reply was lost"))
+            }
+            _ => reply,
+        }
+    }
+}
+
+/// The calls a client makes in the background are traced too: the
+/// give-back of a queue receive and of a topic read whose replies were lost.
+#[tokio::test(flavor = "current_thread")]
+async fn background_give_backs_have_spans() {
+    let spans = spans_of(async {
+        let ns = coord::Namespace::new("tracing-background").unwrap();
+        let memory = Arc::new(coord::memory::MemoryBackend::new(ns));
+        let lossy = coord::spi::Dispatched::new(RepliesLost(memory));
+        let client = coord::Client::new(Arc::new(lossy));
+        let queue = client.queue::<u64>("orders");
+        queue.push(&1).await.unwrap();
+        assert!(queue.consumer().receive().await.is_err(), "reply lost");
+        let topic = client.topic::<u64>("events");
+        let mut sub = topic.subscriber("s").start(coord::spi::Start::Earliest);
+        sub.subscribe().await.unwrap();
+        topic.publish(&1).await.unwrap();
+        assert!(sub.next().await.is_err(), "reply lost");
+        // Both given back, in the background.
+        let back = async {
+            loop {
+                let q = queue.stats().await.unwrap();
+                let t = sub.stats().await.unwrap();
+                if q.ready == 1 && t.in_flight == 0 {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), back)
+            .await
+            .expect("given back");
+    })
+    .await;
+    for (family, kind, key) in [
+        ("queue", "consumer", "orders"),
+        ("topic", "subscriber", "events"),
+    ] {
+        let (family, kind) = (format!("family=\"{family}\""), format!("kind=\"{kind}\""));
+        let key = format!("key={key}");
+        let give_back = ["op=\"give_back\"", &family, &kind, &key, "holder="];
+        assert_span(&spans, &give_back);
+    }
+}

@@ -553,8 +553,18 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
 fn give_back(queue: &Key, consumer: &HolderId, id: u64) -> impl MakeUndo {
     let args = (queue.clone(), consumer.clone());
     undo::calling(args, move |client, (queue, consumer)| async move {
-        let queues = client.queues()?;
-        queues.give_back(&queue, &consumer, id).await.map(drop)
+        let give_back = client.queues()?.give_back(&queue, &consumer, id);
+        let site = || {
+            Site::new(
+                ("queue", "consumer", "give_back"),
+                &queue,
+                Some(&consumer),
+                None,
+            )
+        };
+        trace::call(&client, site, give_back, Outcome::ok)
+            .await
+            .map(drop)
     })
 }
 
@@ -565,8 +575,18 @@ fn give_back(queue: &Key, consumer: &HolderId, id: u64) -> impl MakeUndo {
 fn leave_unanswered(queue: &Key, consumer: &HolderId) -> impl MakeUndo {
     let args = (queue.clone(), consumer.clone());
     undo::calling(args, move |client, (queue, consumer)| async move {
-        let queues = client.queues()?;
-        queues.leave(&queue, &consumer).await.map(drop)
+        let leave = client.queues()?.leave(&queue, &consumer);
+        let site = || {
+            Site::new(
+                ("queue", "consumer", "leave"),
+                &queue,
+                Some(&consumer),
+                None,
+            )
+        };
+        trace::call(&client, site, leave, Outcome::ok)
+            .await
+            .map(drop)
     })
 }
 
@@ -584,10 +604,15 @@ fn dead_letter_unanswered(
 ) -> impl MakeUndo {
     let args = (queue.clone(), reason.to_owned());
     undo::calling(args, move |client, (queue, reason)| async move {
-        let queues = client.queues()?;
-        queues
-            .dead_letter(&queue, id, token, &reason)
-            .await
-            .map(drop)
+        let dead = client.queues()?.dead_letter(&queue, id, token, &reason);
+        let site = || {
+            Site::new(
+                ("queue", "delivery", "dead_letter"),
+                &queue,
+                None,
+                Some(token),
+            )
+        };
+        trace::call(&client, site, dead, settled).await.map(drop)
     })
 }

@@ -31,7 +31,7 @@ use crate::{
         delivery::{EventDelivery, EventLease, Receipt, settled},
         metrics,
     },
-    trace::{self, Outcome},
+    trace::{self, Outcome, Site},
 };
 
 /// A subscriber's presence in its subscription: renewed while it lives;
@@ -346,9 +346,16 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
 pub(super) fn give_back(topic: &Key, sub: &Key, consumer: &HolderId, id: u64) -> impl MakeUndo {
     let args = (topic.clone(), sub.clone(), consumer.clone());
     undo::calling(args, move |client, (topic, sub, consumer)| async move {
-        let topics = client.topics()?;
-        topics
-            .give_back(&topic, &sub, &consumer, id)
+        let give_back = client.topics()?.give_back(&topic, &sub, &consumer, id);
+        let site = || {
+            Site::new(
+                ("topic", "subscriber", "give_back"),
+                &topic,
+                Some(&consumer),
+                None,
+            )
+        };
+        trace::call(&client, site, give_back, Outcome::ok)
             .await
             .map(drop)
     })
@@ -361,8 +368,18 @@ pub(super) fn give_back(topic: &Key, sub: &Key, consumer: &HolderId, id: u64) ->
 pub(super) fn leave_unanswered(topic: &Key, sub: &Key, consumer: &HolderId) -> impl MakeUndo {
     let args = (topic.clone(), sub.clone(), consumer.clone());
     undo::calling(args, move |client, (topic, sub, consumer)| async move {
-        let topics = client.topics()?;
-        topics.leave(&topic, &sub, &consumer).await.map(drop)
+        let leave = client.topics()?.leave(&topic, &sub, &consumer);
+        let site = || {
+            Site::new(
+                ("topic", "subscriber", "leave"),
+                &topic,
+                Some(&consumer),
+                None,
+            )
+        };
+        trace::call(&client, site, leave, Outcome::ok)
+            .await
+            .map(drop)
     })
 }
 
@@ -381,11 +398,18 @@ fn dead_letter_unanswered(
 ) -> impl MakeUndo {
     let args = (topic.clone(), sub.clone(), reason.to_owned());
     undo::calling(args, move |client, (topic, sub, reason)| async move {
-        let topics = client.topics()?;
-        (topics
-            .dead_letter(&topic, &sub, offset, token, &reason)
-            .await)
-            .map(drop)
+        let dead = client
+            .topics()?
+            .dead_letter(&topic, &sub, offset, token, &reason);
+        let site = || {
+            Site::new(
+                ("topic", "delivery", "dead_letter"),
+                &topic,
+                None,
+                Some(token),
+            )
+        };
+        trace::call(&client, site, dead, settled).await.map(drop)
     })
 }
 
@@ -419,10 +443,9 @@ fn nack_unanswered(topic: &Key, sub: &Key, left: &Left) -> impl MakeUndo {
     undo::calling(args, move |client, (topic, sub, left)| async move {
         let topics = client.topics()?;
         while let Some((offset, token)) = left.next() {
-            match topics
-                .nack(&topic, &sub, offset, token, Duration::ZERO)
-                .await
-            {
+            let nack = topics.nack(&topic, &sub, offset, token, Duration::ZERO);
+            let site = || Site::new(("topic", "delivery", "nack"), &topic, None, Some(token));
+            match trace::call(&client, site, nack, settled).await {
                 Err(e) if may_not_have_arrived(&e) => return Err(e),
                 _ => left.answered(),
             }
