@@ -29,6 +29,30 @@ impl Guard {
         }
     }
 
+    /// Another guard of `lease` (a reentrant re-entry), if it still has a
+    /// guard and is held: `None` once its last guard let go of it (its
+    /// release, which ends it, may be on its way) or it ended (lost,
+    /// released by a close). Joining and the last guard letting go are
+    /// one atomic count, so a re-entry never joins a lease that is ending.
+    pub(crate) fn joining(lease: Arc<Lease>) -> Option<Guard> {
+        let count = |n: u32| (n > 0).then(|| n.saturating_add(1));
+        (lease.guards)
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, count)
+            .ok()?;
+        let guard = Guard {
+            lease,
+            released: false,
+            last: None,
+        };
+        if guard.is_held() {
+            return Some(guard);
+        }
+        // Ended meanwhile: let go without releasing (the caller gives back
+        // what the backend still counts).
+        guard.into_lease();
+        None
+    }
+
     /// Lets go of the lease (once): whether that ends it, being its last
     /// guard or not a counted hold.
     fn let_go(&mut self) -> bool {

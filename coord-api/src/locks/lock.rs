@@ -230,7 +230,21 @@ impl Lock {
         Ok(match answer? {
             (Acquire::Granted(g), t_sent) if Some(g.token) == lease.token && g.holds > 1 => {
                 lease.renewed(t_sent);
-                Reentry::Granted(LockGuard::new(lease, self.kind(), g.token))
+                let ttl = lease.ttl();
+                match LockGuard::joining(lease, self.kind(), g.token) {
+                    Some(guard) => Reentry::Granted(guard),
+                    None => {
+                        // The lease ended while the re-entry was on its
+                        // way (another task released its last guard, or
+                        // it was lost): no guard of it, whose caller would
+                        // go on as the holder of a key the last release
+                        // frees. The hold it added is given back with any
+                        // other the backend counts, and the lock taken as
+                        // a new holder.
+                        give_back_every_hold(client, &req.id, ttl).await;
+                        Reentry::Afresh
+                    }
+                }
             }
             (Acquire::Granted(_), _) => {
                 // The backend had forgotten the hold (expired or force
@@ -240,14 +254,7 @@ impl Lock {
                 // it back, every hold of it (an unanswered re-entry may
                 // have added one), and take the lock as a new holder.
                 lease.mark(true);
-                // Failed or cancelled, sent again in the background.
-                let again = undo::calling(req.id.clone(), |client, id| async move {
-                    release_every_hold(&client, &id).await
-                });
-                let mut on_exit = Undo::new(client, lease.ttl(), again);
-                if release_every_hold(client, &req.id).await.is_ok() {
-                    on_exit.disarm();
-                }
+                give_back_every_hold(client, &req.id, lease.ttl()).await;
                 Reentry::Afresh
             }
             // Held by someone else now: the old guards are lost.
@@ -361,6 +368,19 @@ async fn release_every_hold(client: &Client, id: &LeaseId) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Releases every hold of the reentrant lease `id` (see
+/// [`release_every_hold`]); failed or cancelled, sent again in the
+/// background for at most `ttl`.
+async fn give_back_every_hold(client: &Client, id: &LeaseId, ttl: std::time::Duration) {
+    let again = undo::calling(id.clone(), |client, id| async move {
+        release_every_hold(&client, &id).await
+    });
+    let mut on_exit = Undo::new(client, ttl, again);
+    if release_every_hold(client, id).await.is_ok() {
+        on_exit.disarm();
+    }
 }
 
 /// For an [`Undo`]: after a re-entry of `lease` (its holder, as `id`) that

@@ -107,6 +107,21 @@ impl LeaseGuard {
         }
     }
 
+    /// Another guard of `lease` (a reentrant re-entry granted with
+    /// `token`), unless its last guard let go of it or it ended meanwhile
+    /// (see `Guard::joining`).
+    pub(crate) fn joining(
+        lease: Arc<Lease>,
+        kind: LeaseKind,
+        token: FencingToken,
+    ) -> Option<LeaseGuard> {
+        Some(LeaseGuard {
+            guard: Guard::joining(lease)?,
+            kind,
+            token,
+        })
+    }
+
     pub(crate) fn lease(&self) -> &Arc<Lease> {
         self.guard.lease()
     }

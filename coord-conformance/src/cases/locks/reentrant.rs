@@ -197,4 +197,46 @@ pub async fn reentrant_unanswered_reentry_after_force_release_frees_the_key(h: &
         assert!(gb.release().await.unwrap());
     }
 }
+
+/// A re-entry through a clone of the handle (another task) that reaches
+/// the backend while the last guard is being released, and whose answer
+/// comes after that release, gets no guard of the ended lease: it holds
+/// the key (a guard that is held, and the backend names it) or gets
+/// nothing. Before, it answered a guard of the released lease
+/// (`is_held()` false) while the last release dropped the hold it had
+/// added: its caller went on as the holder of a key that was free.
+#[needs(Need::Reentrant, Need::Inspect)]
+pub async fn reentry_racing_the_last_release_gets_no_dead_guard(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let op = ctx.client("op").await;
+    let lock = a.lock("k").reentrant(true);
+    let g1 = take(&lock, "first hold").await;
+    // The re-entry is applied at once (two holds), answered later.
+    switch.late_replies("acquire", ms(400));
+    let clone = lock.clone();
+    let reentry = tokio::spawn(async move { clone.try_lock().await });
+    let counted = eventually(ms(3000), || async {
+        let hs = op.lock("k").holders().await.unwrap();
+        (hs.len() == 1 && hs[0].holds == 2).then_some(())
+    })
+    .await;
+    assert!(counted.is_some(), "the re-entry reached the backend");
+    switch.late_replies("acquire", Duration::ZERO);
+    // Meanwhile the first task releases its guard, the lease's last here.
+    assert!(g1.release().await.unwrap(), "the first hold was held");
+    let got = join(reentry, ms(3000), "re-entry").await.unwrap();
+    let holders = op.lock("k").holders().await.unwrap();
+    if let Some(g) = got {
+        assert!(
+            g.is_held(),
+            "the re-entry answered a guard that is not held (backend: {holders:?})"
+        );
+        assert!(
+            holders.iter().any(|i| i.token == g.token()),
+            "the re-entry's guard is held by its token: {holders:?}"
+        );
+        assert!(g.release().await.unwrap());
+    }
+}
 }
