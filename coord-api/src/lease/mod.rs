@@ -483,7 +483,9 @@ impl Lease {
     /// before this reply is read), and drops every hold the backend still
     /// counts (one an unanswered re-entry or a release whose answer was lost
     /// left). A counted hold's failed release leaves the lease to its other
-    /// guards. Returns whether the backend still held the lease.
+    /// guards. Returns whether the backend still held the lease (a hold
+    /// that leaves other guards: or its lease's last release, on its way
+    /// or done, dropped it).
     pub(crate) async fn release(&self, ends: bool) -> Result<bool> {
         self.release_through(&self.client, ends).await
     }
@@ -506,6 +508,10 @@ impl Lease {
                 }
                 Ok(true)
             }
+            // A counted hold that is not the last, reaching the backend
+            // after the last guard's release (marked released before it
+            // left) dropped every hold: held until then, not lost.
+            Release::NotHeld if !ends && self.is_released() => Ok(true),
             Release::NotHeld => {
                 self.mark(true);
                 Ok(false)

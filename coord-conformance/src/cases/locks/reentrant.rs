@@ -239,4 +239,33 @@ pub async fn reentry_racing_the_last_release_gets_no_dead_guard(h: &dyn Harness)
         assert!(g.release().await.unwrap());
     }
 }
+
+/// Two guards of one reentrant lease released at once, from two tasks:
+/// the one that is not the last reaches the backend late, after the last
+/// guard's release dropped every hold. Both were held until their
+/// releases, and both say so. Before, the first answered `false`, as if
+/// its hold had been lost (force released, expired): the holds had been
+/// dropped by its own lease's last release.
+pub async fn reentrant_holds_released_out_of_order_both_say_held(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let op = ctx.client("op").await;
+    let lock = a.lock("k").reentrant(true);
+    let g1 = take(&lock, "first hold").await;
+    let g2 = take(&lock, "second hold").await;
+    // g1's release, not the last, reaches the backend 400 ms late.
+    switch.slow_requests("release", ms(400));
+    let first = tokio::spawn(async move { g1.release().await });
+    let on_way = eventually(ms(3000), || async { (switch.held("release") == 1).then_some(()) });
+    assert!(on_way.await.is_some(), "the first release is on its way");
+    switch.slow_requests("release", Duration::ZERO);
+    // g2's, the last, arrives first and drops every hold.
+    assert!(g2.release().await.unwrap(), "the last hold was held");
+    assert!(op.lock("k").holders().await.unwrap().is_empty(), "free");
+    let first = join(first, ms(3000), "first release").await;
+    assert!(
+        first.unwrap(),
+        "a hold dropped by its own lease's last release was held until then"
+    );
+}
 }
