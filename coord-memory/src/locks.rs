@@ -130,7 +130,7 @@ impl LockBackend for MemoryBackend {
 
     async fn leave_queue(&self, lease: &LeaseId) -> Result<bool> {
         let now = self.store.now();
-        let (left, freed) = self.store.inner.table.leave_queue(&self.ns, lease, now);
+        let (left, freed) = (self.store.inner.table).leave_queue(&self.ns, lease, now)?;
         if freed == Freed::Yes {
             self.notify_lock(lease.kind.space(), &lease.key);
         }

@@ -459,7 +459,8 @@ pub trait LockBackend: Send + Sync {
 
     /// Removes `lease.holder`'s entry from the key's wait queue (a wait
     /// cancelled or given up); returns whether there was one. Wakes the
-    /// key's subscribers when it headed the queue.
+    /// key's subscribers when it headed the queue. `InvalidArgument` for a
+    /// read-write lock's kinds (no queue), as for `acquire_queued`.
     async fn leave_queue(&self, lease: &LeaseId) -> Result<bool>;
 
     /// Removes every lease (and writer intent) on `key` in `space`, whoever

@@ -72,13 +72,15 @@ impl LeaseTable {
     /// [`LockBackend::leave_queue`](coord_api::spi::LockBackend::leave_queue)
     /// on `ns`: whether the holder had a place; [`Freed::Yes`] when the
     /// queue has a new head (the next in line may go).
-    pub fn leave_queue(&self, ns: &Namespace, id: &LeaseId, now: Instant) -> (bool, Freed) {
+    /// `InvalidArgument` for a read-write lock's kinds (nothing queues).
+    pub fn leave_queue(&self, ns: &Namespace, id: &LeaseId, now: Instant) -> Result<(bool, Freed)> {
+        check_fair_kind(id)?;
         let key = KeyRef {
             ns,
             space: id.kind.space(),
             key: &id.key,
         };
-        self.entries.update(&key, Entry::is_empty, |e, _| {
+        Ok(self.entries.update(&key, Entry::is_empty, |e, _| {
             let head_before = e.queue.first().map(|(h, _)| h.clone());
             e.purge(now);
             let had = match e.queue.iter().position(|(h, _)| *h == id.holder) {
@@ -90,7 +92,7 @@ impl LeaseTable {
             };
             let head = e.queue.first().map(|(h, _)| h);
             (had, freed(head.is_some() && head != head_before.as_ref()))
-        })
+        }))
     }
 }
 
@@ -101,18 +103,21 @@ fn freed(wake: bool) -> Freed {
 /// `InvalidArgument` for a kind that has no fair mode (a read-write lock's)
 /// or a waiter TTL out of the TTL range.
 fn check_fair(id: &LeaseId, waiter_ttl: Duration) -> Result<()> {
+    check_fair_kind(id)?;
+    coord_api::validate_ttl(&id.key, waiter_ttl)
+}
+
+/// `InvalidArgument` for a kind that has no fair mode (a read-write lock's).
+fn check_fair_kind(id: &LeaseId) -> Result<()> {
     match id.kind {
         LeaseKind::Exclusive
         | LeaseKind::Reentrant
         | LeaseKind::Permit { .. }
-        | LeaseKind::Permits { .. } => {}
-        other => {
-            return Err(Error::invalid(format!(
-                "{} lease on {:?}: fair mode is for locks and semaphores",
-                other.as_str(),
-                id.key.as_str()
-            )));
-        }
+        | LeaseKind::Permits { .. } => Ok(()),
+        other => Err(Error::invalid(format!(
+            "{} lease on {:?}: fair mode is for locks and semaphores",
+            other.as_str(),
+            id.key.as_str()
+        ))),
     }
-    coord_api::validate_ttl(&id.key, waiter_ttl)
 }

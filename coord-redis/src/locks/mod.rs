@@ -358,7 +358,7 @@ impl LockBackend for RedisBackend {
 
     async fn leave_queue(&self, lease: &LeaseId) -> Result<bool> {
         self.known_kind(lease.kind)?;
-        let eval = fair::leave_eval(self.namespace(), lease);
+        let eval = fair::leave_eval(self.namespace(), lease)?;
         let space = lease.kind.space();
         let call = Traced::new("leave_queue", space.as_str(), &lease.key).by(&lease.holder);
         let had: i64 = self.eval(call, &eval, eval::done).await?;

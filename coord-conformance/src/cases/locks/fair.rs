@@ -344,7 +344,9 @@ pub async fn fair_cancelled_wait_leaves_no_place(h: &dyn Harness) {
 }
 
 /// A waiter TTL out of range, or a fair kind the backend does not queue,
-/// is `InvalidArgument` before any I/O (from the client) and at the backend.
+/// is `InvalidArgument` before any I/O (from the client) and at the
+/// backend, whose `leave_queue` refuses such a kind too (as one backend
+/// answered `false` and the other a backend error).
 pub async fn fair_bad_waiter_ttl_refused_before_io(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let (c, switch) = waiter(&ctx, "c").await;
@@ -371,6 +373,11 @@ pub async fn fair_bad_waiter_ttl_refused_before_io(h: &dyn Harness) {
     let read = lease(LeaseKind::Read, &holder("x"));
     let res = locks(&b).acquire_queued(&read, ms(1000), ms(1000), true).await;
     assert_invalid(res, "a read lease queued");
+    for kind in [LeaseKind::Read, LeaseKind::Write] {
+        let id = lease(kind, &holder("x"));
+        let res = locks(&b).leave_queue(&id).await;
+        assert_invalid(res, "a read-write lock's lease leaving a queue");
+    }
 }
 
 /// Asking a fair semaphore with another N while it has live permits is
