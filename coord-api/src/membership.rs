@@ -7,6 +7,7 @@ use crate::{
     Client, HolderId, Key, LostSignal, Members, Release, Result, Watch,
     handle::{Handle, option_setters},
     lease::{BoxFuture, Guard, Lease, Tenure, metrics, released, undo::granting},
+    spi::membership::check_member_metadata,
     trace::{self, Outcome, Site},
 };
 
@@ -93,7 +94,9 @@ impl Group {
 
     option_setters!();
 
-    /// What a member publishes about itself.
+    /// What a member publishes about itself: at most
+    /// [`MAX_MEMBER_METADATA_BYTES`](crate::MAX_MEMBER_METADATA_BYTES)
+    /// bytes (more is `InvalidArgument` at `join`).
     pub fn metadata(mut self, metadata: impl Into<String>) -> Self {
         self.metadata = metadata.into();
         self
@@ -102,11 +105,16 @@ impl Group {
     /// Joins the group; the returned handle heartbeats (auto-extension) and
     /// leaves on [`leave`](Membership::leave) or drop.
     ///
+    /// `InvalidArgument` before any I/O for a bad name or options, or
+    /// metadata over
+    /// [`MAX_MEMBER_METADATA_BYTES`](crate::MAX_MEMBER_METADATA_BYTES).
+    ///
     /// # Cancel safety
     /// If cancelled after the request left, the membership it may have
     /// created is ended in the background.
     pub async fn join(&self) -> Result<Membership> {
         let (key, opts) = self.handle.checked()?;
+        check_member_metadata(key, &self.metadata)?;
         let client = &self.handle.client;
         let holder = HolderId::new(*client.instance_id());
         let t_sent = client.clock().now();

@@ -7,7 +7,7 @@ use std::{collections::HashMap, time::Duration, time::SystemTime};
 use async_trait::async_trait;
 use coord_api::{
     HolderId, Instant, Key, MemberInfo, Members, Namespace, Result,
-    spi::{GroupBackend, ResourceKind, Role, Watch},
+    spi::{GroupBackend, ResourceKind, Role, Watch, membership::check_member_metadata},
 };
 
 use crate::{
@@ -116,6 +116,7 @@ impl GroupBackend for MemoryBackend {
         ttl: Duration,
     ) -> Result<()> {
         coord_api::validate_ttl(group, ttl)?;
+        check_member_metadata(group, metadata)?;
         let now = self.store.now();
         let joined = self.store.wall(now);
         {

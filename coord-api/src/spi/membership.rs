@@ -10,7 +10,25 @@ use super::{
     DynBackend, Watch,
     dispatch::{Dispatch, Dispatched, Op, family},
 };
-use crate::{HolderId, Key, Result};
+use crate::{Error, HolderId, Key, Result};
+
+/// The most bytes of metadata a member may publish: a join with more is
+/// `InvalidArgument` before any I/O, and a backend refuses it too.
+pub const MAX_MEMBER_METADATA_BYTES: usize = 4_096;
+
+/// `InvalidArgument` naming `group` and the limit when `metadata` is over
+/// [`MAX_MEMBER_METADATA_BYTES`] (every backend's `join` checks it).
+pub fn check_member_metadata(group: &Key, metadata: &str) -> Result<()> {
+    if metadata.len() > MAX_MEMBER_METADATA_BYTES {
+        return Err(Error::invalid(format!(
+            "group {:?}: member metadata of {} bytes is over the limit of \
+             {MAX_MEMBER_METADATA_BYTES} bytes",
+            group.as_str(),
+            metadata.len()
+        )));
+    }
+    Ok(())
+}
 
 /// A live member of a group. Built with [`MemberInfo::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +87,8 @@ impl Members {
 #[async_trait]
 pub trait GroupBackend: Send + Sync {
     /// Adds `holder` to `group` (or refreshes it) with a heartbeat lease of
-    /// `ttl`.
+    /// `ttl`. `InvalidArgument` for metadata over
+    /// [`MAX_MEMBER_METADATA_BYTES`] ([`check_member_metadata`]).
     async fn join(
         &self,
         group: &Key,

@@ -75,7 +75,7 @@ pub use locks::{
     Acquire, AcquireAll, Busy, Grant, LeaseId, LeaseInfo, LeaseKind, LockBackend, LockCapabilities,
     LockSpace, MAX_MULTI_LOCK_KEYS, Release, check_acquire_all,
 };
-pub use membership::{GroupBackend, MemberInfo, Members};
+pub use membership::{GroupBackend, MAX_MEMBER_METADATA_BYTES, MemberInfo, Members};
 pub use ops::{
     AUDIT_KEPT, AuditRecord, Cursor, LeaseRecord, MAX_PAGE, OpsBackend, Page, Presence, Probe,
     Resource, ResourceKind, Revoked, Role,

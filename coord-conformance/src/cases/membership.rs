@@ -1,5 +1,7 @@
 //! Membership groups: join, leave, crashed and unreachable members, observers.
 
+use coord_api::MAX_MEMBER_METADATA_BYTES;
+
 use crate::cases::prelude::*;
 
 cases! {
@@ -185,6 +187,38 @@ pub async fn group_invalid_input_refused(h: &dyn Harness) {
     assert_invalid(at_once(a.group("").observe()).await, "observe empty name");
     assert!(a.group("g").members().await.unwrap().members.is_empty());
 }
+
+/// Metadata over `MAX_MEMBER_METADATA_BYTES` is `InvalidArgument` naming
+/// the group and the limit, at once, from the client and from the backend
+/// itself, and nobody joins; metadata of exactly the limit (multi-byte
+/// characters counted in bytes) joins and is listed whole.
+pub async fn group_metadata_over_its_limit_refused(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let limit = MAX_MEMBER_METADATA_BYTES;
+    let named = |res: Result<()>, what: &str| match res {
+        Err(Error::InvalidArgument { message }) => assert!(
+            message.contains("\"g\"") && message.contains(&limit.to_string()),
+            "{what}: the refusal names the group and the limit: {message}"
+        ),
+        other => panic!("{what}: expected InvalidArgument, got {other:?}"),
+    };
+    let over = "é".repeat(limit / 2) + "x";
+    let joined = at_once(a.group("g").metadata(over.clone()).join()).await;
+    named(joined.map(drop), "the client's join");
+    let backend = ctx.backend().await;
+    let (g, member) = (key("g"), holder("a"));
+    let by_spi = group_backend(&backend).join(&g, &member, &over, ms(1000));
+    named(at_once(by_spi).await, "the backend's join");
+    assert!(a.group("g").members().await.unwrap().members.is_empty(), "nobody joined");
+    let full = "é".repeat(limit / 2);
+    let m = a.group("g").metadata(full.clone()).join().await.unwrap();
+    let live = a.group("g").members().await.unwrap();
+    let listed: Vec<_> = live.members.iter().map(|m| m.metadata.as_str()).collect();
+    assert_eq!(listed, vec![full.as_str()], "the limit itself joins");
+    m.leave().await.unwrap();
+}
+
 /// A `join` whose reply was lost after the backend added the member removes
 /// it again: the group is empty within a renewal interval, not after the
 /// heartbeat's TTL.

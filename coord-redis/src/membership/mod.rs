@@ -28,7 +28,7 @@ use std::{sync::LazyLock, time::Duration};
 use async_trait::async_trait;
 use coord_api::{
     HolderId, Key, Namespace, Result,
-    spi::{Backend, GroupBackend, MemberInfo, Members, Watch},
+    spi::{Backend, GroupBackend, MemberInfo, Members, Watch, membership::check_member_metadata},
 };
 use redis::Script;
 
@@ -87,6 +87,7 @@ impl GroupBackend for RedisBackend {
         ttl: Duration,
     ) -> Result<()> {
         let ttl = ttl_ms(group, ttl)?;
+        check_member_metadata(group, metadata)?;
         let mut eval = group_eval(self.namespace(), group, "join", Some(holder));
         eval.arg(ttl).arg(metadata);
         let call = Traced::new("join", FAMILY, group).by(holder);
