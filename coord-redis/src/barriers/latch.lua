@@ -52,6 +52,10 @@ if op == 'set' then
     redis.call('HSET', rec, 'gen', gen, 'initial', count, 'remaining', count, 'id', id, 'past', past)
     redis.call('DEL', counted)
   else
+    -- A new record begins from nothing: who counted a record that is gone
+    -- (its set outlives it only when the record alone was evicted) does
+    -- not count in this one.
+    redis.call('DEL', counted)
     redis.call('HSET', rec, 'gen', gen, 'first', gen, 'initial', count, 'remaining', count, 'id', id)
   end
   redis.call('PEXPIRE', rec, ttl)

@@ -228,3 +228,33 @@ async fn latch_set_again_above_its_generation_without_its_counter() {
     };
     assert!(generation > g + 3_600_000_000, "{generation} after {ahead}");
 }
+
+/// A latch whose record alone was lost (evicted under `maxmemory`; its set
+/// of who counted kept) and which is set again begins from nothing, as a
+/// latch that expired does: who counted the lost record's generation counts
+/// the new one. The new record took the old set over, so those participants
+/// were answered `Already` and the latch could never reach zero: its
+/// waiters hung until it expired.
+#[tokio::test]
+async fn a_latch_whose_record_was_lost_counts_everyone_again() {
+    let server = RedisServer::shared();
+    let b = backend("latch-lost").await;
+    let br = barriers(&b);
+    let (name, a) = (key("l"), key("a"));
+    br.latch_set(&name, 2, TTL, 0).await.unwrap();
+    br.latch_count_down(&name, &a, None).await.unwrap();
+    server
+        .command(&["DEL", "coord:{latch-lost:latch:l}:s"])
+        .unwrap();
+    let LatchSet::Set { generation } = br.latch_set(&name, 1, TTL, 0).await.unwrap() else {
+        panic!("the lost latch is set again");
+    };
+    assert_eq!(
+        br.latch_count_down(&name, &a, None).await.unwrap(),
+        CountDown::Counted {
+            generation,
+            remaining: 0
+        },
+        "a, who counted the lost record, counts the new one"
+    );
+}
