@@ -8,7 +8,7 @@
 //! that lost the record.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashMap, VecDeque},
     mem,
     time::Duration,
 };
@@ -66,7 +66,12 @@ struct Latch {
     first_generation: u64,
     initial: u32,
     remaining: u32,
-    counted: HashSet<Key>,
+    /// Who counted the generation, each with the call that counted it (0:
+    /// none named).
+    counted: HashMap<Key, u64>,
+    /// The generation before this one in the record's life and the calls
+    /// that counted it (named ones only): their retries count nothing.
+    counted_before: Option<(u64, HashMap<Key, u64>)>,
     deadline: Instant,
     /// The id of the call that set the generation (0: none).
     set_id: u64,
@@ -619,16 +624,23 @@ impl BarrierBackend for MemoryBackend {
             // one begins, above the old one's generations.
             let last = slot.map_or(0, |l| l.generation);
             let g = FencingToken::next_after_micros(last, wall_us).get();
-            let (first_generation, past_sets) = match live {
-                Some(l) => (l.first_generation, l.sets_before_next()),
-                None => (g, VecDeque::new()),
+            let (first_generation, past_sets, counted_before) = match live {
+                Some(l) => {
+                    let calls = (l.counted.iter())
+                        .filter(|(_, call)| **call != 0)
+                        .map(|(p, call)| (p.clone(), *call));
+                    let before = (l.generation, calls.collect());
+                    (l.first_generation, l.sets_before_next(), Some(before))
+                }
+                None => (g, VecDeque::new(), None),
             };
             let latch = Latch {
                 generation: g,
                 first_generation,
                 initial: count,
                 remaining: count,
-                counted: HashSet::new(),
+                counted: HashMap::new(),
+                counted_before,
                 deadline: now + ttl,
                 set_id,
                 past_sets,
@@ -652,6 +664,7 @@ impl BarrierBackend for MemoryBackend {
         name: &Key,
         participant: &Key,
         generation: Option<u64>,
+        call: u64,
     ) -> Result<CountDown> {
         let now = self.store.now();
         let counted = {
@@ -659,19 +672,31 @@ impl BarrierBackend for MemoryBackend {
             let Some(l) = b.live_latch(&self.ns, name, now) else {
                 return Ok(CountDown::Absent);
             };
+            // The retry of this participant's count of the generation
+            // before: answered as that count was, at 0, counting nothing.
+            if let Some((before, calls)) = &l.counted_before
+                && call != 0
+                && generation.is_none_or(|g| g == *before)
+                && calls.get(participant) == Some(&call)
+            {
+                return Ok(CountDown::Already {
+                    generation: *before,
+                    remaining: 0,
+                });
+            }
             let g = generation.unwrap_or(l.generation);
             if g != l.generation {
                 return Ok(CountDown::Stale {
                     current: l.generation,
                 });
             }
-            if l.remaining == 0 || l.counted.contains(participant) {
+            if l.remaining == 0 || l.counted.contains_key(participant) {
                 return Ok(CountDown::Already {
                     generation: l.generation,
                     remaining: l.remaining,
                 });
             }
-            l.counted.insert(participant.clone());
+            l.counted.insert(participant.clone(), call);
             l.remaining -= 1;
             if let Some(j) = self.store.journal() {
                 j.record(Event::Barrier(BarrierEvent::CountedDown {

@@ -60,6 +60,53 @@ pub struct Latch {
     /// retryable error, or cancelled): the next one of that count sends
     /// the id again. Shared by clones.
     unanswered: Arc<Mutex<Option<(u32, u64)>>>,
+    /// The participant, generation asked and id of the latest count-down
+    /// left unanswered: the next one of that participant and generation
+    /// sends the id again. Shared by clones.
+    unanswered_down: Arc<Mutex<Option<Down>>>,
+}
+
+/// A count-down: its participant, the generation it asked for (`None`:
+/// the current one) and its call's id.
+type Down = (Key, Option<u64>, u64);
+
+/// One count-down in flight: its id is the one of the handle's count-down
+/// of that participant and generation left unanswered, if any, else a new
+/// one. Dropped unanswered (a retryable error, or cancelled), it is
+/// remembered for the next count-down of its participant and generation;
+/// answered, forgotten.
+struct DownCall<'a> {
+    unanswered: &'a Mutex<Option<Down>>,
+    down: Down,
+    answered: bool,
+}
+
+impl<'a> DownCall<'a> {
+    fn new(latch: &'a Latch, participant: &Key, generation: Option<u64>) -> DownCall<'a> {
+        let unanswered = &*latch.unanswered_down;
+        let left = unanswered.lock().unwrap_or_else(|p| p.into_inner());
+        let id = match &*left {
+            Some((p, g, id)) if p == participant && *g == generation => *id,
+            _ => call_id(),
+        };
+        drop(left);
+        DownCall {
+            unanswered,
+            down: (participant.clone(), generation, id),
+            answered: false,
+        }
+    }
+}
+
+impl Drop for DownCall<'_> {
+    fn drop(&mut self) {
+        let mut left = self.unanswered.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.answered {
+            *left = Some(self.down.clone());
+        } else if left.as_ref().is_some_and(|(_, _, id)| *id == self.down.2) {
+            *left = None;
+        }
+    }
 }
 
 /// One `try_set_count` in flight: its id is the one of the handle's set of
@@ -125,6 +172,7 @@ impl Latch {
             handle: Handle::new(client, name),
             expire_after: MAX_TTL,
             unanswered: Arc::default(),
+            unanswered_down: Arc::default(),
         }
     }
 
@@ -199,12 +247,24 @@ impl Latch {
     /// Counts down once for this participant in the current generation;
     /// returns what is left. Again (a retry) counts nothing. `NotFound` if
     /// the latch is absent.
+    ///
+    /// Safe to retry also across a new setting: a count-down left
+    /// unanswered (a retryable error such as `Unavailable`, its reply
+    /// perhaps lost after the backend counted it; or cancelled) is sent
+    /// again, under its id, by the next count-down of this participant on
+    /// this handle or a clone of it. If the first counted a generation that
+    /// reached zero and the latch was set again since, the retry counts
+    /// nothing in the new one and answers 0 (the backend knows the calls
+    /// of the generation before the current one; a retry after two more
+    /// settings, or after the latch expired, is a new count-down).
     pub async fn count_down(&self) -> Result<u32> {
         self.count_down_of(None).await
     }
 
     /// Counts down in `generation` only: `StaleGeneration` if the latch
-    /// was set again since.
+    /// was set again since (but the retry of a count-down in `generation`
+    /// left unanswered on this handle, which counted it, answers 0, as
+    /// [`count_down`](Latch::count_down)'s does).
     pub async fn count_down_in(&self, generation: u64) -> Result<u32> {
         self.count_down_of(Some(generation)).await
     }
@@ -213,8 +273,12 @@ impl Latch {
         let name = self.handle.key()?;
         let participant = self.participant.key()?;
         let client = &self.handle.client;
-        let down = (client.barriers()?).latch_count_down(name, participant, generation);
-        match trace::call(client, || site("count_down", name), down, Outcome::ok).await? {
+        let barriers = client.barriers()?;
+        let mut call = DownCall::new(self, participant, generation);
+        let down = barriers.latch_count_down(name, participant, generation, call.down.2);
+        let down = trace::call(client, || site("count_down", name), down, Outcome::ok).await;
+        call.answered = !matches!(&down, Err(e) if e.is_retryable());
+        match down? {
             CountDown::Counted { remaining, .. } | CountDown::Already { remaining, .. } => {
                 Ok(remaining)
             }

@@ -381,7 +381,9 @@ pub enum CountDown {
         remaining: u32,
     },
     /// Nothing changed: this participant had counted down in this
-    /// generation already, or the generation is at zero.
+    /// generation already, or the generation is at zero, or the call is the
+    /// retry of the participant's count of the generation before (which it
+    /// names, at 0).
     Already {
         /// The generation.
         generation: u64,
@@ -495,12 +497,21 @@ pub trait BarrierBackend: Send + Sync {
     ) -> Result<LatchSet>;
 
     /// `participant` counts the latch down in `generation` (the current one
-    /// when `None`), once per participant and generation.
+    /// when `None`), once per participant and generation. `call` names the
+    /// call (the client draws one per call and sends it again when it
+    /// retries a call left unanswered; 0 names none), kept with the count:
+    /// when `participant` counted the generation before the current one in
+    /// the record's life by this same call (and `generation` is `None` or
+    /// names that one), nothing changes and the answer is
+    /// [`CountDown::Already`] with that generation and 0 left (the retry of
+    /// a count-down whose reply was lost, sent after the latch was set
+    /// again, does not count the new generation).
     async fn latch_count_down(
         &self,
         name: &Key,
         participant: &Key,
         generation: Option<u64>,
+        call: u64,
     ) -> Result<CountDown>;
 
     /// The latch's record, `None` if absent (never set, or expired).
@@ -639,11 +650,12 @@ impl<D: Dispatch> BarrierBackend for Dispatched<D> {
         name: &Key,
         participant: &Key,
         generation: Option<u64>,
+        call: u64,
     ) -> Result<CountDown> {
-        let args = (name.clone(), participant.clone(), generation);
-        self.carry(op("latch_count_down"), args, |b, (n, p, g)| async move {
+        let args = (name.clone(), participant.clone(), generation, call);
+        self.carry(op("latch_count_down"), args, |b, (n, p, g, c)| async move {
             (barriers(&b, "latch_count_down")?)
-                .latch_count_down(&n, &p, g)
+                .latch_count_down(&n, &p, g, c)
                 .await
         })
         .await

@@ -80,7 +80,7 @@ async fn asked(b: &MemoryBackend, g: u64) -> Option<EndedGeneration> {
 }
 
 async fn down(b: &MemoryBackend, p: &str, g: Option<u64>) -> CountDown {
-    b.latch_count_down(&k("l"), &k(p), g).await.unwrap()
+    b.latch_count_down(&k("l"), &k(p), g, 0).await.unwrap()
 }
 
 fn ended(outcome: Break) -> EndedGeneration {
@@ -384,7 +384,7 @@ async fn a_latch_is_set_again_only_at_zero_in_the_same_life() {
     let l = k("l");
     assert_eq!(b.latch_state(&l).await.unwrap(), None);
     assert_eq!(
-        b.latch_count_down(&l, &k("x"), None).await.unwrap(),
+        b.latch_count_down(&l, &k("x"), None, 0).await.unwrap(),
         CountDown::Absent
     );
     let LatchSet::Set { generation: g1 } = b.latch_set(&l, 2, TTL, 0).await.unwrap() else {
@@ -439,7 +439,7 @@ async fn an_expired_latch_is_absent_and_set_anew_above_it() {
     w.changed().await.unwrap();
     assert_eq!(b.latch_state(&l).await.unwrap(), None);
     assert_eq!(
-        b.latch_count_down(&l, &k("x"), None).await.unwrap(),
+        b.latch_count_down(&l, &k("x"), None, 0).await.unwrap(),
         CountDown::Absent
     );
     // Busy no more, though its count was not reached.
@@ -457,7 +457,7 @@ async fn a_latch_watch_wakes_at_zero() {
     let l = k("l");
     b.latch_set(&l, 1, TTL, 0).await.unwrap();
     let mut w = b.latch_watch(&l).await.unwrap();
-    b.latch_count_down(&l, &k("x"), None).await.unwrap();
+    b.latch_count_down(&l, &k("x"), None, 0).await.unwrap();
     let t0 = Instant::now();
     w.changed().await.unwrap();
     assert_eq!(Instant::now(), t0);
@@ -470,7 +470,7 @@ async fn a_latch_keeps_the_ids_of_its_last_settings() {
     for id in 1..=40u64 {
         let set = b.latch_set(&l, 1, TTL, id).await.unwrap();
         assert!(matches!(set, LatchSet::Set { .. }), "{id}: {set:?}");
-        b.latch_count_down(&l, &k("x"), None).await.unwrap();
+        b.latch_count_down(&l, &k("x"), None, 0).await.unwrap();
     }
     let past: Vec<u64> = {
         let barriers = b.store.barriers();

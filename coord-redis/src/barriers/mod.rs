@@ -33,9 +33,12 @@
 //! coord:{<ns>:<barrier|double_barrier>:<name>}:x   expired in this generation zset: participant -> seq
 //! coord:{<ns>:<barrier|double_barrier>:<name>}:t   generation counter (next_token)
 //! coord:{<ns>:<barrier|double_barrier>:<name>}:c   channel: ended / entered
-//! coord:{<ns>:latch:<name>}:s                      record hash: gen, first, initial, remaining, id (of the setting call), past (earlier settings' ids); PEXPIRE = its life
+//! coord:{<ns>:latch:<name>}:s                      record hash: gen, first, initial, remaining, id (of the setting call), past (earlier settings' ids),
+//!                                                  before (the generation before, in the record's life); PEXPIRE = its life
 //! coord:{<ns>:latch:<name>}:p                      participants counted in the generation (set)
 //! coord:{<ns>:latch:<name>}:t                      generation counter (next_token)
+//! coord:{<ns>:latch:<name>}:d                      the calls that counted the generation (hash: participant -> call id)
+//! coord:{<ns>:latch:<name>}:e                      the same of the generation before
 //! coord:{<ns>:latch:<name>}:c                      channel: set / open
 //! ```
 //!
@@ -57,9 +60,9 @@
 //! The record's `kept` is the instant (server ms) they are kept until: an
 //! operation that needs them longer moves it an hour past what it needs and
 //! sets every key's expiry to it, about once an hour of use; other
-//! operations set no expiry but on a key they (re)made. A latch's record and
-//! counted set die with the latch; its counter lives `KEEP_MS` longer, so a
-//! latch set again after expiring gets a greater generation.
+//! operations set no expiry but on a key they (re)made. A latch's record,
+//! counted set and calls die with the latch; its counter lives `KEEP_MS`
+//! longer, so a latch set again after expiring gets a greater generation.
 
 use std::{sync::LazyLock, time::Duration};
 
@@ -88,7 +91,7 @@ pub(crate) static LATCH_SCRIPT: LazyLock<Script> = script!("barriers/latch.lua")
 const BARRIER_PARTS: [char; 5] = ['s', 'a', 'o', 'x', 't'];
 
 /// A latch's key parts, in script order (the channel is `c`).
-const LATCH_PARTS: [char; 3] = ['s', 'p', 't'];
+const LATCH_PARTS: [char; 5] = ['s', 'p', 't', 'd', 'e'];
 
 /// The trace family (and key space) of latches.
 const LATCH: &str = "latch";
@@ -560,10 +563,11 @@ impl BarrierBackend for RedisBackend {
         name: &Key,
         participant: &Key,
         generation: Option<u64>,
+        call: u64,
     ) -> Result<CountDown> {
         let p = participant.as_str();
-        let mut eval = latch_eval(self.namespace(), name, "count_down", p.len() + 20);
-        eval.arg(p).arg(generation_arg(generation));
+        let mut eval = latch_eval(self.namespace(), name, "count_down", p.len() + 40);
+        eval.arg(p).arg(generation_arg(generation)).arg(call);
         let call = Traced::new("count_down", LATCH, name);
         self.decoded(call, &eval, count_down_reply).await
     }

@@ -69,6 +69,8 @@ fn keys_of_one_barrier_or_latch_share_its_slot() {
                     "coord:{ns:latch:b}:s",
                     "coord:{ns:latch:b}:p",
                     "coord:{ns:latch:b}:t",
+                    "coord:{ns:latch:b}:d",
+                    "coord:{ns:latch:b}:e",
                 ]
                 .map(String::from)
                 .to_vec(),
@@ -136,12 +138,12 @@ fn barrier_evals_pass_the_layout_then_op_channel_kind_args() {
 fn latch_evals_pass_the_layout_then_op_channel_args() {
     let ns = Namespace::new("ns").unwrap();
     let mut eval = latch_eval(&ns, &Key::new("l").unwrap(), "count_down", 0);
-    eval.arg("p").arg(generation_arg(None));
+    eval.arg("p").arg(generation_arg(None)).arg(9u64);
     let (keys, channel) = latch_layout(&ns, "l");
     let args = eval::written(&eval);
-    assert_eq!(args[2], "3");
-    assert_eq!(args[3..6], keys[..]);
-    assert_eq!(args[6..], ["count_down", &channel, "p", ""]);
+    assert_eq!(args[2], "5");
+    assert_eq!(args[3..8], keys[..]);
+    assert_eq!(args[8..], ["count_down", &channel, "p", "", "9"]);
     assert_eq!(generation_arg(Some(u64::MAX)), u64::MAX.to_string());
 }
 

@@ -11,7 +11,7 @@ async fn latch_set_count_down_rearm_and_expiry() {
     let (a, c, d, x) = (key("a"), key("c"), key("d"), key("x"));
     assert_eq!(br.latch_state(&name).await.unwrap(), None);
     assert_eq!(
-        br.latch_count_down(&name, &a, None).await.unwrap(),
+        br.latch_count_down(&name, &a, None, 0).await.unwrap(),
         CountDown::Absent
     );
     let LatchSet::Set { generation: g } = br.latch_set(&name, 3, TTL, 0).await.unwrap() else {
@@ -32,25 +32,27 @@ async fn latch_set_count_down_rearm_and_expiry() {
     );
     assert!(busy.expires_in > Duration::from_secs(5) && busy.expires_in <= TTL);
     assert_eq!(
-        br.latch_count_down(&name, &a, None).await.unwrap(),
+        br.latch_count_down(&name, &a, None, 0).await.unwrap(),
         CountDown::Counted {
             generation: g,
             remaining: 2
         }
     );
     assert_eq!(
-        br.latch_count_down(&name, &a, Some(g)).await.unwrap(),
+        br.latch_count_down(&name, &a, Some(g), 0).await.unwrap(),
         CountDown::Already {
             generation: g,
             remaining: 2
         }
     );
     assert_eq!(
-        br.latch_count_down(&name, &c, Some(g + 1)).await.unwrap(),
+        br.latch_count_down(&name, &c, Some(g + 1), 0)
+            .await
+            .unwrap(),
         CountDown::Stale { current: g }
     );
     assert_eq!(
-        br.latch_count_down(&name, &c, Some(g)).await.unwrap(),
+        br.latch_count_down(&name, &c, Some(g), 0).await.unwrap(),
         CountDown::Counted {
             generation: g,
             remaining: 1
@@ -58,7 +60,7 @@ async fn latch_set_count_down_rearm_and_expiry() {
     );
     let mut watch = br.latch_watch(&name).await.unwrap();
     assert_eq!(
-        br.latch_count_down(&name, &d, None).await.unwrap(),
+        br.latch_count_down(&name, &d, None, 0).await.unwrap(),
         CountDown::Counted {
             generation: g,
             remaining: 0
@@ -69,7 +71,7 @@ async fn latch_set_count_down_rearm_and_expiry() {
         .expect("woken at zero")
         .unwrap();
     assert_eq!(
-        br.latch_count_down(&name, &x, None).await.unwrap(),
+        br.latch_count_down(&name, &x, None, 0).await.unwrap(),
         CountDown::Already {
             generation: g,
             remaining: 0
@@ -97,12 +99,12 @@ async fn latch_set_count_down_rearm_and_expiry() {
         (g2, g, 2, 2)
     );
     assert_eq!(
-        br.latch_count_down(&name, &a, Some(g)).await.unwrap(),
+        br.latch_count_down(&name, &a, Some(g), 0).await.unwrap(),
         CountDown::Stale { current: g2 }
     );
     // Who counted in the last generation counts again in this one.
     assert_eq!(
-        br.latch_count_down(&name, &a, Some(g2)).await.unwrap(),
+        br.latch_count_down(&name, &a, Some(g2), 0).await.unwrap(),
         CountDown::Counted {
             generation: g2,
             remaining: 1
@@ -117,7 +119,7 @@ async fn latch_set_count_down_rearm_and_expiry() {
     else {
         panic!("not set")
     };
-    br.latch_count_down(&short_name, &a, None).await.unwrap();
+    br.latch_count_down(&short_name, &a, None, 0).await.unwrap();
     let mut watch = br.latch_watch(&short_name).await.unwrap();
     let start = Instant::now();
     tokio::time::timeout(Duration::from_secs(5), watch.changed())
@@ -128,7 +130,7 @@ async fn latch_set_count_down_rearm_and_expiry() {
     tokio::time::sleep(short).await;
     assert_eq!(br.latch_state(&short_name).await.unwrap(), None);
     assert_eq!(
-        br.latch_count_down(&short_name, &c, None).await.unwrap(),
+        br.latch_count_down(&short_name, &c, None, 0).await.unwrap(),
         CountDown::Absent
     );
     let LatchSet::Set { generation: s2 } = br.latch_set(&short_name, 1, TTL, 0).await.unwrap()
@@ -140,7 +142,7 @@ async fn latch_set_count_down_rearm_and_expiry() {
     assert_eq!(state, LatchState::new(s2, s2, 1, 1, state.expires_in));
     // Nobody's count survived the expiry.
     assert_eq!(
-        br.latch_count_down(&short_name, &a, None).await.unwrap(),
+        br.latch_count_down(&short_name, &a, None, 0).await.unwrap(),
         CountDown::Counted {
             generation: s2,
             remaining: 0
@@ -165,7 +167,7 @@ async fn a_latch_of_1000_counted_down_by_1000_participants() {
             let name = name.clone();
             tokio::spawn(async move {
                 barriers(&b)
-                    .latch_count_down(&name, &key(&format!("p{i}")), Some(g))
+                    .latch_count_down(&name, &key(&format!("p{i}")), Some(g), 0)
                     .await
                     .unwrap()
             })
@@ -192,7 +194,7 @@ async fn a_latch_of_1000_counted_down_by_1000_participants() {
     for i in [0, 500, 999] {
         assert_eq!(
             barriers(&b)
-                .latch_count_down(&name, &key(&format!("p{i}")), None)
+                .latch_count_down(&name, &key(&format!("p{i}")), None, 0)
                 .await
                 .unwrap(),
             CountDown::Already {
@@ -216,7 +218,9 @@ async fn latch_set_again_above_its_generation_without_its_counter() {
     let LatchSet::Set { generation: g } = br.latch_set(&name, 1, TTL, 0).await.unwrap() else {
         panic!("set");
     };
-    br.latch_count_down(&name, &key("a"), None).await.unwrap();
+    br.latch_count_down(&name, &key("a"), None, 0)
+        .await
+        .unwrap();
     let ahead = (g + 3_600_000_000).to_string();
     let rec = "coord:{latch-floor:latch:l}:s";
     server.command(&["HSET", rec, "gen", &ahead]).unwrap();
@@ -242,7 +246,7 @@ async fn a_latch_whose_record_was_lost_counts_everyone_again() {
     let br = barriers(&b);
     let (name, a) = (key("l"), key("a"));
     br.latch_set(&name, 2, TTL, 0).await.unwrap();
-    br.latch_count_down(&name, &a, None).await.unwrap();
+    br.latch_count_down(&name, &a, None, 0).await.unwrap();
     server
         .command(&["DEL", "coord:{latch-lost:latch:l}:s"])
         .unwrap();
@@ -250,7 +254,7 @@ async fn a_latch_whose_record_was_lost_counts_everyone_again() {
         panic!("the lost latch is set again");
     };
     assert_eq!(
-        br.latch_count_down(&name, &a, None).await.unwrap(),
+        br.latch_count_down(&name, &a, None, 0).await.unwrap(),
         CountDown::Counted {
             generation,
             remaining: 0

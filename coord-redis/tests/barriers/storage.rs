@@ -193,7 +193,7 @@ async fn a_sets_id_lives_with_its_generation() {
         br.latch_set(&l, 1, TTL, 8).await.unwrap(),
         LatchSet::Busy(_)
     ));
-    br.latch_count_down(&l, &a, None).await.unwrap();
+    br.latch_count_down(&l, &a, None, 0).await.unwrap();
     let again = br.latch_set(&l, 1, TTL, 7).await.unwrap();
     assert_eq!(
         again,
@@ -206,7 +206,7 @@ async fn a_sets_id_lives_with_its_generation() {
     };
     assert!(g2 > g);
     assert_eq!(id(), "0");
-    br.latch_count_down(&l, &a, None).await.unwrap();
+    br.latch_count_down(&l, &a, None, 0).await.unwrap();
     let LatchSet::Set { generation: g3 } = br.latch_set(&l, 1, TTL, 0).await.unwrap() else {
         panic!("set at zero")
     };
@@ -221,7 +221,7 @@ async fn a_sets_id_lives_with_its_generation() {
             .collect::<Vec<_>>()
     };
     for id in 101..=120u64 {
-        br.latch_count_down(&l, &a, None).await.unwrap();
+        br.latch_count_down(&l, &a, None, 0).await.unwrap();
         let set = br.latch_set(&l, 1, TTL, id).await.unwrap();
         assert!(matches!(set, LatchSet::Set { .. }), "{id}: {set:?}");
     }
@@ -267,8 +267,12 @@ async fn every_key_expires() {
         br.arrive(kind, &name, &d, g, 3, long, 0).await.unwrap();
     }
     let latch_ttl = Duration::from_secs(30);
+    // The calls that counted (named ones) live with the latch, those of
+    // the generation before too.
+    br.latch_set(&key("l"), 1, latch_ttl, 0).await.unwrap();
+    br.latch_count_down(&key("l"), &a, None, 7).await.unwrap();
     br.latch_set(&key("l"), 2, latch_ttl, 0).await.unwrap();
-    br.latch_count_down(&key("l"), &a, None).await.unwrap();
+    br.latch_count_down(&key("l"), &a, None, 8).await.unwrap();
 
     let server = RedisServer::shared();
     let Value::Array(names) = server
@@ -282,6 +286,8 @@ async fn every_key_expires() {
         "coord:{lifetimes:latch:l}:s".to_owned(),
         "coord:{lifetimes:latch:l}:p".to_owned(),
         "coord:{lifetimes:latch:l}:t".to_owned(),
+        "coord:{lifetimes:latch:l}:d".to_owned(),
+        "coord:{lifetimes:latch:l}:e".to_owned(),
     ];
     for space in ["barrier", "double_barrier"] {
         for part in ["s", "a", "o", "x", "t"] {
@@ -420,7 +426,7 @@ async fn one_evalsha_per_operation_in_one_cluster_slot() {
     let LatchSet::Set { .. } = br.latch_set(&latch, 1, TTL, 0).await.unwrap() else {
         panic!("not set")
     };
-    br.latch_count_down(&latch, &a, None).await.unwrap();
+    br.latch_count_down(&latch, &a, None, 0).await.unwrap();
     br.latch_state(&latch).await.unwrap().unwrap();
     ops += 3;
     server.assert_evalsha_only(ops);

@@ -311,7 +311,7 @@ impl Dispatch for Broken {
                 call.run(b.clone()).await
             }
             (Bug::LatchRetryCountsTwice, "barriers", "latch_count_down") => {
-                type Args = (Key, Key, Option<u64>);
+                type Args = (Key, Key, Option<u64>, u64);
                 let (latch, participant) = {
                     let args = call.args::<Args>().expect("latch_count_down's args");
                     (args.0.clone(), args.1.clone())
@@ -330,7 +330,7 @@ impl Dispatch for Broken {
                         let barriers = b.barriers().expect("barriers");
                         reply(
                             barriers
-                                .latch_count_down(&latch, &again, Some(generation))
+                                .latch_count_down(&latch, &again, Some(generation), 0)
                                 .await?,
                         )
                     }

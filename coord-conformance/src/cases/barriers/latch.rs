@@ -185,6 +185,26 @@ pub async fn latch_invalid_input_refused(h: &dyn Harness) {
     assert_invalid(at_once(bad_opts.wait()).await, "zero retry delay");
     assert_eq!(l().count().await.unwrap(), MAX_LATCH_COUNT, "nothing counted");
 }
+/// A `count_down()` whose reply was lost, retried after its generation
+/// reached zero and the latch was set again, counts nothing in the new
+/// generation: it answers what its own generation had left (0), and the
+/// new one stays as set. The handle's next call is a new one and counts.
+pub async fn latch_count_down_retried_after_a_new_setting_counts_once(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let (s, switch) = ctx.switchable_client("s", default_options()).await;
+    let p = s.latch(L).participant("p");
+    assert!(a.latch(L).try_set_count(2).await.unwrap());
+    with_lost_reply(&switch, "p's count-down", p.count_down()).await;
+    assert_eq!(a.latch(L).participant("q").count_down().await.unwrap(), 0);
+    assert!(a.latch(L).try_set_count(2).await.unwrap(), "set again at zero");
+    let g2 = generation(&a).await;
+    assert_eq!(p.count_down().await.unwrap(), 0, "the retry: its generation's answer");
+    let st = a.latch(L).state().await.unwrap().expect("set");
+    assert_eq!((st.generation, st.remaining), (g2, 2), "the retry counted: {st:?}");
+    assert_eq!(p.count_down().await.unwrap(), 1, "answered: a new call counts");
+}
+
 /// `try_set_count(n)` retried after its reply was lost (the set applied,
 /// then `Unavailable`) answers `true`, as the first would have, and
 /// changes nothing: the generation the first set stays, also once it was
