@@ -159,7 +159,9 @@ impl Group {
     /// [`next`](GroupObserver::next) returns the current members at once.
     pub async fn observe(&self) -> Result<GroupObserver> {
         let key = self.handle.key()?.clone();
-        let watch = self.handle.client.groups()?.watch(&key).await?;
+        let client = &self.handle.client;
+        let watch = client.groups()?.watch(&key);
+        let watch = trace::call(client, || site("watch", &key, None), watch, Outcome::ok).await?;
         Ok(GroupObserver {
             client: self.handle.client.clone(),
             key,
@@ -239,7 +241,10 @@ impl GroupObserver {
     /// Cancel safe.
     pub async fn next(&mut self) -> Result<GroupChange> {
         loop {
-            let members = self.client.groups()?.members(&self.key).await?;
+            let (client, key) = (&self.client, &self.key);
+            let members = client.groups()?.members(key);
+            let members =
+                trace::call(client, || site("members", key, None), members, Outcome::ok).await?;
             let holders: Vec<HolderId> = members.members.iter().map(|m| m.holder.clone()).collect();
             let skipped = match &self.last {
                 None => Some(0),

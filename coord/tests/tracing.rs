@@ -284,3 +284,26 @@ async fn background_give_backs_have_spans() {
         assert_span(&spans, &give_back);
     }
 }
+
+/// A group observer's reads of the members and the watches of observers
+/// and latch waiters are backend calls like the others: each runs in its
+/// span, naming its family and key.
+#[tokio::test(flavor = "current_thread")]
+async fn observer_reads_and_watches_have_spans() {
+    let spans = spans_of(async {
+        let client = coord::connect("memory://?namespace=tracing-observe")
+            .await
+            .unwrap();
+        let mut observer = client.group("workers").observe().await.unwrap();
+        observer.next().await.unwrap();
+        let latch = client.latch("ready");
+        assert!(latch.try_set_count(1).await.unwrap());
+        latch.count_down().await.unwrap();
+        latch.wait().await.unwrap();
+    })
+    .await;
+    for op in ["op=\"watch\"", "op=\"members\""] {
+        assert_span(&spans, &[op, "family=\"group\"", "key=workers"]);
+    }
+    assert_span(&spans, &["op=\"watch\"", "family=\"latch\"", "key=ready"]);
+}

@@ -348,7 +348,9 @@ impl Latch {
             // as a barrier's waiter does.
             let mut unreachable = false;
             if watch.is_none() {
-                match before(&clock, deadline, barriers.latch_watch(name)).await {
+                let subscribe = barriers.latch_watch(name);
+                let subscribe = trace::call(client, || site("watch", name), subscribe, Outcome::ok);
+                match before(&clock, deadline, subscribe).await {
                     Some(Ok(w)) => watch = Some(w),
                     Some(Err(e)) if e.is_retryable() => unreachable = true,
                     Some(Err(e)) => return Err(e),
