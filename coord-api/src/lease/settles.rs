@@ -1,5 +1,5 @@
 //! The settles of one presence's deliveries on their way (queues and
-//! topics, decision 0063): what a settle asked, recorded before it goes
+//! topics, decision 0060): what a settle asked, recorded before it goes
 //! out (decision 0052), counted until its delivery's lease ends (answered,
 //! or sent again by the lease's release); and the wait of the presence's
 //! end for them, so that its leave, which gives back every delivery of the

@@ -382,7 +382,7 @@ pub async fn queue_run_failed_nack_keeps_its_back_off(h: &dyn Harness) {
 /// the backend): the ack is sent again and the consumer's leave (its
 /// presence ends with it), which gives back every delivery of the
 /// consumer, goes only after it, so the item handled is done, not given
-/// back and delivered again (decision 0063).
+/// back and delivered again (decision 0060).
 pub async fn queue_run_cancelled_mid_ack_leaves_after_the_ack(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let (a, switch) = ctx.switchable_client("a", default_options()).await;

@@ -372,7 +372,7 @@ pub async fn topic_cancelled_or_failed_settle_is_sent_again_as_asked(h: &dyn Har
 /// the backend): the ack is sent again and the subscriber's leave (its
 /// presence ends with it), which gives back every delivery of the
 /// subscriber, goes only after it, so the event handled is done, not
-/// given back and delivered again (decision 0063).
+/// given back and delivered again (decision 0060).
 pub async fn topic_run_cancelled_mid_ack_leaves_after_the_ack(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let (a, switch) = ctx.switchable_client("a", default_options()).await;
