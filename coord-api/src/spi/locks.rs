@@ -209,6 +209,24 @@ pub struct LeaseId {
     pub holder: HolderId,
 }
 
+/// `InvalidArgument` for a lease of a kind with no fair mode (a
+/// read-write lock's: there is no queue to join or leave), as
+/// [`LockBackend::acquire_queued`] and [`LockBackend::leave_queue`] answer
+/// one; `Ok` for a lock's or a semaphore's.
+pub fn check_fair_kind(lease: &LeaseId) -> Result<()> {
+    match lease.kind {
+        LeaseKind::Exclusive
+        | LeaseKind::Reentrant
+        | LeaseKind::Permit { .. }
+        | LeaseKind::Permits { .. } => Ok(()),
+        other => Err(crate::Error::invalid(format!(
+            "{} lease on {:?}: fair mode is for locks and semaphores",
+            other.as_str(),
+            lease.key.as_str()
+        ))),
+    }
+}
+
 /// The answer to [`LockBackend::acquire`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use coord_api::{
-    Error, Instant, LeaseKind, Namespace, Result,
-    spi::{Acquire, Busy, LeaseId},
+    Instant, Namespace, Result,
+    spi::{Acquire, Busy, LeaseId, locks::check_fair_kind},
 };
 
 use super::{Entry, Freed, KeyRef, LeaseTable, check_permits, check_ttl};
@@ -105,19 +105,4 @@ fn freed(wake: bool) -> Freed {
 fn check_fair(id: &LeaseId, waiter_ttl: Duration) -> Result<()> {
     check_fair_kind(id)?;
     coord_api::validate_ttl(&id.key, waiter_ttl)
-}
-
-/// `InvalidArgument` for a kind that has no fair mode (a read-write lock's).
-fn check_fair_kind(id: &LeaseId) -> Result<()> {
-    match id.kind {
-        LeaseKind::Exclusive
-        | LeaseKind::Reentrant
-        | LeaseKind::Permit { .. }
-        | LeaseKind::Permits { .. } => Ok(()),
-        other => Err(Error::invalid(format!(
-            "{} lease on {:?}: fair mode is for locks and semaphores",
-            other.as_str(),
-            id.key.as_str()
-        ))),
-    }
 }

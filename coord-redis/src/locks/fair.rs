@@ -21,8 +21,8 @@
 use std::time::Duration;
 
 use coord_api::{
-    Error, HolderId, Key, Namespace, Result,
-    spi::{LeaseId, LeaseKind, LockSpace},
+    HolderId, Key, Namespace, Result,
+    spi::{LeaseId, LeaseKind, LockSpace, locks::check_fair_kind},
 };
 
 use super::{names, parts, script};
@@ -78,7 +78,7 @@ pub(super) fn queued_eval(
 ) -> Result<Eval> {
     let waiter_ttl = ttl_ms(&lease.key, waiter_ttl)?;
     let (space, holder) = (lease.kind.space(), Some(&lease.holder));
-    check_kind(lease)?;
+    check_fair_kind(lease)?;
     let (mut eval, mut names) = queue_eval(ns, space, &lease.key, holder, "queued", true);
     match lease.kind {
         LeaseKind::Exclusive | LeaseKind::Reentrant => {
@@ -96,32 +96,16 @@ pub(super) fn queued_eval(
                 .arg(limit)
                 .arg(lease.kind.permits());
         }
-        _ => unreachable!("refused by check_kind"),
+        _ => unreachable!("refused by check_fair_kind"),
     }
     tail(&mut eval, &mut names, lease, waiter_ttl, enqueue);
     Ok(eval)
 }
 
-/// `InvalidArgument` for a kind with no fair mode (a read-write lock's):
-/// no queue to join or leave (its script has none).
-fn check_kind(lease: &LeaseId) -> Result<()> {
-    match lease.kind {
-        LeaseKind::Exclusive
-        | LeaseKind::Reentrant
-        | LeaseKind::Permit { .. }
-        | LeaseKind::Permits { .. } => Ok(()),
-        other => Err(Error::invalid(format!(
-            "{} lease on {:?}: fair mode is for locks and semaphores",
-            other.as_str(),
-            lease.key.as_str()
-        ))),
-    }
-}
-
 /// The EVALSHA of `lease`'s holder giving its place back; `InvalidArgument`
 /// for a kind with no fair mode.
 pub(super) fn leave_eval(ns: &Namespace, lease: &LeaseId) -> Result<Eval> {
-    check_kind(lease)?;
+    check_fair_kind(lease)?;
     let (space, holder) = (lease.kind.space(), Some(&lease.holder));
     let (mut eval, mut names) = queue_eval(ns, space, &lease.key, holder, "leave", false);
     tail(&mut eval, &mut names, lease, 0, false);
