@@ -4,9 +4,13 @@
 use std::time::Duration;
 
 use crate::{
-    Client, HolderId, Key, LostSignal, Members, Release, Result, Watch,
+    Client, HolderId, Key, LeaseOptions, LostSignal, Members, Release, Result, Watch,
     handle::{Handle, option_setters},
-    lease::{BoxFuture, Guard, Lease, Tenure, metrics, released, undo::granting},
+    lease::{
+        BoxFuture, Guard, Lease, Tenure, metrics, released,
+        undo::granting,
+        wait::{jittered, later},
+    },
     spi::membership::check_member_metadata,
     trace::{self, Outcome, Site},
 };
@@ -166,6 +170,7 @@ impl Group {
             client: self.handle.client.clone(),
             key,
             watch,
+            retry: self.handle.opts().clone(),
             last: None,
         })
     }
@@ -222,6 +227,9 @@ pub struct GroupObserver {
     client: Client,
     key: Key,
     watch: Box<dyn Watch>,
+    /// Whose retry delay bounds a wait for a notification (a hint, which
+    /// may be lost).
+    retry: LeaseOptions,
     /// The change counter and the members (their holder ids, oldest
     /// first) last returned.
     last: Option<(u64, Vec<HolderId>)>,
@@ -257,8 +265,26 @@ impl GroupObserver {
                 self.last = Some((members.seq, holders));
                 return Ok(GroupChange { members, skipped });
             }
-            self.watch.changed().await?;
+            // A notification is a hint: one lost, or a backend that sends
+            // none, delays a change by at most the retry delay.
+            woken_or_after(&self.client, &mut *self.watch, &self.retry).await?;
         }
+    }
+}
+
+/// Waits until `watch` wakes, or for `opts`' retry delay (jittered): what an
+/// observer waits between two reads. `Err` when the watch failed.
+pub(crate) async fn woken_or_after(
+    client: &Client,
+    watch: &mut dyn Watch,
+    opts: &LeaseOptions,
+) -> Result<()> {
+    let clock = client.clock();
+    let wake = later(clock.now(), jittered(opts));
+    tokio::select! {
+        biased;
+        res = watch.changed() => res,
+        () = clock.sleep_until(wake) => Ok(()),
     }
 }
 
@@ -279,7 +305,13 @@ impl std::fmt::Debug for GroupObserver {
 
 #[cfg(test)]
 mod tests {
+    use std::{sync::Arc, time::Duration};
+
     use super::skipped;
+    use crate::{
+        Client, Error, HolderId, Key, Members, Namespace, Result, Watch,
+        spi::{Backend, GroupBackend},
+    };
 
     #[test]
     fn skipped_changes_are_counted_from_the_counter() {
@@ -299,5 +331,72 @@ mod tests {
         assert_eq!(skipped(u64::MAX, u64::MAX), 0);
         assert_eq!(skipped(u64::MAX, 5), 0);
         assert_eq!(skipped(u64::MAX - 2, u64::MAX), 1);
+    }
+
+    /// A group whose counter moves half a second after it was made, and
+    /// whose watches never wake (notifications lost, or a backend that
+    /// sends none).
+    #[derive(Debug)]
+    struct Deaf(Namespace, tokio::time::Instant);
+
+    impl std::fmt::Display for Deaf {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("deaf")
+        }
+    }
+
+    impl Backend for Deaf {
+        fn namespace(&self) -> &Namespace {
+            &self.0
+        }
+        fn groups(&self) -> Option<&dyn GroupBackend> {
+            Some(self)
+        }
+    }
+
+    struct Never;
+
+    #[async_trait::async_trait]
+    impl Watch for Never {
+        async fn changed(&mut self) -> Result<()> {
+            std::future::pending().await
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl GroupBackend for Deaf {
+        async fn join(&self, _: &Key, _: &HolderId, _: &str, _: Duration) -> Result<()> {
+            Err(Error::unavailable(self, "reads only"))
+        }
+        async fn heartbeat(&self, _: &Key, _: &HolderId, _: Duration) -> Result<bool> {
+            Err(Error::unavailable(self, "reads only"))
+        }
+        async fn leave(&self, _: &Key, _: &HolderId) -> Result<bool> {
+            Err(Error::unavailable(self, "reads only"))
+        }
+        async fn members(&self, _: &Key) -> Result<Members> {
+            let moved = self.1.elapsed() >= Duration::from_millis(500);
+            Ok(Members::new(Vec::new(), u64::from(moved)))
+        }
+        async fn watch(&self, _: &Key) -> Result<Box<dyn Watch>> {
+            Ok(Box::new(Never))
+        }
+    }
+
+    /// A notification is a hint: an observer whose watch never wakes still
+    /// sees the next change, at its retry delay (1 s by default).
+    #[tokio::test(start_paused = true)]
+    async fn an_observer_sees_changes_its_watch_never_told() {
+        let deaf = Deaf(Namespace::default(), tokio::time::Instant::now());
+        let client = Client::new(Arc::new(deaf));
+        let mut observer = client.group("workers").observe().await.unwrap();
+        assert_eq!(observer.next().await.unwrap().members.seq, 0);
+        let t0 = tokio::time::Instant::now();
+        let next = tokio::time::timeout(Duration::from_secs(60), observer.next()).await;
+        assert_eq!(
+            next.expect("seen without a wake-up").unwrap().members.seq,
+            1
+        );
+        assert!(t0.elapsed() <= Duration::from_secs(2), "{:?}", t0.elapsed());
     }
 }

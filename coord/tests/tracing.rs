@@ -285,8 +285,8 @@ async fn background_give_backs_have_spans() {
     }
 }
 
-/// A group observer's reads of the members and the watches of observers
-/// and latch waiters are backend calls like the others: each runs in its
+/// A group's and an election's observer's reads and the watches of
+/// observers and latch waiters are backend calls like the others: each runs in its
 /// span, naming its family and key.
 #[tokio::test(flavor = "current_thread")]
 async fn observer_reads_and_watches_have_spans() {
@@ -300,10 +300,15 @@ async fn observer_reads_and_watches_have_spans() {
         assert!(latch.try_set_count(1).await.unwrap());
         latch.count_down().await.unwrap();
         latch.wait().await.unwrap();
+        let mut leader = client.election("leader").observe().await.unwrap();
+        leader.next().await.unwrap();
     })
     .await;
     for op in ["op=\"watch\"", "op=\"members\""] {
         assert_span(&spans, &[op, "family=\"group\"", "key=workers"]);
     }
     assert_span(&spans, &["op=\"watch\"", "family=\"latch\"", "key=ready"]);
+    for op in ["op=\"watch\"", "op=\"leader\"", "op=\"terms_granted\""] {
+        assert_span(&spans, &[op, "family=\"election\"", "key=leader"]);
+    }
 }

@@ -318,11 +318,19 @@ impl Election {
     /// returns the current state at once; each later one waits for a change.
     pub async fn observe(&self) -> Result<LeaderObserver> {
         let key = self.handle.key()?.clone();
-        let watch = self.handle.client.elections()?.watch(&key).await?;
-        Ok(LeaderObserver {
-            client: self.handle.client.clone(),
-            key,
+        let client = &self.handle.client;
+        let watch = client.elections()?.watch(&key);
+        let watch = trace::call(
+            client,
+            || self.site("watch", &key, None),
             watch,
+            Outcome::ok,
+        );
+        Ok(LeaderObserver {
+            client: client.clone(),
+            watch: watch.await?,
+            key,
+            retry: self.handle.opts().clone(),
             last: None,
             last_seq: None,
         })

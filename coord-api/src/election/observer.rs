@@ -1,6 +1,10 @@
 //! [`LeaderObserver`]: every change of leader, or how many were skipped.
 
-use crate::{Client, FencingToken, Key, LeaderInfo, Result, Watch};
+use crate::{
+    Client, FencingToken, Key, LeaderInfo, LeaseOptions, Result, Watch,
+    membership::woken_or_after,
+    trace::{self, Outcome, Site},
+};
 
 /// What tells two observed leaders apart: the term (and its `seq`), and the
 /// metadata, which a leader may change within its term (`proclaim`).
@@ -24,6 +28,9 @@ pub struct LeaderObserver {
     pub(super) client: Client,
     pub(super) key: Key,
     pub(super) watch: Box<dyn Watch>,
+    /// Whose retry delay bounds a wait for a notification (a hint, which
+    /// may be lost).
+    pub(super) retry: LeaseOptions,
     /// The last state returned: `(seq, term, metadata)` of its leader,
     /// `None` when vacant; `None` outside before the first call.
     pub(super) last: Option<Option<Seen>>,
@@ -42,13 +49,17 @@ impl LeaderObserver {
     /// with the last state returned.
     pub async fn next(&mut self) -> Result<LeaderChange> {
         loop {
-            let elections = self.client.elections()?;
+            let (client, key) = (&self.client, &self.key);
+            let elections = client.elections()?;
+            let site = |op| move || Site::new(("election", "", op), key, None, None);
             // How many terms were granted before this read (asked first: a
             // term that begins and ends in between then counts as skipped
             // at the next change), so that a vacancy tells the terms that
             // came and went unseen since the last one seen.
-            let granted = elections.terms_granted(&self.key).await?;
-            let leader = elections.leader(&self.key).await?;
+            let granted = elections.terms_granted(key);
+            let granted = trace::call(client, site("terms_granted"), granted, Outcome::ok).await?;
+            let leader = elections.leader(key);
+            let leader = trace::call(client, site("leader"), leader, Outcome::ok).await?;
             let state = leader.as_ref().map(|l| (l.seq, l.term, l.metadata.clone()));
             if self.last.as_ref() != Some(&state) {
                 let skipped = skipped(leader.as_ref().map(|l| l.seq), self.last_seq, granted);
@@ -59,7 +70,9 @@ impl LeaderObserver {
                 self.last = Some(state);
                 return Ok(LeaderChange { leader, skipped });
             }
-            self.watch.changed().await?;
+            // A notification is a hint: one lost, or a backend that sends
+            // none, delays a change by at most the retry delay.
+            woken_or_after(&self.client, &mut *self.watch, &self.retry).await?;
         }
     }
 }
@@ -85,7 +98,17 @@ impl std::fmt::Debug for LeaderObserver {
 
 #[cfg(test)]
 mod tests {
+    use std::{
+        sync::Arc,
+        time::{Duration, SystemTime},
+    };
+
     use super::skipped;
+    use crate::{
+        Client, Error, FencingToken, HolderId, InstanceId, Key, LeaderInfo, Namespace, Result,
+        Watch,
+        spi::{Backend, Campaign, ElectionBackend, Quorum},
+    };
 
     #[test]
     fn skipped_terms_are_counted_from_seq() {
@@ -106,5 +129,110 @@ mod tests {
         assert_eq!(skipped(Some(5), Some(u64::MAX), None), 0);
         assert_eq!(skipped(None, Some(u64::MAX), Some(u64::MAX)), 0);
         assert_eq!(skipped(Some(u64::MAX), Some(u64::MAX - 2), None), 1);
+    }
+
+    /// An election vacant until half a second after it was made, then led,
+    /// whose watches never wake (notifications lost, or a backend that
+    /// sends none); it answers nothing but reads.
+    #[derive(Debug)]
+    struct Deaf(Namespace, tokio::time::Instant);
+
+    impl std::fmt::Display for Deaf {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("deaf")
+        }
+    }
+
+    impl Backend for Deaf {
+        fn namespace(&self) -> &Namespace {
+            &self.0
+        }
+        fn elections(&self) -> Option<&dyn ElectionBackend> {
+            Some(self)
+        }
+    }
+
+    struct Never;
+
+    #[async_trait::async_trait]
+    impl Watch for Never {
+        async fn changed(&mut self) -> Result<()> {
+            std::future::pending().await
+        }
+    }
+
+    fn reads_only<T>(backend: &Deaf) -> Result<T> {
+        Err(Error::unavailable(backend, "reads only"))
+    }
+
+    #[async_trait::async_trait]
+    impl ElectionBackend for Deaf {
+        async fn campaign(
+            &self,
+            _: &Key,
+            _: &HolderId,
+            _: &str,
+            _: Duration,
+            _: Option<&Quorum>,
+            _: bool,
+        ) -> Result<Campaign> {
+            reads_only(self)
+        }
+        async fn withdraw_candidacy(&self, _: &Key, _: &HolderId) -> Result<bool> {
+            reads_only(self)
+        }
+        async fn candidates(&self, _: &Key) -> Result<Vec<crate::Candidate>> {
+            reads_only(self)
+        }
+        async fn proclaim(&self, _: &Key, _: &HolderId, _: FencingToken, _: &str) -> Result<bool> {
+            reads_only(self)
+        }
+        async fn renew(
+            &self,
+            _: &Key,
+            _: &HolderId,
+            _: FencingToken,
+            _: Duration,
+            _: Option<&Quorum>,
+        ) -> Result<bool> {
+            reads_only(self)
+        }
+        async fn resign(&self, _: &Key, _: &HolderId, _: FencingToken) -> Result<bool> {
+            reads_only(self)
+        }
+        async fn leader(&self, _: &Key) -> Result<Option<LeaderInfo>> {
+            let led = self.1.elapsed() >= Duration::from_millis(500);
+            let holder = HolderId::new(InstanceId::new("a").unwrap());
+            let info = LeaderInfo::new(
+                holder,
+                "",
+                FencingToken(7),
+                SystemTime::UNIX_EPOCH,
+                1,
+                Duration::from_secs(9),
+            );
+            Ok(led.then_some(info))
+        }
+        async fn terms_granted(&self, _: &Key) -> Result<Option<u64>> {
+            Ok(Some(u64::from(
+                self.1.elapsed() >= Duration::from_millis(500),
+            )))
+        }
+        async fn watch(&self, _: &Key) -> Result<Box<dyn Watch>> {
+            Ok(Box::new(Never))
+        }
+    }
+
+    /// A notification is a hint: an observer whose watch never wakes still
+    /// sees the next leader, at its retry delay (1 s by default).
+    #[tokio::test(start_paused = true)]
+    async fn an_observer_sees_a_leader_its_watch_never_told() {
+        let deaf = Deaf(Namespace::default(), tokio::time::Instant::now());
+        let client = Client::new(Arc::new(deaf));
+        let mut observer = client.election("leader").observe().await.unwrap();
+        assert_eq!(observer.next().await.unwrap().leader, None);
+        let next = tokio::time::timeout(Duration::from_secs(60), observer.next()).await;
+        let led = next.expect("seen without a wake-up").unwrap().leader;
+        assert_eq!(led.map(|l| l.term), Some(FencingToken(7)));
     }
 }
