@@ -354,15 +354,6 @@ mod tests {
         }
     }
 
-    struct Never;
-
-    #[async_trait::async_trait]
-    impl Watch for Never {
-        async fn changed(&mut self) -> Result<()> {
-            std::future::pending().await
-        }
-    }
-
     #[async_trait::async_trait]
     impl GroupBackend for Deaf {
         async fn join(&self, _: &Key, _: &HolderId, _: &str, _: Duration) -> Result<()> {
@@ -379,7 +370,7 @@ mod tests {
             Ok(Members::new(Vec::new(), u64::from(moved)))
         }
         async fn watch(&self, _: &Key) -> Result<Box<dyn Watch>> {
-            Ok(Box::new(Never))
+            Ok(Box::new(crate::testing::Never))
         }
     }
 

@@ -14,6 +14,17 @@ mod spans;
 
 pub(crate) use spans::Spans;
 
+/// A watch that never wakes: what a backend that sends no notifications (or
+/// loses them) hands out.
+pub(crate) struct Never;
+
+#[async_trait]
+impl Watch for Never {
+    async fn changed(&mut self) -> Result<()> {
+        std::future::pending().await
+    }
+}
+
 use crate::{
     Client, Error, FencingToken, Key, LeaseGuard, LeaseInfo, LockSpace, Namespace, Result,
     spi::{

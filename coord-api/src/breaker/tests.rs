@@ -42,15 +42,6 @@ impl Backend for Fake {
     }
 }
 
-struct Never;
-
-#[async_trait]
-impl Watch for Never {
-    async fn changed(&mut self) -> Result<()> {
-        std::future::pending().await
-    }
-}
-
 impl Fake {
     fn step<T>(&self, policy: &Policy, op: impl FnOnce(&mut Record, u64) -> T) -> Result<T> {
         let wall = TokioClock.wall().duration_since(UNIX_EPOCH).unwrap();
@@ -127,7 +118,7 @@ impl BreakerBackend for Fake {
         })
     }
     async fn watch(&self, _: &Key) -> Result<Box<dyn Watch>> {
-        Ok(Box::new(Never))
+        Ok(Box::new(crate::testing::Never))
     }
 }
 

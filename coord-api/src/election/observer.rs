@@ -152,15 +152,6 @@ mod tests {
         }
     }
 
-    struct Never;
-
-    #[async_trait::async_trait]
-    impl Watch for Never {
-        async fn changed(&mut self) -> Result<()> {
-            std::future::pending().await
-        }
-    }
-
     fn reads_only<T>(backend: &Deaf) -> Result<T> {
         Err(Error::unavailable(backend, "reads only"))
     }
@@ -219,7 +210,7 @@ mod tests {
             )))
         }
         async fn watch(&self, _: &Key) -> Result<Box<dyn Watch>> {
-            Ok(Box::new(Never))
+            Ok(Box::new(crate::testing::Never))
         }
     }
 

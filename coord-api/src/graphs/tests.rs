@@ -210,15 +210,6 @@ impl std::fmt::Display for LostTakes {
     }
 }
 
-struct Never;
-
-#[async_trait::async_trait]
-impl crate::Watch for Never {
-    async fn changed(&mut self) -> Result<()> {
-        std::future::pending().await
-    }
-}
-
 impl crate::spi::Backend for LostTakes {
     fn namespace(&self) -> &crate::Namespace {
         &self.ns
@@ -287,10 +278,10 @@ impl crate::spi::GraphBackend for LostTakes {
         Err(Error::unavailable(self, "down"))
     }
     async fn watch_ready(&self, _: &Key) -> Result<Box<dyn crate::Watch>> {
-        Ok(Box::new(Never))
+        Ok(Box::new(crate::testing::Never))
     }
     async fn watch_run(&self, _: &Key, _: &Key) -> Result<Box<dyn crate::Watch>> {
-        Ok(Box::new(Never))
+        Ok(Box::new(crate::testing::Never))
     }
 }
 

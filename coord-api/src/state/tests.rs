@@ -95,15 +95,6 @@ impl Backend for Still {
     }
 }
 
-struct Never;
-
-#[async_trait::async_trait]
-impl Watch for Never {
-    async fn changed(&mut self) -> crate::Result<()> {
-        std::future::pending().await
-    }
-}
-
 #[async_trait::async_trait]
 impl StateBackend for Still {
     async fn get(&self, _: &Key, _: &Key) -> crate::Result<Option<Stored>> {
@@ -129,7 +120,7 @@ impl StateBackend for Still {
         })
     }
     async fn watch(&self, _: &Key) -> crate::Result<Box<dyn Watch>> {
-        Ok(Box::new(Never))
+        Ok(Box::new(crate::testing::Never))
     }
 }
 
