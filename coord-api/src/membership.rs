@@ -308,10 +308,7 @@ mod tests {
     use std::{sync::Arc, time::Duration};
 
     use super::skipped;
-    use crate::{
-        Client, Error, HolderId, Key, Members, Namespace, Result, Watch,
-        spi::{Backend, GroupBackend},
-    };
+    use crate::{Client, testing::Deaf};
 
     #[test]
     fn skipped_changes_are_counted_from_the_counter() {
@@ -333,53 +330,11 @@ mod tests {
         assert_eq!(skipped(u64::MAX - 2, u64::MAX), 1);
     }
 
-    /// A group whose counter moves half a second after it was made, and
-    /// whose watches never wake (notifications lost, or a backend that
-    /// sends none).
-    #[derive(Debug)]
-    struct Deaf(Namespace, tokio::time::Instant);
-
-    impl std::fmt::Display for Deaf {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("deaf")
-        }
-    }
-
-    impl Backend for Deaf {
-        fn namespace(&self) -> &Namespace {
-            &self.0
-        }
-        fn groups(&self) -> Option<&dyn GroupBackend> {
-            Some(self)
-        }
-    }
-
-    #[async_trait::async_trait]
-    impl GroupBackend for Deaf {
-        async fn join(&self, _: &Key, _: &HolderId, _: &str, _: Duration) -> Result<()> {
-            Err(Error::unavailable(self, "reads only"))
-        }
-        async fn heartbeat(&self, _: &Key, _: &HolderId, _: Duration) -> Result<bool> {
-            Err(Error::unavailable(self, "reads only"))
-        }
-        async fn leave(&self, _: &Key, _: &HolderId) -> Result<bool> {
-            Err(Error::unavailable(self, "reads only"))
-        }
-        async fn members(&self, _: &Key) -> Result<Members> {
-            let moved = self.1.elapsed() >= Duration::from_millis(500);
-            Ok(Members::new(Vec::new(), u64::from(moved)))
-        }
-        async fn watch(&self, _: &Key) -> Result<Box<dyn Watch>> {
-            Ok(Box::new(crate::testing::Never))
-        }
-    }
-
     /// A notification is a hint: an observer whose watch never wakes still
     /// sees the next change, at its retry delay (1 s by default).
     #[tokio::test(start_paused = true)]
     async fn an_observer_sees_changes_its_watch_never_told() {
-        let deaf = Deaf(Namespace::default(), tokio::time::Instant::now());
-        let client = Client::new(Arc::new(deaf));
+        let client = Client::new(Arc::new(Deaf::new()));
         let mut observer = client.group("workers").observe().await.unwrap();
         assert_eq!(observer.next().await.unwrap().members.seq, 0);
         let t0 = tokio::time::Instant::now();

@@ -1,6 +1,7 @@
 //! What the unit tests of the client types share: a fake backend that
 //! grants every acquisition, renews every lease and counts what it is
-//! asked; and a subscriber that keeps the spans made (`spans`).
+//! asked; watches that never wake and a backend whose changes they never
+//! tell (`deaf`); and a subscriber that keeps the spans made (`spans`).
 
 use std::{
     fmt,
@@ -10,21 +11,6 @@ use std::{
 
 use async_trait::async_trait;
 
-mod spans;
-
-pub(crate) use spans::Spans;
-
-/// A watch that never wakes: what a backend that sends no notifications (or
-/// loses them) hands out.
-pub(crate) struct Never;
-
-#[async_trait]
-impl Watch for Never {
-    async fn changed(&mut self) -> Result<()> {
-        std::future::pending().await
-    }
-}
-
 use crate::{
     Client, Error, FencingToken, Key, LeaseGuard, LeaseInfo, LockSpace, Namespace, Result,
     spi::{
@@ -32,6 +18,12 @@ use crate::{
         LockBackend, LockCapabilities, Release, Watch,
     },
 };
+
+mod deaf;
+mod spans;
+
+pub(crate) use deaf::{Deaf, Never};
+pub(crate) use spans::Spans;
 
 /// Grants everything (fresh tokens, one hold), renews everything, and counts
 /// renewals and releases. A release takes `release_takes` (paused time in

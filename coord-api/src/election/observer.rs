@@ -98,17 +98,10 @@ impl std::fmt::Debug for LeaderObserver {
 
 #[cfg(test)]
 mod tests {
-    use std::{
-        sync::Arc,
-        time::{Duration, SystemTime},
-    };
+    use std::{sync::Arc, time::Duration};
 
     use super::skipped;
-    use crate::{
-        Client, Error, FencingToken, HolderId, InstanceId, Key, LeaderInfo, Namespace, Result,
-        Watch,
-        spi::{Backend, Campaign, ElectionBackend, Quorum},
-    };
+    use crate::{Client, FencingToken, testing::Deaf};
 
     #[test]
     fn skipped_terms_are_counted_from_seq() {
@@ -131,95 +124,11 @@ mod tests {
         assert_eq!(skipped(Some(u64::MAX), Some(u64::MAX - 2), None), 1);
     }
 
-    /// An election vacant until half a second after it was made, then led,
-    /// whose watches never wake (notifications lost, or a backend that
-    /// sends none); it answers nothing but reads.
-    #[derive(Debug)]
-    struct Deaf(Namespace, tokio::time::Instant);
-
-    impl std::fmt::Display for Deaf {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("deaf")
-        }
-    }
-
-    impl Backend for Deaf {
-        fn namespace(&self) -> &Namespace {
-            &self.0
-        }
-        fn elections(&self) -> Option<&dyn ElectionBackend> {
-            Some(self)
-        }
-    }
-
-    fn reads_only<T>(backend: &Deaf) -> Result<T> {
-        Err(Error::unavailable(backend, "reads only"))
-    }
-
-    #[async_trait::async_trait]
-    impl ElectionBackend for Deaf {
-        async fn campaign(
-            &self,
-            _: &Key,
-            _: &HolderId,
-            _: &str,
-            _: Duration,
-            _: Option<&Quorum>,
-            _: bool,
-        ) -> Result<Campaign> {
-            reads_only(self)
-        }
-        async fn withdraw_candidacy(&self, _: &Key, _: &HolderId) -> Result<bool> {
-            reads_only(self)
-        }
-        async fn candidates(&self, _: &Key) -> Result<Vec<crate::Candidate>> {
-            reads_only(self)
-        }
-        async fn proclaim(&self, _: &Key, _: &HolderId, _: FencingToken, _: &str) -> Result<bool> {
-            reads_only(self)
-        }
-        async fn renew(
-            &self,
-            _: &Key,
-            _: &HolderId,
-            _: FencingToken,
-            _: Duration,
-            _: Option<&Quorum>,
-        ) -> Result<bool> {
-            reads_only(self)
-        }
-        async fn resign(&self, _: &Key, _: &HolderId, _: FencingToken) -> Result<bool> {
-            reads_only(self)
-        }
-        async fn leader(&self, _: &Key) -> Result<Option<LeaderInfo>> {
-            let led = self.1.elapsed() >= Duration::from_millis(500);
-            let holder = HolderId::new(InstanceId::new("a").unwrap());
-            let info = LeaderInfo::new(
-                holder,
-                "",
-                FencingToken(7),
-                SystemTime::UNIX_EPOCH,
-                1,
-                Duration::from_secs(9),
-            );
-            Ok(led.then_some(info))
-        }
-        async fn terms_granted(&self, _: &Key) -> Result<Option<u64>> {
-            Ok(Some(u64::from(
-                self.1.elapsed() >= Duration::from_millis(500),
-            )))
-        }
-        async fn watch(&self, _: &Key) -> Result<Box<dyn Watch>> {
-            Ok(Box::new(crate::testing::Never))
-        }
-    }
-
     /// A notification is a hint: an observer whose watch never wakes still
     /// sees the next leader, at its retry delay (1 s by default).
     #[tokio::test(start_paused = true)]
     async fn an_observer_sees_a_leader_its_watch_never_told() {
-        let deaf = Deaf(Namespace::default(), tokio::time::Instant::now());
-        let client = Client::new(Arc::new(deaf));
+        let client = Client::new(Arc::new(Deaf::new()));
         let mut observer = client.election("leader").observe().await.unwrap();
         assert_eq!(observer.next().await.unwrap().leader, None);
         let next = tokio::time::timeout(Duration::from_secs(60), observer.next()).await;
