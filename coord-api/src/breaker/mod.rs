@@ -236,7 +236,10 @@ impl Breaker {
     }
 
     /// Sends this instance's pending outcomes now, rather than at the next
-    /// flush interval (before a shutdown, or in tests).
+    /// flush interval (before a shutdown, or in tests). It returns once
+    /// every outcome recorded before it was answered, including those a
+    /// background flush already on its way took: one flush is sent at a
+    /// time, so an instance's reports arrive in the order recorded.
     pub async fn flush(&self) -> Result<()> {
         self.inner.flush().await
     }

@@ -72,6 +72,11 @@ pub(crate) struct Inner {
     pub(crate) base: Instant,
     pub(crate) cache: Cache,
     pending: Mutex<Pending>,
+    /// Held by a flush from taking the tally until its reply: one report
+    /// at a time, so a flush returns only once every outcome recorded
+    /// before it was answered (not while a background flush that took
+    /// them is still on its way), and reports arrive in the order taken.
+    flushing: tokio::sync::Mutex<()>,
     shared: Mutex<Shared>,
     pub(crate) events: broadcast::Sender<BreakerEvent>,
     /// A trial is being asked for by a call of this instance.
@@ -100,6 +105,7 @@ impl Inner {
                 reachable: AtomicBool::new(true),
             },
             pending: Mutex::default(),
+            flushing: tokio::sync::Mutex::new(()),
             shared: Mutex::new(Shared {
                 seen: 0,
                 born: 0,
@@ -194,9 +200,11 @@ impl Inner {
         let _ = self.read().await;
     }
 
-    /// Sends the pending tally, if any. Outcomes whose flush failed are
-    /// dropped, never sent twice (a lost reply may have counted them).
+    /// Sends the pending tally, if any, after the flush already on its way
+    /// (if any) is answered. Outcomes whose flush failed are dropped, never
+    /// sent twice (a lost reply may have counted them).
     pub(crate) async fn flush(&self) -> Result<()> {
+        let _one = self.flushing.lock().await;
         let (generation, tally) = {
             let mut p = lock(&self.pending);
             if p.tally.calls == 0 {

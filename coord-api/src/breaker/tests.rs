@@ -25,6 +25,10 @@ struct Fake {
     ns: Namespace,
     record: Mutex<Option<Record>>,
     reports: AtomicU64,
+    /// Reports wait while a test holds it for writing (on their way).
+    gate: tokio::sync::RwLock<()>,
+    /// Told as each report arrives, before the gate.
+    arrived: tokio::sync::Notify,
 }
 
 impl fmt::Display for Fake {
@@ -67,6 +71,8 @@ impl BreakerBackend for Fake {
         t: Tally,
         seen: u64,
     ) -> Result<Reported> {
+        self.arrived.notify_one();
+        let _open = self.gate.read().await;
         self.reports.fetch_add(1, SeqCst);
         self.step(p, |r, now| {
             Reported::new(r.report(g, i.as_str(), t, now), r.state(seen, now))
@@ -177,6 +183,32 @@ async fn an_older_success_does_not_undo_a_newer_loss() {
     let later = inner.ticket();
     inner.apply(&state, later);
     assert!(b.backend_reachable(), "a later call's success");
+}
+
+/// A flush returns only once the outcomes recorded before it were
+/// answered, even when a flush already on its way (the background one)
+/// took them: it returned at once, finding nothing pending, and a report
+/// sent beside one on its way could be counted before it.
+#[tokio::test(start_paused = true)]
+async fn a_flush_waits_for_the_one_on_its_way() {
+    let (fake, b) = setup();
+    b.permit().await.unwrap().failure();
+    let held = fake.gate.write().await;
+    let first = tokio::spawn({
+        let b = b.clone();
+        async move { b.flush().await }
+    });
+    fake.arrived.notified().await;
+    let waited = tokio::time::timeout(Duration::from_millis(500), b.flush()).await;
+    assert!(
+        waited.is_err(),
+        "returned while the first flush was on its way"
+    );
+    drop(held);
+    first.await.unwrap().unwrap();
+    b.flush().await.unwrap();
+    assert_eq!(fake.reports.load(SeqCst), 1, "one report, of one failure");
+    assert_eq!(b.state().await.unwrap().window, Tally::new(1, 1, 0));
 }
 
 #[tokio::test]
