@@ -11,16 +11,17 @@
 //! handler before the ack, while the ack travels, after it), producers
 //! around their pushes; all come back as new processes. The plan
 //! partitions, drops, delays and pauses (some past the presence TTL, some
-//! past the lease's), and loses consumer 0's delivery renewals for a while
-//! (its heartbeats going through, so its deliveries' leases end while it
-//! lives: the one way to that rule, since a consumer cut off loses its
-//! presence first), clocks skewed and drifting in bounds; with
-//! `server_restarts`, the server is killed and restarts with an empty
-//! store. At the heal every dead process restarts, producers stop, and a
-//! drainer waits for the queue to empty (within [`DRAIN_BOUND`]) and lists
-//! its dead letters; then [`check_queues`] judges the server's log of
-//! queue calls (replayed through the SPI's rules), the acknowledged
-//! pushes, the handlers, the resource's writes and the listing.
+//! past the lease's), and loses consumer 0's delivery renewals for a while,
+//! its heartbeats going through and its handlers begun then taking longer
+//! than a lease (so its deliveries' leases end while it lives: the one way
+//! to that rule, since a consumer cut off loses its presence first),
+//! clocks skewed and drifting in bounds; with `server_restarts`, the
+//! server is killed and restarts with an empty store. At the heal every
+//! dead process restarts, producers stop, and a drainer waits for the
+//! queue to empty (within [`DRAIN_BOUND`]) and lists its dead letters;
+//! then [`check_queues`] judges the server's log of queue calls (replayed
+//! through the SPI's rules), the acknowledged pushes, the handlers, the
+//! resource's writes and the listing.
 //!
 //! With server restarts (the memory store loses everything), what is
 //! judged is what the contract promises of a server that lost its data:
