@@ -22,6 +22,8 @@ struct Held {
     token: FencingToken,
     consumer: HolderId,
     started: bool,
+    /// On its item's last attempt: a nack would dead-letter it, not steal.
+    last: bool,
 }
 
 thread_local! {
@@ -62,6 +64,7 @@ fn delivered(queue: &Key, consumer: &HolderId, r: &Received) {
                 token: d.token,
                 consumer: consumer.clone(),
                 started: d.started,
+                last: d.attempt >= d.max_attempts,
             };
             h.insert((queue.clone(), d.id), held);
         }
@@ -97,10 +100,12 @@ impl BrokenQueues {
                 r.deliveries = kept;
             }
             Bug::StealStarted if o.steal && r.deliveries.is_empty() => {
-                // Nothing ready: take another consumer's started delivery.
+                // Nothing ready: take another consumer's started delivery
+                // (one with attempts left: a nack of its last would
+                // dead-letter the item, which is no steal).
                 let victim = held(|h| {
                     (h.iter())
-                        .filter(|((kq, _), v)| *kq == q && v.started && v.consumer != c)
+                        .filter(|((kq, _), v)| *kq == q && v.started && !v.last && v.consumer != c)
                         .map(|((_, id), v)| (*id, v.token))
                         .min()
                 });
@@ -116,6 +121,10 @@ impl BrokenQueues {
                         for d in r.deliveries.iter_mut().filter(|d| d.id == id) {
                             d.stolen = true;
                         }
+                    } else {
+                        // Settled or taken since: no longer a victim (kept,
+                        // the lowest id would be picked again and again).
+                        held(|h| h.remove(&(q.clone(), id)));
                     }
                 }
             }
