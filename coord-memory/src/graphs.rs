@@ -357,8 +357,11 @@ impl GraphBackend for MemoryBackend {
                 return Complete::Stale { state: None };
             };
             if !r.holds(i, token) {
-                return Complete::Stale {
-                    state: Some(r.node_state(i)),
+                return match r.completed(i, token) {
+                    Some(state) => Complete::Already { state },
+                    None => Complete::Stale {
+                        state: Some(r.node_state(i)),
+                    },
                 };
             }
             match ending {

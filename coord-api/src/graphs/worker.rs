@@ -122,7 +122,7 @@ impl Tenure for Attempt {
                 graphs.complete(&self.graph, &self.run, &self.node, self.token, result, None);
             Ok(crate::lease::released(matches!(
                 done.await?,
-                Complete::Recorded { .. }
+                Complete::Recorded { .. } | Complete::Already { .. }
             )))
         }))
     }
@@ -314,8 +314,10 @@ pub struct Worked {
     /// Its token.
     pub token: FencingToken,
     /// What the backend recorded: the node's state after the attempt
-    /// (`Ready` when it will be retried), or `None` when the completion was
-    /// refused as stale (the lease had ended: another attempt may run it).
+    /// (`Ready` when it will be retried; also when the completion was sent
+    /// again after its reply was lost, and found recorded), or `None` when
+    /// the completion was refused as stale (the lease had ended: another
+    /// attempt may run it).
     pub state: Option<NodeState>,
 }
 
@@ -552,7 +554,7 @@ impl GraphWorker {
             );
             let site = || self.site("complete", &holder, Some(taken.token));
             trace::call(client, site, complete, |c| match c {
-                Complete::Recorded { .. } => trace::Outcome::Ok,
+                Complete::Recorded { .. } | Complete::Already { .. } => trace::Outcome::Ok,
                 _ => trace::Outcome::NotHeld,
             })
         };
@@ -569,7 +571,8 @@ impl GraphWorker {
         };
         // Unanswered (the backend unreachable): sent again, without a next
         // node, while the attempt's lease holds. The token makes a repeat
-        // harmless: one that was applied leaves the next one stale.
+        // harmless: one that was applied answers the next one `Already`
+        // (decision 0062).
         let again = || complete(result.clone(), None);
         let (done, _) = resend_while_valid(client, guard.lease(), opts.ttl, first, again).await;
         // Disarmed only once the completion answered: a worker dropped while
@@ -579,6 +582,9 @@ impl GraphWorker {
         let lease = guard.into_lease();
         let (state, next, error) = match done {
             Ok(Complete::Recorded { state, next, .. }) => (Some(state), next, None),
+            // This completion, applied before its reply was lost: recorded,
+            // the lease not lost.
+            Ok(Complete::Already { state }) => (Some(state), None, None),
             Ok(_) => (None, None, None),
             Err(e) => (None, None, Some(e)),
         };

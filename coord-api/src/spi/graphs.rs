@@ -60,7 +60,11 @@
 //!    the time to the earliest future ready time or lease deadline.
 //! 4. **renew** and **complete** act only when the node is running with
 //!    that token (and, by rule 1, unexpired); otherwise [`Renew::Lost`] /
-//!    [`Complete::Stale`] and nothing changes. renew in a cancelled run
+//!    [`Complete::Stale`] and nothing changes, except that a complete
+//!    naming the token of the node's last attempt ended by a complete
+//!    (not by an expiry or a give-back) replies [`Complete::Already`] with
+//!    the state that complete left: it is that complete sent again after
+//!    its reply was lost (decision 0062). renew in a cancelled run
 //!    replies [`Renew::Cancelled`] without extending. complete records:
 //!    - `Success(result)`: succeeded, the result kept (also in a cancelled
 //!      run: the work was done).
@@ -72,8 +76,8 @@
 //!    and was recorded then takes, in the same step and after the
 //!    resolution (rule 5), exactly as rule 3 says for `holder` and `ttl`
 //!    (the node it just made ready included), and replies with what that
-//!    take got in [`Complete::Recorded::next`]; a stale complete takes
-//!    nothing. A node taken so makes no wake-up (rule 9).
+//!    take got in [`Complete::Recorded::next`]; a stale (or already
+//!    recorded) complete takes nothing. A node taken so makes no wake-up (rule 9).
 //!
 //!    **give_back** undoes a take (or a complete's `next`) whose reply the
 //!    worker never saw (lost, or the call cancelled): the attempt it made,
@@ -439,6 +443,14 @@ pub enum Complete {
     Stale {
         /// The node's current state.
         state: Option<NodeState>,
+    },
+    /// The token's attempt already ended by a completion, the node's last
+    /// one recorded (this one sent again after its reply was lost):
+    /// nothing changed. `state` is the node's state that completion left
+    /// (as [`Recorded`](Complete::Recorded) said it).
+    Already {
+        /// The node's state after the completion recorded.
+        state: NodeState,
     },
 }
 

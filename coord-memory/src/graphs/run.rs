@@ -85,6 +85,9 @@ struct Node {
     error: Option<String>,
     by: Option<Key>,
     result: Option<Vec<u8>>,
+    /// The token of the last attempt a completion ended, and the state it
+    /// left the node in: that completion sent again is answered `Already`.
+    completed: Option<(FencingToken, NodeState)>,
 }
 
 /// What resolution decides for a pending node.
@@ -126,6 +129,7 @@ impl Run {
                     error: None,
                     by: None,
                     result: None,
+                    completed: None,
                 })
                 .collect(),
             cancelled: None,
@@ -165,6 +169,13 @@ impl Run {
 
     pub(super) fn node_state(&self, i: usize) -> NodeState {
         self.nodes[i].state
+    }
+
+    /// The state node `i` was left in by its last completion, if that was
+    /// attempt `token`'s (rule 4: a completion sent again).
+    pub(super) fn completed(&self, i: usize, token: FencingToken) -> Option<NodeState> {
+        let (done, state) = self.nodes[i].completed?;
+        (done == token).then_some(state)
     }
 
     /// Whether node `i` runs the attempt `token` (rule 4).
@@ -428,6 +439,13 @@ impl Run {
         n.result = Some(result);
         n.error = None;
         self.finish(i, NodeState::Succeeded, q, step);
+        self.completed_by(i);
+    }
+
+    /// Node `i`'s attempt just ended by its completion.
+    fn completed_by(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        n.completed = n.token.map(|t| (t, n.state));
     }
 
     /// Rule 4's failure of running node `i`, whose token was checked.
@@ -441,6 +459,7 @@ impl Run {
     ) {
         self.nodes[i].error = Some(error);
         self.attempt_ended(i, retry_in, q, step);
+        self.completed_by(i);
     }
 
     /// Rule 6: the run is cancelled, its pending and ready nodes with it.

@@ -39,6 +39,9 @@
 --             result, the upstream node that skipped or cancelled it
 --   h:<node>  the holder of its latest take (instance and nonce), which a
 --             give-back names
+--   k:<node>  '<token> <state>': the last attempt a completion ended and
+--             the state it left; that completion sent again is answered
+--             'already' with it (rule 4)
 -- A step keeps the runs it touches in contexts (their nodes read once) and
 -- writes each run's changes with one HSET at its end, then PUBLISHes.
 local ready_z, running_z, counter = KEYS[1], KEYS[2], KEYS[3]
@@ -468,7 +471,11 @@ elseif op == 'complete' then
   sweep()
   local R, N = load(run_arg, name)
   if not N then return {'stale', ''} end
-  if N.st ~= 'U' or N.tok ~= tok then return {'stale', N.st} end
+  if N.st ~= 'U' or N.tok ~= tok then
+    local done, st = string.match(redis.call('HGET', R.h, 'k:' .. name) or '', '^(%d+) (%u)$')
+    if done == tok then return {'already', st} end
+    return {'stale', N.st}
+  end
   redis.call('ZREM', running_z, member(R.name, N.name))
   if kind == 's' then
     put(R, 'r:' .. N.name, payload)
@@ -485,6 +492,7 @@ elseif op == 'complete' then
       end_node(R, N, 'F', nil)
     end
   end
+  put(R, 'k:' .. N.name, tok .. ' ' .. N.st)
   local reply = {'recorded', N.st, R.st}
   if ARGV[8] then
     -- The next node, in the same step (the earliest deadline is read

@@ -15,7 +15,9 @@
 //! edges not yet satisfied, so that ending a node resolves each child in O(1)
 //! (no parent is read again), and a completion reads its run and node in one
 //! HMGET. Results, errors, workers (and the holder of the latest take, which
-//! a give-back names) and the skipping node's name are fields of their own, so a take reads its parents' outcomes with one HMGET. A step
+//! a give-back names, and the token and state the last completion left,
+//! which tell that completion sent again) and the skipping node's name are
+//! fields of their own, so a take reads its parents' outcomes with one HMGET. A step
 //! writes each run it changed with one HSET at its end. Tokens come from the
 //! prelude's `next_token` on the graph's counter (every run of the graph
 //! draws from it), timestamps from `TIME` (µs), deadlines and ready times in
@@ -334,6 +336,9 @@ fn complete_reply(v: &Value) -> Option<Complete> {
                 [take] => Some(take_reply(take)?),
                 _ => return None,
             },
+        },
+        ("already", [node]) => Complete::Already {
+            state: node_state(text(node)?)?,
         },
         ("stale", [node]) => Complete::Stale {
             state: match text(node)? {

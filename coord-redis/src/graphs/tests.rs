@@ -241,6 +241,13 @@ fn replies_decode() {
         Some(Complete::Stale { state: None })
     );
     assert_eq!(
+        complete_reply(&a(vec![s("already"), s("R")])),
+        Some(Complete::Already {
+            state: NodeState::Ready
+        })
+    );
+    assert_eq!(complete_reply(&a(vec![s("already"), s("")])), None);
+    assert_eq!(
         cancel_reply(&a(vec![s("ended"), s("F")])),
         Some(Cancel::AlreadyEnded(RunState::Failed))
     );

@@ -163,13 +163,15 @@ async fn retries_wait_their_delay_and_attempts_run_out() {
     let t2 = g.take().await;
     assert_eq!(t2.attempt, 2);
     assert!(t2.token > t1.token);
-    // The old attempt is fenced off.
+    // The old attempt's end is recorded: its token changes nothing, and
+    // is told so (the state its completion left).
     assert_eq!(
         g.complete(&t1, success("late")).await,
-        Complete::Stale {
-            state: Some(NodeState::Running)
+        Complete::Already {
+            state: NodeState::Ready
         }
     );
+    assert_eq!(at(&g.status("r").await, "n").attempts, 2);
     assert_eq!(
         g.complete(&t2, failure("again", Some(Duration::ZERO)))
             .await,
@@ -246,12 +248,13 @@ async fn stale_tokens_change_nothing() {
     assert_eq!(g.renew(&a, Duration::from_secs(90)).await, Renew::Renewed);
     let left = at(&g.status("r").await, "a").expires_in.unwrap();
     assert!(left > Duration::from_secs(80), "{left:?}");
-    // Completed: the token is spent.
+    // Completed: the token is spent (a completion sent again is told it
+    // was recorded, and changes nothing).
     g.complete(&a, success("A")).await;
     assert_eq!(
         g.complete(&a, success("again")).await,
-        Complete::Stale {
-            state: Some(NodeState::Succeeded)
+        Complete::Already {
+            state: NodeState::Succeeded
         }
     );
     assert_eq!(g.renew(&a, TTL).await, Renew::Lost);

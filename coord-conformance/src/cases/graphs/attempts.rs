@@ -351,6 +351,41 @@ pub async fn graph_unreachable_completion_sent_again_within_the_lease(h: &dyn Ha
     assert_eq!(st.state, RunState::Succeeded, "{st:?}");
     assert_eq!(run.result::<u32>("n").await.unwrap(), Some(7));
 }
+
+/// A completion applied whose reply was lost, and sent again while the
+/// attempt's lease holds, is known for the one recorded: the worker tells
+/// the node's state (`Succeeded`), not a refused completion of a lost
+/// lease (case `graph_completion_sent_again_answers_already` for the SPI).
+pub async fn graph_completion_sent_again_after_a_lost_reply_is_recorded(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let b = ctx.client("b").await;
+    let once = |c: &Client| c.graph(G).node(Node::new("n").max_attempts(1)).build().unwrap();
+    let run = once(&b).submit("r").await.unwrap();
+    let wa = once(&a).worker().ttl(ms(30_000));
+    let lose = switch.clone();
+    let working = wa.work_one(move |_| async move {
+        lose.losing_replies();
+        Ok(7u32)
+    });
+    let heal = async {
+        let lost = eventually(PROMPTLY, || async { (switch.replies_lost() > 0).then_some(()) });
+        lost.await.expect("the completion applied, its reply lost");
+        switch.on();
+    };
+    let (worked, ()) = tokio::join!(timeout(PROMPTLY, working), heal);
+    let worked = worked.expect("answered in time");
+    let worked = worked.expect("the completion went through").expect("n");
+    assert_eq!(
+        (worked.attempt, worked.state),
+        (1, Some(NodeState::Succeeded)),
+        "the completion sent again found its own recorded"
+    );
+    let st = run.status().await.unwrap();
+    assert_eq!(st.state, RunState::Succeeded, "{st:?}");
+    assert_eq!(run.result::<u32>("n").await.unwrap(), Some(7));
+
+}
 }
 
 /// Graph `G` of one node `n` given three attempts, on `c`.

@@ -1,7 +1,8 @@
 //! Fencing: only the current attempt's token completes or renews a node. A
 //! late completion (an attempt whose lease expired and whose node another
 //! attempt took), a duplicate one, or one with a token never issued changes
-//! nothing and says so.
+//! nothing and says so; a completion sent again after its reply was lost
+//! is told it was recorded (`Already`).
 
 use super::*;
 
@@ -88,9 +89,9 @@ pub async fn graph_unrenewed_attempt_loses_node_and_late_result_refused(h: &dyn 
 
 /// A completion or renewal with an old token (an attempt that expired and
 /// was taken again) or a token never issued is `Stale` / `Lost` and changes
-/// nothing (states, attempts, tokens, transitions, result); so is a second
-/// completion of the current attempt once recorded, and one for a run that
-/// does not exist.
+/// nothing (states, attempts, tokens, transitions, result); so is one for
+/// a run that does not exist. A second completion of the current attempt
+/// once recorded changes nothing either, and is answered `Already`.
 pub async fn graph_stale_token_complete_and_renew_change_nothing(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let client = ctx.client("a").await;
@@ -159,16 +160,18 @@ pub async fn graph_stale_token_complete_and_renew_change_nothing(h: &dyn Harness
         next: None,
     };
     assert_eq!(done, recorded);
-    let succeeded = Complete::Stale {
-        state: Some(NodeState::Succeeded),
-    };
     assert_eq!(
         g.complete(&gk, &rk, &nk, cur.token, late.clone(), None)
             .await
             .unwrap(),
-        succeeded,
+        Complete::Already {
+            state: NodeState::Succeeded
+        },
         "again"
     );
+    let succeeded = Complete::Stale {
+        state: Some(NodeState::Succeeded),
+    };
     assert_eq!(
         g.complete(&gk, &rk, &nk, old.token, fail, None).await.unwrap(),
         succeeded
@@ -199,5 +202,64 @@ pub async fn graph_stale_token_complete_and_renew_change_nothing(h: &dyn Harness
     let st = run.status().await.unwrap();
     assert_all_ended(&st, "r");
     assert_eq!(st.state, RunState::Succeeded);
+}
+
+/// A completion sent again after its reply was lost (the same token) is
+/// answered `Already` with the state it left the node in, and changes
+/// nothing: a failure to be retried (`Ready`), also once another attempt
+/// took the node; the token of an attempt that ended by its lease's
+/// expiry stays `Stale`, and the current attempt still completes.
+pub async fn graph_completion_sent_again_answers_already(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let client = ctx.client("a").await;
+    let graph = (client.graph(G))
+        .node(quick(Node::new("n").max_attempts(3)))
+        .build()
+        .unwrap();
+    let run = graph.submit("r").await.unwrap();
+    let backend = ctx.backend().await;
+    let g = spi(&backend);
+    let (gk, rk, nk) = (key(G), key("r"), key("n"));
+    let first = crash_take(&backend, ms(50)).await;
+    let again = NodeResult::Failure {
+        error: "again".into(),
+        retry_in: Some(Duration::ZERO),
+    };
+    let done = g.complete(&gk, &rk, &nk, first.token, again.clone(), None);
+    let recorded = Complete::Recorded {
+        state: NodeState::Ready,
+        run: RunState::Running,
+        next: None,
+    };
+    assert_eq!(done.await.unwrap(), recorded);
+    let ready = Complete::Already {
+        state: NodeState::Ready,
+    };
+    let next = Some((holder("next"), ms(5000)));
+    let repeat = g.complete(&gk, &rk, &nk, first.token, again.clone(), next);
+    assert_eq!(repeat.await.unwrap(), ready, "sent again (taking nothing)");
+    let before = run.status().await.unwrap();
+    let n = node(&before, "n");
+    assert_eq!((n.state, n.attempts), (NodeState::Ready, 1), "{before:?}");
+    let expiring = crash_take(&backend, ms(50)).await;
+    assert_eq!(expiring.attempt, 2);
+    let repeat = g.complete(&gk, &rk, &nk, first.token, again.clone(), None);
+    assert_eq!(repeat.await.unwrap(), ready, "sent again, the node taken again");
+    let last = take_when_takeable(&backend, &holder("b"), ms(50) + PROMPTLY).await;
+    assert_eq!(last.attempt, 3);
+    let late = g.complete(&gk, &rk, &nk, expiring.token, again, None);
+    assert_eq!(
+        late.await.unwrap(),
+        Complete::Stale {
+            state: Some(NodeState::Running)
+        },
+        "an expired attempt's completion"
+    );
+    let ok = NodeResult::Success(b"1".to_vec());
+    let done = g.complete(&gk, &rk, &nk, last.token, ok, None).await.unwrap();
+    assert!(matches!(done, Complete::Recorded { .. }), "{done:?}");
+    let st = run.status().await.unwrap();
+    assert_all_ended(&st, "r");
+    assert_eq!(node(&st, "n").attempts, 3);
 }
 }
