@@ -526,6 +526,50 @@ async fn observer_sees_a_change_after_the_group_counter_started_again() {
     assert_eq!((change.members.seq, change.skipped), (2, 0));
 }
 
+/// A member whose info entry is gone (the group's info hash evicted under
+/// maxmemory, its members zset kept) is never listed without its join time
+/// and metadata (it was listed as joined in 1970 with none): it is gone as
+/// after an expiry, counted in `seq`, its next heartbeat refused, and a
+/// join of its holder again is a new join, listed with its own join time.
+#[tokio::test]
+async fn a_member_whose_info_was_lost_is_gone() {
+    let server = RedisServer::shared();
+    let b = backend(server.config("group-lost-info")).await;
+    let (_, gr, _) = families(&b);
+    let g = key("g");
+    let ttl = Duration::from_secs(30);
+    let (a, c) = (holder("a"), holder("c"));
+    gr.join(&g, &a, "meta-a", ttl).await.unwrap();
+    gr.join(&g, &c, "meta-c", ttl).await.unwrap();
+    assert_eq!(gr.members(&g).await.unwrap().seq, 2);
+    server
+        .command(&["DEL", "coord:{group-lost-info:lead}:g:g:i"])
+        .unwrap();
+    assert!(
+        !gr.heartbeat(&g, &a, ttl).await.unwrap(),
+        "a member without its info is gone"
+    );
+    let before = std::time::SystemTime::now() - Duration::from_secs(1);
+    gr.join(&g, &c, "meta-c2", ttl).await.unwrap();
+    let m = gr.members(&g).await.unwrap();
+    let listed: Vec<_> = (m.members.iter())
+        .map(|i| (i.holder.clone(), i.metadata.clone()))
+        .collect();
+    assert_eq!(listed, [(c.clone(), "meta-c2".to_owned())], "{m:?}");
+    assert!(m.members[0].joined > before, "joined afresh: {m:?}");
+    assert_eq!(m.seq, 5, "a's and c's losses and c's join again: {m:?}");
+    assert!(!gr.heartbeat(&g, &a, ttl).await.unwrap());
+    assert!(gr.heartbeat(&g, &c, ttl).await.unwrap());
+    // Lost while nobody heartbeats: the listing drops it.
+    server
+        .command(&["DEL", "coord:{group-lost-info:lead}:g:g:i"])
+        .unwrap();
+    let m = gr.members(&g).await.unwrap();
+    assert!(m.members.is_empty(), "{m:?}");
+    assert_eq!(m.seq, 6, "{m:?}");
+    assert!(!gr.leave(&g, &c).await.unwrap(), "already gone");
+}
+
 /// The client types on Redis: a waiting candidate wins at a crashed leader's
 /// expiry (no resignation, no notification: the refusal's `expires_in`), a
 /// leader whose quorum group shrinks loses leadership at its next renewal,

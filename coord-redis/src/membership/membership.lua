@@ -13,14 +13,28 @@ if op == 'expiry' then
 end
 purge_group(m, i, s, channel)
 
+-- Drops `holders`, members whose info entry is gone (the hash evicted under
+-- maxmemory, or lost apart from the members zset): a member is never
+-- listed without its join time and metadata. Gone as after an expiry:
+-- counted in seq, published, its next heartbeat refused.
+local function drop_unlisted(holders)
+  for k = 1, #holders, 500 do
+    redis.call('ZREM', m, unpack(holders, k, math.min(k + 499, #holders)))
+  end
+  redis.call('INCRBY', s, #holders)
+  keep_group(m, i, s)
+  redis.call('PUBLISH', channel, 'expired')
+end
+
 if op == 'join' then
   local holder, ttl, meta = ARGV[3], tonumber(ARGV[4]), ARGV[5]
   local joined
   if redis.call('ZSCORE', m, holder) then
     joined = string.match(redis.call('HGET', i, holder) or '', '^(%d+)|')
-  else
-    redis.call('INCR', s)
+    -- Its info lost: gone, and this join a new one.
+    if not joined then drop_unlisted({holder}) end
   end
+  if not joined then redis.call('INCR', s) end
   redis.call('ZADD', m, now_ms() + ttl, holder)
   redis.call('HSET', i, holder, (joined or fmt(now_us())) .. '|' .. meta)
   keep_group(m, i, s)
@@ -29,6 +43,10 @@ if op == 'join' then
 elseif op == 'heartbeat' then
   local holder = ARGV[3]
   if not redis.call('ZSCORE', m, holder) then return 0 end
+  if redis.call('HEXISTS', i, holder) == 0 then
+    drop_unlisted({holder})
+    return 0
+  end
   redis.call('ZADD', m, now_ms() + tonumber(ARGV[4]), holder)
   keep_group(m, i, s)
   return 1
@@ -41,13 +59,17 @@ elseif op == 'leave' then
   redis.call('PUBLISH', channel, 'left')
   return 1
 elseif op == 'members' then
-  local rows = {}
+  local rows, unlisted = {}, {}
   local zs = redis.call('ZRANGE', m, 0, -1, 'WITHSCORES')
   for j = 1, #zs, 2 do
-    local info = redis.call('HGET', i, zs[j]) or ''
-    local joined, meta = string.match(info, '^(%d+)|(.*)$')
-    rows[#rows + 1] = {zs[j], tonumber(joined or '0'), meta or '', tonumber(zs[j + 1]) - now_ms()}
+    local joined, meta = string.match(redis.call('HGET', i, zs[j]) or '', '^(%d+)|(.*)$')
+    if joined then
+      rows[#rows + 1] = {zs[j], tonumber(joined), meta, tonumber(zs[j + 1]) - now_ms()}
+    else
+      unlisted[#unlisted + 1] = zs[j]
+    end
   end
+  if #unlisted > 0 then drop_unlisted(unlisted) end
   return {tonumber(redis.call('GET', s) or '0'), rows}
 end
 return redis.error_reply('coord: unknown group operation ' .. tostring(op))

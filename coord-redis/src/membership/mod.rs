@@ -21,7 +21,10 @@
 //! one without the key. Expired members stay in the zset until the next
 //! operation on the group drops them, so every expiry is counted in seq (and
 //! published); every key of the group lives one `MAX_TTL` (24 h) past the
-//! latest member deadline, then goes.
+//! latest member deadline, then goes. A member whose info entry is gone
+//! while it is in the zset (the hash evicted under maxmemory) is dropped as
+//! an expiry is, by the listing, its heartbeat or its join again: nobody is
+//! listed without a join time and metadata.
 
 use std::{sync::LazyLock, time::Duration};
 
