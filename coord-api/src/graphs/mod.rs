@@ -251,14 +251,7 @@ impl Graph {
         let key = Key::new(run)?;
         let graphs = self.client.graphs()?;
         let submit = graphs.submit(&self.name, &key, &self.spec, self.retention);
-        let site = || crate::trace::Site {
-            op: "submit",
-            family: "graph",
-            kind: "run",
-            key: &self.name,
-            holder: None,
-            token: None,
-        };
+        let site = || crate::trace::Site::new(("graph", "run", "submit"), &self.name, None, None);
         let submitted =
             crate::trace::call(&self.client, site, submit, |_| crate::trace::Outcome::Ok).await?;
         let created = match submitted {

@@ -94,14 +94,7 @@ impl Ready {
         let Ok(graphs) = client.graphs() else {
             return false;
         };
-        let site = || crate::trace::Site {
-            op: "watch_ready",
-            family: "graph",
-            kind: "node",
-            key: graph,
-            holder: None,
-            token: None,
-        };
+        let site = || crate::trace::Site::new(("graph", "node", "watch_ready"), graph, None, None);
         let watch = graphs.watch_ready(graph);
         *w = (crate::trace::call(client, site, watch, crate::trace::Outcome::ok).await).ok();
         w.is_some()

@@ -53,14 +53,7 @@ impl GraphRun {
     }
 
     fn site(&self, op: &'static str) -> Site<'_> {
-        Site {
-            op,
-            family: "graph",
-            kind: "run",
-            key: self.graph.key(),
-            holder: None,
-            token: None,
-        }
+        Site::new(("graph", "run", op), self.graph.key(), None, None)
     }
 
     fn not_found(&self) -> Error {

@@ -649,14 +649,7 @@ impl GraphWorker {
         holder: &'a HolderId,
         token: Option<FencingToken>,
     ) -> Site<'a> {
-        Site {
-            op,
-            family: "graph",
-            kind: "node",
-            key: self.graph.key(),
-            holder: Some(holder),
-            token,
-        }
+        Site::new(("graph", "node", op), self.graph.key(), Some(holder), token)
     }
 }
 
@@ -679,14 +672,7 @@ fn give_back(graph: &Key, holder: &HolderId) -> impl MakeUndo {
     let args = (graph.clone(), holder.clone());
     undo::calling(args, |client, (graph, holder)| async move {
         let give_back = client.graphs()?.give_back(&graph, &holder);
-        let site = || Site {
-            op: "give_back",
-            family: "graph",
-            kind: "node",
-            key: &graph,
-            holder: Some(&holder),
-            token: None,
-        };
+        let site = || Site::new(("graph", "node", "give_back"), &graph, Some(&holder), None);
         let given = trace::call(&client, site, give_back, |n| match n {
             0 => trace::Outcome::NotHeld,
             _ => trace::Outcome::Ok,
