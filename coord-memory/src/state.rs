@@ -64,6 +64,10 @@ struct Space {
     entries: BTreeMap<Key, Entry>,
     deadlines: BTreeSet<(Instant, Key)>,
     log: VecDeque<Change>,
+    /// The calls of the puts that named one (rule 3), with the versions
+    /// they made, while those are in the log: by call, and in version order.
+    calls: HashMap<u64, u64>,
+    called: VecDeque<(u64, u64)>,
     /// When the log was born or last changed (Redis's meta hash expires a
     /// day later); `None` while it has no log.
     touched: Option<Instant>,
@@ -92,6 +96,8 @@ impl Space {
         {
             (self.head, self.floor, self.touched) = (0, 0, None);
             self.log.clear();
+            self.calls.clear();
+            self.called.clear();
         }
     }
 
@@ -113,6 +119,13 @@ impl Space {
         while self.log.len() > CHANGES_KEPT {
             let dropped = self.log.pop_front().expect("longer than kept");
             self.floor = self.floor.max(dropped.version);
+        }
+        while let Some(&(made, call)) = self.called.front() {
+            if made > self.floor {
+                break;
+            }
+            self.called.pop_front();
+            self.calls.remove(&call);
         }
         step.logged = true;
         version
@@ -148,6 +161,7 @@ impl Space {
     }
 
     /// Rule 3.
+    #[allow(clippy::too_many_arguments)]
     fn put(
         &mut self,
         space: &Key,
@@ -155,8 +169,12 @@ impl Space {
         value: Vec<u8>,
         expect: Expect,
         ttl: Option<Duration>,
+        call: u64,
         step: &mut Step,
     ) -> Result<Written> {
+        if let Some(&made) = self.calls.get(&call) {
+            return Ok(Written::Done(made));
+        }
         let current = self.entries.get(key).map(|e| e.version);
         if !expect.met_by(current) {
             return Ok(Written::Conflict(self.current(key, step.now)));
@@ -176,6 +194,10 @@ impl Space {
             deadline,
         };
         self.entries.insert(key.clone(), entry);
+        if call != 0 {
+            self.calls.insert(call, version);
+            self.called.push_back((version, call));
+        }
         Ok(Written::Done(version))
     }
 
@@ -272,9 +294,12 @@ impl StateBackend for MemoryBackend {
         value: Vec<u8>,
         expect: Expect,
         ttl: Option<Duration>,
+        call: u64,
     ) -> Result<Written> {
         check_put(space, key, &value, ttl)?;
-        self.on_space(space, |s, step| s.put(space, key, value, expect, ttl, step))
+        self.on_space(space, |s, step| {
+            s.put(space, key, value, expect, ttl, call, step)
+        })
     }
 
     async fn delete(&self, space: &Key, key: &Key, expect: Expect) -> Result<Written> {

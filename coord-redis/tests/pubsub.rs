@@ -23,7 +23,7 @@ async fn put_from_another_client(server: &RedisServer, namespace: &str, space: &
         .unwrap();
     let key = Key::new("k").unwrap();
     (writer.state().unwrap())
-        .put(space, &key, b"v".to_vec(), Expect::Any, None)
+        .put(space, &key, b"v".to_vec(), Expect::Any, None, 0)
         .await
         .unwrap();
 }

@@ -408,7 +408,7 @@ impl coord::spi::Dispatch for RivalOnce {
             let state = self.inner.state().expect("offered");
             let rival = b"7".to_vec();
             state
-                .put(&k, &k, rival, coord::spi::Expect::Any, None)
+                .put(&k, &k, rival, coord::spi::Expect::Any, None, 0)
                 .await?;
         }
         call.run(self.inner.clone()).await

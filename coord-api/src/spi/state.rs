@@ -32,7 +32,13 @@
 //!    such a space births it empty: `head` and `floor` both set to a
 //!    version drawn by the same rule (so a reader told of the gap reads on
 //!    from there without another).
-//! 3. **put** checks [`Expect`] against the entry's current version
+//! 3. **put** names a *call* (`0`: none): a random id the client gives
+//!    every write of one `update`, kept with the change the write made
+//!    (rule 5). A put naming a call the space remembers changes nothing
+//!    and replies [`Written::Done`] with the version of the change that
+//!    call made, whatever its expectation: it is the retry of a put that
+//!    was applied, its reply lost. Otherwise put checks [`Expect`]
+//!    against the entry's current version
 //!    (`Absent`: no entry; `Version(v)`: the entry's version is `v`;
 //!    `Any`: always). On a mismatch it changes nothing and replies
 //!    [`Written::Conflict`] with the current entry (value, version, time
@@ -43,7 +49,8 @@
 //!    [`Written::Done`] with the version. A put of a new key into a space
 //!    that already holds [`MAX_SPACE_KEYS`] entries is refused
 //!    (`InvalidArgument` naming the space and the limit) and changes
-//!    nothing.
+//!    nothing. A put naming a call that is done remembers it with its
+//!    version.
 //! 4. **delete** checks [`Expect`] the same way (a mismatch: `Conflict`);
 //!    an absent entry is [`Written::Unchanged`] (nothing logged);
 //!    otherwise the entry is removed, a [`ChangeKind::Deleted`] is logged
@@ -52,7 +59,8 @@
 //!    changes. Its `floor` is the highest version that may be missing from
 //!    it: raised to a change's version when that change is dropped, set at
 //!    the log's birth (rule 2). Everything after the floor up to the head
-//!    is in the log.
+//!    is in the log. The calls of puts (rule 3) are remembered while their
+//!    changes are in the log (a log born again remembers none).
 //! 6. **changes** (`select`, `after`, `limit`): when `after < floor` or
 //!    `after > head` (the reader saw versions the backend no longer knows:
 //!    it lost its data), the reply is a [`Gap`] (`after`, and the oldest
@@ -319,7 +327,8 @@ pub trait StateBackend: Send + Sync {
     /// The entry `key` of `space`, if present (rules 1, 7).
     async fn get(&self, space: &Key, key: &Key) -> Result<Option<Stored>>;
 
-    /// Puts `value` as entry `key` of `space` if `expect` holds (rule 3).
+    /// Puts `value` as entry `key` of `space` if `expect` holds, unless
+    /// `call` (`0`: none) already made a change: then its version (rule 3).
     async fn put(
         &self,
         space: &Key,
@@ -327,6 +336,7 @@ pub trait StateBackend: Send + Sync {
         value: Vec<u8>,
         expect: Expect,
         ttl: Option<Duration>,
+        call: u64,
     ) -> Result<Written>;
 
     /// Deletes entry `key` of `space` if `expect` holds (rule 4).
@@ -373,10 +383,11 @@ impl<D: Dispatch> StateBackend for Dispatched<D> {
         value: Vec<u8>,
         expect: Expect,
         ttl: Option<Duration>,
+        call: u64,
     ) -> Result<Written> {
-        let args = (space.clone(), key.clone(), value, expect, ttl);
-        self.carry(op("put"), args, |b, (s, k, v, e, t)| async move {
-            state(&b, "put")?.put(&s, &k, v, e, t).await
+        let args = (space.clone(), key.clone(), value, expect, ttl, call);
+        self.carry(op("put"), args, |b, (s, k, v, e, t, c)| async move {
+            state(&b, "put")?.put(&s, &k, v, e, t, c).await
         })
         .await
     }

@@ -16,12 +16,17 @@
 pub(crate) mod metrics;
 mod watch;
 
-use std::{marker::PhantomData, time::Duration};
+use std::{
+    marker::PhantomData,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
     Backoff, Client, Error, Key, Result, codec,
+    lease::undo::call_id,
     spi::{
         Expect, Select, Stored, Written,
         state::{check_put, name_of},
@@ -185,7 +190,34 @@ pub struct State<T> {
     ttl: Option<Duration>,
     max_attempts: u32,
     backoff: Backoff,
+    /// The latest `update` left unanswered (a retryable error, or
+    /// cancelled): the next one that is the same update sends its write
+    /// again. Shared by clones.
+    unanswered: Arc<Mutex<Option<Unanswered>>>,
     _value: PhantomData<fn() -> T>,
+}
+
+/// An `update`'s write left unanswered: its call, the entry its value was
+/// computed from (its version is what the write expected), what it wrote.
+struct Unanswered {
+    call: u64,
+    read: Option<Stored>,
+    wrote: Vec<u8>,
+}
+
+/// An `update`'s write on its way: remembered in the handle when dropped
+/// unanswered (a retryable error, or cancelled).
+struct Sending<'a> {
+    unanswered: &'a Mutex<Option<Unanswered>>,
+    write: Option<Unanswered>,
+}
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        if let Some(write) = self.write.take() {
+            *self.unanswered.lock().unwrap_or_else(|p| p.into_inner()) = Some(write);
+        }
+    }
 }
 
 impl<T> Clone for State<T> {
@@ -197,6 +229,7 @@ impl<T> Clone for State<T> {
             ttl: self.ttl,
             max_attempts: self.max_attempts,
             backoff: self.backoff,
+            unanswered: self.unanswered.clone(),
             _value: PhantomData,
         }
     }
@@ -241,6 +274,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
             ttl: None,
             max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
             backoff: Self::DEFAULT_BACKOFF,
+            unanswered: Arc::default(),
             _value: PhantomData,
         }
     }
@@ -307,7 +341,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
     pub async fn put(&self, value: &T) -> Result<u64> {
         let (space, key) = self.keys()?;
         let bytes = self.encode(space, key, value)?;
-        match self.write(space, key, bytes, Expect::Any, "put").await? {
+        match self.write(space, key, bytes, Expect::Any, "put", 0).await? {
             Written::Done(v) => Ok(v),
             other => Err(self.unexpected("put", &other)),
         }
@@ -320,7 +354,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
         let (space, key) = self.keys()?;
         let bytes = self.encode(space, key, value)?;
         let expect = Expect::version(expected);
-        let written = self.write(space, key, bytes, expect, "compare_and_set");
+        let written = self.write(space, key, bytes, expect, "compare_and_set", 0);
         self.cas_outcome(space, key, written.await?)
     }
 
@@ -331,6 +365,25 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
     /// and nothing written. The value written, with its version.
     ///
     /// `f` may run several times; it should not have side effects.
+    ///
+    /// # Lost replies
+    ///
+    /// One `update` writes its value at most once: its writes carry the
+    /// call's id, which the backend keeps with the change it made. An
+    /// update left unanswered (a retryable error such as `Unavailable`,
+    /// its write's reply perhaps lost after it landed; or cancelled)
+    /// returns the error; the next `update` on this handle or a clone of
+    /// it that is the same update (its `f`, given the value the first one
+    /// read, computes the value the first one wrote, equal as JSON) is its
+    /// retry: it sends that write again under the first's id. If the
+    /// write had landed, it is not made again: the retry returns its value
+    /// and version (even when others wrote since); if not, it is made now
+    /// if the value has not changed since, else the update goes on from
+    /// the value that won. Any other update (a different `f`, another
+    /// handle) is a new one, applied to the current value. The backend
+    /// knows a write's id while its change is among the space's last
+    /// 1,000; a retry later than that, or after the backend lost its data,
+    /// is a new update.
     pub async fn update(&self, mut f: impl FnMut(Option<&T>) -> T) -> Result<Versioned<T>> {
         let (space, key) = self.keys()?;
         if !(1..=MAX_UPDATE_ATTEMPTS).contains(&self.max_attempts) {
@@ -345,15 +398,36 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
         }
         self.backoff
             .check(|| format!("state \"{}\"", name_of(space, key)))?;
-        let mut current = match self.stored(space, key).await? {
-            Some(s) => Some(decode(&self.client, space, key, s)?),
-            None => None,
+        let left = self.lock_unanswered().take();
+        let (call, mut read, mut first) = match self.retry_of(space, key, left, &mut f) {
+            Some((first, read)) => (first.call, read, Some((first.wrote, first.value))),
+            None => (call_id(), self.stored(space, key).await?, None),
         };
         for attempt in 1..=self.max_attempts {
-            let next = f(current.as_ref().map(|c| &c.value));
-            let bytes = self.encode(space, key, &next)?;
+            let current = (read.as_ref())
+                .map(|s| decode_ref::<T>(&self.client, space, key, s))
+                .transpose()?;
+            let (bytes, next) = match first.take() {
+                Some(again) => again,
+                None => {
+                    let next = f(current.as_ref().map(|c| &c.value));
+                    (self.encode(space, key, &next)?, next)
+                }
+            };
             let expect = Expect::version(current.as_ref().map(|c| c.version));
-            match self.write(space, key, bytes, expect, "update").await? {
+            let mut sending = Sending {
+                unanswered: &self.unanswered,
+                write: Some(Unanswered {
+                    call,
+                    read: read.take(),
+                    wrote: bytes.clone(),
+                }),
+            };
+            let written = self.write(space, key, bytes, expect, "update", call).await;
+            if !matches!(&written, Err(e) if e.is_retryable()) {
+                sending.write = None;
+            }
+            match written? {
                 Written::Done(version) => {
                     metrics::updated(true, attempt);
                     return Ok(Versioned {
@@ -363,9 +437,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
                     });
                 }
                 Written::Conflict(now) => {
-                    current = now
-                        .map(|s| decode(&self.client, space, key, s))
-                        .transpose()?;
+                    read = now;
                     if attempt < self.max_attempts {
                         self.after_conflict(attempt).await;
                     }
@@ -379,6 +451,40 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
             attempts: self.max_attempts,
             backend: self.client.backend().to_string(),
         })
+    }
+
+    fn lock_unanswered(&self) -> std::sync::MutexGuard<'_, Option<Unanswered>> {
+        self.unanswered.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether an update of `f` is the retry of `left`, the update left
+    /// unanswered on this handle: `f`, given the value `left` read,
+    /// computes the value it wrote. Then that write again (its call, its
+    /// bytes, the value computed) and the entry it was computed from.
+    fn retry_of(
+        &self,
+        space: &Key,
+        key: &Key,
+        left: Option<Unanswered>,
+        f: &mut impl FnMut(Option<&T>) -> T,
+    ) -> Option<(Again<T>, Option<Stored>)> {
+        let left = left?;
+        let read = (left.read.as_ref())
+            .map(|s| decode_ref::<T>(&self.client, space, key, s))
+            .transpose()
+            .ok()?;
+        let value = f(read.as_ref().map(|r| &r.value));
+        let bytes = self.encode(space, key, &value).ok()?;
+        let same = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).ok();
+        if same(&bytes).is_none() || same(&bytes) != same(&left.wrote) {
+            return None;
+        }
+        let again = Again {
+            call: left.call,
+            wrote: left.wrote,
+            value,
+        };
+        Some((again, left.read))
     }
 
     /// Contention management between the attempts of an `update`: after
@@ -450,8 +556,9 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
         bytes: Vec<u8>,
         expect: Expect,
         op: &'static str,
+        call: u64,
     ) -> Result<Written> {
-        let put = (self.client.state_backend()?).put(space, key, bytes, expect, self.ttl);
+        let put = (self.client.state_backend()?).put(space, key, bytes, expect, self.ttl, call);
         let written = trace::call(&self.client, || self.site(op, key), put, classify).await?;
         metrics::written(
             if op == "put" {
@@ -494,6 +601,13 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
     }
 }
 
+/// The write of an update left unanswered, sent again by its retry.
+struct Again<T> {
+    call: u64,
+    wrote: Vec<u8>,
+    value: T,
+}
+
 fn classify(w: &Written) -> Outcome {
     match w {
         Written::Done(_) | Written::Unchanged => Outcome::Ok,
@@ -508,6 +622,20 @@ fn decode<T: DeserializeOwned>(
     space: &Key,
     key: &Key,
     stored: Stored,
+) -> Result<Versioned<T>> {
+    Ok(Versioned {
+        value: decode_value(client, space, key, &stored.value)?,
+        version: stored.version,
+        expires_in: stored.expires_in,
+    })
+}
+
+/// [`decode`] of a borrowed entry.
+fn decode_ref<T: DeserializeOwned>(
+    client: &Client,
+    space: &Key,
+    key: &Key,
+    stored: &Stored,
 ) -> Result<Versioned<T>> {
     Ok(Versioned {
         value: decode_value(client, space, key, &stored.value)?,

@@ -107,6 +107,7 @@ impl StateBackend for Still {
         _: Vec<u8>,
         _: Expect,
         _: Option<Duration>,
+        _: u64,
     ) -> crate::Result<Written> {
         Ok(Written::Done(1))
     }

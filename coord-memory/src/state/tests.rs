@@ -22,14 +22,22 @@ async fn the_log_keeps_the_last_changes_and_raises_its_floor() {
     let now = Instant::now();
     let mut s = Space::default();
     let mut st = step(now, 1_000);
-    let first = match s.put(&k("s"), &k("a"), b"0".to_vec(), Expect::Any, None, &mut st) {
+    let first = match s.put(
+        &k("s"),
+        &k("a"),
+        b"0".to_vec(),
+        Expect::Any,
+        None,
+        0,
+        &mut st,
+    ) {
         Ok(Written::Done(v)) => v,
         other => panic!("{other:?}"),
     };
     assert_eq!((first, s.floor), (1_000, 999), "born at its first change");
     for i in 0..CHANGES_KEPT as u64 + 9 {
         let v = format!("{i}").into_bytes();
-        s.put(&k("s"), &k("a"), v, Expect::Any, None, &mut st)
+        s.put(&k("s"), &k("a"), v, Expect::Any, None, 0, &mut st)
             .unwrap();
     }
     assert_eq!(s.log.len(), CHANGES_KEPT);
@@ -61,6 +69,7 @@ async fn expiries_are_logged_in_deadline_order() {
         b"1".to_vec(),
         Expect::Any,
         ttl(20),
+        0,
         &mut st,
     )
     .unwrap();
@@ -70,6 +79,7 @@ async fn expiries_are_logged_in_deadline_order() {
         b"1".to_vec(),
         Expect::Any,
         ttl(10),
+        0,
         &mut st,
     )
     .unwrap();
@@ -101,7 +111,7 @@ async fn reads_of_unknown_spaces_leave_nothing_behind() {
         assert_eq!(missing, Written::Unchanged);
     }
     assert_eq!(b.store.spaces().map.len(), 0);
-    b.put(&k("kept"), &k("a"), b"1".to_vec(), Expect::Any, None)
+    b.put(&k("kept"), &k("a"), b"1".to_vec(), Expect::Any, None, 0)
         .await
         .unwrap();
     assert_eq!(b.store.spaces().map.len(), 1, "a space with an entry stays");
@@ -109,7 +119,7 @@ async fn reads_of_unknown_spaces_leave_nothing_behind() {
 
 async fn put(b: &MemoryBackend, space: &Key, key: &str) -> u64 {
     match b
-        .put(space, &k(key), b"v".to_vec(), Expect::Any, None)
+        .put(space, &k(key), b"v".to_vec(), Expect::Any, None, 0)
         .await
     {
         Ok(Written::Done(version)) => version,
@@ -158,6 +168,7 @@ async fn a_day_without_a_change_forgets_the_log_and_keeps_the_entries() {
             b"1".to_vec(),
             Expect::Any,
             None,
+            0,
         )
         .await
         .unwrap();
@@ -165,4 +176,37 @@ async fn a_day_without_a_change_forgets_the_log_and_keeps_the_entries() {
     let spaces = b.store.spaces();
     assert_eq!(spaces.map.len(), 256, "the idle empty space was forgotten");
     assert!(!spaces.map.contains_key(&(Namespace::default(), space)));
+}
+
+/// A put's call is answered with the version it made, whatever the
+/// expectation, while its change is in the log; then forgotten, so the
+/// calls kept never outgrow the log.
+#[tokio::test]
+async fn a_call_is_remembered_while_its_change_is_in_the_log() {
+    let mut s = Space::default();
+    let mut st = step(Instant::now(), 1_000);
+    let put = |s: &mut Space, expect, call, st: &mut Step| match s.put(
+        &k("s"),
+        &k("a"),
+        b"1".to_vec(),
+        expect,
+        None,
+        call,
+        st,
+    ) {
+        Ok(Written::Done(v)) => v,
+        other => panic!("{other:?}"),
+    };
+    let made = put(&mut s, Expect::Absent, 7, &mut st);
+    assert_eq!(put(&mut s, Expect::Absent, 7, &mut st), made, "its retry");
+    assert_eq!((s.log.len(), s.head), (1, made), "nothing changed");
+    for call in 100..100 + CHANGES_KEPT as u64 {
+        put(&mut s, Expect::Any, call, &mut st);
+    }
+    assert!(!s.calls.contains_key(&7), "its change left the log");
+    assert_eq!(
+        (s.calls.len(), s.called.len()),
+        (CHANGES_KEPT, CHANGES_KEPT)
+    );
+    assert!(put(&mut s, Expect::Any, 7, &mut st) > made, "a new put");
 }

@@ -29,12 +29,14 @@
 //! coord:{<ns>:state:<len>:<s>}:d   entries hash: key -> <version>:<value>
 //! coord:{<ns>:state:<len>:<s>}:e   deadlines zset: key -> deadline (server ms)
 //! coord:{<ns>:state:<len>:<s>}:l   log zset: change -> version
+//! coord:{<ns>:state:<len>:<s>}:i   calls zset: a put's call -> version made
 //! coord:{<ns>:state:<len>:<s>}:c   channel: a change was logged
 //! ```
 //!
 //! **Key lifetimes.** Values live until deleted or expired (by the sweep);
-//! the meta hash, the log and the counter live one `MAX_TTL` past the
-//! space's last change. Were they gone, the next change births a new log
+//! the meta hash, the log, the calls and the counter live one `MAX_TTL`
+//! past the space's last change; a call is dropped once its change left
+//! the log (by the next put naming a call), and with a log born again. Were they gone, the next change births a new log
 //! whose floor makes every earlier reader see a gap. Were one gone without
 //! the other (an eviction under a `volatile-*` `maxmemory` policy), the
 //! next step notices: a log whose newest change is not the head lost the
@@ -64,7 +66,7 @@ use crate::{
 pub(crate) static STATE: LazyLock<Script> = script!("state/state.lua");
 
 /// A space's key parts, in script order (the channel is `c`).
-const PARTS: [char; 5] = ['m', 't', 'd', 'e', 'l'];
+const PARTS: [char; 6] = ['m', 't', 'd', 'e', 'l', 'i'];
 
 /// The trace family (and key space) of shared values.
 const FAMILY: &str = "state";
@@ -248,6 +250,7 @@ impl StateBackend for RedisBackend {
         value: Vec<u8>,
         expect: Expect,
         ttl: Option<Duration>,
+        call: u64,
     ) -> Result<Written> {
         check_put(space, key, &value, ttl)?;
         let ttl = match ttl {
@@ -255,13 +258,14 @@ impl StateBackend for RedisBackend {
             None => 0,
         };
         let (letter, version) = expect_args(expect);
-        let extra = key.as_str().len() + value.len() + 48;
-        let mut eval = state_eval(self.namespace(), space, "put", 5, extra);
+        let extra = key.as_str().len() + value.len() + 72;
+        let mut eval = state_eval(self.namespace(), space, "put", 6, extra);
         eval.arg(key.as_str())
             .arg_bytes(&value)
             .arg(letter)
             .arg(version)
-            .arg(ttl);
+            .arg(ttl)
+            .arg(call);
         self.state_write(space, key, &eval, "put").await
     }
 

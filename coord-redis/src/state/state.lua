@@ -3,12 +3,13 @@
 -- KEYS: 1 meta hash (head: the latest version; floor: the highest version
 -- the log may lack), 2 version counter (next_token), 3 entries hash (key ->
 -- '<version>:<value>'), 4 deadlines zset (key -> deadline, server ms), 5
--- log zset (change -> its version). The channel is KEYS[1] with its last
--- letter made 'c' (same slot).
+-- log zset (change -> its version), 6 calls zset (the call of a put that
+-- named one -> the version it made, while that is in the log). The
+-- channel is KEYS[1] with its last letter made 'c' (same slot).
 -- ARGV: op, then
 --   get      key
 --   put      key, value, expect ('a' any | 'n' absent | 'v' version),
---            expected version, ttl ms ('0': none)
+--            expected version, ttl ms ('0': none), call ('0': none)
 --   delete   key, expect, expected version
 --   changes  select ('k' key | 'p' prefix), key or prefix, after, limit
 --
@@ -19,7 +20,8 @@
 -- A compare-and-set that loses a race is the common step under contention:
 -- it costs one look at the deadlines and one HGET (the meta hash and the
 -- clock are read only by a step that needs them).
-local meta, counter, entries, deadlines, log = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local meta, counter, entries, deadlines, log, calls =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 
 local MAX_SPACE_KEYS = 1000
 local CHANGES_KEPT = 1000
@@ -27,9 +29,10 @@ local CHANGES_KEPT = 1000
 -- The step every loser of a compare-and-set race takes, inline, before any
 -- helper is made (each closure made costs on every run): with no deadline
 -- in the space (nothing to sweep), a put or delete whose expectation fails
--- answers the current entry at once.
+-- answers the current entry at once (a put naming a call asks its calls
+-- first, below).
 local timed = redis.call('ZRANGE', deadlines, 0, 0, 'WITHSCORES')[2] ~= nil
-if not timed and (op == 'put' or op == 'delete') then
+if not timed and (op == 'delete' or (op == 'put' and ARGV[7] == '0')) then
   local e = op == 'put' and 4 or 3
   local expect, expected = ARGV[e], ARGV[e + 1]
   if expect ~= 'a' then
@@ -61,7 +64,7 @@ local function read_meta()
     local m = redis.call('HMGET', meta, 'head', 'floor')
     head, floor = tonumber(m[1] or '0'), tonumber(m[2] or '0')
     if head == 0 then
-      redis.call('DEL', log)
+      redis.call('DEL', log, calls)
     elseif head > floor then
       local newest = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')[2]
       if tonumber(newest) ~= head then
@@ -143,6 +146,7 @@ local function done(reply)
   if logged then
     redis.call('PEXPIRE', meta, KEEP_MS)
     redis.call('PEXPIRE', log, KEEP_MS)
+    redis.call('PEXPIRE', calls, KEEP_MS)
     redis.call('PUBLISH', string.sub(meta, 1, -2) .. 'c', 'changed')
   end
   return reply
@@ -157,6 +161,12 @@ if op == 'put' or op == 'delete' then
   local key = ARGV[2]
   local expect, expected
   if op == 'put' then expect, expected = ARGV[4], ARGV[5] else expect, expected = ARGV[3], ARGV[4] end
+  local call = op == 'put' and ARGV[7] or '0'
+  if call ~= '0' then
+    -- Rule 3: the retry of a put that was applied answers its version.
+    local made = redis.call('ZSCORE', calls, call)
+    if made then return done({1, tonumber(made)}) end
+  end
   local stored = redis.call('HGET', entries, key)
   if not met(expect, expected, stored) then
     local now_entry = entry(key, stored)
@@ -175,6 +185,11 @@ if op == 'put' or op == 'delete' then
   end
   local version = append(key, 'p', value)
   redis.call('HSET', entries, key, fmt(version) .. ':' .. value)
+  if call ~= '0' then
+    -- Remembered while its change is in the log (rule 5).
+    redis.call('ZADD', calls, version, call)
+    redis.call('ZREMRANGEBYSCORE', calls, '-inf', floor)
+  end
   if ttl > 0 then
     redis.call('ZADD', deadlines, now_ms() + ttl, key)
   elseif timed then

@@ -34,9 +34,10 @@ fn evals_pass_the_layout_then_op_and_args() {
     let (letter, v) = expect_args(Expect::Version(7));
     eval.arg("k").arg(letter).arg(v);
     let args = eval::written(&eval);
-    assert_eq!(args[2], "5");
+    assert_eq!(args[2], "6");
     assert_eq!(args[3], "coord:{ns:state:1:s}:m");
-    assert_eq!(args[8..], ["delete", "k", "v", "7"]);
+    assert_eq!(args[8], "coord:{ns:state:1:s}:i");
+    assert_eq!(args[9..], ["delete", "k", "v", "7"]);
 }
 
 /// The script's constants are the SPI's.

@@ -3,6 +3,8 @@
 //! exact under contention and bounded; delete; TTL; limits checked before
 //! any I/O.
 
+use std::sync::atomic::AtomicBool;
+
 use super::*;
 
 /// A backend on which another writer always gets in first: before every
@@ -38,7 +40,7 @@ impl coord_api::spi::Dispatch for Rival {
                 .parse()
                 .expect("a number");
             let bytes = (n + 1).to_string().into_bytes();
-            state.put(&space, &k, bytes, Expect::Any, None).await?;
+            state.put(&space, &k, bytes, Expect::Any, None, 0).await?;
             self.writes.fetch_add(1, SeqCst);
         }
         call.run(self.inner.clone()).await
@@ -58,6 +60,43 @@ async fn rival_client(ctx: &Ctx<'_>) -> (Arc<coord_api::spi::Dispatched<Rival>>,
         .unwrap()
         .build();
     (rival, b)
+}
+
+/// A backend that, while armed, applies every state put and then loses its
+/// reply (`Unavailable`, as after a dropped connection), or while hanging
+/// never answers it (its caller gives up: cancelled); other calls pass.
+#[derive(Debug)]
+struct PutRepliesLost {
+    inner: DynBackend,
+    armed: AtomicBool,
+    hanging: AtomicBool,
+}
+
+impl std::fmt::Display for PutRepliesLost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PutRepliesLost({})", self.inner)
+    }
+}
+
+#[coord_api::async_trait]
+impl coord_api::spi::Dispatch for PutRepliesLost {
+    fn namespace(&self) -> &coord_api::Namespace {
+        self.inner.namespace()
+    }
+    fn families(&self) -> coord_api::spi::Families {
+        coord_api::spi::Families::of(&*self.inner)
+    }
+    async fn dispatch(&self, call: coord_api::spi::Call) -> Result<coord_api::spi::Reply> {
+        let put = call.op().family == "state" && call.op().name == "put";
+        let reply = call.run(self.inner.clone()).await;
+        if put && self.hanging.load(SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        if put && self.armed.load(SeqCst) {
+            return Err(Error::unavailable(self, "the reply was lost"));
+        }
+        reply
+    }
 }
 
 /// A typed value with text, numbers, a list and an option.
@@ -187,6 +226,54 @@ pub async fn state_update_gives_up_with_conflict(h: &dyn Harness) {
     assert_eq!(rival.get_ref().writes.load(SeqCst), 3);
     let end = number(&a).get().await.unwrap().unwrap();
     assert_eq!(end.value, 3, "only the rival's writes");
+}
+
+/// An `update` whose write's reply was lost (applied, the answer dropped)
+/// fails retryable; the same update retried on the handle (or a clone) is
+/// recognised by the first's call id: it returns the first's write, value
+/// and version, and writes nothing, even once another writer changed the
+/// value since; so is the retry of an update cancelled after its write
+/// was applied. A different update after a lost one is a new update.
+pub async fn state_update_retried_after_a_lost_reply_applies_once(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    number(&a).put(&0).await.unwrap();
+    let lossy = PutRepliesLost {
+        inner: ctx.backend().await,
+        armed: AtomicBool::new(false),
+        hanging: AtomicBool::new(false),
+    };
+    let lossy = Arc::new(coord_api::spi::Dispatched::new(lossy));
+    let b = Client::builder(lossy.clone()).instance_id("b").unwrap().build();
+    let lose = |on| lossy.get_ref().armed.store(on, SeqCst);
+    let counter = number(&b);
+    let add = |n: Option<&u64>| n.copied().unwrap_or(0) + 1;
+    lose(true);
+    let lost = counter.update(add).await;
+    assert!(matches!(&lost, Err(e) if e.is_retryable()), "{lost:?}");
+    lose(false);
+    let landed = number(&a).get().await.unwrap().unwrap();
+    assert_eq!(landed.value, 1, "the lost write landed");
+    let other = number(&a).update(|n| n.unwrap() + 10).await.unwrap();
+    let again = counter.clone().update(add).await.expect("the retry");
+    assert_eq!((again.value, again.version), (1, landed.version), "the first's write");
+    let now = number(&a).get().await.unwrap().unwrap();
+    assert_eq!((now.value, now.version), (11, other.version), "applied once");
+    // Cancelled while its applied write's answer was on its way.
+    lossy.get_ref().hanging.store(true, SeqCst);
+    assert!(timeout(ms(300), counter.update(add)).await.is_err(), "cancelled");
+    lossy.get_ref().hanging.store(false, SeqCst);
+    let applied = number(&a).get().await.unwrap().unwrap();
+    assert_eq!(applied.value, 12, "the cancelled write landed");
+    let again = counter.update(add).await.expect("the retry");
+    assert_eq!((again.value, again.version), (12, applied.version), "not written again");
+    // A different update after a lost one is a new update.
+    lose(true);
+    assert!(counter.update(add).await.is_err(), "a second reply lost");
+    lose(false);
+    let doubled = counter.update(|n| n.unwrap() * 2).await.unwrap();
+    assert_eq!(doubled.value, 26, "13, doubled");
+    assert_eq!(number(&a).get().await.unwrap().unwrap().value, 26);
 }
 
 /// An `update` whose back-off is `Duration::MAX` (valid: above zero, the

@@ -42,7 +42,7 @@ impl Dispatch for BrokenState {
         let op = call.op();
         match (self.bug, op.family, op.name) {
             (Bug::CasIgnoresVersion, "state", "put") => {
-                type Args = (Key, Key, Vec<u8>, Expect, Option<Duration>);
+                type Args = (Key, Key, Vec<u8>, Expect, Option<Duration>, u64);
                 if let Some(a) = call.args_mut::<Args>() {
                     a.3 = Expect::Any;
                 }
