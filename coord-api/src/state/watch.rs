@@ -55,8 +55,11 @@ pub enum StateEvent<T> {
     /// them, or the backend lost its data): the watch missed those before
     /// `oldest`, the oldest version still kept (`None`: none is). Instead,
     /// `current` is every watched key's current value, a complete
-    /// snapshot (a key not in it is absent), and the watch goes on from
-    /// there.
+    /// snapshot, and the watch goes on from there. A present key whose
+    /// value does not decode as `T` is not in `current`:
+    /// [`StateWatch::next`] hands out an error naming it right after the
+    /// gap (one per such key, in key order). A key neither in `current`
+    /// nor named so is absent.
     Gap {
         /// The version the watch had seen up to.
         after: u64,
@@ -64,7 +67,8 @@ pub enum StateEvent<T> {
         oldest: Option<u64>,
         /// The version the snapshot is at: the watch goes on after it.
         head: u64,
-        /// Every watched key present now, with its value, in key order.
+        /// Every watched key present now whose value decodes, with its
+        /// value, in key order.
         current: Vec<(String, Versioned<T>)>,
     },
 }
@@ -82,7 +86,8 @@ pub enum StateEvent<T> {
 /// or a lost connection never leaves a stale value standing.
 ///
 /// A value that does not decode as `T` is an `Err` from
-/// [`next`](Self::next) in its place; the watch goes on after it.
+/// [`next`](Self::next) naming the key, the type and the backend, in its
+/// place (a gap's: right after the gap); the watch goes on after it.
 pub struct StateWatch<T> {
     client: Client,
     space: Named,
@@ -128,7 +133,10 @@ impl<T: DeserializeOwned + Send + 'static> StateWatch<T> {
     /// The version the watch has handed out up to: every change up to it
     /// was handed out (or summed up by a gap), none after it. A watch made
     /// again from this version (after the process restarted, say) goes on
-    /// exactly where this one is.
+    /// exactly where this one is. A gap that left out a key whose value
+    /// does not decode brings the watch to the gap's head only with the
+    /// last error naming such a key (before it, a watch made again gets
+    /// the gap and the errors again).
     pub fn position(&self) -> u64 {
         self.position
     }
@@ -198,10 +206,14 @@ impl<T: DeserializeOwned + Send + 'static> StateWatch<T> {
         if let Some(gap) = page.gap {
             let mut current = Vec::with_capacity(page.current.len());
             let mut undecodable = Vec::new();
+            // A key not reported yet holds the watch where it was, as a
+            // change whose value does not decode does until its error is
+            // handed out: a watch made again from there is told too.
+            let held = self.position;
             for (key, stored) in page.current {
                 match decode(&self.client, space, &key, stored) {
                     Ok(v) => current.push((key.as_str().to_owned(), v)),
-                    Err(e) => undecodable.push((Err(e), page.head)),
+                    Err(e) => undecodable.push((Err(e), held)),
                 }
             }
             let event = StateEvent::Gap {
@@ -210,7 +222,12 @@ impl<T: DeserializeOwned + Send + 'static> StateWatch<T> {
                 head: page.head,
                 current,
             };
-            self.pending.push_back((Ok(event), page.head));
+            let at = if undecodable.is_empty() {
+                page.head
+            } else {
+                held
+            };
+            self.pending.push_back((Ok(event), at));
             self.pending.extend(undecodable);
         }
         for change in page.changes {

@@ -193,4 +193,42 @@ pub async fn state_watch_resumes_after_outage(h: &dyn Harness) {
         assert_eq!(&next_event(&mut watch, &format!("missed {i}")).await, w);
     }
 }
+
+/// A value that does not decode as the watch's type is never left out
+/// silently: a gap's current state holds the keys that decode, and right
+/// after the gap the watch hands out an error naming each key that does
+/// not (the key, the type and the backend, as a change's value that does
+/// not decode is reported), then goes on. Until that error is handed out
+/// the watch's position stays before the gap, so a watch made again from
+/// it (a process that checkpointed the position after the gap, then
+/// restarted) is told of the key too.
+pub async fn state_gap_reports_values_that_do_not_decode(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    a.state_space::<String>("s").value("a").put(&"text".into()).await.unwrap();
+    let vb = a.state_space::<u64>("s").value("b").put(&2).await.unwrap();
+    let space = a.state_space::<u64>("s");
+    let mut first = space.watch("", 0);
+    let gap = next_event(&mut first, "the gap").await;
+    let StateEvent::Gap { current, head, .. } = &gap else {
+        panic!("expected a gap, got {gap:?}");
+    };
+    let keys: Vec<_> = current.iter().map(|(k, v)| (k.as_str(), v.value, v.version)).collect();
+    assert_eq!(keys, [("b", 2, vb)]);
+    let mut again = space.watch("", first.position());
+    assert!(matches!(next_event(&mut again, "the gap again").await, StateEvent::Gap { .. }));
+    let backend = a.backend().to_string();
+    for watch in [&mut first, &mut again] {
+        let e = match timeout(PROMPTLY, watch.next()).await {
+            Ok(Err(e)) => e,
+            other => panic!("expected the error of \"a\" after the gap, got {other:?}"),
+        };
+        assert!(matches!(&e, Error::Backend { backend: b, .. } if *b == backend), "{e:?}");
+        assert!(e.to_string().contains("s/a") && e.to_string().contains("u64"), "{e}");
+        assert!(watch.position() >= *head, "past the gap once told");
+    }
+    let v = space.value("b").put(&3).await.unwrap();
+    assert_eq!(next_event(&mut first, "then changes").await, put("b", v, 3));
+    assert_eq!(next_event(&mut again, "then changes").await, put("b", v, 3));
+}
 }
