@@ -98,7 +98,8 @@ pub use spi::{
     RunState, RunStatus, Trip,
 };
 pub use state::{
-    CasOutcome, MAX_UPDATE_ATTEMPTS, State, StateEvent, StateSpace, StateWatch, Versioned,
+    CasOutcome, MAX_UPDATE_ATTEMPTS, State, StateEvent, StateSpace, StateWatch, UPDATE_RESENDS,
+    Versioned,
 };
 pub use token::FencingToken;
 pub use topics::{

@@ -16,11 +16,7 @@
 pub(crate) mod metrics;
 mod watch;
 
-use std::{
-    marker::PhantomData,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{marker::PhantomData, time::Duration};
 
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -190,34 +186,7 @@ pub struct State<T> {
     ttl: Option<Duration>,
     max_attempts: u32,
     backoff: Backoff,
-    /// The latest `update` left unanswered (a retryable error, or
-    /// cancelled): the next one that is the same update sends its write
-    /// again. Shared by clones.
-    unanswered: Arc<Mutex<Option<Unanswered>>>,
     _value: PhantomData<fn() -> T>,
-}
-
-/// An `update`'s write left unanswered: its call, the entry its value was
-/// computed from (its version is what the write expected), what it wrote.
-struct Unanswered {
-    call: u64,
-    read: Option<Stored>,
-    wrote: Vec<u8>,
-}
-
-/// An `update`'s write on its way: remembered in the handle when dropped
-/// unanswered (a retryable error, or cancelled).
-struct Sending<'a> {
-    unanswered: &'a Mutex<Option<Unanswered>>,
-    write: Option<Unanswered>,
-}
-
-impl Drop for Sending<'_> {
-    fn drop(&mut self) {
-        if let Some(write) = self.write.take() {
-            *self.unanswered.lock().unwrap_or_else(|p| p.into_inner()) = Some(write);
-        }
-    }
 }
 
 impl<T> Clone for State<T> {
@@ -229,7 +198,6 @@ impl<T> Clone for State<T> {
             ttl: self.ttl,
             max_attempts: self.max_attempts,
             backoff: self.backoff,
-            unanswered: self.unanswered.clone(),
             _value: PhantomData,
         }
     }
@@ -245,6 +213,12 @@ impl<T> std::fmt::Debug for State<T> {
             .finish()
     }
 }
+
+/// How many times in a row [`State::update`] sends a write left
+/// unanswered (a retryable error) again, under the same call id, before it
+/// returns the error: a backend that is down fails the update in three
+/// sends, not in every attempt `max_attempts` allows.
+pub const UPDATE_RESENDS: u32 = 2;
 
 /// The most attempts [`State::max_attempts`] accepts.
 pub const MAX_UPDATE_ATTEMPTS: u32 = 10_000;
@@ -274,7 +248,6 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
             ttl: None,
             max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
             backoff: Self::DEFAULT_BACKOFF,
-            unanswered: Arc::default(),
             _value: PhantomData,
         }
     }
@@ -368,22 +341,28 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
     ///
     /// # Lost replies
     ///
-    /// One `update` writes its value at most once: its writes carry the
-    /// call's id, which the backend keeps with the change it made. An
-    /// update left unanswered (a retryable error such as `Unavailable`,
-    /// its write's reply perhaps lost after it landed; or cancelled)
-    /// returns the error; the next `update` on this handle or a clone of
-    /// it that is the same update (its `f`, given the value the first one
-    /// read, computes the value the first one wrote, equal as JSON) is its
-    /// retry: it sends that write again under the first's id. If the
-    /// write had landed, it is not made again: the retry returns its value
-    /// and version (even when others wrote since); if not, it is made now
-    /// if the value has not changed since, else the update goes on from
-    /// the value that won. Any other update (a different `f`, another
-    /// handle) is a new one, applied to the current value. The backend
-    /// knows a write's id while its change is among the space's last
-    /// 1,000; a retry later than that, or after the backend lost its data,
-    /// is a new update.
+    /// One `update` call writes its value at most once. Its writes name
+    /// the call (a random id), which the backend keeps with the change
+    /// it made while that change is among the space's last 1,000. A
+    /// write left unanswered with a retryable error (`Unavailable`: its
+    /// reply lost, perhaps after it landed) is sent again as it was, up
+    /// to [`UPDATE_RESENDS`] times in a row and within
+    /// [`max_attempts`](Self::max_attempts), after the same back-off as a
+    /// conflict: one that had landed is answered with the version it
+    /// made, and the update returns it, even when others wrote since.
+    /// When the resends are spent, the last error is returned, and the
+    /// write may have landed: a caller's own retry is a
+    /// new `update`, applied to the value then current. So is an `update`
+    /// cancelled while its write was on its way.
+    ///
+    /// ```
+    /// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
+    /// let hits = client.state::<u64>("hits");
+    /// // Counted once, even if the write's reply is lost and it is sent again.
+    /// let now = hits.update(|n| n.copied().unwrap_or(0) + 1).await?;
+    /// println!("{} hits (version {})", now.value, now.version);
+    /// # Ok(()) }
+    /// ```
     pub async fn update(&self, mut f: impl FnMut(Option<&T>) -> T) -> Result<Versioned<T>> {
         let (space, key) = self.keys()?;
         if !(1..=MAX_UPDATE_ATTEMPTS).contains(&self.max_attempts) {
@@ -398,16 +377,16 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
         }
         self.backoff
             .check(|| format!("state \"{}\"", name_of(space, key)))?;
-        let left = self.lock_unanswered().take();
-        let (call, mut read, mut first) = match self.retry_of(space, key, left, &mut f) {
-            Some((first, read)) => (first.call, read, Some((first.wrote, first.value))),
-            None => (call_id(), self.stored(space, key).await?, None),
+        let call = call_id();
+        let mut current = match self.stored(space, key).await? {
+            Some(s) => Some(decode(&self.client, space, key, s)?),
+            None => None,
         };
+        // A write left unanswered, sent again as it was, and how many
+        // times in a row it was.
+        let (mut unanswered, mut lost): (Option<(Vec<u8>, T)>, u32) = (None, 0);
         for attempt in 1..=self.max_attempts {
-            let current = (read.as_ref())
-                .map(|s| decode_ref::<T>(&self.client, space, key, s))
-                .transpose()?;
-            let (bytes, next) = match first.take() {
+            let (bytes, next) = match unanswered.take() {
                 Some(again) => again,
                 None => {
                     let next = f(current.as_ref().map(|c| &c.value));
@@ -415,20 +394,9 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
                 }
             };
             let expect = Expect::version(current.as_ref().map(|c| c.version));
-            let mut sending = Sending {
-                unanswered: &self.unanswered,
-                write: Some(Unanswered {
-                    call,
-                    read: read.take(),
-                    wrote: bytes.clone(),
-                }),
-            };
-            let written = self.write(space, key, bytes, expect, "update", call).await;
-            if !matches!(&written, Err(e) if e.is_retryable()) {
-                sending.write = None;
-            }
-            match written? {
-                Written::Done(version) => {
+            let written = self.write(space, key, bytes.clone(), expect, "update", call);
+            match written.await {
+                Ok(Written::Done(version)) => {
                     metrics::updated(true, attempt);
                     return Ok(Versioned {
                         value: next,
@@ -436,13 +404,23 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
                         expires_in: self.ttl,
                     });
                 }
-                Written::Conflict(now) => {
-                    read = now;
-                    if attempt < self.max_attempts {
-                        self.after_conflict(attempt).await;
-                    }
+                Ok(Written::Conflict(now)) => {
+                    lost = 0;
+                    current = now
+                        .map(|s| decode(&self.client, space, key, s))
+                        .transpose()?;
                 }
-                other => return Err(self.unexpected("update", &other)),
+                Ok(other) => return Err(self.unexpected("update", &other)),
+                Err(e)
+                    if e.is_retryable() && attempt < self.max_attempts && lost < UPDATE_RESENDS =>
+                {
+                    lost += 1;
+                    unanswered = Some((bytes, next));
+                }
+                Err(e) => return Err(e),
+            }
+            if attempt < self.max_attempts {
+                self.after_conflict(attempt).await;
             }
         }
         metrics::updated(false, self.max_attempts);
@@ -451,40 +429,6 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
             attempts: self.max_attempts,
             backend: self.client.backend().to_string(),
         })
-    }
-
-    fn lock_unanswered(&self) -> std::sync::MutexGuard<'_, Option<Unanswered>> {
-        self.unanswered.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Whether an update of `f` is the retry of `left`, the update left
-    /// unanswered on this handle: `f`, given the value `left` read,
-    /// computes the value it wrote. Then that write again (its call, its
-    /// bytes, the value computed) and the entry it was computed from.
-    fn retry_of(
-        &self,
-        space: &Key,
-        key: &Key,
-        left: Option<Unanswered>,
-        f: &mut impl FnMut(Option<&T>) -> T,
-    ) -> Option<(Again<T>, Option<Stored>)> {
-        let left = left?;
-        let read = (left.read.as_ref())
-            .map(|s| decode_ref::<T>(&self.client, space, key, s))
-            .transpose()
-            .ok()?;
-        let value = f(read.as_ref().map(|r| &r.value));
-        let bytes = self.encode(space, key, &value).ok()?;
-        let same = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).ok();
-        if same(&bytes).is_none() || same(&bytes) != same(&left.wrote) {
-            return None;
-        }
-        let again = Again {
-            call: left.call,
-            wrote: left.wrote,
-            value,
-        };
-        Some((again, left.read))
     }
 
     /// Contention management between the attempts of an `update`: after
@@ -601,13 +545,6 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
     }
 }
 
-/// The write of an update left unanswered, sent again by its retry.
-struct Again<T> {
-    call: u64,
-    wrote: Vec<u8>,
-    value: T,
-}
-
 fn classify(w: &Written) -> Outcome {
     match w {
         Written::Done(_) | Written::Unchanged => Outcome::Ok,
@@ -622,20 +559,6 @@ fn decode<T: DeserializeOwned>(
     space: &Key,
     key: &Key,
     stored: Stored,
-) -> Result<Versioned<T>> {
-    Ok(Versioned {
-        value: decode_value(client, space, key, &stored.value)?,
-        version: stored.version,
-        expires_in: stored.expires_in,
-    })
-}
-
-/// [`decode`] of a borrowed entry.
-fn decode_ref<T: DeserializeOwned>(
-    client: &Client,
-    space: &Key,
-    key: &Key,
-    stored: &Stored,
 ) -> Result<Versioned<T>> {
     Ok(Versioned {
         value: decode_value(client, space, key, &stored.value)?,

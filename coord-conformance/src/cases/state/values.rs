@@ -3,7 +3,7 @@
 //! exact under contention and bounded; delete; TTL; limits checked before
 //! any I/O.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use super::*;
 
@@ -62,14 +62,15 @@ async fn rival_client(ctx: &Ctx<'_>) -> (Arc<coord_api::spi::Dispatched<Rival>>,
     (rival, b)
 }
 
-/// A backend that, while armed, applies every state put and then loses its
-/// reply (`Unavailable`, as after a dropped connection), or while hanging
-/// never answers it (its caller gives up: cancelled); other calls pass.
+/// A backend that applies a state put and then loses its reply
+/// (`Unavailable`, as after a dropped connection), for the next `lose`
+/// puts; after each put it loses, another writer adds `then_add` to the
+/// value (unconditionally) before the error is answered. Other calls pass.
 #[derive(Debug)]
 struct PutRepliesLost {
     inner: DynBackend,
-    armed: AtomicBool,
-    hanging: AtomicBool,
+    lose: AtomicU32,
+    then_add: AtomicU64,
 }
 
 impl std::fmt::Display for PutRepliesLost {
@@ -89,13 +90,26 @@ impl coord_api::spi::Dispatch for PutRepliesLost {
     async fn dispatch(&self, call: coord_api::spi::Call) -> Result<coord_api::spi::Reply> {
         let put = call.op().family == "state" && call.op().name == "put";
         let reply = call.run(self.inner.clone()).await;
-        if put && self.hanging.load(SeqCst) {
-            std::future::pending::<()>().await;
+        let lost = put
+            && self
+                .lose
+                .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        if !lost {
+            return reply;
         }
-        if put && self.armed.load(SeqCst) {
-            return Err(Error::unavailable(self, "the reply was lost"));
+        let add = self.then_add.load(SeqCst);
+        if add > 0 {
+            let state = self.inner.state().expect("offered");
+            let (space, k) = (key(K), key(K));
+            let now = state.get(&space, &k).await?.expect("present");
+            let n: u64 = String::from_utf8_lossy(&now.value)
+                .parse()
+                .expect("a number");
+            let bytes = (n + add).to_string().into_bytes();
+            state.put(&space, &k, bytes, Expect::Any, None, 0).await?;
         }
-        reply
+        Err(Error::unavailable(self, "the reply was lost"))
     }
 }
 
@@ -229,51 +243,45 @@ pub async fn state_update_gives_up_with_conflict(h: &dyn Harness) {
 }
 
 /// An `update` whose write's reply was lost (applied, the answer dropped)
-/// fails retryable; the same update retried on the handle (or a clone) is
-/// recognised by the first's call id: it returns the first's write, value
-/// and version, and writes nothing, even once another writer changed the
-/// value since; so is the retry of an update cancelled after its write
-/// was applied. A different update after a lost one is a new update.
+/// sends the write again under its call's id: the backend answers it with
+/// the version it made and writes nothing, even once another writer
+/// changed the value since; the update returns that write. An update
+/// whose every send's reply was lost (`UPDATE_RESENDS` resends) fails
+/// retryable, having written once.
 pub async fn state_update_retried_after_a_lost_reply_applies_once(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let a = ctx.client("a").await;
     number(&a).put(&0).await.unwrap();
     let lossy = PutRepliesLost {
         inner: ctx.backend().await,
-        armed: AtomicBool::new(false),
-        hanging: AtomicBool::new(false),
+        lose: AtomicU32::new(0),
+        then_add: AtomicU64::new(0),
     };
     let lossy = Arc::new(coord_api::spi::Dispatched::new(lossy));
     let b = Client::builder(lossy.clone()).instance_id("b").unwrap().build();
-    let lose = |on| lossy.get_ref().armed.store(on, SeqCst);
-    let counter = number(&b);
+    let (lose, then_add) = (&lossy.get_ref().lose, &lossy.get_ref().then_add);
     let add = |n: Option<&u64>| n.copied().unwrap_or(0) + 1;
-    lose(true);
-    let lost = counter.update(add).await;
-    assert!(matches!(&lost, Err(e) if e.is_retryable()), "{lost:?}");
-    lose(false);
-    let landed = number(&a).get().await.unwrap().unwrap();
-    assert_eq!(landed.value, 1, "the lost write landed");
-    let other = number(&a).update(|n| n.unwrap() + 10).await.unwrap();
-    let again = counter.clone().update(add).await.expect("the retry");
-    assert_eq!((again.value, again.version), (1, landed.version), "the first's write");
+    lose.store(1, SeqCst);
+    let once = number(&b).update(add).await.expect("sent again, answered");
     let now = number(&a).get().await.unwrap().unwrap();
-    assert_eq!((now.value, now.version), (11, other.version), "applied once");
-    // Cancelled while its applied write's answer was on its way.
-    lossy.get_ref().hanging.store(true, SeqCst);
-    assert!(timeout(ms(300), counter.update(add)).await.is_err(), "cancelled");
-    lossy.get_ref().hanging.store(false, SeqCst);
-    let applied = number(&a).get().await.unwrap().unwrap();
-    assert_eq!(applied.value, 12, "the cancelled write landed");
-    let again = counter.update(add).await.expect("the retry");
-    assert_eq!((again.value, again.version), (12, applied.version), "not written again");
-    // A different update after a lost one is a new update.
-    lose(true);
-    assert!(counter.update(add).await.is_err(), "a second reply lost");
-    lose(false);
-    let doubled = counter.update(|n| n.unwrap() * 2).await.unwrap();
-    assert_eq!(doubled.value, 26, "13, doubled");
-    assert_eq!(number(&a).get().await.unwrap().unwrap().value, 26);
+    assert_eq!((once.value, once.version), (1, now.version), "written once");
+    assert_eq!(now.value, 1, "written once");
+    // Another writer in between: the write sent again is still its own.
+    lose.store(1, SeqCst);
+    then_add.store(10, SeqCst);
+    let once = number(&b).update(add).await.expect("sent again, answered");
+    assert_eq!(once.value, 2, "its own write");
+    let now = number(&a).get().await.unwrap().unwrap();
+    assert_eq!(now.value, 12, "1 + 1, then the other writer's 10; not 13");
+    assert!(once.version < now.version, "{once:?} before {now:?}");
+    // Every send's reply lost: the error, and one write.
+    let sends = coord_api::UPDATE_RESENDS + 1;
+    lose.store(sends, SeqCst);
+    then_add.store(0, SeqCst);
+    let lost = number(&b).update(add).await;
+    assert!(matches!(&lost, Err(e) if e.is_retryable()), "{lost:?}");
+    assert_eq!(lose.load(SeqCst), 0, "sent {sends} times");
+    assert_eq!(number(&a).get().await.unwrap().unwrap().value, 13, "written once");
 }
 
 /// An `update` whose back-off is `Duration::MAX` (valid: above zero, the
