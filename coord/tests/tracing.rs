@@ -312,3 +312,223 @@ async fn observer_reads_and_watches_have_spans() {
         assert_span(&spans, &[op, "family=\"election\"", "key=leader"]);
     }
 }
+
+/// The memory backend, the lock family's calls named in `lose` applied and
+/// their replies lost.
+struct LocksLost {
+    backend: coord::spi::DynBackend,
+    lose: Arc<Mutex<Vec<&'static str>>>,
+}
+
+impl std::fmt::Display for LocksLost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "locks-lost({})", self.backend)
+    }
+}
+
+impl std::fmt::Debug for LocksLost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+#[async_trait::async_trait]
+impl coord::spi::Dispatch for LocksLost {
+    fn namespace(&self) -> &coord::Namespace {
+        self.backend.namespace()
+    }
+    fn families(&self) -> coord::spi::Families {
+        coord::spi::Families::of(&*self.backend)
+    }
+    async fn dispatch(&self, call: coord::spi::Call) -> coord::Result<coord::spi::Reply> {
+        let (family, name) = (call.op().family, call.op().name);
+        let reply = call.run(self.backend.clone()).await;
+        if family == "locks" && self.lose.lock().unwrap().contains(&name) {
+            return Err(coord::Error::unavailable(self, "the reply was lost"));
+        }
+        reply
+    }
+}
+
+/// The `coord.backend` lines written so far by the subscriber of
+/// [`traced`], to wait for one made in the background; those waited for
+/// in vain.
+struct Written(Sink, Vec<String>);
+
+impl Written {
+    fn lines(&self) -> Vec<String> {
+        let out = String::from_utf8(self.0.0.lock().unwrap().clone()).unwrap();
+        (out.lines())
+            .filter(|l| l.contains("coord.backend"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Waits (5 s at most) until a closed span has every one of `what` and
+    /// none of `not`; if none comes, notes it as missing.
+    async fn wait_for(&mut self, what: &[&str], not: &[&str]) {
+        let seen = || {
+            (self.lines().iter())
+                .any(|l| what.iter().all(|w| l.contains(w)) && !not.iter().any(|n| l.contains(n)))
+        };
+        let until = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !seen() {
+            if tokio::time::Instant::now() >= until {
+                self.1.push(format!("{what:?} (none of {not:?})"));
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Panics, listing the spans made, if a span waited for never came.
+    #[track_caller]
+    fn assert_none_missing(&self) {
+        assert!(
+            self.1.is_empty(),
+            "no span with:\n{}\nin:\n{}",
+            self.1.join("\n"),
+            self.lines().join("\n")
+        );
+    }
+}
+
+/// Runs `body` with a subscriber that writes closed spans to a buffer,
+/// which `body` reads to wait for the spans of calls made in the
+/// background.
+async fn traced<F: Future<Output = ()>>(body: impl FnOnce(Written) -> F) {
+    let sink = Sink::default();
+    let writer = sink.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    body(Written(sink, Vec::new())).await;
+}
+
+/// The lock family's clean-ups are backend calls like the others, each in
+/// its span: the release of a grant whose answer was lost (a lock's, a
+/// fair lock's beside leaving the queue, a multi-lock's members, the read
+/// lease a lost downgrade may have made), the look (`inspect`) after a
+/// re-entry whose answer was lost, and the release of every hold of a
+/// grant that re-entry turned out to be.
+#[tokio::test(flavor = "current_thread")]
+async fn lock_clean_ups_have_spans() {
+    traced(|mut spans| async move {
+        let ns = coord::Namespace::new("tracing-lock-clean-ups").unwrap();
+        let memory = Arc::new(coord::memory::MemoryBackend::new(ns));
+        let lose = Arc::new(Mutex::new(Vec::new()));
+        let backend = LocksLost {
+            backend: memory.clone(),
+            lose: lose.clone(),
+        };
+        let client = coord::Client::new(Arc::new(coord::spi::Dispatched::new(backend)));
+        let losing = |ops: &[&'static str]| *lose.lock().unwrap() = ops.to_vec();
+        let release = "op=\"release\"";
+        let (lock, exclusive) = ("family=\"lock\"", "kind=\"exclusive\"");
+
+        losing(&["acquire"]);
+        assert!(client.lock("lost/plain").try_lock().await.is_err());
+        (spans.wait_for(
+            &[release, lock, exclusive, "key=lost/plain", "holder="],
+            &[],
+        ))
+        .await;
+
+        losing(&["acquire_queued"]);
+        let fair = client.lock("lost/fair").fair(true);
+        assert!(fair.try_lock().await.is_err());
+        (spans.wait_for(&[release, lock, exclusive, "key=lost/fair"], &[])).await;
+
+        losing(&["acquire_all"]);
+        let multi = client.multi_lock(["lost/m1", "lost/m2"]);
+        assert!(multi.try_lock().await.is_err());
+        for key in ["key=lost/m1", "key=lost/m2"] {
+            spans.wait_for(&[release, lock, exclusive, key], &[]).await;
+        }
+
+        losing(&["downgrade"]);
+        let mut writer = client.rwlock("lost/rw").write().await.unwrap();
+        assert!(writer.downgrade().await.is_err());
+        let read = ["family=\"rwlock\"", "kind=\"read\"", "key=lost/rw"];
+        spans.wait_for(&[&[release][..], &read].concat(), &[]).await;
+
+        // A re-entry whose answer was lost after a force release: granted
+        // afresh to the old holder, found by a look and given back.
+        losing(&[]);
+        let reentrant = client.lock("lost/re").reentrant(true);
+        let first = reentrant.try_lock().await.unwrap().expect("free");
+        assert_eq!(reentrant.force_release().await.unwrap(), 1);
+        losing(&["acquire"]);
+        assert!(reentrant.try_lock().await.is_err());
+        let inspect = ["op=\"inspect\"", lock, "key=lost/re"];
+        spans.wait_for(&inspect, &[]).await;
+        // Not the first guard's (it carries its token, and is not released).
+        let every_hold = [
+            release,
+            lock,
+            "kind=\"reentrant\"",
+            "key=lost/re",
+            "holder=",
+        ];
+        spans.wait_for(&every_hold, &["token="]).await;
+        losing(&[]);
+        assert!(!first.is_held(), "the old guard is lost");
+        spans.assert_none_missing();
+    })
+    .await;
+}
+
+/// A waiter's watch is a backend call like the others, in its span: a
+/// lock's, a read-write lock's and a semaphore's subscription, a fair
+/// waiter's (`subscribe_queued`) and a multi-lock's on the member in its
+/// way.
+#[tokio::test(flavor = "current_thread")]
+async fn lock_waiters_watches_have_spans() {
+    traced(|mut spans| async move {
+        let client = coord::connect("memory://?namespace=tracing-lock-watches")
+            .await
+            .unwrap();
+        let patience = Some(Duration::from_millis(50));
+        let timed_out = |r: coord::Result<_>| matches!(r, Err(coord::Error::Timeout { .. }));
+        let _plain = client.lock("w/plain").try_lock().await.unwrap().unwrap();
+        let wait = client.lock("w/plain").wait_timeout(patience).lock().await;
+        assert!(timed_out(wait.map(drop)));
+        let _reader = client.rwlock("w/rw").read().await.unwrap();
+        let wait = client.rwlock("w/rw").wait_timeout(patience).write().await;
+        assert!(timed_out(wait.map(drop)));
+        let _permit = client.semaphore("w/sem", 1).acquire().await.unwrap();
+        let wait = client.semaphore("w/sem", 1).wait_timeout(patience);
+        assert!(timed_out(wait.acquire().await.map(drop)));
+        let fair = client.lock("w/fair").fair(true);
+        let _fair = fair.try_lock().await.unwrap().unwrap();
+        let wait = fair.clone().wait_timeout(patience).lock().await;
+        assert!(timed_out(wait.map(drop)));
+        let _member = client.lock("w/m2").try_lock().await.unwrap().unwrap();
+        let multi = client.multi_lock(["w/m1", "w/m2"]).wait_timeout(patience);
+        assert!(timed_out(multi.lock().await.map(drop)));
+
+        let subscribe = "op=\"subscribe\"";
+        for (family, key) in [
+            ("lock", "w/plain"),
+            ("rwlock", "w/rw"),
+            ("semaphore", "w/sem"),
+            ("lock", "w/m2"),
+        ] {
+            let (family, key) = (format!("family=\"{family}\""), format!("key={key}"));
+            spans.wait_for(&[subscribe, &family, &key], &[]).await;
+        }
+        let queued = [
+            "op=\"subscribe_queued\"",
+            "family=\"lock\"",
+            "key=w/fair",
+            "holder=",
+        ];
+        spans.wait_for(&queued, &[]).await;
+        spans.assert_none_missing();
+    })
+    .await;
+}

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::request::{Request, classify, site};
+use super::request::{Request, classify, release_once, site};
 use crate::{
     Acquire, Client, Error, Key, LeaseId, Result,
     clock::Instant,
@@ -108,7 +108,7 @@ pub(crate) fn give_back(
             let locks = client.locks()?;
             let site = || site("leave_queue", &id);
             let left = trace::call(&client, site, locks.leave_queue(&id), Outcome::held).await;
-            let released = locks.release(&id).await;
+            let released = release_once(&client, &id).await;
             left.and(released).map(drop)
         })
     }

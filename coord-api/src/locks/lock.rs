@@ -2,7 +2,11 @@
 
 use std::sync::{Arc, Mutex, Weak};
 
-use super::{fair::FairMode, request::Request, require};
+use super::{
+    fair::FairMode,
+    request::{Request, release_once},
+    require, site,
+};
 use crate::{
     Acquire, Client, LeaseId, LeaseInfo, LeaseKind, LockGuard, LockSpace, Release, Result,
     handle::{Handle, option_setters},
@@ -361,8 +365,7 @@ impl Lock {
 /// Releases every hold of the reentrant lease `id`, until the backend
 /// counts none.
 async fn release_every_hold(client: &Client, id: &LeaseId) -> Result<()> {
-    let locks = client.locks()?;
-    while let Release::Released { remaining } = locks.release(id).await? {
+    while let Release::Released { remaining } = release_once(client, id).await? {
         if remaining == 0 {
             break;
         }
@@ -395,7 +398,9 @@ async fn verify_reentry(client: Client, lease: Arc<Lease>, id: LeaseId) -> Resul
     if !locks.capabilities().inspect {
         return Ok(());
     }
-    let listed = locks.inspect(LockSpace::Lock, &id.key).await?;
+    let inspect = locks.inspect(LockSpace::Lock, &id.key);
+    let site = || site("inspect", LockSpace::Lock, &id.key);
+    let listed = crate::trace::call(&client, site, inspect, crate::trace::Outcome::ok).await?;
     let fresh = |i: &LeaseInfo| i.holder == id.holder && Some(i.token) != lease.token;
     if listed.iter().any(fresh) {
         lease.mark(true);

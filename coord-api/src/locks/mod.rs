@@ -294,7 +294,7 @@ impl LeaseGuard {
             let read = read.clone();
             move |client: Client| {
                 let read = read.clone();
-                async move { client.locks()?.release(&read).await.map(drop) }
+                async move { request::release_once(&client, &read).await.map(drop) }
             }
         };
         let mut unanswered = LetGo(Some(&mut self.guard));

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use super::request::Request;
+use super::request::{Request, release_once, subscribe};
 use crate::{
     Client, Error, FencingToken, HolderId, Key, LeaseGuard, LeaseId, LeaseKind, LockSpace,
     LostSignal, Result, Watch,
@@ -217,7 +217,7 @@ impl MultiLock {
                 // The subscription ends at the deadline too: a slow one
                 // (the backend reconnecting) would otherwise keep the
                 // caller waiting past its `wait_timeout`.
-                let subscribe = client.locks()?.subscribe(LockSpace::Lock, key);
+                let subscribe = subscribe(client, LockSpace::Lock, key);
                 let Some(w) = before(clock.as_ref(), deadline, subscribe).await else {
                     return Err(timed_out(clock.now()));
                 };
@@ -299,7 +299,7 @@ impl MultiLock {
                     // first error is the answer).
                     let mut done = Ok(());
                     for lease in &leases {
-                        done = done.and(client.locks()?.release(lease).await.map(drop));
+                        done = done.and(release_once(&client, lease).await.map(drop));
                     }
                     done
                 }

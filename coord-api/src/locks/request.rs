@@ -4,7 +4,8 @@
 //! reply lost — is released in the background.
 
 use crate::{
-    Acquire, Client, Error, HolderId, LeaseGuard, LeaseId, LeaseKind, LeaseOptions, Result, Watch,
+    Acquire, Client, Error, HolderId, LeaseGuard, LeaseId, LeaseKind, LeaseOptions, Release,
+    Result, Watch,
     clock::Instant,
     handle::Handle,
     lease::{
@@ -294,12 +295,39 @@ pub(super) fn site<'a>(op: &'static str, id: &'a LeaseId) -> Site<'a> {
     }
 }
 
+/// A subscription to `key` in `space` (a waiter's watch), in its span.
+pub(super) async fn subscribe(
+    client: &Client,
+    space: crate::LockSpace,
+    key: &crate::Key,
+) -> Result<Box<dyn Watch>> {
+    let subscribe = client.locks()?.subscribe(space, key);
+    let site = || super::site("subscribe", space, key);
+    trace::call(client, site, subscribe, Outcome::ok).await
+}
+
 /// The outcome an acquire's answer is traced as.
 pub(super) fn classify(a: &Acquire) -> Outcome {
     match a {
         Acquire::Granted(g) => Outcome::Granted(g.token),
         Acquire::Busy(_) => Outcome::Busy,
     }
+}
+
+/// The outcome a release's answer is traced as.
+fn released(r: &Release) -> Outcome {
+    match r {
+        Release::Released { .. } => Outcome::Ok,
+        Release::NotHeld => Outcome::NotHeld,
+    }
+}
+
+/// One release of `id` through `client`, in its span: what a clean-up
+/// sends (a grant whose answer never came, a re-entry's holds given back,
+/// a multi-lock's members), the lease engine's own releases aside.
+pub(super) async fn release_once(client: &Client, id: &LeaseId) -> Result<Release> {
+    let release = client.locks()?.release(id);
+    trace::call(client, || site("release", id), release, released).await
 }
 
 /// The release of `id`, for an [`Undo`].
@@ -310,7 +338,7 @@ fn release(
     let id = id.clone();
     move |client: Client| {
         let id = id.clone();
-        Box::pin(async move { client.locks()?.release(&id).await.map(drop) })
+        Box::pin(async move { release_once(&client, &id).await.map(drop) })
     }
 }
 
@@ -322,13 +350,16 @@ impl Attempts for &Request<'_> {
     }
 
     async fn subscribe(&self) -> Result<Box<dyn Watch>> {
-        let locks = self.client.locks()?;
+        let (client, id) = (self.client, &self.id);
+        let locks = client.locks()?;
         if self.fair.is_some() {
             // The release that leaves this waiter at the head of the queue
             // may wake it by name.
-            return locks.subscribe_queued(&self.id).await;
+            let subscribe = locks.subscribe_queued(id);
+            let site = || site("subscribe_queued", id);
+            return trace::call(client, site, subscribe, Outcome::ok).await;
         }
-        locks.subscribe(self.id.kind.space(), &self.id.key).await
+        subscribe(client, id.kind.space(), &id.key).await
     }
 
     fn what(&self) -> String {
