@@ -75,15 +75,20 @@ impl Semaphore {
     fn kind(&self) -> Result<LeaseKind> {
         let caps = self.handle.client.locks()?.capabilities();
         require(&self.handle, caps.semaphore, "semaphore")?;
+        Ok(LeaseKind::Permit {
+            limit: self.checked_permits()?,
+        })
+    }
+
+    /// The permits, unless 0: `InvalidArgument` naming the key (no I/O).
+    fn checked_permits(&self) -> Result<u32> {
         if self.permits == 0 {
             return Err(Error::invalid(format!(
                 "semaphore {:?} needs at least 1 permit, got 0",
                 self.handle.key_str()
             )));
         }
-        Ok(LeaseKind::Permit {
-            limit: self.permits,
-        })
+        Ok(self.permits)
     }
 
     /// The kind of a lease of `n` permits: `Permit` for one, `Permits`
@@ -200,7 +205,9 @@ impl Semaphore {
     /// permits less the live ones (a guard of `n` permits counts `n`).
     /// The permits are the semaphore's N: while permits are live, the N
     /// they fixed, even when this handle was made with another (its
-    /// acquisitions are then `InvalidArgument`); else this handle's.
+    /// acquisitions are then `InvalidArgument`); else this handle's. A
+    /// handle made with 0 permits is `InvalidArgument` before any I/O, as
+    /// its acquisitions are: 0 is no semaphore's size.
     ///
     /// ```
     /// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
@@ -214,12 +221,13 @@ impl Semaphore {
     /// # Cancel safety
     /// Cancel safe: a read.
     pub async fn available(&self) -> Result<u32> {
+        let permits = self.checked_permits()?;
         let holders = self.holders().await?;
         let live: u64 = holders.iter().map(|i| u64::from(i.kind.permits())).sum();
         // Every live lease carries the N its grant was checked against.
         let n = (holders.iter())
             .find_map(|i| i.kind.permit_limit())
-            .unwrap_or(self.permits);
+            .unwrap_or(permits);
         Ok(n.saturating_sub(live.try_into().unwrap_or(u32::MAX)))
     }
 

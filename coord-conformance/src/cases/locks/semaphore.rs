@@ -207,7 +207,8 @@ pub async fn dropped_permit_frees_slot(h: &dyn Harness) {
     pb.release().await.unwrap();
 }
 
-/// A semaphore with zero permits is `InvalidArgument`.
+/// A semaphore with zero permits is `InvalidArgument`: its acquisitions
+/// and its `available()`, before any I/O.
 pub async fn semaphore_zero_permits_invalid(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let a = ctx.client("a").await;
@@ -218,6 +219,20 @@ pub async fn semaphore_zero_permits_invalid(h: &dyn Harness) {
             .expect("refused at once"),
         "acquire N=0",
     );
+    // `available` counts against N: with N = 0 it is refused as the
+    // acquisitions are (never `Ok(0)`, a full semaphore's answer), while
+    // the semaphore is free and while permits fixed another N, before any
+    // I/O.
+    let (b, switch) = ctx.switchable_client("b", default_options()).await;
+    assert_zero_refused(b.semaphore("s", 0).available().await, "available N=0, free");
+    let p = a.semaphore("s", 2).try_acquire().await.unwrap().expect("1 of 2");
+    switch.off();
+    assert_zero_refused(
+        at_once(b.semaphore("s", 0).available()).await,
+        "available N=0, N=2 fixed, cut off",
+    );
+    switch.on();
+    assert!(p.release().await.unwrap());
 }
 /// A `try_acquire` whose reply was lost after the backend applied it leaves
 /// no permit held: the slot is free again within a renewal interval, not
@@ -525,4 +540,16 @@ pub async fn semaphore_same_holder_again_replaces_its_lease(h: &dyn Harness) {
     let lease = LeaseId { kind: LeaseKind::Permit { limit: 1 }, key: key("s"), holder: intruder() };
     super::asking_again_replaces(h, lease, LockSpace::Semaphore, "permit lease").await;
 }
+}
+
+/// `InvalidArgument` naming the semaphore `s` and its 0 permits.
+#[track_caller]
+fn assert_zero_refused<T: std::fmt::Debug>(res: coord_api::Result<T>, what: &str) {
+    match res {
+        Err(Error::InvalidArgument { message }) => assert!(
+            message.contains("\"s\"") && message.contains('0'),
+            "{what}: the error names the key and the 0: {message}"
+        ),
+        other => panic!("{what}: expected InvalidArgument, got {other:?}"),
+    }
 }
