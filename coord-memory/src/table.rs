@@ -9,7 +9,10 @@ use std::time::Duration;
 use coord_api::{
     Clock, Error, FencingToken, HolderId, Instant, Key, LeaseInfo, LeaseKind, LockSpace, Namespace,
     Result,
-    spi::{Acquire, AcquireAll, Busy, Grant, LeaseId, Release, ResourceKind, Role},
+    spi::{
+        Acquire, AcquireAll, Busy, Grant, LeaseId, MAX_REENTRANT_HOLDS, Release, ResourceKind,
+        Role, too_many_holds,
+    },
 };
 
 mod fair;
@@ -281,6 +284,9 @@ impl LeaseTable {
                         && l.kind == LeaseKind::Reentrant
                         && l.holder == id.holder
                     {
+                        if l.holds >= MAX_REENTRANT_HOLDS {
+                            return Err(too_many_holds(&id.key));
+                        }
                         l.holds += 1;
                         l.until = now + ttl;
                         return Ok(Acquire::Granted(Grant::new(FencingToken(l.token), l.holds)));

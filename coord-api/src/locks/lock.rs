@@ -89,7 +89,10 @@ impl Lock {
 
     option_setters!();
 
-    /// Makes this handle reentrant (see the type's docs).
+    /// Makes this handle reentrant (see the type's docs). A lease counts at
+    /// most [`MAX_REENTRANT_HOLDS`](crate::spi::MAX_REENTRANT_HOLDS) holds: a
+    /// re-entry beyond is `InvalidArgument` naming the key and the limit,
+    /// and changes nothing.
     pub fn reentrant(mut self, on: bool) -> Self {
         self.reentrant = on;
         self

@@ -321,6 +321,25 @@ pub fn check_acquire_all(leases: &[LeaseId]) -> Result<()> {
     Ok(())
 }
 
+/// The most holds one reentrant lease counts: a re-entry of a lease held
+/// this many times is `InvalidArgument` ([`too_many_holds`]) and changes
+/// nothing (decision 0061). As Java's `ReentrantReadWriteLock` bounds its
+/// holds: far beyond any real nesting, and reached only by code that
+/// re-enters without releasing (a leak), which is told so early instead of
+/// counting on towards an overflow.
+pub const MAX_REENTRANT_HOLDS: u32 = 65_535;
+
+/// The refusal of a re-entry of a reentrant lease on `key` that already
+/// counts [`MAX_REENTRANT_HOLDS`] holds: `InvalidArgument` naming the key
+/// and the limit, on every backend.
+pub fn too_many_holds(key: &Key) -> crate::Error {
+    crate::Error::invalid(format!(
+        "reentrant lock {:?} is held {MAX_REENTRANT_HOLDS} times by this holder: a reentrant \
+         lease counts at most {MAX_REENTRANT_HOLDS} holds (MAX_REENTRANT_HOLDS)",
+        key.as_str()
+    ))
+}
+
 /// The answer to [`LockBackend::acquire_all`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -406,7 +425,9 @@ pub trait LockBackend: Send + Sync {
     ///
     /// - `Exclusive`: granted when the key is free.
     /// - `Reentrant`: granted when free, or when `lease.holder` holds it
-    ///   (count + 1, same token, TTL reset to `ttl`).
+    ///   (count + 1, same token, TTL reset to `ttl`); `InvalidArgument`
+    ///   ([`too_many_holds`]), changing nothing, when it holds it
+    ///   [`MAX_REENTRANT_HOLDS`] times already.
     /// - `Read`: granted when no writer holds the key and no writer intent is
     ///   live.
     /// - `Write`: granted when nobody holds the key; otherwise the holder's

@@ -73,7 +73,8 @@ pub use graphs::{
 pub use jobs::{JobBackend, OnceBegin, OnceState};
 pub use locks::{
     Acquire, AcquireAll, Busy, Grant, LeaseId, LeaseInfo, LeaseKind, LockBackend, LockCapabilities,
-    LockSpace, MAX_MULTI_LOCK_KEYS, Release, check_acquire_all,
+    LockSpace, MAX_MULTI_LOCK_KEYS, MAX_REENTRANT_HOLDS, Release, check_acquire_all,
+    too_many_holds,
 };
 pub use membership::{GroupBackend, MAX_MEMBER_METADATA_BYTES, MemberInfo, Members};
 pub use ops::{

@@ -30,6 +30,9 @@
 --     force does); {1, holder} or {0, {live tokens}}. The counter is left
 --     alone, so the next grant's token is larger.
 local l = KEYS[1]
+-- The most holds a reentrant lease counts (spi::MAX_REENTRANT_HOLDS; a
+-- re-entry beyond is answered {-2, holds}).
+local MAX_REENTRANT_HOLDS = 65535
 
 -- The fields of a stored lease: kind, holds, token, holder (all strings).
 local function parse(cur)
@@ -46,7 +49,10 @@ if op == 'acquire' then
   if cur then
     local kind, holds, tok, who = parse(cur)
     if who == holder and (kind == 'r' or kind == 'R') and want == 'r' then
-      holds = tonumber(holds) + 1
+      holds = tonumber(holds)
+      -- spi::MAX_REENTRANT_HOLDS: refused, changing nothing.
+      if holds >= MAX_REENTRANT_HOLDS then return {-2, holds} end
+      holds = holds + 1
       redis.call('SET', l, kind .. '|' .. holds .. '|' .. tok .. '|' .. holder, 'PX', ttl)
       if on_grant then on_grant() end
       return {1, tonumber(tok), holds}

@@ -46,7 +46,7 @@ use coord_api::{
     Error, HolderId, Key, Namespace, Result,
     spi::{
         Acquire, AcquireAll, Backend, Busy, Grant, LeaseId, LeaseInfo, LeaseKind, LockBackend,
-        LockCapabilities, LockSpace, Release, Watch,
+        LockCapabilities, LockSpace, Release, Watch, too_many_holds,
     },
 };
 use redis::{Script, Value};
@@ -127,7 +127,8 @@ fn kind_arg(eval: &mut Eval, kind: LeaseKind) {
 
 /// An acquire reply as `[status, token or retry ms or stored limit, holds]`:
 /// an integer is a fresh lock grant (its token, one hold); arrays are
-/// `[1, token, holds]`, `[0, retry ms]` or `[-1, stored limit]`.
+/// `[1, token, holds]`, `[0, retry ms]`, `[-1, stored limit]` or `[-2,
+/// holds]` (a re-entry at `MAX_REENTRANT_HOLDS`).
 fn acquire_reply(v: &Value) -> Option<[i64; 3]> {
     match v {
         Value::Int(tok) => Some([1, *tok, 1]),
@@ -293,6 +294,7 @@ impl RedisBackend {
         match acquire_reply(&reply) {
             Some([1, tok, holds]) => Ok(Acquire::Granted(Grant::new(token(tok), count(holds, 1)))),
             Some([0, retry_ms, _]) => Ok(Acquire::Busy(Busy::new(millis(retry_ms)))),
+            Some([-2, _, _]) => Err(too_many_holds(&lease.key)),
             Some([-1, stored, _]) => Err(Error::invalid(format!(
                 "semaphore {:?} has live permits granted with limit {stored}; asked with limit {}",
                 lease.key.as_str(),

@@ -3,6 +3,8 @@
 //! still counts dropped); a hold's failed release leaves the others; a
 //! re-entry keeps the lease's own TTL.
 
+use coord_api::spi::MAX_REENTRANT_HOLDS;
+
 use crate::cases::prelude::*;
 
 cases! {
@@ -267,5 +269,83 @@ pub async fn reentrant_holds_released_out_of_order_both_say_held(h: &dyn Harness
         first.unwrap(),
         "a hold dropped by its own lease's last release was held until then"
     );
+}
+
+/// A reentrant lease counts at most `MAX_REENTRANT_HOLDS` holds: a
+/// re-entry beyond is `InvalidArgument` naming the key and the limit, at
+/// the backend and through the handle, and changes nothing (the holds, the
+/// token and the guard stay). The holds are counted up through the SPI as
+/// the handle's holder.
+#[needs(Need::Reentrant, Need::Inspect, Need::ForceRelease)]
+pub async fn reentrant_holds_beyond_their_limit_refused(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    // A TTL that a renewal held up by the re-entries does not end.
+    let a = ctx.client_with("a", default_options().ttl(ms(30_000))).await;
+    let lock = a.lock("k").reentrant(true);
+    let g = take(&lock, "first hold").await;
+    let backend = ctx.backend().await;
+    let lease = LeaseId {
+        kind: LeaseKind::Reentrant,
+        key: key("k"),
+        holder: g.holder().clone(),
+    };
+    // From several tasks at once (as many round trips: in the simulator,
+    // a minute of its time); a re-entry left unanswered may or may not
+    // have counted: the holds are then read and topped up to the limit
+    // (one that counts late meets the limit).
+    let (tasks, more) = (16, MAX_REENTRANT_HOLDS - 1);
+    let reenter = |backend: DynBackend, lease: LeaseId, token, n| async move {
+        for _ in 0..n {
+            match locks(&backend).acquire(&lease, ms(30_000)).await {
+                Ok(Acquire::Granted(r)) if r.token == token => {}
+                Err(e) if e.is_retryable() => {}
+                Err(Error::InvalidArgument { .. }) if n == 1 => {}
+                other => panic!("a re-entry below the limit: {other:?}"),
+            }
+        }
+    };
+    let mut counting = Vec::new();
+    for i in 0..tasks {
+        let n = more / tasks + u32::from(i < more % tasks);
+        let count = reenter(backend.clone(), lease.clone(), g.token(), n);
+        counting.push(tokio::spawn(count));
+    }
+    for t in counting {
+        join(t, ms(300_000), "re-entries").await;
+    }
+    let listed = loop {
+        let listed = locks(&backend).inspect(LockSpace::Lock, &key("k")).await.unwrap();
+        match listed.as_slice() {
+            [l] if l.token == g.token() && l.holds < MAX_REENTRANT_HOLDS => {
+                for _ in l.holds..MAX_REENTRANT_HOLDS {
+                    reenter(backend.clone(), lease.clone(), g.token(), 1).await;
+                }
+            }
+            _ => break listed,
+        }
+    };
+    assert!(
+        listed.len() == 1 && listed[0].holds == MAX_REENTRANT_HOLDS,
+        "every re-entry counted: {listed:?}"
+    );
+    let refused = |what: &str, res: Result<_>| match res {
+        Err(Error::InvalidArgument { message }) => assert!(
+            message.contains("\"k\"") && message.contains(&MAX_REENTRANT_HOLDS.to_string()),
+            "{what}: the error names the key and the limit: {message}"
+        ),
+        other => panic!("{what} past the limit: expected InvalidArgument, got {other:?}"),
+    };
+    refused("the backend's acquire", locks(&backend).acquire(&lease, ms(30_000)).await.map(drop));
+    assert!(g.is_held(), "the guard is held, its handle re-enters");
+    refused("try_lock", lock.try_lock().await.map(drop));
+    refused("lock", at_once(lock.lock()).await.map(drop));
+    let after = locks(&backend).inspect(LockSpace::Lock, &key("k")).await.unwrap();
+    assert!(
+        after.len() == 1 && after[0].holds == MAX_REENTRANT_HOLDS && after[0].token == g.token(),
+        "the refusals changed nothing: {after:?}"
+    );
+    assert!(g.is_held(), "the guard is still held");
+    // (Its release would drop every hold one by one: freed at once.)
+    assert_eq!(lock.force_release().await.unwrap(), 1);
 }
 }
