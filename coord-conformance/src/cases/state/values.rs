@@ -32,19 +32,24 @@ impl coord_api::spi::Dispatch for Rival {
     }
     async fn dispatch(&self, call: coord_api::spi::Call) -> Result<coord_api::spi::Reply> {
         if call.op().family == "state" && call.op().name == "put" {
-            let state = self.inner.state().expect("offered");
-            let (space, k) = (key(K), key(K));
-            let now = state.get(&space, &k).await?.expect("present");
-            // A u64 in JSON is its decimal digits.
-            let n: u64 = String::from_utf8_lossy(&now.value)
-                .parse()
-                .expect("a number");
-            let bytes = (n + 1).to_string().into_bytes();
-            state.put(&space, &k, bytes, Expect::Any, None, 0).await?;
+            another_writer_adds(&self.inner, 1).await?;
             self.writes.fetch_add(1, SeqCst);
         }
         call.run(self.inner.clone()).await
     }
+}
+
+/// Adds `n` to the number at `K`, unconditionally, as another writer
+/// straight on `inner`.
+async fn another_writer_adds(inner: &DynBackend, n: u64) -> Result<()> {
+    let state = inner.state().expect("offered");
+    let (space, k) = (key(K), key(K));
+    let now = state.get(&space, &k).await?.expect("present");
+    // A u64 in JSON is its decimal digits.
+    let was: u64 = (String::from_utf8_lossy(&now.value).parse()).expect("a number");
+    let bytes = (was + n).to_string().into_bytes();
+    state.put(&space, &k, bytes, Expect::Any, None, 0).await?;
+    Ok(())
 }
 
 /// A client "b" whose every state write a [`Rival`] write beats, and the
@@ -100,14 +105,7 @@ impl coord_api::spi::Dispatch for PutRepliesLost {
         }
         let add = self.then_add.load(SeqCst);
         if add > 0 {
-            let state = self.inner.state().expect("offered");
-            let (space, k) = (key(K), key(K));
-            let now = state.get(&space, &k).await?.expect("present");
-            let n: u64 = String::from_utf8_lossy(&now.value)
-                .parse()
-                .expect("a number");
-            let bytes = (n + add).to_string().into_bytes();
-            state.put(&space, &k, bytes, Expect::Any, None, 0).await?;
+            another_writer_adds(&self.inner, add).await?;
         }
         Err(Error::unavailable(self, "the reply was lost"))
     }
