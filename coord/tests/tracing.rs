@@ -34,17 +34,22 @@ async fn spans_of<F: Future<Output = ()>>(body: F) -> Vec<String> {
 /// buffer, and returns its lines.
 async fn output_of<F: Future<Output = ()>>(body: F) -> Vec<String> {
     let sink = Sink::default();
+    let _default = tracing::subscriber::set_default(writing_to(&sink));
+    body.await;
+    let out = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    out.lines().map(str::to_owned).collect()
+}
+
+/// A subscriber that writes events and closed spans (debug and above) to
+/// `sink`.
+fn writing_to(sink: &Sink) -> impl tracing::Subscriber + Send + Sync + 'static {
     let writer = sink.clone();
-    let subscriber = tracing_subscriber::fmt()
+    tracing_subscriber::fmt()
         .with_max_level(tracing::Level::DEBUG)
         .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_ansi(false)
         .with_writer(move || writer.clone())
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
-    body.await;
-    let out = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
-    out.lines().map(str::to_owned).collect()
+        .finish()
 }
 
 #[track_caller]
@@ -205,13 +210,33 @@ async fn a_lost_lease_is_a_warning_naming_it() {
     assert_span(&lines, &warning);
 }
 
-/// The memory backend, its queue receives and topic reads applied and their
-/// replies lost.
-struct RepliesLost(coord::spi::DynBackend);
+/// The memory backend, the calls named in `lose` (family, operation)
+/// applied and their replies lost.
+struct RepliesLost {
+    backend: coord::spi::DynBackend,
+    lose: Lose,
+}
+
+/// The calls whose replies a [`RepliesLost`] loses: (family, operation).
+type Lose = Arc<Mutex<Vec<(&'static str, &'static str)>>>;
+
+impl RepliesLost {
+    /// A client of `backend` through a `RepliesLost` losing nothing yet,
+    /// and the list of calls to lose (changed as the test goes).
+    fn client(backend: coord::spi::DynBackend) -> (coord::Client, Lose) {
+        let lose = Arc::new(Mutex::new(Vec::new()));
+        let lossy = RepliesLost {
+            backend,
+            lose: lose.clone(),
+        };
+        let client = coord::Client::new(Arc::new(coord::spi::Dispatched::new(lossy)));
+        (client, lose)
+    }
+}
 
 impl std::fmt::Display for RepliesLost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "replies-lost({})", self.0)
+        write!(f, "replies-lost({})", self.backend)
     }
 }
 
@@ -224,20 +249,18 @@ impl std::fmt::Debug for RepliesLost {
 #[async_trait::async_trait]
 impl coord::spi::Dispatch for RepliesLost {
     fn namespace(&self) -> &coord::Namespace {
-        self.0.namespace()
+        self.backend.namespace()
     }
     fn families(&self) -> coord::spi::Families {
-        coord::spi::Families::of(&*self.0)
+        coord::spi::Families::of(&*self.backend)
     }
     async fn dispatch(&self, call: coord::spi::Call) -> coord::Result<coord::spi::Reply> {
-        let (family, name) = (call.op().family, call.op().name);
-        let reply = call.run(self.0.clone()).await;
-        match (family, name) {
-            ("queues", "receive") | ("topics", "read") => {
-                Err(coord::Error::unavailable(self, "the reply was lost"))
-            }
-            _ => reply,
+        let op = (call.op().family, call.op().name);
+        let reply = call.run(self.backend.clone()).await;
+        if self.lose.lock().unwrap().contains(&op) {
+            return Err(coord::Error::unavailable(self, "the reply was lost"));
         }
+        reply
     }
 }
 
@@ -247,9 +270,8 @@ impl coord::spi::Dispatch for RepliesLost {
 async fn background_give_backs_have_spans() {
     let spans = spans_of(async {
         let ns = coord::Namespace::new("tracing-background").unwrap();
-        let memory = Arc::new(coord::memory::MemoryBackend::new(ns));
-        let lossy = coord::spi::Dispatched::new(RepliesLost(memory));
-        let client = coord::Client::new(Arc::new(lossy));
+        let (client, lose) = RepliesLost::client(Arc::new(coord::memory::MemoryBackend::new(ns)));
+        *lose.lock().unwrap() = vec![("queues", "receive"), ("topics", "read")];
         let queue = client.queue::<u64>("orders");
         queue.push(&1).await.unwrap();
         assert!(queue.consumer().receive().await.is_err(), "reply lost");
@@ -313,43 +335,6 @@ async fn observer_reads_and_watches_have_spans() {
     }
 }
 
-/// The memory backend, the lock family's calls named in `lose` applied and
-/// their replies lost.
-struct LocksLost {
-    backend: coord::spi::DynBackend,
-    lose: Arc<Mutex<Vec<&'static str>>>,
-}
-
-impl std::fmt::Display for LocksLost {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "locks-lost({})", self.backend)
-    }
-}
-
-impl std::fmt::Debug for LocksLost {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(self, f)
-    }
-}
-
-#[async_trait::async_trait]
-impl coord::spi::Dispatch for LocksLost {
-    fn namespace(&self) -> &coord::Namespace {
-        self.backend.namespace()
-    }
-    fn families(&self) -> coord::spi::Families {
-        coord::spi::Families::of(&*self.backend)
-    }
-    async fn dispatch(&self, call: coord::spi::Call) -> coord::Result<coord::spi::Reply> {
-        let (family, name) = (call.op().family, call.op().name);
-        let reply = call.run(self.backend.clone()).await;
-        if family == "locks" && self.lose.lock().unwrap().contains(&name) {
-            return Err(coord::Error::unavailable(self, "the reply was lost"));
-        }
-        reply
-    }
-}
-
 /// The `coord.backend` lines written so far by the subscriber of
 /// [`traced`], to wait for one made in the background; those waited for
 /// in vain.
@@ -398,14 +383,7 @@ impl Written {
 /// background.
 async fn traced<F: Future<Output = ()>>(body: impl FnOnce(Written) -> F) {
     let sink = Sink::default();
-    let writer = sink.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let _default = tracing::subscriber::set_default(writing_to(&sink));
     body(Written(sink, Vec::new())).await;
 }
 
@@ -419,14 +397,10 @@ async fn traced<F: Future<Output = ()>>(body: impl FnOnce(Written) -> F) {
 async fn lock_clean_ups_have_spans() {
     traced(|mut spans| async move {
         let ns = coord::Namespace::new("tracing-lock-clean-ups").unwrap();
-        let memory = Arc::new(coord::memory::MemoryBackend::new(ns));
-        let lose = Arc::new(Mutex::new(Vec::new()));
-        let backend = LocksLost {
-            backend: memory.clone(),
-            lose: lose.clone(),
+        let (client, lose) = RepliesLost::client(Arc::new(coord::memory::MemoryBackend::new(ns)));
+        let losing = |ops: &[&'static str]| {
+            *lose.lock().unwrap() = ops.iter().map(|op| ("locks", *op)).collect();
         };
-        let client = coord::Client::new(Arc::new(coord::spi::Dispatched::new(backend)));
-        let losing = |ops: &[&'static str]| *lose.lock().unwrap() = ops.to_vec();
         let release = "op=\"release\"";
         let (lock, exclusive) = ("family=\"lock\"", "kind=\"exclusive\"");
 
