@@ -44,6 +44,14 @@ impl Outcome {
     pub(crate) fn ok<T>(_: &T) -> Outcome {
         Outcome::Ok
     }
+
+    /// A release's answer: `Ok` when released, `NotHeld` when not.
+    pub(crate) fn released(r: &crate::Release) -> Outcome {
+        match r {
+            crate::Release::Released { .. } => Outcome::Ok,
+            crate::Release::NotHeld => Outcome::NotHeld,
+        }
+    }
 }
 
 /// What a call is about, as its span names it.

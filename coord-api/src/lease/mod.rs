@@ -468,12 +468,9 @@ impl Lease {
 
     /// Releases one hold through `client`.
     async fn release_once(&self, client: &Client) -> Result<Release> {
-        let classify = |r: &Release| match r {
-            Release::Released { .. } => Outcome::Ok,
-            Release::NotHeld => Outcome::NotHeld,
-        };
         let release = self.tenure.release(client)?;
-        trace::call(client, || self.site("release"), release, classify).await
+        let site = || self.site("release");
+        trace::call(client, site, release, Outcome::released).await
     }
 
     /// Releases one hold; `ends`: this release ends the lease (its last

@@ -314,20 +314,12 @@ pub(super) fn classify(a: &Acquire) -> Outcome {
     }
 }
 
-/// The outcome a release's answer is traced as.
-fn released(r: &Release) -> Outcome {
-    match r {
-        Release::Released { .. } => Outcome::Ok,
-        Release::NotHeld => Outcome::NotHeld,
-    }
-}
-
 /// One release of `id` through `client`, in its span: what a clean-up
 /// sends (a grant whose answer never came, a re-entry's holds given back,
 /// a multi-lock's members), the lease engine's own releases aside.
 pub(super) async fn release_once(client: &Client, id: &LeaseId) -> Result<Release> {
     let release = client.locks()?.release(id);
-    trace::call(client, || site("release", id), release, released).await
+    trace::call(client, || site("release", id), release, Outcome::released).await
 }
 
 /// The release of `id`, for an [`Undo`].
