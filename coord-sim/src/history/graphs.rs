@@ -302,7 +302,8 @@ pub struct GraphCounts {
     pub cancelled: u64,
     /// Attempts handed out.
     pub attempts: u64,
-    /// Attempts whose completion the backend recorded.
+    /// Attempts whose completion the backend recorded (answered
+    /// `Recorded`, or `Already` when sent again after its reply was lost).
     pub recorded: u64,
     /// Completions refused as stale.
     pub stale: u64,
@@ -403,7 +404,7 @@ impl GraphCounts {
             match e {
                 GraphEvent::Taken { .. } => c.attempts += 1,
                 GraphEvent::Completed {
-                    reply: Complete::Recorded { .. },
+                    reply: Complete::Recorded { .. } | Complete::Already { .. },
                     ..
                 } => c.recorded += 1,
                 GraphEvent::Completed { .. } => c.stale += 1,

@@ -184,6 +184,29 @@ fn a_clean_run_passes() {
     assert_eq!(c.worst_end_after_heal_ms, 300);
 }
 
+/// `d`'s completion answered `Already` (sent again after its reply was
+/// lost) and a late completion of an old token answered `Stale`.
+#[test]
+fn a_completion_answered_again_counts_as_recorded() {
+    let mut h = clean();
+    let GraphEvent::Completed { reply, .. } = &mut h.events[6] else {
+        panic!("d's completion")
+    };
+    *reply = Complete::Already {
+        state: NodeState::Succeeded,
+    };
+    let mut late = completed("a", 9, ok(9), NodeState::Succeeded, 310);
+    let GraphEvent::Completed { reply, .. } = &mut late else {
+        unreachable!()
+    };
+    *reply = Complete::Stale {
+        state: Some(NodeState::Succeeded),
+    };
+    h.events.push(late);
+    let c = GraphCounts::of(&h, t(0));
+    assert_eq!((c.recorded, c.stale), (3, 1));
+}
+
 #[test]
 fn a_stranded_node_is_reported() {
     let mut h = clean();
