@@ -163,9 +163,14 @@ if op == 'put' or op == 'delete' then
   if op == 'put' then expect, expected = ARGV[4], ARGV[5] else expect, expected = ARGV[3], ARGV[4] end
   local call = op == 'put' and ARGV[7] or '0'
   if call ~= '0' then
-    -- Rule 3: the retry of a put that was applied answers its version.
-    local made = redis.call('ZSCORE', calls, call)
-    if made then return done({1, tonumber(made)}) end
+    -- Rule 3: the retry of a put that was applied answers its version,
+    -- while its change is in the log (the record is trimmed only by the
+    -- next put naming a call, so one above the floor is the test).
+    local made = tonumber(redis.call('ZSCORE', calls, call))
+    if made then
+      read_meta()
+      if made > floor then return done({1, made}) end
+    end
   end
   local stored = redis.call('HGET', entries, key)
   if not met(expect, expected, stored) then

@@ -12,7 +12,7 @@ pub(crate) use crate::cases::queues::{PROMPTLY, within};
 use crate::{cases::prelude::*, runner::Case};
 pub(crate) use coord_api::{
     CasOutcome, State, StateEvent, StateWatch,
-    spi::{CHANGES_KEPT, Expect, MAX_SPACE_KEYS, MAX_VALUE_BYTES},
+    spi::{CHANGES_KEPT, Expect, MAX_SPACE_KEYS, MAX_VALUE_BYTES, Select, Written},
 };
 
 pub mod values;

@@ -282,6 +282,36 @@ pub async fn state_update_retried_after_a_lost_reply_applies_once(h: &dyn Harnes
     assert_eq!(number(&a).get().await.unwrap().unwrap().value, 13, "written once");
 }
 
+/// A put's call is remembered while its change is in the space's log and
+/// no longer (rules 3 and 5 of `spi::state`): sent again while it is, the
+/// put is answered with its version; once later changes pushed it out (a
+/// read of the changes after it reports a gap), the same put is judged by
+/// its expectation like any other.
+pub async fn state_put_call_forgotten_once_its_change_left_the_log(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let backend = ctx.backend().await;
+    let state = backend.state().expect("offered");
+    let (space, named, other) = (key(K), key("named"), key("other"));
+    let put = || state.put(&space, &named, b"1".to_vec(), Expect::Absent, None, 0x5eed);
+    let Written::Done(v) = put().await.unwrap() else {
+        panic!("a put of an absent key")
+    };
+    let again = put().await.unwrap();
+    assert!(matches!(again, Written::Done(w) if w == v), "remembered: {again:?}");
+    let everything = Select::Prefix(String::new());
+    let mut written = 0;
+    while state.changes(&space, &everything, v - 1, 1).await.unwrap().gap.is_none() {
+        assert!(written < 4 * CHANGES_KEPT, "the log keeps {written} changes more");
+        let n = written.to_string().into_bytes();
+        state.put(&space, &other, n, Expect::Any, None, 0).await.unwrap();
+        written += 1;
+    }
+    match put().await.unwrap() {
+        Written::Conflict(Some(now)) => assert_eq!(now.version, v, "the entry it made"),
+        forgot => panic!("{written} changes later, the call is still remembered: {forgot:?}"),
+    }
+}
+
 /// An `update` whose back-off is `Duration::MAX` (valid: above zero, the
 /// initial at most the max) waits "for ever" after a conflict, and never
 /// panics (whatever wait it draws: sixteen of them here).
