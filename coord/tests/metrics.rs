@@ -558,3 +558,81 @@ async fn a_wait_refused_for_bad_input_is_counted() {
         );
     }
 }
+
+/// A backend whose breaker calls fail `Unavailable` while `off`.
+#[derive(Debug)]
+struct BreakerCut {
+    inner: coord::spi::DynBackend,
+    off: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Display for BreakerCut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BreakerCut({})", self.inner)
+    }
+}
+
+#[coord_api::async_trait]
+impl coord::spi::Dispatch for BreakerCut {
+    fn namespace(&self) -> &Namespace {
+        self.inner.namespace()
+    }
+    fn families(&self) -> coord::spi::Families {
+        coord::spi::Families::of(&*self.inner)
+    }
+    async fn dispatch(&self, call: coord::spi::Call) -> coord::Result<coord::spi::Reply> {
+        if call.op().family == "breakers" && self.off.load(Ordering::SeqCst) {
+            return Err(Error::unavailable(self, "cut off"));
+        }
+        call.run(self.inner.clone()).await
+    }
+}
+
+/// The breaker's flush outcomes besides `counted`, and the backend lost:
+/// a flush of calls counted before another instance forced the breaker
+/// open is `stale`; a flush that fails is `error`, and the breaker that
+/// lost its backend counts one `unreachable`.
+#[tokio::test(start_paused = true)]
+async fn breaker_stale_and_failed_flushes_and_unreachable_are_counted() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let store = MemoryStore::new();
+    let cut = BreakerCut {
+        inner: Arc::new(store.backend(Namespace::default())),
+        off: std::sync::atomic::AtomicBool::new(false),
+    };
+    let cut = Arc::new(coord::spi::Dispatched::new(cut));
+    let a = Client::builder(cut.clone())
+        .instance_id("a")
+        .unwrap()
+        .build();
+    let b = Client::builder(Arc::new(store.backend(Namespace::default())))
+        .instance_id("b")
+        .unwrap()
+        .build();
+    let breaker = a.breaker("payments").build().unwrap();
+    let ok = || async { Ok::<_, ()>(()) };
+    breaker.call(ok()).await.unwrap().unwrap();
+    let other = b.breaker("payments").build().unwrap();
+    other.force_open("test").await.unwrap();
+    breaker.flush().await.unwrap();
+    other.reset("test").await.unwrap();
+    breaker.state().await.unwrap();
+    cut.get_ref().off.store(true, Ordering::SeqCst);
+    breaker.call(ok()).await.unwrap().unwrap();
+    assert!(breaker.flush().await.is_err(), "cut off");
+    assert!(!breaker.backend_reachable());
+
+    let seen = snapshot(&snapshotter);
+    no_key_label(&seen);
+    for outcome in ["stale", "error"] {
+        let flushed = [("outcome", outcome)];
+        assert_eq!(
+            count(&seen, "coord_breaker_flushes_total", &flushed),
+            1,
+            "{outcome}"
+        );
+    }
+    assert_eq!(count(&seen, "coord_breaker_unreachable_total", &[]), 1);
+}
