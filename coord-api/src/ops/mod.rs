@@ -264,6 +264,12 @@ impl Operations {
     /// its audit record could not be written, `Error::Backend` says both
     /// (what was released, and why the record failed).
     ///
+    /// A revocation left unanswered (`Unavailable`: applied or not, this
+    /// caller cannot tell) is recorded with the outcome `unknown: no answer
+    /// (…)`, and its error names the resource and the token and says the
+    /// outcome is unknown; [`holders`](Operations::holders) tells whether
+    /// the lease is still live.
+    ///
     /// # Cancel safety
     /// The release is one atomic step and the audit record another: a call
     /// cancelled between them released the lease without recording it.
@@ -290,7 +296,13 @@ impl Operations {
         );
         audit.check()?;
         let b = self.backend()?;
-        let revoked = self.traced("revoke", b.revoke(resource, expected)).await?;
+        let revoked = match self.traced("revoke", b.revoke(resource, expected)).await {
+            Ok(revoked) => revoked,
+            // Sent and left unanswered: it may have been applied. The
+            // attempt is recorded all the same, its outcome unknown.
+            Err(e) if e.is_retryable() => return Err(self.unanswered(b, audit, e).await),
+            Err(e) => return Err(e),
+        };
         let forced = match revoked {
             Revoked::Released { holder } => {
                 audit.outcome = format!("released {holder}");
@@ -322,6 +334,41 @@ impl Operations {
             });
         }
         Ok(forced)
+    }
+
+    /// A force release whose revocation `e` left unanswered (applied or
+    /// not, this caller cannot tell): `audit` is recorded with its outcome
+    /// unknown, and the error says so, naming the resource and the token.
+    async fn unanswered(&self, b: &dyn OpsBackend, mut audit: AuditRecord, e: Error) -> Error {
+        let (resource, token) = (audit.resource.clone(), audit.token);
+        audit.outcome = format!("unknown: no answer ({e})");
+        tracing::warn!(
+            resource = %resource, token = %token, operator = %self.operator,
+            reason = %audit.reason, outcome = %audit.outcome, "force release"
+        );
+        let recorded = match self.traced("record", b.record(&audit)).await {
+            Ok(()) => "recorded in the audit trail as unknown".to_owned(),
+            Err(r) => {
+                tracing::error!(resource = %resource, token = %token, error = %r,
+                    outcome = %audit.outcome, "force release: the audit record could not be written");
+                format!("its audit record may be missing ({r})")
+            }
+        };
+        match e {
+            Error::Unavailable {
+                backend,
+                message,
+                source,
+            } => Error::Unavailable {
+                backend,
+                message: format!(
+                    "force release of {resource} (token {token}): {message}; whether the lease \
+                     was released is unknown ({recorded}; `holders` shows whether it is live)"
+                ),
+                source,
+            },
+            other => other,
+        }
     }
 
     /// The newest `limit` audit records (1..=1,000), newest first.

@@ -331,7 +331,8 @@ pub struct AuditRecord {
     pub token: FencingToken,
     /// Why, as the operator said.
     pub reason: String,
-    /// What came of it: `released <holder>`, or `not found (current …)`.
+    /// What came of it: `released <holder>`, `not found (live tokens: …)`,
+    /// or `unknown: no answer (…)` when the revocation was left unanswered.
     pub outcome: String,
 }
 

@@ -86,6 +86,32 @@ pub async fn force_release_with_a_stale_token_leaves_the_new_holder(h: &dyn Harn
     assert!(r.outcome.contains("not found"), "{r:?}");
 }
 
+/// A force release whose reply is lost (the revocation applied, the
+/// caller told `Unavailable`) is in the audit trail all the same, its
+/// outcome `unknown`; the error names the resource and says the outcome is
+/// unknown. Without the record, the operator's retry finds no live lease
+/// and the trail shows only that: nothing says who released it.
+#[needs(Need::Locks)]
+pub async fn force_release_left_unanswered_is_audited_as_unknown(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let op = operator(&ctx).await;
+    let a = ctx.client_with("a", no_extend(30_000)).await;
+    let g = take(&a.lock("k"), "a").await;
+    let (lossy, switch) = ctx.switchable_client("lossy-operator", default_options()).await;
+    let lossy = lossy.operations().operator(OPERATOR);
+    let k = res("lock:k");
+    switch.losing_replies();
+    let out = lossy.force_release(&k, g.token(), "reply lost").await;
+    switch.on();
+    assert!(matches!(out, Err(Error::Unavailable { .. })), "{out:?}");
+    assert!(op.holders(&k).await.unwrap().is_empty(), "the revocation was applied");
+    let r = last_audit(&op).await;
+    assert_eq!((&r.resource, r.token, r.reason.as_str()), (&k, g.token(), "reply lost"));
+    assert!(r.outcome.starts_with("unknown"), "{r:?}");
+    let text = out.unwrap_err().to_string();
+    assert!(text.contains("lock:k") && text.contains("unknown"), "{text}");
+}
+
 /// Revoking one of two permits leaves the other, and one reader of two
 /// leaves the other.
 #[needs(Need::Semaphore, Need::ReadWrite)]
