@@ -309,7 +309,7 @@ impl Operations {
                 Forced::Released { holder }
             }
             Revoked::NotFound { current } => {
-                audit.outcome = format!("not found (live tokens: {current:?})");
+                audit.outcome = format!("not found ({})", live_tokens(&current));
                 Forced::NotFound { current }
             }
         };
@@ -435,6 +435,16 @@ impl Operations {
             })
             .collect())
     }
+}
+
+/// `tokens` as an audit outcome names them, as listings print tokens:
+/// `live tokens: 7, 9`, or `no live lease`.
+fn live_tokens(tokens: &[FencingToken]) -> String {
+    if tokens.is_empty() {
+        return "no live lease".to_owned();
+    }
+    let tokens: Vec<String> = tokens.iter().map(ToString::to_string).collect();
+    format!("live tokens: {}", tokens.join(", "))
 }
 
 /// A listing walked one page at a time: [`Operations::walk`].

@@ -331,8 +331,9 @@ pub struct AuditRecord {
     pub token: FencingToken,
     /// Why, as the operator said.
     pub reason: String,
-    /// What came of it: `released <holder>`, `not found (live tokens: …)`,
-    /// or `unknown: no answer (…)` when the revocation was left unanswered.
+    /// What came of it: `released <holder>`, `not found (live tokens: 7,
+    /// 9)` or `not found (no live lease)`, or `unknown: no answer (…)` when
+    /// the revocation was left unanswered.
     pub outcome: String,
 }
 
