@@ -104,6 +104,16 @@ pub enum Command {
     },
     /// Live instances: every client keeps a presence while it lives.
     Instances,
+    /// Work queues by name (queues have no registry: name them): items
+    /// ready, delayed, in flight and dead, live consumers, and the
+    /// deliveries, redeliveries, steals and dead letters so far, one line
+    /// per queue. A queue nobody has used shows zeros. Its deliveries in
+    /// flight: `holders queue:NAME`.
+    Queue {
+        /// The queues' names.
+        #[arg(value_name = "NAME", required = true)]
+        names: Vec<String>,
+    },
     /// The audit trail, newest first.
     Audit {
         /// How many records.

@@ -14,7 +14,7 @@ use crate::{
     exit::{BACKEND, DEGRADED, Fail, NOT_FOUND},
     render::{
         AUDIT_HEADER, AuditRow, CHECK_HEADER, HealthRow, INSTANCE_HEADER, InstanceRow,
-        LEASE_HEADER, LeaseRow, Listing,
+        LEASE_HEADER, LeaseRow, Listing, QUEUE_HEADER, QueueRow,
     },
     serve, watch,
 };
@@ -62,6 +62,13 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Fail> {
             force_release(&ops, &operator, &resource, token, &reason, json, out).await
         }
         Command::Instances => instances(&connect(url).await?.operations(), json, out).await,
+        Command::Queue { names } => {
+            // Every name checked before any I/O.
+            for name in &names {
+                Key::new(name)?;
+            }
+            queues(&connect(url).await?, &names, json, out).await
+        }
         Command::Audit { limit } => {
             audit(&connect(url).await?.operations(), limit, json, out).await
         }
@@ -273,6 +280,22 @@ async fn instances(ops: &Operations, json: bool, out: &mut dyn Write) -> Result<
     listing.finish(out)
 }
 
+/// The counts of the queues `names`, a line each as it is read.
+async fn queues(
+    client: &Client,
+    names: &[String],
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), Fail> {
+    let mut listing = Listing::new(json, QUEUE_HEADER);
+    for name in names {
+        // The items' type plays no part in the counts.
+        let stats = client.queue::<serde_json::Value>(name).stats().await?;
+        listing.page(out, &[QueueRow::of(name, &stats)], QueueRow::cells)?;
+    }
+    listing.finish(out)
+}
+
 /// The newest `limit` audit records, a page at a time.
 async fn audit(ops: &Operations, limit: u32, json: bool, out: &mut dyn Write) -> Result<(), Fail> {
     if limit == 0 {
@@ -353,6 +376,43 @@ mod tests {
         let mut out = Vec::new();
         run(cli, &mut out).await?;
         Ok(String::from_utf8(out).unwrap())
+    }
+
+    /// "Which queue is stuck?": `queue NAME…` prints each queue's counts,
+    /// as the dashboard's queue view shows them (the command line had no
+    /// way to tell a queue's depth or its consumers).
+    #[tokio::test(flavor = "current_thread")]
+    async fn queues_are_counted_by_name() {
+        let url = "memory://?namespace=ctl-queues";
+        let client = coord::connect(url).await.unwrap();
+        let orders = client.queue::<u64>("orders");
+        for i in 0..3 {
+            orders.push(&i).await.unwrap();
+        }
+        let mut consumer = orders.consumer();
+        let _working = consumer.receive().await.unwrap();
+        let json = ctl(&["queue", "orders", "idle", "--json", "--url", url])
+            .await
+            .unwrap();
+        let listed: Value = serde_json::from_str(&json).unwrap();
+        let (q, idle) = (&listed[0], &listed[1]);
+        assert_eq!(q["name"], "orders", "{listed}");
+        let count = |v: &Value, field: &str| v[field].as_u64().unwrap();
+        assert!(count(q, "in_flight") >= 1, "{listed}");
+        assert_eq!(count(q, "ready") + count(q, "in_flight"), 3, "{listed}");
+        assert_eq!(count(q, "delivered"), count(q, "in_flight"), "{listed}");
+        let instance = client.instance_id().to_string();
+        assert_eq!(q["consumers"], serde_json::json!([instance]), "{listed}");
+        assert_eq!(idle["name"], "idle");
+        assert_eq!(count(idle, "ready") + count(idle, "in_flight"), 0);
+        assert_eq!(listed.as_array().unwrap().len(), 2);
+        let table = ctl(&["queue", "orders", "--url", url]).await.unwrap();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 2, "{table}");
+        assert!(lines[0].starts_with("QUEUE") && lines[0].contains("IN-FLIGHT"));
+        assert!(lines[1].starts_with("orders "), "{table}");
+        let fail = ctl(&["queue", "orders", "", "--url", url]).await;
+        assert_eq!(fail.unwrap_err().code, crate::exit::USAGE);
     }
 
     #[tokio::test(flavor = "current_thread")]

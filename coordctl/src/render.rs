@@ -8,7 +8,7 @@ use std::{
 };
 
 use coord_api::{
-    Check, Health, LiveLease,
+    Check, Health, LiveLease, QueueStats,
     spi::{AuditRecord, Presence},
 };
 use serde::Serialize;
@@ -153,6 +153,79 @@ impl InstanceRow {
 
 /// The instance table's header.
 pub const INSTANCE_HEADER: [&str; 6] = ["INSTANCE", "PID", "HOST", "SINCE", "TTL-LEFT", "METADATA"];
+
+/// A work queue's counts, as printed (and as the dashboard serves them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueRow {
+    /// The queue's name.
+    pub name: String,
+    /// Items ready to be delivered.
+    pub ready: u64,
+    /// Items delayed (due later).
+    pub delayed: u64,
+    /// Items delivered and not settled.
+    pub in_flight: u64,
+    /// Dead items kept.
+    pub dead: u64,
+    /// The instance of each live consumer (one entry per consumer).
+    pub consumers: Vec<String>,
+    /// Deliveries made so far.
+    pub delivered: u64,
+    /// Deliveries of an item started before.
+    pub redelivered: u64,
+    /// Deliveries taken from a live consumer's prefetch.
+    pub stolen: u64,
+    /// Items moved to dead so far.
+    pub dead_lettered: u64,
+}
+
+impl QueueRow {
+    /// The row of queue `name`'s `stats`.
+    pub fn of(name: &str, s: &QueueStats) -> QueueRow {
+        QueueRow {
+            name: name.to_owned(),
+            ready: s.ready,
+            delayed: s.delayed,
+            in_flight: s.in_flight,
+            dead: s.dead,
+            consumers: s.consumers.iter().map(ToString::to_string).collect(),
+            delivered: s.delivered,
+            redelivered: s.redelivered,
+            stolen: s.stolen,
+            dead_lettered: s.dead_lettered,
+        }
+    }
+
+    /// The table's cells (consumers counted; `--json` names them).
+    pub fn cells(&self) -> [String; 10] {
+        [
+            self.name.clone(),
+            self.ready.to_string(),
+            self.delayed.to_string(),
+            self.in_flight.to_string(),
+            self.dead.to_string(),
+            self.consumers.len().to_string(),
+            self.delivered.to_string(),
+            self.redelivered.to_string(),
+            self.stolen.to_string(),
+            self.dead_lettered.to_string(),
+        ]
+    }
+}
+
+/// The queue table's header.
+pub const QUEUE_HEADER: [&str; 10] = [
+    "QUEUE",
+    "READY",
+    "DELAYED",
+    "IN-FLIGHT",
+    "DEAD",
+    "CONSUMERS",
+    "DELIVERED",
+    "REDELIVERED",
+    "STOLEN",
+    "DEAD-LETTERED",
+];
 
 /// An audit record, as printed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use super::Shared;
 use crate::{
     exit::{Fail, NOT_FOUND, USAGE},
-    render::{AuditRow, HealthRow, InstanceRow, LeaseRow, human, rfc3339},
+    render::{AuditRow, HealthRow, InstanceRow, LeaseRow, QueueRow, human, rfc3339},
 };
 
 /// The page size when the page asks for none, and the largest it may.
@@ -172,22 +172,11 @@ pub(crate) struct NameQuery {
 }
 
 /// `GET /api/queue?name=`: a queue's depth, in flight, dead letters,
-/// consumers and delivery counts.
+/// consumers and delivery counts (what `coordctl queue` prints).
 pub(crate) async fn queue(State(app): State<Shared>, Query(q): Query<NameQuery>) -> Response {
     let queue = app.client.queue::<Value>(&q.name);
     match queue.stats().await {
-        Ok(s) => ok(json!({
-            "name": q.name,
-            "ready": s.ready,
-            "delayed": s.delayed,
-            "in_flight": s.in_flight,
-            "dead": s.dead,
-            "consumers": s.consumers.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
-            "delivered": s.delivered,
-            "redelivered": s.redelivered,
-            "stolen": s.stolen,
-            "dead_lettered": s.dead_lettered,
-        })),
+        Ok(s) => ok(QueueRow::of(&q.name, &s)),
         Err(e) => failed(e.into()),
     }
 }
