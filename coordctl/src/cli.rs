@@ -59,7 +59,9 @@ pub enum Command {
         /// group, job, queue, topic.
         #[arg(long, value_name = "KIND")]
         kind: Option<String>,
-        /// Only resources whose name starts with this.
+        /// Only resources whose name starts with this (jobs/), or, without
+        /// --kind, whose resource starts with this as listings print it
+        /// (lock:jobs/, queue:orders@).
         #[arg(long, value_name = "PREFIX", default_value = "")]
         prefix: String,
     },
@@ -134,7 +136,7 @@ pub enum Command {
         /// Only resources of this kind (as for `locks`).
         #[arg(long, value_name = "KIND")]
         kind: Option<String>,
-        /// Only resources whose name starts with this.
+        /// Only resources whose name starts with this (as for `locks`).
         #[arg(long, value_name = "PREFIX", default_value = "")]
         prefix: String,
         /// Stop after this many polls.

@@ -16,6 +16,7 @@ use crate::{
         AUDIT_HEADER, AuditRow, CHECK_HEADER, HealthRow, INSTANCE_HEADER, InstanceRow,
         LEASE_HEADER, LeaseRow, Listing, QUEUE_HEADER, QueueRow,
     },
+    selection::Selection,
     serve, watch,
 };
 
@@ -33,13 +34,12 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Fail> {
             kind,
             prefix,
         } => {
-            let mut filter = filter(kind.as_deref(), prefix)?;
-            filter.stale_only = stale;
-            list_leases(&connect(url).await?.operations(), filter, json, out).await
+            let selection = Selection::new(kind.as_deref(), prefix, stale)?;
+            list_leases(&connect(url).await?.operations(), selection, json, out).await
         }
         Command::Leaders => {
-            let filter = LeaseFilter::all().kind(ResourceKind::Election);
-            list_leases(&connect(url).await?.operations(), filter, json, out).await
+            let selection = Selection::of(LeaseFilter::all().kind(ResourceKind::Election));
+            list_leases(&connect(url).await?.operations(), selection, json, out).await
         }
         Command::Holders { resource } => {
             let resource: Resource = resource.parse()?;
@@ -84,9 +84,9 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Fail> {
             prefix,
             polls,
         } => {
-            let filter = filter(kind.as_deref(), prefix)?;
+            let selection = Selection::new(kind.as_deref(), prefix, false)?;
             let ops = connect(url).await?.operations();
-            watch::watch(&ops, filter, interval, polls, json, out).await
+            watch::watch(&ops, selection, interval, polls, json, out).await
         }
         Command::Serve {
             listen,
@@ -110,16 +110,6 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Fail> {
             serve::serve(connect(url).await?, args, out).await
         }
     }
-}
-
-/// A filter of `kind` (parsed: one line naming the kinds when unknown) and
-/// `prefix`.
-fn filter(kind: Option<&str>, prefix: String) -> Result<LeaseFilter, Fail> {
-    let mut filter = LeaseFilter::all().prefix(prefix);
-    if let Some(kind) = kind {
-        filter = filter.kind(kind.parse()?);
-    }
-    Ok(filter)
 }
 
 /// A client on `url` that keeps no presence (coordctl holds nothing),
@@ -156,16 +146,17 @@ pub fn default_operator() -> String {
     format!("{user}@{host}")
 }
 
-/// Walks the leases matching `filter`, printing each page as it comes.
+/// Walks the leases `selection` keeps, printing each page as it comes.
 async fn list_leases(
     ops: &Operations,
-    filter: LeaseFilter,
+    selection: Selection,
     json: bool,
     out: &mut dyn Write,
 ) -> Result<(), Fail> {
-    let mut walk = ops.walk(filter);
+    let mut walk = ops.walk(selection.filter.clone());
     let mut listing = Listing::new(json, LEASE_HEADER);
-    while let Some(page) = walk.next_page().await? {
+    while let Some(mut page) = walk.next_page().await? {
+        page.retain(|l| selection.keeps(l));
         listing.page(out, &lease_rows(&page), LeaseRow::cells)?;
     }
     listing.finish(out)
@@ -413,6 +404,75 @@ mod tests {
         assert!(lines[1].starts_with("orders "), "{table}");
         let fail = ctl(&["queue", "orders", "", "--url", url]).await;
         assert_eq!(fail.unwrap_err().code, crate::exit::USAGE);
+    }
+
+    /// `--prefix` takes a resource as listings print it (`lock:jobs/`,
+    /// `queue:orders@`), as the dashboard's filter does; it matched names
+    /// only, so a RESOURCE copied from a listing listed nothing, exit 0.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_prefix_may_name_the_kind_as_resources_are_printed() {
+        let url = "memory://?namespace=ctl-prefix";
+        let client = coord::connect(url).await.unwrap();
+        let _a = client.lock("jobs/a").try_lock().await.unwrap().unwrap();
+        let _o = client.lock("other").try_lock().await.unwrap().unwrap();
+        let _b = client.rwlock("jobs/b").try_read().await.unwrap().unwrap();
+        let orders = client.queue::<u64>("ord@rs");
+        orders.push(&1).await.unwrap();
+        let mut consumer = orders.consumer();
+        let _d = consumer.receive().await.unwrap();
+        let listed = |args: &'static [&'static str]| async move {
+            let json = ctl(&[args, &["--json", "--url", url]].concat())
+                .await
+                .unwrap();
+            let v: Value = serde_json::from_str(&json).unwrap();
+            let mut names: Vec<String> = (v.as_array().unwrap().iter())
+                .map(|l| l["resource"].as_str().unwrap().to_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(
+            listed(&["locks", "--prefix", "lock:jobs/"]).await,
+            ["lock:jobs/a"]
+        );
+        assert_eq!(
+            listed(&["locks", "--prefix", "jobs/"]).await,
+            ["lock:jobs/a", "rwlock:jobs/b"]
+        );
+        assert_eq!(
+            listed(&["locks", "--prefix", "rwlock:"]).await,
+            ["rwlock:jobs/b"]
+        );
+        // A queue's name is escaped in its resource (`ord\@rs`).
+        let item = "queue:ord\\@rs@1";
+        assert_eq!(
+            listed(&["locks", "--prefix", "queue:ord\\@rs@"]).await,
+            [item]
+        );
+        assert_eq!(listed(&["locks", "--prefix", "queue:ord\\@"]).await, [item]);
+        assert!(
+            listed(&["locks", "--prefix", "queue:ord\\@rs@2"])
+                .await
+                .is_empty()
+        );
+        // With --kind, the prefix is a name's (a key may start `lock:`).
+        assert!(
+            listed(&["locks", "--kind", "lock", "--prefix", "lock:"])
+                .await
+                .is_empty()
+        );
+        let watch = [
+            "watch",
+            "--polls",
+            "1",
+            "--prefix",
+            "lock:jobs/",
+            "--url",
+            url,
+        ];
+        let watched = ctl(&watch).await.unwrap();
+        assert_eq!(watched.lines().count(), 1, "{watched}");
+        assert!(watched.contains(" + lock:jobs/a exclusive "), "{watched}");
     }
 
     #[tokio::test(flavor = "current_thread")]

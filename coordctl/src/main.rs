@@ -9,6 +9,7 @@ mod cli;
 mod commands;
 mod exit;
 mod render;
+mod selection;
 mod serve;
 mod watch;
 

@@ -14,12 +14,13 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use coord_api::{LeaseFilter, Operations};
+use coord_api::Operations;
 use serde::Serialize;
 
 use crate::{
     exit::Fail,
     render::{LeaseRow, human, one_line, rfc3339},
+    selection::Selection,
 };
 
 /// A lease's identity across polls: resource, role, holder.
@@ -107,18 +108,18 @@ pub fn diff(before: &BTreeMap<Id, LeaseRow>, now: &BTreeMap<Id, LeaseRow>, at: &
     events
 }
 
-/// One poll: every lease matching `filter`, by id, up to `max` of them
+/// One poll: every lease `selection` keeps, by id, up to `max` of them
 /// (and whether there were more).
 pub async fn poll(
     ops: &Operations,
-    filter: &LeaseFilter,
+    selection: &Selection,
     max: usize,
 ) -> Result<(BTreeMap<Id, LeaseRow>, bool), Fail> {
-    let mut walk = ops.walk(filter.clone());
+    let mut walk = ops.walk(selection.filter.clone());
     let mut seen = BTreeMap::new();
     while let Some(page) = walk.next_page().await? {
         let now = SystemTime::now();
-        for lease in &page {
+        for lease in page.iter().filter(|l| selection.keeps(l)) {
             if seen.len() == max {
                 return Ok((seen, true));
             }
@@ -138,7 +139,7 @@ pub async fn poll(
 /// is reported on stderr and the next poll tries again.
 pub async fn watch(
     ops: &Operations,
-    filter: LeaseFilter,
+    selection: Selection,
     interval: Duration,
     polls: Option<u64>,
     json: bool,
@@ -148,7 +149,7 @@ pub async fn watch(
     let mut done = 0u64;
     loop {
         let at = rfc3339(SystemTime::now());
-        match poll(ops, &filter, usize::MAX).await {
+        match poll(ops, &selection, usize::MAX).await {
             Ok((now, _)) => {
                 for e in diff(&known, &now, &at) {
                     if json {

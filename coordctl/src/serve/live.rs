@@ -27,6 +27,7 @@ use tokio::sync::{Notify, broadcast};
 use super::{Shared, now_text};
 use crate::{
     render::{LeaseRow, one_line},
+    selection::Selection,
     watch::{self, Id},
 };
 
@@ -188,7 +189,7 @@ pub(crate) async fn refresh(app: Shared, every: Duration) {
 async fn walk_once(app: &Shared) {
     let at = now_text();
     let ops = app.client.operations();
-    let walked = watch::poll(&ops, &LeaseFilter::all(), app.live.max).await;
+    let walked = watch::poll(&ops, &Selection::of(LeaseFilter::all()), app.live.max).await;
     let mut elections = Vec::new();
     {
         let live = &app.live;
