@@ -502,3 +502,30 @@ async fn thousands_of_locks_page_and_search_by_prefix() {
     b.close().await;
     drop(held);
 }
+
+/// A view that reads one page (at most 500 rows) says when there are
+/// more: the groups view showed 500 of 510 members without a word, as the
+/// leaders' and runs' views did; the deliveries' view alone said so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_with_more_rows_than_it_shows_says_so() {
+    const MEMBERS: usize = 510;
+    let url = format!("{}?namespace=dash-members", RedisServer::shared().url());
+    let client = coord::connect(&url).await.unwrap();
+    let group = client.group("big");
+    let mut joined = Vec::with_capacity(MEMBERS);
+    for _ in 0..MEMBERS {
+        joined.push(group.join().await.unwrap());
+    }
+    let (_dash, addr) = dashboard(&url, &[]);
+    let b = Browser::start().await;
+    b.goto(&format!("http://{addr}/")).await;
+    tab(&b, "groups").await;
+    b.wait_for_text("#members-info", "the first 500 of 510 members", HANG)
+        .await;
+    b.screenshot("more-members-than-shown").await;
+    b.fill("#group-prefix", "small").await;
+    b.wait_for_text("#members-info", |t: &str| t.is_empty(), HANG)
+        .await;
+    b.close().await;
+    drop(joined);
+}
