@@ -116,6 +116,16 @@ pub enum Command {
         #[arg(value_name = "NAME", required = true)]
         names: Vec<String>,
     },
+    /// Circuit breakers by name: phase, generation, time until trials,
+    /// the window's calls, failures and slow calls, live trials, opens,
+    /// the rate that opens it, a manual action (`--json`: the policy
+    /// too). Looking creates nothing: exit 3 when a name has no record
+    /// (no instance has used it yet).
+    Breaker {
+        /// The breakers' names.
+        #[arg(value_name = "NAME", required = true)]
+        names: Vec<String>,
+    },
     /// The audit trail, newest first.
     Audit {
         /// How many records.

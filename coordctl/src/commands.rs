@@ -13,8 +13,8 @@ use crate::{
     cli::{Cli, Command},
     exit::{BACKEND, DEGRADED, Fail, NOT_FOUND},
     render::{
-        AUDIT_HEADER, AuditRow, CHECK_HEADER, HealthRow, INSTANCE_HEADER, InstanceRow,
-        LEASE_HEADER, LeaseRow, Listing, QUEUE_HEADER, QueueRow,
+        AUDIT_HEADER, AuditRow, BREAKER_HEADER, BreakerRow, CHECK_HEADER, HealthRow,
+        INSTANCE_HEADER, InstanceRow, LEASE_HEADER, LeaseRow, Listing, QUEUE_HEADER, QueueRow,
     },
     selection::Selection,
     serve, watch,
@@ -68,6 +68,12 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Fail> {
                 Key::new(name)?;
             }
             queues(&connect(url).await?, &names, json, out).await
+        }
+        Command::Breaker { names } => {
+            for name in &names {
+                Key::new(name)?;
+            }
+            breakers(&connect(url).await?, &names, json, out).await
         }
         Command::Audit { limit } => {
             audit(&connect(url).await?.operations(), limit, json, out).await
@@ -287,6 +293,47 @@ async fn queues(
     listing.finish(out)
 }
 
+/// The records of the breakers `names`, read with `peek` (which makes no
+/// breaker: a look must not choose a breaker's policy, decision 0029);
+/// exit 3 naming those with no record.
+async fn breakers(
+    client: &Client,
+    names: &[String],
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), Fail> {
+    let mut listing = Listing::new(json, BREAKER_HEADER);
+    let mut unmade = Vec::new();
+    for name in names {
+        let state = match client.breaker(name).build()?.peek().await {
+            Ok(state) => state,
+            Err(e @ coord_api::Error::NotSupported { .. }) => {
+                return Err(Fail::new(
+                    BACKEND,
+                    format!("{e}: this backend cannot show a breaker without creating it"),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match state {
+            Some(s) => listing.page(out, &[BreakerRow::of(name, &s)], BreakerRow::cells)?,
+            None => unmade.push(format!("{name:?}")),
+        }
+    }
+    listing.finish(out)?;
+    if unmade.is_empty() {
+        return Ok(());
+    }
+    Err(Fail::new(
+        NOT_FOUND,
+        format!(
+            "no record of breaker {}: no instance has used it yet (or the backend forgot it \
+             after a day unused); looking does not create it",
+            unmade.join(", ")
+        ),
+    ))
+}
+
 /// The newest `limit` audit records, a page at a time.
 async fn audit(ops: &Operations, limit: u32, json: bool, out: &mut dyn Write) -> Result<(), Fail> {
     if limit == 0 {
@@ -404,6 +451,46 @@ mod tests {
         assert!(lines[1].starts_with("orders "), "{table}");
         let fail = ctl(&["queue", "orders", "", "--url", url]).await;
         assert_eq!(fail.unwrap_err().code, crate::exit::USAGE);
+    }
+
+    /// `breaker NAME…` prints each breaker's record, as the dashboard's
+    /// breaker view shows it, and creates none (exit 3 naming those that
+    /// have no record).
+    #[tokio::test(flavor = "current_thread")]
+    async fn breakers_are_shown_by_name_and_never_made() {
+        let url = "memory://?namespace=ctl-breakers";
+        let client = coord::connect(url).await.unwrap();
+        let app = (client.breaker("payments").count_window(10))
+            .failure_rate(20.0)
+            .build()
+            .unwrap();
+        app.state().await.unwrap();
+        let json = ctl(&["breaker", "payments", "--json", "--url", url]).await;
+        let listed: Value = serde_json::from_str(&json.unwrap()).unwrap();
+        let b = &listed[0];
+        assert_eq!(
+            (b["name"].as_str(), b["phase"].as_str()),
+            (Some("payments"), Some("Closed"))
+        );
+        assert_eq!(b["policy"]["failure_rate"], "20%", "{listed}");
+        assert_eq!(b["policy"]["window"], "last 10 calls", "{listed}");
+        let table = ctl(&["breaker", "payments", "--url", url]).await.unwrap();
+        assert!(
+            table.starts_with("BREAKER") && table.contains("\npayments  Closed "),
+            "{table}"
+        );
+        for _ in 0..2 {
+            let fail = ctl(&["breaker", "payments", "nobody", "--url", url]).await;
+            let fail = fail.unwrap_err();
+            assert_eq!(fail.code, NOT_FOUND);
+            let message = fail.message.unwrap();
+            assert!(
+                message.contains("\"nobody\"") && !message.contains("payments"),
+                "{message}"
+            );
+        }
+        let fail = ctl(&["breaker", "", "--url", url]).await.unwrap_err();
+        assert_eq!(fail.code, crate::exit::USAGE);
     }
 
     /// `--prefix` takes a resource as listings print it (`lock:jobs/`,

@@ -13,7 +13,8 @@ pub const BACKEND: u8 = 1;
 /// empty reason (clap's own usage errors exit 2 too).
 pub const USAGE: u8 = 2;
 /// Nothing to act on: no live lease with the token `force-release` was
-/// given, no live lease of the resource `holders` or `members` asked for.
+/// given, no live lease of the resource `holders` or `members` asked for,
+/// no record of a breaker `breaker` was given.
 pub const NOT_FOUND: u8 = 3;
 /// `health` only: the backend answers, but a check is Degraded.
 pub const DEGRADED: u8 = 4;
@@ -25,7 +26,7 @@ Exit codes:
   1  the backend is unreachable, failed or lacks operations (health: unavailable)
   2  bad usage or bad input: malformed URL, unknown resource kind, missing argument
   3  not found: force-release's token matches no live lease; holders or members
-     found no live lease
+     found no live lease; breaker found no record of a name
   4  health: degraded (the backend answers, a check is near its limit)";
 
 /// A command's failure: an exit code and, unless the command already said

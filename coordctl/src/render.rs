@@ -9,7 +9,7 @@ use std::{
 
 use coord_api::{
     Check, Health, LiveLease, QueueStats,
-    spi::{AuditRecord, Presence},
+    spi::{AuditRecord, BreakerState, Policy, Presence, WindowKind},
 };
 use serde::Serialize;
 
@@ -226,6 +226,125 @@ pub const QUEUE_HEADER: [&str; 10] = [
     "STOLEN",
     "DEAD-LETTERED",
 ];
+
+/// A circuit breaker's record, as printed (and as the dashboard serves
+/// it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BreakerRow {
+    /// The breaker's name.
+    pub name: String,
+    /// `Closed`, `Open`, `HalfOpen`, or a manual phase.
+    pub phase: String,
+    /// The current generation (it counts transitions).
+    pub generation: u64,
+    /// While open: the time until it lets trials through.
+    pub retry_after: Option<String>,
+    /// Calls in the window (closed only).
+    pub calls: u64,
+    /// Of those, failures.
+    pub failures: u64,
+    /// Of those, slow calls.
+    pub slow: u64,
+    /// Live trials (half-open).
+    pub trials_live: u32,
+    /// Opens since it last closed.
+    pub opens: u32,
+    /// The last manual action, if any.
+    pub manual: Option<String>,
+    /// The policy in force.
+    pub policy: PolicyRow,
+}
+
+/// A breaker's policy, as printed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyRow {
+    /// `last 20 calls` or `last 1m00s`.
+    pub window: String,
+    /// The failure rate that opens it (`50%`).
+    pub failure_rate: Option<String>,
+    /// The slow-call rate that opens it, if any.
+    pub slow_rate: Option<String>,
+    /// The fewest calls in the window before it decides.
+    pub minimum_calls: u32,
+    /// How long it stays open first.
+    pub open_for: String,
+    /// The longest it stays open (after opening again and again).
+    pub max_open_for: String,
+    /// Trial calls let through when half-open.
+    pub trials: u32,
+    /// Instances whose reports it needs to open.
+    pub quorum: u32,
+}
+
+impl BreakerRow {
+    /// The row of breaker `name`'s state `s`.
+    pub fn of(name: &str, s: &BreakerState) -> BreakerRow {
+        BreakerRow {
+            name: name.to_owned(),
+            phase: format!("{:?}", s.phase),
+            generation: s.generation,
+            retry_after: s.retry_after.map(human),
+            calls: s.window.calls,
+            failures: s.window.failures,
+            slow: s.window.slow,
+            trials_live: s.trials_live,
+            opens: s.opens,
+            manual: s.manual.as_ref().map(|m| format!("{m:?}")),
+            policy: PolicyRow::of(&s.policy),
+        }
+    }
+
+    /// The table's cells (the policy: `--json`).
+    pub fn cells(&self) -> [String; 9] {
+        [
+            self.name.clone(),
+            self.phase.clone(),
+            self.generation.to_string(),
+            opt(self.retry_after.clone()),
+            format!("{}/{}/{}", self.calls, self.failures, self.slow),
+            self.trials_live.to_string(),
+            self.opens.to_string(),
+            format!(
+                "{} of {}",
+                opt(self.policy.failure_rate.clone()),
+                self.policy.window
+            ),
+            opt(self.manual.clone()),
+        ]
+    }
+}
+
+/// The breaker table's header.
+pub const BREAKER_HEADER: [&str; 9] = [
+    "BREAKER",
+    "PHASE",
+    "GENERATION",
+    "RETRY-AFTER",
+    "CALLS/FAILED/SLOW",
+    "TRIALS",
+    "OPENS",
+    "OPENS-AT",
+    "MANUAL",
+];
+
+impl PolicyRow {
+    fn of(p: &Policy) -> PolicyRow {
+        let percent = |bp: u16| (bp <= 10_000).then(|| format!("{}%", f64::from(bp) / 100.0));
+        PolicyRow {
+            window: match p.window {
+                WindowKind::Count { calls } => format!("last {calls} calls"),
+                WindowKind::Time { span } => format!("last {}", human(span)),
+            },
+            failure_rate: percent(p.failure_rate_bp),
+            slow_rate: p.slow_rate_bp.and_then(percent),
+            minimum_calls: p.minimum_calls,
+            open_for: human(p.open_for),
+            max_open_for: human(p.max_open_for),
+            trials: p.trials,
+            quorum: p.quorum,
+        }
+    }
+}
 
 /// An audit record, as printed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

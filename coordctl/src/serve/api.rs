@@ -16,7 +16,7 @@ use axum::{
 };
 use coord_api::{
     Error, FencingToken, Forced, Key,
-    spi::{Policy, Resource, ResourceKind, WindowKind},
+    spi::{Resource, ResourceKind},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use super::Shared;
 use crate::{
     exit::{Fail, NOT_FOUND, USAGE},
-    render::{AuditRow, HealthRow, InstanceRow, LeaseRow, QueueRow, human, rfc3339},
+    render::{AuditRow, BreakerRow, HealthRow, InstanceRow, LeaseRow, QueueRow, rfc3339},
 };
 
 /// The page size when the page asks for none, and the largest it may.
@@ -192,19 +192,7 @@ pub(crate) async fn breaker(State(app): State<Shared>, Query(q): Query<NameQuery
         Err(e) => return failed(e.into()),
     };
     match breaker.peek().await {
-        Ok(Some(s)) => ok(json!({
-            "name": q.name,
-            "phase": format!("{:?}", s.phase),
-            "generation": s.generation,
-            "retry_after": s.retry_after.map(human),
-            "calls": s.window.calls,
-            "failures": s.window.failures,
-            "slow": s.window.slow,
-            "trials_live": s.trials_live,
-            "opens": s.opens,
-            "manual": s.manual.as_ref().map(|m| format!("{m:?}")),
-            "policy": policy(&s.policy),
-        })),
+        Ok(Some(s)) => ok(BreakerRow::of(&q.name, &s)),
         Ok(None) => error(
             StatusCode::NOT_FOUND,
             format!(
@@ -220,24 +208,6 @@ pub(crate) async fn breaker(State(app): State<Shared>, Query(q): Query<NameQuery
         ),
         Err(e) => failed(e.into()),
     }
-}
-
-/// A breaker's policy, as the page shows it.
-fn policy(p: &Policy) -> Value {
-    let percent = |bp: u16| (bp <= 10_000).then(|| format!("{}%", f64::from(bp) / 100.0));
-    json!({
-        "window": match p.window {
-            WindowKind::Count { calls } => format!("last {calls} calls"),
-            WindowKind::Time { span } => format!("last {}", human(span)),
-        },
-        "failure_rate": percent(p.failure_rate_bp),
-        "slow_rate": p.slow_rate_bp.and_then(percent),
-        "minimum_calls": p.minimum_calls,
-        "open_for": human(p.open_for),
-        "max_open_for": human(p.max_open_for),
-        "trials": p.trials,
-        "quorum": p.quorum,
-    })
 }
 
 #[derive(Debug, Deserialize)]
