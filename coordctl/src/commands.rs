@@ -200,7 +200,8 @@ async fn holders(
 struct ForceOutcome<'a> {
     resource: String,
     token: u64,
-    /// `released` or `not-found`.
+    /// `released`, `not-found`, or `unknown` (the revocation was left
+    /// unanswered: it may have been applied; exit 1).
     outcome: &'static str,
     /// Whose lease it was (released).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -220,7 +221,6 @@ async fn force_release(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<(), Fail> {
-    let forced = ops.force_release(resource, token, reason).await?;
     let mut outcome = ForceOutcome {
         resource: resource.to_string(),
         token: token.get(),
@@ -228,6 +228,21 @@ async fn force_release(
         holder: None,
         current: None,
         operator,
+    };
+    let forced = match ops.force_release(resource, token, reason).await {
+        Ok(forced) => forced,
+        // The revocation was sent and left unanswered: it may have been
+        // applied (the error says so; it is audited as unknown).
+        Err(e) if e.is_retryable() => {
+            if json {
+                outcome.outcome = "unknown";
+                serde_json::to_writer(&mut *out, &outcome)?;
+                writeln!(out)?;
+                out.flush()?;
+            }
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
     };
     let fail = match &forced {
         Forced::Released { holder } => {
@@ -451,6 +466,40 @@ mod tests {
         assert!(lines[1].starts_with("orders "), "{table}");
         let fail = ctl(&["queue", "orders", "", "--url", url]).await;
         assert_eq!(fail.unwrap_err().code, crate::exit::USAGE);
+    }
+
+    /// A force release whose reply is lost (the revocation may have been
+    /// applied) prints `"outcome": "unknown"` with `--json` (stdout was
+    /// empty: a script read nothing) and fails (exit 1) with the
+    /// operations client's error, which says the outcome is unknown.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_force_release_left_unanswered_is_reported_unknown() {
+        use std::sync::Arc;
+
+        use coord_conformance::switch::Switch;
+
+        let client = coord::connect("memory://?namespace=ctl-unknown")
+            .await
+            .unwrap();
+        let guard = client.lock("k").try_lock().await.unwrap().unwrap();
+        let switch = Switch::new(client.backend().clone());
+        let lossy = Client::builder(Arc::new(coord_api::spi::Dispatched::new(switch.clone())))
+            .presence(PresenceOptions::disabled())
+            .build();
+        let ops = lossy.operations().operator("alice");
+        let resource: Resource = "lock:k".parse().unwrap();
+        switch.losing_replies();
+        let mut out = Vec::new();
+        let fail =
+            force_release(&ops, "alice", &resource, guard.token(), "r", true, &mut out).await;
+        switch.on();
+        let fail = fail.unwrap_err();
+        assert_eq!(fail.code, BACKEND);
+        assert!(fail.message.unwrap().contains("unknown"));
+        let printed: Value = serde_json::from_slice(&out).expect("one JSON object");
+        assert_eq!(printed["outcome"], "unknown", "{printed}");
+        assert_eq!(printed["resource"], "lock:k");
+        assert_eq!(printed["token"].as_u64(), Some(guard.token().get()));
     }
 
     /// `breaker NAME…` prints each breaker's record, as the dashboard's
