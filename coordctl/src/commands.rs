@@ -502,6 +502,26 @@ mod tests {
         assert_eq!(printed["token"].as_u64(), Some(guard.token().get()));
     }
 
+    /// `health`'s `renewal_lag` is the asking client's, and coordctl holds
+    /// nothing: the check says so rather than read as the applications'
+    /// renewals being on time.
+    #[tokio::test(flavor = "current_thread")]
+    async fn health_says_whose_renewals_it_measured() {
+        let json = ctl(&[
+            "health",
+            "--json",
+            "--url",
+            "memory://?namespace=ctl-health",
+        ]);
+        let report: Value = serde_json::from_str(&json.await.unwrap()).unwrap();
+        let checks = report["checks"].as_array().unwrap();
+        let lag = checks.iter().find(|c| c["name"] == "renewal_lag");
+        let detail = lag.expect("a renewal_lag check")["detail"]
+            .as_str()
+            .unwrap();
+        assert!(detail.contains("coordctl's own renewals"), "{detail}");
+    }
+
     /// `breaker NAME…` prints each breaker's record, as the dashboard's
     /// breaker view shows it, and creates none (exit 3 naming those that
     /// have no record).

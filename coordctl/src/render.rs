@@ -451,11 +451,20 @@ impl HealthRow {
 
 impl CheckRow {
     fn of(c: &Check) -> CheckRow {
+        let mut detail = c.detail.clone();
+        // The check reads the renewals of the client that asks, and
+        // coordctl's holds nothing: it says nothing of the applications'.
+        if c.name == "renewal_lag" && c.value.is_none() {
+            detail = format!(
+                "{detail} (coordctl's own renewals: it holds no lease; an application's \
+                 health reports its own)"
+            );
+        }
         CheckRow {
             name: c.name.to_owned(),
             status: c.status.to_string(),
             value_ms: c.value.map(|v| v.as_secs_f64() * 1_000.0),
-            detail: c.detail.clone(),
+            detail,
         }
     }
 
