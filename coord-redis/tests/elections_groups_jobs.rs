@@ -570,6 +570,74 @@ async fn a_member_whose_info_was_lost_is_gone() {
     assert!(!gr.leave(&g, &c).await.unwrap(), "already gone");
 }
 
+/// An election's quorum counts no member whose info entry is gone, as a
+/// listing lists none (decision 0064): with the group's info hash evicted,
+/// a leader's renewal finds the quorum missing and a campaign is refused,
+/// and the members go in that step (counted in `seq`), not at the next
+/// heartbeat or listing.
+#[tokio::test]
+async fn a_quorum_counts_no_member_whose_info_was_lost() {
+    let server = RedisServer::shared();
+    let b = backend(server.config("quorum-lost-info")).await;
+    let (el, gr, _) = families(&b);
+    let (e, g) = (key("e"), key("g"));
+    let ttl = Duration::from_secs(30);
+    let (a, c) = (holder("a"), holder("c"));
+    let quorum = Quorum {
+        group: g.clone(),
+        min_members: 2,
+    };
+    let zcard = || {
+        server
+            .command(&["ZCARD", "coord:{quorum-lost-info:lead}:g:g:m"])
+            .unwrap()
+    };
+    gr.join(&g, &a, "meta-a", ttl).await.unwrap();
+    gr.join(&g, &c, "meta-c", ttl).await.unwrap();
+    let info = elected(
+        el.campaign(&e, &a, "", ttl, Some(&quorum), false)
+            .await
+            .unwrap(),
+    );
+    server
+        .command(&["DEL", "coord:{quorum-lost-info:lead}:g:g:i"])
+        .unwrap();
+    assert!(
+        !el.renew(&e, &a, info.term, ttl, Some(&quorum))
+            .await
+            .unwrap(),
+        "two members without their info are no quorum"
+    );
+    assert_eq!(zcard(), Value::Int(0), "dropped by the renewal itself");
+    assert_eq!(el.leader(&e).await.unwrap(), None);
+    // Joined again, one of them loses its info once more: one member counted.
+    gr.join(&g, &a, "meta-a", ttl).await.unwrap();
+    gr.join(&g, &c, "meta-c", ttl).await.unwrap();
+    server
+        .command(&[
+            "HDEL",
+            "coord:{quorum-lost-info:lead}:g:g:i",
+            &c.to_string(),
+        ])
+        .unwrap();
+    assert!(matches!(
+        el.campaign(&e, &a, "", ttl, Some(&quorum), false)
+            .await
+            .unwrap(),
+        Campaign::Busy {
+            leader: None,
+            no_quorum: true
+        }
+    ));
+    assert_eq!(zcard(), Value::Int(1), "c dropped by the campaign");
+    let m = gr.members(&g).await.unwrap();
+    assert_eq!(
+        m.seq, 7,
+        "two joins, two losses, two joins again, c's loss: {m:?}"
+    );
+    assert!(!gr.heartbeat(&g, &c, ttl).await.unwrap());
+}
+
 /// The client types on Redis: a waiting candidate wins at a crashed leader's
 /// expiry (no resignation, no notification: the refusal's `expires_in`), a
 /// leader whose quorum group shrinks loses leadership at its next renewal,

@@ -153,6 +153,51 @@ async fn presence_is_announced_refreshed_expired_and_withdrawn() {
     assert!(b.presence(&too_many).await.is_err());
 }
 
+/// An instance whose info entry is gone (the presence hash evicted under
+/// maxmemory, its deadline kept) is gone as after an expiry (decision
+/// 0064): not found, not listed, dropped in that step, and its next
+/// announcement a new presence. A read of it failed (an empty entry that
+/// does not decode), and with it every `stale()` and `holders()`.
+#[tokio::test]
+async fn an_instance_whose_info_was_lost_is_gone() {
+    let server = RedisServer::shared();
+    let b = backend_on(server, "ops-lost-info").await;
+    let ids: Vec<InstanceId> = (0..3)
+        .map(|i| InstanceId::new(&format!("web-{i}")).unwrap())
+        .collect();
+    for id in &ids {
+        b.announce(&Presence::new(*id, 42, "h", "m"), TTL)
+            .await
+            .unwrap();
+    }
+    let (dl, info) = ("coord:{ops-lost-info:ops}:p", "coord:{ops-lost-info:ops}:i");
+    let before = std::time::SystemTime::now() - Duration::from_secs(1);
+    server.command(&["HDEL", info, "web-1", "web-2"]).unwrap();
+    let found = b.presence(&ids[..2]).await.unwrap();
+    assert!(found[0].is_some() && found[1].is_none(), "{found:?}");
+    assert_eq!(
+        server.command(&["ZSCORE", dl, "web-1"]).unwrap(),
+        redis::Value::Nil,
+        "dropped by the read"
+    );
+    let listed: Vec<_> = (b.instances(&Cursor::start(), 10).await.unwrap().items)
+        .iter()
+        .map(|p| p.instance.to_string())
+        .collect();
+    assert_eq!(listed, ["web-0"]);
+    assert_eq!(
+        server.command(&["ZCARD", dl]).unwrap(),
+        redis::Value::Int(1)
+    );
+    assert!(!b.withdraw(&ids[1]).await.unwrap(), "already gone");
+    b.announce(&Presence::new(ids[2], 43, "h", "m2"), TTL)
+        .await
+        .unwrap();
+    let again = b.presence(&ids[2..]).await.unwrap()[0].clone().unwrap();
+    assert!(again.since > before, "a new presence: {again:?}");
+    assert_eq!((again.pid, again.metadata.as_str()), (43, "m2"));
+}
+
 /// Leases of every family in `b`'s namespace; what a listing must show.
 async fn populate(b: &RedisBackend) -> Vec<(String, String, String)> {
     let (a, c) = (holder("inst-a"), holder("inst-c"));

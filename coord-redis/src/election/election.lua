@@ -27,11 +27,11 @@ local function leader_row()
 end
 
 -- Whether the election's quorum (if one was asked: 8 keys) is missing,
--- counted after dropping expired members.
+-- counted after dropping the members expired or without their info entry
+-- (see count_members).
 local function quorum_missing()
   if #KEYS < 8 then return false end
-  purge_group(KEYS[6], KEYS[7], KEYS[8], ARGV[7])
-  return redis.call('ZCARD', KEYS[6]) < tonumber(ARGV[6])
+  return count_members(KEYS[6], KEYS[7], KEYS[8], ARGV[7]) < tonumber(ARGV[6])
 end
 
 -- Drops the expired candidacies; the candidate keys then live as long as

@@ -21,3 +21,40 @@ local function purge_group(m, i, s, chan)
   redis.call('PUBLISH', chan, 'expired')
 end
 
+-- Drops `holders`, members whose info entry is gone (the hash evicted under
+-- maxmemory, or lost apart from the members zset): a member is never
+-- listed or counted without its join time and metadata (decision 0064).
+-- Gone as after an expiry: counted in seq, published, its next heartbeat
+-- refused.
+local function drop_unlisted(m, i, s, chan, holders)
+  for k = 1, #holders, 500 do
+    redis.call('ZREM', m, unpack(holders, k, math.min(k + 499, #holders)))
+  end
+  redis.call('INCRBY', s, #holders)
+  keep_group(m, i, s)
+  redis.call('PUBLISH', chan, 'expired')
+end
+
+-- How many live members the group has, after dropping the expired ones and
+-- those whose info entry is gone. Every script writes a member's two
+-- entries together and a key is evicted whole, so either every info entry
+-- names a member (the info hash lost and begun again) or every member has
+-- one (the members zset lost, the info hash keeping its entries): an info
+-- hash as long as the members zset means every member has its entry. That
+-- one HLEN is all a count costs beyond ZCARD; only a group that lost its
+-- info hash is walked (one HMGET per 500 members).
+local function count_members(m, i, s, chan)
+  purge_group(m, i, s, chan)
+  local n = redis.call('ZCARD', m)
+  if n == 0 or redis.call('HLEN', i) >= n then return n end
+  local names, unlisted = redis.call('ZRANGE', m, 0, -1), {}
+  for k = 1, #names, 500 do
+    local last = math.min(k + 499, #names)
+    local infos = redis.call('HMGET', i, unpack(names, k, last))
+    for j = k, last do
+      if not infos[j - k + 1] then unlisted[#unlisted + 1] = names[j] end
+    end
+  end
+  if #unlisted > 0 then drop_unlisted(m, i, s, chan, unlisted) end
+  return n - #unlisted
+end

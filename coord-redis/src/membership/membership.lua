@@ -13,26 +13,13 @@ if op == 'expiry' then
 end
 purge_group(m, i, s, channel)
 
--- Drops `holders`, members whose info entry is gone (the hash evicted under
--- maxmemory, or lost apart from the members zset): a member is never
--- listed without its join time and metadata. Gone as after an expiry:
--- counted in seq, published, its next heartbeat refused.
-local function drop_unlisted(holders)
-  for k = 1, #holders, 500 do
-    redis.call('ZREM', m, unpack(holders, k, math.min(k + 499, #holders)))
-  end
-  redis.call('INCRBY', s, #holders)
-  keep_group(m, i, s)
-  redis.call('PUBLISH', channel, 'expired')
-end
-
 if op == 'join' then
   local holder, ttl, meta = ARGV[3], tonumber(ARGV[4]), ARGV[5]
   local joined
   if redis.call('ZSCORE', m, holder) then
     joined = string.match(redis.call('HGET', i, holder) or '', '^(%d+)|')
     -- Its info lost: gone, and this join a new one.
-    if not joined then drop_unlisted({holder}) end
+    if not joined then drop_unlisted(m, i, s, channel, {holder}) end
   end
   if not joined then redis.call('INCR', s) end
   redis.call('ZADD', m, now_ms() + ttl, holder)
@@ -44,7 +31,7 @@ elseif op == 'heartbeat' then
   local holder = ARGV[3]
   if not redis.call('ZSCORE', m, holder) then return 0 end
   if redis.call('HEXISTS', i, holder) == 0 then
-    drop_unlisted({holder})
+    drop_unlisted(m, i, s, channel, {holder})
     return 0
   end
   redis.call('ZADD', m, now_ms() + tonumber(ARGV[4]), holder)
@@ -69,7 +56,7 @@ elseif op == 'members' then
       unlisted[#unlisted + 1] = zs[j]
     end
   end
-  if #unlisted > 0 then drop_unlisted(unlisted) end
+  if #unlisted > 0 then drop_unlisted(m, i, s, channel, unlisted) end
   return {tonumber(redis.call('GET', s) or '0'), rows}
 end
 return redis.error_reply('coord: unknown group operation ' .. tostring(op))

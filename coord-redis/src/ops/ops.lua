@@ -17,6 +17,21 @@ local function live(inst)
   return nil
 end
 
+-- The instance's info entry and deadline if its presence is live, else
+-- nil. An instance whose info entry is gone (the hash evicted under
+-- maxmemory) is gone as after an expiry (decision 0064), and dropped here:
+-- no call beyond the HGET a live presence is read with, two ZREMs when
+-- the entry is missing.
+local function present(inst)
+  local until_ms = live(inst)
+  if not until_ms then return nil end
+  local v = redis.call('HGET', info, inst)
+  if v then return v, until_ms end
+  redis.call('ZREM', dl, inst)
+  redis.call('ZREM', names, inst)
+  return nil
+end
+
 if op == 'announce' then
   local inst, ttl = ARGV[2], tonumber(ARGV[3])
   local since
@@ -38,15 +53,15 @@ if op == 'announce' then
 elseif op == 'withdraw' then
   local was = live(ARGV[2])
   redis.call('ZREM', dl, ARGV[2])
-  redis.call('HDEL', info, ARGV[2])
+  local had = redis.call('HDEL', info, ARGV[2]) == 1
   redis.call('ZREM', names, ARGV[2])
-  return was and 1 or 0
+  return (was and had) and 1 or 0
 elseif op == 'presence' then
   local out = {}
   for j = 2, #ARGV do
-    local until_ms = live(ARGV[j])
-    if until_ms then
-      out[#out + 1] = {redis.call('HGET', info, ARGV[j]) or '', until_ms - now_ms()}
+    local v, until_ms = present(ARGV[j])
+    if v then
+      out[#out + 1] = {v, until_ms - now_ms()}
     else
       out[#out + 1] = {}
     end
@@ -58,10 +73,8 @@ elseif op == 'instances' then
   local ns = redis.call('ZRANGEBYLEX', names, from, '+', 'LIMIT', 0, tonumber(ARGV[3]))
   local rows = {}
   for j = 1, #ns do
-    local until_ms = live(ns[j])
-    if until_ms then
-      rows[#rows + 1] = {ns[j], redis.call('HGET', info, ns[j]) or '', until_ms - now_ms()}
-    end
+    local v, until_ms = present(ns[j])
+    if v then rows[#rows + 1] = {ns[j], v, until_ms - now_ms()} end
   end
   return {#ns, rows, ns[#ns] or ''}
 end
