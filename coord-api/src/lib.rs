@@ -93,9 +93,9 @@ pub use queues::{Consumer, DeadLetter, Delivery, ItemContext, PushOptions, PushO
 /// lease, who leads, who is a member (defined with the SPI, used by both).
 pub use spi::{
     ArrivalInfo, BarrierState, Candidate, Ended, EndedGeneration, LatchState, LeaderInfo,
-    LeaseInfo, LeaseKind, LockSpace, MAX_LATCH_COUNT, MAX_MEMBER_METADATA_BYTES, MAX_PARTIES,
-    MemberInfo, Members, NodeState, NodeStatus, On, OnFailure, Outcome, QueueStats, Quorum,
-    RunState, RunStatus, Trip,
+    LeaseInfo, LeaseKind, LockSpace, MAX_LATCH_COUNT, MAX_LEADER_METADATA_BYTES,
+    MAX_MEMBER_METADATA_BYTES, MAX_PARTIES, MemberInfo, Members, NodeState, NodeStatus, On,
+    OnFailure, Outcome, QueueStats, Quorum, RunState, RunStatus, Trip,
 };
 pub use state::{
     CasOutcome, MAX_UPDATE_ATTEMPTS, State, StateEvent, StateSpace, StateWatch, UPDATE_RESENDS,

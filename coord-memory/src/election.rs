@@ -9,7 +9,10 @@ use std::{collections::HashMap, time::Duration, time::SystemTime};
 use async_trait::async_trait;
 use coord_api::{
     FencingToken, HolderId, Instant, Key, LeaderInfo, Namespace, Quorum, Result,
-    spi::{Campaign, Candidate, ElectionBackend, ResourceKind, Role, Watch},
+    spi::{
+        Campaign, Candidate, ElectionBackend, ResourceKind, Role, Watch,
+        election::check_leader_metadata,
+    },
 };
 
 use crate::{
@@ -170,6 +173,7 @@ impl ElectionBackend for MemoryBackend {
         stand: bool,
     ) -> Result<Campaign> {
         coord_api::validate_ttl(election, ttl)?;
+        check_leader_metadata(election, metadata)?;
         let now = self.store.now();
         let info = {
             let mut lead = self.store.lead();
@@ -323,6 +327,7 @@ impl ElectionBackend for MemoryBackend {
         term: FencingToken,
         metadata: &str,
     ) -> Result<bool> {
+        check_leader_metadata(election, metadata)?;
         let now = self.store.now();
         let proclaimed = {
             let mut lead = self.store.lead();

@@ -29,6 +29,7 @@ use crate::{
         undo::{Undo, granting},
         wait::{Attempts, Step, wait_for},
     },
+    spi::election::check_leader_metadata,
     trace::{self, Outcome, Site},
 };
 
@@ -125,7 +126,9 @@ impl Election {
 
     option_setters!();
 
-    /// What the leader publishes about itself (an address, a version...).
+    /// What the leader publishes about itself (an address, a version...):
+    /// at most [`MAX_LEADER_METADATA_BYTES`](crate::MAX_LEADER_METADATA_BYTES)
+    /// bytes, or a campaign is `InvalidArgument`.
     pub fn metadata(mut self, metadata: impl Into<String>) -> Self {
         self.metadata = metadata.into();
         self
@@ -147,6 +150,7 @@ impl Election {
                 "election {key:?}: a quorum needs min_members of at least 1"
             )));
         }
+        check_leader_metadata(key, &self.metadata)?;
         self.handle.client.elections()?;
         Ok(key)
     }
@@ -473,7 +477,9 @@ impl Leadership {
     /// A term that is no longer held (lost locally, or ended at the
     /// backend: taken over, expired, resigned) is refused with
     /// `Error::LeaseLost` and nothing changes; a refusal by the backend also
-    /// marks the leadership lost.
+    /// marks the leadership lost. Metadata of more than
+    /// [`MAX_LEADER_METADATA_BYTES`](crate::MAX_LEADER_METADATA_BYTES) bytes
+    /// is `InvalidArgument` before any I/O, and the term goes on.
     ///
     /// ```
     /// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
@@ -495,6 +501,7 @@ impl Leadership {
             key: key.as_str().to_owned(),
             backend: client.backend().to_string(),
         };
+        check_leader_metadata(key, &metadata)?;
         if !self.guard.is_held() {
             return Err(lost());
         }

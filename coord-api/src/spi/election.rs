@@ -11,7 +11,27 @@ use super::{
     DynBackend, Watch,
     dispatch::{Dispatch, Dispatched, Op, family},
 };
-use crate::{FencingToken, HolderId, InstanceId, Key, Result};
+use crate::{Error, FencingToken, HolderId, InstanceId, Key, Result};
+
+/// The most bytes of metadata a leader or a candidate may publish (a
+/// campaign's, a proclamation's): more is `InvalidArgument` before any
+/// I/O, and a backend refuses it too (decision 0067).
+pub const MAX_LEADER_METADATA_BYTES: usize = 4_096;
+
+/// `InvalidArgument` naming `election` and the limit when `metadata` is
+/// over [`MAX_LEADER_METADATA_BYTES`] (every backend's `campaign` and
+/// `proclaim` check it).
+pub fn check_leader_metadata(election: &Key, metadata: &str) -> Result<()> {
+    if metadata.len() > MAX_LEADER_METADATA_BYTES {
+        return Err(Error::invalid(format!(
+            "election {:?}: leader metadata of {} bytes is over the limit of \
+             {MAX_LEADER_METADATA_BYTES} bytes",
+            election.as_str(),
+            metadata.len()
+        )));
+    }
+    Ok(())
+}
 
 /// Who leads an election, as anyone can read it. Built with
 /// [`LeaderInfo::new`].

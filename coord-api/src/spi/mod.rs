@@ -64,7 +64,9 @@ pub use breaker::{
     Transition, Trial, WindowKind,
 };
 pub use dispatch::{Call, Dispatch, Dispatched, Op, Reply};
-pub use election::{Campaign, Candidate, ElectionBackend, LeaderInfo, Quorum};
+pub use election::{
+    Campaign, Candidate, ElectionBackend, LeaderInfo, MAX_LEADER_METADATA_BYTES, Quorum,
+};
 pub use graphs::{
     Cancel, Complete, Edge, GraphBackend, GraphSpec, MAX_ATTEMPTS, MAX_ERROR_BYTES, MAX_NODES,
     MAX_RESULT_BYTES, NodeResult, NodeSpec, NodeState, NodeStatus, On, OnFailure, Outcome, Renew,

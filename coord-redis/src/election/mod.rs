@@ -49,7 +49,10 @@ use std::{sync::LazyLock, time::Duration};
 use async_trait::async_trait;
 use coord_api::{
     Error, FencingToken, HolderId, Key, Namespace, Result,
-    spi::{Backend, Campaign, Candidate, ElectionBackend, LeaderInfo, Quorum, Watch},
+    spi::{
+        Backend, Campaign, Candidate, ElectionBackend, LeaderInfo, Quorum, Watch,
+        election::check_leader_metadata,
+    },
 };
 use redis::Script;
 
@@ -155,6 +158,7 @@ impl ElectionBackend for RedisBackend {
         stand: bool,
     ) -> Result<Campaign> {
         let ttl = ttl_ms(election, ttl)?;
+        check_leader_metadata(election, metadata)?;
         let (mut eval, group) =
             election_eval(self.namespace(), election, quorum, "campaign", Some(holder));
         eval.arg(metadata);
@@ -237,6 +241,7 @@ impl ElectionBackend for RedisBackend {
         term: FencingToken,
         metadata: &str,
     ) -> Result<bool> {
+        check_leader_metadata(election, metadata)?;
         let (mut eval, _) =
             election_eval(self.namespace(), election, None, "proclaim", Some(holder));
         eval.arg(term.get()).arg(metadata);

@@ -208,4 +208,50 @@ pub async fn proclaim_by_stale_term_refused(h: &dyn Harness) {
     assert_eq!((seen.term, seen.metadata.as_str()), (lb.term(), "b"));
     lb.resign().await.unwrap();
 }
+
+/// Metadata of more than `MAX_LEADER_METADATA_BYTES` (4 KiB) for a leader
+/// or a candidate is `InvalidArgument` naming the election and the limit,
+/// at once, from the client (`campaign`, `try_campaign`, `proclaim`) and
+/// from the backend itself (a campaign that would elect, one that would
+/// stand, a proclamation): nobody is elected, nobody stands, and a
+/// leader keeps its term and metadata. Metadata of exactly the limit
+/// (multi-byte characters counted in bytes) is published whole.
+pub async fn election_metadata_over_its_limit_refused(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, o) = (ctx.client("a").await, ctx.client("o").await);
+    let limit = coord_api::MAX_LEADER_METADATA_BYTES;
+    let named = |res: Result<()>, what: &str| match res {
+        Err(Error::InvalidArgument { message }) => assert!(
+            message.contains("\"e\"") && message.contains(&limit.to_string()),
+            "{what}: the refusal names the election and the limit: {message}"
+        ),
+        other => panic!("{what}: expected InvalidArgument, got {other:?}"),
+    };
+    let (over, full) = ("é".repeat(limit / 2) + "x", "é".repeat(limit / 2));
+    let e = a.election("e").ttl(ms(5000));
+    let by_client = e.clone().metadata(over.clone());
+    named(at_once(by_client.try_campaign()).await.map(drop), "try_campaign");
+    named(at_once(by_client.campaign()).await.map(drop), "campaign");
+    let backend = ctx.backend().await;
+    let elections = backend.elections().expect("the backend offers elections");
+    let (k, b) = (key("e"), holder("b"));
+    let by_spi = |stand| elections.campaign(&k, &b, &over, ms(5000), None, stand);
+    named(at_once(by_spi(false)).await.map(drop), "the backend's campaign");
+    assert_eq!(o.election("e").leader().await.unwrap(), None, "nobody elected");
+    let mut la = elect(&e.clone().metadata(full.clone()), "a").await;
+    for stand in [false, true] {
+        named(at_once(by_spi(stand)).await.map(drop), "the backend's campaign while led");
+    }
+    assert!(o.election("e").candidates().await.unwrap().is_empty(), "nobody stands");
+    named(la.proclaim(over.clone()).await, "proclaim");
+    let (holder, term) = (la.info().holder.clone(), la.term());
+    let by_spi = elections.proclaim(&k, &holder, term, &over);
+    named(at_once(by_spi).await.map(drop), "the backend's proclaim");
+    assert!(la.is_leader(), "a refused proclamation loses nothing");
+    let seen = o.election("e").leader().await.unwrap().expect("a leads");
+    assert_eq!((seen.term, &seen.metadata), (term, &full), "the limit itself is published");
+    assert_eq!(la.info().metadata, full);
+    la.proclaim("v2").await.unwrap();
+    la.resign().await.unwrap();
+}
 }
