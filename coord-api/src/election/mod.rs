@@ -258,18 +258,23 @@ impl Election {
     /// Cancel safe: a term won by a cancelled campaign is resigned, and its
     /// candidacy is withdrawn (both in the background).
     pub async fn campaign(&self) -> Result<Leadership> {
-        let key = self.check()?;
         let holder = HolderId::new(*self.handle.client.instance_id());
+        self.campaign_as(&holder).await
+    }
+
+    /// [`campaign`](Self::campaign) as `holder` (fresh per campaign).
+    pub(crate) async fn campaign_as(&self, holder: &HolderId) -> Result<Leadership> {
+        let key = self.check()?;
         let rounds = CampaignRounds {
             election: self,
             key,
-            holder: &holder,
+            holder,
         };
         let client = &self.handle.client;
         let opts = self.handle.opts();
         // Withdraws the candidacy unless the campaign won (the winning step
         // removed it).
-        let mut on_exit = Undo::new(client, opts.ttl, || withdraw(key, &holder));
+        let mut on_exit = Undo::new(client, opts.ttl, || withdraw(key, holder));
         let res = wait_for(client, opts, Some(opts.renew_every()), rounds).await;
         if res.is_ok() {
             on_exit.disarm();
@@ -280,6 +285,17 @@ impl Election {
             Err(_) => {}
         }
         res
+    }
+
+    /// After a campaign of `holder`'s was dropped: resigns a term that a
+    /// round of it on its way may have won, and waits for that (one
+    /// attempt: the dropped campaign's own clean-up, in the background,
+    /// retries while the backend is unreachable). For a runner's shutdown,
+    /// after which the process may exit and its background tasks with it.
+    pub(crate) async fn give_up_now(&self, holder: &HolderId) {
+        if let Ok(key) = self.handle.key() {
+            let _ = give_up(key, holder)(self.handle.client.closer()).await;
+        }
     }
 
     /// The current leader, if any; for anyone, candidate or not.

@@ -10,7 +10,8 @@ use std::{
 use tokio::sync::watch;
 
 use crate::{
-    Clock, Error, FencingToken, LeaderInfo, LostSignal, election::Election, lease::wait::later,
+    Clock, Error, FencingToken, HolderId, LeaderInfo, LostSignal, election::Election,
+    lease::wait::later,
 };
 
 type Callback<A> = Arc<dyn Fn(A) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
@@ -218,10 +219,17 @@ impl LeaderRunner {
         let mut backoff = min;
         let clock = self.election.client().clock().clone();
         loop {
+            let holder = HolderId::new(*self.election.client().instance_id());
             let won = tokio::select! {
                 biased;
-                _ = stop.wait_for(|s| *s) => return,
-                r = self.election.campaign() => r,
+                _ = stop.wait_for(|s| *s) => None,
+                r = self.election.campaign_as(&holder) => Some(r),
+            };
+            let Some(won) = won else {
+                // The campaign is dropped: a round on its way may have won
+                // a term, which `shutdown` must not leave behind.
+                self.election.give_up_now(&holder).await;
+                return;
             };
             let leadership = match won {
                 Ok(l) => l,
@@ -421,8 +429,9 @@ impl RunnerHandle {
         self.stopped_by.get()
     }
 
-    /// Stops campaigning, aborts `on_acquired`, resigns a held term, and
-    /// waits for all of that to finish.
+    /// Stops campaigning, aborts `on_acquired`, resigns a held term (and
+    /// one that a campaign round still on its way won), and waits for all
+    /// of that to finish.
     ///
     /// # Panics
     /// If the runner's task panicked, the panic goes on here rather than

@@ -365,4 +365,28 @@ pub async fn runner_stops_without_on_lost_when_its_client_closes(h: &dyn Harness
     timeout(ms(3000), runner.shutdown()).await.expect("shutdown");
     assert_eq!(lost.try_recv().ok(), None, "on_lost called at shutdown");
 }
+
+/// `shutdown` while the runner's campaign round is on its way, a round the
+/// backend answered `Elected` (its reply slow to come back): the term it
+/// won is resigned before `shutdown` returns, not left to a clean-up in
+/// the background, which a process exiting right after its shutdown never
+/// runs, leaving the election blocked until the term's TTL. (The
+/// resignation's request is slow here too, as a background clean-up's was
+/// still on its way when `shutdown` returned.)
+pub async fn runner_shutdown_resigns_what_its_round_on_its_way_won(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let opts = default_options().ttl(ms(5000));
+    let ((a, switch), o) = (ctx.switchable_client("a", opts).await, ctx.client("o").await);
+    switch.late_replies("campaign", ms(5000));
+    switch.slow_requests("resign", ms(300));
+    let runner = LeaderRunner::new(a.election("e")).start();
+    let led = eventually(ms(2000), || async { o.election("e").leader().await.unwrap() })
+        .await
+        .expect("a's round was applied");
+    assert_eq!(led.holder.instance(), a.instance_id());
+    assert!(!runner.is_leader(), "its round's reply is still on its way");
+    timeout(ms(3000), runner.shutdown()).await.expect("shutdown");
+    let left = o.election("e").leader().await.unwrap();
+    assert_eq!(left, None, "shutdown returned with the term its round won held");
+}
 }
