@@ -40,6 +40,28 @@ local function purge_candidates()
   if purge(cands, cand_info) > 0 then keep(cands, {cand_info}, 0) end
 end
 
+-- Drops the candidacies whose info entry is gone (the hash evicted under
+-- maxmemory): a candidate is never listed or counted without its since
+-- and metadata (decision 0064); its next round stands afresh. As for a
+-- group (see group.lua's count_members), an info hash as long as the
+-- candidacies zset means none is missing: one ZCARD and one HLEN, a walk
+-- only after the hash was lost.
+local function drop_unlisted_candidates()
+  local n = redis.call('ZCARD', cands)
+  if n == 0 or redis.call('HLEN', cand_info) >= n then return end
+  local names, unlisted = redis.call('ZRANGE', cands, 0, -1), {}
+  for k = 1, #names, 500 do
+    local last = math.min(k + 499, #names)
+    local infos = redis.call('HMGET', cand_info, unpack(names, k, last))
+    for j = k, last do
+      if not infos[j - k + 1] then unlisted[#unlisted + 1] = names[j] end
+    end
+  end
+  for k = 1, #unlisted, 500 do
+    redis.call('ZREM', cands, unpack(unlisted, k, math.min(k + 499, #unlisted)))
+  end
+end
+
 -- Removes `holder`'s candidacy: whether it had a live one.
 local function unstand(holder)
   purge_candidates()
@@ -107,17 +129,21 @@ elseif op == 'proclaim' then
 elseif op == 'withdraw' then
   return unstand(ARGV[3]) and 1 or 0
 elseif op == 'candidates' then
-  -- {holder, 'since_us|metadata', pttl_ms} per live candidacy (read only).
+  -- {holder, 'since_us|metadata', pttl_ms} per live candidacy (a read,
+  -- but for dropping candidacies without their info).
+  drop_unlisted_candidates()
   local now = now_ms()
   local live = redis.call('ZRANGEBYSCORE', cands, '(' .. fmt(now), '+inf', 'WITHSCORES')
   local out = {}
   for i = 1, #live, 2 do
-    local info = redis.call('HGET', cand_info, live[i]) or ''
-    out[#out + 1] = {live[i], info, tonumber(live[i + 1]) - now}
+    local info = redis.call('HGET', cand_info, live[i])
+    if info then out[#out + 1] = {live[i], info, tonumber(live[i + 1]) - now} end
   end
   return out
 elseif op == 'listed' then
-  -- The leader row, then how many candidacies are live (read only).
+  -- The leader row, then how many candidacies are live (a read, as
+  -- candidates is).
+  drop_unlisted_candidates()
   local row = leader_row()
   row[7] = redis.call('ZCOUNT', cands, '(' .. fmt(now_ms()), '+inf')
   return row
