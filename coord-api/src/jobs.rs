@@ -213,7 +213,12 @@ impl Job {
         Fut: Future<Output = T>,
     {
         let (job, opts) = self.handle.checked()?;
-        let occ = Key::new(occurrence)?;
+        let occ = Key::new(occurrence).map_err(|e| match e {
+            Error::InvalidArgument { message } => {
+                Error::invalid(format!("job {:?}: occurrence: {message}", job.as_str()))
+            }
+            other => other,
+        })?;
         // The longest a backend keeps a finished marker: a TTL's bounds.
         crate::key::check_in_ttl_range("retention", "job", job, self.retention)?;
         let client = &self.handle.client;
@@ -416,6 +421,29 @@ mod tests {
                 panic!("{bad:?}: expected InvalidArgument, got {res:?}");
             };
             for part in ["retention", "\"j\"", "1ms", "86400s"] {
+                assert!(
+                    message.contains(part),
+                    "{bad:?}: {message:?} names no {part}"
+                );
+            }
+        }
+    }
+
+    /// A bad occurrence is `InvalidArgument` naming the occurrence and its
+    /// job, with the key's rule: it was reported as a bad key ("key is
+    /// empty"), which sent its reader to the job's name.
+    #[tokio::test]
+    async fn a_bad_occurrence_is_named_as_such() {
+        let client = Client::new(Arc::new(Counting::default()));
+        let long = "o".repeat(513);
+        for (bad, rule) in [("", "1..=512"), (long.as_str(), "512"), ("a\nb", "control")] {
+            let res = (client.job("j"))
+                .run_once(bad, |_| async { panic!("ran") })
+                .await;
+            let Err(Error::InvalidArgument { message }) = res else {
+                panic!("{bad:?}: expected InvalidArgument, got {res:?}");
+            };
+            for part in ["occurrence", "\"j\"", rule] {
                 assert!(
                     message.contains(part),
                     "{bad:?}: {message:?} names no {part}"
