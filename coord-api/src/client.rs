@@ -53,6 +53,8 @@ struct Inner {
     /// The leases this client started, for `close`.
     leases: Registry,
     closed: AtomicBool,
+    /// Turns `true` when the client is closed: wakes waiting calls.
+    closing: tokio::sync::watch::Sender<bool>,
     /// This instance's presence (started with the first call).
     presence: presence::Slot,
 }
@@ -166,6 +168,7 @@ impl Client {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
+        self.inner.closing.send_replace(true);
         let closer = self.closer();
         let leases = self.inner.leases.take_held();
         tracing::info!(
@@ -206,6 +209,18 @@ impl Client {
     /// Whether [`close`](Self::close) was called.
     pub fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::SeqCst)
+    }
+
+    /// Completes once the client is closed (never for `close`'s own
+    /// handle): a waiting call selects on it, so that it ends with
+    /// `Error::Closed` at once, not at its next retry.
+    pub(crate) async fn until_closed(&self) {
+        if self.closer {
+            return std::future::pending().await;
+        }
+        let mut closing = self.inner.closing.subscribe();
+        // (The sender lives as long as `self`: `wait_for` cannot fail.)
+        let _ = closing.wait_for(|closed| *closed).await;
     }
 
     /// `Error::Closed` once the client is closed (but for `close`'s own
@@ -548,6 +563,7 @@ impl ClientBuilder {
                 metrics_per_key: self.metrics_per_key,
                 leases: Registry::default(),
                 closed: AtomicBool::new(false),
+                closing: tokio::sync::watch::Sender::new(false),
                 presence: presence::Slot::new(self.presence),
             }),
             closer: false,

@@ -34,7 +34,9 @@ pub(crate) trait Attempts {
 /// expiry of what blocks, the jittered retry delay, `refresh` (a waiter that
 /// must re-assert itself) or the deadline, and attempt again. Ends with
 /// `Error::Timeout` after `wait_timeout` or `max_retries`; a backend error
-/// ends the wait at once (`Unavailable` is retryable by the caller).
+/// ends the wait at once (`Unavailable` is retryable by the caller), and so
+/// does closing the client (`Error::Closed`, at once, not at the next
+/// attempt).
 pub(crate) async fn wait_for<A: Attempts>(
     client: &Client,
     opts: &LeaseOptions,
@@ -130,6 +132,8 @@ pub(crate) async fn wait_from<A: Attempts>(
                 }
             }
             _ = clock.sleep_until(wake) => {}
+            // Closed: the next attempt answers `Error::Closed`.
+            () = client.until_closed() => {}
         }
     }
 }

@@ -54,6 +54,38 @@ pub async fn close_frees_every_lock_at_once(h: &dyn Harness) {
     at_once(a.close()).await.expect("closing again does nothing");
 }
 
+/// A call waiting when its client is closed (a lock and, where the
+/// backend has them, a permit, behind another client's leases of 30 s,
+/// with a retry delay of 10 s) ends at once with `Error::Closed`, not at
+/// its next retry or at the lease's expiry.
+pub async fn close_ends_waiting_calls_at_once(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let caps = caps(&ctx).await;
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let _held = take(&a.lock("k").ttl(ms(30_000)), "a").await;
+    let lock = b.lock("k");
+    let mut waiting = vec![("a lock", tokio::spawn(async move { lock.lock().await.map(drop) }))];
+    let _permit = if caps.semaphore {
+        let p = a.semaphore("s", 1).ttl(ms(30_000)).try_acquire().await.unwrap();
+        let sem = b.semaphore("s", 1);
+        waiting.push(("a permit", tokio::spawn(async move { sem.acquire().await.map(drop) })));
+        Some(p.expect("a permit"))
+    } else {
+        None
+    };
+    // Long enough for each to be refused and to wait (a precondition:
+    // checked below; a close before they waited would pass vacuously).
+    sleep(ms(300)).await;
+    for (what, task) in &waiting {
+        assert!(!task.is_finished(), "{what}: waiting before the close");
+    }
+    at_once(b.close()).await.expect("close");
+    for (what, task) in waiting {
+        let res = join(task, ms(2000), what).await;
+        assert!(matches!(res, Err(Error::Closed { .. })), "{what}: {res:?}");
+    }
+}
+
 /// A closed client answers `Closed` also to a call with nothing to do: an
 /// empty batch pushed to a queue or published to a topic (it answered
 /// `Ok` with no ids).
