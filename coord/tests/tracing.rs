@@ -506,3 +506,41 @@ async fn lock_waiters_watches_have_spans() {
     })
     .await;
 }
+
+/// The election's clean-ups are backend calls in their spans: after a
+/// campaign round whose answer was lost, the look at the leader and the
+/// resignation of the term the round won; after a campaign that ended
+/// without a term, the withdrawal of its candidacy.
+#[tokio::test(flavor = "current_thread")]
+async fn election_clean_ups_have_spans() {
+    traced(|mut spans| async move {
+        let ns = coord::Namespace::new("tracing-election-clean-ups").unwrap();
+        let (client, lose) = RepliesLost::client(Arc::new(coord::memory::MemoryBackend::new(ns)));
+        let (election, term) = ("family=\"election\"", "kind=\"term\"");
+
+        *lose.lock().unwrap() = vec![("elections", "campaign")];
+        assert!(client.election("lost").try_campaign().await.is_err());
+        let leader = ["op=\"leader\"", election, term, "key=lost", "holder="];
+        spans.wait_for(&leader, &[]).await;
+        let resign = ["op=\"resign\"", election, term, "key=lost", "token="];
+        spans.wait_for(&resign, &[]).await;
+
+        lose.lock().unwrap().clear();
+        let leads = client.election("held").try_campaign().await.unwrap();
+        let _leads = leads.expect("nobody leads");
+        let patience = Some(Duration::from_millis(50));
+        let waited = client
+            .election("held")
+            .wait_timeout(patience)
+            .campaign()
+            .await;
+        assert!(
+            matches!(waited, Err(coord::Error::Timeout { .. })),
+            "{waited:?}"
+        );
+        let withdraw = ["op=\"withdraw_candidacy\"", election, term, "key=held"];
+        spans.wait_for(&withdraw, &[]).await;
+        spans.assert_none_missing();
+    })
+    .await;
+}

@@ -386,14 +386,18 @@ fn give_up(key: &Key, holder: &HolderId) -> Box<UndoFn> {
             let term = match known {
                 Some(term) => term,
                 None => {
-                    let leader = elections.leader(&key).await?;
-                    let term = leader.filter(|l| l.holder == holder).map(|l| l.term);
+                    let leader = elections.leader(&key);
+                    let site = || clean_up_site("leader", &key, &holder, None);
+                    let leader = trace::call(&client, site, leader, Outcome::ok);
+                    let term = leader.await?.filter(|l| l.holder == holder).map(|l| l.term);
                     *found.lock().unwrap_or_else(|e| e.into_inner()) = Some(term);
                     term
                 }
             };
             if let Some(term) = term {
-                elections.resign(&key, &holder, term).await?;
+                let resign = elections.resign(&key, &holder, term);
+                let site = || clean_up_site("resign", &key, &holder, Some(term));
+                trace::call(&client, site, resign, Outcome::held).await?;
             }
             Ok(())
         })
@@ -409,9 +413,25 @@ fn withdraw(key: &Key, holder: &HolderId) -> Box<UndoFn> {
             // (Run by the engine through the closer: a campaign of a closed
             // client, answering `Closed` or dropped, withdraws too.)
             let elections = client.elections()?;
-            elections.withdraw_candidacy(&key, &holder).await.map(drop)
+            let withdraw = elections.withdraw_candidacy(&key, &holder);
+            let site = || clean_up_site("withdraw_candidacy", &key, &holder, None);
+            trace::call(&client, site, withdraw, Outcome::held)
+                .await
+                .map(drop)
         })
     })
+}
+
+/// The span site of a clean-up's call for `holder` (a term it may have
+/// won, a candidacy it may have left), as [`Election::site`] names a
+/// holder's calls.
+fn clean_up_site<'a>(
+    op: &'static str,
+    key: &'a Key,
+    holder: &'a HolderId,
+    token: Option<FencingToken>,
+) -> Site<'a> {
+    Site::new(("election", "term", op), key, Some(holder), token)
 }
 
 struct CampaignRounds<'a> {
