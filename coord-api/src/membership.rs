@@ -285,6 +285,8 @@ pub(crate) async fn woken_or_after(
         biased;
         res = watch.changed() => res,
         () = clock.sleep_until(wake) => Ok(()),
+        // Closed: the next read answers `Error::Closed`.
+        () = client.until_closed() => Ok(()),
     }
 }
 

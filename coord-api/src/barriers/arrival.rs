@@ -219,7 +219,7 @@ impl Arrival<'_> {
             if let Some(d) = deadline {
                 wake = wake.min(d);
             }
-            sleep_or_woken(&clock, &mut watch, wake).await;
+            sleep_or_woken(self.client, &mut watch, wake).await;
         }
     }
 
@@ -320,22 +320,30 @@ pub(crate) fn moves_on(e: &Error, arrived: bool, participant: &Key) -> bool {
     }
 }
 
-/// Sleeps until `wake`, or until `watch` wakes first. A watch that fails is
-/// dropped: its owner falls back on its timers (and may subscribe again).
+/// Sleeps until `wake`, or until `watch` wakes first, or until `client` is
+/// closed (its owner's next call then answers `Error::Closed`). A watch that
+/// fails is dropped: its owner falls back on its timers (and may subscribe
+/// again).
 pub(crate) async fn sleep_or_woken(
-    clock: &Arc<dyn Clock>,
+    client: &Client,
     watch: &mut Option<Box<dyn Watch>>,
     wake: Instant,
 ) {
+    let clock = client.clock();
     match watch.as_mut() {
         Some(w) => {
             tokio::select! {
                 biased;
                 res = w.changed() => if res.is_err() { *watch = None },
                 _ = clock.sleep_until(wake) => {}
+                () = client.until_closed() => {}
             }
         }
-        None => clock.sleep_until(wake).await,
+        None => tokio::select! {
+            biased;
+            _ = clock.sleep_until(wake) => {}
+            () = client.until_closed() => {}
+        },
     }
 }
 

@@ -342,7 +342,7 @@ impl Inside {
             if let Some(d) = deadline {
                 wake = wake.min(d);
             }
-            sleep_or_woken(&clock, &mut watch, wake).await;
+            sleep_or_woken(client, &mut watch, wake).await;
         };
         let outcome = metrics::outcome(&res, "left");
         metrics::wait_ended(KIND.as_str(), outcome, clock.now() - start);

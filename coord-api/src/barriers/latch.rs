@@ -413,7 +413,7 @@ impl Latch {
             if let Some(d) = deadline {
                 wake = wake.min(d);
             }
-            sleep_or_woken(&clock, &mut watch, wake).await;
+            sleep_or_woken(client, &mut watch, wake).await;
         }
     }
 

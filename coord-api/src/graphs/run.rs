@@ -129,7 +129,7 @@ impl GraphRun {
                 continue;
             }
             let wake = later(client.clock().now(), jittered(client.lease_options()));
-            sleep_or_woken(client.clock(), &mut watch, wake).await;
+            sleep_or_woken(client, &mut watch, wake).await;
             subscribed = watch.is_some();
         }
     }
@@ -274,7 +274,7 @@ impl RunObserver {
                 return Ok(events);
             }
             let wake = later(client.clock().now(), jittered(client.lease_options()));
-            sleep_or_woken(client.clock(), &mut self.watch, wake).await;
+            sleep_or_woken(&client, &mut self.watch, wake).await;
             self.subscribed = self.watch.is_some();
         }
     }

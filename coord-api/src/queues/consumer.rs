@@ -257,7 +257,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Consumer<T> {
             }
             let wait = hinted_wait(&opts, next_in);
             let wake = deadline.map_or(later(now, wait), |d| d.min(later(now, wait)));
-            sleep_or_woken(client.clock(), self.watch.get(), wake).await;
+            sleep_or_woken(&client, self.watch.get(), wake).await;
             subscribed = self.watch.is_some();
         }
     }

@@ -328,7 +328,7 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Subscriber<E> {
         }
         let wait = hinted_wait(opts, next_in);
         let wake = deadline.map_or(later(now, wait), |d| d.min(later(now, wait)));
-        sleep_or_woken(client.clock(), self.watch.get(), wake).await;
+        sleep_or_woken(&client, self.watch.get(), wake).await;
         Ok(())
     }
 

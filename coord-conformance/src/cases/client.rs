@@ -86,6 +86,37 @@ pub async fn close_ends_waiting_calls_at_once(h: &dyn Harness) {
     }
 }
 
+/// As [`close_ends_waiting_calls_at_once`], for the waits of the other
+/// families: a barrier's wait for a second participant, a latch's for its
+/// count down, a queue consumer's receive of an empty queue and a topic
+/// subscriber's next on an empty topic, each with a retry delay of 10 s.
+#[needs(Need::Barriers, Need::Queues, Need::Topics)]
+pub async fn close_ends_every_familys_waits_at_once(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    assert!(a.latch("l").try_set_count(1).await.unwrap(), "set");
+    let (barrier, latch) = (b.barrier("bar", 2), b.latch("l"));
+    let mut consumer = b.queue::<u64>("q").consumer();
+    let start = coord_api::spi::Start::Earliest;
+    let mut subscriber = b.topic::<u64>("t").subscriber("s").start(start);
+    let waiting = vec![
+        ("a barrier", tokio::spawn(async move { barrier.wait().await.map(drop) })),
+        ("a latch", tokio::spawn(async move { latch.wait().await.map(drop) })),
+        ("a receive", tokio::spawn(async move { consumer.receive().await.map(drop) })),
+        ("a topic's next", tokio::spawn(async move { subscriber.next().await.map(drop) })),
+    ];
+    // Long enough for each to wait (a precondition, checked).
+    sleep(ms(300)).await;
+    for (what, task) in &waiting {
+        assert!(!task.is_finished(), "{what}: waiting before the close");
+    }
+    at_once(b.close()).await.expect("close");
+    for (what, task) in waiting {
+        let res = join(task, ms(2000), what).await;
+        assert!(matches!(res, Err(Error::Closed { .. })), "{what}: {res:?}");
+    }
+}
+
 /// A closed client answers `Closed` also to a call with nothing to do: an
 /// empty batch pushed to a queue or published to a topic (it answered
 /// `Ok` with no ids).
