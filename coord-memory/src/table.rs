@@ -145,6 +145,22 @@ impl Entry {
         }
     }
 
+    /// `InvalidArgument` for a re-entry of a reentrant lease that counts
+    /// [`MAX_REENTRANT_HOLDS`] holds (call on a purged entry).
+    fn check_holds(&self, id: &LeaseId) -> Result<()> {
+        match self.leases.first() {
+            Some(l)
+                if id.kind.canonical() == LeaseKind::Reentrant
+                    && l.kind == LeaseKind::Reentrant
+                    && l.holder == id.holder
+                    && l.holds >= MAX_REENTRANT_HOLDS =>
+            {
+                Err(too_many_holds(&id.key))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn find(&mut self, id: &LeaseId) -> Option<usize> {
         let kind = id.kind.canonical();
         self.leases
@@ -279,14 +295,12 @@ impl LeaseTable {
         };
         match kind {
             LeaseKind::Exclusive | LeaseKind::Reentrant => {
+                e.check_holds(id)?;
                 if let Some(l) = e.leases.first_mut() {
                     if kind == LeaseKind::Reentrant
                         && l.kind == LeaseKind::Reentrant
                         && l.holder == id.holder
                     {
-                        if l.holds >= MAX_REENTRANT_HOLDS {
-                            return Err(too_many_holds(&id.key));
-                        }
                         l.holds += 1;
                         l.until = now + ttl;
                         return Ok(Acquire::Granted(Grant::new(FencingToken(l.token), l.holds)));

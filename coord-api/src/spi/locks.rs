@@ -487,7 +487,11 @@ pub trait LockBackend: Send + Sync {
     /// Waiters of `acquire` (not queued) are not held back by the queue:
     /// every handle on a fair key should be fair. Re-entering a reentrant
     /// lease already held goes through `acquire`. `InvalidArgument` for a
-    /// read-write lock's kinds and for a `waiter_ttl` outside the TTL range.
+    /// read-write lock's kinds and for a `waiter_ttl` outside the TTL range;
+    /// also, before step 1 and changing nothing (no place taken, whoever
+    /// heads the queue), for a permit asked with another limit than the
+    /// live permits' and for a re-entry of a `Reentrant` lease its holder
+    /// holds [`MAX_REENTRANT_HOLDS`] times (decision 0065).
     async fn acquire_queued(
         &self,
         lease: &LeaseId,

@@ -38,6 +38,9 @@ impl LeaseTable {
             // Another N is refused before the queue: it takes no place and
             // never waits (the limit is fixed while permits are live).
             e.check_limit(id)?;
+            // So is a re-entry past the holds' limit (the grant would
+            // refuse it, after the place was taken).
+            e.check_holds(id)?;
             if enqueue {
                 let until = now + waiter_ttl;
                 match e.queue.iter_mut().find(|(h, _)| *h == id.holder) {

@@ -16,13 +16,18 @@
 --           listing's read; goes on as 'inspect', whose rows are followed
 --           by {'q', '', 0, live places, 0, 0} when any place is live
 -- A queued step of a semaphore asked with another limit than its live
--- permits' answers {-1, stored limit} first, changing nothing. Else it
+-- permits' answers {-1, stored limit} first, and a lock's re-entry of a
+-- reentrant lease at MAX_REENTRANT_HOLDS {-2, holds}, changing nothing
+-- (taking no place). Else it
 -- drops the places whose deadline passed, takes or renews
 -- the holder's place (enqueue), and refuses ({0, ms until the head's place
 -- ends}) unless the holder heads the queue (not enqueuing: unless the queue
 -- is empty); then it goes on as the script's 'acquire', whose grant calls
 -- `on_grant`: the holder's place goes in the same step. A step after which
 -- the queue has a new head publishes 'freed' (every waiter looks again).
+-- The most holds a reentrant lease counts (spi::MAX_REENTRANT_HOLDS; a
+-- re-entry beyond is answered {-2, holds}, here or by lock.lua).
+local MAX_REENTRANT_HOLDS = 65535
 local on_grant, queued
 if op == 'list' then
   queued = redis.call('ZCOUNT', KEYS[#KEYS], '(' .. now_ms(), '+inf')
@@ -39,6 +44,16 @@ elseif op == 'queued' or op == 'leave' then
     -- it takes no place and never waits (N is fixed while permits live).
     local stored = tonumber(redis.call('GET', KEYS[3]) or '0')
     if stored ~= tonumber(ARGV[5]) then return {-1, stored} end
+  end
+  if op == 'queued' and space == 'l' and ARGV[4] == 'r' then
+    -- So is a re-entry past the holds' limit, which lock.lua's grant
+    -- refuses ({-2, holds}) after the place was taken.
+    local cur = redis.call('GET', KEYS[1])
+    local holds, held_by
+    if cur then holds, held_by = string.match(cur, '^[rR]|(%d+)|%d+|(.*)$') end
+    if held_by == who and tonumber(holds) >= MAX_REENTRANT_HOLDS then
+      return {-2, tonumber(holds)}
+    end
   end
   local first = redis.call('ZRANGE', q, 0, 0)[1]
   local gone = redis.call('ZRANGEBYSCORE', qd, '-inf', now)

@@ -30,9 +30,7 @@
 --     force does); {1, holder} or {0, {live tokens}}. The counter is left
 --     alone, so the next grant's token is larger.
 local l = KEYS[1]
--- The most holds a reentrant lease counts (spi::MAX_REENTRANT_HOLDS; a
--- re-entry beyond is answered {-2, holds}).
-local MAX_REENTRANT_HOLDS = 65535
+-- MAX_REENTRANT_HOLDS: fair.lua's, which runs first.
 
 -- The fields of a stored lease: kind, holds, token, holder (all strings).
 local function parse(cur)

@@ -279,8 +279,86 @@ pub async fn reentrant_holds_released_out_of_order_both_say_held(h: &dyn Harness
 #[needs(Need::Reentrant, Need::Inspect, Need::ForceRelease)]
 pub async fn reentrant_holds_beyond_their_limit_refused(h: &dyn Harness) {
     let ctx = Ctx::new(h);
-    // A TTL that a renewal held up by the re-entries does not end.
-    let a = ctx.client_with("a", default_options().ttl(ms(30_000))).await;
+    let (lock, g, backend, lease) = held_to_the_limit(&ctx).await;
+    refused("the backend's acquire", locks(&backend).acquire(&lease, ms(30_000)).await.map(drop));
+    assert!(g.is_held(), "the guard is held, its handle re-enters");
+    refused("try_lock", lock.try_lock().await.map(drop));
+    refused("lock", at_once(lock.lock()).await.map(drop));
+    let after = locks(&backend).inspect(LockSpace::Lock, &key("k")).await.unwrap();
+    assert!(
+        after.len() == 1 && after[0].holds == MAX_REENTRANT_HOLDS && after[0].token == g.token(),
+        "the refusals changed nothing: {after:?}"
+    );
+    assert!(g.is_held(), "the guard is still held");
+    // (Its release would drop every hold one by one: freed at once.)
+    assert_eq!(lock.force_release().await.unwrap(), 1);
+}
+
+/// A queued re-entry (`acquire_queued`) of a lease held
+/// `MAX_REENTRANT_HOLDS` times is refused before the queue, as a
+/// semaphore's other N is: `InvalidArgument` naming the key and the
+/// limit, also while another waiter heads the queue, and it takes no
+/// place, so the waiters are not held up behind a place nobody uses: once
+/// the lease ends, the waiter in line is granted, and after it a `try_`
+/// finds the queue empty.
+#[needs(Need::Reentrant, Need::Fair, Need::Inspect, Need::ForceRelease)]
+pub async fn fair_reentry_refused_at_the_limit_takes_no_place(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (lock, g, backend, lease) = held_to_the_limit(&ctx).await;
+    // A waiter TTL far longer than the case: a place left behind stays.
+    let queued = |id: LeaseId, enqueue: bool| {
+        let backend = backend.clone();
+        async move {
+            (locks(&backend))
+                .acquire_queued(&id, ms(30_000), ms(30_000), enqueue)
+                .await
+        }
+    };
+    refused("a queued re-entry", queued(lease.clone(), true).await.map(drop));
+    let waiter = LeaseId {
+        holder: holder("waiter"),
+        ..lease.clone()
+    };
+    let res = queued(waiter.clone(), true).await;
+    assert!(matches!(res, Ok(Acquire::Busy(_))), "the waiter queues: {res:?}");
+    refused(
+        "a queued re-entry behind a waiter",
+        queued(lease.clone(), true).await.map(drop),
+    );
+    let after = locks(&backend).inspect(LockSpace::Lock, &key("k")).await.unwrap();
+    assert!(
+        after.len() == 1 && after[0].holds == MAX_REENTRANT_HOLDS && after[0].token == g.token(),
+        "the refusals changed no hold: {after:?}"
+    );
+    assert_eq!(lock.force_release().await.unwrap(), 1);
+    let res = queued(waiter.clone(), true).await;
+    assert!(
+        matches!(res, Ok(Acquire::Granted(_))),
+        "the waiter is next in line once the lease ended (no place of the refused \
+         re-entries ahead of it): {res:?}"
+    );
+    locks(&backend).release(&waiter).await.unwrap();
+    let late = LeaseId {
+        holder: holder("late"),
+        ..lease
+    };
+    let res = queued(late.clone(), false).await;
+    assert!(
+        matches!(res, Ok(Acquire::Granted(_))),
+        "nobody queues: a try goes in: {res:?}"
+    );
+    locks(&backend).release(&late).await.unwrap();
+}
+}
+
+/// A reentrant lease of "k" held `MAX_REENTRANT_HOLDS` times: the handle
+/// (with a TTL that a renewal held up by the re-entries does not end), its
+/// first guard, the backend and the lease, counted up through the SPI as
+/// the handle's holder.
+async fn held_to_the_limit(ctx: &Ctx<'_>) -> (Lock, LeaseGuard, DynBackend, LeaseId) {
+    let a = ctx
+        .client_with("a", default_options().ttl(ms(30_000)))
+        .await;
     let lock = a.lock("k").reentrant(true);
     let g = take(&lock, "first hold").await;
     let backend = ctx.backend().await;
@@ -314,7 +392,10 @@ pub async fn reentrant_holds_beyond_their_limit_refused(h: &dyn Harness) {
         join(t, ms(300_000), "re-entries").await;
     }
     let listed = loop {
-        let listed = locks(&backend).inspect(LockSpace::Lock, &key("k")).await.unwrap();
+        let listed = locks(&backend)
+            .inspect(LockSpace::Lock, &key("k"))
+            .await
+            .unwrap();
         match listed.as_slice() {
             [l] if l.token == g.token() && l.holds < MAX_REENTRANT_HOLDS => {
                 for _ in l.holds..MAX_REENTRANT_HOLDS {
@@ -328,24 +409,17 @@ pub async fn reentrant_holds_beyond_their_limit_refused(h: &dyn Harness) {
         listed.len() == 1 && listed[0].holds == MAX_REENTRANT_HOLDS,
         "every re-entry counted: {listed:?}"
     );
-    let refused = |what: &str, res: Result<_>| match res {
+    (lock, g, backend, lease)
+}
+
+/// `res` is the refusal of a re-entry past the limit, naming the key and
+/// the limit; `what` names the call.
+fn refused(what: &str, res: Result<()>) {
+    match res {
         Err(Error::InvalidArgument { message }) => assert!(
             message.contains("\"k\"") && message.contains(&MAX_REENTRANT_HOLDS.to_string()),
             "{what}: the error names the key and the limit: {message}"
         ),
         other => panic!("{what} past the limit: expected InvalidArgument, got {other:?}"),
-    };
-    refused("the backend's acquire", locks(&backend).acquire(&lease, ms(30_000)).await.map(drop));
-    assert!(g.is_held(), "the guard is held, its handle re-enters");
-    refused("try_lock", lock.try_lock().await.map(drop));
-    refused("lock", at_once(lock.lock()).await.map(drop));
-    let after = locks(&backend).inspect(LockSpace::Lock, &key("k")).await.unwrap();
-    assert!(
-        after.len() == 1 && after[0].holds == MAX_REENTRANT_HOLDS && after[0].token == g.token(),
-        "the refusals changed nothing: {after:?}"
-    );
-    assert!(g.is_held(), "the guard is still held");
-    // (Its release would drop every hold one by one: freed at once.)
-    assert_eq!(lock.force_release().await.unwrap(), 1);
-}
+    }
 }
