@@ -312,10 +312,12 @@ impl LeaseTable {
                 // The same reader again is a new grant (below): checked like
                 // any reader, its lease replaced with a new token, as on Redis.
                 let is_writer = |l: &Lease| l.kind == LeaseKind::Write;
-                let intent = e.intents.iter().map(|(_, u)| *u).min();
+                let intent = e.intents.iter().map(|(_, u)| *u).max();
                 if e.leases.iter().any(is_writer) || intent.is_some() {
-                    let writer = e.earliest(is_writer);
-                    return busy(writer.into_iter().chain(intent).min());
+                    // It can go in once the writer and every intent have
+                    // ended: the latest of them.
+                    let writer = e.leases.iter().filter(|l| is_writer(l)).map(|l| l.until);
+                    return busy(writer.chain(intent).max());
                 }
             }
             LeaseKind::Write => {

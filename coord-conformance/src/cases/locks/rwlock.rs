@@ -628,4 +628,48 @@ pub async fn writer_asking_again_leaves_no_intent(h: &dyn Harness) {
     let r = read.expect("a reader within 5 s of the writer's 1 s lease ending");
     assert!(r.release().await.unwrap());
 }
+
+/// A reader refused is told (`retry_in`) the earliest instant it could get
+/// in without a release, as every refusal is: when the writer's lease and
+/// every writer intent have ended, the latest of them, not the first (it
+/// would be refused again then). Intents of 0.5 s and 5 s while a reader
+/// holds; then a writer's 5 s lease and another writer's 0.5 s intent.
+#[needs(Need::ForceRelease)]
+pub async fn refused_reader_told_when_every_writer_is_gone(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let b = ctx.backend().await;
+    let ask = |kind: LeaseKind, name: &str, ttl: u64| {
+        let (b, holder) = (b.clone(), holder(name));
+        async move {
+            let id = LeaseId { kind, key: key("k"), holder };
+            locks(&b).acquire(&id, ms(ttl)).await.unwrap()
+        }
+    };
+    let retry_in = |what: &str, a: Acquire| match a {
+        Acquire::Busy(busy) => busy.retry_in,
+        other => panic!("{what}: expected Busy, got {other:?}"),
+    };
+    let granted = |what: &str, a: Acquire| assert!(matches!(a, Acquire::Granted(_)), "{what}: {a:?}");
+    // Two waiting writers' intents, 0.5 s and 5 s, behind a reader.
+    granted("the reader", ask(LeaseKind::Read, "r", 5000).await);
+    retry_in("a writer", ask(LeaseKind::Write, "short", 500).await);
+    retry_in("a writer", ask(LeaseKind::Write, "long", 5000).await);
+    let told = retry_in("a reader behind two intents", ask(LeaseKind::Read, "late", 5000).await);
+    assert!(
+        told.is_some_and(|t| t > ms(3000)),
+        "a reader behind intents of 0.5 s and 5 s is told to look again when the 5 s one ends: \
+         {told:?}"
+    );
+    locks(&b).force_release(LockSpace::RwLock, &key("k")).await.unwrap();
+    // A writer holding for 5 s, another waiting with a 0.5 s intent.
+    granted("the writer", ask(LeaseKind::Write, "w", 5000).await);
+    retry_in("a writer", ask(LeaseKind::Write, "short", 500).await);
+    let told = retry_in("a reader behind the writer", ask(LeaseKind::Read, "late", 5000).await);
+    assert!(
+        told.is_some_and(|t| t > ms(3000)),
+        "a reader behind a 5 s writer and a 0.5 s intent is told to look again when the writer's \
+         lease ends: {told:?}"
+    );
+    locks(&b).force_release(LockSpace::RwLock, &key("k")).await.unwrap();
+}
 }
