@@ -368,9 +368,9 @@ async fn held_to_the_limit(ctx: &Ctx<'_>) -> (Lock, LeaseGuard, DynBackend, Leas
         holder: g.holder().clone(),
     };
     // From several tasks at once (as many round trips: in the simulator,
-    // a minute of its time); a re-entry left unanswered may or may not
-    // have counted: the holds are then read and topped up to the limit
-    // (one that counts late meets the limit).
+    // about 20 s of its time); a re-entry left unanswered (a fault) may or
+    // may not have counted: the holds are then read and topped up to the
+    // limit (one that counts late meets the limit).
     let (tasks, more) = (16, MAX_REENTRANT_HOLDS - 1);
     let reenter = |backend: DynBackend, lease: LeaseId, token, n| async move {
         for _ in 0..n {
