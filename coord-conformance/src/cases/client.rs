@@ -3,6 +3,22 @@
 
 use crate::cases::prelude::*;
 
+/// Closes `client` once each of `waiting` (named calls of it, spawned) is
+/// waiting, and checks that each then ends with `Error::Closed` at once.
+async fn closing_ends(client: &Client, waiting: Vec<(&str, tokio::task::JoinHandle<Result<()>>)>) {
+    // Long enough for each to be refused and to wait (a precondition:
+    // checked; a close before they waited would pass vacuously).
+    sleep(ms(300)).await;
+    for (what, task) in &waiting {
+        assert!(!task.is_finished(), "{what}: waiting before the close");
+    }
+    at_once(client.close()).await.expect("close");
+    for (what, task) in waiting {
+        let res = join(task, ms(2000), what).await;
+        assert!(matches!(res, Err(Error::Closed { .. })), "{what}: {res:?}");
+    }
+}
+
 cases! {
     family: "client", needs: [Need::Locks];
 
@@ -73,17 +89,7 @@ pub async fn close_ends_waiting_calls_at_once(h: &dyn Harness) {
     } else {
         None
     };
-    // Long enough for each to be refused and to wait (a precondition:
-    // checked below; a close before they waited would pass vacuously).
-    sleep(ms(300)).await;
-    for (what, task) in &waiting {
-        assert!(!task.is_finished(), "{what}: waiting before the close");
-    }
-    at_once(b.close()).await.expect("close");
-    for (what, task) in waiting {
-        let res = join(task, ms(2000), what).await;
-        assert!(matches!(res, Err(Error::Closed { .. })), "{what}: {res:?}");
-    }
+    closing_ends(&b, waiting).await;
 }
 
 /// As [`close_ends_waiting_calls_at_once`], for the waits of the other
@@ -105,17 +111,9 @@ pub async fn close_ends_every_familys_waits_at_once(h: &dyn Harness) {
         ("a receive", tokio::spawn(async move { consumer.receive().await.map(drop) })),
         ("a topic's next", tokio::spawn(async move { subscriber.next().await.map(drop) })),
     ];
-    // Long enough for each to wait (a precondition, checked).
-    sleep(ms(300)).await;
-    for (what, task) in &waiting {
-        assert!(!task.is_finished(), "{what}: waiting before the close");
-    }
-    at_once(b.close()).await.expect("close");
-    for (what, task) in waiting {
-        let res = join(task, ms(2000), what).await;
-        assert!(matches!(res, Err(Error::Closed { .. })), "{what}: {res:?}");
-    }
+    closing_ends(&b, waiting).await;
 }
+
 
 /// A closed client answers `Closed` also to a call with nothing to do: an
 /// empty batch pushed to a queue or published to a topic (it answered

@@ -42,21 +42,11 @@ end
 
 -- Drops the candidacies whose info entry is gone (the hash evicted under
 -- maxmemory): a candidate is never listed or counted without its since
--- and metadata (decision 0064); its next round stands afresh. As for a
--- group (see group.lua's count_members), an info hash as long as the
--- candidacies zset means none is missing: one ZCARD and one HLEN, a walk
--- only after the hash was lost.
+-- and metadata (decision 0064); its next round stands afresh. Found as a
+-- group's are (group.lua's without_info: one ZCARD and one HLEN, a walk
+-- only after the hash was lost).
 local function drop_unlisted_candidates()
-  local n = redis.call('ZCARD', cands)
-  if n == 0 or redis.call('HLEN', cand_info) >= n then return end
-  local names, unlisted = redis.call('ZRANGE', cands, 0, -1), {}
-  for k = 1, #names, 500 do
-    local last = math.min(k + 499, #names)
-    local infos = redis.call('HMGET', cand_info, unpack(names, k, last))
-    for j = k, last do
-      if not infos[j - k + 1] then unlisted[#unlisted + 1] = names[j] end
-    end
-  end
+  local _, unlisted = without_info(cands, cand_info)
   for k = 1, #unlisted, 500 do
     redis.call('ZREM', cands, unpack(unlisted, k, math.min(k + 499, #unlisted)))
   end

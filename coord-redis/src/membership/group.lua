@@ -35,26 +35,32 @@ local function drop_unlisted(m, i, s, chan, holders)
   redis.call('PUBLISH', chan, 'expired')
 end
 
--- How many live members the group has, after dropping the expired ones and
--- those whose info entry is gone. Every script writes a member's two
--- entries together and a key is evicted whole, so either every info entry
--- names a member (the info hash lost and begun again) or every member has
--- one (the members zset lost, the info hash keeping its entries): an info
--- hash as long as the members zset means every member has its entry. That
--- one HLEN is all a count costs beyond ZCARD; only a group that lost its
--- info hash is walked (one HMGET per 500 members).
-local function count_members(m, i, s, chan)
-  purge_group(m, i, s, chan)
-  local n = redis.call('ZCARD', m)
-  if n == 0 or redis.call('HLEN', i) >= n then return n end
-  local names, unlisted = redis.call('ZRANGE', m, 0, -1), {}
+-- The holders in zset `z` (n of them) whose entry in hash `h` is gone:
+-- n and those names. Every script writes a holder's two entries together
+-- and a key is evicted whole, so either every hash entry names a holder
+-- (the hash lost and begun again) or every holder has one (the zset lost,
+-- the hash keeping its entries): a hash as long as the zset means none is
+-- missing. That one HLEN is all it costs beyond ZCARD; only after the hash
+-- was lost is the zset walked (one HMGET per 500 holders).
+local function without_info(z, h)
+  local n = redis.call('ZCARD', z)
+  if n == 0 or redis.call('HLEN', h) >= n then return n, {} end
+  local names, missing = redis.call('ZRANGE', z, 0, -1), {}
   for k = 1, #names, 500 do
     local last = math.min(k + 499, #names)
-    local infos = redis.call('HMGET', i, unpack(names, k, last))
+    local infos = redis.call('HMGET', h, unpack(names, k, last))
     for j = k, last do
-      if not infos[j - k + 1] then unlisted[#unlisted + 1] = names[j] end
+      if not infos[j - k + 1] then missing[#missing + 1] = names[j] end
     end
   end
+  return n, missing
+end
+
+-- How many live members the group has, after dropping the expired ones and
+-- those whose info entry is gone (without_info).
+local function count_members(m, i, s, chan)
+  purge_group(m, i, s, chan)
+  local n, unlisted = without_info(m, i)
   if #unlisted > 0 then drop_unlisted(m, i, s, chan, unlisted) end
   return n - #unlisted
 end
