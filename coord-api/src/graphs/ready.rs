@@ -100,7 +100,8 @@ impl Ready {
         w.is_some()
     }
 
-    /// Waits until a notification, a hand-on or `until`.
+    /// Waits until a notification, a hand-on, `until` or the client is
+    /// closed.
     pub(crate) async fn wait(&self, client: &Client, until: Instant) -> Woken {
         let watched = async {
             let mut w = self.watch.lock().await;
@@ -121,6 +122,8 @@ impl Ready {
             _ = self.hand_on.notified() => Woken::Notified,
             _ = watched => Woken::Notified,
             _ = client.clock().sleep_until(until) => Woken::Deadline,
+            // Closed: the next take answers `Error::Closed`.
+            () = client.until_closed() => Woken::Deadline,
         }
     }
 
