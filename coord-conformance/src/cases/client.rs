@@ -94,10 +94,11 @@ pub async fn close_ends_waiting_calls_at_once(h: &dyn Harness) {
 
 /// As [`close_ends_waiting_calls_at_once`], for the waits of the other
 /// families: a barrier's wait for a second participant, a latch's for its
-/// count down, a queue consumer's receive of an empty queue and a topic
-/// subscriber's next on an empty topic and a graph worker's wait for a
-/// node, each with a retry delay of 10 s.
-#[needs(Need::Barriers, Need::Queues, Need::Topics, Need::Graphs)]
+/// count down, a queue consumer's receive of an empty queue, a topic
+/// subscriber's next on an empty topic, a graph worker's wait for a node,
+/// the wait for a run nobody works on, and a group observer's wait for a
+/// change, each with a retry delay of 10 s.
+#[needs(Need::Barriers, Need::Queues, Need::Topics, Need::Graphs, Need::Groups)]
 pub async fn close_ends_every_familys_waits_at_once(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let (a, b) = (ctx.client("a").await, ctx.client("b").await);
@@ -108,16 +109,21 @@ pub async fn close_ends_every_familys_waits_at_once(h: &dyn Harness) {
     let mut subscriber = b.topic::<u64>("t").subscriber("s").start(start);
     let mut worker = b.graph("g").node("only").build().expect("a graph").worker();
     let body = |_| async { Ok::<_, coord_api::NodeError>(()) };
+    let unworked = b.graph("unworked").node("only").build().expect("a graph");
+    let run = unworked.submit("r").await.unwrap();
+    let mut observer = b.group("grp").observe().await.unwrap();
+    observer.next().await.expect("the first change: the group as it is");
     let waiting = vec![
         ("a barrier", tokio::spawn(async move { barrier.wait().await.map(drop) })),
         ("a latch", tokio::spawn(async move { latch.wait().await.map(drop) })),
         ("a receive", tokio::spawn(async move { consumer.receive().await.map(drop) })),
         ("a topic's next", tokio::spawn(async move { subscriber.next().await.map(drop) })),
         ("a graph worker", tokio::spawn(async move { worker.work_next(body).await.map(drop) })),
+        ("a run's wait", tokio::spawn(async move { run.wait().await.map(drop) })),
+        ("a group observer", tokio::spawn(async move { observer.next().await.map(drop) })),
     ];
     closing_ends(&b, waiting).await;
 }
-
 
 /// A closed client answers `Closed` also to a call with nothing to do: an
 /// empty batch pushed to a queue or published to a topic (it answered
