@@ -6,7 +6,7 @@
 //! resource text is then checked against the whole prefix. With `--kind`
 //! the prefix is a name's, whatever it holds (a key may start `lock:`).
 
-use coord_api::{LeaseFilter, LiveLease, spi::ResourceKind};
+use coord_api::{LeaseFilter, LiveLease};
 
 use crate::exit::Fail;
 
@@ -45,9 +45,7 @@ impl Selection {
         let kind = (prefix.split_once(':')).and_then(|(k, rest)| Some((k.parse().ok()?, rest)));
         match kind {
             Some((kind, rest)) => Selection {
-                filter: LeaseFilter::all()
-                    .kind(kind)
-                    .prefix(name_prefix(kind, rest)),
+                filter: LeaseFilter::all().kind(kind).prefix(kind.name_prefix(rest)),
                 resource_prefix: Some(prefix),
             },
             None => Selection::of(LeaseFilter::all().prefix(prefix)),
@@ -61,35 +59,10 @@ impl Selection {
     }
 }
 
-/// The name's prefix in `rest`, a resource's text after `kind:`: all of
-/// it for kinds written `kind:name`; for a job, queue or topic (whose name
-/// is escaped, `\@` and `\\`, and followed by `@`), the name unescaped up
-/// to the first unescaped `@`.
-fn name_prefix(kind: ResourceKind, rest: &str) -> String {
-    if !matches!(
-        kind,
-        ResourceKind::Job | ResourceKind::Queue | ResourceKind::Topic
-    ) {
-        return rest.to_owned();
-    }
-    let (mut name, mut chars) = (String::new(), rest.chars());
-    while let Some(c) = chars.next() {
-        match c {
-            '@' => break,
-            // A `\` ending the prefix escapes what is not typed yet.
-            '\\' => match chars.next() {
-                Some(e @ ('\\' | '@')) => name.push(e),
-                Some(other) => name.extend(['\\', other]),
-                None => break,
-            },
-            c => name.push(c),
-        }
-    }
-    name
-}
-
 #[cfg(test)]
 mod tests {
+    use coord_api::spi::ResourceKind;
+
     use super::*;
 
     fn of(kind: Option<&str>, prefix: &str) -> (LeaseFilter, Option<String>) {

@@ -65,6 +65,41 @@ impl ResourceKind {
     pub fn fenced(self) -> bool {
         !matches!(self, ResourceKind::Group)
     }
+
+    /// Whether its resources are written in parts split at `@` (a job's,
+    /// queue's or topic's), each part escaped (see [`Resource`]).
+    fn in_parts(self) -> bool {
+        matches!(
+            self,
+            ResourceKind::Job | ResourceKind::Queue | ResourceKind::Topic
+        )
+    }
+
+    /// The prefix of the names whose resources of this kind are written
+    /// starting `kind:text`: `text` itself for a kind written `kind:name`;
+    /// for a job, queue or topic, the name unescaped up to its first
+    /// unescaped `@` (a `\` ending `text` escapes what is not typed yet,
+    /// and is left out). What a listing's filter asks the backend for when
+    /// a user types the start of a resource as listings print it.
+    ///
+    /// ```
+    /// use coord_api::spi::ResourceKind;
+    /// assert_eq!(ResourceKind::Lock.name_prefix("jobs/"), "jobs/");
+    /// assert_eq!(ResourceKind::Queue.name_prefix(r"a\@b@17"), "a@b");
+    /// assert_eq!(ResourceKind::Queue.name_prefix(r"a\"), "a");
+    /// ```
+    pub fn name_prefix(self, text: &str) -> String {
+        if !self.in_parts() {
+            return text.to_owned();
+        }
+        let trailing = text.len() - text.trim_end_matches('\\').len();
+        let typed = if trailing % 2 == 1 {
+            &text[..text.len() - 1]
+        } else {
+            text
+        };
+        split_at_unescaped(typed).swap_remove(0)
+    }
 }
 
 impl fmt::Display for ResourceKind {
@@ -192,10 +227,7 @@ fn escaped(part: &str) -> String {
 impl fmt::Display for Resource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = self.kind;
-        if !matches!(
-            kind,
-            ResourceKind::Job | ResourceKind::Queue | ResourceKind::Topic
-        ) {
+        if !kind.in_parts() {
             return write!(f, "{kind}:{}", self.name.as_str());
         }
         write!(f, "{kind}:{}", escaped(self.name.as_str()))?;
