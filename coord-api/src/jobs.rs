@@ -213,12 +213,7 @@ impl Job {
         Fut: Future<Output = T>,
     {
         let (job, opts) = self.handle.checked()?;
-        let occ = Key::new(occurrence).map_err(|e| match e {
-            Error::InvalidArgument { message } => {
-                Error::invalid(format!("job {:?}: occurrence: {message}", job.as_str()))
-            }
-            other => other,
-        })?;
+        let occ = crate::key::part_key("job", job, "occurrence", occurrence)?;
         // The longest a backend keeps a finished marker: a TTL's bounds.
         crate::key::check_in_ttl_range("retention", "job", job, self.retention)?;
         let client = &self.handle.client;

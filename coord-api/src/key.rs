@@ -187,6 +187,18 @@ pub fn validate_ttl(key: &Key, ttl: Duration) -> Result<()> {
     check_in_ttl_range("ttl", "key", key, ttl)
 }
 
+/// `raw` as the key of a `part` of the `owner` named `name` (a graph's
+/// node name, a job's occurrence): a bad one is `InvalidArgument` naming
+/// the part and its owner, with the key's rule.
+pub(crate) fn part_key(owner: &str, name: &Key, part: &str, raw: &str) -> Result<Key> {
+    Key::new(raw).map_err(|e| match e {
+        Error::InvalidArgument { message } => {
+            Error::invalid(format!("{owner} {:?}: {part}: {message}", name.as_str()))
+        }
+        other => other,
+    })
+}
+
 /// `InvalidArgument` naming the option `what` (of the `owner` named
 /// `key`) unless `d` is within [`MIN_TTL`]..=[`MAX_TTL`].
 pub(crate) fn check_in_ttl_range(what: &str, owner: &str, key: &Key, d: Duration) -> Result<()> {

@@ -147,7 +147,7 @@ impl GraphBuilder {
         }
         let mut nodes = Vec::with_capacity(self.nodes.len());
         for n in &self.nodes {
-            let key = Key::new(&n.name).map_err(|e| in_graph(&name, e))?;
+            let key = crate::key::part_key("graph", &name, "node name", &n.name)?;
             n.backoff
                 .check(|| format!("graph \"{name}\": node \"{}\"", n.name))?;
             let mut edges = Vec::with_capacity(n.after.len());
@@ -175,15 +175,6 @@ impl GraphBuilder {
             retention: self.retention,
             ready: Arc::default(),
         })
-    }
-}
-
-fn in_graph(graph: &Key, e: Error) -> Error {
-    match e {
-        Error::InvalidArgument { message } => {
-            Error::invalid(format!("graph \"{graph}\": node name: {message}"))
-        }
-        other => other,
     }
 }
 
