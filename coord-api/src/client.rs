@@ -52,8 +52,10 @@ struct Inner {
     renewals: Renewals,
     /// The leases this client started, for `close`.
     leases: Registry,
+    /// Whether the client is closed: read by every call (one atomic load).
     closed: AtomicBool,
-    /// Turns `true` when the client is closed: wakes waiting calls.
+    /// The same, turned `true` by `close` after `closed`, for waiting calls
+    /// to wake on (a watch's read takes a lock: not for every call).
     closing: tokio::sync::watch::Sender<bool>,
     /// This instance's presence (started with the first call).
     presence: presence::Slot,
