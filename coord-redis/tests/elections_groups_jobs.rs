@@ -641,3 +641,32 @@ async fn renewals_keep_the_token_counters() {
         "kept past the retention"
     );
 }
+
+/// An ended run leaves neither its holder nor its token behind: only the
+/// attempt count, the finished marker (with a retention) and the job's
+/// counter outlive it (the token's key was kept until the lease's TTL).
+#[tokio::test]
+async fn an_ended_run_leaves_no_run_key_behind() {
+    let server = RedisServer::shared();
+    let b = backend(server.config("ended")).await;
+    let (_, _, jo) = families(&b);
+    let (job, a) = (key("j"), holder("a"));
+    let exists = |k: &str| server.command(&["EXISTS", k]).unwrap();
+    for (occ, retention) in [("o", None), ("p", Some(Duration::from_secs(60)))] {
+        let OnceBegin::Started { .. } = jo
+            .begin(&job, &key(occ), &a, Duration::from_secs(30))
+            .await
+            .unwrap()
+        else {
+            panic!("began")
+        };
+        let (run, token) = (
+            format!("coord:{{ended:job:1:j}}:{occ}:r"),
+            format!("coord:{{ended:job:1:j}}:{occ}:k"),
+        );
+        assert_eq!(exists(&token), Value::Int(1), "the running token is kept");
+        assert!(jo.end(&job, &key(occ), &a, retention).await.unwrap());
+        assert_eq!(exists(&run), Value::Int(0), "{occ}: the run is gone");
+        assert_eq!(exists(&token), Value::Int(0), "{occ}: its token is gone");
+    }
+}

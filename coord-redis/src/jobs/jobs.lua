@@ -42,7 +42,7 @@ elseif op == 'extend' then
 elseif op == 'end' then
   local retention = tonumber(ARGV[4])
   if redis.call('GET', r) ~= holder then return 0 end
-  redis.call('DEL', r)
+  redis.call('DEL', r, run_token)
   if retention > 0 then
     redis.call('SET', finished, '1', 'PX', retention)
     redis.call('PEXPIRE', attempts, retention + KEEP_MS)

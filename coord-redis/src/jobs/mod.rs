@@ -21,8 +21,9 @@
 //! is the job's byte length, which keeps `(job, occurrence)` pairs from
 //! colliding whatever characters they hold (`}` included).
 //!
-//! **Key lifetimes.** The run key expires with its lease, the finished
-//! marker with its retention. The attempt count and the token counter live
+//! **Key lifetimes.** The run key and the run's token expire with its
+//! lease, or are deleted when the run ends or is revoked; the finished
+//! marker expires with its retention. The attempt count and the token counter live
 //! one `MAX_TTL` (24 h) past the latest lease or retention: attempts are
 //! exact while an occurrence is in use, and an idle job leaves nothing
 //! behind. If they are lost anyway (a restart without persistence), tokens
