@@ -1,9 +1,12 @@
 //! The leader runner: campaign, call back, re-campaign after a loss.
 
 use std::{
+    any::Any,
     future::Future,
+    panic::AssertUnwindSafe,
     pin::Pin,
     sync::{Arc, OnceLock},
+    task::{Context, Poll},
     time::Duration,
 };
 
@@ -86,7 +89,10 @@ enum Ended {
 ///
 /// The callback may give leadership up: by calling
 /// [`LeaderContext::resign`], or, with [`resign_on_return`]
-/// (Curator's `takeLeadership` convention), by returning:
+/// (Curator's `takeLeadership` convention), by returning. A callback that
+/// panics gives it up too, whatever `resign_on_return` says (the panic is
+/// logged at error level), and the runner campaigns again after its
+/// backoff:
 ///
 /// ```
 /// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
@@ -253,20 +259,30 @@ impl LeaderRunner {
             }));
             let give_up = Arc::new(tokio::sync::Notify::new());
             let mut callback = self.on_acquired.as_ref().map(|f| {
-                tokio::spawn(f(LeaderContext {
+                tokio::spawn(CatchPanic(f(LeaderContext {
                     term,
                     info: leadership.info().clone(),
                     lost: leadership.lost_signal(),
                     give_up: give_up.clone(),
-                }))
+                })))
             });
+            // The callback's end gives the term up when it panicked (a
+            // leader whose work died must not keep others from leading),
+            // or when it returned under `resign_on_return`. `finished`: the
+            // task was awaited to its end (a join handle is awaited once).
+            let mut finished = false;
             let returned = async {
-                match callback.as_mut() {
-                    Some(task) if self.resign_on_return => drop(task.await),
+                let Some(task) = callback.as_mut() else {
+                    return std::future::pending().await;
+                };
+                let outcome = task.await;
+                finished = true;
+                match outcome {
+                    Ok(Err(panic)) => Some(panic),
+                    _ if self.resign_on_return => None,
                     _ => std::future::pending().await,
                 }
             };
-            let mut finished = false;
             let ended = tokio::select! {
                 biased;
                 _ = stop.wait_for(|s| *s) => Ended::Stopped,
@@ -277,8 +293,14 @@ impl LeaderRunner {
                     false => Ended::Lost,
                 },
                 _ = give_up.notified() => Ended::GaveUp,
-                _ = returned => {
-                    finished = true;
+                panicked = returned => {
+                    if let Some(e) = panicked {
+                        tracing::error!(
+                            term = term.get(),
+                            panic = panic_text(e),
+                            "leader runner: on_acquired panicked; resigning the term"
+                        );
+                    }
                     Ended::GaveUp
                 }
             };
@@ -322,6 +344,35 @@ impl LeaderRunner {
                 return;
             }
         }
+    }
+}
+
+/// A callback's future, its panic caught and answered as the payload: the
+/// same on tokio and on madsim (whose runtime ends the whole simulation when
+/// a task panics).
+struct CatchPanic(Pin<Box<dyn Future<Output = ()> + Send>>);
+
+impl Future for CatchPanic {
+    type Output = Result<(), Box<dyn Any + Send>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let fut = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
+}
+
+/// What a panic's payload says, when it is text.
+fn panic_text(payload: Box<dyn Any + Send>) -> String {
+    match payload.downcast_ref::<&str>() {
+        Some(s) => (*s).to_owned(),
+        None => payload
+            .downcast_ref::<String>()
+            .cloned()
+            .unwrap_or_else(|| "a panic without a message".to_owned()),
     }
 }
 

@@ -195,6 +195,39 @@ pub async fn runner_context_resign_gives_up_leadership(h: &dyn Harness) {
     timeout(ms(3000), runner.shutdown()).await.expect("shutdown");
 }
 
+/// An `on_acquired` that panics gives its term up even without
+/// `resign_on_return`: a waiting candidate wins at once, with a greater
+/// term, instead of waiting behind a leader whose work died and whose
+/// runner renews on (decision 0071).
+pub async fn runner_callback_panic_gives_up_leadership(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.client("a").await, ctx.client("b").await);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let runner = LeaderRunner::new(a.election("e"))
+        .leadership_timeout(ms(5000))
+        .backoff(ms(1000), ms(1000))
+        .on_acquired(move |lc| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(lc.term);
+                panic!("the leader's work failed (this panic is the test's)");
+            }
+        })
+        .start();
+    let ta = timeout(ms(2000), rx.recv()).await.expect("a leads").unwrap();
+    let t0 = Instant::now();
+    let lb = timeout(ms(2000), b.election("e").ttl(ms(5000)).campaign())
+        .await
+        .expect("b wins once a's callback panicked")
+        .unwrap();
+    assert!(lb.term() > ta);
+    assert!(t0.elapsed() < ms(1000), "b won {:?} later", t0.elapsed());
+    assert!(!runner.is_leader());
+    assert!(runner.stopped_by().is_none(), "the runner campaigns on");
+    lb.resign().await.unwrap();
+    timeout(ms(3000), runner.shutdown()).await.expect("shutdown");
+}
+
 /// After its term is lost (backend cut off), a runner calls `on_lost` with
 /// that term, and once the backend is back it campaigns again and wins a
 /// greater term.
