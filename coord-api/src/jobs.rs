@@ -336,12 +336,14 @@ impl Ending<'_> {
     }
 }
 
-/// Ends `holder`'s run unfinished (a clean-up: nothing to answer; the
-/// engine runs it through the closer, also once the client is closed).
-async fn end_unfinished(client: Client, job: Key, occ: Key, holder: HolderId) -> Result<()> {
-    client
-        .jobs()?
-        .end(&job, &occ, &holder, None)
+/// Gives back `holder`'s run begun without an answer: ended unfinished, its
+/// attempt not counted, for no body ran under it (a clean-up: nothing to
+/// answer; the engine runs it through the closer, also once the client is
+/// closed).
+async fn give_back(client: Client, job: Key, occ: Key, holder: HolderId) -> Result<()> {
+    let call = client.jobs()?.give_back(&job, &occ, &holder);
+    let site = || site("give_back", &job, &holder, None);
+    trace::call(&client, site, call, Outcome::held)
         .await
         .map(drop)
 }
@@ -368,11 +370,11 @@ impl Attempts for OnceRounds<'_> {
             OnceBegin::Finished => Outcome::Ok,
         };
         let begin = trace::call(client, || site("begin", job, holder, None), begin, classify);
-        // A begin that got no answer may have started a run: end it
-        // unfinished (it may be retried at once).
+        // A begin that got no answer may have started a run: give it back
+        // (it may be retried at once, and is told the same attempt).
         let begin = granting(client, self.ttl, begin, || {
             let (job, occ, holder) = (job.clone(), occ.clone(), holder.clone());
-            move |client: Client| end_unfinished(client, job.clone(), occ.clone(), holder.clone())
+            move |client: Client| give_back(client, job.clone(), occ.clone(), holder.clone())
         })
         .await?;
         Ok(match begin {

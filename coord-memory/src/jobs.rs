@@ -140,6 +140,50 @@ impl Runs {
     }
 }
 
+impl MemoryBackend {
+    /// Ends `holder`'s run (`finished`: marked for that retention); with
+    /// `give_back`, its attempt is taken back. Whether `holder` ran it.
+    fn end_run(
+        &self,
+        job: &Key,
+        occurrence: &Key,
+        holder: &HolderId,
+        finished: Option<Duration>,
+        give_back: bool,
+    ) -> Result<bool> {
+        let now = self.store.now();
+        let ended = {
+            let mut runs = self.store.jobs();
+            let ended = match runs.get(&self.ns, job, occurrence, now) {
+                Some(once) if once.run.as_ref().is_some_and(|r| r.holder == *holder) => {
+                    once.run = None;
+                    once.finished_until = finished.map(|ret| now + ret);
+                    once.touched = now;
+                    if give_back {
+                        once.attempts = once.attempts.saturating_sub(1);
+                    }
+                    true
+                }
+                _ => false,
+            };
+            if let Some(j) = self.store.journal() {
+                j.record(Event::Released {
+                    lease: Leased::Run { job, occurrence },
+                    holder,
+                    released: ended,
+                    finished: ended && finished.is_some(),
+                });
+            }
+            ended
+        };
+        if ended {
+            self.store
+                .notify(|| Topic::Run(self.ns.clone(), job.clone(), occurrence.clone()));
+        }
+        Ok(ended)
+    }
+}
+
 #[async_trait]
 impl JobBackend for MemoryBackend {
     async fn begin(
@@ -231,33 +275,11 @@ impl JobBackend for MemoryBackend {
         if let Some(retention) = finished {
             coord_api::validate_ttl(job, retention)?;
         }
-        let now = self.store.now();
-        let ended = {
-            let mut runs = self.store.jobs();
-            let ended = match runs.get(&self.ns, job, occurrence, now) {
-                Some(once) if once.run.as_ref().is_some_and(|r| r.holder == *holder) => {
-                    once.run = None;
-                    once.finished_until = finished.map(|ret| now + ret);
-                    once.touched = now;
-                    true
-                }
-                _ => false,
-            };
-            if let Some(j) = self.store.journal() {
-                j.record(Event::Released {
-                    lease: Leased::Run { job, occurrence },
-                    holder,
-                    released: ended,
-                    finished: ended && finished.is_some(),
-                });
-            }
-            ended
-        };
-        if ended {
-            self.store
-                .notify(|| Topic::Run(self.ns.clone(), job.clone(), occurrence.clone()));
-        }
-        Ok(ended)
+        self.end_run(job, occurrence, holder, finished, false)
+    }
+
+    async fn give_back(&self, job: &Key, occurrence: &Key, holder: &HolderId) -> Result<bool> {
+        self.end_run(job, occurrence, holder, None, true)
     }
 
     async fn state(&self, job: &Key, occurrence: &Key) -> Result<OnceState> {

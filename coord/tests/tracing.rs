@@ -307,6 +307,42 @@ async fn background_give_backs_have_spans() {
     }
 }
 
+/// A run-once begin whose reply was lost is given back in the background,
+/// in its own span naming the job.
+#[tokio::test(flavor = "current_thread")]
+async fn a_lost_begins_give_back_has_a_span() {
+    use coord::spi::{JobBackend, OnceState};
+    let spans = spans_of(async {
+        let ns = coord::Namespace::new("tracing-give-back").unwrap();
+        let memory = Arc::new(coord::memory::MemoryBackend::new(ns));
+        let (client, lose) = RepliesLost::client(memory.clone());
+        *lose.lock().unwrap() = vec![("jobs", "begin")];
+        let job = client.job("nightly");
+        assert!(job.run_once("o", |_| async {}).await.is_err(), "reply lost");
+        let (j, o) = (
+            coord::Key::new("nightly").unwrap(),
+            coord::Key::new("o").unwrap(),
+        );
+        let back = async {
+            while memory.state(&j, &o).await.unwrap() != OnceState::Idle {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), back)
+            .await
+            .expect("given back");
+    })
+    .await;
+    let give_back = [
+        "op=\"give_back\"",
+        "family=\"job\"",
+        "kind=\"run\"",
+        "key=nightly",
+        "holder=",
+    ];
+    assert_span(&spans, &give_back);
+}
+
 /// A group's and an election's observer's reads and the watches of
 /// observers and latch waiters are backend calls like the others: each runs in its
 /// span, naming its family and key.

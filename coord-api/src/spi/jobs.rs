@@ -92,6 +92,20 @@ pub trait JobBackend: Send + Sync {
         finished: Option<Duration>,
     ) -> Result<bool>;
 
+    /// Gives back `holder`'s run whose begin got no answer (so no body ran
+    /// under it): ends it unfinished, as [`end`](JobBackend::end) without
+    /// `finished` does, and takes back the attempt that begin counted, so
+    /// the next run is told the attempt it would have been told had the
+    /// lost begin never been sent. `false` if `holder` no longer ran it:
+    /// then nothing changes, and no attempt is taken back.
+    ///
+    /// Added after the family: the default ends the run unfinished and
+    /// leaves its attempt counted, so that a backend written before it
+    /// keeps compiling. Every backend should implement it.
+    async fn give_back(&self, job: &Key, occurrence: &Key, holder: &HolderId) -> Result<bool> {
+        self.end(job, occurrence, holder, None).await
+    }
+
     /// The occurrence's state, as [`begin`](JobBackend::begin) would find
     /// it, read without changing anything: no run is begun, no attempt is
     /// counted, no lease is extended or ended, nothing is marked or
@@ -153,6 +167,13 @@ impl<D: Dispatch> JobBackend for Dispatched<D> {
         let args = (job.clone(), occurrence.clone(), holder.clone(), finished);
         self.carry(op("end"), args, |b, (j, o, h, finished)| async move {
             jobs(&b, "end")?.end(&j, &o, &h, finished).await
+        })
+        .await
+    }
+    async fn give_back(&self, job: &Key, occurrence: &Key, holder: &HolderId) -> Result<bool> {
+        let args = (job.clone(), occurrence.clone(), holder.clone());
+        self.carry(op("give_back"), args, |b, (j, o, h)| async move {
+            jobs(&b, "give_back")?.give_back(&j, &o, &h).await
         })
         .await
     }

@@ -412,8 +412,9 @@ pub async fn cancelled_run_once_ends_run_unfinished(h: &dyn Harness) {
 }
 
 /// A run-once whose begin reply was lost after the backend started the run
-/// ends that run unfinished: another instance runs the occurrence within a
-/// renewal interval, not after the run's TTL.
+/// gives that run back: another instance runs the occurrence within a
+/// renewal interval, not after the run's TTL, and as attempt 1, since no
+/// body ran under the lost begin.
 #[needs(Need::Jobs)]
 pub async fn lost_begin_reply_frees_run(h: &dyn Harness) {
     let ctx = Ctx::new(h);
@@ -428,9 +429,10 @@ pub async fn lost_begin_reply_frees_run(h: &dyn Harness) {
         .await
         .unwrap_or_else(|_| panic!("still running {:?} after the lost reply", t0.elapsed()))
         .unwrap();
-    assert!(
-        matches!(out, RunOnce::Ran(attempt) if attempt >= 2),
-        "{out:?}: retried as a later attempt"
+    assert_eq!(
+        out,
+        RunOnce::Ran(1),
+        "no body ran under the lost begin: its attempt is given back"
     );
 }
 
@@ -495,6 +497,33 @@ pub async fn run_end_by_foreign_or_stale_holder_refused(h: &dyn Harness) {
     }
     let again = ja.begin(&j, &done, &holder("c"), RUN_TTL).await.unwrap();
     assert_eq!(again, OnceBegin::Finished, "a stale end unmarked the finished run");
+}
+
+/// A give-back through the SPI ends the run unfinished and takes back its
+/// attempt: the next begin starts the same attempt again. By a holder that
+/// does not run the occurrence (another client's id, an earlier run's), or
+/// once the run ended, it answers `false` and changes nothing: the run goes
+/// on, and no attempt is taken back twice.
+#[needs(Need::Jobs)]
+pub async fn run_given_back_takes_its_attempt_back(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (a, b) = (ctx.backend().await, ctx.backend().await);
+    let (ja, jb) = (job_backend(&a), job_backend(&b));
+    let (j, o) = (key("j"), key("o"));
+    let (stale, live) = second_attempt(ja, &j, &o).await;
+    let left = running_for(ja, &j, &o).await;
+    let foreign = holder("b");
+    for (who, jobs, by) in [("foreign", jb, &foreign), ("stale", ja, &stale)] {
+        assert!(!jobs.give_back(&j, &o, by).await.unwrap(), "{who} give-back accepted");
+        let now = running_for(ja, &j, &o).await;
+        assert!(now <= left, "{who} give-back lengthened the run");
+    }
+    assert!(ja.give_back(&j, &o, &live).await.unwrap(), "the runner's own");
+    assert_state(ja, &j, &o, OnceState::Idle, "given back").await;
+    assert!(!ja.give_back(&j, &o, &live).await.unwrap(), "given back twice");
+    assert_next_attempt(ja, &j, &o, 2).await;
+    assert!(!ja.give_back(&j, &o, &live).await.unwrap(), "after another run");
+    assert_next_attempt(ja, &j, &o, 3).await;
 }
 
 /// `state` reads an occurrence as a begin would find it, and changes

@@ -6,6 +6,9 @@
 -- ARGV: op, channel, then
 --   begin, extend  holder, ttl_ms
 --   end            holder, retention_ms (0: not finished)
+--   give_back      holder: ends the run unfinished, as end with no
+--                  retention, and takes its attempt back (its begin got
+--                  no answer: no body ran).
 --   expiry, run, state: nothing more (run: {holder, token, ms left}, or
 --                  {}; state, which writes nothing: {2} finished, {1, ms
 --                  left} running, {0} neither).
@@ -39,10 +42,14 @@ elseif op == 'extend' then
   redis.call('PEXPIRE', attempts, ttl + KEEP_MS)
   keep_counter(ttl + KEEP_MS)
   return 1
-elseif op == 'end' then
-  local retention = tonumber(ARGV[4])
+elseif op == 'end' or op == 'give_back' then
+  local retention = tonumber(ARGV[4] or '0')
   if redis.call('GET', r) ~= holder then return 0 end
   redis.call('DEL', r, run_token)
+  -- The run is live, so its attempt is counted and its count kept.
+  if op == 'give_back' and (tonumber(redis.call('GET', attempts)) or 0) > 0 then
+    redis.call('DECR', attempts)
+  end
   if retention > 0 then
     redis.call('SET', finished, '1', 'PX', retention)
     redis.call('PEXPIRE', attempts, retention + KEEP_MS)

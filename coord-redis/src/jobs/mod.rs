@@ -153,6 +153,12 @@ impl JobBackend for RedisBackend {
         Ok(self.eval(call, &eval, eval::done).await? == 1)
     }
 
+    async fn give_back(&self, job: &Key, occurrence: &Key, holder: &HolderId) -> Result<bool> {
+        let eval = job_eval(self.namespace(), job, occurrence, "give_back", Some(holder));
+        let call = Traced::new("give_back", FAMILY, job).by(holder);
+        Ok(self.eval(call, &eval, eval::done).await? == 1)
+    }
+
     async fn state(&self, job: &Key, occurrence: &Key) -> Result<OnceState> {
         let eval = job_eval(self.namespace(), job, occurrence, "state", None);
         let call = Traced::new("state", FAMILY, job);

@@ -49,7 +49,8 @@ pub enum Bug {
     /// `campaign` first resigns whoever leads: a new term while the old
     /// leader still believes.
     CampaignDeposes,
-    /// The end of a failed or lost run marks the occurrence finished.
+    /// The end of a failed or lost run (or a run given back) marks the
+    /// occurrence finished.
     EndOnceFinishes,
     /// A barrier's `break_generation` at a waiter's deadline does not look
     /// at how the generation ended: asked to break one that already
@@ -112,7 +113,7 @@ pub enum Bug {
     /// may have been granted, and nothing releases that grant: it lives its
     /// whole TTL. Emulated by a decorator on the client's connection that
     /// swallows the releases (`locks.release`, `elections.resign`,
-    /// `groups.leave`, `jobs.end`) of such holders.
+    /// `groups.leave`, `jobs.end`, `jobs.give_back`) of such holders.
     NoCleanup,
     /// A compare-and-set of a shared value writes whatever the current
     /// version: two updates from one read both succeed, one is lost.
@@ -391,6 +392,12 @@ impl Dispatch for Broken {
                 args.3 = args.3.or(Some(Duration::from_secs(3600)));
                 call.run(b.clone()).await
             }
+            (Bug::EndOnceFinishes, "jobs", "give_back") => {
+                type Args = (Key, Key, coord_api::HolderId);
+                let (j, o, h) = call.args::<Args>().expect("give_back's args").clone();
+                let finished = Some(Duration::from_secs(3600));
+                reply(b.jobs().expect("jobs").end(&j, &o, &h, finished).await?)
+            }
             (Bug::FairIgnoresQueue, "locks", "acquire_queued") => {
                 type Args = (LeaseId, Duration, Duration, bool);
                 let (id, ttl) = {
@@ -459,6 +466,7 @@ fn role(call: &Call) -> Role {
     type Leave = (Key, HolderId);
     type Begin = (Key, Key, HolderId, Duration);
     type End = (Key, Key, HolderId, Option<Duration>);
+    type GiveBack = (Key, Key, HolderId);
     fn holder<A: 'static>(call: &Call, of: impl Fn(&A) -> &HolderId) -> HolderId {
         let args = call.args::<A>();
         of(args.unwrap_or_else(|| panic!("{}: unexpected arguments", call.op()))).clone()
@@ -473,6 +481,7 @@ fn role(call: &Call) -> Role {
         ("elections", "resign") => Role::Releases(holder(call, |a: &Resign| &a.1)),
         ("groups", "leave") => Role::Releases(holder(call, |a: &Leave| &a.1)),
         ("jobs", "end") => Role::Releases(holder(call, |a: &End| &a.2)),
+        ("jobs", "give_back") => Role::Releases(holder(call, |a: &GiveBack| &a.2)),
         _ => Role::Other,
     }
 }
