@@ -92,7 +92,8 @@ enum Ended {
 /// (Curator's `takeLeadership` convention), by returning. A callback that
 /// panics gives it up too, whatever `resign_on_return` says (the panic is
 /// logged at error level), and the runner campaigns again after its
-/// backoff:
+/// backoff. An `on_lost` that panics is logged likewise, and the runner
+/// campaigns on:
 ///
 /// ```
 /// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
@@ -337,8 +338,14 @@ impl LeaderRunner {
                 Ended::Lost => {}
             }
             drop(leadership);
-            if let Some(f) = &self.on_lost {
-                f(term).await;
+            if let Some(f) = &self.on_lost
+                && let Err(panic) = CatchPanic(f(term)).await
+            {
+                tracing::error!(
+                    term = term.get(),
+                    panic = panic_text(panic),
+                    "leader runner: on_lost panicked; campaigning on"
+                );
             }
             if pause(&clock, &mut stop, &mut backoff, max).await {
                 return;
@@ -347,9 +354,9 @@ impl LeaderRunner {
     }
 }
 
-/// A callback's future, its panic caught and answered as the payload: the
-/// same on tokio and on madsim (whose runtime ends the whole simulation when
-/// a task panics).
+/// A callback's future, its panic caught and answered as the payload: a
+/// callback's panic never ends the runner, the same on tokio and on madsim
+/// (whose runtime ends the whole simulation when a task panics).
 struct CatchPanic(Pin<Box<dyn Future<Output = ()> + Send>>);
 
 impl Future for CatchPanic {

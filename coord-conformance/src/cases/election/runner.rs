@@ -232,49 +232,14 @@ pub async fn runner_callback_panic_gives_up_leadership(h: &dyn Harness) {
 /// that term, and once the backend is back it campaigns again and wins a
 /// greater term.
 pub async fn runner_recampaigns_after_loss(h: &dyn Harness) {
-    let ctx = Ctx::new(h);
-    let (a, switch) = ctx
-        .switchable_client("a", default_options().ttl(ms(400)))
-        .await;
-    let (acq_tx, mut acquired) = mpsc::unbounded_channel();
-    let (lost_tx, mut lost) = mpsc::unbounded_channel();
-    let runner = LeaderRunner::new(a.election("e"))
-        .backoff(ms(20), ms(100))
-        .on_acquired(move |lc| {
-            let tx = acq_tx.clone();
-            async move {
-                let _ = tx.send(lc.term);
-            }
-        })
-        .on_lost(move |term| {
-            let tx = lost_tx.clone();
-            async move {
-                let _ = tx.send(term);
-            }
-        })
-        .start();
-    let t1 = timeout(ms(2000), acquired.recv())
-        .await
-        .expect("first term")
-        .unwrap();
-    switch.off();
-    let lost_term = timeout(ms(2000), lost.recv())
-        .await
-        .expect("on_lost called")
-        .unwrap();
-    assert_eq!(lost_term, t1);
-    assert!(!runner.is_leader());
-    sleep(ms(100)).await; // a few failing campaigns
-    switch.on();
-    let t2 = timeout(ms(3000), acquired.recv())
-        .await
-        .expect("elected again once reconnected")
-        .unwrap();
-    assert!(t2 > t1, "term {t2} after {t1}");
-    assert!(runner.stopped_by().is_none(), "an unreachable backend is retried");
-    timeout(ms(3000), runner.shutdown())
-        .await
-        .expect("shutdown");
+    recampaigns_after_loss(h, false).await;
+}
+
+/// An `on_lost` that panics does not end the runner: the panic is logged,
+/// and once the backend is back the runner campaigns again and wins a
+/// greater term, `stopped_by()` still `None` (decision 0071).
+pub async fn runner_survives_a_panicking_on_lost(h: &dyn Harness) {
+    recampaigns_after_loss(h, true).await;
 }
 /// A runner's handle stops saying it leads the moment its term is lost,
 /// as the `Leadership` it holds does: not only once the runner has stopped
@@ -422,4 +387,59 @@ pub async fn runner_shutdown_resigns_what_its_round_on_its_way_won(h: &dyn Harne
     let left = o.election("e").leader().await.unwrap();
     assert_eq!(left, None, "shutdown returned with the term its round won held");
 }
+}
+
+/// A runner whose term is lost (backend cut off) is told it (`on_lost`,
+/// which panics after it told when `on_lost_panics`), then campaigns again
+/// once the backend is back and wins a greater term.
+async fn recampaigns_after_loss(h: &dyn crate::Harness, on_lost_panics: bool) {
+    let ctx = Ctx::new(h);
+    let (a, switch) = ctx
+        .switchable_client("a", default_options().ttl(ms(400)))
+        .await;
+    let (acq_tx, mut acquired) = mpsc::unbounded_channel();
+    let (lost_tx, mut lost) = mpsc::unbounded_channel();
+    let runner = LeaderRunner::new(a.election("e"))
+        .backoff(ms(20), ms(100))
+        .on_acquired(move |lc| {
+            let tx = acq_tx.clone();
+            async move {
+                let _ = tx.send(lc.term);
+            }
+        })
+        .on_lost(move |term| {
+            let tx = lost_tx.clone();
+            async move {
+                let _ = tx.send(term);
+                if on_lost_panics {
+                    panic!("on_lost failed (this panic is the test's)");
+                }
+            }
+        })
+        .start();
+    let t1 = timeout(ms(2000), acquired.recv())
+        .await
+        .expect("first term")
+        .unwrap();
+    switch.off();
+    let lost_term = timeout(ms(2000), lost.recv())
+        .await
+        .expect("on_lost called")
+        .unwrap();
+    assert_eq!(lost_term, t1);
+    assert!(!runner.is_leader());
+    sleep(ms(100)).await; // a few failing campaigns
+    switch.on();
+    let t2 = timeout(ms(3000), acquired.recv())
+        .await
+        .expect("elected again once reconnected")
+        .unwrap();
+    assert!(t2 > t1, "term {t2} after {t1}");
+    assert!(
+        runner.stopped_by().is_none(),
+        "an unreachable backend is retried"
+    );
+    timeout(ms(3000), runner.shutdown())
+        .await
+        .expect("shutdown");
 }
