@@ -17,11 +17,13 @@
 --   acquire  KEYS lease, counter  ARGV op, holder, ttl_ms, kind ('e' | 'r')
 --            (also as fair.lua's queued step, which runs first: a grant
 --            calls its `on_grant`)
---   extend   KEYS lease           ARGV op, holder, ttl_ms
+--   extend   KEYS lease           ARGV op, holder, ttl_ms, kind
 --   release  KEYS lease, queue, places (fair.lua's)  ARGV op, holder,
---            channel: a lease granted from the queue that frees the key
+--            channel, kind: a lease granted from the queue that frees the key
 --            publishes 'next <holder>' to the first live waiter in line
 --            (decision 0041), or 'released' when there is none
+--   (extend and release act on the holder's lease of the kind named alone:
+--   an exclusive lease is no reentrant one, as at acquire; decision 0066)
 --   force    KEYS lease           ARGV op, channel
 --   inspect  KEYS lease           ARGV op (also as fair.lua's list, which
 --            sets `queued`: a row {'q', '', 0, queued, 0, 0} follows)
@@ -69,7 +71,7 @@ elseif op == 'release' then
   local cur = redis.call('GET', l)
   if not cur then return -1 end
   local kind, holds, tok, who = parse(cur)
-  if who ~= ARGV[2] then return -1 end
+  if who ~= ARGV[2] or string.lower(kind) ~= ARGV[4] then return -1 end
   if holds ~= '1' then
     holds = tonumber(holds) - 1
     redis.call('SET', l, kind .. '|' .. holds .. '|' .. tok .. '|' .. who, 'KEEPTTL')
@@ -93,8 +95,8 @@ elseif op == 'release' then
 elseif op == 'extend' then
   local cur = redis.call('GET', l)
   if not cur then return 0 end
-  local _, _, _, who = parse(cur)
-  if who ~= ARGV[2] then return 0 end
+  local kind, _, _, who = parse(cur)
+  if who ~= ARGV[2] or string.lower(kind) ~= ARGV[4] then return 0 end
   redis.call('PEXPIRE', l, ARGV[3])
   return 1
 elseif op == 'force' then

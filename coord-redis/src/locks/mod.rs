@@ -377,15 +377,12 @@ impl LockBackend for RedisBackend {
                 lease,
                 besides_acquire(space),
                 |eval, names| {
-                    // The lock script takes neither the channel nor the kind.
-                    let lock = space == LockSpace::Lock;
-                    if !lock {
+                    // The lock script takes no channel.
+                    if space != LockSpace::Lock {
                         names.write(eval, 'c');
                     }
                     eval.holder(&lease.holder).arg(ttl);
-                    if !lock {
-                        kind_arg(eval, lease.kind);
-                    }
+                    kind_arg(eval, lease.kind);
                 },
                 eval::done,
             )
@@ -405,6 +402,7 @@ impl LockBackend for RedisBackend {
                     if space == LockSpace::Lock {
                         eval.holder(&lease.holder);
                         names.write(eval, 'c');
+                        kind_arg(eval, lease.kind);
                     } else {
                         names.write(eval, 'c');
                         eval.holder(&lease.holder).arg(0);

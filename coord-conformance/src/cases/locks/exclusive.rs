@@ -431,4 +431,53 @@ pub async fn expiry_wakes_waiter_promptly(h: &dyn Harness) {
     );
     gb.release().await.unwrap();
 }
+
+/// At the backend, an id names its holder's lease of the kind it names
+/// alone: exclusive and reentrant leases exclude each other at acquire, so
+/// an exclusive lease is not extended or released through a reentrant id
+/// of its holder, nor a reentrant hold through an exclusive id (`false`,
+/// `NotHeld`, the lease and its holds left as they were; decision 0066).
+pub async fn lock_extended_and_released_through_its_own_kind_alone(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let backend = ctx.backend().await;
+    let b = locks(&backend);
+    let mine = holder("a");
+    let id = |kind| LeaseId {
+        kind,
+        key: key("k"),
+        holder: mine.clone(),
+    };
+    let (exclusive, reentrant) = (id(LeaseKind::Exclusive), id(LeaseKind::Reentrant));
+    let other = LeaseId {
+        holder: holder("other"),
+        ..exclusive.clone()
+    };
+    for (held, through, holds) in [(&exclusive, &reentrant, 1), (&reentrant, &exclusive, 2)] {
+        let what = format!("the {} lease", held.kind.as_str());
+        for _ in 0..holds {
+            let granted = b.acquire(held, ms(10_000)).await.unwrap();
+            assert!(matches!(granted, Acquire::Granted(_)), "{what}: {granted:?}");
+        }
+        assert!(
+            !b.extend(through, ms(20_000)).await.unwrap(),
+            "{what} extended through a {} id",
+            through.kind.as_str()
+        );
+        assert_eq!(
+            b.release(through).await.unwrap(),
+            Release::NotHeld,
+            "{what} released through a {} id",
+            through.kind.as_str()
+        );
+        let busy = b.acquire(&other, ms(1000)).await.unwrap();
+        assert!(matches!(busy, Acquire::Busy(_)), "{what} still held: {busy:?}");
+        for remaining in (0..holds).rev() {
+            assert_eq!(
+                b.release(held).await.unwrap(),
+                Release::Released { remaining },
+                "{what}: its holds as they were"
+            );
+        }
+    }
+}
 }
