@@ -161,11 +161,16 @@ impl Entry {
         }
     }
 
+    /// The holder's lease of the kind `id` names: exclusive or reentrant,
+    /// read or write; a permit lease whatever limit and count `id` names
+    /// (they are the acquisition's terms, and a holder has one lease per
+    /// semaphore; decision 0066).
     fn find(&mut self, id: &LeaseId) -> Option<usize> {
         let kind = id.kind.canonical();
-        self.leases
-            .iter()
-            .position(|l| l.holder == id.holder && l.kind == kind)
+        let permit = kind.permit_limit().is_some();
+        self.leases.iter().position(|l| {
+            l.holder == id.holder && (l.kind == kind || permit && l.kind.permit_limit().is_some())
+        })
     }
 
     /// When the first lease in the way (`blocking`) expires.

@@ -92,6 +92,13 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Whether an id of kind `id` names a lease of kind `lease` (of its
+/// holder): the same kind, or any permit kind for a permit lease (decision
+/// 0066).
+fn names(id: LeaseKind, lease: LeaseKind) -> bool {
+    id == lease || id.permit_limit().is_some() && lease.permit_limit().is_some()
+}
+
 /// A lease of the model: space, holder, kind, holds, token, expires-at ms.
 type ModelLease = (LockSpace, usize, LeaseKind, u32, u64, u64);
 
@@ -238,7 +245,7 @@ impl Model {
                 match self
                     .leases
                     .iter_mut()
-                    .find(|l| l.0 == fam && l.1 == h && l.2 == kind)
+                    .find(|l| l.0 == fam && l.1 == h && names(kind, l.2))
                 {
                     Some(l) => {
                         l.5 = now + ttl;
@@ -255,7 +262,7 @@ impl Model {
                 match self
                     .leases
                     .iter()
-                    .position(|l| l.0 == fam && l.1 == h && l.2 == kind)
+                    .position(|l| l.0 == fam && l.1 == h && names(kind, l.2))
                 {
                     Some(i) if self.leases[i].3 > 1 => {
                         self.leases[i].3 -= 1;

@@ -540,6 +540,45 @@ pub async fn semaphore_same_holder_again_replaces_its_lease(h: &dyn Harness) {
     let lease = LeaseId { kind: LeaseKind::Permit { limit: 1 }, key: key("s"), holder: intruder() };
     super::asking_again_replaces(h, lease, LockSpace::Semaphore, "permit lease").await;
 }
+
+/// At the backend, a holder has one lease per semaphore (asking again
+/// replaces it, whatever the count), and an id of any permit kind names
+/// it: the limit and count an id carries are an acquisition's terms, not
+/// the lease's name. A lease of 2 permits is extended through a one-permit
+/// id (still 2 permits) and released whole through an id of another limit;
+/// another holder's id names nothing (decision 0066).
+#[needs(Need::MultiPermit, Need::Inspect)]
+pub async fn semaphore_lease_named_by_any_permit_kind_of_its_holder(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let backend = ctx.backend().await;
+    let b = locks(&backend);
+    let mine = holder("a");
+    let id = |kind, holder: &HolderId| LeaseId { kind, key: key("s"), holder: holder.clone() };
+    let two = id(LeaseKind::Permits { limit: 3, count: 2 }, &mine);
+    let granted = b.acquire(&two, ms(10_000)).await.unwrap();
+    assert!(matches!(granted, Acquire::Granted(_)), "2 of 3 permits: {granted:?}");
+    let other = id(LeaseKind::Permit { limit: 3 }, &holder("other"));
+    assert!(!b.extend(&other, ms(20_000)).await.unwrap(), "another holder's id");
+    assert_eq!(b.release(&other).await.unwrap(), Release::NotHeld, "another holder's id");
+    let one = id(LeaseKind::Permit { limit: 3 }, &mine);
+    assert!(b.extend(&one, ms(20_000)).await.unwrap(), "extended through a one-permit id");
+    let listed = b.inspect(LockSpace::Semaphore, &key("s")).await.unwrap();
+    assert!(
+        listed.len() == 1
+            && listed[0].kind == two.kind
+            && listed[0].holds == 2
+            && listed[0].expires_in > ms(10_000),
+        "one lease of 2 permits, extended: {listed:?}"
+    );
+    let another_limit = id(LeaseKind::Permit { limit: 5 }, &mine);
+    assert_eq!(
+        b.release(&another_limit).await.unwrap(),
+        Release::Released { remaining: 0 },
+        "released through an id of another limit"
+    );
+    let left = b.inspect(LockSpace::Semaphore, &key("s")).await.unwrap();
+    assert!(left.is_empty(), "both permits released together: {left:?}");
+}
 }
 
 /// `InvalidArgument` naming the semaphore `s` and its 0 permits.
