@@ -445,10 +445,14 @@ pub trait LockBackend: Send + Sync {
 
     /// Resets the lease's TTL to `ttl` if `lease.holder` still holds it.
     /// Returns whether it did. Never revives an expired or taken lease.
+    /// The lease is the holder's of the kind `lease` names: an exclusive
+    /// lease is not extended through a reentrant id, nor the reverse; any
+    /// permit kind names the holder's permit lease (decision 0066).
     async fn extend(&self, lease: &LeaseId, ttl: Duration) -> Result<bool>;
 
-    /// Releases one hold of `lease` if `lease.holder` holds it, and withdraws
-    /// its writer intent if any. Wakes subscribers when the key frees.
+    /// Releases one hold of `lease` if `lease.holder` holds it (of the kind
+    /// `lease` names, as for [`extend`](Self::extend)), and withdraws its
+    /// writer intent if any. Wakes subscribers when the key frees.
     async fn release(&self, lease: &LeaseId) -> Result<Release>;
 
     /// Turns `lease`, a [`LeaseKind::Write`] lease, into a
