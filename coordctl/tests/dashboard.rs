@@ -327,6 +327,46 @@ async fn the_page_shows_holders_follows_a_failover_and_acts_audited() {
     b.close().await;
 }
 
+/// A token beyond 2^53, where a JavaScript number stops being exact, shows
+/// with every digit and goes back whole in a force release from its row.
+/// The page read tokens as numbers: it showed 36028797018963970 for
+/// 36028797018963968 and sent that back, which no lease carries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_beyond_2_pow_53_keeps_every_digit_on_the_page() {
+    let server = RedisServer::shared();
+    let url = format!("{}?namespace=dash-big-token", server.url());
+    // The lock's token counter run ahead to 2^55: the next grant draws it
+    // (a double holds 2^55; JavaScript prints it 36028797018963970).
+    let counter = "coord:{dash-big-token:lock:big/token}:t";
+    server
+        .command(&["SET", counter, "36028797018963968", "PX", "3600000"])
+        .unwrap();
+    let client = coord::connect(&url).await.unwrap();
+    let lock = client.lock("big/token").ttl(Duration::from_secs(60));
+    let guard = lock.try_lock().await.unwrap().expect("free");
+    let token = guard.token().get().to_string();
+    assert_eq!(token, "36028797018963968");
+    let (_dash, addr) = dashboard(&url, &["--allow-actions", "--refresh", "300ms"]);
+    let b = Browser::start().await;
+    b.goto(&format!("http://{addr}/")).await;
+    let row = "#leases tr[data-resource='lock:big/token']";
+    b.wait_for_text(&format!("{row} .token"), |t: &str| !t.is_empty(), HANG)
+        .await;
+    assert_eq!(b.text(&format!("{row} .token")).await, token);
+    b.click(&format!("{row} button.force")).await;
+    confirm(&b, "alice", "a token beyond 2^53").await;
+    let said = b
+        .wait_for_text("#action-result", |t: &str| !t.is_empty(), HANG)
+        .await;
+    assert!(
+        said.contains("force released") && said.contains(&token),
+        "{said}"
+    );
+    wait_gone(&b, row).await;
+    b.close().await;
+    drop(guard);
+}
+
 #[test]
 fn actions_are_off_by_default_and_a_token_is_checked() {
     let server = RedisServer::shared();

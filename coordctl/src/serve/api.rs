@@ -5,6 +5,13 @@
 //! fault: 400 bad input, 401 no token, 403 actions off, 404 nothing live
 //! to act on or to show, 501 the backend cannot answer without changing
 //! something, 503 backend unreachable.
+//!
+//! Every fencing token the page is given (a `token` field, anywhere in a
+//! document) is a decimal string, and the page never turns one into a
+//! number: a JavaScript number is exact only up to 2^53 and tokens are
+//! `u64` (the backend's clock in µs, or a counter run ahead of it). An
+//! action takes its token as a string (or a number, for scripts).
+//! `coordctl --json` keeps numbers.
 
 use std::time::SystemTime;
 
@@ -18,7 +25,7 @@ use coord_api::{
     Error, FencingToken, Forced, Key,
     spi::{Resource, ResourceKind},
 };
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, de};
 use serde_json::{Value, json};
 
 use super::Shared;
@@ -47,7 +54,48 @@ fn failed(fail: Fail) -> Response {
 }
 
 fn ok<T: Serialize>(value: T) -> Response {
-    Json(value).into_response()
+    match serde_json::to_value(value) {
+        Ok(mut v) => {
+            tokens_as_text(&mut v);
+            Json(v).into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// Every `token` of `v` (at any depth) that is a number, as its decimal
+/// string (see the module's docs).
+pub(crate) fn tokens_as_text(v: &mut Value) {
+    match v {
+        Value::Object(fields) => {
+            for (name, field) in fields.iter_mut() {
+                match field {
+                    Value::Number(n) if name == "token" => *field = Value::String(n.to_string()),
+                    _ => tokens_as_text(field),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(tokens_as_text),
+        _ => {}
+    }
+}
+
+/// A token as the page sends it: a decimal string (or a number).
+fn token_text<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Token {
+        Number(u64),
+        Text(String),
+    }
+    match Token::deserialize(d)? {
+        Token::Number(n) => Ok(n),
+        Token::Text(t) => t.trim().parse().map_err(|_| {
+            de::Error::custom(format!(
+                "token {t:?} is not a token (a whole number, the Token column)"
+            ))
+        }),
+    }
 }
 
 /// `GET /api/overview`: the backend's state, counts per kind, stale
@@ -265,12 +313,14 @@ pub(crate) struct Action {
     resource: String,
     #[serde(default)]
     election: String,
+    #[serde(deserialize_with = "token_text")]
     token: u64,
     reason: String,
     operator: String,
 }
 
-/// `POST /api/force-release` `{resource, token, reason, operator}`.
+/// `POST /api/force-release` `{resource, token, reason, operator}` (the
+/// token a string).
 pub(crate) async fn force_release(State(app): State<Shared>, Json(a): Json<Action>) -> Response {
     let resource = match a.resource.trim().parse::<Resource>() {
         Ok(r) => r,
@@ -279,8 +329,9 @@ pub(crate) async fn force_release(State(app): State<Shared>, Json(a): Json<Actio
     act(&app, resource, &a, "force released").await
 }
 
-/// `POST /api/resign` `{election, token, reason, operator}`: ends the
-/// leader's term with that token (a fenced force release of the term).
+/// `POST /api/resign` `{election, token, reason, operator}` (the token a
+/// string): ends the leader's term with that token (a fenced force
+/// release of the term).
 pub(crate) async fn resign(State(app): State<Shared>, Json(a): Json<Action>) -> Response {
     let resource = match Key::new(a.election.trim()) {
         Ok(k) => Resource::new(ResourceKind::Election, k),
@@ -334,5 +385,91 @@ async fn act(app: &Shared, resource: Resource, a: &Action, done: &str) -> Respon
             format!("{resource}: unexpected outcome {other:?}"),
         ),
         Err(e) => failed(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::serve::{App, live::Live};
+
+    /// 2^53 + 1: the first whole number a JavaScript number cannot hold
+    /// (`JSON.parse` reads it as 9007199254740992).
+    const BEYOND: u64 = 9_007_199_254_740_993;
+
+    async fn body(r: Response) -> Value {
+        let bytes = axum::body::to_bytes(r.into_body(), usize::MAX).await;
+        serde_json::from_slice(&bytes.unwrap()).unwrap()
+    }
+
+    fn row(resource: &str, token: u64) -> LeaseRow {
+        LeaseRow {
+            resource: resource.to_owned(),
+            kind: "lock".to_owned(),
+            role: "exclusive".to_owned(),
+            holds: 1,
+            holder: "web-1#00000000000000000000000000000001".to_owned(),
+            instance: "web-1".to_owned(),
+            token: Some(token),
+            acquired_at: None,
+            age_ms: None,
+            ttl_left_ms: 5_000,
+            alive: true,
+            waiters: None,
+        }
+    }
+
+    /// The page read tokens as JavaScript numbers, exact only up to 2^53:
+    /// a token beyond it showed other digits, and a force release sent
+    /// back a token no lease carries. Every token the page reads is a
+    /// string with every digit, and an action takes one back.
+    #[tokio::test]
+    async fn tokens_reach_the_page_as_strings_with_every_digit() {
+        let client = coord::connect("memory://?namespace=api-tokens")
+            .await
+            .unwrap();
+        let app = Arc::new(App {
+            client,
+            live: Live::new(10),
+            allow_actions: false,
+            token: None,
+            operator: "test".to_owned(),
+            addr: "127.0.0.1:7070".parse().unwrap(),
+            allow_hosts: Vec::new(),
+        });
+        let big = row("lock:big", BEYOND);
+        let (r, role, h) = big.identity();
+        let id = (r.to_owned(), role.to_owned(), h.to_owned());
+        app.live.snapshot().leases.insert(id, big);
+        let q = LeaseQuery {
+            kind: None,
+            prefix: None,
+            stale: None,
+            offset: None,
+            limit: None,
+        };
+        let listed = body(leases(State(app.clone()), Query(q)).await).await;
+        assert_eq!(listed["items"][0]["token"], json!("9007199254740993"));
+
+        // Wherever a token sits (a watch event's lease and its before).
+        let mut event =
+            json!({"events": [{"lease": row("lock:a", BEYOND), "before": row("lock:a", 7)}]});
+        tokens_as_text(&mut event);
+        assert_eq!(event["events"][0]["lease"]["token"], "9007199254740993");
+        assert_eq!(event["events"][0]["before"]["token"], "7");
+        assert_eq!(event["events"][0]["lease"]["holds"], 1, "{event}");
+
+        // The page sends it back as a string; a number still does.
+        let action = |token: &str| {
+            serde_json::from_str::<Action>(&format!(
+                r#"{{"resource":"lock:big","token":{token},"reason":"r","operator":"o"}}"#
+            ))
+        };
+        assert_eq!(action("\"9007199254740993\"").unwrap().token, BEYOND);
+        assert_eq!(action("42").unwrap().token, 42);
+        let bad = action("\"12x\"").unwrap_err().to_string();
+        assert!(bad.contains("\"12x\" is not a token"), "{bad}");
     }
 }

@@ -99,7 +99,8 @@ pub(crate) struct LeaderEvent {
 pub(crate) struct Term {
     pub(crate) instance: String,
     pub(crate) holder: String,
-    pub(crate) term: u64,
+    /// The term's token, a decimal string as every token the page reads.
+    pub(crate) term: String,
     pub(crate) metadata: String,
 }
 
@@ -108,7 +109,7 @@ impl Term {
         Term {
             instance: l.holder.instance().to_string(),
             holder: l.holder.to_string(),
-            term: l.term.get(),
+            term: l.term.get().to_string(),
             metadata: l.metadata.clone(),
         }
     }
@@ -138,9 +139,14 @@ enum Message<'a> {
 }
 
 impl Message<'_> {
+    /// The message as the page reads it (tokens as strings, as
+    /// [`api`](super::api) serves them).
     fn text(&self) -> Arc<str> {
-        serde_json::to_string(self)
-            .unwrap_or_else(|e| format!("{{\"kind\":\"error\",\"message\":\"{e}\"}}"))
+        let text = serde_json::to_value(self).and_then(|mut v| {
+            super::api::tokens_as_text(&mut v);
+            serde_json::to_string(&v)
+        });
+        text.unwrap_or_else(|e| format!("{{\"kind\":\"error\",\"message\":\"{e}\"}}"))
             .into()
     }
 }
@@ -266,7 +272,7 @@ async fn observe(app: Shared, name: String) {
             let now = change.leader.as_ref().map(Term::of);
             let changed = last
                 .as_ref()
-                .is_some_and(|l| l.as_ref().map(|t| t.term) != now.as_ref().map(|t| t.term));
+                .is_some_and(|l| l.as_ref().map(|t| &t.term) != now.as_ref().map(|t| &t.term));
             if changed {
                 let event = LeaderEvent {
                     at: now_text(),
