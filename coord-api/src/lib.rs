@@ -86,7 +86,8 @@ pub use locks::{
 };
 pub use membership::{Group, GroupChange, GroupObserver, Membership};
 pub use ops::{
-    Check, Forced, Health, LeaseFilter, LeaseWalk, LiveLease, Operations, PresenceOptions, Status,
+    BackendClock, Check, Forced, Health, LeaseFilter, LeaseWalk, LiveLease, Operations,
+    PresenceOptions, Status,
 };
 pub use queues::{Consumer, DeadLetter, Delivery, ItemContext, PushOptions, PushOutcome, Queue};
 /// What the client types hand back about a backend's state: who holds a

@@ -85,7 +85,8 @@ pub use coord_api::{
 /// audited force release, the audit trail, health; the instance presence
 /// every client keeps.
 pub use coord_api::{
-    Check, Forced, Health, LeaseFilter, LeaseWalk, LiveLease, Operations, PresenceOptions, Status,
+    BackendClock, Check, Forced, Health, LeaseFilter, LeaseWalk, LiveLease, Operations,
+    PresenceOptions, Status,
 };
 
 /// Circuit breakers shared by name, with no round trip per call.

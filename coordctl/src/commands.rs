@@ -1,10 +1,11 @@
 //! The commands: each checks its input, connects, asks
 //! [`Operations`], and prints.
 
-use std::{io::Write, time::SystemTime};
+use std::io::Write;
 
 use coord_api::{
-    Client, FencingToken, Forced, Key, LeaseFilter, LiveLease, Operations, PresenceOptions, Status,
+    BackendClock, Client, FencingToken, Forced, Key, LeaseFilter, LiveLease, Operations,
+    PresenceOptions, Status,
     spi::{Cursor, MAX_PAGE, Resource, ResourceKind},
 };
 use serde::Serialize;
@@ -159,18 +160,19 @@ async fn list_leases(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<(), Fail> {
+    let clock = ops.backend_clock().await?;
     let mut walk = ops.walk(selection.filter.clone());
     let mut listing = Listing::new(json, LEASE_HEADER);
     while let Some(mut page) = walk.next_page().await? {
         page.retain(|l| selection.keeps(l));
-        listing.page(out, &lease_rows(&page), LeaseRow::cells)?;
+        listing.page(out, &lease_rows(&page, &clock), LeaseRow::cells)?;
     }
     listing.finish(out)
 }
 
-fn lease_rows(leases: &[LiveLease]) -> Vec<LeaseRow> {
-    let now = SystemTime::now();
-    leases.iter().map(|l| LeaseRow::of(l, now)).collect()
+/// The rows of `leases`, their ages on the backend's `clock`.
+fn lease_rows(leases: &[LiveLease], clock: &BackendClock) -> Vec<LeaseRow> {
+    leases.iter().map(|l| LeaseRow::of(l, clock)).collect()
 }
 
 /// The live leases of `resource`; exit 3 when it has none.
@@ -180,7 +182,8 @@ async fn holders(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<(), Fail> {
-    let rows = lease_rows(&ops.holders(resource).await?);
+    let clock = ops.backend_clock().await?;
+    let rows = lease_rows(&ops.holders(resource).await?, &clock);
     let mut listing = Listing::new(json, LEASE_HEADER);
     if json || !rows.is_empty() {
         listing.page(out, &rows, LeaseRow::cells)?;
@@ -629,6 +632,55 @@ mod tests {
         let watched = ctl(&watch).await.unwrap();
         assert_eq!(watched.lines().count(), 1, "{watched}");
         assert!(watched.contains(" + lock:jobs/a exclusive "), "{watched}");
+    }
+
+    /// ACQUIRED was measured on this machine's wall clock against the
+    /// backend's grant instant: an operator's clock an hour ahead showed a
+    /// lease taken a moment ago as held for an hour, one an hour behind
+    /// showed every age as nothing. Ages are the backend's now: a backend
+    /// skewed either way against this machine shows the lease's own age.
+    #[tokio::test(flavor = "current_thread")]
+    async fn ages_are_measured_on_the_backends_clock() {
+        use std::{sync::Arc, time::Duration};
+
+        use coord_api::{Namespace, SkewedClock, TokioClock};
+
+        const HOUR: i64 = 3_600_000_000_000;
+        for skew in [HOUR, -HOUR] {
+            let clock = Arc::new(SkewedClock::new(TokioClock, skew, 0.0));
+            let store = coord::memory::MemoryStore::with_clock(clock);
+            let backend = Arc::new(store.backend(Namespace::new("ctl-skew").unwrap()));
+            let app = Client::builder(backend.clone()).build();
+            let lock = app.lock("jobs/a").ttl(Duration::from_secs(60));
+            let _held = lock.try_lock().await.unwrap().unwrap();
+            // The lease's age is at least this (a lower bound, not a wait
+            // for something to happen).
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let operator = Client::builder(backend)
+                .presence(PresenceOptions::disabled())
+                .build()
+                .operations();
+            let mut out = Vec::new();
+            let every = Selection::of(LeaseFilter::all());
+            list_leases(&operator, every.clone(), true, &mut out)
+                .await
+                .unwrap();
+            let resource: Resource = "lock:jobs/a".parse().unwrap();
+            holders(&operator, &resource, true, &mut out).await.unwrap();
+            let (polled, _) = watch::poll(&operator, &every, 10).await.unwrap();
+            let mut ages: Vec<u64> = serde_json::Deserializer::from_slice(&out)
+                .into_iter::<Value>()
+                .map(|listed| listed.unwrap()[0]["age_ms"].as_u64().unwrap())
+                .collect();
+            ages.extend(polled.values().map(|row| row.age_ms.unwrap()));
+            assert_eq!(ages.len(), 3);
+            for age in ages {
+                assert!(
+                    (300..30_000).contains(&age),
+                    "backend skewed by {skew} ns: age {age} ms"
+                );
+            }
+        }
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -8,7 +8,7 @@ use std::{
 };
 
 use coord_api::{
-    Check, Health, LiveLease, QueueStats,
+    BackendClock, Check, Health, LiveLease, QueueStats,
     spi::{AuditRecord, BreakerState, Policy, Presence, WindowKind},
 };
 use serde::Serialize;
@@ -37,7 +37,7 @@ pub struct LeaseRow {
     pub token: Option<u64>,
     /// When it was granted (RFC 3339, UTC), when known.
     pub acquired_at: Option<String>,
-    /// How long ago, by this machine's clock, in milliseconds.
+    /// How long ago, by the backend's clock, in milliseconds.
     pub age_ms: Option<u64>,
     /// Time left before it expires, by the backend's clock.
     pub ttl_left_ms: u64,
@@ -48,8 +48,10 @@ pub struct LeaseRow {
 }
 
 impl LeaseRow {
-    /// The row of `l`, its age measured at `now`.
-    pub fn of(l: &LiveLease, now: SystemTime) -> LeaseRow {
+    /// The row of `l`, its age measured on the backend's `clock` (the
+    /// grant's instant is the backend's: on this machine's clock, a skew
+    /// showed as age).
+    pub fn of(l: &LiveLease, clock: &BackendClock) -> LeaseRow {
         let lease = &l.lease;
         let acquired = lease.acquired_at();
         LeaseRow {
@@ -61,7 +63,7 @@ impl LeaseRow {
             instance: lease.holder.instance().to_string(),
             token: lease.token.map(|t| t.get()),
             acquired_at: acquired.map(rfc3339),
-            age_ms: acquired.map(|at| millis(now.duration_since(at).unwrap_or_default())),
+            age_ms: clock.age(lease).map(millis),
             ttl_left_ms: millis(lease.expires_in),
             alive: l.holder_alive,
             waiters: lease.waiters,

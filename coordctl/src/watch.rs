@@ -109,21 +109,22 @@ pub fn diff(before: &BTreeMap<Id, LeaseRow>, now: &BTreeMap<Id, LeaseRow>, at: &
 }
 
 /// One poll: every lease `selection` keeps, by id, up to `max` of them
-/// (and whether there were more).
+/// (and whether there were more), their ages on the backend's clock (read
+/// at each poll).
 pub async fn poll(
     ops: &Operations,
     selection: &Selection,
     max: usize,
 ) -> Result<(BTreeMap<Id, LeaseRow>, bool), Fail> {
+    let clock = ops.backend_clock().await?;
     let mut walk = ops.walk(selection.filter.clone());
     let mut seen = BTreeMap::new();
     while let Some(page) = walk.next_page().await? {
-        let now = SystemTime::now();
         for lease in page.iter().filter(|l| selection.keeps(l)) {
             if seen.len() == max {
                 return Ok((seen, true));
             }
-            let row = LeaseRow::of(lease, now);
+            let row = LeaseRow::of(lease, &clock);
             let (r, role, h) = row.identity();
             let id = (r.to_owned(), role.to_owned(), h.to_owned());
             if let Entry::Vacant(v) = seen.entry(id) {

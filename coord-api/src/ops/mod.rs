@@ -9,6 +9,7 @@
 //! | [`LiveLease`] | a listed lease and whether its holder's instance lives |
 //! | [`LeaseWalk`] | a listing walked one bounded page at a time |
 //! | [`Forced`] | what a fenced force release did |
+//! | [`BackendClock`] | the backend's wall clock as read from here: the ages of leases |
 //! | `presence` | the task that keeps a client's instance presence |
 //! | `health` | [`Health`]: Ready, Degraded or Unavailable, with its checks |
 
@@ -24,9 +25,11 @@ use crate::{
     },
 };
 
+pub(crate) mod backend_clock;
 pub(crate) mod health;
 pub(crate) mod presence;
 
+pub use backend_clock::BackendClock;
 pub use health::{Check, Health, Status};
 pub use presence::PresenceOptions;
 
