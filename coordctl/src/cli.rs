@@ -149,8 +149,9 @@ pub enum Command {
         /// Only resources whose name starts with this (as for `locks`).
         #[arg(long, value_name = "PREFIX", default_value = "")]
         prefix: String,
-        /// Stop after this many polls.
-        #[arg(long, value_name = "N")]
+        /// Stop after this many polls (1 or more; without it, run until
+        /// interrupted).
+        #[arg(long, value_name = "N", value_parser = parse_polls)]
         polls: Option<u64>,
     },
     /// Serve the dashboard: locks and holders, leaders and their timeline,
@@ -192,6 +193,19 @@ pub enum Command {
         #[arg(long, value_name = "N", default_value_t = 100_000)]
         max_leases: usize,
     },
+}
+
+/// `watch --polls N`: 1 or more (0 polled once, not the none it says).
+pub fn parse_polls(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(0) => Err(
+            "watch polls at least once: give 1 or more (leave --polls out to \
+                      watch until interrupted)"
+                .to_owned(),
+        ),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a number of polls (1 or more)")),
+    }
 }
 
 /// The shortest polling interval `watch` takes.
@@ -283,6 +297,24 @@ mod tests {
             let e = Cli::try_parse_from(args).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{args:?}");
         }
+    }
+
+    /// `watch --polls 0` polled once and stopped (exit 0), though it
+    /// says "stop after this many polls": it is refused, naming the flag
+    /// and its limit (exit 2).
+    #[test]
+    fn watch_refuses_zero_polls() {
+        let e = Cli::try_parse_from(["coordctl", "watch", "--polls", "0"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let message = e.to_string();
+        assert!(
+            message.contains("--polls") && message.contains("1 or more"),
+            "{message}"
+        );
+        let e = Cli::try_parse_from(["coordctl", "watch", "--polls", "x"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let cli = Cli::try_parse_from(["coordctl", "watch", "--polls", "1"]).unwrap();
+        assert!(matches!(cli.command, Command::Watch { polls: Some(1), .. }));
     }
 
     #[test]
