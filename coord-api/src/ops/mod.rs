@@ -166,7 +166,10 @@ impl Operations {
     }
 
     /// One page of live leases matching `filter` from `cursor` (at most
-    /// `limit`, 1..=1,000), each with whether its holder lives.
+    /// `limit`, 1..=1,000), each with whether its holder lives, in the
+    /// listing's order ([`LeaseRecord::listing_cmp`]) within the page on
+    /// every backend. Across pages the order is the backend's (in memory
+    /// the same order; on Redis its SCAN's).
     ///
     /// # Cancel safety
     /// A read: cancelling it changes nothing.
@@ -184,7 +187,9 @@ impl Operations {
                 b.leases(filter.kind, &filter.prefix, cursor, limit),
             )
             .await?;
-        let items = self.mark_alive(page.items).await?;
+        let mut records = page.items;
+        records.sort_by(LeaseRecord::listing_cmp);
+        let items = self.mark_alive(records).await?;
         let items = (items.into_iter())
             .filter(|l| !filter.stale_only || l.is_stale())
             .collect();
@@ -225,14 +230,16 @@ impl Operations {
     }
 
     /// The live leases of `resource` (holders, and a read-write lock's
-    /// waiting writers).
+    /// waiting writers), in the listing's order
+    /// ([`LeaseRecord::listing_cmp`]).
     ///
     /// # Cancel safety
     /// A read: cancelling it changes nothing.
     pub async fn holders(&self, resource: &Resource) -> Result<Vec<LiveLease>> {
         resource.check()?;
         let b = self.backend()?;
-        let records = self.traced("describe", b.describe(resource)).await?;
+        let mut records = self.traced("describe", b.describe(resource)).await?;
+        records.sort_by(LeaseRecord::listing_cmp);
         self.mark_alive(records).await
     }
 

@@ -17,6 +17,8 @@
 //!    the whole walk exactly once, and never one that had expired before it
 //!    began. A page holds at most `limit` records and may hold fewer (even
 //!    none) before the end. No step holds more than one page in memory.
+//!    Records may come in any order within a page (the client sorts each
+//!    by [`LeaseRecord::listing_cmp`], decision 0068).
 //! 3. **Revocation is fenced.** [`revoke`](OpsBackend::revoke) removes the
 //!    live lease of `resource` whose token is `token`, and nothing else: a
 //!    newer holder's lease is left alone. It is one atomic step; the next
@@ -42,6 +44,7 @@
 //! names in its contract section.
 
 use std::{
+    cmp::Ordering,
     fmt,
     time::{Duration, SystemTime},
 };
@@ -100,6 +103,28 @@ impl Role {
             Role::Run => "run",
             Role::Delivery => "delivery",
             Role::Prefetched => "prefetched",
+        }
+    }
+}
+
+impl Role {
+    /// Its place among one holder's leases of one resource in a listing's
+    /// order ([`LeaseRecord::listing_cmp`]): the lock family's kinds
+    /// (exclusive, reentrant, read, write, permits), writer intent,
+    /// leader, member, run, delivery, prefetched.
+    pub fn listing_rank(self) -> u8 {
+        match self {
+            Role::Lock(LeaseKind::Exclusive) => 0,
+            Role::Lock(LeaseKind::Reentrant) => 1,
+            Role::Lock(LeaseKind::Read) => 2,
+            Role::Lock(LeaseKind::Write) => 3,
+            Role::Lock(LeaseKind::Permit { .. } | LeaseKind::Permits { .. }) => 4,
+            Role::WriterIntent => 6,
+            Role::Leader => 7,
+            Role::Member => 8,
+            Role::Run => 9,
+            Role::Delivery => 10,
+            Role::Prefetched => 11,
         }
     }
 }
@@ -175,6 +200,31 @@ impl LeaseRecord {
     pub fn waiters(mut self, waiters: u32) -> LeaseRecord {
         self.waiters = Some(waiters);
         self
+    }
+
+    /// The order of a listing's records within a page, on every backend
+    /// (and the memory backend's whole walk): the resource's kind (in
+    /// [`ResourceKind::ALL`]'s order), its name, occurrence or
+    /// subscription and item, then the holder (its instance, then its
+    /// nonce), the role ([`Role::listing_rank`]) and the token. None of
+    /// these changes while a lease lives.
+    pub fn listing_cmp(&self, other: &LeaseRecord) -> Ordering {
+        self.listing_key().cmp(&other.listing_key())
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn listing_key(&self) -> (ResourceKind, &str, &str, u64, &str, u128, u8, u64) {
+        let r = &self.resource;
+        (
+            r.kind,
+            r.name.as_str(),
+            (r.occurrence.as_ref().or(r.subscription.as_ref())).map_or("", |k| k.as_str()),
+            r.item.unwrap_or(0),
+            self.holder.instance().as_str(),
+            self.holder.nonce(),
+            self.role.listing_rank(),
+            self.token.map_or(0, |t| t.get()),
+        )
     }
 
     /// When it was granted: `since` when recorded, otherwise read from the

@@ -2,14 +2,14 @@
 //! its live leases ([`Listed`]) to a [`Select`], which keeps only the
 //! page's `limit` first records past the cursor (a bounded heap: never
 //! more than a page, never a sort of the whole table). Records are ordered
-//! by (kind, name, occurrence, holder, role, token), which never changes
-//! while a lease lives, so a walk sees a record live for all of it exactly
-//! once.
+//! as `LeaseRecord::listing_cmp` orders them (kind, name, occurrence or
+//! subscription, item, holder, role, token), which never changes while a
+//! lease lives, so a walk sees a record live for all of it exactly once.
 
 use std::{cmp::Ordering, collections::BinaryHeap, time::SystemTime};
 
 use coord_api::{
-    Error, FencingToken, HolderId, Instant, Key, LeaseKind, Result,
+    Error, FencingToken, HolderId, Instant, Key, Result,
     spi::{Cursor, LeaseRecord, Page, Resource, ResourceKind, Role},
 };
 
@@ -76,24 +76,6 @@ impl Listed<'_> {
 /// hold two permits of a semaphore).
 type Order<'a> = (ResourceKind, &'a str, &'a str, u64, &'a str, u128, u8, u64);
 
-fn role_rank(role: Role) -> u8 {
-    match role {
-        Role::Lock(LeaseKind::Exclusive) => 0,
-        Role::Lock(LeaseKind::Reentrant) => 1,
-        Role::Lock(LeaseKind::Read) => 2,
-        Role::Lock(LeaseKind::Write) => 3,
-        Role::Lock(LeaseKind::Permit { .. } | LeaseKind::Permits { .. }) => 4,
-        Role::Lock(_) => 5,
-        Role::WriterIntent => 6,
-        Role::Leader => 7,
-        Role::Member => 8,
-        Role::Run => 9,
-        Role::Delivery => 10,
-        Role::Prefetched => 11,
-        _ => 12,
-    }
-}
-
 fn order_of<'a>(kind: ResourceKind, l: &Listed<'a>) -> Order<'a> {
     (
         kind,
@@ -102,7 +84,7 @@ fn order_of<'a>(kind: ResourceKind, l: &Listed<'a>) -> Order<'a> {
         l.item.unwrap_or(0),
         l.holder.instance().as_str(),
         l.holder.nonce(),
-        role_rank(l.role),
+        l.role.listing_rank(),
         l.token.unwrap_or(0),
     )
 }
