@@ -10,13 +10,7 @@
 //! and fencing tokens compared by order (each backend's labelled by the
 //! answer that first named them), times in whole seconds.
 
-use std::{
-    sync::{
-        LazyLock,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::time::Duration;
 
 use coord_api::{
     FencingToken, HolderId, InstanceId, Key, Namespace,
@@ -27,15 +21,12 @@ use coord_api::{
 };
 use coord_memory::MemoryStore;
 use coord_redis::RedisBackend;
-use coord_testkit::redis::RedisServer;
 use proptest::prelude::*;
+
+use super::{Apply, PROPERTY, compare, config, next_run, secs};
 
 const CONSUMERS: usize = 3;
 const PRESENCE: Duration = Duration::from_secs(60);
-
-fn secs(d: Duration) -> u64 {
-    d.as_millis().div_ceil(1000) as u64
-}
 
 /// A duration of the test: none of them passes within a case.
 #[derive(Debug, Clone, Copy)]
@@ -311,7 +302,7 @@ impl Side<'_> {
         (!self.ids.0.is_empty()).then(|| self.ids.0[n % self.ids.0.len()])
     }
 
-    async fn apply(&mut self, op: &Op) -> Answer {
+    async fn answer(&mut self, op: &Op) -> Answer {
         let (b, q) = (self.backend, &self.queue.clone());
         match op {
             Op::Push(items) => {
@@ -445,9 +436,16 @@ impl Side<'_> {
 
 /// A queue no other run (of this process) uses.
 fn fresh_queue() -> Key {
-    static RUN: AtomicU64 = AtomicU64::new(0);
-    let run = RUN.fetch_add(1, Ordering::Relaxed);
+    let run = next_run();
     Key::new(&format!("parity/{run}")).unwrap()
+}
+
+impl Apply for Side<'_> {
+    type Op = Op;
+    type Answer = Answer;
+    async fn apply(&mut self, op: &Op) -> Answer {
+        self.answer(op).await
+    }
 }
 
 /// Runs `ops` against a fresh memory store and against `redis`, on a
@@ -468,46 +466,7 @@ async fn run(redis: &RedisBackend, ops: &[Op]) -> Result<(), String> {
         dead: Vec::new(),
     };
     let (mut m, mut r) = (side(&memory), side(redis));
-    for (step, op) in ops.iter().enumerate() {
-        let (mine, theirs) = (m.apply(op).await, r.apply(op).await);
-        if mine != theirs {
-            return Err(format!(
-                "step {step}: {op:?}\n  memory: {mine:?}\n  redis:  {theirs:?}"
-            ));
-        }
-    }
-    Ok(())
-}
-
-async fn redis() -> RedisBackend {
-    RedisBackend::connect(RedisServer::shared().config("parity"))
-        .await
-        .expect("connect")
-}
-
-/// The runtime of the property test's cases (the Redis connection is
-/// bound to the runtime it was made on) and its backend.
-static PROPERTY: LazyLock<(tokio::runtime::Runtime, RedisBackend)> = LazyLock::new(|| {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let backend = rt.block_on(redis());
-    (rt, backend)
-});
-
-/// 64 cases unless `PROPTEST_CASES` asks for another number; a failure
-/// is kept below as a named test, not in a file of seeds.
-fn config() -> ProptestConfig {
-    let mut config = ProptestConfig {
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    };
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = 64;
-    }
-    config
+    compare(&mut m, &mut r, ops).await
 }
 
 proptest! {

@@ -10,13 +10,7 @@
 //!
 //! The sequences that once differed are kept below as regular tests.
 
-use std::{
-    sync::{
-        LazyLock,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::time::Duration;
 
 use coord_api::{
     HolderId, InstanceId, Key, Namespace,
@@ -24,8 +18,9 @@ use coord_api::{
 };
 use coord_memory::MemoryStore;
 use coord_redis::RedisBackend;
-use coord_testkit::redis::RedisServer;
 use proptest::prelude::*;
+
+use super::{Apply, PROPERTY, compare, config, next_run, redis, secs};
 
 const HOLDERS: usize = 3;
 const KEYS: usize = 2;
@@ -159,11 +154,6 @@ impl Tokens {
     }
 }
 
-/// Whole seconds, rounded up (a lease of 20 s granted a few ms ago: 20).
-fn secs(d: Duration) -> u64 {
-    d.as_millis().div_ceil(1000) as u64
-}
-
 /// An answer, as comparable across backends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Answer {
@@ -227,7 +217,7 @@ impl Side<'_> {
         }
     }
 
-    async fn apply(&mut self, op: &Op) -> Answer {
+    async fn answer(&mut self, op: &Op) -> Answer {
         let b = self.backend;
         match op {
             Op::Acquire(h, kind, k, ttl) => {
@@ -310,11 +300,18 @@ impl Side<'_> {
 /// A prefix for this run's keys that no other run (of this process) uses:
 /// every case starts on fresh keys of the one Redis server.
 fn fresh_keys() -> Vec<Key> {
-    static RUN: AtomicU64 = AtomicU64::new(0);
-    let run = RUN.fetch_add(1, Ordering::Relaxed);
+    let run = next_run();
     (0..KEYS)
         .map(|k| Key::new(&format!("parity/{run}/{k}")).unwrap())
         .collect()
+}
+
+impl Apply for Side<'_> {
+    type Op = Op;
+    type Answer = Answer;
+    async fn apply(&mut self, op: &Op) -> Answer {
+        self.answer(op).await
+    }
 }
 
 /// Runs `ops` against a fresh memory store and against `redis`, on fresh
@@ -337,15 +334,7 @@ async fn run(redis: &RedisBackend, ops: &[Op]) -> Result<(), String> {
         holders: &holders,
         tokens: Tokens::default(),
     };
-    for (step, op) in ops.iter().enumerate() {
-        let (mine, theirs) = (m.apply(op).await, r.apply(op).await);
-        if mine != theirs {
-            return Err(format!(
-                "step {step}: {op:?}\n  memory: {mine:?}\n  redis:  {theirs:?}"
-            ));
-        }
-    }
-    Ok(())
+    compare(&mut m, &mut r, ops).await
 }
 
 /// [`run`] on a backend of its own (a regression test's runtime), failing
@@ -354,37 +343,6 @@ async fn replay(ops: &[Op]) {
     if let Err(diff) = run(&redis().await, ops).await {
         panic!("{diff}");
     }
-}
-
-async fn redis() -> RedisBackend {
-    RedisBackend::connect(RedisServer::shared().config("parity"))
-        .await
-        .expect("connect")
-}
-
-/// The runtime of the property test's cases (the Redis connection is
-/// bound to the runtime it was made on) and its backend.
-static PROPERTY: LazyLock<(tokio::runtime::Runtime, RedisBackend)> = LazyLock::new(|| {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let backend = rt.block_on(redis());
-    (rt, backend)
-});
-
-/// 64 cases unless `PROPTEST_CASES` asks for another number; a failure
-/// is kept below as a named test, not in a file of seeds.
-fn config() -> ProptestConfig {
-    let mut config = ProptestConfig {
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    };
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = 64;
-    }
-    config
 }
 
 proptest! {

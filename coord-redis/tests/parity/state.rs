@@ -8,14 +8,7 @@
 //! backend's labelled by the change that drew them), times left in whole
 //! seconds.
 
-use std::{
-    collections::HashMap,
-    sync::{
-        LazyLock,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::{collections::HashMap, time::Duration};
 
 use coord_api::{
     Key, Namespace,
@@ -26,8 +19,9 @@ use coord_api::{
 };
 use coord_memory::MemoryStore;
 use coord_redis::RedisBackend;
-use coord_testkit::redis::RedisServer;
 use proptest::prelude::*;
+
+use super::{Apply, PROPERTY, compare, config, next_run, secs};
 
 const KEYS: [&str; 3] = ["a", "ab", "b"];
 /// An `after` no backend has reached: a reader that saw versions the
@@ -172,10 +166,6 @@ fn error(e: coord_api::Error) -> Answer {
     Answer::Error(variant.to_string())
 }
 
-fn secs(d: Duration) -> u64 {
-    d.as_millis().div_ceil(1000) as u64
-}
-
 /// One backend under test and what it answered so far.
 struct Side<'a> {
     backend: &'a dyn StateBackend,
@@ -265,7 +255,7 @@ impl Side<'_> {
         }
     }
 
-    async fn apply(&mut self, op: &Op) -> Answer {
+    async fn answer(&mut self, op: &Op) -> Answer {
         let (b, space) = (self.backend, &self.space.clone());
         match *op {
             Op::Put(k, v, e, ttl, call) => {
@@ -311,9 +301,16 @@ impl Side<'_> {
 
 /// A space no other run (of this process) uses.
 fn fresh_space() -> Key {
-    static RUN: AtomicU64 = AtomicU64::new(0);
-    let run = RUN.fetch_add(1, Ordering::Relaxed);
+    let run = next_run();
     Key::new(&format!("parity/{run}")).unwrap()
+}
+
+impl Apply for Side<'_> {
+    type Op = Op;
+    type Answer = Answer;
+    async fn apply(&mut self, op: &Op) -> Answer {
+        self.answer(op).await
+    }
 }
 
 /// Runs `ops` against a fresh memory store and against `redis`, in a
@@ -330,46 +327,7 @@ async fn run(redis: &RedisBackend, ops: &[Op]) -> Result<(), String> {
         current: HashMap::new(),
     };
     let (mut m, mut r) = (side(&memory), side(redis));
-    for (step, op) in ops.iter().enumerate() {
-        let (mine, theirs) = (m.apply(op).await, r.apply(op).await);
-        if mine != theirs {
-            return Err(format!(
-                "step {step}: {op:?}\n  memory: {mine:?}\n  redis:  {theirs:?}"
-            ));
-        }
-    }
-    Ok(())
-}
-
-async fn redis() -> RedisBackend {
-    RedisBackend::connect(RedisServer::shared().config("parity"))
-        .await
-        .expect("connect")
-}
-
-/// The runtime of the property test's cases (the Redis connection is
-/// bound to the runtime it was made on) and its backend.
-static PROPERTY: LazyLock<(tokio::runtime::Runtime, RedisBackend)> = LazyLock::new(|| {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let backend = rt.block_on(redis());
-    (rt, backend)
-});
-
-/// 64 cases unless `PROPTEST_CASES` asks for another number; a failure
-/// is kept below as a named test, not in a file of seeds.
-fn config() -> ProptestConfig {
-    let mut config = ProptestConfig {
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    };
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = 64;
-    }
-    config
+    compare(&mut m, &mut r, ops).await
 }
 
 proptest! {
