@@ -520,6 +520,10 @@ impl BarrierBackend for MemoryBackend {
         Ok(state.expect("made"))
     }
 
+    async fn peek(&self, kind: BarrierKind, name: &Key) -> Result<Option<BarrierState>> {
+        Ok(self.on_record(kind, name, false, |r, step| r.state(step.now, None)))
+    }
+
     async fn arrive(
         &self,
         kind: BarrierKind,

@@ -126,6 +126,20 @@ pub enum Command {
         #[arg(value_name = "NAME", required = true)]
         names: Vec<String>,
     },
+    /// Barriers by name: the generation, the parties it waits for, how
+    /// many are missing, and who arrived with the time left on each
+    /// arrival (`--double`: double barriers, where those arrived after
+    /// everyone entered are the members still inside). Looking creates
+    /// nothing: exit 3 when a name has no record (nobody has used it).
+    Barrier {
+        /// The barriers' names.
+        #[arg(value_name = "NAME", required = true)]
+        names: Vec<String>,
+        /// Double barriers (enter together, leave together), not cyclic
+        /// ones: a name's cyclic and double barriers are apart.
+        #[arg(long)]
+        double: bool,
+    },
     /// The audit trail, newest first.
     Audit {
         /// How many records.

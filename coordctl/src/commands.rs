@@ -11,6 +11,7 @@ use coord_api::{
 use serde::Serialize;
 
 use crate::{
+    barrier,
     cli::{Cli, Command},
     exit::{BACKEND, DEGRADED, Fail, NOT_FOUND},
     render::{
@@ -75,6 +76,12 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Fail> {
                 Key::new(name)?;
             }
             breakers(&connect(url).await?, &names, json, out).await
+        }
+        Command::Barrier { names, double } => {
+            for name in &names {
+                Key::new(name)?;
+            }
+            barrier::barriers(&connect(url).await?, &names, double, json, out).await
         }
         Command::Audit { limit } => {
             audit(&connect(url).await?.operations(), limit, json, out).await
@@ -419,7 +426,7 @@ fn print_health(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use clap::Parser;
     use serde_json::Value;
 
@@ -427,7 +434,7 @@ mod tests {
 
     /// Runs coordctl's command line in this process (`memory://` is one
     /// store per process); its output, or its failure.
-    async fn ctl(args: &[&str]) -> Result<String, Fail> {
+    pub(crate) async fn ctl(args: &[&str]) -> Result<String, Fail> {
         let cli = Cli::try_parse_from([&["coordctl"], args].concat()).unwrap();
         let mut out = Vec::new();
         run(cli, &mut out).await?;

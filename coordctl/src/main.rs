@@ -5,6 +5,7 @@
 //! `Client::operations()`; see README.md for commands and exit codes.
 #![deny(missing_docs)]
 
+mod barrier;
 mod cli;
 mod commands;
 mod exit;

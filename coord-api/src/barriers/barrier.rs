@@ -198,6 +198,24 @@ impl Barrier {
         self.state_of(None).await
     }
 
+    /// [`state`](Self::state) without making the barrier: `None` when it
+    /// has no record (nobody used it, or the backend forgot it a day after
+    /// its last use). For operators and dashboards: a look at a mistyped
+    /// name says there is nothing there. `NotSupported` from a backend that
+    /// cannot look without making.
+    ///
+    /// ```
+    /// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
+    /// match client.barrier("deploy", 3).peek().await? {
+    ///     Some(s) => println!("generation {}: {} arrived", s.generation, s.arrivals.len()),
+    ///     None => println!("nobody has used this barrier"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn peek(&self) -> Result<Option<BarrierState>> {
+        peek(&self.party.handle, KIND).await
+    }
+
     /// How `generation` ended, if it ended and the backend remembers it
     /// (the last 16 generations at least).
     pub async fn ended(&self, generation: u64) -> Result<Option<EndedGeneration>> {
@@ -263,6 +281,14 @@ pub(crate) async fn state(
     let client = &handle.client;
     let state = client.barriers()?.state(kind, name, asked);
     trace::call(client, || site("state", kind, name), state, Outcome::ok).await
+}
+
+/// Reads a barrier's record without making it (one step).
+pub(crate) async fn peek(handle: &Handle, kind: BarrierKind) -> Result<Option<BarrierState>> {
+    let name = handle.key()?;
+    let client = &handle.client;
+    let peek = client.barriers()?.peek(kind, name);
+    trace::call(client, || site("peek", kind, name), peek, Outcome::ok).await
 }
 
 /// Resets a barrier (one step): `generation`, or the current one when

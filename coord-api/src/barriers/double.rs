@@ -9,7 +9,7 @@ use crate::{
         arrival::{
             Arrival, Reached, before, broken, moves_on, new_id, site, sleep_or_woken, stale,
         },
-        barrier::{reset, state},
+        barrier::{peek, reset, state},
         metrics,
     },
     handle::{Handle, option_setters},
@@ -171,6 +171,12 @@ impl DoubleBarrier {
     /// the members inside (or arrived) with their time left.
     pub async fn state(&self) -> Result<BarrierState> {
         state(&self.party.handle, KIND, None).await
+    }
+
+    /// [`state`](Self::state) without making the barrier: `None` when it
+    /// has no record (see [`Barrier::peek`](super::Barrier::peek)).
+    pub async fn peek(&self) -> Result<Option<BarrierState>> {
+        peek(&self.party.handle, KIND).await
     }
 
     /// Ends the current generation whatever its phase: waiters entering or

@@ -416,6 +416,24 @@ pub trait BarrierBackend: Send + Sync {
         asked: Option<u64>,
     ) -> Result<BarrierState>;
 
+    /// The barrier's record as [`state`](Self::state) reads it, or `None`
+    /// when there is none (never used, or forgotten a day after its last
+    /// use): it never makes one. For operators, whose look at a mistyped
+    /// name must not make a barrier that answers "generation 1, nobody
+    /// arrived". Arrivals whose lease passed are dropped first, as by every
+    /// operation on the record.
+    ///
+    /// Added after the family: the default answers `NotSupported`, so that
+    /// a backend written before it keeps compiling (and its users get no
+    /// look rather than a barrier made). Every backend should implement it.
+    async fn peek(&self, kind: BarrierKind, name: &Key) -> Result<Option<BarrierState>> {
+        let _ = (kind, name);
+        Err(crate::Error::NotSupported {
+            operation: "barriers.peek",
+            backend: "this backend".to_owned(),
+        })
+    }
+
     /// `participant` arrives in `generation` waiting for `parties`, with a
     /// lease of `ttl`: counted once (again: its lease renewed), and trips
     /// the generation if the live arrivals reach the parties. `arrival`
@@ -544,6 +562,14 @@ impl<D: Dispatch> BarrierBackend for Dispatched<D> {
         self.carry(op("state"), args, |b, (kind, n, asked)| async move {
             barriers(&b, "state")?.state(kind, &n, asked).await
         })
+        .await
+    }
+    async fn peek(&self, kind: BarrierKind, name: &Key) -> Result<Option<BarrierState>> {
+        self.carry(
+            op("peek"),
+            (kind, name.clone()),
+            |b, (kind, n)| async move { barriers(&b, "peek")?.peek(kind, &n).await },
+        )
         .await
     }
     async fn arrive(

@@ -11,6 +11,8 @@
 -- naming another changes nothing).
 -- ARGV: op, channel, kind ('c' cyclic | 'd' double), then
 --   state   asked generation ('' for none)
+--   peek    nothing more: as state asking about none, but nil (nothing
+--           made, nothing written) when there is no record
 --   arrive  participant, generation, parties, ttl_ms, arrival (the wait's id)
 --   renew   participant, generation, ttl_ms
 --   leave   participant, generation, arrival
@@ -58,6 +60,7 @@ if asked ~= '' then fields[#fields + 1] = 'e:' .. asked end
 local f = redis.call('HMGET', rec, unpack(fields))
 -- The current generation (a string), nil while there is no record.
 local gen = f[1] or nil
+if op == 'peek' and not gen then return false end
 local parties_s, entered_s, ended_s = f[2] or nil, f[3] or nil, f[5] or nil
 local kept = tonumber(f[4] or '')
 -- How `asked` ended (cjson), as read: good until a generation ends here.
@@ -232,7 +235,7 @@ local function not_current(g, unknown)
 end
 
 local reply
-if op == 'state' then
+if op == 'state' or op == 'peek' then
   create()
   purge_arrivals()
   local rows = {}

@@ -459,6 +459,18 @@ impl BarrierBackend for RedisBackend {
         state_reply(&reply).ok_or_else(|| self.unexpected(call, reply))
     }
 
+    async fn peek(&self, kind: BarrierKind, name: &Key) -> Result<Option<BarrierState>> {
+        let eval = self.barrier_eval(kind, name, "peek", 0)?;
+        let call = Traced::new("peek", kind.as_str(), name);
+        let reply: Value = self.eval(call, &eval, eval::ok).await?;
+        match reply {
+            Value::Nil => Ok(None),
+            reply => state_reply(&reply)
+                .map(Some)
+                .ok_or_else(|| self.unexpected(call, reply)),
+        }
+    }
+
     async fn arrive(
         &self,
         kind: BarrierKind,

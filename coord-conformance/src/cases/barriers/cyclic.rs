@@ -513,6 +513,32 @@ pub async fn barrier_kinds_apart(h: &dyn Harness) {
     entering.abort();
 }
 
+/// `peek` reads a barrier's record without making one: `None` for a name
+/// nobody used, again `None` at the next look (the first made nothing),
+/// and once someone arrived, the record `state` reads, arrivals and all.
+/// A cyclic barrier's record is not a double barrier's of the same name.
+pub async fn barrier_peek_makes_nothing(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let obs = ctx.backend().await;
+    let a = ctx.client("a").await;
+    for _ in 0..2 {
+        assert_eq!(a.barrier(B, 2).peek().await.unwrap(), None, "nobody used {B:?}");
+        assert_eq!(a.double_barrier(B, 2).peek().await.unwrap(), None);
+    }
+    let cyclic = waiter(&ctx, "a", 2).await;
+    let st = arrivals_are(&obs, CYCLIC, B, &["a"], "a waits").await;
+    let seen = a.barrier(B, 2).peek().await.unwrap().expect("a record");
+    assert_eq!(
+        (seen.generation, seen.parties, live(&seen)),
+        (st.generation, Some(2), names(&["a"]))
+    );
+    assert_eq!(a.double_barrier(B, 2).peek().await.unwrap(), None, "kinds apart");
+    cyclic.abort();
+    let made = state_of(&obs, CYCLIC, "made").await;
+    let seen = a.barrier("made", 3).peek().await.unwrap().expect("made by state");
+    assert_eq!((seen.generation, seen.parties), (made.generation, None));
+}
+
 /// `wait()` reads the generation, then arrives in it: when that generation
 /// ended before the arrival reached it without counting it (others tripped
 /// it, or someone reset it), the wait arrives in the next one instead and
