@@ -303,6 +303,28 @@ async fn the_page_shows_holders_follows_a_failover_and_acts_audited() {
     b.fill("#queue-name", "orders").await;
     b.click("#queue-form button").await;
     b.wait_for_text("#queue-result", "in flight", HANG).await;
+    let gates = coord::connect(&url).await.unwrap();
+    let gate = gates.barrier("release-gate", 2).participant("web-1");
+    let waiting = tokio::spawn(async move { gate.wait().await });
+    let arrived = async {
+        let look = gates.barrier("release-gate", 2);
+        while look
+            .peek()
+            .await
+            .unwrap()
+            .is_none_or(|s| s.arrivals.is_empty())
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(HANG, arrived)
+        .await
+        .expect("web-1 arrives");
+    b.fill("#barrier-name", "release-gate").await;
+    b.click("#barrier-form button").await;
+    let shown = b.wait_for_text("#barrier-result", "web-1", HANG).await;
+    assert!(shown.contains("missing: 1"), "{shown}");
+    waiting.abort();
 
     // The backend goes away: a banner; it comes back: the banner clears.
     tab(&b, "locks").await;
@@ -568,4 +590,50 @@ async fn a_view_with_more_rows_than_it_shows_says_so() {
         .await;
     b.close().await;
     drop(joined);
+}
+
+/// "Which barrier is stuck, and who has arrived?": a barrier nobody used
+/// answers 404 and stays unmade (a second look answers 404 too); once a
+/// participant waits, its generation (a string, as tokens are), parties,
+/// the missing count and the arrival are shown. A name's double barrier
+/// is apart.
+#[tokio::test(flavor = "current_thread")]
+async fn a_barrier_is_shown_by_name_and_not_made_by_a_look() {
+    let url = format!("{}?namespace=dash-barrier", RedisServer::shared().url());
+    let (_dash, addr) = dashboard(&url, &[]);
+    let path = "/api/barrier?name=deploy";
+    for _ in 0..2 {
+        let (status, text) = http(&addr, "GET", path, &[], "");
+        assert_eq!(status, 404, "{text}");
+        assert!(
+            text.contains("no record") && text.contains("deploy"),
+            "{text}"
+        );
+    }
+    let client = coord::connect(&url).await.unwrap();
+    let deploy = client.barrier("deploy", 2).participant("web-1");
+    let waiting = tokio::spawn(async move { deploy.wait().await });
+    let shown = async {
+        loop {
+            let (status, text) = http(&addr, "GET", path, &[], "");
+            if status == 200 && text.contains("web-1") {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let text = tokio::time::timeout(Duration::from_secs(5), shown)
+        .await
+        .expect("the arrival is shown");
+    for part in [
+        r#""parties":2"#,
+        r#""missing":1"#,
+        r#""generation":""#,
+        r#""participant":"web-1""#,
+    ] {
+        assert!(text.contains(part), "{part} in {text}");
+    }
+    let (status, text) = http(&addr, "GET", &format!("{path}&double=true"), &[], "");
+    assert_eq!(status, 404, "kinds apart: {text}");
+    waiting.abort();
 }

@@ -7,8 +7,8 @@
 //! something, 503 backend unreachable.
 //!
 //! Every fencing token the page is given (a `token` field, anywhere in a
-//! document) is a decimal string, and the page never turns one into a
-//! number: a JavaScript number is exact only up to 2^53 and tokens are
+//! document, and a `generation`, which barriers draw by the token rule) is
+//! a decimal string, and the page never turns one into a number: a JavaScript number is exact only up to 2^53 and tokens are
 //! `u64` (the backend's clock in µs, or a counter run ahead of it). An
 //! action takes its token as a string (or a number, for scripts).
 //! `coordctl --json` keeps numbers.
@@ -30,6 +30,7 @@ use serde_json::{Value, json};
 
 use super::Shared;
 use crate::{
+    barrier::BarrierRow,
     exit::{Fail, NOT_FOUND, USAGE},
     render::{AuditRow, BreakerRow, HealthRow, InstanceRow, LeaseRow, QueueRow, rfc3339},
 };
@@ -63,14 +64,17 @@ fn ok<T: Serialize>(value: T) -> Response {
     }
 }
 
-/// Every `token` of `v` (at any depth) that is a number, as its decimal
-/// string (see the module's docs).
+/// Every `token` and `generation` of `v` (at any depth) that is a number,
+/// as its decimal string (see the module's docs): a barrier's generations
+/// follow the fencing-token rule, and a breaker's are shown alike.
 pub(crate) fn tokens_as_text(v: &mut Value) {
     match v {
         Value::Object(fields) => {
             for (name, field) in fields.iter_mut() {
                 match field {
-                    Value::Number(n) if name == "token" => *field = Value::String(n.to_string()),
+                    Value::Number(n) if name == "token" || name == "generation" => {
+                        *field = Value::String(n.to_string())
+                    }
                     _ => tokens_as_text(field),
                 }
             }
@@ -252,6 +256,43 @@ pub(crate) async fn breaker(State(app): State<Shared>, Query(q): Query<NameQuery
             StatusCode::NOT_IMPLEMENTED,
             format!(
                 "{e}: this backend cannot show a breaker without creating it, so the dashboard does not look"
+            ),
+        ),
+        Err(e) => failed(e.into()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct BarrierQuery {
+    name: String,
+    /// A double barrier's (a name's cyclic and double barriers are apart).
+    #[serde(default)]
+    double: bool,
+}
+
+/// `GET /api/barrier?name=[&double=true]`: a barrier's generation, parties,
+/// how many are missing and who arrived (what `coordctl barrier` prints),
+/// read with `peek`, which makes no barrier: one with no record answers
+/// 404 and stays unmade (decision 0075).
+pub(crate) async fn barrier(State(app): State<Shared>, Query(q): Query<BarrierQuery>) -> Response {
+    // The parties play no part in a look.
+    let peek = match q.double {
+        true => app.client.double_barrier(&q.name, 1).peek().await,
+        false => app.client.barrier(&q.name, 1).peek().await,
+    };
+    match peek {
+        Ok(Some(s)) => ok(BarrierRow::of(&q.name, q.double, &s)),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "barrier {:?} has no record: nobody has used it (or the backend forgot it a day after its last use); looking does not create it",
+                q.name
+            ),
+        ),
+        Err(e @ Error::NotSupported { .. }) => error(
+            StatusCode::NOT_IMPLEMENTED,
+            format!(
+                "{e}: this backend cannot show a barrier without creating it, so the dashboard does not look"
             ),
         ),
         Err(e) => failed(e.into()),
