@@ -2,11 +2,13 @@
 //! arrived?" Each named barrier's generation, the parties it waits for, who
 //! arrived (with the time left on each arrival) and how many are missing,
 //! read with `peek`, which makes no barrier: a look at a mistyped name says
-//! there is nothing there rather than making one.
+//! there is nothing there rather than making one. `coordctl latch NAME…`:
+//! each named latch's generation, count and what is left (a latch's read
+//! makes nothing either).
 
 use std::{io::Write, time::Duration};
 
-use coord_api::{BarrierState, Client, Error};
+use coord_api::{BarrierState, Client, Error, LatchState};
 use serde::Serialize;
 
 use crate::{
@@ -106,6 +108,79 @@ pub const BARRIER_HEADER: [&str; 7] = [
     "ARRIVED",
     "ARRIVALS (TTL-LEFT)",
 ];
+
+/// A countdown latch, as printed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LatchRow {
+    /// The latch's name.
+    pub name: String,
+    /// The current generation (drawn at each setting).
+    pub generation: u64,
+    /// The count it was set to.
+    pub initial: u32,
+    /// What is left to count down (0: open).
+    pub remaining: u32,
+    /// Time left before the latch is gone, in milliseconds.
+    pub expires_in_ms: u64,
+}
+
+impl LatchRow {
+    /// The row of latch `name` in state `s`.
+    pub fn of(name: &str, s: &LatchState) -> LatchRow {
+        LatchRow {
+            name: name.to_owned(),
+            generation: s.generation,
+            initial: s.initial,
+            remaining: s.remaining,
+            expires_in_ms: u64::try_from(s.expires_in.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// The table's cells.
+    pub fn cells(&self) -> [String; 5] {
+        [
+            self.name.clone(),
+            self.generation.to_string(),
+            format!("{}/{}", self.remaining, self.initial),
+            if self.remaining == 0 {
+                "open"
+            } else {
+                "closed"
+            }
+            .to_owned(),
+            human(Duration::from_millis(self.expires_in_ms)),
+        ]
+    }
+}
+
+/// The latch table's header.
+pub const LATCH_HEADER: [&str; 5] = ["LATCH", "GENERATION", "LEFT/SET", "STATE", "EXPIRES-IN"];
+
+/// The latches `names`; exit 3 naming those with no latch (never set, or
+/// expired).
+pub async fn latches(
+    client: &Client,
+    names: &[String],
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), Fail> {
+    let mut listing = Listing::new(json, LATCH_HEADER);
+    let mut unset = Vec::new();
+    for name in names {
+        match client.latch(name).state().await? {
+            Some(s) => listing.page(out, &[LatchRow::of(name, &s)], LatchRow::cells)?,
+            None => unset.push(format!("{name:?}")),
+        }
+    }
+    listing.finish(out)?;
+    if unset.is_empty() {
+        return Ok(());
+    }
+    Err(Fail::new(
+        NOT_FOUND,
+        format!("no latch {}: never set, or expired", unset.join(", ")),
+    ))
+}
 
 /// The records of the barriers `names` (double ones when `double`), read
 /// with `peek`; exit 3 naming those with no record.
@@ -218,5 +293,37 @@ mod tests {
             assert_eq!(double.unwrap_err().code, NOT_FOUND, "kinds apart");
         }
         waiting.abort();
+    }
+
+    /// `latch NAME…` prints each latch's generation, what is left of its
+    /// count and when it goes; exit 3 naming those never set.
+    #[tokio::test(flavor = "current_thread")]
+    async fn latches_are_shown_by_name() {
+        let url = "memory://?namespace=ctl-latches";
+        let client = coord::connect(url).await.unwrap();
+        let latch = client.latch("warmup");
+        assert!(latch.try_set_count(3).await.unwrap());
+        latch.count_down().await.unwrap();
+        let json = ctl(&["latch", "warmup", "--json", "--url", url]).await;
+        let listed: Value = serde_json::from_str(&json.unwrap()).unwrap();
+        let l = &listed[0];
+        assert_eq!(
+            (l["initial"].as_u64(), l["remaining"].as_u64()),
+            (Some(3), Some(2)),
+            "{listed}"
+        );
+        let table = ctl(&["latch", "warmup", "--url", url]).await.unwrap();
+        assert!(
+            table.contains(" 2/3 ") && table.contains(" closed "),
+            "{table}"
+        );
+        let fail = ctl(&["latch", "warmup", "cold", "--url", url]).await;
+        let fail = fail.unwrap_err();
+        assert_eq!(fail.code, NOT_FOUND);
+        let message = fail.message.unwrap();
+        assert!(
+            message.contains("\"cold\"") && !message.contains("warmup"),
+            "{message}"
+        );
     }
 }

@@ -140,6 +140,14 @@ pub enum Command {
         #[arg(long)]
         double: bool,
     },
+    /// Countdown latches by name: the generation, what is left of the
+    /// count it was set to, and when it goes. Exit 3 when a name has no
+    /// latch (never set, or expired).
+    Latch {
+        /// The latches' names.
+        #[arg(value_name = "NAME", required = true)]
+        names: Vec<String>,
+    },
     /// The audit trail, newest first.
     Audit {
         /// How many records.

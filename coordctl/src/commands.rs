@@ -83,6 +83,12 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Fail> {
             }
             barrier::barriers(&connect(url).await?, &names, double, json, out).await
         }
+        Command::Latch { names } => {
+            for name in &names {
+                Key::new(name)?;
+            }
+            barrier::latches(&connect(url).await?, &names, json, out).await
+        }
         Command::Audit { limit } => {
             audit(&connect(url).await?.operations(), limit, json, out).await
         }

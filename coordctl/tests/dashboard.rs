@@ -325,6 +325,11 @@ async fn the_page_shows_holders_follows_a_failover_and_acts_audited() {
     let shown = b.wait_for_text("#barrier-result", "web-1", HANG).await;
     assert!(shown.contains("missing: 1"), "{shown}");
     waiting.abort();
+    let latch = gates.latch("warmup");
+    assert!(latch.try_set_count(3).await.unwrap());
+    b.fill("#latch-name", "warmup").await;
+    b.click("#latch-form button").await;
+    b.wait_for_text("#latch-result", "3 of 3", HANG).await;
 
     // The backend goes away: a banner; it comes back: the banner clears.
     tab(&b, "locks").await;

@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 
 use super::Shared;
 use crate::{
-    barrier::BarrierRow,
+    barrier::{BarrierRow, LatchRow},
     exit::{Fail, NOT_FOUND, USAGE},
     render::{AuditRow, BreakerRow, HealthRow, InstanceRow, LeaseRow, QueueRow, rfc3339},
 };
@@ -294,6 +294,20 @@ pub(crate) async fn barrier(State(app): State<Shared>, Query(q): Query<BarrierQu
             format!(
                 "{e}: this backend cannot show a barrier without creating it, so the dashboard does not look"
             ),
+        ),
+        Err(e) => failed(e.into()),
+    }
+}
+
+/// `GET /api/latch?name=`: a latch's generation, count and what is left
+/// (what `coordctl latch` prints); 404 for a latch never set or expired (a
+/// latch's read makes nothing).
+pub(crate) async fn latch(State(app): State<Shared>, Query(q): Query<NameQuery>) -> Response {
+    match app.client.latch(&q.name).state().await {
+        Ok(Some(s)) => ok(LatchRow::of(&q.name, &s)),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!("no latch {:?}: never set, or expired", q.name),
         ),
         Err(e) => failed(e.into()),
     }

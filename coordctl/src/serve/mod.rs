@@ -162,6 +162,7 @@ fn router(app: Shared) -> Router {
         .route("/queue", get(api::queue))
         .route("/breaker", get(api::breaker))
         .route("/barrier", get(api::barrier))
+        .route("/latch", get(api::latch))
         .route("/graph-run", get(api::graph_run))
         .route("/events", get(live::events))
         .route("/force-release", post(api::force_release))
