@@ -187,7 +187,27 @@ impl Breaker {
     /// Runs `call` through the breaker: refused with `Error::CircuitOpen`
     /// (not run) when the breaker refuses, else run, its outcome recorded
     /// (an `Err` is a failure; a call slower than the slow-call duration is
-    /// slow), and its result handed back.
+    /// slow), and its result handed back. Cancelled (a timeout around it),
+    /// the call counts as slow once it ran at least the slow-call duration,
+    /// else nothing (see [`CallPermit`]).
+    ///
+    /// ```
+    /// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {
+    /// use std::time::Duration;
+    /// let breaker = client
+    ///     .breaker("payments-api")
+    ///     .slow_calls(Duration::from_secs(2), 50.0)
+    ///     .build()?;
+    /// let request = async { Ok::<_, std::io::Error>("paid") };
+    /// // A call still running after 5 s is given up, and counted slow.
+    /// match tokio::time::timeout(Duration::from_secs(5), breaker.call(request)).await {
+    ///     Ok(Ok(Ok(answer))) => println!("{answer}"),
+    ///     Ok(Ok(Err(e))) => println!("failed, counted: {e}"),
+    ///     Ok(Err(refused)) => println!("not called: {refused}"),
+    ///     Err(_) => println!("timed out, counted slow"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn call<T, E, F>(&self, call: F) -> Result<std::result::Result<T, E>>
     where
         F: Future<Output = std::result::Result<T, E>>,
@@ -291,10 +311,14 @@ enum Kind {
 
 /// The right to make one call. Record its outcome with
 /// [`success`](Self::success), [`failure`](Self::failure) or
-/// [`record`](Self::record); a permit dropped without one counts nothing
-/// (a trial's slot is then freed at its TTL). A trial's slot (shared, or
-/// the local fallback's) is renewed while its permit lives, however long
-/// the call takes.
+/// [`record`](Self::record). A permit dropped without one (its call
+/// cancelled: a timeout around [`Breaker::call`], a request given up)
+/// counts as a slow call when the breaker has a slow-call duration and the
+/// permit lived at least that long, since the call was at least that slow
+/// (a trial's slot is then freed with that outcome); otherwise it counts
+/// nothing (a trial's slot is then freed at its TTL). A trial's slot
+/// (shared, or the local fallback's) is renewed while its permit lives,
+/// however long the call takes.
 #[derive(Debug)]
 #[must_use = "a permit records nothing unless its outcome is recorded"]
 pub struct CallPermit {
@@ -302,6 +326,8 @@ pub struct CallPermit {
     kind: Kind,
     generation: u64,
     started: Option<Instant>,
+    /// Its outcome was counted (recorded, or counted slow when dropped).
+    settled: bool,
     /// Renews a trial's slot (shared or local) until the permit is gone.
     _renewal: Option<sync::AbortOnDrop>,
 }
@@ -319,6 +345,7 @@ impl CallPermit {
             kind,
             generation,
             started,
+            settled: false,
             _renewal,
         }
     }
@@ -341,18 +368,45 @@ impl CallPermit {
 
     /// The call failed (`true`) or succeeded; slow if it took at least the
     /// slow-call duration since the permit.
-    pub fn record(self, failed: bool) {
-        let slow = match (self.started, self.inner.opts.slow_call) {
+    pub fn record(mut self, failed: bool) {
+        let slow = self.slow();
+        self.settle(failed, slow);
+    }
+
+    /// Whether the call took at least the slow-call duration so far.
+    fn slow(&self) -> bool {
+        match (self.started, self.inner.opts.slow_call) {
             (Some(t), Some(limit)) => self.inner.client.clock().now().duration_since(t) >= limit,
             _ => false,
-        };
+        }
+    }
+
+    /// Counts the call's outcome where its kind is counted (once: the
+    /// permit counts nothing after).
+    fn settle(&mut self, failed: bool, slow: bool) {
+        if std::mem::replace(&mut self.settled, true) {
+            return;
+        }
         metrics::call(failed);
         let outcome = Tally::one(failed, slow);
-        match self.kind {
+        match std::mem::replace(&mut self.kind, Kind::Free) {
             Kind::Counted => self.inner.tally(self.generation, outcome),
             Kind::Free => {}
             Kind::Trial(holder) => self.inner.trial_done(self.generation, holder, outcome),
             Kind::Local(trial) => self.inner.local_done(self.generation, trial, outcome),
+        }
+    }
+}
+
+impl Drop for CallPermit {
+    /// A permit dropped unrecorded whose call was already slow counts as
+    /// a slow call (see [`CallPermit`]). A trial's end is sent from a task
+    /// of its own, so only where a runtime runs.
+    fn drop(&mut self) {
+        let sends = matches!(self.kind, Kind::Trial(_));
+        if !self.settled && self.slow() && (!sends || tokio::runtime::Handle::try_current().is_ok())
+        {
+            self.settle(false, true);
         }
     }
 }

@@ -142,7 +142,11 @@ impl BreakerBuilder {
     }
 
     /// A call slower than `duration` is slow; a slow-call rate at or above
-    /// `percent` opens the breaker. Off by default.
+    /// `percent` opens the breaker. Off by default. Set it when calls are
+    /// bounded by a timeout around them: a call cancelled after at least
+    /// `duration` counts as slow (decision 0076), so a dependency that
+    /// hangs until its callers give up opens the breaker; without it, a
+    /// cancelled call counts nothing.
     pub fn slow_calls(mut self, duration: Duration, percent: f64) -> Self {
         self.opts.slow_call = Some(duration);
         self.slow_rate = Some(percent);

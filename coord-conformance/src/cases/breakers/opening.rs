@@ -95,6 +95,36 @@ pub async fn breaker_slow_calls_open(h: &dyn Harness) {
     }
 }
 
+/// A call cancelled once it was slower than the slow-call duration (a
+/// timeout around `call`, the usual way to bound one) counts as a slow
+/// call, so cancelled calls to a hanging dependency open the breaker; one
+/// cancelled sooner counts nothing. (A dropped permit counted nothing at
+/// all: a breaker whose callers time out never opened.)
+pub async fn breaker_cancelled_slow_calls_count_as_slow(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let client = ctx.client("a").await;
+    let b = quick(&client)
+        .ignore_failures()
+        .slow_calls(ms(20), 50.0)
+        .flush_interval(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let hanging = || b.call(std::future::pending::<Result<(), ()>>());
+    assert!(timeout(ms(1), hanging()).await.is_err(), "cancelled at once");
+    b.flush().await.unwrap();
+    assert_eq!(b.state().await.unwrap().window.calls, 0, "nothing known: not counted");
+    for _ in 0..4 {
+        assert!(timeout(ms(40), hanging()).await.is_err(), "cancelled when slow");
+    }
+    b.flush().await.unwrap();
+    let s = b.state().await.unwrap();
+    assert_eq!(s.phase, Phase::Open, "4 of 4 slow: {s:?}");
+    match last_cause(&ctx).await {
+        Cause::Tripped(t) => assert_eq!((t.calls, t.slow, t.failures), (4, 4, 0)),
+        other => panic!("tripped by the window, not {other:?}"),
+    }
+}
+
 /// A time window forgets the calls older than its span.
 pub async fn breaker_time_window_forgets_old_calls(h: &dyn Harness) {
     let ctx = Ctx::new(h);

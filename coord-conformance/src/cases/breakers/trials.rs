@@ -167,6 +167,30 @@ pub async fn breaker_slow_trial_keeps_its_slot(h: &dyn Harness) {
     assert!(matches!(last_cause(&ctx).await, Cause::TrialsFailed(_)));
 }
 
+/// A trial cancelled once it was slower than the slow-call duration ends
+/// as a slow trial at once: it is counted and its slot freed (the breaker
+/// opens again, a slow rate of 100 %), not left taken until its TTL.
+pub async fn breaker_cancelled_slow_trial_is_counted_slow(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let build = |c: &Client| {
+        (quick(c).open_for(ms(300)).trial_ttl(ms(5000)))
+            .slow_calls(ms(20), 50.0)
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (build(&ctx.client("a").await), build(&ctx.client("b").await));
+    b.state().await.unwrap();
+    outcomes(&a, 0, 4).await;
+    sleep(ms(350)).await;
+    let trial = a.call(std::future::pending::<Result<(), ()>>());
+    assert!(timeout(ms(100), trial).await.is_err(), "cancelled when slow");
+    phase_within(&b, Phase::Open, "after the cancelled slow trial").await;
+    match last_cause(&ctx).await {
+        Cause::TrialsFailed(t) => assert_eq!((t.calls, t.slow), (1, 1)),
+        other => panic!("ended by its trial, not {other:?}"),
+    }
+}
+
 /// A trial's renewal keeps its slot in its own generation only: a trial
 /// permit of a half-open generation that ended while its call ran (here a
 /// reset, then an open, then a new half-open generation) takes no slot of
