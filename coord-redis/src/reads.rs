@@ -20,9 +20,9 @@ const READS: &[(&str, &str)] = &[
     (ANY, "inspect"),
     // A barrier's, latch's or run-once occurrence's state.
     (ANY, "state"),
-    // A breaker's state, or nothing when it has no record (never born by
-    // a look); its sweep is housekeeping like the others'.
-    ("breaker", "peek"),
+    // A breaker's or barrier's record, or nothing when it has none (never
+    // made by a look); their sweeps are housekeeping like the others'.
+    (ANY, "peek"),
     // A breaker's state: it may birth the breaker with the caller's policy
     // and make what time alone decided (open to half-open). Housekeeping
     // too: a failover that loses it leaves it to the next read on the new

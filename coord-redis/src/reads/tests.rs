@@ -38,6 +38,7 @@ const WRITES: &[(&str, &str)] = &[
     ("group", "join"),
     ("job", "begin"),
     ("job", "end"),
+    ("job", "give_back"),
     ("job", "extend"),
     ("latch", "count_down"),
     ("latch", "set"),
@@ -151,7 +152,7 @@ fn reads_by_family_and_operation() {
     assert!(!unconfirmed("topic", "read"));
     assert!(unconfirmed("barrier", "state") && unconfirmed("latch", "state"));
     assert!(unconfirmed("ops", "probe") && unconfirmed("ops", "audit"));
-    assert!(unconfirmed("breaker", "peek"));
+    assert!(unconfirmed("breaker", "peek") && unconfirmed("barrier", "peek"));
     assert!(unconfirmed("topic", "publish_ephemeral"));
     for write in [
         "acquire", "extend", "renew", "leave", "join", "campaign", "begin", "end",
