@@ -216,8 +216,13 @@ impl Side<'_> {
             other => Answer::Error(format!("unknown answer {other:?}")),
         }
     }
+}
 
-    async fn answer(&mut self, op: &Op) -> Answer {
+impl Apply for Side<'_> {
+    type Op = Op;
+    type Answer = Answer;
+
+    async fn apply(&mut self, op: &Op) -> Answer {
         let b = self.backend;
         match op {
             Op::Acquire(h, kind, k, ttl) => {
@@ -304,14 +309,6 @@ fn fresh_keys() -> Vec<Key> {
     (0..KEYS)
         .map(|k| Key::new(&format!("parity/{run}/{k}")).unwrap())
         .collect()
-}
-
-impl Apply for Side<'_> {
-    type Op = Op;
-    type Answer = Answer;
-    async fn apply(&mut self, op: &Op) -> Answer {
-        self.answer(op).await
-    }
 }
 
 /// Runs `ops` against a fresh memory store and against `redis`, on fresh

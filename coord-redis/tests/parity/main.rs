@@ -63,6 +63,11 @@ pub(crate) fn next_run() -> u64 {
     RUN.fetch_add(1, Ordering::Relaxed)
 }
 
+/// A name no other case of this process uses (a queue's, a space's...).
+pub(crate) fn fresh_name() -> coord_api::Key {
+    coord_api::Key::new(&format!("parity/{}", next_run())).unwrap()
+}
+
 /// A time left, in whole seconds (rounded up), as both backends can be
 /// compared on.
 pub(crate) fn secs(d: Duration) -> u64 {

@@ -23,7 +23,7 @@ use coord_memory::MemoryStore;
 use coord_redis::RedisBackend;
 use proptest::prelude::*;
 
-use super::{Apply, PROPERTY, compare, config, next_run, secs};
+use super::{Apply, PROPERTY, compare, config, fresh_name, secs};
 
 const CONSUMERS: usize = 3;
 const PRESENCE: Duration = Duration::from_secs(60);
@@ -301,8 +301,13 @@ impl Side<'_> {
     fn item_id(&self, n: usize) -> Option<u64> {
         (!self.ids.0.is_empty()).then(|| self.ids.0[n % self.ids.0.len()])
     }
+}
 
-    async fn answer(&mut self, op: &Op) -> Answer {
+impl Apply for Side<'_> {
+    type Op = Op;
+    type Answer = Answer;
+
+    async fn apply(&mut self, op: &Op) -> Answer {
         let (b, q) = (self.backend, &self.queue.clone());
         match op {
             Op::Push(items) => {
@@ -434,25 +439,11 @@ impl Side<'_> {
     }
 }
 
-/// A queue no other run (of this process) uses.
-fn fresh_queue() -> Key {
-    let run = next_run();
-    Key::new(&format!("parity/{run}")).unwrap()
-}
-
-impl Apply for Side<'_> {
-    type Op = Op;
-    type Answer = Answer;
-    async fn apply(&mut self, op: &Op) -> Answer {
-        self.answer(op).await
-    }
-}
-
 /// Runs `ops` against a fresh memory store and against `redis`, on a
 /// fresh queue; the first step whose answers differ fails, naming both.
 async fn run(redis: &RedisBackend, ops: &[Op]) -> Result<(), String> {
     let memory = MemoryStore::new().backend(Namespace::default());
-    let queue = fresh_queue();
+    let queue = fresh_name();
     let consumers: Vec<HolderId> = (0..CONSUMERS)
         .map(|i| HolderId::from_parts(InstanceId::new(&format!("c{i}")).unwrap(), i as u128 + 1))
         .collect();

@@ -21,7 +21,7 @@ use coord_memory::MemoryStore;
 use coord_redis::RedisBackend;
 use proptest::prelude::*;
 
-use super::{Apply, PROPERTY, compare, config, next_run, secs};
+use super::{Apply, PROPERTY, compare, config, fresh_name, secs};
 
 const KEYS: [&str; 3] = ["a", "ab", "b"];
 /// An `after` no backend has reached: a reader that saw versions the
@@ -254,8 +254,13 @@ impl Side<'_> {
             next_expiry_s: c.next_expiry_in.map(secs),
         }
     }
+}
 
-    async fn answer(&mut self, op: &Op) -> Answer {
+impl Apply for Side<'_> {
+    type Op = Op;
+    type Answer = Answer;
+
+    async fn apply(&mut self, op: &Op) -> Answer {
         let (b, space) = (self.backend, &self.space.clone());
         match *op {
             Op::Put(k, v, e, ttl, call) => {
@@ -299,25 +304,11 @@ impl Side<'_> {
     }
 }
 
-/// A space no other run (of this process) uses.
-fn fresh_space() -> Key {
-    let run = next_run();
-    Key::new(&format!("parity/{run}")).unwrap()
-}
-
-impl Apply for Side<'_> {
-    type Op = Op;
-    type Answer = Answer;
-    async fn apply(&mut self, op: &Op) -> Answer {
-        self.answer(op).await
-    }
-}
-
 /// Runs `ops` against a fresh memory store and against `redis`, in a
 /// fresh space; the first step whose answers differ fails, naming both.
 async fn run(redis: &RedisBackend, ops: &[Op]) -> Result<(), String> {
     let memory = MemoryStore::new().backend(Namespace::default());
-    let space = fresh_space();
+    let space = fresh_name();
     let keys: Vec<Key> = KEYS.iter().map(|k| Key::new(k).unwrap()).collect();
     let side = |backend| Side {
         backend,
