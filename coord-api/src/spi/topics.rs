@@ -58,7 +58,7 @@
 //!    [`Read::missed`] names it (as ranges), the cursor moves past it, and
 //!    it leaves the retry set. With nothing to deliver, the reply says when
 //!    to look again ([`Read::next_in`]): the next retry due, delivery
-//!    deadline or presence deadline.
+//!    deadline or presence deadline of a consumer holding deliveries.
 //! 5. **extend** (current token, unexpired) sets the delivery's deadline
 //!    to now + `ttl`. **ack** ends it: the event is done for this
 //!    subscription. **nack** ends it and puts the offset in the retry set,

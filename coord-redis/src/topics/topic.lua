@@ -406,10 +406,29 @@ local function read(consumer, ttl, pttl, max, rid)
     table.insert(out[1], {o, ms_of(e[1]), k, tonumber(v), pl, tok, attempt})
   end
   if #picked == 0 then
-    local soon
-    for _, z in ipairs({retry_z, deadlines, presence}) do
+    -- When to look again, if anything is pending: a retry due, a
+    -- delivery's deadline, or the end of the presence of a consumer
+    -- holding deliveries (they go back then). Without deliveries no
+    -- presence counts; with some, only one ending before every deadline
+    -- is looked up among the holders (one HVALS of the flights).
+    local soon, held
+    for _, z in ipairs({retry_z, deadlines}) do
       local f = redis.call('ZRANGE', z, 0, 0, 'WITHSCORES')
       if f[2] and (not soon or tonumber(f[2]) < soon) then soon = tonumber(f[2]) end
+      held = z == deadlines and f[2] ~= nil
+    end
+    if held then
+      local early = redis.call('ZRANGEBYSCORE', presence, '-inf', '(' .. fmt(soon), 'WITHSCORES')
+      if #early > 0 then
+        local holding = {}
+        for _, v in ipairs(redis.call('HVALS', flights)) do holding[delivery(v)[5]] = true end
+        for k = 1, #early, 2 do
+          if holding[early[k]] then
+            soon = tonumber(early[k + 1])
+            break
+          end
+        end
+      end
     end
     if soon then out[3] = math.max(0, soon - now) end
   end

@@ -254,6 +254,33 @@ pub async fn topic_read_passes_over_offsets_in_flight(h: &dyn Harness) {
     assert_eq!(got, [3], "next_in {:?}", c.next_in);
 }
 
+/// A read with nothing to deliver says when to look again only if
+/// something is pending (the SPI's rule 4): a retry due, a delivery's
+/// deadline, or the end of the presence of a consumer holding deliveries
+/// (they go back then); not the reader's own presence, which it just
+/// renewed, nor the presence of a consumer holding nothing.
+pub async fn topic_idle_read_hints_only_what_is_pending(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let backend = ctx.backend().await;
+    let t = spi(&backend);
+    let (topic, sub) = (key(T), key("s"));
+    t.subscribe(&topic, &sub, Start::Earliest).await.unwrap();
+    let short = ReadOptions::new(ms(20_000), ms(20_000), 1);
+    let idle = t.read(&topic, &sub, &holder("a"), short).await.unwrap().unwrap();
+    assert_eq!(idle.next_in, None, "nothing pending: a's own presence is not");
+    let ev = vec![NewEvent::new(Tag::new("k", 1), b"1".to_vec())];
+    t.publish(&topic, ev, Retention::count(100)).await.unwrap();
+    let long = ReadOptions::new(ms(60_000), ms(40_000), 1);
+    let b = t.read(&topic, &sub, &holder("b"), long).await.unwrap().unwrap();
+    assert_eq!(b.events.len(), 1, "b holds the event");
+    let idle = t.read(&topic, &sub, &holder("a"), short).await.unwrap().unwrap();
+    let hint = idle.next_in.expect("b's delivery is pending");
+    assert!(
+        hint > ms(30_000) && hint <= ms(40_000),
+        "b's presence (40 s) ends before its delivery (60 s), a's own (20 s) counts not: {hint:?}"
+    );
+}
+
 /// A start or seek at a time places the cursor before the first event
 /// published at or after it, by the times events carry (milliseconds): a
 /// time a fraction of a millisecond after an event's passes over it, its
