@@ -231,6 +231,7 @@ impl Stream {
                 missed.insert(o);
             }
         }
+        let retried: BTreeSet<u64> = picked.iter().map(|(o, _)| *o).collect();
         // Then new events after the cursor.
         if s.cursor + 1 < first {
             let (a, b) = (s.cursor + 1, first - 1);
@@ -240,7 +241,12 @@ impl Stream {
         while picked.len() < opts.max as usize && s.cursor < last {
             s.cursor += 1;
             let o = s.cursor;
-            if s.flights.contains_key(&o) || s.retry_attempts.contains_key(&o) {
+            // Under delivery: in flight, due again later, or taken from
+            // the retry set by this very read.
+            if s.flights.contains_key(&o)
+                || s.retry_attempts.contains_key(&o)
+                || retried.contains(&o)
+            {
                 continue;
             }
             picked.push((o, 1));

@@ -341,7 +341,9 @@ end
 local function read(consumer, ttl, pttl, max, rid)
   redis.call('ZADD', presence, fmt(now + pttl), consumer)
   due_by(now + pttl)
-  local picked, missed = {}, {}
+  -- `retried`: the offsets this read takes from the retry set, under
+  -- delivery once it ends (the cursor passes over them too).
+  local picked, missed, retried = {}, {}, {}
   -- Retries due, lowest due time then offset. One whose event was trimmed
   -- is reported missed and leaves its place in the batch to the next due
   -- (each page taken leaves the retry set, so the loop ends).
@@ -356,6 +358,7 @@ local function read(consumer, ttl, pttl, max, rid)
       local e = redis.call('XRANGE', stream, r[2], r[2])
       if e[1] then
         picked[#picked + 1] = {e[1], tonumber(r[1]) + 1}
+        retried[tonumber(o)] = true
       else
         redis.call('XACK', stream, sub, r[2])
         missed[#missed + 1] = {tonumber(o), tonumber(o)}
@@ -378,7 +381,8 @@ local function read(consumer, ttl, pttl, max, rid)
         local o = offset_of(e[1])
         if o > cursor + 1 then missed[#missed + 1] = {cursor + 1, o - 1} end
         cursor = o
-        local busy = redis.call('HEXISTS', flights, o) == 1 or redis.call('HEXISTS', retry_h, o) == 1
+        local busy = retried[o] or redis.call('HEXISTS', flights, o) == 1
+          or redis.call('HEXISTS', retry_h, o) == 1
         if not busy then
           picked[#picked + 1] = {e, 1}
           left = left - 1

@@ -254,6 +254,30 @@ pub async fn topic_read_passes_over_offsets_in_flight(h: &dyn Harness) {
     assert_eq!(got, [3], "next_in {:?}", c.next_in);
 }
 
+/// A read delivers an offset once: one it takes from the retry set is
+/// under delivery when its cursor passes over it (after a seek back over
+/// nacked events, as a subscriber's seek gives back what it buffered), as
+/// an offset in flight is.
+pub async fn topic_read_delivers_a_retried_offset_once(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let backend = ctx.backend().await;
+    let t = spi(&backend);
+    let (topic, sub, a) = (key(T), key("s"), holder("a"));
+    t.subscribe(&topic, &sub, Start::Earliest).await.unwrap();
+    let ev = || NewEvent::new(Tag::new("k", 1), b"1".to_vec());
+    t.publish(&topic, vec![ev(), ev()], Retention::count(100)).await.unwrap();
+    let two = ReadOptions::new(ms(10_000), ms(10_000), 2);
+    for d in t.read(&topic, &sub, &a, two).await.unwrap().unwrap().events {
+        let nacked = t.nack(&topic, &sub, d.event.offset, d.token, Duration::ZERO).await;
+        assert_eq!(nacked.unwrap(), Settle::Done);
+    }
+    assert_eq!(t.seek(&topic, &sub, Start::Earliest).await.unwrap(), Some(1));
+    let three = ReadOptions::new(ms(10_000), ms(10_000), 3);
+    let r = t.read(&topic, &sub, &a, three).await.unwrap().unwrap();
+    let got: Vec<(u64, u32)> = r.events.iter().map(|d| (d.event.offset, d.attempt)).collect();
+    assert_eq!(got, [(1, 2), (2, 2)], "the retries, each once");
+}
+
 /// A read with nothing to deliver says when to look again only if
 /// something is pending (the SPI's rule 4): a retry due, a delivery's
 /// deadline, or the end of the presence of a consumer holding deliveries
