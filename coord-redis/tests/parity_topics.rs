@@ -572,3 +572,33 @@ async fn an_idle_read_is_told_only_of_presences_holding_deliveries() {
     ];
     replay(&ops).await;
 }
+
+/// A read reaches the events after the subscription's cursor only with
+/// room left in its batch once the due retries are in it; so do the
+/// offsets trimmed there, which the read that reaches them reports. Memory
+/// reported (and passed) the trimmed run before the oldest event kept in
+/// a read that the retries had filled, Redis in the next read with room.
+#[tokio::test]
+async fn a_read_full_of_retries_reports_no_trimmed_run_after_its_cursor() {
+    let ops = [
+        // Offset 1 trimmed at once; 2 and 3 kept.
+        Op::Publish(vec![0, 0], Some(0), Keep::Count(1)),
+        Op::Publish(vec![0], Some(0), Keep::Hour),
+        Op::Subscribe(0, Start::Offset(0)),
+        // 2 and 3 delivered (1 reported missed), their leases over by the
+        // next step.
+        Op::Read(0, 0, (Ttl::Ms1, Ttl::S20, 2, 0)),
+        // Back before 1, which is gone again.
+        Op::Seek(0, Start::Offset(1)),
+        // The retries of 2 and 3 fill a batch of one, then of two.
+        Op::Read(0, 0, (Ttl::S20, Ttl::S20, 1, 0)),
+        Op::Stats(0),
+        Op::Read(0, 1, (Ttl::S20, Ttl::S20, 1, 0)),
+        Op::Stats(0),
+        // Room: the cursor reaches 1, reported missed, and passes 2 and 3
+        // (under delivery).
+        Op::Read(0, 2, (Ttl::S20, Ttl::S20, 3, 0)),
+        Op::Stats(0),
+    ];
+    replay(&ops).await;
+}

@@ -49,9 +49,10 @@
 //!    the same way (replay), keeping its deliveries and retry set.
 //! 4. **read** renews the consumer's presence for `presence_ttl`, then
 //!    delivers up to `max` events: first offsets of the retry set that are
-//!    due (lowest due time, then lowest offset), then events after the
-//!    cursor in offset order, skipping offsets under delivery (the cursor
-//!    moves past every event handed out). Each delivery gets a new token, a
+//!    due (lowest due time, then lowest offset), then, while the batch has
+//!    room, events after the cursor in offset order, skipping offsets
+//!    under delivery (the cursor moves past every event handed out, and
+//!    stays where it is when the retries filled the batch). Each delivery gets a new token, a
 //!    deadline of now + `ttl` and its attempt (1 for the first). An offset
 //!    the subscription should deliver but the stream no longer keeps
 //!    (trimmed by retention first) is not skipped silently: the reply's

@@ -232,8 +232,10 @@ impl Stream {
             }
         }
         let retried: BTreeSet<u64> = picked.iter().map(|(o, _)| *o).collect();
-        // Then new events after the cursor.
-        if s.cursor + 1 < first {
+        // Then new events after the cursor, with room left in the batch:
+        // the offsets trimmed there first (reported by the read that
+        // reaches them, as every backend does).
+        if picked.len() < opts.max as usize && s.cursor + 1 < first {
             let (a, b) = (s.cursor + 1, first - 1);
             out.missed.push(Missed::new(a, b));
             s.cursor = b;

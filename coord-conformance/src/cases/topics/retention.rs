@@ -73,6 +73,40 @@ pub async fn topic_trimmed_retry_leaves_its_place_to_the_next_retry(h: &dyn Harn
     assert_eq!((missed, got), (vec![(1, 1)], vec![2]), "the due retry 2 before the new 3");
 }
 
+/// A read reaches the events after its subscription's cursor only with
+/// room left once the due retries are in its batch, and with them the
+/// offsets trimmed there: a read that the retries filled reports none of
+/// them (and leaves the cursor); the next read with room reports them,
+/// once.
+pub async fn topic_read_full_of_retries_reports_the_trimmed_run_later(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let backend = ctx.backend().await;
+    let t = spi(&backend);
+    let (topic, sub, a) = (key(T), key("s"), holder("a"));
+    let ev = || NewEvent::new(Tag::new("k", 1), b"1".to_vec());
+    // Keeps 2 alone (1 trimmed at once), then 2 and 3.
+    t.publish(&topic, vec![ev(), ev()], Retention::count(1)).await.unwrap();
+    t.publish(&topic, vec![ev()], Retention::count(100)).await.unwrap();
+    t.subscribe(&topic, &sub, Start::Offset(1)).await.unwrap();
+    let two = ReadOptions::new(ms(10_000), ms(10_000), 2);
+    for d in t.read(&topic, &sub, &a, two).await.unwrap().unwrap().events {
+        let nacked = t.nack(&topic, &sub, d.event.offset, d.token, Duration::ZERO).await;
+        assert_eq!(nacked.unwrap(), Settle::Done);
+    }
+    // Back before 1 (gone): 2 and 3 are due again.
+    assert_eq!(t.seek(&topic, &sub, Start::Offset(1)).await.unwrap(), Some(1));
+    let offsets = |r: &coord_api::spi::Read| -> (Vec<(u64, u64)>, Vec<u64>) {
+        let missed = r.missed.iter().map(|m| (m.first, m.last)).collect();
+        (missed, r.events.iter().map(|d| d.event.offset).collect())
+    };
+    let one = ReadOptions::new(ms(10_000), ms(10_000), 1);
+    let r = t.read(&topic, &sub, &a, one).await.unwrap().unwrap();
+    assert_eq!(offsets(&r), (vec![], vec![2]), "the retry of 2 fills the batch");
+    let r = t.read(&topic, &sub, &a, two).await.unwrap().unwrap();
+    let want = (vec![(1, 1)], vec![3]);
+    assert_eq!(offsets(&r), want, "the retry of 3, then room: 1 missed");
+}
+
 /// Missed offsets come as ranges in offset order, adjacent ones merged,
 /// whether a retry or the read after the cursor found them trimmed: a
 /// nacked event trimmed with the two after it is one notice of the three.
