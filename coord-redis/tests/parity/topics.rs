@@ -23,13 +23,7 @@
 //! A sequence that differs is kept as a regular `#[tokio::test]` below
 //! the property (replayed by `run` on a backend of its own), once fixed.
 
-use std::{
-    sync::{
-        LazyLock,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::{Duration, SystemTime},
-};
+use std::time::{Duration, SystemTime};
 
 use coord_api::{
     FencingToken, HolderId, InstanceId, Key, Namespace,
@@ -39,8 +33,9 @@ use coord_api::{
 };
 use coord_memory::MemoryStore;
 use coord_redis::RedisBackend;
-use coord_testkit::redis::RedisServer;
 use proptest::prelude::*;
+
+use super::{Apply, PROPERTY, compare, config, next_run, redis, secs};
 
 /// Consumers 0..3 are three instances; consumer 3 is consumer 0's
 /// instance with another nonce (an earlier incarnation).
@@ -226,11 +221,6 @@ impl<T: PartialOrd + Copy> Seen<T> {
     }
 }
 
-/// Whole seconds, rounded up (a lease of 20 s granted a few ms ago: 20).
-fn secs(d: Duration) -> u64 {
-    d.as_millis().div_ceil(1000) as u64
-}
-
 /// An event delivered: offset, published (labelled), kind, version,
 /// payload, token, attempt.
 type DeliveredRow = (u64, Nth, String, u32, Vec<u8>, Nth, u32);
@@ -327,6 +317,19 @@ impl Side<'_> {
         }
         let missed = r.missed.iter().map(|m| (m.first, m.last)).collect();
         Some((rows, missed, r.next_in.map(secs)))
+    }
+}
+
+impl Apply for Side<'_> {
+    type Op = Op;
+    type Answer = Answer;
+
+    fn wait_after(_: &Op) -> Option<Duration> {
+        Some(STEP_WAIT)
+    }
+
+    fn wrong(answer: &Answer) -> Option<String> {
+        handed_out_twice(answer).map(|o| format!("offset {o} handed out twice"))
     }
 
     async fn apply(&mut self, op: &Op) -> Answer {
@@ -453,8 +456,7 @@ impl Side<'_> {
 /// Names for this run that no other run (of this process) uses: every
 /// case starts on a fresh topic of the one Redis server.
 fn fresh_names() -> Names {
-    static RUN: AtomicU64 = AtomicU64::new(0);
-    let run = RUN.fetch_add(1, Ordering::Relaxed);
+    let run = next_run();
     let id = |i: usize| InstanceId::new(&format!("c{i}")).unwrap();
     let mut consumers: Vec<HolderId> = (0..3)
         .map(|i| HolderId::from_parts(id(i), i as u128 + 1))
@@ -495,52 +497,7 @@ async fn run(redis: &RedisBackend, ops: &[Op]) -> Result<(), String> {
         deliveries: vec![Vec::new(); SUBS],
     };
     let (mut m, mut r) = (side(&memory as &dyn TopicBackend), side(redis));
-    for (step, op) in ops.iter().enumerate() {
-        let (mine, theirs) = (m.apply(op).await, r.apply(op).await);
-        if mine != theirs {
-            return Err(format!(
-                "step {step}: {op:?}\n  memory: {mine:?}\n  redis:  {theirs:?}"
-            ));
-        }
-        if let Some(twice) = handed_out_twice(&mine) {
-            return Err(format!(
-                "step {step}: {op:?}\n  offset {twice} handed out twice: {mine:?}"
-            ));
-        }
-        tokio::time::sleep(STEP_WAIT).await;
-    }
-    Ok(())
-}
-
-async fn redis() -> RedisBackend {
-    RedisBackend::connect(RedisServer::shared().config("parity"))
-        .await
-        .expect("connect")
-}
-
-/// The runtime of the property test's cases (the Redis connection is
-/// bound to the runtime it was made on) and its backend.
-static PROPERTY: LazyLock<(tokio::runtime::Runtime, RedisBackend)> = LazyLock::new(|| {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let backend = rt.block_on(redis());
-    (rt, backend)
-});
-
-/// 64 cases unless `PROPTEST_CASES` asks for another number; a failure
-/// is kept below as a named test, not in a file of seeds.
-fn config() -> ProptestConfig {
-    let mut config = ProptestConfig {
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    };
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = 64;
-    }
-    config
+    compare(&mut m, &mut r, ops).await
 }
 
 proptest! {

@@ -26,10 +26,6 @@
 
 use std::{
     collections::HashMap,
-    sync::{
-        LazyLock,
-        atomic::{AtomicU64, Ordering},
-    },
     time::{Duration, SystemTime},
 };
 
@@ -42,8 +38,9 @@ use coord_api::{
 };
 use coord_memory::MemoryStore;
 use coord_redis::RedisBackend;
-use coord_testkit::redis::RedisServer;
 use proptest::prelude::*;
+
+use super::{PROPERTY, config, next_run, secs};
 
 /// Holders 0..3 are three instances; holder 3 is holder 0's instance with
 /// another nonce (an earlier incarnation).
@@ -238,11 +235,6 @@ impl<T: PartialOrd + Copy> Seen<T> {
         self.0.push(v);
         Nth::Nth(self.0.len() - 1)
     }
-}
-
-/// Whole seconds, rounded up (a lease of 20 s granted a few ms ago: 20).
-fn secs(d: Duration) -> u64 {
-    d.as_millis().div_ceil(1000) as u64
 }
 
 /// A node taken: run, node, attempt, token, parents.
@@ -530,8 +522,7 @@ fn holders() -> Vec<HolderId> {
 /// A graph for this run that no other run (of this process) uses: every
 /// case starts on a fresh graph of the one Redis server.
 fn fresh_graph() -> Key {
-    static RUN: AtomicU64 = AtomicU64::new(0);
-    let run = RUN.fetch_add(1, Ordering::Relaxed);
+    let run = next_run();
     Key::new(&format!("parity/{run}/graph")).unwrap()
 }
 
@@ -563,37 +554,6 @@ async fn run(redis: &RedisBackend, ops: &[Op]) -> Result<(), String> {
         tokio::time::sleep(STEP_WAIT).await;
     }
     Ok(())
-}
-
-async fn redis() -> RedisBackend {
-    RedisBackend::connect(RedisServer::shared().config("parity"))
-        .await
-        .expect("connect")
-}
-
-/// The runtime of the property test's cases (the Redis connection is
-/// bound to the runtime it was made on) and its backend.
-static PROPERTY: LazyLock<(tokio::runtime::Runtime, RedisBackend)> = LazyLock::new(|| {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let backend = rt.block_on(redis());
-    (rt, backend)
-});
-
-/// 64 cases unless `PROPTEST_CASES` asks for another number; a failure
-/// is kept below as a named test, not in a file of seeds.
-fn config() -> ProptestConfig {
-    let mut config = ProptestConfig {
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    };
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = 64;
-    }
-    config
 }
 
 proptest! {

@@ -17,14 +17,7 @@
 //! A sequence that differs is kept as a regular `#[tokio::test]` below
 //! the property (replayed by `run` on a backend of its own), once fixed.
 
-use std::{
-    collections::HashMap,
-    sync::{
-        LazyLock,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::{collections::HashMap, time::Duration};
 
 use coord_api::{
     Key, Namespace,
@@ -35,8 +28,9 @@ use coord_api::{
 };
 use coord_memory::MemoryStore;
 use coord_redis::RedisBackend;
-use coord_testkit::redis::RedisServer;
 use proptest::prelude::*;
+
+use super::{Apply, PROPERTY, compare, config, next_run, secs};
 
 const PARTICIPANTS: usize = 3;
 const BARRIERS: usize = 2;
@@ -53,17 +47,6 @@ enum Ttl {
     S60,
     Ms1,
     Zero,
-}
-
-/// How long the run waits after a step that granted a lease of
-/// [`Ttl::Ms1`]: on both backends' clocks (the machine's) that lease is
-/// then over, whatever the step's own duration, so the next step finds it
-/// expired on both. Leases of one step expire in the order of their steps.
-const SHORT_WAIT: Duration = Duration::from_millis(3);
-
-/// Whether `op` names a [`Ttl::Ms1`] (its debug form says so).
-fn short(op: &impl std::fmt::Debug) -> bool {
-    format!("{op:?}").contains("Ms1")
 }
 
 impl Ttl {
@@ -203,11 +186,6 @@ impl Gens {
     }
 }
 
-/// Whole seconds, rounded up (a lease of 20 s granted a few ms ago: 20).
-fn secs(d: Duration) -> u64 {
-    d.as_millis().div_ceil(1000) as u64
-}
-
 /// An ended generation as compared: its generation, the next, how.
 type EndedAt = (Gen, Gen, Ended);
 
@@ -322,6 +300,11 @@ impl Side<'_> {
             other => unknown(other),
         }
     }
+}
+
+impl Apply for Side<'_> {
+    type Op = Op;
+    type Answer = Answer;
 
     async fn apply(&mut self, op: &Op) -> Answer {
         let b = self.backend;
@@ -431,8 +414,7 @@ impl Side<'_> {
 /// Names for this run that no other run (of this process) uses: every
 /// case starts on fresh barriers and latches of the one Redis server.
 fn fresh_names() -> Names {
-    static RUN: AtomicU64 = AtomicU64::new(0);
-    let run = RUN.fetch_add(1, Ordering::Relaxed);
+    let run = next_run();
     let keys = |what: &str, n: usize| {
         (0..n)
             .map(|i| Key::new(&format!("parity/{run}/{what}{i}")).unwrap())
@@ -458,49 +440,7 @@ async fn run(redis: &RedisBackend, ops: &[Op]) -> Result<(), String> {
         gens: Gens::default(),
     };
     let (mut m, mut r) = (side(&memory as &dyn BarrierBackend), side(redis));
-    for (step, op) in ops.iter().enumerate() {
-        let (mine, theirs) = (m.apply(op).await, r.apply(op).await);
-        if short(op) {
-            tokio::time::sleep(SHORT_WAIT).await;
-        }
-        if mine != theirs {
-            return Err(format!(
-                "step {step}: {op:?}\n  memory: {mine:?}\n  redis:  {theirs:?}"
-            ));
-        }
-    }
-    Ok(())
-}
-
-async fn redis() -> RedisBackend {
-    RedisBackend::connect(RedisServer::shared().config("parity"))
-        .await
-        .expect("connect")
-}
-
-/// The runtime of the property test's cases (the Redis connection is
-/// bound to the runtime it was made on) and its backend.
-static PROPERTY: LazyLock<(tokio::runtime::Runtime, RedisBackend)> = LazyLock::new(|| {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let backend = rt.block_on(redis());
-    (rt, backend)
-});
-
-/// 64 cases unless `PROPTEST_CASES` asks for another number; a failure
-/// is kept below as a named test, not in a file of seeds.
-fn config() -> ProptestConfig {
-    let mut config = ProptestConfig {
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    };
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = 64;
-    }
-    config
+    compare(&mut m, &mut r, ops).await
 }
 
 proptest! {

@@ -17,10 +17,6 @@
 
 use std::{
     collections::HashMap,
-    sync::{
-        LazyLock,
-        atomic::{AtomicU64, Ordering},
-    },
     time::{Duration, SystemTime},
 };
 
@@ -33,8 +29,9 @@ use coord_api::{
 };
 use coord_memory::MemoryStore;
 use coord_redis::RedisBackend;
-use coord_testkit::redis::RedisServer;
 use proptest::prelude::*;
+
+use super::{PROPERTY, SHORT_WAIT, config, next_run, secs, short};
 
 /// Holders 0..3 are three instances; holder 3 is holder 0's instance with
 /// another nonce (an earlier incarnation).
@@ -55,17 +52,6 @@ enum Ttl {
     S60,
     Ms1,
     Zero,
-}
-
-/// How long the run waits after a step that granted a lease of
-/// [`Ttl::Ms1`]: on both backends' clocks (the machine's) that lease is
-/// then over, whatever the step's own duration, so the next step finds it
-/// expired on both. Leases of one step expire in the order of their steps.
-const SHORT_WAIT: Duration = Duration::from_millis(3);
-
-/// Whether `op` names a [`Ttl::Ms1`] (its debug form says so).
-fn short(op: &impl std::fmt::Debug) -> bool {
-    format!("{op:?}").contains("Ms1")
 }
 
 impl Ttl {
@@ -270,11 +256,6 @@ impl Instants {
             }
         }
     }
-}
-
-/// Whole seconds, rounded up (a lease of 20 s granted a few ms ago: 20).
-fn secs(d: Duration) -> u64 {
-    d.as_millis().div_ceil(1000) as u64
 }
 
 /// A leader as comparable across backends: holder, metadata (long ones
@@ -514,8 +495,7 @@ impl Side<'_> {
 /// Names for this run that no other run (of this process) uses: every
 /// case starts on fresh keys of the one Redis server.
 fn fresh_names() -> Names {
-    static RUN: AtomicU64 = AtomicU64::new(0);
-    let run = RUN.fetch_add(1, Ordering::Relaxed);
+    let run = next_run();
     let keys = |what: &str, n: usize| {
         (0..n)
             .map(|i| Key::new(&format!("parity/{run}/{what}{i}")).unwrap())
@@ -582,37 +562,6 @@ async fn run<S: Step>(redis: &RedisBackend, ops: &[S]) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-async fn redis() -> RedisBackend {
-    RedisBackend::connect(RedisServer::shared().config("parity"))
-        .await
-        .expect("connect")
-}
-
-/// The runtime of the property tests' cases (the Redis connection is
-/// bound to the runtime it was made on) and its backend.
-static PROPERTY: LazyLock<(tokio::runtime::Runtime, RedisBackend)> = LazyLock::new(|| {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let backend = rt.block_on(redis());
-    (rt, backend)
-});
-
-/// 64 cases unless `PROPTEST_CASES` asks for another number; a failure
-/// is kept below as a named test, not in a file of seeds.
-fn config() -> ProptestConfig {
-    let mut config = ProptestConfig {
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    };
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = 64;
-    }
-    config
 }
 
 proptest! {
