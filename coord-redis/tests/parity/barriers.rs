@@ -17,7 +17,7 @@
 //! A sequence that differs is kept as a regular `#[tokio::test]` below
 //! the property (replayed by `run` on a backend of its own), once fixed.
 
-use std::{collections::HashMap, time::Duration};
+use std::collections::HashMap;
 
 use coord_api::{
     Key, Namespace,
@@ -30,46 +30,11 @@ use coord_memory::MemoryStore;
 use coord_redis::RedisBackend;
 use proptest::prelude::*;
 
-use super::{Apply, PROPERTY, compare, config, next_run, secs};
+use super::{Apply, PROPERTY, Ttl, compare, config, error_variant, next_run, secs, ttl};
 
 const PARTICIPANTS: usize = 3;
 const BARRIERS: usize = 2;
 const LATCHES: usize = 2;
-
-/// A TTL: long enough that nothing expires during a case, distinct in
-/// whole seconds so that resets show; or a millisecond, over by the next
-/// step (the run waits [`SHORT_WAIT`] after a step that names one); `Zero`
-/// is refused.
-#[derive(Debug, Clone, Copy)]
-enum Ttl {
-    S20,
-    S40,
-    S60,
-    Ms1,
-    Zero,
-}
-
-impl Ttl {
-    fn get(self) -> Duration {
-        match self {
-            Ttl::S20 => Duration::from_secs(20),
-            Ttl::S40 => Duration::from_secs(40),
-            Ttl::S60 => Duration::from_secs(60),
-            Ttl::Ms1 => Duration::from_millis(1),
-            Ttl::Zero => Duration::ZERO,
-        }
-    }
-}
-
-fn ttl() -> impl Strategy<Value = Ttl> {
-    prop_oneof![
-        4 => Just(Ttl::S20),
-        4 => Just(Ttl::S40),
-        4 => Just(Ttl::S60),
-        2 => Just(Ttl::Ms1),
-        1 => Just(Ttl::Zero),
-    ]
-}
 
 /// A generation as a call names it: the n-th of the record's generations
 /// this side saw (counted from the latest, wrapping; none seen: `Low`),
@@ -224,9 +189,7 @@ enum Answer {
 }
 
 fn error(e: coord_api::Error) -> Answer {
-    let debug = format!("{e:?}");
-    let variant = debug.split([' ', '{', '(']).next().unwrap_or_default();
-    Answer::Error(variant.to_string())
+    Answer::Error(error_variant(&e))
 }
 
 fn unknown(what: impl std::fmt::Debug) -> Answer {

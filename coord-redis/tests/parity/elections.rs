@@ -15,10 +15,7 @@
 //! A sequence that differs is kept as a regular `#[tokio::test]` below
 //! the property (replayed by `run` on a backend of its own), once fixed.
 
-use std::{
-    collections::HashMap,
-    time::{Duration, SystemTime},
-};
+use std::{collections::HashMap, time::SystemTime};
 
 use coord_api::{
     FencingToken, HolderId, InstanceId, Key, Namespace,
@@ -31,7 +28,7 @@ use coord_memory::MemoryStore;
 use coord_redis::RedisBackend;
 use proptest::prelude::*;
 
-use super::{PROPERTY, SHORT_WAIT, config, next_run, secs, short};
+use super::{PROPERTY, SHORT_WAIT, Ttl, config, error_variant, next_run, secs, short, ttl};
 
 /// Holders 0..3 are three instances; holder 3 is holder 0's instance with
 /// another nonce (an earlier incarnation).
@@ -40,41 +37,6 @@ const ELECTIONS: usize = 2;
 const GROUPS: usize = 2;
 const JOBS: usize = 2;
 const OCCURRENCES: usize = 2;
-
-/// A TTL: long enough that nothing expires during a case, distinct in
-/// whole seconds so that resets show; or a millisecond, over by the next
-/// step (the run waits [`SHORT_WAIT`] after a step that names one); `Zero`
-/// is refused.
-#[derive(Debug, Clone, Copy)]
-enum Ttl {
-    S20,
-    S40,
-    S60,
-    Ms1,
-    Zero,
-}
-
-impl Ttl {
-    fn get(self) -> Duration {
-        match self {
-            Ttl::S20 => Duration::from_secs(20),
-            Ttl::S40 => Duration::from_secs(40),
-            Ttl::S60 => Duration::from_secs(60),
-            Ttl::Ms1 => Duration::from_millis(1),
-            Ttl::Zero => Duration::ZERO,
-        }
-    }
-}
-
-fn ttl() -> impl Strategy<Value = Ttl> {
-    prop_oneof![
-        4 => Just(Ttl::S20),
-        4 => Just(Ttl::S40),
-        4 => Just(Ttl::S60),
-        2 => Just(Ttl::Ms1),
-        1 => Just(Ttl::Zero),
-    ]
-}
 
 /// Metadata: a few short ones (a `|`, the candidate record's separator on
 /// Redis, on purpose) and one over the limit.
@@ -288,9 +250,7 @@ enum Answer {
 }
 
 fn error(e: coord_api::Error) -> Answer {
-    let debug = format!("{e:?}");
-    let variant = debug.split([' ', '{', '(']).next().unwrap_or_default();
-    Answer::Error(variant.to_string())
+    Answer::Error(error_variant(&e))
 }
 
 /// Metadata as compared: long ones by their length and first bytes.

@@ -40,7 +40,7 @@ use coord_memory::MemoryStore;
 use coord_redis::RedisBackend;
 use proptest::prelude::*;
 
-use super::{PROPERTY, config, next_run, secs};
+use super::{Nth, PROPERTY, Seen, Ttl, config, error_variant, next_run, secs, ttl};
 
 /// Holders 0..3 are three instances; holder 3 is holder 0's instance with
 /// another nonce (an earlier incarnation).
@@ -49,40 +49,6 @@ const HOLDERS: usize = 4;
 /// How long the run waits after every step (see the module's description):
 /// a lease of [`Ttl::Ms1`] is over by then too.
 const STEP_WAIT: Duration = Duration::from_millis(2);
-
-/// A TTL (also a retention): long enough that nothing expires during a
-/// case, distinct in whole seconds; or a millisecond, over by the next
-/// step; `Zero` is refused.
-#[derive(Debug, Clone, Copy)]
-enum Ttl {
-    S20,
-    S40,
-    S60,
-    Ms1,
-    Zero,
-}
-
-impl Ttl {
-    fn get(self) -> Duration {
-        match self {
-            Ttl::S20 => Duration::from_secs(20),
-            Ttl::S40 => Duration::from_secs(40),
-            Ttl::S60 => Duration::from_secs(60),
-            Ttl::Ms1 => Duration::from_millis(1),
-            Ttl::Zero => Duration::ZERO,
-        }
-    }
-}
-
-fn ttl() -> impl Strategy<Value = Ttl> {
-    prop_oneof![
-        4 => Just(Ttl::S20),
-        4 => Just(Ttl::S40),
-        4 => Just(Ttl::S60),
-        2 => Just(Ttl::Ms1),
-        1 => Just(Ttl::Zero),
-    ]
-}
 
 /// A node: its edges (parent index below its own, condition), max
 /// attempts, whether its failure cancels the run.
@@ -213,30 +179,6 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// A token or an instant as one backend's order sees it: the n-th
-/// distinct one it answered, or a new one not above every one before.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Nth {
-    Nth(usize),
-    OutOfOrder,
-}
-
-/// Values one backend answered, in order seen.
-struct Seen<T>(Vec<T>);
-
-impl<T: PartialOrd + Copy> Seen<T> {
-    fn label(&mut self, v: T) -> Nth {
-        if let Some(i) = self.0.iter().position(|x| *x == v) {
-            return Nth::Nth(i);
-        }
-        if self.0.iter().any(|x| *x > v) {
-            return Nth::OutOfOrder;
-        }
-        self.0.push(v);
-        Nth::Nth(self.0.len() - 1)
-    }
-}
-
 /// A node taken: run, node, attempt, token, parents.
 type TakenRow = (Key, Key, u32, Nth, Vec<(Key, Outcome)>);
 
@@ -291,9 +233,7 @@ enum Answer {
 }
 
 fn error(e: coord_api::Error) -> Answer {
-    let debug = format!("{e:?}");
-    let variant = debug.split([' ', '{', '(']).next().unwrap_or_default();
-    Answer::Error(variant.to_string())
+    Answer::Error(error_variant(&e))
 }
 
 fn unknown(what: impl std::fmt::Debug) -> Answer {

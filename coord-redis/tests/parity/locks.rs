@@ -20,32 +20,13 @@ use coord_memory::MemoryStore;
 use coord_redis::RedisBackend;
 use proptest::prelude::*;
 
-use super::{Apply, PROPERTY, compare, config, next_run, redis, secs};
+use super::{
+    Apply, PROPERTY, Ttl, compare, config, error_variant, lasting_ttl, next_run, redis, secs,
+};
 
 const HOLDERS: usize = 3;
 const KEYS: usize = 2;
 const WAITER_TTL: Duration = Duration::from_secs(60);
-
-/// A TTL: long enough that nothing expires during a case, distinct in
-/// whole seconds so that resets show; `Zero` is refused.
-#[derive(Debug, Clone, Copy)]
-enum Ttl {
-    S20,
-    S40,
-    S60,
-    Zero,
-}
-
-impl Ttl {
-    fn get(self) -> Duration {
-        Duration::from_secs(match self {
-            Ttl::S20 => 20,
-            Ttl::S40 => 40,
-            Ttl::S60 => 60,
-            Ttl::Zero => 0,
-        })
-    }
-}
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -83,15 +64,6 @@ fn space() -> impl Strategy<Value = LockSpace> {
     ]
 }
 
-fn ttl() -> impl Strategy<Value = Ttl> {
-    prop_oneof![
-        4 => Just(Ttl::S20),
-        4 => Just(Ttl::S40),
-        4 => Just(Ttl::S60),
-        1 => Just(Ttl::Zero),
-    ]
-}
-
 fn op() -> impl Strategy<Value = Op> {
     let h = 0..HOLDERS;
     let k = 0..KEYS;
@@ -103,17 +75,17 @@ fn op() -> impl Strategy<Value = Op> {
         Just(vec![1, 1]),
     ];
     prop_oneof![
-        6 => (h.clone(), kind(), k.clone(), ttl()).prop_map(|(h, t, k, l)| Op::Acquire(h, t, k, l)),
-        3 => (h.clone(), kind(), k.clone(), ttl(), any::<bool>())
+        6 => (h.clone(), kind(), k.clone(), lasting_ttl()).prop_map(|(h, t, k, l)| Op::Acquire(h, t, k, l)),
+        3 => (h.clone(), kind(), k.clone(), lasting_ttl(), any::<bool>())
             .prop_map(|(h, t, k, l, e)| Op::Queued(h, t, k, l, e)),
         1 => (h.clone(), kind(), k.clone()).prop_map(|(h, t, k)| Op::Leave(h, t, k)),
-        3 => (h.clone(), kind(), k.clone(), ttl()).prop_map(|(h, t, k, l)| Op::Extend(h, t, k, l)),
+        3 => (h.clone(), kind(), k.clone(), lasting_ttl()).prop_map(|(h, t, k, l)| Op::Extend(h, t, k, l)),
         4 => (h.clone(), kind(), k.clone()).prop_map(|(h, t, k)| Op::Release(h, t, k)),
-        1 => (h.clone(), kind(), k.clone(), ttl())
+        1 => (h.clone(), kind(), k.clone(), lasting_ttl())
             .prop_map(|(h, t, k, l)| Op::Downgrade(h, t, k, l)),
         1 => (space(), k.clone()).prop_map(|(s, k)| Op::Force(s, k)),
         3 => (space(), k).prop_map(|(s, k)| Op::Inspect(s, k)),
-        1 => (h, all_kind, all_keys, ttl()).prop_map(|(h, t, ks, l)| Op::AcquireAll(h, t, ks, l)),
+        1 => (h, all_kind, all_keys, lasting_ttl()).prop_map(|(h, t, ks, l)| Op::AcquireAll(h, t, ks, l)),
     ]
 }
 
@@ -182,9 +154,7 @@ enum Answer {
 }
 
 fn error(e: coord_api::Error) -> Answer {
-    let debug = format!("{e:?}");
-    let variant = debug.split([' ', '{', '(']).next().unwrap_or_default();
-    Answer::Error(variant.to_string())
+    Answer::Error(error_variant(&e))
 }
 
 /// One backend under test, with what it drew so far.

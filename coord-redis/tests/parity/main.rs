@@ -30,7 +30,10 @@ use std::{
 
 use coord_redis::RedisBackend;
 use coord_testkit::redis::RedisServer;
-use proptest::test_runner::Config as ProptestConfig;
+use proptest::{
+    prelude::{Just, Strategy, prop_oneof},
+    test_runner::Config as ProptestConfig,
+};
 
 /// One backend under test and what it answered so far.
 pub(crate) trait Apply {
@@ -102,6 +105,87 @@ pub(crate) fn next_run() -> u64 {
 /// A name no other case of this process uses (a queue's, a space's...).
 pub(crate) fn fresh_name() -> coord_api::Key {
     coord_api::Key::new(&format!("parity/{}", next_run())).unwrap()
+}
+
+/// A TTL (also a delay): long enough that nothing expires during a case,
+/// distinct in whole seconds so that resets show; or a millisecond, over
+/// by the next step (the run waits [`SHORT_WAIT`] after a step that names
+/// one); `Zero` (refused as a TTL, due at once as a delay).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Ttl {
+    S20,
+    S40,
+    S60,
+    Ms1,
+    Zero,
+}
+
+impl Ttl {
+    pub(crate) fn get(self) -> Duration {
+        match self {
+            Ttl::S20 => Duration::from_secs(20),
+            Ttl::S40 => Duration::from_secs(40),
+            Ttl::S60 => Duration::from_secs(60),
+            Ttl::Ms1 => Duration::from_millis(1),
+            Ttl::Zero => Duration::ZERO,
+        }
+    }
+}
+
+/// Any [`Ttl`], a millisecond's among them.
+pub(crate) fn ttl() -> impl Strategy<Value = Ttl> {
+    prop_oneof![
+        4 => Just(Ttl::S20),
+        4 => Just(Ttl::S40),
+        4 => Just(Ttl::S60),
+        2 => Just(Ttl::Ms1),
+        1 => Just(Ttl::Zero),
+    ]
+}
+
+/// A [`Ttl`] that lasts the case (or `Zero`): for families whose leases
+/// are compared without expiry.
+pub(crate) fn lasting_ttl() -> impl Strategy<Value = Ttl> {
+    prop_oneof![
+        4 => Just(Ttl::S20),
+        4 => Just(Ttl::S40),
+        4 => Just(Ttl::S60),
+        1 => Just(Ttl::Zero),
+    ]
+}
+
+/// A value (token, instant) as one backend's order sees it: the n-th
+/// distinct one it answered, or a new one not above every one before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Nth {
+    Nth(usize),
+    OutOfOrder,
+}
+
+/// Values one backend answered, in order seen, labelled by [`Nth`].
+pub(crate) struct Seen<T>(pub(crate) Vec<T>);
+
+impl<T: PartialOrd + Copy> Seen<T> {
+    pub(crate) fn label(&mut self, v: T) -> Nth {
+        if let Some(i) = self.0.iter().position(|x| *x == v) {
+            return Nth::Nth(i);
+        }
+        if self.0.iter().any(|x| *x > v) {
+            return Nth::OutOfOrder;
+        }
+        self.0.push(v);
+        Nth::Nth(self.0.len() - 1)
+    }
+}
+
+/// An error as compared across backends: its variant (messages differ).
+pub(crate) fn error_variant(e: &coord_api::Error) -> String {
+    let debug = format!("{e:?}");
+    debug
+        .split([' ', '{', '('])
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// A time left, in whole seconds (rounded up), as both backends can be

@@ -23,7 +23,7 @@ use coord_memory::MemoryStore;
 use coord_redis::RedisBackend;
 use proptest::prelude::*;
 
-use super::{Apply, PROPERTY, compare, config, fresh_name, secs};
+use super::{Apply, PROPERTY, compare, config, error_variant, fresh_name, secs};
 
 const CONSUMERS: usize = 3;
 const PRESENCE: Duration = Duration::from_secs(60);
@@ -215,9 +215,7 @@ enum Answer {
 }
 
 fn error(e: coord_api::Error) -> Answer {
-    let debug = format!("{e:?}");
-    let variant = debug.split([' ', '{', '(']).next().unwrap_or_default();
-    Answer::Error(variant.to_string())
+    Answer::Error(error_variant(&e))
 }
 
 /// One backend under test and what it answered so far.

@@ -21,7 +21,7 @@ use coord_memory::MemoryStore;
 use coord_redis::RedisBackend;
 use proptest::prelude::*;
 
-use super::{Apply, PROPERTY, compare, config, fresh_name, secs};
+use super::{Apply, PROPERTY, compare, config, error_variant, fresh_name, secs};
 
 const KEYS: [&str; 3] = ["a", "ab", "b"];
 /// An `after` no backend has reached: a reader that saw versions the
@@ -161,9 +161,7 @@ enum Answer {
 }
 
 fn error(e: coord_api::Error) -> Answer {
-    let debug = format!("{e:?}");
-    let variant = debug.split([' ', '{', '(']).next().unwrap_or_default();
-    Answer::Error(variant.to_string())
+    Answer::Error(error_variant(&e))
 }
 
 /// One backend under test and what it answered so far.

@@ -35,7 +35,9 @@ use coord_memory::MemoryStore;
 use coord_redis::RedisBackend;
 use proptest::prelude::*;
 
-use super::{Apply, PROPERTY, compare, config, next_run, redis, secs};
+use super::{
+    Apply, Nth, PROPERTY, Seen, Ttl, compare, config, error_variant, next_run, redis, secs, ttl,
+};
 
 /// Consumers 0..3 are three instances; consumer 3 is consumer 0's
 /// instance with another nonce (an earlier incarnation).
@@ -45,40 +47,6 @@ const SUBS: usize = 2;
 /// How long the run waits after every step (see the module's description):
 /// a lease of [`Ttl::Ms1`] is over by then too.
 const STEP_WAIT: Duration = Duration::from_millis(2);
-
-/// A TTL (also a nack's delay): long enough that nothing expires during a
-/// case, distinct in whole seconds; or a millisecond, over by the next
-/// step; `Zero` (refused as a TTL, due at once as a delay).
-#[derive(Debug, Clone, Copy)]
-enum Ttl {
-    S20,
-    S40,
-    S60,
-    Ms1,
-    Zero,
-}
-
-impl Ttl {
-    fn get(self) -> Duration {
-        match self {
-            Ttl::S20 => Duration::from_secs(20),
-            Ttl::S40 => Duration::from_secs(40),
-            Ttl::S60 => Duration::from_secs(60),
-            Ttl::Ms1 => Duration::from_millis(1),
-            Ttl::Zero => Duration::ZERO,
-        }
-    }
-}
-
-fn ttl() -> impl Strategy<Value = Ttl> {
-    prop_oneof![
-        4 => Just(Ttl::S20),
-        4 => Just(Ttl::S40),
-        4 => Just(Ttl::S60),
-        2 => Just(Ttl::Ms1),
-        1 => Just(Ttl::Zero),
-    ]
-}
 
 /// A retention: at most this many events (0 is refused), an hour, or both.
 #[derive(Debug, Clone, Copy)]
@@ -198,29 +166,6 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Values one backend answered, in order seen: labelled by first sight,
-/// a new one not above every one before marked as such.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Nth {
-    Nth(usize),
-    OutOfOrder,
-}
-
-struct Seen<T>(Vec<T>);
-
-impl<T: PartialOrd + Copy> Seen<T> {
-    fn label(&mut self, v: T) -> Nth {
-        if let Some(i) = self.0.iter().position(|x| *x == v) {
-            return Nth::Nth(i);
-        }
-        if self.0.iter().any(|x| *x > v) {
-            return Nth::OutOfOrder;
-        }
-        self.0.push(v);
-        Nth::Nth(self.0.len() - 1)
-    }
-}
-
 /// An event delivered: offset, published (labelled), kind, version,
 /// payload, token, attempt.
 type DeliveredRow = (u64, Nth, String, u32, Vec<u8>, Nth, u32);
@@ -251,9 +196,7 @@ enum Answer {
 }
 
 fn error(e: coord_api::Error) -> Answer {
-    let debug = format!("{e:?}");
-    let variant = debug.split([' ', '{', '(']).next().unwrap_or_default();
-    Answer::Error(variant.to_string())
+    Answer::Error(error_variant(&e))
 }
 
 fn settled(s: coord_api::Result<Settle>) -> Answer {
