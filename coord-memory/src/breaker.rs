@@ -3,8 +3,8 @@
 //! coord-api), birth (but for a peek) and sweep first, on the store's
 //! clock in µs. A step that changed the generation wakes the breaker's
 //! watchers after it let go of the lock (rule 10), and the journal is told
-//! of every trial granted or ended and every transition, in the store's
-//! order.
+//! of every trial granted, ended or given back and every transition, in
+//! the store's order.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -190,6 +190,27 @@ impl BreakerBackend for MemoryBackend {
             Reported::new(counted, r.state(seen, now))
         })
     }
+    async fn give_back_trial(
+        &self,
+        name: &Key,
+        policy: &Policy,
+        generation: u64,
+        holder: &HolderId,
+        seen: u64,
+    ) -> Result<Reported> {
+        self.on_breaker(name, policy, |r, now| {
+            let given = r.give_back_trial(generation, &holder.to_string());
+            if let (true, Some(journal)) = (given, self.store.journal()) {
+                journal.record(Event::Breaker(BreakerEvent::TrialGivenBack {
+                    breaker: name,
+                    generation,
+                    holder,
+                }));
+            }
+            Reported::new(given, r.state(seen, now))
+        })
+    }
+
     async fn manual(
         &self,
         name: &Key,

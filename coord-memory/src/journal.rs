@@ -109,6 +109,16 @@ pub enum BreakerEvent<'a> {
         /// Whose trial.
         holder: &'a HolderId,
     },
+    /// `holder`'s trial of `generation` was given back uncounted (its
+    /// call cancelled): its slot is free again.
+    TrialGivenBack {
+        /// The breaker.
+        breaker: &'a Key,
+        /// Its generation.
+        generation: u64,
+        /// Whose trial.
+        holder: &'a HolderId,
+    },
     /// A transition, with the generation it began.
     Transitioned {
         /// The breaker.

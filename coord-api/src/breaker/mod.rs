@@ -316,7 +316,8 @@ enum Kind {
 /// counts as a slow call when the breaker has a slow-call duration and the
 /// permit lived at least that long, since the call was at least that slow
 /// (a trial's slot is then freed with that outcome); otherwise it counts
-/// nothing (a trial's slot is then freed at its TTL). A trial's slot
+/// nothing, and a trial gives its slot back at once, uncounted, for
+/// another trial to take. A trial's slot
 /// (shared, or the local fallback's) is renewed while its permit lives,
 /// however long the call takes.
 #[derive(Debug)]
@@ -370,7 +371,7 @@ impl CallPermit {
     /// slow-call duration since the permit.
     pub fn record(mut self, failed: bool) {
         let slow = self.slow();
-        self.settle(failed, slow);
+        self.settle(Some(Tally::one(failed, slow)));
     }
 
     /// Whether the call took at least the slow-call duration so far.
@@ -381,33 +382,37 @@ impl CallPermit {
         }
     }
 
-    /// Counts the call's outcome where its kind is counted (once: the
+    /// Counts the call's outcome where its kind is counted, or with
+    /// `None` counts nothing and gives a trial's slot back (once: the
     /// permit counts nothing after).
-    fn settle(&mut self, failed: bool, slow: bool) {
+    fn settle(&mut self, outcome: Option<Tally>) {
         if std::mem::replace(&mut self.settled, true) {
             return;
         }
-        metrics::call(failed);
-        let outcome = Tally::one(failed, slow);
-        match std::mem::replace(&mut self.kind, Kind::Free) {
-            Kind::Counted => self.inner.tally(self.generation, outcome),
-            Kind::Free => {}
-            Kind::Trial(holder) => self.inner.trial_done(self.generation, holder, outcome),
-            Kind::Local(trial) => self.inner.local_done(self.generation, trial, outcome),
+        if let Some(o) = outcome {
+            metrics::call(o.failures > 0);
+        }
+        match (std::mem::replace(&mut self.kind, Kind::Free), outcome) {
+            (Kind::Counted, Some(o)) => self.inner.tally(self.generation, o),
+            (Kind::Counted | Kind::Free, _) => {}
+            (Kind::Trial(holder), o) => self.inner.end_trial(self.generation, holder, o),
+            (Kind::Local(trial), o) => self.inner.local_done(self.generation, trial, o),
         }
     }
 }
 
 impl Drop for CallPermit {
-    /// A permit dropped unrecorded whose call was already slow counts as
-    /// a slow call (see [`CallPermit`]). A trial's end is sent from a task
-    /// of its own, so only where a runtime runs.
+    /// A permit dropped unrecorded counts as a slow call when its call was
+    /// already slow, and otherwise counts nothing, a trial giving its slot
+    /// back (see [`CallPermit`]). A trial's end is sent from a task of its
+    /// own, so only where a runtime runs.
     fn drop(&mut self) {
         let sends = matches!(self.kind, Kind::Trial(_));
-        if !self.settled && self.slow() && (!sends || tokio::runtime::Handle::try_current().is_ok())
-        {
-            self.settle(false, true);
+        if self.settled || (sends && tokio::runtime::Handle::try_current().is_err()) {
+            return;
         }
+        let slow = self.slow();
+        self.settle(slow.then(|| Tally::one(false, true)));
     }
 }
 

@@ -444,37 +444,60 @@ impl Inner {
         }))
     }
 
-    pub(crate) fn trial_done(self: &Arc<Self>, generation: u64, holder: HolderId, outcome: Tally) {
+    /// Ends `holder`'s trial of `generation` on the backend, from a task
+    /// of its own: counted with `outcome`, or given back uncounted
+    /// (`None`: its call was cancelled before any verdict), freeing its
+    /// slot either way. A backend without give-backs leaves that slot to
+    /// its TTL.
+    pub(crate) fn end_trial(
+        self: &Arc<Self>,
+        generation: u64,
+        holder: HolderId,
+        outcome: Option<Tally>,
+    ) {
         let inner = self.clone();
         tokio::spawn(async move {
-            let seen = inner.seen();
-            let sent = inner.ticket();
+            let (seen, sent) = (inner.seen(), inner.ticket());
             let Ok(backend) = inner.backend() else { return };
-            let fut = backend.trial_done(
-                &inner.name,
-                &inner.policy,
-                generation,
-                &holder,
-                outcome,
-                seen,
-            );
-            match inner.bounded("trial_done", fut).await {
+            let (name, policy, g) = (&inner.name, &inner.policy, generation);
+            let (op, fut) = match outcome {
+                Some(o) => (
+                    "trial_done",
+                    backend.trial_done(name, policy, g, &holder, o, seen),
+                ),
+                None => (
+                    "give_back_trial",
+                    backend.give_back_trial(name, policy, g, &holder, seen),
+                ),
+            };
+            match inner.bounded(op, fut).await {
                 Ok(r) => inner.apply(&r.state, sent),
+                Err(Error::NotSupported { .. }) => {}
                 Err(e) => inner.lost(&e, sent),
             }
         });
     }
 
-    pub(crate) fn local_done(&self, generation: u64, trial: Option<String>, outcome: Tally) {
+    /// Counts `outcome` in the local fallback: a local trial's end (its
+    /// slot freed), or a call counted in its window; or gives a local
+    /// trial back uncounted (`outcome` `None`).
+    pub(crate) fn local_done(
+        &self,
+        generation: u64,
+        trial: Option<String>,
+        outcome: Option<Tally>,
+    ) {
         let now = self.local_us();
         let mut sh = lock(&self.shared);
         let Some(local) = sh.local.as_mut() else {
             return;
         };
         local.sweep(now);
-        match trial {
-            Some(h) => local.trial_done(generation, &h, outcome, now),
-            None => local.report(generation, "local", outcome, now),
+        match (trial, outcome) {
+            (Some(h), Some(o)) => local.trial_done(generation, &h, o, now),
+            (Some(h), None) => local.give_back_trial(generation, &h),
+            (None, Some(o)) => local.report(generation, "local", o, now),
+            (None, None) => false,
         };
     }
 

@@ -15,6 +15,7 @@
 --               names its own, and only extends the live trial it has
 --               there)
 --   trial_done  generation, holder, calls, failures, slow
+--   give_back_trial  generation, holder
 --   manual      action (f force open | d disable | r reset), by, why
 --
 -- The record's fields: g generation, p phase (c closed, o open, h half-open,
@@ -42,7 +43,8 @@ local rec, win, log, trials, failing = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[
 local KEPT = 16
 local BUCKETS = 10
 
-if op ~= 'state' and op ~= 'peek' and op ~= 'report' and op ~= 'trial' and op ~= 'trial_done' and op ~= 'manual' then
+if op ~= 'state' and op ~= 'peek' and op ~= 'report' and op ~= 'trial' and op ~= 'trial_done'
+    and op ~= 'give_back_trial' and op ~= 'manual' then
   return redis.error_reply('unknown breaker operation ' .. tostring(op))
 end
 
@@ -205,8 +207,9 @@ if phase == 'o' and now_us() >= open_until then
   transition('h', 'e:0:0:0', now_us())
 end
 
--- The reply's first element: 1 done (state, manual) or counted (report,
--- trial_done), 0 not counted or refused, or the token of a granted trial.
+-- The reply's first element: 1 done (state, manual), counted (report,
+-- trial_done) or given back (give_back_trial), 0 not counted or refused,
+-- or the token of a granted trial.
 local flag = 0
 
 if op == 'state' or op == 'peek' then
@@ -254,6 +257,11 @@ elseif op == 'trial_done' then
         transition('c', 'p:' .. tally(dc, df, ds), now_us())
       end
     end
+    flag = 1
+  end
+elseif op == 'give_back_trial' then
+  -- Rule 6's give-back: the slot freed, nothing counted.
+  if tonumber(ARGV[4]) == gen and redis.call('ZREM', trials, ARGV[5]) == 1 then
     flag = 1
   end
 elseif op == 'manual' then

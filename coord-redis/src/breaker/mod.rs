@@ -1,7 +1,7 @@
 //! Circuit breakers on Redis ([`BreakerBackend`]): one EVALSHA of
 //! `breaker.lua` (after the prelude) per operation, so every step of the
 //! rules in [`coord_api::spi::breaker`] (birth, the sweep, a report, a
-//! trial's grant and end, a manual action, each with the transitions it
+//! trial's grant, end and give-back, a manual action, each with the transitions it
 //! makes; a peek, which births nothing) is one atomic step on the server's clock (`TIME`, in µs, as the
 //! SPI's [`Record`](coord_api::spi::breaker::Record) counts). The script
 //! mirrors the SPI's pure state machine (`spi/breaker/machine.rs` and
@@ -102,6 +102,11 @@ enum Step<'a> {
         holder: &'a HolderId,
         outcome: Tally,
     },
+    /// A trial given back uncounted.
+    GiveBackTrial {
+        generation: u64,
+        holder: &'a HolderId,
+    },
     Manual {
         action: Action,
         by: &'a InstanceId,
@@ -117,6 +122,7 @@ impl Step<'_> {
             Step::Report { .. } => "report",
             Step::Trial { .. } => "trial",
             Step::TrialDone { .. } => "trial_done",
+            Step::GiveBackTrial { .. } => "give_back_trial",
             Step::Manual { .. } => "manual",
         }
     }
@@ -126,7 +132,15 @@ impl Step<'_> {
 /// in step with it): the reads classification test checks each, since
 /// its scan of the sources sees no operation computed at run time.
 #[cfg(test)]
-pub(crate) const STEP_OPS: &[&str] = &["state", "peek", "report", "trial", "trial_done", "manual"];
+pub(crate) const STEP_OPS: &[&str] = &[
+    "state",
+    "peek",
+    "report",
+    "trial",
+    "trial_done",
+    "give_back_trial",
+    "manual",
+];
 
 /// A policy as the script reads (and stores) it:
 /// `c|t:<calls | span ns>:<failure bp>:<slow bp | n>:<minimum>:<open ns>:<max open ns>:<trials>:<quorum>:<quorum span ns>`.
@@ -337,7 +351,9 @@ fn step_eval(
     let extra = match step {
         Step::Manual { by, why, .. } => by.as_str().len() + why.len(),
         Step::Report { instance, .. } => instance.as_str().len(),
-        Step::Trial { holder, .. } | Step::TrialDone { holder, .. } => holder_len(Some(holder)),
+        Step::Trial { holder, .. }
+        | Step::TrialDone { holder, .. }
+        | Step::GiveBackTrial { holder, .. } => holder_len(Some(holder)),
         Step::State | Step::Peek => 0,
     };
     let bytes = PARTS.len() * names.len() + policy.len() + extra + 96;
@@ -375,6 +391,9 @@ fn step_eval(
                 .arg(outcome.failures)
                 .arg(outcome.slow);
         }
+        Step::GiveBackTrial { generation, holder } => {
+            eval.arg(generation).holder(holder);
+        }
         Step::Manual { action, by, why } => {
             eval.arg(action_letter(action)).arg(by.as_str()).arg(why);
         }
@@ -409,7 +428,9 @@ impl RedisBackend {
     ) -> Result<(i64, BreakerState)> {
         policy.check(name)?;
         let holder = match step {
-            Step::Trial { holder, .. } | Step::TrialDone { holder, .. } => Some(holder),
+            Step::Trial { holder, .. }
+            | Step::TrialDone { holder, .. }
+            | Step::GiveBackTrial { holder, .. } => Some(holder),
             _ => None,
         };
         let eval = step_eval(&BREAKER, self.namespace(), name, Some(policy), seen, step);
@@ -521,6 +542,19 @@ impl BreakerBackend for RedisBackend {
         };
         let (counted, s) = self.breaker_step(name, policy, seen, step).await?;
         Ok(Reported::new(counted == 1, s))
+    }
+
+    async fn give_back_trial(
+        &self,
+        name: &Key,
+        policy: &Policy,
+        generation: u64,
+        holder: &HolderId,
+        seen: u64,
+    ) -> Result<Reported> {
+        let step = Step::GiveBackTrial { generation, holder };
+        let (given, s) = self.breaker_step(name, policy, seen, step).await?;
+        Ok(Reported::new(given == 1, s))
     }
 
     async fn manual(

@@ -183,6 +183,9 @@ fn on_record(
             holder,
             outcome,
         } => r.trial_done(generation, &holder.to_string(), outcome, now) as i64,
+        Step::GiveBackTrial { generation, holder } => {
+            r.give_back_trial(generation, &holder.to_string()) as i64
+        }
         Step::Manual { action, by, why } => {
             r.manual(action, by.as_str(), why, *policy, now);
             1
@@ -228,7 +231,8 @@ fn random_tally(rng: &mut StdRng, most: u64) -> Tally {
 /// The same random steps on the script (with the clock an argument) and on
 /// the Record, every answer compared whole: the script mirrors the rules,
 /// numbers and all (windows of both kinds, minimum calls, both rates,
-/// quorums, growing opens, trials with TTLs, stale generations, manual
+/// quorums, growing opens, trials with TTLs given back or ended, stale
+/// generations, manual
 /// actions, a joining policy, the log and its floor, a clock stepping back,
 /// peeks: of no record, answering none and making none, and of one).
 #[tokio::test]
@@ -283,11 +287,12 @@ async fn the_script_answers_as_the_record_does() {
                     ttl: Duration::from_micros(rng.random_range(1_000..3_000_000)),
                     generation: rng.random_bool(0.5).then_some(generation),
                 },
-                12..=15 => Step::TrialDone {
+                12..=14 => Step::TrialDone {
                     generation,
                     holder,
                     outcome: random_tally(&mut rng, 1),
                 },
+                15 => Step::GiveBackTrial { generation, holder },
                 16 => Step::Manual {
                     action: [Action::ForceOpen, Action::Disable, Action::Reset]
                         [rng.random_range(0..3)],

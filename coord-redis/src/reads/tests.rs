@@ -7,6 +7,7 @@ use super::*;
 /// (confirmed); and names that only label a span or a subscription
 /// (never a request: nothing to confirm).
 const WRITES: &[(&str, &str)] = &[
+    ("breaker", "give_back_trial"),
     ("breaker", "manual"),
     ("breaker", "report"),
     ("breaker", "trial"),

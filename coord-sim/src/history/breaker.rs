@@ -5,9 +5,10 @@
 //!
 //! - `breaker-trials`: at no instant more live trials of one generation
 //!   than the policy's `trials` (a grant is live until its end is counted
-//!   or, at the latest, until 99 % of its TTL has passed: the server's
-//!   clock runs within 0.4 % of the global one), and never more than
-//!   `trials` trial ends counted per generation;
+//!   or it is given back, or at the latest until 99 % of its TTL has
+//!   passed: the server's clock runs within 0.4 % of the global one), and
+//!   never more than `trials` trial ends counted per generation (a trial
+//!   given back counts none);
 //! - `breaker-trial-calls`: once healed, every trial call an instance ran
 //!   was granted (no more trial calls than grants);
 //! - `breaker-open-bound`: once healed, an open reaches every instance
@@ -45,6 +46,15 @@ pub enum BreakerDecision {
     },
     /// `holder`'s trial of `generation` ended, counted.
     TrialEnded {
+        /// The generation.
+        generation: u64,
+        /// Who.
+        holder: String,
+        /// When (global).
+        at: Instant,
+    },
+    /// `holder`'s trial of `generation` was given back, uncounted.
+    TrialGivenBack {
         /// The generation.
         generation: u64,
         /// Who.
@@ -154,6 +164,8 @@ pub struct BreakerCounts {
     pub opens: usize,
     /// Trials granted.
     pub trials: usize,
+    /// Trials given back uncounted (their permits dropped).
+    pub given_back: usize,
     /// Calls admitted (trials among them).
     pub admitted: usize,
     /// Trial calls run.
@@ -170,6 +182,7 @@ pub fn breaker_counts(h: &BreakerHistory) -> BreakerCounts {
                 c.opens += usize::from(*to == Phase::Open);
             }
             BreakerDecision::TrialGranted { .. } => c.trials += 1,
+            BreakerDecision::TrialGivenBack { .. } => c.given_back += 1,
             BreakerDecision::TrialEnded { .. } => {}
         }
     }
@@ -208,6 +221,11 @@ fn check_trials(h: &BreakerHistory) -> Vec<Violation> {
                             generation: g,
                             holder: who,
                             at,
+                        }
+                        | BreakerDecision::TrialGivenBack {
+                            generation: g,
+                            holder: who,
+                            at,
                         } if g == generation && who == holder => Some(*at),
                         _ => None,
                     })
@@ -227,7 +245,7 @@ fn check_trials(h: &BreakerHistory) -> Vec<Violation> {
                     ));
                 }
             }
-            BreakerDecision::Transition { .. } => {}
+            BreakerDecision::TrialGivenBack { .. } | BreakerDecision::Transition { .. } => {}
         }
     }
     for (generation, spans) in &live {

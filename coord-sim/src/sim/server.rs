@@ -137,6 +137,13 @@ fn breaker_decision(told: coord_memory::BreakerEvent<'_>, at: Instant) -> Breake
             holder: holder.to_string(),
             at,
         },
+        B::TrialGivenBack {
+            generation, holder, ..
+        } => BreakerDecision::TrialGivenBack {
+            generation,
+            holder: holder.to_string(),
+            at,
+        },
         B::Transitioned { transition, .. } => BreakerDecision::Transition {
             generation: transition.generation,
             from: transition.from,

@@ -113,6 +113,26 @@ impl<D: Dispatch> BreakerBackend for Dispatched<D> {
         })
         .await
     }
+    async fn give_back_trial(
+        &self,
+        name: &Key,
+        policy: &Policy,
+        generation: u64,
+        holder: &HolderId,
+        seen: u64,
+    ) -> Result<Reported> {
+        let args = (name.clone(), *policy, generation, holder.clone(), seen);
+        self.carry(
+            op("give_back_trial"),
+            args,
+            |b, (n, p, g, h, s)| async move {
+                breakers(&b, "give_back_trial")?
+                    .give_back_trial(&n, &p, g, &h, s)
+                    .await
+            },
+        )
+        .await
+    }
     async fn manual(
         &self,
         name: &Key,

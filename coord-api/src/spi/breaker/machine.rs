@@ -196,6 +196,13 @@ impl Record {
         true
     }
 
+    /// Rule 6's give-back: releases `holder`'s live trial of `generation`,
+    /// the current one, counting nothing (its slot is free again); whether
+    /// it held one.
+    pub fn give_back_trial(&mut self, generation: u64, holder: &str) -> bool {
+        generation == self.generation && self.trials.remove(holder).is_some()
+    }
+
     /// Rule 8: a manual action; a reset adopts `policy`.
     pub fn manual(&mut self, action: Action, by: &str, why: &str, policy: Policy, now_us: u64) {
         let at_us = FencingToken::next_after_micros(0, now_us).get();

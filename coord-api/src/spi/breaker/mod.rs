@@ -59,6 +59,8 @@
 //!    trial is released. Once `trials` trials are counted, the breaker
 //!    closes when their failure and slow-call rates are below the
 //!    thresholds (a fresh window, `opens` back to 0), else opens again.
+//!    **give_back_trial** (`generation`, `holder`) releases the trial on
+//!    the same condition and counts nothing: its slot is free again.
 //! 7. **Transitions.** Each is one step: the generation becomes
 //!    `max(generation + 1, server wall clock in µs)`, the trial leases and
 //!    finished trials are cleared, the window is cleared, a [`Transition`]
@@ -231,6 +233,33 @@ pub trait BreakerBackend: Send + Sync {
         outcome: Tally,
         seen: u64,
     ) -> Result<Reported>;
+
+    /// Gives `holder`'s trial of `generation` back uncounted (rule 6): its
+    /// call was cancelled before any verdict on it. While `holder` holds a
+    /// live trial of `generation`, the current one, the trial is released
+    /// and its slot freed, counting no outcome (the reply's `counted` says
+    /// whether it was given back); otherwise nothing changes. The client
+    /// sends it for a trial permit dropped unrecorded before the slow-call
+    /// duration, so that another trial need not wait for this one's TTL.
+    ///
+    /// Added after the family: the default answers `NotSupported`, so that
+    /// a backend written before it keeps compiling (its dropped trials keep
+    /// their slots until their TTL, as before). Every backend should
+    /// implement it.
+    async fn give_back_trial(
+        &self,
+        name: &Key,
+        policy: &Policy,
+        generation: u64,
+        holder: &HolderId,
+        seen: u64,
+    ) -> Result<Reported> {
+        let _ = (name, policy, generation, holder, seen);
+        Err(Error::NotSupported {
+            operation: "breakers.give_back_trial",
+            backend: "this backend".to_owned(),
+        })
+    }
 
     /// A manual action by `by` for `why` (rule 8).
     async fn manual(

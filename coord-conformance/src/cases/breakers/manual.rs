@@ -450,4 +450,28 @@ pub async fn breaker_slow_local_trial_keeps_its_slot(h: &dyn Harness) {
     assert!(left > ms(100), "open again for its open time, not half-open: {left:?}");
 }
 
+/// Unreachable, with the local fallback: a local trial cancelled before
+/// any verdict (its permit dropped unrecorded) gives its local slot back at
+/// once, counting nothing: the next call is a trial again rather than
+/// refused for the trial's TTL, and its outcome decides (the local breaker
+/// closes).
+pub async fn breaker_cancelled_local_trial_gives_its_slot_back(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let (client, switch) = ctx.switchable_client("a", default_options()).await;
+    let b = quick(&client).open_for(ms(300)).trial_ttl(ms(10_000)).build().unwrap();
+    b.state().await.unwrap();
+    cut_off(&b, &switch).await;
+    open_locally(&b).await;
+    sleep(ms(350)).await;
+    let cancelled = b.permit().await.expect("a local trial");
+    assert!(cancelled.is_trial());
+    drop(cancelled);
+    let next = b.permit().await.expect("the slot given back: a trial again");
+    assert!(next.is_trial());
+    next.success();
+    let closed = b.permit().await.expect("the local breaker closed");
+    assert!(!closed.is_trial());
+    closed.success();
+}
+
 }

@@ -191,6 +191,69 @@ pub async fn breaker_cancelled_slow_trial_is_counted_slow(h: &dyn Harness) {
     }
 }
 
+/// A trial cancelled before any verdict (its permit dropped unrecorded,
+/// with no slow-call duration reached) gives its slot back at once,
+/// counting nothing: another instance's trial starts without waiting for
+/// the cancelled one's TTL, and its outcome alone decides.
+pub async fn breaker_cancelled_trial_gives_its_slot_back(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let build = |c: &Client| quick(c).open_for(ms(300)).trial_ttl(ms(10_000)).build().unwrap();
+    let (a, b) = (build(&ctx.client("a").await), build(&ctx.client("b").await));
+    b.state().await.unwrap();
+    outcomes(&a, 0, 4).await;
+    phase_within(&b, Phase::Open, "told of the open").await;
+    sleep(ms(350)).await;
+    let cancelled = a.permit().await.expect("a trial");
+    assert!(cancelled.is_trial());
+    drop(cancelled);
+    let backend = ctx.backend().await;
+    let (spi, p) = (breakers(&backend), policy(100, 1));
+    let freed = eventually(PROMPTLY, || async {
+        let s = spi.state(&key(B), &p, 0).await.unwrap();
+        (s.trials_live == 0).then_some(s)
+    })
+    .await
+    .expect("the cancelled trial's slot freed long before its 10 s TTL");
+    let done = (freed.phase, freed.trials_done);
+    assert_eq!(done, (Phase::HalfOpen, Tally::default()), "nothing counted: {freed:?}");
+    let next = b.permit().await.expect("another instance's trial");
+    assert!(next.is_trial());
+    next.success();
+    phase_within(&b, Phase::Closed, "after the other trial passed").await;
+}
+
+/// A trial given back (its call cancelled before any verdict) frees its
+/// slot and counts nothing: another holder's trial is granted at once, and
+/// the given-back trial's late end or renewal counts and takes nothing. A
+/// give-back by a holder without a trial, or naming another generation,
+/// changes nothing.
+pub async fn breaker_trial_given_back_frees_its_slot(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let backend = ctx.backend().await;
+    let b = breakers(&backend);
+    let p = policy(100, 1);
+    let (t, u, name) = (holder("t"), holder("u"), key(B));
+    let g = trial_of(b, &p, &t).await;
+    let other = b.trial(&name, &p, &u, ms(5000), 0).await.unwrap();
+    assert!(matches!(other, Trial::Refused(_)), "the one slot is taken: {other:?}");
+    for (other_g, who, what) in [(g - 1, &t, "another generation"), (g, &holder("x"), "no trial")] {
+        let r = b.give_back_trial(&name, &p, other_g, who, 0).await.unwrap();
+        assert!(!r.counted, "{what}: given back");
+        assert_eq!(r.state.trials_live, 1, "{what}: {:?}", r.state);
+    }
+    let r = b.give_back_trial(&name, &p, g, &t, 0).await.unwrap();
+    assert!(r.counted, "its own trial given back");
+    let s = &r.state;
+    let seen = (s.generation, s.phase, s.trials_live, s.trials_done);
+    assert_eq!(seen, (g, Phase::HalfOpen, 0, Tally::default()), "{s:?}");
+    let late = b.trial_done(&name, &p, g, &t, Tally::one(true, false), 0).await.unwrap();
+    assert!(!late.counted, "an end after the give-back: {late:?}");
+    let renewed = b.renew_trial(&name, &p, g, &t, ms(5000), 0).await.unwrap();
+    assert!(matches!(renewed, Trial::Refused(_)), "a renewal after it: {renewed:?}");
+    let other = b.trial(&name, &p, &u, ms(5000), 0).await.unwrap();
+    assert!(matches!(other, Trial::Granted { .. }), "the slot given back: {other:?}");
+}
+
 /// A trial's renewal keeps its slot in its own generation only: a trial
 /// permit of a half-open generation that ended while its call ran (here a
 /// reset, then an open, then a new half-open generation) takes no slot of

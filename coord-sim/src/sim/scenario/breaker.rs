@@ -2,11 +2,12 @@
 //! with a run of its own: [`INSTANCES`] instance nodes (each its own skewed,
 //! drifting clock) call a downstream through one shared breaker, every
 //! 40–100 ms, while the downstream fails in phases ([`FAILING`]: three in
-//! the fault window, one after the heal). The plan partitions, drops,
+//! the fault window, one after the heal); one call in five is given up
+//! unrecorded (a trial then gives its slot back). The plan partitions, drops,
 //! delays and pauses, and kills a random instance now and then (restarted
 //! at the heal as a new process). After the heal a prober forces the
 //! breaker open; the run goes on until [`END`]. The backend's journal logs
-//! every trial grant and end and every transition; each process records
+//! every trial grant, end and give-back and every transition; each process records
 //! the calls it was admitted and the transitions its event stream told.
 //! [`check_breaker`] then judges: trials per generation within the policy,
 //! every open after the heal reaching every instance within
@@ -137,7 +138,13 @@ async fn instance(i: usize, t0: Instant, clock: NodeClock, shared: Shared, bs: B
                     .admitted
                     .push((at, permit.is_trial()));
                 tokio::time::sleep(Duration::from_millis(rng.gen_range(1..10))).await;
-                permit.record(failing(Instant::now() - t0));
+                if rng.gen_ratio(1, 5) {
+                    // A call given up: counted nowhere; a trial gives its
+                    // slot back.
+                    drop(permit);
+                } else {
+                    permit.record(failing(Instant::now() - t0));
+                }
             }
             Err(Error::CircuitOpen { .. }) => {}
             Err(_) => {}
