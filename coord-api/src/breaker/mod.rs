@@ -159,8 +159,10 @@ impl Breaker {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: a trial granted to a cancelled call frees its slot at
-    /// its TTL.
+    /// Cancel safe: a trial granted to a call cancelled before its answer
+    /// came (or whose answer was lost) is given back, uncounted, from a
+    /// task of its own; at worst (the backend unreachable meanwhile) its
+    /// slot frees itself at its TTL.
     pub async fn permit(&self) -> Result<CallPermit> {
         let inner = &self.inner;
         // A missing family or a closed client (a load and a branch).
@@ -189,7 +191,8 @@ impl Breaker {
     /// (an `Err` is a failure; a call slower than the slow-call duration is
     /// slow), and its result handed back. Cancelled (a timeout around it),
     /// the call counts as slow once it ran at least the slow-call duration,
-    /// else nothing (see [`CallPermit`]).
+    /// else nothing, a half-open trial then giving its slot back at once
+    /// (see [`CallPermit`]).
     ///
     /// ```
     /// # async fn demo(client: coord_api::Client) -> coord_api::Result<()> {

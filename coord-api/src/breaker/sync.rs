@@ -534,7 +534,15 @@ impl Inner {
         let (seen, ttl) = (self.seen(), self.opts.trial_ttl);
         let sent = self.ticket();
         let fut = (self.backend()?).trial(&self.name, &self.policy, &holder, ttl, seen);
-        let s = match self.bounded("trial", fut).await {
+        // Dropped before an answer was taken (this call cancelled) or with
+        // the answer lost, it gives back the trial the request may have
+        // been granted.
+        let unanswered = Unanswered(Some((self.clone(), holder.clone())));
+        let answer = self.bounded("trial", fut).await;
+        if !matches!(&answer, Err(e) if e.is_retryable()) {
+            unanswered.answered();
+        }
+        let s = match answer {
             Ok(Trial::Granted { state, .. }) => {
                 self.apply(&state, sent);
                 return Ok(CallPermit::new(self, Kind::Trial(holder), state.generation));
@@ -558,6 +566,30 @@ impl Inner {
                 Err(self.refused(wait))
             }
         }
+    }
+
+    /// Gives back the trial `holder` may have been granted by a request
+    /// whose answer was never taken, from a task of its own. A live trial
+    /// is always of the breaker's current generation (a transition clears
+    /// every trial), so the state is read first to name it.
+    fn give_back_unanswered(self: &Arc<Self>, holder: HolderId) {
+        let inner = self.clone();
+        tokio::spawn(async move {
+            let Ok(backend) = inner.backend() else { return };
+            let (name, policy) = (&inner.name, &inner.policy);
+            let sent = inner.ticket();
+            let read = inner.bounded("state", backend.state(name, policy, inner.seen()));
+            let Ok(s) = read.await else { return };
+            inner.apply(&s, sent);
+            if s.phase != Phase::HalfOpen {
+                return;
+            }
+            let sent = inner.ticket();
+            let fut = backend.give_back_trial(name, policy, s.generation, &holder, inner.seen());
+            if let Ok(r) = inner.bounded("give_back_trial", fut).await {
+                inner.apply(&r.state, sent);
+            }
+        });
     }
 
     /// Admission while the backend is unreachable (the policy decides).
@@ -669,6 +701,28 @@ async fn run(weak: Weak<Inner>) {
 /// A background task aborted when this is dropped.
 #[derive(Debug)]
 pub(crate) struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+/// A trial asked for whose answer is not yet taken: dropped so, the trial
+/// its request may have been granted is given back
+/// ([`Inner::give_back_unanswered`]), where a runtime runs.
+struct Unanswered(Option<(Arc<Inner>, HolderId)>);
+
+impl Unanswered {
+    /// The answer was taken: nothing to give back.
+    fn answered(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some((inner, holder)) = self.0.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            inner.give_back_unanswered(holder);
+        }
+    }
+}
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

@@ -222,6 +222,39 @@ pub async fn breaker_cancelled_trial_gives_its_slot_back(h: &dyn Harness) {
     phase_within(&b, Phase::Closed, "after the other trial passed").await;
 }
 
+/// A trial asked for by a call cancelled before its answer came (the
+/// request applied, its reply late) is given back, uncounted: the slot is
+/// free again long before the trial TTL, and another instance's trial
+/// decides.
+pub async fn breaker_trial_of_a_cancelled_ask_is_given_back(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let build = |c: &Client| quick(c).open_for(ms(300)).trial_ttl(ms(10_000)).build().unwrap();
+    let (a, switch) = ctx.switchable_client("a", default_options()).await;
+    let (a, b) = (build(&a), build(&ctx.client("b").await));
+    b.state().await.unwrap();
+    outcomes(&a, 0, 4).await;
+    phase_within(&b, Phase::Open, "told of the open").await;
+    sleep(ms(350)).await;
+    switch.late_replies("trial", ms(3000));
+    let gave_up = timeout(ms(200), a.permit()).await;
+    assert!(gave_up.is_err(), "cancelled while its answer was late");
+    switch.late_replies("trial", Duration::ZERO);
+    let backend = ctx.backend().await;
+    let (spi, p) = (breakers(&backend), policy(100, 1));
+    let freed = eventually(PROMPTLY, || async {
+        let s = spi.state(&key(B), &p, 0).await.unwrap();
+        (s.trials_live == 0).then_some(s)
+    })
+    .await
+    .expect("the cancelled ask's trial given back long before its 10 s TTL");
+    let done = (freed.phase, freed.trials_done);
+    assert_eq!(done, (Phase::HalfOpen, Tally::default()), "nothing counted: {freed:?}");
+    let next = b.permit().await.expect("another instance's trial");
+    assert!(next.is_trial());
+    next.success();
+    phase_within(&b, Phase::Closed, "after the other trial passed").await;
+}
+
 /// A trial given back (its call cancelled before any verdict) frees its
 /// slot and counts nothing: another holder's trial is granted at once, and
 /// the given-back trial's late end or renewal counts and takes nothing. A
