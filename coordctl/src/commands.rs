@@ -680,7 +680,24 @@ pub(crate) mod tests {
                 .unwrap();
             let resource: Resource = "lock:jobs/a".parse().unwrap();
             holders(&operator, &resource, true, &mut out).await.unwrap();
-            let (polled, _) = watch::poll(&operator, &every, 10).await.unwrap();
+            let before = std::time::SystemTime::now();
+            let polled = watch::poll(&operator, &every, 10).await.unwrap();
+            let after = std::time::SystemTime::now();
+            // The changes it finds are dated on the backend's clock too:
+            // within a few seconds of this machine's clock shifted by the
+            // skew (RFC 3339 strings of one width sort as their times).
+            let shift = |t: std::time::SystemTime, by: i64| match by {
+                0.. => t + Duration::from_nanos(by as u64),
+                _ => t - Duration::from_nanos(by.unsigned_abs()),
+            };
+            let lo = crate::render::rfc3339(shift(before, skew - 5_000_000_000));
+            let hi = crate::render::rfc3339(shift(after, skew + 5_000_000_000));
+            let at = &polled.at;
+            assert!(
+                lo <= *at && at <= &hi,
+                "backend skewed by {skew} ns: changes dated {at}, not within {lo}..{hi}"
+            );
+            let polled = polled.leases;
             let mut ages: Vec<u64> = serde_json::Deserializer::from_slice(&out)
                 .into_iter::<Value>()
                 .map(|listed| listed.unwrap()[0]["age_ms"].as_u64().unwrap())

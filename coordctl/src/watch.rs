@@ -11,10 +11,10 @@
 use std::{
     collections::{BTreeMap, btree_map::Entry},
     io::Write,
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 
-use coord_api::Operations;
+use coord_api::{BackendClock, Operations};
 use serde::Serialize;
 
 use crate::{
@@ -29,7 +29,8 @@ pub type Id = (String, String, String);
 /// What happened to a lease between two polls.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Event {
-    /// When the poll that saw it began (RFC 3339, UTC).
+    /// When the poll that saw it began (RFC 3339, UTC, the backend's
+    /// clock).
     pub at: String,
     /// `appeared`, `gone` or `changed`.
     pub event: &'static str,
@@ -108,31 +109,50 @@ pub fn diff(before: &BTreeMap<Id, LeaseRow>, now: &BTreeMap<Id, LeaseRow>, at: &
     events
 }
 
+/// What one poll saw.
+#[derive(Debug, Clone)]
+pub struct Polled {
+    /// Every lease kept, by id.
+    pub leases: BTreeMap<Id, LeaseRow>,
+    /// Whether there were more than the poll kept.
+    pub more: bool,
+    /// When the poll began, on the backend's clock (RFC 3339, UTC), as
+    /// the leases' grant instants are: the events it finds are dated so,
+    /// never on this machine's wall clock.
+    pub at: String,
+    /// The backend's clock, as the poll read it.
+    pub clock: BackendClock,
+}
+
 /// One poll: every lease `selection` keeps, by id, up to `max` of them
 /// (and whether there were more), their ages on the backend's clock (read
 /// at each poll).
-pub async fn poll(
-    ops: &Operations,
-    selection: &Selection,
-    max: usize,
-) -> Result<(BTreeMap<Id, LeaseRow>, bool), Fail> {
+pub async fn poll(ops: &Operations, selection: &Selection, max: usize) -> Result<Polled, Fail> {
     let clock = ops.backend_clock().await?;
+    let at = rfc3339(clock.now());
     let mut walk = ops.walk(selection.filter.clone());
-    let mut seen = BTreeMap::new();
-    while let Some(page) = walk.next_page().await? {
+    let mut leases = BTreeMap::new();
+    let mut more = false;
+    'walk: while let Some(page) = walk.next_page().await? {
         for lease in page.iter().filter(|l| selection.keeps(l)) {
-            if seen.len() == max {
-                return Ok((seen, true));
+            if leases.len() == max {
+                more = true;
+                break 'walk;
             }
             let row = LeaseRow::of(lease, &clock);
             let (r, role, h) = row.identity();
             let id = (r.to_owned(), role.to_owned(), h.to_owned());
-            if let Entry::Vacant(v) = seen.entry(id) {
+            if let Entry::Vacant(v) = leases.entry(id) {
                 v.insert(row);
             }
         }
     }
-    Ok((seen, false))
+    Ok(Polled {
+        leases,
+        more,
+        at,
+        clock,
+    })
 }
 
 /// Polls every `interval` and prints the changes, until interrupted or
@@ -149,9 +169,10 @@ pub async fn watch(
     let mut known = BTreeMap::new();
     let mut done = 0u64;
     loop {
-        let at = rfc3339(SystemTime::now());
         match poll(ops, &selection, usize::MAX).await {
-            Ok((now, _)) => {
+            Ok(Polled {
+                leases: now, at, ..
+            }) => {
                 for e in diff(&known, &now, &at) {
                     if json {
                         serde_json::to_writer(&mut *out, &e)?;

@@ -7,6 +7,8 @@
 //! backend's notifications): a leader change goes on the timeline and pokes
 //! the refresher, so a failover reaches the page as soon as the backend
 //! announces it. Events are hints: the page reads its view again on each.
+//! Lease and leader changes are dated on the backend's clock (read at each
+//! walk), as grants are; this machine's clock plays no part.
 
 use std::{
     collections::{BTreeMap, HashSet, VecDeque},
@@ -19,16 +21,16 @@ use axum::{
     extract::State,
     response::sse::{Event, KeepAlive, Sse},
 };
-use coord_api::{LeaderInfo, LeaseFilter, spi::ResourceKind};
+use coord_api::{BackendClock, LeaderInfo, LeaseFilter, spi::ResourceKind};
 use futures_util::{Stream, StreamExt, stream};
 use serde::Serialize;
 use tokio::sync::{Notify, broadcast};
 
 use super::{Shared, now_text};
 use crate::{
-    render::{LeaseRow, one_line},
+    render::{LeaseRow, one_line, rfc3339},
     selection::Selection,
-    watch::{self, Id},
+    watch::{self, Id, Polled},
 };
 
 /// The most elections observed at once (each holds a subscription).
@@ -53,8 +55,11 @@ pub(crate) struct Live {
 pub(crate) struct Snapshot {
     /// Every lease of the last successful walk, by identity.
     pub(crate) leases: BTreeMap<Id, LeaseRow>,
-    /// When that walk began.
+    /// When that walk began, on the backend's clock.
     pub(crate) read_at: Option<String>,
+    /// The backend's clock as that walk read it: leader changes are dated
+    /// on it, as lease changes and grants are.
+    clock: Option<BackendClock>,
     /// Whether the walk stopped at `--max-leases`.
     pub(crate) truncated: bool,
     /// Whether the backend answered the last walk, and if not, why.
@@ -67,7 +72,8 @@ pub(crate) struct Snapshot {
     observed: HashSet<String>,
 }
 
-/// Whether the backend answers.
+/// Whether the backend answers; `since` is on this machine's clock (the
+/// backend's is not known while it does not answer).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub(crate) struct BackendState {
     pub(crate) up: bool,
@@ -193,7 +199,6 @@ pub(crate) async fn refresh(app: Shared, every: Duration) {
 /// One walk: the snapshot replaced, its changes sent, new elections
 /// observed.
 async fn walk_once(app: &Shared) {
-    let at = now_text();
     let ops = app.client.operations();
     let walked = watch::poll(&ops, &Selection::of(LeaseFilter::all()), app.live.max).await;
     let mut elections = Vec::new();
@@ -201,7 +206,12 @@ async fn walk_once(app: &Shared) {
         let live = &app.live;
         let mut snap = live.snapshot();
         match walked {
-            Ok((leases, truncated)) => {
+            Ok(Polled {
+                leases,
+                more: truncated,
+                at,
+                clock,
+            }) => {
                 if !snap.backend.up {
                     snap.backend = BackendState::default();
                     live.send(&Message::Backend(&snap.backend));
@@ -227,6 +237,7 @@ async fn walk_once(app: &Shared) {
                     }
                 }
                 (snap.leases, snap.truncated, snap.read_at) = (leases, truncated, Some(at));
+                snap.clock = Some(clock);
             }
             Err(fail) => {
                 let why = one_line(&fail.message.unwrap_or_default());
@@ -274,8 +285,9 @@ async fn observe(app: Shared, name: String) {
                 .as_ref()
                 .is_some_and(|l| l.as_ref().map(|t| &t.term) != now.as_ref().map(|t| &t.term));
             if changed {
+                let at = app.live.snapshot().clock.as_ref().map(|c| rfc3339(c.now()));
                 let event = LeaderEvent {
-                    at: now_text(),
+                    at: at.unwrap_or_else(now_text),
                     election: name.clone(),
                     from: last.clone().flatten(),
                     to: now.clone(),
