@@ -35,6 +35,49 @@ fn holder(name: &str) -> HolderId {
     HolderId::new(instance(name))
 }
 
+/// `quick` with a 300 ms open time and 10 s trials: a slot freed within
+/// [`PROMPTLY`] was given back, not lapsed.
+fn long_trials(c: &Client) -> Breaker {
+    quick(c)
+        .open_for(ms(300))
+        .trial_ttl(ms(10_000))
+        .build()
+        .unwrap()
+}
+
+/// Opens the breaker through `a` (four failures), `b` told of it, and
+/// waits past the open time: the next permit asks for a trial.
+async fn half_open_for(a: &Breaker, b: &Breaker) {
+    b.state().await.unwrap();
+    outcomes(a, 0, 4).await;
+    phase_within(b, Phase::Open, "told of the open").await;
+    sleep(ms(350)).await;
+}
+
+/// The one trial slot is free again within [`PROMPTLY`] (`what`, given
+/// back), nothing counted; `b`'s trial then takes it and closes the
+/// breaker.
+async fn another_trial_decides(ctx: &Ctx<'_>, b: &Breaker, what: &str) {
+    let backend = ctx.backend().await;
+    let (spi, p) = (breakers(&backend), policy(100, 1));
+    let freed = eventually(PROMPTLY, || async {
+        let s = spi.state(&key(B), &p, 0).await.unwrap();
+        (s.trials_live == 0).then_some(s)
+    })
+    .await
+    .unwrap_or_else(|| panic!("{what} freed long before its 10 s TTL"));
+    let done = (freed.phase, freed.trials_done);
+    assert_eq!(
+        done,
+        (Phase::HalfOpen, Tally::default()),
+        "nothing counted: {freed:?}"
+    );
+    let next = b.permit().await.expect("another instance's trial");
+    assert!(next.is_trial());
+    next.success();
+    phase_within(b, Phase::Closed, "after the other trial passed").await;
+}
+
 cases! {
     family: "breakers", needs: [Need::Breakers];
 
@@ -197,29 +240,12 @@ pub async fn breaker_cancelled_slow_trial_is_counted_slow(h: &dyn Harness) {
 /// the cancelled one's TTL, and its outcome alone decides.
 pub async fn breaker_cancelled_trial_gives_its_slot_back(h: &dyn Harness) {
     let ctx = Ctx::new(h);
-    let build = |c: &Client| quick(c).open_for(ms(300)).trial_ttl(ms(10_000)).build().unwrap();
-    let (a, b) = (build(&ctx.client("a").await), build(&ctx.client("b").await));
-    b.state().await.unwrap();
-    outcomes(&a, 0, 4).await;
-    phase_within(&b, Phase::Open, "told of the open").await;
-    sleep(ms(350)).await;
+    let (a, b) = (long_trials(&ctx.client("a").await), long_trials(&ctx.client("b").await));
+    half_open_for(&a, &b).await;
     let cancelled = a.permit().await.expect("a trial");
     assert!(cancelled.is_trial());
     drop(cancelled);
-    let backend = ctx.backend().await;
-    let (spi, p) = (breakers(&backend), policy(100, 1));
-    let freed = eventually(PROMPTLY, || async {
-        let s = spi.state(&key(B), &p, 0).await.unwrap();
-        (s.trials_live == 0).then_some(s)
-    })
-    .await
-    .expect("the cancelled trial's slot freed long before its 10 s TTL");
-    let done = (freed.phase, freed.trials_done);
-    assert_eq!(done, (Phase::HalfOpen, Tally::default()), "nothing counted: {freed:?}");
-    let next = b.permit().await.expect("another instance's trial");
-    assert!(next.is_trial());
-    next.success();
-    phase_within(&b, Phase::Closed, "after the other trial passed").await;
+    another_trial_decides(&ctx, &b, "the cancelled trial's slot").await;
 }
 
 /// A trial asked for by a call cancelled before its answer came (the
@@ -228,31 +254,14 @@ pub async fn breaker_cancelled_trial_gives_its_slot_back(h: &dyn Harness) {
 /// decides.
 pub async fn breaker_trial_of_a_cancelled_ask_is_given_back(h: &dyn Harness) {
     let ctx = Ctx::new(h);
-    let build = |c: &Client| quick(c).open_for(ms(300)).trial_ttl(ms(10_000)).build().unwrap();
     let (a, switch) = ctx.switchable_client("a", default_options()).await;
-    let (a, b) = (build(&a), build(&ctx.client("b").await));
-    b.state().await.unwrap();
-    outcomes(&a, 0, 4).await;
-    phase_within(&b, Phase::Open, "told of the open").await;
-    sleep(ms(350)).await;
+    let (a, b) = (long_trials(&a), long_trials(&ctx.client("b").await));
+    half_open_for(&a, &b).await;
     switch.late_replies("trial", ms(3000));
     let gave_up = timeout(ms(200), a.permit()).await;
     assert!(gave_up.is_err(), "cancelled while its answer was late");
     switch.late_replies("trial", Duration::ZERO);
-    let backend = ctx.backend().await;
-    let (spi, p) = (breakers(&backend), policy(100, 1));
-    let freed = eventually(PROMPTLY, || async {
-        let s = spi.state(&key(B), &p, 0).await.unwrap();
-        (s.trials_live == 0).then_some(s)
-    })
-    .await
-    .expect("the cancelled ask's trial given back long before its 10 s TTL");
-    let done = (freed.phase, freed.trials_done);
-    assert_eq!(done, (Phase::HalfOpen, Tally::default()), "nothing counted: {freed:?}");
-    let next = b.permit().await.expect("another instance's trial");
-    assert!(next.is_trial());
-    next.success();
-    phase_within(&b, Phase::Closed, "after the other trial passed").await;
+    another_trial_decides(&ctx, &b, "the cancelled ask's trial").await;
 }
 
 /// A trial given back (its call cancelled before any verdict) frees its
