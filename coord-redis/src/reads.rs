@@ -46,6 +46,7 @@ const READS: &[(&str, &str)] = &[
     // The listing's lease records (not a topic's `read`: a write).
     ("ops", "read"),
     ("ops", "scan"),
+    ("ops", "server_time"),
     ("queue", "dead_items"),
     ("queue", "stats"),
     ("state", "changes"),

@@ -654,3 +654,36 @@ async fn operations_on_a_missing_queue_or_subscription_write_nothing() {
     let keys = server.command(&["KEYS", "coord:{ops-missing:*"]).unwrap();
     assert_eq!(keys, redis::Value::Array(vec![]), "keys left behind");
 }
+
+/// The clock a listing measures ages on (`Operations::backend_clock`,
+/// read at every listing and every poll of `watch` and the dashboard) is
+/// one `TIME`: no key written, no script checked or loaded, where the
+/// health probe it used to be wrote a 1 s key and loaded what was missing.
+#[tokio::test]
+async fn the_listings_clock_is_one_read() {
+    let server = RedisServer::start();
+    let b = backend_on(&server, "ops-clock").await;
+    let ops = coord_api::Client::builder(b)
+        .presence(coord_api::PresenceOptions::disabled())
+        .build()
+        .operations();
+    server.command(&["SCRIPT", "FLUSH"]).unwrap();
+    server.command(&["CONFIG", "RESETSTAT"]).unwrap();
+    let clock = ops.backend_clock().await.unwrap();
+    let skew = match std::time::SystemTime::now().duration_since(clock.now()) {
+        Ok(d) => d,
+        Err(e) => e.duration(),
+    };
+    assert!(skew < Duration::from_secs(5), "{skew:?}");
+    let stats = match server.command(&["INFO", "commandstats"]).unwrap() {
+        redis::Value::BulkString(b) => String::from_utf8(b).unwrap(),
+        redis::Value::VerbatimString { text, .. } => text,
+        other => panic!("{other:?}"),
+    };
+    let ran: Vec<&str> = (stats.lines())
+        .filter_map(|l| l.strip_prefix("cmdstat_"))
+        .map(|l| l.split([':', '|']).next().unwrap())
+        .filter(|c| !["config", "info"].contains(c))
+        .collect();
+    assert_eq!(ran, ["time"], "{stats}");
+}

@@ -56,8 +56,9 @@ impl BackendClock {
 }
 
 impl Operations {
-    /// The backend's wall clock, read with one probe (what
-    /// [`health`](Operations::health)'s `clock_offset` compares): measure
+    /// The backend's wall clock, read with one request (the clock
+    /// [`health`](Operations::health)'s `clock_offset` compares; a read:
+    /// no script checked, no key written): measure
     /// the ages of listed leases on it, never on this machine's wall
     /// clock. Read it again for a long-lived view (it follows this
     /// client's monotonic clock, which drifts).
@@ -68,12 +69,12 @@ impl Operations {
         let b = self.backend()?;
         let clock = self.client().clock().clone();
         let sent = clock.now();
-        let probe = self.traced("probe", b.probe()).await?;
+        let server_time = self.traced("server_time", b.server_time()).await?;
         let rtt = clock.now().saturating_duration_since(sent);
         Ok(BackendClock {
             clock,
             read_at: sent + rtt / 2,
-            backend: probe.server_time,
+            backend: server_time,
             error: rtt / 2,
         })
     }

@@ -534,6 +534,17 @@ pub trait OpsBackend: Send + Sync {
 
     /// The backend's clock and readiness, for health checks.
     async fn probe(&self) -> Result<Probe>;
+
+    /// The backend's wall clock now, alone: what the ages of listed leases
+    /// are measured on ([`Operations::backend_clock`](crate::Operations::backend_clock),
+    /// read once per listing). A read, changing nothing: unlike
+    /// [`probe`](Self::probe), it checks no script and writes no key.
+    ///
+    /// Added after the family: the default is [`probe`](Self::probe)'s
+    /// `server_time`, so that a backend written before it keeps compiling.
+    async fn server_time(&self) -> Result<SystemTime> {
+        Ok(self.probe().await?.server_time)
+    }
 }
 
 const fn op(name: &'static str) -> Op {
@@ -618,6 +629,12 @@ impl<D: Dispatch> OpsBackend for Dispatched<D> {
             (cursor.clone(), limit),
             |b, (c, l)| async move { ops(&b, "audit")?.audit(&c, l).await },
         )
+        .await
+    }
+    async fn server_time(&self) -> Result<SystemTime> {
+        self.carry(op("server_time"), (), |b, ()| async move {
+            ops(&b, "server_time")?.server_time().await
+        })
         .await
     }
     async fn probe(&self) -> Result<Probe> {

@@ -300,6 +300,14 @@ impl OpsBackend for RedisBackend {
         Ok(Page::new(items, next))
     }
 
+    async fn server_time(&self) -> Result<SystemTime> {
+        let trace = Key::new("probe")?;
+        let call = Traced::new("server_time", FAMILY, &trace);
+        let (secs, micros): (u64, u64) =
+            (self.query(call, Request::Cmd(&redis::cmd("TIME")), &[])).await?;
+        Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_micros(micros))
+    }
+
     async fn probe(&self) -> Result<Probe> {
         let scripts = all_scripts();
         let mut pipe = redis::pipe();
