@@ -123,11 +123,15 @@ fn start_args(start: Start) -> Option<(&'static str, u64)> {
         Start::Time(t) => {
             // Rounded up: events carry whole milliseconds, so one at or
             // after `t` is one at or after the next whole millisecond (an
-            // event in `t`'s millisecond but before it is not).
+            // event in `t`'s millisecond but before it is not). Capped at
+            // 2^53 ms (some 285,000 years), after every event's time: the
+            // script reads it as a double and writes `t - 1` into a stream
+            // id with `%d`, which past 2^63 made an invalid id (an error
+            // where memory places the cursor after the newest event).
             let ms = t
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos().div_ceil(1_000_000));
-            ("t", u64::try_from(ms).unwrap_or(u64::MAX))
+            ("t", u64::try_from(ms).unwrap_or(u64::MAX).min(1 << 53))
         }
         _ => return None,
     })

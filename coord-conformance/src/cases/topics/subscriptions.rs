@@ -332,6 +332,24 @@ pub async fn topic_time_just_after_an_event_passes_over_it(h: &dyn Harness) {
     assert_eq!((got, r.missed), (vec![2], vec![]), "made just after event 1's time");
 }
 
+/// A start at a time after every event kept, however far (past 2^63 ms
+/// since the epoch too), places the cursor after the newest event, as
+/// `Latest`: a subscription made there and one seeked there get what is
+/// published from then on.
+pub async fn topic_start_at_a_far_future_time_is_after_the_newest(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let c = ctx.client("a").await;
+    numbers(&c).publish_many(&[1, 2]).await.unwrap();
+    let far = SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 62);
+    let mut made = numbers(&c).subscriber("made").start(Start::Time(far));
+    assert!(within(made.subscribe(), "subscribe").await, "made");
+    let mut sought = numbers(&c).subscriber("sought").start(Start::Earliest);
+    assert_eq!(within(sought.seek(Start::Time(far)), "seek").await, 3);
+    numbers(&c).publish(&3).await.unwrap();
+    assert_eq!(drain(&mut made, 1, "made").await, vec![(3, 3)]);
+    assert_eq!(drain(&mut sought, 1, "sought").await, vec![(3, 3)]);
+}
+
 /// `unsubscribe` deletes the subscription: its stats say it does not
 /// exist, and the SPI's read and seek answer `None`.
 pub async fn topic_unsubscribe_deletes_the_subscription(h: &dyn Harness) {
