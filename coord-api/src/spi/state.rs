@@ -33,7 +33,8 @@
 //!    version drawn by the same rule (so a reader told of the gap reads on
 //!    from there without another).
 //! 3. **put** names a *call* (`0`: none): a random id the client gives
-//!    every write of one `update`, kept with the change the write made
+//!    every send of one write (a `put`, a `compare_and_set`, every write
+//!    of one `update`: decisions 0063, 0078), kept with the change it made
 //!    (rule 5). A put naming a call the space remembers changes nothing
 //!    and replies [`Written::Done`] with the version of the change that
 //!    call made, whatever its expectation: it is the retry of a put that

@@ -311,10 +311,16 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
     }
 
     /// Writes `value` whatever the current version; the new version.
+    ///
+    /// Written once when its reply is lost: sent again under the same
+    /// call, as [`update`](Self::update)'s writes are (see there).
     pub async fn put(&self, value: &T) -> Result<u64> {
         let (space, key) = self.keys()?;
         let bytes = self.encode(space, key, value)?;
-        match self.write(space, key, bytes, Expect::Any, "put", 0).await? {
+        match self
+            .write_once(space, key, bytes, Expect::Any, "put")
+            .await?
+        {
             Written::Done(v) => Ok(v),
             other => Err(self.unexpected("put", &other)),
         }
@@ -323,12 +329,48 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> State<T> {
     /// Writes `value` only if the current version is `expected` (`None` or
     /// `Some(0)`: only if absent). A conflict carries the current value, so
     /// a retry needs no other read.
+    ///
+    /// A write whose reply is lost (a retryable error) is sent again under
+    /// the same call, as [`update`](Self::update)'s writes are: one that
+    /// had landed is answered `Set` with its version, even when others
+    /// wrote since (a caller's own retry would be told `Conflict` with its
+    /// own write). When the resends are spent, the error: the write may
+    /// have landed.
     pub async fn compare_and_set(&self, expected: Option<u64>, value: &T) -> Result<CasOutcome<T>> {
         let (space, key) = self.keys()?;
         let bytes = self.encode(space, key, value)?;
         let expect = Expect::version(expected);
-        let written = self.write(space, key, bytes, expect, "compare_and_set", 0);
+        let written = self.write_once(space, key, bytes, expect, "compare_and_set");
         self.cas_outcome(space, key, written.await?)
+    }
+
+    /// One write (a put or a compare-and-set) under a call id of its own,
+    /// sent again as it was when left unanswered (a retryable error), up
+    /// to [`UPDATE_RESENDS`] times, after the back-off of a conflict: a
+    /// send that had landed is answered with its version (rule 3 of
+    /// `spi::state`), so the write lands once (decision 0078).
+    async fn write_once(
+        &self,
+        space: &Key,
+        key: &Key,
+        bytes: Vec<u8>,
+        expect: Expect,
+        op: &'static str,
+    ) -> Result<Written> {
+        let call = call_id();
+        let mut lost = 0;
+        loop {
+            let written = self
+                .write(space, key, bytes.clone(), expect, op, call)
+                .await;
+            match written {
+                Err(e) if e.is_retryable() && lost < UPDATE_RESENDS => {
+                    lost += 1;
+                    self.after_conflict(lost).await;
+                }
+                written => return written,
+            }
+        }
     }
 
     /// Reads the value, computes the next one with `f` (given the current

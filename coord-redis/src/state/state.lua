@@ -29,10 +29,11 @@ local CHANGES_KEPT = 1000
 -- The step every loser of a compare-and-set race takes, inline, before any
 -- helper is made (each closure made costs on every run): with no deadline
 -- in the space (nothing to sweep), a put or delete whose expectation fails
--- answers the current entry at once (a put naming a call asks its calls
--- first, below).
+-- answers the current entry at once (a put naming a call the space
+-- remembers does not: rule 3, below; every write of a client names one).
 local timed = redis.call('ZRANGE', deadlines, 0, 0, 'WITHSCORES')[2] ~= nil
-if not timed and (op == 'delete' or (op == 'put' and ARGV[7] == '0')) then
+if not timed and (op == 'delete' or (op == 'put'
+    and (ARGV[7] == '0' or not redis.call('ZSCORE', calls, ARGV[7])))) then
   local e = op == 'put' and 4 or 3
   local expect, expected = ARGV[e], ARGV[e + 1]
   if expect ~= 'a' then

@@ -282,6 +282,56 @@ pub async fn state_update_retried_after_a_lost_reply_applies_once(h: &dyn Harnes
     assert_eq!(number(&a).get().await.unwrap().unwrap().value, 13, "written once");
 }
 
+/// A compare-and-set or a put whose reply is lost (applied, answered
+/// `Unavailable`) is sent again under the same call, as an update's write
+/// is: the one that had landed is answered with the version it made, even
+/// when another writer changed the value since. So the winner of a
+/// compare-and-set is not told `Conflict` with its own write (the caller's
+/// own retry would be), and the write lands once: the other writer's value
+/// stands. When every send's reply is lost, the error, one write.
+pub async fn state_write_whose_reply_is_lost_is_answered_once(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let a = ctx.client("a").await;
+    let v0 = number(&a).put(&0).await.unwrap();
+    let lossy = PutRepliesLost {
+        inner: ctx.backend().await,
+        lose: AtomicU32::new(0),
+        then_add: AtomicU64::new(0),
+    };
+    let lossy = Arc::new(coord_api::spi::Dispatched::new(lossy));
+    let b = Client::builder(lossy.clone()).instance_id("b").unwrap().build();
+    let (lose, then_add) = (&lossy.get_ref().lose, &lossy.get_ref().then_add);
+    lose.store(1, SeqCst);
+    let set = number(&b).compare_and_set(Some(v0), &1).await;
+    let now = number(&a).get().await.unwrap().unwrap();
+    assert_eq!(now.value, 1, "written once");
+    let set = set.expect("sent again, answered");
+    assert_eq!(set, CasOutcome::Set(now.version), "its own write");
+    // Another writer in between: the compare-and-set sent again is
+    // answered with its own version, and writes nothing more.
+    lose.store(1, SeqCst);
+    then_add.store(10, SeqCst);
+    let set = number(&b).compare_and_set(Some(now.version), &2).await;
+    let later = number(&a).get().await.unwrap().unwrap();
+    assert_eq!(later.value, 12, "2, then the other writer's 10, and no more");
+    let v2 = set.expect("sent again, answered").version().expect("set");
+    assert!(now.version < v2 && v2 < later.version, "{v2}: {later:?}");
+    // A put the same way: its own version, the other writer's value stands.
+    lose.store(1, SeqCst);
+    let put = number(&b).put(&5).await.expect("sent again, answered");
+    let last = number(&a).get().await.unwrap().unwrap();
+    assert_eq!(last.value, 15, "5, then 10 added; not put again over it");
+    assert!(later.version < put && put < last.version, "{put}: {last:?}");
+    // Every send's reply lost: the error (retryable), one write.
+    lose.store(coord_api::UPDATE_RESENDS + 1, SeqCst);
+    then_add.store(0, SeqCst);
+    let lost = number(&b).compare_and_set(Some(last.version), &7).await;
+    assert!(matches!(&lost, Err(e) if e.is_retryable()), "{lost:?}");
+    assert_eq!(lose.load(SeqCst), 0, "sent {} times", coord_api::UPDATE_RESENDS + 1);
+    let end = number(&a).get().await.unwrap().unwrap();
+    assert_eq!(end.value, 7, "written once");
+}
+
 /// A put's call is remembered while its change is in the space's log and
 /// no longer (rules 3 and 5 of `spi::state`): sent again while it is, the
 /// put is answered with its version; once later changes pushed it out (a
