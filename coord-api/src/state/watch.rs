@@ -260,7 +260,8 @@ impl<T: DeserializeOwned + Send + 'static> StateWatch<T> {
         }
     }
 
-    /// Waits for a notification, the next expiry, or the retry delay.
+    /// Waits for a notification, the next expiry, the retry delay, or the
+    /// client's close (the next step then answers `Closed` at once).
     async fn wait(&mut self, next_expiry: Option<Instant>) {
         let clock = self.client.clock().clone();
         let fallback =
@@ -274,6 +275,7 @@ impl<T: DeserializeOwned + Send + 'static> StateWatch<T> {
                 }
             }
             _ = clock.sleep_until(until) => {}
+            () = self.client.until_closed() => {}
         }
     }
 }

@@ -316,9 +316,16 @@ impl<E> std::fmt::Debug for EphemeralListener<E> {
 }
 
 impl<E: Serialize + DeserializeOwned + Send + 'static> EphemeralListener<E> {
-    /// The next thing heard. Cancel safe.
+    /// The next thing heard. Cancel safe. Once the client is closed,
+    /// `Error::Closed`, at once also for a `next` waiting then.
     pub async fn next(&mut self) -> Result<Ephemeral<E>> {
-        match self.inner.next().await? {
+        let client = self.topic.client();
+        let heard = tokio::select! {
+            biased;
+            () = client.until_closed() => return Err(client.closed()),
+            heard = self.inner.next() => heard?,
+        };
+        match heard {
             Heard::MayHaveMissed => {
                 metrics::missed_ephemeral();
                 Ok(Ephemeral::MayHaveMissed)

@@ -231,4 +231,32 @@ pub async fn state_gap_reports_values_that_do_not_decode(h: &dyn Harness) {
     assert_eq!(next_event(&mut first, "then changes").await, put("b", v, 3));
     assert_eq!(next_event(&mut again, "then changes").await, put("b", v, 3));
 }
+
+/// A watch waiting for a change when its client is closed (a value's and a
+/// prefix watch of a space, with a retry delay of 10 s) ends at once with
+/// `Error::Closed`, as every family's waits do (`common`), not at its next
+/// read.
+pub async fn state_watch_waiting_ends_at_once_when_its_client_closes(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let b = ctx.client("b").await;
+    let v = number(&b).put(&1).await.unwrap();
+    let mut value = number(&b).watch(v);
+    let mut space = b.state_space::<u64>("s").watch("", 0);
+    assert!(matches!(next_event(&mut space, "the gap").await, StateEvent::Gap { .. }));
+    let waiting = [
+        ("a value's watch", tokio::spawn(async move { value.next().await.map(drop) })),
+        ("a space's watch", tokio::spawn(async move { space.next().await.map(drop) })),
+    ];
+    // Long enough for each to read and wait (a close before that would
+    // pass vacuously: checked).
+    sleep(ms(300)).await;
+    for (what, task) in &waiting {
+        assert!(!task.is_finished(), "{what}: waiting before the close");
+    }
+    at_once(b.close()).await.expect("close");
+    for (what, task) in waiting {
+        let res = join(task, ms(2000), what).await;
+        assert!(matches!(res, Err(Error::Closed { .. })), "{what}: {res:?}");
+    }
+}
 }

@@ -82,4 +82,24 @@ pub async fn topic_ephemeral_full_buffer_tells_may_have_missed(h: &dyn Harness) 
     let next = within(l.next(), "the listener goes on").await;
     assert_eq!(next, Ephemeral::Event(SENT));
 }
+
+/// A listener waiting for an ephemeral event when its client is closed
+/// ends at once with `Error::Closed`, as every family's waits do
+/// (`common`), and so does every later `next`.
+pub async fn topic_listener_waiting_ends_at_once_when_its_client_closes(h: &dyn Harness) {
+    let ctx = Ctx::new(h);
+    let b = ctx.client("b").await;
+    let mut l = within(numbers(&b).listen(), "listen").await;
+    let task = tokio::spawn(async move {
+        let first = l.next().await.map(drop);
+        (first, l.next().await.map(drop))
+    });
+    // Long enough to wait (a close before that would pass vacuously).
+    sleep(ms(300)).await;
+    assert!(!task.is_finished(), "waiting before the close");
+    at_once(b.close()).await.expect("close");
+    let (first, then) = join(task, ms(2000), "the listener").await;
+    assert!(matches!(first, Err(Error::Closed { .. })), "{first:?}");
+    assert!(matches!(then, Err(Error::Closed { .. })), "then: {then:?}");
+}
 }
