@@ -148,6 +148,9 @@ impl<T: DeserializeOwned + Send + 'static> StateWatch<T> {
     /// Cancel safe: a change is handed out only when this returns.
     pub async fn next(&mut self) -> Result<StateEvent<T>> {
         let space = checked(&self.space)?.clone();
+        // A closed client's: `Closed`, also with changes read, not handed
+        // out yet (they stay: the position has not passed them).
+        self.client.state_backend()?;
         // (Its waits use the client's retry delay: zero would poll.)
         self.client.lease_options().validate(&space)?;
         let select = match &self.select {

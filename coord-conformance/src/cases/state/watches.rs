@@ -235,12 +235,18 @@ pub async fn state_gap_reports_values_that_do_not_decode(h: &dyn Harness) {
 /// A watch waiting for a change when its client is closed (a value's and a
 /// prefix watch of a space, with a retry delay of 10 s) ends at once with
 /// `Error::Closed`, as every family's waits do (`common`), not at its next
-/// read.
+/// read; one with a change read, not handed out yet, answers `Closed` too
+/// (every call of a closed client does).
 pub async fn state_watch_waiting_ends_at_once_when_its_client_closes(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let b = ctx.client("b").await;
     let v = number(&b).put(&1).await.unwrap();
-    let mut value = number(&b).watch(v);
+    // A watch with a change read and not handed out yet.
+    let mut queued = number(&b).watch(v);
+    let v2 = number(&b).put(&2).await.unwrap();
+    let v3 = number(&b).put(&3).await.unwrap();
+    assert_eq!(next_event(&mut queued, "the first of two").await, put(K, v2, 2));
+    let mut value = number(&b).watch(v3);
     let mut space = b.state_space::<u64>("s").watch("", 0);
     assert!(matches!(next_event(&mut space, "the gap").await, StateEvent::Gap { .. }));
     let waiting = [
@@ -258,5 +264,7 @@ pub async fn state_watch_waiting_ends_at_once_when_its_client_closes(h: &dyn Har
         let res = join(task, ms(2000), what).await;
         assert!(matches!(res, Err(Error::Closed { .. })), "{what}: {res:?}");
     }
+    let res = at_once(queued.next()).await;
+    assert!(matches!(res, Err(Error::Closed { .. })), "what it had read: {res:?}");
 }
 }
