@@ -148,9 +148,6 @@ impl<T: DeserializeOwned + Send + 'static> StateWatch<T> {
     /// Cancel safe: a change is handed out only when this returns.
     pub async fn next(&mut self) -> Result<StateEvent<T>> {
         let space = checked(&self.space)?.clone();
-        // A closed client's: `Closed`, also with changes read, not handed
-        // out yet (they stay: the position has not passed them).
-        self.client.state_backend()?;
         // (Its waits use the client's retry delay: zero would poll.)
         self.client.lease_options().validate(&space)?;
         let select = match &self.select {
@@ -158,6 +155,9 @@ impl<T: DeserializeOwned + Send + 'static> StateWatch<T> {
             Err(raw) => return Err(Key::new(raw).expect_err("validated before")),
         };
         check_changes(&space, &select, MAX_CHANGES_PAGE)?;
+        // A closed client's: `Closed`, also with changes read, not handed
+        // out yet (they stay: the position has not passed them).
+        self.client.state_backend()?;
         loop {
             if let Some((event, position)) = self.pending.pop_front() {
                 self.position = position;
