@@ -6,7 +6,7 @@
 //!
 //! A space's entries are one hash (each field the entry's version and
 //! value, so a compare-and-set that loses a race, the common step under
-//! contention, costs one HGET) and a sorted set of deadlines; its log is a sorted set of changes scored by version, trimmed
+//! contention, costs one HGET beside a look at the calls) and a sorted set of deadlines; its log is a sorted set of changes scored by version, trimmed
 //! to its last [`CHANGES_KEPT`](coord_api::spi::CHANGES_KEPT) (the floor
 //! raised to the last version dropped), as in memory. Versions come from the prelude's `next_token` on
 //! the space's counter, floored at the head the meta hash keeps, so they

@@ -18,8 +18,8 @@
 -- scored by its version (below 2^53: exact in a double).
 --
 -- A compare-and-set that loses a race is the common step under contention:
--- it costs one look at the deadlines and one HGET (the meta hash and the
--- clock are read only by a step that needs them).
+-- it costs one look at the deadlines, one at the calls and one HGET (the
+-- meta hash and the clock are read only by a step that needs them).
 local meta, counter, entries, deadlines, log, calls =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 
