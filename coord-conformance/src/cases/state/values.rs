@@ -114,6 +114,22 @@ impl coord_api::spi::Dispatch for PutRepliesLost {
 /// A typed value with text, numbers, a list and an option.
 type Config = (String, u32, Vec<bool>, Option<i64>);
 
+/// Instance `b` over a [`PutRepliesLost`] of the harness's backend
+/// (losing nothing until told).
+async fn lossy_client(ctx: &Ctx<'_>) -> (Arc<coord_api::spi::Dispatched<PutRepliesLost>>, Client) {
+    let lossy = PutRepliesLost {
+        inner: ctx.backend().await,
+        lose: AtomicU32::new(0),
+        then_add: AtomicU64::new(0),
+    };
+    let lossy = Arc::new(coord_api::spi::Dispatched::new(lossy));
+    let b = Client::builder(lossy.clone())
+        .instance_id("b")
+        .unwrap()
+        .build();
+    (lossy, b)
+}
+
 cases! {
     family: "state", needs: [Need::State];
 
@@ -250,13 +266,7 @@ pub async fn state_update_retried_after_a_lost_reply_applies_once(h: &dyn Harnes
     let ctx = Ctx::new(h);
     let a = ctx.client("a").await;
     number(&a).put(&0).await.unwrap();
-    let lossy = PutRepliesLost {
-        inner: ctx.backend().await,
-        lose: AtomicU32::new(0),
-        then_add: AtomicU64::new(0),
-    };
-    let lossy = Arc::new(coord_api::spi::Dispatched::new(lossy));
-    let b = Client::builder(lossy.clone()).instance_id("b").unwrap().build();
+    let (lossy, b) = lossy_client(&ctx).await;
     let (lose, then_add) = (&lossy.get_ref().lose, &lossy.get_ref().then_add);
     let add = |n: Option<&u64>| n.copied().unwrap_or(0) + 1;
     lose.store(1, SeqCst);
@@ -293,13 +303,7 @@ pub async fn state_write_whose_reply_is_lost_is_answered_once(h: &dyn Harness) {
     let ctx = Ctx::new(h);
     let a = ctx.client("a").await;
     let v0 = number(&a).put(&0).await.unwrap();
-    let lossy = PutRepliesLost {
-        inner: ctx.backend().await,
-        lose: AtomicU32::new(0),
-        then_add: AtomicU64::new(0),
-    };
-    let lossy = Arc::new(coord_api::spi::Dispatched::new(lossy));
-    let b = Client::builder(lossy.clone()).instance_id("b").unwrap().build();
+    let (lossy, b) = lossy_client(&ctx).await;
     let (lose, then_add) = (&lossy.get_ref().lose, &lossy.get_ref().then_add);
     lose.store(1, SeqCst);
     let set = number(&b).compare_and_set(Some(v0), &1).await;
