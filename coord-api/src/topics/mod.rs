@@ -229,6 +229,13 @@ impl<E: Serialize + DeserializeOwned + Send + 'static> Topic<E> {
     /// Appends `events` in order, in one step (at most 1,000); their
     /// offsets. Every event is checked (tag, size) with the retention
     /// before any I/O.
+    ///
+    /// A publish answered with a retryable error (its reply lost, a
+    /// timeout) may have appended its events: sent again, they may be
+    /// appended twice, and every subscription then gets both copies. It
+    /// is not sent again for you; where a duplicate matters, carry an id
+    /// in the event and let consumers skip one already seen (delivery is
+    /// at least once anyway).
     pub async fn publish_many<'a>(
         &self,
         events: impl IntoIterator<Item = &'a E>,
