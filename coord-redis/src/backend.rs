@@ -1,5 +1,6 @@
 //! [`RedisBackend`]: the connections (one multiplexed, self-reconnecting
-//! connection for the scripts, one shared pub/sub connection for wake-ups),
+//! connection for the scripts, one shared pub/sub connection for wake-ups,
+//! and with confirmed writes the connections they borrow),
 //! the configuration, and the root [`Backend`] handing out every family.
 
 use std::{
@@ -26,6 +27,7 @@ use crate::{
     Endpoint, RedisConfig,
     cluster::{self, Conn},
     error,
+    lender::Lender,
     pubsub::{Channels, Hub},
     sentinel::Sentinels,
     server::ServerInfo,
@@ -76,8 +78,9 @@ use crate::{
 /// - at connect it asks the server its version ([`server_info`](Self::server_info))
 ///   and refuses one older than [`MIN_VERSION`](crate::MIN_VERSION);
 /// - with [`Confirm`](crate::Confirm) configured, every write waits for
-///   replicas (`WAIT`) or disks (`WAITAOF`) and a shortfall is
-///   `Error::Unconfirmed`;
+///   replicas (`WAIT`) or disks (`WAITAOF`), on a connection lent to it
+///   alone (on one server; see [`CONFIRMING_CONNECTIONS`](crate::CONFIRMING_CONNECTIONS)),
+///   and a shortfall is `Error::Unconfirmed`;
 /// - keys: see [`keys`](crate::keys).
 ///
 /// `Display` names the endpoint and namespace, never the password:
@@ -137,6 +140,10 @@ pub(crate) struct Link {
     pub(crate) conn: Conn,
     /// The server's address.
     pub(crate) addr: ConnectionAddr,
+    /// The connections confirmed writes borrow (decision 0079): with
+    /// [`Confirm`](crate::Confirm) configured, on one server (not a
+    /// cluster).
+    pub(crate) lender: Option<Arc<Lender>>,
     /// Counts the servers used so far (1 for the first).
     pub(crate) generation: u64,
     /// What the server said of itself.
@@ -172,6 +179,7 @@ impl RedisBackend {
         let server = ServerInfo::probe(&config, &conn).await?;
         server.check(&config, &addr.to_string())?;
         server.check_persistence(&config, &addr.to_string())?;
+        let lender = lender(&config, &addr, &conn).await?;
         let channels = Arc::new(Channels::default());
         let pubsub = Conn::Single(pubsub_connection(&config, &addr, &channels)?);
         let hub = Arc::new(Hub::new(config.clone(), pubsub, channels, false));
@@ -183,6 +191,7 @@ impl RedisBackend {
                 link: RwLock::new(Link {
                     conn,
                     addr,
+                    lender,
                     generation: 1,
                     server,
                 }),
@@ -231,6 +240,7 @@ impl RedisBackend {
                         conn,
                         // Requests are routed by slot; errors name the seeds.
                         addr: ConnectionAddr::Tcp(nodes[0].0.clone(), nodes[0].1),
+                        lender: None,
                         generation: 1,
                         server,
                     }),
@@ -319,11 +329,13 @@ impl RedisBackend {
         }
         let server = ServerInfo::probe(config, &conn).await?;
         server.check(config, &addr.to_string())?;
+        let lender = lender(config, &addr, &conn).await?;
         let pubsub = Conn::Single(pubsub_connection(config, &addr, self.hub().channels())?);
         {
             let mut link = self.inner.link.write().unwrap();
             link.generation += 1;
             link.conn = conn;
+            link.lender = lender;
             link.addr = addr;
             link.server = server;
         }
@@ -358,15 +370,18 @@ impl RedisBackend {
         &self.inner.config
     }
 
-    /// The connection every script call uses.
-    pub(crate) fn conn(&self) -> Conn {
-        self.inner.link.read().unwrap().conn.clone()
-    }
-
     /// The connection in use and its generation (see [`Link`]).
     pub(crate) fn current(&self) -> (Conn, u64) {
         let link = self.inner.link.read().unwrap();
         (link.conn.clone(), link.generation)
+    }
+
+    /// [`current`](Self::current), and for `own` (a confirmed write) the
+    /// lender of the same server, if it has one (see [`Link::lender`]).
+    pub(crate) fn current_for(&self, own: bool) -> (Conn, u64, Option<Arc<Lender>>) {
+        let link = self.inner.link.read().unwrap();
+        let lender = link.lender.clone().filter(|_| own);
+        (link.conn.clone(), link.generation, lender)
     }
 
     /// The generation of the connection in use and its server's address.
@@ -439,17 +454,7 @@ async fn connect_commands(
     config: &RedisConfig,
     addr: &ConnectionAddr,
 ) -> Result<ConnectionManager> {
-    let client = redis_client(config, addr, ProtocolVersion::RESP2)?;
-    // No response timeout of the redis crate's own: every request on
-    // this connection runs under the operation timeout (`eval`), which
-    // also bounds a wait for a reconnection; a
-    // second timer per request would only cost time. (The crate's
-    // response timeout never triggers a reconnection either.)
-    let manager_config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(config.connect_timeout()))
-        .set_response_timeout(None)
-        .set_number_of_retries(3)
-        .set_max_delay(Duration::from_millis(500));
+    let (client, manager_config) = commands(config, addr)?;
     match tokio::time::timeout(
         config.connect_timeout(),
         ConnectionManager::new_with_config(client, manager_config),
@@ -464,6 +469,70 @@ async fn connect_commands(
             config.connect_timeout(),
         )),
     }
+}
+
+/// How command connections to the server at `addr` are made: the client
+/// and the connection's settings.
+fn commands(
+    config: &RedisConfig,
+    addr: &ConnectionAddr,
+) -> Result<(redis::Client, ConnectionManagerConfig)> {
+    let client = redis_client(config, addr, ProtocolVersion::RESP2)?;
+    // No response timeout of the redis crate's own: every request on
+    // this connection runs under the operation timeout (`eval`), which
+    // also bounds a wait for a reconnection; a
+    // second timer per request would only cost time. (The crate's
+    // response timeout never triggers a reconnection either.)
+    let manager_config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(config.connect_timeout()))
+        .set_response_timeout(None)
+        .set_number_of_retries(3)
+        .set_max_delay(Duration::from_millis(500));
+    Ok((client, manager_config))
+}
+
+/// The connections confirmed writes to the server at `addr` borrow, when
+/// `config` confirms writes (see [`lender`](crate::lender)), with every
+/// script loaded on that server first through `conn`.
+///
+/// A `WAIT` blocks whenever a replica lags, also after a request that did
+/// not run: a confirmed write answered `NOSCRIPT` would wait for its
+/// replicas twice, first for nothing, and with a replica gone take twice
+/// the confirmation's timeout (past the operation timeout if that is less).
+/// Loaded now, scripts are missing only after a `SCRIPT FLUSH` or a restart
+/// (then the first write of each waits twice, once). A server that refuses
+/// to load them (an ACL without `SCRIPT`) is left to load them on first use,
+/// as without confirmation.
+async fn lender(
+    config: &RedisConfig,
+    addr: &ConnectionAddr,
+    conn: &Conn,
+) -> Result<Option<Arc<Lender>>> {
+    if config.confirm().is_none() {
+        return Ok(None);
+    }
+    let (client, manager_config) = commands(config, addr)?;
+    let mut conn = conn.clone();
+    let load = async {
+        for script in crate::ops::all_scripts() {
+            script.load_async(&mut conn).await?;
+        }
+        Ok::<_, redis::RedisError>(())
+    };
+    match tokio::time::timeout(config.timeout(), load).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(%addr, error = %e, "cannot load the scripts ahead of confirmed writes")
+        }
+        Err(_) => {
+            return Err(error::timed_out(
+                config,
+                "load the scripts",
+                config.timeout(),
+            ));
+        }
+    }
+    Ok(Some(Arc::new(Lender::new(client, manager_config))))
 }
 
 /// The pub/sub connection to the server at `addr` (RESP3, opened on first

@@ -21,7 +21,10 @@
 //! - [`ttl_ms`] is the one TTL conversion; [`millis`], [`token`], [`wall`]
 //!   and [`RedisBackend::stored_holder`] decode what replies carry.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use coord_api::{Error, FencingToken, HolderId, Key, Result};
 use redis::{
@@ -33,7 +36,9 @@ use tracing::{Instrument, Span, field::Empty};
 use crate::{
     Confirm, RedisBackend,
     cluster::{self, Conn},
-    error, reads, sentinel,
+    error,
+    lender::Lender,
+    reads, sentinel,
 };
 
 /// A family's script as a `LazyLock<redis::Script>`: the prelude, then the
@@ -298,7 +303,7 @@ impl RedisBackend {
             }
         };
         let generation = (confirm.is_some() && self.sentinels().is_some()).then(|| self.server().0);
-        let (v, acks) = self.bounded(call, span, run).await?;
+        let (v, acks) = self.bounded(call, span, confirm.is_some(), run).await?;
         let confirmed = self.confirmed(call, confirm, acks);
         if let (Err(_), Some(generation)) = (&confirmed, generation) {
             // Behind sentinels, a master that lost its replicas may be one
@@ -369,7 +374,7 @@ impl RedisBackend {
             }
             Ok(())
         };
-        self.bounded(&call, &self.span(&call), run).await
+        self.bounded(&call, &self.span(&call), false, run).await
     }
 
     /// `run` on the connection in use for `call`, inside `span`, within
@@ -379,20 +384,23 @@ impl RedisBackend {
     /// Behind sentinels, an error saying the server may be gone or
     /// read-only (or no answer in time) asks them where the master is (see
     /// [`sentinel`](crate::sentinel)); `run` is repeated on the new master
-    /// only when the server refused it without running it.
+    /// only when the server refused it without running it. `own`: a
+    /// confirmed write, run on a connection of its own (see
+    /// [`lender`](crate::lender)) where the server has a lender.
     async fn bounded<T, F: Future<Output = redis::RedisResult<T>>>(
         &self,
         call: &Traced<'_>,
         span: &Span,
+        own: bool,
         run: impl Fn(Conn) -> F,
     ) -> Result<T> {
         let cfg = self.config();
-        let (conn, generation) = self.current();
+        let (conn, generation, lender) = self.current_for(own);
         let attempt = async {
             if self.is_cluster() {
                 return self.until_run(&run).await;
             }
-            match run(conn).await {
+            match run_on(&run, conn, lender).await {
                 Err(e) if self.sentinels().is_some() && error::is_unavailable(&e) => {
                     if !sentinel::not_run(&e) {
                         self.follow_master_later(generation);
@@ -401,7 +409,8 @@ impl RedisBackend {
                     if !self.follow_master(generation).await {
                         return Err(e);
                     }
-                    run(self.conn()).await
+                    let (conn, _, lender) = self.current_for(own);
+                    run_on(&run, conn, lender).await
                 }
                 res => res,
             }
@@ -436,6 +445,23 @@ impl RedisBackend {
             format!("unexpected reply {reply:?} to {}", call.describe()),
         )
     }
+}
+
+/// `run` on `conn`, or, given a `lender`, on a connection it lends this
+/// request alone, given back once answered (dropped, cancelled, it is
+/// closed).
+async fn run_on<T, F: Future<Output = redis::RedisResult<T>>>(
+    run: &impl Fn(Conn) -> F,
+    conn: Conn,
+    lender: Option<Arc<Lender>>,
+) -> redis::RedisResult<T> {
+    let Some(lender) = lender else {
+        return run(conn).await;
+    };
+    let lent = lender.lend().await?;
+    let res = run(Conn::Single(lent.conn())).await;
+    lent.give_back();
+    res
 }
 
 /// Sends `req`, followed by `wait` (a confirmation) in the same pipeline

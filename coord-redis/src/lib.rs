@@ -79,6 +79,8 @@ mod jobs;
 #[cfg(not(madsim))]
 pub mod keys;
 #[cfg(not(madsim))]
+mod lender;
+#[cfg(not(madsim))]
 mod locks;
 #[cfg(not(madsim))]
 mod membership;
@@ -105,5 +107,7 @@ pub use config::{
     DEFAULT_TIMEOUT, Endpoint, MAX_CONFIRM_REPLICAS, MAX_MASTER_NAME, RedisConfig,
     RedisConfigBuilder,
 };
+#[cfg(not(madsim))]
+pub use lender::CONFIRMING_CONNECTIONS;
 #[cfg(not(madsim))]
 pub use server::{MIN_VERSION, ServerInfo, Version};

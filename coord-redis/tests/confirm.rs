@@ -201,6 +201,78 @@ async fn unconfirmed_multi_and_fair_grants_are_released_whole() {
     freed(&plain, &["f"]).await;
 }
 
+/// Decision 0079: a confirmed write waits for its replicas on a connection
+/// of its own. On the backend's shared connection, a `WAIT` held up every
+/// other call of the client until it ended: with the replica frozen, a
+/// second write was not even sent before the first's confirmation ended,
+/// and a read was answered only after both (a few writes at once made
+/// calls fail `Unavailable` at the operation timeout, which made
+/// `unconfirmed_multi_and_fair_grants_are_released_whole` fail at random,
+/// its grant queued behind the client's presence announcement).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirmed_writes_wait_without_holding_up_other_calls() {
+    let pair = Arc::new(blocking(Pair::start).await);
+    // A confirmation long enough to look at the server meanwhile.
+    let query = "namespace=c5&confirm_replicas=1&confirm_timeout=5s&timeout=10s";
+    let confirmed = client(&pair.url(query), "confirmed").await;
+    let plain = client(&pair.url("namespace=c5"), "plain").await;
+    let p = pair.clone();
+    blocking(move || p.replica.pause()).await;
+
+    let write = |key: &'static str| {
+        let client = confirmed.clone();
+        tokio::spawn(async move { client.lock(key).try_lock().await.map(drop) })
+    };
+    let (first, second) = (write("w1"), write("w2"));
+    // Both applied on the master, so both wait for their confirmations.
+    held(&plain, &["w1", "w2"]).await;
+    let holders = confirmed.lock("w1").holders().await.unwrap();
+    assert!(
+        !first.is_finished() && !second.is_finished(),
+        "a write, or the read, waited for another write's confirmation"
+    );
+    assert_eq!(holders.len(), 1, "{holders:?}");
+    for write in [first, second] {
+        let res = write.await.unwrap();
+        assert!(matches!(res, Err(Error::Unconfirmed { .. })), "{res:?}");
+    }
+}
+
+/// A confirmed write answered `NOSCRIPT` waits for its replicas twice (a
+/// `WAIT` blocks whenever a replica lags, also after a request that did not
+/// run), so a backend that confirms writes loads every script at connect:
+/// its first writes find them (no `EVALSHA` failed on the server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirmed_writes_find_their_scripts_loaded() {
+    let pair = blocking(Pair::start).await;
+    let query = format!("namespace=c6&confirm_replicas=1&confirm_timeout={CONFIRM_TIMEOUT:?}");
+    let confirmed = client(&pair.url(&query), "confirmed").await;
+    let g = confirmed
+        .lock("s")
+        .try_lock()
+        .await
+        .unwrap()
+        .expect("granted");
+    g.release().await.unwrap();
+    let stats = pair.master.command(&["INFO", "commandstats"]).unwrap();
+    let stats: String = redis::from_redis_value(stats).unwrap();
+    let evalsha = (stats.lines())
+        .find(|l| l.starts_with("cmdstat_evalsha:"))
+        .expect("EVALSHA ran");
+    assert!(evalsha.ends_with("failed_calls=0"), "{evalsha}");
+}
+
+/// Waits until every key of `keys` is held (for at most [`DEADLINE`]).
+async fn held(plain: &Client, keys: &[&str]) {
+    let deadline = Instant::now() + DEADLINE;
+    for key in keys {
+        while plain.lock(key).holders().await.unwrap().is_empty() {
+            assert!(Instant::now() < deadline, "{key} never held");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// Waits until no key of `keys` is held (for at most [`DEADLINE`]).
 async fn freed(plain: &Client, keys: &[&str]) {
     let deadline = Instant::now() + DEADLINE;

@@ -37,11 +37,15 @@ pub const DEFAULT_CONFIRM_TIMEOUT: Duration = Duration::from_millis(500);
 ///   its append-only file when `local` is asked (`WAITAOF` would refuse
 ///   every write).
 ///
-/// Each confirmation costs the writes on the backend's connection a round
-/// trip to the replicas (or a disk sync), and while one waits, later
-/// requests on the same connection wait behind it: with a replica gone,
-/// every write takes `timeout` and then fails. Keep `timeout` well below
-/// the leases' TTLs; it must be below the operation timeout.
+/// Each confirmation costs its write a round trip to the replicas (or a
+/// disk sync). A confirmed write waits on a connection of its own, lent
+/// for the time of its request (at most
+/// [`CONFIRMING_CONNECTIONS`](crate::CONFIRMING_CONNECTIONS) at once; on a
+/// Redis Cluster, on the shared connection, where the other requests to
+/// the same node wait behind it): reads and other writes go on meanwhile.
+/// Still, with a replica gone every write takes `timeout` and then fails.
+/// Keep `timeout` well below the leases' TTLs; it must be below the
+/// operation timeout.
 ///
 /// ```
 /// use coord_redis::{Confirm, RedisConfig};

@@ -84,7 +84,7 @@ fn decode_presence(instance: InstanceId, stored: &str, ms_left: i64) -> Option<P
 }
 
 /// Every script this backend runs (the probe asks whether they are loaded).
-fn all_scripts() -> [&'static Script; 15] {
+pub(crate) fn all_scripts() -> [&'static Script; 15] {
     [
         &crate::locks::LOCK,
         &crate::locks::RWLOCK,
