@@ -33,7 +33,7 @@ use std::{
 };
 
 use coord_api::{Client, LeaseOptions};
-use coord_redis::RedisBackend;
+use coord_redis::{RedisBackend, RedisConfig};
 use coord_testkit::redis::RedisServer;
 use redis::Value;
 use tokio::{sync::Notify, task::JoinHandle};
@@ -78,9 +78,12 @@ pub fn server_line(server: &RedisServer) -> String {
 /// A client named `name` on a backend of its own on `server`, leases of
 /// [`TTL`].
 pub async fn client(server: &RedisServer, name: &str) -> Client {
-    let backend = RedisBackend::connect(server.config("bench"))
-        .await
-        .expect("connect");
+    client_with(server.config("bench"), name).await
+}
+
+/// [`client`] with a configuration of the caller's (a URL's options).
+pub async fn client_with(config: RedisConfig, name: &str) -> Client {
+    let backend = RedisBackend::connect(config).await.expect("connect");
     Client::builder(Arc::new(backend))
         .instance_id(name)
         .expect("instance id")

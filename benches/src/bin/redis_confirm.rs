@@ -36,9 +36,9 @@ mod bench {
         time::{Duration, Instant},
     };
 
-    use coord_api::{Client, LeaseOptions};
-    use coord_benches::redis_tool::{TTL, env_usize, median, server_line};
-    use coord_redis::{RedisBackend, RedisConfig};
+    use coord_api::Client;
+    use coord_benches::redis_tool::{client_with, env_usize, median, server_line};
+    use coord_redis::RedisConfig;
     use coord_testkit::redis::RedisServer;
 
     pub async fn run() {
@@ -53,8 +53,10 @@ mod bench {
         }
         println!("{}, one replica", server_line(&master));
         let url = |query: &str| format!("redis://127.0.0.1:{port}/0?namespace=cf&{query}");
-        let plain = client(&url("")).await;
-        let confirmed = client(&url("confirm_replicas=1&confirm_timeout=1s")).await;
+        let config = |query: &str| RedisConfig::from_url(&url(query)).expect("bench URL");
+        let plain = client_with(config(""), "plain").await;
+        let confirmed =
+            client_with(config("confirm_replicas=1&confirm_timeout=1s"), "confirmed").await;
         let mut ratios: [Vec<f64>; 2] = Default::default();
         for rep in 1..=reps {
             for (i, (name, n)) in [("seq", 1), ("par", tasks)].into_iter().enumerate() {
@@ -71,14 +73,6 @@ mod bench {
             let m = median(r).unwrap_or(f64::NAN);
             println!("median {name}: confirmed/plain {m:.3}");
         }
-    }
-
-    async fn client(url: &str) -> Client {
-        let config = RedisConfig::from_url(url).expect("bench URL");
-        let backend = RedisBackend::connect(config).await.expect("connect");
-        Client::builder(Arc::new(backend))
-            .lease_options(LeaseOptions::default().ttl(TTL))
-            .build()
     }
 
     /// Lock-and-release cycles per second of `n` tasks of `client` over
